@@ -1,0 +1,85 @@
+/**
+ * End-to-end benchmark: a trivial SELECT sent directly through pg (pool of 8) and sent
+ * through Writ (agent → NATS → broker → worker → pg → result), in the same run, at 1,
+ * 16 and 64 concurrent agents. The broker and worker run in a child process (as `writ up`
+ * does), the agents in this one; nats-server runs with GOMAXPROCS=1. nats-server 2.9
+ * does not fsync each message: figures are for its default (non-fsync) file store.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { connect } from '@nats-io/transport-node';
+import { loadDevIssuer, mintDevToken } from '../broker/index.ts';
+import { WritClient } from '../client/index.ts';
+import { createTestDatabase, startNats } from '../test/helpers/index.ts';
+import { fmt, load, type LoadFigures } from './stats.ts';
+
+export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Record<string, LoadFigures>> {
+  const durationMs = opts.durationMs ?? Number(process.env.BENCH_MS ?? 5000);
+  const nats = await startNats({ gomaxprocs: 1 });
+  const db = await createTestDatabase();
+  const dir = mkdtempSync(join(tmpdir(), 'writ-bench-'));
+  const cfgFile = join(dir, 'writ.yaml');
+  writeFileSync(cfgFile, JSON.stringify({
+    prefix: 'writ',
+    identity: { devIssuer: { enabled: true, dir: join(dir, 'dev-issuer') } },
+    grants: { keyFile: join(dir, 'grant-key.pem') },
+    targets: [{ name: 'db', kind: 'postgres' }],
+    policy: { rules: [{ id: 'bench', effect: 'allow', groups: ['bench'], targets: ['db'], mode: 'read' }], masking: { columns: [], detectors: ['email'] } },
+    workers: { postgres: [{ target: 'db', host: db.host, port: db.port, database: db.database, poolSize: 8, credentials: { read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } } } }] },
+    audit: { flushMs: 2 },
+    log: { level: 'warn' },
+  }));
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'stack-process.ts'), cfgFile], {
+    env: { ...process.env, NATS_URL: nats.url, WRIT_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => d.toString().includes('READY') && resolve());
+    child.once('exit', (c) => reject(new Error(`stack exited ${c}`)));
+  });
+
+  const direct = new pg.Pool({ connectionString: db.connectionString('read'), max: 8 });
+  const nc = await connect({ servers: nats.url });
+  const dev = await loadDevIssuer(join(dir, 'dev-issuer'), false);
+  const token = await mintDevToken(dev, { sub: 'bench', groups: ['bench'], audience: 'writ', ttlSec: 3000 });
+  const client = new WritClient({ nc, token });
+  const out: Record<string, LoadFigures> = {};
+  try {
+    // Warm both paths (JIT, pools, caches).
+    await load(() => direct.query('SELECT 1'), 8, 500);
+    await load(() => client.run({ target: 'db', sql: 'SELECT 1' }), 8, 1000);
+    for (const c of [1, 16, 64]) {
+      out[`direct c=${c}`] = await load(() => direct.query('SELECT 1'), c, durationMs);
+      out[`writ c=${c}`] = await load(async () => {
+        const o = await client.run({ target: 'db', sql: 'SELECT 1' });
+        if (o.status !== 'succeeded') throw new Error(o.error?.code ?? o.status);
+      }, c, durationMs);
+    }
+  } finally {
+    await nc.close();
+    await direct.end();
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    await db.drop();
+    await nats.stop();
+  }
+  return out;
+}
+
+export function printE2E(r: Record<string, LoadFigures>): void {
+  console.log('\n## End to end: SELECT 1, direct pg (pool 8) vs through Writ');
+  console.log('| concurrency | direct p50 ms | direct p99 ms | direct ops/s | writ p50 ms | writ p99 ms | writ ops/s | p50 +ms | p50 ratio | throughput ratio | writ errors |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const c of [1, 16, 64]) {
+    const d = r[`direct c=${c}`]!;
+    const w = r[`writ c=${c}`]!;
+    console.log(`| ${c} | ${fmt(d.p50)} | ${fmt(d.p99)} | ${fmt(d.perSec, 0)} | ${fmt(w.p50)} | ${fmt(w.p99)} | ${fmt(w.perSec, 0)} | ${fmt(w.p50 - d.p50)} | ${fmt(w.p50 / d.p50, 1)}x | ${fmt(w.perSec / d.perSec, 3)} | ${w.errors} |`);
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  printE2E(await benchE2E());
+}

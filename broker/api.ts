@@ -1,0 +1,147 @@
+/**
+ * The agents' request/reply API on `writ.api.<op>`, served by every broker replica in
+ * one queue group. Each request carries the agent's token; an agent only ever sees its
+ * own intents (another principal's id answers "not found", not "forbidden").
+ */
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { KvEntry } from '@nats-io/kv';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { AuditWriter } from '../audit/index.ts';
+import type { Logger } from '../lib/index.ts';
+import {
+  ApiRequestSchema, IntentRecordSchema, OutcomeSchema, TERMINAL_STATES, WritError, formatIssues, toWritError,
+  type ApiReply, type IntentRecord, type IntentState, type Names, type Outcome,
+} from '../schemas/index.ts';
+import type { IdentityVerifier } from './identity.ts';
+import type { Buckets } from './provision.ts';
+
+export interface ApiDeps {
+  nc: NatsConnection;
+  names: Names;
+  kv: Buckets;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  identity: IdentityVerifier;
+  audit: AuditWriter;
+  log: Logger;
+}
+
+const enc = new TextEncoder();
+
+export class ApiService {
+  readonly #d: ApiDeps;
+  readonly #subs: Subscription[] = [];
+  readonly #pending = new Set<Promise<void>>();
+
+  constructor(d: ApiDeps) {
+    this.#d = d;
+  }
+
+  start(): void {
+    for (const op of ['wait', 'status', 'result', 'cancel'] as const) {
+      const sub = this.#d.nc.subscribe(this.#d.names.api(op), { queue: this.#d.names.brokerQueue });
+      this.#subs.push(sub);
+      void (async () => {
+        for await (const m of sub) {
+          const p = this.#serve(m).finally(() => this.#pending.delete(p));
+          this.#pending.add(p);
+        }
+      })();
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.#subs) await s.drain().catch(() => undefined);
+    await Promise.allSettled([...this.#pending]);
+  }
+
+  async #serve(m: Msg): Promise<void> {
+    let reply: ApiReply;
+    try {
+      reply = await this.#dispatch(m);
+    } catch (e) {
+      const err = toWritError(e);
+      if (err.code === 'WRIT_INTERNAL') this.#d.log.error({ err: e }, 'api request failed');
+      reply = { v: 1, type: 'error', error: err.toReply() };
+    }
+    if (m.reply) m.respond(enc.encode(JSON.stringify(reply)));
+  }
+
+  async #dispatch(m: Msg): Promise<ApiReply> {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(m.string());
+    } catch (e) {
+      throw new WritError('WRIT_BAD_JSON', undefined, { cause: e });
+    }
+    const parsed = ApiRequestSchema.safeParse(raw);
+    if (!parsed.success) throw new WritError('WRIT_BAD_REQUEST', formatIssues(parsed.error));
+    const req = parsed.data;
+    const who = await this.#d.identity.verify(req.token);
+    const entry = await this.#d.kv.intents.get(req.intentId);
+    const rec = entry && entry.operation === 'PUT' ? IntentRecordSchema.parse(entry.json()) : undefined;
+    if (!rec || rec.principal.sub !== who.principal.sub || rec.principal.iss !== who.principal.iss) throw new WritError('WRIT_NOT_FOUND');
+    switch (req.type) {
+      case 'status':
+        return { v: 1, type: 'status', intentId: rec.intentId, status: await this.#liveState(rec) };
+      case 'result':
+        if (!TERMINAL_STATES.has(rec.state)) return { v: 1, type: 'status', intentId: rec.intentId, status: await this.#liveState(rec) };
+        return { v: 1, type: 'outcome', outcome: await this.#outcome(rec) };
+      case 'wait':
+        return this.#wait(rec, entry!, req.timeoutMs);
+      case 'cancel':
+        return this.#cancel(rec, entry!, who.principal.sub);
+    }
+  }
+
+  /** `dispatched` with a claim on its grant is `running`: the claim is the run's start. */
+  async #liveState(rec: IntentRecord): Promise<IntentState> {
+    if (rec.state !== 'dispatched' || !rec.grantId) return rec.state;
+    const claim = await this.#d.kv.claims.get(rec.grantId);
+    return claim && claim.operation === 'PUT' ? 'running' : 'dispatched';
+  }
+
+  async #outcome(rec: IntentRecord): Promise<Outcome> {
+    if (rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'unknown') {
+      try {
+        const sm = await this.#d.jsm.streams.getMessage(this.#d.names.streams.results, { last_by_subj: this.#d.names.result(rec.intentId) });
+        if (sm) return OutcomeSchema.parse(sm.json());
+      } catch {
+        // No stored result (e.g. lost worker): fall back to the record.
+      }
+    }
+    return {
+      v: 1, type: 'outcome', intentId: rec.intentId, sessionId: rec.sessionId, status: rec.state, at: rec.updatedAt,
+      ...(rec.decision ? { decision: rec.decision } : {}), ...(rec.error ? { error: rec.error } : {}),
+    };
+  }
+
+  async #wait(rec: IntentRecord, entry: KvEntry, timeoutMs: number): Promise<ApiReply> {
+    if (TERMINAL_STATES.has(rec.state)) return { v: 1, type: 'outcome', outcome: await this.#outcome(rec) };
+    const watch = await this.#d.kv.intents.watch({ key: rec.intentId });
+    const timer = setTimeout(() => watch.stop(), timeoutMs);
+    try {
+      for await (const e of watch) {
+        if (e.operation !== 'PUT' || e.revision < entry.revision) continue;
+        const cur = IntentRecordSchema.parse(e.json());
+        if (TERMINAL_STATES.has(cur.state)) return { v: 1, type: 'outcome', outcome: await this.#outcome(cur) };
+      }
+    } finally {
+      clearTimeout(timer);
+      watch.stop();
+    }
+    throw new WritError('WRIT_TIMEOUT');
+  }
+
+  async #cancel(rec: IntentRecord, entry: KvEntry, sub: string): Promise<ApiReply> {
+    if (rec.state !== 'pending') throw new WritError('WRIT_BAD_REQUEST', `only a pending intent can be cancelled; this one is ${rec.state}`);
+    const next: IntentRecord = { ...rec, state: 'cancelled', updatedAt: Date.now() };
+    try {
+      await this.#d.kv.intents.update(rec.intentId, enc.encode(JSON.stringify(next)), entry.revision);
+    } catch (e) {
+      throw new WritError('WRIT_BAD_REQUEST', 'the intent changed state before it could be cancelled', { cause: e });
+    }
+    await this.#d.audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: 'api.cancel', payload: { by: sub } });
+    return { v: 1, type: 'status', intentId: rec.intentId, status: 'cancelled' };
+  }
+}

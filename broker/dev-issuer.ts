@@ -1,0 +1,72 @@
+/**
+ * The local development issuer: an Ed25519 key pair under `.data/dev-issuer/` that
+ * `writ up` creates and `writ token` signs with. The broker trusts it only when the
+ * config says `identity.devIssuer.enabled: true`.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { exportJWK, generateKeyPair, importJWK, SignJWT, type JSONWebKeySet, type JWK } from 'jose';
+
+export const DEV_ISSUER = 'https://writ.dev.local';
+
+export interface DevIssuer {
+  issuer: string;
+  jwks: JSONWebKeySet;
+  privateJwk: JWK;
+}
+
+/** Loads the dev issuer's keys from `dir`, creating them when `create` is true. */
+export async function loadDevIssuer(dir: string, create: boolean): Promise<DevIssuer> {
+  const privFile = join(dir, 'private.jwk.json');
+  const jwksFile = join(dir, 'jwks.json');
+  if (!existsSync(privFile)) {
+    if (!create) throw new Error(`no development issuer at ${dir}: run \`writ up\` (or \`npm start\`) first`);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const { publicKey, privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
+    const kid = `dev-${Date.now().toString(36)}`;
+    const priv = { ...(await exportJWK(privateKey)), kid, alg: 'EdDSA', use: 'sig' };
+    const pub = { ...(await exportJWK(publicKey)), kid, alg: 'EdDSA', use: 'sig' };
+    writeFileSync(privFile, JSON.stringify(priv), { mode: 0o600 });
+    writeFileSync(jwksFile, JSON.stringify({ keys: [pub] }));
+  }
+  return {
+    issuer: DEV_ISSUER,
+    privateJwk: JSON.parse(readFileSync(privFile, 'utf8')) as JWK,
+    jwks: JSON.parse(readFileSync(jwksFile, 'utf8')) as JSONWebKeySet,
+  };
+}
+
+export interface MintOptions {
+  sub: string;
+  groups: string[];
+  audience: string;
+  ttlSec: number;
+  actFor?: string;
+  /** Override issued-at (epoch s), for tests of expiry and lifetime. */
+  iat?: number;
+}
+
+/** Signs a development token. */
+export async function mintDevToken(dev: DevIssuer, o: MintOptions): Promise<string> {
+  const key = await importJWK(dev.privateJwk, 'EdDSA');
+  const iat = o.iat ?? Math.floor(Date.now() / 1000);
+  const claims: Record<string, unknown> = { groups: o.groups };
+  if (o.actFor) claims.act = { sub: o.actFor };
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: 'EdDSA', kid: dev.privateJwk.kid! })
+    .setIssuer(dev.issuer)
+    .setSubject(o.sub)
+    .setAudience(o.audience)
+    .setIssuedAt(iat)
+    .setExpirationTime(iat + o.ttlSec)
+    .setJti(crypto.randomUUID())
+    .sign(key);
+}
+
+/** Parses `10m`, `1h`, `90s`, `3600` into seconds. */
+export function parseDuration(s: string): number {
+  const m = /^(\d+)\s*(s|m|h|d)?$/.exec(s.trim());
+  if (!m) throw new Error(`not a duration: ${JSON.stringify(s)} (use 90s, 10m, 1h)`);
+  const n = Number(m[1]);
+  return n * ({ s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's' | 'm' | 'h' | 'd']);
+}

@@ -1,0 +1,34 @@
+/**
+ * Public entry of broker/: the decision service and what it is built from. Wiring
+ * happens here, explicitly, when a process starts; nothing registers itself on import.
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from '../lib/index.ts';
+import { names as makeNames, type Config } from '../schemas/index.ts';
+import { initClassifiers } from './classify/index.ts';
+import { loadDevIssuer } from './dev-issuer.ts';
+import { IdentityVerifier } from './identity.ts';
+import { loadOrCreateGrantKey } from './keys.ts';
+import { SimplePolicy, type PolicyEngine } from './policy.ts';
+import { Broker } from './service.ts';
+
+export { Broker, type BrokerState } from './service.ts';
+export { IdentityVerifier } from './identity.ts';
+export { SimplePolicy, isReadOnly, type PolicyEngine, type PolicyDecision, type PolicyInput, type CommandFacts } from './policy.ts';
+export { DEV_ISSUER, loadDevIssuer, mintDevToken, parseDuration, type DevIssuer } from './dev-issuer.ts';
+export { loadOrCreateGrantKey, publicKeyFileFor } from './keys.ts';
+export { provision, openBuckets, type Buckets } from './provision.ts';
+export { classifyCommand } from './classify-command.ts';
+
+/** Builds a broker from a parsed config: keys, issuers, policy, classifiers. */
+export async function createBroker(opts: { nc: NatsConnection; config: Config; log: Logger; policy?: PolicyEngine; id?: string }): Promise<Broker> {
+  const { config } = opts;
+  await initClassifiers();
+  const dev = config.identity.devIssuer.enabled ? await loadDevIssuer(config.identity.devIssuer.dir, true) : undefined;
+  const identity = IdentityVerifier.fromConfig(config, dev);
+  const { signer } = loadOrCreateGrantKey(config.grants.keyFile);
+  return new Broker({
+    nc: opts.nc, config, names: makeNames(config.prefix), log: opts.log, identity, signer,
+    policy: opts.policy ?? new SimplePolicy(config.policy), ...(opts.id ? { id: opts.id } : {}),
+  });
+}

@@ -1,0 +1,51 @@
+/**
+ * Turning raw bytes from `writ.intent.<target>` into a validated intent, or a coded
+ * refusal. Nothing here throws to the caller: every failure becomes a Refusal that
+ * says what can be learned about the sender, so it can be answered and audited.
+ */
+import { IdSchema, InboxSchema, IntentSchema, WritError, formatIssues, type Intent } from '../schemas/index.ts';
+
+export interface Refusal {
+  error: WritError;
+  /** Whatever could be read of the message, for the reply and the audit trail. */
+  partial: { id?: string; sessionId?: string; replyTo?: string; token?: string; target?: string };
+}
+
+export type IntakeResult = { ok: true; intent: Intent } | { ok: false; refusal: Refusal };
+
+function pick(raw: unknown): Refusal['partial'] {
+  if (!raw || typeof raw !== 'object') return {};
+  const r = raw as Record<string, unknown>;
+  const out: Refusal['partial'] = {};
+  if (IdSchema.safeParse(r.id).success) out.id = r.id as string;
+  if (IdSchema.safeParse(r.sessionId).success) out.sessionId = r.sessionId as string;
+  if (InboxSchema.safeParse(r.replyTo).success) out.replyTo = r.replyTo as string;
+  if (typeof r.token === 'string' && r.token.length < 16_384) out.token = r.token;
+  if (typeof r.target === 'string') out.target = r.target.slice(0, 64);
+  return out;
+}
+
+export function intake(data: Uint8Array, subjectTarget: string, maxBytes: number, nowMs: number): IntakeResult {
+  let raw: unknown;
+  const tooLarge = data.length > maxBytes;
+  try {
+    raw = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'));
+  } catch (e) {
+    const error = tooLarge
+      ? new WritError('WRIT_PAYLOAD_TOO_LARGE', `the intent is ${data.length} bytes; the limit is ${maxBytes}`)
+      : new WritError('WRIT_BAD_JSON', undefined, { cause: e });
+    return { ok: false, refusal: { error, partial: {} } };
+  }
+  const partial = pick(raw);
+  if (tooLarge) return { ok: false, refusal: { error: new WritError('WRIT_PAYLOAD_TOO_LARGE', `the intent is ${data.length} bytes; the limit is ${maxBytes}`), partial } };
+  const r = IntentSchema.safeParse(raw);
+  if (!r.success) return { ok: false, refusal: { error: new WritError('WRIT_BAD_REQUEST', `invalid intent:\n${formatIssues(r.error)}`), partial } };
+  const intent = r.data;
+  if (intent.target !== subjectTarget) {
+    return { ok: false, refusal: { error: new WritError('WRIT_BAD_REQUEST', 'the intent names another target than its subject'), partial } };
+  }
+  if (intent.deadline !== undefined && intent.deadline < nowMs) {
+    return { ok: false, refusal: { error: new WritError('WRIT_DEADLINE_PASSED'), partial } };
+  }
+  return { ok: true, intent };
+}

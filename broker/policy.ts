@@ -1,0 +1,77 @@
+/**
+ * The policy interface the broker decides through, and the foundation's minimal
+ * engine behind it: allow or deny by principal group and target, with the access mode
+ * taken from the command's classified facts. The full rule engine fills the same interface.
+ */
+import { canonicalJson, sha256Hex, type Command, type Decision, type Limits, type PolicyConfig, type Principal, type TargetConfig } from '../schemas/index.ts';
+import type { ShellFacts, SqlFacts } from './classify/index.ts';
+
+export type CommandFacts = { kind: 'sql'; facts: SqlFacts } | { kind: 'shell'; facts: ShellFacts };
+
+export interface PolicyInput {
+  principal: Principal;
+  target: TargetConfig;
+  command: Command;
+  facts: CommandFacts;
+  now: Date;
+}
+
+export interface PolicyDecision extends Decision {
+  /** Limits the grant carries. */
+  limits: Limits;
+  /** Masking spec the grant carries (validated by the worker's masking engine). */
+  masking: unknown;
+  /** Error code for a denial, so the agent sees why in a stable form. */
+  code?: string;
+}
+
+export interface PolicyEngine {
+  /** Content hash of the active policy; recorded on every decision and audit event. */
+  readonly version: string;
+  decide(input: PolicyInput): PolicyDecision;
+}
+
+/** True when every statement is read-only by its facts. Anything unclassified is not. */
+export function isReadOnly(f: CommandFacts): boolean {
+  if (f.kind === 'shell') return false;
+  return !f.facts.error && f.facts.statements.length > 0 && f.facts.statements.every((s) => s.readOnly);
+}
+
+export class SimplePolicy implements PolicyEngine {
+  readonly version: string;
+  readonly #cfg: PolicyConfig;
+
+  constructor(cfg: PolicyConfig) {
+    this.#cfg = cfg;
+    this.version = sha256Hex(canonicalJson(cfg)).slice(0, 16);
+  }
+
+  decide(input: PolicyInput): PolicyDecision {
+    const base = { policyVersion: this.version, masking: this.#cfg.masking, limits: this.#cfg.defaultLimits };
+    const err = input.facts.facts.error;
+    if (err) {
+      // Fail closed: what cannot be parsed or classified is never allowed.
+      return { ...base, effect: 'deny', rules: [], reasons: [`${err.code}: ${err.message}`], mode: 'write', code: err.code };
+    }
+    const mode = isReadOnly(input.facts) ? 'read' : 'write';
+    const groups = new Set(input.principal.groups);
+    const matches = this.#cfg.rules.filter(
+      (r) => (r.groups.includes('*') || r.groups.some((g) => groups.has(g))) && (r.targets.includes('*') || r.targets.includes(input.target.name)),
+    );
+    const deny = matches.find((r) => r.effect === 'deny');
+    if (deny) return { ...base, effect: 'deny', rules: [deny.id], reasons: [`rule ${deny.id} denies this principal on ${input.target.name}`], mode, code: 'WRIT_POLICY_DENIED' };
+    const allow = matches.find((r) => r.effect === 'allow' && (mode === 'read' || r.mode === 'write'));
+    if (allow) {
+      return {
+        ...base,
+        effect: 'allow',
+        rules: [allow.id],
+        reasons: [`rule ${allow.id} allows ${mode} access to ${input.target.name}`],
+        mode,
+        limits: { ...this.#cfg.defaultLimits, ...allow.limits },
+      };
+    }
+    const why = matches.length > 0 ? `no rule allows ${mode} access (a write needs a rule with mode: write)` : 'no rule matches; the default is deny';
+    return { ...base, effect: 'deny', rules: [], reasons: [why], mode, code: 'WRIT_POLICY_DENIED' };
+  }
+}

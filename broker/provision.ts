@@ -1,0 +1,82 @@
+/**
+ * Creates or updates, idempotently, the streams and buckets of the design. Every
+ * broker replica runs it at start; concurrent runs converge on the same config.
+ */
+import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { ensureAuditStream } from '../audit/index.ts';
+import type { Config, Names } from '../schemas/index.ts';
+
+const NS = 1_000_000_000;
+
+export function streamConfigs(n: Names, config: Config): (Partial<StreamConfig> & { name: string })[] {
+  const replicas = config.nats.replicas;
+  return [
+    {
+      name: n.streams.intents,
+      subjects: [n.intentAll()],
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      // Nats-Msg-Id = intent id: a resubmission within the window is dropped by the server.
+      duplicate_window: 120 * NS,
+      max_age: 3600 * NS,
+      num_replicas: replicas,
+      discard: DiscardPolicy.Old,
+    },
+    {
+      name: n.streams.exec,
+      subjects: [n.execAll()],
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      duplicate_window: 120 * NS,
+      max_age: 3600 * NS,
+      num_replicas: replicas,
+    },
+    {
+      name: n.streams.results,
+      subjects: [n.resultAll()],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      max_age: config.results.maxAgeSec * NS,
+      max_msgs_per_subject: 1,
+      num_replicas: replicas,
+      allow_direct: true,
+    },
+  ];
+}
+
+async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
+  try {
+    await jsm.streams.add(cfg);
+  } catch (e) {
+    // Exists with another config: update it in place (same name, new limits).
+    if (/already in use|already exists/i.test(String((e as Error).message))) await jsm.streams.update(cfg.name, cfg);
+    else throw e;
+  }
+}
+
+export interface Buckets {
+  intents: KV;
+  claims: KV;
+  policy: KV;
+}
+
+export async function provision(nc: NatsConnection, jsm: JetStreamManager, n: Names, config: Config): Promise<Buckets> {
+  for (const cfg of streamConfigs(n, config)) await ensureStream(jsm, cfg);
+  await ensureAuditStream(jsm, n, { replicas: config.audit.replicas ?? config.nats.replicas, maxAgeSec: config.audit.maxAgeSec });
+  return openBuckets(nc, n, config, true);
+}
+
+/** Opens (or with `create`, creates) the buckets; workers open, brokers create. */
+export async function openBuckets(nc: NatsConnection, n: Names, config: Config, create: boolean): Promise<Buckets> {
+  const kvm = new Kvm(nc);
+  const replicas = config.nats.replicas;
+  const open = (name: string, history: number) =>
+    create ? kvm.create(name, { history, replicas, storage: StorageType.File }) : kvm.open(name);
+  return {
+    intents: await open(n.buckets.intents, 1),
+    claims: await open(n.buckets.claims, 1),
+    policy: await open(n.buckets.policy, 16),
+  };
+}

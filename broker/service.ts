@@ -1,0 +1,286 @@
+/**
+ * The decision service. For each intent: intake, identity, classification, policy,
+ * then one compare-and-set create of the intent's record (the first durable state,
+ * which also makes a resubmitted id a no-op), the signed order, and the audit events.
+ * Audit writes run beside the order and are awaited before the intent is acked, so
+ * nothing is lost on a crash (the redelivered intent finds its record and re-sends
+ * the same order, which the claim makes harmless) and the agent's latency never waits on them.
+ */
+import { randomUUID } from 'node:crypto';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { AuditWriter } from '../audit/index.ts';
+import { consumeConcurrently, type ConsumeLoop, type Logger } from '../lib/index.ts';
+import {
+  commandText, IntentRecordSchema, sha256Hex, toWritError, WritError,
+  type Config, type GrantClaims, type GrantSigner, type Intent, type IntentRecord, type Names, type Order, type Outcome, type TargetConfig,
+} from '../schemas/index.ts';
+import { classifyCommand } from './classify-command.ts';
+import type { IdentityVerifier, VerifiedIdentity } from './identity.ts';
+import { intake, type Refusal } from './intake.ts';
+import type { PolicyDecision, PolicyEngine } from './policy.ts';
+import { openBuckets, provision, type Buckets } from './provision.ts';
+import { ApiService } from './api.ts';
+
+export type BrokerState = 'INITIALIZED' | 'RUNNING' | 'DRAINING' | 'STOPPED';
+
+export interface BrokerDeps {
+  nc: NatsConnection;
+  config: Config;
+  names: Names;
+  log: Logger;
+  identity: IdentityVerifier;
+  policy: PolicyEngine;
+  signer: GrantSigner;
+  /** Broker replica id, for audit actors. */
+  id?: string;
+}
+
+const enc = new TextEncoder();
+
+export class Broker {
+  state: BrokerState = 'INITIALIZED';
+  readonly id: string;
+  readonly #d: BrokerDeps;
+  #js!: JetStreamClient;
+  #jsm!: JetStreamManager;
+  #kv!: Buckets;
+  #audit!: AuditWriter;
+  #loop?: ConsumeLoop;
+  #api?: ApiService;
+  readonly #targets: Map<string, TargetConfig>;
+
+  constructor(deps: BrokerDeps) {
+    this.#d = deps;
+    this.id = deps.id ?? `broker-${randomUUID().slice(0, 8)}`;
+    this.#targets = new Map(deps.config.targets.map((t) => [t.name, t]));
+  }
+
+  get buckets(): Buckets {
+    return this.#kv;
+  }
+
+  async start(): Promise<void> {
+    const { nc, names: n, config } = this.#d;
+    this.#js = jetstream(nc);
+    this.#jsm = await jetstreamManager(nc);
+    this.#kv = await provision(nc, this.#jsm, n, config);
+    this.#audit = new AuditWriter({ js: this.#js, jsm: this.#jsm, names: n, actor: { kind: 'broker', id: this.id }, flushMs: config.audit.flushMs, logger: this.#d.log });
+    await this.#ensureConsumer();
+    const consumer = await this.#js.consumers.get(n.streams.intents, n.durables.broker);
+    this.#loop = await consumeConcurrently(consumer, (m) => this.#handle(m), { maxInFlight: config.limits.concurrency, log: this.#d.log });
+    this.#api = new ApiService({ nc, names: n, kv: this.#kv, js: this.#js, jsm: this.#jsm, identity: this.#d.identity, audit: this.#audit, log: this.#d.log });
+    this.#api.start();
+    this.state = 'RUNNING';
+    this.#d.log.info({ broker: this.id, policy: this.#d.policy.version }, 'broker running');
+  }
+
+  async #ensureConsumer(): Promise<void> {
+    const { names: n, config } = this.#d;
+    const cfg = {
+      durable_name: n.durables.broker,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: n.intentAll(),
+      ack_wait: 30_000_000_000,
+      max_ack_pending: config.limits.concurrency * 4,
+    };
+    try {
+      await this.#jsm.consumers.add(n.streams.intents, cfg);
+    } catch (e) {
+      if (!/already (in use|exists)/i.test(String((e as Error).message))) throw e;
+    }
+  }
+
+  /** Stop taking intents, finish those in flight, flush audit. */
+  async stop(): Promise<void> {
+    if (this.state === 'STOPPED') return;
+    this.state = 'DRAINING';
+    await this.#api?.stop();
+    await this.#loop?.drain();
+    await this.#audit?.close();
+    this.state = 'STOPPED';
+  }
+
+  async #handle(m: JsMsg): Promise<void> {
+    const now = Date.now();
+    const subjectTarget = m.subject.slice(this.#d.names.prefix.length + '.intent.'.length);
+    const r = intake(m.data, subjectTarget, this.#d.config.limits.maxIntentBytes, now);
+    if (!r.ok) {
+      await this.#refuse(r.refusal);
+      m.term();
+      return;
+    }
+    try {
+      await this.#process(r.intent, m.info.redelivered);
+      m.ack();
+    } catch (e) {
+      const err = toWritError(e);
+      this.#d.log.error({ err: e, intentId: r.intent.id }, 'intent processing failed');
+      // Retryable infrastructure errors are retried by redelivery; everything else ends here.
+      if (err.retryable && m.info.deliveryCount < 5) m.nak(500);
+      else {
+        await this.#refuse({ error: err, partial: r.intent }).catch(() => undefined);
+        m.term();
+      }
+    }
+  }
+
+  /** Answers and audits what could not become an intent. */
+  async #refuse(ref: Refusal): Promise<void> {
+    const { partial, error } = ref;
+    let who: VerifiedIdentity | undefined;
+    if (partial.token) who = await this.#d.identity.verify(partial.token).catch(() => undefined);
+    this.#d.log.warn({ code: error.code, intentId: partial.id, sub: who?.principal.sub }, 'intent refused at intake');
+    if (partial.replyTo && partial.id && partial.sessionId) {
+      this.#reply(partial.replyTo, { v: 1, type: 'outcome', intentId: partial.id, sessionId: partial.sessionId, status: 'denied', error: error.toReply(), at: Date.now() });
+    }
+    // Audited under the sender's session when it can be identified; otherwise under a system session.
+    const sessionId = who && partial.sessionId ? partial.sessionId : '_unattributed';
+    await this.#audit.append({
+      sessionId,
+      intentId: who ? partial.id : undefined,
+      type: 'intent.rejected_input',
+      payload: { code: error.code, message: error.message, principal: who?.principal, target: partial.target, claimedIntentId: partial.id },
+    });
+  }
+
+  #reply(subject: string, outcome: Outcome): void {
+    try {
+      this.#d.nc.publish(subject, enc.encode(JSON.stringify(outcome)));
+    } catch (e) {
+      this.#d.log.warn({ err: e }, 'could not publish the outcome to the agent');
+    }
+  }
+
+  async #process(intent: Intent, redelivered: boolean): Promise<void> {
+    const { log, policy, names: n } = this.#d;
+    const audits: Promise<unknown>[] = [];
+    const audit = (type: string, payload: Record<string, unknown>) =>
+      audits.push(this.#audit.append({ sessionId: intent.sessionId, intentId: intent.id, type, payload, policyVersion: policy.version }));
+
+    let who: VerifiedIdentity;
+    try {
+      who = await this.#d.identity.verify(intent.token);
+    } catch (e) {
+      const err = toWritError(e);
+      // The sender is not identified: answer, and audit without attributing it to the claimed session.
+      await this.#refuse({ error: err, partial: { id: intent.id, sessionId: intent.sessionId, replyTo: intent.replyTo, target: intent.target } });
+      return;
+    }
+    const target = this.#targets.get(intent.target);
+    const text = commandText(intent.command);
+    const commandSha256 = sha256Hex(text);
+    audit('intent.received', {
+      principal: who.principal, target: intent.target, command: intent.command, justification: intent.justification,
+      tokenSha256: who.tokenSha256, redelivered,
+    });
+    if (!target) {
+      await this.#deny(intent, who, null, new WritError('WRIT_UNKNOWN_TARGET', `no target named ${JSON.stringify(intent.target)}`), commandSha256, audit);
+      await Promise.all(audits);
+      return;
+    }
+    const facts = classifyCommand(target, intent.command);
+    const decision = policy.decide({ principal: who.principal, target, command: intent.command, facts, now: new Date() });
+    audit('intent.decided', { decision: publicDecision(decision), facts: facts.facts });
+
+    if (decision.effect !== 'allow') {
+      // require_approval lands with the approvals work; until then it fails closed as a denial.
+      const code = (decision.code ?? 'WRIT_POLICY_DENIED') as ConstructorParameters<typeof WritError>[0];
+      await this.#deny(intent, who, decision, new WritError(code, decision.reasons.join('; ') || undefined), commandSha256, audit, target);
+      await Promise.all(audits);
+      return;
+    }
+
+    const nowSec = Math.floor(Date.now() / 1000);
+    const gid = intent.id;
+    const claims: GrantClaims = {
+      gid, iid: intent.id, sid: intent.sessionId, tgt: target.name, kind: target.kind, mode: decision.mode,
+      sha256: commandSha256, iat: nowSec, exp: nowSec + this.#d.config.grants.ttlSec, limits: decision.limits,
+      mask: decision.masking, policyVersion: decision.policyVersion, sub: who.principal.sub,
+    };
+    const record: IntentRecord = {
+      intentId: intent.id, sessionId: intent.sessionId, target: target.name, kind: target.kind, principal: who.principal,
+      state: 'dispatched', decision: publicDecision(decision), grantId: gid, grantExp: claims.exp, commandSha256,
+      createdAt: Date.now(), updatedAt: Date.now(),
+    };
+    let revision: number;
+    try {
+      revision = await this.#kv.intents.create(intent.id, enc.encode(JSON.stringify(record)));
+    } catch (e) {
+      await this.#duplicate(intent, who, audit, e);
+      await Promise.all(audits);
+      return;
+    }
+    await this.#publishOrder(intent, target, claims, revision);
+    audit('intent.dispatched', { grantId: gid, mode: decision.mode, exp: claims.exp, limits: decision.limits });
+    log.debug({ intentId: intent.id }, 'dispatched');
+    await Promise.all(audits);
+  }
+
+  async #publishOrder(intent: Intent, target: TargetConfig, claims: GrantClaims, revision: number): Promise<void> {
+    const order: Order = {
+      v: 1, type: 'order', intentId: intent.id, sessionId: intent.sessionId, target: target.name, command: intent.command,
+      grant: this.#d.signer.sign(claims), stateRevision: revision, ...(intent.replyTo ? { replyTo: intent.replyTo } : {}),
+    };
+    // msgID = grant id: a re-sent order within the window is dropped by the server; beyond it, the claim refuses it.
+    await this.#js.publish(this.#d.names.exec(target.kind, target.name), enc.encode(JSON.stringify(order)), { msgID: claims.gid });
+  }
+
+  /** The id exists already: a resubmission or a redelivery. Never a second execution. */
+  async #duplicate(intent: Intent, who: VerifiedIdentity, audit: (t: string, p: Record<string, unknown>) => void, cause: unknown): Promise<void> {
+    const entry = await this.#kv.intents.get(intent.id);
+    if (!entry || entry.operation !== 'PUT') throw new WritError('WRIT_INTERNAL', 'intent record could not be created', { cause });
+    const existing = IntentRecordSchema.parse(entry.json());
+    const same = existing.principal.sub === who.principal.sub && existing.principal.iss === who.principal.iss;
+    audit('intent.duplicate', { existingState: existing.state, samePrincipal: same });
+    if (!same) {
+      if (intent.replyTo) this.#reply(intent.replyTo, { v: 1, type: 'outcome', intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: new WritError('WRIT_DUPLICATE_INTENT').toReply(), at: Date.now() });
+      return;
+    }
+    if (existing.state === 'dispatched' && existing.commandSha256 === sha256Hex(commandText(intent.command))) {
+      // The first attempt may have died before its order was stored: send it again. The
+      // exec stream's msg-id dedupe and the worker's claim make a second copy harmless.
+      const target = this.#targets.get(existing.target)!;
+      const nowSec = Math.floor(Date.now() / 1000);
+      if (existing.grantExp && existing.grantExp > nowSec) {
+        const claims: GrantClaims = {
+          gid: existing.grantId!, iid: intent.id, sid: existing.sessionId, tgt: target.name, kind: target.kind, mode: existing.decision!.mode,
+          sha256: existing.commandSha256, iat: nowSec, exp: existing.grantExp, limits: this.#d.policy.decide({
+            principal: who.principal, target, command: intent.command, facts: classifyCommand(target, intent.command), now: new Date(),
+          }).limits, policyVersion: existing.decision!.policyVersion, sub: who.principal.sub,
+        };
+        await this.#publishOrder(intent, target, claims, entry.revision);
+      }
+    }
+  }
+
+  async #deny(
+    intent: Intent, who: VerifiedIdentity, decision: PolicyDecision | null, error: WritError, commandSha256: string,
+    audit: (t: string, p: Record<string, unknown>) => void, target?: TargetConfig,
+  ): Promise<void> {
+    const record: IntentRecord = {
+      intentId: intent.id, sessionId: intent.sessionId, target: intent.target, kind: target?.kind ?? 'postgres', principal: who.principal,
+      state: 'denied', error: error.toReply(), commandSha256, createdAt: Date.now(), updatedAt: Date.now(),
+      ...(decision ? { decision: publicDecision(decision) } : {}),
+    };
+    try {
+      await this.#kv.intents.create(intent.id, enc.encode(JSON.stringify(record)));
+    } catch (e) {
+      await this.#duplicate(intent, who, audit, e);
+      return;
+    }
+    const outcome: Outcome = {
+      v: 1, type: 'outcome', intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: error.toReply(), at: Date.now(),
+      ...(decision ? { decision: publicDecision(decision) } : {}),
+    };
+    if (intent.replyTo) this.#reply(intent.replyTo, outcome);
+    audit('intent.denied', { code: error.code, reasons: decision?.reasons ?? [error.message] });
+  }
+}
+
+function publicDecision(d: PolicyDecision) {
+  return { effect: d.effect, rules: d.rules, reasons: d.reasons, mode: d.mode, policyVersion: d.policyVersion };
+}
+
+export { openBuckets };

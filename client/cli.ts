@@ -1,0 +1,179 @@
+#!/usr/bin/env node
+/**
+ * The `writ` command-line tool. Command names and `--json` shapes are interfaces other
+ * tools depend on: keep them.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadDevIssuer, mintDevToken, parseDuration } from '../broker/index.ts';
+import { runAuditCli } from '../audit/index.ts';
+import { connectNats } from '../lib/index.ts';
+import { loadConfigFile, names, WritError, type Outcome } from '../schemas/index.ts';
+import { WritClient } from './sdk.ts';
+import { DATA_DIR, resolveNatsUrl, startLocalStack } from './stack.ts';
+
+const DEFAULT_CONFIG = resolve(process.env.WRIT_CONFIG ?? 'deploy/local/writ.yaml');
+
+const USAGE = `writ — privileged-access broker for automation agents
+
+  writ up [--config FILE]                       run the local stack in the foreground
+  writ token --sub NAME --groups a,b [--ttl 10m] [--act-for HUMAN]
+                                                mint a token from the local development issuer
+  writ exec --target T (--sql "…" | --command "…") [--session S] [--json] [--token T] [--justification "…"]
+  writ status ID | writ wait ID [--timeout 30s]
+  writ audit sessions|replay|tail|verify|export …
+
+Environment: WRIT_TOKEN (the agent's token), NATS_URL, WRIT_CONFIG.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'up':
+      return up(rest);
+    case 'token':
+      return token(rest);
+    case 'exec':
+      return exec(rest);
+    case 'status':
+    case 'wait':
+      return statusOrWait(cmd, rest);
+    case 'audit':
+      return audit(rest);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(`${USAGE}\n`);
+      return cmd === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`writ: unknown command ${JSON.stringify(cmd)}\n\n${USAGE}\n`);
+      return 2;
+  }
+}
+
+async function up(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
+  const stack = await startLocalStack(resolve(values.config ?? DEFAULT_CONFIG));
+  process.stdout.write(`
+Writ is up. NATS: ${stack.url}
+
+Send a first intent from another terminal:
+  export WRIT_TOKEN=$(npm run -s writ -- token --sub alice --groups analysts)
+  npm run -s writ -- exec --target demo --sql "SELECT name, email AS e FROM customers" --session first-run
+  npm run -s writ -- audit replay --session first-run
+
+Ctrl-C stops it.
+`);
+  await new Promise<void>((r) => {
+    process.once('SIGINT', r);
+    process.once('SIGTERM', r);
+  });
+  await stack.stop();
+  return 0;
+}
+
+async function token(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { sub: { type: 'string' }, groups: { type: 'string', default: '' }, ttl: { type: 'string', default: '10m' }, 'act-for': { type: 'string' }, config: { type: 'string' } } });
+  if (!values.sub) throw new WritError('WRIT_BAD_REQUEST', '--sub is required');
+  const config = loadConfigFile(resolve(values.config ?? DEFAULT_CONFIG));
+  const dev = await loadDevIssuer(config.identity.devIssuer.dir, false);
+  const t = await mintDevToken(dev, {
+    sub: values.sub, groups: values.groups.split(',').map((g) => g.trim()).filter(Boolean), audience: config.identity.devIssuer.audience,
+    ttlSec: parseDuration(values.ttl), ...(values['act-for'] ? { actFor: values['act-for'] } : {}),
+  });
+  process.stdout.write(`${t}\n`);
+  return 0;
+}
+
+async function client(tokenFlag: string | undefined, session?: string) {
+  const tok = tokenFlag ?? process.env.WRIT_TOKEN;
+  if (!tok) throw new WritError('WRIT_TOKEN_MISSING', 'no token: set WRIT_TOKEN or pass --token');
+  const nc = await connectNats(resolveNatsUrl(), 'writ-cli');
+  return { nc, c: new WritClient({ nc, token: tok, prefix: process.env.WRIT_PREFIX ?? 'writ', ...(session ? { sessionId: session } : {}) }) };
+}
+
+/** The `--json` shape: intentId, sessionId, status, then result or error. */
+export function outcomeJson(o: Outcome): Record<string, unknown> {
+  const base: Record<string, unknown> = { intentId: o.intentId, sessionId: o.sessionId, status: o.status };
+  if (o.decision) base.decision = { effect: o.decision.effect, rules: o.decision.rules, reasons: o.decision.reasons };
+  if (o.result) base.result = o.result;
+  if (o.error) base.error = { code: o.error.code, message: o.error.message };
+  return base;
+}
+
+function printOutcome(o: Outcome, json: boolean): number {
+  if (json) {
+    process.stdout.write(`${JSON.stringify(outcomeJson(o))}\n`);
+  } else if (o.error) {
+    process.stdout.write(`${o.status}: ${o.error.code}: ${o.error.message}\n  intent ${o.intentId} session ${o.sessionId}\n`);
+  } else if (o.result) {
+    const r = o.result;
+    if (r.stdout !== undefined) process.stdout.write(r.stdout + (r.stderr ? `\n[stderr]\n${r.stderr}` : '') + `\n[exit ${r.exitCode ?? r.signal}]\n`);
+    else {
+      process.stdout.write(`${r.columns.map((c) => (c.masked ? `${c.name}*` : c.name)).join('\t')}\n`);
+      for (const row of r.rows) process.stdout.write(`${row.map((v) => (v === null ? 'NULL' : typeof v === 'object' ? JSON.stringify(v) : String(v))).join('\t')}\n`);
+      process.stdout.write(`(${r.rowCount} rows${r.truncated ? ', truncated' : ''}; * = masked) intent ${o.intentId} session ${o.sessionId}\n`);
+    }
+  } else process.stdout.write(`${o.status}: intent ${o.intentId} session ${o.sessionId}\n`);
+  return o.status === 'succeeded' ? 0 : 1;
+}
+
+async function exec(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: {
+    target: { type: 'string' }, sql: { type: 'string' }, command: { type: 'string' }, session: { type: 'string' }, json: { type: 'boolean', default: false },
+    token: { type: 'string' }, justification: { type: 'string' }, id: { type: 'string' }, timeout: { type: 'string', default: '30s' },
+  } });
+  if (!values.target) throw new WritError('WRIT_BAD_REQUEST', '--target is required');
+  const { nc, c } = await client(values.token, values.session);
+  try {
+    const o = await c.run(
+      { target: values.target, ...(values.sql !== undefined ? { sql: values.sql } : {}), ...(values.command !== undefined ? { command: values.command } : {}), ...(values.justification ? { justification: values.justification } : {}), ...(values.id ? { intentId: values.id } : {}) },
+      { timeoutMs: parseDuration(values.timeout) * 1000 },
+    );
+    return printOutcome(o, values.json);
+  } finally {
+    await nc.close();
+  }
+}
+
+async function statusOrWait(cmd: 'status' | 'wait', args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { token: { type: 'string' }, json: { type: 'boolean', default: false }, timeout: { type: 'string', default: '30s' } } });
+  const id = positionals[0];
+  if (!id) throw new WritError('WRIT_BAD_REQUEST', `usage: writ ${cmd} INTENT_ID`);
+  const { nc, c } = await client(values.token);
+  try {
+    if (cmd === 'status') {
+      const s = await c.status(id);
+      process.stdout.write(values.json ? `${JSON.stringify({ intentId: id, status: s })}\n` : `${s}\n`);
+      return 0;
+    }
+    return printOutcome(await c.wait(id, { timeoutMs: parseDuration(values.timeout) * 1000 }), values.json);
+  } finally {
+    await nc.close();
+  }
+}
+
+async function audit(args: string[]): Promise<number> {
+  const nc = await connectNats(resolveNatsUrl(), 'writ-audit');
+  try {
+    let publicKeyPem: string | undefined;
+    try {
+      publicKeyPem = readFileSync(resolve(DATA_DIR, 'grant-key.pub.pem'), 'utf8');
+    } catch {
+      publicKeyPem = undefined;
+    }
+    return await runAuditCli(args, { nc, names: names(process.env.WRIT_PREFIX ?? 'writ'), stdout: (s) => process.stdout.write(s), ...(publicKeyPem ? { publicKeyPem } : {}) });
+  } finally {
+    await nc.close();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    const code = e instanceof WritError ? e.code : 'WRIT_INTERNAL';
+    process.stderr.write(`writ: ${code}: ${(e as Error).message}\n`);
+    process.exit(e instanceof WritError && e.code === 'WRIT_BAD_REQUEST' ? 2 : 1);
+  },
+);

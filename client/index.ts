@@ -1,0 +1,2 @@
+/** Public entry of client/: the agent SDK. The `writ` tool is client/cli.ts. */
+export { WritClient, WritOutcomeError, newId, type IntentRequest, type Submitted, type WritClientOptions } from './sdk.ts';

@@ -1,0 +1,173 @@
+/**
+ * The agent SDK. An agent needs only three NATS permissions: publish `writ.intent.>`
+ * and `writ.api.>`, and subscribe to its own inbox. `run` subscribes to a fresh inbox,
+ * publishes the intent with that inbox as `replyTo`, and takes the first outcome that
+ * arrives there; the broker (denials) or the worker (results) answers it directly.
+ */
+import { randomBytes } from 'node:crypto';
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { createInbox, type NatsConnection } from '@nats-io/transport-node';
+import {
+  ApiReplySchema, names as makeNames, OutcomeSchema, WritError, isErrorCode,
+  type ApiReply, type Command, type ErrorReply, type Intent, type IntentState, type Names, type Outcome,
+} from '../schemas/index.ts';
+
+export interface IntentRequest {
+  target: string;
+  sql?: string;
+  command?: string;
+  /** Groups a planner run; one is made per client when absent. */
+  sessionId?: string;
+  /** Resubmitting with the same id is idempotent. */
+  intentId?: string;
+  justification?: string;
+  /** Epoch ms after which the broker must not act. */
+  deadline?: number;
+}
+
+export interface Submitted {
+  intentId: string;
+  sessionId: string;
+  /** True when the server had this id already (a resubmission). */
+  duplicate: boolean;
+}
+
+/** An outcome that is an error, as an exception with its stable code. */
+export class WritOutcomeError extends Error {
+  readonly code: string;
+  readonly outcome: Outcome;
+  constructor(outcome: Outcome) {
+    super(outcome.error?.message ?? outcome.status);
+    this.name = 'WritOutcomeError';
+    this.code = outcome.error?.code ?? 'WRIT_INTERNAL';
+    this.outcome = outcome;
+  }
+}
+
+export function newId(prefix = 'i'): string {
+  return `${prefix}_${randomBytes(12).toString('base64url')}`;
+}
+
+const enc = new TextEncoder();
+
+export interface WritClientOptions {
+  nc: NatsConnection;
+  /** The agent's short-lived token, or a function that returns a fresh one. */
+  token: string | (() => string | Promise<string>);
+  prefix?: string;
+  sessionId?: string;
+  /** Inbox prefix the agent may subscribe to (per-agent inboxes in a locked-down deployment). */
+  inboxPrefix?: string;
+}
+
+export class WritClient {
+  readonly names: Names;
+  readonly sessionId: string;
+  readonly #o: WritClientOptions;
+  readonly #js: JetStreamClient;
+
+  constructor(o: WritClientOptions) {
+    this.#o = o;
+    this.names = makeNames(o.prefix ?? 'writ');
+    this.sessionId = o.sessionId ?? newId('s');
+    this.#js = jetstream(o.nc);
+  }
+
+  async #token(): Promise<string> {
+    return typeof this.#o.token === 'string' ? this.#o.token : this.#o.token();
+  }
+
+  #intent(req: IntentRequest, token: string, replyTo?: string): Intent {
+    const command: Command | undefined = req.sql !== undefined ? { kind: 'sql', sql: req.sql } : req.command !== undefined ? { kind: 'shell', command: req.command } : undefined;
+    if (!command || (req.sql !== undefined && req.command !== undefined)) throw new WritError('WRIT_BAD_REQUEST', 'give exactly one of sql or command');
+    return {
+      v: 1, type: 'intent', id: req.intentId ?? newId(), sessionId: req.sessionId ?? this.sessionId, target: req.target, command, token,
+      submittedAt: Date.now(),
+      ...(req.justification ? { justification: req.justification } : {}),
+      ...(req.deadline ? { deadline: req.deadline } : {}),
+      ...(replyTo ? { replyTo } : {}),
+    };
+  }
+
+  async #publish(intent: Intent): Promise<Submitted> {
+    const ack = await this.#js.publish(this.names.intent(intent.target), enc.encode(JSON.stringify(intent)), { msgID: intent.id });
+    return { intentId: intent.id, sessionId: intent.sessionId, duplicate: ack.duplicate };
+  }
+
+  /** Publishes an intent and returns once the server has stored it. */
+  async submit(req: IntentRequest): Promise<Submitted> {
+    return this.#publish(this.#intent(req, await this.#token()));
+  }
+
+  /** Submits and waits for the outcome. Rejects only on transport failure or timeout; a denial is an outcome. */
+  async run(req: IntentRequest, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<Outcome> {
+    const timeoutMs = opts.timeoutMs ?? 30_000;
+    const inbox = createInbox(this.#o.inboxPrefix);
+    const sub = this.#o.nc.subscribe(inbox, { max: 1 });
+    const intent = this.#intent(req, await this.#token(), inbox);
+    const direct = (async () => {
+      for await (const m of sub) return OutcomeSchema.parse(m.json());
+      return undefined;
+    })();
+    try {
+      const submitted = await this.#publish(intent);
+      // A duplicate's answer went to the first submission's inbox: ask the API instead.
+      if (submitted.duplicate) return await this.wait(intent.id, opts);
+      const outcome = await raceTimeout(direct, timeoutMs, opts.signal);
+      if (outcome) return outcome;
+      throw new WritError('WRIT_TIMEOUT');
+    } finally {
+      sub.unsubscribe();
+    }
+  }
+
+  async #api(op: 'wait' | 'status' | 'result' | 'cancel', body: Record<string, unknown>, timeoutMs: number): Promise<ApiReply> {
+    const m = await this.#o.nc.request(this.names.api(op), enc.encode(JSON.stringify({ v: 1, type: op, token: await this.#token(), ...body })), { timeout: timeoutMs });
+    const reply = ApiReplySchema.parse(m.json());
+    if (reply.type === 'error') throw toError(reply.error);
+    return reply;
+  }
+
+  /** Waits for an intent's outcome through the broker API (works after a reconnect or from another process). */
+  async wait(intentId: string, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<Outcome> {
+    const timeoutMs = opts.timeoutMs ?? 30_000;
+    const reply = await raceTimeout(this.#api('wait', { intentId, timeoutMs }, timeoutMs + 2_000), timeoutMs + 2_500, opts.signal);
+    if (!reply) throw new WritError('WRIT_TIMEOUT');
+    if (reply.type !== 'outcome') throw new WritError('WRIT_TIMEOUT');
+    return reply.outcome;
+  }
+
+  async status(intentId: string): Promise<IntentState> {
+    const r = await this.#api('status', { intentId }, 5_000);
+    return r.type === 'status' ? r.status : r.type === 'outcome' ? r.outcome.status : 'unknown';
+  }
+
+  async cancel(intentId: string): Promise<IntentState> {
+    const r = await this.#api('cancel', { intentId }, 5_000);
+    return r.type === 'status' ? r.status : 'unknown';
+  }
+}
+
+function toError(e: ErrorReply): WritError {
+  return isErrorCode(e.code) ? new WritError(e.code, e.message) : new WritError('WRIT_INTERNAL', `${e.code}: ${e.message}`);
+}
+
+async function raceTimeout<T>(p: Promise<T>, ms: number, signal?: AbortSignal): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms))),
+      new Promise<never>((_, reject) => {
+        if (!signal) return;
+        if (signal.aborted) reject(signal.reason);
+        onAbort = () => reject(signal.reason);
+        signal.addEventListener('abort', onAbort, { once: true });
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+  }
+}

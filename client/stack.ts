@@ -1,0 +1,120 @@
+/**
+ * The local stack `writ up` runs: a nats-server child with JetStream when NATS_URL is
+ * unset, the demo database, a broker and a PostgreSQL worker, in one process.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import pg from 'pg';
+import { createBroker, type Broker } from '../broker/index.ts';
+import { connectNats, createLogger, type Logger } from '../lib/index.ts';
+import { loadConfigFile, type Config } from '../schemas/index.ts';
+import { createWorker, type Worker } from '../workers/index.ts';
+
+export const DATA_DIR = resolve(process.env.WRIT_DATA_DIR ?? '.data');
+export const NATS_URL_FILE = join(DATA_DIR, 'nats.url');
+
+/** The NATS URL a CLI command should use: flag, NATS_URL, the local stack's, else the default port. */
+export function resolveNatsUrl(flag?: string): string {
+  if (flag) return flag;
+  if (process.env.NATS_URL) return process.env.NATS_URL;
+  if (existsSync(NATS_URL_FILE)) return readFileSync(NATS_URL_FILE, 'utf8').trim();
+  return 'nats://127.0.0.1:4222';
+}
+
+async function startLocalNats(log: Logger): Promise<{ url: string; child: ChildProcess }> {
+  const which = spawnSync('sh', ['-c', 'command -v nats-server'], { encoding: 'utf8' });
+  if (which.status !== 0) {
+    throw new Error('nats-server is not on PATH. Install it (Debian: `sudo apt-get install nats-server`) or set NATS_URL to a running server with JetStream.');
+  }
+  const dir = join(DATA_DIR, 'nats');
+  mkdirSync(join(dir, 'store'), { recursive: true });
+  const conf = join(dir, 'nats.conf');
+  writeFileSync(conf, [
+    `listen: 127.0.0.1:${process.env.WRIT_NATS_PORT ?? '-1'}`,
+    `ports_file_dir: ${JSON.stringify(dir)}`,
+    `jetstream { store_dir: ${JSON.stringify(join(dir, 'store'))} }`,
+  ].join('\n'));
+  // One OS thread for the server on small machines: ~35 % less CPU per message (PERFORMANCE.md).
+  const child = spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, GOMAXPROCS: process.env.GOMAXPROCS ?? '1' } });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  const portsFile = join(dir, `nats-server_${child.pid}.ports`);
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`nats-server exited (${child.exitCode}):\n${stderr}`);
+    if (existsSync(portsFile)) {
+      const ports = JSON.parse(readFileSync(portsFile, 'utf8')) as { nats: string[] };
+      const url = ports.nats[0]!;
+      log.info({ url, pid: child.pid }, 'nats-server started');
+      return { url, child };
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill('SIGKILL');
+  throw new Error('nats-server did not report its port in 10 s');
+}
+
+/** Creates the demo database and roles when missing (admin: the standard PG* variables, default user postgres). */
+export async function setupDemoDatabase(config: Config): Promise<void> {
+  const w = config.workers.postgres[0];
+  if (!w) return;
+  const admin = { host: process.env.PGHOST ?? w.host, port: Number(process.env.PGPORT ?? w.port), user: process.env.PGUSER ?? 'postgres', password: process.env.PGPASSWORD };
+  const c1 = new pg.Client({ ...admin, database: process.env.PGDATABASE ?? 'postgres' });
+  await c1.connect();
+  try {
+    const r = await c1.query('SELECT 1 FROM pg_database WHERE datname = $1', [w.database]);
+    if (r.rowCount === 0) await c1.query(`CREATE DATABASE ${pg.escapeIdentifier(w.database)}`);
+  } finally {
+    await c1.end();
+  }
+  const c2 = new pg.Client({ ...admin, database: w.database });
+  await c2.connect();
+  try {
+    await c2.query(readFileSync(new URL('../deploy/local/setup.sql', import.meta.url), 'utf8'));
+  } finally {
+    await c2.end();
+  }
+}
+
+export interface LocalStack {
+  url: string;
+  broker: Broker;
+  worker: Worker;
+  stop(): Promise<void>;
+}
+
+export async function startLocalStack(configFile: string): Promise<LocalStack> {
+  const log = createLogger({ name: 'writ' });
+  const loaded = loadConfigFile(configFile);
+  // The local stack follows the standard PG* variables for where PostgreSQL is.
+  const config: Config = structuredClone(loaded) as Config;
+  for (const w of config.workers.postgres) {
+    if (process.env.PGHOST) w.host = process.env.PGHOST;
+    if (process.env.PGPORT) w.port = Number(process.env.PGPORT);
+  }
+  mkdirSync(DATA_DIR, { recursive: true });
+  let child: ChildProcess | undefined;
+  let url = process.env.NATS_URL;
+  if (!url) ({ url, child } = await startLocalNats(log));
+  writeFileSync(NATS_URL_FILE, url);
+  await setupDemoDatabase(config);
+  const nc = await connectNats(url, 'writ-up');
+  const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }) });
+  await broker.start();
+  const worker = await createWorker({ nc, config, log: log.child({ svc: 'worker' }) });
+  await worker.start();
+  return {
+    url,
+    broker,
+    worker,
+    async stop() {
+      await worker.stop();
+      await broker.stop();
+      await nc.drain();
+      if (child && child.exitCode === null) {
+        child.kill('SIGTERM');
+        await new Promise((r) => child!.once('exit', r));
+      }
+    },
+  };
+}

@@ -1,0 +1,4 @@
+/** Public entry of lib/: the runtime pieces every service shares (logging, consume loop, NATS connect). */
+export * from './log.ts';
+export * from './consume.ts';
+export * from './nats.ts';

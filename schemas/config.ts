@@ -1,0 +1,196 @@
+/**
+ * Configuration: parsed once at start with a strict schema, then frozen. Errors name
+ * the exact path (`targets[1].kind: …`). Secrets are never inline: a credential names
+ * an environment variable or a file that holds it.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { WritError } from './errors.ts';
+import { LimitsSchema, TargetNameSchema } from './messages.ts';
+
+/** Where a secret comes from; exactly one source. */
+export const SecretRefSchema = z.union([
+  z.strictObject({ env: z.string().min(1) }),
+  z.strictObject({ file: z.string().min(1) }),
+  // Only for values that are not secrets in practice (a user name) or local development.
+  z.strictObject({ value: z.string() }),
+]);
+export type SecretRef = z.infer<typeof SecretRefSchema>;
+
+export const IssuerSchema = z.strictObject({
+  issuer: z.string().min(1),
+  audience: z.string().min(1),
+  jwksUrl: z.url().optional(),
+  jwksFile: z.string().optional(),
+  /** Allowed signature algorithms; `none` and HMAC are never accepted. */
+  algorithms: z.array(z.enum(['EdDSA', 'ES256', 'ES384', 'RS256', 'RS384', 'RS512', 'PS256'])).default(['EdDSA', 'ES256', 'RS256']),
+  /** Accepted clock skew for exp/nbf/iat, seconds. Default 30. */
+  clockSkewSec: z.number().int().nonnegative().default(30),
+  /** Tokens whose exp - iat exceeds this are refused, seconds. Default 3600. */
+  maxLifetimeSec: z.number().int().positive().default(3600),
+  /** Claim path (dot-separated) holding the principal's groups. Default `groups`. */
+  groupsClaim: z.string().default('groups'),
+  /** Claim path of the human the agent acts for (RFC 8693 `act.sub`). */
+  actForClaim: z.string().default('act.sub'),
+}).refine((i) => (i.jwksUrl ? 1 : 0) + (i.jwksFile ? 1 : 0) === 1, { message: 'exactly one of jwksUrl or jwksFile' });
+export type IssuerConfig = z.infer<typeof IssuerSchema>;
+
+export const TargetSchema = z.strictObject({
+  name: TargetNameSchema,
+  kind: z.enum(['postgres', 'ssh']),
+  tags: z.array(z.string()).default([]),
+  description: z.string().optional(),
+});
+export type TargetConfig = z.infer<typeof TargetSchema>;
+
+/** The foundation's minimal policy: allow or deny by group and target. The policy engine replaces it. */
+export const SimpleRuleSchema = z.strictObject({
+  id: z.string().min(1),
+  effect: z.enum(['allow', 'deny']),
+  /** Principal groups the rule applies to; `*` for anyone. */
+  groups: z.array(z.string()).min(1),
+  /** Target names (or `*`). */
+  targets: z.array(z.string()).min(1),
+  /** The access mode the rule allows; `read` allows only statements classified read-only. Default read. */
+  mode: z.enum(['read', 'write']).default('read'),
+  limits: LimitsSchema.default({}),
+});
+
+export const PolicySchema = z.strictObject({
+  rules: z.array(SimpleRuleSchema).default([]),
+  /** Masking applied to every result unless a rule says otherwise. */
+  masking: z.unknown().optional(),
+  /** Limits applied where a rule sets none. */
+  defaultLimits: LimitsSchema.default({ rows: 1000, seconds: 30, bytes: 4 * 1024 * 1024 }),
+});
+export type PolicyConfig = z.infer<typeof PolicySchema>;
+
+export const PostgresWorkerTargetSchema = z.strictObject({
+  target: TargetNameSchema,
+  host: z.string().default('127.0.0.1'),
+  port: z.number().int().positive().default(5432),
+  database: z.string().min(1),
+  /** One credential per access mode. */
+  credentials: z.strictObject({
+    read: z.strictObject({ user: SecretRefSchema, password: SecretRefSchema.optional() }),
+    write: z.strictObject({ user: SecretRefSchema, password: SecretRefSchema.optional() }).optional(),
+  }),
+  poolSize: z.number().int().positive().default(8),
+});
+
+export const ConfigSchema = z.strictObject({
+  /** Subject prefix; names derive from it. Default `writ`. */
+  prefix: z.string().default('writ'),
+  nats: z.strictObject({
+    /** Defaults to NATS_URL, else nats://127.0.0.1:4222. */
+    url: z.string().optional(),
+    /** Replicas for streams and buckets: 1 single node, 3 in a cluster. */
+    replicas: z.number().int().min(1).max(5).default(1),
+  }).default({ replicas: 1 }),
+  limits: z.strictObject({
+    /** Intents larger than this are refused, bytes. */
+    maxIntentBytes: z.number().int().positive().default(256 * 1024),
+    /** In-flight handlers per process. */
+    concurrency: z.number().int().positive().default(256),
+  }).default({ maxIntentBytes: 256 * 1024, concurrency: 256 }),
+  identity: z.strictObject({
+    issuers: z.array(IssuerSchema).default([]),
+    /** Trust the local development issuer that `writ up` creates. Never in production. */
+    devIssuer: z.strictObject({ enabled: z.boolean().default(false), dir: z.string().default('.data/dev-issuer'), audience: z.string().default('writ') }).default({ enabled: false, dir: '.data/dev-issuer', audience: 'writ' }),
+  }).default({ issuers: [], devIssuer: { enabled: false, dir: '.data/dev-issuer', audience: 'writ' } }),
+  grants: z.strictObject({
+    /** The broker's Ed25519 signing key (PKCS8 PEM) file; created when missing. */
+    keyFile: z.string().default('.data/grant-key.pem'),
+    /** Public keys workers accept, by key id (rotation: keep the old one listed). Defaults to the key file's own public key. */
+    publicKeyFiles: z.record(z.string(), z.string()).optional(),
+    ttlSec: z.number().int().positive().default(60),
+  }).default({ keyFile: '.data/grant-key.pem', ttlSec: 60 }),
+  targets: z.array(TargetSchema).default([]),
+  policy: PolicySchema.default({ rules: [], defaultLimits: { rows: 1000, seconds: 30, bytes: 4 * 1024 * 1024 } }),
+  workers: z.strictObject({
+    postgres: z.array(PostgresWorkerTargetSchema).default([]),
+  }).default({ postgres: [] }),
+  audit: z.strictObject({
+    replicas: z.number().int().min(1).max(5).optional(),
+    /** Retention by age, seconds; unset keeps forever. */
+    maxAgeSec: z.number().int().positive().optional(),
+    /** How long a writer gathers events of one session before writing them as one block, ms. */
+    flushMs: z.number().int().nonnegative().default(2),
+  }).default({ flushMs: 2 }),
+  results: z.strictObject({
+    /** Durable results are kept this long, seconds. Default a day. */
+    maxAgeSec: z.number().int().positive().default(86_400),
+  }).default({ maxAgeSec: 86_400 }),
+  log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).default({ level: 'info' }),
+});
+export type Config = z.output<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
+
+/** Formats zod issues as `path.to[2].key: message` lines. */
+export function formatIssues(error: z.ZodError): string {
+  return error.issues
+    .map((i) => {
+      const path = i.path.map((p, n) => (typeof p === 'number' ? `[${p}]` : n === 0 ? String(p) : `.${String(p)}`)).join('');
+      const keys = i.code === 'unrecognized_keys' ? ` ${i.keys.map((k) => JSON.stringify(k)).join(', ')}` : '';
+      return `${path || '(root)'}: ${i.message}${keys}`;
+    })
+    .join('\n');
+}
+
+/** Validates, fills defaults, checks cross-field rules, and freezes. */
+export function parseConfig(input: unknown, baseDir = process.cwd()): Readonly<Config> {
+  const r = ConfigSchema.safeParse(input);
+  if (!r.success) throw new WritError('WRIT_CONFIG_INVALID', `invalid config:\n${formatIssues(r.error)}`);
+  const c = r.data;
+  const targets = new Set<string>();
+  c.targets.forEach((t, i) => {
+    if (targets.has(t.name)) throw new WritError('WRIT_CONFIG_INVALID', `targets[${i}].name: duplicate target ${JSON.stringify(t.name)}`);
+    targets.add(t.name);
+  });
+  c.workers.postgres.forEach((w, i) => {
+    const t = c.targets.find((x) => x.name === w.target);
+    if (!t) throw new WritError('WRIT_CONFIG_INVALID', `workers.postgres[${i}].target: no target named ${JSON.stringify(w.target)}`);
+    if (t.kind !== 'postgres') throw new WritError('WRIT_CONFIG_INVALID', `workers.postgres[${i}].target: target ${JSON.stringify(w.target)} is of kind ${t.kind}`);
+  });
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  c.grants.keyFile = abs(c.grants.keyFile);
+  c.identity.devIssuer.dir = abs(c.identity.devIssuer.dir);
+  for (const i of c.identity.issuers) if (i.jwksFile) i.jwksFile = abs(i.jwksFile);
+  return deepFreeze(c);
+}
+
+/** Reads a YAML or JSON config file; relative paths inside resolve against the file's folder. */
+export function loadConfigFile(file: string): Readonly<Config> {
+  let raw: unknown;
+  try {
+    raw = parseYaml(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new WritError('WRIT_CONFIG_INVALID', `cannot read config ${file}: ${(e as Error).message}`, { cause: e });
+  }
+  return parseConfig(raw, dirname(resolve(file)));
+}
+
+/** Resolves a secret reference at the moment it is needed; the value is never logged. */
+export function readSecret(ref: SecretRef, what: string): string {
+  if ('value' in ref) return ref.value;
+  if ('env' in ref) {
+    const v = process.env[ref.env];
+    if (v === undefined) throw new WritError('WRIT_CONFIG_INVALID', `${what}: environment variable ${ref.env} is not set`);
+    return v;
+  }
+  try {
+    return readFileSync(ref.file, 'utf8').trim();
+  } catch (e) {
+    throw new WritError('WRIT_CONFIG_INVALID', `${what}: cannot read ${ref.file}`, { cause: e });
+  }
+}

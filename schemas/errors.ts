@@ -1,0 +1,81 @@
+/**
+ * The one catalogue of Writ's error codes. Every code here is documented in
+ * docs/errors.md (a test checks it); a retired code is never reused.
+ * `retryable` decides nak (retry may help) versus term on JetStream messages.
+ */
+export const ErrorCodes = {
+  // input
+  WRIT_BAD_JSON: { retryable: false, message: 'the message is not valid JSON' },
+  WRIT_BAD_REQUEST: { retryable: false, message: 'the message does not match its schema' },
+  WRIT_PAYLOAD_TOO_LARGE: { retryable: false, message: 'the message is larger than the configured limit' },
+  WRIT_DEADLINE_PASSED: { retryable: false, message: 'the intent arrived after its deadline' },
+  WRIT_UNKNOWN_TARGET: { retryable: false, message: 'no such target' },
+  WRIT_DUPLICATE_INTENT: { retryable: false, message: 'an intent with this id was already received' },
+  WRIT_NOT_FOUND: { retryable: false, message: 'no such intent, or not yours' },
+  WRIT_TIMEOUT: { retryable: true, message: 'no outcome before the wait timed out' },
+  // identity
+  WRIT_TOKEN_MISSING: { retryable: false, message: 'no token was given' },
+  WRIT_TOKEN_INVALID: { retryable: false, message: 'the token could not be verified' },
+  WRIT_TOKEN_EXPIRED: { retryable: false, message: 'the token has expired' },
+  WRIT_TOKEN_AUDIENCE: { retryable: false, message: 'the token is not meant for this broker' },
+  WRIT_TOKEN_ISSUER: { retryable: false, message: 'the token comes from an issuer this broker does not trust' },
+  WRIT_TOKEN_LIFETIME: { retryable: false, message: 'the token lives longer than the configured maximum' },
+  // classification and policy
+  WRIT_SQL_EMPTY: { retryable: false, message: 'the SQL text holds no statement' },
+  WRIT_SQL_UNPARSEABLE: { retryable: false, message: 'the SQL text could not be parsed' },
+  WRIT_SQL_UNKNOWN: { retryable: false, message: 'the SQL text holds a statement that could not be classified' },
+  WRIT_SHELL_EMPTY: { retryable: false, message: 'the command holds nothing to run' },
+  WRIT_SHELL_UNPARSEABLE: { retryable: false, message: 'the shell command could not be parsed' },
+  WRIT_SHELL_UNKNOWN: { retryable: false, message: 'the shell command holds a part that could not be classified' },
+  WRIT_POLICY_DENIED: { retryable: false, message: 'the policy denies this intent' },
+  WRIT_POLICY_INVALID: { retryable: false, message: 'the policy is not valid' },
+  // execution
+  WRIT_GRANT_INVALID: { retryable: false, message: 'the execution grant could not be verified' },
+  WRIT_GRANT_EXPIRED: { retryable: false, message: 'the execution grant has expired' },
+  WRIT_GRANT_MISMATCH: { retryable: false, message: 'the execution grant does not cover this order' },
+  WRIT_ALREADY_CLAIMED: { retryable: false, message: 'this grant was already claimed; it runs at most once' },
+  WRIT_EXEC_FAILED: { retryable: false, message: 'the command failed on the target' },
+  WRIT_EXEC_TIMEOUT: { retryable: false, message: 'the command ran past its time limit' },
+  WRIT_ROW_LIMIT: { retryable: false, message: 'the command affected more rows than allowed' },
+  WRIT_RESULT_TOO_LARGE: { retryable: false, message: 'the result is larger than allowed' },
+  WRIT_TARGET_UNAVAILABLE: { retryable: true, message: 'the target could not be reached' },
+  WRIT_MASKING_FAILED: { retryable: false, message: 'the result could not be masked, so it was withheld' },
+  WRIT_HOST_KEY_MISMATCH: { retryable: false, message: 'the host key is not the pinned one' },
+  WRIT_OUTCOME_UNKNOWN: { retryable: false, message: 'the worker was lost mid-run; the outcome is unknown and it is not re-run' },
+  // everything else
+  WRIT_CONFIG_INVALID: { retryable: false, message: 'the configuration is not valid' },
+  WRIT_INTERNAL: { retryable: true, message: 'internal error' },
+} as const satisfies Record<string, { retryable: boolean; message: string }>;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/** An error with a stable code, a message safe to show the caller, and a cause kept for the logs. */
+export class WritError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  /** Optional structured details safe for the caller (never secrets or unmasked values). */
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message ?? ErrorCodes[code].message, options?.cause !== undefined ? { cause: options.cause } : undefined);
+    this.name = 'WritError';
+    this.code = code;
+    this.retryable = ErrorCodes[code].retryable;
+    this.details = options?.details;
+  }
+
+  /** The wire form: code and safe message only. */
+  toReply(): { code: ErrorCode; message: string; details?: Record<string, unknown> } {
+    return this.details ? { code: this.code, message: this.message, details: this.details } : { code: this.code, message: this.message };
+  }
+}
+
+export function isErrorCode(s: string): s is ErrorCode {
+  return Object.hasOwn(ErrorCodes, s);
+}
+
+/** Anything thrown becomes a WritError; unknown throwables become WRIT_INTERNAL with the original as cause. */
+export function toWritError(e: unknown): WritError {
+  if (e instanceof WritError) return e;
+  return new WritError('WRIT_INTERNAL', undefined, { cause: e });
+}

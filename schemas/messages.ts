@@ -1,0 +1,237 @@
+/**
+ * Wire messages, as zod schemas. Every message is a discriminated union member on a
+ * literal `type`, versioned by `v`. Parsing is strict: unknown keys are refused, so a
+ * typo in an agent's intent is an error rather than a silently ignored field.
+ */
+import { z } from 'zod';
+
+/** Ids that end up in subjects: one safe token. */
+export const IdSchema = z.string().regex(/^[A-Za-z0-9_-]{8,128}$/, 'an id is 8-128 characters of A-Z a-z 0-9 _ -');
+export const TargetNameSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a target name is 1-64 characters of A-Z a-z 0-9 _ -');
+/** Reply subjects are confined to inboxes so an intent cannot aim a result at a Writ subject. */
+export const InboxSchema = z.string().regex(/^_INBOX[A-Za-z0-9_-]*\.[A-Za-z0-9_.-]{1,200}$/, 'replyTo must be an _INBOX subject');
+
+export const CommandSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('sql'), sql: z.string().max(1_000_000) }),
+  z.strictObject({ kind: z.literal('shell'), command: z.string().max(100_000) }),
+]);
+export type Command = z.infer<typeof CommandSchema>;
+
+/** The text a grant's digest covers. */
+export function commandText(c: Command): string {
+  return c.kind === 'sql' ? c.sql : c.command;
+}
+
+export const IntentSchema = z.strictObject({
+  v: z.literal(1),
+  type: z.literal('intent'),
+  /** Chosen by the agent; resubmitting the same id is idempotent (runs once). */
+  id: IdSchema,
+  /** Groups a planner run; one audit chain per session. */
+  sessionId: IdSchema,
+  target: TargetNameSchema,
+  command: CommandSchema,
+  /** The agent's short-lived OIDC JWT. Never logged or audited; only its digest is. */
+  token: z.string().min(1).max(16_384),
+  /** Why the agent wants this; shown to approvers and audited. */
+  justification: z.string().max(2_000).optional(),
+  /** Epoch ms after which the intent must not be acted upon. */
+  deadline: z.number().int().positive().optional(),
+  /** Where the outcome is sent directly (the agent's own inbox). */
+  replyTo: InboxSchema.optional(),
+  submittedAt: z.number().int().positive(),
+});
+export type Intent = z.infer<typeof IntentSchema>;
+
+export const PrincipalSchema = z.strictObject({
+  sub: z.string(),
+  iss: z.string(),
+  groups: z.array(z.string()),
+  /** The human the agent acts for, when the token says so. */
+  actFor: z.string().optional(),
+});
+export type Principal = z.infer<typeof PrincipalSchema>;
+
+export const EFFECTS = ['allow', 'deny', 'require_approval'] as const;
+export const AccessModeSchema = z.enum(['read', 'write']);
+export type AccessMode = z.infer<typeof AccessModeSchema>;
+
+export const LimitsSchema = z.strictObject({
+  /** Rows returned at most; more sets `truncated`. */
+  rows: z.number().int().positive().optional(),
+  /** Rows a write may affect; more rolls it back. */
+  rowsAffected: z.number().int().nonnegative().optional(),
+  /** Statement or command time limit. */
+  seconds: z.number().positive().optional(),
+  /** Result size limit in bytes. */
+  bytes: z.number().int().positive().optional(),
+});
+export type Limits = z.infer<typeof LimitsSchema>;
+
+export const DecisionSchema = z.strictObject({
+  effect: z.enum(EFFECTS),
+  /** The rule ids that decided. */
+  rules: z.array(z.string()),
+  /** Human-readable reasons. */
+  reasons: z.array(z.string()),
+  mode: AccessModeSchema,
+  policyVersion: z.string(),
+});
+export type Decision = z.infer<typeof DecisionSchema>;
+
+export const ErrorReplySchema = z.strictObject({
+  code: z.string(),
+  message: z.string(),
+  details: z.record(z.string(), z.unknown()).optional(),
+});
+export type ErrorReply = z.infer<typeof ErrorReplySchema>;
+
+export const INTENT_STATES = ['received', 'denied', 'pending', 'dispatched', 'running', 'succeeded', 'failed', 'unknown', 'rejected', 'expired', 'cancelled'] as const;
+export const IntentStateSchema = z.enum(INTENT_STATES);
+export type IntentState = z.infer<typeof IntentStateSchema>;
+export const TERMINAL_STATES: ReadonlySet<IntentState> = new Set(['denied', 'succeeded', 'failed', 'unknown', 'rejected', 'expired', 'cancelled']);
+
+/** The grant's claims: what exactly may run, where, how, until when. Signed by the broker. */
+export const GrantClaimsSchema = z.strictObject({
+  /** Grant id: the claim key; a grant runs at most once. */
+  gid: z.string(),
+  iid: IdSchema,
+  sid: IdSchema,
+  tgt: TargetNameSchema,
+  kind: z.enum(['postgres', 'ssh']),
+  mode: AccessModeSchema,
+  /** Hex SHA-256 of the exact command text. */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  /** Issued at / expires, epoch seconds. */
+  iat: z.number().int(),
+  exp: z.number().int(),
+  limits: LimitsSchema,
+  /** The masking to apply, from the policy (opaque here; the worker validates it). */
+  mask: z.unknown().optional(),
+  /** Columns the policy marks sensitive that the statement's computed fields draw on. */
+  derived: z.array(z.string()).optional(),
+  policyVersion: z.string(),
+  /** The principal's subject, for the worker's audit events. */
+  sub: z.string(),
+});
+export type GrantClaims = z.infer<typeof GrantClaimsSchema>;
+
+export const OrderSchema = z.strictObject({
+  v: z.literal(1),
+  type: z.literal('order'),
+  intentId: IdSchema,
+  sessionId: IdSchema,
+  target: TargetNameSchema,
+  command: CommandSchema,
+  /** Compact JWS (EdDSA) over GrantClaims. */
+  grant: z.string().max(65_536),
+  /** Revision of the `dispatched` state in the intents bucket, for the worker's compare-and-set. */
+  stateRevision: z.number().int().positive(),
+  replyTo: InboxSchema.optional(),
+});
+export type Order = z.infer<typeof OrderSchema>;
+
+export const ResultColumnSchema = z.strictObject({
+  name: z.string(),
+  masked: z.boolean(),
+  /** Why it was masked: 'column:public.customers.email', 'detector:email', … */
+  reasons: z.array(z.string()).optional(),
+});
+
+export const ResultBodySchema = z.strictObject({
+  columns: z.array(ResultColumnSchema),
+  rows: z.array(z.array(z.unknown())),
+  rowCount: z.number().int().nonnegative(),
+  truncated: z.boolean(),
+  /** SQL command tag per statement, or 'exec' for shell. */
+  command: z.string().optional(),
+  /** Shell: exit code or signal, and output. */
+  exitCode: z.number().int().nullable().optional(),
+  signal: z.string().nullable().optional(),
+  stdout: z.string().optional(),
+  stderr: z.string().optional(),
+});
+export type ResultBody = z.infer<typeof ResultBodySchema>;
+
+/** What an agent finally receives, directly on its inbox and durably on `writ.result.<id>`. */
+export const OutcomeSchema = z.strictObject({
+  v: z.literal(1),
+  type: z.literal('outcome'),
+  intentId: IdSchema,
+  sessionId: IdSchema,
+  status: IntentStateSchema,
+  decision: DecisionSchema.optional(),
+  result: ResultBodySchema.optional(),
+  error: ErrorReplySchema.optional(),
+  at: z.number().int(),
+});
+export type Outcome = z.infer<typeof OutcomeSchema>;
+
+/** The record of an intent in the intents bucket. Every change is a compare-and-set on its revision. */
+export const IntentRecordSchema = z.strictObject({
+  intentId: IdSchema,
+  sessionId: IdSchema,
+  target: TargetNameSchema,
+  kind: z.enum(['postgres', 'ssh']),
+  principal: PrincipalSchema,
+  state: IntentStateSchema,
+  decision: DecisionSchema.optional(),
+  grantId: z.string().optional(),
+  /** Grant expiry (epoch s): the sweeper's clock for a lost worker. */
+  grantExp: z.number().int().optional(),
+  error: ErrorReplySchema.optional(),
+  /** Digest of the command text (the text itself is in the audit log). */
+  commandSha256: z.string(),
+  createdAt: z.number().int(),
+  updatedAt: z.number().int(),
+});
+export type IntentRecord = z.infer<typeof IntentRecordSchema>;
+
+/** Agent API requests on `writ.api.<op>`; each carries the agent's token. */
+export const ApiRequestSchema = z.discriminatedUnion('type', [
+  z.strictObject({ v: z.literal(1), type: z.literal('wait'), token: z.string(), intentId: IdSchema, timeoutMs: z.number().int().positive().max(600_000).default(30_000) }),
+  z.strictObject({ v: z.literal(1), type: z.literal('status'), token: z.string(), intentId: IdSchema }),
+  z.strictObject({ v: z.literal(1), type: z.literal('result'), token: z.string(), intentId: IdSchema }),
+  z.strictObject({ v: z.literal(1), type: z.literal('cancel'), token: z.string(), intentId: IdSchema }),
+]);
+export type ApiRequest = z.infer<typeof ApiRequestSchema>;
+
+export const ApiReplySchema = z.discriminatedUnion('type', [
+  z.strictObject({ v: z.literal(1), type: z.literal('outcome'), outcome: OutcomeSchema }),
+  z.strictObject({ v: z.literal(1), type: z.literal('status'), intentId: IdSchema, status: IntentStateSchema }),
+  z.strictObject({ v: z.literal(1), type: z.literal('error'), error: ErrorReplySchema }),
+]);
+export type ApiReply = z.infer<typeof ApiReplySchema>;
+
+export const AUDIT_EVENT_TYPES = [
+  'intent.received', 'intent.rejected_input', 'intent.decided', 'intent.duplicate', 'intent.dispatched',
+  'exec.refused', 'exec.claimed', 'exec.finished', 'exec.lost',
+  'api.cancel', 'policy.loaded', 'checkpoint',
+] as const;
+
+/** One link of a session's hash chain. `hash` = SHA-256 over the canonical JSON of every other field. */
+export const AuditEventSchema = z.strictObject({
+  v: z.literal(1),
+  id: z.string(),
+  sessionId: z.string(),
+  intentId: z.string().optional(),
+  type: z.string(),
+  at: z.number().int(),
+  actor: z.strictObject({ kind: z.enum(['agent', 'broker', 'worker', 'approver', 'operator', 'system']), id: z.string() }),
+  policyVersion: z.string().optional(),
+  payload: z.record(z.string(), z.unknown()).optional(),
+  /** SHA-256 of a payload too large to keep inline. */
+  digest: z.string().optional(),
+  /** Hash of the previous event of the session; 64 zeros for the first. */
+  prev: z.string().regex(/^[0-9a-f]{64}$/),
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
+});
+export type AuditEvent = z.infer<typeof AuditEventSchema>;
+
+/** One JetStream message on `writ.audit.<session>`: consecutive links of the chain, written together. */
+export const AuditBlockSchema = z.strictObject({
+  v: z.literal(1),
+  type: z.literal('audit.block'),
+  events: z.array(AuditEventSchema).min(1),
+});
+export type AuditBlock = z.infer<typeof AuditBlockSchema>;

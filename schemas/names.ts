@@ -1,0 +1,88 @@
+/**
+ * Subject, stream and bucket names. Every name on the wire comes from here, and every
+ * token placed into a subject is validated, so no caller can smuggle `.`, `*` or `>`
+ * into a subject and widen what it reaches.
+ */
+
+const TOKEN = /^[A-Za-z0-9_-]{1,128}$/;
+const PREFIX = /^[a-z][a-z0-9_-]{0,31}$/;
+
+/** Throws when `value` is not a safe single subject token. */
+export function subjectToken(what: string, value: string): string {
+  if (!TOKEN.test(value)) throw new Error(`${what} must match ${TOKEN.source}: ${JSON.stringify(value.slice(0, 64))}`);
+  return value;
+}
+
+export function isSubjectToken(value: string): boolean {
+  return TOKEN.test(value);
+}
+
+/** Names for one deployment, derived from its prefix (default `writ`); a test uses a unique prefix for isolation. */
+export interface Names {
+  readonly prefix: string;
+  readonly streams: { readonly intents: string; readonly exec: string; readonly approvals: string; readonly results: string; readonly audit: string };
+  readonly buckets: { readonly intents: string; readonly claims: string; readonly policy: string; readonly windows: string };
+  /** `writ.intent.<target>` — agents publish intents here. */
+  intent(target: string): string;
+  /** `writ.intent.>` */
+  intentAll(): string;
+  /** `writ.api.<op>` — agent API, broker queue group. */
+  api(op: ApiOp): string;
+  /** `writ.exec.<kind>.<target>` — execution orders. */
+  exec(kind: string, target: string): string;
+  /** `writ.exec.<kind>.>` or `writ.exec.>` */
+  execAll(kind?: string): string;
+  approvalRequest(target: string): string;
+  approvalDecision(intentId: string): string;
+  /** `writ.result.<intentId>` */
+  result(intentId: string): string;
+  resultAll(): string;
+  /** `writ.audit.<sessionId>` */
+  audit(sessionId: string): string;
+  auditAll(): string;
+  /** Queue group shared by broker replicas for the API. */
+  readonly brokerQueue: string;
+  /** Durable consumer names. */
+  readonly durables: { readonly broker: string; worker(kind: string, target: string): string };
+}
+
+export const API_OPS = ['wait', 'status', 'result', 'cancel', 'explain'] as const;
+export type ApiOp = (typeof API_OPS)[number];
+
+export function names(prefix = 'writ'): Names {
+  if (!PREFIX.test(prefix)) throw new Error(`prefix must match ${PREFIX.source}: ${JSON.stringify(prefix)}`);
+  const up = prefix.toUpperCase().replace(/-/g, '_');
+  const p = prefix;
+  return Object.freeze({
+    prefix,
+    streams: Object.freeze({
+      intents: `${up}_INTENTS`,
+      exec: `${up}_EXEC`,
+      approvals: `${up}_APPROVALS`,
+      results: `${up}_RESULTS`,
+      audit: `${up}_AUDIT`,
+    }),
+    buckets: Object.freeze({
+      intents: `${p}_intents`,
+      claims: `${p}_claims`,
+      policy: `${p}_policy`,
+      windows: `${p}_windows`,
+    }),
+    intent: (target: string) => `${p}.intent.${subjectToken('target', target)}`,
+    intentAll: () => `${p}.intent.>`,
+    api: (op: ApiOp) => `${p}.api.${op}`,
+    exec: (kind: string, target: string) => `${p}.exec.${subjectToken('kind', kind)}.${subjectToken('target', target)}`,
+    execAll: (kind?: string) => (kind ? `${p}.exec.${subjectToken('kind', kind)}.>` : `${p}.exec.>`),
+    approvalRequest: (target: string) => `${p}.approval.request.${subjectToken('target', target)}`,
+    approvalDecision: (intentId: string) => `${p}.approval.decision.${subjectToken('intentId', intentId)}`,
+    result: (intentId: string) => `${p}.result.${subjectToken('intentId', intentId)}`,
+    resultAll: () => `${p}.result.>`,
+    audit: (sessionId: string) => `${p}.audit.${subjectToken('sessionId', sessionId)}`,
+    auditAll: () => `${p}.audit.>`,
+    brokerQueue: `${p}-broker`,
+    durables: Object.freeze({
+      broker: `${p}-broker`,
+      worker: (kind: string, target: string) => `${p}-worker-${subjectToken('kind', kind)}-${subjectToken('target', target)}`,
+    }),
+  });
+}

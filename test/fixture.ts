@@ -1,0 +1,109 @@
+/**
+ * An in-process Writ stack for integration tests, on real servers: a nats-server with
+ * JetStream and a throwaway PostgreSQL database from test/helpers, a broker and a
+ * PostgreSQL worker built exactly as `writ up` builds them, and a token minter.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { Writable } from 'node:stream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { createBroker, loadDevIssuer, mintDevToken, type Broker, type DevIssuer } from '../broker/index.ts';
+import { WritClient } from '../client/index.ts';
+import { createLogger, type Logger } from '../lib/index.ts';
+import { names, parseConfig, type Config, type ConfigInput, type Names } from '../schemas/index.ts';
+import { createWorker, type Worker } from '../workers/index.ts';
+import { createTestDatabase, startNats, type NatsServerHandle, type TestDatabase } from './helpers/index.ts';
+
+export interface Stack {
+  nats: NatsServerHandle;
+  db: TestDatabase;
+  admin: pg.Client;
+  config: Config;
+  names: Names;
+  nc: NatsConnection;
+  broker: Broker;
+  worker: Worker;
+  dev: DevIssuer;
+  dir: string;
+  /** Every log line the services wrote, parsed. */
+  logs: Record<string, unknown>[];
+  token(sub: string, groups: string[], o?: { ttlSec?: number; iat?: number; audience?: string }): Promise<string>;
+  client(token: string, sessionId?: string): WritClient;
+  stop(): Promise<void>;
+}
+
+export const SCHEMA_SQL = `
+  CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, email text NOT NULL, ssn text, plan text NOT NULL DEFAULT 'free');
+  INSERT INTO customers (name, email, ssn, plan) VALUES
+    ('Alice Example', 'alice@example.com', '078-05-1120', 'pro'),
+    ('Bob Example', 'bob@example.org', '219-09-9999', 'free'),
+    ('Carol Example', 'carol@example.net', NULL, 'team');
+  CREATE TABLE events (id serial PRIMARY KEY, note text);
+`;
+
+export async function startStack(opts: { config?: Partial<ConfigInput>; schemaSql?: string } = {}): Promise<Stack> {
+  const nats = await startNats();
+  const db = await createTestDatabase();
+  const admin = new pg.Client({ connectionString: db.adminUrl });
+  await admin.connect();
+  await admin.query(opts.schemaSql ?? SCHEMA_SQL);
+  const dir = mkdtempSync(join(tmpdir(), 'writ-stack-'));
+  const prefix = `t${Math.random().toString(36).slice(2, 8)}`;
+  const input: ConfigInput = {
+    prefix,
+    identity: { devIssuer: { enabled: true, dir: join(dir, 'dev-issuer'), audience: 'writ' } },
+    grants: { keyFile: join(dir, 'grant-key.pem'), ttlSec: 60 },
+    targets: [{ name: 'db', kind: 'postgres', tags: ['test'] }],
+    policy: {
+      rules: [
+        { id: 'analysts-read', effect: 'allow', groups: ['analysts'], targets: ['db'], mode: 'read' },
+        { id: 'dba-write', effect: 'allow', groups: ['dba'], targets: ['db'], mode: 'write', limits: { rowsAffected: 100 } },
+        { id: 'no-interns', effect: 'deny', groups: ['interns'], targets: ['*'] },
+      ],
+      masking: { columns: [{ column: 'public.customers.email' }], detectors: ['email'] },
+    },
+    workers: {
+      postgres: [{
+        target: 'db', host: db.host, port: db.port, database: db.database,
+        credentials: {
+          read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } },
+          write: { user: { value: db.roles.write.user }, password: { value: db.roles.write.password } },
+        },
+      }],
+    },
+    audit: { flushMs: 1 },
+    log: { level: 'info' },
+    ...opts.config,
+  };
+  const config = parseConfig(input) as Config;
+  const logs: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split('\n')) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
+      cb();
+    },
+  });
+  const log: Logger = createLogger({ name: 'test', level: 'debug', destination: sink });
+  const nc = await connect({ servers: nats.url });
+  const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }) });
+  await broker.start();
+  const worker = await createWorker({ nc, config, log: log.child({ svc: 'worker' }) });
+  await worker.start();
+  const dev = await loadDevIssuer(config.identity.devIssuer.dir, false);
+  return {
+    nats, db, admin, config, names: names(prefix), nc, broker, worker, dev, dir, logs,
+    token: (sub, groups, o = {}) => mintDevToken(dev, { sub, groups, audience: o.audience ?? 'writ', ttlSec: o.ttlSec ?? 600, ...(o.iat !== undefined ? { iat: o.iat } : {}) }),
+    client: (token, sessionId) => new WritClient({ nc, token, prefix, ...(sessionId ? { sessionId } : {}) }),
+    async stop() {
+      await worker.stop().catch(() => undefined);
+      await broker.stop().catch(() => undefined);
+      await nc.close().catch(() => undefined);
+      await admin.end().catch(() => undefined);
+      await db.drop().catch(() => undefined);
+      await nats.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,44 @@
+/**
+ * Public entry of workers/: the runtime, the executor interface, and the executors.
+ * A worker process is wired here from its config; nothing registers itself on import.
+ */
+import { readFileSync } from 'node:fs';
+import type { KeyObject } from 'node:crypto';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from '../lib/index.ts';
+import { keyId, names as makeNames, publicKeyFromPem, WritError, type Config } from '../schemas/index.ts';
+import { initClassifiers } from '../broker/classify/index.ts';
+import type { Executor } from './executor.ts';
+import { PostgresExecutor } from './postgres/index.ts';
+import { Worker } from './runtime.ts';
+
+export { Worker, type WorkerState } from './runtime.ts';
+export type { Executor, ExecContext, ExecOutput, FieldInfo } from './executor.ts';
+export { PostgresExecutor } from './postgres/index.ts';
+
+/** The grant public keys this worker trusts: the configured files, else the broker key's `.pub.pem` twin. */
+export function loadTrustedKeys(config: Config): Map<string, KeyObject> {
+  const files = config.grants.publicKeyFiles ? Object.values(config.grants.publicKeyFiles) : [config.grants.keyFile.replace(/\.pem$/, '') + '.pub.pem'];
+  const out = new Map<string, KeyObject>();
+  for (const f of files) {
+    let pem: string;
+    try {
+      pem = readFileSync(f, 'utf8');
+    } catch (e) {
+      throw new WritError('WRIT_CONFIG_INVALID', `grants: cannot read public key ${f} (start the broker first, or set grants.publicKeyFiles)`, { cause: e });
+    }
+    const k = publicKeyFromPem(pem);
+    out.set(keyId(k), k);
+  }
+  return out;
+}
+
+export async function createWorker(opts: { nc: NatsConnection; config: Config; log: Logger; executors?: Executor[]; id?: string; hmacKey?: Buffer }): Promise<Worker> {
+  await initClassifiers();
+  const { config } = opts;
+  const executors = opts.executors ?? (config.workers.postgres.length > 0 ? [new PostgresExecutor(config.workers.postgres)] : []);
+  return new Worker({
+    nc: opts.nc, config, names: makeNames(config.prefix), log: opts.log, executors, trustedKeys: loadTrustedKeys(config),
+    ...(opts.hmacKey ? { hmacKey: opts.hmacKey } : {}), ...(opts.id ? { id: opts.id } : {}),
+  });
+}

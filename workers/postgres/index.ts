@@ -1,0 +1,133 @@
+/**
+ * PostgreSQL executor. One pool per access mode, each logged in as that mode's
+ * least-privilege role (a read-only transaction alone is no boundary: `SET TRANSACTION
+ * READ WRITE` as a first statement escapes it). Each statement of the approved text is
+ * sent alone through the extended protocol, so the server itself refuses a second
+ * statement smuggled inside one; the whole batch runs in one transaction that is rolled
+ * back on any error or limit breach.
+ */
+import pg from 'pg';
+import Cursor from 'pg-cursor';
+import { splitSql } from '../../broker/classify/index.ts';
+import { readSecret, WritError, type AccessMode, type Config } from '../../schemas/index.ts';
+import type { ExecContext, ExecOutput, Executor, FieldInfo } from '../executor.ts';
+import { OriginResolver } from './origins.ts';
+
+type WorkerTarget = Config['workers']['postgres'][number];
+
+interface TargetPools {
+  cfg: WorkerTarget;
+  pools: Partial<Record<AccessMode, pg.Pool>>;
+  origins: OriginResolver;
+}
+
+/** Command tags whose row count is rows affected. */
+const WRITE_TAGS = new Set(['INSERT', 'UPDATE', 'DELETE', 'MERGE', 'COPY']);
+
+export class PostgresExecutor implements Executor {
+  readonly kind = 'postgres' as const;
+  readonly targets: readonly string[];
+  readonly #t = new Map<string, TargetPools>();
+
+  constructor(targets: readonly WorkerTarget[]) {
+    this.targets = targets.map((t) => t.target);
+    for (const cfg of targets) {
+      const pools: TargetPools['pools'] = {};
+      for (const mode of ['read', 'write'] as const) {
+        const cred = cfg.credentials[mode];
+        if (!cred) continue;
+        // Credentials are read here, from the worker's own config sources; never from an intent.
+        const pool = new pg.Pool({
+          host: cfg.host, port: cfg.port, database: cfg.database, max: cfg.poolSize,
+          user: readSecret(cred.user, `workers.postgres[${cfg.target}].credentials.${mode}.user`),
+          password: cred.password ? readSecret(cred.password, `workers.postgres[${cfg.target}].credentials.${mode}.password`) : undefined,
+          application_name: 'writ-worker',
+        });
+        pool.on('error', () => undefined); // idle-client errors surface on the next checkout instead of crashing the worker
+        pools[mode] = pool;
+      }
+      const resolverPool = pools.read ?? pools.write!;
+      this.#t.set(cfg.target, { cfg, pools, origins: new OriginResolver(resolverPool) });
+    }
+  }
+
+  async run(ctx: ExecContext): Promise<ExecOutput> {
+    const { order, claims } = ctx;
+    if (order.command.kind !== 'sql') throw new WritError('WRIT_GRANT_MISMATCH', 'a PostgreSQL target runs SQL only');
+    const t = this.#t.get(claims.tgt);
+    if (!t) throw new WritError('WRIT_UNKNOWN_TARGET');
+    const pool = t.pools[claims.mode];
+    if (!pool) throw new WritError('WRIT_GRANT_MISMATCH', `this worker holds no ${claims.mode} credential for ${claims.tgt}`);
+    const statements = splitSql(order.command.sql);
+    if (statements.length === 0) throw new WritError('WRIT_SQL_EMPTY');
+    const maxRows = claims.limits.rows ?? 1000;
+    const timeoutMs = Math.round((claims.limits.seconds ?? 30) * 1000);
+
+    let client: pg.PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (e) {
+      throw new WritError('WRIT_TARGET_UNAVAILABLE', undefined, { cause: e });
+    }
+    const notices: string[] = [];
+    const onNotice = (n: { message?: string }) => notices.push(String(n.message ?? ''));
+    client.on('notice', onNotice);
+    let broken = false;
+    try {
+      await client.query(claims.mode === 'read' ? 'BEGIN READ ONLY' : 'BEGIN');
+      await client.query(`SET LOCAL statement_timeout = ${timeoutMs}`);
+      let out: ExecOutput | undefined;
+      const tags: string[] = [];
+      for (const sql of statements) {
+        const r = await this.#runCursor(client, sql, maxRows);
+        tags.push(r.command);
+        // A write's whole effect is known only inside its transaction: over the limit, nothing is kept.
+        if (WRITE_TAGS.has(r.command) && claims.limits.rowsAffected !== undefined && r.rowCount > claims.limits.rowsAffected) {
+          throw new WritError('WRIT_ROW_LIMIT', `the statement affected ${r.rowCount} rows; the limit is ${claims.limits.rowsAffected}; it was rolled back`, { details: { rowsAffected: r.rowCount, limit: claims.limits.rowsAffected } });
+        }
+        // The last statement that returns rows is the result; a batch's writes report their counts in `command`.
+        if (r.fields.length > 0 || out === undefined) {
+          out = { type: 'rows', fields: await t.origins.resolve(r.fields), rows: r.rows, rowCount: r.truncated ? r.rows.length : r.rowCount, truncated: r.truncated, command: r.command, notices };
+        }
+      }
+      await client.query('COMMIT');
+      return { ...(out as Extract<ExecOutput, { type: 'rows' }>), command: tags.join(';') };
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
+      if (e instanceof WritError) throw e;
+      const pe = e as { code?: string; message?: string };
+      if (pe.code === '57014') throw new WritError('WRIT_EXEC_TIMEOUT', `the statement ran past ${timeoutMs} ms and was cancelled`, { cause: e });
+      throw new WritError('WRIT_EXEC_FAILED', pe.message ?? 'statement failed', { cause: e, details: pe.code ? { sqlstate: pe.code } : undefined });
+    } finally {
+      client.off('notice', onNotice);
+      client.release(broken);
+    }
+  }
+
+  /**
+   * Parse/Bind/Describe/Execute through a portal (pg-cursor): the extended protocol, one
+   * statement per message, and at most maxRows + 1 rows ever leave the server.
+   */
+  async #runCursor(client: pg.PoolClient, text: string, maxRows: number) {
+    const cursor = client.query(new Cursor(text, undefined, { rowMode: 'array' }));
+    try {
+      const rows = (await cursor.read(maxRows + 1)) as unknown[][];
+      const truncated = rows.length > maxRows;
+      if (truncated) rows.length = maxRows;
+      // pg-cursor keeps the row description and command tag on its result object.
+      const res = (cursor as unknown as { _result: { fields: pg.FieldDef[]; command: string | null; rowCount: number | null } })._result;
+      // A truncated write returned more rows than the limit: at least maxRows + 1 were affected.
+      return { fields: res.fields ?? [], rows, rowCount: truncated ? maxRows + 1 : (res.rowCount ?? rows.length), truncated, command: res.command ?? 'SELECT' };
+    } finally {
+      await cursor.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.#t.values()) for (const p of Object.values(t.pools)) await p?.end();
+  }
+}
+
+export type { FieldInfo };

@@ -1,0 +1,252 @@
+/**
+ * The worker runtime, written once for every target kind: consume orders, verify the
+ * grant, claim it, run it through the kind's executor, mask, publish, move the state,
+ * audit. At most once: the claim (`create` in the claims bucket, keyed by grant id)
+ * comes before anything runs, so no redelivery, replica or replayed grant runs twice.
+ */
+import { randomUUID, type KeyObject } from 'node:crypto';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { AuditWriter } from '../audit/index.ts';
+import { consumeConcurrently, type ConsumeLoop, type Logger } from '../lib/index.ts';
+import {
+  commandText, formatIssues, IntentRecordSchema, OrderSchema, sha256Hex, toWritError, verifyGrantSignature, WritError,
+  type Config, type ErrorReply, type GrantClaims, type IntentRecord, type IntentState, type Names, type Order, type Outcome, type ResultBody,
+} from '../schemas/index.ts';
+import { LineMasker, maskRows, maskText, MaskingSpecSchema, type MaskingSpec } from './masking/index.ts';
+import type { ExecOutput, Executor } from './executor.ts';
+
+export type WorkerState = 'INITIALIZED' | 'RUNNING' | 'DRAINING' | 'STOPPED';
+
+export interface WorkerDeps {
+  nc: NatsConnection;
+  config: Config;
+  names: Names;
+  log: Logger;
+  executors: Executor[];
+  /** Grant-signing public keys the worker trusts, by key id (several during a rotation). */
+  trustedKeys: ReadonlyMap<string, KeyObject>;
+  /** Deployment key for the keyed-hash masking strategy. */
+  hmacKey?: Buffer;
+  id?: string;
+}
+
+const enc = new TextEncoder();
+const EMPTY_SPEC: MaskingSpec = MaskingSpecSchema.parse({});
+
+export class Worker {
+  state: WorkerState = 'INITIALIZED';
+  readonly id: string;
+  readonly #d: WorkerDeps;
+  #js!: JetStreamClient;
+  #jsm!: JetStreamManager;
+  #claims!: KV;
+  #intents!: KV;
+  #audit!: AuditWriter;
+  readonly #loops: ConsumeLoop[] = [];
+  readonly #byTarget = new Map<string, Executor>();
+  readonly #running = new Set<AbortController>();
+
+  constructor(d: WorkerDeps) {
+    this.#d = d;
+    this.id = d.id ?? `worker-${randomUUID().slice(0, 8)}`;
+    for (const ex of d.executors) for (const t of ex.targets) this.#byTarget.set(t, ex);
+  }
+
+  async start(): Promise<void> {
+    const { nc, names: n, config, log } = this.#d;
+    this.#js = jetstream(nc);
+    this.#jsm = await jetstreamManager(nc);
+    const kvm = new Kvm(nc);
+    this.#claims = await kvm.open(n.buckets.claims);
+    this.#intents = await kvm.open(n.buckets.intents);
+    this.#audit = new AuditWriter({ js: this.#js, jsm: this.#jsm, names: n, actor: { kind: 'worker', id: this.id }, flushMs: config.audit.flushMs, logger: log });
+    for (const [target, ex] of this.#byTarget) {
+      const durable = n.durables.worker(ex.kind, target);
+      try {
+        await this.#jsm.consumers.add(n.streams.exec, {
+          durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All,
+          filter_subject: n.exec(ex.kind, target), ack_wait: 60_000_000_000, max_ack_pending: config.limits.concurrency * 4,
+        });
+      } catch (e) {
+        if (!/already (in use|exists)/i.test(String((e as Error).message))) throw e;
+      }
+      const consumer = await this.#js.consumers.get(n.streams.exec, durable);
+      this.#loops.push(await consumeConcurrently(consumer, (m) => this.#handle(m, ex), { maxInFlight: config.limits.concurrency, log }));
+    }
+    this.state = 'RUNNING';
+    log.info({ worker: this.id, targets: [...this.#byTarget.keys()] }, 'worker running');
+  }
+
+  /** SIGTERM: finish what is running, take nothing new. */
+  async stop(): Promise<void> {
+    if (this.state === 'STOPPED') return;
+    this.state = 'DRAINING';
+    await Promise.all(this.#loops.map((l) => l.drain()));
+    await this.#audit?.close();
+    await Promise.all(this.#d.executors.map((e) => e.close()));
+    this.state = 'STOPPED';
+  }
+
+  async #handle(m: JsMsg, ex: Executor): Promise<void> {
+    let order: Order;
+    try {
+      order = OrderSchema.parse(JSON.parse(m.string()));
+    } catch (e) {
+      const msg = e instanceof SyntaxError ? 'not JSON' : formatIssues(e as never);
+      this.#d.log.warn({ subject: m.subject, reason: msg }, 'malformed order refused');
+      await this.#audit.append({ sessionId: '_unattributed', type: 'exec.refused', payload: { code: 'WRIT_BAD_REQUEST', subject: m.subject } });
+      m.term();
+      return;
+    }
+    let claims: GrantClaims;
+    try {
+      claims = this.#verify(order, ex);
+    } catch (e) {
+      const err = toWritError(e);
+      this.#d.log.warn({ intentId: order.intentId, code: err.code }, 'order refused: grant');
+      await this.#audit.append({ sessionId: order.sessionId, intentId: order.intentId, type: 'exec.refused', payload: { code: err.code, message: err.message } });
+      m.term();
+      return;
+    }
+    // The claim: only one create of this key can ever succeed.
+    try {
+      await this.#claims.create(claims.gid, enc.encode(JSON.stringify({ worker: this.id, at: Date.now(), iid: claims.iid })));
+    } catch {
+      await this.#audit.append({ sessionId: claims.sid, intentId: claims.iid, type: 'exec.refused', payload: { code: 'WRIT_ALREADY_CLAIMED', grantId: claims.gid }, policyVersion: claims.policyVersion });
+      m.term();
+      return;
+    }
+    // Acked now: from here a crash leaves the intent `running` for the sweeper, never a redelivery.
+    m.ack();
+    const claimedAudit = this.#audit.append({ sessionId: claims.sid, intentId: claims.iid, type: 'exec.claimed', payload: { grantId: claims.gid, mode: claims.mode }, policyVersion: claims.policyVersion });
+    await this.#execute(order, claims, ex);
+    await claimedAudit;
+  }
+
+  #verify(order: Order, ex: Executor): GrantClaims {
+    const c = verifyGrantSignature(order.grant, this.#d.trustedKeys);
+    const now = Math.floor(Date.now() / 1000);
+    if (c.exp <= now) throw new WritError('WRIT_GRANT_EXPIRED');
+    if (c.iat > now + 30) throw new WritError('WRIT_GRANT_INVALID', 'the grant was issued in the future');
+    if (c.iid !== order.intentId || c.sid !== order.sessionId) throw new WritError('WRIT_GRANT_MISMATCH', 'the grant is for another intent');
+    if (c.tgt !== order.target || c.kind !== ex.kind) throw new WritError('WRIT_GRANT_MISMATCH', 'the grant is for another target');
+    if (c.sha256 !== sha256Hex(commandText(order.command))) throw new WritError('WRIT_GRANT_MISMATCH', 'the command is not the one the grant covers');
+    return c;
+  }
+
+  async #execute(order: Order, claims: GrantClaims, ex: Executor): Promise<void> {
+    const spec = this.#spec(claims);
+    const ac = new AbortController();
+    this.#running.add(ac);
+    const started = Date.now();
+    let status: IntentState;
+    let result: ResultBody | undefined;
+    let error: ErrorReply | undefined;
+    let maskedFields: string[] = [];
+    try {
+      if (!spec.ok) throw spec.error;
+      const out = await ex.run({
+        order, claims, signal: ac.signal,
+        streamMasker: () => new LineMasker(spec.spec, { hmacKey: this.#d.hmacKey }),
+      });
+      ({ result, maskedFields } = this.#mask(out, spec.spec, claims));
+      status = 'succeeded';
+    } catch (e) {
+      const err = toWritError(e);
+      if (err.code === 'WRIT_INTERNAL') this.#d.log.error({ err: e, intentId: order.intentId }, 'execution failed');
+      // Error texts quote values (`invalid input syntax … "078-05-1120"`): mask them too.
+      let message = err.message;
+      try {
+        message = spec.ok ? maskText(message, spec.spec, { hmacKey: this.#d.hmacKey }).text : '[withheld]';
+      } catch {
+        message = '[withheld: the message could not be masked]';
+      }
+      error = { code: err.code, message, ...(err.details ? { details: err.details } : {}) };
+      status = 'failed';
+    } finally {
+      this.#running.delete(ac);
+    }
+    const outcome: Outcome = {
+      v: 1, type: 'outcome', intentId: order.intentId, sessionId: order.sessionId, status, at: Date.now(),
+      ...(result ? { result } : {}), ...(error ? { error } : {}),
+    };
+    const bytes = enc.encode(JSON.stringify(outcome));
+    // The waiting agent first; the durable copy, the state and the evidence beside it.
+    if (order.replyTo) this.#d.nc.publish(order.replyTo, bytes);
+    const resultDigest = sha256Hex(bytes);
+    await Promise.all([
+      this.#js.publish(this.#d.names.result(order.intentId), bytes, { msgID: `r-${claims.gid}` }),
+      this.#finish(order, status, error),
+      this.#audit.append({
+        sessionId: order.sessionId, intentId: order.intentId, type: 'exec.finished', policyVersion: claims.policyVersion,
+        payload: {
+          status, ms: Date.now() - started, resultSha256: resultDigest, rowCount: result?.rowCount, truncated: result?.truncated,
+          maskedFields, exitCode: result?.exitCode, ...(error ? { error } : {}),
+        },
+      }),
+    ]);
+  }
+
+  #spec(claims: GrantClaims): { ok: true; spec: MaskingSpec } | { ok: false; error: WritError } {
+    if (claims.mask === undefined || claims.mask === null) return { ok: true, spec: EMPTY_SPEC };
+    const r = MaskingSpecSchema.safeParse(claims.mask);
+    // A grant whose masking cannot be understood runs nothing: masking is never skipped.
+    return r.success ? { ok: true, spec: r.data } : { ok: false, error: new WritError('WRIT_MASKING_FAILED', 'the grant carries a masking spec this worker cannot apply') };
+  }
+
+  #mask(out: ExecOutput, spec: MaskingSpec, claims: GrantClaims): { result: ResultBody; maskedFields: string[] } {
+    const opts = { hmacKey: this.#d.hmacKey };
+    if (out.type === 'stream') {
+      return {
+        result: { columns: [], rows: [], rowCount: 0, truncated: out.truncated, command: 'exec', exitCode: out.exitCode, signal: out.signal, stdout: out.stdout, stderr: out.stderr },
+        maskedFields: [],
+      };
+    }
+    const masked = maskRows(
+      {
+        fields: out.fields.map((f) => ({
+          name: f.name,
+          origin: f.origin,
+          ...(f.wholeRow ? { wholeRow: true } : {}),
+          ...(f.origin === null && claims.derived?.length ? { sensitiveSources: claims.derived } : {}),
+        })),
+        rows: out.rows,
+      },
+      spec,
+      opts,
+    );
+    return {
+      result: {
+        columns: masked.columns.map((c) => ({ name: c.name, masked: c.masked, ...(c.reasons.length ? { reasons: c.reasons } : {}) })),
+        rows: masked.rows,
+        rowCount: out.rowCount,
+        truncated: out.truncated,
+        command: out.command,
+      },
+      maskedFields: masked.columns.filter((c) => c.masked).map((c) => c.name),
+    };
+  }
+
+  /** Moves the intent's record from `dispatched` to its end state by compare-and-set. */
+  async #finish(order: Order, status: IntentState, error: ErrorReply | undefined): Promise<void> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const entry = await this.#intents.get(order.intentId);
+      if (!entry || entry.operation !== 'PUT') return;
+      const rec: IntentRecord = IntentRecordSchema.parse(entry.json());
+      if (rec.state !== 'dispatched' && rec.state !== 'running') {
+        // The sweeper already declared it unknown; the evidence keeps both.
+        this.#d.log.warn({ intentId: order.intentId, state: rec.state }, 'intent left dispatched before the worker finished');
+        return;
+      }
+      const next: IntentRecord = { ...rec, state: status, updatedAt: Date.now(), ...(error ? { error } : {}) };
+      try {
+        await this.#intents.update(order.intentId, enc.encode(JSON.stringify(next)), entry.revision);
+        return;
+      } catch {
+        // Lost a race with another writer of this record: read again.
+      }
+    }
+  }
+}
