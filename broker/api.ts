@@ -78,7 +78,9 @@ export class ApiService {
     if (!parsed.success) throw new WritError('WRIT_BAD_REQUEST', formatIssues(parsed.error));
     const req = parsed.data;
     const who = await this.#d.identity.verify(req.token);
-    const entry = await this.#d.kv.intents.get(req.intentId);
+    let entry = await this.#d.kv.intents.get(req.intentId);
+    // A resubmission can ask before the first submission's record exists: wait for it to appear.
+    if ((!entry || entry.operation !== 'PUT') && req.type === 'wait') entry = await this.#appear(req.intentId, Math.min(req.timeoutMs, 10_000));
     const rec = entry && entry.operation === 'PUT' ? IntentRecordSchema.parse(entry.json()) : undefined;
     if (!rec || rec.principal.sub !== who.principal.sub || rec.principal.iss !== who.principal.iss) throw new WritError('WRIT_NOT_FOUND');
     switch (req.type) {
@@ -92,6 +94,18 @@ export class ApiService {
       case 'cancel':
         return this.#cancel(rec, entry!, who.principal.sub);
     }
+  }
+
+  async #appear(key: string, timeoutMs: number): Promise<KvEntry | null> {
+    const watch = await this.#d.kv.intents.watch({ key });
+    const timer = setTimeout(() => watch.stop(), timeoutMs);
+    try {
+      for await (const e of watch) if (e.operation === 'PUT') return e;
+    } finally {
+      clearTimeout(timer);
+      watch.stop();
+    }
+    return null;
   }
 
   /** `dispatched` with a claim on its grant is `running`: the claim is the run's start. */

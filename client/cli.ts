@@ -6,12 +6,12 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadDevIssuer, mintDevToken, parseDuration } from '../broker/index.ts';
-import { runAuditCli } from '../audit/index.ts';
+// Each command imports what it needs when it runs: a CLI call should not load the broker.
+import { loadDevIssuer, mintDevToken, parseDuration } from '../broker/dev-issuer.ts';
 import { connectNats } from '../lib/index.ts';
 import { loadConfigFile, names, WritError, type Outcome } from '../schemas/index.ts';
 import { WritClient } from './sdk.ts';
-import { DATA_DIR, resolveNatsUrl, startLocalStack } from './stack.ts';
+import { DATA_DIR, resolveNatsUrl } from './paths.ts';
 
 const DEFAULT_CONFIG = resolve(process.env.WRIT_CONFIG ?? 'deploy/local/writ.yaml');
 
@@ -54,6 +54,7 @@ async function main(argv: string[]): Promise<number> {
 
 async function up(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
+  const { startLocalStack } = await import('./stack.ts');
   const stack = await startLocalStack(resolve(values.config ?? DEFAULT_CONFIG));
   process.stdout.write(`
 Writ is up. NATS: ${stack.url}
@@ -163,6 +164,7 @@ async function audit(args: string[]): Promise<number> {
     } catch {
       publicKeyPem = undefined;
     }
+    const { runAuditCli } = await import('../audit/index.ts');
     return await runAuditCli(args, { nc, names: names(process.env.WRIT_PREFIX ?? 'writ'), stdout: (s) => process.stdout.write(s), ...(publicKeyPem ? { publicKeyPem } : {}) });
   } finally {
     await nc.close();

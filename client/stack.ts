@@ -4,23 +4,14 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import pg from 'pg';
 import { createBroker, type Broker } from '../broker/index.ts';
 import { connectNats, createLogger, type Logger } from '../lib/index.ts';
 import { loadConfigFile, type Config } from '../schemas/index.ts';
 import { createWorker, type Worker } from '../workers/index.ts';
 
-export const DATA_DIR = resolve(process.env.WRIT_DATA_DIR ?? '.data');
-export const NATS_URL_FILE = join(DATA_DIR, 'nats.url');
-
-/** The NATS URL a CLI command should use: flag, NATS_URL, the local stack's, else the default port. */
-export function resolveNatsUrl(flag?: string): string {
-  if (flag) return flag;
-  if (process.env.NATS_URL) return process.env.NATS_URL;
-  if (existsSync(NATS_URL_FILE)) return readFileSync(NATS_URL_FILE, 'utf8').trim();
-  return 'nats://127.0.0.1:4222';
-}
+import { DATA_DIR, NATS_URL_FILE } from './paths.ts';
 
 async function startLocalNats(log: Logger): Promise<{ url: string; child: ChildProcess }> {
   const which = spawnSync('sh', ['-c', 'command -v nats-server'], { encoding: 'utf8' });
@@ -45,7 +36,7 @@ async function startLocalNats(log: Logger): Promise<{ url: string; child: ChildP
     if (existsSync(portsFile)) {
       const ports = JSON.parse(readFileSync(portsFile, 'utf8')) as { nats: string[] };
       const url = ports.nats[0]!;
-      log.info({ url, pid: child.pid }, 'nats-server started');
+      log.info({ url, natsPid: child.pid }, 'nats-server started');
       return { url, child };
     }
     await new Promise((r) => setTimeout(r, 50));

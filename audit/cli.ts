@@ -1,0 +1,226 @@
+/**
+ * `writ audit …`: sessions, replay, tail, verify, export. Exit codes: 0 done (verify: the
+ * log is intact), 1 verify found a broken link, 2 usage error. Other failures throw.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import type { Names } from '../schemas/index.ts';
+import { eventHash, ZERO_HASH } from './chain.ts';
+import { clean, formatEvent, formatSessions } from './format.ts';
+import { exportJsonl, listSessions, readSessionStored, tail } from './read.ts';
+import { verify } from './verify.ts';
+import type { AuditSource, VerifyResult } from './types.ts';
+
+export interface AuditCliIo {
+  nc: NatsConnection;
+  names: Names;
+  /** Receives output text; every call ends with a newline. */
+  stdout: (s: string) => void;
+  /** Error and progress text; default: stdout. */
+  stderr?: ((s: string) => void) | undefined;
+  /** Public key (SPKI PEM) that signs checkpoints; `--public-key FILE` overrides it. */
+  publicKeyPem?: string | undefined;
+  /** Ends `tail`; default: SIGINT or SIGTERM. */
+  signal?: AbortSignal | undefined;
+}
+
+export const AUDIT_USAGE = `usage: writ audit <command>
+  sessions [--principal P] [--target T] [--since TIME] [--until TIME] [--outcome O] [--json]
+  replay   --session S [--json]
+  tail     [--session S] [--from-seq N] [--limit N] [--json]
+  verify   [--session S] [--public-key FILE] [--require-checkpoint] [--anchor HASH[@SEQ]] [--max-checkpoint-age SECONDS] [--json]
+  export   [--since TIME] [--until TIME] [--session S]        (JSON Lines, one AuditEvent per line)
+TIME is ISO 8601 (2025-01-31T12:00:00Z) or epoch milliseconds.`;
+
+class UsageError extends Error {}
+
+const OPTIONS = {
+  session: { type: 'string' }, principal: { type: 'string' }, target: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' },
+  outcome: { type: 'string' }, json: { type: 'boolean' }, limit: { type: 'string' }, 'from-seq': { type: 'string' }, 'public-key': { type: 'string' },
+  'require-checkpoint': { type: 'boolean' }, anchor: { type: 'string' }, 'max-checkpoint-age': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+} as const;
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
+
+/** Which flags each command takes; anything else is a usage error, not silently ignored. */
+const ALLOWED: Record<string, ReadonlyArray<keyof Values>> = {
+  sessions: ['principal', 'target', 'since', 'until', 'outcome', 'json'],
+  replay: ['session', 'json'],
+  tail: ['session', 'from-seq', 'limit', 'json'],
+  verify: ['session', 'public-key', 'require-checkpoint', 'anchor', 'max-checkpoint-age', 'json'],
+  export: ['since', 'until', 'session'],
+};
+
+export async function runAuditCli(argv: string[], io: AuditCliIo): Promise<number> {
+  const err = io.stderr ?? io.stdout;
+  let cmd: string | undefined;
+  let v: Values;
+  try {
+    const parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+    v = parsed.values;
+    cmd = parsed.positionals[0];
+    if (v.help || cmd === undefined || cmd === 'help') {
+      io.stdout(`${AUDIT_USAGE}\n`);
+      return v.help || cmd === 'help' ? 0 : 2;
+    }
+    if (parsed.positionals.length > 1) throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[1])}`);
+    const allowed = ALLOWED[cmd];
+    if (!allowed) throw new UsageError(`unknown command ${JSON.stringify(cmd)}`);
+    const extra = Object.keys(v).filter((k) => !allowed.includes(k as keyof Values));
+    if (extra.length) throw new UsageError(`${cmd} does not take --${extra[0]}`);
+  } catch (e) {
+    if (!(e instanceof UsageError) && (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') !== true) throw e;
+    err(`error: ${(e as Error).message}\n${AUDIT_USAGE}\n`);
+    return 2;
+  }
+  const src: AuditSource = { js: jetstream(io.nc), names: io.names };
+  try {
+    switch (cmd) {
+      case 'sessions': return await sessions(src, v, io);
+      case 'replay': return await replay(src, v, io);
+      case 'tail': return await tailCmd(src, v, io);
+      case 'verify': return await verifyCmd(src, v, io);
+      case 'export': return await exportCmd(src, v, io);
+    }
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    err(`error: ${e.message}\n`);
+    return 2;
+  }
+  return 2;
+}
+
+function time(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const t = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
+  if (!Number.isFinite(t)) throw new UsageError(`--${flag} must be ISO 8601 or epoch ms, got ${JSON.stringify(v)}`);
+  return t;
+}
+
+function count(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`--${flag} must be a whole number, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+function session(v: Values, io: AuditCliIo, required: boolean): string | undefined {
+  const s = v.session;
+  if (s === undefined) {
+    if (required) throw new UsageError('--session is required');
+    return undefined;
+  }
+  try {
+    io.names.audit(s);
+  } catch {
+    throw new UsageError(`--session: not a valid session id: ${JSON.stringify(s.slice(0, 64))}`);
+  }
+  return s;
+}
+
+async function sessions(src: AuditSource, v: Values, io: AuditCliIo): Promise<number> {
+  const rows = await listSessions({ ...src, principal: v.principal, target: v.target, since: time(v.since, 'since'), until: time(v.until, 'until'), outcome: v.outcome });
+  io.stdout(v.json ? `${JSON.stringify(rows)}\n` : `${formatSessions(rows)}\n${rows.length} sessions\n`);
+  return 0;
+}
+
+async function replay(src: AuditSource, v: Values, io: AuditCliIo): Promise<number> {
+  const sessionId = session(v, io, true)!;
+  const stored = await readSessionStored({ ...src, sessionId });
+  if (v.json) {
+    for (let i = 0; i < stored.length; i += 1000) io.stdout(stored.slice(i, i + 1000).map((s) => `${JSON.stringify(s.event)}\n`).join(''));
+    return 0;
+  }
+  // The chain is checked on the way (links and hashes; checkpoints are verify's job).
+  let prev = ZERO_HASH;
+  let broken: string | undefined;
+  const intents = new Set<string>();
+  let out: string[] = [];
+  for (const { seq, event } of stored) {
+    if (!broken && (event.prev !== prev || eventHash(event) !== event.hash)) broken = `event ${event.id} (seq ${seq})`;
+    prev = event.hash;
+    if (event.intentId) intents.add(event.intentId);
+    out.push(`${formatEvent(event)}\n`);
+    if (out.length >= 1000) {
+      io.stdout(out.join(''));
+      out = [];
+    }
+  }
+  out.push(`-- session ${sessionId}: ${stored.length} events, ${intents.size} intents, chain ${broken ? `BROKEN at ${broken} (run verify)` : 'intact'}\n`);
+  io.stdout(out.join(''));
+  return 0;
+}
+
+async function tailCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<number> {
+  const sessionId = session(v, io, false);
+  const limit = count(v.limit, 'limit');
+  const fromSeq = count(v['from-seq'], 'from-seq');
+  const ac = new AbortController();
+  const stop = () => ac.abort();
+  io.signal?.addEventListener('abort', stop, { once: true });
+  if (io.signal?.aborted) stop();
+  if (!io.signal) {
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  }
+  let seen = 0;
+  try {
+    await tail({ ...src, sessionId, fromSeq }, ({ seq, event }) => {
+      if (limit !== undefined && seen >= limit) return;
+      seen++;
+      io.stdout(v.json ? `${JSON.stringify(event)}\n` : `${formatEvent(event, { session: !sessionId, seq })}\n`);
+      if (limit !== undefined && seen >= limit) stop();
+    }, ac.signal);
+  } finally {
+    io.signal?.removeEventListener('abort', stop);
+    process.removeListener('SIGINT', stop);
+    process.removeListener('SIGTERM', stop);
+  }
+  return 0;
+}
+
+async function verifyCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<number> {
+  const sessionId = session(v, io, false);
+  let publicKeyPem = io.publicKeyPem;
+  if (v['public-key'] !== undefined) {
+    try {
+      publicKeyPem = readFileSync(v['public-key'], 'utf8');
+    } catch (e) {
+      throw new UsageError(`--public-key: ${(e as Error).message}`);
+    }
+  }
+  let anchor: { hash: string; seq?: number } | undefined;
+  if (v.anchor !== undefined) {
+    const m = /^([0-9a-f]{64})(?:@(\d+))?$/.exec(v.anchor);
+    if (!m) throw new UsageError('--anchor must be HASH or HASH@SEQ (a checkpoint from the broker log)');
+    anchor = { hash: m[1]!, ...(m[2] ? { seq: Number(m[2]) } : {}) };
+  }
+  const maxAge = count(v['max-checkpoint-age'], 'max-checkpoint-age');
+  const r = await verify({
+    ...src, sessionId, publicKeyPem, anchor, requireCheckpoint: v['require-checkpoint'] ?? false,
+    maxCheckpointAgeMs: maxAge === undefined ? undefined : maxAge * 1000,
+  });
+  io.stdout(v.json ? `${JSON.stringify(r)}\n` : verifyReport(r));
+  return r.ok ? 0 : 1;
+}
+
+function verifyReport(r: VerifyResult): string {
+  const lines = [
+    `${r.ok ? 'OK' : 'BROKEN'}: ${r.sessions} sessions, ${r.events} events in ${r.blocks} blocks`,
+    `checkpoints: ${r.checkpoints} (${r.signaturesChecked ? 'signatures verified' : 'signatures NOT checked: no public key'}), ${r.coveredHeads} signed heads matched`
+      + (r.lastCheckpoint ? `; newest ${r.lastCheckpoint.hash}@${r.lastCheckpoint.seq} at ${new Date(r.lastCheckpoint.at).toISOString()}` : ''),
+  ];
+  if (r.truncatedSessions) lines.push(`${r.truncatedSessions} sessions begin before the retained part of the stream (max_age)`);
+  if (r.firstBreak) {
+    const b = r.firstBreak;
+    lines.push(`first broken link: session ${b.sessionId}, seq ${b.seq}${b.eventId ? `, event ${b.eventId}` : ''}: ${clean(b.reason)}`);
+    if (r.breaks > 1) lines.push(`${r.breaks} breaks in total`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+async function exportCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<number> {
+  const sessionId = session(v, io, false);
+  await exportJsonl({ ...src, since: time(v.since, 'since'), until: time(v.until, 'until'), sessionId }, { write: (s) => io.stdout(s) });
+  return 0;
+}

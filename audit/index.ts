@@ -1,0 +1,12 @@
+/**
+ * Public entry of audit/: the hash-chained session log. Writing (AuditWriter), signed
+ * checkpoints (Checkpointer), reading, verification and the `writ audit …` commands.
+ */
+export { auditStreamConfig, ensureAuditStream, type AuditStreamOptions } from './stream.ts';
+export { AuditWriter } from './writer.ts';
+export { Checkpointer, checkpointKeys, type CheckpointerOptions, type CheckpointPayload, type CheckpointRecord } from './checkpoint.ts';
+export { readSession, readSessionStored, listSessions, exportJsonl, tail, outcomeOf } from './read.ts';
+export { verify } from './verify.ts';
+export { runAuditCli, type AuditCliIo } from './cli.ts';
+export { CHECKPOINT_SESSION, CHAIN_LENGTH_HEADER, ZERO_HASH, eventHash } from './chain.ts';
+export type * from './types.ts';

@@ -1,0 +1,158 @@
+/** Public types of audit/: options and results. Implementation lives beside them. */
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import type { AuditEvent, Names } from '../schemas/index.ts';
+
+export type ActorKind = AuditEvent['actor']['kind'];
+export interface Actor {
+  kind: ActorKind;
+  id: string;
+}
+
+/** Where a session's chain ends: what a checkpoint signs. */
+export interface SessionHead {
+  sessionId: string;
+  /** Stream sequence of the block that holds the head event. */
+  seq: number;
+  /** Hash of the head event. */
+  hash: string;
+  /** Events in the chain up to and including the head. */
+  count: number;
+}
+
+export interface AuditWriterOptions {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  names: Names;
+  /** Recorded on every event this writer appends. */
+  actor: Actor;
+  /** How long events of one session are gathered into one block, ms. Default 2; 0 writes on the next tick. */
+  flushMs?: number | undefined;
+  /** Most events in one block. Default 64. */
+  maxBlockEvents?: number | undefined;
+  /** Most bytes of one block's JSON (NATS max_payload is 1 MiB by default). Default 512 KiB. */
+  maxBlockBytes?: number | undefined;
+  /**
+   * Payloads whose canonical JSON is longer than this (UTF-8 bytes) are not stored: the event
+   * keeps only `digest` (SHA-256 hex of that canonical JSON). Default 8192.
+   */
+  maxInlinePayloadBytes?: number | undefined;
+  /** Sessions whose last (seq, hash) is cached; others are read from the stream before the next append. Default 10 000. */
+  maxCachedSessions?: number | undefined;
+  /** Sessions whose changed heads are remembered for the next checkpoint. Default 100 000 (beyond it the oldest are dropped, with a warning). */
+  maxChangedHeads?: number | undefined;
+  /** Attempts to store one block (conflicts with other writers, timeouts). Default 12. */
+  maxAttempts?: number | undefined;
+  /** Blocks being published at once, across sessions. Default 512. */
+  maxInFlight?: number | undefined;
+  /** PubAck timeout, ms. Default 5000. */
+  publishTimeoutMs?: number | undefined;
+  logger?: Logger | undefined;
+}
+
+/** Where the readers read from: a JetStream client, or a connection to make one on. */
+export interface AuditSource {
+  names: Names;
+  js?: JetStreamClient | undefined;
+  nc?: NatsConnection | undefined;
+}
+
+/** What a caller appends; the writer adds id, actor, prev and hash. */
+export interface AppendInput {
+  sessionId: string;
+  intentId?: string | undefined;
+  type: string;
+  payload?: Record<string, unknown> | undefined;
+  policyVersion?: string | undefined;
+  /** Epoch ms. Default: now. */
+  at?: number | undefined;
+}
+
+/** One event as read back, with the stream sequence of its block. */
+export interface StoredEvent {
+  seq: number;
+  event: AuditEvent;
+}
+
+export interface BrokenLink {
+  sessionId: string;
+  /** Stream sequence of the block where the break shows. */
+  seq: number;
+  /** The event that breaks the chain ('' when the whole block is unreadable). */
+  eventId: string;
+  reason: string;
+}
+
+export interface VerifyOptions {
+  /** Verify only this session (and the checkpoints' claims about it). */
+  sessionId?: string | undefined;
+  /** PEM (SPKI) public keys allowed to sign checkpoints. Without any, checkpoint signatures are not checked and the result says so. */
+  publicKeyPem?: string | readonly string[] | undefined;
+  /** Fail unless at least one valid checkpoint is found. Default: true when a key is given. */
+  requireCheckpoint?: boolean | undefined;
+  /**
+   * A checkpoint known out of band (from the broker's log, a ticket, a notary): the stream
+   * must hold a checkpoint event with this hash (at this seq when given). This is what makes
+   * truncation to an older, self-consistent copy detectable.
+   */
+  anchor?: { hash: string; seq?: number | undefined } | undefined;
+  /** Fail when the newest checkpoint is older than this (ms before now): a log cut off after it. */
+  maxCheckpointAgeMs?: number | undefined;
+  /** Called every 100 000 events with the count so far. */
+  onProgress?: ((events: number) => void) | undefined;
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  sessions: number;
+  events: number;
+  /** Block messages read. */
+  blocks: number;
+  /** Checkpoint events whose signature and claims were checked. */
+  checkpoints: number;
+  /** Sessions' heads that some checkpoint vouches for. */
+  coveredHeads: number;
+  /** False when no public key was given: checkpoints were chain-checked only. */
+  signaturesChecked: boolean;
+  lastCheckpoint?: { seq: number; hash: string; at: number } | undefined;
+  /** Stream sequences read, first to last. */
+  firstSeq?: number | undefined;
+  lastSeq?: number | undefined;
+  /** Sessions whose start was aged out of the stream (max_age): verified from their first retained event. */
+  truncatedSessions: number;
+  firstBreak?: BrokenLink | undefined;
+  /** Breaks found in total (each session is re-synchronized after a break). */
+  breaks: number;
+}
+
+/** A row of `listSessions`. */
+export interface SessionSummary {
+  sessionId: string;
+  firstAt: number;
+  lastAt: number;
+  events: number;
+  intents: number;
+  /** Principal subjects seen on intent.received events. */
+  principals: string[];
+  targets: string[];
+  /** State of the session's latest intent, from its last state event (see outcomeOf). */
+  outcome?: string | undefined;
+  lastType: string;
+}
+
+export interface SessionFilter {
+  principal?: string | undefined;
+  target?: string | undefined;
+  /** Sessions with an event at or after this epoch ms. */
+  since?: number | undefined;
+  /** Sessions with an event before this epoch ms. */
+  until?: number | undefined;
+  outcome?: string | undefined;
+}
+
+/** Something JSON Lines can be written to: a Node Writable, or any object with write(). */
+export interface LineSink {
+  write(chunk: string): boolean | void;
+  once?(event: 'drain', listener: () => void): unknown;
+}

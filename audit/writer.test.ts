@@ -1,0 +1,160 @@
+// AuditWriter against a real nats-server: blocks, chains, concurrent writers, oversized payloads.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { canonicalJson, names, sha256Hex, AuditBlockSchema, type Names } from '../schemas/index.ts';
+import { startNats, uniqueName, type NatsServerHandle } from '../test/helpers/index.ts';
+import { AuditWriter, ensureAuditStream, auditStreamConfig, readSession, verify, ZERO_HASH } from './index.ts';
+
+let server: NatsServerHandle;
+let nc: NatsConnection;
+let js: JetStreamClient;
+let jsm: JetStreamManager;
+let n: Names;
+
+beforeAll(async () => {
+  server = await startNats({ gomaxprocs: 1 });
+  nc = await connect({ servers: server.url });
+  js = jetstream(nc);
+  jsm = await jetstreamManager(nc);
+  n = names(uniqueName('t'));
+  await ensureAuditStream(jsm, n, {});
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await server?.stop();
+});
+
+const writer = (id: string, extra: Partial<ConstructorParameters<typeof AuditWriter>[0]> = {}) =>
+  new AuditWriter({ js, jsm, names: n, actor: { kind: 'broker', id }, ...extra });
+
+describe('audit stream', () => {
+  it('is created deny_delete, deny_purge, without rollup, and ensuring it again changes nothing', async () => {
+    const info = await jsm.streams.info(n.streams.audit);
+    expect(info.config).toMatchObject({ subjects: [n.auditAll()], storage: 'file', retention: 'limits', deny_delete: true, deny_purge: true, allow_rollup_hdrs: false, num_replicas: 1 });
+    expect(info.config.max_age).toBe(0);
+    const again = await ensureAuditStream(jsm, n, {});
+    expect(again.created).toEqual(info.created);
+    expect(auditStreamConfig(n, { maxAgeSec: 60 }).max_age).toBe(60e9);
+  });
+
+  it('refuses purge and message delete through the API', async () => {
+    const w = writer('b-purge');
+    await w.append({ sessionId: 'purge_test', type: 'intent.received' });
+    await expect(jsm.streams.purge(n.streams.audit)).rejects.toThrow();
+    await expect(jsm.streams.deleteMessage(n.streams.audit, 1)).rejects.toThrow();
+  });
+});
+
+describe('AuditWriter', () => {
+  it('gathers events of one session written within flushMs into one block, chained from zeros', async () => {
+    const w = writer('b1', { flushMs: 20 });
+    const sessionId = uniqueName('s');
+    const evs = await Promise.all([
+      w.append({ sessionId, intentId: 'intent_0001', type: 'intent.received', payload: { target: 'db', command: { kind: 'sql', sql: 'SELECT 1' } } }),
+      w.append({ sessionId, intentId: 'intent_0001', type: 'intent.decided', payload: { decision: { effect: 'allow', rules: ['r1'] } }, policyVersion: 'p1' }),
+      w.append({ sessionId, intentId: 'intent_0001', type: 'intent.dispatched' }),
+    ]);
+    expect(evs[0]!.prev).toBe(ZERO_HASH);
+    expect(evs[1]!.prev).toBe(evs[0]!.hash);
+    expect(evs[2]!.prev).toBe(evs[1]!.hash);
+    const { hash, ...rest } = evs[1]!;
+    expect(hash).toBe(sha256Hex(canonicalJson(rest)));
+    // One message holding all three, and it parses with the strict schema.
+    const m = await jsm.streams.getMessage(n.streams.audit, { last_by_subj: n.audit(sessionId) });
+    const block = AuditBlockSchema.parse(m!.json());
+    expect(block.events.map((e) => e.type)).toEqual(['intent.received', 'intent.decided', 'intent.dispatched']);
+    expect(m!.header.get('Writ-Chain-Length')).toBe('3');
+    // A later event continues the chain from the cached head.
+    const next = await w.append({ sessionId, type: 'exec.finished', payload: { status: 'succeeded' } });
+    expect(next.prev).toBe(evs[2]!.hash);
+    const read = await readSession({ js, names: n, sessionId });
+    expect(read.map((e) => e.id)).toEqual([...evs, next].map((e) => e.id));
+    await w.close();
+  });
+
+  it('continues a chain another process wrote (reads the head first)', async () => {
+    const sessionId = uniqueName('s');
+    const a = writer('ba');
+    const first = await a.append({ sessionId, type: 'intent.received' });
+    const b = writer('bb');
+    const second = await b.append({ sessionId, type: 'exec.claimed' });
+    expect(second.prev).toBe(first.hash);
+    // a's cache is stale now: the stream refuses its append, it re-chains onto b's event.
+    const third = await a.append({ sessionId, type: 'exec.finished' });
+    expect(third.prev).toBe(second.hash);
+    const v = await verify({ js, names: n, sessionId });
+    expect(v).toMatchObject({ ok: true, events: 3, sessions: 1 });
+  });
+
+  it('keeps one linear chain with 3 writers appending 300 events to one session concurrently', async () => {
+    const sessionId = uniqueName('s');
+    const ws = [writer('w1', { flushMs: 1 }), writer('w2', { flushMs: 0 }), writer('w3', { flushMs: 3 })];
+    const all = await Promise.all(
+      Array.from({ length: 300 }, async (_, i) => {
+        await new Promise((r) => setTimeout(r, Math.random() * 30));
+        return ws[i % 3]!.append({ sessionId, type: 'test.event', payload: { i } });
+      }),
+    );
+    const events = await readSession({ js, names: n, sessionId });
+    expect(events).toHaveLength(300);
+    expect(new Set(events.map((e) => e.id)).size).toBe(300);
+    let prev = ZERO_HASH;
+    for (const e of events) {
+      expect(e.prev).toBe(prev);
+      prev = e.hash;
+    }
+    // What each append resolved with is what is stored.
+    const byId = new Map(events.map((e) => [e.id, e]));
+    for (const e of all) expect(byId.get(e.id)).toEqual(e);
+    expect(new Set(events.map((e) => e.actor.id))).toEqual(new Set(['w1', 'w2', 'w3']));
+    const v = await verify({ js, names: n, sessionId });
+    expect(v.ok).toBe(true);
+    expect(v.events).toBe(300);
+    await Promise.all(ws.map((w) => w.close()));
+  });
+
+  it('writes different sessions in parallel and reports the heads it wrote', async () => {
+    const w = writer('bp');
+    const sessions = Array.from({ length: 20 }, () => uniqueName('s'));
+    await Promise.all(sessions.flatMap((sessionId) => [1, 2, 3].map((i) => w.append({ sessionId, type: 'test.event', payload: { i } }))));
+    const heads = w.takeChangedHeads();
+    expect(heads.map((h) => h.sessionId).sort()).toEqual([...sessions].sort());
+    for (const h of heads) {
+      expect(h.count).toBe(3);
+      const m = await jsm.streams.getMessage(n.streams.audit, { seq: h.seq });
+      expect(m!.subject).toBe(n.audit(h.sessionId));
+    }
+    expect(w.takeChangedHeads()).toEqual([]);
+  });
+
+  it('replaces a payload over 8 KB by its digest', async () => {
+    const w = writer('bd');
+    const payload = { rows: 'x'.repeat(9000) };
+    const ev = await w.append({ sessionId: uniqueName('s'), type: 'exec.finished', payload });
+    expect(ev.payload).toBeUndefined();
+    expect(ev.digest).toBe(sha256Hex(canonicalJson(payload)));
+    const small = await w.append({ sessionId: uniqueName('s'), type: 'exec.finished', payload: { a: 1, skip: undefined } });
+    expect(small.payload).toEqual({ a: 1 });
+  });
+
+  it('refuses bad session ids, checkpoint events, and appends after close', async () => {
+    const w = writer('bx');
+    await expect(w.append({ sessionId: 'a.b', type: 'x' })).rejects.toMatchObject({ code: 'WRIT_BAD_REQUEST' });
+    await expect(w.append({ sessionId: '_checkpoints', type: 'x' })).rejects.toMatchObject({ code: 'WRIT_BAD_REQUEST' });
+    await expect(w.append({ sessionId: 'sess_ok', type: 'checkpoint' })).rejects.toMatchObject({ code: 'WRIT_BAD_REQUEST' });
+    const pending = w.append({ sessionId: uniqueName('s'), type: 'x' });
+    await w.close();
+    await expect(pending).resolves.toMatchObject({ type: 'x' });
+    await expect(w.append({ sessionId: 'sess_ok', type: 'x' })).rejects.toThrow(/closed/);
+  });
+
+  it('splits a burst into blocks of at most maxBlockEvents', async () => {
+    const w = writer('bm', { maxBlockEvents: 10, flushMs: 5 });
+    const sessionId = uniqueName('s');
+    await Promise.all(Array.from({ length: 35 }, (_, i) => w.append({ sessionId, type: 'test.event', payload: { i } })));
+    const v = await verify({ js, names: n, sessionId });
+    expect(v).toMatchObject({ ok: true, events: 35, blocks: 4 });
+  });
+});

@@ -1,0 +1,27 @@
+/**
+ * `npm run bench`: every benchmark, each printing its figures and its ratio against a
+ * direct baseline measured in the same run. `npm run bench -- e2e masking` runs a subset.
+ * Speed is measured here, never asserted in tests.
+ */
+import { cpus } from 'node:os';
+
+const only = new Set(process.argv.slice(2));
+const want = (name: string) => only.size === 0 || only.has(name);
+
+console.log(`# Writ benchmarks — ${new Date().toISOString()}, Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}`);
+
+if (want('e2e')) {
+  const { benchE2E, printE2E } = await import('./e2e.ts');
+  printE2E(await benchE2E());
+}
+if (want('masking')) {
+  const { benchMasking } = await import('./masking.ts');
+  console.log('\n## Masking');
+  console.log(await benchMasking());
+}
+if (want('audit')) {
+  const { benchAudit } = await import('./audit.ts');
+  console.log('\n## Audit');
+  console.log(await benchAudit({}));
+}
+process.exit(0);

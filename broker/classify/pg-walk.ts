@@ -1,0 +1,479 @@
+/**
+ * Walks a PostgreSQL raw parse tree and collects tables, columns and
+ * functions, resolving names through scopes: FROM items (tables, subqueries,
+ * functions, joins), CTEs, and outer queries for correlated subqueries.
+ */
+import type { ColumnFact } from './types.ts';
+import { aliasName, arr, names, nodeOf, obj, rangeVarName, str, sval, unwrap, type Obj } from './pg-ast.ts';
+
+/** One output column of a derived table (subquery, CTE) and the base columns it shows unchanged. */
+interface Output {
+  name: string;
+  origins: ColumnFact[];
+}
+
+/** What a derived table exposes: named outputs, plus tables whose every column it passes through (`SELECT *`). */
+export interface Relation {
+  outputs: Output[];
+  /** Tables shown whole through a star; null when the star's source is not a visible table. */
+  stars: Array<string | null>;
+}
+
+type Entry =
+  | { name: string; kind: 'table'; table: string }
+  | { name: string; kind: 'derived'; rel: Relation }
+  | { name: string; kind: 'opaque' }; // function results, XMLTABLE, JSON_TABLE: no base table behind
+
+/** Names visible at one query level; lookups go outwards through `parent`. */
+export class Scope {
+  readonly entries: Entry[] = [];
+  readonly ctes = new Map<string, Relation>();
+  constructor(readonly parent?: Scope) {}
+
+  /** A new inner level (a subquery's). */
+  child(): Scope {
+    return new Scope(this);
+  }
+
+  /** Makes a base table visible under a name; returns this scope. */
+  addTable(name: string, table: string): this {
+    this.entries.push({ name, kind: 'table', table });
+    return this;
+  }
+
+  findEntry(name: string): Entry | undefined {
+    for (let s: Scope | undefined = this; s; s = s.parent) {
+      const e = s.entries.find((x) => x.name === name);
+      if (e) return e;
+    }
+    return undefined;
+  }
+
+  findCte(name: string): Relation | undefined {
+    for (let s: Scope | undefined = this; s; s = s.parent) {
+      const c = s.ctes.get(name);
+      if (c) return c;
+    }
+    return undefined;
+  }
+}
+
+/** Facts gathered from one statement (and what it nests). */
+export class Collector {
+  readonly tablesRead = new Set<string>();
+  readonly tablesWritten = new Set<string>();
+  readonly columns = new Map<string, ColumnFact>();
+  readonly columnsWritten = new Map<string, ColumnFact>();
+  readonly wholeRow = new Set<string>();
+  readonly functions = new Set<string>();
+  modifyingCte = false;
+  selectInto = false;
+  rowLocks = false;
+  /** RangeVar bodies a statement handler already attributed (as write targets), so the walk does not count them as reads. */
+  readonly claimed = new WeakSet<object>();
+
+  addColumn(c: ColumnFact, written = false): void {
+    (written ? this.columnsWritten : this.columns).set(`${c.table ?? ''}\u0000${c.column}`, c);
+  }
+
+  /** Marks a RangeVar body as written and claimed. */
+  write(rv: Obj | undefined): void {
+    if (!rv || typeof rv.relname !== 'string') return;
+    this.tablesWritten.add(rangeVarName(rv));
+    this.claimed.add(rv);
+  }
+}
+
+/** A handler for a nested statement node met during the walk (CTE bodies, rule actions, CREATE SCHEMA elements, ...). */
+export type NestedStatementHandler = (type: string, body: Obj, walker: PgWalker, scope: Scope) => boolean;
+
+const EMPTY: Relation = { outputs: [], stars: [] };
+
+/** The walker; one per statement. */
+export class PgWalker {
+  constructor(
+    readonly c: Collector,
+    private readonly nested: NestedStatementHandler,
+  ) {}
+
+  /** Visits any value of the tree. */
+  visit(v: unknown, scope: Scope): void {
+    if (Array.isArray(v)) {
+      for (const x of v) this.visit(x, scope);
+      return;
+    }
+    const u = unwrap(v);
+    if (u) {
+      this.dispatch(u[0], u[1], scope);
+      return;
+    }
+    const o = obj(v);
+    if (!o) return;
+    if (typeof o.relname === 'string') {
+      this.readRangeVar(o, scope); // an unwrapped RangeVar (a struct-typed field)
+      return;
+    }
+    for (const val of Object.values(o)) this.visit(val, scope);
+  }
+
+  private dispatch(type: string, body: Obj, scope: Scope): void {
+    switch (type) {
+      case 'SelectStmt':
+        this.select(body, scope);
+        return;
+      case 'InsertStmt':
+      case 'UpdateStmt':
+      case 'DeleteStmt':
+      case 'MergeStmt':
+        this.dml(type, body, scope);
+        return;
+      case 'RangeVar':
+        this.readRangeVar(body, scope);
+        return;
+      case 'ColumnRef':
+        this.recordRef(arr(body.fields), scope);
+        return;
+      case 'A_Indirection':
+        this.indirection(body, scope);
+        return;
+      case 'FuncCall':
+        this.funcCall(body, scope);
+        return;
+      case 'SubLink':
+        this.visit(body.testexpr, scope);
+        this.visit(body.subselect, new Scope(scope));
+        return;
+      case 'RangeSubselect':
+      case 'RangeFunction':
+      case 'JoinExpr':
+      case 'RangeTableSample':
+      case 'RangeTableFunc':
+      case 'JsonTable':
+        this.fromItem(type, body, scope);
+        return;
+      case 'LockingClause':
+        this.c.rowLocks = true; // lockedRels name FROM aliases, not new tables
+        return;
+      case 'IntoClause':
+        this.c.write(obj(body.rel));
+        this.visit(body.options, scope);
+        return;
+      default:
+        if (this.nested(type, body, this, scope)) return;
+        for (const val of Object.values(body)) this.visit(val, scope);
+    }
+  }
+
+  /** A RangeVar met outside a FROM clause (LIKE, REFERENCES, INHERITS, ...): counted as read unless claimed. */
+  private readRangeVar(rv: Obj, scope: Scope): void {
+    if (this.c.claimed.has(rv)) return;
+    const rel = str(rv.relname) ?? '';
+    if (!rv.schemaname && scope.findCte(rel)) return;
+    this.c.tablesRead.add(rangeVarName(rv));
+  }
+
+  private funcCall(f: Obj, scope: Scope): void {
+    let parts = names(f.funcname);
+    // EXTRACT, SUBSTRING, OVERLAY... come back as pg_catalog.x although not written so.
+    if (f.funcformat === 'COERCE_SQL_SYNTAX' && parts[0] === 'pg_catalog' && parts.length > 1) parts = parts.slice(1);
+    if (parts.length) this.c.functions.add(parts.join('.'));
+    this.visit(f.args, scope);
+    this.visit(f.agg_order, scope);
+    this.visit(f.agg_filter, scope);
+    this.visit(f.over, scope);
+  }
+
+  /** `(c).col`, `(c).*`: a field of a whole-row reference is that column of the table. */
+  private indirection(ind: Obj, scope: Scope): void {
+    const ref = nodeOf(ind.arg, 'ColumnRef');
+    const fields = arr(ref?.fields);
+    const first = arr(ind.indirection)[0];
+    const field = sval(first);
+    const star = nodeOf(first, 'A_Star') !== undefined;
+    if (ref && fields.length === 1 && (field !== undefined || star)) {
+      const name = sval(fields[0]);
+      const entry = name !== undefined ? scope.findEntry(name) : undefined;
+      if (entry) {
+        this.record(star ? this.entryStar(entry) : { origins: this.entryColumn(entry, field ?? '*'), whole: [] });
+        this.visit(arr(ind.indirection).slice(1), scope);
+        return;
+      }
+    }
+    this.visit(ind.arg, scope);
+    this.visit(ind.indirection, scope);
+  }
+
+  // ---- column resolution -------------------------------------------------
+
+  private record(r: { origins: ColumnFact[]; whole: string[] }): void {
+    for (const o of r.origins) this.c.addColumn(o);
+    for (const t of r.whole) this.c.wholeRow.add(t);
+  }
+
+  private recordRef(fields: unknown[], scope: Scope): void {
+    this.record(this.resolveRef(fields, scope));
+  }
+
+  /** Resolves a ColumnRef's fields to base columns (`*` for a star) and whole-row tables. */
+  resolveRef(fields: unknown[], scope: Scope): { origins: ColumnFact[]; whole: string[] } {
+    const parts = fields.map((f) => (nodeOf(f, 'A_Star') ? '*' : (sval(f) ?? '?')));
+    const last = parts[parts.length - 1] ?? '?';
+    if (parts.length === 1) {
+      if (last === '*') return this.starAll(scope);
+      const entry = scope.findEntry(last);
+      // PostgreSQL prefers a column of that name; the classifier cannot see columns, so it assumes the whole row.
+      if (entry) return this.entryStar(entry);
+      return { origins: this.unqualified(last, scope), whole: [] };
+    }
+    const qual = parts[0] as string;
+    const entry = scope.findEntry(qual);
+    if (entry && parts.length <= 3) {
+      const col = parts[1] as string; // with 3 parts: alias.compositecol.field
+      return col === '*' ? this.entryStar(entry) : { origins: this.entryColumn(entry, col), whole: [] };
+    }
+    if (parts.length >= 3) {
+      const table = parts.slice(-3, -1).join('.');
+      return last === '*' ? { origins: [{ table, column: '*' }], whole: [table] } : { origins: [{ table, column: last }], whole: [] };
+    }
+    return { origins: [{ table: null, column: last }], whole: [] };
+  }
+
+  private starAll(scope: Scope): { origins: ColumnFact[]; whole: string[] } {
+    for (let s: Scope | undefined = scope; s; s = s.parent) {
+      if (s.entries.length === 0) continue;
+      const out = { origins: [] as ColumnFact[], whole: [] as string[] };
+      for (const e of s.entries) {
+        const r = this.entryStar(e);
+        out.origins.push(...r.origins);
+        out.whole.push(...r.whole);
+      }
+      return out;
+    }
+    return { origins: [], whole: [] };
+  }
+
+  private entryStar(e: Entry): { origins: ColumnFact[]; whole: string[] } {
+    if (e.kind === 'table') return { origins: [{ table: e.table, column: '*' }], whole: [e.table] };
+    if (e.kind === 'opaque') return { origins: [], whole: [] };
+    const origins = e.rel.outputs.flatMap((o) => o.origins);
+    const whole: string[] = [];
+    for (const s of e.rel.stars) {
+      origins.push({ table: s, column: '*' });
+      if (s !== null) whole.push(s);
+    }
+    return { origins, whole };
+  }
+
+  private entryColumn(e: Entry, col: string): ColumnFact[] {
+    if (e.kind === 'table') return [{ table: e.table, column: col }];
+    if (e.kind === 'opaque') return [];
+    const out = e.rel.outputs.find((o) => o.name === col);
+    if (out) return out.origins;
+    if (e.rel.stars.length === 1) return [{ table: e.rel.stars[0] ?? null, column: col }];
+    if (e.rel.stars.length > 1) return [{ table: null, column: col }];
+    return [];
+  }
+
+  private unqualified(col: string, scope: Scope): ColumnFact[] {
+    for (let s: Scope | undefined = scope; s; s = s.parent) {
+      const candidates = s.entries.filter(
+        (e) => e.kind !== 'derived' || e.rel.stars.length > 0 || e.rel.outputs.some((o) => o.name === col),
+      );
+      if (candidates.length === 0) continue;
+      if (candidates.length === 1) return this.entryColumn(candidates[0] as Entry, col);
+      return [{ table: null, column: col }];
+    }
+    return [{ table: null, column: col }];
+  }
+
+  // ---- queries -------------------------------------------------------------
+
+  /** A SELECT (or VALUES, or set operation); returns what it exposes to an enclosing query. */
+  select(s: Obj, parent: Scope): Relation {
+    const scope = new Scope(parent);
+    if (s.withClause) this.withClause(obj(s.withClause) ?? {}, scope);
+    if (s.op && s.op !== 'SETOP_NONE') {
+      const l = this.select(obj(s.larg) ?? {}, scope);
+      const r = this.select(obj(s.rarg) ?? {}, scope);
+      this.visit([s.sortClause, s.limitOffset, s.limitCount], scope);
+      if (s.lockingClause) this.c.rowLocks = true;
+      return {
+        outputs: l.outputs.map((o, i) => ({ name: o.name, origins: [...o.origins, ...(r.outputs[i]?.origins ?? [])] })),
+        stars: [...l.stars, ...r.stars],
+      };
+    }
+    for (const item of arr(s.fromClause)) this.fromEntry(item, scope);
+    this.visit([s.valuesLists, s.targetList, s.whereClause, s.groupClause, s.havingClause, s.windowClause], scope);
+    this.visit([s.distinctClause, s.sortClause, s.limitOffset, s.limitCount], scope);
+    if (arr(s.lockingClause).length) this.c.rowLocks = true;
+    if (s.intoClause) {
+      this.c.selectInto = true;
+      this.c.write(obj(obj(s.intoClause)?.rel));
+    }
+    if (arr(s.valuesLists).length) {
+      const first = arr(nodeOf(arr(s.valuesLists)[0], 'List')?.items);
+      return { outputs: first.map((_, i) => ({ name: `column${i + 1}`, origins: [] })), stars: [] };
+    }
+    return this.outputsOf(arr(s.targetList), scope);
+  }
+
+  private outputsOf(targets: unknown[], scope: Scope): Relation {
+    const rel: Relation = { outputs: [], stars: [] };
+    for (const t of targets) {
+      const rt = nodeOf(t, 'ResTarget');
+      if (!rt) continue;
+      const ref = nodeOf(rt.val, 'ColumnRef');
+      const fields = arr(ref?.fields);
+      if (ref && nodeOf(fields[fields.length - 1], 'A_Star')) {
+        const r = this.resolveRef(fields, scope);
+        for (const o of r.origins) {
+          if (o.column === '*') rel.stars.push(o.table);
+          else rel.outputs.push({ name: o.column, origins: [o] });
+        }
+        continue;
+      }
+      const name = str(rt.name) ?? (ref ? sval(fields[fields.length - 1]) : undefined) ?? funcOutputName(rt.val);
+      const origins = ref ? this.resolveRef(fields, scope).origins.filter((o) => o.column !== '*') : [];
+      rel.outputs.push({ name, origins });
+    }
+    return rel;
+  }
+
+  private withClause(w: Obj, scope: Scope): void {
+    const recursive = w.recursive === true;
+    for (const item of arr(w.ctes)) {
+      const cte = nodeOf(item, 'CommonTableExpr');
+      if (!cte) continue;
+      const name = str(cte.ctename) ?? '?';
+      if (recursive) scope.ctes.set(name, EMPTY); // visible in its own body; its outputs are unknown until then
+      const u = unwrap(cte.ctequery);
+      let rel: Relation = EMPTY;
+      if (u && u[0] === 'SelectStmt') rel = this.select(u[1], scope);
+      else if (u) {
+        if (u[0] === 'InsertStmt' || u[0] === 'UpdateStmt' || u[0] === 'DeleteStmt' || u[0] === 'MergeStmt') this.c.modifyingCte = true;
+        this.visit(cte.ctequery, scope);
+      }
+      const colnames = names(cte.aliascolnames);
+      if (colnames.length && rel.stars.length === 0) {
+        rel = { outputs: colnames.map((n, i) => ({ name: n, origins: rel.outputs[i]?.origins ?? [] })), stars: [] };
+      }
+      scope.ctes.set(name, rel);
+      this.visit([cte.search_clause, cte.cycle_clause], scope);
+    }
+  }
+
+  /** Adds one FROM item to the scope. */
+  fromEntry(item: unknown, scope: Scope): void {
+    const u = unwrap(item);
+    if (!u) return this.visit(item, scope);
+    this.fromItem(u[0], u[1], scope);
+  }
+
+  private fromItem(type: string, body: Obj, scope: Scope): void {
+    switch (type) {
+      case 'RangeVar': {
+        const rel = str(body.relname) ?? '?';
+        const alias = aliasName(body.alias) ?? rel;
+        const cte = body.schemaname ? undefined : scope.findCte(rel);
+        if (cte) {
+          scope.entries.push({ name: alias, kind: 'derived', rel: cte });
+          return;
+        }
+        const table = rangeVarName(body);
+        if (!this.c.claimed.has(body)) this.c.tablesRead.add(table);
+        scope.entries.push({ name: alias, kind: 'table', table });
+        return;
+      }
+      case 'RangeSubselect': {
+        const sub = nodeOf(body.subquery, 'SelectStmt');
+        const rel = sub ? this.select(sub, scope) : (this.visit(body.subquery, new Scope(scope)), EMPTY);
+        const alias = aliasName(body.alias);
+        if (alias) scope.entries.push({ name: alias, kind: 'derived', rel: renameColumns(rel, body.alias) });
+        return;
+      }
+      case 'JoinExpr': {
+        this.fromEntry(body.larg, scope);
+        this.fromEntry(body.rarg, scope);
+        this.visit(body.quals, scope);
+        const alias = aliasName(body.alias);
+        if (alias) scope.entries.push({ name: alias, kind: 'derived', rel: { outputs: [], stars: [null] } });
+        return;
+      }
+      case 'RangeTableSample':
+        this.fromEntry(body.relation, scope);
+        this.visit([body.args, body.repeatable], scope);
+        return;
+      default: {
+        // RangeFunction, RangeTableFunc, JsonTable: expressions evaluated in this scope, result is no base table.
+        for (const [k, v] of Object.entries(body)) if (k !== 'alias') this.visit(v, scope);
+        const fn = arr(body.functions)[0];
+        const fname = names(nodeOf(arr(nodeOf(fn, 'List')?.items)[0], 'FuncCall')?.funcname).pop();
+        const alias = aliasName(body.alias) ?? fname;
+        if (alias) scope.entries.push({ name: alias, kind: 'opaque' });
+      }
+    }
+  }
+
+  /** INSERT / UPDATE / DELETE / MERGE: the target is written; WHERE, SET, RETURNING are resolved against it. */
+  dml(type: string, s: Obj, parent: Scope): void {
+    const scope = new Scope(parent);
+    if (s.withClause) this.withClause(obj(s.withClause) ?? {}, scope);
+    const rv = obj(s.relation);
+    const target = rv ? rangeVarName(rv) : '?';
+    this.c.write(rv);
+    const alias = aliasName(rv?.alias) ?? str(rv?.relname) ?? '?';
+    const addTarget = (sc: Scope) => sc.entries.push({ name: alias, kind: 'table', table: target });
+    const written = (name: string | undefined) => {
+      if (name) this.c.addColumn({ table: target, column: name }, true);
+    };
+    if (type === 'InsertStmt') {
+      for (const col of arr(s.cols)) written(str(nodeOf(col, 'ResTarget')?.name));
+      this.visit(s.selectStmt, scope);
+      const oc = obj(s.onConflictClause);
+      if (oc) {
+        const ocScope = new Scope(scope);
+        addTarget(ocScope);
+        ocScope.entries.push({ name: 'excluded', kind: 'table', table: target });
+        for (const t of arr(oc.targetList)) written(str(nodeOf(t, 'ResTarget')?.name));
+        this.visit([oc.infer, oc.targetList, oc.whereClause], ocScope);
+      }
+      addTarget(scope);
+    } else if (type === 'MergeStmt') {
+      addTarget(scope);
+      this.fromEntry(s.sourceRelation, scope);
+      this.visit(s.joinCondition, scope);
+      for (const w of arr(s.mergeWhenClauses)) {
+        const mw = nodeOf(w, 'MergeWhenClause');
+        for (const t of arr(mw?.targetList)) written(str(nodeOf(t, 'ResTarget')?.name));
+        this.visit(mw, scope);
+      }
+    } else {
+      addTarget(scope);
+      for (const item of arr(type === 'UpdateStmt' ? s.fromClause : s.usingClause)) this.fromEntry(item, scope);
+      for (const t of arr(s.targetList)) written(str(nodeOf(t, 'ResTarget')?.name));
+      this.visit([s.targetList, s.whereClause], scope);
+    }
+    const ret = obj(s.returningClause);
+    if (ret && arr(ret.exprs).length) {
+      this.c.tablesRead.add(target); // RETURNING hands the target's rows back
+      const retScope = new Scope(scope);
+      for (const o of arr(ret.options)) {
+        const name = str(nodeOf(o, 'ReturningOption')?.value);
+        if (name) retScope.entries.push({ name, kind: 'table', table: target }); // RETURNING old.*, new.*
+      }
+      this.visit(ret.exprs, retScope);
+    }
+  }
+}
+
+/** The output name PostgreSQL gives an unnamed expression (function name, else ?column?). */
+function funcOutputName(v: unknown): string {
+  return names(nodeOf(v, 'FuncCall')?.funcname).pop() ?? '?column?';
+}
+
+/** Applies a derived table's column alias list (`AS s(a, b)`) positionally. */
+function renameColumns(rel: Relation, alias: unknown): Relation {
+  const cols = names(obj(alias)?.colnames);
+  if (!cols.length || rel.stars.length) return rel;
+  return { outputs: rel.outputs.map((o, i) => ({ name: cols[i] ?? o.name, origins: o.origins })), stars: [] };
+}

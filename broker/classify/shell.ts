@@ -1,0 +1,401 @@
+/**
+ * Shell classification with tree-sitter-bash: every simple command in the
+ * tree (pipelines, lists, substitutions, compound commands, function bodies,
+ * and the scripts of `sh -c`, `eval`, `su -c`, ...) after quote removal and
+ * unwrapping of sudo/env/xargs/... Anything the parser flags, or a program
+ * the classifier cannot name, sets an error so the policy fails closed.
+ */
+import type { Node } from 'web-tree-sitter';
+import type { ShellCommand, ShellErrorCode, ShellFacts, ShellRedirection } from './types.ts';
+import { bashParser } from './runtime.ts';
+import { textWord, unescapeUnquoted, wordOf, type Word } from './shell-words.ts';
+import { findExecs, WRAPPERS } from './shell-wrappers.ts';
+
+/** How deep `sh -c '... sh -c ...'` re-parsing goes before the inner script counts as opaque. */
+const MAX_DEPTH = 8;
+
+/** Every named node type of tree-sitter-bash 0.25 (src/node-types.json). Others would mean a grammar change. */
+const KNOWN_TYPES = new Set([
+  'program', 'arithmetic_expansion', 'array', 'binary_expression', 'brace_expression', 'c_style_for_statement', 'case_item',
+  'case_statement', 'command', 'command_name', 'command_substitution', 'compound_statement', 'concatenation',
+  'declaration_command', 'do_group', 'elif_clause', 'else_clause', 'expansion', 'file_redirect', 'for_statement',
+  'function_definition', 'heredoc_body', 'heredoc_redirect', 'herestring_redirect', 'if_statement', 'list',
+  'negated_command', 'number', 'parenthesized_expression', 'pipeline', 'postfix_expression', 'process_substitution',
+  'redirected_statement', 'simple_expansion', 'string', 'subscript', 'subshell', 'ternary_expression', 'test_command',
+  'translated_string', 'unary_expression', 'unset_command', 'variable_assignment', 'variable_assignments',
+  'while_statement', 'word', 'ansi_c_string', 'comment', 'extglob_pattern', 'file_descriptor', 'heredoc_content',
+  'heredoc_end', 'heredoc_start', 'raw_string', 'regex', 'special_variable_name', 'string_content', 'test_operator',
+  'variable_name',
+]);
+
+/** Nodes whose statements run one after another: two or more of them make a list. */
+const SEQUENCE_PARENTS = new Set([
+  'program', 'compound_statement', 'subshell', 'do_group', 'command_substitution', 'process_substitution',
+  'if_statement', 'elif_clause', 'else_clause', 'case_item',
+]);
+
+const STATEMENT_TYPES = new Set([
+  'command', 'pipeline', 'list', 'subshell', 'compound_statement', 'redirected_statement', 'if_statement', 'for_statement',
+  'c_style_for_statement', 'while_statement', 'case_statement', 'function_definition', 'negated_command', 'test_command',
+  'declaration_command', 'unset_command', 'variable_assignment', 'variable_assignments',
+]);
+
+const WRITE_OPS = new Set(['>', '>>', '&>', '&>>', '>|', '<>']);
+
+/** Where a command runs from: the text being walked and what wraps it. */
+interface Frame {
+  src: string;
+  depth: number;
+  wrappers: string[];
+  via?: string;
+  env: Record<string, string>;
+}
+
+/** Standard input of a command: a literal script (here-doc / here-string) or something unseen. */
+type Stdin = { script: string } | { unseen: true };
+
+function structureOf(node: Node): string | undefined {
+  const first = node.child(0)?.type;
+  switch (node.type) {
+    case 'pipeline':
+    case 'list':
+    case 'subshell':
+    case 'process_substitution':
+    case 'function_definition':
+    case 'case_statement':
+      return node.type === 'case_statement' ? 'case' : node.type;
+    case 'command_substitution':
+      return first === '`' ? 'backticks' : 'command_substitution';
+    case 'if_statement':
+      return 'if';
+    case 'for_statement':
+      return first === 'select' ? 'select' : 'for';
+    case 'c_style_for_statement':
+      return 'for';
+    case 'while_statement':
+      return first === 'until' ? 'until' : 'while';
+    case 'compound_statement':
+      return first === '((' ? 'arithmetic' : 'group';
+    case 'negated_command':
+      return 'negation';
+    case 'test_command':
+      return 'test';
+    default:
+      return undefined;
+  }
+}
+
+/** The first error or missing node, as a safe position message. */
+function firstError(node: Node): string | undefined {
+  if (node.isError || node.isMissing) {
+    const p = node.startPosition;
+    const what = node.isMissing ? `missing ${JSON.stringify(node.type)}` : 'syntax error';
+    return `${what} at line ${p.row + 1}, column ${p.column + 1}`;
+  }
+  if (!node.hasError) return undefined;
+  for (const c of node.children) {
+    const e = c ? firstError(c) : undefined;
+    if (e) return e;
+  }
+  return undefined;
+}
+
+/** Collects the facts of one classifyShell call across nested re-parses. */
+class ShellWalker {
+  readonly commands: ShellCommand[] = [];
+  readonly redirections: ShellRedirection[] = [];
+  readonly structure = new Set<string>();
+  readonly assignments = new Set<string>();
+  readonly unknownTypes = new Set<string>();
+  parseError: string | undefined;
+  /** Parsed texts that held at least one statement (not only comments). */
+  statements = 0;
+
+  /** Parses a text and walks it; tree-sitter trees live in WASM memory and are freed here. */
+  parse(text: string, frame: Frame, what = ''): void {
+    const tree = bashParser().parse(text);
+    if (!tree) {
+      this.parseError ??= `the parser gave no tree${what}`;
+      return;
+    }
+    try {
+      if (tree.rootNode.namedChildren.some((c) => c && c.type !== 'comment')) this.statements += 1;
+      const err = firstError(tree.rootNode);
+      if (err) this.parseError ??= `${err}${what}`;
+      this.walk(tree.rootNode, { ...frame, src: text });
+    } finally {
+      tree.delete();
+    }
+  }
+
+  private walk(node: Node, f: Frame): void {
+    if (!node.isNamed) {
+      if (node.type === '&') this.structure.add('background');
+      else if (node.type === '|&') this.structure.add('pipeline');
+      return;
+    }
+    switch (node.type) {
+      case 'command':
+        return this.command(node, f);
+      case 'declaration_command':
+      case 'unset_command':
+        return this.declaration(node, f);
+      case 'redirected_statement':
+        return this.redirected(node, f);
+      case 'file_redirect':
+      case 'heredoc_redirect':
+      case 'herestring_redirect':
+        return this.redirect(node, f);
+      case 'variable_assignment':
+        this.assignments.add(node.childForFieldName('name')?.text ?? '?');
+        return this.walkChildren(node, f);
+      case 'comment':
+        return;
+      case 'function_definition':
+        this.structure.add('function_definition');
+        for (const c of [node.childForFieldName('body'), ...node.childrenForFieldName('redirect')]) if (c) this.walk(c, f);
+        return;
+    }
+    if (!KNOWN_TYPES.has(node.type)) this.unknownTypes.add(node.type);
+    const s = structureOf(node);
+    if (s) this.structure.add(s);
+    if (SEQUENCE_PARENTS.has(node.type) && node.namedChildren.filter((c) => c && STATEMENT_TYPES.has(c.type)).length > 1) {
+      this.structure.add('list');
+    }
+    this.walkChildren(node, f);
+  }
+
+  private walkChildren(node: Node, f: Frame): void {
+    for (const c of node.children) if (c) this.walk(c, f);
+  }
+
+  /** Appends a word, joining it to the previous one when only `\`-newlines separate them (bash joins them). */
+  private static push(words: Word[], w: Word, src: string): void {
+    const prev = words[words.length - 1];
+    if (prev && prev.end >= 0 && w.start > prev.end && /^(\\\n)+$/.test(src.slice(prev.end, w.start))) {
+      words[words.length - 1] = { value: prev.value + w.value, literal: prev.literal && w.literal, glob: prev.glob || w.glob, start: prev.start, end: w.end };
+    } else words.push(w);
+  }
+
+  private command(node: Node, f: Frame, stdin?: Stdin): void {
+    const env = { ...f.env };
+    const words: Word[] = [];
+    const nested: Node[] = []; // walked after the command itself is recorded, so outer commands come first
+    let named = false;
+    const children = node.children;
+    for (let i = 0; i < children.length; i++) {
+      const c = children[i];
+      if (!c) continue;
+      const field = node.fieldNameForChild(i);
+      if (c.type === 'variable_assignment' && !named) {
+        const value = c.childForFieldName('value');
+        env[c.childForFieldName('name')?.text ?? '?'] = value ? wordOf(value).value : '';
+        nested.push(c);
+      } else if (field === 'name') {
+        named = true;
+        const inner = c.namedChildren[0] ?? c;
+        ShellWalker.push(words, wordOf(inner), f.src);
+        nested.push(inner);
+      } else if (field === 'redirect') {
+        this.redirect(c, f);
+      } else if (named && !c.isNamed) {
+        // `$"..."` (locale translation) comes as a lone `$` glued to a string: the string is the word.
+        const next = children[i + 1];
+        if (!(c.type === '$' && next && next.startIndex === c.endIndex)) ShellWalker.push(words, { ...textWord(c.text), start: c.startIndex, end: c.endIndex }, f.src);
+      } else if (named) {
+        ShellWalker.push(words, wordOf(c), f.src);
+        nested.push(c);
+      } else nested.push(c);
+    }
+    const own = stdinOf(node.childrenForFieldName('redirect').filter((r): r is Node => r !== null));
+    this.resolve(words, { ...f, env }, node.text, own ?? stdin);
+    for (const c of nested) c.type === 'variable_assignment' ? this.walkChildren(c, f) : this.walk(c, f);
+  }
+
+  /** Unwraps wrappers until the real program, then records it (or re-parses the script it runs). */
+  private resolve(start: Word[], f: Frame, source: string, stdin?: Stdin): void {
+    let words = start;
+    const wrappers = [...f.wrappers];
+    const env = { ...f.env };
+    let via = f.via;
+    const record = (prog: Word, args: Word[], flags: { opaque?: boolean; unknown?: boolean } = {}) => {
+      const cmd: ShellCommand = {
+        program: flags.unknown ? null : prog.value,
+        args: args.map((a) => a.value),
+        env: { ...env },
+        wrappers: [...wrappers],
+        opaque: flags.opaque === true,
+        unknown: flags.unknown === true,
+        source,
+      };
+      if (via !== undefined) cmd.via = via;
+      this.commands.push(cmd);
+    };
+    for (;;) {
+      const prog = words[0];
+      if (!prog) return;
+      const args = words.slice(1);
+      // A name from an expansion, a glob or brace expansion is only known when the command runs.
+      if (!prog.literal || prog.glob) return record(prog, args, { unknown: true });
+      const base = prog.value.slice(prog.value.lastIndexOf('/') + 1);
+      if (base === 'find') {
+        record(prog, args);
+        for (const inner of findExecs(args)) this.resolve(inner, { ...f, env, wrappers: [...wrappers, 'find'], via: 'find -exec' }, source);
+        return;
+      }
+      const spec = Object.hasOwn(WRAPPERS, base) ? WRAPPERS[base] : undefined;
+      if (!spec) return record(prog, args);
+      const r = spec(args);
+      if (r.env) Object.assign(env, r.env);
+      if (r.inner) {
+        wrappers.push(base);
+        if (r.via) via = r.via;
+        words = r.inner;
+        continue;
+      }
+      const inner: Frame = { src: '', depth: f.depth + 1, wrappers: [...wrappers, base], env, via: r.via ?? `${base} stdin` };
+      if (r.script) {
+        if (r.script.every((w) => w.literal) && inner.depth <= MAX_DEPTH) {
+          this.parse(r.script.map((w) => w.value).join(' '), inner, ` in a ${inner.via} script`);
+          return;
+        }
+        return record(prog, args, { opaque: true });
+      }
+      if (r.readsStdin) {
+        if (stdin && 'script' in stdin && inner.depth <= MAX_DEPTH) {
+          this.parse(stdin.script, { ...inner, via: `${base} stdin` }, ` in the script ${base} reads`);
+          return;
+        }
+        return record(prog, args, { opaque: true });
+      }
+      return record(prog, args, { opaque: r.runsFile === true });
+    }
+  }
+
+  private declaration(node: Node, f: Frame): void {
+    const args: string[] = [];
+    for (const c of node.namedChildren) {
+      if (!c) continue;
+      if (c.type === 'variable_assignment') {
+        const name = c.childForFieldName('name')?.text ?? '?';
+        const value = c.childForFieldName('value');
+        this.assignments.add(name);
+        args.push(`${name}=${value ? wordOf(value).value : ''}`);
+      } else args.push(c.type === 'variable_name' ? c.text : wordOf(c).value);
+      this.walk(c, f);
+    }
+    const cmd: ShellCommand = { program: node.child(0)?.text ?? '?', args, env: { ...f.env }, wrappers: [...f.wrappers], opaque: false, unknown: false, source: node.text };
+    if (f.via !== undefined) cmd.via = f.via;
+    this.commands.push(cmd);
+  }
+
+  private redirected(node: Node, f: Frame): void {
+    // Node objects are fresh wrappers on every access: compare by id, not identity.
+    const body = node.childForFieldName('body');
+    const redirects = node.namedChildren.filter((c): c is Node => c !== null && c.id !== body?.id);
+    const stdin = stdinOf(redirects);
+    if (body?.type === 'command') this.command(body, f, stdin);
+    else if (body) this.walk(body, f);
+    for (const r of redirects) this.walk(r, f);
+  }
+
+  private redirect(node: Node, f: Frame): void {
+    const fdNode = node.childForFieldName('descriptor');
+    const fd = fdNode ? Number(fdNode.text) : undefined;
+    const rec = (r: Omit<ShellRedirection, 'fd'>) => this.redirections.push(fd === undefined || Number.isNaN(fd) ? r : { ...r, fd });
+    if (node.type === 'heredoc_redirect') {
+      this.structure.add('heredoc');
+      const start = node.namedChildren.find((c) => c?.type === 'heredoc_start');
+      rec({ op: redirectOp(node), target: unescapeUnquoted((start?.text ?? '').replace(/['"]/g, '')), writes: false, reads: false });
+      for (const c of node.namedChildren) if (c && c.type !== 'heredoc_start' && c.type !== 'heredoc_end') this.walk(c, f);
+      return;
+    }
+    if (node.type === 'herestring_redirect') {
+      this.structure.add('herestring');
+      const w = node.namedChildren.find((c) => c && c.type !== 'file_descriptor');
+      rec({ op: '<<<', target: w ? wordOf(w).value : '', writes: false, reads: false });
+      this.walkChildren(node, f);
+      return;
+    }
+    const op = redirectOp(node);
+    const dest = node.childrenForFieldName('destination')[0];
+    const target = dest ? wordOf(dest).value : '';
+    // `>&2`, `<&0`, `>&-` duplicate or close descriptors; `>& file` (csh style) writes the file.
+    const dup = (op === '>&' || op === '<&') && /^(\d+|-)$/.test(target);
+    const writes = (WRITE_OPS.has(op) || op === '>&') && !dup && op !== '>&-';
+    const reads = (op === '<' || op === '<>' || op === '<&') && !dup;
+    rec({ op, target, writes, reads });
+    this.walkChildren(node, f);
+  }
+}
+
+/** What the last stdin redirection among these feeds the command: a literal script, or something unseen. */
+function stdinOf(redirects: Node[]): Stdin | undefined {
+  let stdin: Stdin | undefined;
+  for (const r of redirects) {
+    if (r.type === 'heredoc_redirect') stdin = heredocScript(r);
+    else if (r.type === 'herestring_redirect') {
+      const w = r.namedChildren.find((c) => c && c.type !== 'file_descriptor');
+      const word = w ? wordOf(w) : undefined;
+      stdin = word?.literal ? { script: `${word.value}\n` } : { unseen: true };
+    } else if (r.type === 'file_redirect' && /^</.test(redirectOp(r)) && (r.childForFieldName('descriptor')?.text ?? '0') === '0') {
+      stdin = { unseen: true };
+    }
+  }
+  return stdin;
+}
+
+/** The operator of a redirect node: its first anonymous child. */
+function redirectOp(node: Node): string {
+  return node.children.find((c) => c !== null && !c.isNamed)?.type ?? '?';
+}
+
+/** A here-doc feeding a command: literal when its delimiter is quoted or its body has no expansion or escape. */
+function heredocScript(node: Node): Stdin {
+  const start = node.namedChildren.find((c) => c?.type === 'heredoc_start');
+  const body = node.namedChildren.find((c) => c?.type === 'heredoc_body');
+  if (!body) return { script: '' };
+  const quoted = /['"\\]/.test(start?.text ?? '');
+  const plain = body.namedChildren.every((c) => c?.type === 'heredoc_content') && !body.text.includes('\\');
+  return quoted || plain ? { script: body.text } : { unseen: true };
+}
+
+function failed(code: ShellErrorCode, message: string): ShellFacts {
+  return { commands: [], redirections: [], filesWritten: [], filesRead: [], network: [], assignments: [], structure: [], error: { code, message } };
+}
+
+/** Classifies a shell command line. Never throws for bad input: the facts carry an error instead. */
+export function classifyShell(text: string): ShellFacts {
+  // bash cannot hold a NUL in a command string; what runs would differ from what was classified.
+  if (text.includes('\u0000')) return failed('WRIT_SHELL_UNPARSEABLE', 'the command holds a NUL character');
+  if (text.trim() === '') return failed('WRIT_SHELL_EMPTY', 'the command holds nothing to run');
+  const w = new ShellWalker();
+  try {
+    w.parse(text, { src: text, depth: 0, wrappers: [], env: {} });
+  } catch (e) {
+    if (e instanceof RangeError) return failed('WRIT_SHELL_UNPARSEABLE', 'the command is nested too deeply to classify');
+    throw e;
+  }
+  const facts: ShellFacts = {
+    commands: w.commands,
+    redirections: w.redirections,
+    filesWritten: [...new Set(w.redirections.filter((r) => r.writes).map((r) => r.target))],
+    filesRead: [...new Set(w.redirections.filter((r) => r.reads).map((r) => r.target))],
+    network: [...new Set(w.redirections.map((r) => r.target).filter((t) => /^\/dev\/(tcp|udp)\//.test(t)))],
+    assignments: [...w.assignments],
+    structure: [...w.structure],
+  };
+  const unknown = w.commands.find((c) => c.unknown || c.opaque);
+  if (w.parseError) facts.error = { code: 'WRIT_SHELL_UNPARSEABLE', message: w.parseError };
+  else if (w.statements === 0) {
+    facts.error = { code: 'WRIT_SHELL_EMPTY', message: 'the command holds nothing to run' };
+  } else if (w.unknownTypes.size) {
+    facts.error = { code: 'WRIT_SHELL_UNKNOWN', message: `unknown shell construct: ${[...w.unknownTypes].join(', ')}` };
+  } else if (unknown) {
+    facts.error = {
+      code: 'WRIT_SHELL_UNKNOWN',
+      message: unknown.unknown ? 'a program name comes from an expansion' : `${unknown.program ?? '?'} runs code that cannot be seen`,
+    };
+  }
+  return facts;
+}

@@ -1,0 +1,68 @@
+/**
+ * Functions whose call is a side effect, a denial of service, or a way around
+ * table-level policy (reading server files, other tables by name, raw pages).
+ * Matched on the unqualified, lower-cased name whatever the schema, so a
+ * same-named user function is flagged too (a false positive, never a miss).
+ * Functions that only read session state (current_setting, currval, lastval)
+ * are not listed.
+ */
+
+/** PostgreSQL functions flagged by exact name. */
+const PG_EXACT = new Set([
+  // run time / denial of service
+  'pg_sleep', 'pg_sleep_for', 'pg_sleep_until',
+  // session and server control
+  'set_config', 'pg_terminate_backend', 'pg_cancel_backend', 'pg_reload_conf', 'pg_rotate_logfile',
+  'pg_promote', 'pg_switch_wal', 'pg_log_backend_memory_contexts', 'pg_log_standby_snapshot',
+  'pg_import_system_collations', 'pg_truncate_visibility_map', 'pg_stat_file', 'pg_logdir_ls',
+  'pg_drop_replication_slot', 'pg_replication_slot_advance', 'pg_logical_emit_message',
+  'pg_start_backup', 'pg_stop_backup', 'pg_export_snapshot',
+  // writes that a READ ONLY transaction may not stop, or that bypass table policy
+  'nextval', 'setval', 'pg_notify', 'txid_current', 'pg_current_xact_id',
+  'pg_restore_relation_stats', 'pg_restore_attribute_stats', 'pg_clear_relation_stats', 'pg_clear_attribute_stats',
+  'loread', 'lowrite', 'get_raw_page', 'heap_page_items', 'pg_stat_statements_reset',
+]);
+
+/** PostgreSQL function name prefixes flagged (families). */
+const PG_PREFIXES = [
+  'pg_read_', // pg_read_file, pg_read_binary_file: server files
+  'pg_ls_', // directory listings of the server
+  'pg_file_', // adminpack: write, rename, unlink server files
+  'lo_', // large objects: lo_import/lo_export touch server files, the rest read/write outside tables
+  'dblink', // connections to other servers, arbitrary remote SQL
+  'pg_advisory_', 'pg_try_advisory_', // locks that outlive the statement
+  'pg_stat_reset', // statistics resets
+  'pg_create_', // replication slots, restore points
+  'pg_copy_', // replication slot copies
+  'pg_logical_slot_get_', // consumes a slot's changes
+  'pg_replication_origin_', // replication origin management
+  'pg_backup_', 'pg_wal_replay_',
+  'binary_upgrade_',
+  'query_to_xml', 'cursor_to_xml', // run SQL passed as a string: the classifier cannot see it
+  'table_to_xml', 'schema_to_xml', 'database_to_xml', // read whole tables named in a string
+];
+
+/** MySQL/MariaDB functions flagged by exact name. */
+const MYSQL_EXACT = new Set([
+  'sleep', 'benchmark', 'load_file', 'get_lock', 'release_lock', 'release_all_locks', 'is_free_lock',
+  'master_pos_wait', 'source_pos_wait', 'master_gtid_wait', 'sys_exec', 'sys_eval', 'nextval', 'setval',
+  'lastval', 'uuid_short',
+]);
+
+/** The documented list, for the policy's `explain` output and the tests. */
+export const DANGEROUS_FUNCTIONS = {
+  postgres: { exact: [...PG_EXACT].sort(), prefixes: [...PG_PREFIXES] },
+  mysql: { exact: [...MYSQL_EXACT].sort(), prefixes: [] as string[] },
+} as const;
+
+/** True when the (possibly schema-qualified) function name is a dangerous PostgreSQL function. */
+export function isDangerousPg(name: string): boolean {
+  const base = (name.split('.').pop() ?? name).toLowerCase();
+  return PG_EXACT.has(base) || PG_PREFIXES.some((p) => base.startsWith(p));
+}
+
+/** True when the function name is a dangerous MySQL/MariaDB function. */
+export function isDangerousMysql(name: string): boolean {
+  const base = (name.split('.').pop() ?? name).toLowerCase();
+  return MYSQL_EXACT.has(base);
+}

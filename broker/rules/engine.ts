@@ -1,0 +1,268 @@
+/**
+ * The rule engine. Order of precedence: facts with an error deny (fail closed); any
+ * matching deny rule denies; then a grant must cover the whole intent: a require_approval
+ * rule covering it, or an escalation (require_approval with scope `any`) on top of a
+ * covering allow, asks for approval; else the first covering allow allows; else the
+ * default is deny.
+ */
+import type { Limits, Principal, TargetConfig } from '../../schemas/index.ts';
+import type { PolicyDecision, PolicyEngine, PolicyInput } from '../policy.ts';
+import { compileRule, type CompiledRule } from './compile.ts';
+import { RuleIndex } from './index-rules.ts';
+import { parsePolicyDocument, parsePolicyText, type ApprovalSpec, type ParsedPolicy, type PolicyDocument, type PolicyTarget } from './schema.ts';
+import { localTime, type LocalTime } from './time.ts';
+import { describeUnit, viewOf, type FactsView } from './view.ts';
+
+/** Limits a decision carries when the policy's defaults set none. */
+export const BUILTIN_LIMITS: Readonly<Limits> = Object.freeze({ rows: 1000, seconds: 30, bytes: 4 * 1024 * 1024 });
+
+/** A decision of the rule engine. */
+export interface RuleDecision extends PolicyDecision {
+  /** For require_approval: who must approve, how many, for how long. */
+  approval?: ApprovalSpec;
+}
+
+/** How one rule fared in explain(). */
+export interface RuleTrace {
+  id: string;
+  effect: PolicyDecision['effect'];
+  scope: 'all' | 'any';
+  matched: boolean;
+  /** Why it matched, or the first condition that did not hold. */
+  why: string;
+}
+
+/** A decision with the rules considered for it. */
+export interface Explanation {
+  decision: RuleDecision;
+  /** Rules the index selected, in document order, each with its outcome. */
+  considered: RuleTrace[];
+  /** Rules the index ruled out without evaluating them (they cannot match). */
+  skipped: number;
+}
+
+interface Ctx {
+  readonly principal: Principal;
+  readonly target: TargetConfig;
+  readonly view: FactsView;
+  readonly now: Date;
+  local(tz: string): LocalTime;
+}
+
+function makeCtx(input: PolicyInput, view: FactsView): Ctx {
+  let memo: Map<string, LocalTime> | undefined;
+  return {
+    principal: input.principal,
+    target: input.target,
+    view,
+    now: input.now,
+    local(tz) {
+      memo ??= new Map();
+      let t = memo.get(tz);
+      if (!t) memo.set(tz, (t = localTime(input.now, tz)));
+      return t;
+    },
+  };
+}
+
+/** -1 when the rule does not match, else the index of the (first) matching unit. */
+function matches(r: CompiledRule, c: Ctx): number {
+  for (const k of r.principal) if (!k.test(c.principal)) return -1;
+  for (const k of r.target) if (!k.test(c.target)) return -1;
+  if (r.window && !r.window.test(c.local(r.window.tz))) return -1;
+  const v = c.view;
+  if (v.kind === 'sql') {
+    if (!r.forSql) return -1;
+    const s = r.sql;
+    if (!s) return 0;
+    for (const k of s.batch) if (!k.test(v)) return -1;
+    if (r.scope === 'all') {
+      for (const u of v.units) for (const k of s.unit) if (!k.test(u)) return -1;
+      return 0;
+    }
+    return v.units.findIndex((u) => s.unit.every((k) => k.test(u)));
+  }
+  if (!r.forShell) return -1;
+  const s = r.shell;
+  if (!s) return 0;
+  for (const k of s.batch) if (!k.test(v)) return -1;
+  if (r.scope === 'all') {
+    for (const u of v.units) for (const k of s.unit) if (!k.test(u)) return -1;
+    return 0;
+  }
+  return v.units.findIndex((u) => s.unit.every((k) => k.test(u)));
+}
+
+/** The same walk as matches(), saying why. */
+function trace(r: CompiledRule, c: Ctx): { at: number; why: string } {
+  const no = (why: string) => ({ at: -1, why });
+  for (const k of r.principal) if (!k.test(c.principal)) return no(`principal does not match ${k.label}`);
+  for (const k of r.target) if (!k.test(c.target)) return no(`target ${c.target.name} does not match ${k.label}`);
+  if (r.window && !r.window.test(c.local(r.window.tz))) return no(`outside the time window ${r.window.text}`);
+  const v = c.view;
+  const forIt = v.kind === 'sql' ? r.forSql : r.forShell;
+  if (!forIt) return no(`the rule is about ${v.kind === 'sql' ? 'shell commands' : 'SQL'}`);
+  const s = (v.kind === 'sql' ? r.sql : r.shell) as { batch: { label: string; test(x: unknown): boolean }[]; unit: { label: string; test(x: unknown): boolean }[] } | undefined;
+  if (!s) return { at: 0, why: 'matches any command' };
+  for (const k of s.batch) if (!k.test(v)) return no(`${k.label} does not hold`);
+  const units = v.units as readonly Parameters<typeof describeUnit>[0][];
+  if (r.scope === 'all') {
+    for (const u of units) for (const k of s.unit) if (!k.test(u)) return no(`${k.label} does not hold for ${describeUnit(u)}`);
+    return { at: 0, why: `covers all ${units.length} ${v.kind === 'sql' ? 'statement' : 'command'}(s)` };
+  }
+  const at = units.findIndex((u) => s.unit.every((k) => k.test(u)));
+  if (at >= 0) return { at, why: `matches ${describeUnit(units[at]!)}` };
+  const first = units[0];
+  const failed = first ? s.unit.find((k) => !k.test(first)) : undefined;
+  return no(`no ${v.kind === 'sql' ? 'statement' : 'command'} matches${failed && first ? ` (${describeUnit(first)}: ${failed.label} does not hold)` : ''}`);
+}
+
+interface Found {
+  denies: { r: CompiledRule; at: number }[];
+  allow?: CompiledRule;
+  cover?: CompiledRule;
+  escalation?: CompiledRule;
+}
+
+export class RulePolicy implements PolicyEngine {
+  /** `hash`, or `<declared version>+<hash>`. */
+  readonly version: string;
+  /** SHA-256 of the document's canonical JSON, 16 hex. */
+  readonly hash: string;
+  readonly doc: PolicyDocument;
+  readonly #rules: readonly CompiledRule[];
+  readonly #index: RuleIndex;
+  readonly #limits: Limits;
+  readonly #targets: ReadonlyMap<string, PolicyTarget>;
+
+  constructor(parsed: ParsedPolicy) {
+    this.doc = parsed.doc;
+    this.hash = parsed.hash;
+    this.version = parsed.version;
+    this.#rules = parsed.doc.rules.map((r, i) => compileRule(r, i));
+    this.#index = new RuleIndex(this.#rules);
+    this.#limits = { ...BUILTIN_LIMITS, ...parsed.doc.defaults.limits };
+    this.#targets = new Map((parsed.doc.targets ?? []).map((t) => [t.name, t]));
+  }
+
+  /** Parses and validates YAML text; throws WRIT_POLICY_INVALID naming each problem's path. */
+  static fromText(text: string, source?: string): RulePolicy {
+    return new RulePolicy(parsePolicyText(text, source));
+  }
+
+  /** Validates an already parsed document. */
+  static fromDocument(doc: unknown, source?: string): RulePolicy {
+    return new RulePolicy(parsePolicyDocument(doc, source));
+  }
+
+  /** Targets the document declares (for `writ policy eval|test` and the linter). */
+  get targets(): ReadonlyMap<string, PolicyTarget> {
+    return this.#targets;
+  }
+
+  get ruleCount(): number {
+    return this.#rules.length;
+  }
+
+  decide(input: PolicyInput): RuleDecision {
+    const failed = this.#failClosed(input);
+    if (failed) return failed;
+    const view = viewOf(input.facts);
+    const ctx = makeCtx(input, view);
+    const found: Found = { denies: [] };
+    for (const r of this.#index.candidates(input.principal, input.target, view)) {
+      const effect = r.rule.effect;
+      if (effect === 'deny') {
+        const at = matches(r, ctx);
+        if (at >= 0) found.denies.push({ r, at });
+      } else if (found.denies.length > 0) {
+        continue;
+      } else if (effect === 'allow') {
+        if (!found.allow && matches(r, ctx) >= 0) found.allow = r;
+      } else if (r.scope === 'all') {
+        if (!found.cover && matches(r, ctx) >= 0) found.cover = r;
+      } else if (!found.escalation && matches(r, ctx) >= 0) {
+        found.escalation = r;
+      }
+    }
+    return this.#outcome(input, view, found);
+  }
+
+  /** The decision, plus every rule the index selected with why it matched or not. */
+  explain(input: PolicyInput): Explanation {
+    const failed = this.#failClosed(input);
+    if (failed) return { decision: failed, considered: [], skipped: this.#rules.length };
+    const view = viewOf(input.facts);
+    const ctx = makeCtx(input, view);
+    const found: Found = { denies: [] };
+    const considered: RuleTrace[] = [];
+    const cands = this.#index.candidates(input.principal, input.target, view);
+    for (const r of cands) {
+      const { at, why } = trace(r, ctx);
+      const effect = r.rule.effect;
+      considered.push({ id: r.rule.id, effect, scope: r.scope, matched: at >= 0, why });
+      if (at < 0) continue;
+      if (effect === 'deny') found.denies.push({ r, at });
+      else if (effect === 'allow') found.allow ??= r;
+      else if (r.scope === 'all') found.cover ??= r;
+      else found.escalation ??= r;
+    }
+    return { decision: this.#outcome(input, view, found), considered, skipped: this.#rules.length - cands.length };
+  }
+
+  #failClosed(input: PolicyInput): RuleDecision | null {
+    const err = input.facts.facts.error;
+    if (!err) return null;
+    return {
+      effect: 'deny', rules: [], reasons: [`${err.code}: ${err.message}`], mode: 'write', policyVersion: this.version,
+      limits: this.#limits, masking: this.doc.defaults.masking, code: err.code,
+    };
+  }
+
+  #outcome(input: PolicyInput, view: FactsView, f: Found): RuleDecision {
+    const computedMode = view.readOnly ? 'read' : 'write';
+    const base = { policyVersion: this.version, limits: this.#limits, masking: this.doc.defaults.masking };
+    const target = input.target.name;
+    if (f.denies.length > 0) {
+      return {
+        ...base, effect: 'deny', mode: computedMode, code: 'WRIT_POLICY_DENIED',
+        rules: f.denies.map((d) => d.r.rule.id),
+        reasons: f.denies.map(({ r, at }) => {
+          const unit = view.units[at];
+          return `denied by rule ${r.rule.id}${r.rule.description ? ` (${r.rule.description})` : ''}${unit ? `: ${describeUnit(unit)}` : ''}`;
+        }),
+      };
+    }
+    const grant = f.cover ?? f.allow;
+    if (!grant) {
+      const why = f.escalation
+        ? `rule ${f.escalation.rule.id} asks for approval, but no rule allows this on ${target}; the default is deny`
+        : `no rule allows this ${view.kind === 'sql' ? 'SQL' : 'command'} for ${input.principal.sub} on ${target}; the default is deny`;
+      return { ...base, effect: 'deny', mode: computedMode, code: 'WRIT_POLICY_DENIED', rules: [], reasons: [why] };
+    }
+    const approvalRule = f.cover && f.escalation ? (f.cover.order <= f.escalation.order ? f.cover : f.escalation) : (f.cover ?? f.escalation);
+    const layers = approvalRule && approvalRule !== grant ? [grant, approvalRule] : [grant];
+    let mode: 'read' | 'write' = computedMode;
+    let limits = this.#limits;
+    let masking: unknown = this.doc.defaults.masking;
+    for (const l of layers) {
+      if (l.rule.mode) mode = l.rule.mode;
+      if (l.rule.limits) limits = { ...limits, ...l.rule.limits };
+      if (l.rule.masking) masking = l.rule.masking;
+    }
+    const desc = (r: CompiledRule) => (r.rule.description ? ` (${r.rule.description})` : '');
+    if (approvalRule) {
+      const a = approvalRule.rule.approval!;
+      const reasons = [`rule ${approvalRule.rule.id}${desc(approvalRule)} requires approval by ${a.count} of [${a.groups.join(', ')}] within ${a.timeoutSec}s`];
+      if (approvalRule !== grant) reasons.push(`rule ${grant.rule.id}${desc(grant)} allows ${mode} access to ${target} once approved`);
+      return {
+        effect: 'require_approval', rules: layers.map((l) => l.rule.id).reverse(), reasons, mode,
+        policyVersion: this.version, limits, masking, approval: a,
+      };
+    }
+    return {
+      effect: 'allow', rules: [grant.rule.id], reasons: [`allowed by rule ${grant.rule.id}${desc(grant)}: ${mode} access to ${target}`],
+      mode, policyVersion: this.version, limits, masking,
+    };
+  }
+}

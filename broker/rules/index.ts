@@ -1,0 +1,1 @@
+export { RulePolicy } from './engine.ts';
