@@ -22,8 +22,6 @@ export interface RawBlock {
   seq: number;
   subject: string;
   data: Uint8Array;
-  /** Server time the block was stored, epoch ms. */
-  time: number;
   msg: JsMsg;
 }
 
@@ -34,6 +32,8 @@ export interface ScanOptions {
   startTime?: Date | undefined;
   /** Only messages stored from now on; the scan then never ends by itself. */
   onlyNew?: boolean | undefined;
+  /** Stop after this stream sequence (a snapshot's end); default: the end when the scan started. */
+  endSeq?: number | undefined;
   /** Keep delivering new messages after the end of the stream until aborted. */
   follow?: boolean | undefined;
   signal?: AbortSignal | undefined;
@@ -49,9 +49,11 @@ export async function scanBlocks(js: JetStreamClient, n: Names, opts: ScanOption
   if (!c) return;
   const follow = opts.follow || opts.onlyNew;
   let failure: unknown;
+  let stopped = false;
   const msgs = await c.consume({
     max_messages: 1024,
     callback: (m) => {
+      if (stopped) return; // already buffered when the scan ended
       let more: boolean | void;
       try {
         more = onBlock(rawBlock(m));
@@ -59,7 +61,10 @@ export async function scanBlocks(js: JetStreamClient, n: Names, opts: ScanOption
         failure = e;
         more = false;
       }
-      if (more === false || (!follow && m.info.pending === 0)) void msgs.stop();
+      if (more === false || (!follow && (m.info.pending === 0 || (opts.endSeq !== undefined && m.seq >= opts.endSeq)))) {
+        stopped = true;
+        void msgs.stop();
+      }
     },
   });
   const onAbort = () => void msgs.stop();
@@ -92,7 +97,7 @@ export async function* iterateBlocks(js: JetStreamClient, n: Names, opts: ScanOp
 }
 
 /** An ordered consumer positioned as `opts` says; undefined when there is nothing to read and no follow. */
-async function openConsumer(js: JetStreamClient, n: Names, opts: ScanOptions): Promise<Consumer | undefined> {
+export async function openConsumer(js: JetStreamClient, n: Names, opts: ScanOptions): Promise<Consumer | undefined> {
   if (opts.signal?.aborted) return undefined;
   const c = await js.consumers.get(n.streams.audit, {
     filter_subjects: opts.filter ?? n.auditAll(),
@@ -108,7 +113,7 @@ async function openConsumer(js: JetStreamClient, n: Names, opts: ScanOptions): P
 }
 
 function rawBlock(m: JsMsg): RawBlock {
-  return { seq: m.seq, subject: m.subject, data: m.data, time: m.info.timestampNanos / 1e6, msg: m };
+  return { seq: m.seq, subject: m.subject, data: m.data, msg: m };
 }
 
 /** Parses a block and checks its shape and session; returns its events or why it is not a block. */

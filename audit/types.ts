@@ -99,6 +99,13 @@ export interface VerifyOptions {
   anchor?: { hash: string; seq?: number | undefined } | undefined;
   /** Fail when the newest checkpoint is older than this (ms before now): a log cut off after it. */
   maxCheckpointAgeMs?: number | undefined;
+  /**
+   * Worker threads for the per-block work of a whole-stream verify (0: all on the calling
+   * thread). Default: 0 below 20 000 messages, else min(2, cores - 1).
+   */
+  threads?: number | undefined;
+  /** With threads: messages read ahead of the linking before reading pauses (bounds memory). Default 20 000. */
+  readAheadMessages?: number | undefined;
   /** Called every 100 000 events with the count so far. */
   onProgress?: ((events: number) => void) | undefined;
 }

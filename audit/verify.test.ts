@@ -109,7 +109,16 @@ function rechain(messages: Raw[], session: string): void {
 }
 
 const clone = (ms: Raw[]): Raw[] => structuredClone(ms);
-const check = (n: Names, extra: Parameters<typeof verify>[0] extends infer O ? Partial<O> : never = {}) => verify({ js, names: n, publicKeyPem, ...extra });
+/** verify() on the calling thread and with worker threads must agree on every log. */
+async function check(n: Names, extra: Partial<Parameters<typeof verify>[0]> = {}) {
+  const inline = await verify({ js, names: n, publicKeyPem, threads: 0, ...extra });
+  if (extra.sessionId === undefined) {
+    expect(await verify({ js, names: n, publicKeyPem, threads: 2, ...extra })).toEqual(inline);
+    // Reading paused and resumed every few messages, as on a stream larger than memory.
+    expect(await verify({ js, names: n, publicKeyPem, threads: 1, readAheadMessages: 4, ...extra })).toEqual(inline);
+  }
+  return inline;
+}
 
 describe('verify', () => {
   let h: History;

@@ -1,5 +1,7 @@
 // AuditWriter against a real nats-server: blocks, chains, concurrent writers, oversized payloads.
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { canonicalJson, names, sha256Hex, AuditBlockSchema, type Names } from '../schemas/index.ts';
@@ -90,7 +92,9 @@ describe('AuditWriter', () => {
 
   it('keeps one linear chain with 3 writers appending 300 events to one session concurrently', async () => {
     const sessionId = uniqueName('s');
-    const ws = [writer('w1', { flushMs: 1 }), writer('w2', { flushMs: 0 }), writer('w3', { flushMs: 3 })];
+    const lines: Array<{ msg: string; sessionId: string }> = [];
+    const logger = pino({ level: 'debug' }, new Writable({ write: (chunk, _enc, cb) => { lines.push(JSON.parse(String(chunk))); cb(); } }));
+    const ws = [writer('w1', { flushMs: 1, logger }), writer('w2', { flushMs: 0, logger }), writer('w3', { flushMs: 3, logger })];
     const all = await Promise.all(
       Array.from({ length: 300 }, async (_, i) => {
         await new Promise((r) => setTimeout(r, Math.random() * 30));
@@ -113,6 +117,8 @@ describe('AuditWriter', () => {
     expect(v.ok).toBe(true);
     expect(v.events).toBe(300);
     await Promise.all(ws.map((w) => w.close()));
+    // The writers did collide, and resolved it by re-chaining rather than forking.
+    expect(lines.filter((l) => l.msg === 'audit append conflict: re-chaining' && l.sessionId === sessionId).length).toBeGreaterThan(0);
   });
 
   it('writes different sessions in parallel and reports the heads it wrote', async () => {

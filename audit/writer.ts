@@ -204,8 +204,9 @@ export class AuditWriter {
     const subject = this.#names.audit(sessionId);
     const blockId = randomUUID();
     let lastError: unknown;
+    let known = this.#cachedHead(sessionId);
     for (let attempt = 1; attempt <= this.#o.maxAttempts; attempt++) {
-      const head = this.#cachedHead(sessionId) ?? (await this.#loadHead(sessionId)).head;
+      const head = known ?? (await this.#loadHead(sessionId)).head;
       const events = chain(batch, head.hash);
       const h = headers();
       h.set(CHAIN_LENGTH_HEADER, String(head.count + events.length));
@@ -225,7 +226,9 @@ export class AuditWriter {
           return fresh.events;
         }
         this.#log?.debug({ sessionId, attempt, err: (e as Error).message }, 'audit append conflict: re-chaining');
-        await sleep(Math.min(200, 2 ** attempt) * Math.random());
+        known = fresh?.head;
+        // The first retry goes at once onto the head just read; repeated conflicts back off with jitter.
+        if (attempt > 1) await sleep(Math.min(200, 2 ** attempt) * Math.random());
         continue;
       }
       if (ack.duplicate) {

@@ -45,16 +45,17 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
   const nc = await connect({ servers: nats.url });
   const dev = await loadDevIssuer(join(dir, 'dev-issuer'), false);
   const token = await mintDevToken(dev, { sub: 'bench', groups: ['bench'], audience: 'writ', ttlSec: 3000 });
-  const client = new WritClient({ nc, token });
+  // One session per concurrent agent, as planner runs have: each session is one audit chain.
+  const clients = Array.from({ length: 64 }, (_, i) => new WritClient({ nc, token, sessionId: `bench-${Date.now().toString(36)}-${i}` }));
   const out: Record<string, LoadFigures> = {};
   try {
     // Warm both paths (JIT, pools, caches).
     await load(() => direct.query('SELECT 1'), 8, 500);
-    await load(() => client.run({ target: 'db', sql: 'SELECT 1' }), 8, 1000);
+    await load((i) => clients[i]!.run({ target: 'db', sql: 'SELECT 1' }), 8, 1000);
     for (const c of [1, 16, 64]) {
       out[`direct c=${c}`] = await load(() => direct.query('SELECT 1'), c, durationMs);
-      out[`writ c=${c}`] = await load(async () => {
-        const o = await client.run({ target: 'db', sql: 'SELECT 1' });
+      out[`writ c=${c}`] = await load(async (i) => {
+        const o = await clients[i]!.run({ target: 'db', sql: 'SELECT 1' });
         if (o.status !== 'succeeded') throw new Error(o.error?.code ?? o.status);
       }, c, durationMs);
     }

@@ -3,7 +3,7 @@
  * text with occasional secrets, a JSON column, timestamps, amounts, …) masked with every
  * detector on and two column rules. Input bytes are the rows' JSON size. Baselines from
  * the same run: JSON.stringify of the rows (what publishing costs anyway) and a pass with
- * the column rules but no detectors (the walk alone).
+ * the column rules but no detectors (the walk alone). Each figure is the median of five runs.
  *
  * `npx tsx bench/masking.ts` runs it alone; bench/index.ts runs it with the others.
  */
@@ -81,11 +81,17 @@ export function buildResult(rows = ROWS): RowsInput {
   return { fields, rows: out };
 }
 
-function time(fn: () => void, reps: number): number {
-  fn(); // warm-up, so the JIT has compiled the hot paths
-  const t = process.hrtime.bigint();
-  for (let i = 0; i < reps; i++) fn();
-  return Number(process.hrtime.bigint() - t) / 1e9 / reps;
+/** Median wall-clock seconds of `reps` runs, after two warm-up runs so the JIT has compiled the hot paths. */
+function time(fn: () => void, reps = 5): number {
+  fn();
+  fn();
+  const runs: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t = process.hrtime.bigint();
+    fn();
+    runs.push(Number(process.hrtime.bigint() - t) / 1e9);
+  }
+  return runs.sort((a, b) => a - b)[Math.floor(reps / 2)]!;
 }
 
 export async function benchMasking(): Promise<Record<string, number>> {
@@ -96,9 +102,9 @@ export async function benchMasking(): Promise<Record<string, number>> {
   const walkOnly = { columns, detectors: [] };
   const key = Buffer.alloc(32, 7);
   let maskedValues = 0;
-  const masked = time(() => (maskedValues = maskRows(input, full, { hmacKey: key }).maskedValues), 3);
-  const noDetectors = time(() => maskRows(input, walkOnly, { hmacKey: key }), 3);
-  const stringify = time(() => JSON.stringify(input.rows), 3);
+  const masked = time(() => (maskedValues = maskRows(input, full, { hmacKey: key }).maskedValues));
+  const noDetectors = time(() => maskRows(input, walkOnly, { hmacKey: key }));
+  const stringify = time(() => JSON.stringify(input.rows));
   return {
     rows: input.rows.length,
     inputMB: +(bytes / 1e6).toFixed(2),

@@ -12,20 +12,20 @@ export interface LoadFigures {
   errors: number;
 }
 
-/** Runs `op` with `concurrency` in flight until `durationMs` passes (or `maxOps`), timing each. */
-export async function load(op: () => Promise<unknown>, concurrency: number, durationMs: number, maxOps = Infinity): Promise<LoadFigures> {
+/** Runs `op(slot)` with `concurrency` slots in flight until `durationMs` passes (or `maxOps`), timing each. */
+export async function load(op: (slot: number) => Promise<unknown>, concurrency: number, durationMs: number, maxOps = Infinity): Promise<LoadFigures> {
   const times: number[] = [];
   let errors = 0;
   let started = 0;
   const t0 = performance.now();
   const end = t0 + durationMs;
   await Promise.all(
-    Array.from({ length: concurrency }, async () => {
+    Array.from({ length: concurrency }, async (_, slot) => {
       while (performance.now() < end && started < maxOps) {
         started++;
         const a = performance.now();
         try {
-          await op();
+          await op(slot);
           times.push(performance.now() - a);
         } catch {
           errors++;

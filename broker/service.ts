@@ -155,9 +155,13 @@ export class Broker {
 
   async #process(intent: Intent, redelivered: boolean): Promise<void> {
     const { log, policy, names: n } = this.#d;
-    const audits: Promise<unknown>[] = [];
-    const audit = (type: string, payload: Record<string, unknown>) =>
-      audits.push(this.#audit.append({ sessionId: intent.sessionId, intentId: intent.id, type, payload, policyVersion: policy.version }));
+    // Events are gathered and appended together when the intent is handled, so they form one
+    // block: one JetStream write per intent for the broker's part of the chain.
+    const events: Array<{ type: string; payload: Record<string, unknown>; at: number }> = [];
+    const audit = (type: string, payload: Record<string, unknown>) => events.push({ type, payload, at: Date.now() });
+    const audits = {
+      all: () => Promise.all(events.splice(0).map((e) => this.#audit.append({ sessionId: intent.sessionId, intentId: intent.id, policyVersion: policy.version, ...e }))),
+    };
 
     let who: VerifiedIdentity;
     try {
@@ -177,7 +181,7 @@ export class Broker {
     });
     if (!target) {
       await this.#deny(intent, who, null, new WritError('WRIT_UNKNOWN_TARGET', `no target named ${JSON.stringify(intent.target)}`), commandSha256, audit);
-      await Promise.all(audits);
+      await audits.all();
       return;
     }
     const facts = classifyCommand(target, intent.command);
@@ -188,7 +192,7 @@ export class Broker {
       // require_approval lands with the approvals work; until then it fails closed as a denial.
       const code = (decision.code ?? 'WRIT_POLICY_DENIED') as ConstructorParameters<typeof WritError>[0];
       await this.#deny(intent, who, decision, new WritError(code, decision.reasons.join('; ') || undefined), commandSha256, audit, target);
-      await Promise.all(audits);
+      await audits.all();
       return;
     }
 
@@ -209,13 +213,13 @@ export class Broker {
       revision = await this.#kv.intents.create(intent.id, enc.encode(JSON.stringify(record)));
     } catch (e) {
       await this.#duplicate(intent, who, audit, e);
-      await Promise.all(audits);
+      await audits.all();
       return;
     }
     await this.#publishOrder(intent, target, claims, revision);
     audit('intent.dispatched', { grantId: gid, mode: decision.mode, exp: claims.exp, limits: decision.limits });
     log.debug({ intentId: intent.id }, 'dispatched');
-    await Promise.all(audits);
+    await audits.all();
   }
 
   async #publishOrder(intent: Intent, target: TargetConfig, claims: GrantClaims, revision: number): Promise<void> {

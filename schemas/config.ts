@@ -80,6 +80,30 @@ export const PostgresWorkerTargetSchema = z.strictObject({
   poolSize: z.number().int().positive().default(8),
 });
 
+const SshCredentialSchema = z.strictObject({
+  user: SecretRefSchema,
+  /** Private key file (OpenSSH or PEM). */
+  privateKeyFile: z.string().min(1),
+  passphrase: SecretRefSchema.optional(),
+});
+
+export const SshWorkerTargetSchema = z.strictObject({
+  target: TargetNameSchema,
+  host: z.string().min(1),
+  port: z.number().int().positive().default(22),
+  /** Pinned host keys: a known_hosts file and/or `SHA256:…` fingerprints. An unknown or changed key is refused. */
+  hostKeys: z.strictObject({
+    knownHostsFile: z.string().optional(),
+    fingerprints: z.array(z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/)).default([]),
+  }).refine((h) => !!h.knownHostsFile || h.fingerprints.length > 0, { message: 'pin at least one host key (knownHostsFile or fingerprints)' }),
+  /** One credential per access mode. */
+  credentials: z.strictObject({ read: SshCredentialSchema, write: SshCredentialSchema.optional() }),
+  /** stdout and stderr are each cut at this many bytes. Default 1 MiB. */
+  maxOutputBytes: z.number().int().positive().default(1024 * 1024),
+  readyTimeoutMs: z.number().int().positive().default(10_000),
+});
+export type SshWorkerTarget = z.infer<typeof SshWorkerTargetSchema>;
+
 export const ConfigSchema = z.strictObject({
   /** Subject prefix; names derive from it. Default `writ`. */
   prefix: z.string().default('writ'),
@@ -111,7 +135,8 @@ export const ConfigSchema = z.strictObject({
   policy: PolicySchema.default({ rules: [], defaultLimits: { rows: 1000, seconds: 30, bytes: 4 * 1024 * 1024 } }),
   workers: z.strictObject({
     postgres: z.array(PostgresWorkerTargetSchema).default([]),
-  }).default({ postgres: [] }),
+    ssh: z.array(SshWorkerTargetSchema).default([]),
+  }).default({ postgres: [], ssh: [] }),
   audit: z.strictObject({
     replicas: z.number().int().min(1).max(5).optional(),
     /** Retention by age, seconds; unset keeps forever. */
@@ -162,7 +187,16 @@ export function parseConfig(input: unknown, baseDir = process.cwd()): Readonly<C
     if (!t) throw new WritError('WRIT_CONFIG_INVALID', `workers.postgres[${i}].target: no target named ${JSON.stringify(w.target)}`);
     if (t.kind !== 'postgres') throw new WritError('WRIT_CONFIG_INVALID', `workers.postgres[${i}].target: target ${JSON.stringify(w.target)} is of kind ${t.kind}`);
   });
+  c.workers.ssh.forEach((w, i) => {
+    const t = c.targets.find((x) => x.name === w.target);
+    if (!t) throw new WritError('WRIT_CONFIG_INVALID', `workers.ssh[${i}].target: no target named ${JSON.stringify(w.target)}`);
+    if (t.kind !== 'ssh') throw new WritError('WRIT_CONFIG_INVALID', `workers.ssh[${i}].target: target ${JSON.stringify(w.target)} is of kind ${t.kind}`);
+  });
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  for (const w of c.workers.ssh) {
+    for (const cred of [w.credentials.read, w.credentials.write]) if (cred) cred.privateKeyFile = abs(cred.privateKeyFile);
+    if (w.hostKeys.knownHostsFile) w.hostKeys.knownHostsFile = abs(w.hostKeys.knownHostsFile);
+  }
   c.grants.keyFile = abs(c.grants.keyFile);
   c.identity.devIssuer.dir = abs(c.identity.devIssuer.dir);
   for (const i of c.identity.issuers) if (i.jwksFile) i.jwksFile = abs(i.jwksFile);

@@ -41,6 +41,7 @@ export const ErrorCodes = {
   WRIT_TARGET_UNAVAILABLE: { retryable: true, message: 'the target could not be reached' },
   WRIT_MASKING_FAILED: { retryable: false, message: 'the result could not be masked, so it was withheld' },
   WRIT_HOST_KEY_MISMATCH: { retryable: false, message: 'the host key is not the pinned one' },
+  WRIT_UNSUPPORTED: { retryable: false, message: 'this kind of command cannot run through Writ on this target' },
   WRIT_OUTCOME_UNKNOWN: { retryable: false, message: 'the worker was lost mid-run; the outcome is unknown and it is not re-run' },
   // everything else
   WRIT_CONFIG_INVALID: { retryable: false, message: 'the configuration is not valid' },

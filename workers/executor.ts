@@ -12,6 +12,15 @@ export interface FieldInfo {
   origin: { table: string; column: string } | null;
   /** A whole-row reference (`SELECT c FROM customers c`): the table's every column. */
   wholeRow?: boolean;
+  /** For a whole-row reference: the table's column names. */
+  tableColumns?: string[];
+  /** For a view's column: the base columns (schema.table.column) the view draws on. */
+  viewSources?: string[];
+  /**
+   * For a computed field: the base columns (schema.table.column) the statement draws on,
+   * from its SQL facts; the runtime masks the field when any of them is sensitive.
+   */
+  sources?: string[];
 }
 
 export interface RowsOutput {

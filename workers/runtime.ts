@@ -14,7 +14,7 @@ import {
   commandText, formatIssues, IntentRecordSchema, OrderSchema, sha256Hex, toWritError, verifyGrantSignature, WritError,
   type Config, type ErrorReply, type GrantClaims, type IntentRecord, type IntentState, type Names, type Order, type Outcome, type ResultBody,
 } from '../schemas/index.ts';
-import { LineMasker, maskRows, maskText, MaskingSpecSchema, type MaskingSpec } from './masking/index.ts';
+import { LineMasker, maskRows, maskText, MaskingSpecSchema, sensitiveColumns, type MaskingSpec } from './masking/index.ts';
 import type { ExecOutput, Executor } from './executor.ts';
 
 export type WorkerState = 'INITIALIZED' | 'RUNNING' | 'DRAINING' | 'STOPPED';
@@ -33,6 +33,8 @@ export interface WorkerDeps {
 }
 
 const enc = new TextEncoder();
+/** How long the claim's audit event may wait to share a block with the outcome's. */
+const CLAIM_AUDIT_DELAY_MS = 25;
 const EMPTY_SPEC: MaskingSpec = MaskingSpecSchema.parse({});
 
 export class Worker {
@@ -120,9 +122,24 @@ export class Worker {
     }
     // Acked now: from here a crash leaves the intent `running` for the sweeper, never a redelivery.
     m.ack();
-    const claimedAudit = this.#audit.append({ sessionId: claims.sid, intentId: claims.iid, type: 'exec.claimed', payload: { grantId: claims.gid, mode: claims.mode }, policyVersion: claims.policyVersion });
-    await this.#execute(order, claims, ex);
-    await claimedAudit;
+    // The claim's event waits a little so that, for a quick run, it goes out in one block with
+    // the outcome's (one chain write instead of two); a long run still records it promptly.
+    const claimedAt = Date.now();
+    let claimedAudit: Promise<unknown> | undefined;
+    const auditClaimed = () => (claimedAudit ??= this.#audit.append({
+      sessionId: claims.sid, intentId: claims.iid, type: 'exec.claimed', at: claimedAt,
+      payload: { grantId: claims.gid, mode: claims.mode }, policyVersion: claims.policyVersion,
+    }));
+    const timer = setTimeout(auditClaimed, CLAIM_AUDIT_DELAY_MS);
+    try {
+      await this.#execute(order, claims, ex, () => {
+        clearTimeout(timer);
+        auditClaimed();
+      });
+    } finally {
+      clearTimeout(timer);
+      await auditClaimed();
+    }
   }
 
   #verify(order: Order, ex: Executor): GrantClaims {
@@ -136,7 +153,7 @@ export class Worker {
     return c;
   }
 
-  async #execute(order: Order, claims: GrantClaims, ex: Executor): Promise<void> {
+  async #execute(order: Order, claims: GrantClaims, ex: Executor, beforeFinishAudit: () => void): Promise<void> {
     const spec = this.#spec(claims);
     const ac = new AbortController();
     this.#running.add(ac);
@@ -176,6 +193,7 @@ export class Worker {
     // The waiting agent first; the durable copy, the state and the evidence beside it.
     if (order.replyTo) this.#d.nc.publish(order.replyTo, bytes);
     const resultDigest = sha256Hex(bytes);
+    beforeFinishAudit();
     await Promise.all([
       this.#js.publish(this.#d.names.result(order.intentId), bytes, { msgID: `r-${claims.gid}` }),
       this.#finish(order, status, error),
@@ -204,19 +222,19 @@ export class Worker {
         maskedFields: [],
       };
     }
-    const masked = maskRows(
-      {
-        fields: out.fields.map((f) => ({
-          name: f.name,
-          origin: f.origin,
-          ...(f.wholeRow ? { wholeRow: true } : {}),
-          ...(f.origin === null && claims.derived?.length ? { sensitiveSources: claims.derived } : {}),
-        })),
-        rows: out.rows,
-      },
-      spec,
-      opts,
-    );
+    const fields = out.fields.map((f) => {
+      if (f.origin === null) {
+        const sensitive = f.sources?.length ? sensitiveColumns(spec, f.sources) : [];
+        return { name: f.name, origin: null, ...(sensitive.length ? { sensitiveSources: sensitive } : {}) };
+      }
+      if (f.viewSources && sensitiveColumns(spec, [`${f.origin.table}.${f.origin.column}`]).length === 0) {
+        // A view column is masked when the view draws on any sensitive base column.
+        const sensitive = sensitiveColumns(spec, f.viewSources);
+        if (sensitive.length) return { name: f.name, origin: null, sensitiveSources: sensitive };
+      }
+      return { name: f.name, origin: f.origin, ...(f.wholeRow ? { wholeRow: true } : {}), ...(f.tableColumns ? { tableColumns: f.tableColumns } : {}) };
+    });
+    const masked = maskRows({ fields, rows: out.rows }, spec, opts);
     return {
       result: {
         columns: masked.columns.map((c) => ({ name: c.name, masked: c.masked, ...(c.reasons.length ? { reasons: c.reasons } : {}) })),

@@ -9,6 +9,16 @@ export type * from './types.ts';
 export { EXPANSION_MARK, SQL_KINDS } from './types.ts';
 export { initClassifiers } from './runtime.ts';
 export { classifySql, splitSql } from './sql-pg.ts';
-export { DANGEROUS_FUNCTIONS } from './sql-functions.ts';
+export { classifyMysql, splitMysql } from './sql-mysql.ts';
 export { classifyShell } from './shell.ts';
 export { quoteShellArg, quoteShellArgs } from './shell-quote.ts';
+export { DANGEROUS_FUNCTIONS } from './sql-functions.ts';
+export {
+  cacheKey,
+  classifyMysqlCached,
+  classifyShellCached,
+  classifySqlCached,
+  createFactsCache,
+  type CacheDialect,
+  type FactsCache,
+} from './cache.ts';

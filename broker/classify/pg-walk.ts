@@ -5,58 +5,9 @@
  */
 import type { ColumnFact } from './types.ts';
 import { aliasName, arr, names, nodeOf, obj, rangeVarName, str, sval, unwrap, type Obj } from './pg-ast.ts';
+import { entryColumn, entryStar, resolveRef, Scope, type Relation, type Resolved } from './pg-scope.ts';
 
-/** One output column of a derived table (subquery, CTE) and the base columns it shows unchanged. */
-interface Output {
-  name: string;
-  origins: ColumnFact[];
-}
-
-/** What a derived table exposes: named outputs, plus tables whose every column it passes through (`SELECT *`). */
-export interface Relation {
-  outputs: Output[];
-  /** Tables shown whole through a star; null when the star's source is not a visible table. */
-  stars: Array<string | null>;
-}
-
-type Entry =
-  | { name: string; kind: 'table'; table: string }
-  | { name: string; kind: 'derived'; rel: Relation }
-  | { name: string; kind: 'opaque' }; // function results, XMLTABLE, JSON_TABLE: no base table behind
-
-/** Names visible at one query level; lookups go outwards through `parent`. */
-export class Scope {
-  readonly entries: Entry[] = [];
-  readonly ctes = new Map<string, Relation>();
-  constructor(readonly parent?: Scope) {}
-
-  /** A new inner level (a subquery's). */
-  child(): Scope {
-    return new Scope(this);
-  }
-
-  /** Makes a base table visible under a name; returns this scope. */
-  addTable(name: string, table: string): this {
-    this.entries.push({ name, kind: 'table', table });
-    return this;
-  }
-
-  findEntry(name: string): Entry | undefined {
-    for (let s: Scope | undefined = this; s; s = s.parent) {
-      const e = s.entries.find((x) => x.name === name);
-      if (e) return e;
-    }
-    return undefined;
-  }
-
-  findCte(name: string): Relation | undefined {
-    for (let s: Scope | undefined = this; s; s = s.parent) {
-      const c = s.ctes.get(name);
-      if (c) return c;
-    }
-    return undefined;
-  }
-}
+export { Scope, type Relation } from './pg-scope.ts';
 
 /** Facts gathered from one statement (and what it nests). */
 export class Collector {
@@ -194,7 +145,7 @@ export class PgWalker {
       const name = sval(fields[0]);
       const entry = name !== undefined ? scope.findEntry(name) : undefined;
       if (entry) {
-        this.record(star ? this.entryStar(entry) : { origins: this.entryColumn(entry, field ?? '*'), whole: [] });
+        this.record(star ? entryStar(entry) : { origins: entryColumn(entry, field ?? '*'), whole: [] });
         this.visit(arr(ind.indirection).slice(1), scope);
         return;
       }
@@ -205,86 +156,15 @@ export class PgWalker {
 
   // ---- column resolution -------------------------------------------------
 
-  private record(r: { origins: ColumnFact[]; whole: string[] }): void {
+  private record(r: Resolved): void {
     for (const o of r.origins) this.c.addColumn(o);
     for (const t of r.whole) this.c.wholeRow.add(t);
   }
 
   private recordRef(fields: unknown[], scope: Scope): void {
-    this.record(this.resolveRef(fields, scope));
+    this.record(resolveRef(fields, scope));
   }
 
-  /** Resolves a ColumnRef's fields to base columns (`*` for a star) and whole-row tables. */
-  resolveRef(fields: unknown[], scope: Scope): { origins: ColumnFact[]; whole: string[] } {
-    const parts = fields.map((f) => (nodeOf(f, 'A_Star') ? '*' : (sval(f) ?? '?')));
-    const last = parts[parts.length - 1] ?? '?';
-    if (parts.length === 1) {
-      if (last === '*') return this.starAll(scope);
-      const entry = scope.findEntry(last);
-      // PostgreSQL prefers a column of that name; the classifier cannot see columns, so it assumes the whole row.
-      if (entry) return this.entryStar(entry);
-      return { origins: this.unqualified(last, scope), whole: [] };
-    }
-    const qual = parts[0] as string;
-    const entry = scope.findEntry(qual);
-    if (entry && parts.length <= 3) {
-      const col = parts[1] as string; // with 3 parts: alias.compositecol.field
-      return col === '*' ? this.entryStar(entry) : { origins: this.entryColumn(entry, col), whole: [] };
-    }
-    if (parts.length >= 3) {
-      const table = parts.slice(-3, -1).join('.');
-      return last === '*' ? { origins: [{ table, column: '*' }], whole: [table] } : { origins: [{ table, column: last }], whole: [] };
-    }
-    return { origins: [{ table: null, column: last }], whole: [] };
-  }
-
-  private starAll(scope: Scope): { origins: ColumnFact[]; whole: string[] } {
-    for (let s: Scope | undefined = scope; s; s = s.parent) {
-      if (s.entries.length === 0) continue;
-      const out = { origins: [] as ColumnFact[], whole: [] as string[] };
-      for (const e of s.entries) {
-        const r = this.entryStar(e);
-        out.origins.push(...r.origins);
-        out.whole.push(...r.whole);
-      }
-      return out;
-    }
-    return { origins: [], whole: [] };
-  }
-
-  private entryStar(e: Entry): { origins: ColumnFact[]; whole: string[] } {
-    if (e.kind === 'table') return { origins: [{ table: e.table, column: '*' }], whole: [e.table] };
-    if (e.kind === 'opaque') return { origins: [], whole: [] };
-    const origins = e.rel.outputs.flatMap((o) => o.origins);
-    const whole: string[] = [];
-    for (const s of e.rel.stars) {
-      origins.push({ table: s, column: '*' });
-      if (s !== null) whole.push(s);
-    }
-    return { origins, whole };
-  }
-
-  private entryColumn(e: Entry, col: string): ColumnFact[] {
-    if (e.kind === 'table') return [{ table: e.table, column: col }];
-    if (e.kind === 'opaque') return [];
-    const out = e.rel.outputs.find((o) => o.name === col);
-    if (out) return out.origins;
-    if (e.rel.stars.length === 1) return [{ table: e.rel.stars[0] ?? null, column: col }];
-    if (e.rel.stars.length > 1) return [{ table: null, column: col }];
-    return [];
-  }
-
-  private unqualified(col: string, scope: Scope): ColumnFact[] {
-    for (let s: Scope | undefined = scope; s; s = s.parent) {
-      const candidates = s.entries.filter(
-        (e) => e.kind !== 'derived' || e.rel.stars.length > 0 || e.rel.outputs.some((o) => o.name === col),
-      );
-      if (candidates.length === 0) continue;
-      if (candidates.length === 1) return this.entryColumn(candidates[0] as Entry, col);
-      return [{ table: null, column: col }];
-    }
-    return [{ table: null, column: col }];
-  }
 
   // ---- queries -------------------------------------------------------------
 
@@ -325,7 +205,7 @@ export class PgWalker {
       const ref = nodeOf(rt.val, 'ColumnRef');
       const fields = arr(ref?.fields);
       if (ref && nodeOf(fields[fields.length - 1], 'A_Star')) {
-        const r = this.resolveRef(fields, scope);
+        const r = resolveRef(fields, scope);
         for (const o of r.origins) {
           if (o.column === '*') rel.stars.push(o.table);
           else rel.outputs.push({ name: o.column, origins: [o] });
@@ -333,7 +213,7 @@ export class PgWalker {
         continue;
       }
       const name = str(rt.name) ?? (ref ? sval(fields[fields.length - 1]) : undefined) ?? funcOutputName(rt.val);
-      const origins = ref ? this.resolveRef(fields, scope).origins.filter((o) => o.column !== '*') : [];
+      const origins = ref ? resolveRef(fields, scope).origins.filter((o) => o.column !== '*') : [];
       rel.outputs.push({ name, origins });
     }
     return rel;

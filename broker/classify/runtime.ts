@@ -10,7 +10,7 @@ import { WritError } from '../../schemas/errors.ts';
 
 /** The subset of node-sql-parser's Parser that the MySQL classifier uses. */
 export interface MysqlParser {
-  astify(sql: string, opt?: { database?: string; parseOptions?: { includeLocations?: boolean } }): unknown;
+  parse(sql: string, opt?: { database?: string }): { tableList?: unknown; columnList?: unknown; ast?: unknown };
 }
 
 interface Loaded {

@@ -198,6 +198,49 @@ function su(words: Word[]): Unwrapped {
   return { readsStdin: true };
 }
 
+/** `trap 'code' SIGNAL...`: the code runs when the signal (or EXIT) comes. */
+function trap(words: Word[]): Unwrapped {
+  const o = skipOptions(words, {});
+  if (has(o, 'p', 'l', 'P')) return {};
+  const operands = words.slice(o.index);
+  const action = operands[0];
+  if (operands.length < 2 || !action || action.value === '-' || action.value === '') return {};
+  return { script: [action], via: 'trap' };
+}
+
+/** `alias name='code'`: the code runs wherever the alias is used later. */
+function alias(words: Word[]): Unwrapped {
+  const bodies = words.filter((w) => !w.value.startsWith('-') && w.value.includes('='));
+  if (!bodies.length) return {};
+  const code = bodies.map((w) => w.value.slice(w.value.indexOf('=') + 1)).join('\n');
+  return { script: [{ ...textWord(code), literal: bodies.every((w) => w.literal) }], via: 'alias' };
+}
+
+/** `chroot [opts] DIR [cmd...]`: without a command it starts an interactive shell. */
+function chroot(words: Word[]): Unwrapped {
+  const o = skipOptions(words, {});
+  const inner = words.slice(o.index + 1);
+  return inner.length ? { inner } : { readsStdin: true };
+}
+
+/** `flock [opts] FILE cmd...` or `flock [opts] FILE -c 'code'`. */
+function flock(words: Word[]): Unwrapped {
+  const o = skipOptions(words, { short: 'wE', long: ['timeout', 'wait', 'conflict-exit-code'] });
+  const after = words.slice(o.index + 1);
+  const first = after[0]?.value;
+  if (first === '-c' || first === '--command') return after[1] ? { script: [after[1]], via: 'flock -c' } : {};
+  return after.length ? { inner: after } : {};
+}
+
+/** runuser: `-c 'code'` like su, or `-u user [--] cmd...`. */
+function runuser(words: Word[]): Unwrapped {
+  const viaC = su(words);
+  if (viaC.script) return { ...viaC, via: 'runuser -c' };
+  const o = skipOptions(words, { short: 'ugGsw', long: ['user', 'group', 'supp-group', 'shell', 'whitelist-environment'] });
+  const inner = words.slice(o.index);
+  return has(o, 'u', 'user') && inner.length ? { inner } : { readsStdin: true };
+}
+
 const SHELLS = ['sh', 'bash', 'dash', 'zsh', 'ksh', 'ash', 'mksh', 'yash', 'fish'];
 
 /** Wrapper specs by program base name. */
@@ -220,6 +263,11 @@ export const WRAPPERS: Record<string, (words: Word[]) => Unwrapped> = {
   xargs,
   watch,
   su,
+  runuser,
+  trap,
+  alias,
+  chroot,
+  flock,
   eval: (words) => (words.length ? { script: words, via: 'eval' } : {}),
   source: (words) => (words.length ? { runsFile: true } : {}),
   '.': (words) => (words.length ? { runsFile: true } : {}),

@@ -157,12 +157,27 @@ class ShellWalker {
         return;
     }
     if (!KNOWN_TYPES.has(node.type)) this.unknownTypes.add(node.type);
+    if (node.type === 'command_substitution' && node.child(0)?.type === '`') return this.backticks(node, f);
     const s = structureOf(node);
     if (s) this.structure.add(s);
     if (SEQUENCE_PARENTS.has(node.type) && node.namedChildren.filter((c) => c && STATEMENT_TYPES.has(c.type)).length > 1) {
       this.structure.add('list');
     }
     this.walkChildren(node, f);
+  }
+
+  /**
+   * Inside backticks bash first removes the backslash of \\, \` and \$, then parses what is left, so
+   * `echo \`a \\\`b\\\`\`` runs b. tree-sitter reads the escaped backticks as text: re-parse instead.
+   */
+  private backticks(node: Node, f: Frame): void {
+    this.structure.add('backticks');
+    const inner = node.text.slice(1, -1).replace(/\\([\\`$])/g, '$1');
+    if (f.depth + 1 > MAX_DEPTH) {
+      this.parseError ??= 'backticks nested too deeply';
+      return;
+    }
+    this.parse(inner, { ...f, depth: f.depth + 1 }, ' in backticks');
   }
 
   private walkChildren(node: Node, f: Frame): void {

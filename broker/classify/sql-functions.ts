@@ -44,9 +44,8 @@ const PG_PREFIXES = [
 
 /** MySQL/MariaDB functions flagged by exact name. */
 const MYSQL_EXACT = new Set([
-  'sleep', 'benchmark', 'load_file', 'get_lock', 'release_lock', 'release_all_locks', 'is_free_lock',
+  'sleep', 'benchmark', 'load_file', 'get_lock', 'release_lock', 'release_all_locks',
   'master_pos_wait', 'source_pos_wait', 'master_gtid_wait', 'sys_exec', 'sys_eval', 'nextval', 'setval',
-  'lastval', 'uuid_short',
 ]);
 
 /** The documented list, for the policy's `explain` output and the tests. */

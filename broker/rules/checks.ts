@@ -27,12 +27,33 @@ export type ValueMatcher<V> = (value: V, loose: boolean) => boolean;
  * matches, loosely under `all` and strictly under `any`.
  */
 export function listCheck<T, V>(label: string, get: (x: T) => readonly V[], match: ValueMatcher<V>, scope: Scope, negative = false): Check<T> {
+  // Plain loops: these run on every decision, and closures made per call cost more than the test.
   if (negative) {
     const loose = scope === 'all';
-    return { label, test: (x) => !get(x).some((v) => match(v, loose)) };
+    return {
+      label,
+      test(x) {
+        for (const v of get(x)) if (match(v, loose)) return false;
+        return true;
+      },
+    };
   }
-  if (scope === 'all') return { label, test: (x) => get(x).every((v) => match(v, false)) };
-  return { label, test: (x) => get(x).some((v) => match(v, true)) };
+  if (scope === 'all') {
+    return {
+      label,
+      test(x) {
+        for (const v of get(x)) if (!match(v, false)) return false;
+        return true;
+      },
+    };
+  }
+  return {
+    label,
+    test(x) {
+      for (const v of get(x)) if (match(v, true)) return true;
+      return false;
+    },
+  };
 }
 
 /** A condition on a boolean fact. */
@@ -109,38 +130,51 @@ export function columnMatcher(patterns: readonly string[]): ValueMatcher<ColumnF
 export function argsCheck<T>(label: string, spec: Record<string, readonly ArgPattern[]>, get: (x: T) => { program: string | null; args: readonly string[] }, scope: Scope): Check<T> {
   const sets = new Map(Object.entries(spec).map(([k, v]) => [k, new ArgSet(v)]));
   const star = sets.get('*');
-  const forProgram = (p: string | null, loose: boolean): ArgSet[] => {
-    const out: ArgSet[] = [];
+  const all = [...sets.values()];
+  const none: ArgSet[] = [];
+  // The pattern sets that apply to a program, precomputed per name on first use.
+  const strict = new Map<string, ArgSet[]>();
+  const loose = new Map<string, ArgSet[]>();
+  const forProgram = (p: string | null, isLoose: boolean): ArgSet[] => {
+    if (p === null) return isLoose ? all : star ? [star] : none;
+    const memo = isLoose ? loose : strict;
+    let out = memo.get(p);
+    if (out) return out;
+    out = [];
     if (star) out.push(star);
-    if (p === null) {
-      if (loose) out.push(...sets.values());
-      return out;
-    }
     const own = sets.get(p);
     if (own && own !== star) out.push(own);
-    if (loose) {
+    if (isLoose) {
       const base = sets.get(p.slice(p.lastIndexOf('/') + 1));
       if (base && base !== own && base !== star) out.push(base);
     }
+    if (memo.size < 10_000) memo.set(p, out);
     return out;
+  };
+  const anyMatch = (sets: ArgSet[], a: string): boolean => {
+    for (const s of sets) if (s.test(a)) return true;
+    return false;
   };
   if (scope === 'all') {
     return {
       label,
-      test: (x) => {
+      test(x) {
         const { program, args } = get(x);
         const own = forProgram(program, false);
         if (own.length === 0) return program !== null;
-        return args.every((a) => !isExpanded(a) && own.some((s) => s.test(a)));
+        for (const a of args) if (isExpanded(a) || !anyMatch(own, a)) return false;
+        return true;
       },
     };
   }
   return {
     label,
-    test: (x) => {
+    test(x) {
       const { program, args } = get(x);
       const own = forProgram(program, true);
-      return own.length > 0 && args.some((a) => isExpanded(a) || own.some((s) => s.test(a)));
+      if (own.length === 0) return false;
+      for (const a of args) if (isExpanded(a) || anyMatch(own, a)) return true;
+      return false;
     },
   };
 }

@@ -63,7 +63,13 @@ function principalChecks(m: PolicyRule['match']['principal']): Check<Principal>[
   }
   if (m.groups) {
     const s = new GlobSet(m.groups);
-    out.push({ label: `principal.groups ${fmt(m.groups)}`, test: (p) => p.groups.some((g) => s.test(g)) });
+    out.push({
+      label: `principal.groups ${fmt(m.groups)}`,
+      test(p) {
+        for (const g of p.groups) if (s.test(g)) return true;
+        return false;
+      },
+    });
   }
   if (m.issuer) {
     const s = new GlobSet(m.issuer);
@@ -85,7 +91,16 @@ function targetChecks(m: PolicyRule['match']['target']): Check<TargetConfig>[] {
   }
   if (m.tags) {
     const sets = m.tags.map((p) => new GlobSet([p]));
-    out.push({ label: `target.tags ${fmt(m.tags)}`, test: (t) => sets.every((s) => t.tags.some((tag) => s.test(tag))) });
+    out.push({
+      label: `target.tags ${fmt(m.tags)}`,
+      test(t) {
+        outer: for (const s of sets) {
+          for (const tag of t.tags) if (s.test(tag)) continue outer;
+          return false;
+        }
+        return true;
+      },
+    });
   }
   return out;
 }
@@ -147,10 +162,12 @@ function shellSection(m: ShellMatch, scope: Scope): Section<ShellView, CommandVi
   const files = (k: 'pathsRead' | 'pathsWritten', get: (f: ShellFacts) => readonly string[], dflt?: readonly string[]) => {
     const pats = m[k] ?? (grant ? dflt : undefined);
     if (!pats) return;
+    // An empty list covers no file at all.
     const label = m[k] ? L(k, pats) : `shell.${k} ${fmt(pats)} (default for grants)`;
     batch.push(listCheck(label, (v) => get(v.facts), expandableMatcher(new GlobSet(pats)), scope));
   };
-  files('pathsRead', (f) => f.filesRead);
+  // A grant reads files through redirections only where it says so (`cat < /etc/shadow` is no `cat /var/log/x`).
+  files('pathsRead', (f) => f.filesRead, []);
   files('pathsWritten', (f) => f.filesWritten, SAFE_WRITES);
   if (m.redirections !== undefined) batch.push(boolCheck(L('redirections', m.redirections), (v) => v.facts.redirections.length > 0, m.redirections));
   if (m.network !== undefined) batch.push(boolCheck(L('network', m.network), (v) => (v.facts.network?.length ?? 0) > 0, m.network));

@@ -7,6 +7,7 @@
  */
 import type { Limits, Principal, TargetConfig } from '../../schemas/index.ts';
 import type { PolicyDecision, PolicyEngine, PolicyInput } from '../policy.ts';
+import type { Check } from './checks.ts';
 import { compileRule, type CompiledRule } from './compile.ts';
 import { RuleIndex } from './index-rules.ts';
 import { parsePolicyDocument, parsePolicyText, type ApprovalSpec, type ParsedPolicy, type PolicyDocument, type PolicyTarget } from './schema.ts';
@@ -41,28 +42,32 @@ export interface Explanation {
   skipped: number;
 }
 
-interface Ctx {
+/** What one decision evaluates rules against; local times are computed once per zone. */
+class Ctx {
   readonly principal: Principal;
   readonly target: TargetConfig;
   readonly view: FactsView;
   readonly now: Date;
-  local(tz: string): LocalTime;
+  #memo: Map<string, LocalTime> | undefined;
+
+  constructor(input: PolicyInput, view: FactsView) {
+    this.principal = input.principal;
+    this.target = input.target;
+    this.view = view;
+    this.now = input.now;
+  }
+
+  local(tz: string): LocalTime {
+    this.#memo ??= new Map();
+    let t = this.#memo.get(tz);
+    if (!t) this.#memo.set(tz, (t = localTime(this.now, tz)));
+    return t;
+  }
 }
 
-function makeCtx(input: PolicyInput, view: FactsView): Ctx {
-  let memo: Map<string, LocalTime> | undefined;
-  return {
-    principal: input.principal,
-    target: input.target,
-    view,
-    now: input.now,
-    local(tz) {
-      memo ??= new Map();
-      let t = memo.get(tz);
-      if (!t) memo.set(tz, (t = localTime(input.now, tz)));
-      return t;
-    },
-  };
+function unitsMatch<U>(checks: readonly Check<U>[], u: U): boolean {
+  for (const k of checks) if (!k.test(u)) return false;
+  return true;
 }
 
 /** -1 when the rule does not match, else the index of the (first) matching unit. */
@@ -77,20 +82,22 @@ function matches(r: CompiledRule, c: Ctx): number {
     if (!s) return 0;
     for (const k of s.batch) if (!k.test(v)) return -1;
     if (r.scope === 'all') {
-      for (const u of v.units) for (const k of s.unit) if (!k.test(u)) return -1;
+      for (const u of v.units) if (!unitsMatch(s.unit, u)) return -1;
       return 0;
     }
-    return v.units.findIndex((u) => s.unit.every((k) => k.test(u)));
+    for (let i = 0; i < v.units.length; i++) if (unitsMatch(s.unit, v.units[i]!)) return i;
+    return -1;
   }
   if (!r.forShell) return -1;
   const s = r.shell;
   if (!s) return 0;
   for (const k of s.batch) if (!k.test(v)) return -1;
   if (r.scope === 'all') {
-    for (const u of v.units) for (const k of s.unit) if (!k.test(u)) return -1;
+    for (const u of v.units) if (!unitsMatch(s.unit, u)) return -1;
     return 0;
   }
-  return v.units.findIndex((u) => s.unit.every((k) => k.test(u)));
+  for (let i = 0; i < v.units.length; i++) if (unitsMatch(s.unit, v.units[i]!)) return i;
+  return -1;
 }
 
 /** The same walk as matches(), saying why. */
@@ -117,6 +124,10 @@ function trace(r: CompiledRule, c: Ctx): { at: number; why: string } {
   return no(`no ${v.kind === 'sql' ? 'statement' : 'command'} matches${failed && first ? ` (${describeUnit(first)}: ${failed.label} does not hold)` : ''}`);
 }
 
+function describe(r: CompiledRule): string {
+  return r.rule.description ? ` (${r.rule.description})` : '';
+}
+
 interface Found {
   denies: { r: CompiledRule; at: number }[];
   allow?: CompiledRule;
@@ -135,24 +146,25 @@ export class RulePolicy implements PolicyEngine {
   readonly #limits: Limits;
   readonly #targets: ReadonlyMap<string, PolicyTarget>;
 
-  constructor(parsed: ParsedPolicy) {
+  /** `index: false` scans every rule on every decision: for tests and benchmarks that compare. */
+  constructor(parsed: ParsedPolicy, opts: { index?: boolean } = {}) {
     this.doc = parsed.doc;
     this.hash = parsed.hash;
     this.version = parsed.version;
     this.#rules = parsed.doc.rules.map((r, i) => compileRule(r, i));
-    this.#index = new RuleIndex(this.#rules);
+    this.#index = new RuleIndex(this.#rules, opts.index ?? true);
     this.#limits = { ...BUILTIN_LIMITS, ...parsed.doc.defaults.limits };
     this.#targets = new Map((parsed.doc.targets ?? []).map((t) => [t.name, t]));
   }
 
   /** Parses and validates YAML text; throws WRIT_POLICY_INVALID naming each problem's path. */
-  static fromText(text: string, source?: string): RulePolicy {
-    return new RulePolicy(parsePolicyText(text, source));
+  static fromText(text: string, source?: string, opts?: { index?: boolean }): RulePolicy {
+    return new RulePolicy(parsePolicyText(text, source), opts);
   }
 
   /** Validates an already parsed document. */
-  static fromDocument(doc: unknown, source?: string): RulePolicy {
-    return new RulePolicy(parsePolicyDocument(doc, source));
+  static fromDocument(doc: unknown, source?: string, opts?: { index?: boolean }): RulePolicy {
+    return new RulePolicy(parsePolicyDocument(doc, source), opts);
   }
 
   /** Targets the document declares (for `writ policy eval|test` and the linter). */
@@ -168,7 +180,7 @@ export class RulePolicy implements PolicyEngine {
     const failed = this.#failClosed(input);
     if (failed) return failed;
     const view = viewOf(input.facts);
-    const ctx = makeCtx(input, view);
+    const ctx = new Ctx(input, view);
     const found: Found = { denies: [] };
     for (const r of this.#index.candidates(input.principal, input.target, view)) {
       const effect = r.rule.effect;
@@ -193,7 +205,7 @@ export class RulePolicy implements PolicyEngine {
     const failed = this.#failClosed(input);
     if (failed) return { decision: failed, considered: [], skipped: this.#rules.length };
     const view = viewOf(input.facts);
-    const ctx = makeCtx(input, view);
+    const ctx = new Ctx(input, view);
     const found: Found = { denies: [] };
     const considered: RuleTrace[] = [];
     const cands = this.#index.candidates(input.principal, input.target, view);
@@ -250,18 +262,17 @@ export class RulePolicy implements PolicyEngine {
       if (l.rule.limits) limits = { ...limits, ...l.rule.limits };
       if (l.rule.masking) masking = l.rule.masking;
     }
-    const desc = (r: CompiledRule) => (r.rule.description ? ` (${r.rule.description})` : '');
     if (approvalRule) {
       const a = approvalRule.rule.approval!;
-      const reasons = [`rule ${approvalRule.rule.id}${desc(approvalRule)} requires approval by ${a.count} of [${a.groups.join(', ')}] within ${a.timeoutSec}s`];
-      if (approvalRule !== grant) reasons.push(`rule ${grant.rule.id}${desc(grant)} allows ${mode} access to ${target} once approved`);
+      const reasons = [`rule ${approvalRule.rule.id}${describe(approvalRule)} requires approval by ${a.count} of [${a.groups.join(', ')}] within ${a.timeoutSec}s`];
+      if (approvalRule !== grant) reasons.push(`rule ${grant.rule.id}${describe(grant)} allows ${mode} access to ${target} once approved`);
       return {
         effect: 'require_approval', rules: layers.map((l) => l.rule.id).reverse(), reasons, mode,
         policyVersion: this.version, limits, masking, approval: a,
       };
     }
     return {
-      effect: 'allow', rules: [grant.rule.id], reasons: [`allowed by rule ${grant.rule.id}${desc(grant)}: ${mode} access to ${target}`],
+      effect: 'allow', rules: [grant.rule.id], reasons: [`allowed by rule ${grant.rule.id}${describe(grant)}: ${mode} access to ${target}`],
       mode, policyVersion: this.version, limits, masking,
     };
   }

@@ -14,10 +14,15 @@ type Dimension = (typeof DIMENSIONS)[number];
 export class RuleIndex {
   readonly #buckets: Record<Dimension, Map<string, CompiledRule[]>> = { target: new Map(), sub: new Map(), group: new Map(), unit: new Map() };
   readonly #scan: CompiledRule[] = [];
+  readonly #lists: CompiledRule[][] = [];
   readonly size: number;
 
-  constructor(rules: readonly CompiledRule[]) {
+  constructor(rules: readonly CompiledRule[], enabled = true) {
     this.size = rules.length;
+    if (!enabled) {
+      this.#scan.push(...rules);
+      return;
+    }
     const counts: Record<Dimension, Map<string, number>> = { target: new Map(), sub: new Map(), group: new Map(), unit: new Map() };
     for (const r of rules) {
       for (const d of DIMENSIONS) for (const k of r.keys[d] ?? []) counts[d].set(k, (counts[d].get(k) ?? 0) + 1);
@@ -38,20 +43,25 @@ export class RuleIndex {
 
   /** Rules that could match, in document order, each once. */
   candidates(p: Principal, t: TargetConfig, view: FactsView): readonly CompiledRule[] {
-    const lists: CompiledRule[][] = [];
-    const add = (l: CompiledRule[] | undefined) => {
-      if (l && l.length > 0) lists.push(l);
-    };
-    add(this.#buckets.target.get(t.name));
-    add(this.#buckets.sub.get(p.sub));
-    for (const g of p.groups) add(this.#buckets.group.get(g));
-    for (const k of view.keys) add(this.#buckets.unit.get(k));
-    add(this.#scan);
+    // A scratch list reused across calls: decisions are synchronous, so no two overlap.
+    const lists = this.#lists;
+    lists.length = 0;
+    const b = this.#buckets;
+    let l = b.target.get(t.name);
+    if (l) lists.push(l);
+    if (b.sub.size > 0 && (l = b.sub.get(p.sub))) lists.push(l);
+    if (b.group.size > 0) for (const g of p.groups) if ((l = b.group.get(g))) lists.push(l);
+    if (b.unit.size > 0) for (const k of view.keys) if ((l = b.unit.get(k))) lists.push(l);
+    if (this.#scan.length > 0) lists.push(this.#scan);
     if (lists.length === 0) return [];
     // Buckets are filled in document order, so a single one is already sorted and unique.
     if (lists.length === 1) return lists[0]!;
-    const all = lists.flat().sort((a, b) => a.order - b.order);
-    return all.filter((r, i) => i === 0 || all[i - 1] !== r);
+    const all = ([] as CompiledRule[]).concat(...lists).sort(byOrder);
+    lists.length = 0;
+    let n = 0;
+    for (let i = 0; i < all.length; i++) if (i === 0 || all[i - 1] !== all[i]) all[n++] = all[i]!;
+    all.length = n;
+    return all;
   }
 
   /** How many rules the index never scans away (for explain and the benchmark). */
@@ -59,6 +69,8 @@ export class RuleIndex {
     return this.#scan.length;
   }
 }
+
+const byOrder = (a: CompiledRule, b: CompiledRule): number => a.order - b.order;
 
 function bestDimension(keys: IndexKeys, counts: Record<Dimension, Map<string, number>>): Dimension | null {
   let best: Dimension | null = null;

@@ -4,10 +4,11 @@
  *
  * ReDoS: every pattern either starts with a literal, starts behind a lookbehind that
  * refuses a start inside a run of the characters it then consumes, or is bounded; the
- * e-mail and PEM scanners are hand-written linear loops.
+ * e-mail and PEM (pem.ts) scanners are hand-written linear loops.
  */
 import type { DetectorName, Hit } from './types.ts';
 import { ibanLength, validCard, validIban, validSsn } from './checks.ts';
+import { findPrivateKeys, isWs } from './pem.ts';
 
 export type DetectorSet = Readonly<Record<DetectorName, boolean>>;
 
@@ -42,7 +43,7 @@ const SSN_CTX =
  * NANP with separators (`(415) 555-2671`, `415.555.2671`). Bare digit runs never match.
  */
 const PHONE =
-  /(?<![\w+])(?:(\+[1-9][\d ().\/-]{5,22}\d)|(0\d{1,4}(?:[ .-]|\/ ?)\d{2,8}(?:[ .-]\d{2,8}){0,4})|((?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}))(?!\w)/g;
+  /(?<![\w+]|\d[.\/-])(?:(\+[1-9][\d ().\/-]{5,22}\d)|(0\d{1,4}(?:[ .-]|\/ ?)\d{2,8}(?:[ .-]\d{2,8}){0,4})|((?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}))(?!\w)/g;
 const IBAN_START = /(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?= ?[A-Z0-9])/g;
 
 // ---- token detectors ----------------------------------------------------------------
@@ -57,10 +58,6 @@ const SLACK = /(?<![A-Za-z0-9])(?:xox[abposre]-[A-Za-z0-9-]{10,}|xapp-\d-[A-Za-z
 const SLACK_HOOK = /hooks\.slack\.com\/(?:services|workflows|triggers)\/([A-Za-z0-9/_-]+)/g;
 const JWT = /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*){0,2}/g;
 const URL_PW = /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,30}:\/\/[^\s:/?#"'<>]{0,512}:([^\s"'<>]{0,512})@/g;
-const PEM_BEGIN = /-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----/g;
-const PEM_END = /-----END (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----/g;
-const PEM_END_AT = /-----END (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----/y;
-const PEM_HEADER_AT = /(?:Proc-Type|DEK-Info|Comment|Version|Hash|Charset): [^\r\n\\]*/y;
 
 // ---- key hints ------------------------------------------------------------------------
 
@@ -143,7 +140,7 @@ function validShape(shape: Shape, s: string, digits: string, start: number, end:
     case Shape.card:
       return validCard(digits);
     case Shape.intl:
-      return validIntlPhone(s, start, end, digits.length);
+      return validIntlPhone(s, start, end, digits);
     case Shape.trunk:
       return validTrunkPhone(s, start, end, digits);
     case Shape.nanp:
@@ -201,8 +198,10 @@ function findSsns(s: string, hits: Hit[] | null): Hit[] | null {
   return hits;
 }
 
-function validIntlPhone(s: string, start: number, end: number, digits: number): boolean {
-  if (digits < 7 || digits > 15) return false;
+function validIntlPhone(s: string, start: number, end: number, digits: string): boolean {
+  if (digits.length < 7 || digits.length > 15) return false;
+  // Country codes 1 (NANP) and 7 are followed by exactly ten digits.
+  if ((digits[0] === '1' || digits[0] === '7') && digits.length !== 11) return false;
   let depth = 0;
   let pairs = 0;
   for (let i = start + 1; i < end; i++) {
@@ -297,11 +296,19 @@ function validDomain(d: string): boolean {
   return tld.length >= 2 && tld.length <= 63 && /^[A-Za-z]+$/.test(tld);
 }
 
-/** Is the `user:` before the local part the userinfo of a URL (`scheme://user:pw@host`)? */
+/** How far back a URL's `://` is looked for (the password detector's user part is at most 512 long). */
+const USERINFO_LOOKBACK = 600;
+
+/** Is the `user:` before the local part the userinfo of a URL (`scheme://user:pw@host`)? Bounded scan. */
 function inUrlUserinfo(s: string, localStart: number): boolean {
   if (s.charCodeAt(localStart - 1) !== 58) return false;
-  const k = s.lastIndexOf('://', localStart);
-  return k !== -1 && !/[\s/]/.test(s.slice(k + 3, localStart - 1));
+  const floor = Math.max(0, localStart - USERINFO_LOOKBACK);
+  for (let k = localStart - 2; k >= floor; k--) {
+    const c = s.charCodeAt(k);
+    if (c === 47) return k >= 2 && s.charCodeAt(k - 1) === 47 && s.charCodeAt(k - 2) === 58; // the `//` of `://`
+    if (isWs(c)) return false;
+  }
+  return false;
 }
 
 /** Hand-written: each `@` scans left and right at most to the previous/next `@`, so the cost is linear. */
@@ -383,13 +390,15 @@ function findTokens(s: string, on: DetectorSet, hits: Hit[] | null): Hit[] | nul
       if (jwtHeaderOk(m[0].slice(0, m[0].indexOf('.')))) hits = add(hits, m.index, m.index + m[0].length, 'jwt');
     }
   }
-  if (on.private_key) hits = findPrivateKeys(s, hits);
+  if (on.private_key) hits = findKeys(s, hits);
   return hits;
 }
 
 function jwtHeaderOk(b64: string): boolean {
+  const text = Buffer.from(b64, 'base64url').toString('utf8');
+  if (!text.includes('"alg"')) return false; // cheap refusal before a parse that would throw
   try {
-    const h: unknown = JSON.parse(Buffer.from(b64, 'base64url').toString('utf8'));
+    const h: unknown = JSON.parse(text);
     return typeof h === 'object' && h !== null && typeof (h as { alg?: unknown }).alg === 'string';
   } catch {
     return false;
@@ -398,89 +407,10 @@ function jwtHeaderOk(b64: string): boolean {
 
 // ---- private keys ---------------------------------------------------------------------
 
-const isB64 = (c: number) => isAlnum(c) || c === 43 || c === 47 || c === 61; // + / =
-const isWs = (c: number) => c === 32 || c === 9 || c === 10 || c === 13;
-/** `\n`, `\r`, `\t` written as escapes, as in JSON or a single-line env value. */
-const isEscapedWs = (s: string, i: number) => s.charCodeAt(i) === 92 && /[nrt]/.test(s[i + 1] ?? '');
-
-/**
- * From just after a BEGIN marker, walk the PEM body: base64, whitespace, escaped newlines and
- * RFC 1421 headers. Closed when an END marker follows; otherwise the block is partial and ends
- * after its last base64 character (later words without punctuation may be taken with it).
- */
-export function pemBodyEnd(s: string, p: number): { end: number; closed: boolean } {
-  let last = p;
-  let atLineStart = true;
-  while (p < s.length) {
-    const c = s.charCodeAt(p);
-    if (atLineStart && (c === 80 || c === 68 || c === 67 || c === 86 || c === 72)) {
-      PEM_HEADER_AT.lastIndex = p;
-      if (PEM_HEADER_AT.test(s)) {
-        p = last = PEM_HEADER_AT.lastIndex;
-        continue;
-      }
-    }
-    if (isB64(c)) {
-      p = last = p + 1;
-      atLineStart = false;
-    } else if (isWs(c)) {
-      p++;
-      atLineStart = true;
-    } else if (isEscapedWs(s, p)) {
-      p += 2;
-      atLineStart = true;
-    } else if (c === 45) {
-      PEM_END_AT.lastIndex = p;
-      if (PEM_END_AT.test(s)) return { end: PEM_END_AT.lastIndex, closed: true };
-      break;
-    } else break;
-  }
-  return { end: last, closed: false };
-}
-
-/** From just before an END marker with no BEGIN, walk back over the body (a key printed from its middle). */
-function pemBodyStart(s: string, q: number, floor: number): number {
-  let first = q;
-  let p = q;
-  while (p > floor) {
-    const c = s.charCodeAt(p - 1);
-    if (isB64(c)) {
-      // `…\n` seen backwards is `n` then `\`: an escaped newline, not body.
-      if ((c === 110 || c === 114 || c === 116) && s.charCodeAt(p - 2) === 92) p -= 2;
-      else first = --p;
-    } else if (isWs(c)) p--;
-    else break;
-  }
-  return first;
-}
-
-function findPrivateKeys(s: string, hits: Hit[] | null): Hit[] | null {
-  const blocks: Array<[number, number]> = [];
-  PEM_BEGIN.lastIndex = 0;
-  for (let m = PEM_BEGIN.exec(s); m !== null; m = PEM_BEGIN.exec(s)) {
-    const body = pemBodyEnd(s, m.index + m[0].length);
-    const end = Math.max(body.end, m.index + m[0].length);
-    hits = add(hits, m.index, end, 'private_key', m.index, !body.closed);
-    blocks.push([m.index, end]);
-    PEM_BEGIN.lastIndex = end;
-  }
-  if (s.indexOf('-----END ') === -1) return hits;
-  // END markers outside every BEGIN block close a body printed from its middle (`tail key.pem`).
-  let floor = 0;
-  let k = 0;
-  PEM_END.lastIndex = 0;
-  for (let m = PEM_END.exec(s); m !== null; m = PEM_END.exec(s)) {
-    while (k < blocks.length && blocks[k]![1] <= m.index) floor = Math.max(floor, blocks[k++]![1]);
-    const inside = blocks[k];
-    if (inside !== undefined && inside[0] <= m.index) {
-      PEM_END.lastIndex = inside[1];
-      continue;
-    }
-    const end = m.index + m[0].length;
-    hits = add(hits, pemBodyStart(s, m.index, floor), end, 'private_key');
-    floor = end;
-  }
-  return hits;
+function findKeys(s: string, hits: Hit[] | null): Hit[] | null {
+  const found: Hit[] = [];
+  findPrivateKeys(s, found);
+  return found.length === 0 ? hits : hits === null ? found : hits.concat(found);
 }
 
 // ---- merging --------------------------------------------------------------------------

@@ -199,7 +199,7 @@ export function maskRows(input: RowsInput, spec: MaskingSpecInput | CompiledMask
     const out = new Array<unknown[]>(rows.length);
     for (r = 0; r < rows.length; r++) {
       const row: unknown = rows[r];
-      if (!Array.isArray(row) || row.length !== n) throw new WritError('WRIT_MASKING_FAILED', `row ${r} does not have one value per field`);
+      if (!Array.isArray(row) || row.length !== n) throw new WritError('WRIT_MASKING_FAILED', `row ${r} does not have one value per field`, { details: { row: r } });
       // A row in which nothing changed is returned as it is; the first change copies it.
       let o: unknown[] | null = null;
       for (j = 0; j < n; j++) {

@@ -67,19 +67,23 @@ export function partialEmail(text: string): string {
   return `${at > 1 ? first : ''}***${text.slice(at)}`;
 }
 
+const STARS = Array.from({ length: 20 }, (_, n) => '*'.repeat(n));
+
 /** Every digit but the last `keep` becomes `*`; separators stay: `***-**-1120`. */
 export function keepLastDigits(text: string, keep: number): string {
-  let digits = 0;
-  for (let i = 0; i < text.length; i++) if (isDigit(text.charCodeAt(i))) digits++;
-  let seenLong = 0;
-  if (text.length > 256) return text.replace(/\d/g, (d) => (++seenLong <= digits - keep ? '*' : d));
-  const codes = new Array<number>(text.length);
-  let seen = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    codes[i] = isDigit(c) && ++seen <= digits - keep ? 42 : c;
+  let end = text.length;
+  for (let seen = 0; end > 0 && seen < keep; ) if (isDigit(text.charCodeAt(--end))) seen++;
+  // Replace digit runs by star runs: a handful of slices, not one string per character.
+  let out = '';
+  let last = 0;
+  for (let i = 0; i < end; i++) {
+    if (!isDigit(text.charCodeAt(i))) continue;
+    let j = i + 1;
+    while (j < end && isDigit(text.charCodeAt(j))) j++;
+    out += text.slice(last, i) + (STARS[j - i] ?? '*'.repeat(j - i));
+    last = i = j;
   }
-  return String.fromCharCode(...codes);
+  return out + text.slice(last);
 }
 
 const isDigit = (c: number) => c >= 48 && c <= 57;

@@ -20,7 +20,8 @@
  */
 import { StringDecoder } from 'node:string_decoder';
 import { WritError } from '../../schemas/errors.ts';
-import { pemBodyEnd, scanString } from './detectors.ts';
+import { scanString } from './detectors.ts';
+import { pemBodyEnd } from './pem.ts';
 import { maskingFailure, renderHits, type HitSink } from './engine.ts';
 import { compileMasking, type CompiledMasking, type MaskingSpecInput } from './spec.ts';
 import type { Hit, LineMaskerOptions } from './types.ts';

@@ -8,7 +8,7 @@
  */
 import pg from 'pg';
 import Cursor from 'pg-cursor';
-import { splitSql } from '../../broker/classify/index.ts';
+import { classifySql, splitSql } from '../../broker/classify/index.ts';
 import { readSecret, WritError, type AccessMode, type Config } from '../../schemas/index.ts';
 import type { ExecContext, ExecOutput, Executor, FieldInfo } from '../executor.ts';
 import { OriginResolver } from './origins.ts';
@@ -60,6 +60,11 @@ export class PostgresExecutor implements Executor {
     if (!pool) throw new WritError('WRIT_GRANT_MISMATCH', `this worker holds no ${claims.mode} credential for ${claims.tgt}`);
     const statements = splitSql(order.command.sql);
     if (statements.length === 0) throw new WritError('WRIT_SQL_EMPTY');
+    // COPY to or from the client is a raw stream, not rows the masking engine can see: refused
+    // here as well as by policy, so an approved COPY can never carry unmasked data.
+    for (const st of classifySql(order.command.sql).statements) {
+      if (st.kind === 'copy' && st.copy?.stdio) throw new WritError('WRIT_UNSUPPORTED', 'COPY to or from the client cannot run through Writ; use SELECT');
+    }
     const maxRows = claims.limits.rows ?? 1000;
     const timeoutMs = Math.round((claims.limits.seconds ?? 30) * 1000);
 
@@ -87,7 +92,12 @@ export class PostgresExecutor implements Executor {
         }
         // The last statement that returns rows is the result; a batch's writes report their counts in `command`.
         if (r.fields.length > 0 || out === undefined) {
-          out = { type: 'rows', fields: await t.origins.resolve(r.fields), rows: r.rows, rowCount: r.truncated ? r.rows.length : r.rowCount, truncated: r.truncated, command: r.command, notices };
+          const fields = await t.origins.resolve(r.fields);
+          if (fields.some((f) => f.origin === null)) {
+            const sources = await this.#sources(t, sql);
+            for (const f of fields) if (f.origin === null) f.sources = sources;
+          }
+          out = { type: 'rows', fields, rows: r.rows, rowCount: r.truncated ? r.rows.length : r.rowCount, truncated: r.truncated, command: r.command, notices };
         }
       }
       await client.query('COMMIT');
@@ -104,6 +114,31 @@ export class PostgresExecutor implements Executor {
       client.off('notice', onNotice);
       client.release(broken);
     }
+  }
+
+  /**
+   * Every base column a statement's computed fields may draw on, from its SQL facts:
+   * qualified column references, ambiguous ones against every table read, and all
+   * columns of tables read whole (`row_to_json(c)`, `c.*`). Over-inclusive by design.
+   */
+  async #sources(t: TargetPools, sql: string): Promise<string[]> {
+    const facts = classifySql(sql);
+    const out = new Set<string>();
+    const whole = new Set<string>();
+    for (const st of facts.statements) {
+      for (const c of st.columns) {
+        if (c.column === '*') {
+          if (c.table) whole.add(c.table);
+          else st.tablesRead.forEach((x) => whole.add(x));
+        } else if (c.table) out.add(`${c.table}.${c.column}`);
+        else for (const x of st.tablesRead) out.add(`${x}.${c.column}`);
+      }
+      st.wholeRowTables.forEach((x) => whole.add(x));
+    }
+    for (const c of await t.origins.columnsOf([...whole])) out.add(c);
+    // A computed field over a view draws on the view's base columns.
+    for (const st of facts.statements) for (const c of await t.origins.viewBaseColumns(st.tablesRead)) out.add(c);
+    return [...out];
   }
 
   /**

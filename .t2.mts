@@ -1,0 +1,15 @@
+import { initClassifiers, classifySql } from './broker/classify/index.ts';
+import { RulePolicy, toPolicyInput } from './broker/rules/index.ts';
+await initClassifiers();
+const T = new Map([['wh', { name: 'wh', kind: 'postgres' as const, tags: [] }]]);
+let t = performance.now();
+for (let i = 0; i < 500; i++) classifySql(`SELECT * FROM t${i % 13}`);
+console.log('classify', (performance.now() - t) / 500);
+t = performance.now();
+for (let i = 0; i < 500; i++) toPolicyInput({ principal: { sub: 'a', groups: ['x'] }, target: 'wh', sql: `SELECT * FROM t${i % 13}` }, T);
+console.log('toPolicyInput', (performance.now() - t) / 500);
+const p = RulePolicy.fromText('rules: [{id: a, effect: allow, match: {sql: {kinds: [select]}}}]');
+const inp = toPolicyInput({ principal: { sub: 'a', groups: ['x'] }, target: 'wh', sql: `SELECT * FROM t` }, T);
+t = performance.now();
+for (let i = 0; i < 100000; i++) p.decide(inp);
+console.log('decide', (performance.now() - t) / 100000);

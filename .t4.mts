@@ -1,0 +1,34 @@
+import { initClassifiers } from './broker/classify/index.ts';
+import { RulePolicy, toPolicyInput } from './broker/rules/index.ts';
+await initClassifiers();
+const rules: string[] = [];
+const groups = ['analysts', 'eng', 'ops', 'dba', 'sales'];
+const kinds = ['select', 'insert', 'update', 'delete', 'drop', 'create'];
+for (let i = 0; i < 400; i++) {
+  const g = groups[i % groups.length]!;
+  const k = kinds[(i * 7) % kinds.length]!;
+  const effect = i % 5 === 0 ? 'deny' : i % 7 === 0 ? 'require_approval' : 'allow';
+  const approval = effect === 'require_approval' ? ', approval: { groups: [dba], timeoutSec: 60 }' : '';
+  const target = i % 3 === 0 ? `target: { name: [${['wh', 'app', 'stage'][i % 3]}] }, ` : i % 4 === 0 ? 'target: { name: ["w*"] }, ' : '';
+  const principal = i % 2 === 0 ? `principal: { groups: [${g}] }, ` : i % 9 === 0 ? `principal: { sub: [alice] }, ` : '';
+  const cmd = i % 11 === 0 ? `shell: { programs: [${['ls', 'cat', 'rm'][i % 3]}] }` : `sql: { kinds: [${k}${i % 2 ? ', select' : ''}], tables: ["public.t${i % 13}", "public.t${(i + 1) % 13}"] }`;
+  rules.push(`  - { id: r${i}, effect: ${effect}, match: { ${principal}${target}${cmd} }${approval} }`);
+}
+const text = `rules:\n${rules.join('\n')}\n`;
+let t = performance.now();
+const indexed = RulePolicy.fromText(text);
+console.log('compile', performance.now() - t);
+t = performance.now();
+const scanned = RulePolicy.fromText(text, 'scan', { index: false });
+console.log('compile2', performance.now() - t);
+const T = new Map([['wh', { name: 'wh', kind: 'postgres' as const, tags: [] }]]);
+const inp = toPolicyInput({ principal: { sub: 'a', groups: ['eng'] }, target: 'wh', sql: `SELECT * FROM t3` }, T);
+t = performance.now();
+for (let i = 0; i < 1000; i++) indexed.decide(inp);
+console.log('indexed', (performance.now() - t) / 1000);
+t = performance.now();
+for (let i = 0; i < 1000; i++) scanned.decide(inp);
+console.log('scanned', (performance.now() - t) / 1000);
+t = performance.now();
+for (let i = 0; i < 100; i++) toPolicyInput({ principal: { sub: 'a', groups: ['eng'] }, target: 'wh', sql: `SELECT * FROM t3` }, T);
+console.log('toPolicyInput', (performance.now() - t) / 100);

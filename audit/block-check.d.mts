@@ -1,0 +1,35 @@
+/** Types of block-check.mjs (plain JavaScript so worker threads can load it without a TypeScript loader). */
+import type { AuditEvent } from '../schemas/index.ts';
+
+export declare const ZERO_HASH: string;
+export declare function sha256(data: string): string;
+export declare function canonicalJson(value: unknown): string;
+export declare function isSortedDeep(v: unknown): boolean;
+export declare function hashInput(ev: AuditEvent): string;
+export declare function eventHash(ev: AuditEvent): string;
+export declare function eventShapeError(e: unknown, hexChainFields?: boolean): string | undefined;
+export declare function blockShapeError(b: unknown): string | undefined;
+
+export interface BlockError {
+  /** Index of the event in the block; -1 for the block as a whole. */
+  index: number;
+  eventId: string;
+  reason: string;
+}
+
+export interface BlockAnalysis {
+  /** Well-formed events in the block. */
+  events: number;
+  /** prev, id and index of the first well-formed event: the link to the session's head. */
+  firstPrev?: string | undefined;
+  firstId?: string;
+  firstIndex?: number;
+  /** Hash and id of the last well-formed event: the session's new head. */
+  lastHash?: string;
+  lastId?: string;
+  errors?: BlockError[];
+  /** The events of a checkpoint-session block, for the caller's signature and claim checks. */
+  checkpoints?: AuditEvent[];
+}
+
+export declare function analyzeBlock(data: Uint8Array, sessionId: string, checkpointSession: string): BlockAnalysis;

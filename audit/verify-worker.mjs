@@ -1,0 +1,20 @@
+// @ts-check
+// Worker thread of verify(): analyzes batches of blocks (parse, shape, hashes, in-block
+// links) while the main thread reads the stream and links blocks into chains.
+import { parentPort } from 'node:worker_threads';
+import { analyzeBlock } from './block-check.mjs';
+
+if (!parentPort) throw new Error('verify-worker.mjs runs as a worker thread');
+const port = parentPort;
+
+port.on('message', (/** @type {{ id: number; buf: ArrayBuffer; ends: number[]; sessions: string[]; checkpointSession: string }} */ b) => {
+  const bytes = new Uint8Array(b.buf);
+  const out = new Array(b.sessions.length);
+  let start = 0;
+  for (let i = 0; i < b.sessions.length; i++) {
+    const end = /** @type {number} */ (b.ends[i]);
+    out[i] = analyzeBlock(bytes.subarray(start, end), /** @type {string} */ (b.sessions[i]), b.checkpointSession);
+    start = end;
+  }
+  port.postMessage({ id: b.id, out });
+});

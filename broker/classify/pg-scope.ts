@@ -1,0 +1,137 @@
+/**
+ * Name resolution for the PostgreSQL walker: what each query level makes
+ * visible (tables, derived tables, CTEs, function results) and how a column
+ * reference resolves to base-table columns through them.
+ */
+import type { ColumnFact } from './types.ts';
+import { nodeOf, sval } from './pg-ast.ts';
+
+/** Resolved columns (`*` for all of a table) and tables referenced as whole rows. */
+export interface Resolved {
+  origins: ColumnFact[];
+  whole: string[];
+}
+
+/** One output column of a derived table (subquery, CTE) and the base columns it shows unchanged. */
+export interface Output {
+  name: string;
+  origins: ColumnFact[];
+}
+
+/** What a derived table exposes: named outputs, plus tables whose every column it passes through (`SELECT *`). */
+export interface Relation {
+  outputs: Output[];
+  /** Tables shown whole through a star; null when the star's source is not a visible table. */
+  stars: Array<string | null>;
+}
+
+export type Entry =
+  | { name: string; kind: 'table'; table: string }
+  | { name: string; kind: 'derived'; rel: Relation }
+  | { name: string; kind: 'opaque' }; // function results, XMLTABLE, JSON_TABLE: no base table behind
+
+/** Names visible at one query level; lookups go outwards through `parent`. */
+export class Scope {
+  readonly entries: Entry[] = [];
+  readonly ctes = new Map<string, Relation>();
+  constructor(readonly parent?: Scope) {}
+
+  /** A new inner level (a subquery's). */
+  child(): Scope {
+    return new Scope(this);
+  }
+
+  /** Makes a base table visible under a name; returns this scope. */
+  addTable(name: string, table: string): this {
+    this.entries.push({ name, kind: 'table', table });
+    return this;
+  }
+
+  findEntry(name: string): Entry | undefined {
+    for (let s: Scope | undefined = this; s; s = s.parent) {
+      const e = s.entries.find((x) => x.name === name);
+      if (e) return e;
+    }
+    return undefined;
+  }
+
+  findCte(name: string): Relation | undefined {
+    for (let s: Scope | undefined = this; s; s = s.parent) {
+      const c = s.ctes.get(name);
+      if (c) return c;
+    }
+    return undefined;
+  }
+}
+
+/** Resolves a ColumnRef's fields to base columns (`*` for a star) and whole-row tables. */
+export function resolveRef(fields: unknown[], scope: Scope): Resolved {
+  const parts = fields.map((f) => (nodeOf(f, 'A_Star') ? '*' : (sval(f) ?? '?')));
+  const last = parts[parts.length - 1] ?? '?';
+  if (parts.length === 1) {
+    if (last === '*') return starAll(scope);
+    const entry = scope.findEntry(last);
+    // PostgreSQL prefers a column of that name; the classifier cannot see columns, so it assumes the whole row.
+    if (entry) return entryStar(entry);
+    return { origins: unqualified(last, scope), whole: [] };
+  }
+  const qual = parts[0] as string;
+  const entry = scope.findEntry(qual);
+  if (entry && parts.length <= 3) {
+    const col = parts[1] as string; // with 3 parts: alias.compositecol.field
+    return col === '*' ? entryStar(entry) : { origins: entryColumn(entry, col), whole: [] };
+  }
+  if (parts.length >= 3) {
+    const table = parts.slice(-3, -1).join('.');
+    return last === '*' ? { origins: [{ table, column: '*' }], whole: [table] } : { origins: [{ table, column: last }], whole: [] };
+  }
+  return { origins: [{ table: null, column: last }], whole: [] };
+}
+
+function starAll(scope: Scope): Resolved {
+  for (let s: Scope | undefined = scope; s; s = s.parent) {
+    if (s.entries.length === 0) continue;
+    const out = { origins: [] as ColumnFact[], whole: [] as string[] };
+    for (const e of s.entries) {
+      const r = entryStar(e);
+      out.origins.push(...r.origins);
+      out.whole.push(...r.whole);
+    }
+    return out;
+  }
+  return { origins: [], whole: [] };
+}
+
+export function entryStar(e: Entry): Resolved {
+  if (e.kind === 'table') return { origins: [{ table: e.table, column: '*' }], whole: [e.table] };
+  if (e.kind === 'opaque') return { origins: [], whole: [] };
+  const origins = e.rel.outputs.flatMap((o) => o.origins);
+  const whole: string[] = [];
+  for (const s of e.rel.stars) {
+    origins.push({ table: s, column: '*' });
+    if (s !== null) whole.push(s);
+  }
+  return { origins, whole };
+}
+
+export function entryColumn(e: Entry, col: string): ColumnFact[] {
+  if (e.kind === 'table') return [{ table: e.table, column: col }];
+  if (e.kind === 'opaque') return [];
+  const out = e.rel.outputs.find((o) => o.name === col);
+  if (out) return out.origins;
+  if (e.rel.stars.length === 1) return [{ table: e.rel.stars[0] ?? null, column: col }];
+  if (e.rel.stars.length > 1) return [{ table: null, column: col }];
+  return [];
+}
+
+function unqualified(col: string, scope: Scope): ColumnFact[] {
+  for (let s: Scope | undefined = scope; s; s = s.parent) {
+    const candidates = s.entries.filter(
+      (e) => e.kind !== 'derived' || e.rel.stars.length > 0 || e.rel.outputs.some((o) => o.name === col),
+    );
+    if (candidates.length === 0) continue;
+    if (candidates.length === 1) return entryColumn(candidates[0] as Entry, col);
+    return [{ table: null, column: col }];
+  }
+  return [{ table: null, column: col }];
+}

@@ -1,0 +1,278 @@
+/**
+ * MySQL / MariaDB classification with node-sql-parser's MySQL grammar. The
+ * grammar covers less than the servers do: whatever it cannot parse fails
+ * closed. Statement boundaries come from a MySQL-rule scanner checked under
+ * the sql_modes that change them; executable comments (`/*! ... *\/`, which
+ * the server runs and the parser skips) are refused.
+ */
+import type { CopyFacts, SetFacts, SqlErrorCode, SqlFacts, SqlKind, SqlStatementFacts, ColumnFact } from './types.ts';
+import { mysqlParser } from './runtime.ts';
+import { isDangerousMysql } from './sql-functions.ts';
+import { safeMessage } from './text.ts';
+import { WritError } from '../../schemas/errors.ts';
+
+type Obj = Record<string, unknown>;
+const obj = (v: unknown): Obj | undefined => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Obj) : undefined);
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+interface Mode {
+  /** Backslash escapes in strings (off with NO_BACKSLASH_ESCAPES). */
+  backslash: boolean;
+  /** "..." quotes an identifier (ANSI_QUOTES), where a backslash is no escape. */
+  ansiQuotes: boolean;
+}
+
+interface Scan {
+  pieces: string[];
+  executableComment: boolean;
+  unterminated: boolean;
+}
+
+/** Cuts a MySQL text at top-level semicolons; pieces holding only comments and blanks are dropped. */
+function scan(text: string, mode: Mode): Scan {
+  const pieces: string[] = [];
+  let start = 0;
+  let content = false;
+  let executableComment = false;
+  let unterminated = false;
+  const n = text.length;
+  const quoted = (i: number, q: string, backslash: boolean): number => {
+    let j = i + 1;
+    for (; j < n; j++) {
+      if (backslash && text[j] === '\\') j++;
+      else if (text[j] === q) {
+        if (text[j + 1] === q) j++;
+        else return j;
+      }
+    }
+    unterminated = true;
+    return n;
+  };
+  for (let i = 0; i < n; i++) {
+    const c = text[i] as string;
+    if (c === "'" || (c === '"' && !mode.ansiQuotes)) {
+      i = quoted(i, c, mode.backslash);
+      content = true;
+    } else if (c === '`' || (c === '"' && mode.ansiQuotes)) {
+      i = quoted(i, c, false);
+      content = true;
+    } else if (c === '#' || (c === '-' && text[i + 1] === '-' && (i + 2 >= n || /[\s\x00-\x1f]/.test(text[i + 2] as string)))) {
+      const eol = text.indexOf('\n', i);
+      i = eol < 0 ? n : eol;
+    } else if (c === '/' && text[i + 1] === '*') {
+      if (text[i + 2] === '!' || (text[i + 2] === 'M' && text[i + 3] === '!')) executableComment = true;
+      const end = text.indexOf('*/', i + 2);
+      if (end < 0) unterminated = true;
+      i = end < 0 ? n : end + 1;
+    } else if (c === ';') {
+      if (content) pieces.push(text.slice(start, i).trim());
+      start = i + 1;
+      content = false;
+    } else if (!/\s/.test(c)) content = true;
+  }
+  if (content) pieces.push(text.slice(start).trim());
+  return { pieces, executableComment, unterminated };
+}
+
+function failed(code: SqlErrorCode, message: string): SqlFacts {
+  return { dialect: 'mysql', statements: [], error: { code, message } };
+}
+
+/** The statements of a MySQL text, or the reason to refuse it. */
+function split(text: string): string[] | SqlFacts {
+  if (text.includes('\u0000')) return failed('WRIT_SQL_UNPARSEABLE', 'the text holds a NUL character');
+  const base = scan(text, { backslash: true, ansiQuotes: false });
+  if (base.executableComment) return failed('WRIT_SQL_UNPARSEABLE', 'executable comments (/*! ... */) run on the server but are invisible to the parser');
+  if (base.unterminated) return failed('WRIT_SQL_UNPARSEABLE', 'unterminated string, identifier or comment');
+  // The server's sql_mode is unknown here: the cut must be the same whichever mode it runs with.
+  for (const mode of [{ backslash: false, ansiQuotes: false }, { backslash: true, ansiQuotes: true }]) {
+    const other = scan(text, mode);
+    if (other.unterminated || other.pieces.join('\u0000') !== base.pieces.join('\u0000')) {
+      return failed('WRIT_SQL_UNPARSEABLE', 'the statement boundaries depend on the server sql_mode (backslashes or double quotes in literals)');
+    }
+  }
+  if (base.pieces.length === 0) return failed('WRIT_SQL_EMPTY', 'the SQL text holds no statement');
+  return base.pieces;
+}
+
+/** Walks the AST, calling `fn` on every object. */
+function each(v: unknown, fn: (o: Obj) => void): void {
+  if (Array.isArray(v)) for (const x of v) each(x, fn);
+  else {
+    const o = obj(v);
+    if (!o) return;
+    fn(o);
+    for (const x of Object.values(o)) each(x, fn);
+  }
+}
+
+function functionsOf(ast: unknown): string[] {
+  const out = new Set<string>();
+  each(ast, (o) => {
+    if (o.type === 'function') {
+      const name = obj(o.name);
+      const parts = (Array.isArray(name?.name) ? name.name : []).map((p) => str(obj(p)?.value) ?? '?');
+      const schema = str(obj(name?.schema)?.value);
+      const full = [...(schema ? [schema] : []), ...parts].join('.').toLowerCase();
+      if (full && full !== 'exists') out.add(full); // EXISTS (subquery) comes back as a function
+    } else if (o.type === 'aggr_func' && typeof o.name === 'string') out.add(o.name.toLowerCase());
+  });
+  return [...out];
+}
+
+/** MySQL truthiness of a constant WHERE: a non-zero number, TRUE, `x = x`, `... OR <true>`. */
+function trivial(e: unknown): boolean | undefined {
+  const o = obj(e);
+  if (!o) return undefined;
+  if (o.type === 'bool' || o.type === 'boolean') return o.value === true;
+  if (o.type === 'number') return Number(o.value) !== 0;
+  if (o.type === 'single_quote_string' || o.type === 'double_quote_string' || o.type === 'string') return parseFloat(String(o.value)) ? true : false;
+  if (o.type !== 'binary_expr') return undefined;
+  const op = String(o.operator).toUpperCase();
+  if (op === 'OR' || op === '||') return trivial(o.left) === true || trivial(o.right) === true ? true : undefined;
+  if (op === 'AND' || op === '&&') return trivial(o.left) === true && trivial(o.right) === true ? true : undefined;
+  const l = obj(o.left);
+  const r = obj(o.right);
+  const same = JSON.stringify(o.left) === JSON.stringify(o.right);
+  const constant = (x: Obj | undefined) => x && ['number', 'single_quote_string', 'double_quote_string', 'bool'].includes(String(x.type));
+  if (['=', '<=>', '>=', '<='].includes(op) && (same || (constant(l) && constant(r) && String(l?.value) === String(r?.value)))) return true;
+  if (op === 'LIKE' && r && /^%+$/.test(String(r.value))) return true;
+  return undefined;
+}
+
+const KINDS: Record<string, SqlKind> = {
+  select: 'select', insert: 'insert', replace: 'insert', update: 'update', delete: 'delete', create: 'create',
+  drop: 'drop', truncate: 'truncate', alter: 'alter', rename: 'alter', use: 'use', show: 'show', desc: 'show',
+  explain: 'explain', grant: 'grant', revoke: 'revoke', lock: 'lock', unlock: 'unlock', set: 'set', call: 'call',
+  transaction: 'transaction', load_data: 'copy',
+};
+const READ_ONLY_KINDS = new Set<SqlKind>(['select', 'show', 'explain']);
+
+const tableName = (db: unknown, table: unknown): string =>
+  `${typeof db === 'string' && db !== 'null' && db ? `${db}.` : ''}${String(table)}`.toLowerCase();
+
+function statementFacts(text: string, result: { tableList?: unknown; columnList?: unknown; ast?: unknown }): SqlStatementFacts {
+  const ast = obj(Array.isArray(result.ast) ? result.ast[0] : result.ast) ?? {};
+  const type = String(ast.type ?? '').toLowerCase();
+  const kind: SqlKind = KINDS[type] ?? 'unknown';
+  const ctes = new Set((Array.isArray(ast.with) ? ast.with : []).map((w) => String(obj(obj(w)?.name)?.value ?? '').toLowerCase()));
+  const read = new Set<string>();
+  const written = new Set<string>();
+  for (const entry of Array.isArray(result.tableList) ? result.tableList : []) {
+    const [op = '', db = 'null', table = 'null'] = String(entry).split('::');
+    if (table === 'null' || op === 'use' || op === 'show') continue;
+    if (db === 'null' && ctes.has(table.toLowerCase())) continue; // a CTE name is not a table
+    (op.toLowerCase() === 'select' ? read : written).add(tableName(db, table));
+  }
+  // LOAD DATA and CREATE INDEX name their table outside tableList.
+  const target = obj(Array.isArray(ast.table) ? ast.table[0] : ast.table);
+  if (target && (type === 'load_data' || (type === 'create' && ast.keyword === 'index'))) written.add(tableName(target.db, target.table));
+  const all = new Set([...read, ...written]);
+  const only = all.size === 1 ? [...all][0] ?? null : null;
+  const columns = new Map<string, ColumnFact>();
+  const columnsWritten = new Map<string, ColumnFact>();
+  for (const entry of Array.isArray(result.columnList) ? result.columnList : []) {
+    const [op = '', table = 'null', col = ''] = String(entry).split('::');
+    if (op === 'delete') continue;
+    const t = table === 'null' ? only : [...all].find((x) => x === table.toLowerCase() || x.endsWith(`.${table.toLowerCase()}`)) ?? null;
+    const fact: ColumnFact = { table: t, column: col === '(.*)' ? '*' : col };
+    (op === 'select' ? columns : columnsWritten).set(`${fact.table}\u0000${fact.column}`, fact);
+  }
+  const functions = functionsOf(ast);
+  const dangerousFunctions = functions.filter(isDangerousMysql);
+  let rowLocks = false;
+  each(ast, (o) => {
+    if (o.locking_read) rowLocks = true;
+  });
+  const into = obj(ast.into);
+  const selectInto = type === 'select' && (into?.keyword !== undefined || into?.expr !== undefined);
+  const facts: SqlStatementFacts = {
+    kind,
+    objectNames: [],
+    text,
+    tablesRead: [...read],
+    tablesWritten: [...written],
+    columns: [...columns.values()],
+    columnsWritten: [...columnsWritten.values()],
+    wholeRowTables: [...new Set([...columns.values()].filter((c) => c.column === '*' && c.table).map((c) => c.table as string))],
+    functions,
+    dangerousFunctions,
+    modifyingCte: false, // the MySQL grammar has no data-modifying WITH
+    selectInto,
+    rowLocks,
+    requestsReadWrite: false,
+    readOnly: false,
+  };
+  if (typeof ast.keyword === 'string' && (kind === 'create' || kind === 'drop' || kind === 'truncate')) facts.objectType = ast.keyword.toLowerCase();
+  if (type === 'update' || type === 'delete') {
+    facts.hasWhere = ast.where !== null && ast.where !== undefined;
+    facts.whereTriviallyTrue = facts.hasWhere && trivial(ast.where) === true;
+  }
+  if (selectInto && (into?.keyword === 'outfile' || into?.keyword === 'dumpfile')) {
+    facts.copy = { direction: 'to', program: false, file: true, stdio: false, query: true } satisfies CopyFacts;
+  }
+  if (type === 'load_data') facts.copy = { direction: 'from', program: false, file: true, stdio: false, query: false };
+  if (type === 'explain') facts.explain = { analyze: false, inner: statementFacts(text, { ast: ast.expr }) };
+  if (type === 'transaction') {
+    const expr = obj(ast.expr);
+    facts.transaction = String(obj(expr?.action)?.value ?? '?').toLowerCase();
+    facts.requestsReadWrite = JSON.stringify(expr?.modes ?? []).toLowerCase().includes('read write');
+  }
+  if (type === 'set') facts.set = setFacts(ast);
+  facts.requestsReadWrite ||= facts.set?.transactionReadWrite === true;
+  facts.readOnly =
+    READ_ONLY_KINDS.has(kind) && written.size === 0 && dangerousFunctions.length === 0 && !selectInto && !rowLocks && !facts.requestsReadWrite;
+  return facts;
+}
+
+function setFacts(ast: Obj): SetFacts {
+  const vars: string[] = [];
+  let readWrite = false;
+  for (const e of Array.isArray(ast.expr) ? ast.expr : []) {
+    const left = obj(obj(e)?.left);
+    const members = Array.isArray(left?.members) ? left.members.map(String) : [];
+    const name = String(members[members.length - 1] ?? left?.name ?? '?').toLowerCase();
+    vars.push(`${left?.prefix ?? ''}${name}`);
+    const value = String(obj(obj(e)?.right)?.value ?? '').toLowerCase();
+    if ((name === 'transaction_read_only' || name === 'tx_read_only') && ['0', 'off', 'false'].includes(value)) readWrite = true;
+  }
+  const plain = vars.map((v) => v.replace(/^@+/, ''));
+  return {
+    variable: vars.join(', '),
+    local: false,
+    role: plain.includes('role'),
+    sessionAuthorization: false,
+    transactionReadWrite: readWrite,
+    searchPath: false,
+  };
+}
+
+/** Classifies a MySQL / MariaDB text. Never throws for bad input: the facts carry an error instead. */
+export function classifyMysql(text: string): SqlFacts {
+  const pieces = split(text);
+  if (!Array.isArray(pieces)) return pieces;
+  const statements: SqlStatementFacts[] = [];
+  for (const [i, piece] of pieces.entries()) {
+    let result: { tableList?: unknown; columnList?: unknown; ast?: unknown };
+    try {
+      result = mysqlParser().parse(piece, { database: 'MySQL' });
+    } catch (e) {
+      if (e instanceof WritError) throw e; // not initialised
+      const msg = e instanceof Error ? e.message : String(e);
+      return failed('WRIT_SQL_UNPARSEABLE', `statement ${i + 1}: ${safeMessage(msg.replace(/^Expected .* but /, 'unexpected input: '))}`);
+    }
+    if (Array.isArray(result.ast) && result.ast.length !== 1) return failed('WRIT_SQL_UNPARSEABLE', `statement ${i + 1} holds ${result.ast.length} statements`);
+    statements.push(statementFacts(piece, result));
+  }
+  const facts: SqlFacts = { dialect: 'mysql', statements };
+  const unknown = statements.findIndex((s) => s.kind === 'unknown');
+  if (unknown >= 0) facts.error = { code: 'WRIT_SQL_UNKNOWN', message: `statement ${unknown + 1} could not be classified` };
+  return facts;
+}
+
+/** The statement texts of a MySQL batch. Throws WritError WRIT_SQL_EMPTY / WRIT_SQL_UNPARSEABLE. */
+export function splitMysql(text: string): string[] {
+  const pieces = split(text);
+  if (Array.isArray(pieces)) return pieces;
+  throw new WritError(pieces.error?.code ?? 'WRIT_SQL_UNPARSEABLE', pieces.error?.message);
+}
