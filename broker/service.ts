@@ -21,6 +21,7 @@ import { intake, type Refusal } from './intake.ts';
 import type { PolicyDecision, PolicyEngine } from './policy.ts';
 import { openBuckets, provision, type Buckets } from './provision.ts';
 import { ApiService } from './api.ts';
+import { Sweeper } from './sweeper.ts';
 
 export type BrokerState = 'INITIALIZED' | 'RUNNING' | 'DRAINING' | 'STOPPED';
 
@@ -48,6 +49,7 @@ export class Broker {
   #audit!: AuditWriter;
   #loop?: ConsumeLoop;
   #api?: ApiService;
+  #sweeper?: Sweeper;
   readonly #targets: Map<string, TargetConfig>;
 
   constructor(deps: BrokerDeps) {
@@ -71,6 +73,8 @@ export class Broker {
     this.#loop = await consumeConcurrently(consumer, (m) => this.#handle(m), { maxInFlight: config.limits.concurrency, log: this.#d.log });
     this.#api = new ApiService({ nc, names: n, kv: this.#kv, js: this.#js, jsm: this.#jsm, identity: this.#d.identity, audit: this.#audit, log: this.#d.log });
     this.#api.start();
+    this.#sweeper = new Sweeper({ kv: this.#kv, js: this.#js, names: n, audit: this.#audit, log: this.#d.log, intervalMs: config.limits.sweepIntervalMs });
+    await this.#sweeper.start();
     this.state = 'RUNNING';
     this.#d.log.info({ broker: this.id, policy: this.#d.policy.version }, 'broker running');
   }
@@ -96,6 +100,7 @@ export class Broker {
   async stop(): Promise<void> {
     if (this.state === 'STOPPED') return;
     this.state = 'DRAINING';
+    this.#sweeper?.stop();
     await this.#api?.stop();
     await this.#loop?.drain();
     await this.#audit?.close();
@@ -206,6 +211,7 @@ export class Broker {
     const record: IntentRecord = {
       intentId: intent.id, sessionId: intent.sessionId, target: target.name, kind: target.kind, principal: who.principal,
       state: 'dispatched', decision: publicDecision(decision), grantId: gid, grantExp: claims.exp, commandSha256,
+      runDeadline: claims.exp + Math.ceil(decision.limits.seconds ?? 30) + this.#d.config.limits.sweepMarginSec,
       createdAt: Date.now(), updatedAt: Date.now(),
     };
     let revision: number;

@@ -18,6 +18,7 @@ const DEFAULT_CONFIG = resolve(process.env.WRIT_CONFIG ?? 'deploy/local/writ.yam
 const USAGE = `writ — privileged-access broker for automation agents
 
   writ up [--config FILE]                       run the local stack in the foreground
+  writ broker|worker --config FILE              run one service (NATS_URL names the server)
   writ token --sub NAME --groups a,b [--ttl 10m] [--act-for HUMAN]
                                                 mint a token from the local development issuer
   writ exec --target T (--sql "…" | --command "…") [--session S] [--json] [--token T] [--justification "…"]
@@ -31,6 +32,9 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'up':
       return up(rest);
+    case 'broker':
+    case 'worker':
+      return service(cmd, rest);
     case 'token':
       return token(rest);
     case 'exec':
@@ -71,6 +75,27 @@ Ctrl-C stops it.
     process.once('SIGTERM', r);
   });
   await stack.stop();
+  return 0;
+}
+
+/** One service in the foreground, drained on SIGTERM/SIGINT: how deployments run replicas. */
+async function service(kind: 'broker' | 'worker', args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
+  const config = loadConfigFile(resolve(values.config ?? DEFAULT_CONFIG));
+  const { createLogger } = await import('../lib/index.ts');
+  const log = createLogger({ name: `writ-${kind}`, level: process.env.WRIT_LOG_LEVEL ?? config.log.level });
+  const nc = await connectNats(config.nats.url ?? resolveNatsUrl(), `writ-${kind}`);
+  const svc = kind === 'broker'
+    ? await (await import('../broker/index.ts')).createBroker({ nc, config, log })
+    : await (await import('../workers/index.ts')).createWorker({ nc, config, log });
+  await svc.start();
+  process.stdout.write(`${kind} ${svc.id} running\n`);
+  await new Promise<void>((r) => {
+    process.once('SIGINT', r);
+    process.once('SIGTERM', r);
+  });
+  await svc.stop();
+  await nc.drain();
   return 0;
 }
 

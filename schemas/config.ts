@@ -118,7 +118,11 @@ export const ConfigSchema = z.strictObject({
     maxIntentBytes: z.number().int().positive().default(256 * 1024),
     /** In-flight handlers per process. */
     concurrency: z.number().int().positive().default(256),
-  }).default({ maxIntentBytes: 256 * 1024, concurrency: 256 }),
+    /** Seconds past a grant's expiry plus its time limit before a claimed, unfinished intent is declared `unknown`. */
+    sweepMarginSec: z.number().int().nonnegative().default(10),
+    /** How often the sweeper looks, ms. */
+    sweepIntervalMs: z.number().int().positive().default(1000),
+  }).default({ maxIntentBytes: 256 * 1024, concurrency: 256, sweepMarginSec: 10, sweepIntervalMs: 1000 }),
   identity: z.strictObject({
     issuers: z.array(IssuerSchema).default([]),
     /** Trust the local development issuer that `writ up` creates. Never in production. */

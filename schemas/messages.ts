@@ -179,6 +179,8 @@ export const IntentRecordSchema = z.strictObject({
   grantId: z.string().optional(),
   /** Grant expiry (epoch s): the sweeper's clock for a lost worker. */
   grantExp: z.number().int().optional(),
+  /** Epoch s after which a claimed run cannot still be going (grant expiry + time limit + margin): the sweeper's deadline. */
+  runDeadline: z.number().int().optional(),
   error: ErrorReplySchema.optional(),
   /** Digest of the command text (the text itself is in the audit log). */
   commandSha256: z.string(),

@@ -3,7 +3,7 @@
  * JetStream and a throwaway PostgreSQL database from test/helpers, a broker and a
  * PostgreSQL worker built exactly as `writ up` builds them, and a token minter.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -27,6 +27,8 @@ export interface Stack {
   worker: Worker;
   dev: DevIssuer;
   dir: string;
+  /** The parsed config as a file, for services started as child processes. */
+  configFile: string;
   /** Every log line the services wrote, parsed. */
   logs: Record<string, unknown>[];
   token(sub: string, groups: string[], o?: { ttlSec?: number; iat?: number; audience?: string }): Promise<string>;
@@ -43,7 +45,7 @@ export const SCHEMA_SQL = `
   CREATE TABLE events (id serial PRIMARY KEY, note text);
 `;
 
-export async function startStack(opts: { config?: Partial<ConfigInput>; schemaSql?: string } = {}): Promise<Stack> {
+export async function startStack(opts: { config?: Partial<ConfigInput>; schemaSql?: string; worker?: boolean } = {}): Promise<Stack> {
   const nats = await startNats();
   const db = await createTestDatabase();
   const admin = new pg.Client({ connectionString: db.adminUrl });
@@ -90,10 +92,12 @@ export async function startStack(opts: { config?: Partial<ConfigInput>; schemaSq
   const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }) });
   await broker.start();
   const worker = await createWorker({ nc, config, log: log.child({ svc: 'worker' }) });
-  await worker.start();
+  if (opts.worker !== false) await worker.start();
   const dev = await loadDevIssuer(config.identity.devIssuer.dir, false);
+  const configFile = join(dir, 'writ.json');
+  writeFileSync(configFile, JSON.stringify(config));
   return {
-    nats, db, admin, config, names: names(prefix), nc, broker, worker, dev, dir, logs,
+    nats, db, admin, config, names: names(prefix), nc, broker, worker, dev, dir, logs, configFile,
     token: (sub, groups, o = {}) => mintDevToken(dev, { sub, groups, audience: o.audience ?? 'writ', ttlSec: o.ttlSec ?? 600, ...(o.iat !== undefined ? { iat: o.iat } : {}) }),
     client: (token, sessionId) => new WritClient({ nc, token, prefix, ...(sessionId ? { sessionId } : {}) }),
     async stop() {

@@ -288,7 +288,7 @@ export class PgWalker {
         for (const [k, v] of Object.entries(body)) if (k !== 'alias') this.visit(v, scope);
         const fn = arr(body.functions)[0];
         const fname = names(nodeOf(arr(nodeOf(fn, 'List')?.items)[0], 'FuncCall')?.funcname).pop();
-        const alias = aliasName(body.alias) ?? fname;
+        const alias = aliasName(body.alias) ?? fname ?? (type === 'RangeTableFunc' ? 'xmltable' : type === 'JsonTable' ? 'json_table' : undefined);
         if (alias) scope.entries.push({ name: alias, kind: 'opaque' });
       }
     }

@@ -95,6 +95,7 @@ interface Parsed {
 function parse(text: string): Parsed | SqlFacts {
   // The parser reads a C string: it would stop at a NUL and see less than PostgreSQL is sent.
   if (text.includes('\u0000')) return failed('WRIT_SQL_UNPARSEABLE', 'the text holds a NUL character');
+  if (text.length === 0) return failed('WRIT_SQL_EMPTY', 'the SQL text holds no statement'); // libpg-query throws on ''
   let tree: unknown;
   try {
     tree = pgParse(text);

@@ -148,6 +148,7 @@ function sqlSection(m: SqlMatch, scope: Scope, readMode: boolean, safeDefaults =
   bool('trivialWhere', (u) => u.trivialWhere);
   bool('rowLocks', (u) => u.s.rowLocks);
   bool('readOnly', (u) => u.s.readOnly);
+  bool('requestsReadWrite', (u) => u.s.requestsReadWrite);
   if (readMode) unit.push(boolCheck('mode read (covers read-only statements only)', (u) => u.s.readOnly, true));
   return { batch, unit };
 }

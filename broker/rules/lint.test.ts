@@ -28,12 +28,12 @@ rules:
     expect(shadowed(`
 rules:
   - { id: narrow, effect: allow, match: { sql: { kinds: [select], tables: [public.a] } } }
-  - { id: wide, effect: allow, match: { sql: { kinds: [select] } } }
   - { id: deny-t, effect: deny, match: { sql: { tables: [public.secret] } } }
   - { id: grant-t, effect: allow, match: { sql: { kinds: [select], tables: [public.secret] } } }
   - { id: plain, effect: allow, match: { shell: { programs: [echo] } } }
   - { id: sudo-echo, effect: allow, match: { shell: { programs: [echo], wrappers: [sudo] } } }
   - { id: fn, effect: allow, match: { sql: { kinds: [select], functions: [pg_sleep] } } }
+  - { id: wide, effect: allow, match: { sql: { kinds: [select] } } }
   - { id: esc, effect: require_approval, scope: any, match: { sql: { kinds: [select] } }, approval: { groups: [a], timeoutSec: 1 } }
 `)).toEqual([]);
   });

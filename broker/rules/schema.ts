@@ -65,6 +65,7 @@ export const SqlMatchSchema = z.strictObject({
   selectInto: z.boolean().optional(),
   rowLocks: z.boolean().optional(),
   readOnly: z.boolean().optional(),
+  requestsReadWrite: z.boolean().optional(),
   setVariables: Globs.optional(),
   copy: z.strictObject({
     direction: z.enum(['to', 'from']).optional(),

@@ -35,14 +35,16 @@ export const ExpectSchema = z.strictObject({
 });
 
 export const TestCaseSchema = z.strictObject({
-  name: z.string().min(1),
+  /** Default: the SQL or command text. */
+  name: z.string().min(1).optional(),
   principal: IntentPrincipalSchema,
   target: z.union([z.string().min(1), PolicyTargetSchema]),
   sql: z.string().optional(),
   command: z.string().optional(),
   now: z.iso.datetime({ offset: true }).optional(),
   expect: ExpectSchema,
-}).refine((c) => (c.sql === undefined) !== (c.command === undefined), { message: 'exactly one of sql or command' });
+}).refine((c) => (c.sql === undefined) !== (c.command === undefined), { message: 'exactly one of sql or command' })
+  .transform((c) => ({ ...c, name: c.name ?? (c.sql ?? c.command ?? '').replace(/\s+/g, ' ').slice(0, 100) }));
 export type TestCase = z.output<typeof TestCaseSchema>;
 
 export const TestFileSchema = z.strictObject({

@@ -18,7 +18,7 @@ export type KeyHint = (typeof KeyHint)[keyof typeof KeyHint];
 
 // ---- gates --------------------------------------------------------------------------
 
-/** Seven digits anywhere (anchored, so one linear attempt): the fewest any card, SSN, phone or IBAN holds. */
+/** Seven digits anywhere (anchored, so one linear attempt; slower than the pairs, so second): the fewest any card, SSN, phone or IBAN holds. */
 const SEVEN_DIGITS = /^(?:\D*\d){7}/;
 /** Three digit pairs close together: every card, SSN, phone and IBAN shape holds them. */
 const DIGIT_GATE = /\d\d\D{0,2}\d\d\D{0,2}\d\d/;
@@ -93,7 +93,7 @@ export function scanString(s: string, on: DetectorSet, hint: KeyHint = KeyHint.n
   if (s.length < 6) return null;
   let hits: Hit[] | null = null;
   if (hint !== KeyHint.none) hits = hinted(s, on, hint, hits);
-  if ((on.card || on.ssn || on.phone || on.iban) && SEVEN_DIGITS.test(s) && DIGIT_GATE.test(s) && !HARMLESS.test(s)) {
+  if ((on.card || on.ssn || on.phone || on.iban) && DIGIT_GATE.test(s) && SEVEN_DIGITS.test(s) && !HARMLESS.test(s)) {
     if (on.card) hits = findCards(s, hits);
     if (on.ssn) hits = findSsns(s, hits);
     if (on.phone) hits = findPhones(s, hits);

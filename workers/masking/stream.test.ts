@@ -160,3 +160,20 @@ describe('LineMasker', () => {
     expect(() => m.push('x')).toThrow(WritError);
   });
 });
+
+describe('LineMasker with keys back to back', () => {
+  const pem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString().trim();
+  const [begin, ...rest] = pem.split('\n');
+  const end = rest.pop()!;
+  it('holds a second key that opens on the END line of the first', () => {
+    const text = `${begin}\n${rest.join('\n')}\n${end} then ${begin}\n${rest.join('\n')}\n${end}\nok\n`;
+    expect(run(pieces(Buffer.from(text), 3))).toBe('[MASKED:private_key] then [MASKED:private_key]\nok\n');
+  });
+  it('holds a second key that opens on the END line of a dropped, oversized first', () => {
+    const body = Array.from({ length: 120 }, () => 'A'.repeat(64)).join('\n');
+    const text = `${begin}\n${body}\n${end} ${begin}\n${rest.join('\n')}\n${end}\nok\n`;
+    const out = run([text], {}, { maxHeldBytes: 4096 });
+    expect(out).toBe('[MASKED:private_key]\n [MASKED:private_key]\nok\n');
+    for (const l of rest) expect(out).not.toContain(l.slice(0, 12));
+  });
+});

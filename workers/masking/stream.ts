@@ -138,7 +138,7 @@ export class LineMasker {
       const e = END_MARK.exec(content);
       if (e) {
         this.#dropping = false;
-        return this.#mask(line.slice(e.index + e[0].length));
+        return this.#line(line.slice(e.index + e[0].length)); // the rest may open another key
       }
       if (BODY_LINE.test(content)) return '';
       this.#dropping = false;
@@ -146,6 +146,11 @@ export class LineMasker {
     if (this.#heldKind !== 'none') {
       if (END_MARK.test(content)) {
         this.#hold(line);
+        // Another key opening after the END on the same line keeps the whole run held.
+        if (opensBlock(content)) {
+          this.#heldKind = 'begin';
+          return '';
+        }
         return this.#flushHeld();
       }
       if (this.#heldKind === 'begin' ? BODY_LINE.test(content) : B64_LINE.test(content)) {

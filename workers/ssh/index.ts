@@ -6,8 +6,8 @@
  * - Host keys are always pinned (known_hosts and/or `SHA256:` fingerprints, see
  *   known-hosts.ts); ssh2 accepts any key without a `hostVerifier`, so one is always given.
  *   An unknown or changed key is WRIT_HOST_KEY_MISMATCH and nothing is sent.
- * - The grant's mode picks the credential (user + key file, read once at construction and
- *   decrypted then, so the passphrase is not kept). No credential for the mode is
+ * - The grant's mode picks the credential (user + key file + optional passphrase, read once
+ *   at construction and checked to parse then). No credential for the mode is
  *   WRIT_GRANT_MISMATCH. Only public-key authentication is attempted; no agent, no password.
  * - What runs is decided in command.ts: a plain argv is re-quoted, anything else is the
  *   exact approved text. No pty, no environment, stdin closed at once.
@@ -44,8 +44,10 @@ const KILL_GRACE_MS = 2_000;
 
 interface Credential {
   user: string;
-  /** Parsed and decrypted once; ssh2 accepts a parsed key where it takes key data. */
-  key: ParsedKey;
+  /** Key file contents, read once; checked to parse (and decrypt) at construction. */
+  key: Buffer;
+  /** ssh2 takes only key data, not a parsed key, so an encrypted key's passphrase is kept with it. */
+  passphrase: string | undefined;
 }
 
 interface Target {
@@ -68,7 +70,7 @@ function loadCredential(cfg: NonNullable<SshWorkerTarget['credentials'][AccessMo
   if (parsed instanceof Error) throw new WritError('WRIT_CONFIG_INVALID', `${what}.privateKeyFile: not a usable private key (wrong passphrase?)`, { cause: parsed });
   const key = Array.isArray(parsed) ? (parsed[0] as ParsedKey | undefined) : parsed;
   if (!key || key.getPrivatePEM() === null) throw new WritError('WRIT_CONFIG_INVALID', `${what}.privateKeyFile: holds no private key`);
-  return { user, key };
+  return { user, key: data, passphrase };
 }
 
 /** The caller-safe reading of an ssh2 connection error. */
@@ -176,7 +178,8 @@ export class SshExecutor implements Executor {
         host: t.cfg.host,
         port: t.cfg.port,
         username: cred.user,
-        privateKey: cred.key as unknown as Buffer,
+        privateKey: cred.key,
+        ...(cred.passphrase !== undefined ? { passphrase: cred.passphrase } : {}),
         readyTimeout: t.cfg.readyTimeoutMs,
         tryKeyboard: false,
         authHandler: ['publickey'],
