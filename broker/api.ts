@@ -14,6 +14,8 @@ import {
 } from '../schemas/index.ts';
 import type { IdentityVerifier } from './identity.ts';
 import type { Buckets } from './provision.ts';
+import type { Approvals } from './approvals.ts';
+import type { Sweeper } from './sweeper.ts';
 
 export interface ApiDeps {
   nc: NatsConnection;
@@ -24,6 +26,8 @@ export interface ApiDeps {
   identity: IdentityVerifier;
   audit: AuditWriter;
   log: Logger;
+  approvals: Approvals;
+  sweeper: Sweeper;
 }
 
 const enc = new TextEncoder();
@@ -38,7 +42,7 @@ export class ApiService {
   }
 
   start(): void {
-    for (const op of ['wait', 'status', 'result', 'cancel'] as const) {
+    for (const op of ['wait', 'status', 'result', 'cancel', 'pending', 'grants', 'revoke'] as const) {
       const sub = this.#d.nc.subscribe(this.#d.names.api(op), { queue: this.#d.names.brokerQueue });
       this.#subs.push(sub);
       void (async () => {
@@ -78,6 +82,20 @@ export class ApiService {
     if (!parsed.success) throw new WritError('WRIT_BAD_REQUEST', formatIssues(parsed.error));
     const req = parsed.data;
     const who = await this.#d.identity.verify(req.token);
+    switch (req.type) {
+      case 'pending':
+        return { v: 1, type: 'pending', requests: await this.#pendingFor(who.principal) };
+      case 'grants': {
+        const all = await this.#d.approvals.listWindows();
+        const mine = all.filter((w) => w.sub === who.principal.sub || who.principal.groups.some((g) => w.approverGroups.includes(g)));
+        return { v: 1, type: 'grants', windows: mine.map((w) => ({ ...w })) };
+      }
+      case 'revoke':
+        await this.#d.approvals.revokeWindow(req.windowId, who.principal);
+        return { v: 1, type: 'ok' };
+      default:
+        break;
+    }
     let entry = await this.#d.kv.intents.get(req.intentId);
     // A resubmission can ask before the first submission's record exists: wait for it to appear.
     if ((!entry || entry.operation !== 'PUT') && req.type === 'wait') entry = await this.#appear(req.intentId, Math.min(req.timeoutMs, 10_000));
@@ -92,7 +110,9 @@ export class ApiService {
       case 'wait':
         return this.#wait(rec, entry!, req.timeoutMs);
       case 'cancel':
-        return this.#cancel(rec, entry!, who.principal.sub);
+        if (rec.state !== 'pending') throw new WritError('WRIT_NOT_PENDING', `only a pending intent can be cancelled; this one is ${rec.state}`);
+        if (!(await this.#d.approvals.end(rec.intentId, 'cancelled', who.principal.sub))) throw new WritError('WRIT_NOT_PENDING', 'the intent changed state before it could be cancelled');
+        return { v: 1, type: 'status', intentId: rec.intentId, status: 'cancelled' };
     }
   }
 
@@ -106,6 +126,25 @@ export class ApiService {
       watch.stop();
     }
     return null;
+  }
+
+  /** Pending intents this principal may approve: in the rule's groups, and not their own. */
+  async #pendingFor(p: { sub: string; groups: string[] }): Promise<Record<string, unknown>[]> {
+    const out: Record<string, unknown>[] = [];
+    for (const id of this.#d.sweeper.pendingIds()) {
+      const e = await this.#d.kv.intents.get(id);
+      if (!e || e.operation !== 'PUT') continue;
+      const rec = IntentRecordSchema.parse(e.json());
+      const pend = rec.pending;
+      if (rec.state !== 'pending' || !pend) continue;
+      if (!p.groups.some((g) => pend.spec.groups.includes(g))) continue;
+      if (rec.principal.sub === p.sub || rec.principal.actFor === p.sub) continue;
+      out.push({
+        intentId: rec.intentId, sessionId: rec.sessionId, target: rec.target, requester: rec.principal.sub, actFor: rec.principal.actFor,
+        command: pend.order.command, rule: pend.rule, votes: pend.votes.map((v) => v.sub), needed: pend.spec.count, expiresAt: pend.expiresAt,
+      });
+    }
+    return out;
   }
 
   /** `dispatched` with a claim on its grant is `running`: the claim is the run's start. */
@@ -147,15 +186,5 @@ export class ApiService {
     throw new WritError('WRIT_TIMEOUT');
   }
 
-  async #cancel(rec: IntentRecord, entry: KvEntry, sub: string): Promise<ApiReply> {
-    if (rec.state !== 'pending') throw new WritError('WRIT_BAD_REQUEST', `only a pending intent can be cancelled; this one is ${rec.state}`);
-    const next: IntentRecord = { ...rec, state: 'cancelled', updatedAt: Date.now() };
-    try {
-      await this.#d.kv.intents.update(rec.intentId, enc.encode(JSON.stringify(next)), entry.revision);
-    } catch (e) {
-      throw new WritError('WRIT_BAD_REQUEST', 'the intent changed state before it could be cancelled', { cause: e });
-    }
-    await this.#d.audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: 'api.cancel', payload: { by: sub } });
-    return { v: 1, type: 'status', intentId: rec.intentId, status: 'cancelled' };
-  }
+
 }

@@ -3,7 +3,7 @@
  * engine behind it: allow or deny by principal group and target, with the access mode
  * taken from the command's classified facts. The full rule engine fills the same interface.
  */
-import { canonicalJson, sha256Hex, type Command, type Decision, type Limits, type PolicyConfig, type Principal, type TargetConfig } from '../schemas/index.ts';
+import { canonicalJson, sha256Hex, type ApprovalSpec, type Command, type Decision, type Limits, type PolicyConfig, type Principal, type TargetConfig } from '../schemas/index.ts';
 import type { ShellFacts, SqlFacts } from './classify/index.ts';
 
 export type CommandFacts = { kind: 'sql'; facts: SqlFacts } | { kind: 'shell'; facts: ShellFacts };
@@ -23,6 +23,8 @@ export interface PolicyDecision extends Decision {
   masking: unknown;
   /** Error code for a denial, so the agent sees why in a stable form. */
   code?: string;
+  /** For require_approval: who must approve, how many, how long the request stays open. */
+  approval?: ApprovalSpec;
 }
 
 export interface PolicyEngine {
@@ -59,6 +61,13 @@ export class SimplePolicy implements PolicyEngine {
       (r) => (r.groups.includes('*') || r.groups.some((g) => groups.has(g))) && (r.targets.includes('*') || r.targets.includes(input.target.name)),
     );
     const deny = matches.find((r) => r.effect === 'deny');
+    const ask = matches.find((r) => r.effect === 'require_approval');
+    if (!deny && ask) {
+      return {
+        ...base, effect: 'require_approval', rules: [ask.id], reasons: [`rule ${ask.id} requires approval for ${input.target.name}`], mode,
+        limits: { ...this.#cfg.defaultLimits, ...ask.limits }, approval: ask.approval ?? { groups: ['approvers'], count: 1, timeoutSec: 3600 },
+      };
+    }
     if (deny) return { ...base, effect: 'deny', rules: [deny.id], reasons: [`rule ${deny.id} denies this principal on ${input.target.name}`], mode, code: 'WRIT_POLICY_DENIED' };
     const allow = matches.find((r) => r.effect === 'allow' && (mode === 'read' || r.mode === 'write'));
     if (allow) {

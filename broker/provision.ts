@@ -34,6 +34,16 @@ export function streamConfigs(n: Names, config: Config): (Partial<StreamConfig> 
       num_replicas: replicas,
     },
     {
+      // Approval requests, decisions and outcomes: kept by age, for bots, the CLI and the record.
+      name: n.streams.approvals,
+      subjects: [n.approvalAll()],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      duplicate_window: 120 * NS,
+      max_age: 7 * 86_400 * NS,
+      num_replicas: replicas,
+    },
+    {
       name: n.streams.results,
       subjects: [n.resultAll()],
       retention: RetentionPolicy.Limits,
@@ -60,6 +70,7 @@ export interface Buckets {
   intents: KV;
   claims: KV;
   policy: KV;
+  windows: KV;
 }
 
 export async function provision(nc: NatsConnection, jsm: JetStreamManager, n: Names, config: Config): Promise<Buckets> {
@@ -78,5 +89,6 @@ export async function openBuckets(nc: NatsConnection, n: Names, config: Config, 
     intents: await open(n.buckets.intents, 1),
     claims: await open(n.buckets.claims, 1),
     policy: await open(n.buckets.policy, 16),
+    windows: await open(n.buckets.windows, 1),
   };
 }

@@ -22,6 +22,7 @@ import type { PolicyDecision, PolicyEngine } from './policy.ts';
 import { openBuckets, provision, type Buckets } from './provision.ts';
 import { ApiService } from './api.ts';
 import { Sweeper } from './sweeper.ts';
+import { Approvals } from './approvals.ts';
 
 export type BrokerState = 'INITIALIZED' | 'RUNNING' | 'DRAINING' | 'STOPPED';
 
@@ -50,6 +51,7 @@ export class Broker {
   #loop?: ConsumeLoop;
   #api?: ApiService;
   #sweeper?: Sweeper;
+  #approvals!: Approvals;
   readonly #targets: Map<string, TargetConfig>;
 
   constructor(deps: BrokerDeps) {
@@ -71,9 +73,14 @@ export class Broker {
     await this.#ensureConsumer();
     const consumer = await this.#js.consumers.get(n.streams.intents, n.durables.broker);
     this.#loop = await consumeConcurrently(consumer, (m) => this.#handle(m), { maxInFlight: config.limits.concurrency, log: this.#d.log });
-    this.#api = new ApiService({ nc, names: n, kv: this.#kv, js: this.#js, jsm: this.#jsm, identity: this.#d.identity, audit: this.#audit, log: this.#d.log });
+    this.#approvals = new Approvals({
+      nc, js: this.#js, jsm: this.#jsm, intents: this.#kv.intents, windows: this.#kv.windows, names: n, config, identity: this.#d.identity,
+      audit: this.#audit, log: this.#d.log, dispatch: (rec, revision) => this.#dispatchApproved(rec, revision),
+    });
+    await this.#approvals.start();
+    this.#sweeper = new Sweeper({ kv: this.#kv, js: this.#js, names: n, audit: this.#audit, log: this.#d.log, intervalMs: config.limits.sweepIntervalMs, approvals: this.#approvals });
+    this.#api = new ApiService({ nc, names: n, kv: this.#kv, js: this.#js, jsm: this.#jsm, identity: this.#d.identity, audit: this.#audit, log: this.#d.log, approvals: this.#approvals, sweeper: this.#sweeper });
     this.#api.start();
-    this.#sweeper = new Sweeper({ kv: this.#kv, js: this.#js, names: n, audit: this.#audit, log: this.#d.log, intervalMs: config.limits.sweepIntervalMs });
     await this.#sweeper.start();
     this.state = 'RUNNING';
     this.#d.log.info({ broker: this.id, policy: this.#d.policy.version }, 'broker running');
@@ -102,6 +109,7 @@ export class Broker {
     this.state = 'DRAINING';
     this.#sweeper?.stop();
     await this.#api?.stop();
+    await this.#approvals?.stop();
     await this.#loop?.drain();
     await this.#audit?.close();
     this.state = 'STOPPED';
@@ -193,8 +201,18 @@ export class Broker {
     const decision = policy.decide({ principal: who.principal, target, command: intent.command, facts, now: new Date() });
     audit('intent.decided', { decision: publicDecision(decision), facts: facts.facts });
 
-    if (decision.effect !== 'allow') {
-      // require_approval lands with the approvals work; until then it fails closed as a denial.
+    if (decision.effect === 'require_approval') {
+      const rule = decision.rules[0] ?? '(default)';
+      const win = await this.#approvals.activeWindow(who.principal, target.name, rule);
+      if (win) {
+        // A time-bound window granted by earlier approvers covers it: run without a new approval.
+        audit('window.used', { windowId: win.id, rule, expiresAt: win.expiresAt, grantedBy: win.grantedBy });
+      } else {
+        if (!(await this.#approvals.open(intent, who, target, decision, facts, commandSha256, audit))) await this.#duplicate(intent, who, audit, null);
+        await audits.all();
+        return;
+      }
+    } else if (decision.effect !== 'allow') {
       const code = (decision.code ?? 'WRIT_POLICY_DENIED') as ConstructorParameters<typeof WritError>[0];
       await this.#deny(intent, who, decision, new WritError(code, decision.reasons.join('; ') || undefined), commandSha256, audit, target);
       await audits.all();
@@ -228,7 +246,26 @@ export class Broker {
     await audits.all();
   }
 
-  async #publishOrder(intent: Intent, target: TargetConfig, claims: GrantClaims, revision: number): Promise<void> {
+  /** Approved: the pending record becomes `dispatched` (compare-and-set) and its order goes out. */
+  async #dispatchApproved(rec: IntentRecord, revision: number): Promise<void> {
+    const p = rec.pending!;
+    const target = this.#targets.get(rec.target)!;
+    const nowSec = Math.floor(Date.now() / 1000);
+    const claims: GrantClaims = {
+      gid: rec.intentId, iid: rec.intentId, sid: rec.sessionId, tgt: target.name, kind: target.kind, mode: p.order.mode,
+      sha256: rec.commandSha256, iat: nowSec, exp: nowSec + this.#d.config.grants.ttlSec, limits: p.order.limits,
+      ...(p.order.mask !== undefined ? { mask: p.order.mask } : {}), policyVersion: rec.decision?.policyVersion ?? this.#d.policy.version, sub: rec.principal.sub,
+    };
+    const next: IntentRecord = {
+      ...rec, state: 'dispatched', grantId: claims.gid, grantExp: claims.exp, updatedAt: Date.now(),
+      runDeadline: claims.exp + Math.ceil(p.order.limits.seconds ?? 30) + this.#d.config.limits.sweepMarginSec,
+    };
+    const rev = await this.#kv.intents.update(rec.intentId, enc.encode(JSON.stringify(next)), revision);
+    await this.#publishOrder({ id: rec.intentId, sessionId: rec.sessionId, command: p.order.command, replyTo: p.order.replyTo }, target, claims, rev);
+    await this.#audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: 'intent.dispatched', policyVersion: claims.policyVersion, payload: { grantId: claims.gid, mode: claims.mode, exp: claims.exp, limits: claims.limits, approvedBy: p.votes.map((v) => v.sub) } });
+  }
+
+  async #publishOrder(intent: Pick<Intent, 'id' | 'sessionId' | 'command' | 'replyTo'>, target: TargetConfig, claims: GrantClaims, revision: number): Promise<void> {
     const order: Order = {
       v: 1, type: 'order', intentId: intent.id, sessionId: intent.sessionId, target: target.name, command: intent.command,
       grant: this.#d.signer.sign(claims), stateRevision: revision, ...(intent.replyTo ? { replyTo: intent.replyTo } : {}),

@@ -12,6 +12,7 @@ import type { AuditWriter } from '../audit/index.ts';
 import type { Logger } from '../lib/index.ts';
 import { IntentRecordSchema, WritError, type IntentRecord, type Names, type Outcome } from '../schemas/index.ts';
 import type { Buckets } from './provision.ts';
+import type { Approvals } from './approvals.ts';
 
 const enc = new TextEncoder();
 
@@ -22,12 +23,14 @@ interface Watched {
 
 export class Sweeper {
   readonly #watched = new Map<string, Watched>();
+  /** Pending intents and when their approval requests expire (epoch ms). */
+  readonly #pending = new Map<string, number>();
   #timer?: NodeJS.Timeout;
   #stopWatch?: () => void;
   #sweeping = false;
 
   constructor(
-    private readonly d: { kv: Buckets; js: JetStreamClient; names: Names; audit: AuditWriter; log: Logger; intervalMs: number },
+    private readonly d: { kv: Buckets; js: JetStreamClient; names: Names; audit: AuditWriter; log: Logger; intervalMs: number; approvals: Approvals },
   ) {}
 
   async start(): Promise<void> {
@@ -49,6 +52,7 @@ export class Sweeper {
   #track(e: KvEntry): void {
     if (e.operation !== 'PUT') {
       this.#watched.delete(e.key);
+      this.#pending.delete(e.key);
       return;
     }
     let rec: IntentRecord;
@@ -57,9 +61,16 @@ export class Sweeper {
     } catch {
       return;
     }
+    if (rec.state === 'pending' && rec.pending) this.#pending.set(rec.intentId, rec.pending.expiresAt);
+    else this.#pending.delete(rec.intentId);
     if (rec.state === 'dispatched' && rec.grantExp !== undefined) {
       this.#watched.set(rec.intentId, { grantExp: rec.grantExp, deadline: rec.runDeadline ?? rec.grantExp + 60 });
     } else this.#watched.delete(rec.intentId);
+  }
+
+  /** Ids of pending intents this broker knows of. */
+  pendingIds(): string[] {
+    return [...this.#pending.keys()];
   }
 
   /** One pass; public for tests. */
@@ -68,6 +79,12 @@ export class Sweeper {
     this.#sweeping = true;
     let ended = 0;
     try {
+      // Expiry is read from the records, so it holds even when every broker restarted meanwhile.
+      for (const [id, expiresAt] of this.#pending) {
+        if (expiresAt > nowMs) continue;
+        if (await this.d.approvals.end(id, 'expired', 'system').catch(() => false)) ended++;
+        this.#pending.delete(id);
+      }
       const now = nowMs / 1000;
       for (const [id, w] of this.#watched) {
         if (now <= w.grantExp) continue;

@@ -24,6 +24,8 @@ const USAGE = `writ — privileged-access broker for automation agents
   writ exec --target T (--sql "…" | --command "…") [--session S] [--json] [--token T] [--justification "…"]
   writ status ID | writ wait ID [--timeout 30s]
   writ audit sessions|replay|tail|verify|export …
+  writ pending | writ approve ID [--reason "…"] [--window 1h] | writ deny ID --reason "…"
+  writ grants | writ revoke WINDOW_ID            approvers, with their own token (WRIT_TOKEN)
 
 Environment: WRIT_TOKEN (the agent's token), NATS_URL, WRIT_CONFIG.`;
 
@@ -44,6 +46,12 @@ async function main(argv: string[]): Promise<number> {
       return statusOrWait(cmd, rest);
     case 'audit':
       return audit(rest);
+    case 'pending':
+    case 'approve':
+    case 'deny':
+    case 'grants':
+    case 'revoke':
+      return approver(cmd, rest);
     case undefined:
     case 'help':
     case '--help':
@@ -175,6 +183,49 @@ async function statusOrWait(cmd: 'status' | 'wait', args: string[]): Promise<num
       return 0;
     }
     return printOutcome(await c.wait(id, { timeoutMs: parseDuration(values.timeout) * 1000 }), values.json);
+  } finally {
+    await nc.close();
+  }
+}
+
+async function approver(cmd: 'pending' | 'approve' | 'deny' | 'grants' | 'revoke', args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { token: { type: 'string' }, reason: { type: 'string' }, window: { type: 'string' }, json: { type: 'boolean', default: false } } });
+  const { nc, c } = await client(values.token);
+  const print = (x: unknown) => process.stdout.write(`${JSON.stringify(x, null, values.json ? 0 : 2)}\n`);
+  try {
+    switch (cmd) {
+      case 'pending': {
+        const list = await c.pending();
+        if (values.json) print(list);
+        else if (list.length === 0) process.stdout.write('nothing waits for you\n');
+        else for (const p of list) {
+          const command = p.command as { sql?: string; command?: string };
+          process.stdout.write(`${p.intentId}  ${p.target}  by ${p.requester}${p.actFor ? ` for ${p.actFor}` : ''}  rule ${p.rule}  votes ${(p.votes as string[]).length}/${p.needed}  expires ${new Date(p.expiresAt as number).toISOString()}\n    ${JSON.stringify(command.sql ?? command.command)}\n`);
+        }
+        return 0;
+      }
+      case 'approve':
+      case 'deny': {
+        const id = positionals[0];
+        if (!id) throw new WritError('WRIT_BAD_REQUEST', `usage: writ ${cmd} INTENT_ID${cmd === 'deny' ? ' --reason "…"' : ''}`);
+        if (cmd === 'deny' && !values.reason) throw new WritError('WRIT_BAD_REQUEST', 'a denial needs --reason');
+        const state = await c.decide(id, cmd === 'approve' ? 'approve' : 'reject', {
+          ...(values.reason ? { reason: values.reason } : {}), ...(values.window ? { windowSec: parseDuration(values.window) } : {}),
+        });
+        process.stdout.write(values.json ? `${JSON.stringify({ intentId: id, status: state })}\n` : `${id}: ${state}\n`);
+        return 0;
+      }
+      case 'grants':
+        print(await c.grants());
+        return 0;
+      case 'revoke': {
+        const id = positionals[0];
+        if (!id) throw new WritError('WRIT_BAD_REQUEST', 'usage: writ revoke WINDOW_ID');
+        await c.revoke(id);
+        process.stdout.write(`revoked ${id}\n`);
+        return 0;
+      }
+    }
   } finally {
     await nc.close();
   }

@@ -121,7 +121,7 @@ export class WritClient {
     }
   }
 
-  async #api(op: 'wait' | 'status' | 'result' | 'cancel', body: Record<string, unknown>, timeoutMs: number): Promise<ApiReply> {
+  async #api(op: 'wait' | 'status' | 'result' | 'cancel' | 'pending' | 'grants' | 'revoke', body: Record<string, unknown>, timeoutMs: number): Promise<ApiReply> {
     const m = await this.#o.nc.request(this.names.api(op), enc.encode(JSON.stringify({ v: 1, type: op, token: await this.#token(), ...body })), { timeout: timeoutMs });
     const reply = ApiReplySchema.parse(m.json());
     if (reply.type === 'error') throw toError(reply.error);
@@ -140,6 +140,43 @@ export class WritClient {
   async status(intentId: string): Promise<IntentState> {
     const r = await this.#api('status', { intentId }, 5_000);
     return r.type === 'status' ? r.status : r.type === 'outcome' ? r.outcome.status : 'unknown';
+  }
+
+  /** Approvers: pending intents this caller may decide on. */
+  async pending(): Promise<Record<string, unknown>[]> {
+    const r = await this.#api('pending', {}, 10_000);
+    return r.type === 'pending' ? r.requests : [];
+  }
+
+  /**
+   * Approvers: votes on a pending intent with the caller's own token. Resolves with the
+   * intent's state after the vote, or rejects with the coded reason the broker refused it.
+   */
+  async decide(intentId: string, verdict: 'approve' | 'reject', opts: { reason?: string; windowSec?: number; timeoutMs?: number } = {}): Promise<string> {
+    const inbox = createInbox(this.#o.inboxPrefix);
+    const sub = this.#o.nc.subscribe(inbox, { max: 1, timeout: opts.timeoutMs ?? 10_000 });
+    const answer = (async () => {
+      for await (const m of sub) return m.json<{ accepted: boolean; status?: string; code?: string; message?: string }>();
+      return undefined;
+    })().catch(() => undefined);
+    const body = {
+      v: 1, type: 'approval.decision', intentId, verdict, token: await this.#token(), decisionId: newId('d'), at: Date.now(), replyTo: inbox,
+      ...(opts.reason ? { reason: opts.reason } : {}), ...(opts.windowSec ? { windowSec: opts.windowSec } : {}),
+    };
+    await this.#js.publish(this.names.approvalDecision(intentId), enc.encode(JSON.stringify(body)));
+    const a = await answer;
+    if (!a) throw new WritError('WRIT_TIMEOUT', 'no answer from a broker');
+    if (!a.accepted) throw toError({ code: a.code ?? 'WRIT_INTERNAL', message: a.message ?? 'refused' });
+    return a.status ?? 'pending';
+  }
+
+  async grants(): Promise<Record<string, unknown>[]> {
+    const r = await this.#api('grants', {}, 10_000);
+    return r.type === 'grants' ? r.windows : [];
+  }
+
+  async revoke(windowId: string): Promise<void> {
+    await this.#api('revoke', { windowId }, 10_000);
   }
 
   async cancel(intentId: string): Promise<IntentState> {

@@ -8,7 +8,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { WritError } from './errors.ts';
-import { LimitsSchema, TargetNameSchema } from './messages.ts';
+import { ApprovalSpecSchema, LimitsSchema, TargetNameSchema } from './messages.ts';
 
 /** Where a secret comes from; exactly one source. */
 export const SecretRefSchema = z.union([
@@ -48,7 +48,9 @@ export type TargetConfig = z.infer<typeof TargetSchema>;
 /** The foundation's minimal policy: allow or deny by group and target. The policy engine replaces it. */
 export const SimpleRuleSchema = z.strictObject({
   id: z.string().min(1),
-  effect: z.enum(['allow', 'deny']),
+  effect: z.enum(['allow', 'deny', 'require_approval']),
+  /** For require_approval: approver groups, distinct approvers, timeout, longest access window. */
+  approval: z.lazy(() => ApprovalSpecSchema).optional(),
   /** Principal groups the rule applies to; `*` for anyone. */
   groups: z.array(z.string()).min(1),
   /** Target names (or `*`). */
@@ -148,6 +150,10 @@ export const ConfigSchema = z.strictObject({
     /** How long a writer gathers events of one session before writing them as one block, ms. */
     flushMs: z.number().int().nonnegative().default(2),
   }).default({ flushMs: 2 }),
+  approvals: z.strictObject({
+    /** Chat-bot principals (token `sub`) whose `onBehalfOf` approver identity the broker accepts. */
+    trustedBots: z.array(z.string()).default([]),
+  }).default({ trustedBots: [] }),
   results: z.strictObject({
     /** Durable results are kept this long, seconds. Default a day. */
     maxAgeSec: z.number().int().positive().default(86_400),

@@ -29,6 +29,14 @@ export const ErrorCodes = {
   WRIT_SHELL_UNKNOWN: { retryable: false, message: 'the shell command holds a part that could not be classified' },
   WRIT_POLICY_DENIED: { retryable: false, message: 'the policy denies this intent' },
   WRIT_POLICY_INVALID: { retryable: false, message: 'the policy is not valid' },
+  // approvals
+  WRIT_APPROVAL_REQUIRED: { retryable: false, message: 'the intent waits for approval' },
+  WRIT_APPROVER_NOT_ALLOWED: { retryable: false, message: 'this approver is not in the rule\'s approver groups' },
+  WRIT_SELF_APPROVAL: { retryable: false, message: 'the requester, or the human it acts for, cannot approve their own intent' },
+  WRIT_NOT_PENDING: { retryable: false, message: 'the intent is not pending approval (already decided, expired or cancelled)' },
+  WRIT_APPROVAL_EXPIRED: { retryable: false, message: 'no decision before the approval request expired' },
+  WRIT_APPROVAL_REJECTED: { retryable: false, message: 'an approver rejected the intent' },
+  WRIT_CANCELLED: { retryable: false, message: 'the owner cancelled the intent' },
   // execution
   WRIT_GRANT_INVALID: { retryable: false, message: 'the execution grant could not be verified' },
   WRIT_GRANT_EXPIRED: { retryable: false, message: 'the execution grant has expired' },

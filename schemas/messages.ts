@@ -167,6 +167,31 @@ export const OutcomeSchema = z.strictObject({
 });
 export type Outcome = z.infer<typeof OutcomeSchema>;
 
+/** What a rule that requires approval asks for; travels in the approval request. */
+export const ApprovalSpecSchema = z.strictObject({
+  /** Approver groups; an approver must be in at least one. */
+  groups: z.array(z.string()).min(1),
+  /** Distinct approvers needed. */
+  count: z.number().int().positive().default(1),
+  /** Seconds until a pending intent expires. */
+  timeoutSec: z.number().int().positive().default(3600),
+  /** The longest time-bound access window an approver may grant with this rule; unset: none. */
+  windowMaxSec: z.number().int().positive().optional(),
+});
+export type ApprovalSpec = z.infer<typeof ApprovalSpecSchema>;
+
+/** What a pending intent keeps until its approvers decide: the votes, and what to dispatch. */
+export const PendingSchema = z.strictObject({
+  rule: z.string(),
+  spec: ApprovalSpecSchema,
+  /** Epoch ms. */
+  expiresAt: z.number().int(),
+  votes: z.array(z.strictObject({ sub: z.string(), at: z.number().int(), decisionId: z.string(), via: z.string().optional(), windowSec: z.number().int().optional() })),
+  /** The order to sign once approved (the command text is audited; it stays here only while pending). */
+  order: z.strictObject({ command: CommandSchema, mode: AccessModeSchema, limits: LimitsSchema, mask: z.unknown().optional(), replyTo: InboxSchema.optional() }),
+});
+export type Pending = z.infer<typeof PendingSchema>;
+
 /** The record of an intent in the intents bucket. Every change is a compare-and-set on its revision. */
 export const IntentRecordSchema = z.strictObject({
   intentId: IdSchema,
@@ -184,6 +209,8 @@ export const IntentRecordSchema = z.strictObject({
   error: ErrorReplySchema.optional(),
   /** Digest of the command text (the text itself is in the audit log). */
   commandSha256: z.string(),
+  /** Only while `pending` (and kept after, for the record of votes). */
+  pending: PendingSchema.optional(),
   createdAt: z.number().int(),
   updatedAt: z.number().int(),
 });
@@ -195,6 +222,11 @@ export const ApiRequestSchema = z.discriminatedUnion('type', [
   z.strictObject({ v: z.literal(1), type: z.literal('status'), token: z.string(), intentId: IdSchema }),
   z.strictObject({ v: z.literal(1), type: z.literal('result'), token: z.string(), intentId: IdSchema }),
   z.strictObject({ v: z.literal(1), type: z.literal('cancel'), token: z.string(), intentId: IdSchema }),
+  /** Approvers: the pending intents this caller may decide on. */
+  z.strictObject({ v: z.literal(1), type: z.literal('pending'), token: z.string() }),
+  /** Active time-bound access windows (approvers see all; others their own). */
+  z.strictObject({ v: z.literal(1), type: z.literal('grants'), token: z.string() }),
+  z.strictObject({ v: z.literal(1), type: z.literal('revoke'), token: z.string(), windowId: z.string().min(1).max(200) }),
 ]);
 export type ApiRequest = z.infer<typeof ApiRequestSchema>;
 
@@ -202,6 +234,9 @@ export const ApiReplySchema = z.discriminatedUnion('type', [
   z.strictObject({ v: z.literal(1), type: z.literal('outcome'), outcome: OutcomeSchema }),
   z.strictObject({ v: z.literal(1), type: z.literal('status'), intentId: IdSchema, status: IntentStateSchema }),
   z.strictObject({ v: z.literal(1), type: z.literal('error'), error: ErrorReplySchema }),
+  z.strictObject({ v: z.literal(1), type: z.literal('pending'), requests: z.array(z.record(z.string(), z.unknown())) }),
+  z.strictObject({ v: z.literal(1), type: z.literal('grants'), windows: z.array(z.record(z.string(), z.unknown())) }),
+  z.strictObject({ v: z.literal(1), type: z.literal('ok') }),
 ]);
 export type ApiReply = z.infer<typeof ApiReplySchema>;
 
@@ -237,3 +272,59 @@ export const AuditBlockSchema = z.strictObject({
   events: z.array(AuditEventSchema).min(1),
 });
 export type AuditBlock = z.infer<typeof AuditBlockSchema>;
+
+/** Published on `writ.approval.request.<target>` (stream WRIT_APPROVALS) for approver bots and the CLI. */
+export const ApprovalRequestSchema = z.strictObject({
+  v: z.literal(1),
+  type: z.literal('approval.request'),
+  intentId: IdSchema,
+  sessionId: IdSchema,
+  target: TargetNameSchema,
+  /** The agent's principal; `actFor` is the human it acts for. Neither may approve. */
+  requester: PrincipalSchema,
+  command: CommandSchema,
+  /** A short, display-safe summary of the classified facts (kinds, tables, programs). */
+  facts: z.record(z.string(), z.unknown()),
+  rule: z.string(),
+  reasons: z.array(z.string()),
+  justification: z.string().optional(),
+  approval: ApprovalSpecSchema,
+  /** Epoch ms when the request expires. */
+  expiresAt: z.number().int(),
+  createdAt: z.number().int(),
+});
+export type ApprovalRequest = z.infer<typeof ApprovalRequestSchema>;
+
+/**
+ * Published on `writ.approval.decision.<intentId>` by an approver (CLI: their own token) or
+ * a chat bot (the bot's token plus `onBehalfOf`, the approver identity it mapped from the
+ * chat platform's signed request; trusted only for bots listed in `approvals.trustedBots`).
+ */
+export const ApprovalDecisionSchema = z.strictObject({
+  v: z.literal(1),
+  type: z.literal('approval.decision'),
+  intentId: IdSchema,
+  verdict: z.enum(['approve', 'reject']),
+  reason: z.string().max(2_000).optional(),
+  /** Grant a time-bound access window (seconds), capped by the rule's windowMaxSec. */
+  windowSec: z.number().int().positive().optional(),
+  /** The approver's (or the bot's) JWT. */
+  token: z.string().min(1).max(16_384),
+  onBehalfOf: z.strictObject({ sub: z.string().min(1), groups: z.array(z.string()), via: z.string() }).optional(),
+  /** Unique per vote, for dedupe. */
+  decisionId: z.string().min(8).max(128),
+  at: z.number().int(),
+});
+export type ApprovalDecision = z.infer<typeof ApprovalDecisionSchema>;
+
+/** Published on `writ.approval.outcome.<intentId>` when a pending intent ends, so bots can update their messages. */
+export const ApprovalOutcomeSchema = z.strictObject({
+  v: z.literal(1),
+  type: z.literal('approval.outcome'),
+  intentId: IdSchema,
+  status: z.enum(['dispatched', 'rejected', 'expired', 'cancelled']),
+  by: z.array(z.string()),
+  reason: z.string().optional(),
+  at: z.number().int(),
+});
+export type ApprovalOutcome = z.infer<typeof ApprovalOutcomeSchema>;

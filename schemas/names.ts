@@ -34,6 +34,10 @@ export interface Names {
   execAll(kind?: string): string;
   approvalRequest(target: string): string;
   approvalDecision(intentId: string): string;
+  /** `writ.approval.outcome.<intentId>`: how a pending intent ended (for bots to update messages). */
+  approvalOutcome(intentId: string): string;
+  /** `writ.approval.>` */
+  approvalAll(): string;
   /** `writ.result.<intentId>` */
   result(intentId: string): string;
   resultAll(): string;
@@ -43,10 +47,10 @@ export interface Names {
   /** Queue group shared by broker replicas for the API. */
   readonly brokerQueue: string;
   /** Durable consumer names. */
-  readonly durables: { readonly broker: string; worker(kind: string, target: string): string };
+  readonly durables: { readonly broker: string; readonly brokerApprovals: string; approverBot(bot: string): string; worker(kind: string, target: string): string };
 }
 
-export const API_OPS = ['wait', 'status', 'result', 'cancel', 'explain'] as const;
+export const API_OPS = ['wait', 'status', 'result', 'cancel', 'explain', 'pending', 'grants', 'revoke'] as const;
 export type ApiOp = (typeof API_OPS)[number];
 
 export function names(prefix = 'writ'): Names {
@@ -75,6 +79,8 @@ export function names(prefix = 'writ'): Names {
     execAll: (kind?: string) => (kind ? `${p}.exec.${subjectToken('kind', kind)}.>` : `${p}.exec.>`),
     approvalRequest: (target: string) => `${p}.approval.request.${subjectToken('target', target)}`,
     approvalDecision: (intentId: string) => `${p}.approval.decision.${subjectToken('intentId', intentId)}`,
+    approvalOutcome: (intentId: string) => `${p}.approval.outcome.${subjectToken('intentId', intentId)}`,
+    approvalAll: () => `${p}.approval.>`,
     result: (intentId: string) => `${p}.result.${subjectToken('intentId', intentId)}`,
     resultAll: () => `${p}.result.>`,
     audit: (sessionId: string) => `${p}.audit.${subjectToken('sessionId', sessionId)}`,
@@ -82,6 +88,8 @@ export function names(prefix = 'writ'): Names {
     brokerQueue: `${p}-broker`,
     durables: Object.freeze({
       broker: `${p}-broker`,
+      brokerApprovals: `${p}-broker-approvals`,
+      approverBot: (bot: string) => `${p}-approver-${subjectToken('bot', bot)}`,
       worker: (kind: string, target: string) => `${p}-worker-${subjectToken('kind', kind)}-${subjectToken('target', target)}`,
     }),
   });

@@ -23,7 +23,7 @@ export interface Stack {
   config: Config;
   names: Names;
   nc: NatsConnection;
-  broker: Broker;
+  broker: Broker;  // replaced by tests that restart it
   worker: Worker;
   dev: DevIssuer;
   dir: string;

@@ -4,7 +4,7 @@
  */
 import type { SetFacts, SqlStatementFacts } from './types.ts';
 import type { Collector } from './pg-walk.ts';
-import { arr, names, nodeOf, obj, rangeVarName, str, type Obj } from './pg-ast.ts';
+import { arr, names, nodeOf, obj, rangeVarName, str } from './pg-ast.ts';
 import { isTriviallyTrue } from './pg-where.ts';
 import { defElemBool, defElems, namesIn, walkBody, type Handler, type StmtInfo, type StmtType } from './pg-stmt-common.ts';
 

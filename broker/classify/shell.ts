@@ -7,40 +7,14 @@
  */
 import type { Node } from 'web-tree-sitter';
 import type { ShellCommand, ShellErrorCode, ShellFacts, ShellRedirection } from './types.ts';
+import { WritError } from '../../schemas/errors.ts';
 import { bashParser } from './runtime.ts';
 import { textWord, unescapeUnquoted, wordOf, type Word } from './shell-words.ts';
 import { findExecs, WRAPPERS } from './shell-wrappers.ts';
+import { firstError, KNOWN_TYPES, redirectOp, SEQUENCE_PARENTS, STATEMENT_TYPES, stdinOf, structureOf, WRITE_OPS, type Stdin } from './shell-nodes.ts';
 
 /** How deep `sh -c '... sh -c ...'` re-parsing goes before the inner script counts as opaque. */
 const MAX_DEPTH = 8;
-
-/** Every named node type of tree-sitter-bash 0.25 (src/node-types.json). Others would mean a grammar change. */
-const KNOWN_TYPES = new Set([
-  'program', 'arithmetic_expansion', 'array', 'binary_expression', 'brace_expression', 'c_style_for_statement', 'case_item',
-  'case_statement', 'command', 'command_name', 'command_substitution', 'compound_statement', 'concatenation',
-  'declaration_command', 'do_group', 'elif_clause', 'else_clause', 'expansion', 'file_redirect', 'for_statement',
-  'function_definition', 'heredoc_body', 'heredoc_redirect', 'herestring_redirect', 'if_statement', 'list',
-  'negated_command', 'number', 'parenthesized_expression', 'pipeline', 'postfix_expression', 'process_substitution',
-  'redirected_statement', 'simple_expansion', 'string', 'subscript', 'subshell', 'ternary_expression', 'test_command',
-  'translated_string', 'unary_expression', 'unset_command', 'variable_assignment', 'variable_assignments',
-  'while_statement', 'word', 'ansi_c_string', 'comment', 'extglob_pattern', 'file_descriptor', 'heredoc_content',
-  'heredoc_end', 'heredoc_start', 'raw_string', 'regex', 'special_variable_name', 'string_content', 'test_operator',
-  'variable_name',
-]);
-
-/** Nodes whose statements run one after another: two or more of them make a list. */
-const SEQUENCE_PARENTS = new Set([
-  'program', 'compound_statement', 'subshell', 'do_group', 'command_substitution', 'process_substitution',
-  'if_statement', 'elif_clause', 'else_clause', 'case_item',
-]);
-
-const STATEMENT_TYPES = new Set([
-  'command', 'pipeline', 'list', 'subshell', 'compound_statement', 'redirected_statement', 'if_statement', 'for_statement',
-  'c_style_for_statement', 'while_statement', 'case_statement', 'function_definition', 'negated_command', 'test_command',
-  'declaration_command', 'unset_command', 'variable_assignment', 'variable_assignments',
-]);
-
-const WRITE_OPS = new Set(['>', '>>', '&>', '&>>', '>|', '<>']);
 
 /** Where a command runs from: the text being walked and what wraps it. */
 interface Frame {
@@ -49,55 +23,6 @@ interface Frame {
   wrappers: string[];
   via?: string;
   env: Record<string, string>;
-}
-
-/** Standard input of a command: a literal script (here-doc / here-string) or something unseen. */
-type Stdin = { script: string } | { unseen: true };
-
-function structureOf(node: Node): string | undefined {
-  const first = node.child(0)?.type;
-  switch (node.type) {
-    case 'pipeline':
-    case 'list':
-    case 'subshell':
-    case 'process_substitution':
-    case 'function_definition':
-    case 'case_statement':
-      return node.type === 'case_statement' ? 'case' : node.type;
-    case 'command_substitution':
-      return first === '`' ? 'backticks' : 'command_substitution';
-    case 'if_statement':
-      return 'if';
-    case 'for_statement':
-      return first === 'select' ? 'select' : 'for';
-    case 'c_style_for_statement':
-      return 'for';
-    case 'while_statement':
-      return first === 'until' ? 'until' : 'while';
-    case 'compound_statement':
-      return first === '((' ? 'arithmetic' : 'group';
-    case 'negated_command':
-      return 'negation';
-    case 'test_command':
-      return 'test';
-    default:
-      return undefined;
-  }
-}
-
-/** The first error or missing node, as a safe position message. */
-function firstError(node: Node): string | undefined {
-  if (node.isError || node.isMissing) {
-    const p = node.startPosition;
-    const what = node.isMissing ? `missing ${JSON.stringify(node.type)}` : 'syntax error';
-    return `${what} at line ${p.row + 1}, column ${p.column + 1}`;
-  }
-  if (!node.hasError) return undefined;
-  for (const c of node.children) {
-    const e = c ? firstError(c) : undefined;
-    if (e) return e;
-  }
-  return undefined;
 }
 
 /** Collects the facts of one classifyShell call across nested re-parses. */
@@ -212,7 +137,7 @@ class ShellWalker {
         ShellWalker.push(words, wordOf(inner), f.src);
         nested.push(inner);
       } else if (field === 'redirect') {
-        this.redirect(c, f);
+        nested.push(c);
       } else if (named && !c.isNamed) {
         // `$"..."` (locale translation) comes as a lone `$` glued to a string: the string is the word.
         const next = children[i + 1];
@@ -224,6 +149,7 @@ class ShellWalker {
     }
     const own = stdinOf(node.childrenForFieldName('redirect').filter((r): r is Node => r !== null));
     this.resolve(words, { ...f, env }, node.text, own ?? stdin);
+    // Assignments' values and arguments may hold substitutions; redirect() records a redirection and walks its target.
     for (const c of nested) c.type === 'variable_assignment' ? this.walkChildren(c, f) : this.walk(c, f);
   }
 
@@ -344,37 +270,6 @@ class ShellWalker {
   }
 }
 
-/** What the last stdin redirection among these feeds the command: a literal script, or something unseen. */
-function stdinOf(redirects: Node[]): Stdin | undefined {
-  let stdin: Stdin | undefined;
-  for (const r of redirects) {
-    if (r.type === 'heredoc_redirect') stdin = heredocScript(r);
-    else if (r.type === 'herestring_redirect') {
-      const w = r.namedChildren.find((c) => c && c.type !== 'file_descriptor');
-      const word = w ? wordOf(w) : undefined;
-      stdin = word?.literal ? { script: `${word.value}\n` } : { unseen: true };
-    } else if (r.type === 'file_redirect' && /^</.test(redirectOp(r)) && (r.childForFieldName('descriptor')?.text ?? '0') === '0') {
-      stdin = { unseen: true };
-    }
-  }
-  return stdin;
-}
-
-/** The operator of a redirect node: its first anonymous child. */
-function redirectOp(node: Node): string {
-  return node.children.find((c) => c !== null && !c.isNamed)?.type ?? '?';
-}
-
-/** A here-doc feeding a command: literal when its delimiter is quoted or its body has no expansion or escape. */
-function heredocScript(node: Node): Stdin {
-  const start = node.namedChildren.find((c) => c?.type === 'heredoc_start');
-  const body = node.namedChildren.find((c) => c?.type === 'heredoc_body');
-  if (!body) return { script: '' };
-  const quoted = /['"\\]/.test(start?.text ?? '');
-  const plain = body.namedChildren.every((c) => c?.type === 'heredoc_content') && !body.text.includes('\\');
-  return quoted || plain ? { script: body.text } : { unseen: true };
-}
-
 function failed(code: ShellErrorCode, message: string): ShellFacts {
   return { commands: [], redirections: [], filesWritten: [], filesRead: [], network: [], assignments: [], structure: [], error: { code, message } };
 }
@@ -388,8 +283,10 @@ export function classifyShell(text: string): ShellFacts {
   try {
     w.parse(text, { src: text, depth: 0, wrappers: [], env: {} });
   } catch (e) {
+    if (e instanceof WritError) throw e; // not initialised: a programming error
     if (e instanceof RangeError) return failed('WRIT_SHELL_UNPARSEABLE', 'the command is nested too deeply to classify');
-    throw e;
+    // A classifier bug must not let a command through unseen, nor take the caller down.
+    return failed('WRIT_SHELL_UNKNOWN', 'the classifier failed on this command');
   }
   const facts: ShellFacts = {
     commands: w.commands,

@@ -208,7 +208,8 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
     facts.hasWhere = ast.where !== null && ast.where !== undefined;
     facts.whereTriviallyTrue = facts.hasWhere && trivial(ast.where) === true;
   }
-  if (selectInto && (into?.keyword === 'outfile' || into?.keyword === 'dumpfile')) {
+  const intoKeyword = String(into?.keyword ?? '').toLowerCase();
+  if (selectInto && (intoKeyword === 'outfile' || intoKeyword === 'dumpfile')) {
     facts.copy = { direction: 'to', program: false, file: true, stdio: false, query: true } satisfies CopyFacts;
   }
   if (type === 'load_data') facts.copy = { direction: 'from', program: false, file: true, stdio: false, query: false };
@@ -262,7 +263,12 @@ export function classifyMysql(text: string): SqlFacts {
       return failed('WRIT_SQL_UNPARSEABLE', `statement ${i + 1}: ${safeMessage(msg.replace(/^Expected .* but /, 'unexpected input: '))}`);
     }
     if (Array.isArray(result.ast) && result.ast.length !== 1) return failed('WRIT_SQL_UNPARSEABLE', `statement ${i + 1} holds ${result.ast.length} statements`);
-    statements.push(statementFacts(piece, result));
+    try {
+      statements.push(statementFacts(piece, result));
+    } catch {
+      // An AST shape the fact builder did not expect: refuse rather than throw or guess.
+      return failed('WRIT_SQL_UNKNOWN', `statement ${i + 1}: the classifier failed on it`);
+    }
   }
   const facts: SqlFacts = { dialect: 'mysql', statements };
   const unknown = statements.findIndex((s) => s.kind === 'unknown');

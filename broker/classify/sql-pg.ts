@@ -126,9 +126,11 @@ export function classifySql(text: string): SqlFacts {
   try {
     statements = parsed.stmts.map((s) => classifyNode(s.node, s.text, batch));
   } catch (e) {
+    if (e instanceof WritError) throw e;
     // A tree deep enough to exhaust the JS stack: refuse rather than half-classify.
     if (e instanceof RangeError) return failed('WRIT_SQL_UNPARSEABLE', 'the statement is nested too deeply to classify');
-    throw e;
+    // A classifier bug must not let a statement through unseen, nor take the caller down.
+    return failed('WRIT_SQL_UNKNOWN', 'the classifier failed on this text');
   }
   const facts: SqlFacts = { dialect: 'postgres', statements };
   const unknown = statements.findIndex((s) => s.kind === 'unknown');

@@ -9,7 +9,7 @@ import {
   argsCheck, boolCheck, columnMatcher, expandableMatcher, functionMatcher, globMatcher, listCheck, programMatcher,
   type Check, type Scope,
 } from './checks.ts';
-import { GlobSet } from './glob.ts';
+import { GlobSet, isGlob } from './glob.ts';
 import type { PolicyRule, ShellMatch, SqlMatch } from './schema.ts';
 import { compileWindow, type CompiledWindow } from './time.ts';
 import type { CommandView, ShellView, SqlView, StatementView } from './view.ts';
@@ -33,6 +33,8 @@ export interface IndexKeys {
   readonly sub: readonly string[] | null;
   readonly group: readonly string[] | null;
   readonly unit: readonly string[] | null;
+  /** Schemas of the tables a denial needs one statement to touch (`tbl:<schema>`). */
+  readonly table: readonly string[] | null;
 }
 
 export interface CompiledRule {
@@ -204,6 +206,25 @@ function unitKeys(rule: PolicyRule): string[] | null {
   return keys;
 }
 
+/**
+ * A denial (scope any) fires only on a statement touching a table its tables condition
+ * names, so it can be found by that table's schema when every pattern has a literal one.
+ */
+function tableKeys(rule: PolicyRule, scope: Scope): string[] | null {
+  const { sql, shell } = rule.match;
+  if (scope !== 'any' || !sql || shell) return null;
+  for (const pats of [sql.tables, sql.tablesRead, sql.tablesWritten]) {
+    if (!pats) continue;
+    const schemas = pats.map((p) => {
+      const dot = p.indexOf('.');
+      const schema = dot > 0 ? p.slice(0, dot) : '';
+      return schema && !isGlob(schema) ? schema : null;
+    });
+    if (schemas.every((x): x is string => x !== null)) return [...new Set(schemas)].map((x) => `tbl:${x}`);
+  }
+  return null;
+}
+
 function literal(patterns: readonly string[] | undefined): string[] | null {
   return patterns ? new GlobSet(patterns).literalKeys() : null;
 }
@@ -232,6 +253,7 @@ export function compileRule(rule: PolicyRule, order: number): CompiledRule {
       sub: literal(m.principal?.sub),
       group: literal(m.principal?.groups),
       unit: unitKeys(rule),
+      table: tableKeys(rule, scope),
     },
   };
 }

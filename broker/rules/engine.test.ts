@@ -357,7 +357,9 @@ describe('the index', () => {
       const approval = effect === 'require_approval' ? ', approval: { groups: [dba], timeoutSec: 60 }' : '';
       const target = i % 3 === 0 ? `target: { name: [${['wh', 'app', 'stage'][i % 3]}] }, ` : i % 4 === 0 ? 'target: { name: ["w*"] }, ' : '';
       const principal = i % 2 === 0 ? `principal: { groups: [${g}] }, ` : i % 9 === 0 ? `principal: { sub: [alice] }, ` : '';
-      const cmd = i % 11 === 0 ? `shell: { programs: [${['ls', 'cat', 'rm'][i % 3]}] }` : `sql: { kinds: [${k}${i % 2 ? ', select' : ''}], tables: ["public.t${i % 13}", "public.t${(i + 1) % 13}"] }`;
+      const cmd = i % 11 === 0 ? `shell: { programs: [${['ls', 'cat', 'rm'][i % 3]}] }`
+        : i % 10 === 5 ? `sql: { tablesRead: ["${['public', 'hr', 'x*'][i % 3]}.t${i % 13}"] }` // a denial found by its table's schema
+          : `sql: { kinds: [${k}${i % 2 ? ', select' : ''}], tables: ["public.t${i % 13}", "public.t${(i + 1) % 13}"] }`;
       rules.push(`  - { id: r${i}, effect: ${effect}, match: { ${principal}${target}${cmd} }${approval} }`);
     }
     const text = `rules:\n${rules.join('\n')}\n`;
@@ -367,7 +369,7 @@ describe('the index', () => {
     for (const g of groups) {
       for (const t of ['wh', 'app', 'stage']) {
         for (let n = 0; n < 13; n++) {
-          for (const q of [`SELECT * FROM t${n}`, `UPDATE t${n} SET a = 1 WHERE id = 1`, `DELETE FROM t${n} WHERE id = 2; SELECT 1 FROM t${(n + 1) % 13}`, `DROP TABLE t${n}`]) {
+          for (const q of [`SELECT * FROM t${n}`, `UPDATE t${n} SET a = 1 WHERE id = 1`, `DELETE FROM t${n} WHERE id = 2; SELECT 1 FROM hr.t${(n + 1) % 13}`, `DROP TABLE t${n}`]) {
             const input = sql(q, t, { sub: g === 'analysts' ? 'alice' : 'bob', groups: [g] });
             expect(indexed.decide(input), `${g} ${t} ${q}`).toEqual(scanned.decide(input));
             compared++;

@@ -1,6 +1,7 @@
 /**
  * The rule index: each rule is filed under the literal keys of one dimension (target
- * name, principal sub, principal group, statement kind or program), the dimension where
+ * name, principal sub, principal group, statement kind or program, or, for a denial, the
+ * schema of a table it names), the dimension where
  * its keys are rarest, so a lookup touches only rules that could match. Rules with no
  * literal key in any dimension are scanned on every decision.
  */
@@ -8,11 +9,11 @@ import type { Principal, TargetConfig } from '../../schemas/index.ts';
 import type { CompiledRule, IndexKeys } from './compile.ts';
 import type { FactsView } from './view.ts';
 
-const DIMENSIONS = ['target', 'sub', 'group', 'unit'] as const;
+const DIMENSIONS = ['target', 'sub', 'group', 'unit', 'table'] as const;
 type Dimension = (typeof DIMENSIONS)[number];
 
 export class RuleIndex {
-  readonly #buckets: Record<Dimension, Map<string, CompiledRule[]>> = { target: new Map(), sub: new Map(), group: new Map(), unit: new Map() };
+  readonly #buckets: Record<Dimension, Map<string, CompiledRule[]>> = { target: new Map(), sub: new Map(), group: new Map(), unit: new Map(), table: new Map() };
   readonly #scan: CompiledRule[] = [];
   readonly #lists: CompiledRule[][] = [];
   readonly size: number;
@@ -23,7 +24,7 @@ export class RuleIndex {
       this.#scan.push(...rules);
       return;
     }
-    const counts: Record<Dimension, Map<string, number>> = { target: new Map(), sub: new Map(), group: new Map(), unit: new Map() };
+    const counts: Record<Dimension, Map<string, number>> = { target: new Map(), sub: new Map(), group: new Map(), unit: new Map(), table: new Map() };
     for (const r of rules) {
       for (const d of DIMENSIONS) for (const k of r.keys[d] ?? []) counts[d].set(k, (counts[d].get(k) ?? 0) + 1);
     }
@@ -52,6 +53,7 @@ export class RuleIndex {
     if (b.sub.size > 0 && (l = b.sub.get(p.sub))) lists.push(l);
     if (b.group.size > 0) for (const g of p.groups) if ((l = b.group.get(g))) lists.push(l);
     if (b.unit.size > 0) for (const k of view.keys) if ((l = b.unit.get(k))) lists.push(l);
+    if (b.table.size > 0) for (const k of view.tableKeys) if ((l = b.table.get(k))) lists.push(l);
     if (this.#scan.length > 0) lists.push(this.#scan);
     if (lists.length === 0) return [];
     // Buckets are filled in document order, so a single one is already sorted and unique.

@@ -53,6 +53,8 @@ export const TestFileSchema = z.strictObject({
   /** Targets in addition to those the policy declares. */
   targets: z.array(PolicyTargetSchema).optional(),
   now: z.iso.datetime({ offset: true }).optional(),
+  /** Named principals: a place to define YAML anchors (`&analyst`) that cases refer to (`*analyst`). */
+  principals: z.record(z.string(), IntentPrincipalSchema).optional(),
   cases: z.array(TestCaseSchema).min(1),
 });
 
@@ -117,7 +119,7 @@ export async function runTestFile(path: string, opts: { extraTargets?: readonly 
   const file = resolve(testsFileFor(path));
   let raw: unknown;
   try {
-    raw = parseYaml(await readFile(file, 'utf8'));
+    raw = parseYaml(await readFile(file, 'utf8'), { maxAliasCount: 10_000 });
   } catch (e) {
     throw new WritError('WRIT_BAD_REQUEST', `${file}: cannot read tests: ${(e as Error).message.split('\n')[0]}`, { cause: e });
   }

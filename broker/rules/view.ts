@@ -32,6 +32,8 @@ export interface SqlView {
   readonly units: readonly StatementView[];
   /** Index keys: `sql:<kind>` for every effective kind. */
   readonly keys: readonly string[];
+  /** Index keys: `tbl:<schema>` for the schema of every table read or written. */
+  readonly tableKeys: readonly string[];
   readonly readOnly: boolean;
 }
 
@@ -51,6 +53,7 @@ export interface ShellView {
   readonly units: readonly CommandView[];
   /** Index keys: `sh:<program>` and `sh:<basename>`. */
   readonly keys: readonly string[];
+  readonly tableKeys: readonly string[];
   readonly readOnly: false;
 }
 
@@ -95,10 +98,15 @@ function stripCatalog(name: string): string {
 
 function sqlView(facts: SqlFacts): SqlView {
   const keys = new Set<string>();
+  const tableKeys = new Set<string>();
   const units = facts.statements.map((s, i): StatementView => {
     const kinds = new Set<SqlKind>();
     innerKinds(s, kinds);
     for (const k of kinds) keys.add(`sql:${k}`);
+    for (const t of [...s.tablesRead, ...s.tablesWritten]) {
+      const dot = t.indexOf('.');
+      if (dot > 0) tableKeys.add(`tbl:${t.slice(0, dot)}`);
+    }
     return {
       n: i + 1,
       s,
@@ -111,7 +119,7 @@ function sqlView(facts: SqlFacts): SqlView {
     };
   });
   const readOnly = !facts.error && units.length > 0 && units.every((u) => u.s.readOnly);
-  return { kind: 'sql', facts, units, keys: [...keys], readOnly };
+  return { kind: 'sql', facts, units, keys: [...keys], tableKeys: [...tableKeys], readOnly };
 }
 
 function shellView(facts: ShellFacts): ShellView {
@@ -123,7 +131,7 @@ function shellView(facts: ShellFacts): ShellView {
     if (base !== null) keys.add(`sh:${base}`);
     return { n: i + 1, c, program, base };
   });
-  return { kind: 'shell', facts, units, keys: [...keys], readOnly: false };
+  return { kind: 'shell', facts, units, keys: [...keys], tableKeys: [], readOnly: false };
 }
 
 /** True when an argument holds an expansion whose value the classifier cannot know. */

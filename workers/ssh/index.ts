@@ -11,8 +11,14 @@
  *   WRIT_GRANT_MISMATCH. Only public-key authentication is attempted; no agent, no password.
  * - What runs is decided in command.ts: a plain argv is re-quoted, anything else is the
  *   exact approved text. No pty, no environment, stdin closed at once.
- * - Time limit (`limits.seconds`, default 30) and abort: the remote process group gets
- *   SIGKILL through the channel, then the channel and connection close; WRIT_EXEC_TIMEOUT.
+ * - Time limit (`limits.seconds`, default 30, counted from the exec request) and abort: the
+ *   remote process group gets SIGKILL through the channel's `signal` request. OpenSSH refuses
+ *   that request for sessions without privilege separation (every root login), so when the
+ *   channel has not closed 500 ms later, a second channel of the same connection kills the
+ *   connection's other session process groups (session.ts, KILL_SESSIONS). The channel
+ *   closing confirms the kill; then WRIT_EXEC_TIMEOUT (or the abort's error). Unconfirmed
+ *   after 8 s, the run ends anyway with `details.killConfirmed: false` and a message saying
+ *   the command may still be running.
  * - Output limit (`maxOutputBytes`, lowered by `limits.bytes`): each stream is cut there and
  *   `truncated` is set, but the command is NOT stopped: the rest is read and discarded.
  *   Killing an approved write halfway through for being verbose leaves the host in a state
@@ -39,8 +45,10 @@ type Client = InstanceType<typeof Client>;
 
 /** Default command time limit when the grant sets none, seconds. */
 export const DEFAULT_TIMEOUT_SECONDS = 30;
-/** After SIGKILL, how long the channel may take to report before the connection is dropped. */
-const KILL_GRACE_MS = 2_000;
+/** After the KILL signal request, how long before the fallback kill from a second channel. */
+const SIGNAL_GRACE_MS = 500;
+/** How long a kill may take to be confirmed (the fallback opens a session, which can be slow). */
+const KILL_GRACE_MS = 8_000;
 
 interface Credential {
   user: string;
@@ -117,6 +125,7 @@ export class SshExecutor implements Executor {
     const limits = {
       timeoutMs: Math.max(1, Math.round((claims.limits.seconds ?? DEFAULT_TIMEOUT_SECONDS) * 1000)),
       maxBytes: Math.min(t.cfg.maxOutputBytes, claims.limits.bytes ?? Infinity),
+      signalGraceMs: SIGNAL_GRACE_MS,
       killGraceMs: KILL_GRACE_MS,
     };
     // One controller joins the runtime's signal and close(); the session kills the command on it.

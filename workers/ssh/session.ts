@@ -18,7 +18,9 @@ export interface ExecLimits {
   timeoutMs: number;
   /** stdout and stderr are each cut at this many bytes. */
   maxBytes: number;
-  /** After the KILL request, how long to wait for the channel to close before dropping the connection. */
+  /** After the KILL signal request, how long to wait before the fallback kill (see KILL_SESSIONS). */
+  signalGraceMs: number;
+  /** From the stop on, how long the kill may take to be confirmed before the run ends regardless. */
   killGraceMs: number;
 }
 
@@ -72,12 +74,12 @@ class Capture {
 type ChannelInternals = { outgoing?: { id?: number; state?: string }; _client?: { _protocol?: { signal?(id: number, name: string): void } } };
 
 /**
- * Sends the remote command SIGKILL. sshd delivers it with killpg() to the session's
+ * Asks sshd to SIGKILL the remote command; sshd delivers it with killpg() to the session's
  * process group, so the login shell and what it started die together. ssh2's public
- * `signal()` is a no-op once stdin was closed (it checks `writable`), although the
- * protocol allows the request after EOF, so the request goes through its protocol object.
+ * `signal()` is a no-op once stdin was closed (it checks `writable`), although the protocol
+ * allows the request after EOF, so then the request goes through its protocol object.
  */
-function killRemote(ch: ClientChannel): void {
+function signalKill(ch: ClientChannel): void {
   if (ch.writable) {
     ch.signal('KILL');
     return;
@@ -91,9 +93,43 @@ function killRemote(ch: ClientChannel): void {
 }
 
 /**
+ * The fallback when the signal request did not end the command: OpenSSH refuses `signal`
+ * for a session without privilege separation, which is every root login. Each session of
+ * this connection runs as a child of the same sshd process ($PPID) and leads its own process
+ * group (sshd calls setsid()), so killing those groups, except this shell's, kills the
+ * command and what it started in its group. `kill -9 -PGID` is the form bash and dash share.
+ */
+export const KILL_SESSIONS = 'for p in $(pgrep -P "$PPID"); do [ "$p" = "$$" ] || kill -9 -"$p" 2>/dev/null || kill -9 "$p"; done';
+
+/** Runs KILL_SESSIONS on a second channel of the same connection; its outcome shows in the first channel closing. */
+function killSessions(conn: Client): void {
+  try {
+    conn.exec(KILL_SESSIONS, (err, ch) => {
+      if (err) return;
+      ch.on('data', () => undefined);
+      ch.stderr.on('data', () => undefined);
+      ch.on('error', () => undefined);
+      ch.end();
+    });
+  } catch {
+    // The connection is already gone; the kill stays unconfirmed.
+  }
+}
+
+/** The same error, saying the remote command may have survived. */
+function unconfirmed(err: WritError): WritError {
+  return new WritError(err.code, `${err.message.replace(/ and was killed$|; the remote command was killed$/, '')}; the kill was not confirmed, so the command may still be running`, {
+    cause: err,
+    details: { ...err.details, killConfirmed: false },
+  });
+}
+
+/**
  * Runs one command line. Resolves with masked output once the channel closes after an
  * exit status or signal; rejects with WRIT_EXEC_TIMEOUT on the time limit, with the
  * abort reason on `signal`, and with WRIT_EXEC_FAILED when the outcome cannot be known.
+ * A kill is confirmed by the channel closing; past `killGraceMs` the run ends anyway and
+ * the error says the command may still be running.
  */
 export function execOnce(
   conn: Client,
@@ -103,97 +139,121 @@ export function execOnce(
   signal: AbortSignal,
 ): Promise<StreamOutput> {
   return new Promise<StreamOutput>((resolve, reject) => {
-    let settled = false;
-    let channel: ClientChannel | undefined;
-    let exit: { code: number | null; signal: string | null } | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    let killTimer: NodeJS.Timeout | undefined;
-    const stdout = new Capture(maskers.stdout, limits.maxBytes);
-    const stderr = new Capture(maskers.stderr, limits.maxBytes);
+    new RemoteRun(conn, limits, maskers, signal, resolve, reject).start(line);
+  });
+}
 
-    const cleanup = () => {
-      clearTimeout(timer);
-      clearTimeout(killTimer);
-      signal.removeEventListener('abort', onAbort);
-      conn.off('close', onConnLost);
-    };
-    const fail = (err: WritError) => {
-      if (settled) return;
-      settled = true;
-      cleanup();
-      reject(err);
-    };
-    /** Kill the remote command, give the channel a moment to report, then fail. */
-    const stop = (err: WritError) => {
-      if (settled || killTimer !== undefined) return;
-      if (!channel) return fail(err);
-      killRemote(channel);
-      const ch = channel;
-      const done = () => {
-        ch.close();
-        fail(err);
-      };
-      ch.once('close', done);
-      killTimer = setTimeout(done, limits.killGraceMs);
-    };
-    const onAbort = () => {
-      const r: unknown = signal.reason;
-      stop(r instanceof WritError ? r : new WritError('WRIT_EXEC_FAILED', 'the run was aborted; the remote command was killed'));
-    };
-    const onConnLost = () => fail(new WritError('WRIT_EXEC_FAILED', 'the connection to the target was lost mid-run; the command may have run'));
+/** The state of one exec, from the request to the promise settling. */
+class RemoteRun {
+  #settled = false;
+  #channel: ClientChannel | undefined;
+  #exit: { code: number | null; signal: string | null } | undefined;
+  /** Set once the run is being stopped: the error it ends with. */
+  #stopping: WritError | undefined;
+  readonly #timers: NodeJS.Timeout[] = [];
+  readonly #stdout: Capture;
+  readonly #stderr: Capture;
+  readonly #onAbort = () => {
+    const r: unknown = this.signal.reason;
+    this.stop(r instanceof WritError ? r : new WritError('WRIT_EXEC_FAILED', 'the run was aborted; the remote command was killed'));
+  };
+  readonly #onConnLost = () => this.#fail(new WritError('WRIT_EXEC_FAILED', 'the connection to the target was lost mid-run; the command may have run'));
 
-    timer = setTimeout(
-      () => stop(new WritError('WRIT_EXEC_TIMEOUT', `the command ran past ${limits.timeoutMs} ms and was killed`)),
-      limits.timeoutMs,
-    );
-    signal.addEventListener('abort', onAbort, { once: true });
-    conn.once('close', onConnLost);
+  constructor(
+    readonly conn: Client,
+    readonly limits: ExecLimits,
+    maskers: { stdout: StreamMasker; stderr: StreamMasker },
+    readonly signal: AbortSignal,
+    readonly resolve: (out: StreamOutput) => void,
+    readonly reject: (err: WritError) => void,
+  ) {
+    this.#stdout = new Capture(maskers.stdout, limits.maxBytes);
+    this.#stderr = new Capture(maskers.stderr, limits.maxBytes);
+  }
 
-    if (signal.aborted) {
-      onAbort();
+  start(line: string): void {
+    if (this.signal.aborted) {
+      this.#fail(new WritError('WRIT_EXEC_FAILED', 'the run was aborted before the command started'));
       return;
     }
-    conn.exec(line, (err, ch) => {
+    this.#timers.push(setTimeout(
+      () => this.stop(new WritError('WRIT_EXEC_TIMEOUT', `the command ran past ${this.limits.timeoutMs} ms and was killed`)),
+      this.limits.timeoutMs,
+    ));
+    this.signal.addEventListener('abort', this.#onAbort, { once: true });
+    this.conn.once('close', this.#onConnLost);
+    this.conn.exec(line, (err, ch) => {
       if (err) {
         // The exec request was refused: nothing ran.
-        fail(new WritError('WRIT_TARGET_UNAVAILABLE', 'the target refused to start the command', { cause: err }));
+        this.#fail(this.#stopping ?? new WritError('WRIT_TARGET_UNAVAILABLE', 'the target refused to start the command', { cause: err }));
         return;
       }
-      channel = ch;
-      if (settled) {
-        // Aborted while the exec request was in flight: the command has started, so kill it.
-        killRemote(ch);
-        ch.close();
-        return;
-      }
-      ch.on('data', (b: Buffer) => stdout.push(b));
-      ch.stderr.on('data', (b: Buffer) => stderr.push(b));
-      ch.on('error', () => undefined); // the connection's fate decides; see onConnLost
-      ch.on('exit', (code: number | null, sig?: string) => {
-        exit = { code: typeof code === 'number' ? code : null, signal: typeof sig === 'string' ? sig : null };
-      });
-      const finish = () => {
-        if (settled || killTimer !== undefined) return;
-        if (exit === undefined) {
-          fail(new WritError('WRIT_EXEC_FAILED', 'the channel closed without an exit status; the outcome is unknown'));
-          return;
-        }
-        try {
-          const out: StreamOutput = {
-            type: 'stream', stdout: stdout.finish(), stderr: stderr.finish(),
-            exitCode: exit.code, signal: exit.signal, truncated: stdout.truncated || stderr.truncated,
-          };
-          settled = true;
-          cleanup();
-          resolve(out);
-        } catch (e) {
-          fail(e instanceof WritError ? e : new WritError('WRIT_MASKING_FAILED', undefined, { cause: e }));
-        }
-      };
-      // ssh2 emits 'close' once stdout has ended; stderr's last chunks may still be on their way.
-      ch.on('close', () => (ch.stderr.readableEnded ? finish() : ch.stderr.once('end', finish)));
-      // No input: stdin is closed at once, as `ssh -n` does, so a command reading it ends instead of waiting.
-      ch.end();
+      this.#attach(ch);
     });
-  });
+  }
+
+  /** Kill the remote command, wait for the channel to confirm it by closing, then fail with `err`. */
+  stop(err: WritError): void {
+    if (this.#settled || this.#stopping) return;
+    this.#stopping = err;
+    this.#timers.push(setTimeout(() => {
+      this.#channel?.close();
+      this.#fail(unconfirmed(err));
+    }, this.limits.killGraceMs));
+    if (this.#channel) this.#kill(this.#channel); // otherwise #attach does, once the command has started
+  }
+
+  #attach(ch: ClientChannel): void {
+    this.#channel = ch;
+    ch.on('data', (b: Buffer) => this.#stdout.push(b));
+    ch.stderr.on('data', (b: Buffer) => this.#stderr.push(b));
+    ch.on('error', () => undefined); // the connection's fate decides; see #onConnLost
+    ch.on('exit', (code: number | null, sig?: string) => {
+      this.#exit = { code: typeof code === 'number' ? code : null, signal: typeof sig === 'string' ? sig : null };
+    });
+    // ssh2 emits 'close' once stdout has ended; stderr's last chunks may still be on their way.
+    ch.on('close', () => (ch.stderr.readableEnded ? this.#finish() : ch.stderr.once('end', () => this.#finish())));
+    // No input: stdin is closed at once, as `ssh -n` does, so a command reading it ends instead of waiting.
+    ch.end();
+    // Stopped while the exec request was in flight: the command has started, so kill it.
+    if (this.#stopping) this.#kill(ch);
+  }
+
+  #kill(ch: ClientChannel): void {
+    signalKill(ch);
+    this.#timers.push(setTimeout(() => killSessions(this.conn), this.limits.signalGraceMs));
+  }
+
+  /** The channel has closed: the command's end, or the confirmation of a kill. */
+  #finish(): void {
+    if (this.#settled) return;
+    if (this.#stopping) return this.#fail(this.#stopping);
+    if (this.#exit === undefined) {
+      return this.#fail(new WritError('WRIT_EXEC_FAILED', 'the channel closed without an exit status; the outcome is unknown'));
+    }
+    let out: StreamOutput;
+    try {
+      out = {
+        type: 'stream', stdout: this.#stdout.finish(), stderr: this.#stderr.finish(),
+        exitCode: this.#exit.code, signal: this.#exit.signal, truncated: this.#stdout.truncated || this.#stderr.truncated,
+      };
+    } catch (e) {
+      return this.#fail(e instanceof WritError ? e : new WritError('WRIT_MASKING_FAILED', undefined, { cause: e }));
+    }
+    this.#settle();
+    this.resolve(out);
+  }
+
+  #fail(err: WritError): void {
+    if (this.#settled) return;
+    this.#settle();
+    this.reject(err);
+  }
+
+  #settle(): void {
+    this.#settled = true;
+    for (const t of this.#timers) clearTimeout(t);
+    this.signal.removeEventListener('abort', this.#onAbort);
+    this.conn.off('close', this.#onConnLost);
+  }
 }

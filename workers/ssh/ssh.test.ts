@@ -87,6 +87,51 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
 const marker = () => join(tmpdir(), uniqueName('writ-marker'));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * A long command that leaves evidence: `started` once it runs, a uniquely named `sleep` while
+ * it runs, and `finished` only if it survives. Files go to /tmp, writable by any login user.
+ */
+function probe() {
+  const started = marker();
+  const finished = marker();
+  const sleepArg = `6.${String(Math.floor(Math.random() * 1e6)).padStart(6, '0')}`;
+  return {
+    command: `touch ${started}; sleep ${sleepArg}; touch ${finished}`,
+    async expectKilled() {
+      expect(existsSync(started)).toBe(true); // it was running when it was killed
+      expect(running(`sleep ${sleepArg}`)).toBe(false);
+      await sleep(2_000);
+      expect(existsSync(finished)).toBe(false);
+      rmSync(started, { force: true });
+    },
+  };
+}
+
+function running(pattern: string): boolean {
+  try {
+    execFileSync('pgrep', ['-f', pattern], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A local non-root user with a shell whose account is not locked (sshd refuses locked ones
+ * when PAM is off), if there is one: sshd honours `signal` only for such sessions.
+ */
+const otherUser = (() => {
+  let shadow: string;
+  try {
+    shadow = readFileSync('/etc/shadow', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const locked = new Set(shadow.split('\n').map((l) => l.split(':')).filter((f) => f[1]?.startsWith('!')).map((f) => f[0]));
+  return readFileSync('/etc/passwd', 'utf8').split('\n').map((l) => l.split(':'))
+    .find((f) => Number(f[2]) >= 100 && Number(f[2]) < 65534 && /\/(ba|da|z)?sh$/.test(f[6] ?? '') && !locked.has(f[0]))?.[0];
+})();
+
 describe('SshExecutor against sshd', () => {
   it('returns stdout, stderr and the exit code', async () => {
     const ex = new SshExecutor([target()]);
@@ -150,23 +195,34 @@ describe('SshExecutor against sshd', () => {
 
   it('kills the remote command at the time limit', async () => {
     const ex = new SshExecutor([target()]);
-    const m = marker();
+    const p = probe();
     const started = Date.now();
-    await expect(codeOf(ex.run(ctx(`sleep 30; touch ${m}`, { seconds: 1 })))).resolves.toBe('WRIT_EXEC_TIMEOUT');
-    expect(Date.now() - started).toBeLessThan(5_000);
-    await sleep(2_000);
-    expect(existsSync(m)).toBe(false);
+    const err = await ex.run(ctx(p.command, { seconds: 3 })).catch((e: unknown) => e);
+    expect((err as WritError).code).toBe('WRIT_EXEC_TIMEOUT');
+    expect((err as WritError).details?.killConfirmed).toBeUndefined();
+    expect(Date.now() - started).toBeLessThan(15_000);
+    await p.expectKilled();
     await ex.close();
   });
 
   it('kills the remote command when the run is aborted', async () => {
     const ex = new SshExecutor([target()]);
-    const m = marker();
+    const p = probe();
     const ac = new AbortController();
-    setTimeout(() => ac.abort(), 700);
-    await expect(codeOf(ex.run(ctx(`sleep 30; touch ${m}`, { signal: ac.signal })))).resolves.toBe('WRIT_EXEC_FAILED');
-    await sleep(1_500);
-    expect(existsSync(m)).toBe(false);
+    setTimeout(() => ac.abort(), 3_000);
+    await expect(codeOf(ex.run(ctx(p.command, { signal: ac.signal })))).resolves.toBe('WRIT_EXEC_FAILED');
+    await p.expectKilled();
+    await ex.close();
+  });
+
+  it.skipIf(otherUser === undefined)('kills a non-root session through the signal request alone', async () => {
+    const ex = new SshExecutor([target({ credentials: { read: { user: { value: otherUser }, privateKeyFile: writeKeyPath } } })]);
+    const p = probe();
+    const before = readFileSync(sshd.logFile, 'utf8').length;
+    await expect(codeOf(ex.run(ctx(p.command, { seconds: 3 })))).resolves.toBe('WRIT_EXEC_TIMEOUT');
+    await p.expectKilled();
+    // sshd logs this error when it refuses the request (root logins); the fallback would then have done the kill.
+    expect(readFileSync(sshd.logFile, 'utf8').slice(before)).not.toContain('session signalling requires privilege separation');
     await ex.close();
   });
 

@@ -1,0 +1,2 @@
+import { benchDecisions } from './bench/decisions.ts';
+await benchDecisions({ ms: 1500 });

@@ -1,0 +1,317 @@
+/**
+ * Just-in-time approval, broker side. A `require_approval` decision creates the intent's
+ * record as `pending` (with the order to sign later) and publishes an approval request.
+ * Decisions arrive on `writ.approval.decision.<intentId>` (captured by WRIT_APPROVALS,
+ * consumed by every broker through one durable consumer). Each vote is verified (the
+ * approver's own token, or a trusted bot's token plus the identity it maps), checked
+ * against the rule's approver groups and the no-self-approval rule, and applied by
+ * compare-and-set: N distinct approvals move the intent to `dispatched` exactly once
+ * however many votes race; one rejection ends it `rejected`.
+ * Time-bound access windows live in the windows bucket, keyed by principal, target and
+ * rule, so the broker finds one with a single get.
+ */
+import { randomUUID } from 'node:crypto';
+import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { AuditWriter } from '../audit/index.ts';
+import { consumeConcurrently, type ConsumeLoop, type Logger } from '../lib/index.ts';
+import {
+  ApprovalDecisionSchema, IntentRecordSchema, InboxSchema, sha256Hex, toWritError, WritError,
+  type ApprovalDecision, type ApprovalOutcome, type ApprovalRequest, type Config, type Intent, type IntentRecord, type Names, type Outcome, type Principal, type TargetConfig,
+} from '../schemas/index.ts';
+import type { VerifiedIdentity, IdentityVerifier } from './identity.ts';
+import type { CommandFacts, PolicyDecision } from './policy.ts';
+
+const enc = new TextEncoder();
+
+export interface WindowRecord {
+  id: string;
+  sub: string;
+  iss: string;
+  target: string;
+  rule: string;
+  /** Epoch ms. */
+  expiresAt: number;
+  grantedBy: string[];
+  /** Groups that may revoke it: the rule's approver groups. */
+  approverGroups: string[];
+  createdAt: number;
+}
+
+export interface ApprovalsDeps {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  intents: KV;
+  windows: KV;
+  names: Names;
+  config: Config;
+  identity: IdentityVerifier;
+  audit: AuditWriter;
+  log: Logger;
+  /** Signs and publishes the order of an approved intent; returns the dispatched record. */
+  dispatch(rec: IntentRecord, revision: number): Promise<void>;
+}
+
+/** A display-safe summary of facts for approvers. */
+export function factsSummary(f: CommandFacts): Record<string, unknown> {
+  if (f.kind === 'sql') {
+    return {
+      statements: f.facts.statements.map((s) => ({ kind: s.kind, objectType: s.objectType, tablesRead: s.tablesRead, tablesWritten: s.tablesWritten, hasWhere: s.hasWhere, dangerousFunctions: s.dangerousFunctions })),
+    };
+  }
+  return { commands: f.facts.commands.map((c) => ({ program: c.program, args: c.args.slice(0, 20) })), filesWritten: f.facts.filesWritten };
+}
+
+export function windowKey(p: Principal, target: string, rule: string): string {
+  // KV keys allow [-/_=.a-zA-Z0-9]; the principal is hashed so any sub/iss fits.
+  return `w.${sha256Hex(`${p.iss}\n${p.sub}`).slice(0, 24)}.${sha256Hex(`${target}\n${rule}`).slice(0, 16)}`;
+}
+
+export class Approvals {
+  readonly #d: ApprovalsDeps;
+  #loop?: ConsumeLoop;
+
+  constructor(d: ApprovalsDeps) {
+    this.#d = d;
+  }
+
+  async start(): Promise<void> {
+    const { jsm, js, names: n, config, log } = this.#d;
+    try {
+      await jsm.consumers.add(n.streams.approvals, {
+        durable_name: n.durables.brokerApprovals, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.New,
+        filter_subject: `${n.prefix}.approval.decision.>`, ack_wait: 30_000_000_000, max_ack_pending: 1024,
+      });
+    } catch (e) {
+      if (!/already (in use|exists)/i.test(String((e as Error).message))) throw e;
+    }
+    const consumer = await js.consumers.get(n.streams.approvals, n.durables.brokerApprovals);
+    this.#loop = await consumeConcurrently(consumer, (m) => this.#onDecision(m), { maxInFlight: Math.min(64, config.limits.concurrency), log });
+  }
+
+  async stop(): Promise<void> {
+    await this.#loop?.drain();
+  }
+
+  /** An active window for this principal, target and rule, if any. */
+  async activeWindow(p: Principal, target: string, rule: string): Promise<WindowRecord | undefined> {
+    const e = await this.#d.windows.get(windowKey(p, target, rule));
+    if (!e || e.operation !== 'PUT') return undefined;
+    const w = e.json<WindowRecord>();
+    return w.expiresAt > Date.now() && w.sub === p.sub && w.iss === p.iss ? w : undefined;
+  }
+
+  /** Creates the pending record and publishes the request. Returns false when the id exists (a duplicate). */
+  async open(intent: Intent, who: VerifiedIdentity, target: TargetConfig, decision: PolicyDecision, facts: CommandFacts, commandSha256: string, audit: (t: string, p: Record<string, unknown>) => void): Promise<boolean> {
+    const spec = decision.approval ?? { groups: ['approvers'], count: 1, timeoutSec: 3600 };
+    const now = Date.now();
+    const expiresAt = Math.min(now + spec.timeoutSec * 1000, intent.deadline ?? Number.MAX_SAFE_INTEGER);
+    const rule = decision.rules[0] ?? '(default)';
+    const record: IntentRecord = {
+      intentId: intent.id, sessionId: intent.sessionId, target: target.name, kind: target.kind, principal: who.principal, state: 'pending',
+      decision: { effect: decision.effect, rules: decision.rules, reasons: decision.reasons, mode: decision.mode, policyVersion: decision.policyVersion },
+      commandSha256, createdAt: now, updatedAt: now,
+      pending: {
+        rule, spec, expiresAt, votes: [],
+        order: { command: intent.command, mode: decision.mode, limits: decision.limits, ...(decision.masking !== undefined ? { mask: decision.masking } : {}), ...(intent.replyTo ? { replyTo: intent.replyTo } : {}) },
+      },
+    };
+    try {
+      await this.#d.intents.create(intent.id, enc.encode(JSON.stringify(record)));
+    } catch {
+      return false;
+    }
+    const req: ApprovalRequest = {
+      v: 1, type: 'approval.request', intentId: intent.id, sessionId: intent.sessionId, target: target.name, requester: who.principal,
+      command: intent.command, facts: factsSummary(facts), rule, reasons: decision.reasons, approval: spec, expiresAt, createdAt: now,
+      ...(intent.justification ? { justification: intent.justification } : {}),
+    };
+    await this.#d.js.publish(this.#d.names.approvalRequest(target.name), enc.encode(JSON.stringify(req)), { msgID: `req-${intent.id}` });
+    audit('approval.requested', { rule, approvers: spec.groups, count: spec.count, expiresAt });
+    if (intent.replyTo) {
+      const o: Outcome = {
+        v: 1, type: 'outcome', intentId: intent.id, sessionId: intent.sessionId, status: 'pending', at: now, decision: record.decision!,
+        error: new WritError('WRIT_APPROVAL_REQUIRED', `waiting for ${spec.count} approval(s) from ${spec.groups.join(', ')} until ${new Date(expiresAt).toISOString()}`).toReply(),
+      };
+      this.#d.nc.publish(intent.replyTo, enc.encode(JSON.stringify(o)));
+    }
+    return true;
+  }
+
+  async #onDecision(m: JsMsg): Promise<void> {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(m.string());
+    } catch {
+      m.term();
+      return;
+    }
+    const replyTo = InboxSchema.safeParse((raw as { replyTo?: unknown })?.replyTo);
+    const reply = (body: Record<string, unknown>) => replyTo.success && this.#d.nc.publish(replyTo.data, enc.encode(JSON.stringify(body)));
+    const { replyTo: _r, ...rest } = (raw ?? {}) as Record<string, unknown>;
+    const parsed = ApprovalDecisionSchema.safeParse(rest);
+    if (!parsed.success) {
+      reply({ accepted: false, code: 'WRIT_BAD_REQUEST', message: 'invalid decision' });
+      m.term();
+      return;
+    }
+    try {
+      const r = await this.#apply(parsed.data);
+      reply({ accepted: true, status: r });
+    } catch (e) {
+      const err = toWritError(e);
+      if (err.code === 'WRIT_INTERNAL' && m.info.deliveryCount < 5) {
+        m.nak(200);
+        return;
+      }
+      reply({ accepted: false, code: err.code, message: err.message });
+    }
+    m.ack();
+  }
+
+  /** Verifies one vote and applies it; returns the intent's state afterwards. */
+  async #apply(d: ApprovalDecision): Promise<string> {
+    const { audit, config } = this.#d;
+    let approver: { sub: string; groups: string[]; via: string; iss: string };
+    let who: VerifiedIdentity;
+    try {
+      who = await this.#d.identity.verify(d.token);
+    } catch (e) {
+      await audit.append({ sessionId: '_unattributed', type: 'approval.refused', payload: { intentId: d.intentId, code: toWritError(e).code } });
+      throw e;
+    }
+    if (d.onBehalfOf) {
+      if (!config.approvals.trustedBots.includes(who.principal.sub)) {
+        throw await this.#refuse(d, who.principal.sub, new WritError('WRIT_APPROVER_NOT_ALLOWED', `${who.principal.sub} is not a trusted approver bot`));
+      }
+      approver = { sub: d.onBehalfOf.sub, groups: d.onBehalfOf.groups, via: `${d.onBehalfOf.via}:${who.principal.sub}`, iss: who.principal.iss };
+    } else approver = { sub: who.principal.sub, groups: who.principal.groups, via: 'token', iss: who.principal.iss };
+
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const entry = await this.#d.intents.get(d.intentId);
+      if (!entry || entry.operation !== 'PUT') throw new WritError('WRIT_NOT_FOUND');
+      const rec = IntentRecordSchema.parse(entry.json());
+      const p = rec.pending;
+      if (rec.state !== 'pending' || !p) throw await this.#refuse(d, approver.sub, new WritError('WRIT_NOT_PENDING', `the intent is ${rec.state}`), rec);
+      if (p.expiresAt <= Date.now()) throw await this.#refuse(d, approver.sub, new WritError('WRIT_NOT_PENDING', 'the approval request has expired'), rec);
+      if (approver.sub === rec.principal.sub || (rec.principal.actFor !== undefined && approver.sub === rec.principal.actFor)) {
+        throw await this.#refuse(d, approver.sub, new WritError('WRIT_SELF_APPROVAL'), rec);
+      }
+      if (!approver.groups.some((g) => p.spec.groups.includes(g))) {
+        throw await this.#refuse(d, approver.sub, new WritError('WRIT_APPROVER_NOT_ALLOWED', `approvers must be in ${p.spec.groups.join(', ')}`), rec);
+      }
+      const now = Date.now();
+      let next: IntentRecord;
+      if (d.verdict === 'reject') {
+        next = { ...rec, state: 'rejected', updatedAt: now, error: new WritError('WRIT_APPROVAL_REJECTED', d.reason ? `rejected by ${approver.sub}: ${d.reason}` : `rejected by ${approver.sub}`).toReply() };
+      } else {
+        // The same approver voting twice counts once.
+        const votes = p.votes.some((v) => v.sub === approver.sub) ? p.votes : [...p.votes, { sub: approver.sub, at: now, decisionId: d.decisionId, via: approver.via, ...(d.windowSec ? { windowSec: d.windowSec } : {}) }];
+        if (votes === p.votes) {
+          await audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: 'approval.vote', payload: { by: approver.sub, via: approver.via, verdict: d.verdict, counted: false, reason: 'already voted' } });
+          return rec.state;
+        }
+        next = { ...rec, pending: { ...p, votes }, updatedAt: now };
+      }
+      let revision: number;
+      try {
+        revision = await this.#d.intents.update(d.intentId, enc.encode(JSON.stringify(next)), entry.revision);
+      } catch {
+        continue; // another vote landed first: read again and re-apply
+      }
+      await audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: 'approval.vote', payload: { by: approver.sub, via: approver.via, verdict: d.verdict, reason: d.reason, counted: true, windowSec: d.windowSec } });
+      if (next.state === 'rejected') {
+        await this.#ended(next, [approver.sub], d.reason);
+        return 'rejected';
+      }
+      if (next.pending!.votes.length >= p.spec.count) {
+        // Only the vote whose compare-and-set completed the count gets here, so one dispatch.
+        await this.#d.dispatch(next, revision);
+        await this.#grantWindow(next);
+        await this.#ended({ ...next, state: 'dispatched' }, next.pending!.votes.map((v) => v.sub));
+        return 'dispatched';
+      }
+      return 'pending';
+    }
+    throw new WritError('WRIT_INTERNAL', 'too many concurrent votes');
+  }
+
+  async #refuse(d: ApprovalDecision, by: string, err: WritError, rec?: IntentRecord): Promise<WritError> {
+    await this.#d.audit.append({
+      sessionId: rec?.sessionId ?? '_unattributed', intentId: rec?.intentId, type: 'approval.refused',
+      payload: { by, verdict: d.verdict, code: err.code, message: err.message, intentId: d.intentId },
+    });
+    return err;
+  }
+
+  /** Announces how a pending intent ended (bots update their messages) and answers a waiting agent. */
+  async #ended(rec: IntentRecord, by: string[], reason?: string): Promise<void> {
+    const status = rec.state as ApprovalOutcome['status'];
+    const out: ApprovalOutcome = { v: 1, type: 'approval.outcome', intentId: rec.intentId, status, by, at: Date.now(), ...(reason ? { reason } : {}) };
+    await this.#d.js.publish(this.#d.names.approvalOutcome(rec.intentId), enc.encode(JSON.stringify(out)));
+    await this.#d.audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: `approval.${status}`, payload: { by, reason } });
+    if (status !== 'dispatched') {
+      const o: Outcome = { v: 1, type: 'outcome', intentId: rec.intentId, sessionId: rec.sessionId, status: rec.state, at: Date.now(), ...(rec.error ? { error: rec.error } : {}) };
+      const replyTo = rec.pending?.order.replyTo;
+      if (replyTo) this.#d.nc.publish(replyTo, enc.encode(JSON.stringify(o)));
+    }
+  }
+
+  /** An approval may grant a window, capped by the rule: the smallest window any approver granted. */
+  async #grantWindow(rec: IntentRecord): Promise<void> {
+    const p = rec.pending!;
+    const asked = p.votes.map((v) => v.windowSec ?? 0);
+    const sec = Math.min(...asked, p.spec.windowMaxSec ?? 0);
+    if (!(sec > 0)) return;
+    const now = Date.now();
+    const w: WindowRecord = {
+      id: windowKey(rec.principal, rec.target, p.rule), sub: rec.principal.sub, iss: rec.principal.iss, target: rec.target, rule: p.rule,
+      expiresAt: now + sec * 1000, grantedBy: p.votes.map((v) => v.sub), approverGroups: p.spec.groups, createdAt: now,
+    };
+    await this.#d.windows.put(w.id, enc.encode(JSON.stringify(w)));
+    await this.#d.audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: 'window.granted', payload: { windowId: w.id, principal: w.sub, target: w.target, rule: w.rule, seconds: sec, grantedBy: w.grantedBy } });
+  }
+
+  /** Ends a pending intent on expiry or cancel (sweeper and API). */
+  async end(id: string, state: 'expired' | 'cancelled', by: string): Promise<boolean> {
+    const entry = await this.#d.intents.get(id);
+    if (!entry || entry.operation !== 'PUT') return false;
+    const rec = IntentRecordSchema.parse(entry.json());
+    if (rec.state !== 'pending') return false;
+    const error = state === 'expired' ? new WritError('WRIT_APPROVAL_EXPIRED') : new WritError('WRIT_CANCELLED');
+    const next: IntentRecord = { ...rec, state, updatedAt: Date.now(), error: error.toReply() };
+    try {
+      await this.#d.intents.update(id, enc.encode(JSON.stringify(next)), entry.revision);
+    } catch {
+      return false;
+    }
+    await this.#ended(next, [by]);
+    return true;
+  }
+
+  async listWindows(): Promise<WindowRecord[]> {
+    const out: WindowRecord[] = [];
+    const keys = await this.#d.windows.keys();
+    for await (const k of keys) {
+      const e = await this.#d.windows.get(k);
+      if (e?.operation === 'PUT') {
+        const w = e.json<WindowRecord>();
+        if (w.expiresAt > Date.now()) out.push(w);
+      }
+    }
+    return out;
+  }
+
+  async revokeWindow(id: string, by: Principal, sessionId = '_windows'): Promise<void> {
+    const e = await this.#d.windows.get(id);
+    if (!e || e.operation !== 'PUT') throw new WritError('WRIT_NOT_FOUND');
+    const w = e.json<WindowRecord>();
+    if (!by.groups.some((g) => w.approverGroups.includes(g)) && by.sub !== w.sub) throw new WritError('WRIT_APPROVER_NOT_ALLOWED', 'only the rule\'s approvers or the holder can revoke a window');
+    await this.#d.windows.delete(id);
+    await this.#d.audit.append({ sessionId, type: 'window.revoked', payload: { windowId: id, by: by.sub, principal: w.sub, target: w.target, rule: w.rule } });
+  }
+}
+
+export { randomUUID as newDecisionId };

@@ -1,0 +1,99 @@
+/**
+ * MySQL / MariaDB classifier: kinds, tables, WHERE, side effects, and the
+ * MySQL-specific ways to hide a statement (executable comments, sql_mode).
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { classifyMysql, initClassifiers, splitMysql } from './index.ts';
+import { checkSql, title, type SqlCase } from './testing.ts';
+
+beforeAll(async () => {
+  await initClassifiers();
+});
+
+const cases: SqlCase[] = [
+  { sql: 'SELECT 1', s: { kind: 'select', ro: true, R: [] } },
+  { sql: 'SELECT id, email FROM users WHERE id = 1', s: { R: ['users'], C: ['users.id', 'users.email'], ro: true } },
+  { sql: 'SELECT u.email FROM users u JOIN orders o ON o.uid = u.id', s: { R: ['users', 'orders'], C: ['users.email', 'orders.uid', 'users.id'] } },
+  { sql: 'SELECT * FROM shop.Users', s: { R: ['shop.users'], WR: ['shop.users'] } },
+  { sql: 'SELECT * FROM mysql.user', s: { R: ['mysql.user'] } },
+  { sql: 'WITH c AS (SELECT a FROM t) SELECT * FROM c', s: { R: ['t'] } },
+  { sql: 'SELECT a FROM t UNION SELECT b FROM u', s: { R: ['t', 'u'] } },
+  { sql: 'SELECT (SELECT max(x) FROM y) FROM z WHERE EXISTS (SELECT 1 FROM w)', s: { R: ['y', 'z', 'w'], F: ['max'] } },
+  { sql: 'SELECT * FROM t FOR UPDATE', s: { locks: true, ro: false } },
+  { sql: 'SELECT * FROM t LOCK IN SHARE MODE', s: { locks: true, ro: false } },
+  { sql: "SELECT * FROM users INTO OUTFILE '/tmp/x'", s: { into: true, copy: { direction: 'to', file: true }, ro: false } },
+  { sql: 'SELECT sleep(5)', s: { D: ['sleep'], ro: false } },
+  { sql: "SELECT benchmark(1000000, md5('a'))", s: { D: ['benchmark'], F: ['benchmark', 'md5'] } },
+  { sql: "SELECT load_file('/etc/passwd')", s: { D: ['load_file'], ro: false } },
+  { sql: "SELECT get_lock('x', 10)", s: { D: ['get_lock'] } },
+  { sql: 'SELECT concat(a, b), count(*) FROM t', s: { F: ['concat', 'count'], D: [], ro: true } },
+  { sql: 'INSERT INTO t (a, b) VALUES (1, 2)', s: { kind: 'insert', W: ['t'], CW: ['t.a', 't.b'], ro: false } },
+  { sql: 'REPLACE INTO t VALUES (1)', s: { kind: 'insert', W: ['t'] } },
+  { sql: 'INSERT INTO t SELECT * FROM u ON DUPLICATE KEY UPDATE a = 1', s: { W: ['t'], R: ['u'] } },
+  { sql: 'INSERT INTO t SET a = 1', s: { kind: 'insert', W: ['t'] } },
+  { sql: 'UPDATE t SET a = 1 WHERE b = 2', s: { kind: 'update', W: ['t'], where: true, trivial: false } },
+  { sql: 'UPDATE t SET a = 1', s: { where: false, trivial: false } },
+  { sql: 'UPDATE t SET a = 1 WHERE 1', s: { where: true, trivial: true } },
+  { sql: 'UPDATE t SET a = 1 WHERE 1 = 1', s: { trivial: true } },
+  { sql: "UPDATE t SET a = 1 WHERE 'x' = 'x' OR id = 3", s: { trivial: true } },
+  { sql: 'UPDATE t SET a = 1 WHERE id = id', s: { trivial: true } },
+  { sql: 'UPDATE t SET a = 1 WHERE 0', s: { trivial: false } },
+  { sql: 'UPDATE t1 JOIN t2 ON t1.id = t2.id SET t1.a = t2.b', s: { W: ['t1'], R: ['t2'], CW: ['t1.a'] } },
+  { sql: 'DELETE FROM t', s: { kind: 'delete', W: ['t'], where: false } },
+  { sql: 'DELETE FROM t WHERE true', s: { trivial: true } },
+  { sql: 'DELETE t1 FROM t1 JOIN t2 ON t1.id = t2.id WHERE t2.x = 1', s: { W: ['t1'], R: ['t2'], trivial: false } },
+  { sql: 'CREATE TABLE t (a int)', s: { kind: 'create', type: 'table', W: ['t'] } },
+  { sql: 'CREATE TABLE t2 AS SELECT * FROM t', s: { kind: 'create', W: ['t2'], R: ['t'] } },
+  { sql: 'CREATE INDEX i ON t (a)', s: { kind: 'create', type: 'index', W: ['t'] } },
+  { sql: 'CREATE VIEW v AS SELECT * FROM s', s: { kind: 'create', type: 'view', R: ['s'] } },
+  { sql: 'DROP TABLE a, b.c', s: { kind: 'drop', type: 'table', W: ['a', 'b.c'] } },
+  { sql: 'TRUNCATE TABLE z', s: { kind: 'truncate', W: ['z'] } },
+  { sql: 'ALTER TABLE t ADD COLUMN b int', s: { kind: 'alter', W: ['t'] } },
+  { sql: 'RENAME TABLE a TO b', s: { kind: 'alter', W: ['a', 'b'] } },
+  { sql: "LOAD DATA INFILE '/etc/passwd' INTO TABLE t", s: { kind: 'copy', copy: { direction: 'from', file: true }, W: ['t'], ro: false } },
+  { sql: 'LOCK TABLES t WRITE', s: { kind: 'lock', W: ['t'] } },
+  { sql: 'UNLOCK TABLES', s: { kind: 'unlock', ro: false } },
+  { sql: 'USE other', s: { kind: 'use', ro: false } },
+  { sql: 'SHOW TABLES', s: { kind: 'show', ro: true } },
+  { sql: 'DESCRIBE t', s: { kind: 'show', ro: true } },
+  { sql: 'EXPLAIN SELECT * FROM t', s: { kind: 'explain', analyze: false, ro: true, inner: { kind: 'select' } } },
+  { sql: 'GRANT SELECT ON db.* TO u', s: { kind: 'grant', ro: false } },
+  { sql: 'SET @a = 1', s: { kind: 'set', set: { variable: '@a' }, rw: false } },
+  { sql: 'SET @@session.transaction_read_only = 0', s: { set: { transactionReadWrite: true }, rw: true } },
+  { sql: 'CALL p(1)', s: { kind: 'call', F: ['p'], ro: false } },
+  { sql: 'START TRANSACTION READ WRITE', s: { kind: 'transaction', tx: 'start', rw: true } },
+  { sql: 'COMMIT', s: { tx: 'commit' } },
+  { sql: 'SELECT 1; DROP TABLE x', s: [{ kind: 'select' }, { kind: 'drop', W: ['x'] }] },
+  { sql: 'SELECT 1 -- ; DROP TABLE x\n', s: { kind: 'select' } },
+  { sql: 'SELECT 1 # ; DROP TABLE x', s: { kind: 'select' } },
+  // `--` needs a space after it to start a MySQL comment: here it is minus minus one.
+  { sql: 'SELECT 1--1; DROP TABLE x', s: [{ kind: 'select' }, { kind: 'drop' }] },
+  { sql: "SELECT 'a;b'; SELECT `c;d` FROM t", s: [{ text: "SELECT 'a;b'" }, { text: 'SELECT `c;d` FROM t' }] },
+  // Executable comments run on the server and are invisible to the parser.
+  { sql: 'SELECT /*! sleep(5) */ 1', err: 'WRIT_SQL_UNPARSEABLE' },
+  { sql: 'SELECT 1 /*!50000 ; DROP TABLE x */', err: 'WRIT_SQL_UNPARSEABLE' },
+  { sql: 'SELECT 1 /*M! ; DROP TABLE x */', err: 'WRIT_SQL_UNPARSEABLE' },
+  // With NO_BACKSLASH_ESCAPES the server would cut this into three statements; by default into one.
+  { sql: "SELECT '\\' ; DROP TABLE users; --'", err: 'WRIT_SQL_UNPARSEABLE' },
+  { sql: 'SELECT "a\\"; DROP TABLE x; "', err: 'WRIT_SQL_UNPARSEABLE' },
+  { sql: '', err: 'WRIT_SQL_EMPTY' },
+  { sql: ' -- c\n # d\n /* e */ ;', err: 'WRIT_SQL_EMPTY' },
+  { sql: 'SELEC 1', err: 'WRIT_SQL_UNPARSEABLE' },
+  { sql: "SELECT 'open", err: 'WRIT_SQL_UNPARSEABLE' },
+  { sql: 'SELECT 1\u0000; DROP TABLE x', err: 'WRIT_SQL_UNPARSEABLE' },
+  { sql: 'FLUSH PRIVILEGES', err: 'WRIT_SQL_UNPARSEABLE' },
+];
+
+describe('classifyMysql', () => {
+  it.each(cases.map((c) => [title(c.sql), c] as const))('%s', (_, c) => checkSql(classifyMysql(c.sql), c));
+
+  it('reports the MySQL dialect', () => {
+    expect(classifyMysql('SELECT 1').dialect).toBe('mysql');
+    expect(classifyMysql('SELEC').dialect).toBe('mysql');
+  });
+
+  it('splits at top-level semicolons only', () => {
+    expect(splitMysql("SELECT ';'; /* ; */ SELECT 2 -- ;\n")).toEqual(["SELECT ';'", '/* ; */ SELECT 2 -- ;']);
+    expect(() => splitMysql('SELECT /*! 1 */')).toThrow(expect.objectContaining({ code: 'WRIT_SQL_UNPARSEABLE' }));
+  });
+});
