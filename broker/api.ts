@@ -10,12 +10,14 @@ import type { AuditWriter } from '../audit/index.ts';
 import type { Logger } from '../lib/index.ts';
 import {
   ApiRequestSchema, IntentRecordSchema, OutcomeSchema, TERMINAL_STATES, WritError, formatIssues, toWritError,
-  type ApiReply, type IntentRecord, type IntentState, type Names, type Outcome,
+  type ApiReply, type IntentRecord, type IntentState, type Names, type Outcome, type TargetConfig,
 } from '../schemas/index.ts';
 import type { IdentityVerifier } from './identity.ts';
 import type { Buckets } from './provision.ts';
 import type { Approvals } from './approvals.ts';
 import type { Sweeper } from './sweeper.ts';
+import { classifyCommand } from './classify-command.ts';
+import type { PolicyEngine } from './policy.ts';
 
 export interface ApiDeps {
   nc: NatsConnection;
@@ -28,6 +30,9 @@ export interface ApiDeps {
   log: Logger;
   approvals: Approvals;
   sweeper: Sweeper;
+  /** The active policy (read at each request, so a reloaded policy answers at once). */
+  policy: () => PolicyEngine;
+  targets: ReadonlyMap<string, TargetConfig>;
 }
 
 const enc = new TextEncoder();
@@ -42,7 +47,7 @@ export class ApiService {
   }
 
   start(): void {
-    for (const op of ['wait', 'status', 'result', 'cancel', 'pending', 'grants', 'revoke'] as const) {
+    for (const op of ['wait', 'status', 'result', 'cancel', 'explain', 'targets', 'pending', 'grants', 'revoke'] as const) {
       const sub = this.#d.nc.subscribe(this.#d.names.api(op), { queue: this.#d.names.brokerQueue });
       this.#subs.push(sub);
       void (async () => {
@@ -93,9 +98,36 @@ export class ApiService {
       case 'revoke':
         await this.#d.approvals.revokeWindow(req.windowId, who.principal);
         return { v: 1, type: 'ok' };
+      case 'explain': {
+        const target = this.#d.targets.get(req.target);
+        if (!target) throw new WritError('WRIT_UNKNOWN_TARGET');
+        const policy = this.#d.policy();
+        const facts = classifyCommand(target, req.command);
+        const input = { principal: who.principal, target, command: req.command, facts, now: new Date() };
+        const ex = policy.explain ? policy.explain(input) : { decision: policy.decide(input), considered: [] };
+        const d = ex.decision;
+        const decision = { effect: d.effect, rules: d.rules, reasons: d.reasons, mode: d.mode, policyVersion: d.policyVersion };
+        await this.#d.audit.append({
+          sessionId: req.sessionId ?? '_explain', type: 'policy.explained', policyVersion: d.policyVersion,
+          payload: { principal: who.principal, target: target.name, command: req.command, decision },
+        });
+        return {
+          v: 1, type: 'explanation', decision, facts: facts.facts, considered: ex.considered as Record<string, unknown>[],
+          ...(d.code ? { code: d.code } : {}), ...(d.approval ? { approval: d.approval } : {}),
+        };
+      }
+      case 'targets': {
+        const policy = this.#d.policy();
+        const targets = [...this.#d.targets.values()].map((t) => ({
+          name: t.name, kind: t.kind, tags: t.tags, ...(t.description ? { description: t.description } : {}),
+          access: policy.accessFor ? policy.accessFor(who.principal, t) : [],
+        }));
+        return { v: 1, type: 'targets', targets: targets.filter((t) => t.access.some((a) => a.effect !== 'deny')) };
+      }
       default:
         break;
     }
+    if (!('intentId' in req)) throw new WritError('WRIT_BAD_REQUEST');
     let entry = await this.#d.kv.intents.get(req.intentId);
     // A resubmission can ask before the first submission's record exists: wait for it to appear.
     if ((!entry || entry.operation !== 'PUT') && req.type === 'wait') entry = await this.#appear(req.intentId, Math.min(req.timeoutMs, 10_000));

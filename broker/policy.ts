@@ -27,10 +27,23 @@ export interface PolicyDecision extends Decision {
   approval?: ApprovalSpec;
 }
 
+/** What a principal may do on a target, for `list_targets` and `writ.api.targets`. */
+export interface TargetAccess {
+  rule: string;
+  effect: 'allow' | 'deny' | 'require_approval';
+  mode?: string;
+  /** One line for a planner: what the rule covers. */
+  summary: string;
+}
+
 export interface PolicyEngine {
   /** Content hash of the active policy; recorded on every decision and audit event. */
   readonly version: string;
   decide(input: PolicyInput): PolicyDecision;
+  /** The decision plus, per rule considered, why it matched or not. */
+  explain?(input: PolicyInput): { decision: PolicyDecision; considered: readonly object[] };
+  /** The rules that could apply to this principal on this target. */
+  accessFor?(principal: Principal, target: TargetConfig): TargetAccess[];
 }
 
 /** True when every statement is read-only by its facts. Anything unclassified is not. */
@@ -46,6 +59,13 @@ export class SimplePolicy implements PolicyEngine {
   constructor(cfg: PolicyConfig) {
     this.#cfg = cfg;
     this.version = sha256Hex(canonicalJson(cfg)).slice(0, 16);
+  }
+
+  accessFor(principal: Principal, target: TargetConfig): TargetAccess[] {
+    const groups = new Set(principal.groups);
+    return this.#cfg.rules
+      .filter((r) => (r.groups.includes('*') || r.groups.some((g) => groups.has(g))) && (r.targets.includes('*') || r.targets.includes(target.name)))
+      .map((r) => ({ rule: r.id, effect: r.effect, mode: r.mode, summary: `${r.effect} ${r.effect === 'deny' ? 'everything' : `${r.mode} access`}` }));
   }
 
   decide(input: PolicyInput): PolicyDecision {

@@ -79,7 +79,9 @@ export class Broker {
     });
     await this.#approvals.start();
     this.#sweeper = new Sweeper({ kv: this.#kv, js: this.#js, names: n, audit: this.#audit, log: this.#d.log, intervalMs: config.limits.sweepIntervalMs, approvals: this.#approvals });
-    this.#api = new ApiService({ nc, names: n, kv: this.#kv, js: this.#js, jsm: this.#jsm, identity: this.#d.identity, audit: this.#audit, log: this.#d.log, approvals: this.#approvals, sweeper: this.#sweeper });
+    this.#api = new ApiService({ nc, names: n, kv: this.#kv, js: this.#js, jsm: this.#jsm, identity: this.#d.identity, audit: this.#audit, log: this.#d.log, approvals: this.#approvals, sweeper: this.#sweeper,
+      policy: () => this.#d.policy, targets: this.#targets,
+    });
     this.#api.start();
     await this.#sweeper.start();
     this.state = 'RUNNING';

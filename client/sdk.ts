@@ -121,7 +121,7 @@ export class WritClient {
     }
   }
 
-  async #api(op: 'wait' | 'status' | 'result' | 'cancel' | 'pending' | 'grants' | 'revoke', body: Record<string, unknown>, timeoutMs: number): Promise<ApiReply> {
+  async #api(op: 'wait' | 'status' | 'result' | 'cancel' | 'explain' | 'targets' | 'pending' | 'grants' | 'revoke', body: Record<string, unknown>, timeoutMs: number): Promise<ApiReply> {
     const m = await this.#o.nc.request(this.names.api(op), enc.encode(JSON.stringify({ v: 1, type: op, token: await this.#token(), ...body })), { timeout: timeoutMs });
     const reply = ApiReplySchema.parse(m.json());
     if (reply.type === 'error') throw toError(reply.error);
@@ -140,6 +140,20 @@ export class WritClient {
   async status(intentId: string): Promise<IntentState> {
     const r = await this.#api('status', { intentId }, 5_000);
     return r.type === 'status' ? r.status : r.type === 'outcome' ? r.outcome.status : 'unknown';
+  }
+
+  /** Would this intent be allowed, and why? Nothing runs. */
+  async explain(req: Pick<IntentRequest, 'target' | 'sql' | 'command' | 'sessionId'>): Promise<Extract<ApiReply, { type: 'explanation' }>> {
+    const command = req.sql !== undefined ? { kind: 'sql', sql: req.sql } : { kind: 'shell', command: req.command ?? '' };
+    const r = await this.#api('explain', { target: req.target, command, sessionId: req.sessionId ?? this.sessionId }, 10_000);
+    if (r.type !== 'explanation') throw new WritError('WRIT_INTERNAL', 'unexpected reply');
+    return r;
+  }
+
+  /** The targets this principal may use, and for what. */
+  async targets(): Promise<Extract<ApiReply, { type: 'targets' }>['targets']> {
+    const r = await this.#api('targets', {}, 10_000);
+    return r.type === 'targets' ? r.targets : [];
   }
 
   /** Approvers: pending intents this caller may decide on. */

@@ -222,6 +222,10 @@ export const ApiRequestSchema = z.discriminatedUnion('type', [
   z.strictObject({ v: z.literal(1), type: z.literal('status'), token: z.string(), intentId: IdSchema }),
   z.strictObject({ v: z.literal(1), type: z.literal('result'), token: z.string(), intentId: IdSchema }),
   z.strictObject({ v: z.literal(1), type: z.literal('cancel'), token: z.string(), intentId: IdSchema }),
+  /** Would this intent be allowed, and why? Nothing runs; the question and answer are audited. */
+  z.strictObject({ v: z.literal(1), type: z.literal('explain'), token: z.string(), target: TargetNameSchema, command: CommandSchema, sessionId: IdSchema.optional() }),
+  /** The targets this principal may use, and for what, from the policy. */
+  z.strictObject({ v: z.literal(1), type: z.literal('targets'), token: z.string() }),
   /** Approvers: the pending intents this caller may decide on. */
   z.strictObject({ v: z.literal(1), type: z.literal('pending'), token: z.string() }),
   /** Active time-bound access windows (approvers see all; others their own). */
@@ -237,6 +241,8 @@ export const ApiReplySchema = z.discriminatedUnion('type', [
   z.strictObject({ v: z.literal(1), type: z.literal('pending'), requests: z.array(z.record(z.string(), z.unknown())) }),
   z.strictObject({ v: z.literal(1), type: z.literal('grants'), windows: z.array(z.record(z.string(), z.unknown())) }),
   z.strictObject({ v: z.literal(1), type: z.literal('ok') }),
+  z.strictObject({ v: z.literal(1), type: z.literal('explanation'), decision: DecisionSchema, code: z.string().optional(), approval: ApprovalSpecSchema.optional(), facts: z.unknown(), considered: z.array(z.record(z.string(), z.unknown())).optional() }),
+  z.strictObject({ v: z.literal(1), type: z.literal('targets'), targets: z.array(z.strictObject({ name: z.string(), kind: z.string(), tags: z.array(z.string()), description: z.string().optional(), access: z.array(z.strictObject({ rule: z.string(), effect: z.enum(EFFECTS), mode: z.string().optional(), summary: z.string() })) })) }),
 ]);
 export type ApiReply = z.infer<typeof ApiReplySchema>;
 

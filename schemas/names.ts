@@ -50,7 +50,7 @@ export interface Names {
   readonly durables: { readonly broker: string; readonly brokerApprovals: string; approverBot(bot: string): string; worker(kind: string, target: string): string };
 }
 
-export const API_OPS = ['wait', 'status', 'result', 'cancel', 'explain', 'pending', 'grants', 'revoke'] as const;
+export const API_OPS = ['wait', 'status', 'result', 'cancel', 'explain', 'targets', 'pending', 'grants', 'revoke'] as const;
 export type ApiOp = (typeof API_OPS)[number];
 
 export function names(prefix = 'writ'): Names {

@@ -84,6 +84,28 @@ describe('a denied statement', () => {
   });
 });
 
+describe('planning around the policy', () => {
+  it('explains a decision without running anything, and audits the question', async () => {
+    const before = await count('events');
+    const c = s.client(await s.token('alice', ['analysts']));
+    const no = await c.explain({ target: 'db', sql: "INSERT INTO events (note) VALUES ('explain-only')" });
+    expect(no.decision.effect).toBe('deny');
+    expect(no.decision.reasons.join(' ')).toMatch(/write/);
+    const yes = await c.explain({ target: 'db', sql: 'SELECT 1' });
+    expect(yes.decision.effect).toBe('allow');
+    expect(yes.decision.rules).toEqual(['analysts-read']);
+    expect(await count('events')).toBe(before);
+  });
+
+  it('lists the targets a principal may use, and for what', async () => {
+    const analysts = await s.client(await s.token('alice', ['analysts'])).targets();
+    expect(analysts.map((t) => t.name)).toEqual(['db']);
+    expect(analysts[0]!.access.map((a) => a.rule)).toContain('analysts-read');
+    const nobody = await s.client(await s.token('zed', ['visitors'])).targets();
+    expect(nobody).toEqual([]);
+  });
+});
+
 describe('identity', () => {
   it('refuses a forged token signed by a key the broker does not trust', async () => {
     const { privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
