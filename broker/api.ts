@@ -18,6 +18,7 @@ import type { Approvals } from './approvals.ts';
 import type { Sweeper } from './sweeper.ts';
 import { classifyCommand } from './classify-command.ts';
 import type { PolicyEngine } from './policy.ts';
+import { redactCommand } from './redact.ts';
 
 export interface ApiDeps {
   nc: NatsConnection;
@@ -109,7 +110,7 @@ export class ApiService {
         const decision = { effect: d.effect, rules: d.rules, reasons: d.reasons, mode: d.mode, policyVersion: d.policyVersion };
         await this.#d.audit.append({
           sessionId: req.sessionId ?? '_explain', type: 'policy.explained', policyVersion: d.policyVersion,
-          payload: { principal: who.principal, target: target.name, command: req.command, decision },
+          payload: { principal: who.principal, target: target.name, command: redactCommand(req.command), decision },
         });
         return {
           v: 1, type: 'explanation', decision, facts: facts.facts, considered: ex.considered as Record<string, unknown>[],
@@ -173,7 +174,7 @@ export class ApiService {
       if (rec.principal.sub === p.sub || rec.principal.actFor === p.sub) continue;
       out.push({
         intentId: rec.intentId, sessionId: rec.sessionId, target: rec.target, requester: rec.principal.sub, actFor: rec.principal.actFor,
-        command: pend.order.command, rule: pend.rule, votes: pend.votes.map((v) => v.sub), needed: pend.spec.count, expiresAt: pend.expiresAt,
+        command: redactCommand(pend.order.command), rule: pend.rule, votes: pend.votes.map((v) => v.sub), needed: pend.spec.count, expiresAt: pend.expiresAt,
       });
     }
     return out;

@@ -22,6 +22,7 @@ import {
 } from '../schemas/index.ts';
 import type { VerifiedIdentity, IdentityVerifier } from './identity.ts';
 import type { CommandFacts, PolicyDecision } from './policy.ts';
+import { redactCommand, redactDeep, redactText } from './redact.ts';
 
 const enc = new TextEncoder();
 
@@ -125,8 +126,9 @@ export class Approvals {
     }
     const req: ApprovalRequest = {
       v: 1, type: 'approval.request', intentId: intent.id, sessionId: intent.sessionId, target: target.name, requester: who.principal,
-      command: intent.command, facts: factsSummary(facts), rule, reasons: decision.reasons, approval: spec, expiresAt, createdAt: now,
-      ...(intent.justification ? { justification: intent.justification } : {}),
+      // Approvers see the command with secrets masked (chat platforms are outside the boundary).
+      command: redactCommand(intent.command), facts: redactDeep(factsSummary(facts)), rule, reasons: decision.reasons, approval: spec, expiresAt, createdAt: now,
+      ...(intent.justification ? { justification: redactText(intent.justification) } : {}),
     };
     await this.#d.js.publish(this.#d.names.approvalRequest(target.name), enc.encode(JSON.stringify(req)), { msgID: `req-${intent.id}` });
     audit('approval.requested', { rule, approvers: spec.groups, count: spec.count, expiresAt });

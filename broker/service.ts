@@ -23,6 +23,7 @@ import { openBuckets, provision, type Buckets } from './provision.ts';
 import { ApiService } from './api.ts';
 import { Sweeper } from './sweeper.ts';
 import { Approvals } from './approvals.ts';
+import { redactCommand, redactDeep, redactText } from './redact.ts';
 
 export type BrokerState = 'INITIALIZED' | 'RUNNING' | 'DRAINING' | 'STOPPED';
 
@@ -191,8 +192,8 @@ export class Broker {
     const text = commandText(intent.command);
     const commandSha256 = sha256Hex(text);
     audit('intent.received', {
-      principal: who.principal, target: intent.target, command: intent.command, justification: intent.justification,
-      tokenSha256: who.tokenSha256, redelivered,
+      principal: who.principal, target: intent.target, command: redactCommand(intent.command), commandSha256,
+      justification: intent.justification === undefined ? undefined : redactText(intent.justification), tokenSha256: who.tokenSha256, redelivered,
     });
     if (!target) {
       await this.#deny(intent, who, null, new WritError('WRIT_UNKNOWN_TARGET', `no target named ${JSON.stringify(intent.target)}`), commandSha256, audit);
@@ -201,7 +202,7 @@ export class Broker {
     }
     const facts = classifyCommand(target, intent.command);
     const decision = policy.decide({ principal: who.principal, target, command: intent.command, facts, now: new Date() });
-    audit('intent.decided', { decision: publicDecision(decision), facts: facts.facts });
+    audit('intent.decided', { decision: publicDecision(decision), facts: redactDeep(facts.facts) });
 
     if (decision.effect === 'require_approval') {
       const rule = decision.rules[0] ?? '(default)';

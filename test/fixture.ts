@@ -45,7 +45,7 @@ export const SCHEMA_SQL = `
   CREATE TABLE events (id serial PRIMARY KEY, note text);
 `;
 
-export async function startStack(opts: { config?: Partial<ConfigInput>; schemaSql?: string; worker?: boolean } = {}): Promise<Stack> {
+export async function startStack(opts: { config?: Partial<ConfigInput>; schemaSql?: string; worker?: boolean; workersSsh?: NonNullable<ConfigInput['workers']>['ssh'] } = {}): Promise<Stack> {
   const nats = await startNats();
   const db = await createTestDatabase();
   const admin = new pg.Client({ connectionString: db.adminUrl });
@@ -79,6 +79,7 @@ export async function startStack(opts: { config?: Partial<ConfigInput>; schemaSq
     log: { level: 'info' },
     ...opts.config,
   };
+  if (opts.workersSsh) input.workers = { ...input.workers, ssh: opts.workersSsh };
   const config = parseConfig(input) as Config;
   const logs: Record<string, unknown>[] = [];
   const sink = new Writable({

@@ -10,11 +10,13 @@ import { keyId, names as makeNames, publicKeyFromPem, WritError, type Config } f
 import { initClassifiers } from '../broker/classify/index.ts';
 import type { Executor } from './executor.ts';
 import { PostgresExecutor } from './postgres/index.ts';
+import { SshExecutor } from './ssh/index.ts';
 import { Worker } from './runtime.ts';
 
 export { Worker, type WorkerState } from './runtime.ts';
 export type { Executor, ExecContext, ExecOutput, FieldInfo } from './executor.ts';
 export { PostgresExecutor } from './postgres/index.ts';
+export { SshExecutor } from './ssh/index.ts';
 
 /** The grant public keys this worker trusts: the configured files, else the broker key's `.pub.pem` twin. */
 export function loadTrustedKeys(config: Config): Map<string, KeyObject> {
@@ -36,7 +38,10 @@ export function loadTrustedKeys(config: Config): Map<string, KeyObject> {
 export async function createWorker(opts: { nc: NatsConnection; config: Config; log: Logger; executors?: Executor[]; id?: string; hmacKey?: Buffer }): Promise<Worker> {
   await initClassifiers();
   const { config } = opts;
-  const executors = opts.executors ?? (config.workers.postgres.length > 0 ? [new PostgresExecutor(config.workers.postgres)] : []);
+  const executors: Executor[] = opts.executors ?? [
+    ...(config.workers.postgres.length > 0 ? [new PostgresExecutor(config.workers.postgres)] : []),
+    ...(config.workers.ssh.length > 0 ? [new SshExecutor(config.workers.ssh)] : []),
+  ];
   return new Worker({
     nc: opts.nc, config, names: makeNames(config.prefix), log: opts.log, executors, trustedKeys: loadTrustedKeys(config),
     ...(opts.hmacKey ? { hmacKey: opts.hmacKey } : {}), ...(opts.id ? { id: opts.id } : {}),

@@ -164,11 +164,16 @@ export class Worker {
     let maskedFields: string[] = [];
     try {
       if (!spec.ok) throw spec.error;
+      const maskers: Array<{ stream: string; m: LineMasker }> = [];
       const out = await ex.run({
         order, claims, signal: ac.signal,
-        streamMasker: () => new LineMasker(spec.spec, { hmacKey: this.#d.hmacKey }),
+        streamMasker: () => {
+          const m = new LineMasker(spec.spec, { hmacKey: this.#d.hmacKey });
+          maskers.push({ stream: maskers.length === 0 ? 'stdout' : maskers.length === 1 ? 'stderr' : `stream${maskers.length}`, m });
+          return m;
+        },
       });
-      ({ result, maskedFields } = this.#mask(out, spec.spec, claims));
+      ({ result, maskedFields } = this.#mask(out, spec.spec, claims, maskers));
       status = 'succeeded';
     } catch (e) {
       const err = toWritError(e);
@@ -214,12 +219,18 @@ export class Worker {
     return r.success ? { ok: true, spec: r.data } : { ok: false, error: new WritError('WRIT_MASKING_FAILED', 'the grant carries a masking spec this worker cannot apply') };
   }
 
-  #mask(out: ExecOutput, spec: MaskingSpec, claims: GrantClaims): { result: ResultBody; maskedFields: string[] } {
+  #mask(out: ExecOutput, spec: MaskingSpec, claims: GrantClaims, maskers: Array<{ stream: string; m: LineMasker }>): { result: ResultBody; maskedFields: string[] } {
     const opts = { hmacKey: this.#d.hmacKey };
+    void claims;
     if (out.type === 'stream') {
+      // Streams were masked line by line while they arrived; report what was masked, and why.
+      const columns = maskers.map(({ stream, m }) => {
+        const reasons = Object.keys(m.summary().reasons);
+        return { name: stream, masked: reasons.length > 0, ...(reasons.length ? { reasons } : {}) };
+      });
       return {
-        result: { columns: [], rows: [], rowCount: 0, truncated: out.truncated, command: 'exec', exitCode: out.exitCode, signal: out.signal, stdout: out.stdout, stderr: out.stderr },
-        maskedFields: [],
+        result: { columns, rows: [], rowCount: 0, truncated: out.truncated, command: 'exec', exitCode: out.exitCode, signal: out.signal, stdout: out.stdout, stderr: out.stderr },
+        maskedFields: columns.filter((c) => c.masked).map((c) => c.name),
       };
     }
     const fields = out.fields.map((f) => {

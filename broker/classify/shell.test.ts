@@ -254,11 +254,25 @@ describe('messages', () => {
   });
 
   it('stops re-parsing nested sh -c past a depth and fails closed', () => {
+    // Nine levels of sh -c (each quoting the last): one more than the classifier re-parses.
     let cmd = 'rm x';
-    for (let i = 0; i < 12; i++) cmd = `sh -c '${cmd.replace(/'/g, `'"'"'`)}'`;
+    for (let i = 0; i < 9; i++) cmd = `sh -c '${cmd.replace(/'/g, `'"'"'`)}'`;
     const f = classifyShell(cmd);
     expect(f.error?.code).toBe('WRIT_SHELL_UNKNOWN');
     expect(f.commands.some((c) => c.opaque && c.program === 'sh')).toBe(true);
     expect(f.commands.some((c) => c.program === 'rm')).toBe(false);
+  });
+
+  it('stays about linear on a large command (no quadratic walk)', () => {
+    const small = 'echo "a $b" \'c\' d; '.repeat(500);
+    const big = small.repeat(20);
+    classifyShell(small); // warm up the JIT so the first timing is not mostly compilation
+    const t0 = performance.now();
+    expect(classifyShell(small).commands.length).toBe(500);
+    const t1 = performance.now();
+    expect(classifyShell(big).commands.length).toBe(10_000);
+    const t2 = performance.now();
+    // 20 times the text may take up to 100 times as long (a loaded machine is noisy); quadratic would be 400.
+    expect(t2 - t1).toBeLessThan(Math.max(100 * (t1 - t0), 2000));
   });
 });

@@ -79,7 +79,7 @@ export interface SqlStatementFacts {
   kind: SqlKind;
   /** For create/alter/drop/comment/grant/...: the object type (`table`, `index`, `view`, `function`, `role`, `schema`, ...). */
   objectType?: string;
-  /** Names of the objects a DDL/DCL statement acts on (relations schema-qualified as in tablesRead; others as written). */
+  /** Names of the objects a DDL/DCL statement acts on (relations schema-qualified as in tablesRead; others as written). Not filled for MySQL. */
   objectNames: string[];
   /** ALTER TABLE sub-commands, lower-case without the AT_ prefix (`disablerowsecurity`, `dropcolumn`, ...). */
   alterActions?: string[];
@@ -90,6 +90,7 @@ export interface SqlStatementFacts {
    * quoted names as written). An unqualified name is assumed to be in `public`, except `pg_*` names, which
    * are assumed to be in `pg_catalog` (searched first by default). CTE names are not tables. Resolved through
    * subqueries, joins, set operations, LATERAL, and the target of a DML statement with RETURNING.
+   * MySQL: `db.table` when qualified, else `table` alone (the current database is not known), lower-cased.
    */
   tablesRead: string[];
   /**
@@ -120,7 +121,10 @@ export interface SqlStatementFacts {
   rowLocks: boolean;
   /** COPY details. */
   copy?: CopyFacts;
-  /** EXPLAIN: ANALYZE runs the statement, so the inner statement is classified too (and merged into this one). */
+  /**
+   * EXPLAIN: the inner statement's facts (its `text` is the whole EXPLAIN's). Its tables, columns and functions are
+   * merged into this statement; its writes, locks and CTE flags only with ANALYZE, which runs it.
+   */
   explain?: { analyze: boolean; inner: SqlStatementFacts };
   /** PREPARE name AS stmt: the prepared statement's facts (merged into this one). */
   prepare?: { name: string; inner: SqlStatementFacts };

@@ -8,6 +8,19 @@ import picomatch from 'picomatch';
 
 const OPTS = { dot: true } as const;
 
+// Compiled globs by source: large policies repeat the same patterns across many rules.
+const regexCache = new Map<string, RegExp>();
+
+function makeRe(p: string): RegExp {
+  let re = regexCache.get(p);
+  if (!re) {
+    re = picomatch.makeRe(p, OPTS);
+    if (regexCache.size >= 100_000) regexCache.clear();
+    regexCache.set(p, re);
+  }
+  return re;
+}
+
 /** An argument pattern: a glob, or a JavaScript regular expression (anchor it yourself). */
 export type ArgPattern = string | { regex: string };
 
@@ -41,7 +54,7 @@ export function globProblem(p: string): string | null {
   if (inBracket) return 'unclosed "["';
   if (depthBrace !== 0) return 'unclosed "{"';
   try {
-    const re = picomatch.makeRe(p, OPTS);
+    const re = makeRe(p);
     if (re.source === '$^') return 'picomatch cannot compile it';
   } catch (e) {
     return (e as Error).message;
@@ -70,7 +83,7 @@ export class GlobSet {
   constructor(patterns: readonly string[]) {
     this.patterns = patterns;
     this.#literals = new Set(patterns.filter((p) => !isGlob(p)));
-    this.#regexes = patterns.filter(isGlob).map((p) => picomatch.makeRe(p, OPTS));
+    this.#regexes = patterns.filter(isGlob).map(makeRe);
     this.matchesAll = patterns.includes('**');
   }
 
@@ -111,5 +124,5 @@ export class ArgSet {
 
 /** Matches a glob against one literal string: used by the shadowing check on patterns. */
 export function globMatchesLiteral(glob: string, literal: string): boolean {
-  return glob === literal || (isGlob(glob) && picomatch.makeRe(glob, OPTS).test(literal));
+  return glob === literal || (isGlob(glob) && makeRe(glob).test(literal));
 }

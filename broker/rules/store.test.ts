@@ -1,10 +1,14 @@
 import { Kvm, type KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNats, uniqueName, type NatsServerHandle } from '../../test/helpers/index.ts';
 import { WritError } from '../../schemas/index.ts';
 import { initClassifiers } from '../classify/index.ts';
-import { PolicyStore, ReloadingPolicy, RulePolicy, toPolicyInput, type PolicyTarget } from './index.ts';
+import { PolicyStore, ReloadingPolicy, RulePolicy, runPolicyCli, toPolicyInput, type PolicyTarget } from './index.ts';
 
 const V1 = `
 version: "1"
@@ -150,6 +154,31 @@ describe('ReloadingPolicy', () => {
       expect(engine.explain(select()).decision.effect).toBe('allow');
     } finally {
       await engine.stop();
+    }
+  });
+});
+
+describe('writ policy publish', () => {
+  it('validates the file, then makes it the active policy of <prefix>_policy; an invalid file changes nothing', async () => {
+    const prefix = `p${Math.random().toString(36).slice(2, 10)}`;
+    const kv = await new Kvm(nc).create(`${prefix}_policy`, { history: 16 });
+    const dir = await mkdtemp(join(tmpdir(), 'writ-publish-'));
+    try {
+      await writeFile(join(dir, 'ok.yaml'), V1);
+      await writeFile(join(dir, 'bad.yaml'), INVALID);
+      let out = '';
+      const io = { stdin: Readable.from([]), stdout: (s: string) => (out += s), stderr: (s: string) => (out += s) };
+      expect(await runPolicyCli(['publish', join(dir, 'ok.yaml'), '--server', server.url, '--prefix', prefix, '--author', 'ci'], io)).toBe(0);
+      expect(out).toMatch(/^published 1\+[0-9a-f]{16} as revision \d+/);
+      const loaded = await new PolicyStore(kv).load();
+      expect(loaded?.meta).toMatchObject({ author: 'ci', source: join(dir, 'ok.yaml') });
+      out = '';
+      expect(await runPolicyCli(['publish', join(dir, 'bad.yaml'), '--server', server.url, '--prefix', prefix], io)).toBe(1);
+      expect(out).toContain('WRIT_POLICY_INVALID');
+      expect(out).toContain('rules[0].match.sql.tabels: unknown key');
+      expect((await new PolicyStore(kv).load())?.revision).toBe(loaded?.revision);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

@@ -1,32 +1,8 @@
 /**
- * SSH executor (ssh2). Decisions, written down for docs/ARCHITECTURE.md:
- * - One connection per run: every run verifies the host key afresh, no authenticated
- *   session outlives its command, and no pool state can mix modes or leak between runs.
- *   It costs one handshake per command, which is small beside a human-scale SSH command.
- * - Host keys are always pinned (known_hosts and/or `SHA256:` fingerprints, see
- *   known-hosts.ts); ssh2 accepts any key without a `hostVerifier`, so one is always given.
- *   An unknown or changed key is WRIT_HOST_KEY_MISMATCH and nothing is sent.
- * - The grant's mode picks the credential (user + key file + optional passphrase, read once
- *   at construction and checked to parse then). No credential for the mode is
- *   WRIT_GRANT_MISMATCH. Only public-key authentication is attempted; no agent, no password.
- * - What runs is decided in command.ts: a plain argv is re-quoted, anything else is the
- *   exact approved text. No pty, no environment, stdin closed at once.
- * - Time limit (`limits.seconds`, default 30, counted from the exec request) and abort: the
- *   remote process group gets SIGKILL through the channel's `signal` request. OpenSSH refuses
- *   that request for sessions without privilege separation (every root login), so when the
- *   channel has not closed 500 ms later, a second channel of the same connection kills the
- *   connection's other session process groups (session.ts, KILL_SESSIONS). The channel
- *   closing confirms the kill; then WRIT_EXEC_TIMEOUT (or the abort's error). Unconfirmed
- *   after 8 s, the run ends anyway with `details.killConfirmed: false` and a message saying
- *   the command may still be running.
- * - Output limit (`maxOutputBytes`, lowered by `limits.bytes`): each stream is cut there and
- *   `truncated` is set, but the command is NOT stopped: the rest is read and discarded.
- *   Killing an approved write halfway through for being verbose leaves the host in a state
- *   nobody approved, and stopping the reads would only stall it until the time limit; the
- *   time limit still bounds a runaway, and the exit code stays truthful.
- * - Errors: before the command starts, connection and authentication failures are
- *   WRIT_TARGET_UNAVAILABLE (retryable: nothing ran). A connection lost after the exec
- *   request is WRIT_EXEC_FAILED: the command may have run.
+ * SSH executor (ssh2): one connection per run, host keys always pinned, the grant's mode
+ * picks the credential, a plain argv is re-quoted (anything else runs as the exact
+ * approved text), a time limit that kills the remote command, per-stream byte limits that
+ * truncate without stopping it. The reasons for each are in README.md.
  */
 import { readFileSync } from 'node:fs';
 import ssh2, { type ConnectConfig, type ParsedKey } from 'ssh2';
@@ -74,7 +50,7 @@ function loadCredential(cfg: NonNullable<SshWorkerTarget['credentials'][AccessMo
   }
   const passphrase = cfg.passphrase ? readSecret(cfg.passphrase, `${what}.passphrase`) : undefined;
   const parsed = utils.parseKey(data, passphrase);
-  // The parser's message is safe (it never quotes key material), but the cause is enough for the logs.
+  // The parser's own words go to the logs only, as the cause.
   if (parsed instanceof Error) throw new WritError('WRIT_CONFIG_INVALID', `${what}.privateKeyFile: not a usable private key (wrong passphrase?)`, { cause: parsed });
   const key = Array.isArray(parsed) ? (parsed[0] as ParsedKey | undefined) : parsed;
   if (!key || key.getPrivatePEM() === null) throw new WritError('WRIT_CONFIG_INVALID', `${what}.privateKeyFile: holds no private key`);
@@ -176,7 +152,7 @@ export class SshExecutor implements Executor {
       // Errors after ready are the session's to judge; this listener keeps them from crashing the worker.
       conn.on('error', (e) => {
         if (refusedKey !== undefined) {
-          settle(new WritError('WRIT_HOST_KEY_MISMATCH', `target ${t.cfg.target}: the host key ${refusedKey} is not pinned; nothing was run`, { cause: e }));
+          settle(new WritError('WRIT_HOST_KEY_MISMATCH', `target ${t.cfg.target}: the host key ${refusedKey} is not a pinned key; nothing was run`, { cause: e }));
         } else {
           settle(connectError(e, t.cfg.target));
         }

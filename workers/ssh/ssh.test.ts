@@ -250,11 +250,21 @@ describe('SshExecutor against sshd', () => {
     const ex = new SshExecutor([target()]);
     const token = 'ghp_' + 'abcdefghijklmnopqrstuvwxyz0123456789';
     const aws = 'AKIA' + 'IOSFODNN7EXAMPLE';
-    const out = await run(
-      ex,
+    const command =
       `printf 'token=ghp_'; sleep 0.2; printf 'abcdefghij'; sleep 0.2; printf 'klmnopqrstuvwxyz0123456789\\n'; ` +
-        `printf 'key AKIA' >&2; sleep 0.2; printf 'IOSFODNN7EXAMPLE done\\n' >&2`,
-    );
+      `printf 'key AKIA' >&2; sleep 0.2; printf 'IOSFODNN7EXAMPLE done\\n' >&2`;
+    // The real masking engine, counting the chunks it is fed, to show the secrets did arrive in pieces.
+    const c = ctx(command);
+    const chunks: number[] = [];
+    const spec = MaskingSpecSchema.parse({});
+    c.streamMasker = () => {
+      const m = new LineMasker(spec);
+      const i = chunks.push(0) - 1;
+      return { push: (b) => (chunks[i]!++, m.push(b)), end: () => m.end() };
+    };
+    const out = (await ex.run(c)) as StreamOutput;
+    expect(chunks[0]).toBeGreaterThanOrEqual(3);
+    expect(chunks[1]).toBeGreaterThanOrEqual(2);
     expect(out.exitCode).toBe(0);
     expect(out.stdout).toMatch(/^token=/);
     expect(out.stdout).not.toContain(token);
