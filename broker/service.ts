@@ -243,7 +243,7 @@ export class Broker {
       await audits.all();
       return;
     }
-    await this.#publishOrder(intent, target, claims, revision);
+    await this.#publishOrder(intent, target, claims, revision, record);
     audit('intent.dispatched', { grantId: gid, mode: decision.mode, exp: claims.exp, limits: decision.limits });
     log.debug({ intentId: intent.id }, 'dispatched');
     await audits.all();
@@ -264,14 +264,17 @@ export class Broker {
       runDeadline: claims.exp + Math.ceil(p.order.limits.seconds ?? 30) + this.#d.config.limits.sweepMarginSec,
     };
     const rev = await this.#kv.intents.update(rec.intentId, enc.encode(JSON.stringify(next)), revision);
-    await this.#publishOrder({ id: rec.intentId, sessionId: rec.sessionId, command: p.order.command, replyTo: p.order.replyTo }, target, claims, rev);
+    await this.#publishOrder({ id: rec.intentId, sessionId: rec.sessionId, command: p.order.command, replyTo: p.order.replyTo }, target, claims, rev, next);
     await this.#audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: 'intent.dispatched', policyVersion: claims.policyVersion, payload: { grantId: claims.gid, mode: claims.mode, exp: claims.exp, limits: claims.limits, approvedBy: p.votes.map((v) => v.sub) } });
   }
 
-  async #publishOrder(intent: Pick<Intent, 'id' | 'sessionId' | 'command' | 'replyTo'>, target: TargetConfig, claims: GrantClaims, revision: number): Promise<void> {
+  async #publishOrder(intent: Pick<Intent, 'id' | 'sessionId' | 'command' | 'replyTo'>, target: TargetConfig, claims: GrantClaims, revision: number, record?: IntentRecord): Promise<void> {
+    // The pending part (votes, the order to sign) is not needed by the worker.
+    const rec = record ? (({ pending: _p, ...r }) => r)(record) : undefined;
     const order: Order = {
       v: 1, type: 'order', intentId: intent.id, sessionId: intent.sessionId, target: target.name, command: intent.command,
       grant: this.#d.signer.sign(claims), stateRevision: revision, ...(intent.replyTo ? { replyTo: intent.replyTo } : {}),
+      ...(rec ? { record: rec } : {}),
     };
     // msgID = grant id: a re-sent order within the window is dropped by the server; beyond it, the claim refuses it.
     await this.#js.publish(this.#d.names.exec(target.kind, target.name), enc.encode(JSON.stringify(order)), { msgID: claims.gid });

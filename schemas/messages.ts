@@ -127,6 +127,11 @@ export const OrderSchema = z.strictObject({
   grant: z.string().max(65_536),
   /** Revision of the `dispatched` state in the intents bucket, for the worker's compare-and-set. */
   stateRevision: z.number().int().positive(),
+  /**
+   * The `dispatched` record as stored at stateRevision, so the worker moves it to its end
+   * state with one compare-and-set instead of a read and a write. Checked against the grant.
+   */
+  record: z.lazy(() => IntentRecordSchema).optional(),
   replyTo: InboxSchema.optional(),
 });
 export type Order = z.infer<typeof OrderSchema>;
@@ -209,7 +214,7 @@ export const IntentRecordSchema = z.strictObject({
   error: ErrorReplySchema.optional(),
   /** Digest of the command text (the text itself is in the audit log). */
   commandSha256: z.string(),
-  /** Only while `pending` (and kept after, for the record of votes). */
+  /** While `pending` and until the run ends (the votes stay in the audit log). */
   pending: PendingSchema.optional(),
   createdAt: z.number().int(),
   updatedAt: z.number().int(),

@@ -201,7 +201,7 @@ export class Worker {
     beforeFinishAudit();
     await Promise.all([
       this.#js.publish(this.#d.names.result(order.intentId), bytes, { msgID: `r-${claims.gid}` }),
-      this.#finish(order, status, error),
+      this.#finish(order, claims, status, error),
       this.#audit.append({
         sessionId: order.sessionId, intentId: order.intentId, type: 'exec.finished', policyVersion: claims.policyVersion,
         payload: {
@@ -259,7 +259,18 @@ export class Worker {
   }
 
   /** Moves the intent's record from `dispatched` to its end state by compare-and-set. */
-  async #finish(order: Order, status: IntentState, error: ErrorReply | undefined): Promise<void> {
+  async #finish(order: Order, claims: GrantClaims, status: IntentState, error: ErrorReply | undefined): Promise<void> {
+    const r = order.record;
+    // Fast path: the order carries the record at stateRevision; one compare-and-set, no read.
+    if (r && r.intentId === claims.iid && r.sessionId === claims.sid && r.principal.sub === claims.sub && r.state === 'dispatched') {
+      const next: IntentRecord = { ...r, state: status, updatedAt: Date.now(), ...(error ? { error } : {}) };
+      try {
+        await this.#intents.update(order.intentId, enc.encode(JSON.stringify(next)), order.stateRevision);
+        return;
+      } catch {
+        // The record moved on (e.g. the sweeper): take the slow path, which reads it.
+      }
+    }
     for (let attempt = 0; attempt < 3; attempt++) {
       const entry = await this.#intents.get(order.intentId);
       if (!entry || entry.operation !== 'PUT') return;
