@@ -1,2 +1,0 @@
-import { benchDecisions } from './bench/decisions.ts';
-await benchDecisions({ ms: 1500 });
