@@ -4,7 +4,8 @@
  * - uncached: classify the text, then decide (what a broker does on a new text);
  * - cached: SHA-256 of the exact text, facts from a map, decide (a text seen before);
  * - decide only: the engine alone, facts at hand (what the rule count changes).
- * One thread, so the figures are per core. `npx tsx bench/decisions.ts`.
+ * One thread. Rates are given per CPU-second of this process, which is the per-core
+ * figure even on a loaded machine, and per wall-clock second. `npx tsx bench/decisions.ts`.
  */
 import { pathToFileURL } from 'node:url';
 import { sha256Hex, type Principal, type TargetConfig } from '../schemas/index.ts';
@@ -17,8 +18,10 @@ const TEAMS = 200;
 const DBS = 1000;
 const HOSTS = 500;
 
+type RuleInput = NonNullable<PolicyDocumentInput['rules']>[number];
+
 /** The ten rules every size starts from: a warehouse, an application database, hosts. */
-const BASE: PolicyDocumentInput['rules'] = [
+const BASE: RuleInput[] = [
   { id: 'no-credential-catalogs', effect: 'deny', match: { sql: { tables: ['pg_catalog.pg_authid', 'pg_catalog.pg_shadow'] } } },
   { id: 'no-ddl-in-prod', effect: 'deny', match: { target: { tags: ['prod'] }, sql: { kinds: ['create', 'alter', 'drop', 'truncate', 'grant', 'revoke'] } } },
   { id: 'no-whereless', effect: 'deny', match: { sql: { kinds: ['update', 'delete'], whereless: true } } },
@@ -32,7 +35,7 @@ const BASE: PolicyDocumentInput['rules'] = [
 ];
 
 /** Team rules of five shapes, the way large policies grow: per team, per database, per host. */
-function filler(i: number): NonNullable<PolicyDocumentInput['rules']>[number] {
+function filler(i: number): RuleInput {
   const t = i % TEAMS;
   const db = `db-${i % DBS}`;
   const host = `host-${i % HOSTS}`;
@@ -46,7 +49,7 @@ function filler(i: number): NonNullable<PolicyDocumentInput['rules']>[number] {
 }
 
 function policyOf(n: number): RulePolicy {
-  const rules = [...BASE!];
+  const rules = [...BASE];
   for (let i = 0; rules.length < n; i++) rules.push(filler(i));
   return RulePolicy.fromDocument({ version: `bench-${n}`, rules });
 }
@@ -66,14 +69,15 @@ const SSH = (name: string, ...tags: string[]): TargetConfig => ({ name, kind: 's
 function intents(): Intent[] {
   const wh = PG('warehouse', 'prod');
   const app = PG('app-db', 'prod');
+  const web = SSH('web-1', 'prod');
   const analyst = P('alice', 'analysts');
   const eng = P('bob', 'engineers');
   const ops = P('olga', 'ops');
   const out: Intent[] = [
-    { principal: analyst, target: wh, kind: 'sql', text: 'SELECT day, sum(revenue) FROM reporting.daily WHERE day > now() - interval \'30 days\' GROUP BY day ORDER BY day' },
-    { principal: analyst, target: wh, kind: 'sql', text: 'SELECT c.id, c.name, count(o.id) FROM public.customers c JOIN public.orders o ON o.customer_id = c.id WHERE o.created_at > now() - interval \'7 days\' GROUP BY c.id, c.name' },
+    { principal: analyst, target: wh, kind: 'sql', text: "SELECT day, sum(revenue) FROM reporting.daily WHERE day > now() - interval '30 days' GROUP BY day ORDER BY day" },
+    { principal: analyst, target: wh, kind: 'sql', text: "SELECT c.id, c.name, count(o.id) FROM public.customers c JOIN public.orders o ON o.customer_id = c.id WHERE o.created_at > now() - interval '7 days' GROUP BY c.id, c.name" },
     { principal: analyst, target: wh, kind: 'sql', text: 'SELECT * FROM analytics.events WHERE session_id = 42 LIMIT 100' },
-    { principal: analyst, target: wh, kind: 'sql', text: 'WITH recent AS (SELECT * FROM analytics.sessions WHERE started > now() - interval \'1 day\') SELECT count(*) FROM recent' },
+    { principal: analyst, target: wh, kind: 'sql', text: "WITH recent AS (SELECT * FROM analytics.sessions WHERE started > now() - interval '1 day') SELECT count(*) FROM recent" },
     { principal: analyst, target: wh, kind: 'sql', text: 'SELECT * FROM payroll.salaries' },
     { principal: analyst, target: wh, kind: 'sql', text: 'SELECT 1; DROP TABLE analytics.events' },
     { principal: analyst, target: wh, kind: 'sql', text: 'SELECT rolpassword FROM pg_authid' },
@@ -82,10 +86,10 @@ function intents(): Intent[] {
     { principal: eng, target: app, kind: 'sql', text: "BEGIN; UPDATE stock SET qty = qty - 1 WHERE sku = 'A1'; INSERT INTO orders (sku, created_at) VALUES ('A1', now()); COMMIT" },
     { principal: eng, target: app, kind: 'sql', text: 'DELETE FROM orders' },
     { principal: eng, target: app, kind: 'sql', text: 'SELECT pg_sleep(5)' },
-    { principal: ops, target: SSH('web-1', 'prod'), kind: 'shell', text: 'uptime; df -h; free -m' },
-    { principal: ops, target: SSH('web-1', 'prod'), kind: 'shell', text: 'journalctl -u nginx.service -n 200 --no-pager | grep -i upstream | tail -n 20' },
-    { principal: ops, target: SSH('web-1', 'prod'), kind: 'shell', text: 'systemctl status nginx.service' },
-    { principal: ops, target: SSH('web-1', 'prod'), kind: 'shell', text: 'uptime && rm -rf /var/lib/postgresql' },
+    { principal: ops, target: web, kind: 'shell', text: 'uptime; df -h; free -m' },
+    { principal: ops, target: web, kind: 'shell', text: 'journalctl -u nginx.service -n 200 --no-pager | grep -i upstream | tail -n 20' },
+    { principal: ops, target: web, kind: 'shell', text: 'systemctl status nginx.service' },
+    { principal: ops, target: web, kind: 'shell', text: 'uptime && rm -rf /var/lib/postgresql' },
   ];
   for (let k = 0; k < 12; k++) {
     const t = (k * 37) % TEAMS;
@@ -104,15 +108,20 @@ function classify(i: Intent): CommandFacts {
 }
 
 interface Figures {
+  /** Decisions per second of wall time. */
   perSec: number;
+  /** Decisions per second of this process's CPU time: per core, whatever else loads the machine. */
+  perCpuSec: number;
+  /** Wall-clock decision time, µs. */
   p50: number;
   p99: number;
 }
 
-/** Runs `op` over the mix for about `ms`, timing each call; microseconds. */
+/** Runs `op` over the mix for about `ms`, timing each call. */
 function measure(mix: readonly Intent[], op: (i: Intent, k: number) => unknown, ms: number): Figures {
-  for (let k = 0; k < 200; k++) op(mix[k % mix.length]!, k); // warm-up
+  for (let k = 0; k < 500; k++) op(mix[k % mix.length]!, k); // warm-up
   const times: number[] = [];
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const end = t0 + ms;
   let k = 0;
@@ -124,58 +133,85 @@ function measure(mix: readonly Intent[], op: (i: Intent, k: number) => unknown, 
     times.push((now - a) * 1000);
     k++;
   }
+  const cpu = process.cpuUsage(cpu0);
   times.sort((x, y) => x - y);
-  return { perSec: (times.length / (now - t0)) * 1000, p50: percentile(times, 50), p99: percentile(times, 99) };
+  return {
+    perSec: (times.length / (now - t0)) * 1000,
+    perCpuSec: times.length / ((cpu.user + cpu.system) / 1e6),
+    p50: percentile(times, 50),
+    p99: percentile(times, 99),
+  };
 }
 
-/** The figures by name (decisions per second, microseconds), after printing them as a table. */
+/** The figures by name (decisions per second, microseconds, milliseconds), after printing them as a table. */
 export async function benchDecisions(opts: { ms?: number; log?: (s: string) => void } = {}): Promise<Record<string, number>> {
-  const ms = opts.ms ?? Number(process.env.BENCH_MS ?? 2000);
+  const ms = opts.ms ?? Number(process.env.BENCH_MS ?? 1500);
   const log = opts.log ?? ((s: string) => console.log(s));
   await initClassifiers();
   const mix = intents();
+  // The parsers are WASM and JIT-compiled JavaScript: let them warm up before any figure counts.
   const now = new Date('2025-03-04T10:00:00Z');
+  const warm = policyOf(10);
+  measure(mix, (i) => warm.decide({ principal: i.principal, target: i.target, facts: classify(i), now, command: { kind: 'shell', command: '' } }), Math.min(ms, 1000));
   const out: Record<string, number> = {};
   const rows: string[] = [];
-  for (const n of [10, 1000, 10_000]) {
+  const f = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
+  const cell = (x: Figures) => `${f(x.perCpuSec)} (${f(x.perSec)}) | ${f(x.p50)} / ${f(x.p99)}`;
+  const policies = [10, 1000, 10_000].map((n) => {
     const c0 = performance.now();
     const policy = policyOf(n);
-    const compileMs = performance.now() - c0;
-    const input = (i: Intent, facts: CommandFacts): PolicyInput => ({
-      principal: i.principal, target: i.target, facts, now,
-      command: i.kind === 'sql' ? { kind: 'sql', sql: i.text } : { kind: 'shell', command: i.text },
-    });
-    const uncached = measure(mix, (i) => policy.decide(input(i, classify(i))), ms);
-    const cache = new Map<string, CommandFacts>();
-    const cached = measure(mix, (i) => {
-      const key = `${i.target.kind}:${sha256Hex(i.text)}`;
-      let f = cache.get(key);
-      if (!f) cache.set(key, (f = classify(i)));
-      return policy.decide(input(i, f));
-    }, ms);
-    const inputs = mix.map((i) => input(i, classify(i)));
-    const decideOnly = measure(mix, (_i, k) => policy.decide(inputs[k % inputs.length]!), ms);
-    const key = `rules${n}`;
-    Object.assign(out, {
-      [`${key}_compile_ms`]: compileMs,
-      [`${key}_uncached_per_s`]: uncached.perSec, [`${key}_uncached_p50_us`]: uncached.p50, [`${key}_uncached_p99_us`]: uncached.p99,
-      [`${key}_cached_per_s`]: cached.perSec, [`${key}_cached_p50_us`]: cached.p50, [`${key}_cached_p99_us`]: cached.p99,
-      [`${key}_decide_per_s`]: decideOnly.perSec, [`${key}_decide_p50_us`]: decideOnly.p50, [`${key}_decide_p99_us`]: decideOnly.p99,
-      [`${key}_unindexed_rules`]: policy.unindexedRules,
-    });
-    const f = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
-    rows.push(`| ${n} | ${f(compileMs)} | ${f(uncached.perSec)} | ${f(uncached.p50)} / ${f(uncached.p99)} | ${f(cached.perSec)} | ${f(cached.p50)} / ${f(cached.p99)} | ${f(decideOnly.perSec)} | ${f(decideOnly.p50)} / ${f(decideOnly.p99)} | ${policy.unindexedRules} |`);
+    return { n, policy, compileMs: performance.now() - c0 };
+  });
+  const input = (i: Intent, facts: CommandFacts): PolicyInput => ({
+    principal: i.principal, target: i.target, facts, now,
+    command: i.kind === 'sql' ? { kind: 'sql', sql: i.text } : { kind: 'shell', command: i.text },
+  });
+  // Two rounds over all sizes, keeping each figure's better round: a loaded machine makes single runs noisy.
+  const best = new Map<string, Figures>();
+  const keep = (k: string, x: Figures) => {
+    const b = best.get(k);
+    if (!b || x.perCpuSec > b.perCpuSec) best.set(k, x);
+  };
+  for (let round = 0; round < 2; round++) {
+    for (const { n, policy } of policies) {
+      keep(`${n}:uncached`, measure(mix, (i) => policy.decide(input(i, classify(i))), ms));
+      const cache = new Map<string, CommandFacts>();
+      keep(`${n}:cached`, measure(mix, (i) => {
+        const key = `${i.target.kind}:${sha256Hex(i.text)}`;
+        let facts = cache.get(key);
+        if (!facts) cache.set(key, (facts = classify(i)));
+        return policy.decide(input(i, facts));
+      }, ms));
+      const inputs = mix.map((i) => input(i, classify(i)));
+      keep(`${n}:decide`, measure(mix, (_i, k) => policy.decide(inputs[k % inputs.length]!), ms));
+    }
   }
-  // Cost per decision is 1 / rate; the ratio of costs is the inverse ratio of rates.
-  out.ratio_10k_10_uncached = out.rules10_uncached_per_s! / out.rules10000_uncached_per_s!;
-  out.ratio_10k_10_cached = out.rules10_cached_per_s! / out.rules10000_cached_per_s!;
-  out.ratio_10k_10_decide = out.rules10_decide_per_s! / out.rules10000_decide_per_s!;
-  log(`\n## Policy decisions (one thread; ${mix.length} intents in the mix, ${ms} ms per figure)`);
+  for (const { n, policy, compileMs } of policies) {
+    const key = `rules${n}`;
+    const fig = (name: string) => best.get(`${n}:${name}`)!;
+    for (const name of ['uncached', 'cached', 'decide']) {
+      const x = fig(name);
+      out[`${key}_${name}_per_s`] = x.perSec;
+      out[`${key}_${name}_per_cpu_s`] = x.perCpuSec;
+      out[`${key}_${name}_p50_us`] = x.p50;
+      out[`${key}_${name}_p99_us`] = x.p99;
+    }
+    out[`${key}_compile_ms`] = compileMs;
+    out[`${key}_unindexed_rules`] = policy.unindexedRules;
+    rows.push(`| ${n} | ${f(compileMs)} | ${cell(fig('uncached'))} | ${cell(fig('cached'))} | ${cell(fig('decide'))} | ${policy.unindexedRules} |`);
+  }
+  // The cost of a decision is CPU time per decision, 1 / rate: the ratio of costs is the inverse ratio of rates.
+  for (const name of ['uncached', 'cached', 'decide']) {
+    out[`ratio_10k_10_${name}`] = out[`rules10_${name}_per_cpu_s`]! / out[`rules10000_${name}_per_cpu_s`]!;
+  }
+  const x = (name: string) => `${out[`ratio_10k_10_${name}`]!.toFixed(2)}×`;
+  log(`\n## Policy decisions (one thread; ${mix.length} intents in the mix; best of 2 rounds of ${ms} ms per figure)`);
+  log('Rates: decisions per CPU-second of this process (= per core), wall-clock rate in parentheses. Times: wall-clock µs.\n');
   log('| rules | compile ms | uncached/s | p50 / p99 µs | cached/s | p50 / p99 µs | decide only/s | p50 / p99 µs | unindexed rules |');
   log('|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) log(r);
-  log(`\ncost 10,000 rules / 10 rules: uncached ${out.ratio_10k_10_uncached.toFixed(2)}×, cached ${out.ratio_10k_10_cached.toFixed(2)}×, decide only ${out.ratio_10k_10_decide.toFixed(2)}× (goal ≤ 2×)`);
-  log('goals: ≥ 5,000 uncached and ≥ 100,000 cached decisions/s per core');
+  log(`\ncost of a decision, 10,000 rules / 10 rules: uncached ${x('uncached')}, cached ${x('cached')}, decide only ${x('decide')} (goal ≤ 2×)`);
+  log('goals: ≥ 5,000 uncached and ≥ 100,000 cached decisions per second per core');
   return out;
 }
 

@@ -14,6 +14,11 @@ if (want('e2e')) {
   const { benchE2E, printE2E } = await import('./e2e.ts');
   printE2E(await benchE2E());
 }
+if (want('decisions')) {
+  const { benchDecisions } = await import('./decisions.ts');
+  console.log('\n## Policy decisions');
+  console.log(await benchDecisions());
+}
 if (want('masking')) {
   const { benchMasking } = await import('./masking.ts');
   console.log('\n## Masking');

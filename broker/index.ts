@@ -10,6 +10,10 @@ import { loadDevIssuer } from './dev-issuer.ts';
 import { IdentityVerifier } from './identity.ts';
 import { loadOrCreateGrantKey } from './keys.ts';
 import { SimplePolicy, type PolicyEngine } from './policy.ts';
+import { readFileSync } from 'node:fs';
+import type { AuditWriter } from '../audit/index.ts';
+import { PolicyStore, ReloadingPolicy, RulePolicy } from './rules/index.ts';
+import type { Buckets } from './provision.ts';
 import { Broker } from './service.ts';
 
 export { Broker, type BrokerState } from './service.ts';
@@ -19,6 +23,7 @@ export { DEV_ISSUER, loadDevIssuer, mintDevToken, parseDuration, type DevIssuer 
 export { loadOrCreateGrantKey, publicKeyFileFor } from './keys.ts';
 export { provision, openBuckets, type Buckets } from './provision.ts';
 export { classifyCommand } from './classify-command.ts';
+export { RulePolicy, PolicyStore, ReloadingPolicy, runPolicyCli } from './rules/index.ts';
 
 /** Builds a broker from a parsed config: keys, issuers, policy, classifiers. */
 export async function createBroker(opts: { nc: NatsConnection; config: Config; log: Logger; policy?: PolicyEngine; id?: string }): Promise<Broker> {
@@ -29,6 +34,28 @@ export async function createBroker(opts: { nc: NatsConnection; config: Config; l
   const { signer } = loadOrCreateGrantKey(config.grants.keyFile);
   return new Broker({
     nc: opts.nc, config, names: makeNames(config.prefix), log: opts.log, identity, signer,
-    policy: opts.policy ?? new SimplePolicy(config.policy), ...(opts.id ? { id: opts.id } : {}),
+    policy: opts.policy ?? (config.policyFile ? policyFromStore(config.policyFile, opts.log) : new SimplePolicy(config.policy)),
+    ...(opts.id ? { id: opts.id } : {}),
   });
+}
+
+/**
+ * The rule engine's lifecycle: the file named in the config is validated and published to
+ * the writ_policy bucket (a no-op when unchanged), then every broker follows the bucket and
+ * hot-reloads; an invalid update is refused and the old policy stays.
+ */
+function policyFromStore(file: string, log: Logger) {
+  return async ({ kv, audit }: { kv: Buckets; audit: AuditWriter }) => {
+    const store = new PolicyStore(kv.policy);
+    const text = readFileSync(file, 'utf8');
+    const fallback = RulePolicy.fromText(text, file);
+    const published = await store.publish(text, { source: file, author: 'broker-start' });
+    const policy = await ReloadingPolicy.start(store, {
+      fallback,
+      log,
+      onChange: (p) => void audit.append({ sessionId: '_policy', type: 'policy.loaded', policyVersion: p.policy.version, payload: { version: p.policy.version, revision: p.revision, meta: p.meta } }).catch(() => undefined),
+    });
+    log.info({ version: published.version, changed: published.changed }, 'policy published from file');
+    return policy;
+  };
 }

@@ -33,7 +33,8 @@ export interface BrokerDeps {
   names: Names;
   log: Logger;
   identity: IdentityVerifier;
-  policy: PolicyEngine;
+  /** The policy, or a factory that builds it once the buckets exist (the hot-reloading engine reads writ_policy). */
+  policy: PolicyEngine | ((ctx: { kv: Buckets; audit: AuditWriter }) => Promise<PolicyEngine & { stop?(): Promise<void> }>);
   signer: GrantSigner;
   /** Broker replica id, for audit actors. */
   id?: string;
@@ -53,6 +54,7 @@ export class Broker {
   #api?: ApiService;
   #sweeper?: Sweeper;
   #approvals!: Approvals;
+  #policy!: PolicyEngine & { stop?(): Promise<void> };
   readonly #targets: Map<string, TargetConfig>;
 
   constructor(deps: BrokerDeps) {
@@ -71,6 +73,7 @@ export class Broker {
     this.#jsm = await jetstreamManager(nc);
     this.#kv = await provision(nc, this.#jsm, n, config);
     this.#audit = new AuditWriter({ js: this.#js, jsm: this.#jsm, names: n, actor: { kind: 'broker', id: this.id }, flushMs: config.audit.flushMs, logger: this.#d.log });
+    this.#policy = typeof this.#d.policy === 'function' ? await this.#d.policy({ kv: this.#kv, audit: this.#audit }) : this.#d.policy;
     await this.#ensureConsumer();
     const consumer = await this.#js.consumers.get(n.streams.intents, n.durables.broker);
     this.#loop = await consumeConcurrently(consumer, (m) => this.#handle(m), { maxInFlight: config.limits.concurrency, log: this.#d.log });
@@ -81,12 +84,12 @@ export class Broker {
     await this.#approvals.start();
     this.#sweeper = new Sweeper({ kv: this.#kv, js: this.#js, names: n, audit: this.#audit, log: this.#d.log, intervalMs: config.limits.sweepIntervalMs, approvals: this.#approvals });
     this.#api = new ApiService({ nc, names: n, kv: this.#kv, js: this.#js, jsm: this.#jsm, identity: this.#d.identity, audit: this.#audit, log: this.#d.log, approvals: this.#approvals, sweeper: this.#sweeper,
-      policy: () => this.#d.policy, targets: this.#targets,
+      policy: () => this.#policy, targets: this.#targets,
     });
     this.#api.start();
     await this.#sweeper.start();
     this.state = 'RUNNING';
-    this.#d.log.info({ broker: this.id, policy: this.#d.policy.version }, 'broker running');
+    this.#d.log.info({ broker: this.id, policy: this.#policy.version }, 'broker running');
   }
 
   async #ensureConsumer(): Promise<void> {
@@ -114,6 +117,7 @@ export class Broker {
     await this.#api?.stop();
     await this.#approvals?.stop();
     await this.#loop?.drain();
+    await this.#policy?.stop?.();
     await this.#audit?.close();
     this.state = 'STOPPED';
   }
@@ -170,7 +174,8 @@ export class Broker {
   }
 
   async #process(intent: Intent, redelivered: boolean): Promise<void> {
-    const { log, policy, names: n } = this.#d;
+    const { log } = this.#d;
+    const policy = this.#policy;
     // Events are gathered and appended together when the intent is handled, so they form one
     // block: one JetStream write per intent for the broker's part of the chain.
     const events: Array<{ type: string; payload: Record<string, unknown>; at: number }> = [];
@@ -257,7 +262,7 @@ export class Broker {
     const claims: GrantClaims = {
       gid: rec.intentId, iid: rec.intentId, sid: rec.sessionId, tgt: target.name, kind: target.kind, mode: p.order.mode,
       sha256: rec.commandSha256, iat: nowSec, exp: nowSec + this.#d.config.grants.ttlSec, limits: p.order.limits,
-      ...(p.order.mask !== undefined ? { mask: p.order.mask } : {}), policyVersion: rec.decision?.policyVersion ?? this.#d.policy.version, sub: rec.principal.sub,
+      ...(p.order.mask !== undefined ? { mask: p.order.mask } : {}), policyVersion: rec.decision?.policyVersion ?? this.#policy.version, sub: rec.principal.sub,
     };
     const next: IntentRecord = {
       ...rec, state: 'dispatched', grantId: claims.gid, grantExp: claims.exp, updatedAt: Date.now(),
@@ -299,7 +304,7 @@ export class Broker {
       if (existing.grantExp && existing.grantExp > nowSec) {
         const claims: GrantClaims = {
           gid: existing.grantId!, iid: intent.id, sid: existing.sessionId, tgt: target.name, kind: target.kind, mode: existing.decision!.mode,
-          sha256: existing.commandSha256, iat: nowSec, exp: existing.grantExp, limits: this.#d.policy.decide({
+          sha256: existing.commandSha256, iat: nowSec, exp: existing.grantExp, limits: this.#policy.decide({
             principal: who.principal, target, command: intent.command, facts: classifyCommand(target, intent.command), now: new Date(),
           }).limits, policyVersion: existing.decision!.policyVersion, sub: who.principal.sub,
         };

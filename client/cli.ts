@@ -23,6 +23,7 @@ const USAGE = `writ — privileged-access broker for automation agents
                                                 mint a token from the local development issuer
   writ exec --target T (--sql "…" | --command "…") [--session S] [--json] [--token T] [--justification "…"]
   writ status ID | writ wait ID [--timeout 30s]
+  writ policy check FILE | test FILE… | eval --policy FILE [--config FILE] | publish FILE
   writ audit sessions|replay|tail|verify|export …
   writ pending | writ approve ID [--reason "…"] [--window 1h] | writ deny ID --reason "…"
   writ grants | writ revoke WINDOW_ID            approvers, with their own token (WRIT_TOKEN)
@@ -46,6 +47,10 @@ async function main(argv: string[]): Promise<number> {
       return statusOrWait(cmd, rest);
     case 'audit':
       return audit(rest);
+    case 'policy': {
+      const { runPolicyCli } = await import('../broker/rules/index.ts');
+      return runPolicyCli(rest, { stdin: process.stdin, stdout: (x) => process.stdout.write(x), stderr: (x) => process.stderr.write(x) });
+    }
     case 'pending':
     case 'approve':
     case 'deny':
@@ -144,7 +149,9 @@ function printOutcome(o: Outcome, json: boolean): number {
   } else if (o.result) {
     const r = o.result;
     if (r.stdout !== undefined) process.stdout.write(r.stdout + (r.stderr ? `\n[stderr]\n${r.stderr}` : '') + `\n[exit ${r.exitCode ?? r.signal}]\n`);
-    else {
+    else if (r.columns.length === 0) {
+      process.stdout.write(`${r.command ?? 'OK'} ${r.rowCount}\n  intent ${o.intentId} session ${o.sessionId}\n`);
+    } else {
       process.stdout.write(`${r.columns.map((c) => (c.masked ? `${c.name}*` : c.name)).join('\t')}\n`);
       for (const row of r.rows) process.stdout.write(`${row.map((v) => (v === null ? 'NULL' : typeof v === 'object' ? JSON.stringify(v) : String(v))).join('\t')}\n`);
       process.stdout.write(`(${r.rowCount} rows${r.truncated ? ', truncated' : ''}; * = masked) intent ${o.intentId} session ${o.sessionId}\n`);

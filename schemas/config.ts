@@ -138,6 +138,11 @@ export const ConfigSchema = z.strictObject({
     ttlSec: z.number().int().positive().default(60),
   }).default({ keyFile: '.data/grant-key.pem', ttlSec: 60 }),
   targets: z.array(TargetSchema).default([]),
+  /**
+   * A policy file for the rule engine (docs/policy.md). When set, it replaces `policy`:
+   * brokers publish it to the writ_policy bucket and hot-reload from there.
+   */
+  policyFile: z.string().optional(),
   policy: PolicySchema.default({ rules: [], defaultLimits: { rows: 1000, seconds: 30, bytes: 4 * 1024 * 1024 } }),
   workers: z.strictObject({
     postgres: z.array(PostgresWorkerTargetSchema).default([]),
@@ -210,6 +215,7 @@ export function parseConfig(input: unknown, baseDir = process.cwd()): Readonly<C
   c.grants.keyFile = abs(c.grants.keyFile);
   c.identity.devIssuer.dir = abs(c.identity.devIssuer.dir);
   for (const i of c.identity.issuers) if (i.jwksFile) i.jwksFile = abs(i.jwksFile);
+  if (c.policyFile) c.policyFile = abs(c.policyFile);
   return deepFreeze(c);
 }
 

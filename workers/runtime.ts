@@ -192,6 +192,7 @@ export class Worker {
     }
     const outcome: Outcome = {
       v: 1, type: 'outcome', intentId: order.intentId, sessionId: order.sessionId, status, at: Date.now(),
+      ...(order.record?.decision ? { decision: order.record.decision } : {}),
       ...(result ? { result } : {}), ...(error ? { error } : {}),
     };
     const bytes = enc.encode(JSON.stringify(outcome));

@@ -182,7 +182,7 @@ function shellSection(m: ShellMatch, scope: Scope): Section<ShellView, CommandVi
   if (m.args) unit.push(argsCheck(L('args', m.args), m.args, (u) => ({ program: u.program, args: u.c.args }), scope));
   if (m.wrappers) unit.push(listCheck(L('wrappers', m.wrappers), (u) => u.c.wrappers, programMatcher(new GlobSet(m.wrappers)), scope));
   else if (grant) unit.push(listCheck(`shell.wrappers: none of ${fmt(PRIVILEGE_WRAPPERS)} (default for grants)`, (u) => u.c.wrappers, programMatcher(new GlobSet(PRIVILEGE_WRAPPERS)), scope, true));
-  const envNames = (u: CommandView) => Object.keys(u.c.env);
+  const envNames = (u: CommandView) => u.envNames;
   if (m.env) unit.push(listCheck(L('env', m.env), envNames, globMatcher(new GlobSet(m.env)), scope));
   else if (grant) unit.push(listCheck(`shell.env ${fmt(SAFE_ENV)} (default for grants)`, envNames, globMatcher(new GlobSet(SAFE_ENV)), scope));
   if (m.opaque !== undefined) unit.push(boolCheck(L('opaque', m.opaque), (u) => u.c.opaque, m.opaque));

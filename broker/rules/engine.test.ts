@@ -8,6 +8,7 @@ const TARGETS = new Map<string, PolicyTarget>([
   ['app', { name: 'app', kind: 'postgres', tags: ['prod'] }],
   ['stage', { name: 'stage', kind: 'postgres', tags: ['staging'] }],
   ['web1', { name: 'web1', kind: 'ssh', tags: ['prod'] }],
+  ['maria', { name: 'maria', kind: 'mysql', tags: ['prod'] }],
 ]);
 
 const alice = { sub: 'alice', iss: 'https://idp', groups: ['analysts'] };
@@ -284,7 +285,9 @@ rules:
   - { id: tee, effect: allow, match: { principal: { groups: [writers] }, shell: { programs: [echo], pathsWritten: ["/tmp/*"], wrappers: [sudo], env: [DEBUG] } } }
 `);
     expect(p.decide(sh('cat /etc/hosts 2>/dev/null')).effect).toBe('allow');
-    for (const c of ['cat x > /tmp/y', 'cat x >> /etc/passwd', 'echo x > /dev/tcp/1.2.3.4/80', 'sudo cat x', 'LD_PRELOAD=/x.so cat y', 'cat < /etc/shadow', 'env PAGER=sh cat x']) {
+    expect(p.decide(sh('LANG=C; cat /etc/hosts')).effect).toBe('allow');
+    for (const c of ['cat x > /tmp/y', 'cat x >> /etc/passwd', 'echo x > /dev/tcp/1.2.3.4/80', 'sudo cat x', 'LD_PRELOAD=/x.so cat y', 'cat < /etc/shadow', 'env PAGER=sh cat x',
+      'PATH=/tmp/evil; cat x', 'IFS=/; cat x']) {
       expect(p.decide(sh(c)).effect, c).toBe('deny');
     }
     const w = { sub: 'w', groups: ['writers'] };
@@ -342,6 +345,42 @@ rules:
     expect(effect('SELECT 1; SELECT 2; SELECT 3; SELECT 4')).toEqual(['few']);
     expect(effect('DROP TABLE t')).toEqual([]);
     expect(effect('SELECT pg_sleep(1)')).toEqual([]);
+  });
+});
+
+describe('accessFor', () => {
+  it('lists the rules that could apply to a principal on a target, with one-line summaries', () => {
+    const p = RulePolicy.fromText(`
+rules:
+  - { id: no-ddl, effect: deny, match: { target: { tags: [prod] }, sql: { kinds: [drop, truncate] } } }
+  - { id: read, effect: allow, mode: read, match: { principal: { groups: [analysts] }, sql: { kinds: [select], tablesRead: ["analytics.*"] } } }
+  - { id: esc, effect: require_approval, scope: any, match: { sql: { readOnly: false } }, approval: { groups: [dba], count: 2, timeoutSec: 60 } }
+  - { id: other, effect: allow, match: { principal: { groups: [ops] } } }
+  - { id: diag, effect: allow, match: { shell: { programs: [uptime] } } }
+`);
+    const access = p.accessFor({ sub: 'alice', iss: '', groups: ['analysts'] }, { name: 'wh', kind: 'postgres', tags: ['prod'] });
+    expect(access.map((a) => a.rule)).toEqual(['no-ddl', 'read', 'esc']);
+    expect(access[0]).toMatchObject({ effect: 'deny', summary: 'denied: drop, truncate' });
+    expect(access[1]).toMatchObject({ effect: 'allow', mode: 'read', summary: 'allowed (read): select on analytics.*' });
+    expect(access[2]!.summary).toBe('needs approval by 2 of [dba] when a statement or command matches: statements that write');
+    expect(p.accessFor({ sub: 'o', iss: '', groups: ['ops'] }, { name: 'web1', kind: 'ssh', tags: [] }).map((a) => a.rule)).toEqual(['other', 'diag']);
+  });
+});
+
+describe('MySQL targets', () => {
+  const p = RulePolicy.fromText(`
+rules:
+  - { id: shop-read, effect: allow, mode: read, match: { target: { kind: [mysql] }, sql: { dialect: mysql, kinds: [select], tablesRead: ["shop.*"] } } }
+  - { id: pg-only, effect: allow, match: { sql: { dialect: postgres, kinds: [select] } } }
+`);
+
+  it('classifies with the MySQL grammar and applies the same rules', () => {
+    expect(p.decide(sql('SELECT * FROM shop.orders WHERE id = 1', 'maria'))).toMatchObject({ effect: 'allow', rules: ['shop-read'], mode: 'read' });
+    expect(p.decide(sql('SELECT SLEEP(10)', 'maria')).effect).toBe('deny');
+    expect(p.decide(sql('SELECT * FROM shop.orders; DROP TABLE shop.orders', 'maria')).effect).toBe('deny');
+    // Backslash quoting differs from PostgreSQL's: whatever the MySQL parser makes of it, it is not allowed.
+    expect(p.decide(sql("SELECT '\\'; DROP TABLE x; -- '", 'maria')).effect).toBe('deny');
+    expect(p.decide(sql('SELECT 1', 'wh')).rules).toEqual(['pg-only']);
   });
 });
 

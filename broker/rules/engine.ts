@@ -6,11 +6,12 @@
  * default is deny.
  */
 import type { Limits, Principal, TargetConfig } from '../../schemas/index.ts';
-import type { PolicyDecision, PolicyEngine, PolicyInput } from '../policy.ts';
+import type { PolicyDecision, PolicyEngine, PolicyInput, TargetAccess } from '../policy.ts';
 import type { Check } from './checks.ts';
 import { compileRule, type CompiledRule } from './compile.ts';
 import { RuleIndex } from './index-rules.ts';
 import { parsePolicyDocument, parsePolicyText, type ApprovalSpec, type ParsedPolicy, type PolicyDocument, type PolicyTarget } from './schema.ts';
+import { accessOf } from './summary.ts';
 import { localTime, type LocalTime } from './time.ts';
 import { describeUnit, viewOf, type FactsView } from './view.ts';
 
@@ -182,6 +183,11 @@ export class RulePolicy implements PolicyEngine {
   /** Rules with no literal key the index could file them under: every decision scans them. */
   get unindexedRules(): number {
     return this.#index.scanned;
+  }
+
+  /** The rules that could apply to this principal on this target, each with a one-line summary (for planners). */
+  accessFor(principal: Principal, target: TargetConfig): TargetAccess[] {
+    return accessOf(this.#rules, principal, target);
   }
 
   decide(input: PolicyInput): RuleDecision {

@@ -31,18 +31,11 @@ export const EvalIntentSchema = z.strictObject({
 }).refine((i) => (i.sql === undefined) !== (i.command === undefined), { message: 'exactly one of sql or command' });
 export type EvalIntent = z.output<typeof EvalIntentSchema>;
 
-type MysqlClassifier = (text: string) => classify.SqlFacts;
-
 /** Facts of a text for a target kind; a text of the wrong kind for the target fails closed. */
 export function classifyFor(kind: PolicyTarget['kind'], text: { sql?: string | undefined; command?: string | undefined }): CommandFacts {
   if (text.sql !== undefined) {
     if (kind === 'postgres') return { kind: 'sql', facts: classify.classifySql(text.sql) };
-    if (kind === 'mysql') {
-      // The MySQL classifier is optional in the classifier's entry; without it MySQL text fails closed.
-      const mysql = (classify as unknown as { classifyMysql?: MysqlClassifier }).classifyMysql;
-      if (mysql) return { kind: 'sql', facts: mysql(text.sql) };
-      return { kind: 'sql', facts: { dialect: 'mysql', statements: [], error: { code: 'WRIT_SQL_UNKNOWN', message: 'no MySQL classifier is available' } } };
-    }
+    if (kind === 'mysql') return { kind: 'sql', facts: classify.classifyMysql(text.sql) };
     return { kind: 'sql', facts: { dialect: 'postgres', statements: [], error: { code: 'WRIT_SQL_UNKNOWN', message: `a ${kind} target does not take SQL` } } };
   }
   const command = text.command ?? '';

@@ -125,7 +125,7 @@ export const ApprovalSchema = z.strictObject({
   count: z.number().int().min(1).max(20).default(1),
   /** How long the request stays open, seconds. */
   timeoutSec: z.number().int().positive().max(7 * 86_400),
-  /** After approval, how long the grant may still be used to start the command, seconds. */
+  /** The longest time-bound access window an approver may grant with this rule, seconds; unset: none. */
   windowMaxSec: z.number().int().positive().optional(),
 });
 

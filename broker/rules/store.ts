@@ -5,8 +5,8 @@
  */
 import type { KV, KvEntry } from '@nats-io/kv';
 import { z } from 'zod';
-import { toWritError, WritError } from '../../schemas/index.ts';
-import type { PolicyEngine, PolicyInput } from '../policy.ts';
+import { toWritError, WritError, type Principal, type TargetConfig } from '../../schemas/index.ts';
+import type { PolicyEngine, PolicyInput, TargetAccess } from '../policy.ts';
 import { RulePolicy, type Explanation, type RuleDecision } from './engine.ts';
 import { parsePolicyText } from './schema.ts';
 
@@ -124,20 +124,31 @@ export class PolicyStore {
   /**
    * Calls onPolicy with the current policy (if any) and then with every valid update;
    * an entry that does not validate goes to onInvalid instead (the caller keeps its old one).
+   * onEnd is called once when the watch ends, with the error if it failed.
    */
-  async watch(onPolicy: (p: LoadedPolicy) => void, onInvalid: (err: WritError, revision: number) => void): Promise<PolicyWatch> {
+  async watch(
+    onPolicy: (p: LoadedPolicy) => void,
+    onInvalid: (err: WritError, revision: number) => void,
+    onEnd?: (err?: unknown) => void,
+  ): Promise<PolicyWatch> {
     const it = await this.#kv.watch({ key: this.#key });
     const closed = (async () => {
-      for await (const e of it) {
-        if (e.operation !== 'PUT') continue;
-        let loaded: LoadedPolicy;
-        try {
-          loaded = decodeEntry(e);
-        } catch (err) {
-          onInvalid(toWritError(err), e.revision);
-          continue;
+      try {
+        for await (const e of it) {
+          if (e.operation !== 'PUT') continue;
+          let loaded: LoadedPolicy;
+          try {
+            loaded = decodeEntry(e);
+          } catch (err) {
+            onInvalid(toWritError(err), e.revision);
+            continue;
+          }
+          onPolicy(loaded);
         }
-        onPolicy(loaded);
+        onEnd?.();
+      } catch (err) {
+        // A watch that dies (connection closed) must not become an unhandled rejection.
+        onEnd?.(err);
       }
     })();
     return { stop: () => it.stop(), closed };
@@ -180,7 +191,13 @@ export class ReloadingPolicy implements PolicyEngine {
     } catch (e) {
       engine.#refuse(toWritError(e), -1);
     }
-    engine.#watch = await store.watch((p) => engine.#swap(p), (err, rev) => engine.#refuse(err, rev));
+    engine.#watch = await store.watch(
+      (p) => engine.#swap(p),
+      (err, rev) => engine.#refuse(err, rev),
+      (err) => {
+        if (err !== undefined) engine.#log?.warn({ err: String(err), keeping: engine.version }, 'policy watch ended; the active policy stays until restart');
+      },
+    );
     return engine;
   }
 
@@ -204,6 +221,10 @@ export class ReloadingPolicy implements PolicyEngine {
 
   explain(input: PolicyInput): Explanation {
     return this.#current.explain(input);
+  }
+
+  accessFor(principal: Principal, target: TargetConfig): TargetAccess[] {
+    return this.#current.accessFor(principal, target);
   }
 
   /** Stops following the store; the current policy stays. */

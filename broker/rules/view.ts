@@ -45,6 +45,11 @@ export interface CommandView {
   readonly program: string | null;
   /** Last path segment of the program (`/usr/bin/rm` → `rm`). */
   readonly base: string | null;
+  /**
+   * Variables set for the command: its `VAR=x` prefixes plus every name the command line
+   * assigns elsewhere (`PATH=/tmp/x; uptime`, `export`, `declare -x`), since those reach it too.
+   */
+  readonly envNames: readonly string[];
 }
 
 export interface ShellView {
@@ -124,12 +129,15 @@ function sqlView(facts: SqlFacts): SqlView {
 
 function shellView(facts: ShellFacts): ShellView {
   const keys = new Set<string>();
+  const assigned = facts.assignments ?? [];
   const units = facts.commands.map((c, i): CommandView => {
     const program = c.unknown ? null : c.program;
     const base = program === null ? null : program.slice(program.lastIndexOf('/') + 1);
     if (program !== null) keys.add(`sh:${program}`);
     if (base !== null) keys.add(`sh:${base}`);
-    return { n: i + 1, c, program, base };
+    const own = Object.keys(c.env);
+    const envNames = assigned.length === 0 ? own : [...new Set([...own, ...assigned])];
+    return { n: i + 1, c, program, base, envNames };
   });
   return { kind: 'shell', facts, units, keys: [...keys], tableKeys: [], readOnly: false };
 }
