@@ -45,7 +45,7 @@ describe('a worker killed mid-run', () => {
     s = await startStack({
       worker: false,
       config: {
-        grants: { ttlSec: 2 },
+        grants: { ttlSec: 5 },
         limits: { sweepMarginSec: 1, sweepIntervalMs: 200 },
         policy: { rules: [{ id: 'dba-write', effect: 'allow', groups: ['dba'], targets: ['db'], mode: 'write', limits: { seconds: 5 } }] },
       },
@@ -63,7 +63,7 @@ describe('a worker killed mid-run', () => {
     await until(async () => (await s.broker.buckets.claims.get(intentId))?.operation === 'PUT');
     await sleep(300);
     first.kill('SIGKILL');
-    const o = await c.wait(intentId, { timeoutMs: 20_000 });
+    const o = await c.wait(intentId, { timeoutMs: 40_000 });
     expect(o.status).toBe('unknown');
     expect(o.error?.code).toBe('WRIT_OUTCOME_UNKNOWN');
     // A fresh worker must not pick it up again.
@@ -79,7 +79,7 @@ describe('a worker killed mid-run', () => {
     } finally {
       second.kill('SIGTERM');
     }
-  }, 60_000);
+  }, 120_000);
 });
 
 describe('replicas, redelivery and replayed grants', () => {

@@ -1,0 +1,61 @@
+/**
+ * Publishes a vote on behalf of a chat user: the bot's own Writ token plus the approver
+ * identity it mapped from the platform's signed request (`onBehalfOf`), which the broker
+ * accepts only from bots listed in `approvals.trustedBots`. The broker answers on the
+ * `replyTo` inbox with `{accepted, status}` or `{accepted: false, code, message}`.
+ */
+import { randomBytes } from 'node:crypto';
+import { jetstream } from '@nats-io/jetstream';
+import { createInbox, type NatsConnection } from '@nats-io/transport-node';
+import { ApprovalDecisionSchema, WritError, type ApprovalDecision, type Names } from '../schemas/index.ts';
+
+export type DecisionAnswer = { accepted: true; status: string } | { accepted: false; code: string; message: string };
+
+export interface OnBehalfOf {
+  sub: string;
+  groups: string[];
+  /** The platform (`slack`); the broker records `<via>:<bot sub>`. */
+  via: string;
+}
+
+export interface PublishDecisionOptions {
+  nc: NatsConnection;
+  names: Names;
+  intentId: string;
+  verdict: 'approve' | 'reject';
+  reason?: string;
+  windowSec?: number;
+  /** The bot's own Writ JWT. */
+  token: string;
+  onBehalfOf: OnBehalfOf;
+  /** How long to wait for a broker's answer. Default 10 s. */
+  timeoutMs?: number;
+  inboxPrefix?: string;
+}
+
+const enc = new TextEncoder();
+
+/** Resolves the broker's answer; rejects with WRIT_TIMEOUT when no broker answered (the vote may still count later). */
+export async function publishDecision(o: PublishDecisionOptions): Promise<DecisionAnswer> {
+  const decision: ApprovalDecision = ApprovalDecisionSchema.parse({
+    v: 1, type: 'approval.decision', intentId: o.intentId, verdict: o.verdict, token: o.token, onBehalfOf: o.onBehalfOf,
+    decisionId: `d_${randomBytes(12).toString('base64url')}`, at: Date.now(),
+    ...(o.reason ? { reason: o.reason } : {}), ...(o.windowSec ? { windowSec: o.windowSec } : {}),
+  });
+  const inbox = createInbox(o.inboxPrefix);
+  const sub = o.nc.subscribe(inbox, { max: 1, timeout: o.timeoutMs ?? 10_000 });
+  const answer = (async () => {
+    for await (const m of sub) return m.json<Record<string, unknown>>();
+    return undefined;
+  })().catch(() => undefined);
+  try {
+    await jetstream(o.nc).publish(o.names.approvalDecision(o.intentId), enc.encode(JSON.stringify({ ...decision, replyTo: inbox })));
+  } catch (e) {
+    sub.unsubscribe();
+    throw e;
+  }
+  const a = await answer;
+  if (!a) throw new WritError('WRIT_TIMEOUT', 'no answer from a broker; the vote is stored and counts when a broker reads it');
+  if (a.accepted === true) return { accepted: true, status: typeof a.status === 'string' ? a.status : 'pending' };
+  return { accepted: false, code: typeof a.code === 'string' ? a.code : 'WRIT_INTERNAL', message: typeof a.message === 'string' ? a.message : 'refused' };
+}

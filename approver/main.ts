@@ -1,0 +1,85 @@
+/**
+ * Runs an approver bot.
+ *
+ *   node --import tsx approver/main.ts --config approver.yaml     the Slack bot
+ *   node --import tsx approver/main.ts terminal [--prefix writ]   the terminal approver (WRIT_TOKEN: your own token)
+ *
+ * NATS_URL (or the config's `nats.url`) says where NATS is. SIGTERM / SIGINT drain: the
+ * bot takes nothing new, finishes votes and posts in flight, then exits.
+ */
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { connectNats, createLogger } from '../lib/index.ts';
+import { names, readSecret, toWritError, WritError } from '../schemas/index.ts';
+import { Bot } from './bot.ts';
+import { loadSlackBotConfig, SlackAdapter } from './slack/index.ts';
+import { startTerminalApprover } from './terminal/index.ts';
+
+const USAGE = `usage:
+  node --import tsx approver/main.ts --config FILE          Slack approver bot
+  node --import tsx approver/main.ts terminal [--prefix P]  terminal approver; WRIT_TOKEN is your own token`;
+
+function untilSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    for (const s of ['SIGTERM', 'SIGINT'] as const) process.once(s, () => resolve(s));
+  });
+}
+
+async function slack(configFile: string): Promise<number> {
+  const config = loadSlackBotConfig(configFile);
+  const log = createLogger({ name: `writ-approver-${config.name}`, level: config.log.level });
+  const nc = await connectNats(config.nats.url, `writ-approver-${config.name}`, {
+    ...(config.nats.user ? { user: readSecret(config.nats.user, 'nats.user') } : {}),
+    ...(config.nats.pass ? { pass: readSecret(config.nats.pass, 'nats.pass') } : {}),
+  });
+  const bot = new Bot({ name: config.name, nc, names: names(config.prefix), adapter: new SlackAdapter({ config, log }), log, replicas: config.replicas });
+  await bot.start();
+  log.info({ signal: await untilSignal() }, 'draining');
+  await bot.stop();
+  await nc.drain();
+  return 0;
+}
+
+async function terminal(prefix: string): Promise<number> {
+  const token = process.env.WRIT_TOKEN;
+  if (!token) throw new WritError('WRIT_TOKEN_MISSING', 'no token: set WRIT_TOKEN to your own approver token');
+  const log = createLogger({ name: 'writ-approver-terminal', level: process.env.WRIT_LOG_LEVEL ?? 'warn' });
+  const nc = await connectNats(undefined, 'writ-approver-terminal');
+  const bot = await startTerminalApprover({ nc, prefix, token, input: process.stdin, output: process.stdout, log });
+  process.stdout.write('waiting for approval requests; type help for commands\n');
+  await Promise.race([untilSignal(), new Promise((r) => process.stdin.once('end', r))]);
+  await bot.stop();
+  await nc.drain();
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv, allowPositionals: true,
+    options: { config: { type: 'string' }, prefix: { type: 'string' }, help: { type: 'boolean', default: false } },
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (positionals[0] === 'terminal') return terminal(values.prefix ?? process.env.WRIT_PREFIX ?? 'writ');
+  const file = values.config ?? process.env.WRIT_APPROVER_CONFIG;
+  if (!file || positionals.length > 0) {
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+  return slack(file);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e: unknown) => {
+      const err = toWritError(e);
+      // An unexpected failure (NATS unreachable, port in use) is worth its own message on the console.
+      const detail = err.code === 'WRIT_INTERNAL' && e instanceof Error ? e.message : err.message;
+      process.stderr.write(`${err.code}: ${detail}\n`);
+      process.exit(1);
+    },
+  );
+}
