@@ -23,6 +23,8 @@ const USAGE = `writ — privileged-access broker for automation agents
                                                 mint a token from the local development issuer
   writ exec --target T (--sql "…" | --command "…") [--session S] [--json] [--token T] [--justification "…"]
   writ status ID | writ wait ID [--timeout 30s]
+  writ mcp [--http PORT] [--token T | --token-file F | --dev-sub NAME --dev-groups a,b]
+                                                the agent tools over MCP (stdio, or Streamable HTTP on 127.0.0.1)
   writ policy check FILE | test FILE… | eval --policy FILE [--config FILE] | publish FILE
   writ audit sessions|replay|tail|verify|export …
   writ pending | writ approve ID [--reason "…"] [--window 1h] | writ deny ID --reason "…"
@@ -47,6 +49,8 @@ async function main(argv: string[]): Promise<number> {
       return statusOrWait(cmd, rest);
     case 'audit':
       return audit(rest);
+    case 'mcp':
+      return (await import('./mcp/index.ts')).mcpCommand(rest);
     case 'policy': {
       const { runPolicyCli } = await import('../broker/rules/index.ts');
       return runPolicyCli(rest, { stdin: process.stdin, stdout: (x) => process.stdout.write(x), stderr: (x) => process.stderr.write(x) });

@@ -1,2 +1,3 @@
 /** Public entry of client/: the agent SDK. The `writ` tool is client/cli.ts. */
 export { WritClient, WritOutcomeError, newId, type IntentRequest, type Submitted, type WritClientOptions } from './sdk.ts';
+export * from './sdk-extras.ts';
