@@ -296,6 +296,8 @@ export class Broker {
       if (intent.replyTo) this.#reply(intent.replyTo, { v: 1, type: 'outcome', intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: new WritError('WRIT_DUPLICATE_INTENT').toReply(), at: Date.now() });
       return;
     }
+    // A resubmission after the server's dedupe window: answer its inbox with where the intent stands.
+    if (intent.replyTo) void this.#answerDuplicate(intent.replyTo, existing).catch(() => undefined);
     if (existing.state === 'dispatched' && existing.commandSha256 === sha256Hex(commandText(intent.command))) {
       // The first attempt may have died before its order was stored: send it again. The
       // exec stream's msg-id dedupe and the worker's claim make a second copy harmless.
@@ -311,6 +313,20 @@ export class Broker {
         await this.#publishOrder(intent, target, claims, entry.revision);
       }
     }
+  }
+
+  async #answerDuplicate(replyTo: string, rec: IntentRecord): Promise<void> {
+    if (rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'unknown') {
+      const sm = await this.#jsm.streams.getMessage(this.#d.names.streams.results, { last_by_subj: this.#d.names.result(rec.intentId) }).catch(() => null);
+      if (sm) {
+        this.#d.nc.publish(replyTo, sm.data);
+        return;
+      }
+    }
+    this.#reply(replyTo, {
+      v: 1, type: 'outcome', intentId: rec.intentId, sessionId: rec.sessionId, status: rec.state, at: Date.now(),
+      ...(rec.decision ? { decision: rec.decision } : {}), ...(rec.error ? { error: rec.error } : {}),
+    });
   }
 
   async #deny(

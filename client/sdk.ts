@@ -114,6 +114,8 @@ export class WritClient {
       // A duplicate's answer went to the first submission's inbox: ask the API instead.
       if (submitted.duplicate) return await this.wait(intent.id, opts);
       const outcome = await raceTimeout(direct, timeoutMs, opts.signal);
+      // A resubmitted id still on its way reports where it stands: wait for its end.
+      if (outcome && (outcome.status === 'dispatched' || outcome.status === 'running' || outcome.status === 'received')) return await this.wait(intent.id, opts);
       if (outcome) return outcome;
       throw new WritError('WRIT_TIMEOUT');
     } finally {
