@@ -8,7 +8,7 @@
  */
 import pg from 'pg';
 import Cursor from 'pg-cursor';
-import { classifySql, splitSql } from '../../broker/classify/index.ts';
+import { classifySqlCached as classifySql, splitSql } from '../../broker/classify/index.ts';
 import { readSecret, WritError, type AccessMode, type Config } from '../../schemas/index.ts';
 import type { ExecContext, ExecOutput, Executor, FieldInfo } from '../executor.ts';
 import { OriginResolver } from './origins.ts';
@@ -42,6 +42,9 @@ export class PostgresExecutor implements Executor {
           user: readSecret(cred.user, `workers.postgres[${cfg.target}].credentials.${mode}.user`),
           password: cred.password ? readSecret(cred.password, `workers.postgres[${cfg.target}].credentials.${mode}.password`) : undefined,
           application_name: 'writ-worker',
+          // Read connections default to read-only transactions, so a single read statement can run
+          // in its implicit transaction without a BEGIN/COMMIT round trip each (the role is the boundary).
+          ...(mode === 'read' ? { options: '-c default_transaction_read_only=on' } : {}),
         });
         pool.on('error', () => undefined); // idle-client errors surface on the next checkout instead of crashing the worker
         pools[mode] = pool;
@@ -78,9 +81,20 @@ export class PostgresExecutor implements Executor {
     const onNotice = (n: { message?: string }) => notices.push(String(n.message ?? ''));
     client.on('notice', onNotice);
     let broken = false;
+    if (claims.mode === 'read' && statements.length === 1) {
+      try {
+        return await this.#runSingleRead(t, client, statements[0]!, maxRows, timeoutMs, notices);
+      } catch (e) {
+        broken = !(e instanceof WritError) && (e as { code?: string }).code === undefined;
+        throw this.#error(e, timeoutMs);
+      } finally {
+        client.off('notice', onNotice);
+        client.release(broken);
+      }
+    }
     try {
-      await client.query(claims.mode === 'read' ? 'BEGIN READ ONLY' : 'BEGIN');
-      await client.query(`SET LOCAL statement_timeout = ${timeoutMs}`);
+      // One round trip: our own fixed text, so the simple protocol's multi-statement form is safe here.
+      await client.query(`${claims.mode === 'read' ? 'BEGIN READ ONLY' : 'BEGIN'}; SET LOCAL statement_timeout = ${timeoutMs}`);
       let out: ExecOutput | undefined;
       const tags: string[] = [];
       for (const sql of statements) {
@@ -106,14 +120,40 @@ export class PostgresExecutor implements Executor {
       await client.query('ROLLBACK').catch(() => {
         broken = true;
       });
-      if (e instanceof WritError) throw e;
-      const pe = e as { code?: string; message?: string };
-      if (pe.code === '57014') throw new WritError('WRIT_EXEC_TIMEOUT', `the statement ran past ${timeoutMs} ms and was cancelled`, { cause: e });
-      throw new WritError('WRIT_EXEC_FAILED', pe.message ?? 'statement failed', { cause: e, details: pe.code ? { sqlstate: pe.code } : undefined });
+      throw this.#error(e, timeoutMs);
     } finally {
       client.off('notice', onNotice);
       client.release(broken);
     }
+  }
+
+  #error(e: unknown, timeoutMs: number): WritError {
+    if (e instanceof WritError) return e;
+    const pe = e as { code?: string; message?: string };
+    if (pe.code === '57014') return new WritError('WRIT_EXEC_TIMEOUT', `the statement ran past ${timeoutMs} ms and was cancelled`, { cause: e });
+    return new WritError('WRIT_EXEC_FAILED', pe.message ?? 'statement failed', { cause: e, details: pe.code ? { sqlstate: pe.code } : undefined });
+  }
+
+  /** Session statement_timeout last set on each pooled connection, so it is set only when it changes. */
+  readonly #sessionTimeout = new WeakMap<pg.PoolClient, number>();
+
+  /**
+   * The common case, one read statement: it runs in its implicit transaction on a read-only
+   * connection (default_transaction_read_only, least-privilege role), two round trips
+   * (execute, close) instead of five.
+   */
+  async #runSingleRead(t: TargetPools, client: pg.PoolClient, sql: string, maxRows: number, timeoutMs: number, notices: string[]): Promise<ExecOutput> {
+    if (this.#sessionTimeout.get(client) !== timeoutMs) {
+      await client.query(`SET statement_timeout = ${timeoutMs}`);
+      this.#sessionTimeout.set(client, timeoutMs);
+    }
+    const r = await this.#runCursor(client, sql, maxRows);
+    const fields = await t.origins.resolve(r.fields);
+    if (fields.some((f) => f.origin === null)) {
+      const sources = await this.#sources(t, sql);
+      for (const f of fields) if (f.origin === null) f.sources = sources;
+    }
+    return { type: 'rows', fields, rows: r.rows, rowCount: r.truncated ? r.rows.length : r.rowCount, truncated: r.truncated, command: r.command, notices };
   }
 
   /**
