@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { AuditEventSchema, canonicalJson, sha256Hex, type AuditEvent } from '../schemas/index.ts';
 import { blockJson, eventHash, eventShapeError, hashInput, isSortedDeep, ZERO_HASH } from './chain.ts';
+import { canonicalJson as workerCanonicalJson } from './block-check.mjs';
 
 function ev(payload?: Record<string, unknown>, extra: Partial<AuditEvent> = {}): AuditEvent {
   const e = { v: 1, id: 'id-1', sessionId: 'sess_1', type: 't', at: 1_700_000_000_000, actor: { kind: 'broker', id: 'b' }, prev: ZERO_HASH, hash: '', ...(payload ? { payload } : {}), ...extra } as AuditEvent;
@@ -34,6 +35,12 @@ describe('event hashing', () => {
         }
       }
     }
+  });
+
+  it('uses, in block-check.mjs, the same canonical JSON as schemas/canonical.ts', () => {
+    const values: unknown[] = [...payloads, null, 0, -0, 1e21, 'x', [undefined, 1], { a: undefined, b: [{ d: 1, c: 2 }] }, ev({ a: 1 })];
+    for (const v of values) expect(workerCanonicalJson(v)).toBe(canonicalJson(v));
+    expect(() => workerCanonicalJson({ x: Number.NaN })).toThrow();
   });
 
   it('takes the fast path only when every object is in sorted order', () => {

@@ -101,7 +101,7 @@ export interface VerifyOptions {
   maxCheckpointAgeMs?: number | undefined;
   /**
    * Worker threads for the per-block work of a whole-stream verify (0: all on the calling
-   * thread). Default: 0 below 20 000 messages, else min(2, cores - 1).
+   * thread). Default: 0 below 20 000 messages or under 4 cores, else min(3, cores - 2).
    */
   threads?: number | undefined;
   /** With threads: messages read ahead of the linking before reading pauses (bounds memory). Default 20 000. */
@@ -128,6 +128,7 @@ export interface VerifyResult {
   lastSeq?: number | undefined;
   /** Sessions whose start was aged out of the stream (max_age): verified from their first retained event. */
   truncatedSessions: number;
+  /** The break at the lowest stream sequence (seq 0: a finding about the log as a whole, reported only when nothing else broke). */
   firstBreak?: BrokenLink | undefined;
   /** Breaks found in total (each session is re-synchronized after a break). */
   breaks: number;

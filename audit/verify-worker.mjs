@@ -18,3 +18,6 @@ port.on('message', (/** @type {{ id: number; buf: ArrayBuffer; ends: number[]; s
   }
   port.postMessage({ id: b.id, out });
 });
+
+// Tells the pool the modules loaded; it falls back to working inline when this never comes.
+port.postMessage({ ready: true });

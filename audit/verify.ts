@@ -14,7 +14,8 @@
  * older checkpoint is self-consistent; `anchor` (a checkpoint kept out of band) or
  * `maxCheckpointAgeMs` catch that.
  *
- * Speed: one ordered consumer over the whole stream and per-session heads in a Map. The
+ * Speed: the checkpoint session is read first, so signed heads are checked as their blocks
+ * go by; then one ordered consumer reads the whole stream, per-session heads in a Map. The
  * per-block work (JSON.parse, a hand-written structural check, hashing) runs in worker
  * threads for large streams while the main thread reads and links.
  */
@@ -25,7 +26,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { AuditEvent, Names } from '../schemas/index.ts';
 import { analyzeBlock, CHAIN_LENGTH_HEADER, CHECKPOINT_SESSION, ZERO_HASH, type BlockAnalysis } from './chain.ts';
 import { checkpointError, checkpointKeys, type CheckpointPayload } from './checkpoint.ts';
-import { clientOf, openConsumer, scanBlocks, sessionOf } from './read.ts';
+import { clientOf, openConsumer, scanBlocks, sessionOf, type RawBlock } from './read.ts';
 import type { AuditSource, BrokenLink, VerifyOptions, VerifyResult } from './types.ts';
 
 interface Chain {
@@ -33,29 +34,28 @@ interface Chain {
   count: number;
 }
 
-/** What the stream holds at one sequence: enough to check a checkpoint's claim about it. */
-interface BlockRef {
-  sessionId: string;
-  hash: string;
-  count: number;
-  eventId: string;
-}
-
 type Head = CheckpointPayload['heads'][number];
+/** A signed head, waiting for its block to go by. */
+interface Claim {
+  head: Head;
+  cpSeq: number;
+}
 
 class Verifier {
   readonly chains = new Map<string, Chain>();
-  /** BlockRef per stream sequence, indexed from `base` (kept for checkpoint claims). */
-  readonly refs: Array<BlockRef | undefined> = [];
-  base = 0;
   readonly r: VerifyResult;
   readonly keys: ReadonlyMap<string, KeyObject> | undefined;
   /** First retained stream sequence; above 1, messages aged out (max_age) and chains may start mid-way. */
   horizon = 1;
   lastSeq = 0;
   anchorSeen = false;
-  /** Session mode: claims about the one session, by seq, checked as its blocks go by. */
-  claims: Map<number, { head: Head; cpSeq: number }> | undefined;
+  /**
+   * Signed heads by stream sequence, read from the checkpoint session before the main pass
+   * and checked as their blocks go by: no per-block record has to be kept.
+   */
+  readonly claims = new Map<number, Claim[]>();
+  /** True during the main pass: checkpoint blocks were verified in the first one. */
+  mainPass = false;
   #sinceProgress = 0;
 
   constructor(readonly n: Names, readonly opts: VerifyOptions) {
@@ -63,10 +63,12 @@ class Verifier {
     this.r = { ok: true, sessions: 0, events: 0, blocks: 0, checkpoints: 0, coveredHeads: 0, signaturesChecked: this.keys !== undefined, truncatedSessions: 0, breaks: 0 };
   }
 
+  /** Records a break; the first broken link is the one at the lowest stream sequence (seq 0: the log as a whole). */
   fail(b: BrokenLink): void {
     this.r.breaks++;
-    if (!this.r.firstBreak) this.r.firstBreak = b;
     this.r.ok = false;
+    const f = this.r.firstBreak;
+    if (!f || (b.seq > 0 && (f.seq === 0 || b.seq < f.seq))) this.r.firstBreak = b;
   }
 
   /**
@@ -75,11 +77,14 @@ class Verifier {
    * (only needed for sessions whose start aged out).
    */
   apply(seq: number, sid: string, a: BlockAnalysis, gapCheck: boolean, chainLength: () => string | undefined): void {
-    if (this.r.firstSeq === undefined) this.r.firstSeq = seq;
-    if (gapCheck && this.lastSeq !== 0 && seq !== this.lastSeq + 1) {
-      this.fail({ sessionId: sid, seq, eventId: '', reason: `stream sequences ${this.lastSeq + 1}-${seq - 1} are missing (messages deleted)` });
+    if (gapCheck) {
+      if (this.lastSeq !== 0 && seq !== this.lastSeq + 1) {
+        this.fail({ sessionId: sid, seq, eventId: '', reason: `stream sequences ${this.lastSeq + 1}-${seq - 1} are missing (messages deleted)` });
+      }
+      this.lastSeq = seq;
     }
-    this.lastSeq = seq;
+    if (this.mainPass && sid === CHECKPOINT_SESSION) return;
+    this.r.firstSeq ??= seq;
     this.r.blocks++;
     this.r.events += a.events;
     let chain = this.chains.get(sid);
@@ -93,30 +98,24 @@ class Verifier {
         this.r.truncatedSessions++;
       }
     }
-    const errors = a.errors ?? [];
-    let linked = false;
-    const link = () => {
-      linked = true;
-      if (a.firstPrev !== undefined && a.firstPrev !== chain.head) {
-        this.fail({ sessionId: sid, seq, eventId: a.firstId ?? '', reason: chain.count === 0 ? 'first event of the session does not link to zeros' : `prev ${a.firstPrev.slice(0, 12)}… does not match the previous event's hash ${chain.head.slice(0, 12)}…` });
-      }
-    };
-    // Report in event order: the link of the first good event sits among the block's own findings.
-    for (const e of errors) {
-      if (!linked && e.index >= (a.firstIndex ?? -1) && e.index !== -1 && !e.reason.startsWith('event names session')) link();
-      this.fail({ sessionId: sid, seq, eventId: e.eventId, reason: e.reason });
+    if (a.firstPrev !== undefined && a.firstPrev !== chain.head) {
+      this.fail({ sessionId: sid, seq, eventId: a.firstId ?? '', reason: chain.count === 0 ? 'first event of the session does not link to zeros' : `prev ${a.firstPrev.slice(0, 12)}… does not match the previous event's hash ${chain.head.slice(0, 12)}…` });
     }
-    if (!linked) link();
+    if (a.errors) for (const e of a.errors) this.fail({ sessionId: sid, seq, eventId: e.eventId, reason: e.reason });
     if (a.events === 0) return;
     chain.head = a.lastHash!;
     chain.count += a.events;
     if (Number.isNaN(chain.count)) chain.count = Number(chainLength());
     if (a.checkpoints) for (const ev of a.checkpoints) this.checkpoint(ev, seq);
-    const ref: BlockRef = { sessionId: sid, hash: a.lastHash!, count: chain.count, eventId: a.lastId! };
-    if (this.claims) this.checkClaim(ref, seq);
-    else {
-      if (this.refs.length === 0) this.base = seq;
-      this.refs[seq - this.base] = ref;
+    const claims = this.claims.get(seq);
+    if (claims) {
+      this.claims.delete(seq);
+      for (const c of claims) {
+        this.r.coveredHeads++;
+        if (c.head.sessionId !== sid || c.head.hash !== a.lastHash || c.head.count !== chain.count) {
+          this.fail({ sessionId: c.head.sessionId, seq, eventId: c.head.sessionId === sid ? a.lastId! : '', reason: claimMismatch(c, sid, a.lastHash!, chain.count) });
+        }
+      }
     }
     if (this.opts.onProgress && this.r.events - this.#sinceProgress >= 100_000) {
       this.#sinceProgress = this.r.events;
@@ -124,6 +123,7 @@ class Verifier {
     }
   }
 
+  /** A checkpoint event (first pass): signature, back-link, and its heads as claims to check. */
   checkpoint(ev: AuditEvent, seq: number): void {
     const why = checkpointError(ev, this.n.streams.audit, this.keys);
     if (why) return this.fail({ sessionId: CHECKPOINT_SESSION, seq, eventId: ev.id, reason: why });
@@ -131,40 +131,28 @@ class Verifier {
     this.r.checkpoints++;
     this.r.lastCheckpoint = { seq, hash: ev.hash, at: p.issuedAt };
     if (this.opts.anchor && this.opts.anchor.hash === ev.hash && (this.opts.anchor.seq === undefined || this.opts.anchor.seq === seq)) this.anchorSeen = true;
-    for (const h of p.heads) {
-      if (h.seq >= seq) {
-        this.fail({ sessionId: h.sessionId, seq: h.seq, eventId: '', reason: `checkpoint ${seq} signs session ${h.sessionId} at seq ${h.seq}, after itself: the log was reordered, cut or restored from an older copy` });
+    for (const head of p.heads) {
+      if (head.seq >= seq) {
+        this.fail({ sessionId: head.sessionId, seq: head.seq, eventId: '', reason: `checkpoint ${seq} signs session ${head.sessionId} at seq ${head.seq}, after itself: the log was reordered, cut or restored from an older copy` });
         continue;
       }
-      if (h.seq < this.horizon) continue; // aged out
-      if (this.claims) {
-        if (h.sessionId === this.opts.sessionId) this.claims.set(h.seq, { head: h, cpSeq: seq });
-        continue;
-      }
-      this.r.coveredHeads++;
-      const ref = this.refs[h.seq - this.base];
-      if (!ref || ref.sessionId !== h.sessionId || ref.hash !== h.hash || ref.count !== h.count) {
-        this.fail({ sessionId: h.sessionId, seq: h.seq, eventId: ref?.sessionId === h.sessionId ? ref.eventId : '', reason: claimMismatch(seq, h, ref) });
-      }
+      if (head.seq < this.horizon) continue; // aged out
+      if (this.opts.sessionId !== undefined && head.sessionId !== this.opts.sessionId) continue;
+      const list = this.claims.get(head.seq);
+      if (list) list.push({ head, cpSeq: seq });
+      else this.claims.set(head.seq, [{ head, cpSeq: seq }]);
     }
-  }
-
-  /** Session mode: the block at `seq` against what the checkpoints signed about it. */
-  checkClaim(ref: BlockRef, seq: number): void {
-    const c = this.claims!.get(seq);
-    if (!c) return;
-    this.claims!.delete(seq);
-    this.r.coveredHeads++;
-    if (ref.hash !== c.head.hash || ref.count !== c.head.count) this.fail({ sessionId: ref.sessionId, seq, eventId: ref.eventId, reason: claimMismatch(c.cpSeq, c.head, ref) });
   }
 
   finish(): VerifyResult {
-    if (this.claims) {
-      for (const [seq, c] of this.claims) {
+    // Heads whose sequence never went by: no such block of that session in the stream.
+    for (const [seq, list] of this.claims) {
+      for (const c of list) {
         this.r.coveredHeads++;
-        this.fail({ sessionId: c.head.sessionId, seq, eventId: '', reason: claimMismatch(c.cpSeq, c.head, undefined) });
+        this.fail({ sessionId: c.head.sessionId, seq, eventId: '', reason: claimMismatch(c, undefined, '', 0) });
       }
     }
+    this.claims.clear();
     const hasEvents = this.r.events > (this.chains.get(CHECKPOINT_SESSION)?.count ?? 0);
     if ((this.opts.requireCheckpoint ?? false) && this.r.checkpoints === 0 && hasEvents) {
       this.fail({ sessionId: CHECKPOINT_SESSION, seq: 0, eventId: '', reason: 'no valid signed checkpoint in the stream' });
@@ -179,20 +167,30 @@ class Verifier {
       }
     }
     this.r.sessions = this.opts.sessionId ? (this.chains.has(this.opts.sessionId) ? 1 : 0) : this.chains.size;
-    this.r.lastSeq = this.lastSeq || undefined;
+    this.r.lastSeq = this.lastSeq || this.r.lastSeq;
     return this.r;
   }
 }
 
-function claimMismatch(cpSeq: number, h: Head, ref: BlockRef | undefined): string {
-  const claim = `checkpoint ${cpSeq} signs session ${h.sessionId} at seq ${h.seq} with head ${h.hash.slice(0, 12)}… (${h.count} events)`;
-  if (!ref) return `${claim}, but the stream has no such block (missing, reordered or restored from an older copy)`;
-  if (ref.sessionId !== h.sessionId) return `${claim}, but that sequence holds session ${ref.sessionId} (reordered or rewritten)`;
-  return `${claim}, but the stream has ${ref.hash.slice(0, 12)}… (${ref.count} events) there (history rewritten)`;
+function claimMismatch(c: Claim, sid: string | undefined, hash: string, count: number): string {
+  const h = c.head;
+  const claim = `checkpoint ${c.cpSeq} signs session ${h.sessionId} at seq ${h.seq} with head ${h.hash.slice(0, 12)}… (${h.count} events)`;
+  if (sid === undefined) return `${claim}, but the stream has no such block (missing, reordered or restored from an older copy)`;
+  if (sid !== h.sessionId) return `${claim}, but that sequence holds session ${sid} (reordered or rewritten)`;
+  return `${claim}, but the stream has ${hash.slice(0, 12)}… (${count} events) there (history rewritten)`;
 }
 
-/** Streams with at least this many messages are verified with worker threads (unless `threads` says otherwise). */
+/** Streams with at least this many messages are verified with worker threads when cores allow. */
 const PARALLEL_FROM_MESSAGES = 20_000;
+
+/**
+ * Worker threads only pay where cores are left once the main thread (reading, linking) and
+ * a local nats-server have theirs: on 2 cores, measured, one worker made verify slower.
+ */
+function defaultThreads(messages: number): number {
+  const cores = availableParallelism();
+  return messages >= PARALLEL_FROM_MESSAGES && cores >= 4 ? Math.min(3, cores - 2) : 0;
+}
 
 /** Verifies the whole stream, or one session with `opts.sessionId`. */
 export async function verify(opts: AuditSource & VerifyOptions): Promise<VerifyResult> {
@@ -202,28 +200,30 @@ export async function verify(opts: AuditSource & VerifyOptions): Promise<VerifyR
   const info = await (await js.streams.get(n.streams.audit)).info();
   v.horizon = info.state.first_seq;
   const endSeq = info.state.last_seq;
-  const inline = (gapCheck: boolean) => (b: { seq: number; subject: string; data: Uint8Array; msg: { headers?: { get(k: string): string } | undefined } }) => {
+  const inline = (gapCheck: boolean) => (b: RawBlock) => {
     const sid = sessionOf(n, b.subject);
     v.apply(b.seq, sid, analyzeBlock(b.data, sid, CHECKPOINT_SESSION), gapCheck, () => b.msg.headers?.get(CHAIN_LENGTH_HEADER));
   };
+  if (opts.sessionId !== undefined) n.audit(opts.sessionId); // validates the token
+  // First pass: the checkpoint session, whose signed heads the second pass checks.
+  await scanBlocks(js, n, { filter: n.audit(CHECKPOINT_SESSION), endSeq }, inline(false));
+  if (opts.sessionId === CHECKPOINT_SESSION) return v.finish();
+  v.mainPass = true;
   if (opts.sessionId === undefined) {
     // A stream aged out at the front starts mid-way: the first retained sequence is no gap.
     v.lastSeq = info.state.first_seq > 1 ? info.state.first_seq - 1 : 0;
-    const threads = opts.threads ?? (info.state.messages >= PARALLEL_FROM_MESSAGES ? Math.min(2, Math.max(1, availableParallelism() - 1)) : 0);
-    if (threads > 0) await parallelScan(js, n, v, threads, info.state.first_seq, endSeq);
-    else await scanBlocks(js, n, { endSeq }, inline(true));
+    const threads = opts.threads ?? defaultThreads(info.state.messages);
+    const pool = threads > 0 ? await WorkerPool.start(threads).catch(() => undefined) : undefined;
+    if (pool) await parallelScan(js, n, v, pool, info.state.first_seq, endSeq);
+    else await scanBlocks(js, n, { endSeq }, inline(true)); // also when worker threads cannot start
+    v.r.firstSeq = info.state.messages > 0 ? info.state.first_seq : undefined;
     return v.finish();
   }
-  n.audit(opts.sessionId); // validates the token
-  v.claims = new Map();
-  await scanBlocks(js, n, { filter: n.audit(CHECKPOINT_SESSION), endSeq }, inline(false));
-  if (opts.sessionId !== CHECKPOINT_SESSION) {
-    // Count only the session's own events and blocks; the checkpoints were read for their claims.
-    const { events, blocks } = v.r;
-    await scanBlocks(js, n, { filter: n.audit(opts.sessionId), endSeq }, inline(false));
-    v.r.events -= events;
-    v.r.blocks -= blocks;
-  }
+  // Count only the session's own events and blocks; the checkpoints were read for their claims.
+  const { events, blocks } = v.r;
+  await scanBlocks(js, n, { filter: n.audit(opts.sessionId), endSeq }, inline(false));
+  v.r.events -= events;
+  v.r.blocks -= blocks;
   return v.finish();
 }
 
@@ -244,15 +244,20 @@ const READ_AHEAD = 20_000;
  * are linked in stream order. When the workers fall behind, the consumer is stopped and a
  * new one resumes after the last message read, so memory stays bounded.
  */
-async function parallelScan(js: JetStreamClient, n: Names, v: Verifier, threads: number, firstSeq: number, endSeq: number): Promise<void> {
+async function parallelScan(js: JetStreamClient, n: Names, v: Verifier, pool: WorkerPool, firstSeq: number, endSeq: number): Promise<void> {
   const readAhead = v.opts.readAheadMessages ?? READ_AHEAD;
-  const pool = new WorkerPool(threads);
   const queue: Batch[] = [];
   let queued = 0;
   let failure: unknown;
   const needLength = v.horizon > 1;
   // Links finished batches in order; runs beside the reading.
   let linking = Promise.resolve();
+  // Resolved when the read-ahead has shrunk to half: reading resumes while the workers still have work.
+  let lowWater: (() => void) | undefined;
+  const wake = () => {
+    lowWater?.();
+    lowWater = undefined;
+  };
   const link = () => {
     linking = linking.then(async () => {
       while (queue.length > 0) {
@@ -264,10 +269,11 @@ async function parallelScan(js: JetStreamClient, n: Names, v: Verifier, threads:
           const len = b.lengths[i];
           v.apply(b.seqs[i]!, b.sessions[i]!, results[i]!, true, () => len);
         }
+        if (queued <= readAhead / 2) wake();
       }
     }).catch((e: unknown) => {
       failure ??= e;
-    });
+    }).finally(wake);
   };
   try {
     let next = firstSeq;
@@ -313,8 +319,8 @@ async function parallelScan(js: JetStreamClient, n: Names, v: Verifier, threads:
       await msgs.closed();
       flush();
       if (next > endSeq) break;
-      // Let the workers and the linking catch up before reading on.
-      await linking;
+      // Let the workers and the linking catch up (to half the read-ahead) before reading on.
+      if (queued > readAhead / 2 && failure === undefined) await new Promise<void>((r) => (lowWater = r));
     }
     link();
     await linking;
@@ -330,17 +336,42 @@ class WorkerPool {
   readonly #waiting = new Map<number, { resolve(r: BlockAnalysis[]): void; reject(e: unknown): void }>();
   #nextId = 0;
 
-  constructor(size: number) {
+  /** Starts `size` workers; rejects when one cannot start (the caller then works inline). */
+  static async start(size: number): Promise<WorkerPool> {
+    const pool = new WorkerPool(size);
+    try {
+      await Promise.all(pool.#workers.map((w) => new Promise<void>((resolve, reject) => {
+        const ready = (m: { ready?: boolean }) => {
+          if (m.ready) {
+            w.off('message', ready);
+            resolve();
+          }
+        };
+        w.on('message', ready);
+        w.once('error', reject);
+        w.once('exit', () => reject(new Error('verify worker exited')));
+      })));
+    } catch (e) {
+      await pool.close();
+      throw e;
+    }
+    return pool;
+  }
+
+  private constructor(size: number) {
     this.#workers = Array.from({ length: size }, () => {
       const w = new Worker(new URL('./verify-worker.mjs', import.meta.url));
-      w.on('message', (m: { id: number; out: BlockAnalysis[] }) => {
+      w.on('message', (m: { id?: number; out?: BlockAnalysis[] }) => {
+        if (m.id === undefined || !m.out) return;
         this.#waiting.get(m.id)?.resolve(m.out);
         this.#waiting.delete(m.id);
       });
-      w.on('error', (e) => {
+      const failAll = (e: unknown) => {
         for (const p of this.#waiting.values()) p.reject(e);
         this.#waiting.clear();
-      });
+      };
+      w.on('error', failAll);
+      w.on('exit', (code) => failAll(new Error(`verify worker exited with code ${code}`)));
       return w;
     });
   }

@@ -55,6 +55,12 @@ export class AuditWriter {
   readonly #queues = new Map<string, SessionQueue>();
   /** Last known head per session, least recently used first. */
   readonly #heads = new Map<string, Head>();
+  /**
+   * Sessions whose last optimistic append lost to another writer (the broker and a worker take
+   * turns on one session). For those the head is read first: two operations per block instead
+   * of a failed publish, a read and a second publish.
+   */
+  readonly #contended = new Set<string>();
   /** Heads written since the last takeChangedHeads(), oldest first. */
   readonly #changed = new Map<string, SessionHead>();
   #droppedChanged = false;
@@ -204,7 +210,7 @@ export class AuditWriter {
     const subject = this.#names.audit(sessionId);
     const blockId = randomUUID();
     let lastError: unknown;
-    let known = this.#cachedHead(sessionId);
+    let known = this.#contended.has(sessionId) ? undefined : this.#cachedHead(sessionId);
     for (let attempt = 1; attempt <= this.#o.maxAttempts; attempt++) {
       const head = known ?? (await this.#loadHead(sessionId)).head;
       const events = chain(batch, head.hash);
@@ -219,6 +225,8 @@ export class AuditWriter {
         lastError = e;
         this.#heads.delete(sessionId);
         if (!isRetryable(e)) throw e;
+        if (this.#contended.size > this.#o.maxCachedSessions) this.#contended.clear();
+        this.#contended.add(sessionId);
         // Another writer appended, or the ack was lost: our block may be the one stored.
         const fresh = await this.#loadHead(sessionId).catch(() => undefined);
         if (fresh?.events && fresh.events[0]?.id === batch[0]!.event.id) {
@@ -238,6 +246,7 @@ export class AuditWriter {
         if (!parsed || typeof parsed === 'string') throw new WritError('WRIT_INTERNAL', `audit: duplicate block ${ack.seq} of ${sessionId} could not be read back`);
         return parsed;
       }
+      if (attempt === 1 && known !== undefined) this.#contended.delete(sessionId);
       this.#remember(sessionId, { seq: ack.seq, hash: events[events.length - 1]!.hash, count: head.count + events.length });
       return events;
     }

@@ -2,7 +2,7 @@
  * Audit benchmark: writes a large log through AuditWriter, then measures verify()
  * throughput over the whole stream and the replay time of one session among many.
  *
- *   npx tsx bench/audit.ts [--sessions 100000] [--intents 2] [--url nats://…]
+ *   npx tsx bench/audit.ts [--sessions 100000] [--intents 2] [--threads N] [--url nats://…]
  *
  * The log is shaped like the broker and workers write it: per intent one broker block
  * (intent.received, intent.decided, intent.dispatched) and one worker block (exec.claimed,
@@ -11,6 +11,8 @@
  * no fsync per message (nats-server 2.9's default).
  */
 import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { connect } from '@nats-io/transport-node';
@@ -26,6 +28,8 @@ export interface BenchAuditOptions {
   intents?: number;
   /** Sessions written at once. Default 2000. */
   concurrency?: number;
+  /** Worker threads for verify (default: verify's own choice). */
+  threads?: number;
   /** Use this server instead of starting one. */
   url?: string;
   log?: (line: string) => void;
@@ -84,11 +88,20 @@ export async function benchAudit(opts: BenchAuditOptions = {}): Promise<Record<s
     // Verify the whole stream (best of two: the first run also warms the server's file cache).
     const runs: number[] = [];
     let result: Awaited<ReturnType<typeof verify>> | undefined;
+    let cpu = { node: 0, server: 0 };
     for (let i = 0; i < 2; i++) {
       const t = performance.now();
-      result = await verify({ js, names: n, publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(), requireCheckpoint: true });
+      const c0 = process.cpuUsage();
+      const s0 = server ? serverCpuMs(server.pid) : 0;
+      result = await verify({
+        js, names: n, publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(), requireCheckpoint: true,
+        ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+      });
       runs.push(performance.now() - t);
-      log(`verify: ${result.ok ? 'ok' : `BROKEN ${JSON.stringify(result.firstBreak)}`}, ${result.events} events, ${result.checkpoints} checkpoints, ${result.coveredHeads} heads in ${(runs[i]! / 1000).toFixed(2)} s`);
+      const c = process.cpuUsage(c0);
+      // CPU seconds, not only wall time: on a shared machine the wall clock also measures the neighbours.
+      if (runs[i] === Math.min(...runs)) cpu = { node: (c.user + c.system) / 1000, server: server ? serverCpuMs(server.pid) - s0 : 0 };
+      log(`verify: ${result.ok ? 'ok' : `BROKEN ${JSON.stringify(result.firstBreak)}`}, ${result.events} events, ${result.checkpoints} checkpoints, ${result.coveredHeads} heads in ${(runs[i]! / 1000).toFixed(2)} s (load average ${loadavg()[0]!.toFixed(1)})`);
     }
     if (!result?.ok) throw new Error('the benchmark log did not verify');
     const verifyMs = Math.min(...runs);
@@ -118,6 +131,9 @@ export async function benchAudit(opts: BenchAuditOptions = {}): Promise<Record<s
       writeEventsPerSec: Math.round(written / (writeMs / 1000)),
       verifyMs: Math.round(verifyMs),
       verifyEventsPerSec: Math.round(result.events / (verifyMs / 1000)),
+      verifyNodeCpuMs: Math.round(cpu.node),
+      verifyServerCpuMs: Math.round(cpu.server),
+      loadAverage1m: Math.round(loadavg()[0]! * 10) / 10,
       replayOneSessionMsP50: Math.round(median(replayRuns) * 10) / 10,
       replayCliMs: Math.round(cliReplayMs * 10) / 10,
       verifyOneSessionMs: Math.round(sessionVerifyMs * 10) / 10,
@@ -128,17 +144,28 @@ export async function benchAudit(opts: BenchAuditOptions = {}): Promise<Record<s
   }
 }
 
+/** User + system CPU of a process, ms (Linux /proc; 0 elsewhere). */
+function serverCpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const { values } = parseArgs({ options: { sessions: { type: 'string' }, intents: { type: 'string' }, concurrency: { type: 'string' }, url: { type: 'string' } } });
+  const { values } = parseArgs({ options: { sessions: { type: 'string' }, intents: { type: 'string' }, concurrency: { type: 'string' }, threads: { type: 'string' }, url: { type: 'string' } } });
   const figures = await benchAudit({
     ...(values.sessions ? { sessions: Number(values.sessions) } : {}),
     ...(values.intents ? { intents: Number(values.intents) } : {}),
     ...(values.concurrency ? { concurrency: Number(values.concurrency) } : {}),
+    ...(values.threads ? { threads: Number(values.threads) } : {}),
     ...(values.url ? { url: values.url } : {}),
   });
   console.log(figures);

@@ -32,7 +32,9 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
     audit: { flushMs: 2 },
     log: { level: 'warn' },
   }));
-  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'stack-process.ts'), cfgFile], {
+  // BENCH_PROF=DIR writes a CPU profile of the broker+worker process there.
+  const prof = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
+  const child = spawn(process.execPath, [...prof, '--import', 'tsx', join(import.meta.dirname, 'stack-process.ts'), cfgFile], {
     env: { ...process.env, NATS_URL: nats.url, WRIT_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

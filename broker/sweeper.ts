@@ -113,9 +113,12 @@ export class Sweeper {
     }
     this.#watched.delete(id);
     const outcome: Outcome = { v: 1, type: 'outcome', intentId: id, sessionId: rec.sessionId, status: next.state, error: error.toReply(), at: Date.now() };
+    // The claim names the worker and when it started: the evidence of the lost run, even if the
+    // worker died before its own claim event was written.
+    const claim = claimed ? await this.d.kv.claims.get(id).then((c) => (c?.operation === 'PUT' ? c.json<Record<string, unknown>>() : undefined)).catch(() => undefined) : undefined;
     await Promise.all([
       this.d.js.publish(this.d.names.result(id), enc.encode(JSON.stringify(outcome)), { msgID: `r-${id}` }).catch(() => undefined),
-      this.d.audit.append({ sessionId: rec.sessionId, intentId: id, type: claimed ? 'exec.lost' : 'exec.expired', payload: { state: next.state, code: error.code, grantId: rec.grantId } }),
+      this.d.audit.append({ sessionId: rec.sessionId, intentId: id, type: claimed ? 'exec.lost' : 'exec.expired', payload: { state: next.state, code: error.code, grantId: rec.grantId, ...(claim ? { claim } : {}) } }),
     ]);
     this.d.log.warn({ intentId: id, state: next.state }, claimed ? 'worker lost mid-run: intent is unknown and will not be re-run' : 'grant expired unclaimed');
     return true;

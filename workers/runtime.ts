@@ -34,7 +34,7 @@ export interface WorkerDeps {
 
 const enc = new TextEncoder();
 /** How long the claim's audit event may wait to share a block with the outcome's. */
-const CLAIM_AUDIT_DELAY_MS = 25;
+const CLAIM_AUDIT_DELAY_MS = 1000;
 const EMPTY_SPEC: MaskingSpec = MaskingSpecSchema.parse({});
 
 export class Worker {
@@ -122,8 +122,9 @@ export class Worker {
     }
     // Acked now: from here a crash leaves the intent `running` for the sweeper, never a redelivery.
     m.ack();
-    // The claim's event waits a little so that, for a quick run, it goes out in one block with
-    // the outcome's (one chain write instead of two); a long run still records it promptly.
+    // The claim's event waits up to a second so that, for a quick run, it goes out in one block
+    // with the outcome's (one chain write instead of two); a long run still records it within a
+    // second, and if the worker dies first the sweeper's exec.lost event carries the claim.
     const claimedAt = Date.now();
     let claimedAudit: Promise<unknown> | undefined;
     const auditClaimed = () => (claimedAudit ??= this.#audit.append({

@@ -39,15 +39,16 @@ afterAll(async () => {
   await server?.stop();
 });
 
-/** Runs `op` and says how it failed: refused by permissions (or no answer), or answered by JetStream. */
-async function outcome(op: () => Promise<unknown>): Promise<'ok' | 'denied' | 'jetstream-refused'> {
+/** Runs `op` and says how it failed: refused by the server's permissions, or answered (and refused) by JetStream. */
+async function outcome(op: () => Promise<unknown>): Promise<string> {
   try {
     await op();
     return 'ok';
   } catch (e) {
     const err = e as { name?: string; message?: string };
+    if (/Permissions Violation/.test(err.message ?? '')) return 'denied';
     if (err.name === 'JetStreamApiError') return 'jetstream-refused';
-    return 'denied';
+    return `${err.name}: ${err.message}`;
   }
 }
 
