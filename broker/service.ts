@@ -9,7 +9,8 @@
 import { randomUUID } from 'node:crypto';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AuditWriter } from '../audit/index.ts';
+import { AuditWriter, Checkpointer } from '../audit/index.ts';
+import { readFileSync } from 'node:fs';
 import { consumeConcurrently, type ConsumeLoop, type Logger } from '../lib/index.ts';
 import {
   commandText, IntentRecordSchema, sha256Hex, toWritError, WritError,
@@ -55,6 +56,7 @@ export class Broker {
   #sweeper?: Sweeper;
   #approvals!: Approvals;
   #policy!: PolicyEngine & { stop?(): Promise<void> };
+  #checkpointer?: Checkpointer;
   readonly #targets: Map<string, TargetConfig>;
 
   constructor(deps: BrokerDeps) {
@@ -73,6 +75,13 @@ export class Broker {
     this.#jsm = await jetstreamManager(nc);
     this.#kv = await provision(nc, this.#jsm, n, config);
     this.#audit = new AuditWriter({ js: this.#js, jsm: this.#jsm, names: n, actor: { kind: 'broker', id: this.id }, flushMs: config.audit.flushMs, logger: this.#d.log });
+    // Signed checkpoints over the heads this broker wrote, with the broker's key: a truncated
+    // log, a doctored restore or a dropped session then fails `writ audit verify`.
+    this.#checkpointer = new Checkpointer({
+      js: this.#js, jsm: this.#jsm, names: n, actor: { kind: 'broker', id: this.id }, privateKey: readFileSync(config.grants.keyFile, 'utf8'),
+      writers: this.#audit, intervalMs: config.audit.checkpointSec * 1000, logger: this.#d.log,
+    });
+    this.#checkpointer.start();
     this.#policy = typeof this.#d.policy === 'function' ? await this.#d.policy({ kv: this.#kv, audit: this.#audit }) : this.#d.policy;
     await this.#ensureConsumer();
     const consumer = await this.#js.consumers.get(n.streams.intents, n.durables.broker);
@@ -118,6 +127,8 @@ export class Broker {
     await this.#approvals?.stop();
     await this.#loop?.drain();
     await this.#policy?.stop?.();
+    await this.#audit?.flush();
+    await this.#checkpointer?.close();
     await this.#audit?.close();
     this.state = 'STOPPED';
   }

@@ -154,7 +154,9 @@ export const ConfigSchema = z.strictObject({
     maxAgeSec: z.number().int().positive().optional(),
     /** How long a writer gathers events of one session before writing them as one block, ms. */
     flushMs: z.number().int().nonnegative().default(2),
-  }).default({ flushMs: 2 }),
+    /** Seconds between signed checkpoints (one is also written at shutdown). */
+    checkpointSec: z.number().positive().default(60),
+  }).default({ flushMs: 2, checkpointSec: 60 }),
   approvals: z.strictObject({
     /** Chat-bot principals (token `sub`) whose `onBehalfOf` approver identity the broker accepts. */
     trustedBots: z.array(z.string()).default([]),

@@ -3,6 +3,8 @@
  * agent → NATS → broker → PostgreSQL worker → masked result → audit log.
  */
 import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { publicKeyFileFor } from '../broker/index.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPair, SignJWT } from 'jose';
 import { createInbox } from '@nats-io/transport-node';
@@ -220,9 +222,13 @@ describe('audit', () => {
     const text = out.join('');
     for (const t of ['intent.received', 'intent.decided', 'intent.dispatched', 'exec.claimed', 'exec.finished', 'intent.denied']) expect(text).toContain(t);
     expect(text).toContain('SELECT name FROM customers WHERE id = 1');
-    const v = await verify({ nc: s.nc, names: s.names });
+    // The broker wrote a signed checkpoint at shutdown; it verifies with the public key alone.
+    const publicKeyPem = readFileSync(publicKeyFileFor(s.config.grants.keyFile), 'utf8');
+    const v = await verify({ nc: s.nc, names: s.names, publicKeyPem, requireCheckpoint: true });
     expect(v.ok).toBe(true);
     expect(v.events).toBeGreaterThan(10);
+    expect(v.checkpoints).toBeGreaterThanOrEqual(1);
+    expect(v.signaturesChecked).toBe(true);
     // No token and no unmasked e-mail anywhere in the log.
     const json: string[] = [];
     await runAuditCli(['export'], { nc: s.nc, names: s.names, stdout: (x) => json.push(x) });
