@@ -27,7 +27,7 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
     identity: { devIssuer: { enabled: true, dir: join(dir, 'dev-issuer') } },
     grants: { keyFile: join(dir, 'grant-key.pem') },
     targets: [{ name: 'db', kind: 'postgres' }],
-    policy: { rules: [{ id: 'bench', effect: 'allow', groups: ['bench'], targets: ['db'], mode: 'read' }], masking: { columns: [], detectors: ['email'] } },
+    policy: { rules: [{ id: 'bench', effect: 'allow', groups: ['bench'], targets: ['db'], mode: 'read', limits: { rows: 5000 } }], masking: { columns: [{ column: 'public.people.email' }] } },
     workers: { postgres: [{ target: 'db', host: db.host, port: db.port, database: db.database, poolSize: 8, credentials: { read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } } } }] },
     audit: { flushMs: 2 },
     log: { level: 'warn' },
@@ -43,6 +43,12 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
     child.once('exit', (c) => reject(new Error(`stack exited ${c}`)));
   });
 
+  // A 1,000-row table for the masked-result measurement (all detectors on, one column rule).
+  const admin = new pg.Client({ connectionString: db.adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE TABLE people AS SELECT g AS id, 'Person ' || g AS name, 'person' || g || '@example.com' AS email,
+    '+1 415 555 ' || lpad((g % 10000)::text, 4, '0') AS phone, 'note ' || md5(g::text) AS note, now() AS created FROM generate_series(1, 1000) g`);
+  await admin.end();
   const direct = new pg.Pool({ connectionString: db.connectionString('read'), max: 8 });
   const nc = await connect({ servers: nats.url });
   const dev = await loadDevIssuer(join(dir, 'dev-issuer'), false);
@@ -61,6 +67,12 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
         if (o.status !== 'succeeded') throw new Error(o.error?.code ?? o.status);
       }, c, durationMs);
     }
+    const rowsSql = 'SELECT id, name, email, phone, note, created FROM people ORDER BY id';
+    out['direct 1000 rows'] = await load(() => direct.query(rowsSql), 1, durationMs);
+    out['writ 1000 rows masked'] = await load(async () => {
+      const o = await clients[0]!.run({ target: 'db', sql: rowsSql });
+      if (o.status !== 'succeeded' || o.result!.rowCount !== 1000 || !o.result!.columns[2]!.masked) throw new Error(o.error?.code ?? 'unexpected result');
+    }, 1, durationMs);
   } finally {
     await nc.close();
     await direct.end();
@@ -73,6 +85,7 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
 }
 
 export function printE2E(r: Record<string, LoadFigures>): void {
+  printRows(r);
   console.log('\n## End to end: SELECT 1, direct pg (pool 8) vs through Writ');
   console.log('| concurrency | direct p50 ms | direct p99 ms | direct ops/s | writ p50 ms | writ p99 ms | writ ops/s | p50 +ms | p50 ratio | throughput ratio | writ errors |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
@@ -85,4 +98,16 @@ export function printE2E(r: Record<string, LoadFigures>): void {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   printE2E(await benchE2E());
+}
+
+function printRows(r: Record<string, LoadFigures>): void {
+  const d = r['direct 1000 rows'];
+  const w = r['writ 1000 rows masked'];
+  if (!d || !w) return;
+  console.log('\n## End to end: a 1,000-row, 6-column result, masked (column rule + every detector), one agent');
+  console.log('| path | p50 ms | p99 ms | ops/s | errors |');
+  console.log('|---|---|---|---|---|');
+  console.log(`| direct pg | ${fmt(d.p50)} | ${fmt(d.p99)} | ${fmt(d.perSec, 0)} | ${d.errors} |`);
+  console.log(`| through Writ | ${fmt(w.p50)} | ${fmt(w.p99)} | ${fmt(w.perSec, 0)} | ${w.errors} |`);
+  console.log(`| ratio | ${fmt(w.p50 / d.p50, 1)}x | | ${fmt(w.perSec / d.perSec, 3)} | |`);
 }

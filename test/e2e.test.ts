@@ -235,5 +235,10 @@ describe('audit', () => {
     const all = json.join('');
     expect(all).not.toContain('alice@example.com');
     expect(all).not.toMatch(/eyJ[A-Za-z0-9_-]+\.eyJ/);
+    // Nor in what the services logged: no database password, no token, no unmasked value.
+    const logs = JSON.stringify(s.logs);
+    expect(s.logs.length).toBeGreaterThan(0);
+    for (const secret of [s.db.roles.read.password, s.db.roles.write.password, 'alice@example.com']) expect(logs).not.toContain(secret);
+    expect(logs).not.toMatch(/eyJ[A-Za-z0-9_-]+\.eyJ/);
   });
 });
