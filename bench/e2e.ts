@@ -16,6 +16,9 @@ import { WritClient } from '../client/index.ts';
 import { createTestDatabase, startNats } from '../test/helpers/index.ts';
 import { fmt, load, type LoadFigures } from './stats.ts';
 
+/** Concurrency levels; BENCH_CONCURRENCY=64 (comma-separated) narrows a run. */
+const LEVELS = (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number);
+
 export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Record<string, LoadFigures>> {
   const durationMs = opts.durationMs ?? Number(process.env.BENCH_MS ?? 5000);
   const nats = await startNats({ gomaxprocs: 1 });
@@ -60,13 +63,14 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
     // Warm both paths (JIT, pools, caches).
     await load(() => direct.query('SELECT 1'), 8, 500);
     await load((i) => clients[i]!.run({ target: 'db', sql: 'SELECT 1' }), 8, 1000);
-    for (const c of [1, 16, 64]) {
+    for (const c of LEVELS) {
       out[`direct c=${c}`] = await load(() => direct.query('SELECT 1'), c, durationMs);
       out[`writ c=${c}`] = await load(async (i) => {
         const o = await clients[i]!.run({ target: 'db', sql: 'SELECT 1' });
         if (o.status !== 'succeeded') throw new Error(o.error?.code ?? o.status);
       }, c, durationMs);
     }
+    if (process.env.BENCH_SKIP_ROWS) return out;
     const rowsSql = 'SELECT id, name, email, phone, note, created FROM people ORDER BY id';
     out['direct 1000 rows'] = await load(() => direct.query(rowsSql), 1, durationMs);
     out['writ 1000 rows masked'] = await load(async () => {
@@ -89,7 +93,7 @@ export function printE2E(r: Record<string, LoadFigures>): void {
   console.log('\n## End to end: SELECT 1, direct pg (pool 8) vs through Writ');
   console.log('| concurrency | direct p50 ms | direct p99 ms | direct ops/s | writ p50 ms | writ p99 ms | writ ops/s | p50 +ms | p50 ratio | throughput ratio | writ errors |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
-  for (const c of [1, 16, 64]) {
+  for (const c of LEVELS) {
     const d = r[`direct c=${c}`]!;
     const w = r[`writ c=${c}`]!;
     console.log(`| ${c} | ${fmt(d.p50)} | ${fmt(d.p99)} | ${fmt(d.perSec, 0)} | ${fmt(w.p50)} | ${fmt(w.p99)} | ${fmt(w.perSec, 0)} | ${fmt(w.p50 - d.p50)} | ${fmt(w.p50 / d.p50, 1)}x | ${fmt(w.perSec / d.perSec, 3)} | ${w.errors} |`);
