@@ -87,6 +87,26 @@ describe('a sensitive column stays masked however the statement reaches it', () 
   });
 });
 
+describe('result limits', () => {
+  it('cuts a result at the byte limit and says so', async () => {
+    const small = await startStack({
+      config: { policy: { rules: [{ id: 'r', effect: 'allow', groups: ['analysts'], targets: ['db'], mode: 'read', limits: { bytes: 4096, rows: 10_000 } }] } },
+    });
+    try {
+      const cl = small.client(await small.token('alice', ['analysts']));
+      const o = await cl.run({ target: 'db', sql: "SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 500) g" });
+      expect(o.status).toBe('succeeded');
+      expect(o.result!.truncated).toBe(true);
+      expect(o.result!.rows.length).toBeGreaterThan(0);
+      expect(o.result!.rows.length).toBeLessThan(500);
+      expect(Buffer.byteLength(JSON.stringify(o.result!.rows))).toBeLessThanOrEqual(4096);
+      expect(o.result!.rowCount).toBe(o.result!.rows.length);
+    } finally {
+      await small.stop();
+    }
+  });
+});
+
 describe('values leaked through errors and streams', () => {
   it('masks a value quoted by a failed cast', async () => {
     const o = await c.run({ target: 'db', sql: 'SELECT ssn::int FROM customers WHERE id = 1' });

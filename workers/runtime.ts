@@ -248,15 +248,17 @@ export class Worker {
       return { name: f.name, origin: f.origin, ...(f.wholeRow ? { wholeRow: true } : {}), ...(f.tableColumns ? { tableColumns: f.tableColumns } : {}) };
     });
     const masked = maskRows({ fields, rows: out.rows }, spec, opts);
+    // The byte limit applies to what is sent: masked rows beyond it are cut and `truncated` set.
+    const { rows, cut } = fitBytes(masked.rows, claims.limits.bytes);
     return {
       result: {
         columns: masked.columns.map((c) => ({ name: c.name, masked: c.masked, ...(c.reasons.length ? { reasons: c.reasons } : {}) })),
-        rows: masked.rows,
-        rowCount: out.rowCount,
-        truncated: out.truncated,
+        rows,
+        rowCount: cut ? rows.length : out.rowCount,
+        truncated: out.truncated || cut,
         command: out.command,
       },
-      maskedFields: masked.columns.filter((c) => c.masked).map((c) => c.name),
+      maskedFields: masked.columns.filter((c) => c.masked).map((c) => `${c.name} (${c.reasons.join(', ')})`),
     };
   }
 
@@ -291,4 +293,16 @@ export class Worker {
       }
     }
   }
+}
+
+/** Keeps the leading rows whose JSON fits in `limit` bytes (with room for the envelope). */
+export function fitBytes(rows: unknown[][], limit: number | undefined): { rows: unknown[][]; cut: boolean } {
+  if (limit === undefined) return { rows, cut: false };
+  const budget = Math.max(0, limit - 1024);
+  let used = 2;
+  for (let i = 0; i < rows.length; i++) {
+    used += Buffer.byteLength(JSON.stringify(rows[i])) + 1;
+    if (used > budget) return { rows: rows.slice(0, i), cut: true };
+  }
+  return { rows, cut: false };
 }
