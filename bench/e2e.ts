@@ -35,16 +35,22 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
     audit: { flushMs: 2 },
     log: { level: 'warn' },
   }));
-  // BENCH_PROF=DIR writes a CPU profile of the broker+worker process there.
+  // BENCH_PROF=DIR writes CPU profiles of the service processes there. BENCH_SPLIT=1 runs the
+  // broker and the worker as two processes (as a deployment does) instead of one (as `writ up`).
   const prof = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
-  const child = spawn(process.execPath, [...prof, '--import', 'tsx', join(import.meta.dirname, 'stack-process.ts'), cfgFile], {
-    env: { ...process.env, NATS_URL: nats.url, WRIT_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => d.toString().includes('READY') && resolve());
-    child.once('exit', (c) => reject(new Error(`stack exited ${c}`)));
-  });
+  const roles = process.env.BENCH_SPLIT ? ['broker', 'worker'] : ['both'];
+  const children = [];
+  for (const role of roles) {
+    const child = spawn(process.execPath, [...prof, '--import', 'tsx', join(import.meta.dirname, 'stack-process.ts'), cfgFile, role], {
+      env: { ...process.env, NATS_URL: nats.url, WRIT_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (d: Buffer) => d.toString().includes('READY') && resolve());
+      child.once('exit', (c) => reject(new Error(`${role} exited ${c}`)));
+    });
+    children.push(child);
+  }
 
   // A 1,000-row table for the masked-result measurement (all detectors on, one column rule).
   const admin = new pg.Client({ connectionString: db.adminUrl });
@@ -80,8 +86,10 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
   } finally {
     await nc.close();
     await direct.end();
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
+    for (const child of children.reverse()) {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
     await db.drop();
     await nats.stop();
   }

@@ -1,20 +1,30 @@
-/** A broker and a PostgreSQL worker in one process from a config file, for benchmarks. Prints READY. */
+/**
+ * A broker and/or a PostgreSQL worker from a config file, for benchmarks. The role comes
+ * from argv[3]: `both` (default, as `writ up`), `broker` or `worker`. Prints READY.
+ */
 import { createBroker } from '../broker/index.ts';
 import { connectNats, createLogger } from '../lib/index.ts';
 import { loadConfigFile } from '../schemas/index.ts';
 import { createWorker } from '../workers/index.ts';
 
 const config = loadConfigFile(process.argv[2]!);
-const log = createLogger({ name: 'bench-stack', level: process.env.WRIT_LOG_LEVEL ?? 'warn' });
-const nc = await connectNats(process.env.NATS_URL, 'bench-stack');
-const broker = await createBroker({ nc, config, log });
-await broker.start();
-const worker = await createWorker({ nc, config, log });
-await worker.start();
+const role = process.argv[3] ?? 'both';
+const log = createLogger({ name: `bench-${role}`, level: process.env.WRIT_LOG_LEVEL ?? 'warn' });
+const nc = await connectNats(process.env.NATS_URL, `bench-${role}`);
+const services: Array<{ stop(): Promise<void> }> = [];
+if (role !== 'worker') {
+  const broker = await createBroker({ nc, config, log });
+  await broker.start();
+  services.push(broker);
+}
+if (role !== 'broker') {
+  const worker = await createWorker({ nc, config, log });
+  await worker.start();
+  services.unshift(worker);
+}
 process.stdout.write('READY\n');
 process.once('SIGTERM', async () => {
-  await worker.stop();
-  await broker.stop();
+  for (const s of services) await s.stop();
   await nc.close();
   process.exit(0);
 });
