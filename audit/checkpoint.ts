@@ -173,6 +173,12 @@ export class Checkpointer {
       }
     }
     if (this.#pending.size === 0 && !force) return [];
+    // Sign each session's actual tail, not only what this process wrote: a worker's block that
+    // follows the broker's last one in a session is then covered too.
+    for (const [sessionId, h] of this.#pending) {
+      const tail = await loadLastBlock(this.#o.jsm, this.#o.names, sessionId).catch(() => undefined);
+      if (tail && !tail.malformed && tail.head.seq > h.seq) this.#pending.set(sessionId, { sessionId, ...tail.head });
+    }
     const all = [...this.#pending.values()].sort((a, b) => (a.sessionId < b.sessionId ? -1 : a.sessionId > b.sessionId ? 1 : 0));
     const out: CheckpointRecord[] = [];
     for (let i = 0; i === 0 || i < all.length; i += this.#maxHeads) {
