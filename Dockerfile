@@ -19,4 +19,4 @@ COPY bin ./bin
 RUN mkdir -p /app/.data && chown node:node /app/.data
 USER node
 ENTRYPOINT ["node", "--import", "tsx"]
-CMD ["client/cli.ts", "--help"]
+CMD ["cmd/cli.ts", "--help"]

@@ -9,7 +9,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { sha256Hex, type Principal, type TargetConfig } from '../schemas/index.ts';
-import { initClassifiers } from '../broker/classify/index.ts';
+import { initClassifiers } from '../classify/index.ts';
 import type { CommandFacts, PolicyInput } from '../broker/policy.ts';
 import { classifyFor, RulePolicy, type PolicyDocumentInput } from '../broker/rules/index.ts';
 import { percentile } from './stats.ts';

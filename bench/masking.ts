@@ -8,7 +8,7 @@
  * `npx tsx bench/masking.ts` runs it alone; bench/index.ts runs it with the others.
  */
 import { pathToFileURL } from 'node:url';
-import { maskRows, type RowsInput } from '../workers/masking/index.ts';
+import { maskRows, type RowsInput } from '../masking/index.ts';
 
 const ROWS = 100_000;
 

@@ -3,7 +3,7 @@
  * exact text: parsing a large statement costs more than running it (PERFORMANCE.md).
  */
 import { commandText, sha256Hex, type Command, type TargetConfig } from '../schemas/index.ts';
-import { classifyShell, classifySql } from './classify/index.ts';
+import { classifyShell, classifySql } from '../classify/index.ts';
 import type { CommandFacts } from './policy.ts';
 
 const MAX = 10_000;

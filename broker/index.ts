@@ -5,7 +5,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../lib/index.ts';
 import { names as makeNames, type Config } from '../schemas/index.ts';
-import { initClassifiers } from './classify/index.ts';
+import { initClassifiers } from '../classify/index.ts';
 import { loadDevIssuer } from './dev-issuer.ts';
 import { IdentityVerifier } from './identity.ts';
 import { loadOrCreateGrantKey } from './keys.ts';

@@ -4,7 +4,7 @@
  * taken from the command's classified facts. The full rule engine fills the same interface.
  */
 import { canonicalJson, sha256Hex, type ApprovalSpec, type Command, type Decision, type Limits, type PolicyConfig, type Principal, type TargetConfig } from '../schemas/index.ts';
-import type { ShellFacts, SqlFacts } from './classify/index.ts';
+import type { ShellFacts, SqlFacts } from '../classify/index.ts';
 
 export type CommandFacts = { kind: 'sql'; facts: SqlFacts } | { kind: 'shell'; facts: ShellFacts };
 

@@ -5,7 +5,7 @@
  * masking engine's value detectors first. The SHA-256 of the exact text is recorded beside
  * it, so the evidence still pins exactly what ran.
  */
-import { compileMasking, maskText, type CompiledMasking } from '../workers/masking/index.ts';
+import { compileMasking, maskText, type CompiledMasking } from '../masking/index.ts';
 import type { Command } from '../schemas/index.ts';
 
 // Every detector, redact strategy: the audit keeps the kind of secret, never the value.

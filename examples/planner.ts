@@ -11,7 +11,7 @@
  */
 import { resolve } from 'node:path';
 import { loadDevIssuer, mintDevToken } from '../broker/dev-issuer.ts';
-import { resolveNatsUrl } from '../client/paths.ts';
+import { resolveNatsUrl } from '../cmd/paths.ts';
 import { WritClient } from '../client/sdk.ts';
 import {
   Session, WritApprovalRequiredError, WritIntentError, refreshingToken, toQueryResult, type Explanation, type QueryResult,

@@ -14,7 +14,7 @@ import { createWorker, type Worker } from '../workers/index.ts';
 import { readSession } from '../audit/index.ts';
 import { startStack, type Stack } from './fixture.ts';
 
-const CLI = join(import.meta.dirname, '..', 'client', 'cli.ts');
+const CLI = join(import.meta.dirname, '..', 'cmd', 'cli.ts');
 const enc = new TextEncoder();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

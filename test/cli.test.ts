@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStack, type Stack } from './fixture.ts';
 
 const run = promisify(execFile);
-const CLI = join(import.meta.dirname, '..', 'client', 'cli.ts');
+const CLI = join(import.meta.dirname, '..', 'cmd', 'cli.ts');
 let s: Stack;
 let env: NodeJS.ProcessEnv;
 let configFile: string;

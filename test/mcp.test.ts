@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Client, InMemoryTransport, ProtocolError, StreamableHTTPClientTransport, type CallToolResult } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
-import { createWritMcpServer, runMcp, type ExplainOut, type IntentOut, type TargetsOut } from '../client/mcp/index.ts';
+import { createWritMcpServer, runMcp, type ExplainOut, type IntentOut, type TargetsOut } from '../cmd/mcp/index.ts';
 import {
   Session, WritApprovalRequiredError, WritDeniedError, WritIntentError, intentIdFor, refreshingToken,
 } from '../client/sdk-extras.ts';
@@ -277,7 +277,7 @@ describe('the Writ MCP server', () => {
     const token = await s.token('alice', ['analysts']);
     const transport = new StdioClientTransport({
       command: process.execPath,
-      args: ['--import', 'tsx', join(import.meta.dirname, '..', 'client', 'mcp', 'main.ts')],
+      args: ['--import', 'tsx', join(import.meta.dirname, '..', 'cmd', 'mcp', 'main.ts')],
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', NATS_URL: s.nats.url, WRIT_PREFIX: s.names.prefix, WRIT_TOKEN: token },
       stderr: 'pipe',
     });

@@ -7,7 +7,7 @@ import type { KeyObject } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../lib/index.ts';
 import { keyId, names as makeNames, publicKeyFromPem, WritError, type Config } from '../schemas/index.ts';
-import { initClassifiers } from '../broker/classify/index.ts';
+import { initClassifiers } from '../classify/index.ts';
 import type { Executor } from './executor.ts';
 import { PostgresExecutor } from './postgres/index.ts';
 import { SshExecutor } from './ssh/index.ts';

@@ -14,7 +14,7 @@ import {
   commandText, formatIssues, IntentRecordSchema, OrderSchema, sha256Hex, toWritError, verifyGrantSignature, WritError,
   type Config, type ErrorReply, type GrantClaims, type IntentRecord, type IntentState, type Names, type Order, type Outcome, type ResultBody,
 } from '../schemas/index.ts';
-import { LineMasker, maskRows, maskText, MaskingSpecSchema, sensitiveColumns, type MaskingSpec } from './masking/index.ts';
+import { LineMasker, maskRows, maskText, MaskingSpecSchema, sensitiveColumns, type MaskingSpec } from '../masking/index.ts';
 import type { ExecOutput, Executor } from './executor.ts';
 
 export type WorkerState = 'INITIALIZED' | 'RUNNING' | 'DRAINING' | 'STOPPED';

@@ -6,7 +6,7 @@
  * ambiguous) strict matching says no and loose matching says yes, so uncertainty never
  * widens an allow and never narrows a deny. Negative conditions (`not…`) flip this.
  */
-import type { ColumnFact } from '../classify/index.ts';
+import type { ColumnFact } from '../../classify/index.ts';
 import { ArgSet, GlobSet, type ArgPattern } from './glob.ts';
 import { isExpanded } from './view.ts';
 

@@ -7,7 +7,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { loadConfigFile, names, toWritError, WritError } from '../../schemas/index.ts';
-import { initClassifiers } from '../classify/index.ts';
+import { initClassifiers } from '../../classify/index.ts';
 import { RulePolicy, type Explanation } from './engine.ts';
 import { toPolicyInput } from './intent.ts';
 import { lintPolicy } from './lint.ts';

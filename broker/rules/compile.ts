@@ -4,7 +4,7 @@
  * defaults for what a rule author rarely means to allow by leaving a key out.
  */
 import type { Principal, TargetConfig } from '../../schemas/index.ts';
-import type { ShellFacts, SqlStatementFacts } from '../classify/index.ts';
+import type { ShellFacts, SqlStatementFacts } from '../../classify/index.ts';
 import {
   argsCheck, boolCheck, columnMatcher, expandableMatcher, functionMatcher, globMatcher, listCheck, programMatcher,
   type Check, type Scope,

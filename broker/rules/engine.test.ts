@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initClassifiers } from '../classify/index.ts';
+import { initClassifiers } from '../../classify/index.ts';
 import type { PolicyInput } from '../policy.ts';
 import { RulePolicy, toPolicyInput, type PolicyTarget } from './index.ts';
 

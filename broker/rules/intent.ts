@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { WritError, type Principal, type TargetConfig } from '../../schemas/index.ts';
-import * as classify from '../classify/index.ts';
+import * as classify from '../../classify/index.ts';
 import type { CommandFacts, PolicyInput } from '../policy.ts';
 import { policyIssues, PolicyTargetSchema, type PolicyTarget } from './schema.ts';
 

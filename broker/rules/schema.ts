@@ -6,7 +6,7 @@
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { canonicalJson, LimitsSchema, sha256Hex, TargetNameSchema, WritError } from '../../schemas/index.ts';
-import { SQL_KINDS } from '../classify/index.ts';
+import { SQL_KINDS } from '../../classify/index.ts';
 import { globProblem, regexProblem } from './glob.ts';
 
 /** A glob (picomatch syntax, `dot: true`), validated when the policy loads. */

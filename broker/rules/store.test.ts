@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNats, uniqueName, type NatsServerHandle } from '../../test/helpers/index.ts';
 import { WritError } from '../../schemas/index.ts';
-import { initClassifiers } from '../classify/index.ts';
+import { initClassifiers } from '../../classify/index.ts';
 import { PolicyStore, ReloadingPolicy, RulePolicy, runPolicyCli, toPolicyInput, type PolicyTarget } from './index.ts';
 
 const V1 = `

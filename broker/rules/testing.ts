@@ -16,7 +16,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { toWritError, WritError } from '../../schemas/index.ts';
-import { initClassifiers } from '../classify/index.ts';
+import { initClassifiers } from '../../classify/index.ts';
 import { RulePolicy, type RuleDecision } from './engine.ts';
 import { IntentPrincipalSchema, toPolicyInput } from './intent.ts';
 import { EFFECT_VALUES, policyIssues, PolicyTargetSchema, type PolicyTarget } from './schema.ts';

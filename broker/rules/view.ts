@@ -3,7 +3,7 @@
  * (cached by identity, so cached facts cost nothing to view again): effective kinds of
  * each statement, normalised function names, the index keys of the intent.
  */
-import { EXPANSION_MARK, type ColumnFact, type ShellCommand, type ShellFacts, type SqlFacts, type SqlKind, type SqlStatementFacts } from '../classify/index.ts';
+import { EXPANSION_MARK, type ColumnFact, type ShellCommand, type ShellFacts, type SqlFacts, type SqlKind, type SqlStatementFacts } from '../../classify/index.ts';
 import type { CommandFacts } from '../policy.ts';
 
 /** One statement with what the rules look at. */

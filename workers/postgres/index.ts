@@ -8,7 +8,7 @@
  */
 import pg from 'pg';
 import Cursor from 'pg-cursor';
-import { classifySqlCached as classifySql, splitSql } from '../../broker/classify/index.ts';
+import { classifySqlCached as classifySql, splitSql } from '../../classify/index.ts';
 import { readSecret, WritError, type AccessMode, type Config } from '../../schemas/index.ts';
 import type { ExecContext, ExecOutput, Executor, FieldInfo } from '../executor.ts';
 import { OriginResolver } from './origins.ts';

@@ -11,7 +11,7 @@
  * the policy approved that whole tree. A text whose facts carry an error is refused here
  * too, although the broker already refused it.
  */
-import { classifyShell, EXPANSION_MARK, initClassifiers, quoteShellArgs, type ShellFacts } from '../../broker/classify/index.ts';
+import { classifyShell, EXPANSION_MARK, initClassifiers, quoteShellArgs, type ShellFacts } from '../../classify/index.ts';
 import { WritError } from '../../schemas/index.ts';
 
 /** What runs, and whether it was rebuilt from the parsed words. */

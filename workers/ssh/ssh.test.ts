@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex, SshWorkerTargetSchema, WritError, type AccessMode, type GrantClaims, type Order } from '../../schemas/index.ts';
 import { freePort, startSshd, uniqueName, type SshdHandle } from '../../test/helpers/index.ts';
 import type { ExecContext, StreamOutput } from '../executor.ts';
-import { LineMasker, MaskingSpecSchema } from '../masking/index.ts';
+import { LineMasker, MaskingSpecSchema } from '../../masking/index.ts';
 import { SshExecutor } from './index.ts';
 
 let sshd: SshdHandle;

@@ -14,7 +14,7 @@
  * - an object with toJSON is walked as what it serialises to (Date is kept: a date is no secret);
  * - Map, Set, symbols, functions and nesting past 64 levels fail: masking never guesses.
  */
-import { WritError } from '../../schemas/errors.ts';
+import { WritError } from '../schemas/errors.ts';
 import { validCard, validSsn } from './checks.ts';
 import { KeyHint, keyHintOf } from './detectors.ts';
 import { maskingFailure, maskString, type HitSink } from './engine.ts';

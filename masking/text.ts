@@ -8,7 +8,7 @@ import { arraySink, maskingFailure, maskString } from './engine.ts';
 import { compileMasking, type CompiledMasking, type MaskingSpecInput } from './spec.ts';
 import { maskWhole } from './strategies.ts';
 import type { MaskOptions, Strategy, TextResult } from './types.ts';
-import { WritError } from '../../schemas/errors.ts';
+import { WritError } from '../schemas/errors.ts';
 
 export interface MaskTextOptions extends MaskOptions {
   /**

@@ -7,7 +7,7 @@
  */
 import type { Node } from 'web-tree-sitter';
 import type { ShellCommand, ShellErrorCode, ShellFacts, ShellRedirection } from './types.ts';
-import { WritError } from '../../schemas/errors.ts';
+import { WritError } from '../schemas/errors.ts';
 import { bashParser } from './runtime.ts';
 import { textWord, unescapeUnquoted, wordOf, type Word } from './shell-words.ts';
 import { findExecs, WRAPPERS } from './shell-wrappers.ts';

@@ -1,5 +1,5 @@
 /**
- * Public entry of client/mcp/: the Writ MCP server (`createWritMcpServer`), serving it
+ * Public entry of cmd/mcp/: the Writ MCP server (`createWritMcpServer`), serving it
  * over stdio or Streamable HTTP (`runMcp`), and the `writ mcp` command (`mcpCommand`).
  */
 import { readFileSync } from 'node:fs';
@@ -10,8 +10,8 @@ import type { McpServer } from '@modelcontextprotocol/server';
 import { connectNats } from '../../lib/index.ts';
 import { WritError } from '../../schemas/index.ts';
 import { resolveNatsUrl } from '../paths.ts';
-import { WritClient } from '../sdk.ts';
-import { refreshingToken } from '../sdk-extras.ts';
+import { WritClient } from '../../client/sdk.ts';
+import { refreshingToken } from '../../client/sdk-extras.ts';
 import { serveHttp } from './http.ts';
 import { createWritMcpServer } from './server.ts';
 

@@ -1,6 +1,6 @@
 /**
  * Prints how the classifiers do on the shared corpora (all of them, no
- * sampling): `npx tsx broker/classify/corpus-report.ts`.
+ * sampling): `npx tsx classify/corpus-report.ts`.
  */
 import { initClassifiers } from './runtime.ts';
 import { isKeyPressExample, readJsonl, runPg, runShell, type CorpusStats, type PgItem, type ShellItem } from './corpus.ts';

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `tsx client/mcp/main.ts [--http PORT] …`: the MCP server as its own process, the same
+ * `tsx cmd/mcp/main.ts [--http PORT] …`: the MCP server as its own process, the same
  * as `writ mcp`. MCP clients that spawn servers (stdio) can point here directly.
  */
 import { WritError } from '../../schemas/index.ts';

@@ -2,7 +2,7 @@
  * Masking one string: scan it, replace each hit by its detector's strategy. Shared by rows,
  * text and streams so all three mask a value identically.
  */
-import { WritError } from '../../schemas/errors.ts';
+import { WritError } from '../schemas/errors.ts';
 import { KeyHint, scanString } from './detectors.ts';
 import type { CompiledMasking } from './spec.ts';
 import { renderHit } from './strategies.ts';

@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { loadDevIssuer, mintDevToken, parseDuration } from '../broker/dev-issuer.ts';
 import { connectNats } from '../lib/index.ts';
 import { loadConfigFile, names, WritError, type Outcome } from '../schemas/index.ts';
-import { WritClient } from './sdk.ts';
+import { WritClient } from '../client/sdk.ts';
 import { DATA_DIR, resolveNatsUrl } from './paths.ts';
 
 const DEFAULT_CONFIG = resolve(process.env.WRIT_CONFIG ?? 'deploy/local/writ.yaml');

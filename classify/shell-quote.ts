@@ -3,7 +3,7 @@
  * runs: every word that is not plainly safe goes in single quotes, inside
  * which bash interprets nothing.
  */
-import { WritError } from '../../schemas/errors.ts';
+import { WritError } from '../schemas/errors.ts';
 
 // Arguments made only of these need no quoting.
 const SAFE_ARG = /^[A-Za-z0-9_\/.,:@%+=-]+$/;

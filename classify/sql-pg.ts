@@ -4,7 +4,7 @@
  * holds a statement the mapping does not know, carries an error so the
  * policy fails closed.
  */
-import { WritError } from '../../schemas/errors.ts';
+import { WritError } from '../schemas/errors.ts';
 import type { SqlErrorCode, SqlFacts, SqlStatementFacts } from './types.ts';
 import { pgParse } from './runtime.ts';
 import { arr, obj, unwrap } from './pg-ast.ts';

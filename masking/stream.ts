@@ -19,7 +19,7 @@
  *   run held that long is not a key and is emitted as ordinary lines.
  */
 import { StringDecoder } from 'node:string_decoder';
-import { WritError } from '../../schemas/errors.ts';
+import { WritError } from '../schemas/errors.ts';
 import { scanString } from './detectors.ts';
 import { pemBodyEnd } from './pem.ts';
 import { maskingFailure, renderHits, type HitSink } from './engine.ts';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { WritError } from '../../schemas/errors.ts';
+import { WritError } from '../schemas/errors.ts';
 import { maskText } from './index.ts';
 
 const SPEC = { columns: [{ column: 'public.customers.national_id' }, { column: '*.*.email' }] };

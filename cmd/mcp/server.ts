@@ -6,8 +6,8 @@
 import { McpServer, ProtocolError, ProtocolErrorCode, type CallToolResult, type ServerContext, type ToolAnnotations } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import { TERMINAL_STATES, WritError, type IntentState } from '../../schemas/index.ts';
-import { newId, type WritClient } from '../sdk.ts';
-import { runIdempotent, waitLong } from '../sdk-extras.ts';
+import { newId, type WritClient } from '../../client/sdk.ts';
+import { runIdempotent, waitLong } from '../../client/sdk-extras.ts';
 import {
   errorView, explainText, explainView, intentResult, intentView, openView, targetsText, targetsView, toolResult,
 } from './format.ts';

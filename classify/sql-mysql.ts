@@ -9,7 +9,7 @@ import type { CopyFacts, SetFacts, SqlErrorCode, SqlFacts, SqlKind, SqlStatement
 import { mysqlParser } from './runtime.ts';
 import { isDangerousMysql } from './sql-functions.ts';
 import { safeMessage } from './text.ts';
-import { WritError } from '../../schemas/errors.ts';
+import { WritError } from '../schemas/errors.ts';
 
 type Obj = Record<string, unknown>;
 const obj = (v: unknown): Obj | undefined => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Obj) : undefined);

@@ -11,7 +11,7 @@ import { classifyShell } from './shell.ts';
 import { obj, unwrap } from './pg-ast.ts';
 
 /** Where the corpora live (the shared folder beside the repository), overridable with WRIT_CORPORA. */
-export const CORPORA_DIR = process.env.WRIT_CORPORA ?? fileURLToPath(new URL('../../../shared/corpora/', import.meta.url));
+export const CORPORA_DIR = process.env.WRIT_CORPORA ?? fileURLToPath(new URL('../../shared/corpora/', import.meta.url));
 
 /** One timed item. */
 export interface Timed {

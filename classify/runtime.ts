@@ -6,7 +6,7 @@
 import { createRequire } from 'node:module';
 import { loadModule, parseSync } from 'libpg-query';
 import { Language, Parser } from 'web-tree-sitter';
-import { WritError } from '../../schemas/errors.ts';
+import { WritError } from '../schemas/errors.ts';
 
 /** The subset of node-sql-parser's Parser that the MySQL classifier uses. */
 export interface MysqlParser {

@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { WritError } from '../../schemas/errors.ts';
+import { WritError } from '../schemas/errors.ts';
 import { LineMasker, maskText, type LineMaskerOptions, type MaskingSpecInput } from './index.ts';
 
 /** Feeds the chunks, checks every push returns only whole lines, and joins all output. */

@@ -4,7 +4,7 @@
  * engine an object that never went through the schema.
  */
 import { z } from 'zod';
-import { WritError } from '../../schemas/errors.ts';
+import { WritError } from '../schemas/errors.ts';
 import { Detector, DETECTOR_NAMES, Strategy, type DetectorName, type MaskOptions } from './types.ts';
 
 const StrategySchema = z.enum(Strategy);

@@ -3,7 +3,7 @@
  * `partial` never reveals secret material: for tokens it keeps only the kind prefix.
  */
 import { createHmac } from 'node:crypto';
-import { WritError } from '../../schemas/errors.ts';
+import { WritError } from '../schemas/errors.ts';
 import { DETECTOR_NAMES, type DetectorName, type Strategy } from './types.ts';
 
 /** What a whole-value mask says in place of a detector name. */

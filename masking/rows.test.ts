@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { WritError } from '../../schemas/errors.ts';
+import { WritError } from '../schemas/errors.ts';
 import { maskRows, type FieldInput, type MaskingSpecInput } from './index.ts';
 
 const col = (name: string, table: string, column = name): FieldInput => ({ name, origin: { table, column } });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { WritError } from '../../schemas/errors.ts';
+import { WritError } from '../schemas/errors.ts';
 import { compileMasking, maskRows, maskText, MaskingSpecSchema, sensitiveColumns, type MaskingSpecInput } from './index.ts';
 
 const KEY = Buffer.alloc(32, 9);
