@@ -109,6 +109,19 @@ export interface SqlStatementFacts {
   functions: string[];
   /** The side-effecting or dangerous ones among `functions` (see DANGEROUS_FUNCTIONS in sql-functions.ts). */
   dangerousFunctions: string[];
+  /**
+   * Functions among `functions` that the classifier does not positively know to be free of side effects and
+   * to read no relations (user-defined functions, anything missing from the generated catalogue, attribute
+   * notation that may be a call). No grant covers them unless a rule's `functions` names them. Always set by
+   * the classifiers.
+   */
+  unknownFunctions?: string[];
+  /**
+   * The statement calls a function that runs SQL text or reads a relation named by a value (`query_to_xml`,
+   * `table_to_xml`, `ts_stat`, …): where its output comes from cannot be known, so the worker redacts every
+   * computed field unless the grant's masking trusts them. Always set by the classifiers.
+   */
+  opaqueReads?: boolean;
   /** UPDATE/DELETE only: the statement has a WHERE clause (WHERE CURRENT OF counts). */
   hasWhere?: boolean;
   /** UPDATE/DELETE only: the WHERE clause is true for every row (`true`, `1=1`, `'a'='a'`, `x=x`, `... OR true`, ...). */
@@ -175,6 +188,11 @@ export interface ShellCommand {
   opaque: boolean;
   /** The program name comes from an expansion (`$X`, `$(..)`, globs, brace expansion). */
   unknown: boolean;
+  /**
+   * Indexes into `args` of arguments holding an unquoted glob (`*`, `?`, `[…]`, extglob): the shell may expand
+   * them to other paths (`.?` to `..` in dash), so they are uncertain for path patterns. Always set by classifyShell.
+   */
+  globArgs?: number[];
   /** How the command is reached when not directly: `sh -c`, `bash -c`, `eval`, `find -exec`, `xargs`, `env -S`, `watch`, `su -c`, `sh stdin`. */
   via?: string;
   /** Source text of the simple command the program was found in. */
@@ -193,6 +211,8 @@ export interface ShellRedirection {
   reads: boolean;
   /** Explicit file descriptor (`2>`). */
   fd?: number;
+  /** The target holds an unquoted glob (uncertain as a path). */
+  glob?: boolean;
 }
 
 /** Facts of a shell command line. */
