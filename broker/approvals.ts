@@ -22,6 +22,7 @@ import {
 } from '../schemas/index.ts';
 import type { VerifiedIdentity, IdentityVerifier } from './identity.ts';
 import type { CommandFacts, PolicyDecision } from './policy.ts';
+import { grantSpecOf } from './grants.ts';
 import { redactCommand, redactDeep, redactText } from './redact.ts';
 
 const enc = new TextEncoder();
@@ -113,7 +114,7 @@ export class Approvals {
     const record: IntentRecord = {
       intentId: intent.id, sessionId: intent.sessionId, target: target.name, kind: target.kind, principal: who.principal, state: 'pending',
       decision: { effect: decision.effect, rules: decision.rules, reasons: decision.reasons, mode: decision.mode, policyVersion: decision.policyVersion },
-      commandSha256, createdAt: now, updatedAt: now,
+      commandSha256, createdAt: now, updatedAt: now, grant: grantSpecOf(decision),
       pending: {
         rule, spec, expiresAt, votes: [],
         order: { command: intent.command, mode: decision.mode, limits: decision.limits, ...(decision.masking !== undefined ? { mask: decision.masking } : {}), ...(intent.replyTo ? { replyTo: intent.replyTo } : {}) },

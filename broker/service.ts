@@ -17,6 +17,7 @@ import {
   type Config, type GrantClaims, type GrantSigner, type Intent, type IntentRecord, type Names, type Order, type Outcome, type TargetConfig,
 } from '../schemas/index.ts';
 import { classifyCommand } from './classify-command.ts';
+import { buildGrantClaims, grantSpecOf } from './grants.ts';
 import type { IdentityVerifier, VerifiedIdentity } from './identity.ts';
 import { intake, type Refusal } from './intake.ts';
 import type { PolicyDecision, PolicyEngine } from './policy.ts';
@@ -240,17 +241,14 @@ export class Broker {
 
     const nowSec = Math.floor(Date.now() / 1000);
     const gid = intent.id;
-    const claims: GrantClaims = {
-      gid, iid: intent.id, sid: intent.sessionId, tgt: target.name, kind: target.kind, mode: decision.mode,
-      sha256: commandSha256, iat: nowSec, exp: nowSec + this.#d.config.grants.ttlSec, limits: decision.limits,
-      mask: decision.masking, policyVersion: decision.policyVersion, sub: who.principal.sub,
-    };
+    const grantExp = nowSec + this.#d.config.grants.ttlSec;
     const record: IntentRecord = {
       intentId: intent.id, sessionId: intent.sessionId, target: target.name, kind: target.kind, principal: who.principal,
-      state: 'dispatched', decision: publicDecision(decision), grantId: gid, grantExp: claims.exp, commandSha256,
-      runDeadline: claims.exp + Math.ceil(decision.limits.seconds ?? 30) + this.#d.config.limits.sweepMarginSec,
+      state: 'dispatched', decision: publicDecision(decision), grant: grantSpecOf(decision), grantId: gid, grantExp, commandSha256,
+      runDeadline: grantExp + Math.ceil(decision.limits.seconds ?? 30) + this.#d.config.limits.sweepMarginSec,
       createdAt: Date.now(), updatedAt: Date.now(),
     };
+    const claims = buildGrantClaims(record, { nowSec, ttlSec: this.#d.config.grants.ttlSec, exp: grantExp, policyVersion: decision.policyVersion });
     let revision: number;
     try {
       revision = await this.#kv.intents.create(intent.id, enc.encode(JSON.stringify(record)));
@@ -270,14 +268,12 @@ export class Broker {
     const p = rec.pending!;
     const target = this.#targets.get(rec.target)!;
     const nowSec = Math.floor(Date.now() / 1000);
-    const claims: GrantClaims = {
-      gid: rec.intentId, iid: rec.intentId, sid: rec.sessionId, tgt: target.name, kind: target.kind, mode: p.order.mode,
-      sha256: rec.commandSha256, iat: nowSec, exp: nowSec + this.#d.config.grants.ttlSec, limits: p.order.limits,
-      ...(p.order.mask !== undefined ? { mask: p.order.mask } : {}), policyVersion: rec.decision?.policyVersion ?? this.#policy.version, sub: rec.principal.sub,
-    };
+    // Records opened before GrantSpec existed keep what to grant in the pending order.
+    const withGrant: IntentRecord = rec.grant ? rec : { ...rec, grant: { mode: p.order.mode, limits: p.order.limits, mask: p.order.mask ?? {} } };
+    const claims = buildGrantClaims(withGrant, { nowSec, ttlSec: this.#d.config.grants.ttlSec, policyVersion: this.#policy.version });
     const next: IntentRecord = {
-      ...rec, state: 'dispatched', grantId: claims.gid, grantExp: claims.exp, updatedAt: Date.now(),
-      runDeadline: claims.exp + Math.ceil(p.order.limits.seconds ?? 30) + this.#d.config.limits.sweepMarginSec,
+      ...withGrant, state: 'dispatched', grantId: claims.gid, grantExp: claims.exp, updatedAt: Date.now(),
+      runDeadline: claims.exp + Math.ceil(claims.limits.seconds ?? 30) + this.#d.config.limits.sweepMarginSec,
     };
     const rev = await this.#kv.intents.update(rec.intentId, enc.encode(JSON.stringify(next)), revision);
     await this.#publishOrder({ id: rec.intentId, sessionId: rec.sessionId, command: p.order.command, replyTo: p.order.replyTo }, target, claims, rev, next);
@@ -293,7 +289,12 @@ export class Broker {
       ...(rec ? { record: rec } : {}),
     };
     // msgID = grant id: a re-sent order within the window is dropped by the server; beyond it, the claim refuses it.
-    await this.#js.publish(this.#d.names.exec(target.kind, target.name), enc.encode(JSON.stringify(order)), { msgID: claims.gid });
+    try {
+      await this.#js.publish(this.#d.names.exec(target.kind, target.name), enc.encode(JSON.stringify(order)), { msgID: claims.gid });
+    } catch (e) {
+      // Retried by redelivery: the intent then takes the duplicate path, which re-sends this order from the record.
+      throw new WritError('WRIT_TRANSPORT', 'the execution order could not be stored', { cause: e });
+    }
   }
 
   /** The id exists already: a resubmission or a redelivery. Never a second execution. */
@@ -314,14 +315,11 @@ export class Broker {
       // exec stream's msg-id dedupe and the worker's claim make a second copy harmless.
       const target = this.#targets.get(existing.target)!;
       const nowSec = Math.floor(Date.now() / 1000);
-      if (existing.grantExp && existing.grantExp > nowSec) {
-        const claims: GrantClaims = {
-          gid: existing.grantId!, iid: intent.id, sid: existing.sessionId, tgt: target.name, kind: target.kind, mode: existing.decision!.mode,
-          sha256: existing.commandSha256, iat: nowSec, exp: existing.grantExp, limits: this.#policy.decide({
-            principal: who.principal, target, command: intent.command, facts: classifyCommand(target, intent.command), now: new Date(),
-          }).limits, policyVersion: existing.decision!.policyVersion, sub: who.principal.sub,
-        };
-        await this.#publishOrder(intent, target, claims, entry.revision);
+      // Re-sent from the record's GrantSpec: the same mode, limits and masking that were decided.
+      // A record without one (never decided to run) is not re-sent; the sweeper ends it.
+      if (existing.grant && existing.grantExp && existing.grantExp > nowSec) {
+        const claims = buildGrantClaims(existing, { nowSec, ttlSec: this.#d.config.grants.ttlSec, exp: existing.grantExp, policyVersion: existing.decision?.policyVersion ?? this.#policy.version });
+        await this.#publishOrder(intent, target, claims, entry.revision, existing);
       }
     }
   }

@@ -53,6 +53,7 @@ export const ErrorCodes = {
   WRIT_OUTCOME_UNKNOWN: { retryable: false, message: 'the worker was lost mid-run; the outcome is unknown and it is not re-run' },
   // everything else
   WRIT_CONFIG_INVALID: { retryable: false, message: 'the configuration is not valid' },
+  WRIT_TRANSPORT: { retryable: true, message: 'the message bus did not take a write; it is retried' },
   WRIT_INTERNAL: { retryable: true, message: 'internal error' },
 } as const satisfies Record<string, { retryable: boolean; message: string }>;
 

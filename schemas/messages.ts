@@ -185,6 +185,19 @@ export const ApprovalSpecSchema = z.strictObject({
 });
 export type ApprovalSpec = z.infer<typeof ApprovalSpecSchema>;
 
+/**
+ * What a decision granted, recorded in the intent's record when the decision is made. Every
+ * grant for the intent is built from it (broker/grants.ts), so a re-sent or approved order
+ * carries exactly the mode, limits and masking that were decided, never a recomputation.
+ */
+export const GrantSpecSchema = z.strictObject({
+  mode: AccessModeSchema,
+  limits: LimitsSchema,
+  /** The masking spec, always explicit: `{}` means "no column rules"; the worker refuses a grant without one. */
+  mask: z.unknown(),
+});
+export type GrantSpec = z.infer<typeof GrantSpecSchema>;
+
 /** What a pending intent keeps until its approvers decide: the votes, and what to dispatch. */
 export const PendingSchema = z.strictObject({
   rule: z.string(),
@@ -216,6 +229,8 @@ export const IntentRecordSchema = z.strictObject({
   commandSha256: z.string(),
   /** While `pending` and until the run ends (the votes stay in the audit log). */
   pending: PendingSchema.optional(),
+  /** What the decision granted (allow and require_approval): the source of every grant for this intent. */
+  grant: GrantSpecSchema.optional(),
   createdAt: z.number().int(),
   updatedAt: z.number().int(),
 });
