@@ -51,6 +51,7 @@ export const ErrorCodes = {
   WRIT_HOST_KEY_MISMATCH: { retryable: false, message: 'the host key is not the pinned one' },
   WRIT_UNSUPPORTED: { retryable: false, message: 'this kind of command cannot run through Writ on this target' },
   WRIT_OUTCOME_UNKNOWN: { retryable: false, message: 'the worker was lost mid-run; the outcome is unknown and it is not re-run' },
+  WRIT_COMMIT_UNKNOWN: { retryable: false, message: 'the connection was lost during COMMIT; whether the transaction committed is unknown' },
   // everything else
   WRIT_CONFIG_INVALID: { retryable: false, message: 'the configuration is not valid' },
   WRIT_TRANSPORT: { retryable: true, message: 'the message bus did not take a write; it is retried' },
