@@ -4,6 +4,8 @@
  * (`"relation": {...}`), so the walker needs both shapes.
  */
 
+import { relationSchema } from './pg-catalog.ts';
+
 /** A JSON object of the parse tree. */
 export type Obj = Record<string, unknown>;
 
@@ -57,9 +59,13 @@ export function names(v: unknown): string[] {
   return out;
 }
 
-/** Default schema for an unqualified relation: `pg_*` names resolve in pg_catalog first (it is searched first). */
+/**
+ * Default schema for an unqualified relation. The worker pins `search_path = pg_catalog, public` on its
+ * connections, so a name resolves exactly as the server will: in pg_catalog when pg_catalog has a relation
+ * of that name (from the generated catalogue), else in public. `$user` and other schemas are never searched.
+ */
 export function defaultSchema(relname: string): string {
-  return relname.startsWith('pg_') ? 'pg_catalog' : 'public';
+  return relationSchema(relname);
 }
 
 /** Qualify a relation name given as parts (`[schema?, name]` or `[catalog, schema, name]`). */

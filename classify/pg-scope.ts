@@ -5,11 +5,14 @@
  */
 import type { ColumnFact } from './types.ts';
 import { nodeOf, sval } from './pg-ast.ts';
+import { isRowCallable } from './pg-catalog.ts';
 
 /** Resolved columns (`*` for all of a table) and tables referenced as whole rows. */
 export interface Resolved {
   origins: ColumnFact[];
   whole: string[];
+  /** Functions the reference may call through attribute notation (`t.row_to_json` is `row_to_json(t)`). */
+  calls?: string[];
 }
 
 /** One output column of a derived table (subquery, CTE) and the base columns it shows unchanged. */
@@ -79,13 +82,27 @@ export function resolveRef(fields: unknown[], scope: Scope): Resolved {
   const entry = scope.findEntry(qual);
   if (entry && parts.length <= 3) {
     const col = parts[1] as string; // with 3 parts: alias.compositecol.field
-    return col === '*' ? entryStar(entry) : { origins: entryColumn(entry, col), whole: [] };
+    if (col === '*') return entryStar(entry);
+    const r: Resolved = { origins: entryColumn(entry, col), whole: [] };
+    if (parts.length === 2) return orRowCall(r, col, entryStar(entry));
+    return last === '*' ? r : orRowCall(r, last, { origins: [], whole: [] });
   }
   if (parts.length >= 3) {
     const table = parts.slice(-3, -1).join('.');
-    return last === '*' ? { origins: [{ table, column: '*' }], whole: [table] } : { origins: [{ table, column: last }], whole: [] };
+    const star: Resolved = { origins: [{ table, column: '*' }], whole: [table] };
+    return last === '*' ? star : orRowCall({ origins: [{ table, column: last }], whole: [] }, last, star);
   }
   return { origins: [{ table: null, column: last }], whole: [] };
+}
+
+/**
+ * PostgreSQL reads `t.name` as `name(t)` when t has no column `name` and a function `name` takes the row
+ * (attribute notation). The classifier sees no table columns, so when `name` is such a function it reports
+ * both: the column, and a call of `name` on the whole row.
+ */
+export function orRowCall(column: Resolved, name: string, row: Resolved): Resolved {
+  if (!isRowCallable(name)) return column;
+  return { origins: [...column.origins, ...row.origins], whole: [...column.whole, ...row.whole], calls: [name] };
 }
 
 function starAll(scope: Scope): Resolved {

@@ -41,6 +41,10 @@ export interface StmtCtx {
   inner(node: unknown): SqlStatementFacts;
   /** PREPAREd statements seen earlier in the same batch, by name. */
   prepared: Map<string, SqlStatementFacts>;
+  /** Cursors DECLAREd earlier in the same batch. */
+  cursors: Set<string>;
+  /** Marks the batch as not classifiable (WRIT_SQL_UNKNOWN): the statement acts on something the text does not show. */
+  refuse(message: string): void;
 }
 
 /** A statement handler. */

@@ -88,13 +88,17 @@ const explain: Handler = (b, x) => {
   return { kind: 'explain', explain: { analyze, inner }, readOnlyKind: analyze ? inner.readOnly : true };
 };
 
+/**
+ * A prepared statement outlives the intent on a pooled connection and runs later, under whoever sends
+ * EXECUTE: PREPARE counts as the inner statement itself (its writes, kinds and read-only flag).
+ */
 const prepare: Handler = (b, x) => {
   const inner = x.inner(b.query);
   const name = str(b.name) ?? '';
   x.prepared.set(name, inner);
-  merge(x.c, inner, false);
+  merge(x.c, inner, true);
   x.w.visit(b.argtypes, x.scope);
-  return { kind: 'prepare', prepare: { name, inner }, objectNames: [name], readOnlyKind: true };
+  return { kind: 'prepare', prepare: { name, inner }, objectNames: [name], readOnlyKind: inner.readOnly };
 };
 
 const execute: Handler = (b, x) => {
@@ -102,9 +106,33 @@ const execute: Handler = (b, x) => {
   const inner = x.prepared.get(name);
   x.w.visit(b.params, x.scope);
   if (inner) merge(x.c, inner, true);
-  // Without the PREPARE in the same batch the classifier cannot see what runs.
+  // Without the PREPARE in the same batch the classifier cannot see what runs (another principal's, on a pooled connection).
+  else x.refuse(`EXECUTE ${name}: no PREPARE of it in the same text, so what runs cannot be seen`);
   return { kind: 'execute', execute: inner ? { name, inner } : { name }, objectNames: [name], readOnlyKind: inner?.readOnly ?? false };
 };
+
+/** CURSOR_OPT_HOLD of DeclareCursorStmt.options (parsenodes.h). */
+const CURSOR_OPT_HOLD = 0x20;
+
+const declareCursor: Handler = (b, x) => {
+  x.w.visit(b.query, x.scope);
+  const name = str(b.portalname) ?? '';
+  x.cursors.add(name);
+  // WITH HOLD keeps the cursor (and its rows) past the transaction, on a connection other principals reuse.
+  const hold = (Number(b.options ?? 0) & CURSOR_OPT_HOLD) !== 0;
+  if (hold) x.refuse(`DECLARE ${name} ... WITH HOLD: the cursor would outlive the intent`);
+  return { kind: 'declare', readOnlyKind: !hold, objectNames: [name] };
+};
+
+/** FETCH / MOVE / CLOSE act on a cursor: only one DECLAREd earlier in the same text is visible. */
+const cursorUse =
+  (kind: 'fetch' | 'move' | 'close'): Handler =>
+  (b, x) => {
+    const name = str(b.portalname);
+    const known = name !== undefined && x.cursors.has(name);
+    if (!known) x.refuse(`${kind.toUpperCase()} ${name ?? 'ALL'}: no DECLARE of the cursor in the same text, so what it reads cannot be seen`);
+    return { kind, readOnlyKind: known, objectNames: name !== undefined ? [name] : [] };
+  };
 
 const copy: Handler = (b, x) => {
   const rv = obj(b.relation);
@@ -177,13 +205,11 @@ export const QUERY_HANDLERS = {
   ExplainStmt: explain,
   PrepareStmt: prepare,
   ExecuteStmt: execute,
-  DeallocateStmt: plain('deallocate', true, 'name'),
-  DeclareCursorStmt: (b, x) => {
-    x.w.visit(b.query, x.scope);
-    return { kind: 'declare', readOnlyKind: true, objectNames: namesIn(b.portalname) };
-  },
-  FetchStmt: (b) => ({ kind: b.ismove === true ? 'move' : 'fetch', readOnlyKind: true, objectNames: namesIn(b.portalname) }),
-  ClosePortalStmt: (b) => ({ kind: 'close', readOnlyKind: true, objectNames: namesIn(b.portalname) }),
+  // Drops prepared statements of the session (possibly another principal's on a pooled connection): a session change.
+  DeallocateStmt: plain('deallocate', false, 'name'),
+  DeclareCursorStmt: declareCursor,
+  FetchStmt: (b, x) => cursorUse(b.ismove === true ? 'move' : 'fetch')(b, x),
+  ClosePortalStmt: cursorUse('close'),
   DoStmt: (b) => {
     const lang = defElems(b.args).get('language');
     return { kind: 'do', objectType: lang ? (namesIn(obj(lang.arg) ? lang.arg : undefined)[0] ?? 'plpgsql') : 'plpgsql' };

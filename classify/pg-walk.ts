@@ -5,7 +5,8 @@
  */
 import type { ColumnFact } from './types.ts';
 import { aliasName, arr, names, nodeOf, obj, rangeVarName, str, sval, unwrap, type Obj } from './pg-ast.ts';
-import { entryColumn, entryStar, resolveRef, Scope, type Relation, type Resolved } from './pg-scope.ts';
+import { entryColumn, entryStar, orRowCall, resolveRef, Scope, type Relation, type Resolved } from './pg-scope.ts';
+import { isUnaryCallable } from './pg-catalog.ts';
 
 export { Scope, type Relation } from './pg-scope.ts';
 
@@ -134,18 +135,27 @@ export class PgWalker {
     this.visit(f.over, scope);
   }
 
-  /** `(c).col`, `(c).*`: a field of a whole-row reference is that column of the table. */
+  /**
+   * `(c).col`, `(c).*`: a field of a whole-row reference is that column of the table. A field name can also be
+   * a function call (`(c).row_to_json` is `row_to_json(c)`, `(c.password).md5` is `md5(c.password)`), so a field
+   * that names a one-argument function is reported as a call of it.
+   */
   private indirection(ind: Obj, scope: Scope): void {
     const ref = nodeOf(ind.arg, 'ColumnRef');
     const fields = arr(ref?.fields);
     const first = arr(ind.indirection)[0];
     const field = sval(first);
     const star = nodeOf(first, 'A_Star') !== undefined;
+    for (const f of arr(ind.indirection)) {
+      const n = sval(f);
+      if (n !== undefined && isUnaryCallable(n)) this.c.functions.add(n);
+    }
     if (ref && fields.length === 1 && (field !== undefined || star)) {
       const name = sval(fields[0]);
       const entry = name !== undefined ? scope.findEntry(name) : undefined;
       if (entry) {
-        this.record(star ? entryStar(entry) : { origins: entryColumn(entry, field ?? '*'), whole: [] });
+        const row = entryStar(entry);
+        this.record(star ? row : orRowCall({ origins: entryColumn(entry, field ?? '*'), whole: [] }, field ?? '*', row));
         this.visit(arr(ind.indirection).slice(1), scope);
         return;
       }
@@ -159,6 +169,7 @@ export class PgWalker {
   private record(r: Resolved): void {
     for (const o of r.origins) this.c.addColumn(o);
     for (const t of r.whole) this.c.wholeRow.add(t);
+    for (const f of r.calls ?? []) this.c.functions.add(f);
   }
 
   private recordRef(fields: unknown[], scope: Scope): void {

@@ -40,6 +40,7 @@ const PG_PREFIXES = [
   'binary_upgrade_',
   'query_to_xml', 'cursor_to_xml', // run SQL passed as a string: the classifier cannot see it
   'table_to_xml', 'schema_to_xml', 'database_to_xml', // read whole tables named in a string
+  'ts_stat', 'ts_rewrite', // run the query given as text (see RUNS_SQL_PREFIXES in pg-catalog.ts)
 ];
 
 /** MySQL/MariaDB functions flagged by exact name. */

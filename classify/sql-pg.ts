@@ -13,6 +13,7 @@ import type { Handler, StmtCtx, StmtInfo, StmtType } from './pg-stmt-common.ts';
 import { QUERY_HANDLERS } from './pg-stmt-query.ts';
 import { DDL_HANDLERS } from './pg-stmt-ddl.ts';
 import { isDangerousPg } from './sql-functions.ts';
+import { isKnownSafePg, isOpaquePg } from './pg-catalog.ts';
 import { safeMessage } from './text.ts';
 
 /** One handler per statement type of the grammar: a type added to libpg-query's types breaks the build here. */
@@ -24,20 +25,29 @@ function handlerFor(type: string): Handler | undefined {
 
 interface Batch {
   prepared: Map<string, SqlStatementFacts>;
+  cursors: Set<string>;
+  /** Why the batch cannot be classified (a statement acting on a prepared statement or cursor it does not show). */
+  refusals: string[];
 }
 
 /** Classifies one statement node (top-level, or inside EXPLAIN / PREPARE). */
 function classifyNode(node: unknown, text: string, batch: Batch): SqlStatementFacts {
   const c = new Collector();
+  const base = {
+    inner: (n: unknown) => classifyNode(n, text, batch),
+    prepared: batch.prepared,
+    cursors: batch.cursors,
+    refuse: (m: string) => void batch.refusals.push(m),
+  };
   const walker = new PgWalker(c, (type, body, w, scope) => {
     const h = handlerFor(type);
     if (!h) return false;
-    h(body, { c, w, scope, inner: (n) => classifyNode(n, text, batch), prepared: batch.prepared });
+    h(body, { c, w, scope, ...base });
     return true;
   });
   const u = unwrap(node);
   const handler = u ? handlerFor(u[0]) : undefined;
-  const ctx: StmtCtx = { c, w: walker, scope: new Scope(), inner: (n) => classifyNode(n, text, batch), prepared: batch.prepared };
+  const ctx: StmtCtx = { c, w: walker, scope: new Scope(), ...base };
   const info: StmtInfo = u && handler ? handler(u[1], ctx) : { kind: 'unknown' };
   return toFacts(info, c, text);
 }
@@ -45,6 +55,9 @@ function classifyNode(node: unknown, text: string, batch: Batch): SqlStatementFa
 function toFacts(info: StmtInfo, c: Collector, text: string): SqlStatementFacts {
   const functions = [...c.functions];
   const dangerousFunctions = functions.filter(isDangerousPg);
+  // Known safe only from the generated catalogue and its deny-lists (pg-catalog.ts); names resolve as under
+  // the worker's pinned search_path (pg_catalog, then public), so an unqualified user function is public's.
+  const unknownFunctions = functions.filter((f) => !isKnownSafePg(f));
   const requestsReadWrite = info.requestsReadWrite === true;
   const facts: SqlStatementFacts = {
     kind: info.kind,
@@ -57,6 +70,8 @@ function toFacts(info: StmtInfo, c: Collector, text: string): SqlStatementFacts 
     wholeRowTables: [...c.wholeRow],
     functions,
     dangerousFunctions,
+    unknownFunctions,
+    opaqueReads: functions.some(isOpaquePg),
     modifyingCte: c.modifyingCte,
     selectInto: c.selectInto,
     rowLocks: c.rowLocks,
@@ -121,7 +136,7 @@ function parse(text: string): Parsed | SqlFacts {
 export function classifySql(text: string): SqlFacts {
   const parsed = parse(text);
   if (!('stmts' in parsed)) return parsed;
-  const batch: Batch = { prepared: new Map() };
+  const batch: Batch = { prepared: new Map(), cursors: new Set(), refusals: [] };
   let statements: SqlStatementFacts[];
   try {
     statements = parsed.stmts.map((s) => classifyNode(s.node, s.text, batch));
@@ -135,6 +150,7 @@ export function classifySql(text: string): SqlFacts {
   const facts: SqlFacts = { dialect: 'postgres', statements };
   const unknown = statements.findIndex((s) => s.kind === 'unknown');
   if (unknown >= 0) facts.error = { code: 'WRIT_SQL_UNKNOWN', message: `statement ${unknown + 1} could not be classified` };
+  else if (batch.refusals.length) facts.error = { code: 'WRIT_SQL_UNKNOWN', message: safeMessage(batch.refusals[0] as string) };
   return facts;
 }
 
