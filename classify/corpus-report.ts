@@ -18,6 +18,10 @@ function print(title: string, s: CorpusStats): void {
     console.log('not classified, by reason:');
     for (const [k, v] of [...s.unknown].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`  ${String(v).padStart(6)}  ${k}`);
   }
+  if (s.refused.size) {
+    console.log(`refused by design (known kinds, blind or outliving the intent): ${[...s.refused.values()].reduce((a, b) => a + b, 0)}`);
+    for (const [k, v] of [...s.refused].sort((a, b) => b[1] - a[1])) console.log(`  ${String(v).padStart(6)}  ${k}`);
+  }
   console.log('slowest:');
   for (const t of s.slowest) console.log(`  ${t.ms.toFixed(2).padStart(8)} ms  ${t.label}`);
 }

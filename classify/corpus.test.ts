@@ -19,11 +19,16 @@ describe.skipIf(!present)('corpora', () => {
     const items = readJsonl<PgItem>('pg-regress/statements.jsonl');
     expect(items.length).toBeGreaterThan(50_000);
     const s = runPg(items);
-    // Measured: 53,841 of 53,841 parse and classify.
+    // Measured: 53,841 of 53,841 parse and have a known kind. 629 are refused by design: the corpus holds one
+    // statement per item, so EXECUTE (335), FETCH (245), CLOSE (32) and MOVE (8) never have their PREPARE /
+    // DECLARE in the same text, and 9 DECLARE ... WITH HOLD would outlive the intent.
     expect(s.parsed).toBe(s.total);
-    expect(s.classified / s.total).toBeGreaterThanOrEqual(0.999);
     const unknownKinds = [...s.unknown.values()].reduce((a, b) => a + b, 0);
     expect(unknownKinds).toBeLessThanOrEqual(Math.floor(s.total * 0.001));
+    const refused = [...s.refused.values()].reduce((a, b) => a + b, 0);
+    for (const reason of s.refused.keys()) expect(reason).toMatch(/^(EXECUTE|FETCH|MOVE|CLOSE|DECLARE WITH HOLD):/);
+    expect(refused).toBeLessThanOrEqual(640);
+    expect((s.classified + refused) / s.total).toBeGreaterThanOrEqual(0.999);
   });
 
   it('fails closed on every statement the parser rejects', () => {

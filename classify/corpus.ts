@@ -30,6 +30,8 @@ export interface CorpusStats {
   errors: Map<string, number>;
   /** Why items did not classify: unknown statement node types, or shell error messages, with counts. */
   unknown: Map<string, number>;
+  /** SQL refused by design although every statement has a known kind (blind EXECUTE / FETCH, WITH HOLD), by reason. */
+  refused: Map<string, number>;
   /** The slowest items, slowest first. */
   slowest: Timed[];
   /** Total classification time. */
@@ -55,7 +57,7 @@ function keepSlowest(list: Timed[], item: Timed, n: number): void {
 }
 
 function emptyStats(): CorpusStats {
-  return { total: 0, parsed: 0, classified: 0, errors: new Map(), unknown: new Map(), slowest: [], ms: 0 };
+  return { total: 0, parsed: 0, classified: 0, errors: new Map(), unknown: new Map(), refused: new Map(), slowest: [], ms: 0 };
 }
 
 /** The statement node type of a text's n-th statement (for the unknown-kind breakdown). */
@@ -91,6 +93,10 @@ export function runPg(items: PgItem[], slowest = 10): CorpusStats {
     f.statements.forEach((st, i) => {
       if (st.kind === 'unknown') bump(s.unknown, nodeTypeOf(it.sql, i));
     });
+    // Refusals by design (EXECUTE / FETCH / MOVE / CLOSE without their PREPARE / DECLARE, WITH HOLD cursors).
+    if (f.error?.code === 'WRIT_SQL_UNKNOWN' && f.statements.every((st) => st.kind !== 'unknown')) {
+      bump(s.refused, f.error.message.replace(/^(\w+) [^:]*:/, '$1:').replace(/^DECLARE:/, 'DECLARE WITH HOLD:'));
+    }
   }
   return s;
 }

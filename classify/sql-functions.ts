@@ -49,6 +49,38 @@ const MYSQL_EXACT = new Set([
   'master_pos_wait', 'source_pos_wait', 'master_gtid_wait', 'sys_exec', 'sys_eval', 'nextval', 'setval',
 ]);
 
+/**
+ * MySQL/MariaDB built-ins reviewed as free of side effects and reading no table (aggregates, string, number,
+ * date, JSON and control-flow functions). Hand-reviewed: MySQL has no catalogue of its built-ins to generate
+ * this from. Anything else, stored functions included, is unknown (and opaque: it may run any SQL).
+ */
+const MYSQL_KNOWN_SAFE = new Set([
+  'count', 'sum', 'avg', 'min', 'max', 'group_concat', 'bit_and', 'bit_or', 'bit_xor', 'std', 'stddev', 'stddev_pop',
+  'stddev_samp', 'var_pop', 'var_samp', 'variance', 'json_arrayagg', 'json_objectagg', 'any_value',
+  'row_number', 'rank', 'dense_rank', 'percent_rank', 'cume_dist', 'ntile', 'lag', 'lead', 'first_value', 'last_value', 'nth_value',
+  'abs', 'ceil', 'ceiling', 'floor', 'round', 'truncate', 'mod', 'pow', 'power', 'sqrt', 'exp', 'ln', 'log', 'log2', 'log10',
+  'sign', 'greatest', 'least', 'rand', 'pi', 'degrees', 'radians', 'sin', 'cos', 'tan', 'conv', 'hex', 'unhex', 'bin', 'oct',
+  'concat', 'concat_ws', 'lower', 'upper', 'lcase', 'ucase', 'length', 'char_length', 'character_length', 'octet_length',
+  'substring', 'substr', 'mid', 'left', 'right', 'trim', 'ltrim', 'rtrim', 'lpad', 'rpad', 'replace', 'reverse', 'repeat',
+  'locate', 'instr', 'position', 'field', 'find_in_set', 'format', 'ascii', 'ord', 'char', 'space', 'strcmp',
+  'substring_index', 'insert', 'quote', 'md5', 'sha1', 'sha2', 'crc32', 'to_base64', 'from_base64', 'regexp_like',
+  'regexp_replace', 'regexp_substr', 'regexp_instr', 'uuid',
+  'now', 'current_timestamp', 'current_date', 'current_time', 'curdate', 'curtime', 'sysdate', 'utc_timestamp', 'utc_date',
+  'date', 'time', 'year', 'month', 'day', 'dayofmonth', 'dayofweek', 'dayofyear', 'hour', 'minute', 'second', 'week',
+  'weekday', 'quarter', 'date_format', 'time_format', 'str_to_date', 'date_add', 'date_sub', 'adddate', 'subdate',
+  'datediff', 'timediff', 'timestampdiff', 'timestampadd', 'unix_timestamp', 'from_unixtime', 'last_day', 'makedate',
+  'extract', 'monthname', 'dayname', 'convert_tz',
+  'if', 'ifnull', 'nullif', 'coalesce', 'isnull', 'cast', 'convert',
+  'json_extract', 'json_unquote', 'json_object', 'json_array', 'json_contains', 'json_keys', 'json_length', 'json_type',
+  'json_valid', 'json_set', 'json_insert', 'json_replace', 'json_remove',
+  'database', 'schema', 'version', 'current_user', 'user', 'session_user', 'system_user', 'connection_id',
+]);
+
+/** True when the MySQL function is a reviewed built-in free of side effects that reads no table. */
+export function isKnownSafeMysql(name: string): boolean {
+  return !name.includes('.') && MYSQL_KNOWN_SAFE.has(name.toLowerCase());
+}
+
 /** The documented list, for the policy's `explain` output and the tests. */
 export const DANGEROUS_FUNCTIONS = {
   postgres: { exact: [...PG_EXACT].sort(), prefixes: [...PG_PREFIXES] },

@@ -7,7 +7,7 @@
  */
 import type { CopyFacts, SetFacts, SqlErrorCode, SqlFacts, SqlKind, SqlStatementFacts, ColumnFact } from './types.ts';
 import { mysqlParser } from './runtime.ts';
-import { isDangerousMysql } from './sql-functions.ts';
+import { isDangerousMysql, isKnownSafeMysql } from './sql-functions.ts';
 import { safeMessage } from './text.ts';
 import { WritError } from '../schemas/errors.ts';
 
@@ -180,6 +180,8 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
   }
   const functions = functionsOf(ast);
   const dangerousFunctions = functions.filter(isDangerousMysql);
+  // No built-in outside the reviewed list is known; a stored function may run any SQL, so its output is opaque.
+  const unknownFunctions = functions.filter((f) => !isKnownSafeMysql(f));
   let rowLocks = false;
   each(ast, (o) => {
     if (o.locking_read) rowLocks = true;
@@ -197,6 +199,8 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
     wholeRowTables: [...new Set([...columns.values()].filter((c) => c.column === '*' && c.table).map((c) => c.table as string))],
     functions,
     dangerousFunctions,
+    unknownFunctions,
+    opaqueReads: unknownFunctions.length > 0,
     modifyingCte: false, // the MySQL grammar has no data-modifying WITH
     selectInto,
     rowLocks,
