@@ -9,14 +9,14 @@
  * PostgreSQL version Writ supports, then review the diff of the data file
  * and of the deny-lists in pg-catalog.ts:
  *
- *   npx tsx classify/gen-pg-catalog.ts [postgresql://postgres@127.0.0.1:5432/postgres]
+ *   npx tsx classify/gen-pg-catalog.ts [postgresql://postgres@127.0.0.1:5432/postgres] [output file]
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 
 const url = process.argv[2] ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
-const out = fileURLToPath(new URL('./pg-catalog-data.ts', import.meta.url));
+const out = process.argv[3] ?? fileURLToPath(new URL('./pg-catalog-data.ts', import.meta.url));
 
 const client = new pg.Client({ connectionString: url });
 await client.connect();
