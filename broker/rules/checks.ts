@@ -7,7 +7,8 @@
  * widens an allow and never narrows a deny. Negative conditions (`not…`) flip this.
  */
 import type { ColumnFact } from '../../classify/index.ts';
-import { ArgSet, GlobSet, type ArgPattern } from './glob.ts';
+import { globCanMatchDotSegment } from './args.ts';
+import { GlobSet } from './glob.ts';
 import { isExpanded } from './view.ts';
 
 export type Scope = 'all' | 'any';
@@ -66,9 +67,17 @@ export function globMatcher(set: GlobSet): ValueMatcher<string> {
   return (v) => set.test(v);
 }
 
-/** Values that may hold an expansion (paths, arguments): unknown under strict, match under loose. */
-export function expandableMatcher(set: GlobSet): ValueMatcher<string> {
-  return (v, loose) => (isExpanded(v) ? loose : set.test(v));
+/**
+ * Redirection targets: one holding an expansion, or an unquoted glob (`< /var/log/.?/x`,
+ * `> /tmp/*`), is unknown: a miss under strict matching, a match under loose. A glob is
+ * certain only against `**` when it cannot match a dot segment.
+ */
+export function pathMatcher(set: GlobSet, globs: (v: string) => boolean): ValueMatcher<string> {
+  return (v, loose) => {
+    if (isExpanded(v)) return loose;
+    if (globs(v)) return loose || (set.matchesAll && !globCanMatchDotSegment(v));
+    return set.test(v);
+  };
 }
 
 /** Program names: strict matches the name as written; loose also its basename; an unknown program matches only loosely. */
@@ -118,63 +127,5 @@ export function columnMatcher(patterns: readonly string[]): ValueMatcher<ColumnF
       if (tableOk && (c.column === '*' || p.column.test(c.column))) return true;
     }
     return false;
-  };
-}
-
-/**
- * Per-program argument patterns (key: a program as written, or `*`). Under `all`, every
- * argument of a command whose program has patterns must match one of them (a program
- * without patterns is unconstrained here); under `any`, one argument matching is enough.
- * An argument holding an expansion matches only loosely.
- */
-export function argsCheck<T>(label: string, spec: Record<string, readonly ArgPattern[]>, get: (x: T) => { program: string | null; args: readonly string[] }, scope: Scope): Check<T> {
-  const sets = new Map(Object.entries(spec).map(([k, v]) => [k, new ArgSet(v)]));
-  const star = sets.get('*');
-  const all = [...sets.values()];
-  const none: ArgSet[] = [];
-  // The pattern sets that apply to a program, precomputed per name on first use.
-  const strict = new Map<string, ArgSet[]>();
-  const loose = new Map<string, ArgSet[]>();
-  const forProgram = (p: string | null, isLoose: boolean): ArgSet[] => {
-    if (p === null) return isLoose ? all : star ? [star] : none;
-    const memo = isLoose ? loose : strict;
-    let out = memo.get(p);
-    if (out) return out;
-    out = [];
-    if (star) out.push(star);
-    const own = sets.get(p);
-    if (own && own !== star) out.push(own);
-    if (isLoose) {
-      const base = sets.get(p.slice(p.lastIndexOf('/') + 1));
-      if (base && base !== own && base !== star) out.push(base);
-    }
-    if (memo.size < 10_000) memo.set(p, out);
-    return out;
-  };
-  const anyMatch = (sets: ArgSet[], a: string): boolean => {
-    for (const s of sets) if (s.test(a)) return true;
-    return false;
-  };
-  if (scope === 'all') {
-    return {
-      label,
-      test(x) {
-        const { program, args } = get(x);
-        const own = forProgram(program, false);
-        if (own.length === 0) return program !== null;
-        for (const a of args) if (isExpanded(a) || !anyMatch(own, a)) return false;
-        return true;
-      },
-    };
-  }
-  return {
-    label,
-    test(x) {
-      const { program, args } = get(x);
-      const own = forProgram(program, true);
-      if (own.length === 0) return false;
-      for (const a of args) if (isExpanded(a) || anyMatch(own, a)) return true;
-      return false;
-    },
   };
 }

@@ -5,12 +5,13 @@
  */
 import type { Principal, TargetConfig } from '../../schemas/index.ts';
 import type { ShellFacts, SqlStatementFacts } from '../../classify/index.ts';
+import { argsCheck, argvCheck } from './args.ts';
 import {
-  argsCheck, boolCheck, columnMatcher, expandableMatcher, functionMatcher, globMatcher, listCheck, programMatcher,
+  boolCheck, columnMatcher, functionMatcher, globMatcher, listCheck, pathMatcher, programMatcher,
   type Check, type Scope,
 } from './checks.ts';
 import { GlobSet, isGlob } from './glob.ts';
-import type { PolicyRule, ShellMatch, SqlMatch } from './schema.ts';
+import type { FlagValue, PolicyRule, ShellMatch, SqlMatch } from './schema.ts';
 import { compileWindow, type CompiledWindow } from './time.ts';
 import type { CommandView, ShellView, SqlView, StatementView } from './view.ts';
 
@@ -130,15 +131,18 @@ function sqlSection(m: SqlMatch, scope: Scope, readMode: boolean, safeDefaults =
   if (m.setVariables) unit.push(listCheck(L('setVariables', m.setVariables), (u) => opt(u.s.set?.variable), globMatcher(new GlobSet(m.setVariables)), scope));
   if (m.copy) {
     const c = m.copy;
+    const flag = (want: FlagValue | undefined, v: boolean) => want === undefined || want === 'any' || want === v;
     const ok = (s: SqlStatementFacts) => !s.copy || ((c.direction === undefined || s.copy.direction === c.direction)
-      && (c.program === undefined || s.copy.program === c.program) && (c.file === undefined || s.copy.file === c.file));
+      && flag(c.program, s.copy.program) && flag(c.file, s.copy.file));
     unit.push(scope === 'all'
       ? { label: `sql.copy ${JSON.stringify(c)}`, test: (u) => ok(u.s) }
       : { label: `sql.copy ${JSON.stringify(c)}`, test: (u) => u.s.copy !== undefined && ok(u.s) });
   }
   const grant = scope === 'all' && safeDefaults;
+  // `any` puts no condition, and lifts the default a grant would otherwise get.
   const bool = (key: keyof SqlMatch, get: (u: StatementView) => boolean, safeDefault?: boolean) => {
-    const v = m[key] as boolean | undefined;
+    const v = m[key] as FlagValue | undefined;
+    if (v === 'any') return;
     if (v !== undefined) unit.push(boolCheck(L(key, v), get, v));
     else if (grant && safeDefault !== undefined) unit.push(boolCheck(`sql.${key} ${safeDefault} (default for grants)`, get, safeDefault));
   };
@@ -152,7 +156,30 @@ function sqlSection(m: SqlMatch, scope: Scope, readMode: boolean, safeDefaults =
   bool('readOnly', (u) => u.s.readOnly);
   bool('requestsReadWrite', (u) => u.s.requestsReadWrite);
   if (readMode) unit.push(boolCheck('mode read (covers read-only statements only)', (u) => u.s.readOnly, true));
+  if (scope === 'all') unit.push(namedFunctionsCheck(m.functions));
   return { batch, unit };
+}
+
+/** `pg_catalog.f` and `f` are the same function (PostgreSQL searches pg_catalog first). */
+const stripCatalog = (n: string) => (n.startsWith('pg_catalog.') ? n.slice('pg_catalog.'.length) : n);
+
+/**
+ * A grant covers a function the classifier does not know to be safe (user-defined, missing
+ * from the catalogue, possibly attribute notation) or knows to be dangerous only when its
+ * `functions` list names it exactly, as it is called (`pg_catalog.` aside). A glob does
+ * not name: `*` or `pg_*` written for ordinary functions would otherwise admit every
+ * unknown one too, including functions created after the policy was written.
+ */
+function namedFunctionsCheck(patterns: readonly string[] | undefined): Check<StatementView> {
+  const named = new Set((patterns ?? []).filter((p) => !isGlob(p)).map(stripCatalog));
+  return {
+    label: `sql: every unknown or dangerous function named in sql.functions${named.size ? ` ${fmt([...named])}` : ' (none named)'} (grants)`,
+    test(u) {
+      for (const f of u.s.unknownFunctions ?? []) if (!named.has(stripCatalog(f))) return false;
+      for (const f of u.s.dangerousFunctions) if (!named.has(stripCatalog(f))) return false;
+      return true;
+    },
+  };
 }
 
 function shellSection(m: ShellMatch, scope: Scope): Section<ShellView, CommandView> {
@@ -167,25 +194,28 @@ function shellSection(m: ShellMatch, scope: Scope): Section<ShellView, CommandVi
     if (!pats) return;
     // An empty list covers no file at all.
     const label = m[k] ? L(k, pats) : `shell.${k} ${fmt(pats)} (default for grants)`;
-    batch.push(listCheck(label, (v) => get(v.facts), expandableMatcher(new GlobSet(pats)), scope));
+    const globs = (v: ShellView) => (f: string) => v.globFiles.has(f);
+    const set = new GlobSet(pats);
+    batch.push(listCheck(label, (v: ShellView) => get(v.facts).map((f) => [v, f] as const), ([v, f], loose) => pathMatcher(set, globs(v))(f, loose), scope));
   };
   // A grant reads files through redirections only where it says so (`cat < /etc/shadow` is no `cat /var/log/x`).
   files('pathsRead', (f) => f.filesRead, []);
   files('pathsWritten', (f) => f.filesWritten, SAFE_WRITES);
-  if (m.redirections !== undefined) batch.push(boolCheck(L('redirections', m.redirections), (v) => v.facts.redirections.length > 0, m.redirections));
-  if (m.network !== undefined) batch.push(boolCheck(L('network', m.network), (v) => (v.facts.network?.length ?? 0) > 0, m.network));
+  if (m.redirections !== undefined && m.redirections !== 'any') batch.push(boolCheck(L('redirections', m.redirections), (v) => v.facts.redirections.length > 0, m.redirections));
+  if (m.network !== undefined) { if (m.network !== 'any') batch.push(boolCheck(L('network', m.network), (v) => (v.facts.network?.length ?? 0) > 0, m.network)); }
   else if (grant) batch.push(boolCheck('shell.network false (default for grants)', (v) => (v.facts.network?.length ?? 0) > 0, false));
   if (m.constructs) batch.push(listCheck(L('constructs', m.constructs), (v) => v.facts.structure, globMatcher(new GlobSet(m.constructs)), scope));
 
   if (m.programs) unit.push(listCheck(L('programs', m.programs), (u) => [u.program], programMatcher(new GlobSet(m.programs)), scope));
   if (m.notPrograms) unit.push(listCheck(L('notPrograms', m.notPrograms), (u) => [u.program], programMatcher(new GlobSet(m.notPrograms)), scope, true));
-  if (m.args) unit.push(argsCheck(L('args', m.args), m.args, (u) => ({ program: u.program, args: u.c.args }), scope));
+  if (m.args) unit.push(argsCheck(L('args', m.args), m.args, (u: CommandView) => u, scope));
+  if (m.argv) unit.push(argvCheck(L('argv', m.argv), m.argv, (u: CommandView) => u, scope));
   if (m.wrappers) unit.push(listCheck(L('wrappers', m.wrappers), (u) => u.c.wrappers, programMatcher(new GlobSet(m.wrappers)), scope));
   else if (grant) unit.push(listCheck(`shell.wrappers: none of ${fmt(PRIVILEGE_WRAPPERS)} (default for grants)`, (u) => u.c.wrappers, programMatcher(new GlobSet(PRIVILEGE_WRAPPERS)), scope, true));
   const envNames = (u: CommandView) => u.envNames;
   if (m.env) unit.push(listCheck(L('env', m.env), envNames, globMatcher(new GlobSet(m.env)), scope));
   else if (grant) unit.push(listCheck(`shell.env ${fmt(SAFE_ENV)} (default for grants)`, envNames, globMatcher(new GlobSet(SAFE_ENV)), scope));
-  if (m.opaque !== undefined) unit.push(boolCheck(L('opaque', m.opaque), (u) => u.c.opaque, m.opaque));
+  if (m.opaque !== undefined) { if (m.opaque !== 'any') unit.push(boolCheck(L('opaque', m.opaque), (u) => u.c.opaque, m.opaque)); }
   else if (grant) unit.push(boolCheck('shell.opaque false (default for grants)', (u) => u.c.opaque, false));
   return { batch, unit };
 }
@@ -246,7 +276,8 @@ export function compileRule(rule: PolicyRule, order: number): CompiledRule {
     forSql,
     forShell,
     // mode: read needs read-only statements even on a rule that names no SQL conditions.
-    sql: m.sql ? sqlSection(m.sql, scope, readMode) : forSql && readMode ? sqlSection({}, scope, true, false) : undefined,
+    // A grant that matches SQL always gets a section: unknown and dangerous functions must be named.
+    sql: m.sql ? sqlSection(m.sql, scope, readMode) : forSql && (readMode || scope === 'all') ? sqlSection({}, scope, readMode, false) : undefined,
     shell: m.shell ? shellSection(m.shell, scope) : undefined,
     keys: {
       target: literal(m.target?.name),

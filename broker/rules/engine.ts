@@ -79,6 +79,8 @@ function matches(r: CompiledRule, c: Ctx): number {
   const v = c.view;
   if (v.kind === 'sql') {
     if (!r.forSql) return -1;
+    // A grant covers something: a line with no statement (or command) it can see satisfies no grant.
+    if (r.scope === 'all' && v.units.length === 0) return -1;
     const s = r.sql;
     if (!s) return 0;
     for (const k of s.batch) if (!k.test(v)) return -1;
@@ -90,6 +92,7 @@ function matches(r: CompiledRule, c: Ctx): number {
     return -1;
   }
   if (!r.forShell) return -1;
+  if (r.scope === 'all' && v.units.length === 0) return -1;
   const s = r.shell;
   if (!s) return 0;
   for (const k of s.batch) if (!k.test(v)) return -1;
@@ -110,6 +113,7 @@ function trace(r: CompiledRule, c: Ctx): { at: number; why: string } {
   const v = c.view;
   const forIt = v.kind === 'sql' ? r.forSql : r.forShell;
   if (!forIt) return no(`the rule is about ${v.kind === 'sql' ? 'shell commands' : 'SQL'}`);
+  if (r.scope === 'all' && v.units.length === 0) return no(`no ${v.kind === 'sql' ? 'statement' : 'command'} to cover: a grant needs at least one`);
   const s = (v.kind === 'sql' ? r.sql : r.shell) as { batch: { label: string; test(x: unknown): boolean }[]; unit: { label: string; test(x: unknown): boolean }[] } | undefined;
   if (!s) return { at: 0, why: 'matches any command' };
   for (const k of s.batch) if (!k.test(v)) return no(`${k.label} does not hold`);

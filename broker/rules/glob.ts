@@ -1,7 +1,7 @@
 /**
  * Pattern sets for rule conditions: picomatch globs (with `dot: true`, so `*` also
  * matches names that start with a dot) compiled once, literal patterns answered by a
- * Set lookup, `{ regex }` entries for shell arguments. A glob is refused when picomatch
+ * Set lookup (shell argument patterns are in args.ts). A glob is refused when picomatch
  * would silently turn it into a pattern that never matches (`{a,b`, a trailing `\`).
  */
 import picomatch from 'picomatch';
@@ -20,9 +20,6 @@ function makeRe(p: string): RegExp {
   }
   return re;
 }
-
-/** An argument pattern: a glob, or a JavaScript regular expression (anchor it yourself). */
-export type ArgPattern = string | { regex: string };
 
 /** True when the pattern holds glob syntax; false for a literal. */
 export function isGlob(p: string): boolean {
@@ -100,25 +97,6 @@ export class GlobSet {
 
   toString(): string {
     return this.patterns.join(', ');
-  }
-}
-
-/** Argument patterns of one program: globs and regexes. */
-export class ArgSet {
-  readonly #globs: GlobSet;
-  readonly #regexes: RegExp[];
-  readonly text: string;
-
-  constructor(patterns: readonly ArgPattern[]) {
-    this.#globs = new GlobSet(patterns.filter((p): p is string => typeof p === 'string'));
-    this.#regexes = patterns.filter((p): p is { regex: string } => typeof p !== 'string').map((p) => new RegExp(p.regex, 'u'));
-    this.text = patterns.map((p) => (typeof p === 'string' ? p : `/${p.regex}/`)).join(', ');
-  }
-
-  test(value: string): boolean {
-    if (this.#globs.test(value)) return true;
-    for (const re of this.#regexes) if (re.test(value)) return true;
-    return false;
   }
 }
 

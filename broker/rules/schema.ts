@@ -7,6 +7,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { canonicalJson, LimitsSchema, sha256Hex, TargetNameSchema, WritError } from '../../schemas/index.ts';
 import { SQL_KINDS } from '../../classify/index.ts';
+import type { ArgvSpec } from './args.ts';
 import { globProblem, regexProblem } from './glob.ts';
 
 /** A glob (picomatch syntax, `dot: true`), validated when the policy loads. */
@@ -23,6 +24,54 @@ const Regex = z.strictObject({
     if (why) ctx.addIssue({ code: 'custom', message: `invalid regex: ${why}` });
   }),
 });
+
+/**
+ * A condition on a flag: `true` the fact must be set, `false` it must not be, `any` either
+ * (no condition; it lifts a grant's default). Under scope `all` it holds for every statement.
+ */
+const Flag = z.union([z.boolean(), z.literal('any')]);
+export type FlagValue = z.output<typeof Flag>;
+
+const ArgPatternSchema = z.union([Glob, Regex]);
+
+/** Reports each problem of an argv form at its own path: `argv.systemctl[2]: …`. */
+function checkForm(form: unknown[], path: (string | number)[], ctx: z.RefinementCtx): void {
+  form.forEach((e, i) => {
+    const at = [...path, i];
+    if (e !== null && typeof e === 'object' && !Array.isArray(e) && 'rest' in e) {
+      const keys = Object.keys(e).filter((k) => k !== 'rest');
+      if (keys.length > 0) ctx.addIssue({ code: 'custom', path: [...at, keys[0]!], message: 'unknown key' });
+      const rest = (e as { rest: unknown }).rest;
+      if (i !== form.length - 1) ctx.addIssue({ code: 'custom', path: at, message: '{ rest } must be the last element of a form' });
+      if (rest === true) return;
+      if (!Array.isArray(rest) || rest.length === 0) {
+        ctx.addIssue({ code: 'custom', path: [...at, 'rest'], message: 'expected true (any further non-option arguments) or a non-empty list of patterns' });
+        return;
+      }
+      rest.forEach((p, j) => issuesOf(ArgPatternSchema.safeParse(p), [...at, 'rest', j], ctx));
+      return;
+    }
+    issuesOf(ArgPatternSchema.safeParse(e), at, ctx);
+  });
+}
+
+function issuesOf(r: { success: boolean; error?: z.ZodError }, at: (string | number)[], ctx: z.RefinementCtx): void {
+  if (r.success || !r.error) return;
+  for (const i of r.error.issues) {
+    // A union's own message says nothing; its branches' do.
+    const message = i.code === 'invalid_union' ? 'expected a glob, { regex }, or { rest }' : i.message;
+    ctx.addIssue({ code: 'custom', path: [...at, ...i.path], message });
+  }
+}
+
+/** Per program: one form (a list of position patterns) or a list of alternative forms. */
+const ArgvSchema = z.record(z.string().min(1), z.array(z.unknown())).superRefine((spec, ctx) => {
+  for (const [prog, v] of Object.entries(spec)) {
+    const forms = v.length > 0 && v.every((e) => Array.isArray(e));
+    if (forms) v.forEach((f, i) => checkForm(f as unknown[], [prog, i], ctx));
+    else checkForm(v, [prog], ctx);
+  }
+}).transform((v) => v as ArgvSpec);
 
 export const TARGET_KINDS = ['postgres', 'ssh', 'mysql'] as const;
 export const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
@@ -58,19 +107,19 @@ export const SqlMatchSchema = z.strictObject({
   columns: Globs.optional(),
   functions: Globs.optional(),
   denyFunctions: Globs.optional(),
-  dangerousFunctions: z.boolean().optional(),
-  whereless: z.boolean().optional(),
-  trivialWhere: z.boolean().optional(),
-  modifyingCte: z.boolean().optional(),
-  selectInto: z.boolean().optional(),
-  rowLocks: z.boolean().optional(),
-  readOnly: z.boolean().optional(),
-  requestsReadWrite: z.boolean().optional(),
+  dangerousFunctions: Flag.optional(),
+  whereless: Flag.optional(),
+  trivialWhere: Flag.optional(),
+  modifyingCte: Flag.optional(),
+  selectInto: Flag.optional(),
+  rowLocks: Flag.optional(),
+  readOnly: Flag.optional(),
+  requestsReadWrite: Flag.optional(),
   setVariables: Globs.optional(),
   copy: z.strictObject({
     direction: z.enum(['to', 'from']).optional(),
-    program: z.boolean().optional(),
-    file: z.boolean().optional(),
+    program: Flag.optional(),
+    file: Flag.optional(),
   }).optional(),
   minStatements: z.number().int().positive().optional(),
   maxStatements: z.number().int().positive().optional(),
@@ -81,14 +130,20 @@ export const ShellMatchSchema = z.strictObject({
   programs: Globs.optional(),
   notPrograms: Globs.optional(),
   /** Per program (a literal name as written, or `*` for every program): the patterns each argument must match. */
-  args: z.record(z.string().min(1), z.array(z.union([Glob, Regex])).min(1)).optional(),
+  args: z.record(z.string().min(1), z.array(ArgPatternSchema).min(1)).optional(),
+  /**
+   * Per program: the arguments position by position, anchored at both ends; `{ rest: true }`
+   * (any further non-option arguments) or `{ rest: [patterns] }` last; a list of such forms
+   * for alternatives.
+   */
+  argv: ArgvSchema.optional(),
   wrappers: Globs.optional(),
   env: Globs.optional(),
   pathsRead: Globs.optional(),
   pathsWritten: Globs.optional(),
-  redirections: z.boolean().optional(),
-  network: z.boolean().optional(),
-  opaque: z.boolean().optional(),
+  redirections: Flag.optional(),
+  network: Flag.optional(),
+  opaque: Flag.optional(),
   constructs: Globs.optional(),
   minCommands: z.number().int().positive().optional(),
   maxCommands: z.number().int().positive().optional(),

@@ -5,6 +5,7 @@
  */
 import { EXPANSION_MARK, type ColumnFact, type ShellCommand, type ShellFacts, type SqlFacts, type SqlKind, type SqlStatementFacts } from '../../classify/index.ts';
 import type { CommandFacts } from '../policy.ts';
+import { hasGlobChars, type Arg } from './args.ts';
 
 /** One statement with what the rules look at. */
 export interface StatementView {
@@ -50,6 +51,8 @@ export interface CommandView {
    * assigns elsewhere (`PATH=/tmp/x; uptime`, `export`, `declare -x`), since those reach it too.
    */
   readonly envNames: readonly string[];
+  /** The arguments, each with whether it holds an unquoted glob. */
+  readonly args: readonly Arg[];
 }
 
 export interface ShellView {
@@ -60,6 +63,8 @@ export interface ShellView {
   readonly keys: readonly string[];
   readonly tableKeys: readonly string[];
   readonly readOnly: false;
+  /** Redirection targets that hold an unquoted glob: uncertain as paths. */
+  readonly globFiles: ReadonlySet<string>;
 }
 
 export type FactsView = SqlView | ShellView;
@@ -137,9 +142,14 @@ function shellView(facts: ShellFacts): ShellView {
     if (base !== null) keys.add(`sh:${base}`);
     const own = Object.keys(c.env);
     const envNames = assigned.length === 0 ? own : [...new Set([...own, ...assigned])];
-    return { n: i + 1, c, program, base, envNames };
+    // Facts from before the classifier marked globs: any glob character counts as an unquoted glob.
+    const globArgs = c.globArgs ? new Set(c.globArgs) : null;
+    const args = c.args.map((text, j): Arg => ({ text, glob: globArgs ? globArgs.has(j) : hasGlobChars(text) }));
+    return { n: i + 1, c, program, base, envNames, args };
   });
-  return { kind: 'shell', facts, units, keys: [...keys], tableKeys: [], readOnly: false };
+  // A target counts as a glob unless the classifier says it is not one (a quoted `'*'` costs only precision).
+  const globFiles = new Set(facts.redirections.filter((r) => r.glob === true || (r.glob !== false && hasGlobChars(r.target))).map((r) => r.target));
+  return { kind: 'shell', facts, units, keys: [...keys], tableKeys: [], readOnly: false, globFiles };
 }
 
 /** True when an argument holds an expansion whose value the classifier cannot know. */
