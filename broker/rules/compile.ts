@@ -108,6 +108,9 @@ function targetChecks(m: PolicyRule['match']['target']): Check<TargetConfig>[] {
   return out;
 }
 
+/** `pg_catalog.f` and `f` are the same function (PostgreSQL searches pg_catalog first). */
+const stripCatalog = (n: string) => (n.startsWith('pg_catalog.') ? n.slice('pg_catalog.'.length) : n);
+
 const opt = <T>(v: T | undefined): readonly T[] => (v === undefined ? [] : [v]);
 
 function sqlSection(m: SqlMatch, scope: Scope, readMode: boolean, safeDefaults = true): Section<SqlView, StatementView> {
@@ -126,8 +129,9 @@ function sqlSection(m: SqlMatch, scope: Scope, readMode: boolean, safeDefaults =
   if (m.tablesWritten) unit.push(listCheck(L('tablesWritten', m.tablesWritten), (u) => u.s.tablesWritten, globMatcher(new GlobSet(m.tablesWritten)), scope));
   if (m.tables) unit.push(listCheck(L('tables', m.tables), (u) => u.tables, globMatcher(new GlobSet(m.tables)), scope));
   if (m.columns) unit.push(listCheck(L('columns', m.columns), (u) => u.columns, columnMatcher(m.columns), scope));
-  if (m.functions) unit.push(listCheck(L('functions', m.functions), (u) => u.functions, functionMatcher(new GlobSet(m.functions)), scope));
-  if (m.denyFunctions) unit.push(listCheck(L('denyFunctions', m.denyFunctions), (u) => u.functions, functionMatcher(new GlobSet(m.denyFunctions)), scope, true));
+  // The view strips `pg_catalog.` from calls, so patterns drop it too (`pg_catalog.pg_sleep` must still deny `pg_sleep`).
+  if (m.functions) unit.push(listCheck(L('functions', m.functions), (u) => u.functions, functionMatcher(new GlobSet(m.functions.map(stripCatalog))), scope));
+  if (m.denyFunctions) unit.push(listCheck(L('denyFunctions', m.denyFunctions), (u) => u.functions, functionMatcher(new GlobSet(m.denyFunctions.map(stripCatalog))), scope, true));
   if (m.setVariables) unit.push(listCheck(L('setVariables', m.setVariables), (u) => opt(u.s.set?.variable), globMatcher(new GlobSet(m.setVariables)), scope));
   if (m.copy) {
     const c = m.copy;
@@ -159,9 +163,6 @@ function sqlSection(m: SqlMatch, scope: Scope, readMode: boolean, safeDefaults =
   if (scope === 'all') unit.push(namedFunctionsCheck(m.functions));
   return { batch, unit };
 }
-
-/** `pg_catalog.f` and `f` are the same function (PostgreSQL searches pg_catalog first). */
-const stripCatalog = (n: string) => (n.startsWith('pg_catalog.') ? n.slice('pg_catalog.'.length) : n);
 
 /**
  * A grant covers a function the classifier does not know to be safe (user-defined, missing
