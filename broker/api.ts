@@ -7,7 +7,7 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { KvEntry } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { AuditWriter } from '../audit/index.ts';
-import type { Logger } from '../lib/index.ts';
+import { sendReply, type Logger } from '../lib/index.ts';
 import {
   ApiRequestSchema, IntentRecordSchema, OutcomeSchema, TERMINAL_STATES, WritError, formatIssues, toWritError,
   type ApiReply, type IntentRecord, type IntentState, type Names, type Outcome, type TargetConfig,
@@ -36,8 +36,6 @@ export interface ApiDeps {
   targets: ReadonlyMap<string, TargetConfig>;
 }
 
-const enc = new TextEncoder();
-
 export class ApiService {
   readonly #d: ApiDeps;
   readonly #subs: Subscription[] = [];
@@ -53,10 +51,12 @@ export class ApiService {
       this.#subs.push(sub);
       void (async () => {
         for await (const m of sub) {
-          const p = this.#serve(m).finally(() => this.#pending.delete(p));
+          const p = this.#serve(m)
+            .catch((e: unknown) => this.#d.log.error({ err: e, op }, 'api handler failed'))
+            .finally(() => this.#pending.delete(p));
           this.#pending.add(p);
         }
-      })();
+      })().catch((e: unknown) => this.#d.log.error({ err: e, op }, 'api subscription ended'));
     }
   }
 
@@ -74,7 +74,7 @@ export class ApiService {
       if (err.code === 'WRIT_INTERNAL') this.#d.log.error({ err: e }, 'api request failed');
       reply = { v: 1, type: 'error', error: err.toReply() };
     }
-    if (m.reply) m.respond(enc.encode(JSON.stringify(reply)));
+    if (m.reply) sendReply(this.#d.nc, m.reply, reply, (e) => ({ v: 1, type: 'error', error: e.toReply() }), this.#d.log);
   }
 
   async #dispatch(m: Msg): Promise<ApiReply> {

@@ -15,7 +15,7 @@ import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, 
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { AuditWriter } from '../audit/index.ts';
-import { consumeConcurrently, type ConsumeLoop, type Logger } from '../lib/index.ts';
+import { consumeConcurrently, sendReply, type ConsumeLoop, type Logger } from '../lib/index.ts';
 import {
   ApprovalDecisionSchema, IntentRecordSchema, InboxSchema, sha256Hex, toWritError, WritError,
   type ApprovalDecision, type ApprovalOutcome, type ApprovalRequest, type Config, type Intent, type IntentRecord, type Names, type Outcome, type Principal, type TargetConfig,
@@ -138,7 +138,7 @@ export class Approvals {
         v: 1, type: 'outcome', intentId: intent.id, sessionId: intent.sessionId, status: 'pending', at: now, decision: record.decision!,
         error: new WritError('WRIT_APPROVAL_REQUIRED', `waiting for ${spec.count} approval(s) from ${spec.groups.join(', ')} until ${new Date(expiresAt).toISOString()}`).toReply(),
       };
-      this.#d.nc.publish(intent.replyTo, enc.encode(JSON.stringify(o)));
+      sendReply(this.#d.nc, intent.replyTo, o, (e) => ({ ...o, decision: undefined, error: e.toReply() }), this.#d.log);
     }
     return true;
   }
@@ -152,7 +152,7 @@ export class Approvals {
       return;
     }
     const replyTo = InboxSchema.safeParse((raw as { replyTo?: unknown })?.replyTo);
-    const reply = (body: Record<string, unknown>) => replyTo.success && this.#d.nc.publish(replyTo.data, enc.encode(JSON.stringify(body)));
+    const reply = (body: Record<string, unknown>) => replyTo.success && sendReply(this.#d.nc, replyTo.data, body, (e) => ({ accepted: false, code: e.code, message: e.message }), this.#d.log);
     const { replyTo: _r, ...rest } = (raw ?? {}) as Record<string, unknown>;
     const parsed = ApprovalDecisionSchema.safeParse(rest);
     if (!parsed.success) {
@@ -258,7 +258,7 @@ export class Approvals {
     if (status !== 'dispatched') {
       const o: Outcome = { v: 1, type: 'outcome', intentId: rec.intentId, sessionId: rec.sessionId, status: rec.state, at: Date.now(), ...(rec.error ? { error: rec.error } : {}) };
       const replyTo = rec.pending?.order.replyTo;
-      if (replyTo) this.#d.nc.publish(replyTo, enc.encode(JSON.stringify(o)));
+      if (replyTo) sendReply(this.#d.nc, replyTo, o, (e) => ({ ...o, error: e.toReply() }), this.#d.log);
     }
   }
 

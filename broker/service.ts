@@ -11,7 +11,7 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamCl
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AuditWriter, Checkpointer } from '../audit/index.ts';
 import { readFileSync } from 'node:fs';
-import { consumeConcurrently, type ConsumeLoop, type Logger } from '../lib/index.ts';
+import { consumeConcurrently, sendReply, type ConsumeLoop, type Logger } from '../lib/index.ts';
 import {
   commandText, IntentRecordSchema, sha256Hex, toWritError, WritError,
   type Config, type GrantClaims, type GrantSigner, type Intent, type IntentRecord, type Names, type Order, type Outcome, type TargetConfig,
@@ -178,11 +178,8 @@ export class Broker {
   }
 
   #reply(subject: string, outcome: Outcome): void {
-    try {
-      this.#d.nc.publish(subject, enc.encode(JSON.stringify(outcome)));
-    } catch (e) {
-      this.#d.log.warn({ err: e }, 'could not publish the outcome to the agent');
-    }
+    // An outcome too large for the bus is replaced by the same outcome carrying a coded error.
+    sendReply(this.#d.nc, subject, outcome, (e) => ({ ...outcome, result: undefined, decision: undefined, error: e.toReply() }), this.#d.log);
   }
 
   async #process(intent: Intent, redelivered: boolean): Promise<void> {
@@ -328,7 +325,7 @@ export class Broker {
     if (rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'unknown') {
       const sm = await this.#jsm.streams.getMessage(this.#d.names.streams.results, { last_by_subj: this.#d.names.result(rec.intentId) }).catch(() => null);
       if (sm) {
-        this.#d.nc.publish(replyTo, sm.data);
+        sendReply(this.#d.nc, replyTo, sm.data, (e) => ({ v: 1, type: 'outcome', intentId: rec.intentId, sessionId: rec.sessionId, status: rec.state, at: Date.now(), error: e.toReply() }), this.#d.log);
         return;
       }
     }

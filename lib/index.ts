@@ -2,3 +2,4 @@
 export * from './log.ts';
 export * from './consume.ts';
 export * from './nats.ts';
+export * from './reply.ts';

@@ -1,0 +1,45 @@
+/**
+ * Every reply a service sends on a subject someone else named (a request's reply subject, an
+ * intent's `replyTo`) goes through here: the payload is size-checked against what the server
+ * carries, and a reply too large becomes a coded error instead of an exception thrown out of
+ * a handler. A failing publish is logged, never thrown: one agent's oversize request cannot
+ * take a broker down (a thrown `respond` used to end the subscription's loop).
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import { WritError } from '../schemas/index.ts';
+import type { Logger } from './log.ts';
+
+const enc = new TextEncoder();
+/** Room for the protocol line and headers that the server counts against max_payload. */
+const HEADROOM = 1024;
+/** nats-server's default, used until the connection has seen the server's INFO. */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
+/** The largest body this connection's server accepts, less headroom. */
+export function maxBody(nc: NatsConnection): number {
+  const max = nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
+  return Math.max(1024, max - HEADROOM);
+}
+
+/** Encodes `body`; when it would exceed the server's max payload, `tooLarge(bytes, max)` is sent instead. */
+export function encodeReply(nc: NatsConnection, body: unknown, tooLarge: (e: WritError) => unknown): Uint8Array {
+  const bytes = body instanceof Uint8Array ? body : enc.encode(JSON.stringify(body));
+  const max = maxBody(nc);
+  if (bytes.length <= max) return bytes;
+  const err = new WritError('WRIT_REPLY_TOO_LARGE', `the reply would be ${bytes.length} bytes; the server carries at most ${max}`, { details: { bytes: bytes.length, max } });
+  return enc.encode(JSON.stringify(tooLarge(err)));
+}
+
+/**
+ * Publishes a reply, size-checked; returns false when it could not be sent (logged). The
+ * caller decides the error shape of `tooLarge`, so an outcome stays an outcome.
+ */
+export function sendReply(nc: NatsConnection, subject: string, body: unknown, tooLarge: (e: WritError) => unknown, log: Logger): boolean {
+  try {
+    nc.publish(subject, encodeReply(nc, body, tooLarge));
+    return true;
+  } catch (e) {
+    log.warn({ err: e, subject }, 'could not publish a reply');
+    return false;
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * Oversize replies never crash a broker. An `explain` of about 900 KB of SQL makes an answer
+ * larger than the server's max_payload; the broker answers with a coded error and keeps
+ * serving, in the same process.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startStack, type Stack } from '../fixture.ts';
+
+let s: Stack;
+beforeAll(async () => {
+  s = await startStack();
+}, 60_000);
+afterAll(async () => {
+  await s?.stop();
+});
+
+async function api(op: string, body: Record<string, unknown>) {
+  const r = await s.nc.request(s.names.api(op as never), JSON.stringify({ v: 1, type: op, ...body }), { timeout: 20_000 });
+  return r.json<{ type: string; error?: { code: string; details?: { bytes: number; max: number } } }>();
+}
+
+it('answers an explain whose reply would exceed max_payload with WRIT_REPLY_TOO_LARGE, and keeps serving', async () => {
+  const token = await s.token('alice', ['analysts']);
+  const cols = Array.from({ length: 110_000 }, (_, i) => `c${i}`).join(', ');
+  const sql = `SELECT ${cols} FROM customers`;
+  expect(sql.length).toBeGreaterThan(800_000);
+  const big = await api('explain', { token, target: 'db', command: { kind: 'sql', sql } });
+  expect(big.type).toBe('error');
+  expect(big.error?.code).toBe('WRIT_REPLY_TOO_LARGE');
+  expect(big.error!.details!.bytes).toBeGreaterThan(big.error!.details!.max);
+  // The same broker still answers, and still runs intents.
+  const targets = await api('targets', { token });
+  expect(targets.type).toBe('targets');
+  const o = await s.client(token).run({ target: 'db', sql: 'SELECT 1 AS one' });
+  expect(o.status).toBe('succeeded');
+}, 60_000);
