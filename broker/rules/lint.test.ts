@@ -53,3 +53,28 @@ rules:
     expect(covers(d!, b!)).toBe(false);
   });
 });
+
+describe('the linter and the policy language of issue 10', () => {
+  it('warns about true on a grant flag, which covers only what has the flag', () => {
+    const f = lintPolicy(`
+rules:
+  - { id: a, effect: allow, match: { sql: { kinds: [select], dangerousFunctions: true } } }
+  - { id: b, effect: allow, match: { sql: { kinds: [select], modifyingCte: any } } }
+  - { id: c, effect: deny, match: { sql: { dangerousFunctions: true } } }
+`).findings.filter((x) => x.message.includes('covers only'));
+    expect(f.map((x) => x.path)).toEqual(['rules[0].match.sql.dangerousFunctions']);
+    expect(f[0]!.message).toMatch(/write `any`/);
+  });
+
+  it('compares argv forms whole, reads any as no condition, and knows an unnamed function is not covered', () => {
+    expect(shadowed(`
+rules:
+  - { id: a, effect: allow, match: { shell: { programs: [systemctl], argv: { systemctl: [status, "*.service"] } } } }
+  - { id: b, effect: allow, match: { shell: { programs: [systemctl], argv: { systemctl: [stop, "*.service"] } } } }
+  - { id: c, effect: allow, match: { sql: { kinds: [select] } } }
+  - { id: d, effect: allow, match: { principal: { groups: [x] }, sql: { kinds: [select], functions: ["*", ts_stat] } } }
+  - { id: e, effect: allow, match: { sql: { kinds: [select], modifyingCte: any } } }
+  - { id: f, effect: allow, match: { principal: { groups: [x] }, sql: { kinds: [select], modifyingCte: true } } }
+`)).toEqual(['rule f is shadowed by rule e (allow): it can never decide']);
+  });
+});

@@ -45,6 +45,7 @@ export function lintPolicy(text: string, opts: { source?: string; targets?: read
   for (const t of opts.targets ?? []) known.set(t.name, t);
   for (const t of policy.doc.targets ?? []) known.set(t.name, t);
   checkTargets(policy.doc.rules, known, findings);
+  checkFlags(policy.doc.rules, findings);
   checkShadowing(policy.doc.rules, findings);
   return { findings, policy };
 }
@@ -73,6 +74,22 @@ function checkTargets(rules: readonly PolicyRule[], known: ReadonlyMap<string, P
   });
 }
 
+/** Flags a grant leaves out by default: `true` on a grant narrows it to what has the flag, rarely what is meant. */
+const GRANT_FLAGS = { sql: ['dangerousFunctions', 'modifyingCte', 'selectInto'], shell: ['network', 'opaque'] } as const;
+
+function checkFlags(rules: readonly PolicyRule[], out: LintFinding[]): void {
+  rules.forEach((r, i) => {
+    if (scopeOf(r) !== 'all') return;
+    for (const part of ['sql', 'shell'] as const) {
+      const c = r.match[part] as Record<string, unknown> | undefined;
+      for (const k of GRANT_FLAGS[part]) {
+        if (c?.[k] !== true) continue;
+        out.push({ level: 'warning', path: `rules[${i}].match.${part}.${k}`, message: `true covers only what has ${k} set, in every ${part === 'sql' ? 'statement' : 'command line'}; write \`any\` to cover both` });
+      }
+    }
+  });
+}
+
 type Scope = 'all' | 'any';
 const scopeOf = (r: PolicyRule): Scope => r.scope ?? (r.effect === 'deny' ? 'any' : 'all');
 
@@ -95,6 +112,8 @@ function effective(r: PolicyRule): { sql: Record<string, unknown> | undefined; s
     sql.selectInto ??= false;
   }
   if (r.effect !== 'deny' && r.mode === 'read' && (m.sql || !m.shell)) sql = { ...sql, readOnly: true };
+  // Every SQL grant covers unknown and dangerous functions only when it names them exactly.
+  if (grant && (m.sql || !m.shell)) sql = { ...sql, namedFunctions: (m.sql?.functions ?? []).filter((p) => !isGlob(p)) };
   let shell: Record<string, unknown> | undefined = m.shell ? { ...m.shell } : undefined;
   if (grant && shell) {
     shell.pathsWritten ??= [...SAFE_WRITES];
@@ -104,7 +123,14 @@ function effective(r: PolicyRule): { sql: Record<string, unknown> | undefined; s
     shell.opaque ??= false;
     if (shell.wrappers === undefined) shell.notWrappers = [...PRIVILEGE_WRAPPERS];
   }
-  return { sql, shell };
+  return { sql: withoutAny(sql), shell: withoutAny(shell) };
+}
+
+/** `any` puts no condition: the key is as good as absent. */
+function withoutAny(c: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  if (!c) return c;
+  for (const [k, v] of Object.entries(c)) if (v === 'any') delete c[k];
+  return c;
 }
 
 /** Keys whose values are conditions that narrow as their list widens (negations, required tags). */
@@ -121,7 +147,7 @@ function section(a: Record<string, unknown> | undefined, b: Record<string, unkno
     const bv = b[k];
     if (k === 'maxStatements' || k === 'maxCommands') { if (typeof bv !== 'number' || bv > (av as number)) return false; continue; }
     if (k === 'minStatements' || k === 'minCommands') { if (typeof bv !== 'number' || bv < (av as number)) return false; continue; }
-    if (typeof av === 'boolean' || typeof av === 'string' || k === 'args' || k === 'copy') { if (!isDeepStrictEqual(av, bv)) return false; continue; }
+    if (typeof av === 'boolean' || typeof av === 'string' || k === 'args' || k === 'argv' || k === 'copy') { if (!isDeepStrictEqual(av, bv)) return false; continue; }
     if (NEGATIVE.has(k)) { if (!subset(av as string[], (bv as string[] | undefined) ?? [])) return false; continue; }
     // A positive list under `any` in `a` against `all` in `b`: `b` may match with no items at all.
     if (as === 'any' && bs === 'all' && !SINGLE.has(k)) return false;
