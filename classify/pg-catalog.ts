@@ -15,7 +15,7 @@
  * public`: an unqualified name that exists in pg_catalog is pg_catalog's,
  * anything else is public's (user-defined, hence unknown).
  */
-import { PG_FUNCTIONS, PG_RELATIONS } from './pg-catalog-data.ts';
+import { PG_FUNCTIONS, PG_OPERATORS, PG_RELATIONS } from './pg-catalog-data.ts';
 
 /**
  * Functions that run SQL given as text, or return the data of relations or
@@ -150,6 +150,14 @@ export function isRowCallable(name: string): boolean {
 /** `(expr).name` may be `name(expr)`: a built-in callable with one argument, or one that takes a whole row. */
 export function isUnaryCallable(name: string): boolean {
   return CATALOG.get(name)?.unary === true || isRowCallable(name);
+}
+
+const OPERATORS = new Set(PG_OPERATORS);
+
+/** True when an operator name (`['+']`, `['pg_catalog', '+']`) is one of pg_catalog's (resolved as functions are). */
+export function isCatalogOperator(parts: readonly string[]): boolean {
+  if (parts.length > 2 || (parts.length === 2 && parts[0] !== 'pg_catalog')) return false;
+  return OPERATORS.has(parts[parts.length - 1] as string);
 }
 
 /** Schema of an unqualified relation name under the pinned `search_path = pg_catalog, public`. */

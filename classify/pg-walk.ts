@@ -6,7 +6,7 @@
 import type { ColumnFact } from './types.ts';
 import { aliasName, arr, names, nodeOf, obj, rangeVarName, str, sval, unwrap, type Obj } from './pg-ast.ts';
 import { entryColumn, entryStar, orRowCall, resolveRef, Scope, type Relation, type Resolved } from './pg-scope.ts';
-import { isUnaryCallable } from './pg-catalog.ts';
+import { isCatalogOperator, isUnaryCallable } from './pg-catalog.ts';
 
 export { Scope, type Relation } from './pg-scope.ts';
 
@@ -91,6 +91,15 @@ export class PgWalker {
       case 'FuncCall':
         this.funcCall(body, scope);
         return;
+      case 'A_Expr': {
+        // An operator is a function call: one pg_catalog does not define (a user's, in public, or
+        // OPERATOR(schema.op)) runs code the classifier cannot see, so it is reported as `operator(op)`.
+        const op = names(body.name);
+        const between = String(body.kind ?? '').startsWith('AEXPR_BETWEEN') || String(body.kind ?? '').startsWith('AEXPR_NOT_BETWEEN');
+        if (op.length && !between && !isCatalogOperator(op)) this.c.functions.add(`operator(${op.join('.')})`);
+        for (const val of Object.values(body)) this.visit(val, scope);
+        return;
+      }
       case 'SubLink':
         this.visit(body.testexpr, scope);
         this.visit(body.subselect, new Scope(scope));

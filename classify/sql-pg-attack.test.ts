@@ -103,6 +103,14 @@ describe('item 5: a function that runs SQL text or reads a relation by name is u
     }
   });
 
+  it('operators pg_catalog does not define are calls of unknown functions: operator(op)', () => {
+    const s = one('SELECT a === b, a OPERATOR(public.+) b, a + b, a OPERATOR(pg_catalog.+) b, x BETWEEN 1 AND 2, x LIKE \'a\' FROM t');
+    expect(new Set(s.functions)).toEqual(new Set(['operator(===)', 'operator(public.+)']));
+    expect(new Set(s.unknownFunctions)).toEqual(new Set(['operator(===)', 'operator(public.+)']));
+    expect(s.opaqueReads).toBe(true);
+    expect(one('SELECT 1 FROM t WHERE a ~~* b OR c @> d OR e ->> \'k\' = \'v\'').unknownFunctions).toEqual([]);
+  });
+
   it('built-ins that are immutable or stable and read nothing are known, qualified or not', () => {
     const s = one(
       "SELECT lower(email), pg_catalog.upper(email), count(*), now(), xmlagg(xmlelement(name a, email)), coalesce(a, b), " +
