@@ -12,7 +12,7 @@ export interface Word {
   value: string;
   /** No expansion of any kind (parameter, command, arithmetic, process substitution, brace expansion). */
   literal: boolean;
-  /** Holds an unquoted glob (`*`, `?`, `[..]`, extglob), so bash may replace it with file names. */
+  /** Holds an unquoted glob (`*`, `?`, `[..]`, extglob) or unquoted expansion, so bash may replace it with file names. */
   glob: boolean;
   /** First and last source index of the word (for joining `\`-newline continuations). */
   start: number;
@@ -149,7 +149,8 @@ export function wordOf(node: Node): Word {
   return {
     value,
     literal: !brace && ps.every((p) => !p.expansion),
-    glob: GLOB.test(unquoted),
+    // An unquoted expansion's value is globbed too (`cat $p` with p='.?/.?/etc/shadow').
+    glob: GLOB.test(unquoted) || ps.some((p) => p.expansion && !p.quoted),
     start: node.startIndex,
     end: node.endIndex,
   };

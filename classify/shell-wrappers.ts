@@ -85,7 +85,9 @@ export function skipOptions(words: Word[], spec: OptionSpec): Options {
   return { index: i, opts };
 }
 
-const ASSIGNMENT = /^[A-Za-z_][A-Za-z0-9_]*=/;
+// env and sudo take any leading word holding `=` as an assignment, valid shell name or not
+// (`env 'BASH_FUNC_ls%%=() { id; }' bash -c ls` defines a function in the child bash).
+const ASSIGNMENT = /^[^=]+=/;
 
 /** Leading NAME=value words (env, sudo), as an env record; returns the index after them. */
 function assignments(words: Word[], from: number): { env: Record<string, string>; index: number } {

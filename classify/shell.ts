@@ -6,11 +6,12 @@
  * the classifier cannot name, sets an error so the policy fails closed.
  */
 import type { Node } from 'web-tree-sitter';
-import type { ShellCommand, ShellErrorCode, ShellFacts, ShellRedirection } from './types.ts';
+import { EXPANSION_MARK, type ShellCommand, type ShellErrorCode, type ShellFacts, type ShellRedirection } from './types.ts';
 import { WritError } from '../schemas/errors.ts';
 import { bashParser } from './runtime.ts';
 import { textWord, unescapeUnquoted, wordOf, type Word } from './shell-words.ts';
 import { findExecs, WRAPPERS } from './shell-wrappers.ts';
+import { arithNodeRisk, builtinRisk, declarationRisk, expansionRisk, isCodeVariable, nameOperand, testNodeRisk } from './shell-arith.ts';
 import { firstError, KNOWN_TYPES, redirectOp, SEQUENCE_PARENTS, STATEMENT_TYPES, stdinOf, structureOf, WRITE_OPS, type Stdin } from './shell-nodes.ts';
 
 /** How deep `sh -c '... sh -c ...'` re-parsing goes before the inner script counts as opaque. */
@@ -32,6 +33,8 @@ class ShellWalker {
   readonly structure = new Set<string>();
   readonly assignments = new Set<string>();
   readonly unknownTypes = new Set<string>();
+  /** Why the line runs code the classifier cannot see without any opaque command (arithmetic, `${!x}`, ...). */
+  readonly opaque: string[] = [];
   parseError: string | undefined;
   /** Parsed texts that held at least one statement (not only comments). */
   statements = 0;
@@ -72,7 +75,7 @@ class ShellWalker {
       case 'herestring_redirect':
         return this.redirect(node, f);
       case 'variable_assignment':
-        this.assignments.add(node.childForFieldName('name')?.text ?? '?');
+        this.assign(node);
         return this.walkChildren(node, f);
       case 'comment':
         return;
@@ -82,6 +85,7 @@ class ShellWalker {
         return;
     }
     if (!KNOWN_TYPES.has(node.type)) this.unknownTypes.add(node.type);
+    this.evaluated(node);
     if (node.type === 'command_substitution' && node.child(0)?.type === '`') return this.backticks(node, f);
     const s = structureOf(node);
     if (s) this.structure.add(s);
@@ -103,6 +107,29 @@ class ShellWalker {
       return;
     }
     this.parse(inner, { ...f, depth: f.depth + 1 }, ' in backticks');
+  }
+
+  /** Constructs where bash evaluates text as code (see shell-arith.ts); names that for/select and `${x:=v}` assign. */
+  private evaluated(node: Node): void {
+    const risk = arithNodeRisk(node) ?? (node.type === 'test_command' ? testNodeRisk(node) : undefined);
+    if (risk) this.opaque.push(risk);
+    if (node.type === 'expansion') {
+      const r = expansionRisk(node.text);
+      if (r.risk) this.opaque.push(r.risk);
+      for (const a of r.assigns) this.assignments.add(a);
+    }
+    if (node.type === 'for_statement') {
+      const v = node.childForFieldName('variable');
+      if (v) this.assignments.add(v.text);
+    }
+  }
+
+  /** `name=value` or `name[i]=value` outside a command prefix; the subscript itself is checked as a node. */
+  private assign(node: Node): void {
+    const text = node.childForFieldName('name')?.text ?? '?';
+    const name = nameOperand(text);
+    if (!name) this.opaque.push('an assignment to a name the classifier cannot see');
+    this.assignments.add(name ?? text);
   }
 
   private walkChildren(node: Node, f: Frame): void {
@@ -148,9 +175,13 @@ class ShellWalker {
       } else nested.push(c);
     }
     const own = stdinOf(node.childrenForFieldName('redirect').filter((r): r is Node => r !== null));
+    const [first, risks] = [this.commands.length, this.opaque.length];
     this.resolve(words, { ...f, env }, node.text, own ?? stdin);
+    const last = this.commands.length;
     // Assignments' values and arguments may hold substitutions; redirect() records a redirection and walks its target.
     for (const c of nested) c.type === 'variable_assignment' ? this.walkChildren(c, f) : this.walk(c, f);
+    // An argument bash evaluates as code (`$((x))`, `${!x}`, ...) makes the command itself opaque.
+    if (this.opaque.length > risks) for (const c of this.commands.slice(first, last)) c.opaque = true;
   }
 
   /** Unwraps wrappers until the real program, then records it (or re-parses the script it runs). */
@@ -160,13 +191,17 @@ class ShellWalker {
     const env = { ...f.env };
     let via = f.via;
     const record = (prog: Word, args: Word[], flags: { opaque?: boolean; unknown?: boolean } = {}) => {
+      const builtin = flags.unknown ? { assigns: [] } : builtinRisk(prog.value.slice(prog.value.lastIndexOf('/') + 1), args);
+      for (const a of builtin.assigns) this.assignments.add(a);
+      if (builtin.risk) this.opaque.push(builtin.risk);
       const cmd: ShellCommand = {
         program: flags.unknown ? null : prog.value,
         args: args.map((a) => a.value),
         env: { ...env },
         wrappers: [...wrappers],
-        opaque: flags.opaque === true,
+        opaque: flags.opaque === true || builtin.risk !== undefined,
         unknown: flags.unknown === true,
+        globArgs: globIndexes(args),
         source,
       };
       if (via !== undefined) cmd.via = via;
@@ -214,18 +249,33 @@ class ShellWalker {
   }
 
   private declaration(node: Node, f: Frame): void {
+    const keyword = node.child(0)?.text ?? '?';
     const args: string[] = [];
+    const globArgs: number[] = [];
+    // Words other than `name=value` nodes: options, bare names, and quoted `'name=value'` (still an assignment).
+    const words: Word[] = [];
+    const risks = this.opaque.length;
     for (const c of node.namedChildren) {
       if (!c) continue;
       if (c.type === 'variable_assignment') {
         const name = c.childForFieldName('name')?.text ?? '?';
         const value = c.childForFieldName('value');
-        this.assignments.add(name);
         args.push(`${name}=${value ? wordOf(value).value : ''}`);
-      } else args.push(c.type === 'variable_name' ? c.text : wordOf(c).value);
-      this.walk(c, f);
+        // Under -i or -n the value is evaluated or followed: the options among `words` decide.
+        words.push(textWord(`${name}=`));
+      } else {
+        const w = c.type === 'variable_name' ? textWord(c.text) : wordOf(c);
+        words.push(w);
+        if (w.glob) globArgs.push(args.length);
+        args.push(w.value);
+      }
+      this.walk(c, f); // records assignments, checks subscripts and walks substitutions in values
     }
-    const cmd: ShellCommand = { program: node.child(0)?.text ?? '?', args, env: { ...f.env }, wrappers: [...f.wrappers], opaque: false, unknown: false, source: node.text };
+    const d = declarationRisk(keyword, words);
+    for (const a of d.assigns) this.assignments.add(a);
+    if (d.risk) this.opaque.push(d.risk);
+    const opaque = this.opaque.length > risks;
+    const cmd: ShellCommand = { program: keyword, args, env: { ...f.env }, wrappers: [...f.wrappers], opaque, unknown: false, globArgs, source: node.text };
     if (f.via !== undefined) cmd.via = f.via;
     this.commands.push(cmd);
   }
@@ -247,27 +297,33 @@ class ShellWalker {
     if (node.type === 'heredoc_redirect') {
       this.structure.add('heredoc');
       const start = node.namedChildren.find((c) => c?.type === 'heredoc_start');
-      rec({ op: redirectOp(node), target: unescapeUnquoted((start?.text ?? '').replace(/['"]/g, '')), writes: false, reads: false });
+      rec({ op: redirectOp(node), target: unescapeUnquoted((start?.text ?? '').replace(/['"]/g, '')), writes: false, reads: false, glob: false });
       for (const c of node.namedChildren) if (c && c.type !== 'heredoc_start' && c.type !== 'heredoc_end') this.walk(c, f);
       return;
     }
     if (node.type === 'herestring_redirect') {
       this.structure.add('herestring');
       const w = node.namedChildren.find((c) => c && c.type !== 'file_descriptor');
-      rec({ op: '<<<', target: w ? wordOf(w).value : '', writes: false, reads: false });
+      rec({ op: '<<<', target: w ? wordOf(w).value : '', writes: false, reads: false, glob: false });
       this.walkChildren(node, f);
       return;
     }
     const op = redirectOp(node);
     const dest = node.childrenForFieldName('destination')[0];
-    const target = dest ? wordOf(dest).value : '';
+    const word = dest ? wordOf(dest) : undefined;
+    const target = word?.value ?? '';
     // `>&2`, `<&0`, `>&-` duplicate or close descriptors; `>& file` (csh style) writes the file.
     const dup = (op === '>&' || op === '<&') && /^(\d+|-)$/.test(target);
     const writes = (WRITE_OPS.has(op) || op === '>&') && !dup && op !== '>&-';
     const reads = (op === '<' || op === '<>' || op === '<&') && !dup;
-    rec({ op, target, writes, reads });
+    rec({ op, target, writes, reads, glob: word?.glob === true });
     this.walkChildren(node, f);
   }
+}
+
+/** Indexes of the words bash may replace with file names. */
+function globIndexes(words: Word[]): number[] {
+  return words.flatMap((w, i) => (w.glob ? [i] : []));
 }
 
 function failed(code: ShellErrorCode, message: string): ShellFacts {
@@ -297,12 +353,17 @@ export function classifyShell(text: string): ShellFacts {
     assignments: [...w.assignments],
     structure: [...w.structure],
   };
+  // Variables whose value bash runs or prompt-expands (PS4 under set -x, BASH_ENV, BASH_FUNC_x%%, ...).
+  const codeVar = [...w.assignments, ...w.commands.flatMap((c) => Object.keys(c.env))].find(isCodeVariable);
+  if (codeVar !== undefined) w.opaque.push(`an assignment to ${codeVar.includes(EXPANSION_MARK) ? 'a computed name' : codeVar}, whose value bash runs`);
   const unknown = w.commands.find((c) => c.unknown || c.opaque);
   if (w.parseError) facts.error = { code: 'WRIT_SHELL_UNPARSEABLE', message: w.parseError };
   else if (w.statements === 0) {
     facts.error = { code: 'WRIT_SHELL_EMPTY', message: 'the command holds nothing to run' };
   } else if (w.unknownTypes.size) {
     facts.error = { code: 'WRIT_SHELL_UNKNOWN', message: `unknown shell construct: ${[...w.unknownTypes].join(', ')}` };
+  } else if (w.opaque.length) {
+    facts.error = { code: 'WRIT_SHELL_UNKNOWN', message: `${w.opaque[0]}: the line runs code that cannot be seen` };
   } else if (unknown) {
     facts.error = {
       code: 'WRIT_SHELL_UNKNOWN',
