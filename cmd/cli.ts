@@ -11,7 +11,7 @@ import { loadDevIssuer, mintDevToken, parseDuration } from '../broker/dev-issuer
 import { connectNats } from '../lib/index.ts';
 import { loadConfigFile, names, WritError, type Outcome } from '../schemas/index.ts';
 import { WritClient } from '../client/sdk.ts';
-import { DATA_DIR, resolveNatsUrl } from './paths.ts';
+import { DATA_DIR, exitQuietlyOnClosedPipe, exitWhenFlushed, resolveNatsUrl } from './paths.ts';
 
 const DEFAULT_CONFIG = resolve(process.env.WRIT_CONFIG ?? 'deploy/local/writ.yaml');
 
@@ -258,11 +258,13 @@ async function audit(args: string[]): Promise<number> {
   }
 }
 
+// Every command ends here, and only once its output has drained (see exitWhenFlushed).
+exitQuietlyOnClosedPipe();
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => exitWhenFlushed(code),
   (e: unknown) => {
     const code = e instanceof WritError ? e.code : 'WRIT_INTERNAL';
     process.stderr.write(`writ: ${code}: ${(e as Error).message}\n`);
-    process.exit(e instanceof WritError && e.code === 'WRIT_BAD_REQUEST' ? 2 : 1);
+    return exitWhenFlushed(e instanceof WritError && e.code === 'WRIT_BAD_REQUEST' ? 2 : 1);
   },
 );
