@@ -11,7 +11,7 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamCl
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AuditWriter, Checkpointer } from '../audit/index.ts';
 import { readFileSync } from 'node:fs';
-import { consumeConcurrently, sendReply, type ConsumeLoop, type Logger } from '../lib/index.ts';
+import { consumeConcurrently, sendReply, withDeadline, type ConsumeLoop, type Logger } from '../lib/index.ts';
 import {
   commandText, IntentRecordSchema, sha256Hex, toWritError, WritError,
   type Config, type GrantClaims, type GrantSigner, type Intent, type IntentRecord, type Names, type Order, type Outcome, type TargetConfig,
@@ -119,18 +119,25 @@ export class Broker {
     }
   }
 
-  /** Stop taking intents, finish those in flight, flush audit. */
-  async stop(): Promise<void> {
+  /**
+   * Stop taking intents, finish those in flight, flush audit. Each step waits on NATS, so
+   * the whole drain has a deadline: with the server gone, stop() still returns (what was in
+   * flight is then redelivered to another replica, or ended by the sweeper).
+   */
+  async stop(deadlineMs = 10_000): Promise<void> {
     if (this.state === 'STOPPED') return;
     this.state = 'DRAINING';
     this.#sweeper?.stop();
-    await this.#api?.stop();
-    await this.#approvals?.stop();
-    await this.#loop?.drain();
-    await this.#policy?.stop?.();
-    await this.#audit?.flush();
-    await this.#checkpointer?.close();
-    await this.#audit?.close();
+    const graceful = (async () => {
+      await this.#api?.stop();
+      await this.#approvals?.stop();
+      await this.#loop?.drain();
+      await this.#policy?.stop?.();
+      await this.#audit?.flush();
+      await this.#checkpointer?.close();
+      await this.#audit?.close();
+    })();
+    if (!(await withDeadline(graceful, deadlineMs))) this.#d.log.error({ deadlineMs }, 'broker stop passed its deadline; in-flight work is left to redelivery');
     this.state = 'STOPPED';
   }
 

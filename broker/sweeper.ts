@@ -40,7 +40,8 @@ export class Sweeper {
     void (async () => {
       for await (const e of w) this.#track(e);
     })().catch((e: unknown) => this.d.log.error({ err: e }, 'sweeper watch ended'));
-    this.#timer = setInterval(() => void this.sweep(), this.d.intervalMs);
+    // A failed sweep is logged and the next tick tries again; it never becomes an unhandled rejection.
+    this.#timer = setInterval(() => this.sweep().catch((e: unknown) => this.d.log.error({ err: e }, "sweep failed")), this.d.intervalMs);
     this.#timer.unref();
   }
 

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { createBroker, type Broker } from '../broker/index.ts';
-import { connectNats, createLogger, type Logger } from '../lib/index.ts';
+import { connectNats, createLogger, withDeadline, type Logger } from '../lib/index.ts';
 import { loadConfigFile, type Config } from '../schemas/index.ts';
 import { createWorker, type Worker } from '../workers/index.ts';
 
@@ -99,12 +99,15 @@ export async function startLocalStack(configFile: string): Promise<LocalStack> {
     broker,
     worker,
     async stop() {
-      await worker.stop();
+      // Each step is bounded: with NATS gone, draining would wait forever. The nats-server
+      // child is always stopped, by SIGKILL if SIGTERM does not end it in time.
+      await withDeadline(worker.stop(), 10_000);
       await broker.stop();
-      await nc.drain();
+      if (!(await withDeadline(nc.drain(), 3_000))) await nc.close().catch(() => undefined);
       if (child && child.exitCode === null) {
+        const exited = new Promise((r) => child!.once('exit', r));
         child.kill('SIGTERM');
-        await new Promise((r) => child!.once('exit', r));
+        if (!(await withDeadline(exited, 5_000))) child.kill('SIGKILL');
       }
     },
   };

@@ -3,3 +3,4 @@ export * from './log.ts';
 export * from './consume.ts';
 export * from './nats.ts';
 export * from './reply.ts';
+export * from './process.ts';

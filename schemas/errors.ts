@@ -56,7 +56,8 @@ export const ErrorCodes = {
   WRIT_CONFIG_INVALID: { retryable: false, message: 'the configuration is not valid' },
   WRIT_REPLY_TOO_LARGE: { retryable: false, message: 'the reply is larger than the message bus carries' },
   WRIT_TRANSPORT: { retryable: true, message: 'the message bus did not take a write; it is retried' },
-  WRIT_INTERNAL: { retryable: true, message: 'internal error' },
+  // Not retryable: an unexpected failure repeats; transient bus failures are WRIT_TRANSPORT.
+  WRIT_INTERNAL: { retryable: false, message: 'internal error' },
 } as const satisfies Record<string, { retryable: boolean; message: string }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;
@@ -87,7 +88,24 @@ export function isErrorCode(s: string): s is ErrorCode {
 }
 
 /** Anything thrown becomes a WritError; unknown throwables become WRIT_INTERNAL with the original as cause. */
+/**
+ * NATS client errors that a later attempt can get past (a reconnect, a leader election), by
+ * the error classes' `name`: nats.js sets one per class. JetStream API errors count only with
+ * status 503 (no leader, no responders); other API codes are answers, not outages.
+ */
+const TRANSIENT_NATS_ERRORS = new Set([
+  'TimeoutError', 'ConnectionError', 'DrainingConnectionError', 'ClosedConnectionError', 'RequestError', 'NoResponders', 'JetStreamNotEnabled',
+]);
+
+function isTransientBusError(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  if (TRANSIENT_NATS_ERRORS.has(e.name)) return true;
+  const status = (e as { status?: unknown; code?: unknown }).status ?? (e as { code?: unknown }).code;
+  return (e.name === 'JetStreamApiError' || e.name === 'JetStreamStatusError' || e.name === 'JetStreamError') && (status === 503 || status === '503');
+}
+
 export function toWritError(e: unknown): WritError {
   if (e instanceof WritError) return e;
+  if (isTransientBusError(e)) return new WritError('WRIT_TRANSPORT', undefined, { cause: e });
   return new WritError('WRIT_INTERNAL', undefined, { cause: e });
 }
