@@ -26,7 +26,8 @@ export function summarize(rule: PolicyRule): string {
   if (shell) {
     parts.push(shell.programs ? `commands ${list(shell.programs)}` : shell.notPrograms ? `commands except ${list(shell.notPrograms)}` : 'shell commands');
     if (shell.args) parts.push(`arguments limited for ${list(Object.keys(shell.args))}`);
-    if (shell.network) parts.push('network redirections');
+    if (shell.argv) parts.push(`argument positions fixed for ${list(Object.keys(shell.argv))}`);
+    if (shell.network === true) parts.push('network redirections');
     if (shell.wrappers) parts.push(`via ${list(shell.wrappers)}`);
   }
   if (!sql && !shell) parts.push('any command');
