@@ -42,8 +42,13 @@ export interface AuditWriterOptions {
   maxCachedSessions?: number | undefined;
   /** Sessions whose changed heads are remembered for the next checkpoint. Default 100 000 (beyond it the oldest are dropped, with a warning). */
   maxChangedHeads?: number | undefined;
-  /** Attempts to store one block (conflicts with other writers, timeouts). Default 12. */
-  maxAttempts?: number | undefined;
+  /**
+   * Cap of the jittered back-off between attempts to store one block, ms. Default 250. There
+   * is no cap on attempts: a block is retried until stored, or until close()'s deadline.
+   */
+  maxBackoffMs?: number | undefined;
+  /** How long close() keeps retrying what is unstored before rejecting it (and logging it in full), ms. Default 10 000. */
+  closeTimeoutMs?: number | undefined;
   /** Blocks being published at once, across sessions. Default 512. */
   maxInFlight?: number | undefined;
   /** PubAck timeout, ms. Default 5000. */

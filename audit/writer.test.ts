@@ -1,9 +1,9 @@
 // AuditWriter against a real nats-server: blocks, chains, concurrent writers, oversized payloads.
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type PubAck } from '@nats-io/jetstream';
 import { canonicalJson, names, sha256Hex, AuditBlockSchema, type Names } from '../schemas/index.ts';
 import { startNats, uniqueName, type NatsServerHandle } from '../test/helpers/index.ts';
 import { AuditWriter, ensureAuditStream, auditStreamConfig, readSession, verify, ZERO_HASH } from './index.ts';
@@ -162,5 +162,127 @@ describe('AuditWriter', () => {
     await Promise.all(Array.from({ length: 35 }, (_, i) => w.append({ sessionId, type: 'test.event', payload: { i } })));
     const v = await verify({ js, names: n, sessionId });
     expect(v).toMatchObject({ ok: true, events: 35, blocks: 4 });
+  });
+});
+
+/** The writer's JetStream client, with `before`/`after` run around each publish (fault injection on a real server). */
+function around(inner: JetStreamClient, hook: (attempt: number, publish: () => Promise<PubAck>) => Promise<PubAck>): JetStreamClient {
+  let attempt = 0;
+  return new Proxy(inner, {
+    get(target, prop) {
+      if (prop === 'publish') return (...a: Parameters<JetStreamClient['publish']>) => hook(++attempt, () => target.publish(...a));
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+const ackLost = () => Object.assign(new Error('injected: the PubAck was lost'), { name: 'TimeoutError' });
+
+function capture(): { logger: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  return { lines, logger: pino({ level: 'debug' }, new Writable({ write: (chunk, _enc, cb) => { lines.push(JSON.parse(String(chunk))); cb(); } })) };
+}
+
+async function expectLinearOnce(sessionId: string, ids: string[]): Promise<void> {
+  const events = await readSession({ js, names: n, sessionId });
+  expect(events.map((e) => e.id).sort()).toEqual([...ids].sort());
+  const v = await verify({ js, names: n, sessionId });
+  expect(v).toMatchObject({ ok: true, events: ids.length });
+}
+
+describe('AuditWriter never gives up an event while it runs', () => {
+  it('stores an append that loses the race to another writer 40 times in a row', async () => {
+    const sessionId = uniqueName('s');
+    const rival = writer('rival', { flushMs: 0 });
+    const rivalIds: string[] = [];
+    // Between the head read and each publish, the rival appends: the head is always stale.
+    const w = writer('loser', {
+      flushMs: 0, maxBackoffMs: 5,
+      js: around(js, async (attempt, publish) => {
+        if (attempt <= 40) rivalIds.push((await rival.append({ sessionId, type: 'rival.event', payload: { attempt } })).id);
+        return publish();
+      }),
+    });
+    const mine = await w.append({ sessionId, type: 'test.event' });
+    expect(rivalIds).toHaveLength(40);
+    await expectLinearOnce(sessionId, [...rivalIds, mine.id]);
+    await Promise.all([w.close(), rival.close()]);
+  });
+
+  it('takes events that arrive during a retry into the block being retried', async () => {
+    const sessionId = uniqueName('s');
+    const rival = writer('rival2', { flushMs: 0 });
+    let late: Array<Promise<unknown>> = [];
+    const w = writer('coalesce', {
+      flushMs: 0, maxBackoffMs: 5,
+      js: around(js, async (attempt, publish) => {
+        if (attempt === 1) {
+          await rival.append({ sessionId, type: 'rival.event' });
+          late = Array.from({ length: 5 }, (_, i) => w.append({ sessionId, type: 'late.event', payload: { i } }));
+        }
+        return publish();
+      }),
+    });
+    await w.append({ sessionId, type: 'first.event' });
+    await Promise.all(late);
+    // rival's block, then one block with the first event and the five that came during its retry.
+    expect(await verify({ js, names: n, sessionId })).toMatchObject({ ok: true, events: 7, blocks: 2 });
+    await Promise.all([w.close(), rival.close()]);
+  });
+
+  it('stores a block whose ack was lost exactly once, even after another writer appended and the duplicate window passed', async () => {
+    const sessionId = uniqueName('s');
+    const info = await jsm.streams.info(n.streams.audit);
+    const rival = writer('rival3', { flushMs: 0 });
+    let rivalId = '';
+    // A short duplicate window: the server no longer recognises the re-sent block by its msg id.
+    await jsm.streams.update(n.streams.audit, { ...info.config, duplicate_window: 200_000_000 });
+    try {
+      const w = writer('acklost', {
+        flushMs: 0, maxBackoffMs: 5,
+        js: around(js, async (attempt, publish) => {
+          if (attempt > 1) return publish();
+          await publish(); // stored...
+          rivalId = (await rival.append({ sessionId, type: 'rival.event' })).id;
+          await new Promise((r) => setTimeout(r, 400));
+          throw ackLost(); // ...but the writer is told nothing
+        }),
+      });
+      const mine = await w.append({ sessionId, type: 'test.event' });
+      await expectLinearOnce(sessionId, [mine.id, rivalId]);
+      // The next append continues after the rival's block, not after a re-sent copy.
+      const next = await w.append({ sessionId, type: 'test.next' });
+      await expectLinearOnce(sessionId, [mine.id, rivalId, next.id]);
+      await Promise.all([w.close(), rival.close()]);
+    } finally {
+      await jsm.streams.update(n.streams.audit, { ...info.config });
+    }
+  });
+
+  it('keeps retrying while NATS does not answer, and only close() gives up, logging every unstored event', async () => {
+    const sessionId = uniqueName('s');
+    const { logger, lines } = capture();
+    const w = writer('down', { flushMs: 0, maxBackoffMs: 20, logger, js: around(js, () => Promise.reject(ackLost())) });
+    let settled = false;
+    const p = w.append({ sessionId, intentId: 'intent_lost_0001', type: 'exec.finished', payload: { status: 'succeeded' } });
+    void p.then(() => (settled = true), () => (settled = true));
+    // Far beyond the 12 attempts the writer used to give up after.
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(settled).toBe(false);
+    expect(lines.some((l) => l.msg === 'audit block still not stored; retrying until it is')).toBe(true);
+    const t = Date.now();
+    await w.close(300);
+    expect(Date.now() - t).toBeLessThan(2_000);
+    await expect(p).rejects.toThrow(/shutdown deadline/);
+    const lost = lines.find((l) => String(l.msg).startsWith('AUDIT EVENTS NOT STORED'));
+    expect(lost?.level).toBe(50);
+    expect(lost?.lost).toEqual([expect.objectContaining({ intentId: 'intent_lost_0001', type: 'exec.finished', payload: { status: 'succeeded' } })]);
+  });
+
+  it('fails at once on what no retry can change (payload over the server limit)', async () => {
+    const w = writer('big', { maxBlockBytes: 4 * 1024 * 1024, maxInlinePayloadBytes: 4 * 1024 * 1024 });
+    await expect(w.append({ sessionId: uniqueName('s'), type: 'huge', payload: { x: 'y'.repeat(2 * 1024 * 1024) } })).rejects.toThrow();
+    await w.close();
   });
 });

@@ -10,6 +10,18 @@
  * meanwhile; the writer then re-reads the head, re-chains its events onto it and retries.
  * Two writers therefore never fork a chain. One session's blocks go out strictly one
  * after the other; sessions are written in parallel.
+ *
+ * An event is never given up while the writer runs: a lost race or a transport fault is
+ * retried (backed off with jitter, head re-read) for as long as it takes, and events that
+ * arrive meanwhile join the block being retried, so a hot session converges instead of
+ * queueing. Only a refusal that no retry can change (permissions, size) fails an append.
+ * At close(), what is still unstored by the deadline is rejected and logged in full.
+ *
+ * Exactly once: a block whose publish ended ambiguously (timeout, connection lost) may be
+ * stored. It then keeps its content and Nats-Msg-Id, and before it is re-chained the
+ * writer looks at the block that follows the head it expected: the stream can only have
+ * stored it right there, so that message says whether it was stored, independently of the
+ * server's duplicate window.
  */
 import { randomUUID } from 'node:crypto';
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager, type PubAck } from '@nats-io/jetstream';
@@ -40,8 +52,11 @@ export type Head = Omit<SessionHead, 'sessionId'>;
 
 const DEFAULTS = {
   flushMs: 2, maxBlockEvents: 64, maxBlockBytes: 512 * 1024, maxInlinePayloadBytes: 8192,
-  maxCachedSessions: 10_000, maxChangedHeads: 100_000, maxAttempts: 12, maxInFlight: 512, publishTimeoutMs: 5_000,
+  maxCachedSessions: 10_000, maxChangedHeads: 100_000, maxInFlight: 512, publishTimeoutMs: 5_000,
+  maxBackoffMs: 250, closeTimeoutMs: 10_000,
 };
+/** Attempts after which a still-unstored block is reported (then every STILL_RETRYING_EVERY more). */
+const STILL_RETRYING_EVERY = 50;
 /** Per event: `"prev":"<64>","hash":"<64>",` and a comma. */
 const CHAIN_FIELDS_BYTES = 150;
 
@@ -67,6 +82,10 @@ export class AuditWriter {
   #inFlight = 0;
   readonly #slotWaiters: Array<() => void> = [];
   #closed = false;
+  /** Epoch ms after which close() gives up on what is unstored; Infinity while running. */
+  #deadline = Number.POSITIVE_INFINITY;
+  /** Wakes retry back-offs when the deadline is set. */
+  readonly #sleepers = new Set<() => void>();
 
   constructor(opts: AuditWriterOptions) {
     this.#js = opts.js;
@@ -123,9 +142,15 @@ export class AuditWriter {
     }
   }
 
-  /** Refuses new events, writes the pending ones. */
-  async close(): Promise<void> {
+  /**
+   * Refuses new events and writes the pending ones, retrying until `timeoutMs` (default
+   * `closeTimeoutMs`). What is not stored by then is rejected, and logged at error level
+   * with every event in full, so the evidence survives at least in the process log.
+   */
+  async close(timeoutMs = this.#o.closeTimeoutMs): Promise<void> {
     this.#closed = true;
+    this.#deadline = Math.min(this.#deadline, Date.now() + timeoutMs);
+    for (const wake of this.#sleepers) wake();
     await this.flush();
   }
 
@@ -193,11 +218,12 @@ export class AuditWriter {
       const batch = q.pending.splice(0, n);
       await this.#acquire();
       try {
-        const stored = await this.#writeBlock(sessionId, batch);
+        const stored = await this.#writeBlock(sessionId, q, batch);
         batch.forEach((p, i) => p.resolve(stored[i]!));
       } catch (e) {
         const err = e instanceof WritError ? e : new WritError('WRIT_INTERNAL', `audit block for session ${sessionId} could not be stored`, { cause: e });
-        this.#log?.error({ err: e, sessionId, events: batch.length }, 'audit block could not be stored');
+        // The events in full: when the stream cannot take them, the log is the last place they exist.
+        this.#log?.error({ err: e, sessionId, lost: batch.map((p) => p.event) }, `AUDIT EVENTS NOT STORED: ${batch.length} event(s) of session ${sessionId}`);
         for (const p of batch) p.reject(err);
       } finally {
         this.#release();
@@ -205,52 +231,119 @@ export class AuditWriter {
     }
   }
 
-  /** Chains `batch` onto the session's head and stores it; retries on conflicts. Returns the events as stored. */
-  async #writeBlock(sessionId: string, batch: Pending[]): Promise<AuditEvent[]> {
+  /**
+   * Chains `batch` onto the session's head and stores it, retrying until it is stored (or the
+   * close deadline passes). While no attempt may have been stored, events pending for the
+   * session join `batch` (in place). Returns the events as stored, in `batch`'s order.
+   */
+  async #writeBlock(sessionId: string, q: SessionQueue, batch: Pending[]): Promise<AuditEvent[]> {
     const subject = this.#names.audit(sessionId);
-    const blockId = randomUUID();
-    let lastError: unknown;
+    let blockId = randomUUID();
+    /** Expected head sequences of attempts whose fate is unknown: while any is, the block is frozen. */
+    const maybeStored = new Set<number>();
     let known = this.#contended.has(sessionId) ? undefined : this.#cachedHead(sessionId);
-    for (let attempt = 1; attempt <= this.#o.maxAttempts; attempt++) {
-      const head = known ?? (await this.#loadHead(sessionId)).head;
-      const events = chain(batch, head.hash);
-      const h = headers();
-      h.set(CHAIN_LENGTH_HEADER, String(head.count + events.length));
-      let ack: PubAck;
+    const optimistic = known !== undefined;
+    let lastError: unknown;
+    for (let attempt = 1; ; attempt++) {
+      if (Date.now() >= this.#deadline) {
+        throw new WritError('WRIT_INTERNAL', `audit: block for session ${sessionId} not stored before the shutdown deadline (${attempt - 1} attempts)`, { cause: lastError });
+      }
+      if (attempt > 1 && maybeStored.size === 0 && this.#absorb(q, batch)) blockId = randomUUID();
+      let head: Head;
+      let events: AuditEvent[];
       try {
-        ack = await this.#js.publish(subject, blockJson(events), {
-          msgID: blockId, headers: h, timeout: this.#o.publishTimeoutMs, expect: { lastSubjectSequence: head.seq },
+        if (maybeStored.size > 0) {
+          const mine = await this.#resolveAmbiguous(sessionId, maybeStored, batch);
+          if (mine) return mine;
+        }
+        head = known ?? (await this.#loadHead(sessionId)).head;
+        known = undefined;
+        events = chain(batch, head.hash);
+        const h = headers();
+        h.set(CHAIN_LENGTH_HEADER, String(head.count + events.length));
+        const timeout = Math.max(1, Math.min(this.#o.publishTimeoutMs, this.#deadline - Date.now()));
+        const ack = await this.#js.publish(subject, blockJson(events), {
+          msgID: blockId, headers: h, timeout, expect: { lastSubjectSequence: head.seq },
+        }).catch((e: unknown) => {
+          // A refusal for the wrong head is certain: nothing was stored. Anything else may have been.
+          if (!isWrongLastSequence(e)) maybeStored.add(head.seq);
+          throw e;
         });
+        if (ack.duplicate) return await this.#readBack(sessionId, ack.seq, batch);
+        // An optimistic first attempt on the cached head won: the session is no longer contended.
+        if (attempt === 1 && optimistic) this.#contended.delete(sessionId);
+        this.#remember(sessionId, { seq: ack.seq, hash: events[events.length - 1]!.hash, count: head.count + events.length });
+        return events;
       } catch (e) {
         lastError = e;
         this.#heads.delete(sessionId);
         if (!isRetryable(e)) throw e;
         if (this.#contended.size > this.#o.maxCachedSessions) this.#contended.clear();
         this.#contended.add(sessionId);
-        // Another writer appended, or the ack was lost: our block may be the one stored.
-        const fresh = await this.#loadHead(sessionId).catch(() => undefined);
-        if (fresh?.events && fresh.events[0]?.id === batch[0]!.event.id) {
-          this.#remember(sessionId, fresh.head);
-          return fresh.events;
-        }
-        this.#log?.debug({ sessionId, attempt, err: (e as Error).message }, 'audit append conflict: re-chaining');
-        known = fresh?.head;
-        // The first retry goes at once onto the head just read; repeated conflicts back off with jitter.
-        if (attempt > 1) await sleep(Math.min(200, 2 ** attempt) * Math.random());
-        continue;
+        if (attempt % STILL_RETRYING_EVERY === 0) {
+          this.#log?.warn({ sessionId, attempt, events: batch.length, err: (e as Error).message }, 'audit block still not stored; retrying until it is');
+        } else this.#log?.debug({ sessionId, attempt, err: (e as Error).message }, 'audit append conflict: re-chaining');
+        // The first retry goes at once onto a fresh head; repeated failures back off with full jitter.
+        if (attempt > 1) await this.#sleep(Math.random() * Math.min(this.#o.maxBackoffMs, 2 ** attempt));
       }
-      if (ack.duplicate) {
-        // An earlier attempt of this block was stored after all (its ack was lost); it is the truth.
-        const stored = await this.#jsm.streams.getMessage(this.#names.streams.audit, { seq: ack.seq });
-        const parsed = stored ? decodeBlock(stored.data, sessionId) : undefined;
-        if (!parsed || typeof parsed === 'string') throw new WritError('WRIT_INTERNAL', `audit: duplicate block ${ack.seq} of ${sessionId} could not be read back`);
-        return parsed;
-      }
-      if (attempt === 1 && known !== undefined) this.#contended.delete(sessionId);
-      this.#remember(sessionId, { seq: ack.seq, hash: events[events.length - 1]!.hash, count: head.count + events.length });
-      return events;
     }
-    throw new WritError('WRIT_INTERNAL', `audit: block for session ${sessionId} not stored after ${this.#o.maxAttempts} attempts`, { cause: lastError });
+  }
+
+  /**
+   * For each head sequence an ambiguous attempt expected: the block stored right after it on
+   * the session's subject is ours (return the stored events), another writer's (ours can never
+   * be stored there: forget it), or absent (ours may still arrive: stay frozen).
+   */
+  async #resolveAmbiguous(sessionId: string, maybeStored: Set<number>, batch: readonly Pending[]): Promise<AuditEvent[] | undefined> {
+    for (const seq of [...maybeStored]) {
+      const next = await this.#jsm.streams.getMessage(this.#names.streams.audit, { seq: seq + 1, next_by_subj: this.#names.audit(sessionId) } as unknown as { seq: number });
+      if (!next) continue;
+      const events = decodeBlock(next.data, sessionId);
+      if (typeof events !== 'string' && events[0]?.id === batch[0]!.event.id) {
+        const stored = await this.#readBack(sessionId, next.seq, batch);
+        const count = Number(next.header?.get(CHAIN_LENGTH_HEADER) || NaN);
+        if (Number.isSafeInteger(count)) this.#remember(sessionId, { seq: next.seq, hash: stored[stored.length - 1]!.hash, count });
+        return stored;
+      }
+      maybeStored.delete(seq);
+    }
+    return undefined;
+  }
+
+  /** The block at `seq` is this batch, stored by an earlier attempt: its events are the truth. */
+  async #readBack(sessionId: string, seq: number, batch: readonly Pending[]): Promise<AuditEvent[]> {
+    const stored = await this.#jsm.streams.getMessage(this.#names.streams.audit, { seq });
+    const parsed = stored ? decodeBlock(stored.data, sessionId) : undefined;
+    if (!parsed || typeof parsed === 'string' || parsed.length !== batch.length || parsed.some((e, i) => e.id !== batch[i]!.event.id)) {
+      throw new WritError('WRIT_INTERNAL', `audit: block ${seq} of ${sessionId} (an earlier attempt of this block) could not be read back`);
+    }
+    return parsed;
+  }
+
+  /** Moves pending events of the session into `batch` while the block limits allow; true when any moved. */
+  #absorb(q: SessionQueue, batch: Pending[]): boolean {
+    let bytes = 64 + batch.reduce((a, p) => a + p.size, 0);
+    let n = 0;
+    while (n < q.pending.length && batch.length + n < this.#o.maxBlockEvents && bytes + q.pending[n]!.size <= this.#o.maxBlockBytes) {
+      bytes += q.pending[n]!.size;
+      n++;
+    }
+    if (n === 0) return false;
+    batch.push(...q.pending.splice(0, n));
+    return true;
+  }
+
+  /** Sleeps `ms`, cut short by close(). */
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.#sleepers.delete(done);
+        resolve();
+      };
+      const t = setTimeout(done, Math.max(0, Math.min(ms, this.#deadline - Date.now())));
+      this.#sleepers.add(done);
+    });
   }
 
   async #loadHead(sessionId: string): Promise<LastBlock> {
@@ -333,14 +426,22 @@ function chain(batch: readonly Pending[], prev: string): AuditEvent[] {
   return out;
 }
 
-/** Conflicts and transport hiccups are retried; a refusal such as a permission error or an oversized block is not. */
-function isRetryable(e: unknown): boolean {
-  if (e instanceof JetStreamApiError) return e.code === JetStreamApiCodes.StreamWrongLastSequence || e.status === 503;
-  const name = (e as { name?: string } | null)?.name;
-  // JetStreamNotEnabled is how the client reports "no responders": the stream leader is moving.
-  return name === 'TimeoutError' || name === 'JetStreamNotEnabled';
+function isWrongLastSequence(e: unknown): boolean {
+  return e instanceof JetStreamApiError && e.code === JetStreamApiCodes.StreamWrongLastSequence;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+/**
+ * What a retry can never change: a closed or draining connection, a permission refusal, a
+ * payload the server will not take, and JetStream's other 4xx refusals. Everything else
+ * (lost races, timeouts, no responders while NATS restarts, 5xx, a stream briefly not found)
+ * is retried: an event is not given up on a guess.
+ */
+function isRetryable(e: unknown): boolean {
+  if (e instanceof WritError) return false;
+  if (e instanceof JetStreamApiError) return isWrongLastSequence(e) || e.status === 404 || e.status >= 500;
+  const name = (e as { name?: string } | null)?.name;
+  if (name === 'ClosedConnectionError' || name === 'DrainingConnectionError' || name === 'PermissionViolationError'
+    || name === 'AuthorizationError' || name === 'InvalidArgumentError' || name === 'InvalidSubjectError') return false;
+  return true;
 }
+
