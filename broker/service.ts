@@ -232,7 +232,7 @@ export class Broker {
         // A time-bound window granted by earlier approvers covers it: run without a new approval.
         audit('window.used', { windowId: win.id, rule, expiresAt: win.expiresAt, grantedBy: win.grantedBy });
       } else {
-        if (!(await this.#approvals.open(intent, who, target, decision, facts, commandSha256, audit))) await this.#duplicate(intent, who, audit, null);
+        if (!(await this.#approvals.open(intent, who, target, decision, facts, commandSha256, audit))) await this.#duplicate(intent, who, audit, null, audits.all);
         await audits.all();
         return;
       }
@@ -257,14 +257,16 @@ export class Broker {
     try {
       revision = await this.#kv.intents.create(intent.id, enc.encode(JSON.stringify(record)));
     } catch (e) {
-      await this.#duplicate(intent, who, audit, e);
+      await this.#duplicate(intent, who, audit, e, audits.all);
       await audits.all();
       return;
     }
-    await this.#publishOrder(intent, target, claims, revision, record);
+    // The dispatch evidence is stored before the order goes out: a broker lost between the two
+    // leaves evidence and no order (the redelivery re-sends it), never an order without evidence.
     audit('intent.dispatched', { grantId: gid, mode: decision.mode, exp: claims.exp, limits: decision.limits });
-    log.debug({ intentId: intent.id }, 'dispatched');
     await audits.all();
+    await this.#publishOrder(intent, target, claims, revision, record);
+    log.debug({ intentId: intent.id }, 'dispatched');
   }
 
   /** Approved: the pending record becomes `dispatched` (compare-and-set) and its order goes out. */
@@ -280,8 +282,9 @@ export class Broker {
       runDeadline: claims.exp + Math.ceil(claims.limits.seconds ?? 30) + this.#d.config.limits.sweepMarginSec,
     };
     const rev = await this.#kv.intents.update(rec.intentId, enc.encode(JSON.stringify(next)), revision);
-    await this.#publishOrder({ id: rec.intentId, sessionId: rec.sessionId, command: p.order.command, replyTo: p.order.replyTo }, target, claims, rev, next);
+    // Evidence first, then the order (see #process).
     await this.#audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: 'intent.dispatched', policyVersion: claims.policyVersion, payload: { grantId: claims.gid, mode: claims.mode, exp: claims.exp, limits: claims.limits, approvedBy: p.votes.map((v) => v.sub) } });
+    await this.#publishOrder({ id: rec.intentId, sessionId: rec.sessionId, command: p.order.command, replyTo: p.order.replyTo }, target, claims, rev, next);
   }
 
   async #publishOrder(intent: Pick<Intent, 'id' | 'sessionId' | 'command' | 'replyTo'>, target: TargetConfig, claims: GrantClaims, revision: number, record?: IntentRecord): Promise<void> {
@@ -302,7 +305,7 @@ export class Broker {
   }
 
   /** The id exists already: a resubmission or a redelivery. Never a second execution. */
-  async #duplicate(intent: Intent, who: VerifiedIdentity, audit: (t: string, p: Record<string, unknown>) => void, cause: unknown): Promise<void> {
+  async #duplicate(intent: Intent, who: VerifiedIdentity, audit: (t: string, p: Record<string, unknown>) => void, cause: unknown, flush?: () => Promise<unknown>): Promise<void> {
     const entry = await this.#kv.intents.get(intent.id);
     if (!entry || entry.operation !== 'PUT') throw new WritError('WRIT_INTERNAL', 'intent record could not be created', { cause });
     const existing = IntentRecordSchema.parse(entry.json());
@@ -323,6 +326,10 @@ export class Broker {
       // A record without one (never decided to run) is not re-sent; the sweeper ends it.
       if (existing.grant && existing.grantExp && existing.grantExp > nowSec) {
         const claims = buildGrantClaims(existing, { nowSec, ttlSec: this.#d.config.grants.ttlSec, exp: existing.grantExp, policyVersion: existing.decision?.policyVersion ?? this.#policy.version });
+        // The first attempt may have died before its dispatch evidence was stored: store it
+        // (again) before the order goes out, so no order ever runs without it.
+        audit('intent.dispatched', { grantId: claims.gid, mode: claims.mode, exp: claims.exp, limits: claims.limits, resent: true });
+        await flush?.();
         await this.#publishOrder(intent, target, claims, entry.revision, existing);
       }
     }
@@ -354,7 +361,7 @@ export class Broker {
     try {
       await this.#kv.intents.create(intent.id, enc.encode(JSON.stringify(record)));
     } catch (e) {
-      await this.#duplicate(intent, who, audit, e);
+      await this.#duplicate(intent, who, audit, e, audits.all);
       return;
     }
     const outcome: Outcome = {
