@@ -21,6 +21,36 @@ export interface FieldInfo {
    * from its SQL facts; the runtime masks the field when any of them is sensitive.
    */
   sources?: string[];
+  /**
+   * For a computed field: why its value cannot be traced (the statement calls functions the
+   * classifier cannot see into, e.g. `query_to_xml`); the runtime redacts it unless the
+   * masking spec trusts computed fields.
+   */
+  opaque?: string;
+}
+
+/**
+ * What a failed statement touched, so the runtime can decide how much of the server's
+ * error text may be shown (`invalid input syntax for type integer: "<a masked value>"`).
+ */
+export interface ErrorContext {
+  /** The message is the database server's text, which can quote values. */
+  serverText: boolean;
+  /** Base columns (schema.table.column) the failed batch reads or writes, views resolved. */
+  sources: string[];
+  /** The batch reads through something the worker cannot trace (unknown function, opaque read, facts unavailable). */
+  opaque: boolean;
+}
+
+const errorContexts = new WeakMap<object, ErrorContext>();
+
+export function setErrorContext<E extends Error>(e: E, c: ErrorContext): E {
+  errorContexts.set(e, c);
+  return e;
+}
+
+export function errorContextOf(e: unknown): ErrorContext | undefined {
+  return typeof e === 'object' && e !== null ? errorContexts.get(e) : undefined;
 }
 
 export interface RowsOutput {

@@ -3,15 +3,21 @@
  * least-privilege role (a read-only transaction alone is no boundary: `SET TRANSACTION
  * READ WRITE` as a first statement escapes it). Each statement of the approved text is
  * sent alone through the extended protocol, so the server itself refuses a second
- * statement smuggled inside one; the whole batch runs in one transaction that is rolled
- * back on any error or limit breach.
+ * statement smuggled inside one; a batch runs in one transaction of the worker's, which
+ * the batch may not end: transaction control is refused before anything runs, and the
+ * connection's transaction status is checked after every statement.
+ *
+ * Connections start with pinned settings (startup options, so `RESET` and `DISCARD ALL`
+ * return to them): search_path, a session statement_timeout, and read-only transactions
+ * on the read pool. Each goes back to the pool only after `DISCARD ALL` (session.ts).
  */
 import pg from 'pg';
-import Cursor from 'pg-cursor';
-import { classifySqlCached as classifySql, splitSql } from '../../classify/index.ts';
-import { readSecret, WritError, type AccessMode, type Config } from '../../schemas/index.ts';
-import type { ExecContext, ExecOutput, Executor, FieldInfo } from '../executor.ts';
+import { classifySqlCached as classifySql, splitSql, type SqlStatementFacts } from '../../classify/index.ts';
+import { readSecret, WritError, type AccessMode, type Config, type GrantClaims } from '../../schemas/index.ts';
+import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type FieldInfo, type RowsOutput } from '../executor.ts';
+import { fetchLimits, runCursor, type CursorResult, type FetchLimits } from './cursor.ts';
 import { OriginResolver } from './origins.ts';
+import { Session } from './session.ts';
 
 type WorkerTarget = Config['workers']['postgres'][number];
 
@@ -23,33 +29,59 @@ interface TargetPools {
 
 /** Command tags whose row count is rows affected. */
 const WRITE_TAGS = new Set(['INSERT', 'UPDATE', 'DELETE', 'MERGE', 'COPY']);
+/** The session statement_timeout every connection starts with; an intent with another limit sets its own. */
+export const SESSION_TIMEOUT_MS = 30_000;
+/** The byte budget of a result when the grant names none. */
+const DEFAULT_BYTES = 4 * 1024 * 1024;
+/** Pinned: unqualified names resolve the same way for every principal, whatever `$user` is. */
+export const SEARCH_PATH = 'pg_catalog,public';
+/** Settings the batch may not change: they are the worker's limits. */
+const PINNED_SETTINGS = new Set(['statement_timeout', 'all']);
+const NOTICE_MAX = 20;
+
+/** Thrown inside the batch; becomes WRIT_ROW_LIMIT once the rollback's fate is known. */
+class RowLimit {
+  constructor(readonly affected: number | null, readonly limit: number) {}
+}
 
 export class PostgresExecutor implements Executor {
   readonly kind = 'postgres' as const;
   readonly targets: readonly string[];
   readonly #t = new Map<string, TargetPools>();
+  /** Connections being reset before they rejoin their pool; close() waits for them. */
+  readonly #resetting = new Set<Promise<void>>();
+  readonly #resolverPools: pg.Pool[] = [];
 
   constructor(targets: readonly WorkerTarget[]) {
     this.targets = targets.map((t) => t.target);
     for (const cfg of targets) {
       const pools: TargetPools['pools'] = {};
-      for (const mode of ['read', 'write'] as const) {
+      const poolFor = (mode: AccessMode, max: number): pg.Pool | undefined => {
         const cred = cfg.credentials[mode];
-        if (!cred) continue;
+        if (!cred) return undefined;
+        const options = [`-c search_path=${SEARCH_PATH}`, `-c statement_timeout=${SESSION_TIMEOUT_MS}`];
+        // Read connections default to read-only transactions, so a single read statement can run
+        // in its implicit transaction without a BEGIN/COMMIT round trip each (the role is the boundary).
+        if (mode === 'read') options.push('-c default_transaction_read_only=on');
         // Credentials are read here, from the worker's own config sources; never from an intent.
         const pool = new pg.Pool({
-          host: cfg.host, port: cfg.port, database: cfg.database, max: cfg.poolSize,
+          host: cfg.host, port: cfg.port, database: cfg.database, max,
           user: readSecret(cred.user, `workers.postgres[${cfg.target}].credentials.${mode}.user`),
           password: cred.password ? readSecret(cred.password, `workers.postgres[${cfg.target}].credentials.${mode}.password`) : undefined,
           application_name: 'writ-worker',
-          // Read connections default to read-only transactions, so a single read statement can run
-          // in its implicit transaction without a BEGIN/COMMIT round trip each (the role is the boundary).
-          ...(mode === 'read' ? { options: '-c default_transaction_read_only=on' } : {}),
+          options: options.join(' '),
         });
         pool.on('error', () => undefined); // idle-client errors surface on the next checkout instead of crashing the worker
-        pools[mode] = pool;
+        return pool;
+      };
+      for (const mode of ['read', 'write'] as const) {
+        const pool = poolFor(mode, cfg.poolSize);
+        if (pool) pools[mode] = pool;
       }
-      const resolverPool = pools.read ?? pools.write!;
+      // The catalogue lookups get connections of their own: an intent holds its connection while
+      // its fields are resolved, and must never wait on the pool it holds (a pool of one deadlocks).
+      const resolverPool = poolFor('read', 2)!;
+      this.#resolverPools.push(resolverPool);
       this.#t.set(cfg.target, { cfg, pools, origins: new OriginResolver(resolverPool) });
     }
   }
@@ -63,110 +95,156 @@ export class PostgresExecutor implements Executor {
     if (!pool) throw new WritError('WRIT_GRANT_MISMATCH', `this worker holds no ${claims.mode} credential for ${claims.tgt}`);
     const statements = splitSql(order.command.sql);
     if (statements.length === 0) throw new WritError('WRIT_SQL_EMPTY');
-    // COPY to or from the client is a raw stream, not rows the masking engine can see: refused
-    // here as well as by policy, so an approved COPY can never carry unmasked data.
-    for (const st of classifySql(order.command.sql).statements) {
-      if (st.kind === 'copy' && st.copy?.stdio) throw new WritError('WRIT_UNSUPPORTED', 'COPY to or from the client cannot run through Writ; use SELECT');
+    const facts = classifySql(order.command.sql);
+    if (facts.error || facts.statements.length !== statements.length) {
+      throw new WritError('WRIT_SQL_UNKNOWN', 'the worker could not classify every statement of the batch; nothing ran');
     }
-    const maxRows = claims.limits.rows ?? 1000;
+    refuse(facts.statements, claims);
+    const lim = fetchLimits(claims.limits.rows ?? 1000, claims.limits.bytes ?? DEFAULT_BYTES);
     const timeoutMs = Math.round((claims.limits.seconds ?? 30) * 1000);
 
-    let client: pg.PoolClient;
-    try {
-      client = await pool.connect();
-    } catch (e) {
-      throw new WritError('WRIT_TARGET_UNAVAILABLE', undefined, { cause: e });
-    }
+    const s = await Session.open(pool);
+    s.startWatchdog(timeoutMs, { host: t.cfg.host, port: t.cfg.port });
     const notices: string[] = [];
-    const onNotice = (n: { message?: string }) => notices.push(String(n.message ?? ''));
-    client.on('notice', onNotice);
-    let broken = false;
-    if (claims.mode === 'read' && statements.length === 1) {
-      try {
-        return await this.#runSingleRead(t, client, statements[0]!, maxRows, timeoutMs, notices);
-      } catch (e) {
-        broken = !(e instanceof WritError) && (e as { code?: string }).code === undefined;
-        throw this.#error(e, timeoutMs);
-      } finally {
-        client.off('notice', onNotice);
-        client.release(broken);
-      }
-    }
+    const onNotice = (n: { message?: string }) => {
+      if (notices.length < NOTICE_MAX) notices.push(String(n.message ?? '').slice(0, 1000));
+    };
+    s.client.on('notice', onNotice);
     try {
-      // One round trip: our own fixed text, so the simple protocol's multi-statement form is safe here.
-      await client.query(`${claims.mode === 'read' ? 'BEGIN READ ONLY' : 'BEGIN'}; SET LOCAL statement_timeout = ${timeoutMs}`);
-      let out: ExecOutput | undefined;
-      const tags: string[] = [];
-      for (const sql of statements) {
-        const r = await this.#runCursor(client, sql, maxRows);
-        tags.push(r.command);
-        // A write's whole effect is known only inside its transaction: over the limit, nothing is kept.
-        if (WRITE_TAGS.has(r.command) && claims.limits.rowsAffected !== undefined && r.rowCount > claims.limits.rowsAffected) {
-          throw new WritError('WRIT_ROW_LIMIT', `the statement affected ${r.rowCount} rows; the limit is ${claims.limits.rowsAffected}; it was rolled back`, { details: { rowsAffected: r.rowCount, limit: claims.limits.rowsAffected } });
-        }
-        // The last statement that returns rows is the result; a batch's writes report their counts in `command`.
-        if (r.fields.length > 0 || out === undefined) {
-          const fields = await t.origins.resolve(r.fields);
-          if (fields.some((f) => f.origin === null)) {
-            const sources = await this.#sources(t, sql);
-            for (const f of fields) if (f.origin === null) f.sources = sources;
-          }
-          out = { type: 'rows', fields, rows: r.rows, rowCount: r.truncated ? r.rows.length : r.rowCount, truncated: r.truncated, command: r.command, notices };
-        }
-      }
-      await client.query('COMMIT');
-      return { ...(out as Extract<ExecOutput, { type: 'rows' }>), command: tags.join(';') };
+      if (claims.mode === 'read' && statements.length === 1) return await this.#runSingleRead(t, s, statements[0]!, facts.statements[0]!, lim, timeoutMs, notices);
+      return await this.#runBatch(t, s, statements, facts.statements, claims, lim, timeoutMs, notices);
     } catch (e) {
-      await client.query('ROLLBACK').catch(() => {
-        broken = true;
-      });
-      throw this.#error(e, timeoutMs);
+      throw await this.#failure(t, e, timeoutMs, facts.statements);
     } finally {
-      client.off('notice', onNotice);
-      client.release(broken);
+      s.client.off('notice', onNotice);
+      // Reset and back to the pool, or destroyed when its state is unsure (session.ts decides).
+      const p = s.release(false);
+      this.#resetting.add(p);
+      void p.finally(() => this.#resetting.delete(p));
     }
   }
-
-  #error(e: unknown, timeoutMs: number): WritError {
-    if (e instanceof WritError) return e;
-    const pe = e as { code?: string; message?: string };
-    if (pe.code === '57014') return new WritError('WRIT_EXEC_TIMEOUT', `the statement ran past ${timeoutMs} ms and was cancelled`, { cause: e });
-    return new WritError('WRIT_EXEC_FAILED', pe.message ?? 'statement failed', { cause: e, details: pe.code ? { sqlstate: pe.code } : undefined });
-  }
-
-  /** Session statement_timeout last set on each pooled connection, so it is set only when it changes. */
-  readonly #sessionTimeout = new WeakMap<pg.PoolClient, number>();
 
   /**
    * The common case, one read statement: it runs in its implicit transaction on a read-only
-   * connection (default_transaction_read_only, least-privilege role), two round trips
-   * (execute, close) instead of five.
+   * connection (default_transaction_read_only, least-privilege role).
    */
-  async #runSingleRead(t: TargetPools, client: pg.PoolClient, sql: string, maxRows: number, timeoutMs: number, notices: string[]): Promise<ExecOutput> {
-    if (this.#sessionTimeout.get(client) !== timeoutMs) {
-      await client.query(`SET statement_timeout = ${timeoutMs}`);
-      this.#sessionTimeout.set(client, timeoutMs);
+  async #runSingleRead(t: TargetPools, s: Session, sql: string, st: SqlStatementFacts, lim: FetchLimits, timeoutMs: number, notices: string[]): Promise<ExecOutput> {
+    if (timeoutMs !== SESSION_TIMEOUT_MS) await s.client.query(`SET statement_timeout = ${timeoutMs}`); // DISCARD ALL undoes it
+    const r = await runCursor(s, sql, lim);
+    if (!r.cut && s.client.getTransactionStatus() !== 'I') {
+      throw new WritError('WRIT_EXEC_FAILED', 'the statement left a transaction open on the connection; the connection was closed');
     }
-    const r = await this.#runCursor(client, sql, maxRows);
+    return this.#rows(t, r, st, notices);
+  }
+
+  async #runBatch(t: TargetPools, s: Session, statements: string[], facts: SqlStatementFacts[], claims: GrantClaims, lim: FetchLimits, timeoutMs: number, notices: string[]): Promise<ExecOutput> {
+    const { client } = s;
+    let left = -1; // index of a statement after which the worker's transaction was gone
+    let committing = false;
+    try {
+      // One round trip: our own fixed text, so the simple protocol's multi-statement form is safe here.
+      await client.query(`${claims.mode === 'read' ? 'BEGIN READ ONLY' : 'BEGIN'}; SET LOCAL statement_timeout = ${timeoutMs}`);
+      let out: RowsOutput | undefined;
+      const tags: string[] = [];
+      for (let i = 0; i < statements.length; i++) {
+        const st = facts[i]!;
+        const r = await runCursor(s, statements[i]!, lim);
+        if (r.cut) {
+          // The connection is closed; its transaction can never commit. A read may still answer.
+          if (claims.mode === 'read' && i === statements.length - 1) {
+            tags.push(r.command ?? st.kind.toUpperCase());
+            return { ...(await this.#rows(t, r, st, notices)), command: tags.join(';') };
+          }
+          throw new WritError('WRIT_RESULT_TOO_LARGE', `${r.cut.message}; the connection was closed before COMMIT, so nothing was committed`, { details: { limit: lim.bytes } });
+        }
+        // Transaction control is refused up front; this catches whatever else could end it.
+        if (client.getTransactionStatus() !== 'T') {
+          left = i;
+          throw new WritError('WRIT_EXEC_FAILED', `statement ${i + 1} ended the worker's transaction: what ran up to it may have been committed; nothing after it ran`, { details: { statement: i + 1, transaction: 'left' } });
+        }
+        const command = r.command ?? st.kind.toUpperCase();
+        tags.push(command);
+        const limit = claims.limits.rowsAffected;
+        if (limit !== undefined) {
+          // A write's whole effect is known only inside its transaction: over the limit, nothing is kept.
+          if (r.complete && WRITE_TAGS.has(command) && r.rowCount > limit) throw new RowLimit(r.rowCount, limit);
+          // A write whose RETURNING rows were cut has an unknown count: not kept either.
+          if (!r.complete && writes(st)) throw new RowLimit(null, limit);
+        }
+        // The last statement that returns rows is the result; a batch's writes report their counts in `command`.
+        if (r.fields.length > 0 || out === undefined) out = await this.#rows(t, r, st, notices);
+      }
+      committing = true;
+      await client.query('COMMIT');
+      return { ...(out as RowsOutput), command: tags.join(';') };
+    } catch (e) {
+      if (committing && !isPlainServerError(e, s)) {
+        throw new WritError('WRIT_COMMIT_UNKNOWN', 'the connection was lost while COMMIT was in flight: the transaction may or may not have been committed; check the target before trying again', { cause: e });
+      }
+      // Never claim a rollback that did not happen: say what is known.
+      let fate: string;
+      if (left >= 0) fate = 'what ran may have been committed';
+      else if (committing) fate = 'COMMIT failed, so the server rolled it back';
+      else if (await rollback(s)) fate = 'it was rolled back';
+      else fate = 'the connection was closed before COMMIT, so nothing was committed';
+      if (e instanceof RowLimit) {
+        const what = e.affected === null ? 'returned more rows than the worker reads, so how many it affected is unknown' : `affected ${e.affected} rows`;
+        throw new WritError('WRIT_ROW_LIMIT', `the statement ${what}; the limit is ${e.limit}; ${fate}`, { details: { ...(e.affected !== null ? { rowsAffected: e.affected } : {}), limit: e.limit } });
+      }
+      if (e instanceof WritError) throw e;
+      throw Object.assign(e as object, { writFate: fate });
+    }
+  }
+
+  async #rows(t: TargetPools, r: CursorResult, st: SqlStatementFacts, notices: string[]): Promise<RowsOutput> {
     const fields = await t.origins.resolve(r.fields);
     if (fields.some((f) => f.origin === null)) {
-      const sources = await this.#sources(t, sql);
-      for (const f of fields) if (f.origin === null) f.sources = sources;
+      const sources = await this.#sources(t, [st]);
+      const opaque = opaqueReason(st);
+      for (const f of fields) {
+        if (f.origin !== null) continue;
+        f.sources = sources;
+        if (opaque) f.opaque = opaque;
+      }
     }
-    return { type: 'rows', fields, rows: r.rows, rowCount: r.truncated ? r.rows.length : r.rowCount, truncated: r.truncated, command: r.command, notices };
+    return { type: 'rows', fields, rows: r.rows, rowCount: r.rowCount, truncated: r.truncated, command: r.command ?? st.kind.toUpperCase(), notices };
+  }
+
+  /** The error as a WritError, with what the batch touched for the runtime's scrubbing. */
+  async #failure(t: TargetPools, e: unknown, timeoutMs: number, facts: SqlStatementFacts[]): Promise<WritError> {
+    const pe = e as { code?: string; message?: string; writFate?: string };
+    let err: WritError;
+    let serverText = false;
+    if (e instanceof WritError) err = e;
+    else if (pe.code === '57014' || pe.code === 'WRIT_WATCHDOG') err = new WritError('WRIT_EXEC_TIMEOUT', `the statement ran past ${timeoutMs} ms and was cancelled${pe.writFate ? `; ${pe.writFate}` : ''}`, { cause: e });
+    else if (typeof pe.code === 'string' && /^[0-9A-Z]{5}$/.test(pe.code)) {
+      serverText = true;
+      err = new WritError('WRIT_EXEC_FAILED', `${pe.message ?? 'statement failed'}${pe.writFate ? ` (${pe.writFate})` : ''}`, { cause: e, details: { sqlstate: pe.code } });
+    } else {
+      err = new WritError('WRIT_EXEC_FAILED', `the connection to the database was lost mid-statement${pe.writFate ? `; ${pe.writFate}` : ''}`, { cause: e });
+    }
+    let sources: string[] = [];
+    let opaque = facts.some((st) => opaqueReason(st) !== undefined);
+    try {
+      sources = await this.#sources(t, facts, true);
+    } catch {
+      opaque = true; // what the batch touched is unknown
+    }
+    return setErrorContext(err, { serverText, sources, opaque });
   }
 
   /**
-   * Every base column a statement's computed fields may draw on, from its SQL facts:
-   * qualified column references, ambiguous ones against every table read, and all
-   * columns of tables read whole (`row_to_json(c)`, `c.*`). Over-inclusive by design.
+   * Every base column statements may draw on, from their SQL facts: qualified column
+   * references, ambiguous ones against every table read, all columns of tables read whole
+   * (`row_to_json(c)`, `c.*`) and, with `written`, of tables written. Over-inclusive by design.
    */
-  async #sources(t: TargetPools, sql: string): Promise<string[]> {
-    const facts = classifySql(sql);
+  async #sources(t: TargetPools, facts: readonly SqlStatementFacts[], written = false): Promise<string[]> {
     const out = new Set<string>();
     const whole = new Set<string>();
-    for (const st of facts.statements) {
-      for (const c of st.columns) {
+    const read = new Set<string>();
+    for (const st of facts) {
+      st.tablesRead.forEach((x) => read.add(x));
+      for (const c of [...st.columns, ...(written ? st.columnsWritten : [])]) {
         if (c.column === '*') {
           if (c.table) whole.add(c.table);
           else st.tablesRead.forEach((x) => whole.add(x));
@@ -174,52 +252,80 @@ export class PostgresExecutor implements Executor {
         else for (const x of st.tablesRead) out.add(`${x}.${c.column}`);
       }
       st.wholeRowTables.forEach((x) => whole.add(x));
+      if (written) st.tablesWritten.forEach((x) => whole.add(x));
     }
     for (const c of await t.origins.columnsOf([...whole])) out.add(c);
     // A computed field over a view draws on the view's base columns.
-    for (const st of facts.statements) for (const c of await t.origins.viewBaseColumns(st.tablesRead)) out.add(c);
+    for (const c of await t.origins.viewBaseColumns([...read])) out.add(c);
     return [...out];
   }
 
-  /**
-   * Parse/Bind/Describe/Execute through a portal (pg-cursor): the extended protocol, one
-   * statement per message, and at most maxRows + 1 rows ever leave the server.
-   */
-  async #runCursor(client: pg.PoolClient, text: string, maxRows: number) {
-    // pg writes each protocol message (Parse, Bind, Describe, Execute, Flush…) with its own
-    // socket write; corking the socket for the tick sends them in one write (a profile showed
-    // socket writes as the largest single CPU cost of the worker).
-    const uncork = cork(client);
-    const cursor = client.query(new Cursor(text, undefined, { rowMode: 'array' }));
-    try {
-      const reading = cursor.read(maxRows + 1);
-      uncork();
-      const rows = (await reading) as unknown[][];
-      const truncated = rows.length > maxRows;
-      if (truncated) rows.length = maxRows;
-      // pg-cursor keeps the row description and command tag on its result object.
-      const res = (cursor as unknown as { _result: { fields: pg.FieldDef[]; command: string | null; rowCount: number | null } })._result;
-      // A truncated write returned more rows than the limit: at least maxRows + 1 were affected.
-      return { fields: res.fields ?? [], rows, rowCount: truncated ? maxRows + 1 : (res.rowCount ?? rows.length), truncated, command: res.command ?? 'SELECT' };
-    } finally {
-      const uncorkClose = cork(client);
-      const closing = cursor.close();
-      uncorkClose();
-      await closing;
-    }
-  }
-
   async close(): Promise<void> {
+    await Promise.allSettled([...this.#resetting]);
     for (const t of this.#t.values()) for (const p of Object.values(t.pools)) await p?.end();
+    for (const p of this.#resolverPools) await p.end();
   }
 }
 
 export type { FieldInfo };
 
-/** Corks the client's socket; the returned function uncorks it on the next tick (after this tick's writes). */
-function cork(client: pg.PoolClient): () => void {
-  const stream = (client as unknown as { connection?: { stream?: { cork?(): void; uncork?(): void } } }).connection?.stream;
-  if (!stream?.cork || !stream.uncork) return () => undefined;
-  stream.cork();
-  return () => process.nextTick(() => stream.uncork!());
+/** Refusals before anything runs: what would let the batch escape the worker's transaction or limits. */
+function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void {
+  for (const st of facts) {
+    // COPY to or from the client is a raw stream, not rows the masking engine can see: refused
+    // here as well as by policy, so an approved COPY can never carry unmasked data.
+    if (st.kind === 'copy' && st.copy?.stdio) throw new WritError('WRIT_UNSUPPORTED', 'COPY to or from the client cannot run through Writ; use SELECT');
+    // COMMIT/ROLLBACK/END/ABORT/PREPARE TRANSACTION/SAVEPOINT/RELEASE/BEGIN: the worker owns the
+    // transaction (its limits and its rollback live in it). Refused for a single statement too.
+    if (st.kind === 'transaction') {
+      throw new WritError('WRIT_UNSUPPORTED', `transaction control (${(st.transaction ?? 'transaction').toUpperCase()}) cannot run through Writ: the worker wraps the batch in its own transaction; nothing ran`);
+    }
+    if ((st.kind === 'set' || st.kind === 'reset') && PINNED_SETTINGS.has(st.set?.variable ?? 'all')) {
+      throw new WritError('WRIT_UNSUPPORTED', `${st.kind.toUpperCase()} ${st.set?.variable ?? ''} would change the worker's time limit; nothing ran`);
+    }
+    if (claims.mode === 'write' && claims.limits.rowsAffected !== undefined && uncountable(st)) {
+      throw new WritError('WRIT_UNSUPPORTED', 'the statement can change rows that its row count does not report (a data-modifying WITH, EXPLAIN ANALYZE of a write, DO/CALL, or a function the worker does not know), so the rowsAffected limit cannot be enforced; nothing ran');
+    }
+  }
+}
+
+/** Writes whose affected rows the server does not report in the statement's own count. */
+function uncountable(st: SqlStatementFacts): boolean {
+  if (st.modifyingCte || st.kind === 'do' || st.kind === 'call') return true;
+  if (st.kind === 'explain') return st.explain?.analyze === true && !st.explain.inner.readOnly;
+  if ((st.unknownFunctions?.length ?? 0) > 0) return true;
+  return (st.kind === 'select' || st.kind === 'values') && (st.dangerousFunctions.length > 0 || st.selectInto);
+}
+
+function writes(st: SqlStatementFacts): boolean {
+  if (st.kind === 'execute') return st.execute?.inner?.readOnly !== true;
+  return ['insert', 'update', 'delete', 'merge', 'copy'].includes(st.kind) || st.modifyingCte || st.selectInto;
+}
+
+/** Why a statement's computed fields cannot be traced, if they cannot. */
+function opaqueReason(st: SqlStatementFacts): string | undefined {
+  if (st.opaqueReads) return `opaque:${st.functions.join(',') || 'read'}`;
+  if (st.unknownFunctions?.length) return `opaque:${st.unknownFunctions.join(',')}`;
+  return undefined;
+}
+
+/** ROLLBACK, and whether it verifiably happened (the connection is idle after it). */
+async function rollback(s: Session): Promise<boolean> {
+  if (s.lost || s.watch.tripped) return false;
+  try {
+    await Promise.race([s.client.query('ROLLBACK'), s.dead]);
+    return s.client.getTransactionStatus() === 'I';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * An ERROR the server answered COMMIT with, on a connection still alive: the server rolled
+ * the transaction back (deferred constraint, serialization failure). Anything else
+ * (FATAL, a closed socket, no answer) leaves the commit's fate unknown.
+ */
+function isPlainServerError(e: unknown, s: Session): boolean {
+  const pe = e as { code?: unknown; severity?: unknown };
+  return !s.lost && typeof pe.code === 'string' && /^[0-9A-Z]{5}$/.test(pe.code) && pe.severity === 'ERROR' && !/^(08|57P)/.test(pe.code);
 }

@@ -1,0 +1,109 @@
+/**
+ * One intent's use of a pooled connection: checked out with an error handler (a checked-out
+ * pg client has none of the pool's, so a dropped connection would crash the process), a
+ * watch on its wire, a client-side watchdog behind statement_timeout, and a reset
+ * (`DISCARD ALL`) before it goes back to the pool, or its destruction when anything about
+ * its state is unsure. Prepared statements, cursors WITH HOLD, temp tables, SET values,
+ * LISTENs and advisory locks of one principal's intent never reach another's.
+ */
+import pg from 'pg';
+import { WritError } from '../../schemas/index.ts';
+import { wireWatch, type WireWatch } from './wire.ts';
+
+/** Grace after statement_timeout before the worker cancels from its side, then before it drops the connection. */
+const CANCEL_GRACE_MS = 2_000;
+const DESTROY_GRACE_MS = 3_000;
+
+export class Session {
+  readonly client: pg.PoolClient;
+  readonly watch: WireWatch;
+  /** The first error the connection reported (socket closed, server terminated it, wire cap). */
+  lost: Error | null = null;
+  /** Rejects when the connection is lost; for racing waits that only the server can end. */
+  readonly dead: Promise<never>;
+  #timers: NodeJS.Timeout[] = [];
+  #released = false;
+  readonly #onError: (e: Error) => void;
+
+  private constructor(client: pg.PoolClient, watch: WireWatch) {
+    this.client = client;
+    this.watch = watch;
+    let reject!: (e: Error) => void;
+    this.dead = new Promise<never>((_, rej) => (reject = rej));
+    this.dead.catch(() => undefined); // observed by whoever races it; never unhandled
+    this.#onError = (e: Error) => {
+      this.lost ??= e;
+      reject(e);
+    };
+    client.on('error', this.#onError);
+  }
+
+  static async open(pool: pg.Pool): Promise<Session> {
+    let client: pg.PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (e) {
+      throw new WritError('WRIT_TARGET_UNAVAILABLE', undefined, { cause: e });
+    }
+    const watch = wireWatch(client);
+    if (!watch) {
+      client.release(true);
+      throw new WritError('WRIT_INTERNAL', 'the connection exposes no socket to watch');
+    }
+    if (watch.tripped) {
+      client.release(true);
+      throw new WritError('WRIT_TARGET_UNAVAILABLE', 'the pooled connection was closed');
+    }
+    return new Session(client, watch);
+  }
+
+  /**
+   * statement_timeout is the limit; this is the backstop for anything that lifts it from
+   * inside (a function that changes it): past the limit and a grace the worker sends a
+   * cancel request, and after another grace it drops the connection.
+   */
+  startWatchdog(timeoutMs: number, cfg: pg.ClientConfig): void {
+    this.#timers.push(setTimeout(() => {
+      const active = (this.client as unknown as { _getActiveQuery?(): unknown })._getActiveQuery?.();
+      if (active) {
+        try {
+          // pg's Client#cancel opens its own connection and sends the cancel request (no login needed).
+          const canceller = new pg.Client(cfg) as unknown as { connection: pg.Connection; cancel(c: unknown, q: unknown): void };
+          canceller.connection.on('error', () => undefined); // an unreachable server must not crash the worker
+          canceller.cancel(this.client, active);
+        } catch {
+          // The drop below still ends it.
+        }
+      }
+    }, timeoutMs + CANCEL_GRACE_MS).unref());
+    this.#timers.push(setTimeout(() => {
+      const stream = (this.client as unknown as { connection?: { stream?: { destroy(e?: Error): void } } }).connection?.stream;
+      stream?.destroy(Object.assign(new Error(`the statement ran past ${timeoutMs} ms and was not cancelled`), { code: 'WRIT_WATCHDOG' }));
+    }, timeoutMs + CANCEL_GRACE_MS + DESTROY_GRACE_MS).unref());
+  }
+
+  /**
+   * Back to the pool after DISCARD ALL, or destroyed. The reset is not awaited by the intent
+   * (its result is already known); the connection only rejoins the pool once it is clean.
+   */
+  release(destroy: boolean): Promise<void> {
+    if (this.#released) return Promise.resolve();
+    this.#released = true;
+    for (const t of this.#timers) clearTimeout(t);
+    this.watch.disarm();
+    const done = (broken: boolean) => {
+      // The pool attaches its idle handler inside release(), synchronously: no unguarded window.
+      this.client.off('error', this.#onError);
+      this.client.release(broken ? true : undefined);
+    };
+    // DISCARD ALL cannot run inside a transaction block: a connection not idle is not reused.
+    if (destroy || this.lost || this.watch.tripped || this.client.getTransactionStatus() !== 'I') {
+      done(true);
+      return Promise.resolve();
+    }
+    return this.client.query('DISCARD ALL').then(
+      () => done(this.lost !== null || this.client.getTransactionStatus() !== 'I'),
+      () => done(true),
+    );
+  }
+}
