@@ -27,7 +27,8 @@ export function isLiteralArith(text: string): boolean {
 
 /** A word usable as an arithmetic operand: no expansion, and its value a literal integer expression. */
 function literalOperand(w: Word | undefined): boolean {
-  return w !== undefined && w.literal && isLiteralArith(w.value);
+  // Expansions are kept as marked source: `$#` passes isLiteralArith, `$x` and `$(...)` do not.
+  return w !== undefined && isLiteralArith(w.value.replaceAll(EXPANSION_MARK, ''));
 }
 
 /** Index of the bracket closing the one opened at `open` (same kind), or -1. */

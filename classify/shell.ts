@@ -255,6 +255,7 @@ class ShellWalker {
     // Words other than `name=value` nodes: options, bare names, and quoted `'name=value'` (still an assignment).
     const words: Word[] = [];
     const risks = this.opaque.length;
+    let prevEnd = -1;
     for (const c of node.namedChildren) {
       if (!c) continue;
       if (c.type === 'variable_assignment') {
@@ -264,11 +265,20 @@ class ShellWalker {
         // Under -i or -n the value is evaluated or followed: the options among `words` decide.
         words.push(textWord(`${name}=`));
       } else {
-        const w = c.type === 'variable_name' ? textWord(c.text) : wordOf(c);
-        words.push(w);
-        if (w.glob) globArgs.push(args.length);
-        args.push(w.value);
+        const w = c.type === 'variable_name' ? { ...textWord(c.text), start: c.startIndex, end: c.endIndex } : wordOf(c);
+        const prev = words[words.length - 1];
+        // tree-sitter splits `unset a[3]` into `a` and `[3]`: bash sees one word.
+        if (prev && c.startIndex === prevEnd && args.length) {
+          words[words.length - 1] = { ...prev, value: prev.value + w.value, literal: prev.literal && w.literal, glob: prev.glob || w.glob, end: w.end };
+          args[args.length - 1] += w.value;
+          if (w.glob && globArgs[globArgs.length - 1] !== args.length - 1) globArgs.push(args.length - 1);
+        } else {
+          words.push(w);
+          if (w.glob) globArgs.push(args.length);
+          args.push(w.value);
+        }
       }
+      prevEnd = c.endIndex;
       this.walk(c, f); // records assignments, checks subscripts and walks substitutions in values
     }
     const d = declarationRisk(keyword, words);
