@@ -217,7 +217,7 @@ export class Broker {
       justification: intent.justification === undefined ? undefined : redactText(intent.justification), tokenSha256: who.tokenSha256, redelivered,
     });
     if (!target) {
-      await this.#deny(intent, who, null, new WritError('WRIT_UNKNOWN_TARGET', `no target named ${JSON.stringify(intent.target)}`), commandSha256, audit);
+      await this.#deny(intent, who, null, new WritError('WRIT_UNKNOWN_TARGET', `no target named ${JSON.stringify(intent.target)}`), commandSha256, audit, undefined, audits.all);
       await audits.all();
       return;
     }
@@ -238,7 +238,7 @@ export class Broker {
       }
     } else if (decision.effect !== 'allow') {
       const code = (decision.code ?? 'WRIT_POLICY_DENIED') as ConstructorParameters<typeof WritError>[0];
-      await this.#deny(intent, who, decision, new WritError(code, decision.reasons.join('; ') || undefined), commandSha256, audit, target);
+      await this.#deny(intent, who, decision, new WritError(code, decision.reasons.join('; ') || undefined), commandSha256, audit, target, audits.all);
       await audits.all();
       return;
     }
@@ -351,7 +351,7 @@ export class Broker {
 
   async #deny(
     intent: Intent, who: VerifiedIdentity, decision: PolicyDecision | null, error: WritError, commandSha256: string,
-    audit: (t: string, p: Record<string, unknown>) => void, target?: TargetConfig,
+    audit: (t: string, p: Record<string, unknown>) => void, target?: TargetConfig, flush?: () => Promise<unknown>,
   ): Promise<void> {
     const record: IntentRecord = {
       intentId: intent.id, sessionId: intent.sessionId, target: intent.target, kind: target?.kind ?? 'postgres', principal: who.principal,
@@ -361,7 +361,7 @@ export class Broker {
     try {
       await this.#kv.intents.create(intent.id, enc.encode(JSON.stringify(record)));
     } catch (e) {
-      await this.#duplicate(intent, who, audit, e, audits.all);
+      await this.#duplicate(intent, who, audit, e, flush);
       return;
     }
     const outcome: Outcome = {
