@@ -30,6 +30,8 @@ export interface BlockAnalysis {
   errors?: BlockError[];
   /** The events of a checkpoint-session block, for the caller's signature and claim checks. */
   checkpoints?: AuditEvent[];
+  /** With `evidence`: intent id and type of each event naming an intent, flat pairs. */
+  evidence?: string[];
 }
 
-export declare function analyzeBlock(data: Uint8Array, sessionId: string, checkpointSession: string): BlockAnalysis;
+export declare function analyzeBlock(data: Uint8Array, sessionId: string, checkpointSession: string, evidence?: boolean): BlockAnalysis;

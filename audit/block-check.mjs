@@ -147,11 +147,13 @@ export function blockShapeError(b) {
 
 /**
  * Everything about one block that does not depend on other blocks. The caller links
- * `firstPrev` to the session's head and checks `checkpoints` against the stream.
- * @param {Uint8Array} data @param {string} sessionId @param {string} checkpointSession
+ * `firstPrev` to the session's head and checks `checkpoints` against the stream. With
+ * `evidence`, the intent id and type of every well-formed event that names an intent are
+ * returned too, flat (`[intentId, type, intentId, type, …]`), for the check against state.
+ * @param {Uint8Array} data @param {string} sessionId @param {string} checkpointSession @param {boolean} [evidence]
  * @returns {import('./block-check.d.mts').BlockAnalysis}
  */
-export function analyzeBlock(data, sessionId, checkpointSession) {
+export function analyzeBlock(data, sessionId, checkpointSession, evidence = false) {
   /** @type {unknown} */
   let parsed;
   try {
@@ -176,6 +178,8 @@ export function analyzeBlock(data, sessionId, checkpointSession) {
   let valid = 0;
   let lastHash = '';
   let lastId = '';
+  /** @type {string[] | undefined} */
+  let found;
   for (let i = 0; i < events.length; i++) {
     const ev = events[i];
     const why = eventShapeError(ev, false);
@@ -193,9 +197,10 @@ export function analyzeBlock(data, sessionId, checkpointSession) {
     if (eventHash(ev) !== ev.hash) fail(i, ev.id, 'hash does not match the event (altered)');
     if (sessionId === checkpointSession) (checkpoints ??= []).push(ev);
     else if (ev.type === 'checkpoint') fail(i, ev.id, 'checkpoint outside the checkpoint session');
+    if (evidence && ev.intentId !== undefined) (found ??= []).push(ev.intentId, ev.type);
     prev = ev.hash;
     lastHash = ev.hash;
     lastId = ev.id;
   }
-  return { events: valid, firstPrev, firstId, firstIndex, lastHash, lastId, ...(errors ? { errors } : {}), ...(checkpoints ? { checkpoints } : {}) };
+  return { events: valid, firstPrev, firstId, firstIndex, lastHash, lastId, ...(errors ? { errors } : {}), ...(checkpoints ? { checkpoints } : {}), ...(found ? { evidence: found } : {}) };
 }

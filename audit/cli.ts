@@ -1,12 +1,13 @@
 /**
  * `writ audit …`: sessions, replay, tail, verify, export. Exit codes: 0 done (verify: the
- * log is intact), 1 verify found a broken link, 2 usage error. Other failures throw.
+ * log is intact and holds the evidence of everything the state says happened), 1 verify
+ * found a broken link or missing evidence, 2 usage error. Other failures throw.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import type { Names } from '../schemas/index.ts';
+import { WritError, type Names } from '../schemas/index.ts';
 import { eventHash, ZERO_HASH } from './chain.ts';
 import { clean, formatEvent, formatSessions } from './format.ts';
 import { exportJsonl, listSessions, readSessionStored, tail } from './read.ts';
@@ -30,7 +31,10 @@ export const AUDIT_USAGE = `usage: writ audit <command>
   sessions [--principal P] [--target T] [--since TIME] [--until TIME] [--outcome O] [--json]
   replay   --session S [--json]
   tail     [--session S] [--from-seq N] [--limit N] [--json]
-  verify   [--session S] [--public-key FILE] [--require-checkpoint] [--anchor HASH[@SEQ]] [--max-checkpoint-age SECONDS] [--json]
+  verify   [--session S] [--public-key FILE] [--require-checkpoint] [--anchor HASH[@SEQ]] [--max-checkpoint-age SECONDS]
+           [--no-against-state] [--state-grace SECONDS] [--json]
+           (by default every intent record and claim in the state buckets must have its events in
+           the log; --no-against-state checks the chains alone, e.g. on an exported stream)
   export   [--since TIME] [--until TIME] [--session S]        (JSON Lines, one AuditEvent per line)
 TIME is ISO 8601 (2025-01-31T12:00:00Z) or epoch milliseconds.`;
 
@@ -40,6 +44,8 @@ const OPTIONS = {
   session: { type: 'string' }, principal: { type: 'string' }, target: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' },
   outcome: { type: 'string' }, json: { type: 'boolean' }, limit: { type: 'string' }, 'from-seq': { type: 'string' }, 'public-key': { type: 'string' },
   'require-checkpoint': { type: 'boolean' }, anchor: { type: 'string' }, 'max-checkpoint-age': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+  // Node 20's parseArgs has no negation: both spellings are options of their own.
+  'against-state': { type: 'boolean' }, 'no-against-state': { type: 'boolean' }, 'state-grace': { type: 'string' },
 } as const;
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
 
@@ -48,7 +54,7 @@ const ALLOWED: Record<string, ReadonlyArray<keyof Values>> = {
   sessions: ['principal', 'target', 'since', 'until', 'outcome', 'json'],
   replay: ['session', 'json'],
   tail: ['session', 'from-seq', 'limit', 'json'],
-  verify: ['session', 'public-key', 'require-checkpoint', 'anchor', 'max-checkpoint-age', 'json'],
+  verify: ['session', 'public-key', 'require-checkpoint', 'anchor', 'max-checkpoint-age', 'against-state', 'no-against-state', 'state-grace', 'json'],
   export: ['since', 'until', 'session'],
 };
 
@@ -196,10 +202,22 @@ async function verifyCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<n
     anchor = { hash: m[1]!, ...(m[2] ? { seq: Number(m[2]) } : {}) };
   }
   const maxAge = count(v['max-checkpoint-age'], 'max-checkpoint-age');
-  const r = await verify({
-    ...src, sessionId, publicKeyPem, anchor, requireCheckpoint: v['require-checkpoint'] ?? false,
-    maxCheckpointAgeMs: maxAge === undefined ? undefined : maxAge * 1000,
-  });
+  if (v['against-state'] && v['no-against-state']) throw new UsageError('--against-state and --no-against-state exclude each other');
+  const againstState = !v['no-against-state'];
+  const grace = count(v['state-grace'], 'state-grace');
+  if (grace !== undefined && !againstState) throw new UsageError('--state-grace needs the check against state');
+  let r: VerifyResult;
+  try {
+    r = await verify({
+      ...src, sessionId, publicKeyPem, anchor, requireCheckpoint: v['require-checkpoint'] ?? false,
+      maxCheckpointAgeMs: maxAge === undefined ? undefined : maxAge * 1000,
+      againstState, stateGraceMs: grace === undefined ? undefined : grace * 1000,
+    });
+  } catch (e) {
+    // No state to check against is not an intact log: say so, and what to run instead.
+    if (e instanceof WritError && e.code === 'WRIT_CONFIG_INVALID') throw new UsageError(e.message);
+    throw e;
+  }
   io.stdout(v.json ? `${JSON.stringify(r)}\n` : verifyReport(r));
   return r.ok ? 0 : 1;
 }
@@ -215,6 +233,16 @@ function verifyReport(r: VerifyResult): string {
     const b = r.firstBreak;
     lines.push(`first broken link: session ${b.sessionId}, seq ${b.seq}${b.eventId ? `, event ${b.eventId}` : ''}: ${clean(b.reason)}`);
     if (r.breaks > 1) lines.push(`${r.breaks} breaks in total`);
+  }
+  const st = r.state;
+  if (!st) lines.push('state: NOT checked against the intents and claims buckets (--no-against-state)');
+  else {
+    lines.push(`state: ${st.checked} intent records checked against the log (${st.claims} claims), ${st.missing} with missing evidence`
+      + `${st.recent ? `; ${st.recent} changed within the grace period, not checked` : ''}${st.agedOut ? `; ${st.agedOut} older than the retained log` : ''}`);
+    for (const f of st.findings) {
+      lines.push(`missing evidence: intent ${clean(f.intentId)}, session ${clean(f.sessionId)}, state ${clean(f.state)}${f.claimed ? ' (claimed)' : ''}: no ${f.missing.map(clean).join(', no ')}`);
+    }
+    if (st.missing > st.findings.length) lines.push(`… and ${st.missing - st.findings.length} more not listed`);
   }
   return `${lines.join('\n')}\n`;
 }

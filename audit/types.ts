@@ -113,6 +113,38 @@ export interface VerifyOptions {
   readAheadMessages?: number | undefined;
   /** Called every 100 000 events with the count so far. */
   onProgress?: ((events: number) => void) | undefined;
+  /**
+   * Also check the log against the broker's state (the intents and claims buckets): every
+   * record and claim must have its events in its session's chain (see state-check.ts).
+   * Default false here; `writ audit verify` does it unless `--no-against-state`.
+   */
+  againstState?: boolean | undefined;
+  /** With againstState: records changed (claims taken) this recently are skipped, ms. Default 60 000. */
+  stateGraceMs?: number | undefined;
+}
+
+/** An intent whose state implies events its session's chain does not hold. */
+export interface MissingEvidence {
+  intentId: string;
+  /** '?' when no record names it (a claim without a record, an unreadable record). */
+  sessionId: string;
+  state: string;
+  claimed?: boolean | undefined;
+  /** What is missing: event types (`a or b`: either would do), or the state that should be there. */
+  missing: string[];
+}
+
+export interface StateCheckResult {
+  /** Intent records read (of the session, with --session). */
+  records: number;
+  claims: number;
+  /** Records checked: not changed within the grace period, not older than the retained log. */
+  checked: number;
+  recent: number;
+  agedOut: number;
+  /** Findings in total; `findings` holds the first 1000. */
+  missing: number;
+  findings: MissingEvidence[];
 }
 
 export interface VerifyResult {
@@ -137,6 +169,8 @@ export interface VerifyResult {
   firstBreak?: BrokenLink | undefined;
   /** Breaks found in total (each session is re-synchronized after a break). */
   breaks: number;
+  /** With againstState: what the state implies and the log lacks (any makes `ok` false). */
+  state?: StateCheckResult | undefined;
 }
 
 /** A row of `listSessions`. */

@@ -7,13 +7,13 @@ import { analyzeBlock } from './block-check.mjs';
 if (!parentPort) throw new Error('verify-worker.mjs runs as a worker thread');
 const port = parentPort;
 
-port.on('message', (/** @type {{ id: number; buf: ArrayBuffer; ends: number[]; sessions: string[]; checkpointSession: string }} */ b) => {
+port.on('message', (/** @type {{ id: number; buf: ArrayBuffer; ends: number[]; sessions: string[]; checkpointSession: string; evidence?: boolean }} */ b) => {
   const bytes = new Uint8Array(b.buf);
   const out = new Array(b.sessions.length);
   let start = 0;
   for (let i = 0; i < b.sessions.length; i++) {
     const end = /** @type {number} */ (b.ends[i]);
-    out[i] = analyzeBlock(bytes.subarray(start, end), /** @type {string} */ (b.sessions[i]), b.checkpointSession);
+    out[i] = analyzeBlock(bytes.subarray(start, end), /** @type {string} */ (b.sessions[i]), b.checkpointSession, b.evidence === true);
     start = end;
   }
   port.postMessage({ id: b.id, out });

@@ -27,6 +27,7 @@ import type { AuditEvent, Names } from '../schemas/index.ts';
 import { analyzeBlock, CHAIN_LENGTH_HEADER, CHECKPOINT_SESSION, ZERO_HASH, type BlockAnalysis } from './chain.ts';
 import { checkpointError, checkpointKeys, type CheckpointPayload } from './checkpoint.ts';
 import { clientOf, openConsumer, scanBlocks, sessionOf, type RawBlock } from './read.ts';
+import { StateCheck } from './state-check.ts';
 import type { AuditSource, BrokenLink, VerifyOptions, VerifyResult } from './types.ts';
 
 interface Chain {
@@ -56,6 +57,8 @@ class Verifier {
   readonly claims = new Map<number, Claim[]>();
   /** True during the main pass: checkpoint blocks were verified in the first one. */
   mainPass = false;
+  /** With againstState: the records and claims whose events the scan looks for. */
+  state: StateCheck | undefined;
   #sinceProgress = 0;
 
   constructor(readonly n: Names, readonly opts: VerifyOptions) {
@@ -102,6 +105,7 @@ class Verifier {
       this.fail({ sessionId: sid, seq, eventId: a.firstId ?? '', reason: chain.count === 0 ? 'first event of the session does not link to zeros' : `prev ${a.firstPrev.slice(0, 12)}… does not match the previous event's hash ${chain.head.slice(0, 12)}…` });
     }
     if (a.errors) for (const e of a.errors) this.fail({ sessionId: sid, seq, eventId: e.eventId, reason: e.reason });
+    if (a.evidence) this.state?.note(sid, a.evidence);
     if (a.events === 0) return;
     chain.head = a.lastHash!;
     chain.count += a.events;
@@ -144,7 +148,11 @@ class Verifier {
     }
   }
 
-  finish(): VerifyResult {
+  finish(retainedFrom?: number): VerifyResult {
+    if (this.state) {
+      this.r.state = this.state.result(retainedFrom);
+      if (this.r.state.missing > 0) this.r.ok = false;
+    }
     // Heads whose sequence never went by: no such block of that session in the stream.
     for (const [seq, list] of this.claims) {
       for (const c of list) {
@@ -200,14 +208,19 @@ export async function verify(opts: AuditSource & VerifyOptions): Promise<VerifyR
   const info = await (await js.streams.get(n.streams.audit)).info();
   v.horizon = info.state.first_seq;
   const endSeq = info.state.last_seq;
+  if (opts.sessionId !== undefined) n.audit(opts.sessionId); // validates the token
+  // State first: evidence written while the log is read is then seen, never the other way round.
+  if (opts.againstState) v.state = await StateCheck.load(js, n, { sessionId: opts.sessionId, graceMs: opts.stateGraceMs });
+  const evidence = v.state !== undefined;
+  // Records older than the retained log (max_age) cannot be checked against it.
+  const retainedFrom = info.state.first_seq > 1 ? Date.parse(info.state.first_ts) : undefined;
   const inline = (gapCheck: boolean) => (b: RawBlock) => {
     const sid = sessionOf(n, b.subject);
-    v.apply(b.seq, sid, analyzeBlock(b.data, sid, CHECKPOINT_SESSION), gapCheck, () => b.msg.headers?.get(CHAIN_LENGTH_HEADER));
+    v.apply(b.seq, sid, analyzeBlock(b.data, sid, CHECKPOINT_SESSION, evidence), gapCheck, () => b.msg.headers?.get(CHAIN_LENGTH_HEADER));
   };
-  if (opts.sessionId !== undefined) n.audit(opts.sessionId); // validates the token
   // First pass: the checkpoint session, whose signed heads the second pass checks.
   await scanBlocks(js, n, { filter: n.audit(CHECKPOINT_SESSION), endSeq }, inline(false));
-  if (opts.sessionId === CHECKPOINT_SESSION) return v.finish();
+  if (opts.sessionId === CHECKPOINT_SESSION) return v.finish(retainedFrom);
   v.mainPass = true;
   if (opts.sessionId === undefined) {
     // A stream aged out at the front starts mid-way: the first retained sequence is no gap.
@@ -217,14 +230,14 @@ export async function verify(opts: AuditSource & VerifyOptions): Promise<VerifyR
     if (pool) await parallelScan(js, n, v, pool, info.state.first_seq, endSeq);
     else await scanBlocks(js, n, { endSeq }, inline(true)); // also when worker threads cannot start
     v.r.firstSeq = info.state.messages > 0 ? info.state.first_seq : undefined;
-    return v.finish();
+    return v.finish(retainedFrom);
   }
   // Count only the session's own events and blocks; the checkpoints were read for their claims.
   const { events, blocks } = v.r;
   await scanBlocks(js, n, { filter: n.audit(opts.sessionId), endSeq }, inline(false));
   v.r.events -= events;
   v.r.blocks -= blocks;
-  return v.finish();
+  return v.finish(retainedFrom);
 }
 
 interface Batch {
@@ -286,7 +299,7 @@ async function parallelScan(js: JetStreamClient, n: Names, v: Verifier, pool: Wo
       const flush = () => {
         if (pending.seqs.length === 0) return;
         const out = buf.buffer.slice(0, used);
-        queue.push({ ...pending, result: pool.run(out, pending.ends, pending.sessions) });
+        queue.push({ ...pending, result: pool.run(out, pending.ends, pending.sessions, v.state !== undefined) });
         queued += pending.seqs.length;
         buf = new Uint8Array(BATCH_BYTES);
         used = 0;
@@ -376,11 +389,11 @@ class WorkerPool {
     });
   }
 
-  run(buf: ArrayBuffer, ends: number[], sessions: string[]): Promise<BlockAnalysis[]> {
+  run(buf: ArrayBuffer, ends: number[], sessions: string[], evidence: boolean): Promise<BlockAnalysis[]> {
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });
-      this.#workers[id % this.#workers.length]!.postMessage({ id, buf, ends, sessions, checkpointSession: CHECKPOINT_SESSION }, [buf]);
+      this.#workers[id % this.#workers.length]!.postMessage({ id, buf, ends, sessions, checkpointSession: CHECKPOINT_SESSION, evidence }, [buf]);
     });
   }
 
