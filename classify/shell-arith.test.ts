@@ -83,6 +83,11 @@ const NAMED = [
   "echo $(echo $(( $(echo \"'PAY'\") )))", "x='PAY'; s=abc; echo ${y:-${s:x}}", "x='PAY'; echo \"${y:-$((x))}\"",
   "x='PAY'; (let x)", "x='PAY'; { let x; }", "x='PAY'; ! let x", "x='PAY'; time let x",
   "x='PAY'; cat <<EOF\n${b[x]}\nEOF",
+  // forms tree-sitter leaves as text: spaced `$[ ]` in a here-document, and backslash-newline inside a token
+  "x='PAY'; cat <<EOF\n$[ x ]\nEOF", "x='PAY'; cat <<-EOF\n\t$[ x + 1 ]\n\tEOF", "x='PAY'; cat <<EOF\n$\\\n[ x ]\nEOF",
+  "x='PAY'; echo $\\\n[ x ]", "x='PAY'; echo $(\\\n( x ))", "x='PAY'; (\\\n( x ))", "x='PAY'; echo \"$\\\n[ x ]\"",
+  "x='PAY'; s=abc; echo ${s:\\\nx}", "x='PAY'; b=(1); echo ${b[\\\nx]}", "x='PAY'; [\\\n[ x -eq 1 ]]",
+  "y='PAY'; echo ${\\\n!y}", "x='PAY'; l\\\net x", "x='PAY'; b=(); b[\\\nx]=1",
 ];
 
 /** Refused on principle though this bash does not run them (other shells or versions may). */
@@ -119,7 +124,7 @@ const LITERAL = [
   'echo $((1 + 2 * (3 - 1)))', 'echo $[4 / 2]', '(( 2 > 1 ))', 'for ((;0;)); do :; done', '[[ 1 -eq 1 ]]', '[[ $# -eq 0 ]]',
   'echo ${s:1:2} ${s: -1}', 'echo ${a[0]} ${a[@]} ${#a[*]} ${#x}', 'echo ${x@Q} ${x:-d} ${x#p}', 'a[1]=2', 'let 1+1',
   '[ -v HOME ]', '[[ -v a[2] ]]', 'read -r line', 'printf -v out %s x', 'declare -r x=1', 'local y', 'unset x a[3]',
-  'echo $(( $# + $? ))', 'mapfile -t lines', 'getopts ab opt', 'export PATH=/usr/bin', '[ "$x" = 1 ]', 'test -f x',
+  'echo $(( $# + $? ))', 'mapfile -t lines', "cat <<'EOF'\n$[ x ] ${!x} $((x))\nEOF", 'cat <<EOF\n\\$[ x ]\nEOF', 'ls \\\n  -l', 'getopts ab opt', 'export PATH=/usr/bin', '[ "$x" = 1 ]', 'test -f x',
 ];
 
 describe('literal arithmetic and plain names stay classified', () => {

@@ -113,8 +113,9 @@ class ShellWalker {
   private evaluated(node: Node): void {
     const risk = arithNodeRisk(node) ?? (node.type === 'test_command' ? testNodeRisk(node) : undefined);
     if (risk) this.opaque.push(risk);
-    if (node.type === 'expansion') {
-      const r = expansionRisk(node.text);
+    // Expansions as nodes, and as text where tree-sitter leaves them as text (`$[ x ]` in a here-document).
+    if (node.type === 'expansion' || node.type === 'string' || node.type === 'word' || (node.type === 'heredoc_body' && expandsBody(node))) {
+      const r = expansionRisk(node.text.replace(/\\\n/g, '')); // bash drops backslash-newline first
       if (r.risk) this.opaque.push(r.risk);
       for (const a of r.assigns) this.assignments.add(a);
     }
@@ -331,6 +332,12 @@ class ShellWalker {
   }
 }
 
+/** A here-document body is expanded unless its delimiter is quoted or escaped. */
+function expandsBody(body: Node): boolean {
+  const start = body.parent?.namedChildren.find((c) => c?.type === 'heredoc_start');
+  return !/['"\\]/.test(start?.text ?? '');
+}
+
 /** Indexes of the words bash may replace with file names. */
 function globIndexes(words: Word[]): number[] {
   return words.flatMap((w, i) => (w.glob ? [i] : []));
@@ -380,5 +387,28 @@ export function classifyShell(text: string): ShellFacts {
       message: unknown.unknown ? 'a program name comes from an expansion' : `${unknown.program ?? '?'} runs code that cannot be seen`,
     };
   }
+  if (!facts.error && text.includes('\\\n') && readsDifferentlyJoined(text, facts)) {
+    facts.error = { code: 'WRIT_SHELL_UNKNOWN', message: 'a line continuation inside a token, which bash joins before it parses' };
+  }
   return facts;
+}
+
+/** What a parse says runs, for comparing two parses. */
+function signature(f: ShellFacts): string {
+  return JSON.stringify([
+    f.error?.code,
+    f.commands.map((c) => [c.program, c.args, c.env, c.wrappers, c.opaque, c.unknown]),
+    f.redirections.map((r) => [r.op, r.target]),
+    f.assignments,
+  ]);
+}
+
+/**
+ * Bash removes backslash-newline before it splits tokens (outside single quotes); tree-sitter does not, so
+ * `$\<newline>[ x ]` is arithmetic to bash and text to the parser. Classifying the text with every
+ * backslash-newline removed must give the same facts; where it does not (a continuation inside a token, or one
+ * in single quotes, where it is literal), the line is refused.
+ */
+function readsDifferentlyJoined(text: string, facts: ShellFacts): boolean {
+  return signature(classifyShell(text.replace(/\\\n/g, ''))) !== signature(facts);
 }
