@@ -240,7 +240,7 @@ function verifyReport(r: VerifyResult): string {
     lines.push(`state: ${st.checked} intent records checked against the log (${st.claims} claims), ${st.missing} with missing evidence`
       + `${st.recent ? `; ${st.recent} changed within the grace period, not checked` : ''}${st.agedOut ? `; ${st.agedOut} older than the retained log` : ''}`);
     for (const f of st.findings) {
-      lines.push(`missing evidence: intent ${clean(f.intentId)}, session ${clean(f.sessionId)}, state ${clean(f.state)}${f.claimed ? ' (claimed)' : ''}: no ${f.missing.map(clean).join(', no ')}`);
+      lines.push(`missing evidence: intent ${clean(f.intentId)}, session ${clean(f.sessionId)}, state ${clean(f.state)}${f.claimed ? ' (claimed)' : ''}: no ${f.missing.map((m) => clean(m)).join(', no ')}`);
     }
     if (st.missing > st.findings.length) lines.push(`… and ${st.missing - st.findings.length} more not listed`);
   }
