@@ -11,6 +11,10 @@ import {
   ApiReplySchema, names as makeNames, OutcomeSchema, WritError, isErrorCode,
   type ApiReply, type Command, type ErrorReply, type Intent, type IntentState, type Names, type Outcome,
 } from '../schemas/index.ts';
+import { settle, type SettleDeps } from './settle.ts';
+
+/** How long `run` relies on the intent's inbox alone before it also asks the broker (most intents end sooner). */
+const ASK_AFTER_MS = 2_000;
 
 export interface IntentRequest {
   target: string;
@@ -99,9 +103,14 @@ export class WritClient {
     return this.#publish(this.#intent(req, await this.#token()));
   }
 
-  /** Submits and waits for the outcome. Rejects only on transport failure or timeout; a denial is an outcome. */
+  /**
+   * Submits and waits for the outcome. Rejects only on transport failure or timeout; a denial is an outcome.
+   * The answer on the intent's own inbox is the fast path; the broker's record (client/settle.ts) covers
+   * what that inbox can miss: an outcome sent while the connection reconnected, and a lost worker's `unknown`.
+   */
   async run(req: IntentRequest, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<Outcome> {
     const timeoutMs = opts.timeoutMs ?? 30_000;
+    const deadline = Date.now() + timeoutMs;
     const inbox = createInbox(this.#o.inboxPrefix);
     const sub = this.#o.nc.subscribe(inbox, { max: 1 });
     const intent = this.#intent(req, await this.#token(), inbox);
@@ -111,16 +120,22 @@ export class WritClient {
     })();
     try {
       const submitted = await this.#publish(intent);
-      // A duplicate's answer went to the first submission's inbox: ask the API instead.
-      if (submitted.duplicate) return await this.wait(intent.id, opts);
-      const outcome = await raceTimeout(direct, timeoutMs, opts.signal);
-      // A resubmitted id still on its way reports where it stands: wait for its end.
-      if (outcome && (outcome.status === 'dispatched' || outcome.status === 'running' || outcome.status === 'received')) return await this.wait(intent.id, opts);
-      if (outcome) return outcome;
-      throw new WritError('WRIT_TIMEOUT');
+      return await settle(this.#settleDeps, {
+        intentId: intent.id, sessionId: intent.sessionId, deadline, signal: opts.signal, refusalsEnd: false,
+        // A duplicate's answer went to the first submission's inbox: only the API can answer it.
+        ...(submitted.duplicate ? { askAfterMs: 0 } : { direct, askAfterMs: Math.min(ASK_AFTER_MS, timeoutMs / 2) }),
+      });
     } finally {
       sub.unsubscribe();
     }
+  }
+
+  /** What settle() needs: the connection (for its reconnects) and the broker API. */
+  get #settleDeps(): SettleDeps {
+    return {
+      nc: this.#o.nc,
+      api: (op, intentId, timeoutMs) => this.#api(op, op === 'wait' ? { intentId, timeoutMs } : { intentId }, op === 'wait' ? timeoutMs + 2_000 : timeoutMs),
+    };
   }
 
   async #api(op: 'wait' | 'status' | 'result' | 'cancel' | 'explain' | 'targets' | 'pending' | 'grants' | 'revoke', body: Record<string, unknown>, timeoutMs: number): Promise<ApiReply> {
@@ -130,13 +145,13 @@ export class WritClient {
     return reply;
   }
 
-  /** Waits for an intent's outcome through the broker API (works after a reconnect or from another process). */
+  /**
+   * Waits for an intent's outcome through the broker API (works after a reconnect or from another
+   * process). A pending intent is waited for; if still pending at the timeout, it is reported as such.
+   */
   async wait(intentId: string, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<Outcome> {
     const timeoutMs = opts.timeoutMs ?? 30_000;
-    const reply = await raceTimeout(this.#api('wait', { intentId, timeoutMs }, timeoutMs + 2_000), timeoutMs + 2_500, opts.signal);
-    if (!reply) throw new WritError('WRIT_TIMEOUT');
-    if (reply.type !== 'outcome') throw new WritError('WRIT_TIMEOUT');
-    return reply.outcome;
+    return settle(this.#settleDeps, { intentId, sessionId: this.sessionId, deadline: Date.now() + timeoutMs, signal: opts.signal, askAfterMs: 0, refusalsEnd: true });
   }
 
   async status(intentId: string): Promise<IntentState> {
