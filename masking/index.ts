@@ -7,6 +7,7 @@ export { MaskingSpecSchema, compileMasking, sensitiveColumns } from './spec.ts';
 export type { MaskingSpec, MaskingSpecInput, CompiledMasking } from './spec.ts';
 export { maskRows } from './rows.ts';
 export { maskText } from './text.ts';
+export { genericSqlError } from './errors.ts';
 export type { MaskTextOptions } from './text.ts';
 export { LineMasker } from './stream.ts';
 export { Detector, DETECTOR_NAMES, Strategy } from './types.ts';

@@ -68,10 +68,27 @@ describe('derived and whole-row fields', () => {
     expect(out.columns[1]).toEqual({ name: 'n', masked: false, reasons: [] });
   });
 
-  it('use the strategy of the rule a derived field draws on', () => {
-    const fields: FieldInput[] = [{ name: 'e', origin: null, sensitiveSources: ['public.customers.email'] }];
-    const out = maskRows({ fields, rows: [['alice@example.com']] }, { columns: [{ column: 'public.customers.email', strategy: 'partial' }] });
-    expect(out.rows).toEqual([['a***@example.com']]);
+  it('redact a derived field whole whatever the rule\'s strategy, numbers included (partial applies to the bare column only)', () => {
+    const fields: FieldInput[] = [
+      { name: 'r', origin: null, sensitiveSources: ['public.p.ssn'] },
+      { name: 'len', origin: null, sensitiveSources: ['public.p.ssn'] },
+      { name: 'bare', origin: { table: 'public.p', column: 'ssn' } },
+    ];
+    for (const strategy of ['partial', 'hash'] as const) {
+      const out = maskRows({ fields, rows: [['0211-50-870', 11, '078-05-1120']] }, { columns: [{ column: 'public.p.ssn', strategy }] }, { hmacKey: Buffer.alloc(32, 1) });
+      expect(out.rows[0]![0]).toBe('[MASKED:derived]');
+      expect(out.rows[0]![1]).toBe('[MASKED:derived]');
+      if (strategy === 'partial') expect(out.rows[0]![2]).toBe('***-**-1120');
+    }
+  });
+
+  it('redact every computed field of an opaque statement unless the spec trusts computed fields', () => {
+    const fields: FieldInput[] = [{ name: 'word', origin: null, opaque: 'opaque:ts_stat' }, { name: 'id', origin: { table: 'public.t', column: 'id' } }];
+    const out = maskRows({ fields, rows: [['hunter2', 1]] }, {});
+    expect(out.rows).toEqual([['[MASKED:derived]', 1]]);
+    expect(out.columns[0]).toEqual({ name: 'word', masked: true, reasons: ['opaque:ts_stat'] });
+    const trusted = maskRows({ fields, rows: [['hunter2', 1]] }, { trustComputed: true });
+    expect(trusted.rows).toEqual([['hunter2', 1]]);
   });
 
   it('mask a whole-row reference of a table that has a sensitive column', () => {

@@ -54,9 +54,13 @@ function planField(f: FieldInput, c: CompiledMasking): Plan {
     const full = `${o.table}.${o.column}`;
     const rule = ruleForColumn(c, full);
     if (rule) return { kind: 'whole', label: 'column', strategy: rule.strategy, reasons: [`column:${full}`] };
-  } else if (f.sensitiveSources !== undefined && f.sensitiveSources.length > 0) {
-    const rule = f.sensitiveSources.map((s) => ruleForColumn(c, s)).find((r) => r !== undefined);
-    return { kind: 'whole', label: 'derived', strategy: rule?.strategy ?? c.strategy, reasons: f.sensitiveSources.map((s) => `derived:${s}`) };
+  } else {
+    // A derived value is redacted whatever the rule's strategy: `partial` of `reverse(ssn)` or
+    // `substr(ssn, 1, 3)` keeps the part of the secret `partial` hides, and `hash` of a derived
+    // value is an oracle (hash `substr(ssn, 5, 1)` beside hashes of known digits).
+    const reasons = (f.sensitiveSources ?? []).map((s) => `derived:${s}`);
+    if (typeof f.opaque === 'string' && f.opaque.length > 0 && c.spec.trustComputed !== true) reasons.push(f.opaque);
+    if (reasons.length > 0) return { kind: 'whole', label: 'derived', strategy: 'redact', reasons };
   }
   return { kind: 'scan', hint: keyHintOf(f.name) };
 }

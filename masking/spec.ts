@@ -49,6 +49,14 @@ export const MaskingSpecSchema = z
      * `{ name, strategy }`. Absent: all of them. `[]`: none (an explicit policy decision).
      */
     detectors: z.array(DetectorEntrySchema).max(64).optional(),
+    /**
+     * Computed fields of a statement that calls a function the classifier cannot see into
+     * (one that runs SQL text or reads a relation by name, like `query_to_xml`, or any
+     * function it does not know) are redacted whole, because where their values come from
+     * cannot be known. `true` shows them (value detectors still run): set it only for a
+     * rule whose named functions are known to return nothing sensitive. Default false.
+     */
+    trustComputed: z.boolean().optional(),
   })
   .superRefine((spec, ctx) => {
     const seen = new Set<string>();

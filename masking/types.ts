@@ -81,6 +81,11 @@ export interface FieldInput {
    * on, decided by the caller from the statement's SQL facts. Non-empty masks the field whole.
    */
   sensitiveSources?: string[];
+  /**
+   * For a computed field: why its origin cannot be traced (e.g. `opaque:query_to_xml`). Masks
+   * the field whole (redacted) unless the spec sets `trustComputed`.
+   */
+  opaque?: string;
 }
 
 export interface RowsInput {

@@ -2,23 +2,35 @@
  * Masking that does not leak, through the whole path against a real PostgreSQL: a
  * sensitive column stays masked however the statement reaches it.
  */
+import { jetstream } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { WritClient } from '../client/index.ts';
+import { readSession } from '../audit/index.ts';
+import { loadOrCreateGrantKey } from '../broker/index.ts';
+import { newId, type WritClient } from '../client/index.ts';
+import { sha256Hex, type GrantClaims, type Order } from '../schemas/index.ts';
 import { SCHEMA_SQL, startStack, type Stack } from './fixture.ts';
 
 let s: Stack;
 let c: WritClient;
 const SECRETS = ['alice@example.com', 'bob@example.org', 'carol@example.net', '078-05-1120', '219-09-9999'];
+/** Values no detector recognises: only the column rule protects them. */
+const PASSWORDS = ['hunter2 topsecretpw', '{"k": "Qz7xKpLw"}'];
 
 beforeAll(async () => {
   s = await startStack({
     schemaSql: `${SCHEMA_SQL}
       CREATE VIEW customer_contacts AS SELECT id, name, email AS contact FROM customers;
-      CREATE VIEW contacts_again AS SELECT * FROM customer_contacts;`,
+      CREATE VIEW contacts_again AS SELECT * FROM customer_contacts;
+      CREATE TABLE secrets (id int PRIMARY KEY, password text NOT NULL);
+      INSERT INTO secrets VALUES (1, '${PASSWORDS[0]}'), (2, '${PASSWORDS[1]}');
+      CREATE VIEW secret_view AS SELECT id, password AS pw FROM secrets;`,
     config: {
       policy: {
         rules: [{ id: 'analysts-read', effect: 'allow', groups: ['analysts'], targets: ['db'], mode: 'read' }],
-        masking: { columns: [{ column: 'public.customers.email' }, { column: 'public.customers.ssn', strategy: 'partial' }], detectors: ['email', 'ssn'] },
+        masking: {
+          columns: [{ column: 'public.customers.email' }, { column: 'public.customers.ssn', strategy: 'partial' }, { column: 'public.secrets.password' }],
+          detectors: ['email', 'ssn'],
+        },
       },
     },
   });
@@ -122,5 +134,69 @@ describe('values leaked through errors and streams', () => {
     const o = await c.run({ target: 'db', sql: 'COPY (SELECT email FROM customers) TO STDOUT' });
     expect(o.status === 'denied' || o.status === 'failed').toBe(true);
     expectNoSecrets(o);
+  });
+});
+
+describe('database errors of statements that touch a masked column keep only their SQLSTATE (issue 10 item 11)', () => {
+  const cases = [
+    'SELECT password::int FROM secrets',
+    'SELECT password::json FROM secrets',
+    'SELECT password::uuid FROM secrets',
+    'SELECT password::date FROM secrets',
+    'SELECT password::numeric FROM secrets',
+    'SELECT id FROM secrets WHERE password::int = 1',
+    'SELECT pw::int FROM secret_view',
+    'SELECT s::text::int FROM secrets s',
+    "SELECT to_number(password, '999') FROM secrets",
+    'WITH x AS (SELECT password AS p FROM secrets) SELECT p::inet FROM x',
+  ];
+  for (const sql of cases) {
+    it(`withholds the server's text for ${sql}`, async () => {
+      const o = await c.run({ target: 'db', sql });
+      expect(o.status === 'failed' || o.status === 'denied').toBe(true);
+      const text = JSON.stringify(o);
+      for (const p of PASSWORDS) for (const part of p.split(/\W+/).filter((x) => x.length >= 4)) expect(text).not.toContain(part);
+      if (o.status === 'failed' && o.error!.details?.sqlstate) expect(o.error!.message).toContain(`SQLSTATE ${o.error!.details.sqlstate as string}`);
+    });
+  }
+
+  it('keeps the server\'s text when the statement touches no masked column', async () => {
+    const o = await c.run({ target: 'db', sql: "SELECT 'abc'::int" });
+    expect(o.error!.message).toContain('invalid input syntax for type integer');
+  });
+});
+
+describe('values derived from a partial-masked column are redacted whole (issue 10 item 12)', () => {
+  for (const sql of ['SELECT reverse(ssn) AS x FROM customers', 'SELECT substr(ssn, 1, 3) AS x FROM customers', 'SELECT length(ssn) AS x FROM customers', 'SELECT ascii(substr(ssn, 5, 1)) AS x FROM customers']) {
+    it(`redacts ${sql}`, async () => {
+      const r = await query(`${sql} WHERE id = 1`);
+      expect(r.rows).toEqual([['[MASKED:derived]']]);
+      expect(r.columns[0]!.reasons).toEqual(['derived:public.customers.ssn']);
+    });
+  }
+});
+
+describe('a grant without a masking spec runs nothing (issue 10 item 14)', () => {
+  it('refuses an order whose grant carries no mask, and withholds the rows', async () => {
+    const sql = 'SELECT email FROM customers';
+    const { signer } = loadOrCreateGrantKey(s.config.grants.keyFile);
+    const id = newId();
+    const sessionId = newId('s');
+    const now = Math.floor(Date.now() / 1000);
+    const claims: GrantClaims = {
+      gid: id, iid: id, sid: sessionId, tgt: 'db', kind: 'postgres', mode: 'read', sha256: sha256Hex(sql),
+      iat: now - 5, exp: now + 60, limits: { rows: 10, seconds: 5 }, policyVersion: 'test', sub: 'test',
+    };
+    const order: Order = { v: 1, type: 'order', intentId: id, sessionId, target: 'db', command: { kind: 'sql', sql }, grant: signer.sign(claims), stateRevision: 1 };
+    await jetstream(s.nc).publish(s.names.exec('postgres', 'db'), new TextEncoder().encode(JSON.stringify(order)));
+    let finished: { payload: unknown } | undefined;
+    for (let i = 0; i < 200 && !finished; i++) {
+      finished = (await readSession({ nc: s.nc, names: s.names, sessionId })).find((e) => e.type === 'exec.finished');
+      if (!finished) await new Promise((res) => setTimeout(res, 50));
+    }
+    const p = finished!.payload as { status: string; error?: { code: string }; rowCount?: number };
+    expect(p.status).toBe('failed');
+    expect(p.error?.code).toBe('WRIT_MASKING_FAILED');
+    expect(p.rowCount).toBeUndefined();
   });
 });

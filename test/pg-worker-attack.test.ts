@@ -9,6 +9,7 @@ import pg from 'pg';
 import { initClassifiers } from '../classify/index.ts';
 import type { GrantClaims, Limits, Order } from '../schemas/index.ts';
 import { toWritError } from '../schemas/index.ts';
+import { maskRows } from '../masking/index.ts';
 import { PostgresExecutor } from '../workers/postgres/index.ts';
 import type { ExecOutput } from '../workers/executor.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/index.ts';
@@ -36,6 +37,9 @@ beforeAll(async () => {
   await admin.connect();
   await admin.query(`
     CREATE TABLE t (id int);
+    CREATE TABLE secrets (id int, password text);
+    INSERT INTO secrets VALUES (1, 'hunter2 topsecretpw');
+    GRANT SELECT ON secrets TO PUBLIC;
     CREATE TABLE slow (id int);
     CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$;
     CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON slow DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();
@@ -243,4 +247,24 @@ describe('a dropped connection ends the intent, not the worker (issue 11 item 1)
     const ok = await run(ex, 'SELECT 3', 'read');
     expect(ok.type === 'rows' && ok.rows).toEqual([[3]]);
   });
+});
+
+describe('computed fields of statements the classifier cannot see into are opaque (item 13, worker side)', () => {
+  const spec = { columns: [{ column: 'public.secrets.password' }], detectors: [] };
+  for (const sql of [
+    "SELECT * FROM ts_stat('SELECT to_tsvector(''simple'', password) FROM secrets')",
+    "SELECT query_to_xml('SELECT password FROM secrets', true, true, '') AS x",
+  ]) {
+    it(`marks every computed field of ${sql.slice(0, 40)}… opaque, and masking redacts them`, async () => {
+      const r = await run(ex, sql, 'read');
+      if (r.type !== 'rows') throw new Error('rows expected');
+      expect(r.fields.length).toBeGreaterThan(0);
+      expect(r.fields.every((f) => f.origin !== null || f.opaque?.startsWith('opaque:'))).toBe(true);
+      const masked = maskRows({ fields: r.fields.map((f) => ({ name: f.name, origin: f.origin, ...(f.opaque ? { opaque: f.opaque } : {}) })), rows: r.rows }, spec);
+      expect(JSON.stringify(masked.rows)).not.toMatch(/hunter2|topsecretpw/);
+      // The policy can trust them explicitly.
+      const trusted = maskRows({ fields: r.fields.map((f) => ({ name: f.name, origin: f.origin, ...(f.opaque ? { opaque: f.opaque } : {}) })), rows: r.rows }, { ...spec, trustComputed: true });
+      expect(JSON.stringify(trusted.rows)).toMatch(/hunter2|topsecretpw/);
+    });
+  }
 });

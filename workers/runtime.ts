@@ -14,8 +14,8 @@ import {
   commandText, formatIssues, IntentRecordSchema, OrderSchema, sha256Hex, toWritError, verifyGrantSignature, WritError,
   type Config, type ErrorReply, type GrantClaims, type IntentRecord, type IntentState, type Names, type Order, type Outcome, type ResultBody,
 } from '../schemas/index.ts';
-import { LineMasker, maskRows, maskText, MaskingSpecSchema, sensitiveColumns, type MaskingSpec } from '../masking/index.ts';
-import type { ExecOutput, Executor } from './executor.ts';
+import { genericSqlError, LineMasker, maskRows, maskText, MaskingSpecSchema, sensitiveColumns, type MaskingSpec } from '../masking/index.ts';
+import { errorContextOf, type ExecOutput, type Executor } from './executor.ts';
 
 export type WorkerState = 'INITIALIZED' | 'RUNNING' | 'DRAINING' | 'STOPPED';
 
@@ -32,10 +32,11 @@ export interface WorkerDeps {
   id?: string;
 }
 
+type SpecResult = { ok: true; spec: MaskingSpec } | { ok: false; error: WritError };
+
 const enc = new TextEncoder();
 /** How long the claim's audit event may wait to share a block with the outcome's. */
 const CLAIM_AUDIT_DELAY_MS = 1000;
-const EMPTY_SPEC: MaskingSpec = MaskingSpecSchema.parse({});
 
 export class Worker {
   state: WorkerState = 'INITIALIZED';
@@ -179,13 +180,7 @@ export class Worker {
     } catch (e) {
       const err = toWritError(e);
       if (err.code === 'WRIT_INTERNAL') this.#d.log.error({ err: e, intentId: order.intentId }, 'execution failed');
-      // Error texts quote values (`invalid input syntax … "078-05-1120"`): mask them too.
-      let message = err.message;
-      try {
-        message = spec.ok ? maskText(message, spec.spec, { hmacKey: this.#d.hmacKey }).text : '[withheld]';
-      } catch {
-        message = '[withheld: the message could not be masked]';
-      }
+      const message = this.#errorText(e, err, spec);
       error = { code: err.code, message, ...(err.details ? { details: err.details } : {}) };
       status = 'failed';
     } finally {
@@ -214,11 +209,40 @@ export class Worker {
     ]);
   }
 
-  #spec(claims: GrantClaims): { ok: true; spec: MaskingSpec } | { ok: false; error: WritError } {
-    if (claims.mask === undefined || claims.mask === null) return { ok: true, spec: EMPTY_SPEC };
+  #spec(claims: GrantClaims): SpecResult {
+    // No spec is not "no column rules": a grant rebuilt without its masking (a re-sent order)
+    // must not run unmasked. `{}` is the explicit "no column rules".
+    if (claims.mask === undefined || claims.mask === null) return { ok: false, error: new WritError('WRIT_MASKING_FAILED', 'the grant carries no masking spec; nothing ran') };
     const r = MaskingSpecSchema.safeParse(claims.mask);
     // A grant whose masking cannot be understood runs nothing: masking is never skipped.
     return r.success ? { ok: true, spec: r.data } : { ok: false, error: new WritError('WRIT_MASKING_FAILED', 'the grant carries a masking spec this worker cannot apply') };
+  }
+
+  /**
+   * The error text the agent may see. A database server's text quotes values (`invalid input
+   * syntax for type integer: "hunter2"`): when the failed statement touched a masked column,
+   * or what it touched is unknown, the whole text is replaced by a generic one for its
+   * SQLSTATE; otherwise the value detectors run over it.
+   */
+  #errorText(e: unknown, err: WritError, spec: SpecResult): string {
+    if (!spec.ok) return '[withheld]';
+    const ctx = errorContextOf(err) ?? errorContextOf(e);
+    const sqlstate = typeof err.details?.sqlstate === 'string' ? err.details.sqlstate : undefined;
+    const fromServer = ctx ? ctx.serverText : sqlstate !== undefined;
+    if (fromServer && spec.spec.columns.length > 0) {
+      let touches = true; // unknown is never cleared
+      try {
+        if (ctx && !ctx.opaque) touches = sensitiveColumns(spec.spec, ctx.sources).length > 0;
+      } catch {
+        touches = true;
+      }
+      if (touches) return genericSqlError(sqlstate);
+    }
+    try {
+      return maskText(err.message, spec.spec, { hmacKey: this.#d.hmacKey }).text;
+    } catch {
+      return '[withheld: the message could not be masked]';
+    }
   }
 
   #mask(out: ExecOutput, spec: MaskingSpec, claims: GrantClaims, maskers: Array<{ stream: string; m: LineMasker }>): { result: ResultBody; maskedFields: string[] } {
@@ -238,7 +262,7 @@ export class Worker {
     const fields = out.fields.map((f) => {
       if (f.origin === null) {
         const sensitive = f.sources?.length ? sensitiveColumns(spec, f.sources) : [];
-        return { name: f.name, origin: null, ...(sensitive.length ? { sensitiveSources: sensitive } : {}) };
+        return { name: f.name, origin: null, ...(sensitive.length ? { sensitiveSources: sensitive } : {}), ...(f.opaque ? { opaque: f.opaque } : {}) };
       }
       if (f.viewSources && sensitiveColumns(spec, [`${f.origin.table}.${f.origin.column}`]).length === 0) {
         // A view column is masked when the view draws on any sensitive base column.
