@@ -16,7 +16,7 @@ import type { IdentityVerifier } from './identity.ts';
 import type { Buckets } from './provision.ts';
 import type { Approvals } from './approvals.ts';
 import type { Sweeper } from './sweeper.ts';
-import { classifyCommand } from './classify-command.ts';
+import type { ClassifyCommand } from './classify-command.ts';
 import type { PolicyEngine } from './policy.ts';
 import { redactCommand } from './redact.ts';
 
@@ -34,6 +34,8 @@ export interface ApiDeps {
   /** The active policy (read at each request, so a reloaded policy answers at once). */
   policy: () => PolicyEngine;
   targets: ReadonlyMap<string, TargetConfig>;
+  /** The broker's classifier (shared cache and limits). */
+  classify: ClassifyCommand;
 }
 
 export class ApiService {
@@ -103,7 +105,7 @@ export class ApiService {
         const target = this.#d.targets.get(req.target);
         if (!target) throw new WritError('WRIT_UNKNOWN_TARGET');
         const policy = this.#d.policy();
-        const facts = classifyCommand(target, req.command);
+        const facts = this.#d.classify(target, req.command);
         const input = { principal: who.principal, target, command: req.command, facts, now: new Date() };
         const ex = policy.explain ? policy.explain(input) : { decision: policy.decide(input), considered: [] };
         const d = ex.decision;

@@ -22,7 +22,7 @@ export { SimplePolicy, isReadOnly, type PolicyEngine, type PolicyDecision, type 
 export { DEV_ISSUER, loadDevIssuer, mintDevToken, parseDuration, type DevIssuer } from './dev-issuer.ts';
 export { loadOrCreateGrantKey, publicKeyFileFor } from './keys.ts';
 export { provision, openBuckets, type Buckets } from './provision.ts';
-export { classifyCommand } from './classify-command.ts';
+export { createCommandClassifier, type ClassifyCommand } from './classify-command.ts';
 export { RulePolicy, PolicyStore, ReloadingPolicy, runPolicyCli } from './rules/index.ts';
 
 /** Builds a broker from a parsed config: keys, issuers, policy, classifiers. */

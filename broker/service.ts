@@ -16,7 +16,7 @@ import {
   commandText, IntentRecordSchema, sha256Hex, toWritError, WritError,
   type Config, type GrantClaims, type GrantSigner, type Intent, type IntentRecord, type Names, type Order, type Outcome, type TargetConfig,
 } from '../schemas/index.ts';
-import { classifyCommand } from './classify-command.ts';
+import { createCommandClassifier, type ClassifyCommand } from './classify-command.ts';
 import { buildGrantClaims, grantSpecOf } from './grants.ts';
 import type { IdentityVerifier, VerifiedIdentity } from './identity.ts';
 import { intake, type Refusal } from './intake.ts';
@@ -59,11 +59,13 @@ export class Broker {
   #policy!: PolicyEngine & { stop?(): Promise<void> };
   #checkpointer?: Checkpointer;
   readonly #targets: Map<string, TargetConfig>;
+  readonly #classify: ClassifyCommand;
 
   constructor(deps: BrokerDeps) {
     this.#d = deps;
     this.id = deps.id ?? `broker-${randomUUID().slice(0, 8)}`;
     this.#targets = new Map(deps.config.targets.map((t) => [t.name, t]));
+    this.#classify = createCommandClassifier(deps.config.limits);
   }
 
   get buckets(): Buckets {
@@ -94,7 +96,7 @@ export class Broker {
     await this.#approvals.start();
     this.#sweeper = new Sweeper({ kv: this.#kv, js: this.#js, names: n, audit: this.#audit, log: this.#d.log, intervalMs: config.limits.sweepIntervalMs, approvals: this.#approvals });
     this.#api = new ApiService({ nc, names: n, kv: this.#kv, js: this.#js, jsm: this.#jsm, identity: this.#d.identity, audit: this.#audit, log: this.#d.log, approvals: this.#approvals, sweeper: this.#sweeper,
-      policy: () => this.#policy, targets: this.#targets,
+      policy: () => this.#policy, targets: this.#targets, classify: this.#classify,
     });
     this.#api.start();
     await this.#sweeper.start();
@@ -221,7 +223,7 @@ export class Broker {
       await audits.all();
       return;
     }
-    const facts = classifyCommand(target, intent.command);
+    const facts = this.#classify(target, intent.command);
     const decision = policy.decide({ principal: who.principal, target, command: intent.command, facts, now: new Date() });
     audit('intent.decided', { decision: publicDecision(decision), facts: redactDeep(facts.facts) });
 

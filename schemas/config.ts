@@ -118,13 +118,21 @@ export const ConfigSchema = z.strictObject({
   limits: z.strictObject({
     /** Intents larger than this are refused, bytes. */
     maxIntentBytes: z.number().int().positive().default(256 * 1024),
+    /**
+     * One SQL statement or shell line longer than this is refused before it is classified,
+     * bytes (the facts of a huge statement cost far more memory than its text). `explain`
+     * requests, which maxIntentBytes does not bound, are held to it too.
+     */
+    maxStatementBytes: z.number().int().positive().default(64 * 1024),
+    /** Memory the broker's facts cache may hold, bytes (estimated from the facts' JSON size). */
+    factsCacheBytes: z.number().int().positive().default(64 * 1024 * 1024),
     /** In-flight handlers per process. */
     concurrency: z.number().int().positive().default(256),
     /** Seconds past a grant's expiry plus its time limit before a claimed, unfinished intent is declared `unknown`. */
     sweepMarginSec: z.number().int().nonnegative().default(10),
     /** How often the sweeper looks, ms. */
     sweepIntervalMs: z.number().int().positive().default(1000),
-  }).default({ maxIntentBytes: 256 * 1024, concurrency: 256, sweepMarginSec: 10, sweepIntervalMs: 1000 }),
+  }).default({ maxIntentBytes: 256 * 1024, maxStatementBytes: 64 * 1024, factsCacheBytes: 64 * 1024 * 1024, concurrency: 256, sweepMarginSec: 10, sweepIntervalMs: 1000 }),
   identity: z.strictObject({
     issuers: z.array(IssuerSchema).default([]),
     /** Trust the local development issuer that `writ up` creates. Never in production. */

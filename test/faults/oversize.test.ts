@@ -21,8 +21,9 @@ async function api(op: string, body: Record<string, unknown>) {
 
 it('answers an explain whose reply would exceed max_payload with WRIT_REPLY_TOO_LARGE, and keeps serving', async () => {
   const token = await s.token('alice', ['analysts']);
-  const cols = Array.from({ length: 110_000 }, (_, i) => `c${i}`).join(', ');
-  const sql = `SELECT ${cols} FROM customers`;
+  // Many statements, each under the per-statement limit, whose facts together exceed max_payload.
+  const stmt = (k: number) => `SELECT ${Array.from({ length: 5_000 }, (_, i) => `c${k}_${i}`).join(', ')} FROM customers`;
+  const sql = Array.from({ length: 18 }, (_, k) => stmt(k)).join(';\n');
   expect(sql.length).toBeGreaterThan(800_000);
   const big = await api('explain', { token, target: 'db', command: { kind: 'sql', sql } });
   expect(big.type).toBe('error');
