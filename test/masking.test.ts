@@ -189,7 +189,7 @@ describe('a grant without a masking spec runs nothing (issue 10 item 14)', () =>
     };
     const order: Order = { v: 1, type: 'order', intentId: id, sessionId, target: 'db', command: { kind: 'sql', sql }, grant: signer.sign(claims), stateRevision: 1 };
     await jetstream(s.nc).publish(s.names.exec('postgres', 'db'), new TextEncoder().encode(JSON.stringify(order)));
-    let finished: { payload: unknown } | undefined;
+    let finished: { payload?: unknown } | undefined;
     for (let i = 0; i < 200 && !finished; i++) {
       finished = (await readSession({ nc: s.nc, names: s.names, sessionId })).find((e) => e.type === 'exec.finished');
       if (!finished) await new Promise((res) => setTimeout(res, 50));
