@@ -35,4 +35,9 @@ if (want('pg-memory')) {
   console.log('\n## PostgreSQL worker memory (1 MiB byte limit)');
   console.log(await benchPgMemory());
 }
+if (only.has('soak')) {
+  // Not in the default set: 100,000 intents take minutes.
+  const { benchSoak, printSoak } = await import('./soak.ts');
+  printSoak(await benchSoak());
+}
 process.exit(0);

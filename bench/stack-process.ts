@@ -22,6 +22,11 @@ if (role !== 'broker') {
   await worker.start();
   services.unshift(worker);
 }
+// SIGUSR2 asks for this process's memory (the soak benchmark samples it).
+process.on('SIGUSR2', () => {
+  const m = process.memoryUsage();
+  process.stdout.write(`MEM ${JSON.stringify({ rss: m.rss, heapUsed: m.heapUsed, external: m.external })}\n`);
+});
 process.stdout.write('READY\n');
 process.once('SIGTERM', async () => {
   for (const s of services) await s.stop();

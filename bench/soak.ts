@@ -1,0 +1,100 @@
+/**
+ * Soak: 100,000 intents (BENCH_SOAK_TOTAL) through one broker+worker process at 64 agents,
+ * printing the service process's RSS and heap every 10,000. The goal: RSS after 100,000 is
+ * within 20 % of RSS after 20,000 (no growth without a plateau). Distinct texts (a counter in
+ * each statement) so the facts cache fills and must evict, as it would in production.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import { loadDevIssuer, mintDevToken } from '../broker/index.ts';
+import { WritClient } from '../client/index.ts';
+import { createTestDatabase, startNats } from '../test/helpers/index.ts';
+
+interface Sample { intents: number; rssMB: number; heapMB: number; perSec: number }
+
+async function memoryOf(child: ChildProcess): Promise<{ rss: number; heapUsed: number }> {
+  return new Promise((resolve) => {
+    const onData = (d: Buffer) => {
+      const line = d.toString().split('\n').find((l) => l.startsWith('MEM '));
+      if (!line) return;
+      child.stdout!.off('data', onData);
+      resolve(JSON.parse(line.slice(4)) as { rss: number; heapUsed: number });
+    };
+    child.stdout!.on('data', onData);
+    child.kill('SIGUSR2');
+  });
+}
+
+export async function benchSoak(opts: { total?: number; every?: number; concurrency?: number } = {}): Promise<Sample[]> {
+  const total = opts.total ?? Number(process.env.BENCH_SOAK_TOTAL ?? 100_000);
+  const every = opts.every ?? Math.max(1000, Math.floor(total / 10));
+  const concurrency = opts.concurrency ?? 64;
+  const nats = await startNats({ gomaxprocs: 1 });
+  const db = await createTestDatabase();
+  const dir = mkdtempSync(join(tmpdir(), 'writ-soak-'));
+  const cfgFile = join(dir, 'writ.json');
+  writeFileSync(cfgFile, JSON.stringify({
+    prefix: 'writ',
+    identity: { devIssuer: { enabled: true, dir: join(dir, 'dev-issuer') } },
+    grants: { keyFile: join(dir, 'grant-key.pem') },
+    targets: [{ name: 'db', kind: 'postgres' }],
+    policy: { rules: [{ id: 'bench', effect: 'allow', groups: ['bench'], targets: ['db'], mode: 'read' }] },
+    workers: { postgres: [{ target: 'db', host: db.host, port: db.port, database: db.database, poolSize: 8, credentials: { read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } } } }] },
+    audit: { flushMs: 2 },
+    log: { level: 'warn' },
+  }));
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'stack-process.ts'), cfgFile, 'both'], {
+    env: { ...process.env, NATS_URL: nats.url, WRIT_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => d.toString().includes('READY') && resolve());
+    child.once('exit', (c) => reject(new Error(`stack exited ${c}`)));
+  });
+  const nc = await connect({ servers: nats.url });
+  const dev = await loadDevIssuer(join(dir, 'dev-issuer'), false);
+  const token = await mintDevToken(dev, { sub: 'bench', groups: ['bench'], audience: 'writ', ttlSec: 3600 });
+  const clients = Array.from({ length: concurrency }, (_, i) => new WritClient({ nc, token, sessionId: `soak-${Date.now().toString(36)}-${i}` }));
+  const samples: Sample[] = [];
+  let sent = 0;
+  let done = 0;
+  let errors = 0;
+  let windowStart = Date.now();
+  try {
+    await Promise.all(clients.map(async (c) => {
+      while (sent < total) {
+        const n = sent++;
+        const o = await c.run({ target: 'db', sql: `SELECT ${n} AS n` }).catch(() => undefined);
+        if (o?.status !== 'succeeded') errors++;
+        done++;
+        if (done % every === 0) {
+          const m = await memoryOf(child);
+          const now = Date.now();
+          samples.push({ intents: done, rssMB: Math.round(m.rss / 1048576), heapMB: Math.round(m.heapUsed / 1048576), perSec: Math.round(every / ((now - windowStart) / 1000)) });
+          windowStart = now;
+          console.log(`soak: ${done} intents, service RSS ${samples.at(-1)!.rssMB} MB, heap ${samples.at(-1)!.heapMB} MB, ${samples.at(-1)!.perSec}/s, errors ${errors}`);
+        }
+      }
+    }));
+  } finally {
+    await nc.close();
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    await db.drop();
+    await nats.stop();
+  }
+  return samples;
+}
+
+export function printSoak(samples: Sample[]): void {
+  console.log('\n## Soak: service memory over intents (64 agents, distinct texts)');
+  console.log('| intents | RSS MB | heap MB | intents/s |');
+  console.log('|---|---|---|---|');
+  for (const s of samples) console.log(`| ${s.intents} | ${s.rssMB} | ${s.heapMB} | ${s.perSec} |`);
+  const at20 = samples.find((s) => s.intents >= samples[samples.length - 1]!.intents / 5);
+  const last = samples[samples.length - 1];
+  if (at20 && last) console.log(`RSS at ${last.intents} / RSS at ${at20.intents}: ${(last.rssMB / at20.rssMB).toFixed(2)} (goal ≤ 1.20)`);
+}
