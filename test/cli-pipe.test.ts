@@ -11,6 +11,8 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jetstream } from '@nats-io/jetstream';
+import { exportJsonl } from '../audit/index.ts';
 import { startStack, type Stack } from './fixture.ts';
 
 const REPO = join(import.meta.dirname, '..');
@@ -108,6 +110,28 @@ describe('CLI output through a pipe', () => {
       expect(o.result.truncated).toBe(false);
       expect(o.result.rows).toHaveLength(300);
       expect(o.result.rows[299]).toEqual([300, 'x'.repeat(1000)]);
+    }, 120_000);
+
+    it('writ audit export delivers every event of a log far over 64 KiB into a slow pipe', async () => {
+      const c = s.client(env.WRIT_TOKEN!, 'pipe-export');
+      for (let i = 0; i < 6; i++) await Promise.all(Array.from({ length: 20 }, (_, j) => c.run({ target: 'db', sql: `SELECT ${i * 20 + j} AS n, name FROM customers` })));
+      const exportNow = async () => {
+        let text = '';
+        await exportJsonl({ js: jetstream(s.nc), names: s.names }, { write: (x: string) => void (text += x) });
+        return text;
+      };
+      // Workers may append their last events just after the outcome: wait until the log is still.
+      let expected = await exportNow();
+      for (let prev = ''; prev !== expected; ) {
+        prev = expected;
+        await new Promise((res) => setTimeout(res, 300));
+        expected = await exportNow();
+      }
+      expect(expected.length).toBeGreaterThan(128 * 1024);
+      const r = await readWhenDone(writ(['audit', 'export'], env));
+      expect(r.code, r.err).toBe(0);
+      expect(r.out.length).toBe(Buffer.byteLength(expected));
+      expect(r.out.toString() === expected).toBe(true);
     }, 120_000);
   });
 });
