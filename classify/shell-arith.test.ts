@@ -87,7 +87,8 @@ const NAMED = [
   "x='PAY'; cat <<EOF\n$[ x ]\nEOF", "x='PAY'; cat <<-EOF\n\t$[ x + 1 ]\n\tEOF", "x='PAY'; cat <<EOF\n$\\\n[ x ]\nEOF",
   "x='PAY'; echo $\\\n[ x ]", "x='PAY'; echo $(\\\n( x ))", "x='PAY'; (\\\n( x ))", "x='PAY'; echo \"$\\\n[ x ]\"",
   "x='PAY'; s=abc; echo ${s:\\\nx}", "x='PAY'; b=(1); echo ${b[\\\nx]}", "x='PAY'; [\\\n[ x -eq 1 ]]",
-  "y='PAY'; echo ${\\\n!y}", "x='PAY'; l\\\net x", "x='PAY'; b=(); b[\\\nx]=1",
+  "y='PAY'; echo ${\\\n!y}", "x='PAY'; l\\\net x", "x='PAY'; b=(); b[\\\nx]=1", "x='PAY'; echo \"${x:-\"'\"}\" $\\\n[ x ]", "x='PAY'; echo '\\\n' $\\\n[ x ]",
+  "x='PAY'; echo \"$(echo \"'\")\" $\\\n[ x ]",
 ];
 
 /** Refused on principle though this bash does not run them (other shells or versions may). */
@@ -95,7 +96,8 @@ const FAIL_CLOSED = [
   "[ 'PAY' -eq 1 ]", "test 'PAY' -eq 1", "x='PAY'; [ \"$x\" -lt 1 ]", "export 'PAY'=1", "getopts a 'PAY' -a",
   "mapfile 'PAY' <<< x", "PS3='$(CMD)'; select x in a; do break; done", "x='PAY'; echo ${!x*}", "enable -f /nonexistent x",
   "x='PAY'; local -n y=x", "x='$(CMD)'; y=x; echo ${!y}", "LINENO='PAY'", "SECONDS='PAY'", 'echo $(( $(echo 1) ))',
-  'echo $((a[1]))', "x='PAY'; env \"$x=1\" true", "x='PAY'; coproc let x", "sudo BASH_ENV='$(CMD)' bash -c true",
+  'echo $((a[1]))', 'hash -p /tmp/x ls; ls', 'BASH_ENV=1 bash -c true', 'TEXTDOMAINDIR=/tmp echo $"x"', 'PS4=1; set -x',
+  'env BASH_ALIASES=x bash -c true', "BASH_CMDS[ls]=/tmp/x; ls", 'OPTIND=$1', 'for RANDOM in 1; do :; done', "x='PAY'; env \"$x=1\" true", "x='PAY'; coproc let x", "sudo BASH_ENV='$(CMD)' bash -c true",
 ];
 
 describe('code in arithmetic, test and indirect contexts makes the line opaque', () => {
@@ -124,7 +126,7 @@ const LITERAL = [
   'echo $((1 + 2 * (3 - 1)))', 'echo $[4 / 2]', '(( 2 > 1 ))', 'for ((;0;)); do :; done', '[[ 1 -eq 1 ]]', '[[ $# -eq 0 ]]',
   'echo ${s:1:2} ${s: -1}', 'echo ${a[0]} ${a[@]} ${#a[*]} ${#x}', 'echo ${x@Q} ${x:-d} ${x#p}', 'a[1]=2', 'let 1+1',
   '[ -v HOME ]', '[[ -v a[2] ]]', 'read -r line', 'printf -v out %s x', 'declare -r x=1', 'local y', 'unset x a[3]',
-  'echo $(( $# + $? ))', 'mapfile -t lines', "cat <<'EOF'\n$[ x ] ${!x} $((x))\nEOF", 'cat <<EOF\n\\$[ x ]\nEOF', 'ls \\\n  -l', 'getopts ab opt', 'export PATH=/usr/bin', '[ "$x" = 1 ]', 'test -f x',
+  'OPTIND=1; getopts ab opt', 'RANDOM=42 cmd', 'echo $(( $# + $? ))', 'mapfile -t lines', "cat <<'EOF'\n$[ x ] ${!x} $((x))\nEOF", 'cat <<EOF\n\\$[ x ]\nEOF', 'ls \\\n  -l', 'getopts ab opt', 'export PATH=/usr/bin', '[ "$x" = 1 ]', 'test -f x',
 ];
 
 describe('literal arithmetic and plain names stay classified', () => {

@@ -330,6 +330,11 @@ export function builtinRisk(base: string, args: Word[]): BuiltinFacts {
       const p = o.opts.get('p');
       return p ? names([p], 'wait -p') : { assigns: [] };
     }
+    case 'hash': {
+      // `hash -p /tmp/x ls`: the name ls then runs /tmp/x.
+      const o = options(args, 'pdt');
+      return o.opts.has('p') || o.risk ? { risk: 'hash -p binds a command name to another file', assigns: [] } : { assigns: [] };
+    }
     case 'enable': {
       const o = options(args, 'f');
       return o.opts.has('f') || o.risk ? { risk: 'enable -f loads code', assigns: [] } : { assigns: [] };
@@ -343,9 +348,16 @@ export function builtinRisk(base: string, args: Word[]): BuiltinFacts {
  * Variables whose value bash runs or prompt-expands: PS4 under `set -x` and BASH_ENV of a child bash expand
  * `$(...)` in their value; ENV for sh; the prompts and PROMPT_COMMAND when interactive; BASH_FUNC_x%% in the
  * environment defines function x in a child bash. SHELLOPTS/BASHOPTS can turn on xtrace in a child.
- * RANDOM, SRANDOM, OPTIND and HISTCMD evaluate an assigned value as arithmetic (SECONDS, LINENO too, to be safe).
+ * TEXTDOMAIN(DIR) pick the catalogue `$"..."` is translated from, and the translation is then expanded.
+ * BASH_ALIASES and BASH_CMDS define aliases and the path a command name runs. RANDOM, SRANDOM, OPTIND and
+ * HISTCMD evaluate an assigned value as arithmetic (SECONDS, LINENO too, to be safe): see isIntegerVariable.
  */
 export function isCodeVariable(name: string): boolean {
   if (name.includes(EXPANSION_MARK)) return true; // `env "$x=..."`: the name is only known when it runs
-  return /^(PS[0-4]|PROMPT_COMMAND|BASH_ENV|ENV|SHELLOPTS|BASHOPTS|RANDOM|SRANDOM|OPTIND|HISTCMD|SECONDS|LINENO)$/.test(name) || name.startsWith('BASH_FUNC_');
+  return /^(PS[0-4]|PROMPT_COMMAND|BASH_ENV|ENV|SHELLOPTS|BASHOPTS|TEXTDOMAIN|TEXTDOMAINDIR|BASH_ALIASES|BASH_CMDS)$/.test(name) || name.startsWith('BASH_FUNC_');
+}
+
+/** Variables whose assigned value bash evaluates as arithmetic (see isCodeVariable); a literal integer is harmless. */
+export function isIntegerVariable(name: string): boolean {
+  return /^(RANDOM|SRANDOM|OPTIND|HISTCMD|SECONDS|LINENO)$/.test(name);
 }

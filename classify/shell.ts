@@ -11,7 +11,7 @@ import { WritError } from '../schemas/errors.ts';
 import { bashParser } from './runtime.ts';
 import { textWord, unescapeUnquoted, wordOf, type Word } from './shell-words.ts';
 import { findExecs, WRAPPERS } from './shell-wrappers.ts';
-import { arithNodeRisk, builtinRisk, declarationRisk, expansionRisk, isCodeVariable, nameOperand, testNodeRisk } from './shell-arith.ts';
+import { arithNodeRisk, builtinRisk, declarationRisk, expansionRisk, isCodeVariable, isIntegerVariable, nameOperand, testNodeRisk } from './shell-arith.ts';
 import { firstError, KNOWN_TYPES, redirectOp, SEQUENCE_PARENTS, STATEMENT_TYPES, stdinOf, structureOf, WRITE_OPS, type Stdin } from './shell-nodes.ts';
 
 /** How deep `sh -c '... sh -c ...'` re-parsing goes before the inner script counts as opaque. */
@@ -32,6 +32,8 @@ class ShellWalker {
   readonly redirections: ShellRedirection[] = [];
   readonly structure = new Set<string>();
   readonly assignments = new Set<string>();
+  /** Assigned names whose value is not a literal integer (RANDOM=1 is harmless, RANDOM=$x is arithmetic). */
+  readonly assignedValues = new Set<string>();
   readonly unknownTypes = new Set<string>();
   /** Why the line runs code the classifier cannot see without any opaque command (arithmetic, `${!x}`, ...). */
   readonly opaque: string[] = [];
@@ -117,11 +119,11 @@ class ShellWalker {
     if (node.type === 'expansion' || node.type === 'string' || node.type === 'word' || (node.type === 'heredoc_body' && expandsBody(node))) {
       const r = expansionRisk(node.text.replace(/\\\n/g, '')); // bash drops backslash-newline first
       if (r.risk) this.opaque.push(r.risk);
-      for (const a of r.assigns) this.assignments.add(a);
+      for (const a of r.assigns) this.assigned(a);
     }
     if (node.type === 'for_statement') {
       const v = node.childForFieldName('variable');
-      if (v) this.assignments.add(v.text);
+      if (v) this.assigned(v.text);
     }
   }
 
@@ -130,7 +132,13 @@ class ShellWalker {
     const text = node.childForFieldName('name')?.text ?? '?';
     const name = nameOperand(text);
     if (!name) this.opaque.push('an assignment to a name the classifier cannot see');
-    this.assignments.add(name ?? text);
+    const value = node.childForFieldName('value');
+    this.assigned(name ?? text, value ? wordOf(value) : undefined);
+  }
+
+  private assigned(name: string, value?: Word): void {
+    this.assignments.add(name);
+    if (!(value?.literal && /^[0-9]+$/.test(value.value))) this.assignedValues.add(name);
   }
 
   private walkChildren(node: Node, f: Frame): void {
@@ -193,7 +201,7 @@ class ShellWalker {
     let via = f.via;
     const record = (prog: Word, args: Word[], flags: { opaque?: boolean; unknown?: boolean } = {}) => {
       const builtin = flags.unknown ? { assigns: [] } : builtinRisk(prog.value.slice(prog.value.lastIndexOf('/') + 1), args);
-      for (const a of builtin.assigns) this.assignments.add(a);
+      for (const a of builtin.assigns) this.assigned(a);
       if (builtin.risk) this.opaque.push(builtin.risk);
       const cmd: ShellCommand = {
         program: flags.unknown ? null : prog.value,
@@ -283,7 +291,7 @@ class ShellWalker {
       this.walk(c, f); // records assignments, checks subscripts and walks substitutions in values
     }
     const d = declarationRisk(keyword, words);
-    for (const a of d.assigns) this.assignments.add(a);
+    for (const a of d.assigns) this.assigned(a);
     if (d.risk) this.opaque.push(d.risk);
     const opaque = this.opaque.length > risks;
     const cmd: ShellCommand = { program: keyword, args, env: { ...f.env }, wrappers: [...f.wrappers], opaque, unknown: false, globArgs, source: node.text };
@@ -349,6 +357,10 @@ function failed(code: ShellErrorCode, message: string): ShellFacts {
 
 /** Classifies a shell command line. Never throws for bad input: the facts carry an error instead. */
 export function classifyShell(text: string): ShellFacts {
+  return classify(text, true);
+}
+
+function classify(text: string, checkJoined: boolean): ShellFacts {
   // bash cannot hold a NUL in a command string; what runs would differ from what was classified.
   if (text.includes('\u0000')) return failed('WRIT_SHELL_UNPARSEABLE', 'the command holds a NUL character');
   if (text.trim() === '') return failed('WRIT_SHELL_EMPTY', 'the command holds nothing to run');
@@ -371,7 +383,10 @@ export function classifyShell(text: string): ShellFacts {
     structure: [...w.structure],
   };
   // Variables whose value bash runs or prompt-expands (PS4 under set -x, BASH_ENV, BASH_FUNC_x%%, ...).
-  const codeVar = [...w.assignments, ...w.commands.flatMap((c) => Object.keys(c.env))].find(isCodeVariable);
+  const envs = w.commands.flatMap((c) => Object.entries(c.env));
+  const codeVar =
+    [...w.assignments, ...envs.map(([k]) => k)].find(isCodeVariable) ??
+    [...w.assignedValues, ...envs.filter(([, v]) => !/^[0-9]+$/.test(v)).map(([k]) => k)].find(isIntegerVariable);
   if (codeVar !== undefined) w.opaque.push(`an assignment to ${codeVar.includes(EXPANSION_MARK) ? 'a computed name' : codeVar}, whose value bash runs`);
   const unknown = w.commands.find((c) => c.unknown || c.opaque);
   if (w.parseError) facts.error = { code: 'WRIT_SHELL_UNPARSEABLE', message: w.parseError };
@@ -387,7 +402,7 @@ export function classifyShell(text: string): ShellFacts {
       message: unknown.unknown ? 'a program name comes from an expansion' : `${unknown.program ?? '?'} runs code that cannot be seen`,
     };
   }
-  if (!facts.error && text.includes('\\\n') && readsDifferentlyJoined(text, facts)) {
+  if (checkJoined && !facts.error && text.includes('\\\n') && readsDifferentlyJoined(text, facts)) {
     facts.error = { code: 'WRIT_SHELL_UNKNOWN', message: 'a line continuation inside a token, which bash joins before it parses' };
   }
   return facts;
@@ -410,5 +425,44 @@ function signature(f: ShellFacts): string {
  * in single quotes, where it is literal), the line is refused.
  */
 function readsDifferentlyJoined(text: string, facts: ShellFacts): boolean {
-  return signature(classifyShell(text.replace(/\\\n/g, ''))) !== signature(facts);
+  return signature(classify(joinContinuations(text) ?? text.replace(/\\\n/g, ''), false)) !== signature(facts);
+}
+
+/**
+ * Removes backslash-newline as bash does, keeping those in single quotes (literal there), so an argument
+ * quoted by quoteShellArgs keeps its value. Undefined where the quoting is beyond this scanner (a substitution or
+ * `${...}` inside double quotes, `$'...'`, a here-document, a comment): the caller then removes every one, which
+ * can only refuse more.
+ */
+export function joinContinuations(text: string): string | undefined {
+  let out = '';
+  let state: 'plain' | 'single' | 'double' = 'plain';
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i] as string;
+    const next = text[i + 1];
+    if (state === 'single') {
+      if (c === "'") state = 'plain';
+      out += c;
+      continue;
+    }
+    if (c === '\\') {
+      if (next === '\n') i += 1;
+      else {
+        out += c + (next ?? '');
+        i += 1;
+      }
+      continue;
+    }
+    if (state === 'double') {
+      if (c === '"') state = 'plain';
+      else if (c === '`' || (c === '$' && (next === '(' || next === '{'))) return undefined; // quotes nest in there
+      out += c;
+      continue;
+    }
+    if (c === "'") state = 'single';
+    else if (c === '"') state = 'double';
+    else if ((c === '$' && next === "'") || (c === '<' && next === '<') || (c === '#' && /^$|[\s;&|()]$/.test(text[i - 1] ?? ''))) return undefined;
+    out += c;
+  }
+  return out;
 }
