@@ -137,7 +137,7 @@ export async function settle(d: SettleDeps, o: SettleOptions): Promise<Outcome> 
     const first = await Promise.race([
       ...(direct ? [direct] : []),
       poll().then((out) => out ?? done.promise.then(() => undefined)),
-      sleep(pollEnd - Date.now()).then(() => undefined),
+      sleep(pollEnd - Date.now(), done.promise).then(() => undefined),
       abort,
     ]);
     if (first) return first;
