@@ -159,3 +159,19 @@ describe('for, select, read and other ways to set a variable are assignments', (
     expect(f.assignments).toEqual(names);
   });
 });
+
+describe('a line with no command still carries an error when it holds a construct the classifier cannot see into', () => {
+  it.each([
+    "[[ 'a[$(id)]' -eq 1 ]]", '(( x ))', '[[ -v $x ]]', 'X=$((y))', 'a[i]=1', 'b=([k]=1)', '[ -v "$n" ]', 'PS4=$x', '[[ $x -gt 0 ]] && (( 1 ))',
+  ])('%s', (cmd) => {
+    const f = classifyShell(cmd);
+    expect(f.commands).toEqual([]);
+    expect(f.error?.code, f.error?.message).toBe('WRIT_SHELL_UNKNOWN');
+  });
+
+  it.each(['[[ a == b ]]', '(( 1 + 1 ))', 'X=1', '[ -f /etc/hosts ]'])('stays visible (no command, no error; the rules want a command): %s', (cmd) => {
+    const f = classifyShell(cmd);
+    expect(f.commands).toEqual([]);
+    expect(f.error).toBeUndefined();
+  });
+});
