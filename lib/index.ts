@@ -4,3 +4,4 @@ export * from './consume.ts';
 export * from './nats.ts';
 export * from './reply.ts';
 export * from './process.ts';
+export * from './retry.ts';

@@ -148,6 +148,11 @@ export const ResultBodySchema = z.strictObject({
   rows: z.array(z.array(z.unknown())),
   rowCount: z.number().int().nonnegative(),
   truncated: z.boolean(),
+  /**
+   * Why the result was cut, when it was: `rows` (the grant's row limit), `bytes` (its byte
+   * limit), `transport` (what the message bus carries, when that is less than the byte limit).
+   */
+  truncatedBy: z.enum(['rows', 'bytes', 'transport']).optional(),
   /** SQL command tag per statement, or 'exec' for shell. */
   command: z.string().optional(),
   /** Shell: exit code or signal, and output. */

@@ -9,7 +9,8 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamCl
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AuditWriter } from '../audit/index.ts';
-import { consumeConcurrently, type ConsumeLoop, type Logger } from '../lib/index.ts';
+import { consumeConcurrently, encodeReply, maxBody, retryTransient, withDeadline, type ConsumeLoop, type Logger } from '../lib/index.ts';
+import { LRUCache } from 'lru-cache';
 import {
   commandText, formatIssues, IntentRecordSchema, OrderSchema, sha256Hex, toWritError, verifyGrantSignature, WritError,
   type Config, type ErrorReply, type GrantClaims, type IntentRecord, type IntentState, type Names, type Order, type Outcome, type ResultBody,
@@ -50,6 +51,11 @@ export class Worker {
   readonly #loops: ConsumeLoop[] = [];
   readonly #byTarget = new Map<string, Executor>();
   readonly #running = new Set<AbortController>();
+  /**
+   * Grants this process claimed, until they expire: a second run of one grant is refused here
+   * even if the claims bucket lost the claim (an OS crash under lazy fsync, docs/operations.md).
+   */
+  readonly #claimedHere = new LRUCache<string, true>({ max: 200_000 });
 
   constructor(d: WorkerDeps) {
     this.#d = d;
@@ -83,12 +89,18 @@ export class Worker {
   }
 
   /** SIGTERM: finish what is running, take nothing new. */
-  async stop(): Promise<void> {
+  async stop(deadlineMs = 15_000): Promise<void> {
     if (this.state === 'STOPPED') return;
     this.state = 'DRAINING';
-    await Promise.all(this.#loops.map((l) => l.drain()));
-    await this.#audit?.close();
-    await Promise.all(this.#d.executors.map((e) => e.close()));
+    // Bounded: with NATS gone, draining and the audit flush would wait forever. What was
+    // running past the deadline is ended by the sweeper as `unknown`, never re-run.
+    const graceful = (async () => {
+      await Promise.all(this.#loops.map((l) => l.drain()));
+      await this.#audit?.close();
+    })();
+    if (!(await withDeadline(graceful, deadlineMs))) this.#d.log.error({ deadlineMs }, 'worker stop passed its deadline');
+    for (const ac of this.#running) ac.abort();
+    await withDeadline(Promise.all(this.#d.executors.map((e) => e.close())), 5_000);
     this.state = 'STOPPED';
   }
 
@@ -115,12 +127,14 @@ export class Worker {
     }
     // The claim: only one create of this key can ever succeed.
     try {
+      if (this.#claimedHere.has(claims.gid)) throw new WritError('WRIT_ALREADY_CLAIMED');
       await this.#claims.create(claims.gid, enc.encode(JSON.stringify({ worker: this.id, at: Date.now(), iid: claims.iid })));
     } catch {
       await this.#audit.append({ sessionId: claims.sid, intentId: claims.iid, type: 'exec.refused', payload: { code: 'WRIT_ALREADY_CLAIMED', grantId: claims.gid }, policyVersion: claims.policyVersion });
       m.term();
       return;
     }
+    this.#claimedHere.set(claims.gid, true, { ttl: Math.max(1, claims.exp * 1000 - Date.now()) + 60_000 });
     // Acked now: from here a crash leaves the intent `running` for the sweeper, never a redelivery.
     m.ack();
     // The claim's event waits up to a second so that, for a quick run, it goes out in one block
@@ -191,21 +205,35 @@ export class Worker {
       ...(order.record?.decision ? { decision: order.record.decision } : {}),
       ...(result ? { result } : {}), ...(error ? { error } : {}),
     };
-    const bytes = enc.encode(JSON.stringify(outcome));
-    // The waiting agent first; the durable copy, the state and the evidence beside it.
-    if (order.replyTo) this.#d.nc.publish(order.replyTo, bytes);
+    // Results were cut to what the bus carries; should the envelope still not fit, the outcome
+    // says so with a code, and the statement's own success stays recorded in its state.
+    const bytes = encodeReply(this.#d.nc, outcome, (e) => ({
+      ...outcome, result: undefined,
+      error: { ...e.toReply(), code: 'WRIT_RESULT_TOO_LARGE', message: `the command ${status}; ${e.message}` },
+    }));
     const resultDigest = sha256Hex(bytes);
+    const retry = { log: this.#d.log, context: { intentId: order.intentId } };
+    // Evidence first: the agent, the result stream and the record learn the end only once
+    // exec.claimed and exec.finished are stored (the audit writer retries through reconnects).
     beforeFinishAudit();
+    await this.#audit.append({
+      sessionId: order.sessionId, intentId: order.intentId, type: 'exec.finished', policyVersion: claims.policyVersion,
+      payload: {
+        status, ms: Date.now() - started, resultSha256: resultDigest, rowCount: result?.rowCount, truncated: result?.truncated,
+        ...(result?.truncatedBy ? { truncatedBy: result.truncatedBy } : {}), maskedFields, exitCode: result?.exitCode, ...(error ? { error } : {}),
+      },
+    });
+    if (order.replyTo) {
+      try {
+        this.#d.nc.publish(order.replyTo, bytes);
+      } catch (e) {
+        // The durable result below still reaches the agent through the broker's API.
+        this.#d.log.warn({ err: e, intentId: order.intentId }, 'could not publish the outcome to the agent');
+      }
+    }
     await Promise.all([
-      this.#js.publish(this.#d.names.result(order.intentId), bytes, { msgID: `r-${claims.gid}` }),
-      this.#finish(order, claims, status, error),
-      this.#audit.append({
-        sessionId: order.sessionId, intentId: order.intentId, type: 'exec.finished', policyVersion: claims.policyVersion,
-        payload: {
-          status, ms: Date.now() - started, resultSha256: resultDigest, rowCount: result?.rowCount, truncated: result?.truncated,
-          maskedFields, exitCode: result?.exitCode, ...(error ? { error } : {}),
-        },
-      }),
+      retryTransient('result', () => this.#js.publish(this.#d.names.result(order.intentId), bytes, { msgID: `r-${claims.gid}` }), retry),
+      retryTransient('end state', () => this.#finish(order, claims, status, error), retry),
     ]);
   }
 
@@ -254,8 +282,16 @@ export class Worker {
         const reasons = Object.keys(m.summary().reasons);
         return { name: stream, masked: reasons.length > 0, ...(reasons.length ? { reasons } : {}) };
       });
+      // Output beyond what the bus carries is cut here, and the result says so.
+      const { budget, by } = this.#budget(claims);
+      const stdout = cutUtf8(out.stdout, Math.floor(budget * 0.75));
+      const stderr = cutUtf8(out.stderr, budget - Buffer.byteLength(stdout));
+      const cut = stdout.length < out.stdout.length || stderr.length < out.stderr.length;
       return {
-        result: { columns, rows: [], rowCount: 0, truncated: out.truncated, command: 'exec', exitCode: out.exitCode, signal: out.signal, stdout: out.stdout, stderr: out.stderr },
+        result: {
+          columns, rows: [], rowCount: 0, truncated: out.truncated || cut, ...(cut ? { truncatedBy: by } : {}),
+          command: 'exec', exitCode: out.exitCode, signal: out.signal, stdout, stderr,
+        },
         maskedFields: columns.filter((c) => c.masked).map((c) => c.name),
       };
     }
@@ -272,18 +308,29 @@ export class Worker {
       return { name: f.name, origin: f.origin, ...(f.wholeRow ? { wholeRow: true } : {}), ...(f.tableColumns ? { tableColumns: f.tableColumns } : {}) };
     });
     const masked = maskRows({ fields, rows: out.rows }, spec, opts);
-    // The byte limit applies to what is sent: masked rows beyond it are cut and `truncated` set.
-    const { rows, cut } = fitBytes(masked.rows, claims.limits.bytes);
+    // The byte limit applies to what is sent, and so does what the bus carries: masked rows
+    // beyond the smaller of the two are cut, and the result says which limit cut them.
+    const { budget, by } = this.#budget(claims);
+    const { rows, cut } = fitBytes(masked.rows, budget);
     return {
       result: {
         columns: masked.columns.map((c) => ({ name: c.name, masked: c.masked, ...(c.reasons.length ? { reasons: c.reasons } : {}) })),
         rows,
         rowCount: cut ? rows.length : out.rowCount,
         truncated: out.truncated || cut,
+        ...(cut ? { truncatedBy: by } : out.truncated ? { truncatedBy: 'rows' as const } : {}),
         command: out.command,
       },
       maskedFields: masked.columns.filter((c) => c.masked).map((c) => `${c.name} (${c.reasons.join(', ')})`),
     };
+  }
+
+  /** Bytes a result may take: the grant's byte limit, or less when the server carries less. */
+  #budget(claims: GrantClaims): { budget: number; by: 'bytes' | 'transport' } {
+    // Room for the outcome's envelope (ids, decision, column metadata) beside the rows.
+    const transport = Math.max(4096, maxBody(this.#d.nc) - 64 * 1024);
+    const grant = claims.limits.bytes ?? DEFAULT_RESULT_BYTES;
+    return grant <= transport ? { budget: grant, by: 'bytes' } : { budget: transport, by: 'transport' };
   }
 
   /** Moves the intent's record from `dispatched` to its end state by compare-and-set. */
@@ -317,6 +364,16 @@ export class Worker {
       }
     }
   }
+}
+
+/** The grant's byte limit when the policy sets none (docs/policy.md: 4 MiB). */
+const DEFAULT_RESULT_BYTES = 4 * 1024 * 1024;
+
+/** The longest prefix of `s` whose UTF-8 encoding fits in `max` bytes (never splits a character). */
+function cutUtf8(s: string, max: number): string {
+  if (Buffer.byteLength(s) <= max) return s;
+  const b = Buffer.from(s).subarray(0, Math.max(0, max));
+  return b.toString('utf8').replace(/\uFFFD$/, '');
 }
 
 /** Keeps the leading rows whose JSON fits in `limit` bytes (with room for the envelope). */
