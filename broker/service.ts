@@ -139,7 +139,11 @@ export class Broker {
       await this.#checkpointer?.close();
       await this.#audit?.close();
     })();
-    if (!(await withDeadline(graceful, deadlineMs))) this.#d.log.error({ deadlineMs }, 'broker stop passed its deadline; in-flight work is left to redelivery');
+    if (!(await withDeadline(graceful, deadlineMs))) {
+      this.#d.log.error({ deadlineMs }, 'broker stop passed its deadline; in-flight work is left to redelivery');
+      // Whatever evidence is still unstored is logged in full by the writer, never dropped silently.
+      await this.#audit?.close(0).catch(() => undefined);
+    }
     this.state = 'STOPPED';
   }
 

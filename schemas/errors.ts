@@ -12,7 +12,8 @@ export const ErrorCodes = {
   WRIT_UNKNOWN_TARGET: { retryable: false, message: 'no such target' },
   WRIT_DUPLICATE_INTENT: { retryable: false, message: 'an intent with this id was already received' },
   WRIT_NOT_FOUND: { retryable: false, message: 'no such intent, or not yours' },
-  WRIT_TIMEOUT: { retryable: true, message: 'no outcome before the wait timed out' },
+  // Not retryable: sending the intent again under a new id could run it twice. Wait again by the same id.
+  WRIT_TIMEOUT: { retryable: false, message: 'no outcome before the wait timed out; wait again by the same intent id, do not resubmit under a new one' },
   // identity
   WRIT_TOKEN_MISSING: { retryable: false, message: 'no token was given' },
   WRIT_TOKEN_INVALID: { retryable: false, message: 'the token could not be verified' },

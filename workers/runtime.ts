@@ -98,7 +98,10 @@ export class Worker {
       await Promise.all(this.#loops.map((l) => l.drain()));
       await this.#audit?.close();
     })();
-    if (!(await withDeadline(graceful, deadlineMs))) this.#d.log.error({ deadlineMs }, 'worker stop passed its deadline');
+    if (!(await withDeadline(graceful, deadlineMs))) {
+      this.#d.log.error({ deadlineMs }, 'worker stop passed its deadline');
+      await this.#audit?.close(0).catch(() => undefined);
+    }
     for (const ac of this.#running) ac.abort();
     await withDeadline(Promise.all(this.#d.executors.map((e) => e.close())), 5_000);
     this.state = 'STOPPED';

@@ -216,7 +216,7 @@ export class PostgresExecutor implements Executor {
     let err: WritError;
     let serverText = false;
     if (e instanceof WritError) err = e;
-    else if (pe.code === '57014' || pe.code === 'WRIT_WATCHDOG') err = new WritError('WRIT_EXEC_TIMEOUT', `the statement ran past ${timeoutMs} ms and was cancelled${pe.writFate ? `; ${pe.writFate}` : ''}`, { cause: e });
+    else if (pe.code === '57014' || pe.code === 'WORKER_WATCHDOG') err = new WritError('WRIT_EXEC_TIMEOUT', `the statement ran past ${timeoutMs} ms and was cancelled${pe.writFate ? `; ${pe.writFate}` : ''}`, { cause: e });
     else if (typeof pe.code === 'string' && /^[0-9A-Z]{5}$/.test(pe.code)) {
       serverText = true;
       err = new WritError('WRIT_EXEC_FAILED', `${pe.message ?? 'statement failed'}${pe.writFate ? ` (${pe.writFate})` : ''}`, { cause: e, details: { sqlstate: pe.code } });

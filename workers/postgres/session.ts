@@ -78,7 +78,7 @@ export class Session {
     }, timeoutMs + CANCEL_GRACE_MS).unref());
     this.#timers.push(setTimeout(() => {
       const stream = (this.client as unknown as { connection?: { stream?: { destroy(e?: Error): void } } }).connection?.stream;
-      stream?.destroy(Object.assign(new Error(`the statement ran past ${timeoutMs} ms and was not cancelled`), { code: 'WRIT_WATCHDOG' }));
+      stream?.destroy(Object.assign(new Error(`the statement ran past ${timeoutMs} ms and was not cancelled`), { code: 'WORKER_WATCHDOG' }));
     }, timeoutMs + CANCEL_GRACE_MS + DESTROY_GRACE_MS).unref());
   }
 
