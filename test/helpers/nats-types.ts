@@ -28,6 +28,12 @@ export interface StartNatsOptions {
    * Default: a fresh temp dir, removed by stop().
    */
   storeDir?: string;
+  /**
+   * Client port on 127.0.0.1. Pass a stopped (or kill9'd) server's `port` together with its
+   * caller-owned `storeDir` to restart it in place: its clients reconnect to the same URL and
+   * find the same JetStream data. Default: a port the server picks (`listen: 127.0.0.1:-1`).
+   */
+  port?: number;
   /** How long to wait for the ports file. Default 20 000 ms. */
   startTimeoutMs?: number;
 }

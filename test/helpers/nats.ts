@@ -30,7 +30,8 @@ const q = (value: string): string => JSON.stringify(value);
 function buildConfig(dir: string, storeDir: string, serverName: string, opts: StartNatsOptions): string {
   const lines = [
     `server_name: ${q(serverName)}`,
-    'listen: 127.0.0.1:-1',
+    // A fixed port lets a restarted server take the place of a stopped one (clients reconnect to the same URL).
+    `listen: 127.0.0.1:${opts.port ?? -1}`,
     `ports_file_dir: ${q(dir)}`,
   ];
   if (opts.jetstream ?? true) lines.push(`jetstream { store_dir: ${q(storeDir)} }`);
