@@ -9,7 +9,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { connectNats, createLogger } from '../lib/index.ts';
+import { connectNats, createLogger, guardProcess, withDeadline } from '../lib/index.ts';
 import { names, readSecret, toWritError, WritError } from '../schemas/index.ts';
 import { Bot } from './bot.ts';
 import { loadSlackBotConfig, SlackAdapter } from './slack/index.ts';
@@ -34,10 +34,15 @@ async function slack(configFile: string): Promise<number> {
   });
   const bot = new Bot({ name: config.name, nc, names: names(config.prefix), adapter: new SlackAdapter({ config, log }), log, replicas: config.replicas });
   await bot.start();
-  log.info({ signal: await untilSignal() }, 'draining');
-  await bot.stop();
-  await nc.drain();
-  return 0;
+  // SIGTERM/SIGINT or an uncaught failure: drain within a deadline, then exit.
+  return guardProcess({
+    log,
+    stop: async () => {
+      await bot.stop();
+      if (!(await withDeadline(nc.drain(), 3_000))) await nc.close();
+    },
+    deadlineMs: 20_000,
+  });
 }
 
 async function terminal(prefix: string): Promise<number> {

@@ -87,12 +87,9 @@ Send a first intent from another terminal:
 
 Ctrl-C stops it.
 `);
-  await new Promise<void>((r) => {
-    process.once('SIGINT', r);
-    process.once('SIGTERM', r);
-  });
-  await stack.stop();
-  return 0;
+  // SIGTERM/SIGINT, or a failure nothing caught: stop everything started, within a deadline.
+  const { guardProcess, createLogger } = await import('../lib/index.ts');
+  return guardProcess({ log: createLogger({ name: 'writ-up' }), stop: () => stack.stop(), deadlineMs: 30_000 });
 }
 
 /** One service in the foreground, drained on SIGTERM/SIGINT: how deployments run replicas. */
@@ -107,13 +104,15 @@ async function service(kind: 'broker' | 'worker', args: string[]): Promise<numbe
     : await (await import('../workers/index.ts')).createWorker({ nc, config, log });
   await svc.start();
   process.stdout.write(`${kind} ${svc.id} running\n`);
-  await new Promise<void>((r) => {
-    process.once('SIGINT', r);
-    process.once('SIGTERM', r);
+  const { guardProcess, withDeadline } = await import('../lib/index.ts');
+  return guardProcess({
+    log,
+    stop: async () => {
+      await svc.stop();
+      if (!(await withDeadline(nc.drain(), 3_000))) await nc.close();
+    },
+    deadlineMs: 25_000,
   });
-  await svc.stop();
-  await nc.drain();
-  return 0;
 }
 
 async function token(args: string[]): Promise<number> {
