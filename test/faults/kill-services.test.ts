@@ -4,7 +4,7 @@
  * evidence in its chain, `writ audit verify` passes, and the agent learns every end state.
  */
 import { afterEach, expect, it } from 'vitest';
-import { checkInvariants } from './helpers/invariants.ts';
+import { checkInvariants, countState } from './helpers/invariants.ts';
 import { startFaultStack, workerBackends, type FaultStack } from './helpers/stack.ts';
 import { Workload } from './helpers/workload.ts';
 
@@ -39,10 +39,10 @@ it('kill -9 of the broker mid-burst: nothing lost, nothing twice, all evidence',
   await burst;
   const rep = await checkInvariants(s, w);
   console.log('broker kill -9:', rep.counts);
-  expect(rep.violations).toEqual([]);
-  expect(w.accepted().length).toBeGreaterThanOrEqual(160);
-  expect(s.crashes().map((p) => `${p.kind} ${p.pid}: ${p.tail(2000)}`)).toEqual([]);
-  expect(worker.exit).toBeUndefined();
+  expect.soft(rep.violations).toEqual([]);
+  expect.soft(w.accepted().length).toBeGreaterThanOrEqual(160);
+  expect.soft(s.crashes().map((p) => `${p.kind} ${p.pid}: ${p.tail(2000)}`)).toEqual([]);
+  expect.soft(worker.exit).toBeUndefined();
 }, 150_000);
 
 it('kill -9 of the worker mid-statement: the lost runs end unknown, none re-run', async () => {
@@ -51,7 +51,7 @@ it('kill -9 of the worker mid-statement: the lost runs end unknown, none re-run'
   const worker = await s.startWorker();
   const w = new Workload(await Promise.all([0, 1, 2].map(() => s!.client())), 3);
   await w.burst(6);
-  const load = w.load((i) => (i % 3 === 0 ? 'slow' : 'fast'), 4, 100);
+  const load = w.load((i) => (i % 3 === 0 ? 'slow' : 'fast'), 3, 250);
   // Mid-statement: at least two of its backends are inside a pg_sleep INSERT.
   await until('worker mid-statement', async () => (await workerBackends(s!)).filter((b) => b.state === 'active' && b.query.includes('pg_sleep')).length >= 2);
   const running = (await workerBackends(s)).filter((b) => b.state === 'active' && b.query.includes('pg_sleep')).length;
@@ -62,8 +62,8 @@ it('kill -9 of the worker mid-statement: the lost runs end unknown, none re-run'
   await load.stop();
   const rep = await checkInvariants(s, w);
   console.log('worker kill -9:', { running, ...rep.counts });
-  expect(rep.violations).toEqual([]);
+  expect.soft(rep.violations).toEqual([]);
   // The runs the kill interrupted were declared lost (unknown), not re-run by the new worker.
-  expect(rep.counts['unknown'] ?? 0).toBeGreaterThanOrEqual(1);
-  expect(s.crashes().map((p) => `${p.kind} ${p.pid}: ${p.tail(2000)}`)).toEqual([]);
+  expect.soft(countState(rep, 'unknown')).toBeGreaterThanOrEqual(1);
+  expect.soft(s.crashes().map((p) => `${p.kind} ${p.pid}: ${p.tail(2000)}`)).toEqual([]);
 }, 150_000);

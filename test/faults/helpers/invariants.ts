@@ -208,3 +208,8 @@ export async function checkInvariants(s: FaultStack, w: Workload, opts: { deadli
 export function stateOf(rep: Report, sub: Submission): IntentState | undefined {
   return rep.records.get(sub.intentId)?.state;
 }
+
+/** How many accepted intents ended in `state` (any error code). */
+export function countState(rep: Report, state: IntentState): number {
+  return [...rep.records.values()].filter((r) => r.state === state).length;
+}

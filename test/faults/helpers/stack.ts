@@ -223,9 +223,18 @@ export async function startFaultStack(opts: FaultStackOptions = {}): Promise<Fau
 }
 
 /** The worker backends on the target right now (pg_stat_activity, application_name writ-worker). */
-export async function workerBackends(s: FaultStack): Promise<Array<{ pid: number; state: string; query: string }>> {
-  const r = await s.admin.query<{ pid: number; state: string; query: string }>(
-    "SELECT pid, state, query FROM pg_stat_activity WHERE application_name = 'writ-worker' AND datname = $1",
+export interface Backend {
+  pid: number;
+  state: string;
+  query: string;
+  /** How long its current statement has been running, ms. */
+  runningMs: number;
+}
+
+export async function workerBackends(s: FaultStack): Promise<Backend[]> {
+  const r = await s.admin.query<Backend>(
+    `SELECT pid, state, query, (extract(epoch FROM clock_timestamp() - query_start) * 1000)::int AS "runningMs"
+       FROM pg_stat_activity WHERE application_name = 'writ-worker' AND datname = $1`,
     [s.db.database],
   );
   return r.rows;
