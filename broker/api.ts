@@ -42,6 +42,8 @@ export class ApiService {
   readonly #d: ApiDeps;
   readonly #subs: Subscription[] = [];
   readonly #pending = new Set<Promise<void>>();
+  /** Open KV watches of long-polling `wait` requests: stopped at shutdown, so a stop never waits them out. */
+  readonly #watches = new Set<{ stop(): void }>();
 
   constructor(d: ApiDeps) {
     this.#d = d;
@@ -63,7 +65,9 @@ export class ApiService {
   }
 
   async stop(): Promise<void> {
-    for (const s of this.#subs) await s.drain().catch(() => undefined);
+    await Promise.all(this.#subs.map((s) => s.drain().catch(() => undefined)));
+    // A `wait` may long-poll for 30 s: end it now; the agent's SDK asks another replica.
+    for (const w of this.#watches) w.stop();
     await Promise.allSettled([...this.#pending]);
   }
 
@@ -153,12 +157,14 @@ export class ApiService {
 
   async #appear(key: string, timeoutMs: number): Promise<KvEntry | null> {
     const watch = await this.#d.kv.intents.watch({ key });
+    this.#watches.add(watch);
     const timer = setTimeout(() => watch.stop(), timeoutMs);
     try {
       for await (const e of watch) if (e.operation === 'PUT') return e;
     } finally {
       clearTimeout(timer);
       watch.stop();
+      this.#watches.delete(watch);
     }
     return null;
   }
@@ -207,6 +213,7 @@ export class ApiService {
   async #wait(rec: IntentRecord, entry: KvEntry, timeoutMs: number): Promise<ApiReply> {
     if (TERMINAL_STATES.has(rec.state)) return { v: 1, type: 'outcome', outcome: await this.#outcome(rec) };
     const watch = await this.#d.kv.intents.watch({ key: rec.intentId });
+    this.#watches.add(watch);
     const timer = setTimeout(() => watch.stop(), timeoutMs);
     try {
       for await (const e of watch) {
@@ -217,6 +224,7 @@ export class ApiService {
     } finally {
       clearTimeout(timer);
       watch.stop();
+      this.#watches.delete(watch);
     }
     throw new WritError('WRIT_TIMEOUT');
   }

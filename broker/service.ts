@@ -131,9 +131,8 @@ export class Broker {
     this.state = 'DRAINING';
     this.#sweeper?.stop();
     const graceful = (async () => {
-      await this.#api?.stop();
-      await this.#approvals?.stop();
-      await this.#loop?.drain();
+      // Take nothing new anywhere at once; then finish what is in flight.
+      await Promise.all([this.#api?.stop(), this.#approvals?.stop(), this.#loop?.drain()]);
       await this.#policy?.stop?.();
       await this.#audit?.flush();
       await this.#checkpointer?.close();
