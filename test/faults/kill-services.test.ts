@@ -34,11 +34,14 @@ it('kill -9 of the broker mid-burst: nothing lost, nothing twice, all evidence',
   // Mid-burst: the broker is dispatching (intents in flight between audit and order).
   await until('burst under way', async () => w.accepted().length >= 50);
   broker.kill9();
+  const killedAt = Date.now();
   await sleep(1_000);
   await s.startBroker();
+  const restartMs = Date.now() - killedAt;
   await burst;
+  const burstMs = Date.now() - killedAt;
   const rep = await checkInvariants(s, w);
-  console.log('broker kill -9:', rep.counts);
+  console.log('broker kill -9:', { restartMs, burstMs, ...rep.counts });
   expect.soft(rep.violations).toEqual([]);
   expect.soft(w.accepted().length).toBeGreaterThanOrEqual(160);
   expect.soft(s.crashes().map((p) => `${p.kind} ${p.pid}: ${p.tail(2000)}`)).toEqual([]);

@@ -122,12 +122,16 @@ export async function auditVerify(s: FaultStack): Promise<{ code: number | null;
 
 export async function checkInvariants(s: FaultStack, w: Workload, opts: { deadlineMs?: number; agent?: boolean } = {}): Promise<Report> {
   const start = Date.now();
-  const deadlineMs = opts.deadlineMs ?? 60_000;
+  // A broker killed mid-burst leaves intents with its consumer until ack_wait (30 s) hands them to the next one.
+  const deadlineMs = opts.deadlineMs ?? 75_000;
   const violations: string[] = [];
   const accepted = w.accepted();
 
   // 1. end states
+  const t: Record<string, number> = {};
+  const lap = (k: string) => (t[k] = Date.now() - start);
   const seen = await waitForEndStates(s, accepted, deadlineMs);
+  lap('endStatesMs');
   const records = new Map<string, IntentRecord>();
   for (const sub of accepted) {
     const r = seen.get(sub.intentId);
@@ -136,6 +140,7 @@ export async function checkInvariants(s: FaultStack, w: Workload, opts: { deadli
     if (r) records.set(sub.intentId, r);
   }
   await waitForQuiet(s, start + deadlineMs);
+  lap('quietMs');
 
   // 2. at most once, counted on the target
   const rows = await rowsByTag(s);
@@ -168,10 +173,12 @@ export async function checkInvariants(s: FaultStack, w: Workload, opts: { deadli
     await sleep(1_000);
   }
   violations.push(...evidence);
+  lap('evidenceMs');
 
   // 4. writ audit verify, against state
   const v = await auditVerify(s);
   if (v.code !== 0) violations.push(`audit verify exited ${v.code}: ${v.out.slice(0, 3000)}`);
+  lap('verifyMs');
 
   // 5. the agent learns the end state through the SDK (the broker's API), promptly
   if (opts.agent ?? true) {
@@ -192,6 +199,7 @@ export async function checkInvariants(s: FaultStack, w: Workload, opts: { deadli
     }));
   }
 
+  lap('agentMs');
   // records may have moved on since step 1 (e.g. a late exec.finished after unknown): keep the latest
   for (const sub of accepted) {
     const r = await record(intents, sub.intentId).catch(() => undefined);
@@ -202,7 +210,7 @@ export async function checkInvariants(s: FaultStack, w: Workload, opts: { deadli
     const k = r.error ? `${r.state}:${r.error.code}` : r.state;
     counts[k] = (counts[k] ?? 0) + 1;
   }
-  return { violations, records, rows, counts };
+  return { violations, records, rows, counts: { ...counts, ...t } };
 }
 
 export function stateOf(rep: Report, sub: Submission): IntentState | undefined {
