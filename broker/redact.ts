@@ -1,11 +1,16 @@
 /**
- * What the broker writes to the audit log and to approvers never carries a secret that an
- * agent put into its command text (`echo ghp_…`, `… WHERE password = 'hunter2'` is not
- * caught, but tokens, keys, card numbers and the like are): strings are passed through the
- * masking engine's value detectors first. The SHA-256 of the exact text is recorded beside
- * it, so the evidence still pins exactly what ran.
+ * What the broker writes to the audit log and shows approvers never carries a secret that an
+ * agent put into its command text (`echo ghp_…`, tokens, keys, card numbers and the like; a
+ * password no detector knows is not caught): the masking engine's value detectors run over
+ * it. For commands they run **inside literal tokens only** (SQL string constants and
+ * comments, shell words and strings), by the classifier's own tokens, and a literal with a
+ * finding is replaced whole by a marker that holds no quote, backslash or dollar: a mask can
+ * never span a token boundary, so what an approver reads has the structure of what runs. A
+ * final check compares the token shapes of both texts; if they differ, the text is withheld
+ * rather than shown wrong. The SHA-256 of the exact text is recorded beside it.
  */
 import { compileMasking, maskText, type CompiledMasking } from '../masking/index.ts';
+import { shellLiterals, shellTokenShape, sqlLiterals, sqlTokenShape, type LiteralSpan } from '../classify/index.ts';
 import type { Command } from '../schemas/index.ts';
 
 // Every detector, redact strategy: the audit keeps the kind of secret, never the value.
@@ -19,8 +24,67 @@ export function redactText(s: string): string {
   }
 }
 
+/** The kinds a detector finds in `s` (empty: nothing to mask). */
+function findings(s: string): string[] {
+  const r = maskText(s, SPEC);
+  if (r.text === s) return [];
+  const kinds = [...new Set([...r.text.matchAll(/\[MASKED:([a-z0-9_]+)\]|\[REDACTED:([a-z0-9_]+)\]/gi)].map((m) => (m[1] ?? m[2] ?? 'secret').toLowerCase()))];
+  return kinds.length ? kinds : ['secret'];
+}
+
+/**
+ * Rewrites the inner part of each literal with a finding; shape-checks the result. A finding
+ * in a token that is not a literal (a quoted identifier, say) withholds the whole text. A
+ * detector match that only exists across tokens is no token's secret, and is left alone.
+ */
+function redactLiterals(text: string, spans: LiteralSpan[], shape: (t: string) => string[], marker: (kinds: string[], span: LiteralSpan) => string): string {
+  let out = '';
+  let at = 0;
+  for (const sp of spans) {
+    const inner = text.slice(sp.innerStart, sp.innerEnd);
+    const kinds = findings(inner);
+    if (kinds.length === 0) continue;
+    if (sp.kind === 'other') return WITHHELD;
+    out += text.slice(at, sp.innerStart) + marker(kinds, sp);
+    at = sp.innerEnd;
+  }
+  if (at === 0) return text;
+  out += text.slice(at);
+  return sameShape(shape, text, out) ? out : WITHHELD;
+}
+
+const WITHHELD = '[withheld: the command could not be masked without changing its structure; its SHA-256 is recorded]';
+
+function sameShape(shape: (t: string) => string[], a: string, b: string): boolean {
+  try {
+    const x = shape(a);
+    const y = shape(b);
+    return x.length === y.length && x.every((t, i) => t === y[i]);
+  } catch {
+    return false;
+  }
+}
+
+export function redactSql(sql: string): string {
+  try {
+    return redactLiterals(sql, sqlLiterals(sql), sqlTokenShape, (kinds) => `[MASKED:${kinds.join(',')}]`);
+  } catch {
+    // Not scannable: shown only when no detector finds anything in it.
+    return redactText(sql) === sql ? sql : WITHHELD;
+  }
+}
+
+export function redactShell(command: string): string {
+  try {
+    // An unquoted word's marker is a bare word (no glob or quote characters in it).
+    return redactLiterals(command, shellLiterals(command), shellTokenShape, (kinds, sp) => (sp.kind === 'word' ? `MASKED_${kinds.join('_')}` : `[MASKED:${kinds.join(',')}]`));
+  } catch {
+    return redactText(command) === command ? command : WITHHELD;
+  }
+}
+
 export function redactCommand(c: Command): Command {
-  return c.kind === 'sql' ? { kind: 'sql', sql: redactText(c.sql) } : { kind: 'shell', command: redactText(c.command) };
+  return c.kind === 'sql' ? { kind: 'sql', sql: redactSql(c.sql) } : { kind: 'shell', command: redactShell(c.command) };
 }
 
 /** Deep copy with every string masked. */

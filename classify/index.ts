@@ -22,3 +22,4 @@ export {
   type CacheDialect,
   type FactsCache,
 } from './cache.ts';
+export { sqlLiterals, sqlTokenShape, shellLiterals, shellTokenShape, type LiteralSpan } from './literals.ts';
