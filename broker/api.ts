@@ -2,17 +2,22 @@
  * The agents' request/reply API on `writ.api.<op>`, served by every broker replica in
  * one queue group. Each request carries the agent's token; an agent only ever sees its
  * own intents (another principal's id answers "not found", not "forbidden").
+ *
+ * Answers go only to a reply subject under the requester's own inbox (lib/reply.ts), and only
+ * once its token is verified: an invalid request, or one that names any other reply subject
+ * ($KV, $JS, writ.audit, another principal's inbox), gets no answer and is audited under
+ * `_unattributed`. Outcomes are answered sealed to the request's `replyKey`.
  */
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { KvEntry } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { AuditWriter } from '../audit/index.ts';
-import { sendReply, type Logger } from '../lib/index.ts';
+import { inboxIdFor, isReplySubjectOf, openOutcome, sanitizeSubject, sealOutcome, sendReply, type Logger, type SealKeyPair } from '../lib/index.ts';
 import {
   ApiRequestSchema, IntentRecordSchema, OutcomeSchema, TERMINAL_STATES, WritError, formatIssues, toWritError,
-  type ApiReply, type IntentRecord, type IntentState, type Names, type Outcome, type TargetConfig,
+  type ApiReply, type ApiRequest, type IntentRecord, type IntentState, type Names, type Outcome, type TargetConfig,
 } from '../schemas/index.ts';
-import type { IdentityVerifier } from './identity.ts';
+import type { IdentityVerifier, VerifiedIdentity } from './identity.ts';
 import type { Buckets } from './provision.ts';
 import type { Approvals } from './approvals.ts';
 import type { Sweeper } from './sweeper.ts';
@@ -36,6 +41,32 @@ export interface ApiDeps {
   targets: ReadonlyMap<string, TargetConfig>;
   /** The broker's classifier (shared cache and limits). */
   classify: ClassifyCommand;
+  /** Opens the durable results copy (sealed to the broker) to re-seal it to the asking agent. */
+  resultsKey: SealKeyPair;
+}
+
+/**
+ * An intent's outcome in clear, for sealing to whoever asks: the stored result (opened with the
+ * broker's results key; the sweeper's own `unknown` is stored unsealed and carries no data), or,
+ * without one, built from the record.
+ */
+export async function outcomeOf(rec: IntentRecord, d: { jsm: JetStreamManager; names: Names; resultsKey: SealKeyPair; log: Logger }): Promise<Outcome> {
+  if (rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'unknown') {
+    try {
+      const sm = await d.jsm.streams.getMessage(d.names.streams.results, { last_by_subj: d.names.result(rec.intentId) });
+      if (sm) {
+        const o = OutcomeSchema.parse(sm.json());
+        if (o.intentId === rec.intentId) return o.sealed ? openOutcome(o, d.resultsKey) : o;
+      }
+    } catch (e) {
+      // No stored result (e.g. lost worker), or sealed to a results key since rotated: the record answers.
+      d.log.debug({ err: e, intentId: rec.intentId }, 'no readable stored result; answering from the record');
+    }
+  }
+  return {
+    v: 1, type: 'outcome', intentId: rec.intentId, sessionId: rec.sessionId, status: rec.state, at: rec.updatedAt,
+    ...(rec.decision ? { decision: rec.decision } : {}), ...(rec.error ? { error: rec.error } : {}),
+  };
 }
 
 export class ApiService {
@@ -72,28 +103,49 @@ export class ApiService {
   }
 
   async #serve(m: Msg): Promise<void> {
+    // First who is asking, and whether the reply subject is theirs: nothing is answered before both hold.
+    let req: ApiRequest;
+    let who: VerifiedIdentity;
+    try {
+      req = parseRequest(m);
+      who = await this.#d.identity.verify(req.token);
+    } catch (e) {
+      await this.#dropped(m, 'unverified', toWritError(e).code);
+      return;
+    }
+    const inbox = inboxIdFor(who.principal.iss, who.principal.sub);
+    if (!isReplySubjectOf(m.reply, inbox)) {
+      await this.#dropped(m, 'foreign-reply', 'WRIT_REPLY_REFUSED', who);
+      return;
+    }
     let reply: ApiReply;
     try {
-      reply = await this.#dispatch(m);
+      reply = await this.#dispatch(req, who);
     } catch (e) {
       const err = toWritError(e);
       if (err.code === 'WRIT_INTERNAL') this.#d.log.error({ err: e }, 'api request failed');
       reply = { v: 1, type: 'error', error: err.toReply() };
     }
-    if (m.reply) sendReply(this.#d.nc, m.reply, reply, (e) => ({ v: 1, type: 'error', error: e.toReply() }), this.#d.log);
+    sendReply(this.#d.nc, m.reply!, reply, (e) => ({ v: 1, type: 'error', error: e.toReply() }), this.#d.log, inbox);
   }
 
-  async #dispatch(m: Msg): Promise<ApiReply> {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(m.string());
-    } catch (e) {
-      throw new WritError('WRIT_BAD_JSON', undefined, { cause: e });
-    }
-    const parsed = ApiRequestSchema.safeParse(raw);
-    if (!parsed.success) throw new WritError('WRIT_BAD_REQUEST', formatIssues(parsed.error));
-    const req = parsed.data;
-    const who = await this.#d.identity.verify(req.token);
+  /** An API request that gets no answer: its attempt is evidence, under `_unattributed`, its subject escaped. */
+  async #dropped(m: Msg, reason: 'unverified' | 'foreign-reply', code: string, who?: VerifiedIdentity): Promise<void> {
+    this.#d.log.warn({ op: sanitizeSubject(m.subject), reply: sanitizeSubject(m.reply ?? ''), reason, code, sub: who?.principal.sub }, 'api request dropped: no answer sent');
+    await this.#d.audit.append({
+      sessionId: '_unattributed', type: 'reply.refused',
+      payload: { source: 'api', subject: sanitizeSubject(m.subject), replyTo: m.reply === undefined ? null : sanitizeSubject(m.reply), reason, code, ...(who ? { principal: who.principal } : {}) },
+    });
+  }
+
+  /** Seals an outcome to the request's key; a request without one gets no outcome in clear. */
+  #sealed(req: ApiRequest, o: Outcome): ApiReply {
+    const key = 'replyKey' in req ? req.replyKey : undefined;
+    if (!key) throw new WritError('WRIT_SEAL_REQUIRED', 'send replyKey with wait and result: outcomes are only answered sealed');
+    return { v: 1, type: 'outcome', outcome: sealOutcome(o, key) };
+  }
+
+  async #dispatch(req: ApiRequest, who: VerifiedIdentity): Promise<ApiReply> {
     switch (req.type) {
       case 'pending':
         return { v: 1, type: 'pending', requests: await this.#pendingFor(who.principal) };
@@ -145,9 +197,10 @@ export class ApiService {
         return { v: 1, type: 'status', intentId: rec.intentId, status: await this.#liveState(rec) };
       case 'result':
         if (!TERMINAL_STATES.has(rec.state)) return { v: 1, type: 'status', intentId: rec.intentId, status: await this.#liveState(rec) };
-        return { v: 1, type: 'outcome', outcome: await this.#outcome(rec) };
+        return this.#sealed(req, await this.#outcome(rec));
       case 'wait':
-        return this.#wait(rec, entry!, req.timeoutMs);
+        if (!req.replyKey) throw new WritError('WRIT_SEAL_REQUIRED', 'send replyKey with wait and result: outcomes are only answered sealed');
+        return this.#sealed(req, await this.#wait(rec, entry!, req.timeoutMs));
       case 'cancel':
         if (rec.state !== 'pending') throw new WritError('WRIT_NOT_PENDING', `only a pending intent can be cancelled; this one is ${rec.state}`);
         if (!(await this.#d.approvals.end(rec.intentId, 'cancelled', who.principal.sub))) throw new WritError('WRIT_NOT_PENDING', 'the intent changed state before it could be cancelled');
@@ -195,23 +248,12 @@ export class ApiService {
     return claim && claim.operation === 'PUT' ? 'running' : 'dispatched';
   }
 
-  async #outcome(rec: IntentRecord): Promise<Outcome> {
-    if (rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'unknown') {
-      try {
-        const sm = await this.#d.jsm.streams.getMessage(this.#d.names.streams.results, { last_by_subj: this.#d.names.result(rec.intentId) });
-        if (sm) return OutcomeSchema.parse(sm.json());
-      } catch {
-        // No stored result (e.g. lost worker): fall back to the record.
-      }
-    }
-    return {
-      v: 1, type: 'outcome', intentId: rec.intentId, sessionId: rec.sessionId, status: rec.state, at: rec.updatedAt,
-      ...(rec.decision ? { decision: rec.decision } : {}), ...(rec.error ? { error: rec.error } : {}),
-    };
+  #outcome(rec: IntentRecord): Promise<Outcome> {
+    return outcomeOf(rec, { jsm: this.#d.jsm, names: this.#d.names, resultsKey: this.#d.resultsKey, log: this.#d.log });
   }
 
-  async #wait(rec: IntentRecord, entry: KvEntry, timeoutMs: number): Promise<ApiReply> {
-    if (TERMINAL_STATES.has(rec.state)) return { v: 1, type: 'outcome', outcome: await this.#outcome(rec) };
+  async #wait(rec: IntentRecord, entry: KvEntry, timeoutMs: number): Promise<Outcome> {
+    if (TERMINAL_STATES.has(rec.state)) return this.#outcome(rec);
     const watch = await this.#d.kv.intents.watch({ key: rec.intentId });
     this.#watches.add(watch);
     const timer = setTimeout(() => watch.stop(), timeoutMs);
@@ -219,7 +261,7 @@ export class ApiService {
       for await (const e of watch) {
         if (e.operation !== 'PUT' || e.revision < entry.revision) continue;
         const cur = IntentRecordSchema.parse(e.json());
-        if (TERMINAL_STATES.has(cur.state)) return { v: 1, type: 'outcome', outcome: await this.#outcome(cur) };
+        if (TERMINAL_STATES.has(cur.state)) return this.#outcome(cur);
       }
     } finally {
       clearTimeout(timer);
@@ -230,4 +272,16 @@ export class ApiService {
   }
 
 
+}
+
+function parseRequest(m: Msg): ApiRequest {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(m.string());
+  } catch (e) {
+    throw new WritError('WRIT_BAD_JSON', undefined, { cause: e });
+  }
+  const parsed = ApiRequestSchema.safeParse(raw);
+  if (!parsed.success) throw new WritError('WRIT_BAD_REQUEST', formatIssues(parsed.error));
+  return parsed.data;
 }

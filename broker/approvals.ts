@@ -15,9 +15,9 @@ import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, 
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { AuditWriter } from '../audit/index.ts';
-import { consumeConcurrently, sendReply, type ConsumeLoop, type Logger } from '../lib/index.ts';
+import { consumeConcurrently, inboxIdFor, isReplySubjectOf, sanitizeSubject, sealOutcome, sendReply, type ConsumeLoop, type Logger } from '../lib/index.ts';
 import {
-  ApprovalDecisionSchema, IntentRecordSchema, InboxSchema, sha256Hex, toWritError, WritError,
+  ApprovalDecisionSchema, IntentRecordSchema, sha256Hex, toWritError, WritError,
   type ApprovalDecision, type ApprovalOutcome, type ApprovalRequest, type Config, type Intent, type IntentRecord, type Names, type Outcome, type Principal, type TargetConfig,
 } from '../schemas/index.ts';
 import type { VerifiedIdentity, IdentityVerifier } from './identity.ts';
@@ -106,7 +106,10 @@ export class Approvals {
   }
 
   /** Creates the pending record and publishes the request. Returns false when the id exists (a duplicate). */
-  async open(intent: Intent, who: VerifiedIdentity, target: TargetConfig, decision: PolicyDecision, facts: CommandFacts, commandSha256: string, audit: (t: string, p: Record<string, unknown>) => void): Promise<boolean> {
+  async open(
+    intent: Intent, who: VerifiedIdentity, target: TargetConfig, decision: PolicyDecision, facts: CommandFacts, commandSha256: string,
+    audit: (t: string, p: Record<string, unknown>) => void, reply: NonNullable<IntentRecord['reply']>,
+  ): Promise<boolean> {
     const spec = decision.approval ?? { groups: ['approvers'], count: 1, timeoutSec: 3600 };
     const now = Date.now();
     const expiresAt = Math.min(now + spec.timeoutSec * 1000, intent.deadline ?? Number.MAX_SAFE_INTEGER);
@@ -114,10 +117,11 @@ export class Approvals {
     const record: IntentRecord = {
       intentId: intent.id, sessionId: intent.sessionId, target: target.name, kind: target.kind, principal: who.principal, state: 'pending',
       decision: { effect: decision.effect, rules: decision.rules, reasons: decision.reasons, mode: decision.mode, policyVersion: decision.policyVersion },
-      commandSha256, createdAt: now, updatedAt: now, grant: grantSpecOf(decision),
+      commandSha256, createdAt: now, updatedAt: now, grant: grantSpecOf(decision), reply,
       pending: {
         rule, spec, expiresAt, votes: [],
-        order: { command: intent.command, mode: decision.mode, limits: decision.limits, ...(decision.masking !== undefined ? { mask: decision.masking } : {}), ...(intent.replyTo ? { replyTo: intent.replyTo } : {}) },
+        // The reply is in `record.reply` (validated by the broker); the order keeps none of its own.
+        order: { command: intent.command, mode: decision.mode, limits: decision.limits, ...(decision.masking !== undefined ? { mask: decision.masking } : {}) },
       },
     };
     try {
@@ -133,14 +137,22 @@ export class Approvals {
     };
     await this.#d.js.publish(this.#d.names.approvalRequest(target.name), enc.encode(JSON.stringify(req)), { msgID: `req-${intent.id}` });
     audit('approval.requested', { rule, approvers: spec.groups, count: spec.count, expiresAt });
-    if (intent.replyTo) {
-      const o: Outcome = {
-        v: 1, type: 'outcome', intentId: intent.id, sessionId: intent.sessionId, status: 'pending', at: now, decision: record.decision!,
-        error: new WritError('WRIT_APPROVAL_REQUIRED', `waiting for ${spec.count} approval(s) from ${spec.groups.join(', ')} until ${new Date(expiresAt).toISOString()}`).toReply(),
-      };
-      sendReply(this.#d.nc, intent.replyTo, o, (e) => ({ ...o, decision: undefined, error: e.toReply() }), this.#d.log);
-    }
+    this.#answer(record, {
+      v: 1, type: 'outcome', intentId: intent.id, sessionId: intent.sessionId, status: 'pending', at: now, decision: record.decision!,
+      error: new WritError('WRIT_APPROVAL_REQUIRED', `waiting for ${spec.count} approval(s) from ${spec.groups.join(', ')} until ${new Date(expiresAt).toISOString()}`).toReply(),
+    });
     return true;
+  }
+
+  /** Tells the agent, on the reply the broker validated at intake, sealed to its key; records without one get nothing. */
+  #answer(rec: IntentRecord, o: Outcome): void {
+    const r = rec.reply;
+    if (!r?.to) return;
+    try {
+      sendReply(this.#d.nc, r.to, sealOutcome(o, r.key), (e) => sealOutcome({ ...o, decision: undefined, error: e.toReply() }, r.key), this.#d.log, r.inbox);
+    } catch (e) {
+      this.#d.log.warn({ err: e, intentId: o.intentId }, 'could not seal an outcome; not sent');
+    }
   }
 
   async #onDecision(m: JsMsg): Promise<void> {
@@ -151,17 +163,35 @@ export class Approvals {
       m.term();
       return;
     }
-    const replyTo = InboxSchema.safeParse((raw as { replyTo?: unknown })?.replyTo);
-    const reply = (body: Record<string, unknown>) => replyTo.success && sendReply(this.#d.nc, replyTo.data, body, (e) => ({ accepted: false, code: e.code, message: e.message }), this.#d.log);
+    const replyTo = (raw as { replyTo?: unknown })?.replyTo;
     const { replyTo: _r, ...rest } = (raw ?? {}) as Record<string, unknown>;
     const parsed = ApprovalDecisionSchema.safeParse(rest);
     if (!parsed.success) {
-      reply({ accepted: false, code: 'WRIT_BAD_REQUEST', message: 'invalid decision' });
+      // Unverified: no answer anywhere (no deputy); the attempt is evidence.
+      await this.#d.audit.append({ sessionId: '_unattributed', type: 'approval.refused', payload: { code: 'WRIT_BAD_REQUEST', ...(replyTo !== undefined ? { replyTo: sanitizeSubject(replyTo) } : {}) } });
       m.term();
       return;
     }
+    let who: VerifiedIdentity;
     try {
-      const r = await this.#apply(parsed.data);
+      who = await this.#d.identity.verify(parsed.data.token);
+    } catch (e) {
+      await this.#d.audit.append({
+        sessionId: '_unattributed', type: 'approval.refused',
+        payload: { intentId: parsed.data.intentId, code: toWritError(e).code, ...(replyTo !== undefined ? { replyTo: sanitizeSubject(replyTo) } : {}) },
+      });
+      m.ack();
+      return;
+    }
+    // The voter is answered only on its own inbox; a vote naming another subject still counts, unanswered.
+    const inbox = inboxIdFor(who.principal.iss, who.principal.sub);
+    const mine = isReplySubjectOf(replyTo, inbox);
+    if (replyTo !== undefined && !mine) {
+      await this.#d.audit.append({ sessionId: '_unattributed', type: 'reply.refused', payload: { source: 'approval', intentId: parsed.data.intentId, subject: sanitizeSubject(replyTo), principal: who.principal } });
+    }
+    const reply = (body: Record<string, unknown>) => mine && sendReply(this.#d.nc, replyTo, body, (e) => ({ accepted: false, code: e.code, message: e.message }), this.#d.log, inbox);
+    try {
+      const r = await this.#apply(parsed.data, who);
       reply({ accepted: true, status: r });
     } catch (e) {
       const err = toWritError(e);
@@ -175,16 +205,9 @@ export class Approvals {
   }
 
   /** Verifies one vote and applies it; returns the intent's state afterwards. */
-  async #apply(d: ApprovalDecision): Promise<string> {
+  async #apply(d: ApprovalDecision, who: VerifiedIdentity): Promise<string> {
     const { audit, config } = this.#d;
     let approver: { sub: string; groups: string[]; via: string; iss: string };
-    let who: VerifiedIdentity;
-    try {
-      who = await this.#d.identity.verify(d.token);
-    } catch (e) {
-      await audit.append({ sessionId: '_unattributed', type: 'approval.refused', payload: { intentId: d.intentId, code: toWritError(e).code } });
-      throw e;
-    }
     if (d.onBehalfOf) {
       if (!config.approvals.trustedBots.includes(who.principal.sub)) {
         throw await this.#refuse(d, who.principal.sub, new WritError('WRIT_APPROVER_NOT_ALLOWED', `${who.principal.sub} is not a trusted approver bot`));
@@ -256,9 +279,7 @@ export class Approvals {
     await this.#d.js.publish(this.#d.names.approvalOutcome(rec.intentId), enc.encode(JSON.stringify(out)));
     await this.#d.audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: `approval.${status}`, payload: { by, reason } });
     if (status !== 'dispatched') {
-      const o: Outcome = { v: 1, type: 'outcome', intentId: rec.intentId, sessionId: rec.sessionId, status: rec.state, at: Date.now(), ...(rec.error ? { error: rec.error } : {}) };
-      const replyTo = rec.pending?.order.replyTo;
-      if (replyTo) sendReply(this.#d.nc, replyTo, o, (e) => ({ ...o, error: e.toReply() }), this.#d.log);
+      this.#answer(rec, { v: 1, type: 'outcome', intentId: rec.intentId, sessionId: rec.sessionId, status: rec.state, at: Date.now(), ...(rec.error ? { error: rec.error } : {}) });
     }
   }
 

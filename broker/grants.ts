@@ -17,12 +17,15 @@ export function grantSpecOf(d: Pick<PolicyDecision, 'mode' | 'limits' | 'masking
  * first grant's expiry so re-sending never extends it. A record without a GrantSpec (never
  * decided to run) cannot be granted: that is an internal error, not a default.
  */
-export function buildGrantClaims(rec: IntentRecord, o: { nowSec: number; ttlSec: number; exp?: number; policyVersion: string }): GrantClaims {
+export function buildGrantClaims(rec: IntentRecord, o: { nowSec: number; ttlSec: number; exp?: number; policyVersion: string; storeKey?: string }): GrantClaims {
   const g = rec.grant;
   if (!g) throw new WritError('WRIT_INTERNAL', `intent ${rec.intentId} has no recorded grant`);
   return {
     gid: rec.grantId ?? rec.intentId, iid: rec.intentId, sid: rec.sessionId, tgt: rec.target, kind: rec.kind, mode: g.mode,
     sha256: rec.commandSha256, iat: o.nowSec, exp: o.exp ?? o.nowSec + o.ttlSec, limits: g.limits,
     mask: g.mask, policyVersion: rec.decision?.policyVersion ?? o.policyVersion, sub: rec.principal.sub,
+    // Where the worker may answer, as the broker validated it (signed, so an order cannot redirect it).
+    ...(rec.reply ? { rpl: { inbox: rec.reply.inbox, key: rec.reply.key } } : {}),
+    ...(o.storeKey ? { stk: o.storeKey } : {}),
   };
 }

@@ -6,14 +6,17 @@
  * nothing is lost on a crash (the redelivered intent finds its record and re-sends
  * the same order, which the claim makes harmless) and the agent's latency never waits on them.
  */
-import { randomUUID } from 'node:crypto';
+import { createPrivateKey, randomUUID } from 'node:crypto';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AuditWriter, Checkpointer } from '../audit/index.ts';
 import { readFileSync } from 'node:fs';
-import { consumeConcurrently, sendReply, withDeadline, type ConsumeLoop, type Logger } from '../lib/index.ts';
 import {
-  commandText, IntentRecordSchema, sha256Hex, toWritError, WritError,
+  consumeConcurrently, inboxIdFor, isReplySubjectOf, sanitizeSubject, sealKeyPairFromSecret, sealOutcome, sendReply, withDeadline,
+  type ConsumeLoop, type Logger, type SealKeyPair,
+} from '../lib/index.ts';
+import {
+  commandText, IntentRecordSchema, sha256Hex, toWritError, WritError, X25519KeySchema,
   type Config, type GrantClaims, type GrantSigner, type Intent, type IntentRecord, type Names, type Order, type Outcome, type TargetConfig,
 } from '../schemas/index.ts';
 import { createCommandClassifier, type ClassifyCommand } from './classify-command.ts';
@@ -22,7 +25,7 @@ import type { IdentityVerifier, VerifiedIdentity } from './identity.ts';
 import { intake, type Refusal } from './intake.ts';
 import type { PolicyDecision, PolicyEngine } from './policy.ts';
 import { openBuckets, provision, type Buckets } from './provision.ts';
-import { ApiService } from './api.ts';
+import { ApiService, outcomeOf } from './api.ts';
 import { Sweeper } from './sweeper.ts';
 import { Approvals } from './approvals.ts';
 import { redactCommand, redactDeep, redactText } from './redact.ts';
@@ -44,6 +47,20 @@ export interface BrokerDeps {
 
 const enc = new TextEncoder();
 
+/** Where and how an intent is answered, once validated against its verified sender (IntentRecord.reply). */
+export type ReplySpec = NonNullable<IntentRecord['reply']>;
+
+/**
+ * The broker's results key: an X25519 pair derived from the grant-signing key, so every replica
+ * has it without another secret to distribute, and it rotates with that key. Workers seal the
+ * durable `writ.result.<id>` copy to it; the API opens it and re-seals to the asking agent's key.
+ */
+export function resultsKeyFromGrantKey(pem: string): SealKeyPair {
+  const d = createPrivateKey(pem).export({ format: 'jwk' }).d;
+  if (!d) throw new WritError('WRIT_INTERNAL', 'the grant key has no private part');
+  return sealKeyPairFromSecret(Buffer.from(d, 'base64url'), 'results');
+}
+
 export class Broker {
   state: BrokerState = 'INITIALIZED';
   readonly id: string;
@@ -58,6 +75,7 @@ export class Broker {
   #approvals!: Approvals;
   #policy!: PolicyEngine & { stop?(): Promise<void> };
   #checkpointer?: Checkpointer;
+  #store!: SealKeyPair;
   readonly #targets: Map<string, TargetConfig>;
   readonly #classify: ClassifyCommand;
 
@@ -80,8 +98,10 @@ export class Broker {
     this.#audit = new AuditWriter({ js: this.#js, jsm: this.#jsm, names: n, actor: { kind: 'broker', id: this.id }, flushMs: config.audit.flushMs, logger: this.#d.log });
     // Signed checkpoints over the heads this broker wrote, with the broker's key: a truncated
     // log, a doctored restore or a dropped session then fails `writ audit verify`.
+    const grantKeyPem = readFileSync(config.grants.keyFile, 'utf8');
+    this.#store = resultsKeyFromGrantKey(grantKeyPem);
     this.#checkpointer = new Checkpointer({
-      js: this.#js, jsm: this.#jsm, names: n, actor: { kind: 'broker', id: this.id }, privateKey: readFileSync(config.grants.keyFile, 'utf8'),
+      js: this.#js, jsm: this.#jsm, names: n, actor: { kind: 'broker', id: this.id }, privateKey: grantKeyPem,
       writers: this.#audit, intervalMs: config.audit.checkpointSec * 1000, logger: this.#d.log,
     });
     this.#checkpointer.start();
@@ -96,7 +116,7 @@ export class Broker {
     await this.#approvals.start();
     this.#sweeper = new Sweeper({ kv: this.#kv, js: this.#js, names: n, audit: this.#audit, log: this.#d.log, intervalMs: config.limits.sweepIntervalMs, approvals: this.#approvals });
     this.#api = new ApiService({ nc, names: n, kv: this.#kv, js: this.#js, jsm: this.#jsm, identity: this.#d.identity, audit: this.#audit, log: this.#d.log, approvals: this.#approvals, sweeper: this.#sweeper,
-      policy: () => this.#policy, targets: this.#targets, classify: this.#classify,
+      policy: () => this.#policy, targets: this.#targets, classify: this.#classify, resultsKey: this.#store,
     });
     this.#api.start();
     await this.#sweeper.start();
@@ -151,7 +171,7 @@ export class Broker {
     const subjectTarget = m.subject.slice(this.#d.names.prefix.length + '.intent.'.length);
     const r = intake(m.data, subjectTarget, this.#d.config.limits.maxIntentBytes, now);
     if (!r.ok) {
-      await this.#refuse(r.refusal);
+      await this.#refuse(r.refusal, rawReplyKey(m.data, this.#d.config.limits.maxIntentBytes));
       m.term();
       return;
     }
@@ -164,21 +184,27 @@ export class Broker {
       // Retryable infrastructure errors are retried by redelivery; everything else ends here.
       if (err.retryable && m.info.deliveryCount < 5) m.nak(500);
       else {
-        await this.#refuse({ error: err, partial: r.intent }).catch(() => undefined);
+        await this.#refuse({ error: err, partial: r.intent }, r.intent.replyKey).catch(() => undefined);
         m.term();
       }
     }
   }
 
-  /** Answers and audits what could not become an intent. */
-  async #refuse(ref: Refusal): Promise<void> {
+  /**
+   * Answers and audits what could not become an intent. Answered only when the sender is
+   * verified, its replyTo is under its own inbox and it gave a key to seal to; an unverified
+   * sender gets nothing (no deputy), and is audited under `_unattributed`.
+   */
+  async #refuse(ref: Refusal, replyKey?: string): Promise<void> {
     const { partial, error } = ref;
     let who: VerifiedIdentity | undefined;
     if (partial.token) who = await this.#d.identity.verify(partial.token).catch(() => undefined);
     this.#d.log.warn({ code: error.code, intentId: partial.id, sub: who?.principal.sub }, 'intent refused at intake');
-    if (partial.replyTo && partial.id && partial.sessionId) {
-      this.#reply(partial.replyTo, { v: 1, type: 'outcome', intentId: partial.id, sessionId: partial.sessionId, status: 'denied', error: error.toReply(), at: Date.now() });
+    const reply = who ? this.#replySpec(who, partial.replyTo, replyKey) : undefined;
+    if (reply?.ok && partial.id && partial.sessionId) {
+      this.#reply(reply.spec, { v: 1, type: 'outcome', intentId: partial.id, sessionId: partial.sessionId, status: 'denied', error: error.toReply(), at: Date.now() });
     }
+    if (partial.replyTo && !reply?.ok) await this.#replyRefused(partial.replyTo, who, partial.id);
     // Audited under the sender's session when it can be identified; otherwise under a system session.
     const sessionId = who && partial.sessionId ? partial.sessionId : '_unattributed';
     await this.#audit.append({
@@ -189,9 +215,35 @@ export class Broker {
     });
   }
 
-  #reply(subject: string, outcome: Outcome): void {
-    // An outcome too large for the bus is replaced by the same outcome carrying a coded error.
-    sendReply(this.#d.nc, subject, outcome, (e) => ({ ...outcome, result: undefined, decision: undefined, error: e.toReply() }), this.#d.log);
+  /** The validated reply of an intent from `who`: its inbox id, and the subject and key, when both check out. */
+  #replySpec(who: VerifiedIdentity, replyTo: string | undefined, replyKey: string | undefined): { ok: true; spec: ReplySpec } | { ok: false; error: WritError } {
+    const inbox = inboxIdFor(who.principal.iss, who.principal.sub);
+    if (replyTo !== undefined && !isReplySubjectOf(replyTo, inbox)) return { ok: false, error: new WritError('WRIT_REPLY_REFUSED', `replyTo must be under _INBOX[.<role>].${inbox}`) };
+    if (!replyKey || !X25519KeySchema.safeParse(replyKey).success) return { ok: false, error: new WritError('WRIT_SEAL_REQUIRED') };
+    return { ok: true, spec: { inbox, key: replyKey, ...(replyTo ? { to: replyTo } : {}) } };
+  }
+
+  /** A reply aimed outside the sender's inbox: nothing is published there; the attempt is evidence. */
+  async #replyRefused(subject: string, who: VerifiedIdentity | undefined, claimedIntentId: string | undefined): Promise<void> {
+    await this.#audit.append({
+      sessionId: '_unattributed', type: 'reply.refused',
+      payload: { source: 'intent', subject: sanitizeSubject(subject), verified: who !== undefined, ...(who ? { principal: who.principal } : {}), ...(claimedIntentId ? { claimedIntentId } : {}) },
+    });
+  }
+
+  /** Sends `outcome` sealed to the reply's key, on its validated subject; nothing without one. */
+  #reply(reply: ReplySpec | undefined, outcome: Outcome): void {
+    if (!reply?.to) return;
+    let sealed: Outcome;
+    try {
+      sealed = sealOutcome(outcome, reply.key);
+    } catch (e) {
+      this.#d.log.warn({ err: e, intentId: outcome.intentId }, 'could not seal an outcome; not sent');
+      return;
+    }
+    // An outcome too large for the bus is replaced by the same outcome carrying a coded error (sealed too).
+    const tooLarge = (e: WritError) => sealOutcome({ ...outcome, result: undefined, decision: undefined, error: e.toReply() }, reply.key);
+    sendReply(this.#d.nc, reply.to, sealed, tooLarge, this.#d.log, reply.inbox);
   }
 
   async #process(intent: Intent, redelivered: boolean): Promise<void> {
@@ -214,6 +266,8 @@ export class Broker {
       await this.#refuse({ error: err, partial: { id: intent.id, sessionId: intent.sessionId, replyTo: intent.replyTo, target: intent.target } });
       return;
     }
+    const replyCheck = this.#replySpec(who, intent.replyTo, intent.replyKey);
+    const reply = replyCheck.ok ? replyCheck.spec : undefined;
     const target = this.#targets.get(intent.target);
     const text = commandText(intent.command);
     const commandSha256 = sha256Hex(text);
@@ -221,8 +275,15 @@ export class Broker {
       principal: who.principal, target: intent.target, command: redactCommand(intent.command), commandSha256,
       justification: intent.justification === undefined ? undefined : redactText(intent.justification), tokenSha256: who.tokenSha256, redelivered,
     });
+    if (!replyCheck.ok) {
+      // Denied and recorded (the API tells the sender why), but nothing is sent to that subject.
+      if (replyCheck.error.code === 'WRIT_REPLY_REFUSED' && intent.replyTo) await this.#replyRefused(intent.replyTo, who, intent.id);
+      await this.#deny(intent, who, null, replyCheck.error, commandSha256, audit, target, audits.all, undefined);
+      await audits.all();
+      return;
+    }
     if (!target) {
-      await this.#deny(intent, who, null, new WritError('WRIT_UNKNOWN_TARGET', `no target named ${JSON.stringify(intent.target)}`), commandSha256, audit, undefined, audits.all);
+      await this.#deny(intent, who, null, new WritError('WRIT_UNKNOWN_TARGET', `no target named ${JSON.stringify(intent.target)}`), commandSha256, audit, undefined, audits.all, reply);
       await audits.all();
       return;
     }
@@ -237,13 +298,13 @@ export class Broker {
         // A time-bound window granted by earlier approvers covers it: run without a new approval.
         audit('window.used', { windowId: win.id, rule, expiresAt: win.expiresAt, grantedBy: win.grantedBy });
       } else {
-        if (!(await this.#approvals.open(intent, who, target, decision, facts, commandSha256, audit))) await this.#duplicate(intent, who, audit, null, audits.all);
+        if (!(await this.#approvals.open(intent, who, target, decision, facts, commandSha256, audit, reply!))) await this.#duplicate(intent, who, audit, null, audits.all, reply);
         await audits.all();
         return;
       }
     } else if (decision.effect !== 'allow') {
       const code = (decision.code ?? 'WRIT_POLICY_DENIED') as ConstructorParameters<typeof WritError>[0];
-      await this.#deny(intent, who, decision, new WritError(code, decision.reasons.join('; ') || undefined), commandSha256, audit, target, audits.all);
+      await this.#deny(intent, who, decision, new WritError(code, decision.reasons.join('; ') || undefined), commandSha256, audit, target, audits.all, reply);
       await audits.all();
       return;
     }
@@ -255,14 +316,14 @@ export class Broker {
       intentId: intent.id, sessionId: intent.sessionId, target: target.name, kind: target.kind, principal: who.principal,
       state: 'dispatched', decision: publicDecision(decision), grant: grantSpecOf(decision), grantId: gid, grantExp, commandSha256,
       runDeadline: grantExp + Math.ceil(decision.limits.seconds ?? 30) + this.#d.config.limits.sweepMarginSec,
-      createdAt: Date.now(), updatedAt: Date.now(),
+      ...(reply ? { reply } : {}), createdAt: Date.now(), updatedAt: Date.now(),
     };
-    const claims = buildGrantClaims(record, { nowSec, ttlSec: this.#d.config.grants.ttlSec, exp: grantExp, policyVersion: decision.policyVersion });
+    const claims = buildGrantClaims(record, { nowSec, ttlSec: this.#d.config.grants.ttlSec, exp: grantExp, policyVersion: decision.policyVersion, storeKey: this.#store.publicKey });
     let revision: number;
     try {
       revision = await this.#kv.intents.create(intent.id, enc.encode(JSON.stringify(record)));
     } catch (e) {
-      await this.#duplicate(intent, who, audit, e, audits.all);
+      await this.#duplicate(intent, who, audit, e, audits.all, reply);
       await audits.all();
       return;
     }
@@ -270,7 +331,7 @@ export class Broker {
     // leaves evidence and no order (the redelivery re-sends it), never an order without evidence.
     audit('intent.dispatched', { grantId: gid, mode: decision.mode, exp: claims.exp, limits: decision.limits });
     await audits.all();
-    await this.#publishOrder(intent, target, claims, revision, record);
+    await this.#publishOrder(intent.id, target, claims, revision, record, intent.command);
     log.debug({ intentId: intent.id }, 'dispatched');
   }
 
@@ -281,7 +342,7 @@ export class Broker {
     const nowSec = Math.floor(Date.now() / 1000);
     // Records opened before GrantSpec existed keep what to grant in the pending order.
     const withGrant: IntentRecord = rec.grant ? rec : { ...rec, grant: { mode: p.order.mode, limits: p.order.limits, mask: p.order.mask ?? {} } };
-    const claims = buildGrantClaims(withGrant, { nowSec, ttlSec: this.#d.config.grants.ttlSec, policyVersion: this.#policy.version });
+    const claims = buildGrantClaims(withGrant, { nowSec, ttlSec: this.#d.config.grants.ttlSec, policyVersion: this.#policy.version, storeKey: this.#store.publicKey });
     const next: IntentRecord = {
       ...withGrant, state: 'dispatched', grantId: claims.gid, grantExp: claims.exp, updatedAt: Date.now(),
       runDeadline: claims.exp + Math.ceil(claims.limits.seconds ?? 30) + this.#d.config.limits.sweepMarginSec,
@@ -289,16 +350,20 @@ export class Broker {
     const rev = await this.#kv.intents.update(rec.intentId, enc.encode(JSON.stringify(next)), revision);
     // Evidence first, then the order (see #process).
     await this.#audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: 'intent.dispatched', policyVersion: claims.policyVersion, payload: { grantId: claims.gid, mode: claims.mode, exp: claims.exp, limits: claims.limits, approvedBy: p.votes.map((v) => v.sub) } });
-    await this.#publishOrder({ id: rec.intentId, sessionId: rec.sessionId, command: p.order.command, replyTo: p.order.replyTo }, target, claims, rev, next);
+    await this.#publishOrder(rec.intentId, target, claims, rev, next, p.order.command);
   }
 
-  async #publishOrder(intent: Pick<Intent, 'id' | 'sessionId' | 'command' | 'replyTo'>, target: TargetConfig, claims: GrantClaims, revision: number, record?: IntentRecord): Promise<void> {
+  /**
+   * Signs and publishes the order. Its replyTo is only ever the record's, which the broker
+   * validated against the requester's inbox (never a subject taken from a later message).
+   */
+  async #publishOrder(intentId: string, target: TargetConfig, claims: GrantClaims, revision: number, record: IntentRecord, command: Intent['command']): Promise<void> {
     // The pending part (votes, the order to sign) is not needed by the worker.
-    const rec = record ? (({ pending: _p, ...r }) => r)(record) : undefined;
+    const { pending: _p, ...rec } = record;
     const order: Order = {
-      v: 1, type: 'order', intentId: intent.id, sessionId: intent.sessionId, target: target.name, command: intent.command,
-      grant: this.#d.signer.sign(claims), stateRevision: revision, ...(intent.replyTo ? { replyTo: intent.replyTo } : {}),
-      ...(rec ? { record: rec } : {}),
+      v: 1, type: 'order', intentId, sessionId: record.sessionId, target: target.name, command,
+      grant: this.#d.signer.sign(claims), stateRevision: revision, ...(record.reply?.to ? { replyTo: record.reply.to } : {}),
+      record: rec,
     };
     // msgID = grant id: a re-sent order within the window is dropped by the server; beyond it, the claim refuses it.
     try {
@@ -310,18 +375,18 @@ export class Broker {
   }
 
   /** The id exists already: a resubmission or a redelivery. Never a second execution. */
-  async #duplicate(intent: Intent, who: VerifiedIdentity, audit: (t: string, p: Record<string, unknown>) => void, cause: unknown, flush?: () => Promise<unknown>): Promise<void> {
+  async #duplicate(intent: Intent, who: VerifiedIdentity, audit: (t: string, p: Record<string, unknown>) => void, cause: unknown, flush: (() => Promise<unknown>) | undefined, reply: ReplySpec | undefined): Promise<void> {
     const entry = await this.#kv.intents.get(intent.id);
     if (!entry || entry.operation !== 'PUT') throw new WritError('WRIT_INTERNAL', 'intent record could not be created', { cause });
     const existing = IntentRecordSchema.parse(entry.json());
     const same = existing.principal.sub === who.principal.sub && existing.principal.iss === who.principal.iss;
     audit('intent.duplicate', { existingState: existing.state, samePrincipal: same });
     if (!same) {
-      if (intent.replyTo) this.#reply(intent.replyTo, { v: 1, type: 'outcome', intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: new WritError('WRIT_DUPLICATE_INTENT').toReply(), at: Date.now() });
+      this.#reply(reply, { v: 1, type: 'outcome', intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: new WritError('WRIT_DUPLICATE_INTENT').toReply(), at: Date.now() });
       return;
     }
     // A resubmission after the server's dedupe window: answer its inbox with where the intent stands.
-    if (intent.replyTo) void this.#answerDuplicate(intent.replyTo, existing).catch(() => undefined);
+    if (reply?.to) void this.#answerDuplicate(reply, existing).catch(() => undefined);
     if (existing.state === 'dispatched' && existing.commandSha256 === sha256Hex(commandText(intent.command))) {
       // The first attempt may have died before its order was stored: send it again. The
       // exec stream's msg-id dedupe and the worker's claim make a second copy harmless.
@@ -330,51 +395,53 @@ export class Broker {
       // Re-sent from the record's GrantSpec: the same mode, limits and masking that were decided.
       // A record without one (never decided to run) is not re-sent; the sweeper ends it.
       if (existing.grant && existing.grantExp && existing.grantExp > nowSec) {
-        const claims = buildGrantClaims(existing, { nowSec, ttlSec: this.#d.config.grants.ttlSec, exp: existing.grantExp, policyVersion: existing.decision?.policyVersion ?? this.#policy.version });
+        const claims = buildGrantClaims(existing, { nowSec, ttlSec: this.#d.config.grants.ttlSec, exp: existing.grantExp, policyVersion: existing.decision?.policyVersion ?? this.#policy.version, storeKey: this.#store.publicKey });
         // The first attempt may have died before its dispatch evidence was stored: store it
         // (again) before the order goes out, so no order ever runs without it.
         audit('intent.dispatched', { grantId: claims.gid, mode: claims.mode, exp: claims.exp, limits: claims.limits, resent: true });
         await flush?.();
-        await this.#publishOrder(intent, target, claims, entry.revision, existing);
+        await this.#publishOrder(intent.id, target, claims, entry.revision, existing, intent.command);
       }
     }
   }
 
-  async #answerDuplicate(replyTo: string, rec: IntentRecord): Promise<void> {
-    if (rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'unknown') {
-      const sm = await this.#jsm.streams.getMessage(this.#d.names.streams.results, { last_by_subj: this.#d.names.result(rec.intentId) }).catch(() => null);
-      if (sm) {
-        sendReply(this.#d.nc, replyTo, sm.data, (e) => ({ v: 1, type: 'outcome', intentId: rec.intentId, sessionId: rec.sessionId, status: rec.state, at: Date.now(), error: e.toReply() }), this.#d.log);
-        return;
-      }
-    }
-    this.#reply(replyTo, {
-      v: 1, type: 'outcome', intentId: rec.intentId, sessionId: rec.sessionId, status: rec.state, at: Date.now(),
-      ...(rec.decision ? { decision: rec.decision } : {}), ...(rec.error ? { error: rec.error } : {}),
-    });
+  /** Where a resubmitted intent stands, sealed to the resubmission's key: the stored result (opened with the results key), else the record. */
+  async #answerDuplicate(reply: ReplySpec, rec: IntentRecord): Promise<void> {
+    this.#reply(reply, await outcomeOf(rec, { jsm: this.#jsm, names: this.#d.names, resultsKey: this.#store, log: this.#d.log }));
   }
 
   async #deny(
     intent: Intent, who: VerifiedIdentity, decision: PolicyDecision | null, error: WritError, commandSha256: string,
-    audit: (t: string, p: Record<string, unknown>) => void, target?: TargetConfig, flush?: () => Promise<unknown>,
+    audit: (t: string, p: Record<string, unknown>) => void, target: TargetConfig | undefined, flush: (() => Promise<unknown>) | undefined, reply: ReplySpec | undefined,
   ): Promise<void> {
     const record: IntentRecord = {
       intentId: intent.id, sessionId: intent.sessionId, target: intent.target, kind: target?.kind ?? 'postgres', principal: who.principal,
       state: 'denied', error: error.toReply(), commandSha256, createdAt: Date.now(), updatedAt: Date.now(),
-      ...(decision ? { decision: publicDecision(decision) } : {}),
+      ...(decision ? { decision: publicDecision(decision) } : {}), ...(reply ? { reply } : {}),
     };
     try {
       await this.#kv.intents.create(intent.id, enc.encode(JSON.stringify(record)));
     } catch (e) {
-      await this.#duplicate(intent, who, audit, e, flush);
+      await this.#duplicate(intent, who, audit, e, flush, reply);
       return;
     }
     const outcome: Outcome = {
       v: 1, type: 'outcome', intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: error.toReply(), at: Date.now(),
       ...(decision ? { decision: publicDecision(decision) } : {}),
     };
-    if (intent.replyTo) this.#reply(intent.replyTo, outcome);
+    this.#reply(reply, outcome);
     audit('intent.denied', { code: error.code, reasons: decision?.reasons ?? [error.message] });
+  }
+}
+
+/** The `replyKey` of an intent that intake refused (so the refusal can still be sealed), when it can be read. */
+function rawReplyKey(data: Uint8Array, maxBytes: number): string | undefined {
+  if (data.length > maxBytes) return undefined;
+  try {
+    const k = (JSON.parse(new TextDecoder().decode(data)) as { replyKey?: unknown })?.replyKey;
+    return X25519KeySchema.safeParse(k).success ? (k as string) : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -4,10 +4,17 @@
  * carries, and a reply too large becomes a coded error instead of an exception thrown out of
  * a handler. A failing publish is logged, never thrown: one agent's oversize request cannot
  * take a broker down (a thrown `respond` used to end the subscription's loop).
+ *
+ * No confused deputy: a reply goes out only when its subject is under the inbox of the
+ * principal it answers (`inboxId`, from the verified token, or the one the broker recorded
+ * in a signed grant). Anything else (`$KV.…`, `$JS.API.…`, `writ.audit.…`, another
+ * principal's inbox) is not published; the caller audits the attempt. This is the only
+ * function in Writ that publishes to a subject taken from a message.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { WritError } from '../schemas/index.ts';
 import type { Logger } from './log.ts';
+import { isReplySubjectOf, sanitizeSubject } from './seal.ts';
 
 const enc = new TextEncoder();
 /** Room for the protocol line and headers that the server counts against max_payload. */
@@ -31,15 +38,22 @@ export function encodeReply(nc: NatsConnection, body: unknown, tooLarge: (e: Wri
 }
 
 /**
- * Publishes a reply, size-checked; returns false when it could not be sent (logged). The
+ * Publishes a reply, size-checked; returns false when it was not sent: the subject is not
+ * under `inboxId`'s inbox (refused, logged sanitised), or the publish failed (logged). The
  * caller decides the error shape of `tooLarge`, so an outcome stays an outcome.
  */
-export function sendReply(nc: NatsConnection, subject: string, body: unknown, tooLarge: (e: WritError) => unknown, log: Logger): boolean {
+export function sendReply(nc: NatsConnection, subject: string, body: unknown, tooLarge: (e: WritError) => unknown, log: Logger, inboxId: string | undefined): boolean {
+  if (!inboxId || !isReplySubjectOf(subject, inboxId)) {
+    log.warn({ subject: sanitizeSubject(subject) }, 'reply refused: the subject is not under the requester\'s inbox');
+    return false;
+  }
   try {
     nc.publish(subject, encodeReply(nc, body, tooLarge));
     return true;
   } catch (e) {
-    log.warn({ err: e, subject }, 'could not publish a reply');
+    log.warn({ err: e, subject: sanitizeSubject(subject) }, 'could not publish a reply');
     return false;
   }
 }
+
+export { inboxIdFor, inboxIdOfToken, isReplySubjectOf, sanitizeSubject, seal, open as openSealed, sealOutcome, openOutcome, sealKeyPairFromSecret, type SealKeyPair } from './seal.ts';

@@ -21,6 +21,10 @@ export const ErrorCodes = {
   WRIT_TOKEN_AUDIENCE: { retryable: false, message: 'the token is not meant for this broker' },
   WRIT_TOKEN_ISSUER: { retryable: false, message: 'the token comes from an issuer this broker does not trust' },
   WRIT_TOKEN_LIFETIME: { retryable: false, message: 'the token lives longer than the configured maximum' },
+  // transport: replies and sealing
+  WRIT_REPLY_REFUSED: { retryable: false, message: 'the reply subject is not under the requester\'s own inbox' },
+  WRIT_SEAL_REQUIRED: { retryable: false, message: 'no key to seal the outcome to: the intent or request must carry replyKey' },
+  WRIT_SEAL_INVALID: { retryable: false, message: 'an outcome was not sealed to this client\'s key, or could not be opened' },
   // classification and policy
   WRIT_SQL_EMPTY: { retryable: false, message: 'the SQL text holds no statement' },
   WRIT_SQL_UNPARSEABLE: { retryable: false, message: 'the SQL text could not be parsed' },

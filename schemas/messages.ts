@@ -10,6 +10,21 @@ export const IdSchema = z.string().regex(/^[A-Za-z0-9_-]{8,128}$/, 'an id is 8-1
 export const TargetNameSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a target name is 1-64 characters of A-Z a-z 0-9 _ -');
 /** Reply subjects are confined to inboxes so an intent cannot aim a result at a Writ subject. */
 export const InboxSchema = z.string().regex(/^_INBOX[A-Za-z0-9_-]*\.[A-Za-z0-9_.-]{1,200}$/, 'replyTo must be an _INBOX subject');
+/** A raw X25519 public key, base64url (32 bytes): outcomes are sealed to it (lib/seal.ts). */
+export const X25519KeySchema = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'an X25519 public key is 32 bytes, base64url');
+/** The per-principal inbox id (lib/seal.ts inboxIdFor). */
+export const InboxIdSchema = z.string().regex(/^[a-z2-7]{20}$/);
+
+/** An outcome's decision, result and error, encrypted to the agent's key (lib/seal.ts). */
+export const SealedBoxSchema = z.strictObject({
+  alg: z.literal('X25519-HKDF-SHA256-A256GCM'),
+  kid: z.string().max(64),
+  epk: X25519KeySchema,
+  iv: z.string().max(64),
+  ct: z.string(),
+  tag: z.string().max(64),
+});
+export type SealedBoxWire = z.infer<typeof SealedBoxSchema>;
 
 export const CommandSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('sql'), sql: z.string().max(1_000_000) }),
@@ -37,8 +52,10 @@ export const IntentSchema = z.strictObject({
   justification: z.string().max(2_000).optional(),
   /** Epoch ms after which the intent must not be acted upon. */
   deadline: z.number().int().positive().optional(),
-  /** Where the outcome is sent directly (the agent's own inbox). */
+  /** Where the outcome is sent directly: a subject under the agent's own inbox (`_INBOX[.<role>].<inboxId>.…`), else refused. */
   replyTo: InboxSchema.optional(),
+  /** The agent's X25519 public key: every outcome of this intent is sealed to it. Required. */
+  replyKey: X25519KeySchema.optional(),
   submittedAt: z.number().int().positive(),
 });
 export type Intent = z.infer<typeof IntentSchema>;
@@ -113,6 +130,10 @@ export const GrantClaimsSchema = z.strictObject({
   policyVersion: z.string(),
   /** The principal's subject, for the worker's audit events. */
   sub: z.string(),
+  /** Where the worker may answer directly: the agent's inbox id (checked against order.replyTo) and the key to seal to. */
+  rpl: z.strictObject({ inbox: InboxIdSchema, key: X25519KeySchema }).optional(),
+  /** The broker's results key: the durable `writ.result.<id>` copy is sealed to it. */
+  stk: X25519KeySchema.optional(),
 });
 export type GrantClaims = z.infer<typeof GrantClaimsSchema>;
 
@@ -173,9 +194,13 @@ export const OutcomeSchema = z.strictObject({
   decision: DecisionSchema.optional(),
   result: ResultBodySchema.optional(),
   error: ErrorReplySchema.optional(),
+  /** `{decision, result, error}` sealed to the agent's key (or, in the results stream, the broker's); those fields are then absent. */
+  sealed: SealedBoxSchema.optional(),
   at: z.number().int(),
 });
 export type Outcome = z.infer<typeof OutcomeSchema>;
+/** What a sealed box holds. */
+export const SealedOutcomeBodySchema = z.strictObject({ decision: DecisionSchema.optional(), result: ResultBodySchema.optional(), error: ErrorReplySchema.optional() });
 
 /** What a rule that requires approval asks for; travels in the approval request. */
 export const ApprovalSpecSchema = z.strictObject({
@@ -236,6 +261,11 @@ export const IntentRecordSchema = z.strictObject({
   pending: PendingSchema.optional(),
   /** What the decision granted (allow and require_approval): the source of every grant for this intent. */
   grant: GrantSpecSchema.optional(),
+  /**
+   * Where and how the agent is answered, validated by the broker: the requester's inbox id (from
+   * its verified token), the reply subject (checked to be under it) and the key outcomes are sealed to.
+   */
+  reply: z.strictObject({ inbox: InboxIdSchema, to: InboxSchema.optional(), key: X25519KeySchema }).optional(),
   createdAt: z.number().int(),
   updatedAt: z.number().int(),
 });
@@ -243,9 +273,10 @@ export type IntentRecord = z.infer<typeof IntentRecordSchema>;
 
 /** Agent API requests on `writ.api.<op>`; each carries the agent's token. */
 export const ApiRequestSchema = z.discriminatedUnion('type', [
-  z.strictObject({ v: z.literal(1), type: z.literal('wait'), token: z.string(), intentId: IdSchema, timeoutMs: z.number().int().positive().max(600_000).default(30_000) }),
+  /** `wait` and `result` answer outcomes sealed to `replyKey`; without one they answer WRIT_SEAL_REQUIRED. */
+  z.strictObject({ v: z.literal(1), type: z.literal('wait'), token: z.string(), intentId: IdSchema, timeoutMs: z.number().int().positive().max(600_000).default(30_000), replyKey: X25519KeySchema.optional() }),
   z.strictObject({ v: z.literal(1), type: z.literal('status'), token: z.string(), intentId: IdSchema }),
-  z.strictObject({ v: z.literal(1), type: z.literal('result'), token: z.string(), intentId: IdSchema }),
+  z.strictObject({ v: z.literal(1), type: z.literal('result'), token: z.string(), intentId: IdSchema, replyKey: X25519KeySchema.optional() }),
   z.strictObject({ v: z.literal(1), type: z.literal('cancel'), token: z.string(), intentId: IdSchema }),
   /** Would this intent be allowed, and why? Nothing runs; the question and answer are audited. */
   z.strictObject({ v: z.literal(1), type: z.literal('explain'), token: z.string(), target: TargetNameSchema, command: CommandSchema, sessionId: IdSchema.optional() }),

@@ -9,7 +9,7 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamCl
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AuditWriter } from '../audit/index.ts';
-import { consumeConcurrently, encodeReply, maxBody, retryTransient, withDeadline, type ConsumeLoop, type Logger } from '../lib/index.ts';
+import { consumeConcurrently, encodeReply, maxBody, retryTransient, sealOutcome, sendReply, withDeadline, type ConsumeLoop, type Logger } from '../lib/index.ts';
 import { LRUCache } from 'lru-cache';
 import {
   commandText, formatIssues, IntentRecordSchema, OrderSchema, sha256Hex, toWritError, verifyGrantSignature, WritError,
@@ -215,6 +215,15 @@ export class Worker {
       error: { ...e.toReply(), code: 'WRIT_RESULT_TOO_LARGE', message: `the command ${status}; ${e.message}` },
     }));
     const resultDigest = sha256Hex(bytes);
+    // Sealed before anything leaves: the agent's copy to the key in its intent, the durable copy
+    // to the broker's results key (both from the signed grant). A grant without one gets the
+    // outcome's status only: results and reasons never cross the bus in clear.
+    const clear = JSON.parse(new TextDecoder().decode(bytes)) as Outcome;
+    const sealedFor = (key: string | undefined): Outcome => key
+      ? sealOutcome(clear, key)
+      : { v: 1, type: 'outcome', intentId: clear.intentId, sessionId: clear.sessionId, status: clear.status, at: clear.at, error: new WritError('WRIT_SEAL_REQUIRED', `the command ${status}; the grant names no key to seal its outcome to`).toReply() };
+    const stk = claims.stk;
+    const stored = encodeReply(this.#d.nc, sealedFor(stk), (e) => (stk ? sealOutcome({ ...clear, result: undefined, error: e.toReply() }, stk) : { ...sealedFor(undefined), error: e.toReply() }));
     const retry = { log: this.#d.log, context: { intentId: order.intentId } };
     // Evidence first: the agent, the result stream and the record learn the end only once
     // exec.claimed and exec.finished are stored (the audit writer retries through reconnects).
@@ -226,16 +235,16 @@ export class Worker {
         ...(result?.truncatedBy ? { truncatedBy: result.truncatedBy } : {}), maskedFields, exitCode: result?.exitCode, ...(error ? { error } : {}),
       },
     });
-    if (order.replyTo) {
-      try {
-        this.#d.nc.publish(order.replyTo, bytes);
-      } catch (e) {
-        // The durable result below still reaches the agent through the broker's API.
-        this.#d.log.warn({ err: e, intentId: order.intentId }, 'could not publish the outcome to the agent');
-      }
+    // Only to the inbox the broker validated and signed into the grant (never a subject the order alone names).
+    // A failed send is logged: the durable result below still reaches the agent through the broker's API.
+    if (order.replyTo && claims.rpl) {
+      const key = claims.rpl.key;
+      sendReply(this.#d.nc, order.replyTo, sealedFor(key), (e) => sealOutcome({ ...clear, result: undefined, error: e.toReply() }, key), this.#d.log, claims.rpl.inbox);
+    } else if (order.replyTo) {
+      this.#d.log.warn({ intentId: order.intentId }, 'the order names a replyTo its grant does not cover; not sent');
     }
     await Promise.all([
-      retryTransient('result', () => this.#js.publish(this.#d.names.result(order.intentId), bytes, { msgID: `r-${claims.gid}` }), retry),
+      retryTransient('result', () => this.#js.publish(this.#d.names.result(order.intentId), stored, { msgID: `r-${claims.gid}` }), retry),
       retryTransient('end state', () => this.#finish(order, claims, status, error), retry),
     ]);
   }
@@ -330,8 +339,9 @@ export class Worker {
 
   /** Bytes a result may take: the grant's byte limit, or less when the server carries less. */
   #budget(claims: GrantClaims): { budget: number; by: 'bytes' | 'transport' } {
-    // Room for the outcome's envelope (ids, decision, column metadata) beside the rows.
-    const transport = Math.max(4096, maxBody(this.#d.nc) - 64 * 1024);
+    // Room for the outcome's envelope (ids, decision, column metadata) beside the rows; sealing
+    // sends the body as base64url, 4/3 of its size, so the rows get 3/4 of what remains.
+    const transport = Math.max(4096, Math.floor((maxBody(this.#d.nc) - 64 * 1024) * 0.74));
     const grant = claims.limits.bytes ?? DEFAULT_RESULT_BYTES;
     return grant <= transport ? { budget: grant, by: 'bytes' } : { budget: transport, by: 'transport' };
   }

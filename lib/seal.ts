@@ -1,0 +1,188 @@
+/**
+ * Sealed outcomes and per-principal inboxes: the two halves of agent isolation on a shared bus.
+ *
+ * - An outcome's data (result rows, decision, error text) is encrypted to an X25519 public key
+ *   the agent put in its intent or API request: a fresh ephemeral key per message, ECDH,
+ *   HKDF-SHA256 to an AES-256-GCM key. The ids and status stay in clear so services can route,
+ *   and are bound as additional data, so a relay cannot move a sealed body to another intent
+ *   or flip its status. Whoever else subscribes to the inbox, or reads the durable results
+ *   stream, gets ciphertext only.
+ * - Every principal has one inbox id, derived from its verified issuer and subject; replies go
+ *   only to subjects under it (lib/reply.ts enforces it). The SDK derives the same id from its
+ *   own token, so a request names its own inbox and nobody else's.
+ *
+ * Client and services share this file; it depends on node:crypto and the wire schemas only.
+ */
+import { SealedOutcomeBodySchema, type Outcome } from '../schemas/messages.ts';
+import { createHash, createPrivateKey, createPublicKey, createCipheriv, createDecipheriv, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
+
+export const SEAL_ALG = 'X25519-HKDF-SHA256-A256GCM';
+const INFO = Buffer.from('writ/outcome/v1');
+/** PKCS#8 prefix of a raw X25519 private key (RFC 8410): node imports raw keys only this way or as a JWK with x. */
+const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
+
+export interface SealedBox {
+  alg: typeof SEAL_ALG;
+  /** SHA-256 (16 bytes, base64url) of the recipient's public key, so a holder of several keys picks the right one. */
+  kid: string;
+  epk: string;
+  iv: string;
+  ct: string;
+  tag: string;
+}
+
+/** The fields a sealed body is bound to (kept in clear for routing). */
+export interface SealBinding {
+  intentId: string;
+  sessionId: string;
+  status: string;
+}
+
+export interface SealKeyPair {
+  privateKey: KeyObject;
+  /** Raw 32-byte public key, base64url: what goes into an intent's `replyKey`. */
+  publicKey: string;
+}
+
+export function generateSealKeyPair(): SealKeyPair {
+  const { privateKey, publicKey } = generateKeyPairSync('x25519');
+  return { privateKey, publicKey: publicKey.export({ format: 'jwk' }).x! };
+}
+
+/** An X25519 key pair derived from secret bytes (the broker derives its results key from its grant key). */
+export function sealKeyPairFromSecret(secret: Uint8Array, label: string): SealKeyPair {
+  const raw = Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), Buffer.from(`writ/seal-key/${label}`), 32));
+  const privateKey = createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' });
+  return { privateKey, publicKey: createPublicKey(privateKey).export({ format: 'jwk' }).x! };
+}
+
+export function keyId(publicKey: string): string {
+  return createHash('sha256').update(Buffer.from(publicKey, 'base64url')).digest().subarray(0, 16).toString('base64url');
+}
+
+function publicKeyObject(publicKey: string): KeyObject {
+  if (Buffer.from(publicKey, 'base64url').length !== 32) throw new Error('an X25519 public key is 32 bytes');
+  return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: publicKey }, format: 'jwk' });
+}
+
+function aad(b: SealBinding): Buffer {
+  return Buffer.from(`${SEAL_ALG}\0${b.intentId}\0${b.sessionId}\0${b.status}`);
+}
+
+function deriveKey(shared: Buffer, epk: string, recipient: string): Buffer {
+  const salt = Buffer.concat([Buffer.from(epk, 'base64url'), Buffer.from(recipient, 'base64url')]);
+  return Buffer.from(hkdfSync('sha256', shared, salt, INFO, 32));
+}
+
+/** Encrypts `body` (JSON) to `recipient` (raw base64url X25519 public key). */
+export function seal(body: unknown, recipient: string, binding: SealBinding): SealedBox {
+  const rpk = publicKeyObject(recipient);
+  const eph = generateKeyPairSync('x25519');
+  const epk = eph.publicKey.export({ format: 'jwk' }).x!;
+  const key = deriveKey(diffieHellman({ privateKey: eph.privateKey, publicKey: rpk }), epk, recipient);
+  const iv = randomBytes(12);
+  const c = createCipheriv('aes-256-gcm', key, iv);
+  c.setAAD(aad(binding));
+  const ct = Buffer.concat([c.update(JSON.stringify(body), 'utf8'), c.final()]);
+  return { alg: SEAL_ALG, kid: keyId(recipient), epk, iv: iv.toString('base64url'), ct: ct.toString('base64url'), tag: c.getAuthTag().toString('base64url') };
+}
+
+/** Decrypts a box sealed to `kp`; throws when it is not for this key, or was altered or moved. */
+export function open(box: SealedBox, kp: SealKeyPair, binding: SealBinding): unknown {
+  if (box.alg !== SEAL_ALG) throw new Error(`unsupported seal ${String(box.alg)}`);
+  if (box.kid !== keyId(kp.publicKey)) throw new Error('sealed to another key');
+  const key = deriveKey(diffieHellman({ privateKey: kp.privateKey, publicKey: publicKeyObject(box.epk) }), box.epk, kp.publicKey);
+  const d = createDecipheriv('aes-256-gcm', key, Buffer.from(box.iv, 'base64url'));
+  d.setAAD(aad(binding));
+  d.setAuthTag(Buffer.from(box.tag, 'base64url'));
+  return JSON.parse(Buffer.concat([d.update(Buffer.from(box.ct, 'base64url')), d.final()]).toString('utf8'));
+}
+
+/**
+ * The outcome with its decision, result and error sealed to `recipient`; ids, status and time
+ * stay in clear. An outcome already sealed is returned as is only when sealed to this key.
+ */
+export function sealOutcome(o: Outcome, recipient: string): Outcome {
+  if (o.sealed) {
+    if (o.sealed.kid === keyId(recipient)) return o;
+    throw new Error('the outcome is sealed to another key');
+  }
+  const { decision, result, error, sealed: _s, ...clear } = o;
+  const body = { ...(decision ? { decision } : {}), ...(result ? { result } : {}), ...(error ? { error } : {}) };
+  return { ...clear, sealed: seal(body, recipient, o) };
+}
+
+/** Opens a sealed outcome; throws when it is unsealed, sealed to another key, or altered. */
+export function openOutcome(o: Outcome, kp: SealKeyPair): Outcome {
+  if (!o.sealed) throw new Error('the outcome is not sealed');
+  const body = SealedOutcomeBodySchema.parse(open(o.sealed as SealedBox, kp, o));
+  const { sealed: _s, decision: _d, result: _r, error: _e, ...clear } = o;
+  return { ...clear, ...body };
+}
+
+// ───────────────────────────── inboxes ─────────────────────────────
+
+const B32 = 'abcdefghijklmnopqrstuvwxyz234567';
+
+/**
+ * The principal's inbox id: 20 base32 characters (100 bits) of SHA-256 over issuer NUL subject.
+ * Lower case, so it is one safe subject token.
+ */
+export function inboxIdFor(iss: string, sub: string): string {
+  const h = createHash('sha256').update(`${iss}\0${sub}`).digest();
+  let bits = 0;
+  let acc = 0;
+  let out = '';
+  for (const byte of h) {
+    acc = (acc << 8) | byte;
+    bits += 8;
+    while (bits >= 5 && out.length < 20) {
+      out += B32[(acc >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+    if (out.length >= 20) break;
+    acc &= (1 << bits) - 1;
+  }
+  return out;
+}
+
+/** The inbox id a token's holder replies under (payload decoded, not verified: the broker verifies). */
+export function inboxIdOfToken(token: string): string {
+  let p: { iss?: unknown; sub?: unknown };
+  try {
+    p = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as typeof p;
+  } catch {
+    throw new Error('the token is not a JWT');
+  }
+  if (typeof p.iss !== 'string' || typeof p.sub !== 'string') throw new Error('the token has no iss or sub');
+  return inboxIdFor(p.iss, p.sub);
+}
+
+const TOKEN = '[A-Za-z0-9_-]{1,64}';
+// The role segment is shorter than an inbox id, so a subject parses one way only.
+const REPLY = new RegExp(`^_INBOX\\.(?:[a-z][a-z0-9-]{0,15}\\.)?([a-z2-7]{20})(?:\\.${TOKEN}){1,4}$`);
+
+/**
+ * True when `subject` is a reply subject under the inbox of `inboxId`:
+ * `_INBOX[.<role>].<inboxId>.<1-4 tokens>`, no wildcards, nothing else. The optional role
+ * segment (`agent`, `approver`) is what a deployment's NATS permissions key on; the inbox id is
+ * what binds the subject to one principal.
+ */
+export function isReplySubjectOf(subject: unknown, inboxId: string): subject is string {
+  if (typeof subject !== 'string' || subject.length > 256) return false;
+  const m = REPLY.exec(subject);
+  return m !== null && m[1] === inboxId;
+}
+
+/** A fresh reply subject under this token's inbox: `<prefix>.<inboxId>.<random>`. */
+export function replySubjectFor(inboxId: string, inboxPrefix = '_INBOX'): string {
+  return `${inboxPrefix}.${inboxId}.${randomBytes(12).toString('base64url')}`;
+}
+
+/** A subject or other attacker-chosen text, safe for a log line or an audit payload (no control or bidi characters, bounded). */
+export function sanitizeSubject(s: unknown): string {
+  if (typeof s !== 'string') return `(${typeof s})`;
+  // eslint-disable-next-line no-control-regex
+  const clean = s.slice(0, 200).replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return s.length > 200 ? `${clean}…(${s.length} chars)` : clean;
+}
