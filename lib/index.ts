@@ -5,3 +5,4 @@ export * from './nats.ts';
 export * from './reply.ts';
 export * from './process.ts';
 export * from './retry.ts';
+export * from './terminal.ts';

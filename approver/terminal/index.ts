@@ -15,6 +15,7 @@ import { commandText, IdSchema, names as makeNames, toWritError } from '../../sc
 import { Bot } from '../bot.ts';
 import { factsLines, revealInvisible } from '../text.ts';
 import type { ApprovalView, ApproverAdapter, MessageRef } from '../types.ts';
+import { escapeForTerminal } from '../../lib/index.ts';
 
 const COMMAND_MAX = 4_000;
 const USAGE = 'commands: approve ID [reason] | deny ID reason | pending | help';
@@ -79,7 +80,8 @@ export class TerminalAdapter implements ApproverAdapter {
   }
 
   #write(s: string): void {
-    this.#o.output.write(s);
+    // Requesters, commands and reasons come from others: nothing they hold may drive the terminal.
+    this.#o.output.write(escapeForTerminal(s));
   }
 
   async start(): Promise<void> {
