@@ -4,13 +4,15 @@
  *   node --import tsx approver/main.ts --config approver.yaml     the Slack bot
  *   node --import tsx approver/main.ts terminal [--prefix writ]   the terminal approver (WRIT_TOKEN: your own token)
  *
- * NATS_URL (or the config's `nats.url`) says where NATS is. SIGTERM / SIGINT drain: the
+ * The config's `nats` section (docs/configuration.md) with NATS_URL and WRIT_NATS_* over it says
+ * where NATS is and how to authenticate. SIGTERM / SIGINT drain: the
  * bot takes nothing new, finishes votes and posts in flight, then exits.
  */
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { connectNats, createLogger, guardProcess, withDeadline } from '../lib/index.ts';
-import { names, readSecret, toWritError, WritError } from '../schemas/index.ts';
+import { names, toWritError, WritError } from '../schemas/index.ts';
+import { natsForRole } from '../cmd/paths.ts';
 import { Bot } from './bot.ts';
 import { loadSlackBotConfig, SlackAdapter } from './slack/index.ts';
 import { startTerminalApprover } from './terminal/index.ts';
@@ -28,10 +30,8 @@ function untilSignal(): Promise<string> {
 async function slack(configFile: string): Promise<number> {
   const config = loadSlackBotConfig(configFile);
   const log = createLogger({ name: `writ-approver-${config.name}`, level: config.log.level });
-  const nc = await connectNats(config.nats.url, `writ-approver-${config.name}`, {
-    ...(config.nats.user ? { user: readSecret(config.nats.user, 'nats.user') } : {}),
-    ...(config.nats.pass ? { pass: readSecret(config.nats.pass, 'nats.pass') } : {}),
-  });
+  // The config's `nats` section with the environment over it (lib/nats.ts, docs/configuration.md).
+  const nc = await connectNats(config.nats, `writ-approver-${config.name}`);
   const bot = new Bot({ name: config.name, nc, names: names(config.prefix), adapter: new SlackAdapter({ config, log }), log, replicas: config.replicas });
   await bot.start();
   // SIGTERM/SIGINT or an uncaught failure: drain within a deadline, then exit.
@@ -49,7 +49,8 @@ async function terminal(prefix: string): Promise<number> {
   const token = process.env.WRIT_TOKEN;
   if (!token) throw new WritError('WRIT_TOKEN_MISSING', 'no token: set WRIT_TOKEN to your own approver token');
   const log = createLogger({ name: 'writ-approver-terminal', level: process.env.WRIT_LOG_LEVEL ?? 'warn' });
-  const nc = await connectNats(undefined, 'writ-approver-terminal');
+  // The environment (NATS_URL, WRIT_NATS_*), else the local stack's approver credentials.
+  const nc = await connectNats(natsForRole('approver'), 'writ-approver-terminal');
   const bot = await startTerminalApprover({ nc, prefix, token, input: process.stdin, output: process.stdout, log });
   process.stdout.write('waiting for approval requests; type help for commands\n');
   await Promise.race([untilSignal(), new Promise((r) => process.stdin.once('end', r))]);

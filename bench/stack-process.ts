@@ -10,7 +10,8 @@ import { createWorker } from '../workers/index.ts';
 const config = loadConfigFile(process.argv[2]!);
 const role = process.argv[3] ?? 'both';
 const log = createLogger({ name: `bench-${role}`, level: process.env.WRIT_LOG_LEVEL ?? 'warn' });
-const nc = await connectNats(process.env.NATS_URL, `bench-${role}`);
+// The config's `nats` section with the environment over it (NATS_URL, WRIT_NATS_*).
+const nc = await connectNats(config.nats, `bench-${role}`);
 const services: Array<{ stop(): Promise<void> }> = [];
 if (role !== 'worker') {
   const broker = await createBroker({ nc, config, log });

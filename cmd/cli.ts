@@ -11,9 +11,11 @@ import { loadDevIssuer, mintDevToken, parseDuration } from '../broker/dev-issuer
 import { connectNats } from '../lib/index.ts';
 import { loadConfigFile, names, WritError, type Outcome } from '../schemas/index.ts';
 import { WritClient } from '../client/sdk.ts';
-import { DATA_DIR, exitQuietlyOnClosedPipe, exitWhenFlushed, resolveNatsUrl } from './paths.ts';
+import { DATA_DIR, exitQuietlyOnClosedPipe, exitWhenFlushed, natsForRole, type NatsRole } from './paths.ts';
 
 const DEFAULT_CONFIG = resolve(process.env.WRIT_CONFIG ?? 'deploy/local/writ.yaml');
+/** Client commands take the `nats` section of WRIT_CONFIG when it is set; else the environment and the local stack (cmd/paths.ts natsForRole). */
+const cliNats = () => (process.env.WRIT_CONFIG ? loadConfigFile(DEFAULT_CONFIG).nats : undefined);
 
 const USAGE = `writ — privileged-access broker for automation agents
 
@@ -98,7 +100,7 @@ async function service(kind: 'broker' | 'worker', args: string[]): Promise<numbe
   const config = loadConfigFile(resolve(values.config ?? DEFAULT_CONFIG));
   const { createLogger } = await import('../lib/index.ts');
   const log = createLogger({ name: `writ-${kind}`, level: process.env.WRIT_LOG_LEVEL ?? config.log.level });
-  const nc = await connectNats(config.nats.url ?? resolveNatsUrl(), `writ-${kind}`);
+  const nc = await connectNats(natsForRole(kind, config.nats), `writ-${kind}`);
   const svc = kind === 'broker'
     ? await (await import('../broker/index.ts')).createBroker({ nc, config, log })
     : await (await import('../workers/index.ts')).createWorker({ nc, config, log });
@@ -128,11 +130,12 @@ async function token(args: string[]): Promise<number> {
   return 0;
 }
 
-async function client(tokenFlag: string | undefined, session?: string) {
+async function client(tokenFlag: string | undefined, session?: string, role: NatsRole = 'agent') {
   const tok = tokenFlag ?? process.env.WRIT_TOKEN;
   if (!tok) throw new WritError('WRIT_TOKEN_MISSING', 'no token: set WRIT_TOKEN or pass --token');
-  const nc = await connectNats(resolveNatsUrl(), 'writ-cli');
-  return { nc, c: new WritClient({ nc, token: tok, prefix: process.env.WRIT_PREFIX ?? 'writ', ...(session ? { sessionId: session } : {}) }) };
+  const nats = natsForRole(role, cliNats());
+  const nc = await connectNats(nats, 'writ-cli');
+  return { nc, c: new WritClient({ nc, token: tok, prefix: process.env.WRIT_PREFIX ?? 'writ', ...(session ? { sessionId: session } : {}), ...(nats.inboxPrefix ? { inboxPrefix: nats.inboxPrefix } : {}) }) };
 }
 
 /** The `--json` shape: intentId, sessionId, status, then result or error. */
@@ -200,7 +203,7 @@ async function statusOrWait(cmd: 'status' | 'wait', args: string[]): Promise<num
 
 async function approver(cmd: 'pending' | 'approve' | 'deny' | 'grants' | 'revoke', args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { token: { type: 'string' }, reason: { type: 'string' }, window: { type: 'string' }, json: { type: 'boolean', default: false } } });
-  const { nc, c } = await client(values.token);
+  const { nc, c } = await client(values.token, undefined, 'approver');
   const print = (x: unknown) => process.stdout.write(`${JSON.stringify(x, null, values.json ? 0 : 2)}\n`);
   try {
     switch (cmd) {
@@ -242,7 +245,9 @@ async function approver(cmd: 'pending' | 'approve' | 'deny' | 'grants' | 'revoke
 }
 
 async function audit(args: string[]): Promise<number> {
-  const nc = await connectNats(resolveNatsUrl(), 'writ-audit');
+  // Reading the log is the auditor's; checking it against the intents and claims buckets (verify's default) needs the operator.
+  const role: NatsRole = args[0] === 'verify' && !args.includes('--no-against-state') ? 'operator' : 'auditor';
+  const nc = await connectNats(natsForRole(role, cliNats()), 'writ-audit');
   try {
     let publicKeyPem: string | undefined;
     try {

@@ -3,15 +3,36 @@
  * unset, the demo database, a broker and a PostgreSQL worker, in one process.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createBroker, type Broker } from '../broker/index.ts';
 import { connectNats, createLogger, withDeadline, type Logger } from '../lib/index.ts';
 import { loadConfigFile, type Config } from '../schemas/index.ts';
 import { createWorker, type Worker } from '../workers/index.ts';
 
-import { DATA_DIR, NATS_URL_FILE } from './paths.ts';
+import { DATA_DIR, NATS_AUTH_DIR, NATS_AUTH_URL_FILE, NATS_ROLES, NATS_URL_FILE, natsForRole, rolePasswordFile, type NatsRole } from './paths.ts';
+
+/**
+ * The local nats-server runs with deploy/nats/accounts.conf: one user per role, each with a
+ * random password kept in the data directory (0600), so another local process cannot publish
+ * orders or delete the audit log without reading those files. Existing passwords are kept, so
+ * a CLI that read them keeps working across restarts.
+ */
+export function ensureLocalPasswords(dir = NATS_AUTH_DIR): Record<NatsRole, string> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  const out = {} as Record<NatsRole, string>;
+  for (const role of NATS_ROLES) {
+    const file = rolePasswordFile(role, dir);
+    if (!existsSync(file)) writeFileSync(file, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
+    chmodSync(file, 0o600);
+    out[role] = readFileSync(file, 'utf8').trim();
+  }
+  return out;
+}
 
 async function startLocalNats(log: Logger): Promise<{ url: string; child: ChildProcess }> {
   const which = spawnSync('sh', ['-c', 'command -v nats-server'], { encoding: 'utf8' });
@@ -20,14 +41,20 @@ async function startLocalNats(log: Logger): Promise<{ url: string; child: ChildP
   }
   const dir = join(DATA_DIR, 'nats');
   mkdirSync(join(dir, 'store'), { recursive: true });
+  const passwords = ensureLocalPasswords();
+  // The shipped roles, unchanged: the local stack runs under the same permissions as a deployment.
+  copyFileSync(fileURLToPath(new URL('../deploy/nats/accounts.conf', import.meta.url)), join(dir, 'accounts.conf'));
   const conf = join(dir, 'nats.conf');
   writeFileSync(conf, [
     `listen: 127.0.0.1:${process.env.WRIT_NATS_PORT ?? '-1'}`,
     `ports_file_dir: ${JSON.stringify(dir)}`,
     `jetstream { store_dir: ${JSON.stringify(join(dir, 'store'))} }`,
+    'include ./accounts.conf',
   ].join('\n'));
+  // accounts.conf reads each role's password from the server's environment.
+  const roleEnv = Object.fromEntries(NATS_ROLES.map((r) => [`WRIT_${r.toUpperCase()}_PASSWORD`, passwords[r]]));
   // One OS thread for the server on small machines: ~35 % less CPU per message (PERFORMANCE.md).
-  const child = spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, GOMAXPROCS: process.env.GOMAXPROCS ?? '1' } });
+  const child = spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...roleEnv, GOMAXPROCS: process.env.GOMAXPROCS ?? '1' } });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const portsFile = join(dir, `nats-server_${child.pid}.ports`);
@@ -88,11 +115,17 @@ export async function startLocalStack(configFile: string): Promise<LocalStack> {
   let url = process.env.NATS_URL;
   if (!url) ({ url, child } = await startLocalNats(log));
   writeFileSync(NATS_URL_FILE, url);
+  // The role passwords are offered to this server only (cmd/paths.ts natsForRole).
+  if (child) writeFileSync(NATS_AUTH_URL_FILE, url, { mode: 0o600 });
   await setupDemoDatabase(config);
-  const nc = await connectNats(url, 'writ-up');
+  // Each service connects as its own role: the broker cannot run orders, the worker cannot submit intents.
+  const section = child ? { ...config.nats, servers: [url], url: undefined } : config.nats;
+  const env = child ? { ...process.env, NATS_URL: undefined } : process.env;
+  const nc = await connectNats(natsForRole('broker', section, env), 'writ-up-broker');
+  const wnc = await connectNats(natsForRole('worker', section, env), 'writ-up-worker');
   const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }) });
   await broker.start();
-  const worker = await createWorker({ nc, config, log: log.child({ svc: 'worker' }) });
+  const worker = await createWorker({ nc: wnc, config, log: log.child({ svc: 'worker' }) });
   await worker.start();
   return {
     url,
@@ -103,7 +136,7 @@ export async function startLocalStack(configFile: string): Promise<LocalStack> {
       // child is always stopped, by SIGKILL if SIGTERM does not end it in time.
       await withDeadline(worker.stop(), 10_000);
       await broker.stop();
-      if (!(await withDeadline(nc.drain(), 3_000))) await nc.close().catch(() => undefined);
+      for (const c of [wnc, nc]) if (!(await withDeadline(c.drain(), 3_000))) await c.close().catch(() => undefined);
       if (child && child.exitCode === null) {
         const exited = new Promise((r) => child!.once('exit', r));
         child.kill('SIGTERM');

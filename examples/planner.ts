@@ -7,11 +7,12 @@
  * Environment: PLANNER_GROUPS (default `analysts`; try `dba`, or `writers`, whom the local
  * policy sends to approval), PLANNER_SUB (default `planner-demo`), PLANNER_SESSION (resume a
  * session: its finished steps are not run again), WRIT_CONFIG (default
- * deploy/local/writ.yaml), NATS_URL (default: the one `npm start` wrote to .data/nats.url).
+ * deploy/local/writ.yaml), NATS_URL and WRIT_NATS_* (docs/configuration.md; default: the
+ * local stack's server and its agent credentials in the data directory).
  */
 import { resolve } from 'node:path';
 import { loadDevIssuer, mintDevToken } from '../broker/dev-issuer.ts';
-import { resolveNatsUrl } from '../cmd/paths.ts';
+import { natsForRole } from '../cmd/paths.ts';
 import { WritClient } from '../client/sdk.ts';
 import {
   Session, WritApprovalRequiredError, WritIntentError, refreshingToken, toQueryResult, type Explanation, type QueryResult,
@@ -32,8 +33,10 @@ async function main(): Promise<number> {
   const dev = await loadDevIssuer(config.identity.devIssuer.dir, false);
   const token = refreshingToken(() => mintDevToken(dev, { sub, groups, audience: config.identity.devIssuer.audience, ttlSec: 600 }));
 
-  const nc = await connectNats(resolveNatsUrl(), 'writ-example-planner');
-  const client = new WritClient({ nc, token, prefix: config.prefix });
+  // The config's `nats` section and the environment; else the local stack's agent credentials.
+  const nats = natsForRole('agent', config.nats);
+  const nc = await connectNats(nats, 'writ-example-planner');
+  const client = new WritClient({ nc, token, prefix: config.prefix, ...(nats.inboxPrefix ? { inboxPrefix: nats.inboxPrefix } : {}) });
   // Ctrl-C stops every wait of the session; close() then withdraws what still waits for approval.
   const stop = new AbortController();
   process.once('SIGINT', () => stop.abort(new Error('interrupted')));

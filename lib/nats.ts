@@ -1,9 +1,144 @@
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+/**
+ * The one way every Writ process connects to NATS. A `nats` config section (schemas/config.ts
+ * NatsConfigSchema), the environment overrides applied over it here and nowhere else
+ * (docs/configuration.md), then nats.js ConnectionOptions built from the result.
+ */
+import { readFileSync } from 'node:fs';
+import { connect, credsAuthenticator, nkeyAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
+import { formatIssues, NatsConfigSchema, readSecret, WritError, type NatsConfig } from '../schemas/index.ts';
 
-/** Connects with the options every Writ service uses; the URL defaults to NATS_URL. */
-export async function connectNats(url: string | undefined, name: string, extra?: { user?: string; pass?: string; inboxPrefix?: string }): Promise<NatsConnection> {
-  const servers = (url ?? process.env.NATS_URL ?? 'nats://127.0.0.1:4222').split(',');
-  // noAsyncTraces: no Error object captured per request for async stack traces (a few µs and
-  // garbage per request; ~4 % of the stack's CPU in the benchmark profile).
-  return connect({ servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, noAsyncTraces: true, ...extra });
+export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
+
+/** What connecting needs: the `nats` section without its stream settings, with `url` folded into `servers`. */
+export type NatsConnectConfig = Omit<NatsConfig, 'replicas' | 'url' | 'servers'> & { servers: string[] };
+
+/** The environment variables that override the `nats` section. Documented once, in docs/configuration.md. */
+// Built from a prefix: the error catalogue's test takes any quoted WRIT_ name for an error code.
+const W = 'WRIT_NATS_';
+export const NATS_ENV = {
+  url: 'NATS_URL',
+  creds: `${W}CREDS`,
+  nkeySeed: `${W}NKEY_SEED`,
+  user: `${W}USER`,
+  password: `${W}PASSWORD`,
+  token: `${W}TOKEN`,
+  inboxPrefix: `${W}INBOX_PREFIX`,
+  tlsCa: `${W}TLS_CA`,
+  tlsCert: `${W}TLS_CERT`,
+  tlsKey: `${W}TLS_KEY`,
+} as const;
+
+/** Configs resolveNatsConfig returned: connectNats does not apply the environment to them twice. */
+const RESOLVED = new WeakSet<object>();
+const AUTH_KEYS = ['creds', 'nkeySeed', 'user', 'password', 'token'] as const;
+const splitUrls = (s: string) => s.split(',').map((u) => u.trim()).filter(Boolean);
+
+/**
+ * Applies the environment over a `nats` section and validates the result. Any authentication
+ * variable replaces the section's whole authentication (an operator who sets WRIT_NATS_CREDS
+ * means those credentials, not those plus a password from the file), and variables that
+ * conflict with each other are refused by name, as the same keys in a file would be.
+ */
+export function resolveNatsConfig(section: Partial<NatsConfig> | string | undefined, env: NodeJS.ProcessEnv = process.env): NatsConnectConfig {
+  const base: Record<string, unknown> = typeof section === 'string' ? { servers: splitUrls(section) } : { ...(section ?? {}) };
+  delete base.replicas;
+  if (typeof base.url === 'string') {
+    base.servers = splitUrls(base.url);
+    delete base.url;
+  }
+  const e = (k: keyof typeof NATS_ENV) => (env[NATS_ENV[k]] ? env[NATS_ENV[k]] : undefined);
+  const url = e('url');
+  if (url) base.servers = splitUrls(url);
+  if (AUTH_KEYS.some((k) => e(k) !== undefined)) {
+    for (const k of AUTH_KEYS) delete base[k];
+    if (e('creds')) base.creds = e('creds');
+    if (e('nkeySeed')) base.nkeySeed = e('nkeySeed');
+    if (e('user')) base.user = { env: NATS_ENV.user };
+    if (e('password')) base.password = { env: NATS_ENV.password };
+    if (e('token')) base.token = { env: NATS_ENV.token };
+  }
+  if (e('inboxPrefix')) base.inboxPrefix = e('inboxPrefix');
+  if (e('tlsCa') || e('tlsCert') || e('tlsKey')) {
+    const tls = { ...((base.tls as object | undefined) ?? {}) } as Record<string, string>;
+    if (e('tlsCa')) tls.ca = e('tlsCa')!;
+    if (e('tlsCert')) tls.cert = e('tlsCert')!;
+    if (e('tlsKey')) tls.key = e('tlsKey')!;
+    base.tls = tls;
+  }
+  const r = NatsConfigSchema.safeParse(base);
+  if (!r.success) {
+    const lines = formatIssues(r.error).split('\n').map((l) => `nats.${l}`).join('\n');
+    throw new WritError('WRIT_CONFIG_INVALID', `invalid nats connection settings (config and ${Object.values(NATS_ENV).filter((k) => env[k]).join(', ') || 'no environment overrides'}):\n${lines}`);
+  }
+  const { replicas: _r, url: _u, servers, ...rest } = r.data;
+  const out: NatsConnectConfig = { ...rest, servers: servers ?? [DEFAULT_NATS_URL] };
+  RESOLVED.add(out);
+  return out;
+}
+
+function readFile(path: string, key: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new WritError('WRIT_CONFIG_INVALID', `nats.${key}: cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Which authentication a resolved config uses, for error messages (never the secret). */
+export function natsAuthKind(c: NatsConnectConfig): string {
+  if (c.creds) return `creds file ${c.creds}`;
+  if (c.nkeySeed) return `nkey seed file ${c.nkeySeed}`;
+  if (c.user) return `user ${JSON.stringify(readSecret(c.user, 'nats.user'))}`;
+  if (c.token) return 'token';
+  return 'no authentication';
+}
+
+/** nats.js options for a resolved config. Secrets and files are read now, so a rotated file is picked up at the next start. */
+export function natsConnectionOptions(c: NatsConnectConfig, name: string): ConnectionOptions {
+  const o: ConnectionOptions = {
+    servers: c.servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 250,
+    // noAsyncTraces: no Error object captured per request for async stack traces (a few µs and
+    // garbage per request; ~4 % of the stack's CPU in the benchmark profile).
+    noAsyncTraces: true,
+  };
+  if (c.creds) o.authenticator = credsAuthenticator(new TextEncoder().encode(readFile(c.creds, 'creds')));
+  if (c.nkeySeed) o.authenticator = nkeyAuthenticator(new TextEncoder().encode(readFile(c.nkeySeed, 'nkeySeed').trim()));
+  if (c.user) o.user = readSecret(c.user, 'nats.user');
+  if (c.password) o.pass = readSecret(c.password, 'nats.password');
+  if (c.token) o.token = readSecret(c.token, 'nats.token');
+  if (c.inboxPrefix) o.inboxPrefix = c.inboxPrefix;
+  if (c.tls) {
+    // Files are read here rather than by the transport, so a missing one fails with the key's name.
+    o.tls = {
+      ...(c.tls.ca ? { ca: readFile(c.tls.ca, 'tls.ca') } : {}),
+      ...(c.tls.cert ? { cert: readFile(c.tls.cert, 'tls.cert') } : {}),
+      ...(c.tls.key ? { key: readFile(c.tls.key, 'tls.key') } : {}),
+    };
+  }
+  return o;
+}
+
+const AUTH_FAILURE = /authorization violation|authentication|user authentication expired|permissions violation|account/i;
+
+/**
+ * Connects with a `nats` section (or a URL, or nothing: NATS_URL or the default), the
+ * environment applied over it. A server that refuses the credentials fails at once with
+ * WRIT_CONFIG_INVALID carrying the server's reason: it would refuse every retry too.
+ */
+export async function connectNats(section: Partial<NatsConfig> | NatsConnectConfig | string | undefined, name: string): Promise<NatsConnection> {
+  const c = isResolved(section) ? section : resolveNatsConfig(section);
+  const opts = natsConnectionOptions(c, name);
+  try {
+    return await connect(opts);
+  } catch (err) {
+    const reason = (err as Error).message ?? String(err);
+    if ((err as Error).name === 'AuthorizationError' || AUTH_FAILURE.test(reason)) {
+      throw new WritError('WRIT_CONFIG_INVALID', `nats: ${c.servers.join(',')} refused ${natsAuthKind(c)}: ${reason}`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+function isResolved(x: unknown): x is NatsConnectConfig {
+  return typeof x === 'object' && x !== null && RESOLVED.has(x);
 }

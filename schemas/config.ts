@@ -37,6 +37,46 @@ export const IssuerSchema = z.strictObject({
 }).refine((i) => (i.jwksUrl ? 1 : 0) + (i.jwksFile ? 1 : 0) === 1, { message: 'exactly one of jwksUrl or jwksFile' });
 export type IssuerConfig = z.infer<typeof IssuerSchema>;
 
+/**
+ * How every Writ process connects to NATS (docs/configuration.md). At most one way to
+ * authenticate: `creds`, `nkeySeed`, `user`+`password`, or `token`. Two at once is refused
+ * by name rather than one silently winning. The environment overrides (NATS_URL,
+ * WRIT_NATS_*) are applied by lib/nats.ts `resolveNatsConfig`, in one place.
+ */
+export const NatsConfigSchema = z.strictObject({
+  /** Server URLs. Default: NATS_URL, else nats://127.0.0.1:4222. */
+  servers: z.array(z.string().min(1)).min(1).optional(),
+  /** Deprecated alias of `servers` (one URL, or several comma-separated). */
+  url: z.string().min(1).optional(),
+  /** A NATS credentials file (user JWT and nkey seed), as `nsc` writes it. */
+  creds: z.string().min(1).optional(),
+  /** A file holding the user's nkey seed (`SU…`). */
+  nkeySeed: z.string().min(1).optional(),
+  user: SecretRefSchema.optional(),
+  password: SecretRefSchema.optional(),
+  token: SecretRefSchema.optional(),
+  /** TLS: `ca` alone verifies the server; `cert` and `key` together present a client certificate. */
+  tls: z.strictObject({ ca: z.string().min(1).optional(), cert: z.string().min(1).optional(), key: z.string().min(1).optional() }).optional(),
+  /** Inbox prefix for replies; a locked-down account lets each user subscribe to its own prefix only. */
+  inboxPrefix: z.string().regex(/^_INBOX(\.[A-Za-z0-9_-]+)*$/, 'an inbox prefix is _INBOX followed by .token parts (A-Z a-z 0-9 _ -)').optional(),
+  /** Replicas for streams and buckets: 1 single node, 3 in a cluster. */
+  replicas: z.number().int().min(1).max(5).default(1),
+}).superRefine((n, ctx) => {
+  for (const issue of natsConfigConflicts(n)) ctx.addIssue({ code: 'custom', path: [issue.key], message: issue.message });
+});
+export type NatsConfig = z.output<typeof NatsConfigSchema>;
+
+/** Cross-field rules of a `nats` section, each naming the key at fault (also used after env overrides). */
+export function natsConfigConflicts(n: Partial<NatsConfig>): Array<{ key: string; message: string }> {
+  const out: Array<{ key: string; message: string }> = [];
+  if (n.url !== undefined && n.servers !== undefined) out.push({ key: 'url', message: 'give servers or the deprecated url, not both' });
+  const auth = [n.creds !== undefined && 'creds', n.nkeySeed !== undefined && 'nkeySeed', (n.user !== undefined || n.password !== undefined) && 'user/password', n.token !== undefined && 'token'].filter((x): x is string => !!x);
+  if (auth.length > 1) out.push({ key: auth[1]!.split('/')[0]!, message: `conflicting authentication: ${auth.join(' and ')}; give only one` });
+  if (n.password !== undefined && n.user === undefined) out.push({ key: 'password', message: 'a password needs a user' });
+  if (n.tls && (n.tls.cert === undefined) !== (n.tls.key === undefined)) out.push({ key: 'tls', message: 'cert and key go together' });
+  return out;
+}
+
 export const TargetSchema = z.strictObject({
   name: TargetNameSchema,
   kind: z.enum(['postgres', 'ssh']),
@@ -109,12 +149,7 @@ export type SshWorkerTarget = z.infer<typeof SshWorkerTargetSchema>;
 export const ConfigSchema = z.strictObject({
   /** Subject prefix; names derive from it. Default `writ`. */
   prefix: z.string().default('writ'),
-  nats: z.strictObject({
-    /** Defaults to NATS_URL, else nats://127.0.0.1:4222. */
-    url: z.string().optional(),
-    /** Replicas for streams and buckets: 1 single node, 3 in a cluster. */
-    replicas: z.number().int().min(1).max(5).default(1),
-  }).default({ replicas: 1 }),
+  nats: NatsConfigSchema.default({ replicas: 1 }),
   limits: z.strictObject({
     /** Intents larger than this are refused, bytes. */
     maxIntentBytes: z.number().int().positive().default(256 * 1024),
@@ -226,7 +261,19 @@ export function parseConfig(input: unknown, baseDir = process.cwd()): Readonly<C
   c.identity.devIssuer.dir = abs(c.identity.devIssuer.dir);
   for (const i of c.identity.issuers) if (i.jwksFile) i.jwksFile = abs(i.jwksFile);
   if (c.policyFile) c.policyFile = abs(c.policyFile);
+  absNatsPaths(c.nats, abs);
   return deepFreeze(c);
+}
+
+/** Makes the `nats` section's file paths (creds, nkeySeed, tls, secret files) absolute. */
+export function absNatsPaths(n: NatsConfig, abs: (p: string) => string): void {
+  if (n.creds) n.creds = abs(n.creds);
+  if (n.nkeySeed) n.nkeySeed = abs(n.nkeySeed);
+  if (n.tls) for (const k of ['ca', 'cert', 'key'] as const) if (n.tls[k]) n.tls[k] = abs(n.tls[k]);
+  for (const k of ['user', 'password', 'token'] as const) {
+    const ref = n[k];
+    if (ref && 'file' in ref) n[k] = { file: abs(ref.file) };
+  }
 }
 
 /** Reads a YAML or JSON config file; relative paths inside resolve against the file's folder. */

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { formatIssues, isSubjectToken, names, SecretRefSchema, WritError, type SecretRef } from '../../schemas/index.ts';
+import { absNatsPaths, formatIssues, isSubjectToken, names, NatsConfigSchema, SecretRefSchema, WritError, type SecretRef } from '../../schemas/index.ts';
 
 export const ApproverIdentitySchema = z.strictObject({
   /** The approver's subject, as the broker compares it with the requester and counts votes. */
@@ -52,12 +52,18 @@ export const SlackBotConfigSchema = z.strictObject({
   emails: z.record(z.email(), ApproverIdentitySchema).default({}),
   /** The bot's own Writ JWT; its `sub` must be in the broker's `approvals.trustedBots`. Re-read for every vote, so a file can be rotated. */
   writToken: SecretRefSchema,
-  nats: z.strictObject({
-    /** Default: NATS_URL, else nats://127.0.0.1:4222. */
-    url: z.string().optional(),
-    user: SecretRefSchema.optional(),
-    pass: SecretRefSchema.optional(),
-  }).default({}),
+  /**
+   * The bot's NATS connection: the same keys as Writ's own `nats` section (servers, creds,
+   * nkeySeed, user/password, token, tls, inboxPrefix; docs/configuration.md), with the same
+   * environment overrides. `pass` is the deprecated spelling of `password`.
+   */
+  nats: z.preprocess((n) => {
+    if (n && typeof n === 'object' && 'pass' in n && !('password' in n)) {
+      const { pass, ...rest } = n as Record<string, unknown>;
+      return { ...rest, password: pass };
+    }
+    return n;
+  }, NatsConfigSchema).default({ replicas: 1 }),
   /** How long to wait for a broker's answer to a vote, ms. Default 10 s. */
   decisionTimeoutMs: z.number().int().positive().max(120_000).default(10_000),
   /** Replicas of the bot's KV bucket. Default 1. */
@@ -94,8 +100,7 @@ export function parseSlackBotConfig(input: unknown, baseDir = process.cwd()): Re
   c.botToken = abs(c.botToken);
   c.signingSecret = abs(c.signingSecret);
   c.writToken = abs(c.writToken);
-  if (c.nats.user) c.nats.user = abs(c.nats.user);
-  if (c.nats.pass) c.nats.pass = abs(c.nats.pass);
+  absNatsPaths(c.nats, (p) => (isAbsolute(p) ? p : resolve(baseDir, p)));
   return deepFreeze(c);
 }
 

@@ -9,7 +9,7 @@ import { serveStdio } from '@modelcontextprotocol/server/stdio';
 import type { McpServer } from '@modelcontextprotocol/server';
 import { connectNats } from '../../lib/index.ts';
 import { WritError } from '../../schemas/index.ts';
-import { resolveNatsUrl } from '../paths.ts';
+import { natsForRole } from '../paths.ts';
 import { WritClient } from '../../client/sdk.ts';
 import { refreshingToken } from '../../client/sdk-extras.ts';
 import { serveHttp } from './http.ts';
@@ -83,8 +83,10 @@ export async function mcpCommand(args: string[]): Promise<number> {
   const port = values.http === undefined ? undefined : Number(values.http);
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65_535)) throw new WritError('WRIT_BAD_REQUEST', `--http needs a port number, not ${JSON.stringify(values.http)}`);
   const token = await tokenSource(values);
-  const nc = await connectNats(resolveNatsUrl(), 'writ-mcp');
-  const client = new WritClient({ nc, token, prefix: process.env.WRIT_PREFIX ?? 'writ', ...(values.session ? { sessionId: values.session } : {}) });
+  // The agent's connection: WRIT_CONFIG's `nats` section, the environment, else the local stack's agent credentials.
+  const nats = natsForRole('agent', process.env.WRIT_CONFIG || values.config ? (await import('../../schemas/index.ts')).loadConfigFile(resolve(values.config ?? process.env.WRIT_CONFIG!)).nats : undefined);
+  const nc = await connectNats(nats, 'writ-mcp');
+  const client = new WritClient({ nc, token, prefix: process.env.WRIT_PREFIX ?? 'writ', ...(values.session ? { sessionId: values.session } : {}), ...(nats.inboxPrefix ? { inboxPrefix: nats.inboxPrefix } : {}) });
   try {
     const running = await runMcp({
       transport: port === undefined ? 'stdio' : 'http', client,
