@@ -171,7 +171,7 @@ export class Broker {
     const subjectTarget = m.subject.slice(this.#d.names.prefix.length + '.intent.'.length);
     const r = intake(m.data, subjectTarget, this.#d.config.limits.maxIntentBytes, now);
     if (!r.ok) {
-      await this.#refuse(r.refusal, rawReplyKey(m.data, this.#d.config.limits.maxIntentBytes));
+      await this.#refuse(r.refusal, rawReplyKey(m.data));
       m.term();
       return;
     }
@@ -434,9 +434,11 @@ export class Broker {
   }
 }
 
-/** The `replyKey` of an intent that intake refused (so the refusal can still be sealed), when it can be read. */
-function rawReplyKey(data: Uint8Array, maxBytes: number): string | undefined {
-  if (data.length > maxBytes) return undefined;
+/**
+ * The `replyKey` of an intent that intake refused (so the refusal can still be sealed), when it
+ * can be read. An oversized intent is parsed too: the server's max_payload bounds it.
+ */
+function rawReplyKey(data: Uint8Array): string | undefined {
   try {
     const k = (JSON.parse(new TextDecoder().decode(data)) as { replyKey?: unknown })?.replyKey;
     return X25519KeySchema.safeParse(k).success ? (k as string) : undefined;

@@ -3,10 +3,17 @@
  * and `writ.api.>`, and subscribe to its own inbox. `run` subscribes to a fresh inbox,
  * publishes the intent with that inbox as `replyTo`, and takes the first outcome that
  * arrives there; the broker (denials) or the worker (results) answers it directly.
+ *
+ * Isolation on a shared bus (docs/ARCHITECTURE.md, "Transport: replies and isolation"): every
+ * reply subject the SDK names is under the inbox of its own token's principal
+ * (`<inboxPrefix>.<inboxId>.<random>`; the broker answers nothing else), and every intent and
+ * outcome request carries this client's X25519 public key: outcomes arrive sealed to it and are
+ * opened here. An outcome that is not sealed to this client's key is refused (WRIT_SEAL_INVALID).
  */
 import { randomBytes } from 'node:crypto';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
-import { createInbox, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { generateSealKeyPair, inboxIdOfToken, openOutcome, replySubjectFor, type SealKeyPair } from '../lib/seal.ts';
 import {
   ApiReplySchema, names as makeNames, OutcomeSchema, WritError, isErrorCode,
   type ApiReply, type Command, type ErrorReply, type Intent, type IntentState, type Names, type Outcome,
@@ -60,7 +67,10 @@ export interface WritClientOptions {
   token: string | (() => string | Promise<string>);
   prefix?: string;
   sessionId?: string;
-  /** Inbox prefix the agent may subscribe to (per-agent inboxes in a locked-down deployment). */
+  /**
+   * What reply subjects start with, before the principal's inbox id: `_INBOX` (default) or
+   * `_INBOX.<role>` (`_INBOX.agent`, `_INBOX.approver`) where NATS permissions key on the role.
+   */
   inboxPrefix?: string;
 }
 
@@ -69,6 +79,8 @@ export class WritClient {
   readonly sessionId: string;
   readonly #o: WritClientOptions;
   readonly #js: JetStreamClient;
+  /** This client's sealing key pair: the private half never leaves the process. */
+  readonly #keys: SealKeyPair = generateSealKeyPair();
 
   constructor(o: WritClientOptions) {
     this.#o = o;
@@ -77,8 +89,33 @@ export class WritClient {
     this.#js = jetstream(o.nc);
   }
 
+  /** The public key outcomes for this client are sealed to (raw X25519, base64url). */
+  get replyKey(): string {
+    return this.#keys.publicKey;
+  }
+
   async #token(): Promise<string> {
     return typeof this.#o.token === 'string' ? this.#o.token : this.#o.token();
+  }
+
+  /** A fresh reply subject under the inbox of this token's principal: the only kind the broker answers. */
+  #replySubject(token: string): string {
+    let id: string;
+    try {
+      id = inboxIdOfToken(token);
+    } catch (e) {
+      throw new WritError('WRIT_TOKEN_INVALID', 'the token is not a JWT with iss and sub', { cause: e });
+    }
+    return replySubjectFor(id, this.#o.inboxPrefix ?? '_INBOX');
+  }
+
+  /** Opens an outcome sealed to this client; anything else is refused, never trusted. */
+  #open(o: Outcome): Outcome {
+    try {
+      return openOutcome(o, this.#keys);
+    } catch (e) {
+      throw new WritError('WRIT_SEAL_INVALID', `outcome of ${o.intentId}: ${(e as Error).message}`, { cause: e });
+    }
   }
 
   #intent(req: IntentRequest, token: string, replyTo?: string): Intent {
@@ -90,6 +127,7 @@ export class WritClient {
       ...(req.justification ? { justification: req.justification } : {}),
       ...(req.deadline ? { deadline: req.deadline } : {}),
       ...(replyTo ? { replyTo } : {}),
+      replyKey: this.#keys.publicKey,
     };
   }
 
@@ -111,11 +149,26 @@ export class WritClient {
   async run(req: IntentRequest, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<Outcome> {
     const timeoutMs = opts.timeoutMs ?? 30_000;
     const deadline = Date.now() + timeoutMs;
-    const inbox = createInbox(this.#o.inboxPrefix);
-    const sub = this.#o.nc.subscribe(inbox, { max: 1 });
-    const intent = this.#intent(req, await this.#token(), inbox);
+    const token = await this.#token();
+    if (tokenExpired(token)) {
+      // The broker answers nothing for a token it cannot verify (no deputy): say it here, nothing is sent.
+      return {
+        v: 1, type: 'outcome', intentId: req.intentId ?? newId(), sessionId: req.sessionId ?? this.sessionId, status: 'denied', at: Date.now(),
+        error: { code: 'WRIT_TOKEN_EXPIRED', message: 'the token has expired (checked by the SDK; the intent was not sent)' },
+      };
+    }
+    const inbox = this.#replySubject(token);
+    const sub = this.#o.nc.subscribe(inbox);
+    const intent = this.#intent(req, token, inbox);
+    // The first outcome sealed to this client; anything else on the subject (unsealed, another key, altered) is skipped.
     const direct = (async () => {
-      for await (const m of sub) return OutcomeSchema.parse(m.json());
+      for await (const m of sub) {
+        try {
+          return this.#open(OutcomeSchema.parse(m.json()));
+        } catch {
+          continue;
+        }
+      }
       return undefined;
     })();
     try {
@@ -139,9 +192,21 @@ export class WritClient {
   }
 
   async #api(op: 'wait' | 'status' | 'result' | 'cancel' | 'explain' | 'targets' | 'pending' | 'grants' | 'revoke', body: Record<string, unknown>, timeoutMs: number): Promise<ApiReply> {
-    const m = await this.#o.nc.request(this.names.api(op), enc.encode(JSON.stringify({ v: 1, type: op, token: await this.#token(), ...body })), { timeout: timeoutMs });
+    const token = await this.#token();
+    const withKey = op === 'wait' || op === 'result' ? { replyKey: this.#keys.publicKey } : {};
+    let m;
+    try {
+      m = await this.#o.nc.request(this.names.api(op), enc.encode(JSON.stringify({ v: 1, type: op, token, ...body, ...withKey })), {
+        timeout: timeoutMs, noMux: true, reply: this.#replySubject(token),
+      });
+    } catch (e) {
+      // The broker answers no request whose token fails verification: say so when it is plainly expired.
+      if (tokenExpired(token)) throw new WritError('WRIT_TOKEN_EXPIRED', 'the token has expired; the broker does not answer requests with an expired token', { cause: e });
+      throw e;
+    }
     const reply = ApiReplySchema.parse(m.json());
     if (reply.type === 'error') throw toError(reply.error);
+    if (reply.type === 'outcome') return { ...reply, outcome: this.#open(reply.outcome) };
     return reply;
   }
 
@@ -184,14 +249,15 @@ export class WritClient {
    * intent's state after the vote, or rejects with the coded reason the broker refused it.
    */
   async decide(intentId: string, verdict: 'approve' | 'reject', opts: { reason?: string; windowSec?: number; timeoutMs?: number } = {}): Promise<string> {
-    const inbox = createInbox(this.#o.inboxPrefix);
+    const token = await this.#token();
+    const inbox = this.#replySubject(token);
     const sub = this.#o.nc.subscribe(inbox, { max: 1, timeout: opts.timeoutMs ?? 10_000 });
     const answer = (async () => {
       for await (const m of sub) return m.json<{ accepted: boolean; status?: string; code?: string; message?: string }>();
       return undefined;
     })().catch(() => undefined);
     const body = {
-      v: 1, type: 'approval.decision', intentId, verdict, token: await this.#token(), decisionId: newId('d'), at: Date.now(), replyTo: inbox,
+      v: 1, type: 'approval.decision', intentId, verdict, token, decisionId: newId('d'), at: Date.now(), replyTo: inbox,
       ...(opts.reason ? { reason: opts.reason } : {}), ...(opts.windowSec ? { windowSec: opts.windowSec } : {}),
     };
     await this.#js.publish(this.names.approvalDecision(intentId), enc.encode(JSON.stringify(body)));
@@ -213,6 +279,16 @@ export class WritClient {
   async cancel(intentId: string): Promise<IntentState> {
     const r = await this.#api('cancel', { intentId }, 5_000);
     return r.type === 'status' ? r.status : 'unknown';
+  }
+}
+
+/** True when the JWT's `exp` has passed (decoded, not verified: only to explain a missing answer). */
+function tokenExpired(token: string): boolean {
+  try {
+    const p = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { exp?: unknown };
+    return typeof p.exp === 'number' && p.exp * 1000 < Date.now();
+  } catch {
+    return false;
   }
 }
 

@@ -7,9 +7,8 @@ import { readFileSync } from 'node:fs';
 import { publicKeyFileFor } from '../broker/index.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPair, SignJWT } from 'jose';
-import { createInbox } from '@nats-io/transport-node';
 import { runAuditCli, verify } from '../audit/index.ts';
-import { newId } from '../client/index.ts';
+import { generateSealKeyPair, inboxIdOfToken, newId, openOutcome, replySubjectFor } from '../client/index.ts';
 import { grantSigner, OutcomeSchema, type Order, type Outcome } from '../schemas/index.ts';
 import { startStack, type Stack } from './fixture.ts';
 
@@ -25,11 +24,14 @@ const enc = new TextEncoder();
 const count = async (table: string) => Number((await s.admin.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n);
 
 /** Publishes raw bytes on an intent subject and waits for what comes back on the inbox. */
+/** This test's sealing key: raw intents carry its public half, and their answers are opened with it. */
+const keys = generateSealKeyPair();
+
 async function rawIntent(target: string, body: string | Uint8Array, inbox: string, waitMs = 3000): Promise<Outcome | undefined> {
   const sub = s.nc.subscribe(inbox, { max: 1, timeout: waitMs });
   const got = (async () => {
     try {
-      for await (const m of sub) return OutcomeSchema.parse(m.json());
+      for await (const m of sub) return openOutcome(OutcomeSchema.parse(m.json()), keys);
     } catch {
       return undefined;
     }
@@ -108,6 +110,24 @@ describe('planning around the policy', () => {
   });
 });
 
+/**
+ * An intent whose token fails verification gets no answer at all (the broker cannot know whose
+ * inbox its reply subject is: no deputy), and its refusal is evidence under `_unattributed`.
+ */
+async function expectUnansweredAndAudited(token: string, code: string): Promise<void> {
+  const intentId = newId();
+  const err = await s.client(token).run({ target: 'db', sql: 'SELECT 1', intentId }, { timeoutMs: 2_000 }).then(() => undefined, (e: unknown) => e);
+  expect((err as { code?: string })?.code).toBe('WRIT_TIMEOUT');
+  let found = false;
+  for (let i = 0; i < 50 && !found; i++) {
+    const out: string[] = [];
+    await runAuditCli(['replay', '--session', '_unattributed', '--json'], { nc: s.nc, names: s.names, stdout: (x) => out.push(x) });
+    found = out.join('').includes(intentId) && out.join('').includes(code);
+    if (!found) await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(found).toBe(true);
+}
+
 describe('identity', () => {
   it('refuses a forged token signed by a key the broker does not trust', async () => {
     const { privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
@@ -115,9 +135,7 @@ describe('identity', () => {
       .setProtectedHeader({ alg: 'EdDSA', kid: s.dev.privateJwk.kid! })
       .setIssuer(s.dev.issuer).setSubject('mallory').setAudience('writ').setIssuedAt().setExpirationTime('5m')
       .sign(privateKey);
-    const o = await s.client(forged).run({ target: 'db', sql: 'SELECT 1' });
-    expect(o.status).toBe('denied');
-    expect(o.error!.code).toBe('WRIT_TOKEN_INVALID');
+    await expectUnansweredAndAudited(forged, 'WRIT_TOKEN_INVALID');
   });
 
   it('refuses an expired token', async () => {
@@ -127,13 +145,11 @@ describe('identity', () => {
   });
 
   it('refuses a token for another audience', async () => {
-    const o = await s.client(await s.token('alice', ['analysts'], { audience: 'someone-else' })).run({ target: 'db', sql: 'SELECT 1' });
-    expect(o.error!.code).toBe('WRIT_TOKEN_AUDIENCE');
+    await expectUnansweredAndAudited(await s.token('alice', ['analysts'], { audience: 'someone-else' }), 'WRIT_TOKEN_AUDIENCE');
   });
 
   it('refuses a token that lives longer than the maximum lifetime', async () => {
-    const o = await s.client(await s.token('alice', ['analysts'], { ttlSec: 3 * 24 * 3600 })).run({ target: 'db', sql: 'SELECT 1' });
-    expect(o.error!.code).toBe('WRIT_TOKEN_LIFETIME');
+    await expectUnansweredAndAudited(await s.token('alice', ['analysts'], { ttlSec: 3 * 24 * 3600 }), 'WRIT_TOKEN_LIFETIME');
   });
 });
 
@@ -186,7 +202,7 @@ describe('at most once', () => {
 describe('bad input never crashes a service', () => {
   it('answers each malformed intent with a stable code and keeps serving', async () => {
     const token = await s.token('alice', ['analysts']);
-    const base = { v: 1, type: 'intent', sessionId: newId('s'), target: 'db', command: { kind: 'sql', sql: 'SELECT 1' }, token, submittedAt: Date.now() };
+    const base = { v: 1, type: 'intent', sessionId: newId('s'), target: 'db', command: { kind: 'sql', sql: 'SELECT 1' }, token, submittedAt: Date.now(), replyKey: keys.publicKey };
     // Malformed JSON: no one to answer; the broker must survive it.
     s.nc.publish(s.names.intent('db'), enc.encode('{not json'));
     const cases: Array<[string, Record<string, unknown>, string]> = [
@@ -196,7 +212,8 @@ describe('bad input never crashes a service', () => {
       ['past deadline', { deadline: Date.now() - 1000 }, 'WRIT_DEADLINE_PASSED'],
     ];
     for (const [what, patch, code] of cases) {
-      const inbox = createInbox();
+      // Answered only under alice's own inbox, and sealed to the intent's key.
+      const inbox = replySubjectFor(inboxIdOfToken(token));
       const target = what === 'unknown target' ? 'nosuch' : 'db';
       const o = await rawIntent(target, JSON.stringify({ ...base, target, id: newId(), replyTo: inbox, ...patch }), inbox);
       expect(o?.error?.code, what).toBe(code);
