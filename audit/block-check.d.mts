@@ -9,6 +9,21 @@ export declare function hashInput(ev: AuditEvent): string;
 export declare function eventHash(ev: AuditEvent): string;
 export declare function eventShapeError(e: unknown, hexChainFields?: boolean): string | undefined;
 export declare function blockShapeError(b: unknown): string | undefined;
+export declare const BLOCK_SIG_CONTEXT: string;
+export declare function blockSigningText(sessionId: string, kid: string, hashes: readonly string[]): string;
+export declare function typeAllowedFor(kind: string, type: string): boolean;
+
+/** A registered writer key, as the per-block check needs it. */
+export interface Signer {
+  key: import('node:crypto').KeyObject;
+  kind: string;
+  /** When set, every event the key signs must name this actor id. */
+  id?: string | undefined;
+  /** Epoch ms; events outside [notBefore, notAfter] are refused. */
+  notBefore?: number | undefined;
+  notAfter?: number | undefined;
+}
+export declare function checkBlockSignature(events: AuditEvent[], sig: { kid: string; s: string }, sessionId: string, signers: ReadonlyMap<string, Signer>, fail: (index: number, eventId: string, reason: string) => void): void;
 
 export interface BlockError {
   /** Index of the event in the block; -1 for the block as a whole. */
@@ -30,8 +45,12 @@ export interface BlockAnalysis {
   errors?: BlockError[];
   /** The events of a checkpoint-session block, for the caller's signature and claim checks. */
   checkpoints?: AuditEvent[];
+  /** Key id the block is signed with. */
+  signer?: string;
+  /** The block carries no signature. */
+  unsigned?: true;
   /** With `evidence`: intent id and type of each event naming an intent, flat pairs. */
   evidence?: string[];
 }
 
-export declare function analyzeBlock(data: Uint8Array, sessionId: string, checkpointSession: string, evidence?: boolean): BlockAnalysis;
+export declare function analyzeBlock(data: Uint8Array, sessionId: string, checkpointSession: string, evidence?: boolean, signers?: ReadonlyMap<string, Signer>): BlockAnalysis;

@@ -10,7 +10,7 @@
  * keys in canonical order, so the native JSON.stringify yields the canonical text and only
  * the `"hash":…` member has to be cut out; anything else goes the generic way.
  */
-import { hash as oneShotHash } from 'node:crypto';
+import { hash as oneShotHash, verify as verifySignature } from 'node:crypto';
 
 export const ZERO_HASH = '0'.repeat(64);
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -139,10 +139,82 @@ export function blockShapeError(b) {
   const o = /** @type {Record<string, unknown>} */ (b);
   let n = 0;
   for (const _ in o) n++;
-  if (n !== 3 || o.v !== 1 || o.type !== 'audit.block' || !Array.isArray(o.events) || o.events.length === 0) {
-    return 'not an audit.block {v:1, type, events[1+]}';
+  const signed = o.sig !== undefined;
+  if (n !== (signed ? 4 : 3) || o.v !== 1 || o.type !== 'audit.block' || !Array.isArray(o.events) || o.events.length === 0) {
+    return 'not an audit.block {v:1, type, events[1+], sig?}';
+  }
+  if (signed) {
+    const g = /** @type {Record<string, unknown>} */ (o.sig);
+    let k = 0;
+    if (g !== null && typeof g === 'object' && !Array.isArray(g)) for (const _ in g) k++;
+    if (k !== 2 || typeof g.kid !== 'string' || !KID.test(g.kid) || typeof g.s !== 'string' || !SIG.test(g.s)) return 'block signature is not {kid, s}';
   }
   return undefined;
+}
+
+const KID = /^[0-9a-f]{16}$/;
+/** An Ed25519 signature is 64 bytes: 86 base64url characters. */
+const SIG = /^[A-Za-z0-9_-]{86}$/;
+/** Domain separation: a block signature can never read as a grant or a checkpoint signed with the same key. */
+export const BLOCK_SIG_CONTEXT = 'writ-audit-block-v1\n';
+
+/**
+ * What a writer signs for a block: the session, its key id and every event's hash in order.
+ * Each hash covers all of its event's other fields, prev included, so this commits to the
+ * block's canonical bytes and to where it sits in the chain, and costs nothing extra to
+ * rebuild for a verifier that checks those hashes anyway.
+ * @param {string} sessionId @param {string} kid @param {readonly string[]} hashes @returns {string}
+ */
+export function blockSigningText(sessionId, kid, hashes) {
+  return `${BLOCK_SIG_CONTEXT}${sessionId}\n${kid}\n${hashes.join('\n')}`;
+}
+
+/**
+ * Whether a writer registered as `kind` may sign an event of `type`. Workers report on
+ * execution only (never exec.lost / exec.expired: those are the broker's verdicts about a
+ * worker); the broker writes everything else and no execution report of a worker; any
+ * other kind only events named after itself (`operator.…`). Unknown is refused.
+ * @param {string} kind @param {string} type @returns {boolean}
+ */
+export function typeAllowedFor(kind, type) {
+  const brokerExec = type === 'exec.lost' || type === 'exec.expired';
+  if (kind === 'worker') return type.startsWith('exec.') && !brokerExec;
+  if (kind === 'broker') return !type.startsWith('exec.') || brokerExec;
+  return ACTOR_KINDS.has(kind) && type.startsWith(`${kind}.`);
+}
+
+/**
+ * Why `events` (well-formed, of one block) may not carry signature `sig`, per event:
+ * unknown key, bad signature, or an event its signer's registered kind, id or validity
+ * period does not cover. `hashes` are the events' stored hashes (checked by the caller).
+ * @param {any[]} events @param {{kid: string, s: string}} sig @param {string} sessionId
+ * @param {ReadonlyMap<string, import('./block-check.d.mts').Signer>} signers
+ * @param {(index: number, eventId: string, reason: string) => void} fail
+ */
+export function checkBlockSignature(events, sig, sessionId, signers, fail) {
+  const who = signers.get(sig.kid);
+  if (!who) {
+    for (let i = 0; i < events.length; i++) fail(i, events[i].id, `${events[i].type} event in a block signed with unregistered key ${sig.kid}`);
+    return;
+  }
+  let ok = false;
+  try {
+    const text = blockSigningText(sessionId, sig.kid, events.map((e) => e.hash));
+    ok = verifySignature(null, Buffer.from(text), who.key, Buffer.from(sig.s, 'base64url'));
+  } catch {
+    ok = false;
+  }
+  if (!ok) {
+    for (let i = 0; i < events.length; i++) fail(i, events[i].id, `${events[i].type} event in a block whose signature by key ${sig.kid} does not verify (forged or altered)`);
+    return;
+  }
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i];
+    if (e.actor.kind !== who.kind) fail(i, e.id, `${e.type} event names a ${e.actor.kind} actor but is signed by ${who.kind} key ${sig.kid}`);
+    else if (who.id !== undefined && e.actor.id !== who.id) fail(i, e.id, `${e.type} event names actor ${e.actor.id} but is signed by key ${sig.kid} of ${who.id}`);
+    else if (!typeAllowedFor(who.kind, e.type)) fail(i, e.id, `a ${who.kind} key (${sig.kid}) may not sign ${e.type} events`);
+    else if ((who.notBefore !== undefined && e.at < who.notBefore) || (who.notAfter !== undefined && e.at > who.notAfter)) fail(i, e.id, `${e.type} event at ${e.at} is outside key ${sig.kid}'s validity period`);
+  }
 }
 
 /**
@@ -150,10 +222,14 @@ export function blockShapeError(b) {
  * `firstPrev` to the session's head and checks `checkpoints` against the stream. With
  * `evidence`, the intent id and type of every well-formed event that names an intent are
  * returned too, flat (`[intentId, type, intentId, type, …]`), for the check against state.
+ * With `signers`, the block's signature and its signer's rights over every event are checked
+ * too (an unsigned block is returned as `unsigned`: whether that is allowed depends on its
+ * stream sequence, which the caller knows).
  * @param {Uint8Array} data @param {string} sessionId @param {string} checkpointSession @param {boolean} [evidence]
+ * @param {ReadonlyMap<string, import('./block-check.d.mts').Signer>} [signers]
  * @returns {import('./block-check.d.mts').BlockAnalysis}
  */
-export function analyzeBlock(data, sessionId, checkpointSession, evidence = false) {
+export function analyzeBlock(data, sessionId, checkpointSession, evidence = false, signers = undefined) {
   /** @type {unknown} */
   let parsed;
   try {
@@ -202,5 +278,11 @@ export function analyzeBlock(data, sessionId, checkpointSession, evidence = fals
     lastHash = ev.hash;
     lastId = ev.id;
   }
-  return { events: valid, firstPrev, firstId, firstIndex, lastHash, lastId, ...(errors ? { errors } : {}), ...(checkpoints ? { checkpoints } : {}), ...(found ? { evidence: found } : {}) };
+  const sig = /** @type {{ sig?: { kid: string, s: string } }} */ (parsed).sig;
+  // The signature covers every event: a block with a malformed event is not checked further.
+  if (signers && sig && valid === events.length) checkBlockSignature(events, sig, sessionId, signers, fail);
+  return {
+    events: valid, firstPrev, firstId, firstIndex, lastHash, lastId, ...(sig ? { signer: sig.kid } : { unsigned: true }), ...(errors ? { errors } : {}),
+    ...(checkpoints ? { checkpoints } : {}), ...(found ? { evidence: found } : {}),
+  };
 }

@@ -6,8 +6,8 @@
 import { canonicalJson, type AuditEvent } from '../schemas/index.ts';
 import { isSortedDeep } from './block-check.mjs';
 
-export { analyzeBlock, blockShapeError, eventHash, eventShapeError, hashInput, isSortedDeep, sha256, ZERO_HASH } from './block-check.mjs';
-export type { BlockAnalysis, BlockError } from './block-check.mjs';
+export { analyzeBlock, blockShapeError, blockSigningText, checkBlockSignature, eventHash, eventShapeError, hashInput, isSortedDeep, sha256, typeAllowedFor, ZERO_HASH } from './block-check.mjs';
+export type { BlockAnalysis, BlockError, Signer } from './block-check.mjs';
 
 /** The session that holds the signed checkpoints; no other writer may append to it. */
 export const CHECKPOINT_SESSION = '_checkpoints';
@@ -15,7 +15,14 @@ export const CHECKPOINT_SESSION = '_checkpoints';
 /** Header on every block message: the session's chain length after this block (how a writer that did not write the head learns its count). */
 export const CHAIN_LENGTH_HEADER = 'Writ-Chain-Length';
 
-/** Serializes a block; events built in canonical key order take the native JSON.stringify path. */
-export function blockJson(events: readonly AuditEvent[]): string {
-  return `{"events":[${events.map((e) => (isSortedDeep(e) ? JSON.stringify(e) : canonicalJson(e))).join(',')}],"type":"audit.block","v":1}`;
+/** A block's signature: the writer's key id and its Ed25519 signature (base64url) over blockSigningText(). */
+export interface BlockSignature {
+  kid: string;
+  s: string;
+}
+
+/** Serializes a block (signed when `sig` is given); events built in canonical key order take the native JSON.stringify path. */
+export function blockJson(events: readonly AuditEvent[], sig?: BlockSignature): string {
+  const body = events.map((e) => (isSortedDeep(e) ? JSON.stringify(e) : canonicalJson(e))).join(',');
+  return `{"events":[${body}],${sig ? `"sig":{"kid":${JSON.stringify(sig.kid)},"s":${JSON.stringify(sig.s)}},` : ''}"type":"audit.block","v":1}`;
 }

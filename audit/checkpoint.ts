@@ -12,7 +12,8 @@ import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStr
 import { headers } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { canonicalJson, keyId, WritError, type AuditEvent, type Names } from '../schemas/index.ts';
-import { blockJson, CHAIN_LENGTH_HEADER, CHECKPOINT_SESSION, eventHash } from './chain.ts';
+import { analyzeBlock, blockJson, CHAIN_LENGTH_HEADER, CHECKPOINT_SESSION, eventHash, ZERO_HASH } from './chain.ts';
+import type { BlockSigner, KeyRegistry } from './keys.ts';
 import { loadLastBlock, type AuditWriter, type Head } from './writer.ts';
 import type { Actor, SessionHead } from './types.ts';
 
@@ -36,6 +37,8 @@ export interface CheckpointPayload {
 /** Domain separation: the same key also signs grants, and a checkpoint must never read as one. */
 const CONTEXT = 'writ-audit-checkpoint-v1\n';
 const HEX64 = /^[0-9a-f]{64}$/;
+/** Sessions whose last checked head is remembered (others are re-read from their start). */
+const VERIFIED_HEADS = 100_000;
 
 export function signCheckpoint(unsigned: Omit<CheckpointPayload, 'signature'>, key: KeyObject): CheckpointPayload {
   const signature = sign(null, Buffer.from(CONTEXT + canonicalJson(unsigned)), key).toString('base64url');
@@ -94,6 +97,18 @@ export interface CheckpointerOptions {
   privateKey: string | KeyObject;
   /** Writers whose heads are signed. */
   writers: AuditWriter | readonly AuditWriter[];
+  /** Signs the checkpoint blocks like any writer's (the broker's writer key). */
+  signer?: BlockSigner | undefined;
+  /**
+   * The operator's key registry (or a getter, e.g. watchedKeyRegistry()). With it a head is
+   * signed only once every block of the session up to it has been read back and found signed
+   * by a registered key allowed to write its events, and linked: a forged block (and all that
+   * follows it in its session) is never covered, and is logged at error level. Without it the
+   * Checkpointer vouches for chains, not for who wrote them.
+   */
+  signers?: KeyRegistry | (() => KeyRegistry) | undefined;
+  /** With signers: unsigned blocks below this stream sequence are accepted (logs from before signing). Default 0. */
+  allowUnsignedBefore?: number | undefined;
   /** Interval between checkpoints, ms. Default 60 000. A checkpoint is only written when some head changed. */
   intervalMs?: number | undefined;
   /** Heads per checkpoint event (larger sets are split into consecutive checkpoints). Default 1000. */
@@ -119,6 +134,10 @@ export class Checkpointer {
   /** Heads taken from the writers and not yet in a stored checkpoint. */
   readonly #pending = new Map<string, SessionHead>();
   #head: Head | undefined;
+  /** Per session, the last head whose blocks were all checked (LRU, bounded). */
+  readonly #verified = new Map<string, SessionHead>();
+  /** Per session, the stream sequence of a refused block already logged. */
+  readonly #refused = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<CheckpointRecord[]> = Promise.resolve([]);
   #closed = false;
@@ -173,9 +192,17 @@ export class Checkpointer {
       }
     }
     if (this.#pending.size === 0 && !force) return [];
-    // Sign each session's actual tail, not only what this process wrote: a worker's block that
-    // follows the broker's last one in a session is then covered too.
-    for (const [sessionId, h] of this.#pending) {
+    if (this.#o.signers) {
+      // Only what was read back and found signed by its registered writer is vouched for.
+      for (const sessionId of [...this.#pending.keys()]) {
+        const good = await this.#vouch(sessionId);
+        if (good) this.#pending.set(sessionId, good);
+        else this.#pending.delete(sessionId);
+      }
+      if (this.#pending.size === 0 && !force) return [];
+    } else for (const [sessionId, h] of this.#pending) {
+      // Sign each session's actual tail, not only what this process wrote: a worker's block that
+      // follows the broker's last one in a session is then covered too.
       const tail = await loadLastBlock(this.#o.jsm, this.#o.names, sessionId).catch(() => undefined);
       if (tail && !tail.malformed && tail.head.seq > h.seq) this.#pending.set(sessionId, { sessionId, ...tail.head });
     }
@@ -192,6 +219,49 @@ export class Checkpointer {
     return out;
   }
 
+  /**
+   * Reads the session's blocks after the last checked head and checks each: parse, hashes,
+   * links, signature by a registered key whose kind may write every event in it. Returns the
+   * last head up to which everything holds (undefined: none); stops at the first block that
+   * fails, which is logged once.
+   */
+  async #vouch(sessionId: string): Promise<SessionHead | undefined> {
+    const { jsm, names: n } = this.#o;
+    const reg = typeof this.#o.signers === 'function' ? this.#o.signers() : this.#o.signers!;
+    const subject = n.audit(sessionId);
+    let at: SessionHead = this.#verified.get(sessionId) ?? { sessionId, seq: 0, hash: ZERO_HASH, count: 0 };
+    let moved = false;
+    for (;;) {
+      const m = await jsm.streams.getMessage(n.streams.audit, { seq: at.seq + 1, next_by_subj: subject } as unknown as { seq: number });
+      if (!m) break;
+      const a = analyzeBlock(m.data, sessionId, CHECKPOINT_SESSION, false, reg);
+      let why = a.errors?.[0] ? `${a.errors[0].reason}${a.errors[0].eventId ? ` (event ${a.errors[0].eventId})` : ''}` : undefined;
+      if (!why && a.unsigned && m.seq >= (this.#o.allowUnsignedBefore ?? 0)) why = `block is not signed by any writer key (event ${a.firstId})`;
+      let count = at.count + a.events;
+      if (!why && a.firstPrev !== at.hash) {
+        // A session whose start aged out of the stream (max_age) begins mid-chain: take the writer's count.
+        const length = Number(m.header?.get(CHAIN_LENGTH_HEADER) || NaN);
+        if (at.seq === 0 && Number.isSafeInteger(length)) count = length;
+        else why = `block does not link to the session's previous block (event ${a.firstId})`;
+      }
+      if (why) {
+        if (this.#refused.get(sessionId) !== m.seq) {
+          this.#refused.set(sessionId, m.seq);
+          this.#o.logger?.error({ sessionId, seq: m.seq, reason: why }, 'AUDIT BLOCK REFUSED: not covered by checkpoints (nor is anything after it in its session)');
+        }
+        break;
+      }
+      at = { sessionId, seq: m.seq, hash: a.lastHash!, count };
+      moved = true;
+    }
+    if (moved) {
+      this.#verified.delete(sessionId);
+      this.#verified.set(sessionId, at);
+      if (this.#verified.size > VERIFIED_HEADS) this.#verified.delete(this.#verified.keys().next().value!);
+    }
+    return at.seq > 0 ? at : undefined;
+  }
+
   /** Appends one signed checkpoint after the current last one; re-signs on a conflict. */
   async #store(heads: SessionHead[]): Promise<CheckpointRecord> {
     const { js, jsm, names: n } = this.#o;
@@ -206,7 +276,7 @@ export class Checkpointer {
       const h = headers();
       h.set(CHAIN_LENGTH_HEADER, String(head.count + 1));
       try {
-        const ack = await js.publish(subject, blockJson([ev]), { msgID, headers: h, expect: { lastSubjectSequence: head.seq } });
+        const ack = await js.publish(subject, blockJson([ev], this.#o.signer?.sign(CHECKPOINT_SESSION, [ev])), { msgID, headers: h, expect: { lastSubjectSequence: head.seq } });
         if (ack.duplicate) {
           this.#head = undefined;
           const last = await loadLastBlock(jsm, n, CHECKPOINT_SESSION);

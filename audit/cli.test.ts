@@ -130,16 +130,16 @@ describe('writ audit export', () => {
 describe('writ audit verify', () => {
   it('exits 0 on an intact log and 1 with the first broken link', async () => {
     // This log was written without a broker: no state buckets to check against.
-    const ok = await cli(['verify', '--require-checkpoint', '--no-against-state']);
+    const ok = await cli(['verify', '--require-checkpoint', '--no-against-state', '--no-signatures']);
     expect(ok.out).toMatch(/^OK: \d+ sessions, \d+ events/);
     expect(ok.out).toContain('signatures verified');
     expect(ok.code).toBe(0);
     expect(ok.out).toContain('state: NOT checked');
-    expect((await cli(['verify', '--session', 'sess_alice_1', '--no-against-state'])).code).toBe(0);
+    expect((await cli(['verify', '--session', 'sess_alice_1', '--no-against-state', '--no-signatures'])).code).toBe(0);
     const other = names(uniqueName('t'));
     await ensureAuditStream(jsm, other, {});
     await js.publish(other.audit('sess_x'), blockJson([{ v: 1, id: 'evt-broken', sessionId: 'sess_x', type: 'x', at: 1, actor: { kind: 'agent', id: 'a' }, prev: '1'.repeat(64), hash: '2'.repeat(64) }]));
-    const bad = await cli(['verify', '--no-against-state'], { names: other });
+    const bad = await cli(['verify', '--no-against-state', '--no-signatures'], { names: other });
     expect(bad.code).toBe(1);
     expect(bad.out).toMatch(/^BROKEN/);
     expect(bad.out).toMatch(/first broken link: session sess_x, seq 1, event evt-broken: first event of the session does not link to zeros/);
@@ -147,7 +147,7 @@ describe('writ audit verify', () => {
 
   it('checks against state by default, and refuses (exit 2, not OK) when there is no state to check against', async () => {
     const errs: string[] = [];
-    const r = await cli(['verify'], { stderr: (s) => errs.push(s) });
+    const r = await cli(['verify', '--no-signatures'], { stderr: (s) => errs.push(s) });
     expect(r.code).toBe(2);
     expect(r.out).not.toMatch(/^OK/);
     expect(errs.join('')).toMatch(/bucket could not be read.*--no-against-state/s);
@@ -162,6 +162,12 @@ describe('writ audit verify', () => {
     expect((await cli(['verify', '--anchor', 'nothex'])).code).toBe(2);
     expect((await cli(['verify', '--against-state', '--no-against-state'])).code).toBe(2);
     expect((await cli(['verify', '--no-against-state', '--state-grace', '5'])).code).toBe(2);
+    // Fail closed: without a writer key registry verify refuses unless told to skip signatures.
+    const errs: string[] = [];
+    expect((await cli(['verify', '--no-against-state'], { stderr: (s) => errs.push(s) })).code).toBe(2);
+    expect(errs.join('')).toMatch(/no writer key registry/);
+    expect((await cli(['verify', '--no-signatures', '--keys', '/nonexistent'])).code).toBe(2);
+    expect((await cli(['keys'])).code).toBe(2);
     expect((await cli([])).code).toBe(2);
     expect((await cli(['--help'])).code).toBe(0);
   });

@@ -11,6 +11,7 @@ import { WritError, type Names } from '../schemas/index.ts';
 import { eventHash, ZERO_HASH } from './chain.ts';
 import { clean, formatEvent, formatSessions } from './format.ts';
 import { exportJsonl, listSessions, readSessionStored, tail } from './read.ts';
+import { addKeyToRegistry, loadKeyRegistry, type KeyRegistry } from './keys.ts';
 import { verify } from './verify.ts';
 import type { AuditSource, VerifyResult } from './types.ts';
 
@@ -23,6 +24,8 @@ export interface AuditCliIo {
   stderr?: ((s: string) => void) | undefined;
   /** Public key (SPKI PEM) that signs checkpoints; `--public-key FILE` overrides it. */
   publicKeyPem?: string | undefined;
+  /** The operator's writer-key registry file (audit/keys.ts); `--keys FILE` overrides it. */
+  keyRegistryFile?: string | undefined;
   /** Ends `tail`; default: SIGINT or SIGTERM. */
   signal?: AbortSignal | undefined;
 }
@@ -32,9 +35,15 @@ export const AUDIT_USAGE = `usage: writ audit <command>
   replay   --session S [--json]
   tail     [--session S] [--from-seq N] [--limit N] [--json]
   verify   [--session S] [--public-key FILE] [--require-checkpoint] [--anchor HASH[@SEQ]] [--max-checkpoint-age SECONDS]
+           [--keys FILE] [--allow-unsigned-before SEQ] [--no-signatures]
            [--no-against-state] [--state-grace SECONDS] [--json]
            (by default every intent record and claim in the state buckets must have its events in
-           the log; --no-against-state checks the chains alone, e.g. on an exported stream)
+           the log; --no-against-state checks the chains alone, e.g. on an exported stream.
+           Every block must be signed by a writer key in the registry (--keys) whose kind may write
+           its events; --allow-unsigned-before accepts unsigned blocks below that stream sequence
+           (logs from before signing); --no-signatures skips the check and says so)
+  keys add --public-key FILE --kind broker|worker|approver|operator|system [--id ID] [--not-before TIME] [--not-after TIME] [--keys FILE]
+  keys list [--keys FILE] [--json]
   export   [--since TIME] [--until TIME] [--session S]        (JSON Lines, one AuditEvent per line)
 TIME is ISO 8601 (2025-01-31T12:00:00Z) or epoch milliseconds.`;
 
@@ -46,6 +55,8 @@ const OPTIONS = {
   'require-checkpoint': { type: 'boolean' }, anchor: { type: 'string' }, 'max-checkpoint-age': { type: 'string' }, help: { type: 'boolean', short: 'h' },
   // Node 20's parseArgs has no negation: both spellings are options of their own.
   'against-state': { type: 'boolean' }, 'no-against-state': { type: 'boolean' }, 'state-grace': { type: 'string' },
+  keys: { type: 'string' }, 'allow-unsigned-before': { type: 'string' }, 'no-signatures': { type: 'boolean' },
+  kind: { type: 'string' }, id: { type: 'string' }, 'not-before': { type: 'string' }, 'not-after': { type: 'string' },
 } as const;
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
 
@@ -54,7 +65,10 @@ const ALLOWED: Record<string, ReadonlyArray<keyof Values>> = {
   sessions: ['principal', 'target', 'since', 'until', 'outcome', 'json'],
   replay: ['session', 'json'],
   tail: ['session', 'from-seq', 'limit', 'json'],
-  verify: ['session', 'public-key', 'require-checkpoint', 'anchor', 'max-checkpoint-age', 'against-state', 'no-against-state', 'state-grace', 'json'],
+  verify: ['session', 'public-key', 'require-checkpoint', 'anchor', 'max-checkpoint-age', 'against-state', 'no-against-state', 'state-grace', 'json',
+    'keys', 'allow-unsigned-before', 'no-signatures'],
+  'keys add': ['public-key', 'kind', 'id', 'not-before', 'not-after', 'keys'],
+  'keys list': ['keys', 'json'],
   export: ['since', 'until', 'session'],
 };
 
@@ -70,7 +84,9 @@ export async function runAuditCli(argv: string[], io: AuditCliIo): Promise<numbe
       io.stdout(`${AUDIT_USAGE}\n`);
       return v.help || cmd === 'help' ? 0 : 2;
     }
-    if (parsed.positionals.length > 1) throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[1])}`);
+    const words = cmd === 'keys' ? 2 : 1;
+    if (cmd === 'keys') cmd = `keys ${parsed.positionals[1] ?? ''}`;
+    if (parsed.positionals.length > words) throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[words])}`);
     const allowed = ALLOWED[cmd];
     if (!allowed) throw new UsageError(`unknown command ${JSON.stringify(cmd)}`);
     const extra = Object.keys(v).filter((k) => !allowed.includes(k as keyof Values));
@@ -88,6 +104,8 @@ export async function runAuditCli(argv: string[], io: AuditCliIo): Promise<numbe
       case 'tail': return await tailCmd(src, v, io);
       case 'verify': return await verifyCmd(src, v, io);
       case 'export': return await exportCmd(src, v, io);
+      case 'keys add': return keysAdd(v, io);
+      case 'keys list': return keysList(v, io);
     }
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
@@ -206,10 +224,23 @@ async function verifyCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<n
   const againstState = !v['no-against-state'];
   const grace = count(v['state-grace'], 'state-grace');
   if (grace !== undefined && !againstState) throw new UsageError('--state-grace needs the check against state');
+  // Fail closed: checking chains without checking who wrote them is asked for, never defaulted to.
+  const registryFile = v.keys ?? io.keyRegistryFile;
+  if (v['no-signatures'] && (v.keys !== undefined || v['allow-unsigned-before'] !== undefined)) throw new UsageError('--no-signatures excludes --keys and --allow-unsigned-before');
+  if (!v['no-signatures'] && registryFile === undefined) throw new UsageError('no writer key registry: pass --keys FILE (see `writ audit keys add`), or --no-signatures to check the chains alone');
+  let signers: KeyRegistry | undefined;
+  if (!v['no-signatures']) {
+    try {
+      signers = loadKeyRegistry(registryFile!);
+    } catch (e) {
+      throw new UsageError(`--keys: ${(e as Error).message}`);
+    }
+  }
+  const allowUnsignedBefore = count(v['allow-unsigned-before'], 'allow-unsigned-before');
   let r: VerifyResult;
   try {
     r = await verify({
-      ...src, sessionId, publicKeyPem, anchor, requireCheckpoint: v['require-checkpoint'] ?? false,
+      ...src, sessionId, publicKeyPem, anchor, requireCheckpoint: v['require-checkpoint'] ?? false, signers, allowUnsignedBefore,
       maxCheckpointAgeMs: maxAge === undefined ? undefined : maxAge * 1000,
       againstState, stateGraceMs: grace === undefined ? undefined : grace * 1000,
     });
@@ -228,10 +259,13 @@ function verifyReport(r: VerifyResult): string {
     `checkpoints: ${r.checkpoints} (${r.signaturesChecked ? 'signatures verified' : 'signatures NOT checked: no public key'}), ${r.coveredHeads} signed heads matched`
       + (r.lastCheckpoint ? `; newest ${r.lastCheckpoint.hash}@${r.lastCheckpoint.seq} at ${new Date(r.lastCheckpoint.at).toISOString()}` : ''),
   ];
+  lines.push(r.blockSignaturesChecked
+    ? `blocks: every signature checked against the writer key registry${r.unsignedBlocks ? ` (${r.unsignedBlocks} unsigned blocks)` : ''}`
+    : `blocks: writer signatures NOT checked (--no-signatures)${r.unsignedBlocks ? `; ${r.unsignedBlocks} unsigned blocks` : ''}`);
   if (r.truncatedSessions) lines.push(`${r.truncatedSessions} sessions begin before the retained part of the stream (max_age)`);
   if (r.firstBreak) {
     const b = r.firstBreak;
-    lines.push(`first broken link: session ${b.sessionId}, seq ${b.seq}${b.eventId ? `, event ${b.eventId}` : ''}: ${clean(b.reason)}`);
+    lines.push(`first broken link: session ${clean(b.sessionId)}, seq ${b.seq}${b.eventId ? `, event ${clean(b.eventId)}` : ''}: ${clean(b.reason)}`);
     if (r.breaks > 1) lines.push(`${r.breaks} breaks in total`);
   }
   const st = r.state;
@@ -250,5 +284,47 @@ function verifyReport(r: VerifyResult): string {
 async function exportCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<number> {
   const sessionId = session(v, io, false);
   await exportJsonl({ ...src, since: time(v.since, 'since'), until: time(v.until, 'until'), sessionId }, { write: (s) => io.stdout(s) });
+  return 0;
+}
+
+function registryFileOf(v: Values, io: AuditCliIo): string {
+  const f = v.keys ?? io.keyRegistryFile;
+  if (f === undefined) throw new UsageError('no writer key registry: pass --keys FILE');
+  return f;
+}
+
+function keysAdd(v: Values, io: AuditCliIo): number {
+  const file = registryFileOf(v, io);
+  if (v['public-key'] === undefined || v.kind === undefined) throw new UsageError('keys add needs --public-key FILE and --kind');
+  let publicKeyPem: string;
+  try {
+    publicKeyPem = readFileSync(v['public-key'], 'utf8');
+  } catch (e) {
+    throw new UsageError(`--public-key: ${(e as Error).message}`);
+  }
+  try {
+    const kid = addKeyToRegistry(file, { publicKeyPem, kind: v.kind, id: v.id, notBefore: time(v['not-before'], 'not-before'), notAfter: time(v['not-after'], 'not-after') });
+    io.stdout(`registered ${kid} as ${clean(v.kind)}${v.id ? ` ${clean(v.id)}` : ''} in ${clean(file)}\n`);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError((e as Error).message);
+  }
+  return 0;
+}
+
+function keysList(v: Values, io: AuditCliIo): number {
+  const file = registryFileOf(v, io);
+  let reg: KeyRegistry;
+  try {
+    reg = loadKeyRegistry(file);
+  } catch (e) {
+    throw new UsageError(`--keys: ${(e as Error).message}`);
+  }
+  const rows = [...reg.values()].map((k) => ({ keyId: k.keyId, kind: k.kind, id: k.id, notBefore: k.notBefore, notAfter: k.notAfter }));
+  if (v.json) io.stdout(`${JSON.stringify(rows)}\n`);
+  else {
+    const iso = (t: number | undefined) => (t === undefined ? '-' : new Date(t).toISOString());
+    io.stdout(`${rows.map((r) => `${r.keyId}  ${clean(r.kind).padEnd(8)} ${clean(r.id ?? '*').padEnd(20)} ${iso(r.notBefore)} .. ${iso(r.notAfter)}`).join('\n')}${rows.length ? '\n' : ''}${rows.length} keys\n`);
+  }
   return 0;
 }

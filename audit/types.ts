@@ -3,6 +3,7 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { AuditEvent, Names } from '../schemas/index.ts';
+import type { BlockSigner, KeyRegistry } from './keys.ts';
 
 export type ActorKind = AuditEvent['actor']['kind'];
 export interface Actor {
@@ -27,6 +28,12 @@ export interface AuditWriterOptions {
   names: Names;
   /** Recorded on every event this writer appends. */
   actor: Actor;
+  /**
+   * Signs every block with this writer's own key (audit/keys.ts: loadOrCreateAuditKey). The
+   * key must be in the operator's key registry under this actor's kind, or `writ audit
+   * verify` refuses the blocks. Without it blocks are unsigned (logs from before signing).
+   */
+  signer?: BlockSigner | undefined;
   /** How long events of one session are gathered into one block, ms. Default 2; 0 writes on the next tick. */
   flushMs?: number | undefined;
   /** Most events in one block. Default 64. */
@@ -102,6 +109,19 @@ export interface VerifyOptions {
    * truncation to an older, self-consistent copy detectable.
    */
   anchor?: { hash: string; seq?: number | undefined } | undefined;
+  /**
+   * The operator's registry of writer keys (audit/keys.ts). With it every block must carry a
+   * signature by a registered key whose actor kind (and id, when registered) matches every
+   * event in the block and may write its type; unknown keys and unsigned blocks are breaks.
+   * Without it block signatures are not checked and `blockSignaturesChecked` says so.
+   */
+  signers?: KeyRegistry | undefined;
+  /**
+   * With signers: unsigned blocks at stream sequences below this are accepted (a log written
+   * before writers signed); they still count in `unsignedBlocks`. Signed blocks are always
+   * checked. Default 0: none accepted.
+   */
+  allowUnsignedBefore?: number | undefined;
   /** Fail when the newest checkpoint is older than this (ms before now): a log cut off after it. */
   maxCheckpointAgeMs?: number | undefined;
   /**
@@ -159,6 +179,10 @@ export interface VerifyResult {
   coveredHeads: number;
   /** False when no public key was given: checkpoints were chain-checked only. */
   signaturesChecked: boolean;
+  /** False when no key registry was given: block signatures and their signers' rights were not checked. */
+  blockSignaturesChecked: boolean;
+  /** Blocks without a signature (allowed only below allowUnsignedBefore when signatures are checked). */
+  unsignedBlocks: number;
   lastCheckpoint?: { seq: number; hash: string; at: number } | undefined;
   /** Stream sequences read, first to last. */
   firstSeq?: number | undefined;

@@ -28,6 +28,7 @@ import { analyzeBlock, CHAIN_LENGTH_HEADER, CHECKPOINT_SESSION, ZERO_HASH, type 
 import { checkpointError, checkpointKeys, type CheckpointPayload } from './checkpoint.ts';
 import { clientOf, openConsumer, scanBlocks, sessionOf, type RawBlock } from './read.ts';
 import { StateCheck } from './state-check.ts';
+import type { KeyRegistry } from './keys.ts';
 import type { AuditSource, BrokenLink, VerifyOptions, VerifyResult } from './types.ts';
 
 interface Chain {
@@ -46,6 +47,8 @@ class Verifier {
   readonly chains = new Map<string, Chain>();
   readonly r: VerifyResult;
   readonly keys: ReadonlyMap<string, KeyObject> | undefined;
+  /** Registered writer keys: every block must be signed by one (from allowUnsignedBefore on). */
+  readonly signers: KeyRegistry | undefined;
   /** First retained stream sequence; above 1, messages aged out (max_age) and chains may start mid-way. */
   horizon = 1;
   lastSeq = 0;
@@ -63,7 +66,11 @@ class Verifier {
 
   constructor(readonly n: Names, readonly opts: VerifyOptions) {
     this.keys = opts.publicKeyPem !== undefined && opts.publicKeyPem.length > 0 ? checkpointKeys(opts.publicKeyPem) : undefined;
-    this.r = { ok: true, sessions: 0, events: 0, blocks: 0, checkpoints: 0, coveredHeads: 0, signaturesChecked: this.keys !== undefined, truncatedSessions: 0, breaks: 0 };
+    this.signers = opts.signers;
+    this.r = {
+      ok: true, sessions: 0, events: 0, blocks: 0, checkpoints: 0, coveredHeads: 0, signaturesChecked: this.keys !== undefined,
+      blockSignaturesChecked: this.signers !== undefined, unsignedBlocks: 0, truncatedSessions: 0, breaks: 0,
+    };
   }
 
   /** Records a break; the first broken link is the one at the lowest stream sequence (seq 0: the log as a whole). */
@@ -105,6 +112,12 @@ class Verifier {
       this.fail({ sessionId: sid, seq, eventId: a.firstId ?? '', reason: chain.count === 0 ? 'first event of the session does not link to zeros' : `prev ${a.firstPrev.slice(0, 12)}… does not match the previous event's hash ${chain.head.slice(0, 12)}…` });
     }
     if (a.errors) for (const e of a.errors) this.fail({ sessionId: sid, seq, eventId: e.eventId, reason: e.reason });
+    if (a.unsigned) {
+      // Publish rights on the subject are not authorship: an unsigned block is nobody's
+      // evidence, except in a log written before signing existed (below allowUnsignedBefore).
+      this.r.unsignedBlocks++;
+      if (this.signers && seq >= (this.opts.allowUnsignedBefore ?? 0)) this.fail({ sessionId: sid, seq, eventId: a.firstId ?? '', reason: 'block is not signed by any writer key' });
+    }
     if (a.evidence) this.state?.note(sid, a.evidence);
     if (a.events === 0) return;
     chain.head = a.lastHash!;
@@ -216,7 +229,7 @@ export async function verify(opts: AuditSource & VerifyOptions): Promise<VerifyR
   const retainedFrom = info.state.first_seq > 1 ? Date.parse(info.state.first_ts) : undefined;
   const inline = (gapCheck: boolean) => (b: RawBlock) => {
     const sid = sessionOf(n, b.subject);
-    v.apply(b.seq, sid, analyzeBlock(b.data, sid, CHECKPOINT_SESSION, evidence), gapCheck, () => b.msg.headers?.get(CHAIN_LENGTH_HEADER));
+    v.apply(b.seq, sid, analyzeBlock(b.data, sid, CHECKPOINT_SESSION, evidence, opts.signers), gapCheck, () => b.msg.headers?.get(CHAIN_LENGTH_HEADER));
   };
   // First pass: the checkpoint session, whose signed heads the second pass checks.
   await scanBlocks(js, n, { filter: n.audit(CHECKPOINT_SESSION), endSeq }, inline(false));
@@ -226,7 +239,7 @@ export async function verify(opts: AuditSource & VerifyOptions): Promise<VerifyR
     // A stream aged out at the front starts mid-way: the first retained sequence is no gap.
     v.lastSeq = info.state.first_seq > 1 ? info.state.first_seq - 1 : 0;
     const threads = opts.threads ?? defaultThreads(info.state.messages);
-    const pool = threads > 0 ? await WorkerPool.start(threads).catch(() => undefined) : undefined;
+    const pool = threads > 0 ? await WorkerPool.start(threads, opts.signers).catch(() => undefined) : undefined;
     if (pool) await parallelScan(js, n, v, pool, info.state.first_seq, endSeq);
     else await scanBlocks(js, n, { endSeq }, inline(true)); // also when worker threads cannot start
     v.r.firstSeq = info.state.messages > 0 ? info.state.first_seq : undefined;
@@ -350,8 +363,8 @@ class WorkerPool {
   #nextId = 0;
 
   /** Starts `size` workers; rejects when one cannot start (the caller then works inline). */
-  static async start(size: number): Promise<WorkerPool> {
-    const pool = new WorkerPool(size);
+  static async start(size: number, signers?: KeyRegistry): Promise<WorkerPool> {
+    const pool = new WorkerPool(size, signers);
     try {
       await Promise.all(pool.#workers.map((w) => new Promise<void>((resolve, reject) => {
         const ready = (m: { ready?: boolean }) => {
@@ -371,9 +384,11 @@ class WorkerPool {
     return pool;
   }
 
-  private constructor(size: number) {
+  private constructor(size: number, signers?: KeyRegistry) {
+    // Keys travel as PEM: each worker builds its own KeyObjects.
+    const workerData = { signers: signers && [...signers.values()].map(({ key: _, ...rest }) => rest) };
     this.#workers = Array.from({ length: size }, () => {
-      const w = new Worker(new URL('./verify-worker.mjs', import.meta.url));
+      const w = new Worker(new URL('./verify-worker.mjs', import.meta.url), { workerData });
       w.on('message', (m: { id?: number; out?: BlockAnalysis[] }) => {
         if (m.id === undefined || !m.out) return;
         this.#waiting.get(m.id)?.resolve(m.out);

@@ -31,6 +31,7 @@ import { canonicalJson, WritError, type AuditEvent, type Names } from '../schema
 import { blockJson, CHAIN_LENGTH_HEADER, CHECKPOINT_SESSION, eventHash, sha256, ZERO_HASH } from './chain.ts';
 import { decodeBlock } from './read.ts';
 import type { Actor, AppendInput, AuditWriterOptions, SessionHead } from './types.ts';
+import type { BlockSigner } from './keys.ts';
 
 interface Pending {
   event: Omit<AuditEvent, 'prev' | 'hash'>;
@@ -57,6 +58,8 @@ const DEFAULTS = {
 };
 /** Attempts after which a still-unstored block is reported (then every STILL_RETRYING_EVERY more). */
 const STILL_RETRYING_EVERY = 50;
+/** A block's JSON around its events: the envelope and the signature (`"sig":{"kid":…,"s":<86>}`). */
+const BLOCK_OVERHEAD_BYTES = 192;
 /** Per event: `"prev":"<64>","hash":"<64>",` and a comma. */
 const CHAIN_FIELDS_BYTES = 150;
 
@@ -66,6 +69,7 @@ export class AuditWriter {
   readonly #names: Names;
   readonly #actor: Actor;
   readonly #o: typeof DEFAULTS;
+  readonly #signer: BlockSigner | undefined;
   readonly #log: Logger | undefined;
   readonly #queues = new Map<string, SessionQueue>();
   /** Last known head per session, least recently used first. */
@@ -93,6 +97,7 @@ export class AuditWriter {
     this.#names = opts.names;
     this.#actor = Object.freeze({ id: opts.actor.id, kind: opts.actor.kind });
     this.#log = opts.logger;
+    this.#signer = opts.signer;
     const o = { ...DEFAULTS };
     for (const k of Object.keys(DEFAULTS) as Array<keyof typeof DEFAULTS>) {
       const v = opts[k];
@@ -154,6 +159,11 @@ export class AuditWriter {
     await this.flush();
   }
 
+  /** Key id this writer signs its blocks with (undefined: unsigned). */
+  get keyId(): string | undefined {
+    return this.#signer?.keyId;
+  }
+
   /** Last known head of every cached session (at most `maxCachedSessions`). */
   heads(): SessionHead[] {
     return [...this.#heads].map(([sessionId, h]) => ({ sessionId, ...h }));
@@ -208,7 +218,7 @@ export class AuditWriter {
   async #drain(sessionId: string, q: SessionQueue): Promise<void> {
     while (q.pending.length > 0) {
       let n = 0;
-      let bytes = 64;
+      let bytes = BLOCK_OVERHEAD_BYTES;
       while (n < q.pending.length && n < this.#o.maxBlockEvents) {
         const next = bytes + q.pending[n]!.size;
         if (n > 0 && next > this.#o.maxBlockBytes) break;
@@ -262,7 +272,7 @@ export class AuditWriter {
         const h = headers();
         h.set(CHAIN_LENGTH_HEADER, String(head.count + events.length));
         const timeout = Math.max(1, Math.min(this.#o.publishTimeoutMs, this.#deadline - Date.now()));
-        const ack = await this.#js.publish(subject, blockJson(events), {
+        const ack = await this.#js.publish(subject, blockJson(events, this.#signer?.sign(sessionId, events)), {
           msgID: blockId, headers: h, timeout, expect: { lastSubjectSequence: head.seq },
         }).catch((e: unknown) => {
           // A refusal for the wrong head is certain: nothing was stored. Anything else may have been.
@@ -322,7 +332,7 @@ export class AuditWriter {
 
   /** Moves pending events of the session into `batch` while the block limits allow; true when any moved. */
   #absorb(q: SessionQueue, batch: Pending[]): boolean {
-    let bytes = 64 + batch.reduce((a, p) => a + p.size, 0);
+    let bytes = BLOCK_OVERHEAD_BYTES + batch.reduce((a, p) => a + p.size, 0);
     let n = 0;
     while (n < q.pending.length && batch.length + n < this.#o.maxBlockEvents && bytes + q.pending[n]!.size <= this.#o.maxBlockBytes) {
       bytes += q.pending[n]!.size;

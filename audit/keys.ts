@@ -1,0 +1,186 @@
+/**
+ * Writer keys of the audit log. Every writer (broker replica, worker) signs each block it
+ * appends with its own Ed25519 key, so publish rights on `writ.audit.>` are no longer enough
+ * to add evidence: a block counts only when its key is in the operator's key registry, and
+ * only for the events that key's registered actor kind may write (block-check.mjs,
+ * typeAllowedFor).
+ *
+ * The registry is a YAML or JSON file the operator owns (never a NATS bucket: every service
+ * that could write a bucket is a writer the registry must constrain):
+ *
+ *   v: 1
+ *   keys:
+ *     3f2a…(16 hex):            # keyId(): first 16 hex of SHA-256 of the SPKI DER
+ *       kind: worker            # broker | worker | approver | operator | system | agent
+ *       id: pg-1                # optional: events must name exactly this actor id
+ *       notBefore: 2025-01-01T00:00:00Z   # optional, ISO 8601 or epoch ms
+ *       notAfter: 2026-01-01T00:00:00Z    # optional
+ *       publicKey: |
+ *         -----BEGIN PUBLIC KEY-----
+ *         …
+ */
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { keyId, WritError, type AuditEvent } from '../schemas/index.ts';
+import { blockSigningText, type BlockSignature, type Signer } from './chain.ts';
+
+const KINDS = new Set(['agent', 'broker', 'worker', 'approver', 'operator', 'system']);
+
+/** Signs blocks for one writer. */
+export interface BlockSigner {
+  readonly keyId: string;
+  sign(sessionId: string, events: readonly AuditEvent[]): BlockSignature;
+}
+
+/** A block signer over an Ed25519 private key (PKCS8 PEM or KeyObject). */
+export function blockSigner(privateKey: string | KeyObject): BlockSigner {
+  const key = typeof privateKey === 'string' ? createPrivateKey(privateKey) : privateKey;
+  if (key.asymmetricKeyType !== 'ed25519') throw new WritError('WRIT_CONFIG_INVALID', 'audit: the block signing key must be an Ed25519 private key');
+  const kid = keyId(createPublicKey(key));
+  return {
+    keyId: kid,
+    sign: (sessionId, events) => ({ kid, s: sign(null, Buffer.from(blockSigningText(sessionId, kid, events.map((e) => e.hash))), key).toString('base64url') }),
+  };
+}
+
+/**
+ * A service's audit signing key: Ed25519 PKCS8 PEM in `keyFile`, created on first start with
+ * mode 0600 (directory 0700), its public half beside it (`….pub.pem`) for the operator to
+ * register (`writ audit keys add`).
+ */
+export function loadOrCreateAuditKey(keyFile: string): { signer: BlockSigner; publicKeyPem: string; keyId: string } {
+  if (!existsSync(keyFile)) {
+    mkdirSync(dirname(keyFile), { recursive: true, mode: 0o700 });
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    // 'wx': two processes starting at once never overwrite each other's key.
+    try {
+      writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'EEXIST') throw e;
+    }
+    if (readFileSync(keyFile, 'utf8') === privateKey.export({ type: 'pkcs8', format: 'pem' })) {
+      writeFileSync(publicKeyFileFor(keyFile), publicKey.export({ type: 'spki', format: 'pem' }));
+    }
+  }
+  const key = createPrivateKey(readFileSync(keyFile, 'utf8'));
+  const signer = blockSigner(key);
+  return { signer, keyId: signer.keyId, publicKeyPem: createPublicKey(key).export({ type: 'spki', format: 'pem' }).toString() };
+}
+
+export function publicKeyFileFor(keyFile: string): string {
+  return keyFile.replace(/\.pem$/, '') + '.pub.pem';
+}
+
+/** One registered writer key. */
+export interface RegisteredKey extends Signer {
+  keyId: string;
+  publicKeyPem: string;
+}
+
+/** Registered writer keys by key id. */
+export type KeyRegistry = ReadonlyMap<string, RegisteredKey>;
+
+function time(v: unknown, what: string): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  const t = typeof v === 'number' ? v : v instanceof Date ? v.getTime() : typeof v === 'string' ? (/^\d+$/.test(v) ? Number(v) : Date.parse(v)) : NaN;
+  if (!Number.isSafeInteger(t)) throw new WritError('WRIT_CONFIG_INVALID', `audit key registry: ${what} must be ISO 8601 or epoch ms`);
+  return t;
+}
+
+/** Parses a registry (YAML or JSON). Every entry's key id must be its public key's: an entry cannot alias another key. */
+export function parseKeyRegistry(text: string): Map<string, RegisteredKey> {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (e) {
+    throw new WritError('WRIT_CONFIG_INVALID', `audit key registry is not YAML/JSON: ${(e as Error).message}`);
+  }
+  const keys = (doc as { v?: unknown; keys?: unknown } | null)?.keys ?? {};
+  if ((doc !== null && (doc as { v?: unknown }).v !== 1) || keys === null || typeof keys !== 'object' || Array.isArray(keys)) {
+    throw new WritError('WRIT_CONFIG_INVALID', 'audit key registry must be {v: 1, keys: {<keyId>: {kind, publicKey, id?, notBefore?, notAfter?}}}');
+  }
+  const out = new Map<string, RegisteredKey>();
+  for (const [kid, raw] of Object.entries(keys as Record<string, unknown>)) {
+    const e = raw as Record<string, unknown> | null;
+    const where = `key ${JSON.stringify(kid)}`;
+    if (!e || typeof e !== 'object') throw new WritError('WRIT_CONFIG_INVALID', `audit key registry: ${where} is not an object`);
+    const extra = Object.keys(e).find((k) => !['kind', 'id', 'publicKey', 'notBefore', 'notAfter', 'note'].includes(k));
+    if (extra) throw new WritError('WRIT_CONFIG_INVALID', `audit key registry: ${where} has unknown field ${JSON.stringify(extra)}`);
+    if (typeof e.kind !== 'string' || !KINDS.has(e.kind)) throw new WritError('WRIT_CONFIG_INVALID', `audit key registry: ${where} needs kind (${[...KINDS].join('|')})`);
+    if (e.id !== undefined && (typeof e.id !== 'string' || e.id.length === 0)) throw new WritError('WRIT_CONFIG_INVALID', `audit key registry: ${where}: id must be a non-empty string`);
+    let key: KeyObject;
+    try {
+      key = createPublicKey(String(e.publicKey));
+    } catch {
+      throw new WritError('WRIT_CONFIG_INVALID', `audit key registry: ${where}: publicKey is not a PEM public key`);
+    }
+    if (key.asymmetricKeyType !== 'ed25519') throw new WritError('WRIT_CONFIG_INVALID', `audit key registry: ${where} is not an Ed25519 key`);
+    if (keyId(key) !== kid) throw new WritError('WRIT_CONFIG_INVALID', `audit key registry: ${where} is listed under the wrong id (its id is ${keyId(key)})`);
+    out.set(kid, {
+      keyId: kid, key, kind: e.kind, publicKeyPem: key.export({ type: 'spki', format: 'pem' }).toString(),
+      ...(typeof e.id === 'string' ? { id: e.id } : {}),
+      ...(e.notBefore !== undefined ? { notBefore: time(e.notBefore, `${where} notBefore`) } : {}),
+      ...(e.notAfter !== undefined ? { notAfter: time(e.notAfter, `${where} notAfter`) } : {}),
+    });
+  }
+  return out;
+}
+
+export function loadKeyRegistry(file: string): Map<string, RegisteredKey> {
+  return parseKeyRegistry(readFileSync(file, 'utf8'));
+}
+
+/**
+ * A registry file re-read when it changes (mtime or size), for long-running services: the
+ * operator registers a new worker's key without restarting the broker. A file that fails to
+ * parse keeps the last good registry and is reported through `onError`.
+ */
+export function watchedKeyRegistry(file: string, onError?: (e: unknown) => void): () => KeyRegistry {
+  let stamp = '';
+  let current: KeyRegistry = new Map();
+  return () => {
+    try {
+      const st = statSync(file);
+      const now = `${st.mtimeMs}:${st.size}:${st.ino}`;
+      if (now !== stamp) {
+        current = loadKeyRegistry(file);
+        stamp = now;
+      }
+    } catch (e) {
+      onError?.(e);
+    }
+    return current;
+  };
+}
+
+/** What `writ audit keys add` registers. */
+export interface NewKey {
+  publicKeyPem: string;
+  kind: string;
+  id?: string | undefined;
+  notBefore?: number | undefined;
+  notAfter?: number | undefined;
+}
+
+/** Adds (or replaces) a key in the registry file, written atomically; returns its key id. */
+export function addKeyToRegistry(file: string, k: NewKey): string {
+  const doc = existsSync(file) ? (parseYaml(readFileSync(file, 'utf8')) as { v: 1; keys?: Record<string, unknown> } | null) : null;
+  const out = { v: 1 as const, keys: { ...(doc?.keys ?? {}) } };
+  const key = createPublicKey(k.publicKeyPem);
+  const kid = keyId(key);
+  out.keys[kid] = {
+    kind: k.kind, ...(k.id !== undefined ? { id: k.id } : {}),
+    ...(k.notBefore !== undefined ? { notBefore: new Date(k.notBefore).toISOString() } : {}),
+    ...(k.notAfter !== undefined ? { notAfter: new Date(k.notAfter).toISOString() } : {}),
+    publicKey: key.export({ type: 'spki', format: 'pem' }).toString(),
+  };
+  const text = stringifyYaml(out);
+  parseKeyRegistry(text); // never write a registry that would not load
+  mkdirSync(dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, text, { mode: 0o644 });
+  renameSync(tmp, file);
+  return kid;
+}
