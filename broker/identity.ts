@@ -1,17 +1,28 @@
 /**
- * Agent identity: verifies short-lived OIDC JWTs with jose against the configured
- * issuers. Verification results are cached by the SHA-256 of the exact token until
- * shortly before it expires, because agents reuse one token for many intents and jose
- * verification is the largest crypto cost per intent.
+ * Identity: verifies short-lived OIDC JWTs with jose against the configured issuers.
+ *
+ * Two kinds of token, told apart by audience: agents' (`verify`) and approvers'
+ * (`verifyApprover`). A token that names both audiences is neither, so one stolen
+ * kind can never stand in for the other.
+ *
+ * Verification results are cached by the SHA-256 of the exact token until it expires,
+ * because agents reuse one token for many intents and verification is the largest
+ * crypto cost per intent. A cached result is only reused while the key that signed the
+ * token is still in its issuer's current, fresh JWKS: a key removed at the issuer ends
+ * its cached tokens too (within `jwksCacheMaxAgeSec`).
  */
 import { readFileSync } from 'node:fs';
-import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import * as oidc from 'openid-client';
+import {
+  createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwksCache, jwtVerify,
+  type ExportedJWKSCache, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey,
+} from 'jose';
 import { WritError, sha256Hex, type Config, type IssuerConfig, type Principal } from '../schemas/index.ts';
 
-interface TrustedIssuer {
-  readonly cfg: IssuerConfig;
-  readonly keys: JWTVerifyGetKey;
-}
+/** An issuer's settings with its audiences resolved from the identity defaults. */
+type ResolvedIssuer = Omit<IssuerConfig, 'audience' | 'approverAudience'> & { audience: string; approverAudience?: string | undefined };
+
+export type TokenKind = 'agent' | 'approver';
 
 export interface VerifiedIdentity {
   principal: Principal;
@@ -19,6 +30,106 @@ export interface VerifiedIdentity {
   exp: number;
   /** Digest of the token: the only form of it that is audited. */
   tokenSha256: string;
+}
+
+/** The one way to say "the same identity": issuer and subject together (a `sub` is only unique within its issuer). */
+export function sameIdentity(a: { iss: string; sub: string }, b: { iss: string; sub: string }): boolean {
+  return a.iss === b.iss && a.sub === b.sub;
+}
+
+/** A string key for maps and sets of identities (issuer and subject, unambiguous). */
+export function identityKey(p: { iss: string; sub: string }): string {
+  return JSON.stringify([p.iss, p.sub]);
+}
+
+/**
+ * Where an issuer's keys come from. `stillValid` says whether a token verified earlier
+ * (with key `kid`, under key set `ref`) may be reused without verifying again.
+ */
+interface KeySource {
+  getKey: JWTVerifyGetKey;
+  ref(): unknown;
+  stillValid(kid: string | undefined, ref: unknown): boolean;
+}
+
+function localKeys(jwks: JSONWebKeySet): KeySource {
+  const getKey = createLocalJWKSet(jwks);
+  return { getKey, ref: () => jwks, stillValid: () => true };
+}
+
+const kidSets = new WeakMap<object, Set<string>>();
+function kidsOf(jwks: JSONWebKeySet): Set<string> {
+  let s = kidSets.get(jwks);
+  if (!s) kidSets.set(jwks, (s = new Set(jwks.keys.map((k) => k.kid).filter((k): k is string => typeof k === 'string'))));
+  return s;
+}
+
+/** A remote JWKS (jose's, which refetches on an unknown kid and when stale), found by URL or by OIDC discovery. */
+class RemoteKeys implements KeySource {
+  // jose writes every fetched key set here; its identity changes on each fetch.
+  readonly #cache: Partial<ExportedJWKSCache> = {};
+  #remote: ReturnType<typeof createRemoteJWKSet> | undefined;
+  #discovering: Promise<ReturnType<typeof createRemoteJWKSet>> | undefined;
+
+  constructor(private readonly cfg: ResolvedIssuer) {
+    if (cfg.jwksUrl) this.#remote = this.#create(new URL(cfg.jwksUrl));
+  }
+
+  #create(url: URL) {
+    return createRemoteJWKSet(url, {
+      cacheMaxAge: this.cfg.jwksCacheMaxAgeSec * 1000,
+      cooldownDuration: this.cfg.jwksCooldownSec * 1000,
+      [jwksCache]: this.#cache as ExportedJWKSCache,
+    });
+  }
+
+  /** Discovery runs on first use and again after a failure (never cached as failed). */
+  async #ensure() {
+    if (this.#remote) return this.#remote;
+    this.#discovering ??= (async () => {
+      const issuer = new URL(this.cfg.issuer);
+      // openid-client checks that the document's `issuer` is exactly the one asked for (OIDC Discovery 4.3).
+      const conf = await oidc.discovery(issuer, 'writ-broker', undefined, undefined, issuer.protocol === 'http:' ? { execute: [oidc.allowInsecureRequests] } : {});
+      const uri = conf.serverMetadata().jwks_uri;
+      if (!uri) throw new Error(`${this.cfg.issuer} publishes no jwks_uri`);
+      this.#remote = this.#create(new URL(uri));
+      return this.#remote;
+    })().finally(() => (this.#discovering = undefined));
+    return this.#discovering;
+  }
+
+  getKey: JWTVerifyGetKey = async (header, token) => {
+    let remote;
+    try {
+      remote = await this.#ensure();
+    } catch (e) {
+      throw new WritError('WRIT_TOKEN_INVALID', `the keys of ${this.cfg.issuer} cannot be discovered`, { cause: e });
+    }
+    return remote(header, token);
+  };
+
+  ref(): unknown {
+    return this.#cache.jwks;
+  }
+
+  stillValid(kid: string | undefined, ref: unknown): boolean {
+    // A stale key set means: verify again, which refetches (and fails closed if the issuer is unreachable).
+    if (!this.#remote?.fresh || !this.#cache.jwks) return false;
+    if (ref === this.#cache.jwks) return true;
+    return kid !== undefined && kidsOf(this.#cache.jwks).has(kid);
+  }
+}
+
+interface TrustedIssuer {
+  readonly cfg: ResolvedIssuer;
+  readonly keys: KeySource;
+}
+
+interface CacheEntry {
+  verified: VerifiedIdentity;
+  issuer: TrustedIssuer;
+  kid: string | undefined;
+  keysRef: unknown;
 }
 
 function claimAt(payload: JWTPayload, path: string): unknown {
@@ -38,67 +149,99 @@ function mapJoseError(e: unknown): WritError {
     if (e.claim === 'iss') return new WritError('WRIT_TOKEN_ISSUER', undefined, { cause: e });
     return new WritError('WRIT_TOKEN_INVALID', `token claim ${e.claim} is not acceptable`, { cause: e });
   }
+  if (e instanceof joseErrors.JWKSNoMatchingKey) return new WritError('WRIT_TOKEN_INVALID', 'the token\'s signing key is not among its issuer\'s current keys', { cause: e });
   return new WritError('WRIT_TOKEN_INVALID', undefined, { cause: e });
+}
+
+export interface IdentityOptions {
+  maxTokenBytes?: number;
+  maxCache?: number;
 }
 
 export class IdentityVerifier {
   readonly #issuers = new Map<string, TrustedIssuer>();
-  readonly #cache = new Map<string, VerifiedIdentity>();
+  readonly #cache = new Map<string, CacheEntry>();
   readonly #maxCache: number;
+  readonly #maxTokenBytes: number;
 
-  constructor(issuers: readonly TrustedIssuer[], maxCache = 10_000) {
+  constructor(issuers: readonly { cfg: ResolvedIssuer; keys: KeySource }[], o: IdentityOptions = {}) {
     for (const i of issuers) this.#issuers.set(i.cfg.issuer, i);
-    this.#maxCache = maxCache;
+    this.#maxCache = o.maxCache ?? 10_000;
+    this.#maxTokenBytes = o.maxTokenBytes ?? 8192;
   }
 
   static fromConfig(config: Config, devIssuer?: { issuer: string; jwks: JSONWebKeySet }): IdentityVerifier {
-    const list: TrustedIssuer[] = config.identity.issuers.map((cfg) => ({
-      cfg,
-      keys: cfg.jwksUrl
-        ? createRemoteJWKSet(new URL(cfg.jwksUrl))
-        : createLocalJWKSet(JSON.parse(readFileSync(cfg.jwksFile!, 'utf8')) as JSONWebKeySet),
-    }));
+    const id = config.identity;
+    const list: TrustedIssuer[] = id.issuers.map((raw) => {
+      // The schema refuses an issuer without an agent audience; this only fills defaults.
+      const cfg: ResolvedIssuer = { ...raw, audience: raw.audience ?? id.audience!, approverAudience: raw.approverAudience ?? id.approverAudience };
+      return { cfg, keys: cfg.jwksFile ? localKeys(JSON.parse(readFileSync(cfg.jwksFile, 'utf8')) as JSONWebKeySet) : new RemoteKeys(cfg) };
+    });
     if (devIssuer) {
       list.push({
         cfg: {
           issuer: devIssuer.issuer,
-          audience: config.identity.devIssuer.audience,
+          audience: id.devIssuer.audience,
+          approverAudience: id.devIssuer.approverAudience,
+          discovery: false,
           jwksFile: '(dev issuer)',
+          jwksCacheMaxAgeSec: 0,
+          jwksCooldownSec: 0,
           algorithms: ['EdDSA'],
           clockSkewSec: 30,
           maxLifetimeSec: 24 * 3600,
           groupsClaim: 'groups',
           actForClaim: 'act.sub',
         },
-        keys: createLocalJWKSet(devIssuer.jwks),
+        keys: localKeys(devIssuer.jwks),
       });
     }
-    return new IdentityVerifier(list);
+    return new IdentityVerifier(list, { maxTokenBytes: id.maxTokenBytes });
   }
 
-  /** Verifies signature, iss, aud, algorithm, exp/nbf with skew, and the maximum lifetime. */
-  async verify(token: string, nowMs = Date.now()): Promise<VerifiedIdentity> {
+  /** An agent's token: signature, iss, the agent audience, algorithm, exp/nbf with skew, the maximum lifetime. */
+  verify(token: string, nowMs = Date.now()): Promise<VerifiedIdentity> {
+    return this.#verify('agent', token, nowMs);
+  }
+
+  /** An approver's (a human's) token: as `verify`, against the issuer's approver audience. */
+  verifyApprover(token: string, nowMs = Date.now()): Promise<VerifiedIdentity> {
+    return this.#verify('approver', token, nowMs);
+  }
+
+  async #verify(kind: TokenKind, token: string, nowMs: number): Promise<VerifiedIdentity> {
+    if (typeof token !== 'string' || token.length === 0) throw new WritError('WRIT_TOKEN_MISSING');
+    // Before hashing or parsing: every path that takes a token goes through here.
+    if (Buffer.byteLength(token, 'utf8') > this.#maxTokenBytes) {
+      throw new WritError('WRIT_PAYLOAD_TOO_LARGE', `the token is longer than ${this.#maxTokenBytes} bytes`);
+    }
     const digest = sha256Hex(token);
-    const cached = this.#cache.get(digest);
+    const cacheKey = `${kind}:${digest}`;
     const nowSec = Math.floor(nowMs / 1000);
-    if (cached) {
-      if (cached.exp > nowSec) return cached;
-      this.#cache.delete(digest);
+    const hit = this.#cache.get(cacheKey);
+    if (hit) {
+      if (hit.verified.exp > nowSec && hit.issuer.keys.stillValid(hit.kid, hit.keysRef)) return hit.verified;
+      this.#cache.delete(cacheKey);
     }
     let iss: unknown;
+    let kid: unknown;
     try {
       iss = decodeJwt(token).iss;
+      kid = decodeProtectedHeader(token).kid;
     } catch (e) {
       throw new WritError('WRIT_TOKEN_INVALID', 'the token is not a JWT', { cause: e });
     }
     const trusted = typeof iss === 'string' ? this.#issuers.get(iss) : undefined;
     if (!trusted) throw new WritError('WRIT_TOKEN_ISSUER');
     const { cfg } = trusted;
+    const audience = kind === 'agent' ? cfg.audience : cfg.approverAudience;
+    const other = kind === 'agent' ? cfg.approverAudience : cfg.audience;
+    if (!audience) throw new WritError('WRIT_TOKEN_AUDIENCE', `${cfg.issuer} has no approver audience configured: its tokens cannot approve`);
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, trusted.keys, {
+      ({ payload } = await jwtVerify(token, trusted.keys.getKey, {
         issuer: cfg.issuer,
-        audience: cfg.audience,
+        audience,
         algorithms: cfg.algorithms,
         clockTolerance: cfg.clockSkewSec,
         currentDate: new Date(nowMs),
@@ -107,6 +250,8 @@ export class IdentityVerifier {
     } catch (e) {
       throw mapJoseError(e);
     }
+    const auds = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
+    if (other !== undefined && auds.includes(other)) throw new WritError('WRIT_TOKEN_AUDIENCE', 'the token names both the agent and the approver audience');
     const exp = payload.exp!;
     const iat = payload.iat!;
     if (exp - iat > cfg.maxLifetimeSec) throw new WritError('WRIT_TOKEN_LIFETIME');
@@ -119,7 +264,7 @@ export class IdentityVerifier {
     // Cache only until the token's own expiry (skew not included: the cache never extends a token).
     const verified: VerifiedIdentity = { principal, exp, tokenSha256: digest };
     if (this.#cache.size >= this.#maxCache) this.#cache.delete(this.#cache.keys().next().value!);
-    this.#cache.set(digest, verified);
+    this.#cache.set(cacheKey, { verified, issuer: trusted, kid: typeof kid === 'string' ? kid : undefined, keysRef: trusted.keys.ref() });
     return verified;
   }
 }

@@ -19,11 +19,31 @@ export const SecretRefSchema = z.union([
 ]);
 export type SecretRef = z.infer<typeof SecretRefSchema>;
 
+/** http is accepted only on loopback (tests, a local IdP): anywhere else keys must come over TLS. */
+function isSafeKeyUrl(u: string): boolean {
+  try {
+    const url = new URL(u);
+    return url.protocol === 'https:' || (url.protocol === 'http:' && ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname));
+  } catch {
+    return false;
+  }
+}
+
 export const IssuerSchema = z.strictObject({
+  /** The exact `iss` of its tokens; with `discovery`, also the base of `/.well-known/openid-configuration`. */
   issuer: z.string().min(1),
-  audience: z.string().min(1),
+  /** `aud` of agent tokens from this issuer. Default `identity.audience`. */
+  audience: z.string().min(1).optional(),
+  /** `aud` of approver (human) tokens from this issuer. Default `identity.approverAudience`; without one, this issuer's tokens cannot approve. */
+  approverAudience: z.string().min(1).optional(),
+  /** Read `jwks_uri` from the issuer's OpenID discovery document (its `issuer` must match exactly). */
+  discovery: z.boolean().default(false),
   jwksUrl: z.url().optional(),
   jwksFile: z.string().optional(),
+  /** A fetched JWKS is used this long before it is fetched again; a key removed at the issuer stops working (cached tokens too) within it. Seconds, default 300. */
+  jwksCacheMaxAgeSec: z.number().int().nonnegative().default(300),
+  /** An unknown `kid` refetches the JWKS at most this often (a rotated key is picked up at once), seconds. Default 30. */
+  jwksCooldownSec: z.number().int().nonnegative().default(30),
   /** Allowed signature algorithms; `none` and HMAC are never accepted. */
   algorithms: z.array(z.enum(['EdDSA', 'ES256', 'ES384', 'RS256', 'RS384', 'RS512', 'PS256'])).default(['EdDSA', 'ES256', 'RS256']),
   /** Accepted clock skew for exp/nbf/iat, seconds. Default 30. */
@@ -34,8 +54,52 @@ export const IssuerSchema = z.strictObject({
   groupsClaim: z.string().default('groups'),
   /** Claim path of the human the agent acts for (RFC 8693 `act.sub`). */
   actForClaim: z.string().default('act.sub'),
-}).refine((i) => (i.jwksUrl ? 1 : 0) + (i.jwksFile ? 1 : 0) === 1, { message: 'exactly one of jwksUrl or jwksFile' });
+}).refine((i) => (i.jwksUrl ? 1 : 0) + (i.jwksFile ? 1 : 0) + (i.discovery ? 1 : 0) === 1, { message: 'exactly one of discovery, jwksUrl or jwksFile' })
+  .refine((i) => !i.jwksUrl || isSafeKeyUrl(i.jwksUrl), { message: 'jwksUrl must be https (http only on loopback)', path: ['jwksUrl'] })
+  .refine((i) => !i.discovery || isSafeKeyUrl(i.issuer), { message: 'discovery needs an https issuer (http only on loopback)', path: ['issuer'] });
 export type IssuerConfig = z.infer<typeof IssuerSchema>;
+
+const DevIssuerSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  dir: z.string().default('.data/dev-issuer'),
+  audience: z.string().default('writ'),
+  approverAudience: z.string().default('writ-approver'),
+  /**
+   * The dev issuer next to real issuers is refused at load (a production config must never
+   * trust keys lying in a data folder); this says on purpose that this config is a test bed.
+   */
+  allowWithExternalIssuers: z.boolean().default(false),
+});
+const DEV_ISSUER_DEFAULT = { enabled: false, dir: '.data/dev-issuer', audience: 'writ', approverAudience: 'writ-approver', allowWithExternalIssuers: false };
+
+export const IdentitySchema = z.strictObject({
+  /** Default `aud` of agent tokens, for issuers that name none. */
+  audience: z.string().min(1).optional(),
+  /** Default `aud` of approver tokens; must differ from every agent audience. */
+  approverAudience: z.string().min(1).optional(),
+  /** Longer tokens are refused before any parsing (WRIT_PAYLOAD_TOO_LARGE), bytes. Default 8 KiB. */
+  maxTokenBytes: z.number().int().positive().max(64 * 1024).default(8192),
+  issuers: z.array(IssuerSchema).default([]),
+  /** Trust the local development issuer that `writ up` creates. Never in production. */
+  devIssuer: DevIssuerSchema.default(DEV_ISSUER_DEFAULT),
+}).superRefine((id, ctx) => {
+  const seen = new Set<string>();
+  id.issuers.forEach((i, n) => {
+    if (seen.has(i.issuer)) ctx.addIssue({ code: 'custom', path: ['issuers', n, 'issuer'], message: `issuer ${JSON.stringify(i.issuer)} is listed twice` });
+    seen.add(i.issuer);
+    const aud = i.audience ?? id.audience;
+    const approverAud = i.approverAudience ?? id.approverAudience;
+    if (!aud) ctx.addIssue({ code: 'custom', path: ['issuers', n, 'audience'], message: 'no agent audience (set it here or identity.audience)' });
+    // One audience for both would let an agent's token approve, and an approver's token act as an agent.
+    if (aud && aud === approverAud) ctx.addIssue({ code: 'custom', path: ['issuers', n, 'approverAudience'], message: 'the approver audience must differ from the agent audience' });
+  });
+  const dev = id.devIssuer;
+  if (dev.audience === dev.approverAudience) ctx.addIssue({ code: 'custom', path: ['devIssuer', 'approverAudience'], message: 'the approver audience must differ from the agent audience' });
+  if (dev.enabled && id.issuers.length > 0 && !dev.allowWithExternalIssuers) {
+    ctx.addIssue({ code: 'custom', path: ['devIssuer', 'enabled'], message: 'the development issuer cannot be enabled next to external issuers (a production config); set devIssuer.allowWithExternalIssuers: true only in a test bed' });
+  }
+});
+export type IdentityConfig = z.output<typeof IdentitySchema>;
 
 /**
  * How every Writ process connects to NATS (docs/configuration.md). At most one way to
@@ -168,11 +232,7 @@ export const ConfigSchema = z.strictObject({
     /** How often the sweeper looks, ms. */
     sweepIntervalMs: z.number().int().positive().default(1000),
   }).default({ maxIntentBytes: 256 * 1024, maxStatementBytes: 64 * 1024, factsCacheBytes: 64 * 1024 * 1024, concurrency: 256, sweepMarginSec: 10, sweepIntervalMs: 1000 }),
-  identity: z.strictObject({
-    issuers: z.array(IssuerSchema).default([]),
-    /** Trust the local development issuer that `writ up` creates. Never in production. */
-    devIssuer: z.strictObject({ enabled: z.boolean().default(false), dir: z.string().default('.data/dev-issuer'), audience: z.string().default('writ') }).default({ enabled: false, dir: '.data/dev-issuer', audience: 'writ' }),
-  }).default({ issuers: [], devIssuer: { enabled: false, dir: '.data/dev-issuer', audience: 'writ' } }),
+  identity: IdentitySchema.default({ maxTokenBytes: 8192, issuers: [], devIssuer: DEV_ISSUER_DEFAULT }),
   grants: z.strictObject({
     /** The broker's Ed25519 signing key (PKCS8 PEM) file; created when missing. */
     keyFile: z.string().default('.data/grant-key.pem'),
