@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startStack, type Stack } from '../fixture.ts';
+import { inboxIdOfToken, replySubjectFor } from '../../client/index.ts';
 
 let s: Stack;
 beforeAll(async () => {
@@ -14,8 +15,10 @@ afterAll(async () => {
   await s?.stop();
 });
 
-async function api(op: string, body: Record<string, unknown>) {
-  const r = await s.nc.request(s.names.api(op as never), JSON.stringify({ v: 1, type: op, ...body }), { timeout: 20_000 });
+async function api(op: string, body: Record<string, unknown> & { token: string }) {
+  // The broker answers only a reply subject under the token's own inbox.
+  const reply = replySubjectFor(inboxIdOfToken(body.token));
+  const r = await s.nc.request(s.names.api(op as never), JSON.stringify({ v: 1, type: op, ...body }), { timeout: 20_000, noMux: true, reply });
   return r.json<{ type: string; error?: { code: string; details?: { bytes: number; max: number } } }>();
 }
 
