@@ -42,6 +42,7 @@ async function main(argv: string[]): Promise<number> {
     case 'broker':
     case 'worker':
       return service(cmd, rest);
+    case 'login': return (await import('./login.ts')).loginCommand(rest);
     case 'token':
       return token(rest);
     case 'exec':
@@ -131,7 +132,7 @@ async function token(args: string[]): Promise<number> {
 }
 
 async function client(tokenFlag: string | undefined, session?: string, role: NatsRole = 'agent') {
-  const tok = tokenFlag ?? process.env.WRIT_TOKEN;
+  const tok = tokenFlag ?? process.env.WRIT_TOKEN ?? (await (await import('./login.ts')).loginToken());
   if (!tok) throw new WritError('WRIT_TOKEN_MISSING', 'no token: set WRIT_TOKEN or pass --token');
   const nats = natsForRole(role, cliNats());
   const nc = await connectNats(nats, 'writ-cli');

@@ -3,12 +3,13 @@
  * discovery and remote JWKS, key rotation and removal, audiences, the token cache, and
  * one intent end to end with a client-credentials token.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeProtectedHeader } from 'jose';
 import { loadDevIssuer } from '../broker/dev-issuer.ts';
+import { deviceLogin, loginToken } from '../cmd/login.ts';
 import { IdentityVerifier } from '../broker/identity.ts';
 import { parseConfig, type ConfigInput } from '../schemas/index.ts';
 import { startOidcProvider, type OidcHandle } from './helpers/oidc.ts';
@@ -143,6 +144,55 @@ describe('the development issuer is never part of a production config', () => {
   it('key material over plain http is refused except on loopback', () => {
     expect(() => parseConfig({ identity: { issuers: [{ issuer: 'http://idp.example.com', audience: 'w', discovery: true }] } })).toThrow(/https/);
     expect(() => parseConfig({ identity: { issuers: [{ issuer: 'x', audience: 'w', jwksUrl: 'http://idp.example.com/jwks' }] } })).toThrow(/https/);
+  });
+});
+
+describe('writ login: the device flow against the provider', () => {
+  it('prints the URL and code, gets an approver token once the human confirms, keeps it 0600, and refreshes it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'writ-login-'));
+    const file = join(dir, 'data', 'login.json');
+    try {
+      const lines: string[] = [];
+      let approval: Promise<void> | undefined;
+      const stored = await deviceLogin({ issuer: op.issuer, clientId: op.humanClientId, resource: op.approverAudience }, {
+        file,
+        say: (l) => {
+          lines.push(l);
+          const code = /enter the code (\S+)/.exec(l)?.[1];
+          if (code) approval = op.approveDevice(code, 'bob');
+        },
+      });
+      await approval;
+      expect(lines[0]).toMatch(new RegExp(`^Open ${op.issuer}/device and enter the code \\S+`));
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      expect(stored.refreshToken).toBeTruthy();
+      const v = verifier();
+      const who = await v.verifyApprover(stored.accessToken);
+      expect(who.principal).toMatchObject({ iss: op.issuer, sub: 'bob', groups: ['approvers'] });
+      expect(await codeOf(v.verify(stored.accessToken))).toBe('WRIT_TOKEN_AUDIENCE');
+      // Still fresh: the stored token as is.
+      expect(await loginToken({ file })).toBe(stored.accessToken);
+      // Near expiry: refreshed with the refresh token, stored again, and still an approver token for bob.
+      const refreshed = await loginToken({ file, nowMs: stored.expiresAt * 1000 });
+      expect(refreshed).not.toBe(stored.accessToken);
+      expect((await v.verifyApprover(refreshed!)).principal.sub).toBe('bob');
+      expect(JSON.parse(readFileSync(file, 'utf8')).accessToken).toBe(refreshed);
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
+  it('without a login there is no token, and an expired login without a refresh token is refused', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'writ-login-'));
+    try {
+      expect(await loginToken({ file: join(dir, 'none.json') })).toBeUndefined();
+      const file = join(dir, 'login.json');
+      writeFileSync(file, JSON.stringify({ issuer: op.issuer, clientId: op.humanClientId, accessToken: 'x', expiresAt: 1 }));
+      expect(await codeOf(loginToken({ file }))).toBe('WRIT_TOKEN_EXPIRED');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
