@@ -171,7 +171,7 @@ export class Broker {
     const subjectTarget = m.subject.slice(this.#d.names.prefix.length + '.intent.'.length);
     const r = intake(m.data, subjectTarget, this.#d.config.limits.maxIntentBytes, now);
     if (!r.ok) {
-      await this.#refuse(r.refusal, rawReplyKey(m.data));
+      await this.#refuse(r.refusal, rawReply(m.data));
       m.term();
       return;
     }
@@ -184,7 +184,7 @@ export class Broker {
       // Retryable infrastructure errors are retried by redelivery; everything else ends here.
       if (err.retryable && m.info.deliveryCount < 5) m.nak(500);
       else {
-        await this.#refuse({ error: err, partial: r.intent }, r.intent.replyKey).catch(() => undefined);
+        await this.#refuse({ error: err, partial: r.intent }, { replyKey: r.intent.replyKey, replyTo: r.intent.replyTo }).catch(() => undefined);
         m.term();
       }
     }
@@ -195,16 +195,19 @@ export class Broker {
    * verified, its replyTo is under its own inbox and it gave a key to seal to; an unverified
    * sender gets nothing (no deputy), and is audited under `_unattributed`.
    */
-  async #refuse(ref: Refusal, replyKey?: string): Promise<void> {
+  async #refuse(ref: Refusal, raw: { replyKey?: string | undefined; replyTo?: unknown } = {}): Promise<void> {
     const { partial, error } = ref;
+    const replyKey = raw.replyKey;
     let who: VerifiedIdentity | undefined;
     if (partial.token) who = await this.#d.identity.verify(partial.token).catch(() => undefined);
     this.#d.log.warn({ code: error.code, intentId: partial.id, sub: who?.principal.sub }, 'intent refused at intake');
-    const reply = who ? this.#replySpec(who, partial.replyTo, replyKey) : undefined;
+    // Intake keeps only a replyTo shaped like an inbox; the raw one ($KV…, $JS…) is what was asked for.
+    const asked = raw.replyTo ?? partial.replyTo;
+    const reply = who && asked === partial.replyTo ? this.#replySpec(who, partial.replyTo, replyKey) : undefined;
     if (reply?.ok && partial.id && partial.sessionId) {
       this.#reply(reply.spec, { v: 1, type: 'outcome', intentId: partial.id, sessionId: partial.sessionId, status: 'denied', error: error.toReply(), at: Date.now() });
     }
-    if (partial.replyTo && !reply?.ok) await this.#replyRefused(partial.replyTo, who, partial.id);
+    if (asked !== undefined && !reply?.ok) await this.#replyRefused(asked, who, partial.id);
     // Audited under the sender's session when it can be identified; otherwise under a system session.
     const sessionId = who && partial.sessionId ? partial.sessionId : '_unattributed';
     await this.#audit.append({
@@ -224,7 +227,7 @@ export class Broker {
   }
 
   /** A reply aimed outside the sender's inbox: nothing is published there; the attempt is evidence. */
-  async #replyRefused(subject: string, who: VerifiedIdentity | undefined, claimedIntentId: string | undefined): Promise<void> {
+  async #replyRefused(subject: unknown, who: VerifiedIdentity | undefined, claimedIntentId: string | undefined): Promise<void> {
     await this.#audit.append({
       sessionId: '_unattributed', type: 'reply.refused',
       payload: { source: 'intent', subject: sanitizeSubject(subject), verified: who !== undefined, ...(who ? { principal: who.principal } : {}), ...(claimedIntentId ? { claimedIntentId } : {}) },
@@ -435,15 +438,17 @@ export class Broker {
 }
 
 /**
- * The `replyKey` of an intent that intake refused (so the refusal can still be sealed), when it
- * can be read. An oversized intent is parsed too: the server's max_payload bounds it.
+ * The `replyKey` (so the refusal can still be sealed) and raw `replyTo` (evidence of a reply
+ * aimed elsewhere) of an intent that intake refused. An oversized intent is parsed too: the
+ * server's max_payload bounds it.
  */
-function rawReplyKey(data: Uint8Array): string | undefined {
+function rawReply(data: Uint8Array): { replyKey?: string; replyTo?: unknown } {
   try {
-    const k = (JSON.parse(new TextDecoder().decode(data)) as { replyKey?: unknown })?.replyKey;
-    return X25519KeySchema.safeParse(k).success ? (k as string) : undefined;
+    const r = JSON.parse(new TextDecoder().decode(data)) as { replyKey?: unknown; replyTo?: unknown } | null;
+    if (!r || typeof r !== 'object') return {};
+    return { ...(X25519KeySchema.safeParse(r.replyKey).success ? { replyKey: r.replyKey as string } : {}), ...(r.replyTo !== undefined ? { replyTo: r.replyTo } : {}) };
   } catch {
-    return undefined;
+    return {};
   }
 }
 
