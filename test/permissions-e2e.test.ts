@@ -215,6 +215,30 @@ describe('an agent', () => {
   });
 });
 
+describe('a reply subject aimed at what the agent may not write', () => {
+  // The server checks a reply subject against no one's permissions until someone answers on
+  // it: an agent may publish such a request. What must hold is that no answer lands there.
+  it('writes nothing into $KV, writ.audit or $JS through the broker or a worker', async () => {
+    const agent = as.get('agent')!;
+    const targets = [`$KV.${n.buckets.intents}.i_deputy`, `$KV.${n.buckets.claims}.g_deputy`, n.audit('s_victim'), '$JS.API.STREAM.DELETE.WRIT_RESULTS'];
+    for (const reply of targets) agent.publish(n.api('targets'), '{}', { reply });
+    const c = await clientOf('agent', 'alice', ['analysts']);
+    const intent = { v: 1, type: 'intent', id: 'i_deputy_intent', sessionId: 's_deputy', target: 'db', command: { kind: 'sql', sql: 'SELECT 1' }, token: await token('alice', ['analysts']), submittedAt: Date.now() };
+    for (const [i, replyTo] of targets.entries()) {
+      await jetstream(agent).publish(n.intent('db'), JSON.stringify({ ...intent, id: `i_deputy_${i}`, replyTo }), { msgID: `i_deputy_${i}` });
+    }
+    await c.targets(); // the broker has answered everything before this
+    await new Promise((r) => setTimeout(r, 1500));
+    const kvm = new Kvm(as.get('operator')!);
+    expect(await (await kvm.open(n.buckets.intents)).get('i_deputy')).toBeNull();
+    expect(await (await kvm.open(n.buckets.claims)).get('g_deputy')).toBeNull();
+    const jsm = await jsmOf('operator');
+    const victim = await jsm.streams.getMessage(n.streams.audit, { last_by_subj: n.audit('s_victim') }).catch(() => null);
+    expect(victim ? new TextDecoder().decode(victim.data) : null).toBeNull();
+    expect(await outcome(() => jsm.streams.info(n.streams.results))).toBe('ok');
+  }, 30_000);
+});
+
 describe('a worker', () => {
   it('cannot publish intents, approval decisions or orders', async () => {
     const before = await messages(n.streams.intents);
