@@ -197,10 +197,13 @@ async function publish(argv: string[], io: PolicyCliIo): Promise<number> {
   if (!file || a.positionals.length > 1) throw new WritError('WRIT_BAD_REQUEST', `publish takes one FILE\n${USAGE}`);
   const text = await readFile(file, 'utf8');
   RulePolicy.fromText(text, file); // refuse before connecting
-  const { connect } = await import('@nats-io/transport-node');
+  const { connectNats } = await import('../../lib/nats.ts');
+  const { natsForRole } = await import('../../cmd/paths.ts');
   const { Kvm } = await import('@nats-io/kv');
   const { PolicyStore } = await import('./store.ts');
-  const nc = await connect({ servers: (a.values.server as string | undefined) ?? process.env.NATS_URL ?? 'nats://127.0.0.1:4222' });
+  // Changing what every broker enforces is the operator's: --server, else NATS_URL and WRIT_NATS_*, else the local stack's operator login.
+  const server = a.values.server as string | undefined;
+  const nc = await connectNats(natsForRole('operator', server ? { servers: [server] } : undefined), 'writ-policy-publish');
   try {
     const kv = await new Kvm(nc).open(names((a.values.prefix as string | undefined) ?? 'writ').buckets.policy);
     const meta = { source: file, ...(a.values.author ? { author: a.values.author as string } : {}), ...(a.values.comment ? { comment: a.values.comment as string } : {}) };
