@@ -16,6 +16,8 @@ export interface Submission {
   kind: Kind;
   intentId: string;
   sessionId: string;
+  /** Index of the submitting client in `Workload.clients` (outcomes are sealed to its key). */
+  client: number;
   accepted: boolean;
   error?: string;
   submittedAt: number;
@@ -45,9 +47,10 @@ export class Workload {
   /** Submits one intent; never rejects, never waits longer than SUBMIT_TIMEOUT_MS. */
   async one(kind: Kind): Promise<Submission> {
     const n = this.#n++;
-    const c = this.clients[n % this.clients.length]!;
+    const client = n % this.clients.length;
+    const c = this.clients[client]!;
     const tag = `${kind === 'fast' ? 't' : kind === 'slow' ? 's' : 'c'}-${n}-${randomBytes(4).toString('hex')}`;
-    const sub: Submission = { tag, kind, intentId: newId(), sessionId: c.sessionId, accepted: false, submittedAt: Date.now() };
+    const sub: Submission = { tag, kind, intentId: newId(), sessionId: c.sessionId, client, accepted: false, submittedAt: Date.now() };
     this.subs.push(sub);
     let timer: NodeJS.Timeout | undefined;
     try {
