@@ -32,7 +32,7 @@ const USAGE = `writ — privileged-access broker for automation agents
   writ pending | writ approve ID [--reason "…"] [--window 1h] | writ deny ID --reason "…"
   writ grants | writ revoke WINDOW_ID            approvers, with their own token (WRIT_TOKEN)
 
-Environment: WRIT_TOKEN (the agent's token), NATS_URL, WRIT_CONFIG.`;
+Environment: WRIT_TOKEN (the agent's token), WRIT_CONFIG, NATS_URL and WRIT_NATS_* (docs/configuration.md).`;
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
