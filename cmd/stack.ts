@@ -54,9 +54,10 @@ async function startLocalNats(log: Logger): Promise<{ url: string; child: ChildP
   // accounts.conf reads each role's password from the server's environment.
   const roleEnv = Object.fromEntries(NATS_ROLES.map((r) => [`WRIT_${r.toUpperCase()}_PASSWORD`, passwords[r]]));
   // One OS thread for the server on small machines: ~35 % less CPU per message (PERFORMANCE.md).
-  const child = spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...roleEnv, GOMAXPROCS: process.env.GOMAXPROCS ?? '1' } });
+  const child = spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...roleEnv, GOMAXPROCS: process.env.GOMAXPROCS ?? '1' } });
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  // nats-server reports a bad configuration on stdout: keep the tail of both for the error.
+  for (const s of [child.stdout!, child.stderr!]) s.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const portsFile = join(dir, `nats-server_${child.pid}.ports`);
   for (let i = 0; i < 200; i++) {
     if (child.exitCode !== null) throw new Error(`nats-server exited (${child.exitCode}):\n${stderr}`);
