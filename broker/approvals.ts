@@ -148,8 +148,11 @@ export class Approvals {
   #answer(rec: IntentRecord, o: Outcome): void {
     const r = rec.reply;
     if (!r?.to) return;
+    // The inbox is recomputed from the record's principal, not taken from the stored reply: a
+    // record is the broker's, but the bucket is not only the broker's to write (issue 13).
+    const inbox = inboxIdFor(rec.principal.iss, rec.principal.sub);
     try {
-      sendReply(this.#d.nc, r.to, sealOutcome(o, r.key), (e) => sealOutcome({ ...o, decision: undefined, error: e.toReply() }, r.key), this.#d.log, r.inbox);
+      sendReply(this.#d.nc, r.to, sealOutcome(o, r.key), (e) => sealOutcome({ ...o, decision: undefined, error: e.toReply() }, r.key), this.#d.log, inbox);
     } catch (e) {
       this.#d.log.warn({ err: e, intentId: o.intentId }, 'could not seal an outcome; not sent');
     }

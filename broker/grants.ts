@@ -5,6 +5,7 @@
  * never lose its masking or pick up other limits from a policy that changed meanwhile.
  */
 import { WritError, type GrantClaims, type GrantSpec, type IntentRecord } from '../schemas/index.ts';
+import { inboxIdFor } from '../lib/seal.ts';
 import type { PolicyDecision } from './policy.ts';
 
 /** What a decision grants; `mask` is always explicit (`{}` when the policy masks nothing). */
@@ -25,7 +26,8 @@ export function buildGrantClaims(rec: IntentRecord, o: { nowSec: number; ttlSec:
     sha256: rec.commandSha256, iat: o.nowSec, exp: o.exp ?? o.nowSec + o.ttlSec, limits: g.limits,
     mask: g.mask, policyVersion: rec.decision?.policyVersion ?? o.policyVersion, sub: rec.principal.sub,
     // Where the worker may answer, as the broker validated it (signed, so an order cannot redirect it).
-    ...(rec.reply ? { rpl: { inbox: rec.reply.inbox, key: rec.reply.key } } : {}),
+    // The inbox is the principal's own, recomputed here, whatever the stored record says.
+    ...(rec.reply ? { rpl: { inbox: inboxIdFor(rec.principal.iss, rec.principal.sub), key: rec.reply.key } } : {}),
     ...(o.storeKey ? { stk: o.storeKey } : {}),
   };
 }
