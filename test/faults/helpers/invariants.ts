@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { Kvm, type KV } from '@nats-io/kv';
 import { readSession } from '../../../audit/index.ts';
 import { TERMINAL_STATES, type AuditEvent, type IntentRecord, type IntentState } from '../../../schemas/index.ts';
-import { CLI, REPO, type FaultStack } from './stack.ts';
+import { CLI, readLog, REPO, type FaultStack } from './stack.ts';
 import type { Submission, Workload } from './workload.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -76,6 +76,12 @@ async function waitForQuiet(s: FaultStack, deadline: number): Promise<void> {
     if (open === 0) return;
     await sleep(500);
   }
+}
+
+/** What the services' logs say about an intent: the evidence a violation carries. */
+function mentions(s: FaultStack, intentId: string): string {
+  const lines = s.procs.flatMap((p) => readLog(p).split('\n').filter((l) => l.includes(intentId)).map((l) => `${p.kind}-${p.pid}: ${l.slice(0, 400)}`));
+  return lines.length ? `; logs: ${lines.slice(0, 4).join(' | ')}` : '; no service log line names it';
 }
 
 async function rowsByTag(s: FaultStack): Promise<Map<string, number>> {
@@ -140,7 +146,7 @@ export async function checkInvariants(s: FaultStack, w: Workload, opts: { deadli
   const records = new Map<string, IntentRecord>();
   for (const sub of accepted) {
     const r = seen.get(sub.intentId);
-    if (!r) violations.push(`end state: accepted intent ${sub.intentId} (${sub.tag}) has no record in ${s.names.buckets.intents}`);
+    if (!r) violations.push(`end state: accepted intent ${sub.intentId} (${sub.tag}, submitted ${new Date(sub.submittedAt).toISOString()}) has no record in ${s.names.buckets.intents}${mentions(s, sub.intentId)}`);
     else if (!TERMINAL_STATES.has(r.state)) violations.push(`end state: accepted intent ${sub.intentId} (${sub.tag}) still ${r.state} after ${deadlineMs} ms`);
     if (r) records.set(sub.intentId, r);
   }
@@ -182,7 +188,7 @@ export async function checkInvariants(s: FaultStack, w: Workload, opts: { deadli
 
   // 4. writ audit verify, against state
   const v = await auditVerify(s);
-  if (v.code !== 0) violations.push(`audit verify exited ${v.code}: ${v.out.slice(0, 3000)}`);
+  if (v.code !== 0) violations.push(`audit verify exited ${v.code}: ${v.out.slice(0, 6000)}`);
   lap('verifyMs');
 
   // 5. the agent learns the end state through the SDK (the broker's API), promptly
