@@ -6,7 +6,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { jetstream } from '@nats-io/jetstream';
-import { createInbox, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { inboxIdOfToken, replySubjectFor } from '../client/index.ts';
 import { ApprovalDecisionSchema, WritError, type ApprovalDecision, type Names } from '../schemas/index.ts';
 
 export type DecisionAnswer = { accepted: true; status: string } | { accepted: false; code: string; message: string };
@@ -42,7 +43,8 @@ export async function publishDecision(o: PublishDecisionOptions): Promise<Decisi
     decisionId: `d_${randomBytes(12).toString('base64url')}`, at: Date.now(),
     ...(o.reason ? { reason: o.reason } : {}), ...(o.windowSec ? { windowSec: o.windowSec } : {}),
   });
-  const inbox = createInbox(o.inboxPrefix);
+  // The broker answers only under the voter's own inbox (derived from the token's issuer and subject).
+  const inbox = replySubjectFor(inboxIdOfToken(o.token), o.inboxPrefix ?? '_INBOX');
   const sub = o.nc.subscribe(inbox, { max: 1, timeout: o.timeoutMs ?? 10_000 });
   const answer = (async () => {
     for await (const m of sub) return m.json<Record<string, unknown>>();

@@ -12,7 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { connectNats, createLogger, guardProcess, withDeadline } from '../lib/index.ts';
 import { names, toWritError, WritError } from '../schemas/index.ts';
-import { natsForRole } from '../cmd/paths.ts';
+import { natsForRole } from '../lib/index.ts';
 import { Bot } from './bot.ts';
 import { loadSlackBotConfig, SlackAdapter } from './slack/index.ts';
 import { startTerminalApprover } from './terminal/index.ts';

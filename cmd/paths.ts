@@ -1,55 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { resolveNatsConfig, type NatsConnectConfig } from '../lib/nats.ts';
-import type { NatsConfig } from '../schemas/index.ts';
-
-/** Where the local stack keeps its keys, nats store and URL. */
-export const DATA_DIR = resolve(process.env.WRIT_DATA_DIR ?? '.data');
-export const NATS_URL_FILE = join(DATA_DIR, 'nats.url');
-/** The local stack's per-role NATS passwords (`<role>.password`, mode 0600), written by `writ up`. */
-export const NATS_AUTH_DIR = join(DATA_DIR, 'nats', 'auth');
-
-/** The roles of deploy/nats/accounts.conf; the local stack's nats-server runs with them. */
-export const NATS_ROLES = ['broker', 'worker', 'agent', 'approver', 'auditor', 'operator'] as const;
-export type NatsRole = (typeof NATS_ROLES)[number];
-/** The inbox prefix each role may subscribe to under accounts.conf (broker and worker answer everyone: `_INBOX`). */
-export const ROLE_INBOX: Readonly<Record<NatsRole, string | undefined>> = {
-  broker: undefined, worker: undefined, agent: '_INBOX.agent', approver: '_INBOX.approver', auditor: '_INBOX.auditor', operator: undefined,
-};
-/** The URL of the server those passwords belong to (the nats-server `writ up` started), written with them. */
-export const NATS_AUTH_URL_FILE = join(NATS_AUTH_DIR, 'server.url');
-export const rolePasswordFile = (role: NatsRole, dir = NATS_AUTH_DIR) => join(dir, `${role}.password`);
-
-/**
- * The connection for one role, as a CLI command or a local service needs it: the `nats`
- * section and the environment (NATS_URL, WRIT_NATS_*) first; where they name no server,
- * the local stack's URL; where they give no credentials and the server is the local stack's,
- * the role's password from the data directory and the role's inbox prefix. The local
- * password is never offered to any other server.
- */
-export function natsForRole(role: NatsRole, section?: Partial<NatsConfig>, env: NodeJS.ProcessEnv = process.env): NatsConnectConfig {
-  const explicit = resolveNatsConfig(section, env);
-  const localUrl = existsSync(NATS_URL_FILE) ? readFileSync(NATS_URL_FILE, 'utf8').trim() : undefined;
-  const namesServer = !!(section?.servers || section?.url || env.NATS_URL);
-  const hasAuth = !!(explicit.creds || explicit.nkeySeed || explicit.user || explicit.token);
-  if (!localUrl || hasAuth) return explicit;
-  const servers = namesServer ? explicit.servers : [localUrl];
-  const pw = rolePasswordFile(role);
-  const authUrl = existsSync(NATS_AUTH_URL_FILE) ? readFileSync(NATS_AUTH_URL_FILE, 'utf8').trim() : undefined;
-  const local = servers.length === 1 && servers[0] === authUrl && existsSync(pw);
-  return resolveNatsConfig({
-    ...(section ?? {}), url: undefined, servers,
-    ...(local ? { user: { value: role }, password: { file: pw }, ...(ROLE_INBOX[role] && !explicit.inboxPrefix ? { inboxPrefix: ROLE_INBOX[role] } : {}) } : {}),
-  }, { ...env, NATS_URL: undefined });
-}
-
-/** The NATS URL a CLI command should use: flag, NATS_URL, the local stack's, else the default port. */
-export function resolveNatsUrl(flag?: string): string {
-  if (flag) return flag;
-  if (process.env.NATS_URL) return process.env.NATS_URL;
-  if (existsSync(NATS_URL_FILE)) return readFileSync(NATS_URL_FILE, 'utf8').trim();
-  return 'nats://127.0.0.1:4222';
-}
+/** The CLI's paths and exits; the local stack's data directory lives in lib/local.ts. */
+export * from '../lib/local.ts';
 
 /**
  * Ends the process once stdout and stderr have handed everything to the OS. `process.exit()`

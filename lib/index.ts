@@ -6,3 +6,4 @@ export * from './reply.ts';
 export * from './process.ts';
 export * from './retry.ts';
 export * from './terminal.ts';
+export * from './local.ts';

@@ -198,7 +198,7 @@ async function publish(argv: string[], io: PolicyCliIo): Promise<number> {
   const text = await readFile(file, 'utf8');
   RulePolicy.fromText(text, file); // refuse before connecting
   const { connectNats } = await import('../../lib/nats.ts');
-  const { natsForRole } = await import('../../cmd/paths.ts');
+  const { natsForRole } = await import('../../lib/index.ts');
   const { Kvm } = await import('@nats-io/kv');
   const { PolicyStore } = await import('./store.ts');
   // Changing what every broker enforces is the operator's: --server, else NATS_URL and WRIT_NATS_*, else the local stack's operator login.
