@@ -7,7 +7,7 @@
  * "failed" as if it had had no effect. Then the common invariants (helpers/invariants.ts).
  */
 import { afterEach, expect, it } from 'vitest';
-import { checkInvariants, stateOf } from './helpers/invariants.ts';
+import { checkInvariants, stateOf, waitForEndStates } from './helpers/invariants.ts';
 import { startFaultStack, workerBackends, type Backend, type FaultStack } from './helpers/stack.ts';
 import { slowCommitSql, Workload } from './helpers/workload.ts';
 
@@ -54,7 +54,8 @@ it('pg_terminate_backend mid-statement: the worker survives, the cut runs failed
   }
   await sleep(1_000);
   await load.stop();
-  // The worker still serves: intents submitted after the faults run.
+  // The worker still serves: once the backlog has ended, intents submitted after the faults run.
+  await waitForEndStates(s, w.accepted());
   const after = new Workload([await s.client()]);
   await after.burst(5);
   const rep = await checkInvariants(s, w);
@@ -86,6 +87,7 @@ it('pg_terminate_backend mid-COMMIT: the outcome says the fate is unknown (WRIT_
   }
   await sleep(1_000);
   await load.stop();
+  await waitForEndStates(s, w.accepted());
   const after = new Workload([await s.client()]);
   await after.burst(5);
   const rep = await checkInvariants(s, w);
@@ -100,10 +102,11 @@ it('pg_terminate_backend mid-COMMIT: the outcome says the fate is unknown (WRIT_
   expect.soft(rep.violations).toEqual([]);
   expect.soft(repAfter.violations).toEqual([]);
   expect.soft(after.accepted().map((x) => stateOf(repAfter, x))).toEqual(Array(5).fill('succeeded'));
-  // Only COMMITs were cut, so every slow-commit intent that did not succeed lost its COMMIT:
-  // its fate was unknown to the worker, and the outcome must say exactly that.
-  expect.soft(cut.length).toBe(killed.length);
-  for (const c of cut) expect.soft({ tag: c.tag, state: c.state, code: c.code }).toEqual({ tag: c.tag, state: 'unknown', code: 'WRIT_COMMIT_UNKNOWN' });
+  // Only COMMITs were cut: the worker could not know their fate, and its outcome must say so
+  // (unknown, WRIT_COMMIT_UNKNOWN), one per terminated backend. None may claim "failed".
+  // (Others may end unknown by the sweeper's clock, WRIT_OUTCOME_UNKNOWN, on a busy machine.)
+  expect.soft(cut.filter((c) => c.state !== 'unknown')).toEqual([]);
+  expect.soft(cut.filter((c) => c.state === 'unknown' && c.code === 'WRIT_COMMIT_UNKNOWN').length).toBe(killed.length);
 }, 150_000);
 
 it('pg_terminate_backend of every worker connection while commits run: the worker survives and keeps serving', async () => {
@@ -116,8 +119,8 @@ it('pg_terminate_backend of every worker connection while commits run: the worke
   let killed = 0;
   // Every connection the worker holds, busy or idle in its pool, as a database restart or a
   // network blip would drop them: many land on a COMMIT in flight.
-  for (let round = 0; round < 6; round++) {
-    await sleep(600);
+  for (let round = 0; round < 10; round++) {
+    await sleep(400);
     for (const b of await workerBackends(s)) {
       const r = await s.admin.query<{ ok: boolean }>('SELECT pg_terminate_backend($1) AS ok', [b.pid]);
       if (r.rows[0]?.ok) killed++;
@@ -125,6 +128,7 @@ it('pg_terminate_backend of every worker connection while commits run: the worke
   }
   await sleep(1_000);
   await load.stop();
+  await waitForEndStates(s, w.accepted());
   const after = new Workload([await s.client()]);
   await after.burst(5);
   const rep = await checkInvariants(s, w);
