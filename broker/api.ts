@@ -108,7 +108,10 @@ export class ApiService {
     let who: VerifiedIdentity;
     try {
       req = parseRequest(m);
-      who = await this.#d.identity.verify(req.token);
+      // Approvers' requests take approver tokens (their own audience); everything else an agent's.
+      who = req.type === 'pending' || req.type === 'grants' || req.type === 'revoke'
+        ? await this.#d.identity.verifyApprover(req.token)
+        : await this.#d.identity.verify(req.token);
     } catch (e) {
       await this.#dropped(m, 'unverified', toWritError(e).code);
       return;
@@ -151,7 +154,7 @@ export class ApiService {
         return { v: 1, type: 'pending', requests: await this.#pendingFor(who.principal) };
       case 'grants': {
         const all = await this.#d.approvals.listWindows();
-        const mine = all.filter((w) => w.sub === who.principal.sub || who.principal.groups.some((g) => w.approverGroups.includes(g)));
+        const mine = all.filter((w) => (w.sub === who.principal.sub && w.iss === who.principal.iss) || who.principal.groups.some((g) => w.approverGroups.includes(g)));
         return { v: 1, type: 'grants', windows: mine.map((w) => ({ ...w })) };
       }
       case 'revoke':
@@ -223,7 +226,7 @@ export class ApiService {
   }
 
   /** Pending intents this principal may approve: in the rule's groups, and not their own. */
-  async #pendingFor(p: { sub: string; groups: string[] }): Promise<Record<string, unknown>[]> {
+  async #pendingFor(p: { sub: string; iss: string; groups: string[] }): Promise<Record<string, unknown>[]> {
     const out: Record<string, unknown>[] = [];
     for (const id of this.#d.sweeper.pendingIds()) {
       const e = await this.#d.kv.intents.get(id);
@@ -232,7 +235,7 @@ export class ApiService {
       const pend = rec.pending;
       if (rec.state !== 'pending' || !pend) continue;
       if (!p.groups.some((g) => pend.spec.groups.includes(g))) continue;
-      if (rec.principal.sub === p.sub || rec.principal.actFor === p.sub) continue;
+      if ((rec.principal.iss === p.iss && rec.principal.sub === p.sub) || rec.principal.actFor === p.sub) continue;
       out.push({
         intentId: rec.intentId, sessionId: rec.sessionId, target: rec.target, requester: rec.principal.sub, actFor: rec.principal.actFor,
         command: redactCommand(pend.order.command), rule: pend.rule, votes: pend.votes.map((v) => v.sub), needed: pend.spec.count, expiresAt: pend.expiresAt,

@@ -177,7 +177,8 @@ export class Approvals {
     }
     let who: VerifiedIdentity;
     try {
-      who = await this.#d.identity.verify(parsed.data.token);
+      // Approver tokens have their own audience: an agent's token cannot vote.
+      who = await this.#d.identity.verifyApprover(parsed.data.token);
     } catch (e) {
       await this.#d.audit.append({
         sessionId: '_unattributed', type: 'approval.refused',
@@ -225,7 +226,11 @@ export class Approvals {
       const p = rec.pending;
       if (rec.state !== 'pending' || !p) throw await this.#refuse(d, approver.sub, new WritError('WRIT_NOT_PENDING', `the intent is ${rec.state}`), rec);
       if (p.expiresAt <= Date.now()) throw await this.#refuse(d, approver.sub, new WritError('WRIT_NOT_PENDING', 'the approval request has expired'), rec);
-      if (approver.sub === rec.principal.sub || (rec.principal.actFor !== undefined && approver.sub === rec.principal.actFor)) {
+      // Self-approval, by identity (issuer and subject): the voter and the human its token acts
+      // for (RFC 8693 `act`) against the requester and the human the request acts for.
+      const voterHumans = [approver.sub, ...(who.principal.actFor && !d.onBehalfOf ? [who.principal.actFor] : [])];
+      const requesterHumans = [rec.principal.sub, ...(rec.principal.actFor !== undefined ? [rec.principal.actFor] : [])];
+      if (approver.iss === rec.principal.iss && voterHumans.some((h) => requesterHumans.includes(h))) {
         throw await this.#refuse(d, approver.sub, new WritError('WRIT_SELF_APPROVAL'), rec);
       }
       if (!approver.groups.some((g) => p.spec.groups.includes(g))) {
@@ -237,7 +242,7 @@ export class Approvals {
         next = { ...rec, state: 'rejected', updatedAt: now, error: new WritError('WRIT_APPROVAL_REJECTED', d.reason ? `rejected by ${approver.sub}: ${d.reason}` : `rejected by ${approver.sub}`).toReply() };
       } else {
         // The same approver voting twice counts once.
-        const votes = p.votes.some((v) => v.sub === approver.sub) ? p.votes : [...p.votes, { sub: approver.sub, at: now, decisionId: d.decisionId, via: approver.via, ...(d.windowSec ? { windowSec: d.windowSec } : {}) }];
+        const votes = p.votes.some((v) => v.sub === approver.sub || (who.principal.actFor !== undefined && !d.onBehalfOf && v.sub === who.principal.actFor)) ? p.votes : [...p.votes, { sub: approver.sub, at: now, decisionId: d.decisionId, via: approver.via, ...(d.windowSec ? { windowSec: d.windowSec } : {}) }];
         if (votes === p.votes) {
           await audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: 'approval.vote', payload: { by: approver.sub, via: approver.via, verdict: d.verdict, counted: false, reason: 'already voted' } });
           return rec.state;

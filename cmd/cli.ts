@@ -119,12 +119,14 @@ async function service(kind: 'broker' | 'worker', args: string[]): Promise<numbe
 }
 
 async function token(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { sub: { type: 'string' }, groups: { type: 'string', default: '' }, ttl: { type: 'string', default: '10m' }, 'act-for': { type: 'string' }, config: { type: 'string' } } });
+  const { values } = parseArgs({ args, options: { sub: { type: 'string' }, groups: { type: 'string', default: '' }, ttl: { type: 'string', default: '10m' }, 'act-for': { type: 'string' }, approver: { type: 'boolean', default: false }, config: { type: 'string' } } });
   if (!values.sub) throw new WritError('WRIT_BAD_REQUEST', '--sub is required');
   const config = loadConfigFile(resolve(values.config ?? DEFAULT_CONFIG));
   const dev = await loadDevIssuer(config.identity.devIssuer.dir, false);
   const t = await mintDevToken(dev, {
-    sub: values.sub, groups: values.groups.split(',').map((g) => g.trim()).filter(Boolean), audience: config.identity.devIssuer.audience,
+    // --approver: a token for voting (its own audience); an agent's token cannot approve.
+    sub: values.sub, groups: values.groups.split(',').map((g) => g.trim()).filter(Boolean),
+    audience: values.approver ? config.identity.devIssuer.approverAudience : config.identity.devIssuer.audience,
     ttlSec: parseDuration(values.ttl), ...(values['act-for'] ? { actFor: values['act-for'] } : {}),
   });
   process.stdout.write(`${t}\n`);

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSession } from '../audit/index.ts';
-import { createBroker, type Broker } from '../broker/index.ts';
+import { createBroker, mintDevToken, type Broker } from '../broker/index.ts';
 import { createLogger } from '../lib/index.ts';
 import { startStack, type Stack } from './fixture.ts';
 
@@ -39,7 +39,7 @@ async function agent(groups = ['agents'], sub = 'agent-1', actFor?: string) {
     : await s.token(sub, groups);
   return s.client(token);
 }
-const approver = async (sub: string, groups = ['approvers']) => s.client(await s.token(sub, groups));
+const approver = async (sub: string, groups = ['approvers']) => s.client(await s.approverToken(sub, groups));
 
 describe('approval', () => {
   it('runs an approved intent exactly once, and the agent gets its result through wait', async () => {
@@ -87,8 +87,13 @@ describe('approval', () => {
   it('refuses self-approval by the requester and by the human the agent acts for', async () => {
     const c = await agent(['agents', 'approvers'], 'agent-self', 'frank');
     const p = await c.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('self')" });
-    await expect(c.decide(p.intentId, 'approve')).rejects.toMatchObject({ code: 'WRIT_SELF_APPROVAL' });
+    // The agent's own token cannot vote at all (agents' and approvers' tokens have different audiences).
+    await expect(c.decide(p.intentId, 'approve', { timeoutMs: 3000 })).rejects.toBeDefined();
+    await expect((await approver('agent-self')).decide(p.intentId, 'approve')).rejects.toMatchObject({ code: 'WRIT_SELF_APPROVAL' });
     await expect((await approver('frank')).decide(p.intentId, 'approve')).rejects.toMatchObject({ code: 'WRIT_SELF_APPROVAL' });
+    // A token whose actor (RFC 8693 `act`) is frank is frank, whatever its subject.
+    const viaAssistant = s.client(await mintDevToken(s.dev, { sub: 'approval-assistant', groups: ['approvers'], actFor: 'frank', audience: s.config.identity.devIssuer.approverAudience, ttlSec: 600 }));
+    await expect(viaAssistant.decide(p.intentId, 'approve')).rejects.toMatchObject({ code: 'WRIT_SELF_APPROVAL' });
     expect(await c.status(p.intentId)).toBe('pending');
   });
 

@@ -278,7 +278,7 @@ let log: Logger;
 const rows = async (note: string) => Number((await s.admin.query('SELECT count(*)::int AS n FROM events WHERE note = $1', [note])).rows[0].n);
 const agent = async (groups = ['agents'], sub = 'agent-1', actFor?: string) =>
   s.client(await mintDevToken(s.dev, { sub, groups, audience: 'writ', ttlSec: 600, ...(actFor ? { actFor } : {}) }));
-const approver = async (sub: string, groups = ['approvers']) => s.client(await s.token(sub, groups));
+const approver = async (sub: string, groups = ['approvers']) => s.client(await s.approverToken(sub, groups));
 const blocksText = (m: PostedMessage | undefined) => JSON.stringify(m?.blocks ?? []);
 const outcomeText = (m: PostedMessage | undefined) => String(((m?.blocks.find((b) => b.block_id === 'writ_outcome') as { text?: { text?: string } } | undefined)?.text?.text) ?? '');
 const ephemeralsTo = (user: string) => slack.callsOf('chat.postEphemeral').filter((c) => c.body.user === user);
@@ -314,7 +314,7 @@ beforeAll(async () => {
       },
     },
   });
-  botToken = await s.token('slack-bot', ['bots']);
+  botToken = await s.approverToken('slack-bot', ['bots']);
   const sink = new Writable({
     write(chunk: Buffer, _e, cb) {
       for (const line of chunk.toString().split('\n')) if (line.trim()) logLines.push(JSON.parse(line) as Json);
@@ -519,7 +519,7 @@ describe('terminal approver', () => {
       },
     });
     const nc = await connect({ servers: s.nats.url });
-    const bot = await startTerminalApprover({ nc, prefix: s.names.prefix, token: await s.token('tess', ['approvers']), input, output, log });
+    const bot = await startTerminalApprover({ nc, prefix: s.names.prefix, token: await s.approverToken('tess', ['approvers']), input, output, log });
     try {
       const c = await agent();
       const p = await c.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('terminal-approved') /* \u001b[2J\u001b[1A\r━━ ok */", justification: 'from the terminal' });

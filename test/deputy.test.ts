@@ -104,7 +104,7 @@ describe('no confused deputy on the API', () => {
   }, 60_000);
 
   it('does not answer an approver\'s vote on a subject outside its inbox', async () => {
-    const approver = await s.token('anna', ['approvers']);
+    const approver = await s.approverToken('anna', ['approvers']);
     const kvKey = `i_${newId().slice(2)}`;
     const intentId = newId();
     await jetstream(s.nc).publish(s.names.approvalDecision(intentId), enc.encode(JSON.stringify({

@@ -32,6 +32,8 @@ export interface Stack {
   /** Every log line the services wrote, parsed. */
   logs: Record<string, unknown>[];
   token(sub: string, groups: string[], o?: { ttlSec?: number; iat?: number; audience?: string }): Promise<string>;
+  /** An approver's token: the dev issuer's approver audience, which agents' tokens do not carry. */
+  approverToken(sub: string, groups: string[], o?: { ttlSec?: number }): Promise<string>;
   client(token: string, sessionId?: string): WritClient;
   stop(): Promise<void>;
 }
@@ -100,6 +102,7 @@ export async function startStack(opts: { config?: Partial<ConfigInput>; schemaSq
   return {
     nats, db, admin, config, names: names(prefix), nc, broker, worker, dev, dir, logs, configFile,
     token: (sub, groups, o = {}) => mintDevToken(dev, { sub, groups, audience: o.audience ?? 'writ', ttlSec: o.ttlSec ?? 600, ...(o.iat !== undefined ? { iat: o.iat } : {}) }),
+    approverToken: (sub, groups, o = {}) => mintDevToken(dev, { sub, groups, audience: config.identity.devIssuer.approverAudience, ttlSec: o.ttlSec ?? 600 }),
     client: (token, sessionId) => new WritClient({ nc, token, prefix, ...(sessionId ? { sessionId } : {}) }),
     async stop() {
       await worker.stop().catch(() => undefined);

@@ -56,7 +56,7 @@ afterAll(async () => {
 
 type Via = 'memory' | 'http' | 'http-2025';
 const rows = async (note: string) => Number((await s.admin.query('SELECT count(*)::int AS n FROM events WHERE note = $1', [note])).rows[0].n);
-const approver = async (sub = 'carol') => s.client(await s.token(sub, ['approvers']));
+const approver = async (sub = 'carol') => s.client(await s.approverToken(sub, ['approvers']));
 
 /** An MCP client connected to a Writ MCP server that acts as `sub` in `groups`. */
 async function mcpAs(sub: string, groups: string[], via: Via = 'memory'): Promise<Client> {
