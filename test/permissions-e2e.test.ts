@@ -46,9 +46,10 @@ async function login(role: NatsRole): Promise<NatsConnection> {
   conns.push(nc);
   return nc;
 }
-const token = (sub: string, groups: string[]) => mintDevToken(dev, { sub, groups, audience: 'writ', ttlSec: 600 });
+const token = (sub: string, groups: string[], audience = 'writ') => mintDevToken(dev, { sub, groups, audience, ttlSec: 600 });
+// Approvers vote with approver tokens (the dev issuer's approver audience).
 const clientOf = async (role: NatsRole, sub: string, groups: string[]) =>
-  new WritClient({ nc: as.get(role)!, token: await token(sub, groups), prefix: 'writ', ...(ROLE_INBOX[role] ? { inboxPrefix: ROLE_INBOX[role] } : {}) });
+  new WritClient({ nc: as.get(role)!, token: await token(sub, groups, role === 'approver' ? 'writ-approver' : 'writ'), prefix: 'writ', ...(ROLE_INBOX[role] ? { inboxPrefix: ROLE_INBOX[role] } : {}) });
 const jsmOf = (role: NatsRole): Promise<JetStreamManager> => jetstreamManager(as.get(role)!, { timeout: 1500, checkAPI: false });
 
 beforeAll(async () => {
