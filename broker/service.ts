@@ -131,7 +131,8 @@ export class Broker {
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
       filter_subject: n.intentAll(),
-      ack_wait: 30_000_000_000,
+      // A broker lost mid-intent hands it to another replica after this long (an intent takes ms).
+      ack_wait: 10_000_000_000,
       max_ack_pending: config.limits.concurrency * 4,
     };
     try {
@@ -380,7 +381,12 @@ export class Broker {
   /** The id exists already: a resubmission or a redelivery. Never a second execution. */
   async #duplicate(intent: Intent, who: VerifiedIdentity, audit: (t: string, p: Record<string, unknown>) => void, cause: unknown, flush: (() => Promise<unknown>) | undefined, reply: ReplySpec | undefined): Promise<void> {
     const entry = await this.#kv.intents.get(intent.id);
-    if (!entry || entry.operation !== 'PUT') throw new WritError('WRIT_INTERNAL', 'intent record could not be created', { cause });
+    if (!entry || entry.operation !== 'PUT') {
+      // No record and a create that failed: a bus outage (timeout, reconnect) is retried by
+      // redelivery; dropping the intent here would lose an accepted intent.
+      const err = toWritError(cause);
+      throw err.code === 'WRIT_TRANSPORT' ? err : new WritError('WRIT_INTERNAL', 'intent record could not be created', { cause });
+    }
     const existing = IntentRecordSchema.parse(entry.json());
     const same = existing.principal.sub === who.principal.sub && existing.principal.iss === who.principal.iss;
     audit('intent.duplicate', { existingState: existing.state, samePrincipal: same });

@@ -199,7 +199,8 @@ export class Worker {
       if (err.code === 'WRIT_INTERNAL') this.#d.log.error({ err: e, intentId: order.intentId }, 'execution failed');
       const message = this.#errorText(e, err, spec);
       error = { code: err.code, message, ...(err.details ? { details: err.details } : {}) };
-      status = 'failed';
+      // A commit whose fate is not known ends `unknown`, never `failed` ("no effect" would be a lie).
+      status = err.code === 'WRIT_COMMIT_UNKNOWN' ? 'unknown' : 'failed';
     } finally {
       this.#running.delete(ac);
     }

@@ -105,7 +105,8 @@ it('pg_terminate_backend mid-COMMIT: the outcome says the fate is unknown (WRIT_
   // Only COMMITs were cut: the worker could not know their fate, and its outcome must say so
   // (unknown, WRIT_COMMIT_UNKNOWN), one per terminated backend. None may claim "failed".
   // (Others may end unknown by the sweeper's clock, WRIT_OUTCOME_UNKNOWN, on a busy machine.)
-  expect.soft(cut.filter((c) => c.state !== 'unknown')).toEqual([]);
+  // A run that waited for a connection past its grant never started (WRIT_GRANT_EXPIRED, no row): failed is the truth there.
+  expect.soft(cut.filter((c) => c.state !== 'unknown' && !(c.code === 'WRIT_GRANT_EXPIRED' && c.rows === 0))).toEqual([]);
   expect.soft(cut.filter((c) => c.state === 'unknown' && c.code === 'WRIT_COMMIT_UNKNOWN').length).toBe(killed.length);
 }, 150_000);
 

@@ -104,6 +104,12 @@ export class PostgresExecutor implements Executor {
     const timeoutMs = Math.round((claims.limits.seconds ?? 30) * 1000);
 
     const s = await Session.open(pool);
+    // Waiting for a pooled connection may outlast the grant: then nothing starts, so no run can
+    // still be going past the sweeper's deadline (grant expiry + time limit + margin).
+    if (Date.now() >= claims.exp * 1000) {
+      await s.release(false);
+      throw new WritError('WRIT_GRANT_EXPIRED', 'the grant expired while the run waited for a connection; nothing ran');
+    }
     s.startWatchdog(timeoutMs, { host: t.cfg.host, port: t.cfg.port });
     const notices: string[] = [];
     const onNotice = (n: { message?: string }) => {

@@ -93,6 +93,9 @@ export class Session {
     this.watch.disarm();
     const done = (broken: boolean) => {
       // The pool attaches its idle handler inside release(), synchronously: no unguarded window.
+      // A destroyed client gets none, yet its socket may still report the server's termination:
+      // a listener stays, or that late 'error' would be uncaught and end the worker.
+      if (broken) this.client.on('error', () => undefined);
       this.client.off('error', this.#onError);
       this.client.release(broken ? true : undefined);
     };
