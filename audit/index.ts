@@ -12,3 +12,4 @@ export { addKeyToRegistry, blockSigner, loadKeyRegistry, loadOrCreateAuditKey, p
 export { typeAllowedFor } from './chain.ts';
 export { CHECKPOINT_SESSION, CHAIN_LENGTH_HEADER, ZERO_HASH, eventHash } from './chain.ts';
 export type * from './types.ts';
+export { serviceAuditKey } from './service-key.ts';

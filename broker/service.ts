@@ -9,7 +9,7 @@
 import { createPrivateKey, randomUUID } from 'node:crypto';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AuditWriter, Checkpointer } from '../audit/index.ts';
+import { AuditWriter, Checkpointer, serviceAuditKey } from '../audit/index.ts';
 import { readFileSync } from 'node:fs';
 import {
   consumeConcurrently, inboxIdFor, isReplySubjectOf, sanitizeSubject, sealKeyPairFromSecret, sealOutcome, sendReply, withDeadline,
@@ -95,14 +95,19 @@ export class Broker {
     this.#js = jetstream(nc);
     this.#jsm = await jetstreamManager(nc);
     this.#kv = await provision(nc, this.#jsm, n, config);
-    this.#audit = new AuditWriter({ js: this.#js, jsm: this.#jsm, names: n, actor: { kind: 'broker', id: this.id }, flushMs: config.audit.flushMs, logger: this.#d.log });
+    // Every block this broker appends is signed with its own key (audit/keys.ts).
+    const auditKey = serviceAuditKey(config, 'broker', (e) => this.#d.log.error({ err: e }, 'audit key registry unreadable'));
+    this.#d.log.info({ auditKeyId: auditKey.keyId }, 'audit signing key');
+    this.#audit = new AuditWriter({ js: this.#js, jsm: this.#jsm, names: n, actor: { kind: 'broker', id: this.id }, flushMs: config.audit.flushMs, logger: this.#d.log, signer: auditKey.signer });
     // Signed checkpoints over the heads this broker wrote, with the broker's key: a truncated
     // log, a doctored restore or a dropped session then fails `writ audit verify`.
     const grantKeyPem = readFileSync(config.grants.keyFile, 'utf8');
     this.#store = resultsKeyFromGrantKey(grantKeyPem);
     this.#checkpointer = new Checkpointer({
       js: this.#js, jsm: this.#jsm, names: n, actor: { kind: 'broker', id: this.id }, privateKey: grantKeyPem,
-      writers: this.#audit, intervalMs: config.audit.checkpointSec * 1000, logger: this.#d.log,
+      writers: this.#audit, intervalMs: config.audit.checkpointSec * 1000, logger: this.#d.log, signer: auditKey.signer,
+      // With a registry, a checkpoint covers only blocks whose signatures it verified.
+      ...(auditKey.signers ? { signers: auditKey.signers, allowUnsignedBefore: config.audit.allowUnsignedBefore } : {}),
     });
     this.#checkpointer.start();
     this.#policy = typeof this.#d.policy === 'function' ? await this.#d.policy({ kv: this.#kv, audit: this.#audit }) : this.#d.policy;

@@ -3,7 +3,7 @@
  * The `writ` command-line tool. Command names and `--json` shapes are interfaces other
  * tools depend on: keep them.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 // Each command imports what it needs when it runs: a CLI call should not load the broker.
@@ -259,7 +259,9 @@ async function audit(args: string[]): Promise<number> {
       publicKeyPem = undefined;
     }
     const { runAuditCli } = await import('../audit/index.ts');
-    return await runAuditCli(args, { nc, names: names(process.env.WRIT_PREFIX ?? 'writ'), stdout: (s) => process.stdout.write(s), ...(publicKeyPem ? { publicKeyPem } : {}) });
+    // The local stack's key registry, when there is one and --keys names none.
+    const registry = resolve(DATA_DIR, 'audit-keys.yaml');
+    return await runAuditCli(args, { nc, names: names(process.env.WRIT_PREFIX ?? 'writ'), stdout: (s) => process.stdout.write(s), ...(publicKeyPem ? { publicKeyPem } : {}), ...(existsSync(registry) ? { keyRegistryFile: registry } : {}) });
   } finally {
     await nc.close();
   }

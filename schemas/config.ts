@@ -259,7 +259,25 @@ export const ConfigSchema = z.strictObject({
     flushMs: z.number().int().nonnegative().default(2),
     /** Seconds between signed checkpoints (one is also written at shutdown). */
     checkpointSec: z.number().positive().default(60),
-  }).default({ flushMs: 2, checkpointSec: 60 }),
+    /**
+     * Directory of this process's block signing keys (`audit-broker.pem`, `audit-worker.pem`,
+     * created on first start, 0600): every block a service appends is signed with its own key.
+     * Default: the grant key file's directory. Give each replica its own.
+     */
+    signingKeyDir: z.string().optional(),
+    /**
+     * The key registry the operator controls (audit/README.md): which key may sign which
+     * actor kind's events. When set, a checkpoint signs only blocks it verified against it.
+     */
+    keyRegistry: z.string().optional(),
+    /**
+     * Local stacks and tests only: a service adds its own public key to `keyRegistry` at start.
+     * A production registry is written by the operator (`writ audit keys add`), never by services.
+     */
+    autoRegisterKeys: z.boolean().default(false),
+    /** Stream sequence below which unsigned blocks (written before signing existed) are accepted. */
+    allowUnsignedBefore: z.number().int().nonnegative().default(0),
+  }).default({ flushMs: 2, checkpointSec: 60, autoRegisterKeys: false, allowUnsignedBefore: 0 }),
   approvals: z.strictObject({
     /** Chat-bot principals (token `sub`) whose `onBehalfOf` approver identity the broker accepts. */
     trustedBots: z.array(z.string()).default([]),
@@ -318,6 +336,8 @@ export function parseConfig(input: unknown, baseDir = process.cwd()): Readonly<C
     if (w.hostKeys.knownHostsFile) w.hostKeys.knownHostsFile = abs(w.hostKeys.knownHostsFile);
   }
   c.grants.keyFile = abs(c.grants.keyFile);
+  if (c.audit.signingKeyDir) c.audit.signingKeyDir = abs(c.audit.signingKeyDir);
+  if (c.audit.keyRegistry) c.audit.keyRegistry = abs(c.audit.keyRegistry);
   c.identity.devIssuer.dir = abs(c.identity.devIssuer.dir);
   for (const i of c.identity.issuers) if (i.jwksFile) i.jwksFile = abs(i.jwksFile);
   if (c.policyFile) c.policyFile = abs(c.policyFile);

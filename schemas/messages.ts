@@ -332,6 +332,8 @@ export const AuditBlockSchema = z.strictObject({
   v: z.literal(1),
   type: z.literal('audit.block'),
   events: z.array(AuditEventSchema).min(1),
+  /** The writer's signature over the block (audit/keys.ts): its key id and an Ed25519 signature. */
+  sig: z.strictObject({ kid: z.string().regex(/^[0-9a-f]{16}$/), s: z.string() }).optional(),
 });
 export type AuditBlock = z.infer<typeof AuditBlockSchema>;
 

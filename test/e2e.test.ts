@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { publicKeyFileFor } from '../broker/index.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPair, SignJWT } from 'jose';
-import { runAuditCli, verify } from '../audit/index.ts';
+import { loadKeyRegistry, runAuditCli, verify } from '../audit/index.ts';
 import { generateSealKeyPair, inboxIdOfToken, newId, openOutcome, replySubjectFor } from '../client/index.ts';
 import { grantSigner, OutcomeSchema, type Order, type Outcome } from '../schemas/index.ts';
 import { startStack, type Stack } from './fixture.ts';
@@ -246,6 +246,11 @@ describe('audit', () => {
     expect(v.events).toBeGreaterThan(10);
     expect(v.checkpoints).toBeGreaterThanOrEqual(1);
     expect(v.signaturesChecked).toBe(true);
+    // Every block is signed by the writer's registered key, of the right kind.
+    const signed = await verify({ nc: s.nc, names: s.names, publicKeyPem, requireCheckpoint: true, signers: loadKeyRegistry(s.config.audit.keyRegistry!) });
+    expect(signed.ok, JSON.stringify(signed)).toBe(true);
+    expect(signed.blockSignaturesChecked).toBe(true);
+    expect(signed.unsignedBlocks).toBe(0);
     // No token and no unmasked e-mail anywhere in the log.
     const json: string[] = [];
     await runAuditCli(['export'], { nc: s.nc, names: s.names, stdout: (x) => json.push(x) });

@@ -77,7 +77,8 @@ export async function startStack(opts: { config?: Partial<ConfigInput>; schemaSq
         },
       }],
     },
-    audit: { flushMs: 1 },
+    // Services sign their blocks and register their keys (a local-stack convenience; production registries are the operator's).
+    audit: { flushMs: 1, keyRegistry: join(dir, 'audit-keys.yaml'), autoRegisterKeys: true },
     log: { level: 'info' },
     ...opts.config,
   };

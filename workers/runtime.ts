@@ -8,7 +8,7 @@ import { randomUUID, type KeyObject } from 'node:crypto';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AuditWriter } from '../audit/index.ts';
+import { AuditWriter, serviceAuditKey } from '../audit/index.ts';
 import { consumeConcurrently, encodeReply, maxBody, retryTransient, sealOutcome, sendReply, withDeadline, type ConsumeLoop, type Logger } from '../lib/index.ts';
 import { LRUCache } from 'lru-cache';
 import {
@@ -70,7 +70,9 @@ export class Worker {
     const kvm = new Kvm(nc);
     this.#claims = await kvm.open(n.buckets.claims);
     this.#intents = await kvm.open(n.buckets.intents);
-    this.#audit = new AuditWriter({ js: this.#js, jsm: this.#jsm, names: n, actor: { kind: 'worker', id: this.id }, flushMs: config.audit.flushMs, logger: log });
+    const auditKey = serviceAuditKey(config, 'worker', (e) => log.error({ err: e }, 'audit key registry unreadable'));
+    log.info({ auditKeyId: auditKey.keyId }, 'audit signing key');
+    this.#audit = new AuditWriter({ js: this.#js, jsm: this.#jsm, names: n, actor: { kind: 'worker', id: this.id }, flushMs: config.audit.flushMs, logger: log, signer: auditKey.signer });
     for (const [target, ex] of this.#byTarget) {
       const durable = n.durables.worker(ex.kind, target);
       try {

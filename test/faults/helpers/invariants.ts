@@ -114,9 +114,8 @@ function evidenceProblems(sub: Submission, rec: IntentRecord, events: AuditEvent
 
 /** Runs `writ audit verify` against state, as an operator would, in its own process. */
 export async function auditVerify(s: FaultStack): Promise<{ code: number | null; out: string }> {
-  // The services do not sign their blocks yet (audit/keys.ts is not wired into them), so there is
-  // no writer key registry to check against: chains, checkpoints and state are what is checked.
-  const signatures = existsSync(join(s.dir, 'audit-keys.json')) ? ['--keys', join(s.dir, 'audit-keys.json')] : ['--no-signatures'];
+  // The services register their keys in the stack's registry (audit.autoRegisterKeys): every block's signature is checked.
+  const signatures = ['--keys', join(s.dir, 'audit-keys.json')];
   const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'audit', 'verify', '--json', '--state-grace', '0', ...signatures], {
     cwd: REPO,
     env: { ...process.env, NATS_URL: s.nats.url, WRIT_PREFIX: s.prefix, WRIT_DATA_DIR: s.dir },

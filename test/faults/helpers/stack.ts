@@ -111,7 +111,8 @@ export async function startFaultStack(opts: FaultStackOptions = {}): Promise<Fau
         },
       }],
     },
-    audit: { flushMs: 1 },
+    // The services sign their blocks and register their keys; verify then checks every signature.
+    audit: { flushMs: 1, keyRegistry: join(dir, 'audit-keys.json'), autoRegisterKeys: true },
     log: { level: 'info' },
   };
   const configFile = join(dir, 'writ.json');
