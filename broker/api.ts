@@ -22,6 +22,7 @@ import type { Buckets } from './provision.ts';
 import type { Approvals } from './approvals.ts';
 import type { Sweeper } from './sweeper.ts';
 import type { ClassifyCommand } from './classify-command.ts';
+import type { SessionOwners } from './sessions.ts';
 import type { PolicyEngine } from './policy.ts';
 import { redactCommand } from './redact.ts';
 
@@ -41,6 +42,8 @@ export interface ApiDeps {
   targets: ReadonlyMap<string, TargetConfig>;
   /** The broker's classifier (shared cache and limits). */
   classify: ClassifyCommand;
+  /** Session ownership: `explain` may audit only into the asker's own session. */
+  sessions: SessionOwners;
   /** Opens the durable results copy (sealed to the broker) to re-seal it to the asking agent. */
   resultsKey: SealKeyPair;
 }
@@ -163,6 +166,7 @@ export class ApiService {
       case 'explain': {
         const target = this.#d.targets.get(req.target);
         if (!target) throw new WritError('WRIT_UNKNOWN_TARGET');
+        if (req.sessionId) await this.#d.sessions.check(req.sessionId, who.principal);
         const policy = this.#d.policy();
         const facts = this.#d.classify(target, req.command);
         const input = { principal: who.principal, target, command: req.command, facts, now: new Date() };

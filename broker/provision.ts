@@ -71,6 +71,7 @@ export interface Buckets {
   claims: KV;
   policy: KV;
   windows: KV;
+  sessions: KV;
 }
 
 export async function provision(nc: NatsConnection, jsm: JetStreamManager, n: Names, config: Config): Promise<Buckets> {
@@ -90,5 +91,6 @@ export async function openBuckets(nc: NatsConnection, n: Names, config: Config, 
     claims: await open(n.buckets.claims, 1),
     policy: await open(n.buckets.policy, 16),
     windows: await open(n.buckets.windows, 1),
+    sessions: await open(n.buckets.sessions, 1),
   };
 }

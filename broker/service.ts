@@ -20,6 +20,7 @@ import {
   type Config, type GrantClaims, type GrantSigner, type Intent, type IntentRecord, type Names, type Order, type Outcome, type TargetConfig,
 } from '../schemas/index.ts';
 import { createCommandClassifier, type ClassifyCommand } from './classify-command.ts';
+import { SessionOwners } from './sessions.ts';
 import { buildGrantClaims, grantSpecOf } from './grants.ts';
 import type { IdentityVerifier, VerifiedIdentity } from './identity.ts';
 import { intake, type Refusal } from './intake.ts';
@@ -78,6 +79,7 @@ export class Broker {
   #store!: SealKeyPair;
   readonly #targets: Map<string, TargetConfig>;
   readonly #classify: ClassifyCommand;
+  #sessions!: SessionOwners;
 
   constructor(deps: BrokerDeps) {
     this.#d = deps;
@@ -95,6 +97,7 @@ export class Broker {
     this.#js = jetstream(nc);
     this.#jsm = await jetstreamManager(nc);
     this.#kv = await provision(nc, this.#jsm, n, config);
+    this.#sessions = new SessionOwners(this.#kv.sessions);
     // Every block this broker appends is signed with its own key (audit/keys.ts).
     const auditKey = serviceAuditKey(config, 'broker', (e) => this.#d.log.error({ err: e }, 'audit key registry unreadable'));
     this.#d.log.info({ auditKeyId: auditKey.keyId }, 'audit signing key');
@@ -121,7 +124,7 @@ export class Broker {
     await this.#approvals.start();
     this.#sweeper = new Sweeper({ kv: this.#kv, js: this.#js, names: n, audit: this.#audit, log: this.#d.log, intervalMs: config.limits.sweepIntervalMs, approvals: this.#approvals });
     this.#api = new ApiService({ nc, names: n, kv: this.#kv, js: this.#js, jsm: this.#jsm, identity: this.#d.identity, audit: this.#audit, log: this.#d.log, approvals: this.#approvals, sweeper: this.#sweeper,
-      policy: () => this.#policy, targets: this.#targets, classify: this.#classify, resultsKey: this.#store,
+      policy: () => this.#policy, targets: this.#targets, classify: this.#classify, sessions: this.#sessions, resultsKey: this.#store,
     });
     this.#api.start();
     await this.#sweeper.start();
@@ -277,6 +280,16 @@ export class Broker {
     }
     const replyCheck = this.#replySpec(who, intent.replyTo, intent.replyKey);
     const reply = replyCheck.ok ? replyCheck.spec : undefined;
+    // The session is the sender's own, or nothing of this intent is written into it.
+    try {
+      await this.#sessions.check(intent.sessionId, who.principal);
+    } catch (e) {
+      const err = toWritError(e);
+      if (err.code !== 'WRIT_SESSION_FORBIDDEN') throw e;
+      await this.#audit.append({ sessionId: '_unattributed', type: 'session.refused', payload: { principal: who.principal, claimedSessionId: intent.sessionId, claimedIntentId: intent.id } });
+      this.#reply(reply, { v: 1, type: 'outcome', intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: err.toReply(), at: Date.now() });
+      return;
+    }
     const target = this.#targets.get(intent.target);
     const text = commandText(intent.command);
     const commandSha256 = sha256Hex(text);
