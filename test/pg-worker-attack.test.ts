@@ -55,7 +55,7 @@ afterAll(async () => {
 });
 
 function run(e: PostgresExecutor, sql: string, mode: 'read' | 'write', limits: Limits = {}): Promise<ExecOutput> {
-  const claims = { gid: 'g', iid: 'i', sid: 's', tgt: 'db', kind: 'postgres', mode, sha256: '0'.repeat(64), iat: 0, exp: 0, limits, policyVersion: 'v', sub: 'x' } as GrantClaims;
+  const claims = { gid: 'g', iid: 'i', sid: 's', tgt: 'db', kind: 'postgres', mode, sha256: '0'.repeat(64), iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 600, limits, policyVersion: 'v', sub: 'x' } as GrantClaims;
   const order = { command: { kind: 'sql', sql } } as Order;
   return e.run({ order, claims, signal: new AbortController().signal, streamMasker: () => ({ push: () => '', end: () => '' }) });
 }

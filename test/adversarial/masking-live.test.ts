@@ -23,7 +23,8 @@ beforeAll(async () => {
     schemaSql: `${SCHEMA_SQL}
       CREATE TABLE secrets (id int PRIMARY KEY, owner text NOT NULL, password text NOT NULL, pin int NOT NULL, code text NOT NULL);
       INSERT INTO secrets VALUES (1, 'alice', '${SECRETS[0]}', ${PIN}, '${SECRETS[2]}'), (2, 'bob', '${SECRETS[1]}', 1, 'x');
-      GRANT SELECT ON secrets TO PUBLIC;`,
+      GRANT SELECT ON secrets TO PUBLIC;
+      CREATE FUNCTION leak(secrets) RETURNS text LANGUAGE sql AS 'SELECT $1.password || $1.code';`,
     config: {
       policy: {
         rules: [{ id: 'anything-read', effect: 'allow', groups: ['analysts'], targets: ['db'], mode: 'read' }],
@@ -82,6 +83,10 @@ const CLASSES: Record<string, string[]> = {
     'SELECT row_to_json(s) FROM secrets s',
     'SELECT to_jsonb(s.*) FROM secrets s',
     'SELECT s::text FROM secrets s',
+    // A user-defined function of the row, called by attribute notation: the classifier sees a column.
+    'SELECT s.leak FROM secrets s',
+    'SELECT (s).leak AS x FROM secrets s',
+    'SELECT secrets.leak FROM secrets',
   ],
   'functions that read by name': [
     "SELECT * FROM ts_stat('SELECT to_tsvector(''simple'', password) FROM secrets')",

@@ -100,6 +100,7 @@ export class PostgresExecutor implements Executor {
       throw new WritError('WRIT_SQL_UNKNOWN', 'the worker could not classify every statement of the batch; nothing ran');
     }
     refuse(facts.statements, claims);
+    await refuseHiddenCalls(t.origins, facts.statements);
     const lim = fetchLimits(claims.limits.rows ?? 1000, claims.limits.bytes ?? DEFAULT_BYTES);
     const timeoutMs = Math.round((claims.limits.seconds ?? 30) * 1000);
 
@@ -334,4 +335,28 @@ async function rollback(s: Session): Promise<boolean> {
 function isPlainServerError(e: unknown, s: Session): boolean {
   const pe = e as { code?: unknown; severity?: unknown };
   return !s.lost && typeof pe.code === 'string' && /^[0-9A-Z]{5}$/.test(pe.code) && pe.severity === 'ERROR' && !/^(08|57P)/.test(pe.code);
+}
+
+/** Columns every table has that pg_attribute lists with attnum < 0. */
+const SYSTEM_COLUMNS = new Set(['ctid', 'xmin', 'xmax', 'cmin', 'cmax', 'tableoid', 'oid']);
+
+/**
+ * `alias.name` where `name` is no column of the table is, to PostgreSQL, a call of `name(row)`
+ * (attribute notation): a user-defined function the classifier cannot know. Checked here,
+ * against the catalogue the worker can read: a reference to a column the table does not
+ * have is refused before anything runs.
+ */
+async function refuseHiddenCalls(origins: OriginResolver, statements: readonly SqlStatementFacts[]): Promise<void> {
+  const refs = statements.flatMap((st) => [...st.columns, ...st.columnsWritten]).filter((c) => c.table !== null && c.column !== '*' && !SYSTEM_COLUMNS.has(c.column));
+  if (refs.length === 0) return;
+  const tables = [...new Set(refs.map((c) => c.table!))];
+  const known = new Set(await origins.columnsOf(tables));
+  const knownTables = new Set([...known].map((k) => k.slice(0, k.lastIndexOf('.'))));
+  for (const c of refs) {
+    // A table the catalogue does not show (a CTE name the classifier resolved, a temp table) is left to the server.
+    if (!knownTables.has(c.table!)) continue;
+    if (!known.has(`${c.table}.${c.column}`)) {
+      throw new WritError('WRIT_SQL_UNKNOWN', `${c.table} has no column ${JSON.stringify(c.column)}: PostgreSQL would call a function of that name on the whole row; nothing ran`);
+    }
+  }
 }
