@@ -8,10 +8,16 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 // Each command imports what it needs when it runs: a CLI call should not load the broker.
 import { loadDevIssuer, mintDevToken, parseDuration } from '../broker/dev-issuer.ts';
-import { connectNats } from '../lib/index.ts';
+import { connectNats, escapeForTerminal } from '../lib/index.ts';
 import { loadConfigFile, names, WritError, type Outcome } from '../schemas/index.ts';
 import { WritClient } from '../client/sdk.ts';
 import { DATA_DIR, exitQuietlyOnClosedPipe, exitWhenFlushed, natsForRole, type NatsRole } from './paths.ts';
+
+// Everything the CLI prints passes through one function that makes control characters, C1
+// and bidi overrides visible: result values, column names, errors, requesters and session ids
+// come from others (lib/terminal.ts). JSON stays valid (only \uXXXX escapes are added).
+const out = (s: string) => process.stdout.write(escapeForTerminal(s));
+const err = (s: string) => process.stderr.write(escapeForTerminal(s));
 
 const DEFAULT_CONFIG = resolve(process.env.WRIT_CONFIG ?? 'deploy/local/writ.yaml');
 /** Client commands take the `nats` section of WRIT_CONFIG when it is set; else the environment and the local stack (cmd/paths.ts natsForRole). */
@@ -56,7 +62,7 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./mcp/index.ts')).mcpCommand(rest);
     case 'policy': {
       const { runPolicyCli } = await import('../broker/rules/index.ts');
-      return runPolicyCli(rest, { stdin: process.stdin, stdout: (x) => process.stdout.write(x), stderr: (x) => process.stderr.write(x) });
+      return runPolicyCli(rest, { stdin: process.stdin, stdout: (x) => out(x), stderr: (x) => err(x) });
     }
     case 'pending':
     case 'approve':
@@ -68,10 +74,10 @@ async function main(argv: string[]): Promise<number> {
     case 'help':
     case '--help':
     case '-h':
-      process.stdout.write(`${USAGE}\n`);
+      out(`${USAGE}\n`);
       return cmd === undefined ? 2 : 0;
     default:
-      process.stderr.write(`writ: unknown command ${JSON.stringify(cmd)}\n\n${USAGE}\n`);
+      err(`writ: unknown command ${JSON.stringify(cmd)}\n\n${USAGE}\n`);
       return 2;
   }
 }
@@ -80,7 +86,7 @@ async function up(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
   const { startLocalStack } = await import('./stack.ts');
   const stack = await startLocalStack(resolve(values.config ?? DEFAULT_CONFIG));
-  process.stdout.write(`
+  out(`
 Writ is up. NATS: ${stack.url}
 
 Send a first intent from another terminal:
@@ -106,7 +112,7 @@ async function service(kind: 'broker' | 'worker', args: string[]): Promise<numbe
     ? await (await import('../broker/index.ts')).createBroker({ nc, config, log })
     : await (await import('../workers/index.ts')).createWorker({ nc, config, log });
   await svc.start();
-  process.stdout.write(`${kind} ${svc.id} running\n`);
+  out(`${kind} ${svc.id} running\n`);
   const { guardProcess, withDeadline } = await import('../lib/index.ts');
   return guardProcess({
     log,
@@ -129,7 +135,7 @@ async function token(args: string[]): Promise<number> {
     audience: values.approver ? config.identity.devIssuer.approverAudience : config.identity.devIssuer.audience,
     ttlSec: parseDuration(values.ttl), ...(values['act-for'] ? { actFor: values['act-for'] } : {}),
   });
-  process.stdout.write(`${t}\n`);
+  out(`${t}\n`);
   return 0;
 }
 
@@ -152,20 +158,20 @@ export function outcomeJson(o: Outcome): Record<string, unknown> {
 
 function printOutcome(o: Outcome, json: boolean): number {
   if (json) {
-    process.stdout.write(`${JSON.stringify(outcomeJson(o))}\n`);
+    out(`${JSON.stringify(outcomeJson(o))}\n`);
   } else if (o.error) {
-    process.stdout.write(`${o.status}: ${o.error.code}: ${o.error.message}\n  intent ${o.intentId} session ${o.sessionId}\n`);
+    out(`${o.status}: ${o.error.code}: ${o.error.message}\n  intent ${o.intentId} session ${o.sessionId}\n`);
   } else if (o.result) {
     const r = o.result;
-    if (r.stdout !== undefined) process.stdout.write(r.stdout + (r.stderr ? `\n[stderr]\n${r.stderr}` : '') + `\n[exit ${r.exitCode ?? r.signal}]\n`);
+    if (r.stdout !== undefined) out(r.stdout + (r.stderr ? `\n[stderr]\n${r.stderr}` : '') + `\n[exit ${r.exitCode ?? r.signal}]\n`);
     else if (r.columns.length === 0) {
-      process.stdout.write(`${r.command ?? 'OK'} ${r.rowCount}\n  intent ${o.intentId} session ${o.sessionId}\n`);
+      out(`${r.command ?? 'OK'} ${r.rowCount}\n  intent ${o.intentId} session ${o.sessionId}\n`);
     } else {
-      process.stdout.write(`${r.columns.map((c) => (c.masked ? `${c.name}*` : c.name)).join('\t')}\n`);
-      for (const row of r.rows) process.stdout.write(`${row.map((v) => (v === null ? 'NULL' : typeof v === 'object' ? JSON.stringify(v) : String(v))).join('\t')}\n`);
-      process.stdout.write(`(${r.rowCount} rows${r.truncated ? ', truncated' : ''}; * = masked) intent ${o.intentId} session ${o.sessionId}\n`);
+      out(`${r.columns.map((c) => (c.masked ? `${c.name}*` : c.name)).join('\t')}\n`);
+      for (const row of r.rows) out(`${row.map((v) => (v === null ? 'NULL' : typeof v === 'object' ? JSON.stringify(v) : String(v))).join('\t')}\n`);
+      out(`(${r.rowCount} rows${r.truncated ? ', truncated' : ''}; * = masked) intent ${o.intentId} session ${o.sessionId}\n`);
     }
-  } else process.stdout.write(`${o.status}: intent ${o.intentId} session ${o.sessionId}\n`);
+  } else out(`${o.status}: intent ${o.intentId} session ${o.sessionId}\n`);
   return o.status === 'succeeded' ? 0 : 1;
 }
 
@@ -195,7 +201,7 @@ async function statusOrWait(cmd: 'status' | 'wait', args: string[]): Promise<num
   try {
     if (cmd === 'status') {
       const s = await c.status(id);
-      process.stdout.write(values.json ? `${JSON.stringify({ intentId: id, status: s })}\n` : `${s}\n`);
+      out(values.json ? `${JSON.stringify({ intentId: id, status: s })}\n` : `${s}\n`);
       return 0;
     }
     return printOutcome(await c.wait(id, { timeoutMs: parseDuration(values.timeout) * 1000 }), values.json);
@@ -207,16 +213,16 @@ async function statusOrWait(cmd: 'status' | 'wait', args: string[]): Promise<num
 async function approver(cmd: 'pending' | 'approve' | 'deny' | 'grants' | 'revoke', args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { token: { type: 'string' }, reason: { type: 'string' }, window: { type: 'string' }, json: { type: 'boolean', default: false } } });
   const { nc, c } = await client(values.token, undefined, 'approver');
-  const print = (x: unknown) => process.stdout.write(`${JSON.stringify(x, null, values.json ? 0 : 2)}\n`);
+  const print = (x: unknown) => out(`${JSON.stringify(x, null, values.json ? 0 : 2)}\n`);
   try {
     switch (cmd) {
       case 'pending': {
         const list = await c.pending();
         if (values.json) print(list);
-        else if (list.length === 0) process.stdout.write('nothing waits for you\n');
+        else if (list.length === 0) out('nothing waits for you\n');
         else for (const p of list) {
           const command = p.command as { sql?: string; command?: string };
-          process.stdout.write(`${p.intentId}  ${p.target}  by ${p.requester}${p.actFor ? ` for ${p.actFor}` : ''}  rule ${p.rule}  votes ${(p.votes as string[]).length}/${p.needed}  expires ${new Date(p.expiresAt as number).toISOString()}\n    ${JSON.stringify(command.sql ?? command.command)}\n`);
+          out(`${p.intentId}  ${p.target}  by ${p.requester}${p.actFor ? ` for ${p.actFor}` : ''}  rule ${p.rule}  votes ${(p.votes as string[]).length}/${p.needed}  expires ${new Date(p.expiresAt as number).toISOString()}\n    ${JSON.stringify(command.sql ?? command.command)}\n`);
         }
         return 0;
       }
@@ -228,7 +234,7 @@ async function approver(cmd: 'pending' | 'approve' | 'deny' | 'grants' | 'revoke
         const state = await c.decide(id, cmd === 'approve' ? 'approve' : 'reject', {
           ...(values.reason ? { reason: values.reason } : {}), ...(values.window ? { windowSec: parseDuration(values.window) } : {}),
         });
-        process.stdout.write(values.json ? `${JSON.stringify({ intentId: id, status: state })}\n` : `${id}: ${state}\n`);
+        out(values.json ? `${JSON.stringify({ intentId: id, status: state })}\n` : `${id}: ${state}\n`);
         return 0;
       }
       case 'grants':
@@ -238,7 +244,7 @@ async function approver(cmd: 'pending' | 'approve' | 'deny' | 'grants' | 'revoke
         const id = positionals[0];
         if (!id) throw new WritError('WRIT_BAD_REQUEST', 'usage: writ revoke WINDOW_ID');
         await c.revoke(id);
-        process.stdout.write(`revoked ${id}\n`);
+        out(`revoked ${id}\n`);
         return 0;
       }
     }
@@ -261,7 +267,7 @@ async function audit(args: string[]): Promise<number> {
     const { runAuditCli } = await import('../audit/index.ts');
     // The local stack's key registry, when there is one and --keys names none.
     const registry = resolve(DATA_DIR, 'audit-keys.yaml');
-    return await runAuditCli(args, { nc, names: names(process.env.WRIT_PREFIX ?? 'writ'), stdout: (s) => process.stdout.write(s), ...(publicKeyPem ? { publicKeyPem } : {}), ...(existsSync(registry) ? { keyRegistryFile: registry } : {}) });
+    return await runAuditCli(args, { nc, names: names(process.env.WRIT_PREFIX ?? 'writ'), stdout: (s) => out(s), ...(publicKeyPem ? { publicKeyPem } : {}), ...(existsSync(registry) ? { keyRegistryFile: registry } : {}) });
   } finally {
     await nc.close();
   }
@@ -273,7 +279,7 @@ main(process.argv.slice(2)).then(
   (code) => exitWhenFlushed(code),
   (e: unknown) => {
     const code = e instanceof WritError ? e.code : 'WRIT_INTERNAL';
-    process.stderr.write(`writ: ${code}: ${(e as Error).message}\n`);
+    err(`writ: ${code}: ${(e as Error).message}\n`);
     return exitWhenFlushed(e instanceof WritError && e.code === 'WRIT_BAD_REQUEST' ? 2 : 1);
   },
 );

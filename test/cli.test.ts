@@ -66,6 +66,22 @@ describe('writ CLI', () => {
     expect(replay.stdout).toContain('intent.denied');
   });
 
+  it('prints result values with escape sequences and bidi overrides made visible', async () => {
+    const tok = (await writ(['token', '--sub', 'cli-user', '--groups', 'analysts', '--ttl', '5m'])).stdout.trim();
+    // PostgreSQL's E'' string turns these escapes into the real characters.
+    const sql = "SELECT E'OK\\u001b[2K\\rBROKEN\\u202Egnp.exe' AS x";
+    const plain = await writ(['exec', '--target', 'db', '--sql', sql, '--session', 'cli-session-2'], { WRIT_TOKEN: tok });
+    expect(plain.code, plain.stderr).toBe(0);
+    for (const raw of ['\u001b', '\u202e', '\r']) expect(plain.stdout).not.toContain(raw);
+    expect(plain.stdout).toContain('\\u001b[2K');
+    const json = await writ(['exec', '--target', 'db', '--sql', sql, '--session', 'cli-session-2', '--json'], { WRIT_TOKEN: tok });
+    expect(json.stdout).not.toContain('\u202e');
+    // Valid JSON still, and it decodes to the real characters the database returned.
+    const value = (JSON.parse(json.stdout) as { result: { rows: string[][] } }).result.rows[0]![0]!;
+    expect(value).toContain('\u001b[2K');
+    expect(value).toContain('\u202e');
+  });
+
   it('refuses exec without a token, with a stable code', async () => {
     const r = await writ(['exec', '--target', 'db', '--sql', 'SELECT 1'], { WRIT_TOKEN: '' });
     expect(r.code).not.toBe(0);
