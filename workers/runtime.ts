@@ -147,15 +147,22 @@ export class Worker {
     // second, and if the worker dies first the sweeper's exec.lost event carries the claim.
     const claimedAt = Date.now();
     let claimedAudit: Promise<unknown> | undefined;
-    const auditClaimed = () => (claimedAudit ??= this.#audit.append({
-      sessionId: claims.sid, intentId: claims.iid, type: 'exec.claimed', at: claimedAt,
-      payload: { grantId: claims.gid, mode: claims.mode }, policyVersion: claims.policyVersion,
-    }));
+    const auditClaimed = () => {
+      if (!claimedAudit) {
+        claimedAudit = this.#audit.append({
+          sessionId: claims.sid, intentId: claims.iid, type: 'exec.claimed', at: claimedAt,
+          payload: { grantId: claims.gid, mode: claims.mode }, policyVersion: claims.policyVersion,
+        });
+        // Handled here and awaited (and rethrown) in the finally below: never an unhandled rejection.
+        claimedAudit.catch(() => undefined);
+      }
+      return claimedAudit;
+    };
     const timer = setTimeout(auditClaimed, CLAIM_AUDIT_DELAY_MS);
     try {
       await this.#execute(order, claims, ex, () => {
         clearTimeout(timer);
-        auditClaimed();
+        void auditClaimed();
       });
     } finally {
       clearTimeout(timer);
