@@ -17,12 +17,13 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { AuditWriter } from '../audit/index.ts';
 import { consumeConcurrently, inboxIdFor, isReplySubjectOf, sanitizeSubject, sealOutcome, sendReply, type ConsumeLoop, type Logger } from '../lib/index.ts';
 import {
-  ApprovalDecisionSchema, IntentRecordSchema, sha256Hex, toWritError, WritError,
+  ApprovalDecisionSchema, commandText, IntentRecordSchema, sha256Hex, toWritError, WritError,
   type ApprovalDecision, type ApprovalOutcome, type ApprovalRequest, type Config, type Intent, type IntentRecord, type Names, type Outcome, type Principal, type TargetConfig,
 } from '../schemas/index.ts';
 import type { VerifiedIdentity, IdentityVerifier } from './identity.ts';
 import type { CommandFacts, PolicyDecision } from './policy.ts';
 import { grantSpecOf } from './grants.ts';
+import type { PendingSealer } from './seal-record.ts';
 import { redactCommand, redactDeep, redactText } from './redact.ts';
 
 const enc = new TextEncoder();
@@ -54,6 +55,8 @@ export interface ApprovalsDeps {
   log: Logger;
   /** Signs and publishes the order of an approved intent; returns the dispatched record. */
   dispatch(rec: IntentRecord, revision: number): Promise<void>;
+  /** Signs and checks the pending part of records (only a broker writes it). */
+  sealer: PendingSealer;
 }
 
 /** A display-safe summary of facts for approvers. */
@@ -114,7 +117,8 @@ export class Approvals {
     const now = Date.now();
     const expiresAt = Math.min(now + spec.timeoutSec * 1000, intent.deadline ?? Number.MAX_SAFE_INTEGER);
     const rule = decision.rules[0] ?? '(default)';
-    const record: IntentRecord = {
+    // Signed by this broker: votes and dispatch trust only a pending part it wrote.
+    const record: IntentRecord = this.#d.sealer.seal({
       intentId: intent.id, sessionId: intent.sessionId, target: target.name, kind: target.kind, principal: who.principal, state: 'pending',
       decision: { effect: decision.effect, rules: decision.rules, reasons: decision.reasons, mode: decision.mode, policyVersion: decision.policyVersion },
       commandSha256, createdAt: now, updatedAt: now, grant: grantSpecOf(decision), reply,
@@ -123,7 +127,7 @@ export class Approvals {
         // The reply is in `record.reply` (validated by the broker); the order keeps none of its own.
         order: { command: intent.command, mode: decision.mode, limits: decision.limits, ...(decision.masking !== undefined ? { mask: decision.masking } : {}) },
       },
-    };
+    });
     try {
       await this.#d.intents.create(intent.id, enc.encode(JSON.stringify(record)));
     } catch {
@@ -225,6 +229,15 @@ export class Approvals {
       const rec = IntentRecordSchema.parse(entry.json());
       const p = rec.pending;
       if (rec.state !== 'pending' || !p) throw await this.#refuse(d, approver.sub, new WritError('WRIT_NOT_PENDING', `the intent is ${rec.state}`), rec);
+      // The approver groups, count and what would run come from this record: only a broker's counts.
+      // (A planted record's session is not trusted either: the refusal is audited under _unattributed.)
+      try {
+        this.#d.sealer.check(rec);
+      } catch (e) {
+        throw await this.#refuse(d, approver.sub, e as WritError);
+      }
+      // The digest the broker signed is of this very command text.
+      if (sha256Hex(commandText(p.order.command)) !== rec.commandSha256) throw await this.#refuse(d, approver.sub, new WritError('WRIT_RECORD_TAMPERED', 'the pending command does not match its digest'));
       if (p.expiresAt <= Date.now()) throw await this.#refuse(d, approver.sub, new WritError('WRIT_NOT_PENDING', 'the approval request has expired'), rec);
       // Self-approval, by identity (issuer and subject): the voter and the human its token acts
       // for (RFC 8693 `act`) against the requester and the human the request acts for.
@@ -262,7 +275,17 @@ export class Approvals {
       }
       if (next.pending!.votes.length >= p.spec.count) {
         // Only the vote whose compare-and-set completed the count gets here, so one dispatch.
-        await this.#d.dispatch(next, revision);
+        try {
+          await this.#d.dispatch(next, revision);
+        } catch (e) {
+          const err = toWritError(e);
+          if (err.code !== 'WRIT_DECISION_CHANGED') throw e;
+          // Approved, but the policy now decides otherwise: it ends rejected, and nothing runs.
+          const ended: IntentRecord = { ...next, state: 'rejected', updatedAt: Date.now(), error: err.toReply() };
+          await this.#d.intents.update(d.intentId, enc.encode(JSON.stringify(ended)), revision);
+          await this.#ended(ended, next.pending!.votes.map((v) => v.sub), err.message);
+          return 'rejected';
+        }
         await this.#grantWindow(next);
         await this.#ended({ ...next, state: 'dispatched' }, next.pending!.votes.map((v) => v.sub));
         return 'dispatched';

@@ -21,6 +21,7 @@ import {
 } from '../schemas/index.ts';
 import { createCommandClassifier, type ClassifyCommand } from './classify-command.ts';
 import { SessionOwners } from './sessions.ts';
+import { PendingSealer } from './seal-record.ts';
 import { buildGrantClaims, grantSpecOf } from './grants.ts';
 import type { IdentityVerifier, VerifiedIdentity } from './identity.ts';
 import { intake, type Refusal } from './intake.ts';
@@ -80,6 +81,7 @@ export class Broker {
   readonly #targets: Map<string, TargetConfig>;
   readonly #classify: ClassifyCommand;
   #sessions!: SessionOwners;
+  #sealer!: PendingSealer;
 
   constructor(deps: BrokerDeps) {
     this.#d = deps;
@@ -98,6 +100,7 @@ export class Broker {
     this.#jsm = await jetstreamManager(nc);
     this.#kv = await provision(nc, this.#jsm, n, config);
     this.#sessions = new SessionOwners(this.#kv.sessions);
+    this.#sealer = new PendingSealer(readFileSync(config.grants.keyFile, 'utf8'));
     // Every block this broker appends is signed with its own key (audit/keys.ts).
     const auditKey = serviceAuditKey(config, 'broker', (e) => this.#d.log.error({ err: e }, 'audit key registry unreadable'));
     this.#d.log.info({ auditKeyId: auditKey.keyId }, 'audit signing key');
@@ -119,7 +122,7 @@ export class Broker {
     this.#loop = await consumeConcurrently(consumer, (m) => this.#handle(m), { maxInFlight: config.limits.concurrency, log: this.#d.log });
     this.#approvals = new Approvals({
       nc, js: this.#js, jsm: this.#jsm, intents: this.#kv.intents, windows: this.#kv.windows, names: n, config, identity: this.#d.identity,
-      audit: this.#audit, log: this.#d.log, dispatch: (rec, revision) => this.#dispatchApproved(rec, revision),
+      audit: this.#audit, log: this.#d.log, dispatch: (rec, revision) => this.#dispatchApproved(rec, revision), sealer: this.#sealer,
     });
     await this.#approvals.start();
     this.#sweeper = new Sweeper({ kv: this.#kv, js: this.#js, names: n, audit: this.#audit, log: this.#d.log, intervalMs: config.limits.sweepIntervalMs, approvals: this.#approvals });
@@ -360,10 +363,19 @@ export class Broker {
   /** Approved: the pending record becomes `dispatched` (compare-and-set) and its order goes out. */
   async #dispatchApproved(rec: IntentRecord, revision: number): Promise<void> {
     const p = rec.pending!;
-    const target = this.#targets.get(rec.target)!;
+    this.#sealer.check(rec);
+    const target = this.#targets.get(rec.target);
+    if (!target) throw new WritError('WRIT_DECISION_CHANGED', `the target ${rec.target} is no longer configured`);
     const nowSec = Math.floor(Date.now() / 1000);
-    // Records opened before GrantSpec existed keep what to grant in the pending order.
-    const withGrant: IntentRecord = rec.grant ? rec : { ...rec, grant: { mode: p.order.mode, limits: p.order.limits, mask: p.order.mask ?? {} } };
+    // Decided again under the current policy: dispatched only if it still asks for the same
+    // approval (rule, mode, approvers) the votes were for; its limits and masking are today's.
+    const now = this.#policy.decide({ principal: rec.principal, target, command: p.order.command, facts: this.#classify(target, p.order.command), now: new Date() });
+    const spec = now.approval ?? { groups: ['approvers'], count: 1, timeoutSec: 3600 };
+    if (now.effect !== 'require_approval' || (now.rules[0] ?? '(default)') !== p.rule || now.mode !== p.order.mode
+      || spec.count !== p.spec.count || [...spec.groups].sort().join(',') !== [...p.spec.groups].sort().join(',')) {
+      throw new WritError('WRIT_DECISION_CHANGED', `the current policy decides ${now.effect}${now.rules[0] ? ` by ${now.rules[0]}` : ''}; the approval was for ${p.rule}`);
+    }
+    const withGrant: IntentRecord = { ...rec, grant: grantSpecOf(now) };
     const claims = buildGrantClaims(withGrant, { nowSec, ttlSec: this.#d.config.grants.ttlSec, policyVersion: this.#policy.version, storeKey: this.#store.publicKey });
     const next: IntentRecord = {
       ...withGrant, state: 'dispatched', grantId: claims.gid, grantExp: claims.exp, updatedAt: Date.now(),

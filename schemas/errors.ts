@@ -59,6 +59,8 @@ export const ErrorCodes = {
   WRIT_COMMIT_UNKNOWN: { retryable: false, message: 'the connection was lost during COMMIT; whether the transaction committed is unknown' },
   // everything else
   WRIT_CONFIG_INVALID: { retryable: false, message: 'the configuration is not valid' },
+  WRIT_RECORD_TAMPERED: { retryable: false, message: 'the pending intent was not written by a broker, or was changed since' },
+  WRIT_DECISION_CHANGED: { retryable: false, message: 'the current policy would not give the decision this approval was for; nothing ran' },
   WRIT_SESSION_FORBIDDEN: { retryable: false, message: 'this session belongs to another principal; use a session of your own' },
   WRIT_REPLY_TOO_LARGE: { retryable: false, message: 'the reply is larger than the message bus carries' },
   WRIT_TRANSPORT: { retryable: true, message: 'the message bus did not take a write; it is retried' },

@@ -1,0 +1,45 @@
+/**
+ * The part of a pending intent that decides what an approval runs (command, digest, target,
+ * principal, mode, limits, masking, the approval spec and rule) is written only by the
+ * broker, and signed by it: workers can write the intents bucket (every run needs its
+ * compare-and-set), so a record planted or edited there (an approver group of `analysts`, a
+ * `write` mode) would otherwise be trusted at vote and at dispatch. Votes and dispatch verify
+ * the signature first; the votes themselves are outside it (they change with each vote).
+ */
+import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { canonicalJson, WritError, type IntentRecord } from '../schemas/index.ts';
+
+const CONTEXT = 'writ.pending.v1\n';
+
+function signedPart(rec: IntentRecord): string {
+  const p = rec.pending!;
+  return CONTEXT + canonicalJson({
+    intentId: rec.intentId, sessionId: rec.sessionId, target: rec.target, kind: rec.kind, principal: rec.principal,
+    commandSha256: rec.commandSha256, grant: rec.grant ?? null, reply: (rec as { reply?: unknown }).reply ?? null,
+    rule: p.rule, spec: p.spec, expiresAt: p.expiresAt, order: p.order,
+  });
+}
+
+export class PendingSealer {
+  readonly #priv: KeyObject;
+  readonly #pub: KeyObject;
+
+  constructor(privateKeyPem: string) {
+    this.#priv = createPrivateKey(privateKeyPem);
+    this.#pub = createPublicKey(this.#priv);
+  }
+
+  /** The record with its pending part signed. */
+  seal(rec: IntentRecord): IntentRecord {
+    const sig = sign(null, Buffer.from(signedPart(rec)), this.#priv).toString('base64url');
+    return { ...rec, pending: { ...rec.pending!, sig } };
+  }
+
+  /** Throws WRIT_RECORD_TAMPERED unless the pending part is the broker's, unchanged. */
+  check(rec: IntentRecord): void {
+    const sig = rec.pending?.sig;
+    if (!sig || !verify(null, Buffer.from(signedPart(rec)), this.#pub, Buffer.from(sig, 'base64url'))) {
+      throw new WritError('WRIT_RECORD_TAMPERED', 'the pending intent was not written by a broker, or was changed since; nothing is approved or run');
+    }
+  }
+}
