@@ -5,7 +5,6 @@
  * `replyTo` inbox with `{accepted, status}` or `{accepted: false, code, message}`.
  */
 import { randomBytes } from 'node:crypto';
-import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { inboxIdOfToken, replySubjectFor } from '../client/index.ts';
 import { ApprovalDecisionSchema, WritError, type ApprovalDecision, type Names } from '../schemas/index.ts';
@@ -51,7 +50,8 @@ export async function publishDecision(o: PublishDecisionOptions): Promise<Decisi
     return undefined;
   })().catch(() => undefined);
   try {
-    await jetstream(o.nc).publish(o.names.approvalDecision(o.intentId), enc.encode(JSON.stringify({ ...decision, replyTo: inbox })));
+    // Core NATS, not a stream: the vote carries the voter's token, which must never be stored.
+    o.nc.publish(o.names.approvalDecision(o.intentId), enc.encode(JSON.stringify({ ...decision, replyTo: inbox })));
   } catch (e) {
     sub.unsubscribe();
     throw e;

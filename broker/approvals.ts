@@ -1,8 +1,8 @@
 /**
  * Just-in-time approval, broker side. A `require_approval` decision creates the intent's
  * record as `pending` (with the order to sign later) and publishes an approval request.
- * Decisions arrive on `writ.approval.decision.<intentId>` (captured by WRIT_APPROVALS,
- * consumed by every broker through one durable consumer). Each vote is verified (the
+ * Decisions arrive on `writ.approval.decision.<intentId>` over core NATS, in the brokers'
+ * queue group, and are never stored (a vote carries its voter's token). Each vote is verified (the
  * approver's own token, or a trusted bot's token plus the identity it maps), checked
  * against the rule's approver groups and the no-self-approval rule, and applied by
  * compare-and-set: N distinct approvals move the intent to `dispatched` exactly once
@@ -11,11 +11,11 @@
  * rule, so the broker finds one with a single get.
  */
 import { randomUUID } from 'node:crypto';
-import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
-import type { NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { AuditWriter } from '../audit/index.ts';
-import { consumeConcurrently, inboxIdFor, isReplySubjectOf, sanitizeSubject, sealOutcome, sendReply, type ConsumeLoop, type Logger } from '../lib/index.ts';
+import { inboxIdFor, isReplySubjectOf, sanitizeSubject, sealOutcome, sendReply, type Logger } from '../lib/index.ts';
 import {
   ApprovalDecisionSchema, commandText, IntentRecordSchema, sha256Hex, toWritError, WritError,
   type ApprovalDecision, type ApprovalOutcome, type ApprovalRequest, type Config, type Intent, type IntentRecord, type Names, type Outcome, type Principal, type TargetConfig,
@@ -76,28 +76,35 @@ export function windowKey(p: Principal, target: string, rule: string): string {
 
 export class Approvals {
   readonly #d: ApprovalsDeps;
-  #loop?: ConsumeLoop;
+  #loop?: Promise<void>;
+  #sub?: Subscription;
 
   constructor(d: ApprovalsDeps) {
     this.#d = d;
   }
 
   async start(): Promise<void> {
-    const { jsm, js, names: n, config, log } = this.#d;
-    try {
-      await jsm.consumers.add(n.streams.approvals, {
-        durable_name: n.durables.brokerApprovals, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.New,
-        filter_subject: `${n.prefix}.approval.decision.>`, ack_wait: 30_000_000_000, max_ack_pending: 1024,
-      });
-    } catch (e) {
-      if (!/already (in use|exists)/i.test(String((e as Error).message))) throw e;
-    }
-    const consumer = await js.consumers.get(n.streams.approvals, n.durables.brokerApprovals);
-    this.#loop = await consumeConcurrently(consumer, (m) => this.#onDecision(m), { maxInFlight: Math.min(64, config.limits.concurrency), log });
+    const { nc, names: n, log } = this.#d;
+    // Votes arrive on core NATS, never captured by a stream: a vote carries its voter's token,
+    // and a stream would keep every approver's token for anyone who may read it to replay.
+    // A vote sent while no broker listens is unanswered, and the approver's client says so.
+    this.#sub = nc.subscribe(`${n.prefix}.approval.decision.*`, { queue: n.brokerQueue });
+    const sub = this.#sub;
+    this.#loop = (async () => {
+      const running = new Set<Promise<void>>();
+      for await (const m of sub) {
+        const p = this.#onDecision(m.string())
+          .catch((e: unknown) => log.error({ err: e }, 'vote handler failed'))
+          .finally(() => running.delete(p));
+        running.add(p);
+      }
+      await Promise.allSettled([...running]);
+    })();
   }
 
   async stop(): Promise<void> {
-    await this.#loop?.drain();
+    await this.#sub?.drain().catch(() => undefined);
+    await this.#loop;
   }
 
   /** An active window for this principal, target and rule, if any. */
@@ -162,12 +169,11 @@ export class Approvals {
     }
   }
 
-  async #onDecision(m: JsMsg): Promise<void> {
+  async #onDecision(data: string): Promise<void> {
     let raw: unknown;
     try {
-      raw = JSON.parse(m.string());
+      raw = JSON.parse(data);
     } catch {
-      m.term();
       return;
     }
     const replyTo = (raw as { replyTo?: unknown })?.replyTo;
@@ -176,7 +182,6 @@ export class Approvals {
     if (!parsed.success) {
       // Unverified: no answer anywhere (no deputy); the attempt is evidence.
       await this.#d.audit.append({ sessionId: '_unattributed', type: 'approval.refused', payload: { code: 'WRIT_BAD_REQUEST', ...(replyTo !== undefined ? { replyTo: sanitizeSubject(replyTo) } : {}) } });
-      m.term();
       return;
     }
     let who: VerifiedIdentity;
@@ -188,7 +193,6 @@ export class Approvals {
         sessionId: '_unattributed', type: 'approval.refused',
         payload: { intentId: parsed.data.intentId, code: toWritError(e).code, ...(replyTo !== undefined ? { replyTo: sanitizeSubject(replyTo) } : {}) },
       });
-      m.ack();
       return;
     }
     // The voter is answered only on its own inbox; a vote naming another subject still counts, unanswered.
@@ -203,13 +207,9 @@ export class Approvals {
       reply({ accepted: true, status: r });
     } catch (e) {
       const err = toWritError(e);
-      if (err.code === 'WRIT_INTERNAL' && m.info.deliveryCount < 5) {
-        m.nak(200);
-        return;
-      }
+      // Nothing is redelivered: the voter hears the failure and may vote again.
       reply({ accepted: false, code: err.code, message: err.message });
     }
-    m.ack();
   }
 
   /** Verifies one vote and applies it; returns the intent's state afterwards. */

@@ -260,7 +260,8 @@ export class WritClient {
       v: 1, type: 'approval.decision', intentId, verdict, token, decisionId: newId('d'), at: Date.now(), replyTo: inbox,
       ...(opts.reason ? { reason: opts.reason } : {}), ...(opts.windowSec ? { windowSec: opts.windowSec } : {}),
     };
-    await this.#js.publish(this.names.approvalDecision(intentId), enc.encode(JSON.stringify(body)));
+    // Core NATS, never a stream: the vote carries this approver's token, which must not be stored.
+    this.#o.nc.publish(this.names.approvalDecision(intentId), enc.encode(JSON.stringify(body)));
     const a = await answer;
     if (!a) throw new WritError('WRIT_TIMEOUT', 'no answer from a broker');
     if (!a.accepted) throw toError({ code: a.code ?? 'WRIT_INTERNAL', message: a.message ?? 'refused' });

@@ -70,3 +70,22 @@ it('refuses a vote on a real pending record whose approver groups were edited; t
   expect((await agent.wait(p.intentId)).status).toBe('succeeded');
   expect(await rows('edited')).toBe(1);
 });
+
+it('keeps no vote, and so no voter token, in any stream', async () => {
+  const agent = s.client(await s.token('agent-2', ['agents']));
+  const p = await agent.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('stored-vote')" });
+  const token = await s.approverToken('dora', ['dba']);
+  expect(await s.client(token).decide(p.intentId, 'approve')).toBe('dispatched');
+  expect((await agent.wait(p.intentId)).status).toBe('succeeded');
+  // Read every message of every stream: the voter's token is in none of them.
+  const { jetstreamManager } = await import('@nats-io/jetstream');
+  const jsm = await jetstreamManager(s.nc);
+  const sig = token.split('.')[2]!;
+  for await (const si of jsm.streams.list()) {
+    const last = si.state.last_seq;
+    for (let seq = si.state.first_seq; seq <= last && seq > 0; seq++) {
+      const m = await jsm.streams.getMessage(si.config.name, { seq }).catch(() => null);
+      if (m) expect(new TextDecoder().decode(m.data).includes(sig), `${si.config.name}#${seq}`).toBe(false);
+    }
+  }
+});

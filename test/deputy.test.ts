@@ -107,7 +107,8 @@ describe('no confused deputy on the API', () => {
     const approver = await s.approverToken('anna', ['approvers']);
     const kvKey = `i_${newId().slice(2)}`;
     const intentId = newId();
-    await jetstream(s.nc).publish(s.names.approvalDecision(intentId), enc.encode(JSON.stringify({
+    // Votes travel on core NATS (never stored: they carry the voter's token).
+    s.nc.publish(s.names.approvalDecision(intentId), enc.encode(JSON.stringify({
       v: 1, type: 'approval.decision', intentId, verdict: 'approve', token: approver, decisionId: newId('d'), at: Date.now(),
       replyTo: `$KV.${s.names.buckets.intents}.${kvKey}`,
     })));
