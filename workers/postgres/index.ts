@@ -72,6 +72,10 @@ export class PostgresExecutor implements Executor {
           options: options.join(' '),
         });
         pool.on('error', () => undefined); // idle-client errors surface on the next checkout instead of crashing the worker
+        // Every client, from its first connect, has a listener: a backend terminated while the
+        // client is between owners (pool.query's own checkout, a release) must not be an
+        // uncaught 'error' event that ends the worker. The owner's own listener still sees it.
+        pool.on('connect', (client) => client.on('error', () => undefined));
         return pool;
       };
       for (const mode of ['read', 'write'] as const) {
