@@ -16,6 +16,8 @@ import {
 import { startSshd, type SshdHandle } from './helpers/index.ts';
 import { startStack, type Stack } from './fixture.ts';
 
+/** The HTTP transport always requires a bearer secret (loopback is no boundary). */
+const BEARER = 'mcp-test-secret';
 let s: Stack;
 let sshd: SshdHandle;
 const toClose: Array<() => Promise<unknown>> = [];
@@ -69,8 +71,8 @@ async function mcpAs(sub: string, groups: string[], via: Via = 'memory'): Promis
     await mcp.connect(clientSide);
     toClose.push(() => server.close());
   } else {
-    const running = await runMcp({ transport: 'http', client: writ, progressIntervalMs: 300 });
-    await mcp.connect(new StreamableHTTPClientTransport(new URL(running.url!)));
+    const running = await runMcp({ transport: 'http', client: writ, progressIntervalMs: 300, bearer: BEARER });
+    await mcp.connect(new StreamableHTTPClientTransport(new URL(running.url!), { requestInit: { headers: { authorization: `Bearer ${BEARER}` } } }));
     toClose.push(() => running.close());
     expect(mcp.getProtocolEra()).toBe(via === 'http' ? 'modern' : 'legacy');
   }
@@ -295,19 +297,21 @@ describe('the Writ MCP server', () => {
   }, 60_000);
 
   it('refuses a cross-origin request to the loopback endpoint (no DNS rebinding from a web page)', async () => {
-    const running = await runMcp({ transport: 'http', client: s.client(await s.token('alice', ['analysts'])) });
+    const running = await runMcp({ transport: 'http', client: s.client(await s.token('alice', ['analysts'])), bearer: BEARER });
     toClose.push(() => running.close());
     const r = await fetch(running.url!, {
-      method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', origin: 'http://evil.example' },
+      method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', origin: 'http://evil.example', authorization: `Bearer ${BEARER}` },
       body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
     });
     expect(r.status).toBe(403);
-    expect((await fetch(running.url!.replace('/mcp', '/other'))).status).toBe(404);
+    expect((await fetch(running.url!.replace('/mcp', '/other'), { headers: { authorization: `Bearer ${BEARER}` } })).status).toBe(404);
   });
 
   it('refuses to serve HTTP off loopback without a bearer secret, and checks the secret when given', async () => {
     const writ = s.client(await s.token('alice', ['analysts']));
     await expect(runMcp({ transport: 'http', client: writ, host: '0.0.0.0' })).rejects.toMatchObject({ code: 'WRIT_CONFIG_INVALID' });
+    // Loopback too: any local user could otherwise act with the agent's token.
+    await expect(runMcp({ transport: 'http', client: writ })).rejects.toMatchObject({ code: 'WRIT_CONFIG_INVALID' });
     const running = await runMcp({ transport: 'http', client: writ, bearer: 's3cret-for-test' });
     toClose.push(() => running.close());
     const post = (auth?: string) => fetch(running.url!, {

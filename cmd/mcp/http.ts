@@ -42,8 +42,10 @@ const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 export async function serveHttp(o: HttpServeOptions): Promise<HttpServing> {
   const host = o.host ?? '127.0.0.1';
   const path = o.path ?? '/mcp';
+  // Loopback is no boundary on a shared machine: any local user could reach the endpoint and act
+  // with the agent's token. A bearer secret is required everywhere.
   const loopback = LOOPBACK.has(host);
-  if (!loopback && !o.bearer) throw new WritError('WRIT_CONFIG_INVALID', `the MCP endpoint on ${host} would hand the agent's token to anyone who reaches it: bind to 127.0.0.1 or set a bearer secret`);
+  if (!o.bearer) throw new WritError('WRIT_CONFIG_INVALID', `the MCP endpoint on ${host} would hand the agent's token to anyone who reaches it: set a bearer secret (WRIT_MCP_BEARER)`);
   const handler = createMcpHandler(() => o.factory(), { ...(o.onerror ? { onerror: o.onerror } : {}) });
   const server = createServer((req, res) => {
     void serve(req, res).catch((e: unknown) => {

@@ -59,13 +59,12 @@ export async function runMcp(o: RunMcpOptions): Promise<McpRunning> {
   return { closed, close: async () => { await handle.close(); done(); } };
 }
 
-const USAGE = `writ mcp [--http PORT] [--host ADDR] [--session ID] [--token T | --token-file FILE | --dev-sub NAME --dev-groups a,b]
+const USAGE = `writ mcp [--http PORT] [--host ADDR] [--session ID] [--token-file FILE | --dev-sub NAME --dev-groups a,b]
 
 Serves Writ's tools to an MCP client with the agent's own token: on stdio by default, or
-Streamable HTTP on 127.0.0.1:PORT/mcp with --http (PORT 0 picks one). Tokens: --token or
-WRIT_TOKEN; --token-file or WRIT_TOKEN_FILE is read again on every call, so a refresher
+Streamable HTTP on 127.0.0.1:PORT/mcp with --http (PORT 0 picks one). Tokens: WRIT_TOKEN; --token-file or WRIT_TOKEN_FILE is read again on every call, so a refresher
 can rotate it; --dev-sub mints and renews tokens from the local development issuer.
-WRIT_MCP_BEARER, when set, is a secret every HTTP request must present (required off loopback).`;
+WRIT_MCP_BEARER is the secret every HTTP request must present (required: loopback is no boundary on a shared machine).`;
 
 /**
  * `writ mcp`: connects to NATS, serves until the client goes or SIGINT/SIGTERM, then
@@ -108,7 +107,8 @@ export async function mcpCommand(args: string[]): Promise<number> {
 type TokenFlags = { token?: string | undefined; 'token-file'?: string | undefined; 'dev-sub'?: string | undefined; 'dev-groups'?: string | undefined; config?: string | undefined };
 
 async function tokenSource(v: TokenFlags): Promise<string | (() => Promise<string>)> {
-  if (v.token) return v.token;
+  // A command line is visible to every local user (ps, /proc): the token comes from the environment or a file.
+  if (v.token) throw new WritError('WRIT_BAD_REQUEST', '--token would show the token on the command line: set WRIT_TOKEN, or pass --token-file FILE');
   const file = v['token-file'] ?? process.env.WRIT_TOKEN_FILE;
   if (file) {
     const path = resolve(file);
