@@ -212,6 +212,12 @@ export class Approvals {
     }
   }
 
+  /** The human behind an identity: its linked id from approvals.humans, else issuer and subject. */
+  #humanOf(iss: string, sub: string): string {
+    for (const h of this.#d.config.approvals.humans) if (h.identities.some((i) => i.iss === iss && i.sub === sub)) return `human:${h.id}`;
+    return `${iss}\u0000${sub}`;
+  }
+
   /** Verifies one vote and applies it; returns the intent's state afterwards. */
   async #apply(d: ApprovalDecision, who: VerifiedIdentity): Promise<string> {
     const { audit, config } = this.#d;
@@ -239,11 +245,13 @@ export class Approvals {
       // The digest the broker signed is of this very command text.
       if (sha256Hex(commandText(p.order.command)) !== rec.commandSha256) throw await this.#refuse(d, approver.sub, new WritError('WRIT_RECORD_TAMPERED', 'the pending command does not match its digest'));
       if (p.expiresAt <= Date.now()) throw await this.#refuse(d, approver.sub, new WritError('WRIT_NOT_PENDING', 'the approval request has expired'), rec);
-      // Self-approval, by identity (issuer and subject): the voter and the human its token acts
-      // for (RFC 8693 `act`) against the requester and the human the request acts for.
-      const voterHumans = [approver.sub, ...(who.principal.actFor && !d.onBehalfOf ? [who.principal.actFor] : [])];
-      const requesterHumans = [rec.principal.sub, ...(rec.principal.actFor !== undefined ? [rec.principal.actFor] : [])];
-      if (approver.iss === rec.principal.iss && voterHumans.some((h) => requesterHumans.includes(h))) {
+      // Self-approval, by human: the voter and the human its token acts for (RFC 8693 `act`)
+      // against the requester and the human the request acts for, each resolved through
+      // approvals.humans (one person's several identities), else by issuer and subject.
+      const human = (iss: string, sub: string) => this.#humanOf(iss, sub);
+      const voterHumans = [human(approver.iss, approver.sub), ...(who.principal.actFor && !d.onBehalfOf ? [human(who.principal.iss, who.principal.actFor)] : [])];
+      const requesterHumans = [human(rec.principal.iss, rec.principal.sub), ...(rec.principal.actFor !== undefined ? [human(rec.principal.iss, rec.principal.actFor)] : [])];
+      if (voterHumans.some((h) => requesterHumans.includes(h))) {
         throw await this.#refuse(d, approver.sub, new WritError('WRIT_SELF_APPROVAL'), rec);
       }
       if (!approver.groups.some((g) => p.spec.groups.includes(g))) {
@@ -255,7 +263,10 @@ export class Approvals {
         next = { ...rec, state: 'rejected', updatedAt: now, error: new WritError('WRIT_APPROVAL_REJECTED', d.reason ? `rejected by ${approver.sub}: ${d.reason}` : `rejected by ${approver.sub}`).toReply() };
       } else {
         // The same approver voting twice counts once.
-        const votes = p.votes.some((v) => v.sub === approver.sub || (who.principal.actFor !== undefined && !d.onBehalfOf && v.sub === who.principal.actFor)) ? p.votes : [...p.votes, { sub: approver.sub, at: now, decisionId: d.decisionId, via: approver.via, ...(d.windowSec ? { windowSec: d.windowSec } : {}) }];
+        // Distinct humans count: a second identity of a human who already voted counts once.
+        const votedBy = new Set(p.votes.map((v) => v.human ?? v.sub));
+        const counted = voterHumans.some((h) => votedBy.has(h)) || p.votes.some((v) => !v.human && v.sub === approver.sub);
+        const votes = counted ? p.votes : [...p.votes, { sub: approver.sub, human: voterHumans[0]!, at: now, decisionId: d.decisionId, via: approver.via, ...(d.windowSec ? { windowSec: d.windowSec } : {}) }];
         if (votes === p.votes) {
           await audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: 'approval.vote', payload: { by: approver.sub, via: approver.via, verdict: d.verdict, counted: false, reason: 'already voted' } });
           return rec.state;

@@ -281,7 +281,17 @@ export const ConfigSchema = z.strictObject({
   approvals: z.strictObject({
     /** Chat-bot principals (token `sub`) whose `onBehalfOf` approver identity the broker accepts. */
     trustedBots: z.array(z.string()).default([]),
-  }).default({ trustedBots: [] }),
+    /**
+     * Identities that are one human: a login identity, an admin account, a chat identity a bot
+     * maps. Approvals count distinct humans, and a human never approves their own request under
+     * another of their identities. Each identity is `{ iss, sub }`; a bot-mapped identity has the
+     * bot's issuer. Identities not listed are a human each.
+     */
+    humans: z.array(z.strictObject({
+      id: z.string().min(1),
+      identities: z.array(z.strictObject({ iss: z.string(), sub: z.string().min(1) })).min(1),
+    })).default([]),
+  }).default({ trustedBots: [], humans: [] }),
   results: z.strictObject({
     /** Durable results are kept this long, seconds. Default a day. */
     maxAgeSec: z.number().int().positive().default(86_400),

@@ -234,7 +234,11 @@ export const PendingSchema = z.strictObject({
   spec: ApprovalSpecSchema,
   /** Epoch ms. */
   expiresAt: z.number().int(),
-  votes: z.array(z.strictObject({ sub: z.string(), at: z.number().int(), decisionId: z.string(), via: z.string().optional(), windowSec: z.number().int().optional() })),
+  votes: z.array(z.strictObject({
+    sub: z.string(), at: z.number().int(), decisionId: z.string(), via: z.string().optional(), windowSec: z.number().int().optional(),
+    /** The human the vote counts for (config approvals.humans, else issuer and subject). */
+    human: z.string().optional(),
+  })),
   /** The order to sign once approved (the command text is audited; it stays here only while pending). */
   order: z.strictObject({ command: CommandSchema, mode: AccessModeSchema, limits: LimitsSchema, mask: z.unknown().optional(), replyTo: InboxSchema.optional() }),
   /** The broker's signature over everything here but the votes, and the record's identity (broker/seal-record.ts). */
