@@ -18,7 +18,7 @@ import type { AuditWriter } from '../audit/index.ts';
 import { inboxIdFor, isReplySubjectOf, sanitizeSubject, sealOutcome, sendReply, type Logger } from '../lib/index.ts';
 import {
   ApprovalDecisionSchema, commandText, IntentRecordSchema, sha256Hex, toWritError, WritError,
-  type ApprovalDecision, type ApprovalOutcome, type ApprovalRequest, type Config, type Intent, type IntentRecord, type Names, type Outcome, type Principal, type TargetConfig,
+  type ApprovalDecision, type Command, type ApprovalOutcome, type ApprovalRequest, type Config, type Intent, type IntentRecord, type Names, type Outcome, type Principal, type TargetConfig,
 } from '../schemas/index.ts';
 import type { VerifiedIdentity, IdentityVerifier } from './identity.ts';
 import type { CommandFacts, PolicyDecision } from './policy.ts';
@@ -40,6 +40,21 @@ export interface WindowRecord {
   /** Groups that may revoke it: the rule's approver groups. */
   approverGroups: string[];
   createdAt: number;
+  /** The human the approved intent acted for: the window serves no one else's requests. */
+  actFor?: string;
+  /** The policy version the approvers decided under: a changed policy ends the window. */
+  policyVersion?: string;
+  /**
+   * What the approvers saw, as statement shapes (`kind:tables written`, or shell programs):
+   * an intent runs in the window only if every shape of it is among these.
+   */
+  shapes?: string[];
+}
+
+/** The shapes of a command's facts: what kinds of statements on which tables, or which programs. */
+export function commandShapes(f: CommandFacts): string[] {
+  if (f.kind === 'sql') return [...new Set(f.facts.statements.map((st) => `${st.kind}:${[...st.tablesWritten].sort().join(',')}`))].sort();
+  return [...new Set(f.facts.commands.map((c) => `program:${c.program ?? '?'}:${c.wrappers.join('+')}`))].sort();
 }
 
 export interface ApprovalsDeps {
@@ -57,6 +72,8 @@ export interface ApprovalsDeps {
   dispatch(rec: IntentRecord, revision: number): Promise<void>;
   /** Signs and checks the pending part of records (only a broker writes it). */
   sealer: PendingSealer;
+  /** The statement shapes of a command on a target (for what a window allows). */
+  shapesOf(target: string, command: Command): string[];
 }
 
 /** A display-safe summary of facts for approvers. */
@@ -107,12 +124,19 @@ export class Approvals {
     await this.#loop;
   }
 
-  /** An active window for this principal, target and rule, if any. */
-  async activeWindow(p: Principal, target: string, rule: string): Promise<WindowRecord | undefined> {
+  /**
+   * An active window that covers this intent: same principal, target and rule, the same human
+   * acted for, the policy version the approvers decided under, and no statement (or program)
+   * of another shape than the ones they saw. Anything else asks again.
+   */
+  async activeWindow(p: Principal, target: string, rule: string, o: { facts: CommandFacts; policyVersion: string }): Promise<WindowRecord | undefined> {
     const e = await this.#d.windows.get(windowKey(p, target, rule));
     if (!e || e.operation !== 'PUT') return undefined;
     const w = e.json<WindowRecord>();
-    return w.expiresAt > Date.now() && w.sub === p.sub && w.iss === p.iss ? w : undefined;
+    if (!(w.expiresAt > Date.now() && w.sub === p.sub && w.iss === p.iss)) return undefined;
+    if ((w.actFor ?? null) !== (p.actFor ?? null) || w.policyVersion !== o.policyVersion || !w.shapes) return undefined;
+    const seen = new Set(w.shapes);
+    return commandShapes(o.facts).every((x) => seen.has(x)) ? w : undefined;
   }
 
   /** Creates the pending record and publishes the request. Returns false when the id exists (a duplicate). */
@@ -335,6 +359,9 @@ export class Approvals {
     const w: WindowRecord = {
       id: windowKey(rec.principal, rec.target, p.rule), sub: rec.principal.sub, iss: rec.principal.iss, target: rec.target, rule: p.rule,
       expiresAt: now + sec * 1000, grantedBy: p.votes.map((v) => v.sub), approverGroups: p.spec.groups, createdAt: now,
+      ...(rec.principal.actFor ? { actFor: rec.principal.actFor } : {}),
+      ...(rec.decision?.policyVersion ? { policyVersion: rec.decision.policyVersion } : {}),
+      shapes: this.#d.shapesOf(rec.target, p.order.command),
     };
     await this.#d.windows.put(w.id, enc.encode(JSON.stringify(w)));
     await this.#d.audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: 'window.granted', payload: { windowId: w.id, principal: w.sub, target: w.target, rule: w.rule, seconds: sec, grantedBy: w.grantedBy } });

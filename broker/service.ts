@@ -21,6 +21,7 @@ import {
 } from '../schemas/index.ts';
 import { createCommandClassifier, type ClassifyCommand } from './classify-command.ts';
 import { SessionOwners } from './sessions.ts';
+import { commandShapes } from './approvals.ts';
 import { PendingSealer } from './seal-record.ts';
 import { buildGrantClaims, grantSpecOf } from './grants.ts';
 import type { IdentityVerifier, VerifiedIdentity } from './identity.ts';
@@ -123,6 +124,7 @@ export class Broker {
     this.#approvals = new Approvals({
       nc, js: this.#js, jsm: this.#jsm, intents: this.#kv.intents, windows: this.#kv.windows, names: n, config, identity: this.#d.identity,
       audit: this.#audit, log: this.#d.log, dispatch: (rec, revision) => this.#dispatchApproved(rec, revision), sealer: this.#sealer,
+      shapesOf: (t, command) => { const tc = this.#targets.get(t); return tc ? commandShapes(this.#classify(tc, command)) : ['?']; },
     });
     await this.#approvals.start();
     this.#sweeper = new Sweeper({ kv: this.#kv, js: this.#js, names: n, audit: this.#audit, log: this.#d.log, intervalMs: config.limits.sweepIntervalMs, approvals: this.#approvals });
@@ -318,7 +320,7 @@ export class Broker {
 
     if (decision.effect === 'require_approval') {
       const rule = decision.rules[0] ?? '(default)';
-      const win = await this.#approvals.activeWindow(who.principal, target.name, rule);
+      const win = await this.#approvals.activeWindow(who.principal, target.name, rule, { facts, policyVersion: decision.policyVersion });
       if (win) {
         // A time-bound window granted by earlier approvers covers it: run without a new approval.
         audit('window.used', { windowId: win.id, rule, expiresAt: win.expiresAt, grantedBy: win.grantedBy });

@@ -23,6 +23,7 @@ beforeAll(async () => {
         rules: [
           { id: 'ask-once', effect: 'require_approval', groups: ['agents'], targets: ['db'], mode: 'write', approval: { groups: ['approvers'], count: 1, timeoutSec: 60, windowMaxSec: 3 } },
           { id: 'four-eyes', effect: 'require_approval', groups: ['agents2'], targets: ['db'], mode: 'write', approval: { groups: ['approvers'], count: 2, timeoutSec: 60 } },
+          { id: 'window-60', effect: 'require_approval', groups: ['agents3'], targets: ['db'], mode: 'write', approval: { groups: ['approvers'], count: 1, timeoutSec: 60, windowMaxSec: 60 } },
           { id: 'hasty', effect: 'require_approval', groups: ['hasty'], targets: ['db'], mode: 'write', approval: { groups: ['approvers'], count: 1, timeoutSec: 2 } },
         ],
       },
@@ -179,5 +180,28 @@ describe('time-bound access windows', () => {
     await a.revoke(String(mine!.id));
     expect((await c.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('win-3')" })).status).toBe('pending');
     expect(await rows('win-3')).toBe(0);
+  });
+
+  it('covers only what the approvers saw: a DELETE or another table asks again, while the window lasts', async () => {
+    const c = await agent(['agents3'], 'agent-shape');
+    const p = await c.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('shape-0')" });
+    expect(await (await approver('carol')).decide(p.intentId, 'approve', { windowSec: 60 })).toBe('dispatched');
+    await c.wait(p.intentId);
+    expect((await c.run({ target: 'db', sql: 'DELETE FROM events WHERE id > 0' })).status).toBe('pending');
+    expect((await c.run({ target: 'db', sql: "INSERT INTO customers (name, email) VALUES ('x', 'x@example.com')" })).status).toBe('pending');
+    expect(await rows('shape-0')).toBe(1);
+    // The window itself still serves what it was granted for.
+    expect((await c.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('shape-1')" })).status).toBe('succeeded');
+  });
+
+  it('does not serve another human the window was not for', async () => {
+    const forAlice = await agent(['agents3'], 'agent-act', 'alice');
+    const p = await forAlice.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('act-0')" });
+    expect(await (await approver('carol')).decide(p.intentId, 'approve', { windowSec: 60 })).toBe('dispatched');
+    await forAlice.wait(p.intentId);
+    expect((await forAlice.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('act-1')" })).status).toBe('succeeded');
+    // The same agent acting for someone else is asked again.
+    const forBob = await agent(['agents3'], 'agent-act', 'bob');
+    expect((await forBob.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('act-2')" })).status).toBe('pending');
   });
 });
