@@ -13,3 +13,4 @@ export { typeAllowedFor } from './chain.ts';
 export { CHECKPOINT_SESSION, CHAIN_LENGTH_HEADER, ZERO_HASH, eventHash } from './chain.ts';
 export type * from './types.ts';
 export { serviceAuditKey } from './service-key.ts';
+export { auditorKeyPair, revealCommand, sealCommandForAuditors } from './reveal.ts';

@@ -21,6 +21,7 @@ import {
 } from '../schemas/index.ts';
 import { createCommandClassifier, type ClassifyCommand } from './classify-command.ts';
 import { SessionOwners } from './sessions.ts';
+import { sealCommandForAuditors } from '../audit/index.ts';
 import { commandShapes } from './approvals.ts';
 import { PendingSealer } from './seal-record.ts';
 import { buildGrantClaims, grantSpecOf } from './grants.ts';
@@ -298,8 +299,11 @@ export class Broker {
     const target = this.#targets.get(intent.target);
     const text = commandText(intent.command);
     const commandSha256 = sha256Hex(text);
+    const auditorKey = this.#d.config.audit.auditorPublicKey;
     audit('intent.received', {
       principal: who.principal, target: intent.target, command: redactCommand(intent.command), commandSha256,
+      // The exact text, for auditors only: sealed to their key, bound to this intent.
+      ...(auditorKey ? { commandSealed: sealCommandForAuditors(intent.command, auditorKey, intent.id, intent.sessionId) } : {}),
       justification: intent.justification === undefined ? undefined : redactText(intent.justification), tokenSha256: who.tokenSha256, redelivered,
     });
     if (!replyCheck.ok) {

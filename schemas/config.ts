@@ -271,6 +271,13 @@ export const ConfigSchema = z.strictObject({
      */
     keyRegistry: z.string().optional(),
     /**
+     * The auditors' X25519 public key (raw 32 bytes, base64url). When set, the exact command
+     * text of every intent is kept in the log sealed to it (AES-256-GCM), beside its SHA-256
+     * and the masked text: only the holder of the private key, which never enters NATS, can
+     * read it (`writ audit reveal`). Unset: the exact text is not kept, only its digest.
+     */
+    auditorPublicKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a raw X25519 public key, base64url (43 characters)').optional(),
+    /**
      * Local stacks and tests only: a service adds its own public key to `keyRegistry` at start.
      * A production registry is written by the operator (`writ audit keys add`), never by services.
      */
