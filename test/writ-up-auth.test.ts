@@ -49,6 +49,7 @@ beforeAll(async () => {
   const cfg = parseYaml(readFileSync(join(REPO, 'deploy/local/writ.yaml'), 'utf8')) as Record<string, any>;
   cfg.identity.devIssuer.dir = join(dataDir, 'dev-issuer');
   cfg.grants.keyFile = join(dataDir, 'grant-key.pem');
+  cfg.audit.keyRegistry = join(dataDir, 'audit-keys.yaml');
   cfg.policyFile = join(REPO, 'deploy/local/policy.yaml');
   configFile = join(dir, 'writ.yaml');
   writeFileSync(configFile, JSON.stringify(cfg));
@@ -58,7 +59,8 @@ beforeAll(async () => {
   up.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`writ up did not come up in 60 s:\n${out}`)), 60_000);
-    up.once('exit', (c) => reject(new Error(`writ up exited ${c}:\n${out}`)));
+    // 'close', not 'exit': the output a failing start printed is then all read.
+    up.once('close', (c) => reject(new Error(`writ up exited ${c}:\n${out}`)));
     up.stdout!.on('data', () => {
       if (out.includes('Writ is up.')) {
         clearTimeout(t);
