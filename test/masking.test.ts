@@ -100,6 +100,14 @@ describe('a sensitive column stays masked however the statement reaches it', () 
 });
 
 describe('result limits', () => {
+  it('counts every row of a result fetched in several batches, and does not call it truncated', async () => {
+    const o = await c.run({ target: 'db', sql: 'SELECT g FROM generate_series(1, 1000) g' });
+    expect(o.status).toBe('succeeded');
+    expect(o.result!.rows).toHaveLength(1000);
+    expect(o.result!.rowCount).toBe(1000);
+    expect(o.result!.truncated).toBe(false);
+  });
+
   it('cuts a result at the byte limit and says so', async () => {
     const small = await startStack({
       config: { policy: { rules: [{ id: 'r', effect: 'allow', groups: ['analysts'], targets: ['db'], mode: 'read', limits: { bytes: 4096, rows: 10_000 } }] } },

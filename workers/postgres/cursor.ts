@@ -95,7 +95,9 @@ export async function runCursor(s: Session, text: string, lim: FetchLimits): Pro
     complete: complete && !overRows,
     truncated: cut !== null || overRows || !complete,
     cut,
-    rowCount: complete && !overRows ? (res.rowCount ?? rows.length) : rows.length,
+    // A SELECT fetched in several Executes reports only the last Execute's rows in its tag: the
+    // count is what arrived. A write's tag counts every row it affected (it ran at the first Execute).
+    rowCount: complete && !overRows ? (res.command === 'SELECT' || res.command === null ? rows.length : (res.rowCount ?? rows.length)) : rows.length,
     command: complete ? res.command : null,
   };
 }
