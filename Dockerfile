@@ -1,22 +1,33 @@
-# One image for every Writ service; the command chooses the role.
+# One image for every Writ service; the command chooses the role (`up`, `broker`, `worker`, `mcp` …).
 # Build: docker build -t writ .   Run: see docker-compose.yml.
-FROM node:20-bookworm-slim
+# Stage 1 compiles the TypeScript (npm ci runs `prepare`, i.e. the build) and keeps only the
+# production dependencies; the image runs plain JavaScript from dist/, with no TypeScript loader.
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
-ENV NODE_ENV=production
-COPY package.json package-lock.json ./
-# tsx runs the TypeScript sources directly (a production dependency), so no build step.
-RUN npm ci --omit=dev && npm cache clean --force
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+COPY scripts ./scripts
 COPY schemas ./schemas
 COPY lib ./lib
+COPY classify ./classify
+COPY masking ./masking
 COPY broker ./broker
 COPY workers ./workers
+COPY approver ./approver
 COPY audit ./audit
 COPY client ./client
-COPY approver ./approver
+COPY cmd ./cmd
+RUN npm ci && npm prune --omit=dev
+
+FROM node:24-bookworm-slim
+WORKDIR /app
+ENV NODE_ENV=production
+# Keys, the local nats store and credentials (a volume in docker-compose.yml).
+ENV WRIT_HOME=/data
+COPY package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
 COPY deploy ./deploy
-COPY bin ./bin
-# Keys and the local nats store live in .data/ (a volume in docker-compose.yml).
-RUN mkdir -p /app/.data && chown node:node /app/.data
+RUN mkdir -p /data && chown node:node /data
 USER node
-ENTRYPOINT ["node", "--import", "tsx"]
-CMD ["cmd/cli.ts", "--help"]
+ENTRYPOINT ["node", "dist/cmd/cli.js"]
+CMD ["--help"]

@@ -11,7 +11,7 @@ import { loadDevIssuer, mintDevToken, parseDuration } from '../broker/dev-issuer
 import { connectNats, escapeForTerminal } from '../lib/index.ts';
 import { loadConfigFile, names, WritError, type Outcome } from '../schemas/index.ts';
 import { WritClient } from '../client/sdk.ts';
-import { DATA_DIR, exitQuietlyOnClosedPipe, exitWhenFlushed, natsForRole, type NatsRole } from './paths.ts';
+import { DATA_DIR, defaultConfigFile, exitQuietlyOnClosedPipe, exitWhenFlushed, natsForRole, type NatsRole } from './paths.ts';
 
 // Everything the CLI prints passes through one function that makes control characters, C1
 // and bidi overrides visible: result values, column names, errors, requesters and session ids
@@ -19,7 +19,7 @@ import { DATA_DIR, exitQuietlyOnClosedPipe, exitWhenFlushed, natsForRole, type N
 const out = (s: string) => process.stdout.write(escapeForTerminal(s));
 const err = (s: string) => process.stderr.write(escapeForTerminal(s));
 
-const DEFAULT_CONFIG = resolve(process.env.WRIT_CONFIG ?? 'deploy/local/writ.yaml');
+const DEFAULT_CONFIG = defaultConfigFile();
 /** Client commands take the `nats` section of WRIT_CONFIG when it is set; else the environment and the local stack (cmd/paths.ts natsForRole). */
 const cliNats = () => (process.env.WRIT_CONFIG ? loadConfigFile(DEFAULT_CONFIG).nats : undefined);
 

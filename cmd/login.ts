@@ -13,7 +13,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as oidc from 'openid-client';
 import { loadConfigFile, WritError } from '../schemas/index.ts';
-import { DATA_DIR } from './paths.ts';
+import { DATA_DIR, defaultConfigFile } from './paths.ts';
 
 export const LOGIN_FILE = join(DATA_DIR, 'login.json');
 /** Refresh this long before expiry, so a token does not expire between reading it and the broker verifying it. */
@@ -130,7 +130,7 @@ export async function loginCommand(args: string[]): Promise<number> {
   }
   let issuer = values.issuer ?? process.env.WRIT_OIDC_ISSUER;
   let resource = values.resource;
-  const configFile = resolve(values.config ?? process.env.WRIT_CONFIG ?? 'deploy/local/writ.yaml');
+  const configFile = values.config ? resolve(values.config) : defaultConfigFile();
   if ((!issuer || !resource) && existsSync(configFile)) {
     const id = loadConfigFile(configFile).identity;
     const i = id.issuers.find((x) => (issuer ? x.issuer === issuer : (x.approverAudience ?? id.approverAudience) !== undefined));

@@ -1,19 +1,19 @@
 /**
  * The local stack `writ up` runs: a nats-server child with JetStream when NATS_URL is
- * unset, the demo database, a broker and a PostgreSQL worker, in one process.
+ * unset, the demo database when the config says `demo: true`, a broker and the workers, in
+ * one process.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createBroker, type Broker } from '../broker/index.ts';
 import { connectNats, createLogger, withDeadline, type Logger } from '../lib/index.ts';
 import { loadConfigFile, type Config } from '../schemas/index.ts';
 import { createWorker, type Worker } from '../workers/index.ts';
 
-import { DATA_DIR, NATS_AUTH_DIR, NATS_AUTH_URL_FILE, NATS_ROLES, NATS_URL_FILE, natsForRole, rolePasswordFile, type NatsRole } from './paths.ts';
+import { DATA_DIR, NATS_AUTH_DIR, NATS_AUTH_URL_FILE, NATS_ROLES, NATS_URL_FILE, natsForRole, packageFile, rolePasswordFile, type NatsRole } from './paths.ts';
 
 /**
  * The local nats-server runs with deploy/nats/accounts.conf: one user per role, each with a
@@ -43,7 +43,7 @@ async function startLocalNats(log: Logger): Promise<{ url: string; child: ChildP
   mkdirSync(join(dir, 'store'), { recursive: true });
   const passwords = ensureLocalPasswords();
   // The shipped roles, unchanged: the local stack runs under the same permissions as a deployment.
-  copyFileSync(fileURLToPath(new URL('../deploy/nats/accounts.conf', import.meta.url)), join(dir, 'accounts.conf'));
+  copyFileSync(packageFile('deploy/nats/accounts.conf'), join(dir, 'accounts.conf'));
   const conf = join(dir, 'nats.conf');
   writeFileSync(conf, [
     `listen: 127.0.0.1:${process.env.WRIT_NATS_PORT ?? '-1'}`,
@@ -73,10 +73,14 @@ async function startLocalNats(log: Logger): Promise<{ url: string; child: ChildP
   throw new Error('nats-server did not report its port in 10 s');
 }
 
-/** Creates the demo database and roles when missing (admin: the standard PG* variables, default user postgres). */
+/**
+ * Creates the demo database, roles and table when missing (admin: the standard PG* variables,
+ * default user postgres). Only for a config that says `demo: true`: any other config names a
+ * database that is someone's own, and `writ up` writes nothing into it.
+ */
 export async function setupDemoDatabase(config: Config): Promise<void> {
   const w = config.workers.postgres[0];
-  if (!w) return;
+  if (!config.demo || !w) return;
   const admin = { host: process.env.PGHOST ?? w.host, port: Number(process.env.PGPORT ?? w.port), user: process.env.PGUSER ?? 'postgres', password: process.env.PGPASSWORD };
   const c1 = new pg.Client({ ...admin, database: process.env.PGDATABASE ?? 'postgres' });
   await c1.connect();
@@ -89,7 +93,7 @@ export async function setupDemoDatabase(config: Config): Promise<void> {
   const c2 = new pg.Client({ ...admin, database: w.database });
   await c2.connect();
   try {
-    await c2.query(readFileSync(new URL('../deploy/local/setup.sql', import.meta.url), 'utf8'));
+    await c2.query(readFileSync(packageFile('deploy/local/setup.sql'), 'utf8'));
   } finally {
     await c2.end();
   }
@@ -111,7 +115,7 @@ export async function startLocalStack(configFile: string): Promise<LocalStack> {
     if (process.env.PGHOST) w.host = process.env.PGHOST;
     if (process.env.PGPORT) w.port = Number(process.env.PGPORT);
   }
-  mkdirSync(DATA_DIR, { recursive: true });
+  mkdirSync(DATA_DIR, { recursive: true, mode: 0o700 });
   let child: ChildProcess | undefined;
   let url = process.env.NATS_URL;
   if (!url) ({ url, child } = await startLocalNats(log));

@@ -4,12 +4,31 @@
  * approver and the examples, so it lives with the other runtime pieces.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { resolveNatsConfig, type NatsConnectConfig } from './nats.ts';
-import type { NatsConfig } from '../schemas/index.ts';
+import { writHome, type NatsConfig } from '../schemas/index.ts';
 
-/** Where the local stack keeps its keys, nats store and URL. */
-export const DATA_DIR = resolve(process.env.WRIT_DATA_DIR ?? '.data');
+/**
+ * Where the local stack keeps its keys, nats store and URL: `WRIT_HOME` (or `WRIT_DATA_DIR`),
+ * else the user's data directory (schemas/home.ts), never the current directory.
+ */
+export const DATA_DIR = writHome();
+
+/**
+ * The installed package's root (the folder of its package.json): the shipped files the runtime
+ * reads by path (deploy/) lie there, whether this module runs from source (lib/) or from dist/lib/.
+ */
+export const PACKAGE_ROOT = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
+/** A file shipped with the package, e.g. `deploy/local/writ.yaml`. */
+export const packageFile = (relative: string) => join(PACKAGE_ROOT, relative);
+
+function findPackageRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) throw new Error(`no package.json above ${from}`);
+  }
+}
 export const NATS_URL_FILE = join(DATA_DIR, 'nats.url');
 /** The local stack's per-role NATS passwords (`<role>.password`, mode 0600), written by `writ up`. */
 export const NATS_AUTH_DIR = join(DATA_DIR, 'nats', 'auth');

@@ -4,10 +4,11 @@
  * an environment variable or a file that holds it.
  */
 import { readFileSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { WritError } from './errors.ts';
+import { configPath } from './home.ts';
 import { ApprovalSpecSchema, LimitsSchema, TargetNameSchema } from './messages.ts';
 
 /** Where a secret comes from; exactly one source. */
@@ -213,6 +214,12 @@ export type SshWorkerTarget = z.infer<typeof SshWorkerTargetSchema>;
 export const ConfigSchema = z.strictObject({
   /** Subject prefix; names derive from it. Default `writ`. */
   prefix: z.string().default('writ'),
+  /**
+   * The local demo: `writ up` creates the database of the first PostgreSQL worker, the demo
+   * roles and the seeded `customers` table (deploy/local/setup.sql). Default false: `writ up`
+   * then only starts the services and writes into no database.
+   */
+  demo: z.boolean().default(false),
   nats: NatsConfigSchema.default({ replicas: 1 }),
   limits: z.strictObject({
     /** Intents larger than this are refused, bytes. */
@@ -347,7 +354,9 @@ export function parseConfig(input: unknown, baseDir = process.cwd()): Readonly<C
     if (!t) throw new WritError('WRIT_CONFIG_INVALID', `workers.ssh[${i}].target: no target named ${JSON.stringify(w.target)}`);
     if (t.kind !== 'ssh') throw new WritError('WRIT_CONFIG_INVALID', `workers.ssh[${i}].target: target ${JSON.stringify(w.target)} is of kind ${t.kind}`);
   });
-  const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  if (c.demo && c.workers.postgres.length === 0) throw new WritError('WRIT_CONFIG_INVALID', 'demo: true needs a workers.postgres entry (its database becomes the demo database)');
+  // `$WRIT_HOME/…` lies in the data directory (schemas/home.ts); other relative paths in the file's folder.
+  const abs = (p: string) => configPath(p, baseDir);
   for (const w of c.workers.ssh) {
     for (const cred of [w.credentials.read, w.credentials.write]) if (cred) cred.privateKeyFile = abs(cred.privateKeyFile);
     if (w.hostKeys.knownHostsFile) w.hostKeys.knownHostsFile = abs(w.hostKeys.knownHostsFile);

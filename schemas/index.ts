@@ -3,5 +3,6 @@ export * from './errors.ts';
 export * from './names.ts';
 export * from './messages.ts';
 export * from './config.ts';
+export * from './home.ts';
 export * from './canonical.ts';
 export * from './grant.ts';

@@ -9,7 +9,7 @@ import { serveStdio } from '@modelcontextprotocol/server/stdio';
 import type { McpServer } from '@modelcontextprotocol/server';
 import { connectNats } from '../../lib/index.ts';
 import { WritError } from '../../schemas/index.ts';
-import { natsForRole } from '../paths.ts';
+import { defaultConfigFile, natsForRole } from '../paths.ts';
 import { WritClient } from '../../client/sdk.ts';
 import { refreshingToken } from '../../client/sdk-extras.ts';
 import { serveHttp } from './http.ts';
@@ -117,7 +117,7 @@ async function tokenSource(v: TokenFlags): Promise<string | (() => Promise<strin
   if (v['dev-sub']) {
     const { loadConfigFile } = await import('../../schemas/index.ts');
     const { loadDevIssuer, mintDevToken } = await import('../../broker/dev-issuer.ts');
-    const config = loadConfigFile(resolve(v.config ?? process.env.WRIT_CONFIG ?? 'deploy/local/writ.yaml'));
+    const config = loadConfigFile(v.config ? resolve(v.config) : defaultConfigFile());
     const dev = await loadDevIssuer(config.identity.devIssuer.dir, false);
     const groups = (v['dev-groups'] ?? '').split(',').map((g) => g.trim()).filter(Boolean);
     return refreshingToken(() => mintDevToken(dev, { sub: v['dev-sub']!, groups, audience: config.identity.devIssuer.audience, ttlSec: 600 }));
