@@ -22,6 +22,8 @@ export interface PublishDecisionOptions {
   nc: NatsConnection;
   names: Names;
   intentId: string;
+  /** The hash of the command the approver was shown (the request's `commandSha256`): the vote counts only for it. */
+  commandSha256: string;
   verdict: 'approve' | 'reject';
   reason?: string;
   windowSec?: number;
@@ -38,7 +40,7 @@ const enc = new TextEncoder();
 /** Resolves the broker's answer; rejects with WRIT_TIMEOUT when no broker answered (the vote may still count later). */
 export async function publishDecision(o: PublishDecisionOptions): Promise<DecisionAnswer> {
   const decision: ApprovalDecision = ApprovalDecisionSchema.parse({
-    v: 1, type: 'approval.decision', intentId: o.intentId, verdict: o.verdict, token: o.token, onBehalfOf: o.onBehalfOf,
+    v: 1, type: 'approval.decision', intentId: o.intentId, commandSha256: o.commandSha256, verdict: o.verdict, token: o.token, onBehalfOf: o.onBehalfOf,
     decisionId: `d_${randomBytes(12).toString('base64url')}`, at: Date.now(),
     ...(o.reason ? { reason: o.reason } : {}), ...(o.windowSec ? { windowSec: o.windowSec } : {}),
   });

@@ -243,6 +243,8 @@ export class ApiService {
       out.push({
         intentId: rec.intentId, sessionId: rec.sessionId, target: rec.target, requester: rec.principal.sub, actFor: rec.principal.actFor,
         command: redactCommand(pend.order.command), rule: pend.rule, votes: pend.votes.map((v) => v.sub), needed: pend.spec.count, expiresAt: pend.expiresAt,
+        // What a vote names (the exact command's hash) and what a window would allow, as enforced.
+        commandSha256: rec.commandSha256, policyVersion: rec.decision?.policyVersion, windowScope: this.#d.approvals.scopeOf(rec),
       });
     }
     return out;

@@ -11,6 +11,7 @@
  * rule, so the broker finds one with a single get.
  */
 import { randomUUID } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
@@ -19,6 +20,7 @@ import { inboxIdFor, isReplySubjectOf, sanitizeSubject, sealOutcome, sendReply, 
 import {
   ApprovalDecisionSchema, commandText, IntentRecordSchema, sha256Hex, toWritError, WritError,
   type ApprovalDecision, type Command, type ApprovalOutcome, type ApprovalRequest, type Config, type Intent, type IntentRecord, type Names, type Outcome, type Principal, type TargetConfig,
+  type WindowScope,
 } from '../schemas/index.ts';
 import type { VerifiedIdentity, IdentityVerifier } from './identity.ts';
 import type { CommandFacts, PolicyDecision } from './policy.ts';
@@ -55,6 +57,36 @@ export interface WindowRecord {
 export function commandShapes(f: CommandFacts): string[] {
   if (f.kind === 'sql') return [...new Set(f.facts.statements.map((st) => `${st.kind}:${[...st.tablesWritten].sort().join(',')}`))].sort();
   return [...new Set(f.facts.commands.map((c) => `program:${c.program ?? '?'}:${c.wrappers.join('+')}`))].sort();
+}
+
+/**
+ * What a window granted on this pending record would allow: the one function behind what
+ * approvers are shown (the request's and the API's `windowScope`) and what the window record
+ * holds, which {@link windowAllows} enforces. Undefined when the rule grants no windows.
+ */
+export function windowScopeOf(rec: Pick<IntentRecord, 'principal' | 'target' | 'decision' | 'pending'>, shapes: string[]): WindowScope | undefined {
+  const p = rec.pending;
+  if (!p?.spec.windowMaxSec || !rec.decision?.policyVersion) return undefined;
+  return {
+    rule: p.rule, target: rec.target, requester: { iss: rec.principal.iss, sub: rec.principal.sub }, actFor: rec.principal.actFor ?? null,
+    policyVersion: rec.decision.policyVersion, shapes: [...shapes], maxSec: p.spec.windowMaxSec,
+  };
+}
+
+/** Whether a scope covers an intent: same requester, target, rule, human acted for and policy version, and only its shapes. */
+export function windowAllows(
+  scope: Omit<WindowScope, 'maxSec'>, p: Principal, target: string, rule: string, o: { facts: CommandFacts; policyVersion: string },
+): boolean {
+  if (scope.requester.iss !== p.iss || scope.requester.sub !== p.sub || scope.target !== target || scope.rule !== rule) return false;
+  if (scope.actFor !== (p.actFor ?? null) || scope.policyVersion !== o.policyVersion) return false;
+  const seen = new Set(scope.shapes);
+  return commandShapes(o.facts).every((x) => seen.has(x));
+}
+
+/** The scope a stored window enforces (records from before scopes, without shapes, enforce nothing: no window). */
+function scopeOfWindow(w: WindowRecord): Omit<WindowScope, 'maxSec'> | undefined {
+  if (!w.shapes || w.policyVersion === undefined) return undefined;
+  return { rule: w.rule, target: w.target, requester: { iss: w.iss, sub: w.sub }, actFor: w.actFor ?? null, policyVersion: w.policyVersion, shapes: w.shapes };
 }
 
 export interface ApprovalsDeps {
@@ -95,9 +127,22 @@ export class Approvals {
   readonly #d: ApprovalsDeps;
   #loop?: Promise<void>;
   #sub?: Subscription;
+  /**
+   * Decision ids this broker has seen, kept for twice the allowed clock skew: a vote older than
+   * the skew is refused as stale anyway, so the bounded set covers every vote still fresh. Across
+   * replicas, the record's own votes (each with its decision id) catch a replay on the same intent.
+   */
+  readonly #seen: LRUCache<string, true>;
 
   constructor(d: ApprovalsDeps) {
     this.#d = d;
+    this.#seen = new LRUCache<string, true>({ max: 200_000, ttl: 2 * d.config.approvals.maxVoteSkewSec * 1000, ttlAutopurge: false });
+  }
+
+  /** What a window granted on this pending record would allow (see {@link windowScopeOf}). */
+  scopeOf(rec: IntentRecord): WindowScope | undefined {
+    if (!rec.pending) return undefined;
+    return windowScopeOf(rec, this.#d.shapesOf(rec.target, rec.pending.order.command));
   }
 
   async start(): Promise<void> {
@@ -133,10 +178,9 @@ export class Approvals {
     const e = await this.#d.windows.get(windowKey(p, target, rule));
     if (!e || e.operation !== 'PUT') return undefined;
     const w = e.json<WindowRecord>();
-    if (!(w.expiresAt > Date.now() && w.sub === p.sub && w.iss === p.iss)) return undefined;
-    if ((w.actFor ?? null) !== (p.actFor ?? null) || w.policyVersion !== o.policyVersion || !w.shapes) return undefined;
-    const seen = new Set(w.shapes);
-    return commandShapes(o.facts).every((x) => seen.has(x)) ? w : undefined;
+    if (!(w.expiresAt > Date.now())) return undefined;
+    const scope = scopeOfWindow(w);
+    return scope && windowAllows(scope, p, target, rule, o) ? w : undefined;
   }
 
   /** Creates the pending record and publishes the request. Returns false when the id exists (a duplicate). */
@@ -164,17 +208,23 @@ export class Approvals {
     } catch {
       return false;
     }
+    const windowScope = this.scopeOf(record);
     const req: ApprovalRequest = {
       v: 1, type: 'approval.request', intentId: intent.id, sessionId: intent.sessionId, target: target.name, requester: who.principal,
       // Approvers see the command with secrets masked (chat platforms are outside the boundary).
       command: redactCommand(intent.command), facts: redactDeep(factsSummary(facts)), rule, reasons: decision.reasons, approval: spec, expiresAt, createdAt: now,
+      // The scope is shown exactly as the window would enforce it: identifiers, never masked.
+      commandSha256, ...(windowScope ? { windowScope } : {}),
       ...(intent.justification ? { justification: redactText(intent.justification) } : {}),
     };
     await this.#d.js.publish(this.#d.names.approvalRequest(target.name), enc.encode(JSON.stringify(req)), { msgID: `req-${intent.id}` });
     audit('approval.requested', { rule, approvers: spec.groups, count: spec.count, expiresAt });
     this.#answer(record, {
       v: 1, type: 'outcome', intentId: intent.id, sessionId: intent.sessionId, status: 'pending', at: now, decision: record.decision!,
-      error: new WritError('WRIT_APPROVAL_REQUIRED', `waiting for ${spec.count} approval(s) from ${spec.groups.join(', ')} until ${new Date(expiresAt).toISOString()}`).toReply(),
+      // What the approvers are shown (sealed to the agent like every outcome): the facts, and what a window would allow.
+      error: new WritError('WRIT_APPROVAL_REQUIRED', `waiting for ${spec.count} approval(s) from ${spec.groups.join(', ')} until ${new Date(expiresAt).toISOString()}`, {
+        details: { facts: req.facts, ...(req.windowScope ? { windowScope: req.windowScope } : {}) },
+      }).toReply(),
     });
     return true;
   }
@@ -245,6 +295,14 @@ export class Approvals {
   /** Verifies one vote and applies it; returns the intent's state afterwards. */
   async #apply(d: ApprovalDecision, who: VerifiedIdentity): Promise<string> {
     const { audit, config } = this.#d;
+    // A vote is fresh and used once: outside the skew it is stale, and a decision id seen before
+    // (on this intent or another, from this token or another) is a replay. Checked before anything
+    // else, and remembered before the vote is applied, so two copies racing count once.
+    if (Math.abs(Date.now() - d.at) > config.approvals.maxVoteSkewSec * 1000) {
+      throw await this.#refuse(d, who.principal.sub, new WritError('WRIT_VOTE_STALE', `the vote was cast at ${new Date(d.at).toISOString()}, outside the allowed clock skew`));
+    }
+    if (this.#seen.has(d.decisionId)) throw await this.#refuse(d, who.principal.sub, new WritError('WRIT_VOTE_REPLAYED'));
+    this.#seen.set(d.decisionId, true);
     let approver: { sub: string; groups: string[]; via: string; iss: string };
     if (d.onBehalfOf) {
       if (!config.approvals.trustedBots.includes(who.principal.sub)) {
@@ -269,6 +327,13 @@ export class Approvals {
       // The digest the broker signed is of this very command text.
       if (sha256Hex(commandText(p.order.command)) !== rec.commandSha256) throw await this.#refuse(d, approver.sub, new WritError('WRIT_RECORD_TAMPERED', 'the pending command does not match its digest'));
       if (p.expiresAt <= Date.now()) throw await this.#refuse(d, approver.sub, new WritError('WRIT_NOT_PENDING', 'the approval request has expired'), rec);
+      // The vote is for the command the approver was shown, by its hash: another one (a stale or
+      // forged request, a vote moved to another intent) does not count.
+      if (d.commandSha256 !== rec.commandSha256) {
+        throw await this.#refuse(d, approver.sub, new WritError('WRIT_VOTE_MISMATCH', 'the vote names another command hash than the one pending approval'), rec);
+      }
+      // Another replica may have seen this decision id: the record keeps every counted vote's.
+      if (p.votes.some((v) => v.decisionId === d.decisionId)) throw await this.#refuse(d, approver.sub, new WritError('WRIT_VOTE_REPLAYED'), rec);
       // Self-approval, by human: the voter and the human its token acts for (RFC 8693 `act`)
       // against the requester and the human the request acts for, each resolved through
       // approvals.humans (one person's several identities), else by issuer and subject.
@@ -333,7 +398,7 @@ export class Approvals {
   async #refuse(d: ApprovalDecision, by: string, err: WritError, rec?: IntentRecord): Promise<WritError> {
     await this.#d.audit.append({
       sessionId: rec?.sessionId ?? '_unattributed', intentId: rec?.intentId, type: 'approval.refused',
-      payload: { by, verdict: d.verdict, code: err.code, message: err.message, intentId: d.intentId },
+      payload: { by, verdict: d.verdict, code: err.code, message: err.message, intentId: d.intentId, decisionId: d.decisionId },
     });
     return err;
   }
@@ -349,19 +414,23 @@ export class Approvals {
     }
   }
 
-  /** An approval may grant a window, capped by the rule: the smallest window any approver granted. */
+  /**
+   * An approval may grant a window, capped by the rule: the smallest window any approver granted.
+   * It holds exactly the scope the approvers were shown ({@link scopeOf}), nothing wider.
+   */
   async #grantWindow(rec: IntentRecord): Promise<void> {
     const p = rec.pending!;
+    const scope = this.scopeOf(rec);
+    if (!scope) return;
     const asked = p.votes.map((v) => v.windowSec ?? 0);
-    const sec = Math.min(...asked, p.spec.windowMaxSec ?? 0);
+    const sec = Math.min(...asked, scope.maxSec);
     if (!(sec > 0)) return;
     const now = Date.now();
     const w: WindowRecord = {
-      id: windowKey(rec.principal, rec.target, p.rule), sub: rec.principal.sub, iss: rec.principal.iss, target: rec.target, rule: p.rule,
+      id: windowKey(rec.principal, scope.target, scope.rule), sub: scope.requester.sub, iss: scope.requester.iss, target: scope.target, rule: scope.rule,
       expiresAt: now + sec * 1000, grantedBy: p.votes.map((v) => v.sub), approverGroups: p.spec.groups, createdAt: now,
-      ...(rec.principal.actFor ? { actFor: rec.principal.actFor } : {}),
-      ...(rec.decision?.policyVersion ? { policyVersion: rec.decision.policyVersion } : {}),
-      shapes: this.#d.shapesOf(rec.target, p.order.command),
+      ...(scope.actFor !== null ? { actFor: scope.actFor } : {}),
+      policyVersion: scope.policyVersion, shapes: scope.shapes,
     };
     await this.#d.windows.put(w.id, enc.encode(JSON.stringify(w)));
     await this.#d.audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: 'window.granted', payload: { windowId: w.id, principal: w.sub, target: w.target, rule: w.rule, seconds: sec, grantedBy: w.grantedBy } });

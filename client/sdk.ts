@@ -247,8 +247,17 @@ export class WritClient {
   /**
    * Approvers: votes on a pending intent with the caller's own token. Resolves with the
    * intent's state after the vote, or rejects with the coded reason the broker refused it.
+   * The vote names the command it is for (`commandSha256`, as `pending()` or the approval
+   * request showed it); without one, it is taken from this caller's `pending()` view, and an
+   * intent missing there is refused here (WRIT_NOT_PENDING) before anything is sent.
    */
-  async decide(intentId: string, verdict: 'approve' | 'reject', opts: { reason?: string; windowSec?: number; timeoutMs?: number } = {}): Promise<string> {
+  async decide(intentId: string, verdict: 'approve' | 'reject', opts: { reason?: string; windowSec?: number; timeoutMs?: number; commandSha256?: string } = {}): Promise<string> {
+    let commandSha256 = opts.commandSha256;
+    if (commandSha256 === undefined) {
+      const shown = (await this.pending()).find((p) => p.intentId === intentId);
+      if (!shown || typeof shown.commandSha256 !== 'string') throw new WritError('WRIT_NOT_PENDING', `${intentId} is not among the pending requests you may decide on`);
+      commandSha256 = shown.commandSha256;
+    }
     const token = await this.#token();
     const inbox = this.#replySubject(token);
     const sub = this.#o.nc.subscribe(inbox, { max: 1, timeout: opts.timeoutMs ?? 10_000 });
@@ -257,7 +266,7 @@ export class WritClient {
       return undefined;
     })().catch(() => undefined);
     const body = {
-      v: 1, type: 'approval.decision', intentId, verdict, token, decisionId: newId('d'), at: Date.now(), replyTo: inbox,
+      v: 1, type: 'approval.decision', intentId, verdict, token, decisionId: newId('d'), at: Date.now(), replyTo: inbox, commandSha256,
       ...(opts.reason ? { reason: opts.reason } : {}), ...(opts.windowSec ? { windowSec: opts.windowSec } : {}),
     };
     // Core NATS, never a stream: the vote carries this approver's token, which must not be stored.

@@ -305,7 +305,12 @@ export const ConfigSchema = z.strictObject({
       id: z.string().min(1),
       identities: z.array(z.strictObject({ iss: z.string(), sub: z.string().min(1) })).min(1),
     })).default([]),
-  }).default({ trustedBots: [], humans: [] }),
+    /**
+     * How far a vote's `at` may be from the broker's clock, seconds (default 120). Decision ids
+     * are remembered for twice this long, so a vote cannot be replayed while it would still be fresh.
+     */
+    maxVoteSkewSec: z.number().int().min(5).max(3_600).default(120),
+  }).default({ trustedBots: [], humans: [], maxVoteSkewSec: 120 }),
   results: z.strictObject({
     /** Durable results are kept this long, seconds. Default a day. */
     maxAgeSec: z.number().int().positive().default(86_400),

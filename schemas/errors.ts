@@ -42,6 +42,10 @@ export const ErrorCodes = {
   WRIT_APPROVAL_EXPIRED: { retryable: false, message: 'no decision before the approval request expired' },
   WRIT_APPROVAL_REJECTED: { retryable: false, message: 'an approver rejected the intent' },
   WRIT_CANCELLED: { retryable: false, message: 'the owner cancelled the intent' },
+  WRIT_VOTE_MISMATCH: { retryable: false, message: 'the vote names another command than the one pending approval' },
+  WRIT_VOTE_REPLAYED: { retryable: false, message: 'this decision id was used before; a vote counts once' },
+  WRIT_VOTE_STALE: { retryable: false, message: 'the vote was cast outside the allowed clock skew' },
+  WRIT_VOTE_SIGNATURE: { retryable: false, message: 'a bot\'s vote is not signed with the key listed for it' },
   // execution
   WRIT_GRANT_INVALID: { retryable: false, message: 'the execution grant could not be verified' },
   WRIT_GRANT_EXPIRED: { retryable: false, message: 'the execution grant has expired' },

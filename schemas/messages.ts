@@ -4,6 +4,7 @@
  * typo in an agent's intent is an error rather than a silently ignored field.
  */
 import { z } from 'zod';
+import { canonicalJson } from './canonical.ts';
 
 /** Ids that end up in subjects: one safe token. */
 export const IdSchema = z.string().regex(/^[A-Za-z0-9_-]{8,128}$/, 'an id is 8-128 characters of A-Z a-z 0-9 _ -');
@@ -343,6 +344,30 @@ export const AuditBlockSchema = z.strictObject({
 });
 export type AuditBlock = z.infer<typeof AuditBlockSchema>;
 
+/** Hex SHA-256 of a command's exact text. */
+export const Sha256HexSchema = z.string().regex(/^[0-9a-f]{64}$/, 'a hex SHA-256');
+
+/**
+ * What an access window granted with this approval would allow, shown to approvers before they
+ * confirm and enforced as is (broker/approvals.ts `windowScopeOf` builds both): further intents
+ * of the same requester, acting for the same human (or none), on this target under this rule and
+ * policy version, whose every statement (or program) has one of these shapes, for at most `maxSec`.
+ */
+export const WindowScopeSchema = z.strictObject({
+  rule: z.string(),
+  target: TargetNameSchema,
+  /** The requesting principal, by issuer and subject. */
+  requester: z.strictObject({ iss: z.string(), sub: z.string() }),
+  /** The human the requester acts for; null: the window serves only requests acting for nobody. */
+  actFor: z.string().nullable(),
+  policyVersion: z.string(),
+  /** `kind:tables written` per SQL statement, `program:<name>:<wrappers>` per shell program. */
+  shapes: z.array(z.string()),
+  /** The longest window the rule allows, seconds (the approver may choose less). */
+  maxSec: z.number().int().positive(),
+});
+export type WindowScope = z.infer<typeof WindowScopeSchema>;
+
 /** Published on `writ.approval.request.<target>` (stream WRIT_APPROVALS) for approver bots and the CLI. */
 export const ApprovalRequestSchema = z.strictObject({
   v: z.literal(1),
@@ -362,6 +387,10 @@ export const ApprovalRequestSchema = z.strictObject({
   /** Epoch ms when the request expires. */
   expiresAt: z.number().int(),
   createdAt: z.number().int(),
+  /** SHA-256 of the exact command text the broker recorded; a vote names it and counts only for it. */
+  commandSha256: Sha256HexSchema,
+  /** What an approval with a window would allow; absent when the rule grants no windows. */
+  windowScope: WindowScopeSchema.optional(),
 });
 export type ApprovalRequest = z.infer<typeof ApprovalRequestSchema>;
 
@@ -381,11 +410,33 @@ export const ApprovalDecisionSchema = z.strictObject({
   /** The approver's (or the bot's) JWT. */
   token: z.string().min(1).max(16_384),
   onBehalfOf: z.strictObject({ sub: z.string().min(1), groups: z.array(z.string()), via: z.string() }).optional(),
-  /** Unique per vote, for dedupe. */
+  /** Unique per vote and usable once: the broker refuses a decision id it has seen (on any intent). */
   decisionId: z.string().min(8).max(128),
+  /** When the vote was cast, epoch ms; refused outside the broker's clock skew (approvals.maxVoteSkewSec). */
   at: z.number().int(),
+  /** The command hash from the request the approver was shown; a vote for another hash is refused. */
+  commandSha256: Sha256HexSchema,
+  /**
+   * A trusted bot's Ed25519 signature (base64url) over {@link voteSigningBytes} of this vote,
+   * with the key listed for it in `approvals.trustedBots`. Required with `onBehalfOf`.
+   */
+  sig: z.string().max(200).optional(),
 });
 export type ApprovalDecision = z.infer<typeof ApprovalDecisionSchema>;
+
+const VOTE_CONTEXT = 'writ.vote.v1\n';
+
+/**
+ * The bytes a trusted bot signs: a context string, then the canonical JSON of everything the
+ * vote decides (intent, command hash, verdict, decision id, the human it speaks for, when, the
+ * window and reason). The token and the reply subject are outside it.
+ */
+export function voteSigningBytes(d: Omit<ApprovalDecision, 'token' | 'sig'>): Buffer {
+  return Buffer.from(VOTE_CONTEXT + canonicalJson({
+    v: d.v, intentId: d.intentId, commandSha256: d.commandSha256, verdict: d.verdict, decisionId: d.decisionId,
+    onBehalfOf: d.onBehalfOf ?? null, at: d.at, windowSec: d.windowSec ?? null, reason: d.reason ?? null,
+  }), 'utf8');
+}
 
 /** Published on `writ.approval.outcome.<intentId>` when a pending intent ends, so bots can update their messages. */
 export const ApprovalOutcomeSchema = z.strictObject({

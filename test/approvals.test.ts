@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSession } from '../audit/index.ts';
 import { createBroker, mintDevToken, type Broker } from '../broker/index.ts';
 import { createLogger } from '../lib/index.ts';
+import { sha256Hex } from '../schemas/index.ts';
 import { startStack, type Stack } from './fixture.ts';
 
 let s: Stack;
@@ -88,22 +89,25 @@ describe('approval', () => {
   it('refuses self-approval by the requester and by the human the agent acts for', async () => {
     const c = await agent(['agents', 'approvers'], 'agent-self', 'frank');
     const p = await c.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('self')" });
+    // Each voter names the command as the approval request showed it (its hash), so the broker decides.
+    const shown = { commandSha256: sha256Hex("INSERT INTO events (note) VALUES ('self')") };
     // The agent's own token cannot vote at all (agents' and approvers' tokens have different audiences).
-    await expect(c.decide(p.intentId, 'approve', { timeoutMs: 3000 })).rejects.toBeDefined();
-    await expect((await approver('agent-self')).decide(p.intentId, 'approve')).rejects.toMatchObject({ code: 'WRIT_SELF_APPROVAL' });
-    await expect((await approver('frank')).decide(p.intentId, 'approve')).rejects.toMatchObject({ code: 'WRIT_SELF_APPROVAL' });
+    await expect(c.decide(p.intentId, 'approve', { timeoutMs: 3000, ...shown })).rejects.toBeDefined();
+    await expect((await approver('agent-self')).decide(p.intentId, 'approve', shown)).rejects.toMatchObject({ code: 'WRIT_SELF_APPROVAL' });
+    await expect((await approver('frank')).decide(p.intentId, 'approve', shown)).rejects.toMatchObject({ code: 'WRIT_SELF_APPROVAL' });
     // A token whose actor (RFC 8693 `act`) is frank is frank, whatever its subject.
     const viaAssistant = s.client(await mintDevToken(s.dev, { sub: 'approval-assistant', groups: ['approvers'], actFor: 'frank', audience: s.config.identity.devIssuer.approverAudience, ttlSec: 600 }));
-    await expect(viaAssistant.decide(p.intentId, 'approve')).rejects.toMatchObject({ code: 'WRIT_SELF_APPROVAL' });
+    await expect(viaAssistant.decide(p.intentId, 'approve', shown)).rejects.toMatchObject({ code: 'WRIT_SELF_APPROVAL' });
     expect(await c.status(p.intentId)).toBe('pending');
   });
 
   it('refuses a decision without a valid identity, from outside the approver groups, or from an untrusted bot', async () => {
     const c = await agent();
     const p = await c.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('no-id')" });
+    const shown = { commandSha256: sha256Hex("INSERT INTO events (note) VALUES ('no-id')") };
     const forged = s.client('eyJhbGciOiJub25lIn0.eyJzdWIiOiJtYWxsb3J5In0.');
-    await expect(forged.decide(p.intentId, 'approve')).rejects.toMatchObject({ code: expect.stringMatching(/WRIT_TOKEN_/) });
-    await expect((await approver('gina', ['analysts'])).decide(p.intentId, 'approve')).rejects.toMatchObject({ code: 'WRIT_APPROVER_NOT_ALLOWED' });
+    await expect(forged.decide(p.intentId, 'approve', shown)).rejects.toMatchObject({ code: expect.stringMatching(/WRIT_TOKEN_/) });
+    await expect((await approver('gina', ['analysts'])).decide(p.intentId, 'approve', shown)).rejects.toMatchObject({ code: 'WRIT_APPROVER_NOT_ALLOWED' });
     expect(await c.status(p.intentId)).toBe('pending');
     const events = (await readSession({ nc: s.nc, names: s.names, sessionId: p.sessionId })).map((e) => e.type);
     expect(events).toContain('approval.refused');

@@ -180,14 +180,18 @@ export class SlackAdapter implements ApproverAdapter {
       await this.#tell(channel, user, 'A denial needs a reason: type it in the Reason box, then press Deny. Nothing was sent.');
       return;
     }
-    await this.#vote(ctx, { intentId: intentId.data, verdict, user, channel, identity: mapping.identity, ...(reason ? { reason } : {}) });
+    if (!rec.request) {
+      await this.#tell(channel, user, 'This request is not fully stored here yet; nothing was sent. Try again in a moment.');
+      return;
+    }
+    await this.#vote(ctx, { intentId: intentId.data, commandSha256: rec.request.commandSha256, verdict, user, channel, identity: mapping.identity, ...(reason ? { reason } : {}) });
   }
 
-  async #vote(ctx: BotContext, v: { intentId: string; verdict: 'approve' | 'reject'; user: string; channel: string | undefined; identity: ApproverIdentity; reason?: string }): Promise<void> {
+  async #vote(ctx: BotContext, v: { intentId: string; commandSha256: string; verdict: 'approve' | 'reject'; user: string; channel: string | undefined; identity: ApproverIdentity; reason?: string }): Promise<void> {
     let answer: DecisionAnswer;
     try {
       answer = await publishDecision({
-        nc: ctx.nc, names: this.#names, intentId: v.intentId, verdict: v.verdict, token: readSecret(this.#c.writToken, 'writToken'),
+        nc: ctx.nc, names: this.#names, intentId: v.intentId, commandSha256: v.commandSha256, verdict: v.verdict, token: readSecret(this.#c.writToken, 'writToken'),
         onBehalfOf: { sub: v.identity.sub, groups: [...v.identity.groups], via: 'slack' }, timeoutMs: this.#c.decisionTimeoutMs,
         ...(v.reason ? { reason: v.reason } : {}),
       });

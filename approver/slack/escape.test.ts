@@ -9,7 +9,7 @@ const request = (sql: string, extra: Partial<ApprovalRequest> = {}): ApprovalReq
   requester: { sub: 'agent-1', iss: 'https://issuer.example', groups: ['agents'] },
   command: { kind: 'sql', sql }, facts: { statements: [{ kind: 'delete', tablesWritten: ['public.customers'], hasWhere: false }] },
   rule: 'ask', reasons: ['rule ask requires approval for db'], approval: { groups: ['approvers'], count: 1, timeoutSec: 60 },
-  expiresAt: 1_900_000_000_000, createdAt: 1_899_999_000_000, ...extra,
+  expiresAt: 1_900_000_000_000, createdAt: 1_899_999_000_000, commandSha256: 'a'.repeat(64), ...extra,
 });
 const view = (r: ApprovalRequest): ApprovalView => ({ request: r, commandLength: r.command.kind === 'sql' ? r.command.sql.length : r.command.command.length, activity: [] });
 const sectionText = (blocks: Block[], id: string) => String((blocks.find((b) => b.block_id === id)?.text as { text: string }).text);

@@ -72,6 +72,8 @@ export class TerminalAdapter implements ApproverAdapter {
   readonly kind = 'terminal';
   readonly #o: TerminalAdapterOptions;
   readonly #pending = new Set<string>();
+  /** The command hash of each request this terminal printed: a vote names what was shown. */
+  readonly #shown = new Map<string, string>();
   readonly #inFlight = new Set<Promise<void>>();
   #rl?: Interface;
 
@@ -102,6 +104,7 @@ export class TerminalAdapter implements ApproverAdapter {
 
   async post(view: ApprovalView): Promise<MessageRef> {
     this.#pending.add(view.request.intentId);
+    this.#shown.set(view.request.intentId, view.request.commandSha256);
     this.#write(formatRequest(view));
     return { intentId: view.request.intentId };
   }
@@ -110,6 +113,7 @@ export class TerminalAdapter implements ApproverAdapter {
     const line = formatOutcome(view);
     if (!line) return;
     this.#pending.delete(view.request.intentId);
+    this.#shown.delete(view.request.intentId);
     this.#write(line);
   }
 
@@ -146,7 +150,9 @@ export class TerminalAdapter implements ApproverAdapter {
           return;
         }
         try {
-          const state = await this.#o.client.decide(id, cmd === 'approve' ? 'approve' : 'reject', reason ? { reason: reason.slice(0, 2_000) } : {});
+          // The vote names the command this terminal printed (its hash); an id not printed here is looked up.
+          const sha = this.#shown.get(id);
+          const state = await this.#o.client.decide(id, cmd === 'approve' ? 'approve' : 'reject', { ...(reason ? { reason: reason.slice(0, 2_000) } : {}), ...(sha ? { commandSha256: sha } : {}) });
           this.#write(`${id}: ${state}\n`);
         } catch (e) {
           const err = toWritError(e);
