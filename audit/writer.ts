@@ -1,9 +1,10 @@
 /**
  * AuditWriter: appends events to the per-session hash chains.
  *
- * Events of one session that arrive within `flushMs` become one block (one JetStream
- * message): the audit write is one of the main CPU costs per intent, and an intent's
- * received/decided/dispatched events usually land within a millisecond of each other.
+ * Events of one session appended in the same turn of the event loop (or within `flushMs`,
+ * when set) become one block (one JetStream message): the audit write is one of the main
+ * costs per intent, and an intent's received/decided/dispatched events are appended together.
+ * The default, 0, is group commit: no delay for a lone intent, batching under load.
  *
  * A block is published with the expected last subject sequence of the session's head, so
  * the stream refuses it if any other writer (another broker replica, a worker) appended
@@ -43,7 +44,7 @@ interface Pending {
 
 interface SessionQueue {
   pending: Pending[];
-  timer: NodeJS.Timeout | undefined;
+  timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   /** The running write loop, while one runs. */
   run: Promise<void> | undefined;
 }
@@ -52,7 +53,7 @@ interface SessionQueue {
 export type Head = Omit<SessionHead, 'sessionId'>;
 
 const DEFAULTS = {
-  flushMs: 2, maxBlockEvents: 64, maxBlockBytes: 512 * 1024, maxInlinePayloadBytes: 8192,
+  flushMs: 0, maxBlockEvents: 64, maxBlockBytes: 512 * 1024, maxInlinePayloadBytes: 8192,
   maxCachedSessions: 10_000, maxChangedHeads: 100_000, maxInFlight: 512, publishTimeoutMs: 5_000,
   maxBackoffMs: 250, closeTimeoutMs: 10_000,
 };
@@ -130,7 +131,10 @@ export class AuditWriter {
         this.#queues.set(event.sessionId, q);
       }
       q.pending.push({ event, size, resolve, reject });
-      if (!q.run && !q.timer) q.timer = setTimeout(() => this.#start(event.sessionId), this.#o.flushMs);
+      // flushMs 0 is group commit: the block goes out once the current turn of the event loop
+      // ends (events appended together, such as one intent's, share it), and events arriving
+      // while a session's block is being stored join the next one. No timer delays a lone intent.
+      if (!q.run && !q.timer) q.timer = this.#o.flushMs === 0 ? setImmediate(this.#startFn, event.sessionId) : setTimeout(this.#startFn, this.#o.flushMs, event.sessionId);
     });
   }
 
@@ -202,10 +206,16 @@ export class AuditWriter {
     };
   }
 
+  /** One bound function for every session's timer: no closure per block. */
+  readonly #startFn = (sessionId: string): void => this.#start(sessionId);
+
   #start(sessionId: string): void {
     const q = this.#queues.get(sessionId);
     if (!q || q.run) return;
-    if (q.timer) clearTimeout(q.timer);
+    if (q.timer) {
+      if (this.#o.flushMs === 0) clearImmediate(q.timer as NodeJS.Immediate);
+      else clearTimeout(q.timer as NodeJS.Timeout);
+    }
     q.timer = undefined;
     q.run = this.#drain(sessionId, q).finally(() => {
       q.run = undefined;

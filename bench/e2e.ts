@@ -13,15 +13,22 @@ import pg from 'pg';
 import { connect } from '@nats-io/transport-node';
 import { loadDevIssuer, mintDevToken } from '../broker/index.ts';
 import { WritClient } from '../client/index.ts';
-import { createTestDatabase, startNats } from '../test/helpers/index.ts';
+import { createTestDatabase, freePort, startNats } from '../test/helpers/index.ts';
+import { perIntent, snapshot, type PerIntentCost } from './procstat.ts';
 import { fmt, load, type LoadFigures } from './stats.ts';
 
 /** Concurrency levels; BENCH_CONCURRENCY=64 (comma-separated) narrows a run. */
 const LEVELS = (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number);
 
+/** What each Writ step cost per intent, by concurrency level (see procstat.ts). */
+export const costs: Record<string, PerIntentCost> = {};
+
 export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Record<string, LoadFigures>> {
   const durationMs = opts.durationMs ?? Number(process.env.BENCH_MS ?? 5000);
-  const nats = await startNats({ gomaxprocs: 1 });
+  // The monitoring port gives the server's own counters: JetStream API calls, stored messages, bytes.
+  const httpPort = await freePort();
+  const nats = await startNats({ gomaxprocs: 1, extraConfig: `http: 127.0.0.1:${httpPort}` });
+  const monitor = `http://127.0.0.1:${httpPort}`;
   const db = await createTestDatabase();
   const dir = mkdtempSync(join(tmpdir(), 'writ-bench-'));
   const cfgFile = join(dir, 'writ.yaml');
@@ -32,7 +39,6 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
     targets: [{ name: 'db', kind: 'postgres' }],
     policy: { rules: [{ id: 'bench', effect: 'allow', groups: ['bench'], targets: ['db'], mode: 'read', limits: { rows: 5000 } }], masking: { columns: [{ column: 'public.people.email' }] } },
     workers: { postgres: [{ target: 'db', host: db.host, port: db.port, database: db.database, poolSize: 8, credentials: { read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } } } }] },
-    audit: { flushMs: 2 },
     log: { level: 'warn' },
   }));
   // BENCH_PROF=DIR writes CPU profiles of the service processes there. BENCH_SPLIT=1 runs the
@@ -51,6 +57,15 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
     });
     children.push(child);
   }
+  const pids: Record<string, number> = { 'nats-server': nats.pid };
+  children.forEach((c, i) => { pids[roles[i] === 'both' ? 'broker+worker' : roles[i]!] = c.pid!; });
+  // Each Writ step is measured with the cost it caused, per intent served.
+  const measured = async (key: string, run: () => Promise<LoadFigures>): Promise<LoadFigures> => {
+    const a = await snapshot(pids, monitor);
+    const f = await run();
+    costs[key] = perIntent(a, await snapshot(pids, monitor), f.n + f.errors);
+    return f;
+  };
 
   // A 1,000-row table for the masked-result measurement (all detectors on, one column rule).
   const admin = new pg.Client({ connectionString: db.adminUrl });
@@ -66,23 +81,27 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
   const clients = Array.from({ length: 64 }, (_, i) => new WritClient({ nc, token, sessionId: `bench-${Date.now().toString(36)}-${i}` }));
   const out: Record<string, LoadFigures> = {};
   try {
+    // What the services burn with no load (timers, heartbeats, sweeps): CPU ms per second idle.
+    const idleA = await snapshot(pids, monitor);
+    await new Promise((r) => setTimeout(r, 2000));
+    costs['idle, per second'] = perIntent(idleA, await snapshot(pids, monitor), 2);
     // Warm both paths (JIT, pools, caches).
     await load(() => direct.query('SELECT 1'), 8, 500);
     await load((i) => clients[i]!.run({ target: 'db', sql: 'SELECT 1' }), 8, 1000);
     for (const c of LEVELS) {
       out[`direct c=${c}`] = await load(() => direct.query('SELECT 1'), c, durationMs);
-      out[`writ c=${c}`] = await load(async (i) => {
+      out[`writ c=${c}`] = await measured(`writ c=${c}`, () => load(async (i) => {
         const o = await clients[i]!.run({ target: 'db', sql: 'SELECT 1' });
         if (o.status !== 'succeeded') throw new Error(o.error?.code ?? o.status);
-      }, c, durationMs);
+      }, c, durationMs));
     }
     if (process.env.BENCH_SKIP_ROWS) return out;
     const rowsSql = 'SELECT id, name, email, phone, note, created FROM people ORDER BY id';
     out['direct 1000 rows'] = await load(() => direct.query(rowsSql), 1, durationMs);
-    out['writ 1000 rows masked'] = await load(async () => {
+    out['writ 1000 rows masked'] = await measured('writ 1000 rows masked', () => load(async () => {
       const o = await clients[0]!.run({ target: 'db', sql: rowsSql });
       if (o.status !== 'succeeded' || o.result!.rowCount !== 1000 || !o.result!.columns[2]!.masked) throw new Error(o.error?.code ?? 'unexpected result');
-    }, 1, durationMs);
+    }, 1, durationMs));
   } finally {
     await nc.close();
     await direct.end();
@@ -105,6 +124,21 @@ export function printE2E(r: Record<string, LoadFigures>): void {
     const d = r[`direct c=${c}`]!;
     const w = r[`writ c=${c}`]!;
     console.log(`| ${c} | ${fmt(d.p50)} | ${fmt(d.p99)} | ${fmt(d.perSec, 0)} | ${fmt(w.p50)} | ${fmt(w.p99)} | ${fmt(w.perSec, 0)} | ${fmt(w.p50 - d.p50)} | ${fmt(w.p50 / d.p50, 1)}x | ${fmt(w.perSec / d.perSec, 3)} | ${w.errors} |`);
+  }
+  printCosts();
+}
+
+/** CPU ms per intent of each process, and the server's work per intent, for each measured step. */
+function printCosts(): void {
+  const keys = Object.keys(costs);
+  if (keys.length === 0) return;
+  const procs = Object.keys(costs[keys[0]!]!.cpuMs);
+  console.log('\n## Cost per intent through Writ (CPU from /proc/<pid>/stat; server counters from /varz and /jsz)');
+  console.log(`| step | ${procs.map((p) => `${p} CPU ms`).join(' | ')} | JetStream API calls | stored messages | messages via server | bytes via server |`);
+  console.log(`|---|${procs.map(() => '---|').join('')}---|---|---|---|`);
+  for (const k of keys) {
+    const c = costs[k]!;
+    console.log(`| ${k} | ${procs.map((p) => fmt(c.cpuMs[p]!, 3)).join(' | ')} | ${fmt(c.jsApi, 2)} | ${fmt(c.stored, 2)} | ${fmt(c.msgs, 1)} | ${fmt(c.bytes, 0)} |`);
   }
 }
 

@@ -350,19 +350,20 @@ export class Broker {
       ...(reply ? { reply } : {}), createdAt: Date.now(), updatedAt: Date.now(),
     };
     const claims = buildGrantClaims(record, { nowSec, ttlSec: this.#d.config.grants.ttlSec, exp: grantExp, policyVersion: decision.policyVersion, storeKey: this.#store.publicKey });
-    let revision: number;
-    try {
-      revision = await this.#kv.intents.create(intent.id, enc.encode(JSON.stringify(record)));
-    } catch (e) {
-      await this.#duplicate(intent, who, audit, e, audits.all, reply);
+    // The dispatch evidence and the record are stored side by side (one round trip, not two),
+    // both before the order goes out: a broker lost before the order leaves evidence and no
+    // order (the redelivery re-sends it), never an order without evidence. Should the create
+    // find the id taken, the evidence names a grant that is the first attempt's own (the grant
+    // id is the intent id), and the duplicate path records why nothing new was sent.
+    audit('intent.dispatched', { grantId: gid, mode: decision.mode, exp: claims.exp, limits: decision.limits });
+    const [created, stored] = await Promise.allSettled([this.#kv.intents.create(intent.id, enc.encode(JSON.stringify(record))), audits.all()]);
+    if (stored.status === 'rejected') throw stored.reason;
+    if (created.status === 'rejected') {
+      await this.#duplicate(intent, who, audit, created.reason, audits.all, reply);
       await audits.all();
       return;
     }
-    // The dispatch evidence is stored before the order goes out: a broker lost between the two
-    // leaves evidence and no order (the redelivery re-sends it), never an order without evidence.
-    audit('intent.dispatched', { grantId: gid, mode: decision.mode, exp: claims.exp, limits: decision.limits });
-    await audits.all();
-    await this.#publishOrder(intent.id, target, claims, revision, record, intent.command);
+    await this.#publishOrder(intent.id, target, claims, created.value, record, intent.command);
     log.debug({ intentId: intent.id }, 'dispatched');
   }
 

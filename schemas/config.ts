@@ -263,7 +263,7 @@ export const ConfigSchema = z.strictObject({
     /** Retention by age, seconds; unset keeps forever. */
     maxAgeSec: z.number().int().positive().optional(),
     /** How long a writer gathers events of one session before writing them as one block, ms. */
-    flushMs: z.number().int().nonnegative().default(2),
+    flushMs: z.number().int().nonnegative().default(0),
     /** Seconds between signed checkpoints (one is also written at shutdown). */
     checkpointSec: z.number().positive().default(60),
     /**
@@ -291,7 +291,7 @@ export const ConfigSchema = z.strictObject({
     autoRegisterKeys: z.boolean().default(false),
     /** Stream sequence below which unsigned blocks (written before signing existed) are accepted. */
     allowUnsignedBefore: z.number().int().nonnegative().default(0),
-  }).default({ flushMs: 2, checkpointSec: 60, autoRegisterKeys: false, allowUnsignedBefore: 0 }),
+  }).default({ flushMs: 0, checkpointSec: 60, autoRegisterKeys: false, allowUnsignedBefore: 0 }),
   approvals: z.strictObject({
     /** Chat-bot principals (token `sub`) whose `onBehalfOf` approver identity the broker accepts. */
     trustedBots: z.array(z.string()).default([]),
@@ -359,8 +359,8 @@ export function parseConfig(input: unknown, baseDir = process.cwd()): Readonly<C
     if (!t) throw new WritError('WRIT_CONFIG_INVALID', `workers.ssh[${i}].target: no target named ${JSON.stringify(w.target)}`);
     if (t.kind !== 'ssh') throw new WritError('WRIT_CONFIG_INVALID', `workers.ssh[${i}].target: target ${JSON.stringify(w.target)} is of kind ${t.kind}`);
   });
-  if (c.demo && c.workers.postgres.length === 0) throw new WritError('WRIT_CONFIG_INVALID', 'demo: true needs a workers.postgres entry (its database becomes the demo database)');
   // `$WRIT_HOME/…` lies in the data directory (schemas/home.ts); other relative paths in the file's folder.
+  if (c.demo && c.workers.postgres.length === 0) throw new WritError('WRIT_CONFIG_INVALID', 'demo: true needs a workers.postgres entry (its database becomes the demo database)');
   const abs = (p: string) => configPath(p, baseDir);
   for (const w of c.workers.ssh) {
     for (const cred of [w.credentials.read, w.credentials.write]) if (cred) cred.privateKeyFile = abs(cred.privateKeyFile);
