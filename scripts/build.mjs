@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm run build`: the runtime as plain JavaScript in dist/. tsc transpiles (tsconfig.build.json);
 // the .mjs modules the audit verifier loads by path into worker threads are copied beside their
-// callers. `--clean` first removes dist/, so a pack never ships the output of a deleted source.
+// callers. `--clean` first removes dist/; `--clean-only` (npm's `prepack`, before `prepare` builds)
+// only removes it, so a pack never ships the output of a deleted source.
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -13,7 +14,8 @@ const dist = join(root, 'dist');
 /** The folders that run: the same list as tsconfig.build.json's `include`. */
 const SOURCES = ['schemas', 'lib', 'classify', 'masking', 'broker', 'workers', 'approver', 'audit', 'client', 'cmd'];
 
-if (process.argv.includes('--clean')) rmSync(dist, { recursive: true, force: true });
+if (process.argv.includes('--clean') || process.argv.includes('--clean-only')) rmSync(dist, { recursive: true, force: true });
+if (process.argv.includes('--clean-only')) process.exit(0);
 
 // Type errors are the typecheck gate's (`npm run typecheck`, in CI): the build only transpiles
 // (every file is an isolated module), so a fresh clone's `npm install` is quick.
