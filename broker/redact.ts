@@ -9,6 +9,7 @@
  * final check compares the token shapes of both texts; if they differ, the text is withheld
  * rather than shown wrong. The SHA-256 of the exact text is recorded beside it.
  */
+import { LRUCache } from 'lru-cache';
 import { compileMasking, maskText, type CompiledMasking } from '../masking/index.ts';
 import { shellLiterals, shellTokenShape, sqlLiterals, sqlTokenShape, type LiteralSpan } from '../classify/index.ts';
 import type { Command } from '../schemas/index.ts';
@@ -83,8 +84,33 @@ export function redactShell(command: string): string {
   }
 }
 
+/**
+ * Redacted texts by command: agents repeat their statements, and scanning a text's literals
+ * and running every detector over them is a visible part of an intent's CPU. Bounded by the
+ * characters held (keys and values), so a stream of distinct texts cannot grow it.
+ */
+const redacted = new LRUCache<string, string>({ maxSize: 4 * 1024 * 1024, sizeCalculation: (v, k) => k.length + v.length + 64 });
+
 export function redactCommand(c: Command): Command {
-  return c.kind === 'sql' ? { kind: 'sql', sql: redactSql(c.sql) } : { kind: 'shell', command: redactShell(c.command) };
+  const key = c.kind === 'sql' ? `s${c.sql}` : `h${c.command}`;
+  let text = redacted.get(key);
+  if (text === undefined) {
+    text = c.kind === 'sql' ? redactSql(c.sql) : redactShell(c.command);
+    // A text too large for the cache is redacted each time rather than evicting everything else.
+    if (key.length < 64 * 1024) redacted.set(key, text);
+  }
+  return c.kind === 'sql' ? { kind: 'sql', sql: text } : { kind: 'shell', command: text };
+}
+
+/** redactDeep of an object the caller keeps unchanged (the classifier's cached facts): computed once per object. */
+const deepOnce = new WeakMap<object, unknown>();
+export function redactDeepOnce<T extends object>(v: T): T {
+  let r = deepOnce.get(v) as T | undefined;
+  if (r === undefined) {
+    r = redactDeep(v);
+    deepOnce.set(v, r);
+  }
+  return r;
 }
 
 /** Deep copy with every string masked. */

@@ -32,7 +32,7 @@ import { openBuckets, provision, type Buckets } from './provision.ts';
 import { ApiService, outcomeOf } from './api.ts';
 import { Sweeper } from './sweeper.ts';
 import { Approvals } from './approvals.ts';
-import { redactCommand, redactDeep, redactText } from './redact.ts';
+import { redactCommand, redactDeepOnce, redactText } from './redact.ts';
 
 export type BrokerState = 'INITIALIZED' | 'RUNNING' | 'DRAINING' | 'STOPPED';
 
@@ -320,7 +320,7 @@ export class Broker {
     }
     const facts = this.#classify(target, intent.command);
     const decision = policy.decide({ principal: who.principal, target, command: intent.command, facts, now: new Date() });
-    audit('intent.decided', { decision: publicDecision(decision), facts: redactDeep(facts.facts) });
+    audit('intent.decided', { decision: publicDecision(decision), facts: redactDeepOnce(facts.facts) });
 
     if (decision.effect === 'require_approval') {
       const rule = decision.rules[0] ?? '(default)';

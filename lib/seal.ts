@@ -13,6 +13,7 @@
  *
  * Client and services share this file; it depends on node:crypto and the wire schemas only.
  */
+import { LRUCache } from 'lru-cache';
 import { SealedOutcomeBodySchema, type Outcome } from '../schemas/messages.ts';
 import { createHash, createPrivateKey, createPublicKey, createCipheriv, createDecipheriv, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 
@@ -56,13 +57,28 @@ export function sealKeyPairFromSecret(secret: Uint8Array, label: string): SealKe
   return { privateKey, publicKey: createPublicKey(privateKey).export({ format: 'jwk' }).x! };
 }
 
-export function keyId(publicKey: string): string {
-  return createHash('sha256').update(Buffer.from(publicKey, 'base64url')).digest().subarray(0, 16).toString('base64url');
-}
+/**
+ * Recipients seen recently, with their key object and key id: an agent seals every intent to
+ * the same key, so importing it and hashing it once saves both on every outcome. Bounded.
+ */
+const recipients = new LRUCache<string, { key: KeyObject; kid: string }>({ max: 4096 });
 
-function publicKeyObject(publicKey: string): KeyObject {
+function importKey(publicKey: string): KeyObject {
   if (Buffer.from(publicKey, 'base64url').length !== 32) throw new Error('an X25519 public key is 32 bytes');
   return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: publicKey }, format: 'jwk' });
+}
+
+function recipient(publicKey: string): { key: KeyObject; kid: string } {
+  let r = recipients.get(publicKey);
+  if (!r) {
+    r = { key: importKey(publicKey), kid: createHash('sha256').update(Buffer.from(publicKey, 'base64url')).digest().subarray(0, 16).toString('base64url') };
+    recipients.set(publicKey, r);
+  }
+  return r;
+}
+
+export function keyId(publicKey: string): string {
+  return recipient(publicKey).kid;
 }
 
 function aad(b: SealBinding): Buffer {
@@ -75,23 +91,23 @@ function deriveKey(shared: Buffer, epk: string, recipient: string): Buffer {
 }
 
 /** Encrypts `body` (JSON) to `recipient` (raw base64url X25519 public key). */
-export function seal(body: unknown, recipient: string, binding: SealBinding): SealedBox {
-  const rpk = publicKeyObject(recipient);
+export function seal(body: unknown, recipientKey: string, binding: SealBinding): SealedBox {
+  const { key: rpk, kid } = recipient(recipientKey);
   const eph = generateKeyPairSync('x25519');
   const epk = eph.publicKey.export({ format: 'jwk' }).x!;
-  const key = deriveKey(diffieHellman({ privateKey: eph.privateKey, publicKey: rpk }), epk, recipient);
+  const key = deriveKey(diffieHellman({ privateKey: eph.privateKey, publicKey: rpk }), epk, recipientKey);
   const iv = randomBytes(12);
   const c = createCipheriv('aes-256-gcm', key, iv);
   c.setAAD(aad(binding));
   const ct = Buffer.concat([c.update(JSON.stringify(body), 'utf8'), c.final()]);
-  return { alg: SEAL_ALG, kid: keyId(recipient), epk, iv: iv.toString('base64url'), ct: ct.toString('base64url'), tag: c.getAuthTag().toString('base64url') };
+  return { alg: SEAL_ALG, kid, epk, iv: iv.toString('base64url'), ct: ct.toString('base64url'), tag: c.getAuthTag().toString('base64url') };
 }
 
 /** Decrypts a box sealed to `kp`; throws when it is not for this key, or was altered or moved. */
 export function open(box: SealedBox, kp: SealKeyPair, binding: SealBinding): unknown {
   if (box.alg !== SEAL_ALG) throw new Error(`unsupported seal ${String(box.alg)}`);
   if (box.kid !== keyId(kp.publicKey)) throw new Error('sealed to another key');
-  const key = deriveKey(diffieHellman({ privateKey: kp.privateKey, publicKey: publicKeyObject(box.epk) }), box.epk, kp.publicKey);
+  const key = deriveKey(diffieHellman({ privateKey: kp.privateKey, publicKey: importKey(box.epk) }), box.epk, kp.publicKey);
   const d = createDecipheriv('aes-256-gcm', key, Buffer.from(box.iv, 'base64url'));
   d.setAAD(aad(binding));
   d.setAuthTag(Buffer.from(box.tag, 'base64url'));
