@@ -6,7 +6,7 @@
 export { Bot, approverBucket, approverDurables, storedCopy, viewOf, type BotOptions, type BotState } from './bot.ts';
 export { MAX_ACTIVITY, type Activity, type ApprovalView, type ApproverAdapter, type BotContext, type MessageRef, type StoredApproval } from './types.ts';
 export { KvApprovalStore, MemoryApprovalStore, mutate, type ApprovalStore, type Versioned } from './store.ts';
-export { publishDecision, type DecisionAnswer, type OnBehalfOf, type PublishDecisionOptions } from './decide.ts';
+export { botPublicKey, botSigningKey, generateBotKey, publishDecision, type DecisionAnswer, type OnBehalfOf, type PublishDecisionOptions } from './decide.ts';
 export { factsLines, revealInvisible } from './text.ts';
 export {
   SlackAdapter, loadSlackBotConfig, parseSlackBotConfig, SlackBotConfigSchema, ApproverIdentitySchema, renderRequest,

@@ -3,23 +3,28 @@
  *
  *   node --import tsx approver/main.ts --config approver.yaml     the Slack bot
  *   node --import tsx approver/main.ts terminal [--prefix writ]   the terminal approver (WRIT_TOKEN: your own token)
+ *   node --import tsx approver/main.ts keygen --out FILE          a bot's vote-signing key; prints the public key
  *
  * The config's `nats` section (docs/configuration.md) with NATS_URL and WRIT_NATS_* over it says
  * where NATS is and how to authenticate. SIGTERM / SIGINT drain: the
  * bot takes nothing new, finishes votes and posts in flight, then exits.
  */
+import { writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { connectNats, createLogger, guardProcess, withDeadline } from '../lib/index.ts';
 import { names, toWritError, WritError } from '../schemas/index.ts';
 import { natsForRole } from '../lib/index.ts';
 import { Bot } from './bot.ts';
+import { generateBotKey } from './decide.ts';
 import { loadSlackBotConfig, SlackAdapter } from './slack/index.ts';
 import { startTerminalApprover } from './terminal/index.ts';
 
 const USAGE = `usage:
   node --import tsx approver/main.ts --config FILE          Slack approver bot
-  node --import tsx approver/main.ts terminal [--prefix P]  terminal approver; WRIT_TOKEN is your own token`;
+  node --import tsx approver/main.ts terminal [--prefix P]  terminal approver; WRIT_TOKEN is your own token
+  node --import tsx approver/main.ts keygen --out FILE      a bot's Ed25519 vote-signing key (0600); prints the public
+                                                            key to list in the broker's approvals.trustedBots`;
 
 function untilSignal(): Promise<string> {
   return new Promise((resolve) => {
@@ -62,13 +67,24 @@ async function terminal(prefix: string): Promise<number> {
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv, allowPositionals: true,
-    options: { config: { type: 'string' }, prefix: { type: 'string' }, help: { type: 'boolean', default: false } },
+    options: { config: { type: 'string' }, prefix: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', default: false } },
   });
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
   if (positionals[0] === 'terminal') return terminal(values.prefix ?? process.env.WRIT_PREFIX ?? 'writ');
+  if (positionals[0] === 'keygen') {
+    if (!values.out) {
+      process.stderr.write(`${USAGE}\n`);
+      return 2;
+    }
+    // The private key stays in this file (never on NATS); the public key goes into the broker's config.
+    const k = generateBotKey();
+    writeFileSync(values.out, k.privateKeyPem, { mode: 0o600, flag: 'wx' });
+    process.stdout.write(`${k.publicKey}\n`);
+    return 0;
+  }
   const file = values.config ?? process.env.WRIT_APPROVER_CONFIG;
   if (!file || positionals.length > 0) {
     process.stderr.write(`${USAGE}\n`);

@@ -10,7 +10,7 @@
  * Time-bound access windows live in the windows bucket, keyed by principal, target and
  * rule, so the broker finds one with a single get.
  */
-import { randomUUID } from 'node:crypto';
+import { createPublicKey, randomUUID, verify, type KeyObject } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
@@ -20,7 +20,7 @@ import { inboxIdFor, isReplySubjectOf, sanitizeSubject, sealOutcome, sendReply, 
 import {
   ApprovalDecisionSchema, commandText, IntentRecordSchema, sha256Hex, toWritError, WritError,
   type ApprovalDecision, type Command, type ApprovalOutcome, type ApprovalRequest, type Config, type Intent, type IntentRecord, type Names, type Outcome, type Principal, type TargetConfig,
-  type WindowScope,
+  type WindowScope, voteSigningBytes,
 } from '../schemas/index.ts';
 import type { VerifiedIdentity, IdentityVerifier } from './identity.ts';
 import type { CommandFacts, PolicyDecision } from './policy.ts';
@@ -89,6 +89,17 @@ function scopeOfWindow(w: WindowRecord): Omit<WindowScope, 'maxSec'> | undefined
   return { rule: w.rule, target: w.target, requester: { iss: w.iss, sub: w.sub }, actFor: w.actFor ?? null, policyVersion: w.policyVersion, shapes: w.shapes };
 }
 
+/** A bot's vote verifies with its key over everything it decides (schemas voteSigningBytes). */
+function verifyVote(d: ApprovalDecision, key: KeyObject): boolean {
+  if (!d.sig) return false;
+  const { token: _t, sig, ...rest } = d;
+  try {
+    return verify(null, voteSigningBytes(rest), key, Buffer.from(sig, 'base64url'));
+  } catch {
+    return false;
+  }
+}
+
 export interface ApprovalsDeps {
   nc: NatsConnection;
   js: JetStreamClient;
@@ -133,9 +144,18 @@ export class Approvals {
    * replicas, the record's own votes (each with its decision id) catch a replay on the same intent.
    */
   readonly #seen: LRUCache<string, true>;
+  /** approvals.trustedBots with their keys, made once: a key that is not an Ed25519 key fails the start. */
+  readonly #bots: { iss: string; sub: string; key: KeyObject }[];
 
   constructor(d: ApprovalsDeps) {
     this.#d = d;
+    this.#bots = d.config.approvals.trustedBots.map((b, i) => {
+      try {
+        return { iss: b.iss, sub: b.sub, key: createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: b.publicKey }, format: 'jwk' }) };
+      } catch (e) {
+        throw new WritError('WRIT_CONFIG_INVALID', `approvals.trustedBots[${i}].publicKey: not an Ed25519 public key`, { cause: e });
+      }
+    });
     this.#seen = new LRUCache<string, true>({ max: 200_000, ttl: 2 * d.config.approvals.maxVoteSkewSec * 1000, ttlAutopurge: false });
   }
 
@@ -304,9 +324,15 @@ export class Approvals {
     if (this.#seen.has(d.decisionId)) throw await this.#refuse(d, who.principal.sub, new WritError('WRIT_VOTE_REPLAYED'));
     this.#seen.set(d.decisionId, true);
     let approver: { sub: string; groups: string[]; via: string; iss: string };
-    if (d.onBehalfOf) {
-      if (!config.approvals.trustedBots.includes(who.principal.sub)) {
-        throw await this.#refuse(d, who.principal.sub, new WritError('WRIT_APPROVER_NOT_ALLOWED', `${who.principal.sub} is not a trusted approver bot`));
+    // A trusted bot is its token's issuer AND subject, and speaks for a human only with a vote
+    // signed by its own key: a harvested bot token alone votes for no one, not even the bot.
+    // A bot may be listed more than once (old and new key while it rotates): any of its keys verifies.
+    const bots = this.#bots.filter((b) => b.iss === who.principal.iss && b.sub === who.principal.sub);
+    if (d.onBehalfOf || bots.length > 0) {
+      if (bots.length === 0) throw await this.#refuse(d, who.principal.sub, new WritError('WRIT_APPROVER_NOT_ALLOWED', `${who.principal.sub} is not a trusted approver bot`));
+      if (!d.onBehalfOf) throw await this.#refuse(d, who.principal.sub, new WritError('WRIT_APPROVER_NOT_ALLOWED', 'a trusted bot votes only on behalf of a human it maps'));
+      if (!bots.some((b) => verifyVote(d, b.key))) {
+        throw await this.#refuse(d, who.principal.sub, new WritError('WRIT_VOTE_SIGNATURE', `the vote is not signed with the key listed for ${who.principal.sub}`));
       }
       approver = { sub: d.onBehalfOf.sub, groups: d.onBehalfOf.groups, via: `${d.onBehalfOf.via}:${who.principal.sub}`, iss: who.principal.iss };
     } else approver = { sub: who.principal.sub, groups: who.principal.groups, via: 'token', iss: who.principal.iss };

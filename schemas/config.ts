@@ -211,6 +211,25 @@ export const SshWorkerTargetSchema = z.strictObject({
 });
 export type SshWorkerTarget = z.infer<typeof SshWorkerTargetSchema>;
 
+/** One trusted approver bot: who it is (token issuer and subject) and the public key its votes verify with. */
+export const TrustedBotSchema = z.strictObject({
+  /** The bot token's `iss`. */
+  iss: z.string().min(1),
+  /** The bot token's `sub`. */
+  sub: z.string().min(1),
+  /** The bot's raw Ed25519 public key, base64url (32 bytes): `node approver/main.ts keygen` prints it. */
+  publicKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a raw Ed25519 public key, base64url (43 characters)'),
+});
+export type TrustedBot = z.infer<typeof TrustedBotSchema>;
+const TrustedBotEntrySchema = z.preprocess((v, ctx) => {
+  // Fail closed: a bare subject (the earlier form) has no key to verify a vote with.
+  if (typeof v === 'string') {
+    ctx.addIssue({ code: 'custom', input: v, message: `${JSON.stringify(v.slice(0, 64))}: a trusted bot is now { iss, sub, publicKey } (its votes are signed); a bare subject names no key and is refused` });
+    return z.NEVER;
+  }
+  return v;
+}, TrustedBotSchema);
+
 export const ConfigSchema = z.strictObject({
   /** Subject prefix; names derive from it. Default `writ`. */
   prefix: z.string().default('writ'),
@@ -293,8 +312,12 @@ export const ConfigSchema = z.strictObject({
     allowUnsignedBefore: z.number().int().nonnegative().default(0),
   }).default({ flushMs: 0, checkpointSec: 60, autoRegisterKeys: false, allowUnsignedBefore: 0 }),
   approvals: z.strictObject({
-    /** Chat-bot principals (token `sub`) whose `onBehalfOf` approver identity the broker accepts. */
-    trustedBots: z.array(z.string()).default([]),
+    /**
+     * Chat bots that vote on behalf of the humans they map, each matched by its token's issuer AND
+     * subject, and holding its own Ed25519 key: every such vote must be signed with it (the bot's
+     * token alone votes for no one). The earlier bare-subject form is refused: it names no key.
+     */
+    trustedBots: z.array(TrustedBotEntrySchema).default([]),
     /**
      * Identities that are one human: a login identity, an admin account, a chat identity a bot
      * maps. Approvals count distinct humans, and a human never approves their own request under

@@ -19,7 +19,6 @@ beforeAll(async () => {
   s = await startStack({
     config: {
       limits: { sweepIntervalMs: 200 },
-      approvals: { trustedBots: ['slack-bot'] },
       policy: {
         rules: [
           { id: 'ask-once', effect: 'require_approval', groups: ['agents'], targets: ['db'], mode: 'write', approval: { groups: ['approvers'], count: 1, timeoutSec: 60, windowMaxSec: 3 } },

@@ -18,16 +18,18 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  ACTION_APPROVE, ACTION_DENY, Bot, parseSlackBotConfig, SlackAdapter, startTerminalApprover,
+  ACTION_APPROVE, ACTION_DENY, Bot, generateBotKey, parseSlackBotConfig, SlackAdapter, startTerminalApprover,
 } from '../approver/index.ts';
 import { readSession } from '../audit/index.ts';
-import { mintDevToken } from '../broker/index.ts';
+import { DEV_ISSUER, mintDevToken } from '../broker/index.ts';
 import { createLogger, type Logger } from '../lib/index.ts';
 import { startStack, type Stack } from './fixture.ts';
 
 const SLACK_TOKEN = 'xoxb-fake-bot-token-0123456789';
 const SIGNING_SECRET = 'fake-signing-secret-abcdef0123456789';
 const CHANNEL = 'C0APPROVALS';
+/** The bot's vote-signing key; its public half is listed with the bot in the broker's trustedBots. */
+const BOT_KEY = generateBotKey();
 const TEAM = 'T0TEST';
 
 type Json = Record<string, unknown>;
@@ -305,7 +307,7 @@ beforeAll(async () => {
   s = await startStack({
     config: {
       limits: { sweepIntervalMs: 200 },
-      approvals: { trustedBots: ['slack-bot'] },
+      approvals: { trustedBots: [{ iss: DEV_ISSUER, sub: 'slack-bot', publicKey: BOT_KEY.publicKey }] },
       policy: {
         rules: [
           { id: 'ask', effect: 'require_approval', groups: ['agents'], targets: ['db'], mode: 'write', approval: { groups: ['approvers'], count: 1, timeoutSec: 60 } },
@@ -328,7 +330,7 @@ beforeAll(async () => {
     listen: { host: '127.0.0.1', port: 0 },
     users: { U0CAROL: { sub: 'carol', groups: ['approvers'] }, U0GINA: { sub: 'gina', groups: ['analysts'] } },
     emails: { 'dave@corp.example': { sub: 'dave', groups: ['approvers'] } },
-    writToken: { value: botToken },
+    writToken: { value: botToken }, signingKey: { value: BOT_KEY.privateKeyPem },
   });
   // Two replicas of the same bot, each with its own NATS connection and endpoint.
   for (let i = 0; i < 2; i++) {
@@ -547,10 +549,11 @@ describe('approver/main.ts', () => {
     const dir = s.dir;
     writeFileSync(join(dir, 'slack-token'), `${SLACK_TOKEN}\n`);
     writeFileSync(join(dir, 'writ-token'), botToken);
+    writeFileSync(join(dir, 'vote-key.pem'), BOT_KEY.privateKeyPem, { mode: 0o600 });
     const file = join(dir, 'approver.yaml');
     writeFileSync(file, [
       'name: child', `prefix: ${s.names.prefix}`, 'channel: C0CHILD', `teamId: ${TEAM}`,
-      'botToken: { file: slack-token }', 'signingSecret: { env: CHILD_SIGNING_SECRET }', 'writToken: { file: writ-token }',
+      'botToken: { file: slack-token }', 'signingSecret: { env: CHILD_SIGNING_SECRET }', 'writToken: { file: writ-token }', 'signingKey: { file: vote-key.pem }',
       `slackApiUrl: ${slack.url}`, 'listen: { host: 127.0.0.1, port: 0 }',
       'users: { U0CAROL: { sub: carol, groups: [approvers] } }', `nats: { url: "${s.nats.url}" }`,
     ].join('\n'));

@@ -10,7 +10,7 @@ import { LogLevel, WebClient, type Logger as SlackLogger } from '@slack/web-api'
 import { z } from 'zod';
 import type { Logger } from '../../lib/index.ts';
 import { IdSchema, names as makeNames, readSecret, WritError, type Names } from '../../schemas/index.ts';
-import { publishDecision, type DecisionAnswer } from '../decide.ts';
+import { botSigningKey, publishDecision, type DecisionAnswer } from '../decide.ts';
 import type { ApprovalView, ApproverAdapter, BotContext, MessageRef } from '../types.ts';
 import { ACTION_APPROVE, ACTION_DENY, REASON_ACTION, REASON_BLOCK, renderRequest } from './blocks.ts';
 import type { ApproverIdentity, SlackBotConfig } from './config.ts';
@@ -70,6 +70,8 @@ export class SlackAdapter implements ApproverAdapter {
     this.#c = o.config;
     this.#log = o.log.child({ adapter: 'slack' });
     this.#names = makeNames(o.config.prefix);
+    // A missing or wrong vote key is a start failure, not a refusal at the first vote.
+    botSigningKey(readSecret(o.config.signingKey, 'signingKey'));
     this.#web = new WebClient(readSecret(o.config.botToken, 'botToken'), {
       ...(o.config.slackApiUrl ? { slackApiUrl: o.config.slackApiUrl } : {}),
       logger: slackLogger(this.#log),
@@ -192,6 +194,7 @@ export class SlackAdapter implements ApproverAdapter {
     try {
       answer = await publishDecision({
         nc: ctx.nc, names: this.#names, intentId: v.intentId, commandSha256: v.commandSha256, verdict: v.verdict, token: readSecret(this.#c.writToken, 'writToken'),
+        signingKey: botSigningKey(readSecret(this.#c.signingKey, 'signingKey')),
         onBehalfOf: { sub: v.identity.sub, groups: [...v.identity.groups], via: 'slack' }, timeoutMs: this.#c.decisionTimeoutMs,
         ...(v.reason ? { reason: v.reason } : {}),
       });

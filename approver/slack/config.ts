@@ -50,8 +50,14 @@ export const SlackBotConfigSchema = z.strictObject({
   users: z.record(z.string().regex(SLACK_USER, 'a Slack user id such as U0123ABCD'), ApproverIdentitySchema).default({}),
   /** Verified e-mail (from `users.info`, scope `users:read.email`) → approver identity; compared case-insensitively. */
   emails: z.record(z.email(), ApproverIdentitySchema).default({}),
-  /** The bot's own Writ JWT; its `sub` must be in the broker's `approvals.trustedBots`. Re-read for every vote, so a file can be rotated. */
+  /** The bot's own Writ JWT; its issuer and subject must be listed in the broker's `approvals.trustedBots`. Re-read for every vote, so a file can be rotated. */
   writToken: SecretRefSchema,
+  /**
+   * The bot's Ed25519 private key (PKCS#8 PEM) that signs every vote; its public key is listed
+   * with the bot's issuer and subject in the broker's `approvals.trustedBots`. Never sent on NATS.
+   * `node approver/main.ts keygen --out FILE` makes one. Re-read for every vote, like writToken.
+   */
+  signingKey: SecretRefSchema,
   /**
    * The bot's NATS connection: the same keys as Writ's own `nats` section (servers, creds,
    * nkeySeed, user/password, token, tls, inboxPrefix; docs/configuration.md), with the same
@@ -100,6 +106,7 @@ export function parseSlackBotConfig(input: unknown, baseDir = process.cwd()): Re
   c.botToken = abs(c.botToken);
   c.signingSecret = abs(c.signingSecret);
   c.writToken = abs(c.writToken);
+  c.signingKey = abs(c.signingKey);
   absNatsPaths(c.nats, (p) => (isAbsolute(p) ? p : resolve(baseDir, p)));
   return deepFreeze(c);
 }
