@@ -1,7 +1,9 @@
 /**
  * Loads the parsers once. libpg-query and tree-sitter are WASM modules whose
  * loading is asynchronous; after initClassifiers() resolves every classify
- * function is synchronous.
+ * function is synchronous. The MySQL parser (node-sql-parser's MySQL build, the
+ * largest of the three to load) is plain JavaScript: it loads synchronously on the
+ * first MySQL classification, so a process without MySQL targets never loads it.
  */
 import { createRequire } from 'node:module';
 import { loadModule, parseSync } from 'libpg-query';
@@ -15,11 +17,11 @@ export interface MysqlParser {
 
 interface Loaded {
   bash: Parser;
-  mysql: MysqlParser;
 }
 
 let loaded: Loaded | undefined;
 let loading: Promise<void> | undefined;
+let mysql: MysqlParser | undefined;
 
 async function load(): Promise<void> {
   const require = createRequire(import.meta.url);
@@ -28,24 +30,29 @@ async function load(): Promise<void> {
   const bashLanguage = await Language.load(require.resolve('tree-sitter-bash/tree-sitter-bash.wasm'));
   const bash = new Parser();
   bash.setLanguage(bashLanguage);
-  // The MySQL-only build: the full bundle carries every dialect's grammar.
-  const mysqlModule = (await import('node-sql-parser/build/mysql.js')) as unknown as {
-    Parser?: new () => MysqlParser;
-    default?: { Parser: new () => MysqlParser };
-  };
-  const MysqlParserClass = mysqlModule.Parser ?? mysqlModule.default?.Parser;
-  if (!MysqlParserClass) throw new WritError('WRIT_INTERNAL', 'node-sql-parser has no Parser export');
-  loaded = { bash, mysql: new MysqlParserClass() };
+  loaded = { bash };
+}
+
+/** What initClassifiers loads besides the PostgreSQL and shell parsers. */
+export interface InitOptions {
+  /** Load the MySQL parser now (a process with MySQL targets), not on its first use. Default false. */
+  mysql?: boolean;
 }
 
 /** Loads the WASM parsers; idempotent and safe to call concurrently. */
-export async function initClassifiers(): Promise<void> {
+export async function initClassifiers(opts: InitOptions = {}): Promise<void> {
+  if (opts.mysql) mysqlParser();
   if (loaded) return;
   loading ??= load().catch((e: unknown) => {
     loading = undefined; // let a later call retry after a transient failure
     throw e;
   });
   await loading;
+}
+
+/** Whether the MySQL parser has been loaded (by a MySQL classification or `initClassifiers({ mysql: true })`). */
+export function mysqlLoaded(): boolean {
+  return mysql !== undefined;
 }
 
 function need(): Loaded {
@@ -64,7 +71,21 @@ export function bashParser(): Parser {
   return need().bash;
 }
 
-/** node-sql-parser's MySQL parser. */
+/**
+ * node-sql-parser's MySQL parser, loaded on first use. The MySQL-only build: the full bundle
+ * carries every dialect's grammar. A parser that cannot load is an internal error (the caller
+ * fails closed), never an unparseable statement.
+ */
 export function mysqlParser(): MysqlParser {
-  return need().mysql;
+  if (mysql) return mysql;
+  let mod: { Parser?: new () => MysqlParser; default?: { Parser: new () => MysqlParser } };
+  try {
+    mod = createRequire(import.meta.url)('node-sql-parser/build/mysql.js') as typeof mod;
+  } catch (e) {
+    throw new WritError('WRIT_INTERNAL', 'cannot load the MySQL parser (node-sql-parser)', { cause: e });
+  }
+  const MysqlParserClass = mod.Parser ?? mod.default?.Parser;
+  if (!MysqlParserClass) throw new WritError('WRIT_INTERNAL', 'node-sql-parser has no Parser export');
+  mysql = new MysqlParserClass();
+  return mysql;
 }
