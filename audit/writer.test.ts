@@ -286,3 +286,42 @@ describe('AuditWriter never gives up an event while it runs', () => {
     await w.close();
   });
 });
+
+describe('AuditWriter head hints', () => {
+  /** A jsm that counts head reads (the real one underneath; the server is real). */
+  const counting = () => {
+    let reads = 0;
+    const streams = new Proxy(jsm.streams, {
+      get(t, k, r) {
+        if (k === 'getMessage') return (...a: Parameters<typeof jsm.streams.getMessage>) => { reads++; return t.getMessage(...a); };
+        const v = Reflect.get(t, k, r) as unknown;
+        return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(t) : v;
+      },
+    });
+    const wrapped = new Proxy(jsm, { get: (t, k, r) => (k === 'streams' ? streams : Reflect.get(t, k, r) as unknown) });
+    return { jsm: wrapped, reads: () => reads };
+  };
+
+  it('chains onto a hinted head without reading it, and a stale hint still ends in one verified chain', async () => {
+    const sessionId = uniqueName('s');
+    const broker = writer('b-hint');
+    const c = counting();
+    const worker = new AuditWriter({ js, jsm: c.jsm, names: n, actor: { kind: 'worker', id: 'w-hint' } });
+    // The broker and the worker take turns on the session, as they do for each intent.
+    for (let i = 0; i < 3; i++) {
+      await broker.append({ sessionId, intentId: `intent_${i}`, type: 'intent.dispatched' });
+      worker.hint(sessionId, broker.headOf(sessionId)!);
+      await worker.append({ sessionId, intentId: `intent_${i}`, type: 'exec.finished' });
+    }
+    // Every worker block went out on the broker's head: no head read, no lost race.
+    expect(c.reads()).toBe(0);
+    // A stale hint (an older head) is ignored or refused by the stream, never forks the chain.
+    worker.hint(sessionId, { seq: 1, hash: ZERO_HASH, count: 1 });
+    await broker.append({ sessionId, type: 'intent.dispatched' });
+    worker.hint(sessionId, { seq: 2, hash: ZERO_HASH, count: 2 });
+    await worker.append({ sessionId, type: 'exec.finished' });
+    const events = await readSession({ js, names: n, sessionId });
+    expect(events.map((e) => e.type)).toEqual([...Array(3).fill(['intent.dispatched', 'exec.finished']).flat(), 'intent.dispatched', 'exec.finished']);
+    events.forEach((e, i) => expect(e.prev).toBe(i === 0 ? ZERO_HASH : events[i - 1]!.hash));
+  });
+});

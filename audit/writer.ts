@@ -173,6 +173,26 @@ export class AuditWriter {
     return [...this.#heads].map(([sessionId, h]) => ({ sessionId, ...h }));
   }
 
+  /** The head this writer last wrote or learnt for a session, if it still holds it. */
+  headOf(sessionId: string): Head | undefined {
+    return this.#heads.get(sessionId);
+  }
+
+  /**
+   * Where a session's chain stands, learnt from a trusted writer (the broker's head, signed
+   * into the grant): the next block chains onto it optimistically instead of reading the head
+   * first, one round trip less. Only ever a hint: the stream still refuses a block whose
+   * expected last sequence is stale, and the writer then reads the head and re-chains.
+   */
+  hint(sessionId: string, head: Head): void {
+    const known = this.#heads.get(sessionId);
+    if (known && known.seq >= head.seq) return;
+    this.#contended.delete(sessionId);
+    this.#heads.delete(sessionId);
+    this.#heads.set(sessionId, { seq: head.seq, hash: head.hash, count: head.count });
+    if (this.#heads.size > this.#o.maxCachedSessions) this.#heads.delete(this.#heads.keys().next().value!);
+  }
+
   /** Heads this writer wrote since the previous call, newest per session; the Checkpointer signs them. */
   takeChangedHeads(): SessionHead[] {
     const out = [...this.#changed.values()];

@@ -363,7 +363,7 @@ export class Broker {
       await audits.all();
       return;
     }
-    await this.#publishOrder(intent.id, target, claims, created.value, record, intent.command);
+    await this.#publishOrder(intent.id, target, this.#withAuditHead(claims), created.value, record, intent.command);
     log.debug({ intentId: intent.id }, 'dispatched');
   }
 
@@ -391,7 +391,13 @@ export class Broker {
     const rev = await this.#kv.intents.update(rec.intentId, enc.encode(JSON.stringify(next)), revision);
     // Evidence first, then the order (see #process).
     await this.#audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: 'intent.dispatched', policyVersion: claims.policyVersion, payload: { grantId: claims.gid, mode: claims.mode, exp: claims.exp, limits: claims.limits, approvedBy: p.votes.map((v) => v.sub) } });
-    await this.#publishOrder(rec.intentId, target, claims, rev, next, p.order.command);
+    await this.#publishOrder(rec.intentId, target, this.#withAuditHead(claims), rev, next, p.order.command);
+  }
+
+  /** The claims with the session's audit head as this broker just stored it (the worker chains onto it). */
+  #withAuditHead(claims: GrantClaims): GrantClaims {
+    const h = this.#audit.headOf(claims.sid);
+    return h ? { ...claims, ah: { seq: h.seq, hash: h.hash, count: h.count } } : claims;
   }
 
   /**
@@ -446,7 +452,7 @@ export class Broker {
         // (again) before the order goes out, so no order ever runs without it.
         audit('intent.dispatched', { grantId: claims.gid, mode: claims.mode, exp: claims.exp, limits: claims.limits, resent: true });
         await flush?.();
-        await this.#publishOrder(intent.id, target, claims, entry.revision, existing, intent.command);
+        await this.#publishOrder(intent.id, target, this.#withAuditHead(claims), entry.revision, existing, intent.command);
       }
     }
   }

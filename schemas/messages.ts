@@ -135,6 +135,12 @@ export const GrantClaimsSchema = z.strictObject({
   rpl: z.strictObject({ inbox: InboxIdSchema, key: X25519KeySchema }).optional(),
   /** The broker's results key: the durable `writ.result.<id>` copy is sealed to it. */
   stk: X25519KeySchema.optional(),
+  /**
+   * The session's audit head right after the broker stored this intent's dispatch evidence
+   * (stream sequence, last event hash, chain length): the worker chains its events onto it
+   * without reading the head first. A hint only; the stream's expected-last-sequence check decides.
+   */
+  ah: z.strictObject({ seq: z.number().int().nonnegative(), hash: z.string().regex(/^[0-9a-f]{64}$/), count: z.number().int().nonnegative() }).optional(),
 });
 export type GrantClaims = z.infer<typeof GrantClaimsSchema>;
 

@@ -140,6 +140,8 @@ export class Worker {
       return;
     }
     this.#claimedHere.set(claims.gid, true, { ttl: Math.max(1, claims.exp * 1000 - Date.now()) + 60_000 });
+    // The broker's audit head, signed into the grant: this intent's events chain onto it at once.
+    if (claims.ah) this.#audit.hint(claims.sid, claims.ah);
     // Acked now: from here a crash leaves the intent `running` for the sweeper, never a redelivery.
     m.ack();
     // The claim's event waits up to a second so that, for a quick run, it goes out in one block
