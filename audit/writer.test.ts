@@ -324,4 +324,23 @@ describe('AuditWriter head hints', () => {
     expect(events.map((e) => e.type)).toEqual([...Array(3).fill(['intent.dispatched', 'exec.finished']).flat(), 'intent.dispatched', 'exec.finished']);
     events.forEach((e, i) => expect(e.prev).toBe(i === 0 ? ZERO_HASH : events[i - 1]!.hash));
   });
+
+  it('reads a contended session\'s head ahead of the block (prefetch), and the block uses that read', async () => {
+    const sessionId = uniqueName('s');
+    const other = writer('b-other');
+    const c = counting();
+    const w = new AuditWriter({ js, jsm: c.jsm, names: n, actor: { kind: 'broker', id: 'b-pre' } });
+    await w.append({ sessionId, type: 'intent.dispatched' });
+    await other.append({ sessionId, type: 'exec.finished' });
+    await w.append({ sessionId, type: 'intent.dispatched' }); // loses the race once: the session is now contended
+    await other.append({ sessionId, type: 'exec.finished' });
+    const before = c.reads();
+    w.prefetch(sessionId);
+    expect(c.reads()).toBe(before + 1);
+    await w.append({ sessionId, type: 'intent.dispatched' });
+    expect(c.reads()).toBe(before + 1);
+    const events = await readSession({ js, names: n, sessionId });
+    expect(events).toHaveLength(5);
+    events.forEach((e, i) => expect(e.prev).toBe(i === 0 ? ZERO_HASH : events[i - 1]!.hash));
+  });
 });

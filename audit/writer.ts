@@ -81,6 +81,8 @@ export class AuditWriter {
    * of a failed publish, a read and a second publish.
    */
   readonly #contended = new Set<string>();
+  /** Head reads started ahead of a block (prefetch), taken by the session's next block. */
+  readonly #prefetched = new Map<string, Promise<LastBlock>>();
   /** Heads written since the last takeChangedHeads(), oldest first. */
   readonly #changed = new Map<string, SessionHead>();
   #droppedChanged = false;
@@ -193,6 +195,19 @@ export class AuditWriter {
     if (this.#heads.size > this.#o.maxCachedSessions) this.#heads.delete(this.#heads.keys().next().value!);
   }
 
+  /**
+   * Starts reading a contended session's head now, so the read overlaps whatever the caller
+   * does before its next append (the broker classifies and decides meanwhile). The next block
+   * of that session uses it; a head that moved meanwhile is refused by the stream and re-read.
+   */
+  prefetch(sessionId: string): void {
+    if (!this.#contended.has(sessionId) || this.#prefetched.has(sessionId)) return;
+    const p = this.#loadHead(sessionId);
+    p.catch(() => undefined);
+    this.#prefetched.set(sessionId, p);
+    if (this.#prefetched.size > this.#o.maxInFlight) this.#prefetched.delete(this.#prefetched.keys().next().value!);
+  }
+
   /** Heads this writer wrote since the previous call, newest per session; the Checkpointer signs them. */
   takeChangedHeads(): SessionHead[] {
     const out = [...this.#changed.values()];
@@ -296,7 +311,9 @@ export class AuditWriter {
           const mine = await this.#resolveAmbiguous(sessionId, maybeStored, batch);
           if (mine) return mine;
         }
-        head = known ?? (await this.#loadHead(sessionId)).head;
+        const ahead = this.#prefetched.get(sessionId);
+        if (ahead) this.#prefetched.delete(sessionId);
+        head = known ?? (await (ahead ?? this.#loadHead(sessionId)).catch(() => this.#loadHead(sessionId))).head;
         known = undefined;
         events = chain(batch, head.hash);
         const h = headers();
