@@ -35,6 +35,10 @@ if (want('pg-memory')) {
   console.log('\n## PostgreSQL worker memory (1 MiB byte limit)');
   console.log(await benchPgMemory());
 }
+if (only.has('tap')) {
+  // Not in the default set: a diagnostic of one intent's messages.
+  await import('./tap.ts');
+}
 if (only.has('soak')) {
   // Not in the default set: 100,000 intents take minutes.
   const { benchSoak, printSoak } = await import('./soak.ts');

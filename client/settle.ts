@@ -101,10 +101,14 @@ export async function settle(d: SettleDeps, o: SettleOptions): Promise<Outcome> 
     return done.promise.then(() => undefined);
   });
 
+  // Set once settle() returns: a wake-up by `done` then asks the broker nothing (an answer on
+  // the inbox must not cost the broker a `wait` request afterwards).
+  let settled = false;
   const poll = async (): Promise<Outcome | undefined> => {
     await sleep(o.askAfterMs, start.promise, reconnected.promise, done.promise);
     let backoff = BACKOFF_MS;
     for (;;) {
+      if (settled) return undefined;
       const left = pollEnd - Date.now();
       if (left <= 0 || o.signal?.aborted) return undefined;
       const kicked = reconnected.promise;
@@ -168,6 +172,7 @@ export async function settle(d: SettleDeps, o: SettleOptions): Promise<Outcome> 
       { details: { intentId: o.intentId, ...(last ? { status: last } : {}) } },
     );
   } finally {
+    settled = true;
     o.signal?.removeEventListener('abort', onAbort);
     done.resolve();
     (status as { stop?: () => void }).stop?.();

@@ -168,4 +168,21 @@ describe('SDK outcomes the inbox never sees', () => {
     expect((err as WritError).details).toEqual({ intentId, status: 'dispatched' });
     expect((err as WritError).message).toContain('new id');
   }, 60_000);
+
+  it('an outcome answered on the inbox costs the broker no API request afterwards', async () => {
+    s = await startStack();
+    const agent = s.client(await s.token('agent-d', ['analysts']));
+    // A tap on the broker's API subjects, on its own connection.
+    const tap = await connect({ servers: s.nats.url });
+    cleanups.push(() => tap.close());
+    let asked = 0;
+    const sub = tap.subscribe(`${s.names.prefix}.api.>`, { callback: () => asked++ });
+    await tap.flush();
+    for (let i = 0; i < 5; i++) expect((await agent.run({ target: 'db', sql: 'SELECT 1' })).status).toBe('succeeded');
+    // Time for a request that would follow a settled run to be sent.
+    await new Promise((r) => setTimeout(r, 300));
+    await tap.flush();
+    sub.unsubscribe();
+    expect(asked).toBe(0);
+  }, 60_000);
 });
