@@ -253,27 +253,47 @@ describe('the Writ MCP server', () => {
   }, 60_000);
 
   for (const via of ['memory', 'http'] as const) {
-    it(`answers bad arguments with JSON-RPC invalid params -32602, not a tool result (${via})`, async () => {
+    it(`answers bad arguments with a tool error (isError, WRIT_BAD_REQUEST, the reason) the model sees, not a protocol error (${via})`, async () => {
       const mcp = await mcpAs('alice', ['analysts'], via);
-      const bad: Array<[string, Record<string, unknown>]> = [
-        ['sql_query', { target: 'db' }],
-        ['sql_query', { target: 'db.*', sql: 'SELECT 1' }],
-        ['sql_query', { target: 'db', sql: 'SELECT 1', timeout_seconds: 0 }],
-        ['sql_query', { target: 'db', sql: 'SELECT 1', justificaton: 'typo' }],
-        ['explain', { target: 'db', sql: 'SELECT 1', command: 'ls' }],
-        ['explain', { target: 'db' }],
-        ['wait_for_intent', { intent_id: 'short' }],
-        ['wait_for_intent', { intent_id: 'i_abcdefgh', timeout_seconds: 601 }],
-        ['cancel_intent', {}],
-        ['no_such_tool', {}],
+      const bad: Array<[string, Record<string, unknown>, RegExp]> = [
+        ['sql_query', { target: 'db' }, /sql/],
+        ['sql_query', { target: 'db.*', sql: 'SELECT 1' }, /target name/],
+        ['sql_query', { target: 'db', sql: 'SELECT 1', timeout_seconds: 0 }, /timeout_seconds/],
+        ['sql_query', { target: 'db', sql: 'SELECT 1', justificaton: 'typo' }, /justificaton/],
+        ['explain', { target: 'db', sql: 'SELECT 1', command: 'ls' }, /exactly one of sql or command/],
+        ['explain', { target: 'db' }, /exactly one of sql or command/],
+        ['list_targets', { extra: 1 }, /extra/],
+        ['wait_for_intent', { intent_id: 'short' }, /intent id/],
+        ['wait_for_intent', { intent_id: 'i_abcdefgh', timeout_seconds: 601 }, /timeout_seconds/],
+        ['cancel_intent', {}, /intent_id/],
       ];
-      for (const [name, args] of bad) {
-        const err = await mcp.callTool({ name, arguments: args }).then(() => undefined, (e: unknown) => e);
-        expect(err, `${name} ${JSON.stringify(args)}`).toBeInstanceOf(ProtocolError);
-        expect((err as ProtocolError).code, `${name} ${JSON.stringify(args)}`).toBe(-32602);
+      for (const [name, args, reason] of bad) {
+        const what = `${name} ${JSON.stringify(args)}`;
+        // The client validates structured content against the tool's output schema: it passes.
+        const { r, text, isError } = await call(mcp, name, args);
+        expect(isError, what).toBe(true);
+        expect(text, what).toMatch(reason);
+        expect(text.match(/WRIT_BAD_REQUEST/g), what).toHaveLength(1);
+        expect(text, what).toContain('next: Nothing was submitted.');
+        if (r.structuredContent) expect(r.structuredContent, what).toMatchObject({ outcome: 'error', error: { code: 'WRIT_BAD_REQUEST', retryable: false } });
       }
+      // An unknown tool is still a protocol error, as the specification says.
+      const err = await mcp.callTool({ name: 'no_such_tool', arguments: {} }).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(ProtocolError);
+      expect((err as ProtocolError).code).toBe(-32602);
     });
   }
+
+  it('shows each error code once: a classifier code carried into the message is not repeated', async () => {
+    const analyst = await mcpAs('alice', ['analysts']);
+    const garbled = await call(analyst, 'sql_query', { target: 'db', sql: 'SELEC name FROM customers' });
+    expect(garbled.isError).toBe(true);
+    expect(garbled.out.error!.code).toBe('WRIT_SQL_UNPARSEABLE');
+    expect(garbled.out.error!.message).not.toContain('WRIT_SQL_UNPARSEABLE');
+    expect(garbled.text.match(/WRIT_SQL_UNPARSEABLE/g)).toHaveLength(1);
+    const x = await call(analyst, 'explain', { target: 'db', sql: 'SELEC name FROM customers' });
+    expect(x.text.match(/WRIT_SQL_UNPARSEABLE/g)).toHaveLength(1);
+  });
 
   it('serves over stdio as its own process (writ mcp), with the agent token from the environment', async () => {
     const token = await s.token('alice', ['analysts']);

@@ -9,7 +9,7 @@ import { TERMINAL_STATES, WritError, type IntentState } from '../../schemas/inde
 import { newId, type WritClient } from '../../client/sdk.ts';
 import { runIdempotent, waitLong } from '../../client/sdk-extras.ts';
 import {
-  errorView, explainText, explainView, intentResult, intentView, openView, targetsText, targetsView, toolResult,
+  errorView, explainText, explainView, intentResult, intentText, intentView, openView, targetsText, targetsView, toolResult,
 } from './format.ts';
 import {
   ExplainInput, ExplainOut, IntentIdInput, IntentOut, ListTargetsInput, MAX_WAIT_SECONDS, ShellCommandInput, SqlQueryInput, TargetsOut, WaitInput,
@@ -58,10 +58,11 @@ export function createWritMcpServer(o: WritMcpServerOptions): McpServer {
 }
 
 /**
- * The SDK turns a tool's argument validation failure into a tool result with isError.
- * Writ answers bad arguments with JSON-RPC invalid params (-32602) instead, so a planner
- * cannot mistake a malformed call for a policy decision; tool results are then always
- * about the intent. Listing stays the SDK's (it advertises the same schemas).
+ * Invalid arguments come back as a tool result with `isError` and the reason (WRIT_BAD_REQUEST),
+ * as the MCP specification asks: many hosts never show the model a JSON-RPC error, so a
+ * protocol error (-32602) left it retrying blind. Only an unknown tool stays a protocol error.
+ * The structured part is given only where it fits the tool's output schema (IntentOut), since
+ * clients validate it against that schema. Listing stays the SDK's.
  */
 function takeOverToolCalls(mcp: McpServer, defs: ReadonlyMap<string, ToolDef<z.ZodType>>): void {
   mcp.server.removeRequestHandler('tools/call');
@@ -69,19 +70,25 @@ function takeOverToolCalls(mcp: McpServer, defs: ReadonlyMap<string, ToolDef<z.Z
     const name = request.params.name;
     const def = defs.get(name);
     if (!def) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Tool ${name} not found`);
+    const failed = (v: IntentOut): CallToolResult =>
+      (def.output === IntentOut ? intentResult(v) : { content: [{ type: 'text', text: intentText(v) }], isError: true });
     const parsed = def.input.safeParse(request.params.arguments ?? {});
-    if (!parsed.success) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Invalid arguments for tool ${name}: ${z.prettifyError(parsed.error)}`);
+    if (!parsed.success) {
+      const v = errorView(new WritError('WRIT_BAD_REQUEST', `invalid arguments for ${name}:\n${z.prettifyError(parsed.error)}`));
+      return mcp.server.projectCallToolResult(failed({ ...v, next: BAD_ARGUMENTS_NEXT }), undefined);
+    }
     let result: CallToolResult;
     try {
       result = await def.run(parsed.data, ctx);
     } catch (e) {
       if (ctx.mcpReq.signal.aborted) throw e;
-      const v = errorView(e);
-      result = toolResult(v, `${v.error?.code}: ${v.error?.message}\nnext: ${v.next}`, true);
+      result = failed(errorView(e));
     }
     return mcp.server.projectCallToolResult(result, undefined);
   });
 }
+
+const BAD_ARGUMENTS_NEXT = 'Nothing was submitted. Fix the arguments as the tool\'s input schema says (names, types, exactly one of sql or command where asked) and call it again.';
 
 type Add = <S extends z.ZodType>(name: string, def: ToolDef<S>) => void;
 
