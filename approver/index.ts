@@ -11,7 +11,7 @@ export { factsLines, revealInvisible } from './text.ts';
 export {
   SlackAdapter, loadSlackBotConfig, parseSlackBotConfig, SlackBotConfigSchema, ApproverIdentitySchema, renderRequest,
   escapeSlackText, codeBlock, inlineCode, plainText, slackSignature, verifySlackSignature, SLACK_MAX_SKEW_SEC, INTERACTIONS_PATH,
-  ACTION_APPROVE, ACTION_DENY, ACTIONS_BLOCK, REASON_ACTION, REASON_BLOCK,
+  ACTION_APPROVE, ACTION_APPROVE_WINDOW, ACTION_DENY, ACTIONS_BLOCK, REASON_ACTION, REASON_BLOCK,
   type SlackAdapterOptions, type ApproverIdentity, type SlackBotConfig, type SlackBotConfigInput, type Block, type TextObject, type Capped, type SignatureCheck,
 } from './slack/index.ts';
 export { TerminalAdapter, startTerminalApprover, formatRequest, formatOutcome, type TerminalAdapterOptions, type TerminalApproverOptions } from './terminal/index.ts';

@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 // Each command imports what it needs when it runs: a CLI call should not load the broker.
 import { loadDevIssuer, mintDevToken, parseDuration } from '../broker/dev-issuer.ts';
 import { connectNats, escapeForTerminal } from '../lib/index.ts';
-import { loadConfigFile, names, WritError, type Outcome } from '../schemas/index.ts';
+import { loadConfigFile, names, WindowScopeSchema, WritError, type Outcome, type WindowScope } from '../schemas/index.ts';
 import { WritClient } from '../client/sdk.ts';
 import { DATA_DIR, defaultConfigFile, exitQuietlyOnClosedPipe, exitWhenFlushed, natsForRole, type NatsRole } from './paths.ts';
 
@@ -35,7 +35,7 @@ const USAGE = `writ — privileged-access broker for automation agents
                                                 the agent tools over MCP (stdio, or Streamable HTTP on 127.0.0.1)
   writ policy check FILE | test FILE… | eval --policy FILE [--config FILE] | publish FILE
   writ audit sessions|replay|tail|verify|export …
-  writ pending | writ approve ID [--reason "…"] [--window 1h] | writ deny ID --reason "…"
+  writ pending | writ approve ID [--reason "…"] [--window 1h [--yes]] | writ deny ID --reason "…"
   writ grants | writ revoke WINDOW_ID            approvers, with their own token (WRIT_TOKEN)
 
 Environment: WRIT_TOKEN (the agent's token), WRIT_CONFIG, NATS_URL and WRIT_NATS_* (docs/configuration.md).`;
@@ -211,7 +211,7 @@ async function statusOrWait(cmd: 'status' | 'wait', args: string[]): Promise<num
 }
 
 async function approver(cmd: 'pending' | 'approve' | 'deny' | 'grants' | 'revoke', args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { token: { type: 'string' }, reason: { type: 'string' }, window: { type: 'string' }, json: { type: 'boolean', default: false } } });
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { token: { type: 'string' }, reason: { type: 'string' }, window: { type: 'string' }, yes: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } } });
   const { nc, c } = await client(values.token, undefined, 'approver');
   const print = (x: unknown) => out(`${JSON.stringify(x, null, values.json ? 0 : 2)}\n`);
   try {
@@ -231,8 +231,24 @@ async function approver(cmd: 'pending' | 'approve' | 'deny' | 'grants' | 'revoke
         const id = positionals[0];
         if (!id) throw new WritError('WRIT_BAD_REQUEST', `usage: writ ${cmd} INTENT_ID${cmd === 'deny' ? ' --reason "…"' : ''}`);
         if (cmd === 'deny' && !values.reason) throw new WritError('WRIT_BAD_REQUEST', 'a denial needs --reason');
+        if (values.window && cmd !== 'approve') throw new WritError('WRIT_BAD_REQUEST', '--window goes with approve');
+        // The vote names the command this approver's own pending view shows (its hash), and a
+        // window is granted only after its scope, exactly as the broker will enforce it, was shown.
+        const shown = (await c.pending()).find((p) => p.intentId === id);
+        if (!shown || typeof shown.commandSha256 !== 'string') throw new WritError('WRIT_NOT_PENDING', `${id} is not among the pending requests you may decide on (writ pending)`);
+        let windowSec: number | undefined;
+        if (values.window) {
+          windowSec = parseDuration(values.window);
+          const scope = parseWindowScope(shown.windowScope);
+          if (!scope) throw new WritError('WRIT_BAD_REQUEST', `rule ${String(shown.rule)} grants no access windows; approve without --window`);
+          err(windowScopeText(scope, windowSec, shown));
+          if (!(await confirmed(values.yes))) {
+            err('not confirmed: nothing was sent (on a terminal answer y; elsewhere pass --yes)\n');
+            return 1;
+          }
+        }
         const state = await c.decide(id, cmd === 'approve' ? 'approve' : 'reject', {
-          ...(values.reason ? { reason: values.reason } : {}), ...(values.window ? { windowSec: parseDuration(values.window) } : {}),
+          commandSha256: shown.commandSha256, ...(values.reason ? { reason: values.reason } : {}), ...(windowSec ? { windowSec } : {}),
         });
         out(values.json ? `${JSON.stringify({ intentId: id, status: state })}\n` : `${id}: ${state}\n`);
         return 0;
@@ -250,6 +266,44 @@ async function approver(cmd: 'pending' | 'approve' | 'deny' | 'grants' | 'revoke
     }
   } finally {
     await nc.close();
+  }
+}
+
+/** The broker's window scope from a pending listing, validated (anything else shows nothing and grants nothing). */
+function parseWindowScope(x: unknown): WindowScope | undefined {
+  const r = WindowScopeSchema.safeParse(x);
+  return r.success ? r.data : undefined;
+}
+
+/** What the window will allow, line by line, before the approver confirms (printed through escapeForTerminal). */
+function windowScopeText(scope: WindowScope, askedSec: number, shown: Record<string, unknown>): string {
+  const sec = Math.min(askedSec, scope.maxSec);
+  const command = shown.command as { sql?: string; command?: string } | undefined;
+  return [
+    `Approving ${String(shown.intentId)} with a window lets, for ${sec}s${askedSec > scope.maxSec ? ` (you asked ${askedSec}s; the rule allows at most ${scope.maxSec}s)` : ''}, without asking again:`,
+    `  requester      ${scope.requester.sub} (issuer ${scope.requester.iss})`,
+    `  acting for     ${scope.actFor ?? '(nobody: only requests acting for no human)'}`,
+    `  target         ${scope.target}`,
+    `  rule           ${scope.rule}`,
+    `  policy version ${scope.policyVersion} (a policy change ends the window)`,
+    '  statements     only these shapes, each statement of a request:',
+    ...scope.shapes.map((x) => `                   ${x}`),
+    `  this command   ${JSON.stringify(command?.sql ?? command?.command ?? '')}`,
+    `  command sha256 ${String(shown.commandSha256)}`,
+    '',
+  ].join('\n');
+}
+
+/** An explicit yes: `--yes`, or `y` typed on a terminal. Anything else (no TTY, EOF, another answer) is no. */
+async function confirmed(yes: boolean): Promise<boolean> {
+  if (yes) return true;
+  if (!process.stdin.isTTY) return false;
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question('Grant this window? [y/N] ')).trim());
+  } finally {
+    rl.close();
   }
 }
 

@@ -15,10 +15,11 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  ACTION_APPROVE, ACTION_DENY, Bot, generateBotKey, parseSlackBotConfig, SlackAdapter, startTerminalApprover,
+  ACTION_APPROVE, ACTION_APPROVE_WINDOW, ACTION_DENY, ACTIONS_BLOCK, Bot, generateBotKey, parseSlackBotConfig, SlackAdapter, startTerminalApprover,
 } from '../approver/index.ts';
 import { readSession } from '../audit/index.ts';
 import { DEV_ISSUER, mintDevToken } from '../broker/index.ts';
@@ -312,6 +313,7 @@ beforeAll(async () => {
         rules: [
           { id: 'ask', effect: 'require_approval', groups: ['agents'], targets: ['db'], mode: 'write', approval: { groups: ['approvers'], count: 1, timeoutSec: 60 } },
           { id: 'ask-hasty', effect: 'require_approval', groups: ['hasty'], targets: ['db'], mode: 'write', approval: { groups: ['approvers'], count: 1, timeoutSec: 2 } },
+          { id: 'ask-window', effect: 'require_approval', groups: ['windowed'], targets: ['db'], mode: 'write', approval: { groups: ['approvers'], count: 1, timeoutSec: 60, windowMaxSec: 900 } },
         ],
       },
     },
@@ -500,6 +502,47 @@ describe('slack approver bot', () => {
     expect(buttons.map((b) => (b.text as Json).text)).toEqual(['Approve', 'Deny']);
     // Nothing outside the code blocks mentions an approval: the outcome section is absent while pending.
     expect(m.blocks.find((b) => b.block_id === 'writ_outcome')).toBeUndefined();
+    expect(slack.problems).toEqual([]);
+  });
+
+  it('shows the facts and, next to "Approve with window", exactly the scope the window then enforces', async () => {
+    const c = await agent(['windowed'], 'agent-slack-win', '<!here> alice');
+    const first = await c.run({ target: 'db', sql: "UPDATE events SET note = 'slack-window' WHERE id = 1; INSERT INTO events (note) VALUES ('slack-window')" });
+    expect(first.status).toBe('pending');
+    const m = await eventually(() => slack.messageFor(first.intentId), 'the windowed post');
+    const text = (id: string) => String(((m.blocks.find((b) => b.block_id === id) as { text?: { text?: string } } | undefined)?.text?.text) ?? '');
+    // The classifier's facts: kinds, tables, WHERE presence.
+    expect(text('writ_facts')).toContain('update · writes public.events · has WHERE');
+    expect(text('writ_facts')).toContain('insert · writes public.events');
+    // The scope, from the request's windowScope, escaped; placed right before the buttons.
+    const scope = (await jetstreamManager(s.nc).then((j) => j.streams.getMessage(s.names.streams.approvals, { last_by_subj: s.names.approvalRequest('db') })))!.json<{ windowScope: Record<string, unknown> }>().windowScope;
+    expect(scope).toMatchObject({ rule: 'ask-window', actFor: '<!here> alice', shapes: ['insert:public.events', 'update:public.events'], maxSec: 900 });
+    const w = text('writ_window');
+    expect(w).toContain('for 15m and without asking again');
+    expect(w).toContain('requester `agent-slack-win`');
+    expect(w).toContain('acting for `&lt;!here&gt; alice`');
+    expect(w).not.toContain('<!here>');
+    expect(w).toContain('rule `ask-window`');
+    expect(w).toContain(`policy version \`${String(scope.policyVersion)}\``);
+    expect(w).toContain('```\ninsert:public.events\nupdate:public.events\n```');
+    const ids = m.blocks.map((b) => b.block_id);
+    expect(ids.indexOf('writ_window')).toBeLessThan(ids.indexOf(ACTIONS_BLOCK));
+    const buttons = (m.blocks.find((b) => b.type === 'actions') as { elements: Json[] }).elements;
+    expect(buttons.map((b) => [b.action_id, (b.text as Json).text])).toEqual([[ACTION_APPROVE, 'Approve'], [ACTION_APPROVE_WINDOW, 'Approve with 15m window'], [ACTION_DENY, 'Deny']]);
+
+    expect(await sendInteraction(adapters[0]!.url!, slack.click(first.intentId, ACTION_APPROVE_WINDOW, 'U0CAROL'))).toBe(200);
+    expect((await c.wait(first.intentId)).status).toBe('succeeded');
+    // The window granted holds that scope; the same shapes run without asking, another shape asks again.
+    const kv = await new Kvm(s.nc).open(s.names.buckets.windows);
+    const keys: string[] = [];
+    for await (const k of await kv.keys()) keys.push(k);
+    const windows = await Promise.all(keys.map(async (k) => (await kv.get(k))!.json<Record<string, unknown>>()));
+    const granted = windows.find((x) => x.sub === 'agent-slack-win')!;
+    expect({ rule: granted.rule, target: granted.target, actFor: granted.actFor, policyVersion: granted.policyVersion, shapes: granted.shapes })
+      .toEqual({ rule: scope.rule, target: scope.target, actFor: scope.actFor, policyVersion: scope.policyVersion, shapes: scope.shapes });
+    expect(Number(granted.expiresAt) - Number(granted.createdAt)).toBe(900_000);
+    expect((await c.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('slack-window-2')" })).status).toBe('succeeded');
+    expect((await c.run({ target: 'db', sql: 'DELETE FROM events WHERE id > 0' })).status).toBe('pending');
     expect(slack.problems).toEqual([]);
   });
 

@@ -12,7 +12,7 @@ import type { Logger } from '../../lib/index.ts';
 import { IdSchema, names as makeNames, readSecret, WritError, type Names } from '../../schemas/index.ts';
 import { botSigningKey, publishDecision, type DecisionAnswer } from '../decide.ts';
 import type { ApprovalView, ApproverAdapter, BotContext, MessageRef } from '../types.ts';
-import { ACTION_APPROVE, ACTION_DENY, REASON_ACTION, REASON_BLOCK, renderRequest } from './blocks.ts';
+import { ACTION_APPROVE, ACTION_APPROVE_WINDOW, ACTION_DENY, REASON_ACTION, REASON_BLOCK, renderRequest } from './blocks.ts';
 import type { ApproverIdentity, SlackBotConfig } from './config.ts';
 import { escapeSlackText, inlineCode } from './escape.ts';
 import { startInteractionServer, type InteractionServer } from './server.ts';
@@ -147,7 +147,7 @@ export class SlackAdapter implements ApproverAdapter {
     const parsed = BlockActionsSchema.safeParse(raw);
     if (!parsed.success) return; // other interaction kinds are not ours
     const p = parsed.data;
-    const action = p.actions.find((a) => a.action_id === ACTION_APPROVE || a.action_id === ACTION_DENY);
+    const action = p.actions.find((a) => a.action_id === ACTION_APPROVE || a.action_id === ACTION_APPROVE_WINDOW || a.action_id === ACTION_DENY);
     if (!action) return;
     const ctx = this.#ctx!;
     const user = p.user.id;
@@ -176,7 +176,7 @@ export class SlackAdapter implements ApproverAdapter {
         : 'Your Slack profile could not be looked up, so your vote was not sent. Try again in a minute.');
       return;
     }
-    const verdict = action.action_id === ACTION_APPROVE ? 'approve' : 'reject';
+    const verdict = action.action_id === ACTION_DENY ? 'reject' : 'approve';
     const reason = reasonOf(p);
     if (verdict === 'reject' && !reason) {
       await this.#tell(channel, user, 'A denial needs a reason: type it in the Reason box, then press Deny. Nothing was sent.');
@@ -186,17 +186,23 @@ export class SlackAdapter implements ApproverAdapter {
       await this.#tell(channel, user, 'This request is not fully stored here yet; nothing was sent. Try again in a moment.');
       return;
     }
-    await this.#vote(ctx, { intentId: intentId.data, commandSha256: rec.request.commandSha256, verdict, user, channel, identity: mapping.identity, ...(reason ? { reason } : {}) });
+    // The window granted is the one the message showed next to the button: the scope's length, no more.
+    const windowSec = action.action_id === ACTION_APPROVE_WINDOW ? rec.request.windowScope?.maxSec : undefined;
+    if (action.action_id === ACTION_APPROVE_WINDOW && !windowSec) {
+      await this.#tell(channel, user, 'This request offers no access window; nothing was sent.');
+      return;
+    }
+    await this.#vote(ctx, { intentId: intentId.data, commandSha256: rec.request.commandSha256, verdict, user, channel, identity: mapping.identity, ...(reason ? { reason } : {}), ...(windowSec ? { windowSec } : {}) });
   }
 
-  async #vote(ctx: BotContext, v: { intentId: string; commandSha256: string; verdict: 'approve' | 'reject'; user: string; channel: string | undefined; identity: ApproverIdentity; reason?: string }): Promise<void> {
+  async #vote(ctx: BotContext, v: { intentId: string; commandSha256: string; verdict: 'approve' | 'reject'; user: string; channel: string | undefined; identity: ApproverIdentity; reason?: string; windowSec?: number }): Promise<void> {
     let answer: DecisionAnswer;
     try {
       answer = await publishDecision({
         nc: ctx.nc, names: this.#names, intentId: v.intentId, commandSha256: v.commandSha256, verdict: v.verdict, token: readSecret(this.#c.writToken, 'writToken'),
         signingKey: botSigningKey(readSecret(this.#c.signingKey, 'signingKey')),
         onBehalfOf: { sub: v.identity.sub, groups: [...v.identity.groups], via: 'slack' }, timeoutMs: this.#c.decisionTimeoutMs,
-        ...(v.reason ? { reason: v.reason } : {}),
+        ...(v.reason ? { reason: v.reason } : {}), ...(v.windowSec ? { windowSec: v.windowSec } : {}),
       });
     } catch (e) {
       const timeout = e instanceof WritError && e.code === 'WRIT_TIMEOUT';

@@ -11,6 +11,8 @@ import type { Activity, ApprovalView } from '../types.ts';
 import { codeBlock, escapeSlackText, inlineCode, plainText } from './escape.ts';
 
 export const ACTION_APPROVE = 'writ_approve';
+/** Approve and grant the access window the message describes (its `writ_window` section). */
+export const ACTION_APPROVE_WINDOW = 'writ_approve_window';
 export const ACTION_DENY = 'writ_deny';
 export const REASON_BLOCK = 'writ_reason';
 export const REASON_ACTION = 'writ_reason';
@@ -67,6 +69,30 @@ function outcomeBlock(v: ApprovalView): Block | undefined {
   return { type: 'section', block_id: 'writ_outcome', text: md(text) };
 }
 
+/** A duration as the approver reads it: `45s`, `30m`, `2h`, `1h 30m`. */
+function duration(sec: number): string {
+  const h = Math.floor(sec / 3600);
+  const m = Math.floor((sec % 3600) / 60);
+  const s = sec % 60;
+  return [h ? `${h}h` : '', m ? `${m}m` : '', s || (!h && !m) ? `${s}s` : ''].filter(Boolean).join(' ');
+}
+
+/**
+ * What "Approve with window" would allow, from the request's `windowScope` (the scope the
+ * broker enforces, field by field). Agent-controlled parts are inline code or a code block.
+ */
+function windowBlock(r: ApprovalView['request']): Block | undefined {
+  const w = r.windowScope;
+  if (!w) return undefined;
+  const lines = [
+    `*Approve with window* also lets, for ${duration(w.maxSec)} and without asking again:`,
+    `• requester ${inlineCode(w.requester.sub)} (issuer ${inlineCode(w.requester.iss, 80)}), acting for ${w.actFor !== null ? inlineCode(w.actFor) : '_nobody_'}`,
+    `• on ${inlineCode(w.target)} under rule ${inlineCode(w.rule)}, policy version ${inlineCode(w.policyVersion, 40)} (a policy change ends it)`,
+    `• statements of these shapes only:\n${codeBlock(w.shapes.join('\n'), 900).text}`,
+  ];
+  return { type: 'section', block_id: 'writ_window', text: md(lines.join('\n')) };
+}
+
 /** The message for a request: `text` is the notification fallback, `blocks` the message. */
 export function renderRequest(v: ApprovalView): { text: string; blocks: Block[] } {
   const r = v.request;
@@ -101,6 +127,8 @@ export function renderRequest(v: ApprovalView): { text: string; blocks: Block[] 
   const outcome = outcomeBlock(v);
   if (outcome) blocks.push({ type: 'divider' }, outcome);
   else {
+    const window = windowBlock(r);
+    if (window) blocks.push(window);
     blocks.push(
       {
         type: 'input', block_id: REASON_BLOCK, optional: true,
@@ -111,6 +139,7 @@ export function renderRequest(v: ApprovalView): { text: string; blocks: Block[] 
         type: 'actions', block_id: ACTIONS_BLOCK,
         elements: [
           { type: 'button', action_id: ACTION_APPROVE, style: 'primary', text: plain('Approve'), value: r.intentId },
+          ...(window ? [{ type: 'button', action_id: ACTION_APPROVE_WINDOW, text: plain(plainText(`Approve with ${duration(r.windowScope!.maxSec)} window`, 75)), value: r.intentId }] : []),
           { type: 'button', action_id: ACTION_DENY, style: 'danger', text: plain('Deny'), value: r.intentId },
         ],
       },

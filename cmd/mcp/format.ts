@@ -4,7 +4,7 @@
  * a readable text part with the same facts for hosts that only show text.
  */
 import type { CallToolResult } from '@modelcontextprotocol/server';
-import { ErrorCodes, WritError, isErrorCode, type ApiReply, type IntentState, type Outcome } from '../../schemas/index.ts';
+import { ErrorCodes, WindowScopeSchema, WritError, isErrorCode, type ApiReply, type IntentState, type Outcome, type WindowScope } from '../../schemas/index.ts';
 import type { ExplainOut, IntentOut, PlannerOutcome, TargetsOut } from './schemas.ts';
 
 /** Text tables stop here; every row stays in the structured content. */
@@ -175,12 +175,60 @@ function decisionLine(d: NonNullable<IntentOut['decision']>, code?: string): str
   return `decision: ${d.effect}${rules} (${d.mode})${reasons}`;
 }
 
-export function intentText(v: IntentOut): string {
+/** What the approvers are shown for a pending intent: the classified facts, and what a window would allow. */
+export interface ApprovalShown {
+  facts?: Record<string, unknown>;
+  windowScope?: WindowScope;
+}
+
+/** The approvers' view from a pending outcome's error details (set by the broker); anything malformed is left out. */
+export function approvalShown(o: Outcome): ApprovalShown | undefined {
+  if (o.status !== 'pending' || !o.error?.details) return undefined;
+  const d = o.error.details;
+  const scope = WindowScopeSchema.safeParse(d.windowScope);
+  const facts = d.facts && typeof d.facts === 'object' && !Array.isArray(d.facts) ? d.facts as Record<string, unknown> : undefined;
+  if (!facts && !scope.success) return undefined;
+  return { ...(facts ? { facts } : {}), ...(scope.success ? { windowScope: scope.data } : {}) };
+}
+
+/** The facts as lines: kinds, tables, WHERE presence (one per statement), or programs. */
+function factLines(facts: Record<string, unknown>): string[] {
+  const list = (v: unknown) => (Array.isArray(v) && v.length > 0 ? v.map(String).join(', ') : undefined);
+  if (Array.isArray(facts.statements)) {
+    return facts.statements.map((st: Record<string, unknown>) => [
+      String(st.kind ?? 'statement'), list(st.tablesWritten) ? `writes ${list(st.tablesWritten)}` : '', list(st.tablesRead) ? `reads ${list(st.tablesRead)}` : '',
+      typeof st.hasWhere === 'boolean' ? (st.hasWhere ? 'has WHERE' : 'no WHERE') : '',
+    ].filter(Boolean).join(' · '));
+  }
+  if (Array.isArray(facts.commands)) return facts.commands.map((c: Record<string, unknown>) => `program ${String(c.program ?? '?')}`);
+  return [JSON.stringify(facts)];
+}
+
+/**
+ * Approval facts and window scope for the text part. Tables, programs, subjects and the human
+ * acted for come from the command and the tokens, so they are fenced as data; Writ's own words
+ * around them interpolate none of it.
+ */
+function approvalLines(a: ApprovalShown): string[] {
+  const lines: string[] = [];
+  if (a.facts) lines.push('what the approvers see the command do:', ...fence('classified facts', factLines(a.facts)));
+  const w = a.windowScope;
+  if (w) {
+    lines.push(`an approval with an access window (at most ${w.maxSec}s) would also let further intents run without asking, only where all of these match:`, ...fence('window scope', [
+      `requester: ${w.requester.sub} (issuer ${w.requester.iss})`, `acting for: ${w.actFor ?? '(nobody)'}`, `target: ${w.target}`, `rule: ${w.rule}`,
+      `policy version: ${w.policyVersion}`, ...w.shapes.map((x) => `statement shape: ${x}`),
+    ]));
+  }
+  return lines;
+}
+
+export function intentText(v: IntentOut, approval?: ApprovalShown): string {
   const head = [v.outcome, v.intentId ? `intent ${v.intentId}` : '', v.sessionId ? `session ${v.sessionId}` : '', v.target ? `target ${v.target}` : '']
     .filter(Boolean).join(' · ');
   const lines = [head];
   if (v.error) lines.push(`error: ${v.error.code}`, ...fence('error message', [v.error.message]));
   if (v.decision) lines.push(...fence('decision', [decisionLine(v.decision, v.error?.code)]));
+  if (approval) lines.push(...approvalLines(approval));
   if (v.result) lines.push(...fence('target data', table(v.result)));
   lines.push(`next: ${v.next}`);
   return lines.join('\n');
@@ -206,6 +254,6 @@ export function toolResult<T extends Record<string, unknown>>(structured: T, tex
 }
 
 /** `isError` defaults to whether the outcome means the tool did not get what it was asked for. */
-export function intentResult(v: IntentOut, o: { isError?: boolean } = {}): CallToolResult {
-  return toolResult(v, intentText(v), o.isError ?? ERROR_OUTCOMES.has(v.outcome));
+export function intentResult(v: IntentOut, o: { isError?: boolean; approval?: ApprovalShown | undefined } = {}): CallToolResult {
+  return toolResult(v, intentText(v, o.approval), o.isError ?? ERROR_OUTCOMES.has(v.outcome));
 }

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { TERMINAL_STATES, WritError, type IntentState } from '../../schemas/index.ts';
 import { newId, type WritClient } from '../../client/sdk.ts';
 import { runIdempotent, waitLong } from '../../client/sdk-extras.ts';
+import { approvalShown } from './format.ts';
 import {
   errorView, explainText, explainView, intentResult, intentText, intentView, openView, targetsText, targetsView, toolResult,
 } from './format.ts';
@@ -193,7 +194,8 @@ async function runIntent(client: WritClient, cmd: { target: string; sql?: string
     const opts = { timeoutMs: (a.timeout_seconds ?? 30) * 1000, signal: ctx.mcpReq.signal };
     // An id of the caller's choosing may have run before: answer with its first outcome.
     const o = a.intent_id ? await runIdempotent(client, req, opts) : await client.run(req, opts);
-    return intentResult(intentView(o, cmd.target));
+    // A pending intent: what its approvers see, and what approving it with a window would allow.
+    return intentResult(intentView(o, cmd.target), { approval: approvalShown(o) });
   } catch (e) {
     ctx.mcpReq.signal.throwIfAborted();
     if (!(e instanceof WritError && e.code === 'WRIT_TIMEOUT')) return intentResult(errorView(e, { intentId, sessionId, target: cmd.target }));
