@@ -13,15 +13,24 @@ import { loadDevIssuer, mintDevToken } from '../broker/index.ts';
 import { WritClient } from '../client/index.ts';
 import { createTestDatabase, startNats } from '../test/helpers/index.ts';
 
-interface Sample { intents: number; rssMB: number; heapMB: number; perSec: number }
+interface Sample { intents: number; rssMB: number; heapMB: number; perSec: number; mem: Mem }
+interface Mem {
+  rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number;
+  /** Heap after a full GC, only when the service runs with WRIT_SOAK_GC=1 (investigation). */
+  liveHeap?: number;
+  spaces: Record<string, { used: number; size: number }>;
+  /** What the bounded caches hold: facts cache bytes and entries, session owners, claimed grants. */
+  caches: Record<string, number>;
+}
+const MB = (n: number) => Math.round(n / 1048576);
 
-async function memoryOf(child: ChildProcess): Promise<{ rss: number; heapUsed: number }> {
+async function memoryOf(child: ChildProcess): Promise<Mem> {
   return new Promise((resolve) => {
     const onData = (d: Buffer) => {
       const line = d.toString().split('\n').find((l) => l.startsWith('MEM '));
       if (!line) return;
       child.stdout!.off('data', onData);
-      resolve(JSON.parse(line.slice(4)) as { rss: number; heapUsed: number });
+      resolve(JSON.parse(line.slice(4)) as Mem);
     };
     child.stdout!.on('data', onData);
     child.kill('SIGUSR2');
@@ -46,7 +55,9 @@ export async function benchSoak(opts: { total?: number; every?: number; concurre
     audit: { flushMs: 2 },
     log: { level: 'warn' },
   }));
-  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'stack-process.ts'), cfgFile, 'both'], {
+  // WRIT_SOAK_NODE_FLAGS: extra flags for the service process, for investigation (--trace-gc, --expose-gc).
+  const flags = (process.env.WRIT_SOAK_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...flags, '--import', 'tsx', join(import.meta.dirname, 'stack-process.ts'), cfgFile, 'both'], {
     env: { ...process.env, NATS_URL: nats.url, WRIT_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -73,9 +84,10 @@ export async function benchSoak(opts: { total?: number; every?: number; concurre
         if (done % every === 0) {
           const m = await memoryOf(child);
           const now = Date.now();
-          samples.push({ intents: done, rssMB: Math.round(m.rss / 1048576), heapMB: Math.round(m.heapUsed / 1048576), perSec: Math.round(every / ((now - windowStart) / 1000)) });
+          samples.push({ intents: done, rssMB: MB(m.rss), heapMB: MB(m.heapUsed), perSec: Math.round(every / ((now - windowStart) / 1000)), mem: m });
           windowStart = now;
-          console.log(`soak: ${done} intents, service RSS ${samples.at(-1)!.rssMB} MB, heap ${samples.at(-1)!.heapMB} MB, ${samples.at(-1)!.perSec}/s, errors ${errors}`);
+          const sp = (k: string) => `${MB(m.spaces[k]?.used ?? 0)}/${MB(m.spaces[k]?.size ?? 0)}`;
+          console.log(`soak: ${done} intents, service RSS ${MB(m.rss)} MB, heap ${MB(m.heapUsed)}/${MB(m.heapTotal)} MB (new ${sp('new')}, old ${sp('old')}, large ${sp('large_object')}, code ${sp('code')}), external ${MB(m.external)} MB${m.liveHeap !== undefined ? `, live after GC ${MB(m.liveHeap)} MB` : ''}, caches ${JSON.stringify(m.caches)}, ${samples.at(-1)!.perSec}/s, errors ${errors}`);
         }
       }
     }));
@@ -91,9 +103,13 @@ export async function benchSoak(opts: { total?: number; every?: number; concurre
 
 export function printSoak(samples: Sample[]): void {
   console.log('\n## Soak: service memory over intents (64 agents, distinct texts)');
-  console.log('| intents | RSS MB | heap MB | intents/s |');
-  console.log('|---|---|---|---|');
-  for (const s of samples) console.log(`| ${s.intents} | ${s.rssMB} | ${s.heapMB} | ${s.perSec} |`);
+  console.log('| intents | RSS MB | heap used / total MB | old space used / size MB | facts cache MB (entries) | claimed grants | session owners | intents/s |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const s of samples) {
+    const c = s.mem.caches;
+    const old = s.mem.spaces.old;
+    console.log(`| ${s.intents} | ${s.rssMB} | ${s.heapMB} / ${MB(s.mem.heapTotal)} | ${MB(old?.used ?? 0)} / ${MB(old?.size ?? 0)} | ${MB(c.factsBytes ?? 0)} (${c.factsEntries ?? 0}) | ${c.claimedGrants ?? 0} | ${c.sessionOwners ?? 0} | ${s.perSec} |`);
+  }
   const at20 = samples.find((s) => s.intents >= samples[samples.length - 1]!.intents / 5);
   const last = samples[samples.length - 1];
   if (at20 && last) console.log(`RSS at ${last.intents} / RSS at ${at20.intents}: ${(last.rssMB / at20.rssMB).toFixed(2)} (goal ≤ 1.20)`);

@@ -2,6 +2,8 @@
  * A broker and/or a PostgreSQL worker from a config file, for benchmarks. The role comes
  * from argv[3]: `both` (default, as `writ up`), `broker` or `worker`. Prints READY.
  */
+import { join } from 'node:path';
+import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import { createBroker } from '../broker/index.ts';
 import { connectNats, createLogger } from '../lib/index.ts';
 import { loadConfigFile } from '../schemas/index.ts';
@@ -13,20 +15,37 @@ const log = createLogger({ name: `bench-${role}`, level: process.env.WRIT_LOG_LE
 // The config's `nats` section with the environment over it (NATS_URL, WRIT_NATS_*).
 const nc = await connectNats(config.nats, `bench-${role}`);
 const services: Array<{ stop(): Promise<void> }> = [];
+let caches: () => Record<string, number> = () => ({});
 if (role !== 'worker') {
   const broker = await createBroker({ nc, config, log });
   await broker.start();
   services.push(broker);
+  caches = () => ({ ...broker.caches });
 }
 if (role !== 'broker') {
   const worker = await createWorker({ nc, config, log });
   await worker.start();
   services.unshift(worker);
+  const before = caches;
+  caches = () => ({ ...before(), claimedGrants: worker.claimedGrants });
 }
-// SIGUSR2 asks for this process's memory (the soak benchmark samples it).
+// SIGUSR2 asks for this process's memory (the soak benchmark samples it): RSS and heap as
+// they are, the V8 heap spaces (what the heap's size is made of). For investigation only:
+// WRIT_SOAK_GC=1 (with --expose-gc) adds the heap after a full collection (what is live),
+// WRIT_SOAK_HEAPSNAP_DIR writes a heap snapshot at every WRIT_SOAK_HEAPSNAP_EVERY-th sample (default each).
+let samples = 0;
 process.on('SIGUSR2', () => {
   const m = process.memoryUsage();
-  process.stdout.write(`MEM ${JSON.stringify({ rss: m.rss, heapUsed: m.heapUsed, external: m.external })}\n`);
+  const spaces = Object.fromEntries(getHeapSpaceStatistics().map((s) => [s.space_name.replace(/_space$/, ''), { used: s.space_used_size, size: s.space_size }]));
+  let liveHeap: number | undefined;
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (process.env.WRIT_SOAK_GC === '1' && gc) {
+    gc();
+    liveHeap = process.memoryUsage().heapUsed;
+  }
+  const dir = process.env.WRIT_SOAK_HEAPSNAP_DIR;
+  if (dir && ++samples % Number(process.env.WRIT_SOAK_HEAPSNAP_EVERY ?? 1) === 0) writeHeapSnapshot(join(dir, `soak-${samples}.heapsnapshot`));
+  process.stdout.write(`MEM ${JSON.stringify({ rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, liveHeap, spaces, caches: caches() })}\n`);
 });
 process.stdout.write('READY\n');
 process.once('SIGTERM', async () => {

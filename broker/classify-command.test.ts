@@ -1,7 +1,19 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initClassifiers } from '../classify/index.ts';
 import type { TargetConfig } from '../schemas/index.ts';
 import { createCommandClassifier } from './classify-command.ts';
+
+// A real measurement of the heap, not a model of it: a full collection before each reading.
+// The count may err high (an array is assumed grown by push), never much low.
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+const liveHeap = () => {
+  gc();
+  gc();
+  return process.memoryUsage().heapUsed;
+};
 
 const db = { name: 'db', kind: 'postgres', tags: [] } as unknown as TargetConfig;
 const host = { name: 'h', kind: 'ssh', tags: [] } as unknown as TargetConfig;
@@ -33,3 +45,32 @@ describe('the broker facts cache', () => {
     expect(sh.facts.error?.code).toBe('WRIT_SHELL_UNKNOWN');
   });
 });
+
+describe('the facts cache counts what its entries really hold', () => {
+  // Distinct names in every entry, so that nothing is shared between entries and the heap's
+  // growth is what the entries own. The counts were off by up to 1.9x with the JSON length
+  // (shell facts under-counted by a third): the byte budget was not the memory it bounded.
+  const shapes: Array<[string, TargetConfig, (i: number) => { kind: 'sql'; sql: string } | { kind: 'shell'; command: string }, number]> = [
+    ['one short SELECT', db, (i) => ({ kind: 'sql', sql: `SELECT ${i} AS n` }), 3000],
+    ['a join with a WHERE', db, (i) => ({ kind: 'sql', sql: `SELECT c.id, c.email_${i}, o.total FROM customers_${i} c JOIN orders o ON o.customer_id = c.id WHERE o.total > ${i}` }), 1000],
+    ['a batch of 100 statements', db, (i) => ({ kind: 'sql', sql: Array.from({ length: 100 }, (_, k) => `SELECT ${i} + ${k}`).join(';') }), 60],
+    ['300 columns', db, (i) => ({ kind: 'sql', sql: `SELECT ${Array.from({ length: 300 }, (_, k) => `c${k}_${i}`).join(', ')} FROM t${i}` }), 60],
+    ['a short shell line', host, (i) => ({ kind: 'shell', command: `ls -la /tmp/d${i}` }), 3000],
+    ['a 60-command pipeline', host, (i) => ({ kind: 'shell', command: Array.from({ length: 60 }, (_, k) => `grep -e x${k}_${i} /var/log/f${k}_${i}`).join(' | ') }), 60],
+  ];
+  for (const [label, target, make, n] of shapes) {
+    it(`${label}: counted within -20 % and +50 % of the heap it takes`, () => {
+      const classify = createCommandClassifier({ maxStatementBytes: 1024 * 1024, factsCacheBytes: 1024 * 1024 * 1024 });
+      classify(target, make(-1));
+      const heap0 = liveHeap();
+      const counted0 = classify.cachedBytes;
+      for (let i = 0; i < n; i++) expect(classify(target, make(i)).facts.error).toBeUndefined();
+      const real = liveHeap() - heap0;
+      const counted = classify.cachedBytes - counted0;
+      expect(classify.cachedEntries).toBe(n + 1);
+      expect(counted / real).toBeGreaterThan(0.8);
+      expect(counted / real).toBeLessThan(1.5);
+    });
+  }
+});
+

@@ -1,8 +1,9 @@
 /**
  * Chooses the classifier for a target's kind and caches facts by the SHA-256 of the exact
  * text: parsing a large statement costs more than running it (PERFORMANCE.md). The cache is
- * bounded by the facts' estimated size, not by entry count: the facts of one huge statement
- * can be a hundred times its text (a 225 KB intent once grew the broker by 111 MB). A
+ * bounded by the heap its entries take (heapBytes), not by entry count: the facts of one huge
+ * statement can be a hundred times its text (a 225 KB intent once grew the broker by 111 MB).
+ * With distinct texts it fills to its bound and stays there (docs/operations.md, Memory). A
  * statement longer than the limit is refused before it is parsed at all.
  */
 import { LRUCache } from 'lru-cache';
@@ -12,14 +13,61 @@ import type { CommandFacts } from './policy.ts';
 
 export interface ClassifyCommand {
   (target: TargetConfig, command: Command): CommandFacts;
-  /** Estimated bytes the cache holds now (for tests and metrics). */
+  /** Bytes the cache holds now, as counted by heapBytes (for tests and metrics). */
   readonly cachedBytes: number;
+  /** Entries the cache holds now. */
+  readonly cachedEntries: number;
 }
 
-/** Rough bytes a value holds on the heap: its JSON length twice (UTF-16), plus object overhead. */
-function approxBytes(v: unknown): number {
-  return JSON.stringify(v).length * 2 + 256;
+/**
+ * Bytes a cache entry holds on V8's heap, counted from its shape: the key, the LRU's slots, and
+ * for the facts every object (header + a slot per property), array (header + backing store) and
+ * string (header + one or two bytes per character) they own. Measured against heap snapshots
+ * (classify-command.test.ts): 0.8-1.5× the real footprint for SQL and shell facts alike,
+ * erring high, where twice the facts' JSON length was 0.66-1.9× (it counts an empty array as
+ * 4 bytes; V8 holds 32). Node's default x64 build: 8-byte slots, no pointer compression.
+ */
+export function heapBytes(v: unknown, strings = new Set<string>()): number {
+  switch (typeof v) {
+    case 'string':
+      // The classifiers hand out one string object for a name they meet many times (a table in
+      // each of its columns): a value is counted once per entry.
+      if (strings.has(v)) return 0;
+      strings.add(v);
+      // Header (map, hash, length) plus the characters, rounded up to the 8-byte allocation unit.
+      return 16 + (((/[^\u0000-\u00ff]/.test(v) ? 2 : 1) * v.length + 7) & ~7);
+    case 'number':
+      // Small integers live in the slot; any other number is a boxed 16-byte HeapNumber.
+      return Number.isInteger(v) && Math.abs(v) < 2 ** 30 ? 0 : 16;
+    case 'object': {
+      if (v === null) return 0;
+      if (Array.isArray(v)) {
+        // JSArray (map, properties, elements, length) plus its FixedArray (header + a slot per
+        // element of its capacity): an array filled by push() grows 0 → 17 → 41 → 77 …, and
+        // nothing tells a filled one from an exactly sized one, so the capacity is assumed.
+        let cap = 0;
+        while (cap < v.length) cap += (cap >> 1) + 16 + (cap === 0 ? 1 : 0);
+        let n = 32 + (cap > 0 ? 16 + 8 * cap : 0);
+        for (const x of v) n += heapBytes(x, strings);
+        return n;
+      }
+      // JSObject (map, properties, elements) plus a slot per property; a literal `{}` reserves four.
+      const values = Object.values(v);
+      let n = 24 + 8 * Math.max(4, values.length);
+      for (const x of values) n += heapBytes(x, strings);
+      return n;
+    }
+    default:
+      // Booleans, undefined: shared oddballs.
+      return 0;
+  }
 }
+
+/**
+ * Per entry beyond the facts: the key (a cons string over the prefix and a 64-character hex
+ * digest), its hash-table entry in the LRU's Map, and the LRU's slots (key, value, next, prev, size).
+ */
+const ENTRY_OVERHEAD_BYTES = 256;
 
 function refused(command: Command, code: 'WRIT_SQL_UNKNOWN' | 'WRIT_SHELL_UNKNOWN', message: string): CommandFacts {
   return command.kind === 'sql'
@@ -29,7 +77,7 @@ function refused(command: Command, code: 'WRIT_SQL_UNKNOWN' | 'WRIT_SHELL_UNKNOW
 
 /** A classifier with its own size-bounded cache, configured from `limits`. */
 export function createCommandClassifier(limits: Pick<Config['limits'], 'maxStatementBytes' | 'factsCacheBytes'>): ClassifyCommand {
-  const cache = new LRUCache<string, CommandFacts>({ maxSize: limits.factsCacheBytes, sizeCalculation: approxBytes, max: 100_000 });
+  const cache = new LRUCache<string, CommandFacts>({ maxSize: limits.factsCacheBytes, sizeCalculation: (facts) => heapBytes(facts) + ENTRY_OVERHEAD_BYTES, max: 100_000 });
   const classify = (target: TargetConfig, command: Command): CommandFacts => {
     const text = commandText(command);
     const key = `${target.kind}:${command.kind}:${sha256Hex(text)}`;
@@ -53,5 +101,8 @@ export function createCommandClassifier(limits: Pick<Config['limits'], 'maxState
     cache.set(key, facts);
     return facts;
   };
-  return Object.defineProperty(classify, 'cachedBytes', { get: () => cache.calculatedSize }) as ClassifyCommand;
+  return Object.defineProperties(classify, {
+    cachedBytes: { get: () => cache.calculatedSize },
+    cachedEntries: { get: () => cache.size },
+  }) as ClassifyCommand;
 }

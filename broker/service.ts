@@ -96,12 +96,17 @@ export class Broker {
     return this.#kv;
   }
 
+  /** What the bounded in-memory caches hold now (the soak benchmark prints it). */
+  get caches(): { factsBytes: number; factsEntries: number; sessionOwners: number } {
+    return { factsBytes: this.#classify.cachedBytes, factsEntries: this.#classify.cachedEntries, sessionOwners: this.#sessions?.cachedSessions ?? 0 };
+  }
+
   async start(): Promise<void> {
     const { nc, names: n, config } = this.#d;
     this.#js = jetstream(nc);
     this.#jsm = await jetstreamManager(nc);
     this.#kv = await provision(nc, this.#jsm, n, config);
-    this.#sessions = new SessionOwners(this.#kv.sessions);
+    this.#sessions = new SessionOwners(this.#kv.sessions, config.limits.sessionOwnersMax);
     this.#sealer = new PendingSealer(readFileSync(config.grants.keyFile, 'utf8'));
     // Every block this broker appends is signed with its own key (audit/keys.ts).
     const auditKey = serviceAuditKey(config, 'broker', (e) => this.#d.log.error({ err: e }, 'audit key registry unreadable'));

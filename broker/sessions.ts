@@ -12,12 +12,25 @@ import { WritError, type Principal } from '../schemas/index.ts';
 const enc = new TextEncoder();
 const ownerKey = (p: Pick<Principal, 'iss' | 'sub'>) => `${p.iss}\u0000${p.sub}`;
 
+/**
+ * Default for limits.sessionOwnersMax: measured at 260-400 bytes an entry (an 8-128 character
+ * session id, the owner, the LRU's slots), so 50,000 sessions hold 13-20 MB at most. A session
+ * that fell out costs one KV read when it comes back.
+ */
+export const SESSION_OWNERS_MAX = 50_000;
+
 export class SessionOwners {
   readonly #kv: KV;
-  readonly #cache = new LRUCache<string, string>({ max: 100_000 });
+  readonly #cache: LRUCache<string, string>;
 
-  constructor(kv: KV) {
+  constructor(kv: KV, max = SESSION_OWNERS_MAX) {
     this.#kv = kv;
+    this.#cache = new LRUCache<string, string>({ max });
+  }
+
+  /** Sessions whose owner is cached now (for the soak benchmark and metrics). */
+  get cachedSessions(): number {
+    return this.#cache.size;
   }
 
   /** Resolves when `p` owns `sessionId` (claiming it when new); throws WRIT_SESSION_FORBIDDEN otherwise. */

@@ -249,15 +249,27 @@ export const ConfigSchema = z.strictObject({
      * requests, which maxIntentBytes does not bound, are held to it too.
      */
     maxStatementBytes: z.number().int().positive().default(64 * 1024),
-    /** Memory the broker's facts cache may hold, bytes (estimated from the facts' JSON size). */
-    factsCacheBytes: z.number().int().positive().default(64 * 1024 * 1024),
+    /**
+     * Heap the broker's facts cache may hold, bytes: each entry is counted from its shape
+     * (objects, arrays, strings as V8 lays them out): measured at 0.8-1.5x its real footprint,
+     * erring high. Default 32 MiB: about 30,000 short statements.
+     */
+    factsCacheBytes: z.number().int().positive().default(32 * 1024 * 1024),
+    /**
+     * Most grants a worker process remembers having claimed (each until its expiry + 60 s, ~175
+     * bytes each): a second run is refused locally even if the claims bucket lost the claim. The
+     * set holds about claims/s × (grant TTL + 60 s); the default covers ~1,600 claims/s at a 60 s TTL.
+     */
+    claimedGrantsMax: z.number().int().positive().default(200_000),
+    /** Sessions whose owner a broker keeps in memory (260-400 bytes each); one that fell out costs a KV read. */
+    sessionOwnersMax: z.number().int().positive().default(50_000),
     /** In-flight handlers per process. */
     concurrency: z.number().int().positive().default(256),
     /** Seconds past a grant's expiry plus its time limit before a claimed, unfinished intent is declared `unknown`. */
     sweepMarginSec: z.number().int().nonnegative().default(10),
     /** How often the sweeper looks, ms. */
     sweepIntervalMs: z.number().int().positive().default(1000),
-  }).default({ maxIntentBytes: 256 * 1024, maxStatementBytes: 64 * 1024, factsCacheBytes: 64 * 1024 * 1024, concurrency: 256, sweepMarginSec: 10, sweepIntervalMs: 1000 }),
+  }).default({ maxIntentBytes: 256 * 1024, maxStatementBytes: 64 * 1024, factsCacheBytes: 32 * 1024 * 1024, claimedGrantsMax: 200_000, sessionOwnersMax: 50_000, concurrency: 256, sweepMarginSec: 10, sweepIntervalMs: 1000 }),
   identity: IdentitySchema.default({ maxTokenBytes: 8192, issuers: [], devIssuer: DEV_ISSUER_DEFAULT }),
   grants: z.strictObject({
     /** The broker's Ed25519 signing key (PKCS8 PEM) file; created when missing. */

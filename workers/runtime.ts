@@ -10,12 +10,12 @@ import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AuditWriter, serviceAuditKey } from '../audit/index.ts';
 import { consumeConcurrently, encodeReply, maxBody, retryTransient, sealOutcome, sendReply, withDeadline, type ConsumeLoop, type Logger } from '../lib/index.ts';
-import { LRUCache } from 'lru-cache';
 import {
   commandText, formatIssues, IntentRecordSchema, OrderSchema, sha256Hex, toWritError, verifyGrantSignature, WritError,
   type Config, type ErrorReply, type GrantClaims, type IntentRecord, type IntentState, type Names, type Order, type Outcome, type ResultBody,
 } from '../schemas/index.ts';
 import { genericSqlError, LineMasker, maskRows, maskText, MaskingSpecSchema, sensitiveColumns, type MaskingSpec } from '../masking/index.ts';
+import { ClaimedGrants } from './claimed-grants.ts';
 import { errorContextOf, type ExecOutput, type Executor } from './executor.ts';
 
 export type WorkerState = 'INITIALIZED' | 'RUNNING' | 'DRAINING' | 'STOPPED';
@@ -51,16 +51,20 @@ export class Worker {
   readonly #loops: ConsumeLoop[] = [];
   readonly #byTarget = new Map<string, Executor>();
   readonly #running = new Set<AbortController>();
-  /**
-   * Grants this process claimed, until they expire: a second run of one grant is refused here
-   * even if the claims bucket lost the claim (an OS crash under lazy fsync, docs/operations.md).
-   */
-  readonly #claimedHere = new LRUCache<string, true>({ max: 200_000 });
+  /** Grants this process claimed, until they expire (claimed-grants.ts). */
+  readonly #claimedHere: ClaimedGrants;
+  #warnedClaimedFull = false;
 
   constructor(d: WorkerDeps) {
     this.#d = d;
     this.id = d.id ?? `worker-${randomUUID().slice(0, 8)}`;
+    this.#claimedHere = new ClaimedGrants(d.config.limits.claimedGrantsMax);
     for (const ex of d.executors) for (const t of ex.targets) this.#byTarget.set(t, ex);
+  }
+
+  /** Grants this process remembers having claimed (the soak benchmark prints it). */
+  get claimedGrants(): number {
+    return this.#claimedHere.size;
   }
 
   async start(): Promise<void> {
@@ -139,7 +143,11 @@ export class Worker {
       m.term();
       return;
     }
-    this.#claimedHere.set(claims.gid, true, { ttl: Math.max(1, claims.exp * 1000 - Date.now()) + 60_000 });
+    this.#claimedHere.add(claims.gid, claims.exp * 1000 + 60_000);
+    if (this.#claimedHere.evictedLive > 0 && !this.#warnedClaimedFull) {
+      this.#warnedClaimedFull = true;
+      this.#d.log.warn({ max: this.#d.config.limits.claimedGrantsMax }, 'limits.claimedGrantsMax reached with live grants: the oldest rest on the claims bucket alone; raise it for this claim rate');
+    }
     // The broker's audit head, signed into the grant: this intent's events chain onto it at once.
     if (claims.ah) this.#audit.hint(claims.sid, claims.ah);
     // Acked now: from here a crash leaves the intent `running` for the sweeper, never a redelivery.
