@@ -13,7 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { consumeConcurrently, type ConsumeLoop, type Logger } from '../lib/index.ts';
+import { consumeConcurrently, ensureConsumer, type ConsumeLoop, type Logger } from '../lib/index.ts';
 import { ApprovalOutcomeSchema, ApprovalRequestSchema, commandText, subjectToken, type ApprovalRequest, type Names } from '../schemas/index.ts';
 import { Busy, KvApprovalStore, MemoryApprovalStore, mutate, type ApprovalStore } from './store.ts';
 import { MAX_ACTIVITY, type Activity, type ApprovalView, type ApproverAdapter, type BotContext, type StoredApproval } from './types.ts';
@@ -154,15 +154,11 @@ export class Bot {
     const jsm = await jetstreamManager(this.#o.nc);
     const d = approverDurables(n, this.name);
     for (const [durable, filter] of [[d.requests, requestSubject], [d.outcomes, outcomeSubject]] as const) {
-      try {
-        // All: a bot deployed late still posts requests that are pending now (expired ones are skipped).
-        await jsm.consumers.add(n.streams.approvals, {
-          durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, filter_subject: filter,
-          ack_wait: 60 * NS, max_ack_pending: 256,
-        });
-      } catch (e) {
-        if (!/already (in use|exists)/i.test(String((e as Error).message))) throw e;
-      }
+      // All: a bot deployed late still posts requests that are pending now (expired ones are skipped).
+      await ensureConsumer(jsm, n.streams.approvals, {
+        durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, filter_subject: filter,
+        ack_wait: 60 * NS, max_ack_pending: 256,
+      });
     }
     return Promise.all([this.#js.consumers.get(n.streams.approvals, d.requests), this.#js.consumers.get(n.streams.approvals, d.outcomes)]);
   }

@@ -12,7 +12,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { AuditWriter, Checkpointer, serviceAuditKey } from '../audit/index.ts';
 import { readFileSync } from 'node:fs';
 import {
-  consumeConcurrently, inboxIdFor, isReplySubjectOf, sanitizeSubject, sealKeyPairFromSecret, sealOutcome, sendReply, withDeadline,
+  consumeConcurrently, ensureConsumer, inboxIdFor, isReplySubjectOf, sanitizeSubject, sealKeyPairFromSecret, sealOutcome, sendReply, withDeadline,
   type ConsumeLoop, type Logger, type SealKeyPair,
 } from '../lib/index.ts';
 import {
@@ -154,11 +154,7 @@ export class Broker {
       ack_wait: 10_000_000_000,
       max_ack_pending: config.limits.concurrency * 4,
     };
-    try {
-      await this.#jsm.consumers.add(n.streams.intents, cfg);
-    } catch (e) {
-      if (!/already (in use|exists)/i.test(String((e as Error).message))) throw e;
-    }
+    await ensureConsumer(this.#jsm, n.streams.intents, cfg);
   }
 
   /**

@@ -176,7 +176,7 @@ describe('SDK outcomes the inbox never sees', () => {
     const tap = await connect({ servers: s.nats.url });
     cleanups.push(() => tap.close());
     let asked = 0;
-    const sub = tap.subscribe(`${s.names.prefix}.api.>`, { callback: () => asked++ });
+    const sub = tap.subscribe(`${s.names.prefix}.api.>`, { callback: () => { asked++; } });
     await tap.flush();
     for (let i = 0; i < 5; i++) expect((await agent.run({ target: 'db', sql: 'SELECT 1' })).status).toBe('succeeded');
     // Time for a request that would follow a settled run to be sent.

@@ -9,7 +9,7 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamCl
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AuditWriter, serviceAuditKey } from '../audit/index.ts';
-import { consumeConcurrently, encodeReply, maxBody, retryTransient, sealOutcome, sendReply, withDeadline, type ConsumeLoop, type Logger } from '../lib/index.ts';
+import { consumeConcurrently, encodeReply, ensureConsumer, maxBody, retryTransient, sealOutcome, sendReply, withDeadline, type ConsumeLoop, type Logger } from '../lib/index.ts';
 import {
   commandText, formatIssues, IntentRecordSchema, OrderSchema, sha256Hex, toWritError, verifyGrantSignature, WritError,
   type Config, type ErrorReply, type GrantClaims, type IntentRecord, type IntentState, type Names, type Order, type Outcome, type ResultBody,
@@ -79,14 +79,10 @@ export class Worker {
     this.#audit = new AuditWriter({ js: this.#js, jsm: this.#jsm, names: n, actor: { kind: 'worker', id: this.id }, flushMs: config.audit.flushMs, logger: log, signer: auditKey.signer });
     for (const [target, ex] of this.#byTarget) {
       const durable = n.durables.worker(ex.kind, target);
-      try {
-        await this.#jsm.consumers.add(n.streams.exec, {
-          durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All,
-          filter_subject: n.exec(ex.kind, target), ack_wait: 60_000_000_000, max_ack_pending: config.limits.concurrency * 4,
-        });
-      } catch (e) {
-        if (!/already (in use|exists)/i.test(String((e as Error).message))) throw e;
-      }
+      await ensureConsumer(this.#jsm, n.streams.exec, {
+        durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All,
+        filter_subject: n.exec(ex.kind, target), ack_wait: 60_000_000_000, max_ack_pending: config.limits.concurrency * 4,
+      });
       const consumer = await this.#js.consumers.get(n.streams.exec, durable);
       this.#loops.push(await consumeConcurrently(consumer, (m) => this.#handle(m, ex), { maxInFlight: config.limits.concurrency, log }));
     }
