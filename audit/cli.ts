@@ -7,7 +7,10 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import { WritError, type Names } from '../schemas/index.ts';
+import { escapeForTerminal } from '../lib/index.ts';
+import type { SealKeyPair } from './reveal.ts';
+import { commandText, WritError, type Command, type Names } from '../schemas/index.ts';
+import { auditorKeyPair, revealCommand } from './reveal.ts';
 import { eventHash, ZERO_HASH } from './chain.ts';
 import { clean, formatEvent, formatSessions } from './format.ts';
 import { exportJsonl, listSessions, readSessionStored, tail } from './read.ts';
@@ -45,6 +48,10 @@ export const AUDIT_USAGE = `usage: writ audit <command>
   keys add --public-key FILE --kind broker|worker|approver|operator|system [--id ID] [--not-before TIME] [--not-after TIME] [--keys FILE]
   keys list [--keys FILE] [--json]
   export   [--since TIME] [--until TIME] [--session S]        (JSON Lines, one AuditEvent per line)
+  reveal   --session S --key FILE [--intent I] [--json]
+           (auditors: the exact command text sealed to the auditor key, opened with the X25519
+           private key in FILE, which never enters NATS; each is checked against the SHA-256 the
+           chain recorded and the chain's links up to it; control characters are shown escaped)
 TIME is ISO 8601 (2025-01-31T12:00:00Z) or epoch milliseconds.`;
 
 class UsageError extends Error {}
@@ -57,6 +64,7 @@ const OPTIONS = {
   'against-state': { type: 'boolean' }, 'no-against-state': { type: 'boolean' }, 'state-grace': { type: 'string' },
   keys: { type: 'string' }, 'allow-unsigned-before': { type: 'string' }, 'no-signatures': { type: 'boolean' },
   kind: { type: 'string' }, id: { type: 'string' }, 'not-before': { type: 'string' }, 'not-after': { type: 'string' },
+  key: { type: 'string' }, intent: { type: 'string' },
 } as const;
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
 
@@ -70,6 +78,7 @@ const ALLOWED: Record<string, ReadonlyArray<keyof Values>> = {
   'keys add': ['public-key', 'kind', 'id', 'not-before', 'not-after', 'keys'],
   'keys list': ['keys', 'json'],
   export: ['since', 'until', 'session'],
+  reveal: ['session', 'intent', 'key', 'json'],
 };
 
 export async function runAuditCli(argv: string[], io: AuditCliIo): Promise<number> {
@@ -104,6 +113,7 @@ export async function runAuditCli(argv: string[], io: AuditCliIo): Promise<numbe
       case 'tail': return await tailCmd(src, v, io);
       case 'verify': return await verifyCmd(src, v, io);
       case 'export': return await exportCmd(src, v, io);
+      case 'reveal': return await revealCmd(src, v, io);
       case 'keys add': return keysAdd(v, io);
       case 'keys list': return keysList(v, io);
     }
@@ -285,6 +295,59 @@ async function exportCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<n
   const sessionId = session(v, io, false);
   await exportJsonl({ ...src, since: time(v.since, 'since'), until: time(v.until, 'until'), sessionId }, { write: (s) => io.stdout(s) });
   return 0;
+}
+
+/**
+ * The exact command texts of a session (or one intent of it), for an auditor who holds the
+ * private key. Exit 0: every text shown opened and matched its recorded digest on an intact
+ * chain; 1: a sealed text did not open or match, or the chain is broken up to it (nothing of
+ * it is shown); 2: usage (no key file, nothing sealed to reveal).
+ */
+async function revealCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<number> {
+  const sessionId = session(v, io, true)!;
+  if (v.key === undefined) throw new UsageError('reveal needs --key FILE: the auditor\'s X25519 private key (PKCS#8 PEM), never fetched from NATS');
+  let kp: SealKeyPair;
+  try {
+    kp = auditorKeyPair(v.key);
+  } catch (e) {
+    throw new UsageError(`--key: ${(e as Error).message}`);
+  }
+  const stored = await readSessionStored({ ...src, sessionId });
+  let prev = ZERO_HASH;
+  let intact = true;
+  let shown = 0;
+  let failed = 0;
+  for (const { seq, event } of stored) {
+    // The digest is trusted only as far as the chain holding it is intact.
+    if (event.prev !== prev || eventHash(event) !== event.hash) intact = false;
+    prev = event.hash;
+    if (event.type !== 'intent.received' || (v.intent !== undefined && event.intentId !== v.intent)) continue;
+    const p = event.payload as { commandSealed?: unknown; commandSha256?: string } | undefined;
+    if (!p?.commandSealed) continue;
+    const where = `intent ${clean(event.intentId ?? '?')} (seq ${seq}, event ${clean(event.id)})`;
+    if (!intact) {
+      failed++;
+      io.stdout(v.json ? `${JSON.stringify({ intentId: event.intentId, seq, ok: false, code: 'WRIT_RECORD_TAMPERED', reason: 'the chain is broken at or before this event' })}\n` : `${where}: NOT REVEALED: the chain is broken at or before this event (run verify)\n`);
+      continue;
+    }
+    let command: Command;
+    try {
+      command = revealCommand(event, kp);
+    } catch (e) {
+      failed++;
+      const code = e instanceof WritError ? e.code : 'WRIT_SEAL_INVALID';
+      io.stdout(v.json ? `${JSON.stringify({ intentId: event.intentId, seq, ok: false, code })}\n` : `${where}: NOT REVEALED: ${code} (another auditor key, or the sealed text does not match the recorded digest)\n`);
+      continue;
+    }
+    shown++;
+    const text = commandText(command);
+    // The exact text may hold escape sequences and bidi overrides: shown escaped, never raw.
+    io.stdout(v.json
+      ? `${escapeForTerminal(JSON.stringify({ intentId: event.intentId, seq, ok: true, kind: command.kind, sha256: p.commandSha256, text }))}\n`
+      : `${where}: ${command.kind}, sha256 ${clean(String(p.commandSha256))} (matches the chain)\n${escapeForTerminal(text).split('\n').map((l) => `  │ ${l}`).join('\n')}\n`);
+  }
+  if (shown + failed === 0) throw new UsageError(`no sealed command in session ${sessionId}${v.intent !== undefined ? ` for intent ${v.intent}` : ''} (is audit.auditorPublicKey set?)`);
+  return failed === 0 ? 0 : 1;
 }
 
 function registryFileOf(v: Values, io: AuditCliIo): string {

@@ -11,6 +11,8 @@ import { commandText, sha256Hex, WritError, type AuditEvent, type Command } from
 
 const STATUS = 'audit.command';
 
+export type { SealKeyPair };
+
 export function sealCommandForAuditors(command: Command, auditorPublicKey: string, intentId: string, sessionId: string): SealedBox {
   return seal({ command }, auditorPublicKey, { intentId, sessionId, status: STATUS });
 }
