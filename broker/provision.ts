@@ -78,7 +78,20 @@ export interface Buckets {
 export async function provision(nc: NatsConnection, jsm: JetStreamManager, n: Names, config: Config): Promise<Buckets> {
   for (const cfg of streamConfigs(n, config)) await ensureStream(jsm, cfg);
   await ensureAuditStream(jsm, n, { replicas: config.audit.replicas ?? config.nats.replicas, maxAgeSec: config.audit.maxAgeSec });
-  return openBuckets(nc, n, config, true);
+  const buckets = await openBuckets(nc, n, config, true);
+  for (const kv of Object.values(buckets)) await ensureBucketReplicas(jsm, kv, config.nats.replicas);
+  return buckets;
+}
+
+/**
+ * Kvm.create leaves an existing bucket as it finds it, so a deployment moved from one node
+ * (R1) to a cluster with `nats.replicas: 3` would keep its intent state and claims on one
+ * server: the bucket's stream is scaled to the configured replicas here, as the streams are.
+ */
+async function ensureBucketReplicas(jsm: JetStreamManager, kv: KV, replicas: number): Promise<void> {
+  const { streamInfo } = await kv.status();
+  if (streamInfo.config.num_replicas === replicas) return;
+  await jsm.streams.update(streamInfo.config.name, { ...streamInfo.config, num_replicas: replicas });
 }
 
 /** Opens (or with `create`, creates) the buckets; workers open, brokers create. */

@@ -36,6 +36,11 @@ export interface StartNatsOptions {
   port?: number;
   /** How long to wait for the ports file. Default 20 000 ms. */
   startTimeoutMs?: number;
+  /**
+   * Added to the child's environment, e.g. the `WRIT_<ROLE>_PASSWORD` variables that
+   * deploy/nats/accounts.conf reads. Default: none (the test process's environment only).
+   */
+  env?: Readonly<Record<string, string>>;
 }
 
 export interface NatsServerHandle {
@@ -58,19 +63,36 @@ export interface NatsServerHandle {
 }
 
 export interface NatsClusterHandle {
-  /** Client URLs of all members, in server order. */
+  /** Client URLs of all members, in server order. A member keeps its URL across restart(). */
   urls: string[];
-  /** The member servers; stop or kill9 one to test failover. */
+  /**
+   * The member servers; kill9 (or stop) one to test failover. restart(i) replaces entry `i`
+   * with the new handle, so read `servers[i]` again after it.
+   */
   servers: NatsServerHandle[];
-  /** Stops every member. Idempotent. */
+  /** `server_name` of each member, in server order (what stream info's `cluster.leader` names). */
+  serverNames: string[];
+  /**
+   * Brings member `i` back after kill9() or stop(): same client port, route port, name and
+   * JetStream store, after `downMs` (default 0). Resolves with its new handle once it listens;
+   * catching up on the streams' data happens afterwards, in the background, as in production.
+   */
+  restart(i: number, downMs?: number): Promise<NatsServerHandle>;
+  /** Index of the member with this `server_name`, or -1. */
+  indexOf(serverName: string): number;
+  /** Stops every member and removes the stores. Idempotent. */
   stop(): Promise<void>;
 }
 
 export interface StartNatsClusterOptions {
   /** GOMAXPROCS for every member. Default: inherited. */
   gomaxprocs?: number;
-  /** Appended to every member's config file. */
+  /** Appended to every member's config file, e.g. deploy/nats/accounts.conf. */
   extraConfig?: string;
+  /** Added to every member's environment (see StartNatsOptions.env). */
+  env?: Readonly<Record<string, string>>;
+  /** User and password for the readiness check, when `extraConfig` requires authentication (a user with JetStream rights). */
+  auth?: { user: string; pass: string };
   /** How long to wait for a stream with `n` replicas to be accepted. Default 45 000 ms. */
   readyTimeoutMs?: number;
 }

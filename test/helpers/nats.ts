@@ -69,7 +69,7 @@ export async function startNats(opts: StartNatsOptions = {}): Promise<NatsServer
   const configFile = join(dir, 'nats-server.conf');
   writeFileSync(configFile, buildConfig(dir, storeDir, opts.serverName ?? uniqueName('writ'), opts));
 
-  const env = { ...process.env };
+  const env = { ...process.env, ...(opts.env ?? {}) };
   if (opts.gomaxprocs !== undefined) env['GOMAXPROCS'] = String(opts.gomaxprocs);
 
   let server: SpawnedServer;
@@ -129,7 +129,9 @@ export async function startNats(opts: StartNatsOptions = {}): Promise<NatsServer
 
 /**
  * Starts `n` JetStream servers routed to each other on free loopback ports and
- * waits until the cluster accepts a stream with `min(n, 5)` replicas.
+ * waits until the cluster accepts a stream with `min(n, 5)` replicas. Each member keeps
+ * its client port, route port, name and store for the cluster's life, so `restart(i)`
+ * brings a stopped or kill9'd member back in place (its clients reconnect to the same URL).
  */
 export async function startNatsCluster(
   n = 3,
@@ -138,21 +140,29 @@ export async function startNatsCluster(
   const clusterName = uniqueName('writ_cluster');
   const routePorts = await freePorts(n);
   const routes = routePorts.map((p) => `nats-route://127.0.0.1:${p}`);
-  const settled = await Promise.allSettled(
-    routePorts.map((port, i) =>
-      startNats({
-        jetstream: true,
-        serverName: `${clusterName}_n${i + 1}`,
-        cluster: { name: clusterName, port, routes: routes.filter((_, j) => j !== i) },
-        ...(opts.gomaxprocs === undefined ? {} : { gomaxprocs: opts.gomaxprocs }),
-        ...(opts.extraConfig === undefined ? {} : { extraConfig: opts.extraConfig }),
-      }),
-    ),
-  );
+  // Stores belong to the cluster, not to a member's handle: a restart finds its data again.
+  const root = makeTempDir('nats-cluster');
+  const serverNames = routePorts.map((_, i) => `${clusterName}_n${i + 1}`);
+  const memberOptions = (i: number, port?: number): StartNatsOptions => ({
+    jetstream: true,
+    serverName: serverNames[i]!,
+    storeDir: join(root, `n${i + 1}`),
+    cluster: { name: clusterName, port: routePorts[i]!, routes: routes.filter((_, j) => j !== i) },
+    ...(port === undefined ? {} : { port }),
+    ...(opts.gomaxprocs === undefined ? {} : { gomaxprocs: opts.gomaxprocs }),
+    ...(opts.extraConfig === undefined ? {} : { extraConfig: opts.extraConfig }),
+    ...(opts.env === undefined ? {} : { env: opts.env }),
+  });
+  for (let i = 0; i < n; i++) mkdirSync(join(root, `n${i + 1}`), { recursive: true });
+  const settled = await Promise.allSettled(routePorts.map((_, i) => startNats(memberOptions(i))));
   const servers = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const unregister = onProcessExit(() => removeDir(root));
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
-    stopping ??= Promise.all(servers.map((s) => s.stop())).then(() => undefined);
+    stopping ??= Promise.all(servers.map((s) => s.stop())).then(() => {
+      removeDir(root);
+      unregister();
+    });
     return stopping;
   };
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -161,21 +171,52 @@ export async function startNatsCluster(
     throw failed.reason;
   }
   const urls = servers.map((s) => s.url);
+  const connectOpts = { servers: urls, ...(opts.auth === undefined ? {} : { user: opts.auth.user, pass: opts.auth.pass }) };
   try {
-    await waitForReplicatedStream(urls, Math.min(n, 5), opts.readyTimeoutMs ?? 45_000);
+    await waitForReplicatedStream(connectOpts, Math.min(n, 5), opts.readyTimeoutMs ?? 45_000);
   } catch (err) {
     await stop();
     const logs = servers.map((s) => s.logFile).join(', ');
     throw new Error(`${(err as Error).message} (server logs: ${logs})`, { cause: err });
   }
-  return { urls, servers, stop };
+  const restart = async (i: number, downMs = 0): Promise<NatsServerHandle> => {
+    const old = servers[i];
+    if (old === undefined) throw new Error(`no cluster member ${i}`);
+    // stop() of a kill9'd member only reaps it and removes its config dir; the store stays.
+    await old.stop();
+    if (downMs > 0) await sleep(downMs);
+    let lastErr: unknown;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      try {
+        const fresh = await startNats(memberOptions(i, old.port));
+        servers[i] = fresh;
+        return fresh;
+      } catch (err) {
+        lastErr = err; // the port may not be free again yet
+        await sleep(250);
+      }
+    }
+    throw lastErr;
+  };
+  return {
+    urls,
+    servers,
+    serverNames,
+    restart,
+    indexOf: (serverName: string) => serverNames.indexOf(serverName),
+    stop,
+  };
 }
 
 /** Creates and deletes a throwaway R`replicas` stream; retries while the meta leader is being elected. */
-async function waitForReplicatedStream(urls: string[], replicas: number, timeoutMs: number): Promise<void> {
+async function waitForReplicatedStream(
+  connectOpts: { servers: string[]; user?: string; pass?: string },
+  replicas: number,
+  timeoutMs: number,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
-  const nc = await connect({ servers: urls, reconnect: true });
+  const nc = await connect({ ...connectOpts, reconnect: true });
   try {
     while (Date.now() < deadline) {
       try {
