@@ -71,6 +71,17 @@ it('refuses a vote on a real pending record whose approver groups were edited; t
   expect(await rows('edited')).toBe(1);
 });
 
+it('refuses a vote on a pending record whose policy version was edited (a window would name it); nothing runs', async () => {
+  const agent = s.client(await s.token('agent-pv', ['agents']));
+  const p = await agent.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('edited-version')" });
+  const kv = await intents();
+  const e = (await kv.get(p.intentId))!;
+  const rec = e.json<IntentRecord>();
+  await kv.update(p.intentId, JSON.stringify({ ...rec, decision: { ...rec.decision!, policyVersion: 'next-version' } }), e.revision);
+  await expect(s.client(await s.approverToken('dora', ['dba'])).decide(p.intentId, 'approve')).rejects.toMatchObject({ code: 'WRIT_RECORD_TAMPERED' });
+  expect(await rows('edited-version')).toBe(0);
+});
+
 it('keeps no vote, and so no voter token, in any stream', async () => {
   const agent = s.client(await s.token('agent-2', ['agents']));
   const p = await agent.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('stored-vote')" });
