@@ -93,6 +93,8 @@ export class AuditWriter {
   #deadline = Number.POSITIVE_INFINITY;
   /** Wakes retry back-offs when the deadline is set. */
   readonly #sleepers = new Set<() => void>();
+  /** Plain counters for metrics (read by lib/metrics.ts when scraped; no metrics library here). */
+  readonly #stats = { blocks: 0, conflicts: 0, retries: 0 };
 
   constructor(opts: AuditWriterOptions) {
     this.#js = opts.js;
@@ -109,6 +111,11 @@ export class AuditWriter {
       o[k] = v;
     }
     this.#o = o;
+  }
+
+  /** Blocks stored, appends that lost to another writer (re-chained), and attempts retried, since start. */
+  get stats(): { blocks: number; conflicts: number; retries: number } {
+    return { ...this.#stats };
   }
 
   /**
@@ -330,11 +337,14 @@ export class AuditWriter {
         // An optimistic first attempt on the cached head won: the session is no longer contended.
         if (attempt === 1 && optimistic) this.#contended.delete(sessionId);
         this.#remember(sessionId, { seq: ack.seq, hash: events[events.length - 1]!.hash, count: head.count + events.length });
+        this.#stats.blocks++;
         return events;
       } catch (e) {
         lastError = e;
         this.#heads.delete(sessionId);
         if (!isRetryable(e)) throw e;
+        this.#stats.retries++;
+        if (isWrongLastSequence(e)) this.#stats.conflicts++;
         if (this.#contended.size > this.#o.maxCachedSessions) this.#contended.clear();
         this.#contended.add(sessionId);
         if (attempt % STILL_RETRYING_EVERY === 0) {
