@@ -11,7 +11,7 @@
  * principal's inbox) is not published; the caller audits the attempt. This is the only
  * function in Writ that publishes to a subject taken from a message.
  */
-import type { NatsConnection } from '@nats-io/transport-node';
+import type { MsgHdrs, NatsConnection } from '@nats-io/transport-node';
 import { WritError } from '../schemas/index.ts';
 import type { Logger } from './log.ts';
 import { isReplySubjectOf, sanitizeSubject } from './seal.ts';
@@ -40,15 +40,16 @@ export function encodeReply(nc: NatsConnection, body: unknown, tooLarge: (e: Wri
 /**
  * Publishes a reply, size-checked; returns false when it was not sent: the subject is not
  * under `inboxId`'s inbox (refused, logged sanitised), or the publish failed (logged). The
- * caller decides the error shape of `tooLarge`, so an outcome stays an outcome.
+ * caller decides the error shape of `tooLarge`, so an outcome stays an outcome. `headers`
+ * (the trace context, lib/tracing.ts) go with it.
  */
-export function sendReply(nc: NatsConnection, subject: string, body: unknown, tooLarge: (e: WritError) => unknown, log: Logger, inboxId: string | undefined): boolean {
+export function sendReply(nc: NatsConnection, subject: string, body: unknown, tooLarge: (e: WritError) => unknown, log: Logger, inboxId: string | undefined, headers?: MsgHdrs): boolean {
   if (!inboxId || !isReplySubjectOf(subject, inboxId)) {
     log.warn({ subject: sanitizeSubject(subject) }, 'reply refused: the subject is not under the requester\'s inbox');
     return false;
   }
   try {
-    nc.publish(subject, encodeReply(nc, body, tooLarge));
+    nc.publish(subject, encodeReply(nc, body, tooLarge), headers ? { headers } : undefined);
     return true;
   } catch (e) {
     log.warn({ err: e, subject: sanitizeSubject(subject) }, 'could not publish a reply');

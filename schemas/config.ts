@@ -230,6 +230,30 @@ const TrustedBotEntrySchema = z.preprocess((v, ctx) => {
   return v;
 }, TrustedBotSchema);
 
+/**
+ * Health, metrics and tracing (docs/operations.md "Monitoring"). Off by default: no port, no
+ * HTTP server; no OTLP endpoint (here or in OTEL_EXPORTER_OTLP_ENDPOINT), no exporter.
+ */
+export const ObservabilitySchema = z.strictObject({
+  /**
+   * Port of the process's HTTP endpoint: `/healthz`, `/readyz`, `/metrics`. Unset (default):
+   * no endpoint. 0 picks a free port (tests). One endpoint per process, whatever it runs.
+   */
+  port: z.number().int().min(0).max(65_535).optional(),
+  /** Address it listens on. Default loopback; set `0.0.0.0` (or the pod IP) for a scraper on another host. */
+  host: z.string().min(1).default('127.0.0.1'),
+  /**
+   * OTLP/HTTP traces endpoint (`http://collector:4318/v1/traces`). Unset: the standard
+   * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT variables, else no exporter.
+   */
+  otlpEndpoint: z.url({ protocol: /^https?$/ }).optional(),
+  /** How often consumer lag (num_pending) is sampled, ms. Default 5000. */
+  sampleIntervalMs: z.number().int().min(100).default(5_000),
+  /** How long one readiness check (NATS round trip, a target's TCP connect) may take, ms. Default 2000. */
+  checkTimeoutMs: z.number().int().min(50).default(2_000),
+});
+export type ObservabilityConfig = z.output<typeof ObservabilitySchema>;
+
 export const ConfigSchema = z.strictObject({
   /** Subject prefix; names derive from it. Default `writ`. */
   prefix: z.string().default('writ'),
@@ -351,6 +375,7 @@ export const ConfigSchema = z.strictObject({
     maxAgeSec: z.number().int().positive().default(86_400),
   }).default({ maxAgeSec: 86_400 }),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).default({ level: 'info' }),
+  observability: ObservabilitySchema.default({ host: '127.0.0.1', sampleIntervalMs: 5_000, checkTimeoutMs: 2_000 }),
 });
 export type Config = z.output<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
