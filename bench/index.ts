@@ -30,6 +30,10 @@ if (want('audit')) {
   // 1,000,000 events by default (100,000 sessions × 2 intents × 5 events); BENCH_AUDIT_SESSIONS scales it.
   console.log(await benchAudit({ sessions: Number(process.env.BENCH_AUDIT_SESSIONS ?? 100_000) }));
 }
+if (want('cli')) {
+  const { benchCli, printCli } = await import('./cli.ts');
+  printCli(await benchCli());
+}
 if (want('pg-memory')) {
   const { benchPgMemory } = await import('./pg-memory.ts');
   console.log('\n## PostgreSQL worker memory (1 MiB byte limit)');

@@ -4,14 +4,31 @@
  * tools depend on: keep them.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import module from 'node:module';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-// Each command imports what it needs when it runs: a CLI call should not load the broker.
-import { loadDevIssuer, mintDevToken, parseDuration } from '../broker/dev-issuer.ts';
-import { connectNats, escapeForTerminal } from '../lib/index.ts';
-import { loadConfigFile, names, WindowScopeSchema, WritError, type Outcome, type WindowScope } from '../schemas/index.ts';
-import { WritClient } from '../client/sdk.ts';
-import { DATA_DIR, defaultConfigFile, exitQuietlyOnClosedPipe, exitWhenFlushed, natsForRole, type NatsRole } from './paths.ts';
+// Each command imports what it needs when it runs: a CLI call should not load the broker, and
+// `writ --help` loads nothing beyond these (cmd/cli-deps.ts is loaded in main()).
+import { escapeForTerminal } from '../lib/terminal.ts';
+import { WritError } from '../schemas/errors.ts';
+import type { Outcome, WindowScope } from '../schemas/index.ts';
+import { exitQuietlyOnClosedPipe, exitWhenFlushed } from './exit.ts';
+import type { NatsRole } from './paths.ts';
+
+// Node 22.1+ keeps the compiled code of the modules a command loads for the next run
+// (NODE_DISABLE_COMPILE_CACHE=1 turns it off); Node 20 has no such cache.
+(module as { enableCompileCache?: () => unknown }).enableCompileCache?.();
+
+type Deps = typeof import('./cli-deps.ts');
+let loadDevIssuer: Deps['loadDevIssuer'], mintDevToken: Deps['mintDevToken'], parseDuration: Deps['parseDuration'];
+let connectNats: Deps['connectNats'], loadConfigFile: Deps['loadConfigFile'], names: Deps['names'], WindowScopeSchema: Deps['WindowScopeSchema'];
+let WritClient: Deps['WritClient'], DATA_DIR: Deps['DATA_DIR'], natsForRole: Deps['natsForRole'];
+let DEFAULT_CONFIG: string;
+async function loadDeps(): Promise<void> {
+  const d = await import('./cli-deps.ts');
+  ({ loadDevIssuer, mintDevToken, parseDuration, connectNats, loadConfigFile, names, WindowScopeSchema, WritClient, DATA_DIR, natsForRole } = d);
+  DEFAULT_CONFIG = d.defaultConfigFile();
+}
 
 // Everything the CLI prints passes through one function that makes control characters, C1
 // and bidi overrides visible: result values, column names, errors, requesters and session ids
@@ -19,7 +36,6 @@ import { DATA_DIR, defaultConfigFile, exitQuietlyOnClosedPipe, exitWhenFlushed, 
 const out = (s: string) => process.stdout.write(escapeForTerminal(s));
 const err = (s: string) => process.stderr.write(escapeForTerminal(s));
 
-const DEFAULT_CONFIG = defaultConfigFile();
 /** Client commands take the `nats` section of WRIT_CONFIG when it is set; else the environment and the local stack (cmd/paths.ts natsForRole). */
 const cliNats = () => (process.env.WRIT_CONFIG ? loadConfigFile(DEFAULT_CONFIG).nats : undefined);
 
@@ -42,6 +58,7 @@ Environment: WRIT_TOKEN (the agent's token), WRIT_CONFIG, NATS_URL and WRIT_NATS
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
+  if (cmd !== undefined && !['help', '--help', '-h'].includes(cmd)) await loadDeps();
   switch (cmd) {
     case 'up':
       return up(rest);
