@@ -5,6 +5,7 @@
  * caller gets the same object.
  */
 import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { ShellFacts, SqlFacts } from './types.ts';
 import { classifySql } from './sql-pg.ts';
 import { classifyMysql } from './sql-mysql.ts';
@@ -14,7 +15,7 @@ import { classifyShell } from './shell.ts';
 export type CacheDialect = 'postgres' | 'mysql' | 'shell';
 
 /** A bounded least-recently-used map. */
-export interface FactsCache<T> {
+export interface FactsCache<T extends NonNullable<unknown>> {
   /** The entry, refreshed as most recently used; undefined on a miss. */
   get(key: string): T | undefined;
   /** Stores an entry, evicting the least recently used one beyond `max`. */
@@ -26,29 +27,15 @@ export interface FactsCache<T> {
 }
 
 /** Creates an LRU holding at most `max` entries (at least 1). */
-export function createFactsCache<T>(max: number): FactsCache<T> {
-  const limit = Math.max(1, Math.floor(max));
-  const map = new Map<string, T>(); // insertion order doubles as recency order
+export function createFactsCache<T extends NonNullable<unknown>>(max: number): FactsCache<T> {
+  const lru = new LRUCache<string, T>({ max: Math.max(1, Math.floor(max)) });
   return {
-    get(key) {
-      const v = map.get(key);
-      if (v !== undefined) {
-        map.delete(key);
-        map.set(key, v);
-      }
-      return v;
-    },
-    set(key, value) {
-      map.delete(key);
-      map.set(key, value);
-      while (map.size > limit) map.delete(map.keys().next().value as string);
-    },
+    get: (key) => lru.get(key),
+    set: (key, value) => void lru.set(key, value),
     get size() {
-      return map.size;
+      return lru.size;
     },
-    clear() {
-      map.clear();
-    },
+    clear: () => lru.clear(),
   };
 }
 
@@ -69,7 +56,7 @@ const DEFAULT_MAX = 2000;
 let sqlCache: FactsCache<SqlFacts> | undefined;
 let shellCache: FactsCache<ShellFacts> | undefined;
 
-function cached<T>(cache: FactsCache<T>, dialect: CacheDialect, text: string, classify: (t: string) => T): T {
+function cached<T extends NonNullable<unknown>>(cache: FactsCache<T>, dialect: CacheDialect, text: string, classify: (t: string) => T): T {
   const key = cacheKey(dialect, text);
   const hit = cache.get(key);
   if (hit !== undefined) return hit;
