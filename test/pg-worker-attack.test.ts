@@ -162,6 +162,8 @@ describe('connections come back clean (items 7 and 8)', () => {
     const sp = await run(ex1, 'SHOW search_path', 'read');
     expect(sp.type === 'rows' && sp.rows[0]![0]).toBe('pg_catalog,public');
     await run(ex1, 'SELECT pg_advisory_lock(7)', 'read');
+    // The reset runs after the intent's answer; the next intent on this one-connection pool waits for it.
+    await run(ex1, 'SELECT 1', 'read');
     const locks = await admin.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = 7");
     expect(locks.rows[0].n).toBe(0);
   });
