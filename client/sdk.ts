@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { generateSealKeyPair, inboxIdOfToken, openOutcome, replySubjectFor, type SealKeyPair } from '../lib/seal.ts';
+import { endSpan, startClientSpan, traceHeaders, type Span } from '../lib/tracing.ts';
 import {
   ApiReplySchema, names as makeNames, OutcomeSchema, WritError, isErrorCode,
   type ApiReply, type Command, type ErrorReply, type Intent, type IntentState, type Names, type Outcome,
@@ -131,14 +132,29 @@ export class WritClient {
     };
   }
 
-  async #publish(intent: Intent): Promise<Submitted> {
-    const ack = await this.#js.publish(this.names.intent(intent.target), enc.encode(JSON.stringify(intent)), { msgID: intent.id });
+  /** Publishes with the span's W3C trace context in the headers: the broker and worker continue that trace. */
+  async #publish(intent: Intent, span: Span): Promise<Submitted> {
+    const ack = await this.#js.publish(this.names.intent(intent.target), enc.encode(JSON.stringify(intent)), { msgID: intent.id, headers: traceHeaders(span) });
     return { intentId: intent.id, sessionId: intent.sessionId, duplicate: ack.duplicate };
+  }
+
+  /** A span for one intent, child of the caller's active OpenTelemetry context when it has one. */
+  #span(op: 'submit' | 'run', intent: Intent): Span {
+    return startClientSpan(`writ.${op}`, { 'writ.intent_id': intent.id, 'writ.session_id': intent.sessionId, 'writ.target': intent.target });
   }
 
   /** Publishes an intent and returns once the server has stored it. */
   async submit(req: IntentRequest): Promise<Submitted> {
-    return this.#publish(this.#intent(req, await this.#token()));
+    const intent = this.#intent(req, await this.#token());
+    const span = this.#span('submit', intent);
+    try {
+      const s = await this.#publish(intent, span);
+      endSpan(span, s.duplicate ? 'duplicate' : 'submitted');
+      return s;
+    } catch (e) {
+      endSpan(span, 'error', (e as { code?: string }).code ?? 'WRIT_TRANSPORT');
+      throw e;
+    }
   }
 
   /**
@@ -171,13 +187,19 @@ export class WritClient {
       }
       return undefined;
     })();
+    const span = this.#span('run', intent);
     try {
-      const submitted = await this.#publish(intent);
-      return await settle(this.#settleDeps, {
+      const submitted = await this.#publish(intent, span);
+      const outcome = await settle(this.#settleDeps, {
         intentId: intent.id, sessionId: intent.sessionId, deadline, signal: opts.signal, refusalsEnd: false,
         // A duplicate's answer went to the first submission's inbox: only the API can answer it.
         ...(submitted.duplicate ? { askAfterMs: 0 } : { direct, askAfterMs: Math.min(ASK_AFTER_MS, timeoutMs / 2) }),
       });
+      endSpan(span, outcome.status, outcome.error?.code);
+      return outcome;
+    } catch (e) {
+      endSpan(span, 'error', (e as { code?: string }).code ?? 'WRIT_TRANSPORT');
+      throw e;
     } finally {
       sub.unsubscribe();
     }
