@@ -143,8 +143,8 @@ export class Bot {
 
   async #consumers(): Promise<[Consumer, Consumer]> {
     const n = this.#o.names;
-    const requestSubject = `${n.prefix}.approval.request.>`;
-    const outcomeSubject = `${n.prefix}.approval.outcome.>`;
+    const requestSubject = n.approvalRequestAll();
+    const outcomeSubject = n.approvalOutcomeAll();
     if (!this.#shared) {
       return Promise.all([
         this.#js.consumers.get(n.streams.approvals, { filter_subjects: requestSubject, deliver_policy: DeliverPolicy.All }),

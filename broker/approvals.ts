@@ -170,7 +170,7 @@ export class Approvals {
     // Votes arrive on core NATS, never captured by a stream: a vote carries its voter's token,
     // and a stream would keep every approver's token for anyone who may read it to replay.
     // A vote sent while no broker listens is unanswered, and the approver's client says so.
-    this.#sub = nc.subscribe(`${n.prefix}.approval.decision.*`, { queue: n.brokerQueue });
+    this.#sub = nc.subscribe(n.approvalDecisionAll(), { queue: n.brokerQueue });
     const sub = this.#sub;
     this.#loop = (async () => {
       const running = new Set<Promise<void>>();

@@ -37,7 +37,7 @@ export function streamConfigs(n: Names, config: Config): (Partial<StreamConfig> 
       // Approval requests, decisions and outcomes: kept by age, for bots, the CLI and the record.
       name: n.streams.approvals,
       // Requests and outcomes only: votes carry tokens and are never stored (broker/approvals.ts).
-      subjects: [`${n.prefix}.approval.request.>`, `${n.prefix}.approval.outcome.>`],
+      subjects: [n.approvalRequestAll(), n.approvalOutcomeAll()],
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       duplicate_window: 120 * NS,

@@ -184,7 +184,7 @@ export class Broker {
 
   async #handle(m: JsMsg): Promise<void> {
     const now = Date.now();
-    const subjectTarget = m.subject.slice(this.#d.names.prefix.length + '.intent.'.length);
+    const subjectTarget = this.#d.names.intentTarget(m.subject) ?? '';
     const r = intake(m.data, subjectTarget, this.#d.config.limits.maxIntentBytes, now);
     if (!r.ok) {
       await this.#refuse(r.refusal, rawReply(m.data));

@@ -38,6 +38,12 @@ export interface Names {
   approvalOutcome(intentId: string): string;
   /** `writ.approval.>` */
   approvalAll(): string;
+  /** `writ.approval.request.>`, `writ.approval.outcome.>`, `writ.approval.decision.*` */
+  approvalRequestAll(): string;
+  approvalOutcomeAll(): string;
+  approvalDecisionAll(): string;
+  /** The target token of an intent subject (`writ.intent.<target>`); undefined for any other subject. */
+  intentTarget(subject: string): string | undefined;
   /** `writ.result.<intentId>` */
   result(intentId: string): string;
   resultAll(): string;
@@ -83,6 +89,10 @@ export function names(prefix = 'writ'): Names {
     approvalDecision: (intentId: string) => `${p}.approval.decision.${subjectToken('intentId', intentId)}`,
     approvalOutcome: (intentId: string) => `${p}.approval.outcome.${subjectToken('intentId', intentId)}`,
     approvalAll: () => `${p}.approval.>`,
+    approvalRequestAll: () => `${p}.approval.request.>`,
+    approvalOutcomeAll: () => `${p}.approval.outcome.>`,
+    approvalDecisionAll: () => `${p}.approval.decision.*`,
+    intentTarget: (subject: string) => (subject.startsWith(`${p}.intent.`) ? subject.slice(p.length + '.intent.'.length) : undefined),
     result: (intentId: string) => `${p}.result.${subjectToken('intentId', intentId)}`,
     resultAll: () => `${p}.result.>`,
     audit: (sessionId: string) => `${p}.audit.${subjectToken('sessionId', sessionId)}`,
