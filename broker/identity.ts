@@ -11,6 +11,7 @@
  * token is still in its issuer's current, fresh JWKS: a key removed at the issuer ends
  * its cached tokens too (within `jwksCacheMaxAgeSec`).
  */
+import { LRUCache } from 'lru-cache';
 import { readFileSync } from 'node:fs';
 import * as oidc from 'openid-client';
 import {
@@ -160,13 +161,13 @@ export interface IdentityOptions {
 
 export class IdentityVerifier {
   readonly #issuers = new Map<string, TrustedIssuer>();
-  readonly #cache = new Map<string, CacheEntry>();
-  readonly #maxCache: number;
+  /** Verified tokens by kind and SHA-256, least recently used out first; never past a token's own expiry. */
+  readonly #cache: LRUCache<string, CacheEntry>;
   readonly #maxTokenBytes: number;
 
   constructor(issuers: readonly { cfg: ResolvedIssuer; keys: KeySource }[], o: IdentityOptions = {}) {
     for (const i of issuers) this.#issuers.set(i.cfg.issuer, i);
-    this.#maxCache = o.maxCache ?? 10_000;
+    this.#cache = new LRUCache({ max: o.maxCache ?? 10_000 });
     this.#maxTokenBytes = o.maxTokenBytes ?? 8192;
   }
 
@@ -263,7 +264,6 @@ export class IdentityVerifier {
     if (typeof actFor === 'string') principal.actFor = actFor;
     // Cache only until the token's own expiry (skew not included: the cache never extends a token).
     const verified: VerifiedIdentity = { principal, exp, tokenSha256: digest };
-    if (this.#cache.size >= this.#maxCache) this.#cache.delete(this.#cache.keys().next().value!);
     this.#cache.set(cacheKey, { verified, issuer: trusted, kid: typeof kid === 'string' ? kid : undefined, keysRef: trusted.keys.ref() });
     return verified;
   }
