@@ -1,10 +1,11 @@
 /**
  * What `writ` commands use beyond reading the command line, loaded by cmd/cli.ts once the
- * command line says a command runs: `writ --help` starts without NATS, zod, jose or pino.
+ * command line says a command runs: `writ --help` starts without NATS, zod, jose or pino
+ * (jose, for the development issuer, loads only in `writ token`).
  * The NATS connect comes from lib/nats.ts itself, not the lib/ barrel, for the same reason
  * (the barrel also loads the logger and the consume loop).
  */
-export { loadDevIssuer, mintDevToken, parseDuration } from '../broker/dev-issuer.ts';
+export { parseDuration } from '../lib/duration.ts';
 export { connectNats } from '../lib/nats.ts';
 export { loadConfigFile, names, WindowScopeSchema } from '../schemas/index.ts';
 export { WritClient } from '../client/sdk.ts';

@@ -20,13 +20,13 @@ import type { NatsRole } from './paths.ts';
 (module as { enableCompileCache?: () => unknown }).enableCompileCache?.();
 
 type Deps = typeof import('./cli-deps.ts');
-let loadDevIssuer: Deps['loadDevIssuer'], mintDevToken: Deps['mintDevToken'], parseDuration: Deps['parseDuration'];
+let parseDuration: Deps['parseDuration'];
 let connectNats: Deps['connectNats'], loadConfigFile: Deps['loadConfigFile'], names: Deps['names'], WindowScopeSchema: Deps['WindowScopeSchema'];
 let WritClient: Deps['WritClient'], DATA_DIR: Deps['DATA_DIR'], natsForRole: Deps['natsForRole'];
 let DEFAULT_CONFIG: string;
 async function loadDeps(): Promise<void> {
   const d = await import('./cli-deps.ts');
-  ({ loadDevIssuer, mintDevToken, parseDuration, connectNats, loadConfigFile, names, WindowScopeSchema, WritClient, DATA_DIR, natsForRole } = d);
+  ({ parseDuration, connectNats, loadConfigFile, names, WindowScopeSchema, WritClient, DATA_DIR, natsForRole } = d);
   DEFAULT_CONFIG = d.defaultConfigFile();
 }
 
@@ -145,6 +145,7 @@ async function token(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { sub: { type: 'string' }, groups: { type: 'string', default: '' }, ttl: { type: 'string', default: '10m' }, 'act-for': { type: 'string' }, approver: { type: 'boolean', default: false }, config: { type: 'string' } } });
   if (!values.sub) throw new WritError('WRIT_BAD_REQUEST', '--sub is required');
   const config = loadConfigFile(resolve(values.config ?? DEFAULT_CONFIG));
+  const { loadDevIssuer, mintDevToken } = await import('../broker/dev-issuer.ts');
   const dev = await loadDevIssuer(config.identity.devIssuer.dir, false);
   const t = await mintDevToken(dev, {
     // --approver: a token for voting (its own audience); an agent's token cannot approve.
