@@ -3,9 +3,13 @@
  * printing the service process's RSS and heap every 10,000. The goal: RSS after 100,000 is
  * within 20 % of RSS after 20,000 (no growth without a plateau). Distinct texts (a counter in
  * each statement) so the facts cache fills and must evict, as it would in production.
+ * Each sample also prints the V8 heap spaces and what the bounded caches hold (docs/operations.md,
+ * "Memory", explains the figures). For investigation, without changing the samples' method:
+ * WRIT_SOAK_NODE_FLAGS (flags for the service, e.g. --trace-gc), WRIT_SOAK_CHILD_LOG (its stdout
+ * to a file), and in the service WRIT_SOAK_GC=1 and WRIT_SOAK_HEAPSNAP_DIR (bench/stack-process.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
@@ -61,6 +65,8 @@ export async function benchSoak(opts: { total?: number; every?: number; concurre
     env: { ...process.env, NATS_URL: nats.url, WRIT_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  // WRIT_SOAK_CHILD_LOG: a file for the service's stdout (what --trace-gc prints), for investigation.
+  if (process.env.WRIT_SOAK_CHILD_LOG) child.stdout!.pipe(createWriteStream(process.env.WRIT_SOAK_CHILD_LOG));
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => d.toString().includes('READY') && resolve());
     child.once('exit', (c) => reject(new Error(`stack exited ${c}`)));
