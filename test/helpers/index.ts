@@ -17,5 +17,7 @@ export type {
   PgServerChoice,
   TestDatabase,
 } from './postgres-types.ts';
+export { createTestMariadb, startMariadb } from './mariadb.ts';
+export type { CreateTestMariadbOptions, MariadbServerHandle, MariadbUserCredentials, StartMariadbOptions, TestMariadb } from './mariadb-types.ts';
 export { startSshd } from './sshd.ts';
 export type { SshdHandle, StartSshdOptions } from './sshd-types.ts';
