@@ -3,7 +3,7 @@
  * happens here, explicitly, when a process starts; nothing registers itself on import.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Logger } from '../lib/index.ts';
+import type { Logger, ServiceMetrics } from '../lib/index.ts';
 import { names as makeNames, type Config } from '../schemas/index.ts';
 import { initClassifiers } from '../classify/index.ts';
 import { loadDevIssuer } from './dev-issuer.ts';
@@ -26,7 +26,7 @@ export { createCommandClassifier, type ClassifyCommand } from './classify-comman
 export { RulePolicy, PolicyStore, ReloadingPolicy, runPolicyCli } from './rules/index.ts';
 
 /** Builds a broker from a parsed config: keys, issuers, policy, classifiers. */
-export async function createBroker(opts: { nc: NatsConnection; config: Config; log: Logger; policy?: PolicyEngine; id?: string }): Promise<Broker> {
+export async function createBroker(opts: { nc: NatsConnection; config: Config; log: Logger; policy?: PolicyEngine; id?: string; metrics?: ServiceMetrics | undefined }): Promise<Broker> {
   const { config } = opts;
   await initClassifiers();
   const dev = config.identity.devIssuer.enabled ? await loadDevIssuer(config.identity.devIssuer.dir, true) : undefined;
@@ -35,7 +35,7 @@ export async function createBroker(opts: { nc: NatsConnection; config: Config; l
   return new Broker({
     nc: opts.nc, config, names: makeNames(config.prefix), log: opts.log, identity, signer,
     policy: opts.policy ?? (config.policyFile ? policyFromStore(config.policyFile, opts.log) : new SimplePolicy(config.policy)),
-    ...(opts.id ? { id: opts.id } : {}),
+    ...(opts.id ? { id: opts.id } : {}), metrics: opts.metrics,
   });
 }
 

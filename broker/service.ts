@@ -11,6 +11,7 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamCl
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AuditWriter, Checkpointer, serviceAuditKey } from '../audit/index.ts';
 import { readFileSync } from 'node:fs';
+import { endSpan, SpanKind, startSpan, traceContextOf, traceHeaders, traceIdOf, type BrokerOutcome, type ServiceMetrics, type Span } from '../lib/index.ts';
 import {
   consumeConcurrently, ensureConsumer, inboxIdFor, isReplySubjectOf, sanitizeSubject, sealKeyPairFromSecret, sealOutcome, sendReply, withDeadline,
   type ConsumeLoop, type Logger, type SealKeyPair,
@@ -47,6 +48,8 @@ export interface BrokerDeps {
   signer: GrantSigner;
   /** Broker replica id, for audit actors. */
   id?: string;
+  /** Per-intent metrics (lib/metrics-types.ts); none when the process serves no /metrics. */
+  metrics?: ServiceMetrics | undefined;
 }
 
 const enc = new TextEncoder();
@@ -84,6 +87,8 @@ export class Broker {
   readonly #classify: ClassifyCommand;
   #sessions!: SessionOwners;
   #sealer!: PendingSealer;
+  /** The span of each intent being handled: its trace context goes on the order and the reply. */
+  readonly #traces = new Map<string, Span>();
 
   constructor(deps: BrokerDeps) {
     this.#d = deps;
@@ -99,6 +104,16 @@ export class Broker {
   /** What the bounded in-memory caches hold now (the soak benchmark prints it). */
   get caches(): { factsBytes: number; factsEntries: number; sessionOwners: number } {
     return { factsBytes: this.#classify.cachedBytes, factsEntries: this.#classify.cachedEntries, sessionOwners: this.#sessions?.cachedSessions ?? 0 };
+  }
+
+  /** The audit writer's counters (metrics). */
+  get auditStats(): AuditWriter['stats'] | undefined {
+    return this.#audit?.stats;
+  }
+
+  /** Intents waiting for approval, as this broker's sweeper follows them (metrics). */
+  get pendingApprovals(): number | undefined {
+    return this.#sweeper?.pendingIds().length;
   }
 
   async start(): Promise<void> {
@@ -128,7 +143,7 @@ export class Broker {
     const consumer = await this.#js.consumers.get(n.streams.intents, n.durables.broker);
     this.#loop = await consumeConcurrently(consumer, (m) => this.#handle(m), { maxInFlight: config.limits.concurrency, log: this.#d.log });
     this.#approvals = new Approvals({
-      nc, js: this.#js, jsm: this.#jsm, intents: this.#kv.intents, windows: this.#kv.windows, names: n, config, identity: this.#d.identity,
+      nc, js: this.#js, jsm: this.#jsm, intents: this.#kv.intents, windows: this.#kv.windows, voteTokens: this.#kv.voteTokens, names: n, config, identity: this.#d.identity,
       audit: this.#audit, log: this.#d.log, dispatch: (rec, revision) => this.#dispatchApproved(rec, revision), sealer: this.#sealer,
       shapesOf: (t, command) => { const tc = this.#targets.get(t); return tc ? commandShapes(this.#classify(tc, command)) : ['?']; },
     });
@@ -186,24 +201,43 @@ export class Broker {
     const now = Date.now();
     const subjectTarget = this.#d.names.intentTarget(m.subject) ?? '';
     const r = intake(m.data, subjectTarget, this.#d.config.limits.maxIntentBytes, now);
+    // The intent's span continues the agent's trace (its traceparent header), or starts one.
+    const span = startSpan('writ.broker.intent', { parent: traceContextOf(m.headers), kind: SpanKind.CONSUMER });
     if (!r.ok) {
-      await this.#refuse(r.refusal, rawReply(m.data));
+      await this.#refuse(r.refusal, rawReply(m.data), this.#d.log.child({ traceId: traceIdOf(span) }));
       m.term();
+      this.#observe(subjectTarget, 'refused', now, span, r.refusal.error.code);
       return;
     }
+    const intent = r.intent;
+    span.setAttributes({ 'writ.intent_id': intent.id, 'writ.session_id': intent.sessionId, 'writ.target': intent.target });
+    // Every line logged about this intent carries its ids and its trace id.
+    const t = { log: this.#d.log.child({ intentId: intent.id, sessionId: intent.sessionId, traceId: traceIdOf(span) }), steps: [] as string[] };
+    this.#traces.set(intent.id, span);
     try {
-      await this.#process(r.intent, m.info.redelivered);
+      await this.#process(intent, m.info.redelivered, t);
       m.ack();
+      this.#observe(intent.target, brokerOutcome(t.steps), now, span);
     } catch (e) {
       const err = toWritError(e);
-      this.#d.log.error({ err: e, intentId: r.intent.id }, 'intent processing failed');
+      t.log.error({ err: e }, 'intent processing failed');
       // Retryable infrastructure errors are retried by redelivery; everything else ends here.
-      if (err.retryable && m.info.deliveryCount < 5) m.nak(500);
-      else {
-        await this.#refuse({ error: err, partial: r.intent }, { replyKey: r.intent.replyKey, replyTo: r.intent.replyTo }).catch(() => undefined);
+      if (err.retryable && m.info.deliveryCount < 5) {
+        m.nak(500);
+        this.#observe(intent.target, 'retried', now, span, err.code);
+      } else {
+        await this.#refuse({ error: err, partial: intent }, { replyKey: intent.replyKey, replyTo: intent.replyTo }, t.log).catch(() => undefined);
         m.term();
+        this.#observe(intent.target, 'failed', now, span, err.code);
       }
+    } finally {
+      if (this.#traces.get(intent.id) === span) this.#traces.delete(intent.id);
     }
+  }
+
+  #observe(target: string, outcome: BrokerOutcome, startedMs: number, span: Span, code?: string): void {
+    this.#d.metrics?.intentHandled(target, outcome, (Date.now() - startedMs) / 1000);
+    endSpan(span, outcome, code);
   }
 
   /**
@@ -211,12 +245,12 @@ export class Broker {
    * verified, its replyTo is under its own inbox and it gave a key to seal to; an unverified
    * sender gets nothing (no deputy), and is audited under `_unattributed`.
    */
-  async #refuse(ref: Refusal, raw: { replyKey?: string | undefined; replyTo?: unknown } = {}): Promise<void> {
+  async #refuse(ref: Refusal, raw: { replyKey?: string | undefined; replyTo?: unknown } = {}, log: Logger = this.#d.log): Promise<void> {
     const { partial, error } = ref;
     const replyKey = raw.replyKey;
     let who: VerifiedIdentity | undefined;
     if (partial.token) who = await this.#d.identity.verify(partial.token).catch(() => undefined);
-    this.#d.log.warn({ code: error.code, intentId: partial.id, sub: who?.principal.sub }, 'intent refused at intake');
+    log.warn({ code: error.code, intentId: partial.id, sessionId: partial.sessionId, sub: who?.principal.sub }, 'intent refused at intake');
     // Intake keeps only a replyTo shaped like an inbox; the raw one ($KV…, $JS…) is what was asked for.
     const asked = raw.replyTo ?? partial.replyTo;
     const reply = who && asked === partial.replyTo ? this.#replySpec(who, partial.replyTo, replyKey) : undefined;
@@ -262,16 +296,20 @@ export class Broker {
     }
     // An outcome too large for the bus is replaced by the same outcome carrying a coded error (sealed too).
     const tooLarge = (e: WritError) => sealOutcome({ ...outcome, result: undefined, decision: undefined, error: e.toReply() }, reply.key);
-    sendReply(this.#d.nc, reply.to, sealed, tooLarge, this.#d.log, reply.inbox);
+    sendReply(this.#d.nc, reply.to, sealed, tooLarge, this.#d.log, reply.inbox, traceHeaders(this.#traces.get(outcome.intentId)));
   }
 
-  async #process(intent: Intent, redelivered: boolean): Promise<void> {
-    const { log } = this.#d;
+  /** `t`: this intent's logger, and the audit event types it produced (what the metrics call its outcome). */
+  async #process(intent: Intent, redelivered: boolean, t: { log: Logger; steps: string[] }): Promise<void> {
+    const { log } = t;
     const policy = this.#policy;
     // Events are gathered and appended together when the intent is handled, so they form one
     // block: one JetStream write per intent for the broker's part of the chain.
     const events: Array<{ type: string; payload: Record<string, unknown>; at: number }> = [];
-    const audit = (type: string, payload: Record<string, unknown>) => events.push({ type, payload, at: Date.now() });
+    const audit = (type: string, payload: Record<string, unknown>) => {
+      t.steps.push(type);
+      events.push({ type, payload, at: Date.now() });
+    };
     const audits = {
       all: () => Promise.all(events.splice(0).map((e) => this.#audit.append({ sessionId: intent.sessionId, intentId: intent.id, policyVersion: policy.version, ...e }))),
     };
@@ -282,7 +320,7 @@ export class Broker {
     } catch (e) {
       const err = toWritError(e);
       // The sender is not identified: answer, and audit without attributing it to the claimed session.
-      await this.#refuse({ error: err, partial: { id: intent.id, sessionId: intent.sessionId, replyTo: intent.replyTo, target: intent.target } });
+      await this.#refuse({ error: err, partial: { id: intent.id, sessionId: intent.sessionId, replyTo: intent.replyTo, target: intent.target } }, {}, log);
       return;
     }
     const replyCheck = this.#replySpec(who, intent.replyTo, intent.replyKey);
@@ -417,7 +455,7 @@ export class Broker {
     };
     // msgID = grant id: a re-sent order within the window is dropped by the server; beyond it, the claim refuses it.
     try {
-      await this.#js.publish(this.#d.names.exec(target.kind, target.name), enc.encode(JSON.stringify(order)), { msgID: claims.gid });
+      await this.#js.publish(this.#d.names.exec(target.kind, target.name), enc.encode(JSON.stringify(order)), { msgID: claims.gid, headers: traceHeaders(this.#traces.get(intentId)) });
     } catch (e) {
       // Retried by redelivery: the intent then takes the duplicate path, which re-sends this order from the record.
       throw new WritError('WRIT_TRANSPORT', 'the execution order could not be stored', { cause: e });
@@ -502,6 +540,16 @@ function rawReply(data: Uint8Array): { replyKey?: string; replyTo?: unknown } {
   } catch {
     return {};
   }
+}
+
+/** What the broker did with an intent, from the audit events it produced (lib/metrics-types.ts BrokerOutcome). */
+function brokerOutcome(steps: readonly string[]): BrokerOutcome {
+  if (steps.includes('intent.duplicate')) return 'duplicate';
+  if (steps.includes('intent.denied')) return 'denied';
+  if (steps.includes('approval.requested')) return 'pending';
+  if (steps.includes('intent.dispatched')) return 'dispatched';
+  // No decision: an unverifiable token, or a session the sender does not own.
+  return 'refused';
 }
 
 function publicDecision(d: PolicyDecision) {

@@ -11,7 +11,7 @@ import { Writable } from 'node:stream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createBroker, loadDevIssuer, mintDevToken, type Broker, type DevIssuer } from '../broker/index.ts';
 import { WritClient } from '../client/index.ts';
-import { createLogger, type Logger } from '../lib/index.ts';
+import { createLogger, type Logger, type ServiceMetrics } from '../lib/index.ts';
 import { names, parseConfig, type Config, type ConfigInput, type Names } from '../schemas/index.ts';
 import { createWorker, type Worker } from '../workers/index.ts';
 import { createTestDatabase, startNats, type NatsServerHandle, type TestDatabase } from './helpers/index.ts';
@@ -47,7 +47,11 @@ export const SCHEMA_SQL = `
   CREATE TABLE events (id serial PRIMARY KEY, note text);
 `;
 
-export async function startStack(opts: { config?: Partial<ConfigInput>; schemaSql?: string; worker?: boolean; workersSsh?: NonNullable<ConfigInput['workers']>['ssh'] } = {}): Promise<Stack> {
+export async function startStack(opts: {
+  config?: Partial<ConfigInput>; schemaSql?: string; worker?: boolean; workersSsh?: NonNullable<ConfigInput['workers']>['ssh'];
+  /** Given the parsed config before the services start (e.g. to start an Observability), returns their metrics hooks. */
+  observe?: (config: Config, names: Names, log: Logger) => Promise<ServiceMetrics | undefined>;
+} = {}): Promise<Stack> {
   const nats = await startNats();
   const db = await createTestDatabase();
   const admin = new pg.Client({ connectionString: db.adminUrl });
@@ -93,9 +97,10 @@ export async function startStack(opts: { config?: Partial<ConfigInput>; schemaSq
   });
   const log: Logger = createLogger({ name: 'test', level: 'debug', destination: sink });
   const nc = await connect({ servers: nats.url });
-  const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }) });
+  const metrics = await opts.observe?.(config, names(prefix), log);
+  const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }), metrics });
   await broker.start();
-  const worker = await createWorker({ nc, config, log: log.child({ svc: 'worker' }) });
+  const worker = await createWorker({ nc, config, log: log.child({ svc: 'worker' }), metrics });
   if (opts.worker !== false) await worker.start();
   const dev = await loadDevIssuer(config.identity.devIssuer.dir, false);
   const configFile = join(dir, 'writ.json');

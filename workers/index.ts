@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Logger } from '../lib/index.ts';
+import type { Logger, ServiceMetrics } from '../lib/index.ts';
 import { keyId, names as makeNames, publicKeyFromPem, WritError, type Config } from '../schemas/index.ts';
 import { initClassifiers } from '../classify/index.ts';
 import type { Executor } from './executor.ts';
@@ -35,7 +35,7 @@ export function loadTrustedKeys(config: Config): Map<string, KeyObject> {
   return out;
 }
 
-export async function createWorker(opts: { nc: NatsConnection; config: Config; log: Logger; executors?: Executor[]; id?: string; hmacKey?: Buffer }): Promise<Worker> {
+export async function createWorker(opts: { nc: NatsConnection; config: Config; log: Logger; executors?: Executor[]; id?: string; hmacKey?: Buffer; metrics?: ServiceMetrics | undefined }): Promise<Worker> {
   await initClassifiers();
   const { config } = opts;
   const executors: Executor[] = opts.executors ?? [
@@ -44,6 +44,6 @@ export async function createWorker(opts: { nc: NatsConnection; config: Config; l
   ];
   return new Worker({
     nc: opts.nc, config, names: makeNames(config.prefix), log: opts.log, executors, trustedKeys: loadTrustedKeys(config),
-    ...(opts.hmacKey ? { hmacKey: opts.hmacKey } : {}), ...(opts.id ? { id: opts.id } : {}),
+    ...(opts.hmacKey ? { hmacKey: opts.hmacKey } : {}), ...(opts.id ? { id: opts.id } : {}), metrics: opts.metrics,
   });
 }

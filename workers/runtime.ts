@@ -9,6 +9,7 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamCl
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AuditWriter, serviceAuditKey } from '../audit/index.ts';
+import { endSpan, SpanKind, startSpan, traceContextOf, traceHeaders, traceIdOf, type ServiceMetrics, type Span } from '../lib/index.ts';
 import { consumeConcurrently, encodeReply, ensureConsumer, maxBody, retryTransient, sealOutcome, sendReply, withDeadline, type ConsumeLoop, type Logger } from '../lib/index.ts';
 import {
   commandText, formatIssues, IntentRecordSchema, OrderSchema, sha256Hex, toWritError, verifyGrantSignature, WritError,
@@ -31,6 +32,14 @@ export interface WorkerDeps {
   /** Deployment key for the keyed-hash masking strategy. */
   hmacKey?: Buffer;
   id?: string;
+  /** Per-execution metrics (lib/metrics-types.ts); none when the process serves no /metrics. */
+  metrics?: ServiceMetrics | undefined;
+}
+
+/** One order's span and logger (its lines carry the intent, session and trace ids). */
+interface Traced {
+  span: Span;
+  log: Logger;
 }
 
 type SpecResult = { ok: true; spec: MaskingSpec } | { ok: false; error: WritError };
@@ -65,6 +74,11 @@ export class Worker {
   /** Grants this process remembers having claimed (the soak benchmark prints it). */
   get claimedGrants(): number {
     return this.#claimedHere.size;
+  }
+
+  /** The audit writer's counters (metrics). */
+  get auditStats(): AuditWriter['stats'] | undefined {
+    return this.#audit?.stats;
   }
 
   async start(): Promise<void> {
@@ -118,16 +132,28 @@ export class Worker {
       this.#d.log.warn({ subject: m.subject, reason: msg }, 'malformed order refused');
       await this.#audit.append({ sessionId: '_unattributed', type: 'exec.refused', payload: { code: 'WRIT_BAD_REQUEST', subject: m.subject } });
       m.term();
+      this.#d.metrics?.executionEnded('', 'refused');
       return;
     }
+    // The order's span continues the broker's trace (the order's traceparent header).
+    const span = startSpan('writ.worker.execute', {
+      parent: traceContextOf(m.headers), kind: SpanKind.CONSUMER,
+      attributes: { 'writ.intent_id': order.intentId, 'writ.session_id': order.sessionId, 'writ.target': order.target },
+    });
+    const t: Traced = { span, log: this.#d.log.child({ intentId: order.intentId, sessionId: order.sessionId, traceId: traceIdOf(span) }) };
+    const refused = (code: string) => {
+      this.#d.metrics?.executionEnded(order.target, 'refused');
+      endSpan(span, 'refused', code);
+    };
     let claims: GrantClaims;
     try {
       claims = this.#verify(order, ex);
     } catch (e) {
       const err = toWritError(e);
-      this.#d.log.warn({ intentId: order.intentId, code: err.code }, 'order refused: grant');
+      t.log.warn({ code: err.code }, 'order refused: grant');
       await this.#audit.append({ sessionId: order.sessionId, intentId: order.intentId, type: 'exec.refused', payload: { code: err.code, message: err.message } });
       m.term();
+      refused(err.code);
       return;
     }
     // The claim: only one create of this key can ever succeed.
@@ -137,6 +163,7 @@ export class Worker {
     } catch {
       await this.#audit.append({ sessionId: claims.sid, intentId: claims.iid, type: 'exec.refused', payload: { code: 'WRIT_ALREADY_CLAIMED', grantId: claims.gid }, policyVersion: claims.policyVersion });
       m.term();
+      refused('WRIT_ALREADY_CLAIMED');
       return;
     }
     this.#claimedHere.add(claims.gid, claims.exp * 1000 + 60_000);
@@ -169,7 +196,7 @@ export class Worker {
       await this.#execute(order, claims, ex, () => {
         clearTimeout(timer);
         void auditClaimed();
-      });
+      }, t);
     } finally {
       clearTimeout(timer);
       await auditClaimed();
@@ -187,7 +214,7 @@ export class Worker {
     return c;
   }
 
-  async #execute(order: Order, claims: GrantClaims, ex: Executor, beforeFinishAudit: () => void): Promise<void> {
+  async #execute(order: Order, claims: GrantClaims, ex: Executor, beforeFinishAudit: () => void, t: Traced): Promise<void> {
     const spec = this.#spec(claims);
     const ac = new AbortController();
     this.#running.add(ac);
@@ -211,7 +238,7 @@ export class Worker {
       status = 'succeeded';
     } catch (e) {
       const err = toWritError(e);
-      if (err.code === 'WRIT_INTERNAL') this.#d.log.error({ err: e, intentId: order.intentId }, 'execution failed');
+      if (err.code === 'WRIT_INTERNAL') t.log.error({ err: e }, 'execution failed');
       const message = this.#errorText(e, err, spec);
       error = { code: err.code, message, ...(err.details ? { details: err.details } : {}) };
       // A commit whose fate is not known ends `unknown`, never `failed` ("no effect" would be a lie).
@@ -219,6 +246,7 @@ export class Worker {
     } finally {
       this.#running.delete(ac);
     }
+    this.#observe(order.target, status, started, result, error, t.span);
     const outcome: Outcome = {
       v: 1, type: 'outcome', intentId: order.intentId, sessionId: order.sessionId, status, at: Date.now(),
       ...(order.record?.decision ? { decision: order.record.decision } : {}),
@@ -240,7 +268,7 @@ export class Worker {
       : { v: 1, type: 'outcome', intentId: clear.intentId, sessionId: clear.sessionId, status: clear.status, at: clear.at, error: new WritError('WRIT_SEAL_REQUIRED', `the command ${status}; the grant names no key to seal its outcome to`).toReply() };
     const stk = claims.stk;
     const stored = encodeReply(this.#d.nc, sealedFor(stk), (e) => (stk ? sealOutcome({ ...clear, result: undefined, error: e.toReply() }, stk) : { ...sealedFor(undefined), error: e.toReply() }));
-    const retry = { log: this.#d.log, context: { intentId: order.intentId } };
+    const retry = { log: t.log, context: {} };
     // Evidence first: the agent, the result stream and the record learn the end only once
     // exec.claimed and exec.finished are stored (the audit writer retries through reconnects).
     beforeFinishAudit();
@@ -255,14 +283,24 @@ export class Worker {
     // A failed send is logged: the durable result below still reaches the agent through the broker's API.
     if (order.replyTo && claims.rpl) {
       const key = claims.rpl.key;
-      sendReply(this.#d.nc, order.replyTo, sealedFor(key), (e) => sealOutcome({ ...clear, result: undefined, error: e.toReply() }, key), this.#d.log, claims.rpl.inbox);
+      sendReply(this.#d.nc, order.replyTo, sealedFor(key), (e) => sealOutcome({ ...clear, result: undefined, error: e.toReply() }, key), t.log, claims.rpl.inbox, traceHeaders(t.span));
     } else if (order.replyTo) {
-      this.#d.log.warn({ intentId: order.intentId }, 'the order names a replyTo its grant does not cover; not sent');
+      t.log.warn('the order names a replyTo its grant does not cover; not sent');
     }
     await Promise.all([
-      retryTransient('result', () => this.#js.publish(this.#d.names.result(order.intentId), stored, { msgID: `r-${claims.gid}` }), retry),
+      retryTransient('result', () => this.#js.publish(this.#d.names.result(order.intentId), stored, { msgID: `r-${claims.gid}`, headers: traceHeaders(t.span) }), retry),
       retryTransient('end state', () => this.#finish(order, claims, status, error), retry),
     ]);
+  }
+
+  /** Metrics and the span's end for a run: its status and time, and each masked field's reasons. */
+  #observe(target: string, status: IntentState, startedMs: number, result: ResultBody | undefined, error: ErrorReply | undefined, span: Span): void {
+    const m = this.#d.metrics;
+    if (m) {
+      m.executionEnded(target, status === 'succeeded' || status === 'failed' || status === 'unknown' ? status : 'failed', (Date.now() - startedMs) / 1000);
+      for (const c of result?.columns ?? []) if (c.masked) for (const r of c.reasons ?? ['unspecified']) m.fieldMasked(target, r);
+    }
+    endSpan(span, status, error?.code);
   }
 
   #spec(claims: GrantClaims): SpecResult {
