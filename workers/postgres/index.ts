@@ -18,6 +18,7 @@ import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type
 import { fetchLimits, runCursor, type CursorResult, type FetchLimits } from './cursor.ts';
 import { OriginResolver } from './origins.ts';
 import { Session } from './session.ts';
+import { opaqueReason, RowLimit, sourcesOf, uncountable, writesRows as writes } from '../sql-common.ts';
 
 type WorkerTarget = Config['workers']['postgres'][number];
 
@@ -38,11 +39,6 @@ export const SEARCH_PATH = 'pg_catalog,public';
 /** Settings the batch may not change: they are the worker's limits. */
 const PINNED_SETTINGS = new Set(['statement_timeout', 'all']);
 const NOTICE_MAX = 20;
-
-/** Thrown inside the batch; becomes WRIT_ROW_LIMIT once the rollback's fate is known. */
-class RowLimit {
-  constructor(readonly affected: number | null, readonly limit: number) {}
-}
 
 export class PostgresExecutor implements Executor {
   readonly kind = 'postgres' as const;
@@ -244,31 +240,9 @@ export class PostgresExecutor implements Executor {
     return setErrorContext(err, { serverText, sources, opaque });
   }
 
-  /**
-   * Every base column statements may draw on, from their SQL facts: qualified column
-   * references, ambiguous ones against every table read, all columns of tables read whole
-   * (`row_to_json(c)`, `c.*`) and, with `written`, of tables written. Over-inclusive by design.
-   */
-  async #sources(t: TargetPools, facts: readonly SqlStatementFacts[], written = false): Promise<string[]> {
-    const out = new Set<string>();
-    const whole = new Set<string>();
-    const read = new Set<string>();
-    for (const st of facts) {
-      st.tablesRead.forEach((x) => read.add(x));
-      for (const c of [...st.columns, ...(written ? st.columnsWritten : [])]) {
-        if (c.column === '*') {
-          if (c.table) whole.add(c.table);
-          else st.tablesRead.forEach((x) => whole.add(x));
-        } else if (c.table) out.add(`${c.table}.${c.column}`);
-        else for (const x of st.tablesRead) out.add(`${x}.${c.column}`);
-      }
-      st.wholeRowTables.forEach((x) => whole.add(x));
-      if (written) st.tablesWritten.forEach((x) => whole.add(x));
-    }
-    for (const c of await t.origins.columnsOf([...whole])) out.add(c);
-    // A computed field over a view draws on the view's base columns.
-    for (const c of await t.origins.viewBaseColumns([...read])) out.add(c);
-    return [...out];
+  /** Every base column the statements may draw on (workers/sql-common.ts), from this target's catalogue. */
+  #sources(t: TargetPools, facts: readonly SqlStatementFacts[], written = false): Promise<string[]> {
+    return sourcesOf(t.origins, facts, written);
   }
 
   async close(): Promise<void> {
@@ -298,26 +272,6 @@ function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void 
       throw new WritError('WRIT_UNSUPPORTED', 'the statement can change rows that its row count does not report (a data-modifying WITH, EXPLAIN ANALYZE of a write, DO/CALL, or a function the worker does not know), so the rowsAffected limit cannot be enforced; nothing ran');
     }
   }
-}
-
-/** Writes whose affected rows the server does not report in the statement's own count. */
-function uncountable(st: SqlStatementFacts): boolean {
-  if (st.modifyingCte || st.kind === 'do' || st.kind === 'call') return true;
-  if (st.kind === 'explain') return st.explain?.analyze === true && !st.explain.inner.readOnly;
-  if ((st.unknownFunctions?.length ?? 0) > 0) return true;
-  return (st.kind === 'select' || st.kind === 'values') && (st.dangerousFunctions.length > 0 || st.selectInto);
-}
-
-function writes(st: SqlStatementFacts): boolean {
-  if (st.kind === 'execute') return st.execute?.inner?.readOnly !== true;
-  return ['insert', 'update', 'delete', 'merge', 'copy'].includes(st.kind) || st.modifyingCte || st.selectInto;
-}
-
-/** Why a statement's computed fields cannot be traced, if they cannot. */
-function opaqueReason(st: SqlStatementFacts): string | undefined {
-  if (st.opaqueReads) return `opaque:${st.functions.join(',') || 'read'}`;
-  if (st.unknownFunctions?.length) return `opaque:${st.unknownFunctions.join(',')}`;
-  return undefined;
 }
 
 /** ROLLBACK, and whether it verifiably happened (the connection is idle after it). */
