@@ -17,6 +17,10 @@ const cases: SqlCase[] = [
   { sql: 'SELECT * FROM shop.Users', s: { R: ['shop.users'], WR: ['shop.users'] } },
   { sql: 'SELECT * FROM mysql.user', s: { R: ['mysql.user'] } },
   { sql: 'WITH c AS (SELECT a FROM t) SELECT * FROM c', s: { R: ['t'] } },
+  // A CTE named like the base table its body reads: the table is still read.
+  { sql: 'WITH customers AS (SELECT email AS name FROM customers) SELECT name FROM customers', s: { R: ['customers'] } },
+  { sql: 'WITH a AS (SELECT x FROM b), b AS (SELECT y FROM t) SELECT * FROM a', s: { R: ['b', 't'] } },
+  { sql: 'WITH RECURSIVE a AS (SELECT 1 AS n UNION SELECT n + 1 FROM a WHERE n < 3), b AS (SELECT n FROM a) SELECT * FROM b', s: { R: [] } },
   { sql: 'SELECT a FROM t UNION SELECT b FROM u', s: { R: ['t', 'u'] } },
   { sql: 'SELECT (SELECT max(x) FROM y) FROM z WHERE EXISTS (SELECT 1 FROM w)', s: { R: ['y', 'z', 'w'], F: ['max'] } },
   { sql: 'SELECT * FROM t FOR UPDATE', s: { locks: true, ro: false } },
@@ -86,6 +90,12 @@ const cases: SqlCase[] = [
 
 describe('classifyMysql', () => {
   it.each(cases.map((c) => [title(c.sql), c] as const))('%s', (_, c) => checkSql(classifyMysql(c.sql), c));
+
+  it('names what each row source of a statement stands for (a derived table or CTE stands for no base table)', () => {
+    const st = classifyMysql('SELECT name FROM (SELECT email AS name FROM customers) customers JOIN shop.t x ON 1').statements[0]!;
+    expect(st.relations).toEqual(expect.arrayContaining([{ name: 'customers', table: null }, { name: 'customers', table: 'customers' }, { name: 'x', table: 'shop.t' }]));
+    expect(classifyMysql('WITH w AS (SELECT 1) SELECT * FROM w').statements[0]!.relations).toContainEqual({ name: 'w', table: null });
+  });
 
   it('reports the MySQL dialect', () => {
     expect(classifyMysql('SELECT 1').dialect).toBe('mysql');

@@ -120,6 +120,40 @@ function functionsOf(ast: unknown): string[] {
   return [...out];
 }
 
+/**
+ * The names of the statement's CTEs that stand for no base table. A CTE's body sees only the
+ * CTEs before it (and itself when RECURSIVE): `WITH customers AS (SELECT … FROM customers)` reads
+ * the base table customers, and the parser's table list holds the name once for both uses, so
+ * such a name is not dropped from the tables read (a rule on customers must still see it).
+ */
+function cteNames(ast: Obj): Set<string> {
+  const list = (Array.isArray(ast.with) ? ast.with : []).map((w) => obj(w) ?? {});
+  const names = list.map((w) => String(obj(w.name)?.value ?? '').toLowerCase());
+  const out = new Set(names);
+  list.forEach((w, i) => {
+    const body = obj(w.stmt)?.tableList;
+    for (const entry of Array.isArray(body) ? body : []) {
+      const [, db = 'null', table = ''] = String(entry).split('::');
+      const j = names.indexOf(table.toLowerCase());
+      if (db === 'null' && j >= 0 && (j > i || (j === i && w.recursive !== true))) out.delete(names[j]!);
+    }
+  });
+  return out;
+}
+
+/** Every row-source name of the statement (tables, aliases, derived tables, CTEs) and what it stands for. */
+function relationsOf(ast: unknown): Array<{ name: string; table: string | null }> {
+  const out = new Map<string, { name: string; table: string | null }>();
+  const add = (name: string, table: string | null) => out.set(`${name}\u0000${table ?? ''}`, { name, table });
+  each(ast, (o) => {
+    if (typeof o.table === 'string' && 'db' in o && 'as' in o && o.type === undefined) {
+      add(String(o.as ?? o.table).toLowerCase(), tableName(o.db, o.table));
+    } else if (typeof o.as === 'string' && obj(o.expr)?.ast !== undefined) add(o.as.toLowerCase(), null);
+    else if (obj(o.name)?.value !== undefined && o.stmt !== undefined) add(String(obj(o.name)?.value).toLowerCase(), null);
+  });
+  return [...out.values()];
+}
+
 /** MySQL truthiness of a constant WHERE: a non-zero number, TRUE, `x = x`, `... OR <true>`. */
 function trivial(e: unknown): boolean | undefined {
   const o = obj(e);
@@ -155,7 +189,7 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
   const ast = obj(Array.isArray(result.ast) ? result.ast[0] : result.ast) ?? {};
   const type = String(ast.type ?? '').toLowerCase();
   const kind: SqlKind = KINDS[type] ?? 'unknown';
-  const ctes = new Set((Array.isArray(ast.with) ? ast.with : []).map((w) => String(obj(obj(w)?.name)?.value ?? '').toLowerCase()));
+  const ctes = cteNames(ast);
   const read = new Set<string>();
   const written = new Set<string>();
   for (const entry of Array.isArray(result.tableList) ? result.tableList : []) {
@@ -186,6 +220,7 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
   each(ast, (o) => {
     if (o.locking_read) rowLocks = true;
   });
+  const relations = relationsOf(ast);
   const into = obj(ast.into);
   const selectInto = type === 'select' && (into?.keyword !== undefined || into?.expr !== undefined);
   const facts: SqlStatementFacts = {
@@ -196,6 +231,7 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
     tablesWritten: [...written],
     columns: [...columns.values()],
     columnsWritten: [...columnsWritten.values()],
+    relations,
     wholeRowTables: [...new Set([...columns.values()].filter((c) => c.column === '*' && c.table).map((c) => c.table as string))],
     functions,
     dangerousFunctions,

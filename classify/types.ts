@@ -103,6 +103,13 @@ export interface SqlStatementFacts {
   columns: ColumnFact[];
   /** Columns written: INSERT column lists, UPDATE SET targets, MERGE actions. */
   columnsWritten: ColumnFact[];
+  /**
+   * MySQL only: every name the statement gives a row source (a table or view with or without an
+   * alias, a derived table, a CTE), lower-cased, with the base table (`db.table` or `table`) it
+   * stands for, null for a derived table or CTE. MySQL/MariaDB report such a name as a result
+   * field's table, so the worker trusts a field's origin only when its name stands for that table.
+   */
+  relations?: Array<{ name: string; table: string | null }>;
   /** Tables read as a whole row or with a star (`SELECT c FROM customers c`, `row_to_json(c)`, `c.*`, `*`). */
   wholeRowTables: string[];
   /** Every function called, as folded by the parser (lower-case unless quoted), schema-qualified only if written so. */
