@@ -3,7 +3,8 @@
  * record as `pending` (with the order to sign later) and publishes an approval request.
  * Decisions arrive on `writ.approval.decision.<intentId>` over core NATS, in the brokers'
  * queue group, and are never stored (a vote carries its voter's token). Each vote is verified (the
- * approver's own token, or a trusted bot's token plus the identity it maps), checked
+ * approver's own token, used for one vote only, or a trusted bot's token plus the identity it
+ * maps and the bot's signature), checked
  * against the rule's approver groups and the no-self-approval rule, and applied by
  * compare-and-set: N distinct approvals move the intent to `dispatched` exactly once
  * however many votes race; one rejection ends it `rejected`.
@@ -18,7 +19,7 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { AuditWriter } from '../audit/index.ts';
 import { inboxIdFor, isReplySubjectOf, sanitizeSubject, sealOutcome, sendReply, type Logger } from '../lib/index.ts';
 import {
-  ApprovalDecisionSchema, commandText, IntentRecordSchema, sha256Hex, toWritError, WritError,
+  ApprovalDecisionSchema, approverTokenLifeSec, approverTokenSkewSec, commandText, IntentRecordSchema, sha256Hex, toWritError, WritError,
   type ApprovalDecision, type Command, type ApprovalOutcome, type ApprovalRequest, type Config, type Intent, type IntentRecord, type Names, type Outcome, type Principal, type TargetConfig,
   type WindowScope, voteSigningBytes,
 } from '../schemas/index.ts';
@@ -100,12 +101,32 @@ function verifyVote(d: ApprovalDecision, key: KeyObject): boolean {
   }
 }
 
+/**
+ * The key under which a human's vote token is spent: its issuer and `jti` (RFC 7519: unique per
+ * issuer), else the digest of its signed part (header and payload). Never the whole token: the
+ * signature segment can be re-encoded (base64url's spare bits, ECDSA's s/n−s) into another string
+ * that still verifies, while the signed part cannot change without the issuer's key.
+ */
+export function voteTokenKey(iss: string, token: string): string {
+  const [header = '', payload = ''] = token.split('.');
+  let jti: unknown;
+  try {
+    jti = (JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { jti?: unknown }).jti;
+  } catch {
+    jti = undefined;
+  }
+  const id = typeof jti === 'string' && jti.length > 0 ? `jti\n${jti}` : `jws\n${header}.${payload}`;
+  return `t.${sha256Hex(`${iss}\n${id}`)}`;
+}
+
 export interface ApprovalsDeps {
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
   intents: KV;
   windows: KV;
+  /** Human approvers' tokens spent on a vote (create-only; entries live as long as a token could). */
+  voteTokens: KV;
   names: Names;
   config: Config;
   identity: IdentityVerifier;
@@ -146,6 +167,9 @@ export class Approvals {
   readonly #seen: LRUCache<string, true>;
   /** approvals.trustedBots with their keys, made once: a key that is not an Ed25519 key fails the start. */
   readonly #bots: { iss: string; sub: string; key: KeyObject }[];
+  /** How long a spent vote token is remembered (the vote-tokens bucket's age, as provision sets it). */
+  readonly #tokenLifeMs: number;
+  readonly #tokenSkewMs: number;
 
   constructor(d: ApprovalsDeps) {
     this.#d = d;
@@ -156,6 +180,8 @@ export class Approvals {
         throw new WritError('WRIT_CONFIG_INVALID', `approvals.trustedBots[${i}].publicKey: not an Ed25519 public key`, { cause: e });
       }
     });
+    this.#tokenLifeMs = approverTokenLifeSec(d.config) * 1000;
+    this.#tokenSkewMs = approverTokenSkewSec(d.config) * 1000;
     this.#seen = new LRUCache<string, true>({ max: 200_000, ttl: 2 * d.config.approvals.maxVoteSkewSec * 1000, ttlAutopurge: false });
   }
 
@@ -315,19 +341,24 @@ export class Approvals {
   /** Verifies one vote and applies it; returns the intent's state afterwards. */
   async #apply(d: ApprovalDecision, who: VerifiedIdentity): Promise<string> {
     const { audit, config } = this.#d;
-    // A vote is fresh and used once: outside the skew it is stale, and a decision id seen before
-    // (on this intent or another, from this token or another) is a replay. Checked before anything
-    // else, and remembered before the vote is applied, so two copies racing count once.
-    if (Math.abs(Date.now() - d.at) > config.approvals.maxVoteSkewSec * 1000) {
-      throw await this.#refuse(d, who.principal.sub, new WritError('WRIT_VOTE_STALE', `the vote was cast at ${new Date(d.at).toISOString()}, outside the allowed clock skew`));
-    }
-    if (this.#seen.has(d.decisionId)) throw await this.#refuse(d, who.principal.sub, new WritError('WRIT_VOTE_REPLAYED'));
-    this.#seen.set(d.decisionId, true);
     let approver: { sub: string; groups: string[]; via: string; iss: string };
     // A trusted bot is its token's issuer AND subject, and speaks for a human only with a vote
     // signed by its own key: a harvested bot token alone votes for no one, not even the bot.
     // A bot may be listed more than once (old and new key while it rotates): any of its keys verifies.
     const bots = this.#bots.filter((b) => b.iss === who.principal.iss && b.sub === who.principal.sub);
+    // A human's token votes once: whoever captures a vote message (or its token) cannot cast
+    // another vote with it, on this intent or any other, on any replica. Spent before any other
+    // check, so a refused vote spends it too. A bot's token is reused: its key signs each vote.
+    if (bots.length === 0) await this.#spend(d, who);
+    // A vote is fresh and used once: outside the skew it is stale, and a decision id seen before
+    // (on this intent or another, from this token or another) is a replay (for a bot's votes, whose
+    // token is not spent, the guard that matters). Remembered before the vote is applied, so two
+    // copies racing count once.
+    if (Math.abs(Date.now() - d.at) > config.approvals.maxVoteSkewSec * 1000) {
+      throw await this.#refuse(d, who.principal.sub, new WritError('WRIT_VOTE_STALE', `the vote was cast at ${new Date(d.at).toISOString()}, outside the allowed clock skew`));
+    }
+    if (this.#seen.has(d.decisionId)) throw await this.#refuse(d, who.principal.sub, new WritError('WRIT_VOTE_REPLAYED'));
+    this.#seen.set(d.decisionId, true);
     if (d.onBehalfOf || bots.length > 0) {
       if (bots.length === 0) throw await this.#refuse(d, who.principal.sub, new WritError('WRIT_APPROVER_NOT_ALLOWED', `${who.principal.sub} is not a trusted approver bot`));
       if (!d.onBehalfOf) throw await this.#refuse(d, who.principal.sub, new WritError('WRIT_APPROVER_NOT_ALLOWED', 'a trusted bot votes only on behalf of a human it maps'));
@@ -419,6 +450,34 @@ export class Approvals {
       return 'pending';
     }
     throw new WritError('WRIT_INTERNAL', 'too many concurrent votes');
+  }
+
+  /**
+   * Marks a human's vote token spent, across replicas (one create per key can succeed). Refuses
+   * a token spent before, and a token that could outlive the record of its spending (a config
+   * whose approver tokens live longer than the bucket keeps entries). Fails closed: a bucket
+   * that cannot be written refuses the vote.
+   */
+  async #spend(d: ApprovalDecision, who: VerifiedIdentity): Promise<void> {
+    const by = who.principal.sub;
+    if (who.exp * 1000 + this.#tokenSkewMs - Date.now() > this.#tokenLifeMs) {
+      throw await this.#refuse(d, by, new WritError('WRIT_TOKEN_LIFETIME', 'the approver token lives longer than a spent vote token is remembered'));
+    }
+    const key = voteTokenKey(who.principal.iss, d.token);
+    try {
+      await this.#d.voteTokens.create(key, enc.encode(JSON.stringify({ at: Date.now(), intentId: d.intentId, decisionId: d.decisionId })));
+      return;
+    } catch (e) {
+      let spent = false;
+      try {
+        const entry = await this.#d.voteTokens.get(key);
+        spent = !!entry && entry.operation === 'PUT';
+      } catch {
+        spent = false;
+      }
+      if (spent) throw await this.#refuse(d, by, new WritError('WRIT_VOTE_TOKEN_SPENT'));
+      throw await this.#refuse(d, by, new WritError('WRIT_TRANSPORT', 'the vote token could not be recorded as spent; vote again', { cause: e }));
+    }
   }
 
   async #refuse(d: ApprovalDecision, by: string, err: WritError, rec?: IntentRecord): Promise<WritError> {

@@ -6,7 +6,7 @@ import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, typ
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ensureAuditStream } from '../audit/index.ts';
-import type { Config, Names } from '../schemas/index.ts';
+import { approverTokenLifeSec, type Config, type Names } from '../schemas/index.ts';
 
 const NS = 1_000_000_000;
 
@@ -73,6 +73,8 @@ export interface Buckets {
   policy: KV;
   windows: KV;
   sessions: KV;
+  /** Approver tokens spent on a vote: each entry outlives the token it names (see provision). */
+  voteTokens: KV;
 }
 
 export async function provision(nc: NatsConnection, jsm: JetStreamManager, n: Names, config: Config): Promise<Buckets> {
@@ -80,6 +82,7 @@ export async function provision(nc: NatsConnection, jsm: JetStreamManager, n: Na
   await ensureAuditStream(jsm, n, { replicas: config.audit.replicas ?? config.nats.replicas, maxAgeSec: config.audit.maxAgeSec });
   const buckets = await openBuckets(nc, n, config, true);
   for (const kv of Object.values(buckets)) await ensureBucketReplicas(jsm, kv, config.nats.replicas);
+  await ensureBucketMinAge(jsm, buckets.voteTokens, approverTokenLifeSec(config));
   return buckets;
 }
 
@@ -94,6 +97,18 @@ async function ensureBucketReplicas(jsm: JetStreamManager, kv: KV, replicas: num
   await jsm.streams.update(streamInfo.config.name, { ...streamInfo.config, num_replicas: replicas });
 }
 
+/**
+ * A spent approver token must stay spent for as long as the token still verifies: a config that
+ * now allows longer-lived approver tokens raises the bucket's max_age (nats-server 2.9 has no
+ * per-message TTL, so the bucket's age is the one bound). A longer age, or none, is kept.
+ */
+async function ensureBucketMinAge(jsm: JetStreamManager, kv: KV, minSec: number): Promise<void> {
+  const { streamInfo } = await kv.status();
+  const age = streamInfo.config.max_age;
+  if (age === 0 || age >= minSec * NS) return;
+  await jsm.streams.update(streamInfo.config.name, { ...streamInfo.config, max_age: minSec * NS });
+}
+
 /** Opens (or with `create`, creates) the buckets; workers open, brokers create. */
 export async function openBuckets(nc: NatsConnection, n: Names, config: Config, create: boolean): Promise<Buckets> {
   const kvm = new Kvm(nc);
@@ -106,5 +121,8 @@ export async function openBuckets(nc: NatsConnection, n: Names, config: Config, 
     policy: await open(n.buckets.policy, 16),
     windows: await open(n.buckets.windows, 1),
     sessions: await open(n.buckets.sessions, 1),
+    voteTokens: create
+      ? await kvm.create(n.buckets.voteTokens, { history: 1, replicas, storage: StorageType.File, ttl: approverTokenLifeSec(config) * 1000 })
+      : await kvm.open(n.buckets.voteTokens),
   };
 }

@@ -378,6 +378,31 @@ export const ConfigSchema = z.strictObject({
   observability: ObservabilitySchema.default({ host: '127.0.0.1', sampleIntervalMs: 5_000, checkTimeoutMs: 2_000 }),
 });
 export type Config = z.output<typeof ConfigSchema>;
+
+/** The development issuer's token limits, as broker/identity.ts applies them (a day, 30 s of skew). */
+export const DEV_ISSUER_TOKEN_LIMITS = { maxLifetimeSec: 24 * 3600, clockSkewSec: 30 } as const;
+
+/**
+ * How long after a broker first sees an approver token that token can still verify, seconds, over
+ * every issuer that may sign approver tokens: its maximum lifetime plus twice its skew (issued up to
+ * a skew in the future, accepted up to a skew past `exp`). A spent vote token is remembered this
+ * long (the vote-tokens bucket's max_age), so it is never forgotten while it could vote again.
+ */
+export function approverTokenLifeSec(config: Pick<Config, 'identity'>): number {
+  const id = config.identity;
+  const lives = id.issuers.filter((i) => (i.approverAudience ?? id.approverAudience) !== undefined).map((i) => i.maxLifetimeSec + 2 * i.clockSkewSec);
+  if (id.devIssuer.enabled) lives.push(DEV_ISSUER_TOKEN_LIMITS.maxLifetimeSec + 2 * DEV_ISSUER_TOKEN_LIMITS.clockSkewSec);
+  // No issuer may approve: nothing is ever spent, and an hour is as good as any bound.
+  return Math.max(3600, ...lives);
+}
+
+/** The largest clock skew any issuer of approver tokens is allowed, seconds (a token verifies until `exp` plus this). */
+export function approverTokenSkewSec(config: Pick<Config, 'identity'>): number {
+  const id = config.identity;
+  const skews = id.issuers.filter((i) => (i.approverAudience ?? id.approverAudience) !== undefined).map((i) => i.clockSkewSec);
+  if (id.devIssuer.enabled) skews.push(DEV_ISSUER_TOKEN_LIMITS.clockSkewSec);
+  return Math.max(0, ...skews);
+}
 export type ConfigInput = z.input<typeof ConfigSchema>;
 
 function deepFreeze<T>(o: T): T {

@@ -45,6 +45,7 @@ export const ErrorCodes = {
   WRIT_VOTE_MISMATCH: { retryable: false, message: 'the vote names another command than the one pending approval' },
   WRIT_VOTE_REPLAYED: { retryable: false, message: 'this decision id was used before; a vote counts once' },
   WRIT_VOTE_STALE: { retryable: false, message: 'the vote was cast outside the allowed clock skew' },
+  WRIT_VOTE_TOKEN_SPENT: { retryable: false, message: 'this approver token was already used for a vote; each vote needs a fresh token' },
   WRIT_VOTE_SIGNATURE: { retryable: false, message: 'a bot\'s vote is not signed with the key listed for it' },
   // execution
   WRIT_GRANT_INVALID: { retryable: false, message: 'the execution grant could not be verified' },

@@ -21,7 +21,7 @@ export function isSubjectToken(value: string): boolean {
 export interface Names {
   readonly prefix: string;
   readonly streams: { readonly intents: string; readonly exec: string; readonly approvals: string; readonly results: string; readonly audit: string };
-  readonly buckets: { readonly intents: string; readonly claims: string; readonly policy: string; readonly windows: string; readonly sessions: string };
+  readonly buckets: { readonly intents: string; readonly claims: string; readonly policy: string; readonly windows: string; readonly sessions: string; readonly voteTokens: string };
   /** `writ.intent.<target>` — agents publish intents here. */
   intent(target: string): string;
   /** `writ.intent.>` */
@@ -79,6 +79,8 @@ export function names(prefix = 'writ'): Names {
       windows: `${p}_windows`,
       /** Which principal opened each session: another principal's intent in it is refused. */
       sessions: `${p}_sessions`,
+      /** Approver tokens already used in a vote, by issuer and jti: a human's token votes once. */
+      voteTokens: `${p}_vote_tokens`,
     }),
     intent: (target: string) => `${p}.intent.${subjectToken('target', target)}`,
     intentAll: () => `${p}.intent.>`,

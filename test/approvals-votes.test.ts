@@ -1,9 +1,10 @@
 /**
  * A vote is bound to one intent and the command it approves, and counts once. Votes are
  * published here as raw messages, the way someone holding a captured vote message would:
- * a hash of another command, the same message again, the same decision id on another
- * intent, again after a broker restart (a replica that never saw it), and an old message.
- * Each is refused with its own code and audited; nothing runs.
+ * a hash of another command, the same message again, its token in a new vote on another
+ * intent (the harvest-and-replay), the same decision id with another token, again after a
+ * broker restart (a replica that never saw it), and an old message. Each is refused with its
+ * own code and audited; nothing runs.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { readSession } from '../audit/index.ts';
@@ -60,29 +61,32 @@ async function refusals(sessionId: string) {
 
 it('refuses a vote for another command than the one pending (WRIT_VOTE_MISMATCH), audited; the right hash counts', async () => {
   const p = await pending('vote-mismatch');
-  const carol = await s.approverToken('carol', ['approvers']);
-  expect(await publishRaw(vote(carol, p.id, sha256Hex("INSERT INTO events (note) VALUES ('something else')")))).toMatchObject({ accepted: false, code: 'WRIT_VOTE_MISMATCH' });
+  const carol = () => s.approverToken('carol', ['approvers']);
+  expect(await publishRaw(vote(await carol(), p.id, sha256Hex("INSERT INTO events (note) VALUES ('something else')")))).toMatchObject({ accepted: false, code: 'WRIT_VOTE_MISMATCH' });
   // The SDK, given the hash the approver saw, is refused the same way.
-  await expect(s.client(carol).decide(p.id, 'approve', { commandSha256: '0'.repeat(64) })).rejects.toMatchObject({ code: 'WRIT_VOTE_MISMATCH' });
+  await expect(s.client(await carol()).decide(p.id, 'approve', { commandSha256: '0'.repeat(64) })).rejects.toMatchObject({ code: 'WRIT_VOTE_MISMATCH' });
   expect(await p.agent.status(p.id)).toBe('pending');
   expect(await refusals(p.sessionId)).toEqual(expect.arrayContaining([expect.objectContaining({ by: 'carol', code: 'WRIT_VOTE_MISMATCH' })]));
-  expect(await publishRaw(vote(carol, p.id, p.sha))).toMatchObject({ accepted: true, status: 'pending' });
+  expect(await publishRaw(vote(await carol(), p.id, p.sha))).toMatchObject({ accepted: true, status: 'pending' });
 });
 
-it('counts a decision message once: the same message again, or its decision id on another intent, is refused (WRIT_VOTE_REPLAYED)', async () => {
+it('counts a decision message once: the same message again, or moved to another intent, is refused; so is its decision id under another token', async () => {
   const a = await pending('vote-replay-a');
   const b = await pending('vote-replay-b');
   const carol = await s.approverToken('carol', ['approvers']);
   const captured = vote(carol, a.id, a.sha);
   expect(await publishRaw(captured)).toMatchObject({ accepted: true, status: 'pending' });
-  expect(await publishRaw(captured)).toMatchObject({ accepted: false, code: 'WRIT_VOTE_REPLAYED' });
+  expect(await publishRaw(captured)).toMatchObject({ accepted: false, code: 'WRIT_VOTE_TOKEN_SPENT' });
   // The same token and decision id moved to another intent (with that intent's hash).
-  expect(await publishRaw({ ...captured, intentId: b.id, commandSha256: b.sha })).toMatchObject({ accepted: false, code: 'WRIT_VOTE_REPLAYED' });
+  expect(await publishRaw({ ...captured, intentId: b.id, commandSha256: b.sha })).toMatchObject({ accepted: false, code: 'WRIT_VOTE_TOKEN_SPENT' });
+  // The decision id is used once too, whatever token comes with it.
+  expect(await publishRaw({ ...captured, token: await s.approverToken('erin', ['approvers']), intentId: b.id, commandSha256: b.sha })).toMatchObject({ accepted: false, code: 'WRIT_VOTE_REPLAYED' });
   // Refused and audited, and neither intent moved.
   expect(await a.agent.status(a.id)).toBe('pending');
   expect(await b.agent.status(b.id)).toBe('pending');
   const unattributed = (await readSession({ nc: s.nc, names: s.names, sessionId: '_unattributed' })).filter((e) => e.type === 'approval.refused').map((e) => e.payload);
-  expect(unattributed.filter((x) => x?.code === 'WRIT_VOTE_REPLAYED' && x.decisionId === captured.decisionId)).toHaveLength(2);
+  expect(unattributed.filter((x) => x?.code === 'WRIT_VOTE_TOKEN_SPENT' && x.decisionId === captured.decisionId)).toHaveLength(2);
+  expect(unattributed.filter((x) => x?.code === 'WRIT_VOTE_REPLAYED' && x.decisionId === captured.decisionId)).toHaveLength(1);
   expect(await rows('vote-replay-a')).toBe(0);
 });
 
@@ -95,7 +99,9 @@ it('refuses a replay on a broker that never saw the vote (another replica, a res
   const fresh: Broker = await createBroker({ nc: s.nc, config: s.config, log: createLogger({ name: 'b2', level: 'silent' }) });
   await fresh.start();
   s.broker = fresh;
-  expect(await publishRaw(captured)).toMatchObject({ accepted: false, code: 'WRIT_VOTE_REPLAYED' });
+  // The token is spent in the shared bucket; the decision id is in the record.
+  expect(await publishRaw(captured)).toMatchObject({ accepted: false, code: 'WRIT_VOTE_TOKEN_SPENT' });
+  expect(await publishRaw({ ...captured, token: await s.approverToken('carol', ['approvers']) })).toMatchObject({ accepted: false, code: 'WRIT_VOTE_REPLAYED' });
   expect(await p.agent.status(p.id)).toBe('pending');
   expect(await refusals(p.sessionId)).toEqual(expect.arrayContaining([expect.objectContaining({ code: 'WRIT_VOTE_REPLAYED', decisionId: captured.decisionId })]));
   // A second human's own vote still completes it.
@@ -106,9 +112,9 @@ it('refuses a replay on a broker that never saw the vote (another replica, a res
 
 it('refuses a vote cast outside the clock skew (WRIT_VOTE_STALE), audited', async () => {
   const p = await pending('vote-stale');
-  const carol = await s.approverToken('carol', ['approvers']);
-  expect(await publishRaw(vote(carol, p.id, p.sha, { at: Date.now() - 10 * 60_000 }))).toMatchObject({ accepted: false, code: 'WRIT_VOTE_STALE' });
-  expect(await publishRaw(vote(carol, p.id, p.sha, { at: Date.now() + 10 * 60_000 }))).toMatchObject({ accepted: false, code: 'WRIT_VOTE_STALE' });
+  const carol = () => s.approverToken('carol', ['approvers']);
+  expect(await publishRaw(vote(await carol(), p.id, p.sha, { at: Date.now() - 10 * 60_000 }))).toMatchObject({ accepted: false, code: 'WRIT_VOTE_STALE' });
+  expect(await publishRaw(vote(await carol(), p.id, p.sha, { at: Date.now() + 10 * 60_000 }))).toMatchObject({ accepted: false, code: 'WRIT_VOTE_STALE' });
   expect(await p.agent.status(p.id)).toBe('pending');
   const unattributed = (await readSession({ nc: s.nc, names: s.names, sessionId: '_unattributed' })).filter((e) => e.type === 'approval.refused').map((e) => e.payload);
   expect(unattributed.filter((x) => x?.code === 'WRIT_VOTE_STALE' && x.intentId === p.id)).toHaveLength(2);
