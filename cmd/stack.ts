@@ -7,10 +7,11 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { createBroker, type Broker } from '../broker/index.ts';
-import { connectNats, createLogger, withDeadline, type Logger } from '../lib/index.ts';
-import { loadConfigFile, type Config } from '../schemas/index.ts';
+import { connectNats, createLogger, Observability, withDeadline, type Logger } from '../lib/index.ts';
+import { loadConfigFile, names, type Config } from '../schemas/index.ts';
 import { createWorker, type Worker } from '../workers/index.ts';
 
 import { DATA_DIR, NATS_AUTH_DIR, NATS_AUTH_URL_FILE, NATS_ROLES, NATS_URL_FILE, natsForRole, packageFile, rolePasswordFile, type NatsRole } from './paths.ts';
@@ -103,6 +104,8 @@ export interface LocalStack {
   url: string;
   broker: Broker;
   worker: Worker;
+  /** The process's /healthz, /readyz and /metrics (`port` undefined when `observability.port` is unset). */
+  observability: Observability;
   stop(): Promise<void>;
 }
 
@@ -123,30 +126,64 @@ export async function startLocalStack(configFile: string): Promise<LocalStack> {
   // The role passwords are offered to this server only (cmd/paths.ts natsForRole).
   if (child) writeFileSync(NATS_AUTH_URL_FILE, url, { mode: 0o600 });
   await setupDemoDatabase(config);
+  // One endpoint for the process, up before the services: /healthz answers, /readyz says "starting".
+  const obs = await Observability.start({ config, names: names(config.prefix), log, serviceName: 'writ' });
   // Each service connects as its own role: the broker cannot run orders, the worker cannot submit intents.
   const section = child ? { ...config.nats, servers: [url], url: undefined } : config.nats;
   const env = child ? { ...process.env, NATS_URL: undefined } : process.env;
   const nc = await connectNats(natsForRole('broker', section, env), 'writ-up-broker');
   const wnc = await connectNats(natsForRole('worker', section, env), 'writ-up-worker');
-  const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }) });
+  const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }), metrics: obs.metrics });
   await broker.start();
-  const worker = await createWorker({ nc: wnc, config, log: log.child({ svc: 'worker' }) });
+  obs.attach({ role: 'broker', nc, state: () => broker.state, auditStats: () => broker.auditStats, pendingApprovals: () => broker.pendingApprovals });
+  const worker = await createWorker({ nc: wnc, config, log: log.child({ svc: 'worker' }), metrics: obs.metrics });
   await worker.start();
+  obs.attach({ role: 'worker', nc: wnc, state: () => worker.state, auditStats: () => worker.auditStats });
+  obs.ready();
   return {
     url,
     broker,
     worker,
+    observability: obs,
     async stop() {
       // Each step is bounded: with NATS gone, draining would wait forever. The nats-server
       // child is always stopped, by SIGKILL if SIGTERM does not end it in time.
       await withDeadline(worker.stop(), 10_000);
       await broker.stop();
+      // After the services: /readyz reports them draining until then; spans still buffered are flushed.
+      await withDeadline(obs.stop(), 5_000);
       for (const c of [wnc, nc]) if (!(await withDeadline(c.drain(), 3_000))) await c.close().catch(() => undefined);
       if (child && child.exitCode === null) {
         const exited = new Promise((r) => child!.once('exit', r));
         child.kill('SIGTERM');
         if (!(await withDeadline(exited, 5_000))) child.kill('SIGKILL');
       }
+    },
+  };
+}
+
+/**
+ * `writ broker|worker`: one service in this process, with the process's observability endpoint
+ * (when `observability.port` is set) and tracing. `stop` drains the service, then the endpoint.
+ */
+export async function startService(kind: 'broker' | 'worker', config: Config, log: Logger, nc: NatsConnection): Promise<{ id: string; stop(): Promise<void> }> {
+  const obs = await Observability.start({ config, names: names(config.prefix), log, serviceName: `writ-${kind}` });
+  let svc: Broker | Worker;
+  if (kind === 'broker') {
+    const b = (svc = await createBroker({ nc, config, log, metrics: obs.metrics }));
+    await b.start();
+    obs.attach({ role: kind, nc, state: () => b.state, auditStats: () => b.auditStats, pendingApprovals: () => b.pendingApprovals });
+  } else {
+    const w = (svc = await createWorker({ nc, config, log, metrics: obs.metrics }));
+    await w.start();
+    obs.attach({ role: kind, nc, state: () => w.state, auditStats: () => w.auditStats });
+  }
+  obs.ready();
+  return {
+    id: svc.id,
+    async stop() {
+      await svc.stop();
+      await withDeadline(obs.stop(), 5_000);
     },
   };
 }

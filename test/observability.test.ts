@@ -130,7 +130,7 @@ describe('tracing', () => {
     spans.reset();
     const tap: NatsConnection = await connect({ servers: s.nats.url });
     const replies: Msg[] = [];
-    const sub = tap.subscribe('_INBOX.>', { callback: (_e, m) => replies.push(m) });
+    const sub = tap.subscribe('_INBOX.>', { callback: (_e, m) => void replies.push(m) });
     await tap.flush();
     try {
       const agentTracer = trace.getTracer('agent');
