@@ -39,6 +39,11 @@ if (want('pg-memory')) {
   console.log('\n## PostgreSQL worker memory (1 MiB byte limit)');
   console.log(await benchPgMemory());
 }
+if (only.has('cluster')) {
+  // Not in the default set: three nats-servers, two brokers, two workers and a node kill take a minute.
+  const { benchCluster, printCluster } = await import('./cluster.ts');
+  printCluster(await benchCluster());
+}
 if (only.has('tap')) {
   // Not in the default set: a diagnostic of one intent's messages.
   await import('./tap.ts');
