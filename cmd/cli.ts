@@ -125,10 +125,8 @@ async function service(kind: 'broker' | 'worker', args: string[]): Promise<numbe
   const { createLogger } = await import('../lib/index.ts');
   const log = createLogger({ name: `writ-${kind}`, level: process.env.WRIT_LOG_LEVEL ?? config.log.level });
   const nc = await connectNats(natsForRole(kind, config.nats), `writ-${kind}`);
-  const svc = kind === 'broker'
-    ? await (await import('../broker/index.ts')).createBroker({ nc, config, log })
-    : await (await import('../workers/index.ts')).createWorker({ nc, config, log });
-  await svc.start();
+  // Started with the process's observability endpoint (observability.port) and tracing.
+  const svc = await (await import('./stack.ts')).startService(kind, config, log, nc);
   out(`${kind} ${svc.id} running\n`);
   const { guardProcess, withDeadline } = await import('../lib/index.ts');
   return guardProcess({
@@ -265,7 +263,10 @@ async function approver(cmd: 'pending' | 'approve' | 'deny' | 'grants' | 'revoke
             return 1;
           }
         }
-        const state = await c.decide(id, cmd === 'approve' ? 'approve' : 'reject', {
+        // A human's token votes once (the broker spends it): the vote goes with a fresh token,
+        // never with the one the pending list was read with (cmd/vote-token.ts).
+        const voter = await (await import('./vote-token.ts')).voteClient(nc, values.token ?? process.env.WRIT_TOKEN, DEFAULT_CONFIG);
+        const state = await voter.decide(id, cmd === 'approve' ? 'approve' : 'reject', {
           commandSha256: shown.commandSha256, ...(values.reason ? { reason: values.reason } : {}), ...(windowSec ? { windowSec } : {}),
         });
         out(values.json ? `${JSON.stringify({ intentId: id, status: state })}\n` : `${id}: ${state}\n`);
