@@ -77,9 +77,37 @@ export interface Buckets {
   voteTokens: KV;
 }
 
+/**
+ * The first nats-server release whose replicated streams refuse a second publish carrying the
+ * same Nats-Expected-Last-Subject-Sequence (nats-server#4320, fixed by #4319 in 2.9.21). Before
+ * it, the check ran on the leader before the Raft proposal only, so concurrent publishes all
+ * passed it (test/faults/cluster.test.ts measures this on the installed server).
+ */
+export const SERIALIZED_SUBJECT_SEQUENCE_SINCE = '2.9.21';
+
+/** Whether a nats-server of this version serializes expected-last-subject-sequence on R>1 streams; unknown is no. */
+export function serializesSubjectSequence(version: string | undefined): boolean {
+  const have = /^v?(\d+)\.(\d+)\.(\d+)/.exec(version ?? '');
+  if (!have) return false;
+  const want = SERIALIZED_SUBJECT_SEQUENCE_SINCE.split('.').map(Number);
+  for (let i = 0; i < 3; i++) {
+    const d = Number(have[i + 1]) - want[i]!;
+    if (d !== 0) return d > 0;
+  }
+  return true;
+}
+
 export async function provision(nc: NatsConnection, jsm: JetStreamManager, n: Names, config: Config): Promise<Buckets> {
+  const auditReplicas = config.audit.replicas ?? config.nats.replicas;
+  // The audit chain stays linear only because the stream refuses a block chained on a stale
+  // head: on a replicated audit stream of an older server, two writers fork a session silently.
+  if (auditReplicas > 1 && !serializesSubjectSequence(nc.info?.version)) {
+    throw new WritError('WRIT_CONFIG_INVALID', `audit.replicas is ${auditReplicas} (from ${config.audit.replicas === undefined ? 'nats.replicas' : 'audit.replicas'}), but nats-server ${nc.info?.version ?? '(version unknown)'} `
+      + `does not serialize Nats-Expected-Last-Subject-Sequence on a replicated stream (fixed in ${SERIALIZED_SUBJECT_SEQUENCE_SINCE}, nats-server#4320): `
+      + 'concurrent audit writers would fork a session\'s chain. Run nats-server 2.9.21 or later, or set audit.replicas: 1');
+  }
   for (const cfg of streamConfigs(n, config)) await ensureStream(jsm, cfg);
-  await ensureAuditStream(jsm, n, { replicas: config.audit.replicas ?? config.nats.replicas, maxAgeSec: config.audit.maxAgeSec });
+  await ensureAuditStream(jsm, n, { replicas: auditReplicas, maxAgeSec: config.audit.maxAgeSec });
   const buckets = await openBuckets(nc, n, config, true);
   for (const kv of Object.values(buckets)) await ensureBucketReplicas(jsm, kv, config.nats.replicas);
   await ensureBucketMinAge(jsm, buckets.voteTokens, approverTokenLifeSec(config));
