@@ -6,7 +6,7 @@ import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, typ
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ensureAuditStream } from '../audit/index.ts';
-import { approverTokenLifeSec, type Config, type Names } from '../schemas/index.ts';
+import { approverTokenLifeSec, WritError, type Config, type Names } from '../schemas/index.ts';
 
 const NS = 1_000_000_000;
 
