@@ -7,6 +7,6 @@
  */
 export { parseDuration } from '../lib/duration.ts';
 export { connectNats } from '../lib/nats.ts';
-export { loadConfigFile, names, WindowScopeSchema } from '../schemas/index.ts';
+export { IdSchema, loadConfigFile, names, TargetNameSchema, WindowScopeSchema } from '../schemas/index.ts';
 export { WritClient } from '../client/sdk.ts';
 export { DATA_DIR, defaultConfigFile, natsForRole } from './paths.ts';

@@ -6,9 +6,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import module from 'node:module';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 // Each command imports what it needs when it runs: a CLI call should not load the broker, and
 // `writ --help` loads nothing beyond these (cmd/cli-deps.ts is loaded in main()).
+// commander (no dependencies) parses the command line and writes the help; nothing else loads for `--help`.
+import { Command, CommanderError } from 'commander';
 import { escapeForTerminal } from '../lib/terminal.ts';
 import { WritError } from '../schemas/errors.ts';
 import type { Outcome, WindowScope } from '../schemas/index.ts';
@@ -22,11 +23,11 @@ import type { NatsRole } from './paths.ts';
 type Deps = typeof import('./cli-deps.ts');
 let parseDuration: Deps['parseDuration'];
 let connectNats: Deps['connectNats'], loadConfigFile: Deps['loadConfigFile'], names: Deps['names'], WindowScopeSchema: Deps['WindowScopeSchema'];
-let WritClient: Deps['WritClient'], DATA_DIR: Deps['DATA_DIR'], natsForRole: Deps['natsForRole'];
+let WritClient: Deps['WritClient'], DATA_DIR: Deps['DATA_DIR'], natsForRole: Deps['natsForRole'], IdSchema: Deps['IdSchema'], TargetNameSchema: Deps['TargetNameSchema'];
 let DEFAULT_CONFIG: string;
 async function loadDeps(): Promise<void> {
   const d = await import('./cli-deps.ts');
-  ({ parseDuration, connectNats, loadConfigFile, names, WindowScopeSchema, WritClient, DATA_DIR, natsForRole } = d);
+  ({ parseDuration, connectNats, loadConfigFile, names, WindowScopeSchema, WritClient, DATA_DIR, natsForRole, IdSchema, TargetNameSchema } = d);
   DEFAULT_CONFIG = d.defaultConfigFile();
 }
 
@@ -39,70 +40,142 @@ const err = (s: string) => process.stderr.write(escapeForTerminal(s));
 /** Client commands take the `nats` section of WRIT_CONFIG when it is set; else the environment and the local stack (cmd/paths.ts natsForRole). */
 const cliNats = () => (process.env.WRIT_CONFIG ? loadConfigFile(DEFAULT_CONFIG).nats : undefined);
 
-const USAGE = `writ — privileged-access broker for automation agents
+const DESCRIPTION = 'writ — privileged-access broker for automation agents';
+const ENVIRONMENT = `
+Environment: WRIT_TOKEN (the agent's or approver's token), WRIT_CONFIG, WRIT_HOME (the local
+stack's data directory), NATS_URL and WRIT_NATS_* (docs/configuration.md).
+\`writ COMMAND --help\` describes one command.`;
 
-  writ up [--config FILE]                       run the local stack in the foreground
-  writ broker|worker --config FILE              run one service (NATS_URL names the server)
-  writ token --sub NAME --groups a,b [--ttl 10m] [--act-for HUMAN]
-                                                mint a token from the local development issuer
-  writ exec --target T (--sql "…" | --command "…") [--session S] [--json] [--token T] [--justification "…"]
-  writ status ID | writ wait ID [--timeout 30s]
-  writ mcp [--http PORT] [--token T | --token-file F | --dev-sub NAME --dev-groups a,b]
-                                                the agent tools over MCP (stdio, or Streamable HTTP on 127.0.0.1)
-  writ policy check FILE | test FILE… | eval --policy FILE [--config FILE] | publish FILE
-  writ audit sessions|replay|tail|verify|export …
-  writ pending | writ approve ID [--reason "…"] [--window 1h [--yes]] | writ deny ID --reason "…"
-  writ grants | writ revoke WINDOW_ID            approvers, with their own token (WRIT_TOKEN)
-
-Environment: WRIT_TOKEN (the agent's token), WRIT_CONFIG, NATS_URL and WRIT_NATS_* (docs/configuration.md).`;
-
-async function main(argv: string[]): Promise<number> {
-  const [cmd, ...rest] = argv;
-  if (cmd !== undefined && !['help', '--help', '-h'].includes(cmd)) await loadDeps();
-  switch (cmd) {
-    case 'up':
-      return up(rest);
-    case 'broker':
-    case 'worker':
-      return service(cmd, rest);
-    case 'login': return (await import('./login.ts')).loginCommand(rest);
-    case 'token':
-      return token(rest);
-    case 'exec':
-      return exec(rest);
-    case 'status':
-    case 'wait':
-      return statusOrWait(cmd, rest);
-    case 'audit':
-      return audit(rest);
-    case 'mcp':
-      return (await import('./mcp/index.ts')).mcpCommand(rest);
-    case 'policy': {
-      const { runPolicyCli } = await import('../broker/rules/index.ts');
-      return runPolicyCli(rest, { stdin: process.stdin, stdout: (x) => out(x), stderr: (x) => err(x) });
-    }
-    case 'pending':
-    case 'approve':
-    case 'deny':
-    case 'grants':
-    case 'revoke':
-      return approver(cmd, rest);
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      out(`${USAGE}\n`);
-      return cmd === undefined ? 2 : 0;
-    default:
-      err(`writ: unknown command ${JSON.stringify(cmd)}\n\n${USAGE}\n`);
-      return 2;
-  }
+/**
+ * A value the client can check before anything is sent (id syntax, target names): refused at
+ * once as a usage error (exit 2), instead of waiting for the broker to refuse it.
+ */
+function check(cmd: Command, what: string, value: string | undefined, kind: 'id' | 'target'): void {
+  if (value === undefined) return;
+  const r = (kind === 'id' ? IdSchema : TargetNameSchema).safeParse(value);
+  if (!r.success) cmd.error(`error: ${what} ${JSON.stringify(value)}: ${r.error.issues[0]?.message ?? 'invalid'}`, { exitCode: 2, code: 'writ.invalidArgument' });
 }
 
-async function up(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
+type Opts = Record<string, string | boolean | undefined>;
+const str = (o: Opts, k: string) => (typeof o[k] === 'string' ? o[k] : undefined);
+
+/** The command line: per-command help, usage errors with exit 2, suggestions for misspelt commands. */
+function program(setCode: (code: number) => void): Command {
+  const p = new Command('writ')
+    .description(DESCRIPTION)
+    .usage('COMMAND [options]')
+    .exitOverride()
+    .configureOutput({ writeOut: out, writeErr: err })
+    .showSuggestionAfterError()
+    .showHelpAfterError('(writ COMMAND --help for usage)')
+    .addHelpText('after', ENVIRONMENT)
+    // What the commands use loads only when one runs: help and usage errors never load it.
+    .hook('preAction', loadDeps);
+  const run = (f: (o: Opts, args: string[], cmd: Command) => Promise<number>) => async function (this: Command) {
+    setCode(await f(this.opts(), this.args, this));
+  };
+  /** A command with its own parser (policy, audit, mcp, login): everything after its name is its own, --help too. */
+  const passThrough = (name: string, description: string, f: (args: string[]) => Promise<number>) =>
+    p.command(name).description(description).helpOption(false).allowUnknownOption().allowExcessArguments().argument('[args...]')
+      .action(async (args: string[]) => setCode(await f(args)));
+  const tokenOpt = ['--token <token>', 'the token (default: WRIT_TOKEN, else `writ login`)'] as const;
+
+  p.command('up').description('run the local stack in the foreground (nats-server child, broker, workers)')
+    .option('--config <file>', 'config file (default: WRIT_CONFIG, else the shipped deploy/local/writ.yaml)')
+    .action(run((o) => up(str(o, 'config'))));
+  for (const kind of ['broker', 'worker'] as const) {
+    p.command(kind).description(`run one ${kind} (NATS_URL or the config's nats section names the server)`)
+      .option('--config <file>', 'config file (default: WRIT_CONFIG, else the shipped local config)')
+      .action(run((o) => service(kind, str(o, 'config'))));
+  }
+  passThrough('login', 'log in with your identity provider (device flow); writ login --help', async (args) => (await import('./login.ts')).loginCommand(args));
+  p.command('token').description('mint a token from the local development issuer')
+    .requiredOption('--sub <name>', 'the principal (subject)')
+    .option('--groups <a,b>', 'comma-separated groups', '')
+    .option('--ttl <duration>', 'lifetime: 90s, 10m, 1h', '10m')
+    .option('--act-for <human>', 'the human the agent acts for')
+    .option('--approver', 'an approver\'s token (its own audience); an agent\'s token cannot vote')
+    .option('--config <file>', 'config file naming the development issuer')
+    .action(run((o) => token(o)));
+  p.command('exec').description('submit an intent and print its outcome')
+    .requiredOption('--target <name>', 'the target (writ targets are in the config)')
+    .option('--sql <text>', 'the SQL to run')
+    .option('--command <line>', 'the shell command line to run')
+    .option('--session <id>', 'the audit session (8-128 characters of A-Z a-z 0-9 _ -)')
+    .option('--id <intent-id>', 'your own intent id: sent again, it never runs twice')
+    .option('--justification <text>', 'why, for the approvers and the audit log')
+    .option('--timeout <duration>', 'how long to wait for the outcome', '30s')
+    .option('--json', 'print the outcome as JSON')
+    .option(...tokenOpt)
+    .action(run((o, _a, cmd) => {
+      check(cmd, '--target', str(o, 'target'), 'target');
+      check(cmd, '--session', str(o, 'session'), 'id');
+      check(cmd, '--id', str(o, 'id'), 'id');
+      if ((o.sql === undefined) === (o.command === undefined)) cmd.error('error: give exactly one of --sql and --command', { exitCode: 2, code: 'writ.invalidArgument' });
+      return exec(o);
+    }));
+  for (const which of ['status', 'wait'] as const) {
+    p.command(which).description(which === 'status' ? 'an intent\'s current state' : 'wait for an intent\'s outcome and print it')
+      .argument('<intent-id>')
+      .option('--timeout <duration>', 'how long to wait', '30s')
+      .option('--json', 'print JSON')
+      .option(...tokenOpt)
+      .action(run((o, args, cmd) => {
+        check(cmd, 'intent id', args[0], 'id');
+        return statusOrWait(which, o, args[0]!);
+      }));
+  }
+  passThrough('mcp', 'the agent tools over MCP (stdio, or Streamable HTTP on 127.0.0.1); writ mcp --help', async (args) => (await import('./mcp/index.ts')).mcpCommand(args));
+  passThrough('policy', 'the policy toolchain: check FILE | test FILE… | eval --policy FILE | publish FILE', async (args) => {
+    const { runPolicyCli } = await import('../broker/rules/index.ts');
+    return runPolicyCli(args, { stdin: process.stdin, stdout: (x) => out(x), stderr: (x) => err(x) });
+  });
+  passThrough('audit', 'the session log: sessions | replay | tail | verify | export | reveal …; writ audit --help', (args) => audit(args));
+  p.command('pending').description('what waits for your approval (approvers, with their own token)')
+    .option('--json', 'print JSON').option(...tokenOpt)
+    .action(run((o) => approver('pending', o, [])));
+  p.command('approve').description('approve a pending intent')
+    .argument('<intent-id>')
+    .option('--reason <text>', 'why, for the audit log')
+    .option('--window <duration>', 'also grant a time-bound access window (shown first; confirm with y or --yes)')
+    .option('--yes', 'confirm the window without asking')
+    .option('--json', 'print JSON').option(...tokenOpt)
+    .action(run((o, args, cmd) => {
+      check(cmd, 'intent id', args[0], 'id');
+      return approver('approve', o, args);
+    }));
+  p.command('deny').description('deny a pending intent')
+    .argument('<intent-id>')
+    .requiredOption('--reason <text>', 'why (required)')
+    .option('--json', 'print JSON').option(...tokenOpt)
+    .action(run((o, args, cmd) => {
+      check(cmd, 'intent id', args[0], 'id');
+      return approver('deny', o, args);
+    }));
+  p.command('grants').description('the time-bound access windows in force')
+    .option('--json', 'print JSON').option(...tokenOpt)
+    .action(run((o) => approver('grants', o, [])));
+  p.command('revoke').description('end an access window').argument('<window-id>').option(...tokenOpt)
+    .action(run((o, args) => approver('revoke', o, args)));
+  return p;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let code = 0;
+  try {
+    await program((c) => (code = c)).parseAsync(argv, { from: 'user' });
+  } catch (e) {
+    // Help asked for exits 0; a usage error (unknown command or option, missing argument) or
+    // `writ` alone exits 2, after commander has printed what was wrong.
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    throw e;
+  }
+  return code;
+}
+
+async function up(configFlag: string | undefined): Promise<number> {
   const { startLocalStack } = await import('./stack.ts');
-  const stack = await startLocalStack(resolve(values.config ?? DEFAULT_CONFIG));
+  const stack = await startLocalStack(resolve(configFlag ?? DEFAULT_CONFIG));
   out(`
 Writ is up. NATS: ${stack.url}
 
@@ -119,9 +192,8 @@ Ctrl-C stops it.
 }
 
 /** One service in the foreground, drained on SIGTERM/SIGINT: how deployments run replicas. */
-async function service(kind: 'broker' | 'worker', args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
-  const config = loadConfigFile(resolve(values.config ?? DEFAULT_CONFIG));
+async function service(kind: 'broker' | 'worker', configFlag: string | undefined): Promise<number> {
+  const config = loadConfigFile(resolve(configFlag ?? DEFAULT_CONFIG));
   const { createLogger } = await import('../lib/index.ts');
   const log = createLogger({ name: `writ-${kind}`, level: process.env.WRIT_LOG_LEVEL ?? config.log.level });
   const nc = await connectNats(natsForRole(kind, config.nats), `writ-${kind}`);
@@ -139,9 +211,8 @@ async function service(kind: 'broker' | 'worker', args: string[]): Promise<numbe
   });
 }
 
-async function token(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { sub: { type: 'string' }, groups: { type: 'string', default: '' }, ttl: { type: 'string', default: '10m' }, 'act-for': { type: 'string' }, approver: { type: 'boolean', default: false }, config: { type: 'string' } } });
-  if (!values.sub) throw new WritError('WRIT_BAD_REQUEST', '--sub is required');
+async function token(o: Opts): Promise<number> {
+  const values = { sub: str(o, 'sub')!, groups: str(o, 'groups') ?? '', ttl: str(o, 'ttl') ?? '10m', 'act-for': str(o, 'actFor'), approver: o.approver === true, config: str(o, 'config') };
   const config = loadConfigFile(resolve(values.config ?? DEFAULT_CONFIG));
   const { loadDevIssuer, mintDevToken } = await import('../broker/dev-issuer.ts');
   const dev = await loadDevIssuer(config.identity.devIssuer.dir, false);
@@ -191,12 +262,11 @@ function printOutcome(o: Outcome, json: boolean): number {
   return o.status === 'succeeded' ? 0 : 1;
 }
 
-async function exec(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: {
-    target: { type: 'string' }, sql: { type: 'string' }, command: { type: 'string' }, session: { type: 'string' }, json: { type: 'boolean', default: false },
-    token: { type: 'string' }, justification: { type: 'string' }, id: { type: 'string' }, timeout: { type: 'string', default: '30s' },
-  } });
-  if (!values.target) throw new WritError('WRIT_BAD_REQUEST', '--target is required');
+async function exec(o: Opts): Promise<number> {
+  const values = {
+    target: str(o, 'target')!, sql: str(o, 'sql'), command: str(o, 'command'), session: str(o, 'session'), json: o.json === true,
+    token: str(o, 'token'), justification: str(o, 'justification'), id: str(o, 'id'), timeout: str(o, 'timeout') ?? '30s',
+  };
   const { nc, c } = await client(values.token, values.session);
   try {
     const o = await c.run(
@@ -209,10 +279,8 @@ async function exec(args: string[]): Promise<number> {
   }
 }
 
-async function statusOrWait(cmd: 'status' | 'wait', args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { token: { type: 'string' }, json: { type: 'boolean', default: false }, timeout: { type: 'string', default: '30s' } } });
-  const id = positionals[0];
-  if (!id) throw new WritError('WRIT_BAD_REQUEST', `usage: writ ${cmd} INTENT_ID`);
+async function statusOrWait(cmd: 'status' | 'wait', o: Opts, id: string): Promise<number> {
+  const values = { token: str(o, 'token'), json: o.json === true, timeout: str(o, 'timeout') ?? '30s' };
   const { nc, c } = await client(values.token);
   try {
     if (cmd === 'status') {
@@ -226,8 +294,8 @@ async function statusOrWait(cmd: 'status' | 'wait', args: string[]): Promise<num
   }
 }
 
-async function approver(cmd: 'pending' | 'approve' | 'deny' | 'grants' | 'revoke', args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { token: { type: 'string' }, reason: { type: 'string' }, window: { type: 'string' }, yes: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } } });
+async function approver(cmd: 'pending' | 'approve' | 'deny' | 'grants' | 'revoke', o: Opts, positionals: string[]): Promise<number> {
+  const values = { token: str(o, 'token'), reason: str(o, 'reason'), window: str(o, 'window'), yes: o.yes === true, json: o.json === true };
   const { nc, c } = await client(values.token, undefined, 'approver');
   const print = (x: unknown) => out(`${JSON.stringify(x, null, values.json ? 0 : 2)}\n`);
   try {
