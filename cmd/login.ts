@@ -7,6 +7,9 @@
  * folder 0700), where `loginToken()` finds them and refreshes the access token shortly
  * before it expires. The file holds bearer secrets: it is never printed, and `--print`
  * prints only the short-lived access token.
+ *
+ * A human's approver token votes once (the broker spends it): `freshLoginToken()` (and
+ * `writ login --print --fresh`) refreshes on every call, so each vote has a token of its own.
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -88,12 +91,13 @@ export async function deviceLogin(t: LoginTarget, o: { file?: string; say: (line
  * The stored login's access token, refreshed first when it expires within a minute.
  * Undefined when nobody logged in; an error when the login can no longer be refreshed.
  */
-export async function loginToken(o: { file?: string; nowMs?: number } = {}): Promise<string | undefined> {
+export async function loginToken(o: { file?: string; nowMs?: number; fresh?: boolean } = {}): Promise<string | undefined> {
   const file = o.file ?? LOGIN_FILE;
   if (!existsSync(file)) return undefined;
   const s = JSON.parse(readFileSync(file, 'utf8')) as StoredLogin;
   const nowSec = Math.floor((o.nowMs ?? Date.now()) / 1000);
-  if (s.expiresAt - REFRESH_MARGIN_SEC > nowSec) return s.accessToken;
+  const valid = s.expiresAt - REFRESH_MARGIN_SEC > nowSec;
+  if (valid && !(o.fresh && s.refreshToken)) return s.accessToken;
   if (!s.refreshToken) throw new WritError('WRIT_TOKEN_EXPIRED', 'the stored login has expired: run `writ login` again');
   const conf = await discover(s);
   let tokens: oidc.TokenEndpointResponse;
@@ -107,8 +111,18 @@ export async function loginToken(o: { file?: string; nowMs?: number } = {}): Pro
   return next.accessToken;
 }
 
+/**
+ * A new access token from the stored login's refresh token, whatever the current one's expiry:
+ * the token a vote needs, never sent before (the broker spends a human's token on its vote).
+ * Without a refresh token (the provider gave none), the stored token, which votes once.
+ */
+export function freshLoginToken(o: { file?: string } = {}): Promise<string | undefined> {
+  return loginToken({ ...o, fresh: true });
+}
+
 const USAGE = `writ login [--issuer URL] [--client-id ID] [--resource AUD] [--scope S] [--config FILE]
 writ login --print          print the stored (refreshed) access token, e.g. export WRIT_TOKEN=$(writ login --print)
+writ login --print --fresh  print a new access token (refreshed now): one per vote, e.g. for WRIT_TOKEN_COMMAND
 
 The issuer defaults to WRIT_OIDC_ISSUER, else the config's first issuer with an approver
 audience; the resource to that issuer's approverAudience; the client id to WRIT_OIDC_CLIENT_ID, else writ-cli.`;
@@ -116,14 +130,14 @@ audience; the resource to that issuer's approverAudience; the client id to WRIT_
 export async function loginCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: {
     issuer: { type: 'string' }, 'client-id': { type: 'string' }, resource: { type: 'string' }, scope: { type: 'string' },
-    config: { type: 'string' }, print: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
+    config: { type: 'string' }, print: { type: 'boolean', default: false }, fresh: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
   } });
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
   if (values.print) {
-    const tok = await loginToken();
+    const tok = await loginToken({ fresh: values.fresh });
     if (!tok) throw new WritError('WRIT_TOKEN_MISSING', 'not logged in: run `writ login`');
     process.stdout.write(`${tok}\n`);
     return 0;
