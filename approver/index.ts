@@ -14,4 +14,4 @@ export {
   ACTION_APPROVE, ACTION_APPROVE_WINDOW, ACTION_DENY, ACTIONS_BLOCK, REASON_ACTION, REASON_BLOCK,
   type SlackAdapterOptions, type ApproverIdentity, type SlackBotConfig, type SlackBotConfigInput, type Block, type TextObject, type Capped, type SignatureCheck,
 } from './slack/index.ts';
-export { TerminalAdapter, startTerminalApprover, formatRequest, formatOutcome, type TerminalAdapterOptions, type TerminalApproverOptions } from './terminal/index.ts';
+export { TerminalAdapter, startTerminalApprover, commandTokenSource, formatRequest, formatOutcome, type TerminalAdapterOptions, type TerminalApproverOptions } from './terminal/index.ts';

@@ -2,7 +2,7 @@
  * Runs an approver bot.
  *
  *   node --import tsx approver/main.ts --config approver.yaml     the Slack bot
- *   node --import tsx approver/main.ts terminal [--prefix writ]   the terminal approver (WRIT_TOKEN: your own token)
+ *   node --import tsx approver/main.ts terminal [--prefix writ]   the terminal approver (WRIT_TOKEN_COMMAND: prints your own fresh token per vote)
  *   node --import tsx approver/main.ts keygen --out FILE          a bot's vote-signing key; prints the public key
  *
  * The config's `nats` section (docs/configuration.md) with NATS_URL and WRIT_NATS_* over it says
@@ -18,11 +18,12 @@ import { natsForRole } from '../lib/index.ts';
 import { Bot } from './bot.ts';
 import { generateBotKey } from './decide.ts';
 import { loadSlackBotConfig, SlackAdapter } from './slack/index.ts';
-import { startTerminalApprover } from './terminal/index.ts';
+import { commandTokenSource, startTerminalApprover } from './terminal/index.ts';
 
 const USAGE = `usage:
   node --import tsx approver/main.ts --config FILE          Slack approver bot
-  node --import tsx approver/main.ts terminal [--prefix P]  terminal approver; WRIT_TOKEN is your own token
+  node --import tsx approver/main.ts terminal [--prefix P]  terminal approver; WRIT_TOKEN_COMMAND prints your own fresh
+                                                            token for each vote (WRIT_TOKEN alone votes once)
   node --import tsx approver/main.ts keygen --out FILE      a bot's Ed25519 vote-signing key (0600); prints the public
                                                             key to list in the broker's approvals.trustedBots`;
 
@@ -51,8 +52,9 @@ async function slack(configFile: string): Promise<number> {
 }
 
 async function terminal(prefix: string): Promise<number> {
-  const token = process.env.WRIT_TOKEN;
-  if (!token) throw new WritError('WRIT_TOKEN_MISSING', 'no token: set WRIT_TOKEN to your own approver token');
+  // A human's token votes once: WRIT_TOKEN_COMMAND prints a fresh one for each vote; WRIT_TOKEN alone votes once.
+  const token = process.env.WRIT_TOKEN_COMMAND ? commandTokenSource(process.env.WRIT_TOKEN_COMMAND) : process.env.WRIT_TOKEN;
+  if (!token) throw new WritError('WRIT_TOKEN_MISSING', 'no token: set WRIT_TOKEN_COMMAND (prints a fresh approver token per vote, e.g. `writ login --print --fresh`) or WRIT_TOKEN');
   const log = createLogger({ name: 'writ-approver-terminal', level: process.env.WRIT_LOG_LEVEL ?? 'warn' });
   // The environment (NATS_URL, WRIT_NATS_*), else the local stack's approver credentials.
   const nc = await connectNats(natsForRole('approver'), 'writ-approver-terminal');

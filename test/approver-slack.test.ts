@@ -19,7 +19,7 @@ import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  ACTION_APPROVE, ACTION_APPROVE_WINDOW, ACTION_DENY, ACTIONS_BLOCK, Bot, generateBotKey, parseSlackBotConfig, SlackAdapter, startTerminalApprover,
+  ACTION_APPROVE, ACTION_APPROVE_WINDOW, ACTION_DENY, ACTIONS_BLOCK, Bot, commandTokenSource, generateBotKey, parseSlackBotConfig, SlackAdapter, startTerminalApprover,
 } from '../approver/index.ts';
 import { readSession } from '../audit/index.ts';
 import { DEV_ISSUER, mintDevToken } from '../broker/index.ts';
@@ -583,6 +583,66 @@ describe('terminal approver', () => {
     } finally {
       await bot.stop();
       await nc.close();
+    }
+  });
+});
+
+describe('terminal approver: a fresh token per vote', () => {
+  const terminal = async (token: string | (() => Promise<string>)) => {
+    const input = new PassThrough();
+    const lines = { out: '' };
+    const output = new Writable({
+      write(chunk: Buffer, _e, cb) {
+        lines.out += chunk.toString();
+        cb();
+      },
+    });
+    const nc = await connect({ servers: s.nats.url });
+    const bot = await startTerminalApprover({ nc, prefix: s.names.prefix, token, input, output, log });
+    return { input, lines, stop: async () => { await bot.stop(); await nc.close(); } };
+  };
+
+  it('votes on several requests with a token command run once per vote (here `writ token --approver` on the local stack)', async () => {
+    const cfg = join(s.dir, 'terminal-token.json');
+    writeFileSync(cfg, JSON.stringify({ prefix: s.names.prefix, identity: { devIssuer: { enabled: true, dir: s.config.identity.devIssuer.dir } } }));
+    const cli = join(import.meta.dirname, '..', 'cmd', 'cli.ts');
+    const t = await terminal(commandTokenSource(`"${process.execPath}" --import tsx "${cli}" token --sub tess --groups approvers --approver --ttl 2m --config "${cfg}"`));
+    try {
+      const c = await agent();
+      const ids: string[] = [];
+      for (const note of ['terminal-fresh-1', 'terminal-fresh-2']) {
+        const p = await c.run({ target: 'db', sql: `INSERT INTO events (note) VALUES ('${note}')` });
+        expect(p.status).toBe('pending');
+        ids.push(p.intentId);
+        await eventually(() => t.lines.out.includes(`approval requested: ${p.intentId}`), 'the request printed');
+      }
+      for (const id of ids) {
+        t.input.write(`approve ${id}\n`);
+        await eventually(() => t.lines.out.includes(`${id}: dispatched`) || t.lines.out.includes(`${id}: refused`), 'the vote answered', 30_000);
+      }
+      for (const id of ids) expect(t.lines.out).toContain(`${id}: dispatched`);
+      expect(await rows('terminal-fresh-1')).toBe(1);
+      expect(await rows('terminal-fresh-2')).toBe(1);
+    } finally {
+      await t.stop();
+    }
+  }, 60_000);
+
+  it('with one fixed token, votes once: the second vote is refused (WRIT_VOTE_TOKEN_SPENT) and the terminal says how to get fresh tokens', async () => {
+    const t = await terminal(await s.approverToken('tess', ['approvers']));
+    try {
+      const c = await agent();
+      const a = await c.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('terminal-once-1')" });
+      const b = await c.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('terminal-once-2')" });
+      await eventually(() => t.lines.out.includes(`approval requested: ${b.intentId}`), 'the requests printed');
+      t.input.write(`approve ${a.intentId}\n`);
+      await eventually(() => t.lines.out.includes(`${a.intentId}: dispatched`), 'the first vote counted');
+      t.input.write(`approve ${b.intentId}\n`);
+      await eventually(() => t.lines.out.includes(`${b.intentId}: refused WRIT_VOTE_TOKEN_SPENT`), 'the second vote refused');
+      expect(t.lines.out).toContain('WRIT_TOKEN_COMMAND');
+      expect(await c.status(b.intentId)).toBe('pending');
+    } finally {
+      await t.stop();
     }
   });
 });

@@ -1,8 +1,9 @@
 /**
  * The terminal adapter: prints approval requests and outcomes to a stream and reads
  * `approve ID [reason]` / `deny ID reason` lines from another, for an approver who holds
- * their own Writ token. Votes go through `WritClient.decide` with that token (no bot, no
- * `onBehalfOf`). Agent text is printed with control characters made visible and every
+ * their own Writ token. Votes go through `WritClient.decide` (no bot, no `onBehalfOf`), each
+ * with a token from the approver's token source: a human's token votes once (the broker
+ * spends it), so the source gives a fresh one per vote (./token.ts). Agent text is printed with control characters made visible and every
  * line of it behind a gutter, so a command cannot move the cursor, clear the screen or
  * print a line that looks like the bot's own.
  */
@@ -16,6 +17,8 @@ import { Bot } from '../bot.ts';
 import { factsLines, revealInvisible } from '../text.ts';
 import type { ApprovalView, ApproverAdapter, MessageRef } from '../types.ts';
 import { escapeForTerminal } from '../../lib/index.ts';
+
+export { commandTokenSource } from './token.ts';
 
 const COMMAND_MAX = 4_000;
 const USAGE = 'commands: approve ID [reason] | deny ID reason | pending | help';
@@ -157,6 +160,7 @@ export class TerminalAdapter implements ApproverAdapter {
         } catch (e) {
           const err = toWritError(e);
           this.#write(`${id}: refused ${err.code} — ${oneLine(err.message, 300)}\n`);
+          if (err.code === 'WRIT_VOTE_TOKEN_SPENT') this.#write('   each vote needs a fresh token: start the terminal approver with a token command (WRIT_TOKEN_COMMAND)\n');
         }
         return;
       }
@@ -169,7 +173,11 @@ export class TerminalAdapter implements ApproverAdapter {
 export interface TerminalApproverOptions {
   nc: NatsConnection;
   prefix?: string;
-  /** The approver's own Writ token, or a function returning a fresh one. */
+  /**
+   * The approver's own Writ token source, called for each vote: a function returning a fresh
+   * token each time (e.g. {@link commandTokenSource}). A fixed string votes once: the broker
+   * spends a human's token on its first vote and refuses it after (WRIT_VOTE_TOKEN_SPENT).
+   */
   token: string | (() => string | Promise<string>);
   input?: Readable;
   output: Writable;
