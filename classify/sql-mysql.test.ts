@@ -15,6 +15,8 @@ const cases: SqlCase[] = [
   { sql: 'SELECT id, email FROM users WHERE id = 1', s: { R: ['users'], C: ['users.id', 'users.email'], ro: true } },
   { sql: 'SELECT u.email FROM users u JOIN orders o ON o.uid = u.id', s: { R: ['users', 'orders'], C: ['users.email', 'orders.uid', 'users.id'] } },
   { sql: 'SELECT * FROM shop.Users', s: { R: ['shop.users'], WR: ['shop.users'] } },
+  // A three-part column reference names the column, not the table (a rule on shop.users.email must see it).
+  { sql: 'SELECT `shop`.`users`.`email` AS e FROM `shop`.`users`', s: { R: ['shop.users'], C: ['shop.users.email'] } },
   { sql: 'SELECT * FROM mysql.user', s: { R: ['mysql.user'] } },
   { sql: 'WITH c AS (SELECT a FROM t) SELECT * FROM c', s: { R: ['t'] } },
   // A CTE named like the base table its body reads: the table is still read.

@@ -206,7 +206,9 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
   const columns = new Map<string, ColumnFact>();
   const columnsWritten = new Map<string, ColumnFact>();
   for (const entry of Array.isArray(result.columnList) ? result.columnList : []) {
-    const [op = '', table = 'null', col = ''] = String(entry).split('::');
+    // `op::table::column`, or `op::db::table::column` for a three-part reference (`db.t.c`).
+    const parts = String(entry).split('::');
+    const [op = '', table = 'null', col = ''] = parts.length >= 4 ? [parts[0], `${parts[1]}.${parts[2]}`, parts.slice(3).join('::')] : parts;
     if (op === 'delete') continue;
     const t = table === 'null' ? only : [...all].find((x) => x === table.toLowerCase() || x.endsWith(`.${table.toLowerCase()}`)) ?? null;
     const fact: ColumnFact = { table: t, column: col === '(.*)' ? '*' : col };
