@@ -95,8 +95,8 @@ beforeAll(async () => {
   broker = await createBroker({ nc: as.get('broker')!, config, log });
   await broker.start();
   // Two workers, each with its own worker login: PostgreSQL only, and SSH only.
-  const pgOnly = { ...config, workers: { postgres: config.workers.postgres, ssh: [] } } as Config;
-  const sshOnly = { ...config, workers: { postgres: [], ssh: config.workers.ssh } } as Config;
+  const pgOnly = { ...config, workers: { postgres: config.workers.postgres, ssh: [], mysql: [] } } as Config;
+  const sshOnly = { ...config, workers: { postgres: [], ssh: config.workers.ssh, mysql: [] } } as Config;
   for (const c of [pgOnly, sshOnly]) {
     const w = await createWorker({ nc: await login('worker'), config: c, log });
     await w.start();
@@ -258,6 +258,35 @@ describe('the approver and the auditor', () => {
     expect(await outcome(request('auditor', n.intent('db')))).toBe('denied');
     expect(await outcome(request('auditor', n.api('targets')))).toBe('denied');
     expect(await outcome(request('auditor', `$KV.${n.buckets.intents}.i_x`))).toBe('denied');
+  });
+});
+
+describe('an approver reads only approval requests and outcomes', () => {
+  it('cannot receive votes: no subscription on the decision subjects, nor on wildcards over them', async () => {
+    for (const subject of [n.approvalDecisionAll(), n.approvalDecision('i_someone'), 'writ.approval.>', 'writ.>', '>', 'writ.api.>']) {
+      expect(await outcome(subscribe('approver', subject)), subject).toBe('denied');
+    }
+  });
+
+  it('cannot create a consumer on any stream but the approvals stream, nor change that stream to capture votes', async () => {
+    const jsm = await jsmOf('approver');
+    for (const stream of [n.streams.intents, n.streams.exec, n.streams.results, n.streams.audit, `KV_${n.buckets.intents}`, `KV_${n.buckets.voteTokens}`]) {
+      expect(await outcome(() => jsm.consumers.add(stream, { name: `spy-${stream}` })), stream).toBe('denied');
+      expect(await outcome(() => jsm.consumers.add(stream, {})), stream).toBe('denied');
+    }
+    const info = await (await jsmOf('operator')).streams.info(n.streams.approvals);
+    // The stream holds requests and outcomes only: a consumer on it sees nothing else.
+    expect([...info.config.subjects].sort()).toEqual([n.approvalOutcomeAll(), n.approvalRequestAll()].sort());
+    expect(await outcome(() => jsm.streams.update(n.streams.approvals, { ...info.config, subjects: [...info.config.subjects, n.approvalDecisionAll()] }))).toBe('denied');
+    expect(await outcome(() => jsm.consumers.add(n.streams.approvals, { name: 'votes', filter_subject: n.approvalDecisionAll() }))).not.toBe('ok');
+    expect((await (await jsmOf('operator')).streams.info(n.streams.approvals)).config.subjects).toEqual(info.config.subjects);
+  });
+
+  it('cannot read or write the buckets: not the spent vote tokens, not the intents', async () => {
+    for (const b of [n.buckets.voteTokens, n.buckets.intents, n.buckets.windows]) {
+      expect(await outcome(request('approver', `$KV.${b}.t_x`)), b).toBe('denied');
+      expect(await outcome(() => jsmOf('approver').then((jsm) => jsm.direct.getMessage(`KV_${b}`, { last_by_subj: `$KV.${b}.t_x` }))), b).toBe('denied');
+    }
   });
 });
 
