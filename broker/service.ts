@@ -11,7 +11,7 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamCl
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AuditWriter, Checkpointer, serviceAuditKey } from '../audit/index.ts';
 import { readFileSync } from 'node:fs';
-import { endSpan, SpanKind, startSpan, traceContextOf, traceHeaders, traceIdOf, type BrokerOutcome, type ServiceMetrics, type Span } from '../lib/index.ts';
+import { endSpan, lazyChild, SpanKind, startSpan, traceContextOf, traceHeaders, traceIdOf, type BrokerOutcome, type ServiceMetrics, type Span } from '../lib/index.ts';
 import {
   consumeConcurrently, ensureConsumer, inboxIdFor, isReplySubjectOf, sanitizeSubject, sealKeyPairFromSecret, sealOutcome, sendReply, withDeadline,
   type ConsumeLoop, type Logger, type SealKeyPair,
@@ -204,7 +204,7 @@ export class Broker {
     // The intent's span continues the agent's trace (its traceparent header), or starts one.
     const span = startSpan('writ.broker.intent', { parent: traceContextOf(m.headers), kind: SpanKind.CONSUMER });
     if (!r.ok) {
-      await this.#refuse(r.refusal, rawReply(m.data), this.#d.log.child({ traceId: traceIdOf(span) }));
+      await this.#refuse(r.refusal, rawReply(m.data), lazyChild(this.#d.log, { traceId: traceIdOf(span) }));
       m.term();
       this.#observe(subjectTarget, 'refused', now, span, r.refusal.error.code);
       return;
@@ -212,7 +212,7 @@ export class Broker {
     const intent = r.intent;
     span.setAttributes({ 'writ.intent_id': intent.id, 'writ.session_id': intent.sessionId, 'writ.target': intent.target });
     // Every line logged about this intent carries its ids and its trace id.
-    const t = { log: this.#d.log.child({ intentId: intent.id, sessionId: intent.sessionId, traceId: traceIdOf(span) }), steps: [] as string[] };
+    const t = { log: lazyChild(this.#d.log, { intentId: intent.id, sessionId: intent.sessionId, traceId: traceIdOf(span) }), steps: [] as string[] };
     this.#traces.set(intent.id, span);
     try {
       await this.#process(intent, m.info.redelivered, t);

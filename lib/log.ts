@@ -27,3 +27,24 @@ export function createLogger(opts: { name: string; level?: string; destination?:
     opts.destination ?? pino.destination({ fd: 2, sync: false }),
   );
 }
+
+const LEVEL_METHODS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal']);
+const noop = () => undefined;
+
+/**
+ * `parent.child(bindings)`, made only when a line is actually written at an enabled level.
+ * A pino child with the redaction paths above costs ~20 µs to make (its bindings go through
+ * the redactor), and most intents log nothing: per-intent loggers (intent, session and trace
+ * ids on every line) are made with this.
+ */
+export function lazyChild(parent: Logger, bindings: Record<string, unknown>): Logger {
+  let child: Logger | undefined;
+  return new Proxy(parent, {
+    get(_target, prop) {
+      if (typeof prop === 'string' && LEVEL_METHODS.has(prop) && !parent.isLevelEnabled(prop)) return noop;
+      child ??= parent.child(bindings);
+      const v: unknown = Reflect.get(child, prop, child);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(child) : v;
+    },
+  });
+}

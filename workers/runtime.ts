@@ -9,7 +9,7 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamCl
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AuditWriter, serviceAuditKey } from '../audit/index.ts';
-import { endSpan, SpanKind, startSpan, traceContextOf, traceHeaders, traceIdOf, type ServiceMetrics, type Span } from '../lib/index.ts';
+import { endSpan, lazyChild, SpanKind, startSpan, traceContextOf, traceHeaders, traceIdOf, type ServiceMetrics, type Span } from '../lib/index.ts';
 import { consumeConcurrently, encodeReply, ensureConsumer, maxBody, retryTransient, sealOutcome, sendReply, withDeadline, type ConsumeLoop, type Logger } from '../lib/index.ts';
 import {
   commandText, formatIssues, IntentRecordSchema, OrderSchema, sha256Hex, toWritError, verifyGrantSignature, WritError,
@@ -140,7 +140,7 @@ export class Worker {
       parent: traceContextOf(m.headers), kind: SpanKind.CONSUMER,
       attributes: { 'writ.intent_id': order.intentId, 'writ.session_id': order.sessionId, 'writ.target': order.target },
     });
-    const t: Traced = { span, log: this.#d.log.child({ intentId: order.intentId, sessionId: order.sessionId, traceId: traceIdOf(span) }) };
+    const t: Traced = { span, log: lazyChild(this.#d.log, { intentId: order.intentId, sessionId: order.sessionId, traceId: traceIdOf(span) }) };
     const refused = (code: string) => {
       this.#d.metrics?.executionEnded(order.target, 'refused');
       endSpan(span, 'refused', code);
