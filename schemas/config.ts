@@ -9,7 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { WritError } from './errors.ts';
 import { configPath } from './home.ts';
-import { ApprovalSpecSchema, LimitsSchema, TargetNameSchema } from './messages.ts';
+import { ApprovalSpecSchema, LimitsSchema, TARGET_KINDS, TargetNameSchema } from './messages.ts';
 
 /** Where a secret comes from; exactly one source. */
 export const SecretRefSchema = z.union([
@@ -144,7 +144,7 @@ export function natsConfigConflicts(n: Partial<NatsConfig>): Array<{ key: string
 
 export const TargetSchema = z.strictObject({
   name: TargetNameSchema,
-  kind: z.enum(['postgres', 'ssh']),
+  kind: z.enum(TARGET_KINDS),
   tags: z.array(z.string()).default([]),
   description: z.string().optional(),
 });
@@ -186,6 +186,22 @@ export const PostgresWorkerTargetSchema = z.strictObject({
   }),
   poolSize: z.number().int().positive().default(8),
 });
+
+/** A MySQL or MariaDB target (workers/mysql/): the same shape as PostgreSQL's. */
+export const MysqlWorkerTargetSchema = z.strictObject({
+  target: TargetNameSchema,
+  host: z.string().default('127.0.0.1'),
+  port: z.number().int().positive().default(3306),
+  /** The database statements run in; unqualified table names and masking rules (`database.table.column`) refer to it. */
+  database: z.string().min(1),
+  /** One credential per access mode: a user with SELECT only for `read`, and the writes it may do for `write`. */
+  credentials: z.strictObject({
+    read: z.strictObject({ user: SecretRefSchema, password: SecretRefSchema.optional() }),
+    write: z.strictObject({ user: SecretRefSchema, password: SecretRefSchema.optional() }).optional(),
+  }),
+  poolSize: z.number().int().positive().default(8),
+});
+export type MysqlWorkerTarget = z.infer<typeof MysqlWorkerTargetSchema>;
 
 const SshCredentialSchema = z.strictObject({
   user: SecretRefSchema,
@@ -312,7 +328,8 @@ export const ConfigSchema = z.strictObject({
   workers: z.strictObject({
     postgres: z.array(PostgresWorkerTargetSchema).default([]),
     ssh: z.array(SshWorkerTargetSchema).default([]),
-  }).default({ postgres: [], ssh: [] }),
+    mysql: z.array(MysqlWorkerTargetSchema).default([]),
+  }).default({ postgres: [], ssh: [], mysql: [] }),
   audit: z.strictObject({
     replicas: z.number().int().min(1).max(5).optional(),
     /** Retention by age, seconds; unset keeps forever. */
@@ -443,6 +460,11 @@ export function parseConfig(input: unknown, baseDir = process.cwd()): Readonly<C
     const t = c.targets.find((x) => x.name === w.target);
     if (!t) throw new WritError('WRIT_CONFIG_INVALID', `workers.ssh[${i}].target: no target named ${JSON.stringify(w.target)}`);
     if (t.kind !== 'ssh') throw new WritError('WRIT_CONFIG_INVALID', `workers.ssh[${i}].target: target ${JSON.stringify(w.target)} is of kind ${t.kind}`);
+  });
+  c.workers.mysql.forEach((w, i) => {
+    const t = c.targets.find((x) => x.name === w.target);
+    if (!t) throw new WritError('WRIT_CONFIG_INVALID', `workers.mysql[${i}].target: no target named ${JSON.stringify(w.target)}`);
+    if (t.kind !== 'mysql') throw new WritError('WRIT_CONFIG_INVALID', `workers.mysql[${i}].target: target ${JSON.stringify(w.target)} is of kind ${t.kind}`);
   });
   // `$WRIT_HOME/…` lies in the data directory (schemas/home.ts); other relative paths in the file's folder.
   if (c.demo && c.workers.postgres.length === 0) throw new WritError('WRIT_CONFIG_INVALID', 'demo: true needs a workers.postgres entry (its database becomes the demo database)');

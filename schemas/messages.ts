@@ -6,6 +6,10 @@
 import { z } from 'zod';
 import { canonicalJson } from './canonical.ts';
 
+/** Target kinds: each has its worker (workers/<kind>/) and its classifier. `mysql` serves MySQL and MariaDB. */
+export const TARGET_KINDS = ['postgres', 'ssh', 'mysql'] as const;
+export type TargetKind = (typeof TARGET_KINDS)[number];
+
 /** Ids that end up in subjects: one safe token. */
 export const IdSchema = z.string().regex(/^[A-Za-z0-9_-]{8,128}$/, 'an id is 8-128 characters of A-Z a-z 0-9 _ -');
 export const TargetNameSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a target name is 1-64 characters of A-Z a-z 0-9 _ -');
@@ -116,7 +120,7 @@ export const GrantClaimsSchema = z.strictObject({
   iid: IdSchema,
   sid: IdSchema,
   tgt: TargetNameSchema,
-  kind: z.enum(['postgres', 'ssh']),
+  kind: z.enum(TARGET_KINDS),
   mode: AccessModeSchema,
   /** Hex SHA-256 of the exact command text. */
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
@@ -258,7 +262,7 @@ export const IntentRecordSchema = z.strictObject({
   intentId: IdSchema,
   sessionId: IdSchema,
   target: TargetNameSchema,
-  kind: z.enum(['postgres', 'ssh']),
+  kind: z.enum(TARGET_KINDS),
   principal: PrincipalSchema,
   state: IntentStateSchema,
   decision: DecisionSchema.optional(),

@@ -3,7 +3,7 @@
  * claimed order and returns raw output or throws a WritError; the runtime around it
  * (grant check, claim, masking, publishing, audit) is written once, in runtime.ts.
  */
-import type { GrantClaims, Order } from '../schemas/index.ts';
+import type { GrantClaims, Order, TargetKind } from '../schemas/index.ts';
 
 /** Where a result field comes from, as the target reports it. */
 export interface FieldInfo {
@@ -87,7 +87,7 @@ export interface ExecContext {
 }
 
 export interface Executor {
-  readonly kind: 'postgres' | 'ssh';
+  readonly kind: TargetKind;
   /** Target names this executor serves. */
   readonly targets: readonly string[];
   run(ctx: ExecContext): Promise<ExecOutput>;

@@ -9,12 +9,14 @@ import type { Logger, ServiceMetrics } from '../lib/index.ts';
 import { keyId, names as makeNames, publicKeyFromPem, WritError, type Config } from '../schemas/index.ts';
 import { initClassifiers } from '../classify/index.ts';
 import type { Executor } from './executor.ts';
+import { MysqlExecutor } from './mysql/index.ts';
 import { PostgresExecutor } from './postgres/index.ts';
 import { SshExecutor } from './ssh/index.ts';
 import { Worker } from './runtime.ts';
 
 export { Worker, type WorkerState } from './runtime.ts';
 export type { Executor, ExecContext, ExecOutput, FieldInfo } from './executor.ts';
+export { MysqlExecutor } from './mysql/index.ts';
 export { PostgresExecutor } from './postgres/index.ts';
 export { SshExecutor } from './ssh/index.ts';
 
@@ -36,11 +38,12 @@ export function loadTrustedKeys(config: Config): Map<string, KeyObject> {
 }
 
 export async function createWorker(opts: { nc: NatsConnection; config: Config; log: Logger; executors?: Executor[]; id?: string; hmacKey?: Buffer; metrics?: ServiceMetrics | undefined }): Promise<Worker> {
-  await initClassifiers();
   const { config } = opts;
+  await initClassifiers({ mysql: config.workers.mysql.length > 0 });
   const executors: Executor[] = opts.executors ?? [
     ...(config.workers.postgres.length > 0 ? [new PostgresExecutor(config.workers.postgres)] : []),
     ...(config.workers.ssh.length > 0 ? [new SshExecutor(config.workers.ssh)] : []),
+    ...(config.workers.mysql.length > 0 ? [new MysqlExecutor(config.workers.mysql)] : []),
   ];
   return new Worker({
     nc: opts.nc, config, names: makeNames(config.prefix), log: opts.log, executors, trustedKeys: loadTrustedKeys(config),

@@ -1,0 +1,220 @@
+/**
+ * Column origins from the protocol's column definitions. MySQL and MariaDB report, for each
+ * result field, `schema`, `orgTable` (the table behind an alias) and `orgName` (the column
+ * behind an alias), but what they report is not always a base column (checked on MariaDB 10.11):
+ * - a base table, aliased or not: its database, real name and real column;
+ * - a merged derived table or a CTE: the current database, the derived table's or CTE's alias
+ *   as the table and the alias of the inner expression as the column (`db.s.x`);
+ * - a materialized derived table: an empty database, the inner base table and the alias;
+ * - a view: the view's alias as the table (its name when not aliased), the view's column;
+ * - UNION: the first branch's column name and no table; expressions: nothing.
+ * So an origin is trusted only when its database is named, its table is a base table or view
+ * the catalogue shows, its column is one of that table's, and no row source of the statement
+ * (derived table, CTE, alias of another table) goes by that table's name. Anything else is a
+ * computed field, masked by the base columns the statement draws on. A view's column is masked
+ * when any base column the view draws on is sensitive (the view's definition, classified).
+ */
+import type { Pool } from 'mysql2';
+import { classifyMysqlCached as classifyMysql, type SqlStatementFacts } from '../../classify/index.ts';
+import type { FieldInfo } from '../executor.ts';
+import { sourcesOf, type ColumnCatalogue } from '../sql-common.ts';
+
+/** The column definition fields mysql2 reports (FieldPacket). */
+export interface ColumnDefinition {
+  name: string;
+  schema?: string;
+  table?: string;
+  orgTable?: string;
+  orgName?: string;
+}
+
+interface TableInfo {
+  /** `db.table` as the server spells it. */
+  table: string;
+  view: boolean;
+  columns: string[];
+  /** For views: the base columns it draws on, transitively; null when its definition cannot be read. */
+  baseColumns?: string[] | null;
+}
+
+const MAX_VIEW_DEPTH = 16;
+const key = (db: string, table: string) => `${db}\u0000${table}`.toLowerCase();
+
+export class MysqlCatalogue implements ColumnCatalogue {
+  readonly #pool: Pool;
+  readonly #database: string;
+  readonly #tables = new Map<string, TableInfo | null>();
+
+  constructor(pool: Pool, database: string) {
+    this.#pool = pool;
+    this.#database = database;
+  }
+
+  #query<T>(sql: string, args: unknown[]): Promise<T[]> {
+    return new Promise((resolve, reject) => this.#pool.query(sql, args, (e, rows) => (e ? reject(e) : resolve(rows as T[]))));
+  }
+
+  /** `db.table` → [db, table]; an unqualified name is in the target's database. */
+  #split(name: string): [string, string] {
+    const i = name.indexOf('.');
+    return i < 0 ? [this.#database, name] : [name.slice(0, i), name.slice(i + 1)];
+  }
+
+  async #ensure(names: ReadonlyArray<[string, string]>, depth = 0): Promise<void> {
+    const missing = [...new Map(names.filter(([d, t]) => !this.#tables.has(key(d, t))).map((n) => [key(...n), n])).values()];
+    if (missing.length === 0) return;
+    // Case-insensitively: the classifier folds names, the server (on Linux) does not; a name that
+    // matches two tables takes both (over-inclusive, never under).
+    const where = missing.map(() => '(LOWER(TABLE_SCHEMA) = ? AND LOWER(TABLE_NAME) = ?)').join(' OR ');
+    const args = missing.flat().map((x) => x.toLowerCase());
+    const tables = await this.#query<{ TABLE_SCHEMA: string; TABLE_NAME: string; TABLE_TYPE: string }>(`SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE ${where}`, args);
+    const cols = await this.#query<{ TABLE_SCHEMA: string; TABLE_NAME: string; COLUMN_NAME: string }>(`SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE ${where} ORDER BY ORDINAL_POSITION`, args);
+    for (const n of missing) this.#tables.set(key(...n), null);
+    const views: TableInfo[] = [];
+    for (const r of tables) {
+      const k = key(r.TABLE_SCHEMA, r.TABLE_NAME);
+      const prev = this.#tables.get(k);
+      if (prev) { // two tables whose names differ in case only: one entry for both, a view if either is
+        prev.view ||= r.TABLE_TYPE === 'VIEW';
+        if (prev.view && !views.includes(prev)) views.push(prev);
+        continue;
+      }
+      const info: TableInfo = { table: `${r.TABLE_SCHEMA}.${r.TABLE_NAME}`, view: r.TABLE_TYPE === 'VIEW', columns: [] };
+      this.#tables.set(k, info);
+      if (info.view) views.push(info);
+    }
+    for (const c of cols) this.#tables.get(key(c.TABLE_SCHEMA, c.TABLE_NAME))?.columns.push(c.COLUMN_NAME);
+    if (views.length > 0) await this.#loadViews(views, depth);
+  }
+
+  /** A view's base columns: its definition classified, nested views followed; unreadable ones stay null. */
+  async #loadViews(views: TableInfo[], depth: number): Promise<void> {
+    const where = views.map(() => '(LOWER(TABLE_SCHEMA) = ? AND LOWER(TABLE_NAME) = ?)').join(' OR ');
+    const defs = await this.#query<{ TABLE_SCHEMA: string; TABLE_NAME: string; VIEW_DEFINITION: string | null }>(
+      `SELECT TABLE_SCHEMA, TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS WHERE ${where}`, views.flatMap((v) => this.#split(v.table).map((x) => x.toLowerCase())));
+    for (const v of views) v.baseColumns = null;
+    const seen = new Set<TableInfo>();
+    for (const d of defs) {
+      const v = this.#tables.get(key(d.TABLE_SCHEMA, d.TABLE_NAME));
+      // Two views under one folded name: their definitions' sources are merged, and an unreadable one poisons both.
+      if (v && seen.has(v) && v.baseColumns === null) continue;
+      // An empty definition: the worker's user lacks SHOW VIEW. Unknown sources are never cleared.
+      if (!v || !d.VIEW_DEFINITION || depth >= MAX_VIEW_DEPTH) continue;
+      const facts = classifyMysql(d.VIEW_DEFINITION);
+      if (facts.error) continue;
+      const qualified = facts.statements.map((st) => qualifyFacts(st, d.TABLE_SCHEMA));
+      const inner = new Catalogue(this, depth + 1);
+      const found = await sourcesOf(inner, qualified);
+      v.baseColumns = inner.unknown ? null : [...(seen.has(v) ? v.baseColumns ?? [] : []), ...found];
+      seen.add(v);
+    }
+  }
+
+  /** Info of a `db.table`, loading it (and its view's base columns) on first use. */
+  async info(name: string, depth = 0): Promise<TableInfo | null> {
+    const [d, t] = this.#split(name);
+    await this.#ensure([[d, t]], depth);
+    return this.#tables.get(key(d, t)) ?? null;
+  }
+
+  async columnsOf(tables: readonly string[]): Promise<string[]> {
+    await this.#ensure(tables.map((t) => this.#split(t)));
+    const out: string[] = [];
+    for (const name of tables) {
+      const t = this.#tables.get(key(...this.#split(name)));
+      if (!t) continue;
+      for (const c of t.columns) out.push(`${t.table}.${c}`);
+      if (t.baseColumns) out.push(...t.baseColumns); // a whole row of a view is all it draws on
+    }
+    return out;
+  }
+
+  async viewBaseColumns(tables: readonly string[]): Promise<string[]> {
+    await this.#ensure(tables.map((t) => this.#split(t)));
+    const out: string[] = [];
+    for (const name of tables) {
+      const t = this.#tables.get(key(...this.#split(name)));
+      if (t?.baseColumns) out.push(...t.baseColumns);
+    }
+    return out;
+  }
+
+  /** Views among the named relations whose base columns cannot be known (definition unreadable). */
+  async opaqueViews(tables: readonly string[]): Promise<string[]> {
+    await this.#ensure(tables.map((t) => this.#split(t)));
+    return tables.filter((name) => {
+      const t = this.#tables.get(key(...this.#split(name)));
+      return t?.view === true && !t.baseColumns;
+    });
+  }
+
+  /**
+   * The result's fields: trusted origins as base columns (views with their base columns),
+   * everything else as computed fields drawing on `sources` (the statement's base columns).
+   */
+  async resolve(defs: readonly ColumnDefinition[], st: SqlStatementFacts, computed: () => Promise<Pick<FieldInfo, 'sources' | 'opaque'>>): Promise<FieldInfo[]> {
+    const out: FieldInfo[] = [];
+    let shared: Pick<FieldInfo, 'sources' | 'opaque'> | undefined;
+    for (const f of defs) {
+      const o = await this.#origin(f, st);
+      if (o && !o.view) out.push({ name: f.name, origin: { table: o.table, column: o.column } });
+      else if (o && o.baseColumns) out.push({ name: f.name, origin: { table: o.table, column: o.column }, viewSources: o.baseColumns });
+      // A view column whose base columns cannot be known is never cleared: computed and opaque.
+      else if (o) out.push({ name: f.name, origin: null, opaque: `opaque:view:${o.table}` });
+      else {
+        shared ??= await computed();
+        out.push({ name: f.name, origin: null, ...shared });
+      }
+    }
+    return out;
+  }
+
+  async #origin(f: ColumnDefinition, st: SqlStatementFacts): Promise<{ table: string; column: string; view: boolean; baseColumns?: string[] | null } | null> {
+    const db = f.schema ?? '';
+    const table = f.orgTable ?? '';
+    const column = f.orgName ?? '';
+    if (!db || !table || !column) return null;
+    // A row source of the statement that goes by this name but is not this table (a derived
+    // table, a CTE, an alias of another table or view): the server may be reporting it.
+    const lname = table.toLowerCase();
+    const full = `${db}.${table}`.toLowerCase();
+    const sameDb = db.toLowerCase() === this.#database.toLowerCase();
+    for (const r of st.relations ?? []) {
+      if (r.name !== lname) continue;
+      if (r.table === null) return null;
+      if (r.table !== full && !(sameDb && r.table === lname)) return null;
+    }
+    const info = await this.info(`${db}.${table}`);
+    if (!info || !info.columns.some((c) => c.toLowerCase() === column.toLowerCase())) return null;
+    // The origin as the server spells it (masking rules name it so).
+    return { table: `${db}.${table}`, column, view: info.view, ...(info.view ? { baseColumns: info.baseColumns ?? null } : {}) };
+  }
+}
+
+/** A view's catalogue one level deeper, which notes whether any view it met could not be read. */
+class Catalogue implements ColumnCatalogue {
+  unknown = false;
+  constructor(readonly outer: MysqlCatalogue, readonly depth: number) {}
+  async columnsOf(tables: readonly string[]): Promise<string[]> {
+    if ((await this.outer.opaqueViews(tables)).length > 0) this.unknown = true;
+    return this.outer.columnsOf(tables);
+  }
+  async viewBaseColumns(tables: readonly string[]): Promise<string[]> {
+    if ((await this.outer.opaqueViews(tables)).length > 0) this.unknown = true;
+    return this.outer.viewBaseColumns(tables);
+  }
+}
+
+/** The statement's facts with unqualified tables placed in `database` (the worker refuses USE, so it stays the current one). */
+export function qualifyFacts(st: SqlStatementFacts, database: string): SqlStatementFacts {
+  const q = (t: string) => (t.includes('.') ? t : `${database}.${t}`);
+  const qc = (c: { table: string | null; column: string }) => ({ ...c, table: c.table === null ? null : q(c.table) });
+  return {
+    ...st,
+    tablesRead: st.tablesRead.map(q),
+    tablesWritten: st.tablesWritten.map(q),
+    columns: st.columns.map(qc),
+    columnsWritten: st.columnsWritten.map(qc),
+    wholeRowTables: st.wholeRowTables.map(q),
+  };
+}

@@ -1,0 +1,194 @@
+/**
+ * One intent's use of a pooled MySQL/MariaDB connection: checked out with an error handler,
+ * a byte watch on its socket, a client-side watchdog behind the server's statement time
+ * limit, session settings for this run, and a reset (COM_RESET_CONNECTION) before it goes
+ * back to the pool, or its destruction when anything about its state is unsure. User
+ * variables, temporary tables, prepared statements, HANDLERs, user-level locks (GET_LOCK)
+ * and session variables of one principal's intent never reach another's.
+ */
+import type { Socket } from 'node:net';
+import type { Pool, PoolConnection } from 'mysql2';
+import { WritError } from '../../schemas/index.ts';
+import type { ServerFlavor } from './version.ts';
+
+/** Grace after the server's time limit before the worker kills the query, then before it drops the connection. */
+const KILL_GRACE_MS = 2_000;
+const DESTROY_GRACE_MS = 3_000;
+/** The server status flag of an open transaction (SERVER_STATUS_IN_TRANS). */
+const IN_TRANS = 0x0001;
+
+/** Why the byte watch destroyed its connection. */
+export class WireLimitError extends Error {
+  constructor(readonly bytes: number, readonly cap: number) {
+    super(`the statement's answer passed ${cap} bytes`);
+  }
+}
+
+/**
+ * Counts the bytes a connection receives ahead of mysql2's parser (which buffers a whole
+ * packet, up to the server's max_allowed_packet, before it parses it), and destroys the
+ * socket once a statement's answer passes its cap.
+ */
+class ByteWatch {
+  bytes = 0;
+  cap = Number.POSITIVE_INFINITY;
+  tripped: WireLimitError | null = null;
+  constructor(readonly socket: Socket) {
+    socket.prependListener('data', (chunk: Buffer) => {
+      if (this.tripped) return;
+      this.bytes += chunk.length;
+      if (this.bytes > this.cap) {
+        this.tripped = new WireLimitError(this.bytes, this.cap);
+        socket.destroy(this.tripped);
+      }
+    });
+  }
+  arm(cap: number): void {
+    this.cap = cap;
+    this.bytes = 0;
+  }
+}
+
+const watches = new WeakMap<PoolConnection, ByteWatch>();
+
+/** A connection's settings for one run. */
+export interface RunSettings {
+  timeoutMs: number;
+  /** Rows a top-level SELECT may return (sql_select_limit): the row limit + 1, so a cut is seen. */
+  selectLimit: number;
+  readOnly: boolean;
+}
+
+/** The SET that pins a run's limits, in the server's own variable names. */
+export function settingsSql(flavor: ServerFlavor, s: RunSettings): string {
+  const parts = [`SESSION sql_select_limit = ${Math.max(1, Math.floor(s.selectLimit))}`];
+  if (flavor.kind === 'mariadb') {
+    // Seconds, fractional; every statement but those inside stored routines.
+    parts.push(`SESSION max_statement_time = ${(s.timeoutMs / 1000).toFixed(3)}`, `SESSION tx_read_only = ${s.readOnly ? 1 : 0}`);
+  } else {
+    // MySQL: milliseconds, and only for read-only SELECT; anything else is held by the watchdog's KILL QUERY.
+    parts.push(`SESSION max_execution_time = ${Math.max(1, Math.round(s.timeoutMs))}`, `SESSION transaction_read_only = ${s.readOnly ? 1 : 0}`);
+  }
+  return `SET ${parts.join(', ')}`;
+}
+
+export class Session {
+  readonly conn: PoolConnection;
+  readonly watch: ByteWatch;
+  /** The first error the connection reported (socket closed, server ended it, byte cap). */
+  lost: Error | null = null;
+  /** Rejects when the connection is lost; for racing waits that only the server can end. */
+  readonly dead: Promise<never>;
+  #timers: NodeJS.Timeout[] = [];
+  #released = false;
+  #killed = false;
+  readonly #onError: (e: Error) => void;
+
+  private constructor(conn: PoolConnection, watch: ByteWatch) {
+    this.conn = conn;
+    this.watch = watch;
+    let reject!: (e: Error) => void;
+    this.dead = new Promise<never>((_, rej) => (reject = rej));
+    this.dead.catch(() => undefined); // observed by whoever races it; never unhandled
+    this.#onError = (e: Error) => {
+      this.lost ??= e;
+      reject(e);
+    };
+    conn.on('error', this.#onError);
+  }
+
+  static async open(pool: Pool): Promise<Session> {
+    let conn: PoolConnection;
+    try {
+      conn = await new Promise<PoolConnection>((resolve, reject) => pool.getConnection((e, c) => (e ? reject(e) : resolve(c))));
+    } catch (e) {
+      throw new WritError('WRIT_TARGET_UNAVAILABLE', undefined, { cause: e });
+    }
+    let watch = watches.get(conn);
+    if (!watch) {
+      const stream = (conn as unknown as { stream?: Socket }).stream;
+      if (!stream || typeof stream.prependListener !== 'function') {
+        conn.destroy();
+        throw new WritError('WRIT_INTERNAL', 'the connection exposes no socket to watch');
+      }
+      watch = new ByteWatch(stream);
+      watches.set(conn, watch);
+    }
+    if (watch.tripped || (conn as unknown as { _fatalError?: unknown })._fatalError) {
+      conn.destroy();
+      throw new WritError('WRIT_TARGET_UNAVAILABLE', 'the pooled connection was closed');
+    }
+    return new Session(conn, watch);
+  }
+
+  /** The server's thread id of this connection (for KILL QUERY). */
+  get threadId(): number | null {
+    return this.conn.threadId ?? null;
+  }
+
+  /** Whether the server reports an open transaction on the connection (after its last answer). */
+  get inTransaction(): boolean {
+    return (((this.conn as unknown as { serverStatus?: number }).serverStatus ?? 0) & IN_TRANS) !== 0;
+  }
+
+  /** Runs a statement of the worker's own, raced with the connection's loss. */
+  async exec(sql: string): Promise<void> {
+    await Promise.race([new Promise<void>((resolve, reject) => this.conn.query(sql, (e) => (e ? reject(e) : resolve()))), this.dead]);
+  }
+
+  /**
+   * The server's limit is the first line; this is the backstop (MySQL's max_execution_time
+   * covers SELECT only): past the limit and a grace the worker kills the query through
+   * `kill`, and after another grace it drops the connection.
+   */
+  startWatchdog(timeoutMs: number, kill: (threadId: number) => Promise<void>): void {
+    this.#timers.push(setTimeout(() => {
+      const id = this.threadId;
+      if (id === null) return;
+      this.#killed = true;
+      void kill(id).catch(() => undefined); // the drop below still ends it
+    }, timeoutMs + KILL_GRACE_MS).unref());
+    this.#timers.push(setTimeout(() => {
+      this.#killed = true;
+      this.watch.socket.destroy(Object.assign(new Error(`the statement ran past ${timeoutMs} ms and was not stopped`), { code: 'WORKER_WATCHDOG' }));
+    }, timeoutMs + KILL_GRACE_MS + DESTROY_GRACE_MS).unref());
+  }
+
+  /** The watchdog killed or dropped the running statement. */
+  get killed(): boolean {
+    return this.#killed;
+  }
+
+  /**
+   * Back to the pool after COM_RESET_CONNECTION (which also rolls back an open transaction and
+   * returns session variables to the server's defaults), or destroyed. Not awaited by the
+   * intent: the connection only rejoins the pool once it is clean.
+   */
+  release(destroy: boolean): Promise<void> {
+    if (this.#released) return Promise.resolve();
+    this.#released = true;
+    for (const t of this.#timers) clearTimeout(t);
+    this.watch.arm(Number.POSITIVE_INFINITY);
+    const done = (broken: boolean) => {
+      if (broken) {
+        // A destroyed connection's socket may still report the server's close: keep a listener.
+        this.conn.on('error', () => undefined);
+        this.conn.off('error', this.#onError);
+        this.conn.destroy();
+      } else {
+        this.conn.off('error', this.#onError);
+        this.conn.release();
+      }
+    };
+    if (destroy || this.lost || this.watch.tripped || this.#killed) {
+      done(true);
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      this.conn.reset((e: unknown) => {
+        done(e !== null && e !== undefined ? true : this.lost !== null || this.inTransaction);
+        resolve();
+      });
+    });
+  }
+}
