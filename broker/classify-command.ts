@@ -7,7 +7,7 @@
  * statement longer than the limit is refused before it is parsed at all.
  */
 import { LRUCache } from 'lru-cache';
-import { classifyShell, classifySql, splitSql } from '../classify/index.ts';
+import { classifyMysql, classifyShell, classifySql, splitMysql, splitSql } from '../classify/index.ts';
 import { commandText, sha256Hex, type Command, type Config, type TargetConfig } from '../schemas/index.ts';
 import type { CommandFacts } from './policy.ts';
 
@@ -90,6 +90,19 @@ export function createCommandClassifier(limits: Pick<Config['limits'], 'maxState
       facts = big >= 0
         ? refused(command, 'WRIT_SQL_UNKNOWN', `statement ${big + 1} is longer than the ${limits.maxStatementBytes}-byte limit for one statement`)
         : { kind: 'sql', facts: classifySql(text) };
+    } else if (target.kind === 'mysql' && command.kind === 'sql') {
+      // The MySQL grammar for MySQL and MariaDB targets; a text the scanner refuses is classified (and refused) whole.
+      let big = -1;
+      if (text.length > limits.maxStatementBytes) {
+        try {
+          big = splitMysql(text).findIndex((st) => Buffer.byteLength(st) > limits.maxStatementBytes);
+        } catch {
+          big = Buffer.byteLength(text) > limits.maxStatementBytes ? 0 : -1;
+        }
+      }
+      facts = big >= 0
+        ? refused(command, 'WRIT_SQL_UNKNOWN', `statement ${big + 1} is longer than the ${limits.maxStatementBytes}-byte limit for one statement`)
+        : { kind: 'sql', facts: classifyMysql(text) };
     } else if (target.kind === 'ssh' && command.kind === 'shell') {
       facts = Buffer.byteLength(text) > limits.maxStatementBytes
         ? refused(command, 'WRIT_SHELL_UNKNOWN', `the command line is longer than the ${limits.maxStatementBytes}-byte limit`)
