@@ -103,7 +103,7 @@ export class Observability {
     this.#checks.push(stateCheck(s.role, s.state), natsCheck(s.role, s.nc, t), streamsCheck(s.role, jsm, streams, t));
     if (s.role === 'worker') {
       // Reachable over TCP: the check holds no credential and takes no pool connection.
-      for (const w of [...config.workers.postgres, ...config.workers.ssh]) this.#checks.push(tcpCheck(w.target, w.host, w.port, t));
+      for (const w of [...config.workers.postgres, ...config.workers.ssh, ...config.workers.mysql]) this.#checks.push(tcpCheck(w.target, w.host, w.port, t));
     }
     const m = this.metrics;
     if (!m) return;
@@ -112,7 +112,7 @@ export class Observability {
     if (s.pendingApprovals) m.setPendingApprovals(s.pendingApprovals);
     const consumers = s.role === 'broker'
       ? [{ jsm, stream: n.streams.intents, durable: n.durables.broker }, { jsm, stream: n.streams.approvals, durable: n.durables.brokerApprovals }]
-      : [...config.workers.postgres.map((w) => ({ kind: 'postgres', target: w.target })), ...config.workers.ssh.map((w) => ({ kind: 'ssh', target: w.target }))]
+      : [...config.workers.postgres.map((w) => ({ kind: 'postgres', target: w.target })), ...config.workers.ssh.map((w) => ({ kind: 'ssh', target: w.target })), ...config.workers.mysql.map((w) => ({ kind: 'mysql', target: w.target }))]
         .map((w) => ({ jsm, stream: n.streams.exec, durable: n.durables.worker(w.kind, w.target) }));
     m.sampleConsumers(consumers, config.observability.sampleIntervalMs, log);
   }
