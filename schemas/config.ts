@@ -292,9 +292,11 @@ export const ConfigSchema = z.strictObject({
     /**
      * Heap the broker's facts cache may hold, bytes: each entry is counted from its shape
      * (objects, arrays, strings as V8 lays them out): measured at 0.8-1.5x its real footprint,
-     * erring high. Default 32 MiB: about 30,000 short statements.
+     * erring high. Default 16 MiB: about 15,000 short statements: V8 lets the heap
+     * grow to ~3.5× what is live before collecting (docs/operations.md, Memory), so each MiB here
+     * costs a few MiB of RSS.
      */
-    factsCacheBytes: z.number().int().positive().default(32 * 1024 * 1024),
+    factsCacheBytes: z.number().int().positive().default(16 * 1024 * 1024),
     /**
      * Most grants a worker process remembers having claimed (each until its expiry + 60 s, ~175
      * bytes each): a second run is refused locally even if the claims bucket lost the claim. The
@@ -309,7 +311,7 @@ export const ConfigSchema = z.strictObject({
     sweepMarginSec: z.number().int().nonnegative().default(10),
     /** How often the sweeper looks, ms. */
     sweepIntervalMs: z.number().int().positive().default(1000),
-  }).default({ maxIntentBytes: 256 * 1024, maxStatementBytes: 64 * 1024, factsCacheBytes: 32 * 1024 * 1024, claimedGrantsMax: 200_000, sessionOwnersMax: 50_000, concurrency: 256, sweepMarginSec: 10, sweepIntervalMs: 1000 }),
+  }).default({ maxIntentBytes: 256 * 1024, maxStatementBytes: 64 * 1024, factsCacheBytes: 16 * 1024 * 1024, claimedGrantsMax: 200_000, sessionOwnersMax: 50_000, concurrency: 256, sweepMarginSec: 10, sweepIntervalMs: 1000 }),
   identity: IdentitySchema.default({ maxTokenBytes: 8192, issuers: [], devIssuer: DEV_ISSUER_DEFAULT }),
   grants: z.strictObject({
     /** The broker's Ed25519 signing key (PKCS8 PEM) file; created when missing. */
