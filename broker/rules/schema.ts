@@ -5,7 +5,7 @@
  */
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
-import { canonicalJson, LimitsSchema, sha256Hex, TargetNameSchema, WritError } from '../../schemas/index.ts';
+import { canonicalJson, LimitsSchema, sha256Hex, TARGET_KINDS, TargetNameSchema, WritError } from '../../schemas/index.ts';
 import { SQL_KINDS } from '../../classify/index.ts';
 import type { ArgvSpec } from './args.ts';
 import { globProblem, regexProblem } from './glob.ts';
@@ -73,7 +73,7 @@ const ArgvSchema = z.record(z.string().min(1), z.array(z.unknown())).superRefine
   }
 }).transform((v) => v as ArgvSpec);
 
-export const TARGET_KINDS = ['postgres', 'ssh', 'mysql'] as const;
+export { TARGET_KINDS }; // one list for the config, the messages and the policy (schemas/messages.ts)
 export const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
 export const EFFECT_VALUES = ['allow', 'deny', 'require_approval'] as const;
 
