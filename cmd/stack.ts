@@ -17,10 +17,19 @@ import { createWorker, type Worker } from '../workers/index.ts';
 import { DATA_DIR, NATS_AUTH_DIR, NATS_AUTH_URL_FILE, NATS_ROLES, NATS_URL_FILE, natsForRole, packageFile, rolePasswordFile, type NatsRole } from './paths.ts';
 
 /**
+ * nats-server takes each password from the environment as a config value, not as a string: one
+ * that starts with a digit or `-` reads as a number (`8g…`: "Expected a digit") and the server
+ * refuses to start, for about one `writ up` in seven. Passwords therefore start with a letter.
+ */
+const SERVER_SAFE_PASSWORD = /^[A-Za-z][A-Za-z0-9_-]{15,}$/;
+const newPassword = () => `w${randomBytes(24).toString('base64url')}`;
+
+/**
  * The local nats-server runs with deploy/nats/accounts.conf: one user per role, each with a
  * random password kept in the data directory (0600), so another local process cannot publish
  * orders or delete the audit log without reading those files. Existing passwords are kept, so
- * a CLI that read them keeps working across restarts.
+ * a CLI that read them keeps working across restarts; one the server could not read (written
+ * before passwords started with a letter) is replaced (commands read the file on every call).
  */
 export function ensureLocalPasswords(dir = NATS_AUTH_DIR): Record<NatsRole, string> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -28,7 +37,8 @@ export function ensureLocalPasswords(dir = NATS_AUTH_DIR): Record<NatsRole, stri
   const out = {} as Record<NatsRole, string>;
   for (const role of NATS_ROLES) {
     const file = rolePasswordFile(role, dir);
-    if (!existsSync(file)) writeFileSync(file, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
+    if (!existsSync(file)) writeFileSync(file, `${newPassword()}\n`, { mode: 0o600, flag: 'wx' });
+    else if (!SERVER_SAFE_PASSWORD.test(readFileSync(file, 'utf8').trim())) writeFileSync(file, `${newPassword()}\n`, { mode: 0o600 });
     chmodSync(file, 0o600);
     out[role] = readFileSync(file, 'utf8').trim();
   }

@@ -152,6 +152,11 @@ describe('writ from any directory', () => {
 describe('writ up touches only what it owns', () => {
   it('without demo: true, starts the services and neither creates nor writes into the databases its workers name', async () => {
     const home = join(dir, 'home-plain');
+    // Role passwords nats-server would read as numbers, as random ones were one start in seven.
+    mkdirSync(join(home, 'nats', 'auth'), { recursive: true, mode: 0o700 });
+    for (const [i, role] of ['broker', 'worker', 'agent', 'approver', 'auditor', 'operator'].entries()) {
+      writeFileSync(join(home, 'nats', 'auth', `${role}.password`), `${['8g', '1k', '-x', '9', '0e5', '7mb'][i]}AbCdEfGhIjKlMnOpQrStUv\n`, { mode: 0o600 });
+    }
     const cfg = localConfig(join(dir, 'plain.json'), (c) => {
       delete c.demo;
       c.workers.postgres[0].database = db.database;
@@ -164,6 +169,8 @@ describe('writ up touches only what it owns', () => {
     expect(cols).toEqual(['id', 'note']);
     expect(await admin(db.database, async (c) => (await c.query('SELECT note FROM customers')).rows)).toEqual([{ note: 'mine' }]);
     expect(await databaseExists(absentDb)).toBe(false);
+    // The unreadable passwords were replaced by ones that start with a letter.
+    for (const role of ['broker', 'approver', 'operator']) expect(readFileSync(join(home, 'nats', 'auth', `${role}.password`), 'utf8')).toMatch(/^[A-Za-z][A-Za-z0-9_-]{15,}\n$/);
   });
 
   it('refuses demo: true without a PostgreSQL worker, by name', async () => {
