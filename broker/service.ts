@@ -335,13 +335,13 @@ export class Broker {
       this.#reply(reply, { v: 1, type: 'outcome', intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: err.toReply(), at: Date.now() });
       return;
     }
+    // The session's head is read while the intent is classified and decided (when another writer shares the session).
+    this.#audit.prefetch(intent.sessionId);
     const target = this.#targets.get(intent.target);
     const text = commandText(intent.command);
     const commandSha256 = sha256Hex(text);
     const auditorKey = this.#d.config.audit.auditorPublicKey;
     audit('intent.received', {
-    // The session's head is read while the intent is classified and decided (when another writer shares the session).
-    this.#audit.prefetch(intent.sessionId);
       principal: who.principal, target: intent.target, command: redactCommand(intent.command), commandSha256,
       // The exact text, for auditors only: sealed to their key, bound to this intent.
       ...(auditorKey ? { commandSealed: sealCommandForAuditors(intent.command, auditorKey, intent.id, intent.sessionId) } : {}),
