@@ -10,8 +10,9 @@ import { readSession } from '../audit/index.ts';
 import { loadOrCreateGrantKey } from '../broker/index.ts';
 import { newId, type WritClient } from '../client/index.ts';
 import { sha256Hex, type GrantClaims, type Order } from '../schemas/index.ts';
-import { startStack, type Stack } from './fixture.ts';
-import { createTestMariadb, type TestMariadb } from './helpers/index.ts';
+import type { Stack } from './fixture.ts';
+import { startMariaStack, type MariaStack } from './fixture-mysql.ts';
+import type { TestMariadb } from './helpers/index.ts';
 
 const enc = new TextEncoder();
 const SECRETS = ['alice@example.com', 'bob@example.org', 'carol@example.net'];
@@ -30,42 +31,15 @@ async function until<T>(f: () => Promise<T | undefined | null | false>, ms = 15_
   }
 }
 
+let stack: MariaStack;
 beforeAll(async () => {
-  m = await createTestMariadb();
-  await m.admin([
-    'CREATE TABLE customers (id int PRIMARY KEY, name varchar(100) NOT NULL, email varchar(100) NOT NULL UNIQUE, plan varchar(20) NOT NULL)',
-    "INSERT INTO customers VALUES (1, 'Alice Example', 'alice@example.com', 'pro'), (2, 'Bob Example', 'bob@example.org', 'free'), (3, 'Carol Example', 'carol@example.net', 'team')",
-    'CREATE TABLE events (id int AUTO_INCREMENT PRIMARY KEY, note varchar(100))',
-    'CREATE VIEW customer_contacts AS SELECT id, name, email AS contact FROM customers',
-    'CREATE VIEW contacts_again AS SELECT * FROM customer_contacts',
-  ]);
-  s = await startStack({
-    config: {
-      targets: [{ name: 'maria', kind: 'mysql', tags: ['test'] }],
-      policy: {
-        rules: [
-          { id: 'analysts-read', effect: 'allow', groups: ['analysts'], targets: ['maria'], mode: 'read', limits: { rows: 50 } },
-          { id: 'dba-write', effect: 'allow', groups: ['dba'], targets: ['maria'], mode: 'write', limits: { rowsAffected: 1, seconds: 2 } },
-        ],
-        masking: { columns: [{ column: `${m.database}.customers.email` }], detectors: [] },
-      },
-      workers: {
-        mysql: [{
-          target: 'maria', host: m.host, port: m.port, database: m.database, poolSize: 1,
-          credentials: {
-            read: { user: { value: m.users.read.user }, password: { value: m.users.read.password } },
-            write: { user: { value: m.users.write.user }, password: { value: m.users.write.password } },
-          },
-        }],
-      },
-    },
-  });
+  stack = await startMariaStack();
+  ({ s, m } = stack);
   analyst = s.client(await s.token('alice', ['analysts']));
   dba = s.client(await s.token('dan', ['dba']));
 });
 afterAll(async () => {
-  await s?.stop();
-  await m?.drop();
+  await stack?.stop();
 });
 
 async function read(sql: string) {
