@@ -14,7 +14,7 @@ const CLI = join(import.meta.dirname, '..', 'cmd', 'cli.ts');
 const TSX = import.meta.resolve('tsx');
 
 async function writ(args: string[]) {
-  const env = { ...process.env, NATS_URL: 'nats://127.0.0.1:1', WRIT_TOKEN: 'not-a-token', WRIT_LOG_LEVEL: 'silent' };
+  const env: NodeJS.ProcessEnv = { ...process.env, NATS_URL: 'nats://127.0.0.1:1', WRIT_TOKEN: 'not-a-token', WRIT_LOG_LEVEL: 'silent' };
   delete env.WRIT_CONFIG;
   try {
     const r = await run(process.execPath, ['--import', TSX, CLI, ...args], { env, timeout: 30_000 });
