@@ -8,7 +8,8 @@
  *     chain, in order: intent.received, intent.dispatched, the claim (exec.claimed, or the
  *     sweeper's exec.lost carrying it), then its end (exec.finished, or exec.lost for unknown);
  *  4. `writ audit verify` (a separate CLI process, checked against state) passes;
- *  5. the agent learns the end state: the SDK's wait() reports what the bucket says.
+ *  5. the agent learns the end state: the SDK's wait() reports what the bucket says, both when
+ *     asked afterwards and for the runs (SDK run()) the agent held open during the fault (`waited`).
  * Each violation is one line of evidence; a test expects the list to be empty.
  */
 import { spawn } from 'node:child_process';
@@ -118,7 +119,8 @@ export async function auditVerify(s: FaultStack): Promise<{ code: number | null;
   const signatures = ['--keys', join(s.dir, 'audit-keys.json')];
   const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'audit', 'verify', '--json', '--state-grace', '0', ...signatures], {
     cwd: REPO,
-    env: { ...process.env, NATS_URL: s.nats.url, WRIT_PREFIX: s.prefix, WRIT_DATA_DIR: s.dir },
+    // The check against state reads the intents and claims buckets: the operator's login (deploy/nats/README.md).
+    env: { ...process.env, ...s.natsEnv('operator'), WRIT_PREFIX: s.prefix, WRIT_DATA_DIR: s.dir },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -216,6 +218,17 @@ export async function checkInvariants(s: FaultStack, w: Workload, opts: { deadli
     if (i < accepted.length) violations.push(`agent: ${accepted.length - i} more intents not asked after ${failures} failures`);
   }
 
+  // 5b. the runs held open while the fault happened ended with the real outcome
+  await w.waits();
+  for (const sub of w.subs) {
+    if (!sub.waited) continue;
+    const r = records.get(sub.intentId);
+    const latest = await record(intents, sub.intentId).catch(() => undefined);
+    if ('error' in sub.waited) violations.push(`agent: the run held open for ${sub.intentId} (${sub.tag}) failed: ${sub.waited.error}`);
+    else if (sub.waited.status !== r?.state && sub.waited.status !== latest?.state) {
+      violations.push(`agent: the run held open for ${sub.intentId} (${sub.tag}) ended ${sub.waited.status}, the bucket says ${latest?.state ?? r?.state ?? 'nothing'}`);
+    }
+  }
   lap('agentMs');
   // records may have moved on since step 1 (e.g. a late exec.finished after unknown): keep the latest
   for (const sub of accepted) {

@@ -21,6 +21,11 @@ export interface Submission {
   accepted: boolean;
   error?: string;
   submittedAt: number;
+  /**
+   * Set for a submission the agent ran and waited for (`burst`'s `waitEvery`: SDK run(), submit
+   * and wait in one): the status it ended with, or why it failed. invariants.ts compares it with the bucket.
+   */
+  waited?: { status: string } | { error: string };
 }
 
 /** Makes COMMIT take `sec` seconds for rows tagged `c-…`: the trigger runs at commit time. */
@@ -32,13 +37,38 @@ export const slowCommitSql = (sec: number) => `
 `;
 
 const SUBMIT_TIMEOUT_MS = 15_000;
+/**
+ * What the server says while a stream has no leader (being elected after a node loss): nobody
+ * took the publish. An agent submits again, under the same intent id (the stream's msg-id dedupe
+ * keeps one copy), for up to RESUBMIT_MS; `Workload.resubmit` turns that on.
+ */
+const REFUSED = /no responders|jetstream is not enabled|503/i;
+const RESUBMIT_MS = 20_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class Workload {
   readonly subs: Submission[] = [];
   #n = 0;
+  /** Runs started by `burst(…, { waitEvery })`, still waiting or done. */
+  readonly #waits: Promise<void>[] = [];
+
+  /** Submit again (same intent id) when the server refused a publish for want of a stream leader. */
+  resubmit = false;
 
   constructor(readonly clients: readonly WritClient[], readonly slowSec = 2) {}
+
+  /** Calls `f` again while it fails with a refusal and `resubmit` is on, for up to RESUBMIT_MS. */
+  async #again<T>(f: () => Promise<T>): Promise<T> {
+    const end = Date.now() + RESUBMIT_MS;
+    for (let pause = 100; ; pause = Math.min(pause * 2, 1_000)) {
+      try {
+        return await f();
+      } catch (e) {
+        if (!this.resubmit || !REFUSED.test((e as Error).message) || Date.now() > end) throw e;
+        await sleep(pause);
+      }
+    }
+  }
 
   sql(kind: Kind, tag: string): string {
     return kind === 'slow' ? `INSERT INTO runs (tag) SELECT '${tag}' FROM pg_sleep(${this.slowSec})` : `INSERT INTO runs (tag) VALUES ('${tag}')`;
@@ -55,8 +85,8 @@ export class Workload {
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
-        c.submit({ target: 'db', sql: this.sql(kind, tag), intentId: sub.intentId }),
-        new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('submit timed out (harness)')), SUBMIT_TIMEOUT_MS))),
+        this.#again(() => c.submit({ target: 'db', sql: this.sql(kind, tag), intentId: sub.intentId })),
+        new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('submit timed out (harness)')), this.resubmit ? RESUBMIT_MS + SUBMIT_TIMEOUT_MS : SUBMIT_TIMEOUT_MS))),
       ]);
       sub.accepted = true;
     } catch (e) {
@@ -67,12 +97,48 @@ export class Workload {
     return sub;
   }
 
-  /** `n` submissions, `concurrency` at a time; `kindOf(i)` picks each one's kind. */
-  async burst(n: number, kindOf: (i: number) => Kind = () => 'fast', concurrency = 8): Promise<void> {
+  /**
+   * `n` submissions, `concurrency` at a time; `kindOf(i)` picks each one's kind. With
+   * `waitEvery: k`, every k-th is instead run by its agent (SDK run(): submit, then wait up to
+   * `waitMs` for the outcome) alongside the other submissions, not holding a lane; `waits()`
+   * resolves when those runs have ended.
+   */
+  async burst(n: number, kindOf: (i: number) => Kind = () => 'fast', concurrency = 8, o: { waitEvery?: number; waitMs?: number } = {}): Promise<void> {
     let i = 0;
     await Promise.all(Array.from({ length: concurrency }, async () => {
-      while (i < n) await this.one(kindOf(i++));
+      while (i < n) {
+        const k = i++;
+        if (o.waitEvery && k % o.waitEvery === 0) this.#waits.push(this.#run(kindOf(k), o.waitMs ?? 90_000));
+        else await this.one(kindOf(k));
+      }
     }));
+  }
+
+  /** One intent through SDK run(). An outcome proves it was accepted; a failure leaves that open (its tag is still counted). */
+  async #run(kind: Kind, timeoutMs: number): Promise<void> {
+    const n = this.#n++;
+    const client = n % this.clients.length;
+    const c = this.clients[client]!;
+    const tag = `${kind === 'fast' ? 't' : kind === 'slow' ? 's' : 'c'}-${n}-${randomBytes(4).toString('hex')}`;
+    const sub: Submission = { tag, kind, intentId: newId(), sessionId: c.sessionId, client, accepted: false, submittedAt: Date.now() };
+    this.subs.push(sub);
+    try {
+      const o = await this.#again(async () => {
+        const out = await c.run({ target: 'db', sql: this.sql(kind, tag), intentId: sub.intentId }, { timeoutMs });
+        // run() reports a refused publish as an outcome carrying the error: nothing was sent.
+        if (out.status !== 'succeeded' && REFUSED.test(out.error?.message ?? '')) throw new Error(out.error!.message);
+        return out;
+      });
+      sub.accepted = true;
+      sub.waited = { status: o.status };
+    } catch (e) {
+      sub.waited = { error: (e as Error).message };
+    }
+  }
+
+  /** Resolves once every wait `burst` started has ended (each is bounded by its `waitMs`). */
+  async waits(): Promise<void> {
+    await Promise.all(this.#waits);
   }
 
   /** Submits continuously (`concurrency` lanes, `pauseMs` between a lane's submissions) until stopped. */
