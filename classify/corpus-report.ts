@@ -3,7 +3,7 @@
  * sampling): `npx tsx classify/corpus-report.ts`.
  */
 import { initClassifiers } from './runtime.ts';
-import { isKeyPressExample, readJsonl, runPg, runShell, type CorpusStats, type PgItem, type ShellItem } from './corpus.ts';
+import { isKeyPressExample, readJsonl, readMariadbCorpus, runMysql, runPg, runShell, type CorpusStats, type PgItem, type ShellItem } from './corpus.ts';
 
 const pct = (n: number, d: number) => `${((100 * n) / Math.max(1, d)).toFixed(3)}%`;
 
@@ -26,7 +26,13 @@ function print(title: string, s: CorpusStats): void {
   for (const t of s.slowest) console.log(`  ${t.ms.toFixed(2).padStart(8)} ms  ${t.label}`);
 }
 
-await initClassifiers();
+await initClassifiers({ mysql: true });
+
+// MariaDB's own test suite (in the repository: test/corpora/mariadb/).
+print('mariadb-test: statements MariaDB 10.11 accepts (sampled)', runMysql(readMariadbCorpus('statements.jsonl')));
+const mrej = runMysql(readMariadbCorpus('rejected.jsonl'));
+print("mariadb-test: statements MariaDB's parser rejects (ER_PARSE_ERROR)", mrej);
+console.log(`failed closed: ${mrej.total - mrej.classified} of ${mrej.total} (${pct(mrej.total - mrej.classified, mrej.total)})`);
 
 const accepted = readJsonl<PgItem>('pg-regress/statements.jsonl');
 print('pg-regress: statements PostgreSQL accepts', runPg(accepted));
