@@ -138,6 +138,21 @@ describe('the MariaDB worker holds its limits', () => {
     expect(o.result?.rows).toEqual([[null]]);
   });
 
+  it("reads a text the way the classifier did, whatever the server's global sql_mode (ANSI_QUOTES, NO_BACKSLASH_ESCAPES)", async () => {
+    const [[{ mode }]] = (await m.admin(['SELECT @@GLOBAL.sql_mode AS mode'])) as Array<Array<{ mode: string }>>;
+    await m.admin(["SET GLOBAL sql_mode = 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES'"]);
+    try {
+      // To the classifier, one string literal and no table; under NO_BACKSLASH_ESCAPES, a read of customers.
+      const hidden = await read("SELECT 'a\\' , plan FROM customers -- '");
+      expect(hidden.rows).toEqual([["a' , plan FROM customers -- "]]);
+      // To the classifier, a string; under ANSI_QUOTES, the column.
+      const quoted = await read('SELECT "plan" AS p FROM customers ORDER BY id');
+      expect(quoted.rows).toEqual([['plan'], ['plan'], ['plan']]);
+    } finally {
+      await m.admin([`SET GLOBAL sql_mode = '${mode}'`]);
+    }
+  });
+
   it('cuts a result at the row limit and says so', async () => {
     await m.admin(['INSERT INTO events (note) SELECT concat(\'row-\', seq) FROM seq_1_to_120']);
     const r = await read('SELECT note FROM events');

@@ -59,9 +59,24 @@ export interface RunSettings {
   readOnly: boolean;
 }
 
+/**
+ * The sql_mode of every run: each server's own default. The text must be read the way the
+ * classifier read it, whatever the server's global mode: under ANSI_QUOTES (also part of ANSI,
+ * ORACLE, MSSQL, DB2, POSTGRESQL…) `"email"` is a column, not a string; under
+ * NO_BACKSLASH_ESCAPES `'a\\' , email FROM t -- '` is a string, a column and a comment; under
+ * PIPES_AS_CONCAT `||` is not OR; ORACLE mode even parses another language.
+ */
+const SQL_MODE: Record<ServerFlavor['kind'], string> = {
+  mariadb: 'STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION',
+  mysql: 'ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION',
+};
+
 /** The SET that pins a run's limits, in the server's own variable names. */
 export function settingsSql(flavor: ServerFlavor, s: RunSettings): string {
-  const parts = [`SESSION sql_select_limit = ${Math.max(1, Math.floor(s.selectLimit))}`];
+  const parts = [
+    `SESSION sql_select_limit = ${Math.max(1, Math.floor(s.selectLimit))}`,
+    `SESSION sql_mode = '${SQL_MODE[flavor.kind]}'`,
+  ];
   if (flavor.kind === 'mariadb') {
     // Seconds, fractional; every statement but those inside stored routines.
     parts.push(`SESSION max_statement_time = ${(s.timeoutMs / 1000).toFixed(3)}`, `SESSION tx_read_only = ${s.readOnly ? 1 : 0}`);
