@@ -16,12 +16,16 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { generateSealKeyPair, inboxIdOfToken, openOutcome, replySubjectFor, type SealKeyPair } from '../lib/seal.ts';
 import { endSpan, startClientSpan, traceHeaders, type Span } from '../lib/tracing.ts';
 import {
-  ApiReplySchema, names as makeNames, OutcomeSchema, WritError, isErrorCode,
+  ApiReplySchema, names as makeNames, OutcomeSchema, WritError, isErrorCode, toWritError,
   type ApiReply, type Command, type ErrorReply, type Intent, type IntentState, type Names, type Outcome,
 } from '../schemas/index.ts';
 import { settle, type SettleDeps } from './settle.ts';
 
 /** How long `run` relies on the intent's inbox alone before it also asks the broker (most intents end sooner). */
+/** How long `submit` keeps retrying a publish the bus did not take (a reconnect, a leader election). */
+const PUBLISH_RETRY_MS = 10_000;
+/** One publish attempt's wait for the server's ack. */
+const PUBLISH_ATTEMPT_MS = 2_000;
 const ASK_AFTER_MS = 2_000;
 
 export interface IntentRequest {
@@ -133,9 +137,29 @@ export class WritClient {
   }
 
   /** Publishes with the span's W3C trace context in the headers: the broker and worker continue that trace. */
-  async #publish(intent: Intent, span: Span): Promise<Submitted> {
-    const ack = await this.#js.publish(this.names.intent(intent.target), enc.encode(JSON.stringify(intent)), { msgID: intent.id, headers: traceHeaders(span) });
-    return { intentId: intent.id, sessionId: intent.sessionId, duplicate: ack.duplicate };
+  /**
+   * Stores the intent, retrying while the bus cannot take it (a reconnect, a stream leader
+   * election: a lost ack, no responders, 503) until `deadline`. Every attempt carries the same
+   * Nats-Msg-Id, so an attempt the server stored before its ack was lost is not stored twice:
+   * the retry's ack then says `duplicate`, and the outcome is asked of the broker. Anything the
+   * server answered (a refusal) is thrown at once.
+   */
+  async #publish(intent: Intent, span: Span, deadline = Date.now() + PUBLISH_RETRY_MS): Promise<Submitted> {
+    const subject = this.names.intent(intent.target);
+    const data = enc.encode(JSON.stringify(intent));
+    for (let attempt = 0; ; attempt++) {
+      try {
+        // Short attempts: an ack lost to a reconnect is asked for again soon, not after a long wait.
+        const timeout = Math.max(100, Math.min(PUBLISH_ATTEMPT_MS, deadline - Date.now()));
+        const ack = await this.#js.publish(subject, data, { msgID: intent.id, headers: traceHeaders(span), timeout });
+        return { intentId: intent.id, sessionId: intent.sessionId, duplicate: ack.duplicate };
+      } catch (e) {
+        const err = toWritError(e);
+        if (err.code !== 'WRIT_TRANSPORT' || Date.now() >= deadline || this.#o.nc.isClosed()) throw err;
+        const ms = Math.min(2_000, 50 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random());
+        await new Promise((r) => setTimeout(r, Math.max(0, Math.min(ms, deadline - Date.now()))));
+      }
+    }
   }
 
   /** A span for one intent, child of the caller's active OpenTelemetry context when it has one. */
@@ -189,7 +213,7 @@ export class WritClient {
     })();
     const span = this.#span('run', intent);
     try {
-      const submitted = await this.#publish(intent, span);
+      const submitted = await this.#publish(intent, span, deadline);
       const outcome = await settle(this.#settleDeps, {
         intentId: intent.id, sessionId: intent.sessionId, deadline, signal: opts.signal, refusalsEnd: false,
         // A duplicate's answer went to the first submission's inbox: only the API can answer it.

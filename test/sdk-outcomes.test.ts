@@ -14,6 +14,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WritClient, newId } from '../client/index.ts';
 import { WritError, type IntentState } from '../schemas/index.ts';
+import { readSession } from '../audit/index.ts';
 import { startStack, type Stack } from './fixture.ts';
 
 /** A TCP relay to nats-server whose connections can be cut, and new ones refused, at will. */
@@ -185,4 +186,32 @@ describe('SDK outcomes the inbox never sees', () => {
     sub.unsubscribe();
     expect(asked).toBe(0);
   }, 60_000);
+
+  it('an intent the bus could not take (disconnected past the publish timeout) is stored by a retry, once, and ends with its outcome', async () => {
+    s = await startStack();
+    const stack = s;
+    const r = await relay(stack.nats.port);
+    cleanups.push(() => r.close());
+    const agentNc: NatsConnection = await connect({ servers: r.url, reconnectTimeWait: 100, maxReconnectAttempts: -1 });
+    cleanups.push(() => agentNc.close());
+    const token = await stack.token('agent-e', ['analysts']);
+    const agent = new WritClient({ nc: agentNc, token, prefix: stack.names.prefix });
+    const disconnected = (async () => {
+      for await (const st of agentNc.status()) if (st.type === 'disconnect') return;
+    })();
+    r.cut();
+    await disconnected;
+    const intentId = newId();
+    const running = agent.run({ target: 'db', sql: 'SELECT 7 AS n', intentId }, { timeoutMs: 30_000 });
+    running.catch(() => undefined);
+    // Longer than a JetStream publish waits for its ack: the first attempt fails on the agent's side.
+    await new Promise((res) => setTimeout(res, 6_000));
+    r.restore();
+    const out = await running;
+    expect(out.status).toBe('succeeded');
+    expect(out.result?.rows).toEqual([[7]]);
+    // Stored and run once, whatever the attempts: one claim, one exec.finished.
+    const events = await readSession({ nc: stack.nc, names: stack.names, sessionId: out.sessionId });
+    expect(events.filter((e) => e.intentId === intentId && e.type === 'exec.finished')).toHaveLength(1);
+  }, 90_000);
 });
