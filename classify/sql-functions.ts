@@ -47,6 +47,8 @@ const PG_PREFIXES = [
 const MYSQL_EXACT = new Set([
   'sleep', 'benchmark', 'load_file', 'get_lock', 'release_lock', 'release_all_locks',
   'master_pos_wait', 'source_pos_wait', 'master_gtid_wait', 'sys_exec', 'sys_eval', 'nextval', 'setval',
+  // MySQL 8's replication waits, MariaDB Galera's: they hold the connection like SLEEP.
+  'wait_for_executed_gtid_set', 'wait_until_sql_thread_after_gtids', 'wsrep_sync_wait_upto_gtid',
 ]);
 
 /**

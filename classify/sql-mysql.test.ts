@@ -88,6 +88,19 @@ const cases: SqlCase[] = [
   { sql: "SELECT 'open", err: 'WRIT_SQL_UNPARSEABLE' },
   { sql: 'SELECT 1\u0000; DROP TABLE x', err: 'WRIT_SQL_UNPARSEABLE' },
   { sql: 'FLUSH PRIVILEGES', err: 'WRIT_SQL_UNPARSEABLE' },
+  // Statements the grammar lacks fail closed: HANDLER reads past the optimizer, PREPARE from a
+  // variable runs text nobody classified, DO evaluates anything, SET STATEMENT lifts limits for one.
+  { sql: 'HANDLER users OPEN', err: 'WRIT_SQL_UNPARSEABLE' },
+  { sql: 'PREPARE s FROM @q', err: 'WRIT_SQL_UNPARSEABLE' },
+  { sql: 'EXECUTE s', err: 'WRIT_SQL_UNPARSEABLE' },
+  { sql: 'DO SLEEP(5)', err: 'WRIT_SQL_UNPARSEABLE' },
+  { sql: 'SET STATEMENT max_statement_time = 0 FOR SELECT 1', err: 'WRIT_SQL_UNPARSEABLE' },
+  { sql: 'SET NAMES latin1', err: 'WRIT_SQL_UNPARSEABLE' },
+  // Session variables are SET facts (never read-only); the worker refuses any but user variables.
+  { sql: "SET sql_mode = ''", s: { kind: 'set', set: { variable: 'sql_mode' }, ro: false } },
+  { sql: 'SET SESSION sql_log_bin = 0', s: { kind: 'set', set: { variable: 'sql_log_bin' }, ro: false } },
+  { sql: 'SELECT master_gtid_wait(1)', s: { D: ['master_gtid_wait'], ro: false } },
+  { sql: 'SELECT wait_for_executed_gtid_set(1)', s: { D: ['wait_for_executed_gtid_set'], ro: false } },
 ];
 
 describe('classifyMysql', () => {
