@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 import { z } from 'zod';
 import { WritError } from './errors.ts';
 import { configPath } from './home.ts';
@@ -494,6 +494,16 @@ export function absNatsPaths(n: NatsConfig, abs: (p: string) => string): void {
     const ref = n[k];
     if (ref && 'file' in ref) n[k] = { file: abs(ref.file) };
   }
+}
+
+/**
+ * The YAML parser, loaded on the first config file read: most commands of the CLI read none,
+ * and loading it costs tens of ms at every start (docs/ARCHITECTURE.md, how the CLI starts fast).
+ */
+let yaml: typeof import('yaml') | undefined;
+function parseYaml(text: string): unknown {
+  yaml ??= createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  return yaml.parse(text);
 }
 
 /** Reads a YAML or JSON config file; relative paths inside resolve against the file's folder. */
