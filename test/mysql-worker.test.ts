@@ -139,7 +139,8 @@ describe('the MariaDB worker holds its limits', () => {
   });
 
   it("reads a text the way the classifier did, whatever the server's global sql_mode (ANSI_QUOTES, NO_BACKSLASH_ESCAPES)", async () => {
-    const [[{ mode }]] = (await m.admin(['SELECT @@GLOBAL.sql_mode AS mode'])) as Array<Array<{ mode: string }>>;
+    const [rows] = (await m.admin(['SELECT @@GLOBAL.sql_mode AS mode'])) as Array<Array<{ mode: string }>>;
+    const mode = rows![0]!.mode;
     await m.admin(["SET GLOBAL sql_mode = 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES'"]);
     try {
       // To the classifier, one string literal and no table; under NO_BACKSLASH_ESCAPES, a read of customers.
@@ -162,14 +163,14 @@ describe('the MariaDB worker holds its limits', () => {
 });
 
 describe('what the MariaDB worker runs, and how often', () => {
-  function signedOrder(sql: string, mode: 'read' | 'write' = 'write'): Order {
+  function signedOrder(sql: string, mode: 'read' | 'write' = 'write', limits: GrantClaims['limits'] = { rows: 10, seconds: 5 }): Order {
     const { signer } = loadOrCreateGrantKey(s.config.grants.keyFile);
     const id = newId();
     const sessionId = newId('s');
     const now = Math.floor(Date.now() / 1000);
     const claims: GrantClaims = {
       gid: id, iid: id, sid: sessionId, tgt: 'maria', kind: 'mysql', mode, sha256: sha256Hex(sql),
-      iat: now - 5, exp: now + 60, limits: { rows: 10, seconds: 5 }, mask: {}, policyVersion: 'test', sub: 'test',
+      iat: now - 5, exp: now + 60, limits, mask: {}, policyVersion: 'test', sub: 'test',
     };
     return { v: 1, type: 'order', intentId: id, sessionId, target: 'maria', command: { kind: 'sql', sql }, grant: signer.sign(claims), stateRevision: 1 };
   }
@@ -202,6 +203,23 @@ describe('what the MariaDB worker runs, and how often', () => {
     expect(fin.status).toBe('failed');
     expect(fin.error?.code).toBe('WRIT_SQL_UNPARSEABLE');
     expect(await count("SELECT count(*) AS n FROM events WHERE note IN ('x', 'versioned')")).toBe(0);
+  });
+
+  async function finished(order: Order) {
+    await jetstream(s.nc).publish(s.names.exec('mysql', 'maria'), enc.encode(JSON.stringify(order)));
+    const events = await until(async () => {
+      const ev = await readSession({ nc: s.nc, names: s.names, sessionId: order.sessionId });
+      return ev.some((e) => e.type === 'exec.finished') ? ev : undefined;
+    });
+    return events.find((e) => e.type === 'exec.finished')!.payload as { status: string; truncated?: boolean; rowCount?: number; error?: { code: string } };
+  }
+
+  it('stops reading a result past its byte limit while it streams, and says it was cut', async () => {
+    // Five rows of 200 kB against a 10 kB budget: the connection is closed after about 95 kB.
+    const fin = await finished(signedOrder("SELECT repeat('x', 200000) FROM seq_1_to_5", 'read', { rows: 10, seconds: 5, bytes: 10_000 }));
+    expect(fin.status).toBe('succeeded');
+    expect(fin.truncated).toBe(true);
+    expect(fin.rowCount).toBe(0);
   });
 
   it('the read user cannot write even with a read grant for a write (the server is the boundary)', async () => {

@@ -26,8 +26,10 @@ import { serverFlavor, type ServerFlavor } from './version.ts';
 interface TargetPools {
   cfg: MysqlWorkerTarget;
   pools: Partial<Record<AccessMode, Pool>>;
-  /** Catalogue lookups and KILL QUERY: connections of their own, never the pool an intent holds. */
+  /** Catalogue lookups: connections of their own, never the pool an intent holds. */
   control: Pool;
+  /** KILL QUERY, as the same user as the statement (a user may kill only its own threads without CONNECTION ADMIN). */
+  killers: Partial<Record<AccessMode, Pool>>;
   catalogue: MysqlCatalogue;
   flavor?: Promise<ServerFlavor>;
 }
@@ -74,7 +76,12 @@ export class MysqlExecutor implements Executor {
         if (pool) pools[mode] = pool;
       }
       const control = poolFor('read', 2)!;
-      this.#t.set(cfg.target, { cfg, pools, control, catalogue: new MysqlCatalogue(control, cfg.database) });
+      const killers: TargetPools['killers'] = {};
+      for (const mode of ['read', 'write'] as const) {
+        const pool = pools[mode] ? poolFor(mode, 1) : undefined;
+        if (pool) killers[mode] = pool;
+      }
+      this.#t.set(cfg.target, { cfg, pools, control, killers, catalogue: new MysqlCatalogue(control, cfg.database) });
     }
   }
 
@@ -122,7 +129,8 @@ export class MysqlExecutor implements Executor {
       await s.release(true);
       throw new WritError('WRIT_GRANT_EXPIRED', 'the grant expired while the run waited for a connection; nothing ran');
     }
-    s.startWatchdog(timeoutMs, (id) => new Promise<void>((resolve) => t.control.query(`KILL QUERY ${Number(id)}`, () => resolve())));
+    const killer = t.killers[claims.mode] ?? t.control;
+    s.startWatchdog(timeoutMs, (id) => new Promise<void>((resolve) => killer.query(`KILL QUERY ${Number(id)}`, () => resolve())));
     try {
       await s.exec(settingsSql(flavor, { timeoutMs, selectLimit: lim.maxRows + 1, readOnly: claims.mode === 'read' }));
       if (statements.length === 1 && (claims.mode === 'read' || IMPLICIT_COMMIT.has(qualified[0]!.kind))) return await this.#runAlone(t, s, statements[0]!, qualified[0]!, lim);
@@ -245,7 +253,7 @@ export class MysqlExecutor implements Executor {
     await Promise.allSettled([...this.#resetting]);
     const end = (p: Pool) => new Promise<void>((resolve) => p.end(() => resolve()));
     for (const t of this.#t.values()) {
-      for (const p of Object.values(t.pools)) if (p) await end(p);
+      for (const p of [...Object.values(t.pools), ...Object.values(t.killers)]) if (p) await end(p);
       await end(t.control);
     }
   }

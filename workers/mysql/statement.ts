@@ -73,11 +73,14 @@ export function runStatement(s: Session, sql: string, lim: FetchLimits): Promise
       rows.push(r);
       bytes += rowBytes(r);
     });
-    q.on('error', (e: Error) => {
+    const failed = (e: Error) => {
       if (s.watch.tripped) {
         resolve({ fields: fields ?? [], rows, complete: false, truncated: true, cut: s.watch.tripped, rowCount: rows.length, affectedRows: null });
       } else reject(e);
-    });
+    };
+    q.on('error', failed);
+    // A query without a callback is not told when its connection dies (mysql2 tells the connection): the session is.
+    s.dead.catch(failed);
     q.on('end', () => {
       const returned = fields !== null;
       resolve({
