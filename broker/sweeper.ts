@@ -28,6 +28,8 @@ export class Sweeper {
   #timer?: NodeJS.Timeout;
   #stopWatch?: () => void;
   #sweeping = false;
+  #stopped = true;
+  #watchRestarts = 0;
 
   constructor(
     private readonly d: { kv: Buckets; js: JetStreamClient; names: Names; audit: AuditWriter; log: Logger; intervalMs: number; approvals: Approvals },
@@ -35,19 +37,59 @@ export class Sweeper {
 
   async start(): Promise<void> {
     // The watch replays the current value of every key, then follows changes.
-    const w = await this.d.kv.intents.watch();
-    this.#stopWatch = () => w.stop();
-    void (async () => {
-      for await (const e of w) this.#track(e);
-    })().catch((e: unknown) => this.d.log.error({ err: e }, 'sweeper watch ended'));
+    const first = await this.d.kv.intents.watch();
+    this.#stopped = false;
+    void this.#follow(first);
     // A failed sweep is logged and the next tick tries again; it never becomes an unhandled rejection.
     this.#timer = setInterval(() => this.sweep().catch((e: unknown) => this.d.log.error({ err: e }, "sweep failed")), this.d.intervalMs);
     this.#timer.unref();
   }
 
   stop(): void {
+    this.#stopped = true;
     clearInterval(this.#timer);
     this.#stopWatch?.();
+  }
+
+  /**
+   * Follows the records, and starts a new watch whenever one ends while the sweeper runs (a
+   * stream leader lost on a cluster, a consumer gone): an intent nobody watches is never
+   * ended, so a dead watch would leave lost intents `dispatched` for ever. The new watch
+   * replays every record, which re-seeds what is tracked.
+   */
+  async #follow(w: Awaited<ReturnType<Buckets['intents']['watch']>>): Promise<void> {
+    let backoff = 100;
+    for (;;) {
+      this.#stopWatch = () => w.stop();
+      try {
+        for await (const e of w) {
+          this.#track(e);
+          backoff = 100;
+        }
+        if (this.#stopped) return;
+        this.d.log.warn('sweeper watch ended; watching again');
+      } catch (e) {
+        if (this.#stopped) return;
+        this.d.log.error({ err: e }, 'sweeper watch failed; watching again');
+      }
+      for (;;) {
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(backoff * 2, 5_000);
+        if (this.#stopped) return;
+        try {
+          w = await this.d.kv.intents.watch();
+          this.#watchRestarts++;
+          break;
+        } catch (e) {
+          this.d.log.warn({ err: e }, 'sweeper watch could not start; retrying');
+        }
+      }
+    }
+  }
+
+  /** How many times the watch was started again after it ended (for tests and metrics). */
+  get watchRestarts(): number {
+    return this.#watchRestarts;
   }
 
   #track(e: KvEntry): void {
