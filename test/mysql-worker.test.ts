@@ -234,6 +234,12 @@ describe('what the MariaDB worker runs, and how often', () => {
   });
 });
 
+describe('the server', () => {
+  it('had its version checked when the worker started', () => {
+    expect(s.logs.find((l) => l.msg === 'MySQL target version checked')).toMatchObject({ target: 'maria', version: expect.stringMatching(/^10\.\d+\.\d+-MariaDB/) });
+  });
+});
+
 describe('the pool', () => {
   it('the worker runs as the least-privilege users, not as root', async () => {
     const c = await mysql.createConnection({ host: m.host, port: m.port, user: m.users.read.user, password: m.users.read.password, database: m.database });

@@ -45,6 +45,21 @@ export async function createWorker(opts: { nc: NatsConnection; config: Config; l
     ...(config.workers.ssh.length > 0 ? [new SshExecutor(config.workers.ssh)] : []),
     ...(config.workers.mysql.length > 0 ? [new MysqlExecutor(config.workers.mysql)] : []),
   ];
+  for (const ex of executors) {
+    if (!(ex instanceof MysqlExecutor)) continue;
+    // An unsupported server stops the worker here; one not reachable yet is checked again at its first run.
+    let checked: Awaited<ReturnType<MysqlExecutor['checkServers']>>;
+    try {
+      checked = await ex.checkServers();
+    } catch (e) {
+      await Promise.all(executors.map((x) => x.close().catch(() => undefined)));
+      throw e;
+    }
+    for (const r of checked) {
+      if (r.unreachable) opts.log.warn({ target: r.target, err: r.unreachable }, 'MySQL target not reachable at start; its version is checked at the first run');
+      else opts.log.info({ target: r.target, version: r.version }, 'MySQL target version checked');
+    }
+  }
   return new Worker({
     nc: opts.nc, config, names: makeNames(config.prefix), log: opts.log, executors, trustedKeys: loadTrustedKeys(config),
     ...(opts.hmacKey ? { hmacKey: opts.hmacKey } : {}), ...(opts.id ? { id: opts.id } : {}), metrics: opts.metrics,

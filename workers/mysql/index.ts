@@ -105,6 +105,24 @@ export class MysqlExecutor implements Executor {
     return t.flavor;
   }
 
+  /**
+   * The version check at start: a server that is not MariaDB 10.6+ or MySQL 8.0+ is refused
+   * (WRIT_UNSUPPORTED) before the worker takes orders. One that cannot be reached yet is
+   * reported and checked again at its first run.
+   */
+  async checkServers(): Promise<Array<{ target: string; version?: string; unreachable?: WritError }>> {
+    const out: Array<{ target: string; version?: string; unreachable?: WritError }> = [];
+    for (const [target, t] of this.#t) {
+      try {
+        out.push({ target, version: (await this.#flavor(t)).version });
+      } catch (e) {
+        if (e instanceof WritError && e.code === 'WRIT_TARGET_UNAVAILABLE') out.push({ target, unreachable: e });
+        else throw e;
+      }
+    }
+    return out;
+  }
+
   async run(ctx: ExecContext): Promise<ExecOutput> {
     const { order, claims } = ctx;
     if (order.command.kind !== 'sql') throw new WritError('WRIT_GRANT_MISMATCH', 'a MySQL target runs SQL only');

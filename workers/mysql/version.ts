@@ -21,7 +21,8 @@ const MIN: Record<ServerFlavor['kind'], [number, number]> = { mariadb: [10, 6], 
 
 /** Parses `SELECT VERSION()` (and the version comment) into a flavor, or refuses the server. */
 export function serverFlavor(version: string, comment = ''): ServerFlavor {
-  const m = /^(\d+)\.(\d+)\.(\d+)/.exec(version);
+  // MariaDB before 11 may announce itself as `5.5.5-10.x…` (for old clients that read the first number).
+  const m = /^(\d+)\.(\d+)\.(\d+)/.exec(version.replace(/^5\.5\.5-(?=\d+\.\d+\.\d+-MariaDB)/i, ''));
   if (!m) throw new WritError('WRIT_UNSUPPORTED', `the target reports an unreadable server version ${JSON.stringify(version.slice(0, 80))}`);
   const kind = /mariadb/i.test(version) || /mariadb/i.test(comment) ? 'mariadb' : 'mysql';
   const major = Number(m[1]);
