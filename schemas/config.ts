@@ -447,7 +447,9 @@ export function formatIssues(error: z.ZodError): string {
 export function parseConfig(input: unknown, baseDir = process.cwd()): Readonly<Config> {
   const r = ConfigSchema.safeParse(input);
   if (!r.success) throw new WritError('WRIT_CONFIG_INVALID', `invalid config:\n${formatIssues(r.error)}`);
-  const c = r.data;
+  // A copy: zod hands out its `.default({...})` objects themselves, which the paths below would
+  // change and deepFreeze freeze, so the next config without that section would share (and fail on) them.
+  const c = structuredClone(r.data);
   const targets = new Set<string>();
   c.targets.forEach((t, i) => {
     if (targets.has(t.name)) throw new WritError('WRIT_CONFIG_INVALID', `targets[${i}].name: duplicate target ${JSON.stringify(t.name)}`);
