@@ -26,8 +26,14 @@ ENV WRIT_HOME=/data
 COPY package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-COPY deploy ./deploy
-RUN mkdir -p /data && chown node:node /data
+# What the package ships of deploy/ (package.json "files"): the local config and policy, the
+# NATS roles. Not the rest: deploy/ also holds tests, compose and Kubernetes files, and the
+# compose secrets (deploy/compose/secrets, also kept out by .dockerignore).
+COPY deploy/local ./deploy/local
+COPY deploy/nats/accounts.conf ./deploy/nats/accounts.conf
+# /data: WRIT_HOME; /var/lib/writ-bot: the Slack bot's renewed token in docker-compose.yml.
+# Both owned by `node`, so named volumes mounted there are writable by it.
+RUN mkdir -p /data /var/lib/writ-bot && chown node:node /data /var/lib/writ-bot
 USER node
 ENTRYPOINT ["node", "dist/cmd/cli.js"]
 CMD ["--help"]
