@@ -1,9 +1,10 @@
 /**
- * Runs an approver bot.
+ * Runs an approver bot, from the compiled package (`npm run build` in a checkout; the Docker
+ * image's /app/dist/approver/main.js):
  *
- *   node --import tsx approver/main.ts --config approver.yaml     the Slack bot
- *   node --import tsx approver/main.ts terminal [--prefix writ]   the terminal approver (WRIT_TOKEN_COMMAND: prints your own fresh token per vote)
- *   node --import tsx approver/main.ts keygen --out FILE          a bot's vote-signing key; prints the public key
+ *   node dist/approver/main.js --config approver.yaml     the Slack bot
+ *   node dist/approver/main.js terminal [--prefix writ]   the terminal approver (WRIT_TOKEN_COMMAND: prints your own fresh token per vote)
+ *   node dist/approver/main.js keygen --out FILE          a bot's vote-signing key; prints the public key
  *
  * The config's `nats` section (docs/configuration.md) with NATS_URL and WRIT_NATS_* over it says
  * where NATS is and how to authenticate. SIGTERM / SIGINT drain: the
@@ -21,11 +22,12 @@ import { loadSlackBotConfig, SlackAdapter } from './slack/index.ts';
 import { commandTokenSource, startTerminalApprover } from './terminal/index.ts';
 
 const USAGE = `usage:
-  node --import tsx approver/main.ts --config FILE          Slack approver bot
-  node --import tsx approver/main.ts terminal [--prefix P]  terminal approver; WRIT_TOKEN_COMMAND prints your own fresh
-                                                            token for each vote (WRIT_TOKEN alone votes once)
-  node --import tsx approver/main.ts keygen --out FILE      a bot's Ed25519 vote-signing key (0600); prints the public
-                                                            key to list in the broker's approvals.trustedBots`;
+  node dist/approver/main.js --config FILE          Slack approver bot
+  node dist/approver/main.js terminal [--prefix P]  terminal approver; WRIT_TOKEN_COMMAND prints your own fresh
+                                                    token for each vote (WRIT_TOKEN alone votes once)
+  node dist/approver/main.js keygen --out FILE      a bot's Ed25519 vote-signing key (0600); prints the public
+                                                    key to list in the broker's approvals.trustedBots
+(dist/ is in the installed package and the Docker image; in a checkout, \`npm run build\` makes it)`;
 
 function untilSignal(): Promise<string> {
   return new Promise((resolve) => {
