@@ -21,9 +21,9 @@ export function cpuMsOf(pid: number): number {
   }
 }
 
-/** CPU ms of every process named `postgres` (the server and its backends) on this machine. */
-export function postgresCpuMs(): number {
-  let total = 0;
+/** CPU ms of each process named `postgres` (the server and its backends) on this machine, by pid. */
+export function postgresCpuMs(): Map<number, number> {
+  const out = new Map<number, number>();
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
@@ -32,9 +32,9 @@ export function postgresCpuMs(): number {
       continue;
     }
     const ms = cpuMsOf(Number(d));
-    if (Number.isFinite(ms)) total += ms;
+    if (Number.isFinite(ms)) out.set(Number(d), ms);
   }
-  return total;
+  return out;
 }
 
 export interface ServerCounters {
@@ -69,6 +69,8 @@ export async function serverCounters(monitorUrl: string): Promise<ServerCounters
 /** The CPU of named processes plus this one (the load generator) and the server counters, at one moment. */
 export interface CostSnapshot {
   cpu: Record<string, number>;
+  /** PostgreSQL processes by pid: backends come and go, so only those alive at both ends are compared. */
+  pg: Map<number, number>;
   server: ServerCounters;
 }
 
@@ -77,8 +79,7 @@ export async function snapshot(pids: Record<string, number>, monitorUrl: string)
   for (const [name, pid] of Object.entries(pids)) cpu[name] = cpuMsOf(pid);
   const self = process.cpuUsage();
   cpu['load generator'] = (self.user + self.system) / 1000;
-  cpu['postgres (all)'] = postgresCpuMs();
-  return { cpu, server: await serverCounters(monitorUrl) };
+  return { cpu, pg: postgresCpuMs(), server: await serverCounters(monitorUrl) };
 }
 
 /** Per-intent cost between two snapshots. */
@@ -96,6 +97,9 @@ export function perIntent(a: CostSnapshot, b: CostSnapshot, intents: number): Pe
   const n = Math.max(1, intents);
   const cpuMs: Record<string, number> = {};
   for (const k of Object.keys(b.cpu)) cpuMs[k] = (b.cpu[k]! - a.cpu[k]!) / n;
+  let pg = 0;
+  for (const [pid, ms] of b.pg) pg += ms - (a.pg.get(pid) ?? 0);
+  cpuMs['postgres (all)'] = pg / n;
   return {
     cpuMs,
     jsApi: (b.server.jsApi - a.server.jsApi) / n,
