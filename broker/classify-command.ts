@@ -80,7 +80,8 @@ export function createCommandClassifier(limits: Pick<Config['limits'], 'maxState
   const cache = new LRUCache<string, CommandFacts>({ maxSize: limits.factsCacheBytes, sizeCalculation: (facts) => heapBytes(facts) + ENTRY_OVERHEAD_BYTES, max: 100_000 });
   const classify = (target: TargetConfig, command: Command): CommandFacts => {
     const text = commandText(command);
-    const key = `${target.kind}:${command.kind}:${sha256Hex(text)}`;
+    // A mysql target's facts depend on its default database too (unqualified names are placed in it).
+    const key = `${target.kind}:${command.kind}:${target.kind === 'mysql' ? `${JSON.stringify(target.database ?? null)}:` : ''}${sha256Hex(text)}`;
     const hit = cache.get(key);
     if (hit) return hit;
     let facts: CommandFacts;
@@ -92,6 +93,7 @@ export function createCommandClassifier(limits: Pick<Config['limits'], 'maxState
         : { kind: 'sql', facts: classifySql(text) };
     } else if (target.kind === 'mysql' && command.kind === 'sql') {
       // The MySQL grammar for MySQL and MariaDB targets; a text the scanner refuses is classified (and refused) whole.
+      // Unqualified names go to the target's default database; where that is unknown, they are refused.
       let big = -1;
       if (text.length > limits.maxStatementBytes) {
         try {
@@ -102,7 +104,7 @@ export function createCommandClassifier(limits: Pick<Config['limits'], 'maxState
       }
       facts = big >= 0
         ? refused(command, 'WRIT_SQL_UNKNOWN', `statement ${big + 1} is longer than the ${limits.maxStatementBytes}-byte limit for one statement`)
-        : { kind: 'sql', facts: classifyMysql(text) };
+        : { kind: 'sql', facts: classifyMysql(text, target.database ?? null) };
     } else if (target.kind === 'ssh' && command.kind === 'shell') {
       facts = Buffer.byteLength(text) > limits.maxStatementBytes
         ? refused(command, 'WRIT_SHELL_UNKNOWN', `the command line is longer than the ${limits.maxStatementBytes}-byte limit`)

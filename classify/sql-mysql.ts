@@ -142,12 +142,12 @@ function cteNames(ast: Obj): Set<string> {
 }
 
 /** Every row-source name of the statement (tables, aliases, derived tables, CTEs) and what it stands for. */
-function relationsOf(ast: unknown): Array<{ name: string; table: string | null }> {
+function relationsOf(ast: unknown, names: Names): Array<{ name: string; table: string | null }> {
   const out = new Map<string, { name: string; table: string | null }>();
   const add = (name: string, table: string | null) => out.set(`${name}\u0000${table ?? ''}`, { name, table });
   each(ast, (o) => {
     if (typeof o.table === 'string' && 'db' in o && 'as' in o && o.type === undefined) {
-      add(String(o.as ?? o.table).toLowerCase(), tableName(o.db, o.table));
+      add(String(o.as ?? o.table).toLowerCase(), names.table(o.db, o.table, false));
     } else if (typeof o.as === 'string' && obj(o.expr)?.ast !== undefined) add(o.as.toLowerCase(), null);
     else if (obj(o.name)?.value !== undefined && o.stmt !== undefined) add(String(obj(o.name)?.value).toLowerCase(), null);
   });
@@ -182,10 +182,49 @@ const KINDS: Record<string, SqlKind> = {
 };
 const READ_ONLY_KINDS = new Set<SqlKind>(['select', 'show', 'explain']);
 
-const tableName = (db: unknown, table: unknown): string =>
-  `${typeof db === 'string' && db !== 'null' && db ? `${db}.` : ''}${String(table)}`.toLowerCase();
+/** The databases of the server itself; a name in them is always written with its database. */
+export const MYSQL_SYSTEM_DATABASES = ['information_schema', 'mysql', 'performance_schema', 'sys'] as const;
 
-function statementFacts(text: string, result: { tableList?: unknown; columnList?: unknown; ast?: unknown }): SqlStatementFacts {
+/**
+ * How a statement's names are written into its facts. MySQL has no search path: an unqualified
+ * table or stored routine is in the connection's default database, which the worker sets from
+ * its config and keeps (USE is refused). With `home` a database, every table is written
+ * `db.table`; with `home` null (the default database is not known), an unqualified name is
+ * noted, and the text refused; with `home` undefined, names stay as written (the worker, which
+ * places them itself). Names are folded to lower case: MySQL compares column names without case
+ * and, with lower_case_table_names=0, tables and databases with it; folding merges names the
+ * server may keep apart, so a rule on one covers all its spellings (docs/policy.md).
+ */
+class Names {
+  /** Names written without their database while the default database is unknown. */
+  readonly unqualified = new Set<string>();
+  /** Identifiers holding a dot (`` `shop.customers` ``), which would read as `db.table`. */
+  readonly dotted = new Set<string>();
+  constructor(readonly home: string | null | undefined) {}
+
+  /** `note` false: a row-source name that may be a CTE's (relations), not a table the text must qualify. */
+  table(db: unknown, table: unknown, note = true): string {
+    const d = typeof db === 'string' && db !== 'null' && db ? db.toLowerCase() : undefined;
+    const t = String(table).toLowerCase();
+    if (t.includes('.') || d?.includes('.')) this.dotted.add(d ? `${d}.${t}` : t);
+    return this.place(d, t, note);
+  }
+
+  /** A stored routine's name: an unqualified one outside the reviewed built-ins is placed like a table. */
+  routine(name: string): string {
+    if (name.includes('.') || isKnownSafeMysql(name) || isDangerousMysql(name)) return name;
+    return this.place(undefined, name);
+  }
+
+  place(db: string | undefined, name: string, note = true): string {
+    if (db) return `${db}.${name}`;
+    if (typeof this.home === 'string') return `${this.home.toLowerCase()}.${name}`;
+    if (this.home === null && note) this.unqualified.add(name);
+    return name;
+  }
+}
+
+function statementFacts(text: string, result: { tableList?: unknown; columnList?: unknown; ast?: unknown }, names: Names): SqlStatementFacts {
   const ast = obj(Array.isArray(result.ast) ? result.ast[0] : result.ast) ?? {};
   const type = String(ast.type ?? '').toLowerCase();
   const kind: SqlKind = KINDS[type] ?? 'unknown';
@@ -196,11 +235,11 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
     const [op = '', db = 'null', table = 'null'] = String(entry).split('::');
     if (table === 'null' || op === 'use' || op === 'show') continue;
     if (db === 'null' && ctes.has(table.toLowerCase())) continue; // a CTE name is not a table
-    (op.toLowerCase() === 'select' ? read : written).add(tableName(db, table));
+    (op.toLowerCase() === 'select' ? read : written).add(names.table(db, table));
   }
   // LOAD DATA and CREATE INDEX name their table outside tableList.
   const target = obj(Array.isArray(ast.table) ? ast.table[0] : ast.table);
-  if (target && (type === 'load_data' || (type === 'create' && ast.keyword === 'index'))) written.add(tableName(target.db, target.table));
+  if (target && (type === 'load_data' || (type === 'create' && ast.keyword === 'index'))) written.add(names.table(target.db, target.table));
   const all = new Set([...read, ...written]);
   const only = all.size === 1 ? [...all][0] ?? null : null;
   const columns = new Map<string, ColumnFact>();
@@ -211,18 +250,21 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
     const [op = '', table = 'null', col = ''] = parts.length >= 4 ? [parts[0], `${parts[1]}.${parts[2]}`, parts.slice(3).join('::')] : parts;
     if (op === 'delete') continue;
     const t = table === 'null' ? only : [...all].find((x) => x === table.toLowerCase() || x.endsWith(`.${table.toLowerCase()}`)) ?? null;
-    const fact: ColumnFact = { table: t, column: col === '(.*)' ? '*' : col };
+    // MySQL column names never depend on case.
+    const fact: ColumnFact = { table: t, column: col === '(.*)' ? '*' : col.toLowerCase() };
     (op === 'select' ? columns : columnsWritten).set(`${fact.table}\u0000${fact.column}`, fact);
   }
-  const functions = functionsOf(ast);
-  const dangerousFunctions = functions.filter(isDangerousMysql);
+  const called = functionsOf(ast);
+  const dangerousFunctions = called.filter(isDangerousMysql);
   // No built-in outside the reviewed list is known; a stored function may run any SQL, so its output is opaque.
-  const unknownFunctions = functions.filter((f) => !isKnownSafeMysql(f));
+  // Such a name may be a stored routine of the default database: it is placed there (`CALL p()` is `shop.p`).
+  const unknownFunctions = called.filter((f) => !isKnownSafeMysql(f)).map((f) => names.routine(f));
+  const functions = called.map((f) => names.routine(f));
   let rowLocks = false;
   each(ast, (o) => {
     if (o.locking_read) rowLocks = true;
   });
-  const relations = relationsOf(ast);
+  const relations = relationsOf(ast, names);
   const into = obj(ast.into);
   const selectInto = type === 'select' && (into?.keyword !== undefined || into?.expr !== undefined);
   const facts: SqlStatementFacts = {
@@ -255,7 +297,7 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
     facts.copy = { direction: 'to', program: false, file: true, stdio: false, query: true } satisfies CopyFacts;
   }
   if (type === 'load_data') facts.copy = { direction: 'from', program: false, file: true, stdio: false, query: false };
-  if (type === 'explain') facts.explain = { analyze: false, inner: statementFacts(text, { ast: ast.expr }) };
+  if (type === 'explain') facts.explain = { analyze: false, inner: statementFacts(text, { ast: ast.expr }, names) };
   if (type === 'transaction') {
     const expr = obj(ast.expr);
     facts.transaction = String(obj(expr?.action)?.value ?? '?').toLowerCase();
@@ -290,10 +332,19 @@ function setFacts(ast: Obj): SetFacts {
   };
 }
 
-/** Classifies a MySQL / MariaDB text. Never throws for bad input: the facts carry an error instead. */
-export function classifyMysql(text: string): SqlFacts {
+/**
+ * Classifies a MySQL / MariaDB text. Never throws for bad input: the facts carry an error instead.
+ *
+ * `database` is the default database of the connection the text will run on (the target's):
+ * given, every table and stored routine in the facts is named `db.name`, as policies name them;
+ * null (not known), a text naming any table or stored routine without its database is refused
+ * (WRIT_SQL_UNKNOWN), and so is USE, which would move unqualified names; omitted, names stay
+ * as written (for the worker, which places them in its own database).
+ */
+export function classifyMysql(text: string, database?: string | null): SqlFacts {
   const pieces = split(text);
   if (!Array.isArray(pieces)) return pieces;
+  const names = new Names(database);
   const statements: SqlStatementFacts[] = [];
   for (const [i, piece] of pieces.entries()) {
     let result: { tableList?: unknown; columnList?: unknown; ast?: unknown };
@@ -306,15 +357,27 @@ export function classifyMysql(text: string): SqlFacts {
     }
     if (Array.isArray(result.ast) && result.ast.length !== 1) return failed('WRIT_SQL_UNPARSEABLE', `statement ${i + 1} holds ${result.ast.length} statements`);
     try {
-      statements.push(statementFacts(piece, result));
+      statements.push(statementFacts(piece, result, names));
     } catch {
       // An AST shape the fact builder did not expect: refuse rather than throw or guess.
       return failed('WRIT_SQL_UNKNOWN', `statement ${i + 1}: the classifier failed on it`);
     }
   }
-  const facts: SqlFacts = { dialect: 'mysql', statements };
+  const facts: SqlFacts = { dialect: 'mysql', statements, ...(typeof database === 'string' ? { database: database.toLowerCase() } : {}) };
   const unknown = statements.findIndex((s) => s.kind === 'unknown');
+  const use = database !== undefined ? statements.findIndex((s) => s.kind === 'use') : -1;
+  const shown = (set: Set<string>) => [...set].slice(0, 3).map((n) => safeMessage(n)).join(', ');
   if (unknown >= 0) facts.error = { code: 'WRIT_SQL_UNKNOWN', message: `statement ${unknown + 1} could not be classified` };
+  else if (names.dotted.size > 0) {
+    facts.error = { code: 'WRIT_SQL_UNKNOWN', message: `a table name holds a dot (${shown(names.dotted)}), which reads like database.table` };
+  } else if (use >= 0) {
+    facts.error = { code: 'WRIT_SQL_UNKNOWN', message: `statement ${use + 1}: USE would change the database unqualified names refer to; qualify names instead` };
+  } else if (names.unqualified.size > 0) {
+    facts.error = {
+      code: 'WRIT_SQL_UNKNOWN',
+      message: `${shown(names.unqualified)}: named without a database, and the target's default database is not known (set targets[].database); qualify names as database.table`,
+    };
+  }
   return facts;
 }
 

@@ -90,7 +90,7 @@ export interface SqlStatementFacts {
    * quoted names as written). An unqualified name is assumed to be in `public`, except `pg_*` names, which
    * are assumed to be in `pg_catalog` (searched first by default). CTE names are not tables. Resolved through
    * subqueries, joins, set operations, LATERAL, and the target of a DML statement with RETURNING.
-   * MySQL: `db.table` when qualified, else `table` alone (the current database is not known), lower-cased.
+   * MySQL: `db.table`, lower-cased; an unqualified name is placed in the target's default database (classifyMysql).
    */
   tablesRead: string[];
   /**
@@ -172,6 +172,8 @@ export interface SqlFacts {
   statements: SqlStatementFacts[];
   /** Set when the text is empty, did not parse, or holds a statement of kind `unknown`. */
   error?: ClassifyError<SqlErrorCode>;
+  /** MySQL: the default database unqualified names were placed in (lower case), when one was given. */
+  database?: string;
 }
 
 /**

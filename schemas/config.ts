@@ -147,7 +147,14 @@ export const TargetSchema = z.strictObject({
   kind: z.enum(TARGET_KINDS),
   tags: z.array(z.string()).default([]),
   description: z.string().optional(),
-});
+  /**
+   * kind mysql only: the default database of the worker's connections, where the broker places
+   * unqualified names (`customers` is `shop.customers`) before matching rules. Default: the
+   * `database` of this target's workers.mysql entry in the same file; must equal it when both
+   * are given. Unknown (a broker config without either): unqualified names are refused.
+   */
+  database: z.string().min(1).max(64).optional(),
+}).refine((t) => t.database === undefined || t.kind === 'mysql', { message: 'only a mysql target has a database', path: ['database'] });
 export type TargetConfig = z.infer<typeof TargetSchema>;
 
 /** The foundation's minimal policy: allow or deny by group and target. The policy engine replaces it. */
@@ -192,8 +199,8 @@ export const MysqlWorkerTargetSchema = z.strictObject({
   target: TargetNameSchema,
   host: z.string().default('127.0.0.1'),
   port: z.number().int().positive().default(3306),
-  /** The database statements run in; unqualified table names and masking rules (`database.table.column`) refer to it. */
-  database: z.string().min(1),
+  /** The database statements run in; unqualified table names refer to it (the broker's too: it becomes the target's `database`), and masking rules name it (`database.table.column`). */
+  database: z.string().min(1).max(64),
   /** One credential per access mode: a user with SELECT only for `read`, and the writes it may do for `write`. */
   credentials: z.strictObject({
     read: z.strictObject({ user: SecretRefSchema, password: SecretRefSchema.optional() }),
@@ -469,6 +476,12 @@ export function parseConfig(input: unknown, baseDir = process.cwd()): Readonly<C
     const t = c.targets.find((x) => x.name === w.target);
     if (!t) throw new WritError('WRIT_CONFIG_INVALID', `workers.mysql[${i}].target: no target named ${JSON.stringify(w.target)}`);
     if (t.kind !== 'mysql') throw new WritError('WRIT_CONFIG_INVALID', `workers.mysql[${i}].target: target ${JSON.stringify(w.target)} is of kind ${t.kind}`);
+    // The broker places unqualified names in the target's database; the worker runs them in its own. They must be one.
+    // Compared exactly: on a server with lower_case_table_names=0 database names are case-sensitive.
+    if (t.database !== undefined && t.database !== w.database) {
+      throw new WritError('WRIT_CONFIG_INVALID', `workers.mysql[${i}].database: ${JSON.stringify(w.database)} differs from targets[${c.targets.indexOf(t)}].database ${JSON.stringify(t.database)}`);
+    }
+    t.database = w.database;
   });
   // `$WRIT_HOME/…` lies in the data directory (schemas/home.ts); other relative paths in the file's folder.
   if (c.demo && c.workers.postgres.length === 0) throw new WritError('WRIT_CONFIG_INVALID', 'demo: true needs a workers.postgres entry (its database becomes the demo database)');

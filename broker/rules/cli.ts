@@ -64,7 +64,9 @@ function args(argv: string[], options: NonNullable<ParseArgsConfig['options']>) 
 /** Targets declared in a Writ config file (`--config`). */
 function configTargets(file: string | undefined): PolicyTarget[] {
   if (!file) return [];
-  return loadConfigFile(file).targets.map((t) => ({ name: t.name, kind: t.kind, tags: [...t.tags], ...(t.description ? { description: t.description } : {}) }));
+  return loadConfigFile(file).targets.map((t) => ({
+    name: t.name, kind: t.kind, tags: [...t.tags], ...(t.description ? { description: t.description } : {}), ...(t.database ? { database: t.database } : {}),
+  }));
 }
 
 async function check(argv: string[], io: PolicyCliIo): Promise<number> {

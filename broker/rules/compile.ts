@@ -113,6 +113,44 @@ const stripCatalog = (n: string) => (n.startsWith('pg_catalog.') ? n.slice('pg_c
 
 const opt = <T>(v: T | undefined): readonly T[] => (v === undefined ? [] : [v]);
 
+/**
+ * Patterns as they apply to MySQL facts (classify/sql-mysql.ts), which name every table
+ * `db.table` in lower case: the patterns are folded too, so a rule on `shop.Customers` sees
+ * every spelling of it, and a table written without its database (`customers`, or
+ * `customers.ssn` for a column, `p` for a stored routine) also names it in the target's default
+ * database, as the SQL does. Only added to, never narrowed: `*` still matches every table.
+ */
+function forMysql(patterns: readonly string[], home: string | undefined, column: boolean): string[] {
+  const out = new Set<string>();
+  for (const p of patterns) {
+    const lower = p.toLowerCase();
+    out.add(lower);
+    const dots = lower.split('.').length - 1;
+    if (home !== undefined && !lower.startsWith('!') && dots === (column ? 1 : 0)) out.add(`${home}.${lower}`);
+  }
+  return [...out];
+}
+
+/** A table or column check whose patterns follow forMysql on a MySQL statement, compiled once per default database. */
+function folding(patterns: readonly string[], column: boolean, make: (p: readonly string[]) => Check<StatementView>): Check<StatementView> {
+  const exact = make(patterns);
+  const byHome = new Map<string, Check<StatementView>>();
+  return {
+    label: exact.label,
+    test(u) {
+      if (!u.folded) return exact.test(u);
+      const key = u.home ?? '';
+      let c = byHome.get(key);
+      if (!c) {
+        c = make(forMysql(patterns, u.home, column));
+        // One entry per MySQL target database; bounded in case facts come from anywhere.
+        if (byHome.size < 1000) byHome.set(key, c);
+      }
+      return c.test(u);
+    },
+  };
+}
+
 function sqlSection(m: SqlMatch, scope: Scope, readMode: boolean, safeDefaults = true): Section<SqlView, StatementView> {
   const batch: Check<SqlView>[] = [];
   const unit: Check<StatementView>[] = [];
@@ -125,13 +163,14 @@ function sqlSection(m: SqlMatch, scope: Scope, readMode: boolean, safeDefaults =
   if (m.kinds) unit.push(listCheck(L('kinds', m.kinds), (u) => u.kinds, globMatcher(kindSet(m.kinds)), scope));
   if (m.notKinds) unit.push(listCheck(L('notKinds', m.notKinds), (u) => u.kinds, globMatcher(kindSet(m.notKinds)), scope, true));
   if (m.objectTypes) unit.push(listCheck(L('objectTypes', m.objectTypes), (u) => opt(u.s.objectType), globMatcher(new GlobSet(m.objectTypes)), scope));
-  if (m.tablesRead) unit.push(listCheck(L('tablesRead', m.tablesRead), (u) => u.s.tablesRead, globMatcher(new GlobSet(m.tablesRead)), scope));
-  if (m.tablesWritten) unit.push(listCheck(L('tablesWritten', m.tablesWritten), (u) => u.s.tablesWritten, globMatcher(new GlobSet(m.tablesWritten)), scope));
-  if (m.tables) unit.push(listCheck(L('tables', m.tables), (u) => u.tables, globMatcher(new GlobSet(m.tables)), scope));
-  if (m.columns) unit.push(listCheck(L('columns', m.columns), (u) => u.columns, columnMatcher(m.columns), scope));
+  if (m.tablesRead) unit.push(folding(m.tablesRead, false, (p) => listCheck(L('tablesRead', m.tablesRead), (u) => u.s.tablesRead, globMatcher(new GlobSet(p)), scope)));
+  if (m.tablesWritten) unit.push(folding(m.tablesWritten, false, (p) => listCheck(L('tablesWritten', m.tablesWritten), (u) => u.s.tablesWritten, globMatcher(new GlobSet(p)), scope)));
+  if (m.tables) unit.push(folding(m.tables, false, (p) => listCheck(L('tables', m.tables), (u) => u.tables, globMatcher(new GlobSet(p)), scope)));
+  if (m.columns) unit.push(folding(m.columns, true, (p) => listCheck(L('columns', m.columns), (u) => u.columns, columnMatcher(p), scope)));
   // The view strips `pg_catalog.` from calls, so patterns drop it too (`pg_catalog.pg_sleep` must still deny `pg_sleep`).
-  if (m.functions) unit.push(listCheck(L('functions', m.functions), (u) => u.functions, functionMatcher(new GlobSet(m.functions.map(stripCatalog))), scope));
-  if (m.denyFunctions) unit.push(listCheck(L('denyFunctions', m.denyFunctions), (u) => u.functions, functionMatcher(new GlobSet(m.denyFunctions.map(stripCatalog))), scope, true));
+  // MySQL places an unknown unqualified call (`CALL p()`) in the default database like a table: so do its patterns.
+  if (m.functions) unit.push(folding(m.functions, false, (p) => listCheck(L('functions', m.functions), (u) => u.functions, functionMatcher(new GlobSet(p.map(stripCatalog))), scope)));
+  if (m.denyFunctions) unit.push(folding(m.denyFunctions, false, (p) => listCheck(L('denyFunctions', m.denyFunctions), (u) => u.functions, functionMatcher(new GlobSet(p.map(stripCatalog))), scope, true)));
   if (m.setVariables) unit.push(listCheck(L('setVariables', m.setVariables), (u) => opt(u.s.set?.variable), globMatcher(new GlobSet(m.setVariables)), scope));
   if (m.copy) {
     const c = m.copy;
@@ -160,7 +199,7 @@ function sqlSection(m: SqlMatch, scope: Scope, readMode: boolean, safeDefaults =
   bool('readOnly', (u) => u.s.readOnly);
   bool('requestsReadWrite', (u) => u.s.requestsReadWrite);
   if (readMode) unit.push(boolCheck('mode read (covers read-only statements only)', (u) => u.s.readOnly, true));
-  if (scope === 'all') unit.push(namedFunctionsCheck(m.functions));
+  if (scope === 'all') unit.push(folding(m.functions ?? [], false, (p) => namedFunctionsCheck(p)));
   return { batch, unit };
 }
 
@@ -251,7 +290,8 @@ function tableKeys(rule: PolicyRule, scope: Scope): string[] | null {
       const schema = dot > 0 ? p.slice(0, dot) : '';
       return schema && !isGlob(schema) ? schema : null;
     });
-    if (schemas.every((x): x is string => x !== null)) return [...new Set(schemas)].map((x) => `tbl:${x}`);
+    // Folded too: MySQL facts name `SHOP.t` as `shop.t`.
+    if (schemas.every((x): x is string => x !== null)) return [...new Set(schemas.flatMap((x) => [x, x.toLowerCase()]))].map((x) => `tbl:${x}`);
   }
   return null;
 }

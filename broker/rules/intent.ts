@@ -31,11 +31,14 @@ export const EvalIntentSchema = z.strictObject({
 }).refine((i) => (i.sql === undefined) !== (i.command === undefined), { message: 'exactly one of sql or command' });
 export type EvalIntent = z.output<typeof EvalIntentSchema>;
 
-/** Facts of a text for a target kind; a text of the wrong kind for the target fails closed. */
-export function classifyFor(kind: PolicyTarget['kind'], text: { sql?: string | undefined; command?: string | undefined }): CommandFacts {
+/**
+ * Facts of a text for a target kind; a text of the wrong kind for the target fails closed.
+ * `database`: a mysql target's default database; without it, unqualified names are refused.
+ */
+export function classifyFor(kind: PolicyTarget['kind'], text: { sql?: string | undefined; command?: string | undefined }, database?: string): CommandFacts {
   if (text.sql !== undefined) {
     if (kind === 'postgres') return { kind: 'sql', facts: classify.classifySql(text.sql) };
-    if (kind === 'mysql') return { kind: 'sql', facts: classify.classifyMysql(text.sql) };
+    if (kind === 'mysql') return { kind: 'sql', facts: classify.classifyMysql(text.sql, database ?? null) };
     return { kind: 'sql', facts: { dialect: 'postgres', statements: [], error: { code: 'WRIT_SQL_UNKNOWN', message: `a ${kind} target does not take SQL` } } };
   }
   const command = text.command ?? '';
@@ -54,8 +57,7 @@ export function toPolicyInput(raw: unknown, targets: ReadonlyMap<string, PolicyT
   const t = typeof i.target === 'string' ? targets.get(i.target) : i.target;
   if (!t) throw new WritError('WRIT_UNKNOWN_TARGET', `no target named ${JSON.stringify(i.target)} is declared (policy targets or --config)`);
   const principal: Principal = { sub: i.principal.sub, iss: i.principal.iss, groups: i.principal.groups, ...(i.principal.actFor ? { actFor: i.principal.actFor } : {}) };
-  // TargetConfig has no mysql kind yet; the engine only compares kinds as strings.
-  const target = { name: t.name, kind: t.kind, tags: t.tags, ...(t.description ? { description: t.description } : {}) } as unknown as TargetConfig;
+  const target: TargetConfig = { name: t.name, kind: t.kind, tags: t.tags, ...(t.description ? { description: t.description } : {}), ...(t.database ? { database: t.database } : {}) };
   const command = i.sql !== undefined ? { kind: 'sql' as const, sql: i.sql } : { kind: 'shell' as const, command: i.command ?? '' };
-  return { principal, target, command, facts: classifyFor(t.kind, i), now: i.now ? new Date(i.now) : (defaultNow ?? new Date()) };
+  return { principal, target, command, facts: classifyFor(t.kind, i, t.database), now: i.now ? new Date(i.now) : (defaultNow ?? new Date()) };
 }

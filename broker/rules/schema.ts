@@ -205,7 +205,9 @@ export const PolicyTargetSchema = z.strictObject({
   kind: z.enum(TARGET_KINDS),
   tags: z.array(z.string()).default([]),
   description: z.string().optional(),
-});
+  /** kind mysql only: the default database unqualified names are placed in (as the config's targets[].database). */
+  database: z.string().min(1).max(64).optional(),
+}).refine((t) => t.database === undefined || t.kind === 'mysql', { message: 'only a mysql target has a database', path: ['database'] });
 
 export const PolicyDocumentSchema = z.strictObject({
   /** Declared version, recorded next to the content hash. */

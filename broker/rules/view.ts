@@ -25,6 +25,10 @@ export interface StatementView {
   readonly columns: readonly ColumnFact[];
   readonly whereless: boolean;
   readonly trivialWhere: boolean;
+  /** MySQL facts: table and column names are folded to lower case, so patterns are matched folded too. */
+  readonly folded: boolean;
+  /** MySQL facts: the default database, where a pattern's unqualified table name is placed too. */
+  readonly home: string | undefined;
 }
 
 export interface SqlView {
@@ -126,6 +130,8 @@ function sqlView(facts: SqlFacts): SqlView {
       columns: s.columnsWritten.length === 0 ? s.columns : [...s.columns, ...s.columnsWritten],
       whereless: whereless(s),
       trivialWhere: trivialWhere(s),
+      folded: facts.dialect === 'mysql',
+      home: facts.database,
     };
   });
   const readOnly = !facts.error && units.length > 0 && units.every((u) => u.s.readOnly);
