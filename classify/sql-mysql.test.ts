@@ -122,3 +122,62 @@ describe('classifyMysql', () => {
     expect(() => splitMysql('SELECT /*! 1 */')).toThrow(expect.objectContaining({ code: 'WRIT_SQL_UNPARSEABLE' }));
   });
 });
+
+describe('classifyMysql with the target default database', () => {
+  const facts = (sql: string, db: string | null = 'shop') => classifyMysql(sql, db);
+  const st = (sql: string, db: string | null = 'shop') => {
+    const f = facts(sql, db);
+    expect(f.error).toBeUndefined();
+    return f.statements[0]!;
+  };
+
+  it('names every table with its database, however it is spelled', () => {
+    for (const sql of ['SELECT * FROM customers', 'SELECT * FROM shop.customers', 'SELECT * FROM `shop`.`customers`', 'SELECT * FROM SHOP.Customers', 'SELECT * FROM `Customers`']) {
+      expect(st(sql).tablesRead, sql).toEqual(['shop.customers']);
+    }
+    expect(st('DELETE FROM customers').tablesWritten).toEqual(['shop.customers']);
+    expect(st('SELECT o.id FROM orders o JOIN other.customers c ON c.id = o.cid').tablesRead).toEqual(['shop.orders', 'other.customers']);
+    expect(st('SELECT * FROM t WHERE id IN (SELECT id FROM customers)').tablesRead.sort()).toEqual(['shop.customers', 'shop.t']);
+    expect(st('WITH c AS (SELECT email FROM customers) SELECT * FROM c').tablesRead).toEqual(['shop.customers']);
+    expect(st('SELECT * FROM information_schema.tables JOIN mysql.user').tablesRead).toEqual(['information_schema.tables', 'mysql.user']);
+    expect(facts('SELECT 1', 'Shop').database).toBe('shop');
+  });
+
+  it('names columns with the database and table, in lower case', () => {
+    expect(st('SELECT SSN FROM Customers').columns).toEqual([{ table: 'shop.customers', column: 'ssn' }]);
+    expect(st('SELECT c.ssn FROM customers c').columns).toEqual([{ table: 'shop.customers', column: 'ssn' }]);
+    expect(st('SELECT `shop`.`customers`.`ssn` FROM customers').columns).toEqual([{ table: 'shop.customers', column: 'ssn' }]);
+    expect(st('UPDATE customers SET ssn = 1 WHERE id = 2').columnsWritten).toEqual([{ table: 'shop.customers', column: 'ssn' }]);
+    expect(st('SELECT * FROM customers').wholeRowTables).toEqual(['shop.customers']);
+    expect(st('SELECT x FROM (SELECT 1 AS x FROM customers) customers').relations).toEqual(expect.arrayContaining([{ name: 'customers', table: 'shop.customers' }]));
+  });
+
+  it('places unknown unqualified routines in the database, and leaves reviewed built-ins alone', () => {
+    expect(st('CALL p(1)').functions).toEqual(['shop.p']);
+    expect(st('SELECT f(a), other.g(b), concat(a, b), sleep(1) FROM t')).toMatchObject({ functions: ['shop.f', 'other.g', 'concat', 'sleep'], unknownFunctions: ['shop.f', 'other.g', 'sleep'], dangerousFunctions: ['sleep'] });
+  });
+
+  it('refuses USE, which would move unqualified names', () => {
+    for (const db of ['shop', null]) {
+      expect(facts('USE other', db).error?.code).toBe('WRIT_SQL_UNKNOWN');
+      expect(facts('SELECT 1; USE other; SELECT * FROM shop.customers', db).error?.message).toMatch(/statement 2: USE/);
+    }
+    expect(classifyMysql('USE other').error).toBeUndefined(); // as written, for the worker, which refuses it itself
+  });
+
+  it('refuses a table name holding a dot, which would read as database.table', () => {
+    for (const db of ['shop', null, undefined]) expect(classifyMysql('SELECT * FROM `shop.customers`', db).error?.code).toBe('WRIT_SQL_UNKNOWN');
+  });
+
+  it('refuses unqualified names when the default database is not known', () => {
+    for (const sql of ['SELECT * FROM customers', 'DELETE FROM customers', 'SELECT * FROM shop.t WHERE id IN (SELECT id FROM customers)', 'CALL p()', 'SELECT f() FROM shop.t', 'EXPLAIN SELECT * FROM customers']) {
+      expect(facts(sql, null).error, sql).toMatchObject({ code: 'WRIT_SQL_UNKNOWN', message: expect.stringMatching(/without a database/) });
+    }
+    // A CTE's name is no table; built-ins are not routines of a database.
+    expect(st('WITH x AS (SELECT id FROM shop.t) SELECT count(*), sleep(0) FROM x', null).tablesRead).toEqual(['shop.t']);
+  });
+
+  it('leaves names as written without a database argument (the worker places them itself)', () => {
+    expect(classifyMysql('SELECT SSN FROM Customers').statements[0]).toMatchObject({ tablesRead: ['customers'], columns: [{ table: 'customers', column: 'ssn' }] });
+  });
+});
