@@ -109,7 +109,7 @@ describe('no confused deputy on the API', () => {
     const intentId = newId();
     // Votes travel on core NATS (never stored: they carry the voter's token).
     s.nc.publish(s.names.approvalDecision(intentId), enc.encode(JSON.stringify({
-      v: 1, type: 'approval.decision', intentId, verdict: 'approve', token: approver, decisionId: newId('d'), at: Date.now(),
+      v: 1, type: 'approval.decision', intentId, verdict: 'approve', token: approver, decisionId: newId('d'), at: Date.now(), commandSha256: 'a'.repeat(64),
       replyTo: `$KV.${s.names.buckets.intents}.${kvKey}`,
     })));
     const text = await auditedTimes(`"intentId":"${intentId}"`, 1);
