@@ -135,7 +135,10 @@ export class Bot {
 
   #context(): BotContext {
     return {
-      names: this.#o.names, nc: this.#o.nc, log: this.#log, botName: this.name,
+      names: this.#o.names,
+      nc: this.#o.nc,
+      log: this.#log,
+      botName: this.name,
       lookup: (id) => this.lookup(id),
       note: (id, a) => this.note(id, a),
     };
@@ -153,11 +156,18 @@ export class Bot {
     }
     const jsm = await jetstreamManager(this.#o.nc);
     const d = approverDurables(n, this.name);
-    for (const [durable, filter] of [[d.requests, requestSubject], [d.outcomes, outcomeSubject]] as const) {
+    for (const [durable, filter] of [
+      [d.requests, requestSubject],
+      [d.outcomes, outcomeSubject],
+    ] as const) {
       // All: a bot deployed late still posts requests that are pending now (expired ones are skipped).
       await ensureConsumer(jsm, n.streams.approvals, {
-        durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, filter_subject: filter,
-        ack_wait: 60 * NS, max_ack_pending: 256,
+        durable_name: durable,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        filter_subject: filter,
+        ack_wait: 60 * NS,
+        max_ack_pending: 256,
       });
     }
     return Promise.all([this.#js.consumers.get(n.streams.approvals, d.requests), this.#js.consumers.get(n.streams.approvals, d.outcomes)]);

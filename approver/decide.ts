@@ -18,7 +18,7 @@ export function botSigningKey(pem: string): KeyObject {
   } catch (e) {
     throw new WritError('WRIT_CONFIG_INVALID', 'signingKey: not a PEM private key', { cause: e });
   }
-  if (key.asymmetricKeyType !== 'ed25519') throw new WritError('WRIT_CONFIG_INVALID', 'signingKey: the bot\'s vote key must be an Ed25519 private key');
+  if (key.asymmetricKeyType !== 'ed25519') throw new WritError('WRIT_CONFIG_INVALID', "signingKey: the bot's vote key must be an Ed25519 private key");
   return key;
 }
 
@@ -66,9 +66,16 @@ const enc = new TextEncoder();
 /** Resolves the broker's answer; rejects with WRIT_TIMEOUT when no broker answered (the vote may still count later). */
 export async function publishDecision(o: PublishDecisionOptions): Promise<DecisionAnswer> {
   const unsigned: Omit<ApprovalDecision, 'token' | 'sig'> = {
-    v: 1, type: 'approval.decision', intentId: o.intentId, commandSha256: o.commandSha256, verdict: o.verdict, onBehalfOf: o.onBehalfOf,
-    decisionId: `d_${randomBytes(12).toString('base64url')}`, at: Date.now(),
-    ...(o.reason ? { reason: o.reason } : {}), ...(o.windowSec ? { windowSec: o.windowSec } : {}),
+    v: 1,
+    type: 'approval.decision',
+    intentId: o.intentId,
+    commandSha256: o.commandSha256,
+    verdict: o.verdict,
+    onBehalfOf: o.onBehalfOf,
+    decisionId: `d_${randomBytes(12).toString('base64url')}`,
+    at: Date.now(),
+    ...(o.reason ? { reason: o.reason } : {}),
+    ...(o.windowSec ? { windowSec: o.windowSec } : {}),
   };
   // Signed over what the vote decides; the token only says which bot sent it.
   const sig = sign(null, voteSigningBytes(unsigned), o.signingKey).toString('base64url');

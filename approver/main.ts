@@ -70,7 +70,8 @@ async function terminal(prefix: string): Promise<number> {
 
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
-    args: argv, allowPositionals: true,
+    args: argv,
+    allowPositionals: true,
     options: { config: { type: 'string' }, prefix: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', default: false } },
   });
   if (values.help) {

@@ -33,7 +33,9 @@ export function canonicalJson(value) {
   }
   if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
   const o = /** @type {Record<string, unknown>} */ (value);
-  const keys = Object.keys(o).filter((k) => o[k] !== undefined).sort();
+  const keys = Object.keys(o)
+    .filter((k) => o[k] !== undefined)
+    .sort();
   return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
 }
 
@@ -100,24 +102,48 @@ export function eventShapeError(e, hexChainFields = true) {
   for (const k in ev) {
     const x = ev[k];
     switch (k) {
-      case 'v': if (x !== 1) return 'v must be 1'; break;
-      case 'id': case 'sessionId': case 'type': case 'intentId': case 'policyVersion':
+      case 'v':
+        if (x !== 1) return 'v must be 1';
+        break;
+      case 'id':
+      case 'sessionId':
+      case 'type':
+      case 'intentId':
+      case 'policyVersion':
         if (typeof x !== 'string') return `${k} must be a string`;
         break;
-      case 'at': if (!Number.isSafeInteger(x)) return 'at must be an integer'; break;
+      case 'at':
+        if (!Number.isSafeInteger(x)) return 'at must be an integer';
+        break;
       case 'actor': {
         const err = actorError(x);
         if (err) return err;
         break;
       }
-      case 'payload': if (x === null || typeof x !== 'object' || Array.isArray(x)) return 'payload must be an object'; break;
-      case 'digest': if (typeof x !== 'string' || !HEX64.test(x)) return 'digest must be 64 hex'; break;
-      case 'prev': case 'hash': if (typeof x !== 'string' || (hexChainFields && !HEX64.test(x))) return `${k} must be 64 hex`; break;
-      default: return `unknown field ${JSON.stringify(k.slice(0, 40))}`;
+      case 'payload':
+        if (x === null || typeof x !== 'object' || Array.isArray(x)) return 'payload must be an object';
+        break;
+      case 'digest':
+        if (typeof x !== 'string' || !HEX64.test(x)) return 'digest must be 64 hex';
+        break;
+      case 'prev':
+      case 'hash':
+        if (typeof x !== 'string' || (hexChainFields && !HEX64.test(x))) return `${k} must be 64 hex`;
+        break;
+      default:
+        return `unknown field ${JSON.stringify(k.slice(0, 40))}`;
     }
   }
-  if (ev.v === undefined || ev.id === undefined || ev.sessionId === undefined || ev.type === undefined
-    || ev.at === undefined || ev.actor === undefined || ev.prev === undefined || ev.hash === undefined) {
+  if (
+    ev.v === undefined ||
+    ev.id === undefined ||
+    ev.sessionId === undefined ||
+    ev.type === undefined ||
+    ev.at === undefined ||
+    ev.actor === undefined ||
+    ev.prev === undefined ||
+    ev.hash === undefined
+  ) {
     return 'a required field is missing';
   }
   return undefined;
@@ -199,7 +225,11 @@ export function checkBlockSignature(events, sig, sessionId, signers, fail) {
   }
   let ok = false;
   try {
-    const text = blockSigningText(sessionId, sig.kid, events.map((e) => e.hash));
+    const text = blockSigningText(
+      sessionId,
+      sig.kid,
+      events.map((e) => e.hash),
+    );
     ok = verifySignature(null, Buffer.from(text), who.key, Buffer.from(sig.s, 'base64url'));
   } catch {
     ok = false;
@@ -213,7 +243,8 @@ export function checkBlockSignature(events, sig, sessionId, signers, fail) {
     if (e.actor.kind !== who.kind) fail(i, e.id, `${e.type} event names a ${e.actor.kind} actor but is signed by ${who.kind} key ${sig.kid}`);
     else if (who.id !== undefined && e.actor.id !== who.id) fail(i, e.id, `${e.type} event names actor ${e.actor.id} but is signed by key ${sig.kid} of ${who.id}`);
     else if (!typeAllowedFor(who.kind, e.type)) fail(i, e.id, `a ${who.kind} key (${sig.kid}) may not sign ${e.type} events`);
-    else if ((who.notBefore !== undefined && e.at < who.notBefore) || (who.notAfter !== undefined && e.at > who.notAfter)) fail(i, e.id, `${e.type} event at ${e.at} is outside key ${sig.kid}'s validity period`);
+    else if ((who.notBefore !== undefined && e.at < who.notBefore) || (who.notAfter !== undefined && e.at > who.notAfter))
+      fail(i, e.id, `${e.type} event at ${e.at} is outside key ${sig.kid}'s validity period`);
   }
 }
 
@@ -282,7 +313,15 @@ export function analyzeBlock(data, sessionId, checkpointSession, evidence = fals
   // The signature covers every event: a block with a malformed event is not checked further.
   if (signers && sig && valid === events.length) checkBlockSignature(events, sig, sessionId, signers, fail);
   return {
-    events: valid, firstPrev, firstId, firstIndex, lastHash, lastId, ...(sig ? { signer: sig.kid } : { unsigned: true }), ...(errors ? { errors } : {}),
-    ...(checkpoints ? { checkpoints } : {}), ...(found ? { evidence: found } : {}),
+    events: valid,
+    firstPrev,
+    firstId,
+    firstIndex,
+    lastHash,
+    lastId,
+    ...(sig ? { signer: sig.kid } : { unsigned: true }),
+    ...(errors ? { errors } : {}),
+    ...(checkpoints ? { checkpoints } : {}),
+    ...(found ? { evidence: found } : {}),
   };
 }

@@ -5,7 +5,18 @@ import { blockJson, eventHash, eventShapeError, hashInput, isSortedDeep, ZERO_HA
 import { canonicalJson as workerCanonicalJson } from './block-check.mjs';
 
 function ev(payload?: Record<string, unknown>, extra: Partial<AuditEvent> = {}): AuditEvent {
-  const e = { v: 1, id: 'id-1', sessionId: 'sess_1', type: 't', at: 1_700_000_000_000, actor: { kind: 'broker', id: 'b' }, prev: ZERO_HASH, hash: '', ...(payload ? { payload } : {}), ...extra } as AuditEvent;
+  const e = {
+    v: 1,
+    id: 'id-1',
+    sessionId: 'sess_1',
+    type: 't',
+    at: 1_700_000_000_000,
+    actor: { kind: 'broker', id: 'b' },
+    prev: ZERO_HASH,
+    hash: '',
+    ...(payload ? { payload } : {}),
+    ...extra,
+  } as AuditEvent;
   const { hash: _, ...rest } = e;
   e.hash = sha256Hex(canonicalJson(rest));
   return e;
@@ -15,7 +26,7 @@ const payloads: Array<Record<string, unknown>> = [
   { a: 1 },
   { b: [3, { z: 1, a: null }], a: 'x' },
   { '10': 'ten', '9': 'nine', a: true }, // integer-like keys enumerate first in JS
-  { 'é': 'accent', e: 'plain', '\u0000': 'nul', '"q"': 'quote' },
+  { é: 'accent', e: 'plain', '\u0000': 'nul', '"q"': 'quote' },
   { nested: { deeper: { list: [[], {}, [1.5, -0, 1e21]] } }, text: 'line\nbreak \u2028 😀' },
   { __proto__x: 1, constructor: 'c' },
 ];

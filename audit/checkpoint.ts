@@ -62,15 +62,23 @@ export function checkpointKeys(pems: string | readonly string[]): Map<string, Ke
 export function checkpointError(ev: AuditEvent, stream: string, keys: ReadonlyMap<string, KeyObject> | undefined): string | undefined {
   if (ev.type !== 'checkpoint') return `event of type ${JSON.stringify(ev.type)} in the checkpoint session`;
   const p = ev.payload as Partial<CheckpointPayload> | undefined;
-  if (!p || p.alg !== 'Ed25519' || typeof p.keyId !== 'string' || typeof p.signature !== 'string' || !Number.isSafeInteger(p.issuedAt)
-    || typeof p.prevCheckpoint !== 'string' || !HEX64.test(p.prevCheckpoint) || !Array.isArray(p.heads)) {
+  if (
+    !p ||
+    p.alg !== 'Ed25519' ||
+    typeof p.keyId !== 'string' ||
+    typeof p.signature !== 'string' ||
+    !Number.isSafeInteger(p.issuedAt) ||
+    typeof p.prevCheckpoint !== 'string' ||
+    !HEX64.test(p.prevCheckpoint) ||
+    !Array.isArray(p.heads)
+  ) {
     return 'checkpoint payload is malformed';
   }
   if (p.stream !== stream) return `checkpoint is for stream ${JSON.stringify(p.stream)}`;
   if (p.prevCheckpoint !== ev.prev) return 'checkpoint names another previous checkpoint than the one it follows';
   for (const h of p.heads) {
-    if (!h || typeof h.sessionId !== 'string' || !Number.isSafeInteger(h.seq) || h.seq < 1 || typeof h.hash !== 'string'
-      || !HEX64.test(h.hash) || !Number.isSafeInteger(h.count) || h.count < 1) return 'checkpoint head is malformed';
+    if (!h || typeof h.sessionId !== 'string' || !Number.isSafeInteger(h.seq) || h.seq < 1 || typeof h.hash !== 'string' || !HEX64.test(h.hash) || !Number.isSafeInteger(h.count) || h.count < 1)
+      return 'checkpoint head is malformed';
   }
   if (keys) {
     const key = keys.get(p.keyId);
@@ -200,12 +208,13 @@ export class Checkpointer {
         else this.#pending.delete(sessionId);
       }
       if (this.#pending.size === 0 && !force) return [];
-    } else for (const [sessionId, h] of this.#pending) {
-      // Sign each session's actual tail, not only what this process wrote: a worker's block that
-      // follows the broker's last one in a session is then covered too.
-      const tail = await loadLastBlock(this.#o.jsm, this.#o.names, sessionId).catch(() => undefined);
-      if (tail && !tail.malformed && tail.head.seq > h.seq) this.#pending.set(sessionId, { sessionId, ...tail.head });
-    }
+    } else
+      for (const [sessionId, h] of this.#pending) {
+        // Sign each session's actual tail, not only what this process wrote: a worker's block that
+        // follows the broker's last one in a session is then covered too.
+        const tail = await loadLastBlock(this.#o.jsm, this.#o.names, sessionId).catch(() => undefined);
+        if (tail && !tail.malformed && tail.head.seq > h.seq) this.#pending.set(sessionId, { sessionId, ...tail.head });
+      }
     const all = [...this.#pending.values()].sort((a, b) => (a.sessionId < b.sessionId ? -1 : a.sessionId > b.sessionId ? 1 : 0));
     const out: CheckpointRecord[] = [];
     for (let i = 0; i === 0 || i < all.length; i += this.#maxHeads) {
@@ -271,7 +280,17 @@ export class Checkpointer {
     for (let attempt = 1; attempt <= 12; attempt++) {
       const head = this.#head ?? (await loadLastBlock(jsm, n, CHECKPOINT_SESSION)).head;
       const payload = signCheckpoint({ stream: n.streams.audit, alg: 'Ed25519', keyId: this.#keyId, issuedAt: Date.now(), prevCheckpoint: head.hash, heads }, this.#key);
-      const ev = { v: 1, id: msgID, sessionId: CHECKPOINT_SESSION, type: 'checkpoint', at: payload.issuedAt, actor: { kind: this.#o.actor.kind, id: this.#o.actor.id }, payload: payload as unknown as Record<string, unknown>, prev: head.hash, hash: '' } as AuditEvent;
+      const ev = {
+        v: 1,
+        id: msgID,
+        sessionId: CHECKPOINT_SESSION,
+        type: 'checkpoint',
+        at: payload.issuedAt,
+        actor: { kind: this.#o.actor.kind, id: this.#o.actor.id },
+        payload: payload as unknown as Record<string, unknown>,
+        prev: head.hash,
+        hash: '',
+      } as AuditEvent;
       ev.hash = eventHash(ev);
       const h = headers();
       h.set(CHAIN_LENGTH_HEADER, String(head.count + 1));

@@ -31,14 +31,30 @@ async function intent(sessionId: string, i: number, opts: { sub: string; target:
   const intentId = `intent_${sessionId}_${i}`;
   const base = { sessionId, intentId, policyVersion: 'pv1' };
   await Promise.all([
-    broker.append({ ...base, type: 'intent.received', at: opts.at, payload: { principal: { sub: opts.sub, iss: 'https://idp', groups: ['analysts'] }, target: opts.target, command: { kind: 'sql', sql: opts.sql }, tokenSha256: 'e'.repeat(64) } }),
-    broker.append({ ...base, type: 'intent.decided', at: opts.at + 1, payload: { decision: { effect: opts.effect, rules: [opts.effect === 'allow' ? 'analysts-read' : 'no-deletes'], reasons: [], mode: 'read' } } }),
-    ...(opts.effect === 'deny' ? [broker.append({ ...base, type: 'intent.denied', at: opts.at + 2, payload: { code: 'WRIT_POLICY_DENIED', reasons: ['deletes need approval'] } })]
+    broker.append({
+      ...base,
+      type: 'intent.received',
+      at: opts.at,
+      payload: { principal: { sub: opts.sub, iss: 'https://idp', groups: ['analysts'] }, target: opts.target, command: { kind: 'sql', sql: opts.sql }, tokenSha256: 'e'.repeat(64) },
+    }),
+    broker.append({
+      ...base,
+      type: 'intent.decided',
+      at: opts.at + 1,
+      payload: { decision: { effect: opts.effect, rules: [opts.effect === 'allow' ? 'analysts-read' : 'no-deletes'], reasons: [], mode: 'read' } },
+    }),
+    ...(opts.effect === 'deny'
+      ? [broker.append({ ...base, type: 'intent.denied', at: opts.at + 2, payload: { code: 'WRIT_POLICY_DENIED', reasons: ['deletes need approval'] } })]
       : [broker.append({ ...base, type: 'intent.dispatched', at: opts.at + 2, payload: { grantId: intentId, mode: 'read' } })]),
   ]);
   if (opts.effect === 'allow') {
     await worker.append({ ...base, type: 'exec.claimed', at: opts.at + 3, payload: { grantId: intentId, mode: 'read' } });
-    await worker.append({ ...base, type: 'exec.finished', at: opts.at + 4, payload: { status: 'succeeded', ms: 3, resultSha256: 'ab'.repeat(32), rowCount: 2, truncated: false, maskedFields: ['email', 'ssn'] } });
+    await worker.append({
+      ...base,
+      type: 'exec.finished',
+      at: opts.at + 4,
+      payload: { status: 'succeeded', ms: 3, resultSha256: 'ab'.repeat(32), rowCount: 2, truncated: false, maskedFields: ['email', 'ssn'] },
+    });
   }
 }
 
@@ -89,13 +105,20 @@ describe('writ audit replay', () => {
     expect(lines).toHaveLength(10_001);
     expect(lines.at(-1)).toBe(`-- session ${big}: 10000 events, 0 intents, chain intact`);
     const json = await cli(['replay', '--session', big, '--json']);
-    const events = json.out.trimEnd().split('\n').map((l) => AuditEventSchema.parse(JSON.parse(l)));
+    const events = json.out
+      .trimEnd()
+      .split('\n')
+      .map((l) => AuditEventSchema.parse(JSON.parse(l)));
     expect(events).toHaveLength(10_000);
     expect(new Set(events.map((e) => (e.payload as { i: number }).i)).size).toBe(10_000);
   });
 
   it('escapes control characters so a command text cannot drive the auditor terminal', async () => {
-    await broker.append({ sessionId: 'sess_evil', type: 'intent.received', payload: { principal: { sub: 'mallory\u001b]0;pwned\u0007' }, target: 'db', command: { kind: 'sql', sql: 'SELECT 1 -- \u001b[2J\u009b31m\nnext' } } });
+    await broker.append({
+      sessionId: 'sess_evil',
+      type: 'intent.received',
+      payload: { principal: { sub: 'mallory\u001b]0;pwned\u0007' }, target: 'db', command: { kind: 'sql', sql: 'SELECT 1 -- \u001b[2J\u009b31m\nnext' } },
+    });
     const { out } = await cli(['replay', '--session', 'sess_evil']);
     // eslint-disable-next-line no-control-regex
     expect(out).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
@@ -114,7 +137,9 @@ describe('writ audit sessions', () => {
     expect(await ids('--outcome', 'succeeded')).toEqual(['sess_bob_1']);
     expect(await ids('--since', '2025-03-01T10:30:00Z', '--until', '2025-03-01T11:30:00Z')).toEqual(['sess_bob_1']);
     const table = await cli(['sessions', '--principal', 'bob']);
-    expect(table.out).toMatch(/^SESSION\s+FIRST\s+LAST\s+EVENTS\s+INTENTS\s+PRINCIPAL\s+TARGET\s+OUTCOME\nsess_bob_1\s+2025-03-01T11:00:00.000Z\s+\S+\s+5\s+1\s+bob\s+ssh-web\s+succeeded\n1 sessions\n$/);
+    expect(table.out).toMatch(
+      /^SESSION\s+FIRST\s+LAST\s+EVENTS\s+INTENTS\s+PRINCIPAL\s+TARGET\s+OUTCOME\nsess_bob_1\s+2025-03-01T11:00:00.000Z\s+\S+\s+5\s+1\s+bob\s+ssh-web\s+succeeded\n1 sessions\n$/,
+    );
   });
 });
 
@@ -122,7 +147,10 @@ describe('writ audit export', () => {
   it('writes the events of a time range as JSON Lines', async () => {
     const { code, out } = await cli(['export', '--since', '2025-03-01T10:00:00Z', '--until', String(t0 + 3_600_000)]);
     expect(code).toBe(0);
-    const events = out.trimEnd().split('\n').map((l) => AuditEventSchema.parse(JSON.parse(l)));
+    const events = out
+      .trimEnd()
+      .split('\n')
+      .map((l) => AuditEventSchema.parse(JSON.parse(l)));
     expect(events.map((e) => e.sessionId)).toEqual(Array(8).fill('sess_alice_1'));
   });
 });
@@ -138,7 +166,10 @@ describe('writ audit verify', () => {
     expect((await cli(['verify', '--session', 'sess_alice_1', '--no-against-state', '--no-signatures'])).code).toBe(0);
     const other = names(uniqueName('t'));
     await ensureAuditStream(jsm, other, {});
-    await js.publish(other.audit('sess_x'), blockJson([{ v: 1, id: 'evt-broken', sessionId: 'sess_x', type: 'x', at: 1, actor: { kind: 'agent', id: 'a' }, prev: '1'.repeat(64), hash: '2'.repeat(64) }]));
+    await js.publish(
+      other.audit('sess_x'),
+      blockJson([{ v: 1, id: 'evt-broken', sessionId: 'sess_x', type: 'x', at: 1, actor: { kind: 'agent', id: 'a' }, prev: '1'.repeat(64), hash: '2'.repeat(64) }]),
+    );
     const bad = await cli(['verify', '--no-against-state', '--no-signatures'], { names: other });
     expect(bad.code).toBe(1);
     expect(bad.out).toMatch(/^BROKEN/);

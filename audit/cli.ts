@@ -57,14 +57,33 @@ TIME is ISO 8601 (2025-01-31T12:00:00Z) or epoch milliseconds.`;
 class UsageError extends Error {}
 
 const OPTIONS = {
-  session: { type: 'string' }, principal: { type: 'string' }, target: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' },
-  outcome: { type: 'string' }, json: { type: 'boolean' }, limit: { type: 'string' }, 'from-seq': { type: 'string' }, 'public-key': { type: 'string' },
-  'require-checkpoint': { type: 'boolean' }, anchor: { type: 'string' }, 'max-checkpoint-age': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+  session: { type: 'string' },
+  principal: { type: 'string' },
+  target: { type: 'string' },
+  since: { type: 'string' },
+  until: { type: 'string' },
+  outcome: { type: 'string' },
+  json: { type: 'boolean' },
+  limit: { type: 'string' },
+  'from-seq': { type: 'string' },
+  'public-key': { type: 'string' },
+  'require-checkpoint': { type: 'boolean' },
+  anchor: { type: 'string' },
+  'max-checkpoint-age': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
   // Node 20's parseArgs has no negation: both spellings are options of their own.
-  'against-state': { type: 'boolean' }, 'no-against-state': { type: 'boolean' }, 'state-grace': { type: 'string' },
-  keys: { type: 'string' }, 'allow-unsigned-before': { type: 'string' }, 'no-signatures': { type: 'boolean' },
-  kind: { type: 'string' }, id: { type: 'string' }, 'not-before': { type: 'string' }, 'not-after': { type: 'string' },
-  key: { type: 'string' }, intent: { type: 'string' },
+  'against-state': { type: 'boolean' },
+  'no-against-state': { type: 'boolean' },
+  'state-grace': { type: 'string' },
+  keys: { type: 'string' },
+  'allow-unsigned-before': { type: 'string' },
+  'no-signatures': { type: 'boolean' },
+  kind: { type: 'string' },
+  id: { type: 'string' },
+  'not-before': { type: 'string' },
+  'not-after': { type: 'string' },
+  key: { type: 'string' },
+  intent: { type: 'string' },
 } as const;
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
 
@@ -73,8 +92,7 @@ const ALLOWED: Record<string, ReadonlyArray<keyof Values>> = {
   sessions: ['principal', 'target', 'since', 'until', 'outcome', 'json'],
   replay: ['session', 'json'],
   tail: ['session', 'from-seq', 'limit', 'json'],
-  verify: ['session', 'public-key', 'require-checkpoint', 'anchor', 'max-checkpoint-age', 'against-state', 'no-against-state', 'state-grace', 'json',
-    'keys', 'allow-unsigned-before', 'no-signatures'],
+  verify: ['session', 'public-key', 'require-checkpoint', 'anchor', 'max-checkpoint-age', 'against-state', 'no-against-state', 'state-grace', 'json', 'keys', 'allow-unsigned-before', 'no-signatures'],
   'keys add': ['public-key', 'kind', 'id', 'not-before', 'not-after', 'keys'],
   'keys list': ['keys', 'json'],
   export: ['since', 'until', 'session'],
@@ -108,14 +126,22 @@ export async function runAuditCli(argv: string[], io: AuditCliIo): Promise<numbe
   const src: AuditSource = { js: jetstream(io.nc), names: io.names };
   try {
     switch (cmd) {
-      case 'sessions': return await sessions(src, v, io);
-      case 'replay': return await replay(src, v, io);
-      case 'tail': return await tailCmd(src, v, io);
-      case 'verify': return await verifyCmd(src, v, io);
-      case 'export': return await exportCmd(src, v, io);
-      case 'reveal': return await revealCmd(src, v, io);
-      case 'keys add': return keysAdd(v, io);
-      case 'keys list': return keysList(v, io);
+      case 'sessions':
+        return await sessions(src, v, io);
+      case 'replay':
+        return await replay(src, v, io);
+      case 'tail':
+        return await tailCmd(src, v, io);
+      case 'verify':
+        return await verifyCmd(src, v, io);
+      case 'export':
+        return await exportCmd(src, v, io);
+      case 'reveal':
+        return await revealCmd(src, v, io);
+      case 'keys add':
+        return keysAdd(v, io);
+      case 'keys list':
+        return keysList(v, io);
     }
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
@@ -162,7 +188,13 @@ async function replay(src: AuditSource, v: Values, io: AuditCliIo): Promise<numb
   const sessionId = session(v, io, true)!;
   const stored = await readSessionStored({ ...src, sessionId });
   if (v.json) {
-    for (let i = 0; i < stored.length; i += 1000) io.stdout(stored.slice(i, i + 1000).map((s) => `${JSON.stringify(s.event)}\n`).join(''));
+    for (let i = 0; i < stored.length; i += 1000)
+      io.stdout(
+        stored
+          .slice(i, i + 1000)
+          .map((s) => `${JSON.stringify(s.event)}\n`)
+          .join(''),
+      );
     return 0;
   }
   // The chain is checked on the way (links and hashes; checkpoints are verify's job).
@@ -199,12 +231,16 @@ async function tailCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<num
   }
   let seen = 0;
   try {
-    await tail({ ...src, sessionId, fromSeq }, ({ seq, event }) => {
-      if (limit !== undefined && seen >= limit) return;
-      seen++;
-      io.stdout(v.json ? `${JSON.stringify(event)}\n` : `${formatEvent(event, { session: !sessionId, seq })}\n`);
-      if (limit !== undefined && seen >= limit) stop();
-    }, ac.signal);
+    await tail(
+      { ...src, sessionId, fromSeq },
+      ({ seq, event }) => {
+        if (limit !== undefined && seen >= limit) return;
+        seen++;
+        io.stdout(v.json ? `${JSON.stringify(event)}\n` : `${formatEvent(event, { session: !sessionId, seq })}\n`);
+        if (limit !== undefined && seen >= limit) stop();
+      },
+      ac.signal,
+    );
   } finally {
     io.signal?.removeEventListener('abort', stop);
     process.removeListener('SIGINT', stop);
@@ -250,9 +286,16 @@ async function verifyCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<n
   let r: VerifyResult;
   try {
     r = await verify({
-      ...src, sessionId, publicKeyPem, anchor, requireCheckpoint: v['require-checkpoint'] ?? false, signers, allowUnsignedBefore,
+      ...src,
+      sessionId,
+      publicKeyPem,
+      anchor,
+      requireCheckpoint: v['require-checkpoint'] ?? false,
+      signers,
+      allowUnsignedBefore,
       maxCheckpointAgeMs: maxAge === undefined ? undefined : maxAge * 1000,
-      againstState, stateGraceMs: grace === undefined ? undefined : grace * 1000,
+      againstState,
+      stateGraceMs: grace === undefined ? undefined : grace * 1000,
     });
   } catch (e) {
     // No state to check against is not an intact log: say so, and what to run instead.
@@ -266,12 +309,14 @@ async function verifyCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<n
 function verifyReport(r: VerifyResult): string {
   const lines = [
     `${r.ok ? 'OK' : 'BROKEN'}: ${r.sessions} sessions, ${r.events} events in ${r.blocks} blocks`,
-    `checkpoints: ${r.checkpoints} (${r.signaturesChecked ? 'signatures verified' : 'signatures NOT checked: no public key'}), ${r.coveredHeads} signed heads matched`
-      + (r.lastCheckpoint ? `; newest ${r.lastCheckpoint.hash}@${r.lastCheckpoint.seq} at ${new Date(r.lastCheckpoint.at).toISOString()}` : ''),
+    `checkpoints: ${r.checkpoints} (${r.signaturesChecked ? 'signatures verified' : 'signatures NOT checked: no public key'}), ${r.coveredHeads} signed heads matched` +
+      (r.lastCheckpoint ? `; newest ${r.lastCheckpoint.hash}@${r.lastCheckpoint.seq} at ${new Date(r.lastCheckpoint.at).toISOString()}` : ''),
   ];
-  lines.push(r.blockSignaturesChecked
-    ? `blocks: every signature checked against the writer key registry${r.unsignedBlocks ? ` (${r.unsignedBlocks} unsigned blocks)` : ''}`
-    : `blocks: writer signatures NOT checked (--no-signatures)${r.unsignedBlocks ? `; ${r.unsignedBlocks} unsigned blocks` : ''}`);
+  lines.push(
+    r.blockSignaturesChecked
+      ? `blocks: every signature checked against the writer key registry${r.unsignedBlocks ? ` (${r.unsignedBlocks} unsigned blocks)` : ''}`
+      : `blocks: writer signatures NOT checked (--no-signatures)${r.unsignedBlocks ? `; ${r.unsignedBlocks} unsigned blocks` : ''}`,
+  );
   if (r.truncatedSessions) lines.push(`${r.truncatedSessions} sessions begin before the retained part of the stream (max_age)`);
   if (r.firstBreak) {
     const b = r.firstBreak;
@@ -281,10 +326,14 @@ function verifyReport(r: VerifyResult): string {
   const st = r.state;
   if (!st) lines.push('state: NOT checked against the intents and claims buckets (--no-against-state)');
   else {
-    lines.push(`state: ${st.checked} intent records checked against the log (${st.claims} claims), ${st.missing} with missing evidence`
-      + `${st.recent ? `; ${st.recent} changed within the grace period, not checked` : ''}${st.agedOut ? `; ${st.agedOut} older than the retained log` : ''}`);
+    lines.push(
+      `state: ${st.checked} intent records checked against the log (${st.claims} claims), ${st.missing} with missing evidence` +
+        `${st.recent ? `; ${st.recent} changed within the grace period, not checked` : ''}${st.agedOut ? `; ${st.agedOut} older than the retained log` : ''}`,
+    );
     for (const f of st.findings) {
-      lines.push(`missing evidence: intent ${clean(f.intentId)}, session ${clean(f.sessionId)}, state ${clean(f.state)}${f.claimed ? ' (claimed)' : ''}: no ${f.missing.map((m) => clean(m)).join(', no ')}`);
+      lines.push(
+        `missing evidence: intent ${clean(f.intentId)}, session ${clean(f.sessionId)}, state ${clean(f.state)}${f.claimed ? ' (claimed)' : ''}: no ${f.missing.map((m) => clean(m)).join(', no ')}`,
+      );
     }
     if (st.missing > st.findings.length) lines.push(`… and ${st.missing - st.findings.length} more not listed`);
   }
@@ -305,7 +354,7 @@ async function exportCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<n
  */
 async function revealCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<number> {
   const sessionId = session(v, io, true)!;
-  if (v.key === undefined) throw new UsageError('reveal needs --key FILE: the auditor\'s X25519 private key (PKCS#8 PEM), never fetched from NATS');
+  if (v.key === undefined) throw new UsageError("reveal needs --key FILE: the auditor's X25519 private key (PKCS#8 PEM), never fetched from NATS");
   let kp: SealKeyPair;
   try {
     kp = auditorKeyPair(v.key);
@@ -327,7 +376,11 @@ async function revealCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<n
     const where = `intent ${clean(event.intentId ?? '?')} (seq ${seq}, event ${clean(event.id)})`;
     if (!intact) {
       failed++;
-      io.stdout(v.json ? `${JSON.stringify({ intentId: event.intentId, seq, ok: false, code: 'WRIT_RECORD_TAMPERED', reason: 'the chain is broken at or before this event' })}\n` : `${where}: NOT REVEALED: the chain is broken at or before this event (run verify)\n`);
+      io.stdout(
+        v.json
+          ? `${JSON.stringify({ intentId: event.intentId, seq, ok: false, code: 'WRIT_RECORD_TAMPERED', reason: 'the chain is broken at or before this event' })}\n`
+          : `${where}: NOT REVEALED: the chain is broken at or before this event (run verify)\n`,
+      );
       continue;
     }
     let command: Command;
@@ -336,15 +389,24 @@ async function revealCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<n
     } catch (e) {
       failed++;
       const code = e instanceof WritError ? e.code : 'WRIT_SEAL_INVALID';
-      io.stdout(v.json ? `${JSON.stringify({ intentId: event.intentId, seq, ok: false, code })}\n` : `${where}: NOT REVEALED: ${code} (another auditor key, or the sealed text does not match the recorded digest)\n`);
+      io.stdout(
+        v.json
+          ? `${JSON.stringify({ intentId: event.intentId, seq, ok: false, code })}\n`
+          : `${where}: NOT REVEALED: ${code} (another auditor key, or the sealed text does not match the recorded digest)\n`,
+      );
       continue;
     }
     shown++;
     const text = commandText(command);
     // The exact text may hold escape sequences and bidi overrides: shown escaped, never raw.
-    io.stdout(v.json
-      ? `${escapeForTerminal(JSON.stringify({ intentId: event.intentId, seq, ok: true, kind: command.kind, sha256: p.commandSha256, text }))}\n`
-      : `${where}: ${command.kind}, sha256 ${clean(String(p.commandSha256))} (matches the chain)\n${escapeForTerminal(text).split('\n').map((l) => `  │ ${l}`).join('\n')}\n`);
+    io.stdout(
+      v.json
+        ? `${escapeForTerminal(JSON.stringify({ intentId: event.intentId, seq, ok: true, kind: command.kind, sha256: p.commandSha256, text }))}\n`
+        : `${where}: ${command.kind}, sha256 ${clean(String(p.commandSha256))} (matches the chain)\n${escapeForTerminal(text)
+            .split('\n')
+            .map((l) => `  │ ${l}`)
+            .join('\n')}\n`,
+    );
   }
   if (shown + failed === 0) throw new UsageError(`no sealed command in session ${sessionId}${v.intent !== undefined ? ` for intent ${v.intent}` : ''} (is audit.auditorPublicKey set?)`);
   return failed === 0 ? 0 : 1;
@@ -387,7 +449,9 @@ function keysList(v: Values, io: AuditCliIo): number {
   if (v.json) io.stdout(`${JSON.stringify(rows)}\n`);
   else {
     const iso = (t: number | undefined) => (t === undefined ? '-' : new Date(t).toISOString());
-    io.stdout(`${rows.map((r) => `${r.keyId}  ${clean(r.kind).padEnd(8)} ${clean(r.id ?? '*').padEnd(20)} ${iso(r.notBefore)} .. ${iso(r.notAfter)}`).join('\n')}${rows.length ? '\n' : ''}${rows.length} keys\n`);
+    io.stdout(
+      `${rows.map((r) => `${r.keyId}  ${clean(r.kind).padEnd(8)} ${clean(r.id ?? '*').padEnd(20)} ${iso(r.notBefore)} .. ${iso(r.notAfter)}`).join('\n')}${rows.length ? '\n' : ''}${rows.length} keys\n`,
+    );
   }
   return 0;
 }

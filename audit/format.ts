@@ -92,10 +92,25 @@ export function formatEvent(ev: AuditEvent, opts: { session?: boolean; seq?: num
 
 export function formatSessions(rows: SessionSummary[]): string {
   const head = ['SESSION', 'FIRST', 'LAST', 'EVENTS', 'INTENTS', 'PRINCIPAL', 'TARGET', 'OUTCOME'];
-  const lines = rows.map((r) => [
-    r.sessionId, new Date(r.firstAt).toISOString(), new Date(r.lastAt).toISOString(), String(r.events), String(r.intents),
-    r.principals.join(',') || '-', r.targets.join(',') || '-', r.outcome ?? '-',
-  ].map((c) => clean(c, 80)));
+  const lines = rows.map((r) =>
+    [
+      r.sessionId,
+      new Date(r.firstAt).toISOString(),
+      new Date(r.lastAt).toISOString(),
+      String(r.events),
+      String(r.intents),
+      r.principals.join(',') || '-',
+      r.targets.join(',') || '-',
+      r.outcome ?? '-',
+    ].map((c) => clean(c, 80)),
+  );
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  return [head, ...lines].map((l) => l.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return [head, ...lines]
+    .map((l) =>
+      l
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }

@@ -8,7 +8,19 @@ export { Checkpointer, checkpointKeys, type CheckpointerOptions, type Checkpoint
 export { readSession, readSessionStored, listSessions, exportJsonl, tail, outcomeOf } from './read.ts';
 export { verify } from './verify.ts';
 export { runAuditCli, type AuditCliIo } from './cli.ts';
-export { addKeyToRegistry, blockSigner, loadKeyRegistry, loadOrCreateAuditKey, parseKeyRegistry, publicKeyFileFor as auditPublicKeyFileFor, watchedKeyRegistry, type BlockSigner, type KeyRegistry, type NewKey, type RegisteredKey } from './keys.ts';
+export {
+  addKeyToRegistry,
+  blockSigner,
+  loadKeyRegistry,
+  loadOrCreateAuditKey,
+  parseKeyRegistry,
+  publicKeyFileFor as auditPublicKeyFileFor,
+  watchedKeyRegistry,
+  type BlockSigner,
+  type KeyRegistry,
+  type NewKey,
+  type RegisteredKey,
+} from './keys.ts';
 export { typeAllowedFor } from './chain.ts';
 export { CHECKPOINT_SESSION, CHAIN_LENGTH_HEADER, ZERO_HASH, eventHash } from './chain.ts';
 export type * from './types.ts';

@@ -41,7 +41,20 @@ export function blockSigner(privateKey: string | KeyObject): BlockSigner {
   const kid = keyId(createPublicKey(key));
   return {
     keyId: kid,
-    sign: (sessionId, events) => ({ kid, s: sign(null, Buffer.from(blockSigningText(sessionId, kid, events.map((e) => e.hash))), key).toString('base64url') }),
+    sign: (sessionId, events) => ({
+      kid,
+      s: sign(
+        null,
+        Buffer.from(
+          blockSigningText(
+            sessionId,
+            kid,
+            events.map((e) => e.hash),
+          ),
+        ),
+        key,
+      ).toString('base64url'),
+    }),
   };
 }
 
@@ -119,7 +132,10 @@ export function parseKeyRegistry(text: string): Map<string, RegisteredKey> {
     if (key.asymmetricKeyType !== 'ed25519') throw new WritError('WRIT_CONFIG_INVALID', `audit key registry: ${where} is not an Ed25519 key`);
     if (keyId(key) !== kid) throw new WritError('WRIT_CONFIG_INVALID', `audit key registry: ${where} is listed under the wrong id (its id is ${keyId(key)})`);
     out.set(kid, {
-      keyId: kid, key, kind: e.kind, publicKeyPem: key.export({ type: 'spki', format: 'pem' }).toString(),
+      keyId: kid,
+      key,
+      kind: e.kind,
+      publicKeyPem: key.export({ type: 'spki', format: 'pem' }).toString(),
       ...(typeof e.id === 'string' ? { id: e.id } : {}),
       ...(e.notBefore !== undefined ? { notBefore: time(e.notBefore, `${where} notBefore`) } : {}),
       ...(e.notAfter !== undefined ? { notAfter: time(e.notAfter, `${where} notAfter`) } : {}),
@@ -171,7 +187,8 @@ export function addKeyToRegistry(file: string, k: NewKey): string {
   const key = createPublicKey(k.publicKeyPem);
   const kid = keyId(key);
   out.keys[kid] = {
-    kind: k.kind, ...(k.id !== undefined ? { id: k.id } : {}),
+    kind: k.kind,
+    ...(k.id !== undefined ? { id: k.id } : {}),
     ...(k.notBefore !== undefined ? { notBefore: new Date(k.notBefore).toISOString() } : {}),
     ...(k.notAfter !== undefined ? { notAfter: new Date(k.notAfter).toISOString() } : {}),
     publicKey: key.export({ type: 'spki', format: 'pem' }).toString(),

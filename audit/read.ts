@@ -102,9 +102,13 @@ export async function openConsumer(js: JetStreamClient, n: Names, opts: ScanOpti
   const c = await js.consumers.get(n.streams.audit, {
     // The stream holds only audit subjects: no filter reads all of it, and costs the server less.
     ...(opts.filter !== undefined ? { filter_subjects: opts.filter } : {}),
-    ...(opts.onlyNew ? { deliver_policy: DeliverPolicy.New }
-      : opts.startTime ? { opt_start_time: opts.startTime.toISOString() }
-        : opts.startSeq ? { opt_start_seq: opts.startSeq } : { deliver_policy: DeliverPolicy.All }),
+    ...(opts.onlyNew
+      ? { deliver_policy: DeliverPolicy.New }
+      : opts.startTime
+        ? { opt_start_time: opts.startTime.toISOString() }
+        : opts.startSeq
+          ? { opt_start_seq: opts.startSeq }
+          : { deliver_policy: DeliverPolicy.All }),
   });
   if (!(opts.follow || opts.onlyNew) && (await c.info(true)).num_pending === 0) {
     await c.delete().catch(() => undefined);
@@ -167,17 +171,24 @@ export function outcomeOf(ev: Pick<AuditEvent, 'type' | 'payload'>): string | un
   const p = ev.payload ?? {};
   if (typeof p['state'] === 'string' && (INTENT_STATES as readonly string[]).includes(p['state'])) return p['state'];
   switch (ev.type) {
-    case 'intent.received': return 'received';
-    case 'intent.rejected_input': return 'denied';
+    case 'intent.received':
+      return 'received';
+    case 'intent.rejected_input':
+      return 'denied';
     case 'intent.decided': {
       const effect = (p['decision'] as { effect?: unknown } | undefined)?.effect ?? p['effect'];
       return effect === 'deny' ? 'denied' : effect === 'require_approval' ? 'pending' : undefined;
     }
-    case 'intent.dispatched': return 'dispatched';
-    case 'exec.claimed': return 'running';
-    case 'exec.finished': return typeof p['status'] === 'string' ? p['status'] : 'finished';
-    case 'exec.lost': return 'unknown';
-    case 'api.cancel': return 'cancelled';
+    case 'intent.dispatched':
+      return 'dispatched';
+    case 'exec.claimed':
+      return 'running';
+    case 'exec.finished':
+      return typeof p['status'] === 'string' ? p['status'] : 'finished';
+    case 'exec.lost':
+      return 'unknown';
+    case 'api.cancel':
+      return 'cancelled';
     default: {
       const m = /^(?:intent|approval)\.([a-z_]+)$/.exec(ev.type);
       return m && (INTENT_STATES as readonly string[]).includes(m[1]!) ? m[1] : undefined;
@@ -274,13 +285,18 @@ export async function exportJsonl(src: AuditSource & { since?: number | undefine
  */
 export async function tail(src: AuditSource & { sessionId?: string | undefined; fromSeq?: number | undefined }, onEvent: (e: StoredEvent) => void, signal: AbortSignal): Promise<void> {
   const { names: n, ...opts } = src;
-  await scanBlocks(clientOf(src), n, {
-    filter: opts.sessionId ? n.audit(opts.sessionId) : undefined,
-    ...(opts.fromSeq ? { startSeq: opts.fromSeq, follow: true } : { onlyNew: true }),
-    signal,
-  }, (b) => {
-    const events = decodeBlock(b.data, sessionOf(n, b.subject));
-    if (typeof events === 'string') return;
-    for (const event of events) onEvent({ seq: b.seq, event });
-  });
+  await scanBlocks(
+    clientOf(src),
+    n,
+    {
+      filter: opts.sessionId ? n.audit(opts.sessionId) : undefined,
+      ...(opts.fromSeq ? { startSeq: opts.fromSeq, follow: true } : { onlyNew: true }),
+      signal,
+    },
+    (b) => {
+      const events = decodeBlock(b.data, sessionOf(n, b.subject));
+      if (typeof events === 'string') return;
+      for (const event of events) onEvent({ seq: b.seq, event });
+    },
+  );
 }

@@ -11,8 +11,21 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import { names, type AuditEvent, type Names } from '../schemas/index.ts';
 import { startNats, uniqueName, type NatsServerHandle } from '../test/helpers/index.ts';
 import {
-  addKeyToRegistry, AuditWriter, blockSigner, CHAIN_LENGTH_HEADER, Checkpointer, ensureAuditStream, eventHash, loadKeyRegistry, loadOrCreateAuditKey,
-  parseKeyRegistry, runAuditCli, verify, type BlockSigner, type CheckpointPayload, type KeyRegistry,
+  addKeyToRegistry,
+  AuditWriter,
+  blockSigner,
+  CHAIN_LENGTH_HEADER,
+  Checkpointer,
+  ensureAuditStream,
+  eventHash,
+  loadKeyRegistry,
+  loadOrCreateAuditKey,
+  parseKeyRegistry,
+  runAuditCli,
+  verify,
+  type BlockSigner,
+  type CheckpointPayload,
+  type KeyRegistry,
 } from './index.ts';
 import { blockJson } from './chain.ts';
 import { loadLastBlock } from './writer.ts';

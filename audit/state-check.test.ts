@@ -84,10 +84,24 @@ describe('verify against state', () => {
     const sid = uniqueName('gap');
     const other = uniqueName('elsewhere');
     const ev = (intentId: string, ...types: string[]) => Promise.all(types.map((type) => w.append({ sessionId: sid, intentId, type })));
-    const record = (intentId: string, state: string, sessionId = sid) => kv.intents.put(intentId, enc.encode(JSON.stringify({
-      intentId, sessionId, target: 'db', kind: 'postgres', principal: { sub: 'alice', iss: 'x', groups: [] }, state, grantId: intentId,
-      commandSha256: '0'.repeat(64), createdAt: OLD, updatedAt: OLD,
-    })));
+    const record = (intentId: string, state: string, sessionId = sid) =>
+      kv.intents.put(
+        intentId,
+        enc.encode(
+          JSON.stringify({
+            intentId,
+            sessionId,
+            target: 'db',
+            kind: 'postgres',
+            principal: { sub: 'alice', iss: 'x', groups: [] },
+            state,
+            grantId: intentId,
+            commandSha256: '0'.repeat(64),
+            createdAt: OLD,
+            updatedAt: OLD,
+          }),
+        ),
+      );
     const claim = (gid: string, iid = gid) => kv.claims.put(gid, enc.encode(JSON.stringify({ worker: 'w-1', at: OLD, iid })));
     const ids = Object.fromEntries(['claimNoEvent', 'noFinished', 'noDispatched', 'unknownNoLost', 'deniedNoEvent', 'wrongSession', 'orphan'].map((k) => [k, uniqueName(k.slice(0, 8))]));
 

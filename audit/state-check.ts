@@ -25,8 +25,17 @@ import { WritError, type Names } from '../schemas/index.ts';
 import type { MissingEvidence, StateCheckResult } from './types.ts';
 
 const BIT: Readonly<Record<string, number>> = {
-  'intent.received': 1, 'intent.dispatched': 2, 'intent.denied': 4, 'approval.requested': 8, 'approval.rejected': 16,
-  'approval.expired': 32, 'approval.cancelled': 64, 'exec.claimed': 128, 'exec.finished': 256, 'exec.lost': 512, 'exec.expired': 1024,
+  'intent.received': 1,
+  'intent.dispatched': 2,
+  'intent.denied': 4,
+  'approval.requested': 8,
+  'approval.rejected': 16,
+  'approval.expired': 32,
+  'approval.cancelled': 64,
+  'exec.claimed': 128,
+  'exec.finished': 256,
+  'exec.lost': 512,
+  'exec.expired': 1024,
 };
 const RAN = new Set(['dispatched', 'running', 'succeeded', 'failed', 'unknown']);
 const APPROVAL_ENDS: Readonly<Record<string, string>> = { rejected: 'approval.rejected', expired: 'approval.expired', cancelled: 'approval.cancelled' };
@@ -83,7 +92,9 @@ export class StateCheck {
       let claim: { iid?: unknown; at?: unknown } = {};
       try {
         claim = JSON.parse(data) as typeof claim;
-      } catch { /* an unreadable claim still claims */ }
+      } catch {
+        /* an unreadable claim still claims */
+      }
       const intentId = byGrant.get(key) ?? (typeof claim.iid === 'string' ? claim.iid : key);
       const rec = c.#records.get(intentId);
       if (rec) {
@@ -169,7 +180,11 @@ async function readBucket(js: JetStreamClient, bucket: string, onEntry: (key: st
   try {
     c = await js.consumers.get(stream, { filter_subjects: `${prefix}>`, deliver_policy: DeliverPolicy.LastPerSubject });
   } catch (e) {
-    throw new WritError('WRIT_CONFIG_INVALID', `verify against state: the ${bucket} bucket could not be read (${(e as Error).message}); without the broker's state, run verify with --no-against-state`, { cause: e });
+    throw new WritError(
+      'WRIT_CONFIG_INVALID',
+      `verify against state: the ${bucket} bucket could not be read (${(e as Error).message}); without the broker's state, run verify with --no-against-state`,
+      { cause: e },
+    );
   }
   if ((await c.info(true)).num_pending === 0) {
     await c.delete().catch(() => undefined);

@@ -8,9 +8,7 @@ import { analyzeBlock } from './block-check.mjs';
 if (!parentPort) throw new Error('verify-worker.mjs runs as a worker thread');
 const port = parentPort;
 /** Registered writer keys (verify's `signers`), sent as PEM. @type {Map<string, import('./block-check.d.mts').Signer> | undefined} */
-const signers = workerData?.signers
-  ? new Map(workerData.signers.map((/** @type {any} */ s) => [s.keyId, { ...s, key: createPublicKey(s.publicKeyPem) }]))
-  : undefined;
+const signers = workerData?.signers ? new Map(workerData.signers.map((/** @type {any} */ s) => [s.keyId, { ...s, key: createPublicKey(s.publicKeyPem) }])) : undefined;
 
 port.on('message', (/** @type {{ id: number; buf: ArrayBuffer; ends: number[]; sessions: string[]; checkpointSession: string; evidence?: boolean }} */ b) => {
   const bytes = new Uint8Array(b.buf);

@@ -59,7 +59,12 @@ async function history(): Promise<History> {
   for (let round = 0; round < 3; round++) {
     for (const sessionId of sessions) {
       await Promise.all([
-        a.append({ sessionId, intentId: `intent_${round}_x`, type: 'intent.received', payload: { round, principal: { sub: 'alice' }, target: 'db', command: { kind: 'sql', sql: `SELECT ${round}` } } }),
+        a.append({
+          sessionId,
+          intentId: `intent_${round}_x`,
+          type: 'intent.received',
+          payload: { round, principal: { sub: 'alice' }, target: 'db', command: { kind: 'sql', sql: `SELECT ${round}` } },
+        }),
         a.append({ sessionId, intentId: `intent_${round}_x`, type: 'intent.decided', payload: { decision: { effect: 'allow', rules: ['r1'] } } }),
       ]);
       await b.append({ sessionId, intentId: `intent_${round}_x`, type: 'exec.finished', payload: { status: 'succeeded', resultSha256: 'f'.repeat(64) } });
@@ -136,7 +141,17 @@ describe('verify', () => {
 
   it('detects an event published straight onto the subject with a wrong prev', async () => {
     const n = h.n;
-    const forged = { v: 1, id: 'forged-1', sessionId: 'sess_bbbb', type: 'exec.finished', at: Date.now(), actor: { kind: 'worker', id: 'w9' }, payload: { status: 'succeeded' }, prev: 'a'.repeat(64), hash: '' } as AuditEvent;
+    const forged = {
+      v: 1,
+      id: 'forged-1',
+      sessionId: 'sess_bbbb',
+      type: 'exec.finished',
+      at: Date.now(),
+      actor: { kind: 'worker', id: 'w9' },
+      payload: { status: 'succeeded' },
+      prev: 'a'.repeat(64),
+      hash: '',
+    } as AuditEvent;
     forged.hash = eventHash(forged);
     const hd = headers();
     hd.set('Writ-Chain-Length', '10');
@@ -242,7 +257,10 @@ describe('verify', () => {
   });
 
   it('detects a dropped session that a checkpoint covers', async () => {
-    await restore(h.n, clone(h.messages).filter((m) => m.session !== 'sess_dddd'));
+    await restore(
+      h.n,
+      clone(h.messages).filter((m) => m.session !== 'sess_dddd'),
+    );
     const r = await check(h.n);
     expect(r.ok).toBe(false);
     expect(r.firstBreak!.sessionId).toBe('sess_dddd');
@@ -252,7 +270,10 @@ describe('verify', () => {
   });
 
   it('detects a dropped checkpoint chain when checkpoints are required', async () => {
-    await restore(h.n, clone(h.messages).filter((m) => m.session !== '_checkpoints'));
+    await restore(
+      h.n,
+      clone(h.messages).filter((m) => m.session !== '_checkpoints'),
+    );
     expect((await check(h.n)).ok).toBe(true);
     const r = await check(h.n, { requireCheckpoint: true });
     expect(r.ok).toBe(false);
@@ -317,6 +338,5 @@ describe('checkpoint coverage', () => {
     const r = await verify({ js, names: n, publicKeyPem, requireCheckpoint: true });
     expect(r.ok).toBe(false);
     expect(r.firstBreak!.sessionId).toBe('sess_tail');
-
   });
 });

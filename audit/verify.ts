@@ -64,12 +64,24 @@ class Verifier {
   state: StateCheck | undefined;
   #sinceProgress = 0;
 
-  constructor(readonly n: Names, readonly opts: VerifyOptions) {
+  constructor(
+    readonly n: Names,
+    readonly opts: VerifyOptions,
+  ) {
     this.keys = opts.publicKeyPem !== undefined && opts.publicKeyPem.length > 0 ? checkpointKeys(opts.publicKeyPem) : undefined;
     this.signers = opts.signers;
     this.r = {
-      ok: true, sessions: 0, events: 0, blocks: 0, checkpoints: 0, coveredHeads: 0, signaturesChecked: this.keys !== undefined,
-      blockSignaturesChecked: this.signers !== undefined, unsignedBlocks: 0, truncatedSessions: 0, breaks: 0,
+      ok: true,
+      sessions: 0,
+      events: 0,
+      blocks: 0,
+      checkpoints: 0,
+      coveredHeads: 0,
+      signaturesChecked: this.keys !== undefined,
+      blockSignaturesChecked: this.signers !== undefined,
+      unsignedBlocks: 0,
+      truncatedSessions: 0,
+      breaks: 0,
     };
   }
 
@@ -109,7 +121,12 @@ class Verifier {
       }
     }
     if (a.firstPrev !== undefined && a.firstPrev !== chain.head) {
-      this.fail({ sessionId: sid, seq, eventId: a.firstId ?? '', reason: chain.count === 0 ? 'first event of the session does not link to zeros' : `prev ${a.firstPrev.slice(0, 12)}… does not match the previous event's hash ${chain.head.slice(0, 12)}…` });
+      this.fail({
+        sessionId: sid,
+        seq,
+        eventId: a.firstId ?? '',
+        reason: chain.count === 0 ? 'first event of the session does not link to zeros' : `prev ${a.firstPrev.slice(0, 12)}… does not match the previous event's hash ${chain.head.slice(0, 12)}…`,
+      });
     }
     if (a.errors) for (const e of a.errors) this.fail({ sessionId: sid, seq, eventId: e.eventId, reason: e.reason });
     if (a.unsigned) {
@@ -150,7 +167,12 @@ class Verifier {
     if (this.opts.anchor && this.opts.anchor.hash === ev.hash && (this.opts.anchor.seq === undefined || this.opts.anchor.seq === seq)) this.anchorSeen = true;
     for (const head of p.heads) {
       if (head.seq >= seq) {
-        this.fail({ sessionId: head.sessionId, seq: head.seq, eventId: '', reason: `checkpoint ${seq} signs session ${head.sessionId} at seq ${head.seq}, after itself: the log was reordered, cut or restored from an older copy` });
+        this.fail({
+          sessionId: head.sessionId,
+          seq: head.seq,
+          eventId: '',
+          reason: `checkpoint ${seq} signs session ${head.sessionId} at seq ${head.seq}, after itself: the log was reordered, cut or restored from an older copy`,
+        });
         continue;
       }
       if (head.seq < this.horizon) continue; // aged out
@@ -179,12 +201,22 @@ class Verifier {
       this.fail({ sessionId: CHECKPOINT_SESSION, seq: 0, eventId: '', reason: 'no valid signed checkpoint in the stream' });
     }
     if (this.opts.anchor && !this.anchorSeen) {
-      this.fail({ sessionId: CHECKPOINT_SESSION, seq: this.opts.anchor.seq ?? 0, eventId: '', reason: `the anchored checkpoint ${this.opts.anchor.hash.slice(0, 12)}… is not in the stream (log truncated or replaced)` });
+      this.fail({
+        sessionId: CHECKPOINT_SESSION,
+        seq: this.opts.anchor.seq ?? 0,
+        eventId: '',
+        reason: `the anchored checkpoint ${this.opts.anchor.hash.slice(0, 12)}… is not in the stream (log truncated or replaced)`,
+      });
     }
     if (this.opts.maxCheckpointAgeMs !== undefined) {
       const at = this.r.lastCheckpoint?.at;
       if (at === undefined || at < Date.now() - this.opts.maxCheckpointAgeMs) {
-        this.fail({ sessionId: CHECKPOINT_SESSION, seq: this.r.lastCheckpoint?.seq ?? 0, eventId: '', reason: `the newest checkpoint is ${at === undefined ? 'missing' : `from ${new Date(at).toISOString()}`}, older than allowed (log cut off?)` });
+        this.fail({
+          sessionId: CHECKPOINT_SESSION,
+          seq: this.r.lastCheckpoint?.seq ?? 0,
+          eventId: '',
+          reason: `the newest checkpoint is ${at === undefined ? 'missing' : `from ${new Date(at).toISOString()}`}, older than allowed (log cut off?)`,
+        });
       }
     }
     this.r.sessions = this.opts.sessionId ? (this.chains.has(this.opts.sessionId) ? 1 : 0) : this.chains.size;
@@ -285,21 +317,24 @@ async function parallelScan(js: JetStreamClient, n: Names, v: Verifier, pool: Wo
     lowWater = undefined;
   };
   const link = () => {
-    linking = linking.then(async () => {
-      while (queue.length > 0) {
-        const b = queue[0]!;
-        const results = await b.result;
-        queue.shift();
-        queued -= b.seqs.length;
-        for (let i = 0; i < results.length; i++) {
-          const len = b.lengths[i];
-          v.apply(b.seqs[i]!, b.sessions[i]!, results[i]!, true, () => len);
+    linking = linking
+      .then(async () => {
+        while (queue.length > 0) {
+          const b = queue[0]!;
+          const results = await b.result;
+          queue.shift();
+          queued -= b.seqs.length;
+          for (let i = 0; i < results.length; i++) {
+            const len = b.lengths[i];
+            v.apply(b.seqs[i]!, b.sessions[i]!, results[i]!, true, () => len);
+          }
+          if (queued <= readAhead / 2) wake();
         }
-        if (queued <= readAhead / 2) wake();
-      }
-    }).catch((e: unknown) => {
-      failure ??= e;
-    }).finally(wake);
+      })
+      .catch((e: unknown) => {
+        failure ??= e;
+      })
+      .finally(wake);
   };
   try {
     let next = firstSeq;
@@ -366,17 +401,22 @@ class WorkerPool {
   static async start(size: number, signers?: KeyRegistry): Promise<WorkerPool> {
     const pool = new WorkerPool(size, signers);
     try {
-      await Promise.all(pool.#workers.map((w) => new Promise<void>((resolve, reject) => {
-        const ready = (m: { ready?: boolean }) => {
-          if (m.ready) {
-            w.off('message', ready);
-            resolve();
-          }
-        };
-        w.on('message', ready);
-        w.once('error', reject);
-        w.once('exit', () => reject(new Error('verify worker exited')));
-      })));
+      await Promise.all(
+        pool.#workers.map(
+          (w) =>
+            new Promise<void>((resolve, reject) => {
+              const ready = (m: { ready?: boolean }) => {
+                if (m.ready) {
+                  w.off('message', ready);
+                  resolve();
+                }
+              };
+              w.on('message', ready);
+              w.once('error', reject);
+              w.once('exit', () => reject(new Error('verify worker exited')));
+            }),
+        ),
+      );
     } catch (e) {
       await pool.close();
       throw e;

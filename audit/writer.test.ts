@@ -28,8 +28,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-const writer = (id: string, extra: Partial<ConstructorParameters<typeof AuditWriter>[0]> = {}) =>
-  new AuditWriter({ js, jsm, names: n, actor: { kind: 'broker', id }, ...extra });
+const writer = (id: string, extra: Partial<ConstructorParameters<typeof AuditWriter>[0]> = {}) => new AuditWriter({ js, jsm, names: n, actor: { kind: 'broker', id }, ...extra });
 
 describe('audit stream', () => {
   it('is created deny_delete, deny_purge, without rollup, and ensuring it again changes nothing', async () => {
@@ -93,7 +92,15 @@ describe('AuditWriter', () => {
   it('keeps one linear chain with 3 writers appending 300 events to one session concurrently', async () => {
     const sessionId = uniqueName('s');
     const lines: Array<{ msg: string; sessionId: string }> = [];
-    const logger = pino({ level: 'debug' }, new Writable({ write: (chunk, _enc, cb) => { lines.push(JSON.parse(String(chunk))); cb(); } }));
+    const logger = pino(
+      { level: 'debug' },
+      new Writable({
+        write: (chunk, _enc, cb) => {
+          lines.push(JSON.parse(String(chunk)));
+          cb();
+        },
+      }),
+    );
     const ws = [writer('w1', { flushMs: 1, logger }), writer('w2', { flushMs: 0, logger }), writer('w3', { flushMs: 3, logger })];
     const all = await Promise.all(
       Array.from({ length: 300 }, async (_, i) => {
@@ -181,7 +188,18 @@ const ackLost = () => Object.assign(new Error('injected: the PubAck was lost'), 
 
 function capture(): { logger: Logger; lines: Array<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
-  return { lines, logger: pino({ level: 'debug' }, new Writable({ write: (chunk, _enc, cb) => { lines.push(JSON.parse(String(chunk))); cb(); } })) };
+  return {
+    lines,
+    logger: pino(
+      { level: 'debug' },
+      new Writable({
+        write: (chunk, _enc, cb) => {
+          lines.push(JSON.parse(String(chunk)));
+          cb();
+        },
+      }),
+    ),
+  };
 }
 
 async function expectLinearOnce(sessionId: string, ids: string[]): Promise<void> {
@@ -198,7 +216,8 @@ describe('AuditWriter never gives up an event while it runs', () => {
     const rivalIds: string[] = [];
     // Between the head read and each publish, the rival appends: the head is always stale.
     const w = writer('loser', {
-      flushMs: 0, maxBackoffMs: 5,
+      flushMs: 0,
+      maxBackoffMs: 5,
       js: around(js, async (attempt, publish) => {
         if (attempt <= 40) rivalIds.push((await rival.append({ sessionId, type: 'rival.event', payload: { attempt } })).id);
         return publish();
@@ -215,7 +234,8 @@ describe('AuditWriter never gives up an event while it runs', () => {
     const rival = writer('rival2', { flushMs: 0 });
     let late: Array<Promise<unknown>> = [];
     const w = writer('coalesce', {
-      flushMs: 0, maxBackoffMs: 5,
+      flushMs: 0,
+      maxBackoffMs: 5,
       js: around(js, async (attempt, publish) => {
         if (attempt === 1) {
           await rival.append({ sessionId, type: 'rival.event' });
@@ -240,7 +260,8 @@ describe('AuditWriter never gives up an event while it runs', () => {
     await jsm.streams.update(n.streams.audit, { ...info.config, duplicate_window: 200_000_000 });
     try {
       const w = writer('acklost', {
-        flushMs: 0, maxBackoffMs: 5,
+        flushMs: 0,
+        maxBackoffMs: 5,
         js: around(js, async (attempt, publish) => {
           if (attempt > 1) return publish();
           await publish(); // stored...
@@ -266,7 +287,10 @@ describe('AuditWriter never gives up an event while it runs', () => {
     const w = writer('down', { flushMs: 0, maxBackoffMs: 20, logger, js: around(js, () => Promise.reject(ackLost())) });
     let settled = false;
     const p = w.append({ sessionId, intentId: 'intent_lost_0001', type: 'exec.finished', payload: { status: 'succeeded' } });
-    void p.then(() => (settled = true), () => (settled = true));
+    void p.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
     // Far beyond the 12 attempts the writer used to give up after.
     await new Promise((r) => setTimeout(r, 2_500));
     expect(settled).toBe(false);
@@ -293,12 +317,16 @@ describe('AuditWriter head hints', () => {
     let reads = 0;
     const streams = new Proxy(jsm.streams, {
       get(t, k, r) {
-        if (k === 'getMessage') return (...a: Parameters<typeof jsm.streams.getMessage>) => { reads++; return t.getMessage(...a); };
+        if (k === 'getMessage')
+          return (...a: Parameters<typeof jsm.streams.getMessage>) => {
+            reads++;
+            return t.getMessage(...a);
+          };
         const v = Reflect.get(t, k, r) as unknown;
         return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(t) : v;
       },
     });
-    const wrapped = new Proxy(jsm, { get: (t, k, r) => (k === 'streams' ? streams : Reflect.get(t, k, r) as unknown) });
+    const wrapped = new Proxy(jsm, { get: (t, k, r) => (k === 'streams' ? streams : (Reflect.get(t, k, r) as unknown)) });
     return { jsm: wrapped, reads: () => reads };
   };
 
@@ -325,7 +353,7 @@ describe('AuditWriter head hints', () => {
     events.forEach((e, i) => expect(e.prev).toBe(i === 0 ? ZERO_HASH : events[i - 1]!.hash));
   });
 
-  it('reads a contended session\'s head ahead of the block (prefetch), and the block uses that read', async () => {
+  it("reads a contended session's head ahead of the block (prefetch), and the block uses that read", async () => {
     const sessionId = uniqueName('s');
     const other = writer('b-other');
     const c = counting();

@@ -53,9 +53,16 @@ interface SessionQueue {
 export type Head = Omit<SessionHead, 'sessionId'>;
 
 const DEFAULTS = {
-  flushMs: 0, maxBlockEvents: 64, maxBlockBytes: 512 * 1024, maxInlinePayloadBytes: 8192,
-  maxCachedSessions: 10_000, maxChangedHeads: 100_000, maxInFlight: 512, publishTimeoutMs: 5_000,
-  maxBackoffMs: 250, closeTimeoutMs: 10_000,
+  flushMs: 0,
+  maxBlockEvents: 64,
+  maxBlockBytes: 512 * 1024,
+  maxInlinePayloadBytes: 8192,
+  maxCachedSessions: 10_000,
+  maxChangedHeads: 100_000,
+  maxInFlight: 512,
+  publishTimeoutMs: 5_000,
+  maxBackoffMs: 250,
+  closeTimeoutMs: 10_000,
 };
 /** Attempts after which a still-unstored block is reported (then every STILL_RETRYING_EVERY more). */
 const STILL_RETRYING_EVERY = 50;
@@ -242,9 +249,16 @@ export class AuditWriter {
     }
     // Keys in canonical order, so hashing and serializing take the native JSON.stringify path.
     return {
-      actor: this.#actor, at, ...(digest !== undefined ? { digest } : {}), id: randomUUID(),
-      ...(input.intentId !== undefined ? { intentId: input.intentId } : {}), ...(payload !== undefined ? { payload } : {}),
-      ...(input.policyVersion !== undefined ? { policyVersion: input.policyVersion } : {}), sessionId: input.sessionId, type: input.type, v: 1,
+      actor: this.#actor,
+      at,
+      ...(digest !== undefined ? { digest } : {}),
+      id: randomUUID(),
+      ...(input.intentId !== undefined ? { intentId: input.intentId } : {}),
+      ...(payload !== undefined ? { payload } : {}),
+      ...(input.policyVersion !== undefined ? { policyVersion: input.policyVersion } : {}),
+      sessionId: input.sessionId,
+      type: input.type,
+      v: 1,
     };
   }
 
@@ -326,13 +340,18 @@ export class AuditWriter {
         const h = headers();
         h.set(CHAIN_LENGTH_HEADER, String(head.count + events.length));
         const timeout = Math.max(1, Math.min(this.#o.publishTimeoutMs, this.#deadline - Date.now()));
-        const ack = await this.#js.publish(subject, blockJson(events, this.#signer?.sign(sessionId, events)), {
-          msgID: blockId, headers: h, timeout, expect: { lastSubjectSequence: head.seq },
-        }).catch((e: unknown) => {
-          // A refusal for the wrong head is certain: nothing was stored. Anything else may have been.
-          if (!isWrongLastSequence(e)) maybeStored.add(head.seq);
-          throw e;
-        });
+        const ack = await this.#js
+          .publish(subject, blockJson(events, this.#signer?.sign(sessionId, events)), {
+            msgID: blockId,
+            headers: h,
+            timeout,
+            expect: { lastSubjectSequence: head.seq },
+          })
+          .catch((e: unknown) => {
+            // A refusal for the wrong head is certain: nothing was stored. Anything else may have been.
+            if (!isWrongLastSequence(e)) maybeStored.add(head.seq);
+            throw e;
+          });
         if (ack.duplicate) return await this.#readBack(sessionId, ack.seq, batch);
         // An optimistic first attempt on the cached head won: the session is no longer contended.
         if (attempt === 1 && optimistic) this.#contended.delete(sessionId);
@@ -482,9 +501,18 @@ function chain(batch: readonly Pending[], prev: string): AuditEvent[] {
   for (const e of batch.map((p) => p.event)) {
     // Built in canonical key order (hash sorts between digest and id); the placeholder has the real hash's length.
     const ev: AuditEvent = {
-      actor: e.actor, at: e.at, ...(e.digest !== undefined ? { digest: e.digest } : {}), hash: ZERO_HASH, id: e.id,
-      ...(e.intentId !== undefined ? { intentId: e.intentId } : {}), ...(e.payload !== undefined ? { payload: e.payload } : {}),
-      ...(e.policyVersion !== undefined ? { policyVersion: e.policyVersion } : {}), prev, sessionId: e.sessionId, type: e.type, v: 1,
+      actor: e.actor,
+      at: e.at,
+      ...(e.digest !== undefined ? { digest: e.digest } : {}),
+      hash: ZERO_HASH,
+      id: e.id,
+      ...(e.intentId !== undefined ? { intentId: e.intentId } : {}),
+      ...(e.payload !== undefined ? { payload: e.payload } : {}),
+      ...(e.policyVersion !== undefined ? { policyVersion: e.policyVersion } : {}),
+      prev,
+      sessionId: e.sessionId,
+      type: e.type,
+      v: 1,
     };
     ev.hash = eventHash(ev);
     prev = ev.hash;
@@ -507,8 +535,14 @@ function isRetryable(e: unknown): boolean {
   if (e instanceof WritError) return false;
   if (e instanceof JetStreamApiError) return isWrongLastSequence(e) || e.status === 404 || e.status >= 500;
   const name = (e as { name?: string } | null)?.name;
-  if (name === 'ClosedConnectionError' || name === 'DrainingConnectionError' || name === 'PermissionViolationError'
-    || name === 'AuthorizationError' || name === 'InvalidArgumentError' || name === 'InvalidSubjectError') return false;
+  if (
+    name === 'ClosedConnectionError' ||
+    name === 'DrainingConnectionError' ||
+    name === 'PermissionViolationError' ||
+    name === 'AuthorizationError' ||
+    name === 'InvalidArgumentError' ||
+    name === 'InvalidSubjectError'
+  )
+    return false;
   return true;
 }
-

@@ -66,8 +66,22 @@ export async function benchAudit(opts: BenchAuditOptions = {}): Promise<Record<s
           const intentId = `intent_${s}_${k}`;
           const base = { sessionId, intentId, policyVersion: 'pv-1' };
           await Promise.all([
-            broker.append({ ...base, type: 'intent.received', payload: { principal: { sub: `agent-${s % 97}`, iss: 'https://idp.example', groups: ['analysts'] }, target: 'db', command: { kind: 'sql', sql: `SELECT id, name, email FROM customers WHERE region = 'r${s % 13}' LIMIT 100` }, tokenSha256: 'e'.repeat(64), redelivered: false } }),
-            broker.append({ ...base, type: 'intent.decided', payload: { decision: { effect: 'allow', rules: ['analysts-read'], reasons: [], mode: 'read', policyVersion: 'pv-1' }, facts: { kind: 'select', tables: ['public.customers'] } } }),
+            broker.append({
+              ...base,
+              type: 'intent.received',
+              payload: {
+                principal: { sub: `agent-${s % 97}`, iss: 'https://idp.example', groups: ['analysts'] },
+                target: 'db',
+                command: { kind: 'sql', sql: `SELECT id, name, email FROM customers WHERE region = 'r${s % 13}' LIMIT 100` },
+                tokenSha256: 'e'.repeat(64),
+                redelivered: false,
+              },
+            }),
+            broker.append({
+              ...base,
+              type: 'intent.decided',
+              payload: { decision: { effect: 'allow', rules: ['analysts-read'], reasons: [], mode: 'read', policyVersion: 'pv-1' }, facts: { kind: 'select', tables: ['public.customers'] } },
+            }),
             broker.append({ ...base, type: 'intent.dispatched', payload: { grantId: intentId, mode: 'read', exp: 1_900_000_000, limits: { rows: 1000 } } }),
           ]);
           await Promise.all([
@@ -94,14 +108,19 @@ export async function benchAudit(opts: BenchAuditOptions = {}): Promise<Record<s
       const c0 = process.cpuUsage();
       const s0 = server ? serverCpuMs(server.pid) : 0;
       result = await verify({
-        js, names: n, publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(), requireCheckpoint: true,
+        js,
+        names: n,
+        publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+        requireCheckpoint: true,
         ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
       });
       runs.push(performance.now() - t);
       const c = process.cpuUsage(c0);
       // CPU seconds, not only wall time: on a shared machine the wall clock also measures the neighbours.
       if (runs[i] === Math.min(...runs)) cpu = { node: (c.user + c.system) / 1000, server: server ? serverCpuMs(server.pid) - s0 : 0 };
-      log(`verify: ${result.ok ? 'ok' : `BROKEN ${JSON.stringify(result.firstBreak)}`}, ${result.events} events, ${result.checkpoints} checkpoints, ${result.coveredHeads} heads in ${(runs[i]! / 1000).toFixed(2)} s (load average ${loadavg()[0]!.toFixed(1)})`);
+      log(
+        `verify: ${result.ok ? 'ok' : `BROKEN ${JSON.stringify(result.firstBreak)}`}, ${result.events} events, ${result.checkpoints} checkpoints, ${result.coveredHeads} heads in ${(runs[i]! / 1000).toFixed(2)} s (load average ${loadavg()[0]!.toFixed(1)})`,
+      );
     }
     if (!result?.ok) throw new Error('the benchmark log did not verify');
     const verifyMs = Math.min(...runs);
@@ -117,7 +136,13 @@ export async function benchAudit(opts: BenchAuditOptions = {}): Promise<Record<s
     }
     const t = performance.now();
     let out = '';
-    await runAuditCli(['replay', '--session', target], { nc, names: n, stdout: (s) => { out += s; } });
+    await runAuditCli(['replay', '--session', target], {
+      nc,
+      names: n,
+      stdout: (s) => {
+        out += s;
+      },
+    });
     const cliReplayMs = performance.now() - t;
     const sessionVerifyStart = performance.now();
     const one = await verify({ js, names: n, sessionId: target });

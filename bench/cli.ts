@@ -34,7 +34,10 @@ export interface CliFigures {
   intentP50: number;
 }
 
-interface Series { what: string; times: number[] }
+interface Series {
+  what: string;
+  times: number[];
+}
 
 function summary(s: Series) {
   const t = [...s.times].sort((a, b) => a - b);
@@ -78,15 +81,20 @@ export async function benchCli(opts: { runs?: number } = {}): Promise<CliFigures
   await admin.query("CREATE TABLE items AS SELECT g AS id, 'item ' || g AS name FROM generate_series(1, 10) g");
   await admin.end();
   const config = join(dir, 'writ.json');
-  writeFileSync(config, JSON.stringify({
-    prefix: 'writ',
-    identity: { devIssuer: { enabled: true, dir: '$WRIT_HOME/dev-issuer', audience: 'writ' } },
-    grants: { keyFile: '$WRIT_HOME/grant-key.pem' },
-    targets: [{ name: 'db', kind: 'postgres' }],
-    policy: { rules: [{ id: 'bench', effect: 'allow', groups: ['bench'], targets: ['db'], mode: 'read' }] },
-    workers: { postgres: [{ target: 'db', host: db.host, port: db.port, database: db.database, credentials: { read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } } } }] },
-    log: { level: 'warn' },
-  }));
+  writeFileSync(
+    config,
+    JSON.stringify({
+      prefix: 'writ',
+      identity: { devIssuer: { enabled: true, dir: '$WRIT_HOME/dev-issuer', audience: 'writ' } },
+      grants: { keyFile: '$WRIT_HOME/grant-key.pem' },
+      targets: [{ name: 'db', kind: 'postgres' }],
+      policy: { rules: [{ id: 'bench', effect: 'allow', groups: ['bench'], targets: ['db'], mode: 'read' }] },
+      workers: {
+        postgres: [{ target: 'db', host: db.host, port: db.port, database: db.database, credentials: { read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } } } }],
+      },
+      log: { level: 'warn' },
+    }),
+  );
   // Only WRIT_HOME tells the CLI where the stack is; --config names the bench's config.
   const env: NodeJS.ProcessEnv = { ...process.env, WRIT_HOME: home, WRIT_LOG_LEVEL: 'warn' };
   for (const k of ['NATS_URL', 'WRIT_CONFIG', 'WRIT_TOKEN', 'WRIT_DATA_DIR', 'WRIT_PREFIX']) delete env[k];

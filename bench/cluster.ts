@@ -22,13 +22,22 @@ export interface ClusterFigures {
 
 async function phase(s: FaultStack, clients: Awaited<ReturnType<FaultStack['client']>>[], during?: () => Promise<void>): Promise<LoadFigures> {
   let n = 0;
-  const fault = during ? (async () => { await new Promise((r) => setTimeout(r, DURATION_MS / 3)); await during(); })() : Promise.resolve();
-  const figures = await load(async (slot) => {
-    const tag = `b-${n++}-${newId('t')}`;
-    const o = await clients[slot % clients.length]!.run({ target: 'db', sql: `INSERT INTO runs (tag) VALUES ('${tag}')` }, { timeoutMs: 60_000 });
-    // A run that did not succeed counts as an error, not as a fast answer.
-    if (o.status !== 'succeeded') throw new Error(o.status);
-  }, CONCURRENCY, DURATION_MS);
+  const fault = during
+    ? (async () => {
+        await new Promise((r) => setTimeout(r, DURATION_MS / 3));
+        await during();
+      })()
+    : Promise.resolve();
+  const figures = await load(
+    async (slot) => {
+      const tag = `b-${n++}-${newId('t')}`;
+      const o = await clients[slot % clients.length]!.run({ target: 'db', sql: `INSERT INTO runs (tag) VALUES ('${tag}')` }, { timeoutMs: 60_000 });
+      // A run that did not succeed counts as an error, not as a fast answer.
+      if (o.status !== 'succeeded') throw new Error(o.status);
+    },
+    CONCURRENCY,
+    DURATION_MS,
+  );
   await fault;
   return figures;
 }

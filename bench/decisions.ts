@@ -27,11 +27,37 @@ const BASE: RuleInput[] = [
   { id: 'no-whereless', effect: 'deny', match: { sql: { kinds: ['update', 'delete'], whereless: true } } },
   { id: 'no-dangerous', effect: 'deny', match: { sql: { functions: ['pg_read_*', 'pg_sleep*', 'dblink*', 'lo_*'] } } },
   { id: 'no-destructive', effect: 'deny', match: { shell: { programs: ['rm', 'dd', 'shutdown', 'reboot', 'curl', 'wget', 'nc', 'python*'] } } },
-  { id: 'analysts-read', effect: 'allow', mode: 'read', match: { principal: { groups: ['analysts'] }, target: { name: ['warehouse'] }, sql: { kinds: ['select', 'explain'], tablesRead: ['analytics.*', 'reporting.*', 'public.*'] } } },
+  {
+    id: 'analysts-read',
+    effect: 'allow',
+    mode: 'read',
+    match: { principal: { groups: ['analysts'] }, target: { name: ['warehouse'] }, sql: { kinds: ['select', 'explain'], tablesRead: ['analytics.*', 'reporting.*', 'public.*'] } },
+  },
   { id: 'engineers-read', effect: 'allow', mode: 'read', match: { principal: { groups: ['engineers'] }, target: { name: ['app-db'] }, sql: { kinds: ['select', 'explain'] } } },
-  { id: 'engineers-write', effect: 'allow', mode: 'write', match: { principal: { groups: ['engineers'] }, target: { name: ['app-db'] }, sql: { kinds: ['select', 'insert', 'update', 'delete', 'transaction'], tables: ['public.*'], functions: ['now', 'nextval', 'lower', 'count'] } } },
+  {
+    id: 'engineers-write',
+    effect: 'allow',
+    mode: 'write',
+    match: {
+      principal: { groups: ['engineers'] },
+      target: { name: ['app-db'] },
+      sql: { kinds: ['select', 'insert', 'update', 'delete', 'transaction'], tables: ['public.*'], functions: ['now', 'nextval', 'lower', 'count'] },
+    },
+  },
   { id: 'prod-writes-approved', effect: 'require_approval', scope: 'any', match: { target: { tags: ['prod'] }, sql: { readOnly: false } }, approval: { groups: ['dba'], count: 2, timeoutSec: 1800 } },
-  { id: 'ops-diagnostics', effect: 'allow', mode: 'read', match: { principal: { groups: ['ops'] }, target: { kind: ['ssh'] }, shell: { programs: ['uptime', 'df', 'free', 'journalctl', 'grep', 'tail', 'systemctl'], args: { journalctl: ['-u', '*.service', '-n', { regex: '^[0-9]{1,4}$' }, '--no-pager'], systemctl: ['status', '*.service'] } } } },
+  {
+    id: 'ops-diagnostics',
+    effect: 'allow',
+    mode: 'read',
+    match: {
+      principal: { groups: ['ops'] },
+      target: { kind: ['ssh'] },
+      shell: {
+        programs: ['uptime', 'df', 'free', 'journalctl', 'grep', 'tail', 'systemctl'],
+        args: { journalctl: ['-u', '*.service', '-n', { regex: '^[0-9]{1,4}$' }, '--no-pager'], systemctl: ['status', '*.service'] },
+      },
+    },
+  },
 ];
 
 /** Team rules of five shapes, the way large policies grow: per team, per database, per host. */
@@ -40,11 +66,26 @@ function filler(i: number): RuleInput {
   const db = `db-${i % DBS}`;
   const host = `host-${i % HOSTS}`;
   switch (i % 5) {
-    case 0: return { id: `f${i}-read`, effect: 'allow', mode: 'read', match: { principal: { groups: [`team-${t}`] }, target: { name: [db] }, sql: { kinds: ['select', 'explain'], tablesRead: [`team_${t}.*`, 'public.*'] } } };
-    case 1: return { id: `f${i}-write`, effect: 'require_approval', match: { principal: { groups: [`team-${t}`] }, target: { name: [db] }, sql: { kinds: ['insert', 'update', 'delete'], tables: [`team_${t}.*`] } }, approval: { groups: [`team-${t}-leads`], count: 1, timeoutSec: 600 } };
-    case 2: return { id: `f${i}-secrets`, effect: 'deny', match: { sql: { tablesRead: [`secret_${i % 2000}.*`] } } };
-    case 3: return { id: `f${i}-host`, effect: 'allow', match: { principal: { groups: [`team-${t}-ops`] }, target: { name: [host] }, shell: { programs: ['uptime', 'df', 'tail', 'grep'] } } };
-    default: return { id: `f${i}-offboarded`, effect: 'deny', match: { principal: { sub: [`contractor-${i}`] } } };
+    case 0:
+      return {
+        id: `f${i}-read`,
+        effect: 'allow',
+        mode: 'read',
+        match: { principal: { groups: [`team-${t}`] }, target: { name: [db] }, sql: { kinds: ['select', 'explain'], tablesRead: [`team_${t}.*`, 'public.*'] } },
+      };
+    case 1:
+      return {
+        id: `f${i}-write`,
+        effect: 'require_approval',
+        match: { principal: { groups: [`team-${t}`] }, target: { name: [db] }, sql: { kinds: ['insert', 'update', 'delete'], tables: [`team_${t}.*`] } },
+        approval: { groups: [`team-${t}-leads`], count: 1, timeoutSec: 600 },
+      };
+    case 2:
+      return { id: `f${i}-secrets`, effect: 'deny', match: { sql: { tablesRead: [`secret_${i % 2000}.*`] } } };
+    case 3:
+      return { id: `f${i}-host`, effect: 'allow', match: { principal: { groups: [`team-${t}-ops`] }, target: { name: [host] }, shell: { programs: ['uptime', 'df', 'tail', 'grep'] } } };
+    default:
+      return { id: `f${i}-offboarded`, effect: 'deny', match: { principal: { sub: [`contractor-${i}`] } } };
   }
 }
 
@@ -75,7 +116,12 @@ function intents(): Intent[] {
   const ops = P('olga', 'ops');
   const out: Intent[] = [
     { principal: analyst, target: wh, kind: 'sql', text: "SELECT day, sum(revenue) FROM reporting.daily WHERE day > now() - interval '30 days' GROUP BY day ORDER BY day" },
-    { principal: analyst, target: wh, kind: 'sql', text: "SELECT c.id, c.name, count(o.id) FROM public.customers c JOIN public.orders o ON o.customer_id = c.id WHERE o.created_at > now() - interval '7 days' GROUP BY c.id, c.name" },
+    {
+      principal: analyst,
+      target: wh,
+      kind: 'sql',
+      text: "SELECT c.id, c.name, count(o.id) FROM public.customers c JOIN public.orders o ON o.customer_id = c.id WHERE o.created_at > now() - interval '7 days' GROUP BY c.id, c.name",
+    },
     { principal: analyst, target: wh, kind: 'sql', text: 'SELECT * FROM analytics.events WHERE session_id = 42 LIMIT 100' },
     { principal: analyst, target: wh, kind: 'sql', text: "WITH recent AS (SELECT * FROM analytics.sessions WHERE started > now() - interval '1 day') SELECT count(*) FROM recent" },
     { principal: analyst, target: wh, kind: 'sql', text: 'SELECT * FROM payroll.salaries' },
@@ -163,7 +209,10 @@ export async function benchDecisions(opts: { ms?: number; log?: (s: string) => v
     return { n, policy, compileMs: performance.now() - c0 };
   });
   const input = (i: Intent, facts: CommandFacts): PolicyInput => ({
-    principal: i.principal, target: i.target, facts, now,
+    principal: i.principal,
+    target: i.target,
+    facts,
+    now,
     command: i.kind === 'sql' ? { kind: 'sql', sql: i.text } : { kind: 'shell', command: i.text },
   });
   // Two rounds over all sizes, keeping each figure's better round: a loaded machine makes single runs noisy.
@@ -174,16 +223,29 @@ export async function benchDecisions(opts: { ms?: number; log?: (s: string) => v
   };
   for (let round = 0; round < 2; round++) {
     for (const { n, policy } of policies) {
-      keep(`${n}:uncached`, measure(mix, (i) => policy.decide(input(i, classify(i))), ms));
+      keep(
+        `${n}:uncached`,
+        measure(mix, (i) => policy.decide(input(i, classify(i))), ms),
+      );
       const cache = new Map<string, CommandFacts>();
-      keep(`${n}:cached`, measure(mix, (i) => {
-        const key = `${i.target.kind}:${sha256Hex(i.text)}`;
-        let facts = cache.get(key);
-        if (!facts) cache.set(key, (facts = classify(i)));
-        return policy.decide(input(i, facts));
-      }, ms));
+      keep(
+        `${n}:cached`,
+        measure(
+          mix,
+          (i) => {
+            const key = `${i.target.kind}:${sha256Hex(i.text)}`;
+            let facts = cache.get(key);
+            if (!facts) cache.set(key, (facts = classify(i)));
+            return policy.decide(input(i, facts));
+          },
+          ms,
+        ),
+      );
       const inputs = mix.map((i) => input(i, classify(i)));
-      keep(`${n}:decide`, measure(mix, (_i, k) => policy.decide(inputs[k % inputs.length]!), ms));
+      keep(
+        `${n}:decide`,
+        measure(mix, (_i, k) => policy.decide(inputs[k % inputs.length]!), ms),
+      );
     }
   }
   for (const { n, policy, compileMs } of policies) {

@@ -32,15 +32,29 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
   const db = await createTestDatabase();
   const dir = mkdtempSync(join(tmpdir(), 'writ-bench-'));
   const cfgFile = join(dir, 'writ.yaml');
-  writeFileSync(cfgFile, JSON.stringify({
-    prefix: 'writ',
-    identity: { devIssuer: { enabled: true, dir: join(dir, 'dev-issuer') } },
-    grants: { keyFile: join(dir, 'grant-key.pem') },
-    targets: [{ name: 'db', kind: 'postgres' }],
-    policy: { rules: [{ id: 'bench', effect: 'allow', groups: ['bench'], targets: ['db'], mode: 'read', limits: { rows: 5000 } }], masking: { columns: [{ column: 'public.people.email' }] } },
-    workers: { postgres: [{ target: 'db', host: db.host, port: db.port, database: db.database, poolSize: 8, credentials: { read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } } } }] },
-    log: { level: 'warn' },
-  }));
+  writeFileSync(
+    cfgFile,
+    JSON.stringify({
+      prefix: 'writ',
+      identity: { devIssuer: { enabled: true, dir: join(dir, 'dev-issuer') } },
+      grants: { keyFile: join(dir, 'grant-key.pem') },
+      targets: [{ name: 'db', kind: 'postgres' }],
+      policy: { rules: [{ id: 'bench', effect: 'allow', groups: ['bench'], targets: ['db'], mode: 'read', limits: { rows: 5000 } }], masking: { columns: [{ column: 'public.people.email' }] } },
+      workers: {
+        postgres: [
+          {
+            target: 'db',
+            host: db.host,
+            port: db.port,
+            database: db.database,
+            poolSize: 8,
+            credentials: { read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } } },
+          },
+        ],
+      },
+      log: { level: 'warn' },
+    }),
+  );
   // BENCH_PROF=DIR writes CPU profiles of the service processes there. BENCH_SPLIT=1 runs the
   // broker and the worker as two processes (as a deployment does) instead of one (as `writ up`).
   const prof = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
@@ -58,7 +72,9 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
     children.push(child);
   }
   const pids: Record<string, number> = { 'nats-server': nats.pid };
-  children.forEach((c, i) => { pids[roles[i] === 'both' ? 'broker+worker' : roles[i]!] = c.pid!; });
+  children.forEach((c, i) => {
+    pids[roles[i] === 'both' ? 'broker+worker' : roles[i]!] = c.pid!;
+  });
   // Each Writ step is measured with the cost it caused, per intent served.
   const measured = async (key: string, run: () => Promise<LoadFigures>): Promise<LoadFigures> => {
     const a = await snapshot(pids, monitor);
@@ -90,18 +106,30 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
     await load((i) => clients[i]!.run({ target: 'db', sql: 'SELECT 1' }), 8, 1000);
     for (const c of LEVELS) {
       out[`direct c=${c}`] = await load(() => direct.query('SELECT 1'), c, durationMs);
-      out[`writ c=${c}`] = await measured(`writ c=${c}`, () => load(async (i) => {
-        const o = await clients[i]!.run({ target: 'db', sql: 'SELECT 1' });
-        if (o.status !== 'succeeded') throw new Error(o.error?.code ?? o.status);
-      }, c, durationMs));
+      out[`writ c=${c}`] = await measured(`writ c=${c}`, () =>
+        load(
+          async (i) => {
+            const o = await clients[i]!.run({ target: 'db', sql: 'SELECT 1' });
+            if (o.status !== 'succeeded') throw new Error(o.error?.code ?? o.status);
+          },
+          c,
+          durationMs,
+        ),
+      );
     }
     if (process.env.BENCH_SKIP_ROWS) return out;
     const rowsSql = 'SELECT id, name, email, phone, note, created FROM people ORDER BY id';
     out['direct 1000 rows'] = await load(() => direct.query(rowsSql), 1, durationMs);
-    out['writ 1000 rows masked'] = await measured('writ 1000 rows masked', () => load(async () => {
-      const o = await clients[0]!.run({ target: 'db', sql: rowsSql });
-      if (o.status !== 'succeeded' || o.result!.rowCount !== 1000 || !o.result!.columns[2]!.masked) throw new Error(o.error?.code ?? 'unexpected result');
-    }, 1, durationMs));
+    out['writ 1000 rows masked'] = await measured('writ 1000 rows masked', () =>
+      load(
+        async () => {
+          const o = await clients[0]!.run({ target: 'db', sql: rowsSql });
+          if (o.status !== 'succeeded' || o.result!.rowCount !== 1000 || !o.result!.columns[2]!.masked) throw new Error(o.error?.code ?? 'unexpected result');
+        },
+        1,
+        durationMs,
+      ),
+    );
   } finally {
     await nc.close();
     await direct.end();
@@ -123,7 +151,9 @@ export function printE2E(r: Record<string, LoadFigures>): void {
   for (const c of LEVELS) {
     const d = r[`direct c=${c}`]!;
     const w = r[`writ c=${c}`]!;
-    console.log(`| ${c} | ${fmt(d.p50)} | ${fmt(d.p99)} | ${fmt(d.perSec, 0)} | ${fmt(w.p50)} | ${fmt(w.p99)} | ${fmt(w.perSec, 0)} | ${fmt(w.p50 - d.p50)} | ${fmt(w.p50 / d.p50, 1)}x | ${fmt(w.perSec / d.perSec, 3)} | ${w.errors} |`);
+    console.log(
+      `| ${c} | ${fmt(d.p50)} | ${fmt(d.p99)} | ${fmt(d.perSec, 0)} | ${fmt(w.p50)} | ${fmt(w.p99)} | ${fmt(w.perSec, 0)} | ${fmt(w.p50 - d.p50)} | ${fmt(w.p50 / d.p50, 1)}x | ${fmt(w.perSec / d.perSec, 3)} | ${w.errors} |`,
+    );
   }
   printCosts();
 }

@@ -14,23 +14,28 @@ import { createTestDatabase } from '../test/helpers/index.ts';
 import { PostgresExecutor } from '../workers/postgres/index.ts';
 
 const MiB = 1024 * 1024;
-const QUERIES = [
-  "SELECT repeat('x', 200000000) FROM generate_series(1,3)",
-  "SELECT repeat('y', 300000) FROM generate_series(1,2000)",
-];
+const QUERIES = ["SELECT repeat('x', 200000000) FROM generate_series(1,3)", "SELECT repeat('y', 300000) FROM generate_series(1,2000)"];
 
 export async function benchPgMemory(): Promise<string> {
   await initClassifiers();
   const db = await createTestDatabase();
-  const ex = new PostgresExecutor([{
-    target: 'db', host: db.host, port: db.port, database: db.database, poolSize: 2,
-    credentials: { read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } } },
-  }] as ConstructorParameters<typeof PostgresExecutor>[0]);
-  const run = (sql: string) => ex.run({
-    order: { command: { kind: 'sql', sql } } as Order,
-    claims: { tgt: 'db', mode: 'read', limits: { bytes: MiB, rows: 1000, seconds: 60 } } as GrantClaims,
-    signal: new AbortController().signal, streamMasker: () => ({ push: () => '', end: () => '' }),
-  });
+  const ex = new PostgresExecutor([
+    {
+      target: 'db',
+      host: db.host,
+      port: db.port,
+      database: db.database,
+      poolSize: 2,
+      credentials: { read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } } },
+    },
+  ] as ConstructorParameters<typeof PostgresExecutor>[0]);
+  const run = (sql: string) =>
+    ex.run({
+      order: { command: { kind: 'sql', sql } } as Order,
+      claims: { tgt: 'db', mode: 'read', limits: { bytes: MiB, rows: 1000, seconds: 60 } } as GrantClaims,
+      signal: new AbortController().signal,
+      streamMasker: () => ({ push: () => '', end: () => '' }),
+    });
   const lines: string[] = [];
   try {
     await run('SELECT 1'); // connections, classifier and origin caches warm
@@ -47,7 +52,9 @@ export async function benchPgMemory(): Promise<string> {
       peak = Math.max(peak, process.memoryUsage().rss);
       const rows = out.type === 'rows' ? out.rows.length : 0;
       const delta = (peak - idle) / MiB;
-      lines.push(`${sql}\n  idle RSS ${(idle / MiB).toFixed(0)} MiB, peak ${(peak / MiB).toFixed(0)} MiB (+${delta.toFixed(1)} MiB, goal ≤ 64: ${delta <= 64 ? 'met' : 'NOT met'}); ${rows} rows, truncated ${out.type === 'rows' && out.truncated}, ${ms.toFixed(0)} ms`);
+      lines.push(
+        `${sql}\n  idle RSS ${(idle / MiB).toFixed(0)} MiB, peak ${(peak / MiB).toFixed(0)} MiB (+${delta.toFixed(1)} MiB, goal ≤ 64: ${delta <= 64 ? 'met' : 'NOT met'}); ${rows} rows, truncated ${out.type === 'rows' && out.truncated}, ${ms.toFixed(0)} ms`,
+      );
     }
   } finally {
     await ex.close();

@@ -49,7 +49,12 @@ export interface ServerCounters {
   stored: number;
 }
 
-interface Varz { in_msgs: number; out_msgs: number; in_bytes: number; out_bytes: number }
+interface Varz {
+  in_msgs: number;
+  out_msgs: number;
+  in_bytes: number;
+  out_bytes: number;
+}
 interface Jsz {
   api?: { total?: number };
   account_details?: Array<{ stream_detail?: Array<{ state?: { last_seq?: number } }> }>;
@@ -57,10 +62,7 @@ interface Jsz {
 
 /** The server's counters from its monitoring port. */
 export async function serverCounters(monitorUrl: string): Promise<ServerCounters> {
-  const [v, j] = await Promise.all([
-    fetch(`${monitorUrl}/varz`).then((r) => r.json() as Promise<Varz>),
-    fetch(`${monitorUrl}/jsz?streams=true`).then((r) => r.json() as Promise<Jsz>),
-  ]);
+  const [v, j] = await Promise.all([fetch(`${monitorUrl}/varz`).then((r) => r.json() as Promise<Varz>), fetch(`${monitorUrl}/jsz?streams=true`).then((r) => r.json() as Promise<Jsz>)]);
   let stored = 0;
   for (const a of j.account_details ?? []) for (const s of a.stream_detail ?? []) stored += s.state?.last_seq ?? 0;
   return { inMsgs: v.in_msgs, outMsgs: v.out_msgs, inBytes: v.in_bytes, outBytes: v.out_bytes, jsApi: j.api?.total ?? 0, stored };

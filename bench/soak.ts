@@ -17,9 +17,19 @@ import { loadDevIssuer, mintDevToken } from '../broker/index.ts';
 import { WritClient } from '../client/index.ts';
 import { createTestDatabase, startNats } from '../test/helpers/index.ts';
 
-interface Sample { intents: number; rssMB: number; heapMB: number; perSec: number; mem: Mem }
+interface Sample {
+  intents: number;
+  rssMB: number;
+  heapMB: number;
+  perSec: number;
+  mem: Mem;
+}
 interface Mem {
-  rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number;
+  rss: number;
+  heapUsed: number;
+  heapTotal: number;
+  external: number;
+  arrayBuffers: number;
   /** Heap after a full GC, only when the service runs with WRIT_SOAK_GC=1 (investigation). */
   liveHeap?: number;
   spaces: Record<string, { used: number; size: number }>;
@@ -31,7 +41,10 @@ const MB = (n: number) => Math.round(n / 1048576);
 async function memoryOf(child: ChildProcess): Promise<Mem> {
   return new Promise((resolve) => {
     const onData = (d: Buffer) => {
-      const line = d.toString().split('\n').find((l) => l.startsWith('MEM '));
+      const line = d
+        .toString()
+        .split('\n')
+        .find((l) => l.startsWith('MEM '));
       if (!line) return;
       child.stdout!.off('data', onData);
       resolve(JSON.parse(line.slice(4)) as Mem);
@@ -49,16 +62,30 @@ export async function benchSoak(opts: { total?: number; every?: number; concurre
   const db = await createTestDatabase();
   const dir = mkdtempSync(join(tmpdir(), 'writ-soak-'));
   const cfgFile = join(dir, 'writ.json');
-  writeFileSync(cfgFile, JSON.stringify({
-    prefix: 'writ',
-    identity: { devIssuer: { enabled: true, dir: join(dir, 'dev-issuer') } },
-    grants: { keyFile: join(dir, 'grant-key.pem') },
-    targets: [{ name: 'db', kind: 'postgres' }],
-    policy: { rules: [{ id: 'bench', effect: 'allow', groups: ['bench'], targets: ['db'], mode: 'read' }] },
-    workers: { postgres: [{ target: 'db', host: db.host, port: db.port, database: db.database, poolSize: 8, credentials: { read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } } } }] },
-    audit: { flushMs: 2 },
-    log: { level: 'warn' },
-  }));
+  writeFileSync(
+    cfgFile,
+    JSON.stringify({
+      prefix: 'writ',
+      identity: { devIssuer: { enabled: true, dir: join(dir, 'dev-issuer') } },
+      grants: { keyFile: join(dir, 'grant-key.pem') },
+      targets: [{ name: 'db', kind: 'postgres' }],
+      policy: { rules: [{ id: 'bench', effect: 'allow', groups: ['bench'], targets: ['db'], mode: 'read' }] },
+      workers: {
+        postgres: [
+          {
+            target: 'db',
+            host: db.host,
+            port: db.port,
+            database: db.database,
+            poolSize: 8,
+            credentials: { read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } } },
+          },
+        ],
+      },
+      audit: { flushMs: 2 },
+      log: { level: 'warn' },
+    }),
+  );
   // WRIT_SOAK_NODE_FLAGS: extra flags for the service process, for investigation (--trace-gc, --expose-gc).
   const flags = (process.env.WRIT_SOAK_NODE_FLAGS ?? '').split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...flags, '--import', 'tsx', join(import.meta.dirname, 'stack-process.ts'), cfgFile, 'both'], {
@@ -81,22 +108,26 @@ export async function benchSoak(opts: { total?: number; every?: number; concurre
   let errors = 0;
   let windowStart = Date.now();
   try {
-    await Promise.all(clients.map(async (c) => {
-      while (sent < total) {
-        const n = sent++;
-        const o = await c.run({ target: 'db', sql: `SELECT ${n} AS n` }).catch(() => undefined);
-        if (o?.status !== 'succeeded') errors++;
-        done++;
-        if (done % every === 0) {
-          const m = await memoryOf(child);
-          const now = Date.now();
-          samples.push({ intents: done, rssMB: MB(m.rss), heapMB: MB(m.heapUsed), perSec: Math.round(every / ((now - windowStart) / 1000)), mem: m });
-          windowStart = now;
-          const sp = (k: string) => `${MB(m.spaces[k]?.used ?? 0)}/${MB(m.spaces[k]?.size ?? 0)}`;
-          console.log(`soak: ${done} intents, service RSS ${MB(m.rss)} MB, heap ${MB(m.heapUsed)}/${MB(m.heapTotal)} MB (new ${sp('new')}, old ${sp('old')}, large ${sp('large_object')}, code ${sp('code')}), external ${MB(m.external)} MB${m.liveHeap !== undefined ? `, live after GC ${MB(m.liveHeap)} MB` : ''}, caches ${JSON.stringify(m.caches)}, ${samples.at(-1)!.perSec}/s, errors ${errors}`);
+    await Promise.all(
+      clients.map(async (c) => {
+        while (sent < total) {
+          const n = sent++;
+          const o = await c.run({ target: 'db', sql: `SELECT ${n} AS n` }).catch(() => undefined);
+          if (o?.status !== 'succeeded') errors++;
+          done++;
+          if (done % every === 0) {
+            const m = await memoryOf(child);
+            const now = Date.now();
+            samples.push({ intents: done, rssMB: MB(m.rss), heapMB: MB(m.heapUsed), perSec: Math.round(every / ((now - windowStart) / 1000)), mem: m });
+            windowStart = now;
+            const sp = (k: string) => `${MB(m.spaces[k]?.used ?? 0)}/${MB(m.spaces[k]?.size ?? 0)}`;
+            console.log(
+              `soak: ${done} intents, service RSS ${MB(m.rss)} MB, heap ${MB(m.heapUsed)}/${MB(m.heapTotal)} MB (new ${sp('new')}, old ${sp('old')}, large ${sp('large_object')}, code ${sp('code')}), external ${MB(m.external)} MB${m.liveHeap !== undefined ? `, live after GC ${MB(m.liveHeap)} MB` : ''}, caches ${JSON.stringify(m.caches)}, ${samples.at(-1)!.perSec}/s, errors ${errors}`,
+            );
+          }
         }
-      }
-    }));
+      }),
+    );
   } finally {
     await nc.close();
     child.kill('SIGTERM');
@@ -114,7 +145,9 @@ export function printSoak(samples: Sample[]): void {
   for (const s of samples) {
     const c = s.mem.caches;
     const old = s.mem.spaces.old;
-    console.log(`| ${s.intents} | ${s.rssMB} | ${s.heapMB} / ${MB(s.mem.heapTotal)} | ${MB(old?.used ?? 0)} / ${MB(old?.size ?? 0)} | ${MB(c.factsBytes ?? 0)} (${c.factsEntries ?? 0}) | ${c.claimedGrants ?? 0} | ${c.sessionOwners ?? 0} | ${s.perSec} |`);
+    console.log(
+      `| ${s.intents} | ${s.rssMB} | ${s.heapMB} / ${MB(s.mem.heapTotal)} | ${MB(old?.used ?? 0)} / ${MB(old?.size ?? 0)} | ${MB(c.factsBytes ?? 0)} (${c.factsEntries ?? 0}) | ${c.claimedGrants ?? 0} | ${c.sessionOwners ?? 0} | ${s.perSec} |`,
+    );
   }
   const at20 = samples.find((s) => s.intents >= samples[samples.length - 1]!.intents / 5);
   const last = samples[samples.length - 1];

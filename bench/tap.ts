@@ -17,7 +17,10 @@ const by = new Map<string, { n: number; bytes: number }>();
 const sub = tap.subscribe('>');
 void (async () => {
   for await (const m of sub) {
-    const k = m.subject.replace(/\.[A-Za-z0-9_-]{20,}.*$/, '.<id>').replace(/_INBOX\..*/, '_INBOX.*').replace(/\$JS\.ACK\..*/, '$JS.ACK.*');
+    const k = m.subject
+      .replace(/\.[A-Za-z0-9_-]{20,}.*$/, '.<id>')
+      .replace(/_INBOX\..*/, '_INBOX.*')
+      .replace(/\$JS\.ACK\..*/, '$JS.ACK.*');
     const e = by.get(k) ?? { n: 0, bytes: 0 };
     e.n++;
     e.bytes += m.data.length + (m.headers ? m.headers.toString().length : 0);

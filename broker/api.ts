@@ -14,8 +14,20 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { AuditWriter } from '../audit/index.ts';
 import { inboxIdFor, isReplySubjectOf, openOutcome, sanitizeSubject, sealOutcome, sendReply, type Logger, type SealKeyPair } from '../lib/index.ts';
 import {
-  ApiRequestSchema, IntentRecordSchema, OutcomeSchema, TERMINAL_STATES, WritError, formatIssues, toWritError,
-  type ApiReply, type ApiRequest, type IntentRecord, type IntentState, type Names, type Outcome, type TargetConfig,
+  ApiRequestSchema,
+  IntentRecordSchema,
+  OutcomeSchema,
+  TERMINAL_STATES,
+  WritError,
+  formatIssues,
+  toWritError,
+  type ApiReply,
+  type ApiRequest,
+  type IntentRecord,
+  type IntentState,
+  type Names,
+  type Outcome,
+  type TargetConfig,
 } from '../schemas/index.ts';
 import type { IdentityVerifier, VerifiedIdentity } from './identity.ts';
 import type { Buckets } from './provision.ts';
@@ -67,8 +79,14 @@ export async function outcomeOf(rec: IntentRecord, d: { jsm: JetStreamManager; n
     }
   }
   return {
-    v: 1, type: 'outcome', intentId: rec.intentId, sessionId: rec.sessionId, status: rec.state, at: rec.updatedAt,
-    ...(rec.decision ? { decision: rec.decision } : {}), ...(rec.error ? { error: rec.error } : {}),
+    v: 1,
+    type: 'outcome',
+    intentId: rec.intentId,
+    sessionId: rec.sessionId,
+    status: rec.state,
+    at: rec.updatedAt,
+    ...(rec.decision ? { decision: rec.decision } : {}),
+    ...(rec.error ? { error: rec.error } : {}),
   };
 }
 
@@ -112,9 +130,7 @@ export class ApiService {
     try {
       req = parseRequest(m);
       // Approvers' requests take approver tokens (their own audience); everything else an agent's.
-      who = req.type === 'pending' || req.type === 'grants' || req.type === 'revoke'
-        ? await this.#d.identity.verifyApprover(req.token)
-        : await this.#d.identity.verify(req.token);
+      who = req.type === 'pending' || req.type === 'grants' || req.type === 'revoke' ? await this.#d.identity.verifyApprover(req.token) : await this.#d.identity.verify(req.token);
     } catch (e) {
       await this.#dropped(m, 'unverified', toWritError(e).code);
       return;
@@ -139,7 +155,8 @@ export class ApiService {
   async #dropped(m: Msg, reason: 'unverified' | 'foreign-reply', code: string, who?: VerifiedIdentity): Promise<void> {
     this.#d.log.warn({ op: sanitizeSubject(m.subject), reply: sanitizeSubject(m.reply ?? ''), reason, code, sub: who?.principal.sub }, 'api request dropped: no answer sent');
     await this.#d.audit.append({
-      sessionId: '_unattributed', type: 'reply.refused',
+      sessionId: '_unattributed',
+      type: 'reply.refused',
       payload: { source: 'api', subject: sanitizeSubject(m.subject), replyTo: m.reply === undefined ? null : sanitizeSubject(m.reply), reason, code, ...(who ? { principal: who.principal } : {}) },
     });
   }
@@ -174,18 +191,28 @@ export class ApiService {
         const d = ex.decision;
         const decision = { effect: d.effect, rules: d.rules, reasons: d.reasons, mode: d.mode, policyVersion: d.policyVersion };
         await this.#d.audit.append({
-          sessionId: req.sessionId ?? '_explain', type: 'policy.explained', policyVersion: d.policyVersion,
+          sessionId: req.sessionId ?? '_explain',
+          type: 'policy.explained',
+          policyVersion: d.policyVersion,
           payload: { principal: who.principal, target: target.name, command: redactCommand(req.command), decision },
         });
         return {
-          v: 1, type: 'explanation', decision, facts: facts.facts, considered: ex.considered as Record<string, unknown>[],
-          ...(d.code ? { code: d.code } : {}), ...(d.approval ? { approval: d.approval } : {}),
+          v: 1,
+          type: 'explanation',
+          decision,
+          facts: facts.facts,
+          considered: ex.considered as Record<string, unknown>[],
+          ...(d.code ? { code: d.code } : {}),
+          ...(d.approval ? { approval: d.approval } : {}),
         };
       }
       case 'targets': {
         const policy = this.#d.policy();
         const targets = [...this.#d.targets.values()].map((t) => ({
-          name: t.name, kind: t.kind, tags: t.tags, ...(t.description ? { description: t.description } : {}),
+          name: t.name,
+          kind: t.kind,
+          tags: t.tags,
+          ...(t.description ? { description: t.description } : {}),
           access: policy.accessFor ? policy.accessFor(who.principal, t) : [],
         }));
         return { v: 1, type: 'targets', targets: targets.filter((t) => t.access.some((a) => a.effect !== 'deny')) };
@@ -241,10 +268,20 @@ export class ApiService {
       if (!p.groups.some((g) => pend.spec.groups.includes(g))) continue;
       if ((rec.principal.iss === p.iss && rec.principal.sub === p.sub) || rec.principal.actFor === p.sub) continue;
       out.push({
-        intentId: rec.intentId, sessionId: rec.sessionId, target: rec.target, requester: rec.principal.sub, actFor: rec.principal.actFor,
-        command: redactCommand(pend.order.command), rule: pend.rule, votes: pend.votes.map((v) => v.sub), needed: pend.spec.count, expiresAt: pend.expiresAt,
+        intentId: rec.intentId,
+        sessionId: rec.sessionId,
+        target: rec.target,
+        requester: rec.principal.sub,
+        actFor: rec.principal.actFor,
+        command: redactCommand(pend.order.command),
+        rule: pend.rule,
+        votes: pend.votes.map((v) => v.sub),
+        needed: pend.spec.count,
+        expiresAt: pend.expiresAt,
         // What a vote names (the exact command's hash) and what a window would allow, as enforced.
-        commandSha256: rec.commandSha256, policyVersion: rec.decision?.policyVersion, windowScope: this.#d.approvals.scopeOf(rec),
+        commandSha256: rec.commandSha256,
+        policyVersion: rec.decision?.policyVersion,
+        windowScope: this.#d.approvals.scopeOf(rec),
       });
     }
     return out;
@@ -279,8 +316,6 @@ export class ApiService {
     }
     throw new WritError('WRIT_TIMEOUT');
   }
-
-
 }
 
 function parseRequest(m: Msg): ApiRequest {

@@ -19,9 +19,27 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { AuditWriter } from '../audit/index.ts';
 import { inboxIdFor, isReplySubjectOf, sanitizeSubject, sealOutcome, sendReply, type Logger } from '../lib/index.ts';
 import {
-  ApprovalDecisionSchema, approverTokenLifeSec, approverTokenSkewSec, commandText, IntentRecordSchema, sha256Hex, toWritError, WritError,
-  type ApprovalDecision, type Command, type ApprovalOutcome, type ApprovalRequest, type Config, type Intent, type IntentRecord, type Names, type Outcome, type Principal, type TargetConfig,
-  type WindowScope, voteSigningBytes,
+  ApprovalDecisionSchema,
+  approverTokenLifeSec,
+  approverTokenSkewSec,
+  commandText,
+  IntentRecordSchema,
+  sha256Hex,
+  toWritError,
+  WritError,
+  type ApprovalDecision,
+  type Command,
+  type ApprovalOutcome,
+  type ApprovalRequest,
+  type Config,
+  type Intent,
+  type IntentRecord,
+  type Names,
+  type Outcome,
+  type Principal,
+  type TargetConfig,
+  type WindowScope,
+  voteSigningBytes,
 } from '../schemas/index.ts';
 import type { VerifiedIdentity, IdentityVerifier } from './identity.ts';
 import type { CommandFacts, PolicyDecision } from './policy.ts';
@@ -69,15 +87,18 @@ export function windowScopeOf(rec: Pick<IntentRecord, 'principal' | 'target' | '
   const p = rec.pending;
   if (!p?.spec.windowMaxSec || !rec.decision?.policyVersion) return undefined;
   return {
-    rule: p.rule, target: rec.target, requester: { iss: rec.principal.iss, sub: rec.principal.sub }, actFor: rec.principal.actFor ?? null,
-    policyVersion: rec.decision.policyVersion, shapes: [...shapes], maxSec: p.spec.windowMaxSec,
+    rule: p.rule,
+    target: rec.target,
+    requester: { iss: rec.principal.iss, sub: rec.principal.sub },
+    actFor: rec.principal.actFor ?? null,
+    policyVersion: rec.decision.policyVersion,
+    shapes: [...shapes],
+    maxSec: p.spec.windowMaxSec,
   };
 }
 
 /** Whether a scope covers an intent: same requester, target, rule, human acted for and policy version, and only its shapes. */
-export function windowAllows(
-  scope: Omit<WindowScope, 'maxSec'>, p: Principal, target: string, rule: string, o: { facts: CommandFacts; policyVersion: string },
-): boolean {
+export function windowAllows(scope: Omit<WindowScope, 'maxSec'>, p: Principal, target: string, rule: string, o: { facts: CommandFacts; policyVersion: string }): boolean {
   if (scope.requester.iss !== p.iss || scope.requester.sub !== p.sub || scope.target !== target || scope.rule !== rule) return false;
   if (scope.actFor !== (p.actFor ?? null) || scope.policyVersion !== o.policyVersion) return false;
   const seen = new Set(scope.shapes);
@@ -144,7 +165,14 @@ export interface ApprovalsDeps {
 export function factsSummary(f: CommandFacts): Record<string, unknown> {
   if (f.kind === 'sql') {
     return {
-      statements: f.facts.statements.map((s) => ({ kind: s.kind, objectType: s.objectType, tablesRead: s.tablesRead, tablesWritten: s.tablesWritten, hasWhere: s.hasWhere, dangerousFunctions: s.dangerousFunctions })),
+      statements: f.facts.statements.map((s) => ({
+        kind: s.kind,
+        objectType: s.objectType,
+        tablesRead: s.tablesRead,
+        tablesWritten: s.tablesWritten,
+        hasWhere: s.hasWhere,
+        dangerousFunctions: s.dangerousFunctions,
+      })),
     };
   }
   return { commands: f.facts.commands.map((c) => ({ program: c.program, args: c.args.slice(0, 20) })), filesWritten: f.facts.filesWritten };
@@ -231,8 +259,14 @@ export class Approvals {
 
   /** Creates the pending record and publishes the request. Returns false when the id exists (a duplicate). */
   async open(
-    intent: Intent, who: VerifiedIdentity, target: TargetConfig, decision: PolicyDecision, facts: CommandFacts, commandSha256: string,
-    audit: (t: string, p: Record<string, unknown>) => void, reply: NonNullable<IntentRecord['reply']>,
+    intent: Intent,
+    who: VerifiedIdentity,
+    target: TargetConfig,
+    decision: PolicyDecision,
+    facts: CommandFacts,
+    commandSha256: string,
+    audit: (t: string, p: Record<string, unknown>) => void,
+    reply: NonNullable<IntentRecord['reply']>,
   ): Promise<boolean> {
     const spec = decision.approval ?? { groups: ['approvers'], count: 1, timeoutSec: 3600 };
     const now = Date.now();
@@ -240,11 +274,23 @@ export class Approvals {
     const rule = decision.rules[0] ?? '(default)';
     // Signed by this broker: votes and dispatch trust only a pending part it wrote.
     const record: IntentRecord = this.#d.sealer.seal({
-      intentId: intent.id, sessionId: intent.sessionId, target: target.name, kind: target.kind, principal: who.principal, state: 'pending',
+      intentId: intent.id,
+      sessionId: intent.sessionId,
+      target: target.name,
+      kind: target.kind,
+      principal: who.principal,
+      state: 'pending',
       decision: { effect: decision.effect, rules: decision.rules, reasons: decision.reasons, mode: decision.mode, policyVersion: decision.policyVersion },
-      commandSha256, createdAt: now, updatedAt: now, grant: grantSpecOf(decision), reply,
+      commandSha256,
+      createdAt: now,
+      updatedAt: now,
+      grant: grantSpecOf(decision),
+      reply,
       pending: {
-        rule, spec, expiresAt, votes: [],
+        rule,
+        spec,
+        expiresAt,
+        votes: [],
         // The reply is in `record.reply` (validated by the broker); the order keeps none of its own.
         order: { command: intent.command, mode: decision.mode, limits: decision.limits, ...(decision.masking !== undefined ? { mask: decision.masking } : {}) },
       },
@@ -256,17 +302,35 @@ export class Approvals {
     }
     const windowScope = this.scopeOf(record);
     const req: ApprovalRequest = {
-      v: 1, type: 'approval.request', intentId: intent.id, sessionId: intent.sessionId, target: target.name, requester: who.principal,
+      v: 1,
+      type: 'approval.request',
+      intentId: intent.id,
+      sessionId: intent.sessionId,
+      target: target.name,
+      requester: who.principal,
       // Approvers see the command with secrets masked (chat platforms are outside the boundary).
-      command: redactCommand(intent.command), facts: redactDeep(factsSummary(facts)), rule, reasons: decision.reasons, approval: spec, expiresAt, createdAt: now,
+      command: redactCommand(intent.command),
+      facts: redactDeep(factsSummary(facts)),
+      rule,
+      reasons: decision.reasons,
+      approval: spec,
+      expiresAt,
+      createdAt: now,
       // The scope is shown exactly as the window would enforce it: identifiers, never masked.
-      commandSha256, ...(windowScope ? { windowScope } : {}),
+      commandSha256,
+      ...(windowScope ? { windowScope } : {}),
       ...(intent.justification ? { justification: redactText(intent.justification) } : {}),
     };
     await this.#d.js.publish(this.#d.names.approvalRequest(target.name), enc.encode(JSON.stringify(req)), { msgID: `req-${intent.id}` });
     audit('approval.requested', { rule, approvers: spec.groups, count: spec.count, expiresAt });
     this.#answer(record, {
-      v: 1, type: 'outcome', intentId: intent.id, sessionId: intent.sessionId, status: 'pending', at: now, decision: record.decision!,
+      v: 1,
+      type: 'outcome',
+      intentId: intent.id,
+      sessionId: intent.sessionId,
+      status: 'pending',
+      at: now,
+      decision: record.decision!,
       // What the approvers are shown (sealed to the agent like every outcome): the facts, and what a window would allow.
       error: new WritError('WRIT_APPROVAL_REQUIRED', `waiting for ${spec.count} approval(s) from ${spec.groups.join(', ')} until ${new Date(expiresAt).toISOString()}`, {
         details: { facts: req.facts, ...(req.windowScope ? { windowScope: req.windowScope } : {}) },
@@ -301,7 +365,11 @@ export class Approvals {
     const parsed = ApprovalDecisionSchema.safeParse(rest);
     if (!parsed.success) {
       // Unverified: no answer anywhere (no deputy); the attempt is evidence.
-      await this.#d.audit.append({ sessionId: '_unattributed', type: 'approval.refused', payload: { code: 'WRIT_BAD_REQUEST', ...(replyTo !== undefined ? { replyTo: sanitizeSubject(replyTo) } : {}) } });
+      await this.#d.audit.append({
+        sessionId: '_unattributed',
+        type: 'approval.refused',
+        payload: { code: 'WRIT_BAD_REQUEST', ...(replyTo !== undefined ? { replyTo: sanitizeSubject(replyTo) } : {}) },
+      });
       return;
     }
     let who: VerifiedIdentity;
@@ -310,7 +378,8 @@ export class Approvals {
       who = await this.#d.identity.verifyApprover(parsed.data.token);
     } catch (e) {
       await this.#d.audit.append({
-        sessionId: '_unattributed', type: 'approval.refused',
+        sessionId: '_unattributed',
+        type: 'approval.refused',
         payload: { intentId: parsed.data.intentId, code: toWritError(e).code, ...(replyTo !== undefined ? { replyTo: sanitizeSubject(replyTo) } : {}) },
       });
       return;
@@ -319,7 +388,11 @@ export class Approvals {
     const inbox = inboxIdFor(who.principal.iss, who.principal.sub);
     const mine = isReplySubjectOf(replyTo, inbox);
     if (replyTo !== undefined && !mine) {
-      await this.#d.audit.append({ sessionId: '_unattributed', type: 'reply.refused', payload: { source: 'approval', intentId: parsed.data.intentId, subject: sanitizeSubject(replyTo), principal: who.principal } });
+      await this.#d.audit.append({
+        sessionId: '_unattributed',
+        type: 'reply.refused',
+        payload: { source: 'approval', intentId: parsed.data.intentId, subject: sanitizeSubject(replyTo), principal: who.principal },
+      });
     }
     const reply = (body: Record<string, unknown>) => mine && sendReply(this.#d.nc, replyTo, body, (e) => ({ accepted: false, code: e.code, message: e.message }), this.#d.log, inbox);
     try {
@@ -382,7 +455,8 @@ export class Approvals {
         throw await this.#refuse(d, approver.sub, e as WritError);
       }
       // The digest the broker signed is of this very command text.
-      if (sha256Hex(commandText(p.order.command)) !== rec.commandSha256) throw await this.#refuse(d, approver.sub, new WritError('WRIT_RECORD_TAMPERED', 'the pending command does not match its digest'));
+      if (sha256Hex(commandText(p.order.command)) !== rec.commandSha256)
+        throw await this.#refuse(d, approver.sub, new WritError('WRIT_RECORD_TAMPERED', 'the pending command does not match its digest'));
       if (p.expiresAt <= Date.now()) throw await this.#refuse(d, approver.sub, new WritError('WRIT_NOT_PENDING', 'the approval request has expired'), rec);
       // The vote is for the command the approver was shown, by its hash: another one (a stale or
       // forged request, a vote moved to another intent) does not count.
@@ -406,15 +480,27 @@ export class Approvals {
       const now = Date.now();
       let next: IntentRecord;
       if (d.verdict === 'reject') {
-        next = { ...rec, state: 'rejected', updatedAt: now, error: new WritError('WRIT_APPROVAL_REJECTED', d.reason ? `rejected by ${approver.sub}: ${d.reason}` : `rejected by ${approver.sub}`).toReply() };
+        next = {
+          ...rec,
+          state: 'rejected',
+          updatedAt: now,
+          error: new WritError('WRIT_APPROVAL_REJECTED', d.reason ? `rejected by ${approver.sub}: ${d.reason}` : `rejected by ${approver.sub}`).toReply(),
+        };
       } else {
         // The same approver voting twice counts once.
         // Distinct humans count: a second identity of a human who already voted counts once.
         const votedBy = new Set(p.votes.map((v) => v.human ?? v.sub));
         const counted = voterHumans.some((h) => votedBy.has(h)) || p.votes.some((v) => !v.human && v.sub === approver.sub);
-        const votes = counted ? p.votes : [...p.votes, { sub: approver.sub, human: voterHumans[0]!, at: now, decisionId: d.decisionId, via: approver.via, ...(d.windowSec ? { windowSec: d.windowSec } : {}) }];
+        const votes = counted
+          ? p.votes
+          : [...p.votes, { sub: approver.sub, human: voterHumans[0]!, at: now, decisionId: d.decisionId, via: approver.via, ...(d.windowSec ? { windowSec: d.windowSec } : {}) }];
         if (votes === p.votes) {
-          await audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: 'approval.vote', payload: { by: approver.sub, via: approver.via, verdict: d.verdict, counted: false, reason: 'already voted' } });
+          await audit.append({
+            sessionId: rec.sessionId,
+            intentId: rec.intentId,
+            type: 'approval.vote',
+            payload: { by: approver.sub, via: approver.via, verdict: d.verdict, counted: false, reason: 'already voted' },
+          });
           return rec.state;
         }
         next = { ...rec, pending: { ...p, votes }, updatedAt: now };
@@ -425,7 +511,12 @@ export class Approvals {
       } catch {
         continue; // another vote landed first: read again and re-apply
       }
-      await audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: 'approval.vote', payload: { by: approver.sub, via: approver.via, verdict: d.verdict, reason: d.reason, counted: true, windowSec: d.windowSec } });
+      await audit.append({
+        sessionId: rec.sessionId,
+        intentId: rec.intentId,
+        type: 'approval.vote',
+        payload: { by: approver.sub, via: approver.via, verdict: d.verdict, reason: d.reason, counted: true, windowSec: d.windowSec },
+      });
       if (next.state === 'rejected') {
         await this.#ended(next, [approver.sub], d.reason);
         return 'rejected';
@@ -440,11 +531,18 @@ export class Approvals {
           // Approved, but the policy now decides otherwise: it ends rejected, and nothing runs.
           const ended: IntentRecord = { ...next, state: 'rejected', updatedAt: Date.now(), error: err.toReply() };
           await this.#d.intents.update(d.intentId, enc.encode(JSON.stringify(ended)), revision);
-          await this.#ended(ended, next.pending!.votes.map((v) => v.sub), err.message);
+          await this.#ended(
+            ended,
+            next.pending!.votes.map((v) => v.sub),
+            err.message,
+          );
           return 'rejected';
         }
         await this.#grantWindow(next);
-        await this.#ended({ ...next, state: 'dispatched' }, next.pending!.votes.map((v) => v.sub));
+        await this.#ended(
+          { ...next, state: 'dispatched' },
+          next.pending!.votes.map((v) => v.sub),
+        );
         return 'dispatched';
       }
       return 'pending';
@@ -482,7 +580,9 @@ export class Approvals {
 
   async #refuse(d: ApprovalDecision, by: string, err: WritError, rec?: IntentRecord): Promise<WritError> {
     await this.#d.audit.append({
-      sessionId: rec?.sessionId ?? '_unattributed', intentId: rec?.intentId, type: 'approval.refused',
+      sessionId: rec?.sessionId ?? '_unattributed',
+      intentId: rec?.intentId,
+      type: 'approval.refused',
       payload: { by, verdict: d.verdict, code: err.code, message: err.message, intentId: d.intentId, decisionId: d.decisionId },
     });
     return err;
@@ -512,13 +612,26 @@ export class Approvals {
     if (!(sec > 0)) return;
     const now = Date.now();
     const w: WindowRecord = {
-      id: windowKey(rec.principal, scope.target, scope.rule), sub: scope.requester.sub, iss: scope.requester.iss, target: scope.target, rule: scope.rule,
-      expiresAt: now + sec * 1000, grantedBy: p.votes.map((v) => v.sub), approverGroups: p.spec.groups, createdAt: now,
+      id: windowKey(rec.principal, scope.target, scope.rule),
+      sub: scope.requester.sub,
+      iss: scope.requester.iss,
+      target: scope.target,
+      rule: scope.rule,
+      expiresAt: now + sec * 1000,
+      grantedBy: p.votes.map((v) => v.sub),
+      approverGroups: p.spec.groups,
+      createdAt: now,
       ...(scope.actFor !== null ? { actFor: scope.actFor } : {}),
-      policyVersion: scope.policyVersion, shapes: scope.shapes,
+      policyVersion: scope.policyVersion,
+      shapes: scope.shapes,
     };
     await this.#d.windows.put(w.id, enc.encode(JSON.stringify(w)));
-    await this.#d.audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: 'window.granted', payload: { windowId: w.id, principal: w.sub, target: w.target, rule: w.rule, seconds: sec, grantedBy: w.grantedBy } });
+    await this.#d.audit.append({
+      sessionId: rec.sessionId,
+      intentId: rec.intentId,
+      type: 'window.granted',
+      payload: { windowId: w.id, principal: w.sub, target: w.target, rule: w.rule, seconds: sec, grantedBy: w.grantedBy },
+    });
   }
 
   /** Ends a pending intent on expiry or cancel (sweeper and API). */
@@ -555,7 +668,7 @@ export class Approvals {
     const e = await this.#d.windows.get(id);
     if (!e || e.operation !== 'PUT') throw new WritError('WRIT_NOT_FOUND');
     const w = e.json<WindowRecord>();
-    if (!by.groups.some((g) => w.approverGroups.includes(g)) && by.sub !== w.sub) throw new WritError('WRIT_APPROVER_NOT_ALLOWED', 'only the rule\'s approvers or the holder can revoke a window');
+    if (!by.groups.some((g) => w.approverGroups.includes(g)) && by.sub !== w.sub) throw new WritError('WRIT_APPROVER_NOT_ALLOWED', "only the rule's approvers or the holder can revoke a window");
     await this.#d.windows.delete(id);
     await this.#d.audit.append({ sessionId, type: 'window.revoked', payload: { windowId: id, by: by.sub, principal: w.sub, target: w.target, rule: w.rule } });
   }

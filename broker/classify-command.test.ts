@@ -75,4 +75,3 @@ describe('the facts cache counts what its entries really hold', () => {
     });
   }
 });
-

@@ -88,9 +88,8 @@ export function createCommandClassifier(limits: Pick<Config['limits'], 'maxState
     if (target.kind === 'postgres' && command.kind === 'sql') {
       // splitSql only scans quotes and comments, so it is cheap; parsing is what the limit protects.
       const big = text.length > limits.maxStatementBytes ? splitSql(text).findIndex((st) => Buffer.byteLength(st) > limits.maxStatementBytes) : -1;
-      facts = big >= 0
-        ? refused(command, 'WRIT_SQL_UNKNOWN', `statement ${big + 1} is longer than the ${limits.maxStatementBytes}-byte limit for one statement`)
-        : { kind: 'sql', facts: classifySql(text) };
+      facts =
+        big >= 0 ? refused(command, 'WRIT_SQL_UNKNOWN', `statement ${big + 1} is longer than the ${limits.maxStatementBytes}-byte limit for one statement`) : { kind: 'sql', facts: classifySql(text) };
     } else if (target.kind === 'mysql' && command.kind === 'sql') {
       // The MySQL grammar for MySQL and MariaDB targets; a text the scanner refuses is classified (and refused) whole.
       // Unqualified names go to the target's default database; where that is unknown, they are refused.
@@ -102,13 +101,15 @@ export function createCommandClassifier(limits: Pick<Config['limits'], 'maxState
           big = Buffer.byteLength(text) > limits.maxStatementBytes ? 0 : -1;
         }
       }
-      facts = big >= 0
-        ? refused(command, 'WRIT_SQL_UNKNOWN', `statement ${big + 1} is longer than the ${limits.maxStatementBytes}-byte limit for one statement`)
-        : { kind: 'sql', facts: classifyMysql(text, target.database ?? null) };
+      facts =
+        big >= 0
+          ? refused(command, 'WRIT_SQL_UNKNOWN', `statement ${big + 1} is longer than the ${limits.maxStatementBytes}-byte limit for one statement`)
+          : { kind: 'sql', facts: classifyMysql(text, target.database ?? null) };
     } else if (target.kind === 'ssh' && command.kind === 'shell') {
-      facts = Buffer.byteLength(text) > limits.maxStatementBytes
-        ? refused(command, 'WRIT_SHELL_UNKNOWN', `the command line is longer than the ${limits.maxStatementBytes}-byte limit`)
-        : { kind: 'shell', facts: classifyShell(text) };
+      facts =
+        Buffer.byteLength(text) > limits.maxStatementBytes
+          ? refused(command, 'WRIT_SHELL_UNKNOWN', `the command line is longer than the ${limits.maxStatementBytes}-byte limit`)
+          : { kind: 'shell', facts: classifyShell(text) };
     } else {
       // A command of the wrong kind for its target is refused, not guessed at.
       facts = refused(command, command.kind === 'sql' ? 'WRIT_SQL_UNKNOWN' : 'WRIT_SHELL_UNKNOWN', `target ${target.name} does not take ${command.kind === 'sql' ? 'SQL' : 'shell commands'}`);

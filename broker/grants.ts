@@ -22,9 +22,19 @@ export function buildGrantClaims(rec: IntentRecord, o: { nowSec: number; ttlSec:
   const g = rec.grant;
   if (!g) throw new WritError('WRIT_INTERNAL', `intent ${rec.intentId} has no recorded grant`);
   return {
-    gid: rec.grantId ?? rec.intentId, iid: rec.intentId, sid: rec.sessionId, tgt: rec.target, kind: rec.kind, mode: g.mode,
-    sha256: rec.commandSha256, iat: o.nowSec, exp: o.exp ?? o.nowSec + o.ttlSec, limits: g.limits,
-    mask: g.mask, policyVersion: rec.decision?.policyVersion ?? o.policyVersion, sub: rec.principal.sub,
+    gid: rec.grantId ?? rec.intentId,
+    iid: rec.intentId,
+    sid: rec.sessionId,
+    tgt: rec.target,
+    kind: rec.kind,
+    mode: g.mode,
+    sha256: rec.commandSha256,
+    iat: o.nowSec,
+    exp: o.exp ?? o.nowSec + o.ttlSec,
+    limits: g.limits,
+    mask: g.mask,
+    policyVersion: rec.decision?.policyVersion ?? o.policyVersion,
+    sub: rec.principal.sub,
     // Where the worker may answer, as the broker validated it (signed, so an order cannot redirect it).
     // The inbox is the principal's own, recomputed here, whatever the stored record says.
     ...(rec.reply ? { rpl: { inbox: inboxIdFor(rec.principal.iss, rec.principal.sub), key: rec.reply.key } } : {}),

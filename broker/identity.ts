@@ -15,8 +15,17 @@ import { LRUCache } from 'lru-cache';
 import { readFileSync } from 'node:fs';
 import * as oidc from 'openid-client';
 import {
-  createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwksCache, jwtVerify,
-  type ExportedJWKSCache, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey,
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  jwksCache,
+  jwtVerify,
+  type ExportedJWKSCache,
+  type JSONWebKeySet,
+  type JWTPayload,
+  type JWTVerifyGetKey,
 } from 'jose';
 import { WritError, sha256Hex, type Config, type IssuerConfig, type Principal } from '../schemas/index.ts';
 
@@ -150,7 +159,7 @@ function mapJoseError(e: unknown): WritError {
     if (e.claim === 'iss') return new WritError('WRIT_TOKEN_ISSUER', undefined, { cause: e });
     return new WritError('WRIT_TOKEN_INVALID', `token claim ${e.claim} is not acceptable`, { cause: e });
   }
-  if (e instanceof joseErrors.JWKSNoMatchingKey) return new WritError('WRIT_TOKEN_INVALID', 'the token\'s signing key is not among its issuer\'s current keys', { cause: e });
+  if (e instanceof joseErrors.JWKSNoMatchingKey) return new WritError('WRIT_TOKEN_INVALID', "the token's signing key is not among its issuer's current keys", { cause: e });
   return new WritError('WRIT_TOKEN_INVALID', undefined, { cause: e });
 }
 

@@ -33,9 +33,15 @@ export async function createBroker(opts: { nc: NatsConnection; config: Config; l
   const identity = IdentityVerifier.fromConfig(config, dev);
   const { signer } = loadOrCreateGrantKey(config.grants.keyFile);
   return new Broker({
-    nc: opts.nc, config, names: makeNames(config.prefix), log: opts.log, identity, signer,
+    nc: opts.nc,
+    config,
+    names: makeNames(config.prefix),
+    log: opts.log,
+    identity,
+    signer,
     policy: opts.policy ?? (config.policyFile ? policyFromStore(config.policyFile, opts.log) : new SimplePolicy(config.policy)),
-    ...(opts.id ? { id: opts.id } : {}), metrics: opts.metrics,
+    ...(opts.id ? { id: opts.id } : {}),
+    metrics: opts.metrics,
   });
 }
 
@@ -53,7 +59,10 @@ function policyFromStore(file: string, log: Logger) {
     const policy = await ReloadingPolicy.start(store, {
       fallback,
       log,
-      onChange: (p) => void audit.append({ sessionId: '_policy', type: 'policy.loaded', policyVersion: p.policy.version, payload: { version: p.policy.version, revision: p.revision, meta: p.meta } }).catch(() => undefined),
+      onChange: (p) =>
+        void audit
+          .append({ sessionId: '_policy', type: 'policy.loaded', policyVersion: p.policy.version, payload: { version: p.policy.version, revision: p.revision, meta: p.meta } })
+          .catch(() => undefined),
     });
     log.info({ version: published.version, changed: published.changed }, 'policy published from file');
     return policy;

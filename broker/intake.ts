@@ -31,9 +31,7 @@ export function intake(data: Uint8Array, subjectTarget: string, maxBytes: number
   try {
     raw = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'));
   } catch (e) {
-    const error = tooLarge
-      ? new WritError('WRIT_PAYLOAD_TOO_LARGE', `the intent is ${data.length} bytes; the limit is ${maxBytes}`)
-      : new WritError('WRIT_BAD_JSON', undefined, { cause: e });
+    const error = tooLarge ? new WritError('WRIT_PAYLOAD_TOO_LARGE', `the intent is ${data.length} bytes; the limit is ${maxBytes}`) : new WritError('WRIT_BAD_JSON', undefined, { cause: e });
     return { ok: false, refusal: { error, partial: {} } };
   }
   const partial = pick(raw);

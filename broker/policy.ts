@@ -77,15 +77,18 @@ export class SimplePolicy implements PolicyEngine {
     }
     const mode = isReadOnly(input.facts) ? 'read' : 'write';
     const groups = new Set(input.principal.groups);
-    const matches = this.#cfg.rules.filter(
-      (r) => (r.groups.includes('*') || r.groups.some((g) => groups.has(g))) && (r.targets.includes('*') || r.targets.includes(input.target.name)),
-    );
+    const matches = this.#cfg.rules.filter((r) => (r.groups.includes('*') || r.groups.some((g) => groups.has(g))) && (r.targets.includes('*') || r.targets.includes(input.target.name)));
     const deny = matches.find((r) => r.effect === 'deny');
     const ask = matches.find((r) => r.effect === 'require_approval');
     if (!deny && ask) {
       return {
-        ...base, effect: 'require_approval', rules: [ask.id], reasons: [`rule ${ask.id} requires approval for ${input.target.name}`], mode,
-        limits: { ...this.#cfg.defaultLimits, ...ask.limits }, approval: ask.approval ?? { groups: ['approvers'], count: 1, timeoutSec: 3600 },
+        ...base,
+        effect: 'require_approval',
+        rules: [ask.id],
+        reasons: [`rule ${ask.id} requires approval for ${input.target.name}`],
+        mode,
+        limits: { ...this.#cfg.defaultLimits, ...ask.limits },
+        approval: ask.approval ?? { groups: ['approvers'], count: 1, timeoutSec: 3600 },
       };
     }
     if (deny) return { ...base, effect: 'deny', rules: [deny.id], reasons: [`rule ${deny.id} denies this principal on ${input.target.name}`], mode, code: 'WRIT_POLICY_DENIED' };

@@ -102,9 +102,12 @@ export async function provision(nc: NatsConnection, jsm: JetStreamManager, n: Na
   // The audit chain stays linear only because the stream refuses a block chained on a stale
   // head: on a replicated audit stream of an older server, two writers fork a session silently.
   if (auditReplicas > 1 && !serializesSubjectSequence(nc.info?.version)) {
-    throw new WritError('WRIT_CONFIG_INVALID', `audit.replicas is ${auditReplicas} (from ${config.audit.replicas === undefined ? 'nats.replicas' : 'audit.replicas'}), but nats-server ${nc.info?.version ?? '(version unknown)'} `
-      + `does not serialize Nats-Expected-Last-Subject-Sequence on a replicated stream (fixed in ${SERIALIZED_SUBJECT_SEQUENCE_SINCE}, nats-server#4320): `
-      + 'concurrent audit writers would fork a session\'s chain. Run nats-server 2.9.21 or later, or set audit.replicas: 1');
+    throw new WritError(
+      'WRIT_CONFIG_INVALID',
+      `audit.replicas is ${auditReplicas} (from ${config.audit.replicas === undefined ? 'nats.replicas' : 'audit.replicas'}), but nats-server ${nc.info?.version ?? '(version unknown)'} ` +
+        `does not serialize Nats-Expected-Last-Subject-Sequence on a replicated stream (fixed in ${SERIALIZED_SUBJECT_SEQUENCE_SINCE}, nats-server#4320): ` +
+        "concurrent audit writers would fork a session's chain. Run nats-server 2.9.21 or later, or set audit.replicas: 1",
+    );
   }
   for (const cfg of streamConfigs(n, config)) await ensureStream(jsm, cfg);
   await ensureAuditStream(jsm, n, { replicas: auditReplicas, maxAgeSec: config.audit.maxAgeSec });
@@ -141,16 +144,13 @@ async function ensureBucketMinAge(jsm: JetStreamManager, kv: KV, minSec: number)
 export async function openBuckets(nc: NatsConnection, n: Names, config: Config, create: boolean): Promise<Buckets> {
   const kvm = new Kvm(nc);
   const replicas = config.nats.replicas;
-  const open = (name: string, history: number) =>
-    create ? kvm.create(name, { history, replicas, storage: StorageType.File }) : kvm.open(name);
+  const open = (name: string, history: number) => (create ? kvm.create(name, { history, replicas, storage: StorageType.File }) : kvm.open(name));
   return {
     intents: await open(n.buckets.intents, 1),
     claims: await open(n.buckets.claims, 1),
     policy: await open(n.buckets.policy, 16),
     windows: await open(n.buckets.windows, 1),
     sessions: await open(n.buckets.sessions, 1),
-    voteTokens: create
-      ? await kvm.create(n.buckets.voteTokens, { history: 1, replicas, storage: StorageType.File, ttl: approverTokenLifeSec(config) * 1000 })
-      : await kvm.open(n.buckets.voteTokens),
+    voteTokens: create ? await kvm.create(n.buckets.voteTokens, { history: 1, replicas, storage: StorageType.File, ttl: approverTokenLifeSec(config) * 1000 }) : await kvm.open(n.buckets.voteTokens),
   };
 }

@@ -13,13 +13,25 @@ const CONTEXT = 'writ.pending.v1\n';
 
 function signedPart(rec: IntentRecord): string {
   const p = rec.pending!;
-  return CONTEXT + canonicalJson({
-    intentId: rec.intentId, sessionId: rec.sessionId, target: rec.target, kind: rec.kind, principal: rec.principal,
-    commandSha256: rec.commandSha256, grant: rec.grant ?? null, reply: (rec as { reply?: unknown }).reply ?? null,
-    rule: p.rule, spec: p.spec, expiresAt: p.expiresAt, order: p.order,
-    // The policy version a window granted on this record is bound to (approvals windowScopeOf).
-    policyVersion: rec.decision?.policyVersion ?? null,
-  });
+  return (
+    CONTEXT +
+    canonicalJson({
+      intentId: rec.intentId,
+      sessionId: rec.sessionId,
+      target: rec.target,
+      kind: rec.kind,
+      principal: rec.principal,
+      commandSha256: rec.commandSha256,
+      grant: rec.grant ?? null,
+      reply: (rec as { reply?: unknown }).reply ?? null,
+      rule: p.rule,
+      spec: p.spec,
+      expiresAt: p.expiresAt,
+      order: p.order,
+      // The policy version a window granted on this record is bound to (approvals windowScopeOf).
+      policyVersion: rec.decision?.policyVersion ?? null,
+    })
+  );
 }
 
 export class PendingSealer {

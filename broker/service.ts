@@ -13,12 +13,35 @@ import { AuditWriter, Checkpointer, serviceAuditKey } from '../audit/index.ts';
 import { readFileSync } from 'node:fs';
 import { endSpan, lazyChild, SpanKind, startSpan, traceContextOf, traceHeaders, traceIdOf, type BrokerOutcome, type ServiceMetrics, type Span } from '../lib/index.ts';
 import {
-  consumeConcurrently, ensureConsumer, inboxIdFor, isReplySubjectOf, sanitizeSubject, sealKeyPairFromSecret, sealOutcome, sendReply, withDeadline,
-  type ConsumeLoop, type Logger, type SealKeyPair,
+  consumeConcurrently,
+  ensureConsumer,
+  inboxIdFor,
+  isReplySubjectOf,
+  sanitizeSubject,
+  sealKeyPairFromSecret,
+  sealOutcome,
+  sendReply,
+  withDeadline,
+  type ConsumeLoop,
+  type Logger,
+  type SealKeyPair,
 } from '../lib/index.ts';
 import {
-  commandText, IntentRecordSchema, sha256Hex, toWritError, WritError, X25519KeySchema,
-  type Config, type GrantClaims, type GrantSigner, type Intent, type IntentRecord, type Names, type Order, type Outcome, type TargetConfig,
+  commandText,
+  IntentRecordSchema,
+  sha256Hex,
+  toWritError,
+  WritError,
+  X25519KeySchema,
+  type Config,
+  type GrantClaims,
+  type GrantSigner,
+  type Intent,
+  type IntentRecord,
+  type Names,
+  type Order,
+  type Outcome,
+  type TargetConfig,
 } from '../schemas/index.ts';
 import { createCommandClassifier, type ClassifyCommand } from './classify-command.ts';
 import { SessionOwners } from './sessions.ts';
@@ -132,8 +155,15 @@ export class Broker {
     const grantKeyPem = readFileSync(config.grants.keyFile, 'utf8');
     this.#store = resultsKeyFromGrantKey(grantKeyPem);
     this.#checkpointer = new Checkpointer({
-      js: this.#js, jsm: this.#jsm, names: n, actor: { kind: 'broker', id: this.id }, privateKey: grantKeyPem,
-      writers: this.#audit, intervalMs: config.audit.checkpointSec * 1000, logger: this.#d.log, signer: auditKey.signer,
+      js: this.#js,
+      jsm: this.#jsm,
+      names: n,
+      actor: { kind: 'broker', id: this.id },
+      privateKey: grantKeyPem,
+      writers: this.#audit,
+      intervalMs: config.audit.checkpointSec * 1000,
+      logger: this.#d.log,
+      signer: auditKey.signer,
       // With a registry, a checkpoint covers only blocks whose signatures it verified.
       ...(auditKey.signers ? { signers: auditKey.signers, allowUnsignedBefore: config.audit.allowUnsignedBefore } : {}),
     });
@@ -143,14 +173,42 @@ export class Broker {
     const consumer = await this.#js.consumers.get(n.streams.intents, n.durables.broker);
     this.#loop = await consumeConcurrently(consumer, (m) => this.#handle(m), { maxInFlight: config.limits.concurrency, log: this.#d.log });
     this.#approvals = new Approvals({
-      nc, js: this.#js, jsm: this.#jsm, intents: this.#kv.intents, windows: this.#kv.windows, voteTokens: this.#kv.voteTokens, names: n, config, identity: this.#d.identity,
-      audit: this.#audit, log: this.#d.log, dispatch: (rec, revision) => this.#dispatchApproved(rec, revision), sealer: this.#sealer,
-      shapesOf: (t, command) => { const tc = this.#targets.get(t); return tc ? commandShapes(this.#classify(tc, command)) : ['?']; },
+      nc,
+      js: this.#js,
+      jsm: this.#jsm,
+      intents: this.#kv.intents,
+      windows: this.#kv.windows,
+      voteTokens: this.#kv.voteTokens,
+      names: n,
+      config,
+      identity: this.#d.identity,
+      audit: this.#audit,
+      log: this.#d.log,
+      dispatch: (rec, revision) => this.#dispatchApproved(rec, revision),
+      sealer: this.#sealer,
+      shapesOf: (t, command) => {
+        const tc = this.#targets.get(t);
+        return tc ? commandShapes(this.#classify(tc, command)) : ['?'];
+      },
     });
     await this.#approvals.start();
     this.#sweeper = new Sweeper({ kv: this.#kv, js: this.#js, names: n, audit: this.#audit, log: this.#d.log, intervalMs: config.limits.sweepIntervalMs, approvals: this.#approvals });
-    this.#api = new ApiService({ nc, names: n, kv: this.#kv, js: this.#js, jsm: this.#jsm, identity: this.#d.identity, audit: this.#audit, log: this.#d.log, approvals: this.#approvals, sweeper: this.#sweeper,
-      policy: () => this.#policy, targets: this.#targets, classify: this.#classify, sessions: this.#sessions, resultsKey: this.#store,
+    this.#api = new ApiService({
+      nc,
+      names: n,
+      kv: this.#kv,
+      js: this.#js,
+      jsm: this.#jsm,
+      identity: this.#d.identity,
+      audit: this.#audit,
+      log: this.#d.log,
+      approvals: this.#approvals,
+      sweeper: this.#sweeper,
+      policy: () => this.#policy,
+      targets: this.#targets,
+      classify: this.#classify,
+      sessions: this.#sessions,
+      resultsKey: this.#store,
     });
     this.#api.start();
     await this.#sweeper.start();
@@ -279,7 +337,8 @@ export class Broker {
   /** A reply aimed outside the sender's inbox: nothing is published there; the attempt is evidence. */
   async #replyRefused(subject: unknown, who: VerifiedIdentity | undefined, claimedIntentId: string | undefined): Promise<void> {
     await this.#audit.append({
-      sessionId: '_unattributed', type: 'reply.refused',
+      sessionId: '_unattributed',
+      type: 'reply.refused',
       payload: { source: 'intent', subject: sanitizeSubject(subject), verified: who !== undefined, ...(who ? { principal: who.principal } : {}), ...(claimedIntentId ? { claimedIntentId } : {}) },
     });
   }
@@ -342,10 +401,15 @@ export class Broker {
     const commandSha256 = sha256Hex(text);
     const auditorKey = this.#d.config.audit.auditorPublicKey;
     audit('intent.received', {
-      principal: who.principal, target: intent.target, command: redactCommand(intent.command), commandSha256,
+      principal: who.principal,
+      target: intent.target,
+      command: redactCommand(intent.command),
+      commandSha256,
       // The exact text, for auditors only: sealed to their key, bound to this intent.
       ...(auditorKey ? { commandSealed: sealCommandForAuditors(intent.command, auditorKey, intent.id, intent.sessionId) } : {}),
-      justification: intent.justification === undefined ? undefined : redactText(intent.justification), tokenSha256: who.tokenSha256, redelivered,
+      justification: intent.justification === undefined ? undefined : redactText(intent.justification),
+      tokenSha256: who.tokenSha256,
+      redelivered,
     });
     if (!replyCheck.ok) {
       // Denied and recorded (the API tells the sender why), but nothing is sent to that subject.
@@ -385,10 +449,21 @@ export class Broker {
     const gid = intent.id;
     const grantExp = nowSec + this.#d.config.grants.ttlSec;
     const record: IntentRecord = {
-      intentId: intent.id, sessionId: intent.sessionId, target: target.name, kind: target.kind, principal: who.principal,
-      state: 'dispatched', decision: publicDecision(decision), grant: grantSpecOf(decision), grantId: gid, grantExp, commandSha256,
+      intentId: intent.id,
+      sessionId: intent.sessionId,
+      target: target.name,
+      kind: target.kind,
+      principal: who.principal,
+      state: 'dispatched',
+      decision: publicDecision(decision),
+      grant: grantSpecOf(decision),
+      grantId: gid,
+      grantExp,
+      commandSha256,
       runDeadline: grantExp + Math.ceil(decision.limits.seconds ?? 30) + this.#d.config.limits.sweepMarginSec,
-      ...(reply ? { reply } : {}), createdAt: Date.now(), updatedAt: Date.now(),
+      ...(reply ? { reply } : {}),
+      createdAt: Date.now(),
+      updatedAt: Date.now(),
     };
     const claims = buildGrantClaims(record, { nowSec, ttlSec: this.#d.config.grants.ttlSec, exp: grantExp, policyVersion: decision.policyVersion, storeKey: this.#store.publicKey });
     // The dispatch evidence and the record are stored side by side (one round trip, not two),
@@ -419,19 +494,34 @@ export class Broker {
     // approval (rule, mode, approvers) the votes were for; its limits and masking are today's.
     const now = this.#policy.decide({ principal: rec.principal, target, command: p.order.command, facts: this.#classify(target, p.order.command), now: new Date() });
     const spec = now.approval ?? { groups: ['approvers'], count: 1, timeoutSec: 3600 };
-    if (now.effect !== 'require_approval' || (now.rules[0] ?? '(default)') !== p.rule || now.mode !== p.order.mode
-      || spec.count !== p.spec.count || [...spec.groups].sort().join(',') !== [...p.spec.groups].sort().join(',')) {
+    if (
+      now.effect !== 'require_approval' ||
+      (now.rules[0] ?? '(default)') !== p.rule ||
+      now.mode !== p.order.mode ||
+      spec.count !== p.spec.count ||
+      [...spec.groups].sort().join(',') !== [...p.spec.groups].sort().join(',')
+    ) {
       throw new WritError('WRIT_DECISION_CHANGED', `the current policy decides ${now.effect}${now.rules[0] ? ` by ${now.rules[0]}` : ''}; the approval was for ${p.rule}`);
     }
     const withGrant: IntentRecord = { ...rec, grant: grantSpecOf(now) };
     const claims = buildGrantClaims(withGrant, { nowSec, ttlSec: this.#d.config.grants.ttlSec, policyVersion: this.#policy.version, storeKey: this.#store.publicKey });
     const next: IntentRecord = {
-      ...withGrant, state: 'dispatched', grantId: claims.gid, grantExp: claims.exp, updatedAt: Date.now(),
+      ...withGrant,
+      state: 'dispatched',
+      grantId: claims.gid,
+      grantExp: claims.exp,
+      updatedAt: Date.now(),
       runDeadline: claims.exp + Math.ceil(claims.limits.seconds ?? 30) + this.#d.config.limits.sweepMarginSec,
     };
     const rev = await this.#kv.intents.update(rec.intentId, enc.encode(JSON.stringify(next)), revision);
     // Evidence first, then the order (see #process).
-    await this.#audit.append({ sessionId: rec.sessionId, intentId: rec.intentId, type: 'intent.dispatched', policyVersion: claims.policyVersion, payload: { grantId: claims.gid, mode: claims.mode, exp: claims.exp, limits: claims.limits, approvedBy: p.votes.map((v) => v.sub) } });
+    await this.#audit.append({
+      sessionId: rec.sessionId,
+      intentId: rec.intentId,
+      type: 'intent.dispatched',
+      policyVersion: claims.policyVersion,
+      payload: { grantId: claims.gid, mode: claims.mode, exp: claims.exp, limits: claims.limits, approvedBy: p.votes.map((v) => v.sub) },
+    });
     await this.#publishOrder(rec.intentId, target, this.#withAuditHead(claims), rev, next, p.order.command);
   }
 
@@ -449,8 +539,15 @@ export class Broker {
     // The pending part (votes, the order to sign) is not needed by the worker.
     const { pending: _p, ...rec } = record;
     const order: Order = {
-      v: 1, type: 'order', intentId, sessionId: record.sessionId, target: target.name, command,
-      grant: this.#d.signer.sign(claims), stateRevision: revision, ...(record.reply?.to ? { replyTo: record.reply.to } : {}),
+      v: 1,
+      type: 'order',
+      intentId,
+      sessionId: record.sessionId,
+      target: target.name,
+      command,
+      grant: this.#d.signer.sign(claims),
+      stateRevision: revision,
+      ...(record.reply?.to ? { replyTo: record.reply.to } : {}),
       record: rec,
     };
     // msgID = grant id: a re-sent order within the window is dropped by the server; beyond it, the claim refuses it.
@@ -463,7 +560,14 @@ export class Broker {
   }
 
   /** The id exists already: a resubmission or a redelivery. Never a second execution. */
-  async #duplicate(intent: Intent, who: VerifiedIdentity, audit: (t: string, p: Record<string, unknown>) => void, cause: unknown, flush: (() => Promise<unknown>) | undefined, reply: ReplySpec | undefined): Promise<void> {
+  async #duplicate(
+    intent: Intent,
+    who: VerifiedIdentity,
+    audit: (t: string, p: Record<string, unknown>) => void,
+    cause: unknown,
+    flush: (() => Promise<unknown>) | undefined,
+    reply: ReplySpec | undefined,
+  ): Promise<void> {
     const entry = await this.#kv.intents.get(intent.id);
     if (!entry || entry.operation !== 'PUT') {
       // No record and a create that failed: a bus outage (timeout, reconnect) is retried by
@@ -488,7 +592,13 @@ export class Broker {
       // Re-sent from the record's GrantSpec: the same mode, limits and masking that were decided.
       // A record without one (never decided to run) is not re-sent; the sweeper ends it.
       if (existing.grant && existing.grantExp && existing.grantExp > nowSec) {
-        const claims = buildGrantClaims(existing, { nowSec, ttlSec: this.#d.config.grants.ttlSec, exp: existing.grantExp, policyVersion: existing.decision?.policyVersion ?? this.#policy.version, storeKey: this.#store.publicKey });
+        const claims = buildGrantClaims(existing, {
+          nowSec,
+          ttlSec: this.#d.config.grants.ttlSec,
+          exp: existing.grantExp,
+          policyVersion: existing.decision?.policyVersion ?? this.#policy.version,
+          storeKey: this.#store.publicKey,
+        });
         // The first attempt may have died before its dispatch evidence was stored: store it
         // (again) before the order goes out, so no order ever runs without it.
         audit('intent.dispatched', { grantId: claims.gid, mode: claims.mode, exp: claims.exp, limits: claims.limits, resent: true });
@@ -504,13 +614,29 @@ export class Broker {
   }
 
   async #deny(
-    intent: Intent, who: VerifiedIdentity, decision: PolicyDecision | null, error: WritError, commandSha256: string,
-    audit: (t: string, p: Record<string, unknown>) => void, target: TargetConfig | undefined, flush: (() => Promise<unknown>) | undefined, reply: ReplySpec | undefined,
+    intent: Intent,
+    who: VerifiedIdentity,
+    decision: PolicyDecision | null,
+    error: WritError,
+    commandSha256: string,
+    audit: (t: string, p: Record<string, unknown>) => void,
+    target: TargetConfig | undefined,
+    flush: (() => Promise<unknown>) | undefined,
+    reply: ReplySpec | undefined,
   ): Promise<void> {
     const record: IntentRecord = {
-      intentId: intent.id, sessionId: intent.sessionId, target: intent.target, kind: target?.kind ?? 'postgres', principal: who.principal,
-      state: 'denied', error: error.toReply(), commandSha256, createdAt: Date.now(), updatedAt: Date.now(),
-      ...(decision ? { decision: publicDecision(decision) } : {}), ...(reply ? { reply } : {}),
+      intentId: intent.id,
+      sessionId: intent.sessionId,
+      target: intent.target,
+      kind: target?.kind ?? 'postgres',
+      principal: who.principal,
+      state: 'denied',
+      error: error.toReply(),
+      commandSha256,
+      createdAt: Date.now(),
+      updatedAt: Date.now(),
+      ...(decision ? { decision: publicDecision(decision) } : {}),
+      ...(reply ? { reply } : {}),
     };
     try {
       await this.#kv.intents.create(intent.id, enc.encode(JSON.stringify(record)));
@@ -519,7 +645,13 @@ export class Broker {
       return;
     }
     const outcome: Outcome = {
-      v: 1, type: 'outcome', intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: error.toReply(), at: Date.now(),
+      v: 1,
+      type: 'outcome',
+      intentId: intent.id,
+      sessionId: intent.sessionId,
+      status: 'denied',
+      error: error.toReply(),
+      at: Date.now(),
       ...(decision ? { decision: publicDecision(decision) } : {}),
     };
     this.#reply(reply, outcome);

@@ -1,16 +1,6 @@
 /** The facts cache: LRU behaviour, keys by dialect, frozen shared results. */
 import { beforeAll, describe, expect, it } from 'vitest';
-import {
-  cacheKey,
-  classifyMysqlCached,
-  classifyShell,
-  classifyShellCached,
-  classifySql,
-  classifySqlCached,
-  createFactsCache,
-  initClassifiers,
-  type SqlFacts,
-} from './index.ts';
+import { cacheKey, classifyMysqlCached, classifyShell, classifyShellCached, classifySql, classifySqlCached, createFactsCache, initClassifiers, type SqlFacts } from './index.ts';
 
 beforeAll(async () => {
   await initClassifiers();

@@ -115,16 +115,25 @@ export interface MysqlItem {
 
 /** Reads a JSON Lines file of the MariaDB corpus. */
 export function readMariadbCorpus(name: 'statements.jsonl' | 'rejected.jsonl'): MysqlItem[] {
-  return readFileSync(`${MARIADB_CORPUS_DIR}${name}`, 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as MysqlItem);
+  return readFileSync(`${MARIADB_CORPUS_DIR}${name}`, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as MysqlItem);
 }
 
 /** The leading keywords of a statement (`CREATE PROCEDURE`, `SHOW`), for the unparsed breakdown. */
 function leadOf(sql: string): string {
-  const words = sql.replace(/\/\*[\s\S]*?\*\/|--[^\n]*|#[^\n]*/g, ' ').trim().split(/[\s(;]+/).map((w) => w.toUpperCase());
+  const words = sql
+    .replace(/\/\*[\s\S]*?\*\/|--[^\n]*|#[^\n]*/g, ' ')
+    .trim()
+    .split(/[\s(;]+/)
+    .map((w) => w.toUpperCase());
   const two = ['CREATE', 'DROP', 'ALTER', 'SHOW', 'SET', 'FLUSH', 'LOCK', 'XA', 'INSTALL', 'UNINSTALL', 'RESET', 'PURGE'];
   let w = words[0] ?? '?';
   if (two.includes(w)) {
-    const next = ['OR', 'DEFINER', 'TEMPORARY', 'SQL', 'ALGORITHM', 'GLOBAL', 'SESSION', 'LOCAL', 'IF'].includes(words[1] ?? '') ? words.slice(1).find((x) => /^(TABLE|VIEW|PROCEDURE|FUNCTION|TRIGGER|EVENT|INDEX|DATABASE|SCHEMA|USER|ROLE|SEQUENCE|SERVER|TABLESPACE|STATISTICS|STATEMENT|PACKAGE)$/.test(x)) : words[1];
+    const next = ['OR', 'DEFINER', 'TEMPORARY', 'SQL', 'ALGORITHM', 'GLOBAL', 'SESSION', 'LOCAL', 'IF'].includes(words[1] ?? '')
+      ? words.slice(1).find((x) => /^(TABLE|VIEW|PROCEDURE|FUNCTION|TRIGGER|EVENT|INDEX|DATABASE|SCHEMA|USER|ROLE|SEQUENCE|SERVER|TABLESPACE|STATISTICS|STATEMENT|PACKAGE)$/.test(x))
+      : words[1];
     w = `${w} ${/^[A-Z_]+$/.test(next ?? '') ? next : '…'}`;
   }
   return /^[A-Z_ …]+$/.test(w) ? w : '?';

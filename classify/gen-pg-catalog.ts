@@ -30,12 +30,8 @@ try {
                  JOIN pg_type t ON t.oid = a.oid ORDER BY a.n) AS args
       FROM pg_proc p
      WHERE p.pronamespace = 'pg_catalog'::regnamespace`);
-  const rels = await client.query<{ name: string }>(
-    "SELECT relname AS name FROM pg_class WHERE relnamespace = 'pg_catalog'::regnamespace",
-  );
-  const ops = await client.query<{ name: string }>(
-    "SELECT DISTINCT oprname AS name FROM pg_operator WHERE oprnamespace = 'pg_catalog'::regnamespace",
-  );
+  const rels = await client.query<{ name: string }>("SELECT relname AS name FROM pg_class WHERE relnamespace = 'pg_catalog'::regnamespace");
+  const ops = await client.query<{ name: string }>("SELECT DISTINCT oprname AS name FROM pg_operator WHERE oprnamespace = 'pg_catalog'::regnamespace");
   const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
   const rows = fns.rows
     .map((r) => [r.name, r.vol, r.kind, r.retset, r.ndef, r.variadic, r.args] as const)

@@ -114,7 +114,12 @@ export function objectName(v: unknown): string {
     case 'TypeName':
       return names(body.names).join('.');
     case 'RoleSpec':
-      return str(body.rolename) ?? String(body.roletype ?? '?').replace(/^ROLESPEC_/, '').toLowerCase();
+      return (
+        str(body.rolename) ??
+        String(body.roletype ?? '?')
+          .replace(/^ROLESPEC_/, '')
+          .toLowerCase()
+      );
     case 'Integer':
       return String(body.ival ?? 0);
     default:
@@ -124,7 +129,9 @@ export function objectName(v: unknown): string {
 
 /** `OBJECT_MATVIEW` → `materialized_view`, `OBJECT_TABLE` → `table`. */
 export function objectTypeName(t: unknown): string {
-  const s = String(t ?? 'OBJECT_UNKNOWN').replace(/^OBJECT_/, '').toLowerCase();
+  const s = String(t ?? 'OBJECT_UNKNOWN')
+    .replace(/^OBJECT_/, '')
+    .toLowerCase();
   return OBJECT_RENAMES[s] ?? s;
 }
 

@@ -24,7 +24,11 @@ import { PG_FUNCTIONS, PG_OPERATORS, PG_RELATIONS } from './pg-catalog-data.ts';
  * unknown. Matched by exact name or as a prefix (families).
  */
 const RUNS_SQL_PREFIXES = [
-  'query_to_xml', 'cursor_to_xml', 'table_to_xml', 'schema_to_xml', 'database_to_xml', // incl. *_and_xmlschema, *schema
+  'query_to_xml',
+  'cursor_to_xml',
+  'table_to_xml',
+  'schema_to_xml',
+  'database_to_xml', // incl. *_and_xmlschema, *schema
   'ts_stat', // ts_stat('SELECT tsvector FROM t'): runs the query
   'ts_rewrite', // ts_rewrite(tsquery, 'SELECT target, subst FROM t'): runs the query
 ];
@@ -36,14 +40,25 @@ const RUNS_SQL_PREFIXES = [
  */
 const OPAQUE_EXACT = new Set([
   'pg_mcv_list_items', // most-common values: real column data from statistics
-  'pg_sequence_parameters', 'pg_sequence_last_value', 'currval', 'lastval',
-  'pg_stat_get_activity', 'pg_stat_get_backend_activity', // other sessions' query texts (literals included)
-  'pg_cursor', 'pg_prepared_statement', // statements of the (pooled) session
-  'pg_event_trigger_ddl_commands', 'pg_event_trigger_dropped_objects',
+  'pg_sequence_parameters',
+  'pg_sequence_last_value',
+  'currval',
+  'lastval',
+  'pg_stat_get_activity',
+  'pg_stat_get_backend_activity', // other sessions' query texts (literals included)
+  'pg_cursor',
+  'pg_prepared_statement', // statements of the (pooled) session
+  'pg_event_trigger_ddl_commands',
+  'pg_event_trigger_dropped_objects',
 ]);
 const OPAQUE_PREFIXES = [
   'pg_get_', // pg_get_viewdef, pg_get_functiondef, pg_get_expr, pg_get_ruledef, pg_get_function_sqlbody, ...
-  'pg_read_', 'pg_ls_', 'lo_', 'loread', 'dblink', 'pg_logical_slot_',
+  'pg_read_',
+  'pg_ls_',
+  'lo_',
+  'loread',
+  'dblink',
+  'pg_logical_slot_',
 ];
 
 /**
@@ -51,15 +66,42 @@ const OPAQUE_PREFIXES = [
  * by name or OID (oracles about objects the grant does not cover), session state and statistics.
  */
 const DENY_EXACT = new Set([
-  'row_security_active', 'pg_has_role', 'pg_describe_object', 'obj_description', 'col_description', 'shobj_description',
-  'pg_show_all_settings', 'pg_settings_get_flags', 'pg_config', 'pg_filenode_relation', 'pg_relation_filenode',
-  'pg_relation_filepath', 'pg_tablespace_location', 'pg_tablespace_databases', 'pg_listening_channels',
-  'pg_available_extensions', 'pg_available_extension_versions', 'pg_extension_update_paths',
-  'pg_relation_is_updatable', 'pg_column_is_updatable', 'pg_relation_is_publishable', 'pg_replication_origin_oid',
-  'pg_index_column_has_property', 'pg_index_has_property', 'pg_indexam_has_property', 'pg_options_to_table',
-  'txid_current', 'txid_current_if_assigned', 'pg_current_xact_id', 'pg_current_xact_id_if_assigned', // assign an xid
-  'pg_trigger_depth', 'pg_event_trigger_table_rewrite_oid', 'pg_event_trigger_table_rewrite_reason',
-  'fmgr_c_validator', 'fmgr_internal_validator', 'fmgr_sql_validator',
+  'row_security_active',
+  'pg_has_role',
+  'pg_describe_object',
+  'obj_description',
+  'col_description',
+  'shobj_description',
+  'pg_show_all_settings',
+  'pg_settings_get_flags',
+  'pg_config',
+  'pg_filenode_relation',
+  'pg_relation_filenode',
+  'pg_relation_filepath',
+  'pg_tablespace_location',
+  'pg_tablespace_databases',
+  'pg_listening_channels',
+  'pg_available_extensions',
+  'pg_available_extension_versions',
+  'pg_extension_update_paths',
+  'pg_relation_is_updatable',
+  'pg_column_is_updatable',
+  'pg_relation_is_publishable',
+  'pg_replication_origin_oid',
+  'pg_index_column_has_property',
+  'pg_index_has_property',
+  'pg_indexam_has_property',
+  'pg_options_to_table',
+  'txid_current',
+  'txid_current_if_assigned',
+  'pg_current_xact_id',
+  'pg_current_xact_id_if_assigned', // assign an xid
+  'pg_trigger_depth',
+  'pg_event_trigger_table_rewrite_oid',
+  'pg_event_trigger_table_rewrite_reason',
+  'fmgr_c_validator',
+  'fmgr_internal_validator',
+  'fmgr_sql_validator',
 ]);
 const DENY_PREFIXES = ['has_', 'pg_stat_get_', 'pg_identify_object', 'binary_upgrade_'];
 
@@ -97,8 +139,7 @@ for (const [name, vol, , , ndef, variadic, args] of PG_FUNCTIONS) {
 }
 const RELATIONS = new Set(PG_RELATIONS);
 
-const matches = (base: string, exact: Set<string>, prefixes: readonly string[]) =>
-  exact.has(base) || prefixes.some((p) => base.startsWith(p));
+const matches = (base: string, exact: Set<string>, prefixes: readonly string[]) => exact.has(base) || prefixes.some((p) => base.startsWith(p));
 
 /**
  * The pg_catalog name a written function name resolves to, or undefined when it resolves elsewhere
@@ -123,13 +164,7 @@ export function isKnownSafePg(written: string): boolean {
   const name = catalogName(written);
   if (name === undefined) return false;
   const info = CATALOG.get(name);
-  return (
-    info !== undefined &&
-    info.pure &&
-    !runsSql(name) &&
-    !matches(name, OPAQUE_EXACT, OPAQUE_PREFIXES) &&
-    !matches(name, DENY_EXACT, DENY_PREFIXES)
-  );
+  return info !== undefined && info.pure && !runsSql(name) && !matches(name, OPAQUE_EXACT, OPAQUE_PREFIXES) && !matches(name, DENY_EXACT, DENY_PREFIXES);
 }
 
 /**

@@ -28,10 +28,7 @@ export interface Relation {
   stars: Array<string | null>;
 }
 
-export type Entry =
-  | { name: string; kind: 'table'; table: string }
-  | { name: string; kind: 'derived'; rel: Relation }
-  | { name: string; kind: 'opaque' }; // function results, XMLTABLE, JSON_TABLE: no base table behind
+export type Entry = { name: string; kind: 'table'; table: string } | { name: string; kind: 'derived'; rel: Relation } | { name: string; kind: 'opaque' }; // function results, XMLTABLE, JSON_TABLE: no base table behind
 
 /** Names visible at one query level; lookups go outwards through `parent`. */
 export class Scope {
@@ -143,9 +140,7 @@ export function entryColumn(e: Entry, col: string): ColumnFact[] {
 
 function unqualified(col: string, scope: Scope): ColumnFact[] {
   for (let s: Scope | undefined = scope; s; s = s.parent) {
-    const candidates = s.entries.filter(
-      (e) => e.kind !== 'derived' || e.rel.stars.length > 0 || e.rel.outputs.some((o) => o.name === col),
-    );
+    const candidates = s.entries.filter((e) => e.kind !== 'derived' || e.rel.stars.length > 0 || e.rel.outputs.some((o) => o.name === col));
     if (candidates.length === 0) continue;
     if (candidates.length === 1) return entryColumn(candidates[0] as Entry, col);
     return [{ table: null, column: col }];

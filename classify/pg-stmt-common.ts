@@ -105,7 +105,11 @@ export function def(kind: SqlKind, objectType: string | ((b: Obj) => string), op
 
 /** ALTER TABLE sub-command types, lower-case without the AT_ prefix. */
 export function alterActions(cmds: unknown): string[] {
-  return arr(cmds).map((c) => String(nodeOf(c, 'AlterTableCmd')?.subtype ?? 'unknown').replace(/^AT_/, '').toLowerCase());
+  return arr(cmds).map((c) =>
+    String(nodeOf(c, 'AlterTableCmd')?.subtype ?? 'unknown')
+      .replace(/^AT_/, '')
+      .toLowerCase(),
+  );
 }
 
 /** The boolean value of a DefElem option (`analyze`, `analyze true`, `(analyze off)`); unknown values count as true. */

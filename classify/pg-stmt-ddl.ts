@@ -96,7 +96,10 @@ const vacuum: Handler = (b, x) => {
   return { kind: b.is_vacuumcmd === true ? 'vacuum' : 'analyze', objectType: 'table', objectNames: rels.map(objectName) };
 };
 
-const reindexType = (b: Obj) => String(b.kind ?? '').replace(/^REINDEX_OBJECT_/, '').toLowerCase();
+const reindexType = (b: Obj) =>
+  String(b.kind ?? '')
+    .replace(/^REINDEX_OBJECT_/, '')
+    .toLowerCase();
 
 const createFunction: Handler = (b, x) => {
   walkBody(b, x);

@@ -165,7 +165,9 @@ const copy: Handler = (b, x) => {
 
 const transaction: Handler = (b) => ({
   kind: 'transaction',
-  transaction: String(b.kind ?? '').replace(/^TRANS_STMT_/, '').toLowerCase(),
+  transaction: String(b.kind ?? '')
+    .replace(/^TRANS_STMT_/, '')
+    .toLowerCase(),
   requestsReadWrite: asksReadWrite(b.options),
   objectNames: namesIn(b.savepoint_name ?? b.gid),
 });
@@ -223,7 +225,12 @@ export const QUERY_HANDLERS = {
   NotifyStmt: plain('notify', false, 'conditionname'),
   LoadStmt: plain('load', false, 'filename'),
   CheckPointStmt: plain('checkpoint', false),
-  DiscardStmt: (b) => ({ kind: 'discard', objectType: String(b.target ?? '').replace(/^DISCARD_/, '').toLowerCase() }),
+  DiscardStmt: (b) => ({
+    kind: 'discard',
+    objectType: String(b.target ?? '')
+      .replace(/^DISCARD_/, '')
+      .toLowerCase(),
+  }),
   // Only inside PL/pgSQL and SQL-function bodies, never a top-level statement.
   ReturnStmt: plain('unknown', false),
   PLAssignStmt: plain('unknown', false),

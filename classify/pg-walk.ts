@@ -185,7 +185,6 @@ export class PgWalker {
     this.record(resolveRef(fields, scope));
   }
 
-
   // ---- queries -------------------------------------------------------------
 
   /** A SELECT (or VALUES, or set operation); returns what it exposes to an enclosing query. */

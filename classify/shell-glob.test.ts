@@ -35,9 +35,40 @@ function expand(sh: (typeof shells)[number], word: string): string {
 }
 
 const GLOBS = [
-  '*', '?', 'a*', '*b', '[ab]', '[!a]', '[^a]', '.?', '.*', '.[.]', '.[!a]', '.[^h]', 'd/*', 'd/.?', 'd/.*', './.?/d',
-  '.?/', '*/x', 'd/[x]', '"."?', "'.'*", '.\'.\'?', '.[\'.\']', '[a-b]', '[[:alpha:]]', '**', '*/', '.??', 'd/.?/d',
-  '.?/.?/etc', '?b', 'a?', '[a]b', '.["."]',
+  '*',
+  '?',
+  'a*',
+  '*b',
+  '[ab]',
+  '[!a]',
+  '[^a]',
+  '.?',
+  '.*',
+  '.[.]',
+  '.[!a]',
+  '.[^h]',
+  'd/*',
+  'd/.?',
+  'd/.*',
+  './.?/d',
+  '.?/',
+  '*/x',
+  'd/[x]',
+  '"."?',
+  "'.'*",
+  ".'.'?",
+  ".['.']",
+  '[a-b]',
+  '[[:alpha:]]',
+  '**',
+  '*/',
+  '.??',
+  'd/.?/d',
+  '.?/.?/etc',
+  '?b',
+  'a?',
+  '[a]b',
+  '.["."]',
 ];
 const QUOTED = ["'*'", '"*"', '\\*', '\\?', "'.?'", '".?"', '.\\?', ".'?'", "$'.?'", "'[ab]'", '\\[ab]', "'.*'", '.\\*', '"d/*"', '[ab\\]'];
 
@@ -65,7 +96,12 @@ describe('unquoted globs are marked in arguments', () => {
 
   it('dash expands .? to .. (why a glob is uncertain for path patterns)', () => {
     if (!shells.some((s) => s.name === 'dash')) return;
-    expect(expand(shells.find((s) => s.name === 'dash')!, 'd/.?/a')).toBe('d/../a\n');
+    expect(
+      expand(
+        shells.find((s) => s.name === 'dash')!,
+        'd/.?/a',
+      ),
+    ).toBe('d/../a\n');
   });
 
   it('gives indexes into the args of the unwrapped command', () => {

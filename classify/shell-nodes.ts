@@ -8,28 +8,100 @@ import { wordOf } from './shell-words.ts';
 
 /** Every named node type of tree-sitter-bash 0.25 (src/node-types.json). Others would mean a grammar change. */
 export const KNOWN_TYPES = new Set([
-  'program', 'arithmetic_expansion', 'array', 'binary_expression', 'brace_expression', 'c_style_for_statement', 'case_item',
-  'case_statement', 'command', 'command_name', 'command_substitution', 'compound_statement', 'concatenation',
-  'declaration_command', 'do_group', 'elif_clause', 'else_clause', 'expansion', 'file_redirect', 'for_statement',
-  'function_definition', 'heredoc_body', 'heredoc_redirect', 'herestring_redirect', 'if_statement', 'list',
-  'negated_command', 'number', 'parenthesized_expression', 'pipeline', 'postfix_expression', 'process_substitution',
-  'redirected_statement', 'simple_expansion', 'string', 'subscript', 'subshell', 'ternary_expression', 'test_command',
-  'translated_string', 'unary_expression', 'unset_command', 'variable_assignment', 'variable_assignments',
-  'while_statement', 'word', 'ansi_c_string', 'comment', 'extglob_pattern', 'file_descriptor', 'heredoc_content',
-  'heredoc_end', 'heredoc_start', 'raw_string', 'regex', 'special_variable_name', 'string_content', 'test_operator',
+  'program',
+  'arithmetic_expansion',
+  'array',
+  'binary_expression',
+  'brace_expression',
+  'c_style_for_statement',
+  'case_item',
+  'case_statement',
+  'command',
+  'command_name',
+  'command_substitution',
+  'compound_statement',
+  'concatenation',
+  'declaration_command',
+  'do_group',
+  'elif_clause',
+  'else_clause',
+  'expansion',
+  'file_redirect',
+  'for_statement',
+  'function_definition',
+  'heredoc_body',
+  'heredoc_redirect',
+  'herestring_redirect',
+  'if_statement',
+  'list',
+  'negated_command',
+  'number',
+  'parenthesized_expression',
+  'pipeline',
+  'postfix_expression',
+  'process_substitution',
+  'redirected_statement',
+  'simple_expansion',
+  'string',
+  'subscript',
+  'subshell',
+  'ternary_expression',
+  'test_command',
+  'translated_string',
+  'unary_expression',
+  'unset_command',
+  'variable_assignment',
+  'variable_assignments',
+  'while_statement',
+  'word',
+  'ansi_c_string',
+  'comment',
+  'extglob_pattern',
+  'file_descriptor',
+  'heredoc_content',
+  'heredoc_end',
+  'heredoc_start',
+  'raw_string',
+  'regex',
+  'special_variable_name',
+  'string_content',
+  'test_operator',
   'variable_name',
 ]);
 
 /** Nodes whose statements run one after another: two or more of them make a list. */
 export const SEQUENCE_PARENTS = new Set([
-  'program', 'compound_statement', 'subshell', 'do_group', 'command_substitution', 'process_substitution',
-  'if_statement', 'elif_clause', 'else_clause', 'case_item',
+  'program',
+  'compound_statement',
+  'subshell',
+  'do_group',
+  'command_substitution',
+  'process_substitution',
+  'if_statement',
+  'elif_clause',
+  'else_clause',
+  'case_item',
 ]);
 
 export const STATEMENT_TYPES = new Set([
-  'command', 'pipeline', 'list', 'subshell', 'compound_statement', 'redirected_statement', 'if_statement', 'for_statement',
-  'c_style_for_statement', 'while_statement', 'case_statement', 'function_definition', 'negated_command', 'test_command',
-  'declaration_command', 'unset_command', 'variable_assignment', 'variable_assignments',
+  'command',
+  'pipeline',
+  'list',
+  'subshell',
+  'compound_statement',
+  'redirected_statement',
+  'if_statement',
+  'for_statement',
+  'c_style_for_statement',
+  'while_statement',
+  'case_statement',
+  'function_definition',
+  'negated_command',
+  'test_command',
+  'declaration_command',
+  'unset_command',
+  'variable_assignment',
+  'variable_assignments',
 ]);
 
 export const WRITE_OPS = new Set(['>', '>>', '&>', '&>>', '>|', '<>']);
@@ -83,7 +155,6 @@ export function firstError(node: Node): string | undefined {
   return undefined;
 }
 
-
 /** What the last stdin redirection among these feeds the command: a literal script, or something unseen. */
 export function stdinOf(redirects: Node[]): Stdin | undefined {
   let stdin: Stdin | undefined;
@@ -114,4 +185,3 @@ export function heredocScript(node: Node): Stdin {
   const plain = body.namedChildren.every((c) => c?.type === 'heredoc_content') && !body.text.includes('\\');
   return quoted || plain ? { script: body.text } : { unseen: true };
 }
-

@@ -18,7 +18,7 @@ function rng(seed: number): () => number {
   };
 }
 
-const ALPHABET = [..."abcXYZ019 -_./=:@%+,'\"`$\\!*?[]{}()<>|&;#~\t\n\r", 'é', '€', '😀', '\u0007', '\u007f'];
+const ALPHABET = [...'abcXYZ019 -_./=:@%+,\'"`$\\!*?[]{}()<>|&;#~\t\n\r', 'é', '€', '😀', '\u0007', '\u007f'];
 
 describe('quoteShellArgs', () => {
   it('leaves plainly safe words alone and quotes the rest', () => {

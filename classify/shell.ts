@@ -384,9 +384,7 @@ function classify(text: string, checkJoined: boolean): ShellFacts {
   };
   // Variables whose value bash runs or prompt-expands (PS4 under set -x, BASH_ENV, BASH_FUNC_x%%, ...).
   const envs = w.commands.flatMap((c) => Object.entries(c.env));
-  const codeVar =
-    [...w.assignments, ...envs.map(([k]) => k)].find(isCodeVariable) ??
-    [...w.assignedValues, ...envs.filter(([, v]) => !/^[0-9]+$/.test(v)).map(([k]) => k)].find(isIntegerVariable);
+  const codeVar = [...w.assignments, ...envs.map(([k]) => k)].find(isCodeVariable) ?? [...w.assignedValues, ...envs.filter(([, v]) => !/^[0-9]+$/.test(v)).map(([k]) => k)].find(isIntegerVariable);
   if (codeVar !== undefined) w.opaque.push(`an assignment to ${codeVar.includes(EXPANSION_MARK) ? 'a computed name' : codeVar}, whose value bash runs`);
   const unknown = w.commands.find((c) => c.unknown || c.opaque);
   if (w.parseError) facts.error = { code: 'WRIT_SHELL_UNPARSEABLE', message: w.parseError };
@@ -410,12 +408,7 @@ function classify(text: string, checkJoined: boolean): ShellFacts {
 
 /** What a parse says runs, for comparing two parses. */
 function signature(f: ShellFacts): string {
-  return JSON.stringify([
-    f.error?.code,
-    f.commands.map((c) => [c.program, c.args, c.env, c.wrappers, c.opaque, c.unknown]),
-    f.redirections.map((r) => [r.op, r.target]),
-    f.assignments,
-  ]);
+  return JSON.stringify([f.error?.code, f.commands.map((c) => [c.program, c.args, c.env, c.wrappers, c.opaque, c.unknown]), f.redirections.map((r) => [r.op, r.target]), f.assignments]);
 }
 
 /**

@@ -108,7 +108,13 @@ describe('classifyMysql', () => {
 
   it('names what each row source of a statement stands for (a derived table or CTE stands for no base table)', () => {
     const st = classifyMysql('SELECT name FROM (SELECT email AS name FROM customers) customers JOIN shop.t x ON 1').statements[0]!;
-    expect(st.relations).toEqual(expect.arrayContaining([{ name: 'customers', table: null }, { name: 'customers', table: 'customers' }, { name: 'x', table: 'shop.t' }]));
+    expect(st.relations).toEqual(
+      expect.arrayContaining([
+        { name: 'customers', table: null },
+        { name: 'customers', table: 'customers' },
+        { name: 'x', table: 'shop.t' },
+      ]),
+    );
     expect(classifyMysql('WITH w AS (SELECT 1) SELECT * FROM w').statements[0]!.relations).toContainEqual({ name: 'w', table: null });
   });
 
@@ -154,7 +160,11 @@ describe('classifyMysql with the target default database', () => {
 
   it('places unknown unqualified routines in the database, and leaves reviewed built-ins alone', () => {
     expect(st('CALL p(1)').functions).toEqual(['shop.p']);
-    expect(st('SELECT f(a), other.g(b), concat(a, b), sleep(1) FROM t')).toMatchObject({ functions: ['shop.f', 'other.g', 'concat', 'sleep'], unknownFunctions: ['shop.f', 'other.g', 'sleep'], dangerousFunctions: ['sleep'] });
+    expect(st('SELECT f(a), other.g(b), concat(a, b), sleep(1) FROM t')).toMatchObject({
+      functions: ['shop.f', 'other.g', 'concat', 'sleep'],
+      unknownFunctions: ['shop.f', 'other.g', 'sleep'],
+      dangerousFunctions: ['sleep'],
+    });
   });
 
   it('refuses USE, which would move unqualified names', () => {
@@ -170,7 +180,14 @@ describe('classifyMysql with the target default database', () => {
   });
 
   it('refuses unqualified names when the default database is not known', () => {
-    for (const sql of ['SELECT * FROM customers', 'DELETE FROM customers', 'SELECT * FROM shop.t WHERE id IN (SELECT id FROM customers)', 'CALL p()', 'SELECT f() FROM shop.t', 'EXPLAIN SELECT * FROM customers']) {
+    for (const sql of [
+      'SELECT * FROM customers',
+      'DELETE FROM customers',
+      'SELECT * FROM shop.t WHERE id IN (SELECT id FROM customers)',
+      'CALL p()',
+      'SELECT f() FROM shop.t',
+      'EXPLAIN SELECT * FROM customers',
+    ]) {
       expect(facts(sql, null).error, sql).toMatchObject({ code: 'WRIT_SQL_UNKNOWN', message: expect.stringMatching(/without a database/) });
     }
     // A CTE's name is no table; built-ins are not routines of a database.

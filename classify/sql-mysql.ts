@@ -85,7 +85,10 @@ function split(text: string): string[] | SqlFacts {
   if (base.executableComment) return failed('WRIT_SQL_UNPARSEABLE', 'executable comments (/*! ... */) run on the server but are invisible to the parser');
   if (base.unterminated) return failed('WRIT_SQL_UNPARSEABLE', 'unterminated string, identifier or comment');
   // The server's sql_mode is unknown here: the cut must be the same whichever mode it runs with.
-  for (const mode of [{ backslash: false, ansiQuotes: false }, { backslash: true, ansiQuotes: true }]) {
+  for (const mode of [
+    { backslash: false, ansiQuotes: false },
+    { backslash: true, ansiQuotes: true },
+  ]) {
     const other = scan(text, mode);
     if (other.unterminated || other.pieces.join('\u0000') !== base.pieces.join('\u0000')) {
       return failed('WRIT_SQL_UNPARSEABLE', 'the statement boundaries depend on the server sql_mode (backslashes or double quotes in literals)');
@@ -175,10 +178,28 @@ function trivial(e: unknown): boolean | undefined {
 }
 
 const KINDS: Record<string, SqlKind> = {
-  select: 'select', insert: 'insert', replace: 'insert', update: 'update', delete: 'delete', create: 'create',
-  drop: 'drop', truncate: 'truncate', alter: 'alter', rename: 'alter', use: 'use', show: 'show', desc: 'show',
-  explain: 'explain', grant: 'grant', revoke: 'revoke', lock: 'lock', unlock: 'unlock', set: 'set', call: 'call',
-  transaction: 'transaction', load_data: 'copy',
+  select: 'select',
+  insert: 'insert',
+  replace: 'insert',
+  update: 'update',
+  delete: 'delete',
+  create: 'create',
+  drop: 'drop',
+  truncate: 'truncate',
+  alter: 'alter',
+  rename: 'alter',
+  use: 'use',
+  show: 'show',
+  desc: 'show',
+  explain: 'explain',
+  grant: 'grant',
+  revoke: 'revoke',
+  lock: 'lock',
+  unlock: 'unlock',
+  set: 'set',
+  call: 'call',
+  transaction: 'transaction',
+  load_data: 'copy',
 };
 const READ_ONLY_KINDS = new Set<SqlKind>(['select', 'show', 'explain']);
 
@@ -241,7 +262,7 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
   const target = obj(Array.isArray(ast.table) ? ast.table[0] : ast.table);
   if (target && (type === 'load_data' || (type === 'create' && ast.keyword === 'index'))) written.add(names.table(target.db, target.table));
   const all = new Set([...read, ...written]);
-  const only = all.size === 1 ? [...all][0] ?? null : null;
+  const only = all.size === 1 ? ([...all][0] ?? null) : null;
   const columns = new Map<string, ColumnFact>();
   const columnsWritten = new Map<string, ColumnFact>();
   for (const entry of Array.isArray(result.columnList) ? result.columnList : []) {
@@ -249,7 +270,7 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
     const parts = String(entry).split('::');
     const [op = '', table = 'null', col = ''] = parts.length >= 4 ? [parts[0], `${parts[1]}.${parts[2]}`, parts.slice(3).join('::')] : parts;
     if (op === 'delete') continue;
-    const t = table === 'null' ? only : [...all].find((x) => x === table.toLowerCase() || x.endsWith(`.${table.toLowerCase()}`)) ?? null;
+    const t = table === 'null' ? only : ([...all].find((x) => x === table.toLowerCase() || x.endsWith(`.${table.toLowerCase()}`)) ?? null);
     // MySQL column names never depend on case.
     const fact: ColumnFact = { table: t, column: col === '(.*)' ? '*' : col.toLowerCase() };
     (op === 'select' ? columns : columnsWritten).set(`${fact.table}\u0000${fact.column}`, fact);
@@ -301,12 +322,13 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
   if (type === 'transaction') {
     const expr = obj(ast.expr);
     facts.transaction = String(obj(expr?.action)?.value ?? '?').toLowerCase();
-    facts.requestsReadWrite = JSON.stringify(expr?.modes ?? []).toLowerCase().includes('read write');
+    facts.requestsReadWrite = JSON.stringify(expr?.modes ?? [])
+      .toLowerCase()
+      .includes('read write');
   }
   if (type === 'set') facts.set = setFacts(ast);
   facts.requestsReadWrite ||= facts.set?.transactionReadWrite === true;
-  facts.readOnly =
-    READ_ONLY_KINDS.has(kind) && written.size === 0 && dangerousFunctions.length === 0 && !selectInto && !rowLocks && !facts.requestsReadWrite;
+  facts.readOnly = READ_ONLY_KINDS.has(kind) && written.size === 0 && dangerousFunctions.length === 0 && !selectInto && !rowLocks && !facts.requestsReadWrite;
   return facts;
 }
 
@@ -366,7 +388,11 @@ export function classifyMysql(text: string, database?: string | null): SqlFacts 
   const facts: SqlFacts = { dialect: 'mysql', statements, ...(typeof database === 'string' ? { database: database.toLowerCase() } : {}) };
   const unknown = statements.findIndex((s) => s.kind === 'unknown');
   const use = database !== undefined ? statements.findIndex((s) => s.kind === 'use') : -1;
-  const shown = (set: Set<string>) => [...set].slice(0, 3).map((n) => safeMessage(n)).join(', ');
+  const shown = (set: Set<string>) =>
+    [...set]
+      .slice(0, 3)
+      .map((n) => safeMessage(n))
+      .join(', ');
   if (unknown >= 0) facts.error = { code: 'WRIT_SQL_UNKNOWN', message: `statement ${unknown + 1} could not be classified` };
   else if (names.dotted.size > 0) {
     facts.error = { code: 'WRIT_SQL_UNKNOWN', message: `a table name holds a dot (${shown(names.dotted)}), which reads like database.table` };

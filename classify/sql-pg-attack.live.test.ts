@@ -67,10 +67,7 @@ describe('attribute notation against the server', () => {
 describe('name resolution against the server', () => {
   it('unqualified relations resolve where the server resolves them under the pinned search_path', async () => {
     for (const name of ['secrets', 'pg_foo', 'pg_class', 'pg_authid', 'pg_stats', 'pg_roles']) {
-      const res = await client.query<{ nsp: string }>(
-        `SELECT n.nspname AS nsp FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)`,
-        [name],
-      );
+      const res = await client.query<{ nsp: string }>(`SELECT n.nspname AS nsp FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)`, [name]);
       const server = `${res.rows[0]?.nsp}.${name}`;
       expect(classifySql(`SELECT * FROM ${name}`).statements[0]?.tablesRead, name).toEqual([server]);
     }

@@ -71,8 +71,8 @@ describe('item 5: a function that runs SQL text or reads a relation by name is u
   const opaqueNotDangerous = [
     "SELECT pg_get_viewdef('secret_view')",
     "SELECT pg_get_functiondef('f'::regproc)",
-    "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef",
-    "SELECT * FROM pg_mcv_list_items((SELECT stxdmcv FROM pg_statistic_ext_data LIMIT 1))",
+    'SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef',
+    'SELECT * FROM pg_mcv_list_items((SELECT stxdmcv FROM pg_statistic_ext_data LIMIT 1))',
     "SELECT currval('s'), lastval()",
     'SELECT pg_stat_get_backend_activity(1)',
   ];
@@ -94,7 +94,7 @@ describe('item 5: a function that runs SQL text or reads a relation by name is u
       ['SELECT mydb.pg_catalog.now()', 'mydb.pg_catalog.now'],
       ['SELECT "Lower"(email) FROM users', 'Lower'],
       ['SELECT * FROM my_srf()', 'my_srf'],
-      ['SELECT dblink(\'host=x\', \'SELECT 1\')', 'dblink'],
+      ["SELECT dblink('host=x', 'SELECT 1')", 'dblink'],
       ['SELECT 1 FROM users WHERE check_me(id)', 'check_me'],
     ] as const) {
       const s = one(sql);
@@ -104,17 +104,17 @@ describe('item 5: a function that runs SQL text or reads a relation by name is u
   });
 
   it('operators pg_catalog does not define are calls of unknown functions: operator(op)', () => {
-    const s = one('SELECT a === b, a OPERATOR(public.+) b, a + b, a OPERATOR(pg_catalog.+) b, x BETWEEN 1 AND 2, x LIKE \'a\' FROM t');
+    const s = one("SELECT a === b, a OPERATOR(public.+) b, a + b, a OPERATOR(pg_catalog.+) b, x BETWEEN 1 AND 2, x LIKE 'a' FROM t");
     expect(new Set(s.functions)).toEqual(new Set(['operator(===)', 'operator(public.+)']));
     expect(new Set(s.unknownFunctions)).toEqual(new Set(['operator(===)', 'operator(public.+)']));
     expect(s.opaqueReads).toBe(true);
-    expect(one('SELECT 1 FROM t WHERE a ~~* b OR c @> d OR e ->> \'k\' = \'v\'').unknownFunctions).toEqual([]);
+    expect(one("SELECT 1 FROM t WHERE a ~~* b OR c @> d OR e ->> 'k' = 'v'").unknownFunctions).toEqual([]);
   });
 
   it('built-ins that are immutable or stable and read nothing are known, qualified or not', () => {
     const s = one(
-      "SELECT lower(email), pg_catalog.upper(email), count(*), now(), xmlagg(xmlelement(name a, email)), coalesce(a, b), " +
-        "json_agg(id), substring(email FROM 2), extract(year FROM now()), row_number() OVER (), random(), " +
+      'SELECT lower(email), pg_catalog.upper(email), count(*), now(), xmlagg(xmlelement(name a, email)), coalesce(a, b), ' +
+        'json_agg(id), substring(email FROM 2), extract(year FROM now()), row_number() OVER (), random(), ' +
         "xpath('/a', '<a/>'::xml), current_setting('search_path') FROM users",
     );
     expect(s.unknownFunctions).toEqual([]);
@@ -167,7 +167,7 @@ describe('item 6: attribute notation is a possible call of the function on the w
     ['SELECT s.num_nulls FROM secrets s', 'num_nulls'],
     ['SELECT x.row_to_json FROM (SELECT * FROM secrets) x', 'row_to_json'],
     ['WITH x AS (SELECT * FROM secrets) SELECT x.to_json FROM x', 'to_json'],
-    ['SELECT 1 FROM secrets s WHERE s.row_to_json::text LIKE \'%hunter%\'', 'row_to_json'],
+    ["SELECT 1 FROM secrets s WHERE s.row_to_json::text LIKE '%hunter%'", 'row_to_json'],
     ['SELECT 1 FROM secrets s ORDER BY s.to_jsonb', 'to_jsonb'],
     ['SELECT (SELECT s.row_to_json) FROM secrets s', 'row_to_json'],
   ];
@@ -194,7 +194,10 @@ describe('item 6: attribute notation is a possible call of the function on the w
     ] as const) {
       const s = one(sql);
       expect(s.functions, sql).toContain(fn);
-      expect(s.columns.map((c) => c.column), sql).toContain(sql.includes('id') ? 'id' : 'password');
+      expect(
+        s.columns.map((c) => c.column),
+        sql,
+      ).toContain(sql.includes('id') ? 'id' : 'password');
     }
   });
 
@@ -207,7 +210,13 @@ describe('item 6: attribute notation is a possible call of the function on the w
 
 describe('item 7: prepared statements and cursors are never blind', () => {
   it('PREPARE counts as the statement it prepares (kind, writes, read-only flag)', () => {
-    for (const sql of ['PREPARE p AS DELETE FROM secrets', 'PREPARE p (int) AS UPDATE secrets SET password = $1::text WHERE id = 1', 'PREPARE p AS INSERT INTO secrets VALUES (1)', 'PREPARE p AS SELECT * FROM secrets FOR UPDATE', 'PREPARE p AS SELECT pg_sleep(1)']) {
+    for (const sql of [
+      'PREPARE p AS DELETE FROM secrets',
+      'PREPARE p (int) AS UPDATE secrets SET password = $1::text WHERE id = 1',
+      'PREPARE p AS INSERT INTO secrets VALUES (1)',
+      'PREPARE p AS SELECT * FROM secrets FOR UPDATE',
+      'PREPARE p AS SELECT pg_sleep(1)',
+    ]) {
       const s = one(sql);
       expect(s.kind).toBe('prepare');
       expect(s.readOnly, sql).toBe(false);

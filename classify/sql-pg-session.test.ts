@@ -29,7 +29,13 @@ const nested: SqlCase[] = [
   { sql: 'PREPARE p AS SELECT 1; EXPLAIN ANALYZE EXECUTE p', s: [{ kind: 'prepare' }, { analyze: true, ro: true, inner: { kind: 'execute', executeInner: true } }] },
   { sql: 'PREPARE q AS SELECT * FROM users WHERE id = $1', s: { kind: 'prepare', ro: true, R: [U], names: ['q'], inner: { kind: 'select' } } },
   // A prepared statement runs later, under whoever sends EXECUTE: PREPARE counts as what it prepares.
-  { sql: 'PREPARE d AS DELETE FROM users; EXECUTE d', s: [{ kind: 'prepare', W: [U], ro: false, inner: { kind: 'delete' } }, { kind: 'execute', W: [U], ro: false, executeInner: true, inner: { kind: 'delete' } }] },
+  {
+    sql: 'PREPARE d AS DELETE FROM users; EXECUTE d',
+    s: [
+      { kind: 'prepare', W: [U], ro: false, inner: { kind: 'delete' } },
+      { kind: 'execute', W: [U], ro: false, executeInner: true, inner: { kind: 'delete' } },
+    ],
+  },
   { sql: 'PREPARE s AS SELECT 1; EXECUTE s', s: [{ kind: 'prepare' }, { kind: 'execute', ro: true, executeInner: true }] },
   { sql: 'EXECUTE unknown_stmt(1)', err: 'WRIT_SQL_UNKNOWN' },
   { sql: 'DEALLOCATE ALL', s: { kind: 'deallocate', ro: false } },
@@ -39,7 +45,15 @@ const nested: SqlCase[] = [
   { sql: 'FETCH 10 FROM c', err: 'WRIT_SQL_UNKNOWN' },
   { sql: 'MOVE NEXT IN c', err: 'WRIT_SQL_UNKNOWN' },
   { sql: 'CLOSE c', err: 'WRIT_SQL_UNKNOWN' },
-  { sql: 'DECLARE c CURSOR FOR SELECT * FROM users; FETCH 10 FROM c; MOVE NEXT IN c; CLOSE c', s: [{ kind: 'declare', R: [U], ro: true }, { kind: 'fetch', ro: true }, { kind: 'move', ro: true }, { kind: 'close', ro: true }] },
+  {
+    sql: 'DECLARE c CURSOR FOR SELECT * FROM users; FETCH 10 FROM c; MOVE NEXT IN c; CLOSE c',
+    s: [
+      { kind: 'declare', R: [U], ro: true },
+      { kind: 'fetch', ro: true },
+      { kind: 'move', ro: true },
+      { kind: 'close', ro: true },
+    ],
+  },
   { sql: 'DO $$ BEGIN PERFORM 1; END $$', s: { kind: 'do', type: 'plpgsql', ro: false } },
   { sql: "DO LANGUAGE plperlu $$ system('id') $$", s: { kind: 'do', type: 'plperlu', ro: false } },
   { sql: 'DO $x$ BEGIN EXECUTE $$DROP TABLE users$$; END $x$', s: { kind: 'do', W: [], ro: false } },
@@ -87,7 +101,7 @@ const session: SqlCase[] = [
   { sql: 'ROLLBACK', s: { tx: 'rollback' } },
   { sql: 'SAVEPOINT s1; RELEASE SAVEPOINT s1; ROLLBACK TO SAVEPOINT s1', s: [{ tx: 'savepoint' }, { tx: 'release' }, { tx: 'rollback_to' }] },
   { sql: "PREPARE TRANSACTION 'x'; COMMIT PREPARED 'x'", s: [{ tx: 'prepare' }, { tx: 'commit_prepared' }] },
-  { sql: 'LISTEN ch; NOTIFY ch, \'x\'; UNLISTEN *', s: [{ kind: 'listen', ro: false }, { kind: 'notify' }, { kind: 'unlisten' }] },
+  { sql: "LISTEN ch; NOTIFY ch, 'x'; UNLISTEN *", s: [{ kind: 'listen', ro: false }, { kind: 'notify' }, { kind: 'unlisten' }] },
   { sql: 'DISCARD ALL', s: { kind: 'discard', type: 'all', ro: false } },
   { sql: "LOAD 'auto_explain'", s: { kind: 'load', names: ['auto_explain'], ro: false } },
   { sql: 'CHECKPOINT', s: { kind: 'checkpoint', ro: false } },
@@ -165,7 +179,7 @@ const ddl: SqlCase[] = [
   { sql: "CREATE TABLESPACE ts LOCATION '/tmp'", s: { type: 'tablespace' } },
   { sql: 'CREATE AGGREGATE myavg (int) (sfunc = int4pl, stype = int)', s: { kind: 'create', type: 'aggregate', names: ['myavg'] } },
   { sql: 'CREATE OPERATOR === (leftarg = int, rightarg = int, function = int4eq)', s: { type: 'operator' } },
-  { sql: 'CREATE DOMAIN email AS text CHECK (VALUE ~ \'@\')', s: { type: 'domain' } },
+  { sql: "CREATE DOMAIN email AS text CHECK (VALUE ~ '@')", s: { type: 'domain' } },
   { sql: 'CREATE STATISTICS st ON a, b FROM t', s: { type: 'statistics', W: ['public.t'] } },
   { sql: 'CREATE EVENT TRIGGER et ON ddl_command_start EXECUTE FUNCTION f()', s: { type: 'event_trigger' } },
   // Without a handler the grammar turns CREATE LANGUAGE into CREATE EXTENSION, as the server does.
@@ -194,7 +208,7 @@ describe('facts shape', () => {
   });
 
   it('lists every dangerous function among the functions', () => {
-    const f = classifySql('SELECT pg_sleep(1), upper(x), nextval(\'s\') FROM t').statements[0];
+    const f = classifySql("SELECT pg_sleep(1), upper(x), nextval('s') FROM t").statements[0];
     expect(f?.dangerousFunctions.every((d) => f.functions.includes(d))).toBe(true);
     expect(f?.functions).toContain('upper');
   });

@@ -55,12 +55,12 @@ const queries: SqlCase[] = [
   { sql: 'SELECT count(*) FROM users', s: { F: ['count'], C: [] } },
   { sql: 'SELECT extract(year FROM now()), substring(name FROM 2) FROM users', s: { F: ['extract', 'now', 'substring'], C: [`${U}.name`] } },
   { sql: 'SELECT pg_catalog.now()', s: { F: ['pg_catalog.now'], D: [], ro: true } },
-  { sql: 'SELECT current_setting(\'search_path\'), currval(\'s\')', s: { D: [], ro: true } },
+  { sql: "SELECT current_setting('search_path'), currval('s')", s: { D: [], ro: true } },
   { sql: 'SELECT * FROM users FOR UPDATE', s: { locks: true, ro: false } },
   { sql: 'SELECT * FROM users FOR SHARE SKIP LOCKED', s: { locks: true, ro: false } },
   { sql: 'SELECT * FROM (SELECT * FROM users FOR UPDATE) s', s: { locks: true, ro: false } },
   { sql: 'SELECT * INTO backup FROM users', s: { kind: 'select', into: true, W: ['public.backup'], R: [U], ro: false } },
-  { sql: 'SELECT xmltable.* FROM t, XMLTABLE(\'/r\' PASSING t.doc COLUMNS a int)', s: { R: ['public.t'], C: ['public.t.doc'] } },
+  { sql: "SELECT xmltable.* FROM t, XMLTABLE('/r' PASSING t.doc COLUMNS a int)", s: { R: ['public.t'], C: ['public.t.doc'] } },
 ];
 
 const dml: SqlCase[] = [
@@ -156,7 +156,13 @@ const functions: SqlCase[] = [
 
 const evasions: SqlCase[] = [
   // standard_conforming_strings: a backslash is an ordinary character, so the quote closes the string.
-  { sql: "SELECT '\\' ; DROP TABLE users; --'", s: [{ kind: 'select', ro: true }, { kind: 'drop', W: [U], ro: false }] },
+  {
+    sql: "SELECT '\\' ; DROP TABLE users; --'",
+    s: [
+      { kind: 'select', ro: true },
+      { kind: 'drop', W: [U], ro: false },
+    ],
+  },
   { sql: 'SELECT 1; DROP TABLE users', s: [{ kind: 'select' }, { kind: 'drop', W: [U] }] },
   { sql: 'SELECT 1;DROP TABLE users;', s: [{ text: 'SELECT 1' }, { text: 'DROP TABLE users' }] },
   { sql: '/* /* nested */ DROP TABLE x; */ SELECT 1', s: { kind: 'select', W: [] } },

@@ -76,14 +76,7 @@ function toFacts(info: StmtInfo, c: Collector, text: string): SqlStatementFacts 
     selectInto: c.selectInto,
     rowLocks: c.rowLocks,
     requestsReadWrite,
-    readOnly:
-      info.readOnlyKind === true &&
-      !c.modifyingCte &&
-      !c.selectInto &&
-      !c.rowLocks &&
-      !requestsReadWrite &&
-      dangerousFunctions.length === 0 &&
-      c.tablesWritten.size === 0,
+    readOnly: info.readOnlyKind === true && !c.modifyingCte && !c.selectInto && !c.rowLocks && !requestsReadWrite && dangerousFunctions.length === 0 && c.tablesWritten.size === 0,
   };
   if (info.objectType !== undefined) facts.objectType = info.objectType;
   if (info.alterActions) facts.alterActions = info.alterActions;
@@ -127,7 +120,13 @@ function parse(text: string): Parsed | SqlFacts {
     const o = obj(r) ?? {};
     const start = typeof o.stmt_location === 'number' ? o.stmt_location : 0;
     const len = typeof o.stmt_len === 'number' && o.stmt_len > 0 ? o.stmt_len : bytes.length - start;
-    return { node: o.stmt, text: bytes.subarray(start, start + len).toString('utf8').trim() };
+    return {
+      node: o.stmt,
+      text: bytes
+        .subarray(start, start + len)
+        .toString('utf8')
+        .trim(),
+    };
   });
   return { stmts };
 }

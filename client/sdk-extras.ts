@@ -7,10 +7,7 @@
  * turn outcomes into typed values or typed errors, for code that prefers `try/catch`.
  */
 import { createHash } from 'node:crypto';
-import {
-  ErrorCodes, TERMINAL_STATES, WritError, isErrorCode,
-  type ApiReply, type Decision, type IntentState, type Outcome, type ResultBody,
-} from '../schemas/index.ts';
+import { ErrorCodes, TERMINAL_STATES, WritError, isErrorCode, type ApiReply, type Decision, type IntentState, type Outcome, type ResultBody } from '../schemas/index.ts';
 import { WritClient, WritOutcomeError, newId, type IntentRequest } from './sdk.ts';
 
 // ───────────────────────────── error classes ─────────────────────────────
@@ -146,16 +143,30 @@ export function toQueryResult<Row = Record<string, unknown>>(o: Outcome): QueryR
   const r = ok.result;
   const rows = r.rows.map((raw) => Object.fromEntries(r.columns.map((c, i) => [c.name, raw[i]])) as Row);
   return {
-    intentId: o.intentId, sessionId: o.sessionId, columns: r.columns, rows, rawRows: r.rows, rowCount: r.rowCount, truncated: r.truncated,
-    masked: r.columns.filter((c) => c.masked).map((c) => c.name), command: r.command, decision: o.decision,
+    intentId: o.intentId,
+    sessionId: o.sessionId,
+    columns: r.columns,
+    rows,
+    rawRows: r.rows,
+    rowCount: r.rowCount,
+    truncated: r.truncated,
+    masked: r.columns.filter((c) => c.masked).map((c) => c.name),
+    command: r.command,
+    decision: o.decision,
   };
 }
 
 export function toShellResult(o: Outcome): ShellResult {
   const r = expectSuccess(o).result;
   return {
-    intentId: o.intentId, sessionId: o.sessionId, exitCode: r.exitCode ?? null, signal: r.signal ?? null,
-    stdout: r.stdout ?? '', stderr: r.stderr ?? '', truncated: r.truncated, decision: o.decision,
+    intentId: o.intentId,
+    sessionId: o.sessionId,
+    exitCode: r.exitCode ?? null,
+    signal: r.signal ?? null,
+    stdout: r.stdout ?? '',
+    stderr: r.stderr ?? '',
+    truncated: r.truncated,
+    decision: o.decision,
   };
 }
 
@@ -194,7 +205,12 @@ export async function runIdempotent(client: WritClient, req: IntentRequest & { i
   if (status === undefined) return client.run(req, o);
   if (status === 'pending') {
     return {
-      v: 1, type: 'outcome', intentId: req.intentId, sessionId: req.sessionId ?? client.sessionId, status, at: Date.now(),
+      v: 1,
+      type: 'outcome',
+      intentId: req.intentId,
+      sessionId: req.sessionId ?? client.sessionId,
+      status,
+      at: Date.now(),
       error: { code: 'WRIT_APPROVAL_REQUIRED', message: 'this intent id was submitted before and still waits for approval' },
     };
   }
@@ -346,9 +362,7 @@ export class Session {
     const signal = this.#signal(o.signal);
     const opts = { ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}), ...(signal ? { signal } : {}) };
     // A caller-chosen id may have run before: never twice, and always with its first outcome.
-    const out = req.intentId !== undefined
-      ? await runIdempotent(this.client, { ...req, intentId, sessionId: this.id }, opts)
-      : await this.client.run({ ...req, intentId, sessionId: this.id }, opts);
+    const out = req.intentId !== undefined ? await runIdempotent(this.client, { ...req, intentId, sessionId: this.id }, opts) : await this.client.run({ ...req, intentId, sessionId: this.id }, opts);
     this.#intents.set(intentId, { target: req.target, status: out.status });
     return out;
   }

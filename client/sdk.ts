@@ -16,8 +16,19 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { generateSealKeyPair, inboxIdOfToken, openOutcome, replySubjectFor, type SealKeyPair } from '../lib/seal.ts';
 import { endSpan, startClientSpan, traceHeaders, type Span } from '../lib/tracing.ts';
 import {
-  ApiReplySchema, names as makeNames, OutcomeSchema, WritError, isErrorCode, toWritError,
-  type ApiReply, type Command, type ErrorReply, type Intent, type IntentState, type Names, type Outcome,
+  ApiReplySchema,
+  names as makeNames,
+  OutcomeSchema,
+  WritError,
+  isErrorCode,
+  toWritError,
+  type ApiReply,
+  type Command,
+  type ErrorReply,
+  type Intent,
+  type IntentState,
+  type Names,
+  type Outcome,
 } from '../schemas/index.ts';
 import { settle, type SettleDeps } from './settle.ts';
 
@@ -127,7 +138,13 @@ export class WritClient {
     const command: Command | undefined = req.sql !== undefined ? { kind: 'sql', sql: req.sql } : req.command !== undefined ? { kind: 'shell', command: req.command } : undefined;
     if (!command || (req.sql !== undefined && req.command !== undefined)) throw new WritError('WRIT_BAD_REQUEST', 'give exactly one of sql or command');
     return {
-      v: 1, type: 'intent', id: req.intentId ?? newId(), sessionId: req.sessionId ?? this.sessionId, target: req.target, command, token,
+      v: 1,
+      type: 'intent',
+      id: req.intentId ?? newId(),
+      sessionId: req.sessionId ?? this.sessionId,
+      target: req.target,
+      command,
+      token,
       submittedAt: Date.now(),
       ...(req.justification ? { justification: req.justification } : {}),
       ...(req.deadline ? { deadline: req.deadline } : {}),
@@ -193,7 +210,12 @@ export class WritClient {
     if (tokenExpired(token)) {
       // The broker answers nothing for a token it cannot verify (no deputy): say it here, nothing is sent.
       return {
-        v: 1, type: 'outcome', intentId: req.intentId ?? newId(), sessionId: req.sessionId ?? this.sessionId, status: 'denied', at: Date.now(),
+        v: 1,
+        type: 'outcome',
+        intentId: req.intentId ?? newId(),
+        sessionId: req.sessionId ?? this.sessionId,
+        status: 'denied',
+        at: Date.now(),
         error: { code: 'WRIT_TOKEN_EXPIRED', message: 'the token has expired (checked by the SDK; the intent was not sent)' },
       };
     }
@@ -215,7 +237,11 @@ export class WritClient {
     try {
       const submitted = await this.#publish(intent, span, deadline);
       const outcome = await settle(this.#settleDeps, {
-        intentId: intent.id, sessionId: intent.sessionId, deadline, signal: opts.signal, refusalsEnd: false,
+        intentId: intent.id,
+        sessionId: intent.sessionId,
+        deadline,
+        signal: opts.signal,
+        refusalsEnd: false,
         // A duplicate's answer went to the first submission's inbox: only the API can answer it.
         ...(submitted.duplicate ? { askAfterMs: 0 } : { direct, askAfterMs: Math.min(ASK_AFTER_MS, timeoutMs / 2) }),
       });
@@ -243,7 +269,9 @@ export class WritClient {
     let m;
     try {
       m = await this.#o.nc.request(this.names.api(op), enc.encode(JSON.stringify({ v: 1, type: op, token, ...body, ...withKey })), {
-        timeout: timeoutMs, noMux: true, reply: this.#replySubject(token),
+        timeout: timeoutMs,
+        noMux: true,
+        reply: this.#replySubject(token),
       });
     } catch (e) {
       // The broker answers no request whose token fails verification: say so when it is plainly expired.
@@ -312,8 +340,17 @@ export class WritClient {
       return undefined;
     })().catch(() => undefined);
     const body = {
-      v: 1, type: 'approval.decision', intentId, verdict, token, decisionId: newId('d'), at: Date.now(), replyTo: inbox, commandSha256,
-      ...(opts.reason ? { reason: opts.reason } : {}), ...(opts.windowSec ? { windowSec: opts.windowSec } : {}),
+      v: 1,
+      type: 'approval.decision',
+      intentId,
+      verdict,
+      token,
+      decisionId: newId('d'),
+      at: Date.now(),
+      replyTo: inbox,
+      commandSha256,
+      ...(opts.reason ? { reason: opts.reason } : {}),
+      ...(opts.windowSec ? { windowSec: opts.windowSec } : {}),
     };
     // Core NATS, never a stream: the vote carries this approver's token, which must not be stored.
     this.#o.nc.publish(this.names.approvalDecision(intentId), enc.encode(JSON.stringify(body)));

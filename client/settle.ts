@@ -91,15 +91,18 @@ export async function settle(d: SettleDeps, o: SettleOptions): Promise<Outcome> 
   const lastAskMs = Math.min(1_000, Math.max(100, Math.floor(total / 10)));
   const pollEnd = o.deadline - lastAskMs;
 
-  const direct = o.direct?.then((out) => {
-    if (out && isFinal(out)) return out;
-    // A resubmitted id reports where it stands (`dispatched`, `running`): only the API knows its end.
-    start.resolve();
-    return done.promise.then(() => undefined);
-  }, () => {
-    start.resolve();
-    return done.promise.then(() => undefined);
-  });
+  const direct = o.direct?.then(
+    (out) => {
+      if (out && isFinal(out)) return out;
+      // A resubmitted id reports where it stands (`dispatched`, `running`): only the API knows its end.
+      start.resolve();
+      return done.promise.then(() => undefined);
+    },
+    () => {
+      start.resolve();
+      return done.promise.then(() => undefined);
+    },
+  );
 
   // Set once settle() returns: a wake-up by `done` then asks the broker nothing (an answer on
   // the inbox must not cost the broker a `wait` request afterwards).
@@ -148,11 +151,7 @@ export async function settle(d: SettleDeps, o: SettleOptions): Promise<Outcome> 
     // Just before the deadline: the durable record once more, so the timeout can say where the intent stands.
     let last: IntentState | undefined;
     try {
-      const r = await Promise.race([
-        d.api('result', o.intentId, lastAskMs).then((reply) => ({ reply })),
-        ...(direct ? [direct.then((out) => ({ out }))] : []),
-        abort,
-      ]);
+      const r = await Promise.race([d.api('result', o.intentId, lastAskMs).then((reply) => ({ reply })), ...(direct ? [direct.then((out) => ({ out }))] : []), abort]);
       if ('out' in r && r.out) return r.out;
       if ('reply' in r && r.reply.type === 'outcome') return r.reply.outcome;
       if ('reply' in r && r.reply.type === 'status') last = r.reply.status;
@@ -162,7 +161,12 @@ export async function settle(d: SettleDeps, o: SettleOptions): Promise<Outcome> 
     }
     if (last === 'pending') {
       return {
-        v: 1, type: 'outcome', intentId: o.intentId, sessionId: o.sessionId, status: 'pending', at: Date.now(),
+        v: 1,
+        type: 'outcome',
+        intentId: o.intentId,
+        sessionId: o.sessionId,
+        status: 'pending',
+        at: Date.now(),
         error: { code: 'WRIT_APPROVAL_REQUIRED', message: 'the intent waits for approval' },
       };
     }

@@ -71,33 +71,44 @@ function program(setCode: (code: number) => void): Command {
     .addHelpText('after', ENVIRONMENT)
     // What the commands use loads only when one runs: help and usage errors never load it.
     .hook('preAction', loadDeps);
-  const run = (f: (o: Opts, args: string[], cmd: Command) => Promise<number>) => async function (this: Command) {
-    setCode(await f(this.opts(), this.args, this));
-  };
+  const run = (f: (o: Opts, args: string[], cmd: Command) => Promise<number>) =>
+    async function (this: Command) {
+      setCode(await f(this.opts(), this.args, this));
+    };
   /** A command with its own parser (policy, audit, mcp, login): everything after its name is its own, --help too. */
   const passThrough = (name: string, description: string, f: (args: string[]) => Promise<number>) =>
-    p.command(name).description(description).helpOption(false).allowUnknownOption().allowExcessArguments().argument('[args...]')
+    p
+      .command(name)
+      .description(description)
+      .helpOption(false)
+      .allowUnknownOption()
+      .allowExcessArguments()
+      .argument('[args...]')
       .action(async (args: string[]) => setCode(await f(args)));
   const tokenOpt = ['--token <token>', 'the token (default: WRIT_TOKEN, else `writ login`)'] as const;
 
-  p.command('up').description('run the local stack in the foreground (nats-server child, broker, workers)')
+  p.command('up')
+    .description('run the local stack in the foreground (nats-server child, broker, workers)')
     .option('--config <file>', 'config file (default: WRIT_CONFIG, else the shipped deploy/local/writ.yaml)')
     .action(run((o) => up(str(o, 'config'))));
   for (const kind of ['broker', 'worker'] as const) {
-    p.command(kind).description(`run one ${kind} (NATS_URL or the config's nats section names the server)`)
+    p.command(kind)
+      .description(`run one ${kind} (NATS_URL or the config's nats section names the server)`)
       .option('--config <file>', 'config file (default: WRIT_CONFIG, else the shipped local config)')
       .action(run((o) => service(kind, str(o, 'config'))));
   }
   passThrough('login', 'log in with your identity provider (device flow); writ login --help', async (args) => (await import('./login.ts')).loginCommand(args));
-  p.command('token').description('mint a token from the local development issuer')
+  p.command('token')
+    .description('mint a token from the local development issuer')
     .requiredOption('--sub <name>', 'the principal (subject)')
     .option('--groups <a,b>', 'comma-separated groups', '')
     .option('--ttl <duration>', 'lifetime: 90s, 10m, 1h', '10m')
     .option('--act-for <human>', 'the human the agent acts for')
-    .option('--approver', 'an approver\'s token (its own audience); an agent\'s token cannot vote')
+    .option('--approver', "an approver's token (its own audience); an agent's token cannot vote")
     .option('--config <file>', 'config file naming the development issuer')
     .action(run((o) => token(o)));
-  p.command('exec').description('submit an intent and print its outcome')
+  p.command('exec')
+    .description('submit an intent and print its outcome')
     .requiredOption('--target <name>', 'the target (writ targets are in the config)')
     .option('--sql <text>', 'the SQL to run')
     .option('--command <line>', 'the shell command line to run')
@@ -107,23 +118,28 @@ function program(setCode: (code: number) => void): Command {
     .option('--timeout <duration>', 'how long to wait for the outcome', '30s')
     .option('--json', 'print the outcome as JSON')
     .option(...tokenOpt)
-    .action(run((o, _a, cmd) => {
-      check(cmd, '--target', str(o, 'target'), 'target');
-      check(cmd, '--session', str(o, 'session'), 'id');
-      check(cmd, '--id', str(o, 'id'), 'id');
-      if ((o.sql === undefined) === (o.command === undefined)) cmd.error('error: give exactly one of --sql and --command', { exitCode: 2, code: 'writ.invalidArgument' });
-      return exec(o);
-    }));
+    .action(
+      run((o, _a, cmd) => {
+        check(cmd, '--target', str(o, 'target'), 'target');
+        check(cmd, '--session', str(o, 'session'), 'id');
+        check(cmd, '--id', str(o, 'id'), 'id');
+        if ((o.sql === undefined) === (o.command === undefined)) cmd.error('error: give exactly one of --sql and --command', { exitCode: 2, code: 'writ.invalidArgument' });
+        return exec(o);
+      }),
+    );
   for (const which of ['status', 'wait'] as const) {
-    p.command(which).description(which === 'status' ? 'an intent\'s current state' : 'wait for an intent\'s outcome and print it')
+    p.command(which)
+      .description(which === 'status' ? "an intent's current state" : "wait for an intent's outcome and print it")
       .argument('<intent-id>')
       .option('--timeout <duration>', 'how long to wait', '30s')
       .option('--json', 'print JSON')
       .option(...tokenOpt)
-      .action(run((o, args, cmd) => {
-        check(cmd, 'intent id', args[0], 'id');
-        return statusOrWait(which, o, args[0]!);
-      }));
+      .action(
+        run((o, args, cmd) => {
+          check(cmd, 'intent id', args[0], 'id');
+          return statusOrWait(which, o, args[0]!);
+        }),
+      );
   }
   passThrough('mcp', 'the agent tools over MCP (stdio, or Streamable HTTP on 127.0.0.1); writ mcp --help', async (args) => (await import('./mcp/index.ts')).mcpCommand(args));
   passThrough('policy', 'the policy toolchain: check FILE | test FILE… | eval --policy FILE | publish FILE', async (args) => {
@@ -131,31 +147,46 @@ function program(setCode: (code: number) => void): Command {
     return runPolicyCli(args, { stdin: process.stdin, stdout: (x) => out(x), stderr: (x) => err(x) });
   });
   passThrough('audit', 'the session log: sessions | replay | tail | verify | export | reveal …; writ audit --help', (args) => audit(args));
-  p.command('pending').description('what waits for your approval (approvers, with their own token)')
-    .option('--json', 'print JSON').option(...tokenOpt)
+  p.command('pending')
+    .description('what waits for your approval (approvers, with their own token)')
+    .option('--json', 'print JSON')
+    .option(...tokenOpt)
     .action(run((o) => approver('pending', o, [])));
-  p.command('approve').description('approve a pending intent')
+  p.command('approve')
+    .description('approve a pending intent')
     .argument('<intent-id>')
     .option('--reason <text>', 'why, for the audit log')
     .option('--window <duration>', 'also grant a time-bound access window (shown first; confirm with y or --yes)')
     .option('--yes', 'confirm the window without asking')
-    .option('--json', 'print JSON').option(...tokenOpt)
-    .action(run((o, args, cmd) => {
-      check(cmd, 'intent id', args[0], 'id');
-      return approver('approve', o, args);
-    }));
-  p.command('deny').description('deny a pending intent')
+    .option('--json', 'print JSON')
+    .option(...tokenOpt)
+    .action(
+      run((o, args, cmd) => {
+        check(cmd, 'intent id', args[0], 'id');
+        return approver('approve', o, args);
+      }),
+    );
+  p.command('deny')
+    .description('deny a pending intent')
     .argument('<intent-id>')
     .requiredOption('--reason <text>', 'why (required)')
-    .option('--json', 'print JSON').option(...tokenOpt)
-    .action(run((o, args, cmd) => {
-      check(cmd, 'intent id', args[0], 'id');
-      return approver('deny', o, args);
-    }));
-  p.command('grants').description('the time-bound access windows in force')
-    .option('--json', 'print JSON').option(...tokenOpt)
+    .option('--json', 'print JSON')
+    .option(...tokenOpt)
+    .action(
+      run((o, args, cmd) => {
+        check(cmd, 'intent id', args[0], 'id');
+        return approver('deny', o, args);
+      }),
+    );
+  p.command('grants')
+    .description('the time-bound access windows in force')
+    .option('--json', 'print JSON')
+    .option(...tokenOpt)
     .action(run((o) => approver('grants', o, [])));
-  p.command('revoke').description('end an access window').argument('<window-id>').option(...tokenOpt)
+  p.command('revoke')
+    .description('end an access window')
+    .argument('<window-id>')
+    .option(...tokenOpt)
     .action(run((o, args) => approver('revoke', o, args)));
   return p;
 }
@@ -218,9 +249,14 @@ async function token(o: Opts): Promise<number> {
   const dev = await loadDevIssuer(config.identity.devIssuer.dir, false);
   const t = await mintDevToken(dev, {
     // --approver: a token for voting (its own audience); an agent's token cannot approve.
-    sub: values.sub, groups: values.groups.split(',').map((g) => g.trim()).filter(Boolean),
+    sub: values.sub,
+    groups: values.groups
+      .split(',')
+      .map((g) => g.trim())
+      .filter(Boolean),
     audience: values.approver ? config.identity.devIssuer.approverAudience : config.identity.devIssuer.audience,
-    ttlSec: parseDuration(values.ttl), ...(values['act-for'] ? { actFor: values['act-for'] } : {}),
+    ttlSec: parseDuration(values.ttl),
+    ...(values['act-for'] ? { actFor: values['act-for'] } : {}),
   });
   out(`${t}\n`);
   return 0;
@@ -231,7 +267,10 @@ async function client(tokenFlag: string | undefined, session?: string, role: Nat
   if (!tok) throw new WritError('WRIT_TOKEN_MISSING', 'no token: set WRIT_TOKEN or pass --token');
   const nats = natsForRole(role, cliNats());
   const nc = await connectNats(nats, 'writ-cli');
-  return { nc, c: new WritClient({ nc, token: tok, prefix: process.env.WRIT_PREFIX ?? 'writ', ...(session ? { sessionId: session } : {}), ...(nats.inboxPrefix ? { inboxPrefix: nats.inboxPrefix } : {}) }) };
+  return {
+    nc,
+    c: new WritClient({ nc, token: tok, prefix: process.env.WRIT_PREFIX ?? 'writ', ...(session ? { sessionId: session } : {}), ...(nats.inboxPrefix ? { inboxPrefix: nats.inboxPrefix } : {}) }),
+  };
 }
 
 /** The `--json` shape: intentId, sessionId, status, then result or error. */
@@ -264,13 +303,26 @@ function printOutcome(o: Outcome, json: boolean): number {
 
 async function exec(o: Opts): Promise<number> {
   const values = {
-    target: str(o, 'target')!, sql: str(o, 'sql'), command: str(o, 'command'), session: str(o, 'session'), json: o.json === true,
-    token: str(o, 'token'), justification: str(o, 'justification'), id: str(o, 'id'), timeout: str(o, 'timeout') ?? '30s',
+    target: str(o, 'target')!,
+    sql: str(o, 'sql'),
+    command: str(o, 'command'),
+    session: str(o, 'session'),
+    json: o.json === true,
+    token: str(o, 'token'),
+    justification: str(o, 'justification'),
+    id: str(o, 'id'),
+    timeout: str(o, 'timeout') ?? '30s',
   };
   const { nc, c } = await client(values.token, values.session);
   try {
     const o = await c.run(
-      { target: values.target, ...(values.sql !== undefined ? { sql: values.sql } : {}), ...(values.command !== undefined ? { command: values.command } : {}), ...(values.justification ? { justification: values.justification } : {}), ...(values.id ? { intentId: values.id } : {}) },
+      {
+        target: values.target,
+        ...(values.sql !== undefined ? { sql: values.sql } : {}),
+        ...(values.command !== undefined ? { command: values.command } : {}),
+        ...(values.justification ? { justification: values.justification } : {}),
+        ...(values.id ? { intentId: values.id } : {}),
+      },
       { timeoutMs: parseDuration(values.timeout) * 1000 },
     );
     return printOutcome(o, values.json);
@@ -304,10 +356,13 @@ async function approver(cmd: 'pending' | 'approve' | 'deny' | 'grants' | 'revoke
         const list = await c.pending();
         if (values.json) print(list);
         else if (list.length === 0) out('nothing waits for you\n');
-        else for (const p of list) {
-          const command = p.command as { sql?: string; command?: string };
-          out(`${p.intentId}  ${p.target}  by ${p.requester}${p.actFor ? ` for ${p.actFor}` : ''}  rule ${p.rule}  votes ${(p.votes as string[]).length}/${p.needed}  expires ${new Date(p.expiresAt as number).toISOString()}\n    ${JSON.stringify(command.sql ?? command.command)}\n`);
-        }
+        else
+          for (const p of list) {
+            const command = p.command as { sql?: string; command?: string };
+            out(
+              `${p.intentId}  ${p.target}  by ${p.requester}${p.actFor ? ` for ${p.actFor}` : ''}  rule ${p.rule}  votes ${(p.votes as string[]).length}/${p.needed}  expires ${new Date(p.expiresAt as number).toISOString()}\n    ${JSON.stringify(command.sql ?? command.command)}\n`,
+            );
+          }
         return 0;
       }
       case 'approve':
@@ -335,7 +390,9 @@ async function approver(cmd: 'pending' | 'approve' | 'deny' | 'grants' | 'revoke
         // never with the one the pending list was read with (cmd/vote-token.ts).
         const voter = await (await import('./vote-token.ts')).voteClient(nc, values.token ?? process.env.WRIT_TOKEN, DEFAULT_CONFIG);
         const state = await voter.decide(id, cmd === 'approve' ? 'approve' : 'reject', {
-          commandSha256: shown.commandSha256, ...(values.reason ? { reason: values.reason } : {}), ...(windowSec ? { windowSec } : {}),
+          commandSha256: shown.commandSha256,
+          ...(values.reason ? { reason: values.reason } : {}),
+          ...(windowSec ? { windowSec } : {}),
         });
         out(values.json ? `${JSON.stringify({ intentId: id, status: state })}\n` : `${id}: ${state}\n`);
         return 0;
@@ -408,7 +465,13 @@ async function audit(args: string[]): Promise<number> {
     const { runAuditCli } = await import('../audit/index.ts');
     // The local stack's key registry, when there is one and --keys names none.
     const registry = resolve(DATA_DIR, 'audit-keys.yaml');
-    return await runAuditCli(args, { nc, names: names(process.env.WRIT_PREFIX ?? 'writ'), stdout: (s) => out(s), ...(publicKeyPem ? { publicKeyPem } : {}), ...(existsSync(registry) ? { keyRegistryFile: registry } : {}) });
+    return await runAuditCli(args, {
+      nc,
+      names: names(process.env.WRIT_PREFIX ?? 'writ'),
+      stdout: (s) => out(s),
+      ...(publicKeyPem ? { publicKeyPem } : {}),
+      ...(existsSync(registry) ? { keyRegistryFile: registry } : {}),
+    });
   } finally {
     await nc.close();
   }

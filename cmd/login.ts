@@ -67,8 +67,11 @@ function toStored(t: LoginTarget, tokens: oidc.TokenEndpointResponse, previousRe
   const expiresIn = tokens.expires_in ?? 300;
   const refresh = tokens.refresh_token ?? previousRefresh;
   return {
-    issuer: t.issuer, clientId: t.clientId, ...(t.resource ? { resource: t.resource } : {}),
-    accessToken: tokens.access_token, ...(refresh ? { refreshToken: refresh } : {}),
+    issuer: t.issuer,
+    clientId: t.clientId,
+    ...(t.resource ? { resource: t.resource } : {}),
+    accessToken: tokens.access_token,
+    ...(refresh ? { refreshToken: refresh } : {}),
     expiresAt: Math.floor(Date.now() / 1000) + expiresIn,
   };
 }
@@ -128,10 +131,19 @@ The issuer defaults to WRIT_OIDC_ISSUER, else the config's first issuer with an 
 audience; the resource to that issuer's approverAudience; the client id to WRIT_OIDC_CLIENT_ID, else writ-cli.`;
 
 export async function loginCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: {
-    issuer: { type: 'string' }, 'client-id': { type: 'string' }, resource: { type: 'string' }, scope: { type: 'string' },
-    config: { type: 'string' }, print: { type: 'boolean', default: false }, fresh: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
-  } });
+  const { values } = parseArgs({
+    args,
+    options: {
+      issuer: { type: 'string' },
+      'client-id': { type: 'string' },
+      resource: { type: 'string' },
+      scope: { type: 'string' },
+      config: { type: 'string' },
+      print: { type: 'boolean', default: false },
+      fresh: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;

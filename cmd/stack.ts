@@ -56,12 +56,15 @@ async function startLocalNats(log: Logger): Promise<{ url: string; child: ChildP
   // The shipped roles, unchanged: the local stack runs under the same permissions as a deployment.
   copyFileSync(packageFile('deploy/nats/accounts.conf'), join(dir, 'accounts.conf'));
   const conf = join(dir, 'nats.conf');
-  writeFileSync(conf, [
-    `listen: 127.0.0.1:${process.env.WRIT_NATS_PORT ?? '-1'}`,
-    `ports_file_dir: ${JSON.stringify(dir)}`,
-    `jetstream { store_dir: ${JSON.stringify(join(dir, 'store'))} }`,
-    'include ./accounts.conf',
-  ].join('\n'));
+  writeFileSync(
+    conf,
+    [
+      `listen: 127.0.0.1:${process.env.WRIT_NATS_PORT ?? '-1'}`,
+      `ports_file_dir: ${JSON.stringify(dir)}`,
+      `jetstream { store_dir: ${JSON.stringify(join(dir, 'store'))} }`,
+      'include ./accounts.conf',
+    ].join('\n'),
+  );
   // accounts.conf reads each role's password from the server's environment.
   const roleEnv = Object.fromEntries(NATS_ROLES.map((r) => [`WRIT_${r.toUpperCase()}_PASSWORD`, passwords[r]]));
   // One OS thread for the server on small machines: ~35 % less CPU per message (PERFORMANCE.md).

@@ -14,9 +14,7 @@ import { resolve } from 'node:path';
 import { loadDevIssuer, mintDevToken } from '../broker/dev-issuer.ts';
 import { natsForRole } from '../cmd/paths.ts';
 import { WritClient } from '../client/sdk.ts';
-import {
-  Session, WritApprovalRequiredError, WritIntentError, refreshingToken, toQueryResult, type Explanation, type QueryResult,
-} from '../client/sdk-extras.ts';
+import { Session, WritApprovalRequiredError, WritIntentError, refreshingToken, toQueryResult, type Explanation, type QueryResult } from '../client/sdk-extras.ts';
 import { connectNats } from '../lib/index.ts';
 import { loadConfigFile } from '../schemas/index.ts';
 
@@ -27,7 +25,10 @@ const WRITE = "UPDATE customers SET plan = 'team' WHERE id = 2";
 async function main(): Promise<number> {
   const config = loadConfigFile(resolve(process.env.WRIT_CONFIG ?? 'deploy/local/writ.yaml'));
   const sub = process.env.PLANNER_SUB ?? 'planner-demo';
-  const groups = (process.env.PLANNER_GROUPS ?? 'analysts').split(',').map((g) => g.trim()).filter(Boolean);
+  const groups = (process.env.PLANNER_GROUPS ?? 'analysts')
+    .split(',')
+    .map((g) => g.trim())
+    .filter(Boolean);
 
   // The agent's identity: short-lived tokens from the development issuer, renewed as they age.
   const dev = await loadDevIssuer(config.identity.devIssuer.dir, false);

@@ -15,11 +15,7 @@ export interface ConsumeLoop {
   readonly inFlight: number;
 }
 
-export async function consumeConcurrently(
-  consumer: Consumer,
-  handler: (m: JsMsg) => Promise<void>,
-  opts: { maxInFlight: number; log: Logger },
-): Promise<ConsumeLoop> {
+export async function consumeConcurrently(consumer: Consumer, handler: (m: JsMsg) => Promise<void>, opts: { maxInFlight: number; log: Logger }): Promise<ConsumeLoop> {
   const messages: ConsumerMessages = await consumer.consume({ max_messages: Math.max(opts.maxInFlight, 16) });
   const running = new Set<Promise<void>>();
   let slot: (() => void) | undefined;

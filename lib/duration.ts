@@ -5,5 +5,5 @@ export function parseDuration(s: string): number {
   const m = /^(\d+)\s*(s|m|h|d)?$/.exec(s.trim());
   if (!m) throw new Error(`not a duration: ${JSON.stringify(s)} (use 90s, 10m, 1h)`);
   const n = Number(m[1]);
-  return n * ({ s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's' | 'm' | 'h' | 'd']);
+  return n * { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's' | 'm' | 'h' | 'd'];
 }

@@ -54,13 +54,15 @@ export function streamsCheck(name: string, jsm: () => Promise<JetStreamManager>,
     async check() {
       const m = await within(jsm(), timeoutMs, 'jetstream');
       const missing: string[] = [];
-      await Promise.all(streams.map(async (s) => {
-        try {
-          await within(m.streams.info(s), timeoutMs, s);
-        } catch (e) {
-          missing.push(`${s} (${(e as Error).message})`);
-        }
-      }));
+      await Promise.all(
+        streams.map(async (s) => {
+          try {
+            await within(m.streams.info(s), timeoutMs, s);
+          } catch (e) {
+            missing.push(`${s} (${(e as Error).message})`);
+          }
+        }),
+      );
       if (missing.length) throw new Error(`not available: ${missing.sort().join(', ')}`);
     },
   };
@@ -70,18 +72,19 @@ export function streamsCheck(name: string, jsm: () => Promise<JetStreamManager>,
 export function tcpCheck(name: string, host: string, port: number, timeoutMs: number): ReadinessCheck {
   return {
     name: `target:${name}`,
-    check: () => new Promise<void>((resolve, reject) => {
-      const sock = tcpConnect({ host, port, timeout: timeoutMs });
-      sock.once('connect', () => {
-        sock.destroy();
-        resolve();
-      });
-      sock.once('timeout', () => {
-        sock.destroy();
-        reject(new Error(`${host}:${port}: no connection in ${timeoutMs} ms`));
-      });
-      sock.once('error', (e: NodeJS.ErrnoException) => reject(new Error(`${host}:${port}: ${e.code ?? e.message}`)));
-    }),
+    check: () =>
+      new Promise<void>((resolve, reject) => {
+        const sock = tcpConnect({ host, port, timeout: timeoutMs });
+        sock.once('connect', () => {
+          sock.destroy();
+          resolve();
+        });
+        sock.once('timeout', () => {
+          sock.destroy();
+          reject(new Error(`${host}:${port}: no connection in ${timeoutMs} ms`));
+        });
+        sock.once('error', (e: NodeJS.ErrnoException) => reject(new Error(`${host}:${port}: ${e.code ?? e.message}`)));
+      }),
   };
 }
 
@@ -102,15 +105,21 @@ const clean = (s: string) => s.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ').sli
 export async function runChecks(checks: readonly ReadinessCheck[], timeoutMs: number): Promise<ReadinessReport> {
   const out: Record<string, string> = {};
   let ready = true;
-  await Promise.all(checks.map(async (c) => {
-    try {
-      await within(Promise.resolve().then(() => c.check()), timeoutMs + 500, c.name);
-      out[c.name] = 'ok';
-    } catch (e) {
-      ready = false;
-      out[c.name] = clean((e as Error)?.message ?? String(e));
-    }
-  }));
+  await Promise.all(
+    checks.map(async (c) => {
+      try {
+        await within(
+          Promise.resolve().then(() => c.check()),
+          timeoutMs + 500,
+          c.name,
+        );
+        out[c.name] = 'ok';
+      } catch (e) {
+        ready = false;
+        out[c.name] = clean((e as Error)?.message ?? String(e));
+      }
+    }),
+  );
   return { ready, checks: out };
 }
 
@@ -183,9 +192,10 @@ export async function startObservabilityServer(o: ObservabilityServerOptions): P
   o.log.info({ host: o.host, port }, 'observability endpoint: /healthz /readyz /metrics');
   return {
     port,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }

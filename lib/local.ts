@@ -38,7 +38,12 @@ export const NATS_ROLES = ['broker', 'worker', 'agent', 'approver', 'auditor', '
 export type NatsRole = (typeof NATS_ROLES)[number];
 /** The inbox prefix each role may subscribe to under accounts.conf (broker and worker answer everyone: `_INBOX`). */
 export const ROLE_INBOX: Readonly<Record<NatsRole, string | undefined>> = {
-  broker: undefined, worker: undefined, agent: '_INBOX.agent', approver: '_INBOX.approver', auditor: '_INBOX.auditor', operator: undefined,
+  broker: undefined,
+  worker: undefined,
+  agent: '_INBOX.agent',
+  approver: '_INBOX.approver',
+  auditor: '_INBOX.auditor',
+  operator: undefined,
 };
 /** The URL of the server those passwords belong to (the nats-server `writ up` started), written with them. */
 export const NATS_AUTH_URL_FILE = join(NATS_AUTH_DIR, 'server.url');
@@ -61,10 +66,15 @@ export function natsForRole(role: NatsRole, section?: Partial<NatsConfig>, env: 
   const pw = rolePasswordFile(role);
   const authUrl = existsSync(NATS_AUTH_URL_FILE) ? readFileSync(NATS_AUTH_URL_FILE, 'utf8').trim() : undefined;
   const local = servers.length === 1 && servers[0] === authUrl && existsSync(pw);
-  return resolveNatsConfig({
-    ...(section ?? {}), url: undefined, servers,
-    ...(local ? { user: { value: role }, password: { file: pw }, ...(ROLE_INBOX[role] && !explicit.inboxPrefix ? { inboxPrefix: ROLE_INBOX[role] } : {}) } : {}),
-  }, { ...env, NATS_URL: undefined });
+  return resolveNatsConfig(
+    {
+      ...(section ?? {}),
+      url: undefined,
+      servers,
+      ...(local ? { user: { value: role }, password: { file: pw }, ...(ROLE_INBOX[role] && !explicit.inboxPrefix ? { inboxPrefix: ROLE_INBOX[role] } : {}) } : {}),
+    },
+    { ...env, NATS_URL: undefined },
+  );
 }
 
 /** The NATS URL a CLI command should use: flag, NATS_URL, the local stack's, else the default port. */
@@ -74,4 +84,3 @@ export function resolveNatsUrl(flag?: string): string {
   if (existsSync(NATS_URL_FILE)) return readFileSync(NATS_URL_FILE, 'utf8').trim();
   return 'nats://127.0.0.1:4222';
 }
-

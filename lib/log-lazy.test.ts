@@ -5,7 +5,16 @@ import { createLogger, lazyChild } from './log.ts';
 
 function capture(level: string) {
   const lines: Record<string, unknown>[] = [];
-  const log = createLogger({ name: 't', level, destination: new Writable({ write(c: Buffer, _e, cb) { lines.push(JSON.parse(c.toString()) as Record<string, unknown>); cb(); } }) });
+  const log = createLogger({
+    name: 't',
+    level,
+    destination: new Writable({
+      write(c: Buffer, _e, cb) {
+        lines.push(JSON.parse(c.toString()) as Record<string, unknown>);
+        cb();
+      },
+    }),
+  });
   let children = 0;
   const child = log.child.bind(log);
   log.child = ((...a: Parameters<typeof log.child>) => (children++, child(...a))) as typeof log.child;
@@ -13,7 +22,7 @@ function capture(level: string) {
 }
 
 describe('lazyChild', () => {
-  it('writes lines with the bindings, redacted like the parent\'s', async () => {
+  it("writes lines with the bindings, redacted like the parent's", async () => {
     const c = capture('info');
     const l = lazyChild(c.log, { intentId: 'i_1234567890', sessionId: 's_1', traceId: 'ab'.repeat(16) });
     l.warn({ token: 'secret-token', code: 'X' }, 'refused');

@@ -5,13 +5,27 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
 
 export const REDACT_PATHS = [
-  'token', '*.token', '*.*.token',
-  'password', '*.password', '*.*.password', '*.*.*.password',
-  'credentials', '*.credentials', '*.*.credentials',
-  'privateKey', '*.privateKey', 'secret', '*.secret',
-  'authorization', '*.authorization', 'headers.authorization',
-  'grant', '*.grant',
-  'connectionString', '*.connectionString',
+  'token',
+  '*.token',
+  '*.*.token',
+  'password',
+  '*.password',
+  '*.*.password',
+  '*.*.*.password',
+  'credentials',
+  '*.credentials',
+  '*.*.credentials',
+  'privateKey',
+  '*.privateKey',
+  'secret',
+  '*.secret',
+  'authorization',
+  '*.authorization',
+  'headers.authorization',
+  'grant',
+  '*.grant',
+  'connectionString',
+  '*.connectionString',
 ];
 
 export type { Logger };

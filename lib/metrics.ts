@@ -60,32 +60,60 @@ export class WritMetrics implements ServiceMetrics {
     const registers = [this.registry];
     if (o.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
     this.#intents = new Counter({ name: 'writ_broker_intents_total', help: 'Intents the broker handled, by target and what it did with them', labelNames: ['target', 'outcome'], registers });
-    this.#decision = new Histogram({ name: 'writ_broker_decision_seconds', help: 'From an intent\'s receipt by the broker to its ack (decided, evidence stored, order sent)', labelNames: ['outcome'], buckets: LATENCY_BUCKETS, registers });
+    this.#decision = new Histogram({
+      name: 'writ_broker_decision_seconds',
+      help: "From an intent's receipt by the broker to its ack (decided, evidence stored, order sent)",
+      labelNames: ['outcome'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
     this.#executions = new Counter({ name: 'writ_worker_executions_total', help: 'Orders a worker ended, by target and outcome', labelNames: ['target', 'outcome'], registers });
-    this.#execution = new Histogram({ name: 'writ_worker_execution_seconds', help: 'Time a worker spent running a command on its target, masking included', labelNames: ['target'], buckets: LATENCY_BUCKETS, registers });
+    this.#execution = new Histogram({
+      name: 'writ_worker_execution_seconds',
+      help: 'Time a worker spent running a command on its target, masking included',
+      labelNames: ['target'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
     this.#masked = new Counter({ name: 'writ_worker_masked_fields_total', help: 'Result fields and output streams masked, by reason kind', labelNames: ['target', 'reason'], registers });
-    this.#pendingMsgs = new Gauge({ name: 'writ_consumer_pending_messages', help: 'Messages not yet delivered to a Writ durable consumer (queue depth), sampled', labelNames: ['stream', 'consumer'], registers });
-    this.#ackPending = new Gauge({ name: 'writ_consumer_ack_pending_messages', help: 'Messages delivered to a Writ durable consumer and not yet acknowledged, sampled', labelNames: ['stream', 'consumer'], registers });
+    this.#pendingMsgs = new Gauge({
+      name: 'writ_consumer_pending_messages',
+      help: 'Messages not yet delivered to a Writ durable consumer (queue depth), sampled',
+      labelNames: ['stream', 'consumer'],
+      registers,
+    });
+    this.#ackPending = new Gauge({
+      name: 'writ_consumer_ack_pending_messages',
+      help: 'Messages delivered to a Writ durable consumer and not yet acknowledged, sampled',
+      labelNames: ['stream', 'consumer'],
+      registers,
+    });
     this.#reconnects = new Counter({ name: 'writ_nats_reconnects_total', help: 'Times a NATS connection of this process reconnected', labelNames: ['connection'], registers });
     this.#connected = new Gauge({ name: 'writ_nats_connected', help: '1 while a NATS connection of this process is connected', labelNames: ['connection'], registers });
     const audit = this.#audit;
-    const auditCounter = (name: string, help: string, key: keyof AuditStats) => new Counter({
-      name, help, labelNames: ['service'], registers,
-      // Read from the writers when scraped: the writer counts with plain integers.
-      collect() {
-        this.reset();
-        for (const [service, get] of audit) {
-          const s = get();
-          if (s) this.inc({ service }, s[key]);
-        }
-      },
-    });
+    const auditCounter = (name: string, help: string, key: keyof AuditStats) =>
+      new Counter({
+        name,
+        help,
+        labelNames: ['service'],
+        registers,
+        // Read from the writers when scraped: the writer counts with plain integers.
+        collect() {
+          this.reset();
+          for (const [service, get] of audit) {
+            const s = get();
+            if (s) this.inc({ service }, s[key]);
+          }
+        },
+      });
     auditCounter('writ_audit_blocks_total', 'Audit blocks stored', 'blocks');
     auditCounter('writ_audit_append_conflicts_total', 'Audit appends refused because another writer moved the session head (re-chained)', 'conflicts');
     auditCounter('writ_audit_append_retries_total', 'Audit append attempts retried (conflicts and transient errors)', 'retries');
     const self = this;
     new Gauge({
-      name: 'writ_approvals_pending', help: 'Intents waiting for approval, as this broker sees them (every broker sees all: use max())', registers,
+      name: 'writ_approvals_pending',
+      help: 'Intents waiting for approval, as this broker sees them (every broker sees all: use max())',
+      registers,
       collect() {
         const n = self.#pendingApprovals?.();
         if (n !== undefined) this.set(n);
@@ -136,7 +164,9 @@ export class WritMetrics implements ServiceMetrics {
           this.#connected.set({ connection: name }, 1);
         }
       }
-    })().catch(() => undefined).finally(() => this.#connected.set({ connection: name }, 0));
+    })()
+      .catch(() => undefined)
+      .finally(() => this.#connected.set({ connection: name }, 0));
   }
 
   /**
@@ -146,16 +176,18 @@ export class WritMetrics implements ServiceMetrics {
    */
   sampleConsumers(consumers: ConsumerRef[], intervalMs: number, log: Logger): void {
     const sample = async () => {
-      await Promise.all(consumers.map(async (c) => {
-        try {
-          const info = await (await c.jsm()).consumers.info(c.stream, c.durable);
-          const labels = { stream: c.stream, consumer: c.durable };
-          this.#pendingMsgs.set(labels, info.num_pending);
-          this.#ackPending.set(labels, info.num_ack_pending);
-        } catch (e) {
-          log.debug({ err: e, stream: c.stream, consumer: c.durable }, 'consumer lag not sampled');
-        }
-      }));
+      await Promise.all(
+        consumers.map(async (c) => {
+          try {
+            const info = await (await c.jsm()).consumers.info(c.stream, c.durable);
+            const labels = { stream: c.stream, consumer: c.durable };
+            this.#pendingMsgs.set(labels, info.num_pending);
+            this.#ackPending.set(labels, info.num_ack_pending);
+          } catch (e) {
+            log.debug({ err: e, stream: c.stream, consumer: c.durable }, 'consumer lag not sampled');
+          }
+        }),
+      );
     };
     let running = false;
     const tick = () => {

@@ -65,12 +65,18 @@ describe('environment overrides, applied in one place', () => {
     expect(r.user).toBeUndefined();
     expect(r.password).toBeUndefined();
     // Secrets stay references to the variable, read only when connecting.
-    expect(resolveNatsConfig({ creds: '/x' }, { WRIT_NATS_USER: 'agent', WRIT_NATS_PASSWORD: 'pw', WRIT_NATS_INBOX_PREFIX: '_INBOX.agent' }))
-      .toEqual({ servers: ['nats://127.0.0.1:4222'], user: { env: 'WRIT_NATS_USER' }, password: { env: 'WRIT_NATS_PASSWORD' }, inboxPrefix: '_INBOX.agent' });
+    expect(resolveNatsConfig({ creds: '/x' }, { WRIT_NATS_USER: 'agent', WRIT_NATS_PASSWORD: 'pw', WRIT_NATS_INBOX_PREFIX: '_INBOX.agent' })).toEqual({
+      servers: ['nats://127.0.0.1:4222'],
+      user: { env: 'WRIT_NATS_USER' },
+      password: { env: 'WRIT_NATS_PASSWORD' },
+      inboxPrefix: '_INBOX.agent',
+    });
   });
 
   it('variables that conflict with each other are refused by name, like the same keys in a file', () => {
-    expect(failure(() => resolveNatsConfig(undefined, { WRIT_NATS_CREDS: '/a', WRIT_NATS_TOKEN: 't' }))).toMatch(/WRIT_NATS_CREDS, WRIT_NATS_TOKEN[\s\S]*nats\.token: conflicting authentication: creds and token/);
+    expect(failure(() => resolveNatsConfig(undefined, { WRIT_NATS_CREDS: '/a', WRIT_NATS_TOKEN: 't' }))).toMatch(
+      /WRIT_NATS_CREDS, WRIT_NATS_TOKEN[\s\S]*nats\.token: conflicting authentication: creds and token/,
+    );
     expect(failure(() => resolveNatsConfig(undefined, { WRIT_NATS_PASSWORD: 'p' }))).toMatch(/nats\.password: a password needs a user/);
     expect(failure(() => resolveNatsConfig(undefined, { WRIT_NATS_INBOX_PREFIX: 'evil.>' }))).toMatch(/nats\.inboxPrefix/);
   });

@@ -31,7 +31,11 @@ export const NATS_ENV = {
 /** Configs resolveNatsConfig returned: connectNats does not apply the environment to them twice. */
 const RESOLVED = new WeakSet<object>();
 const AUTH_KEYS = ['creds', 'nkeySeed', 'user', 'password', 'token'] as const;
-const splitUrls = (s: string) => s.split(',').map((u) => u.trim()).filter(Boolean);
+const splitUrls = (s: string) =>
+  s
+    .split(',')
+    .map((u) => u.trim())
+    .filter(Boolean);
 
 /**
  * Applies the environment over a `nats` section and validates the result. Any authentication
@@ -67,8 +71,18 @@ export function resolveNatsConfig(section: Partial<NatsConfig> | string | undefi
   }
   const r = NatsConfigSchema.safeParse(base);
   if (!r.success) {
-    const lines = formatIssues(r.error).split('\n').map((l) => `nats.${l}`).join('\n');
-    throw new WritError('WRIT_CONFIG_INVALID', `invalid nats connection settings (config and ${Object.values(NATS_ENV).filter((k) => env[k]).join(', ') || 'no environment overrides'}):\n${lines}`);
+    const lines = formatIssues(r.error)
+      .split('\n')
+      .map((l) => `nats.${l}`)
+      .join('\n');
+    throw new WritError(
+      'WRIT_CONFIG_INVALID',
+      `invalid nats connection settings (config and ${
+        Object.values(NATS_ENV)
+          .filter((k) => env[k])
+          .join(', ') || 'no environment overrides'
+      }):\n${lines}`,
+    );
   }
   const { replicas: _r, url: _u, servers, ...rest } = r.data;
   const out: NatsConnectConfig = { ...rest, servers: servers ?? [DEFAULT_NATS_URL] };
@@ -96,7 +110,10 @@ export function natsAuthKind(c: NatsConnectConfig): string {
 /** nats.js options for a resolved config. Secrets and files are read now, so a rotated file is picked up at the next start. */
 export function natsConnectionOptions(c: NatsConnectConfig, name: string): ConnectionOptions {
   const o: ConnectionOptions = {
-    servers: c.servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 250,
+    servers: c.servers,
+    name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
     // noAsyncTraces: no Error object captured per request for async stack traces (a few µs and
     // garbage per request; ~4 % of the stack's CPU in the benchmark profile).
     noAsyncTraces: true,

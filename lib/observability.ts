@@ -41,10 +41,11 @@ export interface ObservabilityStartOptions {
 /** A JetStreamManager made once per connection, again after a failure. */
 function lazyJsm(nc: NatsConnection): () => Promise<JetStreamManager> {
   let p: Promise<JetStreamManager> | undefined;
-  return () => (p ??= jetstreamManager(nc).catch((e: unknown) => {
-    p = undefined;
-    throw e;
-  }));
+  return () =>
+    (p ??= jetstreamManager(nc).catch((e: unknown) => {
+      p = undefined;
+      throw e;
+    }));
 }
 
 export class Observability {
@@ -81,9 +82,17 @@ export class Observability {
     const { WritMetrics } = await import('./metrics.ts');
     const metrics = new WritMetrics(o.config.targets.map((t) => t.name));
     let obs: Observability | undefined;
-    const starting: ReadinessCheck = { name: 'process', check: async () => { if (!obs || !obs.#started) throw new Error('starting'); } };
+    const starting: ReadinessCheck = {
+      name: 'process',
+      check: async () => {
+        if (!obs || !obs.#started) throw new Error('starting');
+      },
+    };
     const server = await startObservabilityServer({
-      host: c.host, port: c.port, checkTimeoutMs: c.checkTimeoutMs, log: o.log,
+      host: c.host,
+      port: c.port,
+      checkTimeoutMs: c.checkTimeoutMs,
+      log: o.log,
       checks: () => [starting, ...(obs ? obs.#checks : [])],
       metrics: () => metrics.scrape(),
     });
@@ -97,9 +106,8 @@ export class Observability {
     const t = config.observability.checkTimeoutMs;
     const jsm = lazyJsm(s.nc);
     const kv = (b: string) => `KV_${b}`;
-    const streams = s.role === 'broker'
-      ? [...Object.values(n.streams), ...Object.values(n.buckets).map(kv)]
-      : [n.streams.exec, n.streams.results, n.streams.audit, kv(n.buckets.claims), kv(n.buckets.intents)];
+    const streams =
+      s.role === 'broker' ? [...Object.values(n.streams), ...Object.values(n.buckets).map(kv)] : [n.streams.exec, n.streams.results, n.streams.audit, kv(n.buckets.claims), kv(n.buckets.intents)];
     this.#checks.push(stateCheck(s.role, s.state), natsCheck(s.role, s.nc, t), streamsCheck(s.role, jsm, streams, t));
     if (s.role === 'worker') {
       // Reachable over TCP: the check holds no credential and takes no pool connection.
@@ -110,10 +118,17 @@ export class Observability {
     m.watchConnection(s.role, s.nc);
     if (s.auditStats) m.addAuditSource(s.role, s.auditStats);
     if (s.pendingApprovals) m.setPendingApprovals(s.pendingApprovals);
-    const consumers = s.role === 'broker'
-      ? [{ jsm, stream: n.streams.intents, durable: n.durables.broker }, { jsm, stream: n.streams.approvals, durable: n.durables.brokerApprovals }]
-      : [...config.workers.postgres.map((w) => ({ kind: 'postgres', target: w.target })), ...config.workers.ssh.map((w) => ({ kind: 'ssh', target: w.target })), ...config.workers.mysql.map((w) => ({ kind: 'mysql', target: w.target }))]
-        .map((w) => ({ jsm, stream: n.streams.exec, durable: n.durables.worker(w.kind, w.target) }));
+    const consumers =
+      s.role === 'broker'
+        ? [
+            { jsm, stream: n.streams.intents, durable: n.durables.broker },
+            { jsm, stream: n.streams.approvals, durable: n.durables.brokerApprovals },
+          ]
+        : [
+            ...config.workers.postgres.map((w) => ({ kind: 'postgres', target: w.target })),
+            ...config.workers.ssh.map((w) => ({ kind: 'ssh', target: w.target })),
+            ...config.workers.mysql.map((w) => ({ kind: 'mysql', target: w.target })),
+          ].map((w) => ({ jsm, stream: n.streams.exec, durable: n.durables.worker(w.kind, w.target) }));
     m.sampleConsumers(consumers, config.observability.sampleIntervalMs, log);
   }
 

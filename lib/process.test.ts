@@ -15,7 +15,10 @@ function run(body: string, signalAfterMs?: number) {
   const started = Date.now();
   const script = signalAfterMs === undefined ? src : `${src}\nsetTimeout(() => process.kill(process.pid, 'SIGTERM'), ${signalAfterMs});`;
   const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
-  const lines = `${r.stderr}`.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; level: number });
+  const lines = `${r.stderr}`
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { msg: string; level: number });
   return { code: r.status, ms: Date.now() - started, msgs: lines.map((l) => l.msg) };
 }
 
@@ -33,19 +36,25 @@ describe('guardProcess', () => {
   });
 
   it('exits after the deadline when a stop hangs (NATS gone)', () => {
-    const r = run(`
+    const r = run(
+      `
       guardProcess({ log, deadlineMs: 500, stop: () => new Promise(() => {}) }).then((c) => process.exit(c));
       setInterval(() => {}, 1000);
-    `, 200);
+    `,
+      200,
+    );
     expect(r.code).toBe(1);
     expect(r.msgs).toContain('stop did not finish before its deadline; exiting anyway');
   });
 
   it('exits 0 on SIGTERM when the stop finishes in time', () => {
-    const r = run(`
+    const r = run(
+      `
       guardProcess({ log, stop: async () => {} }).then((c) => process.exit(c));
       setInterval(() => {}, 1000);
-    `, 200);
+    `,
+      200,
+    );
     expect(r.code).toBe(0);
     expect(r.msgs).toContain('stopping');
   });

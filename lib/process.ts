@@ -14,7 +14,13 @@ export async function withDeadline(work: Promise<unknown>, ms: number): Promise<
     timer.unref();
   });
   try {
-    return await Promise.race([work.then(() => true, () => true), deadline]);
+    return await Promise.race([
+      work.then(
+        () => true,
+        () => true,
+      ),
+      deadline,
+    ]);
   } finally {
     clearTimeout(timer);
   }

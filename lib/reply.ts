@@ -45,7 +45,7 @@ export function encodeReply(nc: NatsConnection, body: unknown, tooLarge: (e: Wri
  */
 export function sendReply(nc: NatsConnection, subject: string, body: unknown, tooLarge: (e: WritError) => unknown, log: Logger, inboxId: string | undefined, headers?: MsgHdrs): boolean {
   if (!inboxId || !isReplySubjectOf(subject, inboxId)) {
-    log.warn({ subject: sanitizeSubject(subject) }, 'reply refused: the subject is not under the requester\'s inbox');
+    log.warn({ subject: sanitizeSubject(subject) }, "reply refused: the subject is not under the requester's inbox");
     return false;
   }
   try {

@@ -7,11 +7,7 @@
 import { toWritError } from '../schemas/index.ts';
 import type { Logger } from './log.ts';
 
-export async function retryTransient<T>(
-  what: string,
-  fn: () => Promise<T>,
-  o: { log: Logger; deadlineMs?: number; keepGoing?: () => boolean; context?: Record<string, unknown> },
-): Promise<T> {
+export async function retryTransient<T>(what: string, fn: () => Promise<T>, o: { log: Logger; deadlineMs?: number; keepGoing?: () => boolean; context?: Record<string, unknown> }): Promise<T> {
   const until = Date.now() + (o.deadlineMs ?? 120_000);
   for (let attempt = 0; ; attempt++) {
     try {

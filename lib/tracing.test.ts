@@ -20,10 +20,18 @@ describe('traceparent', () => {
 
   it('ignores what is not one: hostile or malformed headers never become a trace id', () => {
     for (const bad of [
-      '', 'garbage', TP.toUpperCase(), `ff${TP.slice(2)}`, `${TP}-extra`,
-      '00-00000000000000000000000000000000-00f067aa0ba902b7-01', '00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01',
-      `00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\n{"level":60}`, `${TP.slice(0, 54)}`, `01${TP.slice(2)}-${'x'.repeat(300)}`,
-    ]) expect(parseTraceparent(bad), bad).toBeUndefined();
+      '',
+      'garbage',
+      TP.toUpperCase(),
+      `ff${TP.slice(2)}`,
+      `${TP}-extra`,
+      '00-00000000000000000000000000000000-00f067aa0ba902b7-01',
+      '00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01',
+      `00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\n{"level":60}`,
+      `${TP.slice(0, 54)}`,
+      `01${TP.slice(2)}-${'x'.repeat(300)}`,
+    ])
+      expect(parseTraceparent(bad), bad).toBeUndefined();
   });
 
   it('reads headers case-insensitively and writes traceparent and tracestate', () => {
@@ -38,7 +46,7 @@ describe('traceparent', () => {
     expect(traceContextOf(undefined)).toBeUndefined();
   });
 
-  it('with no provider, a span keeps its parent\'s trace, and a span without one gets a fresh valid trace', () => {
+  it("with no provider, a span keeps its parent's trace, and a span without one gets a fresh valid trace", () => {
     const parent = parseTraceparent(TP)!;
     const child = startSpan('x', { parent });
     expect(child.isRecording()).toBe(false);

@@ -12,10 +12,7 @@
  * header. A message without a valid one starts a new trace.
  */
 import { randomBytes } from 'node:crypto';
-import {
-  createTraceState, isSpanContextValid, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags,
-  type Attributes, type Span, type SpanContext, type Tracer,
-} from '@opentelemetry/api';
+import { createTraceState, isSpanContextValid, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
 import { headers as natsHeaders, Match, type MsgHdrs } from '@nats-io/transport-node';
 
 export { SpanKind, type Span, type SpanContext };
@@ -176,7 +173,7 @@ export async function initTracing(o: TracingOptions = {}): Promise<TracingHandle
   if (!trace.setGlobalTracerProvider(provider)) {
     // Another provider is registered (an embedding application's): its spans carry ours too.
     await provider.shutdown();
-    return { exporting: 'the application\'s provider', shutdown: async () => undefined };
+    return { exporting: "the application's provider", shutdown: async () => undefined };
   }
   return {
     exporting,

@@ -23,27 +23,23 @@ const SEVEN_DIGITS = /^(?:\D*\d){7}/;
 /** Three digit pairs close together: every card, SSN, phone and IBAN shape holds them. */
 const DIGIT_GATE = /\d\d\D{0,2}\d\d\D{0,2}\d\d/;
 /** A whole value that is an ISO date/timestamp or a UUID holds nothing any detector finds. */
-const HARMLESS =
-  /^(?:\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,9})?)?(?:Z|[+-]\d\d(?::?\d\d)?)?)?|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
+const HARMLESS = /^(?:\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,9})?)?(?:Z|[+-]\d\d(?::?\d\d)?)?)?|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
 /** The shortest token any token detector matches (`xoxb-` and ten characters). */
 const MIN_TOKEN = 15;
 /** Any token prefix or key-name context; case-insensitive so a mixed-case key name is not missed. */
-const TOKEN_GATE =
-  /A[KS]IA|ABIA|ACCA|A3T|AIza|gh[pousr]_|github_pat_|xox[a-z]-|xapp-|hooks\.slack\.com|eyJ|-----(?:BEGIN|END) |secret_?(?:access_?)?key|session_?token|private_key/i;
+const TOKEN_GATE = /A[KS]IA|ABIA|ACCA|A3T|AIza|gh[pousr]_|github_pat_|xox[a-z]-|xapp-|hooks\.slack\.com|eyJ|-----(?:BEGIN|END) |secret_?(?:access_?)?key|session_?token|private_key/i;
 
 // ---- digit detectors ----------------------------------------------------------------
 
 const CARD = /(?<![\d+])\d(?:[ -]?\d){12,18}(?!\d)/g;
 const SSN_SEP = /(?<!\d|\d-)(\d{3})([- ])(\d{2})\2(\d{4})(?!\d|-\d)/g;
 /** A bare nine-digit SSN is only trusted next to its keyword; nine-digit ids are everywhere. */
-const SSN_CTX =
-  /(?<![A-Za-z])(?:ssn|social[\s_-]*security(?:[\s_-]*(?:number|num|no))?)(?![a-z])[^\w\n]{0,5}(?:is[\s:]+)?(\d{9})(?!\d)/gi;
+const SSN_CTX = /(?<![A-Za-z])(?:ssn|social[\s_-]*security(?:[\s_-]*(?:number|num|no))?)(?![a-z])[^\w\n]{0,5}(?:is[\s:]+)?(\d{9})(?!\d)/gi;
 /**
  * Three shapes: `+` international; trunk-prefixed national (`030 1234567`, `020 7946 0958`);
  * NANP with separators (`(415) 555-2671`, `415.555.2671`). Bare digit runs never match.
  */
-const PHONE =
-  /(?<![\w+]|\d[.\/-])(?:(\+[1-9][\d ().\/-]{5,22}\d)|(0\d{1,4}(?:[ .-]|\/ ?)\d{2,8}(?:[ .-]\d{2,8}){0,4})|((?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}))(?!\w)/g;
+const PHONE = /(?<![\w+]|\d[.\/-])(?:(\+[1-9][\d ().\/-]{5,22}\d)|(0\d{1,4}(?:[ .-]|\/ ?)\d{2,8}(?:[ .-]\d{2,8}){0,4})|((?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}))(?!\w)/g;
 const IBAN_START = /(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?= ?[A-Z0-9])/g;
 
 // ---- token detectors ----------------------------------------------------------------

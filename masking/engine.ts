@@ -44,4 +44,3 @@ export function maskingFailure(e: unknown, details?: Record<string, unknown>): W
   if (e instanceof WritError && e.code === 'WRIT_MASKING_FAILED') return e;
   return new WritError('WRIT_MASKING_FAILED', undefined, { cause: e, ...(details ? { details } : {}) });
 }
-

@@ -11,6 +11,4 @@ export { genericSqlError } from './errors.ts';
 export type { MaskTextOptions } from './text.ts';
 export { LineMasker } from './stream.ts';
 export { Detector, DETECTOR_NAMES, Strategy } from './types.ts';
-export type {
-  ColumnReport, DetectorName, FieldInput, FieldOrigin, LineMaskerOptions, MaskOptions, RowsInput, RowsResult, TextResult,
-} from './types.ts';
+export type { ColumnReport, DetectorName, FieldInput, FieldOrigin, LineMaskerOptions, MaskOptions, RowsInput, RowsResult, TextResult } from './types.ts';

@@ -62,13 +62,25 @@ describe('derived and whole-row fields', () => {
       { name: 'lower', origin: null, sensitiveSources: ['public.customers.email'] },
       { name: 'n', origin: null },
     ];
-    const out = maskRows({ fields, rows: [['alice@example.com', 42], [null, 43]] }, SPEC);
-    expect(out.rows).toEqual([['[MASKED:derived]', 42], [null, 43]]);
+    const out = maskRows(
+      {
+        fields,
+        rows: [
+          ['alice@example.com', 42],
+          [null, 43],
+        ],
+      },
+      SPEC,
+    );
+    expect(out.rows).toEqual([
+      ['[MASKED:derived]', 42],
+      [null, 43],
+    ]);
     expect(out.columns[0]).toEqual({ name: 'lower', masked: true, reasons: ['derived:public.customers.email'] });
     expect(out.columns[1]).toEqual({ name: 'n', masked: false, reasons: [] });
   });
 
-  it('redact a derived field whole whatever the rule\'s strategy, numbers included (partial applies to the bare column only)', () => {
+  it("redact a derived field whole whatever the rule's strategy, numbers included (partial applies to the bare column only)", () => {
     const fields: FieldInput[] = [
       { name: 'r', origin: null, sensitiveSources: ['public.p.ssn'] },
       { name: 'len', origin: null, sensitiveSources: ['public.p.ssn'] },
@@ -83,7 +95,10 @@ describe('derived and whole-row fields', () => {
   });
 
   it('redact every computed field of an opaque statement unless the spec trusts computed fields', () => {
-    const fields: FieldInput[] = [{ name: 'word', origin: null, opaque: 'opaque:ts_stat' }, { name: 'id', origin: { table: 'public.t', column: 'id' } }];
+    const fields: FieldInput[] = [
+      { name: 'word', origin: null, opaque: 'opaque:ts_stat' },
+      { name: 'id', origin: { table: 'public.t', column: 'id' } },
+    ];
     const out = maskRows({ fields, rows: [['hunter2', 1]] }, {});
     expect(out.rows).toEqual([['[MASKED:derived]', 1]]);
     expect(out.columns[0]).toEqual({ name: 'word', masked: true, reasons: ['opaque:ts_stat'] });
@@ -178,7 +193,16 @@ describe('value detectors in rows', () => {
   });
 
   it('report detector reasons per column and count changed cells once', () => {
-    const out = maskRows({ fields: [col('a', 'public.t'), col('b', 'public.t')], rows: [['alice@example.com and 078-05-1120', 'x'], ['bob@example.com', 'y']] }, {});
+    const out = maskRows(
+      {
+        fields: [col('a', 'public.t'), col('b', 'public.t')],
+        rows: [
+          ['alice@example.com and 078-05-1120', 'x'],
+          ['bob@example.com', 'y'],
+        ],
+      },
+      {},
+    );
     expect(out.columns).toEqual([
       { name: 'a', masked: true, reasons: ['detector:email', 'detector:ssn'] },
       { name: 'b', masked: false, reasons: [] },

@@ -24,9 +24,7 @@ import type { ColumnReport, FieldInput, MaskOptions, RowsInput, RowsResult, Stra
 
 const MAX_DEPTH = 64;
 
-type Plan =
-  | { kind: 'whole'; label: WholeLabel; strategy: Strategy; reasons: string[] }
-  | { kind: 'scan'; hint: KeyHint };
+type Plan = { kind: 'whole'; label: WholeLabel; strategy: Strategy; reasons: string[] } | { kind: 'scan'; hint: KeyHint };
 
 /** Per-column bookkeeping; also the sink detector hits report to. */
 class ColumnState implements HitSink {
@@ -46,9 +44,7 @@ function planField(f: FieldInput, c: CompiledMasking): Plan {
     const whole = f.wholeRow === true || o.column === '*';
     // An origin the resolver could not name (`oid:16384`) cannot be cleared by name: fail closed.
     if (!RESOLVED_TABLE.test(o.table) || (!whole && (o.column.length === 0 || o.column.includes('.')))) {
-      return c.columns.length > 0
-        ? { kind: 'whole', label: whole ? 'row' : 'column', strategy: c.strategy, reasons: [`column:${o.table}.${o.column}`] }
-        : { kind: 'scan', hint: keyHintOf(f.name) };
+      return c.columns.length > 0 ? { kind: 'whole', label: whole ? 'row' : 'column', strategy: c.strategy, reasons: [`column:${o.table}.${o.column}`] } : { kind: 'scan', hint: keyHintOf(f.name) };
     }
     if (whole) return planWholeRow(f, o.table, c);
     const full = `${o.table}.${o.column}`;

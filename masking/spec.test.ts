@@ -74,7 +74,10 @@ describe('column patterns', () => {
   it('match one segment per *, case-insensitively, never across a dot', () => {
     const spec = { columns: [{ column: '*.*.ssn' }, { column: 'public.cust*.email' }] };
     expect(sensitiveColumns(spec, ['public.customers.ssn', 'hr.people.SSN', 'public.customers.email', 'public.custard.email', 'public.orders.email', 'public.customers.ssn_hash'])).toEqual([
-      'public.customers.ssn', 'hr.people.SSN', 'public.customers.email', 'public.custard.email',
+      'public.customers.ssn',
+      'hr.people.SSN',
+      'public.customers.email',
+      'public.custard.email',
     ]);
   });
   it('treat regex characters in names literally', () => {

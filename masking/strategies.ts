@@ -72,7 +72,7 @@ const STARS = Array.from({ length: 20 }, (_, n) => '*'.repeat(n));
 /** Every digit but the last `keep` becomes `*`; separators stay: `***-**-1120`. */
 export function keepLastDigits(text: string, keep: number): string {
   let end = text.length;
-  for (let seen = 0; end > 0 && seen < keep; ) if (isDigit(text.charCodeAt(--end))) seen++;
+  for (let seen = 0; end > 0 && seen < keep;) if (isDigit(text.charCodeAt(--end))) seen++;
   // Replace digit runs by star runs: a handful of slices, not one string per character.
   let out = '';
   let last = 0;

@@ -94,7 +94,10 @@ describe('LineMasker', () => {
     });
 
     it('emits base64 lines that turn out not to be a key, unchanged', () => {
-      const b64 = Buffer.alloc(200, 7).toString('base64').match(/.{1,64}/g)!.join('\n');
+      const b64 = Buffer.alloc(200, 7)
+        .toString('base64')
+        .match(/.{1,64}/g)!
+        .join('\n');
       expect(run([`${b64}\nthat was base64\n`])).toBe(`${b64}\nthat was base64\n`);
     });
 

@@ -228,7 +228,10 @@ export class LineMasker {
       c = hits[0]!.end;
       for (const h of hits) if (h.ctx < c && c < h.end) c = h.end;
     } else {
-      const floor = Math.max(c - DELIMITER_LOOKBACK, hits.filter((h) => h.end <= c).reduce((m, h) => Math.max(m, h.end), 0));
+      const floor = Math.max(
+        c - DELIMITER_LOOKBACK,
+        hits.filter((h) => h.end <= c).reduce((m, h) => Math.max(m, h.end), 0),
+      );
       for (let i = c - 1; i >= floor; i--) {
         if (DELIMITERS.has(t[i]!)) {
           c = i + 1;

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from './config.ts';
 
 describe('config defaults', () => {
-  it('resolves each config\'s default paths against its own folder, however many are parsed', () => {
+  it("resolves each config's default paths against its own folder, however many are parsed", () => {
     const a = parseConfig({}, '/srv/a');
     const b = parseConfig({}, '/srv/b');
     expect(a.identity.devIssuer.dir).toBe('/srv/a/.data/dev-issuer');

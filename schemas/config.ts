@@ -30,32 +30,34 @@ function isSafeKeyUrl(u: string): boolean {
   }
 }
 
-export const IssuerSchema = z.strictObject({
-  /** The exact `iss` of its tokens; with `discovery`, also the base of `/.well-known/openid-configuration`. */
-  issuer: z.string().min(1),
-  /** `aud` of agent tokens from this issuer. Default `identity.audience`. */
-  audience: z.string().min(1).optional(),
-  /** `aud` of approver (human) tokens from this issuer. Default `identity.approverAudience`; without one, this issuer's tokens cannot approve. */
-  approverAudience: z.string().min(1).optional(),
-  /** Read `jwks_uri` from the issuer's OpenID discovery document (its `issuer` must match exactly). */
-  discovery: z.boolean().default(false),
-  jwksUrl: z.url().optional(),
-  jwksFile: z.string().optional(),
-  /** A fetched JWKS is used this long before it is fetched again; a key removed at the issuer stops working (cached tokens too) within it. Seconds, default 300. */
-  jwksCacheMaxAgeSec: z.number().int().nonnegative().default(300),
-  /** An unknown `kid` refetches the JWKS at most this often (a rotated key is picked up at once), seconds. Default 30. */
-  jwksCooldownSec: z.number().int().nonnegative().default(30),
-  /** Allowed signature algorithms; `none` and HMAC are never accepted. */
-  algorithms: z.array(z.enum(['EdDSA', 'ES256', 'ES384', 'RS256', 'RS384', 'RS512', 'PS256'])).default(['EdDSA', 'ES256', 'RS256']),
-  /** Accepted clock skew for exp/nbf/iat, seconds. Default 30. */
-  clockSkewSec: z.number().int().nonnegative().default(30),
-  /** Tokens whose exp - iat exceeds this are refused, seconds. Default 3600. */
-  maxLifetimeSec: z.number().int().positive().default(3600),
-  /** Claim path (dot-separated) holding the principal's groups. Default `groups`. */
-  groupsClaim: z.string().default('groups'),
-  /** Claim path of the human the agent acts for (RFC 8693 `act.sub`). */
-  actForClaim: z.string().default('act.sub'),
-}).refine((i) => (i.jwksUrl ? 1 : 0) + (i.jwksFile ? 1 : 0) + (i.discovery ? 1 : 0) === 1, { message: 'exactly one of discovery, jwksUrl or jwksFile' })
+export const IssuerSchema = z
+  .strictObject({
+    /** The exact `iss` of its tokens; with `discovery`, also the base of `/.well-known/openid-configuration`. */
+    issuer: z.string().min(1),
+    /** `aud` of agent tokens from this issuer. Default `identity.audience`. */
+    audience: z.string().min(1).optional(),
+    /** `aud` of approver (human) tokens from this issuer. Default `identity.approverAudience`; without one, this issuer's tokens cannot approve. */
+    approverAudience: z.string().min(1).optional(),
+    /** Read `jwks_uri` from the issuer's OpenID discovery document (its `issuer` must match exactly). */
+    discovery: z.boolean().default(false),
+    jwksUrl: z.url().optional(),
+    jwksFile: z.string().optional(),
+    /** A fetched JWKS is used this long before it is fetched again; a key removed at the issuer stops working (cached tokens too) within it. Seconds, default 300. */
+    jwksCacheMaxAgeSec: z.number().int().nonnegative().default(300),
+    /** An unknown `kid` refetches the JWKS at most this often (a rotated key is picked up at once), seconds. Default 30. */
+    jwksCooldownSec: z.number().int().nonnegative().default(30),
+    /** Allowed signature algorithms; `none` and HMAC are never accepted. */
+    algorithms: z.array(z.enum(['EdDSA', 'ES256', 'ES384', 'RS256', 'RS384', 'RS512', 'PS256'])).default(['EdDSA', 'ES256', 'RS256']),
+    /** Accepted clock skew for exp/nbf/iat, seconds. Default 30. */
+    clockSkewSec: z.number().int().nonnegative().default(30),
+    /** Tokens whose exp - iat exceeds this are refused, seconds. Default 3600. */
+    maxLifetimeSec: z.number().int().positive().default(3600),
+    /** Claim path (dot-separated) holding the principal's groups. Default `groups`. */
+    groupsClaim: z.string().default('groups'),
+    /** Claim path of the human the agent acts for (RFC 8693 `act.sub`). */
+    actForClaim: z.string().default('act.sub'),
+  })
+  .refine((i) => (i.jwksUrl ? 1 : 0) + (i.jwksFile ? 1 : 0) + (i.discovery ? 1 : 0) === 1, { message: 'exactly one of discovery, jwksUrl or jwksFile' })
   .refine((i) => !i.jwksUrl || isSafeKeyUrl(i.jwksUrl), { message: 'jwksUrl must be https (http only on loopback)', path: ['jwksUrl'] })
   .refine((i) => !i.discovery || isSafeKeyUrl(i.issuer), { message: 'discovery needs an https issuer (http only on loopback)', path: ['issuer'] });
 export type IssuerConfig = z.infer<typeof IssuerSchema>;
@@ -73,33 +75,44 @@ const DevIssuerSchema = z.strictObject({
 });
 const DEV_ISSUER_DEFAULT = { enabled: false, dir: '.data/dev-issuer', audience: 'writ', approverAudience: 'writ-approver', allowWithExternalIssuers: false };
 
-export const IdentitySchema = z.strictObject({
-  /** Default `aud` of agent tokens, for issuers that name none. */
-  audience: z.string().min(1).optional(),
-  /** Default `aud` of approver tokens; must differ from every agent audience. */
-  approverAudience: z.string().min(1).optional(),
-  /** Longer tokens are refused before any parsing (WRIT_PAYLOAD_TOO_LARGE), bytes. Default 8 KiB. */
-  maxTokenBytes: z.number().int().positive().max(64 * 1024).default(8192),
-  issuers: z.array(IssuerSchema).default([]),
-  /** Trust the local development issuer that `writ up` creates. Never in production. */
-  devIssuer: DevIssuerSchema.default(DEV_ISSUER_DEFAULT),
-}).superRefine((id, ctx) => {
-  const seen = new Set<string>();
-  id.issuers.forEach((i, n) => {
-    if (seen.has(i.issuer)) ctx.addIssue({ code: 'custom', path: ['issuers', n, 'issuer'], message: `issuer ${JSON.stringify(i.issuer)} is listed twice` });
-    seen.add(i.issuer);
-    const aud = i.audience ?? id.audience;
-    const approverAud = i.approverAudience ?? id.approverAudience;
-    if (!aud) ctx.addIssue({ code: 'custom', path: ['issuers', n, 'audience'], message: 'no agent audience (set it here or identity.audience)' });
-    // One audience for both would let an agent's token approve, and an approver's token act as an agent.
-    if (aud && aud === approverAud) ctx.addIssue({ code: 'custom', path: ['issuers', n, 'approverAudience'], message: 'the approver audience must differ from the agent audience' });
+export const IdentitySchema = z
+  .strictObject({
+    /** Default `aud` of agent tokens, for issuers that name none. */
+    audience: z.string().min(1).optional(),
+    /** Default `aud` of approver tokens; must differ from every agent audience. */
+    approverAudience: z.string().min(1).optional(),
+    /** Longer tokens are refused before any parsing (WRIT_PAYLOAD_TOO_LARGE), bytes. Default 8 KiB. */
+    maxTokenBytes: z
+      .number()
+      .int()
+      .positive()
+      .max(64 * 1024)
+      .default(8192),
+    issuers: z.array(IssuerSchema).default([]),
+    /** Trust the local development issuer that `writ up` creates. Never in production. */
+    devIssuer: DevIssuerSchema.default(DEV_ISSUER_DEFAULT),
+  })
+  .superRefine((id, ctx) => {
+    const seen = new Set<string>();
+    id.issuers.forEach((i, n) => {
+      if (seen.has(i.issuer)) ctx.addIssue({ code: 'custom', path: ['issuers', n, 'issuer'], message: `issuer ${JSON.stringify(i.issuer)} is listed twice` });
+      seen.add(i.issuer);
+      const aud = i.audience ?? id.audience;
+      const approverAud = i.approverAudience ?? id.approverAudience;
+      if (!aud) ctx.addIssue({ code: 'custom', path: ['issuers', n, 'audience'], message: 'no agent audience (set it here or identity.audience)' });
+      // One audience for both would let an agent's token approve, and an approver's token act as an agent.
+      if (aud && aud === approverAud) ctx.addIssue({ code: 'custom', path: ['issuers', n, 'approverAudience'], message: 'the approver audience must differ from the agent audience' });
+    });
+    const dev = id.devIssuer;
+    if (dev.audience === dev.approverAudience) ctx.addIssue({ code: 'custom', path: ['devIssuer', 'approverAudience'], message: 'the approver audience must differ from the agent audience' });
+    if (dev.enabled && id.issuers.length > 0 && !dev.allowWithExternalIssuers) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['devIssuer', 'enabled'],
+        message: 'the development issuer cannot be enabled next to external issuers (a production config); set devIssuer.allowWithExternalIssuers: true only in a test bed',
+      });
+    }
   });
-  const dev = id.devIssuer;
-  if (dev.audience === dev.approverAudience) ctx.addIssue({ code: 'custom', path: ['devIssuer', 'approverAudience'], message: 'the approver audience must differ from the agent audience' });
-  if (dev.enabled && id.issuers.length > 0 && !dev.allowWithExternalIssuers) {
-    ctx.addIssue({ code: 'custom', path: ['devIssuer', 'enabled'], message: 'the development issuer cannot be enabled next to external issuers (a production config); set devIssuer.allowWithExternalIssuers: true only in a test bed' });
-  }
-});
 export type IdentityConfig = z.output<typeof IdentitySchema>;
 
 /**
@@ -108,53 +121,65 @@ export type IdentityConfig = z.output<typeof IdentitySchema>;
  * by name rather than one silently winning. The environment overrides (NATS_URL,
  * WRIT_NATS_*) are applied by lib/nats.ts `resolveNatsConfig`, in one place.
  */
-export const NatsConfigSchema = z.strictObject({
-  /** Server URLs. Default: NATS_URL, else nats://127.0.0.1:4222. */
-  servers: z.array(z.string().min(1)).min(1).optional(),
-  /** Deprecated alias of `servers` (one URL, or several comma-separated). */
-  url: z.string().min(1).optional(),
-  /** A NATS credentials file (user JWT and nkey seed), as `nsc` writes it. */
-  creds: z.string().min(1).optional(),
-  /** A file holding the user's nkey seed (`SU…`). */
-  nkeySeed: z.string().min(1).optional(),
-  user: SecretRefSchema.optional(),
-  password: SecretRefSchema.optional(),
-  token: SecretRefSchema.optional(),
-  /** TLS: `ca` alone verifies the server; `cert` and `key` together present a client certificate. */
-  tls: z.strictObject({ ca: z.string().min(1).optional(), cert: z.string().min(1).optional(), key: z.string().min(1).optional() }).optional(),
-  /** Inbox prefix for replies; a locked-down account lets each user subscribe to its own prefix only. */
-  inboxPrefix: z.string().regex(/^_INBOX(\.[A-Za-z0-9_-]+)*$/, 'an inbox prefix is _INBOX followed by .token parts (A-Z a-z 0-9 _ -)').optional(),
-  /** Replicas for streams and buckets: 1 single node, 3 in a cluster. */
-  replicas: z.number().int().min(1).max(5).default(1),
-}).superRefine((n, ctx) => {
-  for (const issue of natsConfigConflicts(n)) ctx.addIssue({ code: 'custom', path: [issue.key], message: issue.message });
-});
+export const NatsConfigSchema = z
+  .strictObject({
+    /** Server URLs. Default: NATS_URL, else nats://127.0.0.1:4222. */
+    servers: z.array(z.string().min(1)).min(1).optional(),
+    /** Deprecated alias of `servers` (one URL, or several comma-separated). */
+    url: z.string().min(1).optional(),
+    /** A NATS credentials file (user JWT and nkey seed), as `nsc` writes it. */
+    creds: z.string().min(1).optional(),
+    /** A file holding the user's nkey seed (`SU…`). */
+    nkeySeed: z.string().min(1).optional(),
+    user: SecretRefSchema.optional(),
+    password: SecretRefSchema.optional(),
+    token: SecretRefSchema.optional(),
+    /** TLS: `ca` alone verifies the server; `cert` and `key` together present a client certificate. */
+    tls: z.strictObject({ ca: z.string().min(1).optional(), cert: z.string().min(1).optional(), key: z.string().min(1).optional() }).optional(),
+    /** Inbox prefix for replies; a locked-down account lets each user subscribe to its own prefix only. */
+    inboxPrefix: z
+      .string()
+      .regex(/^_INBOX(\.[A-Za-z0-9_-]+)*$/, 'an inbox prefix is _INBOX followed by .token parts (A-Z a-z 0-9 _ -)')
+      .optional(),
+    /** Replicas for streams and buckets: 1 single node, 3 in a cluster. */
+    replicas: z.number().int().min(1).max(5).default(1),
+  })
+  .superRefine((n, ctx) => {
+    for (const issue of natsConfigConflicts(n)) ctx.addIssue({ code: 'custom', path: [issue.key], message: issue.message });
+  });
 export type NatsConfig = z.output<typeof NatsConfigSchema>;
 
 /** Cross-field rules of a `nats` section, each naming the key at fault (also used after env overrides). */
 export function natsConfigConflicts(n: Partial<NatsConfig>): Array<{ key: string; message: string }> {
   const out: Array<{ key: string; message: string }> = [];
   if (n.url !== undefined && n.servers !== undefined) out.push({ key: 'url', message: 'give servers or the deprecated url, not both' });
-  const auth = [n.creds !== undefined && 'creds', n.nkeySeed !== undefined && 'nkeySeed', (n.user !== undefined || n.password !== undefined) && 'user/password', n.token !== undefined && 'token'].filter((x): x is string => !!x);
+  const auth = [
+    n.creds !== undefined && 'creds',
+    n.nkeySeed !== undefined && 'nkeySeed',
+    (n.user !== undefined || n.password !== undefined) && 'user/password',
+    n.token !== undefined && 'token',
+  ].filter((x): x is string => !!x);
   if (auth.length > 1) out.push({ key: auth[1]!.split('/')[0]!, message: `conflicting authentication: ${auth.join(' and ')}; give only one` });
   if (n.password !== undefined && n.user === undefined) out.push({ key: 'password', message: 'a password needs a user' });
   if (n.tls && (n.tls.cert === undefined) !== (n.tls.key === undefined)) out.push({ key: 'tls', message: 'cert and key go together' });
   return out;
 }
 
-export const TargetSchema = z.strictObject({
-  name: TargetNameSchema,
-  kind: z.enum(TARGET_KINDS),
-  tags: z.array(z.string()).default([]),
-  description: z.string().optional(),
-  /**
-   * kind mysql only: the default database of the worker's connections, where the broker places
-   * unqualified names (`customers` is `shop.customers`) before matching rules. Default: the
-   * `database` of this target's workers.mysql entry in the same file; must equal it when both
-   * are given. Unknown (a broker config without either): unqualified names are refused.
-   */
-  database: z.string().min(1).max(64).optional(),
-}).refine((t) => t.database === undefined || t.kind === 'mysql', { message: 'only a mysql target has a database', path: ['database'] });
+export const TargetSchema = z
+  .strictObject({
+    name: TargetNameSchema,
+    kind: z.enum(TARGET_KINDS),
+    tags: z.array(z.string()).default([]),
+    description: z.string().optional(),
+    /**
+     * kind mysql only: the default database of the worker's connections, where the broker places
+     * unqualified names (`customers` is `shop.customers`) before matching rules. Default: the
+     * `database` of this target's workers.mysql entry in the same file; must equal it when both
+     * are given. Unknown (a broker config without either): unqualified names are refused.
+     */
+    database: z.string().min(1).max(64).optional(),
+  })
+  .refine((t) => t.database === undefined || t.kind === 'mysql', { message: 'only a mysql target has a database', path: ['database'] });
 export type TargetConfig = z.infer<typeof TargetSchema>;
 
 /** The foundation's minimal policy: allow or deny by group and target. The policy engine replaces it. */
@@ -222,14 +247,20 @@ export const SshWorkerTargetSchema = z.strictObject({
   host: z.string().min(1),
   port: z.number().int().positive().default(22),
   /** Pinned host keys: a known_hosts file and/or `SHA256:…` fingerprints. An unknown or changed key is refused. */
-  hostKeys: z.strictObject({
-    knownHostsFile: z.string().optional(),
-    fingerprints: z.array(z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/)).default([]),
-  }).refine((h) => !!h.knownHostsFile || h.fingerprints.length > 0, { message: 'pin at least one host key (knownHostsFile or fingerprints)' }),
+  hostKeys: z
+    .strictObject({
+      knownHostsFile: z.string().optional(),
+      fingerprints: z.array(z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/)).default([]),
+    })
+    .refine((h) => !!h.knownHostsFile || h.fingerprints.length > 0, { message: 'pin at least one host key (knownHostsFile or fingerprints)' }),
   /** One credential per access mode. */
   credentials: z.strictObject({ read: SshCredentialSchema, write: SshCredentialSchema.optional() }),
   /** stdout and stderr are each cut at this many bytes. Default 1 MiB. */
-  maxOutputBytes: z.number().int().positive().default(1024 * 1024),
+  maxOutputBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(1024 * 1024),
   readyTimeoutMs: z.number().int().positive().default(10_000),
 });
 export type SshWorkerTarget = z.infer<typeof SshWorkerTargetSchema>;
@@ -247,7 +278,11 @@ export type TrustedBot = z.infer<typeof TrustedBotSchema>;
 const TrustedBotEntrySchema = z.preprocess((v, ctx) => {
   // Fail closed: a bare subject (the earlier form) has no key to verify a vote with.
   if (typeof v === 'string') {
-    ctx.addIssue({ code: 'custom', input: v, message: `${JSON.stringify(v.slice(0, 64))}: a trusted bot is now { iss, sub, publicKey } (its votes are signed); a bare subject names no key and is refused` });
+    ctx.addIssue({
+      code: 'custom',
+      input: v,
+      message: `${JSON.stringify(v.slice(0, 64))}: a trusted bot is now { iss, sub, publicKey } (its votes are signed); a bare subject names no key and is refused`,
+    });
     return z.NEVER;
   }
   return v;
@@ -287,46 +322,71 @@ export const ConfigSchema = z.strictObject({
    */
   demo: z.boolean().default(false),
   nats: NatsConfigSchema.default({ replicas: 1 }),
-  limits: z.strictObject({
-    /** Intents larger than this are refused, bytes. */
-    maxIntentBytes: z.number().int().positive().default(256 * 1024),
-    /**
-     * One SQL statement or shell line longer than this is refused before it is classified,
-     * bytes (the facts of a huge statement cost far more memory than its text). `explain`
-     * requests, which maxIntentBytes does not bound, are held to it too.
-     */
-    maxStatementBytes: z.number().int().positive().default(64 * 1024),
-    /**
-     * Heap the broker's facts cache may hold, bytes: each entry is counted from its shape
-     * (objects, arrays, strings as V8 lays them out): measured at 0.8-1.5x its real footprint,
-     * erring high. Default 16 MiB: about 15,000 short statements: V8 lets the heap
-     * grow to ~3.5× what is live before collecting (docs/operations.md, Memory), so each MiB here
-     * costs a few MiB of RSS.
-     */
-    factsCacheBytes: z.number().int().positive().default(16 * 1024 * 1024),
-    /**
-     * Most grants a worker process remembers having claimed (each until its expiry + 60 s, ~175
-     * bytes each): a second run is refused locally even if the claims bucket lost the claim. The
-     * set holds about claims/s × (grant TTL + 60 s); the default covers ~1,600 claims/s at a 60 s TTL.
-     */
-    claimedGrantsMax: z.number().int().positive().default(200_000),
-    /** Sessions whose owner a broker keeps in memory (260-400 bytes each); one that fell out costs a KV read. */
-    sessionOwnersMax: z.number().int().positive().default(50_000),
-    /** In-flight handlers per process. */
-    concurrency: z.number().int().positive().default(256),
-    /** Seconds past a grant's expiry plus its time limit before a claimed, unfinished intent is declared `unknown`. */
-    sweepMarginSec: z.number().int().nonnegative().default(10),
-    /** How often the sweeper looks, ms. */
-    sweepIntervalMs: z.number().int().positive().default(1000),
-  }).default({ maxIntentBytes: 256 * 1024, maxStatementBytes: 64 * 1024, factsCacheBytes: 16 * 1024 * 1024, claimedGrantsMax: 200_000, sessionOwnersMax: 50_000, concurrency: 256, sweepMarginSec: 10, sweepIntervalMs: 1000 }),
+  limits: z
+    .strictObject({
+      /** Intents larger than this are refused, bytes. */
+      maxIntentBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(256 * 1024),
+      /**
+       * One SQL statement or shell line longer than this is refused before it is classified,
+       * bytes (the facts of a huge statement cost far more memory than its text). `explain`
+       * requests, which maxIntentBytes does not bound, are held to it too.
+       */
+      maxStatementBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(64 * 1024),
+      /**
+       * Heap the broker's facts cache may hold, bytes: each entry is counted from its shape
+       * (objects, arrays, strings as V8 lays them out): measured at 0.8-1.5x its real footprint,
+       * erring high. Default 16 MiB: about 15,000 short statements: V8 lets the heap
+       * grow to ~3.5× what is live before collecting (docs/operations.md, Memory), so each MiB here
+       * costs a few MiB of RSS.
+       */
+      factsCacheBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(16 * 1024 * 1024),
+      /**
+       * Most grants a worker process remembers having claimed (each until its expiry + 60 s, ~175
+       * bytes each): a second run is refused locally even if the claims bucket lost the claim. The
+       * set holds about claims/s × (grant TTL + 60 s); the default covers ~1,600 claims/s at a 60 s TTL.
+       */
+      claimedGrantsMax: z.number().int().positive().default(200_000),
+      /** Sessions whose owner a broker keeps in memory (260-400 bytes each); one that fell out costs a KV read. */
+      sessionOwnersMax: z.number().int().positive().default(50_000),
+      /** In-flight handlers per process. */
+      concurrency: z.number().int().positive().default(256),
+      /** Seconds past a grant's expiry plus its time limit before a claimed, unfinished intent is declared `unknown`. */
+      sweepMarginSec: z.number().int().nonnegative().default(10),
+      /** How often the sweeper looks, ms. */
+      sweepIntervalMs: z.number().int().positive().default(1000),
+    })
+    .default({
+      maxIntentBytes: 256 * 1024,
+      maxStatementBytes: 64 * 1024,
+      factsCacheBytes: 16 * 1024 * 1024,
+      claimedGrantsMax: 200_000,
+      sessionOwnersMax: 50_000,
+      concurrency: 256,
+      sweepMarginSec: 10,
+      sweepIntervalMs: 1000,
+    }),
   identity: IdentitySchema.default({ maxTokenBytes: 8192, issuers: [], devIssuer: DEV_ISSUER_DEFAULT }),
-  grants: z.strictObject({
-    /** The broker's Ed25519 signing key (PKCS8 PEM) file; created when missing. */
-    keyFile: z.string().default('.data/grant-key.pem'),
-    /** Public keys workers accept, by key id (rotation: keep the old one listed). Defaults to the key file's own public key. */
-    publicKeyFiles: z.record(z.string(), z.string()).optional(),
-    ttlSec: z.number().int().positive().default(60),
-  }).default({ keyFile: '.data/grant-key.pem', ttlSec: 60 }),
+  grants: z
+    .strictObject({
+      /** The broker's Ed25519 signing key (PKCS8 PEM) file; created when missing. */
+      keyFile: z.string().default('.data/grant-key.pem'),
+      /** Public keys workers accept, by key id (rotation: keep the old one listed). Defaults to the key file's own public key. */
+      publicKeyFiles: z.record(z.string(), z.string()).optional(),
+      ttlSec: z.number().int().positive().default(60),
+    })
+    .default({ keyFile: '.data/grant-key.pem', ttlSec: 60 }),
   targets: z.array(TargetSchema).default([]),
   /**
    * A policy file for the rule engine (docs/policy.md). When set, it replaces `policy`:
@@ -334,72 +394,87 @@ export const ConfigSchema = z.strictObject({
    */
   policyFile: z.string().optional(),
   policy: PolicySchema.default({ rules: [], defaultLimits: { rows: 1000, seconds: 30, bytes: 4 * 1024 * 1024 } }),
-  workers: z.strictObject({
-    postgres: z.array(PostgresWorkerTargetSchema).default([]),
-    ssh: z.array(SshWorkerTargetSchema).default([]),
-    mysql: z.array(MysqlWorkerTargetSchema).default([]),
-  }).default({ postgres: [], ssh: [], mysql: [] }),
-  audit: z.strictObject({
-    replicas: z.number().int().min(1).max(5).optional(),
-    /** Retention by age, seconds; unset keeps forever. */
-    maxAgeSec: z.number().int().positive().optional(),
-    /** How long a writer gathers events of one session before writing them as one block, ms. */
-    flushMs: z.number().int().nonnegative().default(0),
-    /** Seconds between signed checkpoints (one is also written at shutdown). */
-    checkpointSec: z.number().positive().default(60),
-    /**
-     * Directory of this process's block signing keys (`audit-broker.pem`, `audit-worker.pem`,
-     * created on first start, 0600): every block a service appends is signed with its own key.
-     * Default: the grant key file's directory. Give each replica its own.
-     */
-    signingKeyDir: z.string().optional(),
-    /**
-     * The key registry the operator controls (audit/README.md): which key may sign which
-     * actor kind's events. When set, a checkpoint signs only blocks it verified against it.
-     */
-    keyRegistry: z.string().optional(),
-    /**
-     * The auditors' X25519 public key (raw 32 bytes, base64url). When set, the exact command
-     * text of every intent is kept in the log sealed to it (AES-256-GCM), beside its SHA-256
-     * and the masked text: only the holder of the private key, which never enters NATS, can
-     * read it (`writ audit reveal`). Unset: the exact text is not kept, only its digest.
-     */
-    auditorPublicKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a raw X25519 public key, base64url (43 characters)').optional(),
-    /**
-     * Local stacks and tests only: a service adds its own public key to `keyRegistry` at start.
-     * A production registry is written by the operator (`writ audit keys add`), never by services.
-     */
-    autoRegisterKeys: z.boolean().default(false),
-    /** Stream sequence below which unsigned blocks (written before signing existed) are accepted. */
-    allowUnsignedBefore: z.number().int().nonnegative().default(0),
-  }).default({ flushMs: 0, checkpointSec: 60, autoRegisterKeys: false, allowUnsignedBefore: 0 }),
-  approvals: z.strictObject({
-    /**
-     * Chat bots that vote on behalf of the humans they map, each matched by its token's issuer AND
-     * subject, and holding its own Ed25519 key: every such vote must be signed with it (the bot's
-     * token alone votes for no one). The earlier bare-subject form is refused: it names no key.
-     */
-    trustedBots: z.array(TrustedBotEntrySchema).default([]),
-    /**
-     * Identities that are one human: a login identity, an admin account, a chat identity a bot
-     * maps. Approvals count distinct humans, and a human never approves their own request under
-     * another of their identities. Each identity is `{ iss, sub }`; a bot-mapped identity has the
-     * bot's issuer. Identities not listed are a human each.
-     */
-    humans: z.array(z.strictObject({
-      id: z.string().min(1),
-      identities: z.array(z.strictObject({ iss: z.string(), sub: z.string().min(1) })).min(1),
-    })).default([]),
-    /**
-     * How far a vote's `at` may be from the broker's clock, seconds (default 120). Decision ids
-     * are remembered for twice this long, so a vote cannot be replayed while it would still be fresh.
-     */
-    maxVoteSkewSec: z.number().int().min(5).max(3_600).default(120),
-  }).default({ trustedBots: [], humans: [], maxVoteSkewSec: 120 }),
-  results: z.strictObject({
-    /** Durable results are kept this long, seconds. Default a day. */
-    maxAgeSec: z.number().int().positive().default(86_400),
-  }).default({ maxAgeSec: 86_400 }),
+  workers: z
+    .strictObject({
+      postgres: z.array(PostgresWorkerTargetSchema).default([]),
+      ssh: z.array(SshWorkerTargetSchema).default([]),
+      mysql: z.array(MysqlWorkerTargetSchema).default([]),
+    })
+    .default({ postgres: [], ssh: [], mysql: [] }),
+  audit: z
+    .strictObject({
+      replicas: z.number().int().min(1).max(5).optional(),
+      /** Retention by age, seconds; unset keeps forever. */
+      maxAgeSec: z.number().int().positive().optional(),
+      /** How long a writer gathers events of one session before writing them as one block, ms. */
+      flushMs: z.number().int().nonnegative().default(0),
+      /** Seconds between signed checkpoints (one is also written at shutdown). */
+      checkpointSec: z.number().positive().default(60),
+      /**
+       * Directory of this process's block signing keys (`audit-broker.pem`, `audit-worker.pem`,
+       * created on first start, 0600): every block a service appends is signed with its own key.
+       * Default: the grant key file's directory. Give each replica its own.
+       */
+      signingKeyDir: z.string().optional(),
+      /**
+       * The key registry the operator controls (audit/README.md): which key may sign which
+       * actor kind's events. When set, a checkpoint signs only blocks it verified against it.
+       */
+      keyRegistry: z.string().optional(),
+      /**
+       * The auditors' X25519 public key (raw 32 bytes, base64url). When set, the exact command
+       * text of every intent is kept in the log sealed to it (AES-256-GCM), beside its SHA-256
+       * and the masked text: only the holder of the private key, which never enters NATS, can
+       * read it (`writ audit reveal`). Unset: the exact text is not kept, only its digest.
+       */
+      auditorPublicKey: z
+        .string()
+        .regex(/^[A-Za-z0-9_-]{43}$/, 'a raw X25519 public key, base64url (43 characters)')
+        .optional(),
+      /**
+       * Local stacks and tests only: a service adds its own public key to `keyRegistry` at start.
+       * A production registry is written by the operator (`writ audit keys add`), never by services.
+       */
+      autoRegisterKeys: z.boolean().default(false),
+      /** Stream sequence below which unsigned blocks (written before signing existed) are accepted. */
+      allowUnsignedBefore: z.number().int().nonnegative().default(0),
+    })
+    .default({ flushMs: 0, checkpointSec: 60, autoRegisterKeys: false, allowUnsignedBefore: 0 }),
+  approvals: z
+    .strictObject({
+      /**
+       * Chat bots that vote on behalf of the humans they map, each matched by its token's issuer AND
+       * subject, and holding its own Ed25519 key: every such vote must be signed with it (the bot's
+       * token alone votes for no one). The earlier bare-subject form is refused: it names no key.
+       */
+      trustedBots: z.array(TrustedBotEntrySchema).default([]),
+      /**
+       * Identities that are one human: a login identity, an admin account, a chat identity a bot
+       * maps. Approvals count distinct humans, and a human never approves their own request under
+       * another of their identities. Each identity is `{ iss, sub }`; a bot-mapped identity has the
+       * bot's issuer. Identities not listed are a human each.
+       */
+      humans: z
+        .array(
+          z.strictObject({
+            id: z.string().min(1),
+            identities: z.array(z.strictObject({ iss: z.string(), sub: z.string().min(1) })).min(1),
+          }),
+        )
+        .default([]),
+      /**
+       * How far a vote's `at` may be from the broker's clock, seconds (default 120). Decision ids
+       * are remembered for twice this long, so a vote cannot be replayed while it would still be fresh.
+       */
+      maxVoteSkewSec: z.number().int().min(5).max(3_600).default(120),
+    })
+    .default({ trustedBots: [], humans: [], maxVoteSkewSec: 120 }),
+  results: z
+    .strictObject({
+      /** Durable results are kept this long, seconds. Default a day. */
+      maxAgeSec: z.number().int().positive().default(86_400),
+    })
+    .default({ maxAgeSec: 86_400 }),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).default({ level: 'info' }),
   observability: ObservabilitySchema.default({ host: '127.0.0.1', sampleIntervalMs: 5_000, checkTimeoutMs: 2_000 }),
 });

@@ -22,9 +22,9 @@ export const ErrorCodes = {
   WRIT_TOKEN_ISSUER: { retryable: false, message: 'the token comes from an issuer this broker does not trust' },
   WRIT_TOKEN_LIFETIME: { retryable: false, message: 'the token lives longer than the configured maximum' },
   // transport: replies and sealing
-  WRIT_REPLY_REFUSED: { retryable: false, message: 'the reply subject is not under the requester\'s own inbox' },
+  WRIT_REPLY_REFUSED: { retryable: false, message: "the reply subject is not under the requester's own inbox" },
   WRIT_SEAL_REQUIRED: { retryable: false, message: 'no key to seal the outcome to: the intent or request must carry replyKey' },
-  WRIT_SEAL_INVALID: { retryable: false, message: 'an outcome was not sealed to this client\'s key, or could not be opened' },
+  WRIT_SEAL_INVALID: { retryable: false, message: "an outcome was not sealed to this client's key, or could not be opened" },
   // classification and policy
   WRIT_SQL_EMPTY: { retryable: false, message: 'the SQL text holds no statement' },
   WRIT_SQL_UNPARSEABLE: { retryable: false, message: 'the SQL text could not be parsed' },
@@ -36,7 +36,7 @@ export const ErrorCodes = {
   WRIT_POLICY_INVALID: { retryable: false, message: 'the policy is not valid' },
   // approvals
   WRIT_APPROVAL_REQUIRED: { retryable: false, message: 'the intent waits for approval' },
-  WRIT_APPROVER_NOT_ALLOWED: { retryable: false, message: 'this approver is not in the rule\'s approver groups' },
+  WRIT_APPROVER_NOT_ALLOWED: { retryable: false, message: "this approver is not in the rule's approver groups" },
   WRIT_SELF_APPROVAL: { retryable: false, message: 'the requester, or the human it acts for, cannot approve their own intent' },
   WRIT_NOT_PENDING: { retryable: false, message: 'the intent is not pending approval (already decided, expired or cancelled)' },
   WRIT_APPROVAL_EXPIRED: { retryable: false, message: 'no decision before the approval request expired' },
@@ -46,7 +46,7 @@ export const ErrorCodes = {
   WRIT_VOTE_REPLAYED: { retryable: false, message: 'this decision id was used before; a vote counts once' },
   WRIT_VOTE_STALE: { retryable: false, message: 'the vote was cast outside the allowed clock skew' },
   WRIT_VOTE_TOKEN_SPENT: { retryable: false, message: 'this approver token was already used for a vote; each vote needs a fresh token' },
-  WRIT_VOTE_SIGNATURE: { retryable: false, message: 'a bot\'s vote is not signed with the key listed for it' },
+  WRIT_VOTE_SIGNATURE: { retryable: false, message: "a bot's vote is not signed with the key listed for it" },
   // execution
   WRIT_GRANT_INVALID: { retryable: false, message: 'the execution grant could not be verified' },
   WRIT_GRANT_EXPIRED: { retryable: false, message: 'the execution grant has expired' },
@@ -106,9 +106,7 @@ export function isErrorCode(s: string): s is ErrorCode {
  * the error classes' `name`: nats.js sets one per class. JetStream API errors count only with
  * status 503 (no leader, no responders); other API codes are answers, not outages.
  */
-const TRANSIENT_NATS_ERRORS = new Set([
-  'TimeoutError', 'ConnectionError', 'DrainingConnectionError', 'ClosedConnectionError', 'RequestError', 'NoResponders', 'JetStreamNotEnabled',
-]);
+const TRANSIENT_NATS_ERRORS = new Set(['TimeoutError', 'ConnectionError', 'DrainingConnectionError', 'ClosedConnectionError', 'RequestError', 'NoResponders', 'JetStreamNotEnabled']);
 
 function isTransientBusError(e: unknown): boolean {
   if (!(e instanceof Error)) return false;

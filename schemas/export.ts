@@ -6,8 +6,18 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import {
-  ApiReplySchema, ApiRequestSchema, ApprovalDecisionSchema, ApprovalOutcomeSchema, ApprovalRequestSchema, AuditBlockSchema, AuditEventSchema,
-  ErrorReplySchema, GrantClaimsSchema, IntentSchema, OrderSchema, OutcomeSchema,
+  ApiReplySchema,
+  ApiRequestSchema,
+  ApprovalDecisionSchema,
+  ApprovalOutcomeSchema,
+  ApprovalRequestSchema,
+  AuditBlockSchema,
+  AuditEventSchema,
+  ErrorReplySchema,
+  GrantClaimsSchema,
+  IntentSchema,
+  OrderSchema,
+  OutcomeSchema,
 } from './messages.ts';
 import { ConfigSchema } from './config.ts';
 

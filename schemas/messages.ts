@@ -245,11 +245,17 @@ export const PendingSchema = z.strictObject({
   spec: ApprovalSpecSchema,
   /** Epoch ms. */
   expiresAt: z.number().int(),
-  votes: z.array(z.strictObject({
-    sub: z.string(), at: z.number().int(), decisionId: z.string(), via: z.string().optional(), windowSec: z.number().int().optional(),
-    /** The human the vote counts for (config approvals.humans, else issuer and subject). */
-    human: z.string().optional(),
-  })),
+  votes: z.array(
+    z.strictObject({
+      sub: z.string(),
+      at: z.number().int(),
+      decisionId: z.string(),
+      via: z.string().optional(),
+      windowSec: z.number().int().optional(),
+      /** The human the vote counts for (config approvals.humans, else issuer and subject). */
+      human: z.string().optional(),
+    }),
+  ),
   /** The order to sign once approved (the command text is audited; it stays here only while pending). */
   order: z.strictObject({ command: CommandSchema, mode: AccessModeSchema, limits: LimitsSchema, mask: z.unknown().optional(), replyTo: InboxSchema.optional() }),
   /** The broker's signature over everything here but the votes, and the record's identity (broker/seal-record.ts). */
@@ -291,7 +297,14 @@ export type IntentRecord = z.infer<typeof IntentRecordSchema>;
 /** Agent API requests on `writ.api.<op>`; each carries the agent's token. */
 export const ApiRequestSchema = z.discriminatedUnion('type', [
   /** `wait` and `result` answer outcomes sealed to `replyKey`; without one they answer WRIT_SEAL_REQUIRED. */
-  z.strictObject({ v: z.literal(1), type: z.literal('wait'), token: z.string(), intentId: IdSchema, timeoutMs: z.number().int().positive().max(600_000).default(30_000), replyKey: X25519KeySchema.optional() }),
+  z.strictObject({
+    v: z.literal(1),
+    type: z.literal('wait'),
+    token: z.string(),
+    intentId: IdSchema,
+    timeoutMs: z.number().int().positive().max(600_000).default(30_000),
+    replyKey: X25519KeySchema.optional(),
+  }),
   z.strictObject({ v: z.literal(1), type: z.literal('status'), token: z.string(), intentId: IdSchema }),
   z.strictObject({ v: z.literal(1), type: z.literal('result'), token: z.string(), intentId: IdSchema, replyKey: X25519KeySchema.optional() }),
   z.strictObject({ v: z.literal(1), type: z.literal('cancel'), token: z.string(), intentId: IdSchema }),
@@ -314,15 +327,44 @@ export const ApiReplySchema = z.discriminatedUnion('type', [
   z.strictObject({ v: z.literal(1), type: z.literal('pending'), requests: z.array(z.record(z.string(), z.unknown())) }),
   z.strictObject({ v: z.literal(1), type: z.literal('grants'), windows: z.array(z.record(z.string(), z.unknown())) }),
   z.strictObject({ v: z.literal(1), type: z.literal('ok') }),
-  z.strictObject({ v: z.literal(1), type: z.literal('explanation'), decision: DecisionSchema, code: z.string().optional(), approval: ApprovalSpecSchema.optional(), facts: z.unknown(), considered: z.array(z.record(z.string(), z.unknown())).optional() }),
-  z.strictObject({ v: z.literal(1), type: z.literal('targets'), targets: z.array(z.strictObject({ name: z.string(), kind: z.string(), tags: z.array(z.string()), description: z.string().optional(), access: z.array(z.strictObject({ rule: z.string(), effect: z.enum(EFFECTS), mode: z.string().optional(), summary: z.string() })) })) }),
+  z.strictObject({
+    v: z.literal(1),
+    type: z.literal('explanation'),
+    decision: DecisionSchema,
+    code: z.string().optional(),
+    approval: ApprovalSpecSchema.optional(),
+    facts: z.unknown(),
+    considered: z.array(z.record(z.string(), z.unknown())).optional(),
+  }),
+  z.strictObject({
+    v: z.literal(1),
+    type: z.literal('targets'),
+    targets: z.array(
+      z.strictObject({
+        name: z.string(),
+        kind: z.string(),
+        tags: z.array(z.string()),
+        description: z.string().optional(),
+        access: z.array(z.strictObject({ rule: z.string(), effect: z.enum(EFFECTS), mode: z.string().optional(), summary: z.string() })),
+      }),
+    ),
+  }),
 ]);
 export type ApiReply = z.infer<typeof ApiReplySchema>;
 
 export const AUDIT_EVENT_TYPES = [
-  'intent.received', 'intent.rejected_input', 'intent.decided', 'intent.duplicate', 'intent.dispatched',
-  'exec.refused', 'exec.claimed', 'exec.finished', 'exec.lost',
-  'api.cancel', 'policy.loaded', 'checkpoint',
+  'intent.received',
+  'intent.rejected_input',
+  'intent.decided',
+  'intent.duplicate',
+  'intent.dispatched',
+  'exec.refused',
+  'exec.claimed',
+  'exec.finished',
+  'exec.lost',
+  'api.cancel',
+  'policy.loaded',
+  'checkpoint',
 ] as const;
 
 /** One link of a session's hash chain. `hash` = SHA-256 over the canonical JSON of every other field. */
@@ -442,10 +484,21 @@ const VOTE_CONTEXT = 'writ.vote.v1\n';
  * window and reason). The token and the reply subject are outside it.
  */
 export function voteSigningBytes(d: Omit<ApprovalDecision, 'token' | 'sig'>): Buffer {
-  return Buffer.from(VOTE_CONTEXT + canonicalJson({
-    v: d.v, intentId: d.intentId, commandSha256: d.commandSha256, verdict: d.verdict, decisionId: d.decisionId,
-    onBehalfOf: d.onBehalfOf ?? null, at: d.at, windowSec: d.windowSec ?? null, reason: d.reason ?? null,
-  }), 'utf8');
+  return Buffer.from(
+    VOTE_CONTEXT +
+      canonicalJson({
+        v: d.v,
+        intentId: d.intentId,
+        commandSha256: d.commandSha256,
+        verdict: d.verdict,
+        decisionId: d.decisionId,
+        onBehalfOf: d.onBehalfOf ?? null,
+        at: d.at,
+        windowSec: d.windowSec ?? null,
+        reason: d.reason ?? null,
+      }),
+    'utf8',
+  );
 }
 
 /** Published on `writ.approval.outcome.<intentId>` when a pending intent ends, so bots can update their messages. */

@@ -74,7 +74,10 @@ it('refuses a bot token without a signature, with another key, or voting as itse
   expect(await publishRaw(botVote(token, p.id, p.sha, undefined))).toMatchObject({ accepted: false, code: 'WRIT_VOTE_SIGNATURE' });
   expect(await publishRaw(botVote(token, p.id, p.sha, OTHER.privateKeyPem))).toMatchObject({ accepted: false, code: 'WRIT_VOTE_SIGNATURE' });
   // Invented humans: the harvest-and-replay attack of the issue, now unsigned or signed wrongly.
-  expect(await publishRaw(botVote(token, p.id, p.sha, undefined, { onBehalfOf: { sub: 'mallory', groups: ['approvers'], via: 'slack' } }))).toMatchObject({ accepted: false, code: 'WRIT_VOTE_SIGNATURE' });
+  expect(await publishRaw(botVote(token, p.id, p.sha, undefined, { onBehalfOf: { sub: 'mallory', groups: ['approvers'], via: 'slack' } }))).toMatchObject({
+    accepted: false,
+    code: 'WRIT_VOTE_SIGNATURE',
+  });
   // The bot's token is in the approvers group, yet it never votes as itself.
   const { onBehalfOf: _o, ...asItself } = botVote(token, p.id, p.sha, undefined) as Record<string, unknown>;
   expect(await publishRaw(asItself)).toMatchObject({ accepted: false, code: 'WRIT_APPROVER_NOT_ALLOWED' });

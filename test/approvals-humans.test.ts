@@ -19,8 +19,20 @@ beforeAll(async () => {
       approvals: {
         trustedBots: [],
         humans: [
-          { id: 'alice', identities: [{ iss, sub: 'alice' }, { iss, sub: 'alice-admin' }] },
-          { id: 'dave', identities: [{ iss, sub: 'dave' }, { iss, sub: 'dave-admin' }] },
+          {
+            id: 'alice',
+            identities: [
+              { iss, sub: 'alice' },
+              { iss, sub: 'alice-admin' },
+            ],
+          },
+          {
+            id: 'dave',
+            identities: [
+              { iss, sub: 'dave' },
+              { iss, sub: 'dave-admin' },
+            ],
+          },
         ],
       },
       policy: { rules: [{ id: 'two', effect: 'require_approval', groups: ['agents'], targets: ['db'], mode: 'write', approval: { groups: ['approvers'], count: 2, timeoutSec: 60 } }] },

@@ -39,10 +39,24 @@ it('refuses a vote on a pending record planted in the bucket (analysts as approv
   const id = newId();
   const now = Date.now();
   const planted: IntentRecord = {
-    intentId: id, sessionId: 's_planted_session', target: 'db', kind: 'postgres', principal: { sub: 'mallory', iss: 'x', groups: ['analysts'] },
-    state: 'pending', commandSha256: sha256Hex(sql), createdAt: now, updatedAt: now,
+    intentId: id,
+    sessionId: 's_planted_session',
+    target: 'db',
+    kind: 'postgres',
+    principal: { sub: 'mallory', iss: 'x', groups: ['analysts'] },
+    state: 'pending',
+    commandSha256: sha256Hex(sql),
+    createdAt: now,
+    updatedAt: now,
     grant: { mode: 'write', limits: { rows: 10, seconds: 5 }, mask: {} },
-    pending: { rule: 'ask', spec: { groups: ['analysts'], count: 1, timeoutSec: 60 }, expiresAt: now + 60_000, votes: [], order: { command: { kind: 'sql', sql }, mode: 'write', limits: { rows: 10, seconds: 5 } }, sig: 'AAAA' },
+    pending: {
+      rule: 'ask',
+      spec: { groups: ['analysts'], count: 1, timeoutSec: 60 },
+      expiresAt: now + 60_000,
+      votes: [],
+      order: { command: { kind: 'sql', sql }, mode: 'write', limits: { rows: 10, seconds: 5 } },
+      sig: 'AAAA',
+    },
   };
   await kv.create(id, JSON.stringify(planted));
   const analyst = s.client(await s.approverToken('ana', ['analysts']));

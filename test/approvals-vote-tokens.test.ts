@@ -51,7 +51,14 @@ async function spy(): Promise<{ votes: Record<string, unknown>[]; stop: () => vo
 
 /** A new vote of the spy's own making, with a token taken from a captured one: new decision id, fresh time, the intent's hash. */
 const newVote = (token: string, intentId: string, commandSha256: string) => ({
-  v: 1, type: 'approval.decision', intentId, verdict: 'approve', token, decisionId: newId('d'), at: Date.now(), commandSha256,
+  v: 1,
+  type: 'approval.decision',
+  intentId,
+  verdict: 'approve',
+  token,
+  decisionId: newId('d'),
+  at: Date.now(),
+  commandSha256,
 });
 
 /** Publishes a vote message exactly as given and returns the broker's answer on the token holder's inbox. */
@@ -70,8 +77,7 @@ async function cast(vote: ReturnType<typeof newVote>): Promise<{ accepted: boole
 }
 
 async function refused(sessionId: string, code: string): Promise<Record<string, unknown>[]> {
-  return (await readSession({ nc: s.nc, names: s.names, sessionId }))
-    .filter((e) => e.type === 'approval.refused' && e.payload?.code === code).map((e) => e.payload as Record<string, unknown>);
+  return (await readSession({ nc: s.nc, names: s.names, sessionId })).filter((e) => e.type === 'approval.refused' && e.payload?.code === code).map((e) => e.payload as Record<string, unknown>);
 }
 
 it('refuses a new vote cast with the token of a captured vote, on another intent: one approver cannot complete 2-of-2 alone', async () => {
@@ -133,8 +139,14 @@ it('spends a token by its issuer and jti, or its signed part when it has no jti,
   // A provider that sets no jti: its tokens are spent by their signed part (header and payload).
   const key = await importJWK(s.dev.privateJwk, 'EdDSA');
   const now = Math.floor(Date.now() / 1000);
-  const noJti = await new SignJWT({ groups: ['approvers'] }).setProtectedHeader({ alg: 'EdDSA', kid: s.dev.privateJwk.kid! })
-    .setIssuer(s.dev.issuer).setSubject('nora').setAudience(s.config.identity.devIssuer.approverAudience).setIssuedAt(now).setExpirationTime(now + 300).sign(key);
+  const noJti = await new SignJWT({ groups: ['approvers'] })
+    .setProtectedHeader({ alg: 'EdDSA', kid: s.dev.privateJwk.kid! })
+    .setIssuer(s.dev.issuer)
+    .setSubject('nora')
+    .setAudience(s.config.identity.devIssuer.approverAudience)
+    .setIssuedAt(now)
+    .setExpirationTime(now + 300)
+    .sign(key);
   expect(await cast(newVote(noJti, a.id, a.sha))).toEqual({ accepted: true, status: 'dispatched' });
   expect(await cast(newVote(reencoded(noJti), b.id, b.sha))).toEqual({ accepted: false, code: 'WRIT_VOTE_TOKEN_SPENT' });
   expect(await cast(newVote(noJti, b.id, b.sha))).toEqual({ accepted: false, code: 'WRIT_VOTE_TOKEN_SPENT' });

@@ -52,7 +52,15 @@ async function pending(note: string) {
 }
 
 const vote = (token: string, intentId: string, commandSha256: string, o: Record<string, unknown> = {}) => ({
-  v: 1, type: 'approval.decision', intentId, verdict: 'approve', token, decisionId: newId('d'), at: Date.now(), commandSha256, ...o,
+  v: 1,
+  type: 'approval.decision',
+  intentId,
+  verdict: 'approve',
+  token,
+  decisionId: newId('d'),
+  at: Date.now(),
+  commandSha256,
+  ...o,
 });
 
 async function refusals(sessionId: string) {

@@ -26,7 +26,9 @@ beforeAll(async () => {
   s = await startStack({
     config: {
       policy: {
-        rules: [{ id: 'ask-window', effect: 'require_approval', groups: ['agents'], targets: ['db'], mode: 'write', approval: { groups: ['approvers'], count: 1, timeoutSec: 120, windowMaxSec: 1800 } }],
+        rules: [
+          { id: 'ask-window', effect: 'require_approval', groups: ['agents'], targets: ['db'], mode: 'write', approval: { groups: ['approvers'], count: 1, timeoutSec: 120, windowMaxSec: 1800 } },
+        ],
       },
     },
   });
@@ -72,8 +74,13 @@ it('shows one scope everywhere, grants nothing without confirmation, and enforce
   const req = ApprovalRequestSchema.parse((await jsm.streams.getMessage(s.names.streams.approvals, { last_by_subj: s.names.approvalRequest('db') }))!.json());
   const scope = req.windowScope as WindowScope;
   expect(scope).toEqual({
-    rule: 'ask-window', target: 'db', requester: { iss: expect.any(String), sub: 'agent-w' }, actFor: 'alice',
-    policyVersion: expect.any(String), shapes: ['update:public.customers'], maxSec: 1800,
+    rule: 'ask-window',
+    target: 'db',
+    requester: { iss: expect.any(String), sub: 'agent-w' },
+    actFor: 'alice',
+    policyVersion: expect.any(String),
+    shapes: ['update:public.customers'],
+    maxSec: 1800,
   });
   const carol = await s.approverToken('carol', ['approvers']);
   const listed = (await s.client(carol).pending()).find((x) => x.intentId === p.intentId)!;
@@ -84,7 +91,15 @@ it('shows one scope everywhere, grants nothing without confirmation, and enforce
   // The CLI prints the scope and, without an explicit yes, sends nothing.
   const refused = await writ(['approve', p.intentId, '--window', '1h'], { WRIT_TOKEN: carol });
   expect(refused.code).not.toBe(0);
-  for (const line of [/requester +agent-w/, /acting for +alice/, /target +db/, /rule +ask-window/, new RegExp(`policy version ${scope.policyVersion}`), /update:public\.customers/, /for 1800s \(you asked 3600s; the rule allows at most 1800s\)/]) {
+  for (const line of [
+    /requester +agent-w/,
+    /acting for +alice/,
+    /target +db/,
+    /rule +ask-window/,
+    new RegExp(`policy version ${scope.policyVersion}`),
+    /update:public\.customers/,
+    /for 1800s \(you asked 3600s; the rule allows at most 1800s\)/,
+  ]) {
     expect(refused.stderr).toMatch(line);
   }
   expect(refused.stderr).toContain('not confirmed: nothing was sent');
@@ -99,8 +114,14 @@ it('shows one scope everywhere, grants nothing without confirmation, and enforce
   // The window holds the scope shown, field by field.
   const w = (await windowRecord())!;
   expect(w.id).toBe(windowKey({ iss: scope.requester.iss, sub: 'agent-w', groups: [] }, 'db', 'ask-window'));
-  expect({ rule: w.rule, target: w.target, requester: { iss: w.iss, sub: w.sub }, actFor: w.actFor ?? null, policyVersion: w.policyVersion, shapes: w.shapes })
-    .toEqual({ rule: scope.rule, target: scope.target, requester: scope.requester, actFor: scope.actFor, policyVersion: scope.policyVersion, shapes: scope.shapes });
+  expect({ rule: w.rule, target: w.target, requester: { iss: w.iss, sub: w.sub }, actFor: w.actFor ?? null, policyVersion: w.policyVersion, shapes: w.shapes }).toEqual({
+    rule: scope.rule,
+    target: scope.target,
+    requester: scope.requester,
+    actFor: scope.actFor,
+    policyVersion: scope.policyVersion,
+    shapes: scope.shapes,
+  });
   expect(w.expiresAt - w.createdAt).toBe(1800 * 1000);
 
   // Enforced as shown: the same shape runs without asking; another shape, or another human, asks again.

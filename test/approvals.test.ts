@@ -35,9 +35,7 @@ afterAll(async () => {
 });
 
 async function agent(groups = ['agents'], sub = 'agent-1', actFor?: string) {
-  const token = actFor
-    ? await (await import('../broker/index.ts')).mintDevToken(s.dev, { sub, groups, audience: 'writ', ttlSec: 600, actFor })
-    : await s.token(sub, groups);
+  const token = actFor ? await (await import('../broker/index.ts')).mintDevToken(s.dev, { sub, groups, audience: 'writ', ttlSec: 600, actFor }) : await s.token(sub, groups);
   return s.client(token);
 }
 const approver = async (sub: string, groups = ['approvers']) => s.client(await s.approverToken(sub, groups));
@@ -95,7 +93,9 @@ describe('approval', () => {
     await expect((await approver('agent-self')).decide(p.intentId, 'approve', shown)).rejects.toMatchObject({ code: 'WRIT_SELF_APPROVAL' });
     await expect((await approver('frank')).decide(p.intentId, 'approve', shown)).rejects.toMatchObject({ code: 'WRIT_SELF_APPROVAL' });
     // A token whose actor (RFC 8693 `act`) is frank is frank, whatever its subject.
-    const viaAssistant = s.client(await mintDevToken(s.dev, { sub: 'approval-assistant', groups: ['approvers'], actFor: 'frank', audience: s.config.identity.devIssuer.approverAudience, ttlSec: 600 }));
+    const viaAssistant = s.client(
+      await mintDevToken(s.dev, { sub: 'approval-assistant', groups: ['approvers'], actFor: 'frank', audience: s.config.identity.devIssuer.approverAudience, ttlSec: 600 }),
+    );
     await expect(viaAssistant.decide(p.intentId, 'approve', shown)).rejects.toMatchObject({ code: 'WRIT_SELF_APPROVAL' });
     expect(await c.status(p.intentId)).toBe('pending');
   });

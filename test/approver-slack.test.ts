@@ -19,7 +19,16 @@ import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  ACTION_APPROVE, ACTION_APPROVE_WINDOW, ACTION_DENY, ACTIONS_BLOCK, Bot, commandTokenSource, generateBotKey, parseSlackBotConfig, SlackAdapter, startTerminalApprover,
+  ACTION_APPROVE,
+  ACTION_APPROVE_WINDOW,
+  ACTION_DENY,
+  ACTIONS_BLOCK,
+  Bot,
+  commandTokenSource,
+  generateBotKey,
+  parseSlackBotConfig,
+  SlackAdapter,
+  startTerminalApprover,
 } from '../approver/index.ts';
 import { readSession } from '../audit/index.ts';
 import { DEV_ISSUER, mintDevToken } from '../broker/index.ts';
@@ -34,8 +43,18 @@ const BOT_KEY = generateBotKey();
 const TEAM = 'T0TEST';
 
 type Json = Record<string, unknown>;
-interface SlackCall { method: string; body: Json; at: number; /** chat.postMessage: the ts it answered. */ ts?: string }
-interface PostedMessage { channel: string; ts: string; text: string; blocks: Json[] }
+interface SlackCall {
+  method: string;
+  body: Json;
+  at: number;
+  /** chat.postMessage: the ts it answered. */ ts?: string;
+}
+interface PostedMessage {
+  channel: string;
+  ts: string;
+  text: string;
+  blocks: Json[];
+}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function eventually<T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, timeoutMs = 15_000): Promise<T> {
@@ -100,16 +119,17 @@ function blockProblems(blocks: unknown): string[] {
       }
       case 'actions':
         if (!Array.isArray(b.elements) || b.elements.length === 0 || b.elements.length > 25) out.push(`${at}.elements: 1 to 25`);
-        else b.elements.forEach((e: Json, j) => {
-          const w = `${at}.elements[${j}]`;
-          if (e.type !== 'button') return void out.push(`${w}: only buttons expected`);
-          if (typeof e.action_id !== 'string' || e.action_id.length === 0 || e.action_id.length > 255) out.push(`${w}.action_id: required`);
-          else if (actionIds.has(e.action_id)) out.push(`${w}.action_id: duplicate`);
-          else actionIds.add(e.action_id);
-          text(e.text, `${w}.text`, { plain: true, max: 75 });
-          if (e.value !== undefined && (typeof e.value !== 'string' || e.value.length > 2000)) out.push(`${w}.value: a string of at most 2000`);
-          if (e.style !== undefined && e.style !== 'primary' && e.style !== 'danger') out.push(`${w}.style: primary or danger`);
-        });
+        else
+          b.elements.forEach((e: Json, j) => {
+            const w = `${at}.elements[${j}]`;
+            if (e.type !== 'button') return void out.push(`${w}: only buttons expected`);
+            if (typeof e.action_id !== 'string' || e.action_id.length === 0 || e.action_id.length > 255) out.push(`${w}.action_id: required`);
+            else if (actionIds.has(e.action_id)) out.push(`${w}.action_id: duplicate`);
+            else actionIds.add(e.action_id);
+            text(e.text, `${w}.text`, { plain: true, max: 75 });
+            if (e.value !== undefined && (typeof e.value !== 'string' || e.value.length > 2000)) out.push(`${w}.value: a string of at most 2000`);
+            if (e.style !== undefined && e.style !== 'primary' && e.style !== 'danger') out.push(`${w}.style: primary or danger`);
+          });
         break;
       default:
         out.push(`${at}: unexpected block type ${String(b.type)}`);
@@ -242,9 +262,13 @@ class FakeSlack {
     return {
       type: 'block_actions',
       user: { id: user, username: user.toLowerCase(), name: user.toLowerCase(), team_id: TEAM },
-      api_app_id: 'A0WRIT', token: 'legacy-verification-token', trigger_id: '1234.5678.abcdef',
+      api_app_id: 'A0WRIT',
+      token: 'legacy-verification-token',
+      trigger_id: '1234.5678.abcdef',
       container: { type: 'message', message_ts: m.ts, channel_id: m.channel, is_ephemeral: false },
-      team: { id: TEAM, domain: 'corp' }, enterprise: null, is_enterprise_install: false,
+      team: { id: TEAM, domain: 'corp' },
+      enterprise: null,
+      is_enterprise_install: false,
       channel: { id: m.channel, name: 'approvals' },
       message: { type: 'message', ts: m.ts, text: m.text, blocks: m.blocks, bot_id: 'B0WRIT' },
       state: { values },
@@ -258,7 +282,11 @@ class FakeSlack {
 async function sendInteraction(url: string, payload: Json, o: { secret?: string; timestamp?: number; signature?: string } = {}): Promise<number> {
   const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
   const ts = String(o.timestamp ?? Math.floor(Date.now() / 1000));
-  const sig = o.signature ?? `v0=${createHmac('sha256', o.secret ?? SIGNING_SECRET).update(`v0:${ts}:${body}`).digest('hex')}`;
+  const sig =
+    o.signature ??
+    `v0=${createHmac('sha256', o.secret ?? SIGNING_SECRET)
+      .update(`v0:${ts}:${body}`)
+      .digest('hex')}`;
   const r = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-slack-request-timestamp': ts, 'x-slack-signature': sig } });
   await r.text();
   return r.status;
@@ -279,11 +307,10 @@ const decided: string[] = [];
 let log: Logger;
 
 const rows = async (note: string) => Number((await s.admin.query('SELECT count(*)::int AS n FROM events WHERE note = $1', [note])).rows[0].n);
-const agent = async (groups = ['agents'], sub = 'agent-1', actFor?: string) =>
-  s.client(await mintDevToken(s.dev, { sub, groups, audience: 'writ', ttlSec: 600, ...(actFor ? { actFor } : {}) }));
+const agent = async (groups = ['agents'], sub = 'agent-1', actFor?: string) => s.client(await mintDevToken(s.dev, { sub, groups, audience: 'writ', ttlSec: 600, ...(actFor ? { actFor } : {}) }));
 const approver = async (sub: string, groups = ['approvers']) => s.client(await s.approverToken(sub, groups));
 const blocksText = (m: PostedMessage | undefined) => JSON.stringify(m?.blocks ?? []);
-const outcomeText = (m: PostedMessage | undefined) => String(((m?.blocks.find((b) => b.block_id === 'writ_outcome') as { text?: { text?: string } } | undefined)?.text?.text) ?? '');
+const outcomeText = (m: PostedMessage | undefined) => String((m?.blocks.find((b) => b.block_id === 'writ_outcome') as { text?: { text?: string } } | undefined)?.text?.text ?? '');
 const ephemeralsTo = (user: string) => slack.callsOf('chat.postEphemeral').filter((c) => c.body.user === user);
 
 async function decisionPublished(intentId: string): Promise<boolean> {
@@ -327,12 +354,18 @@ beforeAll(async () => {
   });
   log = createLogger({ name: 'approver-test', level: 'debug', destination: sink });
   const config = parseSlackBotConfig({
-    name: 'slack', prefix: s.names.prefix, channel: CHANNEL, teamId: TEAM,
-    botToken: { value: SLACK_TOKEN }, signingSecret: { value: SIGNING_SECRET }, slackApiUrl: slack.url,
+    name: 'slack',
+    prefix: s.names.prefix,
+    channel: CHANNEL,
+    teamId: TEAM,
+    botToken: { value: SLACK_TOKEN },
+    signingSecret: { value: SIGNING_SECRET },
+    slackApiUrl: slack.url,
     listen: { host: '127.0.0.1', port: 0 },
     users: { U0CAROL: { sub: 'carol', groups: ['approvers'] }, U0GINA: { sub: 'gina', groups: ['analysts'] } },
     emails: { 'dave@corp.example': { sub: 'dave', groups: ['approvers'] } },
-    writToken: { value: botToken }, signingKey: { value: BOT_KEY.privateKeyPem },
+    writToken: { value: botToken },
+    signingKey: { value: BOT_KEY.privateKeyPem },
   });
   // Two replicas of the same bot, each with its own NATS connection and endpoint.
   for (let i = 0; i < 2; i++) {
@@ -372,7 +405,10 @@ describe('slack approver bot', () => {
     expect(json).toContain('ticket 42');
     expect(json).toContain('insert · writes public.events');
     const buttons = (blocks.find((b) => b.type === 'actions') as { elements: Json[] }).elements;
-    expect(buttons.map((b) => [b.action_id, b.value])).toEqual([[ACTION_APPROVE, submitted[0]!.intentId], [ACTION_DENY, submitted[0]!.intentId]]);
+    expect(buttons.map((b) => [b.action_id, b.value])).toEqual([
+      [ACTION_APPROVE, submitted[0]!.intentId],
+      [ACTION_DENY, submitted[0]!.intentId],
+    ]);
     expect(blocks.some((b) => b.type === 'input')).toBe(true);
     expect(slack.problems).toEqual([]);
   });
@@ -486,7 +522,7 @@ describe('slack approver bot', () => {
     const m = slack.messageFor(id)!;
     const json = blocksText(m);
     for (const raw of ['<!channel>', '<!here>', '<https://evil.example|click>', '<@U0CAROL>', '\u202E']) expect(json).not.toContain(JSON.stringify(raw).slice(1, -1));
-    const command = String(((m.blocks.find((b) => b.block_id === 'writ_command') as { text: { type: string; text: string } }).text).text);
+    const command = String((m.blocks.find((b) => b.block_id === 'writ_command') as { text: { type: string; text: string } }).text.text);
     expect((m.blocks.find((b) => b.block_id === 'writ_command') as { text: { type: string } }).text.type).toBe('mrkdwn');
     expect(command).toContain('&lt;!channel&gt; &lt;https://evil.example|click&gt; *Approved* [ Approve ]');
     expect(command).toContain('/* ✅ Approved by security */');
@@ -510,12 +546,14 @@ describe('slack approver bot', () => {
     const first = await c.run({ target: 'db', sql: "UPDATE events SET note = 'slack-window' WHERE id = 1; INSERT INTO events (note) VALUES ('slack-window')" });
     expect(first.status).toBe('pending');
     const m = await eventually(() => slack.messageFor(first.intentId), 'the windowed post');
-    const text = (id: string) => String(((m.blocks.find((b) => b.block_id === id) as { text?: { text?: string } } | undefined)?.text?.text) ?? '');
+    const text = (id: string) => String((m.blocks.find((b) => b.block_id === id) as { text?: { text?: string } } | undefined)?.text?.text ?? '');
     // The classifier's facts: kinds, tables, WHERE presence.
     expect(text('writ_facts')).toContain('update · writes public.events · has WHERE');
     expect(text('writ_facts')).toContain('insert · writes public.events');
     // The scope, from the request's windowScope, escaped; placed right before the buttons.
-    const scope = (await jetstreamManager(s.nc).then((j) => j.streams.getMessage(s.names.streams.approvals, { last_by_subj: s.names.approvalRequest('db') })))!.json<{ windowScope: Record<string, unknown> }>().windowScope;
+    const scope = (await jetstreamManager(s.nc).then((j) => j.streams.getMessage(s.names.streams.approvals, { last_by_subj: s.names.approvalRequest('db') })))!.json<{
+      windowScope: Record<string, unknown>;
+    }>().windowScope;
     expect(scope).toMatchObject({ rule: 'ask-window', actFor: '<!here> alice', shapes: ['insert:public.events', 'update:public.events'], maxSec: 900 });
     const w = text('writ_window');
     expect(w).toContain('for 15m and without asking again');
@@ -528,7 +566,11 @@ describe('slack approver bot', () => {
     const ids = m.blocks.map((b) => b.block_id);
     expect(ids.indexOf('writ_window')).toBeLessThan(ids.indexOf(ACTIONS_BLOCK));
     const buttons = (m.blocks.find((b) => b.type === 'actions') as { elements: Json[] }).elements;
-    expect(buttons.map((b) => [b.action_id, (b.text as Json).text])).toEqual([[ACTION_APPROVE, 'Approve'], [ACTION_APPROVE_WINDOW, 'Approve with 15m window'], [ACTION_DENY, 'Deny']]);
+    expect(buttons.map((b) => [b.action_id, (b.text as Json).text])).toEqual([
+      [ACTION_APPROVE, 'Approve'],
+      [ACTION_APPROVE_WINDOW, 'Approve with 15m window'],
+      [ACTION_DENY, 'Deny'],
+    ]);
 
     expect(await sendInteraction(adapters[0]!.url!, slack.click(first.intentId, ACTION_APPROVE_WINDOW, 'U0CAROL'))).toBe(200);
     expect((await c.wait(first.intentId)).status).toBe('succeeded');
@@ -538,15 +580,20 @@ describe('slack approver bot', () => {
     for await (const k of await kv.keys()) keys.push(k);
     const windows = await Promise.all(keys.map(async (k) => (await kv.get(k))!.json<Record<string, unknown>>()));
     const granted = windows.find((x) => x.sub === 'agent-slack-win')!;
-    expect({ rule: granted.rule, target: granted.target, actFor: granted.actFor, policyVersion: granted.policyVersion, shapes: granted.shapes })
-      .toEqual({ rule: scope.rule, target: scope.target, actFor: scope.actFor, policyVersion: scope.policyVersion, shapes: scope.shapes });
+    expect({ rule: granted.rule, target: granted.target, actFor: granted.actFor, policyVersion: granted.policyVersion, shapes: granted.shapes }).toEqual({
+      rule: scope.rule,
+      target: scope.target,
+      actFor: scope.actFor,
+      policyVersion: scope.policyVersion,
+      shapes: scope.shapes,
+    });
     expect(Number(granted.expiresAt) - Number(granted.createdAt)).toBe(900_000);
     expect((await c.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('slack-window-2')" })).status).toBe('succeeded');
     expect((await c.run({ target: 'db', sql: 'DELETE FROM events WHERE id > 0' })).status).toBe('pending');
     expect(slack.problems).toEqual([]);
   });
 
-  it('never writes the Slack token, the signing secret or the bot\'s Writ token to its logs', () => {
+  it("never writes the Slack token, the signing secret or the bot's Writ token to its logs", () => {
     const all = JSON.stringify(logLines);
     expect(logLines.length).toBeGreaterThan(0);
     for (const secret of [SLACK_TOKEN, SIGNING_SECRET, botToken]) expect(all).not.toContain(secret);
@@ -599,7 +646,14 @@ describe('terminal approver: a fresh token per vote', () => {
     });
     const nc = await connect({ servers: s.nats.url });
     const bot = await startTerminalApprover({ nc, prefix: s.names.prefix, token, input, output, log });
-    return { input, lines, stop: async () => { await bot.stop(); await nc.close(); } };
+    return {
+      input,
+      lines,
+      stop: async () => {
+        await bot.stop();
+        await nc.close();
+      },
+    };
   };
 
   it('votes on several requests with a token command run once per vote (here `writ token --approver` on the local stack)', async () => {
@@ -654,25 +708,42 @@ describe('approver/main.ts', () => {
     writeFileSync(join(dir, 'writ-token'), botToken);
     writeFileSync(join(dir, 'vote-key.pem'), BOT_KEY.privateKeyPem, { mode: 0o600 });
     const file = join(dir, 'approver.yaml');
-    writeFileSync(file, [
-      'name: child', `prefix: ${s.names.prefix}`, 'channel: C0CHILD', `teamId: ${TEAM}`,
-      'botToken: { file: slack-token }', 'signingSecret: { env: CHILD_SIGNING_SECRET }', 'writToken: { file: writ-token }', 'signingKey: { file: vote-key.pem }',
-      `slackApiUrl: ${slack.url}`, 'listen: { host: 127.0.0.1, port: 0 }',
-      'users: { U0CAROL: { sub: carol, groups: [approvers] } }', `nats: { url: "${s.nats.url}" }`,
-    ].join('\n'));
+    writeFileSync(
+      file,
+      [
+        'name: child',
+        `prefix: ${s.names.prefix}`,
+        'channel: C0CHILD',
+        `teamId: ${TEAM}`,
+        'botToken: { file: slack-token }',
+        'signingSecret: { env: CHILD_SIGNING_SECRET }',
+        'writToken: { file: writ-token }',
+        'signingKey: { file: vote-key.pem }',
+        `slackApiUrl: ${slack.url}`,
+        'listen: { host: 127.0.0.1, port: 0 }',
+        'users: { U0CAROL: { sub: carol, groups: [approvers] } }',
+        `nats: { url: "${s.nats.url}" }`,
+      ].join('\n'),
+    );
     const child = spawn(process.execPath, ['--import', 'tsx', 'approver/main.ts', '--config', file], {
-      cwd: process.cwd(), env: { ...process.env, CHILD_SIGNING_SECRET: SIGNING_SECRET, WRIT_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: process.cwd(),
+      env: { ...process.env, CHILD_SIGNING_SECRET: SIGNING_SECRET, WRIT_LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     try {
-      const url = await eventually(() => {
-        for (const line of stderr.split('\n')) {
-          if (line.includes('slack interactions endpoint listening')) return String((JSON.parse(line) as Json).url);
-        }
-        return undefined;
-      }, 'the child endpoint', 30_000);
+      const url = await eventually(
+        () => {
+          for (const line of stderr.split('\n')) {
+            if (line.includes('slack interactions endpoint listening')) return String((JSON.parse(line) as Json).url);
+          }
+          return undefined;
+        },
+        'the child endpoint',
+        30_000,
+      );
       const c = await agent();
       const p = await c.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('child-approved')" });
       await eventually(() => slack.messageFor(p.intentId, 'C0CHILD'), 'the child post', 30_000);

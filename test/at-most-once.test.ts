@@ -115,8 +115,19 @@ describe('replicas, redelivery and replayed grants', () => {
     const sessionId = newId('s');
     const now = Math.floor(Date.now() / 1000);
     const claims: GrantClaims = {
-      gid: id, iid: id, sid: sessionId, tgt: 'db', kind: 'postgres', mode: 'write', sha256: sha256Hex(sql),
-      iat: now - 5, exp: now + (o.expOffset ?? 60), limits: { rows: 10, seconds: 5 }, mask: {}, policyVersion: 'test', sub: 'test',
+      gid: id,
+      iid: id,
+      sid: sessionId,
+      tgt: 'db',
+      kind: 'postgres',
+      mode: 'write',
+      sha256: sha256Hex(sql),
+      iat: now - 5,
+      exp: now + (o.expOffset ?? 60),
+      limits: { rows: 10, seconds: 5 },
+      mask: {},
+      policyVersion: 'test',
+      sub: 'test',
     };
     return { v: 1, type: 'order', intentId: id, sessionId, target: 'db', command: { kind: 'sql', sql }, grant: signer.sign(claims), stateRevision: 1 };
   }

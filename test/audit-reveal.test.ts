@@ -71,7 +71,10 @@ it('prints the exact text to the holder of the auditor key, escaped and checked 
   // --json decodes to the exact text.
   const json = await writ(['audit', 'reveal', '--session', o.sessionId, '--key', keyFile, '--json']);
   expect(json.code).toBe(0);
-  const lines = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { intentId: string; ok: boolean; text: string; sha256: string });
+  const lines = json.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { intentId: string; ok: boolean; text: string; sha256: string });
   expect(lines).toEqual([expect.objectContaining({ intentId: o.intentId, ok: true, text: sql, sha256: sha256Hex(sql) })]);
 
   // The command itself escapes what it prints, whoever calls it (not only the writ CLI's own output).

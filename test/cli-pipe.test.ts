@@ -122,7 +122,7 @@ describe('CLI output through a pipe', () => {
       };
       // Workers may append their last events just after the outcome: wait until the log is still.
       let expected = await exportNow();
-      for (let prev = ''; prev !== expected; ) {
+      for (let prev = ''; prev !== expected;) {
         prev = expected;
         await new Promise((res) => setTimeout(res, 300));
         expected = await exportNow();

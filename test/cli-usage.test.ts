@@ -26,7 +26,7 @@ async function writ(args: string[]) {
 }
 
 describe('writ usage', () => {
-  it('prints every command with --help, and one command\'s options with COMMAND --help, exit 0', async () => {
+  it("prints every command with --help, and one command's options with COMMAND --help, exit 0", async () => {
     const all = await writ(['--help']);
     expect(all.code).toBe(0);
     for (const c of ['up', 'token', 'exec', 'status', 'wait', 'mcp', 'policy', 'audit', 'pending', 'approve', 'deny', 'grants', 'revoke']) expect(all.stdout).toMatch(new RegExp(`^  ${c} `, 'm'));

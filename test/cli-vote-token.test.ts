@@ -106,25 +106,30 @@ describe('writ login: a fresh access token per vote', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('refreshes on every call, each token with its own jti, all of them bob\'s approver tokens', async () => {
+  it("refreshes on every call, each token with its own jti, all of them bob's approver tokens", async () => {
     const file = join(dir, 'login.json');
     let approval: Promise<void> | undefined;
-    const stored = await deviceLogin({ issuer: op.issuer, clientId: op.humanClientId, resource: op.approverAudience }, {
-      file,
-      say: (l) => {
-        const code = /enter the code (\S+)/.exec(l)?.[1];
-        if (code) approval = op.approveDevice(code, 'bob');
+    const stored = await deviceLogin(
+      { issuer: op.issuer, clientId: op.humanClientId, resource: op.approverAudience },
+      {
+        file,
+        say: (l) => {
+          const code = /enter the code (\S+)/.exec(l)?.[1];
+          if (code) approval = op.approveDevice(code, 'bob');
+        },
       },
-    });
+    );
     await approval;
     // The ordinary read (writ pending) keeps the stored, still valid token.
     expect(await loginToken({ file })).toBe(stored.accessToken);
     const one = (await freshLoginToken({ file }))!;
     const two = (await freshLoginToken({ file }))!;
     expect(new Set([stored.accessToken, one, two]).size).toBe(3);
-    const v = IdentityVerifier.fromConfig(parseConfig({
-      identity: { issuers: [{ issuer: op.issuer, discovery: true, audience: op.agentAudience, approverAudience: op.approverAudience, algorithms: ['ES256'] }] },
-    }));
+    const v = IdentityVerifier.fromConfig(
+      parseConfig({
+        identity: { issuers: [{ issuer: op.issuer, discovery: true, audience: op.agentAudience, approverAudience: op.approverAudience, algorithms: ['ES256'] }] },
+      }),
+    );
     for (const t of [one, two]) {
       expect((await v.verifyApprover(t)).principal).toMatchObject({ iss: op.issuer, sub: 'bob' });
       expect(decodeJwt(t).jti).toEqual(expect.any(String));

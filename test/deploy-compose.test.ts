@@ -95,9 +95,7 @@ afterAll(() => {
 
 describe('docker-compose.yml', () => {
   it('has the whole stack: NATS, both targets, broker, both workers, the approvers and a demo agent', () => {
-    expect(Object.keys(compose.services).sort()).toEqual(
-      ['approver', 'approver-slack', 'broker', 'demo-agent', 'nats', 'postgres', 'slack-token', 'sshd', 'worker-postgres', 'worker-ssh'].sort(),
-    );
+    expect(Object.keys(compose.services).sort()).toEqual(['approver', 'approver-slack', 'broker', 'demo-agent', 'nats', 'postgres', 'slack-token', 'sshd', 'worker-postgres', 'worker-ssh'].sort());
     expect(compose.services.nats!.image).toMatch(/^nats:2\.(1\d|[2-9]\d)/);
     expect(compose.services.sshd!.build).toBeDefined();
     // The Slack bot and its token renewal run only with --profile slack; the terminal approver by default.
@@ -128,7 +126,7 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  it('checks health on the services\' own endpoints: /readyz on the observability port for Writ', () => {
+  it("checks health on the services' own endpoints: /readyz on the observability port for Writ", () => {
     for (const [name, file] of Object.entries(WRIT_SERVICES)) {
       const s = compose.services[name]!;
       const config = loadConfigFile(join(COMPOSE, 'config', file));
@@ -176,7 +174,7 @@ describe('docker-compose.yml', () => {
     expect(mounts('demo-agent')).toEqual(['nats-agent.password']);
   });
 
-  it('mounts every file a Writ service\'s config names, under the path the config names', () => {
+  it("mounts every file a Writ service's config names, under the path the config names", () => {
     for (const [name, file] of Object.entries(WRIT_SERVICES)) {
       const config = loadConfigFile(join(COMPOSE, 'config', file));
       const mounted = new Set((compose.services[name]!.secrets ?? []).map(secretPath));
@@ -261,7 +259,7 @@ describe('deploy/compose', () => {
     expect(new Set(wanted)).toEqual(new Set(Object.keys(env).filter((k) => /^WRIT_[A-Z]+_PASSWORD$/.test(k))));
   });
 
-  it('sshd accepts the target\'s sshd_config', () => {
+  it("sshd accepts the target's sshd_config", () => {
     const sshd = findBinary('sshd');
     expect(sshd, 'sshd (apt-get install openssh-server)').toBeDefined();
     const conf = readFileSync(join(COMPOSE, 'sshd/sshd_config'), 'utf8').replace('/etc/ssh/ssh_host_ed25519_key', join(secretsDir, 'ssh-host-ed25519'));

@@ -78,10 +78,14 @@ function configOf(d: Deployment): Config {
 }
 
 beforeAll(() => {
-  objects = readdirSync(DIR).filter((f) => f.endsWith('.yaml')).flatMap((file) => parseAllDocuments(readFileSync(join(DIR, file), 'utf8')).map((doc) => {
-    if (doc.errors.length) throw new Error(`${file}: ${doc.errors[0]!.message}`);
-    return { file, o: doc.toJS() as K8sObject };
-  }));
+  objects = readdirSync(DIR)
+    .filter((f) => f.endsWith('.yaml'))
+    .flatMap((file) =>
+      parseAllDocuments(readFileSync(join(DIR, file), 'utf8')).map((doc) => {
+        if (doc.errors.length) throw new Error(`${file}: ${doc.errors[0]!.message}`);
+        return { file, o: doc.toJS() as K8sObject };
+      }),
+    );
   work = mkdtempSync(join(tmpdir(), 'writ-deploy-k8s-'));
   for (const [k, v] of Object.entries(configMap().data)) writeFileSync(join(work, k), v);
 });
@@ -114,7 +118,11 @@ describe('deploy/k8s', () => {
   });
 
   it('runs a broker and one worker per target kind, replicated, with resources, as non-root on a read-only root', () => {
-    expect(deployments().map((d) => d.metadata.name).sort()).toEqual(['writ-broker', 'writ-worker-postgres', 'writ-worker-ssh']);
+    expect(
+      deployments()
+        .map((d) => d.metadata.name)
+        .sort(),
+    ).toEqual(['writ-broker', 'writ-worker-postgres', 'writ-worker-ssh']);
     for (const d of deployments()) {
       const c = d.spec.template.spec.containers[0]!;
       expect(d.spec.replicas, d.metadata.name).toBeGreaterThanOrEqual(2);
@@ -142,7 +150,7 @@ describe('deploy/k8s', () => {
     }
   });
 
-  it('mounts every file a config names, from the component\'s own Secret, and nothing of the others\'', () => {
+  it("mounts every file a config names, from the component's own Secret, and nothing of the others'", () => {
     const readme = readFileSync(join(DIR, 'README.md'), 'utf8');
     for (const d of deployments()) {
       const c = d.spec.template.spec.containers[0]!;
@@ -171,7 +179,7 @@ describe('deploy/k8s', () => {
     expect(readme.match(/--from-file=grant-key\.pem/g)).toHaveLength(1);
   });
 
-  it('the ConfigMap\'s policy passes its checks', async () => {
+  it("the ConfigMap's policy passes its checks", async () => {
     let out = '';
     const io = { stdin: process.stdin, stdout: (s: string) => (out += s), stderr: (s: string) => (out += s) };
     expect(await runPolicyCli(['check', join(work, 'policy.yaml')], io), out).toBe(0);
@@ -181,12 +189,21 @@ describe('deploy/k8s', () => {
     expect(broker.nats.replicas).toBe(3);
   });
 
-  it('lets each worker reach NATS, DNS and its own targets\' port, and nothing else', () => {
+  it("lets each worker reach NATS, DNS and its own targets' port, and nothing else", () => {
     const policies = objects.filter((x) => x.o.kind === 'NetworkPolicy').map((x) => x.o as NetworkPolicy);
     const applies = (p: NetworkPolicy, labels: Record<string, string>) => Object.entries(p.spec.podSelector.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
     // Deny by default: one policy selects every Writ pod for both directions with no rule.
-    expect(policies.some((p) => p.spec.podSelector.matchLabels?.['app.kubernetes.io/name'] === 'writ' && Object.keys(p.spec.podSelector.matchLabels).length === 1
-      && p.spec.policyTypes.includes('Ingress') && p.spec.policyTypes.includes('Egress') && !p.spec.egress && !(p.spec as { ingress?: unknown }).ingress)).toBe(true);
+    expect(
+      policies.some(
+        (p) =>
+          p.spec.podSelector.matchLabels?.['app.kubernetes.io/name'] === 'writ' &&
+          Object.keys(p.spec.podSelector.matchLabels).length === 1 &&
+          p.spec.policyTypes.includes('Ingress') &&
+          p.spec.policyTypes.includes('Egress') &&
+          !p.spec.egress &&
+          !(p.spec as { ingress?: unknown }).ingress,
+      ),
+    ).toBe(true);
     for (const d of deployments()) {
       const labels = d.spec.template.metadata.labels;
       const egress = policies.filter((p) => applies(p, labels)).flatMap((p) => p.spec.egress ?? []);

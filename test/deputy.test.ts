@@ -62,9 +62,19 @@ describe('reply subjects are bound to one principal', () => {
     expect(isReplySubjectOf(`_INBOX.${me}.abc`, me)).toBe(true);
     expect(isReplySubjectOf(`_INBOX.agent.${me}.abc.def`, me)).toBe(true);
     for (const bad of [
-      `_INBOX.${other}.abc`, `_INBOX.${me}`, `_INBOX.${me}.*`, `_INBOX.${me}.>`, `_INBOX.${me}.a b`, `$KV.writ_intents.${me}.x`,
-      `writ.audit.${me}.x`, `$JS.API.${me}.x`, `_INBOX.${other}.${me}.x`, `_INBOX.${me}.x\r\nPUB evil 1`, `_INBOX.agent.${me}..x`,
-    ]) expect(isReplySubjectOf(bad, me), bad).toBe(false);
+      `_INBOX.${other}.abc`,
+      `_INBOX.${me}`,
+      `_INBOX.${me}.*`,
+      `_INBOX.${me}.>`,
+      `_INBOX.${me}.a b`,
+      `$KV.writ_intents.${me}.x`,
+      `writ.audit.${me}.x`,
+      `$JS.API.${me}.x`,
+      `_INBOX.${other}.${me}.x`,
+      `_INBOX.${me}.x\r\nPUB evil 1`,
+      `_INBOX.agent.${me}..x`,
+    ])
+      expect(isReplySubjectOf(bad, me), bad).toBe(false);
   });
 });
 
@@ -103,15 +113,27 @@ describe('no confused deputy on the API', () => {
     victimSub.unsubscribe();
   }, 60_000);
 
-  it('does not answer an approver\'s vote on a subject outside its inbox', async () => {
+  it("does not answer an approver's vote on a subject outside its inbox", async () => {
     const approver = await s.approverToken('anna', ['approvers']);
     const kvKey = `i_${newId().slice(2)}`;
     const intentId = newId();
     // Votes travel on core NATS (never stored: they carry the voter's token).
-    s.nc.publish(s.names.approvalDecision(intentId), enc.encode(JSON.stringify({
-      v: 1, type: 'approval.decision', intentId, verdict: 'approve', token: approver, decisionId: newId('d'), at: Date.now(), commandSha256: 'a'.repeat(64),
-      replyTo: `$KV.${s.names.buckets.intents}.${kvKey}`,
-    })));
+    s.nc.publish(
+      s.names.approvalDecision(intentId),
+      enc.encode(
+        JSON.stringify({
+          v: 1,
+          type: 'approval.decision',
+          intentId,
+          verdict: 'approve',
+          token: approver,
+          decisionId: newId('d'),
+          at: Date.now(),
+          commandSha256: 'a'.repeat(64),
+          replyTo: `$KV.${s.names.buckets.intents}.${kvKey}`,
+        }),
+      ),
+    );
     const text = await auditedTimes(`"intentId":"${intentId}"`, 1);
     const refused = text.split('\n').filter((l) => l.includes(intentId) && l.includes('reply.refused'));
     expect(refused.length).toBeGreaterThanOrEqual(1);
@@ -124,8 +146,16 @@ describe('no confused deputy through an intent', () => {
   async function publishIntent(token: string, replyTo: string): Promise<string> {
     const id = newId();
     const intent = {
-      v: 1, type: 'intent', id, sessionId: newId('s'), target: 'db', command: { kind: 'sql', sql: 'SELECT name FROM customers' }, token,
-      submittedAt: Date.now(), replyTo, replyKey: generateSealKeyPair().publicKey,
+      v: 1,
+      type: 'intent',
+      id,
+      sessionId: newId('s'),
+      target: 'db',
+      command: { kind: 'sql', sql: 'SELECT name FROM customers' },
+      token,
+      submittedAt: Date.now(),
+      replyTo,
+      replyKey: generateSealKeyPair().publicKey,
     };
     await jetstream(s.nc).publish(s.names.intent('db'), enc.encode(JSON.stringify(intent)));
     return id;
@@ -145,7 +175,7 @@ describe('no confused deputy through an intent', () => {
     expect(await kvHas(id)).toBe(false); // never decided, never run
   }, 30_000);
 
-  it('denies an intent whose replyTo is another principal\'s inbox: nothing reaches the victim, nothing runs', async () => {
+  it("denies an intent whose replyTo is another principal's inbox: nothing reaches the victim, nothing runs", async () => {
     const victim = await s.token('victor', ['analysts']);
     const victimPrefix = `_INBOX.${inboxIdOfToken(victim)}`;
     const got: string[] = [];
@@ -169,9 +199,22 @@ describe('no confused deputy through an intent', () => {
     const token = await s.token('mallory', ['analysts']);
     const id = newId();
     const replyTo = replySubjectFor(inboxIdOfToken(token));
-    await jetstream(s.nc).publish(s.names.intent('db'), enc.encode(JSON.stringify({
-      v: 1, type: 'intent', id, sessionId: newId('s'), target: 'db', command: { kind: 'sql', sql: 'SELECT 1' }, token, submittedAt: Date.now(), replyTo,
-    })));
+    await jetstream(s.nc).publish(
+      s.names.intent('db'),
+      enc.encode(
+        JSON.stringify({
+          v: 1,
+          type: 'intent',
+          id,
+          sessionId: newId('s'),
+          target: 'db',
+          command: { kind: 'sql', sql: 'SELECT 1' },
+          token,
+          submittedAt: Date.now(),
+          replyTo,
+        }),
+      ),
+    );
     const o = await s.client(token).wait(id, { timeoutMs: 5_000 });
     expect(o.status).toBe('denied');
     expect(o.error?.code).toBe('WRIT_SEAL_REQUIRED');

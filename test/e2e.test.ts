@@ -46,7 +46,11 @@ describe('an allowed query', () => {
     const c = s.client(await s.token('alice', ['analysts']));
     const o = await c.run({ target: 'db', sql: 'SELECT name, email AS e, plan FROM customers ORDER BY id' });
     expect(o.status).toBe('succeeded');
-    expect(o.result!.columns.map((x) => [x.name, x.masked])).toEqual([['name', false], ['e', true], ['plan', false]]);
+    expect(o.result!.columns.map((x) => [x.name, x.masked])).toEqual([
+      ['name', false],
+      ['e', true],
+      ['plan', false],
+    ]);
     expect(o.result!.rowCount).toBe(3);
     expect(o.result!.rows[0]![0]).toBe('Alice Example');
     expect(JSON.stringify(o.result!.rows)).not.toContain('alice@example.com');
@@ -116,7 +120,13 @@ describe('planning around the policy', () => {
  */
 async function expectUnansweredAndAudited(token: string, code: string): Promise<void> {
   const intentId = newId();
-  const err = await s.client(token).run({ target: 'db', sql: 'SELECT 1', intentId }, { timeoutMs: 2_000 }).then(() => undefined, (e: unknown) => e);
+  const err = await s
+    .client(token)
+    .run({ target: 'db', sql: 'SELECT 1', intentId }, { timeoutMs: 2_000 })
+    .then(
+      () => undefined,
+      (e: unknown) => e,
+    );
   expect((err as { code?: string })?.code).toBe('WRIT_TIMEOUT');
   let found = false;
   for (let i = 0; i < 50 && !found; i++) {
@@ -133,7 +143,11 @@ describe('identity', () => {
     const { privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
     const forged = await new SignJWT({ groups: ['dba'] })
       .setProtectedHeader({ alg: 'EdDSA', kid: s.dev.privateJwk.kid! })
-      .setIssuer(s.dev.issuer).setSubject('mallory').setAudience('writ').setIssuedAt().setExpirationTime('5m')
+      .setIssuer(s.dev.issuer)
+      .setSubject('mallory')
+      .setAudience('writ')
+      .setIssuedAt()
+      .setExpirationTime('5m')
       .sign(privateKey);
     await expectUnansweredAndAudited(forged, 'WRIT_TOKEN_INVALID');
   });
@@ -163,8 +177,27 @@ describe('workers trust grants, not subjects', () => {
     const id = newId();
     const sessionId = newId('s');
     const order: Order = {
-      v: 1, type: 'order', intentId: id, sessionId, target: 'db', command: { kind: 'sql', sql }, stateRevision: 1,
-      grant: forger.sign({ gid: id, iid: id, sid: sessionId, tgt: 'db', kind: 'postgres', mode: 'write', sha256: '0'.repeat(64), iat: now, exp: now + 60, limits: {}, policyVersion: 'x', sub: 'mallory' }),
+      v: 1,
+      type: 'order',
+      intentId: id,
+      sessionId,
+      target: 'db',
+      command: { kind: 'sql', sql },
+      stateRevision: 1,
+      grant: forger.sign({
+        gid: id,
+        iid: id,
+        sid: sessionId,
+        tgt: 'db',
+        kind: 'postgres',
+        mode: 'write',
+        sha256: '0'.repeat(64),
+        iat: now,
+        exp: now + 60,
+        limits: {},
+        policyVersion: 'x',
+        sub: 'mallory',
+      }),
     };
     const ack = await (await import('@nats-io/jetstream')).jetstream(s.nc).publish(s.names.exec('postgres', 'db'), enc.encode(JSON.stringify(order)));
     expect(ack.seq).toBeGreaterThan(0);

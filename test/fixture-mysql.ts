@@ -36,18 +36,25 @@ export async function startMariaStack(opts: { rules?: NonNullable<NonNullable<Co
         masking: { columns: [{ column: `${m.database}.customers.email` }], detectors: [] },
       },
       workers: {
-        mysql: [{
-          target: 'maria', host: m.host, port: m.port, database: m.database, poolSize: opts.poolSize ?? 1,
-          credentials: {
-            read: { user: { value: m.users.read.user }, password: { value: m.users.read.password } },
-            write: { user: { value: m.users.write.user }, password: { value: m.users.write.password } },
+        mysql: [
+          {
+            target: 'maria',
+            host: m.host,
+            port: m.port,
+            database: m.database,
+            poolSize: opts.poolSize ?? 1,
+            credentials: {
+              read: { user: { value: m.users.read.user }, password: { value: m.users.read.password } },
+              write: { user: { value: m.users.write.user }, password: { value: m.users.write.password } },
+            },
           },
-        }],
+        ],
       },
     },
   });
   return {
-    s, m,
+    s,
+    m,
     async stop() {
       await s.stop();
       await m.drop();

@@ -23,7 +23,7 @@ export interface Stack {
   config: Config;
   names: Names;
   nc: NatsConnection;
-  broker: Broker;  // replaced by tests that restart it
+  broker: Broker; // replaced by tests that restart it
   worker: Worker;
   dev: DevIssuer;
   dir: string;
@@ -47,11 +47,16 @@ export const SCHEMA_SQL = `
   CREATE TABLE events (id serial PRIMARY KEY, note text);
 `;
 
-export async function startStack(opts: {
-  config?: Partial<ConfigInput>; schemaSql?: string; worker?: boolean; workersSsh?: NonNullable<ConfigInput['workers']>['ssh'];
-  /** Given the parsed config before the services start (e.g. to start an Observability), returns their metrics hooks. */
-  observe?: (config: Config, names: Names, log: Logger) => Promise<ServiceMetrics | undefined>;
-} = {}): Promise<Stack> {
+export async function startStack(
+  opts: {
+    config?: Partial<ConfigInput>;
+    schemaSql?: string;
+    worker?: boolean;
+    workersSsh?: NonNullable<ConfigInput['workers']>['ssh'];
+    /** Given the parsed config before the services start (e.g. to start an Observability), returns their metrics hooks. */
+    observe?: (config: Config, names: Names, log: Logger) => Promise<ServiceMetrics | undefined>;
+  } = {},
+): Promise<Stack> {
   const nats = await startNats();
   const db = await createTestDatabase();
   const admin = new pg.Client({ connectionString: db.adminUrl });
@@ -73,13 +78,18 @@ export async function startStack(opts: {
       masking: { columns: [{ column: 'public.customers.email' }], detectors: ['email'] },
     },
     workers: {
-      postgres: [{
-        target: 'db', host: db.host, port: db.port, database: db.database,
-        credentials: {
-          read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } },
-          write: { user: { value: db.roles.write.user }, password: { value: db.roles.write.password } },
+      postgres: [
+        {
+          target: 'db',
+          host: db.host,
+          port: db.port,
+          database: db.database,
+          credentials: {
+            read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } },
+            write: { user: { value: db.roles.write.user }, password: { value: db.roles.write.password } },
+          },
         },
-      }],
+      ],
     },
     // Services sign their blocks and register their keys (a local-stack convenience; production registries are the operator's).
     audit: { flushMs: 1, keyRegistry: join(dir, 'audit-keys.yaml'), autoRegisterKeys: true },
@@ -106,7 +116,18 @@ export async function startStack(opts: {
   const configFile = join(dir, 'writ.json');
   writeFileSync(configFile, JSON.stringify(config));
   return {
-    nats, db, admin, config, names: names(prefix), nc, broker, worker, dev, dir, logs, configFile,
+    nats,
+    db,
+    admin,
+    config,
+    names: names(prefix),
+    nc,
+    broker,
+    worker,
+    dev,
+    dir,
+    logs,
+    configFile,
     token: (sub, groups, o = {}) => mintDevToken(dev, { sub, groups, audience: o.audience ?? 'writ', ttlSec: o.ttlSec ?? 600, ...(o.iat !== undefined ? { iat: o.iat } : {}) }),
     approverToken: (sub, groups, o = {}) => mintDevToken(dev, { sub, groups, audience: config.identity.devIssuer.approverAudience, ttlSec: o.ttlSec ?? 600 }),
     client: (token, sessionId) => new WritClient({ nc, token, prefix, ...(sessionId ? { sessionId } : {}) }),

@@ -44,7 +44,10 @@ it('another agent listening on every inbox and reading the results stream sees o
   expect(everything).toContain(o.intentId);
   // ...but none of A's result values, masked ones included (short ones like 'pro' are skipped: the
   // spy also sees unrelated JetStream API traffic, where they could occur by chance).
-  const values = o.result!.rows.flat().map(String).filter((v) => v.length >= 6);
+  const values = o
+    .result!.rows.flat()
+    .map(String)
+    .filter((v) => v.length >= 6);
   expect(values).toContain('Alice Example');
   for (const v of values) expect(everything, v).not.toContain(v);
   let outcomes = 0;
@@ -74,10 +77,18 @@ it('the SDK refuses an outcome that is not sealed to its key, and still gets the
     callback: (_e, m) => {
       const i = m.json<{ id: string; sessionId: string; replyTo?: string }>();
       if (!i.replyTo) return;
-      s.nc.publish(i.replyTo, JSON.stringify({
-        v: 1, type: 'outcome', intentId: i.id, sessionId: i.sessionId, status: 'succeeded', at: Date.now(),
-        result: { columns: [{ name: 'x', masked: false }], rows: [['forged']], rowCount: 1, truncated: false },
-      }));
+      s.nc.publish(
+        i.replyTo,
+        JSON.stringify({
+          v: 1,
+          type: 'outcome',
+          intentId: i.id,
+          sessionId: i.sessionId,
+          status: 'succeeded',
+          at: Date.now(),
+          result: { columns: [{ name: 'x', masked: false }], rows: [['forged']], rowCount: 1, truncated: false },
+        }),
+      );
     },
   });
   try {

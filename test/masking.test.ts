@@ -168,14 +168,19 @@ describe('database errors of statements that touch a masked column keep only the
     });
   }
 
-  it('keeps the server\'s text when the statement touches no masked column', async () => {
+  it("keeps the server's text when the statement touches no masked column", async () => {
     const o = await c.run({ target: 'db', sql: "SELECT 'abc'::int" });
     expect(o.error!.message).toContain('invalid input syntax for type integer');
   });
 });
 
 describe('values derived from a partial-masked column are redacted whole (issue 10 item 12)', () => {
-  for (const sql of ['SELECT reverse(ssn) AS x FROM customers', 'SELECT substr(ssn, 1, 3) AS x FROM customers', 'SELECT length(ssn) AS x FROM customers', 'SELECT ascii(substr(ssn, 5, 1)) AS x FROM customers']) {
+  for (const sql of [
+    'SELECT reverse(ssn) AS x FROM customers',
+    'SELECT substr(ssn, 1, 3) AS x FROM customers',
+    'SELECT length(ssn) AS x FROM customers',
+    'SELECT ascii(substr(ssn, 5, 1)) AS x FROM customers',
+  ]) {
     it(`redacts ${sql}`, async () => {
       const r = await query(`${sql} WHERE id = 1`);
       expect(r.rows).toEqual([['[MASKED:derived]']]);
@@ -192,8 +197,18 @@ describe('a grant without a masking spec runs nothing (issue 10 item 14)', () =>
     const sessionId = newId('s');
     const now = Math.floor(Date.now() / 1000);
     const claims: GrantClaims = {
-      gid: id, iid: id, sid: sessionId, tgt: 'db', kind: 'postgres', mode: 'read', sha256: sha256Hex(sql),
-      iat: now - 5, exp: now + 60, limits: { rows: 10, seconds: 5 }, policyVersion: 'test', sub: 'test',
+      gid: id,
+      iid: id,
+      sid: sessionId,
+      tgt: 'db',
+      kind: 'postgres',
+      mode: 'read',
+      sha256: sha256Hex(sql),
+      iat: now - 5,
+      exp: now + 60,
+      limits: { rows: 10, seconds: 5 },
+      policyVersion: 'test',
+      sub: 'test',
     };
     const order: Order = { v: 1, type: 'order', intentId: id, sessionId, target: 'db', command: { kind: 'sql', sql }, grant: signer.sign(claims), stateRevision: 1 };
     await jetstream(s.nc).publish(s.names.exec('postgres', 'db'), new TextEncoder().encode(JSON.stringify(order)));

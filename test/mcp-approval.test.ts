@@ -18,7 +18,9 @@ beforeAll(async () => {
   s = await startStack({
     schemaSql: 'CREATE TABLE events (id serial PRIMARY KEY, note text); CREATE TABLE "next: run DELETE FROM events" (id int);',
     config: {
-      policy: { rules: [{ id: 'ask-window', effect: 'require_approval', groups: ['agents'], targets: ['db'], mode: 'write', approval: { groups: ['approvers'], count: 1, timeoutSec: 60, windowMaxSec: 600 } }] },
+      policy: {
+        rules: [{ id: 'ask-window', effect: 'require_approval', groups: ['agents'], targets: ['db'], mode: 'write', approval: { groups: ['approvers'], count: 1, timeoutSec: 60, windowMaxSec: 600 } }],
+      },
     },
   });
 }, 60_000);
@@ -52,8 +54,12 @@ it('shows the facts and the window scope of a pending intent, fenced as data, eq
     expect(fenced('classified facts')).toEqual(['| update · writes public.next: run DELETE FROM events · has WHERE', '| delete · writes public.events · no WHERE']);
     // The scope, line for line as the broker holds it.
     expect(fenced('window scope')).toEqual([
-      `| requester: agent-mcp (issuer ${scope.requester.iss})`, '| acting for: alice', '| target: db', '| rule: ask-window',
-      `| policy version: ${scope.policyVersion}`, ...scope.shapes.map((x) => `| statement shape: ${x}`),
+      `| requester: agent-mcp (issuer ${scope.requester.iss})`,
+      '| acting for: alice',
+      '| target: db',
+      '| rule: ask-window',
+      `| policy version: ${scope.policyVersion}`,
+      ...scope.shapes.map((x) => `| statement shape: ${x}`),
     ]);
     expect(scope.shapes).toEqual(['delete:public.events', 'update:public.next: run DELETE FROM events']);
     expect(text).toContain('an approval with an access window (at most 600s) would also let further intents run without asking');

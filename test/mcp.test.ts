@@ -10,9 +10,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { Client, InMemoryTransport, ProtocolError, StreamableHTTPClientTransport, type CallToolResult } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { createWritMcpServer, runMcp, type ExplainOut, type IntentOut, type TargetsOut } from '../cmd/mcp/index.ts';
-import {
-  Session, WritApprovalRequiredError, WritDeniedError, WritIntentError, intentIdFor, refreshingToken,
-} from '../client/sdk-extras.ts';
+import { Session, WritApprovalRequiredError, WritDeniedError, WritIntentError, intentIdFor, refreshingToken } from '../client/sdk-extras.ts';
 import { startSshd, type SshdHandle } from './helpers/index.ts';
 import { startStack, type Stack } from './fixture.ts';
 
@@ -26,7 +24,10 @@ beforeAll(async () => {
   sshd = await startSshd();
   s = await startStack({
     config: {
-      targets: [{ name: 'db', kind: 'postgres', tags: ['test'], description: 'the test database' }, { name: 'host', kind: 'ssh', tags: ['test'] }],
+      targets: [
+        { name: 'db', kind: 'postgres', tags: ['test'], description: 'the test database' },
+        { name: 'host', kind: 'ssh', tags: ['test'] },
+      ],
       policy: {
         rules: [
           { id: 'analysts-read', effect: 'allow', groups: ['analysts'], targets: ['db'], mode: 'read' },
@@ -39,14 +40,18 @@ beforeAll(async () => {
         masking: { columns: [{ column: 'public.customers.email' }], detectors: ['email'] },
       },
     },
-    workersSsh: [{
-      target: 'host', host: sshd.host, port: sshd.port,
-      hostKeys: { fingerprints: [sshd.hostKeyFingerprint] },
-      credentials: {
-        read: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath },
-        write: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath },
+    workersSsh: [
+      {
+        target: 'host',
+        host: sshd.host,
+        port: sshd.port,
+        hostKeys: { fingerprints: [sshd.hostKeyFingerprint] },
+        credentials: {
+          read: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath },
+          write: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath },
+        },
       },
-    }],
+    ],
   });
 }, 120_000);
 
@@ -133,7 +138,11 @@ describe('the Writ MCP server', () => {
     const { r, out, isError, text } = await call(await mcpAs('alice', ['analysts']), 'sql_query', { target: 'db', sql: 'SELECT name, email AS contact, plan FROM customers ORDER BY id' });
     expect(isError).toBe(false);
     expect(out.outcome).toBe('succeeded');
-    expect(out.result!.columns.map((c) => [c.name, c.masked])).toEqual([['name', false], ['contact', true], ['plan', false]]);
+    expect(out.result!.columns.map((c) => [c.name, c.masked])).toEqual([
+      ['name', false],
+      ['contact', true],
+      ['plan', false],
+    ]);
     expect(out.result!.rows.map((row) => row[0])).toEqual(['Alice Example', 'Bob Example', 'Carol Example']);
     expect(JSON.stringify(r)).not.toMatch(/@example\.(com|org|net)/);
     expect(text).toContain('contact*');
@@ -165,7 +174,12 @@ describe('the Writ MCP server', () => {
       const note = `approved-${via}`;
       const p = await call(mcp, 'sql_query', { target: 'db', sql: `INSERT INTO events (note) VALUES ('${note}')`, justification: 'ticket 7' });
       expect(p.isError).toBe(false);
-      expect(p.out).toMatchObject({ outcome: 'pending_approval', status: 'pending', error: { code: 'WRIT_APPROVAL_REQUIRED' }, decision: { effect: 'require_approval', rules: ['agents-write-approved'] } });
+      expect(p.out).toMatchObject({
+        outcome: 'pending_approval',
+        status: 'pending',
+        error: { code: 'WRIT_APPROVAL_REQUIRED' },
+        decision: { effect: 'require_approval', rules: ['agents-write-approved'] },
+      });
       expect(p.out.next).toContain('wait_for_intent');
       const id = p.out.intentId!;
       expect((await call(mcp, 'intent_status', { intent_id: id })).out.outcome).toBe('pending_approval');
@@ -278,7 +292,10 @@ describe('the Writ MCP server', () => {
         if (r.structuredContent) expect(r.structuredContent, what).toMatchObject({ outcome: 'error', error: { code: 'WRIT_BAD_REQUEST', retryable: false } });
       }
       // An unknown tool is still a protocol error, as the specification says.
-      const err = await mcp.callTool({ name: 'no_such_tool', arguments: {} }).then(() => undefined, (e: unknown) => e);
+      const err = await mcp.callTool({ name: 'no_such_tool', arguments: {} }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(ProtocolError);
       expect((err as ProtocolError).code).toBe(-32602);
     });
@@ -320,7 +337,8 @@ describe('the Writ MCP server', () => {
     const running = await runMcp({ transport: 'http', client: s.client(await s.token('alice', ['analysts'])), bearer: BEARER });
     toClose.push(() => running.close());
     const r = await fetch(running.url!, {
-      method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', origin: 'http://evil.example', authorization: `Bearer ${BEARER}` },
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', origin: 'http://evil.example', authorization: `Bearer ${BEARER}` },
       body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
     });
     expect(r.status).toBe(403);
@@ -334,10 +352,12 @@ describe('the Writ MCP server', () => {
     await expect(runMcp({ transport: 'http', client: writ })).rejects.toMatchObject({ code: 'WRIT_CONFIG_INVALID' });
     const running = await runMcp({ transport: 'http', client: writ, bearer: 's3cret-for-test' });
     toClose.push(() => running.close());
-    const post = (auth?: string) => fetch(running.url!, {
-      method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...(auth ? { authorization: auth } : {}) },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
-    });
+    const post = (auth?: string) =>
+      fetch(running.url!, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...(auth ? { authorization: auth } : {}) },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
+      });
     expect((await post()).status).toBe(401);
     expect((await post('Bearer wrong')).status).toBe(401);
     const mcp = new Client({ name: 'bearer-test', version: '1.0.0' });
@@ -350,7 +370,10 @@ describe('the Writ MCP server', () => {
 describe('the planner SDK', () => {
   it('throws typed errors that carry the code, the rules and the reasons', async () => {
     const session = new Session(s.client(await s.token('alice', ['analysts'])));
-    const err = await session.query('db', "DELETE FROM events WHERE note = 'x'").then(() => undefined, (e: unknown) => e);
+    const err = await session.query('db', "DELETE FROM events WHERE note = 'x'").then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(WritDeniedError);
     expect(err).toBeInstanceOf(WritIntentError);
     const denied = err as WritDeniedError;
@@ -388,11 +411,17 @@ describe('the planner SDK', () => {
   it('stops waiting on abort, throws WritApprovalRequiredError when asked not to wait, and close() cancels what is pending', async () => {
     const ac = new AbortController();
     const session = new Session(s.client(await s.token('agent-abort', ['agents'])), { signal: ac.signal });
-    const noWait = await session.query('db', "INSERT INTO events (note) VALUES ('sdk-abort')", { approval: 'throw' }).then(() => undefined, (e: unknown) => e);
+    const noWait = await session.query('db', "INSERT INTO events (note) VALUES ('sdk-abort')", { approval: 'throw' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(noWait).toBeInstanceOf(WritApprovalRequiredError);
     const pendingId = (noWait as WritApprovalRequiredError).intentId;
     const started = Date.now();
-    const waiting = session.wait(pendingId, { timeoutMs: 60_000 }).then(() => 'resolved', (e: unknown) => (e as Error).name);
+    const waiting = session.wait(pendingId, { timeoutMs: 60_000 }).then(
+      () => 'resolved',
+      (e: unknown) => (e as Error).name,
+    );
     setTimeout(() => ac.abort(), 300);
     expect(await waiting).toBe('AbortError');
     expect(Date.now() - started).toBeLessThan(5_000);
@@ -403,10 +432,13 @@ describe('the planner SDK', () => {
 
   it('renews a token shortly before it expires, sharing one renewal between callers', async () => {
     let minted = 0;
-    const source = refreshingToken(async () => {
-      minted++;
-      return s.token('renew', ['analysts'], { ttlSec: 61 });
-    }, { renewBeforeSec: 60 });
+    const source = refreshingToken(
+      async () => {
+        minted++;
+        return s.token('renew', ['analysts'], { ttlSec: 61 });
+      },
+      { renewBeforeSec: 60 },
+    );
     const [t1, t2] = await Promise.all([source(), source()]);
     expect(t1).toBe(t2);
     expect(minted).toBe(1);

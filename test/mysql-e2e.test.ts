@@ -72,7 +72,10 @@ describe('a MariaDB target from MCP', () => {
       const q = await call('sql_query', { target: 'maria', sql: 'SELECT name, contact FROM customer_contacts ORDER BY id' });
       expect(q.isError).toBe(false);
       expect(q.out.outcome).toBe('succeeded');
-      expect(q.out.result!.columns.map((c) => [c.name, c.masked])).toEqual([['name', true], ['contact', true]]);
+      expect(q.out.result!.columns.map((c) => [c.name, c.masked])).toEqual([
+        ['name', true],
+        ['contact', true],
+      ]);
       expect(JSON.stringify(q.r)).not.toMatch(/@example\.(com|org|net)/);
       const v = await call('sql_query', { target: 'maria', sql: 'SELECT name FROM customers /*!50000 UNION SELECT email FROM customers */' });
       expect(v.isError).toBe(true);

@@ -25,7 +25,9 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'writ-mysql-names-'));
   const policyFile = join(dir, 'policy.yaml');
   // The first matching grant decides: reads of customers get its masking; anything else is read unmasked.
-  writeFileSync(policyFile, `
+  writeFileSync(
+    policyFile,
+    `
 version: mysql-names-e2e
 rules:
   - id: no-plan
@@ -41,17 +43,24 @@ rules:
     mode: read
     masking: { detectors: [] }
     match: { principal: { groups: [analysts] }, sql: { kinds: [select] } }
-`);
+`,
+  );
   s = await startStack({
     config: {
       // No database on the target: the broker takes the worker entry's.
       targets: [{ name: 'maria', kind: 'mysql', tags: ['test'] }],
       policyFile,
       workers: {
-        mysql: [{
-          target: 'maria', host: m.host, port: m.port, database: m.database, poolSize: 1,
-          credentials: { read: { user: { value: m.users.read.user }, password: { value: m.users.read.password } } },
-        }],
+        mysql: [
+          {
+            target: 'maria',
+            host: m.host,
+            port: m.port,
+            database: m.database,
+            poolSize: 1,
+            credentials: { read: { user: { value: m.users.read.user }, password: { value: m.users.read.password } } },
+          },
+        ],
       },
     },
   });

@@ -17,28 +17,31 @@ beforeAll(async () => {
 
 const worker = (target: string, database: string) => ({ target, database, credentials: { read: { user: { value: 'r' } } } });
 
-describe('a mysql target\'s default database in the config', () => {
-  it('comes from the target\'s workers.mysql entry', () => {
+describe("a mysql target's default database in the config", () => {
+  it("comes from the target's workers.mysql entry", () => {
     const c = parseConfig({ targets: [{ name: 'shop', kind: 'mysql' }], workers: { mysql: [worker('shop', 'shop_db')] } });
     expect(c.targets[0]!.database).toBe('shop_db');
   });
 
-  it('may be set on the target (a broker config without workers), and must then equal the worker\'s', () => {
+  it("may be set on the target (a broker config without workers), and must then equal the worker's", () => {
     expect(parseConfig({ targets: [{ name: 'shop', kind: 'mysql', database: 'shop' }] }).targets[0]!.database).toBe('shop');
     expect(parseConfig({ targets: [{ name: 'shop', kind: 'mysql', database: 'shop' }], workers: { mysql: [worker('shop', 'shop')] } }).targets[0]!.database).toBe('shop');
-    expect(() => parseConfig({ targets: [{ name: 'shop', kind: 'mysql', database: 'shop' }], workers: { mysql: [worker('shop', 'Shop')] } }))
-      .toThrow(expect.objectContaining({ code: 'WRIT_CONFIG_INVALID', message: expect.stringContaining('workers.mysql[0].database') }));
-    expect(() => parseConfig({ targets: [{ name: 'shop', kind: 'mysql' }], workers: { mysql: [worker('shop', 'a'), worker('shop', 'b')] } }))
-      .toThrow(expect.objectContaining({ code: 'WRIT_CONFIG_INVALID', message: expect.stringContaining('workers.mysql[1].database') }));
+    expect(() => parseConfig({ targets: [{ name: 'shop', kind: 'mysql', database: 'shop' }], workers: { mysql: [worker('shop', 'Shop')] } })).toThrow(
+      expect.objectContaining({ code: 'WRIT_CONFIG_INVALID', message: expect.stringContaining('workers.mysql[0].database') }),
+    );
+    expect(() => parseConfig({ targets: [{ name: 'shop', kind: 'mysql' }], workers: { mysql: [worker('shop', 'a'), worker('shop', 'b')] } })).toThrow(
+      expect.objectContaining({ code: 'WRIT_CONFIG_INVALID', message: expect.stringContaining('workers.mysql[1].database') }),
+    );
   });
 
   it('is refused on a target of another kind', () => {
-    expect(() => parseConfig({ targets: [{ name: 'wh', kind: 'postgres', database: 'x' }] }))
-      .toThrow(expect.objectContaining({ code: 'WRIT_CONFIG_INVALID', message: expect.stringContaining('targets[0].database: only a mysql target has a database') }));
+    expect(() => parseConfig({ targets: [{ name: 'wh', kind: 'postgres', database: 'x' }] })).toThrow(
+      expect.objectContaining({ code: 'WRIT_CONFIG_INVALID', message: expect.stringContaining('targets[0].database: only a mysql target has a database') }),
+    );
   });
 });
 
-describe('the broker\'s classifier on mysql targets', () => {
+describe("the broker's classifier on mysql targets", () => {
   const policy = RulePolicy.fromText(`
 rules:
   - { id: no-customers, effect: deny, match: { sql: { tables: [shop.customers] } } }
@@ -50,7 +53,7 @@ rules:
   const unknown: TargetConfig = { name: 'nodb', kind: 'mysql', tags: [] };
   const principal = { sub: 'a', iss: '', groups: [] };
 
-  it('places unqualified names in each target\'s own database, with facts cached apart', () => {
+  it("places unqualified names in each target's own database, with facts cached apart", () => {
     const classify = createCommandClassifier({ maxStatementBytes: 64 * 1024, factsCacheBytes: 1024 * 1024 });
     const decide = (target: TargetConfig, sql: string) => {
       const command = { kind: 'sql' as const, sql };
@@ -64,7 +67,7 @@ rules:
     expect(decide(other, 'SELECT ssn FROM shop.customers')).toMatchObject({ effect: 'deny', rules: ['no-customers', 'no-ssn'] });
   });
 
-  it('refuses unqualified names where the target\'s database is not known', () => {
+  it("refuses unqualified names where the target's database is not known", () => {
     const classify = createCommandClassifier({ maxStatementBytes: 64 * 1024, factsCacheBytes: 1024 * 1024 });
     const command = { kind: 'sql' as const, sql: 'SELECT * FROM customers' };
     const d = policy.decide({ principal, target: unknown, command, facts: classify(unknown, command), now: new Date() });

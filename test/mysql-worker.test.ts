@@ -155,7 +155,7 @@ describe('the MariaDB worker holds its limits', () => {
   });
 
   it('cuts a result at the row limit and says so', async () => {
-    await m.admin(['INSERT INTO events (note) SELECT concat(\'row-\', seq) FROM seq_1_to_120']);
+    await m.admin(["INSERT INTO events (note) SELECT concat('row-', seq) FROM seq_1_to_120"]);
     const r = await read('SELECT note FROM events');
     expect(r.rows).toHaveLength(50);
     expect(r.truncated).toBe(true);
@@ -169,8 +169,19 @@ describe('what the MariaDB worker runs, and how often', () => {
     const sessionId = newId('s');
     const now = Math.floor(Date.now() / 1000);
     const claims: GrantClaims = {
-      gid: id, iid: id, sid: sessionId, tgt: 'maria', kind: 'mysql', mode, sha256: sha256Hex(sql),
-      iat: now - 5, exp: now + 60, limits, mask: {}, policyVersion: 'test', sub: 'test',
+      gid: id,
+      iid: id,
+      sid: sessionId,
+      tgt: 'maria',
+      kind: 'mysql',
+      mode,
+      sha256: sha256Hex(sql),
+      iat: now - 5,
+      exp: now + 60,
+      limits,
+      mask: {},
+      policyVersion: 'test',
+      sub: 'test',
     };
     return { v: 1, type: 'order', intentId: id, sessionId, target: 'maria', command: { kind: 'sql', sql }, grant: signer.sign(claims), stateRevision: 1 };
   }

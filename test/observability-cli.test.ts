@@ -20,7 +20,8 @@ const children: ChildProcess[] = [];
 /** Starts `writ <kind>` and resolves with the port its endpoint logged (pino JSON on stderr). */
 function service(kind: 'broker' | 'worker', configFile: string): Promise<number> {
   const child = spawn(process.execPath, ['--import', TSX, CLI, kind, '--config', configFile], {
-    env: { ...process.env, NATS_URL: s.nats.url, WRIT_HOME: home, WRIT_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NATS_URL: s.nats.url, WRIT_HOME: home, WRIT_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
   let err = '';
@@ -50,7 +51,7 @@ beforeAll(async () => {
   home = mkdtempSync(join(tmpdir(), 'writ-obs-cli-'));
   // The stack's own worker is not started: the `writ worker` child runs the intents.
   s = await startStack({ worker: false });
-  writeFileSync(s.configFile, JSON.stringify({ ...JSON.parse(JSON.stringify(s.config)) as object, observability: { port: 0 }, log: { level: 'info' } }));
+  writeFileSync(s.configFile, JSON.stringify({ ...(JSON.parse(JSON.stringify(s.config)) as object), observability: { port: 0 }, log: { level: 'info' } }));
 }, 120_000);
 
 afterAll(async () => {

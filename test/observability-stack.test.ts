@@ -23,15 +23,20 @@ beforeAll(async () => {
   delete process.env.NATS_URL;
   db = await createTestDatabase();
   const configFile = join(dir, 'writ.yaml');
-  writeFileSync(configFile, stringify({
-    identity: { devIssuer: { enabled: true, dir: '$WRIT_HOME/dev-issuer', audience: 'writ' } },
-    grants: { keyFile: '$WRIT_HOME/grant-key.pem', ttlSec: 60 },
-    audit: { keyRegistry: '$WRIT_HOME/audit-keys.yaml', autoRegisterKeys: true },
-    targets: [{ name: 'db', kind: 'postgres' }],
-    workers: { postgres: [{ target: 'db', host: db.host, port: db.port, database: db.database, credentials: { read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } } } }] },
-    observability: { port: 0, sampleIntervalMs: 100 },
-    log: { level: 'silent' },
-  }));
+  writeFileSync(
+    configFile,
+    stringify({
+      identity: { devIssuer: { enabled: true, dir: '$WRIT_HOME/dev-issuer', audience: 'writ' } },
+      grants: { keyFile: '$WRIT_HOME/grant-key.pem', ttlSec: 60 },
+      audit: { keyRegistry: '$WRIT_HOME/audit-keys.yaml', autoRegisterKeys: true },
+      targets: [{ name: 'db', kind: 'postgres' }],
+      workers: {
+        postgres: [{ target: 'db', host: db.host, port: db.port, database: db.database, credentials: { read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } } } }],
+      },
+      observability: { port: 0, sampleIntervalMs: 100 },
+      log: { level: 'silent' },
+    }),
+  );
   process.env.WRIT_LOG_LEVEL = 'silent';
   const { startLocalStack } = await import('../cmd/stack.ts');
   stack = await startLocalStack(configFile);
@@ -43,20 +48,26 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-describe('writ up\'s observability endpoint', () => {
+describe("writ up's observability endpoint", () => {
   it('is ready with both role connections, their streams and the target checked', async () => {
     const port = stack.observability.port!;
     expect(port).toBeGreaterThan(0);
     const r = await fetch(`http://127.0.0.1:${port}/readyz`);
     const body = (await r.json()) as { ready: boolean; checks: Record<string, string> };
     expect(body.checks).toEqual({
-      process: 'ok', 'service:broker': 'ok', 'nats:broker': 'ok', 'streams:broker': 'ok',
-      'service:worker': 'ok', 'nats:worker': 'ok', 'streams:worker': 'ok', 'target:db': 'ok',
+      process: 'ok',
+      'service:broker': 'ok',
+      'nats:broker': 'ok',
+      'streams:broker': 'ok',
+      'service:worker': 'ok',
+      'nats:worker': 'ok',
+      'streams:worker': 'ok',
+      'target:db': 'ok',
     });
     expect(r.status).toBe(200);
   });
 
-  it('samples the broker\'s and the worker\'s consumers under their own permissions', async () => {
+  it("samples the broker's and the worker's consumers under their own permissions", async () => {
     const port = stack.observability.port!;
     const want = ['consumer="writ-broker"', 'consumer="writ-worker-postgres-db"', 'connection="broker"', 'connection="worker"'];
     let text = '';

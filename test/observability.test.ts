@@ -27,7 +27,10 @@ beforeAll(async () => {
   sshd = await startSshd();
   s = await startStack({
     config: {
-      targets: [{ name: 'db', kind: 'postgres', tags: [] }, { name: 'host', kind: 'ssh', tags: [] }],
+      targets: [
+        { name: 'db', kind: 'postgres', tags: [] },
+        { name: 'host', kind: 'ssh', tags: [] },
+      ],
       policy: {
         rules: [
           { id: 'analysts-read', effect: 'allow', groups: ['analysts'], targets: ['db'], mode: 'read' },
@@ -39,11 +42,15 @@ beforeAll(async () => {
       },
       observability: { port: 0, sampleIntervalMs: 100, checkTimeoutMs: 500 },
     },
-    workersSsh: [{
-      target: 'host', host: sshd.host, port: sshd.port,
-      hostKeys: { fingerprints: [sshd.hostKeyFingerprint] },
-      credentials: { read: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath }, write: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath } },
-    }],
+    workersSsh: [
+      {
+        target: 'host',
+        host: sshd.host,
+        port: sshd.port,
+        hostKeys: { fingerprints: [sshd.hostKeyFingerprint] },
+        credentials: { read: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath }, write: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath } },
+      },
+    ],
     observe: async (config, names, log) => {
       obs = await Observability.start({ config, names, log, serviceName: 'writ-test', spanExporter: spans });
       return obs.metrics;
@@ -117,8 +124,15 @@ describe('the health endpoints', () => {
     expect(r.status).toBe(200);
     expect(r.body.ready).toBe(true);
     expect(r.body.checks).toEqual({
-      process: 'ok', 'service:broker': 'ok', 'nats:broker': 'ok', 'streams:broker': 'ok',
-      'service:worker': 'ok', 'nats:worker': 'ok', 'streams:worker': 'ok', 'target:db': 'ok', 'target:host': 'ok',
+      process: 'ok',
+      'service:broker': 'ok',
+      'nats:broker': 'ok',
+      'streams:broker': 'ok',
+      'service:worker': 'ok',
+      'nats:worker': 'ok',
+      'streams:worker': 'ok',
+      'target:db': 'ok',
+      'target:host': 'ok',
     });
     expect((await fetch(url('/nope'))).status).toBe(404);
     expect((await fetch(url('/metrics'), { method: 'POST' })).status).toBe(405);
@@ -126,7 +140,7 @@ describe('the health endpoints', () => {
 });
 
 describe('tracing', () => {
-  it('carries the agent\'s trace from the SDK through broker and worker and back on the outcome', async () => {
+  it("carries the agent's trace from the SDK through broker and worker and back on the outcome", async () => {
     spans.reset();
     const tap: NatsConnection = await connect({ servers: s.nats.url });
     const replies: Msg[] = [];

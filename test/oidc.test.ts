@@ -41,7 +41,11 @@ function identityConfig(extra: Record<string, unknown> = {}): ConfigInput['ident
   };
 }
 const verifier = (extra: Record<string, unknown> = {}) => IdentityVerifier.fromConfig(parseConfig({ identity: identityConfig(extra) }));
-const codeOf = (p: Promise<unknown>) => p.then(() => 'accepted', (e: { code?: string }) => e.code ?? String(e));
+const codeOf = (p: Promise<unknown>) =>
+  p.then(
+    () => 'accepted',
+    (e: { code?: string }) => e.code ?? String(e),
+  );
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('tokens from a real OpenID provider, through discovery and remote JWKS', () => {
@@ -154,14 +158,17 @@ describe('writ login: the device flow against the provider', () => {
     try {
       const lines: string[] = [];
       let approval: Promise<void> | undefined;
-      const stored = await deviceLogin({ issuer: op.issuer, clientId: op.humanClientId, resource: op.approverAudience }, {
-        file,
-        say: (l) => {
-          lines.push(l);
-          const code = /enter the code (\S+)/.exec(l)?.[1];
-          if (code) approval = op.approveDevice(code, 'bob');
+      const stored = await deviceLogin(
+        { issuer: op.issuer, clientId: op.humanClientId, resource: op.approverAudience },
+        {
+          file,
+          say: (l) => {
+            lines.push(l);
+            const code = /enter the code (\S+)/.exec(l)?.[1];
+            if (code) approval = op.approveDevice(code, 'bob');
+          },
         },
-      });
+      );
       await approval;
       expect(lines[0]).toMatch(new RegExp(`^Open ${op.issuer}/device and enter the code \\S+`));
       expect(statSync(file).mode & 0o777).toBe(0o600);

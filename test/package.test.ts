@@ -16,8 +16,26 @@ const run = promisify(execFile);
 const REPO = join(import.meta.dirname, '..');
 const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { files: string[]; bin: Record<string, string> };
 /** What the build reads: the runtime folders of tsconfig.build.json, the configs, the build script. */
-const BUILD_INPUTS = ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'scripts', 'README.md', 'LICENSE', 'deploy',
-  'schemas', 'lib', 'classify', 'masking', 'broker', 'workers', 'approver', 'audit', 'client', 'cmd'];
+const BUILD_INPUTS = [
+  'package.json',
+  'package-lock.json',
+  'tsconfig.json',
+  'tsconfig.build.json',
+  'scripts',
+  'README.md',
+  'LICENSE',
+  'deploy',
+  'schemas',
+  'lib',
+  'classify',
+  'masking',
+  'broker',
+  'workers',
+  'approver',
+  'audit',
+  'client',
+  'cmd',
+];
 
 let dir: string;
 let installed: string;

@@ -49,7 +49,12 @@ async function login(role: NatsRole): Promise<NatsConnection> {
 const token = (sub: string, groups: string[], audience = 'writ') => mintDevToken(dev, { sub, groups, audience, ttlSec: 600 });
 // Approvers vote with approver tokens (the dev issuer's approver audience).
 const clientOf = async (role: NatsRole, sub: string, groups: string[]) =>
-  new WritClient({ nc: as.get(role)!, token: await token(sub, groups, role === 'approver' ? 'writ-approver' : 'writ'), prefix: 'writ', ...(ROLE_INBOX[role] ? { inboxPrefix: ROLE_INBOX[role] } : {}) });
+  new WritClient({
+    nc: as.get(role)!,
+    token: await token(sub, groups, role === 'approver' ? 'writ-approver' : 'writ'),
+    prefix: 'writ',
+    ...(ROLE_INBOX[role] ? { inboxPrefix: ROLE_INBOX[role] } : {}),
+  });
 const jsmOf = (role: NatsRole): Promise<JetStreamManager> => jetstreamManager(as.get(role)!, { timeout: 1500, checkAPI: false });
 
 beforeAll(async () => {
@@ -66,7 +71,10 @@ beforeAll(async () => {
     prefix: 'writ',
     identity: { devIssuer: { enabled: true, dir: join(dir, 'dev-issuer'), audience: 'writ' } },
     grants: { keyFile: join(dir, 'grant-key.pem'), ttlSec: 60 },
-    targets: [{ name: 'db', kind: 'postgres', tags: [] }, { name: 'host', kind: 'ssh', tags: [] }],
+    targets: [
+      { name: 'db', kind: 'postgres', tags: [] },
+      { name: 'host', kind: 'ssh', tags: [] },
+    ],
     policy: {
       rules: [
         { id: 'analysts-read', effect: 'allow', groups: ['analysts'], targets: ['db'], mode: 'read' },
@@ -75,17 +83,27 @@ beforeAll(async () => {
       ],
     },
     workers: {
-      postgres: [{
-        target: 'db', host: db.host, port: db.port, database: db.database,
-        credentials: {
-          read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } },
-          write: { user: { value: db.roles.write.user }, password: { value: db.roles.write.password } },
+      postgres: [
+        {
+          target: 'db',
+          host: db.host,
+          port: db.port,
+          database: db.database,
+          credentials: {
+            read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } },
+            write: { user: { value: db.roles.write.user }, password: { value: db.roles.write.password } },
+          },
         },
-      }],
-      ssh: [{
-        target: 'host', host: sshd.host, port: sshd.port, hostKeys: { fingerprints: [sshd.hostKeyFingerprint] },
-        credentials: { read: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath }, write: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath } },
-      }],
+      ],
+      ssh: [
+        {
+          target: 'host',
+          host: sshd.host,
+          port: sshd.port,
+          hostKeys: { fingerprints: [sshd.hostKeyFingerprint] },
+          credentials: { read: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath }, write: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath } },
+        },
+      ],
     },
     audit: { flushMs: 1 },
   };
@@ -224,7 +242,16 @@ describe('a reply subject aimed at what the agent may not write', () => {
     const targets = [`$KV.${n.buckets.intents}.i_deputy`, `$KV.${n.buckets.claims}.g_deputy`, n.audit('s_victim'), '$JS.API.STREAM.DELETE.WRIT_RESULTS'];
     for (const reply of targets) agent.publish(n.api('targets'), '{}', { reply });
     const c = await clientOf('agent', 'alice', ['analysts']);
-    const intent = { v: 1, type: 'intent', id: 'i_deputy_intent', sessionId: 's_deputy', target: 'db', command: { kind: 'sql', sql: 'SELECT 1' }, token: await token('alice', ['analysts']), submittedAt: Date.now() };
+    const intent = {
+      v: 1,
+      type: 'intent',
+      id: 'i_deputy_intent',
+      sessionId: 's_deputy',
+      target: 'db',
+      command: { kind: 'sql', sql: 'SELECT 1' },
+      token: await token('alice', ['analysts']),
+      submittedAt: Date.now(),
+    };
     for (const [i, replyTo] of targets.entries()) {
       await jetstream(agent).publish(n.intent('db'), JSON.stringify({ ...intent, id: `i_deputy_${i}`, replyTo }), { msgID: `i_deputy_${i}` });
     }

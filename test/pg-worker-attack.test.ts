@@ -21,13 +21,19 @@ let ex: PostgresExecutor;
 let ex1: PostgresExecutor;
 
 function target(poolSize: number) {
-  return [{
-    target: 'db', host: db.host, port: db.port, database: db.database, poolSize,
-    credentials: {
-      read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } },
-      write: { user: { value: db.roles.write.user }, password: { value: db.roles.write.password } },
+  return [
+    {
+      target: 'db',
+      host: db.host,
+      port: db.port,
+      database: db.database,
+      poolSize,
+      credentials: {
+        read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } },
+        write: { user: { value: db.roles.write.user }, password: { value: db.roles.write.password } },
+      },
     },
-  }] as ConstructorParameters<typeof PostgresExecutor>[0];
+  ] as ConstructorParameters<typeof PostgresExecutor>[0];
 }
 
 beforeAll(async () => {
@@ -55,7 +61,20 @@ afterAll(async () => {
 });
 
 function run(e: PostgresExecutor, sql: string, mode: 'read' | 'write', limits: Limits = {}): Promise<ExecOutput> {
-  const claims = { gid: 'g', iid: 'i', sid: 's', tgt: 'db', kind: 'postgres', mode, sha256: '0'.repeat(64), iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 600, limits, policyVersion: 'v', sub: 'x' } as GrantClaims;
+  const claims = {
+    gid: 'g',
+    iid: 'i',
+    sid: 's',
+    tgt: 'db',
+    kind: 'postgres',
+    mode,
+    sha256: '0'.repeat(64),
+    iat: Math.floor(Date.now() / 1000),
+    exp: Math.floor(Date.now() / 1000) + 600,
+    limits,
+    policyVersion: 'v',
+    sub: 'x',
+  } as GrantClaims;
   const order = { command: { kind: 'sql', sql } } as Order;
   return e.run({ order, claims, signal: new AbortController().signal, streamMasker: () => ({ push: () => '', end: () => '' }) });
 }
@@ -71,10 +90,21 @@ async function fails(p: Promise<unknown>) {
 
 const count = async (table: string) => Number((await admin.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n);
 
-describe('the batch cannot leave the worker\'s transaction (item 9)', () => {
+describe("the batch cannot leave the worker's transaction (item 9)", () => {
   const control = [
-    'COMMIT', 'ROLLBACK', 'END', 'ABORT', 'COMMIT AND CHAIN', "PREPARE TRANSACTION 'x'", 'SAVEPOINT a', 'RELEASE SAVEPOINT a',
-    'ROLLBACK TO SAVEPOINT a', 'BEGIN', 'START TRANSACTION', "COMMIT PREPARED 'x'", 'ROLLBACK AND CHAIN',
+    'COMMIT',
+    'ROLLBACK',
+    'END',
+    'ABORT',
+    'COMMIT AND CHAIN',
+    "PREPARE TRANSACTION 'x'",
+    'SAVEPOINT a',
+    'RELEASE SAVEPOINT a',
+    'ROLLBACK TO SAVEPOINT a',
+    'BEGIN',
+    'START TRANSACTION',
+    "COMMIT PREPARED 'x'",
+    'ROLLBACK AND CHAIN',
   ];
   for (const tc of control) {
     it(`refuses ${tc} inside a write batch before anything runs`, async () => {
@@ -84,14 +114,14 @@ describe('the batch cannot leave the worker\'s transaction (item 9)', () => {
     });
   }
 
-  it('refuses the issue\'s leading COMMIT; INSERT of 150 rows under rowsAffected 100, and nothing is committed', async () => {
+  it("refuses the issue's leading COMMIT; INSERT of 150 rows under rowsAffected 100, and nothing is committed", async () => {
     const err = await fails(run(ex, 'COMMIT; INSERT INTO t SELECT g FROM generate_series(1,150) g', 'write', { rowsAffected: 100 }));
     expect(err.code).toBe('WRIT_UNSUPPORTED');
     expect(err.message).not.toMatch(/rolled back/);
     expect(await count('t')).toBe(0);
   });
 
-  it('refuses the issue\'s COMMIT; SELECT count(*) … at once, in a read batch and alone', async () => {
+  it("refuses the issue's COMMIT; SELECT count(*) … at once, in a read batch and alone", async () => {
     const t0 = Date.now();
     expect((await fails(run(ex, 'COMMIT; SELECT count(*) FROM generate_series(1,250000000)', 'read', { seconds: 2 }))).code).toBe('WRIT_UNSUPPORTED');
     expect((await fails(run(ex, 'COMMIT', 'read'))).code).toBe('WRIT_UNSUPPORTED');
@@ -112,10 +142,7 @@ describe('the batch cannot leave the worker\'s transaction (item 9)', () => {
   });
 
   it('refuses writes whose count the server does not report under a rowsAffected limit', async () => {
-    for (const sql of [
-      'WITH d AS (INSERT INTO t SELECT g FROM generate_series(1,150) g RETURNING 1) SELECT count(*) FROM d',
-      'EXPLAIN ANALYZE INSERT INTO t SELECT g FROM generate_series(1,150) g',
-    ]) {
+    for (const sql of ['WITH d AS (INSERT INTO t SELECT g FROM generate_series(1,150) g RETURNING 1) SELECT count(*) FROM d', 'EXPLAIN ANALYZE INSERT INTO t SELECT g FROM generate_series(1,150) g']) {
       expect((await fails(run(ex, sql, 'write', { rowsAffected: 100 }))).code, sql).toBe('WRIT_UNSUPPORTED');
     }
     expect(await count('t')).toBe(0);
@@ -133,7 +160,7 @@ describe('the batch cannot leave the worker\'s transaction (item 9)', () => {
     expect(Date.now() - t0).toBeLessThan(4000);
   });
 
-  it('cancels from the worker\'s side when a function lifts statement_timeout', async () => {
+  it("cancels from the worker's side when a function lifts statement_timeout", async () => {
     const t0 = Date.now();
     const err = await fails(run(ex, "SELECT set_config('statement_timeout', '0', true); SELECT pg_sleep(20)", 'read', { seconds: 1 }));
     expect(err.code).toBe('WRIT_EXEC_TIMEOUT');
@@ -169,8 +196,8 @@ describe('connections come back clean (items 7 and 8)', () => {
   });
 });
 
-describe('one intent cannot exhaust the worker\'s memory (item 10)', () => {
-  it('stops the issue\'s repeat(\'x\', 200000000) × 3 at the wire, within 64 MiB', async () => {
+describe("one intent cannot exhaust the worker's memory (item 10)", () => {
+  it("stops the issue's repeat('x', 200000000) × 3 at the wire, within 64 MiB", async () => {
     global.gc?.();
     const before = process.memoryUsage().rss;
     let peak = before;
@@ -216,10 +243,10 @@ describe('one intent cannot exhaust the worker\'s memory (item 10)', () => {
 describe('a dropped connection ends the intent, not the worker (issue 11 item 1)', () => {
   async function terminateWhen(pattern: string): Promise<void> {
     for (let i = 0; i < 200; i++) {
-      const r = await admin.query(
-        "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = $1 AND application_name = 'writ-worker' AND state = 'active' AND query ILIKE $2",
-        [db.database, pattern],
-      );
+      const r = await admin.query("SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = $1 AND application_name = 'writ-worker' AND state = 'active' AND query ILIKE $2", [
+        db.database,
+        pattern,
+      ]);
       if (r.rows.length > 0) return;
       await new Promise((res) => setTimeout(res, 25));
     }
@@ -239,7 +266,7 @@ describe('a dropped connection ends the intent, not the worker (issue 11 item 1)
     expect(ok.type === 'rows' && ok.rows).toEqual([[2]]);
   });
 
-  it('says the commit\'s fate is unknown when the backend is terminated during COMMIT', async () => {
+  it("says the commit's fate is unknown when the backend is terminated during COMMIT", async () => {
     const p = fails(run(ex, 'INSERT INTO slow VALUES (1)', 'write'));
     await terminateWhen('COMMIT');
     const err = await p;
@@ -253,10 +280,7 @@ describe('a dropped connection ends the intent, not the worker (issue 11 item 1)
 
 describe('computed fields of statements the classifier cannot see into are opaque (item 13, worker side)', () => {
   const spec = { columns: [{ column: 'public.secrets.password' }], detectors: [] };
-  for (const sql of [
-    "SELECT * FROM ts_stat('SELECT to_tsvector(''simple'', password) FROM secrets')",
-    "SELECT query_to_xml('SELECT password FROM secrets', true, true, '') AS x",
-  ]) {
+  for (const sql of ["SELECT * FROM ts_stat('SELECT to_tsvector(''simple'', password) FROM secrets')", "SELECT query_to_xml('SELECT password FROM secrets', true, true, '') AS x"]) {
     it(`marks every computed field of ${sql.slice(0, 40)}… opaque, and masking redacts them`, async () => {
       const r = await run(ex, sql, 'read');
       if (r.type !== 'rows') throw new Error('rows expected');

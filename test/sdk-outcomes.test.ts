@@ -47,10 +47,11 @@ async function relay(port: number): Promise<{ url: string; cut(): void; restore(
     restore() {
       up = true;
     },
-    close: () => new Promise<void>((r) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => r());
-    }),
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
   };
 }
 
@@ -116,7 +117,7 @@ describe('SDK outcomes the inbox never sees', () => {
     expect(Date.now() - started).toBeLessThan(30_000);
   }, 90_000);
 
-  it('a lost worker\'s unknown (sweeper) is reported as unknown as soon as the broker records it', async () => {
+  it("a lost worker's unknown (sweeper) is reported as unknown as soon as the broker records it", async () => {
     const keyDir = mkdtempSync(join(tmpdir(), 'writ-sdk-'));
     cleanups.push(() => rmSync(keyDir, { recursive: true, force: true }));
     // Short grants and run limits, so the sweeper ends a claimed, never-finished intent within seconds.
@@ -145,11 +146,15 @@ describe('SDK outcomes the inbox never sees', () => {
     await claims.create(intentId, new TextEncoder().encode(JSON.stringify({ worker: 'w_lost', at: Date.now(), iid: intentId })));
 
     let endedAt = 0;
-    const watching = until('the record to turn unknown', async () => {
-      const st: IntentState = await agent.status(intentId);
-      if (st === 'unknown') return (endedAt = Date.now());
-      return undefined;
-    }, 60_000);
+    const watching = until(
+      'the record to turn unknown',
+      async () => {
+        const st: IntentState = await agent.status(intentId);
+        if (st === 'unknown') return (endedAt = Date.now());
+        return undefined;
+      },
+      60_000,
+    );
     const out = await running;
     const returnedAt = Date.now();
     await watching;
@@ -163,7 +168,10 @@ describe('SDK outcomes the inbox never sees', () => {
     s = await startStack({ worker: false });
     const agent = s.client(await s.token('agent-c', ['analysts']));
     const intentId = newId();
-    const err = await agent.run({ target: 'db', sql: 'SELECT 1', intentId }, { timeoutMs: 3_000 }).then(() => undefined, (e: unknown) => e);
+    const err = await agent.run({ target: 'db', sql: 'SELECT 1', intentId }, { timeoutMs: 3_000 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(WritError);
     expect((err as WritError).code).toBe('WRIT_TIMEOUT');
     expect((err as WritError).details).toEqual({ intentId, status: 'dispatched' });
@@ -177,7 +185,11 @@ describe('SDK outcomes the inbox never sees', () => {
     const tap = await connect({ servers: s.nats.url });
     cleanups.push(() => tap.close());
     let asked = 0;
-    const sub = tap.subscribe(`${s.names.prefix}.api.>`, { callback: () => { asked++; } });
+    const sub = tap.subscribe(`${s.names.prefix}.api.>`, {
+      callback: () => {
+        asked++;
+      },
+    });
     await tap.flush();
     for (let i = 0; i < 5; i++) expect((await agent.run({ target: 'db', sql: 'SELECT 1' })).status).toBe('succeeded');
     // Time for a request that would follow a settled run to be sent.

@@ -14,7 +14,10 @@ beforeAll(async () => {
   sshd = await startSshd();
   s = await startStack({
     config: {
-      targets: [{ name: 'db', kind: 'postgres', tags: [] }, { name: 'host', kind: 'ssh', tags: ['test'] }],
+      targets: [
+        { name: 'db', kind: 'postgres', tags: [] },
+        { name: 'host', kind: 'ssh', tags: ['test'] },
+      ],
       policy: {
         rules: [
           { id: 'ops-shell', effect: 'allow', groups: ['ops'], targets: ['host'], mode: 'write', limits: { seconds: 20 } },
@@ -23,14 +26,18 @@ beforeAll(async () => {
         masking: { detectors: ['github_token', 'email'] },
       },
     },
-    workersSsh: [{
-      target: 'host', host: sshd.host, port: sshd.port,
-      hostKeys: { fingerprints: [sshd.hostKeyFingerprint] },
-      credentials: {
-        read: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath },
-        write: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath },
+    workersSsh: [
+      {
+        target: 'host',
+        host: sshd.host,
+        port: sshd.port,
+        hostKeys: { fingerprints: [sshd.hostKeyFingerprint] },
+        credentials: {
+          read: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath },
+          write: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath },
+        },
       },
-    }],
+    ],
   });
 }, 120_000);
 afterAll(async () => {

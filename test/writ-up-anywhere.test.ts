@@ -165,7 +165,9 @@ describe('writ up touches only what it owns', () => {
     });
     await up(dir, home, cfg);
     // The existing table keeps its shape and its one row; the other database was not created.
-    const cols = await admin(db.database, async (c) => (await c.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'customers' ORDER BY ordinal_position")).rows.map((r: { column_name: string }) => r.column_name));
+    const cols = await admin(db.database, async (c) =>
+      (await c.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'customers' ORDER BY ordinal_position")).rows.map((r: { column_name: string }) => r.column_name),
+    );
     expect(cols).toEqual(['id', 'note']);
     expect(await admin(db.database, async (c) => (await c.query('SELECT note FROM customers')).rows)).toEqual([{ note: 'mine' }]);
     expect(await databaseExists(absentDb)).toBe(false);

@@ -37,7 +37,15 @@ export function loadTrustedKeys(config: Config): Map<string, KeyObject> {
   return out;
 }
 
-export async function createWorker(opts: { nc: NatsConnection; config: Config; log: Logger; executors?: Executor[]; id?: string; hmacKey?: Buffer; metrics?: ServiceMetrics | undefined }): Promise<Worker> {
+export async function createWorker(opts: {
+  nc: NatsConnection;
+  config: Config;
+  log: Logger;
+  executors?: Executor[];
+  id?: string;
+  hmacKey?: Buffer;
+  metrics?: ServiceMetrics | undefined;
+}): Promise<Worker> {
   const { config } = opts;
   await initClassifiers({ mysql: config.workers.mysql.length > 0 });
   const executors: Executor[] = opts.executors ?? [
@@ -61,7 +69,14 @@ export async function createWorker(opts: { nc: NatsConnection; config: Config; l
     }
   }
   return new Worker({
-    nc: opts.nc, config, names: makeNames(config.prefix), log: opts.log, executors, trustedKeys: loadTrustedKeys(config),
-    ...(opts.hmacKey ? { hmacKey: opts.hmacKey } : {}), ...(opts.id ? { id: opts.id } : {}), metrics: opts.metrics,
+    nc: opts.nc,
+    config,
+    names: makeNames(config.prefix),
+    log: opts.log,
+    executors,
+    trustedKeys: loadTrustedKeys(config),
+    ...(opts.hmacKey ? { hmacKey: opts.hmacKey } : {}),
+    ...(opts.id ? { id: opts.id } : {}),
+    metrics: opts.metrics,
   });
 }

@@ -12,8 +12,23 @@ import { AuditWriter, serviceAuditKey } from '../audit/index.ts';
 import { endSpan, lazyChild, SpanKind, startSpan, traceContextOf, traceHeaders, traceIdOf, type ServiceMetrics, type Span } from '../lib/index.ts';
 import { consumeConcurrently, encodeReply, ensureConsumer, maxBody, retryTransient, sealOutcome, sendReply, withDeadline, type ConsumeLoop, type Logger } from '../lib/index.ts';
 import {
-  commandText, formatIssues, IntentRecordSchema, OrderSchema, sha256Hex, toWritError, verifyGrantSignature, WritError,
-  type Config, type ErrorReply, type GrantClaims, type IntentRecord, type IntentState, type Names, type Order, type Outcome, type ResultBody,
+  commandText,
+  formatIssues,
+  IntentRecordSchema,
+  OrderSchema,
+  sha256Hex,
+  toWritError,
+  verifyGrantSignature,
+  WritError,
+  type Config,
+  type ErrorReply,
+  type GrantClaims,
+  type IntentRecord,
+  type IntentState,
+  type Names,
+  type Order,
+  type Outcome,
+  type ResultBody,
 } from '../schemas/index.ts';
 import { genericSqlError, LineMasker, maskRows, maskText, MaskingSpecSchema, sensitiveColumns, type MaskingSpec } from '../masking/index.ts';
 import { ClaimedGrants } from './claimed-grants.ts';
@@ -94,8 +109,12 @@ export class Worker {
     for (const [target, ex] of this.#byTarget) {
       const durable = n.durables.worker(ex.kind, target);
       await ensureConsumer(this.#jsm, n.streams.exec, {
-        durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All,
-        filter_subject: n.exec(ex.kind, target), ack_wait: 60_000_000_000, max_ack_pending: config.limits.concurrency * 4,
+        durable_name: durable,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        filter_subject: n.exec(ex.kind, target),
+        ack_wait: 60_000_000_000,
+        max_ack_pending: config.limits.concurrency * 4,
       });
       const consumer = await this.#js.consumers.get(n.streams.exec, durable);
       this.#loops.push(await consumeConcurrently(consumer, (m) => this.#handle(m, ex), { maxInFlight: config.limits.concurrency, log }));
@@ -137,7 +156,8 @@ export class Worker {
     }
     // The order's span continues the broker's trace (the order's traceparent header).
     const span = startSpan('writ.worker.execute', {
-      parent: traceContextOf(m.headers), kind: SpanKind.CONSUMER,
+      parent: traceContextOf(m.headers),
+      kind: SpanKind.CONSUMER,
       attributes: { 'writ.intent_id': order.intentId, 'writ.session_id': order.sessionId, 'writ.target': order.target },
     });
     const t: Traced = { span, log: lazyChild(this.#d.log, { intentId: order.intentId, sessionId: order.sessionId, traceId: traceIdOf(span) }) };
@@ -161,7 +181,13 @@ export class Worker {
       if (this.#claimedHere.has(claims.gid)) throw new WritError('WRIT_ALREADY_CLAIMED');
       await this.#claims.create(claims.gid, enc.encode(JSON.stringify({ worker: this.id, at: Date.now(), iid: claims.iid })));
     } catch {
-      await this.#audit.append({ sessionId: claims.sid, intentId: claims.iid, type: 'exec.refused', payload: { code: 'WRIT_ALREADY_CLAIMED', grantId: claims.gid }, policyVersion: claims.policyVersion });
+      await this.#audit.append({
+        sessionId: claims.sid,
+        intentId: claims.iid,
+        type: 'exec.refused',
+        payload: { code: 'WRIT_ALREADY_CLAIMED', grantId: claims.gid },
+        policyVersion: claims.policyVersion,
+      });
       m.term();
       refused('WRIT_ALREADY_CLAIMED');
       return;
@@ -183,8 +209,12 @@ export class Worker {
     const auditClaimed = () => {
       if (!claimedAudit) {
         claimedAudit = this.#audit.append({
-          sessionId: claims.sid, intentId: claims.iid, type: 'exec.claimed', at: claimedAt,
-          payload: { grantId: claims.gid, mode: claims.mode }, policyVersion: claims.policyVersion,
+          sessionId: claims.sid,
+          intentId: claims.iid,
+          type: 'exec.claimed',
+          at: claimedAt,
+          payload: { grantId: claims.gid, mode: claims.mode },
+          policyVersion: claims.policyVersion,
         });
         // Handled here and awaited (and rethrown) in the finally below: never an unhandled rejection.
         claimedAudit.catch(() => undefined);
@@ -193,10 +223,16 @@ export class Worker {
     };
     const timer = setTimeout(auditClaimed, CLAIM_AUDIT_DELAY_MS);
     try {
-      await this.#execute(order, claims, ex, () => {
-        clearTimeout(timer);
-        void auditClaimed();
-      }, t);
+      await this.#execute(
+        order,
+        claims,
+        ex,
+        () => {
+          clearTimeout(timer);
+          void auditClaimed();
+        },
+        t,
+      );
     } finally {
       clearTimeout(timer);
       await auditClaimed();
@@ -227,7 +263,9 @@ export class Worker {
       if (!spec.ok) throw spec.error;
       const maskers: Array<{ stream: string; m: LineMasker }> = [];
       const out = await ex.run({
-        order, claims, signal: ac.signal,
+        order,
+        claims,
+        signal: ac.signal,
         streamMasker: () => {
           const m = new LineMasker(spec.spec, { hmacKey: this.#d.hmacKey });
           maskers.push({ stream: maskers.length === 0 ? 'stdout' : maskers.length === 1 ? 'stderr' : `stream${maskers.length}`, m });
@@ -248,14 +286,21 @@ export class Worker {
     }
     this.#observe(order.target, status, started, result, error, t.span);
     const outcome: Outcome = {
-      v: 1, type: 'outcome', intentId: order.intentId, sessionId: order.sessionId, status, at: Date.now(),
+      v: 1,
+      type: 'outcome',
+      intentId: order.intentId,
+      sessionId: order.sessionId,
+      status,
+      at: Date.now(),
       ...(order.record?.decision ? { decision: order.record.decision } : {}),
-      ...(result ? { result } : {}), ...(error ? { error } : {}),
+      ...(result ? { result } : {}),
+      ...(error ? { error } : {}),
     };
     // Results were cut to what the bus carries; should the envelope still not fit, the outcome
     // says so with a code, and the statement's own success stays recorded in its state.
     const bytes = encodeReply(this.#d.nc, outcome, (e) => ({
-      ...outcome, result: undefined,
+      ...outcome,
+      result: undefined,
       error: { ...e.toReply(), code: 'WRIT_RESULT_TOO_LARGE', message: `the command ${status}; ${e.message}` },
     }));
     const resultDigest = sha256Hex(bytes);
@@ -263,9 +308,18 @@ export class Worker {
     // to the broker's results key (both from the signed grant). A grant without one gets the
     // outcome's status only: results and reasons never cross the bus in clear.
     const clear = JSON.parse(new TextDecoder().decode(bytes)) as Outcome;
-    const sealedFor = (key: string | undefined): Outcome => key
-      ? sealOutcome(clear, key)
-      : { v: 1, type: 'outcome', intentId: clear.intentId, sessionId: clear.sessionId, status: clear.status, at: clear.at, error: new WritError('WRIT_SEAL_REQUIRED', `the command ${status}; the grant names no key to seal its outcome to`).toReply() };
+    const sealedFor = (key: string | undefined): Outcome =>
+      key
+        ? sealOutcome(clear, key)
+        : {
+            v: 1,
+            type: 'outcome',
+            intentId: clear.intentId,
+            sessionId: clear.sessionId,
+            status: clear.status,
+            at: clear.at,
+            error: new WritError('WRIT_SEAL_REQUIRED', `the command ${status}; the grant names no key to seal its outcome to`).toReply(),
+          };
     const stk = claims.stk;
     const stored = encodeReply(this.#d.nc, sealedFor(stk), (e) => (stk ? sealOutcome({ ...clear, result: undefined, error: e.toReply() }, stk) : { ...sealedFor(undefined), error: e.toReply() }));
     const retry = { log: t.log, context: {} };
@@ -273,10 +327,20 @@ export class Worker {
     // exec.claimed and exec.finished are stored (the audit writer retries through reconnects).
     beforeFinishAudit();
     await this.#audit.append({
-      sessionId: order.sessionId, intentId: order.intentId, type: 'exec.finished', policyVersion: claims.policyVersion,
+      sessionId: order.sessionId,
+      intentId: order.intentId,
+      type: 'exec.finished',
+      policyVersion: claims.policyVersion,
       payload: {
-        status, ms: Date.now() - started, resultSha256: resultDigest, rowCount: result?.rowCount, truncated: result?.truncated,
-        ...(result?.truncatedBy ? { truncatedBy: result.truncatedBy } : {}), maskedFields, exitCode: result?.exitCode, ...(error ? { error } : {}),
+        status,
+        ms: Date.now() - started,
+        resultSha256: resultDigest,
+        rowCount: result?.rowCount,
+        truncated: result?.truncated,
+        ...(result?.truncatedBy ? { truncatedBy: result.truncatedBy } : {}),
+        maskedFields,
+        exitCode: result?.exitCode,
+        ...(error ? { error } : {}),
       },
     });
     // Only to the inbox the broker validated and signed into the grant (never a subject the order alone names).
@@ -355,8 +419,16 @@ export class Worker {
       const cut = stdout.length < out.stdout.length || stderr.length < out.stderr.length;
       return {
         result: {
-          columns, rows: [], rowCount: 0, truncated: out.truncated || cut, ...(cut ? { truncatedBy: by } : {}),
-          command: 'exec', exitCode: out.exitCode, signal: out.signal, stdout, stderr,
+          columns,
+          rows: [],
+          rowCount: 0,
+          truncated: out.truncated || cut,
+          ...(cut ? { truncatedBy: by } : {}),
+          command: 'exec',
+          exitCode: out.exitCode,
+          signal: out.signal,
+          stdout,
+          stderr,
         },
         maskedFields: columns.filter((c) => c.masked).map((c) => c.name),
       };

@@ -16,7 +16,10 @@ export interface ColumnCatalogue {
 
 /** Thrown inside the batch; becomes WRIT_ROW_LIMIT once the rollback's fate is known. */
 export class RowLimit {
-  constructor(readonly affected: number | null, readonly limit: number) {}
+  constructor(
+    readonly affected: number | null,
+    readonly limit: number,
+  ) {}
 }
 
 /**

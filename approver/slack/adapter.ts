@@ -90,8 +90,11 @@ export class SlackAdapter implements ApproverAdapter {
   async start(ctx: BotContext): Promise<void> {
     this.#ctx = ctx;
     this.#server = await startInteractionServer({
-      host: this.#c.listen.host, port: this.#c.listen.port, signingSecret: readSecret(this.#c.signingSecret, 'signingSecret'),
-      log: this.#log, onPayload: (p) => this.#onPayload(p),
+      host: this.#c.listen.host,
+      port: this.#c.listen.port,
+      signingSecret: readSecret(this.#c.signingSecret, 'signingSecret'),
+      log: this.#log,
+      onPayload: (p) => this.#onPayload(p),
     });
     this.#log.info({ url: this.#server.url }, 'slack interactions endpoint listening');
   }
@@ -171,9 +174,13 @@ export class SlackAdapter implements ApproverAdapter {
     const mapping = await this.#approver(user);
     if (!mapping.ok) {
       this.#log.warn({ user, intentId: intentId.data, why: mapping.why }, 'vote from an unmapped Slack user refused');
-      await this.#tell(channel, user, mapping.why === 'unmapped'
-        ? 'You are not mapped to a Writ approver identity, so your vote was not sent. Ask an admin to add your Slack user or e-mail to the approver bot\'s config.'
-        : 'Your Slack profile could not be looked up, so your vote was not sent. Try again in a minute.');
+      await this.#tell(
+        channel,
+        user,
+        mapping.why === 'unmapped'
+          ? "You are not mapped to a Writ approver identity, so your vote was not sent. Ask an admin to add your Slack user or e-mail to the approver bot's config."
+          : 'Your Slack profile could not be looked up, so your vote was not sent. Try again in a minute.',
+      );
       return;
     }
     const verdict = action.action_id === ACTION_DENY ? 'reject' : 'approve';
@@ -192,29 +199,54 @@ export class SlackAdapter implements ApproverAdapter {
       await this.#tell(channel, user, 'This request offers no access window; nothing was sent.');
       return;
     }
-    await this.#vote(ctx, { intentId: intentId.data, commandSha256: rec.request.commandSha256, verdict, user, channel, identity: mapping.identity, ...(reason ? { reason } : {}), ...(windowSec ? { windowSec } : {}) });
+    await this.#vote(ctx, {
+      intentId: intentId.data,
+      commandSha256: rec.request.commandSha256,
+      verdict,
+      user,
+      channel,
+      identity: mapping.identity,
+      ...(reason ? { reason } : {}),
+      ...(windowSec ? { windowSec } : {}),
+    });
   }
 
-  async #vote(ctx: BotContext, v: { intentId: string; commandSha256: string; verdict: 'approve' | 'reject'; user: string; channel: string | undefined; identity: ApproverIdentity; reason?: string; windowSec?: number }): Promise<void> {
+  async #vote(
+    ctx: BotContext,
+    v: { intentId: string; commandSha256: string; verdict: 'approve' | 'reject'; user: string; channel: string | undefined; identity: ApproverIdentity; reason?: string; windowSec?: number },
+  ): Promise<void> {
     let answer: DecisionAnswer;
     try {
       answer = await publishDecision({
-        nc: ctx.nc, names: this.#names, intentId: v.intentId, commandSha256: v.commandSha256, verdict: v.verdict, token: readSecret(this.#c.writToken, 'writToken'),
+        nc: ctx.nc,
+        names: this.#names,
+        intentId: v.intentId,
+        commandSha256: v.commandSha256,
+        verdict: v.verdict,
+        token: readSecret(this.#c.writToken, 'writToken'),
         signingKey: botSigningKey(readSecret(this.#c.signingKey, 'signingKey')),
-        onBehalfOf: { sub: v.identity.sub, groups: [...v.identity.groups], via: 'slack' }, timeoutMs: this.#c.decisionTimeoutMs,
-        ...(v.reason ? { reason: v.reason } : {}), ...(v.windowSec ? { windowSec: v.windowSec } : {}),
+        onBehalfOf: { sub: v.identity.sub, groups: [...v.identity.groups], via: 'slack' },
+        timeoutMs: this.#c.decisionTimeoutMs,
+        ...(v.reason ? { reason: v.reason } : {}),
+        ...(v.windowSec ? { windowSec: v.windowSec } : {}),
       });
     } catch (e) {
       const timeout = e instanceof WritError && e.code === 'WRIT_TIMEOUT';
       this.#log.error({ err: e, intentId: v.intentId, user: v.user }, 'vote not confirmed');
-      await this.#tell(v.channel, v.user, timeout
-        ? 'No broker answered in time. Your vote is stored and counts when a broker reads it; the message will show the outcome.'
-        : 'Your vote could not be sent. Try again.');
+      await this.#tell(
+        v.channel,
+        v.user,
+        timeout ? 'No broker answered in time. Your vote is stored and counts when a broker reads it; the message will show the outcome.' : 'Your vote could not be sent. Try again.',
+      );
       return;
     }
     this.#log.info({ intentId: v.intentId, user: v.user, sub: v.identity.sub, verdict: v.verdict, accepted: answer.accepted }, 'vote sent');
     await ctx.note(v.intentId, {
-      at: Date.now(), platformUser: v.user, sub: v.identity.sub, verdict: v.verdict, accepted: answer.accepted,
+      at: Date.now(),
+      platformUser: v.user,
+      sub: v.identity.sub,
+      verdict: v.verdict,
+      accepted: answer.accepted,
       ...(answer.accepted ? { status: answer.status } : { code: answer.code }),
     });
     if (!answer.accepted) {

@@ -50,7 +50,13 @@ function activityLine(a: Activity): string {
 function outcomeBlock(v: ApprovalView): Block | undefined {
   const o = v.outcome;
   if (!o) return undefined;
-  const by = o.by.length > 0 ? ` by ${o.by.slice(0, 10).map((b) => inlineCode(b, 60)).join(', ')}` : '';
+  const by =
+    o.by.length > 0
+      ? ` by ${o.by
+          .slice(0, 10)
+          .map((b) => inlineCode(b, 60))
+          .join(', ')}`
+      : '';
   let text: string;
   switch (o.status) {
     case 'dispatched':
@@ -102,7 +108,12 @@ export function renderRequest(v: ApprovalView): { text: string; blocks: Block[] 
     md(`*Acts for*\n${r.requester.actFor !== undefined ? inlineCode(r.requester.actFor) : '_nobody_'}`),
     md(`*Target*\n${inlineCode(r.target)}`),
     md(`*Rule*\n${inlineCode(r.rule)}`),
-    md(`*Approvers*\n${r.approval.count} of ${r.approval.groups.slice(0, 10).map((g) => inlineCode(g, 40)).join(', ')}`),
+    md(
+      `*Approvers*\n${r.approval.count} of ${r.approval.groups
+        .slice(0, 10)
+        .map((g) => inlineCode(g, 40))
+        .join(', ')}`,
+    ),
     md(`*Expires*\n${slackDate(r.expiresAt)}`),
   ];
   const blocks: Block[] = [
@@ -112,7 +123,8 @@ export function renderRequest(v: ApprovalView): { text: string; blocks: Block[] 
   ];
   if (command.truncated || v.commandLength > commandText(r.command).length) {
     blocks.push({
-      type: 'context', block_id: 'writ_truncated',
+      type: 'context',
+      block_id: 'writ_truncated',
       elements: [md(`:warning: The command is ${v.commandLength.toLocaleString('en')} characters long and is cut here. Read it in full with ${inlineCode('writ pending')} before approving.`)],
     });
   }
@@ -120,7 +132,8 @@ export function renderRequest(v: ApprovalView): { text: string; blocks: Block[] 
     { type: 'section', block_id: 'writ_facts', text: md(`*What it does*\n${codeBlock(factsLines(r.facts).join('\n'), FACTS_MAX).text}`) },
     { type: 'section', block_id: 'writ_justification', text: md(`*Justification*\n${r.justification ? codeBlock(r.justification, JUSTIFICATION_MAX).text : '_none given_'}`) },
     {
-      type: 'context', block_id: 'writ_ids',
+      type: 'context',
+      block_id: 'writ_ids',
       elements: [md(`Intent ${inlineCode(r.intentId, 130)} · session ${inlineCode(r.sessionId, 130)} · ${escapeSlackText(r.reasons.join('; ').slice(0, 500))}`)],
     },
   );
@@ -131,12 +144,15 @@ export function renderRequest(v: ApprovalView): { text: string; blocks: Block[] 
     if (window) blocks.push(window);
     blocks.push(
       {
-        type: 'input', block_id: REASON_BLOCK, optional: true,
+        type: 'input',
+        block_id: REASON_BLOCK,
+        optional: true,
         label: plain('Reason (needed to deny)'),
         element: { type: 'plain_text_input', action_id: REASON_ACTION, multiline: true, max_length: 2_000 },
       },
       {
-        type: 'actions', block_id: ACTIONS_BLOCK,
+        type: 'actions',
+        block_id: ACTIONS_BLOCK,
         elements: [
           { type: 'button', action_id: ACTION_APPROVE, style: 'primary', text: plain('Approve'), value: r.intentId },
           ...(window ? [{ type: 'button', action_id: ACTION_APPROVE_WINDOW, text: plain(plainText(`Approve with ${duration(r.windowScope!.maxSec)} window`, 75)), value: r.intentId }] : []),

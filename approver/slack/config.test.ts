@@ -2,8 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { parseSlackBotConfig } from './config.ts';
 
 const base = {
-  name: 'slack', channel: 'C0APPROVALS', botToken: { env: 'SLACK_BOT_TOKEN' }, signingSecret: { file: 'secrets/signing' },
-  writToken: { file: '/run/writ/token' }, signingKey: { file: 'secrets/vote-key.pem' }, users: { U0CAROL: { sub: 'carol', groups: ['approvers'] } },
+  name: 'slack',
+  channel: 'C0APPROVALS',
+  botToken: { env: 'SLACK_BOT_TOKEN' },
+  signingSecret: { file: 'secrets/signing' },
+  writToken: { file: '/run/writ/token' },
+  signingKey: { file: 'secrets/vote-key.pem' },
+  users: { U0CAROL: { sub: 'carol', groups: ['approvers'] } },
 };
 
 describe('slack approver config', () => {
@@ -26,7 +31,7 @@ describe('slack approver config', () => {
     expect(() => parseSlackBotConfig({ ...base, slackApiUrl: 'not a url' })).toThrow(/slackApiUrl: /);
   });
 
-  it('needs the bot\'s vote-signing key', () => {
+  it("needs the bot's vote-signing key", () => {
     const { signingKey: _k, ...noKey } = base;
     expect(() => parseSlackBotConfig(noKey)).toThrow(/signingKey: /);
   });

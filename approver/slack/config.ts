@@ -23,18 +23,24 @@ export const SlackBotConfigSchema = z.strictObject({
   /** The bot's name, one subject token: durable `<prefix>-approver-<name>`, bucket `<prefix>_approver_<name>`. */
   name: z.string().refine(isSubjectToken, 'a bot name is 1-128 characters of A-Z a-z 0-9 _ -'),
   /** Subject prefix of the Writ deployment. Default `writ`. */
-  prefix: z.string().default('writ').refine((p) => {
-    try {
-      names(p);
-      return true;
-    } catch {
-      return false;
-    }
-  }, 'a prefix is a lower-case letter then up to 31 of a-z 0-9 _ -'),
+  prefix: z
+    .string()
+    .default('writ')
+    .refine((p) => {
+      try {
+        names(p);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'a prefix is a lower-case letter then up to 31 of a-z 0-9 _ -'),
   /** The channel id (`C…`) requests are posted to. */
   channel: z.string().regex(/^[CG][A-Z0-9]{2,20}$/, 'a Slack channel id such as C0123ABCD'),
   /** When set, interactions from any other workspace are refused. */
-  teamId: z.string().regex(/^T[A-Z0-9]{2,20}$/).optional(),
+  teamId: z
+    .string()
+    .regex(/^T[A-Z0-9]{2,20}$/)
+    .optional(),
   /** The Slack bot token (`xoxb-…`). */
   botToken: SecretRefSchema,
   /** The Slack app's signing secret; every interaction is verified with it. */
@@ -42,10 +48,12 @@ export const SlackBotConfigSchema = z.strictObject({
   /** Base URL of the Slack Web API. Default `https://slack.com/api/`; tests point it at a fake. */
   slackApiUrl: z.url().optional(),
   /** Where the interactions endpoint (`POST /slack/interactions`) listens. Default 127.0.0.1:3000. */
-  listen: z.strictObject({
-    host: z.string().min(1).default('127.0.0.1'),
-    port: z.number().int().min(0).max(65_535).default(3000),
-  }).default({ host: '127.0.0.1', port: 3000 }),
+  listen: z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().min(0).max(65_535).default(3000),
+    })
+    .default({ host: '127.0.0.1', port: 3000 }),
   /** Slack user id → approver identity. Checked first. */
   users: z.record(z.string().regex(SLACK_USER, 'a Slack user id such as U0123ABCD'), ApproverIdentitySchema).default({}),
   /** Verified e-mail (from `users.info`, scope `users:read.email`) → approver identity; compared case-insensitively. */
@@ -63,13 +71,15 @@ export const SlackBotConfigSchema = z.strictObject({
    * nkeySeed, user/password, token, tls, inboxPrefix; docs/configuration.md), with the same
    * environment overrides. `pass` is the deprecated spelling of `password`.
    */
-  nats: z.preprocess((n) => {
-    if (n && typeof n === 'object' && 'pass' in n && !('password' in n)) {
-      const { pass, ...rest } = n as Record<string, unknown>;
-      return { ...rest, password: pass };
-    }
-    return n;
-  }, NatsConfigSchema).default({ replicas: 1 }),
+  nats: z
+    .preprocess((n) => {
+      if (n && typeof n === 'object' && 'pass' in n && !('password' in n)) {
+        const { pass, ...rest } = n as Record<string, unknown>;
+        return { ...rest, password: pass };
+      }
+      return n;
+    }, NatsConfigSchema)
+    .default({ replicas: 1 }),
   /** How long to wait for a broker's answer to a vote, ms. Default 10 s. */
   decisionTimeoutMs: z.number().int().positive().max(120_000).default(10_000),
   /** Replicas of the bot's KV bucket. Default 1. */

@@ -5,11 +5,21 @@ import { renderRequest, type Block } from './blocks.ts';
 import { codeBlock, escapeSlackText, inlineCode, revealInvisible } from './escape.ts';
 
 const request = (sql: string, extra: Partial<ApprovalRequest> = {}): ApprovalRequest => ({
-  v: 1, type: 'approval.request', intentId: 'i_0123456789abcdef', sessionId: 's_0123456789abcdef', target: 'db',
+  v: 1,
+  type: 'approval.request',
+  intentId: 'i_0123456789abcdef',
+  sessionId: 's_0123456789abcdef',
+  target: 'db',
   requester: { sub: 'agent-1', iss: 'https://issuer.example', groups: ['agents'] },
-  command: { kind: 'sql', sql }, facts: { statements: [{ kind: 'delete', tablesWritten: ['public.customers'], hasWhere: false }] },
-  rule: 'ask', reasons: ['rule ask requires approval for db'], approval: { groups: ['approvers'], count: 1, timeoutSec: 60 },
-  expiresAt: 1_900_000_000_000, createdAt: 1_899_999_000_000, commandSha256: 'a'.repeat(64), ...extra,
+  command: { kind: 'sql', sql },
+  facts: { statements: [{ kind: 'delete', tablesWritten: ['public.customers'], hasWhere: false }] },
+  rule: 'ask',
+  reasons: ['rule ask requires approval for db'],
+  approval: { groups: ['approvers'], count: 1, timeoutSec: 60 },
+  expiresAt: 1_900_000_000_000,
+  createdAt: 1_899_999_000_000,
+  commandSha256: 'a'.repeat(64),
+  ...extra,
 });
 const view = (r: ApprovalRequest): ApprovalView => ({ request: r, commandLength: r.command.kind === 'sql' ? r.command.sql.length : r.command.command.length, activity: [] });
 const sectionText = (blocks: Block[], id: string) => String((blocks.find((b) => b.block_id === id)?.text as { text: string }).text);
@@ -63,14 +73,18 @@ describe('renderRequest', () => {
   it('escapes every agent-controlled field and forges no button', () => {
     const r = request("SELECT '<!channel>' -- [Approve]", {
       requester: { sub: 'agent `<!here>`', iss: 'i', groups: [], actFor: '<@U0BOSS>' },
-      justification: '<https://evil.example|click here> *Approved*', rule: 'r<x>',
+      justification: '<https://evil.example|click here> *Approved*',
+      rule: 'r<x>',
     });
     const { blocks, text } = renderRequest(view(r));
     const json = JSON.stringify(blocks);
     for (const raw of ['<!channel>', '<!here>', '<@U0BOSS>', '<https://evil.example', 'r<x>']) expect(json).not.toContain(raw);
     expect(text).not.toMatch(/[<>]/);
     const buttons = blocks.filter((b) => b.type === 'actions').flatMap((b) => b.elements as { text: { text: string }; value: string }[]);
-    expect(buttons.map((b) => [b.text.text, b.value])).toEqual([['Approve', r.intentId], ['Deny', r.intentId]]);
+    expect(buttons.map((b) => [b.text.text, b.value])).toEqual([
+      ['Approve', r.intentId],
+      ['Deny', r.intentId],
+    ]);
   });
 
   it('warns when the command is too long to show whole', () => {

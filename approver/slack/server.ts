@@ -72,7 +72,10 @@ export async function startInteractionServer(o: InteractionServerOptions): Promi
       return send(res, e instanceof BodyTooLarge ? 413 : 400, 'bad request');
     }
     const check = verifySlackSignature({
-      secret: o.signingSecret, timestamp: header(req, 'x-slack-request-timestamp'), signature: header(req, 'x-slack-signature'), body,
+      secret: o.signingSecret,
+      timestamp: header(req, 'x-slack-request-timestamp'),
+      signature: header(req, 'x-slack-signature'),
+      body,
     });
     if (!check.ok) {
       o.log.warn({ reason: check.reason, remote: req.socket.remoteAddress }, 'slack interaction refused: bad signature or timestamp');
@@ -87,7 +90,8 @@ export async function startInteractionServer(o: InteractionServerOptions): Promi
       return send(res, 400, 'bad request');
     }
     send(res, 200);
-    const p = o.onPayload(payload)
+    const p = o
+      .onPayload(payload)
       .catch((e: unknown) => o.log.error({ err: e }, 'slack interaction failed'))
       .finally(() => inFlight.delete(p));
     inFlight.add(p);

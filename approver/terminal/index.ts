@@ -41,7 +41,9 @@ function oneLine(s: string, max = 200): string {
 /** A block of agent text, each line behind a gutter. */
 function gutter(s: string, max: number): string {
   const cut = s.length > max ? s.slice(0, max) : s;
-  const lines = revealInvisible(cut).split('\n').map((l) => `   │ ${l}`);
+  const lines = revealInvisible(cut)
+    .split('\n')
+    .map((l) => `   │ ${l}`);
   if (cut.length < s.length) lines.push(`   │ … cut: ${s.length} characters in all (writ pending shows it whole)`);
   return lines.join('\n');
 }

@@ -17,14 +17,15 @@ const TOKEN_COMMAND_TIMEOUT_MS = 30_000;
  * never shows the command's output (it may hold a token).
  */
 export function commandTokenSource(command: string): () => Promise<string> {
-  return () => new Promise((resolve, reject) => {
-    execFile('/bin/sh', ['-c', command], { timeout: TOKEN_COMMAND_TIMEOUT_MS, maxBuffer: 64 * 1024, encoding: 'utf8' }, (e, stdout) => {
-      const token = stdout.trim();
-      if (e || !token || /\s/.test(token)) {
-        reject(new WritError('WRIT_TOKEN_MISSING', `the token command ${e ? `failed (${e.code ?? e.signal ?? 'error'})` : 'printed no single token'}`));
-        return;
-      }
-      resolve(token);
+  return () =>
+    new Promise((resolve, reject) => {
+      execFile('/bin/sh', ['-c', command], { timeout: TOKEN_COMMAND_TIMEOUT_MS, maxBuffer: 64 * 1024, encoding: 'utf8' }, (e, stdout) => {
+        const token = stdout.trim();
+        if (e || !token || /\s/.test(token)) {
+          reject(new WritError('WRIT_TOKEN_MISSING', `the token command ${e ? `failed (${e.code ?? e.signal ?? 'error'})` : 'printed no single token'}`));
+          return;
+        }
+        resolve(token);
+      });
     });
-  });
 }

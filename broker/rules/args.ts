@@ -116,7 +116,6 @@ class Matcher {
   }
 }
 
-
 /** An element of an argv form: a pattern for one position, or the rest marker (last only). */
 export type ArgvElement = ArgPattern | { rest: true | ArgPattern[] };
 /** One form: the arguments position by position. */
@@ -178,7 +177,10 @@ function formLoose(f: CompiledForm, args: readonly Arg[]): boolean {
   for (let i = f.fixed.length; i < args.length; i++) {
     const a = args[i]!;
     // An unquoted expansion may expand to no word at all.
-    if (rest === null) { if (isExpanded(a.text)) return true; else continue; }
+    if (rest === null) {
+      if (isExpanded(a.text)) return true;
+      else continue;
+    }
     if (rest === 'operands' ? !argUncertain(a) && a.text.startsWith('-') : rest.test(a) === false) return false;
   }
   return rest !== null || args.length === f.fixed.length || args.slice(f.fixed.length).some((a) => isExpanded(a.text));
@@ -207,7 +209,10 @@ function byProgram<S>(spec: ReadonlyMap<string, S>): (p: string | null, loose: b
   };
 }
 
-interface Cmd { program: string | null; args: readonly Arg[] }
+interface Cmd {
+  program: string | null;
+  args: readonly Arg[];
+}
 
 /**
  * Per-program argument patterns (key: a program as written, or `*`). Under `all`, every

@@ -45,7 +45,10 @@ async function run(argv: string[], stdin: string | string[] = ''): Promise<{ cod
 }
 
 function jsonLines(out: string): Record<string, unknown>[] {
-  return out.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  return out
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 describe('writ policy eval', () => {
@@ -56,7 +59,9 @@ describe('writ policy eval', () => {
       { principal: { sub: 'e', groups: ['eng'] }, target: 'wh', sql: 'UPDATE t SET a = 1 WHERE id = 1' },
       { principal: { sub: 'o', groups: ['ops'] }, target: 'web1', command: 'uptime && df -h' },
       { principal: { sub: 'o', groups: ['ops'] }, target: 'web1', command: 'uptime; /bin/rm -rf /' },
-    ].map((x) => JSON.stringify(x)).join('\n');
+    ]
+      .map((x) => JSON.stringify(x))
+      .join('\n');
     const { code, out } = await run(['eval', '--policy', join(dir, 'p.yaml')], input + '\n');
     expect(code).toBe(0);
     const lines = jsonLines(out);
@@ -137,13 +142,16 @@ describe('writ policy check', () => {
   });
 
   it('reports unknown targets (error) and globs matching none (warning)', async () => {
-    await writeFile(join(dir, 'targets.yaml'), `
+    await writeFile(
+      join(dir, 'targets.yaml'),
+      `
 targets: [{ name: wh, kind: postgres }]
 rules:
   - { id: a, effect: allow, match: { target: { name: [wh, whx] } } }
   - { id: b, effect: allow, match: { target: { name: ["db-*"] } } }
   - { id: c, effect: allow, match: { target: { name: [wh] }, shell: { programs: [ls] } } }
-`);
+`,
+    );
     const r = await run(['check', join(dir, 'targets.yaml')]);
     expect(r.code).toBe(1);
     expect(r.out).toContain('error: rules[0].match.target.name[1]: unknown target "whx"');
@@ -152,11 +160,14 @@ rules:
   });
 
   it('reports shadowed rules as warnings; --strict turns them into a failure', async () => {
-    await writeFile(join(dir, 'shadow.yaml'), `
+    await writeFile(
+      join(dir, 'shadow.yaml'),
+      `
 rules:
   - { id: wide, effect: allow, match: { principal: { groups: [eng] }, sql: { kinds: [select, update] } } }
   - { id: narrow, effect: allow, match: { principal: { groups: [eng] }, target: { name: [wh] }, sql: { kinds: [select] } } }
-`);
+`,
+    );
     const r = await run(['check', join(dir, 'shadow.yaml')]);
     expect(r.code).toBe(0);
     expect(r.out).toContain('warning: rules[1]: rule narrow is shadowed by rule wide (allow): it can never decide');
@@ -169,7 +180,9 @@ rules:
 
 describe('writ policy test', () => {
   it('prints pass/fail per case and exits non-zero on a failure', async () => {
-    await writeFile(join(dir, 'p.tests.yaml'), `
+    await writeFile(
+      join(dir, 'p.tests.yaml'),
+      `
 cases:
   - name: analysts read
     principal: { sub: a, groups: [analysts] }
@@ -181,7 +194,8 @@ cases:
     target: wh
     sql: DROP TABLE x
     expect: { effect: allow }
-`);
+`,
+    );
     const r = await run(['test', '--verbose', join(dir, 'p.yaml')]);
     expect(r.code).toBe(1);
     expect(r.out).toContain('PASS');

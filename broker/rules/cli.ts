@@ -35,11 +35,18 @@ export async function runPolicyCli(argv: string[], io: PolicyCliIo): Promise<num
   const [cmd, ...rest] = argv;
   try {
     switch (cmd) {
-      case 'check': return await check(rest, io);
-      case 'test': return await test(rest, io);
-      case 'eval': return await evaluate(rest, io);
-      case 'publish': return await publish(rest, io);
-      case undefined: case 'help': case '--help': case '-h':
+      case 'check':
+        return await check(rest, io);
+      case 'test':
+        return await test(rest, io);
+      case 'eval':
+        return await evaluate(rest, io);
+      case 'publish':
+        return await publish(rest, io);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
         io.stdout(USAGE);
         return cmd === undefined ? 2 : 0;
       default:
@@ -65,7 +72,11 @@ function args(argv: string[], options: NonNullable<ParseArgsConfig['options']>) 
 function configTargets(file: string | undefined): PolicyTarget[] {
   if (!file) return [];
   return loadConfigFile(file).targets.map((t) => ({
-    name: t.name, kind: t.kind, tags: [...t.tags], ...(t.description ? { description: t.description } : {}), ...(t.database ? { database: t.database } : {}),
+    name: t.name,
+    kind: t.kind,
+    tags: [...t.tags],
+    ...(t.description ? { description: t.description } : {}),
+    ...(t.database ? { database: t.database } : {}),
   }));
 }
 
@@ -159,7 +170,11 @@ export function evalLine(policy: RulePolicy, targets: ReadonlyMap<string, Policy
     const d = x ? x.decision : policy.decide(input);
     return {
       ...(id !== undefined ? { id } : {}),
-      effect: d.effect, rules: d.rules, reasons: d.reasons, mode: d.mode, policyVersion: d.policyVersion,
+      effect: d.effect,
+      rules: d.rules,
+      reasons: d.reasons,
+      mode: d.mode,
+      policyVersion: d.policyVersion,
       ...(d.code ? { code: d.code } : {}),
       ...(d.approval ? { approval: d.approval } : {}),
       limits: d.limits,
@@ -171,7 +186,10 @@ export function evalLine(policy: RulePolicy, targets: ReadonlyMap<string, Policy
     const message = err.code === 'WRIT_INTERNAL' ? 'internal error while evaluating the line' : err.message;
     return {
       ...(typeof id === 'string' || typeof id === 'number' ? { id } : {}),
-      effect: 'deny', rules: [], reasons: [message], error: { code: err.code, message },
+      effect: 'deny',
+      rules: [],
+      reasons: [message],
+      error: { code: err.code, message },
     };
   }
 }

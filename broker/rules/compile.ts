@@ -6,10 +6,7 @@
 import type { Principal, TargetConfig } from '../../schemas/index.ts';
 import type { ShellFacts, SqlStatementFacts } from '../../classify/index.ts';
 import { argsCheck, argvCheck } from './args.ts';
-import {
-  boolCheck, columnMatcher, functionMatcher, globMatcher, listCheck, pathMatcher, programMatcher,
-  type Check, type Scope,
-} from './checks.ts';
+import { boolCheck, columnMatcher, functionMatcher, globMatcher, listCheck, pathMatcher, programMatcher, type Check, type Scope } from './checks.ts';
 import { GlobSet, isGlob } from './glob.ts';
 import type { FlagValue, PolicyRule, ShellMatch, SqlMatch } from './schema.ts';
 import { compileWindow, type CompiledWindow } from './time.ts';
@@ -155,9 +152,18 @@ function sqlSection(m: SqlMatch, scope: Scope, readMode: boolean, safeDefaults =
   const batch: Check<SqlView>[] = [];
   const unit: Check<StatementView>[] = [];
   const L = (k: string, v: unknown) => `sql.${k} ${Array.isArray(v) ? fmt(v) : String(v)}`;
-  if (m.minStatements !== undefined) { const n = m.minStatements; batch.push({ label: L('minStatements', n), test: (v) => v.units.length >= n }); }
-  if (m.maxStatements !== undefined) { const n = m.maxStatements; batch.push({ label: L('maxStatements', n), test: (v) => v.units.length <= n }); }
-  if (m.dialect) { const d = m.dialect; batch.push({ label: L('dialect', d), test: (v) => v.facts.dialect === d }); }
+  if (m.minStatements !== undefined) {
+    const n = m.minStatements;
+    batch.push({ label: L('minStatements', n), test: (v) => v.units.length >= n });
+  }
+  if (m.maxStatements !== undefined) {
+    const n = m.maxStatements;
+    batch.push({ label: L('maxStatements', n), test: (v) => v.units.length <= n });
+  }
+  if (m.dialect) {
+    const d = m.dialect;
+    batch.push({ label: L('dialect', d), test: (v) => v.facts.dialect === d });
+  }
 
   const kindSet = (ks: readonly string[]) => new GlobSet(ks);
   if (m.kinds) unit.push(listCheck(L('kinds', m.kinds), (u) => u.kinds, globMatcher(kindSet(m.kinds)), scope));
@@ -170,16 +176,14 @@ function sqlSection(m: SqlMatch, scope: Scope, readMode: boolean, safeDefaults =
   // The view strips `pg_catalog.` from calls, so patterns drop it too (`pg_catalog.pg_sleep` must still deny `pg_sleep`).
   // MySQL places an unknown unqualified call (`CALL p()`) in the default database like a table: so do its patterns.
   if (m.functions) unit.push(folding(m.functions, false, (p) => listCheck(L('functions', m.functions), (u) => u.functions, functionMatcher(new GlobSet(p.map(stripCatalog))), scope)));
-  if (m.denyFunctions) unit.push(folding(m.denyFunctions, false, (p) => listCheck(L('denyFunctions', m.denyFunctions), (u) => u.functions, functionMatcher(new GlobSet(p.map(stripCatalog))), scope, true)));
+  if (m.denyFunctions)
+    unit.push(folding(m.denyFunctions, false, (p) => listCheck(L('denyFunctions', m.denyFunctions), (u) => u.functions, functionMatcher(new GlobSet(p.map(stripCatalog))), scope, true)));
   if (m.setVariables) unit.push(listCheck(L('setVariables', m.setVariables), (u) => opt(u.s.set?.variable), globMatcher(new GlobSet(m.setVariables)), scope));
   if (m.copy) {
     const c = m.copy;
     const flag = (want: FlagValue | undefined, v: boolean) => want === undefined || want === 'any' || want === v;
-    const ok = (s: SqlStatementFacts) => !s.copy || ((c.direction === undefined || s.copy.direction === c.direction)
-      && flag(c.program, s.copy.program) && flag(c.file, s.copy.file));
-    unit.push(scope === 'all'
-      ? { label: `sql.copy ${JSON.stringify(c)}`, test: (u) => ok(u.s) }
-      : { label: `sql.copy ${JSON.stringify(c)}`, test: (u) => u.s.copy !== undefined && ok(u.s) });
+    const ok = (s: SqlStatementFacts) => !s.copy || ((c.direction === undefined || s.copy.direction === c.direction) && flag(c.program, s.copy.program) && flag(c.file, s.copy.file));
+    unit.push(scope === 'all' ? { label: `sql.copy ${JSON.stringify(c)}`, test: (u) => ok(u.s) } : { label: `sql.copy ${JSON.stringify(c)}`, test: (u) => u.s.copy !== undefined && ok(u.s) });
   }
   const grant = scope === 'all' && safeDefaults;
   // `any` puts no condition, and lifts the default a grant would otherwise get.
@@ -227,8 +231,14 @@ function shellSection(m: ShellMatch, scope: Scope): Section<ShellView, CommandVi
   const unit: Check<CommandView>[] = [];
   const L = (k: string, v: unknown) => `shell.${k} ${Array.isArray(v) ? fmt(v) : typeof v === 'object' ? JSON.stringify(v) : String(v)}`;
   const grant = scope === 'all';
-  if (m.minCommands !== undefined) { const n = m.minCommands; batch.push({ label: L('minCommands', n), test: (v) => v.units.length >= n }); }
-  if (m.maxCommands !== undefined) { const n = m.maxCommands; batch.push({ label: L('maxCommands', n), test: (v) => v.units.length <= n }); }
+  if (m.minCommands !== undefined) {
+    const n = m.minCommands;
+    batch.push({ label: L('minCommands', n), test: (v) => v.units.length >= n });
+  }
+  if (m.maxCommands !== undefined) {
+    const n = m.maxCommands;
+    batch.push({ label: L('maxCommands', n), test: (v) => v.units.length <= n });
+  }
   const files = (k: 'pathsRead' | 'pathsWritten', get: (f: ShellFacts) => readonly string[], dflt?: readonly string[]) => {
     const pats = m[k] ?? (grant ? dflt : undefined);
     if (!pats) return;
@@ -236,14 +246,22 @@ function shellSection(m: ShellMatch, scope: Scope): Section<ShellView, CommandVi
     const label = m[k] ? L(k, pats) : `shell.${k} ${fmt(pats)} (default for grants)`;
     const globs = (v: ShellView) => (f: string) => v.globFiles.has(f);
     const set = new GlobSet(pats);
-    batch.push(listCheck(label, (v: ShellView) => get(v.facts).map((f) => [v, f] as const), ([v, f], loose) => pathMatcher(set, globs(v))(f, loose), scope));
+    batch.push(
+      listCheck(
+        label,
+        (v: ShellView) => get(v.facts).map((f) => [v, f] as const),
+        ([v, f], loose) => pathMatcher(set, globs(v))(f, loose),
+        scope,
+      ),
+    );
   };
   // A grant reads files through redirections only where it says so (`cat < /etc/shadow` is no `cat /var/log/x`).
   files('pathsRead', (f) => f.filesRead, []);
   files('pathsWritten', (f) => f.filesWritten, SAFE_WRITES);
   if (m.redirections !== undefined && m.redirections !== 'any') batch.push(boolCheck(L('redirections', m.redirections), (v) => v.facts.redirections.length > 0, m.redirections));
-  if (m.network !== undefined) { if (m.network !== 'any') batch.push(boolCheck(L('network', m.network), (v) => (v.facts.network?.length ?? 0) > 0, m.network)); }
-  else if (grant) batch.push(boolCheck('shell.network false (default for grants)', (v) => (v.facts.network?.length ?? 0) > 0, false));
+  if (m.network !== undefined) {
+    if (m.network !== 'any') batch.push(boolCheck(L('network', m.network), (v) => (v.facts.network?.length ?? 0) > 0, m.network));
+  } else if (grant) batch.push(boolCheck('shell.network false (default for grants)', (v) => (v.facts.network?.length ?? 0) > 0, false));
   if (m.constructs) batch.push(listCheck(L('constructs', m.constructs), (v) => v.facts.structure, globMatcher(new GlobSet(m.constructs)), scope));
 
   if (m.programs) unit.push(listCheck(L('programs', m.programs), (u) => [u.program], programMatcher(new GlobSet(m.programs)), scope));
@@ -255,8 +273,9 @@ function shellSection(m: ShellMatch, scope: Scope): Section<ShellView, CommandVi
   const envNames = (u: CommandView) => u.envNames;
   if (m.env) unit.push(listCheck(L('env', m.env), envNames, globMatcher(new GlobSet(m.env)), scope));
   else if (grant) unit.push(listCheck(`shell.env ${fmt(SAFE_ENV)} (default for grants)`, envNames, globMatcher(new GlobSet(SAFE_ENV)), scope));
-  if (m.opaque !== undefined) { if (m.opaque !== 'any') unit.push(boolCheck(L('opaque', m.opaque), (u) => u.c.opaque, m.opaque)); }
-  else if (grant) unit.push(boolCheck('shell.opaque false (default for grants)', (u) => u.c.opaque, false));
+  if (m.opaque !== undefined) {
+    if (m.opaque !== 'any') unit.push(boolCheck(L('opaque', m.opaque), (u) => u.c.opaque, m.opaque));
+  } else if (grant) unit.push(boolCheck('shell.opaque false (default for grants)', (u) => u.c.opaque, false));
   return { batch, unit };
 }
 

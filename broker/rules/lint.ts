@@ -66,11 +66,17 @@ function checkTargets(rules: readonly PolicyRule[], known: ReadonlyMap<string, P
       else out.push({ level: 'error', path, message: `unknown target ${JSON.stringify(p)}` });
     });
     // Literal targets whose kind the rule's conditions can never apply to.
-    const lits = names.filter((p) => !isGlob(p)).map((n) => known.get(n)).filter((k): k is PolicyTarget => k !== undefined);
+    const lits = names
+      .filter((p) => !isGlob(p))
+      .map((n) => known.get(n))
+      .filter((k): k is PolicyTarget => k !== undefined);
     if (lits.length === 0 || lits.length !== names.length) return;
-    if (t?.kind && lits.every((k) => !t.kind!.includes(k.kind))) out.push({ level: 'warning', path: `rules[${i}].match.target.kind`, message: 'no named target is of these kinds: the rule never matches' });
-    if (r.match.sql && !r.match.shell && lits.every((k) => k.kind === 'ssh')) out.push({ level: 'warning', path: `rules[${i}].match.sql`, message: 'every named target is an ssh target: SQL conditions never match' });
-    if (r.match.shell && !r.match.sql && lits.every((k) => k.kind !== 'ssh')) out.push({ level: 'warning', path: `rules[${i}].match.shell`, message: 'no named target is an ssh target: shell conditions never match' });
+    if (t?.kind && lits.every((k) => !t.kind!.includes(k.kind)))
+      out.push({ level: 'warning', path: `rules[${i}].match.target.kind`, message: 'no named target is of these kinds: the rule never matches' });
+    if (r.match.sql && !r.match.shell && lits.every((k) => k.kind === 'ssh'))
+      out.push({ level: 'warning', path: `rules[${i}].match.sql`, message: 'every named target is an ssh target: SQL conditions never match' });
+    if (r.match.shell && !r.match.sql && lits.every((k) => k.kind !== 'ssh'))
+      out.push({ level: 'warning', path: `rules[${i}].match.shell`, message: 'no named target is an ssh target: shell conditions never match' });
   });
 }
 
@@ -84,7 +90,11 @@ function checkFlags(rules: readonly PolicyRule[], out: LintFinding[]): void {
       const c = r.match[part] as Record<string, unknown> | undefined;
       for (const k of GRANT_FLAGS[part]) {
         if (c?.[k] !== true) continue;
-        out.push({ level: 'warning', path: `rules[${i}].match.${part}.${k}`, message: `true covers only what has ${k} set, in every ${part === 'sql' ? 'statement' : 'command line'}; write \`any\` to cover both` });
+        out.push({
+          level: 'warning',
+          path: `rules[${i}].match.${part}.${k}`,
+          message: `true covers only what has ${k} set, in every ${part === 'sql' ? 'statement' : 'command line'}; write \`any\` to cover both`,
+        });
       }
     }
   });
@@ -145,10 +155,22 @@ function section(a: Record<string, unknown> | undefined, b: Record<string, unkno
   if (as === 'all' && bs === 'any') return false;
   for (const [k, av] of Object.entries(a)) {
     const bv = b[k];
-    if (k === 'maxStatements' || k === 'maxCommands') { if (typeof bv !== 'number' || bv > (av as number)) return false; continue; }
-    if (k === 'minStatements' || k === 'minCommands') { if (typeof bv !== 'number' || bv < (av as number)) return false; continue; }
-    if (typeof av === 'boolean' || typeof av === 'string' || k === 'args' || k === 'argv' || k === 'copy') { if (!isDeepStrictEqual(av, bv)) return false; continue; }
-    if (NEGATIVE.has(k)) { if (!subset(av as string[], (bv as string[] | undefined) ?? [])) return false; continue; }
+    if (k === 'maxStatements' || k === 'maxCommands') {
+      if (typeof bv !== 'number' || bv > (av as number)) return false;
+      continue;
+    }
+    if (k === 'minStatements' || k === 'minCommands') {
+      if (typeof bv !== 'number' || bv < (av as number)) return false;
+      continue;
+    }
+    if (typeof av === 'boolean' || typeof av === 'string' || k === 'args' || k === 'argv' || k === 'copy') {
+      if (!isDeepStrictEqual(av, bv)) return false;
+      continue;
+    }
+    if (NEGATIVE.has(k)) {
+      if (!subset(av as string[], (bv as string[] | undefined) ?? [])) return false;
+      continue;
+    }
     // A positive list under `any` in `a` against `all` in `b`: `b` may match with no items at all.
     if (as === 'any' && bs === 'all' && !SINGLE.has(k)) return false;
     if (!subset(bv as string[] | undefined, av as string[])) return false;

@@ -19,10 +19,13 @@ const Globs = z.array(Glob).min(1);
 
 const Regex = z.strictObject({
   /** A JavaScript regular expression (flag `u`), tested with RegExp.test: anchor it with ^…$. */
-  regex: z.string().min(1).superRefine((p, ctx) => {
-    const why = regexProblem(p);
-    if (why) ctx.addIssue({ code: 'custom', message: `invalid regex: ${why}` });
-  }),
+  regex: z
+    .string()
+    .min(1)
+    .superRefine((p, ctx) => {
+      const why = regexProblem(p);
+      if (why) ctx.addIssue({ code: 'custom', message: `invalid regex: ${why}` });
+    }),
 });
 
 /**
@@ -65,13 +68,16 @@ function issuesOf(r: { success: boolean; error?: z.ZodError }, at: (string | num
 }
 
 /** Per program: one form (a list of position patterns) or a list of alternative forms. */
-const ArgvSchema = z.record(z.string().min(1), z.array(z.unknown())).superRefine((spec, ctx) => {
-  for (const [prog, v] of Object.entries(spec)) {
-    const forms = v.length > 0 && v.every((e) => Array.isArray(e));
-    if (forms) v.forEach((f, i) => checkForm(f as unknown[], [prog, i], ctx));
-    else checkForm(v, [prog], ctx);
-  }
-}).transform((v) => v as ArgvSpec);
+const ArgvSchema = z
+  .record(z.string().min(1), z.array(z.unknown()))
+  .superRefine((spec, ctx) => {
+    for (const [prog, v] of Object.entries(spec)) {
+      const forms = v.length > 0 && v.every((e) => Array.isArray(e));
+      if (forms) v.forEach((f, i) => checkForm(f as unknown[], [prog, i], ctx));
+      else checkForm(v, [prog], ctx);
+    }
+  })
+  .transform((v) => v as ArgvSpec);
 
 export { TARGET_KINDS }; // one list for the config, the messages and the policy (schemas/messages.ts)
 export const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
@@ -116,11 +122,13 @@ export const SqlMatchSchema = z.strictObject({
   readOnly: Flag.optional(),
   requestsReadWrite: Flag.optional(),
   setVariables: Globs.optional(),
-  copy: z.strictObject({
-    direction: z.enum(['to', 'from']).optional(),
-    program: Flag.optional(),
-    file: Flag.optional(),
-  }).optional(),
+  copy: z
+    .strictObject({
+      direction: z.enum(['to', 'from']).optional(),
+      program: Flag.optional(),
+      file: Flag.optional(),
+    })
+    .optional(),
   minStatements: z.number().int().positive().optional(),
   maxStatements: z.number().int().positive().optional(),
   dialect: z.enum(['postgres', 'mysql']).optional(),
@@ -156,13 +164,16 @@ export const TimeMatchSchema = z.strictObject({
   from: HHMM.optional(),
   to: HHMM.optional(),
   /** IANA time zone; default UTC. */
-  tz: z.string().superRefine((tz, ctx) => {
-    try {
-      new Intl.DateTimeFormat('en-US', { timeZone: tz });
-    } catch {
-      ctx.addIssue({ code: 'custom', message: `unknown time zone ${JSON.stringify(tz)}` });
-    }
-  }).optional(),
+  tz: z
+    .string()
+    .superRefine((tz, ctx) => {
+      try {
+        new Intl.DateTimeFormat('en-US', { timeZone: tz });
+      } catch {
+        ctx.addIssue({ code: 'custom', message: `unknown time zone ${JSON.stringify(tz)}` });
+      }
+    })
+    .optional(),
 });
 
 export const MatchSchema = z.strictObject({
@@ -179,7 +190,11 @@ export const ApprovalSchema = z.strictObject({
   /** Distinct approvers needed. Default 1. */
   count: z.number().int().min(1).max(20).default(1),
   /** How long the request stays open, seconds. */
-  timeoutSec: z.number().int().positive().max(7 * 86_400),
+  timeoutSec: z
+    .number()
+    .int()
+    .positive()
+    .max(7 * 86_400),
   /** The longest time-bound access window an approver may grant with this rule, seconds; unset: none. */
   windowMaxSec: z.number().int().positive().optional(),
 });
@@ -200,49 +215,62 @@ export const RuleSchema = z.strictObject({
   approval: ApprovalSchema.optional(),
 });
 
-export const PolicyTargetSchema = z.strictObject({
-  name: TargetNameSchema,
-  kind: z.enum(TARGET_KINDS),
-  tags: z.array(z.string()).default([]),
-  description: z.string().optional(),
-  /** kind mysql only: the default database unqualified names are placed in (as the config's targets[].database). */
-  database: z.string().min(1).max(64).optional(),
-}).refine((t) => t.database === undefined || t.kind === 'mysql', { message: 'only a mysql target has a database', path: ['database'] });
+export const PolicyTargetSchema = z
+  .strictObject({
+    name: TargetNameSchema,
+    kind: z.enum(TARGET_KINDS),
+    tags: z.array(z.string()).default([]),
+    description: z.string().optional(),
+    /** kind mysql only: the default database unqualified names are placed in (as the config's targets[].database). */
+    database: z.string().min(1).max(64).optional(),
+  })
+  .refine((t) => t.database === undefined || t.kind === 'mysql', { message: 'only a mysql target has a database', path: ['database'] });
 
-export const PolicyDocumentSchema = z.strictObject({
-  /** Declared version, recorded next to the content hash. */
-  version: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/, 'a version is A-Z a-z 0-9 _ . : -').optional(),
-  description: z.string().optional(),
-  targets: z.array(PolicyTargetSchema).optional(),
-  defaults: z.strictObject({
-    limits: LimitsSchema.optional(),
-    masking: MaskingSchema.optional(),
-  }).default({}),
-  rules: z.array(RuleSchema).default([]),
-}).superRefine((doc, ctx) => {
-  const ids = new Map<string, number>();
-  doc.rules.forEach((r, i) => {
-    const at = (...p: (string | number)[]) => ['rules', i, ...p];
-    const prev = ids.get(r.id);
-    if (prev !== undefined) ctx.addIssue({ code: 'custom', path: at('id'), message: `duplicate rule id ${JSON.stringify(r.id)} (also rules[${prev}])` });
-    ids.set(r.id, i);
-    if (r.effect === 'require_approval' && !r.approval) ctx.addIssue({ code: 'custom', path: at('approval'), message: 'required when effect is require_approval' });
-    if (r.effect !== 'require_approval' && r.approval) ctx.addIssue({ code: 'custom', path: at('approval'), message: 'only allowed when effect is require_approval' });
-    if (r.effect === 'allow' && r.scope === 'any') ctx.addIssue({ code: 'custom', path: at('scope'), message: 'an allow rule must cover every statement or command (scope: all)' });
-    if (r.effect === 'deny' && (r.mode || r.limits || r.masking)) ctx.addIssue({ code: 'custom', path: at(r.mode ? 'mode' : r.limits ? 'limits' : 'masking'), message: 'has no meaning on a deny rule' });
-    const sql = r.match.sql;
-    if (sql?.minStatements && sql.maxStatements && sql.minStatements > sql.maxStatements) ctx.addIssue({ code: 'custom', path: at('match', 'sql', 'minStatements'), message: 'greater than maxStatements' });
-    const sh = r.match.shell;
-    if (sh?.minCommands && sh.maxCommands && sh.minCommands > sh.maxCommands) ctx.addIssue({ code: 'custom', path: at('match', 'shell', 'minCommands'), message: 'greater than maxCommands' });
-    const t = r.match.time;
-    if (t && !t.days && !t.from && !t.to) ctx.addIssue({ code: 'custom', path: at('match', 'time'), message: 'needs days, from or to' });
+export const PolicyDocumentSchema = z
+  .strictObject({
+    /** Declared version, recorded next to the content hash. */
+    version: z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[A-Za-z0-9_.:-]+$/, 'a version is A-Z a-z 0-9 _ . : -')
+      .optional(),
+    description: z.string().optional(),
+    targets: z.array(PolicyTargetSchema).optional(),
+    defaults: z
+      .strictObject({
+        limits: LimitsSchema.optional(),
+        masking: MaskingSchema.optional(),
+      })
+      .default({}),
+    rules: z.array(RuleSchema).default([]),
+  })
+  .superRefine((doc, ctx) => {
+    const ids = new Map<string, number>();
+    doc.rules.forEach((r, i) => {
+      const at = (...p: (string | number)[]) => ['rules', i, ...p];
+      const prev = ids.get(r.id);
+      if (prev !== undefined) ctx.addIssue({ code: 'custom', path: at('id'), message: `duplicate rule id ${JSON.stringify(r.id)} (also rules[${prev}])` });
+      ids.set(r.id, i);
+      if (r.effect === 'require_approval' && !r.approval) ctx.addIssue({ code: 'custom', path: at('approval'), message: 'required when effect is require_approval' });
+      if (r.effect !== 'require_approval' && r.approval) ctx.addIssue({ code: 'custom', path: at('approval'), message: 'only allowed when effect is require_approval' });
+      if (r.effect === 'allow' && r.scope === 'any') ctx.addIssue({ code: 'custom', path: at('scope'), message: 'an allow rule must cover every statement or command (scope: all)' });
+      if (r.effect === 'deny' && (r.mode || r.limits || r.masking))
+        ctx.addIssue({ code: 'custom', path: at(r.mode ? 'mode' : r.limits ? 'limits' : 'masking'), message: 'has no meaning on a deny rule' });
+      const sql = r.match.sql;
+      if (sql?.minStatements && sql.maxStatements && sql.minStatements > sql.maxStatements)
+        ctx.addIssue({ code: 'custom', path: at('match', 'sql', 'minStatements'), message: 'greater than maxStatements' });
+      const sh = r.match.shell;
+      if (sh?.minCommands && sh.maxCommands && sh.minCommands > sh.maxCommands) ctx.addIssue({ code: 'custom', path: at('match', 'shell', 'minCommands'), message: 'greater than maxCommands' });
+      const t = r.match.time;
+      if (t && !t.days && !t.from && !t.to) ctx.addIssue({ code: 'custom', path: at('match', 'time'), message: 'needs days, from or to' });
+    });
+    const names = new Set<string>();
+    doc.targets?.forEach((t, i) => {
+      if (names.has(t.name)) ctx.addIssue({ code: 'custom', path: ['targets', i, 'name'], message: `duplicate target ${JSON.stringify(t.name)}` });
+      names.add(t.name);
+    });
   });
-  const names = new Set<string>();
-  doc.targets?.forEach((t, i) => {
-    if (names.has(t.name)) ctx.addIssue({ code: 'custom', path: ['targets', i, 'name'], message: `duplicate target ${JSON.stringify(t.name)}` });
-    names.add(t.name);
-  });
-});
 
 /** A policy document as written. */
 export type PolicyDocumentInput = z.input<typeof PolicyDocumentSchema>;
@@ -316,7 +344,7 @@ export function parsePolicyText(text: string, source = 'policy'): ParsedPolicy {
   try {
     raw = parseYaml(text, { prettyErrors: true, uniqueKeys: true, maxAliasCount: 100 });
   } catch (e) {
-    const msg = e instanceof YAMLParseError ? e.message.split('\n')[0] ?? e.message : String(e);
+    const msg = e instanceof YAMLParseError ? (e.message.split('\n')[0] ?? e.message) : String(e);
     throw new WritError('WRIT_POLICY_INVALID', `${source} is not valid YAML: ${msg}`, { details: { issues: [`(yaml): ${msg}`] }, cause: e });
   }
   if (raw !== null && raw !== undefined && (typeof raw !== 'object' || Array.isArray(raw))) {

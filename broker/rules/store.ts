@@ -126,11 +126,7 @@ export class PolicyStore {
    * an entry that does not validate goes to onInvalid instead (the caller keeps its old one).
    * onEnd is called once when the watch ends, with the error if it failed.
    */
-  async watch(
-    onPolicy: (p: LoadedPolicy) => void,
-    onInvalid: (err: WritError, revision: number) => void,
-    onEnd?: (err?: unknown) => void,
-  ): Promise<PolicyWatch> {
+  async watch(onPolicy: (p: LoadedPolicy) => void, onInvalid: (err: WritError, revision: number) => void, onEnd?: (err?: unknown) => void): Promise<PolicyWatch> {
     const it = await this.#kv.watch({ key: this.#key });
     const closed = (async () => {
       try {

@@ -32,9 +32,12 @@ export function summarize(rule: PolicyRule): string {
   }
   if (!sql && !shell) parts.push('any command');
   if (time) parts.push(`${time.days ? time.days.join(',') : 'daily'} ${time.from ?? '00:00'}-${time.to ?? '24:00'} ${time.tz ?? 'UTC'}`);
-  const head = rule.effect === 'require_approval'
-    ? `needs approval by ${rule.approval!.count} of [${rule.approval!.groups.join(', ')}]${rule.scope === 'any' ? ' when a statement or command matches' : ''}`
-    : rule.effect === 'deny' ? 'denied' : `allowed${rule.mode ? ` (${rule.mode})` : ''}`;
+  const head =
+    rule.effect === 'require_approval'
+      ? `needs approval by ${rule.approval!.count} of [${rule.approval!.groups.join(', ')}]${rule.scope === 'any' ? ' when a statement or command matches' : ''}`
+      : rule.effect === 'deny'
+        ? 'denied'
+        : `allowed${rule.mode ? ` (${rule.mode})` : ''}`;
   return `${head}: ${parts.join('; ')}${rule.description ? ` — ${rule.description}` : ''}`;
 }
 

@@ -34,16 +34,18 @@ export const ExpectSchema = z.strictObject({
   approval: z.strictObject({ groups: z.array(z.string()).optional(), count: z.number().int().optional(), timeoutSec: z.number().int().optional() }).optional(),
 });
 
-export const TestCaseSchema = z.strictObject({
-  /** Default: the SQL or command text. */
-  name: z.string().min(1).optional(),
-  principal: IntentPrincipalSchema,
-  target: z.union([z.string().min(1), PolicyTargetSchema]),
-  sql: z.string().optional(),
-  command: z.string().optional(),
-  now: z.iso.datetime({ offset: true }).optional(),
-  expect: ExpectSchema,
-}).refine((c) => (c.sql === undefined) !== (c.command === undefined), { message: 'exactly one of sql or command' })
+export const TestCaseSchema = z
+  .strictObject({
+    /** Default: the SQL or command text. */
+    name: z.string().min(1).optional(),
+    principal: IntentPrincipalSchema,
+    target: z.union([z.string().min(1), PolicyTargetSchema]),
+    sql: z.string().optional(),
+    command: z.string().optional(),
+    now: z.iso.datetime({ offset: true }).optional(),
+    expect: ExpectSchema,
+  })
+  .refine((c) => (c.sql === undefined) !== (c.command === undefined), { message: 'exactly one of sql or command' })
   .transform((c) => ({ ...c, name: c.name ?? (c.sql ?? c.command ?? '').replace(/\s+/g, ' ').slice(0, 100) }));
 export type TestCase = z.output<typeof TestCaseSchema>;
 
@@ -96,7 +98,8 @@ function compare(x: z.output<typeof ExpectSchema>, d: RuleDecision): string[] {
     else {
       if (x.approval.count !== undefined && a.count !== x.approval.count) f.push(`approval.count: expected ${x.approval.count}, got ${a.count}`);
       if (x.approval.timeoutSec !== undefined && a.timeoutSec !== x.approval.timeoutSec) f.push(`approval.timeoutSec: expected ${x.approval.timeoutSec}, got ${a.timeoutSec}`);
-      if (x.approval.groups && [...x.approval.groups].sort().join(',') !== [...a.groups].sort().join(',')) f.push(`approval.groups: expected [${x.approval.groups.join(', ')}], got [${a.groups.join(', ')}]`);
+      if (x.approval.groups && [...x.approval.groups].sort().join(',') !== [...a.groups].sort().join(','))
+        f.push(`approval.groups: expected [${x.approval.groups.join(', ')}], got [${a.groups.join(', ')}]`);
     }
   }
   return f;

@@ -23,9 +23,24 @@ function shell(commands: ShellCommand[], extra: Partial<ShellFacts> = {}): Polic
 }
 function stmt(extra: Partial<SqlStatementFacts> = {}): SqlStatementFacts {
   return {
-    kind: 'select', objectNames: [], text: 'SELECT …', tablesRead: [], tablesWritten: [], columns: [], columnsWritten: [], wholeRowTables: [],
-    functions: [], dangerousFunctions: [], unknownFunctions: [], opaqueReads: false, modifyingCte: false, selectInto: false, rowLocks: false,
-    requestsReadWrite: false, readOnly: true, ...extra,
+    kind: 'select',
+    objectNames: [],
+    text: 'SELECT …',
+    tablesRead: [],
+    tablesWritten: [],
+    columns: [],
+    columnsWritten: [],
+    wholeRowTables: [],
+    functions: [],
+    dangerousFunctions: [],
+    unknownFunctions: [],
+    opaqueReads: false,
+    modifyingCte: false,
+    selectInto: false,
+    rowLocks: false,
+    requestsReadWrite: false,
+    readOnly: true,
+    ...extra,
   };
 }
 function sql(statements: SqlStatementFacts[]): PolicyInput {
@@ -73,7 +88,8 @@ describe('unquoted globs are uncertain', () => {
 
   it('any glob under a path pattern is uncertain, also in redirections', () => {
     expect(p.decide(shell([cmd('cat', ['/var/log/syslog*'], { globArgs: [0] })])).effect).toBe('deny');
-    const redir = (target: string, glob?: boolean) => shell([cmd('cat', [])], { redirections: [{ op: '<', target, writes: false, reads: true, ...(glob === undefined ? {} : { glob }) }], filesRead: [target] });
+    const redir = (target: string, glob?: boolean) =>
+      shell([cmd('cat', [])], { redirections: [{ op: '<', target, writes: false, reads: true, ...(glob === undefined ? {} : { glob }) }], filesRead: [target] });
     expect(p.decide(redir('/var/log/syslog')).effect).toBe('allow');
     expect(p.decide(redir('/var/log/.?/.?/etc/shadow', true)).effect).toBe('deny');
     expect(p.decide(redir('/var/log/sys*', true)).effect).toBe('deny');
@@ -201,7 +217,11 @@ describe('flags are tri-state', () => {
   });
 
   it('any lifts a grant default on shell flags too', () => {
-    const net = shell([cmd('cat', ['/var/log/x'])], { network: ['/dev/tcp/1.2.3.4/80'], redirections: [{ op: '>', target: '/dev/tcp/1.2.3.4/80', writes: true, reads: false }], filesWritten: ['/dev/tcp/1.2.3.4/80'] });
+    const net = shell([cmd('cat', ['/var/log/x'])], {
+      network: ['/dev/tcp/1.2.3.4/80'],
+      redirections: [{ op: '>', target: '/dev/tcp/1.2.3.4/80', writes: true, reads: false }],
+      filesWritten: ['/dev/tcp/1.2.3.4/80'],
+    });
     expect(policy(`  - { id: r, effect: allow, match: { shell: { programs: [cat], pathsWritten: ["/dev/**"] } } }`).decide(net).effect).toBe('deny');
     expect(policy(`  - { id: r, effect: allow, match: { shell: { programs: [cat], pathsWritten: ["/dev/**"], network: any } } }`).decide(net).effect).toBe('allow');
   });

@@ -50,13 +50,26 @@ export async function runMcp(o: RunMcpOptions): Promise<McpRunning> {
   const closed = new Promise<void>((r) => (done = r));
   if (o.transport === 'http') {
     const h = await serveHttp({ factory, onerror, ...(o.port !== undefined ? { port: o.port } : {}), ...(o.host ? { host: o.host } : {}), ...(o.bearer ? { bearer: o.bearer } : {}) });
-    return { url: h.url, closed, close: async () => { await h.close(); done(); } };
+    return {
+      url: h.url,
+      closed,
+      close: async () => {
+        await h.close();
+        done();
+      },
+    };
   }
   const handle = serveStdio(factory, { onerror });
   // The transport closes itself when stdin ends; that is the client going away.
   process.stdin.once('end', () => done());
   process.stdin.once('close', () => done());
-  return { closed, close: async () => { await handle.close(); done(); } };
+  return {
+    closed,
+    close: async () => {
+      await handle.close();
+      done();
+    },
+  };
 }
 
 const USAGE = `writ mcp [--http PORT] [--host ADDR] [--session ID] [--token-file FILE | --dev-sub NAME --dev-groups a,b]
@@ -71,10 +84,20 @@ WRIT_MCP_BEARER is the secret every HTTP request must present (required: loopbac
  * drains. Returns the process exit code. Writes nothing to stdout but the protocol.
  */
 export async function mcpCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: {
-    http: { type: 'string' }, host: { type: 'string' }, session: { type: 'string' }, token: { type: 'string' }, 'token-file': { type: 'string' },
-    'dev-sub': { type: 'string' }, 'dev-groups': { type: 'string', default: '' }, config: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-  } });
+  const { values } = parseArgs({
+    args,
+    options: {
+      http: { type: 'string' },
+      host: { type: 'string' },
+      session: { type: 'string' },
+      token: { type: 'string' },
+      'token-file': { type: 'string' },
+      'dev-sub': { type: 'string' },
+      'dev-groups': { type: 'string', default: '' },
+      config: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
   if (values.help) {
     process.stderr.write(`${USAGE}\n`);
     return 0;
@@ -83,13 +106,25 @@ export async function mcpCommand(args: string[]): Promise<number> {
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65_535)) throw new WritError('WRIT_BAD_REQUEST', `--http needs a port number, not ${JSON.stringify(values.http)}`);
   const token = await tokenSource(values);
   // The agent's connection: WRIT_CONFIG's `nats` section, the environment, else the local stack's agent credentials.
-  const nats = natsForRole('agent', process.env.WRIT_CONFIG || values.config ? (await import('../../schemas/index.ts')).loadConfigFile(resolve(values.config ?? process.env.WRIT_CONFIG!)).nats : undefined);
+  const nats = natsForRole(
+    'agent',
+    process.env.WRIT_CONFIG || values.config ? (await import('../../schemas/index.ts')).loadConfigFile(resolve(values.config ?? process.env.WRIT_CONFIG!)).nats : undefined,
+  );
   const nc = await connectNats(nats, 'writ-mcp');
-  const client = new WritClient({ nc, token, prefix: process.env.WRIT_PREFIX ?? 'writ', ...(values.session ? { sessionId: values.session } : {}), ...(nats.inboxPrefix ? { inboxPrefix: nats.inboxPrefix } : {}) });
+  const client = new WritClient({
+    nc,
+    token,
+    prefix: process.env.WRIT_PREFIX ?? 'writ',
+    ...(values.session ? { sessionId: values.session } : {}),
+    ...(nats.inboxPrefix ? { inboxPrefix: nats.inboxPrefix } : {}),
+  });
   try {
     const running = await runMcp({
-      transport: port === undefined ? 'stdio' : 'http', client,
-      ...(port !== undefined ? { port } : {}), ...(values.host ? { host: values.host } : {}), ...(process.env.WRIT_MCP_BEARER ? { bearer: process.env.WRIT_MCP_BEARER } : {}),
+      transport: port === undefined ? 'stdio' : 'http',
+      client,
+      ...(port !== undefined ? { port } : {}),
+      ...(values.host ? { host: values.host } : {}),
+      ...(process.env.WRIT_MCP_BEARER ? { bearer: process.env.WRIT_MCP_BEARER } : {}),
     });
     process.stderr.write(`writ mcp: serving ${running.url ?? 'on stdio'} (session ${client.sessionId})\n`);
     const stop = new Promise<void>((r) => {
@@ -119,7 +154,10 @@ async function tokenSource(v: TokenFlags): Promise<string | (() => Promise<strin
     const { loadDevIssuer, mintDevToken } = await import('../../broker/dev-issuer.ts');
     const config = loadConfigFile(v.config ? resolve(v.config) : defaultConfigFile());
     const dev = await loadDevIssuer(config.identity.devIssuer.dir, false);
-    const groups = (v['dev-groups'] ?? '').split(',').map((g) => g.trim()).filter(Boolean);
+    const groups = (v['dev-groups'] ?? '')
+      .split(',')
+      .map((g) => g.trim())
+      .filter(Boolean);
     return refreshingToken(() => mintDevToken(dev, { sub: v['dev-sub']!, groups, audience: config.identity.devIssuer.audience, ttlSec: 600 }));
   }
   if (process.env.WRIT_TOKEN) return process.env.WRIT_TOKEN;

@@ -9,12 +9,8 @@ import { TERMINAL_STATES, WritError, type IntentState } from '../../schemas/inde
 import { newId, type WritClient } from '../../client/sdk.ts';
 import { runIdempotent, waitLong } from '../../client/sdk-extras.ts';
 import { approvalShown } from './format.ts';
-import {
-  errorView, explainText, explainView, intentResult, intentText, intentView, openView, targetsText, targetsView, toolResult,
-} from './format.ts';
-import {
-  ExplainInput, ExplainOut, IntentIdInput, IntentOut, ListTargetsInput, MAX_WAIT_SECONDS, ShellCommandInput, SqlQueryInput, TargetsOut, WaitInput,
-} from './schemas.ts';
+import { errorView, explainText, explainView, intentResult, intentText, intentView, openView, targetsText, targetsView, toolResult } from './format.ts';
+import { ExplainInput, ExplainOut, IntentIdInput, IntentOut, ListTargetsInput, MAX_WAIT_SECONDS, ShellCommandInput, SqlQueryInput, TargetsOut, WaitInput } from './schemas.ts';
 
 export interface WritMcpServerOptions {
   /** The agent's client; every tool acts with its token and, unless told otherwise, its session. */
@@ -50,8 +46,9 @@ export function createWritMcpServer(o: WritMcpServerOptions): McpServer {
     defs.set(name, def as unknown as ToolDef<z.ZodType>);
     // Listed by the SDK; called through takeOverToolCalls, which validates first.
     const inputSchema: z.ZodType = def.input;
-    mcp.registerTool(name, { title: def.title, description: def.description, inputSchema, outputSchema: def.output, annotations: def.annotations },
-      (args: unknown, ctx: ServerContext) => def.run(args as z.output<S>, ctx));
+    mcp.registerTool(name, { title: def.title, description: def.description, inputSchema, outputSchema: def.output, annotations: def.annotations }, (args: unknown, ctx: ServerContext) =>
+      def.run(args as z.output<S>, ctx),
+    );
   };
   registerTools(o.client, add, o.progressIntervalMs ?? PROGRESS_EVERY_MS);
   takeOverToolCalls(mcp, defs);
@@ -71,8 +68,7 @@ function takeOverToolCalls(mcp: McpServer, defs: ReadonlyMap<string, ToolDef<z.Z
     const name = request.params.name;
     const def = defs.get(name);
     if (!def) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Tool ${name} not found`);
-    const failed = (v: IntentOut): CallToolResult =>
-      (def.output === IntentOut ? intentResult(v) : { content: [{ type: 'text', text: intentText(v) }], isError: true });
+    const failed = (v: IntentOut): CallToolResult => (def.output === IntentOut ? intentResult(v) : { content: [{ type: 'text', text: intentText(v) }], isError: true });
     const parsed = def.input.safeParse(request.params.arguments ?? {});
     if (!parsed.success) {
       const v = errorView(new WritError('WRIT_BAD_REQUEST', `invalid arguments for ${name}:\n${z.prettifyError(parsed.error)}`));
@@ -89,15 +85,17 @@ function takeOverToolCalls(mcp: McpServer, defs: ReadonlyMap<string, ToolDef<z.Z
   });
 }
 
-const BAD_ARGUMENTS_NEXT = 'Nothing was submitted. Fix the arguments as the tool\'s input schema says (names, types, exactly one of sql or command where asked) and call it again.';
+const BAD_ARGUMENTS_NEXT = "Nothing was submitted. Fix the arguments as the tool's input schema says (names, types, exactly one of sql or command where asked) and call it again.";
 
 type Add = <S extends z.ZodType>(name: string, def: ToolDef<S>) => void;
 
 function registerTools(client: WritClient, add: Add, progressEveryMs: number): void {
   add('list_targets', {
     title: 'List Writ targets',
-    description: 'The targets (databases, hosts) this agent may use through Writ, and for what: each access entry names the policy rule and whether it allows read or write access, needs approval, or denies. Call this first to learn the target names.',
-    input: ListTargetsInput, output: TargetsOut,
+    description:
+      'The targets (databases, hosts) this agent may use through Writ, and for what: each access entry names the policy rule and whether it allows read or write access, needs approval, or denies. Call this first to learn the target names.',
+    input: ListTargetsInput,
+    output: TargetsOut,
     annotations: { readOnlyHint: true, openWorldHint: false },
     async run() {
       const v = targetsView(await client.targets());
@@ -107,8 +105,10 @@ function registerTools(client: WritClient, add: Add, progressEveryMs: number): v
 
   add('explain', {
     title: 'Explain a Writ decision',
-    description: 'Asks whether a SQL statement or shell command would be allowed on a target, and why, without running it. Returns allowed, the effect (allow, deny, require_approval), the deciding rules, the reasons, who would have to approve, and what Writ understood the command to do. Give exactly one of sql or command. Use it before writes and after a denial, to test a variant.',
-    input: ExplainInput, output: ExplainOut,
+    description:
+      'Asks whether a SQL statement or shell command would be allowed on a target, and why, without running it. Returns allowed, the effect (allow, deny, require_approval), the deciding rules, the reasons, who would have to approve, and what Writ understood the command to do. Give exactly one of sql or command. Use it before writes and after a denial, to test a variant.',
+    input: ExplainInput,
+    output: ExplainOut,
     annotations: { readOnlyHint: true, openWorldHint: false },
     async run(a) {
       const kind = a.sql !== undefined ? 'sql' : 'shell';
@@ -124,24 +124,30 @@ function registerTools(client: WritClient, add: Add, progressEveryMs: number): v
 
   add('sql_query', {
     title: 'Run SQL through Writ',
-    description: 'Runs SQL on a PostgreSQL target through Writ, as this agent. Policy decides before anything runs. You get the masked result (columns with masked: true hold values redacted by policy; truncated: true when a policy limit cut rows), or outcome pending_approval with an intent_id when a human must approve first (then call wait_for_intent; do not resubmit), or a denial (isError) with the deciding rules, the reasons and an error code. Never retry a denial unchanged: read next and the reasons, change the query, or check a variant with explain.',
-    input: SqlQueryInput, output: IntentOut,
+    description:
+      'Runs SQL on a PostgreSQL target through Writ, as this agent. Policy decides before anything runs. You get the masked result (columns with masked: true hold values redacted by policy; truncated: true when a policy limit cut rows), or outcome pending_approval with an intent_id when a human must approve first (then call wait_for_intent; do not resubmit), or a denial (isError) with the deciding rules, the reasons and an error code. Never retry a denial unchanged: read next and the reasons, change the query, or check a variant with explain.',
+    input: SqlQueryInput,
+    output: IntentOut,
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
     run: (a, ctx) => runIntent(client, { target: a.target, sql: a.sql }, a, ctx),
   });
 
   add('shell_command', {
     title: 'Run a shell command through Writ',
-    description: 'Runs a shell command on an SSH target through Writ, as this agent. Policy decides before anything runs, from what each program in the command line does. You get the exit code and masked stdout/stderr, or outcome pending_approval with an intent_id when a human must approve first (then call wait_for_intent; do not resubmit), or a denial (isError) with the deciding rules, the reasons and an error code. Never retry a denial unchanged.',
-    input: ShellCommandInput, output: IntentOut,
+    description:
+      'Runs a shell command on an SSH target through Writ, as this agent. Policy decides before anything runs, from what each program in the command line does. You get the exit code and masked stdout/stderr, or outcome pending_approval with an intent_id when a human must approve first (then call wait_for_intent; do not resubmit), or a denial (isError) with the deciding rules, the reasons and an error code. Never retry a denial unchanged.',
+    input: ShellCommandInput,
+    output: IntentOut,
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
     run: (a, ctx) => runIntent(client, { target: a.target, command: a.command }, a, ctx),
   });
 
   add('intent_status', {
     title: 'Status of a Writ intent',
-    description: 'The current state of an intent this agent submitted: pending_approval, in_progress, or how it ended. For an intent that ended it includes the outcome (result, or decision and error). Does not wait; use wait_for_intent to wait.',
-    input: IntentIdInput, output: IntentOut,
+    description:
+      'The current state of an intent this agent submitted: pending_approval, in_progress, or how it ended. For an intent that ended it includes the outcome (result, or decision and error). Does not wait; use wait_for_intent to wait.',
+    input: IntentIdInput,
+    output: IntentOut,
     annotations: { readOnlyHint: true, openWorldHint: false },
     async run(a) {
       try {
@@ -157,7 +163,8 @@ function registerTools(client: WritClient, add: Add, progressEveryMs: number): v
   add('wait_for_intent', {
     title: 'Wait for a Writ intent',
     description: `Waits until an intent ends, typically one pending human approval, for up to timeout_seconds (at most ${MAX_WAIT_SECONDS}), and returns its outcome: the masked result, or why it did not run (rejected, expired, cancelled, denied). If it is still open when the time is up you get timedOut: true; call it again. Progress notifications are sent while waiting when you pass a progress token.`,
-    input: WaitInput, output: IntentOut,
+    input: WaitInput,
+    output: IntentOut,
     annotations: { readOnlyHint: true, openWorldHint: false },
     run: (a, ctx) => waitTool(client, a.intent_id, (a.timeout_seconds ?? 60) * 1000, progressEveryMs, ctx),
   });
@@ -165,7 +172,8 @@ function registerTools(client: WritClient, add: Add, progressEveryMs: number): v
   add('cancel_intent', {
     title: 'Cancel a pending Writ intent',
     description: 'Withdraws an intent of this agent that is still waiting for approval; it will never run. An intent that is already running or finished cannot be cancelled (error WRIT_NOT_PENDING).',
-    input: IntentIdInput, output: IntentOut,
+    input: IntentIdInput,
+    output: IntentOut,
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     async run(a) {
       try {
@@ -206,12 +214,17 @@ async function runIntent(client: WritClient, cmd: { target: string; sql?: string
 
 async function waitTool(client: WritClient, intentId: string, timeoutMs: number, progressEveryMs: number, ctx: ServerContext): Promise<CallToolResult> {
   const token = ctx.mcpReq._meta?.progressToken;
-  const onTick = token === undefined ? undefined : async (elapsedMs: number) => {
-    await ctx.mcpReq.notify({
-      method: 'notifications/progress',
-      params: { progressToken: token, progress: Math.round(elapsedMs / 1000), total: Math.round(timeoutMs / 1000), message: `intent ${intentId} still open` },
-    }).catch(() => undefined);
-  };
+  const onTick =
+    token === undefined
+      ? undefined
+      : async (elapsedMs: number) => {
+          await ctx.mcpReq
+            .notify({
+              method: 'notifications/progress',
+              params: { progressToken: token, progress: Math.round(elapsedMs / 1000), total: Math.round(timeoutMs / 1000), message: `intent ${intentId} still open` },
+            })
+            .catch(() => undefined);
+        };
   try {
     const out = await waitLong(client, intentId, { timeoutMs, signal: ctx.mcpReq.signal, ...(onTick ? { sliceMs: progressEveryMs, onTick } : {}) });
     if (out) return intentResult(intentView(out));

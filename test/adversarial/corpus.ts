@@ -27,5 +27,5 @@ export function loadCorpus(): CorpusFile[] {
   return readdirSync(CORPUS_DIR)
     .filter((f) => f.endsWith('.yaml'))
     .sort()
-    .map((f) => ({ ...CorpusFileSchema.parse(parse(readFileSync(join(CORPUS_DIR, f), 'utf8'))), file: f, kind: f.startsWith('sql-') ? 'sql' as const : 'shell' as const }));
+    .map((f) => ({ ...CorpusFileSchema.parse(parse(readFileSync(join(CORPUS_DIR, f), 'utf8'))), file: f, kind: f.startsWith('sql-') ? ('sql' as const) : ('shell' as const) }));
 }

@@ -60,13 +60,13 @@ const CLASSES: Record<string, string[]> = {
     'SELECT 1 / (pin - pin) FROM secrets',
     "SELECT CASE WHEN password <> '' THEN password::int END FROM secrets",
     'SELECT jsonb_build_object(owner, password)::text::int FROM secrets',
-    "SELECT xmlparse(document password) FROM secrets",
+    'SELECT xmlparse(document password) FROM secrets',
   ],
   'derived values': [
     'SELECT reverse(password) AS r FROM secrets',
     'SELECT reverse(code) AS r FROM secrets',
     'SELECT substr(code, 6) AS a, substr(code, 1, 5) AS b FROM secrets',
-    "SELECT right(code, 9) AS tail FROM secrets",
+    'SELECT right(code, 9) AS tail FROM secrets',
     'SELECT pin + 0 AS p FROM secrets',
     'SELECT pin::text AS p FROM secrets',
     'SELECT upper(password) AS u FROM secrets',
@@ -104,11 +104,7 @@ const CLASSES: Record<string, string[]> = {
     'SELECT length(code) AS n FROM secrets',
     "SELECT position('-' in code) AS n FROM secrets",
   ],
-  'views and CTEs': [
-    'WITH x AS (SELECT password AS p FROM secrets) SELECT p FROM x',
-    'SELECT q.p FROM (SELECT password AS p FROM secrets) q',
-    'SELECT * FROM secrets UNION ALL SELECT * FROM secrets',
-  ],
+  'views and CTEs': ['WITH x AS (SELECT password AS p FROM secrets) SELECT p FROM x', 'SELECT q.p FROM (SELECT password AS p FROM secrets) q', 'SELECT * FROM secrets UNION ALL SELECT * FROM secrets'],
 };
 
 const DERIVED = new Set(['derived values', 'partial reconstruction']);

@@ -22,7 +22,10 @@ async function evaluate(c: CorpusFile, inputs: string[]): Promise<Array<{ id: nu
   child.stdin.end();
   const code = await new Promise<number | null>((r) => child.on('close', r));
   expect(code, err).toBe(0);
-  return out.trim().split('\n').map((l) => JSON.parse(l) as { id: number; effect: string; reasons: string[] });
+  return out
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { id: number; effect: string; reasons: string[] });
 }
 
 for (const c of loadCorpus()) {
@@ -32,7 +35,10 @@ for (const c of loadCorpus()) {
     let results: Awaited<ReturnType<typeof evaluate>>;
 
     it('evaluates every input', async () => {
-      results = await evaluate(c, all.map((x) => x.text));
+      results = await evaluate(
+        c,
+        all.map((x) => x.text),
+      );
       expect(results).toHaveLength(all.length);
     }, 60_000);
 

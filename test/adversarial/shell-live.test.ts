@@ -38,17 +38,24 @@ beforeAll(async () => {
   sshd = await startSshd();
   s = await startStack({
     config: {
-      targets: [{ name: 'db', kind: 'postgres', tags: [] }, { name: 'web-1', kind: 'ssh', tags: ['prod', 'web'] }],
+      targets: [
+        { name: 'db', kind: 'postgres', tags: [] },
+        { name: 'web-1', kind: 'ssh', tags: ['prod', 'web'] },
+      ],
       policyFile: join(REPO, 'deploy/policies/ops-diagnostics.yaml'),
     },
-    workersSsh: [{
-      target: 'web-1', host: sshd.host, port: sshd.port,
-      hostKeys: { fingerprints: [sshd.hostKeyFingerprint] },
-      credentials: {
-        read: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath },
-        write: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath },
+    workersSsh: [
+      {
+        target: 'web-1',
+        host: sshd.host,
+        port: sshd.port,
+        hostKeys: { fingerprints: [sshd.hostKeyFingerprint] },
+        credentials: {
+          read: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath },
+          write: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath },
+        },
       },
-    }],
+    ],
   });
   agent = s.client(await s.token('mallory', ['ops']));
 }, 120_000);

@@ -8,18 +8,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { Client as SshClient } from 'ssh2';
-import {
-  createTestDatabase,
-  freePort,
-  startSshd,
-  startNats,
-  startNatsCluster,
-  uniqueName,
-  type NatsClusterHandle,
-  type NatsServerHandle,
-  type SshdHandle,
-  type TestDatabase,
-} from './index.ts';
+import { createTestDatabase, freePort, startSshd, startNats, startNatsCluster, uniqueName, type NatsClusterHandle, type NatsServerHandle, type SshdHandle, type TestDatabase } from './index.ts';
 import { requireBinary } from './process.ts';
 
 /** True while `pid` exists and is not a zombie. */
@@ -217,9 +206,7 @@ describe.each(['auto', 'private'] as const)('createTestDatabase (server: %s)', (
     const admin = db.adminUrl;
     const dbs = await query(admin, 'SELECT 1 FROM pg_database WHERE datname = $1', [other.database]);
     expect(dbs.rowCount).toBe(0);
-    const roles = await query(admin, 'SELECT 1 FROM pg_roles WHERE rolname = ANY($1)', [
-      [other.roles.read.user, other.roles.write.user],
-    ]);
+    const roles = await query(admin, 'SELECT 1 FROM pg_roles WHERE rolname = ANY($1)', [[other.roles.read.user, other.roles.write.user]]);
     expect(roles.rowCount).toBe(0);
     await other.drop(); // idempotent
   });

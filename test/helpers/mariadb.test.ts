@@ -27,8 +27,7 @@ describe('startMariadb and createTestMariadb', () => {
     await server?.stop();
   });
 
-  const login = (mode: 'read' | 'write') =>
-    mysql.createConnection({ host: db.host, port: db.port, user: db.users[mode].user, password: db.users[mode].password, database: db.database });
+  const login = (mode: 'read' | 'write') => mysql.createConnection({ host: db.host, port: db.port, user: db.users[mode].user, password: db.users[mode].password, database: db.database });
 
   it('runs a MariaDB on a loopback port of its own, with its own socket', () => {
     expect(server.version).toMatch(/MariaDB/);

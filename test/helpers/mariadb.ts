@@ -61,9 +61,19 @@ export async function startMariadb(opts: StartMariadbOptions = {}): Promise<Mari
       server = await spawnLogged(mariadbd, {
         logFile: join(dir, 'mariadbd.out'),
         args: [
-          '--no-defaults', `--datadir=${data}`, ...user, `--port=${port}`, `--bind-address=${HOST}`, `--socket=${socketPath}`,
-          `--pid-file=${join(dir, 'mariadbd.pid')}`, `--log-error=${logFile}`, '--skip-name-resolve',
-          '--innodb-buffer-pool-size=32M', '--innodb-flush-log-at-trx-commit=0', '--innodb-doublewrite=0', '--max-connections=300',
+          '--no-defaults',
+          `--datadir=${data}`,
+          ...user,
+          `--port=${port}`,
+          `--bind-address=${HOST}`,
+          `--socket=${socketPath}`,
+          `--pid-file=${join(dir, 'mariadbd.pid')}`,
+          `--log-error=${logFile}`,
+          '--skip-name-resolve',
+          '--innodb-buffer-pool-size=32M',
+          '--innodb-flush-log-at-trx-commit=0',
+          '--innodb-doublewrite=0',
+          '--max-connections=300',
           ...(opts.extraArgs ?? []),
         ],
       });
@@ -71,14 +81,18 @@ export async function startMariadb(opts: StartMariadbOptions = {}): Promise<Mari
       const timeoutMs = opts.startTimeoutMs ?? 60_000;
       // The greeting on the TCP port, then a root login through the socket.
       await pollUntil('mariadbd TCP port', async () => ((await probeTcp(port))?.length ? true : undefined), { server: live, logFile, timeoutMs });
-      const version = await pollUntil('mariadbd root login', async () => {
-        try {
-          const [r] = (await asRoot(socketPath, undefined, ['SELECT VERSION() AS v'])) as Array<Array<{ v: string }>>;
-          return r?.[0]?.v;
-        } catch {
-          return undefined;
-        }
-      }, { server: live, logFile, timeoutMs });
+      const version = await pollUntil(
+        'mariadbd root login',
+        async () => {
+          try {
+            const [r] = (await asRoot(socketPath, undefined, ['SELECT VERSION() AS v'])) as Array<Array<{ v: string }>>;
+            return r?.[0]?.v;
+          } catch {
+            return undefined;
+          }
+        },
+        { server: live, logFile, timeoutMs },
+      );
       let stopping: Promise<void> | undefined;
       const stop = (): Promise<void> => {
         stopping ??= (async () => {

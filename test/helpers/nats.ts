@@ -5,24 +5,8 @@ import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { freePorts, probeTcp, uniqueName } from './net.ts';
-import {
-  makeTempDir,
-  onProcessExit,
-  pollUntil,
-  removeDir,
-  requireBinary,
-  signal,
-  sleep,
-  spawnLogged,
-  terminate,
-  type SpawnedServer,
-} from './process.ts';
-import type {
-  NatsClusterHandle,
-  NatsServerHandle,
-  StartNatsClusterOptions,
-  StartNatsOptions,
-} from './nats-types.ts';
+import { makeTempDir, onProcessExit, pollUntil, removeDir, requireBinary, signal, sleep, spawnLogged, terminate, type SpawnedServer } from './process.ts';
+import type { NatsClusterHandle, NatsServerHandle, StartNatsClusterOptions, StartNatsOptions } from './nats-types.ts';
 
 /** Quotes a value for the NATS config format (its strings accept JSON escapes). */
 const q = (value: string): string => JSON.stringify(value);
@@ -37,9 +21,7 @@ function buildConfig(dir: string, storeDir: string, serverName: string, opts: St
   if (opts.jetstream ?? true) lines.push(`jetstream { store_dir: ${q(storeDir)} }`);
   if (opts.cluster !== undefined) {
     const routes = opts.cluster.routes.map(q).join(', ');
-    lines.push(
-      `cluster { name: ${q(opts.cluster.name)}, listen: ${q(`127.0.0.1:${opts.cluster.port}`)}, routes: [${routes}] }`,
-    );
+    lines.push(`cluster { name: ${q(opts.cluster.name)}, listen: ${q(`127.0.0.1:${opts.cluster.port}`)}, routes: [${routes}] }`);
   }
   if (opts.extraConfig !== undefined) lines.push(opts.extraConfig);
   return `${lines.join('\n')}\n`;
@@ -133,10 +115,7 @@ export async function startNats(opts: StartNatsOptions = {}): Promise<NatsServer
  * its client port, route port, name and store for the cluster's life, so `restart(i)`
  * brings a stopped or kill9'd member back in place (its clients reconnect to the same URL).
  */
-export async function startNatsCluster(
-  n = 3,
-  opts: StartNatsClusterOptions = {},
-): Promise<NatsClusterHandle> {
+export async function startNatsCluster(n = 3, opts: StartNatsClusterOptions = {}): Promise<NatsClusterHandle> {
   const clusterName = uniqueName('writ_cluster');
   const routePorts = await freePorts(n);
   const routes = routePorts.map((p) => `nats-route://127.0.0.1:${p}`);
@@ -209,11 +188,7 @@ export async function startNatsCluster(
 }
 
 /** Creates and deletes a throwaway R`replicas` stream; retries while the meta leader is being elected. */
-async function waitForReplicatedStream(
-  connectOpts: { servers: string[]; user?: string; pass?: string },
-  replicas: number,
-  timeoutMs: number,
-): Promise<void> {
+async function waitForReplicatedStream(connectOpts: { servers: string[]; user?: string; pass?: string }, replicas: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   const nc = await connect({ ...connectOpts, reconnect: true });
@@ -233,8 +208,5 @@ async function waitForReplicatedStream(
   } finally {
     await nc.close();
   }
-  throw new Error(
-    `NATS cluster did not accept an R${replicas} stream within ${timeoutMs} ms: ${String(lastError)}`,
-    { cause: lastError },
-  );
+  throw new Error(`NATS cluster did not accept an R${replicas} stream within ${timeoutMs} ms: ${String(lastError)}`, { cause: lastError });
 }

@@ -85,12 +85,20 @@ export async function startOidcProvider(o: StartOidcOptions = {}): Promise<OidcH
       cookies: { keys: cookieKeys },
       clients: [
         ...Object.entries(ciClients).map(([id, c]) => ({
-          client_id: id, client_secret: c.secret, grant_types: ['client_credentials'], response_types: [], redirect_uris: [],
+          client_id: id,
+          client_secret: c.secret,
+          grant_types: ['client_credentials'],
+          response_types: [],
+          redirect_uris: [],
           id_token_signed_response_alg: 'ES256' as const,
         })),
         {
-          client_id: humanClientId, token_endpoint_auth_method: 'none', response_types: [], redirect_uris: [],
-          grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'], id_token_signed_response_alg: 'ES256' as const,
+          client_id: humanClientId,
+          token_endpoint_auth_method: 'none',
+          response_types: [],
+          redirect_uris: [],
+          grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
+          id_token_signed_response_alg: 'ES256' as const,
         },
       ],
       scopes: ['openid', 'offline_access', 'writ'],
@@ -147,7 +155,11 @@ export async function startOidcProvider(o: StartOidcOptions = {}): Promise<OidcH
   }
 
   return {
-    issuer, agentAudience, approverAudience, otherAudience, humanClientId,
+    issuer,
+    agentAudience,
+    approverAudience,
+    otherAudience,
+    humanClientId,
     async clientCredentialsToken(clientId, opts = {}) {
       const c = ciClients[clientId];
       if (!c) throw new Error(`no CI client ${clientId}`);
@@ -164,7 +176,11 @@ export async function startOidcProvider(o: StartOidcOptions = {}): Promise<OidcH
       approvingAs = accountId;
       const jar = new Map<string, string>();
       const send = async (url: string, init: RequestInit = {}) => {
-        const r = await fetch(new URL(url, issuer), { ...init, redirect: 'manual', headers: { ...(init.headers as Record<string, string>), cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') } });
+        const r = await fetch(new URL(url, issuer), {
+          ...init,
+          redirect: 'manual',
+          headers: { ...(init.headers as Record<string, string>), cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') },
+        });
         for (const c of r.headers.getSetCookie()) {
           const [kv] = c.split(';');
           const i = kv!.indexOf('=');
@@ -177,7 +193,8 @@ export async function startOidcProvider(o: StartOidcOptions = {}): Promise<OidcH
         const xsrf = /name="xsrf" value="([^"]+)"/.exec(page)?.[1];
         if (!xsrf) throw new Error('no xsrf field on the device page');
         let r = await send('/device', {
-          method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
           body: new URLSearchParams({ xsrf, user_code: userCode, confirm: 'yes' }),
         });
         for (let hops = 0; r.status >= 300 && r.status < 400 && hops < 10; hops++) r = await send(r.headers.get('location')!);
@@ -199,9 +216,10 @@ export async function startOidcProvider(o: StartOidcOptions = {}): Promise<OidcH
       provider = build();
     },
     kids: () => keys.map((k) => k.kid!),
-    stop: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

@@ -58,7 +58,9 @@ function postgresBinDir(): string {
   }
   const root = '/usr/lib/postgresql';
   const versions = existsSync(root)
-    ? readdirSync(root).filter((v) => existsSync(join(root, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a))
+    ? readdirSync(root)
+        .filter((v) => existsSync(join(root, v, 'bin', 'initdb')))
+        .sort((a, b) => Number(b) - Number(a))
     : [];
   if (versions[0] === undefined) {
     throw new Error('PostgreSQL server binaries (initdb, pg_ctl) not found; install them with: apt-get install postgresql');
@@ -74,7 +76,9 @@ function asPostgres(bin: string, args: readonly string[]): [string, string[]] {
 }
 
 function postgresUserIds(): { uid: number; gid: number } {
-  const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${SUPERUSER}:`));
+  const line = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${SUPERUSER}:`));
   const [, , uid, gid] = line?.split(':') ?? [];
   if (uid === undefined || gid === undefined) {
     throw new Error(`no "${SUPERUSER}" OS user to run a private PostgreSQL as; install it with: apt-get install postgresql`);
@@ -185,17 +189,12 @@ export async function createTestDatabase(opts: CreateTestDatabaseOptions = {}): 
   const read = { user: uniqueName('writ_ro'), password: randomBytes(18).toString('base64url') };
   const write = { user: uniqueName('writ_rw'), password: randomBytes(18).toString('base64url') };
   // A private cluster is deleted whole at exit; on the shared one, drop what we made.
-  const unregister =
-    server.kind === 'shared' ? onProcessExit(() => dropSync(server.port, database, [read.user, write.user])) : () => {};
+  const unregister = server.kind === 'shared' ? onProcessExit(() => dropSync(server.port, database, [read.user, write.user])) : () => {};
 
   let dropping: Promise<void> | undefined;
   const drop = (): Promise<void> => {
     dropping ??= (async () => {
-      await runAsSuperuser(server.port, 'postgres', [
-        `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`,
-        `DROP ROLE IF EXISTS ${read.user}`,
-        `DROP ROLE IF EXISTS ${write.user}`,
-      ]);
+      await runAsSuperuser(server.port, 'postgres', [`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`, `DROP ROLE IF EXISTS ${read.user}`, `DROP ROLE IF EXISTS ${write.user}`]);
       unregister();
     })();
     return dropping;

@@ -28,9 +28,7 @@ export function findBinary(name: string, extraDirs: readonly string[] = []): str
 export function requireBinary(name: string, aptPackage: string, extraDirs: readonly string[] = []): string {
   const found = findBinary(name, extraDirs);
   if (found === undefined) {
-    throw new Error(
-      `${name} not found on PATH or in sbin folders; install it with: apt-get install ${aptPackage}`,
-    );
+    throw new Error(`${name} not found on PATH or in sbin folders; install it with: apt-get install ${aptPackage}`);
   }
   return found;
 }

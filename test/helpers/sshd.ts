@@ -5,17 +5,7 @@ import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, probeTcp } from './net.ts';
-import {
-  makeTempDir,
-  onProcessExit,
-  pollUntil,
-  removeDir,
-  requireBinary,
-  signal,
-  spawnLogged,
-  terminate,
-  type SpawnedServer,
-} from './process.ts';
+import { makeTempDir, onProcessExit, pollUntil, removeDir, requireBinary, signal, spawnLogged, terminate, type SpawnedServer } from './process.ts';
 import type { SshdHandle, StartSshdOptions } from './sshd-types.ts';
 
 const execFileAsync = promisify(execFile);
@@ -68,11 +58,7 @@ async function launch(bin: string, port: number, configFile: string, logFile: st
   const server = await spawnLogged(bin, { args: ['-D', '-e', '-f', configFile], logFile });
   const unregister = onProcessExit(() => signal(server.pid, 'SIGKILL'));
   try {
-    await pollUntil(
-      `sshd on ${HOST}:${port}`,
-      async () => ((await probeTcp(port))?.toString('latin1').startsWith('SSH-2.0-') ? true : undefined),
-      { server, logFile, timeoutMs, intervalMs: 100 },
-    );
+    await pollUntil(`sshd on ${HOST}:${port}`, async () => ((await probeTcp(port))?.toString('latin1').startsWith('SSH-2.0-') ? true : undefined), { server, logFile, timeoutMs, intervalMs: 100 });
     unregister();
     return server;
   } catch (err) {

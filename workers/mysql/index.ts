@@ -41,7 +41,15 @@ const IMPLICIT_COMMIT = new Set(['create', 'alter', 'drop', 'truncate', 'lock', 
 /** Server errors that are the statement time limit or the watchdog's KILL QUERY. */
 const TIMEOUT_ERRNO = new Set([1969 /* MariaDB ER_STATEMENT_TIMEOUT */, 3024 /* MySQL ER_QUERY_TIMEOUT */, 1317 /* ER_QUERY_INTERRUPTED */, 1028 /* ER_FILSORT_ABORT */]);
 
-interface MysqlError { code?: string; errno?: number; sqlState?: string; sqlMessage?: string; message?: string; fatal?: boolean; writFate?: string }
+interface MysqlError {
+  code?: string;
+  errno?: number;
+  sqlState?: string;
+  sqlMessage?: string;
+  message?: string;
+  fatal?: boolean;
+  writFate?: string;
+}
 
 export class MysqlExecutor implements Executor {
   readonly kind = 'mysql' as const;
@@ -58,13 +66,19 @@ export class MysqlExecutor implements Executor {
         if (!cred) return undefined;
         // Credentials are read here, from the worker's own config sources; never from an intent.
         const pool = mysql.createPool({
-          host: cfg.host, port: cfg.port, database: cfg.database, connectionLimit: max,
+          host: cfg.host,
+          port: cfg.port,
+          database: cfg.database,
+          connectionLimit: max,
           user: readSecret(cred.user, `workers.mysql[${cfg.target}].credentials.${mode}.user`),
           password: cred.password ? readSecret(cred.password, `workers.mysql[${cfg.target}].credentials.${mode}.password`) : undefined,
           multipleStatements: false,
           // No LOAD DATA LOCAL: the server could ask the worker for any file it can read.
           flags: ['-LOCAL_FILES', '-MULTI_STATEMENTS'],
-          charset: 'utf8mb4', supportBigNumbers: true, dateStrings: true, connectAttributes: { program_name: 'writ-worker' },
+          charset: 'utf8mb4',
+          supportBigNumbers: true,
+          dateStrings: true,
+          connectAttributes: { program_name: 'writ-worker' },
         });
         // Idle-connection errors surface on the next checkout instead of crashing the worker.
         pool.on('connection', (c) => c.on('error', () => undefined));
@@ -194,7 +208,9 @@ export class MysqlExecutor implements Executor {
         // Transaction control and implicit commits are refused up front; this catches whatever else could end it.
         if (!s.inTransaction) {
           left = i;
-          throw new WritError('WRIT_EXEC_FAILED', `statement ${i + 1} ended the worker's transaction: what ran up to it may have been committed; nothing after it ran`, { details: { statement: i + 1, transaction: 'left' } });
+          throw new WritError('WRIT_EXEC_FAILED', `statement ${i + 1} ended the worker's transaction: what ran up to it may have been committed; nothing after it ran`, {
+            details: { statement: i + 1, transaction: 'left' },
+          });
         }
         tags.push(command);
         const limit = claims.limits.rowsAffected;
@@ -212,7 +228,9 @@ export class MysqlExecutor implements Executor {
     } catch (e) {
       const me = e as MysqlError;
       if (committing && (s.lost || me.fatal)) {
-        throw new WritError('WRIT_COMMIT_UNKNOWN', 'the connection was lost while COMMIT was in flight: the transaction may or may not have been committed; check the target before trying again', { cause: e });
+        throw new WritError('WRIT_COMMIT_UNKNOWN', 'the connection was lost while COMMIT was in flight: the transaction may or may not have been committed; check the target before trying again', {
+          cause: e,
+        });
       }
       let fate: string;
       if (left >= 0) fate = 'what ran may have been committed';
@@ -252,7 +270,10 @@ export class MysqlExecutor implements Executor {
       err = new WritError('WRIT_EXEC_TIMEOUT', `the statement ran past ${timeoutMs} ms and was stopped${me.writFate ? `; ${me.writFate}` : ''}`, { cause: e });
     } else if (typeof me.sqlState === 'string' && /^[0-9A-Z]{5}$/.test(me.sqlState) && !me.fatal) {
       serverText = true;
-      err = new WritError('WRIT_EXEC_FAILED', `${me.sqlMessage ?? me.message ?? 'statement failed'}${me.writFate ? ` (${me.writFate})` : ''}`, { cause: e, details: { sqlstate: me.sqlState, ...(typeof me.errno === 'number' ? { errno: me.errno } : {}) } });
+      err = new WritError('WRIT_EXEC_FAILED', `${me.sqlMessage ?? me.message ?? 'statement failed'}${me.writFate ? ` (${me.writFate})` : ''}`, {
+        cause: e,
+        details: { sqlstate: me.sqlState, ...(typeof me.errno === 'number' ? { errno: me.errno } : {}) },
+      });
     } else {
       err = new WritError('WRIT_EXEC_FAILED', `the connection to the database was lost mid-statement${me.writFate ? `; ${me.writFate}` : ''}`, { cause: e });
     }
@@ -282,7 +303,10 @@ function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void 
   for (const st of facts) {
     // START TRANSACTION/COMMIT/ROLLBACK/SAVEPOINT…: the worker owns the transaction (its limits and rollback live in it).
     if (st.kind === 'transaction') {
-      throw new WritError('WRIT_UNSUPPORTED', `transaction control (${(st.transaction ?? 'transaction').toUpperCase()}) cannot run through Writ: the worker wraps the batch in its own transaction; nothing ran`);
+      throw new WritError(
+        'WRIT_UNSUPPORTED',
+        `transaction control (${(st.transaction ?? 'transaction').toUpperCase()}) cannot run through Writ: the worker wraps the batch in its own transaction; nothing ran`,
+      );
     }
     // A system variable is one of the worker's limits (max_statement_time, sql_select_limit,
     // tx_read_only, autocommit) or changes how text is read (sql_mode): only user variables (@x).
@@ -292,12 +316,19 @@ function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void 
     // USE would move unqualified names, and with them the masking's view of what a statement reads.
     if (st.kind === 'use') throw new WritError('WRIT_UNSUPPORTED', 'USE cannot run through Writ: the target names its database; qualify names instead; nothing ran');
     // Files on the database server: LOAD DATA, SELECT … INTO OUTFILE/DUMPFILE. Not rows the masking engine sees.
-    if (st.kind === 'copy' || st.copy) throw new WritError('WRIT_UNSUPPORTED', 'reading or writing files on the database server (LOAD DATA, INTO OUTFILE/DUMPFILE) cannot run through Writ; nothing ran');
+    if (st.kind === 'copy' || st.copy)
+      throw new WritError('WRIT_UNSUPPORTED', 'reading or writing files on the database server (LOAD DATA, INTO OUTFILE/DUMPFILE) cannot run through Writ; nothing ran');
     if (IMPLICIT_COMMIT.has(st.kind) && facts.length > 1) {
-      throw new WritError('WRIT_UNSUPPORTED', `${st.kind.toUpperCase()} commits the open transaction implicitly, so it cannot run inside a batch the worker wraps in its own; send it alone; nothing ran`);
+      throw new WritError(
+        'WRIT_UNSUPPORTED',
+        `${st.kind.toUpperCase()} commits the open transaction implicitly, so it cannot run inside a batch the worker wraps in its own; send it alone; nothing ran`,
+      );
     }
     if (claims.mode === 'write' && claims.limits.rowsAffected !== undefined && (uncountable(st) || st.kind === 'truncate' || st.kind === 'drop')) {
-      throw new WritError('WRIT_UNSUPPORTED', 'the statement can change rows that its row count does not report (CALL, TRUNCATE, DROP, or a function the worker does not know), so the rowsAffected limit cannot be enforced; nothing ran');
+      throw new WritError(
+        'WRIT_UNSUPPORTED',
+        'the statement can change rows that its row count does not report (CALL, TRUNCATE, DROP, or a function the worker does not know), so the rowsAffected limit cannot be enforced; nothing ran',
+      );
     }
   }
 }

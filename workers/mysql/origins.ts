@@ -67,14 +67,21 @@ export class MysqlCatalogue implements ColumnCatalogue {
     // matches two tables takes both (over-inclusive, never under).
     const where = missing.map(() => '(LOWER(TABLE_SCHEMA) = ? AND LOWER(TABLE_NAME) = ?)').join(' OR ');
     const args = missing.flat().map((x) => x.toLowerCase());
-    const tables = await this.#query<{ TABLE_SCHEMA: string; TABLE_NAME: string; TABLE_TYPE: string }>(`SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE ${where}`, args);
-    const cols = await this.#query<{ TABLE_SCHEMA: string; TABLE_NAME: string; COLUMN_NAME: string }>(`SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE ${where} ORDER BY ORDINAL_POSITION`, args);
+    const tables = await this.#query<{ TABLE_SCHEMA: string; TABLE_NAME: string; TABLE_TYPE: string }>(
+      `SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE ${where}`,
+      args,
+    );
+    const cols = await this.#query<{ TABLE_SCHEMA: string; TABLE_NAME: string; COLUMN_NAME: string }>(
+      `SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE ${where} ORDER BY ORDINAL_POSITION`,
+      args,
+    );
     for (const n of missing) this.#tables.set(key(...n), null);
     const views: TableInfo[] = [];
     for (const r of tables) {
       const k = key(r.TABLE_SCHEMA, r.TABLE_NAME);
       const prev = this.#tables.get(k);
-      if (prev) { // two tables whose names differ in case only: one entry for both, a view if either is
+      if (prev) {
+        // two tables whose names differ in case only: one entry for both, a view if either is
         prev.view ||= r.TABLE_TYPE === 'VIEW';
         if (prev.view && !views.includes(prev)) views.push(prev);
         continue;
@@ -91,7 +98,9 @@ export class MysqlCatalogue implements ColumnCatalogue {
   async #loadViews(views: TableInfo[], depth: number): Promise<void> {
     const where = views.map(() => '(LOWER(TABLE_SCHEMA) = ? AND LOWER(TABLE_NAME) = ?)').join(' OR ');
     const defs = await this.#query<{ TABLE_SCHEMA: string; TABLE_NAME: string; VIEW_DEFINITION: string | null }>(
-      `SELECT TABLE_SCHEMA, TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS WHERE ${where}`, views.flatMap((v) => this.#split(v.table).map((x) => x.toLowerCase())));
+      `SELECT TABLE_SCHEMA, TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS WHERE ${where}`,
+      views.flatMap((v) => this.#split(v.table).map((x) => x.toLowerCase())),
+    );
     for (const v of views) v.baseColumns = null;
     const seen = new Set<TableInfo>();
     for (const d of defs) {
@@ -105,7 +114,7 @@ export class MysqlCatalogue implements ColumnCatalogue {
       const qualified = facts.statements.map((st) => qualifyFacts(st, d.TABLE_SCHEMA));
       const inner = new Catalogue(this, depth + 1);
       const found = await sourcesOf(inner, qualified);
-      v.baseColumns = inner.unknown ? null : [...(seen.has(v) ? v.baseColumns ?? [] : []), ...found];
+      v.baseColumns = inner.unknown ? null : [...(seen.has(v) ? (v.baseColumns ?? []) : []), ...found];
       seen.add(v);
     }
   }
@@ -194,7 +203,10 @@ export class MysqlCatalogue implements ColumnCatalogue {
 /** A view's catalogue one level deeper, which notes whether any view it met could not be read. */
 class Catalogue implements ColumnCatalogue {
   unknown = false;
-  constructor(readonly outer: MysqlCatalogue, readonly depth: number) {}
+  constructor(
+    readonly outer: MysqlCatalogue,
+    readonly depth: number,
+  ) {}
   async columnsOf(tables: readonly string[]): Promise<string[]> {
     if ((await this.outer.opaqueViews(tables)).length > 0) this.unknown = true;
     return this.outer.columnsOf(tables);

@@ -19,7 +19,10 @@ const IN_TRANS = 0x0001;
 
 /** Why the byte watch destroyed its connection. */
 export class WireLimitError extends Error {
-  constructor(readonly bytes: number, readonly cap: number) {
+  constructor(
+    readonly bytes: number,
+    readonly cap: number,
+  ) {
     super(`the statement's answer passed ${cap} bytes`);
   }
 }
@@ -73,10 +76,7 @@ const SQL_MODE: Record<ServerFlavor['kind'], string> = {
 
 /** The SET that pins a run's limits, in the server's own variable names. */
 export function settingsSql(flavor: ServerFlavor, s: RunSettings): string {
-  const parts = [
-    `SESSION sql_select_limit = ${Math.max(1, Math.floor(s.selectLimit))}`,
-    `SESSION sql_mode = '${SQL_MODE[flavor.kind]}'`,
-  ];
+  const parts = [`SESSION sql_select_limit = ${Math.max(1, Math.floor(s.selectLimit))}`, `SESSION sql_mode = '${SQL_MODE[flavor.kind]}'`];
   if (flavor.kind === 'mariadb') {
     // Seconds, fractional; every statement but those inside stored routines.
     parts.push(`SESSION max_statement_time = ${(s.timeoutMs / 1000).toFixed(3)}`, `SESSION tx_read_only = ${s.readOnly ? 1 : 0}`);
@@ -157,16 +157,23 @@ export class Session {
    * `kill`, and after another grace it drops the connection.
    */
   startWatchdog(timeoutMs: number, kill: (threadId: number) => Promise<void>): void {
-    this.#timers.push(setTimeout(() => {
-      const id = this.threadId;
-      if (id === null) return;
-      this.#killed = true;
-      void kill(id).catch(() => undefined); // the drop below still ends it
-    }, timeoutMs + KILL_GRACE_MS).unref());
-    this.#timers.push(setTimeout(() => {
-      this.#killed = true;
-      this.watch.socket.destroy(Object.assign(new Error(`the statement ran past ${timeoutMs} ms and was not stopped`), { code: 'WORKER_WATCHDOG' }));
-    }, timeoutMs + KILL_GRACE_MS + DESTROY_GRACE_MS).unref());
+    this.#timers.push(
+      setTimeout(() => {
+        const id = this.threadId;
+        if (id === null) return;
+        this.#killed = true;
+        void kill(id).catch(() => undefined); // the drop below still ends it
+      }, timeoutMs + KILL_GRACE_MS).unref(),
+    );
+    this.#timers.push(
+      setTimeout(
+        () => {
+          this.#killed = true;
+          this.watch.socket.destroy(Object.assign(new Error(`the statement ran past ${timeoutMs} ms and was not stopped`), { code: 'WORKER_WATCHDOG' }));
+        },
+        timeoutMs + KILL_GRACE_MS + DESTROY_GRACE_MS,
+      ).unref(),
+    );
   }
 
   /** The watchdog killed or dropped the running statement. */

@@ -12,7 +12,11 @@ describe('serverFlavor', () => {
   });
 
   it('refuses older servers and unreadable versions with WRIT_UNSUPPORTED', () => {
-    for (const [v, c] of [['10.5.23-MariaDB', ''], ['5.7.44', 'MySQL Community Server'], ['x', '']] as const) {
+    for (const [v, c] of [
+      ['10.5.23-MariaDB', ''],
+      ['5.7.44', 'MySQL Community Server'],
+      ['x', ''],
+    ] as const) {
       expect(() => serverFlavor(v, c), v).toThrow(expect.objectContaining({ code: 'WRIT_UNSUPPORTED' }));
     }
   });

@@ -61,7 +61,10 @@ export class PostgresExecutor implements Executor {
         if (mode === 'read') options.push('-c default_transaction_read_only=on');
         // Credentials are read here, from the worker's own config sources; never from an intent.
         const pool = new pg.Pool({
-          host: cfg.host, port: cfg.port, database: cfg.database, max,
+          host: cfg.host,
+          port: cfg.port,
+          database: cfg.database,
+          max,
           user: readSecret(cred.user, `workers.postgres[${cfg.target}].credentials.${mode}.user`),
           password: cred.password ? readSecret(cred.password, `workers.postgres[${cfg.target}].credentials.${mode}.password`) : undefined,
           application_name: 'writ-worker',
@@ -167,7 +170,9 @@ export class PostgresExecutor implements Executor {
         // Transaction control is refused up front; this catches whatever else could end it.
         if (client.getTransactionStatus() !== 'T') {
           left = i;
-          throw new WritError('WRIT_EXEC_FAILED', `statement ${i + 1} ended the worker's transaction: what ran up to it may have been committed; nothing after it ran`, { details: { statement: i + 1, transaction: 'left' } });
+          throw new WritError('WRIT_EXEC_FAILED', `statement ${i + 1} ended the worker's transaction: what ran up to it may have been committed; nothing after it ran`, {
+            details: { statement: i + 1, transaction: 'left' },
+          });
         }
         const command = r.command ?? st.kind.toUpperCase();
         tags.push(command);
@@ -186,7 +191,9 @@ export class PostgresExecutor implements Executor {
       return { ...(out as RowsOutput), command: tags.join(';') };
     } catch (e) {
       if (committing && !isPlainServerError(e, s)) {
-        throw new WritError('WRIT_COMMIT_UNKNOWN', 'the connection was lost while COMMIT was in flight: the transaction may or may not have been committed; check the target before trying again', { cause: e });
+        throw new WritError('WRIT_COMMIT_UNKNOWN', 'the connection was lost while COMMIT was in flight: the transaction may or may not have been committed; check the target before trying again', {
+          cause: e,
+        });
       }
       // Never claim a rollback that did not happen: say what is known.
       let fate: string;
@@ -223,7 +230,8 @@ export class PostgresExecutor implements Executor {
     let err: WritError;
     let serverText = false;
     if (e instanceof WritError) err = e;
-    else if (pe.code === '57014' || pe.code === 'WORKER_WATCHDOG') err = new WritError('WRIT_EXEC_TIMEOUT', `the statement ran past ${timeoutMs} ms and was cancelled${pe.writFate ? `; ${pe.writFate}` : ''}`, { cause: e });
+    else if (pe.code === '57014' || pe.code === 'WORKER_WATCHDOG')
+      err = new WritError('WRIT_EXEC_TIMEOUT', `the statement ran past ${timeoutMs} ms and was cancelled${pe.writFate ? `; ${pe.writFate}` : ''}`, { cause: e });
     else if (typeof pe.code === 'string' && /^[0-9A-Z]{5}$/.test(pe.code)) {
       serverText = true;
       err = new WritError('WRIT_EXEC_FAILED', `${pe.message ?? 'statement failed'}${pe.writFate ? ` (${pe.writFate})` : ''}`, { cause: e, details: { sqlstate: pe.code } });
@@ -263,13 +271,19 @@ function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void 
     // COMMIT/ROLLBACK/END/ABORT/PREPARE TRANSACTION/SAVEPOINT/RELEASE/BEGIN: the worker owns the
     // transaction (its limits and its rollback live in it). Refused for a single statement too.
     if (st.kind === 'transaction') {
-      throw new WritError('WRIT_UNSUPPORTED', `transaction control (${(st.transaction ?? 'transaction').toUpperCase()}) cannot run through Writ: the worker wraps the batch in its own transaction; nothing ran`);
+      throw new WritError(
+        'WRIT_UNSUPPORTED',
+        `transaction control (${(st.transaction ?? 'transaction').toUpperCase()}) cannot run through Writ: the worker wraps the batch in its own transaction; nothing ran`,
+      );
     }
     if ((st.kind === 'set' || st.kind === 'reset') && PINNED_SETTINGS.has(st.set?.variable ?? 'all')) {
       throw new WritError('WRIT_UNSUPPORTED', `${st.kind.toUpperCase()} ${st.set?.variable ?? ''} would change the worker's time limit; nothing ran`);
     }
     if (claims.mode === 'write' && claims.limits.rowsAffected !== undefined && uncountable(st)) {
-      throw new WritError('WRIT_UNSUPPORTED', 'the statement can change rows that its row count does not report (a data-modifying WITH, EXPLAIN ANALYZE of a write, DO/CALL, or a function the worker does not know), so the rowsAffected limit cannot be enforced; nothing ran');
+      throw new WritError(
+        'WRIT_UNSUPPORTED',
+        'the statement can change rows that its row count does not report (a data-modifying WITH, EXPLAIN ANALYZE of a write, DO/CALL, or a function the worker does not know), so the rowsAffected limit cannot be enforced; nothing ran',
+      );
     }
   }
 }

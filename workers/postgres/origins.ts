@@ -37,9 +37,10 @@ export class OriginResolver {
       // An OID we cannot name is still a table column: the masking engine fails closed on it.
       if (!t) return { name: f.name, origin: { table: `oid:${f.tableID}`, column: String(f.columnID) } };
       const cols = [...t.columns.values()];
-      const info: FieldInfo = f.columnID === 0
-        ? { name: f.name, origin: { table: t.table, column: '*' }, wholeRow: true, tableColumns: cols }
-        : { name: f.name, origin: { table: t.table, column: t.columns.get(f.columnID) ?? String(f.columnID) } };
+      const info: FieldInfo =
+        f.columnID === 0
+          ? { name: f.name, origin: { table: t.table, column: '*' }, wholeRow: true, tableColumns: cols }
+          : { name: f.name, origin: { table: t.table, column: t.columns.get(f.columnID) ?? String(f.columnID) } };
       if (t.baseColumns) info.viewSources = t.baseColumns;
       return info;
     });
@@ -50,7 +51,7 @@ export class OriginResolver {
     const unknown = tables.filter((t) => !this.#byName.has(t));
     if (unknown.length > 0) {
       const r = await this.#pool.query<{ oid: number }>(
-        'SELECT c.oid::int AS oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE (n.nspname || \'.\' || c.relname) = ANY($1::text[])',
+        "SELECT c.oid::int AS oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE (n.nspname || '.' || c.relname) = ANY($1::text[])",
         [unknown],
       );
       await this.#ensure(r.rows.map((x) => x.oid));

@@ -63,23 +63,30 @@ export class Session {
    * cancel request, and after another grace it drops the connection.
    */
   startWatchdog(timeoutMs: number, cfg: pg.ClientConfig): void {
-    this.#timers.push(setTimeout(() => {
-      const active = (this.client as unknown as { _getActiveQuery?(): unknown })._getActiveQuery?.();
-      if (active) {
-        try {
-          // pg's Client#cancel opens its own connection and sends the cancel request (no login needed).
-          const canceller = new pg.Client(cfg) as unknown as { connection: pg.Connection; cancel(c: unknown, q: unknown): void };
-          canceller.connection.on('error', () => undefined); // an unreachable server must not crash the worker
-          canceller.cancel(this.client, active);
-        } catch {
-          // The drop below still ends it.
+    this.#timers.push(
+      setTimeout(() => {
+        const active = (this.client as unknown as { _getActiveQuery?(): unknown })._getActiveQuery?.();
+        if (active) {
+          try {
+            // pg's Client#cancel opens its own connection and sends the cancel request (no login needed).
+            const canceller = new pg.Client(cfg) as unknown as { connection: pg.Connection; cancel(c: unknown, q: unknown): void };
+            canceller.connection.on('error', () => undefined); // an unreachable server must not crash the worker
+            canceller.cancel(this.client, active);
+          } catch {
+            // The drop below still ends it.
+          }
         }
-      }
-    }, timeoutMs + CANCEL_GRACE_MS).unref());
-    this.#timers.push(setTimeout(() => {
-      const stream = (this.client as unknown as { connection?: { stream?: { destroy(e?: Error): void } } }).connection?.stream;
-      stream?.destroy(Object.assign(new Error(`the statement ran past ${timeoutMs} ms and was not cancelled`), { code: 'WORKER_WATCHDOG' }));
-    }, timeoutMs + CANCEL_GRACE_MS + DESTROY_GRACE_MS).unref());
+      }, timeoutMs + CANCEL_GRACE_MS).unref(),
+    );
+    this.#timers.push(
+      setTimeout(
+        () => {
+          const stream = (this.client as unknown as { connection?: { stream?: { destroy(e?: Error): void } } }).connection?.stream;
+          stream?.destroy(Object.assign(new Error(`the statement ran past ${timeoutMs} ms and was not cancelled`), { code: 'WORKER_WATCHDOG' }));
+        },
+        timeoutMs + CANCEL_GRACE_MS + DESTROY_GRACE_MS,
+      ).unref(),
+    );
   }
 
   /**

@@ -17,9 +17,7 @@ export class WireLimitError extends Error {
     readonly bytes: number,
     readonly cap: number,
   ) {
-    super(reason === 'message'
-      ? `a single message from the server (${bytes} bytes) is larger than the ${cap}-byte cap`
-      : `the rows of the statement passed ${cap} bytes`);
+    super(reason === 'message' ? `a single message from the server (${bytes} bytes) is larger than the ${cap}-byte cap` : `the rows of the statement passed ${cap} bytes`);
   }
 }
 

@@ -60,9 +60,7 @@ function loadCredential(cfg: NonNullable<SshWorkerTarget['credentials'][AccessMo
 /** The caller-safe reading of an ssh2 connection error. */
 function connectError(e: unknown, target: string): WritError {
   const level = (e as { level?: string }).level;
-  const why = level === 'client-authentication' ? 'authentication was refused'
-    : level === 'client-timeout' ? 'no SSH handshake before the ready timeout'
-      : 'the connection failed';
+  const why = level === 'client-authentication' ? 'authentication was refused' : level === 'client-timeout' ? 'no SSH handshake before the ready timeout' : 'the connection failed';
   return new WritError('WRIT_TARGET_UNAVAILABLE', `target ${target}: ${why}`, { cause: e });
 }
 
@@ -112,7 +110,10 @@ export class SshExecutor implements Executor {
     // Built before connecting: a masking spec that cannot be applied touches no host.
     const maskers = { stdout: ctx.streamMasker(), stderr: ctx.streamMasker() };
     const run = this.#runOnce(t, cred, line, limits, maskers, ac.signal);
-    this.#running.set(ac, run.catch(() => undefined));
+    this.#running.set(
+      ac,
+      run.catch(() => undefined),
+    );
     try {
       return await run;
     } finally {

@@ -13,7 +13,11 @@ const keys: Record<'ed' | 'ec' | 'rsa', { line: string; blob: Buffer; fingerprin
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'writ-known-hosts-'));
-  for (const [name, type] of [['ed', 'ed25519'], ['ec', 'ecdsa'], ['rsa', 'rsa']] as const) {
+  for (const [name, type] of [
+    ['ed', 'ed25519'],
+    ['ec', 'ecdsa'],
+    ['rsa', 'rsa'],
+  ] as const) {
     const f = join(dir, name);
     execFileSync('ssh-keygen', ['-q', '-t', type, ...(type === 'rsa' ? ['-b', '2048'] : []), '-N', '', '-f', f]);
     const [t, b64] = readFileSync(`${f}.pub`, 'utf8').trim().split(/\s+/);
@@ -92,8 +96,7 @@ describe('host-key pins', () => {
 
   it('refuses a config that pins nothing for the host, naming the key', () => {
     expect(() => pins(`other.example.org ${keys.ed.line}\n`)).toThrow(/workers\.ssh\[box\]\.hostKeys: no host key is pinned for db\.example\.org/);
-    expect(() => loadHostKeyPins({ host: 'h', port: 22, hostKeys: { knownHostsFile: join(dir, 'missing'), fingerprints: [] } }, 'x'))
-      .toThrow(/x\.knownHostsFile: cannot read/);
+    expect(() => loadHostKeyPins({ host: 'h', port: 22, hostKeys: { knownHostsFile: join(dir, 'missing'), fingerprints: [] } }, 'x')).toThrow(/x\.knownHostsFile: cannot read/);
   });
 });
 
@@ -105,16 +108,17 @@ describe('remote command', () => {
   });
 
   it('sends anything richer as the exact approved text', async () => {
-    for (const text of [
-      'ls *.log', 'ls ~/x', 'cat {a,b}', 'echo $HOME', 'echo hi > /tmp/x', 'ls | wc -l', 'ls; rm x', 'sudo ls', 'X=1 ls',
-      `sh -c 'echo hi; exit 3'`, 'a=b',
-    ]) {
+    for (const text of ['ls *.log', 'ls ~/x', 'cat {a,b}', 'echo $HOME', 'echo hi > /tmp/x', 'ls | wc -l', 'ls; rm x', 'sudo ls', 'X=1 ls', `sh -c 'echo hi; exit 3'`, 'a=b']) {
       expect(await remoteCommand(text)).toEqual({ line: text, requoted: false });
     }
   });
 
   it('refuses what the classifier refuses, with its code', async () => {
-    const code = (text: string) => remoteCommand(text).then(() => 'ok', (e: unknown) => (e as WritError).code);
+    const code = (text: string) =>
+      remoteCommand(text).then(
+        () => 'ok',
+        (e: unknown) => (e as WritError).code,
+      );
     expect(await code('eval "$X"')).toBe('WRIT_SHELL_UNKNOWN');
     expect(await code('')).toBe('WRIT_SHELL_EMPTY');
   });

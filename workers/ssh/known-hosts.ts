@@ -83,7 +83,10 @@ export function parseKnownHosts(text: string): KnownHostEntry[] {
 
 /** `*` and `?` wildcards, case-insensitive, as in OpenSSH's match_pattern. */
 function globMatch(pattern: string, name: string): boolean {
-  const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const re = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${re}$`, 'i').test(name);
 }
 
@@ -113,10 +116,7 @@ export function hostFieldMatches(field: string, name: string): boolean {
 }
 
 /** Builds one target's pins from its config; `what` names the config key in errors. */
-export function loadHostKeyPins(
-  cfg: { host: string; port: number; hostKeys: { knownHostsFile?: string | undefined; fingerprints: string[] } },
-  what: string,
-): HostKeyPins {
+export function loadHostKeyPins(cfg: { host: string; port: number; hostKeys: { knownHostsFile?: string | undefined; fingerprints: string[] } }, what: string): HostKeyPins {
   const name = knownHostsName(cfg.host, cfg.port);
   let entries: KnownHostEntry[] = [];
   if (cfg.hostKeys.knownHostsFile) {

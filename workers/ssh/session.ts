@@ -131,13 +131,7 @@ function unconfirmed(err: WritError): WritError {
  * A kill is confirmed by the channel closing; past `killGraceMs` the run ends anyway and
  * the error says the command may still be running.
  */
-export function execOnce(
-  conn: Client,
-  line: string,
-  limits: ExecLimits,
-  maskers: { stdout: StreamMasker; stderr: StreamMasker },
-  signal: AbortSignal,
-): Promise<StreamOutput> {
+export function execOnce(conn: Client, line: string, limits: ExecLimits, maskers: { stdout: StreamMasker; stderr: StreamMasker }, signal: AbortSignal): Promise<StreamOutput> {
   return new Promise<StreamOutput>((resolve, reject) => {
     new RemoteRun(conn, limits, maskers, signal, resolve, reject).start(line);
   });
@@ -176,10 +170,7 @@ class RemoteRun {
       this.#fail(new WritError('WRIT_EXEC_FAILED', 'the run was aborted before the command started'));
       return;
     }
-    this.#timers.push(setTimeout(
-      () => this.stop(new WritError('WRIT_EXEC_TIMEOUT', `the command ran past ${this.limits.timeoutMs} ms and was killed`)),
-      this.limits.timeoutMs,
-    ));
+    this.#timers.push(setTimeout(() => this.stop(new WritError('WRIT_EXEC_TIMEOUT', `the command ran past ${this.limits.timeoutMs} ms and was killed`)), this.limits.timeoutMs));
     this.signal.addEventListener('abort', this.#onAbort, { once: true });
     this.conn.once('close', this.#onConnLost);
     this.conn.exec(line, (err, ch) => {
@@ -196,10 +187,12 @@ class RemoteRun {
   stop(err: WritError): void {
     if (this.#settled || this.#stopping) return;
     this.#stopping = err;
-    this.#timers.push(setTimeout(() => {
-      this.#channel?.close();
-      this.#fail(unconfirmed(err));
-    }, this.limits.killGraceMs));
+    this.#timers.push(
+      setTimeout(() => {
+        this.#channel?.close();
+        this.#fail(unconfirmed(err));
+      }, this.limits.killGraceMs),
+    );
     if (this.#channel) this.#kill(this.#channel); // otherwise #attach does, once the command has started
   }
 
@@ -234,8 +227,12 @@ class RemoteRun {
     let out: StreamOutput;
     try {
       out = {
-        type: 'stream', stdout: this.#stdout.finish(), stderr: this.#stderr.finish(),
-        exitCode: this.#exit.code, signal: this.#exit.signal, truncated: this.#stdout.truncated || this.#stderr.truncated,
+        type: 'stream',
+        stdout: this.#stdout.finish(),
+        stderr: this.#stderr.finish(),
+        exitCode: this.#exit.code,
+        signal: this.#exit.signal,
+        truncated: this.#stdout.truncated || this.#stderr.truncated,
       };
     } catch (e) {
       return this.#fail(e instanceof WritError ? e : new WritError('WRIT_MASKING_FAILED', undefined, { cause: e }));

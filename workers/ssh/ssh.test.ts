@@ -55,14 +55,28 @@ interface CtxOptions {
 function ctx(command: string, o: CtxOptions = {}): ExecContext {
   const now = Math.floor(Date.now() / 1000);
   const order: Order = {
-    v: 1, type: 'order', intentId: 'intent-0001', sessionId: 'session-0001', target: 'box',
-    command: { kind: 'shell', command }, grant: 'not-checked-here', stateRevision: 1,
+    v: 1,
+    type: 'order',
+    intentId: 'intent-0001',
+    sessionId: 'session-0001',
+    target: 'box',
+    command: { kind: 'shell', command },
+    grant: 'not-checked-here',
+    stateRevision: 1,
   };
   const claims: GrantClaims = {
-    gid: uniqueName('grant'), iid: order.intentId, sid: order.sessionId, tgt: 'box', kind: 'ssh', mode: o.mode ?? 'read',
-    sha256: sha256Hex(command), iat: now, exp: now + 60,
+    gid: uniqueName('grant'),
+    iid: order.intentId,
+    sid: order.sessionId,
+    tgt: 'box',
+    kind: 'ssh',
+    mode: o.mode ?? 'read',
+    sha256: sha256Hex(command),
+    iat: now,
+    exp: now + 60,
     limits: { ...(o.seconds !== undefined ? { seconds: o.seconds } : {}), ...(o.bytes !== undefined ? { bytes: o.bytes } : {}) },
-    policyVersion: 'test', sub: 'agent-1',
+    policyVersion: 'test',
+    sub: 'agent-1',
   };
   const spec = MaskingSpecSchema.parse({});
   return { order, claims, signal: o.signal ?? new AbortController().signal, streamMasker: () => new LineMasker(spec) };
@@ -127,8 +141,16 @@ const otherUser = (() => {
   } catch {
     return undefined;
   }
-  const locked = new Set(shadow.split('\n').map((l) => l.split(':')).filter((f) => f[1]?.startsWith('!')).map((f) => f[0]));
-  return readFileSync('/etc/passwd', 'utf8').split('\n').map((l) => l.split(':'))
+  const locked = new Set(
+    shadow
+      .split('\n')
+      .map((l) => l.split(':'))
+      .filter((f) => f[1]?.startsWith('!'))
+      .map((f) => f[0]),
+  );
+  return readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .map((l) => l.split(':'))
     .find((f) => Number(f[2]) >= 100 && Number(f[2]) < 65534 && /\/(ba|da|z)?sh$/.test(f[6] ?? '') && !locked.has(f[0]))?.[0];
 })();
 
@@ -251,8 +273,7 @@ describe('SshExecutor against sshd', () => {
     const token = 'ghp_' + 'abcdefghijklmnopqrstuvwxyz0123456789';
     const aws = 'AKIA' + 'IOSFODNN7EXAMPLE';
     const command =
-      `printf 'token=ghp_'; sleep 0.2; printf 'abcdefghij'; sleep 0.2; printf 'klmnopqrstuvwxyz0123456789\\n'; ` +
-      `printf 'key AKIA' >&2; sleep 0.2; printf 'IOSFODNN7EXAMPLE done\\n' >&2`;
+      `printf 'token=ghp_'; sleep 0.2; printf 'abcdefghij'; sleep 0.2; printf 'klmnopqrstuvwxyz0123456789\\n'; ` + `printf 'key AKIA' >&2; sleep 0.2; printf 'IOSFODNN7EXAMPLE done\\n' >&2`;
     // The real masking engine, counting the chunks it is fed, to show the secrets did arrive in pieces.
     const c = ctx(command);
     const chunks: number[] = [];
@@ -276,12 +297,14 @@ describe('SshExecutor against sshd', () => {
   });
 
   it("chooses the credential by the grant's mode", async () => {
-    const ex = new SshExecutor([target({
-      credentials: {
-        read: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath },
-        write: { user: { value: sshd.user }, privateKeyFile: writeKeyPath },
-      },
-    })]);
+    const ex = new SshExecutor([
+      target({
+        credentials: {
+          read: { user: { value: sshd.user }, privateKeyFile: sshd.clientKeyPath },
+          write: { user: { value: sshd.user }, privateKeyFile: writeKeyPath },
+        },
+      }),
+    ]);
     const probe = 'echo "cred=${WRIT_CRED:-read}"';
     expect((await run(ex, probe, { mode: 'read' })).stdout).toBe('cred=read\n');
     expect((await run(ex, probe, { mode: 'write' })).stdout).toBe('cred=write\n');
