@@ -5,6 +5,14 @@
  * it again. One whose grant expired unclaimed never ran, and no worker will ever claim
  * it (workers refuse expired grants), so it ends `failed` with WRIT_GRANT_EXPIRED.
  * Every broker replica sweeps; the compare-and-set on the record makes one of them win.
+ *
+ * What it sweeps comes from a watch of the intents bucket, so two things must never stall it
+ * silently, or intents stay `dispatched` for ever: the watch (checked against the bucket's last
+ * sequence every `watchCheckMs`, and started again when it fell behind: its ordered consumer can
+ * be lost with the cluster member that carried it, and nats.js notices only after two missed
+ * 30 s heartbeats; one stuck behind while its heartbeats still come would never be noticed),
+ * and the sweep itself (every awaited call has a deadline, so one call that never answers
+ * cannot hold every later sweep).
  */
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KvEntry } from '@nats-io/kv';
@@ -21,6 +29,22 @@ interface Watched {
   grantExp: number;
 }
 
+/** Longest wait on one NATS call of a sweep (get, compare-and-set, stream info). */
+const STEP_MS = 10_000;
+
+class StepTimeout extends Error {}
+
+/** `p`, or a rejection after `ms`: the sweep moves on (what `p` does goes on in the background). */
+function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StepTimeout(`${what} did not answer within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  p.catch(() => undefined); // a late rejection is not an unhandled one
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
 export class Sweeper {
   readonly #watched = new Map<string, Watched>();
   /** Pending intents and when their approval requests expire (epoch ms). */
@@ -30,10 +54,31 @@ export class Sweeper {
   #sweeping = false;
   #stopped = true;
   #watchRestarts = 0;
+  /** The highest revision the current watch delivered. */
+  #seenRev = 0;
+  /** The bucket's last sequence at the previous liveness check: by now the watch must have delivered it. */
+  #mustHaveSeen = 0;
+  #checkTimer?: NodeJS.Timeout;
+  #checking = false;
+  /** The watch in use; replaced when it ends or falls behind. */
+  #watch?: Awaited<ReturnType<Buckets['intents']['watch']>>;
+  /** Ids whose ending is still under way (a step that passed its deadline goes on in the background). */
+  readonly #ending = new Set<string>();
+  readonly #stepMs: number;
+  readonly #watchCheckMs: number;
 
   constructor(
-    private readonly d: { kv: Buckets; js: JetStreamClient; names: Names; audit: AuditWriter; log: Logger; intervalMs: number; approvals: Approvals },
-  ) {}
+    private readonly d: {
+      kv: Buckets; js: JetStreamClient; names: Names; audit: AuditWriter; log: Logger; intervalMs: number; approvals: Approvals;
+      /** How often the watch is checked against the bucket (default: 10 sweeps, at least 5 s). */
+      watchCheckMs?: number;
+      /** Deadline of each NATS call in a sweep (default 10 s). */
+      stepMs?: number;
+    },
+  ) {
+    this.#stepMs = d.stepMs ?? STEP_MS;
+    this.#watchCheckMs = d.watchCheckMs ?? Math.max(5_000, d.intervalMs * 10);
+  }
 
   async start(): Promise<void> {
     // The watch replays the current value of every key, then follows changes.
@@ -43,12 +88,45 @@ export class Sweeper {
     // A failed sweep is logged and the next tick tries again; it never becomes an unhandled rejection.
     this.#timer = setInterval(() => this.sweep().catch((e: unknown) => this.d.log.error({ err: e }, "sweep failed")), this.d.intervalMs);
     this.#timer.unref();
+    this.#checkTimer = setInterval(() => void this.checkWatch(), this.#watchCheckMs);
+    this.#checkTimer.unref();
   }
 
   stop(): void {
     this.#stopped = true;
     clearInterval(this.#timer);
+    clearInterval(this.#checkTimer);
     this.#stopWatch?.();
+  }
+
+  /**
+   * The watch's heartbeat check: the bucket's last sequence one check ago must have been
+   * delivered by now. A watch that fell behind (its consumer lost or stuck on a member, while
+   * the client still sees heartbeats, or none yet missed) is stopped; #follow starts a new one,
+   * whose replay re-seeds what is tracked. One stream-info request per check.
+   * Public for tests; resolves with whether the watch was found behind.
+   */
+  async checkWatch(): Promise<boolean> {
+    if (this.#checking || this.#stopped) return false;
+    this.#checking = true;
+    try {
+      const last = (await bounded(this.d.kv.intents.status(), this.#stepMs, 'intents bucket info')).streamInfo.state.last_seq;
+      const behind = this.#seenRev < this.#mustHaveSeen;
+      if (behind) {
+        this.d.log.warn({ seen: this.#seenRev, expected: this.#mustHaveSeen, last }, 'sweeper watch fell behind the intents bucket; watching again');
+        this.#mustHaveSeen = 0;
+        this.#watch?.stop();
+        return true;
+      }
+      this.#mustHaveSeen = last;
+      return false;
+    } catch (e) {
+      // The bucket did not answer: nothing to compare with; the next check tries again.
+      this.d.log.warn({ err: e }, 'sweeper could not check its watch');
+      return false;
+    } finally {
+      this.#checking = false;
+    }
   }
 
   /**
@@ -60,9 +138,11 @@ export class Sweeper {
   async #follow(w: Awaited<ReturnType<Buckets['intents']['watch']>>): Promise<void> {
     let backoff = 100;
     for (;;) {
+      this.#watch = w;
       this.#stopWatch = () => w.stop();
       try {
         for await (const e of w) {
+          if (e.revision > this.#seenRev) this.#seenRev = e.revision;
           this.#track(e);
           backoff = 100;
         }
@@ -77,7 +157,7 @@ export class Sweeper {
         backoff = Math.min(backoff * 2, 5_000);
         if (this.#stopped) return;
         try {
-          w = await this.d.kv.intents.watch();
+          w = await bounded(this.d.kv.intents.watch(), this.#stepMs, 'intents watch');
           this.#watchRestarts++;
           break;
         } catch (e) {
@@ -116,7 +196,11 @@ export class Sweeper {
     return [...this.#pending.keys()];
   }
 
-  /** One pass; public for tests. */
+  /**
+   * One pass; public for tests. Every step has a deadline (#stepMs): a call that never answers
+   * costs one step, never the sweeper (a step past its deadline goes on in the background, and
+   * its intent is not taken up again until it settles).
+   */
   async sweep(nowMs = Date.now()): Promise<number> {
     if (this.#sweeping) return 0;
     this.#sweeping = true;
@@ -125,16 +209,19 @@ export class Sweeper {
       // Expiry is read from the records, so it holds even when every broker restarted meanwhile.
       for (const [id, expiresAt] of this.#pending) {
         if (expiresAt > nowMs) continue;
-        if (await this.d.approvals.end(id, 'expired', 'system').catch(() => false)) ended++;
+        if (await this.#step(id, () => this.d.approvals.end(id, 'expired', 'system'), 'approval expiry').catch(() => false)) ended++;
         this.#pending.delete(id);
       }
       const now = nowMs / 1000;
       for (const [id, w] of this.#watched) {
-        if (now <= w.grantExp) continue;
-        const claimed = await this.d.kv.claims.get(id).then((c) => c?.operation === 'PUT').catch(() => undefined);
+        if (now <= w.grantExp || this.#ending.has(id)) continue;
+        const claimed = await bounded(this.d.kv.claims.get(id), this.#stepMs, 'claim lookup').then((c) => c?.operation === 'PUT').catch(() => undefined);
         if (claimed === undefined) continue;
         if (claimed && now <= w.deadline) continue;
-        if (await this.#end(id, claimed)) ended++;
+        if (await this.#step(id, () => this.#end(id, claimed), 'ending').catch((e: unknown) => {
+          this.d.log.warn({ err: e, intentId: id }, 'sweeper could not end an intent yet; next sweep tries again');
+          return false;
+        })) ended++;
       }
     } finally {
       this.#sweeping = false;
@@ -142,23 +229,38 @@ export class Sweeper {
     return ended;
   }
 
+  /** `f` for intent `id` under the step deadline; `id` counts as being ended until `f` settles. */
+  #step<T>(id: string, f: () => Promise<T>, what: string): Promise<T> {
+    this.#ending.add(id);
+    const p = f().finally(() => this.#ending.delete(id));
+    return bounded(p, this.#stepMs, what);
+  }
+
   async #end(id: string, claimed: boolean): Promise<boolean> {
-    const entry = await this.d.kv.intents.get(id);
-    if (!entry || entry.operation !== 'PUT') return false;
+    const entry = await bounded(this.d.kv.intents.get(id), this.#stepMs, 'record read');
+    if (!entry || entry.operation !== 'PUT') {
+      this.#watched.delete(id);
+      return false;
+    }
     const rec = IntentRecordSchema.parse(entry.json());
-    if (rec.state !== 'dispatched') return false;
+    if (rec.state !== 'dispatched') {
+      // It ended meanwhile; a watch that is behind would otherwise have it read again every sweep.
+      this.#watched.delete(id);
+      return false;
+    }
     const error = claimed ? new WritError('WRIT_OUTCOME_UNKNOWN') : new WritError('WRIT_GRANT_EXPIRED', 'the grant expired before any worker claimed it; nothing ran');
     const next: IntentRecord = { ...rec, state: claimed ? 'unknown' : 'failed', error: error.toReply(), updatedAt: Date.now() };
     try {
-      await this.d.kv.intents.update(id, enc.encode(JSON.stringify(next)), entry.revision);
+      await bounded(this.d.kv.intents.update(id, enc.encode(JSON.stringify(next)), entry.revision), this.#stepMs, 'record update');
     } catch {
-      return false; // another replica, or the worker finishing at the last moment, won
+      return false; // another replica, or the worker finishing at the last moment, won (or no answer: next sweep)
     }
     this.#watched.delete(id);
     const outcome: Outcome = { v: 1, type: 'outcome', intentId: id, sessionId: rec.sessionId, status: next.state, error: error.toReply(), at: Date.now() };
     // The claim names the worker and when it started: the evidence of the lost run, even if the
     // worker died before its own claim event was written.
-    const claim = claimed ? await this.d.kv.claims.get(id).then((c) => (c?.operation === 'PUT' ? c.json<Record<string, unknown>>() : undefined)).catch(() => undefined) : undefined;
+    const claim = claimed ? await bounded(this.d.kv.claims.get(id), this.#stepMs, 'claim read').then((c) => (c?.operation === 'PUT' ? c.json<Record<string, unknown>>() : undefined)).catch(() => undefined) : undefined;
+    // The audit writer retries until the event is stored; the step's deadline only stops the sweep from waiting on it.
     await Promise.all([
       this.d.js.publish(this.d.names.result(id), enc.encode(JSON.stringify(outcome)), { msgID: `r-${id}` }).catch(() => undefined),
       this.d.audit.append({ sessionId: rec.sessionId, intentId: id, type: claimed ? 'exec.lost' : 'exec.expired', payload: { state: next.state, code: error.code, grantId: rec.grantId, ...(claim ? { claim } : {}) } }),
