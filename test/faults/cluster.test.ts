@@ -76,8 +76,9 @@ async function killUnderLoad(pick: (stack: FaultStack, intentsLeader: number) =>
   const stack = s;
   // Placement: broker 1 and worker 2 on n1, broker 2 on n2, worker 1 on n3; agents on each.
   // Brokers first: they create the streams and buckets that workers open.
-  const brokers = await Promise.all([stack.startBroker(0), stack.startBroker(1)]);
-  const services = [...brokers, ...(await Promise.all([stack.startWorker(2), stack.startWorker(0)]))];
+  // One after the other: services of a kind share the stack's data dir, and one reading the audit
+  // key another is still writing fails to start (audit/keys.ts).
+  const services = [await stack.startBroker(0), await stack.startBroker(1), await stack.startWorker(2), await stack.startWorker(0)];
   const w = new Workload(await Promise.all([0, 1, 2, 0, 1, 2].map((node) => stack.client(undefined, node))));
   // A publish refused while a stream elects its leader is submitted again, as an agent would.
   w.resubmit = true;
