@@ -279,9 +279,14 @@ export class Broker {
     } catch (e) {
       const err = toWritError(e);
       t.log.error({ err: e }, 'intent processing failed');
-      // Retryable infrastructure errors are retried by redelivery; everything else ends here.
-      if (err.retryable && m.info.deliveryCount < 5) {
-        m.nak(500);
+      // Retryable infrastructure errors (NATS could not take a write: a reconnect, a leader
+      // election) are retried by redelivery, backing off, for limits.transportRetrySec from when
+      // the intent was stored and never past its deadline: an accepted intent is not dropped
+      // because the bus was briefly away. Everything else ends here.
+      const storedMs = Number(m.info.timestampNanos) / 1e6;
+      const retryUntil = Math.min(storedMs + this.#d.config.limits.transportRetrySec * 1000, intent.deadline ?? Number.POSITIVE_INFINITY);
+      if (err.retryable && Date.now() < retryUntil) {
+        m.nak(Math.min(250 * 2 ** Math.min(m.info.deliveryCount - 1, 5), 5_000));
         this.#observe(intent.target, 'retried', now, span, err.code);
       } else {
         await this.#refuse({ error: err, partial: intent }, { replyKey: intent.replyKey, replyTo: intent.replyTo }, t.log).catch(() => undefined);
