@@ -69,7 +69,13 @@ export class Sweeper {
 
   constructor(
     private readonly d: {
-      kv: Buckets; js: JetStreamClient; names: Names; audit: AuditWriter; log: Logger; intervalMs: number; approvals: Approvals;
+      kv: Buckets;
+      js: JetStreamClient;
+      names: Names;
+      audit: AuditWriter;
+      log: Logger;
+      intervalMs: number;
+      approvals: Approvals;
       /** How often the watch is checked against the bucket (default: 10 sweeps, at least 5 s). */
       watchCheckMs?: number;
       /** Deadline of each NATS call in a sweep (default 10 s). */
@@ -86,7 +92,7 @@ export class Sweeper {
     this.#stopped = false;
     void this.#follow(first);
     // A failed sweep is logged and the next tick tries again; it never becomes an unhandled rejection.
-    this.#timer = setInterval(() => this.sweep().catch((e: unknown) => this.d.log.error({ err: e }, "sweep failed")), this.d.intervalMs);
+    this.#timer = setInterval(() => this.sweep().catch((e: unknown) => this.d.log.error({ err: e }, 'sweep failed')), this.d.intervalMs);
     this.#timer.unref();
     this.#checkTimer = setInterval(() => void this.checkWatch(), this.#watchCheckMs);
     this.#checkTimer.unref();
@@ -215,13 +221,18 @@ export class Sweeper {
       const now = nowMs / 1000;
       for (const [id, w] of this.#watched) {
         if (now <= w.grantExp || this.#ending.has(id)) continue;
-        const claimed = await bounded(this.d.kv.claims.get(id), this.#stepMs, 'claim lookup').then((c) => c?.operation === 'PUT').catch(() => undefined);
+        const claimed = await bounded(this.d.kv.claims.get(id), this.#stepMs, 'claim lookup')
+          .then((c) => c?.operation === 'PUT')
+          .catch(() => undefined);
         if (claimed === undefined) continue;
         if (claimed && now <= w.deadline) continue;
-        if (await this.#step(id, () => this.#end(id, claimed), 'ending').catch((e: unknown) => {
-          this.d.log.warn({ err: e, intentId: id }, 'sweeper could not end an intent yet; next sweep tries again');
-          return false;
-        })) ended++;
+        if (
+          await this.#step(id, () => this.#end(id, claimed), 'ending').catch((e: unknown) => {
+            this.d.log.warn({ err: e, intentId: id }, 'sweeper could not end an intent yet; next sweep tries again');
+            return false;
+          })
+        )
+          ended++;
       }
     } finally {
       this.#sweeping = false;
@@ -259,11 +270,20 @@ export class Sweeper {
     const outcome: Outcome = { v: 1, type: 'outcome', intentId: id, sessionId: rec.sessionId, status: next.state, error: error.toReply(), at: Date.now() };
     // The claim names the worker and when it started: the evidence of the lost run, even if the
     // worker died before its own claim event was written.
-    const claim = claimed ? await bounded(this.d.kv.claims.get(id), this.#stepMs, 'claim read').then((c) => (c?.operation === 'PUT' ? c.json<Record<string, unknown>>() : undefined)).catch(() => undefined) : undefined;
+    const claim = claimed
+      ? await bounded(this.d.kv.claims.get(id), this.#stepMs, 'claim read')
+          .then((c) => (c?.operation === 'PUT' ? c.json<Record<string, unknown>>() : undefined))
+          .catch(() => undefined)
+      : undefined;
     // The audit writer retries until the event is stored; the step's deadline only stops the sweep from waiting on it.
     await Promise.all([
       this.d.js.publish(this.d.names.result(id), enc.encode(JSON.stringify(outcome)), { msgID: `r-${id}` }).catch(() => undefined),
-      this.d.audit.append({ sessionId: rec.sessionId, intentId: id, type: claimed ? 'exec.lost' : 'exec.expired', payload: { state: next.state, code: error.code, grantId: rec.grantId, ...(claim ? { claim } : {}) } }),
+      this.d.audit.append({
+        sessionId: rec.sessionId,
+        intentId: id,
+        type: claimed ? 'exec.lost' : 'exec.expired',
+        payload: { state: next.state, code: error.code, grantId: rec.grantId, ...(claim ? { claim } : {}) },
+      }),
     ]);
     this.d.log.warn({ intentId: id, state: next.state }, claimed ? 'worker lost mid-run: intent is unknown and will not be re-run' : 'grant expired unclaimed');
     return true;

@@ -30,22 +30,38 @@ afterAll(async () => {
 
 it('stores every event exactly once when 4 writers on separate connections append 500 events each to one session', async () => {
   const sessionId = uniqueName('hot');
-  const writers = await Promise.all(conns.slice(0, 4).map(async (nc, i) => new AuditWriter({
-    js: jetstream(nc), jsm: await jetstreamManager(nc), names: n, actor: { kind: i === 0 ? 'broker' : 'worker', id: `w${i}` },
-    // Different gathering windows, as the broker and workers are configured differently.
-    flushMs: [0, 1, 2, 5][i]!,
-  })));
+  const writers = await Promise.all(
+    conns.slice(0, 4).map(
+      async (nc, i) =>
+        new AuditWriter({
+          js: jetstream(nc),
+          jsm: await jetstreamManager(nc),
+          names: n,
+          actor: { kind: i === 0 ? 'broker' : 'worker', id: `w${i}` },
+          // Different gathering windows, as the broker and workers are configured differently.
+          flushMs: [0, 1, 2, 5][i]!,
+        }),
+    ),
+  );
   const perWriter = 500;
   const lanes = 20;
   // Each writer runs 20 agents that append one after the other, as intents follow each other:
   // every writer always has a block in flight, so the four race for the head without pause.
-  const appended: AuditEvent[] = (await Promise.all(writers.map((w, wi) => Promise.all(Array.from({ length: lanes }, async (_, lane) => {
-    const mine: AuditEvent[] = [];
-    for (let i = lane; i < perWriter; i += lanes) {
-      mine.push(await w.append({ sessionId, intentId: `intent_${wi}_${i}`, type: 'test.event', payload: { wi, i } }));
-    }
-    return mine;
-  }))))).flat(2);
+  const appended: AuditEvent[] = (
+    await Promise.all(
+      writers.map((w, wi) =>
+        Promise.all(
+          Array.from({ length: lanes }, async (_, lane) => {
+            const mine: AuditEvent[] = [];
+            for (let i = lane; i < perWriter; i += lanes) {
+              mine.push(await w.append({ sessionId, intentId: `intent_${wi}_${i}`, type: 'test.event', payload: { wi, i } }));
+            }
+            return mine;
+          }),
+        ),
+      ),
+    )
+  ).flat(2);
   await Promise.all(writers.map((w) => w.close()));
 
   const stored = await readSession({ js: jetstream(conns[4]!), names: n, sessionId });

@@ -60,7 +60,16 @@ async function queues(stack: FaultStack): Promise<unknown[]> {
     const si = await jsm.streams.info(stream);
     out.push({ stream, leader: si.cluster?.leader, replicas: si.cluster?.replicas?.map((r) => `${r.name} current=${r.current} lag=${r.lag ?? 0}`), msgs: si.state.messages });
     for await (const ci of jsm.consumers.list(stream)) {
-      out.push({ consumer: ci.name, leader: ci.cluster?.leader, pending: ci.num_pending, ackPending: ci.num_ack_pending, redelivered: ci.num_redelivered, waiting: ci.num_waiting, delivered: ci.delivered.stream_seq, ackFloor: ci.ack_floor.stream_seq });
+      out.push({
+        consumer: ci.name,
+        leader: ci.cluster?.leader,
+        pending: ci.num_pending,
+        ackPending: ci.num_ack_pending,
+        redelivered: ci.num_redelivered,
+        waiting: ci.num_waiting,
+        delivered: ci.delivered.stream_seq,
+        ackFloor: ci.ack_floor.stream_seq,
+      });
     }
   }
   return out;
@@ -102,7 +111,12 @@ async function killUnderLoad(pick: (stack: FaultStack, intentsLeader: number) =>
   // From the burst's start until every accepted intent had ended.
   const allEndedMs = checkedAt + rep.counts.endStatesMs! - t0;
   console.log(`cluster kill -9 of ${stack.cluster!.serverNames[victim]} (${victim === leader ? '' : 'not '}the intents leader; audit stream R${stack.auditReplicas}):`, {
-    downMs: restartedAt - killedAt, burstMs, allEndedMs, perSec: Math.round((w.accepted().length / allEndedMs) * 1000), newIntentsLeader: stack.cluster!.serverNames[await leaderOf(stack, stack.names.streams.intents)], ...rep.counts,
+    downMs: restartedAt - killedAt,
+    burstMs,
+    allEndedMs,
+    perSec: Math.round((w.accepted().length / allEndedMs) * 1000),
+    newIntentsLeader: stack.cluster!.serverNames[await leaderOf(stack, stack.names.streams.intents)],
+    ...rep.counts,
   });
   if (rep.violations.length > 0) console.log('queues after the run:', await queues(stack));
   expect.soft(rep.violations).toEqual([]);

@@ -44,7 +44,11 @@ beforeAll(async () => {
     },
   });
   await s.broker.stop();
-  broker = await createBroker({ nc: failingFirstOrder(s.nc, `${s.config.prefix}.exec.`), config: s.config, log: (await import('../../lib/index.ts')).createLogger({ name: 'broker', level: 'silent' }) });
+  broker = await createBroker({
+    nc: failingFirstOrder(s.nc, `${s.config.prefix}.exec.`),
+    config: s.config,
+    log: (await import('../../lib/index.ts')).createLogger({ name: 'broker', level: 'silent' }),
+  });
   await broker.start();
 }, 60_000);
 afterAll(async () => {

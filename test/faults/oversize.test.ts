@@ -42,7 +42,10 @@ it('answers an explain whose reply would exceed max_payload with WRIT_REPLY_TOO_
 it('cuts a result larger than the server carries to fit, says why, and keeps the write committed', async () => {
   const dba = s.client(await s.token('dora', ['dba']));
   // About 2.5 MB of rows, under the default 4 MiB byte limit but over the 1 MiB max_payload.
-  const o = await dba.run({ target: 'db', sql: "INSERT INTO events (note) SELECT repeat('n', 10) FROM generate_series(1, 3); SELECT g, repeat('x', 2500) AS pad FROM generate_series(1, 1000) g" }, { timeoutMs: 30_000 });
+  const o = await dba.run(
+    { target: 'db', sql: "INSERT INTO events (note) SELECT repeat('n', 10) FROM generate_series(1, 3); SELECT g, repeat('x', 2500) AS pad FROM generate_series(1, 1000) g" },
+    { timeoutMs: 30_000 },
+  );
   expect(o.error, JSON.stringify(o.error)).toBeUndefined();
   expect(o.status).toBe('succeeded');
   expect(o.result!.truncated).toBe(true);

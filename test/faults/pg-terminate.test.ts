@@ -93,9 +93,14 @@ it('pg_terminate_backend mid-COMMIT: the outcome says the fate is unknown (WRIT_
   const rep = await checkInvariants(s, w);
   const repAfter = await checkInvariants(s, after, { agent: false });
   const commits = w.accepted().filter((x) => x.kind === 'commit');
-  const cut = commits.filter((x) => stateOf(rep, x) !== 'succeeded').map((x) => ({
-    tag: x.tag, state: stateOf(rep, x), code: rep.records.get(x.intentId)?.error?.code, rows: rep.rows.get(x.tag) ?? 0,
-  }));
+  const cut = commits
+    .filter((x) => stateOf(rep, x) !== 'succeeded')
+    .map((x) => ({
+      tag: x.tag,
+      state: stateOf(rep, x),
+      code: rep.records.get(x.intentId)?.error?.code,
+      rows: rep.rows.get(x.tag) ?? 0,
+    }));
   console.log('pg terminate mid-COMMIT:', { terminated: killed.length, cut, ...rep.counts });
   expect.soft(s.crashes().map((p) => `${p.kind} ${p.pid} exited ${JSON.stringify(p.exit)}: ${p.tail(3000)}`)).toEqual([]);
   expect.soft(worker.exit).toBeUndefined();

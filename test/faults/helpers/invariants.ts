@@ -81,7 +81,12 @@ async function waitForQuiet(s: FaultStack, deadline: number): Promise<void> {
 
 /** What the services' logs say about an intent: the evidence a violation carries. */
 function mentions(s: FaultStack, intentId: string): string {
-  const lines = s.procs.flatMap((p) => readLog(p).split('\n').filter((l) => l.includes(intentId)).map((l) => `${p.kind}-${p.pid}: ${l.slice(0, 400)}`));
+  const lines = s.procs.flatMap((p) =>
+    readLog(p)
+      .split('\n')
+      .filter((l) => l.includes(intentId))
+      .map((l) => `${p.kind}-${p.pid}: ${l.slice(0, 400)}`),
+  );
   return lines.length ? `; logs: ${lines.slice(0, 4).join(' | ')}` : '; no service log line names it';
 }
 
@@ -109,8 +114,10 @@ function evidenceProblems(sub: Submission, rec: IntentRecord, events: AuditEvent
   const order = [received, dispatched, claimEv, endEv];
   const outOfOrder = missing.length === 0 && order.some((v, i) => i > 0 && v < order[i - 1]!);
   if (missing.length === 0 && !outOfOrder) return undefined;
-  return `evidence: intent ${sub.intentId} (${sub.tag}, session ${sub.sessionId}, state ${rec.state}, claimed ${claimed}, rows ${rows})`
-    + `${missing.length ? ` lacks ${missing.join(', ')}` : ''}${outOfOrder ? ' has its events out of order' : ''}; chain holds [${mine.map((e) => e.type).join(', ')}]`;
+  return (
+    `evidence: intent ${sub.intentId} (${sub.tag}, session ${sub.sessionId}, state ${rec.state}, claimed ${claimed}, rows ${rows})` +
+    `${missing.length ? ` lacks ${missing.join(', ')}` : ''}${outOfOrder ? ' has its events out of order' : ''}; chain holds [${mine.map((e) => e.type).join(', ')}]`
+  );
 }
 
 /** Runs `writ audit verify` against state, as an operator would, in its own process. */
@@ -147,7 +154,10 @@ export async function checkInvariants(s: FaultStack, w: Workload, opts: { deadli
   const records = new Map<string, IntentRecord>();
   for (const sub of accepted) {
     const r = seen.get(sub.intentId);
-    if (!r) violations.push(`end state: accepted intent ${sub.intentId} (${sub.tag}, submitted ${new Date(sub.submittedAt).toISOString()}) has no record in ${s.names.buckets.intents}${mentions(s, sub.intentId)}`);
+    if (!r)
+      violations.push(
+        `end state: accepted intent ${sub.intentId} (${sub.tag}, submitted ${new Date(sub.submittedAt).toISOString()}) has no record in ${s.names.buckets.intents}${mentions(s, sub.intentId)}`,
+      );
     else if (!TERMINAL_STATES.has(r.state)) violations.push(`end state: accepted intent ${sub.intentId} (${sub.tag}) still ${r.state} after ${deadlineMs} ms`);
     if (r) records.set(sub.intentId, r);
   }
@@ -197,24 +207,26 @@ export async function checkInvariants(s: FaultStack, w: Workload, opts: { deadli
     let i = 0;
     let failures = 0;
     // Bounded: after a few failures the rest are counted, not each waited for.
-    await Promise.all(Array.from({ length: 8 }, async () => {
-      while (i < accepted.length && failures < 8) {
-        const sub = accepted[i++]!;
-        const r = records.get(sub.intentId);
-        if (!r || !TERMINAL_STATES.has(r.state)) continue;
-        try {
-          // The submitting agent asks: outcomes are sealed to its own key.
-          const o = await w.clients[sub.client]!.wait(sub.intentId, { timeoutMs: 5_000 });
-          if (o.status !== r.state) {
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (i < accepted.length && failures < 8) {
+          const sub = accepted[i++]!;
+          const r = records.get(sub.intentId);
+          if (!r || !TERMINAL_STATES.has(r.state)) continue;
+          try {
+            // The submitting agent asks: outcomes are sealed to its own key.
+            const o = await w.clients[sub.client]!.wait(sub.intentId, { timeoutMs: 5_000 });
+            if (o.status !== r.state) {
+              failures++;
+              violations.push(`agent: wait(${sub.intentId}) reported ${o.status}, the bucket says ${r.state}`);
+            }
+          } catch (e) {
             failures++;
-            violations.push(`agent: wait(${sub.intentId}) reported ${o.status}, the bucket says ${r.state}`);
+            violations.push(`agent: wait(${sub.intentId}) failed: ${(e as Error).message}`);
           }
-        } catch (e) {
-          failures++;
-          violations.push(`agent: wait(${sub.intentId}) failed: ${(e as Error).message}`);
         }
-      }
-    }));
+      }),
+    );
     if (i < accepted.length) violations.push(`agent: ${accepted.length - i} more intents not asked after ${failures} failures`);
   }
 

@@ -108,9 +108,14 @@ export interface FaultStackOptions {
 /** Every child any stack started, so a failing beforeAll/afterEach cannot leak one. */
 const allChildren = new Set<ChildProcess>();
 process.once('exit', () => {
-  for (const c of allChildren) if (c.pid !== undefined && c.exitCode === null && c.signalCode === null) {
-    try { process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ }
-  }
+  for (const c of allChildren)
+    if (c.pid !== undefined && c.exitCode === null && c.signalCode === null) {
+      try {
+        process.kill(c.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
 });
 
 const ACCOUNTS_CONF = join(REPO, 'deploy', 'nats', 'accounts.conf');
@@ -130,11 +135,13 @@ export async function startFaultStack(opts: FaultStackOptions = {}): Promise<Fau
   if (opts.cluster) {
     cluster = await startNatsCluster(3, {
       gomaxprocs: 1,
-      ...(auth ? {
-        extraConfig: readFileSync(ACCOUNTS_CONF, 'utf8'),
-        env: Object.fromEntries(ROLES.map((r) => [`WRIT_${r.toUpperCase()}_PASSWORD`, passwords[r]])),
-        auth: { user: 'operator', pass: passwords.operator },
-      } : {}),
+      ...(auth
+        ? {
+            extraConfig: readFileSync(ACCOUNTS_CONF, 'utf8'),
+            env: Object.fromEntries(ROLES.map((r) => [`WRIT_${r.toUpperCase()}_PASSWORD`, passwords[r]])),
+            auth: { user: 'operator', pass: passwords.operator },
+          }
+        : {}),
     });
     nats = cluster.servers[0]!;
   } else {
@@ -165,13 +172,19 @@ export async function startFaultStack(opts: FaultStackOptions = {}): Promise<Fau
     targets: [{ name: 'db', kind: 'postgres', tags: ['faults'] }],
     policy: { rules: [{ id: 'dba-write', effect: 'allow', groups: ['dba'], targets: ['db'], mode: 'write', limits: { seconds, rows: 10 } }] },
     workers: {
-      postgres: [{
-        target: 'db', host: db.host, port: db.port, database: db.database, poolSize: opts.poolSize ?? 8,
-        credentials: {
-          read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } },
-          write: { user: { value: db.roles.write.user }, password: { value: db.roles.write.password } },
+      postgres: [
+        {
+          target: 'db',
+          host: db.host,
+          port: db.port,
+          database: db.database,
+          poolSize: opts.poolSize ?? 8,
+          credentials: {
+            read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } },
+            write: { user: { value: db.roles.write.user }, password: { value: db.roles.write.password } },
+          },
         },
-      }],
+      ],
     },
     // The services sign their blocks and register their keys; verify then checks every signature.
     audit: { flushMs: 1, replicas: auditReplicas, keyRegistry: join(dir, 'audit-keys.json'), autoRegisterKeys: true },
@@ -190,7 +203,10 @@ export async function startFaultStack(opts: FaultStackOptions = {}): Promise<Fau
     let p = agentNcs.get(node);
     if (!p) {
       p = connect({
-        servers: [cluster.urls[node]!], name: `writ-fault-agent-${node}`, maxReconnectAttempts: -1, reconnectTimeWait: 250,
+        servers: [cluster.urls[node]!],
+        name: `writ-fault-agent-${node}`,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
         ...(auth ? { user: 'agent', pass: passwords.agent, inboxPrefix: AGENT_INBOX } : {}),
       });
       agentNcs.set(node, p);
@@ -219,15 +235,27 @@ export async function startFaultStack(opts: FaultStackOptions = {}): Promise<Fau
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
     const p: Proc = {
-      kind, pid: child.pid!, logFile, exit: undefined, killedByTest: false,
+      kind,
+      pid: child.pid!,
+      logFile,
+      exit: undefined,
+      killedByTest: false,
       kill9() {
         p.killedByTest = true;
-        try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
+        try {
+          process.kill(p.pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
       },
       async term(ms = 15_000) {
         p.killedByTest = true;
         if (p.exit) return true;
-        try { process.kill(p.pid, 'SIGTERM'); } catch { return true; }
+        try {
+          process.kill(p.pid, 'SIGTERM');
+        } catch {
+          return true;
+        }
         const end = Date.now() + ms;
         while (!p.exit && Date.now() < end) await sleep(50);
         return p.exit !== undefined;
@@ -257,9 +285,20 @@ export async function startFaultStack(opts: FaultStackOptions = {}): Promise<Fau
   };
 
   const stack: FaultStack = {
-    get nats() { return cluster ? cluster.servers[0]! : nats; },
-    cluster, auditReplicas,
-    db, admin, prefix, names: makeNames(prefix), dir, configFile, nc, dev, procs,
+    get nats() {
+      return cluster ? cluster.servers[0]! : nats;
+    },
+    cluster,
+    auditReplicas,
+    db,
+    admin,
+    prefix,
+    names: makeNames(prefix),
+    dir,
+    configFile,
+    nc,
+    dev,
+    procs,
     startBroker: (node) => spawnService('broker', node),
     startWorker: (node) => spawnService('worker', node),
     natsEnv,

@@ -55,7 +55,10 @@ export class Workload {
   /** Submit again (same intent id) when the server refused a publish for want of a stream leader. */
   resubmit = false;
 
-  constructor(readonly clients: readonly WritClient[], readonly slowSec = 2) {}
+  constructor(
+    readonly clients: readonly WritClient[],
+    readonly slowSec = 2,
+  ) {}
 
   /** Calls `f` again while it fails with a refusal and `resubmit` is on, for up to RESUBMIT_MS. */
   async #again<T>(f: () => Promise<T>): Promise<T> {
@@ -105,13 +108,15 @@ export class Workload {
    */
   async burst(n: number, kindOf: (i: number) => Kind = () => 'fast', concurrency = 8, o: { waitEvery?: number; waitMs?: number } = {}): Promise<void> {
     let i = 0;
-    await Promise.all(Array.from({ length: concurrency }, async () => {
-      while (i < n) {
-        const k = i++;
-        if (o.waitEvery && k % o.waitEvery === 0) this.#waits.push(this.#run(kindOf(k), o.waitMs ?? 90_000));
-        else await this.one(kindOf(k));
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (i < n) {
+          const k = i++;
+          if (o.waitEvery && k % o.waitEvery === 0) this.#waits.push(this.#run(kindOf(k), o.waitMs ?? 90_000));
+          else await this.one(kindOf(k));
+        }
+      }),
+    );
   }
 
   /** One intent through SDK run(). An outcome proves it was accepted; a failure leaves that open (its tag is still counted). */
@@ -145,13 +150,20 @@ export class Workload {
   load(kindOf: (i: number) => Kind = () => 'fast', concurrency = 4, pauseMs = 50): { stop(): Promise<void> } {
     let stopped = false;
     let i = 0;
-    const lanes = Promise.all(Array.from({ length: concurrency }, async () => {
-      while (!stopped) {
-        await this.one(kindOf(i++));
-        await sleep(pauseMs);
-      }
-    }));
-    return { stop: async () => { stopped = true; await lanes; } };
+    const lanes = Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (!stopped) {
+          await this.one(kindOf(i++));
+          await sleep(pauseMs);
+        }
+      }),
+    );
+    return {
+      stop: async () => {
+        stopped = true;
+        await lanes;
+      },
+    };
   }
 
   accepted(): Submission[] {
