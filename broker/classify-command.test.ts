@@ -60,18 +60,23 @@ describe('the facts cache counts what its entries really hold', () => {
   ];
   for (const [label, target, make, n] of shapes) {
     it(`${label}: counted within -20 % and +60 % of the heap it takes`, () => {
-      const classify = createCommandClassifier({ maxStatementBytes: 1024 * 1024, factsCacheBytes: 1024 * 1024 * 1024 });
-      classify(target, make(-1));
-      const heap0 = liveHeap();
-      const counted0 = classify.cachedBytes;
-      for (let i = 0; i < n; i++) expect(classify(target, make(i)).facts.error).toBeUndefined();
-      const real = liveHeap() - heap0;
-      const counted = classify.cachedBytes - counted0;
-      expect(classify.cachedEntries).toBe(n + 1);
-      expect(counted / real).toBeGreaterThan(0.8);
+      // The median of three fills, each in a fresh cache: one reading can be thrown by what else
+      // the process collects between the two (seen in CI: the heap shrank under a full cache).
+      const ratios = [0, 1, 2].map(() => {
+        const classify = createCommandClassifier({ maxStatementBytes: 1024 * 1024, factsCacheBytes: 1024 * 1024 * 1024 });
+        classify(target, make(-1));
+        const heap0 = liveHeap();
+        const counted0 = classify.cachedBytes;
+        for (let i = 0; i < n; i++) expect(classify(target, make(i)).facts.error).toBeUndefined();
+        const real = liveHeap() - heap0;
+        expect(classify.cachedEntries).toBe(n + 1);
+        return (classify.cachedBytes - counted0) / real;
+      });
+      const ratio = ratios.sort((a, b) => a - b)[1]!;
+      expect(ratio).toBeGreaterThan(0.8);
       // +60 %: the heap also holds what V8 allocates beside the entries (measured up to 1.50 in CI);
       // the old sizing was off by 1.9x, which this still catches.
-      expect(counted / real).toBeLessThan(1.6);
+      expect(ratio).toBeLessThan(1.6);
     });
   }
 });
