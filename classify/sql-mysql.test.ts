@@ -73,7 +73,7 @@ const cases: SqlCase[] = [
   { sql: 'SELECT 1 -- ; DROP TABLE x\n', s: { kind: 'select' } },
   { sql: 'SELECT 1 # ; DROP TABLE x', s: { kind: 'select' } },
   // `--` needs a space after it to start a MySQL comment: here it is minus minus one.
-  { sql: 'SELECT 1--1; DROP TABLE x', s: [{ kind: 'select' }, { kind: 'drop' }] },
+  { sql: 'SELECT 1--1; DROP TABLE x', err: 'WRIT_SQL_UNPARSEABLE' }, // '--1' is minus minus 1 to MySQL: refused, not guessed
   { sql: "SELECT 'a;b'; SELECT `c;d` FROM t", s: [{ text: "SELECT 'a;b'" }, { text: 'SELECT `c;d` FROM t' }] },
   // Executable comments run on the server and are invisible to the parser.
   { sql: 'SELECT /*! sleep(5) */ 1', err: 'WRIT_SQL_UNPARSEABLE' },
@@ -116,6 +116,23 @@ describe('classifyMysql', () => {
       ]),
     );
     expect(classifyMysql('WITH w AS (SELECT 1) SELECT * FROM w').statements[0]!.relations).toContainEqual({ name: 'w', table: null });
+  });
+
+  it("refuses '--' not followed by a blank (two minus signs to MySQL, which runs the rest of the line; a comment to the parser)", () => {
+    for (const sql of [
+      'SELECT 1 --0, name, email FROM customers',
+      'SELECT id FROM orders WHERE id = 1 --0 UNION SELECT card_number FROM orders',
+      "SELECT 1 --0, SLEEP(100), GET_LOCK('x', 1), LOAD_FILE('/etc/passwd')",
+      'SELECT 1 ---0, name FROM customers',
+      'SELECT id FROM products; SELECT 1 --0, email FROM customers',
+      'SELECT 1--1',
+    ]) {
+      expect(classifyMysql(sql).error?.code, sql).toBe('WRIT_SQL_UNPARSEABLE');
+    }
+    // A real comment ('--' and a blank) still reads as one, and '--' inside a literal is text.
+    expect(classifyMysql('SELECT 1 -- comment, name FROM customers').error).toBeUndefined();
+    expect(classifyMysql('SELECT 1 --\tcomment').error).toBeUndefined();
+    expect(classifyMysql("SELECT '--0' AS x").error).toBeUndefined();
   });
 
   it('reports the MySQL dialect', () => {

@@ -26,6 +26,8 @@ interface Scan {
   pieces: string[];
   executableComment: boolean;
   unterminated: boolean;
+  /** `--` not followed by a blank: two minus signs to MySQL, a comment to the parser. */
+  bareDashes: boolean;
 }
 
 /** Cuts a MySQL text at top-level semicolons; pieces holding only comments and blanks are dropped. */
@@ -35,6 +37,7 @@ function scan(text: string, mode: Mode): Scan {
   let content = false;
   let executableComment = false;
   let unterminated = false;
+  let bareDashes = false;
   const n = text.length;
   const quoted = (i: number, q: string, backslash: boolean): number => {
     let j = i + 1;
@@ -59,6 +62,11 @@ function scan(text: string, mode: Mode): Scan {
     } else if (c === '#' || (c === '-' && text[i + 1] === '-' && (i + 2 >= n || /[\s\x00-\x1f]/.test(text[i + 2] as string)))) {
       const eol = text.indexOf('\n', i);
       i = eol < 0 ? n : eol;
+    } else if (c === '-' && text[i + 1] === '-') {
+      // MySQL runs what follows `--0`; the parser would skip it as a comment.
+      bareDashes = true;
+      content = true;
+      i++;
     } else if (c === '/' && text[i + 1] === '*') {
       if (text[i + 2] === '!' || (text[i + 2] === 'M' && text[i + 3] === '!')) executableComment = true;
       const end = text.indexOf('*/', i + 2);
@@ -71,7 +79,7 @@ function scan(text: string, mode: Mode): Scan {
     } else if (!/\s/.test(c)) content = true;
   }
   if (content) pieces.push(text.slice(start).trim());
-  return { pieces, executableComment, unterminated };
+  return { pieces, executableComment, unterminated, bareDashes };
 }
 
 function failed(code: SqlErrorCode, message: string): SqlFacts {
@@ -84,13 +92,16 @@ function split(text: string): string[] | SqlFacts {
   const base = scan(text, { backslash: true, ansiQuotes: false });
   if (base.executableComment) return failed('WRIT_SQL_UNPARSEABLE', 'executable comments (/*! ... */) run on the server but are invisible to the parser');
   if (base.unterminated) return failed('WRIT_SQL_UNPARSEABLE', 'unterminated string, identifier or comment');
+  if (base.bareDashes) {
+    return failed('WRIT_SQL_UNPARSEABLE', "'--' not followed by a space: MySQL reads two minus signs and runs the rest of the line, which a comment would hide (write '- -' or '-- ' for a comment)");
+  }
   // The server's sql_mode is unknown here: the cut must be the same whichever mode it runs with.
   for (const mode of [
     { backslash: false, ansiQuotes: false },
     { backslash: true, ansiQuotes: true },
   ]) {
     const other = scan(text, mode);
-    if (other.unterminated || other.pieces.join('\u0000') !== base.pieces.join('\u0000')) {
+    if (other.unterminated || other.bareDashes || other.pieces.join('\u0000') !== base.pieces.join('\u0000')) {
       return failed('WRIT_SQL_UNPARSEABLE', 'the statement boundaries depend on the server sql_mode (backslashes or double quotes in literals)');
     }
   }
