@@ -146,6 +146,23 @@ describe('classifyMysql', () => {
   });
 });
 
+describe('classifyMysql: a qualifier is the row source it names', () => {
+  const cols = (sql: string) => classifyMysql(sql, 'shop').statements.flatMap((st) => st.columns.map((c) => `${c.table}.${c.column}`));
+  it("follows aliases that swap two tables' names (the alias, not the table of that name)", () => {
+    for (const sql of [
+      'SELECT products.card_number FROM orders AS products JOIN products AS orders ON 1=1',
+      'SELECT products.card_number FROM orders AS products JOIN products AS orders',
+      "SELECT products.card_number FROM orders AS products JOIN products AS orders ON 1=1 WHERE products.card_number LIKE '4%'",
+    ]) {
+      expect(cols(sql), sql).toContain('shop.orders.card_number');
+      expect(cols(sql), sql).not.toContain('shop.products.card_number');
+    }
+    // Unaliased and plainly aliased references resolve as before.
+    expect(cols('SELECT o.card_number FROM orders o JOIN products p ON 1')).toContain('shop.orders.card_number');
+    expect(cols('SELECT orders.card_number FROM orders JOIN products ON 1')).toContain('shop.orders.card_number');
+  });
+});
+
 describe('classifyMysql with the target default database', () => {
   const facts = (sql: string, db: string | null = 'shop') => classifyMysql(sql, db);
   const st = (sql: string, db: string | null = 'shop') => {

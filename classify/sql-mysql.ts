@@ -276,15 +276,32 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
   const only = all.size === 1 ? ([...all][0] ?? null) : null;
   const columns = new Map<string, ColumnFact>();
   const columnsWritten = new Map<string, ColumnFact>();
+  // A qualifier names a row source first: once a table has an alias, MySQL knows it only by that
+  // alias, and the alias may be another table's name (`orders AS products JOIN products AS
+  // orders`). A name that stands for several sources (in different scopes) counts for each.
+  const relations = relationsOf(ast, names);
+  const sources = new Map<string, Set<string | null>>();
+  for (const r of relations) {
+    const set = sources.get(r.name) ?? new Set<string | null>();
+    set.add(r.table);
+    sources.set(r.name, set);
+  }
   for (const entry of Array.isArray(result.columnList) ? result.columnList : []) {
     // `op::table::column`, or `op::db::table::column` for a three-part reference (`db.t.c`).
     const parts = String(entry).split('::');
     const [op = '', table = 'null', col = ''] = parts.length >= 4 ? [parts[0], `${parts[1]}.${parts[2]}`, parts.slice(3).join('::')] : parts;
     if (op === 'delete') continue;
-    const t = table === 'null' ? only : ([...all].find((x) => x === table.toLowerCase() || x.endsWith(`.${table.toLowerCase()}`)) ?? null);
-    // MySQL column names never depend on case.
-    const fact: ColumnFact = { table: t, column: col === '(.*)' ? '*' : col.toLowerCase() };
-    (op === 'select' ? columns : columnsWritten).set(`${fact.table}\u0000${fact.column}`, fact);
+    const q = table.toLowerCase();
+    const named = table === 'null' || q.includes('.') ? undefined : sources.get(q);
+    const tables: Array<string | null> = named
+      ? // A derived table or CTE (null) stands for no base table: what it reads is listed from its own body.
+        [...named].filter((x) => x !== null)
+      : [table === 'null' ? only : ([...all].find((x) => x === q || x.endsWith(`.${q}`)) ?? null)];
+    for (const t of tables) {
+      // MySQL column names never depend on case.
+      const fact: ColumnFact = { table: t, column: col === '(.*)' ? '*' : col.toLowerCase() };
+      (op === 'select' ? columns : columnsWritten).set(`${fact.table}\u0000${fact.column}`, fact);
+    }
   }
   const called = functionsOf(ast);
   const dangerousFunctions = called.filter(isDangerousMysql);
@@ -296,7 +313,6 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
   each(ast, (o) => {
     if (o.locking_read) rowLocks = true;
   });
-  const relations = relationsOf(ast, names);
   const into = obj(ast.into);
   const selectInto = type === 'select' && (into?.keyword !== undefined || into?.expr !== undefined);
   const facts: SqlStatementFacts = {
