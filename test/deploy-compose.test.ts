@@ -218,6 +218,12 @@ describe('deploy/compose', () => {
     expect(grant.asymmetricKeyType).toBe('ed25519');
     expect(keyId(createPublicKey(read('grant-key.pub.pem')))).toBe(keyId(createPublicKey(grant)));
     // The audit registry lists each writer's key under its key id, with its kind.
+    // Every key id is quoted: an unquoted one such as 83334287215076e2 is a number to YAML (seen in CI).
+    const idLines = read('audit-keys.yaml')
+      .split('\n')
+      .filter((l) => /^ {2}\S/.test(l));
+    expect(idLines.length).toBe(3);
+    for (const l of idLines) expect(l).toMatch(/^ {2}"[0-9a-f]{16}":$/);
     const registry = parseKeyRegistry(read('audit-keys.yaml'));
     const kinds = Object.fromEntries(['broker', 'worker-postgres', 'worker-ssh'].map((w) => [w, registry.get(keyId(createPublicKey(createPrivateKey(read(`audit-${w}.pem`)))))?.kind]));
     expect(kinds).toEqual({ broker: 'broker', 'worker-postgres': 'worker', 'worker-ssh': 'worker' });

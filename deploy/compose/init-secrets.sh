@@ -42,7 +42,8 @@ for w in broker worker-postgres worker-ssh; do ed25519 "audit-$w.pem"; done
   echo 'v: 1'
   echo 'keys:'
   for w in broker worker-postgres worker-ssh; do
-    echo "  $(key_id "audit-$w.pem"):"
+    # Quoted: an id such as 83334287215076e2 is a number to YAML.
+    echo "  \"$(key_id "audit-$w.pem")\":"
     echo "    kind: ${w%%-*}"
     echo "    note: compose $w"
     echo '    publicKey: |'
