@@ -161,6 +161,11 @@ describe('classifyMysql: a qualifier is the row source it names', () => {
     expect(cols('SELECT o.card_number FROM orders o JOIN products p ON 1')).toContain('shop.orders.card_number');
     expect(cols('SELECT orders.card_number FROM orders JOIN products ON 1')).toContain('shop.orders.card_number');
   });
+
+  it('reads a column named only in JOIN … USING from the tables it may come from (a comparison leaks it)', () => {
+    expect(cols("SELECT id FROM orders JOIN (SELECT '4111111111111111' AS card_number) t USING (card_number)")).toContain('shop.orders.card_number');
+    expect(cols('SELECT id FROM orders o1 JOIN orders o2 USING (card_number)')).toContain('shop.orders.card_number');
+  });
 });
 
 describe('classifyMysql with the target default database', () => {

@@ -303,6 +303,17 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
       (op === 'select' ? columns : columnsWritten).set(`${fact.table}\u0000${fact.column}`, fact);
     }
   }
+  // `JOIN … USING (col)` (and NATURAL JOIN's columns) compares col on both sides without naming
+  // a table: the column is read from every base table the statement reads that may hold it, so
+  // a rule on any of them sees it (a value compared is a value leaked, bit by bit).
+  each(ast, (o) => {
+    if (!Array.isArray(o.using)) return;
+    for (const u of o.using) {
+      const name = typeof u === 'string' ? u : str(obj(u)?.value);
+      if (!name) continue;
+      for (const t of read) columns.set(`${t}\u0000${name.toLowerCase()}`, { table: t, column: name.toLowerCase() });
+    }
+  });
   const called = functionsOf(ast);
   const dangerousFunctions = called.filter(isDangerousMysql);
   // No built-in outside the reviewed list is known; a stored function may run any SQL, so its output is opaque.
