@@ -675,6 +675,8 @@ describe('terminal approver: a fresh token per vote', () => {
         await eventually(() => t.lines.out.includes(`${id}: dispatched`) || t.lines.out.includes(`${id}: refused`), 'the vote answered', 30_000);
       }
       for (const id of ids) expect(t.lines.out).toContain(`${id}: dispatched`);
+      // Dispatched is not yet run: the worker inserts after the vote is answered.
+      for (const id of ids) await eventually(async () => (await c.status(id)) === 'succeeded', `${id} to succeed`, 30_000);
       expect(await rows('terminal-fresh-1')).toBe(1);
       expect(await rows('terminal-fresh-2')).toBe(1);
     } finally {
