@@ -126,6 +126,9 @@ describe('classifyMysql', () => {
       'SELECT 1 ---0, name FROM customers',
       'SELECT id FROM products; SELECT 1 --0, email FROM customers',
       'SELECT 1--1',
+      // A Unicode space is no blank to MySQL's lexer: '--' then U+00A0 or U+2003 is still two minus signs.
+      'SELECT 1 --\u00a0x, name FROM customers',
+      'SELECT 1 --\u2003x, name FROM customers',
     ]) {
       expect(classifyMysql(sql).error?.code, sql).toBe('WRIT_SQL_UNPARSEABLE');
     }

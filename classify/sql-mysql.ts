@@ -59,7 +59,9 @@ function scan(text: string, mode: Mode): Scan {
     } else if (c === '`' || (c === '"' && mode.ansiQuotes)) {
       i = quoted(i, c, false);
       content = true;
-    } else if (c === '#' || (c === '-' && text[i + 1] === '-' && (i + 2 >= n || /[\s\x00-\x1f]/.test(text[i + 2] as string)))) {
+    } else if (c === '#' || (c === '-' && text[i + 1] === '-' && (i + 2 >= n || /[\x00-\x20]/.test(text[i + 2] as string)))) {
+      // A comment: '--' counts as one only before an ASCII blank or control character (MySQL's
+      // lexer; U+00A0 and other Unicode spaces are not blanks to it).
       const eol = text.indexOf('\n', i);
       i = eol < 0 ? n : eol;
     } else if (c === '-' && text[i + 1] === '-') {

@@ -5,6 +5,7 @@
  * signal a batch throws before its rollback. Pure, except for the catalogue the caller passes.
  */
 import type { SqlStatementFacts } from '../classify/index.ts';
+import { WritError } from '../schemas/index.ts';
 
 /** The catalogue lookups a worker answers from its target (cached there). */
 export interface ColumnCatalogue {
@@ -68,4 +69,30 @@ export function uncountable(st: SqlStatementFacts): boolean {
 export function writesRows(st: SqlStatementFacts): boolean {
   if (st.kind === 'execute') return st.execute?.inner?.readOnly !== true;
   return ['insert', 'update', 'delete', 'merge', 'copy'].includes(st.kind) || st.modifyingCte || st.selectInto;
+}
+
+/**
+ * What a failed batch's caller is told, never claiming a rollback that did not happen. With the
+ * connection lost while COMMIT was in flight the outcome is unknown (WRIT_COMMIT_UNKNOWN);
+ * otherwise the fate is what is known (committed in part, rolled back by the server or by
+ * `rollback()`, or never committed), a row limit becomes WRIT_ROW_LIMIT with it, and any other
+ * error is rethrown carrying it as `writFate`.
+ */
+export async function batchFailure(e: unknown, o: { committing: boolean; connectionLost: boolean; leftStatements: number; rollback: () => Promise<boolean> }): Promise<never> {
+  if (o.committing && o.connectionLost) {
+    throw new WritError('WRIT_COMMIT_UNKNOWN', 'the connection was lost while COMMIT was in flight: the transaction may or may not have been committed; check the target before trying again', {
+      cause: e,
+    });
+  }
+  let fate: string;
+  if (o.leftStatements >= 0) fate = 'what ran may have been committed';
+  else if (o.committing) fate = 'COMMIT failed, so the server rolled it back';
+  else if (await o.rollback()) fate = 'it was rolled back';
+  else fate = 'the connection was closed before COMMIT, so nothing was committed';
+  if (e instanceof RowLimit) {
+    const what = e.affected === null ? 'returned more rows than the worker reads, so how many it affected is unknown' : `affected ${e.affected} rows`;
+    throw new WritError('WRIT_ROW_LIMIT', `the statement ${what}; the limit is ${e.limit}; ${fate}`, { details: { ...(e.affected !== null ? { rowsAffected: e.affected } : {}), limit: e.limit } });
+  }
+  if (e instanceof WritError) throw e;
+  throw Object.assign(e as object, { writFate: fate });
 }

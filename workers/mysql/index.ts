@@ -17,7 +17,7 @@ import mysql, { type Pool } from 'mysql2';
 import { classifyMysqlCached as classifyMysql, splitMysql, type SqlStatementFacts } from '../../classify/index.ts';
 import { readSecret, WritError, type AccessMode, type GrantClaims, type MysqlWorkerTarget } from '../../schemas/index.ts';
 import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type RowsOutput } from '../executor.ts';
-import { opaqueReason, RowLimit, sourcesOf, uncountable, writesRows } from '../sql-common.ts';
+import { batchFailure, opaqueReason, RowLimit, sourcesOf, uncountable, writesRows } from '../sql-common.ts';
 import { MysqlCatalogue, qualifyFacts } from './origins.ts';
 import { Session, settingsSql } from './session.ts';
 import { fetchLimits, runStatement, type FetchLimits, type StatementResult } from './statement.ts';
@@ -226,23 +226,7 @@ export class MysqlExecutor implements Executor {
       await s.exec('COMMIT');
       return { ...(out as RowsOutput), command: tags.join(';') };
     } catch (e) {
-      const me = e as MysqlError;
-      if (committing && (s.lost || me.fatal)) {
-        throw new WritError('WRIT_COMMIT_UNKNOWN', 'the connection was lost while COMMIT was in flight: the transaction may or may not have been committed; check the target before trying again', {
-          cause: e,
-        });
-      }
-      let fate: string;
-      if (left >= 0) fate = 'what ran may have been committed';
-      else if (committing) fate = 'COMMIT failed, so the server rolled it back';
-      else if (await rollback(s)) fate = 'it was rolled back';
-      else fate = 'the connection was closed before COMMIT, so nothing was committed';
-      if (e instanceof RowLimit) {
-        const what = e.affected === null ? 'returned more rows than the worker reads, so how many it affected is unknown' : `affected ${e.affected} rows`;
-        throw new WritError('WRIT_ROW_LIMIT', `the statement ${what}; the limit is ${e.limit}; ${fate}`, { details: { ...(e.affected !== null ? { rowsAffected: e.affected } : {}), limit: e.limit } });
-      }
-      if (e instanceof WritError) throw e;
-      throw Object.assign(e as object, { writFate: fate });
+      return batchFailure(e, { committing, connectionLost: Boolean(s.lost) || (e as MysqlError).fatal === true, leftStatements: left, rollback: () => rollback(s) });
     }
   }
 

@@ -18,7 +18,7 @@ import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type
 import { fetchLimits, runCursor, type CursorResult, type FetchLimits } from './cursor.ts';
 import { OriginResolver } from './origins.ts';
 import { Session } from './session.ts';
-import { opaqueReason, RowLimit, sourcesOf, uncountable, writesRows as writes } from '../sql-common.ts';
+import { batchFailure, opaqueReason, RowLimit, sourcesOf, uncountable, writesRows as writes } from '../sql-common.ts';
 
 type WorkerTarget = Config['workers']['postgres'][number];
 
@@ -190,23 +190,7 @@ export class PostgresExecutor implements Executor {
       await client.query('COMMIT');
       return { ...(out as RowsOutput), command: tags.join(';') };
     } catch (e) {
-      if (committing && !isPlainServerError(e, s)) {
-        throw new WritError('WRIT_COMMIT_UNKNOWN', 'the connection was lost while COMMIT was in flight: the transaction may or may not have been committed; check the target before trying again', {
-          cause: e,
-        });
-      }
-      // Never claim a rollback that did not happen: say what is known.
-      let fate: string;
-      if (left >= 0) fate = 'what ran may have been committed';
-      else if (committing) fate = 'COMMIT failed, so the server rolled it back';
-      else if (await rollback(s)) fate = 'it was rolled back';
-      else fate = 'the connection was closed before COMMIT, so nothing was committed';
-      if (e instanceof RowLimit) {
-        const what = e.affected === null ? 'returned more rows than the worker reads, so how many it affected is unknown' : `affected ${e.affected} rows`;
-        throw new WritError('WRIT_ROW_LIMIT', `the statement ${what}; the limit is ${e.limit}; ${fate}`, { details: { ...(e.affected !== null ? { rowsAffected: e.affected } : {}), limit: e.limit } });
-      }
-      if (e instanceof WritError) throw e;
-      throw Object.assign(e as object, { writFate: fate });
+      return batchFailure(e, { committing, connectionLost: !isPlainServerError(e, s), leftStatements: left, rollback: () => rollback(s) });
     }
   }
 
