@@ -53,7 +53,9 @@ it('an intent dispatched while the sweeper watch has lost its consumer is still 
   // Bounded polling: the grant expires after 1 s; nats.js alone would resume the watch only after 60–90 s.
   const end = Date.now() + 30_000;
   let state: IntentState = 'received';
-  while (Date.now() < end && (state = await agent.status(lost)) === 'dispatched') await sleep(250);
+  // Not found until the broker has taken the intent off its stream: keep asking.
+  const statusOf = (id: string) => agent.status(id).catch((e: unknown) => ((e as { code?: string }).code === 'WRIT_NOT_FOUND' ? 'received' : Promise.reject(e)));
+  while (Date.now() < end && ['received', 'dispatched'].includes((state = await statusOf(lost)))) await sleep(250);
   expect(state).toBe('failed');
   const out = await agent.wait(lost, { timeoutMs: 5_000 });
   expect(out.error?.code).toBe('WRIT_GRANT_EXPIRED');
