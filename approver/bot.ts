@@ -46,18 +46,18 @@ const STORED_COMMAND_MAX = 16_000;
 const STORED_TEXT_MAX = 4_000;
 const NS = 1_000_000_000;
 
-export function approverBucket(n: Names, bot: string): string {
+function approverBucket(n: Names, bot: string): string {
   return `${n.prefix}_approver_${subjectToken('bot', bot)}`;
 }
 
 /** Durable consumer names of a shared bot: requests (the design's name) and outcomes. */
-export function approverDurables(n: Names, bot: string): { requests: string; outcomes: string } {
+function approverDurables(n: Names, bot: string): { requests: string; outcomes: string } {
   const requests = n.durables.approverBot(bot);
   return { requests, outcomes: `${requests}-outcomes` };
 }
 
 /** A copy small enough for a KV value: long command, justification and facts are capped. */
-export function storedCopy(req: ApprovalRequest): { request: ApprovalRequest; commandLength: number } {
+function storedCopy(req: ApprovalRequest): { request: ApprovalRequest; commandLength: number } {
   const text = commandText(req.command);
   const cap = (s: string, n: number) => (s.length > n ? s.slice(0, n) : s);
   const command = req.command.kind === 'sql' ? { kind: 'sql' as const, sql: cap(text, STORED_COMMAND_MAX) } : { kind: 'shell' as const, command: cap(text, STORED_COMMAND_MAX) };
@@ -69,7 +69,7 @@ export function storedCopy(req: ApprovalRequest): { request: ApprovalRequest; co
   };
 }
 
-export function viewOf(s: StoredApproval & { request: ApprovalRequest }): ApprovalView {
+function viewOf(s: StoredApproval & { request: ApprovalRequest }): ApprovalView {
   return { request: s.request, commandLength: s.commandLength ?? commandText(s.request.command).length, activity: s.activity, ...(s.outcome ? { outcome: s.outcome } : {}) };
 }
 

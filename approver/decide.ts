@@ -35,7 +35,7 @@ export function generateBotKey(): { privateKeyPem: string; publicKey: string } {
 
 export type DecisionAnswer = { accepted: true; status: string } | { accepted: false; code: string; message: string };
 
-export interface OnBehalfOf {
+interface OnBehalfOf {
   sub: string;
   groups: string[];
   /** The platform (`slack`); the broker records `<via>:<bot sub>`. */

@@ -9,9 +9,7 @@ export declare function hashInput(ev: AuditEvent): string;
 export declare function eventHash(ev: AuditEvent): string;
 export declare function eventShapeError(e: unknown, hexChainFields?: boolean): string | undefined;
 export declare function blockShapeError(b: unknown): string | undefined;
-export declare const BLOCK_SIG_CONTEXT: string;
 export declare function blockSigningText(sessionId: string, kid: string, hashes: readonly string[]): string;
-export declare function typeAllowedFor(kind: string, type: string): boolean;
 
 /** A registered writer key, as the per-block check needs it. */
 export interface Signer {
@@ -23,7 +21,6 @@ export interface Signer {
   notBefore?: number | undefined;
   notAfter?: number | undefined;
 }
-export declare function checkBlockSignature(events: AuditEvent[], sig: { kid: string; s: string }, sessionId: string, signers: ReadonlyMap<string, Signer>, fail: (index: number, eventId: string, reason: string) => void): void;
 
 export interface BlockError {
   /** Index of the event in the block; -1 for the block as a whole. */

@@ -182,7 +182,7 @@ const KID = /^[0-9a-f]{16}$/;
 /** An Ed25519 signature is 64 bytes: 86 base64url characters. */
 const SIG = /^[A-Za-z0-9_-]{86}$/;
 /** Domain separation: a block signature can never read as a grant or a checkpoint signed with the same key. */
-export const BLOCK_SIG_CONTEXT = 'writ-audit-block-v1\n';
+const BLOCK_SIG_CONTEXT = 'writ-audit-block-v1\n';
 
 /**
  * What a writer signs for a block: the session, its key id and every event's hash in order.
@@ -202,7 +202,7 @@ export function blockSigningText(sessionId, kid, hashes) {
  * other kind only events named after itself (`operator.…`). Unknown is refused.
  * @param {string} kind @param {string} type @returns {boolean}
  */
-export function typeAllowedFor(kind, type) {
+function typeAllowedFor(kind, type) {
   const brokerExec = type === 'exec.lost' || type === 'exec.expired';
   if (kind === 'worker') return type.startsWith('exec.') && !brokerExec;
   if (kind === 'broker') return !type.startsWith('exec.') || brokerExec;
@@ -217,7 +217,7 @@ export function typeAllowedFor(kind, type) {
  * @param {ReadonlyMap<string, import('./block-check.d.mts').Signer>} signers
  * @param {(index: number, eventId: string, reason: string) => void} fail
  */
-export function checkBlockSignature(events, sig, sessionId, signers, fail) {
+function checkBlockSignature(events, sig, sessionId, signers, fail) {
   const who = signers.get(sig.kid);
   if (!who) {
     for (let i = 0; i < events.length; i++) fail(i, events[i].id, `${events[i].type} event in a block signed with unregistered key ${sig.kid}`);

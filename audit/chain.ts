@@ -6,8 +6,8 @@
 import { canonicalJson, type AuditEvent } from '../schemas/index.ts';
 import { isSortedDeep } from './block-check.mjs';
 
-export { analyzeBlock, blockShapeError, blockSigningText, checkBlockSignature, eventHash, eventShapeError, hashInput, isSortedDeep, sha256, typeAllowedFor, ZERO_HASH } from './block-check.mjs';
-export type { BlockAnalysis, BlockError, Signer } from './block-check.mjs';
+export { analyzeBlock, blockShapeError, blockSigningText, eventHash, eventShapeError, hashInput, isSortedDeep, sha256, ZERO_HASH } from './block-check.mjs';
+export type { BlockAnalysis, Signer } from './block-check.mjs';
 
 /** The session that holds the signed checkpoints; no other writer may append to it. */
 export const CHECKPOINT_SESSION = '_checkpoints';

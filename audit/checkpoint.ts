@@ -40,7 +40,7 @@ const HEX64 = /^[0-9a-f]{64}$/;
 /** Sessions whose last checked head is remembered (others are re-read from their start). */
 const VERIFIED_HEADS = 100_000;
 
-export function signCheckpoint(unsigned: Omit<CheckpointPayload, 'signature'>, key: KeyObject): CheckpointPayload {
+function signCheckpoint(unsigned: Omit<CheckpointPayload, 'signature'>, key: KeyObject): CheckpointPayload {
   const signature = sign(null, Buffer.from(CONTEXT + canonicalJson(unsigned)), key).toString('base64url');
   return { ...unsigned, signature };
 }

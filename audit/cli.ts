@@ -33,7 +33,7 @@ export interface AuditCliIo {
   signal?: AbortSignal | undefined;
 }
 
-export const AUDIT_USAGE = `usage: writ audit <command>
+const AUDIT_USAGE = `usage: writ audit <command>
   sessions [--principal P] [--target T] [--since TIME] [--until TIME] [--outcome O] [--json]
   replay   --session S [--json]
   tail     [--session S] [--from-seq N] [--limit N] [--json]

@@ -22,7 +22,7 @@ const list = (v: unknown): string => (Array.isArray(v) ? `[${v.map((x) => str(x)
 const short = (hex: unknown): string => (typeof hex === 'string' ? `${hex.slice(0, 12)}…` : '?');
 
 /** The key fields of an event's payload, as `k=v` text. */
-export function describe(ev: AuditEvent): string {
+function describe(ev: AuditEvent): string {
   if (ev.payload === undefined) return ev.digest ? `payload stored as digest sha256:${short(ev.digest)}` : '';
   const p = ev.payload;
   const parts: string[] = [];

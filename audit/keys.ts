@@ -82,7 +82,7 @@ export function loadOrCreateAuditKey(keyFile: string): { signer: BlockSigner; pu
   return { signer, keyId: signer.keyId, publicKeyPem: createPublicKey(key).export({ type: 'spki', format: 'pem' }).toString() };
 }
 
-export function publicKeyFileFor(keyFile: string): string {
+function publicKeyFileFor(keyFile: string): string {
   return keyFile.replace(/\.pem$/, '') + '.pub.pem';
 }
 

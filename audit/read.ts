@@ -78,7 +78,7 @@ export async function scanBlocks(js: JetStreamClient, n: Names, opts: ScanOption
 }
 
 /** The same scan as an async iterator, for consumers that must await (a sink's backpressure). */
-export async function* iterateBlocks(js: JetStreamClient, n: Names, opts: ScanOptions): AsyncGenerator<RawBlock> {
+async function* iterateBlocks(js: JetStreamClient, n: Names, opts: ScanOptions): AsyncGenerator<RawBlock> {
   const c = await openConsumer(js, n, opts);
   if (!c) return;
   const follow = opts.follow || opts.onlyNew;
@@ -167,7 +167,7 @@ export async function readSessionStored(src: AuditSource & { sessionId: string }
  * Follows the payloads the broker and workers write: `intent.decided` carries
  * `decision.effect`, `exec.finished` carries `status`.
  */
-export function outcomeOf(ev: Pick<AuditEvent, 'type' | 'payload'>): string | undefined {
+function outcomeOf(ev: Pick<AuditEvent, 'type' | 'payload'>): string | undefined {
   const p = ev.payload ?? {};
   if (typeof p['state'] === 'string' && (INTENT_STATES as readonly string[]).includes(p['state'])) return p['state'];
   switch (ev.type) {

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { AuditEvent, Names } from '../schemas/index.ts';
 import type { BlockSigner, KeyRegistry } from './keys.ts';
 
-export type ActorKind = AuditEvent['actor']['kind'];
+type ActorKind = AuditEvent['actor']['kind'];
 export interface Actor {
   kind: ActorKind;
   id: string;

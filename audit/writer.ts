@@ -25,7 +25,7 @@
  * server's duplicate window.
  */
 import { randomUUID } from 'node:crypto';
-import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager, type PubAck } from '@nats-io/jetstream';
+import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { headers } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { canonicalJson, WritError, type AuditEvent, type Names } from '../schemas/index.ts';

@@ -21,7 +21,7 @@ import { fmt, load, type LoadFigures } from './stats.ts';
 const LEVELS = (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number);
 
 /** What each Writ step cost per intent, by concurrency level (see procstat.ts). */
-export const costs: Record<string, PerIntentCost> = {};
+const costs: Record<string, PerIntentCost> = {};
 
 export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Record<string, LoadFigures>> {
   const durationMs = opts.durationMs ?? Number(process.env.BENCH_MS ?? 5000);

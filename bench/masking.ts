@@ -43,7 +43,7 @@ const SECRETS = [
   'jwt eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U',
 ];
 
-export function buildResult(rows = ROWS): RowsInput {
+function buildResult(rows = ROWS): RowsInput {
   const r = rng(42);
   const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)]!;
   const fields: RowsInput['fields'] = [

@@ -10,7 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 const HZ = 100;
 
 /** CPU time (user + system) of one process, in ms; NaN when it is gone. */
-export function cpuMsOf(pid: number): number {
+function cpuMsOf(pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name is in parentheses and may hold spaces: count fields after the last ')'.
@@ -22,7 +22,7 @@ export function cpuMsOf(pid: number): number {
 }
 
 /** CPU ms of each process named `postgres` (the server and its backends) on this machine, by pid. */
-export function postgresCpuMs(): Map<number, number> {
+function postgresCpuMs(): Map<number, number> {
   const out = new Map<number, number>();
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
@@ -37,7 +37,7 @@ export function postgresCpuMs(): Map<number, number> {
   return out;
 }
 
-export interface ServerCounters {
+interface ServerCounters {
   /** Messages and bytes into and out of the server (every client, every subject). */
   inMsgs: number;
   outMsgs: number;
@@ -61,7 +61,7 @@ interface Jsz {
 }
 
 /** The server's counters from its monitoring port. */
-export async function serverCounters(monitorUrl: string): Promise<ServerCounters> {
+async function serverCounters(monitorUrl: string): Promise<ServerCounters> {
   const [v, j] = await Promise.all([fetch(`${monitorUrl}/varz`).then((r) => r.json() as Promise<Varz>), fetch(`${monitorUrl}/jsz?streams=true`).then((r) => r.json() as Promise<Jsz>)]);
   let stored = 0;
   for (const a of j.account_details ?? []) for (const s of a.stream_detail ?? []) stored += s.state?.last_seq ?? 0;

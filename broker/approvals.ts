@@ -11,7 +11,7 @@
  * Time-bound access windows live in the windows bucket, keyed by principal, target and
  * rule, so the broker finds one with a single get.
  */
-import { createPublicKey, randomUUID, verify, type KeyObject } from 'node:crypto';
+import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
@@ -83,7 +83,7 @@ export function commandShapes(f: CommandFacts): string[] {
  * approvers are shown (the request's and the API's `windowScope`) and what the window record
  * holds, which {@link windowAllows} enforces. Undefined when the rule grants no windows.
  */
-export function windowScopeOf(rec: Pick<IntentRecord, 'principal' | 'target' | 'decision' | 'pending'>, shapes: string[]): WindowScope | undefined {
+function windowScopeOf(rec: Pick<IntentRecord, 'principal' | 'target' | 'decision' | 'pending'>, shapes: string[]): WindowScope | undefined {
   const p = rec.pending;
   if (!p?.spec.windowMaxSec || !rec.decision?.policyVersion) return undefined;
   return {
@@ -162,7 +162,7 @@ export interface ApprovalsDeps {
 }
 
 /** A display-safe summary of facts for approvers. */
-export function factsSummary(f: CommandFacts): Record<string, unknown> {
+function factsSummary(f: CommandFacts): Record<string, unknown> {
   if (f.kind === 'sql') {
     return {
       statements: f.facts.statements.map((s) => ({
@@ -673,5 +673,3 @@ export class Approvals {
     await this.#d.audit.append({ sessionId, type: 'window.revoked', payload: { windowId: id, by: by.sub, principal: w.sub, target: w.target, rule: w.rule } });
   }
 }
-
-export { randomUUID as newDecisionId };

@@ -27,7 +27,7 @@ export interface ClassifyCommand {
  * erring high, where twice the facts' JSON length was 0.66-1.9× (it counts an empty array as
  * 4 bytes; V8 holds 32). Node's default x64 build: 8-byte slots, no pointer compression.
  */
-export function heapBytes(v: unknown, strings = new Set<string>()): number {
+function heapBytes(v: unknown, strings = new Set<string>()): number {
   switch (typeof v) {
     case 'string':
       // The classifiers hand out one string object for a name they meet many times (a table in

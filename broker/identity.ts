@@ -42,16 +42,6 @@ export interface VerifiedIdentity {
   tokenSha256: string;
 }
 
-/** The one way to say "the same identity": issuer and subject together (a `sub` is only unique within its issuer). */
-export function sameIdentity(a: { iss: string; sub: string }, b: { iss: string; sub: string }): boolean {
-  return a.iss === b.iss && a.sub === b.sub;
-}
-
-/** A string key for maps and sets of identities (issuer and subject, unambiguous). */
-export function identityKey(p: { iss: string; sub: string }): string {
-  return JSON.stringify([p.iss, p.sub]);
-}
-
 /**
  * Where an issuer's keys come from. `stillValid` says whether a token verified earlier
  * (with key `kid`, under key set `ref`) may be reused without verifying again.

@@ -10,7 +10,7 @@ import { approverTokenLifeSec, WritError, type Config, type Names } from '../sch
 
 const NS = 1_000_000_000;
 
-export function streamConfigs(n: Names, config: Config): (Partial<StreamConfig> & { name: string })[] {
+function streamConfigs(n: Names, config: Config): (Partial<StreamConfig> & { name: string })[] {
   const replicas = config.nats.replicas;
   return [
     {
@@ -83,7 +83,7 @@ export interface Buckets {
  * it, the check ran on the leader before the Raft proposal only, so concurrent publishes all
  * passed it (test/faults/cluster.test.ts measures this on the installed server).
  */
-export const SERIALIZED_SUBJECT_SEQUENCE_SINCE = '2.9.21';
+const SERIALIZED_SUBJECT_SEQUENCE_SINCE = '2.9.21';
 
 /** Whether a nats-server of this version serializes expected-last-subject-sequence on R>1 streams; unknown is no. */
 export function serializesSubjectSequence(version: string | undefined): boolean {

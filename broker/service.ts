@@ -52,7 +52,7 @@ import { buildGrantClaims, grantSpecOf } from './grants.ts';
 import type { IdentityVerifier, VerifiedIdentity } from './identity.ts';
 import { intake, type Refusal } from './intake.ts';
 import type { PolicyDecision, PolicyEngine } from './policy.ts';
-import { openBuckets, provision, type Buckets } from './provision.ts';
+import { provision, type Buckets } from './provision.ts';
 import { ApiService, outcomeOf } from './api.ts';
 import { Sweeper } from './sweeper.ts';
 import { Approvals } from './approvals.ts';
@@ -85,7 +85,7 @@ export type ReplySpec = NonNullable<IntentRecord['reply']>;
  * has it without another secret to distribute, and it rotates with that key. Workers seal the
  * durable `writ.result.<id>` copy to it; the API opens it and re-seals to the asking agent's key.
  */
-export function resultsKeyFromGrantKey(pem: string): SealKeyPair {
+function resultsKeyFromGrantKey(pem: string): SealKeyPair {
   const d = createPrivateKey(pem).export({ format: 'jwk' }).d;
   if (!d) throw new WritError('WRIT_INTERNAL', 'the grant key has no private part');
   return sealKeyPairFromSecret(Buffer.from(d, 'base64url'), 'results');
@@ -692,5 +692,3 @@ function brokerOutcome(steps: readonly string[]): BrokerOutcome {
 function publicDecision(d: PolicyDecision) {
   return { effect: d.effect, rules: d.rules, reasons: d.reasons, mode: d.mode, policyVersion: d.policyVersion };
 }
-
-export { openBuckets };

@@ -17,7 +17,7 @@ const ownerKey = (p: Pick<Principal, 'iss' | 'sub'>) => `${p.iss}\u0000${p.sub}`
  * session id, the owner, the LRU's slots), so 50,000 sessions hold 13-20 MB at most. A session
  * that fell out costs one KV read when it comes back.
  */
-export const SESSION_OWNERS_MAX = 50_000;
+const SESSION_OWNERS_MAX = 50_000;
 
 export class SessionOwners {
   readonly #kv: KV;

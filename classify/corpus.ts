@@ -15,7 +15,7 @@ import { obj, unwrap } from './pg-ast.ts';
 export const CORPORA_DIR = process.env.WRIT_CORPORA ?? fileURLToPath(new URL('../../shared/corpora/', import.meta.url));
 
 /** One timed item. */
-export interface Timed {
+interface Timed {
   label: string;
   ms: number;
 }
@@ -103,7 +103,7 @@ export function runPg(items: PgItem[], slowest = 10): CorpusStats {
 }
 
 /** MariaDB's corpus, kept in the repository (test/corpora/mariadb/, built from mariadb-test 10.11 by its extract.ts). */
-export const MARIADB_CORPUS_DIR = fileURLToPath(new URL('../test/corpora/mariadb/', import.meta.url));
+const MARIADB_CORPUS_DIR = fileURLToPath(new URL('../test/corpora/mariadb/', import.meta.url));
 
 /** A MariaDB corpus line (`error`: what mysqltest expected the server to answer). */
 export interface MysqlItem {

@@ -12,6 +12,5 @@ export { classifySql, splitSql } from './sql-pg.ts';
 export { classifyMysql, splitMysql } from './sql-mysql.ts';
 export { classifyShell } from './shell.ts';
 export { quoteShellArg, quoteShellArgs } from './shell-quote.ts';
-export { DANGEROUS_FUNCTIONS } from './sql-functions.ts';
-export { cacheKey, classifyMysqlCached, classifyShellCached, classifySqlCached, createFactsCache, type CacheDialect, type FactsCache } from './cache.ts';
+export { cacheKey, classifyMysqlCached, classifyShellCached, classifySqlCached, createFactsCache } from './cache.ts';
 export { sqlLiterals, sqlTokenShape, shellLiterals, shellTokenShape, type LiteralSpan } from './literals.ts';

@@ -64,7 +64,7 @@ export function names(v: unknown): string[] {
  * connections, so a name resolves exactly as the server will: in pg_catalog when pg_catalog has a relation
  * of that name (from the generated catalogue), else in public. `$user` and other schemas are never searched.
  */
-export function defaultSchema(relname: string): string {
+function defaultSchema(relname: string): string {
   return relationSchema(relname);
 }
 

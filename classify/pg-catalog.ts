@@ -145,7 +145,7 @@ const matches = (base: string, exact: Set<string>, prefixes: readonly string[]) 
  * The pg_catalog name a written function name resolves to, or undefined when it resolves elsewhere
  * (qualified to another schema, or unqualified and absent from pg_catalog, hence public's).
  */
-export function catalogName(written: string): string | undefined {
+function catalogName(written: string): string | undefined {
   const parts = written.split('.');
   if (parts.length > 2) return undefined; // db.schema.fn: cross-database, never ours
   const base = parts[parts.length - 1] as string;
@@ -154,7 +154,7 @@ export function catalogName(written: string): string | undefined {
 }
 
 /** The function runs SQL text or reads a relation named by a value (dangerous, opaque and unknown). */
-export function runsSql(written: string): boolean {
+function runsSql(written: string): boolean {
   const base = (written.split('.').pop() ?? written).toLowerCase();
   return RUNS_SQL_PREFIXES.some((p) => base.startsWith(p));
 }

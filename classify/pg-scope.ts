@@ -16,7 +16,7 @@ export interface Resolved {
 }
 
 /** One output column of a derived table (subquery, CTE) and the base columns it shows unchanged. */
-export interface Output {
+interface Output {
   name: string;
   origins: ColumnFact[];
 }

@@ -104,7 +104,7 @@ export function def(kind: SqlKind, objectType: string | ((b: Obj) => string), op
 }
 
 /** ALTER TABLE sub-command types, lower-case without the AT_ prefix. */
-export function alterActions(cmds: unknown): string[] {
+function alterActions(cmds: unknown): string[] {
   return arr(cmds).map((c) =>
     String(nodeOf(c, 'AlterTableCmd')?.subtype ?? 'unknown')
       .replace(/^AT_/, '')

@@ -12,7 +12,7 @@ import type { Node } from 'web-tree-sitter';
 import { wordOf, type Word } from './shell-words.ts';
 import { EXPANSION_MARK } from './types.ts';
 
-export const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 // Special parameters whose value is always an integer (or empty): safe inside arithmetic.
 const NUMERIC_SPECIALS = /\$[#?$!]|\$\{#?[#?$!]\}|\$\{#[A-Za-z_][A-Za-z0-9_]*\}/g;
@@ -21,7 +21,7 @@ const NUMERIC_SPECIALS = /\$[#?$!]|\$\{#?[#?$!]\}|\$\{#[A-Za-z_][A-Za-z0-9_]*\}/
 const LITERAL_ARITH = /^[0-9\s+\-*/%()<>=!&|^~?:,]*$/;
 
 /** True when bash can evaluate this arithmetic text without reading any variable or running anything. */
-export function isLiteralArith(text: string): boolean {
+function isLiteralArith(text: string): boolean {
   return LITERAL_ARITH.test(text.replace(NUMERIC_SPECIALS, '0'));
 }
 

@@ -177,7 +177,7 @@ export function redirectOp(node: Node): string {
 }
 
 /** A here-doc feeding a command: literal when its delimiter is quoted or its body has no expansion or escape. */
-export function heredocScript(node: Node): Stdin {
+function heredocScript(node: Node): Stdin {
   const start = node.namedChildren.find((c) => c?.type === 'heredoc_start');
   const body = node.namedChildren.find((c) => c?.type === 'heredoc_body');
   if (!body) return { script: '' };

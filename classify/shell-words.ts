@@ -22,7 +22,7 @@ export interface Word {
 const EXPANSION_TYPES = new Set(['simple_expansion', 'expansion', 'command_substitution', 'process_substitution', 'arithmetic_expansion', 'brace_expression']);
 
 /** Wraps source text as an expansion marker. */
-export function mark(source: string): string {
+function mark(source: string): string {
   return `${EXPANSION_MARK}${source}${EXPANSION_MARK}`;
 }
 
@@ -53,7 +53,7 @@ const SIMPLE_ESCAPES: Record<string, string> = {
 };
 
 /** Decodes the body of `$'...'` as bash does; a decoded NUL ends the string (bash cuts it there). */
-export function decodeAnsiC(body: string): string {
+function decodeAnsiC(body: string): string {
   let out = '';
   for (let i = 0; i < body.length; i++) {
     const ch = body[i] as string;

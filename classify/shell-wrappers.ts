@@ -42,7 +42,7 @@ interface Options {
 }
 
 /** Skips leading options; stops at `--`, at the first operand, or at a word holding an expansion. */
-export function skipOptions(words: Word[], spec: OptionSpec): Options {
+function skipOptions(words: Word[], spec: OptionSpec): Options {
   const opts = new Map<string, string | true>();
   let i = 0;
   const takeNext = (): string => {

@@ -427,7 +427,7 @@ function readsDifferentlyJoined(text: string, facts: ShellFacts): boolean {
  * `${...}` inside double quotes, `$'...'`, a here-document, a comment): the caller then removes every one, which
  * can only refuse more.
  */
-export function joinContinuations(text: string): string | undefined {
+function joinContinuations(text: string): string | undefined {
   let out = '';
   let state: 'plain' | 'single' | 'double' = 'plain';
   for (let i = 0; i < text.length; i++) {

@@ -288,12 +288,6 @@ export function isKnownSafeMysql(name: string): boolean {
   return !name.includes('.') && MYSQL_KNOWN_SAFE.has(name.toLowerCase());
 }
 
-/** The documented list, for the policy's `explain` output and the tests. */
-export const DANGEROUS_FUNCTIONS = {
-  postgres: { exact: [...PG_EXACT].sort(), prefixes: [...PG_PREFIXES] },
-  mysql: { exact: [...MYSQL_EXACT].sort(), prefixes: [] as string[] },
-} as const;
-
 /** True when the (possibly schema-qualified) function name is a dangerous PostgreSQL function. */
 export function isDangerousPg(name: string): boolean {
   const base = (name.split('.').pop() ?? name).toLowerCase();

@@ -216,9 +216,6 @@ const KINDS: Record<string, SqlKind> = {
 };
 const READ_ONLY_KINDS = new Set<SqlKind>(['select', 'show', 'explain']);
 
-/** The databases of the server itself; a name in them is always written with its database. */
-export const MYSQL_SYSTEM_DATABASES = ['information_schema', 'mysql', 'performance_schema', 'sys'] as const;
-
 /**
  * How a statement's names are written into its facts. MySQL has no search path: an unqualified
  * table or stored routine is in the connection's default database, which the worker sets from

@@ -7,7 +7,7 @@ import { expect } from 'vitest';
 import type { CopyFacts, SetFacts, SqlErrorCode, SqlFacts, SqlKind, SqlStatementFacts } from './types.ts';
 
 /** Expected facts of one statement; absent keys are not checked. */
-export interface Exp {
+interface Exp {
   kind?: SqlKind;
   type?: string;
   text?: string;
@@ -57,7 +57,7 @@ const col = (c: { table: string | null; column: string }) => `${c.table ?? '?'}.
 const sorted = (a: string[]) => [...new Set(a)].sort();
 
 /** Checks one statement against its expectation. */
-export function checkStatement(st: SqlStatementFacts, e: Exp): void {
+function checkStatement(st: SqlStatementFacts, e: Exp): void {
   if (e.kind !== undefined) expect(st.kind, 'kind').toBe(e.kind);
   if (e.type !== undefined) expect(st.objectType, 'objectType').toBe(e.type);
   if (e.text !== undefined) expect(st.text, 'text').toBe(e.text);

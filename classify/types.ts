@@ -58,7 +58,7 @@ export const SQL_KINDS = [
 export type SqlKind = (typeof SQL_KINDS)[number];
 
 /** The SQL dialect a fact set was produced for. */
-export type SqlDialect = 'postgres' | 'mysql';
+type SqlDialect = 'postgres' | 'mysql';
 
 /** Error codes the SQL classifiers set; all are in schemas/errors.ts. */
 export type SqlErrorCode = 'WRIT_SQL_EMPTY' | 'WRIT_SQL_UNPARSEABLE' | 'WRIT_SQL_UNKNOWN';
@@ -67,7 +67,7 @@ export type SqlErrorCode = 'WRIT_SQL_EMPTY' | 'WRIT_SQL_UNPARSEABLE' | 'WRIT_SQL
 export type ShellErrorCode = 'WRIT_SHELL_EMPTY' | 'WRIT_SHELL_UNPARSEABLE' | 'WRIT_SHELL_UNKNOWN';
 
 /** Why a text was not (fully) classified. Its presence means the policy must fail closed. */
-export interface ClassifyError<C extends string> {
+interface ClassifyError<C extends string> {
   /** Stable code from the catalogue. */
   code: C;
   /** Safe message: control characters removed, parser excerpts capped, never the whole text. */

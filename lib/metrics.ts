@@ -14,13 +14,13 @@ import type { AuditStats, BrokerOutcome, ServiceMetrics, WorkerOutcome } from '.
 /** Seconds: from a fraction of a millisecond (a cached decision) to a slow statement. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 /** The label of a target this process does not know (an agent may publish to any subject). */
-export const UNKNOWN_TARGET = '_unknown';
+const UNKNOWN_TARGET = '_unknown';
 
 /**
  * A masking reason reduced to a bounded label: `column:public.customers.email` → `column`,
  * `derived:…` → `derived`, `detector:email` stays (detector names are a fixed set).
  */
-export function reasonLabel(reason: string): string {
+function reasonLabel(reason: string): string {
   const i = reason.indexOf(':');
   const kind = i < 0 ? reason : reason.slice(0, i);
   if (kind === 'detector') {

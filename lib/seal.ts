@@ -17,7 +17,7 @@ import { LRUCache } from 'lru-cache';
 import { SealedOutcomeBodySchema, type Outcome } from '../schemas/messages.ts';
 import { createHash, createPrivateKey, createPublicKey, createCipheriv, createDecipheriv, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 
-export const SEAL_ALG = 'X25519-HKDF-SHA256-A256GCM';
+const SEAL_ALG = 'X25519-HKDF-SHA256-A256GCM';
 const INFO = Buffer.from('writ/outcome/v1');
 /** PKCS#8 prefix of a raw X25519 private key (RFC 8410): node imports raw keys only this way or as a JWK with x. */
 const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
@@ -77,7 +77,7 @@ function recipient(publicKey: string): { key: KeyObject; kid: string } {
   return r;
 }
 
-export function keyId(publicKey: string): string {
+function keyId(publicKey: string): string {
   return recipient(publicKey).kid;
 }
 

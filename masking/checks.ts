@@ -4,7 +4,7 @@
  */
 
 /** Luhn over a digit string. */
-export function luhn(digits: string): boolean {
+function luhn(digits: string): boolean {
   let sum = 0;
   let double = false;
   for (let i = digits.length - 1; i >= 0; i--) {

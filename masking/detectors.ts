@@ -412,7 +412,7 @@ function findKeys(s: string, hits: Hit[] | null): Hit[] | null {
 // ---- merging --------------------------------------------------------------------------
 
 /** Sorts and unites overlapping hits: nothing of any detected span may survive. */
-export function mergeHits(hits: Hit[]): Hit[] {
+function mergeHits(hits: Hit[]): Hit[] {
   hits.sort((a, b) => a.start - b.start || b.end - a.end);
   const out: Hit[] = [hits[0]!];
   for (let i = 1; i < hits.length; i++) {

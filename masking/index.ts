@@ -8,7 +8,5 @@ export type { MaskingSpec, MaskingSpecInput, CompiledMasking } from './spec.ts';
 export { maskRows } from './rows.ts';
 export { maskText } from './text.ts';
 export { genericSqlError } from './errors.ts';
-export type { MaskTextOptions } from './text.ts';
 export { LineMasker } from './stream.ts';
-export { Detector, DETECTOR_NAMES, Strategy } from './types.ts';
-export type { ColumnReport, DetectorName, FieldInput, FieldOrigin, LineMaskerOptions, MaskOptions, RowsInput, RowsResult, TextResult } from './types.ts';
+export type { DetectorName, FieldInput, LineMaskerOptions, RowsInput } from './types.ts';

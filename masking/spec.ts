@@ -122,7 +122,7 @@ function compileRule(pattern: string, strategy: Strategy): ColumnRule {
   };
 }
 
-export function isCompiled(x: unknown): x is CompiledMasking {
+function isCompiled(x: unknown): x is CompiledMasking {
   return typeof x === 'object' && x !== null && (x as Record<symbol, unknown>)[COMPILED] === true;
 }
 

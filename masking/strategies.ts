@@ -13,7 +13,7 @@ export type WholeLabel = 'column' | 'derived' | 'row';
  * `hmac:` and the first 16 hex digits (64 bits) of HMAC-SHA-256 over the UTF-8 bytes: the same
  * value hashes the same wherever it is found (a column rule or a detector), so joins still work.
  */
-export function hmacTag(key: Buffer | undefined, data: string | Uint8Array): string {
+function hmacTag(key: Buffer | undefined, data: string | Uint8Array): string {
   if (key === undefined) throw new WritError('WRIT_MASKING_FAILED', 'the hash strategy needs a deployment key');
   return `hmac:${createHmac('sha256', key).update(data).digest('hex').slice(0, 16)}`;
 }
@@ -61,7 +61,7 @@ function partialHit(text: string, detector: DetectorName): string {
 }
 
 /** `j***@example.com`. */
-export function partialEmail(text: string): string {
+function partialEmail(text: string): string {
   const at = text.lastIndexOf('@');
   const first = String.fromCodePoint(text.codePointAt(0) ?? 42);
   return `${at > 1 ? first : ''}***${text.slice(at)}`;
@@ -70,7 +70,7 @@ export function partialEmail(text: string): string {
 const STARS = Array.from({ length: 20 }, (_, n) => '*'.repeat(n));
 
 /** Every digit but the last `keep` becomes `*`; separators stay: `***-**-1120`. */
-export function keepLastDigits(text: string, keep: number): string {
+function keepLastDigits(text: string, keep: number): string {
   let end = text.length;
   for (let seen = 0; end > 0 && seen < keep;) if (isDigit(text.charCodeAt(--end))) seen++;
   // Replace digit runs by star runs: a handful of slices, not one string per character.
@@ -101,7 +101,7 @@ function partialIban(text: string): string {
 }
 
 /** Partial for a value a column rule names, whose kind is unknown: guess from its shape. */
-export function partialGeneric(s: string): string {
+function partialGeneric(s: string): string {
   // One pass: count digits, and see whether anything but digits and phone punctuation occurs.
   let digits = 0;
   let other = false;

@@ -56,7 +56,7 @@ export interface MaskOptions {
 }
 
 /** Where a result field comes from. */
-export interface FieldOrigin {
+interface FieldOrigin {
   /** `schema.table` as the database names it. Anything else (e.g. `oid:16384`) is unresolved and treated as sensitive when the spec has column rules. */
   table: string;
   /** The column name; `'*'` for a whole-row reference. */

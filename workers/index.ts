@@ -14,14 +14,11 @@ import { PostgresExecutor } from './postgres/index.ts';
 import { SshExecutor } from './ssh/index.ts';
 import { Worker } from './runtime.ts';
 
-export { Worker, type WorkerState } from './runtime.ts';
-export type { Executor, ExecContext, ExecOutput, FieldInfo } from './executor.ts';
-export { MysqlExecutor } from './mysql/index.ts';
-export { PostgresExecutor } from './postgres/index.ts';
-export { SshExecutor } from './ssh/index.ts';
+export { Worker } from './runtime.ts';
+export type { Executor } from './executor.ts';
 
 /** The grant public keys this worker trusts: the configured files, else the broker key's `.pub.pem` twin. */
-export function loadTrustedKeys(config: Config): Map<string, KeyObject> {
+function loadTrustedKeys(config: Config): Map<string, KeyObject> {
   const files = config.grants.publicKeyFiles ? Object.values(config.grants.publicKeyFiles) : [config.grants.keyFile.replace(/\.pem$/, '') + '.pub.pem'];
   const out = new Map<string, KeyObject>();
   for (const f of files) {

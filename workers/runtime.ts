@@ -516,7 +516,7 @@ function cutUtf8(s: string, max: number): string {
 }
 
 /** Keeps the leading rows whose JSON fits in `limit` bytes (with room for the envelope). */
-export function fitBytes(rows: unknown[][], limit: number | undefined): { rows: unknown[][]; cut: boolean } {
+function fitBytes(rows: unknown[][], limit: number | undefined): { rows: unknown[][]; cut: boolean } {
   if (limit === undefined) return { rows, cut: false };
   const budget = Math.max(0, limit - 1024);
   let used = 2;

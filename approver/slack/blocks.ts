@@ -23,7 +23,7 @@ const COMMAND_MAX = 2_600;
 const FACTS_MAX = 1_500;
 const JUSTIFICATION_MAX = 1_500;
 
-export type TextObject = { type: 'mrkdwn'; text: string } | { type: 'plain_text'; text: string; emoji?: boolean };
+type TextObject = { type: 'mrkdwn'; text: string } | { type: 'plain_text'; text: string; emoji?: boolean };
 export type Block = Record<string, unknown> & { type: string };
 
 const md = (text: string): TextObject => ({ type: 'mrkdwn', text });

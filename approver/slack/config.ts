@@ -9,7 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { absNatsPaths, formatIssues, isSubjectToken, names, NatsConfigSchema, SecretRefSchema, WritError, type SecretRef } from '../../schemas/index.ts';
 
-export const ApproverIdentitySchema = z.strictObject({
+const ApproverIdentitySchema = z.strictObject({
   /** The approver's subject, as the broker compares it with the requester and counts votes. */
   sub: z.string().min(1).max(256),
   /** Checked by the broker against the rule's approver groups. */
@@ -19,7 +19,7 @@ export type ApproverIdentity = z.infer<typeof ApproverIdentitySchema>;
 
 const SLACK_USER = /^[UW][A-Z0-9]{2,20}$/;
 
-export const SlackBotConfigSchema = z.strictObject({
+const SlackBotConfigSchema = z.strictObject({
   /** The bot's name, one subject token: durable `<prefix>-approver-<name>`, bucket `<prefix>_approver_<name>`. */
   name: z.string().refine(isSubjectToken, 'a bot name is 1-128 characters of A-Z a-z 0-9 _ -'),
   /** Subject prefix of the Writ deployment. Default `writ`. */
@@ -87,7 +87,6 @@ export const SlackBotConfigSchema = z.strictObject({
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).default({ level: 'info' }),
 });
 export type SlackBotConfig = z.output<typeof SlackBotConfigSchema>;
-export type SlackBotConfigInput = z.input<typeof SlackBotConfigSchema>;
 
 function deepFreeze<T>(o: T): T {
   if (o && typeof o === 'object' && !Object.isFrozen(o)) {

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from '../../lib/index.ts';
 import { verifySlackSignature } from './signature.ts';
 
-export const INTERACTIONS_PATH = '/slack/interactions';
+const INTERACTIONS_PATH = '/slack/interactions';
 const MAX_BODY = 1024 * 1024;
 
 export interface InteractionServerOptions {

@@ -5,7 +5,7 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
-export const SLACK_MAX_SKEW_SEC = 300;
+const SLACK_MAX_SKEW_SEC = 300;
 
 /** The `X-Slack-Signature` value Slack computes for `body` at `timestamp`. */
 export function slackSignature(secret: string, timestamp: string, body: string | Buffer): string {

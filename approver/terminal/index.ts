@@ -23,7 +23,7 @@ export { commandTokenSource } from './token.ts';
 const COMMAND_MAX = 4_000;
 const USAGE = 'commands: approve ID [reason] | deny ID reason | pending | help';
 
-export interface TerminalAdapterOptions {
+interface TerminalAdapterOptions {
   output: Writable;
   /** Where votes are typed; without it the adapter only prints. */
   input?: Readable;
@@ -48,7 +48,7 @@ function gutter(s: string, max: number): string {
   return lines.join('\n');
 }
 
-export function formatRequest(v: ApprovalView): string {
+function formatRequest(v: ApprovalView): string {
   const r = v.request;
   const text = commandText(r.command);
   const who = `${oneLine(r.requester.sub, 80)}${r.requester.actFor !== undefined ? `, acting for ${oneLine(r.requester.actFor, 80)}` : ''}`;
@@ -65,7 +65,7 @@ export function formatRequest(v: ApprovalView): string {
   ].join('\n');
 }
 
-export function formatOutcome(v: ApprovalView): string | undefined {
+function formatOutcome(v: ApprovalView): string | undefined {
   const o = v.outcome;
   if (!o) return undefined;
   const by = o.by.length > 0 ? ` by ${o.by.map((b) => oneLine(b, 60)).join(', ')}` : '';
@@ -73,7 +73,7 @@ export function formatOutcome(v: ApprovalView): string | undefined {
   return `━━ ${o.intentId}: ${o.status}${o.status === 'dispatched' || o.status === 'rejected' ? by : ''}${reason}\n`;
 }
 
-export class TerminalAdapter implements ApproverAdapter {
+class TerminalAdapter implements ApproverAdapter {
   readonly kind = 'terminal';
   readonly #o: TerminalAdapterOptions;
   readonly #pending = new Set<string>();

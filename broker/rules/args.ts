@@ -27,7 +27,7 @@ function isExpanded(arg: string): boolean {
 export type ArgPattern = string | { regex: string };
 
 /** True when a pattern is an option pattern: only these match arguments starting with `-`. */
-export function isOptionPattern(p: ArgPattern): boolean {
+function isOptionPattern(p: ArgPattern): boolean {
   if (typeof p === 'string') return p.startsWith('-');
   return p.regex.startsWith('-') || p.regex.startsWith('^-');
 }
@@ -61,12 +61,12 @@ export interface Arg {
 }
 
 /** Uncertain: an expansion, or a glob that can match a dot segment (or expand to an option). */
-export function argUncertain(a: Arg): boolean {
+function argUncertain(a: Arg): boolean {
   return isExpanded(a.text) || (a.glob && globCanMatchDotSegment(a.text));
 }
 
 /** Argument patterns of one program (or one position): globs and regexes, split by the option rule. */
-export class ArgSet {
+class ArgSet {
   readonly #all: Matcher;
   readonly #options: Matcher;
   readonly text: string;
@@ -117,14 +117,14 @@ class Matcher {
 }
 
 /** An element of an argv form: a pattern for one position, or the rest marker (last only). */
-export type ArgvElement = ArgPattern | { rest: true | ArgPattern[] };
+type ArgvElement = ArgPattern | { rest: true | ArgPattern[] };
 /** One form: the arguments position by position. */
-export type ArgvForm = ArgvElement[];
+type ArgvForm = ArgvElement[];
 /** Per program: one form, or a list of alternative forms. */
 export type ArgvSpec = Record<string, ArgvForm | ArgvForm[]>;
 
 /** True when the value is a list of forms rather than one form (`[]` is one form: no arguments). */
-export function isFormList(v: ArgvForm | ArgvForm[]): v is ArgvForm[] {
+function isFormList(v: ArgvForm | ArgvForm[]): v is ArgvForm[] {
   return v.length > 0 && v.every((e) => Array.isArray(e));
 }
 

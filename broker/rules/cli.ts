@@ -155,7 +155,7 @@ async function* lines(input: PolicyCliIo['stdin']): AsyncGenerator<string> {
 }
 
 /** The stable output line for one input line. */
-export function evalLine(policy: RulePolicy, targets: ReadonlyMap<string, PolicyTarget>, line: string, opts: { explain?: boolean; now?: Date } = {}): Record<string, unknown> {
+function evalLine(policy: RulePolicy, targets: ReadonlyMap<string, PolicyTarget>, line: string, opts: { explain?: boolean; now?: Date } = {}): Record<string, unknown> {
   let id: unknown;
   try {
     let raw: unknown;

@@ -20,7 +20,7 @@ export const SAFE_ENV = ['LANG', 'LANGUAGE', 'LC_*', 'TZ', 'TERM', 'COLUMNS', 'L
 export const SAFE_WRITES = ['/dev/null'] as const;
 
 /** Checks of one command section: on the whole intent, then on each statement or command. */
-export interface Section<V, U> {
+interface Section<V, U> {
   readonly batch: readonly Check<V>[];
   readonly unit: readonly Check<U>[];
 }

@@ -16,7 +16,7 @@ import { localTime, type LocalTime } from './time.ts';
 import { describeUnit, viewOf, type FactsView } from './view.ts';
 
 /** Limits a decision carries when the policy's defaults set none. */
-export const BUILTIN_LIMITS: Readonly<Limits> = Object.freeze({ rows: 1000, seconds: 30, bytes: 4 * 1024 * 1024 });
+const BUILTIN_LIMITS: Readonly<Limits> = Object.freeze({ rows: 1000, seconds: 30, bytes: 4 * 1024 * 1024 });
 
 /** A decision of the rule engine. */
 export interface RuleDecision extends PolicyDecision {
@@ -25,7 +25,7 @@ export interface RuleDecision extends PolicyDecision {
 }
 
 /** How one rule fared in explain(). */
-export interface RuleTrace {
+interface RuleTrace {
   id: string;
   effect: PolicyDecision['effect'];
   scope: 'all' | 'any';

@@ -18,7 +18,7 @@ export const IntentPrincipalSchema = z.strictObject({
 });
 
 /** One intent line of `writ policy eval`, or the intent part of a test case. */
-export const EvalIntentSchema = z
+const EvalIntentSchema = z
   .strictObject({
     principal: IntentPrincipalSchema,
     /** A declared target's name, or a target inline. */
@@ -31,7 +31,6 @@ export const EvalIntentSchema = z
     id: z.union([z.string(), z.number()]).optional(),
   })
   .refine((i) => (i.sql === undefined) !== (i.command === undefined), { message: 'exactly one of sql or command' });
-export type EvalIntent = z.output<typeof EvalIntentSchema>;
 
 /**
  * Facts of a text for a target kind; a text of the wrong kind for the target fails closed.

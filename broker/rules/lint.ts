@@ -12,7 +12,7 @@ import { RulePolicy } from './engine.ts';
 import { globMatchesLiteral, GlobSet, isGlob } from './glob.ts';
 import type { PolicyRule, PolicyTarget } from './schema.ts';
 
-export interface LintFinding {
+interface LintFinding {
   level: 'error' | 'warning';
   /** Path in the document (`rules[3].match.target.name`), or `(yaml)` / `(root)`. */
   path: string;

@@ -77,15 +77,13 @@ const ArgvSchema = z
       else checkForm(v, [prog], ctx);
     }
   })
-  .transform((v) => v as ArgvSpec);
-
-export { TARGET_KINDS }; // one list for the config, the messages and the policy (schemas/messages.ts)
+  .transform((v) => v as ArgvSpec); // one list for the config, the messages and the policy (schemas/messages.ts)
 export const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
 export const EFFECT_VALUES = ['allow', 'deny', 'require_approval'] as const;
 
 const SqlKindSchema = z.enum(SQL_KINDS);
 
-export const PrincipalMatchSchema = z.strictObject({
+const PrincipalMatchSchema = z.strictObject({
   /** Subject globs; the principal's `sub` must match one. */
   sub: Globs.optional(),
   /** Group globs; one of the principal's groups must match one. */
@@ -94,7 +92,7 @@ export const PrincipalMatchSchema = z.strictObject({
   issuer: Globs.optional(),
 });
 
-export const TargetMatchSchema = z.strictObject({
+const TargetMatchSchema = z.strictObject({
   /** Target name globs. */
   name: Globs.optional(),
   /** Target kinds. */
@@ -103,7 +101,7 @@ export const TargetMatchSchema = z.strictObject({
   tags: Globs.optional(),
 });
 
-export const SqlMatchSchema = z.strictObject({
+const SqlMatchSchema = z.strictObject({
   kinds: z.array(SqlKindSchema).min(1).optional(),
   notKinds: z.array(SqlKindSchema).min(1).optional(),
   objectTypes: Globs.optional(),
@@ -134,7 +132,7 @@ export const SqlMatchSchema = z.strictObject({
   dialect: z.enum(['postgres', 'mysql']).optional(),
 });
 
-export const ShellMatchSchema = z.strictObject({
+const ShellMatchSchema = z.strictObject({
   programs: Globs.optional(),
   notPrograms: Globs.optional(),
   /** Per program (a literal name as written, or `*` for every program): the patterns each argument must match. */
@@ -159,7 +157,7 @@ export const ShellMatchSchema = z.strictObject({
 
 const HHMM = z.string().regex(/^(?:[01]\d|2[0-3]):[0-5]\d$|^24:00$/, 'expected HH:MM (00:00-24:00)');
 
-export const TimeMatchSchema = z.strictObject({
+const TimeMatchSchema = z.strictObject({
   days: z.array(z.enum(DAYS)).min(1).optional(),
   from: HHMM.optional(),
   to: HHMM.optional(),
@@ -176,7 +174,7 @@ export const TimeMatchSchema = z.strictObject({
     .optional(),
 });
 
-export const MatchSchema = z.strictObject({
+const MatchSchema = z.strictObject({
   principal: PrincipalMatchSchema.optional(),
   target: TargetMatchSchema.optional(),
   sql: SqlMatchSchema.optional(),
@@ -184,7 +182,7 @@ export const MatchSchema = z.strictObject({
   time: TimeMatchSchema.optional(),
 });
 
-export const ApprovalSchema = z.strictObject({
+const ApprovalSchema = z.strictObject({
   /** Groups whose members may approve (literal names). */
   groups: z.array(z.string().min(1)).min(1),
   /** Distinct approvers needed. Default 1. */
@@ -202,7 +200,7 @@ export const ApprovalSchema = z.strictObject({
 /** The masking spec handed to the worker (validated there; see docs/policy.md). */
 const MaskingSchema = z.record(z.string(), z.unknown());
 
-export const RuleSchema = z.strictObject({
+const RuleSchema = z.strictObject({
   id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/, 'a rule id is 1-128 characters of A-Z a-z 0-9 _ . : - (starting alphanumeric)'),
   description: z.string().max(2_000).optional(),
   effect: z.enum(EFFECT_VALUES),
@@ -226,7 +224,7 @@ export const PolicyTargetSchema = z
   })
   .refine((t) => t.database === undefined || t.kind === 'mysql', { message: 'only a mysql target has a database', path: ['database'] });
 
-export const PolicyDocumentSchema = z
+const PolicyDocumentSchema = z
   .strictObject({
     /** Declared version, recorded next to the content hash. */
     version: z
@@ -277,7 +275,7 @@ export type PolicyDocumentInput = z.input<typeof PolicyDocumentSchema>;
 /** A validated policy document (defaults applied). */
 export type PolicyDocument = z.output<typeof PolicyDocumentSchema>;
 export type PolicyRule = PolicyDocument['rules'][number];
-export type RuleMatch = PolicyRule['match'];
+type RuleMatch = PolicyRule['match'];
 export type SqlMatch = NonNullable<RuleMatch['sql']>;
 export type ShellMatch = NonNullable<RuleMatch['shell']>;
 export type TimeMatch = NonNullable<RuleMatch['time']>;
@@ -286,7 +284,7 @@ export type PolicyTarget = z.output<typeof PolicyTargetSchema>;
 export type ApprovalSpec = z.output<typeof ApprovalSchema>;
 
 /** `rules[3].match.sql`: the path notation every policy error uses. */
-export function formatPath(path: readonly PropertyKey[]): string {
+function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const p of path) {
     if (typeof p === 'number') out += `[${p}]`;

@@ -11,7 +11,7 @@ import { RulePolicy, type Explanation, type RuleDecision } from './engine.ts';
 import { parsePolicyText } from './schema.ts';
 
 /** Who published a policy and why; stored beside it and shown in `policy.loaded` audit events. */
-export const PolicyMetaSchema = z.strictObject({
+const PolicyMetaSchema = z.strictObject({
   /** Who published it (a user or a pipeline). */
   author: z.string().max(256).optional(),
   /** Free text: a change ticket, a commit. */
@@ -43,7 +43,7 @@ export interface LoadedPolicy {
 }
 
 /** The key the active policy is stored under. */
-export const ACTIVE_KEY = 'active';
+const ACTIVE_KEY = 'active';
 
 /** Keeps the text so a broker can re-validate it: the bucket is a boundary, not a trusted source. */
 function decodeEntry(e: KvEntry): LoadedPolicy {

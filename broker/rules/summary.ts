@@ -10,7 +10,7 @@ import type { PolicyRule } from './schema.ts';
 const list = (v: readonly string[], max = 8) => (v.length > max ? `${v.slice(0, max).join(', ')}, …` : v.join(', '));
 
 /** What a rule covers, in a few words: `select, explain on analytics.*; read-only`. */
-export function summarize(rule: PolicyRule): string {
+function summarize(rule: PolicyRule): string {
   const parts: string[] = [];
   const { sql, shell, time } = rule.match;
   if (sql) {

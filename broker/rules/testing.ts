@@ -21,7 +21,7 @@ import { RulePolicy, type RuleDecision } from './engine.ts';
 import { IntentPrincipalSchema, toPolicyInput } from './intent.ts';
 import { EFFECT_VALUES, policyIssues, PolicyTargetSchema, type PolicyTarget } from './schema.ts';
 
-export const ExpectSchema = z.strictObject({
+const ExpectSchema = z.strictObject({
   effect: z.enum(EFFECT_VALUES),
   /** The deciding rule ids, in any order (exactly these). */
   rules: z.array(z.string()).optional(),
@@ -34,7 +34,7 @@ export const ExpectSchema = z.strictObject({
   approval: z.strictObject({ groups: z.array(z.string()).optional(), count: z.number().int().optional(), timeoutSec: z.number().int().optional() }).optional(),
 });
 
-export const TestCaseSchema = z
+const TestCaseSchema = z
   .strictObject({
     /** Default: the SQL or command text. */
     name: z.string().min(1).optional(),
@@ -47,9 +47,9 @@ export const TestCaseSchema = z
   })
   .refine((c) => (c.sql === undefined) !== (c.command === undefined), { message: 'exactly one of sql or command' })
   .transform((c) => ({ ...c, name: c.name ?? (c.sql ?? c.command ?? '').replace(/\s+/g, ' ').slice(0, 100) }));
-export type TestCase = z.output<typeof TestCaseSchema>;
+type TestCase = z.output<typeof TestCaseSchema>;
 
-export const TestFileSchema = z.strictObject({
+const TestFileSchema = z.strictObject({
   /** The policy file, relative to this file. */
   policy: z.string().optional(),
   /** Targets in addition to those the policy declares. */
@@ -60,7 +60,7 @@ export const TestFileSchema = z.strictObject({
   cases: z.array(TestCaseSchema).min(1),
 });
 
-export interface CaseResult {
+interface CaseResult {
   name: string;
   pass: boolean;
   /** What differed, when it failed. */
@@ -69,7 +69,7 @@ export interface CaseResult {
 }
 
 /** Runs cases against a policy (initClassifiers() must have resolved). Never throws for a bad case: it fails. */
-export function runCases(policy: RulePolicy, cases: readonly TestCase[], opts: { targets?: readonly PolicyTarget[]; now?: Date } = {}): CaseResult[] {
+function runCases(policy: RulePolicy, cases: readonly TestCase[], opts: { targets?: readonly PolicyTarget[]; now?: Date } = {}): CaseResult[] {
   const targets = new Map(policy.targets);
   for (const t of opts.targets ?? []) targets.set(t.name, t);
   return cases.map((c) => {
@@ -112,7 +112,7 @@ export interface TestFileResult {
 }
 
 /** The tests file for a path: itself when it ends in `.tests.yaml`/`.tests.yml`, else the one beside the policy. */
-export function testsFileFor(path: string): string {
+function testsFileFor(path: string): string {
   if (/\.tests\.ya?ml$/.test(path)) return path;
   return path.replace(/\.(ya?ml|json)$/, '') + '.tests.yaml';
 }

@@ -32,7 +32,7 @@ const ERROR_OUTCOMES: ReadonlySet<PlannerOutcome> = new Set(['denied', 'rejected
  * A message that starts with its own code (a classifier's reason carried into a denial's
  * message as `CODE: …`) loses the prefix: the code is shown once, in `error.code`.
  */
-export function withoutCode(code: string, message: string): string {
+function withoutCode(code: string, message: string): string {
   let m = message;
   while (m.startsWith(`${code}: `)) m = m.slice(code.length + 2);
   return m;

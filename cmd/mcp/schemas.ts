@@ -80,10 +80,10 @@ export const WaitInput = z.strictObject({
 // ───────────────────────────── outputs ─────────────────────────────
 
 /** The planner-facing verdict, coarser than the intent state. */
-export const PLANNER_OUTCOMES = ['succeeded', 'pending_approval', 'in_progress', 'denied', 'rejected', 'expired', 'cancelled', 'failed', 'unknown', 'error'] as const;
+const PLANNER_OUTCOMES = ['succeeded', 'pending_approval', 'in_progress', 'denied', 'rejected', 'expired', 'cancelled', 'failed', 'unknown', 'error'] as const;
 export type PlannerOutcome = (typeof PLANNER_OUTCOMES)[number];
 
-export const DecisionOut = z.object({
+const DecisionOut = z.object({
   effect: z.enum(EFFECTS).describe('allow, deny, or require_approval.'),
   rules: z.array(z.string()).describe('Ids of the policy rules that decided.'),
   reasons: z.array(z.string()).describe('Why, in words.'),
@@ -91,13 +91,13 @@ export const DecisionOut = z.object({
   policyVersion: z.string(),
 });
 
-export const ErrorOut = z.object({
+const ErrorOut = z.object({
   code: z.string().describe('Stable Writ error code, e.g. WRIT_POLICY_DENIED.'),
   message: z.string(),
   retryable: z.boolean().describe('Whether sending the same thing again can help.'),
 });
 
-export const ResultOut = z.object({
+const ResultOut = z.object({
   columns: z.array(z.object({ name: z.string(), masked: z.boolean(), reasons: z.array(z.string()).optional() })),
   rows: z.array(z.array(z.unknown())).describe('Rows in column order. Values of masked columns are redacted by policy and cannot be recovered.'),
   rowCount: z.number().int(),

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { z } from 'zod';
 
-export const CORPUS_DIR = join(import.meta.dirname, 'corpus');
+const CORPUS_DIR = join(import.meta.dirname, 'corpus');
 export const REPO = join(import.meta.dirname, '..', '..');
 
 const CorpusFileSchema = z.strictObject({

@@ -26,7 +26,7 @@ export interface MariadbServerHandle {
 }
 
 /** Login credentials of one generated user (`user`@`127.0.0.1`). */
-export interface MariadbUserCredentials {
+interface MariadbUserCredentials {
   /** User name, e.g. `writ_ro_3f9a0b2c1d`. */
   user: string;
   /** Random URL-safe password. */

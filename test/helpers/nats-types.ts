@@ -1,7 +1,7 @@
 // Public types of the nats-server helpers.
 
 /** Route settings that make a server a cluster member. */
-export interface NatsClusterConfig {
+interface NatsClusterConfig {
   /** Cluster name, identical on every member. */
   name: string;
   /** Route listen port on 127.0.0.1 (pick it with freePort()). */

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import Provider, { errors as oidcErrors } from 'oidc-provider';
 
-export interface CiClient {
+interface CiClient {
   secret: string;
   groups: string[];
   /** The human a CI agent acts for (RFC 8693 `act.sub`). */

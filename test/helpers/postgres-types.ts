@@ -1,7 +1,7 @@
 // Public types of the PostgreSQL helpers.
 
 /** Which PostgreSQL server the throwaway database lives on. */
-export type PgServerChoice = 'auto' | 'shared' | 'private';
+type PgServerChoice = 'auto' | 'shared' | 'private';
 
 export interface CreateTestDatabaseOptions {
   /**
@@ -15,7 +15,7 @@ export interface CreateTestDatabaseOptions {
 }
 
 /** Login credentials of one generated role. */
-export interface PgRoleCredentials {
+interface PgRoleCredentials {
   /** Role name, e.g. `writ_ro_3f9a0b2c1d`. */
   user: string;
   /** Random URL-safe password (the server may not check it under trust auth). */

@@ -14,7 +14,7 @@
 import pg from 'pg';
 import { classifySqlCached as classifySql, splitSql, type SqlStatementFacts } from '../../classify/index.ts';
 import { readSecret, WritError, type AccessMode, type Config, type GrantClaims } from '../../schemas/index.ts';
-import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type FieldInfo, type RowsOutput } from '../executor.ts';
+import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type RowsOutput } from '../executor.ts';
 import { fetchLimits, runCursor, type CursorResult, type FetchLimits } from './cursor.ts';
 import { OriginResolver } from './origins.ts';
 import { Session } from './session.ts';
@@ -31,11 +31,11 @@ interface TargetPools {
 /** Command tags whose row count is rows affected. */
 const WRITE_TAGS = new Set(['INSERT', 'UPDATE', 'DELETE', 'MERGE', 'COPY']);
 /** The session statement_timeout every connection starts with; an intent with another limit sets its own. */
-export const SESSION_TIMEOUT_MS = 30_000;
+const SESSION_TIMEOUT_MS = 30_000;
 /** The byte budget of a result when the grant names none. */
 const DEFAULT_BYTES = 4 * 1024 * 1024;
 /** Pinned: unqualified names resolve the same way for every principal, whatever `$user` is. */
-export const SEARCH_PATH = 'pg_catalog,public';
+const SEARCH_PATH = 'pg_catalog,public';
 /** Settings the batch may not change: they are the worker's limits. */
 const PINNED_SETTINGS = new Set(['statement_timeout', 'all']);
 const NOTICE_MAX = 20;
@@ -243,8 +243,6 @@ export class PostgresExecutor implements Executor {
     for (const p of this.#resolverPools) await p.end();
   }
 }
-
-export type { FieldInfo };
 
 /** Refusals before anything runs: what would let the batch escape the worker's transaction or limits. */
 function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void {

@@ -11,16 +11,14 @@ import type { ExecContext, ExecOutput, Executor } from '../executor.ts';
 import { remoteCommand } from './command.ts';
 import { fingerprintOf, loadHostKeyPins, type HostKeyPins } from './known-hosts.ts';
 import { execOnce, type ExecLimits, type StreamMasker } from './session.ts';
-
-export { remoteCommand, type RemoteCommand } from './command.ts';
-export { fingerprintOf, parseKnownHosts, type HostKeyPins, type KnownHostEntry } from './known-hosts.ts';
+export { fingerprintOf, parseKnownHosts } from './known-hosts.ts';
 
 // ssh2 is CommonJS: Node's ESM loader sees `Client` but not `utils` as a named export.
 const { Client, utils } = ssh2;
 type Client = InstanceType<typeof Client>;
 
 /** Default command time limit when the grant sets none, seconds. */
-export const DEFAULT_TIMEOUT_SECONDS = 30;
+const DEFAULT_TIMEOUT_SECONDS = 30;
 /** After the KILL signal request, how long before the fallback kill from a second channel. */
 const SIGNAL_GRACE_MS = 500;
 /** How long a kill may take to be confirmed (the fallback opens a session, which can be slow). */

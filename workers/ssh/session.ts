@@ -99,7 +99,7 @@ function signalKill(ch: ClientChannel): void {
  * group (sshd calls setsid()), so killing those groups, except this shell's, kills the
  * command and what it started in its group. `kill -9 -PGID` is the form bash and dash share.
  */
-export const KILL_SESSIONS = 'for p in $(pgrep -P "$PPID"); do [ "$p" = "$$" ] || kill -9 -"$p" 2>/dev/null || kill -9 "$p"; done';
+const KILL_SESSIONS = 'for p in $(pgrep -P "$PPID"); do [ "$p" = "$$" ] || kill -9 -"$p" 2>/dev/null || kill -9 "$p"; done';
 
 /** Runs KILL_SESSIONS on a second channel of the same connection; its outcome shows in the first channel closing. */
 function killSessions(conn: Client): void {

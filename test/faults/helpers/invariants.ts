@@ -13,7 +13,6 @@
  * Each violation is one line of evidence; a test expects the list to be empty.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kvm, type KV } from '@nats-io/kv';
 import { readSession } from '../../../audit/index.ts';
@@ -121,7 +120,7 @@ function evidenceProblems(sub: Submission, rec: IntentRecord, events: AuditEvent
 }
 
 /** Runs `writ audit verify` against state, as an operator would, in its own process. */
-export async function auditVerify(s: FaultStack): Promise<{ code: number | null; out: string }> {
+async function auditVerify(s: FaultStack): Promise<{ code: number | null; out: string }> {
   // The services register their keys in the stack's registry (audit.autoRegisterKeys): every block's signature is checked.
   const signatures = ['--keys', join(s.dir, 'audit-keys.json')];
   const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'audit', 'verify', '--json', '--state-grace', '0', ...signatures], {

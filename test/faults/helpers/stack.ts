@@ -31,7 +31,7 @@ export const CLI = join(REPO, 'cmd', 'cli.ts');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The target table: one row per execution, so the target itself counts how often an intent ran. */
-export const RUNS_SQL = 'CREATE TABLE runs (id bigserial PRIMARY KEY, tag text NOT NULL, at timestamptz NOT NULL DEFAULT now())';
+const RUNS_SQL = 'CREATE TABLE runs (id bigserial PRIMARY KEY, tag text NOT NULL, at timestamptz NOT NULL DEFAULT now())';
 
 /** A broker or worker child process. */
 export interface Proc {
@@ -50,7 +50,7 @@ export interface Proc {
 }
 
 /** The NATS logins of deploy/nats/accounts.conf a cluster stack uses. */
-export type StackRole = 'broker' | 'worker' | 'agent' | 'operator';
+type StackRole = 'broker' | 'worker' | 'agent' | 'operator';
 
 export interface FaultStack {
   /** The server; on a cluster, member 0 (as it is now: a restart replaces the handle). */
