@@ -201,7 +201,7 @@ export class MysqlExecutor implements Executor {
           // The connection is closed; its transaction can never commit. A read may still answer.
           if (claims.mode === 'read' && i === statements.length - 1) {
             tags.push(command);
-            return { ...(await this.#rows(t, r, st)), command: tags.join(';') };
+            return { ...(await this.#rows(t, r, st, facts.slice(0, i + 1))), command: tags.join(';') };
           }
           throw new WritError('WRIT_RESULT_TOO_LARGE', `${r.cut.message}; the connection was closed before COMMIT, so nothing was committed`, { details: { limit: lim.bytes } });
         }
@@ -220,7 +220,7 @@ export class MysqlExecutor implements Executor {
           if (!r.complete && writesRows(st)) throw new RowLimit(null, limit);
         }
         // The last statement that returns rows is the result; a batch's writes report their counts in rowCount.
-        if (r.fields.length > 0 || out === undefined) out = await this.#rows(t, r, st);
+        if (r.fields.length > 0 || out === undefined) out = await this.#rows(t, r, st, facts.slice(0, i + 1));
       }
       committing = true;
       await s.exec('COMMIT');
@@ -230,10 +230,17 @@ export class MysqlExecutor implements Executor {
     }
   }
 
-  async #rows(t: TargetPools, r: StatementResult, st: SqlStatementFacts): Promise<RowsOutput> {
+  /**
+   * The statement's result fields. `drawn` is every statement of the batch up to this one: the
+   * session carries values from one statement to the next (user variables, `SELECT … INTO @x`,
+   * LAST_INSERT_ID(expr), warnings), so a computed field may hold anything an earlier statement
+   * read: `SELECT @x := email FROM customers; SELECT @x` returned the e-mail unmasked when only
+   * the last statement's sources counted.
+   */
+  async #rows(t: TargetPools, r: StatementResult, st: SqlStatementFacts, drawn: readonly SqlStatementFacts[] = [st]): Promise<RowsOutput> {
     const fields = await t.catalogue.resolve(r.fields, st, async () => {
-      const opaque = opaqueReason(st) ?? (await this.#opaqueViews(t, [st]));
-      return { sources: await sourcesOf(t.catalogue, [st]), ...(opaque ? { opaque } : {}) };
+      const opaque = drawn.map(opaqueReason).find((x) => x !== undefined) ?? (await this.#opaqueViews(t, drawn));
+      return { sources: await sourcesOf(t.catalogue, drawn), ...(opaque ? { opaque } : {}) };
     });
     return { type: 'rows', fields, rows: r.rows, rowCount: r.rowCount, truncated: r.truncated, command: st.kind.toUpperCase(), notices: [] };
   }
