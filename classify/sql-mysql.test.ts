@@ -18,6 +18,9 @@ const cases: SqlCase[] = [
   // A three-part column reference names the column, not the table (a rule on shop.users.email must see it).
   { sql: 'SELECT `shop`.`users`.`email` AS e FROM `shop`.`users`', s: { R: ['shop.users'], C: ['shop.users.email'] } },
   { sql: 'SELECT * FROM mysql.user', s: { R: ['mysql.user'] } },
+  // Other sessions' statements, literals included: a read of information_schema.PROCESSLIST however it is asked.
+  { sql: 'SHOW PROCESSLIST', s: { kind: 'show', R: ['information_schema.processlist'] } },
+  { sql: 'SELECT info FROM INFORMATION_SCHEMA.PROCESSLIST', s: { R: ['information_schema.processlist'] } },
   { sql: 'WITH c AS (SELECT a FROM t) SELECT * FROM c', s: { R: ['t'] } },
   // A CTE named like the base table its body reads: the table is still read.
   { sql: 'WITH customers AS (SELECT email AS name FROM customers) SELECT name FROM customers', s: { R: ['customers'] } },

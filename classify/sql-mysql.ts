@@ -268,6 +268,9 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
     if (db === 'null' && ctes.has(table.toLowerCase())) continue; // a CTE name is not a table
     (op.toLowerCase() === 'select' ? read : written).add(names.table(db, table));
   }
+  // SHOW PROCESSLIST is a read of information_schema.PROCESSLIST: the statements (with their
+  // literals) other sessions of the same database user are running, so rules and the worker see it.
+  if (type === 'show' && String(ast.keyword ?? '').toLowerCase() === 'processlist') read.add('information_schema.processlist');
   // LOAD DATA and CREATE INDEX name their table outside tableList.
   const target = obj(Array.isArray(ast.table) ? ast.table[0] : ast.table);
   if (target && (type === 'load_data' || (type === 'create' && ast.keyword === 'index'))) written.add(names.table(target.db, target.table));

@@ -3,6 +3,7 @@
  * mariadbd (test/helpers) behind the whole path (broker, worker, masking): the statement is
  * sent as an agent would send it, and the masked e-mails must not come back.
  */
+import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WritClient } from '../client/index.ts';
 import { startMariaStack, type MariaStack } from './fixture-mysql.ts';
@@ -60,5 +61,32 @@ describe('values carried from one statement of a batch to the next', () => {
     const o = await analyst.run({ target: 'maria', sql: 'SELECT @x := email FROM customers; SELECT name FROM customers WHERE id = 1' });
     expect(o.result!.rows).toEqual([['Alice Example']]);
     expect(o.result!.columns[0]).toMatchObject({ name: 'name', masked: false });
+  });
+});
+
+describe("other sessions of the worker's database user", () => {
+  // Every principal of a mode runs as that mode's one database user, and MariaDB shows a user
+  // the statements its other sessions are running: another principal's text, literals included.
+  const spellings = [
+    'SELECT info FROM information_schema.PROCESSLIST',
+    'SHOW PROCESSLIST',
+    'SELECT x.i FROM (SELECT `INFO` AS i FROM INFORMATION_SCHEMA.processlist) x',
+    'WITH p AS (SELECT * FROM information_schema.processlist) SELECT * FROM p',
+  ];
+  it.each(spellings)('are not shown: %s', async (sql) => {
+    const m = stack.m;
+    // Another principal's statement, running on the pool's user while the attacker asks.
+    const victim = await mysql.createConnection({ host: m.host, port: m.port, user: m.users.read.user, password: m.users.read.password, database: m.database });
+    try {
+      const running = victim.query("SELECT sleep(2), id FROM customers WHERE email = 'alice@example.com'");
+      await new Promise((r) => setTimeout(r, 300));
+      const o = await analyst.run({ target: 'maria', sql });
+      expect(o.status).toBe('failed');
+      expect(o.error?.code).toBe('WRIT_UNSUPPORTED');
+      expectNoSecrets(o);
+      await running;
+    } finally {
+      await victim.end();
+    }
   });
 });

@@ -289,9 +289,31 @@ export class MysqlExecutor implements Executor {
   }
 }
 
+/**
+ * Relations that show what other sessions of the same database user are doing: every principal
+ * of a mode runs as that mode's one user, so another principal's statement text (literals
+ * included: `WHERE email = 'alice@example.com'`), its plan or its locks would come back
+ * unmasked. performance_schema and sys (views over it) hold statement texts and histories.
+ */
+const OTHER_SESSIONS = new Set([
+  'information_schema.processlist',
+  'information_schema.innodb_trx',
+  'information_schema.innodb_locks',
+  'information_schema.innodb_lock_waits',
+  'information_schema.metadata_lock_info',
+]);
+const otherSessions = (table: string) => OTHER_SESSIONS.has(table) || table.startsWith('performance_schema.') || table.startsWith('sys.');
+
 /** Refusals before anything runs: what would let the batch escape the worker's transaction, limits or masking. */
 function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void {
   for (const st of facts) {
+    const seen = [...st.tablesRead, ...st.tablesWritten].find(otherSessions);
+    if (seen) {
+      throw new WritError(
+        'WRIT_UNSUPPORTED',
+        `${seen} shows what other sessions of the worker's database user run (other principals' statements and their values), so it cannot be read through Writ; nothing ran`,
+      );
+    }
     // START TRANSACTION/COMMIT/ROLLBACK/SAVEPOINT…: the worker owns the transaction (its limits and rollback live in it).
     if (st.kind === 'transaction') {
       throw new WritError(
