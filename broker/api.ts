@@ -12,10 +12,9 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { KvEntry } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { AuditWriter } from '../audit/index.ts';
-import { inboxIdFor, isReplySubjectOf, openOutcome, sanitizeSubject, sealOutcome, sendReply, type Logger, type SealKeyPair } from '../lib/index.ts';
+import { getRecord, inboxIdFor, recordOf, isReplySubjectOf, openOutcome, sanitizeSubject, sealOutcome, sendReply, type Logger, type SealKeyPair } from '../lib/index.ts';
 import {
   ApiRequestSchema,
-  IntentRecordSchema,
   OutcomeSchema,
   TERMINAL_STATES,
   WritError,
@@ -224,7 +223,7 @@ export class ApiService {
     let entry = await this.#d.kv.intents.get(req.intentId);
     // A resubmission can ask before the first submission's record exists: wait for it to appear.
     if ((!entry || entry.operation !== 'PUT') && req.type === 'wait') entry = await this.#appear(req.intentId, Math.min(req.timeoutMs, 10_000));
-    const rec = entry && entry.operation === 'PUT' ? IntentRecordSchema.parse(entry.json()) : undefined;
+    const rec = recordOf(entry)?.rec;
     if (!rec || rec.principal.sub !== who.principal.sub || rec.principal.iss !== who.principal.iss) throw new WritError('WRIT_NOT_FOUND');
     switch (req.type) {
       case 'status':
@@ -260,9 +259,8 @@ export class ApiService {
   async #pendingFor(p: { sub: string; iss: string; groups: string[] }): Promise<Record<string, unknown>[]> {
     const out: Record<string, unknown>[] = [];
     for (const id of this.#d.sweeper.pendingIds()) {
-      const e = await this.#d.kv.intents.get(id);
-      if (!e || e.operation !== 'PUT') continue;
-      const rec = IntentRecordSchema.parse(e.json());
+      const rec = (await getRecord(this.#d.kv.intents, id))?.rec;
+      if (!rec) continue;
       const pend = rec.pending;
       if (rec.state !== 'pending' || !pend) continue;
       if (!p.groups.some((g) => pend.spec.groups.includes(g))) continue;
@@ -306,7 +304,7 @@ export class ApiService {
     try {
       for await (const e of watch) {
         if (e.operation !== 'PUT' || e.revision < entry.revision) continue;
-        const cur = IntentRecordSchema.parse(e.json());
+        const cur = recordOf(e)!.rec;
         if (TERMINAL_STATES.has(cur.state)) return this.#outcome(cur);
       }
     } finally {

@@ -17,13 +17,12 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { AuditWriter } from '../audit/index.ts';
-import { inboxIdFor, isReplySubjectOf, sanitizeSubject, sealOutcome, sendReply, type Logger } from '../lib/index.ts';
+import { createRecord, getRecord, inboxIdFor, isReplySubjectOf, sanitizeSubject, sealOutcome, sendReply, updateRecord, type Logger } from '../lib/index.ts';
 import {
   ApprovalDecisionSchema,
   approverTokenLifeSec,
   approverTokenSkewSec,
   commandText,
-  IntentRecordSchema,
   sha256Hex,
   toWritError,
   WritError,
@@ -296,7 +295,7 @@ export class Approvals {
       },
     });
     try {
-      await this.#d.intents.create(intent.id, enc.encode(JSON.stringify(record)));
+      await createRecord(this.#d.intents, record);
     } catch {
       return false;
     }
@@ -442,9 +441,9 @@ export class Approvals {
     } else approver = { sub: who.principal.sub, groups: who.principal.groups, via: 'token', iss: who.principal.iss };
 
     for (let attempt = 0; attempt < 100; attempt++) {
-      const entry = await this.#d.intents.get(d.intentId);
-      if (!entry || entry.operation !== 'PUT') throw new WritError('WRIT_NOT_FOUND');
-      const rec = IntentRecordSchema.parse(entry.json());
+      const entry = await getRecord(this.#d.intents, d.intentId);
+      if (!entry) throw new WritError('WRIT_NOT_FOUND');
+      const rec = entry.rec;
       const p = rec.pending;
       if (rec.state !== 'pending' || !p) throw await this.#refuse(d, approver.sub, new WritError('WRIT_NOT_PENDING', `the intent is ${rec.state}`), rec);
       // The approver groups, count and what would run come from this record: only a broker's counts.
@@ -507,7 +506,7 @@ export class Approvals {
       }
       let revision: number;
       try {
-        revision = await this.#d.intents.update(d.intentId, enc.encode(JSON.stringify(next)), entry.revision);
+        revision = await updateRecord(this.#d.intents, next, entry.revision);
       } catch {
         continue; // another vote landed first: read again and re-apply
       }
@@ -530,7 +529,7 @@ export class Approvals {
           if (err.code !== 'WRIT_DECISION_CHANGED') throw e;
           // Approved, but the policy now decides otherwise: it ends rejected, and nothing runs.
           const ended: IntentRecord = { ...next, state: 'rejected', updatedAt: Date.now(), error: err.toReply() };
-          await this.#d.intents.update(d.intentId, enc.encode(JSON.stringify(ended)), revision);
+          await updateRecord(this.#d.intents, ended, revision);
           await this.#ended(
             ended,
             next.pending!.votes.map((v) => v.sub),
@@ -636,14 +635,14 @@ export class Approvals {
 
   /** Ends a pending intent on expiry or cancel (sweeper and API). */
   async end(id: string, state: 'expired' | 'cancelled', by: string): Promise<boolean> {
-    const entry = await this.#d.intents.get(id);
-    if (!entry || entry.operation !== 'PUT') return false;
-    const rec = IntentRecordSchema.parse(entry.json());
+    const entry = await getRecord(this.#d.intents, id);
+    if (!entry) return false;
+    const rec = entry.rec;
     if (rec.state !== 'pending') return false;
     const error = state === 'expired' ? new WritError('WRIT_APPROVAL_EXPIRED') : new WritError('WRIT_CANCELLED');
     const next: IntentRecord = { ...rec, state, updatedAt: Date.now(), error: error.toReply() };
     try {
-      await this.#d.intents.update(id, enc.encode(JSON.stringify(next)), entry.revision);
+      await updateRecord(this.#d.intents, next, entry.revision);
     } catch {
       return false;
     }

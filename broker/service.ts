@@ -11,7 +11,21 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamCl
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AuditWriter, Checkpointer, serviceAuditKey } from '../audit/index.ts';
 import { readFileSync } from 'node:fs';
-import { endSpan, lazyChild, SpanKind, startSpan, traceContextOf, traceHeaders, traceIdOf, type BrokerOutcome, type ServiceMetrics, type Span } from '../lib/index.ts';
+import {
+  createRecord,
+  endSpan,
+  getRecord,
+  updateRecord,
+  lazyChild,
+  SpanKind,
+  startSpan,
+  traceContextOf,
+  traceHeaders,
+  traceIdOf,
+  type BrokerOutcome,
+  type ServiceMetrics,
+  type Span,
+} from '../lib/index.ts';
 import {
   consumeConcurrently,
   ensureConsumer,
@@ -27,8 +41,8 @@ import {
   type SealKeyPair,
 } from '../lib/index.ts';
 import {
+  buildOutcome,
   commandText,
-  IntentRecordSchema,
   sha256Hex,
   toWritError,
   WritError,
@@ -318,7 +332,7 @@ export class Broker {
     const asked = raw.replyTo ?? partial.replyTo;
     const reply = who && asked === partial.replyTo ? this.#replySpec(who, partial.replyTo, replyKey) : undefined;
     if (reply?.ok && partial.id && partial.sessionId) {
-      this.#reply(reply.spec, { v: 1, type: 'outcome', intentId: partial.id, sessionId: partial.sessionId, status: 'denied', error: error.toReply(), at: Date.now() });
+      this.#reply(reply.spec, buildOutcome({ intentId: partial.id, sessionId: partial.sessionId, status: 'denied', error: error.toReply() }));
     }
     if (asked !== undefined && !reply?.ok) await this.#replyRefused(asked, who, partial.id);
     // Audited under the sender's session when it can be identified; otherwise under a system session.
@@ -396,7 +410,7 @@ export class Broker {
       const err = toWritError(e);
       if (err.code !== 'WRIT_SESSION_FORBIDDEN') throw e;
       await this.#audit.append({ sessionId: '_unattributed', type: 'session.refused', payload: { principal: who.principal, claimedSessionId: intent.sessionId, claimedIntentId: intent.id } });
-      this.#reply(reply, { v: 1, type: 'outcome', intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: err.toReply(), at: Date.now() });
+      this.#reply(reply, buildOutcome({ intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: err.toReply() }));
       return;
     }
     // The session's head is read while the intent is classified and decided (when another writer shares the session).
@@ -477,7 +491,7 @@ export class Broker {
     // find the id taken, the evidence names a grant that is the first attempt's own (the grant
     // id is the intent id), and the duplicate path records why nothing new was sent.
     audit('intent.dispatched', { grantId: gid, mode: decision.mode, exp: claims.exp, limits: decision.limits });
-    const [created, stored] = await Promise.allSettled([this.#kv.intents.create(intent.id, enc.encode(JSON.stringify(record))), audits.all()]);
+    const [created, stored] = await Promise.allSettled([createRecord(this.#kv.intents, record), audits.all()]);
     if (stored.status === 'rejected') throw stored.reason;
     if (created.status === 'rejected') {
       await this.#duplicate(intent, who, audit, created.reason, audits.all, reply);
@@ -518,7 +532,7 @@ export class Broker {
       updatedAt: Date.now(),
       runDeadline: claims.exp + Math.ceil(claims.limits.seconds ?? 30) + this.#d.config.limits.sweepMarginSec,
     };
-    const rev = await this.#kv.intents.update(rec.intentId, enc.encode(JSON.stringify(next)), revision);
+    const rev = await updateRecord(this.#kv.intents, next, revision);
     // Evidence first, then the order (see #process).
     await this.#audit.append({
       sessionId: rec.sessionId,
@@ -573,18 +587,18 @@ export class Broker {
     flush: (() => Promise<unknown>) | undefined,
     reply: ReplySpec | undefined,
   ): Promise<void> {
-    const entry = await this.#kv.intents.get(intent.id);
-    if (!entry || entry.operation !== 'PUT') {
+    const entry = await getRecord(this.#kv.intents, intent.id);
+    if (!entry) {
       // No record and a create that failed: a bus outage (timeout, reconnect) is retried by
       // redelivery; dropping the intent here would lose an accepted intent.
       const err = toWritError(cause);
       throw err.code === 'WRIT_TRANSPORT' ? err : new WritError('WRIT_INTERNAL', 'intent record could not be created', { cause });
     }
-    const existing = IntentRecordSchema.parse(entry.json());
+    const existing = entry.rec;
     const same = existing.principal.sub === who.principal.sub && existing.principal.iss === who.principal.iss;
     audit('intent.duplicate', { existingState: existing.state, samePrincipal: same });
     if (!same) {
-      this.#reply(reply, { v: 1, type: 'outcome', intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: new WritError('WRIT_DUPLICATE_INTENT').toReply(), at: Date.now() });
+      this.#reply(reply, buildOutcome({ intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: new WritError('WRIT_DUPLICATE_INTENT').toReply() }));
       return;
     }
     // A resubmission after the server's dedupe window: answer its inbox with where the intent stands.
@@ -644,21 +658,12 @@ export class Broker {
       ...(reply ? { reply } : {}),
     };
     try {
-      await this.#kv.intents.create(intent.id, enc.encode(JSON.stringify(record)));
+      await createRecord(this.#kv.intents, record);
     } catch (e) {
       await this.#duplicate(intent, who, audit, e, flush, reply);
       return;
     }
-    const outcome: Outcome = {
-      v: 1,
-      type: 'outcome',
-      intentId: intent.id,
-      sessionId: intent.sessionId,
-      status: 'denied',
-      error: error.toReply(),
-      at: Date.now(),
-      ...(decision ? { decision: publicDecision(decision) } : {}),
-    };
+    const outcome = buildOutcome({ intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: error.toReply(), decision: decision ? publicDecision(decision) : undefined });
     this.#reply(reply, outcome);
     audit('intent.denied', { code: error.code, reasons: decision?.reasons ?? [error.message] });
   }

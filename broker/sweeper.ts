@@ -17,8 +17,8 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KvEntry } from '@nats-io/kv';
 import type { AuditWriter } from '../audit/index.ts';
-import type { Logger } from '../lib/index.ts';
-import { IntentRecordSchema, WritError, type IntentRecord, type Names, type Outcome } from '../schemas/index.ts';
+import { getRecord, recordOf, updateRecord, type Logger } from '../lib/index.ts';
+import { buildOutcome, WritError, type IntentRecord, type Names } from '../schemas/index.ts';
 import type { Buckets } from './provision.ts';
 import type { Approvals } from './approvals.ts';
 
@@ -186,7 +186,7 @@ export class Sweeper {
     }
     let rec: IntentRecord;
     try {
-      rec = IntentRecordSchema.parse(e.json());
+      rec = recordOf(e)!.rec;
     } catch {
       return;
     }
@@ -248,12 +248,12 @@ export class Sweeper {
   }
 
   async #end(id: string, claimed: boolean): Promise<boolean> {
-    const entry = await bounded(this.d.kv.intents.get(id), this.#stepMs, 'record read');
-    if (!entry || entry.operation !== 'PUT') {
+    const entry = await bounded(getRecord(this.d.kv.intents, id), this.#stepMs, 'record read');
+    if (!entry) {
       this.#watched.delete(id);
       return false;
     }
-    const rec = IntentRecordSchema.parse(entry.json());
+    const rec = entry.rec;
     if (rec.state !== 'dispatched') {
       // It ended meanwhile; a watch that is behind would otherwise have it read again every sweep.
       this.#watched.delete(id);
@@ -262,12 +262,12 @@ export class Sweeper {
     const error = claimed ? new WritError('WRIT_OUTCOME_UNKNOWN') : new WritError('WRIT_GRANT_EXPIRED', 'the grant expired before any worker claimed it; nothing ran');
     const next: IntentRecord = { ...rec, state: claimed ? 'unknown' : 'failed', error: error.toReply(), updatedAt: Date.now() };
     try {
-      await bounded(this.d.kv.intents.update(id, enc.encode(JSON.stringify(next)), entry.revision), this.#stepMs, 'record update');
+      await bounded(updateRecord(this.d.kv.intents, next, entry.revision), this.#stepMs, 'record update');
     } catch {
       return false; // another replica, or the worker finishing at the last moment, won (or no answer: next sweep)
     }
     this.#watched.delete(id);
-    const outcome: Outcome = { v: 1, type: 'outcome', intentId: id, sessionId: rec.sessionId, status: next.state, error: error.toReply(), at: Date.now() };
+    const outcome = buildOutcome({ intentId: id, sessionId: rec.sessionId, status: next.state, error: error.toReply() });
     // The claim names the worker and when it started: the evidence of the lost run, even if the
     // worker died before its own claim event was written.
     const claim = claimed

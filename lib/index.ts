@@ -12,3 +12,4 @@ export type * from './metrics-types.ts';
 // prom-client is loaded by Observability only when the endpoint is on (lib/metrics.ts is not re-exported here).
 export { Observability, type ObservedService, type ObservabilityStartOptions } from './observability.ts';
 export { runChecks, natsCheck, streamsCheck, tcpCheck, stateCheck, type ReadinessCheck, type ReadinessReport } from './health.ts';
+export * from './records.ts';

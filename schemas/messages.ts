@@ -210,6 +210,32 @@ export const OutcomeSchema = z.strictObject({
   at: z.number().int(),
 });
 export type Outcome = z.infer<typeof OutcomeSchema>;
+
+/**
+ * The one outcome builder. Broker refusals, the sweeper and the workers all fill the envelope
+ * alike, and an absent field stays absent: no `undefined` keys in what is sealed, hashed into
+ * the audit log, or compared by the agent.
+ */
+export function buildOutcome(o: {
+  intentId: string;
+  sessionId: string;
+  status: IntentState;
+  decision?: Decision | undefined;
+  result?: ResultBody | undefined;
+  error?: ErrorReply | undefined;
+}): Outcome {
+  return {
+    v: 1,
+    type: 'outcome',
+    intentId: o.intentId,
+    sessionId: o.sessionId,
+    status: o.status,
+    at: Date.now(),
+    ...(o.decision ? { decision: o.decision } : {}),
+    ...(o.result ? { result: o.result } : {}),
+    ...(o.error ? { error: o.error } : {}),
+  };
+}
 /** What a sealed box holds. */
 export const SealedOutcomeBodySchema = z.strictObject({ decision: DecisionSchema.optional(), result: ResultBodySchema.optional(), error: ErrorReplySchema.optional() });
 

@@ -10,11 +10,24 @@ import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AuditWriter, serviceAuditKey } from '../audit/index.ts';
 import { endSpan, lazyChild, SpanKind, startSpan, traceContextOf, traceHeaders, traceIdOf, type ServiceMetrics, type Span } from '../lib/index.ts';
-import { consumeConcurrently, encodeReply, ensureConsumer, maxBody, retryTransient, sealOutcome, sendReply, withDeadline, type ConsumeLoop, type Logger } from '../lib/index.ts';
 import {
+  consumeConcurrently,
+  getRecord,
+  updateRecord,
+  encodeReply,
+  ensureConsumer,
+  maxBody,
+  retryTransient,
+  sealOutcome,
+  sendReply,
+  withDeadline,
+  type ConsumeLoop,
+  type Logger,
+} from '../lib/index.ts';
+import {
+  buildOutcome,
   commandText,
   formatIssues,
-  IntentRecordSchema,
   OrderSchema,
   sha256Hex,
   toWritError,
@@ -285,17 +298,7 @@ export class Worker {
       this.#running.delete(ac);
     }
     this.#observe(order.target, status, started, result, error, t.span);
-    const outcome: Outcome = {
-      v: 1,
-      type: 'outcome',
-      intentId: order.intentId,
-      sessionId: order.sessionId,
-      status,
-      at: Date.now(),
-      ...(order.record?.decision ? { decision: order.record.decision } : {}),
-      ...(result ? { result } : {}),
-      ...(error ? { error } : {}),
-    };
+    const outcome = buildOutcome({ intentId: order.intentId, sessionId: order.sessionId, status, decision: order.record?.decision, result, error });
     // Results were cut to what the bus carries; should the envelope still not fit, the outcome
     // says so with a code, and the statement's own success stays recorded in its state.
     const bytes = encodeReply(this.#d.nc, outcome, (e) => ({
@@ -479,16 +482,16 @@ export class Worker {
     if (r && r.intentId === claims.iid && r.sessionId === claims.sid && r.principal.sub === claims.sub && r.state === 'dispatched') {
       const next: IntentRecord = { ...r, state: status, updatedAt: Date.now(), ...(error ? { error } : {}) };
       try {
-        await this.#intents.update(order.intentId, enc.encode(JSON.stringify(next)), order.stateRevision);
+        await updateRecord(this.#intents, next, order.stateRevision);
         return;
       } catch {
         // The record moved on (e.g. the sweeper): take the slow path, which reads it.
       }
     }
     for (let attempt = 0; attempt < 3; attempt++) {
-      const entry = await this.#intents.get(order.intentId);
-      if (!entry || entry.operation !== 'PUT') return;
-      const rec: IntentRecord = IntentRecordSchema.parse(entry.json());
+      const entry = await getRecord(this.#intents, order.intentId);
+      if (!entry) return;
+      const rec = entry.rec;
       if (rec.state !== 'dispatched' && rec.state !== 'running') {
         // The sweeper already declared it unknown; the evidence keeps both.
         this.#d.log.warn({ intentId: order.intentId, state: rec.state }, 'intent left dispatched before the worker finished');
@@ -496,7 +499,7 @@ export class Worker {
       }
       const next: IntentRecord = { ...rec, state: status, updatedAt: Date.now(), ...(error ? { error } : {}) };
       try {
-        await this.#intents.update(order.intentId, enc.encode(JSON.stringify(next)), entry.revision);
+        await updateRecord(this.#intents, next, entry.revision);
         return;
       } catch {
         // Lost a race with another writer of this record: read again.
