@@ -32,12 +32,45 @@ import {
 } from '../schemas/index.ts';
 import { settle, type SettleDeps } from './settle.ts';
 
-/** How long `run` relies on the intent's inbox alone before it also asks the broker (most intents end sooner). */
 /** How long `submit` keeps retrying a publish the bus did not take (a reconnect, a leader election). */
 const PUBLISH_RETRY_MS = 10_000;
+/**
+ * The longest a publish is retried, whatever the caller's deadline: well inside the intents
+ * stream's 120 s duplicate window, so every retry still meets the first copy's Nats-Msg-Id.
+ */
+const PUBLISH_RETRY_MAX_MS = 60_000;
 /** One publish attempt's wait for the server's ack. */
 const PUBLISH_ATTEMPT_MS = 2_000;
+/** How long `run` relies on the intent's inbox alone before it also asks the broker (most intents end sooner). */
 const ASK_AFTER_MS = 2_000;
+/** How long a read-only API call (status, explain …) keeps asking while no broker answers (a reconnect, a failover). */
+const API_RETRY_MS = 15_000;
+
+/**
+ * JetStream API errors a cluster gives while a stream or the meta group changes leader (the
+ * server names them "cluster can not handle request" and "not assigned to this server"): the
+ * next attempt, on the new leader, can pass. 503s are classified in schemas/errors.ts.
+ */
+const LEADER_CHANGE_CODES = new Set([10007, 10009]);
+
+/** A failure of a bus call that a later attempt can get past. */
+function transient(e: unknown): boolean {
+  if (toWritError(e).code === 'WRIT_TRANSPORT') return true;
+  // nats.js's JetStreamApiError: `code` is the server's err_code, `status` its HTTP-like code.
+  const code = (e as { code?: unknown }).code;
+  return e instanceof Error && e.name === 'JetStreamApiError' && typeof code === 'number' && LEADER_CHANGE_CODES.has(code);
+}
+
+/**
+ * True when a failed publish may still have been stored: its ack was lost (a timeout, a
+ * connection that closed under it). A 503, no responders or a refusal says nobody stored it.
+ */
+function maybeStored(e: unknown): boolean {
+  const name = e instanceof Error ? e.name : '';
+  return name === 'TimeoutError' || name === 'ConnectionError' || name === 'ClosedConnectionError' || name === 'DrainingConnectionError';
+}
+
+const sleepMs = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
 export interface IntentRequest {
   target: string;
@@ -89,6 +122,9 @@ export interface WritClientOptions {
    */
   inboxPrefix?: string;
 }
+
+/** The broker API's operations (`writ.api.<op>`). */
+type ApiOp = 'wait' | 'status' | 'result' | 'cancel' | 'explain' | 'targets' | 'pending' | 'grants' | 'revoke';
 
 export class WritClient {
   readonly names: Names;
@@ -153,28 +189,41 @@ export class WritClient {
     };
   }
 
-  /** Publishes with the span's W3C trace context in the headers: the broker and worker continue that trace. */
   /**
-   * Stores the intent, retrying while the bus cannot take it (a reconnect, a stream leader
-   * election: a lost ack, no responders, 503) until `deadline`. Every attempt carries the same
-   * Nats-Msg-Id, so an attempt the server stored before its ack was lost is not stored twice:
-   * the retry's ack then says `duplicate`, and the outcome is asked of the broker. Anything the
-   * server answered (a refusal) is thrown at once.
+   * Stores the intent (with the span's W3C trace context in its headers: the broker and worker
+   * continue that trace), retrying while the bus cannot take it (a reconnect, a stream leader
+   * election: a lost ack, no responders, 503) until `deadline`, and never longer than
+   * PUBLISH_RETRY_MAX_MS. Every attempt carries the same Nats-Msg-Id, so an attempt the server
+   * stored before its ack was lost is not stored twice: the retry's ack then says `duplicate`.
+   * Anything the server answered (a refusal) is thrown at once. A final failure is
+   * WRIT_TRANSPORT with `details.maybeStored` when some attempt's ack may have been lost.
    */
   async #publish(intent: Intent, span: Span, deadline = Date.now() + PUBLISH_RETRY_MS): Promise<Submitted> {
     const subject = this.names.intent(intent.target);
     const data = enc.encode(JSON.stringify(intent));
+    const end = Math.min(deadline, Date.now() + PUBLISH_RETRY_MAX_MS);
+    let stored = false;
     for (let attempt = 0; ; attempt++) {
       try {
         // Short attempts: an ack lost to a reconnect is asked for again soon, not after a long wait.
-        const timeout = Math.max(100, Math.min(PUBLISH_ATTEMPT_MS, deadline - Date.now()));
+        const timeout = Math.max(100, Math.min(PUBLISH_ATTEMPT_MS, end - Date.now()));
         const ack = await this.#js.publish(subject, data, { msgID: intent.id, headers: traceHeaders(span), timeout });
         return { intentId: intent.id, sessionId: intent.sessionId, duplicate: ack.duplicate };
       } catch (e) {
-        const err = toWritError(e);
-        if (err.code !== 'WRIT_TRANSPORT' || Date.now() >= deadline || this.#o.nc.isClosed()) throw err;
+        if (!transient(e)) throw toWritError(e);
+        stored ||= maybeStored(e);
+        if (Date.now() >= end || this.#o.nc.isClosed()) {
+          throw new WritError(
+            'WRIT_TRANSPORT',
+            `the bus did not take intent ${intent.id}${stored ? ' (it may have been stored: wait for it by its id before submitting it again under a new id)' : ''}`,
+            {
+              cause: e,
+              details: { intentId: intent.id, maybeStored: stored },
+            },
+          );
+        }
         const ms = Math.min(2_000, 50 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random());
-        await new Promise((r) => setTimeout(r, Math.max(0, Math.min(ms, deadline - Date.now()))));
+        await sleepMs(Math.min(ms, end - Date.now()));
       }
     }
   }
@@ -184,12 +233,16 @@ export class WritClient {
     return startClientSpan(`writ.${op}`, { 'writ.intent_id': intent.id, 'writ.session_id': intent.sessionId, 'writ.target': intent.target });
   }
 
-  /** Publishes an intent and returns once the server has stored it. */
-  async submit(req: IntentRequest): Promise<Submitted> {
+  /**
+   * Publishes an intent and returns once the server has stored it. A bus that cannot take it
+   * (a reconnect, a leader election) is tried again under the same id for `timeoutMs`
+   * (default 10 s; at most 60 s, inside the stream's duplicate window), then WRIT_TRANSPORT.
+   */
+  async submit(req: IntentRequest, opts: { timeoutMs?: number } = {}): Promise<Submitted> {
     const intent = this.#intent(req, await this.#token());
     const span = this.#span('submit', intent);
     try {
-      const s = await this.#publish(intent, span);
+      const s = await this.#publish(intent, span, Date.now() + (opts.timeoutMs ?? PUBLISH_RETRY_MS));
       endSpan(span, s.duplicate ? 'duplicate' : 'submitted');
       return s;
     } catch (e) {
@@ -235,15 +288,26 @@ export class WritClient {
     })();
     const span = this.#span('run', intent);
     try {
-      const submitted = await this.#publish(intent, span, deadline);
+      let askNow: boolean;
+      try {
+        // A duplicate is asked of the API at once: its answer may have gone to an earlier call's inbox.
+        askNow = (await this.#publish(intent, span, deadline)).duplicate;
+      } catch (e) {
+        // An ack lost on every attempt: the intent may be stored and under way. Only the broker
+        // can say, so ask it for the rest of the run's time rather than report a failure that may not be.
+        const unsure = e instanceof WritError && e.details?.maybeStored === true && Date.now() < deadline;
+        if (!unsure) throw e;
+        askNow = true;
+      }
       const outcome = await settle(this.#settleDeps, {
         intentId: intent.id,
         sessionId: intent.sessionId,
         deadline,
         signal: opts.signal,
         refusalsEnd: false,
-        // A duplicate's answer went to the first submission's inbox: only the API can answer it.
-        ...(submitted.duplicate ? { askAfterMs: 0 } : { direct, askAfterMs: Math.min(ASK_AFTER_MS, timeoutMs / 2) }),
+        // Every attempt named this run's inbox: an answer to any of them arrives there.
+        direct,
+        askAfterMs: askNow ? 0 : Math.min(ASK_AFTER_MS, timeoutMs / 2),
       });
       endSpan(span, outcome.status, outcome.error?.code);
       return outcome;
@@ -263,7 +327,11 @@ export class WritClient {
     };
   }
 
-  async #api(op: 'wait' | 'status' | 'result' | 'cancel' | 'explain' | 'targets' | 'pending' | 'grants' | 'revoke', body: Record<string, unknown>, timeoutMs: number): Promise<ApiReply> {
+  /**
+   * One broker API request. A request no broker answered (a timeout, no responders, the
+   * connection reconnecting) is WRIT_TRANSPORT; a coded reply is its WritError.
+   */
+  async #api(op: ApiOp, body: Record<string, unknown>, timeoutMs: number): Promise<ApiReply> {
     const token = await this.#token();
     const withKey = op === 'wait' || op === 'result' ? { replyKey: this.#keys.publicKey } : {};
     let m;
@@ -276,12 +344,35 @@ export class WritClient {
     } catch (e) {
       // The broker answers no request whose token fails verification: say so when it is plainly expired.
       if (tokenExpired(token)) throw new WritError('WRIT_TOKEN_EXPIRED', 'the token has expired; the broker does not answer requests with an expired token', { cause: e });
-      throw e;
+      if (transient(e)) throw new WritError('WRIT_TRANSPORT', `no broker answered ${op} within ${timeoutMs} ms (${(e as Error).message})`, { cause: e });
+      throw toWritError(e);
     }
     const reply = ApiReplySchema.parse(m.json());
     if (reply.type === 'error') throw toError(reply.error);
     if (reply.type === 'outcome') return { ...reply, outcome: this.#open(reply.outcome) };
     return reply;
+  }
+
+  /**
+   * A read-only question (asking again changes nothing), asked again while no broker answers
+   * it (WRIT_TRANSPORT: a reconnect, a failover, a broker's own bus error) for up to
+   * API_RETRY_MS. Each attempt waits at most `timeoutMs`; `again` may turn a refusal met on a
+   * retry into the answer (cancel).
+   */
+  async #ask(op: ApiOp, body: Record<string, unknown>, timeoutMs: number, again?: (e: WritError) => Promise<ApiReply | undefined>): Promise<ApiReply> {
+    const end = Date.now() + API_RETRY_MS;
+    let retried = false;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#api(op, body, Math.max(250, Math.min(timeoutMs, end - Date.now())));
+      } catch (e) {
+        const answer = retried && again && e instanceof WritError ? await again(e) : undefined;
+        if (answer) return answer;
+        if (!(e instanceof WritError && e.code === 'WRIT_TRANSPORT') || Date.now() >= end || this.#o.nc.isClosed()) throw e;
+        retried = true;
+        await sleepMs(Math.min(Math.min(2_000, 100 * 2 ** Math.min(attempt, 4)) * (0.5 + Math.random()), end - Date.now()));
+      }
+    }
   }
 
   /**
@@ -294,27 +385,27 @@ export class WritClient {
   }
 
   async status(intentId: string): Promise<IntentState> {
-    const r = await this.#api('status', { intentId }, 5_000);
+    const r = await this.#ask('status', { intentId }, 5_000);
     return r.type === 'status' ? r.status : r.type === 'outcome' ? r.outcome.status : 'unknown';
   }
 
   /** Would this intent be allowed, and why? Nothing runs. */
   async explain(req: Pick<IntentRequest, 'target' | 'sql' | 'command' | 'sessionId'>): Promise<Extract<ApiReply, { type: 'explanation' }>> {
     const command = req.sql !== undefined ? { kind: 'sql', sql: req.sql } : { kind: 'shell', command: req.command ?? '' };
-    const r = await this.#api('explain', { target: req.target, command, sessionId: req.sessionId ?? this.sessionId }, 10_000);
+    const r = await this.#ask('explain', { target: req.target, command, sessionId: req.sessionId ?? this.sessionId }, 10_000);
     if (r.type !== 'explanation') throw new WritError('WRIT_INTERNAL', 'unexpected reply');
     return r;
   }
 
   /** The targets this principal may use, and for what. */
   async targets(): Promise<Extract<ApiReply, { type: 'targets' }>['targets']> {
-    const r = await this.#api('targets', {}, 10_000);
+    const r = await this.#ask('targets', {}, 10_000);
     return r.type === 'targets' ? r.targets : [];
   }
 
   /** Approvers: pending intents this caller may decide on. */
   async pending(): Promise<Record<string, unknown>[]> {
-    const r = await this.#api('pending', {}, 10_000);
+    const r = await this.#ask('pending', {}, 10_000);
     return r.type === 'pending' ? r.requests : [];
   }
 
@@ -361,7 +452,7 @@ export class WritClient {
   }
 
   async grants(): Promise<Record<string, unknown>[]> {
-    const r = await this.#api('grants', {}, 10_000);
+    const r = await this.#ask('grants', {}, 10_000);
     return r.type === 'grants' ? r.windows : [];
   }
 
@@ -369,8 +460,17 @@ export class WritClient {
     await this.#api('revoke', { windowId }, 10_000);
   }
 
+  /**
+   * Withdraws a pending intent of this principal. Asked again while no broker answers; a retry
+   * that finds the intent no longer pending asks where it stands, and an intent now `cancelled`
+   * was cancelled by the attempt whose answer was lost.
+   */
   async cancel(intentId: string): Promise<IntentState> {
-    const r = await this.#api('cancel', { intentId }, 5_000);
+    const r = await this.#ask('cancel', { intentId }, 5_000, async (e) => {
+      if (e.code !== 'WRIT_NOT_PENDING') return undefined;
+      const now = await this.status(intentId);
+      return now === 'cancelled' ? { v: 1, type: 'status', intentId, status: now } : undefined;
+    });
     return r.type === 'status' ? r.status : 'unknown';
   }
 }
