@@ -81,6 +81,10 @@ const cases: SqlCase[] = [
   // Executable comments run on the server and are invisible to the parser.
   { sql: 'SELECT /*! sleep(5) */ 1', err: 'WRIT_SQL_UNPARSEABLE' },
   { sql: 'SELECT 1 /*!50000 ; DROP TABLE x */', err: 'WRIT_SQL_UNPARSEABLE' },
+  // MySQL 8 optimizer hints change the worker's limits for one statement; a hint in a string is text.
+  { sql: 'SELECT /*+ SET_VAR(sql_select_limit=100000) */ name FROM customers', err: 'WRIT_SQL_UNPARSEABLE' },
+  { sql: 'SELECT /*+ MAX_EXECUTION_TIME(100000) */ sleep(60)', err: 'WRIT_SQL_UNPARSEABLE' },
+  { sql: "SELECT '/*+ x */' AS a /* + not a hint */", s: { kind: 'select', ro: true } },
   { sql: 'SELECT 1 /*M! ; DROP TABLE x */', err: 'WRIT_SQL_UNPARSEABLE' },
   // With NO_BACKSLASH_ESCAPES the server would cut this into three statements; by default into one.
   { sql: "SELECT '\\' ; DROP TABLE users; --'", err: 'WRIT_SQL_UNPARSEABLE' },

@@ -28,6 +28,8 @@ interface Scan {
   unterminated: boolean;
   /** `--` not followed by a blank: two minus signs to MySQL, a comment to the parser. */
   bareDashes: boolean;
+  /** An optimizer hint comment (`/*+ ... *\/`). */
+  optimizerHint: boolean;
 }
 
 /** Cuts a MySQL text at top-level semicolons; pieces holding only comments and blanks are dropped. */
@@ -38,6 +40,7 @@ function scan(text: string, mode: Mode): Scan {
   let executableComment = false;
   let unterminated = false;
   let bareDashes = false;
+  let optimizerHint = false;
   const n = text.length;
   const quoted = (i: number, q: string, backslash: boolean): number => {
     let j = i + 1;
@@ -71,6 +74,9 @@ function scan(text: string, mode: Mode): Scan {
       i++;
     } else if (c === '/' && text[i + 1] === '*') {
       if (text[i + 2] === '!' || (text[i + 2] === 'M' && text[i + 3] === '!')) executableComment = true;
+      // MySQL 8 reads optimizer hints: SET_VAR(sql_select_limit=…), MAX_EXECUTION_TIME(…) and
+      // RESOURCE_GROUP change, for one statement, the limits the worker set for the session.
+      if (text[i + 2] === '+') optimizerHint = true;
       const end = text.indexOf('*/', i + 2);
       if (end < 0) unterminated = true;
       i = end < 0 ? n : end + 1;
@@ -81,7 +87,7 @@ function scan(text: string, mode: Mode): Scan {
     } else if (!/\s/.test(c)) content = true;
   }
   if (content) pieces.push(text.slice(start).trim());
-  return { pieces, executableComment, unterminated, bareDashes };
+  return { pieces, executableComment, unterminated, bareDashes, optimizerHint };
 }
 
 function failed(code: SqlErrorCode, message: string): SqlFacts {
@@ -94,6 +100,9 @@ function split(text: string): string[] | SqlFacts {
   const base = scan(text, { backslash: true, ansiQuotes: false });
   if (base.executableComment) return failed('WRIT_SQL_UNPARSEABLE', 'executable comments (/*! ... */) run on the server but are invisible to the parser');
   if (base.unterminated) return failed('WRIT_SQL_UNPARSEABLE', 'unterminated string, identifier or comment');
+  if (base.optimizerHint) {
+    return failed('WRIT_SQL_UNPARSEABLE', "optimizer hints (/*+ ... */) are read by MySQL 8 and can change the worker's limits for the statement (SET_VAR, MAX_EXECUTION_TIME)");
+  }
   if (base.bareDashes) {
     return failed('WRIT_SQL_UNPARSEABLE', "'--' not followed by a space: MySQL reads two minus signs and runs the rest of the line, which a comment would hide (write '- -' or '-- ' for a comment)");
   }
