@@ -6,7 +6,8 @@
  * bare `node -e ''` start and the same intent sent in-process through the SDK (the intent's own
  * latency). Goals (issue 14): `--help` ≤ 150 ms; `exec` ≤ 300 ms over the intent's own latency.
  * For reference it also times the CLI run from source through tsx, as `bin/writ.mjs` used to.
- * BENCH_CLI_RUNS (default 15) sets the runs per command.
+ * BENCH_CLI_RUNS (default 15) sets the runs per command; BENCH_PROF=DIR writes a CPU profile of
+ * every `writ exec` run there.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -116,11 +117,13 @@ export async function benchCli(opts: { runs?: number } = {}): Promise<CliFigures
       { what: 'writ --help from source via tsx (before)', times: [] },
     ];
     const tsx = join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs');
+    // BENCH_PROF=DIR: a V8 CPU profile of every `writ exec` run, to see where its wall time goes.
+    const prof = process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROF] : [];
     const steps: Array<() => Promise<number>> = [
       () => wall(process.execPath, ['-e', ''], env),
       () => wall(process.execPath, [BIN, '--help'], env),
       () => wall(process.execPath, [BIN, 'token', '--config', config, '--sub', 'bench', '--groups', 'bench'], env),
-      () => wall(process.execPath, [BIN, 'exec', '--target', 'db', '--sql', sql, '--json'], { ...env, WRIT_TOKEN: token }),
+      () => wall(process.execPath, [...prof, BIN, 'exec', '--target', 'db', '--sql', sql, '--json'], { ...env, WRIT_TOKEN: token }),
       async () => {
         const t0 = performance.now();
         const o = await client.run({ target: 'db', sql });

@@ -37,3 +37,44 @@ for (const top of SOURCES) {
     copyFileSync(file, to);
   }
 }
+
+// The `writ` command is one bundle with its chunks (dist/cmd/cli.js, dist/cmd/chunks/). A short
+// command's wall time is mostly module loading: each of the hundreds of files is resolved, read
+// and compiled, and every CommonJS package imported from ESM (the NATS client, commander) is
+// also scanned by Node's export lexer. Bundling the sources and the small pure-JS packages on
+// the command's path cuts that to a few files (`npm run bench -- cli`). Packages with native
+// parts, WebAssembly, worker files or their own file layout (pg, ssh2, tree-sitter, libpg-query,
+// pino, …) stay external and load from node_modules, as from the unbundled dist/. What the
+// command loads only for some subcommands (`writ up`'s services) stays in separate chunks,
+// loaded on first use. The rest of dist/ (the MCP and approver entries, tests of the package)
+// stays as tsc wrote it.
+const BUNDLED = [/^zod(\/|$)/, /^@nats-io\//, /^commander(\/|$)/, /^lru-cache(\/|$)/, /^tweetnacl(\/|$)/, /^@opentelemetry\/api(\/|$)/, /^jose(\/|$)/, /^yaml(\/|$)/];
+const { build } = await import('esbuild');
+rmSync(join(dist, 'cmd', 'chunks'), { recursive: true, force: true }); // chunk names change with their content
+await build({
+  entryPoints: [join(root, 'cmd', 'cli.ts')],
+  outdir: join(dist, 'cmd'),
+  chunkNames: 'chunks/[name]-[hash]',
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  // Whitespace only: names stay, so stack traces still read.
+  minifyWhitespace: true,
+  legalComments: 'none',
+  logLevel: 'warning',
+  // Bundled CommonJS calls require() for Node's built-ins; ESM has none of its own.
+  banner: { js: "import { createRequire as __writRequire } from 'node:module'; const require = __writRequire(import.meta.url);" },
+  plugins: [
+    {
+      name: 'bundle-only-listed-packages',
+      setup(b) {
+        b.onResolve({ filter: /^[^./]/ }, (a) => (a.kind === 'entry-point' || a.path.startsWith('node:') || BUNDLED.some((re) => re.test(a.path)) ? undefined : { path: a.path, external: true }));
+      },
+    },
+  ],
+});
+// The audit verifier starts its worker threads from files beside its own module, which in the
+// bundle is a chunk.
+for (const f of ['verify-worker.mjs', 'block-check.mjs']) copyFileSync(join(root, 'audit', f), join(dist, 'cmd', 'chunks', f));
