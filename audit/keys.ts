@@ -19,8 +19,8 @@
  *         -----BEGIN PUBLIC KEY-----
  *         …
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { keyId, WritError, type AuditEvent } from '../schemas/index.ts';
@@ -59,27 +59,69 @@ export function blockSigner(privateKey: string | KeyObject): BlockSigner {
 }
 
 /**
+ * Creates `file` holding `data`, only if it does not exist yet, atomically: the data goes to
+ * a private temporary file beside it (written and fsynced), which is then hard-linked into
+ * place. link() fails with EEXIST when another process got there first, so a reader never
+ * sees the file empty or half-written, and a second creator never replaces the first's. True
+ * when this call created it.
+ */
+export function writeFileOnce(file: string, data: string, mode: number): boolean {
+  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  const fd = openSync(tmp, 'wx', mode);
+  try {
+    try {
+      writeSync(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    linkSync(tmp, file);
+    return true;
+  } catch (e) {
+    if ((e as { code?: string }).code === 'EEXIST') return false;
+    throw e;
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+}
+
+/** Writes `file` whole or not at all (temporary file, then rename over it). */
+function replaceFile(file: string, data: string, mode: number): void {
+  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  writeFileSync(tmp, data, { mode, flag: 'wx' });
+  try {
+    renameSync(tmp, file);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
+/**
  * A service's audit signing key: Ed25519 PKCS8 PEM in `keyFile`, created on first start with
  * mode 0600 (directory 0700), its public half beside it (`….pub.pem`) for the operator to
- * register (`writ audit keys add`).
+ * register (`writ audit keys add`). Services that share the file and start together all end
+ * up with the one key that was created first (writeFileOnce). A key file that is not a PEM
+ * private key is refused (WRIT_CONFIG_INVALID), never replaced.
  */
 export function loadOrCreateAuditKey(keyFile: string): { signer: BlockSigner; publicKeyPem: string; keyId: string } {
   if (!existsSync(keyFile)) {
     mkdirSync(dirname(keyFile), { recursive: true, mode: 0o700 });
-    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-    // 'wx': two processes starting at once never overwrite each other's key.
-    try {
-      writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
-    } catch (e) {
-      if ((e as { code?: string }).code !== 'EEXIST') throw e;
-    }
-    if (readFileSync(keyFile, 'utf8') === privateKey.export({ type: 'pkcs8', format: 'pem' })) {
-      writeFileSync(publicKeyFileFor(keyFile), publicKey.export({ type: 'spki', format: 'pem' }));
-    }
+    const { privateKey } = generateKeyPairSync('ed25519');
+    writeFileOnce(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 0o600);
   }
-  const key = createPrivateKey(readFileSync(keyFile, 'utf8'));
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(readFileSync(keyFile, 'utf8'));
+  } catch (e) {
+    throw new WritError('WRIT_CONFIG_INVALID', `audit: ${keyFile} is not a PEM private key (${(e as Error).message}); remove it to have a new key made`, { cause: e });
+  }
   const signer = blockSigner(key);
-  return { signer, keyId: signer.keyId, publicKeyPem: createPublicKey(key).export({ type: 'spki', format: 'pem' }).toString() };
+  const publicKeyPem = createPublicKey(key).export({ type: 'spki', format: 'pem' }).toString();
+  // Written by whoever finds it missing (also after a crash between the two files); every writer writes the same text.
+  const pubFile = publicKeyFileFor(keyFile);
+  if (!existsSync(pubFile)) replaceFile(pubFile, publicKeyPem, 0o644);
+  return { signer, keyId: signer.keyId, publicKeyPem };
 }
 
 function publicKeyFileFor(keyFile: string): string {
@@ -180,24 +222,65 @@ export interface NewKey {
   notAfter?: number | undefined;
 }
 
-/** Adds (or replaces) a key in the registry file, written atomically; returns its key id. */
+/** A lock older than this is left by a process that died holding it, and is taken over. */
+const STALE_LOCK_MS = 10_000;
+
+/** Blocks this thread for `ms` (the registry is written at start, synchronously). */
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Runs `f` holding `<file>.lock` (created with 'wx', so one process at a time): a registry
+ * update reads, changes and replaces the whole file, and two services registering their keys
+ * at once would otherwise each write a copy without the other's key.
+ */
+function withFileLock<T>(file: string, f: () => T, timeoutMs = 30_000): T {
+  const lock = `${file}.lock`;
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      closeSync(openSync(lock, 'wx', 0o600));
+      break;
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'EEXIST') throw e;
+      try {
+        if (Date.now() - statSync(lock).mtimeMs > STALE_LOCK_MS) rmSync(lock, { force: true });
+      } catch {
+        // gone meanwhile: try again
+      }
+      if (Date.now() > end) throw new WritError('WRIT_CONFIG_INVALID', `audit key registry: ${lock} is held by another process; remove it if no writ process is running`);
+      pause(10 + Math.random() * 20);
+    }
+  }
+  try {
+    return f();
+  } finally {
+    rmSync(lock, { force: true });
+  }
+}
+
+/**
+ * Adds (or replaces) a key in the registry file; returns its key id. Read, changed and
+ * replaced under a lock file, written whole (rename), so concurrent adders keep every key.
+ */
 export function addKeyToRegistry(file: string, k: NewKey): string {
-  const doc = existsSync(file) ? (parseYaml(readFileSync(file, 'utf8')) as { v: 1; keys?: Record<string, unknown> } | null) : null;
-  const out = { v: 1 as const, keys: { ...(doc?.keys ?? {}) } };
-  const key = createPublicKey(k.publicKeyPem);
-  const kid = keyId(key);
-  out.keys[kid] = {
-    kind: k.kind,
-    ...(k.id !== undefined ? { id: k.id } : {}),
-    ...(k.notBefore !== undefined ? { notBefore: new Date(k.notBefore).toISOString() } : {}),
-    ...(k.notAfter !== undefined ? { notAfter: new Date(k.notAfter).toISOString() } : {}),
-    publicKey: key.export({ type: 'spki', format: 'pem' }).toString(),
-  };
-  const text = stringifyYaml(out);
-  parseKeyRegistry(text); // never write a registry that would not load
   mkdirSync(dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, text, { mode: 0o644 });
-  renameSync(tmp, file);
-  return kid;
+  return withFileLock(file, () => {
+    const doc = existsSync(file) ? (parseYaml(readFileSync(file, 'utf8')) as { v: 1; keys?: Record<string, unknown> } | null) : null;
+    const out = { v: 1 as const, keys: { ...(doc?.keys ?? {}) } };
+    const key = createPublicKey(k.publicKeyPem);
+    const kid = keyId(key);
+    out.keys[kid] = {
+      kind: k.kind,
+      ...(k.id !== undefined ? { id: k.id } : {}),
+      ...(k.notBefore !== undefined ? { notBefore: new Date(k.notBefore).toISOString() } : {}),
+      ...(k.notAfter !== undefined ? { notAfter: new Date(k.notAfter).toISOString() } : {}),
+      publicKey: key.export({ type: 'spki', format: 'pem' }).toString(),
+    };
+    const text = stringifyYaml(out);
+    parseKeyRegistry(text); // never write a registry that would not load
+    replaceFile(file, text, 0o644);
+    return kid;
+  });
 }
