@@ -1,5 +1,8 @@
 // `writ audit …` against a real nats-server: what an auditor sees and the exit codes.
 import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
@@ -201,6 +204,51 @@ describe('writ audit verify', () => {
     expect((await cli(['keys'])).code).toBe(2);
     expect((await cli([])).code).toBe(2);
     expect((await cli(['--help'])).code).toBe(0);
+  });
+});
+
+describe('writ audit verify across a grant-key rotation', () => {
+  it('trusts every --public-key given (repeated, or several PEM keys in one file): checkpoints signed before and after a rotation both verify', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'writ-rotation-'));
+    try {
+      const rn = names(uniqueName('t'));
+      await ensureAuditStream(jsm, rn, {});
+      const w = new AuditWriter({ js, jsm, names: rn, actor: { kind: 'broker', id: 'broker-1' } });
+      const [oldKey, newKey] = [generateKeyPairSync('ed25519'), generateKeyPairSync('ed25519')];
+      const pem = (k: typeof oldKey) => k.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+      // Events and a checkpoint under the old key, then the rotation, more events and a checkpoint under the new one.
+      for (const [k, at] of [
+        [oldKey, t0],
+        [newKey, t0 + 60_000],
+      ] as const) {
+        await w.append({ sessionId: 'sess_rot', type: 'test.event', at, payload: { at } });
+        await new Checkpointer({ js, jsm, names: rn, actor: { kind: 'broker', id: 'broker-1' }, privateKey: k.privateKey, writers: [w] }).close();
+      }
+      const file = (name: string, text: string) => (writeFileSync(join(dir, name), text), join(dir, name));
+      const oldPub = file('old.pub.pem', pem(oldKey));
+      const newPub = file('new.pub.pem', pem(newKey));
+      const both = file('both.pub.pem', `${pem(oldKey)}\n${pem(newKey)}`);
+      const verifyWith = (...keyArgs: string[]) => cli(['verify', '--require-checkpoint', '--no-against-state', '--no-signatures', ...keyArgs], { names: rn });
+      // One key alone: the other key's checkpoint counts as signed by an unknown key.
+      expect((await verifyWith('--public-key', oldPub)).code).toBe(1);
+      expect((await verifyWith('--public-key', newPub)).code).toBe(1);
+      const ok = await verifyWith('--public-key', oldPub, '--public-key', newPub);
+      expect(ok.out).toMatch(/^OK/);
+      expect(ok.code).toBe(0);
+      expect((await verifyWith('--public-key', both)).code).toBe(0);
+      // Fail closed: a file with no key, or with a private key, is a usage error, never a key left out.
+      const errs: string[] = [];
+      expect(
+        (await cli(['verify', '--no-against-state', '--no-signatures', '--public-key', newPub, '--public-key', file('empty.pem', 'no key here\n')], { names: rn, stderr: (x) => errs.push(x) })).code,
+      ).toBe(2);
+      const priv = file('priv.pem', `${pem(oldKey)}${newKey.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()}`);
+      expect((await cli(['verify', '--no-against-state', '--no-signatures', '--public-key', priv], { names: rn, stderr: (x) => errs.push(x) })).code).toBe(2);
+      expect(errs.join('')).toMatch(/no PEM public key in it[\s\S]*PEM block 2 is a private key/);
+      // keys add still takes exactly one.
+      expect((await cli(['keys', 'add', '--public-key', oldPub, '--public-key', newPub, '--kind', 'broker', '--keys', join(dir, 'reg.yaml')])).code).toBe(2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -3,6 +3,7 @@
  * log is intact and holds the evidence of everything the state says happened), 1 verify
  * found a broken link or missing evidence, 2 usage error. Other failures throw.
  */
+import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -37,14 +38,16 @@ const AUDIT_USAGE = `usage: writ audit <command>
   sessions [--principal P] [--target T] [--since TIME] [--until TIME] [--outcome O] [--json]
   replay   --session S [--json]
   tail     [--session S] [--from-seq N] [--limit N] [--json]
-  verify   [--session S] [--public-key FILE] [--require-checkpoint] [--anchor HASH[@SEQ]] [--max-checkpoint-age SECONDS]
+  verify   [--session S] [--public-key FILE]... [--require-checkpoint] [--anchor HASH[@SEQ]] [--max-checkpoint-age SECONDS]
            [--keys FILE] [--allow-unsigned-before SEQ] [--no-signatures]
            [--no-against-state] [--state-grace SECONDS] [--json]
            (by default every intent record and claim in the state buckets must have its events in
            the log; --no-against-state checks the chains alone, e.g. on an exported stream.
            Every block must be signed by a writer key in the registry (--keys) whose kind may write
            its events; --allow-unsigned-before accepts unsigned blocks below that stream sequence
-           (logs from before signing); --no-signatures skips the check and says so)
+           (logs from before signing); --no-signatures skips the check and says so.
+           --public-key may be repeated, and a FILE may hold several PEM keys: a checkpoint
+           counts when any of them signed it, e.g. the grant keys before and after a rotation)
   keys add --public-key FILE --kind broker|worker|approver|operator|system [--id ID] [--not-before TIME] [--not-after TIME] [--keys FILE]
   keys list [--keys FILE] [--json]
   export   [--since TIME] [--until TIME] [--session S]        (JSON Lines, one AuditEvent per line)
@@ -66,7 +69,8 @@ const OPTIONS = {
   json: { type: 'boolean' },
   limit: { type: 'string' },
   'from-seq': { type: 'string' },
-  'public-key': { type: 'string' },
+  // verify: repeated for every checkpoint key still to be trusted (a grant-key rotation); keys add: one.
+  'public-key': { type: 'string', multiple: true },
   'require-checkpoint': { type: 'boolean' },
   anchor: { type: 'string' },
   'max-checkpoint-age': { type: 'string' },
@@ -251,12 +255,17 @@ async function tailCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<num
 
 async function verifyCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<number> {
   const sessionId = session(v, io, false);
-  let publicKeyPem = io.publicKeyPem;
+  let publicKeyPem: string[] | undefined = io.publicKeyPem === undefined ? undefined : publicKeysIn(io.publicKeyPem, 'the default checkpoint key');
   if (v['public-key'] !== undefined) {
-    try {
-      publicKeyPem = readFileSync(v['public-key'], 'utf8');
-    } catch (e) {
-      throw new UsageError(`--public-key: ${(e as Error).message}`);
+    publicKeyPem = [];
+    for (const file of v['public-key']) {
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch (e) {
+        throw new UsageError(`--public-key: ${(e as Error).message}`);
+      }
+      publicKeyPem.push(...publicKeysIn(text, `--public-key ${clean(file)}`));
     }
   }
   let anchor: { hash: string; seq?: number } | undefined;
@@ -412,6 +421,28 @@ async function revealCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<n
   return failed === 0 ? 0 : 1;
 }
 
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----[\s\S]*?-----END \1-----/g;
+
+/**
+ * Every PEM public key in `text` (one file may hold several, e.g. the grant keys before and
+ * after a rotation). Fail closed: a file with no key, or a block that is not a public key, is
+ * a usage error, never a key silently left out.
+ */
+function publicKeysIn(text: string, where: string): string[] {
+  const blocks = [...text.matchAll(PEM_BLOCK)].map((m) => m[0]);
+  if (blocks.length === 0) throw new UsageError(`${where}: no PEM public key in it`);
+  for (const [i, b] of blocks.entries()) {
+    // Checked first: createPublicKey would accept a private key and derive its public half.
+    if (/^-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(b)) throw new UsageError(`${where}: PEM block ${i + 1} is a private key; give the public half`);
+    try {
+      createPublicKey(b);
+    } catch (e) {
+      throw new UsageError(`${where}: PEM block ${i + 1} is not a public key (${(e as Error).message})`);
+    }
+  }
+  return blocks;
+}
+
 function registryFileOf(v: Values, io: AuditCliIo): string {
   const f = v.keys ?? io.keyRegistryFile;
   if (f === undefined) throw new UsageError('no writer key registry: pass --keys FILE');
@@ -421,9 +452,10 @@ function registryFileOf(v: Values, io: AuditCliIo): string {
 function keysAdd(v: Values, io: AuditCliIo): number {
   const file = registryFileOf(v, io);
   if (v['public-key'] === undefined || v.kind === undefined) throw new UsageError('keys add needs --public-key FILE and --kind');
+  if (v['public-key'].length !== 1) throw new UsageError('keys add takes one --public-key FILE');
   let publicKeyPem: string;
   try {
-    publicKeyPem = readFileSync(v['public-key'], 'utf8');
+    publicKeyPem = readFileSync(v['public-key'][0]!, 'utf8');
   } catch (e) {
     throw new UsageError(`--public-key: ${(e as Error).message}`);
   }
