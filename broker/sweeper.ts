@@ -17,7 +17,7 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KvEntry } from '@nats-io/kv';
 import type { AuditWriter } from '../audit/index.ts';
-import { getRecord, recordOf, updateRecord, type Logger } from '../lib/index.ts';
+import { getRecord, updateRecord, type Logger } from '../lib/index.ts';
 import { buildOutcome, WritError, type IntentRecord, type Names } from '../schemas/index.ts';
 import type { Buckets } from './provision.ts';
 import type { Approvals } from './approvals.ts';
@@ -184,17 +184,23 @@ export class Sweeper {
       this.#pending.delete(e.key);
       return;
     }
-    let rec: IntentRecord;
+    // What the watch learns is only where to look: every action re-reads the record through
+    // the schema (getRecord). So it reads the few fields it needs, not a full schema parse of
+    // every record change of the fleet (the largest part of the sweeper's CPU per intent).
+    let rec: { state?: unknown; pending?: { expiresAt?: unknown } | null; grantExp?: unknown; runDeadline?: unknown };
     try {
-      rec = recordOf(e)!.rec;
+      rec = e.json();
     } catch {
       return;
     }
-    if (rec.state === 'pending' && rec.pending) this.#pending.set(rec.intentId, rec.pending.expiresAt);
-    else this.#pending.delete(rec.intentId);
-    if (rec.state === 'dispatched' && rec.grantExp !== undefined) {
-      this.#watched.set(rec.intentId, { grantExp: rec.grantExp, deadline: rec.runDeadline ?? rec.grantExp + 60 });
-    } else this.#watched.delete(rec.intentId);
+    if (typeof rec !== 'object' || rec === null) return;
+    const id = e.key;
+    const expiresAt = rec.pending?.expiresAt;
+    if (rec.state === 'pending' && typeof expiresAt === 'number') this.#pending.set(id, expiresAt);
+    else this.#pending.delete(id);
+    if (rec.state === 'dispatched' && typeof rec.grantExp === 'number') {
+      this.#watched.set(id, { grantExp: rec.grantExp, deadline: typeof rec.runDeadline === 'number' ? rec.runDeadline : rec.grantExp + 60 });
+    } else this.#watched.delete(id);
   }
 
   /** Ids of pending intents this broker knows of. */

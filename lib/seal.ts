@@ -2,8 +2,14 @@
  * Sealed outcomes and per-principal inboxes: the two halves of agent isolation on a shared bus.
  *
  * - An outcome's data (result rows, decision, error text) is encrypted to an X25519 public key
- *   the agent put in its intent or API request: a fresh ephemeral key per message, ECDH,
- *   HKDF-SHA256 to an AES-256-GCM key. The ids and status stay in clear so services can route,
+ *   the agent put in its intent or API request: the sender's ephemeral key, ECDH, HKDF-SHA256
+ *   to an AES-256-GCM key, a random IV per box. The ephemeral key is the sender process's, new
+ *   every minute (and after 2^20 boxes), not one per box: a key pair, an ECDH and an HKDF per
+ *   box were the largest single CPU cost of an intent (two boxes each: the agent's and the
+ *   durable copy's). What it changes: the AES key to one recipient repeats within the minute,
+ *   with random 96-bit IVs, far below GCM's 2^32 bound per key; and a copy of the sender's
+ *   memory opens that minute's boxes, which the sender held in clear anyway. A recipient's own
+ *   key opens all its boxes either way. The ids and status stay in clear so services can route,
  *   and are bound as additional data, so a relay cannot move a sealed body to another intent
  *   or flip its status. Whoever else subscribes to the inbox, or reads the durable results
  *   stream, gets ciphertext only.
@@ -90,12 +96,41 @@ function deriveKey(shared: Buffer, epk: string, recipient: string): Buffer {
   return Buffer.from(hkdfSync('sha256', shared, salt, INFO, 32));
 }
 
+/** How long, and for how many boxes, one ephemeral sender key serves (see the file's comment). */
+const EPHEMERAL_MS = 60_000;
+const EPHEMERAL_MAX_BOXES = 1 << 20;
+
+interface Ephemeral {
+  privateKey: KeyObject;
+  epk: string;
+  until: number;
+  boxes: number;
+  /** AES keys derived for each recipient under this ephemeral key. */
+  keys: Map<string, Buffer>;
+}
+let ephemeral: Ephemeral | undefined;
+
+function currentEphemeral(now: number): Ephemeral {
+  if (!ephemeral || now >= ephemeral.until || ephemeral.boxes >= EPHEMERAL_MAX_BOXES) {
+    const eph = generateKeyPairSync('x25519');
+    ephemeral = { privateKey: eph.privateKey, epk: eph.publicKey.export({ format: 'jwk' }).x!, until: now + EPHEMERAL_MS, boxes: 0, keys: new Map() };
+  }
+  ephemeral.boxes++;
+  return ephemeral;
+}
+
 /** Encrypts `body` (JSON) to `recipient` (raw base64url X25519 public key). */
 export function seal(body: unknown, recipientKey: string, binding: SealBinding): SealedBox {
   const { key: rpk, kid } = recipient(recipientKey);
-  const eph = generateKeyPairSync('x25519');
-  const epk = eph.publicKey.export({ format: 'jwk' }).x!;
-  const key = deriveKey(diffieHellman({ privateKey: eph.privateKey, publicKey: rpk }), epk, recipientKey);
+  const eph = currentEphemeral(Date.now());
+  const epk = eph.epk;
+  let key = eph.keys.get(recipientKey);
+  if (!key) {
+    key = deriveKey(diffieHellman({ privateKey: eph.privateKey, publicKey: rpk }), epk, recipientKey);
+    // Bounded like the recipient cache: a flood of new recipients cannot grow it past that.
+    if (eph.keys.size >= 4096) eph.keys.clear();
+    eph.keys.set(recipientKey, key);
+  }
   const iv = randomBytes(12);
   const c = createCipheriv('aes-256-gcm', key, iv);
   c.setAAD(aad(binding));
@@ -103,11 +138,20 @@ export function seal(body: unknown, recipientKey: string, binding: SealBinding):
   return { alg: SEAL_ALG, kid, epk, iv: iv.toString('base64url'), ct: ct.toString('base64url'), tag: c.getAuthTag().toString('base64url') };
 }
 
+/** AES keys derived when opening, by sender ephemeral key and own key; bounded, and short-lived like the senders' keys. */
+const openKeys = new LRUCache<string, Buffer>({ max: 1024, ttl: 2 * EPHEMERAL_MS });
+
 /** Decrypts a box sealed to `kp`; throws when it is not for this key, or was altered or moved. */
 export function open(box: SealedBox, kp: SealKeyPair, binding: SealBinding): unknown {
   if (box.alg !== SEAL_ALG) throw new Error(`unsupported seal ${String(box.alg)}`);
   if (box.kid !== keyId(kp.publicKey)) throw new Error('sealed to another key');
-  const key = deriveKey(diffieHellman({ privateKey: kp.privateKey, publicKey: importKey(box.epk) }), box.epk, kp.publicKey);
+  // A sender reuses its ephemeral key for a minute: the key derived for it is kept as long.
+  const cacheKey = `${box.epk}\0${kp.publicKey}`;
+  let key = openKeys.get(cacheKey);
+  if (!key) {
+    key = deriveKey(diffieHellman({ privateKey: kp.privateKey, publicKey: importKey(box.epk) }), box.epk, kp.publicKey);
+    openKeys.set(cacheKey, key);
+  }
   const d = createDecipheriv('aes-256-gcm', key, Buffer.from(box.iv, 'base64url'));
   d.setAAD(aad(binding));
   d.setAuthTag(Buffer.from(box.tag, 'base64url'));

@@ -4,6 +4,7 @@
  * audit. At most once: the claim (`create` in the claims bucket, keyed by grant id)
  * comes before anything runs, so no redelivery, replica or replayed grant runs twice.
  */
+import { LRUCache } from 'lru-cache';
 import { randomUUID, type KeyObject } from 'node:crypto';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
@@ -43,7 +44,7 @@ import {
   type Outcome,
   type ResultBody,
 } from '../schemas/index.ts';
-import { genericSqlError, LineMasker, maskRows, maskText, MaskingSpecSchema, sensitiveColumns, type MaskingSpec } from '../masking/index.ts';
+import { compileMasking, genericSqlError, LineMasker, maskRows, maskText, MaskingSpecSchema, sensitiveColumns, type CompiledMasking } from '../masking/index.ts';
 import { ClaimedGrants } from './claimed-grants.ts';
 import { errorContextOf, type ExecOutput, type Executor } from './executor.ts';
 
@@ -70,7 +71,21 @@ interface Traced {
   log: Logger;
 }
 
-type SpecResult = { ok: true; spec: MaskingSpec } | { ok: false; error: WritError };
+type SpecResult = { ok: true; spec: CompiledMasking } | { ok: false; error: WritError };
+
+/** A grant's masking spec, parsed and compiled with the worker's key; what cannot be applied runs nothing. */
+function compileSpec(mask: unknown, hmacKey: Buffer | undefined): SpecResult {
+  const r = MaskingSpecSchema.safeParse(mask);
+  // A grant whose masking cannot be understood runs nothing: masking is never skipped.
+  if (!r.success) return { ok: false, error: new WritError('WRIT_MASKING_FAILED', 'the grant carries a masking spec this worker cannot apply') };
+  try {
+    return { ok: true, spec: compileMasking(r.data, { hmacKey }) };
+  } catch (e) {
+    // A spec this worker cannot compile (a hash strategy with no key here): nothing runs.
+    const err = toWritError(e);
+    return { ok: false, error: err.code === 'WRIT_MASKING_FAILED' ? err : new WritError('WRIT_MASKING_FAILED', 'the grant carries a masking spec this worker cannot apply') };
+  }
+}
 
 const enc = new TextEncoder();
 /** How long the claim's audit event may wait to share a block with the outcome's. */
@@ -88,6 +103,8 @@ export class Worker {
   readonly #loops: ConsumeLoop[] = [];
   readonly #byTarget = new Map<string, Executor>();
   readonly #running = new Set<AbortController>();
+  /** Compiled masking specs by their JSON (bounded: grants of a few rules repeat a few specs). */
+  readonly #specs = new LRUCache<string, SpecResult>({ max: 256 });
   /** Grants this process claimed, until they expire (claimed-grants.ts). */
   readonly #claimedHere: ClaimedGrants;
   #warnedClaimedFull = false;
@@ -374,9 +391,15 @@ export class Worker {
     // No spec is not "no column rules": a grant rebuilt without its masking (a re-sent order)
     // must not run unmasked. `{}` is the explicit "no column rules".
     if (claims.mask === undefined || claims.mask === null) return { ok: false, error: new WritError('WRIT_MASKING_FAILED', 'the grant carries no masking spec; nothing ran') };
-    const r = MaskingSpecSchema.safeParse(claims.mask);
-    // A grant whose masking cannot be understood runs nothing: masking is never skipped.
-    return r.success ? { ok: true, spec: r.data } : { ok: false, error: new WritError('WRIT_MASKING_FAILED', 'the grant carries a masking spec this worker cannot apply') };
+    // Grants of one rule carry the same spec: it is parsed and compiled once (the masking
+    // engine's compiled form is immutable), not once per intent and again per use.
+    const key = JSON.stringify(claims.mask);
+    let r = this.#specs.get(key);
+    if (!r) {
+      r = compileSpec(claims.mask, this.#d.hmacKey);
+      this.#specs.set(key, r);
+    }
+    return r;
   }
 
   /**
@@ -406,7 +429,7 @@ export class Worker {
     }
   }
 
-  #mask(out: ExecOutput, spec: MaskingSpec, claims: GrantClaims, maskers: Array<{ stream: string; m: LineMasker }>): { result: ResultBody; maskedFields: string[] } {
+  #mask(out: ExecOutput, spec: CompiledMasking, claims: GrantClaims, maskers: Array<{ stream: string; m: LineMasker }>): { result: ResultBody; maskedFields: string[] } {
     const opts = { hmacKey: this.#d.hmacKey };
     void claims;
     if (out.type === 'stream') {
