@@ -354,10 +354,10 @@ export class WritClient {
   }
 
   /**
-   * A read-only question (asking again changes nothing), asked again while no broker answers
-   * it (WRIT_TRANSPORT: a reconnect, a failover, a broker's own bus error) for up to
-   * API_RETRY_MS. Each attempt waits at most `timeoutMs`; `again` may turn a refusal met on a
-   * retry into the answer (cancel).
+   * An API request asked again while no broker answers it (WRIT_TRANSPORT: a reconnect, a
+   * failover, a broker's own bus error) for up to API_RETRY_MS. Only for requests that asking
+   * twice cannot change (the read-only ones), or whose second answer `again` can read: it may
+   * turn a refusal met on a retry into the answer (cancel). Each attempt waits at most `timeoutMs`.
    */
   async #ask(op: ApiOp, body: Record<string, unknown>, timeoutMs: number, again?: (e: WritError) => Promise<ApiReply | undefined>): Promise<ApiReply> {
     const end = Date.now() + API_RETRY_MS;
