@@ -19,6 +19,8 @@ import { fmt, load, type LoadFigures } from './stats.ts';
 
 /** Concurrency levels; BENCH_CONCURRENCY=64 (comma-separated) narrows a run. */
 const LEVELS = (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number);
+/** BENCH_SIM=1: the worker answers without a database (a simulation of the broker's capacity). */
+const SIM = process.env.BENCH_SIM === '1';
 
 /** What each Writ step cost per intent, by concurrency level (see procstat.ts). */
 const costs: Record<string, PerIntentCost> = {};
@@ -56,9 +58,11 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
     }),
   );
   // BENCH_PROF=DIR writes CPU profiles of the service processes there. BENCH_SPLIT=1 runs the
-  // broker and the worker as two processes (as a deployment does) instead of one (as `writ up`).
+  // broker and the worker as two processes (as a deployment does) instead of one (as `writ up`);
+  // BENCH_SPLIT=2 runs two of each. BENCH_SIM=1 is the broker's capacity: one broker process,
+  // and a simulated worker (no database) in another; its figures are labelled a simulation.
   const prof = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
-  const roles = process.env.BENCH_SPLIT ? ['broker', 'worker'] : ['both'];
+  const roles = SIM ? ['broker', 'sim-worker'] : process.env.BENCH_SPLIT === '2' ? ['broker', 'broker', 'worker', 'worker'] : process.env.BENCH_SPLIT ? ['broker', 'worker'] : ['both'];
   const children = [];
   for (const role of roles) {
     const child = spawn(process.execPath, [...prof, '--import', 'tsx', join(import.meta.dirname, 'stack-process.ts'), cfgFile, role], {
@@ -73,7 +77,8 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
   }
   const pids: Record<string, number> = { 'nats-server': nats.pid };
   children.forEach((c, i) => {
-    pids[roles[i] === 'both' ? 'broker+worker' : roles[i]!] = c.pid!;
+    const name = roles[i] === 'both' ? 'broker+worker' : roles[i]!;
+    pids[roles.indexOf(roles[i]!) === i ? name : `${name} 2`] = c.pid!;
   });
   // Each Writ step is measured with the cost it caused, per intent served.
   const measured = async (key: string, run: () => Promise<LoadFigures>): Promise<LoadFigures> => {
@@ -117,7 +122,7 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
         ),
       );
     }
-    if (process.env.BENCH_SKIP_ROWS) return out;
+    if (process.env.BENCH_SKIP_ROWS || SIM) return out;
     const rowsSql = 'SELECT id, name, email, phone, note, created FROM people ORDER BY id';
     out['direct 1000 rows'] = await load(() => direct.query(rowsSql), 1, durationMs);
     out['writ 1000 rows masked'] = await measured('writ 1000 rows masked', () =>
@@ -145,7 +150,11 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
 
 export function printE2E(r: Record<string, LoadFigures>): void {
   printRows(r);
-  console.log('\n## End to end: SELECT 1, direct pg (pool 8) vs through Writ');
+  console.log(
+    SIM
+      ? '\n## SIMULATION, not end to end: one broker process, the worker answering without a database (BENCH_SIM=1); direct pg for scale only'
+      : `\n## End to end: SELECT 1, direct pg (pool 8) vs through Writ${process.env.BENCH_SPLIT ? ` (services as ${process.env.BENCH_SPLIT === '2' ? 'two brokers and two workers' : 'one broker and one worker process'}, BENCH_SPLIT)` : ''}`,
+  );
   console.log('| concurrency | direct p50 ms | direct p99 ms | direct ops/s | writ p50 ms | writ p99 ms | writ ops/s | p50 +ms | p50 ratio | throughput ratio | writ errors |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const c of LEVELS) {

@@ -1,13 +1,16 @@
 /**
  * A broker and/or a PostgreSQL worker from a config file, for benchmarks. The role comes
- * from argv[3]: `both` (default, as `writ up`), `broker` or `worker`. Prints READY.
+ * from argv[3]: `both` (default, as `writ up`), `broker`, `worker`, or `sim-worker`: the
+ * worker runtime (grant check, claim, masking, sealing, audit, result) with an executor that
+ * answers `SELECT 1`'s row without a database. That one is a simulation, for the broker's own
+ * capacity (`BENCH_SIM=1`), and never an end-to-end figure. Prints READY.
  */
 import { join } from 'node:path';
 import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import { createBroker } from '../broker/index.ts';
 import { connectNats, createLogger } from '../lib/index.ts';
 import { loadConfigFile } from '../schemas/index.ts';
-import { createWorker } from '../workers/index.ts';
+import { createWorker, type Executor } from '../workers/index.ts';
 
 const config = loadConfigFile(process.argv[2]!);
 const role = process.argv[3] ?? 'both';
@@ -22,8 +25,15 @@ if (role !== 'worker') {
   services.push(broker);
   caches = () => ({ ...broker.caches });
 }
+/** The simulated target: every order answers one computed row, as `SELECT 1` would. */
+const simulated: Executor = {
+  kind: 'postgres',
+  targets: config.workers.postgres.map((t) => t.target),
+  run: () => Promise.resolve({ type: 'rows', fields: [{ name: '?column?', origin: null }], rows: [[1]], rowCount: 1, truncated: false, command: 'SELECT', notices: [] }),
+  close: () => Promise.resolve(),
+};
 if (role !== 'broker') {
-  const worker = await createWorker({ nc, config, log });
+  const worker = await createWorker({ nc, config, log, ...(role === 'sim-worker' ? { executors: [simulated] } : {}) });
   await worker.start();
   services.unshift(worker);
   const before = caches;
