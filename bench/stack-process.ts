@@ -19,7 +19,7 @@ const log = createLogger({ name: `bench-${role}`, level: process.env.WRIT_LOG_LE
 const nc = await connectNats(config.nats, `bench-${role}`);
 const services: Array<{ stop(): Promise<void> }> = [];
 let caches: () => Record<string, number> = () => ({});
-if (role !== 'worker') {
+if (role === 'both' || role === 'broker') {
   const broker = await createBroker({ nc, config, log });
   await broker.start();
   services.push(broker);
