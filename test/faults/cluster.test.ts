@@ -31,12 +31,17 @@ const DOWN_MS = 2_000;
 /** Grants outlive the queue: with 2,000 intents submitted at once, an order waits its turn for seconds. */
 const GRANT_TTL_SEC = 120;
 /**
- * How long an agent's run() held across the kill waits. An order delivered to a worker through
- * the killed member is lost in flight and redelivered only after the worker consumer's 60 s
- * ack_wait; on a loaded machine it can then end only when its grant expires. The system bounds
- * every intent's end by the grant's life (then the sweeper), so an agent that waits that long
- * learns the real outcome; a shorter wait truthfully reports "still dispatched" (seen: 8 of ~100
- * runs at 90 s, ended failed WRIT_GRANT_EXPIRED at 127 s).
+ * How long an agent's run() held across the kill waits, and how long the checks wait for every
+ * accepted intent to end. The system bounds an intent's end by its grant's life (then the
+ * sweeper), and the kill can take an intent that far:
+ *   - an order delivered to a worker through the killed member is lost in flight and comes back
+ *     after the worker consumer's 60 s ack_wait; on a loaded machine it then ends only when its
+ *     grant expires (seen: 8 of ~100 runs still dispatched at 90 s, ended failed
+ *     WRIT_GRANT_EXPIRED at 127 s);
+ *   - a worker whose claim create was stored but whose answer was lost takes the claim for
+ *     another's and refuses the order: the intent ends `unknown` when the sweeper finds it past
+ *     its deadline (seen: 7 intents, ended at about 125 s).
+ * A shorter wait truthfully reports "still dispatched"; this one learns the real outcome.
  */
 const RUN_WAIT_MS = (GRANT_TTL_SEC + 30) * 1_000;
 
@@ -118,7 +123,7 @@ async function killUnderLoad(pick: (stack: FaultStack, intentsLeader: number) =>
   await w.waits();
   const burstMs = Date.now() - t0;
   const checkedAt = Date.now();
-  const rep = await checkInvariants(stack, w, { deadlineMs: 90_000 });
+  const rep = await checkInvariants(stack, w, { deadlineMs: RUN_WAIT_MS });
   // From the burst's start until every accepted intent had ended.
   const allEndedMs = checkedAt + rep.counts.endStatesMs! - t0;
   console.log(`cluster kill -9 of ${stack.cluster!.serverNames[victim]} (${victim === leader ? '' : 'not '}the intents leader; audit stream R${stack.auditReplicas}):`, {
