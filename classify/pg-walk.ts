@@ -21,6 +21,8 @@ export class Collector {
   modifyingCte = false;
   selectInto = false;
   rowLocks = false;
+  /** Columns and whole-row tables that only a RETURNING list reads (keys as in `columns`). */
+  readonly returningOnly = { columns: new Map<string, ColumnFact>(), wholeRow: new Set<string>() };
   /** RangeVar bodies a statement handler already attributed (as write targets), so the walk does not count them as reads. */
   readonly claimed = new WeakSet<object>();
 
@@ -360,7 +362,13 @@ export class PgWalker {
         const name = str(nodeOf(o, 'ReturningOption')?.value);
         if (name) retScope.entries.push({ name, kind: 'table', table: target }); // RETURNING old.*, new.*
       }
+      const cols = new Set(this.c.columns.keys());
+      const whole = new Set(this.c.wholeRow);
       this.visit(ret.exprs, retScope);
+      // RETURNING hands rows back and stores nothing: what only it reads is told apart for the
+      // worker's masked-copy check (workers/sql-common.ts), which still counts it in a CTE.
+      for (const [k, v] of this.c.columns) if (!cols.has(k)) this.c.returningOnly.columns.set(k, v);
+      for (const t of this.c.wholeRow) if (!whole.has(t)) this.c.returningOnly.wholeRow.add(t);
     }
   }
 }

@@ -88,6 +88,9 @@ function toFacts(info: StmtInfo, c: Collector, text: string): SqlStatementFacts 
   if (info.execute) facts.execute = info.execute;
   if (info.set) facts.set = info.set;
   if (info.transaction !== undefined) facts.transaction = info.transaction;
+  if (c.returningOnly.columns.size > 0 || c.returningOnly.wholeRow.size > 0) {
+    facts.returningOnly = { columns: [...c.returningOnly.columns.values()], wholeRowTables: [...c.returningOnly.wholeRow] };
+  }
   return facts;
 }
 

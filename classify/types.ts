@@ -143,6 +143,13 @@ export interface SqlStatementFacts {
   /** Columns written: INSERT column lists, UPDATE SET targets, MERGE actions. */
   columnsWritten: ColumnFact[];
   /**
+   * PostgreSQL DML with RETURNING: the columns and whole-row tables among `columns` and
+   * `wholeRowTables` that only a RETURNING list reads (at any DML of the statement, a CTE's
+   * included). Such a read hands rows back and stores nothing, so the worker's masked-copy check
+   * leaves it out for a statement with no modifying CTE. Absent when there are none.
+   */
+  returningOnly?: { columns: ColumnFact[]; wholeRowTables: string[] };
+  /**
    * MySQL only: every name the statement gives a row source (a table or view with or without an
    * alias, a derived table, a CTE), lower-cased, with the base table (`db.table` or `table`) it
    * stands for, null for a derived table or CTE. MySQL/MariaDB report such a name as a result

@@ -3,7 +3,7 @@
  * Workers call it before anything is published: a result is masked whole or withheld
  * (WRIT_MASKING_FAILED), never passed through. Decisions are written down in README.md.
  */
-export { MaskingSpecSchema, compileMasking, sensitiveColumns } from './spec.ts';
+export { MaskingSpecSchema, columnStrategy, compileMasking, sensitiveColumns } from './spec.ts';
 export type { MaskingSpec, MaskingSpecInput, CompiledMasking } from './spec.ts';
 export { maskRows } from './rows.ts';
 export { maskText } from './text.ts';

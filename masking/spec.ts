@@ -57,6 +57,14 @@ export const MaskingSpecSchema = z
      * rule whose named functions are known to return nothing sensitive. Default false.
      */
     trustComputed: z.boolean().optional(),
+    /**
+     * A write (INSERT, UPDATE, MERGE, CREATE TABLE AS, SELECT INTO, COPY TO a file, a function
+     * that stores session or server state) whose values may come from a masked column is
+     * refused (WRIT_MASKED_COPY): column masking follows a column by its origin, not the value
+     * once it is stored elsewhere, so whoever reads the copy would see it in the clear. `true`
+     * lets this rule's writes copy masked values (an operator's migration, a backfill). Default false.
+     */
+    copyMasked: z.boolean().optional(),
   })
   .superRefine((spec, ctx) => {
     const seen = new Set<string>();
@@ -173,4 +181,9 @@ export function sensitiveColumns(spec: MaskingSpecInput | CompiledMasking, names
   // Deciding sensitivity needs no key, so a hash spec is accepted here without one.
   const c = build(spec, opts, false);
   return names.filter((n) => ruleForColumn(c, n) !== undefined);
+}
+
+/** The strategy of the column rule that masks `schema.table.column`, if one does. */
+export function columnStrategy(spec: MaskingSpecInput | CompiledMasking, name: string): Strategy | undefined {
+  return ruleForColumn(build(spec, {}, false), name)?.strategy;
 }

@@ -5,7 +5,8 @@
  * signal a batch throws before its rollback. Pure, except for the catalogue the caller passes.
  */
 import type { SqlStatementFacts } from '../classify/index.ts';
-import { WritError } from '../schemas/index.ts';
+import { columnStrategy, MaskingSpecSchema, sensitiveColumns, type MaskingSpec } from '../masking/index.ts';
+import { WritError, type AccessMode } from '../schemas/index.ts';
 
 /** The catalogue lookups a worker answers from its target (cached there). */
 export interface ColumnCatalogue {
@@ -13,6 +14,8 @@ export interface ColumnCatalogue {
   columnsOf(tables: readonly string[]): Promise<string[]>;
   /** The base columns of those of the named relations that are views; empty for tables. */
   viewBaseColumns(tables: readonly string[]): Promise<string[]>;
+  /** Views among the named relations whose base columns cannot be known (MySQL: definition unreadable). */
+  opaqueViews?(tables: readonly string[]): Promise<string[]>;
 }
 
 /** Thrown inside the batch; becomes WRIT_ROW_LIMIT once the rollback's fate is known. */
@@ -95,4 +98,127 @@ export async function batchFailure(e: unknown, o: { committing: boolean; connect
   }
   if (e instanceof WritError) throw e;
   throw Object.assign(e as object, { writFate: fate });
+}
+
+/** Kinds that store nothing they read (their side-effect flags are checked apart). */
+const STORES_NOTHING = new Set<SqlStatementFacts['kind']>([
+  'select',
+  'values',
+  'show',
+  'declare',
+  'fetch',
+  'move',
+  'close',
+  'prepare',
+  'deallocate',
+  'discard',
+  'listen',
+  'unlisten',
+  'lock',
+  'unlock',
+  'delete',
+  'truncate',
+  'drop',
+  'set',
+  'reset',
+  'transaction',
+  'use',
+]);
+
+/**
+ * Whether a statement may put what it reads where a later read gets it back as something
+ * other than the masked column: rows (INSERT, UPDATE, MERGE, a modifying CTE), a new table
+ * (CREATE TABLE AS, PostgreSQL's SELECT INTO), a file (COPY, INTO OUTFILE), server or session
+ * state through a function (set_config, setval, pg_notify, advisory locks: the dangerous list),
+ * or code the classifier cannot see into (DO, CALL; under a write grant any unknown function).
+ * A view is not a copy: its columns are masked by the base columns it draws on. MySQL's
+ * `SELECT … INTO @x` and `SET @x` only reach the session, whose later statements are masked by
+ * what the batch read, and which is reset before another intent gets the connection.
+ */
+export function mayStore(st: SqlStatementFacts, dialect: 'postgres' | 'mysql', mode: AccessMode): boolean {
+  if (st.kind === 'execute') return st.execute?.inner === undefined || mayStore(st.execute.inner, dialect, mode);
+  if (st.kind === 'explain' && st.explain?.analyze === true && mayStore(st.explain.inner, dialect, mode)) return true;
+  if (st.modifyingCte || st.copy !== undefined || st.dangerousFunctions.length > 0) return true;
+  if (st.selectInto && dialect === 'postgres') return true;
+  // Under a read grant the read-only transaction and role keep an unknown function from writing rows.
+  if (mode === 'write' && (st.unknownFunctions?.length ?? 0) > 0) return true;
+  if (st.kind === 'create' && st.objectType === 'view') return false;
+  return !STORES_NOTHING.has(st.kind) && st.kind !== 'explain';
+}
+
+/** The grant's masking spec, parsed; a spec that does not parse runs nothing (the runtime says the same). */
+function specOf(mask: unknown): MaskingSpec {
+  const r = MaskingSpecSchema.safeParse(mask);
+  if (!r.success) throw new WritError('WRIT_MASKING_FAILED', 'the grant carries a masking spec this worker cannot apply');
+  return r.data;
+}
+
+/**
+ * Refuses, before anything runs, a statement that may store (mayStore) a value drawn from a
+ * column the grant's masking masks: masking follows a value by its column's origin, so a copy
+ * in `events.note`, a new table, a sequence or a setting comes back in the clear to whoever
+ * reads it, the writer included. What a statement may draw on is what it and every statement
+ * before it in the batch read (the session carries values between them: user variables,
+ * set_config, temp tables), views resolved. Where that cannot be known (an opaque or unknown
+ * function, DO, a view whose definition is unreadable), it is refused too. Allowed: a write
+ * whose every destination column is itself masked at least as strictly as its sources
+ * (`UPDATE customers SET email = lower(email)`), and any write under `copyMasked: true`.
+ */
+export async function refuseMaskedCopies(cat: ColumnCatalogue, facts: readonly SqlStatementFacts[], claims: { mode: AccessMode; mask?: unknown }, dialect: 'postgres' | 'mysql'): Promise<void> {
+  // The runtime refuses a grant without a masking spec before any executor runs (workers/runtime.ts);
+  // an executor driven directly (its own tests) has no column rules to protect.
+  if (claims.mask === undefined) return;
+  const spec = specOf(claims.mask);
+  if (spec.columns.length === 0 || spec.copyMasked === true) return;
+  for (let i = 0; i < facts.length; i++) {
+    const st = facts[i]!;
+    if (!mayStore(st, dialect, claims.mode)) continue;
+    const drawn = facts.slice(0, i + 1);
+    const where = facts.length > 1 ? `statement ${i + 1} ` : 'the statement ';
+    const opaque = drawn.some((d) => opaqueReason(d) !== undefined || d.kind === 'do') || ((await cat.opaqueViews?.([...new Set(drawn.flatMap((d) => d.tablesRead))]))?.length ?? 0) > 0;
+    if (opaque) {
+      throw new WritError(
+        'WRIT_MASKED_COPY',
+        `${where}stores what it computes, and what it draws on cannot be traced (a function or block the worker cannot see into), so it may copy a masked column; nothing ran`,
+        { details: { statement: i + 1 } },
+      );
+    }
+    const sensitive = [...new Set(sensitiveColumns(spec, await sourcesOf(cat, [...drawn.slice(0, -1), storedReads(st)])))];
+    if (sensitive.length === 0 || intoMaskedColumns(st, sensitive, spec)) continue;
+    throw new WritError(
+      'WRIT_MASKED_COPY',
+      `${where}would store values drawn from the masked column${sensitive.length > 1 ? 's' : ''} ${sensitive.slice(0, 5).join(', ')}${i > 0 ? ' (read by it or an earlier statement of the batch)' : ''}, where a later read gets them back unmasked; nothing ran`,
+      { details: { statement: i + 1, columns: sensitive.slice(0, 20) } },
+    );
+  }
+}
+
+/**
+ * The statement with what only its RETURNING list reads left out: RETURNING hands rows back
+ * (masked like any result) and stores nothing. Kept whole where RETURNING feeds another
+ * statement (a modifying CTE) or calls something that may store (a dangerous or unknown function).
+ */
+function storedReads(st: SqlStatementFacts): SqlStatementFacts {
+  const r = st.returningOnly;
+  if (!r || st.modifyingCte || st.dangerousFunctions.length > 0 || (st.unknownFunctions?.length ?? 0) > 0) return st;
+  const key = (c: { table: string | null; column: string }) => `${c.table ?? ''}\u0000${c.column}`;
+  const cols = new Set(r.columns.map(key));
+  const whole = new Set(r.wholeRowTables);
+  return { ...st, columns: st.columns.filter((c) => !cols.has(key(c))), wholeRowTables: st.wholeRowTables.filter((t) => !whole.has(t)) };
+}
+
+/**
+ * A plain INSERT/UPDATE/MERGE whose every written column is masked, each by `redact` or by
+ * the same strategy as every masked column it may draw on: the copy is masked as strictly as
+ * the original wherever it is read.
+ */
+function intoMaskedColumns(st: SqlStatementFacts, sources: readonly string[], spec: MaskingSpec): boolean {
+  if (!['insert', 'update', 'merge'].includes(st.kind) || st.modifyingCte || st.dangerousFunctions.length > 0 || (st.unknownFunctions?.length ?? 0) > 0) return false;
+  if (st.columnsWritten.length === 0) return false;
+  const from = sources.map((c) => columnStrategy(spec, c));
+  return st.columnsWritten.every((c) => {
+    if (c.table === null || c.column === '*') return false;
+    const to = columnStrategy(spec, `${c.table}.${c.column}`);
+    return to !== undefined && (to === 'redact' || from.every((f) => f === to));
+  });
 }

@@ -18,7 +18,7 @@ import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type
 import { fetchLimits, runCursor, type CursorResult, type FetchLimits } from './cursor.ts';
 import { OriginResolver } from './origins.ts';
 import { Session } from './session.ts';
-import { batchFailure, opaqueReason, RowLimit, sourcesOf, uncountable, writesRows as writes } from '../sql-common.ts';
+import { batchFailure, opaqueReason, refuseMaskedCopies, RowLimit, sourcesOf, uncountable, writesRows as writes } from '../sql-common.ts';
 
 type WorkerTarget = Config['workers']['postgres'][number];
 
@@ -104,6 +104,7 @@ export class PostgresExecutor implements Executor {
     }
     refuse(facts.statements, claims);
     await refuseHiddenCalls(t.origins, facts.statements);
+    await refuseMaskedCopies(t.origins, facts.statements, claims, 'postgres');
     const lim = fetchLimits(claims.limits.rows ?? 1000, claims.limits.bytes ?? DEFAULT_BYTES);
     const timeoutMs = Math.round((claims.limits.seconds ?? 30) * 1000);
 
@@ -144,7 +145,7 @@ export class PostgresExecutor implements Executor {
     if (!r.cut && s.client.getTransactionStatus() !== 'I') {
       throw new WritError('WRIT_EXEC_FAILED', 'the statement left a transaction open on the connection; the connection was closed');
     }
-    return this.#rows(t, r, st, notices);
+    return this.#rows(t, r, [st], notices);
   }
 
   async #runBatch(t: TargetPools, s: Session, statements: string[], facts: SqlStatementFacts[], claims: GrantClaims, lim: FetchLimits, timeoutMs: number, notices: string[]): Promise<ExecOutput> {
@@ -163,7 +164,7 @@ export class PostgresExecutor implements Executor {
           // The connection is closed; its transaction can never commit. A read may still answer.
           if (claims.mode === 'read' && i === statements.length - 1) {
             tags.push(r.command ?? st.kind.toUpperCase());
-            return { ...(await this.#rows(t, r, st, notices)), command: tags.join(';') };
+            return { ...(await this.#rows(t, r, facts.slice(0, i + 1), notices)), command: tags.join(';') };
           }
           throw new WritError('WRIT_RESULT_TOO_LARGE', `${r.cut.message}; the connection was closed before COMMIT, so nothing was committed`, { details: { limit: lim.bytes } });
         }
@@ -184,7 +185,7 @@ export class PostgresExecutor implements Executor {
           if (!r.complete && writes(st)) throw new RowLimit(null, limit);
         }
         // The last statement that returns rows is the result; a batch's writes report their counts in `command`.
-        if (r.fields.length > 0 || out === undefined) out = await this.#rows(t, r, st, notices);
+        if (r.fields.length > 0 || out === undefined) out = await this.#rows(t, r, facts.slice(0, i + 1), notices);
       }
       committing = true;
       await client.query('COMMIT');
@@ -194,11 +195,19 @@ export class PostgresExecutor implements Executor {
     }
   }
 
-  async #rows(t: TargetPools, r: CursorResult, st: SqlStatementFacts, notices: string[]): Promise<RowsOutput> {
+  /**
+   * The last statement's result fields. `drawn` is every statement of the batch up to it: the
+   * session carries values from one statement to the next (set_config / current_setting, a
+   * cursor, a prepared statement), so a computed field may hold anything an earlier statement
+   * read: `SELECT set_config('x.y', email, false) FROM customers; SELECT current_setting('x.y')`
+   * returned the e-mail unmasked when only the last statement's sources counted.
+   */
+  async #rows(t: TargetPools, r: CursorResult, drawn: readonly SqlStatementFacts[], notices: string[]): Promise<RowsOutput> {
+    const st = drawn[drawn.length - 1]!;
     const fields = await t.origins.resolve(r.fields);
     if (fields.some((f) => f.origin === null)) {
-      const sources = await this.#sources(t, [st]);
-      const opaque = opaqueReason(st);
+      const sources = await this.#sources(t, drawn);
+      const opaque = drawn.map(opaqueReason).find((x) => x !== undefined);
       for (const f of fields) {
         if (f.origin !== null) continue;
         f.sources = sources;
