@@ -38,7 +38,7 @@ rules:
   - id: ops-write
     effect: allow
     mode: write
-    match: { principal: { groups: [ops] }, sql: { functions: ["*", set_config, setval, pg_notify, pg_advisory_lock, remember], selectInto: any, modifyingCte: any } }
+    match: { principal: { groups: [ops] }, sql: { functions: ["*", set_config, setval, pg_notify, pg_advisory_lock, pg_sleep, remember], selectInto: any, modifyingCte: any } }
   - id: migrations
     effect: allow
     mode: write
@@ -173,6 +173,7 @@ describe('masked values are not copied through storage by a write grant', () => 
 
   const allowed: Array<[string, string]> = [
     ['a write reading no masked column', 'INSERT INTO events (note) SELECT name FROM customers WHERE id = 1'],
+    ['a reviewed side-effecting built-in, no masked read', "INSERT INTO events (note) SELECT 'slept' FROM pg_sleep(0)"],
     ['a filter on an unmasked key', "UPDATE customers SET plan = 'team' WHERE id = 2"],
     ['a masked column rewritten into itself', 'UPDATE customers SET email = lower(email) WHERE id = 3'],
     ['a delete filtered by a masked column', 'DELETE FROM events WHERE note = (SELECT email FROM customers WHERE id = 1)'],

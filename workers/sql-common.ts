@@ -146,6 +146,16 @@ export function mayStore(st: SqlStatementFacts, dialect: 'postgres' | 'mysql', m
   return !STORES_NOTHING.has(st.kind) && st.kind !== 'explain';
 }
 
+/**
+ * Whether what a statement computes may come from data its facts do not show: a function that
+ * runs SQL text or reads a relation by name, a function the classifier does not know (its body
+ * may read any table), a DO block. Reviewed built-ins on the dangerous list (pg_sleep, set_config,
+ * nextval…) are side effects, not hidden reads: they make a statement store, not untraceable.
+ */
+function untraceable(st: SqlStatementFacts): boolean {
+  return st.opaqueReads === true || st.kind === 'do' || (st.unknownFunctions ?? []).some((f) => !st.dangerousFunctions.includes(f));
+}
+
 /** The grant's masking spec, parsed; a spec that does not parse runs nothing (the runtime says the same). */
 function specOf(mask: unknown): MaskingSpec {
   const r = MaskingSpecSchema.safeParse(mask);
@@ -175,7 +185,7 @@ export async function refuseMaskedCopies(cat: ColumnCatalogue, facts: readonly S
     if (!mayStore(st, dialect, claims.mode)) continue;
     const drawn = facts.slice(0, i + 1);
     const where = facts.length > 1 ? `statement ${i + 1} ` : 'the statement ';
-    const opaque = drawn.some((d) => opaqueReason(d) !== undefined || d.kind === 'do') || ((await cat.opaqueViews?.([...new Set(drawn.flatMap((d) => d.tablesRead))]))?.length ?? 0) > 0;
+    const opaque = drawn.some(untraceable) || ((await cat.opaqueViews?.([...new Set(drawn.flatMap((d) => d.tablesRead))]))?.length ?? 0) > 0;
     if (opaque) {
       throw new WritError(
         'WRIT_MASKED_COPY',
