@@ -135,7 +135,7 @@ const STORES_NOTHING = new Set<SqlStatementFacts['kind']>([
  * `SELECT … INTO @x` and `SET @x` only reach the session, whose later statements are masked by
  * what the batch read, and which is reset before another intent gets the connection.
  */
-export function mayStore(st: SqlStatementFacts, dialect: 'postgres' | 'mysql', mode: AccessMode): boolean {
+function mayStore(st: SqlStatementFacts, dialect: 'postgres' | 'mysql', mode: AccessMode): boolean {
   if (st.kind === 'execute') return st.execute?.inner === undefined || mayStore(st.execute.inner, dialect, mode);
   if (st.kind === 'explain' && st.explain?.analyze === true && mayStore(st.explain.inner, dialect, mode)) return true;
   if (st.modifyingCte || st.copy !== undefined || st.dangerousFunctions.length > 0) return true;
