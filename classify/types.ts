@@ -158,6 +158,19 @@ export interface SqlStatementFacts {
   relations?: Array<{ name: string; table: string | null }>;
   /** Tables read as a whole row or with a star (`SELECT c FROM customers c`, `row_to_json(c)`, `c.*`, `*`). */
   wholeRowTables: string[];
+  /**
+   * Columns read in a position whose value is not handed back as a result field, so the worker cannot
+   * mask it there: WHERE, JOIN ON/USING, GROUP BY, HAVING, ORDER BY, DISTINCT ON, LIMIT/OFFSET, window
+   * PARTITION BY/ORDER BY, arguments of FROM-clause functions, set-returning functions in a select list,
+   * UPDATE/DELETE/MERGE filters, and everything nested in any of those (subqueries included). Such a read
+   * is an oracle (`WHERE email LIKE 'a%'` says whether the masked value starts with `a` through the rows
+   * that come back). Resolved like `columns` (aliases, derived tables, CTEs). A column the classifier
+   * cannot place is counted here. Optional so that a classifier that does not fill it is refused by the
+   * worker's masked-filter check (absent = unknown = refused when the grant masks anything).
+   */
+  filterColumns?: ColumnFact[];
+  /** Tables read as a whole row in such a position (`WHERE c::text LIKE '%a%'`, `ORDER BY c`). Same rules as filterColumns. */
+  filterWholeRowTables?: string[];
   /** Every function called, as folded by the parser (lower-case unless quoted), schema-qualified only if written so. */
   functions: string[];
   /** The side-effecting or dangerous ones among `functions` (see DANGEROUS_FUNCTIONS in sql-functions.ts). */
