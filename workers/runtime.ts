@@ -307,8 +307,11 @@ export class Worker {
     } catch (e) {
       const err = toWritError(e);
       if (err.code === 'WRIT_INTERNAL') t.log.error({ err: e }, 'execution failed');
-      const message = this.#errorText(e, err, spec);
-      error = { code: err.code, message, ...(err.details ? { details: err.details } : {}) };
+      const { message, withheld } = this.#errorText(e, err, spec);
+      // A withheld server error keeps none of its details either: its SQLSTATE (and MySQL's
+      // errno) would tell, say, a division by zero from a bad cast, which a CASE over a masked
+      // column turns into a bit of its value.
+      error = { code: err.code, message, ...(err.details && !withheld ? { details: err.details } : {}) };
       // A commit whose fate is not known ends `unknown`, never `failed` ("no effect" would be a lie).
       status = err.code === 'WRIT_COMMIT_UNKNOWN' ? 'unknown' : 'failed';
     } finally {
@@ -408,8 +411,8 @@ export class Worker {
    * or what it touched is unknown, the whole text is replaced by a generic one for its
    * SQLSTATE; otherwise the value detectors run over it.
    */
-  #errorText(e: unknown, err: WritError, spec: SpecResult): string {
-    if (!spec.ok) return '[withheld]';
+  #errorText(e: unknown, err: WritError, spec: SpecResult): { message: string; withheld: boolean } {
+    if (!spec.ok) return { message: '[withheld]', withheld: true };
     const ctx = errorContextOf(err) ?? errorContextOf(e);
     const sqlstate = typeof err.details?.sqlstate === 'string' ? err.details.sqlstate : undefined;
     const fromServer = ctx ? ctx.serverText : sqlstate !== undefined;
@@ -420,12 +423,12 @@ export class Worker {
       } catch {
         touches = true;
       }
-      if (touches) return genericSqlError(sqlstate);
+      if (touches) return { message: genericSqlError(undefined), withheld: true };
     }
     try {
-      return maskText(err.message, spec.spec, { hmacKey: this.#d.hmacKey }).text;
+      return { message: maskText(err.message, spec.spec, { hmacKey: this.#d.hmacKey }).text, withheld: false };
     } catch {
-      return '[withheld: the message could not be masked]';
+      return { message: '[withheld: the message could not be masked]', withheld: true };
     }
   }
 
