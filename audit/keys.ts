@@ -65,7 +65,7 @@ export function blockSigner(privateKey: string | KeyObject): BlockSigner {
  * sees the file empty or half-written, and a second creator never replaces the first's. True
  * when this call created it.
  */
-export function writeFileOnce(file: string, data: string, mode: number): boolean {
+function writeFileOnce(file: string, data: string, mode: number): boolean {
   const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   const fd = openSync(tmp, 'wx', mode);
   try {
