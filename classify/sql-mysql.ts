@@ -8,6 +8,7 @@
 import type { CopyFacts, SetFacts, SqlErrorCode, SqlFacts, SqlKind, SqlStatementFacts, ColumnFact } from './types.ts';
 import { mysqlParser } from './runtime.ts';
 import { isDangerousMysql, isKnownSafeMysql } from './sql-functions.ts';
+import { MYSQL_KEYWORDS } from './sql-mysql-keywords.ts';
 import { safeMessage } from './text.ts';
 import { WritError } from '../schemas/errors.ts';
 
@@ -177,6 +178,55 @@ function relationsOf(ast: unknown, names: Names): Array<{ name: string; table: s
     else if (obj(o.name)?.value !== undefined && o.stmt !== undefined) add(String(obj(o.name)?.value).toLowerCase(), null);
   });
   return [...out.values()];
+}
+
+/**
+ * The words of a statement written bare: outside strings, quoted identifiers and comments, and
+ * not right after a dot (MySQL reads a word after `t.` as a name even when it is reserved).
+ * Lower-cased. The worker pins the default sql_mode, so `"…"` is a string.
+ */
+function bareWords(text: string): Set<string> {
+  const out = new Set<string>();
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text[i] as string;
+    if (c === "'" || c === '"' || c === '`') {
+      for (i++; i < n && text[i] !== c; i++) if (c !== '`' && text[i] === '\\') i++;
+    } else if (c === '#' || (c === '-' && text[i + 1] === '-')) {
+      const eol = text.indexOf('\n', i);
+      i = eol < 0 ? n : eol;
+    } else if (c === '/' && text[i + 1] === '*') {
+      const end = text.indexOf('*/', i + 2);
+      i = end < 0 ? n : end + 1;
+    } else if (/[\p{L}\p{N}_$\u0080-\uffff]/u.test(c)) {
+      let j = i;
+      while (j < n && /[\p{L}\p{N}_$\u0080-\uffff]/u.test(text[j] as string)) j++;
+      if (text[i - 1] !== '.') out.add(text.slice(i, j).toLowerCase());
+      i = j - 1;
+    }
+  }
+  return out;
+}
+
+/**
+ * A keyword or operator the parser took as a name: a column, table, alias or CTE name of the
+ * parse that is a MariaDB reserved word (MYSQL_KEYWORDS) and stands bare in the text. The server
+ * reads such a word as the keyword (`SELECT binary email` applies BINARY to email, where the
+ * parser saw a column `binary` aliased `email`), so the facts would describe another statement.
+ */
+function misreadKeyword(text: string, ast: unknown): string | undefined {
+  // From the tree, not the parser's columnList, which also lists DDL keywords (`INDEX(a)` as a column).
+  const named = new Set<string>();
+  each(ast, (o) => {
+    // `as` is an alias on a select item or row source; elsewhere (CREATE TABLE … AS) the keyword itself.
+    for (const v of ['expr' in o || typeof o.table === 'string' ? o.as : undefined, o.column, o.table, o.db, obj(o.name)?.value, obj(obj(o.column)?.expr)?.value])
+      if (typeof v === 'string') named.add(v.toLowerCase());
+    if (Array.isArray(o.using)) for (const u of o.using) named.add(String(typeof u === 'string' ? u : obj(u)?.value).toLowerCase());
+  });
+  const hits = [...named].filter((x) => MYSQL_KEYWORDS.has(x));
+  if (hits.length === 0) return undefined;
+  const bare = bareWords(text);
+  return hits.find((x) => bare.has(x));
 }
 
 /** MySQL truthiness of a constant WHERE: a non-zero number, TRUE, `x = x`, `... OR <true>`. */
@@ -427,6 +477,13 @@ export function classifyMysql(text: string, database?: string | null): SqlFacts 
       return failed('WRIT_SQL_UNPARSEABLE', `statement ${i + 1}: ${safeMessage(msg.replace(/^Expected .* but /, 'unexpected input: '))}`);
     }
     if (Array.isArray(result.ast) && result.ast.length !== 1) return failed('WRIT_SQL_UNPARSEABLE', `statement ${i + 1} holds ${result.ast.length} statements`);
+    const misread = misreadKeyword(piece, result.ast);
+    if (misread !== undefined) {
+      return failed(
+        'WRIT_SQL_UNPARSEABLE',
+        `statement ${i + 1}: the parser read the keyword ${misread.toUpperCase()} as a name, where the server reads it as a keyword or operator; quote a name with backticks (\`${misread}\`)`,
+      );
+    }
     try {
       statements.push(statementFacts(piece, result, names));
     } catch {
