@@ -124,11 +124,14 @@ interface NameInfo {
   rowCallable: boolean;
   /** Some overload can be called with exactly one argument (`(expr).name` calls it on expr). */
   unary: boolean;
+  /** Some overload returns a set (generate_series, unnest, regexp_matches, …). */
+  setReturning: boolean;
 }
 
 const CATALOG = new Map<string, NameInfo>();
-for (const [name, vol, , , ndef, variadic, args] of PG_FUNCTIONS) {
-  const info = CATALOG.get(name) ?? { pure: true, rowCallable: false, unary: false };
+for (const [name, vol, , retset, ndef, variadic, args] of PG_FUNCTIONS) {
+  const info = CATALOG.get(name) ?? { pure: true, rowCallable: false, unary: false, setReturning: false };
+  if (retset) info.setReturning = true;
   if (vol === 'v' && !HARMLESS_VOLATILE.has(name)) info.pure = false;
   const required = args.length - ndef - (variadic ? 1 : 0);
   const oneArg = args.length >= 1 && required <= 1;
@@ -151,6 +154,15 @@ function catalogName(written: string): string | undefined {
   const base = parts[parts.length - 1] as string;
   if (parts.length === 2 && parts[0] !== 'pg_catalog') return undefined;
   return CATALOG.has(base) ? base : undefined;
+}
+
+/**
+ * The function may return a set: some pg_catalog overload of its name does, or it is not pg_catalog's
+ * (a user's function may return a set). In a select list its arguments decide how many rows come back.
+ */
+export function mayReturnSetPg(written: string): boolean {
+  const base = catalogName(written);
+  return base === undefined || CATALOG.get(base)?.setReturning === true;
 }
 
 /** The function runs SQL text or reads a relation named by a value (dangerous, opaque and unknown). */

@@ -19,6 +19,11 @@ export interface Resolved {
 interface Output {
   name: string;
   origins: ColumnFact[];
+  /**
+   * Every base column (`*` for a whole row) the output's expression reads, computed or not
+   * (`length(email) AS l` has no origin but draws on email): what a filter on it reveals.
+   */
+  sources?: ColumnFact[];
 }
 
 /** What a derived table exposes: named outputs, plus tables whose every column it passes through (`SELECT *`). */
@@ -65,23 +70,23 @@ export class Scope {
 }
 
 /** Resolves a ColumnRef's fields to base columns (`*` for a star) and whole-row tables. */
-export function resolveRef(fields: unknown[], scope: Scope): Resolved {
+export function resolveRef(fields: unknown[], scope: Scope, withSources = false): Resolved {
   const parts = fields.map((f) => (nodeOf(f, 'A_Star') ? '*' : (sval(f) ?? '?')));
   const last = parts[parts.length - 1] ?? '?';
   if (parts.length === 1) {
-    if (last === '*') return starAll(scope);
+    if (last === '*') return starAll(scope, withSources);
     const entry = scope.findEntry(last);
     // PostgreSQL prefers a column of that name; the classifier cannot see columns, so it assumes the whole row.
-    if (entry) return entryStar(entry);
-    return { origins: unqualified(last, scope), whole: [] };
+    if (entry) return entryStar(entry, withSources);
+    return { origins: unqualified(last, scope, withSources), whole: [] };
   }
   const qual = parts[0] as string;
   const entry = scope.findEntry(qual);
   if (entry && parts.length <= 3) {
     const col = parts[1] as string; // with 3 parts: alias.compositecol.field
-    if (col === '*') return entryStar(entry);
-    const r: Resolved = { origins: entryColumn(entry, col), whole: [] };
-    if (parts.length === 2) return orRowCall(r, col, entryStar(entry));
+    if (col === '*') return entryStar(entry, withSources);
+    const r: Resolved = { origins: entryColumn(entry, col, withSources), whole: [] };
+    if (parts.length === 2) return orRowCall(r, col, entryStar(entry, withSources));
     return last === '*' ? r : orRowCall(r, last, { origins: [], whole: [] });
   }
   if (parts.length >= 3) {
@@ -102,12 +107,24 @@ export function orRowCall(column: Resolved, name: string, row: Resolved): Resolv
   return { origins: [...column.origins, ...row.origins], whole: [...column.whole, ...row.whole], calls: [name] };
 }
 
-function starAll(scope: Scope): Resolved {
+/** The entries a star target (`*`, `alias.*`) expands, when it names visible entries; undefined otherwise. */
+export function starEntries(fields: unknown[], scope: Scope): Entry[] | undefined {
+  if (fields.length === 1) {
+    for (let s: Scope | undefined = scope; s; s = s.parent) if (s.entries.length) return s.entries;
+    return undefined;
+  }
+  if (fields.length !== 2) return undefined;
+  const q = sval(fields[0]);
+  const e = q !== undefined ? scope.findEntry(q) : undefined;
+  return e ? [e] : undefined;
+}
+
+function starAll(scope: Scope, withSources: boolean): Resolved {
   for (let s: Scope | undefined = scope; s; s = s.parent) {
     if (s.entries.length === 0) continue;
     const out = { origins: [] as ColumnFact[], whole: [] as string[] };
     for (const e of s.entries) {
-      const r = entryStar(e);
+      const r = entryStar(e, withSources);
       out.origins.push(...r.origins);
       out.whole.push(...r.whole);
     }
@@ -116,10 +133,11 @@ function starAll(scope: Scope): Resolved {
   return { origins: [], whole: [] };
 }
 
-export function entryStar(e: Entry): Resolved {
+/** With `withSources`, a derived table's outputs count every column their expressions read (see Output.sources). */
+export function entryStar(e: Entry, withSources = false): Resolved {
   if (e.kind === 'table') return { origins: [{ table: e.table, column: '*' }], whole: [e.table] };
   if (e.kind === 'opaque') return { origins: [], whole: [] };
-  const origins = e.rel.outputs.flatMap((o) => o.origins);
+  const origins = e.rel.outputs.flatMap((o) => (withSources ? [...o.origins, ...(o.sources ?? [])] : o.origins));
   const whole: string[] = [];
   for (const s of e.rel.stars) {
     origins.push({ table: s, column: '*' });
@@ -128,21 +146,21 @@ export function entryStar(e: Entry): Resolved {
   return { origins, whole };
 }
 
-export function entryColumn(e: Entry, col: string): ColumnFact[] {
+export function entryColumn(e: Entry, col: string, withSources = false): ColumnFact[] {
   if (e.kind === 'table') return [{ table: e.table, column: col }];
   if (e.kind === 'opaque') return [];
   const out = e.rel.outputs.find((o) => o.name === col);
-  if (out) return out.origins;
+  if (out) return withSources ? [...out.origins, ...(out.sources ?? [])] : out.origins;
   if (e.rel.stars.length === 1) return [{ table: e.rel.stars[0] ?? null, column: col }];
   if (e.rel.stars.length > 1) return [{ table: null, column: col }];
   return [];
 }
 
-function unqualified(col: string, scope: Scope): ColumnFact[] {
+function unqualified(col: string, scope: Scope, withSources: boolean): ColumnFact[] {
   for (let s: Scope | undefined = scope; s; s = s.parent) {
     const candidates = s.entries.filter((e) => e.kind !== 'derived' || e.rel.stars.length > 0 || e.rel.outputs.some((o) => o.name === col));
     if (candidates.length === 0) continue;
-    if (candidates.length === 1) return entryColumn(candidates[0] as Entry, col);
+    if (candidates.length === 1) return entryColumn(candidates[0] as Entry, col, withSources);
     return [{ table: null, column: col }];
   }
   return [{ table: null, column: col }];

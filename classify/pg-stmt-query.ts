@@ -13,6 +13,9 @@ function merge(c: Collector, inner: SqlStatementFacts, runs: boolean): void {
   for (const t of inner.tablesRead) c.tablesRead.add(t);
   for (const col of inner.columns) c.addColumn(col);
   for (const t of inner.wholeRowTables) c.wholeRow.add(t);
+  // An inner statement's filters stay filters (EXPLAIN's estimated row counts come from statistics of them).
+  for (const col of inner.filterColumns ?? inner.columns) c.filterColumns.set(`${col.table ?? ''}\u0000${col.column}`, col);
+  for (const t of inner.filterWholeRowTables ?? inner.wholeRowTables) c.filterWholeRow.add(t);
   for (const f of inner.functions) c.functions.add(f);
   if (!runs) return;
   for (const t of inner.tablesWritten) c.tablesWritten.add(t);

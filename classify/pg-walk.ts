@@ -5,8 +5,8 @@
  */
 import type { ColumnFact } from './types.ts';
 import { aliasName, arr, names, nodeOf, obj, rangeVarName, str, sval, unwrap, type Obj } from './pg-ast.ts';
-import { entryColumn, entryStar, orRowCall, resolveRef, Scope, type Relation, type Resolved } from './pg-scope.ts';
-import { isCatalogOperator, isUnaryCallable } from './pg-catalog.ts';
+import { entryColumn, entryStar, orRowCall, resolveRef, Scope, starEntries, type Relation, type Resolved } from './pg-scope.ts';
+import { isCatalogOperator, isUnaryCallable, mayReturnSetPg } from './pg-catalog.ts';
 
 export { Scope, type Relation } from './pg-scope.ts';
 
@@ -21,6 +21,9 @@ export class Collector {
   modifyingCte = false;
   selectInto = false;
   rowLocks = false;
+  /** Columns and whole-row tables read where their value is not a result field (SqlStatementFacts.filterColumns). */
+  readonly filterColumns = new Map<string, ColumnFact>();
+  readonly filterWholeRow = new Set<string>();
   /** Columns and whole-row tables that only a RETURNING list reads (keys as in `columns`). */
   readonly returningOnly = { columns: new Map<string, ColumnFact>(), wholeRow: new Set<string>() };
   /** RangeVar bodies a statement handler already attributed (as write targets), so the walk does not count them as reads. */
@@ -49,6 +52,50 @@ export class PgWalker {
     readonly c: Collector,
     private readonly nested: NestedStatementHandler,
   ) {}
+
+  /** Inside a position whose value is no result field (WHERE, ORDER BY, a FROM function's arguments, …). */
+  private filterDepth = 0;
+  /**
+   * Outside any query or DML the walker knows the positions of (a DDL expression, a CHECK, a COPY
+   * WHERE, a CALL's arguments): where a column is used there is unknown, so it counts as a filter.
+   * SELECT and DML reset it for what they hold; a known filter position stays one all the way down.
+   */
+  private unknownPosition = true;
+  /** Open captures of every column read (`*` for a whole row): a derived table's output sources. */
+  private readonly captures: ColumnFact[][] = [];
+
+  /** Visits in a filter position. */
+  filtered(v: unknown, scope: Scope): void {
+    this.filterDepth++;
+    try {
+      this.visit(v, scope);
+    } finally {
+      this.filterDepth--;
+    }
+  }
+
+  /** Runs `f` as a known query position (SELECT, DML): its own filter positions are marked by it. */
+  private known<T>(f: () => T): T {
+    const before = this.unknownPosition;
+    this.unknownPosition = false;
+    try {
+      return f();
+    } finally {
+      this.unknownPosition = before;
+    }
+  }
+
+  /** Visits `v` and returns every column it reads (`*` with the table for a whole row). */
+  private capture(f: () => void): ColumnFact[] {
+    const cap: ColumnFact[] = [];
+    this.captures.push(cap);
+    try {
+      f();
+    } finally {
+      this.captures.pop();
+    }
+    return cap;
+  }
 
   /** Visits any value of the tree. */
   visit(v: unknown, scope: Scope): void {
@@ -103,8 +150,15 @@ export class PgWalker {
         return;
       }
       case 'SubLink':
+        // EXISTS/IN/ANY/scalar: in a filter position the whole subquery is one (filterDepth carries down).
         this.visit(body.testexpr, scope);
         this.visit(body.subselect, new Scope(scope));
+        return;
+      case 'WindowDef':
+        // PARTITION BY / ORDER BY of a window sort the rows that come back (plain columns in the masked
+        // column's order), so they are filter positions like ORDER BY; the window function's value is a
+        // computed field (masked by its sources).
+        this.filtered(body, scope);
         return;
       case 'RangeSubselect':
       case 'RangeFunction':
@@ -140,10 +194,13 @@ export class PgWalker {
     // EXTRACT, SUBSTRING, OVERLAY... come back as pg_catalog.x although not written so.
     if (f.funcformat === 'COERCE_SQL_SYNTAX' && parts[0] === 'pg_catalog' && parts.length > 1) parts = parts.slice(1);
     if (parts.length) this.c.functions.add(parts.join('.'));
-    this.visit(f.args, scope);
+    // A set-returning function's arguments decide how many rows come back (generate_series(1, ascii(email))):
+    // a row-count oracle, so they are a filter position wherever the call stands.
+    if (parts.length && mayReturnSetPg(parts.join('.'))) this.filtered(f.args, scope);
+    else this.visit(f.args, scope);
     this.visit(f.agg_order, scope);
     this.visit(f.agg_filter, scope);
-    this.visit(f.over, scope);
+    if (f.over) this.filtered(f.over, scope);
   }
 
   /**
@@ -165,8 +222,11 @@ export class PgWalker {
       const name = sval(fields[0]);
       const entry = name !== undefined ? scope.findEntry(name) : undefined;
       if (entry) {
-        const row = entryStar(entry);
-        this.record(star ? row : orRowCall({ origins: entryColumn(entry, field ?? '*'), whole: [] }, field ?? '*', row));
+        const at = (ws: boolean) => {
+          const row = entryStar(entry, ws);
+          return star ? row : orRowCall({ origins: entryColumn(entry, field ?? '*', ws), whole: [] }, field ?? '*', row);
+        };
+        this.record(at(false), at(true));
         this.visit(arr(ind.indirection).slice(1), scope);
         return;
       }
@@ -177,35 +237,68 @@ export class PgWalker {
 
   // ---- column resolution -------------------------------------------------
 
-  private record(r: Resolved): void {
+  /** `r` as resolved for `columns`; `src` with derived outputs' sources (what a filter or a capture sees). */
+  private record(r: Resolved, src: Resolved = r): void {
     for (const o of r.origins) this.c.addColumn(o);
     for (const t of r.whole) this.c.wholeRow.add(t);
     for (const f of r.calls ?? []) this.c.functions.add(f);
+    const read = [...src.origins, ...src.whole.map((t) => ({ table: t, column: '*' }))];
+    for (const cap of this.captures) cap.push(...read);
+    if (this.filterDepth > 0 || this.unknownPosition) {
+      for (const o of src.origins) {
+        this.c.filterColumns.set(`${o.table ?? ''}\u0000${o.column}`, o);
+        if (o.column === '*' && o.table !== null) this.c.filterWholeRow.add(o.table);
+      }
+      for (const t of src.whole) this.c.filterWholeRow.add(t);
+    }
   }
 
   private recordRef(fields: unknown[], scope: Scope): void {
-    this.record(resolveRef(fields, scope));
+    this.record(resolveRef(fields, scope), resolveRef(fields, scope, true));
   }
 
   // ---- queries -------------------------------------------------------------
 
   /** A SELECT (or VALUES, or set operation); returns what it exposes to an enclosing query. */
   select(s: Obj, parent: Scope): Relation {
+    return this.known(() => this.selectBody(s, parent));
+  }
+
+  private selectBody(s: Obj, parent: Scope): Relation {
     const scope = new Scope(parent);
     if (s.withClause) this.withClause(obj(s.withClause) ?? {}, scope);
     if (s.op && s.op !== 'SETOP_NONE') {
-      const l = this.select(obj(s.larg) ?? {}, scope);
-      const r = this.select(obj(s.rarg) ?? {}, scope);
-      this.visit([s.sortClause, s.limitOffset, s.limitCount], scope);
+      // UNION (without ALL), INTERSECT and EXCEPT compare the rows' values: how many come back says
+      // whether a masked value equals another, so their branches' results are filter positions.
+      const compares = !(s.op === 'SETOP_UNION' && s.all === true);
+      if (compares) this.filterDepth++;
+      let l: Relation;
+      let r: Relation;
+      try {
+        l = this.select(obj(s.larg) ?? {}, scope);
+        r = this.select(obj(s.rarg) ?? {}, scope);
+      } finally {
+        if (compares) this.filterDepth--;
+      }
+      this.filtered([s.sortClause, s.limitOffset, s.limitCount], scope);
       if (s.lockingClause) this.c.rowLocks = true;
       return {
-        outputs: l.outputs.map((o, i) => ({ name: o.name, origins: [...o.origins, ...(r.outputs[i]?.origins ?? [])] })),
+        outputs: l.outputs.map((o, i) => ({
+          name: o.name,
+          origins: [...o.origins, ...(r.outputs[i]?.origins ?? [])],
+          sources: [...(o.sources ?? []), ...(r.outputs[i]?.sources ?? [])],
+        })),
         stars: [...l.stars, ...r.stars],
       };
     }
     for (const item of arr(s.fromClause)) this.fromEntry(item, scope);
-    this.visit([s.valuesLists, s.targetList, s.whereClause, s.groupClause, s.havingClause, s.windowClause], scope);
-    this.visit([s.distinctClause, s.sortClause, s.limitOffset, s.limitCount], scope);
+    // Plain DISTINCT (a list of empty nodes) compares the whole result row, DISTINCT ON its expressions.
+    const distinct = arr(s.distinctClause);
+    const plainDistinct = distinct.length > 0 && distinct.every((d) => unwrap(d) === undefined);
+    const valuesSources = this.capture(() => (plainDistinct ? this.filtered(s.valuesLists, scope) : this.visit(s.valuesLists, scope)));
+    const targetSources = arr(s.targetList).map((t) => this.capture(() => (plainDistinct ? this.filtered(t, scope) : this.visit(t, scope))));
+    this.filtered([s.whereClause, s.groupClause, s.havingClause, s.windowClause], scope);
+    this.filtered([plainDistinct ? [] : s.distinctClause, s.sortClause, s.limitOffset, s.limitCount], scope);
     if (arr(s.lockingClause).length) this.c.rowLocks = true;
     if (s.intoClause) {
       this.c.selectInto = true;
@@ -213,19 +306,33 @@ export class PgWalker {
     }
     if (arr(s.valuesLists).length) {
       const first = arr(nodeOf(arr(s.valuesLists)[0], 'List')?.items);
-      return { outputs: first.map((_, i) => ({ name: `column${i + 1}`, origins: [] })), stars: [] };
+      return { outputs: first.map((_, i) => ({ name: `column${i + 1}`, origins: [], sources: valuesSources })), stars: [] };
     }
-    return this.outputsOf(arr(s.targetList), scope);
+    return this.outputsOf(arr(s.targetList), scope, targetSources);
   }
 
-  private outputsOf(targets: unknown[], scope: Scope): Relation {
+  /** `sources[i]`: every column target i reads (see Output.sources). */
+  private outputsOf(targets: unknown[], scope: Scope, sources: ColumnFact[][]): Relation {
     const rel: Relation = { outputs: [], stars: [] };
-    for (const t of targets) {
+    for (const [i, t] of targets.entries()) {
       const rt = nodeOf(t, 'ResTarget');
       if (!rt) continue;
       const ref = nodeOf(rt.val, 'ColumnRef');
       const fields = arr(ref?.fields);
       if (ref && nodeOf(fields[fields.length - 1], 'A_Star')) {
+        // A derived table's outputs pass through a star under their own names, computed ones with
+        // their sources (a filter on them further out still reaches the masked column).
+        const entries = starEntries(fields, scope);
+        if (entries) {
+          for (const e of entries) {
+            if (e.kind === 'table') rel.stars.push(e.table);
+            else if (e.kind === 'derived') {
+              rel.outputs.push(...e.rel.outputs);
+              rel.stars.push(...e.rel.stars);
+            }
+          }
+          continue;
+        }
         const r = resolveRef(fields, scope);
         for (const o of r.origins) {
           if (o.column === '*') rel.stars.push(o.table);
@@ -235,7 +342,7 @@ export class PgWalker {
       }
       const name = str(rt.name) ?? (ref ? sval(fields[fields.length - 1]) : undefined) ?? funcOutputName(rt.val);
       const origins = ref ? resolveRef(fields, scope).origins.filter((o) => o.column !== '*') : [];
-      rel.outputs.push({ name, origins });
+      rel.outputs.push({ name, origins, sources: sources[i] ?? [] });
     }
     return rel;
   }
@@ -256,10 +363,10 @@ export class PgWalker {
       }
       const colnames = names(cte.aliascolnames);
       if (colnames.length && rel.stars.length === 0) {
-        rel = { outputs: colnames.map((n, i) => ({ name: n, origins: rel.outputs[i]?.origins ?? [] })), stars: [] };
+        rel = { outputs: colnames.map((n, i) => ({ name: n, origins: rel.outputs[i]?.origins ?? [], sources: rel.outputs[i]?.sources ?? [] })), stars: [] };
       }
       scope.ctes.set(name, rel);
-      this.visit([cte.search_clause, cte.cycle_clause], scope);
+      this.filtered([cte.search_clause, cte.cycle_clause], scope);
     }
   }
 
@@ -293,20 +400,35 @@ export class PgWalker {
         return;
       }
       case 'JoinExpr': {
+        const before = scope.entries.length;
         this.fromEntry(body.larg, scope);
         this.fromEntry(body.rarg, scope);
-        this.visit(body.quals, scope);
+        this.filtered(body.quals, scope);
+        // USING (a, b) and NATURAL compare the named (or every common) column of both sides.
+        const joined = scope.entries.slice(before);
+        const using = names(body.usingClause);
+        this.filterDepth++;
+        try {
+          for (const e of joined) {
+            if (body.isNatural === true) this.record({ origins: [], whole: [] }, entryStar(e, true));
+            else for (const col of using) this.record({ origins: entryColumn(e, col), whole: [] }, { origins: entryColumn(e, col, true), whole: [] });
+          }
+        } finally {
+          this.filterDepth--;
+        }
         const alias = aliasName(body.alias);
         if (alias) scope.entries.push({ name: alias, kind: 'derived', rel: { outputs: [], stars: [null] } });
         return;
       }
       case 'RangeTableSample':
         this.fromEntry(body.relation, scope);
-        this.visit([body.args, body.repeatable], scope);
+        this.filtered([body.args, body.repeatable], scope);
         return;
       default: {
         // RangeFunction, RangeTableFunc, JsonTable: expressions evaluated in this scope, result is no base table.
-        for (const [k, v] of Object.entries(body)) if (k !== 'alias') this.visit(v, scope);
+        // Their arguments decide which and how many rows come back (generate_series(1, length(email))):
+        // a filter position, like everything they nest.
+        for (const [k, v] of Object.entries(body)) if (k !== 'alias') this.filtered(v, scope);
         const fn = arr(body.functions)[0];
         const fname = names(nodeOf(arr(nodeOf(fn, 'List')?.items)[0], 'FuncCall')?.funcname).pop();
         const alias = aliasName(body.alias) ?? fname ?? (type === 'RangeTableFunc' ? 'xmltable' : type === 'JsonTable' ? 'json_table' : undefined);
@@ -317,6 +439,10 @@ export class PgWalker {
 
   /** INSERT / UPDATE / DELETE / MERGE: the target is written; WHERE, SET, RETURNING are resolved against it. */
   dml(type: string, s: Obj, parent: Scope): void {
+    this.known(() => this.dmlBody(type, s, parent));
+  }
+
+  private dmlBody(type: string, s: Obj, parent: Scope): void {
     const scope = new Scope(parent);
     if (s.withClause) this.withClause(obj(s.withClause) ?? {}, scope);
     const rv = obj(s.relation);
@@ -336,23 +462,31 @@ export class PgWalker {
         addTarget(ocScope);
         ocScope.entries.push({ name: 'excluded', kind: 'table', table: target });
         for (const t of arr(oc.targetList)) written(str(nodeOf(t, 'ResTarget')?.name));
-        this.visit([oc.infer, oc.targetList, oc.whereClause], ocScope);
+        this.visit(oc.targetList, ocScope);
+        // The arbiter and the DO UPDATE WHERE decide which rows are changed: filters.
+        this.filtered([oc.infer, oc.whereClause], ocScope);
       }
       addTarget(scope);
     } else if (type === 'MergeStmt') {
       addTarget(scope);
       this.fromEntry(s.sourceRelation, scope);
-      this.visit(s.joinCondition, scope);
+      this.filtered(s.joinCondition, scope);
       for (const w of arr(s.mergeWhenClauses)) {
         const mw = nodeOf(w, 'MergeWhenClause');
         for (const t of arr(mw?.targetList)) written(str(nodeOf(t, 'ResTarget')?.name));
-        this.visit(mw, scope);
+        // WHEN … AND condition picks the rows each action changes: a filter; SET/VALUES store (masked-copy check).
+        for (const [k, v] of Object.entries(mw ?? {})) {
+          if (k === 'condition') this.filtered(v, scope);
+          else this.visit(v, scope);
+        }
       }
     } else {
       addTarget(scope);
       for (const item of arr(type === 'UpdateStmt' ? s.fromClause : s.usingClause)) this.fromEntry(item, scope);
       for (const t of arr(s.targetList)) written(str(nodeOf(t, 'ResTarget')?.name));
-      this.visit([s.targetList, s.whereClause], scope);
+      this.visit(s.targetList, scope);
+      // Which rows an UPDATE/DELETE changes is seen afterwards (the rows left, the count): a filter.
+      this.filtered(s.whereClause, scope);
     }
     const ret = obj(s.returningClause);
     if (ret && arr(ret.exprs).length) {
@@ -382,5 +516,5 @@ function funcOutputName(v: unknown): string {
 function renameColumns(rel: Relation, alias: unknown): Relation {
   const cols = names(obj(alias)?.colnames);
   if (!cols.length || rel.stars.length) return rel;
-  return { outputs: rel.outputs.map((o, i) => ({ name: cols[i] ?? o.name, origins: o.origins })), stars: [] };
+  return { outputs: rel.outputs.map((o, i) => ({ name: cols[i] ?? o.name, origins: o.origins, sources: o.sources ?? [] })), stars: [] };
 }

@@ -26,7 +26,8 @@ const queries: SqlCase[] = [
   { sql: 'select * from information_schema.tables', s: { R: ['information_schema.tables'] } },
   { sql: 'SELECT a.x, b.y FROM a JOIN b ON a.id = b.aid', s: { R: ['public.a', 'public.b'], C: ['public.a.x', 'public.b.y', 'public.a.id', 'public.b.aid'] } },
   { sql: 'SELECT x FROM a, b', s: { R: ['public.a', 'public.b'], C: ['?.x'] } },
-  { sql: 'SELECT x FROM a LEFT JOIN b USING (id) RIGHT JOIN c ON true', s: { R: ['public.a', 'public.b', 'public.c'], C: ['?.x'] } },
+  // USING (id) compares a.id with b.id: both are read (in a filter position).
+  { sql: 'SELECT x FROM a LEFT JOIN b USING (id) RIGHT JOIN c ON true', s: { R: ['public.a', 'public.b', 'public.c'], C: ['?.x', 'public.a.id', 'public.b.id'] } },
   { sql: 'SELECT c FROM customers c', s: { R: ['public.customers'], WR: ['public.customers'], C: ['public.customers.*'] } },
   { sql: 'SELECT row_to_json(c) FROM customers c', s: { WR: ['public.customers'], F: ['row_to_json'] } },
   { sql: 'SELECT c.* FROM customers c', s: { WR: ['public.customers'], C: ['public.customers.*'] } },

@@ -68,6 +68,8 @@ function toFacts(info: StmtInfo, c: Collector, text: string): SqlStatementFacts 
     columns: [...c.columns.values()],
     columnsWritten: [...c.columnsWritten.values()],
     wholeRowTables: [...c.wholeRow],
+    filterColumns: [...c.filterColumns.values()],
+    filterWholeRowTables: [...c.filterWholeRow],
     functions,
     dangerousFunctions,
     unknownFunctions,

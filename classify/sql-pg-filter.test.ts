@@ -1,0 +1,87 @@
+/**
+ * PostgreSQL classifier: filterColumns / filterWholeRowTables, the columns read where their
+ * value is no result field (the worker refuses a masked one there: WRIT_MASKED_FILTER).
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { classifySql, initClassifiers } from './index.ts';
+
+beforeAll(async () => {
+  await initClassifiers();
+});
+
+const E = 'public.customers.email';
+const col = (c: { table: string | null; column: string }) => `${c.table ?? '?'}.${c.column}`;
+const filterOf = (sql: string) => {
+  const st = classifySql(sql).statements[0]!;
+  return { cols: (st.filterColumns ?? []).map(col), whole: st.filterWholeRowTables ?? [] };
+};
+
+const filters: string[] = [
+  `SELECT id, name FROM customers WHERE email LIKE 'a%'`,
+  `SELECT id, name FROM customers WHERE length(email) = 17`,
+  `SELECT id, name FROM customers ORDER BY email DESC`,
+  `SELECT name FROM customers GROUP BY name HAVING max(email) LIKE 'c%'`,
+  `SELECT email FROM customers GROUP BY email`,
+  `SELECT id FROM customers c WHERE EXISTS (SELECT 1 FROM customers d WHERE d.id = c.id AND d.email ~ '^b')`,
+  `SELECT id FROM customers WHERE id IN (SELECT id FROM customers WHERE email ILIKE 'a%')`,
+  `SELECT 1 FROM generate_series(1, (SELECT ascii(substr(email, 1, 1)) FROM customers WHERE id = 2)) g`,
+  `SELECT generate_series(1, length(email)) FROM customers`,
+  `SELECT unnest(string_to_array(email, '@')) FROM customers`,
+  `SELECT id FROM customers LIMIT (SELECT length(email) FROM customers WHERE id = 1)`,
+  `SELECT DISTINCT ON (email) id FROM customers`,
+  `SELECT DISTINCT email LIKE 'a%' FROM customers`,
+  `SELECT email LIKE 'a%' FROM customers UNION SELECT true`,
+  `SELECT id, row_number() OVER (ORDER BY email) FROM customers`,
+  `SELECT id, count(*) OVER (PARTITION BY email) FROM customers`,
+  `SELECT c.id FROM customers c JOIN customers d ON c.email = d.email`,
+  `SELECT c.id FROM customers c JOIN customers d USING (email)`,
+  // Through a derived table, a CTE and a star: a computed output carries the columns it reads.
+  `SELECT * FROM (SELECT id, length(email) AS l FROM customers) s WHERE l = 17`,
+  `SELECT * FROM (SELECT * FROM (SELECT id, length(email) AS l FROM customers) a) b WHERE l = 17`,
+  `WITH x(i, l) AS (SELECT id, length(email) FROM customers) SELECT i FROM x WHERE l = 17`,
+  `SELECT s.id FROM (SELECT id, email AS e FROM customers) s ORDER BY s.e`,
+  `SELECT id FROM customers c, LATERAL unnest(ARRAY[c.email]) u(v) WHERE v LIKE 'a%'`,
+  `DELETE FROM events WHERE id = (SELECT length(email) FROM customers WHERE id = 1)`,
+  `UPDATE customers SET name = 'x' WHERE email LIKE 'a%'`,
+  `MERGE INTO events e USING customers c ON e.id = length(c.email) WHEN MATCHED THEN DELETE`,
+  `EXPLAIN SELECT id FROM customers WHERE email = 'x'`,
+  // Outside a query the position is unknown: a filter.
+  `ALTER TABLE customers ADD CHECK (email NOT LIKE 'a%')`,
+];
+
+describe('filterColumns', () => {
+  for (const sql of filters) {
+    it(`counts the masked column as a filter: ${sql}`, () => {
+      expect(filterOf(sql).cols).toContain(E);
+    });
+  }
+
+  it('counts a whole row compared or sorted as a whole-row filter', () => {
+    expect(filterOf(`SELECT id FROM customers c WHERE c::text LIKE '%a%'`).whole).toEqual(['public.customers']);
+    expect(filterOf(`SELECT id FROM customers c ORDER BY c`).whole).toEqual(['public.customers']);
+  });
+
+  const outputs = [
+    `SELECT id, email FROM customers`,
+    `SELECT length(email) FROM customers`,
+    `SELECT id, name FROM customers WHERE id = 1`,
+    `UPDATE customers SET email = lower(email)`,
+    `SELECT email FROM customers UNION ALL SELECT 'x'`,
+    `SELECT (SELECT email FROM customers WHERE id = 1)`,
+    `SELECT s.e FROM (SELECT id AS i, email AS e FROM customers) s WHERE s.i = 1`,
+    `CREATE VIEW v AS SELECT id, email FROM customers`,
+    `DELETE FROM customers WHERE id = 1 RETURNING email`,
+  ];
+  for (const sql of outputs) {
+    it(`leaves a returned column out: ${sql}`, () => {
+      expect(filterOf(sql).cols).not.toContain(E);
+      expect(filterOf(sql).whole).toEqual([]);
+    });
+  }
+
+  it('always fills the fields', () => {
+    const st = classifySql('SELECT 1').statements[0]!;
+    expect(st.filterColumns).toEqual([]);
+    expect(st.filterWholeRowTables).toEqual([]);
+  });
+});
