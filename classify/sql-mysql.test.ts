@@ -260,3 +260,31 @@ describe('classifyMysql with the target default database', () => {
     expect(classifyMysql('SELECT SSN FROM Customers').statements[0]).toMatchObject({ tablesRead: ['customers'], columns: [{ table: 'customers', column: 'ssn' }] });
   });
 });
+
+describe('filterColumns: masked-column reads the worker cannot mask (filters, ordering, grouping)', () => {
+  const filt = (sql: string) =>
+    classifyMysql(sql, 'shop')
+      .statements.flatMap((s) => s.filterColumns ?? [])
+      .map((c) => `${c.table}.${c.column}`);
+  it.each([
+    "SELECT id, name FROM customers WHERE email LIKE 'a%'",
+    'SELECT id FROM customers ORDER BY email DESC',
+    'SELECT id FROM customers WHERE length(email) = 17',
+    'SELECT count(*) FROM customers GROUP BY email HAVING count(*) > 0',
+    'SELECT DISTINCT email FROM customers',
+    'SELECT email AS e FROM customers ORDER BY e',
+    'SELECT id, email FROM customers ORDER BY 2',
+    'SELECT x FROM (SELECT email AS x FROM customers) d WHERE x > 0',
+    'SELECT c.id FROM customers c JOIN orders o ON o.note = c.email',
+    'SELECT id FROM customers WHERE id IN (SELECT id FROM customers WHERE email = 1)',
+    "UPDATE customers SET plan = 'pro' WHERE email LIKE 'b%'",
+  ])('%s reads shop.customers.email in a filter', (sql) => {
+    expect(filt(sql)).toContain('shop.customers.email');
+  });
+  it.each(['SELECT id, email FROM customers', 'SELECT id, email FROM customers WHERE id = 1', 'SELECT id, (SELECT email FROM customers c2 WHERE c2.id = c.id) FROM customers c'])(
+    '%s returns email as a field only',
+    (sql) => {
+      expect(filt(sql)).not.toContain('shop.customers.email');
+    },
+  );
+});

@@ -9,6 +9,7 @@ import type { CopyFacts, SetFacts, SqlErrorCode, SqlFacts, SqlKind, SqlStatement
 import { mysqlParser } from './runtime.ts';
 import { isDangerousMysql, isKnownSafeMysql } from './sql-functions.ts';
 import { MYSQL_KEYWORDS } from './sql-mysql-keywords.ts';
+import { filterOf } from './sql-mysql-filters.ts';
 import { safeMessage } from './text.ts';
 import { WritError } from '../schemas/errors.ts';
 
@@ -375,6 +376,22 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
       for (const t of read) columns.set(`${t}\u0000${name.toLowerCase()}`, { table: t, column: name.toLowerCase() });
     }
   });
+  // Filter positions, resolved like `columns`; a column of a derived table or CTE (whose body's
+  // columns are not traced to the outer filter) counts as a filter read of every column read.
+  const filters = filterOf(ast, (qualifier, col) => {
+    const q = qualifier?.toLowerCase() ?? null;
+    const named = q === null || q.includes('.') ? undefined : sources.get(q);
+    if (named?.has(null)) return undefined;
+    // Unqualified, it may be a derived table's or CTE's column.
+    if (q === null && relations.some((r) => r.table === null)) return undefined;
+    const tables = named ? [...named] : [q === null ? only : ([...all].find((x) => x === q || x.endsWith(`.${q}`)) ?? null)];
+    return tables.map((t) => ({ table: t, column: col === '*' ? '*' : col.toLowerCase() }));
+  });
+  const filterColumns = new Map<string, ColumnFact>();
+  for (const c of filters.unknown ? [...filters.columns, ...columns.values()] : filters.columns) {
+    if (c.column === '*' && c.table === null) for (const t of read) filterColumns.set(`${t}\u0000*`, { table: t, column: '*' });
+    else filterColumns.set(`${c.table}\u0000${c.column}`, c);
+  }
   const called = functionsOf(ast);
   const dangerousFunctions = called.filter(isDangerousMysql);
   // No built-in outside the reviewed list is known; a stored function may run any SQL, so its output is opaque.
@@ -397,6 +414,8 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
     columnsWritten: [...columnsWritten.values()],
     relations,
     wholeRowTables: [...new Set([...columns.values()].filter((c) => c.column === '*' && c.table).map((c) => c.table as string))],
+    filterColumns: [...filterColumns.values()].filter((c) => c.column !== '*'),
+    filterWholeRowTables: [...new Set([...filterColumns.values()].filter((c) => c.column === '*' && c.table).map((c) => c.table as string))],
     functions,
     dangerousFunctions,
     unknownFunctions,
