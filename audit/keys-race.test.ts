@@ -3,11 +3,11 @@
  * stack): they must all end up with the one audit key that was created first, read whole, and
  * all of their keys registered. Real processes race here, since one process cannot race itself.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { raceProcesses } from '../test/helpers/index.ts';
 import { loadKeyRegistry, loadOrCreateAuditKey } from './keys.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'writ-keys-race-'));
@@ -19,41 +19,15 @@ const PROCS = 6;
 const ROUNDS = 25;
 const ROUND_MS = 60;
 
-/** Runs PROCS children of `body` (ESM, given `keys`, `round`, `dir`); resolves with each child's stdout lines. */
-async function race(body: string, startAt: number): Promise<string[][]> {
-  const script = join(dir, `child-${Math.random().toString(36).slice(2)}.mts`);
-  writeFileSync(
-    script,
-    `import * as keys from ${JSON.stringify(KEYS)};
-const dir = ${JSON.stringify(dir)};
-const startAt = ${startAt};
-for (let round = 0; round < ${ROUNDS}; round++) {
-  const at = startAt + round * ${ROUND_MS};
-  while (Date.now() < at) {}
-  try {
-    ${body}
-  } catch (e) {
-    console.log('error ' + round + ' ' + (e as Error).message.split('\\n')[0]);
-  }
-}
-`,
-  );
-  return Promise.all(
-    Array.from({ length: PROCS }, () => {
-      const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-      child.stderr.on('data', (b: Buffer) => (err += b.toString()));
-      return new Promise<string[]>((resolve, reject) => child.on('exit', (code) => (code === 0 ? resolve(out.trim().split('\n')) : reject(new Error(`child exited ${code}: ${err.slice(0, 2000)}`)))));
-    }),
-  );
+/** Runs PROCS children of `body` (given `mod` = keys.ts, `round`, `dir`) over ROUNDS rounds. */
+function race(body: string, startAt: number): Promise<string[][]> {
+  return raceProcesses({ modulePath: KEYS, dir, body, procs: PROCS, rounds: ROUNDS, roundMs: ROUND_MS, startAt });
 }
 
 describe('audit keys shared by processes starting at once', () => {
   it('every creator of one key file gets the same whole key, and its public half matches', async () => {
     // Loading tsx takes a while: the rounds start once every child is surely up.
-    const lines = await race(`const k = keys.loadOrCreateAuditKey(dir + '/create-' + round + '/audit-broker.pem'); console.log(round + ' ' + k.keyId);`, Date.now() + 4_000);
+    const lines = await race(`const k = mod.loadOrCreateAuditKey(dir + '/create-' + round + '/audit-broker.pem'); console.log(round + ' ' + k.keyId);`, Date.now() + 4_000);
     expect(lines.flat().filter((l) => l.startsWith('error'))).toEqual([]);
     for (let round = 0; round < ROUNDS; round++) {
       const ids = new Set(lines.map((l) => l.find((x) => x.startsWith(`${round} `))));
@@ -70,7 +44,7 @@ describe('audit keys shared by processes starting at once', () => {
   it('keys registered at once by several processes are all in the registry', async () => {
     const lines = await race(
       `const kp = (await import('node:crypto')).generateKeyPairSync('ed25519');
-    const kid = keys.addKeyToRegistry(dir + '/registry-' + round + '.yaml', { publicKeyPem: kp.publicKey.export({ type: 'spki', format: 'pem' }).toString(), kind: 'worker' });
+    const kid = mod.addKeyToRegistry(dir + '/registry-' + round + '.yaml', { publicKeyPem: kp.publicKey.export({ type: 'spki', format: 'pem' }).toString(), kind: 'worker' });
     console.log(round + ' ' + kid);`,
       Date.now() + 4_000,
     );

@@ -19,8 +19,9 @@
  *         -----BEGIN PUBLIC KEY-----
  *         …
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { replaceFile, writeFileOnce } from '../lib/files.ts';
 import { dirname } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { keyId, WritError, type AuditEvent } from '../schemas/index.ts';
@@ -56,45 +57,6 @@ export function blockSigner(privateKey: string | KeyObject): BlockSigner {
       ).toString('base64url'),
     }),
   };
-}
-
-/**
- * Creates `file` holding `data`, only if it does not exist yet, atomically: the data goes to
- * a private temporary file beside it (written and fsynced), which is then hard-linked into
- * place. link() fails with EEXIST when another process got there first, so a reader never
- * sees the file empty or half-written, and a second creator never replaces the first's. True
- * when this call created it.
- */
-function writeFileOnce(file: string, data: string, mode: number): boolean {
-  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  const fd = openSync(tmp, 'wx', mode);
-  try {
-    try {
-      writeSync(fd, data);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    linkSync(tmp, file);
-    return true;
-  } catch (e) {
-    if ((e as { code?: string }).code === 'EEXIST') return false;
-    throw e;
-  } finally {
-    rmSync(tmp, { force: true });
-  }
-}
-
-/** Writes `file` whole or not at all (temporary file, then rename over it). */
-function replaceFile(file: string, data: string, mode: number): void {
-  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  writeFileSync(tmp, data, { mode, flag: 'wx' });
-  try {
-    renameSync(tmp, file);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
 }
 
 /**

@@ -3,7 +3,8 @@
  * `writ up` creates and `writ token` signs with. The broker trusts it only when the
  * config says `identity.devIssuer.enabled: true`.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { replaceFile, writeFileOnce } from '../lib/files.ts';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JSONWebKeySet, type JWK } from 'jose';
 
@@ -22,18 +23,19 @@ export async function loadDevIssuer(dir: string, create: boolean): Promise<DevIs
   if (!existsSync(privFile)) {
     if (!create) throw new Error(`no development issuer at ${dir}: run \`writ up\` (or \`npm start\`) first`);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const { publicKey, privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
+    const { privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
     const kid = `dev-${Date.now().toString(36)}`;
     const priv = { ...(await exportJWK(privateKey)), kid, alg: 'EdDSA', use: 'sig' };
-    const pub = { ...(await exportJWK(publicKey)), kid, alg: 'EdDSA', use: 'sig' };
-    writeFileSync(privFile, JSON.stringify(priv), { mode: 0o600 });
-    writeFileSync(jwksFile, JSON.stringify({ keys: [pub] }));
+    // Processes starting together (`writ up`, `writ token`) all end up with the first key, whole.
+    writeFileOnce(privFile, JSON.stringify(priv), 0o600);
   }
-  return {
-    issuer: DEV_ISSUER,
-    privateJwk: JSON.parse(readFileSync(privFile, 'utf8')) as JWK,
-    jwks: JSON.parse(readFileSync(jwksFile, 'utf8')) as JSONWebKeySet,
-  };
+  const privateJwk = JSON.parse(readFileSync(privFile, 'utf8')) as JWK;
+  // The key set is the private key's public half, never read back from a file another
+  // process may still be writing; the file is for whoever reads the issuer's keys from disk.
+  const { d: _d, ...publicJwk } = privateJwk;
+  const jwks = { keys: [publicJwk] } as JSONWebKeySet;
+  if (!existsSync(jwksFile)) replaceFile(jwksFile, JSON.stringify(jwks), 0o644);
+  return { issuer: DEV_ISSUER, privateJwk, jwks };
 }
 
 export interface MintOptions {

@@ -3,7 +3,8 @@
  * with mode 0600, and its public half written beside it for workers to pin.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { replaceFile, writeFileOnce } from '../lib/files.ts';
 import { dirname } from 'node:path';
 import { grantSigner, keyId, publicKeyFromPem, type GrantSigner } from '../schemas/index.ts';
 
@@ -14,13 +15,17 @@ export function publicKeyFileFor(keyFile: string): string {
 export function loadOrCreateGrantKey(keyFile: string): { signer: GrantSigner; publicKeyPem: string } {
   if (!existsSync(keyFile)) {
     mkdirSync(dirname(keyFile), { recursive: true, mode: 0o700 });
-    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-    writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
-    writeFileSync(publicKeyFileFor(keyFile), publicKey.export({ type: 'spki', format: 'pem' }));
+    const { privateKey } = generateKeyPairSync('ed25519');
+    // Brokers starting together with one key file all end up with the key created first.
+    writeFileOnce(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 0o600);
   }
   const privatePem = readFileSync(keyFile, 'utf8');
+  // The public half is always derived from the private key, never trusted from the file
+  // beside it (which a racing creator may have written for its own key); the file is written
+  // for workers to pin when it is missing.
+  const pub = publicKeyFromPem(privatePem);
+  const publicKeyPem = pub.export({ type: 'spki', format: 'pem' }).toString();
   const pubFile = publicKeyFileFor(keyFile);
-  const publicKeyPem = existsSync(pubFile) ? readFileSync(pubFile, 'utf8') : '';
-  const pub = publicKeyPem ? publicKeyFromPem(publicKeyPem) : publicKeyFromPem(privatePem);
-  return { signer: grantSigner(privatePem, keyId(pub)), publicKeyPem: pub.export({ type: 'spki', format: 'pem' }).toString() };
+  if (!existsSync(pubFile) || readFileSync(pubFile, 'utf8') !== publicKeyPem) replaceFile(pubFile, publicKeyPem, 0o644);
+  return { signer: grantSigner(privatePem, keyId(pub)), publicKeyPem };
 }

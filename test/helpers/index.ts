@@ -9,3 +9,4 @@ export { createTestMariadb, startMariadb } from './mariadb.ts';
 export type { MariadbServerHandle, TestMariadb } from './mariadb-types.ts';
 export { startSshd } from './sshd.ts';
 export type { SshdHandle } from './sshd-types.ts';
+export { raceProcesses } from './race.ts';
