@@ -65,6 +65,15 @@ export const MaskingSpecSchema = z
      * lets this rule's writes copy masked values (an operator's migration, a backfill). Default false.
      */
     copyMasked: z.boolean().optional(),
+    /**
+     * A statement that reads a masked column where its value is no result field (WHERE, JOIN ON,
+     * GROUP BY, HAVING, ORDER BY, DISTINCT, LIMIT, a window's PARTITION/ORDER BY, a FROM-clause or
+     * set-returning function's arguments, an UPDATE/DELETE/MERGE filter) is refused
+     * (WRIT_MASKED_FILTER): the rows it lets through are plain columns and answer questions about
+     * the masked value (`WHERE email LIKE 'a%'`), enough to recover it. `true` allows such uses for
+     * this rule (a principal trusted to look up by the value). Default false.
+     */
+    filterMasked: z.boolean().optional(),
   })
   .superRefine((spec, ctx) => {
     const seen = new Set<string>();

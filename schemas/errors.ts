@@ -61,6 +61,7 @@ export const ErrorCodes = {
   WRIT_HOST_KEY_MISMATCH: { retryable: false, message: 'the host key is not the pinned one' },
   WRIT_UNSUPPORTED: { retryable: false, message: 'this kind of command cannot run through Writ on this target' },
   WRIT_MASKED_COPY: { retryable: false, message: 'the statement would store values read from a masked column where a later read gets them back unmasked; nothing ran' },
+  WRIT_MASKED_FILTER: { retryable: false, message: 'the statement uses a masked column outside its result (a filter, join, grouping, ordering or row count), which tells its value; nothing ran' },
   WRIT_OUTCOME_UNKNOWN: { retryable: false, message: 'the worker was lost mid-run; the outcome is unknown and it is not re-run' },
   WRIT_COMMIT_UNKNOWN: { retryable: false, message: 'the connection was lost during COMMIT; whether the transaction committed is unknown' },
   // everything else

@@ -232,3 +232,52 @@ function intoMaskedColumns(st: SqlStatementFacts, sources: readonly string[], sp
     return to !== undefined && (to === 'redact' || from.every((f) => f === to));
   });
 }
+
+/**
+ * Refuses, before anything runs, a statement that reads a column the grant's masking masks
+ * where its value is not handed back as a result field: a filter, a join condition, a
+ * grouping, an ordering, DISTINCT, a LIMIT, a window's PARTITION/ORDER BY, a FROM-clause or
+ * set-returning function's arguments, an UPDATE/DELETE/MERGE filter (the classifiers'
+ * `filterColumns` and `filterWholeRowTables`). The worker masks result fields by their origin
+ * or sources, but the rows a filter lets through are plain columns: `SELECT id FROM customers
+ * WHERE email LIKE 'a%'` answers a question about the masked value, and a binary search of
+ * such questions recovers it. Whole rows and views count with every base column they draw on
+ * (the catalogue); a view whose definition cannot be read counts as masked. A statement whose
+ * facts lack the fields (a classifier that cannot say where it reads) is refused outright.
+ * `filterMasked: true` in the grant's masking allows it. Shared by the PostgreSQL and MySQL
+ * workers; `dialect` only words the message.
+ */
+export async function refuseMaskedFilters(cat: ColumnCatalogue, facts: readonly SqlStatementFacts[], claims: { mask?: unknown }, dialect: 'postgres' | 'mysql'): Promise<void> {
+  // As for refuseMaskedCopies: the runtime refuses a grant without a masking spec before any executor runs.
+  if (claims.mask === undefined) return;
+  const spec = specOf(claims.mask);
+  if (spec.columns.length === 0 || spec.filterMasked === true) return;
+  for (const [i, st] of facts.entries()) {
+    const where = facts.length > 1 ? `statement ${i + 1} ` : 'the statement ';
+    if (st.filterColumns === undefined || st.filterWholeRowTables === undefined) {
+      throw new WritError(
+        'WRIT_MASKED_FILTER',
+        `the ${dialect === 'mysql' ? 'MySQL' : 'PostgreSQL'} classifier cannot say where ${where}uses the columns it reads, so it may filter on a masked column; nothing ran`,
+        { details: { statement: i + 1 } },
+      );
+    }
+    if (st.filterColumns.length === 0 && st.filterWholeRowTables.length === 0) continue;
+    const filtered: SqlStatementFacts = { ...st, columns: st.filterColumns, wholeRowTables: st.filterWholeRowTables, tablesRead: st.tablesRead };
+    const tables = [...new Set([...st.filterColumns.flatMap((c) => (c.table === null ? st.tablesRead : [c.table])), ...st.filterWholeRowTables])];
+    const opaque = (await cat.opaqueViews?.(tables)) ?? [];
+    if (opaque.length > 0) {
+      throw new WritError('WRIT_MASKED_FILTER', `${where}filters, joins, groups or sorts on ${opaque[0]}, a view whose columns cannot be traced, so it may use a masked column; nothing ran`, {
+        details: { statement: i + 1 },
+      });
+    }
+    // sourcesOf adds every view-read's base columns; here only the views a filter touches count.
+    const drawn = new Set(await sourcesOf(cat, [{ ...filtered, tablesRead: tables }]));
+    const sensitive = [...new Set(sensitiveColumns(spec, [...drawn]))];
+    if (sensitive.length === 0) continue;
+    throw new WritError(
+      'WRIT_MASKED_FILTER',
+      `${where}uses the masked column${sensitive.length > 1 ? 's' : ''} ${sensitive.slice(0, 5).join(', ')} outside its result (a filter, join, grouping, ordering, LIMIT or a function's rows), so the rows that come back would tell its value; nothing ran`,
+      { details: { statement: i + 1, columns: sensitive.slice(0, 20) } },
+    );
+  }
+}

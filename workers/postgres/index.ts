@@ -18,7 +18,7 @@ import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type
 import { fetchLimits, runCursor, type CursorResult, type FetchLimits } from './cursor.ts';
 import { OriginResolver } from './origins.ts';
 import { Session } from './session.ts';
-import { batchFailure, opaqueReason, refuseMaskedCopies, RowLimit, sourcesOf, uncountable, writesRows as writes } from '../sql-common.ts';
+import { batchFailure, opaqueReason, refuseMaskedCopies, refuseMaskedFilters, RowLimit, sourcesOf, uncountable, writesRows as writes } from '../sql-common.ts';
 
 type WorkerTarget = Config['workers']['postgres'][number];
 
@@ -105,6 +105,7 @@ export class PostgresExecutor implements Executor {
     refuse(facts.statements, claims);
     await refuseHiddenCalls(t.origins, facts.statements);
     await refuseMaskedCopies(t.origins, facts.statements, claims, 'postgres');
+    await refuseMaskedFilters(t.origins, facts.statements, claims, 'postgres');
     const lim = fetchLimits(claims.limits.rows ?? 1000, claims.limits.bytes ?? DEFAULT_BYTES);
     const timeoutMs = Math.round((claims.limits.seconds ?? 30) * 1000);
 
@@ -253,9 +254,46 @@ export class PostgresExecutor implements Executor {
   }
 }
 
+/**
+ * Catalogue relations that hand back data values or other sessions' statements, whatever the
+ * grant masks: column statistics (most common values, histogram bounds: after ANALYZE, which
+ * autovacuum runs, pg_stats returned every e-mail of a masked column in the clear), extended
+ * statistics, the statement texts (literals included) of other sessions of the mode's one database
+ * user, the pooled session's prepared statements and cursors, large objects, and the
+ * user-mapping and subscription options (passwords). Matched by relation name in any schema
+ * (pg_stat_statements lives where its extension was created).
+ */
+const VALUE_CATALOGS = new Set([
+  'pg_stats',
+  'pg_stats_ext',
+  'pg_stats_ext_exprs',
+  'pg_statistic',
+  'pg_statistic_ext',
+  'pg_statistic_ext_data',
+  'pg_stat_activity',
+  'pg_stat_statements',
+  'pg_stat_statements_info',
+  'pg_prepared_statements',
+  'pg_cursors',
+  'pg_largeobject',
+  'pg_user_mappings',
+  'pg_user_mapping',
+  'pg_subscription',
+  'pg_stat_subscription',
+  'pg_stat_wal_receiver',
+]);
+const valueCatalog = (table: string) => VALUE_CATALOGS.has(table.slice(table.lastIndexOf('.') + 1));
+
 /** Refusals before anything runs: what would let the batch escape the worker's transaction or limits. */
 function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void {
   for (const st of facts) {
+    const seen = [...st.tablesRead, ...st.tablesWritten].find(valueCatalog);
+    if (seen) {
+      throw new WritError(
+        'WRIT_UNSUPPORTED',
+        `${seen} hands back data values (column statistics) or what other sessions run (their statements and literals), past the grant's masking, so it cannot be read through Writ; nothing ran`,
+      );
+    }
     // COPY to or from the client is a raw stream, not rows the masking engine can see: refused
     // here as well as by policy, so an approved COPY can never carry unmasked data.
     if (st.kind === 'copy' && st.copy?.stdio) throw new WritError('WRIT_UNSUPPORTED', 'COPY to or from the client cannot run through Writ; use SELECT');
