@@ -166,7 +166,8 @@ describe('database errors of statements that touch a masked column keep no serve
       expect(o.status === 'failed' || o.status === 'denied').toBe(true);
       const text = JSON.stringify(o);
       for (const p of PASSWORDS) for (const part of p.split(/\W+/).filter((x) => x.length >= 4)) expect(text).not.toContain(part);
-      if (o.status === 'failed') {
+      // A masked column in WHERE is refused before it runs (no server text at all); its details name the column, not a value.
+      if (o.status === 'failed' && o.error!.code !== 'WRIT_MASKED_FILTER') {
         expect(o.error!.details).toBeUndefined();
         expect(o.error!.message).not.toMatch(/SQLSTATE|[0-9A-Z]{5}\)/);
       }
