@@ -32,6 +32,11 @@ export class ClaimedGrants {
     return t !== undefined && t > this.#now();
   }
 
+  /** Forgets `gid` (a claim that could not be confirmed, so nothing ran). */
+  delete(gid: string): void {
+    this.#until.delete(gid);
+  }
+
   /** Records `gid` until `untilMs` (epoch ms); drops what expired, then the oldest beyond `max`. */
   add(gid: string, untilMs: number): void {
     this.#until.delete(gid);

@@ -6,7 +6,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import { randomUUID, type KeyObject } from 'node:crypto';
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AuditWriter, serviceAuditKey } from '../audit/index.ts';
@@ -90,6 +90,13 @@ function compileSpec(mask: unknown, hmacKey: Buffer | undefined): SpecResult {
 const enc = new TextEncoder();
 /** How long the claim's audit event may wait to share a block with the outcome's. */
 const CLAIM_AUDIT_DELAY_MS = 1000;
+/** How long an order whose claim could not be confirmed waits before it is delivered again. */
+const CLAIM_RETRY_MS = 2000;
+
+/** The claim's create failed because the key exists (JetStream's expected-last-sequence check). */
+function isKeyTaken(e: unknown): boolean {
+  return e instanceof JetStreamApiError && (e.code === JetStreamApiCodes.StreamWrongLastSequence || e.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
+}
 
 export class Worker {
   state: WorkerState = 'INITIALIZED';
@@ -107,6 +114,10 @@ export class Worker {
   readonly #specs = new LRUCache<string, SpecResult>({ max: 256 });
   /** Grants this process claimed, until they expire (claimed-grants.ts). */
   readonly #claimedHere: ClaimedGrants;
+  /** This process's own mark in the claims it writes (the worker id may be configured, and so repeat across restarts). */
+  readonly #instance = randomUUID();
+  /** Grants whose claim create had no known fate (nothing ran): the next delivery may find it stored. */
+  readonly #unconfirmed = new ClaimedGrants(10_000);
   #warnedClaimedFull = false;
 
   constructor(d: WorkerDeps) {
@@ -207,10 +218,16 @@ export class Worker {
       return;
     }
     // The claim: only one create of this key can ever succeed.
-    try {
-      if (this.#claimedHere.has(claims.gid)) throw new WritError('WRIT_ALREADY_CLAIMED');
-      await this.#claims.create(claims.gid, enc.encode(JSON.stringify({ worker: this.id, at: Date.now(), iid: claims.iid })));
-    } catch {
+    const fate = await this.#claim(claims);
+    if (fate === 'unknown') {
+      // Neither stored nor refused, as far as this worker can tell (the bus did not answer):
+      // nothing ran; the order comes back after a pause and is claimed then.
+      t.log.warn({ grantId: claims.gid }, 'claim not confirmed; the order is redelivered');
+      m.nak(CLAIM_RETRY_MS);
+      refused('WRIT_TRANSPORT');
+      return;
+    }
+    if (fate === 'taken') {
       await this.#audit.append({
         sessionId: claims.sid,
         intentId: claims.iid,
@@ -222,7 +239,6 @@ export class Worker {
       refused('WRIT_ALREADY_CLAIMED');
       return;
     }
-    this.#claimedHere.add(claims.gid, claims.exp * 1000 + 60_000);
     if (this.#claimedHere.evictedLive > 0 && !this.#warnedClaimedFull) {
       this.#warnedClaimedFull = true;
       this.#d.log.warn({ max: this.#d.config.limits.claimedGrantsMax }, 'limits.claimedGrantsMax reached with live grants: the oldest rest on the claims bucket alone; raise it for this claim rate');
@@ -388,6 +404,51 @@ export class Worker {
       for (const c of result?.columns ?? []) if (c.masked) for (const r of c.reasons ?? ['unspecified']) m.fieldMasked(target, r);
     }
     endSpan(span, status, error?.code);
+  }
+
+  /**
+   * Creates the grant's claim. 'ours' when this process now holds it: created here, or stored
+   * by a create of this process whose answer was lost (the claim names this process's
+   * instance, which no other process, nor this worker after a restart, ever writes). 'taken'
+   * when anyone else holds it, or this process already ran it. 'unknown' when the bus answered
+   * neither the create nor the read: nothing may run.
+   */
+  async #claim(claims: GrantClaims): Promise<'ours' | 'taken' | 'unknown'> {
+    if (this.#claimedHere.has(claims.gid)) return 'taken';
+    const until = claims.exp * 1000 + 60_000;
+    // Held from here, synchronously: a second delivery of the order to this process is 'taken'.
+    this.#claimedHere.add(claims.gid, until);
+    // Only a claim whose earlier create had no known fate may turn out to be this process's
+    // own: any other claim naming this process was run by it (and may have been forgotten by
+    // #claimedHere since, at its bound), so it is 'taken'.
+    const retried = this.#unconfirmed.has(claims.gid);
+    this.#unconfirmed.delete(claims.gid);
+    try {
+      await this.#claims.create(claims.gid, enc.encode(JSON.stringify({ worker: this.id, inst: this.#instance, at: Date.now(), iid: claims.iid })));
+      return 'ours';
+    } catch (e) {
+      if (isKeyTaken(e) && !retried) return 'taken';
+      // A timeout or a lost connection (or the key of a create whose answer was lost before):
+      // the create may or may not be stored. The claim says.
+      const fate = await this.#claimedByUs(claims);
+      if (fate === 'unknown') {
+        this.#claimedHere.delete(claims.gid);
+        this.#unconfirmed.add(claims.gid, until);
+      }
+      return fate;
+    }
+  }
+
+  async #claimedByUs(claims: GrantClaims): Promise<'ours' | 'taken' | 'unknown'> {
+    try {
+      // The KV read has the connection's request timeout: no answer is 'unknown'.
+      const e = await this.#claims.get(claims.gid);
+      if (!e || e.operation !== 'PUT') return 'unknown';
+      const c = e.json<{ inst?: unknown; iid?: unknown }>();
+      return c.inst === this.#instance && c.iid === claims.iid ? 'ours' : 'taken';
+    } catch {
+      return 'unknown';
+    }
   }
 
   #spec(claims: GrantClaims): SpecResult {
