@@ -282,7 +282,7 @@ export class PgWalker {
       }
       this.filtered([s.sortClause, s.limitOffset, s.limitCount], scope);
       if (s.lockingClause) this.c.rowLocks = true;
-      return {
+      const rel: Relation = {
         outputs: l.outputs.map((o, i) => ({
           name: o.name,
           origins: [...o.origins, ...(r.outputs[i]?.origins ?? [])],
@@ -290,6 +290,8 @@ export class PgWalker {
         })),
         stars: [...l.stars, ...r.stars],
       };
+      this.outputRefs(arr(s.sortClause), rel);
+      return rel;
     }
     for (const item of arr(s.fromClause)) this.fromEntry(item, scope);
     // Plain DISTINCT (a list of empty nodes) compares the whole result row, DISTINCT ON its expressions.
@@ -298,17 +300,69 @@ export class PgWalker {
     const valuesSources = this.capture(() => (plainDistinct ? this.filtered(s.valuesLists, scope) : this.visit(s.valuesLists, scope)));
     const targetSources = arr(s.targetList).map((t) => this.capture(() => (plainDistinct ? this.filtered(t, scope) : this.visit(t, scope))));
     this.filtered([s.whereClause, s.groupClause, s.havingClause, s.windowClause], scope);
-    this.filtered([plainDistinct ? [] : s.distinctClause, s.sortClause, s.limitOffset, s.limitCount], scope);
+    this.filtered([plainDistinct ? [] : s.distinctClause, s.limitOffset, s.limitCount], scope);
     if (arr(s.lockingClause).length) this.c.rowLocks = true;
     if (s.intoClause) {
       this.c.selectInto = true;
       this.c.write(obj(obj(s.intoClause)?.rel));
     }
+    let rel: Relation;
     if (arr(s.valuesLists).length) {
       const first = arr(nodeOf(arr(s.valuesLists)[0], 'List')?.items);
-      return { outputs: first.map((_, i) => ({ name: `column${i + 1}`, origins: [], sources: valuesSources })), stars: [] };
+      rel = { outputs: first.map((_, i) => ({ name: `column${i + 1}`, origins: [], sources: valuesSources })), stars: [] };
+    } else rel = this.outputsOf(arr(s.targetList), scope, targetSources);
+    // ORDER BY a bare name takes a result column's name first (`SELECT email AS e … ORDER BY e`): that
+    // one is no table column (outputRefs counts what it reads); anything else is an expression.
+    const named = new Set(arr(s.targetList).map((t) => str(nodeOf(t, 'ResTarget')?.name)));
+    const outputName = (item: unknown) => {
+      const fields = arr(nodeOf(nodeOf(item, 'SortBy')?.node, 'ColumnRef')?.fields);
+      const n = fields.length === 1 ? sval(fields[0]) : undefined;
+      return n !== undefined && named.has(n);
+    };
+    this.filtered(
+      arr(s.sortClause).filter((i) => !outputName(i)),
+      scope,
+    );
+    this.outputRefs([...arr(s.groupClause), ...(plainDistinct ? [] : distinct), ...arr(s.sortClause)], rel);
+    return rel;
+  }
+
+  /**
+   * ORDER BY / GROUP BY / DISTINCT ON may name a result column by position (`ORDER BY 1`) or by its
+   * output name (`SELECT email AS e … ORDER BY e`): what that column reads is then a filter. A
+   * position past a star cannot be placed, so every column of the result counts.
+   */
+  private outputRefs(items: unknown[], rel: Relation): void {
+    const add = (cols: readonly ColumnFact[]) => {
+      for (const o of cols) {
+        this.c.filterColumns.set(`${o.table ?? ''}\u0000${o.column}`, o);
+        if (o.column === '*' && o.table !== null) this.c.filterWholeRow.add(o.table);
+      }
+    };
+    const all = () => {
+      for (const o of rel.outputs) add([...o.origins, ...(o.sources ?? [])]);
+      add(rel.stars.map((t) => ({ table: t, column: '*' })));
+    };
+    for (const item of items) {
+      const gs = nodeOf(item, 'GroupingSet');
+      if (gs) {
+        this.outputRefs(arr(gs.content), rel);
+        continue;
+      }
+      const e = nodeOf(item, 'SortBy')?.node ?? item;
+      const k = nodeOf(e, 'A_Const');
+      const ival = k ? obj(k.ival) : undefined;
+      if (ival) {
+        const n = Number(ival.ival ?? 0);
+        const o = rel.stars.length === 0 ? rel.outputs[n - 1] : undefined;
+        if (o) add([...o.origins, ...(o.sources ?? [])]);
+        else all();
+        continue;
+      }
+      const fields = arr(nodeOf(e, 'ColumnRef')?.fields);
+      const name = fields.length === 1 ? sval(fields[0]) : undefined;
+      if (name !== undefined) for (const o of rel.outputs) if (o.name === name) add([...o.origins, ...(o.sources ?? [])]);
     }
-    return this.outputsOf(arr(s.targetList), scope, targetSources);
   }
 
   /** `sources[i]`: every column target i reads (see Output.sources). */

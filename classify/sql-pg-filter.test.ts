@@ -45,6 +45,11 @@ const filters: string[] = [
   `UPDATE customers SET name = 'x' WHERE email LIKE 'a%'`,
   `MERGE INTO events e USING customers c ON e.id = length(c.email) WHEN MATCHED THEN DELETE`,
   `EXPLAIN SELECT id FROM customers WHERE email = 'x'`,
+  // A result column named by position or by its output name.
+  `SELECT email, id FROM customers ORDER BY 1`,
+  `SELECT email AS e, id FROM customers ORDER BY e`,
+  `SELECT length(email) AS l, count(*) FROM customers GROUP BY 1`,
+  `SELECT id, email FROM customers UNION ALL SELECT 0, 'x' ORDER BY 2`,
   // Outside a query the position is unknown: a filter.
   `ALTER TABLE customers ADD CHECK (email NOT LIKE 'a%')`,
 ];
@@ -59,6 +64,8 @@ describe('filterColumns', () => {
   it('counts a whole row compared or sorted as a whole-row filter', () => {
     expect(filterOf(`SELECT id FROM customers c WHERE c::text LIKE '%a%'`).whole).toEqual(['public.customers']);
     expect(filterOf(`SELECT id FROM customers c ORDER BY c`).whole).toEqual(['public.customers']);
+    // A position past a star cannot be placed: the whole row.
+    expect(filterOf(`SELECT * FROM customers ORDER BY 3`).whole).toEqual(['public.customers']);
   });
 
   const outputs = [

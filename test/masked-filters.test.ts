@@ -86,6 +86,8 @@ const oracles: Array<[string, string, number]> = [
   ['a JOIN condition', "SELECT c.id FROM customers c JOIN customers d ON d.id = c.id AND d.email LIKE 'a%'", 1],
   ['a window ORDER BY', 'SELECT id, row_number() OVER (ORDER BY email DESC) AS r FROM customers', 3],
   ['a filter on a derived table computed column', 'SELECT * FROM (SELECT id, length(email) AS l FROM customers) s WHERE l = 17', 2],
+  ['ORDER BY a position', 'SELECT email, id FROM customers ORDER BY 1 DESC', 3],
+  ['ORDER BY an output name', 'SELECT email AS e, id FROM customers ORDER BY e DESC', 3],
   ['a whole row compared', "SELECT id FROM customers c WHERE c::text LIKE '%alice%'", 1],
   ['plain EXPLAIN (estimates from statistics)', "EXPLAIN SELECT id FROM customers WHERE email = 'alice@example.com'", 1],
 ];
