@@ -36,7 +36,7 @@ rules:
   - id: analysts-read
     effect: allow
     mode: read
-    match: { principal: { groups: [analysts] }, sql: { functions: ["*"] } }
+    match: { principal: { groups: [analysts] }, sql: { functions: ["*", pg_stat_get_activity] } }
   - id: ops-write
     effect: allow
     mode: write
@@ -45,7 +45,7 @@ rules:
     effect: allow
     mode: read
     masking: { columns: [{ column: "public.customers.email" }], detectors: [], filterMasked: true }
-    match: { principal: { groups: [lookup] }, sql: { functions: ["*"] } }
+    match: { principal: { groups: [lookup] }, sql: { functions: ["*", pg_stat_get_activity] } }
   - id: lookup-write
     effect: allow
     mode: write
@@ -184,6 +184,7 @@ describe('catalogue relations holding values or other sessions statements are re
     'SELECT query FROM pg_stat_activity',
     'SELECT statement FROM pg_prepared_statements',
     'SELECT statement FROM pg_cursors',
+    'SELECT query FROM pg_stat_get_activity(NULL)',
     'SELECT x FROM (SELECT histogram_bounds::text AS x FROM pg_stats) s',
   ];
   it.each(catalogs)('refused: %s', async (sql) => {

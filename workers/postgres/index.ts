@@ -283,11 +283,13 @@ const VALUE_CATALOGS = new Set([
   'pg_stat_wal_receiver',
 ]);
 const valueCatalog = (table: string) => VALUE_CATALOGS.has(table.slice(table.lastIndexOf('.') + 1));
+/** The functions behind some of them, callable in FROM (`SELECT * FROM pg_stat_statements(true)`). */
+const VALUE_FUNCTIONS = new Set(['pg_stat_statements', 'pg_stat_statements_info', 'pg_stat_get_activity', 'pg_stat_get_backend_activity', 'pg_mcv_list_items', 'pg_cursor', 'pg_prepared_statement']);
 
 /** Refusals before anything runs: what would let the batch escape the worker's transaction or limits. */
 function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void {
   for (const st of facts) {
-    const seen = [...st.tablesRead, ...st.tablesWritten].find(valueCatalog);
+    const seen = [...st.tablesRead, ...st.tablesWritten].find(valueCatalog) ?? st.functions.find((f) => VALUE_FUNCTIONS.has(f.slice(f.lastIndexOf('.') + 1)));
     if (seen) {
       throw new WritError(
         'WRIT_UNSUPPORTED',
