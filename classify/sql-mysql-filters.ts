@@ -8,8 +8,19 @@
 type Obj = Record<string, unknown>;
 const obj = (v: unknown): Obj | undefined => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Obj) : undefined);
 
-/** Resolves a column reference (qualifier as written, or null) to base columns; undefined when it names a derived table or CTE. */
-export type Resolve = (qualifier: string | null, column: string) => Array<{ table: string | null; column: string }> | undefined;
+/**
+ * Resolves a column reference (qualifier as written, or null) to base columns; undefined when it
+ * names a derived table or CTE. `derivedInScope`: the SELECT the reference stands in reads a
+ * derived table or CTE, so an unqualified name may be one of its columns.
+ */
+export type Resolve = (qualifier: string | null, column: string, derivedInScope: boolean) => Array<{ table: string | null; column: string }> | undefined;
+
+/** A SELECT's row sources that are derived tables or CTEs, by the name the SELECT gives them, with their SELECT. */
+interface Scope {
+  derived: Map<string, Obj>;
+  /** Every row source of its FROM is one of `derived`. */
+  onlyDerived: boolean;
+}
 
 /** What filterOf found: the columns, and whether one of them could not be placed (a derived table's or CTE's column). */
 export interface FilterReads {
@@ -31,26 +42,75 @@ function columnName(o: Obj): string | undefined {
 /** The filter reads of a statement's tree. */
 export function filterOf(ast: unknown, resolve: Resolve): FilterReads {
   const out: FilterReads = { columns: [], unknown: false };
-  const add = (q: string | null, col: string) => {
-    const r = resolve(q, col);
+  // CTEs by name (WITH at the top or of any SELECT; a name shadows nothing here, being a lookup aid).
+  const ctes = new Map<string, Obj>();
+  const collectCtes = (v: unknown): void => {
+    if (Array.isArray(v)) return v.forEach(collectCtes);
+    const o = obj(v);
+    if (!o) return;
+    if (Array.isArray(o.with))
+      for (const w of o.with) {
+        const name = obj(obj(w)?.name)?.value;
+        const body = obj(obj(obj(w)?.stmt)?.ast) ?? obj(obj(w)?.stmt);
+        if (typeof name === 'string' && body) ctes.set(name.toLowerCase(), body);
+      }
+    for (const x of Object.values(o)) collectCtes(x);
+  };
+  collectCtes(ast);
+  const scopeOf = (select: Obj): Scope => {
+    const derived = new Map<string, Obj>();
+    let others = 0;
+    for (const f of Array.isArray(select.from) ? select.from : []) {
+      const it = obj(f);
+      const sub = obj(obj(it?.expr)?.ast);
+      if (sub && typeof it?.as === 'string') derived.set(it.as.toLowerCase(), sub);
+      else if (typeof it?.table === 'string' && (it.db === null || it.db === undefined) && ctes.has(it.table.toLowerCase()))
+        derived.set(String(it.as ?? it.table).toLowerCase(), ctes.get(it.table.toLowerCase())!);
+      else others++;
+    }
+    return { derived, onlyDerived: derived.size > 0 && others === 0 };
+  };
+  const NO_SCOPE: Scope = { derived: new Map(), onlyDerived: false };
+  const add = (q: string | null, col: string, scope: Scope) => {
+    const r = resolve(q, col, scope.derived.size > 0);
     if (r === undefined || r.length === 0) out.unknown = true;
     else out.columns.push(...r);
   };
+  /**
+   * A derived table's (or CTE's) column used in a filter: what its SELECT puts there is what is
+   * compared, so that expression's columns are filter reads (in the derived SELECT's own scope).
+   * False when the column cannot be found among its items (a star, a set operation).
+   */
+  const throughDerived = (sub: Obj, col: string): boolean => {
+    if (sub._next || sub.set_op) return false;
+    const items = Array.isArray(sub.columns) ? sub.columns.map(obj) : [];
+    const hit = items.find((it) => {
+      const as = typeof it?.as === 'string' ? it.as : undefined;
+      const name = as ?? (obj(it?.expr)?.type === 'column_ref' ? columnName(obj(it?.expr)!) : undefined);
+      return name !== undefined && name.toLowerCase() === col.toLowerCase();
+    });
+    if (!hit) return false;
+    filter(hit.expr, new Map(), scopeOf(sub));
+    return true;
+  };
   // Everything under a filter position is a filter read, whatever its shape.
-  const filter = (v: unknown, aliases: Map<string, unknown>): void => {
-    if (Array.isArray(v)) return v.forEach((x) => filter(x, aliases));
+  const filter = (v: unknown, aliases: Map<string, unknown>, scope: Scope): void => {
+    if (Array.isArray(v)) return v.forEach((x) => filter(x, aliases, scope));
     const o = obj(v);
     if (!o) return;
+    // A nested SELECT resolves its names against its own FROM.
+    if (String(o.type ?? '').toLowerCase() === 'select') scope = scopeOf(o);
     const col = o.type === 'column_ref' ? columnName(o) : undefined;
     if (col !== undefined) {
-      const q = typeof o.table === 'string' ? o.table : null;
-      add(q, col);
+      const q = typeof o.table === 'string' ? o.table.toLowerCase() : null;
+      const sub = q !== null ? scope.derived.get(q) : scope.onlyDerived && scope.derived.size === 1 ? [...scope.derived.values()][0] : undefined;
+      if (!(sub && throughDerived(sub, col))) add(q, col, scope);
       // ORDER BY / HAVING / GROUP BY may name a select item's alias: its expression is what is compared.
       const item = q === null ? aliases.get(col.toLowerCase()) : undefined;
-      if (item !== undefined) filter(item, new Map());
+      if (item !== undefined) filter(item, new Map(), scope);
     }
-    if (Array.isArray(o.using)) for (const u of o.using) add(null, typeof u === 'string' ? u : String(obj(u)?.value));
-    for (const x of Object.values(o)) filter(x, aliases);
+    if (Array.isArray(o.using)) for (const u of o.using) add(null, typeof u === 'string' ? u : String(obj(u)?.value), scope);
+    for (const x of Object.values(o)) filter(x, aliases, scope);
   };
   const output = (v: unknown): void => {
     if (Array.isArray(v)) return v.forEach(output);
@@ -58,14 +118,15 @@ export function filterOf(ast: unknown, resolve: Resolve): FilterReads {
     if (!o) return;
     const type = String(o.type ?? '').toLowerCase();
     if (type === 'select') {
+      const scope = scopeOf(o);
       const items = Array.isArray(o.columns) ? o.columns.map(obj) : [];
       const aliases = new Map<string, unknown>();
       for (const it of items) if (typeof it?.as === 'string') aliases.set(it.as.toLowerCase(), it.expr);
       for (const [k, x] of Object.entries(o)) {
         if (x === null || x === undefined) continue;
         // MySQL's DISTINCT compares every output column.
-        if (k === 'columns' && o.distinct) filter(x, aliases);
-        else if (k === 'from') fromItems(x, aliases);
+        if (k === 'columns' && o.distinct) filter(x, aliases, scope);
+        else if (k === 'from') fromItems(x, aliases, scope);
         else if (k === 'orderby' || k === 'groupby') {
           // `ORDER BY 2` sorts by the second select item.
           const list = Array.isArray(x) ? x : (obj(x)?.columns ?? []);
@@ -73,31 +134,32 @@ export function filterOf(ast: unknown, resolve: Resolve): FilterReads {
             filter(
               items.map((it) => it?.expr),
               aliases,
+              scope,
             );
-          filter(x, aliases);
+          filter(x, aliases, scope);
         } else if (SELECT_OUTPUT.has(k)) output(x);
-        else filter(x, aliases);
+        else filter(x, aliases, scope);
       }
       return;
     }
     if (type === 'update' || type === 'delete' || type === 'insert' || type === 'replace') {
       for (const [k, x] of Object.entries(o)) {
         if (x === null || x === undefined) continue;
-        if (k === 'from' || (k === 'table' && Array.isArray(x))) fromItems(x, new Map());
+        if (k === 'from' || (k === 'table' && Array.isArray(x))) fromItems(x, new Map(), NO_SCOPE);
         else if (WRITE_OUTPUT.has(k)) output(x);
-        else filter(x, new Map());
+        else filter(x, new Map(), NO_SCOPE);
       }
       return;
     }
     for (const x of Object.values(o)) output(x);
   };
-  const fromItems = (v: unknown, aliases: Map<string, unknown>) => {
+  const fromItems = (v: unknown, aliases: Map<string, unknown>, scope: Scope) => {
     for (const item of Array.isArray(v) ? v : [v]) {
       const it = obj(item);
       if (!it) continue;
       for (const [k, x] of Object.entries(it)) {
         if (x === null || x === undefined) continue;
-        if (k === 'on' || k === 'using') filter(k === 'using' ? { using: x } : x, aliases);
+        if (k === 'on' || k === 'using') filter(k === 'using' ? { using: x } : x, aliases, scope);
         else output(x);
       }
     }

@@ -378,12 +378,12 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
   });
   // Filter positions, resolved like `columns`; a column of a derived table or CTE (whose body's
   // columns are not traced to the outer filter) counts as a filter read of every column read.
-  const filters = filterOf(ast, (qualifier, col) => {
+  const filters = filterOf(ast, (qualifier, col, derivedInScope) => {
     const q = qualifier?.toLowerCase() ?? null;
     const named = q === null || q.includes('.') ? undefined : sources.get(q);
     if (named?.has(null)) return undefined;
-    // Unqualified, it may be a derived table's or CTE's column.
-    if (q === null && relations.some((r) => r.table === null)) return undefined;
+    // Unqualified where the SELECT also reads a derived table or CTE: it may be one of their columns.
+    if (q === null && derivedInScope) return undefined;
     const tables = named ? [...named] : [q === null ? only : ([...all].find((x) => x === q || x.endsWith(`.${q}`)) ?? null)];
     return tables.map((t) => ({ table: t, column: col === '*' ? '*' : col.toLowerCase() }));
   });

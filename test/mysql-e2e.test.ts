@@ -69,7 +69,9 @@ describe('a MariaDB target from MCP', () => {
       };
       const targets = (await call('list_targets', {})).out as unknown as { targets: Array<{ name: string; kind: string }> };
       expect(targets.targets.map((x) => [x.name, x.kind])).toEqual([['maria', 'mysql']]);
-      const q = await call('sql_query', { target: 'maria', sql: 'SELECT name, contact FROM customer_contacts ORDER BY id' });
+      // No ORDER BY: a filter or ordering on a view's column counts as one on every base column the
+      // view draws on, the masked one included (WRIT_MASKED_FILTER; views are not traced column by column).
+      const q = await call('sql_query', { target: 'maria', sql: 'SELECT name, contact FROM customer_contacts' });
       expect(q.isError).toBe(false);
       expect(q.out.outcome).toBe('succeeded');
       expect(q.out.result!.columns.map((c) => [c.name, c.masked])).toEqual([

@@ -117,7 +117,6 @@ describe('masked values are not copied through storage by a write grant', () => 
     ['a write reading no masked column', 'INSERT INTO events (note) SELECT name FROM customers WHERE id = 1'],
     ['a filter on an unmasked key', "UPDATE customers SET plan = 'team' WHERE id = 2"],
     ['a masked column rewritten into itself', 'UPDATE customers SET email = lower(email) WHERE id = 3'],
-    ['a delete filtered by a masked column', 'DELETE FROM events WHERE note = (SELECT email FROM customers WHERE id = 1)'],
     ['a user variable kept in the session, read back masked', 'SELECT email INTO @x FROM customers WHERE id = 2; SELECT @x AS v'],
   ];
   it.each(allowed)('allowed: %s', async (_, sql) => {
@@ -125,6 +124,11 @@ describe('masked values are not copied through storage by a write grant', () => 
     expect(o.error, JSON.stringify(o.error)).toBeUndefined();
     expect(o.status).toBe('succeeded');
     expectNoSecrets(o);
+  });
+
+  it('refused: a delete filtered by a masked column (which rows go tells its value: WRIT_MASKED_FILTER)', async () => {
+    const o = await ops.run({ target: 'maria', sql: 'DELETE FROM events WHERE note = (SELECT email FROM customers WHERE id = 1)' });
+    expect(o.error?.code, JSON.stringify(o.error)).toBe('WRIT_MASKED_FILTER');
   });
 
   it('allowed where the rule says copyMasked: true', async () => {

@@ -75,7 +75,8 @@ describe('a masked MariaDB column stays masked however the statement reaches it'
     ['a view under an alias', 'SELECT v.contact FROM customer_contacts v'],
     ['a view aliased as the base table', 'SELECT name FROM customer_contacts customers'],
     ['a merged derived table named like the base table', 'SELECT name FROM (SELECT email AS name FROM customers) customers'],
-    ['a materialized derived table', 'SELECT name FROM (SELECT DISTINCT email AS name FROM customers) s'],
+    // LIMIT keeps MariaDB from merging it (DISTINCT would too, but compares the masked values: WRIT_MASKED_FILTER).
+    ['a materialized derived table', 'SELECT name FROM (SELECT email AS name FROM customers LIMIT 10) s'],
     ['a CTE named like the base table', 'WITH customers AS (SELECT email AS name FROM customers) SELECT name FROM customers'],
     ['UNION behind a harmless first branch', 'SELECT name FROM customers UNION SELECT email FROM customers'],
     ['an expression', "SELECT concat(email, '') AS x FROM customers"],

@@ -17,7 +17,7 @@ import mysql, { type Pool } from 'mysql2';
 import { classifyMysqlCached as classifyMysql, splitMysql, type SqlStatementFacts } from '../../classify/index.ts';
 import { readSecret, WritError, type AccessMode, type GrantClaims, type MysqlWorkerTarget } from '../../schemas/index.ts';
 import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type RowsOutput } from '../executor.ts';
-import { batchFailure, opaqueReason, refuseMaskedCopies, RowLimit, sourcesOf, uncountable, writesRows } from '../sql-common.ts';
+import { batchFailure, opaqueReason, refuseMaskedCopies, refuseMaskedFilters, RowLimit, sourcesOf, uncountable, writesRows } from '../sql-common.ts';
 import { MysqlCatalogue, qualifyFacts } from './origins.ts';
 import { Session, settingsSql } from './session.ts';
 import { fetchLimits, runStatement, type FetchLimits, type StatementResult } from './statement.ts';
@@ -155,6 +155,7 @@ export class MysqlExecutor implements Executor {
     const timeoutMs = Math.round((claims.limits.seconds ?? 30) * 1000);
     const qualified = facts.statements.map((st) => qualifyFacts(st, t.cfg.database));
     await refuseMaskedCopies(t.catalogue, qualified, claims, 'mysql');
+    await refuseMaskedFilters(t.catalogue, qualified, claims, 'mysql');
 
     const s = await Session.open(pool);
     // Waiting for a pooled connection may outlast the grant: then nothing starts.

@@ -228,5 +228,8 @@ export function qualifyFacts(st: SqlStatementFacts, database: string): SqlStatem
     columns: st.columns.map(qc),
     columnsWritten: st.columnsWritten.map(qc),
     wholeRowTables: st.wholeRowTables.map(q),
+    // Absent stays absent: the masked-filter check refuses facts that cannot say where columns are used.
+    ...(st.filterColumns ? { filterColumns: st.filterColumns.map(qc) } : {}),
+    ...(st.filterWholeRowTables ? { filterWholeRowTables: st.filterWholeRowTables.map(q) } : {}),
   };
 }
