@@ -45,12 +45,20 @@ export class Collector {
 export type NestedStatementHandler = (type: string, body: Obj, walker: PgWalker, scope: Scope) => boolean;
 
 const EMPTY: Relation = { outputs: [], stars: [] };
+/** Scratch walks one statement may spend tracing recursive CTEs, and rounds for one CTE. */
+const TRACE_BUDGET = 64;
+const TRACE_ROUNDS = 8;
 
 /** The walker; one per statement. */
 export class PgWalker {
   constructor(
     readonly c: Collector,
     private readonly nested: NestedStatementHandler,
+    /**
+     * Scratch walks left for tracing recursive CTEs (recursiveCte), shared by the walkers of one
+     * statement: nested recursive CTEs multiply them, so past the budget a CTE fails closed.
+     */
+    private readonly tracing: { left: number } = { left: TRACE_BUDGET },
   ) {}
 
   /** Inside a position whose value is no result field (WHERE, ORDER BY, a FROM function's arguments, …). */
@@ -407,20 +415,51 @@ export class PgWalker {
       const cte = nodeOf(item, 'CommonTableExpr');
       if (!cte) continue;
       const name = str(cte.ctename) ?? '?';
+      const colnames = names(cte.aliascolnames);
       if (recursive) scope.ctes.set(name, EMPTY); // visible in its own body; its outputs are unknown until then
       const u = unwrap(cte.ctequery);
       let rel: Relation = EMPTY;
-      if (u && u[0] === 'SelectStmt') rel = this.select(u[1], scope);
+      if (u && u[0] === 'SelectStmt' && recursive) rel = this.recursiveCte(name, u[1], colnames, scope);
+      else if (u && u[0] === 'SelectStmt') rel = renameCte(this.select(u[1], scope), colnames);
       else if (u) {
         if (u[0] === 'InsertStmt' || u[0] === 'UpdateStmt' || u[0] === 'DeleteStmt' || u[0] === 'MergeStmt') this.c.modifyingCte = true;
         this.visit(cte.ctequery, scope);
       }
-      const colnames = names(cte.aliascolnames);
-      if (colnames.length && rel.stars.length === 0) {
-        rel = { outputs: colnames.map((n, i) => ({ name: n, origins: rel.outputs[i]?.origins ?? [], sources: rel.outputs[i]?.sources ?? [] })), stars: [] };
-      }
       scope.ctes.set(name, rel);
       this.filtered([cte.search_clause, cte.cycle_clause], scope);
+    }
+  }
+
+  /**
+   * A CTE of WITH RECURSIVE, visible in its own body. Its recursive term reads its own columns
+   * (`SELECT n + 1, e FROM r WHERE n < length(e)`), which carry what the other term put there
+   * (`SELECT 1, email …`): a filter on `e` is one on `email`, and it decides how many rows come
+   * back. So the body is walked first by scratch walkers (their facts dropped), each round with the
+   * columns the last one found, until they stop growing; then for real with that relation. What
+   * cannot be traced in a few rounds (or within the statement's budget) fails closed: every column
+   * the body reads counts as a filter.
+   */
+  private recursiveCte(name: string, body: Obj, colnames: string[], scope: Scope): Relation {
+    let traced: Relation | undefined = EMPTY;
+    for (let round = 0; ; round++) {
+      if (round === TRACE_ROUNDS || this.tracing.left <= 0) {
+        traced = undefined;
+        break;
+      }
+      this.tracing.left--;
+      scope.ctes.set(name, traced);
+      const scratch = new PgWalker(new Collector(), () => false, this.tracing);
+      const next = unionRel(traced, renameCte(scratch.select(body, scope), colnames));
+      if (relKey(next) === relKey(traced)) break;
+      traced = next;
+    }
+    scope.ctes.set(name, traced ?? EMPTY);
+    if (traced) return unionRel(traced, renameCte(this.select(body, scope), colnames));
+    this.filterDepth++;
+    try {
+      return renameCte(this.select(body, scope), colnames);
+    } finally {
+      this.filterDepth--;
     }
   }
 
@@ -571,4 +610,34 @@ function renameColumns(rel: Relation, alias: unknown): Relation {
   const cols = names(obj(alias)?.colnames);
   if (!cols.length || rel.stars.length) return rel;
   return { outputs: rel.outputs.map((o, i) => ({ name: cols[i] ?? o.name, origins: o.origins, sources: o.sources ?? [] })), stars: [] };
+}
+
+/** Applies a CTE's column list (`WITH x(a, b) AS …`) positionally. */
+function renameCte(rel: Relation, colnames: string[]): Relation {
+  if (!colnames.length || rel.stars.length) return rel;
+  return { outputs: colnames.map((n, i) => ({ name: n, origins: rel.outputs[i]?.origins ?? [], sources: rel.outputs[i]?.sources ?? [] })), stars: [] };
+}
+
+const factKey = (c: ColumnFact) => `${c.table ?? ''}\u0000${c.column}`;
+const uniqueFacts = (cs: ColumnFact[]) => [...new Map(cs.map((c) => [factKey(c), c])).values()];
+
+/** Both relations' columns, output by output (names from `b`, else `a`): what either round found. */
+function unionRel(a: Relation, b: Relation): Relation {
+  const n = Math.max(a.outputs.length, b.outputs.length);
+  const outputs = Array.from({ length: n }, (_, i) => {
+    const x = a.outputs[i];
+    const y = b.outputs[i];
+    return {
+      name: y?.name ?? x?.name ?? '?column?',
+      origins: uniqueFacts([...(x?.origins ?? []), ...(y?.origins ?? [])]),
+      sources: uniqueFacts([...(x?.sources ?? []), ...(y?.sources ?? [])]),
+    };
+  });
+  return { outputs, stars: [...new Set([...a.stars, ...b.stars])] };
+}
+
+/** A relation's content, order-independent within each output: equal keys, nothing new found. */
+function relKey(r: Relation): string {
+  const facts = (cs: ColumnFact[] | undefined) => (cs ?? []).map(factKey).sort().join('\u0001');
+  return JSON.stringify([r.outputs.map((o) => [o.name, facts(o.origins), facts(o.sources)]), [...r.stars].map(String).sort()]);
 }

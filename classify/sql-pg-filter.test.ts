@@ -45,6 +45,15 @@ const filters: string[] = [
   `UPDATE customers SET name = 'x' WHERE email LIKE 'a%'`,
   `MERGE INTO events e USING customers c ON e.id = length(c.email) WHEN MATCHED THEN DELETE`,
   `EXPLAIN SELECT id FROM customers WHERE email = 'x'`,
+  // A recursive CTE's own column in its recursive term carries what the other term put there.
+  `WITH RECURSIVE r(n, e) AS (SELECT 1, email FROM customers WHERE id = 1 UNION ALL SELECT n + 1, e FROM r WHERE n < length(e)) SELECT id, note FROM events WHERE id IN (SELECT n FROM r)`,
+  `WITH RECURSIVE r(n, e) AS (SELECT 1, email FROM customers WHERE id = 1 UNION ALL SELECT n + 1, e FROM r WHERE e LIKE 'a%' AND n < 5) SELECT n FROM r`,
+  `WITH RECURSIVE r(k, e) AS (SELECT 1, email FROM customers WHERE id = 1 UNION ALL SELECT k + 1, e FROM r WHERE k < length(e)) DELETE FROM events WHERE id IN (SELECT max(k) FROM r)`,
+  `WITH RECURSIVE r AS (SELECT 1 AS n, email AS e FROM customers UNION ALL SELECT r.n + 1, r.e FROM r WHERE r.e > 'b') SELECT n FROM r`,
+  // Found only in a second round: n takes email's length in the recursive term, then bounds it.
+  `WITH RECURSIVE r(n, e) AS (SELECT 0, email FROM customers WHERE id = 1 UNION ALL SELECT n + length(e), e FROM r WHERE n < 100) SELECT 1`,
+  `WITH RECURSIVE r(a, b, e) AS (SELECT 0, 0, email FROM customers UNION ALL SELECT b, length(e), e FROM r WHERE a < 20) SELECT 1`,
+  `WITH RECURSIVE r AS (SELECT * FROM customers WHERE id = 1 UNION ALL SELECT * FROM r WHERE email LIKE 'a%' LIMIT 5) SELECT id FROM r`,
   // A result column named by position or by its output name.
   `SELECT email, id FROM customers ORDER BY 1`,
   `SELECT email AS e, id FROM customers ORDER BY e`,
@@ -78,6 +87,8 @@ describe('filterColumns', () => {
     `SELECT s.e FROM (SELECT id AS i, email AS e FROM customers) s WHERE s.i = 1`,
     `CREATE VIEW v AS SELECT id, email FROM customers`,
     `DELETE FROM customers WHERE id = 1 RETURNING email`,
+    `WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT n FROM r`,
+    `WITH RECURSIVE r(n, e) AS (SELECT 1, email FROM customers WHERE id = 1 UNION ALL SELECT n + 1, e FROM r WHERE n < 3) SELECT n, e FROM r`,
   ];
   for (const sql of outputs) {
     it(`leaves a returned column out: ${sql}`, () => {
@@ -85,6 +96,14 @@ describe('filterColumns', () => {
       expect(filterOf(sql).whole).toEqual([]);
     });
   }
+
+  it('fails closed on recursive CTEs nested past the tracing budget: every column their bodies read is a filter', () => {
+    let sql = `SELECT email FROM customers`;
+    for (let i = 0; i < 8; i++) sql = `WITH RECURSIVE r${i}(e) AS (${sql} UNION ALL SELECT e FROM r${i} WHERE false) SELECT e FROM r${i}`;
+    expect(filterOf(sql).cols).toContain(E);
+    // One level is traced: email is only returned.
+    expect(filterOf(`WITH RECURSIVE r0(e) AS (SELECT email FROM customers UNION ALL SELECT e FROM r0 WHERE false) SELECT e FROM r0`).cols).not.toContain(E);
+  });
 
   it('always fills the fields', () => {
     const st = classifySql('SELECT 1').statements[0]!;

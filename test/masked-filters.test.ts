@@ -90,6 +90,12 @@ const oracles: Array<[string, string, number]> = [
   ['ORDER BY a position', 'SELECT email, id FROM customers ORDER BY 1 DESC', 3],
   ['ORDER BY an output name', 'SELECT email AS e, id FROM customers ORDER BY e DESC', 3],
   ['a whole row compared', "SELECT id FROM customers c WHERE c::text LIKE '%alice%'", 1],
+  [
+    "a recursive CTE's own column bounding its recursion",
+    'WITH RECURSIVE r(n, e) AS (SELECT 1, email FROM customers WHERE id = 1 UNION ALL SELECT n + 1, e FROM r WHERE n < length(e)) SELECT id, note FROM events WHERE id IN (SELECT n FROM r)',
+    17,
+  ],
+  ["a recursive CTE's own column in a LIKE", "WITH RECURSIVE r(n, e) AS (SELECT 1, email FROM customers WHERE id = 1 UNION ALL SELECT n + 1, e FROM r WHERE e LIKE 'a%' AND n < 5) SELECT n FROM r", 5],
   ['plain EXPLAIN (estimates from statistics)', "EXPLAIN SELECT id FROM customers WHERE email = 'alice@example.com'", 1],
 ];
 
@@ -104,6 +110,16 @@ describe('a masked column used outside the result is refused', () => {
   it('refused: a DELETE whose filter reads the masked column, and nothing is deleted', async () => {
     const before = await eventCount();
     const o = await ops.run({ target: 'db', sql: 'DELETE FROM events WHERE id = (SELECT length(email) FROM customers WHERE id = 1)' });
+    expect(o.error?.code, JSON.stringify(o.error)).toBe('WRIT_MASKED_FILTER');
+    expect(await eventCount()).toBe(before);
+  });
+
+  it('refused: a DELETE driven by a recursive CTE whose recursion the masked column bounds, and nothing is deleted', async () => {
+    const before = await eventCount();
+    const o = await ops.run({
+      target: 'db',
+      sql: 'WITH RECURSIVE r(k, e) AS (SELECT 1, email FROM customers WHERE id = 1 UNION ALL SELECT k + 1, e FROM r WHERE k < length(e)) DELETE FROM events WHERE id IN (SELECT max(k) FROM r)',
+    });
     expect(o.error?.code, JSON.stringify(o.error)).toBe('WRIT_MASKED_FILTER');
     expect(await eventCount()).toBe(before);
   });
@@ -159,6 +175,20 @@ describe('a masked column in the result stays allowed (masked)', () => {
     const o = await analyst.run({ target: 'db', sql: 'SELECT id, length(email) AS l FROM customers' });
     expect(o.error, JSON.stringify(o.error)).toBeUndefined();
     expect(o.result!.columns.map((c) => c.masked)).toEqual([false, true]);
+  });
+
+  it('a recursive CTE over unmasked columns, and one carrying the masked column only to the result', async () => {
+    const plain = await analyst.run({ target: 'db', sql: 'WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT n FROM r' });
+    expect(plain.error, JSON.stringify(plain.error)).toBeUndefined();
+    expect(plain.result!.rows.length).toBe(5);
+    const carried = await analyst.run({
+      target: 'db',
+      sql: 'WITH RECURSIVE r(n, e) AS (SELECT 1, email FROM customers WHERE id = 1 UNION ALL SELECT n + 1, e FROM r WHERE n < 3) SELECT n, e FROM r',
+    });
+    expect(carried.error, JSON.stringify(carried.error)).toBeUndefined();
+    expect(carried.result!.rows.length).toBe(3);
+    expect(carried.result!.columns[1]).toMatchObject({ name: 'e', masked: true });
+    expectNoSecrets(carried);
   });
 
   it('a masked column rewritten into itself without a filter on it', async () => {
