@@ -26,6 +26,8 @@ interface Scope {
 export interface FilterReads {
   columns: Array<{ table: string | null; column: string }>;
   unknown: boolean;
+  /** A user variable (`@x`) stands in a filter position: it may hold what an earlier statement of the batch read. */
+  variables: boolean;
 }
 
 /** Keys of a SELECT whose expressions are output positions; every other key of it is a filter position. */
@@ -41,9 +43,11 @@ function columnName(o: Obj): string | undefined {
 
 /** The filter reads of a statement's tree. */
 export function filterOf(ast: unknown, resolve: Resolve): FilterReads {
-  const out: FilterReads = { columns: [], unknown: false };
+  const out: FilterReads = { columns: [], unknown: false, variables: false };
   // CTEs by name (WITH at the top or of any SELECT; a name shadows nothing here, being a lookup aid).
   const ctes = new Map<string, Obj>();
+  /** A CTE's column list (`WITH t(a, b) AS …`): its columns by position, whatever its SELECT names them. */
+  const cteColumns = new Map<Obj, string[]>();
   const collectCtes = (v: unknown): void => {
     if (Array.isArray(v)) return v.forEach(collectCtes);
     const o = obj(v);
@@ -52,7 +56,15 @@ export function filterOf(ast: unknown, resolve: Resolve): FilterReads {
       for (const w of o.with) {
         const name = obj(obj(w)?.name)?.value;
         const body = obj(obj(obj(w)?.stmt)?.ast) ?? obj(obj(w)?.stmt);
-        if (typeof name === 'string' && body) ctes.set(name.toLowerCase(), body);
+        if (typeof name === 'string' && body) {
+          ctes.set(name.toLowerCase(), body);
+          const cols = obj(w)?.columns;
+          if (Array.isArray(cols) && cols.length > 0)
+            cteColumns.set(
+              body,
+              cols.map((c) => String((typeof c === 'string' ? c : (columnName(obj(c) ?? {}) ?? obj(c)?.value)) ?? '').toLowerCase()),
+            );
+        }
       }
     for (const x of Object.values(o)) collectCtes(x);
   };
@@ -84,6 +96,15 @@ export function filterOf(ast: unknown, resolve: Resolve): FilterReads {
   const throughDerived = (sub: Obj, col: string): boolean => {
     if (sub._next || sub.set_op) return false;
     const items = Array.isArray(sub.columns) ? sub.columns.map(obj) : [];
+    const listed = cteColumns.get(sub);
+    if (listed) {
+      // Named by the list, by position: the list's name, not the SELECT's, is what the outside uses.
+      const i = listed.indexOf(col.toLowerCase());
+      const item = i >= 0 && listed.length === items.length ? items[i] : undefined;
+      if (!item || obj(item.expr)?.type === 'star' || columnName(obj(item.expr) ?? {}) === '*') return false;
+      filter(item.expr, new Map(), scopeOf(sub));
+      return true;
+    }
     const hit = items.find((it) => {
       const as = typeof it?.as === 'string' ? it.as : undefined;
       const name = as ?? (obj(it?.expr)?.type === 'column_ref' ? columnName(obj(it?.expr)!) : undefined);
@@ -100,6 +121,7 @@ export function filterOf(ast: unknown, resolve: Resolve): FilterReads {
     if (!o) return;
     // A nested SELECT resolves its names against its own FROM.
     if (String(o.type ?? '').toLowerCase() === 'select') scope = scopeOf(o);
+    if (o.type === 'var') out.variables = true;
     const col = o.type === 'column_ref' ? columnName(o) : undefined;
     if (col !== undefined) {
       const q = typeof o.table === 'string' ? o.table.toLowerCase() : null;
@@ -122,6 +144,19 @@ export function filterOf(ast: unknown, resolve: Resolve): FilterReads {
       const items = Array.isArray(o.columns) ? o.columns.map(obj) : [];
       const aliases = new Map<string, unknown>();
       for (const it of items) if (typeof it?.as === 'string') aliases.set(it.as.toLowerCase(), it.expr);
+      // UNION (DISTINCT), INTERSECT and EXCEPT compare whole rows of both sides: every item of
+      // both is a filter read (UNION ALL compares nothing).
+      const setOp = typeof o.set_op === 'string' ? o.set_op.toLowerCase().replace(/\s+/g, ' ').trim() : undefined;
+      const next = obj(o._next);
+      if (setOp !== undefined && setOp !== 'union all' && next) {
+        filter(
+          items.map((it) => it?.expr),
+          aliases,
+          scope,
+        );
+        const nextItems = Array.isArray(next.columns) ? next.columns.map((c) => obj(c)?.expr) : [next];
+        filter(nextItems, new Map(), scopeOf(next));
+      }
       for (const [k, x] of Object.entries(o)) {
         if (x === null || x === undefined) continue;
         // MySQL's DISTINCT compares every output column.

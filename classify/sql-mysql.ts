@@ -416,6 +416,7 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
     wholeRowTables: [...new Set([...columns.values()].filter((c) => c.column === '*' && c.table).map((c) => c.table as string))],
     filterColumns: [...filterColumns.values()].filter((c) => c.column !== '*'),
     filterWholeRowTables: [...new Set([...filterColumns.values()].filter((c) => c.column === '*' && c.table).map((c) => c.table as string))],
+    ...(filters.variables ? { filterVariables: true } : {}),
     functions,
     dangerousFunctions,
     unknownFunctions,

@@ -171,6 +171,12 @@ export interface SqlStatementFacts {
   filterColumns?: ColumnFact[];
   /** Tables read as a whole row in such a position (`WHERE c::text LIKE '%a%'`, `ORDER BY c`). Same rules as filterColumns. */
   filterWholeRowTables?: string[];
+  /**
+   * MySQL: a user variable (`@x`) stands in such a position. A variable holds what a statement
+   * of the same batch put there (connections are reset between intents), so the worker counts
+   * what the batch's statements up to this one read as filter reads too.
+   */
+  filterVariables?: boolean;
   /** Every function called, as folded by the parser (lower-case unless quoted), schema-qualified only if written so. */
   functions: string[];
   /** The side-effecting or dangerous ones among `functions` (see DANGEROUS_FUNCTIONS in sql-functions.ts). */

@@ -142,9 +142,14 @@ function canonical(v: unknown): string | Uint8Array {
 /** Interned replacement texts, so masking a million cells allocates no strings for them. */
 const WHOLE_REDACTED: Readonly<Record<WholeLabel, string>> = { column: '[MASKED:column]', derived: '[MASKED:derived]', row: '[MASKED:row]' };
 
-/** Masks a whole value of any type; null and undefined stay as they are. */
+/**
+ * Masks a whole value of any type. A masked column's null stays null (it tells only that the
+ * column is empty), but a derived value's null is masked too: an expression over a masked
+ * column can choose null or not by any condition on it (`CASE WHEN email LIKE 'a%' THEN 1
+ * END`, `nullif(email, '…')`), one bit per row and field.
+ */
 export function maskWhole(v: unknown, label: WholeLabel, strategy: Strategy, key: Buffer | undefined): unknown {
-  if (v === null || v === undefined) return v;
+  if (v === null || v === undefined) return label === 'derived' ? WHOLE_REDACTED.derived : v;
   switch (strategy) {
     case 'redact':
       return WHOLE_REDACTED[label];

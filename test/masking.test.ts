@@ -229,3 +229,14 @@ describe('a grant without a masking spec runs nothing (issue 10 item 14)', () =>
     expect(p.rowCount).toBeUndefined();
   });
 });
+
+describe('a derived value over a masked column keeps no null (an attack round chose null by a condition on the value)', () => {
+  it('masks the nulls of a computed field too', async () => {
+    const r = await query("SELECT id, CASE WHEN email LIKE 'a%' THEN 1 END AS z, nullif(email, 'bob@example.org') AS n FROM customers");
+    expect(r.rows.map((row) => [row[1], row[2]])).toEqual([
+      ['[MASKED:derived]', '[MASKED:derived]'],
+      ['[MASKED:derived]', '[MASKED:derived]'],
+      ['[MASKED:derived]', '[MASKED:derived]'],
+    ]);
+  });
+});

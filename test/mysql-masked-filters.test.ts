@@ -96,6 +96,11 @@ const oracles: Array<[string, string]> = [
   ['an IN subquery', "SELECT id FROM customers WHERE id IN (SELECT id FROM customers WHERE email LIKE '%.net')"],
   ['a JOIN condition', "SELECT c.id FROM customers c JOIN customers d ON d.id = c.id AND d.email LIKE 'a%'"],
   ['a derived table filtered outside', "SELECT id FROM (SELECT id, email AS e FROM customers) t WHERE t.e LIKE 'a%'"],
+  ['a UNION comparing rows', "SELECT email FROM customers WHERE id = 1 UNION SELECT 'alice@example.com'"],
+  ['an INTERSECT', "SELECT email FROM customers WHERE id = 1 INTERSECT SELECT 'alice@example.com'"],
+  ['an EXCEPT', "SELECT email FROM customers WHERE id = 1 EXCEPT SELECT 'alice@example.com'"],
+  ['a CTE whose column list renames the column', "WITH t(id, e, n) AS (SELECT email, id, name FROM customers) SELECT n FROM t WHERE id LIKE 'a%'"],
+  ['a user variable carrying it into a later filter', "SELECT @x := email AS v FROM customers WHERE id = 1; SELECT id, note FROM events WHERE @x LIKE 'a%'"],
   ['an unqualified column of a two-table subquery', 'SELECT id FROM events WHERE id = (SELECT char_length(email) - 16 FROM customers, events e2 WHERE customers.id = 1 LIMIT 1)'],
 ];
 
@@ -128,6 +133,20 @@ describe('MariaDB: a masked column used outside the result', () => {
       expect(o.status, `${sql}: ${JSON.stringify(o.error)}`).toBe('succeeded');
       expectNoSecrets(o);
     }
+  });
+});
+
+describe('MariaDB: a computed field over the masked column', () => {
+  it('is masked whole, its nulls included (a CASE can choose null by a condition on the value)', async () => {
+    const o = await analyst.run({ target: 'maria', sql: "SELECT id, CASE WHEN email LIKE 'a%' THEN 1 END AS z FROM customers" });
+    expect(o.status, JSON.stringify(o.error)).toBe('succeeded');
+    expect(o.result?.rows.map((r) => r[1])).toEqual(['[MASKED:derived]', '[MASKED:derived]', '[MASKED:derived]']);
+  });
+
+  it('leaves UNION ALL alone (it compares nothing)', async () => {
+    const o = await analyst.run({ target: 'maria', sql: "SELECT email FROM customers WHERE id = 1 UNION ALL SELECT 'x'" });
+    expect(o.status, JSON.stringify(o.error)).toBe('succeeded');
+    expectNoSecrets(o);
   });
 });
 

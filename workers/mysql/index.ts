@@ -18,7 +18,7 @@ import { classifyMysqlCached as classifyMysql, splitMysql, type SqlStatementFact
 import { readSecret, WritError, type AccessMode, type GrantClaims, type MysqlWorkerTarget } from '../../schemas/index.ts';
 import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type RowsOutput } from '../executor.ts';
 import { batchFailure, opaqueReason, refuseMaskedCopies, refuseMaskedFilters, RowLimit, sourcesOf, uncountable, writesRows } from '../sql-common.ts';
-import { MysqlCatalogue, qualifyFacts } from './origins.ts';
+import { carryVariables, MysqlCatalogue, qualifyFacts } from './origins.ts';
 import { Session, settingsSql } from './session.ts';
 import { fetchLimits, runStatement, type FetchLimits, type StatementResult } from './statement.ts';
 import { serverFlavor, type ServerFlavor } from './version.ts';
@@ -153,7 +153,7 @@ export class MysqlExecutor implements Executor {
     const flavor = await this.#flavor(t);
     const lim = fetchLimits(claims.limits.rows ?? 1000, claims.limits.bytes ?? DEFAULT_BYTES);
     const timeoutMs = Math.round((claims.limits.seconds ?? 30) * 1000);
-    const qualified = facts.statements.map((st) => qualifyFacts(st, t.cfg.database));
+    const qualified = carryVariables(facts.statements.map((st) => qualifyFacts(st, t.cfg.database)));
     await refuseMaskedCopies(t.catalogue, qualified, claims, 'mysql');
     await refuseMaskedFilters(t.catalogue, qualified, claims, 'mysql');
 

@@ -233,3 +233,22 @@ export function qualifyFacts(st: SqlStatementFacts, database: string): SqlStatem
     ...(st.filterWholeRowTables ? { filterWholeRowTables: st.filterWholeRowTables.map(q) } : {}),
   };
 }
+
+/**
+ * A user variable in a filter position may hold a value any statement of the batch up to it
+ * read (`SELECT @x := email …; SELECT id FROM events WHERE @x LIKE 'a%'` filtered on the e-mail):
+ * such a statement's filter reads gain every column and whole row those statements read.
+ * Qualified facts in, qualified facts out.
+ */
+export function carryVariables(facts: readonly SqlStatementFacts[]): SqlStatementFacts[] {
+  return facts.map((st, i) => {
+    // Facts that do not say where they read stay so: the check refuses them whatever they read.
+    if (!st.filterVariables || st.filterColumns === undefined || st.filterWholeRowTables === undefined) return st;
+    const upTo = facts.slice(0, i + 1);
+    return {
+      ...st,
+      filterColumns: [...st.filterColumns, ...upTo.flatMap((s) => s.columns)],
+      filterWholeRowTables: [...new Set([...st.filterWholeRowTables, ...upTo.flatMap((s) => s.wholeRowTables)])],
+    };
+  });
+}
