@@ -15,8 +15,13 @@ export interface ConsumeLoop {
   readonly inFlight: number;
 }
 
+const PULL_EXPIRES_MS = 10_000;
+
 export async function consumeConcurrently(consumer: Consumer, handler: (m: JsMsg) => Promise<void>, opts: { maxInFlight: number; log: Logger }): Promise<ConsumeLoop> {
-  const messages: ConsumerMessages = await consumer.consume({ max_messages: Math.max(opts.maxInFlight, 16) });
+  // Pulls expire after 10 s (the client's default is 30 s), so the idle heartbeat comes every
+  // 5 s: a pull lost with a failed cluster member is noticed and sent again within about 10 s,
+  // not 30 s, while the grants of the orders behind it run out (seen in the cluster kill tests).
+  const messages: ConsumerMessages = await consumer.consume({ max_messages: Math.max(opts.maxInFlight, 16), expires: PULL_EXPIRES_MS });
   const running = new Set<Promise<void>>();
   let slot: (() => void) | undefined;
   let stopping = false;

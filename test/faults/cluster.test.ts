@@ -213,7 +213,14 @@ describe('provisioning on a cluster', () => {
     try {
       const jss = conns.map((c) => jetstream(c));
       const stream = `ELSS_${Math.random().toString(36).slice(2, 8)}`;
-      await (await jetstreamManager(nc!)).streams.add({ name: stream, subjects: [`${stream}.>`], num_replicas: 3 });
+      const jsm = await jetstreamManager(nc!);
+      await jsm.streams.add({ name: stream, subjects: [`${stream}.>`], num_replicas: 3 });
+      // A new R3 stream answers 503 ("jetstream is not enabled") until its leader is elected,
+      // longer while the cluster still settles after the kill tests: wait for the leader.
+      for (let t = Date.now(); !(await jsm.streams.info(stream)).cluster?.leader;) {
+        if (Date.now() - t > 30_000) throw new Error(`no leader for ${stream} after 30 s`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
       let accepted = 0;
       const subjects = 100;
       for (let i = 0; i < subjects; i++) {
