@@ -3,6 +3,9 @@
  * behind a MySQL worker, with the customers/events schema of fixture.ts and the e-mail
  * column masked.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { ConfigInput } from '../schemas/index.ts';
 import { startStack, type Stack } from './fixture.ts';
 import { createTestMariadb, type TestMariadb } from './helpers/index.ts';
@@ -21,20 +24,35 @@ export interface MariaStack {
   stop(): Promise<void>;
 }
 
-/** `rules` replace the default ones (analysts read, dba write with rowsAffected 1 and 2 s). */
-export async function startMariaStack(opts: { rules?: NonNullable<NonNullable<ConfigInput['policy']>['rules']>; poolSize?: number } = {}): Promise<MariaStack> {
+/**
+ * `rules` replace the default ones (analysts read, dba write with rowsAffected 1 and 2 s);
+ * `policyYaml`, given the database, replaces the whole policy with a policy file's text.
+ * `setup` statements run after the schema, as the server's admin.
+ */
+export async function startMariaStack(
+  opts: { rules?: NonNullable<NonNullable<ConfigInput['policy']>['rules']>; poolSize?: number; policyYaml?: (m: TestMariadb) => string; setup?: (m: TestMariadb) => string[] } = {},
+): Promise<MariaStack> {
   const m = await createTestMariadb();
-  await m.admin(MARIA_SCHEMA);
+  await m.admin([...MARIA_SCHEMA, ...(opts.setup?.(m) ?? [])]);
+  let policyFile: string | undefined;
+  if (opts.policyYaml) {
+    policyFile = join(mkdtempSync(join(tmpdir(), 'writ-maria-policy-')), 'policy.yaml');
+    writeFileSync(policyFile, opts.policyYaml(m));
+  }
   const s = await startStack({
     config: {
       targets: [{ name: 'maria', kind: 'mysql', tags: ['test'], description: 'the test MariaDB' }],
-      policy: {
-        rules: opts.rules ?? [
-          { id: 'analysts-read', effect: 'allow', groups: ['analysts'], targets: ['maria'], mode: 'read', limits: { rows: 50 } },
-          { id: 'dba-write', effect: 'allow', groups: ['dba'], targets: ['maria'], mode: 'write', limits: { rowsAffected: 1, seconds: 2 } },
-        ],
-        masking: { columns: [{ column: `${m.database}.customers.email` }], detectors: [] },
-      },
+      ...(policyFile
+        ? { policyFile }
+        : {
+            policy: {
+              rules: opts.rules ?? [
+                { id: 'analysts-read', effect: 'allow', groups: ['analysts'], targets: ['maria'], mode: 'read', limits: { rows: 50 } },
+                { id: 'dba-write', effect: 'allow', groups: ['dba'], targets: ['maria'], mode: 'write', limits: { rowsAffected: 1, seconds: 2 } },
+              ],
+              masking: { columns: [{ column: `${m.database}.customers.email` }], detectors: [] },
+            },
+          }),
       workers: {
         mysql: [
           {

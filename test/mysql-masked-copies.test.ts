@@ -4,16 +4,14 @@
  * (WRIT_MASKED_COPY), user variables and temp tables do not reach a later intent.
  * docs/policy.md "Masked values and writes".
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WritClient } from '../client/index.ts';
-import { startStack, type Stack } from './fixture.ts';
-import { MARIA_SCHEMA } from './fixture-mysql.ts';
-import { createTestMariadb, type TestMariadb } from './helpers/index.ts';
+import type { Stack } from './fixture.ts';
+import { startMariaStack, type MariaStack } from './fixture-mysql.ts';
+import type { TestMariadb } from './helpers/index.ts';
 
 const SECRETS = ['alice@example.com', 'bob@example.org', 'carol@example.net'];
+let stack: MariaStack;
 let s: Stack;
 let m: TestMariadb;
 let analyst: WritClient;
@@ -21,15 +19,14 @@ let ops: WritClient;
 let migrations: WritClient;
 
 beforeAll(async () => {
-  m = await createTestMariadb();
-  // A write grant with DDL: CREATE TABLE AS and temporary tables are possible to it.
-  await m.admin([...MARIA_SCHEMA, 'CREATE TABLE scratch (id int, note varchar(100))', `GRANT CREATE, DROP, CREATE TEMPORARY TABLES ON \`${m.database}\`.* TO '${m.users.write.user}'@'${m.host}'`]);
-  const dir = mkdtempSync(join(tmpdir(), 'writ-mysql-masked-copies-'));
-  const policyFile = join(dir, 'policy.yaml');
-  const masking = `columns: [{ column: "${m.database}.customers.email" }], detectors: []`;
-  writeFileSync(
-    policyFile,
-    `
+  stack = await startMariaStack({
+    // One connection: consecutive intents share it, so what one leaves behind the next would see.
+    poolSize: 1,
+    // A write grant with DDL: CREATE TABLE AS and temporary tables are possible to it.
+    setup: (db) => ['CREATE TABLE scratch (id int, note varchar(100))', `GRANT CREATE, DROP, CREATE TEMPORARY TABLES ON \`${db.database}\`.* TO '${db.users.write.user}'@'${db.host}'`],
+    policyYaml: (db) => {
+      const masking = `columns: [{ column: "${db.database}.customers.email" }], detectors: []`;
+      return `
 version: mysql-masked-copies
 defaults:
   masking: { ${masking} }
@@ -47,37 +44,16 @@ rules:
     mode: write
     masking: { ${masking}, copyMasked: true }
     match: { principal: { groups: [migrations] } }
-`,
-  );
-  s = await startStack({
-    config: {
-      targets: [{ name: 'maria', kind: 'mysql', tags: ['test'] }],
-      policyFile,
-      workers: {
-        mysql: [
-          {
-            target: 'maria',
-            host: m.host,
-            port: m.port,
-            database: m.database,
-            // One connection: consecutive intents share it, so what one leaves behind the next would see.
-            poolSize: 1,
-            credentials: {
-              read: { user: { value: m.users.read.user }, password: { value: m.users.read.password } },
-              write: { user: { value: m.users.write.user }, password: { value: m.users.write.password } },
-            },
-          },
-        ],
-      },
+`;
     },
   });
+  ({ s, m } = stack);
   analyst = s.client(await s.token('alice', ['analysts']));
   ops = s.client(await s.token('olga', ['ops']));
   migrations = s.client(await s.token('mia', ['migrations']));
 }, 120_000);
 afterAll(async () => {
-  await s?.stop();
-  await m?.drop();
+  await stack?.stop();
 });
 
 function expectNoSecrets(value: unknown) {

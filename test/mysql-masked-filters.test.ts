@@ -6,16 +6,14 @@
  * email`: column `binary` aliased `email` to the parser, BINARY(email) to the server) is refused.
  * docs/policy.md "Masked values outside the result".
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WritClient } from '../client/index.ts';
-import { startStack, type Stack } from './fixture.ts';
-import { MARIA_SCHEMA } from './fixture-mysql.ts';
-import { createTestMariadb, type TestMariadb } from './helpers/index.ts';
+import type { Stack } from './fixture.ts';
+import { startMariaStack, type MariaStack } from './fixture-mysql.ts';
+import type { TestMariadb } from './helpers/index.ts';
 
 const SECRETS = ['alice@example.com', 'bob@example.org', 'carol@example.net'];
+let stack: MariaStack;
 let s: Stack;
 let m: TestMariadb;
 let analyst: WritClient;
@@ -23,14 +21,11 @@ let trusted: WritClient;
 let ops: WritClient;
 
 beforeAll(async () => {
-  m = await createTestMariadb();
-  await m.admin([...MARIA_SCHEMA, "INSERT INTO events (id, note) VALUES (1, 'one'), (2, 'two'), (3, 'three')"]);
-  const dir = mkdtempSync(join(tmpdir(), 'writ-mysql-masked-filters-'));
-  const policyFile = join(dir, 'policy.yaml');
-  const masking = `columns: [{ column: "${m.database}.customers.email" }], detectors: []`;
-  writeFileSync(
-    policyFile,
-    `
+  stack = await startMariaStack({
+    setup: () => ["INSERT INTO events (id, note) VALUES (1, 'one'), (2, 'two'), (3, 'three')"],
+    policyYaml: (db) => {
+      const masking = `columns: [{ column: "${db.database}.customers.email" }], detectors: []`;
+      return `
 version: mysql-masked-filters
 defaults:
   masking: { ${masking} }
@@ -48,35 +43,16 @@ rules:
     effect: allow
     mode: write
     match: { principal: { groups: [ops] } }
-`,
-  );
-  s = await startStack({
-    config: {
-      targets: [{ name: 'maria', kind: 'mysql', tags: ['test'] }],
-      policyFile,
-      workers: {
-        mysql: [
-          {
-            target: 'maria',
-            host: m.host,
-            port: m.port,
-            database: m.database,
-            credentials: {
-              read: { user: { value: m.users.read.user }, password: { value: m.users.read.password } },
-              write: { user: { value: m.users.write.user }, password: { value: m.users.write.password } },
-            },
-          },
-        ],
-      },
+`;
     },
   });
+  ({ s, m } = stack);
   analyst = s.client(await s.token('alice', ['analysts']));
   trusted = s.client(await s.token('lou', ['lookups']));
   ops = s.client(await s.token('olga', ['ops']));
 }, 120_000);
 afterAll(async () => {
-  await s?.stop();
-  await m?.drop();
+  await stack?.stop();
 });
 
 function expectNoSecrets(o: unknown): void {

@@ -3,6 +3,7 @@
 // least-privilege users on it.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import mysql from 'mysql2/promise';
@@ -47,8 +48,15 @@ export async function startMariadb(opts: StartMariadbOptions = {}): Promise<Mari
   // --no-defaults first: the machine's /etc/mysql config (its port, socket, datadir) must not apply.
   // `normal` root auth: root@localhost with no password, reachable only through our own socket.
   const user = process.getuid?.() === 0 ? ['--user=root'] : [];
+  // A private temporary directory: servers bootstrapping at once in a shared /tmp removed each
+  // other's temporary tables ("Error on delete of '/tmp/#sql-temptable-…'"), failing the install.
+  const tmp = join(dir, 'tmp');
+  mkdirSync(tmp, { recursive: true });
   try {
-    await execFileAsync(installDb, ['--no-defaults', `--datadir=${data}`, ...user, '--auth-root-authentication-method=normal', '--skip-test-db'], { timeout: 120_000 });
+    await execFileAsync(installDb, ['--no-defaults', `--datadir=${data}`, ...user, '--auth-root-authentication-method=normal', '--skip-test-db', `--tmpdir=${tmp}`], {
+      timeout: 120_000,
+      env: { ...process.env, TMPDIR: tmp },
+    });
   } catch (err) {
     const e = err as Error & { stdout?: string; stderr?: string };
     return fail(new Error(`mariadb-install-db failed: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`, { cause: err }));
@@ -63,6 +71,7 @@ export async function startMariadb(opts: StartMariadbOptions = {}): Promise<Mari
         args: [
           '--no-defaults',
           `--datadir=${data}`,
+          `--tmpdir=${tmp}`,
           ...user,
           `--port=${port}`,
           `--bind-address=${HOST}`,
