@@ -1,9 +1,11 @@
 import { defineConfig } from 'vitest/config';
 
 /**
- * Two projects: `main` (unit, integration, end-to-end, adversarial) and `faults` (kills and
- * restarts real processes; slower). `npm test` runs both; `vitest run --project main` or
- * `--project faults` runs one.
+ * Three projects: `main` (unit, integration, end-to-end, adversarial), `faults` (kills and
+ * restarts real processes; slower) and `cluster` (a 3-node nats-server cluster with 2,000
+ * intents in flight while a member is killed). `npm test` runs `main` and `faults` together,
+ * then `cluster` on its own: its kills are timed against load, and on a 2-core machine another
+ * test file beside it doubles its run time. `vitest run --project <name>` runs one.
  */
 export default defineConfig({
   test: {
@@ -18,7 +20,11 @@ export default defineConfig({
       },
       {
         extends: true,
-        test: { name: 'faults', include: ['test/faults/**/*.test.ts'], testTimeout: 180_000, hookTimeout: 120_000 },
+        test: { name: 'faults', include: ['test/faults/**/*.test.ts'], exclude: ['test/faults/cluster.test.ts'], testTimeout: 180_000, hookTimeout: 120_000 },
+      },
+      {
+        extends: true,
+        test: { name: 'cluster', include: ['test/faults/cluster.test.ts'], testTimeout: 300_000, hookTimeout: 120_000 },
       },
     ],
   },
