@@ -33,8 +33,12 @@ export function encodeReply(nc: NatsConnection, body: unknown, tooLarge: (e: Wri
   const bytes = body instanceof Uint8Array ? body : enc.encode(JSON.stringify(body));
   const max = maxBody(nc);
   if (bytes.length <= max) return bytes;
-  const err = new WritError('WRIT_REPLY_TOO_LARGE', `the reply would be ${bytes.length} bytes; the server carries at most ${max}`, { details: { bytes: bytes.length, max } });
-  return enc.encode(JSON.stringify(tooLarge(err)));
+  return enc.encode(JSON.stringify(tooLarge(replyTooLarge(bytes.length, max))));
+}
+
+/** The error of a reply of `bytes` where the server carries at most `max`. */
+export function replyTooLarge(bytes: number, max: number): WritError {
+  return new WritError('WRIT_REPLY_TOO_LARGE', `the reply would be ${bytes} bytes; the server carries at most ${max}`, { details: { bytes, max } });
 }
 
 /**
@@ -57,4 +61,17 @@ export function sendReply(nc: NatsConnection, subject: string, body: unknown, to
   }
 }
 
-export { inboxIdFor, inboxIdOfToken, isReplySubjectOf, sanitizeSubject, seal, open as openSealed, sealOutcome, openOutcome, sealKeyPairFromSecret, type SealKeyPair } from './seal.ts';
+export {
+  inboxIdFor,
+  inboxIdOfToken,
+  isReplySubjectOf,
+  sanitizeSubject,
+  seal,
+  open as openSealed,
+  sealOutcome,
+  sealOutcomeBody,
+  outcomeBodyBytes,
+  openOutcome,
+  sealKeyPairFromSecret,
+  type SealKeyPair,
+} from './seal.ts';

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { generateSealKeyPair, open, seal, type SealedBox } from './seal.ts';
+import { generateSealKeyPair, open, openOutcome, outcomeBodyBytes, seal, sealOutcome, sealOutcomeBody, type SealedBox } from './seal.ts';
+import type { Outcome } from '../schemas/index.ts';
 
 const binding = { intentId: 'i_seal_test_0001', sessionId: 's_seal_test_0001', status: 'succeeded' };
 
@@ -41,5 +42,31 @@ describe('sealed boxes with a per-process ephemeral key', () => {
     const later = seal({ n: 3 }, agent.publicKey, binding);
     expect(later.epk).not.toBe(first.epk);
     expect(open(later, agent, binding)).toEqual({ n: 3 });
+  });
+});
+
+describe('an outcome body encoded once and sealed to several keys', () => {
+  it('opens to the same outcome for each recipient as sealing each copy on its own, and is the bytes it was given', () => {
+    const agent = generateSealKeyPair();
+    const store = generateSealKeyPair();
+    const o: Outcome = {
+      v: 1,
+      type: 'outcome',
+      intentId: 'i-1',
+      sessionId: 's-1',
+      status: 'succeeded',
+      at: 1,
+      result: { columns: [{ name: 'email', masked: true }], rows: [['a***@example.com']], rowCount: 1, truncated: false, command: 'SELECT' },
+    };
+    const body = outcomeBodyBytes(o);
+    const forAgent = sealOutcomeBody(o, body, agent.publicKey);
+    const forStore = sealOutcomeBody(o, body, store.publicKey);
+    expect(forAgent.result).toBeUndefined();
+    expect(openOutcome(forAgent, agent)).toEqual(openOutcome(sealOutcome(o, agent.publicKey), agent));
+    expect(openOutcome(forStore, store)).toEqual(o);
+    // What a worker hashes into its evidence is exactly the plaintext each copy carries.
+    expect(Buffer.from(JSON.stringify(open(forStore.sealed as SealedBox, store, o)))).toEqual(body);
+    // Bound to its ids and status like any box: the agent's copy does not open as another status.
+    expect(() => openOutcome({ ...forAgent, status: 'failed' }, agent)).toThrow();
   });
 });

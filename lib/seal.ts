@@ -121,6 +121,11 @@ function currentEphemeral(now: number): Ephemeral {
 
 /** Encrypts `body` (JSON) to `recipient` (raw base64url X25519 public key). */
 export function seal(body: unknown, recipientKey: string, binding: SealBinding): SealedBox {
+  return sealBytes(Buffer.from(JSON.stringify(body), 'utf8'), recipientKey, binding);
+}
+
+/** Encrypts a plaintext already encoded as JSON: a body sealed to two recipients is encoded once. */
+function sealBytes(plain: Uint8Array, recipientKey: string, binding: SealBinding): SealedBox {
   const { key: rpk, kid } = recipient(recipientKey);
   const eph = currentEphemeral(Date.now());
   const epk = eph.epk;
@@ -134,7 +139,7 @@ export function seal(body: unknown, recipientKey: string, binding: SealBinding):
   const iv = randomBytes(12);
   const c = createCipheriv('aes-256-gcm', key, iv);
   c.setAAD(aad(binding));
-  const ct = Buffer.concat([c.update(JSON.stringify(body), 'utf8'), c.final()]);
+  const ct = Buffer.concat([c.update(plain), c.final()]);
   return { alg: SEAL_ALG, kid, epk, iv: iv.toString('base64url'), ct: ct.toString('base64url'), tag: c.getAuthTag().toString('base64url') };
 }
 
@@ -159,6 +164,22 @@ export function open(box: SealedBox, kp: SealKeyPair, binding: SealBinding): unk
 }
 
 /**
+ * The part of an outcome that is sealed (decision, result, error) as JSON bytes. A sender that
+ * seals one outcome to several keys (the worker: the agent and the durable copy) encodes it once
+ * with this and seals the bytes with sealOutcomeBody.
+ */
+export function outcomeBodyBytes(o: Outcome): Buffer {
+  const { decision, result, error } = o;
+  return Buffer.from(JSON.stringify({ ...(decision ? { decision } : {}), ...(result ? { result } : {}), ...(error ? { error } : {}) }), 'utf8');
+}
+
+/** The outcome's clear part (ids, status, time) with `body` (outcomeBodyBytes of it) sealed to `recipient`. */
+export function sealOutcomeBody(o: Outcome, body: Uint8Array, recipient: string): Outcome {
+  const { decision: _d, result: _r, error: _e, sealed: _s, ...clear } = o;
+  return { ...clear, sealed: sealBytes(body, recipient, o) };
+}
+
+/**
  * The outcome with its decision, result and error sealed to `recipient`; ids, status and time
  * stay in clear. An outcome already sealed is returned as is only when sealed to this key.
  */
@@ -167,9 +188,7 @@ export function sealOutcome(o: Outcome, recipient: string): Outcome {
     if (o.sealed.kid === keyId(recipient)) return o;
     throw new Error('the outcome is sealed to another key');
   }
-  const { decision, result, error, sealed: _s, ...clear } = o;
-  const body = { ...(decision ? { decision } : {}), ...(result ? { result } : {}), ...(error ? { error } : {}) };
-  return { ...clear, sealed: seal(body, recipient, o) };
+  return sealOutcomeBody(o, outcomeBodyBytes(o), recipient);
 }
 
 /** Opens a sealed outcome; throws when it is unsealed, sealed to another key, or altered. */

@@ -18,6 +18,9 @@ import {
   encodeReply,
   ensureConsumer,
   maxBody,
+  outcomeBodyBytes,
+  replyTooLarge,
+  sealOutcomeBody,
   retryTransient,
   sealOutcome,
   sendReply,
@@ -334,22 +337,32 @@ export class Worker {
       this.#running.delete(ac);
     }
     this.#observe(order.target, status, started, result, error, t.span);
-    const outcome = buildOutcome({ intentId: order.intentId, sessionId: order.sessionId, status, decision: order.record?.decision, result, error });
-    // Results were cut to what the bus carries; should the envelope still not fit, the outcome
-    // says so with a code, and the statement's own success stays recorded in its state.
-    const bytes = encodeReply(this.#d.nc, outcome, (e) => ({
-      ...outcome,
-      result: undefined,
-      error: { ...e.toReply(), code: 'WRIT_RESULT_TOO_LARGE', message: `the command ${status}; ${e.message}` },
-    }));
-    const resultDigest = sha256Hex(bytes);
+    // The sealed part of the outcome is encoded once: its bytes are what is hashed into the
+    // evidence and what is sealed to each recipient (the agent, the durable copy).
+    let clear = buildOutcome({ intentId: order.intentId, sessionId: order.sessionId, status, decision: order.record?.decision, result, error });
+    let body = outcomeBodyBytes(clear);
+    if (result?.rows.length && body.length > this.#budget(claims).budget - FIT_ROOM) {
+      // Masked rows beyond the byte limit, or what the bus carries, are cut here. The whole body
+      // is measured first (the rows are part of it), row by row only when it is over.
+      result = this.#cut(result, claims);
+      clear = { ...clear, result };
+      body = outcomeBodyBytes(clear);
+    }
+    // Results were cut to what the bus carries; should the body still not fit, the outcome says
+    // so with a code, and the statement's own success stays recorded in its state.
+    const max = maxBody(this.#d.nc);
+    if (body.length > max) {
+      const e = replyTooLarge(body.length, max);
+      clear = { ...clear, result: undefined, error: { ...e.toReply(), code: 'WRIT_RESULT_TOO_LARGE', message: `the command ${status}; ${e.message}` } };
+      body = outcomeBodyBytes(clear);
+    }
+    const resultDigest = sha256Hex(body);
     // Sealed before anything leaves: the agent's copy to the key in its intent, the durable copy
     // to the broker's results key (both from the signed grant). A grant without one gets the
     // outcome's status only: results and reasons never cross the bus in clear.
-    const clear = JSON.parse(new TextDecoder().decode(bytes)) as Outcome;
     const sealedFor = (key: string | undefined): Outcome =>
       key
-        ? sealOutcome(clear, key)
+        ? sealOutcomeBody(clear, body, key)
         : {
             v: 1,
             type: 'outcome',
@@ -536,21 +549,27 @@ export class Worker {
       return { name: f.name, origin: f.origin, ...(f.wholeRow ? { wholeRow: true } : {}), ...(f.tableColumns ? { tableColumns: f.tableColumns } : {}) };
     });
     const masked = maskRows({ fields, rows: out.rows }, spec, opts);
-    // The byte limit applies to what is sent, and so does what the bus carries: masked rows
-    // beyond the smaller of the two are cut, and the result says which limit cut them.
-    const { budget, by } = this.#budget(claims);
-    const { rows, cut } = fitBytes(masked.rows, budget);
     return {
       result: {
         columns: masked.columns.map((c) => ({ name: c.name, masked: c.masked, ...(c.reasons.length ? { reasons: c.reasons } : {}) })),
-        rows,
-        rowCount: cut ? rows.length : out.rowCount,
-        truncated: out.truncated || cut,
-        ...(cut ? { truncatedBy: by } : out.truncated ? { truncatedBy: 'rows' as const } : {}),
+        rows: masked.rows,
+        rowCount: out.rowCount,
+        truncated: out.truncated,
+        ...(out.truncated ? { truncatedBy: 'rows' as const } : {}),
         command: out.command,
       },
       maskedFields: masked.columns.filter((c) => c.masked).map((c) => `${c.name} (${c.reasons.join(', ')})`),
     };
+  }
+
+  /**
+   * The byte limit applies to what is sent, and so does what the bus carries: masked rows
+   * beyond the smaller of the two are cut, and the result says which limit cut them.
+   */
+  #cut(result: ResultBody, claims: GrantClaims): ResultBody {
+    const { budget, by } = this.#budget(claims);
+    const { rows, cut } = fitBytes(result.rows, budget);
+    return cut ? { ...result, rows, rowCount: rows.length, truncated: true, truncatedBy: by } : result;
   }
 
   /** Bytes a result may take: the grant's byte limit, or less when the server carries less. */
@@ -605,10 +624,13 @@ function cutUtf8(s: string, max: number): string {
   return b.toString('utf8').replace(/\uFFFD$/, '');
 }
 
+/** Room left for the envelope when rows are fitted to a byte limit. */
+const FIT_ROOM = 1024;
+
 /** Keeps the leading rows whose JSON fits in `limit` bytes (with room for the envelope). */
 function fitBytes(rows: unknown[][], limit: number | undefined): { rows: unknown[][]; cut: boolean } {
   if (limit === undefined) return { rows, cut: false };
-  const budget = Math.max(0, limit - 1024);
+  const budget = Math.max(0, limit - FIT_ROOM);
   let used = 2;
   for (let i = 0; i < rows.length; i++) {
     used += Buffer.byteLength(JSON.stringify(rows[i])) + 1;
