@@ -325,6 +325,9 @@ async function pendingIntent(note: string, o: { groups?: string[]; actFor?: stri
   const first = await c.run({ target: 'db', sql: o.sql ?? `INSERT INTO events (note) VALUES ('${note}')`, justification: o.justification ?? `ticket for ${note}` });
   expect(first.status).toBe('pending');
   await eventually(() => slack.messageFor(first.intentId), `the Slack post of ${note}`);
+  // The bot stores where it posted only once Slack has answered the post: a press sent before
+  // that (no human is that quick) is refused as not this bot's message (seen once in CI).
+  await eventually(async () => (await bots[0]!.lookup(first.intentId))?.ref, `the stored post of ${note}`);
   return { c, id: first.intentId, sessionId: first.sessionId };
 }
 
