@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createUser } from '@nats-io/nkeys';
 import { parseConfig, WritError } from '../schemas/index.ts';
 import { startNats, type NatsServerHandle } from '../test/helpers/index.ts';
-import { connectNats, natsConnectionOptions, resolveNatsConfig } from './nats.ts';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connectNats, flushingOncePerTurn, natsConnectionOptions, resolveNatsConfig } from './nats.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'writ-nats-'));
 const failure = (f: () => unknown): string => {
@@ -132,6 +133,61 @@ describe('against a real nats-server with auth', () => {
       await nc.close();
     } finally {
       for (const k of Object.keys(env)) delete process.env[k];
+    }
+  });
+});
+
+describe('writes queued by many handlers in one turn of the event loop', () => {
+  let server: NatsServerHandle;
+  beforeAll(async () => {
+    server = await startNats();
+  });
+  afterAll(async () => server?.stop());
+
+  /** Publishes `n` messages, each after the previous one's continuation (as concurrent handlers do), counting socket writes. */
+  async function publishApart(nc: NatsConnection, subject: string, n: number): Promise<number> {
+    const transport = (nc as unknown as { protocol: { transport: { send(frame: Uint8Array): unknown } } }).protocol.transport;
+    const send = transport.send.bind(transport);
+    let writes = 0;
+    transport.send = (frame) => {
+      writes++;
+      return send(frame);
+    };
+    for (let i = 0; i < n; i++) {
+      nc.publish(subject, String(i));
+      await Promise.resolve();
+    }
+    await new Promise((r) => setImmediate(r));
+    transport.send = send;
+    return writes;
+  }
+
+  it('go out in one socket write, complete and in order; a plain connection writes once per handler', async () => {
+    const nc = await connectNats(server.url, 'coalesce');
+    const plain = await connect({ servers: server.url });
+    const reader = await connect({ servers: server.url });
+    try {
+      expect(flushingOncePerTurn(nc)).toBe(true);
+      expect(flushingOncePerTurn(plain)).toBe(false);
+      const got: string[] = [];
+      const sub = reader.subscribe('coalesce.>', { callback: (_e, m) => void got.push(`${m.subject}:${m.string()}`) });
+      await reader.flush();
+      expect(await publishApart(nc, 'coalesce.one', 100)).toBe(1);
+      // The client's own behaviour, for contrast: one write per microtask that queued something.
+      expect(await publishApart(plain, 'coalesce.plain', 100)).toBeGreaterThan(50);
+      await nc.flush();
+      await plain.flush();
+      await reader.flush();
+      const one = got.filter((g) => g.startsWith('coalesce.one:'));
+      expect(one).toEqual(Array.from({ length: 100 }, (_, i) => `coalesce.one:${i}`));
+      sub.unsubscribe();
+      // Requests still get their answers (the reply subscription and the request share the turn).
+      const echo = reader.subscribe('coalesce.echo', { callback: (_e, m) => void m.respond(m.data) });
+      await reader.flush();
+      expect((await nc.request('coalesce.echo', 'ping', { timeout: 2_000 })).string()).toBe('ping');
+      echo.unsubscribe();
+    } finally {
+      await Promise.all([nc.close(), plain.close(), reader.close()]);
     }
   });
 });
