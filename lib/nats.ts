@@ -175,16 +175,19 @@ interface ProtocolInternals {
 const flushesOncePerTurn = new WeakSet<NatsConnection>();
 
 /**
- * Makes the connection write what it queued once per turn of the event loop (setImmediate)
- * instead of once per microtask, as nats.js does: a service answering many intents then sends
- * what their handlers queued in one socket write, not one each. On loopback a write costs the
- * sender the receiver's TCP work too, and socket writes were the largest single cost in the
- * services' profiles (15-20 % of a worker's CPU when broker and worker run apart). Measured with
- * `npm run bench -- e2e` in three paired rounds at 64 agents, as the ratio to direct pg's
- * throughput in the same run: one process 0.016-0.019 before, 0.020-0.021 after; two brokers and
- * two workers 0.009-0.011 before, 0.013 after. At one agent the difference stayed inside the
- * noise. What is queued past the client's pending limit is still written at once, and so is
- * `flush()` (a PING). `close()` and `reconnect()` write what is queued before they end the socket:
+ * Makes the connection write what its handlers queue at most twice per turn of the event loop,
+ * instead of once per microtask as nats.js does: the turn's first write goes out as nats.js
+ * sends it (a lone intent waits for nothing), and whatever later handlers of the same turn
+ * queue goes out together at its end (setImmediate). A service answering many intents then
+ * sends their messages in one socket write, not one each. On loopback a write costs the sender
+ * the receiver's TCP work too, and socket writes were the largest single cost in the services'
+ * profiles (15-20 % of a worker's CPU when broker and worker run apart). Measured with
+ * `npm run bench -- e2e` in three paired rounds (ratio to direct pg's throughput in the same
+ * run): one process at 64 agents 0.014-0.016 without, 0.017-0.019 with; one agent 5.9-8.5 ms
+ * p50 without, 6.0-9.2 ms with (inside the noise); two brokers and two workers inside the noise.
+ * (Writing everything at the turn's end instead cost about 1 ms per intent at one agent.) What
+ * is queued past the client's pending limit is still written at once, and so is `flush()` (a
+ * PING). `close()` and `reconnect()` write what is queued before they end the socket:
  * both end it before the turn is over, and what it was not given is dropped. nats.js's own flush
  * got there first whenever close() waits on a status listener (Writ's metrics and JetStream
  * consumers are ones) and always for reconnect(); here a close() with no listener writes it too.
@@ -201,17 +204,32 @@ export function flushOncePerTurn(nc: NatsConnection): boolean {
   const proto = p as ProtocolInternals;
   const enc = new TextEncoder();
   let scheduled = false;
+  let wroteThisTurn = false;
+  const endTurn = () => {
+    wroteThisTurn = false;
+  };
   const flush = () => {
     scheduled = false;
     proto.flushPending();
   };
   proto.sendCommand = (cmd, ...payloads) => {
     out.fill(typeof cmd === 'string' ? enc.encode(cmd) : cmd, ...payloads);
-    if (out.size() >= proto.pendingLimit) proto.flushPending();
-    else if (!scheduled) {
-      scheduled = true;
-      setImmediate(flush);
+    if (out.size() >= proto.pendingLimit) {
+      proto.flushPending();
+      return;
     }
+    if (scheduled) return;
+    scheduled = true;
+    if (wroteThisTurn) {
+      setImmediate(flush);
+      return;
+    }
+    // The turn's first write goes out as nats.js sends it, once the current microtasks ran: a
+    // lone intent waits for nothing (deferring it to the turn's end cost about 1 ms per intent at
+    // one agent). What later handlers of the same turn queue waits for the turn's end.
+    wroteThisTurn = true;
+    setImmediate(endTurn);
+    queueMicrotask(flush);
   };
   const close = proto.close.bind(proto);
   proto.close = (err) => {
