@@ -74,17 +74,22 @@ describe('a connection that flushes once per turn, on one nats-server', () => {
         for await (const s of nc.status()) void s;
       })();
       await nc.flush();
+      // The turn's first write goes out at once; the second waits for the turn's end, which close() does not.
+      nc.publish(`close.${name}`, 'first');
+      await Promise.resolve();
       nc.publish(`close.${name}`, 'last words');
       await nc.close();
       await watching;
     }
     // And without a listener, where nats.js's own close() drops it: written before the socket closes.
     const bare = await connectNats(server.url, 'close-bare');
+    bare.publish('close.bare', 'first');
+    await Promise.resolve();
     bare.publish('close.bare', 'last words');
     await bare.close();
-    await until('the messages published before close()', () => got.length >= 3, 3_000).catch(() => undefined);
+    await until('the messages published before close()', () => got.length >= 6, 3_000).catch(() => undefined);
     await reader.flush();
-    expect(got.sort()).toEqual(['close.bare:last words', 'close.plain:last words', 'close.turn:last words']);
+    expect(got.sort()).toEqual(['close.bare:first', 'close.bare:last words', 'close.plain:first', 'close.plain:last words', 'close.turn:first', 'close.turn:last words']);
     sub.unsubscribe();
   });
 
@@ -99,6 +104,9 @@ describe('a connection that flushes once per turn, on one nats-server', () => {
         for await (const s of nc.status()) events.push(s.type);
       })();
       await nc.flush();
+      // The turn's first write goes out at once; the second waits for the turn's end, which reconnect() does not.
+      nc.publish(`recon.${name}`, 'first');
+      await Promise.resolve();
       nc.publish(`recon.${name}`, 'before');
       await nc.reconnect();
       await until(`${name} to reconnect`, () => events.includes('reconnect'));
@@ -107,7 +115,7 @@ describe('a connection that flushes once per turn, on one nats-server', () => {
       await nc.close();
     }
     await reader.flush();
-    expect(got.sort()).toEqual(['recon.plain:after', 'recon.plain:before', 'recon.turn:after', 'recon.turn:before']);
+    expect(got.sort()).toEqual(['recon.plain:after', 'recon.plain:before', 'recon.plain:first', 'recon.turn:after', 'recon.turn:before', 'recon.turn:first']);
     sub.unsubscribe();
   });
 
