@@ -15,7 +15,7 @@ import pg from 'pg';
 import { classifySqlCached as classifySql, splitSql, type SqlStatementFacts } from '../../classify/index.ts';
 import { readSecret, WritError, type AccessMode, type Config, type GrantClaims } from '../../schemas/index.ts';
 import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type RowsOutput } from '../executor.ts';
-import { fetchLimits, runCursor, type CursorResult, type FetchLimits } from './cursor.ts';
+import { fetchLimits, runCursor, runOneShot, type CursorResult, type FetchLimits } from './cursor.ts';
 import { OriginResolver } from './origins.ts';
 import { Session } from './session.ts';
 import { batchFailure, opaqueReason, refuseMaskedCopies, refuseMaskedFilters, RowLimit, sourcesOf, uncountable, writesRows as writes } from '../sql-common.ts';
@@ -142,7 +142,7 @@ export class PostgresExecutor implements Executor {
    */
   async #runSingleRead(t: TargetPools, s: Session, sql: string, st: SqlStatementFacts, lim: FetchLimits, timeoutMs: number, notices: string[]): Promise<ExecOutput> {
     if (timeoutMs !== SESSION_TIMEOUT_MS) await s.client.query(`SET statement_timeout = ${timeoutMs}`); // DISCARD ALL undoes it
-    const r = await runCursor(s, sql, lim);
+    const r = await runOneShot(s, sql, lim);
     if (!r.cut && s.client.getTransactionStatus() !== 'I') {
       throw new WritError('WRIT_EXEC_FAILED', 'the statement left a transaction open on the connection; the connection was closed');
     }

@@ -23,6 +23,8 @@ export class Session {
   readonly dead: Promise<never>;
   #timers: NodeJS.Timeout[] = [];
   #released = false;
+  /** A DISCARD ALL already sent with the statement (cursor.ts runOneShot): whether it ran. */
+  #queuedReset: Promise<boolean> | null = null;
   readonly #onError: (e: Error) => void;
 
   private constructor(client: pg.PoolClient, watch: WireWatch) {
@@ -89,6 +91,11 @@ export class Session {
     );
   }
 
+  /** The reset went out with the statement; release() waits for its answer instead of sending one. */
+  resetQueued(done: Promise<boolean>): void {
+    this.#queuedReset = done;
+  }
+
   /**
    * Back to the pool after DISCARD ALL, or destroyed. The reset is not awaited by the intent
    * (its result is already known); the connection only rejoins the pool once it is clean.
@@ -110,6 +117,12 @@ export class Session {
     if (destroy || this.lost || this.watch.tripped || this.client.getTransactionStatus() !== 'I') {
       done(true);
       return Promise.resolve();
+    }
+    if (this.#queuedReset) {
+      return Promise.race([this.#queuedReset, this.dead]).then(
+        (ok) => done(!ok || this.lost !== null || this.client.getTransactionStatus() !== 'I'),
+        () => done(true),
+      );
     }
     return this.client.query('DISCARD ALL').then(
       () => done(this.lost !== null || this.client.getTransactionStatus() !== 'I'),
