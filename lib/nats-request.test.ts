@@ -31,7 +31,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'writ-nats-request-'));
   server = await startNats({ storeDir: dir });
   nc = await connect({ servers: server.url, noAsyncTraces: true });
-  nc.subscribe('echo', { callback: (_e, m) => m.respond(m.data) });
+  nc.subscribe('echo', { callback: (_e, m) => void m.respond(m.data) });
   await nc.flush();
 });
 afterAll(async () => {
