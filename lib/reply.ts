@@ -71,6 +71,7 @@ export {
   sealOutcome,
   sealOutcomeBody,
   outcomeBodyBytes,
+  outcomeBytes,
   openOutcome,
   sealKeyPairFromSecret,
   type SealKeyPair,

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { generateSealKeyPair, open, openOutcome, outcomeBodyBytes, seal, sealOutcome, sealOutcomeBody, type SealedBox } from './seal.ts';
+import { generateSealKeyPair, open, openOutcome, outcomeBodyBytes, outcomeBytes, seal, sealOutcome, sealOutcomeBody, type SealedBox } from './seal.ts';
 import type { Outcome } from '../schemas/index.ts';
 
 const binding = { intentId: 'i_seal_test_0001', sessionId: 's_seal_test_0001', status: 'succeeded' };
@@ -68,5 +68,54 @@ describe('an outcome body encoded once and sealed to several keys', () => {
     expect(Buffer.from(JSON.stringify(open(forStore.sealed as SealedBox, store, o)))).toEqual(body);
     // Bound to its ids and status like any box: the agent's copy does not open as another status.
     expect(() => openOutcome({ ...forAgent, status: 'failed' }, agent)).toThrow();
+  });
+});
+
+describe('IVs under a reused key', () => {
+  it('never repeat: one random prefix per ephemeral key, then the count of its boxes, across recipients', () => {
+    const a = generateSealKeyPair();
+    const b = generateSealKeyPair();
+    const ivs = new Set<string>();
+    const prefixes = new Set<string>();
+    for (let i = 0; i < 500; i++) {
+      const box = seal({ i }, (i % 2 ? a : b).publicKey, binding);
+      ivs.add(box.iv);
+      prefixes.add(Buffer.from(box.iv, 'base64url').subarray(0, 8).toString('hex'));
+      expect(open(box, i % 2 ? a : b, binding)).toEqual({ i });
+    }
+    expect(ivs.size).toBe(500);
+    expect(prefixes.size).toBe(1);
+  });
+});
+
+describe('an outcome as bus bytes', () => {
+  const rows = Array.from({ length: 300 }, (_, i) => [i, `name ${i} \u00e9\u{1F600} "quoted" \\`, null]);
+  const clear: Outcome = {
+    v: 1,
+    type: 'outcome',
+    intentId: 'i_seal_test_0001',
+    sessionId: 's_seal_test_0001',
+    status: 'succeeded',
+    at: 1,
+    result: { columns: [{ name: 'id', masked: false }], rows, rowCount: rows.length, truncated: false, command: 'SELECT' },
+  } as unknown as Outcome;
+
+  it('are exactly JSON.stringify of the sealed outcome, large or small, and open to the rows', () => {
+    const agent = generateSealKeyPair();
+    const big = sealOutcomeBody(clear, outcomeBodyBytes(clear), agent.publicKey);
+    expect(big.sealed!.ct.length).toBeGreaterThan(4096);
+    const bytes = outcomeBytes(big);
+    expect(bytes.equals(Buffer.from(JSON.stringify(big), 'utf8'))).toBe(true);
+    expect(openOutcome(JSON.parse(bytes.toString('utf8')) as Outcome, agent)).toMatchObject({ result: { rows } });
+    const small = sealOutcome({ ...clear, result: undefined }, agent.publicKey);
+    expect(outcomeBytes(small).equals(Buffer.from(JSON.stringify(small), 'utf8'))).toBe(true);
+  });
+
+  it('are encoded in full for a box sealed elsewhere (its ciphertext is not known to be plain base64url)', () => {
+    const agent = generateSealKeyPair();
+    const big = sealOutcomeBody(clear, outcomeBodyBytes(clear), agent.publicKey);
+    // A copy (parsed off the bus) with a character the splice would mangle.
+    const foreign = { ...big, sealed: { ...big.sealed!, ct: `${big.sealed!.ct}\u00e9` } } as Outcome;
+    expect(outcomeBytes(foreign).equals(Buffer.from(JSON.stringify(foreign), 'utf8'))).toBe(true);
   });
 });

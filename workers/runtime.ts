@@ -19,6 +19,7 @@ import {
   ensureConsumer,
   maxBody,
   outcomeBodyBytes,
+  outcomeBytes,
   replyTooLarge,
   sealOutcomeBody,
   retryTransient,
@@ -373,7 +374,9 @@ export class Worker {
             error: new WritError('WRIT_SEAL_REQUIRED', `the command ${status}; the grant names no key to seal its outcome to`).toReply(),
           };
     const stk = claims.stk;
-    const stored = encodeReply(this.#d.nc, sealedFor(stk), (e) => (stk ? sealOutcome({ ...clear, result: undefined, error: e.toReply() }, stk) : { ...sealedFor(undefined), error: e.toReply() }));
+    const stored = encodeReply(this.#d.nc, outcomeBytes(sealedFor(stk)), (e) =>
+      stk ? sealOutcome({ ...clear, result: undefined, error: e.toReply() }, stk) : { ...sealedFor(undefined), error: e.toReply() },
+    );
     const retry = { log: t.log, context: {} };
     // Evidence first: the agent, the result stream and the record learn the end only once
     // exec.claimed and exec.finished are stored (the audit writer retries through reconnects).
@@ -399,7 +402,7 @@ export class Worker {
     // A failed send is logged: the durable result below still reaches the agent through the broker's API.
     if (order.replyTo && claims.rpl) {
       const key = claims.rpl.key;
-      sendReply(this.#d.nc, order.replyTo, sealedFor(key), (e) => sealOutcome({ ...clear, result: undefined, error: e.toReply() }, key), t.log, claims.rpl.inbox, traceHeaders(t.span));
+      sendReply(this.#d.nc, order.replyTo, outcomeBytes(sealedFor(key)), (e) => sealOutcome({ ...clear, result: undefined, error: e.toReply() }, key), t.log, claims.rpl.inbox, traceHeaders(t.span));
     } else if (order.replyTo) {
       t.log.warn('the order names a replyTo its grant does not cover; not sent');
     }
