@@ -96,9 +96,12 @@ export class PostgresExecutor implements Executor {
     if (!t) throw new WritError('WRIT_UNKNOWN_TARGET');
     const pool = t.pools[claims.mode];
     if (!pool) throw new WritError('WRIT_GRANT_MISMATCH', `this worker holds no ${claims.mode} credential for ${claims.tgt}`);
-    const statements = splitSql(order.command.sql);
-    if (statements.length === 0) throw new WritError('WRIT_SQL_EMPTY');
     const facts = classifySql(order.command.sql);
+    // The statements as the classifier's one parse cut them (cached by the text's SHA-256): parsing
+    // again to split was a second full parse per intent. A text it could not read gets splitSql's
+    // own error (unparseable, empty) before the refusal below.
+    const statements = facts.error ? splitSql(order.command.sql) : facts.statements.map((st) => st.text);
+    if (statements.length === 0) throw new WritError('WRIT_SQL_EMPTY');
     if (facts.error || facts.statements.length !== statements.length) {
       throw new WritError('WRIT_SQL_UNKNOWN', 'the worker could not classify every statement of the batch; nothing ran');
     }
