@@ -161,7 +161,7 @@ describe('the next intent on the connection gets it clean', () => {
   it('waits for the reset even when it is already queued while the previous intent answers', async () => {
     const p1 = run("SELECT set_config('work_mem', '77kB', false), pg_advisory_lock(41), pg_backend_pid()");
     const p2 = run("SELECT current_setting('work_mem'), (SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()), pg_backend_pid()");
-    const [a, b] = (await Promise.all([p1, p2])) as RowsOutput[];
+    const [a, b] = (await Promise.all([p1, p2])) as [RowsOutput, RowsOutput];
     expect(a.rows[0]![1]).toBe('');
     expect(b.rows[0]).toEqual(['4MB', 0, a.rows[0]![2]]);
   });
@@ -241,6 +241,79 @@ describe('errors of a single read', () => {
     for (let i = 0; i < 3; i++) for (const [sql, limits] of attacks) await run(sql, limits).catch(() => undefined);
     const t0 = Date.now();
     expect((await rows('SELECT 3')).rows).toEqual([[3]]);
+    expect(Date.now() - t0).toBeLessThan(1000);
+  });
+});
+
+describe('defects the attack found, fixed', () => {
+  it('D1: keeps a DO block of a read grant read-only: its COMMIT cannot end a transaction of its own and open a read-write one', async () => {
+    const pw = () => admin.query('SELECT rolpassword FROM pg_authid WHERE rolname = $1', [db.roles.read.user]).then((r) => r.rows[0].rolpassword as string);
+    const settings = () =>
+      admin.query('SELECT count(*)::int AS n FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole WHERE r.rolname = $1', [db.roles.read.user]).then((r) => r.rows[0].n as number);
+    const before = await pw();
+    const err = await fails(run("DO $$BEGIN COMMIT; SET TRANSACTION READ WRITE; ALTER ROLE CURRENT_USER PASSWORD 'chosen-by-the-agent'; END$$"));
+    expect(err.details).toMatchObject({ sqlstate: '2D000' });
+    await fails(run("DO $$BEGIN COMMIT; SET TRANSACTION READ WRITE; ALTER ROLE CURRENT_USER SET work_mem = '77kB'; END$$"));
+    expect(await pw()).toBe(before);
+    expect(await settings()).toBe(0);
+  });
+
+  it('D2: fails an intent whose row pg cannot read (client_encoding changed), and the worker goes on', async () => {
+    const viaFunction = await fails(run(`SELECT set_config('client_encoding', 'SJIS', false), '"\u30bd"'::json`, { seconds: 5 }));
+    expect(viaFunction.code).toBe('WRIT_EXEC_FAILED');
+    expect(viaFunction.message).not.toMatch(/\u30bd|JSON/);
+    // The same inside a batch (pg-cursor's row handler).
+    const inBatch = await fails(run(`SELECT 1; SELECT set_config('client_encoding', 'SJIS', false), '"\u30bd"'::json`, { seconds: 5 }));
+    expect(inBatch.code).toBe('WRIT_EXEC_FAILED');
+    expect((await fails(run("SET client_encoding = 'SJIS'"))).code).toBe('WRIT_UNSUPPORTED');
+    expect((await rows("SELECT '\u30bd'")).rows).toEqual([['\u30bd']]);
+  });
+
+  it('D3: never returns more rows than the limit, even when the row past it is in the chunk that trips the cut', async () => {
+    const r = await rows("SELECT x FROM (VALUES (1, repeat('a', 65527)), (2, 'bb')) v(i, x) ORDER BY i", { rows: 1, bytes: 1 });
+    expect(r.rows.length).toBeLessThanOrEqual(1);
+    expect(r.rowCount).toBeLessThanOrEqual(1);
+    expect(r.truncated).toBe(true);
+  });
+
+  it("D4: keeps the pool serving under a row limit past the protocol's 32-bit count", async () => {
+    const own = executor(1);
+    try {
+      for (const limit of [2 ** 31, 2 ** 32]) {
+        const first = await run('SELECT g FROM generate_series(1, 10) g', { rows: limit }, own).then(
+          (r) => (r as RowsOutput).rows.length,
+          (e: unknown) => toWritError(e).code,
+        );
+        const next = await Promise.race([run('SELECT 1', {}, own).then((r) => (r as RowsOutput).rows), new Promise((res) => setTimeout(() => res('hung'), 5000))]);
+        expect({ limit, first, next }).toEqual({ limit, first: 10, next: [[1]] });
+      }
+    } finally {
+      await own.close();
+    }
+  });
+
+  it('D5: gives the next intent a random() seed the previous one did not choose', async () => {
+    const seeded = (await rows('SELECT setseed(0.42), random()')).rows[0]![1];
+    await rows('SELECT setseed(0.42)');
+    expect((await rows('SELECT random()')).rows[0]![0]).not.toBe(seeded);
+  });
+
+  it('D6: reports an error larger than the message cap as a failure, never as an empty success', async () => {
+    const err = await fails(run("SELECT repeat('x', 300000)::int", { bytes: 1000 }));
+    expect(err.code).toBe('WRIT_EXEC_FAILED');
+    expect((await rows('SELECT 4')).rows).toEqual([[4]]);
+  });
+
+  it('D7: reports a statement that cancels itself as failed with its sqlstate, not as past the time limit', async () => {
+    const err = await fails(run('SELECT pg_cancel_backend(pg_backend_pid()), pg_sleep(1)'));
+    expect([err.code, err.details]).toEqual(['WRIT_EXEC_FAILED', { sqlstate: '57014' }]);
+    // A real timeout is still one.
+    expect((await fails(run('SELECT pg_sleep(2)', { seconds: 0.2 }))).code).toBe('WRIT_EXEC_TIMEOUT');
+  });
+
+  it('D8: never turns a time limit under a millisecond into no server timeout', async () => {
+    const t0 = Date.now();
+    expect((await fails(run('SELECT pg_sleep(1.5)', { seconds: 0.0004 }))).code).toBe('WRIT_EXEC_TIMEOUT');
     expect(Date.now() - t0).toBeLessThan(1000);
   });
 });

@@ -9,7 +9,7 @@
 import pg from 'pg';
 import Cursor from 'pg-cursor';
 import { WritError } from '../../schemas/index.ts';
-import type { Session } from './session.ts';
+import { resetQueries, type Session } from './session.ts';
 import type { WireLimitError } from './wire.ts';
 
 const FIRST_BATCH = 100;
@@ -40,10 +40,46 @@ export function fetchLimits(maxRows: number, bytes: number): FetchLimits {
   return { maxRows, bytes, maxMessage: 2 * bytes + 65_536 };
 }
 
+/** The protocol's row counts are signed 32-bit: a larger limit is bounded by the wire watch alone. */
+const MAX_EXECUTE_ROWS = 0x7fffffff;
+
+/**
+ * A value pg's type parsers could not read (a session that changed client_encoding sends bytes
+ * JSON.parse refuses): the intent fails. Thrown out of pg's socket handler it ended the worker.
+ * The parser's own message is not kept: it quotes the value.
+ */
+function unreadableRow(): WritError {
+  return new WritError('WRIT_EXEC_FAILED', "a value in the server's answer could not be read as its type; nothing of the result is returned");
+}
+
+/**
+ * A cut on anything but a row (an error, a notice, a row description past the cap) leaves the
+ * statement's outcome unknown: it is never reported as a truncated success.
+ */
+function refuseCutOutsideRows(cut: WireLimitError): void {
+  if (cut.messageType !== 'D') {
+    throw new WritError(
+      'WRIT_EXEC_FAILED',
+      `the server sent a message (${JSON.stringify(cut.messageType)}) past the ${cut.cap}-byte cap; the connection was closed and the statement's outcome is not known`,
+    );
+  }
+}
+
 export async function runCursor(s: Session, text: string, lim: FetchLimits): Promise<CursorResult> {
   const { client, watch } = s;
   watch.arm(lim.maxMessage, lim.bytes + lim.maxMessage);
   const cursor = new Cursor(text, undefined, { rowMode: 'array' });
+  let rowError: WritError | null = null;
+  const rowHandler = cursor as unknown as { handleDataRow(msg: unknown): void };
+  const handleDataRow = rowHandler.handleDataRow.bind(cursor);
+  rowHandler.handleDataRow = (msg: unknown) => {
+    if (rowError) return;
+    try {
+      handleDataRow(msg);
+    } catch {
+      rowError = unreadableRow();
+    }
+  };
   // 'end' comes with ReadyForQuery, after which the client's transaction status is current.
   const ended = new Promise<void>((resolve) => cursor.once('end', () => resolve()));
   const rows: unknown[][] = [];
@@ -52,7 +88,7 @@ export async function runCursor(s: Session, text: string, lim: FetchLimits): Pro
   // pg writes each protocol message with its own socket write; corking sends them in one.
   let uncork = cork(client);
   client.query(cursor);
-  let batch = Math.min(FIRST_BATCH, lim.maxRows + 1);
+  let batch = Math.min(FIRST_BATCH, lim.maxRows + 1, MAX_EXECUTE_ROWS);
   for (;;) {
     const reading = cursor.read(batch);
     uncork();
@@ -75,7 +111,7 @@ export async function runCursor(s: Session, text: string, lim: FetchLimits): Pro
     }
     if (rows.length > lim.maxRows || watch.rowBytes >= lim.bytes) break;
     const perRow = Math.max(1, watch.rowBytes / rows.length);
-    batch = Math.max(1, Math.min(lim.maxRows + 1 - rows.length, Math.floor((lim.bytes - watch.rowBytes) / perRow)));
+    batch = Math.max(1, Math.min(lim.maxRows + 1 - rows.length, Math.floor((lim.bytes - watch.rowBytes) / perRow), MAX_EXECUTE_ROWS));
     uncork = () => undefined;
   }
   // pg-cursor keeps the row description and command tag on its result object.
@@ -88,6 +124,8 @@ export async function runCursor(s: Session, text: string, lim: FetchLimits): Pro
     }
     await Promise.race([ended, s.dead]);
   }
+  if (rowError) throw rowError;
+  if (cut) refuseCutOutsideRows(cut);
   const overRows = rows.length > lim.maxRows;
   if (overRows) rows.length = lim.maxRows;
   return {
@@ -118,26 +156,31 @@ export async function runCursor(s: Session, text: string, lim: FetchLimits): Pro
 export async function runOneShot(s: Session, text: string, lim: FetchLimits): Promise<CursorResult> {
   const { client, watch } = s;
   watch.arm(lim.maxMessage, lim.bytes + lim.maxMessage);
-  const q = new OneShot(client, text, lim.maxRows + 1);
+  const resetSql = resetQueries();
+  const q = new OneShot(client, text, Math.min(lim.maxRows + 1, MAX_EXECUTE_ROWS), resetSql);
   const answered = new Promise<void>((resolve) => (q.onReady = resolve));
-  const reset = new QueuedReset();
+  const resets = resetSql.map(() => new QueuedReset());
   const stream = (client as unknown as { connection?: { stream?: { cork?(): void; uncork?(): void } } }).connection?.stream;
   stream?.cork?.();
   try {
     client.query(q as unknown as pg.Submittable);
-    // Behind the statement in pg's queue: it sends nothing of its own, it takes the answers to
-    // the DISCARD ALL that the statement's write carried.
-    client.query(reset as unknown as pg.Submittable);
+    // Behind the statement in pg's queue: they send nothing of their own, they take the answers
+    // to the reset's queries that the statement's write carried.
+    for (const r of resets) client.query(r as unknown as pg.Submittable);
   } finally {
     stream?.uncork?.();
   }
-  s.resetQueued(reset.done);
+  s.resetQueued(Promise.all(resets.map((r) => r.done)).then((oks) => oks.every(Boolean)));
   try {
     await Promise.race([answered, s.dead]);
   } catch (e) {
     if (!watch.tripped) throw e;
   }
   if (watch.tripped) {
+    if (q.error instanceof WritError) throw q.error;
+    refuseCutOutsideRows(watch.tripped);
+    // The rows parsed before the cut (a chunk can hold the limit's + 1st): never past the limit.
+    if (q.rows.length > lim.maxRows) q.rows.length = lim.maxRows;
     return { fields: q._result.fields, rows: q.rows, complete: false, truncated: true, cut: watch.tripped, rowCount: q.rows.length, command: null };
   }
   if (q.error) throw q.error;
@@ -169,24 +212,33 @@ class OneShot {
   /** The connection's transaction status at the statement's ReadyForQuery (the reset's comes right after). */
   txStatus: string | null = null;
   readonly #client: pg.PoolClient;
+  readonly #reset: readonly string[];
   readonly #text: string;
   readonly #maxRows: number;
 
-  constructor(client: pg.PoolClient, text: string, maxRows: number) {
+  constructor(client: pg.PoolClient, text: string, maxRows: number, reset: readonly string[]) {
     this.#client = client;
+    this.#reset = reset;
     this.#text = text;
     this.#maxRows = maxRows;
   }
 
   submit(con: PgConnection): void {
-    // The unnamed statement and portal: each statement alone, so the server refuses a second
-    // one smuggled inside the text.
-    con.parse({ text: this.#text });
-    con.bind({ values: [] });
-    con.describe({ type: 'P', name: '' });
-    con.execute({ portal: '', rows: this.#maxRows });
-    con.sync();
-    con.query('DISCARD ALL');
+    try {
+      // The unnamed statement and portal: each statement alone, so the server refuses a second
+      // one smuggled inside the text.
+      con.parse({ text: this.#text });
+      con.bind({ values: [] });
+      con.describe({ type: 'P', name: '' });
+      con.execute({ portal: '', rows: this.#maxRows });
+      con.sync();
+      for (const q of this.#reset) con.query(q);
+    } catch (e) {
+      // Part of it may be on the wire with no Sync behind it: the connection's state is unknown, so
+      // it is closed (its queries, the reset's included, then fail and it is not reused).
+      this.error ??= new WritError('WRIT_EXEC_FAILED', 'the statement could not be sent; the connection was closed', { cause: e });
+      con.stream.destroy(e as Error);
+    }
   }
 
   handleRowDescription(msg: { fields: pg.FieldDef[] }): void {
@@ -194,7 +246,12 @@ class OneShot {
   }
 
   handleDataRow(msg: { fields: unknown[] }): void {
-    this.rows.push(this._result.parseRow(msg.fields));
+    if (this.error) return;
+    try {
+      this.rows.push(this._result.parseRow(msg.fields));
+    } catch {
+      this.error = unreadableRow();
+    }
   }
 
   handleCommandComplete(msg: unknown): void {
@@ -282,6 +339,7 @@ interface PgConnection {
   sync(): void;
   query(text: string): void;
   sendCopyFail(msg: string): void;
+  stream: { destroy(e?: Error): void };
 }
 
 /** Corks the client's socket; the returned function uncorks it on the next tick (after this tick's writes). */

@@ -36,8 +36,13 @@ const SESSION_TIMEOUT_MS = 30_000;
 const DEFAULT_BYTES = 4 * 1024 * 1024;
 /** Pinned: unqualified names resolve the same way for every principal, whatever `$user` is. */
 const SEARCH_PATH = 'pg_catalog,public';
-/** Settings the batch may not change: they are the worker's limits. */
-const PINNED_SETTINGS = new Set(['statement_timeout', 'all']);
+/**
+ * Settings the batch may not change: the worker's limits, and the encoding the worker reads
+ * values in (a session in SJIS sent bytes pg's JSON parser could not read).
+ */
+const PINNED_SETTINGS = new Set(['statement_timeout', 'client_encoding', 'all']);
+/** Kinds of statement that cannot commit or roll back from inside: the only ones run outside a transaction block of the worker's. */
+const ONE_SHOT_KINDS: ReadonlySet<string> = new Set(['select', 'values', 'show', 'explain']);
 const NOTICE_MAX = 20;
 
 export class PostgresExecutor implements Executor {
@@ -110,7 +115,8 @@ export class PostgresExecutor implements Executor {
     await refuseMaskedCopies(t.origins, facts.statements, claims, 'postgres');
     await refuseMaskedFilters(t.origins, facts.statements, claims, 'postgres');
     const lim = fetchLimits(claims.limits.rows ?? 1000, claims.limits.bytes ?? DEFAULT_BYTES);
-    const timeoutMs = Math.round((claims.limits.seconds ?? 30) * 1000);
+    // At least 1 ms: statement_timeout = 0 means no limit at all.
+    const timeoutMs = Math.max(1, Math.round((claims.limits.seconds ?? 30) * 1000));
 
     const s = await Session.open(pool);
     // Waiting for a pooled connection may outlast the grant: then nothing starts, so no run can
@@ -120,16 +126,26 @@ export class PostgresExecutor implements Executor {
       throw new WritError('WRIT_GRANT_EXPIRED', 'the grant expired while the run waited for a connection; nothing ran');
     }
     s.startWatchdog(timeoutMs, { host: t.cfg.host, port: t.cfg.port });
+    const started = Date.now();
     const notices: string[] = [];
     const onNotice = (n: { message?: string }) => {
       if (notices.length < NOTICE_MAX) notices.push(String(n.message ?? '').slice(0, 1000));
     };
     s.client.on('notice', onNotice);
     try {
-      if (claims.mode === 'read' && statements.length === 1) return await this.#runSingleRead(t, s, statements[0]!, facts.statements[0]!, lim, timeoutMs, notices);
+      // One read statement runs in its implicit transaction, in one round trip, only when it cannot
+      // hold transaction control: a DO block (or a CALL) may COMMIT inside an implicit transaction,
+      // then SET TRANSACTION READ WRITE, and write as the read role (a DO block changed the role's
+      // password so). Inside the batch path's BEGIN READ ONLY its COMMIT is refused (2D000).
+      if (claims.mode === 'read' && statements.length === 1 && ONE_SHOT_KINDS.has(facts.statements[0]!.kind)) {
+        return await this.#runSingleRead(t, s, statements[0]!, facts.statements[0]!, lim, timeoutMs, notices);
+      }
       return await this.#runBatch(t, s, statements, facts.statements, claims, lim, timeoutMs, notices);
     } catch (e) {
-      throw await this.#failure(t, e, timeoutMs, facts.statements);
+      // The time limit was what ended it when the server says so, when the worker's watchdog sent
+      // the cancel, or when the statement had run that long (the server's text may be localised).
+      const timedOut = s.watchdogCancelled || Date.now() - started >= timeoutMs;
+      throw await this.#failure(t, e, timeoutMs, facts.statements, timedOut);
     } finally {
       s.client.off('notice', onNotice);
       // Reset and back to the pool, or destroyed when its state is unsure (session.ts decides).
@@ -222,12 +238,14 @@ export class PostgresExecutor implements Executor {
   }
 
   /** The error as a WritError, with what the batch touched for the runtime's scrubbing. */
-  async #failure(t: TargetPools, e: unknown, timeoutMs: number, facts: SqlStatementFacts[]): Promise<WritError> {
+  async #failure(t: TargetPools, e: unknown, timeoutMs: number, facts: SqlStatementFacts[], timedOut: boolean): Promise<WritError> {
     const pe = e as { code?: string; message?: string; writFate?: string };
     let err: WritError;
     let serverText = false;
     if (e instanceof WritError) err = e;
-    else if (pe.code === '57014' || pe.code === 'WORKER_WATCHDOG')
+    // 57014 is any cancel: only the statement timeout's (or the watchdog's) is the time limit; a
+    // statement that cancels itself (pg_cancel_backend of its own backend) just failed.
+    else if ((pe.code === '57014' && (timedOut || /statement timeout/.test(pe.message ?? ''))) || pe.code === 'WORKER_WATCHDOG')
       err = new WritError('WRIT_EXEC_TIMEOUT', `the statement ran past ${timeoutMs} ms and was cancelled${pe.writFate ? `; ${pe.writFate}` : ''}`, { cause: e });
     else if (typeof pe.code === 'string' && /^[0-9A-Z]{5}$/.test(pe.code)) {
       serverText = true;

@@ -6,9 +6,20 @@
  * its state is unsure. Prepared statements, cursors WITH HOLD, temp tables, SET values,
  * LISTENs and advisory locks of one principal's intent never reach another's.
  */
+import { randomInt } from 'node:crypto';
 import pg from 'pg';
 import { WritError } from '../../schemas/index.ts';
 import { wireWatch, type WireWatch } from './wire.ts';
+
+/**
+ * What puts a connection back as a new one would be: DISCARD ALL (settings, prepared statements,
+ * cursors, temp tables, LISTENs, advisory locks, plans), then a fresh seed for random(), which
+ * DISCARD ALL leaves alone (an intent's `setseed(0.42)` made the next intent's random() known).
+ * Two queries: DISCARD ALL refuses to run inside the implicit block of a multi-statement text.
+ */
+export function resetQueries(): string[] {
+  return ['DISCARD ALL', `SELECT setseed(${(randomInt(0, 2 ** 30) / 2 ** 30).toFixed(9)})`];
+}
 
 /** Grace after statement_timeout before the worker cancels from its side, then before it drops the connection. */
 const CANCEL_GRACE_MS = 2_000;
@@ -17,6 +28,8 @@ const DESTROY_GRACE_MS = 3_000;
 export class Session {
   readonly client: pg.PoolClient;
   readonly watch: WireWatch;
+  /** The watchdog sent a cancel request: a 57014 after it is the time limit's. */
+  watchdogCancelled = false;
   /** The first error the connection reported (socket closed, server terminated it, wire cap). */
   lost: Error | null = null;
   /** Rejects when the connection is lost; for racing waits that only the server can end. */
@@ -69,6 +82,7 @@ export class Session {
       setTimeout(() => {
         const active = (this.client as unknown as { _getActiveQuery?(): unknown })._getActiveQuery?.();
         if (active) {
+          this.watchdogCancelled = true;
           try {
             // pg's Client#cancel opens its own connection and sends the cancel request (no login needed).
             const canceller = new pg.Client(cfg) as unknown as { connection: pg.Connection; cancel(c: unknown, q: unknown): void };
@@ -124,7 +138,7 @@ export class Session {
         () => done(true),
       );
     }
-    return this.client.query('DISCARD ALL').then(
+    return Promise.all(resetQueries().map((q) => this.client.query(q))).then(
       () => done(this.lost !== null || this.client.getTransactionStatus() !== 'I'),
       () => done(true),
     );

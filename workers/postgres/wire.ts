@@ -16,6 +16,8 @@ export class WireLimitError extends Error {
     readonly reason: 'message' | 'rows',
     readonly bytes: number,
     readonly cap: number,
+    /** The protocol type of the message that passed the cap ('D' a row, 'E' an error, 'N' a notice, ...). */
+    readonly messageType: string,
   ) {
     super(reason === 'message' ? `a single message from the server (${bytes} bytes) is larger than the ${cap}-byte cap` : `the rows of the statement passed ${cap} bytes`);
   }
@@ -75,10 +77,10 @@ export class WireWatch {
       const length = this.#header.readUInt32BE(1); // includes itself, not the type byte
       const total = length + 1;
       this.#skip = Math.max(0, length - 4);
-      if (total > this.maxMessage) return this.#trip(new WireLimitError('message', total, this.maxMessage));
+      if (total > this.maxMessage) return this.#trip(new WireLimitError('message', total, this.maxMessage, String.fromCharCode(type)));
       if (type === DATA_ROW) {
         this.rowBytes += total;
-        if (this.rowBytes > this.maxRowBytes) return this.#trip(new WireLimitError('rows', this.rowBytes, this.maxRowBytes));
+        if (this.rowBytes > this.maxRowBytes) return this.#trip(new WireLimitError('rows', this.rowBytes, this.maxRowBytes, 'D'));
       }
     }
   }
