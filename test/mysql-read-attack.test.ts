@@ -380,3 +380,61 @@ describe('the rowsAffected limit of a write', () => {
     for (const sql of ['CALL escape_ro()', 'TRUNCATE TABLE events', 'SELECT NEXTVAL(sq)']) expect((await fails(write(sql, { rowsAffected: 10 }))).code, sql).toBe('WRIT_UNSUPPORTED');
   });
 });
+
+describe('defects the attack found, fixed', () => {
+  it('F1: does not hand the previous intent’s FOUND_ROWS() to the next intent on the connection', async () => {
+    await rows('SELECT SQL_CALC_FOUND_ROWS seq FROM seq_1_to_777 LIMIT 1');
+    expect((await rows('SELECT FOUND_ROWS()')).rows[0]![0]).not.toBe(777);
+    await rows('SELECT seq FROM seq_1_to_777 WHERE seq < 5');
+    expect((await rows('SELECT FOUND_ROWS()')).rows[0]![0]).not.toBe(4);
+  });
+
+  it('F2: never turns a time limit under half a millisecond into no server limit (a write ran 1.2 s and committed)', async () => {
+    const t0 = Date.now();
+    const err = await fails(write("UPDATE events SET note = 'tiny-limit' WHERE id = 1 AND SLEEP(1.2) = 0", { seconds: 0.0004 }));
+    expect(err.code).toBe('WRIT_EXEC_TIMEOUT');
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(await adminValue("SELECT count(*) FROM events WHERE note = 'tiny-limit'")).toBe(0);
+  });
+
+  it("F3: runs a statement under a time limit past setTimeout's 2^31 ms (about 24.9 days)", async () => {
+    expect((await rows('SELECT 1', { seconds: 2_200_000 })).rows).toEqual([[1]]);
+  });
+
+  it('F4: never reports an answer cut before its column definitions were read as an empty success', async () => {
+    const cols = Array.from({ length: 1500 }, (_, i) => `${i} AS c${String(i).padStart(4, '0')}${'x'.repeat(200)}`).join(', ');
+    const single = await run(`SELECT ${cols}`, { bytes: 1 }).then(
+      (r) => ({ ok: (r as RowsOutput).fields.length }),
+      (e: unknown) => ({ code: toWritError(e).code }),
+    );
+    expect(single).toEqual({ code: 'WRIT_RESULT_TOO_LARGE' });
+    const batch = await run(`SELECT 1; SELECT ${cols}`, { bytes: 1 }).then(
+      (r) => ({ ok: (r as RowsOutput).fields.length }),
+      (e: unknown) => ({ code: toWritError(e).code }),
+    );
+    expect(batch).toEqual({ code: 'WRIT_RESULT_TOO_LARGE' });
+  });
+
+  it('F5: reports a statement the time limit stopped as a timeout, also when the function it stopped returns quietly', async () => {
+    expect((await fails(write('SELECT BENCHMARK(10000000000, 1)', { seconds: 0.5 }))).code).toBe('WRIT_EXEC_TIMEOUT');
+    const root = await rootConnection();
+    try {
+      await root.query("SELECT GET_LOCK('held-by-root', 0)");
+      expect((await fails(write("SELECT GET_LOCK('held-by-root', 10)", { seconds: 0.5 }))).code).toBe('WRIT_EXEC_TIMEOUT');
+    } finally {
+      await root.end();
+    }
+  });
+
+  it('F7: keeps JSON objects within the byte budget like strings of the same size', async () => {
+    const bytes = 10_000;
+    const asText = await rows("SELECT REPEAT('x', 5000) AS j FROM seq_1_to_50", { bytes });
+    const asJson = await rows("SELECT JSON_OBJECT('k', REPEAT('x', 5000)) AS j FROM seq_1_to_50", { bytes });
+    expect(JSON.stringify(asText.rows).length).toBeLessThan(3 * bytes);
+    expect(JSON.stringify(asJson.rows).length).toBeLessThan(3 * bytes);
+  });
+
+  it('F8: answers a JSON object with a "toString" key instead of failing it as a lost connection', async () => {
+    expect((await rows("SELECT JSON_OBJECT('toString', 1) AS j")).rows).toEqual([[{ toString: 1 }]]);
+  });
+});

@@ -316,4 +316,9 @@ describe('defects the attack found, fixed', () => {
     expect((await fails(run('SELECT pg_sleep(1.5)', { seconds: 0.0004 }))).code).toBe('WRIT_EXEC_TIMEOUT');
     expect(Date.now() - t0).toBeLessThan(1000);
   });
+
+  it("D9: runs a statement under a time limit past setTimeout's 2^31 ms (about 25 days), which fired the watchdog at once", async () => {
+    expect((await rows('SELECT 1', { seconds: 2_200_000 })).rows).toEqual([[1]]);
+    expect((await rows("SELECT current_setting('statement_timeout')", { seconds: 2_200_000 })).rows).toEqual([['2147483647ms']]);
+  });
 });

@@ -281,3 +281,20 @@ export async function refuseMaskedFilters(cat: ColumnCatalogue, facts: readonly 
     );
   }
 }
+
+/** Largest delay setTimeout honours, and PostgreSQL's statement_timeout: past it, setTimeout fires at once. */
+const MAX_TIMER_MS = 0x7fffffff;
+
+/**
+ * A grant's time limit in ms, as the databases and timers take it: at least 1 ms (a server limit
+ * of 0 is no limit at all: 0.0004 s rounded to it) and at most 2^31 - 1 (past it a timer fires
+ * at once, and a limit of 25 days stopped every statement at its start).
+ */
+export function timeLimitMs(seconds: number): number {
+  return Math.min(MAX_TIMER_MS, Math.max(1, Math.round(seconds * 1000)));
+}
+
+/** A watchdog delay past the limit, kept within what setTimeout honours. */
+export function timerMs(ms: number): number {
+  return Math.min(ms, MAX_TIMER_MS);
+}

@@ -17,7 +17,7 @@ import mysql, { type Pool } from 'mysql2';
 import { classifyMysqlCached as classifyMysql, splitMysql, type SqlStatementFacts } from '../../classify/index.ts';
 import { readSecret, WritError, type AccessMode, type GrantClaims, type MysqlWorkerTarget } from '../../schemas/index.ts';
 import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type RowsOutput } from '../executor.ts';
-import { batchFailure, opaqueReason, refuseMaskedCopies, refuseMaskedFilters, RowLimit, sourcesOf, uncountable, writesRows } from '../sql-common.ts';
+import { batchFailure, opaqueReason, refuseMaskedCopies, refuseMaskedFilters, RowLimit, sourcesOf, timeLimitMs, uncountable, writesRows } from '../sql-common.ts';
 import { carryVariables, MysqlCatalogue, qualifyFacts } from './origins.ts';
 import { Session, settingsSql } from './session.ts';
 import { fetchLimits, runStatement, type FetchLimits, type StatementResult } from './statement.ts';
@@ -152,7 +152,7 @@ export class MysqlExecutor implements Executor {
     refuse(facts.statements, claims);
     const flavor = await this.#flavor(t);
     const lim = fetchLimits(claims.limits.rows ?? 1000, claims.limits.bytes ?? DEFAULT_BYTES);
-    const timeoutMs = Math.round((claims.limits.seconds ?? 30) * 1000);
+    const timeoutMs = timeLimitMs(claims.limits.seconds ?? 30);
     const qualified = carryVariables(facts.statements.map((st) => qualifyFacts(st, t.cfg.database)));
     await refuseMaskedCopies(t.catalogue, qualified, claims, 'mysql');
     await refuseMaskedFilters(t.catalogue, qualified, claims, 'mysql');
@@ -183,7 +183,7 @@ export class MysqlExecutor implements Executor {
    * trips), or a statement that commits implicitly (DDL), which no transaction could hold.
    */
   async #runAlone(t: TargetPools, s: Session, sql: string, st: SqlStatementFacts, lim: FetchLimits): Promise<ExecOutput> {
-    const r = await runStatement(s, sql, lim);
+    const r = await runStatement(s, sql, lim, s.timeoutMs);
     if (!r.cut && s.inTransaction) throw new WritError('WRIT_EXEC_FAILED', 'the statement left a transaction open on the connection; the connection was closed');
     return this.#rows(t, r, st);
   }
@@ -197,7 +197,7 @@ export class MysqlExecutor implements Executor {
       const tags: string[] = [];
       for (let i = 0; i < statements.length; i++) {
         const st = facts[i]!;
-        const r = await runStatement(s, statements[i]!, lim);
+        const r = await runStatement(s, statements[i]!, lim, s.timeoutMs);
         const command = st.kind.toUpperCase();
         if (r.cut) {
           // The connection is closed; its transaction can never commit. A read may still answer.
@@ -259,7 +259,7 @@ export class MysqlExecutor implements Executor {
     let err: WritError;
     let serverText = false;
     if (e instanceof WritError) err = e;
-    else if ((typeof me.errno === 'number' && TIMEOUT_ERRNO.has(me.errno)) || me.code === 'WORKER_WATCHDOG' || s.killed) {
+    else if ((typeof me.errno === 'number' && TIMEOUT_ERRNO.has(me.errno)) || me.code === 'WORKER_WATCHDOG' || me.code === 'WORKER_LIMIT_ELAPSED' || s.killed) {
       err = new WritError('WRIT_EXEC_TIMEOUT', `the statement ran past ${timeoutMs} ms and was stopped${me.writFate ? `; ${me.writFate}` : ''}`, { cause: e });
     } else if (typeof me.sqlState === 'string' && /^[0-9A-Z]{5}$/.test(me.sqlState) && !me.fatal) {
       serverText = true;

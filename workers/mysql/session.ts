@@ -10,6 +10,7 @@ import type { Socket } from 'node:net';
 import type { Pool, PoolConnection } from 'mysql2';
 import { WritError } from '../../schemas/index.ts';
 import type { ServerFlavor } from './version.ts';
+import { timerMs } from '../sql-common.ts';
 
 /** Grace after the server's time limit before the worker kills the query, then before it drops the connection. */
 const KILL_GRACE_MS = 2_000;
@@ -157,13 +158,17 @@ export class Session {
    * `kill`, and after another grace it drops the connection.
    */
   startWatchdog(timeoutMs: number, kill: (threadId: number) => Promise<void>): void {
+    this.timeoutMs = timeoutMs;
     this.#timers.push(
-      setTimeout(() => {
-        const id = this.threadId;
-        if (id === null) return;
-        this.#killed = true;
-        void kill(id).catch(() => undefined); // the drop below still ends it
-      }, timeoutMs + KILL_GRACE_MS).unref(),
+      setTimeout(
+        () => {
+          const id = this.threadId;
+          if (id === null) return;
+          this.#killed = true;
+          void kill(id).catch(() => undefined); // the drop below still ends it
+        },
+        timerMs(timeoutMs + KILL_GRACE_MS),
+      ).unref(),
     );
     this.#timers.push(
       setTimeout(
@@ -171,10 +176,13 @@ export class Session {
           this.#killed = true;
           this.watch.socket.destroy(Object.assign(new Error(`the statement ran past ${timeoutMs} ms and was not stopped`), { code: 'WORKER_WATCHDOG' }));
         },
-        timeoutMs + KILL_GRACE_MS + DESTROY_GRACE_MS,
+        timerMs(timeoutMs + KILL_GRACE_MS + DESTROY_GRACE_MS),
       ).unref(),
     );
   }
+
+  /** The intent's time limit (ms), once the watchdog runs: a statement that used all of it is the limit's. */
+  timeoutMs = Number.POSITIVE_INFINITY;
 
   /** The watchdog killed or dropped the running statement. */
   get killed(): boolean {
@@ -208,8 +216,17 @@ export class Session {
     }
     return new Promise<void>((resolve) => {
       this.conn.reset((e: unknown) => {
-        done(e !== null && e !== undefined ? true : this.lost !== null || this.inTransaction);
-        resolve();
+        if (e !== null && e !== undefined) {
+          done(true);
+          resolve();
+          return;
+        }
+        // COM_RESET_CONNECTION leaves FOUND_ROWS() alone: an intent's SQL_CALC_FOUND_ROWS total (a
+        // count over rows it may not show) was the next intent's FOUND_ROWS(). An empty SELECT sets it to 0.
+        this.conn.query('SELECT 1 FROM DUAL LIMIT 0', (e2: unknown) => {
+          done(e2 !== null && e2 !== undefined ? true : this.lost !== null || this.inTransaction);
+          resolve();
+        });
       });
     });
   }

@@ -6,6 +6,7 @@
  * answer passes budget + one row's cap, whatever the statement is (SHOW, RETURNING, CALL).
  */
 import type { FieldPacket, ResultSetHeader } from 'mysql2';
+import { WritError } from '../../schemas/index.ts';
 import type { Session, WireLimitError } from './session.ts';
 
 export interface StatementResult {
@@ -36,15 +37,35 @@ export function fetchLimits(maxRows: number, bytes: number): FetchLimits {
   return { maxRows, bytes, wireCap: 3 * bytes + 65_536 };
 }
 
-/** Rough size of a row as received (the watch counts the exact bytes; this decides when to stop keeping rows). */
+/**
+ * Rough size of a row as received (the watch counts the exact bytes; this decides when to stop
+ * keeping rows). A parsed JSON value is sized as its JSON: `String()` gave `[object Object]`
+ * (15 bytes for any object) and threw for an object with a `toString` key, which mysql2 took
+ * for a lost connection.
+ */
+function valueBytes(v: unknown): number {
+  if (v === null || v === undefined) return 1;
+  if (typeof v === 'string') return Buffer.byteLength(v) + 2;
+  if (v instanceof Uint8Array) return v.length + 2;
+  if (typeof v === 'object' && !(v instanceof Date)) {
+    try {
+      return Buffer.byteLength(JSON.stringify(v) ?? '') + 2;
+    } catch {
+      return 2;
+    }
+  }
+  return `${v as string | number | bigint | boolean | Date}`.length + 2;
+}
+
 function rowBytes(row: unknown[]): number {
   let n = 4;
-  for (const v of row) n += v === null || v === undefined ? 1 : typeof v === 'string' ? Buffer.byteLength(v) + 2 : v instanceof Uint8Array ? v.length + 2 : String(v).length + 2;
+  for (const v of row) n += valueBytes(v);
   return n;
 }
 
-export function runStatement(s: Session, sql: string, lim: FetchLimits): Promise<StatementResult> {
+export function runStatement(s: Session, sql: string, lim: FetchLimits, timeoutMs: number): Promise<StatementResult> {
   s.watch.arm(lim.wireCap);
+  const started = Date.now();
   return new Promise<StatementResult>((resolve, reject) => {
     const rows: unknown[][] = [];
     let fields: FieldPacket[] | null = null;
@@ -75,13 +96,28 @@ export function runStatement(s: Session, sql: string, lim: FetchLimits): Promise
     });
     const failed = (e: Error) => {
       if (s.watch.tripped) {
-        resolve({ fields: fields ?? [], rows, complete: false, truncated: true, cut: s.watch.tripped, rowCount: rows.length, affectedRows: null });
+        // Cut before the column definitions were read: not a result at all, whatever came before.
+        if (fields === null) {
+          reject(
+            new WritError('WRIT_RESULT_TOO_LARGE', `${s.watch.tripped.message} before the result's columns were read; the connection was closed and nothing of the result is returned`, {
+              details: { limit: lim.bytes },
+            }),
+          );
+          return;
+        }
+        resolve({ fields, rows, complete: false, truncated: true, cut: s.watch.tripped, rowCount: rows.length, affectedRows: null });
       } else reject(e);
     };
     q.on('error', failed);
     // A query without a callback is not told when its connection dies (mysql2 tells the connection): the session is.
     s.dead.catch(failed);
     q.on('end', () => {
+      // MariaDB's max_statement_time ends some functions quietly (BENCHMARK answers 0, GET_LOCK
+      // NULL): a statement that ran for the whole limit is the limit's, never a success.
+      if (Date.now() - started >= timeoutMs) {
+        reject(Object.assign(new Error(`the statement ran for the whole ${timeoutMs} ms limit`), { code: 'WORKER_LIMIT_ELAPSED' }));
+        return;
+      }
       const returned = fields !== null;
       resolve({
         fields: fields ?? [],

@@ -159,18 +159,18 @@ export async function runOneShot(s: Session, text: string, lim: FetchLimits): Pr
   const resetSql = resetQueries();
   const q = new OneShot(client, text, Math.min(lim.maxRows + 1, MAX_EXECUTE_ROWS), resetSql);
   const answered = new Promise<void>((resolve) => (q.onReady = resolve));
-  const resets = resetSql.map(() => new QueuedReset());
+  let reset: Promise<boolean> = Promise.resolve(false);
   const stream = (client as unknown as { connection?: { stream?: { cork?(): void; uncork?(): void } } }).connection?.stream;
   stream?.cork?.();
   try {
     client.query(q as unknown as pg.Submittable);
     // Behind the statement in pg's queue: they send nothing of their own, they take the answers
     // to the reset's queries that the statement's write carried.
-    for (const r of resets) client.query(r as unknown as pg.Submittable);
+    reset = queueResets(client, resetSql.length);
   } finally {
     stream?.uncork?.();
   }
-  s.resetQueued(Promise.all(resets.map((r) => r.done)).then((oks) => oks.every(Boolean)));
+  s.resetQueued(reset);
   try {
     await Promise.race([answered, s.dead]);
   } catch (e) {
@@ -291,6 +291,8 @@ class OneShot {
 /** Takes the answers to a DISCARD ALL another query's write carried; `done` says whether it ran. */
 class QueuedReset {
   readonly done: Promise<boolean>;
+  /** Queues the placeholder of the reset's next query: one at a time, as pg's client wants them. */
+  then: (() => void) | undefined;
   #resolve!: (ok: boolean) => void;
   #failed = false;
 
@@ -312,14 +314,35 @@ class QueuedReset {
 
   handleError(): void {
     // A server error (a transaction left open refuses DISCARD ALL) or the connection's loss:
-    // either way the connection is not reused.
+    // either way the connection is not reused. pg's client drops this placeholder here; the
+    // next one still takes the next query's answers (or the same loss).
     this.#failed = true;
     this.#resolve(false);
+    this.#queueNext();
   }
 
   handleReadyForQuery(): void {
     this.#resolve(!this.#failed);
+    // pg's client calls this before it looks at its queue again: the next placeholder is taken at once.
+    this.#queueNext();
   }
+
+  #queueNext(): void {
+    const next = this.then;
+    this.then = undefined;
+    next?.();
+  }
+}
+
+/** Placeholders for the reset's queries, queued one after another behind the statement; resolves with whether all ran. */
+function queueResets(client: pg.PoolClient, count: number): Promise<boolean> {
+  const ghosts = Array.from({ length: count }, () => new QueuedReset());
+  ghosts.forEach((g, i) => {
+    const next = ghosts[i + 1];
+    if (next) g.then = () => void client.query(next as unknown as pg.Submittable);
+  });
+  if (ghosts[0]) client.query(ghosts[0] as unknown as pg.Submittable);
+  return Promise.all(ghosts.map((g) => g.done)).then((oks) => oks.every(Boolean));
 }
 
 interface PgResult {

@@ -18,7 +18,7 @@ import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type
 import { fetchLimits, runCursor, runOneShot, type CursorResult, type FetchLimits } from './cursor.ts';
 import { OriginResolver } from './origins.ts';
 import { Session } from './session.ts';
-import { batchFailure, opaqueReason, refuseMaskedCopies, refuseMaskedFilters, RowLimit, sourcesOf, uncountable, writesRows as writes } from '../sql-common.ts';
+import { batchFailure, opaqueReason, refuseMaskedCopies, refuseMaskedFilters, RowLimit, sourcesOf, timeLimitMs, uncountable, writesRows as writes } from '../sql-common.ts';
 
 type WorkerTarget = Config['workers']['postgres'][number];
 
@@ -115,8 +115,7 @@ export class PostgresExecutor implements Executor {
     await refuseMaskedCopies(t.origins, facts.statements, claims, 'postgres');
     await refuseMaskedFilters(t.origins, facts.statements, claims, 'postgres');
     const lim = fetchLimits(claims.limits.rows ?? 1000, claims.limits.bytes ?? DEFAULT_BYTES);
-    // At least 1 ms: statement_timeout = 0 means no limit at all.
-    const timeoutMs = Math.max(1, Math.round((claims.limits.seconds ?? 30) * 1000));
+    const timeoutMs = timeLimitMs(claims.limits.seconds ?? 30);
 
     const s = await Session.open(pool);
     // Waiting for a pooled connection may outlast the grant: then nothing starts, so no run can

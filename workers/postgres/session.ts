@@ -10,6 +10,7 @@ import { randomInt } from 'node:crypto';
 import pg from 'pg';
 import { WritError } from '../../schemas/index.ts';
 import { wireWatch, type WireWatch } from './wire.ts';
+import { timerMs } from '../sql-common.ts';
 
 /**
  * What puts a connection back as a new one would be: DISCARD ALL (settings, prepared statements,
@@ -79,20 +80,23 @@ export class Session {
    */
   startWatchdog(timeoutMs: number, cfg: pg.ClientConfig): void {
     this.#timers.push(
-      setTimeout(() => {
-        const active = (this.client as unknown as { _getActiveQuery?(): unknown })._getActiveQuery?.();
-        if (active) {
-          this.watchdogCancelled = true;
-          try {
-            // pg's Client#cancel opens its own connection and sends the cancel request (no login needed).
-            const canceller = new pg.Client(cfg) as unknown as { connection: pg.Connection; cancel(c: unknown, q: unknown): void };
-            canceller.connection.on('error', () => undefined); // an unreachable server must not crash the worker
-            canceller.cancel(this.client, active);
-          } catch {
-            // The drop below still ends it.
+      setTimeout(
+        () => {
+          const active = (this.client as unknown as { _getActiveQuery?(): unknown })._getActiveQuery?.();
+          if (active) {
+            this.watchdogCancelled = true;
+            try {
+              // pg's Client#cancel opens its own connection and sends the cancel request (no login needed).
+              const canceller = new pg.Client(cfg) as unknown as { connection: pg.Connection; cancel(c: unknown, q: unknown): void };
+              canceller.connection.on('error', () => undefined); // an unreachable server must not crash the worker
+              canceller.cancel(this.client, active);
+            } catch {
+              // The drop below still ends it.
+            }
           }
-        }
-      }, timeoutMs + CANCEL_GRACE_MS).unref(),
+        },
+        timerMs(timeoutMs + CANCEL_GRACE_MS),
+      ).unref(),
     );
     this.#timers.push(
       setTimeout(
@@ -100,7 +104,7 @@ export class Session {
           const stream = (this.client as unknown as { connection?: { stream?: { destroy(e?: Error): void } } }).connection?.stream;
           stream?.destroy(Object.assign(new Error(`the statement ran past ${timeoutMs} ms and was not cancelled`), { code: 'WORKER_WATCHDOG' }));
         },
-        timeoutMs + CANCEL_GRACE_MS + DESTROY_GRACE_MS,
+        timerMs(timeoutMs + CANCEL_GRACE_MS + DESTROY_GRACE_MS),
       ).unref(),
     );
   }
@@ -138,9 +142,12 @@ export class Session {
         () => done(true),
       );
     }
-    return Promise.all(resetQueries().map((q) => this.client.query(q))).then(
-      () => done(this.lost !== null || this.client.getTransactionStatus() !== 'I'),
-      () => done(true),
-    );
+    // One after another: pg's client takes one query at a time.
+    return resetQueries()
+      .reduce<Promise<unknown>>((p, q) => p.then(() => this.client.query(q)), Promise.resolve())
+      .then(
+        () => done(this.lost !== null || this.client.getTransactionStatus() !== 'I'),
+        () => done(true),
+      );
   }
 }
