@@ -3,10 +3,9 @@
  * test/pg-worker-attack.test.ts and test/pg-read-attack.test.ts do not reach: read grants in
  * the batch path, write batches and their rowsAffected limit, the batch path's row, byte and
  * time limits, and what one intent's session can leave for the next on a shared connection
- * (poolSize 1), in both the single-statement and the batch path. Only what held is here: the
- * defects this attack found (a read batch made read-write by SET TRANSACTION, large objects and
- * NOTIFY under a read grant, parse-changing settings, rowsAffected gaps, cancels a statement
- * catches) were reported with tests that fail until the worker is fixed.
+ * (poolSize 1), in both the single-statement and the batch path. The tests named D1-D10 are the
+ * defects this attack found, fixed; each fails without its fix. Left as known: a custom setting an
+ * intent defines stays defined (empty) on the pooled connection after DISCARD ALL.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
@@ -14,7 +13,7 @@ import { initClassifiers } from '../classify/index.ts';
 import type { GrantClaims, Limits, Order } from '../schemas/index.ts';
 import { toWritError, type WritError } from '../schemas/index.ts';
 import { PostgresExecutor } from '../workers/postgres/index.ts';
-import type { ExecOutput, RowsOutput } from '../workers/executor.ts';
+import { errorContextOf, type ExecOutput, type RowsOutput } from '../workers/executor.ts';
 import { createTestDatabase, uniqueName, type TestDatabase } from './helpers/index.ts';
 
 let db: TestDatabase;
@@ -72,6 +71,7 @@ function executor(poolSize: number): PostgresExecutor {
 }
 
 type Mode = 'read' | 'write';
+const MASK = { columns: [{ column: 'public.secrets.password' }], detectors: [] };
 
 function run(sql: string, mode: Mode, limits: Limits = {}, mask?: unknown, e: PostgresExecutor = ex): Promise<ExecOutput> {
   const now = Math.floor(Date.now() / 1000);
@@ -95,11 +95,85 @@ async function fails(p: Promise<unknown>): Promise<WritError> {
   throw new Error('expected a failure');
 }
 
+/** What an intent ended as, comparable whole: its rows, or its error code. */
+const outcome = (p: Promise<ExecOutput>) =>
+  p.then(
+    (r) => (r.type === 'rows' ? { rows: r.rows } : { stream: true }),
+    (e: unknown) => ({ error: toWritError(e).code }),
+  );
+
 const count = async (table: string) => Number((await admin.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n);
 const one = async (sql: string, params: unknown[] = []) => (await admin.query(sql, params)).rows[0] as Record<string, unknown>;
 const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
 
+/**
+ * Whether a result field that carries the masked secret is one the runtime would mask: by its
+ * origin, by its sources, or as opaque (workers/runtime.ts #mask).
+ */
+function untraced(r: RowsOutput): string[] {
+  const out: string[] = [];
+  r.fields.forEach((f, j) => {
+    if (!r.rows.some((row) => String(row[j]).includes('hunter2'))) return;
+    const traced = (f.origin !== null && `${f.origin.table}.${f.origin.column}` === 'public.secrets.password') || f.sources?.includes('public.secrets.password') || f.opaque !== undefined;
+    if (!traced) out.push(f.name);
+  });
+  return out;
+}
+
 describe('a read grant never writes, in the batch path either', () => {
+  it('D1: SET TRANSACTION READ WRITE as the first statement cannot turn the batch read-write and change the read role password', async () => {
+    const pw = () => one('SELECT rolpassword FROM pg_authid WHERE rolname = $1', [db.roles.read.user]).then((r) => r.rolpassword);
+    const before = await pw();
+    try {
+      const r = await outcome(run("SET TRANSACTION READ WRITE; ALTER ROLE CURRENT_USER PASSWORD 'chosen-by-the-agent'", 'read'));
+      expect(await pw()).toBe(before);
+      expect(r).not.toHaveProperty('rows');
+    } finally {
+      await admin.query(`ALTER ROLE ${db.roles.read.user} PASSWORD '${db.roles.read.password}'`);
+    }
+  });
+
+  it('D1: nor can SET transaction_read_only = off (role settings, default privileges)', async () => {
+    const state = async () => ({
+      settings: (await one('SELECT count(*)::int AS n FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole WHERE r.rolname = $1', [db.roles.read.user])).n,
+      acl: (await one('SELECT count(*)::int AS n FROM pg_default_acl')).n,
+    });
+    const before = await state();
+    for (const sql of [
+      "SET transaction_read_only = off; ALTER ROLE CURRENT_USER SET work_mem = '77kB'",
+      'SET LOCAL transaction_read_only TO off; ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER GRANT SELECT ON TABLES TO PUBLIC',
+      `SET ROLE ${memberRole}; SET TRANSACTION READ WRITE; ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC`,
+    ]) {
+      await run(sql, 'read').catch(() => undefined);
+    }
+    expect(await state()).toEqual(before);
+  });
+
+  it('D10: stores no large object (PostgreSQL 15 lets a READ ONLY transaction create, write and unlink them)', async () => {
+    const lo = () => one('SELECT count(*)::int AS n FROM pg_largeobject_metadata').then((r) => r.n);
+    const before = await lo();
+    await run("SELECT lo_from_bytea(0, 'stored by a read grant')", 'read').catch(() => undefined);
+    await run("SELECT 1; SELECT lo_from_bytea(0, 'stored by a read grant, batch path')", 'read').catch(() => undefined);
+    expect(await lo()).toBe(before);
+  });
+
+  it('D7: sends no NOTIFY to other sessions (NOTIFY and pg_notify, batch and single path)', async () => {
+    const listener = new pg.Client({ connectionString: db.adminUrl });
+    await listener.connect();
+    try {
+      const got: string[] = [];
+      listener.on('notification', (n) => got.push(String(n.payload)));
+      await listener.query('LISTEN jobs');
+      await run("NOTIFY jobs, 'batch'", 'read').catch(() => undefined);
+      await run("SELECT pg_notify('jobs', 'single')", 'read').catch(() => undefined);
+      await listener.query('SELECT 1');
+      await sleep(200);
+      expect(got).toEqual([]);
+    } finally {
+      await listener.end();
+    }
+  });
+
   it('holds: a read-write switch after the snapshot, inside a DO block, through pg_settings, or under a member role is refused by the server', async () => {
     const settings = () => one('SELECT count(*)::int AS n FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole WHERE r.rolname = $1', [db.roles.read.user]).then((r) => r.n);
     await admin.query(`ALTER ROLE ${db.roles.read.user} RESET ALL`);
@@ -114,7 +188,8 @@ describe('a read grant never writes, in the batch path either', () => {
     ];
     for (const [sql, state] of cases) {
       const err = await fails(run(sql, 'read'));
-      expect([sql, err.details?.sqlstate]).toEqual([sql, state]);
+      // Refused by the server, or before anything ran by the worker (it refuses asking for read-write).
+      expect([sql, err.code === 'WRIT_UNSUPPORTED' ? state : err.details?.sqlstate]).toEqual([sql, state]);
     }
     expect(await settings()).toBe(0);
   });
@@ -128,13 +203,108 @@ describe('a read grant never writes, in the batch path either', () => {
     ];
     for (const [sql, state] of cases) {
       const err = await fails(run(sql, 'read'));
-      expect([sql, err.details?.sqlstate]).toEqual([sql, state]);
+      // Refused by the server, or before anything ran by the worker (it refuses asking for read-write).
+      expect([sql, err.code === 'WRIT_UNSUPPORTED' ? state : err.details?.sqlstate]).toEqual([sql, state]);
     }
     expect(await count('t')).toBe(0);
   });
 });
 
+describe('the server parses the text the classifier parsed', () => {
+  const hidden = "SELECT 'x\\'' , (SELECT password FROM secrets) AS leak --'";
+
+  it('D2: SET standard_conforming_strings = off hides a read of a masked column inside what the classifier took for a literal', async () => {
+    // Refused before anything runs, by name; through set_config, the server's report of the change stops the batch.
+    expect((await fails(run(`SET standard_conforming_strings = off; ${hidden}`, 'read', {}, MASK))).code).toBe('WRIT_UNSUPPORTED');
+    expect((await fails(run(`SELECT set_config('standard_conforming_strings', 'off', false); ${hidden}`, 'read', {}, MASK))).code).toBe('WRIT_UNSUPPORTED');
+    expect((await fails(run(`SELECT set_config('standard_conforming_strings', 'off', true); ${hidden}`, 'read', {}, MASK))).code).toBe('WRIT_UNSUPPORTED');
+  });
+
+  it('D2: …and a filter on a masked column (the rows that come back answer it)', async () => {
+    const q = (c: number) => outcome(run(`SET standard_conforming_strings = off; SELECT 1 AS x, 'x\\'' FROM secrets WHERE ascii(password) = ${c} --'`, 'read', {}, MASK));
+    const [yes, no] = [await q(104), await q(105)];
+    // Refused (or the same answer) whatever the masked value's first letter is.
+    expect(yes).toEqual(no);
+  });
+
+  it('D2: …and a data-modifying CTE under a rowsAffected limit, which commits', async () => {
+    await admin.query('TRUNCATE t; INSERT INTO t SELECT generate_series(1, 50)');
+    await run("SET standard_conforming_strings = off; WITH a AS (SELECT 'x\\''), d AS (DELETE FROM t RETURNING 1) SELECT count(*) FROM d --') SELECT 1", 'write', { rowsAffected: 1 }).catch(
+      () => undefined,
+    );
+    expect(await count('t')).toBe(50);
+  });
+
+  it("D2: …and an error quoting the masked value carries no trace of it (the runtime shows the server's text)", async () => {
+    const e = await run("SET standard_conforming_strings = off; SELECT 'x\\'' , (SELECT password FROM secrets)::int --'", 'read', {}, MASK).then(
+      () => null,
+      (x: unknown) => x,
+    );
+    const ctx = errorContextOf(e);
+    expect(e).not.toBeNull();
+    // Either the value never reached an error, or the error says where it may come from.
+    if (/hunter2/.test(String((e as Error | null)?.message))) expect(ctx?.opaque === true || ctx?.sources.includes('public.secrets.password')).toBe(true);
+    else expect(toWritError(e).code).toBe('WRIT_UNSUPPORTED');
+  });
+
+  it('D2: UPDATE pg_settings (no set_config in the text, so nothing is opaque) switches client_encoding to SJIS under a write grant, and the masked value comes back', async () => {
+    const err = await fails(
+      run(`UPDATE pg_settings SET setting = 'SJIS' WHERE name = 'client_encoding'; SELECT E'\u0115\\' , (SELECT password FROM secrets) AS leak --'`, 'write', { rowsAffected: 10 }, MASK),
+    );
+    expect(err.code).toBe('WRIT_UNSUPPORTED');
+    expect(err.message).not.toMatch(/hunter2/);
+  });
+
+  it('D2: a role default the worker does not pin changes how every later connection parses (no SET in the text)', async () => {
+    const cases: Array<[string, string]> = [
+      ['standard_conforming_strings = off', hidden],
+      ["client_encoding = 'SJIS'", "SELECT E'\u0115\\' , (SELECT password FROM secrets) AS leak --'"],
+    ];
+    for (const [setting, sql] of cases) {
+      await run(`ALTER ROLE CURRENT_USER SET ${setting}`, 'write');
+      const fresh = executor(1);
+      try {
+        const r = await rows(sql, 'write', {}, MASK, fresh);
+        expect([setting, untraced(r)]).toEqual([setting, []]);
+      } finally {
+        await fresh.close();
+        await admin.query(`ALTER ROLE ${db.roles.write.user} RESET ALL`);
+      }
+    }
+  });
+});
+
 describe('the rowsAffected limit of a write batch', () => {
+  it('D4: holds for TRUNCATE, whose command tag reports no count', async () => {
+    await admin.query(`CREATE TABLE tr (id int); INSERT INTO tr SELECT generate_series(1, 50); GRANT TRUNCATE ON tr TO ${db.roles.write.user}`);
+    await run('TRUNCATE tr', 'write', { rowsAffected: 1 }).catch(() => undefined);
+    expect(await count('tr')).toBe(50);
+  });
+
+  it('D5: holds for rows a foreign key cascade deletes', async () => {
+    await admin.query(`
+      CREATE TABLE parent (id int PRIMARY KEY);
+      CREATE TABLE child (id int, parent_id int REFERENCES parent (id) ON DELETE CASCADE);
+      INSERT INTO parent VALUES (1); INSERT INTO child SELECT g, 1 FROM generate_series(1, 50) g;
+      GRANT SELECT, DELETE ON parent, child TO ${db.roles.write.user};
+    `);
+    await run('DELETE FROM parent WHERE id = 1', 'write', { rowsAffected: 1 }).catch(() => undefined);
+    expect(await count('child')).toBe(50);
+  });
+
+  it('D6: holds for the batch, not for each statement alone', async () => {
+    await admin.query('TRUNCATE t');
+    await run('INSERT INTO t SELECT generate_series(1, 60); INSERT INTO t SELECT generate_series(1, 60)', 'write', { rowsAffected: 100 }).catch(() => undefined);
+    expect(await count('t')).toBeLessThanOrEqual(100);
+  });
+
+  it('D8: holds for CREATE TABLE AS as it does for SELECT INTO', async () => {
+    const ctas = await outcome(run('CREATE TEMP TABLE big AS SELECT generate_series(1, 150) AS g', 'write', { rowsAffected: 100 }));
+    const into = await outcome(run('SELECT generate_series(1, 150) AS g INTO TEMP big2', 'write', { rowsAffected: 100 }));
+    expect(into).toEqual({ error: 'WRIT_UNSUPPORTED' });
+    expect(ctas).not.toHaveProperty('rows');
+  });
+
   it('holds: EXECUTE of a prepared INSERT and MERGE are counted; a prepared modifying CTE is refused; nothing is committed', async () => {
     await admin.query('TRUNCATE t');
     const e1 = await fails(run('PREPARE p AS INSERT INTO t SELECT generate_series(1, 150); EXECUTE p', 'write', { rowsAffected: 100 }));
@@ -200,6 +370,34 @@ describe('row, byte and time limits in the batch path', () => {
     expect(Date.now() - t0).toBeLessThan(4000);
     expect(await count('t')).toBe(0);
   });
+
+  const catchesCancels = (secs: number) =>
+    `DO $$DECLARE t0 timestamptz := clock_timestamp(); BEGIN WHILE clock_timestamp() < t0 + interval '${secs} s' LOOP BEGIN PERFORM pg_sleep(0.1); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END$$`;
+
+  it('D3: a statement that catches the cancel is not left running on the server after the worker gave up on it', async () => {
+    await admin.query('TRUNCATE t; INSERT INTO t VALUES (1)');
+    const orphans = () =>
+      one("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'writ-worker' AND state = 'active' AND query LIKE '%query_canceled%'", [db.database]).then(
+        (r) => r.n,
+      );
+    try {
+      const err = await fails(run(`UPDATE t SET id = 2; ${catchesCancels(60)}`, 'write', { seconds: 0.5 }));
+      expect(err.code).toBe('WRIT_EXEC_TIMEOUT');
+      expect(err.message).toMatch(/nothing was committed/);
+      await sleep(2000);
+      // Still running, its transaction open and its row lock held, long after the intent ended.
+      expect(await orphans()).toBe(0);
+    } finally {
+      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%query_canceled%' AND pid <> pg_backend_pid()", [db.database]);
+    }
+  });
+
+  it('D3: a statement that catches the cancel does not return a result past the time limit', async () => {
+    const t0 = Date.now();
+    const r = await outcome(run(`${catchesCancels(3)}; SELECT 'late'`, 'read', { seconds: 0.5 }));
+    expect(Date.now() - t0).toBeGreaterThan(2500);
+    expect(r).toEqual({ error: 'WRIT_EXEC_TIMEOUT' });
+  });
 });
 
 describe('the next intent on the connection gets it clean', () => {
@@ -217,7 +415,7 @@ describe('the next intent on the connection gets it clean', () => {
 
   it('holds: read-write session characteristics do not reach the next single read', async () => {
     for (const sql of ['SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE', "SELECT set_config('default_transaction_read_only', 'off', false)"]) {
-      await run(sql, 'read');
+      await run(sql, 'read').catch(() => undefined); // refused by the worker, or run and reset
       expect((await rows("SELECT current_setting('transaction_read_only'), current_setting('default_transaction_read_only')")).rows).toEqual([['on', 'on']]);
     }
   });

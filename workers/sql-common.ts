@@ -62,7 +62,8 @@ export function opaqueReason(st: SqlStatementFacts): string | undefined {
 
 /** Writes whose affected rows the server does not report in the statement's own count. */
 export function uncountable(st: SqlStatementFacts): boolean {
-  if (st.modifyingCte || st.kind === 'do' || st.kind === 'call') return true;
+  // TRUNCATE empties a table with no row count at all.
+  if (st.modifyingCte || st.kind === 'do' || st.kind === 'call' || st.kind === 'truncate') return true;
   if (st.kind === 'explain') return st.explain?.analyze === true && !st.explain.inner.readOnly;
   if ((st.unknownFunctions?.length ?? 0) > 0) return true;
   return (st.kind === 'select' || st.kind === 'values') && (st.dangerousFunctions.length > 0 || st.selectInto);

@@ -17,7 +17,7 @@ import { readSecret, WritError, type AccessMode, type Config, type GrantClaims }
 import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type RowsOutput } from '../executor.ts';
 import { fetchLimits, runCursor, runOneShot, type CursorResult, type FetchLimits } from './cursor.ts';
 import { OriginResolver } from './origins.ts';
-import { Session } from './session.ts';
+import { PARSER_SETTINGS, Session } from './session.ts';
 import { batchFailure, opaqueReason, refuseMaskedCopies, refuseMaskedFilters, RowLimit, sourcesOf, timeLimitMs, uncountable, writesRows as writes } from '../sql-common.ts';
 
 type WorkerTarget = Config['workers']['postgres'][number];
@@ -40,7 +40,7 @@ const SEARCH_PATH = 'pg_catalog,public';
  * Settings the batch may not change: the worker's limits, and the encoding the worker reads
  * values in (a session in SJIS sent bytes pg's JSON parser could not read).
  */
-const PINNED_SETTINGS = new Set(['statement_timeout', 'client_encoding', 'all']);
+const PINNED_SETTINGS = new Set(['statement_timeout', 'all', 'transaction_read_only', 'default_transaction_read_only', ...Object.keys(PARSER_SETTINGS)]);
 /** Kinds of statement that cannot commit or roll back from inside: the only ones run outside a transaction block of the worker's. */
 const ONE_SHOT_KINDS: ReadonlySet<string> = new Set(['select', 'values', 'show', 'explain']);
 const NOTICE_MAX = 20;
@@ -60,7 +60,9 @@ export class PostgresExecutor implements Executor {
       const poolFor = (mode: AccessMode, max: number): pg.Pool | undefined => {
         const cred = cfg.credentials[mode];
         if (!cred) return undefined;
-        const options = [`-c search_path=${SEARCH_PATH}`, `-c statement_timeout=${SESSION_TIMEOUT_MS}`];
+        // Pinned as startup options, which outrank a role's or database's own defaults (ALTER ROLE … SET):
+        // how the server reads the text must be how the classifier read it (session.ts watches them).
+        const options = [`-c search_path=${SEARCH_PATH}`, `-c statement_timeout=${SESSION_TIMEOUT_MS}`, ...Object.entries(PARSER_SETTINGS).map(([k, v]) => `-c ${k}=${v}`)];
         // Read connections default to read-only transactions, so a single read statement can run
         // in its implicit transaction without a BEGIN/COMMIT round trip each (the role is the boundary).
         if (mode === 'read') options.push('-c default_transaction_read_only=on');
@@ -124,7 +126,9 @@ export class PostgresExecutor implements Executor {
       await s.release(false);
       throw new WritError('WRIT_GRANT_EXPIRED', 'the grant expired while the run waited for a connection; nothing ran');
     }
-    s.startWatchdog(timeoutMs, { host: t.cfg.host, port: t.cfg.port });
+    // A backend that outlives the dropped socket (a DO block catching query_canceled never reads it
+    // again, and kept its transaction and locks) is ended from another connection of the same role.
+    s.startWatchdog(timeoutMs, { host: t.cfg.host, port: t.cfg.port }, (pid) => void pool.query('SELECT pg_terminate_backend($1)', [pid]).catch(() => undefined));
     const started = Date.now();
     const notices: string[] = [];
     const onNotice = (n: { message?: string }) => {
@@ -161,6 +165,7 @@ export class PostgresExecutor implements Executor {
   async #runSingleRead(t: TargetPools, s: Session, sql: string, st: SqlStatementFacts, lim: FetchLimits, timeoutMs: number, notices: string[]): Promise<ExecOutput> {
     if (timeoutMs !== SESSION_TIMEOUT_MS) await s.client.query(`SET statement_timeout = ${timeoutMs}`); // DISCARD ALL undoes it
     const r = await runOneShot(s, sql, lim);
+    if (s.watchdogCancelled) throw Object.assign(new Error('the statement went on past its time limit'), { code: 'WORKER_WATCHDOG' });
     if (!r.cut && s.client.getTransactionStatus() !== 'I') {
       throw new WritError('WRIT_EXEC_FAILED', 'the statement left a transaction open on the connection; the connection was closed');
     }
@@ -173,12 +178,16 @@ export class PostgresExecutor implements Executor {
     let committing = false;
     try {
       // One round trip: our own fixed text, so the simple protocol's multi-statement form is safe here.
-      await client.query(`${claims.mode === 'read' ? 'BEGIN READ ONLY' : 'BEGIN'}; SET LOCAL statement_timeout = ${timeoutMs}`);
+      // A read's transaction takes its snapshot in the same round trip (SELECT 1): after it, SET
+      // TRANSACTION READ WRITE and transaction_read_only = off are refused by the server (25001).
+      // Before, a batch starting with one of them wrote as the read role (it changed its password).
+      await client.query(`${claims.mode === 'read' ? 'BEGIN READ ONLY' : 'BEGIN'}; SET LOCAL statement_timeout = ${timeoutMs}${claims.mode === 'read' ? '; SELECT 1' : ''}`);
       let out: RowsOutput | undefined;
       const tags: string[] = [];
       for (let i = 0; i < statements.length; i++) {
         const st = facts[i]!;
         const r = await runCursor(s, statements[i]!, lim);
+        s.assertParser();
         if (r.cut) {
           // The connection is closed; its transaction can never commit. A read may still answer.
           if (claims.mode === 'read' && i === statements.length - 1) {
@@ -206,6 +215,19 @@ export class PostgresExecutor implements Executor {
         // The last statement that returns rows is the result; a batch's writes report their counts in `command`.
         if (r.fields.length > 0 || out === undefined) out = await this.#rows(t, r, facts.slice(0, i + 1), notices);
       }
+      const limit = claims.limits.rowsAffected;
+      if (limit !== undefined && claims.mode === 'write') {
+        // The command tags count the rows each statement named, not what the transaction changed:
+        // a cascading foreign key, a trigger or a rule changes more, and the batch's statements
+        // add up. The server's own count of the transaction's inserted, updated and deleted rows
+        // in every user table decides, before COMMIT.
+        const changed = await transactionRowsChanged(s);
+        if (!Number.isFinite(changed)) throw new RowLimit(null, limit);
+        if (changed > limit) throw new RowLimit(changed, limit);
+      }
+      // The watchdog cancelled a statement that went on (a DO block catching query_canceled): the
+      // time limit ended this intent, whatever the statements answered afterwards.
+      if (s.watchdogCancelled) throw Object.assign(new Error('the batch went on past its time limit'), { code: 'WORKER_WATCHDOG' });
       committing = true;
       await client.query('COMMIT');
       return { ...(out as RowsOutput), command: tags.join(';') };
@@ -303,6 +325,8 @@ const VALUE_CATALOGS = new Set([
   'pg_stat_wal_receiver',
 ]);
 const valueCatalog = (table: string) => VALUE_CATALOGS.has(table.slice(table.lastIndexOf('.') + 1));
+/** lo_import, lo_from_bytea, lo_get, lowrite, … (server-side large object functions). */
+const LARGE_OBJECT_FUNCTION = /^(lo_|lo$|loread$|lowrite$)/;
 /** The functions behind some of them, callable in FROM (`SELECT * FROM pg_stat_statements(true)`). */
 const VALUE_FUNCTIONS = new Set(['pg_stat_statements', 'pg_stat_statements_info', 'pg_stat_get_activity', 'pg_stat_get_backend_activity', 'pg_mcv_list_items', 'pg_cursor', 'pg_prepared_statement']);
 
@@ -327,6 +351,18 @@ function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void 
         `transaction control (${(st.transaction ?? 'transaction').toUpperCase()}) cannot run through Writ: the worker wraps the batch in its own transaction; nothing ran`,
       );
     }
+    // Large objects hold bytes outside any table: no masking sees them, a read-only transaction
+    // still creates them (lo_from_bytea), and no row count covers them.
+    const lo = st.functions.find((f) => LARGE_OBJECT_FUNCTION.test(f.slice(f.lastIndexOf('.') + 1)));
+    if (lo) throw new WritError('WRIT_UNSUPPORTED', `${lo} reads or writes a large object, which cannot go through Writ; nothing ran`);
+    if (claims.mode === 'read') {
+      // What a read-only transaction still allows but is no read: notifications to other sessions,
+      // and asking for a read-write transaction (the worker's snapshot refuses it too).
+      if (st.kind === 'notify' || st.functions.some((f) => f.slice(f.lastIndexOf('.') + 1) === 'pg_notify')) {
+        throw new WritError('WRIT_UNSUPPORTED', 'a read grant cannot send notifications (NOTIFY, pg_notify); nothing ran');
+      }
+      if (st.requestsReadWrite || st.set?.transactionReadWrite) throw new WritError('WRIT_UNSUPPORTED', 'a read grant cannot ask for a read-write transaction; nothing ran');
+    }
     if ((st.kind === 'set' || st.kind === 'reset') && PINNED_SETTINGS.has(st.set?.variable ?? 'all')) {
       throw new WritError('WRIT_UNSUPPORTED', `${st.kind.toUpperCase()} ${st.set?.variable ?? ''} would change the worker's time limit; nothing ran`);
     }
@@ -337,6 +373,12 @@ function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void 
       );
     }
   }
+}
+
+/** Rows the open transaction inserted, updated or deleted in user tables, as the server counts them (temp tables included). */
+async function transactionRowsChanged(s: Session): Promise<number> {
+  const r = await Promise.race([s.client.query<{ n: string }>('SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::text AS n FROM pg_catalog.pg_stat_xact_user_tables'), s.dead]);
+  return Number(r.rows[0]?.n ?? Number.NaN);
 }
 
 /** ROLLBACK, and whether it verifiably happened (the connection is idle after it). */

@@ -22,13 +22,29 @@ export function resetQueries(): string[] {
   return ['DISCARD ALL', `SELECT setseed(${(randomInt(0, 2 ** 30) / 2 ** 30).toFixed(9)})`];
 }
 
+function connectionOf(client: pg.PoolClient): { on(e: string, f: (...a: never[]) => void): unknown; off(e: string, f: (...a: never[]) => void): unknown } | undefined {
+  return (client as unknown as { connection?: { on(e: string, f: (...a: never[]) => void): unknown; off(e: string, f: (...a: never[]) => void): unknown } }).connection;
+}
+
 /** Grace after statement_timeout before the worker cancels from its side, then before it drops the connection. */
 const CANCEL_GRACE_MS = 2_000;
 const DESTROY_GRACE_MS = 3_000;
 
+/**
+ * Settings that decide how the server reads a statement's text, pinned at startup. With
+ * standard_conforming_strings off, `'x\'' , (SELECT password FROM secrets) --'` is one string
+ * literal to the classifier and a subquery to the server; a client_encoding such as SJIS turns
+ * bytes into quotes. Both are reported by the server whenever they change (ParameterStatus),
+ * whatever changed them (SET, set_config, UPDATE pg_settings): the session fails the intent
+ * before its next statement and the connection is not reused.
+ */
+export const PARSER_SETTINGS: Readonly<Record<string, string>> = Object.freeze({ standard_conforming_strings: 'on', client_encoding: 'UTF8' });
+
 export class Session {
   readonly client: pg.PoolClient;
   readonly watch: WireWatch;
+  /** A pinned parser setting the server reported changed (PARSER_SETTINGS), as `name=value`. */
+  parserChanged: string | null = null;
   /** The watchdog sent a cancel request: a 57014 after it is the time limit's. */
   watchdogCancelled = false;
   /** The first error the connection reported (socket closed, server terminated it, wire cap). */
@@ -40,6 +56,7 @@ export class Session {
   /** A DISCARD ALL already sent with the statement (cursor.ts runOneShot): whether it ran. */
   #queuedReset: Promise<boolean> | null = null;
   readonly #onError: (e: Error) => void;
+  readonly #onParameter: (m: { parameterName?: string; parameterValue?: string }) => void;
 
   private constructor(client: pg.PoolClient, watch: WireWatch) {
     this.client = client;
@@ -52,6 +69,21 @@ export class Session {
       reject(e);
     };
     client.on('error', this.#onError);
+    this.#onParameter = (m: { parameterName?: string; parameterValue?: string }) => {
+      const pinned = m.parameterName !== undefined ? PARSER_SETTINGS[m.parameterName] : undefined;
+      if (pinned !== undefined && m.parameterValue !== pinned) this.parserChanged ??= `${m.parameterName}=${m.parameterValue}`;
+    };
+    connectionOf(client)?.on('parameterStatus', this.#onParameter);
+  }
+
+  /** Fails when a statement changed how the server reads text: nothing after it may run on this connection. */
+  assertParser(): void {
+    if (this.parserChanged) {
+      throw new WritError(
+        'WRIT_UNSUPPORTED',
+        `a statement changed ${this.parserChanged.split('=')[0]}, which decides how the server reads the text; nothing after it ran and the connection was closed`,
+      );
+    }
   }
 
   static async open(pool: pg.Pool): Promise<Session> {
@@ -78,7 +110,7 @@ export class Session {
    * inside (a function that changes it): past the limit and a grace the worker sends a
    * cancel request, and after another grace it drops the connection.
    */
-  startWatchdog(timeoutMs: number, cfg: pg.ClientConfig): void {
+  startWatchdog(timeoutMs: number, cfg: pg.ClientConfig, terminate: (pid: number) => void): void {
     this.#timers.push(
       setTimeout(
         () => {
@@ -103,6 +135,8 @@ export class Session {
         () => {
           const stream = (this.client as unknown as { connection?: { stream?: { destroy(e?: Error): void } } }).connection?.stream;
           stream?.destroy(Object.assign(new Error(`the statement ran past ${timeoutMs} ms and was not cancelled`), { code: 'WORKER_WATCHDOG' }));
+          const pid = (this.client as unknown as { processID?: unknown }).processID;
+          if (typeof pid === 'number' && pid > 0) terminate(pid);
         },
         timerMs(timeoutMs + CANCEL_GRACE_MS + DESTROY_GRACE_MS),
       ).unref(),
@@ -129,10 +163,11 @@ export class Session {
       // a listener stays, or that late 'error' would be uncaught and end the worker.
       if (broken) this.client.on('error', () => undefined);
       this.client.off('error', this.#onError);
+      connectionOf(this.client)?.off('parameterStatus', this.#onParameter);
       this.client.release(broken ? true : undefined);
     };
     // DISCARD ALL cannot run inside a transaction block: a connection not idle is not reused.
-    if (destroy || this.lost || this.watch.tripped || this.client.getTransactionStatus() !== 'I') {
+    if (destroy || this.lost || this.watch.tripped || this.parserChanged || this.client.getTransactionStatus() !== 'I') {
       done(true);
       return Promise.resolve();
     }
