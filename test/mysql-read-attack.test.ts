@@ -437,4 +437,10 @@ describe('defects the attack found, fixed', () => {
   it('F8: answers a JSON object with a "toString" key instead of failing it as a lost connection', async () => {
     expect((await rows("SELECT JSON_OBJECT('toString', 1) AS j")).rows).toEqual([[{ toString: 1 }]]);
   });
+  it('F6: holds rowsAffected against rows a cascading foreign key deletes', async () => {
+    const err = await fails(write('DELETE FROM parent WHERE id = 1', { rowsAffected: 1 }));
+    expect(err.code).toBe('WRIT_UNSUPPORTED');
+    expect(err.message).toMatch(/parent/);
+    expect(await adminValue('SELECT count(*) FROM child')).toBe(50);
+  });
 });

@@ -156,6 +156,15 @@ export class MysqlExecutor implements Executor {
     const qualified = carryVariables(facts.statements.map((st) => qualifyFacts(st, t.cfg.database)));
     await refuseMaskedCopies(t.catalogue, qualified, claims, 'mysql');
     await refuseMaskedFilters(t.catalogue, qualified, claims, 'mysql');
+    if (claims.limits.rowsAffected !== undefined && claims.mode === 'write') {
+      const uncounted = await t.catalogue.uncountedWrites([...new Set(qualified.filter(writesRows).flatMap((st) => st.tablesWritten))]);
+      if (uncounted.length > 0) {
+        throw new WritError(
+          'WRIT_UNSUPPORTED',
+          `a write to ${uncounted.join(', ')} changes rows its count does not report (a cascading foreign key or a trigger), so the rowsAffected limit cannot be enforced; nothing ran`,
+        );
+      }
+    }
 
     const s = await Session.open(pool);
     // Waiting for a pooled connection may outlast the grant: then nothing starts.

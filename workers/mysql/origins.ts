@@ -54,6 +54,29 @@ export class MysqlCatalogue implements ColumnCatalogue {
     return new Promise((resolve, reject) => this.#pool.query(sql, args, (e, rows) => (e ? reject(e) : resolve(rows as T[]))));
   }
 
+  /**
+   * Of `tables`, those a write changes more rows through than its own count reports: a child
+   * table's foreign key that cascades (ON DELETE/UPDATE CASCADE, SET NULL, SET DEFAULT: InnoDB
+   * runs those inside the storage engine, outside the statement's affected-rows count) or a
+   * trigger on the table. What the worker's user cannot see in information_schema it cannot
+   * refuse here (docs: rowsAffected).
+   */
+  async uncountedWrites(tables: readonly string[]): Promise<string[]> {
+    if (tables.length === 0) return [];
+    const names = tables.map((t) => this.#split(t));
+    const where = names.map(() => '(%s_SCHEMA = ? AND %s = ?)').join(' OR ');
+    const args = names.flat();
+    const fks = await this.#query<{ s: string; t: string }>(
+      `SELECT UNIQUE_CONSTRAINT_SCHEMA AS s, REFERENCED_TABLE_NAME AS t FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE (${where.replaceAll('%s_SCHEMA', 'UNIQUE_CONSTRAINT_SCHEMA').replaceAll('%s', 'REFERENCED_TABLE_NAME')}) AND (DELETE_RULE <> 'RESTRICT' AND DELETE_RULE <> 'NO ACTION' OR UPDATE_RULE <> 'RESTRICT' AND UPDATE_RULE <> 'NO ACTION')`,
+      args,
+    );
+    const triggers = await this.#query<{ s: string; t: string }>(
+      `SELECT EVENT_OBJECT_SCHEMA AS s, EVENT_OBJECT_TABLE AS t FROM information_schema.TRIGGERS WHERE ${where.replaceAll('%s_SCHEMA', 'EVENT_OBJECT_SCHEMA').replaceAll('%s', 'EVENT_OBJECT_TABLE')}`,
+      args,
+    );
+    return [...new Set([...fks, ...triggers].map((r) => `${r.s}.${r.t}`))];
+  }
+
   /** `db.table` → [db, table]; an unqualified name is in the target's database. */
   #split(name: string): [string, string] {
     const i = name.indexOf('.');
