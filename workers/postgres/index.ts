@@ -377,7 +377,9 @@ function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void 
 
 /** Rows the open transaction inserted, updated or deleted in user tables, as the server counts them (temp tables included). */
 async function transactionRowsChanged(s: Session): Promise<number> {
-  const r = await Promise.race([s.client.query<{ n: string }>('SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::text AS n FROM pg_catalog.pg_stat_xact_user_tables'), s.dead]);
+  // Every name qualified: the batch may have created a public.sum or a `+` and moved search_path.
+  const sql = 'SELECT coalesce(pg_catalog.sum(n_tup_ins OPERATOR(pg_catalog.+) n_tup_upd OPERATOR(pg_catalog.+) n_tup_del), 0)::pg_catalog.text AS n FROM pg_catalog.pg_stat_xact_user_tables';
+  const r = await Promise.race([s.client.query<{ n: string }>(sql), s.dead]);
   return Number(r.rows[0]?.n ?? Number.NaN);
 }
 
