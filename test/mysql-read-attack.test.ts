@@ -9,11 +9,11 @@
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initClassifiers } from '../classify/index.ts';
-import type { AccessMode, GrantClaims, Limits, Order } from '../schemas/index.ts';
-import { toWritError, type WritError } from '../schemas/index.ts';
+import type { AccessMode, Limits } from '../schemas/index.ts';
+import { toWritError } from '../schemas/index.ts';
 import type { ExecOutput, RowsOutput } from '../workers/executor.ts';
 import { MysqlExecutor } from '../workers/mysql/index.ts';
-import { createTestMariadb, uniqueName, type TestMariadb } from './helpers/index.ts';
+import { createTestMariadb, failureOf, runSql, uniqueName, type TestMariadb } from './helpers/index.ts';
 
 let m: TestMariadb;
 let ex: MysqlExecutor;
@@ -57,11 +57,7 @@ afterAll(async () => {
   await m?.drop();
 });
 
-function run(sql: string, limits: Limits = {}, mode: AccessMode = 'read', e: MysqlExecutor = ex): Promise<ExecOutput> {
-  const now = Math.floor(Date.now() / 1000);
-  const claims = { gid: 'g', iid: 'i', sid: 's', tgt: 'maria', kind: 'mysql', mode, sha256: '0'.repeat(64), iat: now, exp: now + 600, limits, policyVersion: 'v', sub: 'x' } as GrantClaims;
-  return e.run({ order: { command: { kind: 'sql', sql } } as Order, claims, signal: new AbortController().signal, streamMasker: () => ({ push: () => '', end: () => '' }) });
-}
+const run = (sql: string, limits: Limits = {}, mode: AccessMode = 'read', e: MysqlExecutor = ex): Promise<ExecOutput> => runSql(e, sql, { mode, limits, target: 'maria', kind: 'mysql' });
 
 async function rows(sql: string, limits: Limits = {}, mode: AccessMode = 'read', e: MysqlExecutor = ex): Promise<RowsOutput> {
   const r = await run(sql, limits, mode, e);
@@ -70,14 +66,7 @@ async function rows(sql: string, limits: Limits = {}, mode: AccessMode = 'read',
 }
 const write = (sql: string, limits: Limits = {}) => rows(sql, limits, 'write');
 
-async function fails(p: Promise<unknown>): Promise<WritError> {
-  try {
-    await p;
-  } catch (e) {
-    return toWritError(e);
-  }
-  throw new Error('expected a failure');
-}
+const fails = failureOf;
 
 /** One value from the target, as root. */
 async function adminValue(sql: string): Promise<unknown> {

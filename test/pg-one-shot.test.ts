@@ -6,11 +6,10 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initClassifiers } from '../classify/index.ts';
-import type { GrantClaims, Limits, Order } from '../schemas/index.ts';
-import { toWritError } from '../schemas/index.ts';
+import type { Limits } from '../schemas/index.ts';
 import { PostgresExecutor } from '../workers/postgres/index.ts';
 import type { ExecOutput } from '../workers/executor.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/index.ts';
+import { createTestDatabase, failureOf, pgTarget, runSql, type TestDatabase } from './helpers/index.ts';
 
 let db: TestDatabase;
 /** One connection, so consecutive intents share it. */
@@ -19,27 +18,14 @@ let ex: PostgresExecutor;
 beforeAll(async () => {
   await initClassifiers();
   db = await createTestDatabase();
-  ex = new PostgresExecutor([
-    {
-      target: 'db',
-      host: db.host,
-      port: db.port,
-      database: db.database,
-      poolSize: 1,
-      credentials: { read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } } },
-    },
-  ] as ConstructorParameters<typeof PostgresExecutor>[0]);
+  ex = new PostgresExecutor(pgTarget(db, 1, ['read']) as ConstructorParameters<typeof PostgresExecutor>[0]);
 });
 afterAll(async () => {
   await ex?.close();
   await db?.drop();
 });
 
-function run(sql: string, limits: Limits = {}): Promise<ExecOutput> {
-  const now = Math.floor(Date.now() / 1000);
-  const claims = { gid: 'g', iid: 'i', sid: 's', tgt: 'db', kind: 'postgres', mode: 'read', sha256: '0'.repeat(64), iat: now, exp: now + 600, limits, policyVersion: 'v', sub: 'x' } as GrantClaims;
-  return ex.run({ order: { command: { kind: 'sql', sql } } as Order, claims, signal: new AbortController().signal, streamMasker: () => ({ push: () => '', end: () => '' }) });
-}
+const run = (sql: string, limits: Limits = {}): Promise<ExecOutput> => runSql(ex, sql, { limits });
 
 const rowsOf = (r: ExecOutput) => (r.type === 'rows' ? r.rows : null);
 
@@ -77,10 +63,7 @@ describe('a single read statement', () => {
     // RESET leaves a custom setting once defined empty, never at its value.
     expect(rowsOf(await run("SELECT coalesce(current_setting('writ.t', true), '')"))).toEqual([['']]);
     const pid = rowsOf(await run('SELECT pg_backend_pid()'))![0]![0];
-    const err = await run("SELECT set_config('writ.t', 'kept', false), 1 / 0").then(
-      () => null,
-      (e: unknown) => toWritError(e),
-    );
+    const err = await failureOf(run("SELECT set_config('writ.t', 'kept', false), 1 / 0"));
     expect(err?.code).toBe('WRIT_EXEC_FAILED');
     expect(err?.details).toMatchObject({ sqlstate: '22012' });
     // The same connection, reset: the error did not cost it.

@@ -8,28 +8,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { initClassifiers } from '../classify/index.ts';
-import type { GrantClaims, Limits, Order } from '../schemas/index.ts';
-import { toWritError, type WritError } from '../schemas/index.ts';
+import type { Limits } from '../schemas/index.ts';
+import { toWritError } from '../schemas/index.ts';
 import { PostgresExecutor } from '../workers/postgres/index.ts';
 import type { ExecOutput, RowsOutput } from '../workers/executor.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/index.ts';
+import { createTestDatabase, failureOf, pgTarget, runSql, type TestDatabase } from './helpers/index.ts';
 
 let db: TestDatabase;
 let admin: pg.Client;
 let ex: PostgresExecutor;
 
-function executor(poolSize: number): PostgresExecutor {
-  return new PostgresExecutor([
-    {
-      target: 'db',
-      host: db.host,
-      port: db.port,
-      database: db.database,
-      poolSize,
-      credentials: { read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } } },
-    },
-  ] as ConstructorParameters<typeof PostgresExecutor>[0]);
-}
+const executor = (poolSize: number) => new PostgresExecutor(pgTarget(db, poolSize, ['read']) as ConstructorParameters<typeof PostgresExecutor>[0]);
 
 beforeAll(async () => {
   await initClassifiers();
@@ -49,11 +38,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-function run(sql: string, limits: Limits = {}, e: PostgresExecutor = ex): Promise<ExecOutput> {
-  const now = Math.floor(Date.now() / 1000);
-  const claims = { gid: 'g', iid: 'i', sid: 's', tgt: 'db', kind: 'postgres', mode: 'read', sha256: '0'.repeat(64), iat: now, exp: now + 600, limits, policyVersion: 'v', sub: 'x' } as GrantClaims;
-  return e.run({ order: { command: { kind: 'sql', sql } } as Order, claims, signal: new AbortController().signal, streamMasker: () => ({ push: () => '', end: () => '' }) });
-}
+const run = (sql: string, limits: Limits = {}, e: PostgresExecutor = ex): Promise<ExecOutput> => runSql(e, sql, { limits });
 
 async function rows(sql: string, limits: Limits = {}): Promise<RowsOutput> {
   const r = await run(sql, limits);
@@ -61,14 +46,7 @@ async function rows(sql: string, limits: Limits = {}): Promise<RowsOutput> {
   return r;
 }
 
-async function fails(p: Promise<unknown>): Promise<WritError> {
-  try {
-    await p;
-  } catch (e) {
-    return toWritError(e);
-  }
-  throw new Error('expected a failure');
-}
+const fails = failureOf;
 
 const pid = async () => (await rows('SELECT pg_backend_pid()')).rows[0]![0] as number;
 const advisoryLocks = () => admin.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())");

@@ -10,11 +10,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { initClassifiers } from '../classify/index.ts';
-import type { GrantClaims, Limits, Order } from '../schemas/index.ts';
-import { toWritError, type WritError } from '../schemas/index.ts';
+import type { Limits } from '../schemas/index.ts';
+import { toWritError } from '../schemas/index.ts';
 import { PostgresExecutor } from '../workers/postgres/index.ts';
 import { errorContextOf, type ExecOutput, type RowsOutput } from '../workers/executor.ts';
-import { createTestDatabase, uniqueName, type TestDatabase } from './helpers/index.ts';
+import { createTestDatabase, failureOf, pgTarget, runSql, uniqueName, type TestDatabase } from './helpers/index.ts';
 
 let db: TestDatabase;
 let admin: pg.Client;
@@ -54,31 +54,12 @@ afterAll(async () => {
   }
 });
 
-function executor(poolSize: number): PostgresExecutor {
-  return new PostgresExecutor([
-    {
-      target: 'db',
-      host: db.host,
-      port: db.port,
-      database: db.database,
-      poolSize,
-      credentials: {
-        read: { user: { value: db.roles.read.user }, password: { value: db.roles.read.password } },
-        write: { user: { value: db.roles.write.user }, password: { value: db.roles.write.password } },
-      },
-    },
-  ] as ConstructorParameters<typeof PostgresExecutor>[0]);
-}
+const executor = (poolSize: number) => new PostgresExecutor(pgTarget(db, poolSize) as ConstructorParameters<typeof PostgresExecutor>[0]);
 
 type Mode = 'read' | 'write';
 const MASK = { columns: [{ column: 'public.secrets.password' }], detectors: [] };
 
-function run(sql: string, mode: Mode, limits: Limits = {}, mask?: unknown, e: PostgresExecutor = ex): Promise<ExecOutput> {
-  const now = Math.floor(Date.now() / 1000);
-  const claims = { gid: 'g', iid: 'i', sid: 's', tgt: 'db', kind: 'postgres', mode, sha256: '0'.repeat(64), iat: now, exp: now + 600, limits, policyVersion: 'v', sub: 'x' } as GrantClaims;
-  if (mask !== undefined) (claims as { mask?: unknown }).mask = mask;
-  return e.run({ order: { command: { kind: 'sql', sql } } as Order, claims, signal: new AbortController().signal, streamMasker: () => ({ push: () => '', end: () => '' }) });
-}
+const run = (sql: string, mode: Mode, limits: Limits = {}, mask?: unknown, e: PostgresExecutor = ex): Promise<ExecOutput> => runSql(e, sql, { mode, limits, mask });
 
 async function rows(sql: string, mode: Mode = 'read', limits: Limits = {}, mask?: unknown, e: PostgresExecutor = ex): Promise<RowsOutput> {
   const r = await run(sql, mode, limits, mask, e);
@@ -86,14 +67,7 @@ async function rows(sql: string, mode: Mode = 'read', limits: Limits = {}, mask?
   return r;
 }
 
-async function fails(p: Promise<unknown>): Promise<WritError> {
-  try {
-    await p;
-  } catch (e) {
-    return toWritError(e);
-  }
-  throw new Error('expected a failure');
-}
+const fails = failureOf;
 
 /** What an intent ended as, comparable whole: its rows, or its error code. */
 const outcome = (p: Promise<ExecOutput>) =>

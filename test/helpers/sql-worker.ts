@@ -1,0 +1,54 @@
+// Driving a SQL executor directly, as the worker runtime does, for the workers' attack suites:
+// one grant's claims, the run, and the error a run ended with.
+import type { AccessMode, GrantClaims, Limits, Order } from '../../schemas/index.ts';
+import { toWritError, type WritError } from '../../schemas/index.ts';
+import type { ExecOutput, Executor } from '../../workers/executor.ts';
+import type { TestDatabase } from './postgres-types.ts';
+
+export interface SqlRunOptions {
+  mode?: AccessMode;
+  limits?: Limits;
+  /** The grant's masking spec, when the test needs one. */
+  mask?: unknown;
+  /** The grant's target and kind: PostgreSQL's `db` unless given. */
+  target?: string;
+  kind?: 'postgres' | 'mysql';
+}
+
+/** Runs `sql` on `e` under a fresh grant of `opts` (ten minutes, read mode, no limits by default). */
+export function runSql(e: Executor, sql: string, opts: SqlRunOptions = {}): Promise<ExecOutput> {
+  const now = Math.floor(Date.now() / 1000);
+  const claims = {
+    gid: 'g',
+    iid: 'i',
+    sid: 's',
+    tgt: opts.target ?? 'db',
+    kind: opts.kind ?? 'postgres',
+    mode: opts.mode ?? 'read',
+    sha256: '0'.repeat(64),
+    iat: now,
+    exp: now + 600,
+    limits: opts.limits ?? {},
+    policyVersion: 'v',
+    sub: 'x',
+    ...(opts.mask !== undefined ? { mask: opts.mask } : {}),
+  } as GrantClaims;
+  return e.run({ order: { command: { kind: 'sql', sql } } as Order, claims, signal: new AbortController().signal, streamMasker: () => ({ push: () => '', end: () => '' }) });
+}
+
+/** The coded error `p` failed with; throws when it succeeded. */
+export async function failureOf(p: Promise<unknown>): Promise<WritError> {
+  try {
+    await p;
+  } catch (e) {
+    return toWritError(e);
+  }
+  throw new Error('expected a failure');
+}
+
+/** A PostgreSQL executor's target `db` on a test database, logged in with its read and write roles. */
+export function pgTarget(db: TestDatabase, poolSize: number, modes: readonly AccessMode[] = ['read', 'write']) {
+  const credentials: Partial<Record<AccessMode, { user: { value: string }; password: { value: string } }>> = {};
+  for (const m of modes) credentials[m] = { user: { value: db.roles[m].user }, password: { value: db.roles[m].password } };
+  return [{ target: 'db', host: db.host, port: db.port, database: db.database, poolSize, credentials }];
+}
