@@ -1,12 +1,10 @@
 /**
  * A second attack on the MariaDB worker (MysqlExecutor.run) as the author of an allowed intent's
- * SQL, against a real private mariadbd: what held (the read-only session on a non-transactional
- * table, fail-closed forms, lexical edges, a global sql_mode, triggers and mixed-case cascading
- * parents under rowsAffected, the watchdog's cut of a batch, error scrubbing context through a
- * view, warnings and temporary tables across intents). The defects this attack found (rowsAffected
- * per statement, CREATE TABLE AS, views over triggers or cascades, triggers the read user cannot
- * see, MyISAM rollbacks, the byte budget as an oracle) are reported, not committed here. One
- * connection per pool, so consecutive intents share it.
+ * SQL, against a real private mariadbd: the PostgreSQL worker's defect classes looked for here
+ * (rowsAffected over a batch, CREATE TABLE AS, writes the count does not see, a watchdog's cut
+ * reported as success, side channels of masked values) and what the existing MySQL suites do not
+ * cover (non-transactional tables, views over triggers, mixed-case names, lexical edges, warnings
+ * and counters across intents). One connection per pool, so consecutive intents share it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initClassifiers } from '../classify/index.ts';
@@ -197,10 +195,53 @@ describe('the rowsAffected limit of a write', () => {
     expect(await adminValue('SELECT count(*) FROM audit_log')).toBe(0);
   });
 
+  it('X8: …also when the write user has the TRIGGER privilege, as the docs ask (the probe runs as the read user, who lacks it)', async () => {
+    const o = await outcome(write('UPDATE audited2 SET v = v + 1 WHERE id = 1', { rowsAffected: 5 }));
+    const logged = await adminValue('SELECT count(*) FROM audit_log2');
+    expect({ o, logged }).toEqual({ o: 'WRIT_UNSUPPORTED', logged: 0 });
+  });
+
+  it('X1: holds for the batch, not for each statement alone (two UPDATEs of 3 rows under a limit of 3 committed 6)', async () => {
+    const o = await outcome(write("UPDATE events SET note = 'sum-1' WHERE id <= 3; UPDATE events SET note = 'sum-2' WHERE id BETWEEN 4 AND 6", { rowsAffected: 3 }));
+    const changed = await adminValue("SELECT count(*) FROM events WHERE note LIKE 'sum-%'");
+    expect({ o, changed }).toEqual({ o: 'WRIT_ROW_LIMIT', changed: 0 });
+  });
+
+  it('X2: holds for CREATE TABLE … AS SELECT, which runs alone with no count checked (1000 rows under a limit of 10)', async () => {
+    const o = await outcome(write('CREATE TABLE ctas_x AS SELECT seq FROM seq_1_to_1000', { rowsAffected: 10 }));
+    const made = await adminValue(`SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '${m.database}' AND TABLE_NAME = 'ctas_x'`);
+    expect({ refused: o !== 'ok', made }).toEqual({ refused: true, made: 0 });
+  });
+
+  it('X3: holds for a write through a view to a table with a trigger (3 rows counted, 30 more written by the trigger)', async () => {
+    const o = await outcome(write('UPDATE v_audited SET v = v + 1', { rowsAffected: 3 }));
+    const logged = await adminValue('SELECT count(*) FROM audit_log');
+    expect({ o, logged }).toEqual({ o: 'WRIT_UNSUPPORTED', logged: 0 });
+  });
+
+  it('X3: …and a DELETE through a view of a cascading parent (1 row counted, 50 children deleted)', async () => {
+    const o = await outcome(write('DELETE FROM v_parent3 WHERE id = 1', { rowsAffected: 1 }));
+    const children = await adminValue('SELECT count(*) FROM child3');
+    expect({ o, children }).toEqual({ o: 'WRIT_UNSUPPORTED', children: 50 });
+  });
+
   it('holds: a cascading parent whose name has capitals is found (information_schema compares names without case)', async () => {
     const o = await outcome(write('DELETE FROM Parent2 WHERE id = 1', { rowsAffected: 1 }));
     const children = await adminValue('SELECT count(*) FROM child2');
     expect({ o, children }).toEqual({ o: 'WRIT_UNSUPPORTED', children: 50 });
+  });
+
+  it('X5: a write past the limit to a non-transactional table is not kept (MyISAM: "rolled back" while all 10 rows stayed changed)', async () => {
+    const err = await fails(write("UPDATE mi SET v = 'over'", { rowsAffected: 1 }));
+    const kept = await adminValue("SELECT count(*) FROM mi WHERE v = 'over'");
+    // Refused before anything runs: nothing could undo it.
+    expect({ code: err.code, kept }).toEqual({ code: 'WRIT_UNSUPPORTED', kept: 0 });
+  });
+
+  it('X5: …nor is a failed batch’s write to it (reported rolled back, kept)', async () => {
+    const err = await fails(write("UPDATE mi SET v = 'failed-batch' WHERE id = 1; SELECT nope FROM mi"));
+    const kept = await adminValue("SELECT count(*) FROM mi WHERE v = 'failed-batch'");
+    expect({ code: err.code, kept }).toEqual({ code: 'WRIT_UNSUPPORTED', kept: 0 });
   });
 });
 

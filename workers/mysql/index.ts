@@ -156,13 +156,22 @@ export class MysqlExecutor implements Executor {
     const qualified = carryVariables(facts.statements.map((st) => qualifyFacts(st, t.cfg.database)));
     await refuseMaskedCopies(t.catalogue, qualified, claims, 'mysql');
     await refuseMaskedFilters(t.catalogue, qualified, claims, 'mysql');
-    if (claims.limits.rowsAffected !== undefined && claims.mode === 'write') {
-      const uncounted = await t.catalogue.uncountedWrites([...new Set(qualified.filter(writesRows).flatMap((st) => st.tablesWritten))]);
-      if (uncounted.length > 0) {
-        throw new WritError(
-          'WRIT_UNSUPPORTED',
-          `a write to ${uncounted.join(', ')} changes rows its count does not report (a cascading foreign key or a trigger), so the rowsAffected limit cannot be enforced; nothing ran`,
-        );
+    if (claims.mode === 'write') {
+      const written = [...new Set(qualified.filter(writesRows).flatMap((st) => st.tablesWritten))];
+      const hazards = await t.catalogue.writeHazards(written, pool);
+      if (hazards.nonTransactional.length > 0) {
+        throw new WritError('WRIT_UNSUPPORTED', `${hazards.nonTransactional.join(', ')} cannot roll back (not InnoDB), so no limit and no failure could undo a write to it; nothing ran`);
+      }
+      if (claims.limits.rowsAffected !== undefined) {
+        if (hazards.uncounted.length > 0) {
+          throw new WritError(
+            'WRIT_UNSUPPORTED',
+            `a write to ${hazards.uncounted.join(', ')} changes rows its count does not report (a cascading foreign key, a trigger, or a view over them), so the rowsAffected limit cannot be enforced; nothing ran`,
+          );
+        }
+        // It commits before the worker could count what it did (CREATE TABLE … AS SELECT, ALTER … DROP COLUMN).
+        const implicit = qualified.find((st) => IMPLICIT_COMMIT.has(st.kind));
+        if (implicit) throw new WritError('WRIT_UNSUPPORTED', `${implicit.kind.toUpperCase()} commits at once, so the rowsAffected limit cannot hold it; nothing ran`);
       }
     }
 
@@ -200,6 +209,7 @@ export class MysqlExecutor implements Executor {
   async #runBatch(t: TargetPools, s: Session, statements: string[], facts: SqlStatementFacts[], claims: GrantClaims, lim: FetchLimits): Promise<ExecOutput> {
     let left = -1; // index of a statement after which the worker's transaction was gone
     let committing = false;
+    let changed = 0;
     try {
       await s.exec(claims.mode === 'read' ? 'START TRANSACTION READ ONLY' : 'START TRANSACTION');
       let out: RowsOutput | undefined;
@@ -226,9 +236,11 @@ export class MysqlExecutor implements Executor {
         tags.push(command);
         const limit = claims.limits.rowsAffected;
         if (limit !== undefined) {
-          // A write's whole effect is known only inside its transaction: over the limit, nothing is kept.
-          if (r.complete && writesRows(st) && r.rowCount > limit) throw new RowLimit(r.rowCount, limit);
+          // A write's whole effect is known only inside its transaction: over the limit, nothing is
+          // kept. The limit is the batch's: its statements' counts add up.
           if (!r.complete && writesRows(st)) throw new RowLimit(null, limit);
+          if (r.complete && writesRows(st)) changed += r.rowCount;
+          if (changed > limit) throw new RowLimit(changed, limit);
         }
         // The last statement that returns rows is the result; a batch's writes report their counts in rowCount.
         if (r.fields.length > 0 || out === undefined) out = await this.#rows(t, r, st, facts.slice(0, i + 1));

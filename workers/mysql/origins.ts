@@ -55,26 +55,38 @@ export class MysqlCatalogue implements ColumnCatalogue {
   }
 
   /**
-   * Of `tables`, those a write changes more rows through than its own count reports: a child
-   * table's foreign key that cascades (ON DELETE/UPDATE CASCADE, SET NULL, SET DEFAULT: InnoDB
-   * runs those inside the storage engine, outside the statement's affected-rows count) or a
-   * trigger on the table. What the worker's user cannot see in information_schema it cannot
-   * refuse here (docs: rowsAffected).
+   * What the worker cannot hold a write to `tables` to. `uncounted`: a write changes more rows
+   * than its own count reports: a child table's foreign key that cascades (ON DELETE/UPDATE
+   * CASCADE, SET NULL, SET DEFAULT: InnoDB runs those outside the statement's affected-rows
+   * count), a trigger, or a view (whose base tables' triggers and cascades are not looked up).
+   * `nonTransactional`: a base table whose engine cannot roll back (MyISAM, Aria, MEMORY…), so
+   * neither a limit nor a failure can undo a write to it. Found in information_schema as `via`
+   * sees it (the write credential's pool): what that user cannot see is not found (docs).
    */
-  async uncountedWrites(tables: readonly string[]): Promise<string[]> {
-    if (tables.length === 0) return [];
-    const names = tables.map((t) => this.#split(t));
-    const where = names.map(() => '(%s_SCHEMA = ? AND %s = ?)').join(' OR ');
+  async writeHazards(tables: readonly string[], via: Pool = this.#pool): Promise<{ uncounted: string[]; nonTransactional: string[] }> {
+    if (tables.length === 0) return { uncounted: [], nonTransactional: [] };
+    const q = <T>(sql: string, args: unknown[]) => new Promise<T[]>((resolve, reject) => via.query(sql, args, (e, rows) => (e ? reject(e) : resolve(rows as T[]))));
+    const names = tables.map((t) => this.#split(t).map((x) => x.toLowerCase()) as [string, string]);
+    const where = (schema: string, table: string) => names.map(() => `(LOWER(${schema}) = ? AND LOWER(${table}) = ?)`).join(' OR ');
     const args = names.flat();
-    const fks = await this.#query<{ s: string; t: string }>(
-      `SELECT UNIQUE_CONSTRAINT_SCHEMA AS s, REFERENCED_TABLE_NAME AS t FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE (${where.replaceAll('%s_SCHEMA', 'UNIQUE_CONSTRAINT_SCHEMA').replaceAll('%s', 'REFERENCED_TABLE_NAME')}) AND (DELETE_RULE <> 'RESTRICT' AND DELETE_RULE <> 'NO ACTION' OR UPDATE_RULE <> 'RESTRICT' AND UPDATE_RULE <> 'NO ACTION')`,
+    const info = await q<{ s: string; t: string; type: string; engine: string | null }>(
+      `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, TABLE_TYPE AS type, ENGINE AS engine FROM information_schema.TABLES WHERE ${where('TABLE_SCHEMA', 'TABLE_NAME')}`,
       args,
     );
-    const triggers = await this.#query<{ s: string; t: string }>(
-      `SELECT EVENT_OBJECT_SCHEMA AS s, EVENT_OBJECT_TABLE AS t FROM information_schema.TRIGGERS WHERE ${where.replaceAll('%s_SCHEMA', 'EVENT_OBJECT_SCHEMA').replaceAll('%s', 'EVENT_OBJECT_TABLE')}`,
+    const fks = await q<{ s: string; t: string }>(
+      `SELECT UNIQUE_CONSTRAINT_SCHEMA AS s, REFERENCED_TABLE_NAME AS t FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE (${where('UNIQUE_CONSTRAINT_SCHEMA', 'REFERENCED_TABLE_NAME')}) AND (DELETE_RULE NOT IN ('RESTRICT', 'NO ACTION') OR UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION'))`,
       args,
     );
-    return [...new Set([...fks, ...triggers].map((r) => `${r.s}.${r.t}`))];
+    const triggers = await q<{ s: string; t: string }>(
+      `SELECT EVENT_OBJECT_SCHEMA AS s, EVENT_OBJECT_TABLE AS t FROM information_schema.TRIGGERS WHERE ${where('EVENT_OBJECT_SCHEMA', 'EVENT_OBJECT_TABLE')}`,
+      args,
+    );
+    const views = info.filter((r) => r.type === 'VIEW');
+    const name = (r: { s: string; t: string }) => `${r.s}.${r.t}`;
+    return {
+      uncounted: [...new Set([...fks, ...triggers, ...views].map(name))],
+      nonTransactional: info.filter((r) => r.type === 'BASE TABLE' && (r.engine ?? '').toLowerCase() !== 'innodb').map(name),
+    };
   }
 
   /** `db.table` → [db, table]; an unqualified name is in the target's database. */
