@@ -185,7 +185,9 @@ describe('connections come back clean (items 7 and 8)', () => {
     await run(ex1, "SET work_mem = '77kB'", 'read');
     const wm = await run(ex1, 'SHOW work_mem', 'read');
     expect(wm.type === 'rows' && wm.rows[0]![0]).not.toBe('77kB');
-    await run(ex1, "SET search_path = 'evil'", 'read');
+    // Refused by name now; set_config's change is reset all the same.
+    expect((await fails(run(ex1, "SET search_path = 'evil'", 'read'))).code).toBe('WRIT_UNSUPPORTED');
+    await run(ex1, "SELECT set_config('search_path', 'evil', false)", 'read');
     const sp = await run(ex1, 'SHOW search_path', 'read');
     expect(sp.type === 'rows' && sp.rows[0]![0]).toBe('pg_catalog,public');
     await run(ex1, 'SELECT pg_advisory_lock(7)', 'read');

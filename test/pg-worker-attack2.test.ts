@@ -235,7 +235,9 @@ describe('the server parses the text the classifier parsed', () => {
       ["client_encoding = 'SJIS'", "SELECT E'\u0115\\' , (SELECT password FROM secrets) AS leak --'"],
     ];
     for (const [setting, sql] of cases) {
-      await run(`ALTER ROLE CURRENT_USER SET ${setting}`, 'write');
+      // The worker refuses role DDL now; a role default set some other way (an operator's) is outranked by the startup options.
+      expect((await fails(run(`ALTER ROLE CURRENT_USER SET ${setting}`, 'write'))).code).toBe('WRIT_UNSUPPORTED');
+      await admin.query(`ALTER ROLE ${db.roles.write.user} SET ${setting}`);
       const fresh = executor(1);
       try {
         const r = await rows(sql, 'write', {}, MASK, fresh);
@@ -294,8 +296,9 @@ describe('the rowsAffected limit of a write batch', () => {
     await admin.query(`TRUNCATE t; CREATE TABLE u (id int UNIQUE DEFERRABLE INITIALLY DEFERRED); GRANT SELECT, INSERT ON u TO ${db.roles.write.user}`);
     const e1 = await fails(run('INSERT INTO t VALUES (1); DO $$BEGIN COMMIT; END$$; INSERT INTO t VALUES (2)', 'write'));
     expect(e1.details).toMatchObject({ sqlstate: '2D000' });
+    // Signalling a backend is refused before anything runs (other intents share the role).
     const e2 = await fails(run('INSERT INTO t VALUES (3); SELECT pg_terminate_backend(pg_backend_pid())', 'write'));
-    expect([e2.code, e2.details, e2.message]).toEqual(['WRIT_EXEC_FAILED', { sqlstate: '57P01' }, expect.stringMatching(/nothing was committed/)]);
+    expect(e2.code).toBe('WRIT_UNSUPPORTED');
     // The unique violation comes at COMMIT: a failure, never a success, and the server rolled it back.
     const e3 = await fails(run('INSERT INTO t VALUES (4); INSERT INTO u VALUES (1), (1)', 'write'));
     expect([e3.code, e3.details, e3.message]).toEqual(['WRIT_EXEC_FAILED', { sqlstate: '23505' }, expect.stringMatching(/rolled it back/)]);
@@ -326,9 +329,15 @@ describe('row, byte and time limits in the batch path', () => {
     expect((await rows('SELECT 5')).rows).toEqual([[5]]);
   });
 
-  it('holds: a self-cancel in a batch is a failure with its sqlstate, not the time limit', async () => {
-    for (const sql of ['SELECT pg_cancel_backend(pg_backend_pid()), pg_sleep(1); SELECT 1', 'SELECT 1; SELECT pg_cancel_backend(pg_backend_pid()), pg_sleep(1)']) {
-      const err = await fails(run(sql, 'read'));
+  it('holds: a statement of a batch cancelled from outside is a failure with its sqlstate, not the time limit', async () => {
+    for (const sql of ['SELECT pg_sleep(5.03); SELECT 1', 'SELECT 1; SELECT pg_sleep(5.04)']) {
+      const running = fails(run(sql, 'read'));
+      const stmt = sql.split('; ').find((x) => x.includes('pg_sleep'))!;
+      for (let i = 0; i < 200; i++) {
+        if ((await admin.query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query = $1 AND state = 'active'", [stmt])).rows.length > 0) break;
+        await sleep(10);
+      }
+      const err = await running;
       expect([err.code, err.details]).toEqual(['WRIT_EXEC_FAILED', { sqlstate: '57014' }]);
     }
   });

@@ -40,7 +40,23 @@ const SEARCH_PATH = 'pg_catalog,public';
  * Settings the batch may not change: the worker's limits, and the encoding the worker reads
  * values in (a session in SJIS sent bytes pg's JSON parser could not read).
  */
-const PINNED_SETTINGS = new Set(['statement_timeout', 'all', 'transaction_read_only', 'default_transaction_read_only', ...Object.keys(PARSER_SETTINGS)]);
+const PINNED_SETTINGS = new Set(['statement_timeout', 'all', 'search_path', 'transaction_read_only', 'default_transaction_read_only', ...Object.keys(PARSER_SETTINGS)]);
+/** Object types whose DDL changes the worker's own login or every later session: roles, the server's and the database's settings. */
+const SESSION_OBJECTS = new Set(['role', 'user', 'group', 'system', 'database']);
+/** Functions that signal other backends (the pooled connections of other intents share the role) or the server. */
+const SIGNAL_FUNCTIONS = new Set(['pg_terminate_backend', 'pg_cancel_backend', 'pg_reload_conf', 'pg_rotate_logfile', 'pg_promote', 'pg_log_backend_memory_contexts']);
+/**
+ * A value past this many characters is returned as the server's text, not parsed: parsing an 8 MB
+ * JSON array of empty objects took 174 MB of heap (arrays of numbers or intervals 50-60 MB), under
+ * the wire's cap, so a few intents at once could run the worker out of memory.
+ */
+const PARSE_MAX_CHARS = 64 * 1024;
+const BOUNDED_TYPES = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    const parse = (pg.types.getTypeParser as (oid: number, format?: 'text' | 'binary') => (v: string) => unknown)(oid, format);
+    return (v: string) => (typeof v === 'string' && v.length > PARSE_MAX_CHARS ? v : parse(v));
+  },
+} as unknown as pg.CustomTypesConfig;
 /** Kinds of statement that cannot commit or roll back from inside: the only ones run outside a transaction block of the worker's. */
 const ONE_SHOT_KINDS: ReadonlySet<string> = new Set(['select', 'values', 'show', 'explain']);
 const NOTICE_MAX = 20;
@@ -76,6 +92,7 @@ export class PostgresExecutor implements Executor {
           password: cred.password ? readSecret(cred.password, `workers.postgres[${cfg.target}].credentials.${mode}.password`) : undefined,
           application_name: 'writ-worker',
           options: options.join(' '),
+          types: BOUNDED_TYPES,
         });
         pool.on('error', () => undefined); // idle-client errors surface on the next checkout instead of crashing the worker
         // Every client, from its first connect, has a listener: a backend terminated while the
@@ -182,12 +199,17 @@ export class PostgresExecutor implements Executor {
       // TRANSACTION READ WRITE and transaction_read_only = off are refused by the server (25001).
       // Before, a batch starting with one of them wrote as the read role (it changed its password).
       await client.query(`${claims.mode === 'read' ? 'BEGIN READ ONLY' : 'BEGIN'}; SET LOCAL statement_timeout = ${timeoutMs}${claims.mode === 'read' ? '; SELECT 1' : ''}`);
+      // The server's counters also hold earlier transactions' counts it has not flushed yet (up to
+      // seconds): what this transaction changed is the count before COMMIT less this one.
+      const countLimit = claims.mode === 'write' ? claims.limits.rowsAffected : undefined;
+      const baseline = countLimit !== undefined ? await transactionRowsChanged(s) : 0;
       let out: RowsOutput | undefined;
       const tags: string[] = [];
       for (let i = 0; i < statements.length; i++) {
         const st = facts[i]!;
         const r = await runCursor(s, statements[i]!, lim);
         s.assertParser();
+        if (!r.cut && i < statements.length - 1) await assertNames(s);
         if (r.cut) {
           // The connection is closed; its transaction can never commit. A read may still answer.
           if (claims.mode === 'read' && i === statements.length - 1) {
@@ -215,15 +237,15 @@ export class PostgresExecutor implements Executor {
         // The last statement that returns rows is the result; a batch's writes report their counts in `command`.
         if (r.fields.length > 0 || out === undefined) out = await this.#rows(t, r, facts.slice(0, i + 1), notices);
       }
-      const limit = claims.limits.rowsAffected;
-      if (limit !== undefined && claims.mode === 'write') {
+      if (countLimit !== undefined) {
         // The command tags count the rows each statement named, not what the transaction changed:
         // a cascading foreign key, a trigger or a rule changes more, and the batch's statements
         // add up. The server's own count of the transaction's inserted, updated and deleted rows
-        // in every user table decides, before COMMIT.
-        const changed = await transactionRowsChanged(s);
-        if (!Number.isFinite(changed)) throw new RowLimit(null, limit);
-        if (changed > limit) throw new RowLimit(changed, limit);
+        // in every user table decides, before COMMIT, once deferred triggers and constraints ran.
+        await Promise.race([client.query('SET CONSTRAINTS ALL IMMEDIATE'), s.dead]);
+        const changed = (await transactionRowsChanged(s)) - baseline;
+        if (!Number.isFinite(changed)) throw new RowLimit(null, countLimit);
+        if (changed > countLimit) throw new RowLimit(changed, countLimit);
       }
       // The watchdog cancelled a statement that went on (a DO block catching query_canceled): the
       // time limit ended this intent, whatever the statements answered afterwards.
@@ -351,6 +373,14 @@ function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void 
         `transaction control (${(st.transaction ?? 'transaction').toUpperCase()}) cannot run through Writ: the worker wraps the batch in its own transaction; nothing ran`,
       );
     }
+    if (['create', 'alter', 'drop', 'grant', 'revoke', 'comment', 'security_label', 'reassign'].includes(st.kind) && SESSION_OBJECTS.has(st.objectType ?? '')) {
+      throw new WritError(
+        'WRIT_UNSUPPORTED',
+        `${st.kind.toUpperCase()} ${(st.objectType ?? '').toUpperCase()} changes logins or the settings of later sessions (the worker's own role's password and defaults included); nothing ran`,
+      );
+    }
+    const signal = st.functions.find((f) => SIGNAL_FUNCTIONS.has(f.slice(f.lastIndexOf('.') + 1)));
+    if (signal) throw new WritError('WRIT_UNSUPPORTED', `${signal} signals other sessions (other intents share the worker's role) or the server; nothing ran`);
     // Large objects hold bytes outside any table: no masking sees them, a read-only transaction
     // still creates them (lo_from_bytea), and no row count covers them.
     const lo = st.functions.find((f) => LARGE_OBJECT_FUNCTION.test(f.slice(f.lastIndexOf('.') + 1)));
@@ -373,6 +403,23 @@ function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void 
       );
     }
   }
+}
+
+/**
+ * Before the batch's next statement: names still resolve as the classifier resolved them. A
+ * statement may move search_path (set_config, a DO block, a function) or create a temporary
+ * object, which shadows every unqualified name of the same kind: a later filter on `customers`
+ * or a temp view `v` was then a filter on a masked column the checks never saw. The connection
+ * started with neither (DISCARD ALL drops temporary objects).
+ */
+async function assertNames(s: Session): Promise<void> {
+  const sql = "SELECT pg_catalog.current_setting('search_path') AS path, EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) AS temp";
+  const r = await Promise.race([s.client.query<{ path: string; temp: boolean }>(sql), s.dead]);
+  const row = r.rows[0];
+  if (!row || row.path.replace(/\s+/g, '') !== SEARCH_PATH) {
+    throw new WritError('WRIT_UNSUPPORTED', 'a statement changed search_path, which decides what the names of the next statements are; nothing after it ran');
+  }
+  if (row.temp) throw new WritError('WRIT_UNSUPPORTED', 'a statement created a temporary object, which hides the names the next statements use; nothing after it ran');
 }
 
 /** Rows the open transaction inserted, updated or deleted in user tables, as the server counts them (temp tables included). */
