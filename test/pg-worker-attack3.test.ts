@@ -6,8 +6,7 @@
  * error-scrubbing checks; what the rowsAffected count misses (deferred triggers) or adds (the
  * server's pending statistics of earlier transactions); role-level state a write leaves for every
  * later connection; a read grant that ends other intents' backends; the heap a result takes
- * against the wire's cap. Tests named Fn are defects this attack found (they fail); "holds" tests
- * pass.
+ * against the wire's cap. "holds" tests held from the start.
  *
  * F1, F4-F9 are the defects this attack found, fixed; each fails without its fix. Left as known,
  * not tested here: a LATERAL column alias (`v(x)` over a masked column) is not traced by the
