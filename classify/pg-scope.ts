@@ -161,6 +161,11 @@ function unqualified(col: string, scope: Scope, withSources: boolean): ColumnFac
     const candidates = s.entries.filter((e) => e.kind !== 'derived' || e.rel.stars.length > 0 || e.rel.outputs.some((o) => o.name === col));
     if (candidates.length === 0) continue;
     if (candidates.length === 1) return entryColumn(candidates[0] as Entry, col, withSources);
+    // Several row sources could own the name (the classifier does not know every table's columns):
+    // where it decides what a filter reads, it is every one of them, derived outputs' sources
+    // included. `LATERAL (VALUES (s.password)) v(x) … WHERE x LIKE 'h%'` is v's x, which is the
+    // password, though secrets could as well have been the owner; "unknown" hid it.
+    if (withSources) return [{ table: null, column: col }, ...candidates.flatMap((e) => (e.kind === 'table' ? [] : entryColumn(e, col, true)))];
     return [{ table: null, column: col }];
   }
   return [{ table: null, column: col }];

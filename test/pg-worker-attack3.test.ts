@@ -8,10 +8,9 @@
  * later connection; a read grant that ends other intents' backends; the heap a result takes
  * against the wire's cap. "holds" tests held from the start.
  *
- * F1, F4-F9 are the defects this attack found, fixed; each fails without its fix. Left as known,
- * not tested here: a LATERAL column alias (`v(x)` over a masked column) is not traced by the
- * classifier, so a filter on it is not refused (F2); whether a statement fails is one bit about
- * a masked value it computes on (F3, the failed-or-not channel docs/threat-model.md accepts).
+ * F1, F2, F4-F9 are the defects this attack found, fixed; each fails without its fix. Left as
+ * known, not tested here: whether a statement fails is one bit about a masked value it computes on
+ * (F3, the failed-or-not channel docs/threat-model.md accepts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
@@ -125,6 +124,13 @@ describe('masking when the batch changes how names resolve', () => {
     await admin.query('TRUNCATE notes');
     await run('SET search_path = app; INSERT INTO public.notes SELECT id, pw FROM customers', 'write', { rowsAffected: 5 }, APP_MASK).catch(() => undefined);
     expect((await admin.query("SELECT count(*)::int AS n FROM notes WHERE body = 'hunter2'")).rows[0].n).toBe(0);
+  });
+
+  it('F2: a LATERAL column alias hides a filter on a masked column', async () => {
+    for (const from of ['secrets s CROSS JOIN LATERAL (VALUES (s.password)) v(x)', 'secrets s, LATERAL (SELECT s.password) v(x)']) {
+      const ask = (prefix: string) => outcome(run(`SELECT 1 AS hit FROM ${from} WHERE x LIKE '${prefix}%'`, 'read', {}, MASK));
+      expect([from, await ask('h')]).toEqual([from, await ask('z')]);
+    }
   });
 
   it('F9: a temp view made by the batch hides a filter on a masked column (write grant, TEMP privilege)', async () => {
