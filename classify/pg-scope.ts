@@ -76,8 +76,15 @@ export function resolveRef(fields: unknown[], scope: Scope, withSources = false)
   if (parts.length === 1) {
     if (last === '*') return starAll(scope, withSources);
     const entry = scope.findEntry(last);
-    // PostgreSQL prefers a column of that name; the classifier cannot see columns, so it assumes the whole row.
-    if (entry) return entryStar(entry, withSources);
+    // PostgreSQL prefers a column of that name, and takes the whole row only when no row source has
+    // one; the classifier cannot see columns, so it reports both (`FROM secrets s, other AS password
+    // WHERE password LIKE …` reads secrets.password).
+    if (entry) {
+      const row = entryStar(entry, withSources);
+      // Only another row source could have the column: of the aliased one, the whole row is read anyway.
+      if (!hasOtherEntry(scope, entry)) return row;
+      return { origins: [...row.origins, { table: null, column: last }], whole: row.whole };
+    }
     return { origins: unqualified(last, scope, withSources), whole: [] };
   }
   const qual = parts[0] as string;
@@ -95,6 +102,11 @@ export function resolveRef(fields: unknown[], scope: Scope, withSources = false)
     return last === '*' ? star : orRowCall({ origins: [{ table, column: last }], whole: [] }, last, star);
   }
   return { origins: [{ table: null, column: last }], whole: [] };
+}
+
+function hasOtherEntry(scope: Scope, entry: Entry): boolean {
+  for (let s: Scope | undefined = scope; s; s = s.parent) if (s.entries.some((e) => e !== entry)) return true;
+  return false;
 }
 
 /**
@@ -160,6 +172,10 @@ function unqualified(col: string, scope: Scope, withSources: boolean): ColumnFac
   for (let s: Scope | undefined = scope; s; s = s.parent) {
     const candidates = s.entries.filter((e) => e.kind !== 'derived' || e.rel.stars.length > 0 || e.rel.outputs.some((o) => o.name === col));
     if (candidates.length === 0) continue;
+    // A function's result (an opaque entry) may or may not have the column: when it does not, the
+    // name is an outer table's (`EXISTS (SELECT 1 FROM generate_series(1, 1) g WHERE password …)`
+    // reads the outer secrets.password). Unknown owner: any table read with that column.
+    if (candidates.length === 1 && candidates[0]!.kind === 'opaque') return [{ table: null, column: col }];
     if (candidates.length === 1) return entryColumn(candidates[0] as Entry, col, withSources);
     // Several row sources could own the name (the classifier does not know every table's columns):
     // where it decides what a filter reads, it is every one of them, derived outputs' sources

@@ -477,7 +477,8 @@ export class PgWalker {
         const alias = aliasName(body.alias) ?? rel;
         const cte = body.schemaname ? undefined : scope.findCte(rel);
         if (cte) {
-          scope.entries.push({ name: alias, kind: 'derived', rel: cte });
+          // `FROM c AS c2(i, x)` renames the CTE's columns as it does a subquery's.
+          scope.entries.push({ name: alias, kind: 'derived', rel: renameColumns(cte, body.alias) });
           return;
         }
         const table = rangeVarName(body);
@@ -510,7 +511,7 @@ export class PgWalker {
           this.filterDepth--;
         }
         const alias = aliasName(body.alias);
-        if (alias) scope.entries.push({ name: alias, kind: 'derived', rel: { outputs: [], stars: [null] } });
+        if (alias) scope.entries.push({ name: alias, kind: 'derived', rel: renameColumns({ outputs: [], stars: [null] }, body.alias) });
         return;
       }
       case 'RangeTableSample':
@@ -608,7 +609,13 @@ function funcOutputName(v: unknown): string {
 /** Applies a derived table's column alias list (`AS s(a, b)`) positionally. */
 function renameColumns(rel: Relation, alias: unknown): Relation {
   const cols = names(obj(alias)?.colnames);
-  if (!cols.length || rel.stars.length) return rel;
+  if (!cols.length) return rel;
+  // Over a star the new names cannot be placed (`(a JOIN b) AS j(a, b, c, d)`, `(SELECT * …) q(i, x)`):
+  // each may be any column behind the stars, or any output.
+  if (rel.stars.length) {
+    const any: ColumnFact[] = [...rel.stars.map((t) => ({ table: t, column: '*' })), ...rel.outputs.flatMap((o) => [...o.origins, ...(o.sources ?? [])])];
+    return { outputs: cols.map((name) => ({ name, origins: any, sources: any })), stars: [] };
+  }
   return { outputs: rel.outputs.map((o, i) => ({ name: cols[i] ?? o.name, origins: o.origins, sources: o.sources ?? [] })), stars: [] };
 }
 

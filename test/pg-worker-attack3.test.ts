@@ -167,7 +167,9 @@ describe('masking when the batch changes how names resolve', () => {
       'CREATE TEMP VIEW v AS SELECT id, password AS p FROM secrets; INSERT INTO notes SELECT id, p FROM v',
       "CREATE TEMP TABLE v AS SELECT id, password AS p FROM secrets; SELECT id FROM v WHERE p LIKE 'h%'",
     ]) {
-      expect((await fails(run(sql, 'write', { rowsAffected: 5 }, MASK))).code).toBe('WRIT_MASKED_COPY');
+      // Refused before anything runs: as a masked copy, or as DDL a rowsAffected limit cannot count.
+      expect(['WRIT_MASKED_COPY', 'WRIT_UNSUPPORTED']).toContain((await fails(run(sql, 'write', { rowsAffected: 5 }, MASK))).code);
+      expect((await fails(run(sql, 'write', {}, MASK))).code).toBe('WRIT_MASKED_COPY');
     }
     expect(await count('notes')).toBe(0);
   });

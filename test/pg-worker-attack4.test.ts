@@ -5,8 +5,7 @@
  * function at a subquery's level, a name that is also a FROM alias, column alias lists on a CTE
  * reference, a join alias or a multi-star subquery), and changes the server's per-table counts do
  * not show (table rewrites and drops, and a drop that subtracts from the batch's own count).
- * Only the attacks that held are here; the defects found (D1-D7, tests that fail now) are reported
- * separately and not committed.
+ * Tests named "D…" are defects this attack found, fixed: each fails without its fix. "holds" tests held.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
@@ -88,8 +87,48 @@ async function filterAnswers(sql: string, mode: Mode = 'read'): Promise<boolean>
 const count = async (sql: string) => Number((await admin.query(sql)).rows[0].n);
 
 describe('masked values through names the classifier resolves otherwise than the server', () => {
+  it('D1: a FROM function in a subquery makes an outer unqualified masked column invisible (filter)', async () => {
+    expect(await filterAnswers("SELECT id FROM secrets WHERE EXISTS (SELECT 1 FROM generate_series(1, 1) g WHERE password LIKE '%P%')")).toBe(false);
+  });
+
+  it('D1: …and the masked value comes back in the clear as a computed field', async () => {
+    expect(await seen('SELECT (SELECT password FROM generate_series(1, 1) g) AS p FROM secrets')).not.toMatch(/hunter2/);
+  });
+
+  it("D1: …and an error quoting it is not traced to the masked column (the runtime would show the server's text)", async () => {
+    const e = await run('SELECT (SELECT password::int FROM generate_series(1, 1) g) AS p FROM secrets').then(
+      () => null,
+      (x: unknown) => x,
+    );
+    expect(String((e as Error | null)?.message)).toMatch(/hunter2/);
+    const ctx = errorContextOf(e);
+    expect(ctx?.opaque === true || ctx?.sources.includes('public.secrets.password') === true).toBe(true);
+  });
+
+  it('D2: a masked column named like another FROM item alias is read as that item whole (filter)', async () => {
+    expect(await filterAnswers("SELECT s.id FROM secrets s, other AS password WHERE password LIKE '%P%'")).toBe(false);
+    expect(await filterAnswers("SELECT s.id FROM secrets s, generate_series(1, 1) AS password(z) WHERE password LIKE '%P%'")).toBe(false);
+  });
+
+  it('D2: …and in the clear as a computed field', async () => {
+    expect(await seen("SELECT password || '' AS p FROM secrets s, generate_series(1, 1) AS password(z)")).not.toMatch(/hunter2/);
+  });
+
+  it("D3: a CTE referenced with a column alias list (FROM c AS c2(i, x)) loses its outputs' sources (filter)", async () => {
+    expect(await filterAnswers("WITH c AS (SELECT id, password FROM secrets) SELECT 1 FROM c AS c2(i, x) WHERE x LIKE '%P%'")).toBe(false);
+  });
+
   it('holds: the CTE-alias-list value read as a computed field is masked (its sources still reach the masked column)', async () => {
     expect(await seen("WITH c AS (SELECT id, password FROM secrets) SELECT x || '' AS p FROM c AS c2(i, x)")).not.toMatch(/hunter2/);
+  });
+
+  it('D4: a column alias list on a join alias or a multi-star subquery renames the masked column out of sight (filter)', async () => {
+    expect(await filterAnswers("SELECT 1 FROM (secrets s JOIN other o ON o.id = s.id) AS j(a, b, c, d) WHERE j.b LIKE '%P%'")).toBe(false);
+    expect(await filterAnswers("SELECT 1 FROM (SELECT * FROM secrets a, other b) q(i, x, j, k) WHERE x LIKE '%P%'")).toBe(false);
+  });
+
+  it('D4: …and in the clear as a computed field', async () => {
+    expect(await seen("SELECT j.b || '' AS p FROM (secrets s JOIN other o ON o.id = s.id) AS j(a, b, c, d)")).not.toMatch(/hunter2/);
   });
 
   it('holds: set-returning functions in the select list, collations and row comparisons over the masked column are refused', async () => {
@@ -107,5 +146,27 @@ describe('masked values through names the classifier resolves otherwise than the
   it('holds: the same names resolve to the masked column without the trick (control)', async () => {
     expect(await seen('SELECT password AS p FROM secrets')).not.toMatch(/hunter2/);
     expect(await seen("SELECT password || '' AS p FROM secrets s, generate_series(1, 1) g")).not.toMatch(/hunter2/);
+  });
+});
+
+describe('the rowsAffected limit, where the write role owns its tables', () => {
+  it('D5: ALTER TABLE … ALTER COLUMN … TYPE … USING rewrites every row under rowsAffected 0', async () => {
+    await run("ALTER TABLE own.items ALTER COLUMN v TYPE text USING 'pwned'", 'write', { rowsAffected: 0 }).catch(() => undefined);
+    expect(await count("SELECT count(*)::int AS n FROM own.items WHERE v = 'pwned'")).toBe(0);
+  });
+
+  it('D6: DROP TABLE removes every row under rowsAffected 0 (TRUNCATE is refused for that)', async () => {
+    await run('DROP TABLE own.gone', 'write', { rowsAffected: 0 }).catch(() => undefined);
+    expect(await count("SELECT count(*)::int AS n FROM pg_class WHERE relname = 'gone'")).toBe(1);
+  });
+
+  it("D7: dropping a table that holds the earlier intent's pending counts subtracts them from the batch's count", async () => {
+    await admin.query("UPDATE own.items SET v = 'orig'");
+    // Intent 1: 100 rows, within its own limit (committed or not, the backend's counters keep them).
+    await outcome(run('INSERT INTO own.scratch SELECT generate_series(1, 100)', 'write', { rowsAffected: 100 }));
+    // Intent 2, same pooled connection: five one-row UPDATEs under rowsAffected 1, then the drop.
+    const sql = `${[1, 2, 3, 4, 5].map((i) => `UPDATE own.items SET v = 'a' WHERE id = ${i}`).join('; ')}; DROP TABLE own.scratch`;
+    await run(sql, 'write', { rowsAffected: 1 }).catch(() => undefined);
+    expect(await count("SELECT count(*)::int AS n FROM own.items WHERE v = 'a'")).toBeLessThanOrEqual(1);
   });
 });

@@ -41,6 +41,26 @@ const SEARCH_PATH = 'pg_catalog,public';
  * values in (a session in SJIS sent bytes pg's JSON parser could not read).
  */
 const PINNED_SETTINGS = new Set(['statement_timeout', 'all', 'search_path', 'transaction_read_only', 'default_transaction_read_only', ...Object.keys(PARSER_SETTINGS)]);
+/** Statement kinds whose changes to rows the server's per-table counts show: the only ones a rowsAffected limit admits. */
+const COUNTED_KINDS: ReadonlySet<string> = new Set([
+  'select',
+  'values',
+  'insert',
+  'update',
+  'delete',
+  'merge',
+  'explain',
+  'show',
+  'set',
+  'reset',
+  'prepare',
+  'execute',
+  'deallocate',
+  'declare',
+  'fetch',
+  'move',
+  'close',
+]);
 /** Object types whose DDL changes the worker's own login or every later session: roles, the server's and the database's settings. */
 const SESSION_OBJECTS = new Set(['role', 'user', 'group', 'system', 'database']);
 /** Functions that signal other backends (the pooled connections of other intents share the role) or the server. */
@@ -202,7 +222,7 @@ export class PostgresExecutor implements Executor {
       // The server's counters also hold earlier transactions' counts it has not flushed yet (up to
       // seconds): what this transaction changed is the count before COMMIT less this one.
       const countLimit = claims.mode === 'write' ? claims.limits.rowsAffected : undefined;
-      const baseline = countLimit !== undefined ? await transactionRowsChanged(s) : 0;
+      const baseline = countLimit !== undefined ? await transactionRowsChanged(s) : new Map<string, number>();
       let out: RowsOutput | undefined;
       const tags: string[] = [];
       for (let i = 0; i < statements.length; i++) {
@@ -243,7 +263,9 @@ export class PostgresExecutor implements Executor {
         // add up. The server's own count of the transaction's inserted, updated and deleted rows
         // in every user table decides, before COMMIT, once deferred triggers and constraints ran.
         await Promise.race([client.query('SET CONSTRAINTS ALL IMMEDIATE'), s.dead]);
-        const changed = (await transactionRowsChanged(s)) - baseline;
+        // Table by table, never below zero: a table the batch dropped leaves the view with its count.
+        let changed = 0;
+        for (const [rel, n] of await transactionRowsChanged(s)) changed += Math.max(0, n - (baseline.get(rel) ?? 0));
         if (!Number.isFinite(changed)) throw new RowLimit(null, countLimit);
         if (changed > countLimit) throw new RowLimit(changed, countLimit);
       }
@@ -396,6 +418,11 @@ function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void 
     if ((st.kind === 'set' || st.kind === 'reset') && PINNED_SETTINGS.has(st.set?.variable ?? 'all')) {
       throw new WritError('WRIT_UNSUPPORTED', `${st.kind.toUpperCase()} ${st.set?.variable ?? ''} would change the worker's time limit; nothing ran`);
     }
+    // The server counts rows a statement inserts, updates and deletes; a rewrite (ALTER … TYPE …
+    // USING), a DROP or a REFRESH changes or removes rows it counts none of.
+    if (claims.mode === 'write' && claims.limits.rowsAffected !== undefined && !COUNTED_KINDS.has(st.kind)) {
+      throw new WritError('WRIT_UNSUPPORTED', `${st.kind.toUpperCase()} changes rows the server does not count, so the rowsAffected limit cannot hold it; nothing ran`);
+    }
     if (claims.mode === 'write' && claims.limits.rowsAffected !== undefined && uncountable(st)) {
       throw new WritError(
         'WRIT_UNSUPPORTED',
@@ -422,12 +449,12 @@ async function assertNames(s: Session): Promise<void> {
   if (row.temp) throw new WritError('WRIT_UNSUPPORTED', 'a statement created a temporary object, which hides the names the next statements use; nothing after it ran');
 }
 
-/** Rows the open transaction inserted, updated or deleted in user tables, as the server counts them (temp tables included). */
-async function transactionRowsChanged(s: Session): Promise<number> {
+/** Rows the open transaction inserted, updated or deleted, per user table (temp tables included), as the server counts them. */
+async function transactionRowsChanged(s: Session): Promise<Map<string, number>> {
   // Every name qualified: the batch may have created a public.sum or a `+` and moved search_path.
-  const sql = 'SELECT coalesce(pg_catalog.sum(n_tup_ins OPERATOR(pg_catalog.+) n_tup_upd OPERATOR(pg_catalog.+) n_tup_del), 0)::pg_catalog.text AS n FROM pg_catalog.pg_stat_xact_user_tables';
-  const r = await Promise.race([s.client.query<{ n: string }>(sql), s.dead]);
-  return Number(r.rows[0]?.n ?? Number.NaN);
+  const sql = 'SELECT relid::pg_catalog.text AS rel, (n_tup_ins OPERATOR(pg_catalog.+) n_tup_upd OPERATOR(pg_catalog.+) n_tup_del)::pg_catalog.text AS n FROM pg_catalog.pg_stat_xact_user_tables';
+  const r = await Promise.race([s.client.query<{ rel: string; n: string }>(sql), s.dead]);
+  return new Map(r.rows.map((row) => [row.rel, Number(row.n)]));
 }
 
 /** ROLLBACK, and whether it verifiably happened (the connection is idle after it). */
