@@ -148,7 +148,14 @@ export function filterOf(ast: unknown, resolve: Resolve): FilterReads {
       // both is a filter read (UNION ALL compares nothing).
       const setOp = typeof o.set_op === 'string' ? o.set_op.toLowerCase().replace(/\s+/g, ' ').trim() : undefined;
       const next = obj(o._next);
-      if (setOp !== undefined && setOp !== 'union all' && next) {
+      // A DISTINCT union de-duplicates everything to its left: `A UNION ALL B UNION C` compares A's
+      // rows too, so a branch is compared when any operator after it in the chain is not UNION ALL.
+      let compares = false;
+      for (let n: Obj | undefined = o; n && obj(n._next); n = obj(n._next)) {
+        const op = typeof n.set_op === 'string' ? n.set_op.toLowerCase().replace(/\s+/g, ' ').trim() : 'union';
+        if (op !== 'union all') compares = true;
+      }
+      if (compares && next) {
         filter(
           items.map((it) => it?.expr),
           aliases,
@@ -178,6 +185,16 @@ export function filterOf(ast: unknown, resolve: Resolve): FilterReads {
       return;
     }
     if (type === 'update' || type === 'delete' || type === 'insert' || type === 'replace') {
+      // REPLACE, INSERT IGNORE and ON DUPLICATE KEY UPDATE compare the inserted values with the
+      // stored ones on every unique key, and the affected-rows count says which matched (2 an
+      // update, 1 an insert): the target's columns are filter reads, all of them without a list.
+      const prefix = String(o.prefix ?? o.ignore ?? '').toLowerCase();
+      if (type === 'replace' || (type === 'insert' && ((o.on_duplicate_update !== null && o.on_duplicate_update !== undefined) || prefix.includes('ignore') || o.ignore === true))) {
+        const target = (Array.isArray(o.table) ? o.table : [o.table]).map(obj).find((t) => typeof t?.table === 'string');
+        const name = target ? String(target.as ?? target.table).toLowerCase() : null;
+        const cols = Array.isArray(o.columns) ? o.columns.map((c) => (typeof c === 'string' ? c : (columnName(obj(c) ?? {}) ?? String(obj(c)?.value ?? '')))) : ['*'];
+        for (const c of cols) add(name, c, NO_SCOPE);
+      }
       for (const [k, x] of Object.entries(o)) {
         if (x === null || x === undefined) continue;
         if (k === 'from' || (k === 'table' && Array.isArray(x))) fromItems(x, new Map(), NO_SCOPE);
@@ -186,7 +203,12 @@ export function filterOf(ast: unknown, resolve: Resolve): FilterReads {
       }
       return;
     }
-    for (const x of Object.values(o)) output(x);
+    for (const [k, x] of Object.entries(o)) {
+      // A window's PARTITION BY and ORDER BY decide which rows a function sees and in what order the
+      // rows come (`ROW_NUMBER() OVER (ORDER BY email)` put the ids in e-mail order): filter reads.
+      if (k === 'over') filter(x, new Map(), NO_SCOPE);
+      else output(x);
+    }
   };
   const fromItems = (v: unknown, aliases: Map<string, unknown>, scope: Scope) => {
     for (const item of Array.isArray(v) ? v : [v]) {

@@ -5,7 +5,7 @@
  * password DDL, signals to other sessions) and filters the classifier does not see (set operations,
  * windows), the worker's catalogue across intents, and counts of writes. A field is "masked" here
  * when the runtime would mask it (origin, view sources or computed sources on customers.email).
- * "holds" tests held; F1-F4 are defects (failing in /tmp/mysql-attack3.full.test.ts).
+ * "holds" tests held; F1-F4 are defects this attack found, fixed: each fails without its fix.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initClassifiers } from '../classify/index.ts';
@@ -70,6 +70,29 @@ function clearValues(r: RowsOutput): unknown[] {
 }
 
 describe('masked values answerable through filters the classifier does not see', () => {
+  it('F1: UNION ALL followed by UNION dedups the first branch too: the row count answers email = literal', async () => {
+    // MariaDB: a DISTINCT union overrides every ALL union to its left, so the masked column of
+    // the first branch is compared with the literal of the last; 4 rows say "amy@example.org" is
+    // an e-mail of customers, 5 that it is not. Only the pair right of UNION was a filter read.
+    const sql = (guess: string) => `SELECT email FROM customers UNION ALL SELECT 'zz' UNION SELECT '${guess}'`;
+    expect(await outcome(run(sql('amy@example.org')))).toBe('WRIT_MASKED_FILTER');
+    expect(await outcome(run(sql('nobody@example.org')))).toBe('WRIT_MASKED_FILTER');
+  });
+
+  it('F2: a window ORDER BY / PARTITION BY in the select list orders the rows by the masked column (a prefix oracle with LIMIT 1)', async () => {
+    // The window value itself is masked as computed, but the server returns the rows in the
+    // window's order, and the id beside it is a plain column: the first row is the customer whose
+    // e-mail starts with m (id 3), and ORDER BY email gives the e-mails' sort order.
+    for (const sql of [
+      "SELECT id, ROW_NUMBER() OVER (ORDER BY email LIKE 'm%' DESC) AS r FROM customers LIMIT 1",
+      'SELECT id, NTILE(3) OVER (ORDER BY email) AS r FROM customers',
+      'SELECT id, LAG(id) OVER (ORDER BY email) AS r FROM customers',
+      'SELECT id, COUNT(*) OVER (PARTITION BY email) AS n FROM customers',
+    ]) {
+      expect(await outcome(run(sql)), sql).toBe('WRIT_MASKED_FILTER');
+    }
+  });
+
   it('holds: UNION then UNION ALL, a named WINDOW, a window in an outer filter, GROUP_CONCAT ORDER BY, and SET @x from a subquery then filtered', async () => {
     for (const sql of [
       "SELECT 'x' UNION ALL SELECT email FROM customers UNION DISTINCT SELECT 'amy@example.org'",
@@ -93,7 +116,6 @@ describe('masked values answerable through filters the classifier does not see',
       'WITH events AS (SELECT email AS note FROM customers) SELECT note FROM events',
       'SELECT e.note FROM (SELECT id, email AS note FROM customers) AS e JOIN events ON events.id = e.id',
       'SELECT id, @x := email AS v FROM customers; SELECT @x AS note',
-      'SELECT x.id FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY email) AS r FROM customers) x',
     ]) {
       const r = await rows(sql);
       expect(r.rows.length, sql).toBeGreaterThan(0);
@@ -103,11 +125,49 @@ describe('masked values answerable through filters the classifier does not see',
 });
 
 describe("the worker's catalogue of tables and views", () => {
+  it('F3: a view redefined after the worker first read it keeps its old base columns: the masked column comes back in clear', async () => {
+    await m.admin(['CREATE VIEW v_notes AS SELECT id, note FROM events']);
+    expect(maskedFields(await rows('SELECT note FROM v_notes WHERE id = 1'))).toEqual([false]);
+    // A migration (or a write grant with CREATE VIEW) points the same name at the masked column.
+    await m.admin(['CREATE OR REPLACE VIEW v_notes AS SELECT id, email AS note FROM customers']);
+    // Read again for this intent: the view is the masked column now (a filter on any of its columns
+    // is refused, as for any view over a masked column; its result is masked).
+    const r = await rows('SELECT note FROM v_notes');
+    expect(r.rows.length).toBe(3);
+    expect(maskedFields(r)).toEqual([true]);
+    expect(JSON.stringify(clearValues(r))).not.toMatch(/@example\./);
+    // …and the masked-filter check still sees events.note behind it.
+    expect(await outcome(run("SELECT id FROM v_notes WHERE note LIKE 'a%'"))).toBe('WRIT_MASKED_FILTER');
+  });
+
+  it('F3: …also with the write grant alone: a failed read caches "no such table", then CREATE VIEW over the masked column reads in clear', async () => {
+    expect(await outcome(run('SELECT * FROM v_mine'))).toBe('WRIT_EXEC_FAILED');
+    // CREATE VIEW stores nothing (not a masked copy) and runs alone in autocommit.
+    await rows('CREATE VIEW v_mine AS SELECT id, email AS note FROM customers', 'write');
+    const r = await rows('SELECT note FROM v_mine');
+    expect(r.rows.length).toBe(3);
+    expect(JSON.stringify(clearValues(r))).not.toMatch(/@example\./);
+  });
+
   it('holds: a view created before its first read is traced (masked), and a filter through it refused', async () => {
     await rows('CREATE VIEW v_fresh AS SELECT id, email AS note FROM customers', 'write');
     const r = await rows('SELECT note FROM v_fresh');
     expect(maskedFields(r)).toEqual([true]);
     expect(await outcome(run("SELECT id FROM v_fresh WHERE note LIKE 'a%'"))).toBe('WRIT_MASKED_FILTER');
+  });
+});
+
+describe('write grants', () => {
+  it('F4: an upsert on the unique masked column answers "is this value an e-mail" by its count, for many guesses at once, rolled back', async () => {
+    // ON DUPLICATE KEY compares each inserted e-mail with the masked column; the count (2 per hit)
+    // comes back in the WRIT_ROW_LIMIT message even when a limit of 0 rolls everything back.
+    const guesses = ['amy@example.org', 'nobody@example.org', 'mia@example.net'];
+    const values = guesses.map((g, i) => `(${100 + i}, 'x', '${g}', 'p')`).join(', ');
+    const sql = `INSERT INTO customers (id, name, email, plan) VALUES ${values} ON DUPLICATE KEY UPDATE plan = 'zz'`;
+    const e = await failureOf(run(sql, 'write', { rowsAffected: 0 }));
+    expect(await m.admin(['SELECT count(*) AS n FROM customers'])).toEqual([[{ n: 3 }]]);
+    // 5 = 2 + 1 + 2: two of the three guesses are e-mails of customers.
+    expect(e.code).toBe('WRIT_MASKED_FILTER');
   });
 });
 

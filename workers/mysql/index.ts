@@ -140,8 +140,10 @@ export class MysqlExecutor implements Executor {
   async run(ctx: ExecContext): Promise<ExecOutput> {
     const { order, claims } = ctx;
     if (order.command.kind !== 'sql') throw new WritError('WRIT_GRANT_MISMATCH', 'a MySQL target runs SQL only');
-    const t = this.#t.get(claims.tgt);
-    if (!t) throw new WritError('WRIT_UNKNOWN_TARGET');
+    const known = this.#t.get(claims.tgt);
+    if (!known) throw new WritError('WRIT_UNKNOWN_TARGET');
+    // What tables and views are is read for this intent alone (origins.ts fresh()).
+    const t: TargetPools = { ...known, catalogue: known.catalogue.fresh() };
     const pool = t.pools[claims.mode];
     if (!pool) throw new WritError('WRIT_GRANT_MISMATCH', `this worker holds no ${claims.mode} credential for ${claims.tgt}`);
     const statements = splitMysql(order.command.sql);
@@ -150,7 +152,7 @@ export class MysqlExecutor implements Executor {
       throw new WritError('WRIT_SQL_UNKNOWN', 'the worker could not classify every statement of the batch; nothing ran');
     }
     refuse(facts.statements, claims);
-    const flavor = await this.#flavor(t);
+    const flavor = await this.#flavor(known);
     const lim = fetchLimits(claims.limits.rows ?? 1000, claims.limits.bytes ?? DEFAULT_BYTES);
     const timeoutMs = timeLimitMs(claims.limits.seconds ?? 30);
     const qualified = carryVariables(facts.statements.map((st) => qualifyFacts(st, t.cfg.database)));

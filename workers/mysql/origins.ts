@@ -89,6 +89,16 @@ export class MysqlCatalogue implements ColumnCatalogue {
     };
   }
 
+  /**
+   * A catalogue of its own for one intent: what names stand for is read for each intent. A cache
+   * kept for the worker's life traced a view a migration (or a write grant's CREATE OR REPLACE
+   * VIEW) had redefined by its old definition, and kept "no such table" for a view made since:
+   * the masked column came back in clear.
+   */
+  fresh(): MysqlCatalogue {
+    return new MysqlCatalogue(this.#pool, this.#database);
+  }
+
   /** `db.table` → [db, table]; an unqualified name is in the target's database. */
   #split(name: string): [string, string] {
     const i = name.indexOf('.');
