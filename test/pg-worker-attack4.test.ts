@@ -170,3 +170,22 @@ describe('the rowsAffected limit, where the write role owns its tables', () => {
     expect(await count("SELECT count(*)::int AS n FROM own.items WHERE v = 'a'")).toBeLessThanOrEqual(1);
   });
 });
+
+describe("what a view is, read for each intent (the MySQL worker's third attack, F3, on PostgreSQL)", () => {
+  it('traces a view that CREATE OR REPLACE VIEW pointed at the masked column since the worker last read it', async () => {
+    await admin.query(`CREATE VIEW vnotes AS SELECT id, k::text AS note FROM other; GRANT SELECT ON vnotes TO ${db.roles.read.user}`);
+    try {
+      // The runtime masks a view column whose view draws on a masked base column (viewSources).
+      const sources = async () => {
+        const r = await run('SELECT note FROM vnotes', 'read');
+        return r.type === 'rows' ? (r.fields[0]?.viewSources ?? []) : [];
+      };
+      expect(await sources()).not.toContain('public.secrets.password');
+      // Same OID: a cache by OID kept the old base columns.
+      await admin.query('CREATE OR REPLACE VIEW vnotes AS SELECT id, password AS note FROM secrets');
+      expect(await sources()).toContain('public.secrets.password');
+    } finally {
+      await admin.query('DROP VIEW IF EXISTS vnotes');
+    }
+  });
+});

@@ -136,8 +136,10 @@ export class PostgresExecutor implements Executor {
   async run(ctx: ExecContext): Promise<ExecOutput> {
     const { order, claims } = ctx;
     if (order.command.kind !== 'sql') throw new WritError('WRIT_GRANT_MISMATCH', 'a PostgreSQL target runs SQL only');
-    const t = this.#t.get(claims.tgt);
-    if (!t) throw new WritError('WRIT_UNKNOWN_TARGET');
+    const known = this.#t.get(claims.tgt);
+    if (!known) throw new WritError('WRIT_UNKNOWN_TARGET');
+    // What tables and views are is read for this intent alone (origins.ts fresh()).
+    const t: TargetPools = { ...known, origins: known.origins.fresh() };
     const pool = t.pools[claims.mode];
     if (!pool) throw new WritError('WRIT_GRANT_MISMATCH', `this worker holds no ${claims.mode} credential for ${claims.tgt}`);
     const facts = classifySql(order.command.sql);

@@ -1,6 +1,6 @@
 /**
  * Resolves the (tableID, columnID) pairs that PostgreSQL reports for each result field
- * to schema.table.column, once per table (cached), so an alias never hides a column.
+ * to schema.table.column, once per table and intent (cached for the intent), so an alias never hides a column.
  * Column 0 of a table is a whole-row reference. A view reports its own column, not the
  * base table's, so for a view (or materialized view) the resolver also collects the base
  * columns it draws on, through nested views: the runtime masks a view column whole when
@@ -27,6 +27,15 @@ export class OriginResolver {
 
   constructor(pool: pg.Pool) {
     this.#pool = pool;
+  }
+
+  /**
+   * A resolver of its own for one intent: what tables and views are is read for each intent. A
+   * cache kept for the worker's life traced a view that CREATE OR REPLACE VIEW had pointed at a
+   * masked column (same OID) by its old base columns.
+   */
+  fresh(): OriginResolver {
+    return new OriginResolver(this.#pool);
   }
 
   async resolve(fields: readonly pg.FieldDef[]): Promise<FieldInfo[]> {
