@@ -79,6 +79,10 @@ function oneExpansion(text: string): { risk?: string; assigns?: string } {
   }
   const rest = text.slice(i, -1);
   if (rest === '') return {};
+  // The pattern of # ## % %% ^ ^^ , ,, is expanded before it is matched, command substitutions
+  // included, but the parser keeps it as text: `case ${HOME#$(touch M)} in *) uptime;; esac` ran
+  // touch while the facts showed uptime alone. What it would run is not seen, so it is opaque.
+  if (/^[#%^,]/.test(rest) && /\$\(|`|[<>]\(/.test(rest)) return { risk: "a command substitution inside an expansion's pattern" };
   if (rest[0] === '@') return rest.length === 2 && SAFE_TRANSFORMS.has(rest[1] as string) ? {} : { risk: `the expansion operator ${rest}` };
   if (rest[0] === ':' && !'-=?+'.includes(rest[1] ?? '')) {
     return isLiteralArith(rest.slice(1)) ? {} : { risk: 'a substring offset or length that is evaluated as arithmetic' };

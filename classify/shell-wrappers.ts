@@ -4,6 +4,7 @@
  * what it runs: an inner argv, a script to re-parse, stdin, or a file.
  */
 import { textWord, type Word } from './shell-words.ts';
+import { EXPANSION_MARK } from './types.ts';
 
 /** What a wrapper runs. */
 export interface Unwrapped {
@@ -152,14 +153,27 @@ function timeout(words: Word[]): Unwrapped {
   return inner.length ? { inner } : {};
 }
 
+/** What xargs puts into a command from its input: known only when it runs, so never a literal. */
+const XARGS_INPUT = `${EXPANSION_MARK}xargs input${EXPANSION_MARK}`;
+
 function xargs(words: Word[]): Unwrapped {
   const o = skipOptions(words, {
     short: 'aEdILnPs',
-    long: ['arg-file', 'delimiter', 'max-args', 'max-procs', 'max-chars', 'process-slot-var'],
+    long: ['arg-file', 'delimiter', 'max-args', 'max-procs', 'max-chars', 'process-slot-var', 'replace'],
   });
-  const inner = words.slice(o.index);
+  const rest = words.slice(o.index);
   // With no command xargs runs echo.
-  return { inner: inner.length ? inner : [textWord('echo')], via: 'xargs' };
+  const command = rest.length ? rest : [textWord('echo')];
+  const replace = o.opts.get('I') ?? o.opts.get('replace');
+  // `-I X`: every X in the command is an input line (`cat /var/log/X/X/etc/passwd` with X = `..`
+  // passed a /var/log/** rule and read /etc/passwd). Without it the input lines are appended as
+  // arguments (`echo -exec touch M ';' | xargs find /tmp` ran touch). Either way those arguments
+  // are not what the text shows: they are expansions to the policy.
+  if (typeof replace === 'string' && replace !== '') {
+    const inner = command.map((w) => (w.value.includes(replace) ? { ...w, value: w.value.split(replace).join(XARGS_INPUT), literal: false, glob: true } : w));
+    return { inner, via: 'xargs' };
+  }
+  return { inner: [...command, { value: XARGS_INPUT, literal: false, glob: true, start: -1, end: -1 }], via: 'xargs' };
 }
 
 function watch(words: Word[]): Unwrapped {

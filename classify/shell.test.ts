@@ -273,10 +273,11 @@ const wrappers: ShCase[] = [
   { cmd: 'stdbuf -oL rm x', cmds: [['rm', 'x']] },
   {
     cmd: 'X=1 sudo -E FOO=bar env -i A=b nice -n 5 timeout 5s xargs -0 -I{} rm {}',
-    cmds: [{ argv: ['rm', '{}'], wrappers: ['sudo', 'env', 'nice', 'timeout', 'xargs'], via: 'xargs', env: { X: '1', FOO: 'bar', A: 'b' } }],
+    // What xargs puts into the command from its input is an expansion to the policy (its replace string, or appended lines).
+    cmds: [{ argv: ['rm', '\u0000xargs input\u0000'], wrappers: ['sudo', 'env', 'nice', 'timeout', 'xargs'], via: 'xargs', env: { X: '1', FOO: 'bar', A: 'b' } }],
   },
-  { cmd: 'find . -name "*.tmp" | xargs rm -f', cmds: [['find', '.', '-name', '*.tmp'], { argv: ['rm', '-f'], via: 'xargs', wrappers: ['xargs'] }] },
-  { cmd: 'xargs -n1', cmds: [{ argv: ['echo'], via: 'xargs' }] },
+  { cmd: 'find . -name "*.tmp" | xargs rm -f', cmds: [['find', '.', '-name', '*.tmp'], { argv: ['rm', '-f', '\u0000xargs input\u0000'], via: 'xargs', wrappers: ['xargs'] }] },
+  { cmd: 'xargs -n1', cmds: [{ argv: ['echo', '\u0000xargs input\u0000'], via: 'xargs' }] },
   { cmd: 'find / -name x -exec rm -f {} \\;', cmds: [['find', '/', '-name', 'x', '-exec', 'rm', '-f', '{}', ';'], { argv: ['rm', '-f', '{}'], via: 'find -exec', wrappers: ['find'] }] },
   {
     cmd: "find . -execdir sh -c 'rm $1' _ {} + -print",
