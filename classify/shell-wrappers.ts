@@ -164,7 +164,11 @@ function xargs(words: Word[]): Unwrapped {
   const rest = words.slice(o.index);
   // With no command xargs runs echo.
   const command = rest.length ? rest : [textWord('echo')];
-  const replace = o.opts.get('I') ?? o.opts.get('replace');
+  // -I R, --replace[=R], and the old -i[R] (R defaults to {}), also inside a cluster (-0iX).
+  const cluster = words.slice(0, o.index).find((w) => /^-[^-]*i/.test(w.value));
+  const legacy = cluster ? cluster.value.slice(cluster.value.indexOf('i') + 1) || '{}' : undefined;
+  const long = o.opts.get('replace');
+  const replace = o.opts.get('I') ?? (typeof long === 'string' ? long : o.opts.has('replace') ? '{}' : legacy);
   // `-I X`: every X in the command is an input line (`cat /var/log/X/X/etc/passwd` with X = `..`
   // passed a /var/log/** rule and read /etc/passwd). Without it the input lines are appended as
   // arguments (`echo -exec touch M ';' | xargs find /tmp` ran touch). Either way those arguments

@@ -97,8 +97,13 @@ describe("a command substitution in an expansion's pattern", () => {
 
 describe('what xargs puts into a command', () => {
   it('is no literal: `-I X` in a path does not pass a path rule (X = .. read /etc/passwd)', async () => {
-    const cmd = 'ls -a /var/log | xargs -I X cat /var/log/X/X/etc/passwd';
-    expect(decide(ops, cmd, ['ops'], 'web-1')).not.toBe('allow');
+    for (const cmd of [
+      'ls -a /var/log | xargs -I X cat /var/log/X/X/etc/passwd',
+      'ls -a /var/log | xargs -iX cat /var/log/X/X/etc/passwd',
+      'ls -a /var/log | xargs --replace=X cat /var/log/X/X/etc/passwd',
+    ]) {
+      expect([cmd, decide(ops, cmd, ['ops'], 'web-1')]).not.toEqual([cmd, 'allow']);
+    }
     // Without -I the input lines are appended: the command has an argument the text does not show.
     const args = classifyShell('echo -exec touch M ";" | xargs find /tmp -maxdepth 0').commands.find((c) => c.program === 'find')?.args ?? [];
     expect(args.some((a) => a.includes('\u0000'))).toBe(true);
