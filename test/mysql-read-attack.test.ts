@@ -154,7 +154,7 @@ describe('the time limit', () => {
       await root.query('LOCK TABLES customers WRITE');
       const t0 = Date.now();
       expect((await fails(run('SELECT * FROM customers', { seconds: 0.5 }))).code).toBe('WRIT_EXEC_TIMEOUT');
-      expect(Date.now() - t0).toBeLessThan(1500);
+      expect(Date.now() - t0).toBeLessThan(10_000); // without the limit it waits on the lock until the test gives up
     } finally {
       await root.end();
     }
@@ -165,7 +165,7 @@ describe('the time limit', () => {
   it('ends a heavy read at the limit, and a write waiting on a row lock is rolled back at the limit', async () => {
     const t0 = Date.now();
     expect((await fails(run('SELECT count(*) FROM seq_1_to_1000000000 a WHERE a.seq % 7 = 3', { seconds: 0.3 }))).code).toBe('WRIT_EXEC_TIMEOUT');
-    expect(Date.now() - t0).toBeLessThan(1500);
+    expect(Date.now() - t0).toBeLessThan(10_000); // a billion rows take minutes
     const root = await rootConnection();
     try {
       await root.query('START TRANSACTION');
@@ -339,7 +339,7 @@ describe('errors and values mysql2 cannot parse', () => {
     const t0 = Date.now();
     expect((await rows('SELECT 3')).rows).toEqual([[3]]);
     expect((await write('SELECT 4')).rows).toEqual([[4]]);
-    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(Date.now() - t0).toBeLessThan(4000); // not after a stuck connection's watchdog
     expect(await adminValue("SELECT count(*) FROM events WHERE note = 'pool'")).toBe(0);
   });
 });
@@ -380,9 +380,9 @@ describe('defects the attack found, fixed', () => {
 
   it('F2: never turns a time limit under half a millisecond into no server limit (a write ran 1.2 s and committed)', async () => {
     const t0 = Date.now();
-    const err = await fails(write("UPDATE events SET note = 'tiny-limit' WHERE id = 1 AND SLEEP(1.2) = 0", { seconds: 0.0004 }));
+    const err = await fails(write("UPDATE events SET note = 'tiny-limit' WHERE id = 1 AND SLEEP(20) = 0", { seconds: 0.0004 }));
     expect(err.code).toBe('WRIT_EXEC_TIMEOUT');
-    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(Date.now() - t0).toBeLessThan(10_000);
     expect(await adminValue("SELECT count(*) FROM events WHERE note = 'tiny-limit'")).toBe(0);
   });
 

@@ -120,7 +120,7 @@ describe('the time limit of a single read', () => {
       await admin.query('LOCK TABLE lk IN ACCESS EXCLUSIVE MODE');
       const t0 = Date.now();
       expect((await fails(run('SELECT * FROM lk', { seconds: 1 }))).code).toBe('WRIT_EXEC_TIMEOUT');
-      expect(Date.now() - t0).toBeLessThan(2500);
+      expect(Date.now() - t0).toBeLessThan(10_000); // without the limit it waits on the lock until the test gives up
     } finally {
       await admin.query('ROLLBACK');
     }
@@ -139,9 +139,9 @@ describe('the time limit of a single read', () => {
 
   it('keeps the time limit when the statement lifts statement_timeout for its session', async () => {
     const t0 = Date.now();
-    const err = await fails(run("SELECT set_config('statement_timeout', '0', false), pg_sleep(10)", { seconds: 1 }));
+    const err = await fails(run("SELECT set_config('statement_timeout', '0', false), pg_sleep(40)", { seconds: 1 }));
     expect(err.code).toBe('WRIT_EXEC_TIMEOUT');
-    expect(Date.now() - t0).toBeLessThan(7000);
+    expect(Date.now() - t0).toBeLessThan(20_000);
     expect((await rows("SELECT current_setting('statement_timeout')")).rows).toEqual([['30s']]);
   });
 });
@@ -191,8 +191,8 @@ describe('the one-statement, read-only boundary of a single read', () => {
 
   it('runs what the server parses as one statement as one: a nested comment hides no second statement', async () => {
     const t0 = Date.now();
-    expect((await rows('SELECT 1 /* /* */ ; SELECT pg_sleep(3) */')).rows).toEqual([[1]]);
-    expect(Date.now() - t0).toBeLessThan(2000);
+    expect((await rows('SELECT 1 /* /* */ ; SELECT pg_sleep(30) */')).rows).toEqual([[1]]);
+    expect(Date.now() - t0).toBeLessThan(15_000);
   });
 
   it('refuses writes in the read-only transaction, with the sqlstate', async () => {
@@ -234,7 +234,7 @@ describe('errors of a single read', () => {
     for (let i = 0; i < 3; i++) for (const [sql, limits] of attacks) await run(sql, limits).catch(() => undefined);
     const t0 = Date.now();
     expect((await rows('SELECT 3')).rows).toEqual([[3]]);
-    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(Date.now() - t0).toBeLessThan(4000); // not after a stuck connection's watchdog (5 s past its limit)
   });
 });
 
@@ -306,8 +306,8 @@ describe('defects the attack found, fixed', () => {
 
   it('D8: never turns a time limit under a millisecond into no server timeout', async () => {
     const t0 = Date.now();
-    expect((await fails(run('SELECT pg_sleep(1.5)', { seconds: 0.0004 }))).code).toBe('WRIT_EXEC_TIMEOUT');
-    expect(Date.now() - t0).toBeLessThan(1000);
+    expect((await fails(run('SELECT pg_sleep(20)', { seconds: 0.0004 }))).code).toBe('WRIT_EXEC_TIMEOUT');
+    expect(Date.now() - t0).toBeLessThan(10_000);
   });
 
   it("D9: runs a statement under a time limit past setTimeout's 2^31 ms (about 25 days), which fired the watchdog at once", async () => {

@@ -125,7 +125,7 @@ describe("the batch cannot leave the worker's transaction (item 9)", () => {
     const t0 = Date.now();
     expect((await fails(run(ex, 'COMMIT; SELECT count(*) FROM generate_series(1,250000000)', 'read', { seconds: 2 }))).code).toBe('WRIT_UNSUPPORTED');
     expect((await fails(run(ex, 'COMMIT', 'read'))).code).toBe('WRIT_UNSUPPORTED');
-    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(Date.now() - t0).toBeLessThan(6000);
   });
 
   it('says rolled back only after a ROLLBACK that happened', async () => {
@@ -155,16 +155,16 @@ describe("the batch cannot leave the worker's transaction (item 9)", () => {
       expect((await fails(run(ex, sql, 'read', { seconds: 1 }))).code, sql).toBe('WRIT_UNSUPPORTED');
     }
     const t0 = Date.now();
-    expect((await fails(run(ex, 'SELECT pg_sleep(5)', 'read', { seconds: 0.5 }))).code).toBe('WRIT_EXEC_TIMEOUT');
-    expect((await fails(run(ex, 'SELECT 1; SELECT pg_sleep(5)', 'read', { seconds: 0.5 }))).code).toBe('WRIT_EXEC_TIMEOUT');
-    expect(Date.now() - t0).toBeLessThan(4000);
+    expect((await fails(run(ex, 'SELECT pg_sleep(30)', 'read', { seconds: 0.5 }))).code).toBe('WRIT_EXEC_TIMEOUT');
+    expect((await fails(run(ex, 'SELECT 1; SELECT pg_sleep(30)', 'read', { seconds: 0.5 }))).code).toBe('WRIT_EXEC_TIMEOUT');
+    expect(Date.now() - t0).toBeLessThan(20_000);
   });
 
   it("cancels from the worker's side when a function lifts statement_timeout", async () => {
     const t0 = Date.now();
-    const err = await fails(run(ex, "SELECT set_config('statement_timeout', '0', true); SELECT pg_sleep(20)", 'read', { seconds: 1 }));
+    const err = await fails(run(ex, "SELECT set_config('statement_timeout', '0', true); SELECT pg_sleep(40)", 'read', { seconds: 1 }));
     expect(err.code).toBe('WRIT_EXEC_TIMEOUT');
-    expect(Date.now() - t0).toBeLessThan(8000);
+    expect(Date.now() - t0).toBeLessThan(15_000);
   });
 });
 

@@ -295,6 +295,17 @@ export function timeLimitMs(seconds: number): number {
   return Math.min(MAX_TIMER_MS, Math.max(1, Math.round(seconds * 1000)));
 }
 
+/**
+ * A batch's time limit is the whole batch's. The server's limit is per statement, and the
+ * watchdog only stops a statement that is running when it fires: eight statements of 0.6 s
+ * each under a 1 s limit all ran, and a write batch committed, when the watchdog fired in the
+ * gap between two of them. So the worker checks the deadline before each statement and
+ * before COMMIT; past it, nothing more runs and nothing is committed.
+ */
+export function assertBeforeDeadline(deadline: number, what: string): void {
+  if (Date.now() >= deadline) throw Object.assign(new Error(`the batch reached its time limit before ${what}`), { code: 'WORKER_WATCHDOG' });
+}
+
 /** A watchdog delay past the limit, kept within what setTimeout honours. */
 export function timerMs(ms: number): number {
   return Math.min(ms, MAX_TIMER_MS);

@@ -17,7 +17,7 @@ import mysql, { type Pool } from 'mysql2';
 import { classifyMysqlCached as classifyMysql, splitMysql, type SqlStatementFacts } from '../../classify/index.ts';
 import { readSecret, WritError, type AccessMode, type GrantClaims, type MysqlWorkerTarget } from '../../schemas/index.ts';
 import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type RowsOutput } from '../executor.ts';
-import { batchFailure, opaqueReason, refuseMaskedCopies, refuseMaskedFilters, RowLimit, sourcesOf, timeLimitMs, uncountable, writesRows } from '../sql-common.ts';
+import { assertBeforeDeadline, batchFailure, opaqueReason, refuseMaskedCopies, refuseMaskedFilters, RowLimit, sourcesOf, timeLimitMs, uncountable, writesRows } from '../sql-common.ts';
 import { carryVariables, MysqlCatalogue, qualifyFacts } from './origins.ts';
 import { Session, settingsSql } from './session.ts';
 import { fetchLimits, runStatement, type FetchLimits, type StatementResult } from './statement.ts';
@@ -218,6 +218,7 @@ export class MysqlExecutor implements Executor {
       const tags: string[] = [];
       for (let i = 0; i < statements.length; i++) {
         const st = facts[i]!;
+        assertBeforeDeadline(s.deadline, `statement ${i + 1}`);
         const r = await runStatement(s, statements[i]!, lim, s.timeoutMs);
         const command = st.kind.toUpperCase();
         if (r.cut) {
@@ -247,6 +248,7 @@ export class MysqlExecutor implements Executor {
         // The last statement that returns rows is the result; a batch's writes report their counts in rowCount.
         if (r.fields.length > 0 || out === undefined) out = await this.#rows(t, r, st, facts.slice(0, i + 1));
       }
+      assertBeforeDeadline(s.deadline, 'COMMIT');
       committing = true;
       await s.exec('COMMIT');
       return { ...(out as RowsOutput), command: tags.join(';') };

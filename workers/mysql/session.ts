@@ -159,6 +159,7 @@ export class Session {
    */
   startWatchdog(timeoutMs: number, kill: (threadId: number) => Promise<void>): void {
     this.timeoutMs = timeoutMs;
+    this.deadline = Date.now() + timeoutMs;
     this.#timers.push(
       setTimeout(
         () => {
@@ -183,6 +184,9 @@ export class Session {
 
   /** The intent's time limit (ms), once the watchdog runs: a statement that used all of it is the limit's. */
   timeoutMs = Number.POSITIVE_INFINITY;
+
+  /** When the intent's time limit ends (ms since the epoch), once the watchdog runs. */
+  deadline = Number.POSITIVE_INFINITY;
 
   /** The watchdog killed or dropped the running statement. */
   get killed(): boolean {

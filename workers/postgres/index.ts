@@ -18,7 +18,7 @@ import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type
 import { fetchLimits, runCursor, runOneShot, type CursorResult, type FetchLimits } from './cursor.ts';
 import { OriginResolver } from './origins.ts';
 import { PARSER_SETTINGS, Session } from './session.ts';
-import { batchFailure, opaqueReason, refuseMaskedCopies, refuseMaskedFilters, RowLimit, sourcesOf, timeLimitMs, uncountable, writesRows as writes } from '../sql-common.ts';
+import { assertBeforeDeadline, batchFailure, opaqueReason, refuseMaskedCopies, refuseMaskedFilters, RowLimit, sourcesOf, timeLimitMs, uncountable, writesRows as writes } from '../sql-common.ts';
 
 type WorkerTarget = Config['workers']['postgres'][number];
 
@@ -229,6 +229,7 @@ export class PostgresExecutor implements Executor {
       const tags: string[] = [];
       for (let i = 0; i < statements.length; i++) {
         const st = facts[i]!;
+        assertBeforeDeadline(s.deadline, `statement ${i + 1}`);
         const r = await runCursor(s, statements[i]!, lim);
         s.assertParser();
         if (!r.cut && i < statements.length - 1) await assertNames(s);
@@ -274,6 +275,7 @@ export class PostgresExecutor implements Executor {
       // The watchdog cancelled a statement that went on (a DO block catching query_canceled): the
       // time limit ended this intent, whatever the statements answered afterwards.
       if (s.watchdogCancelled) throw Object.assign(new Error('the batch went on past its time limit'), { code: 'WORKER_WATCHDOG' });
+      assertBeforeDeadline(s.deadline, 'COMMIT');
       committing = true;
       await client.query('COMMIT');
       return { ...(out as RowsOutput), command: tags.join(';') };

@@ -45,8 +45,10 @@ export class Session {
   readonly watch: WireWatch;
   /** A pinned parser setting the server reported changed (PARSER_SETTINGS), as `name=value`. */
   parserChanged: string | null = null;
-  /** The watchdog sent a cancel request: a 57014 after it is the time limit's. */
+  /** The watchdog fired (and cancelled what was running): a 57014 after it is the time limit's. */
   watchdogCancelled = false;
+  /** When the intent's time limit ends (ms since the epoch), once the watchdog runs. */
+  deadline = Number.POSITIVE_INFINITY;
   /** The first error the connection reported (socket closed, server terminated it, wire cap). */
   lost: Error | null = null;
   /** Rejects when the connection is lost; for racing waits that only the server can end. */
@@ -111,12 +113,14 @@ export class Session {
    * cancel request, and after another grace it drops the connection.
    */
   startWatchdog(timeoutMs: number, cfg: pg.ClientConfig, terminate: (pid: number) => void): void {
+    this.deadline = Date.now() + timeoutMs;
     this.#timers.push(
       setTimeout(
         () => {
+          // Set even when nothing is running: the batch is past its limit whatever comes next.
+          this.watchdogCancelled = true;
           const active = (this.client as unknown as { _getActiveQuery?(): unknown })._getActiveQuery?.();
           if (active) {
-            this.watchdogCancelled = true;
             try {
               // pg's Client#cancel opens its own connection and sends the cancel request (no login needed).
               const canceller = new pg.Client(cfg) as unknown as { connection: pg.Connection; cancel(c: unknown, q: unknown): void };
