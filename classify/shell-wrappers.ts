@@ -20,13 +20,24 @@ export interface Unwrapped {
   env?: Record<string, string>;
   /** How the inner command is reached, when it is worth naming. */
   via?: string;
+  /** Why what it runs is unknown (its options or arguments cannot be read as it reads them). */
+  unknown?: string;
 }
 
+/** Whether an option takes a value: none, required (attached or the next word), optional (attached or after `=` only). */
+type Arg = 0 | 1 | 2;
+
 interface OptionSpec {
-  /** Short options that take a value (`u` for `-u root` / `-uroot`). */
+  /**
+   * getopt's short options: a letter, `:` after it when it takes a value, `::` when the value
+   * is optional (attached only). Any other letter is an option the program refuses, or one
+   * the classifier does not know: either way the command is not classified as it runs.
+   */
   short?: string;
-  /** Long options that take a value when not given with `=`. */
-  long?: string[];
+  /** Long options: name → [its value, the short letter it is the same option as]. */
+  long?: Record<string, readonly [Arg, string?]>;
+  /** Long options match whole (bash); otherwise an unambiguous prefix names one, as getopt_long does. */
+  exactLong?: boolean;
   /** `-10` style numeric options (nice). */
   numeric?: boolean;
   /** `+o`-style options too (shells). */
@@ -38,18 +49,52 @@ interface OptionSpec {
 interface Options {
   /** Index of the first operand. */
   index: number;
-  /** Options seen, short by letter and long by name, with their value (or true). */
+  /** Options seen, by short letter (or long name when it has none), with their value (or true). */
   opts: Map<string, string | true>;
+  /** Why the options cannot be read as the program reads them (an unknown or ambiguous option). */
+  unknown?: string;
 }
 
-/** Skips leading options; stops at `--`, at the first operand, or at a word holding an expansion. */
+const HELP = { help: [0], version: [0] } as const satisfies Record<string, readonly [Arg, string?]>;
+
+/** The short letters of a getopt string, with whether each takes a value. */
+function shortTable(spec: string): Map<string, Arg> {
+  const out = new Map<string, Arg>();
+  for (let i = 0; i < spec.length; i++) {
+    const ch = spec[i] as string;
+    if (ch === ':' || ch === '+') continue;
+    out.set(ch, spec[i + 1] === ':' ? (spec[i + 2] === ':' ? 2 : 1) : 0);
+  }
+  return out;
+}
+
+/**
+ * A long option as getopt_long finds it: the exact name, or the one option all the names it
+ * prefixes stand for (`env --s=…` is `--split-string`, which ran a hidden command when it was
+ * read as an unknown flag). Undefined when it names none or several.
+ */
+function longOption(spec: OptionSpec, name: string): { key: string; arg: Arg } | undefined {
+  const table = spec.long ?? {};
+  const hit = (n: string) => ({ key: table[n]![1] ?? n, arg: table[n]![0] });
+  if (Object.hasOwn(table, name)) return hit(name);
+  if (spec.exactLong || name === '') return undefined;
+  const found = Object.keys(table)
+    .filter((n) => n.startsWith(name))
+    .map(hit);
+  const first = found[0];
+  return first && found.every((f) => f.key === first.key && f.arg === first.arg) ? first : undefined;
+}
+
+/**
+ * Reads leading options as the program's getopt does (options first, stopping at `--`, at the
+ * first operand, or at a word holding an expansion, which is then the first operand). An
+ * option the spec does not list, an ambiguous abbreviation, or a missing value sets `unknown`.
+ */
 function skipOptions(words: Word[], spec: OptionSpec): Options {
   const opts = new Map<string, string | true>();
+  const shorts = shortTable(spec.short ?? '');
   let i = 0;
-  const takeNext = (): string => {
-    i += 1;
-    return words[i]?.value ?? '';
-  };
+  const unknown = (why: string): Options => ({ index: i, opts, unknown: why });
   for (; i < words.length; i++) {
     const w = words[i] as Word;
     const a = w.value;
@@ -64,27 +109,53 @@ function skipOptions(words: Word[], spec: OptionSpec): Options {
     }
     const plus = spec.plus === true && a.startsWith('+') && a.length > 1;
     if ((!a.startsWith('-') && !plus) || a === '-') break;
-    if (spec.numeric && /^-\d+$/.test(a)) {
-      opts.set('n', a.slice(1));
+    if (spec.numeric && /^-[-+]?\d+$/.test(a)) {
+      opts.set('n', a.replace(/^-/, ''));
       continue;
     }
     if (a.startsWith('--')) {
       const eq = a.indexOf('=');
       const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
-      opts.set(name, eq >= 0 ? a.slice(eq + 1) : spec.long?.includes(name) ? takeNext() : true);
+      const o = longOption(spec, name);
+      if (!o) return unknown(`an option the classifier does not know (${a.slice(0, 40)})`);
+      if (eq >= 0) {
+        if (o.arg === 0) return unknown(`a value for an option that takes none (${a.slice(0, 40)})`);
+        opts.set(o.key, a.slice(eq + 1));
+      } else if (o.arg === 1) {
+        const next = words[i + 1];
+        if (!next?.literal) return unknown(`a value the classifier cannot see for ${a}`);
+        opts.set(o.key, next.value);
+        i += 1;
+      } else opts.set(o.key, true);
       continue;
     }
     for (let j = 1; j < a.length; j++) {
       const ch = a[j] as string;
-      if (spec.short?.includes(ch)) {
-        opts.set(ch, j + 1 < a.length ? a.slice(j + 1) : takeNext());
-        break;
+      const arg = shorts.get(ch);
+      if (arg === undefined) return unknown(`an option the classifier does not know (-${ch})`);
+      if (arg === 0) {
+        opts.set(ch, true);
+        continue;
       }
-      opts.set(ch, true);
+      if (j + 1 < a.length) opts.set(ch, a.slice(j + 1));
+      else if (arg === 2) opts.set(ch, true);
+      else {
+        const next = words[i + 1];
+        if (!next?.literal) return unknown(`a value the classifier cannot see for -${ch}`);
+        opts.set(ch, next.value);
+        i += 1;
+      }
+      break;
     }
   }
   return { index: i, opts };
 }
+
+/** What a wrapper whose options cannot be read runs: unknown, so the command is refused. */
+const opaque = (why: string): Unwrapped => ({ unknown: why });
+
+/** The word in a fixed slot before the command (timeout's duration, chroot's root): an expansion there may be an option. */
+const slot = (words: Word[], i: number): boolean => words[i]?.literal === true;
 
 // env and sudo take any leading word holding `=` as an assignment, valid shell name or not
 // (`env 'BASH_FUNC_ls%%=() { id; }' bash -c ls` defines a function in the child bash).
@@ -105,33 +176,95 @@ function assignments(words: Word[], from: number): { env: Record<string, string>
 
 const has = (o: Options, ...names: string[]) => names.some((n) => o.opts.has(n));
 
+// The option tables below are the programs' own (getopt strings and long options of sudo 1.9,
+// GNU coreutils 9, util-linux 2.38, findutils 4.9, procps 4, bash 5): an option outside them is
+// refused, never skipped as a flag, since a value-taking option read as a flag shifts the
+// command the classifier sees.
+
 function sudo(words: Word[]): Unwrapped {
   const o = skipOptions(words, {
-    short: 'CDghpRrtTUu',
-    long: ['close-from', 'chdir', 'group', 'host', 'prompt', 'chroot', 'role', 'type', 'command-timeout', 'other-user', 'user'],
+    short: '+Aa:BbC:c:D:Eeg:Hh::iKklNnPp:R:r:SsT:t:U:u:Vv',
+    long: {
+      askpass: [0, 'A'],
+      'auth-type': [1, 'a'],
+      background: [0, 'b'],
+      bell: [0, 'B'],
+      'close-from': [1, 'C'],
+      'login-class': [1, 'c'],
+      chdir: [1, 'D'],
+      'preserve-env': [2, 'E'],
+      edit: [0, 'e'],
+      group: [1, 'g'],
+      'set-home': [0, 'H'],
+      help: [0],
+      host: [1],
+      login: [0, 'i'],
+      'remove-timestamp': [0, 'K'],
+      'reset-timestamp': [0, 'k'],
+      list: [0, 'l'],
+      'non-interactive': [0, 'n'],
+      'no-update': [0, 'N'],
+      'preserve-groups': [0, 'P'],
+      prompt: [1, 'p'],
+      chroot: [1, 'R'],
+      role: [1, 'r'],
+      stdin: [0, 'S'],
+      shell: [0, 's'],
+      type: [1, 't'],
+      'command-timeout': [1, 'T'],
+      'other-user': [1, 'U'],
+      user: [1, 'u'],
+      version: [0, 'V'],
+      validate: [0, 'v'],
+    },
   });
-  // -e edits files, -l lists, -v/-k/-K/-V manage credentials: none runs a command.
-  if (has(o, 'e', 'edit', 'l', 'list', 'v', 'validate', 'k', 'K', 'reset-timestamp', 'remove-timestamp', 'V', 'version', 'h', 'help')) return {};
+  if (o.unknown) return opaque(o.unknown);
+  // -e edits files, -l lists, -v/-k/-K/-V manage credentials, -h alone is help: none runs a command.
+  if (has(o, 'e', 'l', 'v', 'k', 'K', 'V', 'help') || o.opts.get('h') === true) return {};
+  // A chroot or another shell changes what the command's name resolves to.
+  if (has(o, 'R')) return opaque('sudo --chroot runs a program the classifier cannot see');
   const a = assignments(words, o.index);
   const inner = words.slice(a.index);
-  if (inner.length === 0) return has(o, 's', 'shell', 'i', 'login') ? { readsStdin: true, env: a.env } : { env: a.env };
+  if (inner.length === 0) return has(o, 's', 'i') ? { readsStdin: true, env: a.env } : { env: a.env };
   return { inner, env: a.env };
 }
 
 function doas(words: Word[]): Unwrapped {
-  const o = skipOptions(words, { short: 'uC' });
-  if (has(o, 'C')) return {};
+  const o = skipOptions(words, { short: '+a:C:Lnsu:' });
+  if (o.unknown) return opaque(o.unknown);
+  if (has(o, 'C', 'L')) return {};
   const inner = words.slice(o.index);
   if (inner.length === 0) return has(o, 's') ? { readsStdin: true } : {};
   return { inner };
 }
 
 function env(words: Word[]): Unwrapped {
-  const o = skipOptions(words, { short: 'uCPS', long: ['unset', 'chdir', 'split-string'], dash: true });
+  const o = skipOptions(words, {
+    short: '+a:C:iS:u:v0',
+    long: {
+      argv0: [1, 'a'],
+      chdir: [1, 'C'],
+      'ignore-environment': [0, 'i'],
+      'split-string': [1, 'S'],
+      unset: [1, 'u'],
+      debug: [0, 'v'],
+      null: [0, '0'],
+      'default-signal': [2],
+      'ignore-signal': [2],
+      'block-signal': [2],
+      'list-signal-handling': [0],
+      ...HELP,
+    },
+    dash: true,
+  });
+  if (o.unknown) return opaque(o.unknown);
+  if (has(o, 'help', 'version')) return {};
   const a = assignments(words, o.index);
   const rest = words.slice(a.index);
-  const split = o.opts.get('S') ?? o.opts.get('split-string');
+  const split = o.opts.get('S');
   if (typeof split === 'string') {
+    // env's own escapes (`\_`, `\c`) and `${VAR}` are not the shell's: only plain words are re-read as shell words.
+    if (/[\\$`]/.test(split)) return opaque('env -S with escapes or variables the shell would read differently');
     return { script: [textWord(split), ...rest], env: a.env, via: 'env -S' };
   }
   return rest.length ? { inner: rest, env: a.env } : { env: a.env };
@@ -142,13 +275,17 @@ const simple =
   (spec: OptionSpec, noRun: string[] = []): ((words: Word[]) => Unwrapped) =>
   (words) => {
     const o = skipOptions(words, spec);
-    if (has(o, ...noRun)) return {};
+    if (o.unknown) return opaque(o.unknown);
+    if (has(o, ...noRun, 'help', 'version')) return {};
     const inner = words.slice(o.index);
     return inner.length ? { inner } : {};
   };
 
 function timeout(words: Word[]): Unwrapped {
-  const o = skipOptions(words, { short: 'sk', long: ['signal', 'kill-after'] });
+  const o = skipOptions(words, { short: '+fk:ps:v', long: { foreground: [0, 'f'], 'kill-after': [1, 'k'], 'preserve-status': [0, 'p'], signal: [1, 's'], verbose: [0, 'v'], ...HELP } });
+  if (o.unknown) return opaque(o.unknown);
+  if (has(o, 'help', 'version')) return {};
+  if (o.index < words.length && !slot(words, o.index)) return opaque("timeout's duration comes from an expansion, which may be an option");
   const inner = words.slice(o.index + 1); // the duration comes first
   return inner.length ? { inner } : {};
 }
@@ -158,17 +295,35 @@ const XARGS_INPUT = `${EXPANSION_MARK}xargs input${EXPANSION_MARK}`;
 
 function xargs(words: Word[]): Unwrapped {
   const o = skipOptions(words, {
-    short: 'aEdILnPs',
-    long: ['arg-file', 'delimiter', 'max-args', 'max-procs', 'max-chars', 'process-slot-var', 'replace'],
+    short: '+0a:E:e::I:i::l::L:n:oprs:txP:d:',
+    long: {
+      null: [0, '0'],
+      'arg-file': [1, 'a'],
+      delimiter: [1, 'd'],
+      eof: [2, 'e'],
+      replace: [2, 'i'],
+      'max-lines': [2, 'l'],
+      'max-args': [1, 'n'],
+      'open-tty': [0, 'o'],
+      interactive: [0, 'p'],
+      'no-run-if-empty': [0, 'r'],
+      'max-chars': [1, 's'],
+      verbose: [0, 't'],
+      'show-limits': [0],
+      exit: [0, 'x'],
+      'max-procs': [1, 'P'],
+      'process-slot-var': [1],
+      ...HELP,
+    },
   });
+  if (o.unknown) return opaque(o.unknown);
+  if (has(o, 'help', 'version')) return {};
   const rest = words.slice(o.index);
   // With no command xargs runs echo.
   const command = rest.length ? rest : [textWord('echo')];
-  // -I R, --replace[=R], and the old -i[R] (R defaults to {}), also inside a cluster (-0iX).
-  const cluster = words.slice(0, o.index).find((w) => /^-[^-]*i/.test(w.value));
-  const legacy = cluster ? cluster.value.slice(cluster.value.indexOf('i') + 1) || '{}' : undefined;
-  const long = o.opts.get('replace');
-  const replace = o.opts.get('I') ?? (typeof long === 'string' ? long : o.opts.has('replace') ? '{}' : legacy);
+  // -I R, and -i[R] / --replace[=R] (R defaults to {}).
+  const legacy = o.opts.get('i');
+  const replace = o.opts.get('I') ?? (legacy === undefined ? undefined : legacy === true ? '{}' : legacy);
   // `-I X`: every X in the command is an input line (`cat /var/log/X/X/etc/passwd` with X = `..`
   // passed a /var/log/** rule and read /etc/passwd). Without it the input lines are appended as
   // arguments (`echo -exec touch M ';' | xargs find /tmp` ran touch). Either way those arguments
@@ -181,17 +336,64 @@ function xargs(words: Word[]): Unwrapped {
 }
 
 function watch(words: Word[]): Unwrapped {
-  const o = skipOptions(words, { short: 'nq', long: ['interval', 'equexit'] });
+  const o = skipOptions(words, {
+    short: '+bCcd::eghn:pq:rtvwx',
+    long: {
+      beep: [0, 'b'],
+      color: [0, 'c'],
+      'no-color': [0, 'C'],
+      differences: [2, 'd'],
+      errexit: [0, 'e'],
+      chgexit: [0, 'g'],
+      interval: [1, 'n'],
+      precise: [0, 'p'],
+      equexit: [1, 'q'],
+      'no-rerun': [0, 'r'],
+      'no-title': [0, 't'],
+      'no-wrap': [0, 'w'],
+      exec: [0, 'x'],
+      help: [0, 'h'],
+      version: [0, 'v'],
+    },
+  });
+  if (o.unknown) return opaque(o.unknown);
+  if (has(o, 'h', 'v')) return {};
   const rest = words.slice(o.index);
   if (!rest.length) return {};
   // watch runs its arguments through `sh -c` unless -x/--exec.
-  return has(o, 'x', 'exec') ? { inner: rest, via: 'watch' } : { script: rest, via: 'watch' };
+  return has(o, 'x') ? { inner: rest, via: 'watch' } : { script: rest, via: 'watch' };
 }
+
+/** bash's options (the other shells take fewer; one they do not is refused by them or by this). */
+const SHELL_OPTIONS: OptionSpec = {
+  short: 'abefhkmnptuvxBCEHPTcilrsDo:O:',
+  long: {
+    debug: [0],
+    debugger: [0],
+    'dump-po-strings': [0],
+    'dump-strings': [0],
+    help: [0],
+    'init-file': [1],
+    login: [0],
+    noediting: [0],
+    noprofile: [0],
+    norc: [0],
+    posix: [0],
+    'pretty-print': [0],
+    rcfile: [1],
+    restricted: [0],
+    verbose: [0],
+    version: [0],
+  },
+  exactLong: true,
+  plus: true,
+};
 
 /** sh, bash, dash, zsh, ksh...: `-c script`, a script file, or commands from stdin. */
 function shell(name: string): (words: Word[]) => Unwrapped {
   return (words) => {
-    const o = skipOptions(words, { short: 'oO', long: ['rcfile', 'init-file'], plus: true });
+    const o = skipOptions(words, SHELL_OPTIONS);
+    if (o.unknown) return opaque(o.unknown);
     if (has(o, 'help', 'version')) return {};
     const operands = words.slice(o.index);
     if (has(o, 'c')) {
@@ -203,24 +405,68 @@ function shell(name: string): (words: Word[]) => Unwrapped {
   };
 }
 
-/** su permutes its arguments (`su root -c cmd`), so -c is looked for everywhere. */
-function su(words: Word[]): Unwrapped {
+/** su's and runuser's options; they permute, so an option may come after the user. */
+const SU_LONG = {
+  command: [1, 'c'],
+  'session-command': [1],
+  fast: [0, 'f'],
+  group: [1, 'g'],
+  'supp-group': [1, 'G'],
+  login: [0, 'l'],
+  'preserve-environment': [0, 'p'],
+  pty: [0, 'P'],
+  shell: [1, 's'],
+  user: [1, 'u'],
+  'whitelist-environment': [1, 'w'],
+  help: [0, 'h'],
+  version: [0, 'V'],
+} as const satisfies Record<string, readonly [Arg, string?]>;
+
+/**
+ * `su [options] [-] [user [argument...]]`, options anywhere (GNU getopt permutes). Arguments
+ * after the user go to the user's shell (`su root -- -c 'rm x'` runs rm), and `-s` picks the
+ * program that runs: both are opaque. Otherwise `-c` is the script, or the shell reads stdin.
+ */
+function su(words: Word[], runuser = false): Unwrapped {
+  const opts = new Map<string, string | true>();
+  const operands: Word[] = [];
+  const spec: OptionSpec = { short: runuser ? 'c:fg:G:lmpPs:u:w:hV' : 'c:fg:G:lmpPs:w:hV', long: SU_LONG };
   for (let i = 0; i < words.length; i++) {
-    const a = (words[i] as Word).value;
-    if (a === '--') break;
-    const long = /^--(session-)?command(=|$)/.exec(a);
-    let script: Word | undefined;
-    if (long) script = long[2] === '=' ? textWord(a.slice(long[0].length)) : words[i + 1];
-    else if (/^-[a-zA-Z]*c$/.test(a)) script = words[i + 1];
-    else if (/^-[a-zA-Z]*c./.test(a) && !a.startsWith('--')) script = textWord(a.slice(a.indexOf('c') + 1));
-    if (script) return { script: [script], via: 'su -c' };
+    const w = words[i] as Word;
+    if (!w.literal) return opaque(`${runuser ? 'runuser' : 'su'} with an argument from an expansion, which may be an option`);
+    if (w.value === '--') {
+      operands.push(...words.slice(i + 1));
+      break;
+    }
+    if (w.value === '-' || !w.value.startsWith('-')) {
+      if (w.value === '-') opts.set('l', true);
+      else operands.push(w);
+      continue;
+    }
+    const o = skipOptions(words.slice(i), spec);
+    if (o.unknown) return opaque(o.unknown);
+    for (const [k, v] of o.opts) opts.set(k === 'session-command' ? 'c' : k === 'm' ? 'p' : k, v);
+    if (words[i + o.index - 1]?.value === '--') {
+      operands.push(...words.slice(i + o.index));
+      break;
+    }
+    i += o.index - 1;
   }
+  const name = runuser ? 'runuser' : 'su';
+  if (opts.has('h') || opts.has('V')) return {};
+  if (opts.has('s')) return opaque(`${name} -s runs a program the classifier cannot see`);
+  // runuser -u USER runs the command given after it, as is.
+  if (runuser && opts.has('u') && !opts.has('c')) return operands.length ? { inner: operands } : { readsStdin: true };
+  if (operands.length > 1) return opaque(`${name} passes arguments after the user to the user's shell`);
+  const script = opts.get('c');
+  if (typeof script === 'string') return { script: [textWord(script)], via: `${name} -c` };
   return { readsStdin: true };
 }
 
 /** `trap 'code' SIGNAL...`: the code runs when the signal (or EXIT) comes. */
 function trap(words: Word[]): Unwrapped {
-  const o = skipOptions(words, {});
+  const o = skipOptions(words, { short: 'lpP' });
+  if (o.unknown) return opaque(o.unknown);
   if (has(o, 'p', 'l', 'P')) return {};
   const operands = words.slice(o.index);
   const action = operands[0];
@@ -238,27 +484,45 @@ function alias(words: Word[]): Unwrapped {
 
 /** `chroot [opts] DIR [cmd...]`: without a command it starts an interactive shell. */
 function chroot(words: Word[]): Unwrapped {
-  const o = skipOptions(words, {});
+  const o = skipOptions(words, { long: { userspec: [1], groups: [1], 'skip-chdir': [0], ...HELP } });
+  if (o.unknown) return opaque(o.unknown);
+  if (has(o, 'help', 'version')) return {};
+  if (o.index < words.length && !slot(words, o.index)) return opaque("chroot's directory comes from an expansion, which may be an option");
   const inner = words.slice(o.index + 1);
   return inner.length ? { inner } : { readsStdin: true };
 }
 
 /** `flock [opts] FILE cmd...` or `flock [opts] FILE -c 'code'`. */
 function flock(words: Word[]): Unwrapped {
-  const o = skipOptions(words, { short: 'wE', long: ['timeout', 'wait', 'conflict-exit-code'] });
+  const o = skipOptions(words, {
+    short: '+sexnoFuc:w:E:hV',
+    long: {
+      shared: [0, 's'],
+      exclusive: [0, 'x'],
+      unlock: [0, 'u'],
+      nonblock: [0, 'n'],
+      nb: [0, 'n'],
+      close: [0, 'o'],
+      'no-fork': [0, 'F'],
+      command: [1, 'c'],
+      timeout: [1, 'w'],
+      wait: [1, 'w'],
+      'conflict-exit-code': [1, 'E'],
+      verbose: [0],
+      help: [0, 'h'],
+      version: [0, 'V'],
+    },
+  });
+  if (o.unknown) return opaque(o.unknown);
+  if (has(o, 'h', 'V')) return {};
+  if (o.index < words.length && !slot(words, o.index)) return opaque("flock's file comes from an expansion, which may be an option");
+  const script = o.opts.get('c');
+  if (typeof script === 'string') return { script: [textWord(script)], via: 'flock -c' };
   const after = words.slice(o.index + 1);
-  const first = after[0]?.value;
-  if (first === '-c' || first === '--command') return after[1] ? { script: [after[1]], via: 'flock -c' } : {};
+  const first = after[0];
+  if (first && !first.literal) return opaque('flock with an argument from an expansion after its file');
+  if (first?.value === '-c' || first?.value === '--command') return after[1] ? { script: [after[1]], via: 'flock -c' } : {};
   return after.length ? { inner: after } : {};
-}
-
-/** runuser: `-c 'code'` like su, or `-u user [--] cmd...`. */
-function runuser(words: Word[]): Unwrapped {
-  const viaC = su(words);
-  if (viaC.script) return { ...viaC, via: 'runuser -c' };
-  const o = skipOptions(words, { short: 'ugGsw', long: ['user', 'group', 'supp-group', 'shell', 'whitelist-environment'] });
-  const inner = words.slice(o.index);
-  return has(o, 'u', 'user') && inner.length ? { inner } : { readsStdin: true };
 }
 
 const SHELLS = ['sh', 'bash', 'dash', 'zsh', 'ksh', 'ash', 'mksh', 'yash', 'fish'];
@@ -268,22 +532,28 @@ export const WRAPPERS: Record<string, (words: Word[]) => Unwrapped> = {
   sudo,
   doas,
   env,
-  nohup: simple({}),
-  setsid: simple({}),
+  nohup: simple({ short: '+', long: HELP }),
+  setsid: simple({ short: '+cfwhV', long: { ctty: [0, 'c'], fork: [0, 'f'], wait: [0, 'w'], help: [0, 'h'], version: [0, 'V'] } }, ['h', 'V']),
   builtin: simple({}),
-  busybox: simple({}),
+  busybox: simple({ long: { list: [0], 'list-full': [0], install: [0] } }, ['list', 'list-full', 'install']),
   coproc: simple({}),
-  time: simple({ short: 'fo', long: ['format', 'output'] }),
-  command: simple({}, ['v', 'V']),
-  exec: simple({ short: 'a' }),
-  nice: simple({ short: 'n', long: ['adjustment'], numeric: true }),
-  ionice: simple({ short: 'cnp', long: ['class', 'classdata', 'pid', 'pgid', 'uid'] }, ['p', 'P', 'u', 'pid', 'pgid', 'uid']),
-  stdbuf: simple({ short: 'ioe', long: ['input', 'output', 'error'] }),
+  time: simple({ short: '+agqvVo:f:p', long: { append: [0, 'a'], format: [1, 'f'], output: [1, 'o'], portability: [0, 'p'], quiet: [0, 'q'], verbose: [0, 'v'], ...HELP } }, ['V']),
+  command: simple({ short: 'pvV' }, ['v', 'V']),
+  exec: simple({ short: 'cla:' }),
+  nice: simple({ short: '+n:', long: { adjustment: [1, 'n'], ...HELP }, numeric: true }),
+  ionice: simple({ short: '+c:n:p:P:tu:hV', long: { class: [1, 'c'], classdata: [1, 'n'], pid: [1, 'p'], pgid: [1, 'P'], ignore: [0, 't'], uid: [1, 'u'], help: [0, 'h'], version: [0, 'V'] } }, [
+    'p',
+    'P',
+    'u',
+    'h',
+    'V',
+  ]),
+  stdbuf: simple({ short: '+i:o:e:', long: { input: [1, 'i'], output: [1, 'o'], error: [1, 'e'], ...HELP } }),
   timeout,
   xargs,
   watch,
-  su,
-  runuser,
+  su: (words) => su(words),
+  runuser: (words) => su(words, true),
   trap,
   alias,
   chroot,

@@ -372,11 +372,91 @@ function table(name: string, cases: ShCase[]): void {
   });
 }
 
+// Each wrapper's options are read as its getopt reads them: an abbreviated long option is the
+// option it abbreviates, and an option the classifier does not know is refused, never skipped.
+const wrapperOptions: ShCase[] = [
+  { cmd: "env --s='touch M' uptime", cmds: [{ argv: ['touch', 'M', 'uptime'], via: 'env -S' }] },
+  { cmd: "env --sp 'touch M'", cmds: [{ argv: ['touch', 'M'], via: 'env -S' }] },
+  { cmd: "env --split-s='touch M' uptime", cmds: [{ argv: ['touch', 'M', 'uptime'], via: 'env -S' }] },
+  { cmd: 'env --no-such-option uptime', err: 'WRIT_SHELL_UNKNOWN', cmds: [{ argv: ['env', '--no-such-option', 'uptime'], opaque: true }] },
+  { cmd: 'env -P /tmp/bin uptime', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "env -S 'ls\\_-la'", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'env --ignore-signal uptime', cmds: [{ argv: ['uptime'], wrappers: ['env'] }] },
+  { cmd: 'sudo --us root id', cmds: [{ argv: ['id'], wrappers: ['sudo'] }] },
+  { cmd: 'sudo --user=root --pr=x id', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'sudo -R /srv/root id', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'sudo -h', cmds: [['sudo', '-h']] },
+  { cmd: 'timeout --sig KILL 5 rm x', cmds: [{ argv: ['rm', 'x'], wrappers: ['timeout'] }] },
+  { cmd: 'timeout --kill 1 5 rm x', cmds: [{ argv: ['rm', 'x'], wrappers: ['timeout'] }] },
+  { cmd: 'timeout $T uptime', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'timeout -Z 5 uptime', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'nice --adj 5 rm x', cmds: [{ argv: ['rm', 'x'], wrappers: ['nice'] }] },
+  { cmd: 'nice --5 rm x', cmds: [{ argv: ['rm', 'x'], wrappers: ['nice'] }] },
+  { cmd: 'stdbuf --out=L rm x', cmds: [{ argv: ['rm', 'x'], wrappers: ['stdbuf'] }] },
+  { cmd: 'setsid --wait rm x', cmds: [{ argv: ['rm', 'x'], wrappers: ['setsid'] }] },
+  { cmd: 'nohup --bogus rm x', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'xargs --repl=Z cat /var/log/Z', cmds: [{ argv: ['cat', `/var/log/${X('xargs input')}`], via: 'xargs' }] },
+  { cmd: 'xargs --max-a 1 rm', cmds: [{ argv: ['rm', X('xargs input')], via: 'xargs' }] },
+  { cmd: 'xargs --m 1 rm', err: 'WRIT_SHELL_UNKNOWN' }, // --max-args, --max-chars, --max-lines, --max-procs
+  { cmd: "su root -- -c 'touch M'", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "su root --comm='touch M' <<EOF\nuptime\nEOF", cmds: [{ argv: ['touch', 'M'], via: 'su -c' }] },
+  { cmd: "su -c 'touch M' root", cmds: [{ argv: ['touch', 'M'], via: 'su -c' }] },
+  { cmd: 'su -s /tmp/prog root <<EOF\nuptime\nEOF', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'runuser -u app -- touch M', cmds: [{ argv: ['touch', 'M'], wrappers: ['runuser'] }] },
+  { cmd: "bash --norc -c 'touch M'", cmds: [{ argv: ['touch', 'M'], via: 'bash -c' }] },
+  { cmd: "bash --nor -c 'touch M'", err: 'WRIT_SHELL_UNKNOWN' }, // bash matches long options whole
+  { cmd: "flock ${F:--c} 'touch M' uptime", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "flock --comm 'touch M' /tmp/l", cmds: [{ argv: ['touch', 'M'], via: 'flock -c' }] },
+  { cmd: 'chroot --userspec=app /srv uptime', cmds: [{ argv: ['uptime'], wrappers: ['chroot'] }] },
+  { cmd: 'watch --ex uptime', cmds: [{ argv: ['uptime'], via: 'watch' }] },
+  { cmd: 'watch --e uptime', err: 'WRIT_SHELL_UNKNOWN' }, // --errexit or --exec
+];
+
+// Programs that are not wrappers but run code named in their arguments: what would run more
+// than the program, or cannot be read, makes the command opaque.
+const codeInArguments: ShCase[] = [
+  { cmd: 'awk \'BEGIN{system("touch M")}\'', err: 'WRIT_SHELL_UNKNOWN', cmds: [{ argv: ['awk', 'BEGIN{system("touch M")}'], opaque: true }] },
+  { cmd: 'awk \'{print | "sh"}\' /var/log/x', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'gawk \'BEGIN{"id" | getline x; print x}\'', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'awk \'BEGIN{getline l < "/etc/shadow"; print l}\'', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'awk \'{print > "/etc/cron.d/x"}\' f', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'awk \'@load "filefuncs"; BEGIN{}\'', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'awk -f /tmp/prog.awk f', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'awk --source=\'BEGIN{system("id")}\'', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'awk -e \'BEGIN{system("id")}\'', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'awk "$P" f', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'awk \'/x/ { print }; x = 1 / 2; y = "a" / 3 ; system("id") # "/\'', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "awk -F: '$3 > 999 {print $1}' /etc/passwd", cmds: [['awk', '-F:', '$3 > 999 {print $1}', '/etc/passwd']] },
+  { cmd: "awk -v n=2 'NR<=n' /var/log/x", cmds: [['awk', '-v', 'n=2', 'NR<=n', '/var/log/x']] },
+  { cmd: "sed 'e touch M' /var/log/x", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "sed 's/.*/touch M/e' /var/log/x", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "sed -n '1{p;e id\n}' f", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "sed 's/a/b/gw /etc/x' f", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "sed '1r /etc/shadow' f", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "sed -n 'w /tmp/o' f", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "sed f -e 'e id'", err: 'WRIT_SHELL_UNKNOWN' }, // GNU sed permutes its arguments
+  { cmd: "sed --expression='1e id' f", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'sed -f /tmp/s.sed f', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'sed -n "$S" f', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "sed 'y/abc/xyz/;s|a|b|e' f", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "sed -n '/error/,+3p; 5q' /var/log/x", cmds: [['sed', '-n', '/error/,+3p; 5q', '/var/log/x']] },
+  { cmd: "sed -E 's/([0-9]+)/<\\1>/g; $!N; 1~2d' f", cmds: [['sed', '-E', 's/([0-9]+)/<\\1>/g; $!N; 1~2d', 'f']] },
+  { cmd: "sed '1a appended; e id' f", cmds: [['sed', '1a appended; e id', 'f']] }, // a's text runs to the end of the line
+  { cmd: 'compgen -C "touch M" x', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'compgen -F f x', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'compgen -c up', cmds: [['compgen', '-c', 'up']] },
+  { cmd: "find /tmp ${U:--exec} touch M ';'", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'find "$D" -name x', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "find /var/log -name '*.gz' -mtime +7", cmds: [['find', '/var/log', '-name', '*.gz', '-mtime', '+7']] },
+];
+
 table('lists, pipelines and substitutions', lists);
 table('compound commands and functions', compound);
 table('quote removal and backslash tricks', quoting);
 table('programs from expansions are unknown', unknown);
 table('wrappers are unwrapped', wrappers);
+table("wrappers' options are read as the programs read them", wrapperOptions);
+table('programs that run code named in their arguments', codeInArguments);
 table('redirections', redirections);
 table('errors fail closed', errors);
 

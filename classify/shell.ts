@@ -10,6 +10,7 @@ import { EXPANSION_MARK, type ShellCommand, type ShellErrorCode, type ShellFacts
 import { WritError } from '../schemas/errors.ts';
 import { bashParser } from './runtime.ts';
 import { textWord, unescapeUnquoted, wordOf, type Word } from './shell-words.ts';
+import { programRisk } from './shell-programs.ts';
 import { findExecs, WRAPPERS } from './shell-wrappers.ts';
 import { arithNodeRisk, builtinRisk, declarationRisk, expansionRisk, isCodeVariable, isIntegerVariable, nameOperand, testNodeRisk } from './shell-arith.ts';
 import { firstError, KNOWN_TYPES, redirectOp, SEQUENCE_PARENTS, STATEMENT_TYPES, stdinOf, structureOf, WRITE_OPS, type Stdin } from './shell-nodes.ts';
@@ -200,8 +201,10 @@ class ShellWalker {
     const env = { ...f.env };
     let via = f.via;
     const record = (prog: Word, args: Word[], flags: { opaque?: boolean; unknown?: boolean } = {}) => {
-      const builtin = flags.unknown ? { assigns: [] } : builtinRisk(prog.value.slice(prog.value.lastIndexOf('/') + 1), args);
+      const base = prog.value.slice(prog.value.lastIndexOf('/') + 1);
+      const builtin = flags.unknown ? { assigns: [] } : builtinRisk(base, args);
       for (const a of builtin.assigns) this.assigned(a);
+      builtin.risk ??= flags.unknown ? undefined : programRisk(base, args);
       if (builtin.risk) this.opaque.push(builtin.risk);
       const cmd: ShellCommand = {
         program: flags.unknown ? null : prog.value,
@@ -231,6 +234,10 @@ class ShellWalker {
       const spec = Object.hasOwn(WRAPPERS, base) ? WRAPPERS[base] : undefined;
       if (!spec) return record(prog, args);
       const r = spec(args);
+      if (r.unknown) {
+        this.opaque.push(`${base}: ${r.unknown}`);
+        return record(prog, args, { opaque: true });
+      }
       if (r.env) Object.assign(env, r.env);
       if (r.inner) {
         wrappers.push(base);
