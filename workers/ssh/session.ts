@@ -116,6 +116,45 @@ function killSessions(conn: Client): void {
   }
 }
 
+/**
+ * The first thing the remote shell runs: it prints its PID, which is the session's ID (sshd
+ * calls setsid() for each channel), on the first line of stderr, where the worker takes it off
+ * before anything is masked or counted. A background job (`cmd >/dev/null &`) stays in that
+ * session after the shell exits; with the ID the worker ends it when the run ends, so no
+ * process the run started outlives its time limit (one that calls setsid() itself leaves the
+ * session, see docs/ARCHITECTURE.md).
+ */
+const SID_PROBE = `printf 'writ-sid %s\\n' "$$" >&2`;
+const SID_LINE = /^writ-sid ([0-9]{1,10})$/;
+
+/** The line the remote shell runs: the probe on its own line, then the approved command as is. */
+function probedLine(line: string): string {
+  return `${SID_PROBE}\n${line}`;
+}
+
+/** Kills what is left of a run's session; resolves when the channel running the kill closes, or after `graceMs`. */
+function reapSession(conn: Client, sid: number, graceMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, graceMs);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    try {
+      conn.exec(`pkill -9 -s ${sid} 2>/dev/null; exit 0`, (err, ch) => {
+        if (err) return done();
+        ch.on('data', () => undefined);
+        ch.stderr.on('data', () => undefined);
+        ch.on('error', () => undefined);
+        ch.on('close', done);
+        ch.end();
+      });
+    } catch {
+      done(); // the connection is gone: nothing more can be done from here
+    }
+  });
+}
+
 /** The same error, saying the remote command may have survived. */
 function unconfirmed(err: WritError): WritError {
   return new WritError(err.code, `${err.message.replace(/ and was killed$|; the remote command was killed$/, '')}; the kill was not confirmed, so the command may still be running`, {
@@ -142,6 +181,11 @@ class RemoteRun {
   #settled = false;
   #channel: ClientChannel | undefined;
   #exit: { code: number | null; signal: string | null } | undefined;
+  /** stderr until the probe's line is read (null after); see SID_PROBE. */
+  #probe: Buffer | null = Buffer.alloc(0);
+  /** The remote session's ID, from the probe. */
+  #sid: number | undefined;
+  #reaping = false;
   /** Set once the run is being stopped: the error it ends with. */
   #stopping: WritError | undefined;
   readonly #timers: NodeJS.Timeout[] = [];
@@ -173,7 +217,7 @@ class RemoteRun {
     this.#timers.push(setTimeout(() => this.stop(new WritError('WRIT_EXEC_TIMEOUT', `the command ran past ${this.limits.timeoutMs} ms and was killed`)), this.limits.timeoutMs));
     this.signal.addEventListener('abort', this.#onAbort, { once: true });
     this.conn.once('close', this.#onConnLost);
-    this.conn.exec(line, (err, ch) => {
+    this.conn.exec(probedLine(line), (err, ch) => {
       if (err) {
         // The exec request was refused: nothing ran.
         this.#fail(this.#stopping ?? new WritError('WRIT_TARGET_UNAVAILABLE', 'the target refused to start the command', { cause: err }));
@@ -199,7 +243,7 @@ class RemoteRun {
   #attach(ch: ClientChannel): void {
     this.#channel = ch;
     ch.on('data', (b: Buffer) => this.#stdout.push(b));
-    ch.stderr.on('data', (b: Buffer) => this.#stderr.push(b));
+    ch.stderr.on('data', (b: Buffer) => this.#stderrChunk(b));
     ch.on('error', () => undefined); // the connection's fate decides; see #onConnLost
     ch.on('exit', (code: number | null, sig?: string) => {
       this.#exit = { code: typeof code === 'number' ? code : null, signal: typeof sig === 'string' ? sig : null };
@@ -212,14 +256,47 @@ class RemoteRun {
     if (this.#stopping) this.#kill(ch);
   }
 
+  /** stderr: its first line is the probe's session ID (see SID_PROBE); the rest is the command's. */
+  #stderrChunk(b: Buffer): void {
+    if (this.#probe === null) return this.#stderr.push(b);
+    this.#probe = Buffer.concat([this.#probe, b]);
+    const nl = this.#probe.indexOf(0x0a);
+    if (nl < 0 && this.#probe.length < 64) return;
+    const first = nl >= 0 ? this.#probe.subarray(0, nl).toString('latin1') : '';
+    const m = SID_LINE.exec(first);
+    const rest = m ? this.#probe.subarray(nl + 1) : this.#probe;
+    if (m) this.#sid = Number(m[1]);
+    this.#probe = null;
+    if (rest.length > 0) this.#stderr.push(rest);
+  }
+
   #kill(ch: ClientChannel): void {
     signalKill(ch);
     this.#timers.push(setTimeout(() => killSessions(this.conn), this.limits.signalGraceMs));
   }
 
-  /** The channel has closed: the command's end, or the confirmation of a kill. */
+  /**
+   * The channel has closed: the command's end, or the confirmation of a kill. What the run
+   * left in its session is killed before the run ends (the connection closes after it).
+   */
   #finish(): void {
+    if (this.#settled || this.#reaping) return;
+    const sid = this.#sid;
+    if (sid !== undefined && sid > 1) {
+      this.#reaping = true;
+      void reapSession(this.conn, sid, this.limits.killGraceMs).then(() => this.#settleFinished());
+      return;
+    }
+    this.#settleFinished();
+  }
+
+  #settleFinished(): void {
     if (this.#settled) return;
+    if (this.#probe !== null && this.#probe.length > 0) {
+      // The command ended before the probe's line was complete: what came is the command's.
+      this.#stderr.push(this.#probe);
+      this.#probe = null;
+    }
     if (this.#stopping) return this.#fail(this.#stopping);
     if (this.#exit === undefined) {
       return this.#fail(new WritError('WRIT_EXEC_FAILED', 'the channel closed without an exit status; the outcome is unknown'));

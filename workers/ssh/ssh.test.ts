@@ -162,6 +162,20 @@ describe('SshExecutor against sshd', () => {
     await ex.close();
   });
 
+  it('ends what the command left running in the background when the run ends', async () => {
+    const ex = new SshExecutor([target()]);
+    const arg = `7.${String(Math.floor(Math.random() * 1e6)).padStart(6, '0')}`;
+    const finished = marker();
+    // Its output redirected, the job holds no channel open: the shell exits at once and the channel closes.
+    const out = await run(ex, `(sleep ${arg}; touch ${finished}) >/dev/null 2>&1 & echo started`);
+    expect([out.stdout, out.stderr, out.exitCode]).toEqual(['started\n', '', 0]);
+    expect(running(`sleep ${arg}`)).toBe(false);
+    await sleep(1_000);
+    expect(running(`sleep ${arg}`)).toBe(false);
+    expect(existsSync(finished)).toBe(false);
+    await ex.close();
+  });
+
   it('runs a plain command as its re-quoted argv', async () => {
     const ex = new SshExecutor([target()]);
     const out = await run(ex, `printf '%s|' "a  b" 'c'"'"'d' $'e\\tf'`);
