@@ -533,7 +533,8 @@ export const WRAPPERS: Record<string, (words: Word[]) => Unwrapped> = {
   doas,
   env,
   nohup: simple({ short: '+', long: HELP }),
-  setsid: simple({ short: '+cfwhV', long: { ctty: [0, 'c'], fork: [0, 'f'], wait: [0, 'w'], help: [0, 'h'], version: [0, 'V'] } }, ['h', 'V']),
+  // A new session is out of the worker's reach: the time limit and the end-of-run kill act on the run's session.
+  setsid: () => opaque('setsid starts the command in a new session, which outlives the run and its time limit'),
   builtin: simple({}),
   busybox: simple({ long: { list: [0], 'list-full': [0], install: [0] } }, ['list', 'list-full', 'install']),
   coproc: simple({}),
