@@ -83,6 +83,10 @@ function oneExpansion(text: string): { risk?: string; assigns?: string } {
   // included, but the parser keeps it as text: `case ${HOME#$(touch M)} in *) uptime;; esac` ran
   // touch while the facts showed uptime alone. What it would run is not seen, so it is opaque.
   if (/^[#%^,]/.test(rest) && /\$\(|`|[<>]\(/.test(rest)) return { risk: "a command substitution inside an expansion's pattern" };
+  // In any operand, backticks are kept as text by the parser, and quotes are read by bash by rules
+  // of their own (inside "${x:-'…'}" a ' is an ordinary character, so a $(…) between two runs,
+  // where the parser saw a single-quoted string): `uptime ${X:-`touch M`}` ran touch unseen.
+  if (rest.includes('`') || (/['"]/.test(rest) && /\$|[<>]\(/.test(rest))) return { risk: "a substitution or quoting inside an expansion's operand, which bash and the parser read differently" };
   if (rest[0] === '@') return rest.length === 2 && SAFE_TRANSFORMS.has(rest[1] as string) ? {} : { risk: `the expansion operator ${rest}` };
   if (rest[0] === ':' && !'-=?+'.includes(rest[1] ?? '')) {
     return isLiteralArith(rest.slice(1)) ? {} : { risk: 'a substring offset or length that is evaluated as arithmetic' };

@@ -22,6 +22,8 @@ export interface Unwrapped {
   via?: string;
   /** Why what it runs is unknown (its options or arguments cannot be read as it reads them). */
   unknown?: string;
+  /** The script is run by a shell other than bash: a POSIX sh (read where the grammars agree) or another one. */
+  shell?: 'posix' | 'other';
 }
 
 /** Whether an option takes a value: none, required (attached or the next word), optional (attached or after `=` only). */
@@ -221,8 +223,9 @@ function sudo(words: Word[]): Unwrapped {
   if (o.unknown) return opaque(o.unknown);
   // -e edits files, -l lists, -v/-k/-K/-V manage credentials, -h alone is help: none runs a command.
   if (has(o, 'e', 'l', 'v', 'k', 'K', 'V', 'help') || o.opts.get('h') === true) return {};
-  // A chroot or another shell changes what the command's name resolves to.
+  // A chroot changes what the command's name resolves to; a directory, what its relative paths name.
   if (has(o, 'R')) return opaque('sudo --chroot runs a program the classifier cannot see');
+  if (has(o, 'D')) return opaque("sudo --chdir changes what the command's relative paths name");
   const a = assignments(words, o.index);
   const inner = words.slice(a.index);
   if (inner.length === 0) return has(o, 's', 'i') ? { readsStdin: true, env: a.env } : { env: a.env };
@@ -259,6 +262,8 @@ function env(words: Word[]): Unwrapped {
   });
   if (o.unknown) return opaque(o.unknown);
   if (has(o, 'help', 'version')) return {};
+  // `env -C /etc grep root passwd` read /etc/passwd through a relative name the policy took for a pattern.
+  if (has(o, 'C')) return opaque("env --chdir changes what the command's relative paths name");
   const a = assignments(words, o.index);
   const rest = words.slice(a.index);
   const split = o.opts.get('S');
@@ -318,6 +323,8 @@ function xargs(words: Word[]): Unwrapped {
   });
   if (o.unknown) return opaque(o.unknown);
   if (has(o, 'help', 'version')) return {};
+  // -a reads its input from a file the policy never sees (`xargs -a /etc/passwd id` printed it in id's errors).
+  if (has(o, 'a')) return opaque('xargs --arg-file reads a file');
   const rest = words.slice(o.index);
   // With no command xargs runs echo.
   const command = rest.length ? rest : [textWord('echo')];
@@ -361,7 +368,7 @@ function watch(words: Word[]): Unwrapped {
   const rest = words.slice(o.index);
   if (!rest.length) return {};
   // watch runs its arguments through `sh -c` unless -x/--exec.
-  return has(o, 'x') ? { inner: rest, via: 'watch' } : { script: rest, via: 'watch' };
+  return has(o, 'x') ? { inner: rest, via: 'watch' } : { script: rest, via: 'watch', shell: 'posix' };
 }
 
 /** bash's options (the other shells take fewer; one they do not is refused by them or by this). */
@@ -398,7 +405,8 @@ function shell(name: string): (words: Word[]) => Unwrapped {
     const operands = words.slice(o.index);
     if (has(o, 'c')) {
       const script = operands[0];
-      return script ? { script: [script], via: `${name} -c` } : {};
+      const grammar = name === 'bash' ? {} : { shell: POSIX_SHELLS.has(name) ? ('posix' as const) : ('other' as const) };
+      return script ? { script: [script], via: `${name} -c`, ...grammar } : {};
     }
     if (operands.length === 0 || has(o, 's')) return { readsStdin: true };
     return { runsFile: true };
@@ -459,7 +467,8 @@ function su(words: Word[], runuser = false): Unwrapped {
   if (runuser && opts.has('u') && !opts.has('c')) return operands.length ? { inner: operands } : { readsStdin: true };
   if (operands.length > 1) return opaque(`${name} passes arguments after the user to the user's shell`);
   const script = opts.get('c');
-  if (typeof script === 'string') return { script: [textWord(script)], via: `${name} -c` };
+  // The user's login shell runs it: read where bash and a POSIX sh agree.
+  if (typeof script === 'string') return { script: [textWord(script)], via: `${name} -c`, shell: 'posix' };
   return { readsStdin: true };
 }
 
@@ -492,40 +501,19 @@ function chroot(words: Word[]): Unwrapped {
   return inner.length ? { inner } : { readsStdin: true };
 }
 
-/** `flock [opts] FILE cmd...` or `flock [opts] FILE -c 'code'`. */
-function flock(words: Word[]): Unwrapped {
-  const o = skipOptions(words, {
-    short: '+sexnoFuc:w:E:hV',
-    long: {
-      shared: [0, 's'],
-      exclusive: [0, 'x'],
-      unlock: [0, 'u'],
-      nonblock: [0, 'n'],
-      nb: [0, 'n'],
-      close: [0, 'o'],
-      'no-fork': [0, 'F'],
-      command: [1, 'c'],
-      timeout: [1, 'w'],
-      wait: [1, 'w'],
-      'conflict-exit-code': [1, 'E'],
-      verbose: [0],
-      help: [0, 'h'],
-      version: [0, 'V'],
-    },
-  });
+/** GNU time: -o/-a write a file of the output's choosing (`time -f TEXT -o FILE cmd` wrote TEXT to FILE). */
+function timeCmd(words: Word[]): Unwrapped {
+  const o = skipOptions(words, { short: '+agqvVo:f:p', long: { append: [0, 'a'], format: [1, 'f'], output: [1, 'o'], portability: [0, 'p'], quiet: [0, 'q'], verbose: [0, 'v'], ...HELP } });
   if (o.unknown) return opaque(o.unknown);
-  if (has(o, 'h', 'V')) return {};
-  if (o.index < words.length && !slot(words, o.index)) return opaque("flock's file comes from an expansion, which may be an option");
-  const script = o.opts.get('c');
-  if (typeof script === 'string') return { script: [textWord(script)], via: 'flock -c' };
-  const after = words.slice(o.index + 1);
-  const first = after[0];
-  if (first && !first.literal) return opaque('flock with an argument from an expansion after its file');
-  if (first?.value === '-c' || first?.value === '--command') return after[1] ? { script: [after[1]], via: 'flock -c' } : {};
-  return after.length ? { inner: after } : {};
+  if (has(o, 'V', 'help', 'version')) return {};
+  if (has(o, 'o', 'a')) return opaque('time --output writes a file');
+  const inner = words.slice(o.index);
+  return inner.length ? { inner } : {};
 }
 
 const SHELLS = ['sh', 'bash', 'dash', 'zsh', 'ksh', 'ash', 'mksh', 'yash', 'fish'];
+/** Shells whose grammar is POSIX sh's: bash's where bash-only syntax is absent (shell.ts BASH_ONLY). */
+const POSIX_SHELLS = new Set(['sh', 'dash', 'ash']);
 
 /** Wrapper specs by program base name. */
 export const WRAPPERS: Record<string, (words: Word[]) => Unwrapped> = {
@@ -537,8 +525,9 @@ export const WRAPPERS: Record<string, (words: Word[]) => Unwrapped> = {
   setsid: () => opaque('setsid starts the command in a new session, which outlives the run and its time limit'),
   builtin: simple({}),
   busybox: simple({ long: { list: [0], 'list-full': [0], install: [0] } }, ['list', 'list-full', 'install']),
-  coproc: simple({}),
-  time: simple({ short: '+agqvVo:f:p', long: { append: [0, 'a'], format: [1, 'f'], output: [1, 'o'], portability: [0, 'p'], quiet: [0, 'q'], verbose: [0, 'v'], ...HELP } }, ['V']),
+  // bash reads `coproc NAME compound` where the parser sees a command named NAME.
+  coproc: () => opaque('coproc, whose name and command the parser does not tell apart'),
+  time: timeCmd,
   command: simple({ short: 'pvV' }, ['v', 'V']),
   exec: simple({ short: 'cla:' }),
   nice: simple({ short: '+n:', long: { adjustment: [1, 'n'], ...HELP }, numeric: true }),
@@ -558,7 +547,8 @@ export const WRAPPERS: Record<string, (words: Word[]) => Unwrapped> = {
   trap,
   alias,
   chroot,
-  flock,
+  // flock creates the file it locks, and -c runs sh: a write and a script the policy does not see.
+  flock: (words) => (words.some((w) => w.value === '--help' || w.value === '-h' || w.value === '--version' || w.value === '-V') ? {} : opaque('flock creates its lock file')),
   eval: (words) => (words.length ? { script: words, via: 'eval' } : {}),
   source: (words) => (words.length ? { runsFile: true } : {}),
   '.': (words) => (words.length ? { runsFile: true } : {}),

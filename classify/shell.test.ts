@@ -306,7 +306,7 @@ const wrappers: ShCase[] = [
   { cmd: "trap 'rm -rf /' EXIT", cmds: [{ argv: ['rm', '-rf', '/'], via: 'trap' }] },
   { cmd: "alias ls='rm -rf /'", cmds: [{ argv: ['rm', '-rf', '/'], via: 'alias' }] },
   { cmd: "watch -n 1 'rm x'", cmds: [{ argv: ['rm', 'x'], via: 'watch' }] },
-  { cmd: "flock /tmp/l -c 'rm y'", cmds: [{ argv: ['rm', 'y'], via: 'flock -c' }] },
+  { cmd: "flock /tmp/l -c 'rm y'", err: 'WRIT_SHELL_UNKNOWN' }, // flock creates its lock file
   { cmd: 'builtin command busybox rm x', cmds: [{ argv: ['rm', 'x'], wrappers: ['builtin', 'command', 'busybox'] }] },
   { cmd: "bash <<'EOF'\nrm -rf /\nEOF", cmds: [{ argv: ['rm', '-rf', '/'], via: 'bash stdin' }], S: ['heredoc'] },
   { cmd: 'bash <<< "rm -rf /"', cmds: [{ argv: ['rm', '-rf', '/'], via: 'bash stdin' }], S: ['herestring'] },
@@ -406,7 +406,7 @@ const wrapperOptions: ShCase[] = [
   { cmd: "bash --norc -c 'touch M'", cmds: [{ argv: ['touch', 'M'], via: 'bash -c' }] },
   { cmd: "bash --nor -c 'touch M'", err: 'WRIT_SHELL_UNKNOWN' }, // bash matches long options whole
   { cmd: "flock ${F:--c} 'touch M' uptime", err: 'WRIT_SHELL_UNKNOWN' },
-  { cmd: "flock --comm 'touch M' /tmp/l", cmds: [{ argv: ['touch', 'M'], via: 'flock -c' }] },
+  { cmd: "flock --comm 'touch M' /tmp/l", err: 'WRIT_SHELL_UNKNOWN' }, // flock creates its lock file
   { cmd: 'chroot --userspec=app /srv uptime', cmds: [{ argv: ['uptime'], wrappers: ['chroot'] }] },
   { cmd: 'watch --ex uptime', cmds: [{ argv: ['uptime'], via: 'watch' }] },
   { cmd: 'watch --e uptime', err: 'WRIT_SHELL_UNKNOWN' }, // --errexit or --exec
@@ -450,6 +450,54 @@ const codeInArguments: ShCase[] = [
   { cmd: "find /var/log -name '*.gz' -mtime +7", cmds: [['find', '/var/log', '-name', '*.gz', '-mtime', '+7']] },
 ];
 
+// Where the parser and bash read the same text differently, the text is refused (found by a
+// report-only attack; each ran touch under bash while the facts showed only allowed programs).
+const grammarsPart: ShCase[] = [
+  { cmd: 'cat <<EOF\nEOF \ngrep -c x <<uptime\nEOF\ntouch M\nuptime', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'cat <<EOF\nEOF\t\ntouch M\nEOF', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'cat <<EOF\n EOF\ntouch M\nEOF', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'cat <<EOF\nEOF;\ntouch M\nEOF', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "cat <<'EOF'\nEOF \ntouch M\nEOF", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'cat <<-EOF\n  EOF\ntouch M\nEOF', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'cat <<-EOF\n\t\tEOF', cmds: [['cat']] },
+  { cmd: 'cat <<EOF\nbody\nEOF\nuptime', cmds: [['cat'], ['uptime']] },
+  { cmd: 'grep -c x <<EOF\n`touch M`\nEOF', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'grep -c x <<EOF\na ${x:-`touch M`} b\nEOF', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "grep -c x <<'EOF'\n`touch M`\nEOF", cmds: [['grep', '-c', 'x']] }, // a quoted delimiter: no expansion
+  { cmd: 'uptime ${NOPE:-`touch M`}', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'uptime ${NOPE:+`touch M`}', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'uptime ${NOPE/x/`touch M`}', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: `uptime "\${NOPE:-'$(touch M)'}"`, err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: `uptime "\${NOPE:-'\`touch M\`'}"`, err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "coproc uptime [[ 1 -eq 'x[$(touch M)]' ]]", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'coproc uptime { touch M; }', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "time [[ 1 -eq 'x[$(touch M)]' ]]", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'uptime | uniq -c \\ #; touch M', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'df -h | sort -k 1\f#; touch M', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'df -h | sort -k 1\v#; touch M', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'uptime\r; touch M', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "printf '%s' 'a\fb'", cmds: [['printf', '%s', 'a\fb']] }, // quoted: a character like any other
+  { cmd: 'uptime # a comment; touch M', cmds: [['uptime']] },
+  { cmd: 'uptime;# a comment', cmds: [['uptime']] },
+  { cmd: `watch -n 1 'uptime $'"'"'\\'"'"' ; touch M ; #'"'"''`, err: 'WRIT_SHELL_UNKNOWN' }, // watch runs sh: no $'…'
+  { cmd: "sh -c 'uptime &>/dev/null'", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "dash -c '((touch M))'", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "zsh -c 'ls *(e:touch M:)'", err: 'WRIT_SHELL_UNKNOWN' },
+  {
+    cmd: "sh -c 'uptime; df -h'",
+    cmds: [
+      { argv: ['uptime'], via: 'sh -c' },
+      { argv: ['df', '-h'], via: 'sh -c' },
+    ],
+  },
+  { cmd: "time -f 'touch M' -o /tmp/x uptime", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'command time --output=/tmp/x uptime', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'env -C /etc grep -h root passwd', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'sudo -D /etc cat passwd', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'xargs -a /etc/passwd id', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'flock /tmp/l uptime', err: 'WRIT_SHELL_UNKNOWN' },
+];
+
 table('lists, pipelines and substitutions', lists);
 table('compound commands and functions', compound);
 table('quote removal and backslash tricks', quoting);
@@ -457,6 +505,7 @@ table('programs from expansions are unknown', unknown);
 table('wrappers are unwrapped', wrappers);
 table("wrappers' options are read as the programs read them", wrapperOptions);
 table('programs that run code named in their arguments', codeInArguments);
+table('where the parser and bash part, the text is refused', grammarsPart);
 table('redirections', redirections);
 table('errors fail closed', errors);
 

@@ -53,6 +53,9 @@ class ShellWalker {
       if (tree.rootNode.namedChildren.some((c) => c && c.type !== 'comment')) this.statements += 1;
       const err = firstError(tree.rootNode);
       if (err) this.parseError ??= `${err}${what}`;
+      // The parser takes \r, \f and \v for blanks where bash takes them for word characters
+      // (`sort -k 1\f#; touch M` ran touch): outside quotes they are refused.
+      if (/[\r\f\v]/.test(text) && unquotedControl(tree.rootNode, text)) this.opaque.push('a carriage return, form feed or vertical tab outside quotes');
       this.walk(tree.rootNode, { ...frame, src: text });
     } finally {
       tree.delete();
@@ -81,6 +84,9 @@ class ShellWalker {
         this.assign(node);
         return this.walkChildren(node, f);
       case 'comment':
+        // bash starts a comment only where a word can start: `\ #` and `1\f#` are words to it, so
+        // what follows them ran while the parser saw a comment.
+        if (!startsWord(f.src, node.startIndex)) this.opaque.push('a # that bash reads inside a word, where the parser saw a comment');
         return;
       case 'function_definition':
         this.structure.add('function_definition');
@@ -117,6 +123,8 @@ class ShellWalker {
     const risk = arithNodeRisk(node) ?? (node.type === 'test_command' ? testNodeRisk(node) : undefined);
     if (risk) this.opaque.push(risk);
     // Expansions as nodes, and as text where tree-sitter leaves them as text (`$[ x ]` in a here-document).
+    // The parser keeps backticks in an expanding here-document as text; bash runs them.
+    if (node.type === 'heredoc_body' && expandsBody(node) && node.text.includes('`')) this.opaque.push('backticks in a here-document, which the parser keeps as text');
     if (node.type === 'expansion' || node.type === 'string' || node.type === 'word' || (node.type === 'heredoc_body' && expandsBody(node))) {
       const r = expansionRisk(node.text.replace(/\\\n/g, '')); // bash drops backslash-newline first
       if (r.risk) this.opaque.push(r.risk);
@@ -225,6 +233,12 @@ class ShellWalker {
       const args = words.slice(1);
       // A name from an expansion, a glob or brace expansion is only known when the command runs.
       if (!prog.literal || prog.glob) return record(prog, args, { unknown: true });
+      // A reserved word where the parser saw a command name means the two grammars parted
+      // (`coproc NAME [[ … ]]`, `time [[ … ]]`): what bash runs there is not what the facts say.
+      if (RESERVED_WORDS.has(prog.value)) {
+        this.opaque.push(`the reserved word ${prog.value} where the parser saw a command`);
+        return record(prog, args, { opaque: true });
+      }
       const base = prog.value.slice(prog.value.lastIndexOf('/') + 1);
       if (base === 'find') {
         record(prog, args);
@@ -247,8 +261,21 @@ class ShellWalker {
       }
       const inner: Frame = { src: '', depth: f.depth + 1, wrappers: [...wrappers, base], env, via: r.via ?? `${base} stdin` };
       if (r.script) {
+        const script = r.script.map((w) => w.value).join(' ');
+        // The script is parsed with bash's grammar: one run by another shell is read only where
+        // the two agree (dash has no $'…': a ' inside one ended the word and ran what followed).
+        const other =
+          r.shell === 'other'
+            ? `${inner.via} runs a shell whose grammar is not bash's`
+            : r.shell === 'posix' && BASH_ONLY.test(script)
+              ? `${inner.via} runs sh, which reads bash-only syntax differently`
+              : undefined;
+        if (other) {
+          this.opaque.push(other);
+          return record(prog, args, { opaque: true });
+        }
         if (r.script.every((w) => w.literal) && inner.depth <= MAX_DEPTH) {
-          this.parse(r.script.map((w) => w.value).join(' '), inner, ` in a ${inner.via} script`);
+          this.parse(script, inner, ` in a ${inner.via} script`);
           return;
         }
         return record(prog, args, { opaque: true });
@@ -323,7 +350,10 @@ class ShellWalker {
     if (node.type === 'heredoc_redirect') {
       this.structure.add('heredoc');
       const start = node.namedChildren.find((c) => c?.type === 'heredoc_start');
-      rec({ op: redirectOp(node), target: unescapeUnquoted((start?.text ?? '').replace(/['"]/g, '')), writes: false, reads: false, glob: false });
+      const delimiter = unescapeUnquoted((start?.text ?? '').replace(/['"]/g, ''));
+      const risk = heredocEndRisk(node, f.src, delimiter, redirectOp(node) === '<<-');
+      if (risk) this.opaque.push(risk);
+      rec({ op: redirectOp(node), target: delimiter, writes: false, reads: false, glob: false });
       for (const c of node.namedChildren) if (c && c.type !== 'heredoc_start' && c.type !== 'heredoc_end') this.walk(c, f);
       return;
     }
@@ -345,6 +375,64 @@ class ShellWalker {
     rec({ op, target, writes, reads, glob: word?.glob === true });
     this.walkChildren(node, f);
   }
+}
+
+const QUOTED = new Set(['raw_string', 'ansi_c_string', 'string_content', 'heredoc_body', 'heredoc_content']);
+const CODE = new Set(['command_substitution', 'process_substitution']);
+
+/**
+ * Whether a \r, \f or \v of the text lies outside quotes: the innermost quoted text or
+ * substitution around it decides (a substitution inside a string or here-document is code again).
+ */
+function unquotedControl(root: Node, text: string): boolean {
+  const spans: Array<{ a: number; b: number; quoted: boolean }> = [];
+  const visit = (n: Node) => {
+    if (QUOTED.has(n.type)) spans.push({ a: n.startIndex, b: n.endIndex, quoted: true });
+    else if (CODE.has(n.type)) spans.push({ a: n.startIndex, b: n.endIndex, quoted: false });
+    for (const c of n.namedChildren) if (c) visit(c);
+  };
+  visit(root);
+  for (let i = 0; i < text.length; i++) {
+    if (!/[\r\f\v]/.test(text[i] as string)) continue;
+    let best: { a: number; b: number; quoted: boolean } | undefined;
+    for (const sp of spans) if (i >= sp.a && i < sp.b && (!best || sp.b - sp.a < best.b - best.a)) best = sp;
+    if (!best?.quoted) return true;
+  }
+  return false;
+}
+
+/** bash's reserved words: never the name of a command bash runs. */
+const RESERVED_WORDS = new Set(['!', 'case', 'coproc', 'do', 'done', 'elif', 'else', 'esac', 'fi', 'for', 'function', 'if', 'in', 'select', 'then', 'until', 'while', '{', '}', '[[', ']]']);
+
+/** Syntax bash has and a POSIX sh (dash) reads otherwise; over-matching only refuses more. */
+const BASH_ONLY = /\$'|\$"|\(\(|\[\[|[<>]\(|&>|\|&|;;&|;&|<<<|\bfunction\b|\bselect\b|\bcoproc\b|\{[^}\s]*(,|\.\.)[^}\s]*\}/;
+
+/** Whether a # at `i` starts a word for bash: at the start, or after an unescaped blank or operator. */
+function startsWord(src: string, i: number): boolean {
+  if (i === 0) return true;
+  if (!' \t\n;&|()<>'.includes(src[i - 1] as string)) return false;
+  let slashes = 0;
+  for (let k = i - 2; k >= 0 && src[k] === '\\'; k--) slashes++;
+  return slashes % 2 === 0;
+}
+
+/**
+ * bash ends a here-document at the first line that is exactly its delimiter (after leading tabs
+ * with <<-). The parser also ended one at `EOF ` or `EOF\r`: the two then disagreed on where the
+ * body ends, and a command bash ran was read as a second here-document's body.
+ */
+function heredocEndRisk(node: Node, src: string, delimiter: string, dash: boolean): string | undefined {
+  const body = node.namedChildren.find((c) => c?.type === 'heredoc_body');
+  const end = node.namedChildren.find((c) => c?.type === 'heredoc_end');
+  if (!end) return 'a here-document without its end line';
+  const from = body ? body.startIndex : end.startIndex;
+  const lineStart = src.lastIndexOf('\n', end.startIndex - 1) + 1;
+  const lineEnd = src.indexOf('\n', end.startIndex);
+  const lines = src.slice(src.lastIndexOf('\n', from - 1) + 1, lineEnd < 0 ? undefined : lineEnd).split('\n');
+  const norm = (l: string) => (dash ? l.replace(/^\t+/, '') : l);
+  if (norm(src.slice(lineStart, lineEnd < 0 ? undefined : lineEnd)) !== delimiter) return 'a here-document whose end line bash reads differently';
+  if (lines.slice(0, -1).some((l) => norm(l) === delimiter)) return 'a here-document that bash ends earlier than the parser';
+  return undefined;
 }
 
 /** A here-document body is expanded unless its delimiter is quoted or escaped. */

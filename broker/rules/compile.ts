@@ -264,8 +264,12 @@ function shellSection(m: ShellMatch, scope: Scope): Section<ShellView, CommandVi
   } else if (grant) batch.push(boolCheck('shell.network false (default for grants)', (v) => (v.facts.network?.length ?? 0) > 0, false));
   if (m.constructs) batch.push(listCheck(L('constructs', m.constructs), (v) => v.facts.structure, globMatcher(new GlobSet(m.constructs)), scope));
 
-  if (m.programs) unit.push(listCheck(L('programs', m.programs), (u) => [u.program], programMatcher(new GlobSet(m.programs)), scope));
-  if (m.notPrograms) unit.push(listCheck(L('notPrograms', m.notPrograms), (u) => [u.program], programMatcher(new GlobSet(m.notPrograms)), scope, true));
+  // A denial, and notPrograms, name programs wherever they run, wrappers included: `busybox uptime`
+  // and `bash -c uptime` run busybox and bash, which a deny list of them must catch. A grant's
+  // programs are what finally runs (its wrappers are checked by `wrappers`).
+  const withWrappers = (u: CommandView) => (u.c.wrappers.length === 0 ? [u.program] : [u.program, ...u.c.wrappers]);
+  if (m.programs) unit.push(listCheck(L('programs', m.programs), scope === 'any' ? withWrappers : (u) => [u.program], programMatcher(new GlobSet(m.programs)), scope));
+  if (m.notPrograms) unit.push(listCheck(L('notPrograms', m.notPrograms), withWrappers, programMatcher(new GlobSet(m.notPrograms)), scope, true));
   if (m.args) unit.push(argsCheck(L('args', m.args), m.args, (u: CommandView) => u, scope));
   if (m.argv) unit.push(argvCheck(L('argv', m.argv), m.argv, (u: CommandView) => u, scope));
   if (m.wrappers) unit.push(listCheck(L('wrappers', m.wrappers), (u) => u.c.wrappers, programMatcher(new GlobSet(m.wrappers)), scope));

@@ -146,6 +146,8 @@ function shellView(facts: ShellFacts): ShellView {
     const base = program === null ? null : program.slice(program.lastIndexOf('/') + 1);
     if (program !== null) keys.add(`sh:${program}`);
     if (base !== null) keys.add(`sh:${base}`);
+    // A denial's programs match wrappers too (compile.ts): they are keys of the command as well.
+    for (const w of c.wrappers) keys.add(`sh:${w}`);
     const own = Object.keys(c.env);
     const envNames = assigned.length === 0 ? own : [...new Set([...own, ...assigned])];
     // Facts from before the classifier marked globs: any glob character counts as an unquoted glob.
