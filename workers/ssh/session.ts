@@ -4,6 +4,7 @@
  * remote command, and report its exit code or signal.
  */
 import type { Client, ClientChannel } from 'ssh2';
+import { quoteShellArg } from '../../classify/index.ts';
 import { WritError } from '../../schemas/index.ts';
 import type { StreamOutput } from '../executor.ts';
 
@@ -127,9 +128,15 @@ function killSessions(conn: Client): void {
 const SID_PROBE = `printf 'writ-sid %s\\n' "$$" >&2`;
 const SID_LINE = /^writ-sid ([0-9]{1,10})$/;
 
-/** The line the remote shell runs: the probe on its own line, then the approved command as is. */
-function probedLine(line: string): string {
-  return `${SID_PROBE}\n${line}`;
+/**
+ * What the remote login shell is sent: the probe, then bash running the approved line. The
+ * classifier read the line with bash's grammar; the login shell may be another one (dash has no
+ * `$'…'`, so `uptime $'\'' ; touch M ; #'` ran touch under it), so the line reaches bash as one
+ * single-quoted argument, which every POSIX shell reads alike. `exec` keeps the PID, and so the
+ * session the probe reported. Without bash on the host nothing runs (exit 127).
+ */
+export function remoteLine(line: string): string {
+  return `${SID_PROBE}\nexec bash -c ${quoteShellArg(line)}`;
 }
 
 /** Kills what is left of a run's session; resolves when the channel running the kill closes, or after `graceMs`. */
@@ -217,7 +224,7 @@ class RemoteRun {
     this.#timers.push(setTimeout(() => this.stop(new WritError('WRIT_EXEC_TIMEOUT', `the command ran past ${this.limits.timeoutMs} ms and was killed`)), this.limits.timeoutMs));
     this.signal.addEventListener('abort', this.#onAbort, { once: true });
     this.conn.once('close', this.#onConnLost);
-    this.conn.exec(probedLine(line), (err, ch) => {
+    this.conn.exec(remoteLine(line), (err, ch) => {
       if (err) {
         // The exec request was refused: nothing ran.
         this.#fail(this.#stopping ?? new WritError('WRIT_TARGET_UNAVAILABLE', 'the target refused to start the command', { cause: err }));
