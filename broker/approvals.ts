@@ -43,7 +43,7 @@ import {
 import type { VerifiedIdentity, IdentityVerifier } from './identity.ts';
 import type { CommandFacts, PolicyDecision } from './policy.ts';
 import { grantSpecOf } from './grants.ts';
-import type { PendingSealer } from './seal-record.ts';
+import type { RecordSealer } from './seal-record.ts';
 import { redactCommand, redactDeep, redactText } from './redact.ts';
 
 const enc = new TextEncoder();
@@ -155,7 +155,7 @@ export interface ApprovalsDeps {
   /** Signs and publishes the order of an approved intent; returns the dispatched record. */
   dispatch(rec: IntentRecord, revision: number): Promise<void>;
   /** Signs and checks the pending part of records (only a broker writes it). */
-  sealer: PendingSealer;
+  sealer: RecordSealer;
   /** The statement shapes of a command on a target (for what a window allows). */
   shapesOf(target: string, command: Command): string[];
 }
@@ -487,12 +487,25 @@ export class Approvals {
         };
       } else {
         // The same approver voting twice counts once.
-        // Distinct humans count: a second identity of a human who already voted counts once.
-        const votedBy = new Set(p.votes.map((v) => v.human ?? v.sub));
+        // Distinct humans count: a vote speaks for every human it names (the voter, and the human
+        // its token acts for), and one that shares any of them with a counted vote counts once,
+        // whichever came first (an assistant acting for dora, then dora, counted twice).
+        const votedBy = new Set(p.votes.flatMap((v) => v.humans ?? [v.human ?? v.sub]));
         const counted = voterHumans.some((h) => votedBy.has(h)) || p.votes.some((v) => !v.human && v.sub === approver.sub);
         const votes = counted
           ? p.votes
-          : [...p.votes, { sub: approver.sub, human: voterHumans[0]!, at: now, decisionId: d.decisionId, via: approver.via, ...(d.windowSec ? { windowSec: d.windowSec } : {}) }];
+          : [
+              ...p.votes,
+              {
+                sub: approver.sub,
+                human: voterHumans[0]!,
+                humans: [...new Set(voterHumans)],
+                at: now,
+                decisionId: d.decisionId,
+                via: approver.via,
+                ...(d.windowSec ? { windowSec: d.windowSec } : {}),
+              },
+            ];
         if (votes === p.votes) {
           await audit.append({
             sessionId: rec.sessionId,
@@ -502,7 +515,8 @@ export class Approvals {
           });
           return rec.state;
         }
-        next = { ...rec, pending: { ...p, votes }, updatedAt: now };
+        // Re-signed with the vote: the count trusts only votes this broker wrote.
+        next = this.#d.sealer.seal({ ...rec, pending: { ...p, votes }, updatedAt: now });
       }
       let revision: number;
       try {

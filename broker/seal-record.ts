@@ -4,12 +4,19 @@
  * broker, and signed by it: workers can write the intents bucket (every run needs its
  * compare-and-set), so a record planted or edited there (an approver group of `analysts`, a
  * `write` mode) would otherwise be trusted at vote and at dispatch. Votes and dispatch verify
- * the signature first; the votes themselves are outside it (they change with each vote).
+ * the signature first. The votes are inside it, re-signed with each vote the broker counts: a
+ * vote added by anyone else (a worker's login adding `{ sub: 'nobody' }`) made the count.
+ *
+ * A `dispatched` record is signed too, over what a grant is built from (identity, command
+ * digest, grant spec and expiry, reply): the broker re-sends an order from a record it finds on
+ * a resubmission, and one planted or edited there (state `dispatched`, a `write` grant) had it
+ * sign a grant no decision made.
  */
 import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { canonicalJson, WritError, type IntentRecord } from '../schemas/index.ts';
 
-const CONTEXT = 'writ.pending.v1\n';
+const CONTEXT = 'writ.pending.v2\n';
+const DISPATCH_CONTEXT = 'writ.dispatch.v1\n';
 
 function signedPart(rec: IntentRecord): string {
   const p = rec.pending!;
@@ -28,13 +35,33 @@ function signedPart(rec: IntentRecord): string {
       spec: p.spec,
       expiresAt: p.expiresAt,
       order: p.order,
+      votes: p.votes,
       // The policy version a window granted on this record is bound to (approvals windowScopeOf).
       policyVersion: rec.decision?.policyVersion ?? null,
     })
   );
 }
 
-export class PendingSealer {
+function dispatchPart(rec: IntentRecord): string {
+  return (
+    DISPATCH_CONTEXT +
+    canonicalJson({
+      intentId: rec.intentId,
+      sessionId: rec.sessionId,
+      target: rec.target,
+      kind: rec.kind,
+      principal: rec.principal,
+      commandSha256: rec.commandSha256,
+      grant: rec.grant ?? null,
+      grantId: rec.grantId ?? null,
+      grantExp: rec.grantExp ?? null,
+      reply: rec.reply ?? null,
+      policyVersion: rec.decision?.policyVersion ?? null,
+    })
+  );
+}
+
+export class RecordSealer {
   readonly #priv: KeyObject;
   readonly #pub: KeyObject;
 
@@ -47,6 +74,19 @@ export class PendingSealer {
   seal(rec: IntentRecord): IntentRecord {
     const sig = sign(null, Buffer.from(signedPart(rec)), this.#priv).toString('base64url');
     return { ...rec, pending: { ...rec.pending!, sig } };
+  }
+
+  /** The record with its dispatch signed (state `dispatched`). */
+  sealDispatch(rec: IntentRecord): IntentRecord {
+    return { ...rec, dispatchSig: sign(null, Buffer.from(dispatchPart(rec)), this.#priv).toString('base64url') };
+  }
+
+  /** Throws WRIT_RECORD_TAMPERED unless the record's dispatch is the broker's, unchanged. */
+  checkDispatch(rec: IntentRecord): void {
+    const sig = rec.dispatchSig;
+    if (rec.state !== 'dispatched' || !sig || !verify(null, Buffer.from(dispatchPart(rec)), this.#pub, Buffer.from(sig, 'base64url'))) {
+      throw new WritError('WRIT_RECORD_TAMPERED', 'the dispatched intent was not written by a broker, or was changed since; no order is sent');
+    }
   }
 
   /** Throws WRIT_RECORD_TAMPERED unless the pending part is the broker's, unchanged. */

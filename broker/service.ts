@@ -43,6 +43,7 @@ import {
 import {
   buildOutcome,
   commandText,
+  IdSchema,
   sha256Hex,
   toWritError,
   WritError,
@@ -61,7 +62,7 @@ import { createCommandClassifier, type ClassifyCommand } from './classify-comman
 import { SessionOwners } from './sessions.ts';
 import { sealCommandForAuditors } from '../audit/index.ts';
 import { commandShapes } from './approvals.ts';
-import { PendingSealer } from './seal-record.ts';
+import { RecordSealer } from './seal-record.ts';
 import { buildGrantClaims, grantSpecOf } from './grants.ts';
 import type { IdentityVerifier, VerifiedIdentity } from './identity.ts';
 import { intake, type Refusal } from './intake.ts';
@@ -123,7 +124,7 @@ export class Broker {
   readonly #targets: Map<string, TargetConfig>;
   readonly #classify: ClassifyCommand;
   #sessions!: SessionOwners;
-  #sealer!: PendingSealer;
+  #sealer!: RecordSealer;
   /** The span of each intent being handled: its trace context goes on the order and the reply. */
   readonly #traces = new Map<string, Span>();
 
@@ -159,7 +160,7 @@ export class Broker {
     this.#jsm = await jetstreamManager(nc);
     this.#kv = await provision(nc, this.#jsm, n, config);
     this.#sessions = new SessionOwners(this.#kv.sessions, config.limits.sessionOwnersMax);
-    this.#sealer = new PendingSealer(readFileSync(config.grants.keyFile, 'utf8'));
+    this.#sealer = new RecordSealer(readFileSync(config.grants.keyFile, 'utf8'));
     // Every block this broker appends is signed with its own key (audit/keys.ts).
     const auditKey = serviceAuditKey(config, 'broker', (e) => this.#d.log.error({ err: e }, 'audit key registry unreadable'));
     this.#d.log.info({ auditKeyId: auditKey.keyId }, 'audit signing key');
@@ -335,8 +336,16 @@ export class Broker {
       this.#reply(reply.spec, buildOutcome({ intentId: partial.id, sessionId: partial.sessionId, status: 'denied', error: error.toReply() }));
     }
     if (asked !== undefined && !reply?.ok) await this.#replyRefused(asked, who, partial.id);
-    // Audited under the sender's session when it can be identified; otherwise under a system session.
-    const sessionId = who && partial.sessionId ? partial.sessionId : '_unattributed';
+    // Audited under the sender's session when it is verified and owns that session; otherwise under
+    // a system session (another agent's session id in a bad intent planted events in its chain).
+    let sessionId = '_unattributed';
+    if (who && partial.sessionId && IdSchema.safeParse(partial.sessionId).success) {
+      const owned = await this.#sessions.check(partial.sessionId, who.principal).then(
+        () => true,
+        () => false,
+      );
+      if (owned) sessionId = partial.sessionId;
+    }
     await this.#audit.append({
       sessionId,
       intentId: who ? partial.id : undefined,
@@ -467,7 +476,7 @@ export class Broker {
     const nowSec = Math.floor(Date.now() / 1000);
     const gid = intent.id;
     const grantExp = nowSec + this.#d.config.grants.ttlSec;
-    const record: IntentRecord = {
+    const record: IntentRecord = this.#sealer.sealDispatch({
       intentId: intent.id,
       sessionId: intent.sessionId,
       target: target.name,
@@ -483,7 +492,7 @@ export class Broker {
       ...(reply ? { reply } : {}),
       createdAt: Date.now(),
       updatedAt: Date.now(),
-    };
+    });
     const claims = buildGrantClaims(record, { nowSec, ttlSec: this.#d.config.grants.ttlSec, exp: grantExp, policyVersion: decision.policyVersion, storeKey: this.#store.publicKey });
     // The dispatch evidence and the record are stored side by side (one round trip, not two),
     // both before the order goes out: a broker lost before the order leaves evidence and no
@@ -505,7 +514,10 @@ export class Broker {
   /** Approved: the pending record becomes `dispatched` (compare-and-set) and its order goes out. */
   async #dispatchApproved(rec: IntentRecord, revision: number): Promise<void> {
     const p = rec.pending!;
-    this.#sealer.check(rec);
+    this.#sealer.check(rec); // the votes included
+    if (new Set(p.votes.flatMap((v) => v.humans ?? [v.human ?? v.sub])).size < p.spec.count) {
+      throw new WritError('WRIT_RECORD_TAMPERED', 'the approval has fewer distinct humans than it needs; nothing is run');
+    }
     const target = this.#targets.get(rec.target);
     if (!target) throw new WritError('WRIT_DECISION_CHANGED', `the target ${rec.target} is no longer configured`);
     const nowSec = Math.floor(Date.now() / 1000);
@@ -524,14 +536,14 @@ export class Broker {
     }
     const withGrant: IntentRecord = { ...rec, grant: grantSpecOf(now) };
     const claims = buildGrantClaims(withGrant, { nowSec, ttlSec: this.#d.config.grants.ttlSec, policyVersion: this.#policy.version, storeKey: this.#store.publicKey });
-    const next: IntentRecord = {
+    const next: IntentRecord = this.#sealer.sealDispatch({
       ...withGrant,
       state: 'dispatched',
       grantId: claims.gid,
       grantExp: claims.exp,
       updatedAt: Date.now(),
       runDeadline: claims.exp + Math.ceil(claims.limits.seconds ?? 30) + this.#d.config.limits.sweepMarginSec,
-    };
+    });
     const rev = await updateRecord(this.#kv.intents, next, revision);
     // Evidence first, then the order (see #process).
     await this.#audit.append({
@@ -611,6 +623,17 @@ export class Broker {
       // Re-sent from the record's GrantSpec: the same mode, limits and masking that were decided.
       // A record without one (never decided to run) is not re-sent; the sweeper ends it.
       if (existing.grant && existing.grantExp && existing.grantExp > nowSec) {
+        // Only from a record this broker signed as dispatched: a worker's login can write the
+        // bucket, and a planted `dispatched` record (a denied principal's write, an approval no
+        // one gave) had this path sign its grant.
+        try {
+          this.#sealer.checkDispatch(existing);
+        } catch (e) {
+          const err = toWritError(e);
+          audit('intent.rejected', { code: err.code, reason: err.message });
+          this.#d.log.warn({ intentId: intent.id, code: err.code }, 'a dispatched record the broker did not sign; no order sent');
+          return;
+        }
         const claims = buildGrantClaims(existing, {
           nowSec,
           ttlSec: this.#d.config.grants.ttlSec,

@@ -280,11 +280,13 @@ export const PendingSchema = z.strictObject({
       windowSec: z.number().int().optional(),
       /** The human the vote counts for (config approvals.humans, else issuer and subject). */
       human: z.string().optional(),
+      /** Every human the vote speaks for (the voter, and the human its token acts for): none of them counts twice. */
+      humans: z.array(z.string()).optional(),
     }),
   ),
   /** The order to sign once approved (the command text is audited; it stays here only while pending). */
   order: z.strictObject({ command: CommandSchema, mode: AccessModeSchema, limits: LimitsSchema, mask: z.unknown().optional(), replyTo: InboxSchema.optional() }),
-  /** The broker's signature over everything here but the votes, and the record's identity (broker/seal-record.ts). */
+  /** The broker's signature over everything here, votes included, and the record's identity (broker/seal-record.ts). */
   sig: z.string().optional(),
 });
 export type Pending = z.infer<typeof PendingSchema>;
@@ -315,6 +317,8 @@ export const IntentRecordSchema = z.strictObject({
    * its verified token), the reply subject (checked to be under it) and the key outcomes are sealed to.
    */
   reply: z.strictObject({ inbox: InboxIdSchema, to: InboxSchema.optional(), key: X25519KeySchema }).optional(),
+  /** The broker's signature over what a grant for this intent is built from, once dispatched (broker/seal-record.ts). */
+  dispatchSig: z.string().optional(),
   createdAt: z.number().int(),
   updatedAt: z.number().int(),
 });

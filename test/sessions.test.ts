@@ -2,6 +2,7 @@
  * A session belongs to the principal that opened it: another principal can neither run an
  * intent in it nor `explain` into it, so nothing of theirs lands in its audit chain.
  */
+import { jetstream } from '@nats-io/jetstream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { readSession } from '../audit/index.ts';
 import { startStack, type Stack } from './fixture.ts';
@@ -34,4 +35,25 @@ it('refuses another principal an intent or an explain in a session it did not op
   expect(un.some((e) => e.type === 'session.refused' && JSON.stringify(e.payload).includes('mallory'))).toBe(true);
   // Alice still uses her session.
   expect((await alice.run({ target: 'db', sql: 'SELECT 4 AS four' })).status).toBe('succeeded');
+});
+
+it("audits another principal's refused intent under _unattributed, never in the session it names", async () => {
+  const sessionId = 's_owned_by_alice_2';
+  const alice = s.client(await s.token('alice', ['analysts']), sessionId);
+  const done = await alice.run({ target: 'db', sql: 'SELECT 1 AS one' });
+  expect(done.status).toBe('succeeded');
+  const before = await readSession({ nc: s.nc, names: s.names, sessionId });
+  // Refused at intake (a deadline long past, an unknown key), naming alice's session and intent.
+  const token = await s.token('mallory', ['analysts']);
+  const base = { v: 1, type: 'intent', id: done.intentId, sessionId, target: 'db', command: { kind: 'sql', sql: 'SELECT 2' }, token, submittedAt: Date.now() };
+  await jetstream(s.nc).publish(s.names.intent('db'), JSON.stringify({ ...base, deadline: 1 }), { msgID: 'mallory-refused-1' });
+  await jetstream(s.nc).publish(s.names.intent('db'), JSON.stringify({ ...base, extra: 'x' }), { msgID: 'mallory-refused-2' });
+  let un: Awaited<ReturnType<typeof readSession>> = [];
+  for (let i = 0; i < 50 && un.filter((e) => e.type === 'intent.rejected_input' && JSON.stringify(e.payload).includes('mallory')).length < 2; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    un = await readSession({ nc: s.nc, names: s.names, sessionId: '_unattributed' });
+  }
+  expect(un.filter((e) => e.type === 'intent.rejected_input' && JSON.stringify(e.payload).includes('mallory')).length).toBe(2);
+  const after = await readSession({ nc: s.nc, names: s.names, sessionId });
+  expect(after.length).toBe(before.length);
 });
