@@ -304,7 +304,8 @@ export function analyzeBlock(data, sessionId, checkpointSession, evidence = fals
     if (eventHash(ev) !== ev.hash) fail(i, ev.id, 'hash does not match the event (altered)');
     if (sessionId === checkpointSession) (checkpoints ??= []).push(ev);
     else if (ev.type === 'checkpoint') fail(i, ev.id, 'checkpoint outside the checkpoint session');
-    if (evidence && ev.intentId !== undefined) (found ??= []).push(ev.intentId, ev.type);
+    // A vote is evidence of an approval only when the broker counted it.
+    if (evidence && ev.intentId !== undefined) (found ??= []).push(ev.intentId, ev.type === 'approval.vote' && ev.payload?.counted !== true ? 'approval.vote.uncounted' : ev.type);
     prev = ev.hash;
     lastHash = ev.hash;
     lastId = ev.id;

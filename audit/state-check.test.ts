@@ -168,4 +168,34 @@ describe('verify against state', () => {
     const old = await verify({ nc: s.nc, names: s.names, sessionId: sid, againstState: true, stateGraceMs: 0 });
     expect(old.state!.findings).toEqual([{ intentId: id, sessionId: sid, state: 'denied', missing: ['intent.received', 'intent.denied'] }]);
   });
+
+  it('reports an intent that asked for approval and ran with no counted vote in its chain', async () => {
+    const w = new AuditWriter({ js: jetstream(s.nc), jsm: await jetstreamManager(s.nc), names: s.names, actor: { kind: 'broker', id: 'fixture' } });
+    const sid = uniqueName('novote');
+    const [noVote, voted] = [uniqueName('novote'), uniqueName('voted')];
+    for (const id of [noVote, voted]) {
+      const rec = {
+        intentId: id,
+        sessionId: sid,
+        target: 'db',
+        kind: 'postgres',
+        principal: { sub: 'a', iss: 'x', groups: [] },
+        state: 'succeeded',
+        grantId: id,
+        commandSha256: '0'.repeat(64),
+        createdAt: OLD,
+        updatedAt: OLD,
+      };
+      await s.broker.buckets.intents.put(id, enc.encode(JSON.stringify(rec)));
+      await s.broker.buckets.claims.put(id, enc.encode(JSON.stringify({ worker: 'w-1', at: OLD, iid: id })));
+      await w.append({ sessionId: sid, intentId: id, type: 'intent.received' });
+      await w.append({ sessionId: sid, intentId: id, type: 'approval.requested' });
+      // A vote that was not counted (already voted, refused) is no approval.
+      await w.append({ sessionId: sid, intentId: id, type: 'approval.vote', payload: { by: 'x', counted: id === voted } });
+      for (const type of ['intent.dispatched', 'exec.claimed', 'exec.finished']) await w.append({ sessionId: sid, intentId: id, type });
+    }
+    await w.close();
+    const r = await verify({ nc: s.nc, names: s.names, sessionId: sid, againstState: true, stateGraceMs: 0 });
+    expect(r.state!.findings).toEqual([{ intentId: noVote, sessionId: sid, state: 'succeeded', claimed: true, missing: ['approval.vote'] }]);
+  });
 });

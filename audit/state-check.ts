@@ -36,6 +36,8 @@ const BIT: Readonly<Record<string, number>> = {
   'exec.finished': 256,
   'exec.lost': 512,
   'exec.expired': 1024,
+  /** A vote the broker counted (block-check.mjs marks the others). */
+  'approval.vote': 2048,
 };
 const RAN = new Set(['dispatched', 'running', 'succeeded', 'failed', 'unknown']);
 const APPROVAL_ENDS: Readonly<Record<string, string>> = { rejected: 'approval.rejected', expired: 'approval.expired', cancelled: 'approval.cancelled' };
@@ -155,6 +157,9 @@ function missingFor(r: Rec): string[] {
   if (r.state === 'pending' || r.state in APPROVAL_ENDS) need.push(['approval.requested']);
   if (r.state in APPROVAL_ENDS) need.push([APPROVAL_ENDS[r.state]!]);
   if (RAN.has(r.state)) need.push(['intent.dispatched']);
+  // An intent that asked for approval and then ran was approved: a dispatch with no counted vote
+  // in the chain is a record someone else moved on (a worker's login can write the bucket).
+  if (RAN.has(r.state) && (r.seen & BIT['approval.requested']!) !== 0) need.push(['approval.vote']);
   if (r.claimed) need.push(['exec.claimed', 'exec.lost']);
   if (r.state === 'succeeded') need.push(['exec.finished']);
   if (r.state === 'failed') need.push(r.claimed ? ['exec.finished'] : ['exec.finished', 'exec.expired']);
