@@ -29,6 +29,9 @@ beforeAll(async () => {
     CREATE TABLE lk (id int);
     CREATE TABLE hidden (id int);
     REVOKE ALL ON hidden FROM ${db.roles.read.user};
+    CREATE FUNCTION dba_leave_state() RETURNS void LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('work_mem', '99kB', false); PERFORM pg_advisory_lock(44); EXECUTE 'LISTEN ch2'; END$$;
+    CREATE PROCEDURE dba_escape_password() LANGUAGE plpgsql AS $$BEGIN COMMIT; SET TRANSACTION READ WRITE; ALTER ROLE CURRENT_USER PASSWORD 'chosen-by-the-agent'; END$$;
+    CREATE PROCEDURE dba_escape_settings() LANGUAGE plpgsql AS $$BEGIN COMMIT; SET TRANSACTION READ WRITE; ALTER ROLE CURRENT_USER SET work_mem = '77kB'; END$$;
   `);
   ex = executor(1);
 });
@@ -165,11 +168,11 @@ describe('the next intent on the connection gets it clean', () => {
     expect((await advisoryLocks()).rows[0].n).toBe(0);
   });
 
-  it('drops prepared statements, listens and settings a statement leaves in its session, DO blocks included', async () => {
+  it("drops prepared statements, listens and settings a statement leaves in its session, a function's included", async () => {
     await run('PREPARE p1 AS SELECT 1');
     await run('PREPARE p1 AS SELECT 2'); // "already exists" without the reset
     await run('LISTEN ch1');
-    await run("DO $$BEGIN PERFORM set_config('work_mem', '99kB', false); PERFORM pg_advisory_lock(44); EXECUTE 'LISTEN ch2'; END$$");
+    await run('SELECT dba_leave_state()');
     await run('PREPARE p1 AS SELECT 3');
     const r = await rows("SELECT current_setting('work_mem'), (SELECT count(*)::int FROM pg_listening_channels())");
     expect(r.rows).toEqual([['4MB', 0]]);
@@ -239,14 +242,18 @@ describe('errors of a single read', () => {
 });
 
 describe('defects the attack found, fixed', () => {
-  it('D1: keeps a DO block of a read grant read-only: its COMMIT cannot end a transaction of its own and open a read-write one', async () => {
+  it("D1: keeps a read grant read-only: a procedure's COMMIT cannot end a transaction of its own and open a read-write one, and an intent's own DO block is refused", async () => {
     const pw = () => admin.query('SELECT rolpassword FROM pg_authid WHERE rolname = $1', [db.roles.read.user]).then((r) => r.rows[0].rolpassword as string);
     const settings = () =>
       admin.query('SELECT count(*)::int AS n FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole WHERE r.rolname = $1', [db.roles.read.user]).then((r) => r.rows[0].n as number);
     const before = await pw();
-    const err = await fails(run("DO $$BEGIN COMMIT; SET TRANSACTION READ WRITE; ALTER ROLE CURRENT_USER PASSWORD 'chosen-by-the-agent'; END$$"));
+    // An intent's own DO block is refused before it runs; a DBA's procedure that commits inside is
+    // held by the worker's transaction (2D000).
+    const own = await fails(run("DO $$BEGIN COMMIT; SET TRANSACTION READ WRITE; ALTER ROLE CURRENT_USER PASSWORD 'chosen-by-the-agent'; END$$"));
+    expect(own.code).toBe('WRIT_UNSUPPORTED');
+    const err = await fails(run('CALL dba_escape_password()'));
     expect(err.details).toMatchObject({ sqlstate: '2D000' });
-    await fails(run("DO $$BEGIN COMMIT; SET TRANSACTION READ WRITE; ALTER ROLE CURRENT_USER SET work_mem = '77kB'; END$$"));
+    await fails(run('CALL dba_escape_settings()'));
     expect(await pw()).toBe(before);
     expect(await settings()).toBe(0);
   });

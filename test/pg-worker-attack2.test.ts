@@ -40,6 +40,13 @@ beforeAll(async () => {
     GRANT ${memberRole} TO ${db.roles.read.user};
     GRANT TEMP ON DATABASE ${db.database} TO ${rw};
   `);
+  // Code a DBA created, which an intent calls by name (an intent's own DO block or function is refused).
+  await admin.query(`
+    CREATE PROCEDURE dba_commit() LANGUAGE plpgsql AS $$BEGIN COMMIT; END$$;
+    CREATE FUNCTION dba_notices(n int) RETURNS void LANGUAGE plpgsql AS $$BEGIN FOR i IN 1..n LOOP RAISE NOTICE 'n %', i; END LOOP; END$$;
+    CREATE FUNCTION dba_big_notice() RETURNS void LANGUAGE plpgsql AS $$BEGIN RAISE NOTICE '%', repeat('x', 300000); END$$;
+    CREATE FUNCTION dba_catch_cancels(secs float) RETURNS void LANGUAGE plpgsql AS $$DECLARE t0 timestamptz := clock_timestamp(); BEGIN WHILE clock_timestamp() < t0 + secs * interval '1 s' LOOP BEGIN PERFORM pg_sleep(0.1); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END$$;
+  `);
   ex = executor(1);
 });
 afterAll(async () => {
@@ -292,10 +299,12 @@ describe('the rowsAffected limit of a write batch', () => {
     expect(await count('t')).toBe(0);
   });
 
-  it("holds: the batch cannot leave the worker's transaction through DO, and a self-terminated or deferred-failing batch commits nothing", async () => {
+  it("holds: the batch cannot leave the worker's transaction through a procedure's COMMIT, and a self-terminated or deferred-failing batch commits nothing", async () => {
     await admin.query(`TRUNCATE t; CREATE TABLE u (id int UNIQUE DEFERRABLE INITIALLY DEFERRED); GRANT SELECT, INSERT ON u TO ${db.roles.write.user}`);
-    const e1 = await fails(run('INSERT INTO t VALUES (1); DO $$BEGIN COMMIT; END$$; INSERT INTO t VALUES (2)', 'write'));
+    const e1 = await fails(run('INSERT INTO t VALUES (1); CALL dba_commit(); INSERT INTO t VALUES (2)', 'write'));
     expect(e1.details).toMatchObject({ sqlstate: '2D000' });
+    // An intent's own DO block is refused before anything runs (the worker cannot see into it).
+    expect((await fails(run('INSERT INTO t VALUES (1); DO $$BEGIN COMMIT; END$$; INSERT INTO t VALUES (2)', 'write'))).code).toBe('WRIT_UNSUPPORTED');
     // Signalling a backend is refused before anything runs (other intents share the role).
     const e2 = await fails(run('INSERT INTO t VALUES (3); SELECT pg_terminate_backend(pg_backend_pid())', 'write'));
     expect(e2.code).toBe('WRIT_UNSUPPORTED');
@@ -321,9 +330,9 @@ describe('row, byte and time limits in the batch path', () => {
   });
 
   it('holds: notices are capped in number, and one past the message cap fails the intent wherever it comes', async () => {
-    const r = await rows("DO $$BEGIN FOR i IN 1..5000 LOOP RAISE NOTICE 'n %', i; END LOOP; END$$", 'read');
+    const r = await rows('SELECT dba_notices(5000)', 'read');
     expect(r.notices.length).toBe(20);
-    for (const sql of ["SELECT 1; DO $$BEGIN RAISE NOTICE '%', repeat('x', 300000); END$$", "DO $$BEGIN RAISE NOTICE '%', repeat('x', 300000); END$$; SELECT 1"]) {
+    for (const sql of ['SELECT 1; SELECT dba_big_notice()', 'SELECT dba_big_notice(); SELECT 1', 'SELECT dba_big_notice()']) {
       expect((await fails(run(sql, 'read', { bytes: 1000 }))).code).toBe('WRIT_EXEC_FAILED');
     }
     expect((await rows('SELECT 5')).rows).toEqual([[5]]);
@@ -356,13 +365,12 @@ describe('row, byte and time limits in the batch path', () => {
     expect(await count('t')).toBe(0);
   });
 
-  const catchesCancels = (secs: number) =>
-    `DO $$DECLARE t0 timestamptz := clock_timestamp(); BEGIN WHILE clock_timestamp() < t0 + interval '${secs} s' LOOP BEGIN PERFORM pg_sleep(0.1); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END$$`;
+  const catchesCancels = (secs: number) => `SELECT dba_catch_cancels(${secs})`;
 
   it('D3: a statement that catches the cancel is not left running on the server after the worker gave up on it', async () => {
     await admin.query('TRUNCATE t; INSERT INTO t VALUES (1)');
     const orphans = () =>
-      one("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'writ-worker' AND state = 'active' AND query LIKE '%query_canceled%'", [db.database]).then(
+      one("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'writ-worker' AND state = 'active' AND query LIKE '%dba_catch_cancels%'", [db.database]).then(
         (r) => r.n,
       );
     try {
@@ -373,7 +381,7 @@ describe('row, byte and time limits in the batch path', () => {
       // Still running, its transaction open and its row lock held, long after the intent ended.
       expect(await orphans()).toBe(0);
     } finally {
-      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%query_canceled%' AND pid <> pg_backend_pid()", [db.database]);
+      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%dba_catch_cancels%' AND pid <> pg_backend_pid()", [db.database]);
     }
   });
 
@@ -382,6 +390,33 @@ describe('row, byte and time limits in the batch path', () => {
     const r = await outcome(run(`${catchesCancels(3)}; SELECT 'late'`, 'read', { seconds: 0.5 }));
     expect(Date.now() - t0).toBeGreaterThan(2500);
     expect(r).toEqual({ error: 'WRIT_EXEC_TIMEOUT' });
+  });
+});
+
+describe('code an intent supplies (a DO block, a function or procedure it creates) is refused under every grant', () => {
+  const password = () => one('SELECT rolpassword FROM pg_authid WHERE rolname = $1', [db.roles.write.user]).then((r) => r.rolpassword as string | null);
+  const largeObjects = () => one('SELECT count(*)::int AS n FROM pg_largeobject_metadata').then((r) => r.n as number);
+
+  it('refuses it before anything runs: the login, large objects, notifications and other backends are left alone', async () => {
+    const [pw, los] = [await password(), await largeObjects()];
+    const cases: Array<[string, 'read' | 'write']> = [
+      ["DO $$BEGIN EXECUTE 'ALTER ROLE CURRENT_USER PASSWORD ''agent'''; END$$", 'write'],
+      ["DO $$BEGIN EXECUTE 'ALTER ROLE CURRENT_USER SET work_mem = ''77kB'''; END$$", 'write'],
+      ["DO $$BEGIN PERFORM lo_from_bytea(0, '\\x41'::bytea); END$$", 'read'],
+      ["DO $$BEGIN PERFORM pg_notify('jobs', 'from-a-read-grant'); END$$", 'read'],
+      ['DO LANGUAGE sql $$SELECT 1$$', 'read'],
+      ['DO $$DECLARE p int; BEGIN FOR p IN SELECT pid FROM pg_stat_get_activity(NULL) a WHERE pid <> pg_backend_pid() LOOP PERFORM pg_terminate_backend(p); END LOOP; END$$', 'write'],
+      ["CREATE FUNCTION mine() RETURNS void LANGUAGE plpgsql AS $$BEGIN EXECUTE 'ALTER ROLE CURRENT_USER PASSWORD ''agent'''; END$$; SELECT mine()", 'write'],
+      ['CREATE OR REPLACE PROCEDURE mine2() LANGUAGE sql AS $$SELECT 1$$', 'write'],
+      ['ALTER FUNCTION dba_notices(int) SECURITY DEFINER', 'write'],
+    ];
+    for (const [sql, mode] of cases) {
+      const err = await fails(run(sql, mode));
+      expect([sql, err.code]).toEqual([sql, 'WRIT_UNSUPPORTED']);
+    }
+    expect(await password()).toBe(pw);
+    expect(await largeObjects()).toBe(los);
+    expect((await rows('SELECT 1', 'write')).rows).toEqual([[1]]);
   });
 });
 

@@ -63,6 +63,14 @@ const COUNTED_KINDS: ReadonlySet<string> = new Set([
 ]);
 /** Object types whose DDL changes the worker's own login or every later session: roles, the server's and the database's settings. */
 const SESSION_OBJECTS = new Set(['role', 'user', 'group', 'system', 'database']);
+/**
+ * Code an intent would supply: a DO block, or a function or procedure it creates (and then
+ * calls). It runs with the worker role's own powers, and the refusals here see only what the
+ * classifier sees: inside one, ALTER ROLE CURRENT_USER PASSWORD changed the worker's login,
+ * lo_from_bytea and pg_notify ran under a read grant, and pg_terminate_backend ended other
+ * intents' connections. Functions a DBA created are called by name, and policy decides.
+ */
+const CODE_OBJECTS = new Set(['function', 'procedure', 'routine', 'language', 'event_trigger']);
 /** Functions that signal other backends (the pooled connections of other intents share the role) or the server. */
 const SIGNAL_FUNCTIONS = new Set(['pg_terminate_backend', 'pg_cancel_backend', 'pg_reload_conf', 'pg_rotate_logfile', 'pg_promote', 'pg_log_backend_memory_contexts']);
 /**
@@ -403,6 +411,12 @@ function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void 
       throw new WritError(
         'WRIT_UNSUPPORTED',
         `${st.kind.toUpperCase()} ${(st.objectType ?? '').toUpperCase()} changes logins or the settings of later sessions (the worker's own role's password and defaults included); nothing ran`,
+      );
+    }
+    if (st.kind === 'do' || ((st.kind === 'create' || st.kind === 'alter') && CODE_OBJECTS.has(st.objectType ?? ''))) {
+      throw new WritError(
+        'WRIT_UNSUPPORTED',
+        `${st.kind === 'do' ? 'a DO block' : `${st.kind.toUpperCase()} ${(st.objectType ?? '').toUpperCase()}`} is code the worker cannot see into, and it would run with the worker role's own powers (its login, other intents' connections); call a function a DBA created instead; nothing ran`,
       );
     }
     const signal = st.functions.find((f) => SIGNAL_FUNCTIONS.has(f.slice(f.lastIndexOf('.') + 1)));
