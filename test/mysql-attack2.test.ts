@@ -58,6 +58,12 @@ beforeAll(async () => {
     'INSERT INTO parent3 VALUES (1), (2)',
     'INSERT INTO child3 SELECT seq, 1 FROM seq_1_to_50',
     'CREATE VIEW v_parent3 AS SELECT id FROM parent3',
+    // A view over the MyISAM table, and an InnoDB table whose trigger writes a MyISAM one.
+    'CREATE VIEW v_mi AS SELECT id, v FROM mi',
+    'CREATE TABLE inno (id int PRIMARY KEY, v int NOT NULL) ENGINE=InnoDB',
+    'INSERT INTO inno SELECT seq, 0 FROM seq_1_to_3',
+    'CREATE TABLE mi_log (id int AUTO_INCREMENT PRIMARY KEY, aid int) ENGINE=MyISAM',
+    'CREATE TRIGGER inno_au AFTER UPDATE ON inno FOR EACH ROW INSERT INTO mi_log (aid) VALUES (NEW.id)',
     // The write user may see every trigger (docs: give it the TRIGGER privilege); the read user sees audited's only.
     `GRANT CREATE, TRIGGER, CREATE TEMPORARY TABLES ON \`${m.database}\`.* TO '${m.users.write.user}'@'127.0.0.1'`,
     `GRANT TRIGGER ON \`${m.database}\`.audited TO '${m.users.read.user}'@'127.0.0.1'`,
@@ -245,6 +251,26 @@ describe('the rowsAffected limit of a write', () => {
   });
 });
 
+describe('what a write reaches through views and triggers', () => {
+  it('refuses a write through a view over a table that cannot roll back, before anything runs', async () => {
+    for (const sql of ["UPDATE v_mi SET v = 'viaview' WHERE id = 1; SELECT 1 FROM nonexistent_table", "UPDATE v_mi SET v = 'viaview' WHERE id = 1"]) {
+      expect([sql, await outcome(write(sql))]).toEqual([sql, 'WRIT_UNSUPPORTED']);
+    }
+    expect(await adminValue("SELECT count(*) FROM mi WHERE v = 'viaview'")).toBe(0);
+  });
+
+  it('refuses a write whose trigger writes a table that cannot roll back', async () => {
+    const before = await adminValue('SELECT count(*) FROM mi_log');
+    expect(await outcome(write('UPDATE inno SET v = v + 1; SELECT 1 FROM nonexistent_table'))).toBe('WRIT_UNSUPPORTED');
+    expect(await adminValue('SELECT count(*) FROM mi_log')).toBe(before);
+    expect(Number(await adminValue('SELECT sum(v) FROM inno'))).toBe(0);
+  });
+
+  it('still runs a write through a view over InnoDB tables', async () => {
+    expect(await outcome(write('UPDATE v_audited SET v = v WHERE id = 0'))).toBe('ok');
+  });
+});
+
 describe('the time limit', () => {
   it('holds: a batch the watchdog killed is a timeout, never a success that commits', async () => {
     const sql = `${'SELECT SLEEP(0.9); '.repeat(4)}INSERT INTO events (note) VALUES ('after-kill')`;
@@ -260,6 +286,17 @@ describe('the time limit', () => {
     const o = await outcome(write(sql, { seconds: 1 }));
     const committed = await adminValue("SELECT count(*) FROM events WHERE note = 'past-deadline'");
     expect({ o, committed }).toEqual({ o: 'WRIT_EXEC_TIMEOUT', committed: 0 });
+  });
+
+  it('says a statement that commits on its own and ran past its limit kept its change, never "stopped" alone', async () => {
+    // MariaDB ends BENCHMARK quietly at max_statement_time; CREATE … AS SELECT then completes and commits.
+    const err = await run('CREATE TABLE bm AS SELECT BENCHMARK(300000000, md5(1)) AS b', { seconds: 0.3 }, 'write').then(
+      () => undefined,
+      (e: unknown) => toWritError(e),
+    );
+    const exists = Number(await adminValue(`SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '${m.database}' AND TABLE_NAME = 'bm'`));
+    expect(err?.code).toBe('WRIT_EXEC_TIMEOUT');
+    expect(err?.message).toMatch(exists ? /its change was kept/ : /may have been kept/);
   });
 
   it('holds: a single statement that sleeps past the limit is a timeout and the pool still serves', async () => {

@@ -203,7 +203,23 @@ export class MysqlExecutor implements Executor {
    * trips), or a statement that commits implicitly (DDL), which no transaction could hold.
    */
   async #runAlone(t: TargetPools, s: Session, sql: string, st: SqlStatementFacts, lim: FetchLimits): Promise<ExecOutput> {
-    const r = await runStatement(s, sql, lim, s.timeoutMs);
+    let r: StatementResult;
+    try {
+      r = await runStatement(s, sql, lim, s.timeoutMs);
+    } catch (e) {
+      // A statement that commits on its own is not undone by its time limit: MariaDB ends a
+      // BENCHMARK inside `CREATE TABLE … AS SELECT` quietly and the table is created. The error
+      // says what became of the change instead of "stopped".
+      if (IMPLICIT_COMMIT.has(st.kind) && e && typeof e === 'object') {
+        const elapsed = (e as MysqlError).code === 'WORKER_LIMIT_ELAPSED';
+        Object.assign(e, {
+          writFate: elapsed
+            ? 'it ran to its end and its change was kept: it commits on its own, so no limit can undo it'
+            : 'it commits on its own, so what it did before it was stopped may have been kept',
+        });
+      }
+      throw e;
+    }
     if (!r.cut && s.inTransaction) throw new WritError('WRIT_EXEC_FAILED', 'the statement left a transaction open on the connection; the connection was closed');
     return this.#rows(t, r, st);
   }

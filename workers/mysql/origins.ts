@@ -66,27 +66,57 @@ export class MysqlCatalogue implements ColumnCatalogue {
   async writeHazards(tables: readonly string[], via: Pool = this.#pool): Promise<{ uncounted: string[]; nonTransactional: string[] }> {
     if (tables.length === 0) return { uncounted: [], nonTransactional: [] };
     const q = <T>(sql: string, args: unknown[]) => new Promise<T[]>((resolve, reject) => via.query(sql, args, (e, rows) => (e ? reject(e) : resolve(rows as T[]))));
-    const names = tables.map((t) => this.#split(t).map((x) => x.toLowerCase()) as [string, string]);
-    const where = (schema: string, table: string) => names.map(() => `(LOWER(${schema}) = ? AND LOWER(${table}) = ?)`).join(' OR ');
-    const args = names.flat();
-    const info = await q<{ s: string; t: string; type: string; engine: string | null }>(
-      `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, TABLE_TYPE AS type, ENGINE AS engine FROM information_schema.TABLES WHERE ${where('TABLE_SCHEMA', 'TABLE_NAME')}`,
-      args,
-    );
-    const fks = await q<{ s: string; t: string }>(
-      `SELECT UNIQUE_CONSTRAINT_SCHEMA AS s, REFERENCED_TABLE_NAME AS t FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE (${where('UNIQUE_CONSTRAINT_SCHEMA', 'REFERENCED_TABLE_NAME')}) AND (DELETE_RULE NOT IN ('RESTRICT', 'NO ACTION') OR UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION'))`,
-      args,
-    );
-    const triggers = await q<{ s: string; t: string }>(
-      `SELECT EVENT_OBJECT_SCHEMA AS s, EVENT_OBJECT_TABLE AS t FROM information_schema.TRIGGERS WHERE ${where('EVENT_OBJECT_SCHEMA', 'EVENT_OBJECT_TABLE')}`,
-      args,
-    );
-    const views = info.filter((r) => r.type === 'VIEW');
+    const where = (names: ReadonlyArray<[string, string]>, schema: string, table: string) => names.map(() => `(LOWER(${schema}) = ? AND LOWER(${table}) = ?)`).join(' OR ');
     const name = (r: { s: string; t: string }) => `${r.s}.${r.t}`;
-    return {
-      uncounted: [...new Set([...fks, ...triggers, ...views].map(name))],
-      nonTransactional: info.filter((r) => r.type === 'BASE TABLE' && (r.engine ?? '').toLowerCase() !== 'innodb').map(name),
-    };
+    const split = (t: string) => this.#split(t).map((x) => x.toLowerCase()) as [string, string];
+    // Every table a write can reach: the written ones, a view's base tables (its definition read
+    // and classified), and what their triggers write, followed to a depth. A write through a view
+    // over a MyISAM table, or a trigger writing one, was kept after the batch was reported rolled
+    // back; a definition or trigger body the worker cannot read is a table it cannot check.
+    const reached = new Set<string>();
+    const nonTransactional = new Set<string>();
+    let frontier = [...new Set(tables.map((t) => split(t).join('.')))];
+    let uncounted: string[] = [];
+    for (let depth = 0; frontier.length > 0; depth++) {
+      for (const t of frontier) reached.add(t);
+      if (depth >= MAX_VIEW_DEPTH) {
+        for (const t of frontier) nonTransactional.add(`${t} (nested too deeply to check)`);
+        break;
+      }
+      const names = frontier.map((t) => split(t));
+      const args = names.flat();
+      const info = await q<{ s: string; t: string; type: string; engine: string | null; def: string | null }>(
+        `SELECT T.TABLE_SCHEMA AS s, T.TABLE_NAME AS t, T.TABLE_TYPE AS type, T.ENGINE AS engine, V.VIEW_DEFINITION AS def FROM information_schema.TABLES T LEFT JOIN information_schema.VIEWS V ON V.TABLE_SCHEMA = T.TABLE_SCHEMA AND V.TABLE_NAME = T.TABLE_NAME WHERE ${where(names, 'T.TABLE_SCHEMA', 'T.TABLE_NAME')}`,
+        args,
+      );
+      const triggers = await q<{ s: string; t: string; body: string | null }>(
+        `SELECT EVENT_OBJECT_SCHEMA AS s, EVENT_OBJECT_TABLE AS t, ACTION_STATEMENT AS body FROM information_schema.TRIGGERS WHERE ${where(names, 'EVENT_OBJECT_SCHEMA', 'EVENT_OBJECT_TABLE')}`,
+        args,
+      );
+      if (depth === 0) {
+        const fks = await q<{ s: string; t: string }>(
+          `SELECT UNIQUE_CONSTRAINT_SCHEMA AS s, REFERENCED_TABLE_NAME AS t FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE (${where(names, 'UNIQUE_CONSTRAINT_SCHEMA', 'REFERENCED_TABLE_NAME')}) AND (DELETE_RULE NOT IN ('RESTRICT', 'NO ACTION') OR UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION'))`,
+          args,
+        );
+        uncounted = [...new Set([...fks, ...triggers, ...info.filter((r) => r.type === 'VIEW')].map(name))];
+      }
+      const next: string[] = [];
+      const follow = (sql: string | null, schema: string, what: string, pick: (st: SqlStatementFacts) => readonly string[]) => {
+        const facts = sql ? classifyMysql(sql) : undefined;
+        if (!facts || facts.error) {
+          nonTransactional.add(`${what} (its definition cannot be read, so what it writes cannot be checked)`);
+          return;
+        }
+        for (const st of facts.statements) for (const t of pick(qualifyFacts(st, schema))) next.push(split(t).join('.'));
+      };
+      for (const r of info) {
+        if (r.type === 'VIEW') follow(r.def, r.s, name(r), (st) => [...st.tablesRead, ...st.tablesWritten]);
+        else if ((r.engine ?? '').toLowerCase() !== 'innodb') nonTransactional.add(name(r));
+      }
+      for (const tr of triggers) follow(tr.body, tr.s, `a trigger on ${name(tr)}`, (st) => st.tablesWritten);
+      frontier = [...new Set(next)].filter((t) => !reached.has(t));
+    }
+    return { uncounted, nonTransactional: [...nonTransactional] };
   }
 
   /**
