@@ -45,9 +45,11 @@ describe.skipIf(!present)('corpora', () => {
     const commands = all.filter((c) => !isKeyPressExample(c.command));
     const s = runShell(commands);
     // Measured: 99.91% parse (bash -n itself rejects some: unbalanced quotes upstream, zsh syntax),
-    // 99.60% classify with no error (the rest are $VAR programs, eval, source, bare shells: refused by design).
+    // 98.78% classify with no error (99.60% before programs that run commands named in their
+    // arguments became opaque: taskset, strace, vim, less, tar -I, awk with system() or |, sed's
+    // e and w, ...; the rest are $VAR programs, eval, source, bare shells: refused by design).
     expect(s.parsed / s.total).toBeGreaterThanOrEqual(0.998);
-    expect(s.classified / s.total).toBeGreaterThanOrEqual(0.994);
+    expect(s.classified / s.total).toBeGreaterThanOrEqual(0.985);
     // Key-press notation (`<Ctrl c>`) is no shell syntax: nearly all of it must be refused.
     const keys = runShell(all.filter((c) => isKeyPressExample(c.command)));
     expect(keys.total - keys.parsed).toBeGreaterThanOrEqual(Math.floor(keys.total * 0.85));

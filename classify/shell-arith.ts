@@ -343,6 +343,26 @@ export function builtinRisk(base: string, args: Word[]): BuiltinFacts {
       const o = options(args, 'pdt');
       return o.opts.has('p') || o.risk ? { risk: 'hash -p binds a command name to another file', assigns: [] } : { assigns: [] };
     }
+    // fc re-runs history lines (-s) or runs its editor argument as code (-e), and history -s
+    // writes the lines it would re-run: code the facts never show.
+    case 'fc':
+      return { risk: 'fc re-runs shell history or runs its editor argument', assigns: [] };
+    case 'history':
+      return args.some((a) => !a.literal || /^-[^-]*[spnra]/.test(a.value)) ? { risk: 'history -s/-r/-n/-a/-p writes or reads the history fc re-runs', assigns: [] } : { assigns: [] };
+    // Options that change how bash reads what follows: -k (keyword) turns NAME=value arguments into
+    // environment (`set -k` then `uptime BASH_ENV=…`), history expansion re-reads `!…`.
+    case 'set':
+    case 'shopt': {
+      // Options only: set's operands after `--` (or its first non-option) are positional parameters.
+      for (const a of args) {
+        if (!a.literal) return { risk: `${base} with an option from an expansion`, assigns: [] };
+        if (a.value === '--' || (base === 'set' && !/^[-+]/.test(a.value) && !/^[a-z_]+$/.test(a.value))) break;
+        if ((base === 'set' && /^[-+][^-]*[kH]/.test(a.value)) || /^(keyword|history|histexpand|onecmd|extdebug|expand_aliases)$/.test(a.value)) {
+          return { risk: `${base} ${a.value.slice(0, 20)} changes how bash reads the commands after it`, assigns: [] };
+        }
+      }
+      return { assigns: [] };
+    }
     case 'enable': {
       const o = options(args, 'f');
       return o.opts.has('f') || o.risk ? { risk: 'enable -f loads code', assigns: [] } : { assigns: [] };

@@ -9,8 +9,84 @@ import type { Word } from './shell-words.ts';
 const AWKS = new Set(['awk', 'gawk', 'mawk', 'nawk', 'original-awk']);
 const SEDS = new Set(['sed', 'gsed']);
 
+/**
+ * Programs whose purpose is to run another command (given in their arguments, or interactively
+ * from a script) without being wrappers the classifier unwraps: `taskset 1 touch M` ran touch
+ * while the facts showed taskset. What they run is unknown, so they are opaque.
+ */
+const RUNS_A_COMMAND = new Set([
+  'taskset',
+  'prlimit',
+  'unshare',
+  'chrt',
+  'setpriv',
+  'nsenter',
+  'numactl',
+  'cgexec',
+  'firejail',
+  'bwrap',
+  'proot',
+  'fakeroot',
+  'faketime',
+  'strace',
+  'ltrace',
+  'valgrind',
+  'gdb',
+  'catchsegv',
+  'script',
+  'expect',
+  'parallel',
+  'sem',
+  'dtach',
+  'screen',
+  'tmux',
+  'systemd-run',
+  'dbus-launch',
+  'dbus-run-session',
+  'xvfb-run',
+  'ssh-agent',
+  'pkexec',
+  'schedtool',
+  'cpulimit',
+  'run-parts',
+  'start-stop-daemon',
+  'daemonize',
+  'vi',
+  'vim',
+  'nvim',
+  'view',
+  'ex',
+  'ed',
+  'less',
+  'more',
+  'most',
+  'emacs',
+  'nano',
+  'at',
+  'batch',
+]);
+
+/** Options of common programs that name a command they run (GNU getopt abbreviations included, as prefixes). */
+const COMMAND_OPTIONS: Readonly<Record<string, RegExp>> = {
+  tar: /^--(che|to|use|info|new-v|rsh|rmt)|^-[^-]*[IF]/,
+  sort: /^--com/,
+  git: /^-c$|^-c.|^--(config-env|exec-path|c$|co$|con$|conf)/,
+  man: /^--(pag|htm|bro)|^-[^-]*[PH]/,
+  rsync: /^--(rsh|rsync-p)|^-[^-]*e/,
+  zip: /^-[^-]*TT|^--un/,
+  ssh: /^-[^-]*[oFS]/,
+  scp: /^-[^-]*[oFSP]/,
+  sftp: /^-[^-]*[oFSD]/,
+};
+
 /** Why running `base` with `args` may run more than the program, or undefined. */
 export function programRisk(base: string, args: Word[]): string | undefined {
+  if (RUNS_A_COMMAND.has(base)) return `${base} runs a command the classifier cannot see`;
+  const opts = Object.hasOwn(COMMAND_OPTIONS, base) ? COMMAND_OPTIONS[base] : undefined;
+  if (opts) {
+    const bad = args.find((a, i) => !a.literal || opts.test(a.value) || (base === 'tar' && i === 0 && /^[a-zA-Z]+$/.test(a.value) && /[IF]/.test(a.value)));
+    if (bad) return `${base} ${bad.value.slice(0, 30)}: an option that runs a command (or one from an expansion)`;
+  }
   if (AWKS.has(base)) return awkRisk(base, args);
   if (SEDS.has(base)) return sedRisk(base, args);
   if (base === 'find' && args.some((a) => !a.literal)) {

@@ -498,6 +498,33 @@ const grammarsPart: ShCase[] = [
   { cmd: 'flock /tmp/l uptime', err: 'WRIT_SHELL_UNKNOWN' },
 ];
 
+// A second report-only attack: locales that read bytes otherwise, history, set -k, programs
+// that run a command named in their arguments, TZ naming a file.
+const secondRound: ShCase[] = [
+  { cmd: "LC_ALL=zh_CN.GBK\ncat /var/log/\u4e01\\'a' ;touch M #'", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "LANG=zh_TW.BIG5 bash -c 'uptime'", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'export LC_CTYPE=ja_JP.SJIS', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'LANG=C; cat /etc/hosts', cmds: [['cat', '/etc/hosts']] },
+  { cmd: 'LC_ALL=en_US.UTF-8 sort -n f', cmds: [['sort', '-n', 'f']] },
+  { cmd: 'fc -s', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "history -s 'touch M'", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'set -k\nuptime BASH_ENV=/dev/null', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'set -o history', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'set -euo pipefail; uptime', cmds: [['set', '-euo', 'pipefail'], ['uptime']] },
+  { cmd: 'set -- a b', cmds: [['set', '--', 'a', 'b']] },
+  { cmd: 'taskset 1 touch M', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'strace -o /dev/null touch M', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "script -qc 'touch M' /dev/null", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "tar -cf /dev/null --checkpoint=1 --checkpoint-action=exec='touch M' /etc/hostname", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'tar -I zstd -cf a.tar.zst d', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "git -c alias.x='!touch M' x", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'sort --compress-program=sh f', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'tar -tzf a.tgz', cmds: [['tar', '-tzf', 'a.tgz']] },
+  { cmd: 'TZ=/etc/shadow date -u', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'TZ=../../../etc/shadow date', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'TZ=Europe/Paris date', cmds: [['date']] },
+];
+
 table('lists, pipelines and substitutions', lists);
 table('compound commands and functions', compound);
 table('quote removal and backslash tricks', quoting);
@@ -506,6 +533,7 @@ table('wrappers are unwrapped', wrappers);
 table("wrappers' options are read as the programs read them", wrapperOptions);
 table('programs that run code named in their arguments', codeInArguments);
 table('where the parser and bash part, the text is refused', grammarsPart);
+table('a second attack: locales, history, set -k, commands in arguments, TZ', secondRound);
 table('redirections', redirections);
 table('errors fail closed', errors);
 

@@ -35,6 +35,8 @@ class ShellWalker {
   readonly assignments = new Set<string>();
   /** Assigned names whose value is not a literal integer (RANDOM=1 is harmless, RANDOM=$x is arithmetic). */
   readonly assignedValues = new Set<string>();
+  /** LC_ALL, LC_CTYPE or LANG assigned a value that is not a literal UTF-8 or C locale. */
+  readonly unsafeLocales = new Set<string>();
   readonly unknownTypes = new Set<string>();
   /** Why the line runs code the classifier cannot see without any opaque command (arithmetic, `${!x}`, ...). */
   readonly opaque: string[] = [];
@@ -147,6 +149,8 @@ class ShellWalker {
 
   private assigned(name: string, value?: Word): void {
     this.assignments.add(name);
+    if (LOCALE_VARS.has(name) && !(value?.literal && SAFE_LOCALE.test(value.value))) this.unsafeLocales.add(name);
+    if (name === 'TZ' && !(value?.literal && SAFE_TZ.test(value.value))) this.unsafeLocales.add(name);
     if (!(value?.literal && /^[0-9]+$/.test(value.value))) this.assignedValues.add(name);
   }
 
@@ -401,6 +405,11 @@ function unquotedControl(root: Node, text: string): boolean {
   return false;
 }
 
+const LOCALE_VARS = new Set(['LC_ALL', 'LC_CTYPE', 'LANG']);
+/** A zone name (`Europe/Paris`, `UTC`, `EST5EDT,M3.2.0,M11.1.0`): no leading `/`, no `..`. */
+const SAFE_TZ = /^:?(?!.*\.\.)[A-Za-z0-9_+,.<>-]+(\/[A-Za-z0-9_+,.<>-]+)*$/;
+const SAFE_LOCALE = /^(C|POSIX|C\.(UTF-?8|utf-?8)|[A-Za-z]{2,3}(_[A-Za-z]{2})?\.(UTF-?8|utf-?8)(@[A-Za-z0-9]+)?)$/;
+
 /** bash's reserved words: never the name of a command bash runs. */
 const RESERVED_WORDS = new Set(['!', 'case', 'coproc', 'do', 'done', 'elif', 'else', 'esac', 'fi', 'for', 'function', 'if', 'in', 'select', 'then', 'until', 'while', '{', '}', '[[', ']]']);
 
@@ -481,6 +490,13 @@ function classify(text: string, checkJoined: boolean): ShellFacts {
   const envs = w.commands.flatMap((c) => Object.entries(c.env));
   const codeVar = [...w.assignments, ...envs.map(([k]) => k)].find(isCodeVariable) ?? [...w.assignedValues, ...envs.filter(([, v]) => !/^[0-9]+$/.test(v)).map(([k]) => k)].find(isIntegerVariable);
   if (codeVar !== undefined) w.opaque.push(`an assignment to ${codeVar.includes(EXPANSION_MARK) ? 'a computed name' : codeVar}, whose value bash runs`);
+  // bash reads the bytes after a locale change in that locale: in GBK, BIG5 or SJIS a backslash
+  // can be the second byte of a character, and `LC_ALL=zh_CN.GBK` then `cat /var/log/丁\'a' ;touch M #'`
+  // ran touch. A child bash reads its script in the locale it is given. Only UTF-8 and C are read
+  // as the classifier reads them.
+  const locale = [...w.unsafeLocales][0] ?? envs.find(([k, v]) => (LOCALE_VARS.has(k) && !SAFE_LOCALE.test(v)) || (k === 'TZ' && !SAFE_TZ.test(v)))?.[0];
+  // TZ names a file the program reads (`TZ=/etc/shadow date` opened it): a zone name only.
+  if (locale !== undefined) w.opaque.push(locale === 'TZ' ? 'a TZ that names a file' : `a locale (${locale}) whose bytes bash may read differently from the classifier`);
   const unknown = w.commands.find((c) => c.unknown || c.opaque);
   if (w.parseError) facts.error = { code: 'WRIT_SHELL_UNPARSEABLE', message: w.parseError };
   else if (w.statements === 0) {

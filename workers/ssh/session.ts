@@ -139,6 +139,17 @@ export function remoteLine(line: string): string {
   return `${SID_PROBE}\nexec bash -c ${quoteShellArg(line)}`;
 }
 
+/**
+ * The kill of a run's leftovers. `kill -9 -SID` ends the session's process group in one step (a
+ * background job of a non-interactive shell stays in it, and nothing forks into a group while it
+ * is being signalled); `pkill -s` then ends what moved to a group of its own within the session.
+ * pkill alone lists, then kills, so a job that keeps re-launching itself (`f() { f & }; f`) was
+ * missed between the two: the loop repeats until the session is empty, a bounded number of times.
+ */
+function reapCommand(sid: number): string {
+  return `i=0; while [ $i -lt 20 ]; do kill -9 -- -${sid} 2>/dev/null; pkill -9 -s ${sid} 2>/dev/null; pgrep -s ${sid} >/dev/null || exit 0; i=$((i+1)); sleep 0.05; done; exit 0`;
+}
+
 /** Kills what is left of a run's session; resolves when the channel running the kill closes, or after `graceMs`. */
 function reapSession(conn: Client, sid: number, graceMs: number): Promise<void> {
   return new Promise<void>((resolve) => {
@@ -148,7 +159,7 @@ function reapSession(conn: Client, sid: number, graceMs: number): Promise<void> 
       resolve();
     };
     try {
-      conn.exec(`pkill -9 -s ${sid} 2>/dev/null; exit 0`, (err, ch) => {
+      conn.exec(reapCommand(sid), (err, ch) => {
         if (err) return done();
         ch.on('data', () => undefined);
         ch.stderr.on('data', () => undefined);

@@ -176,6 +176,21 @@ describe('SshExecutor against sshd', () => {
     await ex.close();
   });
 
+  it('ends a background job that keeps re-launching itself', async () => {
+    const ex = new SshExecutor([target()]);
+    const mark = marker();
+    // Each instance touches the marker, starts the next one and exits: the chain changes PIDs all the
+    // time. (The race this guards, a relaunch between pkill's listing and its kill, is too narrow to
+    // hit on demand here; this checks that the chain ends.)
+    const out = await run(ex, `f() { touch ${mark}; sleep 0.02; f >/dev/null 2>&1 & }; f >/dev/null 2>&1 & sleep 0.2; echo started`);
+    expect(out.stdout).toBe('started\n');
+    await sleep(300);
+    rmSync(mark, { force: true });
+    await sleep(1_000);
+    expect(existsSync(mark)).toBe(false);
+    await ex.close();
+  });
+
   it('runs a plain command as its re-quoted argv', async () => {
     const ex = new SshExecutor([target()]);
     const out = await run(ex, `printf '%s|' "a  b" 'c'"'"'d' $'e\\tf'`);
