@@ -147,6 +147,11 @@ export interface ApprovalsDeps {
   windows: KV;
   /** Human approvers' tokens spent on a vote (create-only; entries live as long as a token could). */
   voteTokens: KV;
+  /**
+   * A bucket only brokers write (the sessions bucket), where an approval's end is marked once:
+   * `approval-end.<intentId>`. See ApprovalsDeps users: #ended, end(), the vote path.
+   */
+  ends: KV;
   names: Names;
   config: Config;
   identity: IdentityVerifier;
@@ -440,6 +445,7 @@ export class Approvals {
       approver = { sub: d.onBehalfOf.sub, groups: d.onBehalfOf.groups, via: `${d.onBehalfOf.via}:${who.principal.sub}`, iss: who.principal.iss };
     } else approver = { sub: who.principal.sub, groups: who.principal.groups, via: 'token', iss: who.principal.iss };
 
+    let rejecting = false; // this vote marked the end (a rejection retried after a conflict)
     for (let attempt = 0; attempt < 100; attempt++) {
       const entry = await getRecord(this.#d.intents, d.intentId);
       if (!entry) throw new WritError('WRIT_NOT_FOUND');
@@ -457,6 +463,10 @@ export class Approvals {
       if (sha256Hex(commandText(p.order.command)) !== rec.commandSha256)
         throw await this.#refuse(d, approver.sub, new WritError('WRIT_RECORD_TAMPERED', 'the pending command does not match its digest'));
       if (p.expiresAt <= Date.now()) throw await this.#refuse(d, approver.sub, new WritError('WRIT_NOT_PENDING', 'the approval request has expired'), rec);
+      // Ended once, for good: a worker's login can write the intents bucket, and putting back a
+      // revision from while it was pending (signed, votes and all) revived a rejected, cancelled or
+      // finished intent, whose next vote then ran it. The end is marked where only brokers write.
+      if (!rejecting && (await this.#hasEnded(rec.intentId))) throw await this.#refuse(d, approver.sub, new WritError('WRIT_NOT_PENDING', 'the approval has already ended'), rec);
       // The vote is for the command the approver was shown, by its hash: another one (a stale or
       // forged request, a vote moved to another intent) does not count.
       if (d.commandSha256 !== rec.commandSha256) {
@@ -476,9 +486,18 @@ export class Approvals {
       if (!approver.groups.some((g) => p.spec.groups.includes(g))) {
         throw await this.#refuse(d, approver.sub, new WritError('WRIT_APPROVER_NOT_ALLOWED', `approvers must be in ${p.spec.groups.join(', ')}`), rec);
       }
+      // The count is reached: the vote that reached it dispatches from the revision it wrote, so
+      // no later vote may write the record under it.
+      if (d.verdict !== 'reject' && p.votes.length >= p.spec.count) {
+        throw await this.#refuse(d, approver.sub, new WritError('WRIT_NOT_PENDING', 'the approval is complete'), rec);
+      }
       const now = Date.now();
       let next: IntentRecord;
       if (d.verdict === 'reject') {
+        if (!rejecting && !(await this.#markEnded(rec.intentId, 'rejected'))) {
+          throw await this.#refuse(d, approver.sub, new WritError('WRIT_NOT_PENDING', 'the approval has already ended'), rec);
+        }
+        rejecting = true;
         next = {
           ...rec,
           state: 'rejected',
@@ -535,7 +554,9 @@ export class Approvals {
         return 'rejected';
       }
       if (next.pending!.votes.length >= p.spec.count) {
-        // Only the vote whose compare-and-set completed the count gets here, so one dispatch.
+        // Only the vote whose compare-and-set completed the count gets here, so one dispatch; and
+        // only once per intent whatever the record says later (the mark is create-only).
+        if (!(await this.#markEnded(rec.intentId, 'dispatched'))) throw await this.#refuse(d, approver.sub, new WritError('WRIT_NOT_PENDING', 'the approval has already ended'), rec);
         try {
           await this.#d.dispatch(next, revision);
         } catch (e) {
@@ -653,6 +674,7 @@ export class Approvals {
     if (!entry) return false;
     const rec = entry.rec;
     if (rec.state !== 'pending') return false;
+    await this.#markEnded(id, state);
     const error = state === 'expired' ? new WritError('WRIT_APPROVAL_EXPIRED') : new WritError('WRIT_CANCELLED');
     const next: IntentRecord = { ...rec, state, updatedAt: Date.now(), error: error.toReply() };
     try {
@@ -662,6 +684,23 @@ export class Approvals {
     }
     await this.#ended(next, [by]);
     return true;
+  }
+
+  /** Marks the approval of `intentId` ended; false when it had ended before (create-only). */
+  async #markEnded(intentId: string, how: string): Promise<boolean> {
+    try {
+      await this.#d.ends.create(`approval-end.${intentId}`, enc.encode(JSON.stringify({ how, at: Date.now() })));
+      return true;
+    } catch (e) {
+      // The key exists: ended before. Anything else (the bucket unreachable) fails closed.
+      if (await this.#hasEnded(intentId)) return false;
+      throw e;
+    }
+  }
+
+  async #hasEnded(intentId: string): Promise<boolean> {
+    const e = await this.#d.ends.get(`approval-end.${intentId}`);
+    return e !== null && e.operation === 'PUT';
   }
 
   async listWindows(): Promise<WindowRecord[]> {

@@ -194,6 +194,7 @@ export class Broker {
       intents: this.#kv.intents,
       windows: this.#kv.windows,
       voteTokens: this.#kv.voteTokens,
+      ends: this.#kv.sessions,
       names: n,
       config,
       identity: this.#d.identity,
@@ -515,7 +516,9 @@ export class Broker {
   async #dispatchApproved(rec: IntentRecord, revision: number): Promise<void> {
     const p = rec.pending!;
     this.#sealer.check(rec); // the votes included
-    if (new Set(p.votes.flatMap((v) => v.humans ?? [v.human ?? v.sub])).size < p.spec.count) {
+    // Each counted vote is one human, and no two share one (approvals.ts adds no overlapping vote).
+    const humans = p.votes.flatMap((v) => v.humans ?? [v.human ?? v.sub]);
+    if (p.votes.length < p.spec.count || new Set(humans).size !== humans.length) {
       throw new WritError('WRIT_RECORD_TAMPERED', 'the approval has fewer distinct humans than it needs; nothing is run');
     }
     const target = this.#targets.get(rec.target);

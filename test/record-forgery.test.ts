@@ -108,3 +108,36 @@ it('counts one human once when a token acting for them votes before their own', 
   expect((await agent.wait(p.intentId)).status).toBe('succeeded');
   expect(await rows('d4-twice')).toBe(1);
 });
+
+it('never revives an ended approval: a pending revision put back after a rejection, a cancel or a run counts no vote', async () => {
+  // Rejected: the revision from while it was pending (one approval signed in) is put back.
+  const agent = s.client(await s.token('agent-revive', ['agents']), 's_forgery_revive');
+  const a = await agent.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('revive-rejected')" });
+  expect(await (await approver('rev-bob')).decide(a.intentId, 'approve')).toBe('pending');
+  const pendingA = (await getRecord(intents, a.intentId))!.rec;
+  expect(await (await approver('rev-carol')).decide(a.intentId, 'reject')).toBe('rejected');
+  const endedA = (await getRecord(intents, a.intentId))!;
+  await updateRecord(intents, { ...pendingA, updatedAt: Date.now() }, endedA.revision);
+  await expect((await approver('rev-alice')).decide(a.intentId, 'approve')).rejects.toMatchObject({ code: 'WRIT_NOT_PENDING' });
+
+  // Ran: the pending revision put back under a fresh grant id, one new approver.
+  const b = await agent.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('revive-ran')" });
+  expect(await (await approver('rev-bob')).decide(b.intentId, 'approve')).toBe('pending');
+  const pendingB = (await getRecord(intents, b.intentId))!.rec;
+  expect(await (await approver('rev-carol')).decide(b.intentId, 'approve')).toBe('dispatched');
+  expect((await agent.wait(b.intentId)).status).toBe('succeeded');
+  const ranB = (await getRecord(intents, b.intentId))!;
+  await updateRecord(intents, { ...pendingB, grantId: 'g_fresh_revive_0001', updatedAt: Date.now() }, ranB.revision);
+  await expect((await approver('rev-alice')).decide(b.intentId, 'approve')).rejects.toMatchObject({ code: 'WRIT_NOT_PENDING' });
+
+  // Cancelled by its agent, then put back to pending.
+  const c = await agent.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('revive-cancelled')" });
+  const pendingC = (await getRecord(intents, c.intentId))!.rec;
+  expect(await agent.cancel(c.intentId)).toBe('cancelled');
+  const endedC = (await getRecord(intents, c.intentId))!;
+  await updateRecord(intents, { ...pendingC, updatedAt: Date.now() }, endedC.revision);
+  await expect((await approver('rev-dan')).decide(c.intentId, 'approve')).rejects.toMatchObject({ code: 'WRIT_NOT_PENDING' });
+
+  await sleep(1000);
+  expect([await rows('revive-rejected'), await rows('revive-ran'), await rows('revive-cancelled')]).toEqual([0, 1, 0]);
+});
