@@ -276,6 +276,13 @@ describe('a worker', () => {
     expect(await outcome(request('worker', n.exec('postgres', 'db')))).toBe('denied');
     expect(await messages(n.streams.intents)).toBe(before);
   });
+
+  it("cannot read the intents stream, where an intent waits with its agent's token, nor the results or approvals", async () => {
+    for (const stream of [n.streams.intents, n.streams.results, n.streams.approvals]) {
+      expect([stream, await outcome(request('worker', `$JS.API.STREAM.MSG.GET.${stream}`))]).toEqual([stream, 'denied']);
+      expect([stream, await outcome(request('worker', `$JS.API.DIRECT.GET.${stream}`))]).toEqual([stream, 'denied']);
+    }
+  });
 });
 
 describe('the approver and the auditor', () => {
