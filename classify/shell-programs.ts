@@ -64,7 +64,29 @@ const RUNS_A_COMMAND = new Set([
   'nano',
   'at',
   'batch',
+  'setarch',
+  'linux32',
+  'linux64',
+  'i386',
+  'x86_64',
+  'uname26',
+  'sg',
+  'newgrp',
+  'capsh',
+  'runcon',
+  'chpst',
+  'systemd-inhibit',
+  'ld.so',
+  // Daemons that leave the run's session (fork and setsid), out of reach of its time limit and end-of-run kill.
+  'dbus-daemon',
+  'gpg-agent',
+  'dirmngr',
+  'keyboxd',
+  'pulseaudio',
+  'daemon',
 ]);
+/** The dynamic loader run as a program runs the program it is given. */
+const LOADER = /^ld-linux.*\.so(\.\d+)*$|^ld(64)?\.so(\.\d+)*$/;
 
 /** Options of common programs that name a command they run (GNU getopt abbreviations included, as prefixes). */
 const COMMAND_OPTIONS: Readonly<Record<string, RegExp>> = {
@@ -81,7 +103,9 @@ const COMMAND_OPTIONS: Readonly<Record<string, RegExp>> = {
 
 /** Why running `base` with `args` may run more than the program, or undefined. */
 export function programRisk(base: string, args: Word[]): string | undefined {
-  if (RUNS_A_COMMAND.has(base)) return `${base} runs a command the classifier cannot see`;
+  if (RUNS_A_COMMAND.has(base) || LOADER.test(base)) return `${base} runs a command the classifier cannot see`;
+  // `ip netns exec NS cmd` runs cmd; `ip -b FILE` / `-batch` runs the commands in a file.
+  if (base === 'ip' && args.some((a) => !a.literal || a.value === 'exec' || /^-(b|batch|force)$/.test(a.value))) return 'ip runs a command or a batch file';
   const opts = Object.hasOwn(COMMAND_OPTIONS, base) ? COMMAND_OPTIONS[base] : undefined;
   if (opts) {
     const bad = args.find((a, i) => !a.literal || opts.test(a.value) || (base === 'tar' && i === 0 && /^[a-zA-Z]+$/.test(a.value) && /[IF]/.test(a.value)));
@@ -157,7 +181,11 @@ function awkProgramRisk(program: string): string | undefined {
   if (/system/.test(bare)) return 'runs system()';
   if (bare.includes('|')) return 'pipes to or from a command (or holds a | the classifier cannot place)';
   if (/getline/.test(bare)) return 'reads with getline';
-  if (/printf?[^;{}\n]*>/.test(bare)) return 'prints to a file';
+  // Output redirection exists only inside an action: any `>` after the first `{` may be one (a
+  // `;` or `}` inside a string hid `print ";" > "/tmp/x"` from a per-statement reading).
+  if (program.includes('{') && program.slice(program.indexOf('{')).includes('>')) return 'may print to a file (a > inside an action)';
+  // ARGV and ARGC name the files awk reads (`ARGV[1]="/etc/hostname"; ARGC=2` read it).
+  if (/ARGV|ARGC/.test(bare)) return 'changes the files it reads (ARGV/ARGC)';
   if (bare.includes('@')) return 'uses a gawk directive or an indirect call';
   return undefined;
 }

@@ -525,6 +525,33 @@ const secondRound: ShCase[] = [
   { cmd: 'TZ=Europe/Paris date', cmds: [['date']] },
 ];
 
+// A third report-only attack: words the parser hangs on a redirection, {var} redirections,
+// more programs that run commands or daemonize, awk writing through strings and ARGV.
+const thirdRound: ShCase[] = [
+  { cmd: 'cat 2>/dev/null /etc/passwd', cmds: [['cat', '/etc/passwd']] },
+  { cmd: 'date 2>&1 -f /etc/passwd', cmds: [['date', '-f', '/etc/passwd']] },
+  { cmd: 'tail -n 1 2>&1 /etc/passwd | head', cmds: [['tail', '-n', '1', '/etc/passwd'], ['head']] },
+  { cmd: 'cat <<EOF /etc/hostname\nhi\nEOF', cmds: [['cat', '/etc/hostname']] },
+  { cmd: 'cat <<< a b', cmds: [['cat', 'b']] },
+  { cmd: 'env 2>&1 touch M', cmds: [{ argv: ['touch', 'M'], wrappers: ['env'] }] },
+  { cmd: '{ uptime; } 2>&1 /etc/hostname', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "date '+b[$(id>&2)]'; uptime 2>&1 {a[_]}>&2", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "x='b[$(touch M)]'; uptime {a[x]}>/dev/null", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'uptime {fd}>/dev/null', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'echo ${HOME}>/dev/null', cmds: [['echo', X('${HOME}')]] },
+  { cmd: 'setarch x86_64 touch M', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "sg root -c 'touch M'", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "capsh -- -c 'touch M'", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: '/lib64/ld-linux-x86-64.so.2 /usr/bin/touch M', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'ip netns exec ns touch M', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'ip -br addr', cmds: [['ip', '-br', 'addr']] },
+  { cmd: 'dbus-daemon --session --fork --print-address', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: `awk 'BEGIN{print ";" > "/tmp/x"}'`, err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: `awk 'BEGIN{printf("a",\n"b") > "/tmp/x"}'`, err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: `awk 'BEGIN{ARGV[1]="/etc/hostname"; ARGC=2} {print}'`, err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "awk -F: '$3 > 999 {print $1}' /etc/passwd", cmds: [['awk', '-F:', '$3 > 999 {print $1}', '/etc/passwd']] },
+];
+
 table('lists, pipelines and substitutions', lists);
 table('compound commands and functions', compound);
 table('quote removal and backslash tricks', quoting);
@@ -534,6 +561,7 @@ table("wrappers' options are read as the programs read them", wrapperOptions);
 table('programs that run code named in their arguments', codeInArguments);
 table('where the parser and bash part, the text is refused', grammarsPart);
 table('a second attack: locales, history, set -k, commands in arguments, TZ', secondRound);
+table('a third attack: words on redirections, {var} redirections, more runners, awk', thirdRound);
 table('redirections', redirections);
 table('errors fail closed', errors);
 

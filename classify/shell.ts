@@ -166,7 +166,7 @@ class ShellWalker {
     } else words.push(w);
   }
 
-  private command(node: Node, f: Frame, stdin?: Stdin): void {
+  private command(node: Node, f: Frame, stdin?: Stdin, extra: readonly Node[] = []): void {
     const env = { ...f.env };
     const words: Word[] = [];
     const nested: Node[] = []; // walked after the command itself is recorded, so outer commands come first
@@ -187,6 +187,8 @@ class ShellWalker {
         nested.push(inner);
       } else if (field === 'redirect') {
         nested.push(c);
+        // Words the parser hung on a redirection (`cat 2>/dev/null /etc/passwd`) are arguments to bash.
+        for (const x of extraWords(c)) ShellWalker.push(words, wordOf(x), f.src);
       } else if (named && !c.isNamed) {
         // `$"..."` (locale translation) comes as a lone `$` glued to a string: the string is the word.
         const next = children[i + 1];
@@ -196,6 +198,7 @@ class ShellWalker {
         nested.push(c);
       } else nested.push(c);
     }
+    for (const x of extra) ShellWalker.push(words, wordOf(x), f.src);
     const own = stdinOf(node.childrenForFieldName('redirect').filter((r): r is Node => r !== null));
     const [first, risks] = [this.commands.length, this.opaque.length];
     this.resolve(words, { ...f, env }, node.text, own ?? stdin);
@@ -342,12 +345,22 @@ class ShellWalker {
     const body = node.childForFieldName('body');
     const redirects = node.namedChildren.filter((c): c is Node => c !== null && c.id !== body?.id);
     const stdin = stdinOf(redirects);
-    if (body?.type === 'command') this.command(body, f, stdin);
-    else if (body) this.walk(body, f);
+    // tree-sitter hangs the words after a redirection on it as further targets; bash passes them to
+    // the command: `cat 2>/dev/null /etc/passwd` read /etc/passwd while the facts showed `cat` alone.
+    const extra = redirects.flatMap(extraWords);
+    if (body?.type === 'command') this.command(body, f, stdin, extra);
+    else {
+      if (extra.length > 0) this.opaque.push('words after the redirection of a compound command');
+      if (body) this.walk(body, f);
+    }
     for (const r of redirects) this.walk(r, f);
   }
 
   private redirect(node: Node, f: Frame): void {
+    // `{name}>file` (and `{a[i]}>`) assigns the descriptor's number to a variable, evaluating a
+    // subscript as arithmetic (`{a[_]}>&2` after an argument `+b[$(id)]` ran id); the parser reads
+    // `{name}` as an ordinary word.
+    if (/(^|[^$\w])\{[^\s{}]*\}$/.test(f.src.slice(Math.max(0, node.startIndex - 256), node.startIndex))) this.opaque.push('a {variable} redirection, which assigns and evaluates');
     const fdNode = node.childForFieldName('descriptor');
     const fd = fdNode ? Number(fdNode.text) : undefined;
     const rec = (r: Omit<ShellRedirection, 'fd'>) => this.redirections.push(fd === undefined || Number.isNaN(fd) ? r : { ...r, fd });
@@ -409,6 +422,35 @@ const LOCALE_VARS = new Set(['LC_ALL', 'LC_CTYPE', 'LANG']);
 /** A zone name (`Europe/Paris`, `UTC`, `EST5EDT,M3.2.0,M11.1.0`): no leading `/`, no `..`. */
 const SAFE_TZ = /^:?(?!.*\.\.)[A-Za-z0-9_+,.<>-]+(\/[A-Za-z0-9_+,.<>-]+)*$/;
 const SAFE_LOCALE = /^(C|POSIX|C\.(UTF-?8|utf-?8)|[A-Za-z]{2,3}(_[A-Za-z]{2})?\.(UTF-?8|utf-?8)(@[A-Za-z0-9]+)?)$/;
+
+/** Node types of an argument word. */
+const ARG_TYPES = new Set([
+  'word',
+  'string',
+  'raw_string',
+  'ansi_c_string',
+  'translated_string',
+  'concatenation',
+  'simple_expansion',
+  'expansion',
+  'command_substitution',
+  'process_substitution',
+  'arithmetic_expansion',
+  'number',
+  'brace_expression',
+]);
+
+/** The words a redirection node carries past its own target: the command's arguments to bash. */
+function extraWords(r: Node): Node[] {
+  if (r.type === 'file_redirect')
+    return r
+      .childrenForFieldName('destination')
+      .filter((c): c is Node => c !== null)
+      .slice(1);
+  if (r.type === 'heredoc_redirect') return r.namedChildren.filter((c): c is Node => c !== null && ARG_TYPES.has(c.type));
+  if (r.type === 'herestring_redirect') return r.namedChildren.filter((c): c is Node => c !== null && ARG_TYPES.has(c.type)).slice(1);
+  return [];
+}
 
 /** bash's reserved words: never the name of a command bash runs. */
 const RESERVED_WORDS = new Set(['!', 'case', 'coproc', 'do', 'done', 'elif', 'else', 'esac', 'fi', 'for', 'function', 'if', 'in', 'select', 'then', 'until', 'while', '{', '}', '[[', ']]']);
