@@ -18,47 +18,29 @@ import { canonicalJson, WritError, type IntentRecord } from '../schemas/index.ts
 const CONTEXT = 'writ.pending.v2\n';
 const DISPATCH_CONTEXT = 'writ.dispatch.v1\n';
 
+/** What both signatures cover: the intent's identity, what it runs, and where it is answered. */
+function identityOf(rec: IntentRecord): Record<string, unknown> {
+  return {
+    intentId: rec.intentId,
+    sessionId: rec.sessionId,
+    target: rec.target,
+    kind: rec.kind,
+    principal: rec.principal,
+    commandSha256: rec.commandSha256,
+    grant: rec.grant ?? null,
+    reply: rec.reply ?? null,
+    // The policy version a window granted on this record is bound to (approvals windowScopeOf).
+    policyVersion: rec.decision?.policyVersion ?? null,
+  };
+}
+
 function signedPart(rec: IntentRecord): string {
   const p = rec.pending!;
-  return (
-    CONTEXT +
-    canonicalJson({
-      intentId: rec.intentId,
-      sessionId: rec.sessionId,
-      target: rec.target,
-      kind: rec.kind,
-      principal: rec.principal,
-      commandSha256: rec.commandSha256,
-      grant: rec.grant ?? null,
-      reply: (rec as { reply?: unknown }).reply ?? null,
-      rule: p.rule,
-      spec: p.spec,
-      expiresAt: p.expiresAt,
-      order: p.order,
-      votes: p.votes,
-      // The policy version a window granted on this record is bound to (approvals windowScopeOf).
-      policyVersion: rec.decision?.policyVersion ?? null,
-    })
-  );
+  return CONTEXT + canonicalJson({ ...identityOf(rec), rule: p.rule, spec: p.spec, expiresAt: p.expiresAt, order: p.order, votes: p.votes });
 }
 
 function dispatchPart(rec: IntentRecord): string {
-  return (
-    DISPATCH_CONTEXT +
-    canonicalJson({
-      intentId: rec.intentId,
-      sessionId: rec.sessionId,
-      target: rec.target,
-      kind: rec.kind,
-      principal: rec.principal,
-      commandSha256: rec.commandSha256,
-      grant: rec.grant ?? null,
-      grantId: rec.grantId ?? null,
-      grantExp: rec.grantExp ?? null,
-      reply: rec.reply ?? null,
-      policyVersion: rec.decision?.policyVersion ?? null,
-    })
-  );
+  return DISPATCH_CONTEXT + canonicalJson({ ...identityOf(rec), grantId: rec.grantId ?? null, grantExp: rec.grantExp ?? null });
 }
 
 export class RecordSealer {
