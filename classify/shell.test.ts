@@ -552,6 +552,21 @@ const thirdRound: ShCase[] = [
   { cmd: "awk -F: '$3 > 999 {print $1}' /etc/passwd", cmds: [['awk', '-F:', '$3 > 999 {print $1}', '/etc/passwd']] },
 ];
 
+// A fourth report-only attack: here-documents whose body the parser leaves unexpanded, words on
+// redirections nested in a here-document or after a descriptor close, LANGUAGE naming a path.
+const fourthRound: ShCase[] = [
+  { cmd: 'cat <<$x\n$(touch M)\n$x', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'cat <<-${x}\n${y:-$(touch M)}\n${x}', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'cat <<EOF 2>/dev/null /etc/passwd\nx\nEOF', cmds: [['cat', '/etc/passwd']] },
+  { cmd: 'sort <<EOF 2>/dev/null -o /tmp/out\nx\nEOF', cmds: [['sort', '-o', '/tmp/out']] },
+  { cmd: 'cat 3>&- /etc/passwd', cmds: [['cat', '/etc/passwd']] },
+  { cmd: 'uptime | cat 3<&- /etc/passwd', err: 'WRIT_SHELL_UNKNOWN' }, // the parser hangs the redirection on the pipeline
+  { cmd: 'sort 3>&- --compress-program=sh 4>&- -S1 <<EOF\nx\nEOF', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'uptime 2>&-', cmds: [['uptime']] },
+  { cmd: 'LANGUAGE=../../../../tmp/lt cat /var/log/x', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'LANGUAGE=fr:en_GB cat /var/log/x', cmds: [['cat', '/var/log/x']] },
+];
+
 table('lists, pipelines and substitutions', lists);
 table('compound commands and functions', compound);
 table('quote removal and backslash tricks', quoting);
@@ -562,6 +577,7 @@ table('programs that run code named in their arguments', codeInArguments);
 table('where the parser and bash part, the text is refused', grammarsPart);
 table('a second attack: locales, history, set -k, commands in arguments, TZ', secondRound);
 table('a third attack: words on redirections, {var} redirections, more runners, awk', thirdRound);
+table('a fourth attack: unexpanded here-document bodies, nested redirections, LANGUAGE', fourthRound);
 table('redirections', redirections);
 table('errors fail closed', errors);
 

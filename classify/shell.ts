@@ -127,6 +127,11 @@ class ShellWalker {
     // Expansions as nodes, and as text where tree-sitter leaves them as text (`$[ x ]` in a here-document).
     // The parser keeps backticks in an expanding here-document as text; bash runs them.
     if (node.type === 'heredoc_body' && expandsBody(node) && node.text.includes('`')) this.opaque.push('backticks in a here-document, which the parser keeps as text');
+    // After some delimiters (`<<$x`) the parser keeps an expanding body as plain text, where bash
+    // expands it: a `$` in a body the parser found no expansion in is refused.
+    if (node.type === 'heredoc_body' && expandsBody(node) && node.text.includes('$') && node.namedChildren.every((c) => c?.type === 'heredoc_content')) {
+      this.opaque.push('a here-document body the parser did not expand, which bash does');
+    }
     if (node.type === 'expansion' || node.type === 'string' || node.type === 'word' || (node.type === 'heredoc_body' && expandsBody(node))) {
       const r = expansionRisk(node.text.replace(/\\\n/g, '')); // bash drops backslash-newline first
       if (r.risk) this.opaque.push(r.risk);
@@ -151,6 +156,7 @@ class ShellWalker {
     this.assignments.add(name);
     if (LOCALE_VARS.has(name) && !(value?.literal && SAFE_LOCALE.test(value.value))) this.unsafeLocales.add(name);
     if (name === 'TZ' && !(value?.literal && SAFE_TZ.test(value.value))) this.unsafeLocales.add(name);
+    if (name === 'LANGUAGE' && !(value?.literal && SAFE_LANGUAGE.test(value.value))) this.unsafeLocales.add(name);
     if (!(value?.literal && /^[0-9]+$/.test(value.value))) this.assignedValues.add(name);
   }
 
@@ -386,7 +392,7 @@ class ShellWalker {
     const word = dest ? wordOf(dest) : undefined;
     const target = word?.value ?? '';
     // `>&2`, `<&0`, `>&-` duplicate or close descriptors; `>& file` (csh style) writes the file.
-    const dup = (op === '>&' || op === '<&') && /^(\d+|-)$/.test(target);
+    const dup = ((op === '>&' || op === '<&') && /^(\d+|-)$/.test(target)) || /^[<>]&-$/.test(op);
     const writes = (WRITE_OPS.has(op) || op === '>&') && !dup && op !== '>&-';
     const reads = (op === '<' || op === '<>' || op === '<&') && !dup;
     rec({ op, target, writes, reads, glob: word?.glob === true });
@@ -421,6 +427,8 @@ function unquotedControl(root: Node, text: string): boolean {
 const LOCALE_VARS = new Set(['LC_ALL', 'LC_CTYPE', 'LANG']);
 /** A zone name (`Europe/Paris`, `UTC`, `EST5EDT,M3.2.0,M11.1.0`): no leading `/`, no `..`. */
 const SAFE_TZ = /^:?(?!.*\.\.)[A-Za-z0-9_+,.<>-]+(\/[A-Za-z0-9_+,.<>-]+)*$/;
+/** Colon-separated locale names, no path. */
+const SAFE_LANGUAGE = /^(?!.*\.\.)[A-Za-z0-9_.@:-]*$/;
 const SAFE_LOCALE = /^(C|POSIX|C\.(UTF-?8|utf-?8)|[A-Za-z]{2,3}(_[A-Za-z]{2})?\.(UTF-?8|utf-?8)(@[A-Za-z0-9]+)?)$/;
 
 /** Node types of an argument word. */
@@ -442,12 +450,15 @@ const ARG_TYPES = new Set([
 
 /** The words a redirection node carries past its own target: the command's arguments to bash. */
 function extraWords(r: Node): Node[] {
-  if (r.type === 'file_redirect')
-    return r
-      .childrenForFieldName('destination')
-      .filter((c): c is Node => c !== null)
-      .slice(1);
-  if (r.type === 'heredoc_redirect') return r.namedChildren.filter((c): c is Node => c !== null && ARG_TYPES.has(c.type));
+  if (r.type === 'file_redirect') {
+    const dest = r.childrenForFieldName('destination').filter((c): c is Node => c !== null);
+    // `>&-` and `<&-` close a descriptor and take no target: every word after them is an argument.
+    return /^[<>]&-$/.test(redirectOp(r)) ? dest : dest.slice(1);
+  }
+  if (r.type === 'heredoc_redirect') {
+    // A redirection after the here-document's delimiter is nested in it, with its own extra words.
+    return r.namedChildren.flatMap((c) => (c === null ? [] : ARG_TYPES.has(c.type) ? [c] : c.type === 'file_redirect' || c.type === 'herestring_redirect' ? extraWords(c) : []));
+  }
   if (r.type === 'herestring_redirect') return r.namedChildren.filter((c): c is Node => c !== null && ARG_TYPES.has(c.type)).slice(1);
   return [];
 }
@@ -536,9 +547,12 @@ function classify(text: string, checkJoined: boolean): ShellFacts {
   // can be the second byte of a character, and `LC_ALL=zh_CN.GBK` then `cat /var/log/丁\'a' ;touch M #'`
   // ran touch. A child bash reads its script in the locale it is given. Only UTF-8 and C are read
   // as the classifier reads them.
-  const locale = [...w.unsafeLocales][0] ?? envs.find(([k, v]) => (LOCALE_VARS.has(k) && !SAFE_LOCALE.test(v)) || (k === 'TZ' && !SAFE_TZ.test(v)))?.[0];
-  // TZ names a file the program reads (`TZ=/etc/shadow date` opened it): a zone name only.
-  if (locale !== undefined) w.opaque.push(locale === 'TZ' ? 'a TZ that names a file' : `a locale (${locale}) whose bytes bash may read differently from the classifier`);
+  const locale =
+    [...w.unsafeLocales][0] ?? envs.find(([k, v]) => (LOCALE_VARS.has(k) && !SAFE_LOCALE.test(v)) || (k === 'TZ' && !SAFE_TZ.test(v)) || (k === 'LANGUAGE' && !SAFE_LANGUAGE.test(v)))?.[0];
+  // TZ names a file the program reads (`TZ=/etc/shadow date` opened it): a zone name only;
+  // LANGUAGE names message catalogues by path (`LANGUAGE=../../tmp/x` loaded a planted one).
+  if (locale !== undefined)
+    w.opaque.push(locale === 'TZ' || locale === 'LANGUAGE' ? `a ${locale} that names a file` : `a locale (${locale}) whose bytes bash may read differently from the classifier`);
   const unknown = w.commands.find((c) => c.unknown || c.opaque);
   if (w.parseError) facts.error = { code: 'WRIT_SHELL_UNPARSEABLE', message: w.parseError };
   else if (w.statements === 0) {

@@ -266,6 +266,11 @@ describe('what a write reaches through views and triggers', () => {
     expect(Number(await adminValue('SELECT sum(v) FROM inno'))).toBe(0);
   });
 
+  it('refuses a trigger an intent would leave behind (it copied a masked column for every later UPDATE)', async () => {
+    expect(await outcome(write('CREATE TRIGGER cp BEFORE UPDATE ON customers FOR EACH ROW SET NEW.name = NEW.email'))).toBe('WRIT_UNSUPPORTED');
+    expect(Number(await adminValue(`SELECT count(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '${m.database}' AND TRIGGER_NAME = 'cp'`))).toBe(0);
+  });
+
   it('still runs a write through a view over InnoDB tables', async () => {
     expect(await outcome(write('UPDATE v_audited SET v = v WHERE id = 0'))).toBe('ok');
   });

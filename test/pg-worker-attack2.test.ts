@@ -420,6 +420,39 @@ describe('code an intent supplies (a DO block, a function or procedure it create
   });
 });
 
+describe('a third attack on the PostgreSQL worker', () => {
+  it('holds COMMIT to what is left of the limit: deferred work that would finish past it commits nothing', async () => {
+    await admin.query(`
+      CREATE TABLE IF NOT EXISTS dslow (id int);
+      CREATE OR REPLACE FUNCTION dslow_check() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM pg_sleep(1.5); RETURN NULL; END$$;
+      DROP TRIGGER IF EXISTS dslow_commit ON dslow;
+      CREATE CONSTRAINT TRIGGER dslow_commit AFTER INSERT ON dslow DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION dslow_check();
+      GRANT SELECT, INSERT ON dslow TO ${db.roles.write.user};
+    `);
+    // The INSERT is quick; its deferred check runs in COMMIT for 1.5 s, past the 1 s limit and
+    // short of the watchdog (limit + 2 s): it finished and was reported a success.
+    const err = await fails(run('INSERT INTO dslow VALUES (1)', 'write', { seconds: 1 }));
+    expect(err.code).toBe('WRIT_EXEC_TIMEOUT');
+    expect(await count('dslow')).toBe(0);
+  });
+
+  it('refuses SQL given as text (query_to_xml) under any grant: a read sent a notification through it', async () => {
+    for (const mode of ['read', 'write'] as const) {
+      expect((await fails(run("SELECT query_to_xml('SELECT pg_notify(''c'', ''x'')', true, false, '')", mode))).code).toBe('WRIT_UNSUPPORTED');
+    }
+  });
+
+  it('refuses triggers, rules and policies an intent would leave behind', async () => {
+    for (const sql of [
+      'CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()',
+      'CREATE RULE r AS ON INSERT TO t DO ALSO DELETE FROM t',
+      'CREATE POLICY p ON t USING (true)',
+    ]) {
+      expect([sql, (await fails(run(sql, 'write'))).code]).toEqual([sql, 'WRIT_UNSUPPORTED']);
+    }
+  });
+});
+
 describe('the next intent on the connection gets it clean', () => {
   const login = () => rows('SELECT current_user, session_user').then((r) => r.rows[0]);
 

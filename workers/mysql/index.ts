@@ -357,6 +357,15 @@ function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void 
         `${seen} shows what other sessions of the worker's database user run (other principals' statements and their values), so it cannot be read through Writ; nothing ran`,
       );
     }
+    // Code an intent would leave behind, run later in other sessions with the definer's powers: a
+    // trigger `SET NEW.name = NEW.email` copied a masked column into an unmasked one for every
+    // later UPDATE, and a read then returned it in clear. A DBA's triggers are theirs to create.
+    if ((st.kind === 'create' || st.kind === 'alter') && ['trigger', 'event', 'procedure', 'function'].includes(st.objectType ?? '')) {
+      throw new WritError(
+        'WRIT_UNSUPPORTED',
+        `${st.kind.toUpperCase()} ${(st.objectType ?? '').toUpperCase()} leaves code that runs later in other sessions, which the worker cannot check; nothing ran`,
+      );
+    }
     // START TRANSACTION/COMMIT/ROLLBACK/SAVEPOINT…: the worker owns the transaction (its limits and rollback live in it).
     if (st.kind === 'transaction') {
       throw new WritError(

@@ -64,13 +64,31 @@ const COUNTED_KINDS: ReadonlySet<string> = new Set([
 /** Object types whose DDL changes the worker's own login or every later session: roles, the server's and the database's settings. */
 const SESSION_OBJECTS = new Set(['role', 'user', 'group', 'system', 'database']);
 /**
+ * Functions that run SQL given to them as text, which the classifier cannot see into:
+ * `query_to_xml('SELECT pg_notify(…)', …)` sent a notification under a read grant.
+ */
+const SQL_TEXT_FUNCTIONS = new Set([
+  'query_to_xml',
+  'query_to_xmlschema',
+  'query_to_xml_and_xmlschema',
+  'cursor_to_xml',
+  'cursor_to_xmlschema',
+  'ts_stat',
+  'ts_rewrite',
+  'dblink',
+  'dblink_exec',
+  'dblink_send_query',
+  'dblink_open',
+  'dblink_fetch',
+]);
+/**
  * Code an intent would supply: a DO block, or a function or procedure it creates (and then
  * calls). It runs with the worker role's own powers, and the refusals here see only what the
  * classifier sees: inside one, ALTER ROLE CURRENT_USER PASSWORD changed the worker's login,
  * lo_from_bytea and pg_notify ran under a read grant, and pg_terminate_backend ended other
  * intents' connections. Functions a DBA created are called by name, and policy decides.
  */
-const CODE_OBJECTS = new Set(['function', 'procedure', 'routine', 'language', 'event_trigger']);
+const CODE_OBJECTS = new Set(['function', 'procedure', 'routine', 'language', 'event_trigger', 'trigger', 'rule', 'policy']);
 /** Functions that signal other backends (the pooled connections of other intents share the role) or the server. */
 const SIGNAL_FUNCTIONS = new Set(['pg_terminate_backend', 'pg_cancel_backend', 'pg_reload_conf', 'pg_rotate_logfile', 'pg_promote', 'pg_log_backend_memory_contexts']);
 /**
@@ -285,7 +303,12 @@ export class PostgresExecutor implements Executor {
       if (s.watchdogCancelled) throw Object.assign(new Error('the batch went on past its time limit'), { code: 'WORKER_WATCHDOG' });
       assertBeforeDeadline(s.deadline, 'COMMIT');
       committing = true;
+      // COMMIT runs deferred constraints and triggers without any statement timeout (the server
+      // disables it for COMMIT): the session cancels a COMMIT still running at the deadline
+      // (200,000 deferred foreign-key checks committed 1.5 s past a 2 s limit and reported success).
+      s.committing = true;
       await client.query('COMMIT');
+      s.committing = false;
       return { ...(out as RowsOutput), command: tags.join(';') };
     } catch (e) {
       return batchFailure(e, { committing, connectionLost: !isPlainServerError(e, s), leftStatements: left, rollback: () => rollback(s) });
@@ -419,6 +442,8 @@ function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void 
         `${st.kind === 'do' ? 'a DO block' : `${st.kind.toUpperCase()} ${(st.objectType ?? '').toUpperCase()}`} is code the worker cannot see into, and it would run with the worker role's own powers (its login, other intents' connections); call a function a DBA created instead; nothing ran`,
       );
     }
+    const sqlText = st.functions.find((f) => SQL_TEXT_FUNCTIONS.has(f.slice(f.lastIndexOf('.') + 1)));
+    if (sqlText) throw new WritError('WRIT_UNSUPPORTED', `${sqlText} runs SQL given as text, which the worker cannot see into; nothing ran`);
     const signal = st.functions.find((f) => SIGNAL_FUNCTIONS.has(f.slice(f.lastIndexOf('.') + 1)));
     if (signal) throw new WritError('WRIT_UNSUPPORTED', `${signal} signals other sessions (other intents share the worker's role) or the server; nothing ran`);
     // Large objects hold bytes outside any table: no masking sees them, a read-only transaction

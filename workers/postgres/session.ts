@@ -49,6 +49,8 @@ export class Session {
   watchdogCancelled = false;
   /** When the intent's time limit ends (ms since the epoch), once the watchdog runs. */
   deadline = Number.POSITIVE_INFINITY;
+  /** The worker's COMMIT is in flight: at the deadline it is cancelled (the server times no COMMIT). */
+  committing = false;
   /** The first error the connection reported (socket closed, server terminated it, wire cap). */
   lost: Error | null = null;
   /** Rejects when the connection is lost; for racing waits that only the server can end. */
@@ -114,22 +116,31 @@ export class Session {
    */
   startWatchdog(timeoutMs: number, cfg: pg.ClientConfig, terminate: (pid: number) => void): void {
     this.deadline = Date.now() + timeoutMs;
+    const cancelActive = () => {
+      const active = (this.client as unknown as { _getActiveQuery?(): unknown })._getActiveQuery?.();
+      if (!active) return;
+      try {
+        // pg's Client#cancel opens its own connection and sends the cancel request (no login needed).
+        const canceller = new pg.Client(cfg) as unknown as { connection: pg.Connection; cancel(c: unknown, q: unknown): void };
+        canceller.connection.on('error', () => undefined); // an unreachable server must not crash the worker
+        canceller.cancel(this.client, active);
+      } catch {
+        // The drop below still ends it.
+      }
+    };
+    this.#timers.push(
+      setTimeout(() => {
+        if (!this.committing) return;
+        this.watchdogCancelled = true;
+        cancelActive();
+      }, timerMs(timeoutMs)).unref(),
+    );
     this.#timers.push(
       setTimeout(
         () => {
           // Set even when nothing is running: the batch is past its limit whatever comes next.
           this.watchdogCancelled = true;
-          const active = (this.client as unknown as { _getActiveQuery?(): unknown })._getActiveQuery?.();
-          if (active) {
-            try {
-              // pg's Client#cancel opens its own connection and sends the cancel request (no login needed).
-              const canceller = new pg.Client(cfg) as unknown as { connection: pg.Connection; cancel(c: unknown, q: unknown): void };
-              canceller.connection.on('error', () => undefined); // an unreachable server must not crash the worker
-              canceller.cancel(this.client, active);
-            } catch {
-              // The drop below still ends it.
-            }
-          }
+          cancelActive();
         },
         timerMs(timeoutMs + CANCEL_GRACE_MS),
       ).unref(),
