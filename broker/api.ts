@@ -55,26 +55,27 @@ export interface ApiDeps {
   classify: ClassifyCommand;
   /** Session ownership: `explain` may audit only into the asker's own session. */
   sessions: SessionOwners;
-  /** Opens the durable results copy (sealed to the broker) to re-seal it to the asking agent. */
+  /** Opens the durable outcome (sealed to the broker) to re-seal it to the asking agent. */
   resultsKey: SealKeyPair;
+  /** results.maxAgeSec: how long a stored outcome's rows are answered. */
+  resultsMaxAgeSec: number;
 }
 
 /**
- * An intent's outcome in clear, for sealing to whoever asks: the stored result (opened with the
- * broker's results key; the sweeper's own `unknown` is stored unsealed and carries no data), or,
- * without one, built from the record.
+ * An intent's outcome in clear, for sealing to whoever asks: the durable outcome the record
+ * holds (opened with the broker's results key; the sweeper's own `unknown` is unsealed and
+ * carries no data), or, without one, built from the record.
  */
-export async function outcomeOf(rec: IntentRecord, d: { jsm: JetStreamManager; names: Names; resultsKey: SealKeyPair; log: Logger }): Promise<Outcome> {
-  if (rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'unknown') {
+export function outcomeOf(rec: IntentRecord, d: { resultsKey: SealKeyPair; log: Logger; maxAgeSec: number }, nowMs = Date.now()): Outcome {
+  const o = rec.outcome;
+  // Rows are answered for results.maxAgeSec after the run; later, the status and the error only.
+  if (o && o.intentId === rec.intentId && o.sessionId === rec.sessionId && nowMs - o.at <= d.maxAgeSec * 1000) {
+    if (!o.sealed) return o;
     try {
-      const sm = await d.jsm.streams.getMessage(d.names.streams.results, { last_by_subj: d.names.result(rec.intentId) });
-      if (sm) {
-        const o = OutcomeSchema.parse(sm.json());
-        if (o.intentId === rec.intentId) return o.sealed ? openOutcome(o, d.resultsKey) : o;
-      }
+      return openOutcome(o, d.resultsKey);
     } catch (e) {
-      // No stored result (e.g. lost worker), or sealed to a results key since rotated: the record answers.
-      d.log.debug({ err: e, intentId: rec.intentId }, 'no readable stored result; answering from the record');
+      // Sealed to a results key since rotated: the record answers (status and error, no rows).
+      d.log.debug({ err: e, intentId: rec.intentId }, 'stored outcome not readable with this results key; answering from the record');
     }
   }
   return {
@@ -292,8 +293,8 @@ export class ApiService {
     return claim && claim.operation === 'PUT' ? 'running' : 'dispatched';
   }
 
-  #outcome(rec: IntentRecord): Promise<Outcome> {
-    return outcomeOf(rec, { jsm: this.#d.jsm, names: this.#d.names, resultsKey: this.#d.resultsKey, log: this.#d.log });
+  #outcome(rec: IntentRecord): Outcome {
+    return outcomeOf(rec, { resultsKey: this.#d.resultsKey, log: this.#d.log, maxAgeSec: this.#d.resultsMaxAgeSec });
   }
 
   async #wait(rec: IntentRecord, entry: KvEntry, timeoutMs: number): Promise<Outcome> {

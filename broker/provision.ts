@@ -44,16 +44,6 @@ function streamConfigs(n: Names, config: Config): (Partial<StreamConfig> & { nam
       max_age: 7 * 86_400 * NS,
       num_replicas: replicas,
     },
-    {
-      name: n.streams.results,
-      subjects: [n.resultAll()],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      max_age: config.results.maxAgeSec * NS,
-      max_msgs_per_subject: 1,
-      num_replicas: replicas,
-      allow_direct: true,
-    },
   ];
 }
 

@@ -225,6 +225,7 @@ export class Broker {
       classify: this.#classify,
       sessions: this.#sessions,
       resultsKey: this.#store,
+      resultsMaxAgeSec: config.results.maxAgeSec,
     });
     this.#api.start();
     await this.#sweeper.start();
@@ -617,7 +618,7 @@ export class Broker {
       return;
     }
     // A resubmission after the server's dedupe window: answer its inbox with where the intent stands.
-    if (reply?.to) void this.#answerDuplicate(reply, existing).catch(() => undefined);
+    if (reply?.to) this.#answerDuplicate(reply, existing);
     if (existing.state === 'dispatched' && existing.commandSha256 === sha256Hex(commandText(intent.command))) {
       // The first attempt may have died before its order was stored: send it again. The
       // exec stream's msg-id dedupe and the worker's claim make a second copy harmless.
@@ -653,9 +654,9 @@ export class Broker {
     }
   }
 
-  /** Where a resubmitted intent stands, sealed to the resubmission's key: the stored result (opened with the results key), else the record. */
-  async #answerDuplicate(reply: ReplySpec, rec: IntentRecord): Promise<void> {
-    this.#reply(reply, await outcomeOf(rec, { jsm: this.#jsm, names: this.#d.names, resultsKey: this.#store, log: this.#d.log }));
+  /** Where a resubmitted intent stands, sealed to the resubmission's key: the stored outcome (opened with the results key), else the record. */
+  #answerDuplicate(reply: ReplySpec, rec: IntentRecord): void {
+    this.#reply(reply, outcomeOf(rec, { resultsKey: this.#store, log: this.#d.log, maxAgeSec: this.#d.config.results.maxAgeSec }));
   }
 
   async #deny(

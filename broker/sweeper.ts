@@ -17,12 +17,10 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KvEntry } from '@nats-io/kv';
 import type { AuditWriter } from '../audit/index.ts';
-import { getRecord, updateRecord, type Logger } from '../lib/index.ts';
+import { getRecord, glanceRecord, updateRecord, type Logger } from '../lib/index.ts';
 import { buildOutcome, WritError, type IntentRecord, type Names } from '../schemas/index.ts';
 import type { Buckets } from './provision.ts';
 import type { Approvals } from './approvals.ts';
-
-const enc = new TextEncoder();
 
 interface Watched {
   deadline: number;
@@ -184,6 +182,17 @@ export class Sweeper {
       this.#pending.delete(e.key);
       return;
     }
+    const id = e.key;
+    // An ended record is told by its first bytes (lib/records.ts): its outcome, which may be a
+    // megabyte of sealed rows, is never parsed here. The worker's audit head it carries lets this
+    // broker chain its next block of the session without reading the head first.
+    const glance = glanceRecord(e.value);
+    if (glance && glance.state !== 'pending' && glance.state !== 'dispatched') {
+      this.#pending.delete(id);
+      this.#watched.delete(id);
+      if (glance.auditHead) this.d.audit.hint(glance.sessionId, glance.auditHead);
+      return;
+    }
     // What the watch learns is only where to look: every action re-reads the record through
     // the schema (getRecord). So it reads the few fields it needs, not a full schema parse of
     // every record change of the fleet (the largest part of the sweeper's CPU per intent).
@@ -194,7 +203,6 @@ export class Sweeper {
       return;
     }
     if (typeof rec !== 'object' || rec === null) return;
-    const id = e.key;
     const expiresAt = rec.pending?.expiresAt;
     if (rec.state === 'pending' && typeof expiresAt === 'number') this.#pending.set(id, expiresAt);
     else this.#pending.delete(id);
@@ -267,13 +275,14 @@ export class Sweeper {
     }
     const error = claimed ? new WritError('WRIT_OUTCOME_UNKNOWN') : new WritError('WRIT_GRANT_EXPIRED', 'the grant expired before any worker claimed it; nothing ran');
     const next: IntentRecord = { ...rec, state: claimed ? 'unknown' : 'failed', error: error.toReply(), updatedAt: Date.now() };
+    // Its durable outcome, in the same write: a status and a code, no data (nothing to seal).
+    next.outcome = buildOutcome({ intentId: id, sessionId: rec.sessionId, status: next.state, error: error.toReply() });
     try {
       await bounded(updateRecord(this.d.kv.intents, next, entry.revision), this.#stepMs, 'record update');
     } catch {
       return false; // another replica, or the worker finishing at the last moment, won (or no answer: next sweep)
     }
     this.#watched.delete(id);
-    const outcome = buildOutcome({ intentId: id, sessionId: rec.sessionId, status: next.state, error: error.toReply() });
     // The claim names the worker and when it started: the evidence of the lost run, even if the
     // worker died before its own claim event was written.
     const claim = claimed
@@ -282,15 +291,12 @@ export class Sweeper {
           .catch(() => undefined)
       : undefined;
     // The audit writer retries until the event is stored; the step's deadline only stops the sweep from waiting on it.
-    await Promise.all([
-      this.d.js.publish(this.d.names.result(id), enc.encode(JSON.stringify(outcome)), { msgID: `r-${id}` }).catch(() => undefined),
-      this.d.audit.append({
-        sessionId: rec.sessionId,
-        intentId: id,
-        type: claimed ? 'exec.lost' : 'exec.expired',
-        payload: { state: next.state, code: error.code, grantId: rec.grantId, ...(claim ? { claim } : {}) },
-      }),
-    ]);
+    await this.d.audit.append({
+      sessionId: rec.sessionId,
+      intentId: id,
+      type: claimed ? 'exec.lost' : 'exec.expired',
+      payload: { state: next.state, code: error.code, grantId: rec.grantId, ...(claim ? { claim } : {}) },
+    });
     this.d.log.warn({ intentId: id, state: next.state }, claimed ? 'worker lost mid-run: intent is unknown and will not be re-run' : 'grant expired unclaimed');
     return true;
   }

@@ -5,7 +5,7 @@
  * revision it replaces, so two writers (broker replicas, the sweeper, a worker) never both win.
  */
 import type { KV, KvEntry } from '@nats-io/kv';
-import { IntentRecordSchema, type IntentRecord } from '../schemas/index.ts';
+import { INTENT_STATES, IntentRecordSchema, type IntentRecord, type IntentState } from '../schemas/index.ts';
 
 const enc = new TextEncoder();
 
@@ -28,10 +28,66 @@ export async function getRecord(kv: KV, intentId: string): Promise<StoredRecord 
 
 /** Writes the first record of an intent; fails when one exists (the broker's claim on the id). */
 export function createRecord(kv: KV, rec: IntentRecord): Promise<number> {
-  return kv.create(rec.intentId, enc.encode(JSON.stringify(rec)));
+  return kv.create(rec.intentId, encodeRecord(rec));
 }
 
-/** Replaces the record at `revision`; fails when another writer changed it since. */
-export function updateRecord(kv: KV, rec: IntentRecord, revision: number): Promise<number> {
-  return kv.update(rec.intentId, enc.encode(JSON.stringify(rec)), revision);
+/**
+ * Replaces the record at `revision`; fails when another writer changed it since. `outcome` is
+ * the durable outcome already encoded (outcomeBytes): it is spliced in as the record's
+ * `outcome`, so a sealed result is never parsed or encoded a second time.
+ */
+export function updateRecord(kv: KV, rec: IntentRecord, revision: number, outcome?: Uint8Array): Promise<number> {
+  return kv.update(rec.intentId, encodeRecord(rec, outcome), revision);
+}
+
+/**
+ * A record's bytes. `state`, `sessionId` and `auditHead` (when present) always come first, so
+ * that a watcher learns an ended record's state and head from its first bytes (glanceRecord)
+ * without parsing an outcome that may hold a megabyte of sealed rows.
+ */
+export function encodeRecord(rec: IntentRecord, outcome?: Uint8Array): Uint8Array {
+  const { state, sessionId, auditHead, outcome: parsed, ...rest } = rec;
+  const json = JSON.stringify({
+    state,
+    sessionId,
+    ...(auditHead ? { auditHead: { seq: auditHead.seq, hash: auditHead.hash, count: auditHead.count } } : {}),
+    ...rest,
+    ...(parsed && !outcome ? { outcome: parsed } : {}),
+  });
+  if (!outcome) return enc.encode(json);
+  const head = enc.encode(`${json.slice(0, -1)},"outcome":`);
+  const out = new Uint8Array(head.length + outcome.length + 1);
+  out.set(head, 0);
+  out.set(outcome, head.length);
+  out[out.length - 1] = 0x7d; // }
+  return out;
+}
+
+/** Bytes of a record's encoding besides its outcome: what the outcome's size limit leaves room for. */
+export function recordOverheadBytes(rec: IntentRecord): number {
+  return encodeRecord({ ...rec, outcome: undefined }).length + '"outcome":,'.length;
+}
+
+/** What a watcher needs of a record change: its state, and the worker's audit head once it ran. */
+export interface RecordGlance {
+  state: IntentState;
+  sessionId: string;
+  auditHead?: { seq: number; hash: string; count: number };
+}
+
+const GLANCE = /^\{"state":"([a-z_]{1,24})","sessionId":"([A-Za-z0-9_-]{8,128})"(?:,"auditHead":\{"seq":(\d{1,16}),"hash":"([0-9a-f]{64})","count":(\d{1,16})\})?/;
+const STATES: ReadonlySet<string> = new Set(INTENT_STATES);
+
+/**
+ * The state (and head) from the first bytes of a record written by encodeRecord; undefined when
+ * they do not read that way (the caller then parses the whole record, or skips it).
+ */
+export function glanceRecord(bytes: Uint8Array): RecordGlance | undefined {
+  const m = GLANCE.exec(Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(bytes.length, 400)).toString('latin1'));
+  if (!m || !STATES.has(m[1]!)) return undefined;
+  const g: RecordGlance = { state: m[1] as IntentState, sessionId: m[2]! };
+  if (m[3] === undefined) return g;
+  const seq = Number(m[3]);
+  const count = Number(m[5]);
+  return Number.isSafeInteger(seq) && seq > 0 && Number.isSafeInteger(count) && count > 0 ? { ...g, auditHead: { seq, hash: m[4]!, count } } : g;
 }

@@ -478,7 +478,11 @@ export const ConfigSchema = z.strictObject({
     .default({ trustedBots: [], humans: [], maxVoteSkewSec: 120 }),
   results: z
     .strictObject({
-      /** Durable results are kept this long, seconds. Default a day. */
+      /**
+       * How long the API still answers an ended intent's stored rows, seconds (default a day);
+       * after that it answers the outcome's status and error only. The sealed copy itself lives
+       * in the intent's record (sealed to the broker's results key, which rotates with the grant key).
+       */
       maxAgeSec: z.number().int().positive().default(86_400),
     })
     .default({ maxAgeSec: 86_400 }),

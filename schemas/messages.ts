@@ -195,7 +195,7 @@ export const ResultBodySchema = z.strictObject({
 });
 export type ResultBody = z.infer<typeof ResultBodySchema>;
 
-/** What an agent finally receives, directly on its inbox and durably on `writ.result.<id>`. */
+/** What an agent finally receives, directly on its inbox and durably in the intent's record (`outcome`). */
 export const OutcomeSchema = z.strictObject({
   v: z.literal(1),
   type: z.literal('outcome'),
@@ -205,7 +205,7 @@ export const OutcomeSchema = z.strictObject({
   decision: DecisionSchema.optional(),
   result: ResultBodySchema.optional(),
   error: ErrorReplySchema.optional(),
-  /** `{decision, result, error}` sealed to the agent's key (or, in the results stream, the broker's); those fields are then absent. */
+  /** `{decision, result, error}` sealed to the agent's key (or, in the record, the broker's results key); those fields are then absent. */
   sealed: SealedBoxSchema.optional(),
   at: z.number().int(),
 });
@@ -319,6 +319,18 @@ export const IntentRecordSchema = z.strictObject({
   reply: z.strictObject({ inbox: InboxIdSchema, to: InboxSchema.optional(), key: X25519KeySchema }).optional(),
   /** The broker's signature over what a grant for this intent is built from, once dispatched (broker/seal-record.ts). */
   dispatchSig: z.string().optional(),
+  /**
+   * Once it ran: the durable outcome, written with the end state in one compare-and-set. The
+   * worker's is sealed to the broker's results key (the grant's `stk`); the sweeper's carries a
+   * status and a code, no data.
+   */
+  outcome: OutcomeSchema.optional(),
+  /**
+   * The session's audit head after the worker's evidence of this run, as the worker stored it:
+   * a hint that lets the broker chain its next block of the session without reading the head
+   * (the stream still refuses a stale one).
+   */
+  auditHead: z.strictObject({ seq: z.number().int().positive(), hash: z.string().regex(/^[0-9a-f]{64}$/), count: z.number().int().positive() }).optional(),
   createdAt: z.number().int(),
   updatedAt: z.number().int(),
 });

@@ -20,7 +20,7 @@ export function isSubjectToken(value: string): boolean {
 /** Names for one deployment, derived from its prefix (default `writ`); a test uses a unique prefix for isolation. */
 export interface Names {
   readonly prefix: string;
-  readonly streams: { readonly intents: string; readonly exec: string; readonly approvals: string; readonly results: string; readonly audit: string };
+  readonly streams: { readonly intents: string; readonly exec: string; readonly approvals: string; readonly audit: string };
   readonly buckets: { readonly intents: string; readonly claims: string; readonly policy: string; readonly windows: string; readonly sessions: string; readonly voteTokens: string };
   /** `writ.intent.<target>` — agents publish intents here. */
   intent(target: string): string;
@@ -44,9 +44,6 @@ export interface Names {
   approvalDecisionAll(): string;
   /** The target token of an intent subject (`writ.intent.<target>`); undefined for any other subject. */
   intentTarget(subject: string): string | undefined;
-  /** `writ.result.<intentId>` */
-  result(intentId: string): string;
-  resultAll(): string;
   /** `writ.audit.<sessionId>` */
   audit(sessionId: string): string;
   auditAll(): string;
@@ -69,7 +66,6 @@ export function names(prefix = 'writ'): Names {
       intents: `${up}_INTENTS`,
       exec: `${up}_EXEC`,
       approvals: `${up}_APPROVALS`,
-      results: `${up}_RESULTS`,
       audit: `${up}_AUDIT`,
     }),
     buckets: Object.freeze({
@@ -95,8 +91,6 @@ export function names(prefix = 'writ'): Names {
     approvalOutcomeAll: () => `${p}.approval.outcome.>`,
     approvalDecisionAll: () => `${p}.approval.decision.*`,
     intentTarget: (subject: string) => (subject.startsWith(`${p}.intent.`) ? subject.slice(p.length + '.intent.'.length) : undefined),
-    result: (intentId: string) => `${p}.result.${subjectToken('intentId', intentId)}`,
-    resultAll: () => `${p}.result.>`,
     audit: (sessionId: string) => `${p}.audit.${subjectToken('sessionId', sessionId)}`,
     auditAll: () => `${p}.audit.>`,
     brokerQueue: `${p}-broker`,

@@ -1,10 +1,10 @@
 /**
  * Per-agent isolation on a shared bus, against a real nats-server: agent B, with its own valid
- * token, listens on every inbox (`_INBOX.>`) and reads the durable results stream the way a
+ * token, listens on every inbox (`_INBOX.>`) and reads the durable outcome (in the intent's record) the way a
  * service would, while agent A runs a masked query. B sees only ciphertext of A's outcome; A
  * gets its rows.
  */
-import { jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { generateSealKeyPair, openOutcome } from '../client/index.ts';
 import { OutcomeSchema } from '../schemas/index.ts';
@@ -18,7 +18,7 @@ afterAll(async () => {
   await s?.stop();
 });
 
-it('another agent listening on every inbox and reading the results stream sees only ciphertext of an outcome', async () => {
+it('another agent listening on every inbox and reading the stored outcome sees only ciphertext of an outcome', async () => {
   const a = s.client(await s.token('alice', ['analysts']));
   const bToken = await s.token('bob', ['analysts']);
   const b = s.client(bToken);
@@ -33,11 +33,12 @@ it('another agent listening on every inbox and reading the results stream sees o
   await s.nc.flush();
   spy.unsubscribe();
 
-  // What B can read of the durable results stream.
-  const jsm = await jetstreamManager(s.nc);
-  const stored = await jsm.streams.getMessage(s.names.streams.results, { last_by_subj: s.names.result(o.intentId) });
+  // What B could read of the durable copy, the outcome in A's intent record (were it let into the bucket).
+  const rec = await (await new Kvm(s.nc).open(s.names.buckets.intents)).get(o.intentId);
+  expect(rec?.operation).toBe('PUT');
+  const stored = (rec!.json() as { outcome?: unknown }).outcome;
   expect(stored).toBeTruthy();
-  seen.push(stored!.string());
+  seen.push(JSON.stringify(stored));
 
   const everything = seen.join('\n');
   // B did see A's traffic (ids and status stay in clear for routing)...
@@ -63,7 +64,7 @@ it('another agent listening on every inbox and reading the results stream sees o
     }
   }
   expect(outcomes).toBeGreaterThanOrEqual(2); // the direct outcome, the API's, the stored copy
-  const sealedStored = OutcomeSchema.parse(stored!.json());
+  const sealedStored = OutcomeSchema.parse(stored);
   expect(sealedStored.sealed).toBeDefined();
 
   // B asking the broker for A's intent learns nothing either.

@@ -10,6 +10,8 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { AuditWriter } from '../audit/index.ts';
 import { Observability } from '../lib/index.ts';
 import { startNats, startSshd, type NatsServerHandle, type SshdHandle } from './helpers/index.ts';
 import { startStack, type Stack } from './fixture.ts';
@@ -197,7 +199,10 @@ describe('the metrics', () => {
     const analyst = s.client(await s.token('alice', ['analysts']));
     const ok = await analyst.run({ target: 'db', sql: 'SELECT name, email FROM customers ORDER BY id' });
     expect(ok.status).toBe('succeeded');
-    // A second intent in the same session: the worker wrote into it since, so the broker's cached head is stale.
+    // Another writer appends to the session: the broker's cached head is stale, and its next block conflicts.
+    const other = new AuditWriter({ js: jetstream(s.nc), jsm: await jetstreamManager(s.nc), names: s.names, actor: { kind: 'broker', id: 'another-broker' } });
+    await other.append({ sessionId: ok.sessionId, type: 'session.note', payload: {} });
+    await other.close();
     expect((await analyst.run({ target: 'db', sql: 'SELECT 1' })).status).toBe('succeeded');
     const intern = s.client(await s.token('ivan', ['interns']));
     expect((await intern.run({ target: 'db', sql: 'SELECT 1' })).status).toBe('denied');

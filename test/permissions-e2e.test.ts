@@ -212,9 +212,9 @@ describe('an agent', () => {
     expect(await outcome(() => readSession({ js: jetstream(as.get('agent')!, { timeout: 1500 }), names: n, sessionId }))).toBe('denied');
   });
 
-  it('cannot use $JS.API: stream info, consumers on the audit and results streams, direct gets', async () => {
+  it('cannot use $JS.API: stream info, consumers on the audit stream and the intents bucket, direct gets', async () => {
     const jsm = await jsmOf('agent');
-    for (const stream of [n.streams.audit, n.streams.results, n.streams.intents]) {
+    for (const stream of [n.streams.audit, `KV_${n.buckets.intents}`, n.streams.intents]) {
       expect(await outcome(() => jsm.streams.info(stream))).toBe('denied');
       expect(await outcome(() => jsm.consumers.add(stream, { name: `spy-${stream}` }))).toBe('denied');
       expect(await outcome(() => jsm.direct.getMessage(stream, { seq: 1 }))).toBe('denied');
@@ -263,7 +263,7 @@ describe('a reply subject aimed at what the agent may not write', () => {
     const jsm = await jsmOf('operator');
     const victim = await jsm.streams.getMessage(n.streams.audit, { last_by_subj: n.audit('s_victim') }).catch(() => null);
     expect(victim ? new TextDecoder().decode(victim.data) : null).toBeNull();
-    expect(await outcome(() => jsm.streams.info(n.streams.results))).toBe('ok');
+    expect(await outcome(() => jsm.streams.info(`KV_${n.buckets.intents}`))).toBe('ok');
   }, 30_000);
 });
 
@@ -277,8 +277,8 @@ describe('a worker', () => {
     expect(await messages(n.streams.intents)).toBe(before);
   });
 
-  it("cannot read the intents stream, where an intent waits with its agent's token, nor the results or approvals", async () => {
-    for (const stream of [n.streams.intents, n.streams.results, n.streams.approvals]) {
+  it("cannot read the intents stream, where an intent waits with its agent's token, nor the approvals", async () => {
+    for (const stream of [n.streams.intents, n.streams.approvals]) {
       expect([stream, await outcome(request('worker', `$JS.API.STREAM.MSG.GET.${stream}`))]).toEqual([stream, 'denied']);
       expect([stream, await outcome(request('worker', `$JS.API.DIRECT.GET.${stream}`))]).toEqual([stream, 'denied']);
     }
@@ -304,7 +304,7 @@ describe('an approver reads only approval requests and outcomes', () => {
 
   it('cannot create a consumer on any stream but the approvals stream, nor change that stream to capture votes', async () => {
     const jsm = await jsmOf('approver');
-    for (const stream of [n.streams.intents, n.streams.exec, n.streams.results, n.streams.audit, `KV_${n.buckets.intents}`, `KV_${n.buckets.voteTokens}`]) {
+    for (const stream of [n.streams.intents, n.streams.exec, n.streams.audit, `KV_${n.buckets.intents}`, `KV_${n.buckets.voteTokens}`]) {
       expect(await outcome(() => jsm.consumers.add(stream, { name: `spy-${stream}` })), stream).toBe('denied');
       expect(await outcome(() => jsm.consumers.add(stream, {})), stream).toBe('denied');
     }

@@ -9,14 +9,14 @@ import { randomUUID, type KeyObject } from 'node:crypto';
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AuditWriter, serviceAuditKey } from '../audit/index.ts';
+import { AuditWriter, serviceAuditKey, type Head } from '../audit/index.ts';
 import { endSpan, lazyChild, SpanKind, startSpan, traceContextOf, traceHeaders, traceIdOf, type ServiceMetrics, type Span } from '../lib/index.ts';
 import {
   consumeConcurrently,
   getRecord,
   updateRecord,
-  encodeReply,
   ensureConsumer,
+  recordOverheadBytes,
   maxBody,
   outcomeBodyBytes,
   outcomeBytes,
@@ -374,12 +374,18 @@ export class Worker {
             error: new WritError('WRIT_SEAL_REQUIRED', `the command ${status}; the grant names no key to seal its outcome to`).toReply(),
           };
     const stk = claims.stk;
-    const stored = encodeReply(this.#d.nc, outcomeBytes(sealedFor(stk)), (e) =>
-      stk ? sealOutcome({ ...clear, result: undefined, error: e.toReply() }, stk) : { ...sealedFor(undefined), error: e.toReply() },
-    );
+    // The durable copy goes into the record with the end state: fitted to what the bus carries
+    // beside the record's own fields (an outcome too large says so, sealed, with a code).
+    const storedFor = (rec: IntentRecord): Uint8Array => {
+      const bytes = outcomeBytes(sealedFor(stk));
+      const max = maxBody(this.#d.nc) - recordOverheadBytes(rec);
+      if (bytes.length <= max) return bytes;
+      const e = replyTooLarge(bytes.length, max);
+      return outcomeBytes(stk ? sealOutcome({ ...clear, result: undefined, error: e.toReply() }, stk) : { ...sealedFor(undefined), error: e.toReply() });
+    };
     const retry = { log: t.log, context: {} };
-    // Evidence first: the agent, the result stream and the record learn the end only once
-    // exec.claimed and exec.finished are stored (the audit writer retries through reconnects).
+    // Evidence first: the agent and the record learn the end only once exec.claimed and
+    // exec.finished are stored (the audit writer retries through reconnects).
     beforeFinishAudit();
     await this.#audit.append({
       sessionId: order.sessionId,
@@ -398,18 +404,16 @@ export class Worker {
         ...(error ? { error } : {}),
       },
     });
+    const auditHead = this.#audit.headOf(order.sessionId);
     // Only to the inbox the broker validated and signed into the grant (never a subject the order alone names).
-    // A failed send is logged: the durable result below still reaches the agent through the broker's API.
+    // A failed send is logged: the durable outcome in the record still reaches the agent through the broker's API.
     if (order.replyTo && claims.rpl) {
       const key = claims.rpl.key;
       sendReply(this.#d.nc, order.replyTo, outcomeBytes(sealedFor(key)), (e) => sealOutcome({ ...clear, result: undefined, error: e.toReply() }, key), t.log, claims.rpl.inbox, traceHeaders(t.span));
     } else if (order.replyTo) {
       t.log.warn('the order names a replyTo its grant does not cover; not sent');
     }
-    await Promise.all([
-      retryTransient('result', () => this.#js.publish(this.#d.names.result(order.intentId), stored, { msgID: `r-${claims.gid}`, headers: traceHeaders(t.span) }), retry),
-      retryTransient('end state', () => this.#finish(order, claims, status, error), retry),
-    ]);
+    await retryTransient('end state', () => this.#finish(order, claims, status, error, storedFor, auditHead), retry);
   }
 
   /** Metrics and the span's end for a run: its status and time, and each masked field's reasons. */
@@ -584,14 +588,24 @@ export class Worker {
     return grant <= transport ? { budget: grant, by: 'bytes' } : { budget: transport, by: 'transport' };
   }
 
-  /** Moves the intent's record from `dispatched` to its end state by compare-and-set. */
-  async #finish(order: Order, claims: GrantClaims, status: IntentState, error: ErrorReply | undefined): Promise<void> {
+  /**
+   * Moves the intent's record from `dispatched` to its end state by compare-and-set, with the
+   * durable outcome and the session's audit head in the same write: one write ends the run.
+   */
+  async #finish(order: Order, claims: GrantClaims, status: IntentState, error: ErrorReply | undefined, storedFor: (rec: IntentRecord) => Uint8Array, auditHead: Head | undefined): Promise<void> {
+    const ended = (rec: IntentRecord): IntentRecord => ({
+      ...rec,
+      state: status,
+      updatedAt: Date.now(),
+      ...(error ? { error } : {}),
+      ...(auditHead ? { auditHead: { seq: auditHead.seq, hash: auditHead.hash, count: auditHead.count } } : {}),
+    });
     const r = order.record;
     // Fast path: the order carries the record at stateRevision; one compare-and-set, no read.
     if (r && r.intentId === claims.iid && r.sessionId === claims.sid && r.principal.sub === claims.sub && r.state === 'dispatched') {
-      const next: IntentRecord = { ...r, state: status, updatedAt: Date.now(), ...(error ? { error } : {}) };
+      const next = ended(r);
       try {
-        await updateRecord(this.#intents, next, order.stateRevision);
+        await updateRecord(this.#intents, next, order.stateRevision, storedFor(next));
         return;
       } catch {
         // The record moved on (e.g. the sweeper): take the slow path, which reads it.
@@ -606,9 +620,9 @@ export class Worker {
         this.#d.log.warn({ intentId: order.intentId, state: rec.state }, 'intent left dispatched before the worker finished');
         return;
       }
-      const next: IntentRecord = { ...rec, state: status, updatedAt: Date.now(), ...(error ? { error } : {}) };
+      const next = ended(rec);
       try {
-        await updateRecord(this.#intents, next, entry.revision);
+        await updateRecord(this.#intents, next, entry.revision, storedFor(next));
         return;
       } catch {
         // Lost a race with another writer of this record: read again.

@@ -14,6 +14,8 @@ const password = (r: Role) => `pw-${r}-${process.pid}`;
 /** Per-role inbox prefixes, as the config's subscribe permissions expect. */
 const INBOX: Partial<Record<Role, string>> = { agent: '_INBOX.agent', approver: '_INBOX.approver', auditor: '_INBOX.auditor' };
 const n = names('writ');
+/** The intents bucket's stream. */
+const RECORDS = `KV_${n.buckets.intents}`;
 
 let server: NatsServerHandle;
 const conns = new Map<Role, NatsConnection>();
@@ -30,8 +32,9 @@ beforeAll(async () => {
   const op = await jsmOf('operator');
   await ensureAuditStream(op, n, {});
   await op.streams.add({ name: n.streams.intents, subjects: [n.intentAll()] });
-  await op.streams.add({ name: n.streams.results, subjects: [n.resultAll()] });
-  await jetstream(as('operator')).publish(n.result('intent_0001'), '{"secret":"row data"}');
+  // The intents bucket's stream: an ended intent's record holds its durable outcome.
+  await op.streams.add({ name: RECORDS, subjects: [`$KV.${n.buckets.intents}.>`] });
+  await jetstream(as('operator')).publish(`$KV.${n.buckets.intents}.intent_0001`, '{"state":"succeeded","outcome":{"secret":"row data"}}');
 }, 60_000);
 
 afterAll(async () => {
@@ -102,15 +105,15 @@ describe('writers and readers', () => {
     expect(m?.subject).toBe(n.audit(sessionId));
   });
 
-  it('keeps the auditor out of results and intents', async () => {
+  it('keeps the auditor out of intent records (their stored outcomes) and intents', async () => {
     const auditor = as('auditor');
     const js = jetstream(auditor, { timeout: 1500 });
     const jsm = await jetstreamManager(auditor, { timeout: 1500 });
-    expect(await outcome(() => js.consumers.get(n.streams.results))).toBe('denied');
-    expect(await outcome(() => jsm.direct.getMessage(n.streams.results, { seq: 1 }))).toBe('denied');
-    expect(await outcome(() => jsm.streams.getMessage(n.streams.results, { seq: 1 }))).toBe('denied');
+    expect(await outcome(() => js.consumers.get(RECORDS))).toBe('denied');
+    expect(await outcome(() => jsm.direct.getMessage(RECORDS, { seq: 1 }))).toBe('denied');
+    expect(await outcome(() => jsm.streams.getMessage(RECORDS, { seq: 1 }))).toBe('denied');
     expect(await outcome(() => js.publish(n.intent('db'), '{}'))).toBe('denied');
-    expect(await outcome(() => subscribeOnce(auditor, n.resultAll()))).toBe('denied');
+    expect(await outcome(() => subscribeOnce(auditor, `$KV.${n.buckets.intents}.>`))).toBe('denied');
     // The intents stream got nothing from the auditor.
     expect((await (await jsmOf('operator')).streams.info(n.streams.intents)).state.messages).toBe(0);
   });
