@@ -98,7 +98,7 @@ export type ReplySpec = NonNullable<IntentRecord['reply']>;
 /**
  * The broker's results key: an X25519 pair derived from the grant-signing key, so every replica
  * has it without another secret to distribute, and it rotates with that key. Workers seal the
- * durable `writ.result.<id>` copy to it; the API opens it and re-seals to the asking agent's key.
+ * durable outcome in the intent's record to it; the API opens it and re-seals to the asking agent's key.
  */
 function resultsKeyFromGrantKey(pem: string): SealKeyPair {
   const d = createPrivateKey(pem).export({ format: 'jwk' }).d;
