@@ -32,12 +32,20 @@ export function createRecord(kv: KV, rec: IntentRecord): Promise<number> {
 }
 
 /**
- * Replaces the record at `revision`; fails when another writer changed it since. `outcome` is
- * the durable outcome already encoded (outcomeBytes): it is spliced in as the record's
- * `outcome`, so a sealed result is never parsed or encoded a second time.
+ * Replaces the record at `revision`; fails when another writer changed it since. `outcome`
+ * gives the durable outcome already encoded (outcomeBytes), told how many bytes the record
+ * itself takes with it: it is spliced in as the record's `outcome`, so a sealed result is never
+ * parsed or encoded a second time, and the record is encoded once.
  */
-export function updateRecord(kv: KV, rec: IntentRecord, revision: number, outcome?: Uint8Array): Promise<number> {
-  return kv.update(rec.intentId, encodeRecord(rec, outcome), revision);
+export function updateRecord(kv: KV, rec: IntentRecord, revision: number, outcome?: (recordBytes: number) => Uint8Array): Promise<number> {
+  if (!outcome) return kv.update(rec.intentId, encodeRecord(rec), revision);
+  const head = enc.encode(`${encodeJson(rec).slice(0, -1)},"outcome":`);
+  const body = outcome(head.length + 1);
+  const out = new Uint8Array(head.length + body.length + 1);
+  out.set(head, 0);
+  out.set(body, head.length);
+  out[out.length - 1] = 0x7d; // }
+  return kv.update(rec.intentId, out, revision);
 }
 
 /**
@@ -45,27 +53,13 @@ export function updateRecord(kv: KV, rec: IntentRecord, revision: number, outcom
  * that a watcher learns an ended record's state and head from its first bytes (glanceRecord)
  * without parsing an outcome that may hold a megabyte of sealed rows.
  */
-export function encodeRecord(rec: IntentRecord, outcome?: Uint8Array): Uint8Array {
-  const { state, sessionId, auditHead, outcome: parsed, ...rest } = rec;
-  const json = JSON.stringify({
-    state,
-    sessionId,
-    ...(auditHead ? { auditHead: { seq: auditHead.seq, hash: auditHead.hash, count: auditHead.count } } : {}),
-    ...rest,
-    ...(parsed && !outcome ? { outcome: parsed } : {}),
-  });
-  if (!outcome) return enc.encode(json);
-  const head = enc.encode(`${json.slice(0, -1)},"outcome":`);
-  const out = new Uint8Array(head.length + outcome.length + 1);
-  out.set(head, 0);
-  out.set(outcome, head.length);
-  out[out.length - 1] = 0x7d; // }
-  return out;
+export function encodeRecord(rec: IntentRecord): Uint8Array {
+  return enc.encode(encodeJson(rec));
 }
 
-/** Bytes of a record's encoding besides its outcome: what the outcome's size limit leaves room for. */
-export function recordOverheadBytes(rec: IntentRecord): number {
-  return encodeRecord({ ...rec, outcome: undefined }).length + '"outcome":,'.length;
+function encodeJson(rec: IntentRecord): string {
+  const { state, sessionId, auditHead, outcome, ...rest } = rec;
+  return JSON.stringify({ state, sessionId, ...(auditHead ? { auditHead: { seq: auditHead.seq, hash: auditHead.hash, count: auditHead.count } } : {}), ...rest, ...(outcome ? { outcome } : {}) });
 }
 
 /** What a watcher needs of a record change: its state, and the worker's audit head once it ran. */

@@ -16,7 +16,6 @@ import {
   getRecord,
   updateRecord,
   ensureConsumer,
-  recordOverheadBytes,
   maxBody,
   outcomeBodyBytes,
   outcomeBytes,
@@ -376,9 +375,9 @@ export class Worker {
     const stk = claims.stk;
     // The durable copy goes into the record with the end state: fitted to what the bus carries
     // beside the record's own fields (an outcome too large says so, sealed, with a code).
-    const storedFor = (rec: IntentRecord): Uint8Array => {
+    const storedFor = (recordBytes: number): Uint8Array => {
       const bytes = outcomeBytes(sealedFor(stk));
-      const max = maxBody(this.#d.nc) - recordOverheadBytes(rec);
+      const max = maxBody(this.#d.nc) - recordBytes;
       if (bytes.length <= max) return bytes;
       const e = replyTooLarge(bytes.length, max);
       return outcomeBytes(stk ? sealOutcome({ ...clear, result: undefined, error: e.toReply() }, stk) : { ...sealedFor(undefined), error: e.toReply() });
@@ -592,7 +591,7 @@ export class Worker {
    * Moves the intent's record from `dispatched` to its end state by compare-and-set, with the
    * durable outcome and the session's audit head in the same write: one write ends the run.
    */
-  async #finish(order: Order, claims: GrantClaims, status: IntentState, error: ErrorReply | undefined, storedFor: (rec: IntentRecord) => Uint8Array, auditHead: Head | undefined): Promise<void> {
+  async #finish(order: Order, claims: GrantClaims, status: IntentState, error: ErrorReply | undefined, storedFor: (recordBytes: number) => Uint8Array, auditHead: Head | undefined): Promise<void> {
     const ended = (rec: IntentRecord): IntentRecord => ({
       ...rec,
       state: status,
@@ -605,7 +604,7 @@ export class Worker {
     if (r && r.intentId === claims.iid && r.sessionId === claims.sid && r.principal.sub === claims.sub && r.state === 'dispatched') {
       const next = ended(r);
       try {
-        await updateRecord(this.#intents, next, order.stateRevision, storedFor(next));
+        await updateRecord(this.#intents, next, order.stateRevision, storedFor);
         return;
       } catch {
         // The record moved on (e.g. the sweeper): take the slow path, which reads it.
@@ -622,7 +621,7 @@ export class Worker {
       }
       const next = ended(rec);
       try {
-        await updateRecord(this.#intents, next, entry.revision, storedFor(next));
+        await updateRecord(this.#intents, next, entry.revision, storedFor);
         return;
       } catch {
         // Lost a race with another writer of this record: read again.
