@@ -183,14 +183,16 @@ export class Sweeper {
       return;
     }
     const id = e.key;
-    // An ended record is told by its first bytes (lib/records.ts): its outcome, which may be a
-    // megabyte of sealed rows, is never parsed here. The worker's audit head it carries lets this
-    // broker chain its next block of the session without reading the head first.
+    // A record is told by its first bytes (lib/records.ts): an outcome, which may be a megabyte
+    // of sealed rows, is never parsed here, nor a dispatch's whole record. Only a pending record
+    // (its expiry is inside) and bytes the glance does not read are parsed.
     const glance = glanceRecord(e.value);
-    if (glance && glance.state !== 'pending' && glance.state !== 'dispatched') {
+    // (A dispatch whose first bytes do not name its grant's expiry is parsed in full below.)
+    if (glance && glance.state !== 'pending' && (glance.state !== 'dispatched' || glance.grantExp !== undefined)) {
       this.#pending.delete(id);
-      this.#watched.delete(id);
-      if (glance.auditHead) this.d.audit.hint(glance.sessionId, glance.auditHead);
+      if (glance.grantExp !== undefined && glance.state === 'dispatched') {
+        this.#watched.set(id, { grantExp: glance.grantExp, deadline: glance.runDeadline ?? glance.grantExp + 60 });
+      } else this.#watched.delete(id);
       return;
     }
     // What the watch learns is only where to look: every action re-reads the record through
@@ -274,7 +276,9 @@ export class Sweeper {
       return false;
     }
     const error = claimed ? new WritError('WRIT_OUTCOME_UNKNOWN') : new WritError('WRIT_GRANT_EXPIRED', 'the grant expired before any worker claimed it; nothing ran');
-    const next: IntentRecord = { ...rec, state: claimed ? 'unknown' : 'failed', error: error.toReply(), updatedAt: Date.now() };
+    // The pending part of an approved intent (its raw command among it) is not kept past the end.
+    const { pending: _p, ...kept } = rec;
+    const next: IntentRecord = { ...kept, state: claimed ? 'unknown' : 'failed', error: error.toReply(), updatedAt: Date.now() };
     // Its durable outcome, in the same write: a status and a code, no data (nothing to seal).
     next.outcome = buildOutcome({ intentId: id, sessionId: rec.sessionId, status: next.state, error: error.toReply() });
     try {

@@ -49,39 +49,51 @@ export function updateRecord(kv: KV, rec: IntentRecord, revision: number, outcom
 }
 
 /**
- * A record's bytes. `state`, `sessionId` and `auditHead` (when present) always come first, so
- * that a watcher learns an ended record's state and head from its first bytes (glanceRecord)
- * without parsing an outcome that may hold a megabyte of sealed rows.
+ * A record's bytes. `state`, `sessionId`, then `grantExp` and `runDeadline` (each when present)
+ * always come first, so that a watcher learns what it needs of a record change from its first
+ * bytes (glanceRecord): never parsing an outcome that may hold a megabyte of sealed rows, nor the
+ * whole record of every dispatch.
  */
 export function encodeRecord(rec: IntentRecord): Uint8Array {
   return enc.encode(encodeJson(rec));
 }
 
 function encodeJson(rec: IntentRecord): string {
-  const { state, sessionId, auditHead, outcome, ...rest } = rec;
-  return JSON.stringify({ state, sessionId, ...(auditHead ? { auditHead: { seq: auditHead.seq, hash: auditHead.hash, count: auditHead.count } } : {}), ...rest, ...(outcome ? { outcome } : {}) });
+  const { state, sessionId, grantExp, runDeadline, outcome, ...rest } = rec;
+  return JSON.stringify({
+    state,
+    sessionId,
+    ...(grantExp !== undefined ? { grantExp } : {}),
+    ...(runDeadline !== undefined ? { runDeadline } : {}),
+    ...rest,
+    ...(outcome ? { outcome } : {}),
+  });
 }
 
-/** What a watcher needs of a record change: its state, and the worker's audit head once it ran. */
+/** What a watcher needs of a record change: its state, and a dispatch's clocks. */
 export interface RecordGlance {
   state: IntentState;
   sessionId: string;
-  auditHead?: { seq: number; hash: string; count: number };
+  grantExp?: number;
+  runDeadline?: number;
 }
 
-const GLANCE = /^\{"state":"([a-z_]{1,24})","sessionId":"([A-Za-z0-9_-]{8,128})"(?:,"auditHead":\{"seq":(\d{1,16}),"hash":"([0-9a-f]{64})","count":(\d{1,16})\})?/;
+const GLANCE = /^\{"state":"([a-z_]{1,24})","sessionId":"([A-Za-z0-9_-]{8,128})"(?:,"grantExp":(\d{1,15}))?(?:,"runDeadline":(\d{1,15}))?[,}]/;
 const STATES: ReadonlySet<string> = new Set(INTENT_STATES);
+const STATE_KEY = Buffer.from('"state":', 'latin1');
 
 /**
- * The state (and head) from the first bytes of a record written by encodeRecord; undefined when
- * they do not read that way (the caller then parses the whole record, or skips it).
+ * The state (and a dispatch's clocks) from the first bytes of a record written by encodeRecord;
+ * undefined when they do not read that way, and the caller then parses the whole record. Bytes
+ * holding a second `"state":` are not glanced: JSON.parse keeps a duplicate key's last value, so
+ * a record written with two would read one way here and another everywhere else.
  */
 export function glanceRecord(bytes: Uint8Array): RecordGlance | undefined {
-  const m = GLANCE.exec(Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(bytes.length, 400)).toString('latin1'));
-  if (!m || !STATES.has(m[1]!)) return undefined;
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const m = GLANCE.exec(buf.toString('latin1', 0, Math.min(buf.length, 300)));
+  if (!m || !STATES.has(m[1]!) || buf.indexOf(STATE_KEY, 2) !== -1) return undefined;
   const g: RecordGlance = { state: m[1] as IntentState, sessionId: m[2]! };
-  if (m[3] === undefined) return g;
-  const seq = Number(m[3]);
-  const count = Number(m[5]);
-  return Number.isSafeInteger(seq) && seq > 0 && Number.isSafeInteger(count) && count > 0 ? { ...g, auditHead: { seq, hash: m[4]!, count } } : g;
+  if (m[3] !== undefined) g.grantExp = Number(m[3]);
+  if (m[4] !== undefined) g.runDeadline = Number(m[4]);
+  return g;
 }

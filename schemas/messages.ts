@@ -325,12 +325,6 @@ export const IntentRecordSchema = z.strictObject({
    * status and a code, no data.
    */
   outcome: OutcomeSchema.optional(),
-  /**
-   * The session's audit head after the worker's evidence of this run, as the worker stored it:
-   * a hint that lets the broker chain its next block of the session without reading the head
-   * (the stream still refuses a stale one).
-   */
-  auditHead: z.strictObject({ seq: z.number().int().positive(), hash: z.string().regex(/^[0-9a-f]{64}$/), count: z.number().int().positive() }).optional(),
   createdAt: z.number().int(),
   updatedAt: z.number().int(),
 });

@@ -9,7 +9,7 @@ import { randomUUID, type KeyObject } from 'node:crypto';
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AuditWriter, serviceAuditKey, type Head } from '../audit/index.ts';
+import { AuditWriter, serviceAuditKey } from '../audit/index.ts';
 import { endSpan, lazyChild, SpanKind, startSpan, traceContextOf, traceHeaders, traceIdOf, type ServiceMetrics, type Span } from '../lib/index.ts';
 import {
   consumeConcurrently,
@@ -403,7 +403,6 @@ export class Worker {
         ...(error ? { error } : {}),
       },
     });
-    const auditHead = this.#audit.headOf(order.sessionId);
     // Only to the inbox the broker validated and signed into the grant (never a subject the order alone names).
     // A failed send is logged: the durable outcome in the record still reaches the agent through the broker's API.
     if (order.replyTo && claims.rpl) {
@@ -412,7 +411,7 @@ export class Worker {
     } else if (order.replyTo) {
       t.log.warn('the order names a replyTo its grant does not cover; not sent');
     }
-    await retryTransient('end state', () => this.#finish(order, claims, status, error, storedFor, auditHead), retry);
+    await retryTransient('end state', () => this.#finish(order, claims, status, error, storedFor), retry);
   }
 
   /** Metrics and the span's end for a run: its status and time, and each masked field's reasons. */
@@ -589,16 +588,11 @@ export class Worker {
 
   /**
    * Moves the intent's record from `dispatched` to its end state by compare-and-set, with the
-   * durable outcome and the session's audit head in the same write: one write ends the run.
+   * durable outcome in the same write: one write ends the run. The pending part of an approved
+   * intent (its raw command among it) is not kept past the run.
    */
-  async #finish(order: Order, claims: GrantClaims, status: IntentState, error: ErrorReply | undefined, storedFor: (recordBytes: number) => Uint8Array, auditHead: Head | undefined): Promise<void> {
-    const ended = (rec: IntentRecord): IntentRecord => ({
-      ...rec,
-      state: status,
-      updatedAt: Date.now(),
-      ...(error ? { error } : {}),
-      ...(auditHead ? { auditHead: { seq: auditHead.seq, hash: auditHead.hash, count: auditHead.count } } : {}),
-    });
+  async #finish(order: Order, claims: GrantClaims, status: IntentState, error: ErrorReply | undefined, storedFor: (recordBytes: number) => Uint8Array): Promise<void> {
+    const ended = ({ pending: _p, ...rec }: IntentRecord): IntentRecord => ({ ...rec, state: status, updatedAt: Date.now(), ...(error ? { error } : {}) });
     const r = order.record;
     // Fast path: the order carries the record at stateRevision; one compare-and-set, no read.
     if (r && r.intentId === claims.iid && r.sessionId === claims.sid && r.principal.sub === claims.sub && r.state === 'dispatched') {
@@ -612,7 +606,10 @@ export class Worker {
     }
     for (let attempt = 0; attempt < 3; attempt++) {
       const entry = await getRecord(this.#intents, order.intentId);
-      if (!entry) return;
+      if (!entry) {
+        this.#d.log.error({ intentId: order.intentId, status }, 'the intent has no record: its end and durable outcome are not stored (the audit log holds exec.finished)');
+        return;
+      }
       const rec = entry.rec;
       if (rec.state !== 'dispatched' && rec.state !== 'running') {
         // The sweeper already declared it unknown; the evidence keeps both.
@@ -627,6 +624,7 @@ export class Worker {
         // Lost a race with another writer of this record: read again.
       }
     }
+    this.#d.log.error({ intentId: order.intentId, status }, 'the record kept changing: the end and durable outcome are not stored (the audit log holds exec.finished); the sweeper ends it unknown');
   }
 }
 
