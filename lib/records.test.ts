@@ -20,7 +20,7 @@ const enc = (s: string) => new TextEncoder().encode(s);
 
 describe('record encoding', () => {
   it('puts the state, the session and the clocks first, and splices an encoded outcome in unchanged', async () => {
-    const outcome = buildOutcome({ intentId: rec.intentId, sessionId: rec.sessionId, status: 'succeeded', error: { code: 'WRIT_OK_TEST', message: 'the "state": of things' } });
+    const outcome = buildOutcome({ intentId: rec.intentId, sessionId: rec.sessionId, status: 'succeeded', error: { code: 'WRIT_EXEC_FAILED', message: 'the "state": of things' } });
     const encoded = Buffer.from(JSON.stringify(outcome));
     // A bucket that keeps what it is given: the bytes updateRecord writes.
     let bytes: Uint8Array = new Uint8Array();
