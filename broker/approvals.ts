@@ -498,8 +498,9 @@ export class Approvals {
           throw await this.#refuse(d, approver.sub, new WritError('WRIT_NOT_PENDING', 'the approval has already ended'), rec);
         }
         rejecting = true;
+        // An ended approval keeps no pending part: it holds the raw command (see withoutPending).
         next = {
-          ...rec,
+          ...withoutPending(rec),
           state: 'rejected',
           updatedAt: now,
           error: new WritError('WRIT_APPROVAL_REJECTED', d.reason ? `rejected by ${approver.sub}: ${d.reason}` : `rejected by ${approver.sub}`).toReply(),
@@ -563,7 +564,7 @@ export class Approvals {
           const err = toWritError(e);
           if (err.code !== 'WRIT_DECISION_CHANGED') throw e;
           // Approved, but the policy now decides otherwise: it ends rejected, and nothing runs.
-          const ended: IntentRecord = { ...next, state: 'rejected', updatedAt: Date.now(), error: err.toReply() };
+          const ended: IntentRecord = { ...withoutPending(next), state: 'rejected', updatedAt: Date.now(), error: err.toReply() };
           await updateRecord(this.#d.intents, ended, revision);
           await this.#ended(
             ended,
@@ -676,7 +677,7 @@ export class Approvals {
     if (rec.state !== 'pending') return false;
     await this.#markEnded(id, state);
     const error = state === 'expired' ? new WritError('WRIT_APPROVAL_EXPIRED') : new WritError('WRIT_CANCELLED');
-    const next: IntentRecord = { ...rec, state, updatedAt: Date.now(), error: error.toReply() };
+    const next: IntentRecord = { ...withoutPending(rec), state, updatedAt: Date.now(), error: error.toReply() };
     try {
       await updateRecord(this.#d.intents, next, entry.revision);
     } catch {
@@ -724,4 +725,13 @@ export class Approvals {
     await this.#d.windows.delete(id);
     await this.#d.audit.append({ sessionId, type: 'window.revoked', payload: { windowId: id, by: by.sub, principal: w.sub, target: w.target, rule: w.rule } });
   }
+}
+
+/**
+ * The record without its pending part, for an approval that ended without running: that part
+ * holds the raw command to sign once approved (the audit log and the approvers get it
+ * redacted), and the votes, which the audit log keeps.
+ */
+function withoutPending({ pending: _p, ...rec }: IntentRecord): IntentRecord {
+  return rec;
 }

@@ -1,8 +1,8 @@
 /**
- * What an intent's record keeps once the intent has ended: an approved intent's pending part
+ * What an intent's record keeps once the intent has ended: a pending intent's pending part
  * holds the raw command (the audit log and the approvers get it redacted), so no end keeps it,
- * whoever writes the end. Here the sweeper ends an approved intent whose grant expired with no
- * worker to claim it, on a real nats-server.
+ * whoever writes the end: the sweeper ending an approved intent whose grant expired with no
+ * worker to claim it, a rejection, a cancel. On a real nats-server.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -52,4 +52,25 @@ it('an approved intent ended by the sweeper keeps no pending part, and so no raw
   expect(rec.error?.code).toBe('WRIT_GRANT_EXPIRED');
   expect(rec.pending).toBeUndefined();
   expect(await raw()).not.toContain(secret);
+}, 40_000);
+
+it('an approval that ends without running (rejected, cancelled) keeps no pending part either', async () => {
+  const c = s.client(await s.token('agent-r2', ['agents']));
+  const kv = await new Kvm(s.nc).open(s.names.buckets.intents);
+  const raw = async (id: string) => Buffer.from((await kv.get(id))!.value).toString('utf8');
+  const rejected = await c.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('pw-rejected-77f0')" });
+  const cancelled = await c.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('pw-cancelled-19c2')" });
+  expect([rejected.status, cancelled.status]).toEqual(['pending', 'pending']);
+  const a = s.client(await s.approverToken('carol', ['approvers']));
+  expect(await a.decide(rejected.intentId, 'reject', { reason: 'no' })).toBe('rejected');
+  expect(await c.cancel(cancelled.intentId)).toBe('cancelled');
+  for (const [id, secret, state] of [
+    [rejected.intentId, 'pw-rejected-77f0', 'rejected'],
+    [cancelled.intentId, 'pw-cancelled-19c2', 'cancelled'],
+  ] as const) {
+    const rec = IntentRecordSchema.parse(JSON.parse(await raw(id)));
+    expect(rec.state).toBe(state);
+    expect(rec.pending).toBeUndefined();
+    expect(await raw(id)).not.toContain(secret);
+  }
 }, 40_000);
