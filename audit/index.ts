@@ -3,7 +3,7 @@
  * checkpoints (Checkpointer), reading, verification and the `writ audit …` commands.
  */
 export { auditStreamConfig, ensureAuditStream } from './stream.ts';
-export { AuditWriter } from './writer.ts';
+export { AuditWriter, SharedHeads } from './writer.ts';
 export { Checkpointer, type CheckpointPayload, type CheckpointRecord } from './checkpoint.ts';
 export { readSession, listSessions, exportJsonl } from './read.ts';
 export { verify } from './verify.ts';

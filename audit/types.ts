@@ -61,6 +61,18 @@ export interface AuditWriterOptions {
   /** PubAck timeout, ms. Default 5000. */
   publishTimeoutMs?: number | undefined;
   logger?: Logger | undefined;
+  /**
+   * Heads shared with the other writers of this process (`writ up` runs a broker and a worker in
+   * one): a head another of them stored is as trusted as this writer's own, so the next block of
+   * a session both write chains onto it without reading the head from the stream.
+   */
+  board?: HeadBoard | undefined;
+}
+
+/** The last (seq, hash, count) of sessions' chains as this process's writers stored them, keyed by audit subject. */
+export interface HeadBoard {
+  get(subject: string): { seq: number; hash: string; count: number } | undefined;
+  offer(subject: string, head: { seq: number; hash: string; count: number }): void;
 }
 
 /** Where the readers read from: a JetStream client, or a connection to make one on. */

@@ -31,7 +31,7 @@ import type { Logger } from 'pino';
 import { canonicalJson, WritError, type AuditEvent, type Names } from '../schemas/index.ts';
 import { blockJson, CHAIN_LENGTH_HEADER, CHECKPOINT_SESSION, eventHash, sha256, ZERO_HASH } from './chain.ts';
 import { decodeBlock } from './read.ts';
-import type { Actor, AppendInput, AuditWriterOptions, SessionHead } from './types.ts';
+import type { Actor, AppendInput, AuditWriterOptions, HeadBoard, SessionHead } from './types.ts';
 import type { BlockSigner } from './keys.ts';
 
 interface Pending {
@@ -79,6 +79,7 @@ export class AuditWriter {
   readonly #o: typeof DEFAULTS;
   readonly #signer: BlockSigner | undefined;
   readonly #log: Logger | undefined;
+  readonly #board: HeadBoard | undefined;
   readonly #queues = new Map<string, SessionQueue>();
   /** Last known head per session, least recently used first. */
   readonly #heads = new Map<string, Head>();
@@ -110,6 +111,7 @@ export class AuditWriter {
     this.#actor = Object.freeze({ id: opts.actor.id, kind: opts.actor.kind });
     this.#log = opts.logger;
     this.#signer = opts.signer;
+    this.#board = opts.board;
     const o = { ...DEFAULTS };
     for (const k of Object.keys(DEFAULTS) as Array<keyof typeof DEFAULTS>) {
       const v = opts[k];
@@ -215,7 +217,7 @@ export class AuditWriter {
    * of that session uses it; a head that moved meanwhile is refused by the stream and re-read.
    */
   prefetch(sessionId: string): void {
-    if (!this.#contended.has(sessionId) || this.#prefetched.has(sessionId)) return;
+    if (!this.#contended.has(sessionId) || this.#prefetched.has(sessionId) || this.#sharedNewer(sessionId)) return;
     const p = this.#loadHead(sessionId);
     p.catch(() => undefined);
     this.#prefetched.set(sessionId, p);
@@ -318,6 +320,10 @@ export class AuditWriter {
     /** Expected head sequences of attempts whose fate is unknown: while any is, the block is frozen. */
     const maybeStored = new Set<number>();
     let known = this.#contended.has(sessionId) ? undefined : this.#cachedHead(sessionId);
+    // A newer head another writer of this process stored (the worker's block after the broker's):
+    // chained onto at once, as trusted as this writer's own.
+    const shared = this.#sharedNewer(sessionId);
+    if (shared) known = shared;
     const optimistic = known !== undefined;
     let lastError: unknown;
     for (let attempt = 1; ; attempt++) {
@@ -439,6 +445,14 @@ export class AuditWriter {
     return last;
   }
 
+  /** The board's head of the session when it is newer than the one this writer holds. */
+  #sharedNewer(sessionId: string): Head | undefined {
+    const shared = this.#board?.get(this.#names.audit(sessionId));
+    if (!shared) return undefined;
+    const own = this.#heads.get(sessionId);
+    return !own || shared.seq > own.seq ? shared : undefined;
+  }
+
   #cachedHead(sessionId: string): Head | undefined {
     const h = this.#heads.get(sessionId);
     if (h) {
@@ -449,6 +463,7 @@ export class AuditWriter {
   }
 
   #remember(sessionId: string, head: Head): void {
+    this.#board?.offer(this.#names.audit(sessionId), head);
     this.#heads.delete(sessionId);
     this.#heads.set(sessionId, head);
     if (this.#heads.size > this.#o.maxCachedSessions) this.#heads.delete(this.#heads.keys().next().value!);
@@ -545,4 +560,26 @@ function isRetryable(e: unknown): boolean {
   )
     return false;
   return true;
+}
+
+/**
+ * The heads this process's writers stored, newest per session, shared between them
+ * (AuditWriterOptions.board). Bounded: the least recently offered are forgotten, and a writer
+ * that finds none reads the head as it would alone.
+ */
+export class SharedHeads implements HeadBoard {
+  readonly #heads = new Map<string, Head>();
+  constructor(readonly max = 10_000) {}
+
+  get(subject: string): Head | undefined {
+    return this.#heads.get(subject);
+  }
+
+  offer(subject: string, head: Head): void {
+    const had = this.#heads.get(subject);
+    if (had && had.seq >= head.seq) return;
+    this.#heads.delete(subject);
+    this.#heads.set(subject, { seq: head.seq, hash: head.hash, count: head.count });
+    if (this.#heads.size > this.max) this.#heads.delete(this.#heads.keys().next().value!);
+  }
 }

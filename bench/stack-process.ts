@@ -11,6 +11,7 @@ import { createBroker } from '../broker/index.ts';
 import { connectNats, createLogger } from '../lib/index.ts';
 import { loadConfigFile } from '../schemas/index.ts';
 import { createWorker, type Executor } from '../workers/index.ts';
+import { SharedHeads } from '../audit/index.ts';
 
 const config = loadConfigFile(process.argv[2]!);
 const role = process.argv[3] ?? 'both';
@@ -19,8 +20,10 @@ const log = createLogger({ name: `bench-${role}`, level: process.env.WRIT_LOG_LE
 const nc = await connectNats(config.nats, `bench-${role}`);
 const services: Array<{ stop(): Promise<void> }> = [];
 let caches: () => Record<string, number> = () => ({});
+// As `writ up` runs them: a broker and a worker in one process share their audit heads.
+const auditHeads = role === 'both' ? new SharedHeads() : undefined;
 if (role === 'both' || role === 'broker') {
-  const broker = await createBroker({ nc, config, log });
+  const broker = await createBroker({ nc, config, log, auditHeads });
   await broker.start();
   services.push(broker);
   caches = () => ({ ...broker.caches });
@@ -33,7 +36,7 @@ const simulated: Executor = {
   close: () => Promise.resolve(),
 };
 if (role !== 'broker') {
-  const worker = await createWorker({ nc, config, log, ...(role === 'sim-worker' ? { executors: [simulated] } : {}) });
+  const worker = await createWorker({ nc, config, log, auditHeads, ...(role === 'sim-worker' ? { executors: [simulated] } : {}) });
   await worker.start();
   services.unshift(worker);
   const before = caches;

@@ -11,7 +11,7 @@ import { IdentityVerifier } from './identity.ts';
 import { loadOrCreateGrantKey } from './keys.ts';
 import { SimplePolicy, type PolicyEngine } from './policy.ts';
 import { readFileSync } from 'node:fs';
-import type { AuditWriter } from '../audit/index.ts';
+import type { AuditWriter, HeadBoard } from '../audit/index.ts';
 import { PolicyStore, ReloadingPolicy, RulePolicy } from './rules/index.ts';
 import type { Buckets } from './provision.ts';
 import { Broker } from './service.ts';
@@ -26,7 +26,16 @@ export { createCommandClassifier, type ClassifyCommand } from './classify-comman
 export { RulePolicy, PolicyStore, ReloadingPolicy, runPolicyCli } from './rules/index.ts';
 
 /** Builds a broker from a parsed config: keys, issuers, policy, classifiers. */
-export async function createBroker(opts: { nc: NatsConnection; config: Config; log: Logger; policy?: PolicyEngine; id?: string; metrics?: ServiceMetrics | undefined }): Promise<Broker> {
+export async function createBroker(opts: {
+  nc: NatsConnection;
+  config: Config;
+  log: Logger;
+  policy?: PolicyEngine;
+  id?: string;
+  metrics?: ServiceMetrics | undefined;
+  /** Audit heads shared with a worker in the same process (`writ up`). */
+  auditHeads?: HeadBoard | undefined;
+}): Promise<Broker> {
   const { config } = opts;
   await initClassifiers();
   const dev = config.identity.devIssuer.enabled ? await loadDevIssuer(config.identity.devIssuer.dir, true) : undefined;
@@ -42,6 +51,7 @@ export async function createBroker(opts: { nc: NatsConnection; config: Config; l
     policy: opts.policy ?? (config.policyFile ? policyFromStore(config.policyFile, opts.log) : new SimplePolicy(config.policy)),
     ...(opts.id ? { id: opts.id } : {}),
     metrics: opts.metrics,
+    auditHeads: opts.auditHeads,
   });
 }
 

@@ -9,7 +9,7 @@
 import { createPrivateKey, randomUUID } from 'node:crypto';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AuditWriter, Checkpointer, serviceAuditKey } from '../audit/index.ts';
+import { AuditWriter, Checkpointer, serviceAuditKey, type HeadBoard } from '../audit/index.ts';
 import { readFileSync } from 'node:fs';
 import {
   createRecord,
@@ -88,6 +88,8 @@ export interface BrokerDeps {
   id?: string;
   /** Per-intent metrics (lib/metrics-types.ts); none when the process serves no /metrics. */
   metrics?: ServiceMetrics | undefined;
+  /** Audit heads shared with the other writers of this process (audit/types.ts HeadBoard). */
+  auditHeads?: HeadBoard | undefined;
 }
 
 const enc = new TextEncoder();
@@ -164,7 +166,16 @@ export class Broker {
     // Every block this broker appends is signed with its own key (audit/keys.ts).
     const auditKey = serviceAuditKey(config, 'broker', (e) => this.#d.log.error({ err: e }, 'audit key registry unreadable'));
     this.#d.log.info({ auditKeyId: auditKey.keyId }, 'audit signing key');
-    this.#audit = new AuditWriter({ js: this.#js, jsm: this.#jsm, names: n, actor: { kind: 'broker', id: this.id }, flushMs: config.audit.flushMs, logger: this.#d.log, signer: auditKey.signer });
+    this.#audit = new AuditWriter({
+      js: this.#js,
+      jsm: this.#jsm,
+      names: n,
+      actor: { kind: 'broker', id: this.id },
+      flushMs: config.audit.flushMs,
+      logger: this.#d.log,
+      signer: auditKey.signer,
+      board: this.#d.auditHeads,
+    });
     // Signed checkpoints over the heads this broker wrote, with the broker's key: a truncated
     // log, a doctored restore or a dropped session then fails `writ audit verify`.
     const grantKeyPem = readFileSync(config.grants.keyFile, 'utf8');

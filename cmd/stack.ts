@@ -15,6 +15,7 @@ import { loadConfigFile, names, type Config } from '../schemas/index.ts';
 import { createWorker, type Worker } from '../workers/index.ts';
 
 import { DATA_DIR, NATS_AUTH_DIR, NATS_AUTH_URL_FILE, NATS_ROLES, NATS_URL_FILE, natsForRole, packageFile, rolePasswordFile, type NatsRole } from './paths.ts';
+import { SharedHeads } from '../audit/index.ts';
 
 /**
  * nats-server takes each password from the environment as a config value, not as a string: one
@@ -146,10 +147,13 @@ export async function startLocalStack(configFile: string): Promise<LocalStack> {
   const env = child ? { ...process.env, NATS_URL: undefined } : process.env;
   const nc = await connectNats(natsForRole('broker', section, env), 'writ-up-broker');
   const wnc = await connectNats(natsForRole('worker', section, env), 'writ-up-worker');
-  const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }), metrics: obs.metrics });
+  // The two services' audit writers share the heads they store: the broker chains its next block
+  // of a session onto the worker's last one without reading it back from the stream.
+  const auditHeads = new SharedHeads();
+  const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }), metrics: obs.metrics, auditHeads });
   await broker.start();
   obs.attach({ role: 'broker', nc, state: () => broker.state, auditStats: () => broker.auditStats, pendingApprovals: () => broker.pendingApprovals });
-  const worker = await createWorker({ nc: wnc, config, log: log.child({ svc: 'worker' }), metrics: obs.metrics });
+  const worker = await createWorker({ nc: wnc, config, log: log.child({ svc: 'worker' }), metrics: obs.metrics, auditHeads });
   await worker.start();
   obs.attach({ role: 'worker', nc: wnc, state: () => worker.state, auditStats: () => worker.auditStats });
   obs.ready();

@@ -15,6 +15,7 @@ import { createLogger, type Logger, type ServiceMetrics } from '../lib/index.ts'
 import { names, parseConfig, type Config, type ConfigInput, type Names } from '../schemas/index.ts';
 import { createWorker, type Worker } from '../workers/index.ts';
 import { createTestDatabase, startNats, type NatsServerHandle, type TestDatabase } from './helpers/index.ts';
+import { SharedHeads } from '../audit/index.ts';
 
 export interface Stack {
   nats: NatsServerHandle;
@@ -108,9 +109,11 @@ export async function startStack(
   const log: Logger = createLogger({ name: 'test', level: 'debug', destination: sink });
   const nc = await connect({ servers: nats.url });
   const metrics = await opts.observe?.(config, names(prefix), log);
-  const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }), metrics });
+  // As `writ up` runs them: one process, audit heads shared (cmd/stack.ts).
+  const auditHeads = new SharedHeads();
+  const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }), metrics, auditHeads });
   await broker.start();
-  const worker = await createWorker({ nc, config, log: log.child({ svc: 'worker' }), metrics });
+  const worker = await createWorker({ nc, config, log: log.child({ svc: 'worker' }), metrics, auditHeads });
   if (opts.worker !== false) await worker.start();
   const dev = await loadDevIssuer(config.identity.devIssuer.dir, false);
   const configFile = join(dir, 'writ.json');

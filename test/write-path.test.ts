@@ -5,6 +5,7 @@
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
+import { loadKeyRegistry, verify } from '../audit/index.ts';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { generateSealKeyPair, openOutcome } from '../client/index.ts';
 import { glanceRecord } from '../lib/index.ts';
@@ -51,4 +52,25 @@ it('an allowed intent costs seven persisted writes, and its record carries the o
   expect(again.result!.rows).toEqual(o.result!.rows);
   // A sweeper reads the end from the record's first bytes, without parsing the outcome.
   expect(glanceRecord(entry!.value)).toEqual({ state: 'succeeded', sessionId: o.sessionId, grantExp: rec.grantExp, runDeadline: rec.runDeadline });
+}, 30_000);
+
+it("in one process (as writ up runs them) the broker chains its next block onto the worker's head without reading it", async () => {
+  const c = s.client(await s.token('alice', ['analysts']));
+  expect((await c.run({ target: 'db', sql: 'SELECT 1' })).status).toBe('succeeded');
+  const reads: string[] = [];
+  const auditStream = s.names.streams.audit;
+  const spy = s.nc.subscribe('$JS.API.>', {
+    callback: (_e, m) => {
+      if (m.subject.includes(auditStream) && /MSG\.GET|DIRECT\.GET/.test(m.subject)) reads.push(m.subject);
+    },
+  });
+  await s.nc.flush();
+  for (const sql of ['SELECT 2', 'SELECT 3']) expect((await c.run({ target: 'db', sql })).status).toBe('succeeded');
+  await s.nc.flush();
+  spy.unsubscribe();
+  expect(reads).toEqual([]);
+  // And the chain it built verifies whole.
+  const r = await verify({ nc: s.nc, names: s.names, sessionId: c.sessionId, signers: loadKeyRegistry(s.config.audit.keyRegistry!) });
+  expect(r.ok).toBe(true);
+  expect(r.events).toBeGreaterThanOrEqual(15);
 }, 30_000);

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger, ServiceMetrics } from '../lib/index.ts';
+import type { HeadBoard } from '../audit/index.ts';
 import { keyId, names as makeNames, publicKeyFromPem, WritError, type Config } from '../schemas/index.ts';
 import { initClassifiers } from '../classify/index.ts';
 import type { Executor } from './executor.ts';
@@ -42,6 +43,8 @@ export async function createWorker(opts: {
   id?: string;
   hmacKey?: Buffer;
   metrics?: ServiceMetrics | undefined;
+  /** Audit heads shared with a broker in the same process (`writ up`). */
+  auditHeads?: HeadBoard | undefined;
 }): Promise<Worker> {
   const { config } = opts;
   await initClassifiers({ mysql: config.workers.mysql.length > 0 });
@@ -73,6 +76,7 @@ export async function createWorker(opts: {
     executors,
     trustedKeys: loadTrustedKeys(config),
     ...(opts.hmacKey ? { hmacKey: opts.hmacKey } : {}),
+    auditHeads: opts.auditHeads,
     ...(opts.id ? { id: opts.id } : {}),
     metrics: opts.metrics,
   });

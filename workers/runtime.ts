@@ -9,7 +9,7 @@ import { randomUUID, type KeyObject } from 'node:crypto';
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AuditWriter, serviceAuditKey } from '../audit/index.ts';
+import { AuditWriter, serviceAuditKey, type HeadBoard } from '../audit/index.ts';
 import { endSpan, lazyChild, SpanKind, startSpan, traceContextOf, traceHeaders, traceIdOf, type ServiceMetrics, type Span } from '../lib/index.ts';
 import {
   consumeConcurrently,
@@ -66,6 +66,8 @@ export interface WorkerDeps {
   id?: string;
   /** Per-execution metrics (lib/metrics-types.ts); none when the process serves no /metrics. */
   metrics?: ServiceMetrics | undefined;
+  /** Audit heads shared with the other writers of this process (audit/types.ts HeadBoard). */
+  auditHeads?: HeadBoard | undefined;
 }
 
 /** One order's span and logger (its lines carry the intent, session and trace ids). */
@@ -149,7 +151,16 @@ export class Worker {
     this.#intents = await kvm.open(n.buckets.intents);
     const auditKey = serviceAuditKey(config, 'worker', (e) => log.error({ err: e }, 'audit key registry unreadable'));
     log.info({ auditKeyId: auditKey.keyId }, 'audit signing key');
-    this.#audit = new AuditWriter({ js: this.#js, jsm: this.#jsm, names: n, actor: { kind: 'worker', id: this.id }, flushMs: config.audit.flushMs, logger: log, signer: auditKey.signer });
+    this.#audit = new AuditWriter({
+      js: this.#js,
+      jsm: this.#jsm,
+      names: n,
+      actor: { kind: 'worker', id: this.id },
+      flushMs: config.audit.flushMs,
+      logger: log,
+      signer: auditKey.signer,
+      board: this.#d.auditHeads,
+    });
     for (const [target, ex] of this.#byTarget) {
       const durable = n.durables.worker(ex.kind, target);
       await ensureConsumer(this.#jsm, n.streams.exec, {
