@@ -14,6 +14,7 @@
  * and the sweep itself (every awaited call has a deadline, so one call that never answers
  * cannot hold every later sweep).
  */
+import { randomUUID } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KvEntry } from '@nats-io/kv';
 import type { AuditWriter } from '../audit/index.ts';
@@ -64,6 +65,10 @@ export class Sweeper {
   readonly #ending = new Set<string>();
   readonly #stepMs: number;
   readonly #watchCheckMs: number;
+  /** This sweeper, in the mark it leaves on a record it is ending. */
+  readonly #self = `sweeper-${randomUUID()}`;
+  /** After this long another sweeper's mark is stale and taken over. */
+  readonly #takeoverMs: number;
 
   constructor(
     private readonly d: {
@@ -81,6 +86,7 @@ export class Sweeper {
     },
   ) {
     this.#stepMs = d.stepMs ?? STEP_MS;
+    this.#takeoverMs = Math.max(60_000, 6 * this.#stepMs);
     this.#watchCheckMs = d.watchCheckMs ?? Math.max(5_000, d.intervalMs * 10);
   }
 
@@ -275,18 +281,24 @@ export class Sweeper {
       this.#watched.delete(id);
       return false;
     }
-    const error = claimed ? new WritError('WRIT_OUTCOME_UNKNOWN') : new WritError('WRIT_GRANT_EXPIRED', 'the grant expired before any worker claimed it; nothing ran');
-    // The pending part of an approved intent (its raw command among it) is not kept past the end.
-    const { pending: _p, ...kept } = rec;
-    const next: IntentRecord = { ...kept, state: claimed ? 'unknown' : 'failed', error: error.toReply(), updatedAt: Date.now() };
-    // Its durable outcome, in the same write: a status and a code, no data (nothing to seal).
-    next.outcome = buildOutcome({ intentId: id, sessionId: rec.sessionId, status: next.state, error: error.toReply() });
-    try {
-      await bounded(updateRecord(this.d.kv.intents, next, entry.revision), this.#stepMs, 'record update');
-    } catch {
-      return false; // another replica, or the worker finishing at the last moment, won (or no answer: next sweep)
+    // The evidence is stored before the end is written, and one sweeper of the fleet writes it:
+    // a sweeper first marks the record as being ended by it (compare-and-set, so one wins); a
+    // crash after the mark leaves the record dispatched, and the mark is taken over once stale.
+    // (The end written first and the evidence after lost the evidence to a crash in between.)
+    const now = Date.now();
+    if (rec.ending && rec.ending.by !== this.#self && now - rec.ending.at < this.#takeoverMs) return false;
+    let marked = rec;
+    let revision = entry.revision;
+    if (rec.ending?.by !== this.#self) {
+      marked = { ...rec, ending: { by: this.#self, at: now } };
+      try {
+        revision = await bounded(updateRecord(this.d.kv.intents, marked, entry.revision), this.#stepMs, 'record mark');
+      } catch {
+        return false; // another sweeper, or the worker ending it, was first (or no answer: next sweep)
+      }
     }
-    this.#watched.delete(id);
+    const error = claimed ? new WritError('WRIT_OUTCOME_UNKNOWN') : new WritError('WRIT_GRANT_EXPIRED', 'the grant expired before any worker claimed it; nothing ran');
+    const state = claimed ? 'unknown' : 'failed';
     // The claim names the worker and when it started: the evidence of the lost run, even if the
     // worker died before its own claim event was written.
     const claim = claimed
@@ -294,14 +306,27 @@ export class Sweeper {
           .then((c) => (c?.operation === 'PUT' ? c.json<Record<string, unknown>>() : undefined))
           .catch(() => undefined)
       : undefined;
-    // The audit writer retries until the event is stored; the step's deadline only stops the sweep from waiting on it.
+    // The audit writer retries until the event is stored; the step's deadline only stops the
+    // sweep from waiting on it (the intent is not taken up again until this step settles).
     await this.d.audit.append({
       sessionId: rec.sessionId,
       intentId: id,
       type: claimed ? 'exec.lost' : 'exec.expired',
-      payload: { state: next.state, code: error.code, grantId: rec.grantId, ...(claim ? { claim } : {}) },
+      payload: { state, code: error.code, grantId: rec.grantId, ...(claim ? { claim } : {}) },
     });
-    this.d.log.warn({ intentId: id, state: next.state }, claimed ? 'worker lost mid-run: intent is unknown and will not be re-run' : 'grant expired unclaimed');
+    // The pending part of an approved intent (its raw command among it) is not kept past the end.
+    const { pending: _p, ending: _e, ...kept } = marked;
+    const next: IntentRecord = { ...kept, state, error: error.toReply(), updatedAt: Date.now() };
+    // Its durable outcome, in the same write: a status and a code, no data (nothing to seal).
+    next.outcome = buildOutcome({ intentId: id, sessionId: rec.sessionId, status: state, error: error.toReply() });
+    try {
+      await bounded(updateRecord(this.d.kv.intents, next, revision), this.#stepMs, 'record update');
+    } catch {
+      // The worker ended it at the last moment (its end stands; the log keeps both), or no answer: next sweep.
+      return false;
+    }
+    this.#watched.delete(id);
+    this.d.log.warn({ intentId: id, state }, claimed ? 'worker lost mid-run: intent is unknown and will not be re-run' : 'grant expired unclaimed');
     return true;
   }
 }

@@ -320,6 +320,11 @@ export const IntentRecordSchema = z.strictObject({
   /** The broker's signature over what a grant for this intent is built from, once dispatched (broker/seal-record.ts). */
   dispatchSig: z.string().optional(),
   /**
+   * A sweeper is ending this dispatched intent (lost worker, expired grant): it writes the
+   * evidence first and the end after, and another sweeper takes over only once this is stale.
+   */
+  ending: z.strictObject({ by: z.string().min(1).max(128), at: z.number().int() }).optional(),
+  /**
    * Once it ran: the durable outcome, written with the end state in one compare-and-set. The
    * worker's is sealed to the broker's results key (the grant's `stk`); the sweeper's carries a
    * status and a code, no data.

@@ -603,7 +603,7 @@ export class Worker {
    * intent (its raw command among it) is not kept past the run.
    */
   async #finish(order: Order, claims: GrantClaims, status: IntentState, error: ErrorReply | undefined, storedFor: (recordBytes: number) => Uint8Array): Promise<void> {
-    const ended = ({ pending: _p, ...rec }: IntentRecord): IntentRecord => ({ ...rec, state: status, updatedAt: Date.now(), ...(error ? { error } : {}) });
+    const ended = ({ pending: _p, ending: _e, ...rec }: IntentRecord): IntentRecord => ({ ...rec, state: status, updatedAt: Date.now(), ...(error ? { error } : {}) });
     const r = order.record;
     // Fast path: the order carries the record at stateRevision; one compare-and-set, no read.
     if (r && r.intentId === claims.iid && r.sessionId === claims.sid && r.principal.sub === claims.sub && r.state === 'dispatched') {
