@@ -5,7 +5,7 @@
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { loadKeyRegistry, verify } from '../audit/index.ts';
+import { loadKeyRegistry, readSession, verify } from '../audit/index.ts';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { generateSealKeyPair, openOutcome } from '../client/index.ts';
 import { glanceRecord } from '../lib/index.ts';
@@ -73,4 +73,21 @@ it("in one process (as writ up runs them) the broker chains its next block onto 
   const r = await verify({ nc: s.nc, names: s.names, sessionId: c.sessionId, signers: loadKeyRegistry(s.config.audit.keyRegistry!) });
   expect(r.ok).toBe(true);
   expect(r.events).toBeGreaterThanOrEqual(15);
+}, 30_000);
+
+it('an error larger than NATS carries is cut: the run still ends failed in its record, with the event inline', async () => {
+  const c = s.client(await s.token('alice', ['analysts']));
+  // The server quotes the whole 1.5 MB string in its error.
+  const o = await c.run({ target: 'db', sql: "SELECT repeat('x', 1500000)::int" });
+  expect(o.status).toBe('failed');
+  expect(o.error!.message.length).toBeLessThan(2_200);
+  expect(o.error!.message).toContain('more characters cut');
+  // The end write landed at once (not the sweeper's unknown, a run deadline later).
+  expect(await c.status(o.intentId)).toBe('failed');
+  const rec = IntentRecordSchema.parse((await (await new Kvm(s.nc).open(s.names.buckets.intents)).get(o.intentId))!.json());
+  expect(rec.state).toBe('failed');
+  expect(rec.error!.message.length).toBeLessThan(2_200);
+  // exec.finished keeps its status and error inline (not only a digest of an oversized payload).
+  const finished = (await readSession({ nc: s.nc, names: s.names, sessionId: o.sessionId })).find((e) => e.intentId === o.intentId && e.type === 'exec.finished');
+  expect(finished?.payload).toMatchObject({ status: 'failed', error: { code: o.error!.code } });
 }, 30_000);

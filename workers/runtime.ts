@@ -341,7 +341,7 @@ export class Worker {
       // A withheld server error keeps none of its details either: its SQLSTATE (and MySQL's
       // errno) would tell, say, a division by zero from a bad cast, which a CASE over a masked
       // column turns into a bit of its value.
-      error = { code: err.code, message, ...(err.details && !withheld ? { details: err.details } : {}) };
+      error = capError({ code: err.code, message, ...(err.details && !withheld ? { details: err.details } : {}) });
       // A commit whose fate is not known ends `unknown`, never `failed` ("no effect" would be a lie).
       status = err.code === 'WRIT_COMMIT_UNKNOWN' ? 'unknown' : 'failed';
     } finally {
@@ -422,7 +422,8 @@ export class Worker {
     } else if (order.replyTo) {
       t.log.warn('the order names a replyTo its grant does not cover; not sent');
     }
-    await retryTransient('end state', () => this.#finish(order, claims, status, error, storedFor), retry);
+    // The error as the outcome carries it (replaced by a coded one when the outcome did not fit).
+    await retryTransient('end state', () => this.#finish(order, claims, status, clear.error, storedFor), retry);
   }
 
   /** Metrics and the span's end for a run: its status and time, and each masked field's reasons. */
@@ -637,6 +638,23 @@ export class Worker {
     }
     this.#d.log.error({ intentId: order.intentId, status }, 'the record kept changing: the end and durable outcome are not stored (the audit log holds exec.finished); the sweeper ends it unknown');
   }
+}
+
+/**
+ * Longest error message an outcome, the record and the audit log carry, in characters. A
+ * target's error text is the agent's to shape (a cast of a 1.5 MB string quotes it whole): past
+ * this it is cut, and details too long to keep are reduced to their short fields, so the record's
+ * end write stays within what NATS carries and exec.finished keeps its payload inline.
+ */
+const MAX_ERROR_CHARS = 2048;
+
+function capError(e: ErrorReply): ErrorReply {
+  const message = e.message.length > MAX_ERROR_CHARS ? `${e.message.slice(0, MAX_ERROR_CHARS)}… [${e.message.length - MAX_ERROR_CHARS} more characters cut]` : e.message;
+  let details = e.details;
+  if (details !== undefined && JSON.stringify(details).length > MAX_ERROR_CHARS) {
+    details = Object.fromEntries(Object.entries(details).filter(([, v]) => typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && v.length <= 256)));
+  }
+  return { ...e, message, ...(details !== undefined ? { details } : {}) };
 }
 
 /** The grant's byte limit when the policy sets none (docs/policy.md: 4 MiB). */
