@@ -35,7 +35,7 @@ import type { Sweeper } from './sweeper.ts';
 import type { ClassifyCommand } from './classify-command.ts';
 import type { SessionOwners } from './sessions.ts';
 import type { PolicyEngine } from './policy.ts';
-import { redactCommand } from './redact.ts';
+import { redactCommand, redactDeep, withRedactedReasons } from './redact.ts';
 
 export interface ApiDeps {
   nc: NatsConnection;
@@ -189,7 +189,7 @@ export class ApiService {
         const input = { principal: who.principal, target, command: req.command, facts, now: new Date() };
         const ex = policy.explain ? policy.explain(input) : { decision: policy.decide(input), considered: [] };
         const d = ex.decision;
-        const decision = { effect: d.effect, rules: d.rules, reasons: d.reasons, mode: d.mode, policyVersion: d.policyVersion };
+        const decision = { effect: d.effect, rules: d.rules, reasons: withRedactedReasons(d).reasons, mode: d.mode, policyVersion: d.policyVersion };
         await this.#d.audit.append({
           sessionId: req.sessionId ?? '_explain',
           type: 'policy.explained',
@@ -201,7 +201,7 @@ export class ApiService {
           type: 'explanation',
           decision,
           facts: facts.facts,
-          considered: ex.considered as Record<string, unknown>[],
+          considered: redactDeep(ex.considered) as Record<string, unknown>[],
           ...(d.code ? { code: d.code } : {}),
           ...(d.approval ? { approval: d.approval } : {}),
         };

@@ -102,6 +102,15 @@ export function redactCommand(c: Command): Command {
   return c.kind === 'sql' ? { kind: 'sql', sql: text } : { kind: 'shell', command: text };
 }
 
+/**
+ * A decision with its reasons masked. Reasons quote the command (a parse error near a token,
+ * the statement a deny rule matched), and they are audited, stored in the record, sent to
+ * approvers and put in the agent's error: they are masked once, where the decision is made.
+ */
+export function withRedactedReasons<T extends { reasons: readonly string[] }>(d: T): T {
+  return d.reasons.length === 0 ? d : { ...d, reasons: d.reasons.map(redactText) };
+}
+
 /** redactDeep of an object the caller keeps unchanged (the classifier's cached facts): computed once per object. */
 const deepOnce = new WeakMap<object, unknown>();
 export function redactDeepOnce<T extends object>(v: T): T {

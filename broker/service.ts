@@ -71,7 +71,7 @@ import { provision, type Buckets } from './provision.ts';
 import { ApiService, outcomeOf } from './api.ts';
 import { Sweeper } from './sweeper.ts';
 import { Approvals } from './approvals.ts';
-import { redactCommand, redactDeepOnce, redactText } from './redact.ts';
+import { redactCommand, redactDeepOnce, redactText, withRedactedReasons } from './redact.ts';
 
 export type BrokerState = 'INITIALIZED' | 'RUNNING' | 'DRAINING' | 'STOPPED';
 
@@ -465,7 +465,7 @@ export class Broker {
       return;
     }
     const facts = this.#classify(target, intent.command);
-    const decision = policy.decide({ principal: who.principal, target, command: intent.command, facts, now: new Date() });
+    const decision = withRedactedReasons(policy.decide({ principal: who.principal, target, command: intent.command, facts, now: new Date() }));
     audit('intent.decided', { decision: publicDecision(decision), facts: redactDeepOnce(facts.facts) });
 
     if (decision.effect === 'require_approval') {

@@ -91,3 +91,19 @@ it('an error larger than NATS carries is cut: the run still ends failed in its r
   const finished = (await readSession({ nc: s.nc, names: s.names, sessionId: o.sessionId })).find((e) => e.intentId === o.intentId && e.type === 'exec.finished');
   expect(finished?.payload).toMatchObject({ status: 'failed', error: { code: o.error!.code } });
 }, 30_000);
+
+it('a secret quoted by the decision (a parse error near it) is masked wherever the reasons go', async () => {
+  const secret = `ghp_${'a1B2c3D4e5'.repeat(3)}abcdef`;
+  const c = s.client(await s.token('alice', ['analysts']));
+  const o = await c.run({ target: 'db', sql: `SELECT 1 AS x ${secret}` });
+  expect(o.status).toBe('denied');
+  expect(JSON.stringify(o)).not.toContain(secret);
+  const rec = (await (await new Kvm(s.nc).open(s.names.buckets.intents)).get(o.intentId))!;
+  expect(Buffer.from(rec.value).toString('utf8')).not.toContain(secret);
+  const events = (await readSession({ nc: s.nc, names: s.names, sessionId: o.sessionId })).filter((e) => e.intentId === o.intentId);
+  expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['intent.decided', 'intent.denied']));
+  expect(JSON.stringify(events)).not.toContain(secret);
+  // The reasons still say why, with the value masked.
+  const decided = events.find((e) => e.type === 'intent.decided')!;
+  expect(JSON.stringify(decided.payload)).toContain('MASKED');
+}, 30_000);
