@@ -17,7 +17,7 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { AuditWriter } from '../audit/index.ts';
-import { createRecord, getRecord, inboxIdFor, isReplySubjectOf, sanitizeSubject, sealOutcome, sendReply, updateRecord, type Logger } from '../lib/index.ts';
+import { createRecord, getRecord, inboxIdFor, isReplySubjectOf, maxBody, sanitizeSubject, sealOutcome, sendReply, updateRecord, type Logger } from '../lib/index.ts';
 import {
   ApprovalDecisionSchema,
   approverTokenLifeSec,
@@ -299,11 +299,6 @@ export class Approvals {
         order: { command: intent.command, mode: decision.mode, limits: decision.limits, ...(decision.masking !== undefined ? { mask: decision.masking } : {}) },
       },
     });
-    try {
-      await createRecord(this.#d.intents, record);
-    } catch {
-      return false;
-    }
     const windowScope = this.scopeOf(record);
     const req: ApprovalRequest = {
       v: 1,
@@ -325,7 +320,24 @@ export class Approvals {
       ...(windowScope ? { windowScope } : {}),
       ...(intent.justification ? { justification: redactText(intent.justification) } : {}),
     };
-    await this.#d.js.publish(this.#d.names.approvalRequest(target.name), enc.encode(JSON.stringify(req)), { msgID: `req-${intent.id}` });
+    // Approvers must see what they approve: a request the bus cannot carry is refused before any
+    // pending record exists (a record with no request was still approvable, and ran).
+    const bytes = enc.encode(JSON.stringify(req));
+    const max = maxBody(this.#d.nc);
+    if (bytes.length > max) throw new WritError('WRIT_APPROVAL_TOO_LARGE', `the approval request would be ${bytes.length} bytes; the server carries at most ${max}`);
+    try {
+      await createRecord(this.#d.intents, record);
+    } catch {
+      return false;
+    }
+    try {
+      await this.#d.js.publish(this.#d.names.approvalRequest(target.name), bytes, { msgID: `req-${intent.id}` });
+    } catch (e) {
+      // The request never reached the approvers: the approval ends here, so no vote can count,
+      // and the intent ends failed (fail closed; a redelivery finds it ended).
+      await this.#abandon(record, e);
+      throw new WritError('WRIT_TRANSPORT', 'the approval request could not be published; the intent is not approvable', { cause: e });
+    }
     audit('approval.requested', { rule, approvers: spec.groups, count: spec.count, expiresAt });
     this.#answer(record, {
       v: 1,
@@ -667,6 +679,20 @@ export class Approvals {
       type: 'window.granted',
       payload: { windowId: w.id, principal: w.sub, target: w.target, rule: w.rule, seconds: sec, grantedBy: w.grantedBy },
     });
+  }
+
+  /** A pending record whose request was never published: ended (best effort) so that no vote can count. */
+  async #abandon(rec: IntentRecord, cause: unknown): Promise<void> {
+    try {
+      await this.#markEnded(rec.intentId, 'failed');
+      const entry = await getRecord(this.#d.intents, rec.intentId);
+      if (entry?.rec.state !== 'pending') return;
+      const error = new WritError('WRIT_TRANSPORT', 'the approval request could not be published; nothing was approved or run');
+      await updateRecord(this.#d.intents, { ...withoutPending(entry.rec), state: 'failed', updatedAt: Date.now(), error: error.toReply() }, entry.revision);
+    } catch (e) {
+      // The end marker, if it was stored, already refuses every vote.
+      this.#d.log.error({ err: e, cause, intentId: rec.intentId }, 'a pending intent whose approval request was not published could not be ended');
+    }
   }
 
   /** Ends a pending intent on expiry or cancel (sweeper and API). */

@@ -475,7 +475,24 @@ export class Broker {
         // A time-bound window granted by earlier approvers covers it: run without a new approval.
         audit('window.used', { windowId: win.id, rule, expiresAt: win.expiresAt, grantedBy: win.grantedBy });
       } else {
-        if (!(await this.#approvals.open(intent, who, target, decision, facts, commandSha256, audit, reply!))) await this.#duplicate(intent, who, audit, null, audits.all, reply);
+        let opened: boolean;
+        try {
+          opened = await this.#approvals.open(intent, who, target, decision, facts, commandSha256, audit, reply!);
+        } catch (e) {
+          const err = toWritError(e);
+          // Too large to show approvers: denied, with this intent's evidence, before any record.
+          if (err.code === 'WRIT_APPROVAL_TOO_LARGE') {
+            await this.#deny(intent, who, decision, err, commandSha256, audit, target, audits.all, reply);
+            await audits.all();
+            return;
+          }
+          // The record was created and its request not published (approvals ended it): the
+          // evidence of what was received and decided is stored before the error goes on.
+          audit('approval.failed', { code: err.code, message: err.message });
+          await audits.all();
+          throw e;
+        }
+        if (!opened) await this.#duplicate(intent, who, audit, null, audits.all, reply);
         await audits.all();
         return;
       }

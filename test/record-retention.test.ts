@@ -7,7 +7,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
+import { readSession } from '../audit/index.ts';
+import { newId } from '../client/index.ts';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { IntentRecordSchema } from '../schemas/index.ts';
 import { startStack, type Stack } from './fixture.ts';
@@ -74,3 +77,41 @@ it('an approval that ends without running (rejected, cancelled) keeps no pending
     expect(await raw(id)).not.toContain(secret);
   }
 }, 40_000);
+
+it('an approval request too large for the bus is denied before any pending record exists, with its evidence', async () => {
+  const c = s.client(await s.token('agent-big', ['agents']));
+  // 9,000 statements: the request's facts would be about a megabyte, more than NATS carries.
+  const o = await c.run({ target: 'db', sql: `INSERT INTO events (note) VALUES ('too-big-to-show'); ${'SELECT 1 FROM customers;'.repeat(9000)}` });
+  expect(o.status).toBe('denied');
+  expect(o.error?.code).toBe('WRIT_APPROVAL_TOO_LARGE');
+  const rec = IntentRecordSchema.parse((await (await new Kvm(s.nc).open(s.names.buckets.intents)).get(o.intentId))!.json());
+  expect(rec.state).toBe('denied');
+  expect(rec.pending).toBeUndefined();
+  const a = s.client(await s.approverToken('carol', ['approvers']));
+  expect((await a.pending()).map((p) => p.intentId)).not.toContain(o.intentId);
+  await expect(a.decide(o.intentId, 'approve')).rejects.toMatchObject({ code: 'WRIT_NOT_PENDING' });
+  const types = (await readSession({ nc: s.nc, names: s.names, sessionId: o.sessionId })).filter((e) => e.intentId === o.intentId).map((e) => e.type);
+  expect(types).toEqual(expect.arrayContaining(['intent.received', 'intent.decided', 'intent.denied']));
+}, 60_000);
+
+// Last: it takes the approvals stream away.
+it('an approval request that cannot be published leaves no approvable record: the intent ends failed', async () => {
+  const jsm = await jetstreamManager(s.nc);
+  await jsm.streams.delete(s.names.streams.approvals);
+  const c = s.client(await s.token('agent-nopub', ['agents']));
+  const id = newId();
+  await c.submit({ target: 'db', sql: "INSERT INTO events (note) VALUES ('never-requested')", intentId: id });
+  const kv = await new Kvm(s.nc).open(s.names.buckets.intents);
+  let state = '';
+  for (let i = 0; i < 100; i++) {
+    const e = await kv.get(id);
+    state = e?.operation === 'PUT' ? IntentRecordSchema.parse(e.json()).state : '';
+    if (state && state !== 'pending') break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(state).toBe('failed');
+  const a = s.client(await s.approverToken('carol', ['approvers']));
+  await expect(a.decide(id, 'approve')).rejects.toMatchObject({ code: 'WRIT_NOT_PENDING' });
+  const types = (await readSession({ nc: s.nc, names: s.names, sessionId: c.sessionId })).filter((e) => e.intentId === id).map((e) => e.type);
+  expect(types).toEqual(expect.arrayContaining(['intent.received', 'intent.decided', 'approval.failed']));
+}, 60_000);
