@@ -69,8 +69,9 @@ export interface ApiDeps {
 export function outcomeOf(rec: IntentRecord, d: { resultsKey: SealKeyPair; log: Logger; maxAgeSec: number }, nowMs = Date.now()): Outcome {
   const o = rec.outcome;
   // Rows are answered for results.maxAgeSec after the run; later, the status and the error only.
-  if (o && o.intentId === rec.intentId && o.sessionId === rec.sessionId && nowMs - o.at <= d.maxAgeSec * 1000) {
-    if (!o.sealed) return o;
+  if (o && o.intentId === rec.intentId && o.sessionId === rec.sessionId && o.status === rec.state && nowMs - o.at <= d.maxAgeSec * 1000) {
+    // Unsealed is only ever the sweeper's status and code: one carrying data is not believed.
+    if (!o.sealed) return o.result === undefined && o.decision === undefined ? o : recordOutcome(rec);
     try {
       return openOutcome(o, d.resultsKey);
     } catch (e) {
@@ -78,6 +79,11 @@ export function outcomeOf(rec: IntentRecord, d: { resultsKey: SealKeyPair; log: 
       d.log.debug({ err: e, intentId: rec.intentId }, 'stored outcome not readable with this results key; answering from the record');
     }
   }
+  return recordOutcome(rec);
+}
+
+/** The outcome the record itself tells: status, decision and error, no rows. */
+function recordOutcome(rec: IntentRecord): Outcome {
   return {
     v: 1,
     type: 'outcome',

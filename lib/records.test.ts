@@ -52,5 +52,14 @@ describe('record encoding', () => {
       .toString('utf8')
       .replace(/\}$/, ',"x":{"state":"dispatched"}}');
     expect(glanceRecord(enc(nested))).toBeUndefined();
+    // Other spellings of a second key, and a second clock.
+    const base = Buffer.from(encodeRecord({ ...rec, state: 'succeeded' })).toString('utf8');
+    for (const tail of [',"\\u0073tate":"dispatched"}', ',"state" :"dispatched"}', ',"runDeadline":9999999999}', ',"grantExp":9999999999}']) {
+      const bytes = base.replace(/\}$/, tail);
+      expect(() => JSON.parse(bytes) as unknown).not.toThrow();
+      expect([tail, glanceRecord(enc(bytes))]).toEqual([tail, undefined]);
+    }
+    // An escape inside a string value is not a key, but it is parsed in full all the same.
+    expect(glanceRecord(encodeRecord({ ...rec, error: { code: 'WRIT_EXEC_FAILED', message: 'bell \u0007' } }))).toBeUndefined();
   });
 });

@@ -80,18 +80,26 @@ export interface RecordGlance {
 
 const GLANCE = /^\{"state":"([a-z_]{1,24})","sessionId":"([A-Za-z0-9_-]{8,128})"(?:,"grantExp":(\d{1,15}))?(?:,"runDeadline":(\d{1,15}))?[,}]/;
 const STATES: ReadonlySet<string> = new Set(INTENT_STATES);
-const STATE_KEY = Buffer.from('"state":', 'latin1');
+/** Keys a glance reads: each must appear once as written (a second one, spaced or not, is JSON's last value). */
+const GLANCED_KEYS = ['"state"', '"grantExp"', '"runDeadline"'].map((k) => Buffer.from(k, 'latin1'));
+/** A \u escape could spell a key another way (`"\u0073tate"`): bytes holding one are parsed in full. */
+const ESCAPE_U = Buffer.from('\\u', 'latin1');
 
 /**
  * The state (and a dispatch's clocks) from the first bytes of a record written by encodeRecord;
  * undefined when they do not read that way, and the caller then parses the whole record. Bytes
- * holding a second `"state":` are not glanced: JSON.parse keeps a duplicate key's last value, so
- * a record written with two would read one way here and another everywhere else.
+ * naming a glanced key twice (JSON.parse keeps a duplicate key's last value) or holding a \u
+ * escape (which can spell a key another way) are not glanced: written so, a record would read
+ * one way here and another everywhere else. encodeRecord writes neither.
  */
 export function glanceRecord(bytes: Uint8Array): RecordGlance | undefined {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
   const m = GLANCE.exec(buf.toString('latin1', 0, Math.min(buf.length, 300)));
-  if (!m || !STATES.has(m[1]!) || buf.indexOf(STATE_KEY, 2) !== -1) return undefined;
+  if (!m || !STATES.has(m[1]!) || buf.includes(ESCAPE_U)) return undefined;
+  for (const k of GLANCED_KEYS) {
+    const at = buf.indexOf(k);
+    if (at !== -1 && buf.indexOf(k, at + 1) !== -1) return undefined;
+  }
   const g: RecordGlance = { state: m[1] as IntentState, sessionId: m[2]! };
   if (m[3] !== undefined) g.grantExp = Number(m[3]);
   if (m[4] !== undefined) g.runDeadline = Number(m[4]);
