@@ -26,6 +26,8 @@ describe('the stored outcome the API answers from', () => {
     expect(outcomeOf({ ...rec, outcome: stored }, d).result?.rows).toEqual([['secret-row']]);
     // Past the age: the record's status, no rows.
     expect(outcomeOf({ ...rec, outcome: stored }, d, o.at + 61_000).result).toBeUndefined();
+    // Nor can it be made to look younger: its time is bound into the seal.
+    expect(outcomeOf({ ...rec, outcome: { ...stored, at: o.at + 61_000 } }, d, o.at + 61_000).result).toBeUndefined();
   });
 
   it('believes an unsealed one only as a status and a code: rows in clear, or a status the record does not have, are ignored', () => {

@@ -44,6 +44,8 @@ export interface SealBinding {
   intentId: string;
   sessionId: string;
   status: string;
+  /** When an outcome was made: bound, so a stored copy cannot be made to look younger (results.maxAgeSec). */
+  at?: number | undefined;
 }
 
 export interface SealKeyPair {
@@ -89,7 +91,7 @@ function keyId(publicKey: string): string {
 }
 
 function aad(b: SealBinding): Buffer {
-  return Buffer.from(`${SEAL_ALG}\0${b.intentId}\0${b.sessionId}\0${b.status}`);
+  return Buffer.from(`${SEAL_ALG}\0${b.intentId}\0${b.sessionId}\0${b.status}${b.at === undefined ? '' : `\0${b.at}`}`);
 }
 
 function deriveKey(shared: Buffer, epk: string, recipient: string): Buffer {
