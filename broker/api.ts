@@ -269,7 +269,8 @@ export class ApiService {
       const rec = (await getRecord(this.#d.kv.intents, id))?.rec;
       if (!rec) continue;
       const pend = rec.pending;
-      if (rec.state !== 'pending' || !pend) continue;
+      // A pending part the broker did not seal (planted or edited in the bucket) is never shown.
+      if (rec.state !== 'pending' || !pend || !this.#d.approvals.sealedByBroker(rec)) continue;
       if (!p.groups.some((g) => pend.spec.groups.includes(g))) continue;
       if ((rec.principal.iss === p.iss && rec.principal.sub === p.sub) || rec.principal.actFor === p.sub) continue;
       out.push({

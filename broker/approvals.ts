@@ -695,6 +695,16 @@ export class Approvals {
     }
   }
 
+  /** Whether a record's pending part is a broker's, unchanged: only such a request is shown to approvers. */
+  sealedByBroker(rec: IntentRecord): boolean {
+    try {
+      this.#d.sealer.check(rec);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Ends a pending intent on expiry or cancel (sweeper and API). */
   async end(id: string, state: 'expired' | 'cancelled', by: string): Promise<boolean> {
     const entry = await getRecord(this.#d.intents, id);

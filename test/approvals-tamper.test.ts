@@ -60,7 +60,9 @@ it('refuses a vote on a pending record planted in the bucket (analysts as approv
   };
   await kv.create(id, JSON.stringify(planted));
   const analyst = s.client(await s.approverToken('ana', ['analysts']));
-  await expect(analyst.decide(id, 'approve')).rejects.toMatchObject({ code: 'WRIT_RECORD_TAMPERED' });
+  // Not shown to approvers (its seal does not verify); a vote naming it is refused all the same.
+  expect((await analyst.pending()).map((x) => x.intentId)).not.toContain(id);
+  await expect(analyst.decide(id, 'approve', { commandSha256: planted.commandSha256 })).rejects.toMatchObject({ code: 'WRIT_RECORD_TAMPERED' });
   await new Promise((r) => setTimeout(r, 500));
   expect(await rows('planted')).toBe(0);
   // Nothing written into the session the planted record names.
@@ -75,7 +77,9 @@ it('refuses a vote on a real pending record whose approver groups were edited; t
   const e = (await kv.get(p.intentId))!;
   const rec = e.json<IntentRecord>();
   await kv.update(p.intentId, JSON.stringify({ ...rec, pending: { ...rec.pending!, spec: { ...rec.pending!.spec, groups: ['analysts'] } } }), e.revision);
-  await expect(s.client(await s.approverToken('ana', ['analysts'])).decide(p.intentId, 'approve')).rejects.toMatchObject({ code: 'WRIT_RECORD_TAMPERED' });
+  const ana = s.client(await s.approverToken('ana', ['analysts']));
+  expect((await ana.pending()).map((x) => x.intentId)).not.toContain(p.intentId);
+  await expect(ana.decide(p.intentId, 'approve', { commandSha256: rec.commandSha256 })).rejects.toMatchObject({ code: 'WRIT_RECORD_TAMPERED' });
   expect(await rows('edited')).toBe(0);
   // Restore the broker's record: the real approver group decides as usual.
   const e2 = (await kv.get(p.intentId))!;
@@ -92,7 +96,7 @@ it('refuses a vote on a pending record whose policy version was edited (a window
   const e = (await kv.get(p.intentId))!;
   const rec = e.json<IntentRecord>();
   await kv.update(p.intentId, JSON.stringify({ ...rec, decision: { ...rec.decision!, policyVersion: 'next-version' } }), e.revision);
-  await expect(s.client(await s.approverToken('dora', ['dba'])).decide(p.intentId, 'approve')).rejects.toMatchObject({ code: 'WRIT_RECORD_TAMPERED' });
+  await expect(s.client(await s.approverToken('dora', ['dba'])).decide(p.intentId, 'approve', { commandSha256: rec.commandSha256 })).rejects.toMatchObject({ code: 'WRIT_RECORD_TAMPERED' });
   expect(await rows('edited-version')).toBe(0);
 });
 
