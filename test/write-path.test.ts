@@ -36,8 +36,11 @@ it('an allowed intent costs seven persisted writes, and its record carries the o
   const o = await c.run({ target: 'db', sql: "SELECT name, email FROM customers WHERE name = 'Alice Example'" });
   expect(o.status).toBe('succeeded');
   expect(o.result!.rows).toEqual([['Alice Example', expect.not.stringContaining('alice@example.com')]]);
-  // The broker acks the intent after its block: let the last writes land before counting.
-  await new Promise((r) => setTimeout(r, 300));
+  // The record's end is written after the agent's answer: wait for it, then let anything else
+  // the intent would write land before counting.
+  const bucket = await new Kvm(s.nc).open(s.names.buckets.intents);
+  for (let i = 0; i < 50 && IntentRecordSchema.parse((await bucket.get(o.intentId))!.json()).state !== 'succeeded'; i++) await new Promise((r) => setTimeout(r, 100));
+  await new Promise((r) => setTimeout(r, 500));
   // intent, record create, broker's audit block, order, claim, worker's audit block, record end.
   expect((await storedWrites()) - before).toBe(7);
 
@@ -100,7 +103,12 @@ it('a secret quoted by the decision (a parse error near it) is masked wherever t
   expect(JSON.stringify(o)).not.toContain(secret);
   const rec = (await (await new Kvm(s.nc).open(s.names.buckets.intents)).get(o.intentId))!;
   expect(Buffer.from(rec.value).toString('utf8')).not.toContain(secret);
-  const events = (await readSession({ nc: s.nc, names: s.names, sessionId: o.sessionId })).filter((e) => e.intentId === o.intentId);
+  // The broker answers before its block is stored (it stores it before acking the intent): poll.
+  let events: Awaited<ReturnType<typeof readSession>> = [];
+  for (let i = 0; i < 50 && !events.some((e) => e.type === 'intent.denied'); i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 100));
+    events = (await readSession({ nc: s.nc, names: s.names, sessionId: o.sessionId })).filter((e) => e.intentId === o.intentId);
+  }
   expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['intent.decided', 'intent.denied']));
   expect(JSON.stringify(events)).not.toContain(secret);
   // The reasons still say why, with the value masked.

@@ -7,6 +7,7 @@
  * made to refuse new messages (max_msgs reached, discard new) and then given room again.
  */
 import { DiscardPolicy, jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +24,8 @@ beforeAll(async () => {
   s = await startStack({
     worker: false,
     config: {
-      grants: { keyFile: join(keyDir, 'grant-key.pem'), ttlSec: 1 },
+      // Long enough that the audit stream is blocked before the grant expires, on a loaded machine too.
+      grants: { keyFile: join(keyDir, 'grant-key.pem'), ttlSec: 5 },
       limits: { sweepMarginSec: 0, sweepIntervalMs: 100 },
       policy: { rules: [{ id: 'analysts-read', effect: 'allow', groups: ['analysts'], targets: ['db'], mode: 'read' }], defaultLimits: { rows: 10, seconds: 1, bytes: 65_536 } },
     },
@@ -46,8 +48,12 @@ it('an unclaimed intent is not ended while its exec.expired cannot be stored, an
   const info = await jsm.streams.info(s.names.streams.audit);
   await jsm.streams.update(s.names.streams.audit, { ...info.config, max_msgs: info.state.messages, discard: DiscardPolicy.New });
   try {
-    // The grant expired after 1 s and the sweeper runs every 100 ms: it has tried to end it many times.
-    await sleep(3_000);
+    // Blocked before the grant expired (else this test shows nothing): then wait until the sweeper,
+    // every 100 ms, has tried to end it for 3 s past the expiry.
+    const rec = (await (await new Kvm(s.nc).open(s.names.buckets.intents)).get(id))!.json<{ grantExp: number; state: string }>();
+    expect(rec.state).toBe('dispatched');
+    expect(Date.now()).toBeLessThan(rec.grantExp * 1000);
+    await sleep(rec.grantExp * 1000 - Date.now() + 3_000);
     expect(await statusOf(id)).toBe('dispatched');
     expect((await readSession({ nc: s.nc, names: s.names, sessionId: agent.sessionId })).filter((e) => e.intentId === id).map((e) => e.type)).not.toContain('exec.expired');
   } finally {
