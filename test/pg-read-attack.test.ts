@@ -53,12 +53,18 @@ const fails = failureOf;
 
 /** Runs `sql` and, once the server shows it running, signals its backend as an operator would. */
 async function signalled(fn: 'pg_cancel_backend' | 'pg_terminate_backend', sql: string): Promise<WritError> {
-  const running = fails(run(sql));
-  for (let i = 0; i < 200; i++) {
+  // The statement sleeps far longer than the search for it may take on a loaded machine, so the
+  // signal, not the sleep's end, is what stops it; a search that never finds it fails the test.
+  let settled = false;
+  const running = fails(run(sql)).finally(() => (settled = true));
+  const deadline = Date.now() + 20_000;
+  let sent = false;
+  while (!sent && !settled && Date.now() < deadline) {
     const r = await admin.query(`SELECT ${fn}(pid) AS ok FROM pg_stat_activity WHERE query = $1 AND state = 'active'`, [sql]);
-    if (r.rows.length > 0) break;
-    await new Promise((res) => setTimeout(res, 10));
+    sent = r.rows.some((row: { ok: boolean }) => row.ok);
+    if (!sent) await new Promise((res) => setTimeout(res, 10));
   }
+  if (!sent) throw new Error(`${fn} found no running ${sql}`);
   return running;
 }
 
@@ -220,7 +226,7 @@ describe('errors of a single read', () => {
     const before = await pid();
     // The statement cannot signal backends itself (the worker refuses it); an operator can.
     expect((await fails(run('SELECT pg_terminate_backend(pg_backend_pid())'))).code).toBe('WRIT_UNSUPPORTED');
-    const err = await signalled('pg_terminate_backend', 'SELECT pg_sleep(5.01)');
+    const err = await signalled('pg_terminate_backend', 'SELECT pg_sleep(30.01)');
     expect(err.details).toMatchObject({ sqlstate: '57P01' });
     expect(await pid()).not.toBe(before);
   });
@@ -305,7 +311,7 @@ describe('defects the attack found, fixed', () => {
   });
 
   it('D7: reports a statement cancelled by someone else as failed with its sqlstate, not as past the time limit', async () => {
-    const err = await signalled('pg_cancel_backend', 'SELECT pg_sleep(5.02)');
+    const err = await signalled('pg_cancel_backend', 'SELECT pg_sleep(30.02)');
     expect([err.code, err.details]).toEqual(['WRIT_EXEC_FAILED', { sqlstate: '57014' }]);
     // A real timeout is still one.
     expect((await fails(run('SELECT pg_sleep(2)', { seconds: 0.2 }))).code).toBe('WRIT_EXEC_TIMEOUT');
