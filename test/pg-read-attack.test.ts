@@ -12,7 +12,7 @@ import type { Limits } from '../schemas/index.ts';
 import { toWritError, type WritError } from '../schemas/index.ts';
 import { PostgresExecutor } from '../workers/postgres/index.ts';
 import type { ExecOutput, RowsOutput } from '../workers/executor.ts';
-import { createTestDatabase, failureOf, pgTarget, runSql, type TestDatabase } from './helpers/index.ts';
+import { createTestDatabase, failureOf, pgTarget, runSql, signalBackend, type TestDatabase } from './helpers/index.ts';
 
 let db: TestDatabase;
 let admin: pg.Client;
@@ -53,18 +53,9 @@ const fails = failureOf;
 
 /** Runs `sql` and, once the server shows it running, signals its backend as an operator would. */
 async function signalled(fn: 'pg_cancel_backend' | 'pg_terminate_backend', sql: string): Promise<WritError> {
-  // The statement sleeps far longer than the search for it may take on a loaded machine, so the
-  // signal, not the sleep's end, is what stops it; a search that never finds it fails the test.
   let settled = false;
   const running = fails(run(sql)).finally(() => (settled = true));
-  const deadline = Date.now() + 20_000;
-  let sent = false;
-  while (!sent && !settled && Date.now() < deadline) {
-    const r = await admin.query(`SELECT ${fn}(pid) AS ok FROM pg_stat_activity WHERE query = $1 AND state = 'active'`, [sql]);
-    sent = r.rows.some((row: { ok: boolean }) => row.ok);
-    if (!sent) await new Promise((res) => setTimeout(res, 10));
-  }
-  if (!sent) throw new Error(`${fn} found no running ${sql}`);
+  await signalBackend(admin, fn, sql, () => settled);
   return running;
 }
 

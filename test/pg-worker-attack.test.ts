@@ -11,7 +11,7 @@ import type { GrantClaims, Limits, Order } from '../schemas/index.ts';
 import { toWritError } from '../schemas/index.ts';
 import { PostgresExecutor } from '../workers/postgres/index.ts';
 import type { ExecOutput } from '../workers/executor.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/index.ts';
+import { createTestDatabase, signalBackend, type TestDatabase } from './helpers/index.ts';
 
 let db: TestDatabase;
 let admin: pg.Client;
@@ -242,25 +242,15 @@ describe("one intent cannot exhaust the worker's memory (item 10)", () => {
 });
 
 describe('a dropped connection ends the intent, not the worker (issue 11 item 1)', () => {
-  async function terminateWhen(pattern: string): Promise<void> {
-    for (let i = 0; i < 200; i++) {
-      const r = await admin.query("SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = $1 AND application_name = 'writ-worker' AND state = 'active' AND query ILIKE $2", [
-        db.database,
-        pattern,
-      ]);
-      if (r.rows.length > 0) return;
-      await new Promise((res) => setTimeout(res, 25));
-    }
-    throw new Error(`no backend running ${pattern}`);
-  }
+  const terminateWhen = (pattern: string) => signalBackend(admin, 'pg_terminate_backend', pattern);
 
   it('fails an intent whose backend is terminated mid-statement, and the next one runs', async () => {
-    const p = fails(run(ex, 'SELECT pg_sleep(10)', 'read'));
-    await terminateWhen('%pg_sleep(10)%');
+    const p = fails(run(ex, 'SELECT pg_sleep(30)', 'read'));
+    await terminateWhen('%pg_sleep(30)%');
     const err = await p;
     expect(err.code).toBe('WRIT_EXEC_FAILED');
-    const w = fails(run(ex, 'INSERT INTO t VALUES (5); SELECT pg_sleep(10)', 'write'));
-    await terminateWhen('%pg_sleep(10)%');
+    const w = fails(run(ex, 'INSERT INTO t VALUES (5); SELECT pg_sleep(30)', 'write'));
+    await terminateWhen('%pg_sleep(30)%');
     expect((await w).code).toBe('WRIT_EXEC_FAILED');
     expect(await count('t')).toBe(0);
     const ok = await run(ex, 'SELECT 2', 'read');

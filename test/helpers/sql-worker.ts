@@ -52,3 +52,24 @@ export function pgTarget(db: TestDatabase, poolSize: number, modes: readonly Acc
   for (const m of modes) credentials[m] = { user: { value: db.roles[m].user }, password: { value: db.roles[m].password } };
   return [{ target: 'db', host: db.host, port: db.port, database: db.database, poolSize, credentials }];
 }
+
+/**
+ * Sends `fn` to the backend of `admin`'s database running a statement whose text matches
+ * `pattern` (ILIKE), as someone else on the server would, and resolves once one got it. Tests sleep far longer than this search
+ * may take on a loaded machine, so the signal, not the sleep's end, is what stops the statement;
+ * it gives up once `done` says the run ended, or after 20 s.
+ */
+export async function signalBackend(
+  admin: { query(sql: string, values: unknown[]): Promise<{ rows: Array<{ ok: boolean }> }> },
+  fn: 'pg_cancel_backend' | 'pg_terminate_backend',
+  pattern: string,
+  done: () => boolean = () => false,
+): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!done() && Date.now() < deadline) {
+    const r = await admin.query(`SELECT ${fn}(pid) AS ok FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid() AND query ILIKE $1`, [pattern]);
+    if (r.rows.some((row) => row.ok)) return;
+    await new Promise((res) => setTimeout(res, 10));
+  }
+  throw new Error(`${fn} found no running statement like ${pattern}`);
+}
