@@ -31,7 +31,7 @@ async function unattributed(): Promise<string> {
 /** Waits until the `_unattributed` session holds `needle`, `times` times. */
 async function auditedTimes(needle: string, times: number): Promise<string> {
   let text = '';
-  for (let i = 0; i < 60; i++) {
+  for (let i = 0; i < 200; i++) {
     text = await unattributed();
     if (text.split(needle).length - 1 >= times) return text;
     await sleep(100);

@@ -111,7 +111,7 @@ it('an approval request that cannot be published leaves no approvable record: th
   await c.submit({ target: 'db', sql: "INSERT INTO events (note) VALUES ('never-requested')", intentId: id });
   const kv = await new Kvm(s.nc).open(s.names.buckets.intents);
   let state = '';
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 300; i++) {
     const e = await kv.get(id);
     state = e?.operation === 'PUT' ? IntentRecordSchema.parse(e.json()).state : '';
     if (state && state !== 'pending') break;
