@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import { createBroker } from '../broker/index.ts';
 import { connectNats, createLogger } from '../lib/index.ts';
-import { loadConfigFile } from '../schemas/index.ts';
+import { loadConfigFile, SignedGrants } from '../schemas/index.ts';
 import { createWorker, type Executor } from '../workers/index.ts';
 import { SharedHeads } from '../audit/index.ts';
 
@@ -22,8 +22,9 @@ const services: Array<{ stop(): Promise<void> }> = [];
 let caches: () => Record<string, number> = () => ({});
 // As `writ up` runs them: a broker and a worker in one process share their audit heads.
 const auditHeads = role === 'both' ? new SharedHeads() : undefined;
+const signedGrants = role === 'both' ? new SignedGrants() : undefined;
 if (role === 'both' || role === 'broker') {
-  const broker = await createBroker({ nc, config, log, auditHeads });
+  const broker = await createBroker({ nc, config, log, auditHeads, signedGrants });
   await broker.start();
   services.push(broker);
   caches = () => ({ ...broker.caches });
@@ -36,7 +37,7 @@ const simulated: Executor = {
   close: () => Promise.resolve(),
 };
 if (role !== 'broker') {
-  const worker = await createWorker({ nc, config, log, auditHeads, ...(role === 'sim-worker' ? { executors: [simulated] } : {}) });
+  const worker = await createWorker({ nc, config, log, auditHeads, signedGrants, ...(role === 'sim-worker' ? { executors: [simulated] } : {}) });
   await worker.start();
   services.unshift(worker);
   const before = caches;

@@ -4,7 +4,7 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger, ServiceMetrics } from '../lib/index.ts';
-import { names as makeNames, type Config } from '../schemas/index.ts';
+import { names as makeNames, type Config, type SignedGrants } from '../schemas/index.ts';
 import { initClassifiers } from '../classify/index.ts';
 import { loadDevIssuer } from './dev-issuer.ts';
 import { IdentityVerifier } from './identity.ts';
@@ -35,6 +35,8 @@ export async function createBroker(opts: {
   metrics?: ServiceMetrics | undefined;
   /** Audit heads shared with a worker in the same process (`writ up`). */
   auditHeads?: HeadBoard | undefined;
+  /** Where the grants signed here are recorded for a worker in the same process (`writ up`). */
+  signedGrants?: SignedGrants | undefined;
 }): Promise<Broker> {
   const { config } = opts;
   await initClassifiers();
@@ -47,7 +49,7 @@ export async function createBroker(opts: {
     names: makeNames(config.prefix),
     log: opts.log,
     identity,
-    signer,
+    signer: opts.signedGrants ? opts.signedGrants.recording(signer) : signer,
     policy: opts.policy ?? (config.policyFile ? policyFromStore(config.policyFile, opts.log) : new SimplePolicy(config.policy)),
     ...(opts.id ? { id: opts.id } : {}),
     metrics: opts.metrics,

@@ -11,7 +11,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { createBroker, type Broker } from '../broker/index.ts';
 import { connectNats, createLogger, Observability, withDeadline, type Logger } from '../lib/index.ts';
-import { loadConfigFile, names, type Config } from '../schemas/index.ts';
+import { loadConfigFile, names, SignedGrants, type Config } from '../schemas/index.ts';
 import { createWorker, type Worker } from '../workers/index.ts';
 
 import { DATA_DIR, NATS_AUTH_DIR, NATS_AUTH_URL_FILE, NATS_ROLES, NATS_URL_FILE, natsForRole, packageFile, rolePasswordFile, type NatsRole } from './paths.ts';
@@ -150,10 +150,12 @@ export async function startLocalStack(configFile: string): Promise<LocalStack> {
   // The two services' audit writers share the heads they store: the broker chains its next block
   // of a session onto the worker's last one without reading it back from the stream.
   const auditHeads = new SharedHeads();
-  const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }), metrics: obs.metrics, auditHeads });
+  // The worker takes the grants this broker signed without verifying them again (schemas/grant.ts).
+  const signedGrants = new SignedGrants();
+  const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }), metrics: obs.metrics, auditHeads, signedGrants });
   await broker.start();
   obs.attach({ role: 'broker', nc, state: () => broker.state, auditStats: () => broker.auditStats, pendingApprovals: () => broker.pendingApprovals });
-  const worker = await createWorker({ nc: wnc, config, log: log.child({ svc: 'worker' }), metrics: obs.metrics, auditHeads });
+  const worker = await createWorker({ nc: wnc, config, log: log.child({ svc: 'worker' }), metrics: obs.metrics, auditHeads, signedGrants });
   await worker.start();
   obs.attach({ role: 'worker', nc: wnc, state: () => worker.state, auditStats: () => worker.auditStats });
   obs.ready();

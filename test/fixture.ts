@@ -12,7 +12,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createBroker, loadDevIssuer, mintDevToken, type Broker, type DevIssuer } from '../broker/index.ts';
 import { WritClient } from '../client/index.ts';
 import { createLogger, type Logger, type ServiceMetrics } from '../lib/index.ts';
-import { names, parseConfig, type Config, type ConfigInput, type Names } from '../schemas/index.ts';
+import { names, parseConfig, SignedGrants, type Config, type ConfigInput, type Names } from '../schemas/index.ts';
 import { createWorker, type Worker } from '../workers/index.ts';
 import { createTestDatabase, startNats, type NatsServerHandle, type TestDatabase } from './helpers/index.ts';
 import { SharedHeads } from '../audit/index.ts';
@@ -26,6 +26,8 @@ export interface Stack {
   nc: NatsConnection;
   broker: Broker; // replaced by tests that restart it
   worker: Worker;
+  /** The grants the broker signed, taken by the worker of the same process (schemas/grant.ts). */
+  signedGrants: SignedGrants;
   dev: DevIssuer;
   dir: string;
   /** The parsed config as a file, for services started as child processes. */
@@ -111,9 +113,10 @@ export async function startStack(
   const metrics = await opts.observe?.(config, names(prefix), log);
   // As `writ up` runs them: one process, audit heads shared (cmd/stack.ts).
   const auditHeads = new SharedHeads();
-  const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }), metrics, auditHeads });
+  const signedGrants = new SignedGrants();
+  const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }), metrics, auditHeads, signedGrants });
   await broker.start();
-  const worker = await createWorker({ nc, config, log: log.child({ svc: 'worker' }), metrics, auditHeads });
+  const worker = await createWorker({ nc, config, log: log.child({ svc: 'worker' }), metrics, auditHeads, signedGrants });
   if (opts.worker !== false) await worker.start();
   const dev = await loadDevIssuer(config.identity.devIssuer.dir, false);
   const configFile = join(dir, 'writ.json');
@@ -127,6 +130,7 @@ export async function startStack(
     nc,
     broker,
     worker,
+    signedGrants,
     dev,
     dir,
     logs,

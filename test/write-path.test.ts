@@ -78,6 +78,13 @@ it("in one process (as writ up runs them) the broker chains its next block onto 
   expect(r.events).toBeGreaterThanOrEqual(15);
 }, 30_000);
 
+it('in one process the worker takes the grant its broker signed without verifying the signature again', async () => {
+  const c = s.client(await s.token('alice', ['analysts']));
+  const before = s.signedGrants.vouched;
+  for (const sql of ['SELECT 4', 'SELECT 5']) expect((await c.run({ target: 'db', sql })).status).toBe('succeeded');
+  expect([s.signedGrants.vouched - before, s.signedGrants.size]).toEqual([2, 0]);
+}, 30_000);
+
 it('an error larger than NATS carries is cut: the run still ends failed in its record, with the event inline', async () => {
   const c = s.client(await s.token('alice', ['analysts']));
   // The server quotes the whole 1.5 MB string in its error.

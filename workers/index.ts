@@ -7,7 +7,7 @@ import type { KeyObject } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger, ServiceMetrics } from '../lib/index.ts';
 import type { HeadBoard } from '../audit/index.ts';
-import { keyId, names as makeNames, publicKeyFromPem, WritError, type Config } from '../schemas/index.ts';
+import { keyId, names as makeNames, publicKeyFromPem, WritError, type Config, type SignedGrants } from '../schemas/index.ts';
 import { initClassifiers } from '../classify/index.ts';
 import type { Executor } from './executor.ts';
 import { MysqlExecutor } from './mysql/index.ts';
@@ -45,6 +45,8 @@ export async function createWorker(opts: {
   metrics?: ServiceMetrics | undefined;
   /** Audit heads shared with a broker in the same process (`writ up`). */
   auditHeads?: HeadBoard | undefined;
+  /** The grants a broker in the same process signed (`writ up`): those need no second verify. */
+  signedGrants?: SignedGrants | undefined;
 }): Promise<Worker> {
   const { config } = opts;
   await initClassifiers({ mysql: config.workers.mysql.length > 0 });
@@ -77,6 +79,7 @@ export async function createWorker(opts: {
     trustedKeys: loadTrustedKeys(config),
     ...(opts.hmacKey ? { hmacKey: opts.hmacKey } : {}),
     auditHeads: opts.auditHeads,
+    signedGrants: opts.signedGrants,
     ...(opts.id ? { id: opts.id } : {}),
     metrics: opts.metrics,
   });

@@ -46,6 +46,7 @@ import {
   type Order,
   type Outcome,
   type ResultBody,
+  type SignedGrants,
 } from '../schemas/index.ts';
 import { compileMasking, genericSqlError, LineMasker, maskRows, maskText, MaskingSpecSchema, sensitiveColumns, type CompiledMasking } from '../masking/index.ts';
 import { ClaimedGrants } from './claimed-grants.ts';
@@ -61,6 +62,8 @@ export interface WorkerDeps {
   executors: Executor[];
   /** Grant-signing public keys the worker trusts, by key id (several during a rotation). */
   trustedKeys: ReadonlyMap<string, KeyObject>;
+  /** Grants a broker in this process signed (schemas/grant.ts SignedGrants). */
+  signedGrants?: SignedGrants | undefined;
   /** Deployment key for the keyed-hash masking strategy. */
   hmacKey?: Buffer;
   id?: string;
@@ -300,7 +303,7 @@ export class Worker {
   }
 
   #verify(order: Order, ex: Executor): GrantClaims {
-    const c = verifyGrantSignature(order.grant, this.#d.trustedKeys);
+    const c = verifyGrantSignature(order.grant, this.#d.trustedKeys, this.#d.signedGrants);
     const now = Math.floor(Date.now() / 1000);
     if (c.exp <= now) throw new WritError('WRIT_GRANT_EXPIRED');
     if (c.iat > now + 30) throw new WritError('WRIT_GRANT_INVALID', 'the grant was issued in the future');

@@ -1,0 +1,70 @@
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { grantSigner, keyId, SignedGrants, verifyGrantSignature } from './grant.ts';
+import type { GrantClaims } from './messages.ts';
+
+function keyPair(): { pem: string; pub: KeyObject } {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  return { pem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), pub: publicKey };
+}
+
+const now = Math.floor(Date.now() / 1000);
+const claims = (iid: string): GrantClaims =>
+  ({
+    gid: `intent-${iid}`,
+    iid: `intent-${iid}`,
+    sid: 'session-1',
+    tgt: 'db',
+    kind: 'postgres',
+    mode: 'read',
+    sha256: '0'.repeat(64),
+    iat: now,
+    exp: now + 60,
+    limits: {},
+    policyVersion: 'v',
+    sub: 'a',
+  }) as GrantClaims;
+
+describe('grants signed in this process (SignedGrants)', () => {
+  const k = keyPair();
+  const kid = keyId(k.pub);
+  const trusted = new Map([[kid, k.pub]]);
+
+  it('are taken once without a second verify, and verified in full after that', () => {
+    const here = new SignedGrants();
+    const jws = here.recording(grantSigner(k.pem, kid)).sign(claims('i1'));
+    expect(here.size).toBe(1);
+    expect(verifyGrantSignature(jws, trusted, here).iid).toBe('intent-i1');
+    expect([here.size, here.vouched]).toEqual([0, 1]);
+    // The same grant again (a redelivered order): the signature is checked, and holds.
+    expect(verifyGrantSignature(jws, trusted, here).iid).toBe('intent-i1');
+  });
+
+  it('vouch for nothing but the exact bytes signed, under the key the verifier trusts', () => {
+    const here = new SignedGrants();
+    const signer = here.recording(grantSigner(k.pem, kid));
+    // Another payload under a recorded signature.
+    const [h, , s] = signer.sign(claims('i2')).split('.') as [string, string, string];
+    const forged = `${h}.${Buffer.from(JSON.stringify(claims('other'))).toString('base64url')}.${s}`;
+    expect(() => verifyGrantSignature(forged, trusted, here)).toThrow(expect.objectContaining({ code: 'WRIT_GRANT_INVALID' }));
+    // The kid the verifier trusts names another key: the recorded key is not it.
+    const other = keyPair();
+    const jws = signer.sign(claims('i3'));
+    expect(() => verifyGrantSignature(jws, new Map([[kid, other.pub]]), here)).toThrow(expect.objectContaining({ code: 'WRIT_GRANT_INVALID' }));
+    // An unknown kid is refused before anything is looked up.
+    const jws2 = signer.sign(claims('i4'));
+    expect(() => verifyGrantSignature(jws2, new Map(), here)).toThrow(/unknown key/);
+    expect([here.size, here.vouched]).toEqual([1, 0]);
+  });
+
+  it('keep at most their bound, dropping the oldest (which is then verified in full)', () => {
+    const here = new SignedGrants(2);
+    const signer = here.recording(grantSigner(k.pem, kid));
+    const first = signer.sign(claims('a'));
+    signer.sign(claims('b'));
+    signer.sign(claims('c'));
+    expect(here.size).toBe(2);
+    expect(verifyGrantSignature(first, trusted, here).iid).toBe('intent-a');
+    expect(here.size).toBe(2);
+  });
+});
