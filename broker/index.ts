@@ -42,14 +42,15 @@ export async function createBroker(opts: {
   await initClassifiers();
   const dev = config.identity.devIssuer.enabled ? await loadDevIssuer(config.identity.devIssuer.dir, true) : undefined;
   const identity = IdentityVerifier.fromConfig(config, dev);
-  const { signer } = loadOrCreateGrantKey(config.grants.keyFile);
+  // With signedGrants, what it signs is recorded for the worker of this process (schemas/grant.ts).
+  const { signer } = loadOrCreateGrantKey(config.grants.keyFile, opts.signedGrants);
   return new Broker({
     nc: opts.nc,
     config,
     names: makeNames(config.prefix),
     log: opts.log,
     identity,
-    signer: opts.signedGrants ? opts.signedGrants.recording(signer) : signer,
+    signer,
     policy: opts.policy ?? (config.policyFile ? policyFromStore(config.policyFile, opts.log) : new SimplePolicy(config.policy)),
     ...(opts.id ? { id: opts.id } : {}),
     metrics: opts.metrics,

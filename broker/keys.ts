@@ -6,13 +6,13 @@ import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { replaceFile, writeFileOnce } from '../lib/files.ts';
 import { dirname } from 'node:path';
-import { grantSigner, keyId, publicKeyFromPem, type GrantSigner } from '../schemas/index.ts';
+import { grantSigner, keyId, publicKeyFromPem, type GrantSigner, type SignedGrants } from '../schemas/index.ts';
 
 export function publicKeyFileFor(keyFile: string): string {
   return keyFile.replace(/\.pem$/, '') + '.pub.pem';
 }
 
-export function loadOrCreateGrantKey(keyFile: string): { signer: GrantSigner; publicKeyPem: string } {
+export function loadOrCreateGrantKey(keyFile: string, signedHere?: SignedGrants): { signer: GrantSigner; publicKeyPem: string } {
   if (!existsSync(keyFile)) {
     mkdirSync(dirname(keyFile), { recursive: true, mode: 0o700 });
     const { privateKey } = generateKeyPairSync('ed25519');
@@ -27,5 +27,5 @@ export function loadOrCreateGrantKey(keyFile: string): { signer: GrantSigner; pu
   const publicKeyPem = pub.export({ type: 'spki', format: 'pem' }).toString();
   const pubFile = publicKeyFileFor(keyFile);
   if (!existsSync(pubFile) || readFileSync(pubFile, 'utf8') !== publicKeyPem) replaceFile(pubFile, publicKeyPem, 0o644);
-  return { signer: grantSigner(privatePem, keyId(pub)), publicKeyPem };
+  return { signer: grantSigner(privatePem, keyId(pub), signedHere), publicKeyPem };
 }

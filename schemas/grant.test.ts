@@ -32,7 +32,7 @@ describe('grants signed in this process (SignedGrants)', () => {
 
   it('are taken once without a second verify, and verified in full after that', () => {
     const here = new SignedGrants();
-    const jws = here.recording(grantSigner(k.pem, kid)).sign(claims('i1'));
+    const jws = grantSigner(k.pem, kid, here).sign(claims('i1'));
     expect(here.size).toBe(1);
     expect(verifyGrantSignature(jws, trusted, here).iid).toBe('intent-i1');
     expect([here.size, here.vouched]).toEqual([0, 1]);
@@ -42,7 +42,7 @@ describe('grants signed in this process (SignedGrants)', () => {
 
   it('vouch for nothing but the exact bytes signed, under the key the verifier trusts', () => {
     const here = new SignedGrants();
-    const signer = here.recording(grantSigner(k.pem, kid));
+    const signer = grantSigner(k.pem, kid, here);
     // Another payload under a recorded signature.
     const [h, , s] = signer.sign(claims('i2')).split('.') as [string, string, string];
     const forged = `${h}.${Buffer.from(JSON.stringify(claims('other'))).toString('base64url')}.${s}`;
@@ -57,9 +57,20 @@ describe('grants signed in this process (SignedGrants)', () => {
     expect([here.size, here.vouched]).toEqual([1, 0]);
   });
 
+  it('take no record but the one the signer made, under the key it derives from its own private key', () => {
+    // A signer handed another key than its own cannot record it: the record names the signing key.
+    const here = new SignedGrants();
+    const attacker = keyPair();
+    const jws = grantSigner(attacker.pem, kid, here).sign(claims('i5'));
+    expect(() => verifyGrantSignature(jws, trusted, here)).toThrow(/does not verify/);
+    expect(here.vouched).toBe(0);
+    expect(() => new SignedGrants(0)).toThrow();
+    expect(() => new SignedGrants(Number.NaN)).toThrow();
+  });
+
   it('keep at most their bound, dropping the oldest (which is then verified in full)', () => {
     const here = new SignedGrants(2);
-    const signer = here.recording(grantSigner(k.pem, kid));
+    const signer = grantSigner(k.pem, kid, here);
     const first = signer.sign(claims('a'));
     signer.sign(claims('b'));
     signer.sign(claims('c'));

@@ -12,37 +12,54 @@ const b64u = (b: Buffer | string) => Buffer.from(b).toString('base64url');
 
 export interface GrantSigner {
   readonly kid: string;
-  /** The public half of the signing key. */
-  readonly publicKey: KeyObject;
   sign(claims: GrantClaims): string;
 }
 
-export function grantSigner(privateKeyPem: string, kid: string): GrantSigner {
+/**
+ * A signer of grants with the Ed25519 key in `privateKeyPem`. With `signedHere`, it records each
+ * grant it signs for a worker in the same process (SignedGrants), under the public key it derives
+ * from that private key itself: a record can only ever name the key that made the signature.
+ */
+export function grantSigner(privateKeyPem: string, kid: string, signedHere?: SignedGrants): GrantSigner {
   const key = createPrivateKey(privateKeyPem);
   const header = b64u(JSON.stringify({ alg: 'EdDSA', typ: 'writ-grant+jwt', kid }));
+  const record = signedHere && recorders.get(signedHere);
+  const publicKey = createPublicKey(key);
   return {
     kid,
-    publicKey: createPublicKey(key),
     sign(claims) {
       const input = `${header}.${b64u(JSON.stringify(claims))}`;
-      return `${input}.${b64u(sign(null, Buffer.from(input), key))}`;
+      const sig = b64u(sign(null, Buffer.from(input), key));
+      if (record) record(sig, input, publicKey);
+      return `${input}.${sig}`;
     },
   };
 }
+
+/** How grantSigner records into a SignedGrants: not reachable from outside this module. */
+const recorders = new WeakMap<SignedGrants, (sig: string, input: string, key: KeyObject) => void>();
 
 /**
  * The grants this process signed, for a worker in the same process (`writ up`): a signature
  * this process made over exactly these bytes with the key the worker trusts verifies by
  * construction, so that worker compares the bytes and the key instead of verifying again (one
  * Ed25519 operation per intent instead of two: the verify was 7 % of the process's CPU at 64
- * agents). Anything else is verified in full: a grant signed elsewhere, one whose bytes or key
+ * agents). Only grantSigner records here, with the public key it derives from its own private
+ * key. Anything else is verified in full: a grant signed elsewhere, one whose bytes or key
  * differ, a second use (each entry is taken once), and one evicted by the bound.
  */
 export class SignedGrants {
   /** Signature → what it signed and with which key; oldest first (Map order). */
   readonly #bySig = new Map<string, { input: string; key: KeyObject }>();
   #vouched = 0;
-  constructor(private readonly max = 1024) {}
+
+  constructor(private readonly max = 1024) {
+    if (!Number.isInteger(max) || max < 1) throw new WritError('WRIT_INTERNAL', `SignedGrants: max must be an integer >= 1, got ${max}`);
+    recorders.set(this, (sig, input, key) => {
+      if (this.#bySig.size >= this.max) this.#bySig.delete(this.#bySig.keys().next().value!);
+      this.#bySig.set(sig, { input, key });
+    });
+  }
 
   /** Signatures recorded and not yet taken. */
   get size(): number {
@@ -52,21 +69,6 @@ export class SignedGrants {
   /** Grants that needed no second verify. */
   get vouched(): number {
     return this.#vouched;
-  }
-
-  /** `signer`, recording each grant it signs here. */
-  recording(signer: GrantSigner): GrantSigner {
-    return {
-      kid: signer.kid,
-      publicKey: signer.publicKey,
-      sign: (claims) => {
-        const jws = signer.sign(claims);
-        const dot = jws.lastIndexOf('.');
-        if (this.#bySig.size >= this.max) this.#bySig.delete(this.#bySig.keys().next().value!);
-        this.#bySig.set(jws.slice(dot + 1), { input: jws.slice(0, dot), key: signer.publicKey });
-        return jws;
-      },
-    };
   }
 
   /** Whether `sig` is this process's signature of `input` under `trusted`; each record answers once. */
