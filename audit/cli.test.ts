@@ -123,7 +123,6 @@ describe('writ audit replay', () => {
       payload: { principal: { sub: 'mallory\u001b]0;pwned\u0007' }, target: 'db', command: { kind: 'sql', sql: 'SELECT 1 -- \u001b[2J\u009b31m\nnext' } },
     });
     const { out } = await cli(['replay', '--session', 'sess_evil']);
-    // eslint-disable-next-line no-control-regex
     expect(out).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
     expect(out).toContain('\\u001b');
   });

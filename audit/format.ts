@@ -11,7 +11,6 @@ const MAX_TEXT = 400;
 
 /** Control characters (C0, DEL, C1, line/paragraph separators) shown escaped; long texts cut. */
 export function clean(s: string, max = MAX_TEXT): string {
-  // eslint-disable-next-line no-control-regex
   const safe = s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => (c === '\n' ? '⏎' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
   return safe.length > max ? `${safe.slice(0, max)}…(${safe.length - max} more)` : safe;
 }

@@ -299,7 +299,6 @@ export function replySubjectFor(inboxId: string, inboxPrefix = '_INBOX'): string
 /** A subject or other attacker-chosen text, safe for a log line or an audit payload (no control or bidi characters, bounded). */
 export function sanitizeSubject(s: unknown): string {
   if (typeof s !== 'string') return `(${typeof s})`;
-  // eslint-disable-next-line no-control-regex
   const clean = s.slice(0, 200).replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   return s.length > 200 ? `${clean}…(${s.length} chars)` : clean;
 }

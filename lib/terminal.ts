@@ -11,7 +11,6 @@
  * bidi embeddings, overrides and isolates, and the invisible format characters that can hide
  * or reorder text.
  */
-// eslint-disable-next-line no-control-regex
 const UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2069\ufeff]/g;
 
 /**

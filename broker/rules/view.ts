@@ -176,6 +176,5 @@ export function describeUnit(u: StatementView | CommandView): string {
 }
 
 function clean(s: string): string {
-  // eslint-disable-next-line no-control-regex
   return s.replace(/[\s\u0000-\u001f\u007f]+/g, ' ').trim();
 }
