@@ -53,22 +53,39 @@ export function pgTarget(db: TestDatabase, poolSize: number, modes: readonly Acc
   return [{ target: 'db', host: db.host, port: db.port, database: db.database, poolSize, credentials }];
 }
 
+// Statements already signalled, by backend and start time: a terminated backend stays in
+// pg_stat_activity as active for a moment while it exits, and a second search for the same text
+// must not take that dying statement for the next one (the next one would then run to its timeout).
+const signalled = new Set<string>();
+
 /**
  * Sends `fn` to the backend of `admin`'s database running a statement whose text matches
  * `pattern` (ILIKE), as someone else on the server would, and resolves once one got it. Tests sleep far longer than this search
  * may take on a loaded machine, so the signal, not the sleep's end, is what stops the statement;
- * it gives up once `done` says the run ended, or after 20 s.
+ * it gives up once `done` says the run ended, or after 20 s. A statement signalled before, by this
+ * or an earlier call, is never taken again.
  */
 export async function signalBackend(
-  admin: { query(sql: string, values: unknown[]): Promise<{ rows: Array<{ ok: boolean }> }> },
+  admin: { query(sql: string, values: unknown[]): Promise<{ rows: Array<Record<string, unknown>> }> },
   fn: 'pg_cancel_backend' | 'pg_terminate_backend',
   pattern: string,
   done: () => boolean = () => false,
 ): Promise<void> {
   const deadline = Date.now() + 20_000;
   while (!done() && Date.now() < deadline) {
-    const r = await admin.query(`SELECT ${fn}(pid) AS ok FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid() AND query ILIKE $1`, [pattern]);
-    if (r.rows.some((row) => row.ok)) return;
+    const found = await admin.query(
+      `SELECT pid, pid || ':' || query_start::text AS key FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid() AND query ILIKE $1`,
+      [pattern],
+    );
+    for (const row of found.rows) {
+      const key = String(row.key);
+      if (signalled.has(key)) continue;
+      const r = await admin.query(`SELECT ${fn}($1) AS ok`, [row.pid]);
+      if (r.rows[0]?.ok === true) {
+        signalled.add(key);
+        return;
+      }
+    }
     await new Promise((res) => setTimeout(res, 10));
   }
   throw new Error(`${fn} found no running statement like ${pattern}`);
