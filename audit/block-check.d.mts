@@ -20,6 +20,8 @@ export interface Signer {
   /** Epoch ms; events outside [notBefore, notAfter] are refused. */
   notBefore?: number | undefined;
   notAfter?: number | undefined;
+  /** When set (worker keys), the key covers only intents for these targets. */
+  targets?: readonly string[] | undefined;
 }
 
 export interface BlockError {
@@ -48,6 +50,10 @@ export interface BlockAnalysis {
   unsigned?: true;
   /** With `evidence`: intent id and type of each event naming an intent, flat pairs. */
   evidence?: string[];
+  /** When a registered key is bound to targets: intent id and target of each intent.received, flat pairs. */
+  received?: string[];
+  /** Events signed by a key bound to targets: index, event id and intent id, flat triples. */
+  bound?: (string | number)[];
 }
 
 export declare function analyzeBlock(data: Uint8Array, sessionId: string, checkpointSession: string, evidence?: boolean, signers?: ReadonlyMap<string, Signer>): BlockAnalysis;

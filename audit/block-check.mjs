@@ -217,7 +217,7 @@ function typeAllowedFor(kind, type) {
  * @param {ReadonlyMap<string, import('./block-check.d.mts').Signer>} signers
  * @param {(index: number, eventId: string, reason: string) => void} fail
  */
-function checkBlockSignature(events, sig, sessionId, signers, fail) {
+function checkBlockSignature(events, sig, sessionId, signers, fail, bound) {
   const who = signers.get(sig.kid);
   if (!who) {
     for (let i = 0; i < events.length; i++) fail(i, events[i].id, `${events[i].type} event in a block signed with unregistered key ${sig.kid}`);
@@ -245,7 +245,24 @@ function checkBlockSignature(events, sig, sessionId, signers, fail) {
     else if (!typeAllowedFor(who.kind, e.type)) fail(i, e.id, `a ${who.kind} key (${sig.kid}) may not sign ${e.type} events`);
     else if ((who.notBefore !== undefined && e.at < who.notBefore) || (who.notAfter !== undefined && e.at > who.notAfter))
       fail(i, e.id, `${e.type} event at ${e.at} is outside key ${sig.kid}'s validity period`);
+    // A key bound to targets reports execution only of their intents: which target an intent is
+    // for is in the broker's intent.received, another block, so the caller checks it
+    // (BlockAnalysis.bound). A refusal says nothing ran, and is written for whatever order came
+    // (a forged one may name any intent, or none the broker ever received): it is not bound.
+    else if (who.targets !== undefined && e.type !== 'exec.refused') bound.push(i, e.id, e.intentId ?? '');
   }
+}
+
+/** Whether any registered key is bound to targets (then intent.received targets are returned). @type {WeakMap<object, boolean>} */
+const anyBoundCache = new WeakMap();
+/** @param {ReadonlyMap<string, import('./block-check.d.mts').Signer>} signers */
+function anyBound(signers) {
+  let b = anyBoundCache.get(signers);
+  if (b === undefined) {
+    b = [...signers.values()].some((k) => k.targets !== undefined);
+    anyBoundCache.set(signers, b);
+  }
+  return b;
 }
 
 /**
@@ -287,6 +304,9 @@ export function analyzeBlock(data, sessionId, checkpointSession, evidence = fals
   let lastId = '';
   /** @type {string[] | undefined} */
   let found;
+  /** @type {string[] | undefined} */
+  let received;
+  const bindTargets = signers !== undefined && anyBound(signers);
   for (let i = 0; i < events.length; i++) {
     const ev = events[i];
     const why = eventShapeError(ev, false);
@@ -306,13 +326,17 @@ export function analyzeBlock(data, sessionId, checkpointSession, evidence = fals
     else if (ev.type === 'checkpoint') fail(i, ev.id, 'checkpoint outside the checkpoint session');
     // A vote is evidence of an approval only when the broker counted it.
     if (evidence && ev.intentId !== undefined) (found ??= []).push(ev.intentId, ev.type === 'approval.vote' && ev.payload?.counted !== true ? 'approval.vote.uncounted' : ev.type);
+    // Only a broker's word counts for the target (the caller checks the signer's kind).
+    if (bindTargets && ev.type === 'intent.received' && ev.intentId !== undefined && typeof ev.payload?.target === 'string') (received ??= []).push(ev.intentId, ev.payload.target);
     prev = ev.hash;
     lastHash = ev.hash;
     lastId = ev.id;
   }
   const sig = /** @type {{ sig?: { kid: string, s: string } }} */ (parsed).sig;
   // The signature covers every event: a block with a malformed event is not checked further.
-  if (signers && sig && valid === events.length) checkBlockSignature(events, sig, sessionId, signers, fail);
+  /** @type {(string | number)[]} */
+  const bound = [];
+  if (signers && sig && valid === events.length) checkBlockSignature(events, sig, sessionId, signers, fail, bound);
   return {
     events: valid,
     firstPrev,
@@ -324,5 +348,7 @@ export function analyzeBlock(data, sessionId, checkpointSession, evidence = fals
     ...(errors ? { errors } : {}),
     ...(checkpoints ? { checkpoints } : {}),
     ...(found ? { evidence: found } : {}),
+    ...(received ? { received } : {}),
+    ...(bound.length > 0 ? { bound } : {}),
   };
 }

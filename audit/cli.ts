@@ -48,7 +48,9 @@ const AUDIT_USAGE = `usage: writ audit <command>
            (logs from before signing); --no-signatures skips the check and says so.
            --public-key may be repeated, and a FILE may hold several PEM keys: a checkpoint
            counts when any of them signed it, e.g. the grant keys before and after a rotation)
-  keys add --public-key FILE --kind broker|worker|approver|operator|system [--id ID] [--not-before TIME] [--not-after TIME] [--keys FILE]
+  keys add --public-key FILE --kind broker|worker|approver|operator|system [--id ID] [--targets T1,T2] [--not-before TIME] [--not-after TIME] [--keys FILE]
+           (--targets, workers only: the key's exec events count only for intents received for those
+           targets; verify fails an exec event of that key for any other intent)
   keys list [--keys FILE] [--json]
   export   [--since TIME] [--until TIME] [--session S]        (JSON Lines, one AuditEvent per line)
   reveal   --session S --key FILE [--intent I] [--json]
@@ -86,6 +88,7 @@ const OPTIONS = {
   id: { type: 'string' },
   'not-before': { type: 'string' },
   'not-after': { type: 'string' },
+  targets: { type: 'string' },
   key: { type: 'string' },
   intent: { type: 'string' },
 } as const;
@@ -97,7 +100,7 @@ const ALLOWED: Record<string, ReadonlyArray<keyof Values>> = {
   replay: ['session', 'json'],
   tail: ['session', 'from-seq', 'limit', 'json'],
   verify: ['session', 'public-key', 'require-checkpoint', 'anchor', 'max-checkpoint-age', 'against-state', 'no-against-state', 'state-grace', 'json', 'keys', 'allow-unsigned-before', 'no-signatures'],
-  'keys add': ['public-key', 'kind', 'id', 'not-before', 'not-after', 'keys'],
+  'keys add': ['public-key', 'kind', 'id', 'targets', 'not-before', 'not-after', 'keys'],
   'keys list': ['keys', 'json'],
   export: ['since', 'until', 'session'],
   reveal: ['session', 'intent', 'key', 'json'],
@@ -460,8 +463,9 @@ function keysAdd(v: Values, io: AuditCliIo): number {
     throw new UsageError(`--public-key: ${(e as Error).message}`);
   }
   try {
-    const kid = addKeyToRegistry(file, { publicKeyPem, kind: v.kind, id: v.id, notBefore: time(v['not-before'], 'not-before'), notAfter: time(v['not-after'], 'not-after') });
-    io.stdout(`registered ${kid} as ${clean(v.kind)}${v.id ? ` ${clean(v.id)}` : ''} in ${clean(file)}\n`);
+    const targets = v.targets === undefined ? undefined : v.targets.split(',').map((t) => t.trim());
+    const kid = addKeyToRegistry(file, { publicKeyPem, kind: v.kind, id: v.id, targets, notBefore: time(v['not-before'], 'not-before'), notAfter: time(v['not-after'], 'not-after') });
+    io.stdout(`registered ${kid} as ${clean(v.kind)}${v.id ? ` ${clean(v.id)}` : ''}${targets ? ` for ${clean(targets.join(', '))}` : ''} in ${clean(file)}\n`);
   } catch (e) {
     if (e instanceof UsageError) throw e;
     throw new UsageError((e as Error).message);
@@ -477,12 +481,12 @@ function keysList(v: Values, io: AuditCliIo): number {
   } catch (e) {
     throw new UsageError(`--keys: ${(e as Error).message}`);
   }
-  const rows = [...reg.values()].map((k) => ({ keyId: k.keyId, kind: k.kind, id: k.id, notBefore: k.notBefore, notAfter: k.notAfter }));
+  const rows = [...reg.values()].map((k) => ({ keyId: k.keyId, kind: k.kind, id: k.id, targets: k.targets, notBefore: k.notBefore, notAfter: k.notAfter }));
   if (v.json) io.stdout(`${JSON.stringify(rows)}\n`);
   else {
     const iso = (t: number | undefined) => (t === undefined ? '-' : new Date(t).toISOString());
     io.stdout(
-      `${rows.map((r) => `${r.keyId}  ${clean(r.kind).padEnd(8)} ${clean(r.id ?? '*').padEnd(20)} ${iso(r.notBefore)} .. ${iso(r.notAfter)}`).join('\n')}${rows.length ? '\n' : ''}${rows.length} keys\n`,
+      `${rows.map((r) => `${r.keyId}  ${clean(r.kind).padEnd(8)} ${clean(r.id ?? '*').padEnd(20)} ${iso(r.notBefore)} .. ${iso(r.notAfter)}${r.targets ? `  targets ${clean(r.targets.join(','))}` : ''}`).join('\n')}${rows.length ? '\n' : ''}${rows.length} keys\n`,
     );
   }
   return 0;

@@ -13,6 +13,8 @@
  *     3f2a…(16 hex):            # keyId(): first 16 hex of SHA-256 of the SPKI DER
  *       kind: worker            # broker | worker | approver | operator | system | agent
  *       id: pg-1                # optional: events must name exactly this actor id
+ *       targets: [db, web]      # optional, workers only: its exec events count only for
+ *                               # intents the broker received for these targets
  *       notBefore: 2025-01-01T00:00:00Z   # optional, ISO 8601 or epoch ms
  *       notAfter: 2026-01-01T00:00:00Z    # optional
  *       publicKey: |
@@ -123,10 +125,11 @@ export function parseKeyRegistry(text: string): Map<string, RegisteredKey> {
     const e = raw as Record<string, unknown> | null;
     const where = `key ${JSON.stringify(kid)}`;
     if (!e || typeof e !== 'object') throw new WritError('WRIT_CONFIG_INVALID', `audit key registry: ${where} is not an object`);
-    const extra = Object.keys(e).find((k) => !['kind', 'id', 'publicKey', 'notBefore', 'notAfter', 'note'].includes(k));
+    const extra = Object.keys(e).find((k) => !['kind', 'id', 'publicKey', 'notBefore', 'notAfter', 'targets', 'note'].includes(k));
     if (extra) throw new WritError('WRIT_CONFIG_INVALID', `audit key registry: ${where} has unknown field ${JSON.stringify(extra)}`);
     if (typeof e.kind !== 'string' || !KINDS.has(e.kind)) throw new WritError('WRIT_CONFIG_INVALID', `audit key registry: ${where} needs kind (${[...KINDS].join('|')})`);
     if (e.id !== undefined && (typeof e.id !== 'string' || e.id.length === 0)) throw new WritError('WRIT_CONFIG_INVALID', `audit key registry: ${where}: id must be a non-empty string`);
+    const targets = targetsOf(e.targets, e.kind, where);
     let key: KeyObject;
     try {
       key = createPublicKey(String(e.publicKey));
@@ -143,9 +146,20 @@ export function parseKeyRegistry(text: string): Map<string, RegisteredKey> {
       ...(typeof e.id === 'string' ? { id: e.id } : {}),
       ...(e.notBefore !== undefined ? { notBefore: time(e.notBefore, `${where} notBefore`) } : {}),
       ...(e.notAfter !== undefined ? { notAfter: time(e.notAfter, `${where} notAfter`) } : {}),
+      ...(targets ? { targets } : {}),
     });
   }
   return out;
+}
+
+/** A worker key's targets: a non-empty list of target names. Any other kind has none to bind. */
+function targetsOf(v: unknown, kind: string, where: string): string[] | undefined {
+  if (v === undefined) return undefined;
+  if (kind !== 'worker') throw new WritError('WRIT_CONFIG_INVALID', `audit key registry: ${where}: only a worker key is bound to targets`);
+  if (!Array.isArray(v) || v.length === 0 || !v.every((t) => typeof t === 'string' && /^[A-Za-z0-9_-]+$/.test(t))) {
+    throw new WritError('WRIT_CONFIG_INVALID', `audit key registry: ${where}: targets must be a non-empty list of target names`);
+  }
+  return [...new Set(v as string[])];
 }
 
 export function loadKeyRegistry(file: string): Map<string, RegisteredKey> {
@@ -182,6 +196,14 @@ export interface NewKey {
   id?: string | undefined;
   notBefore?: number | undefined;
   notAfter?: number | undefined;
+  /** Workers: the targets its exec events may cover (unset: any). */
+  targets?: readonly string[] | undefined;
+  /**
+   * How `targets` meet a key already registered: `replace` (the operator's `keys add`), or
+   * `widen` (a service registering itself: the targets of every process sharing the key file
+   * are kept, and a key the operator left unbound stays unbound).
+   */
+  targetsMode?: 'replace' | 'widen';
 }
 
 /** A lock older than this is left by a process that died holding it, and is taken over. */
@@ -233,9 +255,15 @@ export function addKeyToRegistry(file: string, k: NewKey): string {
     const out = { v: 1 as const, keys: { ...(doc?.keys ?? {}) } };
     const key = createPublicKey(k.publicKeyPem);
     const kid = keyId(key);
+    let targets = k.targets;
+    if (targets !== undefined && k.targetsMode === 'widen' && out.keys[kid] !== undefined) {
+      const had = (out.keys[kid] as { targets?: unknown }).targets;
+      targets = Array.isArray(had) ? [...new Set([...(had as string[]), ...targets])] : undefined;
+    }
     out.keys[kid] = {
       kind: k.kind,
       ...(k.id !== undefined ? { id: k.id } : {}),
+      ...(targets !== undefined ? { targets: [...targets] } : {}),
       ...(k.notBefore !== undefined ? { notBefore: new Date(k.notBefore).toISOString() } : {}),
       ...(k.notAfter !== undefined ? { notAfter: new Date(k.notAfter).toISOString() } : {}),
       publicKey: key.export({ type: 'spki', format: 'pem' }).toString(),

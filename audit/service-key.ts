@@ -7,10 +7,17 @@ import { dirname, join } from 'node:path';
 import type { Config } from '../schemas/index.ts';
 import { addKeyToRegistry, loadOrCreateAuditKey, watchedKeyRegistry } from './keys.ts';
 
-export function serviceAuditKey(config: Config, kind: 'broker' | 'worker', onRegistryError?: (e: unknown) => void) {
+/**
+ * `targets`: a worker's, which a key it registers itself is bound to (widened by every worker
+ * process that shares the key file), so its exec events count only for intents of its targets.
+ */
+export function serviceAuditKey(config: Config, kind: 'broker' | 'worker', onRegistryError?: (e: unknown) => void, targets?: readonly string[]) {
   const dir = config.audit.signingKeyDir ?? dirname(config.grants.keyFile);
   const key = loadOrCreateAuditKey(join(dir, `audit-${kind}.pem`));
-  if (config.audit.keyRegistry && config.audit.autoRegisterKeys) addKeyToRegistry(config.audit.keyRegistry, { publicKeyPem: key.publicKeyPem, kind });
+  if (config.audit.keyRegistry && config.audit.autoRegisterKeys) {
+    const bind = kind === 'worker' && targets !== undefined && targets.length > 0;
+    addKeyToRegistry(config.audit.keyRegistry, { publicKeyPem: key.publicKeyPem, kind, ...(bind ? { targets, targetsMode: 'widen' as const } : {}) });
+  }
   const signers = config.audit.keyRegistry ? watchedKeyRegistry(config.audit.keyRegistry, onRegistryError) : undefined;
   return { ...key, signers };
 }

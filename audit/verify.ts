@@ -34,6 +34,8 @@ import type { AuditSource, BrokenLink, VerifyOptions, VerifyResult } from './typ
 interface Chain {
   head: string;
   count: number;
+  /** The session began before the retained part of the stream: its early events are gone. */
+  truncated?: true;
 }
 
 type Head = CheckpointPayload['heads'][number];
@@ -62,6 +64,13 @@ class Verifier {
   mainPass = false;
   /** With againstState: the records and claims whose events the scan looks for. */
   state: StateCheck | undefined;
+  /**
+   * Targets each intent was received for (the broker's intent.received), by session and intent,
+   * when a registered key is bound to targets: its exec events are checked against them. Every
+   * target an intent id was received for counts (an agent may send one id twice), so a worker
+   * key is refused only for intents never sent to any of its targets.
+   */
+  readonly #targets = new Map<string, string | string[]>();
   #sinceProgress = 0;
 
   constructor(
@@ -117,6 +126,7 @@ class Verifier {
         // The session began before the retained part of the stream: anchor on what is there.
         chain.head = a.firstPrev;
         chain.count = NaN;
+        chain.truncated = true;
         this.r.truncatedSessions++;
       }
     }
@@ -136,6 +146,8 @@ class Verifier {
       if (this.signers && seq >= (this.opts.allowUnsignedBefore ?? 0)) this.fail({ sessionId: sid, seq, eventId: a.firstId ?? '', reason: 'block is not signed by any writer key' });
     }
     if (a.evidence) this.state?.note(sid, a.evidence);
+    if (a.received) this.#received(sid, a.received);
+    if (a.bound) this.#checkBound(seq, sid, a, chain.truncated === true);
     if (a.events === 0) return;
     chain.head = a.lastHash!;
     chain.count += a.events;
@@ -154,6 +166,40 @@ class Verifier {
     if (this.opts.onProgress && this.r.events - this.#sinceProgress >= 100_000) {
       this.#sinceProgress = this.r.events;
       this.opts.onProgress(this.r.events);
+    }
+  }
+
+  #received(sid: string, pairs: readonly string[]): void {
+    for (let i = 0; i < pairs.length; i += 2) {
+      const k = `${sid}\n${pairs[i]!}`;
+      const target = pairs[i + 1]!;
+      const had = this.#targets.get(k);
+      if (had === undefined) this.#targets.set(k, target);
+      else if (typeof had === 'string') {
+        if (had !== target) this.#targets.set(k, [had, target]);
+      } else if (!had.includes(target)) had.push(target);
+    }
+  }
+
+  /** Exec events signed by a key bound to targets: each intent must have been received for one of them. */
+  #checkBound(seq: number, sid: string, a: BlockAnalysis, truncated: boolean): void {
+    const who = this.signers?.get(a.signer ?? '');
+    const bound = who?.targets;
+    if (!bound || !a.bound) return;
+    for (let i = 0; i < a.bound.length; i += 3) {
+      const eventId = String(a.bound[i + 1]);
+      const intentId = String(a.bound[i + 2]);
+      const got = this.#targets.get(`${sid}\n${intentId}`);
+      if (got === undefined) {
+        // A session whose start aged out may have lost the intent's receipt: nothing to check against.
+        if (!truncated)
+          this.fail({ sessionId: sid, seq, eventId, reason: `exec event for intent ${intentId}, which the session never received, signed by key ${a.signer} bound to targets ${bound.join(', ')}` });
+        continue;
+      }
+      const targets = typeof got === 'string' ? [got] : got;
+      if (!targets.some((t) => bound.includes(t))) {
+        this.fail({ sessionId: sid, seq, eventId, reason: `exec event for an intent on target ${targets.join(', ')}, signed by key ${a.signer} bound to targets ${bound.join(', ')}` });
+      }
     }
   }
 

@@ -279,8 +279,13 @@ describe('audit', () => {
     expect(v.events).toBeGreaterThan(10);
     expect(v.checkpoints).toBeGreaterThanOrEqual(1);
     expect(v.signaturesChecked).toBe(true);
-    // Every block is signed by the writer's registered key, of the right kind.
-    const signed = await verify({ nc: s.nc, names: s.names, publicKeyPem, requireCheckpoint: true, signers: loadKeyRegistry(s.config.audit.keyRegistry!) });
+    // Every block is signed by the writer's registered key, of the right kind; the worker's key
+    // registered itself bound to the worker's targets, so its exec events are checked against them.
+    const registry = loadKeyRegistry(s.config.audit.keyRegistry!);
+    const workerKeys = [...registry.values()].filter((k) => k.kind === 'worker');
+    expect(workerKeys.length).toBeGreaterThan(0);
+    for (const k of workerKeys) expect(k.targets).toContain('db');
+    const signed = await verify({ nc: s.nc, names: s.names, publicKeyPem, requireCheckpoint: true, signers: registry });
     expect(signed.ok, JSON.stringify(signed)).toBe(true);
     expect(signed.blockSignaturesChecked).toBe(true);
     expect(signed.unsignedBlocks).toBe(0);

@@ -152,7 +152,7 @@ export class Worker {
     const kvm = new Kvm(nc);
     this.#claims = await kvm.open(n.buckets.claims);
     this.#intents = await kvm.open(n.buckets.intents);
-    const auditKey = serviceAuditKey(config, 'worker', (e) => log.error({ err: e }, 'audit key registry unreadable'));
+    const auditKey = serviceAuditKey(config, 'worker', (e) => log.error({ err: e }, 'audit key registry unreadable'), [...this.#byTarget.keys()]);
     log.info({ auditKeyId: auditKey.keyId }, 'audit signing key');
     this.#audit = new AuditWriter({
       js: this.#js,

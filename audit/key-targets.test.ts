@@ -1,0 +1,188 @@
+// Worker keys bound to targets: a worker's registered audit key signs blocks in any session, so
+// without a binding a compromised worker could add exec evidence (a claim, a finished run) for an
+// intent of a target it does not serve. A key registered with `targets` counts only for intents
+// the broker received for one of them; verify names every other exec event it signed.
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { names, type Names } from '../schemas/index.ts';
+import { startNats, uniqueName, type NatsServerHandle } from '../test/helpers/index.ts';
+import { addKeyToRegistry, AuditWriter, blockSigner, ensureAuditStream, loadKeyRegistry, parseKeyRegistry, runAuditCli, verify, type KeyRegistry } from './index.ts';
+
+let server: NatsServerHandle;
+let nc: NatsConnection;
+let js: JetStreamClient;
+let jsm: JetStreamManager;
+const dir = mkdtempSync(join(tmpdir(), 'writ-key-targets-'));
+
+const pair = () => {
+  const k = generateKeyPairSync('ed25519');
+  return { priv: k.privateKey, pub: k.publicKey.export({ type: 'spki', format: 'pem' }).toString() };
+};
+const brokerKey = pair();
+const dbWorker = pair(); // bound to db
+const webWorker = pair(); // bound to web
+const oldWorker = pair(); // registered before binding existed: unbound
+const registryFile = join(dir, 'audit-keys.yaml');
+let registry: KeyRegistry;
+
+beforeAll(async () => {
+  server = await startNats({ gomaxprocs: 1 });
+  nc = await connect({ servers: server.url });
+  js = jetstream(nc);
+  jsm = await jetstreamManager(nc);
+  addKeyToRegistry(registryFile, { publicKeyPem: brokerKey.pub, kind: 'broker' });
+  addKeyToRegistry(registryFile, { publicKeyPem: dbWorker.pub, kind: 'worker', targets: ['db'] });
+  addKeyToRegistry(registryFile, { publicKeyPem: webWorker.pub, kind: 'worker', targets: ['web'] });
+  addKeyToRegistry(registryFile, { publicKeyPem: oldWorker.pub, kind: 'worker' });
+  registry = loadKeyRegistry(registryFile);
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await server?.stop();
+});
+
+interface Log {
+  n: Names;
+  broker: AuditWriter;
+  writer(key: { priv: ReturnType<typeof pair>['priv'] }, id: string): AuditWriter;
+  close(): Promise<void>;
+}
+
+/** A log where the broker received intents `db-1` (target db) and `web-1` (target web) in session `sess_a`. */
+async function log(): Promise<Log> {
+  const n = names(uniqueName('t'));
+  await ensureAuditStream(jsm, n, {});
+  const writers: AuditWriter[] = [];
+  const writer = (key: { priv: ReturnType<typeof pair>['priv'] }, id: string) => {
+    const w = new AuditWriter({ js, jsm, names: n, actor: { kind: 'worker', id }, flushMs: 1, signer: blockSigner(key.priv) });
+    writers.push(w);
+    return w;
+  };
+  const broker = new AuditWriter({ js, jsm, names: n, actor: { kind: 'broker', id: 'b1' }, flushMs: 1, signer: blockSigner(brokerKey.priv) });
+  writers.push(broker);
+  for (const [intentId, target] of [
+    ['db-1', 'db'],
+    ['web-1', 'web'],
+  ] as const) {
+    await Promise.all([
+      broker.append({ sessionId: 'sess_a', intentId, type: 'intent.received', payload: { target } }),
+      broker.append({ sessionId: 'sess_a', intentId, type: 'intent.dispatched', payload: {} }),
+    ]);
+  }
+  return { n, broker, writer, close: async () => void (await Promise.all(writers.map((w) => w.close()))) };
+}
+
+const run = async (w: AuditWriter, intentId: string, sessionId = 'sess_a') => {
+  await w.append({ sessionId, intentId, type: 'exec.claimed', payload: {} });
+  await w.append({ sessionId, intentId, type: 'exec.finished', payload: { status: 'succeeded' } });
+};
+
+/** Verify inline and with worker threads (which get the registry too): both must agree. */
+const verifyBoth = async (n: Names) => {
+  const inline = await verify({ js, names: n, signers: registry, threads: 0 });
+  expect(await verify({ js, names: n, signers: registry, threads: 2 })).toEqual(inline);
+  return inline;
+};
+
+describe('worker keys bound to targets', () => {
+  it("passes a log where each worker reported only its own targets' intents", async () => {
+    const l = await log();
+    await run(l.writer(dbWorker, 'pg-1'), 'db-1');
+    await run(l.writer(webWorker, 'ssh-1'), 'web-1');
+    await l.close();
+    const r = await verifyBoth(l.n);
+    expect(r.firstBreak).toBeUndefined();
+    expect(r.ok).toBe(true);
+  });
+
+  it("fails every exec event a worker's key signed for another target's intent, naming it", async () => {
+    const l = await log();
+    await run(l.writer(dbWorker, 'pg-1'), 'db-1');
+    // The db worker's key, chained and signed correctly, reports a run of the web intent.
+    await run(l.writer(dbWorker, 'pg-1'), 'web-1');
+    await l.close();
+    const r = await verifyBoth(l.n);
+    expect(r.ok).toBe(false);
+    expect(r.breaks).toBe(2);
+    expect(r.firstBreak?.reason).toMatch(/exec event for an intent on target web, signed by key [0-9a-f]{16} bound to targets db/);
+  });
+
+  it('fails an exec event of a bound key for an intent the session never received', async () => {
+    const l = await log();
+    await l.writer(webWorker, 'ssh-1').append({ sessionId: 'sess_a', intentId: 'made-up', type: 'exec.finished', payload: { status: 'succeeded' } });
+    // Nor does an intent received in another session count in this one.
+    await l.broker.append({ sessionId: 'sess_b', intentId: 'web-2', type: 'intent.received', payload: { target: 'web' } });
+    await l.writer(webWorker, 'ssh-1').append({ sessionId: 'sess_a', intentId: 'web-2', type: 'exec.claimed', payload: {} });
+    await l.close();
+    const r = await verifyBoth(l.n);
+    expect(r.breaks).toBe(2);
+    expect(r.firstBreak?.reason).toMatch(/exec event for intent made-up, which the session never received, signed by key [0-9a-f]{16} bound to targets web/);
+  });
+
+  it("accepts a bound key's refusal of an order for any intent: a refusal says nothing ran", async () => {
+    const l = await log();
+    const w = l.writer(dbWorker, 'pg-1');
+    // A forged order names an intent never received, or another target's: the worker refuses it and says so.
+    await w.append({ sessionId: 'sess_a', intentId: 'forged-1', type: 'exec.refused', payload: { code: 'WRIT_GRANT_INVALID' } });
+    await w.append({ sessionId: 'sess_a', intentId: 'web-1', type: 'exec.refused', payload: { code: 'WRIT_GRANT_INVALID' } });
+    await l.close();
+    expect((await verifyBoth(l.n)).ok).toBe(true);
+  });
+
+  it('checks one session alone the same way', async () => {
+    const l = await log();
+    await run(l.writer(webWorker, 'ssh-1'), 'db-1');
+    await l.close();
+    const r = await verify({ js, names: l.n, signers: registry, threads: 0, sessionId: 'sess_a' });
+    expect(r.breaks).toBe(2);
+    expect(r.firstBreak?.reason).toMatch(/on target db, signed by key [0-9a-f]{16} bound to targets web/);
+  });
+
+  it('leaves a key registered without targets free to report any intent (registries from before binding)', async () => {
+    const l = await log();
+    await run(l.writer(oldWorker, 'any'), 'web-1');
+    await l.close();
+    expect((await verifyBoth(l.n)).ok).toBe(true);
+  });
+});
+
+describe('targets in the key registry', () => {
+  it('binds only worker keys, to a non-empty list of target names', () => {
+    const a = pair();
+    const kid = blockSigner(a.priv).keyId;
+    const entry = (e: Record<string, unknown>) => JSON.stringify({ v: 1, keys: { [kid]: { publicKey: a.pub, ...e } } });
+    expect(parseKeyRegistry(entry({ kind: 'worker', targets: ['db', 'db', 'web'] })).get(kid)?.targets).toEqual(['db', 'web']);
+    expect(() => parseKeyRegistry(entry({ kind: 'broker', targets: ['db'] }))).toThrow(/only a worker key is bound to targets/);
+    for (const bad of [[], 'db', [''], ['a b'], [1]]) expect(() => parseKeyRegistry(entry({ kind: 'worker', targets: bad }))).toThrow(/non-empty list of target names/);
+  });
+
+  it("`keys add --targets` replaces a key's targets; a service registering itself widens them, and leaves an unbound key unbound", async () => {
+    const file = join(dir, `${uniqueName('r')}.yaml`);
+    const k = pair();
+    const kid = blockSigner(k.priv).keyId;
+    const pubFile = join(dir, `${uniqueName('k')}.pub.pem`);
+    writeFileSync(pubFile, k.pub);
+    const out: string[] = [];
+    const io = { nc, names: names('writ'), stdout: (s: string) => out.push(s), keyRegistryFile: file };
+    expect(await runAuditCli(['keys', 'add', '--public-key', pubFile, '--kind', 'worker', '--targets', 'db,web'], io)).toBe(0);
+    expect(out.join('')).toContain('for db, web');
+    expect(loadKeyRegistry(file).get(kid)?.targets).toEqual(['db', 'web']);
+    addKeyToRegistry(file, { publicKeyPem: k.pub, kind: 'worker', targets: ['ssh'], targetsMode: 'widen' });
+    expect(loadKeyRegistry(file).get(kid)?.targets).toEqual(['db', 'web', 'ssh']);
+    expect(await runAuditCli(['keys', 'add', '--public-key', pubFile, '--kind', 'worker', '--targets', 'db'], io)).toBe(0);
+    expect(loadKeyRegistry(file).get(kid)?.targets).toEqual(['db']);
+    expect(await runAuditCli(['keys', 'list', '--json'], io)).toBe(0);
+    expect(JSON.parse(out[out.length - 1]!)).toEqual([{ keyId: kid, kind: 'worker', targets: ['db'] }]);
+    // The operator registered it unbound: a service starting with it does not narrow it.
+    expect(await runAuditCli(['keys', 'add', '--public-key', pubFile, '--kind', 'worker'], io)).toBe(0);
+    addKeyToRegistry(file, { publicKeyPem: k.pub, kind: 'worker', targets: ['ssh'], targetsMode: 'widen' });
+    expect(loadKeyRegistry(file).get(kid)?.targets).toBeUndefined();
+    expect(await runAuditCli(['keys', 'add', '--public-key', pubFile, '--kind', 'broker', '--targets', 'db'], io)).toBe(2);
+  });
+});
