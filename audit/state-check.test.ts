@@ -199,3 +199,49 @@ describe('verify against state', () => {
     expect(r.state!.findings).toEqual([{ intentId: noVote, sessionId: sid, state: 'succeeded', claimed: true, missing: ['approval.vote'] }]);
   });
 });
+
+describe('verify against state: what a worker login could take out of it', () => {
+  it('reports a deleted or purged record or claim, and a record stored under another intent id', async () => {
+    const kv = s.broker.buckets;
+    const w = new AuditWriter({ js: jetstream(s.nc), jsm: await jetstreamManager(s.nc), names: s.names, actor: { kind: 'broker', id: 'fixture' } });
+    const sid = uniqueName('gone');
+    const [delRec, purgedRec, delClaim, copied, source] = ['delrec', 'purged', 'delclaim', 'copied', 'source'].map((k) => uniqueName(k));
+    const rec = (intentId: string) =>
+      JSON.stringify({
+        intentId,
+        sessionId: sid,
+        target: 'db',
+        kind: 'postgres',
+        principal: { sub: 'a', iss: 'x', groups: [] },
+        state: 'denied',
+        grantId: intentId,
+        commandSha256: '0'.repeat(64),
+        createdAt: OLD,
+        updatedAt: OLD,
+      });
+    for (const id of [delRec!, purgedRec!, delClaim!, source!]) {
+      await kv.intents.put(id, enc.encode(rec(id)));
+      await w.append({ sessionId: sid, intentId: id, type: 'intent.received' });
+      await w.append({ sessionId: sid, intentId: id, type: 'intent.denied' });
+    }
+    await w.close();
+    const before = await verify({ nc: s.nc, names: s.names, againstState: true, stateGraceMs: 0 });
+    const mine = (r: VerifyResult) => new Map(r.state!.findings.filter((f) => [delRec, purgedRec, delClaim, copied, source].includes(f.intentId)).map((f) => [f.intentId, f]));
+    expect(mine(before).size).toBe(0);
+    // What a worker's login may publish on the buckets' subjects: delete and purge markers, and a put.
+    await kv.intents.delete(delRec!);
+    await kv.intents.purge(purgedRec!);
+    await kv.claims.put(delClaim!, enc.encode(JSON.stringify({ worker: 'w-1', at: OLD, iid: delClaim })));
+    await kv.claims.delete(delClaim!);
+    await kv.intents.put(copied!, enc.encode(rec(source!))); // a record whose evidence exists, under another key
+    const r = await verify({ nc: s.nc, names: s.names, againstState: true, stateGraceMs: 0 });
+    expect(r.ok).toBe(false);
+    const by = mine(r);
+    const deleted = (what: string) => [`the ${what} (a delete marker stands in its place; no Writ service deletes one)`];
+    expect(by.get(delRec!)).toEqual({ intentId: delRec, sessionId: '?', state: 'deleted', missing: deleted('intent record') });
+    expect(by.get(purgedRec!)).toEqual({ intentId: purgedRec, sessionId: '?', state: 'deleted', missing: deleted('intent record') });
+    expect(by.get(delClaim!)).toEqual({ intentId: delClaim, sessionId: '?', state: 'deleted', missing: deleted('claim') });
+    expect(by.get(copied!)).toEqual({ intentId: copied, sessionId: sid, state: '?', missing: [`a record of this intent (the one stored here is of ${JSON.stringify(source)})`] });
+    expect(by.has(source!)).toBe(false);
+  });
+});

@@ -15,6 +15,11 @@
  *   unknown: exec.lost or exec.finished (a worker that lost its connection during COMMIT);
  * - succeeded and unknown need a claim in the claims bucket (nothing runs unclaimed).
  *
+ * No Writ service ever deletes a record or a claim (both buckets keep one value per key and
+ * no age limit): a delete or purge marker in either is a finding of its own, since a worker's
+ * login may publish one and would otherwise take the key out of this check. So is a record
+ * stored under a key other than its own intent id (a copy of another intent's record).
+ *
  * State is read before the log, so evidence written meanwhile is seen; records changed (and
  * claims taken) within `graceMs` of the start are skipped and counted, since their events may
  * still be on their way. Records older than the retained part of the stream (max_age) are
@@ -76,39 +81,55 @@ export class StateCheck {
   static async load(js: JetStreamClient, n: Names, opts: StateCheckOptions): Promise<StateCheck> {
     const c = new StateCheck(opts);
     const byGrant = new Map<string, string>();
-    await readBucket(js, n.buckets.intents, (key, data) => {
-      let r: Record<string, unknown>;
-      try {
-        r = JSON.parse(data) as Record<string, unknown>;
-      } catch {
-        return c.#find({ intentId: key, sessionId: '?', state: '?', missing: ['a readable intent record'] });
-      }
-      const sessionId = typeof r['sessionId'] === 'string' ? r['sessionId'] : '?';
-      if (opts.sessionId !== undefined && sessionId !== opts.sessionId) return;
-      const state = typeof r['state'] === 'string' ? r['state'] : '?';
-      const grantId = typeof r['grantId'] === 'string' ? r['grantId'] : key;
-      c.#records.set(key, { sessionId, state, createdAt: num(r['createdAt']), updatedAt: num(r['updatedAt']), grantId, claimed: false, seen: 0 });
-      byGrant.set(grantId, key);
-    });
-    await readBucket(js, n.buckets.claims, (key, data) => {
-      let claim: { iid?: unknown; at?: unknown } = {};
-      try {
-        claim = JSON.parse(data) as typeof claim;
-      } catch {
-        /* an unreadable claim still claims */
-      }
-      const intentId = byGrant.get(key) ?? (typeof claim.iid === 'string' ? claim.iid : key);
-      const rec = c.#records.get(intentId);
-      if (rec) {
-        c.#claims++;
-        rec.claimed = true;
-        rec.claimAt = num(claim.at);
-      } else if (opts.sessionId === undefined) {
-        // Something was claimed (so may have run) for an intent the broker has no record of.
-        c.#claims++;
-        c.#find({ intentId, sessionId: '?', state: 'claimed', missing: ['an intent record for this claim'] });
-      }
-    });
+    // A deleted key's session is unknown: only a check of the whole log reports it.
+    const deleted = (what: string) => (key: string) => {
+      if (opts.sessionId === undefined) c.#find({ intentId: key, sessionId: '?', state: 'deleted', missing: [`the ${what} (a delete marker stands in its place; no Writ service deletes one)`] });
+    };
+    await readBucket(
+      js,
+      n.buckets.intents,
+      (key, data) => {
+        let r: Record<string, unknown>;
+        try {
+          r = JSON.parse(data) as Record<string, unknown>;
+        } catch {
+          return c.#find({ intentId: key, sessionId: '?', state: '?', missing: ['a readable intent record'] });
+        }
+        const sessionId = typeof r['sessionId'] === 'string' ? r['sessionId'] : '?';
+        if (opts.sessionId !== undefined && sessionId !== opts.sessionId) return;
+        if (r['intentId'] !== key)
+          return c.#find({ intentId: key, sessionId, state: '?', missing: [`a record of this intent (the one stored here is of ${JSON.stringify(String(r['intentId']).slice(0, 64))})`] });
+        const state = typeof r['state'] === 'string' ? r['state'] : '?';
+        const grantId = typeof r['grantId'] === 'string' ? r['grantId'] : key;
+        c.#records.set(key, { sessionId, state, createdAt: num(r['createdAt']), updatedAt: num(r['updatedAt']), grantId, claimed: false, seen: 0 });
+        byGrant.set(grantId, key);
+      },
+      deleted('intent record'),
+    );
+    await readBucket(
+      js,
+      n.buckets.claims,
+      (key, data) => {
+        let claim: { iid?: unknown; at?: unknown } = {};
+        try {
+          claim = JSON.parse(data) as typeof claim;
+        } catch {
+          /* an unreadable claim still claims */
+        }
+        const intentId = byGrant.get(key) ?? (typeof claim.iid === 'string' ? claim.iid : key);
+        const rec = c.#records.get(intentId);
+        if (rec) {
+          c.#claims++;
+          rec.claimed = true;
+          rec.claimAt = num(claim.at);
+        } else if (opts.sessionId === undefined) {
+          // Something was claimed (so may have run) for an intent the broker has no record of.
+          c.#claims++;
+          c.#find({ intentId, sessionId: '?', state: 'claimed', missing: ['an intent record for this claim'] });
+        }
+      },
+      deleted('claim'),
+    );
     return c;
   }
 
@@ -176,9 +197,10 @@ function num(v: unknown): number {
 
 /**
  * The current value of every key of a KV bucket, read through one ordered consumer on its
- * stream (last message per subject): one pass, no request per key. Deleted keys are skipped.
+ * stream (last message per subject): one pass, no request per key. A key whose last message is
+ * a delete or purge marker goes to `onDeleted`.
  */
-async function readBucket(js: JetStreamClient, bucket: string, onEntry: (key: string, data: string) => void): Promise<void> {
+async function readBucket(js: JetStreamClient, bucket: string, onEntry: (key: string, data: string) => void, onDeleted: (key: string) => void): Promise<void> {
   const stream = `KV_${bucket}`;
   const prefix = `$KV.${bucket}.`;
   let c;
@@ -201,12 +223,11 @@ async function readBucket(js: JetStreamClient, bucket: string, onEntry: (key: st
     max_messages: 1024,
     callback: (m) => {
       const op = m.headers?.get('KV-Operation');
-      if (op !== 'DEL' && op !== 'PURGE') {
-        try {
-          onEntry(m.subject.slice(prefix.length), decoder.decode(m.data));
-        } catch (e) {
-          failure ??= e;
-        }
+      try {
+        if (op === 'DEL' || op === 'PURGE') onDeleted(m.subject.slice(prefix.length));
+        else onEntry(m.subject.slice(prefix.length), decoder.decode(m.data));
+      } catch (e) {
+        failure ??= e;
       }
       if (m.info.pending === 0) void msgs.stop();
     },
