@@ -40,7 +40,7 @@ const AUDIT_USAGE = `usage: writ audit <command>
   tail     [--session S] [--from-seq N] [--limit N] [--json]
   verify   [--session S] [--public-key FILE]... [--require-checkpoint] [--anchor HASH[@SEQ]] [--max-checkpoint-age SECONDS]
            [--keys FILE] [--allow-unsigned-before SEQ] [--no-signatures]
-           [--no-against-state] [--state-grace SECONDS] [--json]
+           [--no-against-state] [--state-grace SECONDS] [--receipt-window SECONDS] [--json]
            (by default every intent record and claim in the state buckets must have its events in
            the log; --no-against-state checks the chains alone, e.g. on an exported stream.
            Every block must be signed by a writer key in the registry (--keys) whose kind may write
@@ -81,6 +81,7 @@ const OPTIONS = {
   'against-state': { type: 'boolean' },
   'no-against-state': { type: 'boolean' },
   'state-grace': { type: 'string' },
+  'receipt-window': { type: 'string' },
   keys: { type: 'string' },
   'allow-unsigned-before': { type: 'string' },
   'no-signatures': { type: 'boolean' },
@@ -99,7 +100,21 @@ const ALLOWED: Record<string, ReadonlyArray<keyof Values>> = {
   sessions: ['principal', 'target', 'since', 'until', 'outcome', 'json'],
   replay: ['session', 'json'],
   tail: ['session', 'from-seq', 'limit', 'json'],
-  verify: ['session', 'public-key', 'require-checkpoint', 'anchor', 'max-checkpoint-age', 'against-state', 'no-against-state', 'state-grace', 'json', 'keys', 'allow-unsigned-before', 'no-signatures'],
+  verify: [
+    'session',
+    'public-key',
+    'require-checkpoint',
+    'anchor',
+    'max-checkpoint-age',
+    'against-state',
+    'no-against-state',
+    'state-grace',
+    'receipt-window',
+    'json',
+    'keys',
+    'allow-unsigned-before',
+    'no-signatures',
+  ],
   'keys add': ['public-key', 'kind', 'id', 'targets', 'not-before', 'not-after', 'keys'],
   'keys list': ['keys', 'json'],
   export: ['since', 'until', 'session'],
@@ -281,6 +296,7 @@ async function verifyCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<n
   if (v['against-state'] && v['no-against-state']) throw new UsageError('--against-state and --no-against-state exclude each other');
   const againstState = !v['no-against-state'];
   const grace = count(v['state-grace'], 'state-grace');
+  const receiptWindow = count(v['receipt-window'], 'receipt-window');
   if (grace !== undefined && !againstState) throw new UsageError('--state-grace needs the check against state');
   // Fail closed: checking chains without checking who wrote them is asked for, never defaulted to.
   const registryFile = v.keys ?? io.keyRegistryFile;
@@ -308,6 +324,7 @@ async function verifyCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<n
       maxCheckpointAgeMs: maxAge === undefined ? undefined : maxAge * 1000,
       againstState,
       stateGraceMs: grace === undefined ? undefined : grace * 1000,
+      receiptWindowMs: receiptWindow === undefined ? undefined : receiptWindow * 1000,
     });
   } catch (e) {
     // No state to check against is not an intact log: say so, and what to run instead.
@@ -330,6 +347,7 @@ function verifyReport(r: VerifyResult): string {
       : `blocks: writer signatures NOT checked (--no-signatures)${r.unsignedBlocks ? `; ${r.unsignedBlocks} unsigned blocks` : ''}`,
   );
   if (r.truncatedSessions) lines.push(`${r.truncatedSessions} sessions begin before the retained part of the stream (max_age)`);
+  if (r.uncheckedExec) lines.push(`${r.uncheckedExec} execution reports of target-bound worker keys NOT checked: their intents' receipts may have aged out (--receipt-window)`);
   if (r.firstBreak) {
     const b = r.firstBreak;
     lines.push(`first broken link: session ${clean(b.sessionId)}, seq ${b.seq}${b.eventId ? `, event ${clean(b.eventId)}` : ''}: ${clean(b.reason)}`);

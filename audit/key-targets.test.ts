@@ -7,11 +7,25 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { names, type Names } from '../schemas/index.ts';
+import { names, type AuditEvent, type Names } from '../schemas/index.ts';
 import { startNats, uniqueName, type NatsServerHandle } from '../test/helpers/index.ts';
-import { addKeyToRegistry, AuditWriter, blockSigner, ensureAuditStream, loadKeyRegistry, parseKeyRegistry, runAuditCli, verify, type KeyRegistry } from './index.ts';
+import {
+  addKeyToRegistry,
+  auditStreamConfig,
+  AuditWriter,
+  blockSigner,
+  ensureAuditStream,
+  eventHash,
+  listSessions,
+  loadKeyRegistry,
+  parseKeyRegistry,
+  runAuditCli,
+  verify,
+  type KeyRegistry,
+} from './index.ts';
+import { blockJson } from './chain.ts';
 
 let server: NatsServerHandle;
 let nc: NatsConnection;
@@ -142,6 +156,50 @@ describe('worker keys bound to targets', () => {
     const r = await verify({ js, names: l.n, signers: registry, threads: 0, sessionId: 'sess_a' });
     expect(r.breaks).toBe(2);
     expect(r.firstBreak?.reason).toMatch(/on target db, signed by key [0-9a-f]{16} bound to targets web/);
+  });
+
+  it('holds a report in a session that only looks aged out to its receipt, unless it was stored soon after the oldest retained message', async () => {
+    const n = names(uniqueName('t'));
+    // A stream with retention whose first messages aged out (1 s here, so the test need not wait).
+    await jsm.streams.add({ ...auditStreamConfig(n, { maxAgeSec: 3600 }), max_age: nanos(1000), duplicate_window: nanos(500) });
+    const broker = new AuditWriter({ js, jsm, names: n, actor: { kind: 'broker', id: 'b1' }, flushMs: 1, signer: blockSigner(brokerKey.priv) });
+    await broker.append({ sessionId: 'sess_old', intentId: 'old-1', type: 'intent.received', payload: { target: 'db' } });
+    while ((await (await js.streams.get(n.streams.audit)).info()).state.messages > 0) await new Promise((r) => setTimeout(r, 100));
+    await ensureAuditStream(jsm, n, { maxAgeSec: 3600 });
+    await broker.append({ sessionId: 'sess_a', intentId: 'web-1', type: 'intent.received', payload: { target: 'web' } });
+    await broker.close();
+    await new Promise((r) => setTimeout(r, 50));
+    // The db key invents a session whose first block links to a made-up head, as if its start had aged out.
+    const ev = (intentId: string, type: string, prev: string) => {
+      const e = { v: 1, id: uniqueName('e'), sessionId: 'sess_fake', intentId, type, at: Date.now(), actor: { kind: 'worker', id: 'pg-1' }, payload: {}, prev, hash: '' } as AuditEvent;
+      e.hash = eventHash(e);
+      return e;
+    };
+    const e1 = ev('web-1', 'exec.claimed', 'ab'.repeat(32));
+    const e2 = ev('web-1', 'exec.finished', e1.hash);
+    await js.publish(n.audit('sess_fake'), blockJson([e1, e2], blockSigner(dbWorker.priv).sign('sess_fake', [e1, e2])));
+    // Stored after the oldest retained message by more than the window: held to its receipt.
+    for (const threads of [0, 2]) {
+      const r = await verify({ js, names: n, signers: registry, threads, receiptWindowMs: 10 });
+      expect(r.breaks).toBe(2);
+      expect(r.firstBreak?.reason).toMatch(/exec event for intent web-1, which the session never received, signed by key [0-9a-f]{16} bound to targets db/);
+    }
+    // Within the window (7 days by default) the receipt may have aged out: not failed, but counted and said.
+    const lenient = await verify({ js, names: n, signers: registry, threads: 0 });
+    expect(lenient).toMatchObject({ ok: true, truncatedSessions: 1, uncheckedExec: 2 });
+    const out: string[] = [];
+    await runAuditCli(['verify', '--no-against-state', '--keys', registryFile], { nc, names: n, stdout: (x) => out.push(x) });
+    expect(out.join('')).toContain('2 execution reports of target-bound worker keys NOT checked');
+  });
+
+  it("never takes a worker's report for the intent's state in a session summary", async () => {
+    const l = await log();
+    const w = l.writer(dbWorker, 'pg-1');
+    await run(w, 'db-1');
+    await w.append({ sessionId: 'sess_a', intentId: 'db-1', type: 'exec.refused', payload: { code: 'WRIT_GRANT_INVALID', state: 'cancelled' } });
+    await l.close();
+    const [summary] = await listSessions({ js, names: l.n });
+    expect(summary).toMatchObject({ sessionId: 'sess_a', outcome: 'succeeded' });
   });
 
   it('leaves a key registered without targets free to report any intent (registries from before binding)', async () => {

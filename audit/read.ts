@@ -169,7 +169,10 @@ export async function readSessionStored(src: AuditSource & { sessionId: string }
  */
 function outcomeOf(ev: Pick<AuditEvent, 'type' | 'payload'>): string | undefined {
   const p = ev.payload ?? {};
-  if (typeof p['state'] === 'string' && (INTENT_STATES as readonly string[]).includes(p['state'])) return p['state'];
+  // A worker's report says what happened to its run (exec.finished's status), never which state
+  // the intent is in: a `state` in it (a refusal's, say) is not the broker's word.
+  const workerReport = ev.type.startsWith('exec.') && ev.type !== 'exec.lost' && ev.type !== 'exec.expired';
+  if (!workerReport && typeof p['state'] === 'string' && (INTENT_STATES as readonly string[]).includes(p['state'])) return p['state'];
   switch (ev.type) {
     case 'intent.received':
       return 'received';

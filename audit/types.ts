@@ -143,6 +143,11 @@ export interface VerifyOptions {
   threads?: number | undefined;
   /** With threads: messages read ahead of the linking before reading pauses (bounds memory). Default 20 000. */
   readAheadMessages?: number | undefined;
+  /**
+   * How long after the oldest retained message a bound worker key's report may be stored and
+   * still be excused a receipt that aged out (ms; default 7 days). See verify.ts.
+   */
+  receiptWindowMs?: number | undefined;
   /** Called every 100 000 events with the count so far. */
   onProgress?: ((events: number) => void) | undefined;
   /**
@@ -201,6 +206,8 @@ export interface VerifyResult {
   lastSeq?: number | undefined;
   /** Sessions whose start was aged out of the stream (max_age): verified from their first retained event. */
   truncatedSessions: number;
+  /** Bound worker keys' exec events in aged-out sessions whose receipt may have aged out too: not checked. */
+  uncheckedExec?: number | undefined;
   /** The break at the lowest stream sequence (seq 0: a finding about the log as a whole, reported only when nothing else broke). */
   firstBreak?: BrokenLink | undefined;
   /** Breaks found in total (each session is re-synchronized after a break). */

@@ -53,6 +53,8 @@ class Verifier {
   readonly signers: KeyRegistry | undefined;
   /** First retained stream sequence; above 1, messages aged out (max_age) and chains may start mid-way. */
   horizon = 1;
+  /** Stream time of the first retained message, when messages aged out. */
+  retainedFromMs: number | undefined;
   lastSeq = 0;
   anchorSeen = false;
   /**
@@ -107,7 +109,7 @@ class Verifier {
    * whole stream, so every sequence must be present; `chainLength` reads the block's header
    * (only needed for sessions whose start aged out).
    */
-  apply(seq: number, sid: string, a: BlockAnalysis, gapCheck: boolean, chainLength: () => string | undefined): void {
+  apply(seq: number, sid: string, a: BlockAnalysis, gapCheck: boolean, chainLength: () => string | undefined, storedAt: () => number = () => 0): void {
     if (gapCheck) {
       if (this.lastSeq !== 0 && seq !== this.lastSeq + 1) {
         this.fail({ sessionId: sid, seq, eventId: '', reason: `stream sequences ${this.lastSeq + 1}-${seq - 1} are missing (messages deleted)` });
@@ -147,7 +149,7 @@ class Verifier {
     }
     if (a.evidence) this.state?.note(sid, a.evidence);
     if (a.received) this.#received(sid, a.received);
-    if (a.bound) this.#checkBound(seq, sid, a, chain.truncated === true);
+    if (a.bound) this.#checkBound(seq, sid, a, chain.truncated === true, storedAt);
     if (a.events === 0) return;
     chain.head = a.lastHash!;
     chain.count += a.events;
@@ -182,7 +184,7 @@ class Verifier {
   }
 
   /** Exec events signed by a key bound to targets: each intent must have been received for one of them. */
-  #checkBound(seq: number, sid: string, a: BlockAnalysis, truncated: boolean): void {
+  #checkBound(seq: number, sid: string, a: BlockAnalysis, truncated: boolean, storedAt: () => number): void {
     const who = this.signers?.get(a.signer ?? '');
     const bound = who?.targets;
     if (!bound || !a.bound) return;
@@ -191,9 +193,16 @@ class Verifier {
       const intentId = String(a.bound[i + 2]);
       const got = this.#targets.get(`${sid}\n${intentId}`);
       if (got === undefined) {
-        // A session whose start aged out may have lost the intent's receipt: nothing to check against.
-        if (!truncated)
-          this.fail({ sessionId: sid, seq, eventId, reason: `exec event for intent ${intentId}, which the session never received, signed by key ${a.signer} bound to targets ${bound.join(', ')}` });
+        // A session whose start aged out may have lost the intent's receipt, but only when this
+        // report was stored soon enough after the oldest retained message for the receipt to be
+        // older than it. Anyone can make a session look aged out (a first block whose prev is
+        // made up), so a report stored later is held to its receipt like any other.
+        const after = truncated && this.retainedFromMs !== undefined ? storedAt() - this.retainedFromMs : Infinity;
+        if (after <= (this.opts.receiptWindowMs ?? RECEIPT_WINDOW_MS)) {
+          this.r.uncheckedExec = (this.r.uncheckedExec ?? 0) + 1;
+          continue;
+        }
+        this.fail({ sessionId: sid, seq, eventId, reason: `exec event for intent ${intentId}, which the session never received, signed by key ${a.signer} bound to targets ${bound.join(', ')}` });
         continue;
       }
       const targets = typeof got === 'string' ? [got] : got;
@@ -298,6 +307,7 @@ export async function verify(opts: AuditSource & VerifyOptions): Promise<VerifyR
   const v = new Verifier(n, opts);
   const info = await (await js.streams.get(n.streams.audit)).info();
   v.horizon = info.state.first_seq;
+  if (info.state.first_seq > 1) v.retainedFromMs = Date.parse(info.state.first_ts);
   const endSeq = info.state.last_seq;
   if (opts.sessionId !== undefined) n.audit(opts.sessionId); // validates the token
   // State first: evidence written while the log is read is then seen, never the other way round.
@@ -307,7 +317,14 @@ export async function verify(opts: AuditSource & VerifyOptions): Promise<VerifyR
   const retainedFrom = info.state.first_seq > 1 ? Date.parse(info.state.first_ts) : undefined;
   const inline = (gapCheck: boolean) => (b: RawBlock) => {
     const sid = sessionOf(n, b.subject);
-    v.apply(b.seq, sid, analyzeBlock(b.data, sid, CHECKPOINT_SESSION, evidence, opts.signers), gapCheck, () => b.msg.headers?.get(CHAIN_LENGTH_HEADER));
+    v.apply(
+      b.seq,
+      sid,
+      analyzeBlock(b.data, sid, CHECKPOINT_SESSION, evidence, opts.signers),
+      gapCheck,
+      () => b.msg.headers?.get(CHAIN_LENGTH_HEADER),
+      () => b.msg.info.timestampNanos / 1e6,
+    );
   };
   // First pass: the checkpoint session, whose signed heads the second pass checks.
   await scanBlocks(js, n, { filter: n.audit(CHECKPOINT_SESSION), endSeq }, inline(false));
@@ -335,8 +352,17 @@ interface Batch {
   seqs: number[];
   sessions: string[];
   lengths: (string | undefined)[];
+  /** Stream times (ms) of the blocks, when the stream aged out (needed only then). */
+  times: number[];
   result: Promise<BlockAnalysis[]>;
 }
+
+/**
+ * How long after its receipt an intent may still be reported run: the longest approval wait, the
+ * grant's life and the run together. A bound key's report with no receipt retained in an aged-out
+ * session is accepted only when stored within this of the oldest retained message.
+ */
+const RECEIPT_WINDOW_MS = 7 * 86_400_000;
 
 /** Bytes of block data gathered before a batch goes to a worker. */
 const BATCH_BYTES = 256 * 1024;
@@ -372,7 +398,15 @@ async function parallelScan(js: JetStreamClient, n: Names, v: Verifier, pool: Wo
           queued -= b.seqs.length;
           for (let i = 0; i < results.length; i++) {
             const len = b.lengths[i];
-            v.apply(b.seqs[i]!, b.sessions[i]!, results[i]!, true, () => len);
+            const at = b.times[i] ?? 0;
+            v.apply(
+              b.seqs[i]!,
+              b.sessions[i]!,
+              results[i]!,
+              true,
+              () => len,
+              () => at,
+            );
           }
           if (queued <= readAhead / 2) wake();
         }
@@ -389,7 +423,7 @@ async function parallelScan(js: JetStreamClient, n: Names, v: Verifier, pool: Wo
       if (!c) break;
       let buf = new Uint8Array(BATCH_BYTES);
       let used = 0;
-      let pending: Omit<Batch, 'result'> & { ends: number[] } = { seqs: [], sessions: [], lengths: [], ends: [] };
+      let pending: Omit<Batch, 'result'> & { ends: number[] } = { seqs: [], sessions: [], lengths: [], times: [], ends: [] };
       const flush = () => {
         if (pending.seqs.length === 0) return;
         const out = buf.buffer.slice(0, used);
@@ -397,7 +431,7 @@ async function parallelScan(js: JetStreamClient, n: Names, v: Verifier, pool: Wo
         queued += pending.seqs.length;
         buf = new Uint8Array(BATCH_BYTES);
         used = 0;
-        pending = { seqs: [], sessions: [], lengths: [], ends: [] };
+        pending = { seqs: [], sessions: [], lengths: [], times: [], ends: [] };
         link();
       };
       let stopped = false;
@@ -415,6 +449,7 @@ async function parallelScan(js: JetStreamClient, n: Names, v: Verifier, pool: Wo
           pending.seqs.push(m.seq);
           pending.sessions.push(sessionOf(n, m.subject));
           pending.lengths.push(needLength ? m.headers?.get(CHAIN_LENGTH_HEADER) : undefined);
+          if (needLength) pending.times.push(m.info.timestampNanos / 1e6);
           pending.ends.push(used);
           next = m.seq + 1;
           if (m.seq >= endSeq || m.info.pending === 0 || queued + pending.seqs.length >= readAhead) {
