@@ -2,7 +2,6 @@
 // without a binding a compromised worker could add exec evidence (a claim, a finished run) for an
 // intent of a target it does not serve. A key registered with `targets` counts only for intents
 // the broker received for one of them; verify names every other exec event it signed.
-import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { names, type AuditEvent, type Names } from '../schemas/index.ts';
-import { startNats, uniqueName, type NatsServerHandle } from '../test/helpers/index.ts';
+import { ed25519Pair, startNats, uniqueName, type NatsServerHandle } from '../test/helpers/index.ts';
 import {
   addKeyToRegistry,
   auditStreamConfig,
@@ -33,10 +32,7 @@ let js: JetStreamClient;
 let jsm: JetStreamManager;
 const dir = mkdtempSync(join(tmpdir(), 'writ-key-targets-'));
 
-const pair = () => {
-  const k = generateKeyPairSync('ed25519');
-  return { priv: k.privateKey, pub: k.publicKey.export({ type: 'spki', format: 'pem' }).toString() };
-};
+const pair = ed25519Pair;
 const brokerKey = pair();
 const dbWorker = pair(); // bound to db
 const webWorker = pair(); // bound to web

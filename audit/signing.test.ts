@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { names, type AuditEvent, type Names } from '../schemas/index.ts';
-import { startNats, uniqueName, type NatsServerHandle } from '../test/helpers/index.ts';
+import { ed25519Pair, startNats, uniqueName, type NatsServerHandle } from '../test/helpers/index.ts';
 import {
   addKeyToRegistry,
   AuditWriter,
@@ -36,10 +36,7 @@ let js: JetStreamClient;
 let jsm: JetStreamManager;
 const dir = mkdtempSync(join(tmpdir(), 'writ-audit-keys-'));
 
-const pair = () => {
-  const k = generateKeyPairSync('ed25519');
-  return { priv: k.privateKey, pub: k.publicKey.export({ type: 'spki', format: 'pem' }).toString() };
-};
+const pair = ed25519Pair;
 const cpKey = pair(); // the broker's grant key, which signs checkpoints
 const brokerKey = pair();
 const workerKey = pair();

@@ -10,4 +10,5 @@ export type { MariadbServerHandle, TestMariadb } from './mariadb-types.ts';
 export { startSshd } from './sshd.ts';
 export type { SshdHandle } from './sshd-types.ts';
 export { raceProcesses } from './race.ts';
+export { ed25519Pair } from './keys.ts';
 export { runSql, failureOf, pgTarget, signalBackend } from './sql-worker.ts';
