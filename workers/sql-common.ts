@@ -16,6 +16,8 @@ export interface ColumnCatalogue {
   viewBaseColumns(tables: readonly string[]): Promise<string[]>;
   /** Views among the named relations whose base columns cannot be known (MySQL: definition unreadable). */
   opaqueViews?(tables: readonly string[]): Promise<string[]>;
+  /** The columns with each partition or inheritance relative's column of the same name (PostgreSQL). */
+  withRelatives?(columns: readonly string[]): Promise<string[]>;
 }
 
 /** Thrown inside the batch; becomes WRIT_ROW_LIMIT once the rollback's fate is known. */
@@ -50,7 +52,8 @@ export async function sourcesOf(cat: ColumnCatalogue, facts: readonly SqlStateme
   for (const c of await cat.columnsOf([...whole])) out.add(c);
   // A computed field over a view draws on the view's base columns.
   for (const c of await cat.viewBaseColumns([...read])) out.add(c);
-  return [...out];
+  // A partition's column is its parent's too, and the other way round: a rule on either covers both.
+  return cat.withRelatives ? cat.withRelatives([...out]) : [...out];
 }
 
 /** Why a statement's computed fields cannot be traced, if they cannot. */

@@ -6,6 +6,14 @@
  * columns it draws on, through nested views: the runtime masks a view column whole when
  * any of those is sensitive (conservative: the catalog does not say which view column
  * comes from which base column).
+ *
+ * Two things the catalogue does not show by column are made conservative here:
+ * - A view whose rewrite rule holds a whole-row reference (`c::text`, `row_to_json(c)`,
+ *   `to_jsonb(c)`) records a dependency on at most the table as a whole, or none at all beside a
+ *   column it also names: such a view draws on every column of every relation it reads.
+ * - A partition or inheritance child holds its parent's rows under its own name (and a parent its
+ *   children's): a column is also each relative's column of the same name, so a rule written on
+ *   either covers both.
  */
 import type pg from 'pg';
 import type { FieldInfo } from '../executor.ts';
@@ -16,6 +24,8 @@ interface TableInfo {
   columns: Map<number, string>;
   /** For views: base columns (schema.table.column) the view draws on, transitively. */
   baseColumns?: string[];
+  /** Partition and inheritance ancestors and descendants (schema.table). */
+  relatives?: string[];
 }
 
 const MAX_VIEW_DEPTH = 16;
@@ -51,6 +61,7 @@ export class OriginResolver {
           ? { name: f.name, origin: { table: t.table, column: '*' }, wholeRow: true, tableColumns: cols }
           : { name: f.name, origin: { table: t.table, column: t.columns.get(f.columnID) ?? String(f.columnID) } };
       if (t.baseColumns) info.viewSources = t.baseColumns;
+      else if (t.relatives) info.viewSources = relativeColumns(t, f.columnID === 0 ? cols : [info.origin!.column]);
       return info;
     });
   }
@@ -71,8 +82,22 @@ export class OriginResolver {
       if (!t) continue;
       for (const c of t.columns.values()) out.push(`${t.table}.${c}`);
       if (t.baseColumns) out.push(...t.baseColumns); // a whole row of a view is all it draws on
+      if (t.relatives) out.push(...relativeColumns(t, [...t.columns.values()]));
     }
     return out;
+  }
+
+  /** `columns` (schema.table.column) with each partition or inheritance relative's column of the same name. */
+  async withRelatives(columns: readonly string[]): Promise<string[]> {
+    const tables = [...new Set(columns.map((c) => c.slice(0, c.lastIndexOf('.'))))];
+    await this.columnsOf(tables);
+    const out = new Set(columns);
+    for (const c of columns) {
+      const at = c.lastIndexOf('.');
+      const t = this.#tables.get(this.#byName.get(c.slice(0, at)) ?? -1);
+      if (t?.relatives) for (const r of relativeColumns(t, [c.slice(at + 1)])) out.add(r);
+    }
+    return [...out];
   }
 
   /** The base columns of those of the named relations that are views; empty for tables. */
@@ -101,18 +126,28 @@ export class OriginResolver {
   #baseColumnsOf(oid: number, depth: number): string[] {
     const t = this.#tables.get(oid);
     if (!t) return [];
-    if (t.kind !== 'v' && t.kind !== 'm') return [...t.columns.values()].map((c) => `${t.table}.${c}`);
+    if (t.kind !== 'v' && t.kind !== 'm') {
+      const cols = [...t.columns.values()];
+      return [...cols.map((c) => `${t.table}.${c}`), ...(t.relatives ? relativeColumns(t, cols) : [])];
+    }
     if (t.baseColumns && depth > 0) return t.baseColumns;
     const deps = this.#viewDeps.get(oid) ?? [];
+    const whole = this.#wholeRowViews.has(oid);
     const out = new Set<string>();
     for (const d of deps) {
       const bt = this.#tables.get(d.oid);
       if (!bt) continue;
       if ((bt.kind === 'v' || bt.kind === 'm') && depth < MAX_VIEW_DEPTH) {
+        // A view read by column or whole: all it draws on (the catalogue does not say which of its columns).
         for (const c of this.#baseColumnsOf(d.oid, depth + 1)) out.add(c);
-      } else {
+      } else if (whole) {
+        for (const c of this.#baseColumnsOf(d.oid, depth + 1)) out.add(c);
+      } else if (d.attnum > 0) {
         const col = bt.columns.get(d.attnum);
-        if (col) out.add(`${bt.table}.${col}`);
+        if (col) {
+          out.add(`${bt.table}.${col}`);
+          if (bt.relatives) for (const r of relativeColumns(bt, [col])) out.add(r);
+        }
       }
     }
     t.baseColumns = [...out];
@@ -120,20 +155,33 @@ export class OriginResolver {
   }
 
   readonly #viewDeps = new Map<number, Array<{ oid: number; attnum: number }>>();
+  /** Views whose rewrite rule holds a whole-row reference. */
+  readonly #wholeRowViews = new Set<number>();
 
   async #load(oids: number[]): Promise<{ views: number[]; referenced: number[] }> {
-    const r = await this.#pool.query<{ oid: number; nspname: string; relname: string; relkind: string; attnum: number | null; attname: string | null }>(
-      `SELECT c.oid::int AS oid, n.nspname, c.relname, c.relkind::text AS relkind, a.attnum::int AS attnum, a.attname
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-        WHERE c.oid = ANY($1::oid[])`,
+    // One round trip: each relation, its columns and, only for one that has any, its partition
+    // or inheritance relatives up and down.
+    const r = await this.#pool.query<{ oid: number; nspname: string; relname: string; relkind: string; attnum: number | null; attname: string | null; relatives: string[] | null }>(
+      `WITH rels AS (
+         SELECT c.oid, n.nspname, c.relname, c.relkind,
+                CASE WHEN c.relhassubclass OR c.relispartition OR EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid) THEN (
+                  WITH RECURSIVE up(rel) AS (SELECT c.oid UNION SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.rel),
+                                 down(rel) AS (SELECT c.oid UNION SELECT i.inhrelid FROM down JOIN pg_inherits i ON i.inhparent = down.rel)
+                  SELECT array_agg(DISTINCT rn.nspname || '.' || rc.relname)
+                    FROM (SELECT rel FROM up UNION SELECT rel FROM down) x
+                    JOIN pg_class rc ON rc.oid = x.rel JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+                   WHERE x.rel <> c.oid) END AS relatives
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.oid = ANY($1::oid[]))
+       SELECT r.oid::int AS oid, r.nspname, r.relname, r.relkind::text AS relkind, a.attnum::int AS attnum, a.attname, r.relatives
+         FROM rels r LEFT JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped`,
       [oids],
     );
     const views: number[] = [];
     for (const row of r.rows) {
       let t = this.#tables.get(row.oid);
       if (!t) {
-        t = { table: `${row.nspname}.${row.relname}`, kind: row.relkind, columns: new Map() };
+        t = { table: `${row.nspname}.${row.relname}`, kind: row.relkind, columns: new Map(), ...(row.relatives?.length ? { relatives: row.relatives } : {}) };
         this.#tables.set(row.oid, t);
         this.#byName.set(t.table, row.oid);
         if (row.relkind === 'v' || row.relkind === 'm') views.push(row.oid);
@@ -142,14 +190,17 @@ export class OriginResolver {
     }
     const referenced: number[] = [];
     if (views.length > 0) {
-      // The view's rewrite rule depends on each base column it uses (refobjsubid = attnum).
-      const d = await this.#pool.query<{ view: number; oid: number; attnum: number }>(
-        `SELECT DISTINCT r.ev_class::int AS view, d.refobjid::int AS oid, d.refobjsubid::int AS attnum
+      // The view's rewrite rule depends on each base column it uses (refobjsubid = attnum), or on
+      // a relation as a whole (0) when it names none of its columns. A whole-row reference shows
+      // only in the rule's stored tree, as a Var of attribute 0.
+      const d = await this.#pool.query<{ view: number; oid: number; attnum: number; whole: boolean }>(
+        `SELECT DISTINCT r.ev_class::int AS view, d.refobjid::int AS oid, d.refobjsubid::int AS attnum, r.ev_action::text ~ '\\{VAR :varno [0-9]+ :varattno 0 ' AS whole
            FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-          WHERE r.ev_class = ANY($1::oid[]) AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class AND d.refobjsubid > 0`,
+          WHERE r.ev_class = ANY($1::oid[]) AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class`,
         [views],
       );
       for (const row of d.rows) {
+        if (row.whole) this.#wholeRowViews.add(row.view);
         const list = this.#viewDeps.get(row.view) ?? [];
         list.push({ oid: row.oid, attnum: row.attnum });
         this.#viewDeps.set(row.view, list);
@@ -158,4 +209,9 @@ export class OriginResolver {
     }
     return { views, referenced };
   }
+}
+
+/** Each relative's column of the same name, for `columns` of `t`. */
+function relativeColumns(t: TableInfo, columns: readonly string[]): string[] {
+  return (t.relatives ?? []).flatMap((r) => columns.map((c) => `${r}.${c}`));
 }
