@@ -104,8 +104,9 @@ const COMMAND_OPTIONS: Readonly<Record<string, RegExp>> = {
 /** Why running `base` with `args` may run more than the program, or undefined. */
 export function programRisk(base: string, args: Word[]): string | undefined {
   if (RUNS_A_COMMAND.has(base) || LOADER.test(base)) return `${base} runs a command the classifier cannot see`;
-  // `ip netns exec NS cmd` runs cmd; `ip -b FILE` / `-batch` runs the commands in a file.
-  if (base === 'ip' && args.some((a) => !a.literal || a.value === 'exec' || /^-(b|batch|force)$/.test(a.value))) return 'ip runs a command or a batch file';
+  // `ip netns exec NS cmd` runs cmd; `ip -b FILE` / `-batch` runs the commands in a file. iproute2
+  // takes any prefix of a keyword (`ip netns ex`, `ip vrf e`) and of an option, with one dash or two (`-bat`, `--batch`).
+  if (base === 'ip' && args.some((a) => !a.literal || /^e(x(ec?)?)?$/.test(a.value) || /^--?(b(a(t(ch?)?)?)?|fo(r(ce?)?)?)$/.test(a.value))) return 'ip runs a command or a batch file';
   const opts = Object.hasOwn(COMMAND_OPTIONS, base) ? COMMAND_OPTIONS[base] : undefined;
   if (opts) {
     const bad = args.find((a, i) => !a.literal || opts.test(a.value) || (base === 'tar' && i === 0 && /^[a-zA-Z]+$/.test(a.value) && /[IF]/.test(a.value)));

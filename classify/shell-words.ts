@@ -144,19 +144,28 @@ function doubleQuoted(node: Node): Part[] {
 
 // Unquoted `{a,b}` or `{1..3}`: bash turns one word into several.
 const BRACE = /\{[^{}\s]*(,|\.\.)[^{}\s]*\}/;
+// Words that read as assignments, where bash also expands a `~` after the `=` or a `:`.
+const ASSIGNMENT_LIKE = /^[A-Za-z_][A-Za-z0-9_]*=/;
+const TILDE_AFTER = /[=:]~/;
 // Unquoted `*`, `?`, `[..]`, or an extglob group.
 const GLOB = /[*?]|\[[^\]]*\]|[+@!]\(/;
 
 /** Quote removal of a word node. */
-export function wordOf(node: Node): Word {
+export function wordOf(node: Node, assignmentValue = false): Word {
   const ps = parts(node);
   // Unquoted text with its escapes neutralised, quoted text and expansions blanked: what globbing and braces see.
   const unquoted = ps.map((p) => (p.quoted || p.expansion ? '_' : p.text.replace(/\\[\s\S]/g, '_'))).join('');
   const brace = BRACE.test(unquoted);
-  const value = brace ? mark(node.text) : ps.map((p) => (p.expansion ? mark(p.text) : p.quoted ? p.text : unescapeUnquoted(p.text))).join('');
+  // bash replaces an unquoted `~` or `~user` at a word's start, and after the `=` or a `:` of a
+  // word that reads as an assignment (`a=~/x`, `p=a:~/y`), with a home directory: the path is
+  // only known when the command runs (`cat ~/.ssh/id_rsa` is not the relative path it reads as).
+  // (In an assignment's value, after every unquoted `:` too.) The whole word is then an expansion.
+  const tilde = unquoted.startsWith('~') || (ASSIGNMENT_LIKE.test(unquoted) && TILDE_AFTER.test(unquoted)) || (assignmentValue && unquoted.includes(':~'));
+  const expanded = brace || tilde;
+  const value = expanded ? mark(node.text) : ps.map((p) => (p.expansion ? mark(p.text) : p.quoted ? p.text : unescapeUnquoted(p.text))).join('');
   return {
     value,
-    literal: !brace && ps.every((p) => !p.expansion),
+    literal: !expanded && ps.every((p) => !p.expansion),
     // An unquoted expansion's value is globbed too (`cat $p` with p='.?/.?/etc/shadow').
     glob: GLOB.test(unquoted) || ps.some((p) => p.expansion && !p.quoted),
     start: node.startIndex,

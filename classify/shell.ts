@@ -149,7 +149,7 @@ class ShellWalker {
     const name = nameOperand(text);
     if (!name) this.opaque.push('an assignment to a name the classifier cannot see');
     const value = node.childForFieldName('value');
-    this.assigned(name ?? text, value ? wordOf(value) : undefined);
+    this.assigned(name ?? text, value ? wordOf(value, true) : undefined);
   }
 
   private assigned(name: string, value?: Word): void {
@@ -164,10 +164,14 @@ class ShellWalker {
     for (const c of node.children) if (c) this.walk(c, f);
   }
 
-  /** Appends a word, joining it to the previous one when only `\`-newlines separate them (bash joins them). */
+  /**
+   * Appends a word, joining it to the previous one when nothing or only `\`-newlines separate
+   * them: bash splits words on blanks alone, so two nodes the parser made of one word
+   * (`$'A'\-` is the one word `A-` to bash) are joined as bash joins them.
+   */
   private static push(words: Word[], w: Word, src: string): void {
     const prev = words[words.length - 1];
-    if (prev && prev.end >= 0 && w.start > prev.end && /^(\\\n)+$/.test(src.slice(prev.end, w.start))) {
+    if (prev && prev.end >= 0 && w.start >= prev.end && (w.start === prev.end || /^(\\\n)+$/.test(src.slice(prev.end, w.start)))) {
       words[words.length - 1] = { value: prev.value + w.value, literal: prev.literal && w.literal, glob: prev.glob || w.glob, start: prev.start, end: w.end };
     } else words.push(w);
   }
@@ -176,6 +180,7 @@ class ShellWalker {
     const env = { ...f.env };
     const words: Word[] = [];
     const nested: Node[] = []; // walked after the command itself is recorded, so outer commands come first
+    const unread: string[] = []; // words the parser read otherwise than bash: the command is opaque
     let named = false;
     const children = node.children;
     for (let i = 0; i < children.length; i++) {
@@ -184,7 +189,7 @@ class ShellWalker {
       const field = node.fieldNameForChild(i);
       if (c.type === 'variable_assignment' && !named) {
         const value = c.childForFieldName('value');
-        env[c.childForFieldName('name')?.text ?? '?'] = value ? wordOf(value).value : '';
+        env[c.childForFieldName('name')?.text ?? '?'] = value ? wordOf(value, true).value : '';
         nested.push(c);
       } else if (field === 'name') {
         named = true;
@@ -198,7 +203,16 @@ class ShellWalker {
       } else if (named && !c.isNamed) {
         // `$"..."` (locale translation) comes as a lone `$` glued to a string: the string is the word.
         const next = children[i + 1];
-        if (!(c.type === '$' && next && next.startIndex === c.endIndex)) ShellWalker.push(words, { ...textWord(c.text), start: c.startIndex, end: c.endIndex }, f.src);
+        if (c.type === '$' && next && next.startIndex === c.endIndex) {
+          // Text glued before it (`-o$"1"`, the word `-o1` to bash) is folded into that `$` node,
+          // where no quote removal or glob check reaches it: the word is not known.
+          if (c.text !== '$') unread.push(`a word the parser split before $"…" (${c.text.slice(0, 20)})`);
+        } else ShellWalker.push(words, { ...textWord(c.text), start: c.startIndex, end: c.endIndex }, f.src);
+      } else if (named && c.type === 'regex') {
+        // `=~`/`==` then text up to a `]` is a regular expression to the parser even outside
+        // [[ ]], hiding what bash runs there (`echo =~ $(touch x) ]`): not a word the classifier knows.
+        unread.push('a regular expression outside [[ ]], where bash sees words and code');
+        ShellWalker.push(words, wordOf(c), f.src);
       } else if (named) {
         ShellWalker.push(words, wordOf(c), f.src);
         nested.push(c);
@@ -207,6 +221,7 @@ class ShellWalker {
     for (const x of extra) ShellWalker.push(words, wordOf(x), f.src);
     const own = stdinOf(node.childrenForFieldName('redirect').filter((r): r is Node => r !== null));
     const [first, risks] = [this.commands.length, this.opaque.length];
+    this.opaque.push(...unread);
     this.resolve(words, { ...f, env }, node.text, own ?? stdin);
     const last = this.commands.length;
     // Assignments' values and arguments may hold substitutions; redirect() records a redirection and walks its target.
@@ -317,7 +332,7 @@ class ShellWalker {
       if (c.type === 'variable_assignment') {
         const name = c.childForFieldName('name')?.text ?? '?';
         const value = c.childForFieldName('value');
-        args.push(`${name}=${value ? wordOf(value).value : ''}`);
+        args.push(`${name}=${value ? wordOf(value, true).value : ''}`);
         // Under -i or -n the value is evaluated or followed: the options among `words` decide.
         words.push(textWord(`${name}=`));
       } else {

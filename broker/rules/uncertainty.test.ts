@@ -3,8 +3,8 @@
  * classifier reports today): grants need something to cover, unquoted globs are uncertain,
  * options match only option patterns, flags are tri-state, unknown functions must be named.
  */
-import { describe, expect, it } from 'vitest';
-import type { ShellCommand, ShellFacts, SqlFacts, SqlStatementFacts } from '../../classify/index.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { classifyShell, initClassifiers, type ShellCommand, type ShellFacts, type SqlFacts, type SqlStatementFacts } from '../../classify/index.ts';
 import type { PolicyInput } from '../policy.ts';
 import { globCanMatchDotSegment } from './args.ts';
 import { RulePolicy } from './index.ts';
@@ -263,5 +263,25 @@ describe('unknown and dangerous functions must be named', () => {
   - { id: no-xml, effect: deny, match: { sql: { functions: ["*_to_xml"] } } }
   - { id: r, effect: allow, match: { sql: { functions: [query_to_xml] } } }`);
     expect(p.decide(sql([f('query_to_xml')])).rules).toEqual(['no-xml']);
+  });
+});
+
+describe('a tilde-prefix is a home directory the rules cannot see (real classifier)', () => {
+  beforeAll(() => initClassifiers());
+  const p = policy(`
+  - { id: no-root, effect: deny, match: { shell: { programs: [cat], args: { cat: ["/root/**"] } } } }
+  - { id: read-any, effect: allow, match: { shell: { programs: [cat] } } }
+`);
+  const decide = (line: string) => {
+    const facts = classifyShell(line);
+    return p.decide({ principal: ops, target: web, command: { kind: 'shell', command: line }, facts: { kind: 'shell', facts }, now }).effect;
+  };
+
+  it('denies `cat ~/.ssh/id_rsa` under a deny on /root/** (bash reads /root/.ssh/id_rsa as root), and still allows what the deny does not name', () => {
+    expect(decide('cat /root/.ssh/id_rsa')).toBe('deny');
+    expect(decide('cat ~/.ssh/id_rsa')).toBe('deny');
+    expect(decide('cat ~root/.ssh/id_rsa')).toBe('deny');
+    expect(decide('cat /etc/hostname')).toBe('allow');
+    expect(decide("cat '~/notes'")).toBe('allow'); // quoted: a file named ~ in the current directory
   });
 });
