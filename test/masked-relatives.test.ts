@@ -122,3 +122,30 @@ describe('partitions and inheritance children', () => {
     expect(g.error?.code).toBe('WRIT_MASKED_FILTER');
   });
 });
+
+describe('DDL that would take a masked column out of the rules', () => {
+  for (const sql of [
+    'ALTER TABLE secrets RENAME COLUMN password TO pw',
+    'ALTER TABLE secrets RENAME TO secrets2',
+    'ALTER TABLE secrets ADD COLUMN p2 text GENERATED ALWAYS AS (password) STORED',
+    'ALTER TABLE people RENAME COLUMN secret TO s',
+    'ALTER TABLE base RENAME COLUMN secret TO s',
+  ]) {
+    it(`is refused under a write grant that masks: ${sql}`, async () => {
+      const o = await writer.run({ target: 'db', sql });
+      expect(o.error?.code, JSON.stringify(o.error)).toBe('WRIT_MASKED_COPY');
+    });
+  }
+
+  it('holds: the column keeps its name and its rule; DDL on a table without masked columns goes to the server', async () => {
+    const r = await rows('SELECT id, password FROM secrets');
+    expect(r.columns.map((c) => [c.name, c.masked])).toEqual([
+      ['id', false],
+      ['password', true],
+    ]);
+    expectNoSecret('secrets', r);
+    // Not refused by the masking check: the server decides (the write role does not own the table).
+    const o = await writer.run({ target: 'db', sql: 'ALTER TABLE events ADD COLUMN extra int' });
+    expect([o.error?.code, o.error?.details?.sqlstate]).toEqual(['WRIT_EXEC_FAILED', '42501']);
+  });
+});

@@ -186,6 +186,7 @@ export async function refuseMaskedCopies(cat: ColumnCatalogue, facts: readonly S
   if (spec.columns.length === 0 || spec.copyMasked === true) return;
   for (let i = 0; i < facts.length; i++) {
     const st = facts[i]!;
+    await refuseMaskedRelationChange(cat, spec, st, facts.length > 1 ? i + 1 : undefined);
     if (!mayStore(st, dialect, claims.mode)) continue;
     const drawn = facts.slice(0, i + 1);
     const where = facts.length > 1 ? `statement ${i + 1} ` : 'the statement ';
@@ -205,6 +206,29 @@ export async function refuseMaskedCopies(cat: ColumnCatalogue, facts: readonly S
       { details: { statement: i + 1, columns: sensitive.slice(0, 20) } },
     );
   }
+}
+
+/** Objects a CREATE attaches to a relation, which then act on its rows (copy them on insert, filter them). */
+const ATTACHED = new Set(['rule', 'trigger', 'policy']);
+
+/**
+ * Masking rules name columns, and masking follows a value by the column it comes from: a
+ * statement that changes a relation holding a masked column could take its values out of the
+ * rules (ALTER TABLE … RENAME COLUMN or RENAME TO or SET SCHEMA: the rule names the old place;
+ * ADD COLUMN … GENERATED ALWAYS AS (email): a copy under a name no rule covers; CREATE RULE or
+ * TRIGGER on it: a copy of each future row). Refused under a grant that masks, like a copy.
+ */
+async function refuseMaskedRelationChange(cat: ColumnCatalogue, spec: ReturnType<typeof specOf>, st: SqlStatementFacts, statement: number | undefined): Promise<void> {
+  if (st.kind !== 'alter' && !(st.kind === 'create' && st.objectType !== undefined && ATTACHED.has(st.objectType))) return;
+  const relations = [...new Set(st.tablesWritten)];
+  if (relations.length === 0) return;
+  const sensitive = [...new Set(sensitiveColumns(spec, await cat.columnsOf(relations)))];
+  if (sensitive.length === 0) return;
+  throw new WritError(
+    'WRIT_MASKED_COPY',
+    `${statement ? `statement ${statement} ` : 'the statement '}changes a relation holding the masked column${sensitive.length > 1 ? 's' : ''} ${sensitive.slice(0, 5).join(', ')}: renaming, moving or deriving from it would take its values out of the masking rules; nothing ran`,
+    { details: { ...(statement ? { statement } : {}), columns: sensitive.slice(0, 20) } },
+  );
 }
 
 /**
