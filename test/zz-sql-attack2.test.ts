@@ -69,26 +69,6 @@ async function go(sql: string, c = reader): Promise<string> {
   return text;
 }
 
-describe('objects', () => {
-  it('runs', async () => {
-    await go('SELECT id, e FROM customer_emails');
-    await go("SELECT id FROM customer_emails WHERE e LIKE 'a%'");
-    await go('SELECT id, email FROM customers_fn');
-    await go('SELECT id, email_norm FROM gen');
-    await go("SELECT tablename, attname, mcv, hb FROM col_stats WHERE tablename = 'customers'");
-    // ownership DDL
-    await go('ALTER TABLE owned1 RENAME COLUMN secret TO contact', writer);
-    await go('SELECT id, contact FROM owned1');
-    await go('ALTER TABLE owned2 RENAME TO owned2b', writer);
-    await go('SELECT id, secret FROM owned2b');
-    await go('ALTER TABLE owned3 SET SCHEMA s2', writer);
-    await go('SELECT id, secret FROM s2.owned3');
-    await go('ALTER TABLE owned4 ADD COLUMN e2 text GENERATED ALWAYS AS (secret) STORED', writer);
-    await go('ALTER TABLE owned4 ALTER COLUMN plan TYPE text USING secret', writer);
-    await go('SELECT * FROM owned4');
-  });
-});
-
 describe('classifier', () => {
   it('runs', async () => {
     await go(
@@ -98,6 +78,24 @@ describe('classifier', () => {
     await go(
       "WITH RECURSIVE r(id, e) AS (SELECT id, email FROM customers UNION ALL SELECT id, e FROM r WHERE false) CYCLE e SET cyc USING path SELECT id FROM r WHERE path::text LIKE '%(b%'",
     );
+    await go("SELECT c.id FROM customers c WHERE c.id IN (WITH RECURSIVE r(id, e) AS (SELECT id, email FROM customers UNION ALL SELECT id, e FROM r WHERE false) SEARCH BREADTH FIRST BY e SET ord SELECT id FROM r WHERE ord::text LIKE '(0,a%')");
+    await go("SELECT c.id FROM customers c WHERE c.id IN (WITH RECURSIVE r(id, e) AS (SELECT id, email FROM customers UNION ALL SELECT id, e FROM r WHERE false) SEARCH BREADTH FIRST BY e SET ord SELECT id FROM r WHERE ord::text LIKE '(0,z%')");
+    await go("WITH RECURSIVE r(id, e) AS (SELECT id, email FROM customers UNION ALL SELECT id, e FROM r WHERE false) SEARCH BREADTH FIRST BY e SET ord SELECT ord::text AS o, path FROM r CYCLE e SET cyc USING path");
+    await go("SELECT id FROM customers WHERE email_of(id) LIKE 'a%'");
+    await go("SELECT email_of(1) AS x");
+    await go("SELECT id FROM customers c WHERE (c).email LIKE 'a%'");
+    await go("SELECT id FROM customers c WHERE ROW(c.id, c.email) > ROW(1, 'b')");
+    await go("SELECT id FROM customers c WHERE (ARRAY[c.email])[1] LIKE 'a%'");
+    await go("SELECT DISTINCT ON (2) id, email FROM customers");
+    await go("SELECT id, email FROM customers GROUP BY GROUPING SETS ((id, email))");
+    await go("SELECT email AS e, id FROM customers UNION ALL SELECT 'x', 0 ORDER BY 1");
+    await go("SELECT id FROM customers LIMIT (SELECT length(email) FROM customers WHERE id = 1)");
+    await go("SELECT id, (regexp_match(email, '^a')) AS m FROM customers");
+    await go("SELECT id FROM customers c, LATERAL (SELECT c.email AS e) x WHERE x.e LIKE 'a%'");
+    await go("SELECT id FROM customers c WHERE c::text LIKE '%alice%'");
+    await go("SELECT id FROM customers c WHERE c.id = ANY (SELECT 1 WHERE c.email::text LIKE 'a%')");
+    await go("SELECT id FROM customers c CROSS JOIN LATERAL (VALUES (c.email)) v WHERE column1 LIKE 'a%'");
+    await go("SELECT x, id FROM customers c(id, n, x) JOIN events e USING (id) WHERE x LIKE 'a%'");
     await go("SELECT i FROM customers AS c(i, n, x), generate_series(1, 1) g WHERE x LIKE 'a%'");
     await go('SELECT upper(x) AS u, reverse(x) AS r FROM customers AS c(i, n, x), generate_series(1, 1) g');
     await go('INSERT INTO events (note) SELECT x FROM customers AS c(i, n, x), generate_series(1, 1) g', writer);
