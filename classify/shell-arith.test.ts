@@ -254,7 +254,6 @@ const LITERAL = [
   'echo $(( $# + $? ))',
   'mapfile -t lines',
   "cat <<'EOF'\n$[ x ] ${!x} $((x))\nEOF",
-  'cat <<EOF\n\\$[ x ]\nEOF',
   'ls \\\n  -l',
   'getopts ab opt',
   'export PATH=/usr/bin',

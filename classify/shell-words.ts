@@ -17,6 +17,11 @@ export interface Word {
   /** First and last source index of the word (for joining `\`-newline continuations). */
   start: number;
   end: number;
+  /**
+   * The parser's word holds an unquoted, unescaped blank or newline, which always ends a word in
+   * bash (`--since=today⏎\eval …` read as one argument ran eval): not a word bash sees.
+   */
+  broken?: true;
 }
 
 const EXPANSION_TYPES = new Set(['simple_expansion', 'expansion', 'command_substitution', 'process_substitution', 'arithmetic_expansion', 'brace_expression']);
@@ -164,6 +169,7 @@ export function wordOf(node: Node, assignmentValue = false): Word {
   const expanded = brace || tilde;
   const value = expanded ? mark(node.text) : ps.map((p) => (p.expansion ? mark(p.text) : p.quoted ? p.text : unescapeUnquoted(p.text))).join('');
   return {
+    ...(hasBareBlank(node) ? { broken: true as const } : {}),
     value,
     literal: !expanded && ps.every((p) => !p.expansion),
     // An unquoted expansion's value is globbed too (`cat $p` with p='.?/.?/etc/shadow').
@@ -176,4 +182,18 @@ export function wordOf(node: Node, assignmentValue = false): Word {
 /** A word made of plain text (for wrappers that rebuild words). */
 export function textWord(value: string): Word {
   return { value, literal: !value.includes(EXPANSION_MARK), glob: false, start: -1, end: -1 };
+}
+
+/** Whether an unquoted text leaf of the word holds a blank or newline no backslash escapes. */
+function hasBareBlank(node: Node): boolean {
+  if ((node.type === 'word' || node.type === 'number') && node.namedChildCount === 0) {
+    const t = node.text;
+    for (let i = 0; i < t.length; i++) {
+      if (t[i] === '\\') i++;
+      else if (t[i] === ' ' || t[i] === '\t' || t[i] === '\n') return true;
+    }
+    return false;
+  }
+  if (node.type === 'concatenation' || node.type === 'word') return node.namedChildren.some((c) => c !== null && hasBareBlank(c));
+  return false;
 }

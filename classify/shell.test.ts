@@ -229,6 +229,20 @@ const quoting: ShCase[] = [
   { cmd: 'ip -bat f', err: 'WRIT_SHELL_UNKNOWN' },
   { cmd: 'ip --batch f', err: 'WRIT_SHELL_UNKNOWN' },
   { cmd: 'ip -f inet addr', cmds: [['ip', '-f', 'inet', 'addr']] },
+  // tree-sitter reads this body as words hung on the redirection (one holding the newline): refused.
+  { cmd: 'cat <<EOF\n\\$[ x ]\nEOF', err: 'WRIT_SHELL_UNKNOWN' },
+  // Text the parser's scanner skips or glues: a newline then a backslash glued onto the word before
+  // (bash runs what follows as a command), a backslash-blank between two words, a `-` before `2>`.
+  { cmd: "journalctl --since=today\n\\eval 'touch M #.service'", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "date +%s\n\\eval '+;touch M'", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "cat '/var/log/x'\n\\id", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "sh -c 'uptime'\\ ';touch M'", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "awk 'BEGIN{}'\\ 'BEGIN{system(\"touch M\")}'", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "sed -n 'p;'\\ w/tmp/W /etc/hostname", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'grep -e - 2>/dev/null /etc/x', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'echo ] ]x', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'cat 2>/dev/null /etc/passwd', cmds: [['cat', '/etc/passwd']] },
+  { cmd: 'cat <<-EOF\n\t\tbody $x\n\tEOF', cmds: [['cat']] },
   // A home directory is only known when the command runs: an unquoted tilde-prefix is an expansion.
   { cmd: 'cat ~/.ssh/id_rsa', cmds: [['cat', X('~/.ssh/id_rsa')]] },
   { cmd: 'cat ~root/.ssh/id_rsa', cmds: [['cat', X('~root/.ssh/id_rsa')]] },

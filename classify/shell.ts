@@ -172,7 +172,14 @@ class ShellWalker {
   private static push(words: Word[], w: Word, src: string): void {
     const prev = words[words.length - 1];
     if (prev && prev.end >= 0 && w.start >= prev.end && (w.start === prev.end || /^(\\\n)+$/.test(src.slice(prev.end, w.start)))) {
-      words[words.length - 1] = { value: prev.value + w.value, literal: prev.literal && w.literal, glob: prev.glob || w.glob, start: prev.start, end: w.end };
+      words[words.length - 1] = {
+        value: prev.value + w.value,
+        literal: prev.literal && w.literal,
+        glob: prev.glob || w.glob,
+        start: prev.start,
+        end: w.end,
+        ...(prev.broken || w.broken ? { broken: true } : {}),
+      };
     } else words.push(w);
   }
 
@@ -219,6 +226,9 @@ class ShellWalker {
       } else nested.push(c);
     }
     for (const x of extra) ShellWalker.push(words, wordOf(x), f.src);
+    // A redirection after the command sits beside it in a redirected_statement (`grep -e - 2>/dev/null x`).
+    const span = node.parent?.type === 'redirected_statement' ? node.parent : node;
+    if (words.some((w) => w.broken) || skipsText(span, f.src)) unread.push('words the parser split otherwise than bash (a bare blank inside one, or text it skipped)');
     const own = stdinOf(node.childrenForFieldName('redirect').filter((r): r is Node => r !== null));
     const [first, risks] = [this.commands.length, this.opaque.length];
     this.opaque.push(...unread);
@@ -445,6 +455,30 @@ const SAFE_TZ = /^:?(?!.*\.\.)[A-Za-z0-9_+,.<>-]+(\/[A-Za-z0-9_+,.<>-]+)*$/;
 /** Colon-separated locale names, no path. */
 const SAFE_LANGUAGE = /^(?!.*\.\.)[A-Za-z0-9_.@:-]*$/;
 const SAFE_LOCALE = /^(C|POSIX|C\.(UTF-?8|utf-?8)|[A-Za-z]{2,3}(_[A-Za-z]{2})?\.(UTF-?8|utf-?8)(@[A-Za-z0-9]+)?)$/;
+
+/**
+ * Whether the parser left text of the command out of every token: between tokens bash allows
+ * blanks and `\`-newlines alone, so anything else there was skipped by the parser's scanner
+ * (`'uptime'\ ';touch M'` is one word to bash and two here; a `-` before `2>` went missing).
+ */
+function skipsText(node: Node, src: string): boolean {
+  let pos = node.startIndex;
+  const leaves: Node[] = [];
+  // A here-document's body is text, walked on its own: one token here.
+  const collect = (n: Node) => {
+    if (n.childCount === 0 || n.type === 'heredoc_body') leaves.push(n);
+    else for (const c of n.children) if (c) collect(c);
+  };
+  collect(node);
+  leaves.sort((a, b) => a.startIndex - b.startIndex);
+  for (const l of leaves) {
+    // The body and its end line start after the newline that ends the command's line (and `<<-`'s tabs).
+    const gap = l.type === 'heredoc_body' || l.type === 'heredoc_end' ? /^[ \t]*(\\\n)*\n?[\s]*$/ : /^([ \t]|\\\n)*$/;
+    if (l.startIndex > pos && !gap.test(src.slice(pos, l.startIndex))) return true;
+    pos = Math.max(pos, l.endIndex);
+  }
+  return false;
+}
 
 /** Node types of an argument word. */
 const ARG_TYPES = new Set([
