@@ -182,7 +182,9 @@ function unqualified(col: string, scope: Scope, withSources: boolean): ColumnFac
     // included. `LATERAL (VALUES (s.password)) v(x) … WHERE x LIKE 'h%'` is v's x, which is the
     // password, though secrets could as well have been the owner; "unknown" hid it.
     if (withSources) return [{ table: null, column: col }, ...candidates.flatMap((e) => (e.kind === 'table' ? [] : entryColumn(e, col, true)))];
-    return [{ table: null, column: col }];
+    // A derived source with an output of that name may be the owner: what that output reads counts
+    // too (`FROM customers AS c(i, n, x), generate_series(1, 1) g` … `upper(x)` is the e-mail).
+    return [{ table: null, column: col }, ...candidates.flatMap((e) => (e.kind === 'derived' && e.rel.outputs.some((o) => o.name === col) ? entryColumn(e, col, false) : []))];
   }
   return [{ table: null, column: col }];
 }

@@ -483,6 +483,15 @@ export class PgWalker {
         }
         const table = rangeVarName(body);
         if (!this.c.claimed.has(body)) this.c.tablesRead.add(table);
+        const renamed = names(obj(body.alias)?.colnames);
+        if (renamed.length) {
+          // `FROM customers AS c(i, n, x)` renames the table's columns by position, which only the
+          // catalog knows: each new name may be any column of the table (x was email), and the
+          // names past the list keep theirs (the star).
+          const any: ColumnFact[] = [{ table, column: '*' }];
+          scope.entries.push({ name: alias, kind: 'derived', rel: { outputs: renamed.map((name) => ({ name, origins: any, sources: any })), stars: [table] } });
+          return;
+        }
         scope.entries.push({ name: alias, kind: 'table', table });
         return;
       }

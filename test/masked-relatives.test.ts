@@ -149,3 +149,18 @@ describe('DDL that would take a masked column out of the rules', () => {
     expect([o.error?.code, o.error?.details?.sqlstate]).toEqual(['WRIT_EXEC_FAILED', '42501']);
   });
 });
+
+describe("a table's columns renamed by a column alias list (FROM secrets AS c(i, x))", () => {
+  it('masks what is computed from the renamed column, beside another FROM item', async () => {
+    const r = await rows('SELECT upper(x) AS u, reverse(x) AS r FROM secrets AS c(i, x), generate_series(1, 1) g');
+    expect(r.columns.map((c) => c.masked)).toEqual([true, true]);
+    expectNoSecret('alias list', r);
+  });
+
+  it('refuses a filter on it, and a copy of it', async () => {
+    const f = await reader.run({ target: 'db', sql: "SELECT i FROM secrets AS c(i, x), generate_series(1, 1) g WHERE x LIKE 'hunter2%'" });
+    expect(f.error?.code).toBe('WRIT_MASKED_FILTER');
+    const w = await writer.run({ target: 'db', sql: 'INSERT INTO events (note) SELECT x FROM secrets AS c(i, x), generate_series(1, 1) g' });
+    expect(w.error?.code).toBe('WRIT_MASKED_COPY');
+  });
+});
