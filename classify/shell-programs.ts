@@ -90,10 +90,12 @@ const LOADER = /^ld-linux.*\.so(\.\d+)*$|^ld(64)?\.so(\.\d+)*$/;
 
 /** Options of common programs that name a command they run (GNU getopt abbreviations included, as prefixes). */
 const COMMAND_OPTIONS: Readonly<Record<string, RegExp>> = {
-  tar: /^--(che|to|use|info|new-v|rsh|rmt)|^-[^-]*[IF]/,
-  sort: /^--com/,
-  git: /^-c$|^-c.|^--(config-env|exec-path|c$|co$|con$|conf)/,
-  man: /^--(pag|htm|bro)|^-[^-]*[PH]/,
+  // GNU getopt takes any unambiguous prefix: tar's --inf(o-script), --rs(h-command), --rm(t-command),
+  // --new-(volume-script); sort's --co(mpress-program); man's --ht(ml); git grep's -O/--op(en-files-in-pager).
+  tar: /^--(che|to|use|inf|new-|rs|rm)|^-[^-]*[IF]/,
+  sort: /^--co/,
+  git: /^-c$|^-c.|^--(config-env|exec-path|c$|co$|con$|conf|op)|^-O/,
+  man: /^--(pag|ht|bro)|^-[^-]*[PH]/,
   rsync: /^--(rsh|rsync-p)|^-[^-]*e/,
   zip: /^-[^-]*TT|^--un/,
   ssh: /^-[^-]*[oFS]/,

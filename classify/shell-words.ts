@@ -83,7 +83,8 @@ function decodeAnsiC(body: string): string {
       out += cp <= 0x10ffff ? String.fromCodePoint(cp) : '';
       i += m[0].length;
     } else if (n === 'c' && i + 2 < body.length) {
-      out += String.fromCharCode((body.charCodeAt(i + 2) & 0x1f) >>> 0);
+      // bash: `\c?` is DEL (0x7f); any other character is its control code.
+      out += body[i + 2] === '?' ? '\x7f' : String.fromCharCode((body.charCodeAt(i + 2) & 0x1f) >>> 0);
       i += 2;
     } else {
       out += `\\${n}`;

@@ -243,6 +243,14 @@ const quoting: ShCase[] = [
   { cmd: 'echo ] ]x', err: 'WRIT_SHELL_UNKNOWN' },
   { cmd: 'cat 2>/dev/null /etc/passwd', cmds: [['cat', '/etc/passwd']] },
   { cmd: 'cat <<-EOF\n\t\tbody $x\n\tEOF', cmds: [['cat']] },
+  // Option prefixes GNU getopt accepts, which run a program.
+  { cmd: 'sort -S 100k --co=./cp.sh x', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'tar --inf=./x.sh -cf a.tar b', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'tar --rs=./x.sh -cf h:a.tar b', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'man --ht=./x.sh ls', err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "git grep -O'touch ../M' hello", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: 'sort --check x', cmds: [['sort', '--check', 'x']] },
+  { cmd: "echo $'\\c?'", cmds: [['echo', '\x7f']] },
   // A home directory is only known when the command runs: an unquoted tilde-prefix is an expansion.
   { cmd: 'cat ~/.ssh/id_rsa', cmds: [['cat', X('~/.ssh/id_rsa')]] },
   { cmd: 'cat ~root/.ssh/id_rsa', cmds: [['cat', X('~root/.ssh/id_rsa')]] },
