@@ -425,9 +425,43 @@ export class PgWalker {
         if (u[0] === 'InsertStmt' || u[0] === 'UpdateStmt' || u[0] === 'DeleteStmt' || u[0] === 'MergeStmt') this.c.modifyingCte = true;
         this.visit(cte.ctequery, scope);
       }
+      const search = obj(cte.search_clause);
+      const cycle = obj(cte.cycle_clause);
+      if (search || cycle) rel = this.searchOrCycle(rel, search, cycle);
       scope.ctes.set(name, rel);
-      this.filtered([cte.search_clause, cte.cycle_clause], scope);
     }
+  }
+
+  /**
+   * `SEARCH … BY e SET ord` and `CYCLE e SET cyc USING path` order and compare the rows by the
+   * columns they name (as plain strings, which the walk does not read as references), and add
+   * columns that hold those values: a filter on `ord` (`WHERE ord::text LIKE '(0,alice@%'`) is one
+   * on the e-mail. The named outputs count as a filter, and as the sources of the added columns;
+   * a name the classifier cannot place (over a star) makes it every output.
+   */
+  private searchOrCycle(rel: Relation, search: Obj | undefined, cycle: Obj | undefined): Relation {
+    const s = obj(search?.CTESearchClause) ?? search;
+    const c = obj(cycle?.CTECycleClause) ?? cycle;
+    const every: ColumnFact[] = [...rel.outputs.flatMap((o) => [...o.origins, ...(o.sources ?? [])]), ...rel.stars.map((t) => ({ table: t, column: '*' }))];
+    const readOf = (cols: string[]): ColumnFact[] => {
+      const outs = cols.map((n) => rel.outputs.find((o) => o.name === n));
+      return outs.some((o) => o === undefined) ? every : outs.flatMap((o) => [...o!.origins, ...(o!.sources ?? [])]);
+    };
+    const searched = s ? readOf(names(s.search_col_list)) : [];
+    const cycled = c ? readOf(names(c.cycle_col_list)) : [];
+    const all: Resolved = { origins: [...searched, ...cycled], whole: [] };
+    this.filterDepth++;
+    try {
+      this.record(all);
+    } finally {
+      this.filterDepth--;
+    }
+    const extra = [
+      ...(s && str(s.search_seq_column) ? [{ name: str(s.search_seq_column)!, origins: searched, sources: searched }] : []),
+      ...(c && str(c.cycle_mark_column) ? [{ name: str(c.cycle_mark_column)!, origins: cycled, sources: cycled }] : []),
+      ...(c && str(c.cycle_path_column) ? [{ name: str(c.cycle_path_column)!, origins: cycled, sources: cycled }] : []),
+    ];
+    return { outputs: [...rel.outputs, ...extra], stars: rel.stars };
   }
 
   /**

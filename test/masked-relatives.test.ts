@@ -164,3 +164,23 @@ describe("a table's columns renamed by a column alias list (FROM secrets AS c(i,
     expect(w.error?.code).toBe('WRIT_MASKED_COPY');
   });
 });
+
+describe("a recursive CTE's SEARCH and CYCLE columns", () => {
+  it('refuses a filter on the columns they add or compare, which hold the masked values', async () => {
+    for (const sql of [
+      "WITH RECURSIVE r(e) AS (SELECT password FROM secrets WHERE id = 1 UNION ALL SELECT e FROM r WHERE false) SEARCH BREADTH FIRST BY e SET ord SELECT 1 AS one FROM r WHERE ord::text LIKE '(0,hunter2%'",
+      "WITH RECURSIVE r(e) AS (SELECT password FROM secrets WHERE id = 1 UNION ALL SELECT e FROM r WHERE false) CYCLE e SET cyc USING path SELECT 1 AS one FROM r WHERE path::text LIKE '%hunter2%'",
+      'WITH RECURSIVE r(e) AS (SELECT password FROM secrets WHERE id = 1 UNION ALL SELECT e FROM r WHERE false) SEARCH DEPTH FIRST BY e SET ord SELECT 1 AS one FROM r ORDER BY ord',
+    ]) {
+      const o = await reader.run({ target: 'db', sql });
+      expect(o.error?.code, sql).toBe('WRIT_MASKED_FILTER');
+    }
+  });
+
+  it('holds: SEARCH by a column that is not masked runs, and what comes back holds no masked value', async () => {
+    const r = await rows('WITH RECURSIVE r(i, e) AS (SELECT id, password FROM secrets UNION ALL SELECT i, e FROM r WHERE false) SEARCH DEPTH FIRST BY i SET ord SELECT i, ord, e FROM r');
+    expect(r.rows.length).toBe(1);
+    expect(r.columns.find((c) => c.name === 'e')?.masked).toBe(true);
+    expectNoSecret('search column', r);
+  });
+});
