@@ -17,6 +17,7 @@ import { readSecret, WritError, type AccessMode, type Config, type GrantClaims }
 import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type RowsOutput } from '../executor.ts';
 import { fetchLimits, runCursor, runOneShot, type CursorResult, type FetchLimits } from './cursor.ts';
 import { OriginResolver } from './origins.ts';
+import { LARGE_OBJECT_FUNCTION, VALUE_FUNCTIONS, valueCatalog } from './catalogs.ts';
 import { PARSER_SETTINGS, Session } from './session.ts';
 import { assertBeforeDeadline, batchFailure, opaqueReason, refuseMaskedCopies, refuseMaskedFilters, RowLimit, sourcesOf, timeLimitMs, uncountable, writesRows as writes } from '../sql-common.ts';
 
@@ -327,11 +328,12 @@ export class PostgresExecutor implements Executor {
     const fields = await t.origins.resolve(r.fields);
     if (fields.some((f) => f.origin === null)) {
       const sources = await this.#sources(t, drawn);
-      const opaque = drawn.map(opaqueReason).find((x) => x !== undefined);
+      // A computed field over a view that calls an unknown function (or reads a value catalogue) is as opaque as the call.
+      const opaque = drawn.map(opaqueReason).find((x) => x !== undefined) ?? (await t.origins.opaqueViews(readBy(drawn)))[0]?.replace(/^/, 'opaque:view ');
       for (const f of fields) {
         if (f.origin !== null) continue;
         f.sources = sources;
-        if (opaque) f.opaque = opaque;
+        if (opaque) f.opaque ??= opaque;
       }
     }
     return { type: 'rows', fields, rows: r.rows, rowCount: r.rowCount, truncated: r.truncated, command: r.command ?? st.kind.toUpperCase(), notices };
@@ -357,6 +359,7 @@ export class PostgresExecutor implements Executor {
     let opaque = facts.some((st) => opaqueReason(st) !== undefined);
     try {
       sources = await this.#sources(t, facts, true);
+      opaque ||= (await t.origins.opaqueViews(readBy(facts))).length > 0;
     } catch {
       opaque = true; // what the batch touched is unknown
     }
@@ -374,40 +377,6 @@ export class PostgresExecutor implements Executor {
     for (const p of this.#resolverPools) await p.end();
   }
 }
-
-/**
- * Catalogue relations that hand back data values or other sessions' statements, whatever the
- * grant masks: column statistics (most common values, histogram bounds: after ANALYZE, which
- * autovacuum runs, pg_stats returned every e-mail of a masked column in the clear), extended
- * statistics, the statement texts (literals included) of other sessions of the mode's one database
- * user, the pooled session's prepared statements and cursors, large objects, and the
- * user-mapping and subscription options (passwords). Matched by relation name in any schema
- * (pg_stat_statements lives where its extension was created).
- */
-const VALUE_CATALOGS = new Set([
-  'pg_stats',
-  'pg_stats_ext',
-  'pg_stats_ext_exprs',
-  'pg_statistic',
-  'pg_statistic_ext',
-  'pg_statistic_ext_data',
-  'pg_stat_activity',
-  'pg_stat_statements',
-  'pg_stat_statements_info',
-  'pg_prepared_statements',
-  'pg_cursors',
-  'pg_largeobject',
-  'pg_user_mappings',
-  'pg_user_mapping',
-  'pg_subscription',
-  'pg_stat_subscription',
-  'pg_stat_wal_receiver',
-]);
-const valueCatalog = (table: string) => VALUE_CATALOGS.has(table.slice(table.lastIndexOf('.') + 1));
-/** lo_import, lo_from_bytea, lo_get, lowrite, … (server-side large object functions). */
-const LARGE_OBJECT_FUNCTION = /^(lo_|lo$|loread$|lowrite$)/;
-/** The functions behind some of them, callable in FROM (`SELECT * FROM pg_stat_statements(true)`). */
-const VALUE_FUNCTIONS = new Set(['pg_stat_statements', 'pg_stat_statements_info', 'pg_stat_get_activity', 'pg_stat_get_backend_activity', 'pg_mcv_list_items', 'pg_cursor', 'pg_prepared_statement']);
 
 /** Refusals before anything runs: what would let the batch escape the worker's transaction or limits. */
 function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void {
@@ -543,4 +512,9 @@ async function refuseHiddenCalls(origins: OriginResolver, statements: readonly S
       throw new WritError('WRIT_SQL_UNKNOWN', `${c.table} has no column ${JSON.stringify(c.column)}: PostgreSQL would call a function of that name on the whole row; nothing ran`);
     }
   }
+}
+
+/** Every relation the statements read. */
+function readBy(facts: readonly SqlStatementFacts[]): string[] {
+  return [...new Set(facts.flatMap((st) => st.tablesRead))];
 }

@@ -14,9 +14,15 @@
  * - A partition or inheritance child holds its parent's rows under its own name (and a parent its
  *   children's): a column is also each relative's column of the same name, so a rule written on
  *   either covers both.
+ * - A view that calls a function the classifier does not know to read no relation (one an operator
+ *   wrote: `email_of(id)` reads customers.email; `query_to_xml`), or reads a catalogue that hands
+ *   back data values (`pg_stats`), draws on what the catalogue does not show: it is opaque, its
+ *   columns are masked whole and a filter or copy of it is refused, as for such a call in SQL.
  */
 import type pg from 'pg';
+import { isKnownSafePg } from '../../classify/index.ts';
 import type { FieldInfo } from '../executor.ts';
+import { valueCatalog } from './catalogs.ts';
 
 interface TableInfo {
   table: string;
@@ -26,9 +32,12 @@ interface TableInfo {
   baseColumns?: string[];
   /** Partition and inheritance ancestors and descendants (schema.table). */
   relatives?: string[];
+  /** For views: why what it draws on cannot be traced (an unknown function, a value catalogue), transitively. */
+  opaque?: string;
 }
 
 const MAX_VIEW_DEPTH = 16;
+const SYSTEM_SCHEMA = /^(pg_catalog|information_schema)\./;
 
 export class OriginResolver {
   readonly #pool: pg.Pool;
@@ -55,6 +64,7 @@ export class OriginResolver {
       const t = this.#tables.get(f.tableID);
       // An OID we cannot name is still a table column: the masking engine fails closed on it.
       if (!t) return { name: f.name, origin: { table: `oid:${f.tableID}`, column: String(f.columnID) } };
+      if (t.opaque) return { name: f.name, origin: null, opaque: t.opaque };
       const cols = [...t.columns.values()];
       const info: FieldInfo =
         f.columnID === 0
@@ -100,6 +110,12 @@ export class OriginResolver {
     return [...out];
   }
 
+  /** The named relations that are views whose base columns cannot be traced (see the header). */
+  async opaqueViews(tables: readonly string[]): Promise<string[]> {
+    await this.columnsOf(tables);
+    return tables.filter((name) => this.#tables.get(this.#byName.get(name) ?? -1)?.opaque !== undefined);
+  }
+
   /** The base columns of those of the named relations that are views; empty for tables. */
   async viewBaseColumns(tables: readonly string[]): Promise<string[]> {
     await this.columnsOf(tables);
@@ -133,13 +149,19 @@ export class OriginResolver {
     if (t.baseColumns && depth > 0) return t.baseColumns;
     const deps = this.#viewDeps.get(oid) ?? [];
     const whole = this.#wholeRowViews.has(oid);
+    const fn = this.#viewCalls.get(oid);
+    // PostgreSQL's own views (pg_settings, information_schema) call its catalogue functions by design;
+    // a user's view over a value catalogue among them is caught by that catalogue's name below.
+    if (fn && !SYSTEM_SCHEMA.test(t.table)) t.opaque ??= `opaque:view ${t.table} calls ${fn}`;
     const out = new Set<string>();
     for (const d of deps) {
       const bt = this.#tables.get(d.oid);
       if (!bt) continue;
+      if (valueCatalog(bt.table)) t.opaque ??= `opaque:view ${t.table} reads ${bt.table}`;
       if ((bt.kind === 'v' || bt.kind === 'm') && depth < MAX_VIEW_DEPTH) {
         // A view read by column or whole: all it draws on (the catalogue does not say which of its columns).
         for (const c of this.#baseColumnsOf(d.oid, depth + 1)) out.add(c);
+        if (bt.opaque) t.opaque ??= bt.opaque;
       } else if (whole) {
         for (const c of this.#baseColumnsOf(d.oid, depth + 1)) out.add(c);
       } else if (d.attnum > 0) {
@@ -157,6 +179,8 @@ export class OriginResolver {
   readonly #viewDeps = new Map<number, Array<{ oid: number; attnum: number }>>();
   /** Views whose rewrite rule holds a whole-row reference. */
   readonly #wholeRowViews = new Set<number>();
+  /** Views whose rewrite rule calls a function not known to read no relation: its name. */
+  readonly #viewCalls = new Map<number, string>();
 
   async #load(oids: number[]): Promise<{ views: number[]; referenced: number[] }> {
     // One round trip: each relation, its columns and, only for one that has any, its partition
@@ -199,6 +223,19 @@ export class OriginResolver {
           WHERE r.ev_class = ANY($1::oid[]) AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class`,
         [views],
       );
+      // Every function the rule calls (also through an operator, an aggregate or a window), by OID
+      // in its stored tree: built-ins are not in pg_depend, and query_to_xml reads what a string names.
+      const calls = await this.#pool.query<{ view: number; nspname: string; proname: string }>(
+        `SELECT r.ev_class::int AS view, n.nspname, p.proname
+           FROM pg_rewrite r
+           CROSS JOIN LATERAL (SELECT DISTINCT m[1]::oid AS fn FROM regexp_matches(r.ev_action::text, ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m) f
+           JOIN pg_proc p ON p.oid = f.fn JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE r.ev_class = ANY($1::oid[])`,
+        [views],
+      );
+      for (const c of calls.rows) {
+        if ((c.nspname !== 'pg_catalog' || !isKnownSafePg(c.proname)) && !this.#viewCalls.has(c.view)) this.#viewCalls.set(c.view, `${c.nspname}.${c.proname}`);
+      }
       for (const row of d.rows) {
         if (row.whole) this.#wholeRowViews.add(row.view);
         const list = this.#viewDeps.get(row.view) ?? [];
