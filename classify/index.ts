@@ -9,7 +9,7 @@ export type * from './types.ts';
 export { EXPANSION_MARK, SQL_KINDS } from './types.ts';
 export { initClassifiers } from './runtime.ts';
 export { classifySql, splitSql } from './sql-pg.ts';
-export { isKnownSafePg } from './pg-catalog.ts';
+export { isKnownSafePg, isOpaquePg } from './pg-catalog.ts';
 export { classifyMysql, splitMysql } from './sql-mysql.ts';
 export { classifyShell } from './shell.ts';
 export { quoteShellArg, quoteShellArgs } from './shell-quote.ts';

@@ -24,6 +24,8 @@ export class Collector {
   /** Columns and whole-row tables read where their value is not a result field (SqlStatementFacts.filterColumns). */
   readonly filterColumns = new Map<string, ColumnFact>();
   readonly filterWholeRow = new Set<string>();
+  /** Functions called in such a position (SqlStatementFacts.filterFunctions). */
+  readonly filterFunctions = new Set<string>();
   /** Columns and whole-row tables that only a RETURNING list reads (keys as in `columns`). */
   readonly returningOnly = { columns: new Map<string, ColumnFact>(), wholeRow: new Set<string>() };
   /** RangeVar bodies a statement handler already attributed (as write targets), so the walk does not count them as reads. */
@@ -202,6 +204,7 @@ export class PgWalker {
     // EXTRACT, SUBSTRING, OVERLAY... come back as pg_catalog.x although not written so.
     if (f.funcformat === 'COERCE_SQL_SYNTAX' && parts[0] === 'pg_catalog' && parts.length > 1) parts = parts.slice(1);
     if (parts.length) this.c.functions.add(parts.join('.'));
+    if (parts.length && (this.filterDepth > 0 || this.unknownPosition)) this.c.filterFunctions.add(parts.join('.'));
     // A set-returning function's arguments decide how many rows come back (generate_series(1, ascii(email))):
     // a row-count oracle, so they are a filter position wherever the call stands.
     if (parts.length && mayReturnSetPg(parts.join('.'))) this.filtered(f.args, scope);

@@ -70,6 +70,7 @@ function toFacts(info: StmtInfo, c: Collector, text: string): SqlStatementFacts 
     wholeRowTables: [...c.wholeRow],
     filterColumns: [...c.filterColumns.values()],
     filterWholeRowTables: [...c.filterWholeRow],
+    ...(c.filterFunctions.size > 0 ? { filterFunctions: [...c.filterFunctions] } : {}),
     functions,
     dangerousFunctions,
     unknownFunctions,

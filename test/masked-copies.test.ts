@@ -35,7 +35,7 @@ rules:
   - id: analysts-read
     effect: allow
     mode: read
-    match: { principal: { groups: [analysts] }, sql: { functions: ["*", remember] } }
+    match: { principal: { groups: [analysts] }, sql: { functions: ["*", remember, pw_of] } }
   - id: ops-write
     effect: allow
     mode: write
@@ -61,7 +61,9 @@ rules:
       INSERT INTO secrets VALUES (1, 'hunter2 topsecretpw'), (2, 'Qz7xKpLw');
       CREATE TABLE scratch (id int, note text);
       -- A user function that keeps its argument in the session (a named, "unknown" function).
-      CREATE FUNCTION remember(v text) RETURNS text LANGUAGE sql AS $$ SELECT set_config('writ.kept', v, false) $$;`,
+      CREATE FUNCTION remember(v text) RETURNS text LANGUAGE sql AS $$ SELECT set_config('writ.kept', v, false) $$;
+      -- An operator's function that reads the masked column itself.
+      CREATE FUNCTION pw_of(i int) RETURNS text LANGUAGE sql STABLE AS $$ SELECT password FROM secrets WHERE id = i $$;`,
     config: { policyFile },
   });
   const rw = s.db.roles.write.user;
@@ -226,5 +228,26 @@ describe('masked values are not copied through storage by a write grant', () => 
     expect(del.error, JSON.stringify(del.error)).toBeUndefined();
     expect(del.result!.columns.map((c) => c.masked)).toEqual([false, true]);
     expectNoSecrets(del);
+  });
+});
+
+describe('a named function whose output cannot be traced, in a filter', () => {
+  it('refuses the statement when it filters anywhere (a yes or no per row on the masked value)', async () => {
+    for (const sql of [
+      "SELECT id FROM secrets WHERE pw_of(id) LIKE 'h%'",
+      "SELECT 1 AS one WHERE pw_of(1) LIKE 'h%'",
+      "WITH x AS (SELECT pw_of(id) AS p FROM secrets) SELECT 1 AS one FROM x WHERE p LIKE 'h%'",
+      'SELECT id FROM secrets ORDER BY pw_of(id)',
+    ]) {
+      const o = await analyst.run({ target: 'db', sql });
+      expect(o.error?.code, sql).toBe('WRIT_MASKED_FILTER');
+    }
+  });
+
+  it('holds: its output alone comes back masked', async () => {
+    const o = await analyst.run({ target: 'db', sql: 'SELECT pw_of(1) AS p' });
+    expect(o.error, JSON.stringify(o.error)).toBeUndefined();
+    expect(o.result!.columns[0]).toMatchObject({ name: 'p', masked: true });
+    expectNoSecrets(o);
   });
 });

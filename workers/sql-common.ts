@@ -4,7 +4,7 @@
  * cannot be traced, which writes have row counts the server does not report, and the row-limit
  * signal a batch throws before its rollback. Pure, except for the catalogue the caller passes.
  */
-import type { SqlStatementFacts } from '../classify/index.ts';
+import { isOpaquePg, type SqlStatementFacts } from '../classify/index.ts';
 import { columnStrategy, MaskingSpecSchema, sensitiveColumns, type MaskingSpec } from '../masking/index.ts';
 import { WritError, type AccessMode } from '../schemas/index.ts';
 
@@ -288,6 +288,15 @@ export async function refuseMaskedFilters(cat: ColumnCatalogue, facts: readonly 
         `the ${dialect === 'mysql' ? 'MySQL' : 'PostgreSQL'} classifier cannot say where ${where}uses the columns it reads, so it may filter on a masked column; nothing ran`,
         { details: { statement: i + 1 } },
       );
+    }
+    // A function whose output cannot be traced (one the classifier does not know: an operator's
+    // `email_of(id)` reads customers.email) may hand a masked value to any filter of the statement
+    // (`WHERE email_of(id) LIKE 'a%'` answered yes or no per row), also through a subquery's output.
+    const untraced = dialect === 'postgres' ? st.functions.find(isOpaquePg) : undefined;
+    if (untraced && spec.trustComputed !== true && (st.filterColumns.length > 0 || st.filterWholeRowTables.length > 0 || (st.filterFunctions?.length ?? 0) > 0)) {
+      throw new WritError('WRIT_MASKED_FILTER', `${where}filters, joins, groups or sorts while calling ${untraced}, whose output the worker cannot trace, so it may use a masked column; nothing ran`, {
+        details: { statement: i + 1 },
+      });
     }
     if (st.filterColumns.length === 0 && st.filterWholeRowTables.length === 0) continue;
     const filtered: SqlStatementFacts = { ...st, columns: st.filterColumns, wholeRowTables: st.filterWholeRowTables, tablesRead: st.tablesRead };
