@@ -18,6 +18,7 @@ let writer: WritClient;
 const PASSWORD = 'hunter2 Qz7xKpLw';
 const PARENT_SECRET = 'Vb9yRtMn parent-rule';
 const CHILD_SECRET = 'Kp3wHs8d child-rule';
+const GEN_SECRET = 'Gq5Tz generated-from';
 
 beforeAll(async () => {
   s = await startStack({
@@ -41,6 +42,8 @@ beforeAll(async () => {
       INSERT INTO many SELECT g, '${PASSWORD}' FROM generate_series(1, 50) g;
       ANALYZE many;
       CREATE VIEW col_stats AS SELECT tablename, attname, histogram_bounds::text AS hb, most_common_vals::text AS mcv FROM pg_stats WHERE schemaname = 'public';
+      CREATE TABLE gen (id int, secret text, secret_norm text GENERATED ALWAYS AS (lower(secret)) STORED);
+      INSERT INTO gen (id, secret) VALUES (1, '${GEN_SECRET}');
       CREATE TABLE base (id int, secret text);
       CREATE TABLE kid (extra int) INHERITS (base);
       INSERT INTO kid VALUES (1, '${CHILD_SECRET}', 5);`,
@@ -51,7 +54,10 @@ beforeAll(async () => {
           { id: 'dba-write', effect: 'allow', groups: ['dba'], targets: ['db'], mode: 'write' },
         ],
         // The parent's rule must cover its partition; the child's rule must cover the parent that shows its rows.
-        masking: { columns: [{ column: 'public.secrets.password' }, { column: 'public.many.password' }, { column: 'public.people.secret' }, { column: 'public.kid.secret' }], detectors: [] },
+        masking: {
+          columns: [{ column: 'public.secrets.password' }, { column: 'public.many.password' }, { column: 'public.gen.secret' }, { column: 'public.people.secret' }, { column: 'public.kid.secret' }],
+          detectors: [],
+        },
       },
     },
   });
@@ -62,7 +68,7 @@ afterAll(async () => {
   await s?.stop();
 });
 
-const SECRETS = [PASSWORD, 'hunter2', PARENT_SECRET, CHILD_SECRET, [...'hunter2'].reverse().join(''), 'HUNTER2'];
+const SECRETS = [PASSWORD, 'hunter2', PARENT_SECRET, CHILD_SECRET, GEN_SECRET.toLowerCase(), [...'hunter2'].reverse().join(''), 'HUNTER2'];
 function expectNoSecret(what: string, value: unknown): void {
   const text = JSON.stringify(value);
   for (const secret of SECRETS) expect(text, what).not.toContain(secret);
@@ -212,5 +218,18 @@ describe('a view over a function the catalogue cannot see into, or over column s
     expect((await reader.run({ target: 'db', sql: "SELECT id FROM pw_fn WHERE p LIKE 'hunter2%'" })).error?.code).toBe('WRIT_MASKED_FILTER');
     expect((await reader.run({ target: 'db', sql: "SELECT attname FROM col_stats WHERE hb LIKE '%hunter2%'" })).error?.code).toBe('WRIT_MASKED_FILTER');
     expect((await writer.run({ target: 'db', sql: 'INSERT INTO events (note) SELECT p FROM pw_fn' })).error?.code).toBe('WRIT_MASKED_COPY');
+  });
+});
+
+describe('a generated column computed from a masked one', () => {
+  it('is masked, and a filter on it or a copy of it is refused', async () => {
+    const r = await rows('SELECT id, secret_norm FROM gen');
+    expect(r.columns.map((c) => [c.name, c.masked])).toEqual([
+      ['id', false],
+      ['secret_norm', true],
+    ]);
+    expectNoSecret('generated', r);
+    expect((await reader.run({ target: 'db', sql: "SELECT id FROM gen WHERE secret_norm LIKE 'gq5%'" })).error?.code).toBe('WRIT_MASKED_FILTER');
+    expect((await writer.run({ target: 'db', sql: 'INSERT INTO events (note) SELECT secret_norm FROM gen' })).error?.code).toBe('WRIT_MASKED_COPY');
   });
 });

@@ -34,6 +34,8 @@ interface TableInfo {
   relatives?: string[];
   /** For views: why what it draws on cannot be traced (an unknown function, a value catalogue), transitively. */
   opaque?: string;
+  /** Generated columns (GENERATED ALWAYS AS …): the columns of the table each is computed from. */
+  generated?: Map<string, string[]>;
 }
 
 const MAX_VIEW_DEPTH = 16;
@@ -71,7 +73,11 @@ export class OriginResolver {
           ? { name: f.name, origin: { table: t.table, column: '*' }, wholeRow: true, tableColumns: cols }
           : { name: f.name, origin: { table: t.table, column: t.columns.get(f.columnID) ?? String(f.columnID) } };
       if (t.baseColumns) info.viewSources = t.baseColumns;
-      else if (t.relatives) info.viewSources = relativeColumns(t, f.columnID === 0 ? cols : [info.origin!.column]);
+      else if (t.relatives || t.generated) {
+        const named = f.columnID === 0 ? cols : [info.origin!.column];
+        const from = [...named, ...named.flatMap((c) => t.generated?.get(c) ?? [])];
+        info.viewSources = [...from.map((c) => `${t.table}.${c}`), ...relativeColumns(t, from)];
+      }
       return info;
     });
   }
@@ -105,7 +111,10 @@ export class OriginResolver {
     for (const c of columns) {
       const at = c.lastIndexOf('.');
       const t = this.#tables.get(this.#byName.get(c.slice(0, at)) ?? -1);
-      if (t?.relatives) for (const r of relativeColumns(t, [c.slice(at + 1)])) out.add(r);
+      // A generated column holds what it is computed from (email_norm = lower(email)).
+      const from = [c.slice(at + 1), ...(t?.generated?.get(c.slice(at + 1)) ?? [])];
+      for (const g of from.slice(1)) out.add(`${t!.table}.${g}`);
+      if (t?.relatives) for (const r of relativeColumns(t, from)) out.add(r);
     }
     return [...out];
   }
@@ -185,7 +194,16 @@ export class OriginResolver {
   async #load(oids: number[]): Promise<{ views: number[]; referenced: number[] }> {
     // One round trip: each relation, its columns and, only for one that has any, its partition
     // or inheritance relatives up and down.
-    const r = await this.#pool.query<{ oid: number; nspname: string; relname: string; relkind: string; attnum: number | null; attname: string | null; relatives: string[] | null }>(
+    const r = await this.#pool.query<{
+      oid: number;
+      nspname: string;
+      relname: string;
+      relkind: string;
+      attnum: number | null;
+      attname: string | null;
+      relatives: string[] | null;
+      generated_from: string[] | null;
+    }>(
       `WITH rels AS (
          SELECT c.oid, n.nspname, c.relname, c.relkind,
                 CASE WHEN c.relhassubclass OR c.relispartition OR EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid) THEN (
@@ -197,7 +215,13 @@ export class OriginResolver {
                    WHERE x.rel <> c.oid) END AS relatives
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.oid = ANY($1::oid[]))
-       SELECT r.oid::int AS oid, r.nspname, r.relname, r.relkind::text AS relkind, a.attnum::int AS attnum, a.attname, r.relatives
+       SELECT r.oid::int AS oid, r.nspname, r.relname, r.relkind::text AS relkind, a.attnum::int AS attnum, a.attname, r.relatives,
+              CASE WHEN a.attgenerated <> '' THEN (
+                SELECT array_agg(ra.attname::text) FROM pg_attrdef ad
+                  JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                  JOIN pg_attribute ra ON ra.attrelid = d.refobjid AND ra.attnum = d.refobjsubid
+                 WHERE ad.adrelid = r.oid AND ad.adnum = a.attnum AND d.refclassid = 'pg_class'::regclass
+                   AND d.refobjid = r.oid AND d.refobjsubid > 0 AND d.refobjsubid <> a.attnum) END AS generated_from
          FROM rels r LEFT JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped`,
       [oids],
     );
@@ -210,7 +234,10 @@ export class OriginResolver {
         this.#byName.set(t.table, row.oid);
         if (row.relkind === 'v' || row.relkind === 'm') views.push(row.oid);
       }
-      if (row.attnum !== null && row.attname !== null) t.columns.set(row.attnum, row.attname);
+      if (row.attnum !== null && row.attname !== null) {
+        t.columns.set(row.attnum, row.attname);
+        if (row.generated_from?.length) (t.generated ??= new Map()).set(row.attname, row.generated_from);
+      }
     }
     const referenced: number[] = [];
     if (views.length > 0) {
