@@ -16,7 +16,7 @@ export interface ColumnCatalogue {
   viewBaseColumns(tables: readonly string[]): Promise<string[]>;
   /** Views among the named relations whose base columns cannot be known (MySQL: definition unreadable). */
   opaqueViews?(tables: readonly string[]): Promise<string[]>;
-  /** The columns with each partition or inheritance relative's column of the same name (PostgreSQL). */
+  /** The columns with what each also is: partition or inheritance relatives' columns, a generated column's inputs (PostgreSQL). */
   withRelatives?(columns: readonly string[]): Promise<string[]>;
 }
 
@@ -52,7 +52,7 @@ export async function sourcesOf(cat: ColumnCatalogue, facts: readonly SqlStateme
   for (const c of await cat.columnsOf([...whole])) out.add(c);
   // A computed field over a view draws on the view's base columns.
   for (const c of await cat.viewBaseColumns([...read])) out.add(c);
-  // A partition's column is its parent's too, and the other way round: a rule on either covers both.
+  // A partition's column is its parent's too (and the other way round), and a generated column holds its inputs.
   return cat.withRelatives ? cat.withRelatives([...out]) : [...out];
 }
 

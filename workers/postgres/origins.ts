@@ -7,7 +7,7 @@
  * any of those is sensitive (conservative: the catalog does not say which view column
  * comes from which base column).
  *
- * Two things the catalogue does not show by column are made conservative here:
+ * What the catalogue does not show by column is made conservative here:
  * - A view whose rewrite rule holds a whole-row reference (`c::text`, `row_to_json(c)`,
  *   `to_jsonb(c)`) records a dependency on at most the table as a whole, or none at all beside a
  *   column it also names: such a view draws on every column of every relation it reads.
@@ -18,6 +18,7 @@
  *   wrote: `email_of(id)` reads customers.email; `query_to_xml`), or reads a catalogue that hands
  *   back data values (`pg_stats`), draws on what the catalogue does not show: it is opaque, its
  *   columns are masked whole and a filter or copy of it is refused, as for such a call in SQL.
+ * - A generated column (`GENERATED ALWAYS AS (lower(email))`) holds what it is computed from.
  */
 import type pg from 'pg';
 import { isKnownSafePg } from '../../classify/index.ts';
@@ -103,7 +104,10 @@ export class OriginResolver {
     return out;
   }
 
-  /** `columns` (schema.table.column) with each partition or inheritance relative's column of the same name. */
+  /**
+   * `columns` (schema.table.column) with what each also is: each partition or inheritance
+   * relative's column of the same name, and for a generated column the columns it is computed from.
+   */
   async withRelatives(columns: readonly string[]): Promise<string[]> {
     const tables = [...new Set(columns.map((c) => c.slice(0, c.lastIndexOf('.'))))];
     await this.columnsOf(tables);
