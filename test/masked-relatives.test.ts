@@ -44,6 +44,8 @@ beforeAll(async () => {
       CREATE VIEW col_stats AS SELECT tablename, attname, histogram_bounds::text AS hb, most_common_vals::text AS mcv FROM pg_stats WHERE schemaname = 'public';
       CREATE TABLE gen (id int, secret text, secret_norm text GENERATED ALWAYS AS (lower(secret)) STORED);
       INSERT INTO gen (id, secret) VALUES (1, '${GEN_SECRET}');
+      CREATE VIEW gen_v AS SELECT id, secret_norm AS n FROM gen;
+      CREATE VIEW gen_vv AS SELECT * FROM gen_v;
       CREATE TABLE base (id int, secret text);
       CREATE TABLE kid (extra int) INHERITS (base);
       INSERT INTO kid VALUES (1, '${CHILD_SECRET}', 5);`,
@@ -231,5 +233,15 @@ describe('a generated column computed from a masked one', () => {
     expectNoSecret('generated', r);
     expect((await reader.run({ target: 'db', sql: "SELECT id FROM gen WHERE secret_norm LIKE 'gq5%'" })).error?.code).toBe('WRIT_MASKED_FILTER');
     expect((await writer.run({ target: 'db', sql: 'INSERT INTO events (note) SELECT secret_norm FROM gen' })).error?.code).toBe('WRIT_MASKED_COPY');
+  });
+
+  it('is masked behind a view, and behind a view over that view (the view depends on the generated column alone)', async () => {
+    for (const sql of ['SELECT id, n FROM gen_v', 'SELECT * FROM gen_vv', 'SELECT upper(n) AS u FROM gen_v']) {
+      const r = await rows(sql);
+      expect(r.rows.length, sql).toBe(1);
+      expect(r.columns.some((c) => c.masked)).toBe(true);
+      expectNoSecret(sql, r);
+    }
+    expect((await reader.run({ target: 'db', sql: "SELECT id FROM gen_v WHERE n LIKE 'gq5%'" })).error?.code).toBe('WRIT_MASKED_FILTER');
   });
 });

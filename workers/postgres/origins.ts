@@ -180,8 +180,10 @@ export class OriginResolver {
       } else if (d.attnum > 0) {
         const col = bt.columns.get(d.attnum);
         if (col) {
-          out.add(`${bt.table}.${col}`);
-          if (bt.relatives) for (const r of relativeColumns(bt, [col])) out.add(r);
+          // A generated column holds what it is computed from: a view over email_norm shows lower(email).
+          const from = [col, ...(bt.generated?.get(col) ?? [])];
+          for (const c of from) out.add(`${bt.table}.${c}`);
+          if (bt.relatives) for (const r of relativeColumns(bt, from)) out.add(r);
         }
       }
     }
