@@ -28,6 +28,8 @@ export interface FilterReads {
   unknown: boolean;
   /** A user variable (`@x`) stands in a filter position: it may hold what an earlier statement of the batch read. */
   variables: boolean;
+  /** Functions called in a filter position, as written (lower case): a stored one may read a masked column there. */
+  functions: string[];
 }
 
 /** Keys of a SELECT whose expressions are output positions; every other key of it is a filter position. */
@@ -41,9 +43,24 @@ function columnName(o: Obj): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+/** A function call's name as written, lower case (schema-qualified when it is); EXISTS (subquery) is none. */
+export function functionName(o: Obj): string | undefined {
+  if (o.type === 'function') {
+    const name = obj(o.name);
+    const parts = (Array.isArray(name?.name) ? name.name : []).map((p) => {
+      const v = obj(p)?.value;
+      return typeof v === 'string' ? v : '?';
+    });
+    const schema = obj(name?.schema)?.value;
+    const full = [...(typeof schema === 'string' ? [schema] : []), ...parts].join('.').toLowerCase();
+    return full && full !== 'exists' ? full : undefined;
+  }
+  return o.type === 'aggr_func' && typeof o.name === 'string' ? o.name.toLowerCase() : undefined;
+}
+
 /** The filter reads of a statement's tree. */
 export function filterOf(ast: unknown, resolve: Resolve): FilterReads {
-  const out: FilterReads = { columns: [], unknown: false, variables: false };
+  const out: FilterReads = { columns: [], unknown: false, variables: false, functions: [] };
   // CTEs by name (WITH at the top or of any SELECT; a name shadows nothing here, being a lookup aid).
   const ctes = new Map<string, Obj>();
   /** A CTE's column list (`WITH t(a, b) AS …`): its columns by position, whatever its SELECT names them. */
@@ -122,6 +139,8 @@ export function filterOf(ast: unknown, resolve: Resolve): FilterReads {
     // A nested SELECT resolves its names against its own FROM.
     if (String(o.type ?? '').toLowerCase() === 'select') scope = scopeOf(o);
     if (o.type === 'var') out.variables = true;
+    const fn = functionName(o);
+    if (fn !== undefined && !out.functions.includes(fn)) out.functions.push(fn);
     const col = o.type === 'column_ref' ? columnName(o) : undefined;
     if (col !== undefined) {
       const q = typeof o.table === 'string' ? o.table.toLowerCase() : null;

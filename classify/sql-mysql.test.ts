@@ -288,3 +288,19 @@ describe('filterColumns: masked-column reads the worker cannot mask (filters, or
     },
   );
 });
+
+describe('filterFunctions: functions called in a filter position', () => {
+  const fns = (sql: string) => classifyMysql(sql, 'shop').statements.flatMap((s) => s.filterFunctions ?? []);
+  it.each([
+    ["SELECT 1 FROM DUAL WHERE email_of(1) LIKE 'a%'", 'shop.email_of'],
+    ['SELECT id FROM customers ORDER BY email_of(id)', 'shop.email_of'],
+    ["SELECT id FROM (SELECT id, email_of(id) AS e FROM customers) d WHERE d.e LIKE 'a%'", 'shop.email_of'],
+    ["SELECT id FROM customers WHERE id IN (SELECT id FROM t WHERE crm.lookup(id) = 'x')", 'crm.lookup'],
+    ['SELECT count(*) FROM customers GROUP BY id HAVING max(id) > 1', 'max'],
+  ])('%s calls %s in a filter', (sql, fn) => {
+    expect(fns(sql)).toContain(fn);
+  });
+  it.each(['SELECT email_of(id) AS e FROM customers', 'SELECT id, upper(name) FROM customers WHERE id = 1'])('%s calls none in a filter', (sql) => {
+    expect(fns(sql)).toEqual([]);
+  });
+});

@@ -9,7 +9,7 @@ import type { CopyFacts, SetFacts, SqlErrorCode, SqlFacts, SqlKind, SqlStatement
 import { mysqlParser } from './runtime.ts';
 import { isDangerousMysql, isKnownSafeMysql } from './sql-functions.ts';
 import { MYSQL_KEYWORDS } from './sql-mysql-keywords.ts';
-import { filterOf } from './sql-mysql-filters.ts';
+import { filterOf, functionName } from './sql-mysql-filters.ts';
 import { safeMessage } from './text.ts';
 import { WritError } from '../schemas/errors.ts';
 
@@ -136,13 +136,8 @@ function each(v: unknown, fn: (o: Obj) => void): void {
 function functionsOf(ast: unknown): string[] {
   const out = new Set<string>();
   each(ast, (o) => {
-    if (o.type === 'function') {
-      const name = obj(o.name);
-      const parts = (Array.isArray(name?.name) ? name.name : []).map((p) => str(obj(p)?.value) ?? '?');
-      const schema = str(obj(name?.schema)?.value);
-      const full = [...(schema ? [schema] : []), ...parts].join('.').toLowerCase();
-      if (full && full !== 'exists') out.add(full); // EXISTS (subquery) comes back as a function
-    } else if (o.type === 'aggr_func' && typeof o.name === 'string') out.add(o.name.toLowerCase());
+    const name = functionName(o);
+    if (name !== undefined) out.add(name);
   });
   return [...out];
 }
@@ -417,6 +412,7 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
     filterColumns: [...filterColumns.values()].filter((c) => c.column !== '*'),
     filterWholeRowTables: [...new Set([...filterColumns.values()].filter((c) => c.column === '*' && c.table).map((c) => c.table as string))],
     ...(filters.variables ? { filterVariables: true } : {}),
+    ...(filters.functions.length > 0 ? { filterFunctions: filters.functions.map((f) => names.routine(f)) } : {}),
     functions,
     dangerousFunctions,
     unknownFunctions,

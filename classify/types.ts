@@ -171,7 +171,7 @@ export interface SqlStatementFacts {
   filterColumns?: ColumnFact[];
   /** Tables read as a whole row in such a position (`WHERE c::text LIKE '%a%'`, `ORDER BY c`). Same rules as filterColumns. */
   filterWholeRowTables?: string[];
-  /** Functions called in such a position (`WHERE email_of(id) LIKE 'a%'`); PostgreSQL only. */
+  /** Functions called in such a position (`WHERE email_of(id) LIKE 'a%'`). */
   filterFunctions?: string[];
   /**
    * MySQL: a user variable (`@x`) stands in such a position. A variable holds what a statement

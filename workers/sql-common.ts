@@ -16,7 +16,7 @@ export interface ColumnCatalogue {
   viewBaseColumns(tables: readonly string[]): Promise<string[]>;
   /** Views among the named relations whose base columns cannot be known (MySQL: definition unreadable). */
   opaqueViews?(tables: readonly string[]): Promise<string[]>;
-  /** The columns with what each also is: partition or inheritance relatives' columns, a generated column's inputs (PostgreSQL). */
+  /** The columns with what each also is: partition or inheritance relatives' columns (PostgreSQL), a generated column's inputs. */
   withRelatives?(columns: readonly string[]): Promise<string[]>;
 }
 
@@ -156,7 +156,7 @@ function mayStore(st: SqlStatementFacts, dialect: 'postgres' | 'mysql', mode: Ac
  * may read any table), a DO block. Reviewed built-ins on the dangerous list (pg_sleep, set_config,
  * nextval…) are side effects, not hidden reads: they make a statement store, not untraceable.
  */
-function untraceable(st: SqlStatementFacts): boolean {
+export function untraceable(st: SqlStatementFacts): boolean {
   return st.opaqueReads === true || st.kind === 'do' || (st.unknownFunctions ?? []).some((f) => !st.dangerousFunctions.includes(f));
 }
 
@@ -292,7 +292,8 @@ export async function refuseMaskedFilters(cat: ColumnCatalogue, facts: readonly 
     // A function whose output cannot be traced (one the classifier does not know: an operator's
     // `email_of(id)` reads customers.email) may hand a masked value to any filter of the statement
     // (`WHERE email_of(id) LIKE 'a%'` answered yes or no per row), also through a subquery's output.
-    const untraced = dialect === 'postgres' ? st.functions.find(isOpaquePg) : undefined;
+    // MySQL: a stored function (one the classifier does not know, side effects aside) is as opaque.
+    const untraced = dialect === 'postgres' ? st.functions.find(isOpaquePg) : (st.unknownFunctions ?? []).find((f) => !st.dangerousFunctions.includes(f));
     if (untraced && spec.trustComputed !== true && (st.filterColumns.length > 0 || st.filterWholeRowTables.length > 0 || (st.filterFunctions?.length ?? 0) > 0)) {
       throw new WritError('WRIT_MASKED_FILTER', `${where}filters, joins, groups or sorts while calling ${untraced}, whose output the worker cannot trace, so it may use a masked column; nothing ran`, {
         details: { statement: i + 1 },

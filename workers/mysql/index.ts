@@ -17,6 +17,7 @@ import mysql, { type Pool } from 'mysql2';
 import { classifyMysqlCached as classifyMysql, splitMysql, type SqlStatementFacts } from '../../classify/index.ts';
 import { readSecret, WritError, type AccessMode, type GrantClaims, type MysqlWorkerTarget } from '../../schemas/index.ts';
 import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type RowsOutput } from '../executor.ts';
+import { forbiddenRelation } from './catalogs.ts';
 import { assertBeforeDeadline, batchFailure, opaqueReason, refuseMaskedCopies, refuseMaskedFilters, RowLimit, sourcesOf, timeLimitMs, uncountable, writesRows } from '../sql-common.ts';
 import { carryVariables, MysqlCatalogue, qualifyFacts } from './origins.ts';
 import { Session, settingsSql } from './session.ts';
@@ -332,29 +333,16 @@ export class MysqlExecutor implements Executor {
   }
 }
 
-/**
- * Relations that show what other sessions of the same database user are doing: every principal
- * of a mode runs as that mode's one user, so another principal's statement text (literals
- * included: `WHERE email = 'alice@example.com'`), its plan or its locks would come back
- * unmasked. performance_schema and sys (views over it) hold statement texts and histories.
- */
-const OTHER_SESSIONS = new Set([
-  'information_schema.processlist',
-  'information_schema.innodb_trx',
-  'information_schema.innodb_locks',
-  'information_schema.innodb_lock_waits',
-  'information_schema.metadata_lock_info',
-]);
-const otherSessions = (table: string) => OTHER_SESSIONS.has(table) || table.startsWith('performance_schema.') || table.startsWith('sys.');
-
 /** Refusals before anything runs: what would let the batch escape the worker's transaction, limits or masking. */
 function refuse(facts: readonly SqlStatementFacts[], claims: GrantClaims): void {
   for (const st of facts) {
-    const seen = [...st.tablesRead, ...st.tablesWritten].find(otherSessions);
+    const seen = [...st.tablesRead, ...st.tablesWritten].find((t) => forbiddenRelation(t) !== undefined);
     if (seen) {
       throw new WritError(
         'WRIT_UNSUPPORTED',
-        `${seen} shows what other sessions of the worker's database user run (other principals' statements and their values), so it cannot be read through Writ; nothing ran`,
+        forbiddenRelation(seen) === 'values'
+          ? `${seen} holds values of any column (statistics: minimums, maximums, histograms), masked ones included, so it cannot be read through Writ; nothing ran`
+          : `${seen} shows what other sessions of the worker's database user run (other principals' statements and their values), so it cannot be read through Writ; nothing ran`,
       );
     }
     // Code an intent would leave behind, run later in other sessions with the definer's powers: a

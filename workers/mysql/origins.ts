@@ -12,12 +12,18 @@
  * the catalogue shows, its column is one of that table's, and no row source of the statement
  * (derived table, CTE, alias of another table) goes by that table's name. Anything else is a
  * computed field, masked by the base columns the statement draws on. A view's column is masked
- * when any base column the view draws on is sensitive (the view's definition, classified).
+ * when any base column the view draws on is sensitive (the view's definition, classified); a
+ * view whose definition calls a function the worker cannot see into (a stored function: the
+ * view runs it as its definer, and `email_of(id)` read the masked column) is opaque.
+ * A generated column (`AS (upper(email)) VIRTUAL` or `STORED`) holds what it is computed from:
+ * its expression's columns (information_schema.COLUMNS.GENERATION_EXPRESSION, classified; every
+ * column of its table when that cannot be read) count wherever the column does.
  */
 import type { Pool } from 'mysql2';
 import { classifyMysqlCached as classifyMysql, type SqlStatementFacts } from '../../classify/index.ts';
 import type { FieldInfo } from '../executor.ts';
-import { sourcesOf, type ColumnCatalogue } from '../sql-common.ts';
+import { sourcesOf, untraceable, type ColumnCatalogue } from '../sql-common.ts';
+import { forbiddenRelation } from './catalogs.ts';
 
 /** The column definition fields mysql2 reports (FieldPacket). */
 export interface ColumnDefinition {
@@ -35,6 +41,8 @@ interface TableInfo {
   columns: string[];
   /** For views: the base columns it draws on, transitively; null when its definition cannot be read. */
   baseColumns?: string[] | null;
+  /** Generated columns by lower-case name: the columns (as the server spells them) each is computed from. */
+  generated?: Map<string, string[]>;
 }
 
 const MAX_VIEW_DEPTH = 16;
@@ -146,8 +154,9 @@ export class MysqlCatalogue implements ColumnCatalogue {
       `SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE ${where}`,
       args,
     );
-    const cols = await this.#query<{ TABLE_SCHEMA: string; TABLE_NAME: string; COLUMN_NAME: string }>(
-      `SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE ${where} ORDER BY ORDINAL_POSITION`,
+    // GENERATION_EXPRESSION: NULL (MariaDB) or '' (MySQL) for a stored column, the expression for a generated one.
+    const cols = await this.#query<{ TABLE_SCHEMA: string; TABLE_NAME: string; COLUMN_NAME: string; GENERATION_EXPRESSION: string | null }>(
+      `SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, GENERATION_EXPRESSION FROM information_schema.COLUMNS WHERE ${where} ORDER BY ORDINAL_POSITION`,
       args,
     );
     for (const n of missing) this.#tables.set(key(...n), null);
@@ -166,7 +175,24 @@ export class MysqlCatalogue implements ColumnCatalogue {
       if (info.view) views.push(info);
     }
     for (const c of cols) this.#tables.get(key(c.TABLE_SCHEMA, c.TABLE_NAME))?.columns.push(c.COLUMN_NAME);
+    for (const c of cols) {
+      const t = this.#tables.get(key(c.TABLE_SCHEMA, c.TABLE_NAME));
+      if (t && !t.view && c.GENERATION_EXPRESSION) (t.generated ??= new Map()).set(c.COLUMN_NAME.toLowerCase(), generatedFrom(c.GENERATION_EXPRESSION, t.columns));
+    }
     if (views.length > 0) await this.#loadViews(views, depth);
+  }
+
+  /** Each column with the columns it is computed from when it is a generated one (same table, as the server spells them). */
+  async withRelatives(columns: readonly string[]): Promise<string[]> {
+    const tableOf = (c: string) => c.slice(0, c.lastIndexOf('.'));
+    await this.#ensure([...new Set(columns.map(tableOf))].map((t) => this.#split(t)));
+    const out = new Set(columns);
+    for (const c of columns) {
+      const table = tableOf(c);
+      const t = this.#tables.get(key(...this.#split(table)));
+      for (const from of t?.generated?.get(c.slice(table.length + 1).toLowerCase()) ?? []) out.add(`${t!.table}.${from}`);
+    }
+    return [...out];
   }
 
   /** A view's base columns: its definition classified, nested views followed; unreadable ones stay null. */
@@ -185,8 +211,11 @@ export class MysqlCatalogue implements ColumnCatalogue {
       // An empty definition: the worker's user lacks SHOW VIEW. Unknown sources are never cleared.
       if (!v || !d.VIEW_DEFINITION || depth >= MAX_VIEW_DEPTH) continue;
       const facts = classifyMysql(d.VIEW_DEFINITION);
-      if (facts.error) continue;
+      // A function it cannot see into (a stored function runs as the view's definer and may read any column) leaves it opaque.
+      if (facts.error || facts.statements.some(untraceable)) continue;
       const qualified = facts.statements.map((st) => qualifyFacts(st, d.TABLE_SCHEMA));
+      // A view over statistics or other sessions' statements hands back values no column rule names.
+      if (qualified.some((st) => st.tablesRead.some((x) => forbiddenRelation(x) !== undefined))) continue;
       const inner = new Catalogue(this, depth + 1);
       const found = await sourcesOf(inner, qualified);
       v.baseColumns = inner.unknown ? null : [...(seen.has(v) ? (v.baseColumns ?? []) : []), ...found];
@@ -241,7 +270,10 @@ export class MysqlCatalogue implements ColumnCatalogue {
     let shared: Pick<FieldInfo, 'sources' | 'opaque'> | undefined;
     for (const f of defs) {
       const o = await this.#origin(f, st);
-      if (o && !o.view) out.push({ name: f.name, origin: { table: o.table, column: o.column } });
+      // A generated column is masked by what it is computed from, as a view's column is by its base columns.
+      if (o && !o.view && o.generatedFrom)
+        out.push({ name: f.name, origin: { table: o.table, column: o.column }, viewSources: [`${o.table}.${o.column}`, ...o.generatedFrom.map((c) => `${o.table}.${c}`)] });
+      else if (o && !o.view) out.push({ name: f.name, origin: { table: o.table, column: o.column } });
       else if (o && o.baseColumns) out.push({ name: f.name, origin: { table: o.table, column: o.column }, viewSources: o.baseColumns });
       // A view column whose base columns cannot be known is never cleared: computed and opaque.
       else if (o) out.push({ name: f.name, origin: null, opaque: `opaque:view:${o.table}` });
@@ -253,7 +285,7 @@ export class MysqlCatalogue implements ColumnCatalogue {
     return out;
   }
 
-  async #origin(f: ColumnDefinition, st: SqlStatementFacts): Promise<{ table: string; column: string; view: boolean; baseColumns?: string[] | null } | null> {
+  async #origin(f: ColumnDefinition, st: SqlStatementFacts): Promise<{ table: string; column: string; view: boolean; baseColumns?: string[] | null; generatedFrom?: string[] } | null> {
     const db = f.schema ?? '';
     const table = f.orgTable ?? '';
     const column = f.orgName ?? '';
@@ -271,7 +303,8 @@ export class MysqlCatalogue implements ColumnCatalogue {
     const info = await this.info(`${db}.${table}`);
     if (!info || !info.columns.some((c) => c.toLowerCase() === column.toLowerCase())) return null;
     // The origin as the server spells it (masking rules name it so).
-    return { table: `${db}.${table}`, column, view: info.view, ...(info.view ? { baseColumns: info.baseColumns ?? null } : {}) };
+    const generatedFrom = info.generated?.get(column.toLowerCase());
+    return { table: `${db}.${table}`, column, view: info.view, ...(info.view ? { baseColumns: info.baseColumns ?? null } : {}), ...(generatedFrom ? { generatedFrom } : {}) };
   }
 }
 
@@ -290,6 +323,28 @@ class Catalogue implements ColumnCatalogue {
     if ((await this.outer.opaqueViews(tables)).length > 0) this.unknown = true;
     return this.outer.viewBaseColumns(tables);
   }
+  // A view over a generated column draws on what it is computed from.
+  withRelatives(columns: readonly string[]): Promise<string[]> {
+    return this.outer.withRelatives(columns);
+  }
+}
+
+/**
+ * The columns of its table a generated column's expression reads: `SELECT <expr>` classified, its
+ * column references matched to `columns`. Every column of the table when that cannot be done
+ * (an expression the parser does not read, a name not among the columns): never fewer.
+ */
+function generatedFrom(expression: string, columns: readonly string[]): string[] {
+  const facts = classifyMysql(`SELECT ${expression}`);
+  const st = facts.statements[0];
+  if (facts.error || facts.statements.length !== 1 || !st || st.kind !== 'select' || untraceable(st)) return [...columns];
+  const out: string[] = [];
+  for (const c of st.columns) {
+    const found = columns.find((x) => x.toLowerCase() === c.column.toLowerCase());
+    if (c.column === '*' || !found) return [...columns];
+    out.push(found);
+  }
+  return [...new Set(out)];
 }
 
 /** The statement's facts with unqualified tables placed in `database` (the worker refuses USE, so it stays the current one). */
