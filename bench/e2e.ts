@@ -17,8 +17,8 @@ import { createTestDatabase, freePort, startNats } from '../test/helpers/index.t
 import { perIntent, snapshot, type PerIntentCost } from './procstat.ts';
 import { fmt, load, type LoadFigures } from './stats.ts';
 
-/** Concurrency levels; BENCH_CONCURRENCY=64 (comma-separated) narrows a run. */
-const LEVELS = (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number);
+/** Concurrency levels; BENCH_CONCURRENCY=64 (comma-separated) narrows a run, =none measures the 1,000-row result alone. */
+const LEVELS = process.env.BENCH_CONCURRENCY === 'none' ? [] : (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number);
 /** BENCH_SIM=1: the worker answers without a database (a simulation of the broker's capacity). */
 const SIM = process.env.BENCH_SIM === '1';
 
