@@ -598,6 +598,20 @@ export class PgWalker {
       this.visit(s.selectStmt, scope);
       const oc = obj(s.onConflictClause);
       if (oc) {
+        // The conflict check compares each inserted row with the stored ones on every unique index
+        // (the arbiter names some, or none for all), and which rows were inserted, skipped or updated
+        // comes back (RETURNING, the count): the inserted columns are filter reads of the target,
+        // every column when no list names them. `ON CONFLICT (email) DO NOTHING RETURNING name` told
+        // which guessed e-mails were stored. (The arbiter's index elements are names, not column references.)
+        const cols = arr(s.cols)
+          .map((col) => str(nodeOf(col, 'ResTarget')?.name))
+          .filter((n): n is string => n !== undefined);
+        if (cols.length === 0) this.c.filterWholeRow.add(target);
+        for (const name of cols) this.c.filterColumns.set(`${target}\u0000${name}`, { table: target, column: name });
+        for (const e of arr(obj(oc.infer)?.indexElems)) {
+          const name = str(nodeOf(e, 'IndexElem')?.name);
+          if (name) this.c.filterColumns.set(`${target}\u0000${name}`, { table: target, column: name });
+        }
         const ocScope = new Scope(scope);
         addTarget(ocScope);
         ocScope.entries.push({ name: 'excluded', kind: 'table', table: target });

@@ -61,6 +61,10 @@ const filters: string[] = [
   `SELECT id, email FROM customers UNION ALL SELECT 0, 'x' ORDER BY 2`,
   // Outside a query the position is unknown: a filter.
   `ALTER TABLE customers ADD CHECK (email NOT LIKE 'a%')`,
+  // The conflict check compares the inserted values with the stored ones on every unique index.
+  `INSERT INTO customers (name, email) SELECT 'p' || g, g FROM unnest(ARRAY['a@b.c']) g ON CONFLICT (email) DO NOTHING RETURNING name`,
+  `INSERT INTO customers (name, email) VALUES ('p', 'a@b.c') ON CONFLICT DO NOTHING`,
+  `INSERT INTO customers (name) VALUES ('p') ON CONFLICT (email) DO UPDATE SET name = customers.name RETURNING id`,
 ];
 
 describe('filterColumns', () => {
@@ -75,6 +79,8 @@ describe('filterColumns', () => {
     expect(filterOf(`SELECT id FROM customers c ORDER BY c`).whole).toEqual(['public.customers']);
     // A position past a star cannot be placed: the whole row.
     expect(filterOf(`SELECT * FROM customers ORDER BY 3`).whole).toEqual(['public.customers']);
+    // ON CONFLICT with no column list: every column is compared.
+    expect(filterOf(`INSERT INTO customers VALUES (9, 'p', 'a@b.c') ON CONFLICT DO NOTHING`).whole).toEqual(['public.customers']);
   });
 
   const outputs = [

@@ -55,6 +55,8 @@ rules:
   );
   s = await startStack({ config: { policyFile } });
   await s.admin.query("INSERT INTO events (note) SELECT 'e' || g FROM generate_series(1, 30) g; ANALYZE customers");
+  // A lookup index on the masked column, as deployments have: the conflict check below uses it.
+  await s.admin.query('CREATE UNIQUE INDEX customers_email ON customers (email)');
   await s.admin.query(`CREATE VIEW contacts AS SELECT id, email AS contact FROM customers; GRANT SELECT ON contacts TO ${s.db.roles.read.user}`);
   analyst = s.client(await s.token('alice', ['analysts']));
   ops = s.client(await s.token('olga', ['ops']));
@@ -122,6 +124,17 @@ describe('a masked column used outside the result is refused', () => {
     });
     expect(o.error?.code, JSON.stringify(o.error)).toBe('WRIT_MASKED_FILTER');
     expect(await eventCount()).toBe(before);
+  });
+
+  it.each([
+    `INSERT INTO customers (name, email, plan) SELECT 'probe-' || g, g, 'free' FROM unnest(ARRAY['x2@y.z', 'alice@example.com']) g ON CONFLICT (email) DO NOTHING RETURNING name`,
+    `INSERT INTO customers (name, email, plan) SELECT 'probe-' || g, g, 'free' FROM unnest(ARRAY['x@y.z', 'bob@example.org']) g ON CONFLICT DO NOTHING RETURNING name`,
+    `INSERT INTO customers (name, email, plan) SELECT 'probe-' || g, g, 'free' FROM unnest(ARRAY['q1@y.z', 'alice@example.com']) g ON CONFLICT (email) DO UPDATE SET name = customers.name RETURNING id, name`,
+  ])('refused: INSERT … ON CONFLICT guessing masked values against a unique index, and nothing is inserted: %s', async (sql) => {
+    const o = await ops.run({ target: 'db', sql });
+    expect(o.error?.code, JSON.stringify(o.error)).toBe('WRIT_MASKED_FILTER');
+    expect(o.result).toBeUndefined();
+    expect((await s.admin.query("SELECT count(*) AS n FROM customers WHERE name LIKE 'probe-%'")).rows[0].n).toBe('0');
   });
 
   it('refused: an UPDATE of an unmasked column filtered by the masked one', async () => {
