@@ -57,8 +57,16 @@ const SIMPLE_ESCAPES: Record<string, string> = {
   '?': '?',
 };
 
-/** Decodes the body of `$'...'` as bash does; a decoded NUL ends the string (bash cuts it there). */
-function decodeAnsiC(body: string): string {
+/**
+ * Decodes the body of `$'...'` as bash does; a decoded NUL ends the string (bash cuts it there).
+ * Undefined where the decoding is not certain to be bash's, so the word is no literal: escapes
+ * that make a byte past ASCII (`\377`, `\xff`: one raw byte to bash, a UTF-8 character here; `\u`
+ * past ASCII depends on the locale), `\x{…}` (bash 5.2 reads `\x{2e}` as `.`), and `\c` before a
+ * backslash (bash takes `\c\\` as one control character) or before anything but printable ASCII
+ * (bash takes the first byte of a UTF-8 character). Each let a hidden newline end a comment in an
+ * `eval`'s script, or `..` pass as a literal path.
+ */
+function decodeAnsiC(body: string): string | undefined {
   let out = '';
   for (let i = 0; i < body.length; i++) {
     const ch = body[i] as string;
@@ -73,18 +81,27 @@ function decodeAnsiC(body: string): string {
       out += SIMPLE_ESCAPES[n];
       i += 1;
     } else if ((m = rest.match(/^[0-7]{1,3}/))) {
-      out += String.fromCharCode(parseInt(m[0], 8) & 0xff);
+      const byte = parseInt(m[0], 8) & 0xff;
+      if (byte > 0x7f) return undefined;
+      out += String.fromCharCode(byte);
       i += m[0].length;
+    } else if (rest.startsWith('x{')) {
+      return undefined;
     } else if ((m = rest.match(/^x([0-9a-fA-F]{1,2})/))) {
-      out += String.fromCharCode(parseInt(m[1] as string, 16));
+      const byte = parseInt(m[1] as string, 16);
+      if (byte > 0x7f) return undefined;
+      out += String.fromCharCode(byte);
       i += m[0].length;
     } else if ((m = rest.match(/^u([0-9a-fA-F]{1,4})/)) || (m = rest.match(/^U([0-9a-fA-F]{1,8})/))) {
       const cp = parseInt(m[1] as string, 16);
-      out += cp <= 0x10ffff ? String.fromCodePoint(cp) : '';
+      if (cp > 0x7f) return undefined;
+      out += String.fromCharCode(cp);
       i += m[0].length;
     } else if (n === 'c' && i + 2 < body.length) {
+      const c = body.charCodeAt(i + 2);
+      if (c < 0x20 || c > 0x7e || c === 0x5c) return undefined;
       // bash: `\c?` is DEL (0x7f); any other character is its control code.
-      out += body[i + 2] === '?' ? '\x7f' : String.fromCharCode((body.charCodeAt(i + 2) & 0x1f) >>> 0);
+      out += c === 0x3f ? '\x7f' : String.fromCharCode(c & 0x1f);
       i += 2;
     } else {
       out += `\\${n}`;
@@ -110,8 +127,11 @@ function parts(node: Node): Part[] {
       return [{ text: node.text, quoted: false, expansion: false }];
     case 'raw_string':
       return [{ text: node.text.slice(1, -1), quoted: true, expansion: false }];
-    case 'ansi_c_string':
-      return [{ text: decodeAnsiC(node.text.slice(2, -1)), quoted: true, expansion: false }];
+    case 'ansi_c_string': {
+      const decoded = decodeAnsiC(node.text.slice(2, -1));
+      // A decoding that may not be bash's is no literal (as an expansion: its value is not known).
+      return [decoded === undefined ? { text: node.text, quoted: true, expansion: true } : { text: decoded, quoted: true, expansion: false }];
+    }
     case 'translated_string':
       return node.namedChildren.flatMap((c) => (c ? parts(c) : []));
     case 'string':
@@ -148,8 +168,11 @@ function doubleQuoted(node: Node): Part[] {
   return out;
 }
 
-// Unquoted `{a,b}` or `{1..3}`: bash turns one word into several.
-const BRACE = /\{[^{}\s]*(,|\.\.)[^{}\s]*\}/;
+// Unquoted `{a,b}` or `{1..3}`: bash turns one word into several. Any unquoted `,` or `..` between an
+// unquoted `{` and a later `}` counts, whatever braces nest between them: `{..,{}}` is a brace
+// expansion to bash (`/var/log/{..,{}}/{..,{}}/etc/passwd` read /etc/passwd), which a pattern
+// without nesting missed.
+const BRACE = /\{[^]*(,|\.\.)[^]*\}/;
 // Words that read as assignments, where bash also expands a `~` after the `=` or a `:`.
 const ASSIGNMENT_LIKE = /^[A-Za-z_][A-Za-z0-9_]*=/;
 const TILDE_AFTER = /[=:]~/;

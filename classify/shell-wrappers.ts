@@ -268,9 +268,14 @@ function env(words: Word[]): Unwrapped {
   const rest = words.slice(a.index);
   const split = o.opts.get('S');
   if (typeof split === 'string') {
-    // env's own escapes (`\_`, `\c`) and `${VAR}` are not the shell's: only plain words are re-read as shell words.
-    if (/[\\$`]/.test(split)) return opaque('env -S with escapes or variables the shell would read differently');
-    return { script: [textWord(split), ...rest], env: a.env, via: 'env -S' };
+    // env splits the string itself (no shell reads it) and runs its words followed by the rest
+    // of the command line as they are. Its own quotes, escapes (`\_`, `\c`), `${VAR}` and `#`
+    // comments (`env -S'cat #' /etc/passwd` ran `cat /etc/passwd`: the comment ends with the
+    // string) are not read here: only words of plain text separated by blanks.
+    if (/[\\$`'"#]|[^\S \t]/.test(split)) return opaque('env -S with quotes, escapes, variables or comments of its own');
+    const head = split.split(/[ \t]+/).filter((w) => w.length > 0);
+    if (head.length === 0) return rest.length ? { inner: rest, env: a.env } : { env: a.env };
+    return { inner: [...head.map(textWord), ...rest], env: a.env, via: 'env -S' };
   }
   return rest.length ? { inner: rest, env: a.env } : { env: a.env };
 }

@@ -251,6 +251,15 @@ const quoting: ShCase[] = [
   { cmd: "git grep -O'touch ../M' hello", err: 'WRIT_SHELL_UNKNOWN' },
   { cmd: 'sort --check x', cmds: [['sort', '--check', 'x']] },
   { cmd: "echo $'\\c?'", cmds: [['echo', '\x7f']] },
+  // $'…' escapes are decoded only where the decoding is certain to be bash's; otherwise the word is
+  // not a literal (bash 5.2 reads \x{2e} as `.`, takes \c\\ as one control character, and makes
+  // one raw byte of \xff where a UTF-8 character would be read here).
+  { cmd: "echo $'\\x41\\101\\cA\\u0041\\c'", cmds: [['echo', 'AA\x01A\\c']] },
+  { cmd: "cat /var/log/$'\\x{2e}\\x{2e}'/etc/passwd", cmds: [['cat', `/var/log/${X("$'\\x{2e}\\x{2e}'")}/etc/passwd`]] },
+  { cmd: "echo $'\\xff' $'\\377' $'\\u00e9' $'\\U0001F600'", cmds: [['echo', X("$'\\xff'"), X("$'\\377'"), X("$'\\u00e9'"), X("$'\\U0001F600'")]] },
+  { cmd: "eval $'uptime #\\x{0a}touch M'", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "eval $'uptime #\\c\\\\\\ntouch M'", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "eval $'uptime\\cʀ 2>/dev/null; touch M'", err: 'WRIT_SHELL_UNKNOWN' },
   // A home directory is only known when the command runs: an unquoted tilde-prefix is an expansion.
   { cmd: 'cat ~/.ssh/id_rsa', cmds: [['cat', X('~/.ssh/id_rsa')]] },
   { cmd: 'cat ~root/.ssh/id_rsa', cmds: [['cat', X('~root/.ssh/id_rsa')]] },
@@ -264,6 +273,11 @@ const quoting: ShCase[] = [
   { cmd: 'echo a#b', cmds: [['echo', 'a#b']] },
   // Brace expansion turns one word into several: kept as an expansion.
   { cmd: 'rm {/etc/passwd,x}', cmds: [['rm', X('{/etc/passwd,x}')]] },
+  // Whatever braces nest in the group: `{..,{}}` is `..` and `{}` to bash.
+  { cmd: 'cat /var/log/{..,{}}/x', cmds: [['cat', X('/var/log/{..,{}}/x')]] },
+  { cmd: 'ls /var/log/{{},..}', cmds: [['ls', X('/var/log/{{},..}')]] },
+  { cmd: "cat /var/log/{'..',x}/y", cmds: [['cat', X("/var/log/{'..',x}/y")]] },
+  { cmd: 'cat /var/log/{a}/x,y', cmds: [['cat', '/var/log/{a}/x,y']] },
   { cmd: 'echo "{a,b}"', cmds: [['echo', '{a,b}']] },
 ];
 
@@ -425,6 +439,12 @@ const wrapperOptions: ShCase[] = [
   { cmd: 'env --no-such-option uptime', err: 'WRIT_SHELL_UNKNOWN', cmds: [{ argv: ['env', '--no-such-option', 'uptime'], opaque: true }] },
   { cmd: 'env -P /tmp/bin uptime', err: 'WRIT_SHELL_UNKNOWN' },
   { cmd: "env -S 'ls\\_-la'", err: 'WRIT_SHELL_UNKNOWN' },
+  // env splits -S itself and runs the words after it as they are: no shell reads them, and its `#` ends only the string.
+  { cmd: "env -S'cat #' /etc/passwd", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "env -S 'sort #' /etc/hostname -o /tmp/x", err: 'WRIT_SHELL_UNKNOWN' },
+  { cmd: "env -S'cat -n' /etc/passwd", cmds: [{ argv: ['cat', '-n', '/etc/passwd'], via: 'env -S' }] },
+  { cmd: "env -S 'cat ;id'", cmds: [{ argv: ['cat', ';id'], via: 'env -S' }] },
+  { cmd: "env -S 'cat' '/etc/a b'", cmds: [{ argv: ['cat', '/etc/a b'], via: 'env -S' }] },
   { cmd: 'env --ignore-signal uptime', cmds: [{ argv: ['uptime'], wrappers: ['env'] }] },
   { cmd: 'sudo --us root id', cmds: [{ argv: ['id'], wrappers: ['sudo'] }] },
   { cmd: 'sudo --user=root --pr=x id', err: 'WRIT_SHELL_UNKNOWN' },
