@@ -304,3 +304,22 @@ describe('filterFunctions: functions called in a filter position', () => {
     expect(fns(sql)).toEqual([]);
   });
 });
+
+describe('orderDependent: what a statement computes from the order its rows arrive in', () => {
+  const dep = (sql: string) => classifyMysql(sql, 'shop').statements.some((s) => s.orderDependent === true);
+  it.each([
+    'SELECT id FROM customers LIMIT 1',
+    'SELECT id FROM customers ORDER BY plan',
+    'SELECT GROUP_CONCAT(id) FROM customers',
+    'SELECT JSON_ARRAYAGG(id) FROM customers',
+    'SELECT id, ROW_NUMBER() OVER () AS r FROM customers',
+    'SELECT @n := id FROM customers',
+    'SELECT id INTO @x FROM customers',
+    'SELECT id FROM (SELECT id FROM customers LIMIT 2) d',
+  ])('%s depends on it', (sql) => {
+    expect(dep(sql)).toBe(true);
+  });
+  it.each(['SELECT id FROM customers', 'SELECT DISTINCT id, plan FROM customers', 'SELECT count(*), max(id) FROM customers', 'SELECT id FROM customers UNION ALL SELECT 0'])('%s does not', (sql) => {
+    expect(dep(sql)).toBe(false);
+  });
+});

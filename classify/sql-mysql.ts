@@ -133,6 +133,9 @@ function each(v: unknown, fn: (o: Obj) => void): void {
   }
 }
 
+/** Built-ins whose value depends on the order rows reach them (a window function is caught by its OVER). */
+const ORDER_SENSITIVE_FUNCTIONS = new Set(['group_concat', 'json_arrayagg', 'json_objectagg', 'rownum', 'any_value']);
+
 function functionsOf(ast: unknown): string[] {
   const out = new Set<string>();
   each(ast, (o) => {
@@ -394,8 +397,13 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
   const unknownFunctions = called.filter((f) => !isKnownSafeMysql(f)).map((f) => names.routine(f));
   const functions = called.map((f) => names.routine(f));
   let rowLocks = false;
+  // What the statement computes from the order in which rows reach it (see orderDependent in types.ts).
+  let orderDependent = called.some((f) => ORDER_SENSITIVE_FUNCTIONS.has(f));
   each(ast, (o) => {
     if (o.locking_read) rowLocks = true;
+    const limit = obj(o.limit);
+    if ((Array.isArray(limit?.value) && limit.value.length > 0) || (o.orderby !== null && o.orderby !== undefined) || (o.over !== null && o.over !== undefined) || o.type === 'assign')
+      orderDependent = true;
   });
   const into = obj(ast.into);
   const selectInto = type === 'select' && (into?.keyword !== undefined || into?.expr !== undefined);
@@ -420,6 +428,7 @@ function statementFacts(text: string, result: { tableList?: unknown; columnList?
     modifyingCte: false, // the MySQL grammar has no data-modifying WITH
     selectInto,
     rowLocks,
+    ...(orderDependent || selectInto ? { orderDependent: true } : {}),
     requestsReadWrite: false,
     readOnly: false,
   };

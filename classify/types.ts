@@ -179,6 +179,12 @@ export interface SqlStatementFacts {
    * what the batch's statements up to this one read as filter reads too.
    */
   filterVariables?: boolean;
+  /**
+   * MySQL: what the statement hands back or stores depends on the order in which rows reach it,
+   * beyond the set of rows: a LIMIT, an ORDER BY (its ties), a window, an order-sensitive aggregate
+   * (GROUP_CONCAT, JSON_ARRAYAGG), ROWNUM(), a user-variable assignment, or SELECT … INTO.
+   */
+  orderDependent?: boolean;
   /** Every function called, as folded by the parser (lower-case unless quoted), schema-qualified only if written so. */
   functions: string[];
   /** The side-effecting or dangerous ones among `functions` (see DANGEROUS_FUNCTIONS in sql-functions.ts). */

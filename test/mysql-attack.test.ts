@@ -58,7 +58,8 @@ describe('values carried from one statement of a batch to the next', () => {
   });
 
   it('leave a later statement that reads only its own unmasked columns as it is', async () => {
-    const o = await analyst.run({ target: 'maria', sql: 'SELECT @x := email FROM customers; SELECT name FROM customers WHERE id = 1' });
+    // (Read by key: a scan of the unique e-mail index would assign in e-mail order, which mysql-masked-order.test.ts refuses.)
+    const o = await analyst.run({ target: 'maria', sql: 'SELECT @x := email FROM customers WHERE id = 2; SELECT name FROM customers WHERE id = 1' });
     expect(o.result!.rows).toEqual([['Alice Example']]);
     expect(o.result!.columns[0]).toMatchObject({ name: 'name', masked: false });
   });

@@ -63,6 +63,12 @@ export interface RowsOutput {
   command: string;
   /** Notices the server sent; masked like errors before publishing. */
   notices: string[];
+  /**
+   * The rows came in an order the statement did not ask for and that may follow a masked column
+   * (MySQL: a plan through an index on one): the runtime hands them back sorted by their masked
+   * text, an order that tells nothing the values do not.
+   */
+  unordered?: true;
 }
 
 export interface StreamOutput {

@@ -572,7 +572,7 @@ export class Worker {
     return {
       result: {
         columns: masked.columns.map((c) => ({ name: c.name, masked: c.masked, ...(c.reasons.length ? { reasons: c.reasons } : {}) })),
-        rows: masked.rows,
+        rows: out.unordered ? canonicalOrder(masked.rows) : masked.rows,
         rowCount: out.rowCount,
         truncated: out.truncated,
         ...(out.truncated ? { truncatedBy: 'rows' as const } : {}),
@@ -668,6 +668,13 @@ function cutUtf8(s: string, max: number): string {
   if (Buffer.byteLength(s) <= max) return s;
   const b = Buffer.from(s).subarray(0, Math.max(0, max));
   return b.toString('utf8').replace(/\uFFFD$/, '');
+}
+
+/** Rows sorted by their masked text (RowsOutput.unordered): an order that depends on nothing masked. */
+function canonicalOrder(rows: unknown[][]): unknown[][] {
+  const keyed = rows.map((r) => ({ r, k: JSON.stringify(r, (_, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v)) }));
+  keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
+  return keyed.map((x) => x.r);
 }
 
 /** Room left for the envelope when rows are fitted to a byte limit. */

@@ -160,6 +160,19 @@ export function untraceable(st: SqlStatementFacts): boolean {
   return st.opaqueReads === true || st.kind === 'do' || (st.unknownFunctions ?? []).some((f) => !st.dangerousFunctions.includes(f));
 }
 
+/**
+ * Which of `columns` the grant's masking masks, where a masked column's order may not be seen:
+ * undefined when the grant masks no column, or its masking says `filterMasked: true` (the
+ * principal may look rows up by the value) or `copyMasked: true` (it may copy the value where it
+ * reads in the clear): an order by the value tells either nothing more.
+ */
+export function maskedColumnsOf(claims: { mask?: unknown }): ((columns: readonly string[]) => string[]) | undefined {
+  if (claims.mask === undefined) return undefined;
+  const spec = specOf(claims.mask);
+  if (spec.columns.length === 0 || spec.filterMasked === true || spec.copyMasked === true) return undefined;
+  return (columns) => sensitiveColumns(spec, [...columns]);
+}
+
 /** The grant's masking spec, parsed; a spec that does not parse runs nothing (the runtime says the same). */
 function specOf(mask: unknown): MaskingSpec {
   const r = MaskingSpecSchema.safeParse(mask);

@@ -18,7 +18,20 @@ import { classifyMysqlCached as classifyMysql, splitMysql, type SqlStatementFact
 import { readSecret, WritError, type AccessMode, type GrantClaims, type MysqlWorkerTarget } from '../../schemas/index.ts';
 import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type RowsOutput } from '../executor.ts';
 import { forbiddenRelation } from './catalogs.ts';
-import { assertBeforeDeadline, batchFailure, opaqueReason, refuseMaskedCopies, refuseMaskedFilters, RowLimit, sourcesOf, timeLimitMs, uncountable, writesRows } from '../sql-common.ts';
+import { checkMaskedOrder, maskedOrderCut, type OrderHazards } from './order.ts';
+import {
+  assertBeforeDeadline,
+  batchFailure,
+  maskedColumnsOf,
+  opaqueReason,
+  refuseMaskedCopies,
+  refuseMaskedFilters,
+  RowLimit,
+  sourcesOf,
+  timeLimitMs,
+  uncountable,
+  writesRows,
+} from '../sql-common.ts';
 import { carryVariables, MysqlCatalogue, qualifyFacts } from './origins.ts';
 import { Session, settingsSql } from './session.ts';
 import { fetchLimits, runStatement, type FetchLimits, type StatementResult } from './statement.ts';
@@ -159,6 +172,9 @@ export class MysqlExecutor implements Executor {
     const qualified = carryVariables(facts.statements.map((st) => qualifyFacts(st, t.cfg.database)));
     await refuseMaskedCopies(t.catalogue, qualified, claims, 'mysql');
     await refuseMaskedFilters(t.catalogue, qualified, claims, 'mysql');
+    // Tables whose masked columns are in an index: each statement touching one has its plan checked before it runs (order.ts).
+    const masked = maskedColumnsOf(claims);
+    const orderHazards = masked ? await t.catalogue.maskedOrder([...new Set(qualified.flatMap((st) => [...st.tablesRead, ...st.tablesWritten]))], masked) : undefined;
     if (claims.mode === 'write') {
       const written = [...new Set(qualified.filter(writesRows).flatMap((st) => st.tablesWritten))];
       const hazards = await t.catalogue.writeHazards(written, pool);
@@ -188,8 +204,8 @@ export class MysqlExecutor implements Executor {
     s.startWatchdog(timeoutMs, (id) => new Promise<void>((resolve) => killer.query(`KILL QUERY ${Number(id)}`, () => resolve())));
     try {
       await s.exec(settingsSql(flavor, { timeoutMs, selectLimit: lim.maxRows + 1, readOnly: claims.mode === 'read' }));
-      if (statements.length === 1 && (claims.mode === 'read' || IMPLICIT_COMMIT.has(qualified[0]!.kind))) return await this.#runAlone(t, s, statements[0]!, qualified[0]!, lim);
-      return await this.#runBatch(t, s, statements, qualified, claims, lim);
+      if (statements.length === 1 && (claims.mode === 'read' || IMPLICIT_COMMIT.has(qualified[0]!.kind))) return await this.#runAlone(t, s, statements[0]!, qualified[0]!, lim, orderHazards);
+      return await this.#runBatch(t, s, statements, qualified, claims, lim, orderHazards);
     } catch (e) {
       throw await this.#failure(t, s, e, timeoutMs, qualified);
     } finally {
@@ -203,8 +219,9 @@ export class MysqlExecutor implements Executor {
    * One statement alone, in autocommit: a read in the read-only session (no BEGIN/COMMIT round
    * trips), or a statement that commits implicitly (DDL), which no transaction could hold.
    */
-  async #runAlone(t: TargetPools, s: Session, sql: string, st: SqlStatementFacts, lim: FetchLimits): Promise<ExecOutput> {
+  async #runAlone(t: TargetPools, s: Session, sql: string, st: SqlStatementFacts, lim: FetchLimits, order: OrderHazards | undefined): Promise<ExecOutput> {
     let r: StatementResult;
+    const unordered = await checkMaskedOrder(s, sql, st, order, undefined);
     try {
       r = await runStatement(s, sql, lim, s.timeoutMs);
     } catch (e) {
@@ -222,10 +239,12 @@ export class MysqlExecutor implements Executor {
       throw e;
     }
     if (!r.cut && s.inTransaction) throw new WritError('WRIT_EXEC_FAILED', 'the statement left a transaction open on the connection; the connection was closed');
-    return this.#rows(t, r, st);
+    if (unordered && (r.truncated || r.cut)) throw maskedOrderCut(undefined);
+    const out = await this.#rows(t, r, st);
+    return unordered ? { ...out, unordered: true } : out;
   }
 
-  async #runBatch(t: TargetPools, s: Session, statements: string[], facts: SqlStatementFacts[], claims: GrantClaims, lim: FetchLimits): Promise<ExecOutput> {
+  async #runBatch(t: TargetPools, s: Session, statements: string[], facts: SqlStatementFacts[], claims: GrantClaims, lim: FetchLimits, order: OrderHazards | undefined): Promise<ExecOutput> {
     let left = -1; // index of a statement after which the worker's transaction was gone
     let committing = false;
     let changed = 0;
@@ -236,7 +255,9 @@ export class MysqlExecutor implements Executor {
       for (let i = 0; i < statements.length; i++) {
         const st = facts[i]!;
         assertBeforeDeadline(s.deadline, `statement ${i + 1}`);
+        const unordered = await checkMaskedOrder(s, statements[i]!, st, order, statements.length > 1 ? i + 1 : undefined);
         const r = await runStatement(s, statements[i]!, lim, s.timeoutMs);
+        if (unordered && (r.truncated || r.cut)) throw maskedOrderCut(statements.length > 1 ? i + 1 : undefined);
         const command = st.kind.toUpperCase();
         if (r.cut) {
           // The connection is closed; its transaction can never commit. A read may still answer.
@@ -263,7 +284,10 @@ export class MysqlExecutor implements Executor {
           if (changed > limit) throw new RowLimit(changed, limit);
         }
         // The last statement that returns rows is the result; a batch's writes report their counts in rowCount.
-        if (r.fields.length > 0 || out === undefined) out = await this.#rows(t, r, st, facts.slice(0, i + 1));
+        if (r.fields.length > 0 || out === undefined) {
+          out = await this.#rows(t, r, st, facts.slice(0, i + 1));
+          if (unordered) out = { ...out, unordered: true };
+        }
       }
       assertBeforeDeadline(s.deadline, 'COMMIT');
       committing = true;

@@ -252,6 +252,51 @@ export class MysqlCatalogue implements ColumnCatalogue {
     return out;
   }
 
+  /**
+   * What may hand rows back in the order of a column `masked` picks: the indexes holding such a
+   * column (InnoDB reads a covering secondary index in its order), and the tables whose primary
+   * key holds one (a table scan runs in primary-key order, and every secondary index ends with
+   * the primary key). `relations`: those tables and the views over them, by lower-case name.
+   */
+  async maskedOrder(tables: readonly string[], masked: (columns: readonly string[]) => string[]): Promise<{ indexes: Set<string>; primaryKeyed: boolean; relations: Set<string> }> {
+    const out = { indexes: new Set<string>(), primaryKeyed: false, relations: new Set<string>() };
+    await this.#ensure(tables.map((t) => this.#split(t)));
+    const baseOf = new Map<string, string[]>();
+    for (const name of tables) {
+      const t = this.#tables.get(key(...this.#split(name)));
+      if (!t) continue;
+      const bases = t.view ? [...new Set((t.baseColumns ?? []).map((c) => c.slice(0, c.lastIndexOf('.'))))] : [t.table];
+      baseOf.set(t.table, bases);
+    }
+    const bases = [...new Set([...baseOf.values()].flat())];
+    const hazardous = new Set<string>();
+    for (const b of bases) if (masked(await this.columnsOf([b])).length > 0) hazardous.add(b);
+    if (hazardous.size === 0) return out;
+    const names = [...hazardous].map((b) => this.#split(b));
+    const where = names.map(() => '(LOWER(TABLE_SCHEMA) = ? AND LOWER(TABLE_NAME) = ?)').join(' OR ');
+    const rows = await this.#query<{ TABLE_SCHEMA: string; TABLE_NAME: string; INDEX_NAME: string; COLUMN_NAME: string | null }>(
+      `SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS WHERE ${where}`,
+      names.flat().map((x) => x.toLowerCase()),
+    );
+    const byTable = new Map<string, Map<string, string[]>>();
+    for (const r of rows) {
+      const t = `${r.TABLE_SCHEMA}.${r.TABLE_NAME}`;
+      const idx = byTable.get(t) ?? new Map<string, string[]>();
+      // An index on an expression has no column name: what it orders by is not known, so it counts.
+      idx.set(r.INDEX_NAME, [...(idx.get(r.INDEX_NAME) ?? []), r.COLUMN_NAME === null ? '*' : `${t}.${r.COLUMN_NAME}`]);
+      byTable.set(t, idx);
+    }
+    for (const idx of byTable.values()) {
+      const primary = idx.get('PRIMARY');
+      const primaryMasked = primary !== undefined && (primary.includes('*') || masked(primary).length > 0);
+      if (primaryMasked) out.primaryKeyed = true;
+      for (const [name, cols] of idx) if (primaryMasked || cols.includes('*') || masked(cols).length > 0) out.indexes.add(name.toLowerCase());
+    }
+    if (out.indexes.size === 0 && !out.primaryKeyed) return out;
+    for (const [rel, bs] of baseOf) if (bs.some((b) => hazardous.has(b))) out.relations.add(rel.toLowerCase());
+    return out;
+  }
+
   /** Views among the named relations whose base columns cannot be known (definition unreadable). */
   async opaqueViews(tables: readonly string[]): Promise<string[]> {
     await this.#ensure(tables.map((t) => this.#split(t)));

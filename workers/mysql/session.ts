@@ -152,6 +152,11 @@ export class Session {
     await Promise.race([new Promise<void>((resolve, reject) => this.conn.query(sql, (e) => (e ? reject(e) : resolve()))), this.dead]);
   }
 
+  /** Runs a query of the worker's own and returns its rows, raced with the connection's loss. */
+  async rows<T>(sql: string): Promise<T[]> {
+    return Promise.race([new Promise<T[]>((resolve, reject) => this.conn.query(sql, (e, rows) => (e ? reject(e) : resolve(rows as T[])))), this.dead]);
+  }
+
   /**
    * The server's limit is the first line; this is the backstop (MySQL's max_execution_time
    * covers SELECT only): past the limit and a grace the worker kills the query through
