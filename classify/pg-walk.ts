@@ -21,6 +21,8 @@ export class Collector {
   modifyingCte = false;
   selectInto = false;
   rowLocks = false;
+  /** What the statement computes depends on the order rows reach it (SqlStatementFacts.orderDependent). */
+  orderDependent = false;
   /** Columns and whole-row tables read where their value is not a result field (SqlStatementFacts.filterColumns). */
   readonly filterColumns = new Map<string, ColumnFact>();
   readonly filterWholeRow = new Set<string>();
@@ -42,6 +44,28 @@ export class Collector {
     this.claimed.add(rv);
   }
 }
+
+/** Aggregates whose value depends on the order rows reach them when no ORDER BY is given inside (a window is caught by its OVER). */
+const ORDER_SENSITIVE_PG = new Set([
+  'string_agg',
+  'array_agg',
+  'json_agg',
+  'jsonb_agg',
+  'json_agg_strict',
+  'jsonb_agg_strict',
+  'xmlagg',
+  'json_object_agg',
+  'jsonb_object_agg',
+  'json_object_agg_strict',
+  'jsonb_object_agg_strict',
+  'json_object_agg_unique',
+  'jsonb_object_agg_unique',
+  'json_object_agg_unique_strict',
+  'jsonb_object_agg_unique_strict',
+  'json_arrayagg',
+  'json_objectagg',
+  'any_value',
+]);
 
 /** A handler for a nested statement node met during the walk (CTE bodies, rule actions, CREATE SCHEMA elements, ...). */
 export type NestedStatementHandler = (type: string, body: Obj, walker: PgWalker, scope: Scope) => boolean;
@@ -212,6 +236,7 @@ export class PgWalker {
     this.visit(f.agg_order, scope);
     this.visit(f.agg_filter, scope);
     if (f.over) this.filtered(f.over, scope);
+    if (f.over || (parts.length && ORDER_SENSITIVE_PG.has(parts[parts.length - 1]!))) this.c.orderDependent = true;
   }
 
   /**
@@ -292,6 +317,7 @@ export class PgWalker {
         if (compares) this.filterDepth--;
       }
       this.filtered([s.sortClause, s.limitOffset, s.limitCount], scope);
+      if (arr(s.sortClause).length || s.limitOffset || s.limitCount) this.c.orderDependent = true;
       if (s.lockingClause) this.c.rowLocks = true;
       const rel: Relation = {
         outputs: l.outputs.map((o, i) => ({
@@ -312,6 +338,8 @@ export class PgWalker {
     const targetSources = arr(s.targetList).map((t) => this.capture(() => (plainDistinct ? this.filtered(t, scope) : this.visit(t, scope))));
     this.filtered([s.whereClause, s.groupClause, s.havingClause, s.windowClause], scope);
     this.filtered([plainDistinct ? [] : s.distinctClause, s.limitOffset, s.limitCount], scope);
+    // DISTINCT ON keeps the first row of each group: which one follows the order rows arrive in.
+    if (arr(s.sortClause).length || s.limitOffset || s.limitCount || arr(s.windowClause).length || (distinct.length > 0 && !plainDistinct)) this.c.orderDependent = true;
     if (arr(s.lockingClause).length) this.c.rowLocks = true;
     if (s.intoClause) {
       this.c.selectInto = true;

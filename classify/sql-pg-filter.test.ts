@@ -117,3 +117,24 @@ describe('filterColumns', () => {
     expect(st.filterWholeRowTables).toEqual([]);
   });
 });
+
+describe('orderDependent: what a statement computes from the order its rows arrive in', () => {
+  const dep = (sql: string) => classifySql(sql).statements.some((s) => s.orderDependent === true);
+  it.each([
+    'SELECT id FROM customers LIMIT 1',
+    'SELECT id FROM customers OFFSET 1',
+    'SELECT id FROM customers ORDER BY name',
+    "SELECT string_agg(id::text, ',') FROM customers",
+    'SELECT array_agg(id) FROM customers',
+    'SELECT id, row_number() OVER () FROM customers',
+    'SELECT DISTINCT ON (plan) id FROM customers',
+    'SELECT id FROM (SELECT id FROM customers LIMIT 2) s',
+    'SELECT id INTO t FROM customers',
+    'SELECT id FROM customers UNION SELECT 1 LIMIT 1',
+  ])('%s depends on it', (sql) => {
+    expect(dep(sql)).toBe(true);
+  });
+  it.each(['SELECT id FROM customers', 'SELECT DISTINCT id, plan FROM customers', 'SELECT count(*), max(id) FROM customers', 'SELECT id FROM customers UNION ALL SELECT 0'])('%s does not', (sql) => {
+    expect(dep(sql)).toBe(false);
+  });
+});

@@ -78,6 +78,7 @@ function toFacts(info: StmtInfo, c: Collector, text: string): SqlStatementFacts 
     modifyingCte: c.modifyingCte,
     selectInto: c.selectInto,
     rowLocks: c.rowLocks,
+    ...(c.orderDependent || c.selectInto ? { orderDependent: true } : {}),
     requestsReadWrite,
     readOnly: info.readOnlyKind === true && !c.modifyingCte && !c.selectInto && !c.rowLocks && !requestsReadWrite && dangerousFunctions.length === 0 && c.tablesWritten.size === 0,
   };

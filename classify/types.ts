@@ -180,9 +180,10 @@ export interface SqlStatementFacts {
    */
   filterVariables?: boolean;
   /**
-   * MySQL: what the statement hands back or stores depends on the order in which rows reach it,
-   * beyond the set of rows: a LIMIT, an ORDER BY (its ties), a window, an order-sensitive aggregate
-   * (GROUP_CONCAT, JSON_ARRAYAGG), ROWNUM(), a user-variable assignment, or SELECT … INTO.
+   * What the statement hands back or stores depends on the order in which rows reach it, beyond
+   * the set of rows: a LIMIT/OFFSET, an ORDER BY (its ties), a window, an order-sensitive aggregate
+   * (GROUP_CONCAT, JSON_ARRAYAGG, string_agg, array_agg), DISTINCT ON, ROWNUM(), a user-variable
+   * assignment, or SELECT … INTO.
    */
   orderDependent?: boolean;
   /** Every function called, as folded by the parser (lower-case unless quoted), schema-qualified only if written so. */

@@ -18,8 +18,21 @@ import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type
 import { fetchLimits, runCursor, runOneShot, type CursorResult, type FetchLimits } from './cursor.ts';
 import { OriginResolver } from './origins.ts';
 import { LARGE_OBJECT_FUNCTION, VALUE_FUNCTIONS, valueCatalog } from './catalogs.ts';
+import { checkMaskedOrder, maskedOrderCut, type OrderHazards } from './order.ts';
 import { PARSER_SETTINGS, Session } from './session.ts';
-import { assertBeforeDeadline, batchFailure, opaqueReason, refuseMaskedCopies, refuseMaskedFilters, RowLimit, sourcesOf, timeLimitMs, uncountable, writesRows as writes } from '../sql-common.ts';
+import {
+  assertBeforeDeadline,
+  batchFailure,
+  maskedColumnsOf,
+  opaqueReason,
+  refuseMaskedCopies,
+  refuseMaskedFilters,
+  RowLimit,
+  sourcesOf,
+  timeLimitMs,
+  uncountable,
+  writesRows as writes,
+} from '../sql-common.ts';
 
 type WorkerTarget = Config['workers']['postgres'][number];
 
@@ -182,6 +195,9 @@ export class PostgresExecutor implements Executor {
     await refuseHiddenCalls(t.origins, facts.statements);
     await refuseMaskedCopies(t.origins, facts.statements, claims, 'postgres');
     await refuseMaskedFilters(t.origins, facts.statements, claims, 'postgres');
+    // Tables whose masked columns are in an index: each statement touching one has its plan checked before it runs (order.ts).
+    const masked = maskedColumnsOf(claims);
+    const orderHazards = masked ? await t.origins.maskedOrder([...new Set(facts.statements.flatMap((st) => [...st.tablesRead, ...st.tablesWritten]))], masked) : undefined;
     const lim = fetchLimits(claims.limits.rows ?? 1000, claims.limits.bytes ?? DEFAULT_BYTES);
     const timeoutMs = timeLimitMs(claims.limits.seconds ?? 30);
 
@@ -207,9 +223,9 @@ export class PostgresExecutor implements Executor {
       // then SET TRANSACTION READ WRITE, and write as the read role (a DO block changed the role's
       // password so). Inside the batch path's BEGIN READ ONLY its COMMIT is refused (2D000).
       if (claims.mode === 'read' && statements.length === 1 && ONE_SHOT_KINDS.has(facts.statements[0]!.kind)) {
-        return await this.#runSingleRead(t, s, statements[0]!, facts.statements[0]!, lim, timeoutMs, notices);
+        return await this.#runSingleRead(t, s, statements[0]!, facts.statements[0]!, lim, timeoutMs, notices, orderHazards);
       }
-      return await this.#runBatch(t, s, statements, facts.statements, claims, lim, timeoutMs, notices);
+      return await this.#runBatch(t, s, statements, facts.statements, claims, lim, timeoutMs, notices, orderHazards);
     } catch (e) {
       // The time limit was what ended it when the server says so, when the worker's watchdog sent
       // the cancel, or when the statement had run that long (the server's text may be localised).
@@ -228,17 +244,30 @@ export class PostgresExecutor implements Executor {
    * The common case, one read statement: it runs in its implicit transaction on a read-only
    * connection (default_transaction_read_only, least-privilege role).
    */
-  async #runSingleRead(t: TargetPools, s: Session, sql: string, st: SqlStatementFacts, lim: FetchLimits, timeoutMs: number, notices: string[]): Promise<ExecOutput> {
+  async #runSingleRead(t: TargetPools, s: Session, sql: string, st: SqlStatementFacts, lim: FetchLimits, timeoutMs: number, notices: string[], order: OrderHazards | undefined): Promise<ExecOutput> {
     if (timeoutMs !== SESSION_TIMEOUT_MS) await s.client.query(`SET statement_timeout = ${timeoutMs}`); // DISCARD ALL undoes it
+    const unordered = await checkMaskedOrder((q) => Promise.race([s.client.query(q), s.dead]), sql, st, order, undefined);
     const r = await runOneShot(s, sql, lim);
     if (s.watchdogCancelled) throw Object.assign(new Error('the statement went on past its time limit'), { code: 'WORKER_WATCHDOG' });
     if (!r.cut && s.client.getTransactionStatus() !== 'I') {
       throw new WritError('WRIT_EXEC_FAILED', 'the statement left a transaction open on the connection; the connection was closed');
     }
-    return this.#rows(t, r, [st], notices);
+    if (unordered && (r.truncated || r.cut)) throw maskedOrderCut(undefined);
+    const out = await this.#rows(t, r, [st], notices);
+    return unordered ? { ...out, unordered: true } : out;
   }
 
-  async #runBatch(t: TargetPools, s: Session, statements: string[], facts: SqlStatementFacts[], claims: GrantClaims, lim: FetchLimits, timeoutMs: number, notices: string[]): Promise<ExecOutput> {
+  async #runBatch(
+    t: TargetPools,
+    s: Session,
+    statements: string[],
+    facts: SqlStatementFacts[],
+    claims: GrantClaims,
+    lim: FetchLimits,
+    timeoutMs: number,
+    notices: string[],
+    order: OrderHazards | undefined,
+  ): Promise<ExecOutput> {
     const { client } = s;
     let left = -1; // index of a statement after which the worker's transaction was gone
     let committing = false;
@@ -257,7 +286,10 @@ export class PostgresExecutor implements Executor {
       for (let i = 0; i < statements.length; i++) {
         const st = facts[i]!;
         assertBeforeDeadline(s.deadline, `statement ${i + 1}`);
+        const which = statements.length > 1 ? i + 1 : undefined;
+        const unordered = await checkMaskedOrder((q) => Promise.race([client.query(q), s.dead]), statements[i]!, st, order, which);
         const r = await runCursor(s, statements[i]!, lim);
+        if (unordered && (r.truncated || r.cut)) throw maskedOrderCut(which);
         s.assertParser();
         if (!r.cut && i < statements.length - 1) await assertNames(s);
         if (r.cut) {
@@ -285,7 +317,10 @@ export class PostgresExecutor implements Executor {
           if (!r.complete && writes(st)) throw new RowLimit(null, limit);
         }
         // The last statement that returns rows is the result; a batch's writes report their counts in `command`.
-        if (r.fields.length > 0 || out === undefined) out = await this.#rows(t, r, facts.slice(0, i + 1), notices);
+        if (r.fields.length > 0 || out === undefined) {
+          out = await this.#rows(t, r, facts.slice(0, i + 1), notices);
+          if (unordered) out = { ...out, unordered: true };
+        }
       }
       if (countLimit !== undefined) {
         // The command tags count the rows each statement named, not what the transaction changed:

@@ -123,6 +123,46 @@ export class OriginResolver {
     return [...out];
   }
 
+  /**
+   * What may hand rows back in the order of a column `masked` picks, for the named relations (views
+   * by their base tables, partitions and inheritance relatives included): the indexes holding such a
+   * column (an index scan, or an index-only scan of `(email) INCLUDE (id)`, reads in its order; an
+   * index on an expression or with a predicate counts when its table holds one), and the tables
+   * physically ordered by one (CLUSTER … USING it), which a sequential scan reads in that order.
+   * `relations`: those of the named relations that lead to one.
+   */
+  async maskedOrder(tables: readonly string[], masked: (columns: readonly string[]) => string[]): Promise<{ indexes: Set<string>; clustered: Set<string>; relations: Set<string> }> {
+    const out = { indexes: new Set<string>(), clustered: new Set<string>(), relations: new Set<string>() };
+    const basesOf = new Map<string, string[]>();
+    for (const name of tables) {
+      const cols = await this.withRelatives([...(await this.columnsOf([name])), ...(await this.viewBaseColumns([name]))]);
+      basesOf.set(name, [...new Set(cols.map((c) => c.slice(0, c.lastIndexOf('.'))))]);
+    }
+    const hazardous = new Set<string>();
+    for (const b of new Set([...basesOf.values()].flat())) {
+      const t = this.#tables.get(this.#byName.get(b) ?? -1);
+      if (t && t.kind !== 'v' && masked([...t.columns.values()].map((c) => `${t.table}.${c}`)).length > 0) hazardous.add(b);
+    }
+    if (hazardous.size === 0) return out;
+    const r = await this.#pool.query<{ rel: string; relname: string; idx: string; clustered: boolean; expr: boolean; cols: string[] }>(
+      `SELECT n.nspname || '.' || c.relname AS rel, c.relname, ic.relname AS idx, i.indisclustered AS clustered,
+              (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL) AS expr,
+              ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) AND a.attnum > 0) AS cols
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_class ic ON ic.oid = i.indexrelid
+        WHERE (n.nspname || '.' || c.relname) = ANY($1::text[])`,
+      [[...hazardous]],
+    );
+    for (const row of r.rows) {
+      if (!(row.expr || masked(row.cols.map((c) => `${row.rel}.${c}`)).length > 0)) continue;
+      out.indexes.add(row.idx);
+      if (row.clustered) out.clustered.add(row.relname);
+    }
+    if (out.indexes.size === 0) return out;
+    const indexed = new Set(r.rows.filter((row) => out.indexes.has(row.idx)).map((row) => row.rel));
+    for (const [name, bases] of basesOf) if (bases.some((b) => indexed.has(b))) out.relations.add(name);
+    return out;
+  }
+
   /** The named relations that are views whose base columns cannot be traced (see the header). */
   async opaqueViews(tables: readonly string[]): Promise<string[]> {
     await this.columnsOf(tables);
