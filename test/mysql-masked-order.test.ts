@@ -80,6 +80,18 @@ describe('MariaDB: a plan that reads through an index on a masked column', () =>
   });
 
   it.each([
+    'SELECT id, count(*) AS n FROM customers',
+    'SELECT id, count(*) AS n FROM customers WHERE id <> 4',
+    'SELECT id DIV 1000 AS g, id FROM customers GROUP BY g',
+    'SELECT id, max(id) AS m FROM customers',
+  ])('fails a column beside an aggregate that the server would take from the first row it reads: %s', async (sql) => {
+    // ONLY_FULL_GROUP_BY: MariaDB otherwise answers with the row whose e-mail sorts first (4, then 1 without 4).
+    const o = await analyst.run({ target: 'maria', sql });
+    expect(o.status, JSON.stringify(o)).toBe('failed');
+    expect(o.result).toBeUndefined();
+  });
+
+  it.each([
     ['SELECT id FROM customers', [[1], [2], [3], [4], [5]]],
     ['SELECT DISTINCT id FROM customers', [[1], [2], [3], [4], [5]]],
     ['SELECT id FROM customers UNION ALL SELECT 0', [[0], [1], [2], [3], [4], [5]]],

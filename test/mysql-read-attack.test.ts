@@ -78,7 +78,7 @@ const rootConnection = () => mysql.createConnection({ socketPath: m.server.socke
 
 const connId = async (mode: AccessMode = 'read') => Number((await rows('SELECT CONNECTION_ID()', {}, mode)).rows[0]![0]);
 const SETTINGS = 'SELECT @@max_statement_time, @@sql_select_limit, @@tx_read_only, @@sql_mode, @@character_set_client, @@character_set_results, @@time_zone, CONNECTION_ID()';
-const PINNED_MODE = 'STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION';
+const PINNED_MODE = 'ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION';
 /** The bytes one row of one text column of `n` ASCII bytes (n < 251) takes on the wire: header, length, value. */
 const wireRow = (n: number) => 4 + 1 + n;
 

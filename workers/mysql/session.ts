@@ -68,10 +68,14 @@ export interface RunSettings {
  * classifier read it, whatever the server's global mode: under ANSI_QUOTES (also part of ANSI,
  * ORACLE, MSSQL, DB2, POSTGRESQL…) `"email"` is a column, not a string; under
  * NO_BACKSLASH_ESCAPES `'a\\' , email FROM t -- '` is a string, a column and a comment; under
- * PIPES_AS_CONCAT `||` is not OR; ORACLE mode even parses another language.
+ * PIPES_AS_CONCAT `||` is not OR; ORACLE mode even parses another language. ONLY_FULL_GROUP_BY on
+ * both (MySQL's default; MariaDB's default lacks it): without it MariaDB hands back a column beside
+ * an aggregate from the first row it reads, and through an index on a masked column that row is
+ * the one with the smallest value (`SELECT id, count(*) FROM customers` named the customer whose
+ * e-mail sorts first, and excluding ids walked the whole e-mail order).
  */
 const SQL_MODE: Record<ServerFlavor['kind'], string> = {
-  mariadb: 'STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION',
+  mariadb: 'ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION',
   mysql: 'ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION',
 };
 
