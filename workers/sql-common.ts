@@ -173,6 +173,18 @@ export function maskedColumnsOf(claims: { mask?: unknown }): ((columns: readonly
   return (columns) => sensitiveColumns(spec, [...columns]);
 }
 
+/**
+ * A result cut at a limit, from a plan that reads its rows in the order of a masked column (the
+ * workers' order.ts): which rows were kept would tell, so it is refused.
+ */
+export function maskedOrderCut(statement: number | undefined): WritError {
+  return new WritError(
+    'WRIT_MASKED_FILTER',
+    `${statement ? `statement ${statement}` : 'the statement'} read a table through an index on a masked column and its rows were cut at a limit, so which rows came back would follow the masked values; filter or order by an unmasked key to stay within the limit`,
+    { details: { ...(statement ? { statement } : {}) } },
+  );
+}
+
 /** The grant's masking spec, parsed; a spec that does not parse runs nothing (the runtime says the same). */
 function specOf(mask: unknown): MaskingSpec {
   const r = MaskingSpecSchema.safeParse(mask);

@@ -18,11 +18,12 @@ import { classifyMysqlCached as classifyMysql, splitMysql, type SqlStatementFact
 import { readSecret, WritError, type AccessMode, type GrantClaims, type MysqlWorkerTarget } from '../../schemas/index.ts';
 import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type RowsOutput } from '../executor.ts';
 import { forbiddenRelation } from './catalogs.ts';
-import { checkMaskedOrder, maskedOrderCut, type OrderHazards } from './order.ts';
+import { checkMaskedOrder, type OrderHazards } from './order.ts';
 import {
   assertBeforeDeadline,
   batchFailure,
   maskedColumnsOf,
+  maskedOrderCut,
   opaqueReason,
   refuseMaskedCopies,
   refuseMaskedFilters,

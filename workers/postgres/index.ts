@@ -18,12 +18,13 @@ import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type
 import { fetchLimits, runCursor, runOneShot, type CursorResult, type FetchLimits } from './cursor.ts';
 import { OriginResolver } from './origins.ts';
 import { LARGE_OBJECT_FUNCTION, VALUE_FUNCTIONS, valueCatalog } from './catalogs.ts';
-import { checkMaskedOrder, maskedOrderCut, type OrderHazards } from './order.ts';
+import { checkMaskedOrder, type OrderHazards } from './order.ts';
 import { PARSER_SETTINGS, Session } from './session.ts';
 import {
   assertBeforeDeadline,
   batchFailure,
   maskedColumnsOf,
+  maskedOrderCut,
   opaqueReason,
   refuseMaskedCopies,
   refuseMaskedFilters,

@@ -83,12 +83,3 @@ export async function checkMaskedOrder(
     { details },
   );
 }
-
-/** A result cut at a limit, from a plan that orders its rows by a masked column: which rows were kept would tell. */
-export function maskedOrderCut(statement: number | undefined): WritError {
-  return new WritError(
-    'WRIT_MASKED_FILTER',
-    `${statement ? `statement ${statement}` : 'the statement'} read a table through an index on a masked column and its rows were cut at a limit, so which rows came back would follow the masked values; filter or order by an unmasked key to stay within the limit`,
-    { details: { ...(statement ? { statement } : {}) } },
-  );
-}
