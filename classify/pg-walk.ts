@@ -185,6 +185,8 @@ export class PgWalker {
       }
       case 'SubLink':
         // EXISTS/IN/ANY/scalar: in a filter position the whole subquery is one (filterDepth carries down).
+        // ARRAY(SELECT …) keeps its rows in the order they arrive: an order-sensitive aggregate.
+        if (body.subLinkType === 'ARRAY_SUBLINK') this.c.orderDependent = true;
         this.visit(body.testexpr, scope);
         this.visit(body.subselect, new Scope(scope));
         return;

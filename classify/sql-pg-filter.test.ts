@@ -131,6 +131,7 @@ describe('orderDependent: what a statement computes from the order its rows arri
     'SELECT id FROM (SELECT id FROM customers LIMIT 2) s',
     'SELECT id INTO t FROM customers',
     'SELECT id FROM customers UNION SELECT 1 LIMIT 1',
+    'SELECT ARRAY(SELECT id FROM customers) AS ids',
   ])('%s depends on it', (sql) => {
     expect(dep(sql)).toBe(true);
   });

@@ -26,7 +26,19 @@ beforeAll(async () => {
       CREATE TABLE clustered (id int PRIMARY KEY, email text NOT NULL);
       INSERT INTO clustered SELECT g, md5(g::text) || '@example.org' FROM generate_series(1, 50) g;
       CREATE INDEX clustered_email ON clustered (email);
-      CLUSTER clustered USING clustered_email;`,
+      CLUSTER clustered USING clustered_email;
+      CREATE VIEW cl_ids AS SELECT string_agg(id::text, ',') AS ids FROM clustered;
+      CREATE TABLE parted (id int, email text NOT NULL, pad text) PARTITION BY RANGE (id);
+      CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (100000);
+      INSERT INTO parted SELECT g, md5(g::text) || '@example.net', repeat('y', 400) FROM generate_series(1, 2000) g;
+      CREATE INDEX parted_email ON parted (email) INCLUDE (id);
+      CREATE TABLE by_email (id int, email text NOT NULL) PARTITION BY RANGE (email);
+      CREATE TABLE by_email_am PARTITION OF by_email FOR VALUES FROM ('a') TO ('n');
+      CREATE TABLE by_email_nz PARTITION OF by_email FOR VALUES FROM ('n') TO (MAXVALUE);
+      INSERT INTO by_email VALUES (1, 'alice@example.com'), (2, 'nina@example.com'), (3, 'bob@example.com');
+      CREATE TABLE sorted (id int PRIMARY KEY, email text NOT NULL);
+      INSERT INTO sorted SELECT g, md5(g::text) || '@example.com' FROM generate_series(1, 200) g ORDER BY 2;
+      CREATE MATERIALIZED VIEW by_mail AS SELECT id, email FROM sorted ORDER BY email;`,
     config: {
       policy: {
         rules: [
@@ -34,13 +46,26 @@ beforeAll(async () => {
           { id: 'limited', effect: 'allow', groups: ['limited'], targets: ['db'], mode: 'read', limits: { rows: 100 } },
           { id: 'writers', effect: 'allow', groups: ['dba'], targets: ['db'], mode: 'write' },
         ],
-        masking: { columns: [{ column: 'public.accounts.email' }, { column: 'public.clustered.email' }], detectors: [] },
+        masking: {
+          columns: [
+            { column: 'public.accounts.email' },
+            { column: 'public.clustered.email' },
+            { column: 'public.parted.email' },
+            { column: 'public.by_email.email' },
+            { column: 'public.sorted.email' },
+          ],
+          detectors: [],
+        },
       },
     },
   });
   // The visibility map an index-only scan needs, and statistics that make it the cheapest plan.
   await s.admin.query('VACUUM ANALYZE accounts');
   await s.admin.query('ANALYZE clustered');
+  await s.admin.query('VACUUM ANALYZE parted_1');
+  await s.admin.query('ANALYZE sorted');
+  await s.admin.query('ANALYZE by_mail');
+  await s.admin.query(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${s.db.roles.read.user}`);
   reader = s.client(await s.token('alice', ['analysts']));
   limited = s.client(await s.token('lim', ['limited']));
   writer = s.client(await s.token('dba1', ['dba']));
@@ -50,6 +75,45 @@ afterAll(async () => {
 });
 
 const canonical = (rows: unknown[][]) => [...rows].sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
+
+describe('PostgreSQL: a row order or place that follows a masked column, by other ways', () => {
+  it.each([
+    // ARRAY(…) keeps its rows in the order they arrive.
+    'SELECT ARRAY(SELECT id FROM clustered) AS ids',
+    // A partition's index (named after the partition) in the masked column's order.
+    'SELECT id FROM parted LIMIT 5',
+    'SELECT ARRAY(SELECT id FROM parted) AS ids',
+    // A row's physical place on a table stored in e-mail order, and a scan by it.
+    'SELECT ctid::text AS pos, id FROM clustered',
+    "SELECT id FROM clustered WHERE ctid < '(1,0)'",
+    'SELECT id FROM clustered TABLESAMPLE SYSTEM (50) REPEATABLE (7) LIMIT 10',
+    // The partition a row is in, of a table partitioned by the masked column.
+    'SELECT tableoid::regclass::text AS part, id FROM by_email',
+    'SELECT id FROM by_email_am',
+    // Rows loaded in e-mail order (no CLUSTER: the statistics say so), and a materialized view stored so.
+    'SELECT id FROM sorted LIMIT 3',
+    'SELECT id FROM by_mail LIMIT 3',
+    'SELECT id FROM by_mail',
+    // A view whose own definition aggregates in the order rows arrive.
+    'SELECT ids FROM cl_ids',
+  ])('is refused: %s', async (sql) => {
+    const o = await reader.run({ target: 'db', sql });
+    expect(o.error?.code, JSON.stringify(o.error)).toBe('WRIT_MASKED_FILTER');
+    expect(o.result).toBeUndefined();
+  });
+
+  it('holds: plain reads of those relations answer in an order of their masked rows, and a filter on the key as asked', async () => {
+    for (const sql of ['SELECT id FROM parted', 'SELECT id FROM sorted', 'SELECT id FROM by_email']) {
+      const o = await reader.run({ target: 'db', sql });
+      expect(o.status, `${sql}: ${JSON.stringify(o.error)}`).toBe('succeeded');
+      expect(o.result!.rows, sql).toEqual(canonical(o.result!.rows));
+    }
+    const k = await reader.run({ target: 'db', sql: 'SELECT id FROM sorted WHERE id <= 3' });
+    expect(k.result?.rows, JSON.stringify(k.error)).toEqual([[1], [2], [3]]);
+    const u = await writer.run({ target: 'db', sql: 'UPDATE clustered SET email = email WHERE id = 7' });
+    expect(u.status, JSON.stringify(u.error)).toBe('succeeded');
+  });
+});
 
 describe('PostgreSQL: a plan that reads in the order of a masked column', () => {
   it('the plan the check is about: the admin sees an index-only scan in e-mail order', async () => {

@@ -14,10 +14,13 @@ import type { SqlStatementFacts } from '../../classify/index.ts';
 import { WritError } from '../../schemas/index.ts';
 import { untraceable } from '../sql-common.ts';
 
-/** What OriginResolver.maskedOrder found for the batch's relations. */
+/** What OriginResolver.maskedOrder found for the batch's relations (its comment says what each is). */
 export interface OrderHazards {
   indexes: Set<string>;
-  clustered: Set<string>;
+  physical: Set<string>;
+  masked: Set<string>;
+  partitionedBy: Set<string>;
+  ordered: Set<string>;
   relations: Set<string>;
 }
 
@@ -28,6 +31,8 @@ const rowless = (st: SqlStatementFacts) =>
   (st.kind === 'create' && (st.objectType === 'view' || st.objectType === 'index')) || ['drop', 'truncate', 'comment', 'grant', 'revoke', 'analyze', 'vacuum', 'lock', 'show'].includes(st.kind);
 /** Plan nodes that read an index in its order. */
 const ORDERED_SCANS = new Set(['Index Scan', 'Index Only Scan']);
+/** System columns that give a row's place: its physical position, its partition. */
+const PLACE_COLUMNS = new Set(['ctid', 'tableoid']);
 
 interface PlanNode {
   'Node Type'?: string;
@@ -40,8 +45,10 @@ interface PlanNode {
 function orderedBy(node: PlanNode | undefined, h: OrderHazards): string | undefined {
   if (!node) return undefined;
   const type = node['Node Type'] ?? '';
-  if (ORDERED_SCANS.has(type) && node['Index Name'] !== undefined && h.indexes.has(node['Index Name'])) return `the index ${node['Index Name']}`;
-  if (type === 'Seq Scan' && node['Relation Name'] !== undefined && h.clustered.has(node['Relation Name'])) return `${node['Relation Name']}, clustered on an index of a masked column,`;
+  if (ORDERED_SCANS.has(type) && node['Index Name'] !== undefined && h.indexes.has(node['Index Name'])) return `the index ${node['Index Name']}, which holds a masked column`;
+  // Stored in a masked column's order: a scan of the heap (sequential, TID, sample, bitmap heap) reads in that order;
+  // an index scan reads in its index's.
+  if (!ORDERED_SCANS.has(type) && node['Relation Name'] !== undefined && h.physical.has(node['Relation Name'])) return `${node['Relation Name']}, whose rows are stored in a masked column's order`;
   for (const c of node.Plans ?? []) {
     const found = orderedBy(c, h);
     if (found) return found;
@@ -50,9 +57,13 @@ function orderedBy(node: PlanNode | undefined, h: OrderHazards): string | undefi
 }
 
 /**
- * Checks `sql`'s plan before it runs (statement `statement` of the batch, 1-based when it has
+ * Checks a statement before it runs (statement `statement` of the batch, 1-based when it has
  * several). False: its rows cannot follow a masked column. True: they may, and it is a plain read
- * whose rows are handed back in a canonical order. Anything else is refused (WRIT_MASKED_FILTER).
+ * whose rows are handed back in a canonical order. Anything else is refused (WRIT_MASKED_FILTER):
+ * a row's place read from a relation holding a masked column (`ctid`, `tableoid`), a partition of
+ * a table partitioned by one read by name, and a plan in a masked column's order for a statement
+ * whose result depends on the order (its own facts, or a view it reads whose definition does).
+ * An UPDATE or DELETE through such a plan runs (see below).
  */
 export async function checkMaskedOrder(
   run: (sql: string) => Promise<pg.QueryResult>,
@@ -61,13 +72,34 @@ export async function checkMaskedOrder(
   h: OrderHazards | undefined,
   statement: number | undefined,
 ): Promise<boolean> {
-  if (!h || h.indexes.size === 0) return false;
+  if (!h) return false;
   const touched = [...st.tablesRead, ...st.tablesWritten].filter((t) => h.relations.has(t));
   if (touched.length === 0 || rowless(st)) return false;
   const where = statement ? `statement ${statement} ` : 'the statement ';
   const details = { ...(statement ? { statement } : {}) };
+  const place = [...st.columns, ...(st.filterColumns ?? [])].find((c) => PLACE_COLUMNS.has(c.column) && (c.table === null ? touched.some((t) => h.masked.has(t)) : h.masked.has(c.table)));
+  if (place) {
+    throw new WritError(
+      'WRIT_MASKED_FILTER',
+      `${where}reads ${place.column} of ${place.table ?? touched[0]}, a row's place, which can follow the masked column it holds (its stored order, its partition); nothing ran`,
+      {
+        details,
+      },
+    );
+  }
+  const partition = touched.find((t) => h.partitionedBy.has(t));
+  if (partition) {
+    throw new WritError(
+      'WRIT_MASKED_FILTER',
+      `${where}reads ${partition}, a partition of a table partitioned by a masked column: which rows it holds tells the range of their values; read the partitioned table instead; nothing ran`,
+      {
+        details,
+      },
+    );
+  }
+  if (h.indexes.size === 0 && h.physical.size === 0) return false;
   if (!EXPLAINABLE.has(st.kind) || untraceable(st)) {
-    throw new WritError('WRIT_MASKED_FILTER', `${where}reads ${touched[0]}, whose index on a masked column can order what comes back, and its plan cannot be checked; nothing ran`, { details });
+    throw new WritError('WRIT_MASKED_FILTER', `${where}reads ${touched[0]}, whose rows can come in a masked column's order, and its plan cannot be checked; nothing ran`, { details });
   }
   const r = await run(`EXPLAIN (FORMAT JSON) ${sql}`);
   const first = r.rows[0] as { 'QUERY PLAN'?: unknown } | undefined;
@@ -76,10 +108,16 @@ export async function checkMaskedOrder(
   if (!Array.isArray(plan)) throw new WritError('WRIT_MASKED_FILTER', `${where}reads ${touched[0]}, and its plan could not be read; nothing ran`, { details });
   const via = orderedBy(plan[0]?.Plan, h);
   if (via === undefined) return false;
-  if ((st.kind === 'select' || st.kind === 'values') && st.orderDependent !== true) return true;
+  const ordered = st.orderDependent === true || touched.some((t) => h.ordered.has(t));
+  if ((st.kind === 'select' || st.kind === 'values') && !ordered) return true;
+  // An UPDATE or DELETE changes the rows its filter picks whatever order it meets them in (PostgreSQL
+  // has no UPDATE … LIMIT); its RETURNING rows are sorted like a read's. Not so an INSERT … SELECT
+  // (the copy is stored in that order), a sequence or other side effect taken row by row, or a
+  // data-modifying CTE.
+  if ((st.kind === 'update' || st.kind === 'delete') && !ordered && st.dangerousFunctions.length === 0 && !st.modifyingCte) return true;
   throw new WritError(
     'WRIT_MASKED_FILTER',
-    `${where}would read ${touched[0]} through ${via} which holds a masked column, and what it computes or stores depends on the order of its rows (a LIMIT, an ORDER BY with ties, a window, an ordered aggregate, DISTINCT ON, a write), which would follow the masked values; order by an unmasked key or filter on one; nothing ran`,
+    `${where}would read ${touched[0]} through ${via}, and what it computes or stores depends on the order of its rows (a LIMIT, an ORDER BY with ties, a window, an ordered aggregate or ARRAY(…), DISTINCT ON, a view that has one, a write), which would follow the masked values; order by an unmasked key or filter on one; nothing ran`,
     { details },
   );
 }

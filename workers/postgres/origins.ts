@@ -21,7 +21,7 @@
  * - A generated column (`GENERATED ALWAYS AS (lower(email))`) holds what it is computed from.
  */
 import type pg from 'pg';
-import { isKnownSafePg } from '../../classify/index.ts';
+import { classifySqlCached, isKnownSafePg } from '../../classify/index.ts';
 import type { FieldInfo } from '../executor.ts';
 import { valueCatalog } from './catalogs.ts';
 
@@ -125,41 +125,117 @@ export class OriginResolver {
 
   /**
    * What may hand rows back in the order of a column `masked` picks, for the named relations (views
-   * by their base tables, partitions and inheritance relatives included): the indexes holding such a
-   * column (an index scan, or an index-only scan of `(email) INCLUDE (id)`, reads in its order; an
-   * index on an expression or with a predicate counts when its table holds one), and the tables
-   * physically ordered by one (CLUSTER … USING it), which a sequential scan reads in that order.
-   * `relations`: those of the named relations that lead to one.
+   * by their base tables, partitions and inheritance relatives included; a column is masked when
+   * it or a relative's column of its name is): the indexes holding such a column (an index scan,
+   * or an index-only scan of `(email) INCLUDE (id)`, reads in its order; an index on an expression
+   * or with a predicate counts when its table holds one), and the relations whose physical order
+   * may follow one, which any scan reads in that order: clustered on such an index, a masked
+   * column whose statistics show the rows stored in its order (|correlation| ≥ 0.5, a sorted load
+   * or a CLUSTER since undone), or a materialized view over one. `masked`: every relation holding
+   * a masked column (their `ctid` and `tableoid` give a row's place). `partitionedBy`: partitions
+   * of a table partitioned by a masked column (reading one is a filter on it). `ordered`: views
+   * whose own definition depends on the order rows reach it (`string_agg(id)` over such a table).
+   * `relations`: those of the named relations that lead to any of it.
    */
-  async maskedOrder(tables: readonly string[], masked: (columns: readonly string[]) => string[]): Promise<{ indexes: Set<string>; clustered: Set<string>; relations: Set<string> }> {
-    const out = { indexes: new Set<string>(), clustered: new Set<string>(), relations: new Set<string>() };
+  async maskedOrder(
+    tables: readonly string[],
+    masked: (columns: readonly string[]) => string[],
+  ): Promise<{ indexes: Set<string>; physical: Set<string>; masked: Set<string>; partitionedBy: Set<string>; ordered: Set<string>; relations: Set<string> }> {
+    const out = { indexes: new Set<string>(), physical: new Set<string>(), masked: new Set<string>(), partitionedBy: new Set<string>(), ordered: new Set<string>(), relations: new Set<string>() };
     const basesOf = new Map<string, string[]>();
     for (const name of tables) {
       const cols = await this.withRelatives([...(await this.columnsOf([name])), ...(await this.viewBaseColumns([name]))]);
-      basesOf.set(name, [...new Set(cols.map((c) => c.slice(0, c.lastIndexOf('.'))))]);
+      basesOf.set(name, [...new Set([name, ...cols.map((c) => c.slice(0, c.lastIndexOf('.')))])]);
     }
-    const hazardous = new Set<string>();
+    /** A relation's masked columns, by its own names (a relative's rule counts). */
+    const maskedOf = async (t: TableInfo): Promise<string[]> => {
+      const cols = [...t.columns.values()];
+      const hit = new Set(masked(await this.withRelatives(cols.map((c) => `${t.table}.${c}`))).map((c) => c.slice(c.lastIndexOf('.') + 1)));
+      return cols.filter((c) => hit.has(c));
+    };
+    const hazardous = new Map<string, string[]>();
     for (const b of new Set([...basesOf.values()].flat())) {
       const t = this.#tables.get(this.#byName.get(b) ?? -1);
-      if (t && t.kind !== 'v' && masked([...t.columns.values()].map((c) => `${t.table}.${c}`)).length > 0) hazardous.add(b);
+      if (!t || t.kind === 'v') continue;
+      const cols = t.kind === 'm' ? (masked(t.baseColumns ?? []).length > 0 ? [...t.columns.values()] : []) : await maskedOf(t);
+      if (cols.length === 0) continue;
+      hazardous.set(b, cols);
+      out.masked.add(b);
+      // A materialized view is stored in the order its query produced.
+      if (t.kind === 'm') out.physical.add(t.table.slice(t.table.indexOf('.') + 1));
     }
-    if (hazardous.size === 0) return out;
-    const r = await this.#pool.query<{ rel: string; relname: string; idx: string; clustered: boolean; expr: boolean; cols: string[] }>(
-      `SELECT n.nspname || '.' || c.relname AS rel, c.relname, ic.relname AS idx, i.indisclustered AS clustered,
-              (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL) AS expr,
-              ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) AND a.attnum > 0) AS cols
-         FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_class ic ON ic.oid = i.indexrelid
-        WHERE (n.nspname || '.' || c.relname) = ANY($1::text[])`,
-      [[...hazardous]],
-    );
-    for (const row of r.rows) {
-      if (!(row.expr || masked(row.cols.map((c) => `${row.rel}.${c}`)).length > 0)) continue;
-      out.indexes.add(row.idx);
-      if (row.clustered) out.clustered.add(row.relname);
+    // Views (and the views they read) whose own definition depends on the order rows reach it.
+    const viewsOf = new Map<string, number[]>();
+    for (const name of basesOf.keys()) {
+      const seen = new Set<number>();
+      const walk = (oid: number, depth: number): void => {
+        const t = this.#tables.get(oid);
+        if (!t || (t.kind !== 'v' && t.kind !== 'm') || seen.has(oid) || depth > MAX_VIEW_DEPTH) return;
+        seen.add(oid);
+        for (const d of this.#viewDeps.get(oid) ?? []) walk(d.oid, depth + 1);
+      };
+      walk(this.#byName.get(name) ?? -1, 0);
+      if (seen.size > 0) viewsOf.set(name, [...seen]);
     }
-    if (out.indexes.size === 0) return out;
-    const indexed = new Set(r.rows.filter((row) => out.indexes.has(row.idx)).map((row) => row.rel));
-    for (const [name, bases] of basesOf) if (bases.some((b) => indexed.has(b))) out.relations.add(name);
+    if (hazardous.size > 0 && viewsOf.size > 0) {
+      const defs = await this.#pool.query<{ oid: number; def: string | null }>('SELECT c.oid::int AS oid, pg_get_viewdef(c.oid) AS def FROM pg_class c WHERE c.oid = ANY($1::oid[])', [
+        [...new Set([...viewsOf.values()].flat())],
+      ]);
+      // A definition that cannot be read or classified counts as order-dependent.
+      const ordered = new Set(
+        defs.rows.filter((d) => !d.def || classifySqlCached(d.def).error !== undefined || classifySqlCached(d.def).statements.some((st) => st.orderDependent === true)).map((d) => d.oid),
+      );
+      for (const [name, oids] of viewsOf) if (oids.some((o) => ordered.has(o))) out.ordered.add(name);
+    }
+    if (hazardous.size > 0) {
+      const names = [...hazardous.keys()];
+      const r = await this.#pool.query<{ rel: string; relname: string; idx: string; clustered: boolean; expr: boolean; cols: string[] }>(
+        `SELECT n.nspname || '.' || c.relname AS rel, c.relname, ic.relname AS idx, i.indisclustered AS clustered,
+                (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL) AS expr,
+                ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) AND a.attnum > 0) AS cols
+           FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_class ic ON ic.oid = i.indexrelid
+          WHERE (n.nspname || '.' || c.relname) = ANY($1::text[])`,
+        [names],
+      );
+      for (const row of r.rows) {
+        const cols = hazardous.get(row.rel) ?? [];
+        if (!(row.expr || row.cols.some((c) => cols.includes(c)))) continue;
+        out.indexes.add(row.idx);
+        if (row.clustered) out.physical.add(row.relname);
+      }
+      // Rows stored in a masked column's order (statistics); partitions of a table partitioned by one,
+      // read by name, and the partitions of such a table read through it (an Append of them hands the
+      // rows back grouped by the key's ranges).
+      const st = await this.#pool.query<{ kind: string; rel: string; relname: string; att: string | null; corr: number | null; part_parent: string | null; part_cols: string[] | null }>(
+        `SELECT 'stats' AS kind, n.nspname || '.' || c.relname AS rel, c.relname, s.attname::text AS att, s.correlation AS corr, NULL AS part_parent, NULL::text[] AS part_cols
+           FROM pg_stats s JOIN pg_namespace n ON n.nspname = s.schemaname JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename
+          WHERE (s.schemaname || '.' || s.tablename) = ANY($1::text[])
+         UNION ALL
+         SELECT CASE WHEN (n.nspname || '.' || c.relname) = ANY($1::text[]) THEN 'partition' ELSE 'child' END, n.nspname || '.' || c.relname, c.relname, NULL, NULL,
+                pn.nspname || '.' || pc.relname,
+                ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = p.partrelid AND a.attnum = ANY(p.partattrs) AND a.attnum > 0)
+           FROM pg_inherits i JOIN pg_partitioned_table p ON p.partrelid = i.inhparent
+           JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_class pc ON pc.oid = p.partrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+          WHERE (n.nspname || '.' || c.relname) = ANY($1::text[]) OR (pn.nspname || '.' || pc.relname) = ANY($1::text[])`,
+        [[...new Set([...names, ...tables])]],
+      );
+      for (const row of st.rows) {
+        if (row.kind === 'stats') {
+          if (row.att !== null && (hazardous.get(row.rel) ?? []).includes(row.att) && Math.abs(row.corr ?? 0) >= 0.5) out.physical.add(row.relname);
+          continue;
+        }
+        // Partitioned by a masked column (or by an expression: unknown, so it counts).
+        const byMasked = (row.part_cols ?? []).length === 0 || masked((row.part_cols ?? []).map((c) => `${row.part_parent}.${c}`)).length > 0;
+        if (!byMasked) continue;
+        if (row.kind === 'partition') out.partitionedBy.add(row.rel);
+        out.physical.add(row.relname);
+      }
+    }
+    for (const [name, bases] of basesOf) {
+      const lead = bases.some((b) => out.masked.has(b)) || out.partitionedBy.has(name) || out.ordered.has(name);
+      if (lead) out.relations.add(name);
+    }
     return out;
   }
 
