@@ -26,9 +26,12 @@ beforeAll(async () => {
       'CREATE TABLE keyed (email varchar(100) PRIMARY KEY, note varchar(20))',
       "INSERT INTO keyed VALUES ('zed@example.com', 'first'), ('amy@example.com', 'second')",
       'CREATE VIEW customer_ids AS SELECT id, plan FROM customers',
+      'CREATE VIEW id_list AS SELECT GROUP_CONCAT(id) AS ids FROM customers',
+      "CREATE TABLE pe (id int, email varchar(100)) PARTITION BY RANGE COLUMNS(email) (PARTITION pam VALUES LESS THAN ('n'), PARTITION pnz VALUES LESS THAN (MAXVALUE))",
+      "INSERT INTO pe VALUES (1, 'alice@example.com'), (2, 'nina@example.com'), (3, 'bob@example.com')",
     ],
     policyYaml: (db) => {
-      const columns = `[{ column: "${db.database}.customers.email" }, { column: "${db.database}.keyed.email" }]`;
+      const columns = `[{ column: "${db.database}.customers.email" }, { column: "${db.database}.keyed.email" }, { column: "${db.database}.pe.email" }]`;
       return `
 version: mysql-masked-order
 defaults:
@@ -73,6 +76,10 @@ describe('MariaDB: a plan that reads through an index on a masked column', () =>
     'SELECT @n := id AS x FROM customers',
     'SELECT count(*) AS n, GROUP_CONCAT(note) AS g FROM keyed',
     'SELECT note FROM keyed LIMIT 1',
+    // A view whose own definition aggregates in the order rows arrive.
+    'SELECT ids FROM id_list',
+    // A table partitioned by the masked column is scanned partition by partition (grouped by its ranges).
+    'SELECT id FROM pe LIMIT 2',
   ])('is refused when what it computes depends on the order of the rows: %s', async (sql) => {
     const o = await analyst.run({ target: 'maria', sql });
     expect(o.error?.code, JSON.stringify(o.error)).toBe('WRIT_MASKED_FILTER');
@@ -98,6 +105,7 @@ describe('MariaDB: a plan that reads through an index on a masked column', () =>
     ['SELECT id FROM customer_ids', [[1], [2], [3], [4], [5]]],
     ['SELECT note FROM keyed', [['first'], ['second']]],
     ['SELECT id, email FROM customers', [1, 2, 3, 4, 5].map((id) => [id, '[MASKED:column]'])],
+    ['SELECT id FROM pe', [[1], [2], [3]]],
   ] as const)('answers a plain read in an order of its masked rows, not the index: %s', async (sql, rows) => {
     const o = await analyst.run({ target: 'maria', sql });
     expect(o.status, JSON.stringify(o.error)).toBe('succeeded');

@@ -41,6 +41,8 @@ interface TableInfo {
   columns: string[];
   /** For views: the base columns it draws on, transitively; null when its definition cannot be read. */
   baseColumns?: string[] | null;
+  /** For views: its definition (or a view it reads) depends on the order rows reach it (`GROUP_CONCAT(id)`). */
+  orderDependent?: boolean;
   /** Generated columns by lower-case name: the columns (as the server spells them) each is computed from. */
   generated?: Map<string, string[]>;
 }
@@ -219,6 +221,7 @@ export class MysqlCatalogue implements ColumnCatalogue {
       const inner = new Catalogue(this, depth + 1);
       const found = await sourcesOf(inner, qualified);
       v.baseColumns = inner.unknown ? null : [...(seen.has(v) ? (v.baseColumns ?? []) : []), ...found];
+      v.orderDependent ||= qualified.some((st) => st.orderDependent === true) || qualified.some((st) => st.tablesRead.some((r) => this.#tables.get(key(...this.#split(r)))?.orderDependent === true));
       seen.add(v);
     }
   }
@@ -258,8 +261,11 @@ export class MysqlCatalogue implements ColumnCatalogue {
    * key holds one (a table scan runs in primary-key order, and every secondary index ends with
    * the primary key). `relations`: those tables and the views over them, by lower-case name.
    */
-  async maskedOrder(tables: readonly string[], masked: (columns: readonly string[]) => string[]): Promise<{ indexes: Set<string>; primaryKeyed: boolean; relations: Set<string> }> {
-    const out = { indexes: new Set<string>(), primaryKeyed: false, relations: new Set<string>() };
+  async maskedOrder(
+    tables: readonly string[],
+    masked: (columns: readonly string[]) => string[],
+  ): Promise<{ indexes: Set<string>; primaryKeyed: boolean; ordered: Set<string>; relations: Set<string> }> {
+    const out = { indexes: new Set<string>(), primaryKeyed: false, ordered: new Set<string>(), relations: new Set<string>() };
     await this.#ensure(tables.map((t) => this.#split(t)));
     const baseOf = new Map<string, string[]>();
     for (const name of tables) {
@@ -286,6 +292,18 @@ export class MysqlCatalogue implements ColumnCatalogue {
       idx.set(r.INDEX_NAME, [...(idx.get(r.INDEX_NAME) ?? []), r.COLUMN_NAME === null ? '*' : `${t}.${r.COLUMN_NAME}`]);
       byTable.set(t, idx);
     }
+    // A table partitioned by a masked column (or by an expression that may hold one) is scanned
+    // partition by partition: its rows come back grouped by the column's ranges.
+    const parts = await this.#query<{ TABLE_SCHEMA: string; TABLE_NAME: string; E: string | null; S: string | null }>(
+      `SELECT TABLE_SCHEMA, TABLE_NAME, PARTITION_EXPRESSION AS E, SUBPARTITION_EXPRESSION AS S FROM information_schema.PARTITIONS WHERE (${where}) AND PARTITION_NAME IS NOT NULL`,
+      names.flat().map((x) => x.toLowerCase()),
+    );
+    for (const p of parts) {
+      const t = `${p.TABLE_SCHEMA}.${p.TABLE_NAME}`;
+      const cols = masked(await this.columnsOf([t])).map((c) => c.slice(c.lastIndexOf('.') + 1).toLowerCase());
+      const text = `${p.E ?? ''} ${p.S ?? ''}`.toLowerCase();
+      if (cols.some((c) => new RegExp(`(^|[^a-z0-9_$])${c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}($|[^a-z0-9_$])`).test(text))) out.primaryKeyed = true;
+    }
     for (const idx of byTable.values()) {
       const primary = idx.get('PRIMARY');
       const primaryMasked = primary !== undefined && (primary.includes('*') || masked(primary).length > 0);
@@ -293,7 +311,11 @@ export class MysqlCatalogue implements ColumnCatalogue {
       for (const [name, cols] of idx) if (primaryMasked || cols.includes('*') || masked(cols).length > 0) out.indexes.add(name.toLowerCase());
     }
     if (out.indexes.size === 0 && !out.primaryKeyed) return out;
-    for (const [rel, bs] of baseOf) if (bs.some((b) => hazardous.has(b))) out.relations.add(rel.toLowerCase());
+    for (const [rel, bs] of baseOf) {
+      if (!bs.some((b) => hazardous.has(b))) continue;
+      out.relations.add(rel.toLowerCase());
+      if (this.#tables.get(key(...this.#split(rel)))?.orderDependent === true) out.ordered.add(rel.toLowerCase());
+    }
     return out;
   }
 
