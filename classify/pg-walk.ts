@@ -45,8 +45,38 @@ export class Collector {
   }
 }
 
-/** Aggregates whose value depends on the order rows reach them when no ORDER BY is given inside (a window is caught by its OVER). */
+/**
+ * Functions whose value depends on the order rows reach them: aggregates that collect or add them
+ * up in that order (without an ORDER BY inside), and volatile functions evaluated anew per row. A
+ * window is caught by its OVER.
+ */
 const ORDER_SENSITIVE_PG = new Set([
+  // A value taken anew for each row records the order rows were met in (clock_timestamp() per row sorts them).
+  'random',
+  'clock_timestamp',
+  'timeofday',
+  'gen_random_uuid',
+  'nextval',
+  // Floating-point addition rounds differently in another order (sum(CASE … 2^60 … 1 …) told which row came last).
+  'sum',
+  'avg',
+  'stddev',
+  'stddev_pop',
+  'stddev_samp',
+  'variance',
+  'var_pop',
+  'var_samp',
+  'corr',
+  'covar_pop',
+  'covar_samp',
+  'regr_avgx',
+  'regr_avgy',
+  'regr_intercept',
+  'regr_r2',
+  'regr_slope',
+  'regr_sxx',
+  'regr_sxy',
+  'regr_syy',
   'string_agg',
   'array_agg',
   'json_agg',

@@ -133,8 +133,33 @@ function each(v: unknown, fn: (o: Obj) => void): void {
   }
 }
 
-/** Built-ins whose value depends on the order rows reach them (a window function is caught by its OVER). */
-const ORDER_SENSITIVE_FUNCTIONS = new Set(['group_concat', 'json_arrayagg', 'json_objectagg', 'rownum', 'any_value']);
+/** Built-ins whose value depends on the order rows reach them: aggregates that collect or add them up, and functions evaluated anew per row (a window function is caught by its OVER). */
+const ORDER_SENSITIVE_FUNCTIONS = new Set([
+  'group_concat',
+  'json_arrayagg',
+  'json_objectagg',
+  'rownum',
+  'any_value',
+  // Evaluated anew per row: RAND(7) per row is a position in a known sequence; SYSDATE(6) and UUID() carry the time.
+  'rand',
+  'uuid',
+  'uuid_short',
+  'sys_guid',
+  'sysdate',
+  'random_bytes',
+  'nextval',
+  'lastval',
+  // Floating-point sums round differently in another order.
+  'sum',
+  'avg',
+  'std',
+  'stddev',
+  'stddev_pop',
+  'stddev_samp',
+  'variance',
+  'var_pop',
+  'var_samp',
+]);
 
 function functionsOf(ast: unknown): string[] {
   const out = new Set<string>();

@@ -96,6 +96,12 @@ describe('PostgreSQL: a row order or place that follows a masked column, by othe
     'SELECT id FROM by_mail',
     // A view whose own definition aggregates in the order rows arrive.
     'SELECT ids FROM cl_ids',
+    // A value taken anew per row records the order (sorting by it gave the e-mail order), and a
+    // floating-point sum rounds by it (the 1 is kept only when its row comes after both others).
+    'SELECT id, clock_timestamp()::text AS t FROM clustered',
+    'SELECT id, random() AS r FROM clustered',
+    'SELECT sum(CASE id WHEN 1 THEN power(2, 60) WHEN 2 THEN -power(2, 60) WHEN 3 THEN 1 ELSE 0 END::float8) AS s FROM clustered',
+    'SELECT avg(id::float8) AS a FROM sorted',
   ])('is refused: %s', async (sql) => {
     const o = await reader.run({ target: 'db', sql });
     expect(o.error?.code, JSON.stringify(o.error)).toBe('WRIT_MASKED_FILTER');

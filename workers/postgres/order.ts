@@ -108,7 +108,8 @@ export async function checkMaskedOrder(
   if (!Array.isArray(plan)) throw new WritError('WRIT_MASKED_FILTER', `${where}reads ${touched[0]}, and its plan could not be read; nothing ran`, { details });
   const via = orderedBy(plan[0]?.Plan, h);
   if (via === undefined) return false;
-  const ordered = st.orderDependent === true || touched.some((t) => h.ordered.has(t));
+  // A side effect taken row by row (a dangerous function) follows the order too.
+  const ordered = st.orderDependent === true || st.dangerousFunctions.length > 0 || touched.some((t) => h.ordered.has(t));
   if ((st.kind === 'select' || st.kind === 'values') && !ordered) return true;
   // An UPDATE or DELETE changes the rows its filter picks whatever order it meets them in (PostgreSQL
   // has no UPDATE … LIMIT); its RETURNING rows are sorted like a read's. Not so an INSERT … SELECT
