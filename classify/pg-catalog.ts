@@ -126,12 +126,15 @@ interface NameInfo {
   unary: boolean;
   /** Some overload returns a set (generate_series, unnest, regexp_matches, …). */
   setReturning: boolean;
+  /** Some overload is an aggregate or a window function. */
+  aggregate: boolean;
 }
 
 const CATALOG = new Map<string, NameInfo>();
-for (const [name, vol, , retset, ndef, variadic, args] of PG_FUNCTIONS) {
-  const info = CATALOG.get(name) ?? { pure: true, rowCallable: false, unary: false, setReturning: false };
+for (const [name, vol, kind, retset, ndef, variadic, args] of PG_FUNCTIONS) {
+  const info = CATALOG.get(name) ?? { pure: true, rowCallable: false, unary: false, setReturning: false, aggregate: false };
   if (retset) info.setReturning = true;
+  if (kind === 'a' || kind === 'w') info.aggregate = true;
   if (vol === 'v' && !HARMLESS_VOLATILE.has(name)) info.pure = false;
   const required = args.length - ndef - (variadic ? 1 : 0);
   const oneArg = args.length >= 1 && required <= 1;
@@ -187,6 +190,46 @@ export function isOpaquePg(written: string): boolean {
   const name = catalogName(written);
   if (name === undefined) return true;
   return runsSql(name) || matches(name, OPAQUE_EXACT, OPAQUE_PREFIXES);
+}
+
+/**
+ * Aggregates whose value is the same whatever order rows reach them in. Every other aggregate (or
+ * window function) of the catalogue is taken to depend on it: `string_agg`, `array_agg`, the JSON and
+ * XML ones, and `sum`/`avg`/variance, whose floating-point rounding does. Ordered-set and
+ * hypothetical-set aggregates sort by their own WITHIN GROUP key.
+ */
+const ORDER_FREE_AGGREGATES = new Set([
+  'count',
+  'min',
+  'max',
+  'bool_and',
+  'bool_or',
+  'every',
+  'bit_and',
+  'bit_or',
+  'bit_xor',
+  'range_agg',
+  'range_intersect_agg',
+  'percentile_cont',
+  'percentile_disc',
+  'mode',
+  'rank',
+  'dense_rank',
+  'percent_rank',
+  'cume_dist',
+]);
+/** Volatile built-ins whose value is taken anew per row, so it records the order rows were met in. */
+const PER_ROW_VOLATILE = new Set(['random', 'clock_timestamp', 'timeofday', 'gen_random_uuid']);
+
+/**
+ * Whether the function's value may depend on the order rows reach it: an aggregate or window
+ * function not known to be order-free, a value taken anew per row, or a function that is not
+ * pg_catalog's (it may do anything).
+ */
+export function isOrderSensitivePg(written: string): boolean {
+  const name = catalogName(written);
+  if (name === undefined) return true;
+  return PER_ROW_VOLATILE.has(name) || (CATALOG.get(name)?.aggregate === true && !ORDER_FREE_AGGREGATES.has(name));
 }
 
 /** `t.name` may be `name(t)`: a built-in (or common extension function) that accepts a whole row. */

@@ -6,7 +6,7 @@
 import type { ColumnFact } from './types.ts';
 import { aliasName, arr, names, nodeOf, obj, rangeVarName, str, sval, unwrap, type Obj } from './pg-ast.ts';
 import { entryColumn, entryStar, orRowCall, resolveRef, Scope, starEntries, type Relation, type Resolved } from './pg-scope.ts';
-import { isCatalogOperator, isUnaryCallable, mayReturnSetPg } from './pg-catalog.ts';
+import { isCatalogOperator, isOrderSensitivePg, isUnaryCallable, mayReturnSetPg } from './pg-catalog.ts';
 
 export { Scope, type Relation } from './pg-scope.ts';
 
@@ -44,58 +44,6 @@ export class Collector {
     this.claimed.add(rv);
   }
 }
-
-/**
- * Functions whose value depends on the order rows reach them: aggregates that collect or add them
- * up in that order (without an ORDER BY inside), and volatile functions evaluated anew per row. A
- * window is caught by its OVER.
- */
-const ORDER_SENSITIVE_PG = new Set([
-  // A value taken anew for each row records the order rows were met in (clock_timestamp() per row sorts them).
-  'random',
-  'clock_timestamp',
-  'timeofday',
-  'gen_random_uuid',
-  'nextval',
-  // Floating-point addition rounds differently in another order (sum(CASE … 2^60 … 1 …) told which row came last).
-  'sum',
-  'avg',
-  'stddev',
-  'stddev_pop',
-  'stddev_samp',
-  'variance',
-  'var_pop',
-  'var_samp',
-  'corr',
-  'covar_pop',
-  'covar_samp',
-  'regr_avgx',
-  'regr_avgy',
-  'regr_intercept',
-  'regr_r2',
-  'regr_slope',
-  'regr_sxx',
-  'regr_sxy',
-  'regr_syy',
-  'string_agg',
-  'array_agg',
-  'json_agg',
-  'jsonb_agg',
-  'json_agg_strict',
-  'jsonb_agg_strict',
-  'xmlagg',
-  'json_object_agg',
-  'jsonb_object_agg',
-  'json_object_agg_strict',
-  'jsonb_object_agg_strict',
-  'json_object_agg_unique',
-  'jsonb_object_agg_unique',
-  'json_object_agg_unique_strict',
-  'jsonb_object_agg_unique_strict',
-  'json_arrayagg',
-  'json_objectagg',
-  'any_value',
-]);
 
 /** A handler for a nested statement node met during the walk (CTE bodies, rule actions, CREATE SCHEMA elements, ...). */
 export type NestedStatementHandler = (type: string, body: Obj, walker: PgWalker, scope: Scope) => boolean;
@@ -268,7 +216,7 @@ export class PgWalker {
     this.visit(f.agg_order, scope);
     this.visit(f.agg_filter, scope);
     if (f.over) this.filtered(f.over, scope);
-    if (f.over || (parts.length && ORDER_SENSITIVE_PG.has(parts[parts.length - 1]!))) this.c.orderDependent = true;
+    if (f.over || (parts.length && isOrderSensitivePg(parts.join('.')))) this.c.orderDependent = true;
   }
 
   /**

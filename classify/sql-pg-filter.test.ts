@@ -132,10 +132,19 @@ describe('orderDependent: what a statement computes from the order its rows arri
     'SELECT id INTO t FROM customers',
     'SELECT id FROM customers UNION SELECT 1 LIMIT 1',
     'SELECT ARRAY(SELECT id FROM customers) AS ids',
+    'SELECT json_agg(id) FROM customers',
+    'SELECT sum(id::float8) FROM customers',
+    'SELECT id, clock_timestamp() FROM customers',
   ])('%s depends on it', (sql) => {
     expect(dep(sql)).toBe(true);
   });
-  it.each(['SELECT id FROM customers', 'SELECT DISTINCT id, plan FROM customers', 'SELECT count(*), max(id) FROM customers', 'SELECT id FROM customers UNION ALL SELECT 0'])('%s does not', (sql) => {
+  it.each([
+    'SELECT id FROM customers',
+    'SELECT DISTINCT id, plan FROM customers',
+    'SELECT count(*), max(id), bool_and(id > 0) FROM customers',
+    'SELECT id FROM customers UNION ALL SELECT 0',
+    'SELECT upper(name), now() FROM customers',
+  ])('%s does not', (sql) => {
     expect(dep(sql)).toBe(false);
   });
 });
