@@ -129,9 +129,10 @@ export class OriginResolver {
    * it or a relative's column of its name is): the indexes holding such a column (an index scan,
    * or an index-only scan of `(email) INCLUDE (id)`, reads in its order; an index on an expression
    * or with a predicate counts when its table holds one), and the relations whose physical order
-   * may follow one, which any scan reads in that order: clustered on such an index, a masked
-   * column whose statistics show the rows stored in its order (|correlation| ≥ 0.5, a sorted load
-   * or a CLUSTER since undone), or a materialized view over one. `masked`: every relation holding
+   * follows one, which a heap scan reads in that order: clustered on such an index, a materialized
+   * view over one, the partitions of a table partitioned by one. (A table loaded in a masked
+   * column's order, or clustered and then SET WITHOUT CLUSTER, is not seen: statistics could show it,
+   * but a correlation threshold refused ORDER BY id on ordinary tables; docs/threat-model.md.) `masked`: every relation holding
    * a masked column (their `ctid` and `tableoid` give a row's place). `partitionedBy`: partitions
    * of a table partitioned by a masked column (reading one is a filter on it). `ordered`: views
    * whose own definition depends on the order rows reach it (`string_agg(id)` over such a table).
@@ -203,17 +204,12 @@ export class OriginResolver {
         out.indexes.add(row.idx);
         if (row.clustered) out.physical.add(row.relname);
       }
-      // Rows stored in a masked column's order (statistics); partitions of a table partitioned by one,
-      // read by name, and the partitions of such a table read through it (an Append of them hands the
-      // rows back grouped by the key's ranges).
-      const st = await this.#pool.query<{ kind: string; rel: string; relname: string; att: string | null; corr: number | null; part_parent: string | null; part_cols: string[] | null }>(
-        `SELECT 'stats' AS kind, n.nspname || '.' || c.relname AS rel, c.relname, s.attname::text AS att, s.correlation AS corr, NULL AS part_parent, NULL::text[] AS part_cols
-           FROM pg_stats s JOIN pg_namespace n ON n.nspname = s.schemaname JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename
-          WHERE (s.schemaname || '.' || s.tablename) = ANY($1::text[])
-         UNION ALL
-         SELECT CASE WHEN (n.nspname || '.' || c.relname) = ANY($1::text[]) THEN 'partition' ELSE 'child' END, n.nspname || '.' || c.relname, c.relname, NULL, NULL,
-                pn.nspname || '.' || pc.relname,
-                ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = p.partrelid AND a.attnum = ANY(p.partattrs) AND a.attnum > 0)
+      // Partitions of a table partitioned by a masked column, read by name, and the partitions of such
+      // a table read through it (an Append of them hands the rows back grouped by the key's ranges).
+      const st = await this.#pool.query<{ kind: string; rel: string; relname: string; part_parent: string | null; part_cols: string[] | null }>(
+        `SELECT CASE WHEN (n.nspname || '.' || c.relname) = ANY($1::text[]) THEN 'partition' ELSE 'child' END AS kind, n.nspname || '.' || c.relname AS rel, c.relname,
+                pn.nspname || '.' || pc.relname AS part_parent,
+                ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = p.partrelid AND a.attnum = ANY(p.partattrs) AND a.attnum > 0) AS part_cols
            FROM pg_inherits i JOIN pg_partitioned_table p ON p.partrelid = i.inhparent
            JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
            JOIN pg_class pc ON pc.oid = p.partrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
@@ -221,10 +217,6 @@ export class OriginResolver {
         [[...new Set([...names, ...tables])]],
       );
       for (const row of st.rows) {
-        if (row.kind === 'stats') {
-          if (row.att !== null && (hazardous.get(row.rel) ?? []).includes(row.att) && Math.abs(row.corr ?? 0) >= 0.5) out.physical.add(row.relname);
-          continue;
-        }
         // Partitioned by a masked column (or by an expression: unknown, so it counts).
         const byMasked = (row.part_cols ?? []).length === 0 || masked((row.part_cols ?? []).map((c) => `${row.part_parent}.${c}`)).length > 0;
         if (!byMasked) continue;
