@@ -4,10 +4,11 @@
  * with an index on the masked e-mail, `SELECT id FROM customers` came back in e-mail order, and
  * so did `GROUP_CONCAT(id)` and any LIMIT. With a write grant, rows inserted with guessed e-mails
  * then showed where each real one sorts, one character per intent, until all were recovered.
- * So before a statement that touches a table holding a masked column in an index runs, the worker
- * asks the server for its plan (EXPLAIN, on the same connection and settings) and refuses it when
- * the plan reads through such an index, or scans a table whose primary key holds a masked column.
- * docs/policy.md "Masked values outside the result".
+ * So before a statement that touches a table holding a masked column in an index (or in its
+ * primary key or partitioning) runs, the worker asks the server for its plan (EXPLAIN, on the same
+ * connection and settings). When the plan reads in such an order, a plain read runs and its rows
+ * are handed back in a canonical order; anything whose result depends on the order is refused.
+ * docs/policy.md "Row order".
  */
 import type { SqlStatementFacts } from '../../classify/index.ts';
 import { WritError } from '../../schemas/index.ts';
