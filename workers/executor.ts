@@ -65,8 +65,8 @@ export interface RowsOutput {
   notices: string[];
   /**
    * The rows came in an order the statement did not ask for and that may follow a masked column
-   * (MySQL: a plan through an index on one): the runtime hands them back sorted by their masked
-   * text, an order that tells nothing the values do not.
+   * (a plan through an index on one, or a heap stored in its order: the workers' order.ts): the
+   * runtime hands them back sorted by their masked text, an order that tells nothing the values do not.
    */
   unordered?: true;
 }
