@@ -51,9 +51,9 @@ export async function benchCluster(): Promise<ClusterFigures> {
     await phase(s, clients.slice(0, 1), undefined).catch(() => undefined); // warm-up is not measured
     const steady = await phase(s, clients);
     const cluster = s.cluster!;
-    // The victim: a member that does not lead the intents stream (its clients fail over).
+    // The victim: a member that does not lead the exec stream (its clients fail over).
     const { jetstreamManager } = await import('@nats-io/jetstream');
-    const leader = (await (await jetstreamManager(s.nc)).streams.info(s.names.streams.intents)).cluster?.leader ?? '';
+    const leader = (await (await jetstreamManager(s.nc)).streams.info(s.names.streams.exec)).cluster?.leader ?? '';
     const victim = (Math.max(0, cluster.indexOf(leader)) + 1) % 3;
     let downMs = 0;
     const kill = await phase(s, clients, async () => {

@@ -2,7 +2,7 @@
  * Creates or updates, idempotently, the streams and buckets of the design. Every
  * broker replica runs it at start; concurrent runs converge on the same config.
  */
-import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
+import { JetStreamApiCodes, JetStreamApiError, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ensureAuditStream } from '../audit/index.ts';
@@ -13,17 +13,6 @@ const NS = 1_000_000_000;
 function streamConfigs(n: Names, config: Config): (Partial<StreamConfig> & { name: string })[] {
   const replicas = config.nats.replicas;
   return [
-    {
-      name: n.streams.intents,
-      subjects: [n.intentAll()],
-      retention: RetentionPolicy.Workqueue,
-      storage: StorageType.File,
-      // Nats-Msg-Id = intent id: a resubmission within the window is dropped by the server.
-      duplicate_window: 120 * NS,
-      max_age: 3600 * NS,
-      num_replicas: replicas,
-      discard: DiscardPolicy.Old,
-    },
     {
       name: n.streams.exec,
       subjects: [n.execAll()],
@@ -99,12 +88,42 @@ export async function provision(nc: NatsConnection, jsm: JetStreamManager, n: Na
         "concurrent audit writers would fork a session's chain. Run nats-server 2.9.21 or later, or set audit.replicas: 1",
     );
   }
+  await retireIntentsStream(jsm, n);
   for (const cfg of streamConfigs(n, config)) await ensureStream(jsm, cfg);
   await ensureAuditStream(jsm, n, { replicas: auditReplicas, maxAgeSec: config.audit.maxAgeSec });
   const buckets = await openBuckets(nc, n, config, true);
   for (const kv of Object.values(buckets)) await ensureBucketReplicas(jsm, kv, config.nats.replicas);
   await ensureBucketMinAge(jsm, buckets.voteTokens, approverTokenLifeSec(config));
   return buckets;
+}
+
+/**
+ * Intents were once stored in a work-queue stream on their way to the broker; they are core
+ * requests now (docs/ARCHITECTURE.md, "The path of one intent"). A stream left from then would
+ * still capture every intent, store the agent's token in it, and answer the agent's request with
+ * its own publish ack before the broker's receipt, so it is removed when it is empty. One that
+ * still holds intents is left for a broker of the previous release to finish, and this one
+ * refuses to start: deleting it would drop intents whose agents were told they were stored.
+ */
+async function retireIntentsStream(jsm: JetStreamManager, n: Names): Promise<void> {
+  const info = await jsm.streams.info(n.streams.retiredIntents).catch((e: unknown) => {
+    if (e instanceof JetStreamApiError && e.code === JetStreamApiCodes.StreamNotFound) return undefined;
+    throw e;
+  });
+  if (!info) return;
+  if (info.state.messages > 0) {
+    throw new WritError(
+      'WRIT_CONFIG_INVALID',
+      `${info.state.messages} intents still wait in ${n.streams.retiredIntents}, the intake stream of an earlier release: let a broker of that release finish them, then start this one (it removes the empty stream)`,
+    );
+  }
+  try {
+    await jsm.streams.delete(n.streams.retiredIntents);
+  } catch (e) {
+    throw new WritError('WRIT_CONFIG_INVALID', `the empty stream ${n.streams.retiredIntents} of an earlier release could not be removed (delete it as the operator): ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
 }
 
 /**

@@ -1,14 +1,14 @@
 /**
- * The decision service. For each intent: intake, identity, classification, policy,
- * then one compare-and-set create of the intent's record (the first durable state,
- * which also makes a resubmitted id a no-op), the signed order, and the audit events.
- * Audit writes run beside the order and are awaited before the intent is acked, so
- * nothing is lost on a crash (the redelivered intent finds its record and re-sends
- * the same order, which the claim makes harmless) and the agent's latency never waits on them.
+ * The decision service. For each intent (a core NATS request from an agent): intake, identity,
+ * classification, policy, then one compare-and-set create of the intent's record (the first
+ * durable state, which also makes a resubmitted id a no-op), the signed order, and the audit
+ * events. The intent is acknowledged (its receipt) only once all of that is stored, so nothing
+ * acknowledged is lost on a crash: an agent that got no receipt asks again under the same id,
+ * which finds the record and re-sends the same order (the claim makes it harmless).
  */
 import { createPrivateKey, randomUUID } from 'node:crypto';
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import { AuditWriter, Checkpointer, serviceAuditKey, type HeadBoard } from '../audit/index.ts';
 import { readFileSync } from 'node:fs';
 import {
@@ -27,20 +27,20 @@ import {
   type Span,
 } from '../lib/index.ts';
 import {
-  consumeConcurrently,
-  ensureConsumer,
   inboxIdFor,
   isReplySubjectOf,
   sanitizeSubject,
   sealKeyPairFromSecret,
   sealOutcome,
   sendReply,
+  serveConcurrently,
   withDeadline,
-  type ConsumeLoop,
+  type ServeLoop,
   type Logger,
   type SealKeyPair,
 } from '../lib/index.ts';
 import {
+  ATTEMPT_HEADER,
   buildOutcome,
   commandText,
   IdSchema,
@@ -52,6 +52,7 @@ import {
   type GrantClaims,
   type GrantSigner,
   type Intent,
+  type IntentReceipt,
   type IntentRecord,
   type Names,
   type Order,
@@ -94,6 +95,11 @@ export interface BrokerDeps {
 
 const enc = new TextEncoder();
 
+/** Requests started beyond `limits.concurrency` wait in a backlog of at most this many times it … */
+const INTAKE_BACKLOG_FACTOR = 16;
+/** … and of at most this many bytes; past either, an intent is dropped unanswered and its agent asks again. */
+const INTAKE_BACKLOG_BYTES = 64 * 1024 * 1024;
+
 /** Where and how an intent is answered, once validated against its verified sender (IntentRecord.reply). */
 export type ReplySpec = NonNullable<IntentRecord['reply']>;
 
@@ -116,7 +122,7 @@ export class Broker {
   #jsm!: JetStreamManager;
   #kv!: Buckets;
   #audit!: AuditWriter;
-  #loop?: ConsumeLoop;
+  #loop?: ServeLoop;
   #api?: ApiService;
   #sweeper?: Sweeper;
   #approvals!: Approvals;
@@ -149,6 +155,11 @@ export class Broker {
   /** The audit writer's counters (metrics). */
   get auditStats(): AuditWriter['stats'] | undefined {
     return this.#audit?.stats;
+  }
+
+  /** Intents taken and not started yet, and those dropped for a full backlog (metrics). */
+  get intake(): { backlog: number; dropped: number } | undefined {
+    return this.#loop ? { backlog: this.#loop.backlog, dropped: this.#loop.dropped } : undefined;
   }
 
   /** Intents waiting for approval, as this broker's sweeper follows them (metrics). */
@@ -195,9 +206,14 @@ export class Broker {
     });
     this.#checkpointer.start();
     this.#policy = typeof this.#d.policy === 'function' ? await this.#d.policy({ kv: this.#kv, audit: this.#audit }) : this.#d.policy;
-    await this.#ensureConsumer();
-    const consumer = await this.#js.consumers.get(n.streams.intents, n.durables.broker);
-    this.#loop = await consumeConcurrently(consumer, (m) => this.#handle(m), { maxInFlight: config.limits.concurrency, log: this.#d.log });
+    // Intents are core requests shared by the replicas' queue group: not stored on the way in
+    // (the record is the first durable state, and the agent's token is never kept in a stream).
+    this.#loop = serveConcurrently(nc, n.intentAll(), n.brokerQueue, (m) => this.#handle(m), {
+      maxInFlight: config.limits.concurrency,
+      maxBacklog: config.limits.concurrency * INTAKE_BACKLOG_FACTOR,
+      maxBacklogBytes: INTAKE_BACKLOG_BYTES,
+      log: this.#d.log,
+    });
     this.#approvals = new Approvals({
       nc,
       js: this.#js,
@@ -244,24 +260,10 @@ export class Broker {
     this.#d.log.info({ broker: this.id, policy: this.#policy.version }, 'broker running');
   }
 
-  async #ensureConsumer(): Promise<void> {
-    const { names: n, config } = this.#d;
-    const cfg = {
-      durable_name: n.durables.broker,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      filter_subject: n.intentAll(),
-      // A broker lost mid-intent hands it to another replica after this long (an intent takes ms).
-      ack_wait: 10_000_000_000,
-      max_ack_pending: config.limits.concurrency * 4,
-    };
-    await ensureConsumer(this.#jsm, n.streams.intents, cfg);
-  }
-
   /**
    * Stop taking intents, finish those in flight, flush audit. Each step waits on NATS, so
    * the whole drain has a deadline: with the server gone, stop() still returns (what was in
-   * flight is then redelivered to another replica, or ended by the sweeper).
+   * flight is then asked again by its agent of another replica, or ended by the sweeper).
    */
   async stop(deadlineMs = 10_000): Promise<void> {
     if (this.state === 'STOPPED') return;
@@ -283,46 +285,61 @@ export class Broker {
     this.state = 'STOPPED';
   }
 
-  async #handle(m: JsMsg): Promise<void> {
+  async #handle(m: Msg): Promise<void> {
     const now = Date.now();
     const subjectTarget = this.#d.names.intentTarget(m.subject) ?? '';
     const r = intake(m.data, subjectTarget, this.#d.config.limits.maxIntentBytes, now);
     // The intent's span continues the agent's trace (its traceparent header), or starts one.
     const span = startSpan('writ.broker.intent', { parent: traceContextOf(m.headers), kind: SpanKind.CONSUMER });
     if (!r.ok) {
-      await this.#refuse(r.refusal, rawReply(m.data), lazyChild(this.#d.log, { traceId: traceIdOf(span) }));
-      m.term();
+      const who = await this.#refuse(r.refusal, rawReply(m.data), lazyChild(this.#d.log, { traceId: traceIdOf(span) }));
+      this.#receipt(m, who, { v: 1, type: 'error', error: r.refusal.error.toReply() });
       this.#observe(subjectTarget, 'refused', now, span, r.refusal.error.code);
       return;
     }
     const intent = r.intent;
     span.setAttributes({ 'writ.intent_id': intent.id, 'writ.session_id': intent.sessionId, 'writ.target': intent.target });
     // Every line logged about this intent carries its ids and its trace id.
-    const t = { log: lazyChild(this.#d.log, { intentId: intent.id, sessionId: intent.sessionId, traceId: traceIdOf(span) }), steps: [] as string[] };
+    const t: IntentTurn = { log: lazyChild(this.#d.log, { intentId: intent.id, sessionId: intent.sessionId, traceId: traceIdOf(span) }), steps: [] };
     this.#traces.set(intent.id, span);
     try {
-      await this.#process(intent, m.info.redelivered, t);
-      m.ack();
+      await this.#process(intent, attemptOf(m), t);
+      this.#receipt(m, t.who, { v: 1, type: 'receipt', intentId: intent.id, duplicate: t.steps.includes('intent.duplicate') });
       this.#observe(intent.target, brokerOutcome(t.steps), now, span);
     } catch (e) {
       const err = toWritError(e);
       t.log.error({ err: e }, 'intent processing failed');
-      // Retryable infrastructure errors (NATS could not take a write: a reconnect, a leader
-      // election) are retried by redelivery, backing off, for limits.transportRetrySec from when
-      // the intent was stored and never past its deadline: an accepted intent is not dropped
-      // because the bus was briefly away. Everything else ends here.
-      const storedMs = Number(m.info.timestampNanos) / 1e6;
-      const retryUntil = Math.min(storedMs + this.#d.config.limits.transportRetrySec * 1000, intent.deadline ?? Number.POSITIVE_INFINITY);
-      if (err.retryable && Date.now() < retryUntil) {
-        m.nak(Math.min(250 * 2 ** Math.min(m.info.deliveryCount - 1, 5), 5_000));
+      // A retryable failure (NATS could not take a write: a reconnect, a leader election) is
+      // answered as such, and the agent asks again under the same id (the SDK backs off, never
+      // past the intent's deadline): what was stored meanwhile makes the next attempt finish the
+      // work (a stored record re-sends its order). Everything else ends here.
+      if (err.retryable) {
+        this.#receipt(m, t.who, { v: 1, type: 'error', error: err.toReply() });
         this.#observe(intent.target, 'retried', now, span, err.code);
       } else {
-        await this.#refuse({ error: err, partial: intent }, { replyKey: intent.replyKey, replyTo: intent.replyTo }, t.log).catch(() => undefined);
-        m.term();
+        const who = await this.#refuse({ error: err, partial: intent }, { replyKey: intent.replyKey, replyTo: intent.replyTo }, t.log).catch(() => undefined);
+        this.#receipt(m, who, { v: 1, type: 'error', error: err.toReply() });
         this.#observe(intent.target, 'failed', now, span, err.code);
       }
     } finally {
       if (this.#traces.get(intent.id) === span) this.#traces.delete(intent.id);
+    }
+  }
+
+  /**
+   * The intent's receipt, on the request's reply subject: only to a sender whose token verified,
+   * and only under its own inbox (no deputy). Anyone else gets nothing and, seeing no answer,
+   * can only ask again.
+   */
+  #receipt(m: Msg, who: VerifiedIdentity | undefined, receipt: IntentReceipt): void {
+    if (!who || !m.reply || !isReplySubjectOf(m.reply, inboxIdFor(who.principal.iss, who.principal.sub))) return;
+    try {
+      // Small by construction: an error's message is cut (a refusal can quote the intent).
+      const r = receipt.type === 'error' ? { ...receipt, error: { code: receipt.error.code, message: receipt.error.message.slice(0, 2_048) } } : receipt;
+      m.respond(enc.encode(JSON.stringify(r)));
+    } catch (e) {
+      // The connection is gone: the agent sees no answer and asks again.
+      this.#d.log.debug({ err: e }, 'receipt not sent');
     }
   }
 
@@ -336,7 +353,7 @@ export class Broker {
    * verified, its replyTo is under its own inbox and it gave a key to seal to; an unverified
    * sender gets nothing (no deputy), and is audited under `_unattributed`.
    */
-  async #refuse(ref: Refusal, raw: { replyKey?: string | undefined; replyTo?: unknown } = {}, log: Logger = this.#d.log): Promise<void> {
+  async #refuse(ref: Refusal, raw: { replyKey?: string | undefined; replyTo?: unknown } = {}, log: Logger = this.#d.log): Promise<VerifiedIdentity | undefined> {
     const { partial, error } = ref;
     const replyKey = raw.replyKey;
     let who: VerifiedIdentity | undefined;
@@ -365,6 +382,7 @@ export class Broker {
       type: 'intent.rejected_input',
       payload: { code: error.code, message: error.message, principal: who?.principal, target: partial.target, claimedIntentId: partial.id },
     });
+    return who;
   }
 
   /** The validated reply of an intent from `who`: its inbox id, and the subject and key, when both check out. */
@@ -400,7 +418,7 @@ export class Broker {
   }
 
   /** `t`: this intent's logger, and the audit event types it produced (what the metrics call its outcome). */
-  async #process(intent: Intent, redelivered: boolean, t: { log: Logger; steps: string[] }): Promise<void> {
+  async #process(intent: Intent, attempt: number, t: IntentTurn): Promise<void> {
     const { log } = t;
     const policy = this.#policy;
     // Events are gathered and appended together when the intent is handled, so they form one
@@ -420,9 +438,10 @@ export class Broker {
     } catch (e) {
       const err = toWritError(e);
       // The sender is not identified: answer, and audit without attributing it to the claimed session.
-      await this.#refuse({ error: err, partial: { id: intent.id, sessionId: intent.sessionId, replyTo: intent.replyTo, target: intent.target } }, {}, log);
+      t.who = await this.#refuse({ error: err, partial: { id: intent.id, sessionId: intent.sessionId, replyTo: intent.replyTo, target: intent.target } }, {}, log);
       return;
     }
+    t.who = who;
     const replyCheck = this.#replySpec(who, intent.replyTo, intent.replyKey);
     const reply = replyCheck.ok ? replyCheck.spec : undefined;
     // The session is the sender's own, or nothing of this intent is written into it.
@@ -450,7 +469,9 @@ export class Broker {
       ...(auditorKey ? { commandSealed: sealCommandForAuditors(intent.command, auditorKey, intent.id, intent.sessionId) } : {}),
       justification: intent.justification === undefined ? undefined : redactText(intent.justification),
       tokenSha256: who.tokenSha256,
-      redelivered,
+      // Which of the agent's sends this is (its SDK counts them; 1 when it says nothing): a
+      // later one follows an answer that was lost, or a failure it was told to retry.
+      attempt,
     });
     if (!replyCheck.ok) {
       // Denied and recorded (the API tells the sender why), but nothing is sent to that subject.
@@ -737,6 +758,19 @@ function rawReply(data: Uint8Array): { replyKey?: string; replyTo?: unknown } {
   } catch {
     return {};
   }
+}
+
+/** One intent being handled: its logger, the audit event types it produced (what the metrics call its outcome), and its verified sender. */
+interface IntentTurn {
+  log: Logger;
+  steps: string[];
+  who?: VerifiedIdentity | undefined;
+}
+
+/** The SDK's count of its sends of this intent (`Writ-Attempt`), 1 when absent or malformed. */
+function attemptOf(m: Msg): number {
+  const n = Number(m.headers?.get(ATTEMPT_HEADER));
+  return Number.isSafeInteger(n) && n >= 1 ? n : 1;
 }
 
 /** What the broker did with an intent, from the audit events it produced (lib/metrics-types.ts BrokerOutcome). */

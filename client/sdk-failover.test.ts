@@ -1,24 +1,22 @@
 /**
  * The agent SDK through what a cluster failover looks like from one agent's connection, on a
- * single real nats-server: an ack lost on the way back (the server stored the intent, the
- * agent never heard), a stream that is not there to take a publish (503 / no responders, as
- * while a stream elects its leader), and a connection that is down for longer than one request
- * waits. Each time, submit/run/status/cancel end with the real answer, and an intent is stored
- * once. The agent's connection runs through a TCP relay the test can mute (server-to-agent
+ * real stack: a receipt lost on the way back (the broker took the intent, the agent never
+ * heard), no broker to take it (no responders, as while one restarts), and a connection that is
+ * down for longer than one request waits. Each time, submit/run/status/cancel end with the real
+ * answer, and an intent runs once. The agent's connection runs through a TCP relay the test can mute (server-to-agent
  * bytes dropped) or cut.
  */
 import { createServer, connect as tcpConnect, type Server, type Socket } from 'node:net';
-import { jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readSession } from '../audit/index.ts';
-import { names, WritError, type Names } from '../schemas/index.ts';
-import { startNats, type NatsServerHandle } from '../test/helpers/index.ts';
+import { createBroker } from '../broker/index.ts';
+import { createLogger } from '../lib/index.ts';
+import { WritError } from '../schemas/index.ts';
 import { startStack, type Stack } from '../test/fixture.ts';
 import { WritClient, newId } from './index.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const NS = 1_000_000_000;
 
 interface Relay {
   url: string;
@@ -98,81 +96,67 @@ async function agentConnection(port: number): Promise<{ nc: NatsConnection; r: R
   return { nc, r };
 }
 
-describe('submit through a failover, on a bare nats-server with the intents stream', () => {
-  let nats: NatsServerHandle;
-  let admin: NatsConnection;
-  let jsm: JetStreamManager;
-  let n: Names;
+describe('submit through a failover, on a whole stack', () => {
+  let s: Stack;
   beforeAll(async () => {
-    nats = await startNats();
-    admin = await connect({ servers: nats.url });
-    jsm = await jetstreamManager(admin);
+    s = await startStack({ config: { policy: { rules: [{ id: 'read', effect: 'allow', groups: ['readers'], targets: ['db'], mode: 'read' }] } } });
   });
   afterAll(async () => {
-    await admin?.close();
-    await nats?.stop();
+    await s?.stop();
   });
 
-  // The intents stream as the broker provisions it: work queue, Nats-Msg-Id dedupe over 120 s.
-  const addStream = () =>
-    jsm.streams.add({
-      name: n.streams.intents,
-      subjects: [n.intentAll()],
-      retention: RetentionPolicy.Workqueue,
-      storage: StorageType.File,
-      duplicate_window: 120 * NS,
-      discard: DiscardPolicy.Old,
-    });
-  const stored = async () => (await jsm.streams.info(n.streams.intents)).state.messages;
+  /** The intent's events in its session, by type. */
+  const eventsOf = async (sessionId: string, intentId: string) => (await readSession({ nc: s.nc, names: s.names, sessionId })).filter((e) => e.intentId === intentId).map((e) => e.type);
 
-  it('an intent whose ack was lost is published again under the same Nats-Msg-Id and stored once', async () => {
-    n = names(`f${Math.random().toString(36).slice(2, 8)}`);
-    await addStream();
-    const { nc, r } = await agentConnection(nats.port);
-    const agent = new WritClient({ nc, token: 'opaque', prefix: n.prefix });
+  it('an intent whose receipt was lost is sent again under the same id, recorded once, and answered as a duplicate', async () => {
+    const { nc, r } = await agentConnection(s.nats.port);
+    const agent = new WritClient({ nc, token: await s.token('agent-f0', ['readers']), prefix: s.names.prefix });
     r.mute();
     const intentId = newId();
     const submitting = agent.submit({ target: 'db', sql: 'SELECT 1', intentId }, { timeoutMs: 30_000 });
     submitting.catch(() => undefined);
-    // The server took it; the agent heard nothing. Past one attempt's wait, the connection goes.
-    await until('stored', async () => (await stored()) === 1);
+    // The broker took it and ran it; the agent heard nothing. Past one attempt's wait, the connection goes.
+    await until('ran', async () => (await eventsOf(agent.sessionId, intentId)).includes('exec.finished'));
     await sleep(2_500);
     r.cut();
     r.restore();
-    const s = await submitting;
-    expect(s).toMatchObject({ intentId, duplicate: true });
-    expect(await stored()).toBe(1);
+    await expect(submitting).resolves.toMatchObject({ intentId, duplicate: true });
+    const types = await eventsOf(agent.sessionId, intentId);
+    expect(types.filter((t) => t === 'exec.finished')).toHaveLength(1);
+    expect(types).toContain('intent.duplicate');
   }, 40_000);
 
-  it('a publish nobody can take (no stream: 503 / no responders, as during an election) is retried until the stream is back', async () => {
-    n = names(`f${Math.random().toString(36).slice(2, 8)}`);
-    const { nc } = await agentConnection(nats.port);
-    const agent = new WritClient({ nc, token: 'opaque', prefix: n.prefix });
+  it('an intent no broker answers (none running, as while one restarts) is sent again until a broker takes it', async () => {
+    const agent = new WritClient({ nc: (await agentConnection(s.nats.port)).nc, token: await s.token('agent-f0b', ['readers']), prefix: s.names.prefix });
+    await s.broker.stop();
     const intentId = newId();
     const submitting = agent.submit({ target: 'db', sql: 'SELECT 1', intentId }, { timeoutMs: 20_000 });
     submitting.catch(() => undefined);
     await sleep(1_500);
-    await addStream();
+    s.broker = await createBroker({ nc: s.nc, config: s.config, log: createLogger({ name: 'broker', level: 'silent' }) });
+    await s.broker.start();
     await expect(submitting).resolves.toMatchObject({ intentId, duplicate: false });
-    expect(await stored()).toBe(1);
+    await until('ran', async () => (await eventsOf(agent.sessionId, intentId)).includes('exec.finished'));
   }, 30_000);
 
-  it('gives up at its deadline with WRIT_TRANSPORT, saying whether the intent may have been stored', async () => {
-    n = names(`f${Math.random().toString(36).slice(2, 8)}`);
-    const { nc, r } = await agentConnection(nats.port);
-    const agent = new WritClient({ nc, token: 'opaque', prefix: n.prefix });
-    // No stream: every attempt is refused, nothing can have been stored.
+  it('gives up at its deadline with WRIT_TRANSPORT, saying whether the intent may have been taken', async () => {
+    const { nc, r } = await agentConnection(s.nats.port);
+    const agent = new WritClient({ nc, token: await s.token('agent-f0c', ['readers']), prefix: s.names.prefix });
+    // No broker: every attempt finds no responder, nothing can have been taken.
+    await s.broker.stop();
     const t0 = Date.now();
     const refused = await agent.submit({ target: 'db', sql: 'SELECT 1' }, { timeoutMs: 1_500 }).catch((e: unknown) => e);
     expect(Date.now() - t0).toBeLessThan(5_000);
     expect(refused).toBeInstanceOf(WritError);
     expect(refused).toMatchObject({ code: 'WRIT_TRANSPORT', details: { maybeStored: false } });
-    // Acks lost: the server has it, the agent cannot know.
-    await addStream();
+    s.broker = await createBroker({ nc: s.nc, config: s.config, log: createLogger({ name: 'broker', level: 'silent' }) });
+    await s.broker.start();
+    // Receipts lost: the broker has it, the agent cannot know.
     r.mute();
-    const lost = await agent.submit({ target: 'db', sql: 'SELECT 1' }, { timeoutMs: 3_000 }).catch((e: unknown) => e);
+    const intentId = newId();
+    const lost = await agent.submit({ target: 'db', sql: 'SELECT 1', intentId }, { timeoutMs: 3_000 }).catch((e: unknown) => e);
     expect(lost).toMatchObject({ code: 'WRIT_TRANSPORT', details: { maybeStored: true } });
-    expect(await stored()).toBe(1);
+    await until('recorded', async () => (await s.broker.buckets.intents.get(intentId))?.operation === 'PUT');
   }, 30_000);
 });
 

@@ -1,8 +1,9 @@
 /**
  * The agent SDK. An agent needs only three NATS permissions: publish `writ.intent.>`
  * and `writ.api.>`, and subscribe to its own inbox. `run` subscribes to a fresh inbox,
- * publishes the intent with that inbox as `replyTo`, and takes the first outcome that
- * arrives there; the broker (denials) or the worker (results) answers it directly.
+ * sends the intent (a core request, answered by a broker's receipt once what it led to is
+ * stored) with that inbox as `replyTo`, and takes the first outcome that arrives there; the
+ * broker (denials) or the worker (results) answers it directly.
  *
  * Isolation on a shared bus (docs/ARCHITECTURE.md, "Transport: replies and isolation"): every
  * reply subject the SDK names is under the inbox of its own token's principal
@@ -11,12 +12,14 @@
  * opened here. An outcome that is not sealed to this client's key is refused (WRIT_SEAL_INVALID).
  */
 import { randomBytes } from 'node:crypto';
-import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { generateSealKeyPair, inboxIdOfToken, openOutcome, replySubjectFor, type SealKeyPair } from '../lib/seal.ts';
 import { endSpan, startClientSpan, traceHeaders, type Span } from '../lib/tracing.ts';
 import {
   ApiReplySchema,
+  ATTEMPT_HEADER,
+  buildOutcome,
+  IntentReceiptSchema,
   names as makeNames,
   OutcomeSchema,
   WritError,
@@ -32,38 +35,27 @@ import {
 } from '../schemas/index.ts';
 import { settle, type SettleDeps } from './settle.ts';
 
-/** How long `submit` keeps retrying a publish the bus did not take (a reconnect, a leader election). */
+/** How long `submit` keeps sending an intent no broker acknowledged (a reconnect, a broker restarting, a leader election). */
 const PUBLISH_RETRY_MS = 10_000;
-/**
- * The longest a publish is retried, whatever the caller's deadline: well inside the intents
- * stream's 120 s duplicate window, so every retry still meets the first copy's Nats-Msg-Id.
- */
+/** The longest an intent is sent again, whatever the caller's deadline. */
 const PUBLISH_RETRY_MAX_MS = 60_000;
-/** One publish attempt's wait for the server's ack. */
+/** One send's wait for the broker's receipt (it answers once the intent's record, evidence and order are stored). */
 const PUBLISH_ATTEMPT_MS = 2_000;
+/** How long `run`, refused at intake, waits for the sealed refusal the broker sent before its receipt. */
+const REFUSAL_GRACE_MS = 1_000;
 /** How long `run` relies on the intent's inbox alone before it also asks the broker (most intents end sooner). */
 const ASK_AFTER_MS = 2_000;
 /** How long a read-only API call (status, explain …) keeps asking while no broker answers (a reconnect, a failover). */
 const API_RETRY_MS = 15_000;
 
-/**
- * JetStream API errors a cluster gives while a stream or the meta group changes leader (the
- * server names them "cluster can not handle request" and "not assigned to this server"): the
- * next attempt, on the new leader, can pass. 503s are classified in schemas/errors.ts.
- */
-const LEADER_CHANGE_CODES = new Set([10007, 10009]);
-
 /** A failure of a bus call that a later attempt can get past. */
 function transient(e: unknown): boolean {
-  if (toWritError(e).code === 'WRIT_TRANSPORT') return true;
-  // nats.js's JetStreamApiError: `code` is the server's err_code, `status` its HTTP-like code.
-  const code = (e as { code?: unknown }).code;
-  return e instanceof Error && e.name === 'JetStreamApiError' && typeof code === 'number' && LEADER_CHANGE_CODES.has(code);
+  return toWritError(e).code === 'WRIT_TRANSPORT';
 }
 
 /**
- * True when a failed publish may still have been stored: its ack was lost (a timeout, a
- * connection that closed under it). A 503, no responders or a refusal says nobody stored it.
+ * True when a failed send may still have been taken: its receipt was lost or never came (a
+ * timeout, a connection that closed under it). No responders or a refusal says nobody took it.
  */
 function maybeStored(e: unknown): boolean {
   const name = e instanceof Error ? e.name : '';
@@ -130,7 +122,6 @@ export class WritClient {
   readonly names: Names;
   readonly sessionId: string;
   readonly #o: WritClientOptions;
-  readonly #js: JetStreamClient;
   /** This client's sealing key pair: the private half never leaves the process. */
   readonly #keys: SealKeyPair = generateSealKeyPair();
 
@@ -138,7 +129,6 @@ export class WritClient {
     this.#o = o;
     this.names = makeNames(o.prefix ?? 'writ');
     this.sessionId = o.sessionId ?? newId('s');
-    this.#js = jetstream(o.nc);
   }
 
   /** The public key outcomes for this client are sealed to (raw X25519, base64url). */
@@ -190,41 +180,54 @@ export class WritClient {
   }
 
   /**
-   * Stores the intent (with the span's W3C trace context in its headers: the broker and worker
-   * continue that trace), retrying while the bus cannot take it (a reconnect, a stream leader
-   * election: a lost ack, no responders, 503) until `deadline`, and never longer than
-   * PUBLISH_RETRY_MAX_MS. Every attempt carries the same Nats-Msg-Id, so an attempt the server
-   * stored before its ack was lost is not stored twice: the retry's ack then says `duplicate`.
-   * Anything the server answered (a refusal) is thrown at once. A final failure is
-   * WRIT_TRANSPORT with `details.maybeStored` when some attempt's ack may have been lost.
+   * Sends the intent to the brokers (with the span's W3C trace context in its headers: the broker
+   * and worker continue that trace) and returns on the broker's receipt, which comes once the
+   * intent's record and evidence (and, when it runs, its order) are stored. A send nobody answered
+   * (no broker, a reconnect, a lost receipt) or answered with a retryable error is sent again
+   * under the same id until `deadline`, never longer than PUBLISH_RETRY_MAX_MS, backing off: the
+   * record makes a second send harmless (the receipt then says `duplicate`). A refusal is thrown
+   * at once. A final failure is WRIT_TRANSPORT with `details.maybeStored` when some send may
+   * have been taken.
    */
   async #publish(intent: Intent, span: Span, deadline = Date.now() + PUBLISH_RETRY_MS): Promise<Submitted> {
     const subject = this.names.intent(intent.target);
     const data = enc.encode(JSON.stringify(intent));
+    const reply = this.#replySubject(intent.token);
     const end = Math.min(deadline, Date.now() + PUBLISH_RETRY_MAX_MS);
     let stored = false;
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 1; ; attempt++) {
+      let failure: unknown;
       try {
-        // Short attempts: an ack lost to a reconnect is asked for again soon, not after a long wait.
+        // Short attempts: a receipt lost to a reconnect is asked for again soon, not after a long wait.
         const timeout = Math.max(100, Math.min(PUBLISH_ATTEMPT_MS, end - Date.now()));
-        const ack = await this.#js.publish(subject, data, { msgID: intent.id, headers: traceHeaders(span), timeout });
-        return { intentId: intent.id, sessionId: intent.sessionId, duplicate: ack.duplicate };
+        const h = traceHeaders(span) ?? natsHeaders();
+        h.set(ATTEMPT_HEADER, String(attempt));
+        const m = await this.#o.nc.request(subject, data, { timeout, noMux: true, reply, headers: h });
+        const parsed = IntentReceiptSchema.safeParse(safeJson(m.data));
+        if (!parsed.success) throw new WritError('WRIT_INTERNAL', `the answer to intent ${intent.id} is not a broker's receipt (is a stream capturing ${subject}?)`);
+        const r = parsed.data;
+        if (r.type === 'receipt') return { intentId: intent.id, sessionId: intent.sessionId, duplicate: r.duplicate };
+        const err = toError(r.error);
+        if (!err.retryable) throw err;
+        stored = true; // the broker took it and failed part-way: some of it may be stored
+        failure = err;
       } catch (e) {
-        if (!transient(e)) throw toWritError(e);
-        stored ||= maybeStored(e);
-        if (Date.now() >= end || this.#o.nc.isClosed()) {
-          throw new WritError(
-            'WRIT_TRANSPORT',
-            `the bus did not take intent ${intent.id}${stored ? ' (it may have been stored: wait for it by its id before submitting it again under a new id)' : ''}`,
-            {
-              cause: e,
-              details: { intentId: intent.id, maybeStored: stored },
-            },
-          );
+        if (e instanceof WritError && e.code !== 'WRIT_TRANSPORT' && failure === undefined) throw e;
+        if (failure === undefined) {
+          if (!transient(e)) throw toWritError(e);
+          stored ||= maybeStored(e);
+          failure = e;
         }
-        const ms = Math.min(2_000, 50 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random());
-        await sleepMs(Math.min(ms, end - Date.now()));
       }
+      if (Date.now() >= end || this.#o.nc.isClosed()) {
+        throw new WritError(
+          'WRIT_TRANSPORT',
+          `no broker acknowledged intent ${intent.id}${stored ? ' (it may have been taken: wait for it by its id before submitting it again under a new id)' : ''}`,
+          { cause: failure, details: { intentId: intent.id, maybeStored: stored } },
+        );
+      }
+      const ms = Math.min(2_000, 50 * 2 ** Math.min(attempt - 1, 5)) * (0.5 + Math.random());
+      await sleepMs(Math.min(ms, end - Date.now()));
     }
   }
 
@@ -234,9 +237,9 @@ export class WritClient {
   }
 
   /**
-   * Publishes an intent and returns once the server has stored it. A bus that cannot take it
-   * (a reconnect, a leader election) is tried again under the same id for `timeoutMs`
-   * (default 10 s; at most 60 s, inside the stream's duplicate window), then WRIT_TRANSPORT.
+   * Sends an intent and returns once a broker has acknowledged it (its record is stored). One no
+   * broker acknowledged (a reconnect, a broker restarting) is sent again under the same id for
+   * `timeoutMs` (default 10 s; at most 60 s), then WRIT_TRANSPORT. A refusal is thrown.
    */
   async submit(req: IntentRequest, opts: { timeoutMs?: number } = {}): Promise<Submitted> {
     const intent = this.#intent(req, await this.#token());
@@ -293,10 +296,26 @@ export class WritClient {
         // A duplicate is asked of the API at once: its answer may have gone to an earlier call's inbox.
         askNow = (await this.#publish(intent, span, deadline)).duplicate;
       } catch (e) {
-        // An ack lost on every attempt: the intent may be stored and under way. Only the broker
+        // Refused at the broker's intake (nothing stored): a denial is an outcome. The broker
+        // sent it, sealed, to this run's inbox before its receipt, so it is normally here already.
+        if (e instanceof WritError && e.code !== 'WRIT_TRANSPORT') {
+          const sent = await raceTimeout(direct, REFUSAL_GRACE_MS, opts.signal);
+          const outcome = sent ?? buildOutcome({ intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: e.toReply() });
+          endSpan(span, outcome.status, outcome.error?.code);
+          return outcome;
+        }
+        // No receipt on any attempt: the intent may be stored and under way. Only the broker
         // can say, so ask it for the rest of the run's time rather than report a failure that may not be.
-        const unsure = e instanceof WritError && e.details?.maybeStored === true && Date.now() < deadline;
+        const unsure = e instanceof WritError && e.details?.maybeStored === true;
         if (!unsure) throw e;
+        if (Date.now() >= deadline) {
+          // The run's time went by with no answer at all (no broker took it, or none could answer
+          // this sender: an unverifiable token is answered nothing).
+          throw new WritError('WRIT_TIMEOUT', `no answer for intent ${intent.id} within ${timeoutMs} ms; it may have been taken: wait for it by its id`, {
+            cause: e,
+            details: { intentId: intent.id, maybeStored: true },
+          });
+        }
         askNow = true;
       }
       const outcome = await settle(this.#settleDeps, {
@@ -482,6 +501,14 @@ function tokenExpired(token: string): boolean {
     return typeof p.exp === 'number' && p.exp * 1000 < Date.now();
   } catch {
     return false;
+  }
+}
+
+function safeJson(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(data));
+  } catch {
+    return undefined;
   }
 }
 

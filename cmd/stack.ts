@@ -154,7 +154,7 @@ export async function startLocalStack(configFile: string): Promise<LocalStack> {
   const signedGrants = new SignedGrants();
   const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }), metrics: obs.metrics, auditHeads, signedGrants });
   await broker.start();
-  obs.attach({ role: 'broker', nc, state: () => broker.state, auditStats: () => broker.auditStats, pendingApprovals: () => broker.pendingApprovals });
+  obs.attach({ role: 'broker', nc, state: () => broker.state, auditStats: () => broker.auditStats, pendingApprovals: () => broker.pendingApprovals, intake: () => broker.intake });
   const worker = await createWorker({ nc: wnc, config, log: log.child({ svc: 'worker' }), metrics: obs.metrics, auditHeads, signedGrants });
   await worker.start();
   obs.attach({ role: 'worker', nc: wnc, state: () => worker.state, auditStats: () => worker.auditStats });
@@ -191,7 +191,7 @@ export async function startService(kind: 'broker' | 'worker', config: Config, lo
   if (kind === 'broker') {
     const b = (svc = await createBroker({ nc, config, log, metrics: obs.metrics }));
     await b.start();
-    obs.attach({ role: kind, nc, state: () => b.state, auditStats: () => b.auditStats, pendingApprovals: () => b.pendingApprovals });
+    obs.attach({ role: kind, nc, state: () => b.state, auditStats: () => b.auditStats, pendingApprovals: () => b.pendingApprovals, intake: () => b.intake });
   } else {
     const w = (svc = await createWorker({ nc, config, log, metrics: obs.metrics }));
     await w.start();

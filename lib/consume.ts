@@ -4,6 +4,7 @@
  * bound on the handlers in flight. Drains on stop: takes nothing new, waits for the rest.
  */
 import { JetStreamApiCodes, JetStreamApiError, type Consumer, type ConsumerConfig, type ConsumerMessages, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { WritError } from '../schemas/index.ts';
 import type { Logger } from './log.ts';
 
@@ -53,6 +54,89 @@ export async function consumeConcurrently(consumer: Consumer, handler: (m: JsMsg
       await messages.close();
       await Promise.allSettled([...running]);
       await loop;
+    },
+  };
+}
+
+export interface ServeLoop {
+  /** Stop taking requests (the queue group's other members get them) and wait for those taken. */
+  drain(): Promise<void>;
+  readonly inFlight: number;
+  /** Requests taken but not started yet (over maxInFlight). */
+  readonly backlog: number;
+  /** Requests dropped because the backlog was full (their senders retry). */
+  readonly dropped: number;
+}
+
+/**
+ * Core NATS requests on `subject` in queue group `queue`, each handled without awaiting the one
+ * before, at most `maxInFlight` at once. A request that arrives while that many run waits in a
+ * backlog bounded by count and bytes; past either bound it is dropped unanswered (logged and
+ * counted): its sender, which saw no answer, asks again. Nothing is stored here: a request is
+ * either answered by its handler or left for the sender's retry, so a backlog lost with the
+ * process loses nothing that was acknowledged.
+ */
+export function serveConcurrently(
+  nc: NatsConnection,
+  subject: string,
+  queue: string,
+  handler: (m: Msg) => Promise<void>,
+  opts: { maxInFlight: number; maxBacklog: number; maxBacklogBytes: number; log: Logger },
+): ServeLoop {
+  const running = new Set<Promise<void>>();
+  const backlog: Msg[] = [];
+  let backlogBytes = 0;
+  let dropped = 0;
+  let lastDropLog = 0;
+  let idle: (() => void) | undefined;
+  const start = (m: Msg): void => {
+    const p = handler(m)
+      .catch((e: unknown) => opts.log.error({ err: e }, 'handler failed'))
+      .finally(() => {
+        running.delete(p);
+        const next = backlog.shift();
+        if (next) {
+          backlogBytes -= next.data.length;
+          start(next);
+        } else if (running.size === 0) idle?.();
+      });
+    running.add(p);
+  };
+  const sub: Subscription = nc.subscribe(subject, {
+    queue,
+    callback: (err, m) => {
+      if (err) {
+        opts.log.error({ err, subject }, 'request subscription failed');
+        return;
+      }
+      if (running.size < opts.maxInFlight) return start(m);
+      if (backlog.length >= opts.maxBacklog || backlogBytes + m.data.length > opts.maxBacklogBytes) {
+        dropped++;
+        const now = Date.now();
+        if (now - lastDropLog > 5_000) {
+          lastDropLog = now;
+          opts.log.warn({ subject, dropped, backlog: backlog.length, backlogBytes }, 'request backlog full: dropping requests unanswered (their senders retry)');
+        }
+        return;
+      }
+      backlog.push(m);
+      backlogBytes += m.data.length;
+    },
+  });
+  return {
+    get inFlight() {
+      return running.size;
+    },
+    get backlog() {
+      return backlog.length;
+    },
+    get dropped() {
+      return dropped;
+    },
+    async drain() {
+      await sub.drain().catch(() => undefined);
+      if (running.size === 0 && backlog.length === 0) return;
+      await new Promise<void>((r) => (idle = r));
     },
   };
 }

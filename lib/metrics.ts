@@ -37,6 +37,12 @@ export interface ConsumerRef {
   durable: string;
 }
 
+/** What a broker's intake (lib/consume.ts serveConcurrently) reports. */
+export interface IntakeStats {
+  backlog: number;
+  dropped: number;
+}
+
 export class WritMetrics implements ServiceMetrics {
   readonly registry = new Registry();
   readonly #targets: ReadonlySet<string>;
@@ -51,6 +57,7 @@ export class WritMetrics implements ServiceMetrics {
   readonly #connected: Gauge<'connection'>;
   readonly #audit = new Map<string, () => AuditStats | undefined>();
   #pendingApprovals: (() => number | undefined) | undefined;
+  #intake: (() => IntakeStats | undefined) | undefined;
   #sampler: NodeJS.Timeout | undefined;
   readonly #stops: Array<() => void> = [];
 
@@ -119,6 +126,26 @@ export class WritMetrics implements ServiceMetrics {
         if (n !== undefined) this.set(n);
       },
     });
+    new Gauge({
+      name: 'writ_broker_intake_backlog',
+      help: 'Intents this broker took and has not started yet (over limits.concurrency)',
+      registers,
+      collect() {
+        const i = self.#intake?.();
+        if (i) this.set(i.backlog);
+      },
+    });
+    new Counter({
+      name: 'writ_broker_intake_dropped_total',
+      help: 'Intents this broker dropped unanswered because its backlog was full (their agents send them again)',
+      registers,
+      collect() {
+        const i = self.#intake?.();
+        if (!i) return;
+        this.reset();
+        this.inc(i.dropped);
+      },
+    });
   }
 
   #target(t: string): string {
@@ -147,6 +174,11 @@ export class WritMetrics implements ServiceMetrics {
 
   setPendingApprovals(count: () => number | undefined): void {
     this.#pendingApprovals = count;
+  }
+
+  /** The broker's intake backlog and drops, read at each scrape. */
+  setIntake(stats: () => IntakeStats | undefined): void {
+    this.#intake = stats;
   }
 
   /** Counts the connection's reconnects and tracks whether it is connected, until it closes. */

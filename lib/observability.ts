@@ -12,7 +12,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Config, Names } from '../schemas/index.ts';
 import { natsCheck, startObservabilityServer, stateCheck, streamsCheck, tcpCheck, type ObservabilityServer, type ReadinessCheck } from './health.ts';
 import type { Logger } from './log.ts';
-import type { WritMetrics } from './metrics.ts';
+import type { IntakeStats, WritMetrics } from './metrics.ts';
 import type { AuditStats, ServiceMetrics } from './metrics-types.ts';
 import { initTracing, type TracingHandle } from './tracing.ts';
 
@@ -26,6 +26,8 @@ export interface ObservedService {
   auditStats?: () => AuditStats | undefined;
   /** Brokers: intents waiting for approval. */
   pendingApprovals?: () => number | undefined;
+  /** A broker's intake backlog and drops. */
+  intake?: () => IntakeStats | undefined;
 }
 
 export interface ObservabilityStartOptions {
@@ -106,7 +108,10 @@ export class Observability {
     const t = config.observability.checkTimeoutMs;
     const jsm = lazyJsm(s.nc);
     const kv = (b: string) => `KV_${b}`;
-    const streams = s.role === 'broker' ? [...Object.values(n.streams), ...Object.values(n.buckets).map(kv)] : [n.streams.exec, n.streams.audit, kv(n.buckets.claims), kv(n.buckets.intents)];
+    const streams =
+      s.role === 'broker'
+        ? [n.streams.exec, n.streams.approvals, n.streams.audit, ...Object.values(n.buckets).map(kv)]
+        : [n.streams.exec, n.streams.audit, kv(n.buckets.claims), kv(n.buckets.intents)];
     this.#checks.push(stateCheck(s.role, s.state), natsCheck(s.role, s.nc, t), streamsCheck(s.role, jsm, streams, t));
     if (s.role === 'worker') {
       // Reachable over TCP: the check holds no credential and takes no pool connection.
@@ -117,12 +122,11 @@ export class Observability {
     m.watchConnection(s.role, s.nc);
     if (s.auditStats) m.addAuditSource(s.role, s.auditStats);
     if (s.pendingApprovals) m.setPendingApprovals(s.pendingApprovals);
+    if (s.intake) m.setIntake(s.intake);
+    // A broker consumes no stream (intents and votes are core requests); a worker's orders queue in WRIT_EXEC.
     const consumers =
       s.role === 'broker'
-        ? [
-            { jsm, stream: n.streams.intents, durable: n.durables.broker },
-            { jsm, stream: n.streams.approvals, durable: n.durables.brokerApprovals },
-          ]
+        ? []
         : [
             ...config.workers.postgres.map((w) => ({ kind: 'postgres', target: w.target })),
             ...config.workers.ssh.map((w) => ({ kind: 'ssh', target: w.target })),

@@ -366,12 +366,6 @@ export const ConfigSchema = z.strictObject({
       sweepMarginSec: z.number().int().nonnegative().default(10),
       /** How often the sweeper looks, ms. */
       sweepIntervalMs: z.number().int().positive().default(1000),
-      /**
-       * How long, from when it was stored, the broker keeps retrying an intent that NATS could not
-       * take a write for (a reconnect, a leader election), seconds; an election on 2.9 outlasts a few
-       * quick retries. Never past the intent's own deadline.
-       */
-      transportRetrySec: z.number().int().positive().default(120),
     })
     .default({
       maxIntentBytes: 256 * 1024,
@@ -382,7 +376,6 @@ export const ConfigSchema = z.strictObject({
       concurrency: 256,
       sweepMarginSec: 10,
       sweepIntervalMs: 1000,
-      transportRetrySec: 120,
     }),
   identity: IdentitySchema.default({ maxTokenBytes: 8192, issuers: [], devIssuer: DEV_ISSUER_DEFAULT }),
   grants: z

@@ -15,6 +15,7 @@ import {
   AuditEventSchema,
   ErrorReplySchema,
   GrantClaimsSchema,
+  IntentReceiptSchema,
   IntentSchema,
   OrderSchema,
   OutcomeSchema,
@@ -23,6 +24,7 @@ import { ConfigSchema } from './config.ts';
 
 export const EXPORTED: Record<string, z.ZodType> = {
   intent: IntentSchema,
+  'intent-receipt': IntentReceiptSchema,
   outcome: OutcomeSchema,
   'error-reply': ErrorReplySchema,
   'api-request': ApiRequestSchema,

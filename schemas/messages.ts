@@ -108,6 +108,24 @@ export const ErrorReplySchema = z.strictObject({
 });
 export type ErrorReply = z.infer<typeof ErrorReplySchema>;
 
+/**
+ * The broker's answer to an intent, a core NATS request on `writ.intent.<target>`, sent to the
+ * request's reply subject once what the intent led to is stored (its record, its evidence and,
+ * when it runs, its order): `receipt`. `duplicate` says the id was known already (a resubmission:
+ * nothing new was started). `error`: the intent was refused before anything was stored (a
+ * malformed intent, a passed deadline) or, with a retryable code, the bus could not take a
+ * write and the sender should ask again under the same id. A sender that gets no answer (no
+ * broker, a lost reply, an unverifiable sender) asks again too: the record makes that harmless.
+ */
+export const IntentReceiptSchema = z.discriminatedUnion('type', [
+  z.strictObject({ v: z.literal(1), type: z.literal('receipt'), intentId: IdSchema, duplicate: z.boolean() }),
+  z.strictObject({ v: z.literal(1), type: z.literal('error'), error: ErrorReplySchema }),
+]);
+export type IntentReceipt = z.infer<typeof IntentReceiptSchema>;
+
+/** Header of an intent request: which send of it this is (1, 2, …); informational, audited with `intent.received`. */
+export const ATTEMPT_HEADER = 'Writ-Attempt';
+
 export const INTENT_STATES = ['received', 'denied', 'pending', 'dispatched', 'running', 'succeeded', 'failed', 'unknown', 'rejected', 'expired', 'cancelled'] as const;
 export const IntentStateSchema = z.enum(INTENT_STATES);
 export type IntentState = z.infer<typeof IntentStateSchema>;

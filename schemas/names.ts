@@ -20,9 +20,15 @@ export function isSubjectToken(value: string): boolean {
 /** Names for one deployment, derived from its prefix (default `writ`); a test uses a unique prefix for isolation. */
 export interface Names {
   readonly prefix: string;
-  readonly streams: { readonly intents: string; readonly exec: string; readonly approvals: string; readonly audit: string };
+  readonly streams: {
+    /** The intake stream of earlier releases (intents are core requests now): provisioning removes an empty one. */
+    readonly retiredIntents: string;
+    readonly exec: string;
+    readonly approvals: string;
+    readonly audit: string;
+  };
   readonly buckets: { readonly intents: string; readonly claims: string; readonly policy: string; readonly windows: string; readonly sessions: string; readonly voteTokens: string };
-  /** `writ.intent.<target>` — agents publish intents here. */
+  /** `writ.intent.<target>` — agents send intents here (core requests to the brokers' queue group). */
   intent(target: string): string;
   /** `writ.intent.>` */
   intentAll(): string;
@@ -50,7 +56,7 @@ export interface Names {
   /** Queue group shared by broker replicas for the API. */
   readonly brokerQueue: string;
   /** Durable consumer names. */
-  readonly durables: { readonly broker: string; readonly brokerApprovals: string; approverBot(bot: string): string; worker(kind: string, target: string): string };
+  readonly durables: { approverBot(bot: string): string; worker(kind: string, target: string): string };
 }
 
 export const API_OPS = ['wait', 'status', 'result', 'cancel', 'explain', 'targets', 'pending', 'grants', 'revoke'] as const;
@@ -63,7 +69,7 @@ export function names(prefix = 'writ'): Names {
   return Object.freeze({
     prefix,
     streams: Object.freeze({
-      intents: `${up}_INTENTS`,
+      retiredIntents: `${up}_INTENTS`,
       exec: `${up}_EXEC`,
       approvals: `${up}_APPROVALS`,
       audit: `${up}_AUDIT`,
@@ -95,8 +101,6 @@ export function names(prefix = 'writ'): Names {
     auditAll: () => `${p}.audit.>`,
     brokerQueue: `${p}-broker`,
     durables: Object.freeze({
-      broker: `${p}-broker`,
-      brokerApprovals: `${p}-broker-approvals`,
       approverBot: (bot: string) => `${p}-approver-${subjectToken('bot', bot)}`,
       worker: (kind: string, target: string) => `${p}-worker-${subjectToken('kind', kind)}-${subjectToken('target', target)}`,
     }),

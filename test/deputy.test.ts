@@ -4,7 +4,7 @@
  * principal's inbox, with or without a valid token, writes nothing there, and the attempt is
  * audited under `_unattributed`, its subject escaped.
  */
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAuditCli } from '../audit/index.ts';
 import { generateSealKeyPair, inboxIdOfToken, newId, replySubjectFor } from '../client/index.ts';
@@ -157,7 +157,7 @@ describe('no confused deputy through an intent', () => {
       replyTo,
       replyKey: generateSealKeyPair().publicKey,
     };
-    await jetstream(s.nc).publish(s.names.intent('db'), enc.encode(JSON.stringify(intent)));
+    s.nc.publish(s.names.intent('db'), enc.encode(JSON.stringify(intent)));
     return id;
   }
 
@@ -199,7 +199,7 @@ describe('no confused deputy through an intent', () => {
     const token = await s.token('mallory', ['analysts']);
     const id = newId();
     const replyTo = replySubjectFor(inboxIdOfToken(token));
-    await jetstream(s.nc).publish(
+    s.nc.publish(
       s.names.intent('db'),
       enc.encode(
         JSON.stringify({

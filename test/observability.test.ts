@@ -58,7 +58,7 @@ beforeAll(async () => {
       return obs.metrics;
     },
   });
-  obs.attach({ role: 'broker', nc: s.nc, state: () => s.broker.state, auditStats: () => s.broker.auditStats, pendingApprovals: () => s.broker.pendingApprovals });
+  obs.attach({ role: 'broker', nc: s.nc, state: () => s.broker.state, auditStats: () => s.broker.auditStats, pendingApprovals: () => s.broker.pendingApprovals, intake: () => s.broker.intake });
   obs.attach({ role: 'worker', nc: s.nc, state: () => s.worker.state, auditStats: () => s.worker.auditStats });
   obs.ready();
 }, 120_000);
@@ -147,6 +147,8 @@ describe('tracing', () => {
     const tap: NatsConnection = await connect({ servers: s.nats.url });
     const replies: Msg[] = [];
     const sub = tap.subscribe('_INBOX.>', { callback: (_e, m) => void replies.push(m) });
+    // Intents are core requests: the tap hears them on their own subject.
+    const intents = tap.subscribe(s.names.intentAll(), { callback: (_e, m) => void replies.push(m) });
     await tap.flush();
     try {
       const agentTracer = trace.getTracer('agent');
@@ -173,7 +175,7 @@ describe('tracing', () => {
       expect(run[0]!.resource.attributes['service.name']).toBe('writ-test');
       // The outcome the worker sent to the agent's inbox carries the worker's span as traceparent.
       await tap.flush();
-      // On the wire (the tap sees pulled JetStream messages too): the intent carries the SDK's span,
+      // On the wire (the tap sees pulled JetStream messages too, and the intents): the intent carries the SDK's span,
       // the order the broker's, and the outcome sent to the agent's inbox the worker's.
       await tap.flush();
       const carried = (subject: string) => replies.find((m) => m.subject === subject && m.string().includes(outcome.intentId))?.headers?.get('traceparent');
@@ -187,6 +189,7 @@ describe('tracing', () => {
       expect(lines.length).toBeGreaterThan(0);
       for (const l of lines) expect(l).toMatchObject({ sessionId: outcome.sessionId, traceId: agentSpan.traceId });
     } finally {
+      intents.unsubscribe();
       sub.unsubscribe();
       await tap.close();
     }
@@ -245,7 +248,9 @@ describe('the metrics', () => {
     expect(value(m, 'writ_broker_intents_total', { target: 'db', outcome: 'pending' })).toBe(1);
     const durable = s.names.durables.worker('postgres', 'db');
     expect(value(m, 'writ_consumer_pending_messages', { consumer: durable })).toBe(0);
-    expect(m.some((x) => x.name === 'writ_consumer_pending_messages' && x.labels.consumer === s.names.durables.broker)).toBe(true);
+    // The broker's intake is core requests: its backlog is a gauge of its own, empty here.
+    expect(value(m, 'writ_broker_intake_backlog')).toBe(0);
+    expect(value(m, 'writ_broker_intake_dropped_total')).toBe(0);
     // With the worker stopped, an allowed intent's order waits in the stream: the sampled lag shows it.
     await s.worker.stop();
     const r = await readyzUntil((x) => x.status === 503);

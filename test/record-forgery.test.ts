@@ -4,7 +4,6 @@
  * sign: not a `dispatched` state it re-sends an order from, not a vote it counts. And one human
  * counts once, whichever of the identities they vote through comes first.
  */
-import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { mintDevToken } from '../broker/index.ts';
@@ -33,10 +32,11 @@ const rows = async (note: string) => Number((await s.admin.query('SELECT count(*
 const approver = async (sub: string) => s.client(await s.approverToken(sub, ['approvers']));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Publishes an intent again under a new message id (past the server's dedupe), as an agent can. */
+/** Sends an intent again, as an agent can. */
 async function resubmit(token: string, intentId: string, sessionId: string, sql: string): Promise<void> {
   const intent = { v: 1, type: 'intent', id: intentId, sessionId, target: 'db', command: { kind: 'sql', sql }, token, submittedAt: Date.now() };
-  await jetstream(s.nc).publish(s.names.intent('db'), JSON.stringify(intent), { msgID: `${intentId}-again-${Date.now()}` });
+  s.nc.publish(s.names.intent('db'), JSON.stringify(intent));
+  await s.nc.flush();
 }
 
 it('never re-sends an order from a pending record a worker rewrote as dispatched (no vote given)', async () => {

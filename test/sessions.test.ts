@@ -2,7 +2,6 @@
  * A session belongs to the principal that opened it: another principal can neither run an
  * intent in it nor `explain` into it, so nothing of theirs lands in its audit chain.
  */
-import { jetstream } from '@nats-io/jetstream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { readSession } from '../audit/index.ts';
 import { startStack, type Stack } from './fixture.ts';
@@ -46,8 +45,8 @@ it("audits another principal's refused intent under _unattributed, never in the 
   // Refused at intake (a deadline long past, an unknown key), naming alice's session and intent.
   const token = await s.token('mallory', ['analysts']);
   const base = { v: 1, type: 'intent', id: done.intentId, sessionId, target: 'db', command: { kind: 'sql', sql: 'SELECT 2' }, token, submittedAt: Date.now() };
-  await jetstream(s.nc).publish(s.names.intent('db'), JSON.stringify({ ...base, deadline: 1 }), { msgID: 'mallory-refused-1' });
-  await jetstream(s.nc).publish(s.names.intent('db'), JSON.stringify({ ...base, extra: 'x' }), { msgID: 'mallory-refused-2' });
+  s.nc.publish(s.names.intent('db'), JSON.stringify({ ...base, deadline: 1 }));
+  s.nc.publish(s.names.intent('db'), JSON.stringify({ ...base, extra: 'x' }));
   let un: Awaited<ReturnType<typeof readSession>> = [];
   for (let i = 0; i < 50 && un.filter((e) => e.type === 'intent.rejected_input' && JSON.stringify(e.payload).includes('mallory')).length < 2; i++) {
     await new Promise((r) => setTimeout(r, 100));

@@ -1,7 +1,8 @@
 /**
  * The persisted writes of one allowed intent, counted on a real nats-server: what issue 15's
  * path redesign removed must stay removed. The durable outcome travels in the record's end
- * write (no separate result message).
+ * write (no separate result message), and the intent reaches the broker as a core request
+ * (no intake stream).
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
@@ -28,7 +29,7 @@ async function storedWrites(): Promise<number> {
   return n;
 }
 
-it('an allowed intent costs seven persisted writes, and its record carries the outcome, sealed', async () => {
+it('an allowed intent costs six persisted writes, and its record carries the outcome, sealed', async () => {
   const c = s.client(await s.token('alice', ['analysts']));
   // The session's first intent also records who owns it: warm up on it.
   expect((await c.run({ target: 'db', sql: 'SELECT 1' })).status).toBe('succeeded');
@@ -41,8 +42,9 @@ it('an allowed intent costs seven persisted writes, and its record carries the o
   const bucket = await new Kvm(s.nc).open(s.names.buckets.intents);
   for (let i = 0; i < 50 && IntentRecordSchema.parse((await bucket.get(o.intentId))!.json()).state !== 'succeeded'; i++) await new Promise((r) => setTimeout(r, 100));
   await new Promise((r) => setTimeout(r, 500));
-  // intent, record create, broker's audit block, order, claim, worker's audit block, record end.
-  expect((await storedWrites()) - before).toBe(7);
+  // record create, broker's audit block, order, claim, worker's audit block, record end. The
+  // intent itself is a core request: nothing stores it on the way in.
+  expect((await storedWrites()) - before).toBe(6);
 
   const entry = await (await new Kvm(s.nc).open(s.names.buckets.intents)).get(o.intentId);
   const rec = IntentRecordSchema.parse(entry!.json());

@@ -72,7 +72,7 @@ async function leaderOf(stack: FaultStack, stream: string): Promise<number> {
 async function queues(stack: FaultStack): Promise<unknown[]> {
   const jsm = await jetstreamManager(stack.nc);
   const out: unknown[] = [];
-  for (const stream of [stack.names.streams.intents, stack.names.streams.exec]) {
+  for (const stream of [`KV_${stack.names.buckets.intents}`, stack.names.streams.exec]) {
     const si = await jsm.streams.info(stream);
     out.push({ stream, leader: si.cluster?.leader, replicas: si.cluster?.replicas?.map((r) => `${r.name} current=${r.current} lag=${r.lag ?? 0}`), msgs: si.state.messages });
     for await (const ci of jsm.consumers.list(stream)) {
@@ -104,11 +104,12 @@ async function killUnderLoad(pick: (stack: FaultStack, intentsLeader: number) =>
   // key another is still writing fails to start (audit/keys.ts).
   const services = [await stack.startBroker(0), await stack.startBroker(1), await stack.startWorker(2), await stack.startWorker(0)];
   const w = new Workload(await Promise.all([0, 1, 2, 0, 1, 2].map((node) => stack.client(undefined, node))));
-  // The SDK alone rides out the election (retries under the same Nats-Msg-Id); an agent that
+  // The SDK alone rides out the election (sends again under the same intent id); an agent that
   // submits in bulk gives it longer than the 10 s default, as the leader's loss can take that.
   w.submitTimeoutMs = 30_000;
   await w.burst(12); // the path works on every member before the fault
-  const leader = await leaderOf(stack, stack.names.streams.intents);
+  // The intents bucket holds each intent's record: the first thing an intent's acknowledgement waits on.
+  const leader = await leaderOf(stack, `KV_${stack.names.buckets.intents}`);
   const victim = pick(stack, leader);
   // Every 20th intent is run by its agent (submit and wait in one), across the kill.
   const burst = w.burst(INTENTS, () => 'fast', CONCURRENCY, { waitEvery: 20, waitMs: RUN_WAIT_MS });
@@ -126,12 +127,12 @@ async function killUnderLoad(pick: (stack: FaultStack, intentsLeader: number) =>
   const rep = await checkInvariants(stack, w, { deadlineMs: RUN_WAIT_MS });
   // From the burst's start until every accepted intent had ended.
   const allEndedMs = checkedAt + rep.counts.endStatesMs! - t0;
-  console.log(`cluster kill -9 of ${stack.cluster!.serverNames[victim]} (${victim === leader ? '' : 'not '}the intents leader; audit stream R${stack.auditReplicas}):`, {
+  console.log(`cluster kill -9 of ${stack.cluster!.serverNames[victim]} (${victim === leader ? '' : 'not '}the intents bucket's leader; audit stream R${stack.auditReplicas}):`, {
     downMs: restartedAt - killedAt,
     burstMs,
     allEndedMs,
     perSec: Math.round((w.accepted().length / allEndedMs) * 1000),
-    newIntentsLeader: stack.cluster!.serverNames[await leaderOf(stack, stack.names.streams.intents)],
+    newIntentsLeader: stack.cluster!.serverNames[await leaderOf(stack, `KV_${stack.names.buckets.intents}`)],
     ...rep.counts,
   });
   if (rep.violations.length > 0) console.log('queues after the run:', await queues(stack));
@@ -152,11 +153,11 @@ async function killUnderLoad(pick: (stack: FaultStack, intentsLeader: number) =>
  * vitest project, which `npm test` runs on its own after the others.
  */
 describe('on a 3-node cluster', () => {
-  it('kill -9 of a member that does not lead the intents stream, 2,000 intents in flight: nothing lost, nothing twice, all evidence', async () => {
+  it('kill -9 of a member that does not lead the intents bucket, 2,000 intents in flight: nothing lost, nothing twice, all evidence', async () => {
     await killUnderLoad((_, leader) => (leader + 1) % 3);
   }, 300_000);
 
-  it("kill -9 of the intents stream leader's member, 2,000 intents in flight: nothing lost, nothing twice, all evidence", async () => {
+  it("kill -9 of the intents bucket leader's member, 2,000 intents in flight: nothing lost, nothing twice, all evidence", async () => {
     await killUnderLoad((_, leader) => leader);
   }, 300_000);
 });
