@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { startNats, type NatsServerHandle } from '../test/helpers/index.ts';
-import { ensureConsumer } from './consume.ts';
+import { createLogger } from './log.ts';
+import { ensureConsumer, serveConcurrently } from './consume.ts';
 
 let server: NatsServerHandle;
 let nc: NatsConnection;
@@ -39,5 +40,43 @@ describe('ensureConsumer', () => {
 
   it('passes on a refusal that is not about an existing consumer', async () => {
     await expect(ensureConsumer(jsm, 'NO_SUCH_STREAM', base)).rejects.not.toMatchObject({ code: 'WRIT_CONFIG_INVALID' });
+  });
+});
+
+describe('serveConcurrently', () => {
+  it('runs at most maxInFlight handlers, holds a bounded backlog, drops past it, and drains what it took', async () => {
+    const release: Array<() => void> = [];
+    const handled: string[] = [];
+    const loop = serveConcurrently(
+      nc,
+      'req.>',
+      'q',
+      async (m) => {
+        await new Promise<void>((r) => release.push(r));
+        handled.push(m.string());
+      },
+      { maxInFlight: 1, maxBacklog: 2, maxBacklogBytes: 1_000, log: createLogger({ name: 'test', level: 'silent' }) },
+    );
+    const sender = await connect({ servers: server.url });
+    for (const body of ['a', 'b', 'c', 'd', 'e']) sender.publish('req.x', body);
+    // The server has passed them on once the sender's flush returns; this connection has run their callbacks once its own does.
+    await sender.flush();
+    await nc.flush();
+    expect([loop.inFlight, loop.backlog, loop.dropped]).toEqual([1, 2, 2]);
+    // A body over the byte bound is dropped even where the count leaves room.
+    sender.publish('req.x', 'x'.repeat(2_000));
+    await sender.flush();
+    await nc.flush();
+    expect(loop.dropped).toBe(3);
+    const drained = loop.drain();
+    // Each finished handler starts the next one taken, in order.
+    for (let i = 0; i < 3; i++) {
+      while (release.length === 0) await new Promise((r) => setTimeout(r, 5));
+      release.shift()!();
+    }
+    await drained;
+    expect(handled).toEqual(['a', 'b', 'c']);
+    expect([loop.inFlight, loop.backlog]).toEqual([0, 0]);
+    await sender.close();
   });
 });
