@@ -106,7 +106,7 @@ export async function provision(nc: NatsConnection, jsm: JetStreamManager, n: Na
  * refuses to start: deleting it would drop intents whose agents were told they were stored.
  */
 async function retireIntentsStream(jsm: JetStreamManager, n: Names): Promise<void> {
-  const info = await jsm.streams.info(n.streams.retiredIntents).catch((e: unknown) => {
+  const info = await jsm.streams.info(n.retiredIntentsStream).catch((e: unknown) => {
     if (e instanceof JetStreamApiError && e.code === JetStreamApiCodes.StreamNotFound) return undefined;
     throw e;
   });
@@ -114,13 +114,13 @@ async function retireIntentsStream(jsm: JetStreamManager, n: Names): Promise<voi
   if (info.state.messages > 0) {
     throw new WritError(
       'WRIT_CONFIG_INVALID',
-      `${info.state.messages} intents still wait in ${n.streams.retiredIntents}, the intake stream of an earlier release: let a broker of that release finish them, then start this one (it removes the empty stream)`,
+      `${info.state.messages} intents still wait in ${n.retiredIntentsStream}, the intake stream of an earlier release: let a broker of that release finish them, then start this one (it removes the empty stream)`,
     );
   }
   try {
-    await jsm.streams.delete(n.streams.retiredIntents);
+    await jsm.streams.delete(n.retiredIntentsStream);
   } catch (e) {
-    throw new WritError('WRIT_CONFIG_INVALID', `the empty stream ${n.streams.retiredIntents} of an earlier release could not be removed (delete it as the operator): ${(e as Error).message}`, {
+    throw new WritError('WRIT_CONFIG_INVALID', `the empty stream ${n.retiredIntentsStream} of an earlier release could not be removed (delete it as the operator): ${(e as Error).message}`, {
       cause: e,
     });
   }

@@ -108,10 +108,7 @@ export class Observability {
     const t = config.observability.checkTimeoutMs;
     const jsm = lazyJsm(s.nc);
     const kv = (b: string) => `KV_${b}`;
-    const streams =
-      s.role === 'broker'
-        ? [n.streams.exec, n.streams.approvals, n.streams.audit, ...Object.values(n.buckets).map(kv)]
-        : [n.streams.exec, n.streams.audit, kv(n.buckets.claims), kv(n.buckets.intents)];
+    const streams = s.role === 'broker' ? [...Object.values(n.streams), ...Object.values(n.buckets).map(kv)] : [n.streams.exec, n.streams.audit, kv(n.buckets.claims), kv(n.buckets.intents)];
     this.#checks.push(stateCheck(s.role, s.state), natsCheck(s.role, s.nc, t), streamsCheck(s.role, jsm, streams, t));
     if (s.role === 'worker') {
       // Reachable over TCP: the check holds no credential and takes no pool connection.

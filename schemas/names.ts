@@ -20,13 +20,9 @@ export function isSubjectToken(value: string): boolean {
 /** Names for one deployment, derived from its prefix (default `writ`); a test uses a unique prefix for isolation. */
 export interface Names {
   readonly prefix: string;
-  readonly streams: {
-    /** The intake stream of earlier releases (intents are core requests now): provisioning removes an empty one. */
-    readonly retiredIntents: string;
-    readonly exec: string;
-    readonly approvals: string;
-    readonly audit: string;
-  };
+  readonly streams: { readonly exec: string; readonly approvals: string; readonly audit: string };
+  /** The intake stream of earlier releases (intents are core requests now): provisioning removes an empty one. */
+  readonly retiredIntentsStream: string;
   readonly buckets: { readonly intents: string; readonly claims: string; readonly policy: string; readonly windows: string; readonly sessions: string; readonly voteTokens: string };
   /** `writ.intent.<target>` — agents send intents here (core requests to the brokers' queue group). */
   intent(target: string): string;
@@ -69,11 +65,11 @@ export function names(prefix = 'writ'): Names {
   return Object.freeze({
     prefix,
     streams: Object.freeze({
-      retiredIntents: `${up}_INTENTS`,
       exec: `${up}_EXEC`,
       approvals: `${up}_APPROVALS`,
       audit: `${up}_AUDIT`,
     }),
+    retiredIntentsStream: `${up}_INTENTS`,
     buckets: Object.freeze({
       intents: `${p}_intents`,
       claims: `${p}_claims`,
