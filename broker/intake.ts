@@ -25,7 +25,15 @@ function pick(raw: unknown): Refusal['partial'] {
   return out;
 }
 
-export function intake(data: Uint8Array, subjectTarget: string, maxBytes: number, nowMs: number): IntakeResult {
+/**
+ * Headers an intent may carry, bytes: its trace context (`traceparent`, `tracestate` of at most
+ * 512 characters) and the SDK's send count fit many times over. Larger headers are refused before
+ * they are decoded (lib/consume.ts headerBytes).
+ */
+export const MAX_INTENT_HEADER_BYTES = 4_096;
+
+/** `headerBytes`: the message's header size (undefined when it could not be measured: refused). */
+export function intake(data: Uint8Array, subjectTarget: string, maxBytes: number, nowMs: number, headerBytes = 0): IntakeResult {
   let raw: unknown;
   const tooLarge = data.length > maxBytes;
   try {
@@ -35,6 +43,10 @@ export function intake(data: Uint8Array, subjectTarget: string, maxBytes: number
     return { ok: false, refusal: { error, partial: {} } };
   }
   const partial = pick(raw);
+  if (headerBytes === undefined || headerBytes > MAX_INTENT_HEADER_BYTES) {
+    const size = headerBytes === undefined ? 'of unknown size' : `of ${headerBytes} bytes`;
+    return { ok: false, refusal: { error: new WritError('WRIT_BAD_REQUEST', `the intent's headers are ${size}; at most ${MAX_INTENT_HEADER_BYTES} are read`), partial } };
+  }
   if (tooLarge) return { ok: false, refusal: { error: new WritError('WRIT_PAYLOAD_TOO_LARGE', `the intent is ${data.length} bytes; the limit is ${maxBytes}`), partial } };
   const r = IntentSchema.safeParse(raw);
   if (!r.success) return { ok: false, refusal: { error: new WritError('WRIT_BAD_REQUEST', `invalid intent:\n${formatIssues(r.error)}`), partial } };

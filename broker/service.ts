@@ -27,6 +27,7 @@ import {
   type Span,
 } from '../lib/index.ts';
 import {
+  headerBytes,
   inboxIdFor,
   isReplySubjectOf,
   sanitizeSubject,
@@ -66,7 +67,7 @@ import { commandShapes } from './approvals.ts';
 import { RecordSealer } from './seal-record.ts';
 import { buildGrantClaims, grantSpecOf } from './grants.ts';
 import type { IdentityVerifier, VerifiedIdentity } from './identity.ts';
-import { intake, type Refusal } from './intake.ts';
+import { intake, MAX_INTENT_HEADER_BYTES, type Refusal } from './intake.ts';
 import type { PolicyDecision, PolicyEngine } from './policy.ts';
 import { provision, type Buckets } from './provision.ts';
 import { ApiService, outcomeOf } from './api.ts';
@@ -288,9 +289,12 @@ export class Broker {
   async #handle(m: Msg): Promise<void> {
     const now = Date.now();
     const subjectTarget = this.#d.names.intentTarget(m.subject) ?? '';
-    const r = intake(m.data, subjectTarget, this.#d.config.limits.maxIntentBytes, now);
+    const hb = headerBytes(m);
+    const r = intake(m.data, subjectTarget, this.#d.config.limits.maxIntentBytes, now, hb);
+    // Headers are decoded only once their size is known to be small (intake refuses the rest).
+    const headersRead = hb !== undefined && hb <= MAX_INTENT_HEADER_BYTES;
     // The intent's span continues the agent's trace (its traceparent header), or starts one.
-    const span = startSpan('writ.broker.intent', { parent: traceContextOf(m.headers), kind: SpanKind.CONSUMER });
+    const span = startSpan('writ.broker.intent', { parent: headersRead ? traceContextOf(m.headers) : undefined, kind: SpanKind.CONSUMER });
     if (!r.ok) {
       const who = await this.#refuse(r.refusal, rawReply(m.data), lazyChild(this.#d.log, { traceId: traceIdOf(span) }));
       this.#receipt(m, who, { v: 1, type: 'error', error: r.refusal.error.toReply() });
@@ -304,7 +308,9 @@ export class Broker {
     this.#traces.set(intent.id, span);
     try {
       await this.#process(intent, attemptOf(m), t);
-      this.#receipt(m, t.who, { v: 1, type: 'receipt', intentId: intent.id, duplicate: t.steps.includes('intent.duplicate') });
+      // Refused without a record of its own (another principal's session or intent id): an
+      // error, so that submit() never takes it for stored.
+      this.#receipt(m, t.who, t.refused ? { v: 1, type: 'error', error: t.refused.toReply() } : { v: 1, type: 'receipt', intentId: intent.id, duplicate: t.steps.includes('intent.duplicate') });
       this.#observe(intent.target, brokerOutcome(t.steps), now, span);
     } catch (e) {
       const err = toWritError(e);
@@ -451,6 +457,7 @@ export class Broker {
       const err = toWritError(e);
       if (err.code !== 'WRIT_SESSION_FORBIDDEN') throw e;
       await this.#audit.append({ sessionId: '_unattributed', type: 'session.refused', payload: { principal: who.principal, claimedSessionId: intent.sessionId, claimedIntentId: intent.id } });
+      t.refused = err;
       this.#reply(reply, buildOutcome({ intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: err.toReply() }));
       return;
     }
@@ -476,12 +483,12 @@ export class Broker {
     if (!replyCheck.ok) {
       // Denied and recorded (the API tells the sender why), but nothing is sent to that subject.
       if (replyCheck.error.code === 'WRIT_REPLY_REFUSED' && intent.replyTo) await this.#replyRefused(intent.replyTo, who, intent.id);
-      await this.#deny(intent, who, null, replyCheck.error, commandSha256, audit, target, audits.all, undefined);
+      t.refused = await this.#deny(intent, who, null, replyCheck.error, commandSha256, audit, target, audits.all, undefined);
       await audits.all();
       return;
     }
     if (!target) {
-      await this.#deny(intent, who, null, new WritError('WRIT_UNKNOWN_TARGET', `no target named ${JSON.stringify(intent.target)}`), commandSha256, audit, undefined, audits.all, reply);
+      t.refused = await this.#deny(intent, who, null, new WritError('WRIT_UNKNOWN_TARGET', `no target named ${JSON.stringify(intent.target)}`), commandSha256, audit, undefined, audits.all, reply);
       await audits.all();
       return;
     }
@@ -503,7 +510,7 @@ export class Broker {
           const err = toWritError(e);
           // Too large to show approvers: denied, with this intent's evidence, before any record.
           if (err.code === 'WRIT_APPROVAL_TOO_LARGE') {
-            await this.#deny(intent, who, decision, err, commandSha256, audit, target, audits.all, reply);
+            t.refused = await this.#deny(intent, who, decision, err, commandSha256, audit, target, audits.all, reply);
             await audits.all();
             return;
           }
@@ -513,13 +520,13 @@ export class Broker {
           await audits.all();
           throw e;
         }
-        if (!opened) await this.#duplicate(intent, who, audit, null, audits.all, reply);
+        if (!opened) t.refused = await this.#duplicate(intent, who, audit, null, audits.all, reply);
         await audits.all();
         return;
       }
     } else if (decision.effect !== 'allow') {
       const code = (decision.code ?? 'WRIT_POLICY_DENIED') as ConstructorParameters<typeof WritError>[0];
-      await this.#deny(intent, who, decision, new WritError(code, decision.reasons.join('; ') || undefined), commandSha256, audit, target, audits.all, reply);
+      t.refused = await this.#deny(intent, who, decision, new WritError(code, decision.reasons.join('; ') || undefined), commandSha256, audit, target, audits.all, reply);
       await audits.all();
       return;
     }
@@ -554,7 +561,7 @@ export class Broker {
     const [created, stored] = await Promise.allSettled([createRecord(this.#kv.intents, record), audits.all()]);
     if (stored.status === 'rejected') throw stored.reason;
     if (created.status === 'rejected') {
-      await this.#duplicate(intent, who, audit, created.reason, audits.all, reply);
+      t.refused = await this.#duplicate(intent, who, audit, created.reason, audits.all, reply);
       await audits.all();
       return;
     }
@@ -651,11 +658,11 @@ export class Broker {
     cause: unknown,
     flush: (() => Promise<unknown>) | undefined,
     reply: ReplySpec | undefined,
-  ): Promise<void> {
+  ): Promise<WritError | undefined> {
     const entry = await getRecord(this.#kv.intents, intent.id);
     if (!entry) {
-      // No record and a create that failed: a bus outage (timeout, reconnect) is retried by
-      // redelivery; dropping the intent here would lose an accepted intent.
+      // No record and a create that failed: a bus outage (timeout, reconnect) is answered as
+      // retryable and the agent sends the intent again; nothing was acknowledged.
       const err = toWritError(cause);
       throw err.code === 'WRIT_TRANSPORT' ? err : new WritError('WRIT_INTERNAL', 'intent record could not be created', { cause });
     }
@@ -663,8 +670,9 @@ export class Broker {
     const same = existing.principal.sub === who.principal.sub && existing.principal.iss === who.principal.iss;
     audit('intent.duplicate', { existingState: existing.state, samePrincipal: same });
     if (!same) {
-      this.#reply(reply, buildOutcome({ intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: new WritError('WRIT_DUPLICATE_INTENT').toReply() }));
-      return;
+      const refused = new WritError('WRIT_DUPLICATE_INTENT');
+      this.#reply(reply, buildOutcome({ intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: refused.toReply() }));
+      return refused;
     }
     // A resubmission after the server's dedupe window: answer its inbox with where the intent stands.
     if (reply?.to) this.#answerDuplicate(reply, existing);
@@ -685,7 +693,7 @@ export class Broker {
           const err = toWritError(e);
           audit('intent.rejected', { code: err.code, reason: err.message });
           this.#d.log.warn({ intentId: intent.id, code: err.code }, 'a dispatched record the broker did not sign; no order sent');
-          return;
+          return undefined;
         }
         const claims = buildGrantClaims(existing, {
           nowSec,
@@ -701,6 +709,7 @@ export class Broker {
         await this.#publishOrder(intent.id, target, this.#withAuditHead(claims), entry.revision, existing, intent.command);
       }
     }
+    return undefined;
   }
 
   /** Where a resubmitted intent stands, sealed to the resubmission's key: the stored outcome (opened with the results key), else the record. */
@@ -718,7 +727,7 @@ export class Broker {
     target: TargetConfig | undefined,
     flush: (() => Promise<unknown>) | undefined,
     reply: ReplySpec | undefined,
-  ): Promise<void> {
+  ): Promise<WritError | undefined> {
     const record: IntentRecord = {
       intentId: intent.id,
       sessionId: intent.sessionId,
@@ -736,12 +745,12 @@ export class Broker {
     try {
       await createRecord(this.#kv.intents, record);
     } catch (e) {
-      await this.#duplicate(intent, who, audit, e, flush, reply);
-      return;
+      return this.#duplicate(intent, who, audit, e, flush, reply);
     }
     const outcome = buildOutcome({ intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: error.toReply(), decision: decision ? publicDecision(decision) : undefined });
     this.#reply(reply, outcome);
     audit('intent.denied', { code: error.code, reasons: decision?.reasons ?? [error.message] });
+    return undefined;
   }
 }
 
@@ -765,6 +774,8 @@ interface IntentTurn {
   log: Logger;
   steps: string[];
   who?: VerifiedIdentity | undefined;
+  /** Refused with nothing stored under its id for this sender: its receipt is this error. */
+  refused?: WritError | undefined;
 }
 
 /** The SDK's count of its sends of this intent (`Writ-Attempt`), 1 when absent or malformed. */

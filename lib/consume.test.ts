@@ -1,10 +1,10 @@
 // ensureConsumer against a real nats-server: idempotent, updates what may change, refuses what may not.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { startNats, type NatsServerHandle } from '../test/helpers/index.ts';
 import { createLogger } from './log.ts';
-import { ensureConsumer, serveConcurrently } from './consume.ts';
+import { ensureConsumer, headerBytes, serveConcurrently } from './consume.ts';
 
 let server: NatsServerHandle;
 let nc: NatsConnection;
@@ -77,6 +77,37 @@ describe('serveConcurrently', () => {
     await drained;
     expect(handled).toEqual(['a', 'b', 'c']);
     expect([loop.inFlight, loop.backlog]).toEqual([0, 0]);
+    await sender.close();
+  });
+
+  it("counts a waiting request's headers against the backlog's bytes, measured without decoding them", async () => {
+    const release: Array<() => void> = [];
+    const loop = serveConcurrently(nc, 'hdr.>', 'q', () => new Promise<void>((r) => release.push(r)), {
+      maxInFlight: 1,
+      maxBacklog: 100,
+      maxBacklogBytes: 10_000,
+      log: createLogger({ name: 'test', level: 'silent' }),
+    });
+    const seen: number[] = [];
+    const probe = nc.subscribe('hdr.>', { callback: (_e, m) => void seen.push(headerBytes(m) ?? -1) });
+    const sender = await connect({ servers: server.url });
+    const h = natsHeaders();
+    h.set('x-pad', 'p'.repeat(6_000));
+    sender.publish('hdr.x', 'first');
+    sender.publish('hdr.x', 'b', { headers: h }); // 6 KB of headers: waits
+    sender.publish('hdr.x', 'c', { headers: h }); // 12 KB with the one before: dropped
+    await sender.flush();
+    await nc.flush();
+    expect(seen[0]).toBe(0);
+    expect(seen[1]).toBeGreaterThan(6_000);
+    expect([loop.inFlight, loop.backlog, loop.dropped]).toEqual([1, 1, 1]);
+    const drained = loop.drain();
+    for (let i = 0; i < 2; i++) {
+      while (release.length === 0) await new Promise((r) => setTimeout(r, 5));
+      release.shift()!();
+    }
+    await drained;
+    probe.unsubscribe();
     await sender.close();
   });
 });
