@@ -96,12 +96,17 @@ function recordOutcome(rec: IntentRecord): Outcome {
   };
 }
 
+/** Long-polling `wait`s one principal may hold open on one broker at once. */
+const MAX_WAITS_PER_PRINCIPAL = 256;
+
 export class ApiService {
   readonly #d: ApiDeps;
   readonly #subs: Subscription[] = [];
   readonly #pending = new Set<Promise<void>>();
   /** Open KV watches of long-polling `wait` requests: stopped at shutdown, so a stop never waits them out. */
   readonly #watches = new Set<{ stop(): void }>();
+  /** Open `wait` long-polls by principal. */
+  readonly #waits = new Map<string, number>();
 
   constructor(d: ApiDeps) {
     this.#d = d;
@@ -227,6 +232,25 @@ export class ApiService {
         break;
     }
     if (!('intentId' in req)) throw new WritError('WRIT_BAD_REQUEST');
+    if (req.type !== 'wait') return this.#byIntent(req, who);
+    // A long-poll holds a handler and a KV watch for up to its timeout: one principal holds at
+    // most MAX_WAITS_PER_PRINCIPAL at once (an agent's token opened thousands), the rest are
+    // told to come back (the SDK backs off and asks again).
+    const key = `${who.principal.iss}\u0000${who.principal.sub}`;
+    const held = this.#waits.get(key) ?? 0;
+    if (held >= MAX_WAITS_PER_PRINCIPAL) throw new WritError('WRIT_BUSY', `this principal already has ${held} waits open; ask again later`);
+    this.#waits.set(key, held + 1);
+    try {
+      return await this.#byIntent(req, who);
+    } finally {
+      const left = (this.#waits.get(key) ?? 1) - 1;
+      if (left > 0) this.#waits.set(key, left);
+      else this.#waits.delete(key);
+    }
+  }
+
+  /** The requests about one intent of the asker's: status, result, wait, cancel. */
+  async #byIntent(req: Extract<ApiRequest, { intentId: string }>, who: VerifiedIdentity): Promise<ApiReply> {
     let entry = await this.#d.kv.intents.get(req.intentId);
     // A resubmission can ask before the first submission's record exists: wait for it to appear.
     if ((!entry || entry.operation !== 'PUT') && req.type === 'wait') entry = await this.#appear(req.intentId, Math.min(req.timeoutMs, 10_000));

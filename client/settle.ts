@@ -122,7 +122,7 @@ export async function settle(d: SettleDeps, o: SettleOptions): Promise<Outcome> 
         reply = await Promise.race([req, kicked.then(() => 'again' as const), done.promise.then(() => 'done' as const)]);
       } catch (e) {
         if (e instanceof WritError && e.code === 'WRIT_TIMEOUT') continue; // one slice ended: ask again
-        if (e instanceof WritError && o.refusalsEnd && e.code !== 'WRIT_TRANSPORT' && e.code !== 'WRIT_INTERNAL') throw e;
+        if (e instanceof WritError && o.refusalsEnd && e.code !== 'WRIT_TRANSPORT' && e.code !== 'WRIT_INTERNAL' && e.code !== 'WRIT_BUSY') throw e;
         if (d.nc.isClosed()) throw e;
         await sleep(Math.min(backoff, left), kicked, done.promise);
         backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);

@@ -72,6 +72,7 @@ export const ErrorCodes = {
   WRIT_SESSION_FORBIDDEN: { retryable: false, message: 'this session belongs to another principal; use a session of your own' },
   WRIT_REPLY_TOO_LARGE: { retryable: false, message: 'the reply is larger than the message bus carries' },
   WRIT_TRANSPORT: { retryable: true, message: 'the message bus did not take a write; it is retried' },
+  WRIT_BUSY: { retryable: true, message: 'the broker holds as many requests of this kind for this principal as it allows; ask again later' },
   // Not retryable: an unexpected failure repeats; transient bus failures are WRIT_TRANSPORT.
   WRIT_INTERNAL: { retryable: false, message: 'internal error' },
 } as const satisfies Record<string, { retryable: boolean; message: string }>;
