@@ -96,6 +96,44 @@ function recordOutcome(rec: IntentRecord): Outcome {
   };
 }
 
+/** Room left in a `pending` reply for its envelope and sealing nothing (the list is sent in clear to the approver's inbox). */
+const PENDING_REPLY_MARGIN = 16 * 1024;
+
+/**
+ * The pending requests that fit in one reply of at most `budget` bytes, fair across requesters:
+ * each requester's soonest-expiring request first, then each one's second, and so on. One agent
+ * that left many large commands waiting filled the whole reply (`WRIT_REPLY_TOO_LARGE`), and no
+ * approver could list or decide anything; now it fills at most its share of each round, and
+ * what does not fit is counted (`omitted`) and can be asked for by id.
+ */
+export function fitPending<T extends { requester: string; expiresAt: number }>(entries: T[], budget: number): { requests: T[]; omitted: number } {
+  const by = new Map<string, T[]>();
+  for (const e of entries) {
+    const list = by.get(e.requester);
+    if (list) list.push(e);
+    else by.set(e.requester, [e]);
+  }
+  for (const list of by.values()) list.sort((a, b) => a.expiresAt - b.expiresAt);
+  const requests: T[] = [];
+  let used = 64;
+  let omitted = 0;
+  for (let round = 0, left = entries.length; left > 0; round++) {
+    for (const list of by.values()) {
+      const e = list[round];
+      if (!e) continue;
+      left--;
+      const size = Buffer.byteLength(JSON.stringify(e)) + 1;
+      if (used + size > budget) {
+        omitted++;
+        continue;
+      }
+      used += size;
+      requests.push(e);
+    }
+  }
+  return { requests, omitted };
+}
+
 /** Long-polling `wait`s one principal may hold open on one broker at once. */
 const MAX_WAITS_PER_PRINCIPAL = 256;
 
@@ -181,8 +219,10 @@ export class ApiService {
 
   async #dispatch(req: ApiRequest, who: VerifiedIdentity): Promise<ApiReply> {
     switch (req.type) {
-      case 'pending':
-        return { v: 1, type: 'pending', requests: await this.#pendingFor(who.principal) };
+      case 'pending': {
+        const { requests, omitted } = await this.#pendingFor(who.principal, req.intentId);
+        return { v: 1, type: 'pending', requests, ...(omitted ? { omitted } : {}) };
+      }
       case 'grants': {
         const all = await this.#d.approvals.listWindows();
         const mine = all.filter((w) => (w.sub === who.principal.sub && w.iss === who.principal.iss) || who.principal.groups.some((g) => w.approverGroups.includes(g)));
@@ -287,9 +327,9 @@ export class ApiService {
   }
 
   /** Pending intents this principal may approve: in the rule's groups, and not their own. */
-  async #pendingFor(p: { sub: string; iss: string; groups: string[] }): Promise<Record<string, unknown>[]> {
-    const out: Record<string, unknown>[] = [];
-    for (const id of this.#d.sweeper.pendingIds()) {
+  async #pendingFor(p: { sub: string; iss: string; groups: string[] }, only?: string): Promise<{ requests: Record<string, unknown>[]; omitted: number }> {
+    const out: Array<Record<string, unknown> & { requester: string; expiresAt: number }> = [];
+    for (const id of only ? [only] : this.#d.sweeper.pendingIds()) {
       const rec = (await getRecord(this.#d.kv.intents, id))?.rec;
       if (!rec) continue;
       const pend = rec.pending;
@@ -314,7 +354,7 @@ export class ApiService {
         windowScope: this.#d.approvals.scopeOf(rec),
       });
     }
-    return out;
+    return fitPending(out, (this.#d.nc.info?.max_payload ?? 1_048_576) - PENDING_REPLY_MARGIN);
   }
 
   /** `dispatched` with a claim on its grant is `running`: the claim is the run's start. */

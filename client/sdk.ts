@@ -423,9 +423,17 @@ export class WritClient {
   }
 
   /** Approvers: pending intents this caller may decide on. */
-  async pending(): Promise<Record<string, unknown>[]> {
-    const r = await this.#ask('pending', {}, 10_000);
-    return r.type === 'pending' ? r.requests : [];
+  async pending(opts: { intentId?: string } = {}): Promise<Record<string, unknown>[]> {
+    return (await this.pendingList(opts)).requests;
+  }
+
+  /**
+   * Approvers: the pending requests, and how many were left out because one reply could not hold
+   * them all (fair across requesters; ask for one by `intentId` to see it whatever the list holds).
+   */
+  async pendingList(opts: { intentId?: string } = {}): Promise<{ requests: Record<string, unknown>[]; omitted: number }> {
+    const r = await this.#ask('pending', opts.intentId ? { intentId: opts.intentId } : {}, 10_000);
+    return r.type === 'pending' ? { requests: r.requests, omitted: r.omitted ?? 0 } : { requests: [], omitted: 0 };
   }
 
   /**
@@ -438,7 +446,7 @@ export class WritClient {
   async decide(intentId: string, verdict: 'approve' | 'reject', opts: { reason?: string; windowSec?: number; timeoutMs?: number; commandSha256?: string } = {}): Promise<string> {
     let commandSha256 = opts.commandSha256;
     if (commandSha256 === undefined) {
-      const shown = (await this.pending()).find((p) => p.intentId === intentId);
+      const shown = (await this.pending({ intentId })).find((p) => p.intentId === intentId);
       if (!shown || typeof shown.commandSha256 !== 'string') throw new WritError('WRIT_NOT_PENDING', `${intentId} is not among the pending requests you may decide on`);
       commandSha256 = shown.commandSha256;
     }

@@ -353,16 +353,18 @@ async function approver(cmd: 'pending' | 'approve' | 'deny' | 'grants' | 'revoke
   try {
     switch (cmd) {
       case 'pending': {
-        const list = await c.pending();
+        const { requests: list, omitted } = await c.pendingList();
         if (values.json) print(list);
-        else if (list.length === 0) out('nothing waits for you\n');
-        else
+        else if (list.length === 0 && omitted === 0) out('nothing waits for you\n');
+        else {
           for (const p of list) {
             const command = p.command as { sql?: string; command?: string };
             out(
               `${p.intentId}  ${p.target}  by ${p.requester}${p.actFor ? ` for ${p.actFor}` : ''}  rule ${p.rule}  votes ${(p.votes as string[]).length}/${p.needed}  expires ${new Date(p.expiresAt as number).toISOString()}\n    ${JSON.stringify(command.sql ?? command.command)}\n`,
             );
           }
+          if (omitted > 0) out(`${omitted} more not shown (one reply holds only so much): decide on these, or on one by id (writ approve ID)\n`);
+        }
         return 0;
       }
       case 'approve':
@@ -373,7 +375,7 @@ async function approver(cmd: 'pending' | 'approve' | 'deny' | 'grants' | 'revoke
         if (values.window && cmd !== 'approve') throw new WritError('WRIT_BAD_REQUEST', '--window goes with approve');
         // The vote names the command this approver's own pending view shows (its hash), and a
         // window is granted only after its scope, exactly as the broker will enforce it, was shown.
-        const shown = (await c.pending()).find((p) => p.intentId === id);
+        const shown = (await c.pending({ intentId: id })).find((p) => p.intentId === id);
         if (!shown || typeof shown.commandSha256 !== 'string') throw new WritError('WRIT_NOT_PENDING', `${id} is not among the pending requests you may decide on (writ pending)`);
         let windowSec: number | undefined;
         if (values.window) {

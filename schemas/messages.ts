@@ -372,7 +372,8 @@ export const ApiRequestSchema = z.discriminatedUnion('type', [
   /** The targets this principal may use, and for what, from the policy. */
   z.strictObject({ v: z.literal(1), type: z.literal('targets'), token: z.string() }),
   /** Approvers: the pending intents this caller may decide on. */
-  z.strictObject({ v: z.literal(1), type: z.literal('pending'), token: z.string() }),
+  /** `intentId`: that one request only (an approver deciding on it), however long the list. */
+  z.strictObject({ v: z.literal(1), type: z.literal('pending'), token: z.string(), intentId: IdSchema.optional() }),
   /** Active time-bound access windows (approvers see all; others their own). */
   z.strictObject({ v: z.literal(1), type: z.literal('grants'), token: z.string() }),
   z.strictObject({ v: z.literal(1), type: z.literal('revoke'), token: z.string(), windowId: z.string().min(1).max(200) }),
@@ -383,7 +384,8 @@ export const ApiReplySchema = z.discriminatedUnion('type', [
   z.strictObject({ v: z.literal(1), type: z.literal('outcome'), outcome: OutcomeSchema }),
   z.strictObject({ v: z.literal(1), type: z.literal('status'), intentId: IdSchema, status: IntentStateSchema }),
   z.strictObject({ v: z.literal(1), type: z.literal('error'), error: ErrorReplySchema }),
-  z.strictObject({ v: z.literal(1), type: z.literal('pending'), requests: z.array(z.record(z.string(), z.unknown())) }),
+  /** `omitted`: requests left out because the reply was full (the list is fair across requesters; ask for one by id). */
+  z.strictObject({ v: z.literal(1), type: z.literal('pending'), requests: z.array(z.record(z.string(), z.unknown())), omitted: z.number().int().nonnegative().optional() }),
   z.strictObject({ v: z.literal(1), type: z.literal('grants'), windows: z.array(z.record(z.string(), z.unknown())) }),
   z.strictObject({ v: z.literal(1), type: z.literal('ok') }),
   z.strictObject({
