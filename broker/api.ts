@@ -18,6 +18,7 @@ import {
   OutcomeSchema,
   TERMINAL_STATES,
   WritError,
+  commandText,
   formatIssues,
   toWritError,
   type ApiReply,
@@ -59,6 +60,8 @@ export interface ApiDeps {
   resultsKey: SealKeyPair;
   /** results.maxAgeSec: how long a stored outcome's rows are answered. */
   resultsMaxAgeSec: number;
+  /** An explained command is held to the size an intent may have (limits.maxIntentBytes). */
+  maxCommandBytes: number;
 }
 
 /**
@@ -234,6 +237,10 @@ export class ApiService {
       case 'explain': {
         const target = this.#d.targets.get(req.target);
         if (!target) throw new WritError('WRIT_UNKNOWN_TARGET');
+        // Classifying is synchronous work on the broker's event loop: an explain is held to what
+        // an intent may carry (one agent's near-1 MB explains held the loop for seconds).
+        const bytes = Buffer.byteLength(commandText(req.command));
+        if (bytes > this.#d.maxCommandBytes) throw new WritError('WRIT_PAYLOAD_TOO_LARGE', `the command is ${bytes} bytes; an intent or an explain may carry ${this.#d.maxCommandBytes}`);
         if (req.sessionId) await this.#d.sessions.check(req.sessionId, who.principal);
         const policy = this.#d.policy();
         const facts = this.#d.classify(target, req.command);

@@ -86,10 +86,27 @@ export function createCommandClassifier(limits: Pick<Config['limits'], 'maxState
     if (hit) return hit;
     let facts: CommandFacts;
     if (target.kind === 'postgres' && command.kind === 'sql') {
-      // splitSql only scans quotes and comments, so it is cheap; parsing is what the limit protects.
-      const big = text.length > limits.maxStatementBytes ? splitSql(text).findIndex((st) => Buffer.byteLength(st) > limits.maxStatementBytes) : -1;
-      facts =
-        big >= 0 ? refused(command, 'WRIT_SQL_UNKNOWN', `statement ${big + 1} is longer than the ${limits.maxStatementBytes}-byte limit for one statement`) : { kind: 'sql', facts: classifySql(text) };
+      // Splitting a long text parses it once (libpg-query's scanner); what the limit protects is the
+      // classifier's walk of each statement. A text that does not split is refused here whole: its
+      // parse error quotes the text (a literal, a secret), and is never let out as an exception.
+      let big = -1;
+      let unsplit = false;
+      if (text.length > limits.maxStatementBytes) {
+        try {
+          big = splitSql(text).findIndex((st) => Buffer.byteLength(st) > limits.maxStatementBytes);
+        } catch {
+          unsplit = true;
+        }
+      }
+      facts = unsplit
+        ? refused(
+            command,
+            'WRIT_SQL_UNKNOWN',
+            `the text does not parse, and it is longer than the ${limits.maxStatementBytes}-byte limit for one statement (its parse error quotes the text and is not shown)`,
+          )
+        : big >= 0
+          ? refused(command, 'WRIT_SQL_UNKNOWN', `statement ${big + 1} is longer than the ${limits.maxStatementBytes}-byte limit for one statement`)
+          : { kind: 'sql', facts: classifySql(text) };
     } else if (target.kind === 'mysql' && command.kind === 'sql') {
       // The MySQL grammar for MySQL and MariaDB targets; a text the scanner refuses is classified (and refused) whole.
       // Unqualified names go to the target's default database; where that is unknown, they are refused.
@@ -117,7 +134,17 @@ export function createCommandClassifier(limits: Pick<Config['limits'], 'maxState
     cache.set(key, facts);
     return facts;
   };
-  return Object.defineProperties(classify, {
+  // Whatever a classifier throws is refused as unknown, with a message that quotes nothing of the
+  // command: an exception's text (a parser's "syntax error at or near '…'") went into the log and
+  // the audit log unmasked, where a fact's reasons are masked (withRedactedReasons).
+  const guarded = (target: TargetConfig, command: Command): CommandFacts => {
+    try {
+      return classify(target, command);
+    } catch {
+      return refused(command, command.kind === 'sql' ? 'WRIT_SQL_UNKNOWN' : 'WRIT_SHELL_UNKNOWN', 'the command could not be classified');
+    }
+  };
+  return Object.defineProperties(guarded, {
     cachedBytes: { get: () => cache.calculatedSize },
     cachedEntries: { get: () => cache.size },
   }) as ClassifyCommand;

@@ -33,7 +33,7 @@ function pick(raw: unknown): Refusal['partial'] {
 export const MAX_INTENT_HEADER_BYTES = 4_096;
 
 /** `headerBytes`: the message's header size (undefined when it could not be measured: refused). */
-export function intake(data: Uint8Array, subjectTarget: string, maxBytes: number, nowMs: number, headerBytes = 0): IntakeResult {
+export function intake(data: Uint8Array, subjectTarget: string, maxBytes: number, headerBytes = 0): IntakeResult {
   let raw: unknown;
   const tooLarge = data.length > maxBytes;
   try {
@@ -54,8 +54,7 @@ export function intake(data: Uint8Array, subjectTarget: string, maxBytes: number
   if (intent.target !== subjectTarget) {
     return { ok: false, refusal: { error: new WritError('WRIT_BAD_REQUEST', 'the intent names another target than its subject'), partial } };
   }
-  if (intent.deadline !== undefined && intent.deadline < nowMs) {
-    return { ok: false, refusal: { error: new WritError('WRIT_DEADLINE_PASSED'), partial } };
-  }
+  // A passed deadline is checked by the broker once it knows whether the id is stored already
+  // (a resend after a lost receipt finds its record; only an intent never stored is refused).
   return { ok: true, intent };
 }

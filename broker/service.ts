@@ -254,6 +254,7 @@ export class Broker {
       sessions: this.#sessions,
       resultsKey: this.#store,
       resultsMaxAgeSec: config.results.maxAgeSec,
+      maxCommandBytes: config.limits.maxIntentBytes,
     });
     this.#api.start();
     await this.#sweeper.start();
@@ -290,7 +291,7 @@ export class Broker {
     const now = Date.now();
     const subjectTarget = this.#d.names.intentTarget(m.subject) ?? '';
     const hb = headerBytes(m);
-    const r = intake(m.data, subjectTarget, this.#d.config.limits.maxIntentBytes, now, hb);
+    const r = intake(m.data, subjectTarget, this.#d.config.limits.maxIntentBytes, hb);
     // Headers are decoded only once their size is known to be small (intake refuses the rest).
     const headersRead = hb !== undefined && hb <= MAX_INTENT_HEADER_BYTES;
     // The intent's span continues the agent's trace (its traceparent header), or starts one.
@@ -313,14 +314,23 @@ export class Broker {
       this.#receipt(m, t.who, t.refused ? { v: 1, type: 'error', error: t.refused.toReply() } : { v: 1, type: 'receipt', intentId: intent.id, duplicate: t.steps.includes('intent.duplicate') });
       this.#observe(intent.target, brokerOutcome(t.steps), now, span);
     } catch (e) {
-      const err = toWritError(e);
-      t.log.error({ err: e }, 'intent processing failed');
+      // An error's text may quote the command (a parser's message, a driver's): it is masked
+      // before it is logged, audited or answered, as a decision's reasons are.
+      const raw = toWritError(e);
+      const err = new WritError(raw.code, redactText(raw.message));
+      t.log.error({ code: err.code, message: err.message, stack: e instanceof Error ? e.stack?.split('\n').slice(1).join('\n') : undefined }, 'intent processing failed');
       // A retryable failure (NATS could not take a write: a reconnect, a leader election) is
       // answered as such, and the agent asks again under the same id (the SDK backs off, never
       // past the intent's deadline): what was stored meanwhile makes the next attempt finish the
       // work (a stored record re-sends its order). Everything else ends here.
-      if (err.retryable) {
-        this.#receipt(m, t.who, { v: 1, type: 'error', error: err.toReply() });
+      // A failure after the intent's record exists (its dispatch half done), or while this broker
+      // stops (its audit writer closing under it), is never reported as a refusal: the record may
+      // be dispatched, and a resend (to this broker or another) finishes it through the duplicate
+      // path. A denial sent here once reached an agent whose intent then ran.
+      const finishable = err.retryable || this.state !== 'RUNNING' || (await this.#recordExists(intent.id));
+      if (finishable) {
+        const retry = err.retryable ? err : new WritError('WRIT_TRANSPORT', `the broker could not finish intent ${intent.id} (${err.code}); send it again under the same id`);
+        this.#receipt(m, t.who, { v: 1, type: 'error', error: retry.toReply() });
         this.#observe(intent.target, 'retried', now, span, err.code);
       } else {
         const who = await this.#refuse({ error: err, partial: intent }, { replyKey: intent.replyKey, replyTo: intent.replyTo }, t.log).catch(() => undefined);
@@ -330,6 +340,14 @@ export class Broker {
     } finally {
       if (this.#traces.get(intent.id) === span) this.#traces.delete(intent.id);
     }
+  }
+
+  /** Whether a record is stored under `id` (true when the bucket cannot say: assume it may be). */
+  async #recordExists(id: string): Promise<boolean> {
+    return getRecord(this.#kv.intents, id).then(
+      (e) => e !== undefined && e !== null,
+      () => true,
+    );
   }
 
   /**
@@ -461,6 +479,20 @@ export class Broker {
       this.#reply(reply, buildOutcome({ intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: err.toReply() }));
       return;
     }
+    if (intent.deadline !== undefined && intent.deadline < Date.now()) {
+      // Past its deadline: a resend of an intent already stored (its receipt was lost) is a
+      // duplicate and is answered where it stands; only one never stored is refused. Refusing
+      // the resend told the agent "nothing stored" of an intent that was dispatched and then ran.
+      if (await this.#recordExists(intent.id)) {
+        t.refused = await this.#duplicate(intent, who, audit, null, audits.all, reply);
+        await audits.all();
+        return;
+      }
+      const err = new WritError('WRIT_DEADLINE_PASSED');
+      await this.#refuse({ error: err, partial: intent }, { replyKey: intent.replyKey, replyTo: intent.replyTo }, log);
+      t.refused = err;
+      return;
+    }
     // The session's head is read while the intent is classified and decided (when another writer shares the session).
     this.#audit.prefetch(intent.sessionId);
     const target = this.#targets.get(intent.target);
@@ -533,7 +565,8 @@ export class Broker {
 
     const nowSec = Math.floor(Date.now() / 1000);
     const gid = intent.id;
-    const grantExp = nowSec + this.#d.config.grants.ttlSec;
+    // Never past the agent's deadline: an order that waits in the queue longer is not run after it.
+    const grantExp = Math.min(nowSec + this.#d.config.grants.ttlSec, intent.deadline === undefined ? Number.POSITIVE_INFINITY : Math.ceil(intent.deadline / 1000));
     const record: IntentRecord = this.#sealer.sealDispatch({
       intentId: intent.id,
       sessionId: intent.sessionId,
@@ -668,9 +701,14 @@ export class Broker {
     }
     const existing = entry.rec;
     const same = existing.principal.sub === who.principal.sub && existing.principal.iss === who.principal.iss;
-    audit('intent.duplicate', { existingState: existing.state, samePrincipal: same });
-    if (!same) {
-      const refused = new WritError('WRIT_DUPLICATE_INTENT');
+    // The same id with another command or target is not a resubmission: answering the first
+    // one's outcome told the caller that a command which never ran had succeeded.
+    const sameCommand = existing.commandSha256 === sha256Hex(commandText(intent.command)) && existing.target === intent.target;
+    audit('intent.duplicate', { existingState: existing.state, samePrincipal: same, sameCommand });
+    if (!same || !sameCommand) {
+      const refused = same
+        ? new WritError('WRIT_DUPLICATE_INTENT', 'this intent id was used for another command or target; send a new command under a new id')
+        : new WritError('WRIT_DUPLICATE_INTENT');
       this.#reply(reply, buildOutcome({ intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: refused.toReply() }));
       return refused;
     }

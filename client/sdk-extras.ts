@@ -189,32 +189,14 @@ export function intentIdFor(sessionId: string, key: string): string {
 
 /**
  * Runs an intent whose id may have been used before (a step key, a retry after a crash),
- * and answers with the first run's outcome in every case. `WritClient.run` relies on the
- * stream's 2-minute duplicate window to notice a resubmission; after it the broker still
- * never runs the id twice, but no outcome comes back to the new inbox. So: ask first, and
- * submit only an id the broker has never seen. An intent still waiting for approval is
- * reported as pending (its original decision is not repeated).
+ * and answers with the first run's outcome when it is the same command. Every resubmission
+ * meets the intent's record at the broker, however late: the same command under a used id
+ * answers where it stands (a result, or still pending approval) and never runs twice; another
+ * command or target under it is denied (`WRIT_DUPLICATE_INTENT`), not answered with the first
+ * command's outcome (which told a planner that a step it had changed had run).
  */
 export async function runIdempotent(client: WritClient, req: IntentRequest & { intentId: string }, o: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<Outcome> {
-  let status: IntentState | undefined;
-  try {
-    status = await client.status(req.intentId);
-  } catch (e) {
-    if (!(e instanceof WritError && e.code === 'WRIT_NOT_FOUND')) throw e;
-  }
-  if (status === undefined) return client.run(req, o);
-  if (status === 'pending') {
-    return {
-      v: 1,
-      type: 'outcome',
-      intentId: req.intentId,
-      sessionId: req.sessionId ?? client.sessionId,
-      status,
-      at: Date.now(),
-      error: { code: 'WRIT_APPROVAL_REQUIRED', message: 'this intent id was submitted before and still waits for approval' },
-    };
-  }
-  return client.wait(req.intentId, o);
+  return client.run(req, o);
 }
 
 // ───────────────────────────── tokens ─────────────────────────────

@@ -42,17 +42,25 @@ it("audits another principal's refused intent under _unattributed, never in the 
   const done = await alice.run({ target: 'db', sql: 'SELECT 1 AS one' });
   expect(done.status).toBe('succeeded');
   const before = await readSession({ nc: s.nc, names: s.names, sessionId });
-  // Refused at intake (a deadline long past, an unknown key), naming alice's session and intent.
+  // Refused (a deadline long past: refused as another's session; an unknown key: at intake), naming alice's session and intent.
   const token = await s.token('mallory', ['analysts']);
   const base = { v: 1, type: 'intent', id: done.intentId, sessionId, target: 'db', command: { kind: 'sql', sql: 'SELECT 2' }, token, submittedAt: Date.now() };
   s.nc.publish(s.names.intent('db'), JSON.stringify({ ...base, deadline: 1 }));
   s.nc.publish(s.names.intent('db'), JSON.stringify({ ...base, extra: 'x' }));
   let un: Awaited<ReturnType<typeof readSession>> = [];
-  for (let i = 0; i < 50 && un.filter((e) => e.type === 'intent.rejected_input' && JSON.stringify(e.payload).includes('mallory')).length < 2; i++) {
+  for (
+    let i = 0;
+    i < 50 &&
+    un.filter((e) => (e.type === 'intent.rejected_input' || e.type === 'session.refused') && JSON.stringify(e.payload).includes('mallory') && JSON.stringify(e.payload).includes(done.intentId))
+      .length < 2;
+    i++
+  ) {
     await new Promise((r) => setTimeout(r, 100));
     un = await readSession({ nc: s.nc, names: s.names, sessionId: '_unattributed' });
   }
-  expect(un.filter((e) => e.type === 'intent.rejected_input' && JSON.stringify(e.payload).includes('mallory')).length).toBe(2);
+  expect(
+    un.filter((e) => (e.type === 'intent.rejected_input' || e.type === 'session.refused') && JSON.stringify(e.payload).includes('mallory') && JSON.stringify(e.payload).includes(done.intentId)).length,
+  ).toBe(2);
   const after = await readSession({ nc: s.nc, names: s.names, sessionId });
   expect(after.length).toBe(before.length);
 });
