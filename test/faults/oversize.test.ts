@@ -1,7 +1,8 @@
 /**
  * Oversize replies never crash a broker. An `explain` of about 900 KB of SQL makes an answer
  * larger than the server's max_payload; the broker answers with a coded error and keeps
- * serving, in the same process.
+ * serving, in the same process. (An explain is held to limits.maxIntentBytes, 256 KB by default:
+ * this stack raises it so that one reply can still outgrow the server.)
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startStack, type Stack } from '../fixture.ts';
@@ -9,7 +10,7 @@ import { inboxIdOfToken, replySubjectFor } from '../../client/index.ts';
 
 let s: Stack;
 beforeAll(async () => {
-  s = await startStack();
+  s = await startStack({ config: { limits: { maxIntentBytes: 1_000_000 } } });
 }, 60_000);
 afterAll(async () => {
   await s?.stop();
