@@ -319,14 +319,13 @@ export class Broker {
       const raw = toWritError(e);
       const err = new WritError(raw.code, redactText(raw.message));
       t.log.error({ code: err.code, message: err.message, stack: e instanceof Error ? e.stack?.split('\n').slice(1).join('\n') : undefined }, 'intent processing failed');
-      // A retryable failure (NATS could not take a write: a reconnect, a leader election) is
-      // answered as such, and the agent asks again under the same id (the SDK backs off, never
-      // past the intent's deadline): what was stored meanwhile makes the next attempt finish the
-      // work (a stored record re-sends its order). Everything else ends here.
-      // A failure after the intent's record exists (its dispatch half done), or while this broker
-      // stops (its audit writer closing under it), is never reported as a refusal: the record may
-      // be dispatched, and a resend (to this broker or another) finishes it through the duplicate
-      // path. A denial sent here once reached an agent whose intent then ran.
+      // Answered as retryable, and the agent sends the intent again under the same id (the SDK
+      // backs off, never past the intent's deadline), when a resend can finish what this one
+      // began: a retryable failure (NATS could not take a write), a failure after the intent's
+      // record exists (a stored record re-sends its order through the duplicate path), or one
+      // while this broker stops (its audit writer closing under it). Only a failure before
+      // anything was stored is a refusal: a denial sent for a half-done intent once reached an
+      // agent whose intent then ran.
       const finishable = err.retryable || this.state !== 'RUNNING' || (await this.#recordExists(intent.id));
       if (finishable) {
         const retry = err.retryable ? err : new WritError('WRIT_TRANSPORT', `the broker could not finish intent ${intent.id} (${err.code}); send it again under the same id`);
@@ -378,7 +377,10 @@ export class Broker {
    * sender gets nothing (no deputy), and is audited under `_unattributed`.
    */
   async #refuse(ref: Refusal, raw: { replyKey?: string | undefined; replyTo?: unknown } = {}, log: Logger = this.#d.log): Promise<VerifiedIdentity | undefined> {
-    const { partial, error } = ref;
+    const { partial } = ref;
+    // A refusal's text can quote the intent (a schema error names what it found): masked as a
+    // decision's reasons are, before it is audited or answered.
+    const error = new WritError(ref.error.code, redactText(ref.error.message));
     const replyKey = raw.replyKey;
     let who: VerifiedIdentity | undefined;
     if (partial.token) who = await this.#d.identity.verify(partial.token).catch(() => undefined);

@@ -68,6 +68,21 @@ describe('a refusal', () => {
     expect(JSON.stringify(o)).not.toContain('carol.private@example.net');
   });
 
+  it('at intake (a schema error naming what it found) keeps a secret out of the audit log', async () => {
+    const token = await s.token('alice', ['analysts']);
+    const sessionId = newId('s');
+    const intent = { v: 1, type: 'intent', id: newId(), sessionId, target: 'db', command: { kind: 'sql', sql: 'SELECT 1' }, token, submittedAt: Date.now(), 'dave.secret@example.org': 1 };
+    s.nc.publish(s.names.intent('db'), JSON.stringify(intent));
+    let text = '';
+    for (let i = 0; i < 50 && !text.includes(intent.id); i++) {
+      await sleep(100);
+      // Under the sender's own session (alice verified, and the session is hers), else _unattributed.
+      text = JSON.stringify([...(await readSession({ nc: s.nc, names: s.names, sessionId })), ...(await readSession({ nc: s.nc, names: s.names, sessionId: '_unattributed' }))]);
+    }
+    expect(text).toContain(intent.id);
+    expect(text).not.toContain('dave.secret@example.org');
+  });
+
   it('of an explain larger than an intent may be', async () => {
     const c = s.client(await s.token('alice', ['analysts']));
     const big = `SELECT '${'x'.repeat(s.config.limits.maxIntentBytes)}'`;
