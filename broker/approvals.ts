@@ -334,7 +334,7 @@ export class Approvals {
       await this.#d.js.publish(this.#d.names.approvalRequest(target.name), bytes, { msgID: `req-${intent.id}` });
     } catch (e) {
       // The request never reached the approvers: the approval ends here, so no vote can count,
-      // and the intent ends failed (fail closed; a redelivery finds it ended).
+      // and the intent ends failed (fail closed; a resend finds it ended).
       await this.#abandon(record, e);
       throw new WritError('WRIT_TRANSPORT', 'the approval request could not be published; the intent is not approvable', { cause: e });
     }

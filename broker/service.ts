@@ -280,7 +280,7 @@ export class Broker {
       await this.#audit?.close();
     })();
     if (!(await withDeadline(graceful, deadlineMs))) {
-      this.#d.log.error({ deadlineMs }, 'broker stop passed its deadline; in-flight work is left to redelivery');
+      this.#d.log.error({ deadlineMs }, "broker stop passed its deadline; in-flight intents are left to their agents' resends");
       // Whatever evidence is still unstored is logged in full by the writer, never dropped silently.
       await this.#audit?.close(0).catch(() => undefined);
     }

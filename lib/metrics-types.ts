@@ -10,9 +10,9 @@ export type BrokerOutcome =
   | 'dispatched' // decided allow (or covered by an approval window) and the order went out
   | 'pending' // sent to approval
   | 'denied' // denied by policy, an unknown target, a refused reply subject or session
-  | 'duplicate' // the id was known: a resubmission or redelivery, nothing new ran
+  | 'duplicate' // the id was known: a resubmission (a resend after a lost receipt), nothing new ran
   | 'refused' // not an intent: malformed, too large, an unverifiable token
-  | 'retried' // a transient failure: nak'd for redelivery
+  | 'retried' // a failure a resend can finish: answered as retryable, the agent sends it again
   | 'failed'; // an error that ended the intent (terminated)
 
 /** How a worker ended an order. */

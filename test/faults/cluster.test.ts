@@ -3,7 +3,7 @@
  * its own login from deploy/nats/accounts.conf): two brokers and two PostgreSQL workers as
  * separate processes, seeded on different members, share the work. While 2,000 intents are in
  * flight, one member is killed with SIGKILL and restarted: first a member that does not lead
- * the intents stream, then the one that does. Afterwards (test/faults/helpers/invariants.ts):
+ * the intents bucket (each intent's first write), then the one that does. Afterwards (test/faults/helpers/invariants.ts):
  * every accepted intent ended, none ran twice (one row per intent on the target, at most),
  * every executed intent has its evidence in order, `writ audit verify` passes, and the agents
  * learn every end state, including through the runs (SDK run()) they held open across the kill.
