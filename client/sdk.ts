@@ -1,9 +1,10 @@
 /**
  * The agent SDK. An agent needs only three NATS permissions: publish `writ.intent.>`
- * and `writ.api.>`, and subscribe to its own inbox. `run` subscribes to a fresh inbox,
- * sends the intent (a core request, answered by a broker's receipt once what it led to is
- * stored) with that inbox as `replyTo`, and takes the first outcome that arrives there; the
- * broker (denials) or the worker (results) answers it directly.
+ * and `writ.api.>`, and subscribe to its own inbox. `run` opens a reply box under that inbox
+ * (client/replies.ts: one subscription per client serves them all), sends the intent (a core
+ * request, answered by a broker's receipt once what it led to is stored) with the box as
+ * `replyTo`, and takes the first outcome that arrives there; the broker (denials) or the
+ * worker (results) answers it directly.
  *
  * Isolation on a shared bus (docs/ARCHITECTURE.md, "Transport: replies and isolation"): every
  * reply subject the SDK names is under the inbox of its own token's principal
@@ -33,6 +34,7 @@ import {
   type Names,
   type Outcome,
 } from '../schemas/index.ts';
+import { ReplyMux, type ReplyBox } from './replies.ts';
 import { settle, type SettleDeps } from './settle.ts';
 
 /** How long `submit` keeps sending an intent no broker acknowledged (a reconnect, a broker restarting, a leader election). */
@@ -58,6 +60,7 @@ function transient(e: unknown): boolean {
  * timeout, a connection that closed under it). No responders or a refusal says nobody took it.
  */
 function maybeStored(e: unknown): boolean {
+  if (e instanceof WritError) return e.details?.maybeStored === true;
   const name = e instanceof Error ? e.name : '';
   return name === 'TimeoutError' || name === 'ConnectionError' || name === 'ClosedConnectionError' || name === 'DrainingConnectionError';
 }
@@ -124,9 +127,12 @@ export class WritClient {
   readonly #o: WritClientOptions;
   /** This client's sealing key pair: the private half never leaves the process. */
   readonly #keys: SealKeyPair = generateSealKeyPair();
+  /** Where this client's receipts and outcomes arrive: one subscription, not one per run (client/replies.ts). */
+  readonly #replies: ReplyMux;
 
   constructor(o: WritClientOptions) {
     this.#o = o;
+    this.#replies = new ReplyMux(o.nc);
     this.names = makeNames(o.prefix ?? 'writ');
     this.sessionId = o.sessionId ?? newId('s');
   }
@@ -142,13 +148,20 @@ export class WritClient {
 
   /** A fresh reply subject under the inbox of this token's principal: the only kind the broker answers. */
   #replySubject(token: string): string {
-    let id: string;
+    return replySubjectFor(this.#inboxId(token), this.#o.inboxPrefix ?? '_INBOX');
+  }
+
+  /** A reply box under the inbox of this token's principal (client/replies.ts). */
+  #box(token: string): ReplyBox {
+    return this.#replies.open(this.#o.inboxPrefix ?? '_INBOX', this.#inboxId(token));
+  }
+
+  #inboxId(token: string): string {
     try {
-      id = inboxIdOfToken(token);
+      return inboxIdOfToken(token);
     } catch (e) {
       throw new WritError('WRIT_TOKEN_INVALID', 'the token is not a JWT with iss and sub', { cause: e });
     }
-    return replySubjectFor(id, this.#o.inboxPrefix ?? '_INBOX');
   }
 
   /** Opens an outcome sealed to this client; anything else is refused, never trusted. */
@@ -192,42 +205,48 @@ export class WritClient {
   async #publish(intent: Intent, span: Span, deadline = Date.now() + PUBLISH_RETRY_MS): Promise<Submitted> {
     const subject = this.names.intent(intent.target);
     const data = enc.encode(JSON.stringify(intent));
-    const reply = this.#replySubject(intent.token);
+    // Every attempt names the same box: a receipt for an earlier attempt that comes late still counts.
+    const box = this.#box(intent.token);
     const end = Math.min(deadline, Date.now() + PUBLISH_RETRY_MAX_MS);
     let stored = false;
-    for (let attempt = 1; ; attempt++) {
-      let failure: unknown;
-      try {
-        // Short attempts: a receipt lost to a reconnect is asked for again soon, not after a long wait.
-        const timeout = Math.max(100, Math.min(PUBLISH_ATTEMPT_MS, end - Date.now()));
-        const h = traceHeaders(span) ?? natsHeaders();
-        h.set(ATTEMPT_HEADER, String(attempt));
-        const m = await this.#o.nc.request(subject, data, { timeout, noMux: true, reply, headers: h });
-        const parsed = IntentReceiptSchema.safeParse(safeJson(m.data));
-        if (!parsed.success) throw new WritError('WRIT_INTERNAL', `the answer to intent ${intent.id} is not a broker's receipt (is a stream capturing ${subject}?)`);
-        const r = parsed.data;
-        if (r.type === 'receipt') return { intentId: intent.id, sessionId: intent.sessionId, duplicate: r.duplicate };
-        const err = toError(r.error);
-        if (!err.retryable) throw err;
-        stored = true; // the broker took it and failed part-way: some of it may be stored
-        failure = err;
-      } catch (e) {
-        if (e instanceof WritError && e.code !== 'WRIT_TRANSPORT' && failure === undefined) throw e;
-        if (failure === undefined) {
-          if (!transient(e)) throw toWritError(e);
-          stored ||= maybeStored(e);
-          failure = e;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        let failure: unknown;
+        try {
+          // Short attempts: a receipt lost to a reconnect is asked for again soon, not after a long wait.
+          const timeout = Math.max(100, Math.min(PUBLISH_ATTEMPT_MS, end - Date.now()));
+          const h = traceHeaders(span) ?? natsHeaders();
+          h.set(ATTEMPT_HEADER, String(attempt));
+          this.#o.nc.publish(subject, data, { reply: box.subject, headers: h });
+          const m = await receiptOf(box, timeout, subject);
+          const parsed = IntentReceiptSchema.safeParse(safeJson(m.data));
+          if (!parsed.success) throw new WritError('WRIT_INTERNAL', `the answer to intent ${intent.id} is not a broker's receipt (is a stream capturing ${subject}?)`);
+          const r = parsed.data;
+          if (r.type === 'receipt') return { intentId: intent.id, sessionId: intent.sessionId, duplicate: r.duplicate };
+          const err = toError(r.error);
+          if (!err.retryable) throw err;
+          stored = true; // the broker took it and failed part-way: some of it may be stored
+          failure = err;
+        } catch (e) {
+          if (e instanceof WritError && e.code !== 'WRIT_TRANSPORT' && failure === undefined) throw e;
+          if (failure === undefined) {
+            if (!transient(e)) throw toWritError(e);
+            stored ||= maybeStored(e);
+            failure = e;
+          }
         }
+        if (Date.now() >= end || this.#o.nc.isClosed()) {
+          throw new WritError(
+            'WRIT_TRANSPORT',
+            `no broker acknowledged intent ${intent.id}${stored ? ' (it may have been taken: wait for it by its id before submitting it again under a new id)' : ''}`,
+            { cause: failure, details: { intentId: intent.id, maybeStored: stored } },
+          );
+        }
+        const ms = Math.min(2_000, 50 * 2 ** Math.min(attempt - 1, 5)) * (0.5 + Math.random());
+        await sleepMs(Math.min(ms, end - Date.now()));
       }
-      if (Date.now() >= end || this.#o.nc.isClosed()) {
-        throw new WritError(
-          'WRIT_TRANSPORT',
-          `no broker acknowledged intent ${intent.id}${stored ? ' (it may have been taken: wait for it by its id before submitting it again under a new id)' : ''}`,
-          { cause: failure, details: { intentId: intent.id, maybeStored: stored } },
-        );
-      }
-      const ms = Math.min(2_000, 50 * 2 ** Math.min(attempt - 1, 5)) * (0.5 + Math.random());
-      await sleepMs(Math.min(ms, end - Date.now()));
+    } finally {
+      box.close();
     }
   }
 
@@ -275,19 +294,19 @@ export class WritClient {
         error: { code: 'WRIT_TOKEN_EXPIRED', message: 'the token has expired (checked by the SDK; the intent was not sent)' },
       };
     }
-    const inbox = this.#replySubject(token);
-    const sub = this.#o.nc.subscribe(inbox);
-    const intent = this.#intent(req, token, inbox);
+    const box = this.#box(token);
+    const intent = this.#intent(req, token, box.subject);
     // The first outcome sealed to this client; anything else on the subject (unsealed, another key, altered) is skipped.
     const direct = (async () => {
-      for await (const m of sub) {
+      for (;;) {
+        const r = await box.next();
+        if (!('msg' in r)) return undefined;
         try {
-          return this.#open(OutcomeSchema.parse(m.json()));
+          return this.#open(OutcomeSchema.parse(r.msg.json()));
         } catch {
           continue;
         }
       }
-      return undefined;
     })();
     const span = this.#span('run', intent);
     try {
@@ -334,7 +353,7 @@ export class WritClient {
       endSpan(span, 'error', (e as { code?: string }).code ?? 'WRIT_TRANSPORT');
       throw e;
     } finally {
-      sub.unsubscribe();
+      box.close();
     }
   }
 
@@ -510,6 +529,18 @@ function tokenExpired(token: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The next message on an intent's reply box: its receipt, or the server's no-responders status
+ * (nobody took it), or a WRIT_TRANSPORT that says whether it may have been taken.
+ */
+async function receiptOf(box: ReplyBox, timeoutMs: number, subject: string): Promise<{ data: Uint8Array }> {
+  const r = await box.next(timeoutMs);
+  if ('timedOut' in r) throw new WritError('WRIT_TRANSPORT', `no receipt within ${timeoutMs} ms`, { details: { maybeStored: true } });
+  if ('closed' in r) throw new WritError('WRIT_TRANSPORT', 'the connection closed before a receipt came', { details: { maybeStored: true } });
+  if (r.msg.headers?.code === 503) throw new WritError('WRIT_TRANSPORT', `no broker listens on ${subject}`, { details: { maybeStored: false } });
+  return r.msg;
 }
 
 function safeJson(data: Uint8Array): unknown {
