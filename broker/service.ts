@@ -44,6 +44,7 @@ import {
   ATTEMPT_HEADER,
   buildOutcome,
   commandText,
+  DispatchReplySchema,
   IdSchema,
   sha256Hex,
   toWritError,
@@ -95,6 +96,12 @@ export interface BrokerDeps {
 }
 
 const enc = new TextEncoder();
+/**
+ * How long a broker waits for a worker to take an order directly before it queues it. A worker
+ * answers once its claim is stored (a bucket write), so this is the claim's round trip with
+ * room for a busy bus; the agent's receipt waits for it (the agent asks again after 2 s).
+ */
+const DIRECT_ORDER_MS = 1_000;
 
 /** Requests started beyond `limits.concurrency` wait in a backlog of at most this many times it … */
 const INTAKE_BACKLOG_FACTOR = 16;
@@ -119,6 +126,7 @@ export class Broker {
   state: BrokerState = 'INITIALIZED';
   readonly id: string;
   readonly #d: BrokerDeps;
+  #warnedDispatchDenied = false;
   #js!: JetStreamClient;
   #jsm!: JetStreamManager;
   #kv!: Buckets;
@@ -600,7 +608,7 @@ export class Broker {
       await audits.all();
       return;
     }
-    await this.#publishOrder(intent.id, target, this.#withAuditHead(claims), created.value, record, intent.command);
+    await this.#publishOrder(intent.id, target, this.#withAuditHead(claims), created.value, record, intent.command, true);
     log.debug({ intentId: intent.id }, 'dispatched');
   }
 
@@ -648,7 +656,7 @@ export class Broker {
       policyVersion: claims.policyVersion,
       payload: { grantId: claims.gid, mode: claims.mode, exp: claims.exp, limits: claims.limits, approvedBy: p.votes.map((v) => v.sub) },
     });
-    await this.#publishOrder(rec.intentId, target, this.#withAuditHead(claims), rev, next, p.order.command);
+    await this.#publishOrder(rec.intentId, target, this.#withAuditHead(claims), rev, next, p.order.command, false);
   }
 
   /** The claims with the session's audit head as this broker just stored it (the worker chains onto it). */
@@ -658,10 +666,17 @@ export class Broker {
   }
 
   /**
-   * Signs and publishes the order. Its replyTo is only ever the record's, which the broker
+   * Signs and sends the order. Its replyTo is only ever the record's, which the broker
    * validated against the requester's inbox (never a subject taken from a later message).
+   *
+   * `direct`: handed to one of the target's workers first, as a core request that the worker
+   * answers once it holds the claim; only when none takes it (none free, none listening, no
+   * answer) is it queued in the exec stream, where the next free worker pulls it. A direct
+   * order is one persisted write less per intent (the stream's). It is used where a lost broker
+   * is covered by its agent's resend (which meets the record and sends the order again); an
+   * approved intent's order, which no agent resends, is always queued.
    */
-  async #publishOrder(intentId: string, target: TargetConfig, claims: GrantClaims, revision: number, record: IntentRecord, command: Intent['command']): Promise<void> {
+  async #publishOrder(intentId: string, target: TargetConfig, claims: GrantClaims, revision: number, record: IntentRecord, command: Intent['command'], direct: boolean): Promise<void> {
     // The pending part (votes, the order to sign) is not needed by the worker.
     const { pending: _p, ...rec } = record;
     const order: Order = {
@@ -676,13 +691,54 @@ export class Broker {
       ...(record.reply?.to ? { replyTo: record.reply.to } : {}),
       record: rec,
     };
+    const bytes = enc.encode(JSON.stringify(order));
+    const headers = traceHeaders(this.#traces.get(intentId));
+    if (direct && (await this.#handOver(target, bytes, headers))) {
+      this.#d.metrics?.orderSent(target.name, 'direct');
+      return;
+    }
     // msgID = grant id: a re-sent order within the window is dropped by the server; beyond it, the claim refuses it.
     try {
-      await this.#js.publish(this.#d.names.exec(target.kind, target.name), enc.encode(JSON.stringify(order)), { msgID: claims.gid, headers: traceHeaders(this.#traces.get(intentId)) });
+      await this.#js.publish(this.#d.names.exec(target.kind, target.name), bytes, { msgID: claims.gid, headers });
     } catch (e) {
       // Retried by redelivery: the intent then takes the duplicate path, which re-sends this order from the record.
       throw new WritError('WRIT_TRANSPORT', 'the execution order could not be stored', { cause: e });
     }
+    this.#d.metrics?.orderSent(target.name, 'queued');
+  }
+
+  /**
+   * The order offered to the target's workers directly; true once one of them answered that the
+   * grant is claimed (by it, or before) or can run nowhere (refused, and audited there). False
+   * sends it to the queue: no worker listens on the direct subject (none up, or one of an older
+   * release), none is free, none answered in time (lost, or slow: should it have claimed the
+   * grant after all, the queued copy finds the claim taken and is refused, so it runs once), or
+   * the claim's fate was not known to the worker.
+   */
+  async #handOver(target: TargetConfig, bytes: Uint8Array, headers: ReturnType<typeof traceHeaders>): Promise<boolean> {
+    let m: Msg;
+    try {
+      m = await this.#d.nc.request(this.#d.names.dispatch(target.kind, target.name), bytes, { timeout: DIRECT_ORDER_MS, ...(headers ? { headers } : {}) });
+    } catch (e) {
+      // A broker login without `writ.dispatch.>` (permissions from an earlier release) still
+      // works, every order queued; say so once, since each intent then pays a refused request.
+      if ((e as Error).name === 'PermissionViolationError' && !this.#warnedDispatchDenied) {
+        this.#warnedDispatchDenied = true;
+        this.#d.log.warn(
+          { subject: this.#d.names.dispatchAll() },
+          'this broker may not publish direct orders: every order is queued in the exec stream (grant the broker publish on writ.dispatch.>, deploy/nats/accounts.conf)',
+        );
+      }
+      return false;
+    }
+    let body: unknown;
+    try {
+      body = m.json();
+    } catch {
+      return false;
+    }
+    const r = DispatchReplySchema.safeParse(body);
+    return r.success && (r.data.type === 'claimed' || r.data.type === 'taken' || r.data.type === 'refused');
   }
 
   /** The id exists already: a resubmission or a redelivery. Never a second execution. */
@@ -746,7 +802,7 @@ export class Broker {
         // (again) before the order goes out, so no order ever runs without it.
         audit('intent.dispatched', { grantId: claims.gid, mode: claims.mode, exp: claims.exp, limits: claims.limits, resent: true });
         await flush?.();
-        await this.#publishOrder(intent.id, target, this.#withAuditHead(claims), entry.revision, existing, intent.command);
+        await this.#publishOrder(intent.id, target, this.#withAuditHead(claims), entry.revision, existing, intent.command, true);
       }
     }
     return undefined;

@@ -93,7 +93,16 @@ export function serveConcurrently(
   subject: string,
   queue: string,
   handler: (m: Msg) => Promise<void>,
-  opts: { maxInFlight: number; maxBacklog: number; maxBacklogBytes: number; log: Logger },
+  opts: {
+    maxInFlight: number;
+    maxBacklog: number;
+    maxBacklogBytes: number;
+    log: Logger;
+    /** Whether a request may start now besides `maxInFlight` (a limit shared with other work); checked on arrival. */
+    admit?: () => boolean;
+    /** Answers a request that is neither started nor held (instead of dropping it unanswered, which is logged). */
+    onDrop?: (m: Msg) => void;
+  },
 ): ServeLoop {
   const running = new Set<Promise<void>>();
   const backlog: Msg[] = [];
@@ -123,10 +132,11 @@ export function serveConcurrently(
         opts.log.error({ err, subject }, 'request subscription failed');
         return;
       }
-      if (running.size < opts.maxInFlight) return start(m);
+      if (running.size < opts.maxInFlight && (opts.admit?.() ?? true)) return start(m);
       const size = sizeOf(m);
       if (backlog.length >= opts.maxBacklog || backlogBytes + size > opts.maxBacklogBytes) {
         dropped++;
+        if (opts.onDrop) return opts.onDrop(m);
         const now = Date.now();
         if (now - lastDropLog > 5_000) {
           lastDropLog = now;

@@ -25,7 +25,12 @@ export interface ServiceMetrics {
   executionEnded(target: string, outcome: WorkerOutcome, seconds?: number): void;
   /** A worker masked a field (or a stream) of a result, for `reason` (masking's reason string). */
   fieldMasked(target: string, reason: string): void;
+  /** The broker sent an order: handed to a worker directly, or queued in the exec stream. */
+  orderSent(target: string, path: OrderPath): void;
 }
+
+/** How an order reached its workers: `direct` (a worker took it at once), `queued` (the exec stream). */
+export type OrderPath = 'direct' | 'queued';
 
 /** Audit writer counters since start (audit/writer.ts `stats`). */
 export interface AuditStats {

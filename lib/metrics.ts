@@ -9,7 +9,7 @@ import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Logger } from './log.ts';
-import type { AuditStats, BrokerOutcome, ServiceMetrics, WorkerOutcome } from './metrics-types.ts';
+import type { AuditStats, BrokerOutcome, OrderPath, ServiceMetrics, WorkerOutcome } from './metrics-types.ts';
 
 /** Seconds: from a fraction of a millisecond (a cached decision) to a slow statement. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -51,6 +51,7 @@ export class WritMetrics implements ServiceMetrics {
   readonly #executions: Counter<'target' | 'outcome'>;
   readonly #execution: Histogram<'target'>;
   readonly #masked: Counter<'target' | 'reason'>;
+  readonly #orders: Counter<'target' | 'path'>;
   readonly #pendingMsgs: Gauge<'stream' | 'consumer'>;
   readonly #ackPending: Gauge<'stream' | 'consumer'>;
   readonly #reconnects: Counter<'connection'>;
@@ -80,6 +81,12 @@ export class WritMetrics implements ServiceMetrics {
       help: 'Time a worker spent running a command on its target, masking included',
       labelNames: ['target'],
       buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#orders = new Counter({
+      name: 'writ_broker_orders_total',
+      help: 'Orders the broker sent, by target and path: direct (a worker took it at once) or queued (the exec stream: no worker free, or none answered)',
+      labelNames: ['target', 'path'],
       registers,
     });
     this.#masked = new Counter({ name: 'writ_worker_masked_fields_total', help: 'Result fields and output streams masked, by reason kind', labelNames: ['target', 'reason'], registers });
@@ -161,6 +168,10 @@ export class WritMetrics implements ServiceMetrics {
     const t = this.#target(target);
     this.#executions.inc({ target: t, outcome });
     if (seconds !== undefined) this.#execution.observe({ target: t }, seconds);
+  }
+
+  orderSent(target: string, path: OrderPath): void {
+    this.#orders.inc({ target: this.#target(target), path });
   }
 
   fieldMasked(target: string, reason: string): void {

@@ -123,6 +123,19 @@ export const IntentReceiptSchema = z.discriminatedUnion('type', [
 ]);
 export type IntentReceipt = z.infer<typeof IntentReceiptSchema>;
 
+/**
+ * A worker's answer to an order handed to it directly (`writ.dispatch.<kind>.<target>`):
+ * - `claimed`: this worker holds the grant's claim and runs it;
+ * - `taken`: the grant was claimed before (by a worker that took this order some other way);
+ * - `refused`: the order cannot run anywhere (its grant failed verification: audited there);
+ * - `busy`: the worker runs as many orders as it may; nothing was claimed, and the broker
+ *   queues the order in the exec stream instead;
+ * - `retry`: the claim's fate is not known (the bus did not answer the worker): nothing ran,
+ *   and the broker queues the order, whose claim then settles it.
+ */
+export const DispatchReplySchema = z.strictObject({ v: z.literal(1), type: z.enum(['claimed', 'taken', 'refused', 'busy', 'retry']), code: z.string().max(64).optional() });
+export type DispatchReply = z.infer<typeof DispatchReplySchema>;
+
 /** Header of an intent request: which send of it this is (1, 2, …); informational, audited with `intent.received`. */
 export const ATTEMPT_HEADER = 'Writ-Attempt';
 

@@ -34,6 +34,16 @@ export interface Names {
   exec(kind: string, target: string): string;
   /** `writ.exec.<kind>.>` or `writ.exec.>` */
   execAll(kind?: string): string;
+  /**
+   * `writ.dispatch.<kind>.<target>` — an order handed to a worker directly, as a core request
+   * to the target's workers (queue group `workerQueue`); outside the exec stream's subjects, so
+   * nothing stores it. A worker answers once it holds the claim (schemas/messages.ts DispatchReply).
+   */
+  dispatch(kind: string, target: string): string;
+  /** `writ.dispatch.>` */
+  dispatchAll(): string;
+  /** Queue group of one target's workers for direct orders. */
+  workerQueue(kind: string, target: string): string;
   approvalRequest(target: string): string;
   approvalDecision(intentId: string): string;
   /** `writ.approval.outcome.<intentId>`: how a pending intent ended (for bots to update messages). */
@@ -85,6 +95,9 @@ export function names(prefix = 'writ'): Names {
     api: (op: ApiOp) => `${p}.api.${op}`,
     exec: (kind: string, target: string) => `${p}.exec.${subjectToken('kind', kind)}.${subjectToken('target', target)}`,
     execAll: (kind?: string) => (kind ? `${p}.exec.${subjectToken('kind', kind)}.>` : `${p}.exec.>`),
+    dispatch: (kind: string, target: string) => `${p}.dispatch.${subjectToken('kind', kind)}.${subjectToken('target', target)}`,
+    dispatchAll: () => `${p}.dispatch.>`,
+    workerQueue: (kind: string, target: string) => `${p}-worker-${subjectToken('kind', kind)}-${subjectToken('target', target)}`,
     approvalRequest: (target: string) => `${p}.approval.request.${subjectToken('target', target)}`,
     approvalDecision: (intentId: string) => `${p}.approval.decision.${subjectToken('intentId', intentId)}`,
     approvalOutcome: (intentId: string) => `${p}.approval.outcome.${subjectToken('intentId', intentId)}`,

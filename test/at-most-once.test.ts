@@ -147,6 +147,40 @@ describe('replicas, redelivery and replayed grants', () => {
     expect(r.rows[0].n).toBe(1);
   });
 
+  it('runs an order handed over directly, again directly and then queued (as after a lost answer) exactly once', async () => {
+    const sql = "INSERT INTO events (note) VALUES ('direct-then-queued')";
+    const order = signedOrder(sql);
+    const bytes = enc.encode(JSON.stringify(order));
+    const ask = async () => (await s.nc.request(s.names.dispatch('postgres', 'db'), bytes, { timeout: 5_000 })).json<{ type: string }>().type;
+    expect(await ask()).toBe('claimed');
+    expect(await ask()).toBe('taken');
+    await jetstream(s.nc).publish(s.names.exec('postgres', 'db'), bytes);
+    const events = await until(async () => {
+      const ev = await readSession({ nc: s.nc, names: s.names, sessionId: order.sessionId });
+      return ev.filter((e) => e.type === 'exec.refused').length >= 2 && ev.some((e) => e.type === 'exec.finished') ? ev : undefined;
+    });
+    expect(events.filter((e) => e.type === 'exec.refused').map((e) => (e.payload as { code: string }).code)).toEqual(['WRIT_ALREADY_CLAIMED', 'WRIT_ALREADY_CLAIMED']);
+    expect((await s.admin.query("SELECT count(*)::int AS n FROM events WHERE note = 'direct-then-queued'")).rows[0].n).toBe(1);
+  });
+
+  it('answers a direct order only on an inbox: a reply subject naming a bucket is not written to', async () => {
+    const order = signedOrder("INSERT INTO events (note) VALUES ('reply-elsewhere')");
+    const key = newId();
+    s.nc.publish(s.names.dispatch('postgres', 'db'), enc.encode(JSON.stringify(order)), { reply: `$KV.${s.names.buckets.intents}.${key}` });
+    await until(async () => (await s.admin.query("SELECT count(*)::int AS n FROM events WHERE note = 'reply-elsewhere'")).rows[0].n === 1);
+    await sleep(300);
+    expect(await s.broker.buckets.intents.get(key)).toBeNull();
+  });
+
+  it('refuses a direct order whose command differs from its grant, and says so', async () => {
+    const order = signedOrder("INSERT INTO events (note) VALUES ('direct-approved')");
+    const tampered: Order = { ...order, command: { kind: 'sql', sql: 'DELETE FROM events' } };
+    const before = (await s.admin.query('SELECT count(*)::int AS n FROM events')).rows[0].n;
+    const m = await s.nc.request(s.names.dispatch('postgres', 'db'), enc.encode(JSON.stringify(tampered)), { timeout: 5_000 });
+    expect(m.json<{ type: string }>().type).toBe('refused');
+    expect((await s.admin.query('SELECT count(*)::int AS n FROM events')).rows[0].n).toBe(before);
+  });
+
   it('refuses a grant received after its expiry, and runs nothing', async () => {
     const sql = "INSERT INTO events (note) VALUES ('too-late')";
     const order = signedOrder(sql, { expOffset: -1 });

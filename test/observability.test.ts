@@ -149,6 +149,8 @@ describe('tracing', () => {
     const sub = tap.subscribe('_INBOX.>', { callback: (_e, m) => void replies.push(m) });
     // Intents are core requests: the tap hears them on their own subject.
     const intents = tap.subscribe(s.names.intentAll(), { callback: (_e, m) => void replies.push(m) });
+    // So are orders handed to a worker directly (a free worker takes this one).
+    const orders = tap.subscribe(s.names.dispatchAll(), { callback: (_e, m) => void replies.push(m) });
     await tap.flush();
     try {
       const agentTracer = trace.getTracer('agent');
@@ -181,7 +183,7 @@ describe('tracing', () => {
       const carried = (subject: string) => replies.find((m) => m.subject === subject && m.string().includes(outcome.intentId))?.headers?.get('traceparent');
       const tp = (span: { spanContext(): { spanId: string } }) => `00-${agentSpan.traceId}-${span.spanContext().spanId}-01`;
       expect(carried(s.names.intent('db'))).toBe(tp(run[0]!));
-      expect(carried(s.names.exec('postgres', 'db'))).toBe(tp(broker[0]!));
+      expect(carried(s.names.dispatch('postgres', 'db'))).toBe(tp(broker[0]!));
       const back = replies.find((m) => m.subject.startsWith('_INBOX.') && m.string().includes(`"intentId":"${outcome.intentId}"`) && m.string().includes('"type":"outcome"'));
       expect(back?.headers?.get('traceparent')).toBe(tp(exec[0]!));
       // Every log line about the intent carries its intent, session and trace ids.
@@ -190,6 +192,7 @@ describe('tracing', () => {
       for (const l of lines) expect(l).toMatchObject({ sessionId: outcome.sessionId, traceId: agentSpan.traceId });
     } finally {
       intents.unsubscribe();
+      orders.unsubscribe();
       sub.unsubscribe();
       await tap.close();
     }

@@ -206,6 +206,11 @@ describe('an agent', () => {
     expect(await messages(n.streams.exec)).toBe(before);
   });
 
+  it('cannot hand an order to a worker directly on writ.dispatch.>, nor take one', async () => {
+    expect(await outcome(request('agent', n.dispatch('postgres', 'db')))).toBe('denied');
+    expect(await outcome(subscribe('agent', n.dispatchAll()))).toBe('denied');
+  });
+
   it('cannot read writ.audit.>, by subscription or through JetStream', async () => {
     expect(await outcome(subscribe('agent', n.auditAll()))).toBe('denied');
     expect(await outcome(subscribe('agent', '>'))).toBe('denied');

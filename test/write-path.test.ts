@@ -1,8 +1,8 @@
 /**
  * The persisted writes of one allowed intent, counted on a real nats-server: what issue 15's
  * path redesign removed must stay removed. The durable outcome travels in the record's end
- * write (no separate result message), and the intent reaches the broker as a core request
- * (no intake stream).
+ * write (no separate result message), the intent reaches the broker as a core request (no
+ * intake stream), and a free worker takes the order directly (no exec stream write).
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
@@ -22,18 +22,19 @@ afterAll(async () => {
 });
 
 /** Every message ever stored, summed over the streams (KV buckets included): each write bumps one last sequence. */
-async function storedWrites(): Promise<number> {
+async function storedWrites(stream?: string): Promise<number> {
   const jsm = await jetstreamManager(s.nc);
   let n = 0;
-  for await (const si of jsm.streams.list()) n += si.state.last_seq;
+  for await (const si of jsm.streams.list()) if (stream === undefined || si.config.name === stream) n += si.state.last_seq;
   return n;
 }
 
-it('an allowed intent costs six persisted writes, and its record carries the outcome, sealed', async () => {
+it('an allowed intent costs five persisted writes, four of them before its answer, and its record carries the outcome, sealed', async () => {
   const c = s.client(await s.token('alice', ['analysts']));
   // The session's first intent also records who owns it: warm up on it.
   expect((await c.run({ target: 'db', sql: 'SELECT 1' })).status).toBe('succeeded');
   const before = await storedWrites();
+  const execBefore = await storedWrites(s.names.streams.exec);
   const o = await c.run({ target: 'db', sql: "SELECT name, email FROM customers WHERE name = 'Alice Example'" });
   expect(o.status).toBe('succeeded');
   expect(o.result!.rows).toEqual([['Alice Example', expect.not.stringContaining('alice@example.com')]]);
@@ -42,9 +43,11 @@ it('an allowed intent costs six persisted writes, and its record carries the out
   const bucket = await new Kvm(s.nc).open(s.names.buckets.intents);
   for (let i = 0; i < 50 && IntentRecordSchema.parse((await bucket.get(o.intentId))!.json()).state !== 'succeeded'; i++) await new Promise((r) => setTimeout(r, 100));
   await new Promise((r) => setTimeout(r, 500));
-  // record create, broker's audit block, order, claim, worker's audit block, record end. The
-  // intent itself is a core request: nothing stores it on the way in.
-  expect((await storedWrites()) - before).toBe(6);
+  // record create, broker's audit block, claim, worker's audit block, record end (after the
+  // answer). The intent is a core request, and the order was handed to the free worker
+  // directly: nothing stores either on the way.
+  expect((await storedWrites()) - before).toBe(5);
+  expect((await storedWrites(s.names.streams.exec)) - execBefore).toBe(0);
 
   const entry = await (await new Kvm(s.nc).open(s.names.buckets.intents)).get(o.intentId);
   const rec = IntentRecordSchema.parse(entry!.json());

@@ -8,11 +8,12 @@ import { LRUCache } from 'lru-cache';
 import { randomUUID, type KeyObject } from 'node:crypto';
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import type { NatsConnection } from '@nats-io/transport-node';
+import type { Msg, MsgHdrs, NatsConnection } from '@nats-io/transport-node';
 import { AuditWriter, serviceAuditKey, type HeadBoard } from '../audit/index.ts';
 import { endSpan, lazyChild, SpanKind, startSpan, traceContextOf, traceHeaders, traceIdOf, type ServiceMetrics, type Span } from '../lib/index.ts';
 import {
   consumeConcurrently,
+  serveConcurrently,
   getRecord,
   updateRecord,
   ensureConsumer,
@@ -27,6 +28,7 @@ import {
   withDeadline,
   type ConsumeLoop,
   type Logger,
+  type ServeLoop,
 } from '../lib/index.ts';
 import {
   buildOutcome,
@@ -45,6 +47,7 @@ import {
   type Names,
   type Order,
   type Outcome,
+  type DispatchReply,
   type ResultBody,
   type SignedGrants,
 } from '../schemas/index.ts';
@@ -71,6 +74,61 @@ export interface WorkerDeps {
   metrics?: ServiceMetrics | undefined;
   /** Audit heads shared with the other writers of this process (audit/types.ts HeadBoard). */
   auditHeads?: HeadBoard | undefined;
+}
+
+/**
+ * An order as the runtime handles it, whichever way it came (handed over directly, or pulled
+ * from the exec stream), and how its sender learns what became of it.
+ */
+interface OrderDelivery {
+  readonly subject: string;
+  readonly headers?: MsgHdrs | undefined;
+  string(): string;
+  /** The claim is this worker's: the order runs here. */
+  ack(): void;
+  /** Nothing will ever run it: its grant was refused, or its claim is someone else's. */
+  term(why: 'refused' | 'taken'): void;
+  /** The claim's fate is not known (the bus did not answer): nothing ran, and the order comes again. */
+  nak(delayMs: number): void;
+}
+
+/** A reply subject a direct order may be answered on: a requester's inbox, never a Writ, `$KV` or `$JS` subject. */
+const ANSWERABLE = /^_INBOX\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/;
+
+const fromStream = (m: JsMsg): OrderDelivery => ({
+  subject: m.subject,
+  headers: m.headers,
+  string: () => m.string(),
+  ack: () => m.ack(),
+  term: () => m.term(),
+  nak: (ms) => m.nak(ms),
+});
+
+/**
+ * A direct order's answers go to its requester (a broker, waiting to queue the order should
+ * no worker take it). Anything but `claimed`, `taken` or `refused` makes the broker queue it.
+ * Only an inbox is answered: a worker may write to its buckets, so a reply subject naming one
+ * (in an order replayed by a bus insider) must not become a write.
+ */
+function fromRequest(m: Msg): OrderDelivery & { answer(type: DispatchReply['type']): void } {
+  const answer = (type: DispatchReply['type']): void => {
+    if (!m.reply || !ANSWERABLE.test(m.reply) || m.reply.length > 256) return;
+    const body: DispatchReply = { v: 1, type };
+    try {
+      m.respond(enc.encode(JSON.stringify(body)));
+    } catch {
+      // The connection is closing: the broker's request times out and it queues the order.
+    }
+  };
+  return {
+    subject: m.subject,
+    headers: m.headers,
+    string: () => m.string(),
+    ack: () => answer('claimed'),
+    term: (why) => answer(why),
+    nak: () => answer('retry'),
+    answer,
+  };
 }
 
 /** One order's span and logger (its lines carry the intent, session and trace ids). */
@@ -116,6 +174,8 @@ export class Worker {
   #intents!: KV;
   #audit!: AuditWriter;
   readonly #loops: ConsumeLoop[] = [];
+  /** Direct orders, one queue-group subscription per target (drained before the stream's loops). */
+  readonly #direct: ServeLoop[] = [];
   readonly #byTarget = new Map<string, Executor>();
   readonly #running = new Set<AbortController>();
   /** Compiled masking specs by their JSON (bounded: grants of a few rules repeat a few specs). */
@@ -175,7 +235,22 @@ export class Worker {
         max_ack_pending: config.limits.concurrency * 4,
       });
       const consumer = await this.#js.consumers.get(n.streams.exec, durable);
-      this.#loops.push(await consumeConcurrently(consumer, (m) => this.#handle(m, ex), { maxInFlight: config.limits.concurrency, log }));
+      const queued = await consumeConcurrently(consumer, (m) => this.#handle(fromStream(m), ex), { maxInFlight: config.limits.concurrency, log });
+      this.#loops.push(queued);
+      // Orders handed over directly, while this worker has room for them beside what it pulled
+      // from the stream: a full worker answers `busy` at once and the broker queues the order,
+      // for whichever worker is free first. (A burst of queued orders can still take the stream
+      // loop to its own `limits.concurrency`, so at most twice that run at once.)
+      let direct: ServeLoop | undefined;
+      direct = serveConcurrently(nc, n.dispatch(ex.kind, target), n.workerQueue(ex.kind, target), (m) => this.#handle(fromRequest(m), ex), {
+        maxInFlight: config.limits.concurrency,
+        maxBacklog: 0,
+        maxBacklogBytes: 0,
+        log,
+        admit: () => queued.inFlight + (direct?.inFlight ?? 0) < config.limits.concurrency,
+        onDrop: (m) => fromRequest(m).answer('busy'),
+      });
+      this.#direct.push(direct);
     }
     this.state = 'RUNNING';
     log.info({ worker: this.id, targets: [...this.#byTarget.keys()] }, 'worker running');
@@ -188,6 +263,8 @@ export class Worker {
     // Bounded: with NATS gone, draining and the audit flush would wait forever. What was
     // running past the deadline is ended by the sweeper as `unknown`, never re-run.
     const graceful = (async () => {
+      // Direct orders first: a broker whose order meets a draining worker queues it instead.
+      await Promise.all(this.#direct.map((l) => l.drain()));
       await Promise.all(this.#loops.map((l) => l.drain()));
       await this.#audit?.close();
     })();
@@ -200,7 +277,7 @@ export class Worker {
     this.state = 'STOPPED';
   }
 
-  async #handle(m: JsMsg, ex: Executor): Promise<void> {
+  async #handle(m: OrderDelivery, ex: Executor): Promise<void> {
     let order: Order;
     try {
       order = OrderSchema.parse(JSON.parse(m.string()));
@@ -208,7 +285,7 @@ export class Worker {
       const msg = e instanceof SyntaxError ? 'not JSON' : formatIssues(e as never);
       this.#d.log.warn({ subject: m.subject, reason: msg }, 'malformed order refused');
       await this.#audit.append({ sessionId: '_unattributed', type: 'exec.refused', payload: { code: 'WRIT_BAD_REQUEST', subject: m.subject } });
-      m.term();
+      m.term('refused');
       this.#d.metrics?.executionEnded('', 'refused');
       return;
     }
@@ -230,7 +307,7 @@ export class Worker {
       const err = toWritError(e);
       t.log.warn({ code: err.code }, 'order refused: grant');
       await this.#audit.append({ sessionId: order.sessionId, intentId: order.intentId, type: 'exec.refused', payload: { code: err.code, message: err.message } });
-      m.term();
+      m.term('refused');
       refused(err.code);
       return;
     }
@@ -252,7 +329,7 @@ export class Worker {
         payload: { code: 'WRIT_ALREADY_CLAIMED', grantId: claims.gid },
         policyVersion: claims.policyVersion,
       });
-      m.term();
+      m.term('taken');
       refused('WRIT_ALREADY_CLAIMED');
       return;
     }

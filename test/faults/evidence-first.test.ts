@@ -2,8 +2,9 @@
  * No order runs without its evidence: when the broker publishes an execution order, the
  * intent's `intent.received` and `intent.dispatched` events are already stored in its
  * session's chain. A proxy over the broker's connection reads the chain at the moment each
- * order is published, before letting the order through. The same holds for a re-sent order
- * (the first publish fails) and for an approved one.
+ * order is sent (handed to a worker directly, or queued in the exec stream), before letting
+ * the order through. The same holds for a re-sent order (the first send fails, and the order
+ * is queued) and for an approved one.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -18,13 +19,14 @@ let broker: Broker;
 const seenAtPublish: Array<{ intentId: string; types: string[] }> = [];
 let failNext = false;
 
-function watchingOrders(nc: NatsConnection, execPrefix: string): NatsConnection {
+/** Orders go out on two kinds of subject: handed to a worker directly, or queued in the exec stream. */
+function watchingOrders(nc: NatsConnection, orderPrefixes: string[]): NatsConnection {
   return new Proxy(nc, {
     get(target, prop) {
       const v = Reflect.get(target, prop, target) as unknown;
       if (prop === 'request') {
         return async (subject: string, data: Uint8Array, ...rest: unknown[]) => {
-          if (subject.startsWith(execPrefix)) {
+          if (orderPrefixes.some((p) => subject.startsWith(p))) {
             const order = JSON.parse(new TextDecoder().decode(data)) as { intentId: string; sessionId: string };
             const events = await readSession({ nc: s.nc, names: s.names, sessionId: order.sessionId });
             seenAtPublish.push({ intentId: order.intentId, types: events.filter((e) => e.intentId === order.intentId).map((e) => e.type) });
@@ -44,7 +46,7 @@ function watchingOrders(nc: NatsConnection, execPrefix: string): NatsConnection 
 beforeAll(async () => {
   s = await startStack();
   await s.broker.stop();
-  broker = await createBroker({ nc: watchingOrders(s.nc, `${s.config.prefix}.exec.`), config: s.config, log: createLogger({ name: 'broker', level: 'silent' }) });
+  broker = await createBroker({ nc: watchingOrders(s.nc, [`${s.config.prefix}.exec.`, `${s.config.prefix}.dispatch.`]), config: s.config, log: createLogger({ name: 'broker', level: 'silent' }) });
   await broker.start();
 }, 60_000);
 afterAll(async () => {

@@ -1,6 +1,6 @@
 /**
- * A re-sent order carries exactly what was decided. The first publish of the execution order
- * is failed at the transport (a proxy over the broker's NATS connection refuses it, as a
+ * A re-sent order carries exactly what was decided. The first send of the execution order
+ * (handed to a worker directly, then queued) is failed at the transport (a proxy over the broker's NATS connection refuses it, as a
  * server that lost its stream leader would); the intent is redelivered, the broker re-sends
  * the order from the intent's record, and the result still comes back masked by a column
  * rule that no value detector would catch.
@@ -14,14 +14,21 @@ let s: Stack;
 let broker: Broker;
 let refused = 0;
 
-/** The broker's connection, except that the first request to an exec subject fails. */
-function failingFirstOrder(nc: NatsConnection, execPrefix: string): NatsConnection {
+/**
+ * The broker's connection, except that the first request to each order subject fails: the
+ * order handed to a worker directly, then the same order queued in the exec stream. Both
+ * failing is what makes the broker answer retryable, so the intent is sent again.
+ */
+function failingFirstOrder(nc: NatsConnection, orderPrefixes: string[]): NatsConnection {
+  const failed = new Set<string>();
   return new Proxy(nc, {
     get(target, prop) {
       const v = Reflect.get(target, prop, target) as unknown;
       if (prop === 'request') {
         return (subject: string, ...rest: unknown[]) => {
-          if (subject.startsWith(execPrefix) && refused === 0) {
+          const prefix = orderPrefixes.find((p) => subject.startsWith(p));
+          if (prefix && !failed.has(prefix)) {
+            failed.add(prefix);
             refused++;
             return Promise.reject(new Error('injected: the exec stream did not answer'));
           }
@@ -45,7 +52,7 @@ beforeAll(async () => {
   });
   await s.broker.stop();
   broker = await createBroker({
-    nc: failingFirstOrder(s.nc, `${s.config.prefix}.exec.`),
+    nc: failingFirstOrder(s.nc, [`${s.config.prefix}.dispatch.`, `${s.config.prefix}.exec.`]),
     config: s.config,
     log: (await import('../../lib/index.ts')).createLogger({ name: 'broker', level: 'silent' }),
   });
@@ -59,7 +66,7 @@ afterAll(async () => {
 it('masks and limits a result whose order was re-sent after a failed publish', async () => {
   const c = s.client(await s.token('alice', ['analysts']));
   const o = await c.run({ target: 'db', sql: 'SELECT id, plan FROM customers ORDER BY id' }, { timeoutMs: 20_000 });
-  expect(refused).toBe(1);
+  expect(refused).toBe(2);
   expect(o.error, JSON.stringify(o.error)).toBeUndefined();
   expect(o.status).toBe('succeeded');
   const text = JSON.stringify(o.result);

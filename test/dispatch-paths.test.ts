@@ -1,0 +1,76 @@
+/**
+ * The two ways an order reaches a worker (broker/service.ts #publishOrder): handed to a free
+ * worker directly (no stream write), or queued in the exec stream when no worker takes it at
+ * once: none listening, or every one busy. Either way it runs once, and the intent's receipt
+ * comes only when the order is with a worker or stored.
+ */
+import { jetstreamManager } from '@nats-io/jetstream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startStack, type Stack } from './fixture.ts';
+
+async function execStored(s: Stack): Promise<number> {
+  return (await (await jetstreamManager(s.nc)).streams.info(s.names.streams.exec)).state.last_seq;
+}
+
+describe('with no worker listening', () => {
+  let s: Stack;
+  beforeAll(async () => {
+    s = await startStack({ worker: false });
+  });
+  afterAll(async () => {
+    await s?.stop();
+  });
+
+  it('the order is queued, acknowledged, and runs once a worker starts', async () => {
+    const c = s.client(await s.token('alice', ['analysts']));
+    const before = await execStored(s);
+    const { intentId, duplicate } = await c.submit({ target: 'db', sql: 'SELECT 41 + 1 AS answer' });
+    expect(duplicate).toBe(false);
+    expect((await execStored(s)) - before).toBe(1);
+    await s.worker.start();
+    const o = await c.wait(intentId, { timeoutMs: 15_000 });
+    expect(o.status).toBe('succeeded');
+    expect(o.result!.rows).toEqual([[42]]);
+  });
+});
+
+describe('with every worker busy', () => {
+  let s: Stack;
+  beforeAll(async () => {
+    s = await startStack({
+      config: {
+        limits: { concurrency: 1 },
+        policy: {
+          rules: [
+            { id: 'analysts-read', effect: 'allow', groups: ['analysts'], targets: ['db'], mode: 'read' },
+            { id: 'dba-write', effect: 'allow', groups: ['dba'], targets: ['db'], mode: 'write', limits: { seconds: 10 } },
+          ],
+        },
+      },
+    });
+  });
+  afterAll(async () => {
+    await s?.stop();
+  });
+
+  it('the next order is queued and runs once the worker is free; one free worker takes orders directly', async () => {
+    const c = s.client(await s.token('alice', ['analysts']));
+    // The session's first intent records its owner; then the worker is idle.
+    expect((await c.run({ target: 'db', sql: 'SELECT 1' })).status).toBe('succeeded');
+    let before = await execStored(s);
+    expect((await c.run({ target: 'db', sql: 'SELECT 2' })).status).toBe('succeeded');
+    expect((await execStored(s)) - before).toBe(0);
+
+    before = await execStored(s);
+    const dba = s.client(await s.token('dba1', ['dba']));
+    // Its receipt comes once the worker answered that it holds the claim: from then on the
+    // worker's one place is taken.
+    const slow = await dba.submit({ target: 'db', sql: "INSERT INTO events (note) SELECT 'slow' FROM pg_sleep(1.5)" });
+    expect((await execStored(s)) - before).toBe(0);
+    const next = await c.run({ target: 'db', sql: 'SELECT 3 AS n' });
+    expect(next.status).toBe('succeeded');
+    expect(next.result!.rows).toEqual([[3]]);
+    expect((await dba.wait(slow.intentId, { timeoutMs: 15_000 })).status).toBe('succeeded');
+    expect((await execStored(s)) - before).toBe(1);
+  });
+});
