@@ -489,20 +489,6 @@ export class Broker {
       this.#reply(reply, buildOutcome({ intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: err.toReply() }));
       return;
     }
-    if (intent.deadline !== undefined && intent.deadline < Date.now()) {
-      // Past its deadline: a resend of an intent already stored (its receipt was lost) is a
-      // duplicate and is answered where it stands; only one never stored is refused. Refusing
-      // the resend told the agent "nothing stored" of an intent that was dispatched and then ran.
-      if (await this.#recordExists(intent.id)) {
-        t.refused = await this.#duplicate(intent, who, audit, null, audits.all, reply);
-        await audits.all();
-        return;
-      }
-      const err = new WritError('WRIT_DEADLINE_PASSED');
-      await this.#refuse({ error: err, partial: intent }, { replyKey: intent.replyKey, replyTo: intent.replyTo }, log);
-      t.refused = err;
-      return;
-    }
     // The session's head is read while the intent is classified and decided (when another writer shares the session).
     this.#audit.prefetch(intent.sessionId);
     const target = this.#targets.get(intent.target);
@@ -522,6 +508,18 @@ export class Broker {
       // later one follows an answer that was lost, or a failure it was told to retry.
       attempt,
     });
+    if (intent.deadline !== undefined && intent.deadline < Date.now()) {
+      // Past its deadline: denied, and the denial is stored as the intent's record before it is
+      // answered, so the record's create decides, as for every other intent. A resend of an
+      // intent already stored (its receipt was lost) finds the record and is answered where it
+      // stands; and a send still on its way through another broker (stalled before its own
+      // create) finds this denial and runs nothing. Checking for a record and then answering
+      // "refused, nothing stored" told an agent `denied` of an intent that another broker stored
+      // a moment later and ran.
+      t.refused = await this.#deny(intent, who, null, new WritError('WRIT_DEADLINE_PASSED'), commandSha256, audit, target, audits.all, reply);
+      await audits.all();
+      return;
+    }
     if (!replyCheck.ok) {
       // Denied and recorded (the API tells the sender why), but nothing is sent to that subject.
       if (replyCheck.error.code === 'WRIT_REPLY_REFUSED' && intent.replyTo) await this.#replyRefused(intent.replyTo, who, intent.id);

@@ -32,8 +32,14 @@ describe('a resend', () => {
     // The same intent, as the SDK resends it after a lost receipt: its deadline has passed now.
     expect(await c.submit(req)).toMatchObject({ intentId, duplicate: true });
     expect((await c.wait(intentId)).status).toBe('succeeded');
-    // One never stored, past its deadline, is refused.
-    await expect(c.submit({ ...req, intentId: newId() })).rejects.toMatchObject({ code: 'WRIT_DEADLINE_PASSED' });
+    // One never stored, past its deadline, is denied, and the denial is its record: the same
+    // intent sent again (as it could still reach another broker) finds it and runs nothing.
+    const late = newId();
+    expect(await c.submit({ ...req, intentId: late })).toMatchObject({ duplicate: false });
+    const denied = await c.wait(late);
+    expect([denied.status, denied.error?.code]).toEqual(['denied', 'WRIT_DEADLINE_PASSED']);
+    expect(await c.submit({ ...req, intentId: late })).toMatchObject({ intentId: late, duplicate: true });
+    expect((await s.admin.query("SELECT count(*)::int AS n FROM events WHERE note = 'resend-late'")).rows[0].n).toBe(1);
   });
 
   it('of another command or target under a used id is denied, not answered with the first outcome', async () => {
