@@ -305,7 +305,11 @@ export class Broker {
     // The intent's span continues the agent's trace (its traceparent header), or starts one.
     const span = startSpan('writ.broker.intent', { parent: headersRead ? traceContextOf(m.headers) : undefined, kind: SpanKind.CONSUMER });
     if (!r.ok) {
-      const who = await this.#refuse(r.refusal, rawReply(m.data), lazyChild(this.#d.log, { traceId: traceIdOf(span) }));
+      // A send the agent says it made before (its SDK counts them) may have been stored by
+      // another broker, and may run: this one refuses only this send (its error receipt), and
+      // tells the intent's own subject nothing. A `denied` there ended a run whose first send ran.
+      const resend = headersRead && attemptOf(m) > 1;
+      const who = await this.#refuse(r.refusal, rawReply(m.data), lazyChild(this.#d.log, { traceId: traceIdOf(span) }), !resend);
       this.#receipt(m, who, { v: 1, type: 'error', error: r.refusal.error.toReply() });
       this.#observe(subjectTarget, 'refused', now, span, r.refusal.error.code);
       return;
@@ -384,7 +388,7 @@ export class Broker {
    * verified, its replyTo is under its own inbox and it gave a key to seal to; an unverified
    * sender gets nothing (no deputy), and is audited under `_unattributed`.
    */
-  async #refuse(ref: Refusal, raw: { replyKey?: string | undefined; replyTo?: unknown } = {}, log: Logger = this.#d.log): Promise<VerifiedIdentity | undefined> {
+  async #refuse(ref: Refusal, raw: { replyKey?: string | undefined; replyTo?: unknown } = {}, log: Logger = this.#d.log, answerOutcome = true): Promise<VerifiedIdentity | undefined> {
     const { partial } = ref;
     // A refusal's text can quote the intent (a schema error names what it found): masked as a
     // decision's reasons are, before it is audited or answered.
@@ -396,7 +400,7 @@ export class Broker {
     // Intake keeps only a replyTo shaped like an inbox; the raw one ($KV…, $JS…) is what was asked for.
     const asked = raw.replyTo ?? partial.replyTo;
     const reply = who && asked === partial.replyTo ? this.#replySpec(who, partial.replyTo, replyKey) : undefined;
-    if (reply?.ok && partial.id && partial.sessionId) {
+    if (reply?.ok && partial.id && partial.sessionId && answerOutcome) {
       this.#reply(reply.spec, buildOutcome({ intentId: partial.id, sessionId: partial.sessionId, status: 'denied', error: error.toReply() }));
     }
     if (asked !== undefined && !reply?.ok) await this.#replyRefused(asked, who, partial.id);

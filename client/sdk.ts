@@ -30,6 +30,7 @@ import {
   type Command,
   type ErrorReply,
   type Intent,
+  type IntentReceipt,
   type IntentState,
   type Names,
   type Outcome,
@@ -218,17 +219,24 @@ export class WritClient {
           const h = traceHeaders(span) ?? natsHeaders();
           h.set(ATTEMPT_HEADER, String(attempt));
           this.#o.nc.publish(subject, data, { reply: box.subject, headers: h });
-          const m = await receiptOf(box, timeout, subject);
-          const parsed = IntentReceiptSchema.safeParse(safeJson(m.data));
-          if (!parsed.success) throw new WritError('WRIT_INTERNAL', `the answer to intent ${intent.id} is not a broker's receipt (is a stream capturing ${subject}?)`);
-          const r = parsed.data;
+          const r = await receiptOf(box, timeout, subject);
           if (r.type === 'receipt') return { intentId: intent.id, sessionId: intent.sessionId, duplicate: r.duplicate };
           const err = toError(r.error);
+          // A refusal says nothing was stored by this send. After an earlier send that may have
+          // been taken (its receipt lost), it does not say that one was not: its broker may store
+          // it a moment later (a token that expired meanwhile, a broker that trusts other keys).
+          // Only the broker's record can tell, so this is asked of it, never reported as denied.
+          if (!err.retryable && stored) {
+            throw new WritError('WRIT_TRANSPORT', `a later send of intent ${intent.id} was refused (${err.code}) after an earlier one that may have been taken`, {
+              cause: err,
+              details: { intentId: intent.id, maybeStored: true, refused: err.code },
+            });
+          }
           if (!err.retryable) throw err;
           stored = true; // the broker took it and failed part-way: some of it may be stored
           failure = err;
         } catch (e) {
-          if (e instanceof WritError && e.code !== 'WRIT_TRANSPORT' && failure === undefined) throw e;
+          if (e instanceof WritError && (e.details?.refused !== undefined || (e.code !== 'WRIT_TRANSPORT' && failure === undefined))) throw e;
           if (failure === undefined) {
             if (!transient(e)) throw toWritError(e);
             stored ||= maybeStored(e);
@@ -295,7 +303,13 @@ export class WritClient {
       };
     }
     const box = this.#box(token);
-    const intent = this.#intent(req, token, box.subject);
+    let intent: Intent;
+    try {
+      intent = this.#intent(req, token, box.subject);
+    } catch (e) {
+      box.close();
+      throw e;
+    }
     // The first outcome sealed to this client; anything else on the subject (unsealed, another key, altered) is skipped.
     const direct = (async () => {
       for (;;) {
@@ -535,12 +549,18 @@ function tokenExpired(token: string): boolean {
  * The next message on an intent's reply box: its receipt, or the server's no-responders status
  * (nobody took it), or a WRIT_TRANSPORT that says whether it may have been taken.
  */
-async function receiptOf(box: ReplyBox, timeoutMs: number, subject: string): Promise<{ data: Uint8Array }> {
-  const r = await box.next(timeoutMs);
-  if ('timedOut' in r) throw new WritError('WRIT_TRANSPORT', `no receipt within ${timeoutMs} ms`, { details: { maybeStored: true } });
-  if ('closed' in r) throw new WritError('WRIT_TRANSPORT', 'the connection closed before a receipt came', { details: { maybeStored: true } });
-  if (r.msg.headers?.code === 503) throw new WritError('WRIT_TRANSPORT', `no broker listens on ${subject}`, { details: { maybeStored: false } });
-  return r.msg;
+async function receiptOf(box: ReplyBox, timeoutMs: number, subject: string): Promise<IntentReceipt> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await box.next(Math.max(0, end - Date.now()));
+    if ('timedOut' in r) throw new WritError('WRIT_TRANSPORT', `no receipt within ${timeoutMs} ms`, { details: { maybeStored: true } });
+    if ('closed' in r) throw new WritError('WRIT_TRANSPORT', 'the connection closed before a receipt came', { details: { maybeStored: true } });
+    if (r.msg.headers?.code === 503) throw new WritError('WRIT_TRANSPORT', `no broker listens on ${subject}`, { details: { maybeStored: false } });
+    // Anything else on the box is not an answer: a stray message said nothing about the intent,
+    // and taking it for a refusal reported `denied` of an intent that then ran.
+    const parsed = IntentReceiptSchema.safeParse(safeJson(r.msg.data));
+    if (parsed.success) return parsed.data;
+  }
 }
 
 function safeJson(data: Uint8Array): unknown {
