@@ -77,4 +77,46 @@ describe('a claim whose answer is lost', () => {
       await r.close();
     }
   }, 60_000);
+
+  it('puts back, not refuses, a second copy of an order whose claim is still being settled here', async () => {
+    // The order's claim create and its read-back go unanswered for a while (each fails after
+    // 1.5 s, as at a request timeout), from the worker's side of the connection: the broker's
+    // direct hand-over times out meanwhile and it queues a copy, which reaches the same worker
+    // while the first claim is unsettled. Taken for "claimed already", that copy was refused, the
+    // first then ended unknown (nothing ran) and put back an order no one held any more.
+    const nc = await connect({ servers: s.nats.url, timeout: 5_000 });
+    const claims = s.names.buckets.claims;
+    let failUntil = Number.POSITIVE_INFINITY;
+    let failed = 0;
+    const flaky = new Proxy(nc, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop, target) as unknown;
+        if (prop === 'request') {
+          return async (subject: string, ...rest: unknown[]) => {
+            if ((subject.startsWith(`$KV.${claims}.`) || subject.includes(`KV_${claims}`)) && Date.now() < failUntil) {
+              if (failUntil === Number.POSITIVE_INFINITY) failUntil = Date.now() + 5_000;
+              failed++;
+              await new Promise((r) => setTimeout(r, 1_500));
+              throw Object.assign(new Error('injected: no answer'), { name: 'TimeoutError' });
+            }
+            return (target.request as (...x: unknown[]) => unknown)(subject, ...rest);
+          };
+        }
+        return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const worker = await createWorker({ nc: flaky, config: s.config, log: createLogger({ name: 'test', level: 'silent' }) });
+    await worker.start();
+    try {
+      const c = s.client(await s.token('dana', ['dba']));
+      const o = await c.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('settled once')" }, { timeoutMs: 30_000 });
+      expect(failed).toBeGreaterThan(1);
+      expect(o.status).toBe('succeeded');
+      const rows = await s.admin.query("SELECT count(*)::int AS n FROM events WHERE note = 'settled once'");
+      expect(rows.rows[0].n).toBe(1);
+    } finally {
+      await worker.stop();
+      await nc.close().catch(() => undefined);
+    }
+  }, 60_000);
 });

@@ -186,6 +186,8 @@ export class Worker {
   readonly #instance = randomUUID();
   /** Grants whose claim create had no known fate (nothing ran): the next delivery may find it stored. */
   readonly #unconfirmed = new ClaimedGrants(10_000);
+  /** Grants whose claim this process is creating or reading back right now. */
+  readonly #claiming = new Set<string>();
   #warnedClaimedFull = false;
 
   constructor(d: WorkerDeps) {
@@ -524,7 +526,20 @@ export class Worker {
    * neither the create nor the read: nothing may run.
    */
   async #claim(claims: GrantClaims): Promise<'ours' | 'taken' | 'unknown'> {
+    // A claim of this grant is being settled here now (another copy of the order: handed over
+    // directly and queued when the answer was slow). Not 'taken': that claim may end unknown,
+    // and this copy is then the one left to run. It goes back, and meets the settled claim.
+    if (this.#claiming.has(claims.gid)) return 'unknown';
     if (this.#claimedHere.has(claims.gid)) return 'taken';
+    this.#claiming.add(claims.gid);
+    try {
+      return await this.#settleClaim(claims);
+    } finally {
+      this.#claiming.delete(claims.gid);
+    }
+  }
+
+  async #settleClaim(claims: GrantClaims): Promise<'ours' | 'taken' | 'unknown'> {
     const until = claims.exp * 1000 + 60_000;
     // Held from here, synchronously: a second delivery of the order to this process is 'taken'.
     this.#claimedHere.add(claims.gid, until);
