@@ -60,6 +60,14 @@ export interface AuditWriterOptions {
   maxInFlight?: number | undefined;
   /** PubAck timeout, ms. Default 5000. */
   publishTimeoutMs?: number | undefined;
+  /**
+   * Events of input no verified sender stands behind (`appendUnattributed`) stored one by one
+   * per second, with a burst of ten seconds' worth; past that they are counted into one
+   * `audit.suppressed` event every `unattributedSummaryMs`. Default 20.
+   */
+  unattributedPerSec?: number | undefined;
+  /** How often counted unattributed events are summed up in one `audit.suppressed` event, ms. Default 10 000. */
+  unattributedSummaryMs?: number | undefined;
   logger?: Logger | undefined;
   /**
    * Heads shared with the other writers of this process (`writ up` runs a broker and a worker in

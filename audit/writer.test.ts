@@ -372,3 +372,25 @@ describe('AuditWriter head hints', () => {
     events.forEach((e, i) => expect(e.prev).toBe(i === 0 ? ZERO_HASH : events[i - 1]!.hash));
   });
 });
+
+describe('unattributed evidence', () => {
+  it('is stored one by one up to its rate, and counted past it into audit.suppressed, nothing unaccounted', async () => {
+    const own = names(uniqueName('u'));
+    await ensureAuditStream(jsm, own, {});
+    const w = new AuditWriter({ js, jsm, names: own, actor: { kind: 'broker', id: 'b-flood' }, unattributedPerSec: 2, unattributedSummaryMs: 300 });
+    // 20 may be stored at once (ten seconds' worth), the other 80 of a burst of 100 are counted.
+    await Promise.all(Array.from({ length: 100 }, (_, i) => w.appendUnattributed({ type: 'intent.rejected_input', payload: { code: i % 2 ? 'WRIT_BAD_REQUEST' : 'WRIT_TOKEN_INVALID' } })));
+    await new Promise((r) => setTimeout(r, 600));
+    await w.close();
+    const events = await readSession({ js, names: own, sessionId: '_unattributed' });
+    const single = events.filter((e) => e.type === 'intent.rejected_input');
+    const summaries = events.filter((e) => e.type === 'audit.suppressed');
+    expect(single.length).toBeGreaterThanOrEqual(20);
+    expect(single.length).toBeLessThan(25);
+    const counted = summaries.reduce((a, e) => a + (e.payload as { total: number }).total, 0);
+    expect(single.length + counted).toBe(100);
+    expect(summaries[0]!.payload).toMatchObject({ counts: { 'intent.rejected_input:WRIT_BAD_REQUEST': expect.any(Number), 'intent.rejected_input:WRIT_TOKEN_INVALID': expect.any(Number) } });
+    // The summary is evidence like the rest: the chain verifies.
+    expect((await verify({ nc, names: own, sessionId: '_unattributed' })).ok).toBe(true);
+  });
+});

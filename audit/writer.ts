@@ -63,7 +63,12 @@ const DEFAULTS = {
   publishTimeoutMs: 5_000,
   maxBackoffMs: 250,
   closeTimeoutMs: 10_000,
+  unattributedPerSec: 20,
+  unattributedSummaryMs: 10_000,
 };
+
+/** The session of evidence that no verified sender stands behind (audit/README.md). */
+export const UNATTRIBUTED_SESSION = '_unattributed';
 /** Attempts after which a still-unstored block is reported (then every STILL_RETRYING_EVERY more). */
 const STILL_RETRYING_EVERY = 50;
 /** A block's JSON around its events: the envelope and the signature (`"sig":{"kid":…,"s":<86>}`). */
@@ -103,6 +108,11 @@ export class AuditWriter {
   readonly #sleepers = new Set<() => void>();
   /** Plain counters for metrics (read by lib/metrics.ts when scraped; no metrics library here). */
   readonly #stats = { blocks: 0, conflicts: 0, retries: 0 };
+  /** Unattributed events that may still be stored one by one (a token bucket), and when it was last filled. */
+  #unattributedTokens = Number.NaN;
+  #unattributedAt = 0;
+  /** Unattributed events counted instead of stored, by `type` (and `code`), since `from`. */
+  #suppressed: { counts: Map<string, number>; from: number; to: number; timer: NodeJS.Timeout } | undefined;
 
   constructor(opts: AuditWriterOptions) {
     this.#js = opts.js;
@@ -156,6 +166,55 @@ export class AuditWriter {
     });
   }
 
+  /**
+   * Evidence of input that no verified sender stands behind (malformed intents, unverifiable
+   * tokens, replies aimed elsewhere), in session `_unattributed`. Anyone with a NATS login can
+   * send such input as fast as a broker refuses it; each refusal stored as an event made the
+   * log grow by megabytes a second from one sender, for good (the stream denies deletes). So
+   * up to `unattributedPerSec` are stored one by one (with a burst of ten seconds' worth), and
+   * the rest are counted: one `audit.suppressed` event every `unattributedSummaryMs` says how
+   * many of each type and code were not stored one by one, and between which times. Resolves
+   * once the event is stored, or at once when it was counted.
+   */
+  async appendUnattributed(input: Omit<AppendInput, 'sessionId'>): Promise<void> {
+    const now = Date.now();
+    const burst = this.#o.unattributedPerSec * 10;
+    if (Number.isNaN(this.#unattributedTokens)) this.#unattributedTokens = burst;
+    this.#unattributedTokens = Math.min(burst, this.#unattributedTokens + ((now - this.#unattributedAt) / 1000) * this.#o.unattributedPerSec);
+    this.#unattributedAt = now;
+    if (this.#unattributedTokens >= 1 || this.#closed) {
+      this.#unattributedTokens -= 1;
+      await this.append({ ...input, sessionId: UNATTRIBUTED_SESSION });
+      return;
+    }
+    const code = typeof input.payload?.['code'] === 'string' ? `:${input.payload['code']}` : '';
+    const key = `${input.type}${code}`.slice(0, 160);
+    if (!this.#suppressed) {
+      const timer = setTimeout(() => void this.#summarize(), this.#o.unattributedSummaryMs);
+      timer.unref();
+      this.#suppressed = { counts: new Map(), from: now, to: now, timer };
+    }
+    const s = this.#suppressed;
+    // Bounded: past 256 distinct kinds, the rest are counted together.
+    const k = s.counts.has(key) || s.counts.size < 256 ? key : '(other)';
+    s.counts.set(k, (s.counts.get(k) ?? 0) + 1);
+    s.to = now;
+  }
+
+  /** Stores what appendUnattributed counted since the last summary, as one event. */
+  async #summarize(): Promise<void> {
+    const s = this.#suppressed;
+    if (!s) return;
+    this.#suppressed = undefined;
+    clearTimeout(s.timer);
+    const counts = Object.fromEntries([...s.counts].sort(([a], [b]) => (a < b ? -1 : 1)));
+    const total = [...s.counts.values()].reduce((a, b) => a + b, 0);
+    this.#log?.warn({ total, counts }, 'unattributed input past its rate: counted, not stored one by one');
+    await this.append({ sessionId: UNATTRIBUTED_SESSION, type: 'audit.suppressed', payload: { total, counts, from: s.from, to: s.to } }).catch((e: unknown) =>
+      this.#log?.error({ err: e, total, counts }, 'audit.suppressed could not be stored'),
+    );
+  }
+
   /** Writes everything pending now and resolves when it is stored (or has failed). */
   async flush(): Promise<void> {
     for (;;) {
@@ -175,10 +234,13 @@ export class AuditWriter {
    * with every event in full, so the evidence survives at least in the process log.
    */
   async close(timeoutMs = this.#o.closeTimeoutMs): Promise<void> {
+    // What was counted and not yet summed up is stored before the writer closes.
+    const summary = this.#summarize();
     this.#closed = true;
     this.#deadline = Math.min(this.#deadline, Date.now() + timeoutMs);
     for (const wake of this.#sleepers) wake();
     await this.flush();
+    await summary;
   }
 
   /** Key id this writer signs its blocks with (undefined: unsigned). */

@@ -206,11 +206,13 @@ export class ApiService {
   /** An API request that gets no answer: its attempt is evidence, under `_unattributed`, its subject escaped. */
   async #dropped(m: Msg, reason: 'unverified' | 'foreign-reply', code: string, who?: VerifiedIdentity): Promise<void> {
     this.#d.log.warn({ op: sanitizeSubject(m.subject), reply: sanitizeSubject(m.reply ?? ''), reason, code, sub: who?.principal.sub }, 'api request dropped: no answer sent');
-    await this.#d.audit.append({
-      sessionId: '_unattributed',
+    const event = {
       type: 'reply.refused',
       payload: { source: 'api', subject: sanitizeSubject(m.subject), replyTo: m.reply === undefined ? null : sanitizeSubject(m.reply), reason, code, ...(who ? { principal: who.principal } : {}) },
-    });
+    };
+    // Input no verified sender stands behind is stored at a bounded rate, and counted past it.
+    if (who) await this.#d.audit.append({ sessionId: '_unattributed', ...event });
+    else await this.#d.audit.appendUnattributed(event);
   }
 
   /** Seals an outcome to the request's key; a request without one gets no outcome in clear. */

@@ -381,8 +381,7 @@ export class Approvals {
     const parsed = ApprovalDecisionSchema.safeParse(rest);
     if (!parsed.success) {
       // Unverified: no answer anywhere (no deputy); the attempt is evidence.
-      await this.#d.audit.append({
-        sessionId: '_unattributed',
+      await this.#d.audit.appendUnattributed({
         type: 'approval.refused',
         payload: { code: 'WRIT_BAD_REQUEST', ...(replyTo !== undefined ? { replyTo: sanitizeSubject(replyTo) } : {}) },
       });
@@ -393,8 +392,7 @@ export class Approvals {
       // Approver tokens have their own audience: an agent's token cannot vote.
       who = await this.#d.identity.verifyApprover(parsed.data.token);
     } catch (e) {
-      await this.#d.audit.append({
-        sessionId: '_unattributed',
+      await this.#d.audit.appendUnattributed({
         type: 'approval.refused',
         payload: { intentId: parsed.data.intentId, code: toWritError(e).code, ...(replyTo !== undefined ? { replyTo: sanitizeSubject(replyTo) } : {}) },
       });

@@ -414,12 +414,14 @@ export class Broker {
       );
       if (owned) sessionId = partial.sessionId;
     }
-    await this.#audit.append({
-      sessionId,
+    const event = {
       intentId: who ? partial.id : undefined,
       type: 'intent.rejected_input',
       payload: { code: error.code, message: error.message, principal: who?.principal, target: partial.target, claimedIntentId: partial.id },
-    });
+    };
+    // Input no verified sender stands behind is stored at a bounded rate, and counted past it.
+    if (who) await this.#audit.append({ sessionId, ...event });
+    else await this.#audit.appendUnattributed(event);
     return who;
   }
 
@@ -433,11 +435,12 @@ export class Broker {
 
   /** A reply aimed outside the sender's inbox: nothing is published there; the attempt is evidence. */
   async #replyRefused(subject: unknown, who: VerifiedIdentity | undefined, claimedIntentId: string | undefined): Promise<void> {
-    await this.#audit.append({
-      sessionId: '_unattributed',
+    const event = {
       type: 'reply.refused',
       payload: { source: 'intent', subject: sanitizeSubject(subject), verified: who !== undefined, ...(who ? { principal: who.principal } : {}), ...(claimedIntentId ? { claimedIntentId } : {}) },
-    });
+    };
+    if (who) await this.#audit.append({ sessionId: '_unattributed', ...event });
+    else await this.#audit.appendUnattributed(event);
   }
 
   /** Sends `outcome` sealed to the reply's key, on its validated subject; nothing without one. */
