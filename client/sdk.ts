@@ -315,11 +315,15 @@ export class WritClient {
       for (;;) {
         const r = await box.next();
         if (!('msg' in r)) return undefined;
+        let o: Outcome;
         try {
-          return this.#open(OutcomeSchema.parse(r.msg.json()));
+          o = this.#open(OutcomeSchema.parse(r.msg.json()));
         } catch {
           continue;
         }
+        // Sealed to this client's key is not "about this intent": anyone who saw the key in an
+        // intent can seal to it. Another intent's outcome on this subject is skipped.
+        if (o.intentId === intent.id && o.sessionId === intent.sessionId) return o;
       }
     })();
     const span = this.#span('run', intent);

@@ -9,7 +9,9 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBroker, type Broker } from '../broker/index.ts';
-import { WritClient } from '../client/index.ts';
+import { newId, WritClient } from '../client/index.ts';
+import { sealOutcome } from '../lib/index.ts';
+import { buildOutcome } from '../schemas/index.ts';
 import { createLogger } from '../lib/index.ts';
 import { startStack, type Stack } from './fixture.ts';
 
@@ -41,6 +43,28 @@ describe('answers on the receipt subject', () => {
       const o = await c.run({ target: 'db', sql: "INSERT INTO events (note) SELECT 'stray-receipt' FROM pg_sleep(1.5)" });
       expect(o.status).toBe('succeeded');
       expect(await rows(s, 'stray-receipt')).toBe(1);
+    } finally {
+      await nc.close();
+    }
+  });
+
+  it("another intent's outcome sealed to this client, on this run's subject, is not taken for its answer", async () => {
+    const nc = await connect({ servers: s.nats.url });
+    try {
+      const c = new WritClient({ nc, token: await s.token('dana', ['dba']), prefix: s.config.prefix });
+      const publish = nc.publish.bind(nc);
+      (nc as { publish: NatsConnection['publish'] }).publish = (subject, data, opts) => {
+        if (subject.startsWith(`${s.config.prefix}.intent.`) && data instanceof Uint8Array) {
+          const intent = JSON.parse(new TextDecoder().decode(data)) as { replyTo: string; sessionId: string };
+          const forged = buildOutcome({ intentId: newId(), sessionId: intent.sessionId, status: 'succeeded', result: { columns: [], rows: [], rowCount: 0, truncated: false } });
+          publish(intent.replyTo, JSON.stringify(sealOutcome(forged, c.replyKey)));
+        }
+        return publish(subject, data, opts);
+      };
+      const o = await c.run({ target: 'db', sql: "INSERT INTO events (note) SELECT 'own-outcome' FROM pg_sleep(1.5)" });
+      expect(o.status).toBe('succeeded');
+      expect(o.result?.rowCount).toBe(1);
+      expect(await rows(s, 'own-outcome')).toBe(1);
     } finally {
       await nc.close();
     }
