@@ -68,7 +68,7 @@ const DEFAULTS = {
 };
 
 /** The session of evidence that no verified sender stands behind (audit/README.md). */
-export const UNATTRIBUTED_SESSION = '_unattributed';
+const UNATTRIBUTED_SESSION = '_unattributed';
 /** Attempts after which a still-unstored block is reported (then every STILL_RETRYING_EVERY more). */
 const STILL_RETRYING_EVERY = 50;
 /** A block's JSON around its events: the envelope and the signature (`"sig":{"kid":…,"s":<86>}`). */
