@@ -117,6 +117,8 @@ export interface WritClientOptions {
    * `_INBOX.<role>` (`_INBOX.agent`, `_INBOX.approver`) where NATS permissions key on the role.
    */
   inboxPrefix?: string;
+  /** How long the client's reply subscription outlives its last run, ms (default 5,000): the next run of a busy agent reuses it. */
+  replyLingerMs?: number;
 }
 
 /** The broker API's operations (`writ.api.<op>`). */
@@ -133,7 +135,7 @@ export class WritClient {
 
   constructor(o: WritClientOptions) {
     this.#o = o;
-    this.#replies = new ReplyMux(o.nc);
+    this.#replies = new ReplyMux(o.nc, o.replyLingerMs === undefined ? {} : { lingerMs: o.replyLingerMs });
     this.names = makeNames(o.prefix ?? 'writ');
     this.sessionId = o.sessionId ?? newId('s');
   }

@@ -40,7 +40,7 @@ describe('answers on the receipt subject', () => {
         return publish(subject, data, opts);
       };
       // Longer than the second a refusal's sealed outcome is waited for.
-      const o = await c.run({ target: 'db', sql: "INSERT INTO events (note) SELECT 'stray-receipt' FROM pg_sleep(1.5)" });
+      const o = await c.run({ target: 'db', sql: "INSERT INTO events (note) SELECT 'stray-receipt' FROM pg_sleep(1.2)" });
       expect(o.status).toBe('succeeded');
       expect(await rows(s, 'stray-receipt')).toBe(1);
     } finally {
@@ -61,7 +61,7 @@ describe('answers on the receipt subject', () => {
         }
         return publish(subject, data, opts);
       };
-      const o = await c.run({ target: 'db', sql: "INSERT INTO events (note) SELECT 'own-outcome' FROM pg_sleep(1.5)" });
+      const o = await c.run({ target: 'db', sql: "INSERT INTO events (note) SELECT 'own-outcome' FROM pg_sleep(1.2)" });
       expect(o.status).toBe('succeeded');
       expect(o.result?.rowCount).toBe(1);
       expect(await rows(s, 'own-outcome')).toBe(1);
@@ -73,12 +73,12 @@ describe('answers on the receipt subject', () => {
   it('a run refused before it is sent leaves no reply subscription', async () => {
     const nc = await connect({ servers: s.nats.url });
     try {
-      const c = new WritClient({ nc, token: await s.token('dana', ['dba']), prefix: s.config.prefix });
+      const c = new WritClient({ nc, token: await s.token('dana', ['dba']), prefix: s.config.prefix, replyLingerMs: 200 });
       const subs = () => (nc as unknown as { protocol: { subscriptions: { size(): number } } }).protocol.subscriptions.size();
       const before = subs();
       await expect(c.run({ target: 'db' })).rejects.toMatchObject({ code: 'WRIT_BAD_REQUEST' });
-      // The reply subscription outlives its last box by 5 s; none was kept for the refused run.
-      await sleep(5_500);
+      // The reply subscription outlives its last box by 200 ms here; none was kept for the refused run.
+      await sleep(700);
       expect(subs()).toBe(before);
     } finally {
       await nc.close();
@@ -93,7 +93,7 @@ describe('a later send refused after an earlier one may have been taken', () => 
   beforeAll(async () => {
     s = await startStack();
     await s.broker.stop();
-    // Broker A: its record writes stall 4 s, past the SDK's 2 s wait for a receipt and the 1 s
+    // Broker A: its record writes stall 3.5 s, past the SDK's 2 s wait for a receipt and the 1 s
     // it gives a refusal's sealed outcome to arrive.
     const prefix = `$KV.${s.names.buckets.intents}.`;
     const stalling = new Proxy(s.nc, {
@@ -101,7 +101,7 @@ describe('a later send refused after an earlier one may have been taken', () => 
         const v = Reflect.get(target, prop, target) as unknown;
         if (prop === 'request') {
           return async (subject: string, ...rest: unknown[]) => {
-            if (subject.startsWith(prefix)) await sleep(4_000);
+            if (subject.startsWith(prefix)) await sleep(3_500);
             return (target.request as (...x: unknown[]) => unknown)(subject, ...rest);
           };
         }
