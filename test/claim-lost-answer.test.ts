@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../lib/index.ts';
 import { createWorker } from '../workers/index.ts';
 import { startStack, type Stack } from './fixture.ts';
+import { interceptRequests } from './helpers/index.ts';
 
 /** A TCP relay that, once it sees the claims bucket written, drops what the server sends for `muteMs`. */
 async function claimMutingRelay(port: number, claimsSubject: string, muteMs: number) {
@@ -88,22 +89,13 @@ describe('a claim whose answer is lost', () => {
     const claims = s.names.buckets.claims;
     let failUntil = Number.POSITIVE_INFINITY;
     let failed = 0;
-    const flaky = new Proxy(nc, {
-      get(target, prop) {
-        const v = Reflect.get(target, prop, target) as unknown;
-        if (prop === 'request') {
-          return async (subject: string, ...rest: unknown[]) => {
-            if ((subject.startsWith(`$KV.${claims}.`) || subject.includes(`KV_${claims}`)) && Date.now() < failUntil) {
-              if (failUntil === Number.POSITIVE_INFINITY) failUntil = Date.now() + 5_000;
-              failed++;
-              await new Promise((r) => setTimeout(r, 1_500));
-              throw Object.assign(new Error('injected: no answer'), { name: 'TimeoutError' });
-            }
-            return (target.request as (...x: unknown[]) => unknown)(subject, ...rest);
-          };
-        }
-        return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(target) : v;
-      },
+    const flaky = interceptRequests(nc, async (subject) => {
+      if ((subject.startsWith(`$KV.${claims}.`) || subject.includes(`KV_${claims}`)) && Date.now() < failUntil) {
+        if (failUntil === Number.POSITIVE_INFINITY) failUntil = Date.now() + 5_000;
+        failed++;
+        await new Promise((r) => setTimeout(r, 1_500));
+        throw Object.assign(new Error('injected: no answer'), { name: 'TimeoutError' });
+      }
     });
     const worker = await createWorker({ nc: flaky, config: s.config, log: createLogger({ name: 'test', level: 'silent' }) });
     await worker.start();

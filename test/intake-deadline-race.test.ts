@@ -12,31 +12,22 @@ import { createBroker, type Broker } from '../broker/index.ts';
 import { newId } from '../client/index.ts';
 import { createLogger } from '../lib/index.ts';
 import { startStack, type Stack } from './fixture.ts';
+import { interceptRequests } from './helpers/index.ts';
 
 let s: Stack;
 let a: Broker;
 let b: Broker | undefined;
 
-/** `nc`, except that requests on `prefix` (the intents bucket's records) wait `ms` first. */
-function stallingRecords(nc: NatsConnection, prefix: string, ms: number): NatsConnection {
-  return new Proxy(nc, {
-    get(target, prop) {
-      const v = Reflect.get(target, prop, target) as unknown;
-      if (prop === 'request') {
-        return async (subject: string, ...rest: unknown[]) => {
-          if (subject.startsWith(prefix)) await new Promise((r) => setTimeout(r, ms));
-          return (target.request as (...x: unknown[]) => unknown)(subject, ...rest);
-        };
-      }
-      return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(target) : v;
-    },
+/** `nc`, except that its record writes wait 2.5 s first. */
+const stallingRecords = (nc: NatsConnection, prefix: string) =>
+  interceptRequests(nc, async (subject) => {
+    if (subject.startsWith(prefix)) await new Promise((r) => setTimeout(r, 2_500));
   });
-}
 
 beforeAll(async () => {
   s = await startStack();
   await s.broker.stop();
-  a = await createBroker({ nc: stallingRecords(s.nc, `$KV.${s.names.buckets.intents}.`, 2_500), config: s.config, log: createLogger({ name: 'a', level: 'silent' }) });
+  a = await createBroker({ nc: stallingRecords(s.nc, `$KV.${s.names.buckets.intents}.`), config: s.config, log: createLogger({ name: 'a', level: 'silent' }) });
   await a.start();
 }, 60_000);
 afterAll(async () => {

@@ -14,6 +14,7 @@ import { sealOutcome } from '../lib/index.ts';
 import { buildOutcome } from '../schemas/index.ts';
 import { createLogger } from '../lib/index.ts';
 import { startStack, type Stack } from './fixture.ts';
+import { interceptRequests } from './helpers/index.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const rows = async (s: Stack, note: string) => (await s.admin.query<{ n: number }>('SELECT count(*)::int AS n FROM events WHERE note = $1', [note])).rows[0]!.n;
@@ -96,17 +97,8 @@ describe('a later send refused after an earlier one may have been taken', () => 
     // Broker A: its record writes stall 3.5 s, past the SDK's 2 s wait for a receipt and the 1 s
     // it gives a refusal's sealed outcome to arrive.
     const prefix = `$KV.${s.names.buckets.intents}.`;
-    const stalling = new Proxy(s.nc, {
-      get(target, prop) {
-        const v = Reflect.get(target, prop, target) as unknown;
-        if (prop === 'request') {
-          return async (subject: string, ...rest: unknown[]) => {
-            if (subject.startsWith(prefix)) await sleep(3_500);
-            return (target.request as (...x: unknown[]) => unknown)(subject, ...rest);
-          };
-        }
-        return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(target) : v;
-      },
+    const stalling = interceptRequests(s.nc, async (subject) => {
+      if (subject.startsWith(prefix)) await sleep(3_500);
     });
     a = await createBroker({ nc: stalling, config: s.config, log: createLogger({ name: 'a', level: 'silent' }) });
     await a.start();

@@ -12,6 +12,7 @@ import { readSession } from '../../audit/index.ts';
 import { createBroker, type Broker } from '../../broker/index.ts';
 import { createLogger } from '../../lib/index.ts';
 import { startStack, type Stack } from '../fixture.ts';
+import { interceptRequests } from '../helpers/index.ts';
 
 let s: Stack;
 let broker: Broker;
@@ -21,25 +22,15 @@ let failNext = false;
 
 /** Orders go out on two kinds of subject: handed to a worker directly, or queued in the exec stream. */
 function watchingOrders(nc: NatsConnection, orderPrefixes: string[]): NatsConnection {
-  return new Proxy(nc, {
-    get(target, prop) {
-      const v = Reflect.get(target, prop, target) as unknown;
-      if (prop === 'request') {
-        return async (subject: string, data: Uint8Array, ...rest: unknown[]) => {
-          if (orderPrefixes.some((p) => subject.startsWith(p))) {
-            const order = JSON.parse(new TextDecoder().decode(data)) as { intentId: string; sessionId: string };
-            const events = await readSession({ nc: s.nc, names: s.names, sessionId: order.sessionId });
-            seenAtPublish.push({ intentId: order.intentId, types: events.filter((e) => e.intentId === order.intentId).map((e) => e.type) });
-            if (failNext) {
-              failNext = false;
-              throw new Error('injected: the exec stream did not answer');
-            }
-          }
-          return (target.request as (...a: unknown[]) => unknown)(subject, data, ...rest);
-        };
-      }
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
+  return interceptRequests(nc, async (subject, data) => {
+    if (!orderPrefixes.some((p) => subject.startsWith(p))) return;
+    const order = JSON.parse(new TextDecoder().decode(data as Uint8Array)) as { intentId: string; sessionId: string };
+    const events = await readSession({ nc: s.nc, names: s.names, sessionId: order.sessionId });
+    seenAtPublish.push({ intentId: order.intentId, types: events.filter((e) => e.intentId === order.intentId).map((e) => e.type) });
+    if (failNext) {
+      failNext = false;
+      throw new Error('injected: the exec stream did not answer');
+    }
   });
 }
 

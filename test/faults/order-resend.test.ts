@@ -9,6 +9,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { createBroker, type Broker } from '../../broker/index.ts';
 import { startStack, type Stack } from '../fixture.ts';
+import { interceptRequests } from '../helpers/index.ts';
 
 let s: Stack;
 let broker: Broker;
@@ -21,22 +22,13 @@ let refused = 0;
  */
 function failingFirstOrder(nc: NatsConnection, orderPrefixes: string[]): NatsConnection {
   const failed = new Set<string>();
-  return new Proxy(nc, {
-    get(target, prop) {
-      const v = Reflect.get(target, prop, target) as unknown;
-      if (prop === 'request') {
-        return (subject: string, ...rest: unknown[]) => {
-          const prefix = orderPrefixes.find((p) => subject.startsWith(p));
-          if (prefix && !failed.has(prefix)) {
-            failed.add(prefix);
-            refused++;
-            return Promise.reject(new Error('injected: the exec stream did not answer'));
-          }
-          return (target.request as (...a: unknown[]) => unknown)(subject, ...rest);
-        };
-      }
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
+  return interceptRequests(nc, (subject) => {
+    const prefix = orderPrefixes.find((p) => subject.startsWith(p));
+    if (prefix && !failed.has(prefix)) {
+      failed.add(prefix);
+      refused++;
+      throw new Error('injected: the exec stream did not answer');
+    }
   });
 }
 

@@ -10,5 +10,6 @@ export type { MariadbServerHandle, TestMariadb } from './mariadb-types.ts';
 export { startSshd } from './sshd.ts';
 export type { SshdHandle } from './sshd-types.ts';
 export { raceProcesses } from './race.ts';
+export { interceptRequests } from './intercept.ts';
 export { ed25519Pair } from './keys.ts';
 export { runSql, failureOf, pgTarget, signalBackend } from './sql-worker.ts';
