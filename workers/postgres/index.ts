@@ -193,6 +193,8 @@ export class PostgresExecutor implements Executor {
       throw new WritError('WRIT_SQL_UNKNOWN', 'the worker could not classify every statement of the batch; nothing ran');
     }
     refuse(facts.statements, claims);
+    // What the checks below read of the catalogue, in one round trip (origins.ts prefetch).
+    await t.origins.prefetch(namedRelations(facts.statements));
     await refuseHiddenCalls(t.origins, facts.statements);
     await refuseMaskedCopies(t.origins, facts.statements, claims, 'postgres');
     await refuseMaskedFilters(t.origins, facts.statements, claims, 'postgres');
@@ -548,6 +550,17 @@ async function refuseHiddenCalls(origins: OriginResolver, statements: readonly S
       throw new WritError('WRIT_SQL_UNKNOWN', `${c.table} has no column ${JSON.stringify(c.column)}: PostgreSQL would call a function of that name on the whole row; nothing ran`);
     }
   }
+}
+
+/** Every relation the statements name: read, written, or qualifying a column. */
+function namedRelations(facts: readonly SqlStatementFacts[]): string[] {
+  const out = new Set<string>();
+  for (const st of facts) {
+    for (const t of st.tablesRead) out.add(t);
+    for (const t of st.tablesWritten) out.add(t);
+    for (const c of [...st.columns, ...st.columnsWritten]) if (c.table !== null) out.add(c.table);
+  }
+  return [...out];
 }
 
 /** Every relation the statements read. */
