@@ -119,3 +119,28 @@ describe('an outcome as bus bytes', () => {
     expect(outcomeBytes(foreign).equals(Buffer.from(JSON.stringify(foreign), 'utf8'))).toBe(true);
   });
 });
+
+describe('outcomeBodyBytes', () => {
+  it('writes Date cells exactly as JSON.stringify does (ISO string, null when invalid), nested ones too', () => {
+    const rows = [
+      [1, new Date(Date.UTC(2026, 11, 6, 7, 8, 9, 123)), 'x'],
+      [2, new Date(Number.NaN), null],
+      [3, [new Date(0)], { at: new Date(1) }],
+      [4, 'no dates', 5],
+    ];
+    const o: Outcome = {
+      v: 1,
+      type: 'outcome',
+      intentId: 'i',
+      sessionId: 's',
+      status: 'succeeded',
+      at: 1,
+      result: { columns: [{ name: 'a', masked: false }], rows, rowCount: 4, truncated: false, command: 'SELECT' },
+    };
+    const { v: _v, type: _t, intentId: _i, sessionId: _s, status: _st, at: _a, ...body } = o;
+    expect(outcomeBodyBytes(o).toString('utf8')).toBe(JSON.stringify(body));
+    expect(JSON.parse(outcomeBodyBytes(o).toString('utf8')).result.rows[0][1]).toBe('2026-12-06T07:08:09.123Z');
+    // The caller's rows are not changed.
+    expect(rows[0]![1]).toBeInstanceOf(Date);
+  });
+});

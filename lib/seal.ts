@@ -207,8 +207,31 @@ export function open(box: SealedBox, kp: SealKeyPair, binding: SealBinding): unk
  * with this and seals the bytes with sealOutcomeBody.
  */
 export function outcomeBodyBytes(o: Outcome): Buffer {
-  const { decision, result, error } = o;
+  const { decision, error } = o;
+  const result = o.result && { ...o.result, rows: datesEncoded(o.result.rows) };
   return Buffer.from(JSON.stringify({ ...(decision ? { decision } : {}), ...(result ? { result } : {}), ...(error ? { error } : {}) }), 'utf8');
+}
+
+/**
+ * The rows with each Date cell replaced by what JSON.stringify writes for it (its toJSON: the ISO
+ * string, or null for an invalid date); other rows as they are. The same JSON, made faster:
+ * JSON.stringify leaves its fast path to call toJSON for every Date, and a 1,000-row result with
+ * one timestamp column took 1.5 ms to encode against 0.3 ms for the same rows with strings.
+ */
+function datesEncoded(rows: readonly unknown[]): unknown[] {
+  const out = new Array<unknown>(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i];
+    let copy: unknown[] | null = null;
+    if (Array.isArray(row)) {
+      for (let j = 0; j < row.length; j++) {
+        const v: unknown = row[j];
+        if (v instanceof Date) (copy ??= row.slice())[j] = v.toJSON();
+      }
+    }
+    out[i] = copy ?? row;
+  }
+  return out;
 }
 
 /** The outcome's clear part (ids, status, time) with `body` (outcomeBodyBytes of it) sealed to `recipient`. */

@@ -20,6 +20,7 @@ import { OriginResolver } from './origins.ts';
 import { LARGE_OBJECT_FUNCTION, VALUE_FUNCTIONS, valueCatalog } from './catalogs.ts';
 import { checkMaskedOrder, type OrderHazards } from './order.ts';
 import { PARSER_SETTINGS, Session } from './session.ts';
+import { timestamptzParser } from './timestamps.ts';
 import {
   assertBeforeDeadline,
   batchFailure,
@@ -112,9 +113,11 @@ const SIGNAL_FUNCTIONS = new Set(['pg_terminate_backend', 'pg_cancel_backend', '
  * the wire's cap, so a few intents at once could run the worker out of memory.
  */
 const PARSE_MAX_CHARS = 64 * 1024;
+const TIMESTAMPTZ_OID = 1184;
 const BOUNDED_TYPES = {
   getTypeParser(oid: number, format?: 'text' | 'binary') {
-    const parse = (pg.types.getTypeParser as (oid: number, format?: 'text' | 'binary') => (v: string) => unknown)(oid, format);
+    const general = (pg.types.getTypeParser as (oid: number, format?: 'text' | 'binary') => (v: string) => unknown)(oid, format);
+    const parse = oid === TIMESTAMPTZ_OID && format !== 'binary' ? timestamptzParser(general) : general;
     return (v: string) => (typeof v === 'string' && v.length > PARSE_MAX_CHARS ? v : parse(v));
   },
 } as unknown as pg.CustomTypesConfig;
