@@ -226,7 +226,8 @@ function datesEncoded(rows: readonly unknown[]): unknown[] {
     if (Array.isArray(row)) {
       for (let j = 0; j < row.length; j++) {
         const v: unknown = row[j];
-        if (v instanceof Date) (copy ??= row.slice())[j] = v.toJSON();
+        // toJSON's own result, without its generic steps (twice as slow as toISOString here).
+        if (v instanceof Date) (copy ??= row.slice())[j] = Number.isFinite(v.getTime()) ? v.toISOString() : null;
       }
     }
     out[i] = copy ?? row;
