@@ -1,10 +1,10 @@
 // ensureConsumer against a real nats-server: idempotent, updates what may change, refuses what may not.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
-import { AckPolicy, DeliverPolicy, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { connect, headers as natsHeaders, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { startNats, type NatsServerHandle } from '../test/helpers/index.ts';
 import { createLogger } from './log.ts';
-import { ensureConsumer, headerBytes, serveConcurrently } from './consume.ts';
+import { consumeConcurrently, ensureConsumer, headerBytes, serveConcurrently, Slots } from './consume.ts';
 
 let server: NatsServerHandle;
 let nc: NatsConnection;
@@ -109,5 +109,68 @@ describe('serveConcurrently', () => {
     await drained;
     probe.unsubscribe();
     await sender.close();
+  });
+});
+
+describe('Slots shared by a stream loop and a request loop', () => {
+  it('runs at most `max` handlers of both together, answers requests busy when full, and gives a freed slot to the waiting stream message first', async () => {
+    const log = createLogger({ name: 'test', level: 'silent' });
+    await ensureConsumer(jsm, 'S', { ...base, durable_name: 'shared', filter_subject: 's.shared' });
+    const js = jetstream(nc);
+    const slots = new Slots(2);
+    const release: Array<() => void> = [];
+    let running = 0;
+    let most = 0;
+    const started: string[] = [];
+    const hold = (name: string) => {
+      started.push(name);
+      most = Math.max(most, ++running);
+      return new Promise<void>((r) => release.push(r)).finally(() => running--);
+    };
+    const stream = await consumeConcurrently(await js.consumers.get('S', 'shared'), (m) => hold(`q${m.string()}`).then(() => m.ack()), { maxInFlight: 2, log, slots });
+    const busy: string[] = [];
+    const direct = serveConcurrently(nc, 'shared.req', 'q', (m: Msg) => hold(`d${m.string()}`).then(() => void m.respond('done')), {
+      maxInFlight: 2,
+      maxBacklog: 0,
+      maxBacklogBytes: 0,
+      log,
+      slots,
+      onDrop: (m) => {
+        busy.push(m.string());
+        m.respond('busy');
+      },
+    });
+    const settle = () => new Promise((r) => setTimeout(r, 150));
+    // Two requests take both slots; two stream messages must wait for them.
+    const answers = [nc.request('shared.req', '1', { timeout: 5000 }), nc.request('shared.req', '2', { timeout: 5000 })];
+    await settle();
+    await js.publish('s.shared', '1');
+    await js.publish('s.shared', '2');
+    await settle();
+    expect(started).toEqual(['d1', 'd2']);
+    // Full: a third request is answered busy at once, not run beside them.
+    expect((await nc.request('shared.req', '3', { timeout: 5000 })).string()).toBe('busy');
+    // A freed slot goes to the waiting stream message, not to a request arriving now.
+    release.shift()!();
+    await settle();
+    expect((await nc.request('shared.req', '4', { timeout: 5000 })).string()).toBe('busy');
+    expect(started).toEqual(['d1', 'd2', 'q1']);
+    while (started.length < 4 || release.length > 0) {
+      release.shift()?.();
+      await settle();
+    }
+    expect(started).toEqual(['d1', 'd2', 'q1', 'q2']);
+    expect(busy).toEqual(['3', '4']);
+    expect(most).toBe(2);
+    expect(slots.used).toBe(0);
+    expect((await Promise.all(answers)).map((a) => a.string())).toEqual(['done', 'done']);
+    await direct.drain();
+    await stream.drain();
+  });
+
+  it('refuses a request loop that would hold a backlog beside a shared limit', () => {
+    expect(() =>
+      serveConcurrently(nc, 'x', 'q', () => Promise.resolve(), { maxInFlight: 1, maxBacklog: 1, maxBacklogBytes: 1, log: createLogger({ name: 'test', level: 'silent' }), slots: new Slots(1) }),
+    ).toThrow(/no backlog/);
   });
 });

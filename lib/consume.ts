@@ -18,17 +18,67 @@ export interface ConsumeLoop {
 
 const PULL_EXPIRES_MS = 10_000;
 
-export async function consumeConcurrently(consumer: Consumer, handler: (m: JsMsg) => Promise<void>, opts: { maxInFlight: number; log: Logger }): Promise<ConsumeLoop> {
+/**
+ * A limit on how many handlers run at once, shared by loops that serve the same work (a
+ * worker's queued and direct orders of one target). A slot freed goes to a waiting loop before
+ * anyone else can take it: a loop that must wait (a stream's, with messages pulled) is never
+ * starved by one that may refuse instead (a request's, answered `busy`).
+ */
+export class Slots {
+  #used = 0;
+  readonly #waiting: Array<() => void> = [];
+  constructor(readonly max: number) {}
+
+  get used(): number {
+    return this.#used;
+  }
+
+  /** A slot now, or false: none free, or a loop is already waiting for one. */
+  tryTake(): boolean {
+    if (this.#used >= this.max || this.#waiting.length > 0) return false;
+    this.#used++;
+    return true;
+  }
+
+  /** A slot, when one is free. */
+  take(): Promise<void> {
+    return this.tryTake() ? Promise.resolve() : new Promise<void>((r) => this.#waiting.push(r));
+  }
+
+  release(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#used--;
+  }
+}
+
+export async function consumeConcurrently(
+  consumer: Consumer,
+  handler: (m: JsMsg) => Promise<void>,
+  opts: {
+    maxInFlight: number;
+    log: Logger;
+    /** A limit shared with other loops (at most `slots.max` of their handlers at once); else `maxInFlight` of this loop's. */
+    slots?: Slots;
+  },
+): Promise<ConsumeLoop> {
   // Pulls expire after 10 s (the client's default is 30 s), so the idle heartbeat comes every
   // 5 s: a pull lost with a failed cluster member is noticed and sent again within about 10 s,
   // not 30 s, while the grants of the orders behind it run out (seen in the cluster kill tests).
   const messages: ConsumerMessages = await consumer.consume({ max_messages: Math.max(opts.maxInFlight, 16), expires: PULL_EXPIRES_MS });
   const running = new Set<Promise<void>>();
-  let slot: (() => void) | undefined;
+  const slots = opts.slots ?? new Slots(opts.maxInFlight);
   let stopping = false;
   const loop = (async () => {
     for await (const m of messages) {
+      // A slot before it starts: this message waits (pulled, unacknowledged) while the limit is reached.
+      let slot = false;
+      if (!stopping) {
+        await slots.take();
+        slot = true;
+      }
       if (stopping) {
+        if (slot) slots.release();
         // Not started: leave it for another replica (or this one after restart).
         m.nak();
         continue;
@@ -37,10 +87,9 @@ export async function consumeConcurrently(consumer: Consumer, handler: (m: JsMsg
         .catch((e: unknown) => opts.log.error({ err: e }, 'handler failed'))
         .finally(() => {
           running.delete(p);
-          slot?.();
+          slots.release();
         });
       running.add(p);
-      while (running.size >= opts.maxInFlight) await new Promise<void>((r) => (slot = r));
     }
     await Promise.allSettled([...running]);
   })();
@@ -98,12 +147,16 @@ export function serveConcurrently(
     maxBacklog: number;
     maxBacklogBytes: number;
     log: Logger;
-    /** Whether a request may start now besides `maxInFlight` (a limit shared with other work); checked on arrival. */
-    admit?: () => boolean;
+    /**
+     * A limit shared with other loops, besides `maxInFlight`: a request starts on arrival only
+     * with a slot free, else it is dropped (or answered by onDrop). Only with no backlog.
+     */
+    slots?: Slots;
     /** Answers a request that is neither started nor held (instead of dropping it unanswered, which is logged). */
     onDrop?: (m: Msg) => void;
   },
 ): ServeLoop {
+  if (opts.slots && opts.maxBacklog > 0) throw new WritError('WRIT_INTERNAL', 'a request loop with a shared limit holds no backlog');
   const running = new Set<Promise<void>>();
   const backlog: Msg[] = [];
   let backlogBytes = 0;
@@ -117,6 +170,7 @@ export function serveConcurrently(
       .catch((e: unknown) => opts.log.error({ err: e }, 'handler failed'))
       .finally(() => {
         running.delete(p);
+        opts.slots?.release();
         const next = backlog.shift();
         if (next) {
           backlogBytes -= sizeOf(next);
@@ -132,7 +186,7 @@ export function serveConcurrently(
         opts.log.error({ err, subject }, 'request subscription failed');
         return;
       }
-      if (running.size < opts.maxInFlight && (opts.admit?.() ?? true)) return start(m);
+      if (running.size < opts.maxInFlight && (opts.slots?.tryTake() ?? true)) return start(m);
       const size = sizeOf(m);
       if (backlog.length >= opts.maxBacklog || backlogBytes + size > opts.maxBacklogBytes) {
         dropped++;

@@ -5,6 +5,7 @@
  * comes only when the order is with a worker or stored.
  */
 import { jetstreamManager } from '@nats-io/jetstream';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStack, type Stack } from './fixture.ts';
 
@@ -72,5 +73,49 @@ describe('with every worker busy', () => {
     expect(next.result!.rows).toEqual([[3]]);
     expect((await dba.wait(slow.intentId, { timeoutMs: 15_000 })).status).toBe('succeeded');
     expect((await execStored(s)) - before).toBe(1);
+  });
+});
+
+describe("a burst beyond the worker's concurrency", () => {
+  let s: Stack;
+  beforeAll(async () => {
+    s = await startStack({
+      config: {
+        limits: { concurrency: 2 },
+        policy: { rules: [{ id: 'dba-write', effect: 'allow', groups: ['dba'], targets: ['db'], mode: 'write', limits: { seconds: 10 } }] },
+      },
+    });
+  });
+  afterAll(async () => {
+    await s?.stop();
+  });
+
+  it('runs at most limits.concurrency statements at once, queued and direct orders together', async () => {
+    const c = s.client(await s.token('dba1', ['dba']));
+    expect((await c.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('first')" })).status).toBe('succeeded');
+    // The database's own view of the worker's statements: how many run at each moment.
+    const admin = new pg.Client({ connectionString: s.db.adminUrl });
+    await admin.connect();
+    let most = 0;
+    let watching = true;
+    const watch = (async () => {
+      while (watching) {
+        const r = await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'INSERT INTO events (note) SELECT ''burst%'");
+        most = Math.max(most, r.rows[0]!.n);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    try {
+      // Two take the worker's two places directly; the rest find it busy and are queued, and
+      // must wait for a place, not run beside the two (before, the stream's own loop ran two more).
+      const runs = await Promise.all(Array.from({ length: 6 }, (_, i) => c.run({ target: 'db', sql: `INSERT INTO events (note) SELECT 'burst ${i}' FROM pg_sleep(0.4)` }, { timeoutMs: 20_000 })));
+      expect(runs.map((o) => o.status)).toEqual(Array(6).fill('succeeded'));
+    } finally {
+      watching = false;
+      await watch;
+      await admin.end();
+    }
+    expect(most).toBeGreaterThanOrEqual(2);
+    expect(most).toBeLessThanOrEqual(2);
   });
 });

@@ -14,6 +14,7 @@ import { endSpan, lazyChild, SpanKind, startSpan, traceContextOf, traceHeaders, 
 import {
   consumeConcurrently,
   serveConcurrently,
+  Slots,
   getRecord,
   updateRecord,
   ensureConsumer,
@@ -237,19 +238,19 @@ export class Worker {
         max_ack_pending: config.limits.concurrency * 4,
       });
       const consumer = await this.#js.consumers.get(n.streams.exec, durable);
-      const queued = await consumeConcurrently(consumer, (m) => this.#handle(fromStream(m), ex), { maxInFlight: config.limits.concurrency, log });
+      // One limit for the target's queued and direct orders together: at most limits.concurrency run.
+      const slots = new Slots(config.limits.concurrency);
+      const queued = await consumeConcurrently(consumer, (m) => this.#handle(fromStream(m), ex), { maxInFlight: config.limits.concurrency, log, slots });
       this.#loops.push(queued);
-      // Orders handed over directly, while this worker has room for them beside what it pulled
-      // from the stream: a full worker answers `busy` at once and the broker queues the order,
-      // for whichever worker is free first. (A burst of queued orders can still take the stream
-      // loop to its own `limits.concurrency`, so at most twice that run at once.)
-      let direct: ServeLoop | undefined;
-      direct = serveConcurrently(nc, n.dispatch(ex.kind, target), n.workerQueue(ex.kind, target), (m) => this.#handle(fromRequest(m), ex), {
+      // Orders handed over directly, while this worker has a slot free: a full worker answers
+      // `busy` at once and the broker queues the order, for whichever worker is free first. A
+      // queued order waiting for a slot gets the next one before any direct order.
+      const direct = serveConcurrently(nc, n.dispatch(ex.kind, target), n.workerQueue(ex.kind, target), (m) => this.#handle(fromRequest(m), ex), {
         maxInFlight: config.limits.concurrency,
         maxBacklog: 0,
         maxBacklogBytes: 0,
         log,
-        admit: () => queued.inFlight + (direct?.inFlight ?? 0) < config.limits.concurrency,
+        slots,
         onDrop: (m) => fromRequest(m).answer('busy'),
       });
       this.#direct.push(direct);
