@@ -204,6 +204,17 @@ export class IdentityVerifier {
     return this.#verify('agent', token, nowMs);
   }
 
+  /**
+   * Whether an agent's token was verified here and still holds, from the cache alone: no
+   * parsing, no signature check, nothing awaited. The broker's intake uses it to tell a sender
+   * it already knows from anyone else before the token is verified (lib/consume.ts lanes).
+   */
+  knows(token: string, nowMs = Date.now()): boolean {
+    if (token.length === 0 || token.length > this.#maxTokenBytes) return false;
+    const hit = this.#cache.peek(`agent:${sha256Hex(token)}`);
+    return hit !== undefined && hit.verified.exp > Math.floor(nowMs / 1000) && hit.issuer.keys.stillValid(hit.kid, hit.keysRef);
+  }
+
   /** An approver's (a human's) token: as `verify`, against the issuer's approver audience. */
   verifyApprover(token: string, nowMs = Date.now()): Promise<VerifiedIdentity> {
     return this.#verify('approver', token, nowMs);

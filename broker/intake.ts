@@ -32,6 +32,25 @@ function pick(raw: unknown): Refusal['partial'] {
  */
 export const MAX_INTENT_HEADER_BYTES = 4_096;
 
+const TOKEN_FIELD = Buffer.from('"token":"');
+const QUOTE = 0x22;
+
+/**
+ * The token an intent's bytes carry, found without parsing them: the first `"token":"` and the
+ * characters up to the next quote (a JWT holds no quote and nothing JSON escapes). For the
+ * intake's lanes only, never for identity: an intent that names a known token here but carries
+ * another is verified by what it carries, and is refused like any other.
+ */
+export function tokenIn(data: Uint8Array, maxTokenBytes: number): string | undefined {
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const at = buf.indexOf(TOKEN_FIELD);
+  if (at < 0) return undefined;
+  const from = at + TOKEN_FIELD.length;
+  const end = buf.indexOf(QUOTE, from);
+  if (end < 0 || end - from > maxTokenBytes) return undefined;
+  return buf.toString('latin1', from, end);
+}
+
 /** `headerBytes`: the message's header size (undefined when it could not be measured: refused). */
 export function intake(data: Uint8Array, subjectTarget: string, maxBytes: number, headerBytes = 0): IntakeResult {
   let raw: unknown;

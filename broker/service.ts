@@ -68,7 +68,7 @@ import { commandShapes } from './approvals.ts';
 import { RecordSealer } from './seal-record.ts';
 import { buildGrantClaims, grantSpecOf } from './grants.ts';
 import type { IdentityVerifier, VerifiedIdentity } from './identity.ts';
-import { intake, MAX_INTENT_HEADER_BYTES, type Refusal } from './intake.ts';
+import { intake, MAX_INTENT_HEADER_BYTES, tokenIn, type Refusal } from './intake.ts';
 import type { PolicyDecision, PolicyEngine } from './policy.ts';
 import { provision, type Buckets } from './provision.ts';
 import { ApiService, outcomeOf } from './api.ts';
@@ -222,6 +222,13 @@ export class Broker {
       maxBacklog: config.limits.concurrency * INTAKE_BACKLOG_FACTOR,
       maxBacklogBytes: INTAKE_BACKLOG_BYTES,
       log: this.#d.log,
+      // Agents whose token this broker verified and still holds go first: a flood from senders
+      // it does not know (anyone with a login on the bus) is dropped before it crowds them out.
+      lane: (m) => {
+        if (m.data.length > config.limits.maxIntentBytes) return 'rest';
+        const token = tokenIn(m.data, config.identity.maxTokenBytes);
+        return token !== undefined && this.#d.identity.knows(token) ? 'first' : 'rest';
+      },
     });
     this.#approvals = new Approvals({
       nc,

@@ -174,3 +174,49 @@ describe('Slots shared by a stream loop and a request loop', () => {
     ).toThrow(/no backlog/);
   });
 });
+
+describe('serveConcurrently lanes', () => {
+  it('keeps places and backlog for known senders: the rest hold at most half, wait behind them, and are dropped first', async () => {
+    const release = new Map<string, () => void>();
+    const started: string[] = [];
+    const loop = serveConcurrently(
+      nc,
+      'lanes.>',
+      'q',
+      (m) => {
+        started.push(m.string());
+        return new Promise<void>((r) => release.set(m.string(), r));
+      },
+      { maxInFlight: 2, maxBacklog: 4, maxBacklogBytes: 1_000_000, log: createLogger({ name: 'test', level: 'silent' }), lane: (m) => (m.subject === 'lanes.known' ? 'first' : 'rest') },
+    );
+    const settle = () => new Promise((r) => setTimeout(r, 100));
+    // The rest: one place of two, two places of four in the backlog; the fourth is dropped.
+    for (const r of ['r1', 'r2', 'r3', 'r4']) nc.publish('lanes.other', r);
+    await settle();
+    expect(started).toEqual(['r1']);
+    expect(loop.backlog).toBe(2);
+    expect(loop.dropped).toBe(1);
+    // A known sender starts at once in the place kept for it; the next one waits.
+    nc.publish('lanes.known', 'k1');
+    nc.publish('lanes.known', 'k2');
+    await settle();
+    expect(started).toEqual(['r1', 'k1']);
+    // A freed place goes to the waiting known sender before the rest that waited longer.
+    release.get('k1')!();
+    await settle();
+    expect(started).toEqual(['r1', 'k1', 'k2']);
+    // The rest never take more than their half: r1 done, r2 starts; k2 done, nothing of the rest beside r2.
+    release.get('r1')!();
+    await settle();
+    expect(started).toEqual(['r1', 'k1', 'k2', 'r2']);
+    release.get('k2')!();
+    await settle();
+    expect(started).toEqual(['r1', 'k1', 'k2', 'r2']);
+    release.get('r2')!();
+    await settle();
+    expect(started).toEqual(['r1', 'k1', 'k2', 'r2', 'r3']);
+    release.get('r3')!();
+    await loop.drain();
+    expect(loop.dropped).toBe(1);
+  });
+});

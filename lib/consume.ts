@@ -119,6 +119,9 @@ export function headerBytes(m: Msg): number | undefined {
   return typeof hdr === 'number' && Number.isSafeInteger(hdr) ? Math.max(0, hdr) : undefined;
 }
 
+/** A request's lane in serveConcurrently: `first` for senders known good, `rest` for the others. */
+export type Lane = 'first' | 'rest';
+
 export interface ServeLoop {
   /** Stop taking requests (the queue group's other members get them) and wait for those taken. */
   drain(): Promise<void>;
@@ -154,27 +157,44 @@ export function serveConcurrently(
     slots?: Slots;
     /** Answers a request that is neither started nor held (instead of dropping it unanswered, which is logged). */
     onDrop?: (m: Msg) => void;
+    /**
+     * Which lane a request takes, judged on arrival: `first` (a sender already known good) or
+     * `rest`. Requests of the rest may hold at most half the places in flight (rounded up, at
+     * least one kept for the first lane when there are two) and half the backlog; a freed place
+     * goes to a waiting request of the first lane before the rest. So a flood of the rest is
+     * dropped before it can crowd the first lane out. Without it every request is `first`.
+     */
+    lane?: (m: Msg) => Lane;
   },
 ): ServeLoop {
   if (opts.slots && opts.maxBacklog > 0) throw new WritError('WRIT_INTERNAL', 'a request loop with a shared limit holds no backlog');
   const running = new Set<Promise<void>>();
-  const backlog: Msg[] = [];
-  let backlogBytes = 0;
+  /** Waiting requests by lane: the first lane's are started first. */
+  const backlog: [Msg[], Msg[]] = [[], []];
+  const waitingBytes: [number, number] = [0, 0];
+  /** Requests of the rest in flight, and the most of them at once (see `lane`). */
+  let restRunning = 0;
+  const restMax = opts.maxInFlight > 1 ? Math.min(Math.ceil(opts.maxInFlight / 2), opts.maxInFlight - 1) : 1;
+  const restBacklog = Math.ceil(opts.maxBacklog / 2);
+  const restBytes = Math.ceil(opts.maxBacklogBytes / 2);
   let dropped = 0;
   let lastDropLog = 0;
   let idle: (() => void) | undefined;
   // What a waiting message holds: its body and its headers (which count against the bound too).
   const sizeOf = (m: Msg) => m.data.length + (headerBytes(m) ?? 0);
-  const start = (m: Msg): void => {
+  const start = (m: Msg, lane: Lane): void => {
+    if (lane === 'rest') restRunning++;
     const p = handler(m)
       .catch((e: unknown) => opts.log.error({ err: e }, 'handler failed'))
       .finally(() => {
         running.delete(p);
+        if (lane === 'rest') restRunning--;
         opts.slots?.release();
-        const next = backlog.shift();
-        if (next) {
-          backlogBytes -= sizeOf(next);
-          start(next);
+        const next = backlog[0].length > 0 ? 0 : backlog[1].length > 0 && restRunning < restMax ? 1 : undefined;
+        if (next !== undefined) {
+          const n = backlog[next].shift()!;
+          waitingBytes[next] -= sizeOf(n);
+          start(n, next === 0 ? 'first' : 'rest');
         } else if (running.size === 0) idle?.();
       });
     running.add(p);
@@ -186,20 +206,28 @@ export function serveConcurrently(
         opts.log.error({ err, subject }, 'request subscription failed');
         return;
       }
-      if (running.size < opts.maxInFlight && (opts.slots?.tryTake() ?? true)) return start(m);
+      const lane = opts.lane?.(m) ?? 'first';
+      const i: 0 | 1 = lane === 'first' ? 0 : 1;
+      if (running.size < opts.maxInFlight && (lane === 'first' || restRunning < restMax) && (opts.slots?.tryTake() ?? true)) return start(m, lane);
       const size = sizeOf(m);
-      if (backlog.length >= opts.maxBacklog || backlogBytes + size > opts.maxBacklogBytes) {
+      const waiting = backlog[0].length + backlog[1].length;
+      const full =
+        waiting >= opts.maxBacklog || waitingBytes[0] + waitingBytes[1] + size > opts.maxBacklogBytes || (lane === 'rest' && (backlog[1].length >= restBacklog || waitingBytes[1] + size > restBytes));
+      if (full) {
         dropped++;
         if (opts.onDrop) return opts.onDrop(m);
         const now = Date.now();
         if (now - lastDropLog > 5_000) {
           lastDropLog = now;
-          opts.log.warn({ subject, dropped, backlog: backlog.length, backlogBytes }, 'request backlog full: dropping requests unanswered (their senders retry)');
+          opts.log.warn(
+            { subject, dropped, backlog: backlog[0].length + backlog[1].length, backlogBytes: waitingBytes[0] + waitingBytes[1] },
+            'request backlog full: dropping requests unanswered (their senders retry)',
+          );
         }
         return;
       }
-      backlog.push(m);
-      backlogBytes += size;
+      backlog[i].push(m);
+      waitingBytes[i] += size;
     },
   });
   return {
@@ -207,14 +235,14 @@ export function serveConcurrently(
       return running.size;
     },
     get backlog() {
-      return backlog.length;
+      return backlog[0].length + backlog[1].length;
     },
     get dropped() {
       return dropped;
     },
     async drain() {
       await sub.drain().catch(() => undefined);
-      if (running.size === 0 && backlog.length === 0) return;
+      if (running.size === 0 && backlog[0].length + backlog[1].length === 0) return;
       await new Promise<void>((r) => (idle = r));
     },
   };
