@@ -59,6 +59,8 @@ export interface RowsOutput {
   rows: unknown[][];
   rowCount: number;
   truncated: boolean;
+  /** Which limit cut the rows, when the executor knows: the row limit, or the byte limit. */
+  truncatedBy?: 'rows' | 'bytes';
   /** Command tag(s), e.g. `SELECT`, `UPDATE`. */
   command: string;
   /** Notices the server sent; masked like errors before publishing. */

@@ -668,7 +668,7 @@ export class Worker {
         rows: out.unordered ? canonicalOrder(masked.rows) : masked.rows,
         rowCount: out.rowCount,
         truncated: out.truncated,
-        ...(out.truncated ? { truncatedBy: 'rows' as const } : {}),
+        ...(out.truncated ? { truncatedBy: out.truncatedBy ?? ('rows' as const) } : {}),
         command: out.command,
       },
       maskedFields: masked.columns.filter((c) => c.masked).map((c) => `${c.name} (${c.reasons.join(', ')})`),

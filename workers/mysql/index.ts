@@ -195,13 +195,14 @@ export class MysqlExecutor implements Executor {
       }
     }
 
-    const s = await Session.open(pool);
+    const killer = t.killers[claims.mode] ?? t.control;
+    // A connection dropped mid-statement has its thread ended (KILL ends the statement with it).
+    const s = await Session.open(pool, (id) => new Promise<void>((resolve) => killer.query(`KILL ${Number(id)}`, () => resolve())));
     // Waiting for a pooled connection may outlast the grant: then nothing starts.
     if (Date.now() >= claims.exp * 1000) {
       await s.release(true);
       throw new WritError('WRIT_GRANT_EXPIRED', 'the grant expired while the run waited for a connection; nothing ran');
     }
-    const killer = t.killers[claims.mode] ?? t.control;
     s.startWatchdog(timeoutMs, (id) => new Promise<void>((resolve) => killer.query(`KILL QUERY ${Number(id)}`, () => resolve())));
     try {
       await s.exec(settingsSql(flavor, { timeoutMs, selectLimit: lim.maxRows + 1, readOnly: claims.mode === 'read' }));
@@ -210,9 +211,12 @@ export class MysqlExecutor implements Executor {
     } catch (e) {
       throw await this.#failure(t, s, e, timeoutMs, qualified);
     } finally {
+      const ends = s.endsBackend;
       const p = s.release(false);
       this.#resetting.add(p);
       void p.finally(() => this.#resetting.delete(p));
+      // Dropped mid-statement: the run holds its place until the server thread is ended.
+      if (ends) await p;
     }
   }
 
@@ -311,7 +315,17 @@ export class MysqlExecutor implements Executor {
       const opaque = drawn.map(opaqueReason).find((x) => x !== undefined) ?? (await this.#opaqueViews(t, drawn));
       return { sources: await sourcesOf(t.catalogue, drawn), ...(opaque ? { opaque } : {}) };
     });
-    return { type: 'rows', fields, rows: r.rows, rowCount: r.rowCount, truncated: r.truncated, command: st.kind.toUpperCase(), notices: [] };
+    // A cut by the byte watch is the byte limit's; otherwise only the row limit leaves rows out.
+    return {
+      type: 'rows',
+      fields,
+      rows: r.rows,
+      rowCount: r.rowCount,
+      truncated: r.truncated,
+      ...(r.truncated ? { truncatedBy: r.cut ? ('bytes' as const) : ('rows' as const) } : {}),
+      command: st.kind.toUpperCase(),
+      notices: [],
+    };
   }
 
   /** A reason when the statements read a view whose definition the worker cannot read. */

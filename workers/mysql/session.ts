@@ -14,6 +14,8 @@ import { timerMs } from '../sql-common.ts';
 
 /** Grace after the server's time limit before the worker kills the query, then before it drops the connection. */
 const KILL_GRACE_MS = 2_000;
+/** How long a release waits for the server to end a thread the worker dropped mid-statement. */
+const END_THREAD_MS = 5_000;
 const DESTROY_GRACE_MS = 3_000;
 /** The server status flag of an open transaction (SERVER_STATUS_IN_TRANS). */
 const IN_TRANS = 0x0001;
@@ -103,10 +105,12 @@ export class Session {
   #released = false;
   #killed = false;
   readonly #onError: (e: Error) => void;
+  readonly #endThread: ((threadId: number) => Promise<unknown>) | undefined;
 
-  private constructor(conn: PoolConnection, watch: ByteWatch) {
+  private constructor(conn: PoolConnection, watch: ByteWatch, endThread: ((threadId: number) => Promise<unknown>) | undefined) {
     this.conn = conn;
     this.watch = watch;
+    this.#endThread = endThread;
     let reject!: (e: Error) => void;
     this.dead = new Promise<never>((_, rej) => (reject = rej));
     this.dead.catch(() => undefined); // observed by whoever races it; never unhandled
@@ -117,7 +121,12 @@ export class Session {
     conn.on('error', this.#onError);
   }
 
-  static async open(pool: Pool): Promise<Session> {
+  /**
+   * `endThread` ends the server thread of a connection this session dropped mid-statement
+   * (release): the server notices a closed socket only when it next writes to it, so a statement
+   * still computing would run on outside the worker's count of what runs. Thread ids are not reused.
+   */
+  static async open(pool: Pool, endThread?: (threadId: number) => Promise<unknown>): Promise<Session> {
     let conn: PoolConnection;
     try {
       conn = await new Promise<PoolConnection>((resolve, reject) => pool.getConnection((e, c) => (e ? reject(e) : resolve(c))));
@@ -138,7 +147,12 @@ export class Session {
       conn.destroy();
       throw new WritError('WRIT_TARGET_UNAVAILABLE', 'the pooled connection was closed');
     }
-    return new Session(conn, watch);
+    return new Session(conn, watch, endThread);
+  }
+
+  /** Whether release() ends the server thread (dropped mid-statement): the run waits for it before it frees its place. */
+  get endsBackend(): boolean {
+    return this.#endThread !== undefined && this.threadId !== null && (this.watch.tripped !== null || this.lost !== null || this.#killed);
   }
 
   /** The server's thread id of this connection (for KILL QUERY). */
@@ -224,8 +238,13 @@ export class Session {
       }
     };
     if (destroy || this.lost || this.watch.tripped || this.#killed) {
+      const ends = this.endsBackend;
+      const id = this.threadId;
       done(true);
-      return Promise.resolve();
+      if (!ends || id === null) return Promise.resolve();
+      let timer: NodeJS.Timeout | undefined;
+      const waited = new Promise<void>((r) => (timer = setTimeout(r, END_THREAD_MS).unref()));
+      return Promise.race([this.#endThread!(id).catch(() => undefined), waited]).then(() => clearTimeout(timer));
     }
     return new Promise<void>((resolve) => {
       this.conn.reset((e: unknown) => {

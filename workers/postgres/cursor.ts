@@ -21,6 +21,8 @@ export interface CursorResult {
   complete: boolean;
   /** Rows were left out (row limit, byte budget, or the wire cap). */
   truncated: boolean;
+  /** Which limit left them out: the row limit, or the bytes (the budget or the wire's cap). */
+  truncatedBy?: 'rows' | 'bytes';
   /** The wire watch closed the connection: nothing more can run on it. */
   cut: WireLimitError | null;
   rowCount: number;
@@ -128,11 +130,13 @@ export async function runCursor(s: Session, text: string, lim: FetchLimits): Pro
   if (cut) refuseCutOutsideRows(cut);
   const overRows = rows.length > lim.maxRows;
   if (overRows) rows.length = lim.maxRows;
+  const truncated = cut !== null || overRows || !complete;
   return {
     fields: res.fields ?? [],
     rows,
     complete: complete && !overRows,
-    truncated: cut !== null || overRows || !complete,
+    truncated,
+    ...(truncated ? { truncatedBy: cut === null && overRows ? ('rows' as const) : ('bytes' as const) } : {}),
     cut,
     // A SELECT fetched in several Executes reports only the last Execute's rows in its tag: the
     // count is what arrived. A write's tag counts every row it affected (it ran at the first Execute).
@@ -181,7 +185,7 @@ export async function runOneShot(s: Session, text: string, lim: FetchLimits): Pr
     refuseCutOutsideRows(watch.tripped);
     // The rows parsed before the cut (a chunk can hold the limit's + 1st): never past the limit.
     if (q.rows.length > lim.maxRows) q.rows.length = lim.maxRows;
-    return { fields: q._result.fields, rows: q.rows, complete: false, truncated: true, cut: watch.tripped, rowCount: q.rows.length, command: null };
+    return { fields: q._result.fields, rows: q.rows, complete: false, truncated: true, truncatedBy: 'bytes', cut: watch.tripped, rowCount: q.rows.length, command: null };
   }
   if (q.error) throw q.error;
   if (q.txStatus !== 'I') throw new WritError('WRIT_EXEC_FAILED', 'the statement left a transaction open on the connection; the connection was closed');
@@ -194,6 +198,8 @@ export async function runOneShot(s: Session, text: string, lim: FetchLimits): Pr
     rows: q.rows,
     complete,
     truncated: !complete,
+    // Without a cut, only the row limit stops a single Execute.
+    ...(!complete ? { truncatedBy: 'rows' as const } : {}),
     cut: null,
     rowCount: complete ? (res.command === 'SELECT' || res.command === null ? q.rows.length : (res.rowCount ?? q.rows.length)) : q.rows.length,
     command: complete ? res.command : null,

@@ -19,7 +19,7 @@ import { fetchLimits, runCursor, runOneShot, type CursorResult, type FetchLimits
 import { OriginResolver } from './origins.ts';
 import { LARGE_OBJECT_FUNCTION, VALUE_FUNCTIONS, valueCatalog } from './catalogs.ts';
 import { checkMaskedOrder, type OrderHazards } from './order.ts';
-import { PARSER_SETTINGS, Session } from './session.ts';
+import { END_BACKEND_SQL, PARSER_SETTINGS, Session } from './session.ts';
 import { timestamptzParser } from './timestamps.ts';
 import {
   assertBeforeDeadline,
@@ -41,6 +41,8 @@ type WorkerTarget = Config['workers']['postgres'][number];
 interface TargetPools {
   cfg: WorkerTarget;
   pools: Partial<Record<AccessMode, pg.Pool>>;
+  /** One connection per mode, apart from the pools, that ends the mode's dropped backends (session.ts). */
+  control: Partial<Record<AccessMode, pg.Pool>>;
   origins: OriginResolver;
 }
 
@@ -165,15 +167,20 @@ export class PostgresExecutor implements Executor {
         pool.on('connect', (client) => client.on('error', () => undefined));
         return pool;
       };
+      const control: TargetPools['control'] = {};
       for (const mode of ['read', 'write'] as const) {
         const pool = poolFor(mode, cfg.poolSize);
         if (pool) pools[mode] = pool;
+        // Its own connection: with every pooled one held by runs whose backends must end first,
+        // ending them through the pool would wait for itself.
+        const c = poolFor(mode, 1);
+        if (c) control[mode] = c;
       }
       // The catalogue lookups get connections of their own: an intent holds its connection while
       // its fields are resolved, and must never wait on the pool it holds (a pool of one deadlocks).
       const resolverPool = poolFor('read', 2)!;
       this.#resolverPools.push(resolverPool);
-      this.#t.set(cfg.target, { cfg, pools, origins: new OriginResolver(resolverPool) });
+      this.#t.set(cfg.target, { cfg, pools, control, origins: new OriginResolver(resolverPool) });
     }
   }
 
@@ -207,7 +214,8 @@ export class PostgresExecutor implements Executor {
     const lim = fetchLimits(claims.limits.rows ?? 1000, claims.limits.bytes ?? DEFAULT_BYTES);
     const timeoutMs = timeLimitMs(claims.limits.seconds ?? 30);
 
-    const s = await Session.open(pool);
+    const control = t.control[claims.mode];
+    const s = await Session.open(pool, control ? (pid, port) => control.query(END_BACKEND_SQL, [pid, port]) : undefined);
     // Waiting for a pooled connection may outlast the grant: then nothing starts, so no run can
     // still be going past the sweeper's deadline (grant expiry + time limit + margin).
     if (Date.now() >= claims.exp * 1000) {
@@ -216,7 +224,7 @@ export class PostgresExecutor implements Executor {
     }
     // A backend that outlives the dropped socket (a DO block catching query_canceled never reads it
     // again, and kept its transaction and locks) is ended from another connection of the same role.
-    s.startWatchdog(timeoutMs, { host: t.cfg.host, port: t.cfg.port }, (pid) => void pool.query('SELECT pg_terminate_backend($1)', [pid]).catch(() => undefined));
+    s.startWatchdog(timeoutMs, { host: t.cfg.host, port: t.cfg.port });
     const started = Date.now();
     const notices: string[] = [];
     const onNotice = (n: { message?: string }) => {
@@ -240,9 +248,13 @@ export class PostgresExecutor implements Executor {
     } finally {
       s.client.off('notice', onNotice);
       // Reset and back to the pool, or destroyed when its state is unsure (session.ts decides).
+      const ends = s.endsBackend;
       const p = s.release(false);
       this.#resetting.add(p);
       void p.finally(() => this.#resetting.delete(p));
+      // Dropped mid-statement: the run holds its place until the backend is ended, so no more
+      // statements run on the server than the worker counts.
+      if (ends) await p;
     }
   }
 
@@ -377,7 +389,16 @@ export class PostgresExecutor implements Executor {
         if (opaque) f.opaque ??= opaque;
       }
     }
-    return { type: 'rows', fields, rows: r.rows, rowCount: r.rowCount, truncated: r.truncated, command: r.command ?? st.kind.toUpperCase(), notices };
+    return {
+      type: 'rows',
+      fields,
+      rows: r.rows,
+      rowCount: r.rowCount,
+      truncated: r.truncated,
+      ...(r.truncatedBy ? { truncatedBy: r.truncatedBy } : {}),
+      command: r.command ?? st.kind.toUpperCase(),
+      notices,
+    };
   }
 
   /** The error as a WritError, with what the batch touched for the runtime's scrubbing. */
@@ -414,7 +435,7 @@ export class PostgresExecutor implements Executor {
 
   async close(): Promise<void> {
     await Promise.allSettled([...this.#resetting]);
-    for (const t of this.#t.values()) for (const p of Object.values(t.pools)) await p?.end();
+    for (const t of this.#t.values()) for (const p of [...Object.values(t.pools), ...Object.values(t.control)]) await p?.end();
     for (const p of this.#resolverPools) await p.end();
   }
 }

@@ -29,6 +29,17 @@ function connectionOf(client: pg.PoolClient): { on(e: string, f: (...a: never[])
 /** Grace after statement_timeout before the worker cancels from its side, then before it drops the connection. */
 const CANCEL_GRACE_MS = 2_000;
 const DESTROY_GRACE_MS = 3_000;
+/** How long a release waits for the server to end a backend the worker dropped mid-statement. */
+const END_BACKEND_MS = 5_000;
+
+/**
+ * Ends a backend from another connection of the same role: `pid`, and only while it is still
+ * the backend of the worker's socket (`port`, the socket's local port, is its client_port), so a
+ * pid the server has given to a new backend since is never signalled.
+ */
+export type EndBackend = (pid: number, port: number) => Promise<unknown>;
+
+export const END_BACKEND_SQL = 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND client_port = $2';
 
 /**
  * Settings that decide how the server reads a statement's text, pinned at startup. With
@@ -57,14 +68,21 @@ export class Session {
   readonly dead: Promise<never>;
   #timers: NodeJS.Timeout[] = [];
   #released = false;
+  /** The backend's pid and the socket's local port (its client_port), read when checked out. */
+  readonly #backend: { pid: number; port: number } | undefined;
+  readonly #endBackend: EndBackend | undefined;
   /** A DISCARD ALL already sent with the statement (cursor.ts runOneShot): whether it ran. */
   #queuedReset: Promise<boolean> | null = null;
   readonly #onError: (e: Error) => void;
   readonly #onParameter: (m: { parameterName?: string; parameterValue?: string }) => void;
 
-  private constructor(client: pg.PoolClient, watch: WireWatch) {
+  private constructor(client: pg.PoolClient, watch: WireWatch, endBackend: EndBackend | undefined) {
     this.client = client;
     this.watch = watch;
+    this.#endBackend = endBackend;
+    const pid = (client as unknown as { processID?: unknown }).processID;
+    const port = (client as unknown as { connection?: { stream?: { localPort?: unknown } } }).connection?.stream?.localPort;
+    if (typeof pid === 'number' && pid > 0 && typeof port === 'number' && port > 0) this.#backend = { pid, port };
     let reject!: (e: Error) => void;
     this.dead = new Promise<never>((_, rej) => (reject = rej));
     this.dead.catch(() => undefined); // observed by whoever races it; never unhandled
@@ -90,7 +108,12 @@ export class Session {
     }
   }
 
-  static async open(pool: pg.Pool): Promise<Session> {
+  /**
+   * `endBackend` ends a backend this session dropped while a statement may still run on it
+   * (release); without it (or over a socket with no port) the server notices only when it next
+   * writes to the closed socket.
+   */
+  static async open(pool: pg.Pool, endBackend?: EndBackend): Promise<Session> {
     let client: pg.PoolClient;
     try {
       client = await pool.connect();
@@ -106,7 +129,7 @@ export class Session {
       client.release(true);
       throw new WritError('WRIT_TARGET_UNAVAILABLE', 'the pooled connection was closed');
     }
-    return new Session(client, watch);
+    return new Session(client, watch, endBackend);
   }
 
   /**
@@ -114,7 +137,7 @@ export class Session {
    * inside (a function that changes it): past the limit and a grace the worker sends a
    * cancel request, and after another grace it drops the connection.
    */
-  startWatchdog(timeoutMs: number, cfg: pg.ClientConfig, terminate: (pid: number) => void): void {
+  startWatchdog(timeoutMs: number, cfg: pg.ClientConfig): void {
     this.deadline = Date.now() + timeoutMs;
     const cancelActive = () => {
       const active = (this.client as unknown as { _getActiveQuery?(): unknown })._getActiveQuery?.();
@@ -150,12 +173,29 @@ export class Session {
         () => {
           const stream = (this.client as unknown as { connection?: { stream?: { destroy(e?: Error): void } } }).connection?.stream;
           stream?.destroy(Object.assign(new Error(`the statement ran past ${timeoutMs} ms and was not cancelled`), { code: 'WORKER_WATCHDOG' }));
-          const pid = (this.client as unknown as { processID?: unknown }).processID;
-          if (typeof pid === 'number' && pid > 0) terminate(pid);
+          // A backend that never reads its socket again (a DO block catching query_canceled) is ended from another connection.
+          if (this.#backend) void this.#endBackend?.(this.#backend.pid, this.#backend.port).catch(() => undefined);
         },
         timerMs(timeoutMs + CANCEL_GRACE_MS + DESTROY_GRACE_MS),
       ).unref(),
     );
+  }
+
+  /** Whether release() ends the backend (dropped mid-statement): the run then waits for it before it frees its place. */
+  get endsBackend(): boolean {
+    return (
+      this.#backend !== undefined &&
+      this.#endBackend !== undefined &&
+      (this.watch.tripped !== null || this.lost !== null || (this.client as unknown as { _getActiveQuery?(): unknown })._getActiveQuery?.() != null)
+    );
+  }
+
+  /** Ends the dropped backend, waiting at most END_BACKEND_MS (a server that does not answer is logged by nobody: its statement_timeout still ends it). */
+  #end(): Promise<void> {
+    const b = this.#backend;
+    if (!b || !this.#endBackend) return Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([this.#endBackend(b.pid, b.port).catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, END_BACKEND_MS).unref()))]).then(() => clearTimeout(timer));
   }
 
   /** The reset went out with the statement; release() waits for its answer instead of sending one. */
@@ -171,6 +211,11 @@ export class Session {
     if (this.#released) return Promise.resolve();
     this.#released = true;
     for (const t of this.#timers) clearTimeout(t);
+    // Dropped mid-statement (the wire watch cut a result, the socket failed, a statement still
+    // running): the server notices a closed socket only when it next writes to it, so a statement
+    // still computing ran on past the intent, outside the worker's count of what runs (a burst of
+    // cut results left 38 statements running under limits.concurrency 2).
+    const midStatement = this.watch.tripped !== null || this.lost !== null || (this.client as unknown as { _getActiveQuery?(): unknown })._getActiveQuery?.() != null;
     this.watch.disarm();
     const done = (broken: boolean) => {
       // The pool attaches its idle handler inside release(), synchronously: no unguarded window.
@@ -184,7 +229,7 @@ export class Session {
     // DISCARD ALL cannot run inside a transaction block: a connection not idle is not reused.
     if (destroy || this.lost || this.watch.tripped || this.parserChanged || this.client.getTransactionStatus() !== 'I') {
       done(true);
-      return Promise.resolve();
+      return midStatement ? this.#end() : Promise.resolve();
     }
     if (this.#queuedReset) {
       return Promise.race([this.#queuedReset, this.dead]).then(
