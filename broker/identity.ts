@@ -153,6 +153,10 @@ function mapJoseError(e: unknown): WritError {
   return new WritError('WRIT_TOKEN_INVALID', undefined, { cause: e });
 }
 
+/** How long a demoted token is not taken for known (IdentityVerifier.demote), and how many are remembered. */
+const DEMOTE_MS = 10 * 60_000;
+const MAX_DEMOTED = 10_000;
+
 export interface IdentityOptions {
   maxTokenBytes?: number;
   maxCache?: number;
@@ -162,6 +166,8 @@ export class IdentityVerifier {
   readonly #issuers = new Map<string, TrustedIssuer>();
   /** Verified tokens by kind and SHA-256, least recently used out first; never past a token's own expiry. */
   readonly #cache: LRUCache<string, CacheEntry>;
+  /** Tokens `demote`d, by SHA-256, until when (epoch ms); the oldest forgotten past MAX_DEMOTED. */
+  readonly #demoted = new Map<string, number>();
   readonly #maxTokenBytes: number;
 
   constructor(issuers: readonly { cfg: ResolvedIssuer; keys: KeySource }[], o: IdentityOptions = {}) {
@@ -211,8 +217,26 @@ export class IdentityVerifier {
    */
   knows(token: string, nowMs = Date.now()): boolean {
     if (token.length === 0 || token.length > this.#maxTokenBytes) return false;
-    const hit = this.#cache.peek(`agent:${sha256Hex(token)}`);
+    const digest = sha256Hex(token);
+    const demoted = this.#demoted.get(digest);
+    if (demoted !== undefined) {
+      if (demoted > nowMs) return false;
+      this.#demoted.delete(digest);
+    }
+    const hit = this.#cache.peek(`agent:${digest}`);
     return hit !== undefined && hit.verified.exp > Math.floor(nowMs / 1000) && hit.issuer.keys.stillValid(hit.kid, hit.keysRef);
+  }
+
+  /**
+   * A token that got an intent into the intake's first lane without carrying it (the bytes named
+   * it first, the intent was malformed or carried another): `knows` says no for it for
+   * DEMOTE_MS, so a copied token cannot keep a flood in the first lane.
+   */
+  demote(token: string, nowMs = Date.now()): void {
+    const digest = sha256Hex(token);
+    this.#demoted.delete(digest);
+    this.#demoted.set(digest, nowMs + DEMOTE_MS);
+    if (this.#demoted.size > MAX_DEMOTED) this.#demoted.delete(this.#demoted.keys().next().value!);
   }
 
   /** An approver's (a human's) token: as `verify`, against the issuer's approver audience. */

@@ -3,15 +3,23 @@
  * refusal. Nothing here throws to the caller: every failure becomes a Refusal that
  * says what can be learned about the sender, so it can be answered and audited.
  */
-import { IdSchema, InboxSchema, IntentSchema, WritError, formatIssues, type Intent } from '../schemas/index.ts';
+import { IdSchema, InboxSchema, IntentSchema, WritError, X25519KeySchema, formatIssues, type Intent } from '../schemas/index.ts';
 
 export interface Refusal {
   error: WritError;
   /** Whatever could be read of the message, for the reply and the audit trail. */
   partial: { id?: string; sessionId?: string; replyTo?: string; token?: string; target?: string };
+  /** Where the sender asked to be answered, as it wrote it (read in the same parse). */
+  reply?: { replyKey?: string; replyTo?: unknown };
 }
 
 export type IntakeResult = { ok: true; intent: Intent } | { ok: false; refusal: Refusal };
+
+function replyOf(raw: unknown): Refusal['reply'] {
+  if (!raw || typeof raw !== 'object') return {};
+  const r = raw as { replyKey?: unknown; replyTo?: unknown };
+  return { ...(X25519KeySchema.safeParse(r.replyKey).success ? { replyKey: r.replyKey as string } : {}), ...(r.replyTo !== undefined ? { replyTo: r.replyTo } : {}) };
+}
 
 function pick(raw: unknown): Refusal['partial'] {
   if (!raw || typeof raw !== 'object') return {};
@@ -59,19 +67,20 @@ export function intake(data: Uint8Array, subjectTarget: string, maxBytes: number
     raw = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'));
   } catch (e) {
     const error = tooLarge ? new WritError('WRIT_PAYLOAD_TOO_LARGE', `the intent is ${data.length} bytes; the limit is ${maxBytes}`) : new WritError('WRIT_BAD_JSON', undefined, { cause: e });
-    return { ok: false, refusal: { error, partial: {} } };
+    return { ok: false, refusal: { error, partial: {}, reply: {} } };
   }
   const partial = pick(raw);
+  const reply = replyOf(raw);
   if (headerBytes === undefined || headerBytes > MAX_INTENT_HEADER_BYTES) {
     const size = headerBytes === undefined ? 'of unknown size' : `of ${headerBytes} bytes`;
-    return { ok: false, refusal: { error: new WritError('WRIT_BAD_REQUEST', `the intent's headers are ${size}; at most ${MAX_INTENT_HEADER_BYTES} are read`), partial } };
+    return { ok: false, refusal: { error: new WritError('WRIT_BAD_REQUEST', `the intent's headers are ${size}; at most ${MAX_INTENT_HEADER_BYTES} are read`), partial, reply } };
   }
-  if (tooLarge) return { ok: false, refusal: { error: new WritError('WRIT_PAYLOAD_TOO_LARGE', `the intent is ${data.length} bytes; the limit is ${maxBytes}`), partial } };
+  if (tooLarge) return { ok: false, refusal: { error: new WritError('WRIT_PAYLOAD_TOO_LARGE', `the intent is ${data.length} bytes; the limit is ${maxBytes}`), partial, reply } };
   const r = IntentSchema.safeParse(raw);
-  if (!r.success) return { ok: false, refusal: { error: new WritError('WRIT_BAD_REQUEST', `invalid intent:\n${formatIssues(r.error)}`), partial } };
+  if (!r.success) return { ok: false, refusal: { error: new WritError('WRIT_BAD_REQUEST', `invalid intent:\n${formatIssues(r.error)}`), partial, reply } };
   const intent = r.data;
   if (intent.target !== subjectTarget) {
-    return { ok: false, refusal: { error: new WritError('WRIT_BAD_REQUEST', 'the intent names another target than its subject'), partial } };
+    return { ok: false, refusal: { error: new WritError('WRIT_BAD_REQUEST', 'the intent names another target than its subject'), partial, reply } };
   }
   // A passed deadline is checked by the broker once it knows whether the id is stored already
   // (a resend after a lost receipt finds its record; only an intent never stored is refused).

@@ -107,6 +107,13 @@ const DIRECT_ORDER_MS = 1_000;
 const INTAKE_BACKLOG_FACTOR = 16;
 /** … and of at most this many bytes; past either, an intent is dropped unanswered and its agent asks again. */
 const INTAKE_BACKLOG_BYTES = 64 * 1024 * 1024;
+/**
+ * Intents a second from senders the broker has not verified yet (an agent's first, or a flood):
+ * 8 per place of `limits.concurrency`, at least 200. A flood of 8,700 a second of intents with a
+ * bogus token held a broker's event loop for seconds; at 2,000 a second it kept up.
+ */
+const INTAKE_REST_RATE_FACTOR = 8;
+const INTAKE_REST_MIN_RATE = 200;
 
 /** Where and how an intent is answered, once validated against its verified sender (IntentRecord.reply). */
 export type ReplySpec = NonNullable<IntentRecord['reply']>;
@@ -132,6 +139,8 @@ export class Broker {
   #kv!: Buckets;
   #audit!: AuditWriter;
   #loop?: ServeLoop;
+  /** Intents taken in the first lane of intake, and the known token they were taken for. */
+  readonly #firstLane = new WeakMap<Msg, string>();
   #api?: ApiService;
   #sweeper?: Sweeper;
   #approvals!: Approvals;
@@ -167,8 +176,8 @@ export class Broker {
   }
 
   /** Intents taken and not started yet, and those dropped for a full backlog (metrics). */
-  get intake(): { backlog: number; dropped: number } | undefined {
-    return this.#loop ? { backlog: this.#loop.backlog, dropped: this.#loop.dropped } : undefined;
+  get intake(): { backlog: number; dropped: number; restDropped: number } | undefined {
+    return this.#loop ? { backlog: this.#loop.backlog, dropped: this.#loop.dropped, restDropped: this.#loop.restDropped } : undefined;
   }
 
   /** Intents waiting for approval, as this broker's sweeper follows them (metrics). */
@@ -227,8 +236,12 @@ export class Broker {
       lane: (m) => {
         if (m.data.length > config.limits.maxIntentBytes) return 'rest';
         const token = tokenIn(m.data, config.identity.maxTokenBytes);
-        return token !== undefined && this.#d.identity.knows(token) ? 'first' : 'rest';
+        if (token === undefined || !this.#d.identity.knows(token)) return 'rest';
+        this.#firstLane.set(m, token);
+        return 'first';
       },
+      // Senders the broker does not know yet: at most this many intents a second are handled.
+      restRate: Math.max(INTAKE_REST_MIN_RATE, config.limits.concurrency * INTAKE_REST_RATE_FACTOR),
     });
     this.#approvals = new Approvals({
       nc,
@@ -307,6 +320,10 @@ export class Broker {
     const subjectTarget = this.#d.names.intentTarget(m.subject) ?? '';
     const hb = headerBytes(m);
     const r = intake(m.data, subjectTarget, this.#d.config.limits.maxIntentBytes, hb);
+    // Taken in the first lane for a known token it named: if that is not the token it carries
+    // (malformed, or another token field first), the token loses its place there for a while.
+    const judged = this.#firstLane.get(m);
+    if (judged !== undefined && (!r.ok || r.intent.token !== judged)) this.#d.identity.demote(judged);
     // Headers are decoded only once their size is known to be small (intake refuses the rest).
     const headersRead = hb !== undefined && hb <= MAX_INTENT_HEADER_BYTES;
     // The intent's span continues the agent's trace (its traceparent header), or starts one.
@@ -316,7 +333,7 @@ export class Broker {
       // another broker, and may run: this one refuses only this send (its error receipt), and
       // tells the intent's own subject nothing. A `denied` there ended a run whose first send ran.
       const resend = headersRead && attemptOf(m) > 1;
-      const who = await this.#refuse(r.refusal, rawReply(m.data), lazyChild(this.#d.log, { traceId: traceIdOf(span) }), !resend);
+      const who = await this.#refuse(r.refusal, r.refusal.reply, lazyChild(this.#d.log, { traceId: traceIdOf(span) }), !resend);
       this.#receipt(m, who, { v: 1, type: 'error', error: r.refusal.error.toReply() });
       this.#observe(subjectTarget, 'refused', now, span, r.refusal.error.code);
       return;
@@ -859,21 +876,6 @@ export class Broker {
     this.#reply(reply, outcome);
     audit('intent.denied', { code: error.code, reasons: decision?.reasons ?? [error.message] });
     return undefined;
-  }
-}
-
-/**
- * The `replyKey` (so the refusal can still be sealed) and raw `replyTo` (evidence of a reply
- * aimed elsewhere) of an intent that intake refused. An oversized intent is parsed too: the
- * server's max_payload bounds it.
- */
-function rawReply(data: Uint8Array): { replyKey?: string; replyTo?: unknown } {
-  try {
-    const r = JSON.parse(new TextDecoder().decode(data)) as { replyKey?: unknown; replyTo?: unknown } | null;
-    if (!r || typeof r !== 'object') return {};
-    return { ...(X25519KeySchema.safeParse(r.replyKey).success ? { replyKey: r.replyKey as string } : {}), ...(r.replyTo !== undefined ? { replyTo: r.replyTo } : {}) };
-  } catch {
-    return {};
   }
 }
 

@@ -220,3 +220,44 @@ describe('serveConcurrently lanes', () => {
     expect(loop.dropped).toBe(1);
   });
 });
+
+describe('serveConcurrently restRate', () => {
+  it('takes at most restRate requests of the rest lane a second (a large one counts once per 64 KiB) and drops the others on arrival', async () => {
+    const handled: string[] = [];
+    const loop = serveConcurrently(
+      nc,
+      'rated.>',
+      'q',
+      (m) => {
+        handled.push(m.subject);
+        return Promise.resolve();
+      },
+      {
+        maxInFlight: 4,
+        maxBacklog: 100,
+        maxBacklogBytes: 10_000_000,
+        log: createLogger({ name: 'test', level: 'silent' }),
+        lane: (m) => (m.subject === 'rated.known' ? 'first' : 'rest'),
+        restRate: 5,
+      },
+    );
+    for (let i = 0; i < 20; i++) nc.publish('rated.other', 'x');
+    for (let i = 0; i < 20; i++) nc.publish('rated.known', 'k');
+    await nc.flush();
+    await new Promise((r) => setTimeout(r, 200));
+    // A burst of 5 of the rest (one more may have been refilled meanwhile); every known one.
+    expect(handled.filter((x) => x === 'rated.other').length).toBeGreaterThanOrEqual(5);
+    expect(handled.filter((x) => x === 'rated.other').length).toBeLessThanOrEqual(7);
+    expect(handled.filter((x) => x === 'rated.known').length).toBe(20);
+    expect(loop.restDropped).toBeGreaterThanOrEqual(13);
+    // After a second the rate has refilled: a 200 KiB request counts 4, so one fits and a second does not.
+    await new Promise((r) => setTimeout(r, 1100));
+    const before = handled.length;
+    nc.publish('rated.big', new Uint8Array(200 * 1024));
+    nc.publish('rated.big', new Uint8Array(200 * 1024));
+    await nc.flush();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(handled.length - before).toBe(1);
+    await loop.drain();
+  });
+});

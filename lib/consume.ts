@@ -128,8 +128,10 @@ export interface ServeLoop {
   readonly inFlight: number;
   /** Requests taken but not started yet (over maxInFlight). */
   readonly backlog: number;
-  /** Requests dropped because the backlog was full (their senders retry). */
+  /** Requests dropped because the backlog was full, or past the rest lane's rate (their senders retry). */
   readonly dropped: number;
+  /** Of those, requests of the rest lane dropped past its rate. */
+  readonly restDropped: number;
 }
 
 /**
@@ -165,6 +167,13 @@ export function serveConcurrently(
      * dropped before it can crowd the first lane out. Without it every request is `first`.
      */
     lane?: (m: Msg) => Lane;
+    /**
+     * How many requests of the rest lane are taken a second (a burst of as many; one counts once
+     * per 64 KiB it begins); past that they are dropped on arrival, at the cost of a count. The lanes bound places, not time: a flood of
+     * requests that are each quick to refuse kept the event loop busy for seconds. Each request of
+     * the rest also starts in a task of its own, so the first lane's I/O is read in between.
+     */
+    restRate?: number;
   },
 ): ServeLoop {
   if (opts.slots && opts.maxBacklog > 0) throw new WritError('WRIT_INTERNAL', 'a request loop with a shared limit holds no backlog');
@@ -178,13 +187,29 @@ export function serveConcurrently(
   const restBacklog = Math.ceil(opts.maxBacklog / 2);
   const restBytes = Math.ceil(opts.maxBacklogBytes / 2);
   let dropped = 0;
+  /** Of those, requests of the rest lane dropped past restRate. */
+  let restDropped = 0;
   let lastDropLog = 0;
   let idle: (() => void) | undefined;
   // What a waiting message holds: its body and its headers (which count against the bound too).
   const sizeOf = (m: Msg) => m.data.length + (headerBytes(m) ?? 0);
+  let restTokens = opts.restRate ?? Number.POSITIVE_INFINITY;
+  let restRefilled = Date.now();
+  // A request counts once per 64 KiB begun: parsing a large one costs as many small ones.
+  const restAdmitted = (m: Msg): boolean => {
+    if (opts.restRate === undefined) return true;
+    const now = Date.now();
+    restTokens = Math.min(opts.restRate, restTokens + ((now - restRefilled) * opts.restRate) / 1000);
+    restRefilled = now;
+    const cost = 1 + Math.floor(sizeOf(m) / 65_536);
+    if (restTokens < cost) return false;
+    restTokens -= cost;
+    return true;
+  };
   const start = (m: Msg, lane: Lane): void => {
     if (lane === 'rest') restRunning++;
-    const p = handler(m)
+    // The rest start in a task of their own: their place is taken now, their work after pending I/O.
+    const p = (lane === 'rest' ? new Promise<void>((r) => setImmediate(r)).then(() => handler(m)) : handler(m))
       .catch((e: unknown) => opts.log.error({ err: e }, 'handler failed'))
       .finally(() => {
         running.delete(p);
@@ -208,6 +233,11 @@ export function serveConcurrently(
       }
       const lane = opts.lane?.(m) ?? 'first';
       const i: 0 | 1 = lane === 'first' ? 0 : 1;
+      if (lane === 'rest' && !restAdmitted(m)) {
+        dropped++;
+        restDropped++;
+        return;
+      }
       if (running.size < opts.maxInFlight && (lane === 'first' || restRunning < restMax) && (opts.slots?.tryTake() ?? true)) return start(m, lane);
       const size = sizeOf(m);
       const waiting = backlog[0].length + backlog[1].length;
@@ -239,6 +269,9 @@ export function serveConcurrently(
     },
     get dropped() {
       return dropped;
+    },
+    get restDropped() {
+      return restDropped;
     },
     async drain() {
       await sub.drain().catch(() => undefined);
