@@ -183,11 +183,12 @@ export class Session {
 
   /** Whether release() ends the backend (dropped mid-statement): the run then waits for it before it frees its place. */
   get endsBackend(): boolean {
-    return (
-      this.#backend !== undefined &&
-      this.#endBackend !== undefined &&
-      (this.watch.tripped !== null || this.lost !== null || (this.client as unknown as { _getActiveQuery?(): unknown })._getActiveQuery?.() != null)
-    );
+    return this.#backend !== undefined && this.#endBackend !== undefined && this.#midStatement();
+  }
+
+  /** The wire watch cut the connection, the socket failed, or a statement is still active on it. */
+  #midStatement(): boolean {
+    return this.watch.tripped !== null || this.lost !== null || (this.client as unknown as { _getActiveQuery?(): unknown })._getActiveQuery?.() != null;
   }
 
   /** Ends the dropped backend, waiting at most END_BACKEND_MS (a server that does not answer is logged by nobody: its statement_timeout still ends it). */
@@ -215,7 +216,7 @@ export class Session {
     // running): the server notices a closed socket only when it next writes to it, so a statement
     // still computing ran on past the intent, outside the worker's count of what runs (a burst of
     // cut results left 38 statements running under limits.concurrency 2).
-    const midStatement = this.watch.tripped !== null || this.lost !== null || (this.client as unknown as { _getActiveQuery?(): unknown })._getActiveQuery?.() != null;
+    const midStatement = this.#midStatement();
     this.watch.disarm();
     const done = (broken: boolean) => {
       // The pool attaches its idle handler inside release(), synchronously: no unguarded window.
