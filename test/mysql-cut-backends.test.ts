@@ -41,3 +41,21 @@ describe('a MySQL statement dropped mid-result', () => {
     expect(await running()).toBe(0);
   });
 });
+
+describe('a MySQL worker stopping while statements run', () => {
+  it('ends them on the server before it is stopped', async () => {
+    const c = t.s.client(await t.s.token('alice', ['analysts']));
+    const LONG = 'SELECT COUNT(*) AS n FROM nums p, nums q, nums r, nums u';
+    const longRunning = async () => {
+      const [rows] = (await t.m.admin(["SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT COUNT(*) AS n FROM nums p%'"])) as Array<Array<{ n: number }>>;
+      return Number(rows![0]!.n);
+    };
+    const runs = [0, 1].map(() => c.run({ target: 'maria', sql: LONG }, { timeoutMs: 60_000 }).catch((e: unknown) => e));
+    for (let i = 0; i < 100 && (await longRunning()) < 2; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await longRunning()).toBe(2);
+    await t.s.worker.stop(500);
+    for (let i = 0; i < 30 && (await longRunning()) > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await longRunning()).toBe(0);
+    void runs;
+  });
+});

@@ -4,6 +4,7 @@
  * closed socket only when it next writes to it: a statement still computing ran on to its time
  * limit, outside the worker's count, so bursts of such intents ran dozens of statements at once
  * under `limits.concurrency` 2. The outcome says the byte limit cut the result, not the row limit.
+ * A worker that stops with statements still running ends them too, or they ran on after it.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +17,7 @@ beforeAll(async () => {
   s = await startStack({
     config: {
       limits: { concurrency: 2 },
-      policy: { rules: [{ id: 'analysts-read', effect: 'allow', groups: ['analysts'], targets: ['db'], mode: 'read', limits: { seconds: 20, bytes: 10_000 } }] },
+      policy: { rules: [{ id: 'analysts-read', effect: 'allow', groups: ['analysts'], targets: ['db'], mode: 'read', limits: { seconds: 60, bytes: 10_000 } }] },
     },
   });
   admin = new pg.Client({ connectionString: s.db.adminUrl });
@@ -60,5 +61,28 @@ describe('a statement dropped mid-result', () => {
     }
     expect(await running()).toBe(0);
     expect(most).toBeLessThanOrEqual(2);
+  });
+});
+
+describe('a worker stopping while statements run', () => {
+  it('ends them on the server before it is stopped', async () => {
+    const c = s.client(await s.token('alice', ['analysts']));
+    const LONG = 'SELECT count(*) FROM generate_series(1, 30000) a, generate_series(1, 30000) b';
+    const longRunning = async () => {
+      const r = await admin.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT count(*) FROM generate_series(1, 30000) a%' AND pid <> pg_backend_pid()",
+      );
+      return r.rows[0]!.n;
+    };
+    const runs = [0, 1].map(() => c.run({ target: 'db', sql: LONG }, { timeoutMs: 70_000 }).catch((e: unknown) => e));
+    for (let i = 0; i < 100 && (await longRunning()) < 2; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await longRunning()).toBe(2);
+    // A drain deadline far shorter than the statements: what still runs then is aborted and ended.
+    await s.worker.stop(500);
+    expect(s.worker.state).toBe('STOPPED');
+    // A terminated backend leaves pg_stat_activity when it has exited: moments, not the 60 s limit.
+    for (let i = 0; i < 30 && (await longRunning()) > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await longRunning()).toBe(0);
+    void runs;
   });
 });

@@ -72,6 +72,8 @@ export class MysqlExecutor implements Executor {
   readonly #t = new Map<string, TargetPools>();
   /** Connections being reset before they rejoin their pool; close() waits for them. */
   readonly #resetting = new Set<Promise<void>>();
+  /** Sessions of runs under way: a stopping worker ends their threads (close). */
+  readonly #open = new Set<Session>();
 
   constructor(targets: readonly MysqlWorkerTarget[]) {
     this.targets = targets.map((t) => t.target);
@@ -203,6 +205,11 @@ export class MysqlExecutor implements Executor {
       await s.release(true);
       throw new WritError('WRIT_GRANT_EXPIRED', 'the grant expired while the run waited for a connection; nothing ran');
     }
+    this.#open.add(s);
+    // A stopping worker aborts what still runs past its drain deadline: the statement is ended on the server.
+    const onAbort = () => void s.abandon();
+    if (ctx.signal.aborted) onAbort();
+    else ctx.signal.addEventListener('abort', onAbort, { once: true });
     s.startWatchdog(timeoutMs, (id) => new Promise<void>((resolve) => killer.query(`KILL QUERY ${Number(id)}`, () => resolve())));
     try {
       await s.exec(settingsSql(flavor, { timeoutMs, selectLimit: lim.maxRows + 1, readOnly: claims.mode === 'read' }));
@@ -211,6 +218,8 @@ export class MysqlExecutor implements Executor {
     } catch (e) {
       throw await this.#failure(t, s, e, timeoutMs, qualified);
     } finally {
+      ctx.signal.removeEventListener('abort', onAbort);
+      this.#open.delete(s);
       const ends = s.endsBackend;
       const p = s.release(false);
       this.#resetting.add(p);
@@ -363,6 +372,8 @@ export class MysqlExecutor implements Executor {
   }
 
   async close(): Promise<void> {
+    // Whatever still runs is ended on the server before the killer connections close.
+    await Promise.allSettled([...this.#open].map((s) => s.abandon()));
     await Promise.allSettled([...this.#resetting]);
     const end = (p: Pool) => new Promise<void>((resolve) => p.end(() => resolve()));
     for (const t of this.#t.values()) {

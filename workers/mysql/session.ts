@@ -150,6 +150,20 @@ export class Session {
     return new Session(conn, watch, endThread);
   }
 
+  /**
+   * Drops the connection and ends its server thread now, whatever runs on it: the worker is
+   * stopping, and a statement left on the server would run on after the process is gone.
+   */
+  abandon(): Promise<void> {
+    const id = this.threadId;
+    if (this.#released || id === null || !this.#endThread) return Promise.resolve();
+    this.#killed = true;
+    this.watch.socket.destroy(Object.assign(new Error('the worker is stopping; the statement was ended'), { code: 'WORKER_STOPPING' }));
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((r) => (timer = setTimeout(r, END_THREAD_MS).unref()));
+    return Promise.race([this.#endThread(id).catch(() => undefined), waited]).then(() => clearTimeout(timer));
+  }
+
   /** Whether release() ends the server thread (dropped mid-statement): the run waits for it before it frees its place. */
   get endsBackend(): boolean {
     return this.#endThread !== undefined && this.threadId !== null && (this.watch.tripped !== null || this.lost !== null || this.#killed);

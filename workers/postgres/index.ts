@@ -134,6 +134,8 @@ export class PostgresExecutor implements Executor {
   /** Connections being reset before they rejoin their pool; close() waits for them. */
   readonly #resetting = new Set<Promise<void>>();
   readonly #resolverPools: pg.Pool[] = [];
+  /** Sessions of runs under way: a stopping worker ends their backends (close). */
+  readonly #open = new Set<Session>();
 
   constructor(targets: readonly WorkerTarget[]) {
     this.targets = targets.map((t) => t.target);
@@ -222,6 +224,11 @@ export class PostgresExecutor implements Executor {
       await s.release(false);
       throw new WritError('WRIT_GRANT_EXPIRED', 'the grant expired while the run waited for a connection; nothing ran');
     }
+    this.#open.add(s);
+    // A stopping worker aborts what still runs past its drain deadline: the statement is ended on the server.
+    const onAbort = () => void s.abandon();
+    if (ctx.signal.aborted) onAbort();
+    else ctx.signal.addEventListener('abort', onAbort, { once: true });
     // A backend that outlives the dropped socket (a DO block catching query_canceled never reads it
     // again, and kept its transaction and locks) is ended from another connection of the same role.
     s.startWatchdog(timeoutMs, { host: t.cfg.host, port: t.cfg.port });
@@ -247,6 +254,8 @@ export class PostgresExecutor implements Executor {
       throw await this.#failure(t, e, timeoutMs, facts.statements, timedOut);
     } finally {
       s.client.off('notice', onNotice);
+      ctx.signal.removeEventListener('abort', onAbort);
+      this.#open.delete(s);
       // Reset and back to the pool, or destroyed when its state is unsure (session.ts decides).
       const ends = s.endsBackend;
       const p = s.release(false);
@@ -434,6 +443,9 @@ export class PostgresExecutor implements Executor {
   }
 
   async close(): Promise<void> {
+    // Whatever still runs is ended on the server before the pools close (their control
+    // connections end the backends): PostgreSQL would otherwise run it on after the process exits.
+    await Promise.allSettled([...this.#open].map((s) => s.abandon()));
     await Promise.allSettled([...this.#resetting]);
     for (const t of this.#t.values()) for (const p of [...Object.values(t.pools), ...Object.values(t.control)]) await p?.end();
     for (const p of this.#resolverPools) await p.end();

@@ -199,6 +199,19 @@ export class Session {
     return Promise.race([this.#endBackend(b.pid, b.port).catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, END_BACKEND_MS).unref()))]).then(() => clearTimeout(timer));
   }
 
+  /**
+   * Drops the connection and ends its backend now, whatever runs on it: the worker is stopping
+   * (its run was aborted, or the executor closes), and a statement left on the server would run
+   * on to its time limit after the process is gone, outside any worker's count. The run's own
+   * release comes after, and finds the connection dropped.
+   */
+  abandon(): Promise<void> {
+    if (this.#released) return Promise.resolve();
+    const stream = (this.client as unknown as { connection?: { stream?: { destroy(e?: Error): void } } }).connection?.stream;
+    stream?.destroy(Object.assign(new Error('the worker is stopping; the statement was ended'), { code: 'WORKER_STOPPING' }));
+    return this.#end();
+  }
+
   /** The reset went out with the statement; release() waits for its answer instead of sending one. */
   resetQueued(done: Promise<boolean>): void {
     this.#queuedReset = done;
