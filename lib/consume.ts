@@ -169,9 +169,10 @@ export function serveConcurrently(
     lane?: (m: Msg) => Lane;
     /**
      * How many requests of the rest lane are taken a second (a burst of as many; one counts once
-     * per 64 KiB it begins); past that they are dropped on arrival, at the cost of a count. The lanes bound places, not time: a flood of
-     * requests that are each quick to refuse kept the event loop busy for seconds. Each request of
-     * the rest also starts in a task of its own, so the first lane's I/O is read in between.
+     * per 64 KiB it begins); past that they are dropped on arrival, at the cost of a count. The
+     * lanes bound places, not time: a flood of requests that are each quick to refuse kept the
+     * event loop busy for seconds. Each request of the rest also starts in a task of its own, so
+     * the first lane's I/O is read in between.
      */
     restRate?: number;
   },
