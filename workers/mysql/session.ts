@@ -8,6 +8,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Pool, PoolConnection } from 'mysql2';
+import { withDeadline } from '../../lib/index.ts';
 import { WritError } from '../../schemas/index.ts';
 import type { ServerFlavor } from './version.ts';
 import { timerMs } from '../sql-common.ts';
@@ -159,9 +160,12 @@ export class Session {
     if (this.#released || id === null || !this.#endThread) return Promise.resolve();
     this.#killed = true;
     this.watch.socket.destroy(Object.assign(new Error('the worker is stopping; the statement was ended'), { code: 'WORKER_STOPPING' }));
-    let timer: NodeJS.Timeout | undefined;
-    const waited = new Promise<void>((r) => (timer = setTimeout(r, END_THREAD_MS).unref()));
-    return Promise.race([this.#endThread(id).catch(() => undefined), waited]).then(() => clearTimeout(timer));
+    return this.#end(id);
+  }
+
+  /** Ends the server thread `id`, waiting at most END_THREAD_MS. */
+  async #end(id: number): Promise<void> {
+    if (this.#endThread) await withDeadline(this.#endThread(id), END_THREAD_MS);
   }
 
   /** Whether release() ends the server thread (dropped mid-statement): the run waits for it before it frees its place. */
@@ -255,10 +259,7 @@ export class Session {
       const ends = this.endsBackend;
       const id = this.threadId;
       done(true);
-      if (!ends || id === null) return Promise.resolve();
-      let timer: NodeJS.Timeout | undefined;
-      const waited = new Promise<void>((r) => (timer = setTimeout(r, END_THREAD_MS).unref()));
-      return Promise.race([this.#endThread!(id).catch(() => undefined), waited]).then(() => clearTimeout(timer));
+      return ends && id !== null ? this.#end(id) : Promise.resolve();
     }
     return new Promise<void>((resolve) => {
       this.conn.reset((e: unknown) => {

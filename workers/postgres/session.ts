@@ -8,6 +8,7 @@
  */
 import { randomInt } from 'node:crypto';
 import pg from 'pg';
+import { withDeadline } from '../../lib/index.ts';
 import { WritError } from '../../schemas/index.ts';
 import { wireWatch, type WireWatch } from './wire.ts';
 import { timerMs } from '../sql-common.ts';
@@ -192,11 +193,9 @@ export class Session {
   }
 
   /** Ends the dropped backend, waiting at most END_BACKEND_MS (a server that does not answer is logged by nobody: its statement_timeout still ends it). */
-  #end(): Promise<void> {
+  async #end(): Promise<void> {
     const b = this.#backend;
-    if (!b || !this.#endBackend) return Promise.resolve();
-    let timer: NodeJS.Timeout | undefined;
-    return Promise.race([this.#endBackend(b.pid, b.port).catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, END_BACKEND_MS).unref()))]).then(() => clearTimeout(timer));
+    if (b && this.#endBackend) await withDeadline(this.#endBackend(b.pid, b.port), END_BACKEND_MS);
   }
 
   /**
