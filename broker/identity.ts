@@ -211,20 +211,23 @@ export class IdentityVerifier {
   }
 
   /**
-   * Whether an agent's token was verified here and still holds, from the cache alone: no
-   * parsing, no signature check, nothing awaited. The broker's intake uses it to tell a sender
-   * it already knows from anyone else before the token is verified (lib/consume.ts lanes).
+   * Who an agent's token was verified as, when that was here and still holds, from the cache
+   * alone: no parsing, no signature check, nothing awaited (undefined otherwise). The broker's
+   * intake uses it to tell a sender it already knows from anyone else, and one known principal
+   * from another, before the token is verified (lib/consume.ts lanes). The key is the
+   * principal's issuer and subject, so one principal's tokens share its turns.
    */
-  knows(token: string, nowMs = Date.now()): boolean {
-    if (token.length === 0 || token.length > this.#maxTokenBytes) return false;
+  knownAs(token: string, nowMs = Date.now()): string | undefined {
+    if (token.length === 0 || token.length > this.#maxTokenBytes) return undefined;
     const digest = sha256Hex(token);
     const demoted = this.#demoted.get(digest);
     if (demoted !== undefined) {
-      if (demoted > nowMs) return false;
+      if (demoted > nowMs) return undefined;
       this.#demoted.delete(digest);
     }
     const hit = this.#cache.peek(`agent:${digest}`);
-    return hit !== undefined && hit.verified.exp > Math.floor(nowMs / 1000) && hit.issuer.keys.stillValid(hit.kid, hit.keysRef);
+    if (hit === undefined || !(hit.verified.exp > Math.floor(nowMs / 1000)) || !hit.issuer.keys.stillValid(hit.kid, hit.keysRef)) return undefined;
+    return `${hit.verified.principal.iss}\n${hit.verified.principal.sub}`;
   }
 
   /**

@@ -236,9 +236,11 @@ export class Broker {
       lane: (m) => {
         if (m.data.length > config.limits.maxIntentBytes) return 'rest';
         const token = tokenIn(m.data, config.identity.maxTokenBytes);
-        if (token === undefined || !this.#d.identity.knows(token)) return 'rest';
-        this.#firstLane.set(m, token);
-        return 'first';
+        const sender = token === undefined ? undefined : this.#d.identity.knownAs(token);
+        if (sender === undefined) return 'rest';
+        this.#firstLane.set(m, token!);
+        // Known principals take turns: one's flood waits behind its own intents, not others'.
+        return { first: sender };
       },
       // Senders the broker does not know yet: at most this many intents a second are handled.
       restRate: Math.max(INTAKE_REST_MIN_RATE, config.limits.concurrency * INTAKE_REST_RATE_FACTOR),

@@ -221,6 +221,99 @@ describe('serveConcurrently lanes', () => {
   });
 });
 
+describe('serveConcurrently senders of the first lane', () => {
+  /** A loop whose handlers run until released, one place: what starts next is the loop's choice. */
+  function held(subject: string, maxBacklog: number) {
+    const release: Array<() => void> = [];
+    const started: string[] = [];
+    const loop = serveConcurrently(
+      nc,
+      `${subject}.>`,
+      'q',
+      (m) => {
+        started.push(m.string());
+        return new Promise<void>((r) => release.push(r));
+      },
+      { maxInFlight: 1, maxBacklog, maxBacklogBytes: 10_000_000, log: createLogger({ name: 'test', level: 'silent' }), lane: (m) => ({ first: m.subject.split('.')[1]! }) },
+    );
+    const next = async () => {
+      release.shift()!();
+      await new Promise((r) => setTimeout(r, 30));
+    };
+    return { loop, started, next };
+  }
+  const settle = () => new Promise((r) => setTimeout(r, 100));
+
+  it("takes the senders' waiting requests in turn: one sender's flood waits behind its own", async () => {
+    const { loop, started, next } = held('turns', 100);
+    for (let i = 1; i <= 8; i++) nc.publish('turns.a', `a${i}`);
+    await settle();
+    nc.publish('turns.b', 'b1');
+    nc.publish('turns.b', 'b2');
+    await settle();
+    for (let i = 0; i < 9; i++) await next();
+    expect(started).toHaveLength(10);
+    // b's two came in turns with a's, not after a's eight.
+    expect(started.indexOf('b1')).toBeLessThanOrEqual(3);
+    expect(started.indexOf('b2')).toBeLessThanOrEqual(5);
+    // Each sender's own requests keep their order.
+    expect(started.filter((x) => x.startsWith('a'))).toEqual(['a1', 'a2', 'a3', 'a4', 'a5', 'a6', 'a7', 'a8']);
+    await next();
+    await loop.drain();
+    expect(loop.dropped).toBe(0);
+  });
+
+  it('makes room in a full backlog for a sender holding fewer than another, by dropping the newest of the one holding most', async () => {
+    const { loop, started, next } = held('room', 4);
+    // a: one running, four waiting (the backlog is full), the fifth dropped.
+    for (let i = 1; i <= 6; i++) nc.publish('room.a', `a${i}`);
+    await settle();
+    expect(loop.backlog).toBe(4);
+    expect(loop.dropped).toBe(1);
+    // b's first and second each push out a's newest; its third finds a holding no more than it and is dropped.
+    for (let i = 1; i <= 3; i++) nc.publish('room.b', `b${i}`);
+    await settle();
+    expect(loop.backlog).toBe(4);
+    expect(loop.dropped).toBe(4);
+    for (let i = 0; i < 4; i++) await next();
+    expect(started.sort()).toEqual(['a1', 'a2', 'a3', 'b1', 'b2']);
+    await next();
+    await loop.drain();
+  });
+
+  it('counts a large request once per 64 KiB begun in the turns', async () => {
+    const release: Array<() => void> = [];
+    const started: string[] = [];
+    const loop = serveConcurrently(
+      nc,
+      'big.>',
+      'q',
+      (m) => {
+        started.push(m.subject.split('.')[1]!);
+        return new Promise<void>((r) => release.push(r));
+      },
+      { maxInFlight: 1, maxBacklog: 100, maxBacklogBytes: 100_000_000, log: createLogger({ name: 'test', level: 'silent' }), lane: (m) => ({ first: m.subject.split('.')[1]! }) },
+    );
+    // A blocker first, then a's 200 KiB requests (4 turns each) and b's small ones.
+    nc.publish('big.z', 'z');
+    await settle();
+    for (let i = 0; i < 3; i++) nc.publish('big.a', new Uint8Array(200 * 1024));
+    for (let i = 0; i < 12; i++) nc.publish('big.b', 'b');
+    await settle();
+    for (let i = 0; i < 15; i++) {
+      release.shift()!();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    release.shift()!();
+    await loop.drain();
+    const order = started.slice(1).join('');
+    expect(order.replaceAll('b', '')).toBe('aaa');
+    // One a per four b at most: a's three spread over b's twelve, not three at once.
+    expect(order).not.toMatch(/aa/);
+    expect(order.indexOf('a', order.indexOf('a') + 1) - order.indexOf('a')).toBeGreaterThanOrEqual(4);
+  });
+});
+
 describe('serveConcurrently restRate', () => {
   it('takes at most restRate requests of the rest lane a second (a large one counts once per 64 KiB) and drops the others on arrival', async () => {
     const handled: string[] = [];

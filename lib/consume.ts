@@ -119,8 +119,12 @@ export function headerBytes(m: Msg): number | undefined {
   return typeof hdr === 'number' && Number.isSafeInteger(hdr) ? Math.max(0, hdr) : undefined;
 }
 
-/** A request's lane in serveConcurrently: `first` for senders known good, `rest` for the others. */
-export type Lane = 'first' | 'rest';
+/**
+ * A request's lane in serveConcurrently: `first` for senders known good, `rest` for the others.
+ * `{ first: sender }` is the first lane as one sender (a principal): the first lane's waiting
+ * requests are taken in turn by sender, so one known sender's flood waits behind its own.
+ */
+export type Lane = 'first' | 'rest' | { readonly first: string };
 
 export interface ServeLoop {
   /** Stop taking requests (the queue group's other members get them) and wait for those taken. */
@@ -132,6 +136,15 @@ export interface ServeLoop {
   readonly dropped: number;
   /** Of those, requests of the rest lane dropped past its rate. */
   readonly restDropped: number;
+}
+
+/** What one request counts for in the lanes' rate and turns: once per 64 KiB begun (parsing a large one costs as many small ones). */
+const costOf = (bytes: number): number => 1 + Math.floor(bytes / 65_536);
+
+/** One sender's waiting requests in the first lane, and the turns it has saved up (deficit round robin). */
+interface SenderQueue {
+  readonly waiting: Msg[];
+  credit: number;
 }
 
 /**
@@ -165,6 +178,12 @@ export function serveConcurrently(
      * least one kept for the first lane when there are two) and half the backlog; a freed place
      * goes to a waiting request of the first lane before the rest. So a flood of the rest is
      * dropped before it can crowd the first lane out. Without it every request is `first`.
+     *
+     * Within the first lane, senders (`{ first: sender }`) take turns: a freed place goes to the
+     * next sender with a request waiting, each turn worth one request (a large one needs one turn
+     * per 64 KiB begun). A full backlog makes room for a sender holding fewer waiting requests
+     * than another by dropping the rest's newest, then the newest of the sender holding the most.
+     * Nothing is reserved: one sender alone may use every place.
      */
     lane?: (m: Msg) => Lane;
     /**
@@ -179,14 +198,18 @@ export function serveConcurrently(
 ): ServeLoop {
   if (opts.slots && opts.maxBacklog > 0) throw new WritError('WRIT_INTERNAL', 'a request loop with a shared limit holds no backlog');
   const running = new Set<Promise<void>>();
-  /** Waiting requests by lane: the first lane's are started first. */
-  const backlog: [Msg[], Msg[]] = [[], []];
-  const waitingBytes: [number, number] = [0, 0];
+  /** The first lane's waiting requests by sender, in the order their turns come (a sender served moves to the end). */
+  const senders = new Map<string, SenderQueue>();
+  /** The rest's waiting requests, oldest first. */
+  const rest: Msg[] = [];
+  let waitingCount = 0;
+  let waitingBytes = 0;
+  let restBytes = 0;
   /** Requests of the rest in flight, and the most of them at once (see `lane`). */
   let restRunning = 0;
   const restMax = opts.maxInFlight > 1 ? Math.min(Math.ceil(opts.maxInFlight / 2), opts.maxInFlight - 1) : 1;
   const restBacklog = Math.ceil(opts.maxBacklog / 2);
-  const restBytes = Math.ceil(opts.maxBacklogBytes / 2);
+  const restBacklogBytes = Math.ceil(opts.maxBacklogBytes / 2);
   let dropped = 0;
   /** Of those, requests of the rest lane dropped past restRate. */
   let restDropped = 0;
@@ -196,32 +219,95 @@ export function serveConcurrently(
   const sizeOf = (m: Msg) => m.data.length + (headerBytes(m) ?? 0);
   let restTokens = opts.restRate ?? Number.POSITIVE_INFINITY;
   let restRefilled = Date.now();
-  // A request counts once per 64 KiB begun: parsing a large one costs as many small ones.
   const restAdmitted = (m: Msg): boolean => {
     if (opts.restRate === undefined) return true;
     const now = Date.now();
     restTokens = Math.min(opts.restRate, restTokens + ((now - restRefilled) * opts.restRate) / 1000);
     restRefilled = now;
-    const cost = 1 + Math.floor(sizeOf(m) / 65_536);
+    const cost = costOf(sizeOf(m));
     if (restTokens < cost) return false;
     restTokens -= cost;
     return true;
   };
-  const start = (m: Msg, lane: Lane): void => {
-    if (lane === 'rest') restRunning++;
+  const unwait = (m: Msg): void => {
+    waitingCount--;
+    waitingBytes -= sizeOf(m);
+  };
+  /**
+   * The first lane's next request: deficit round robin over senders. The sender whose turn it is
+   * takes its oldest request when its saved turns cover that request's cost, else saves one more
+   * turn and goes to the end. Ends: every pass adds a turn to each sender, and a cost is bounded.
+   */
+  const nextFirst = (): Msg | undefined => {
+    for (;;) {
+      const it = senders.entries().next();
+      if (it.done) return undefined;
+      const [sender, q] = it.value;
+      const head = q.waiting[0]!;
+      const cost = costOf(sizeOf(head));
+      if (q.credit >= cost) {
+        q.waiting.shift();
+        q.credit -= cost;
+        if (q.waiting.length === 0) senders.delete(sender);
+        unwait(head);
+        return head;
+      }
+      q.credit += 1;
+      senders.delete(sender);
+      senders.set(sender, q);
+    }
+  };
+  /** Drops the newest waiting request of whoever holds more than `sender` would (the rest first); false when no one does. */
+  const evictFor = (sender: string): boolean => {
+    const own = senders.get(sender)?.waiting.length ?? 0;
+    let victim: Msg | undefined;
+    if (rest.length > 0) {
+      victim = rest.pop()!;
+      restBytes -= sizeOf(victim);
+    } else {
+      let most: SenderQueue | undefined;
+      let mostKey = '';
+      for (const [k, q] of senders) {
+        if (q.waiting.length > (most?.waiting.length ?? own + 1)) {
+          most = q;
+          mostKey = k;
+        }
+      }
+      if (!most) return false;
+      victim = most.waiting.pop()!;
+      if (most.waiting.length === 0) senders.delete(mostKey);
+    }
+    unwait(victim);
+    drop(victim);
+    return true;
+  };
+  const drop = (m: Msg): void => {
+    dropped++;
+    if (opts.onDrop) return opts.onDrop(m);
+    const now = Date.now();
+    if (now - lastDropLog > 5_000) {
+      lastDropLog = now;
+      opts.log.warn({ subject, dropped, backlog: waitingCount, backlogBytes: waitingBytes }, 'request backlog full: dropping requests unanswered (their senders retry)');
+    }
+  };
+  const start = (m: Msg, isRest: boolean): void => {
+    if (isRest) restRunning++;
     // The rest start in a task of their own: their place is taken now, their work after pending I/O.
-    const p = (lane === 'rest' ? new Promise<void>((r) => setImmediate(r)).then(() => handler(m)) : handler(m))
+    const p = (isRest ? new Promise<void>((r) => setImmediate(r)).then(() => handler(m)) : handler(m))
       .catch((e: unknown) => opts.log.error({ err: e }, 'handler failed'))
       .finally(() => {
         running.delete(p);
-        if (lane === 'rest') restRunning--;
+        if (isRest) restRunning--;
         opts.slots?.release();
-        const next = backlog[0].length > 0 ? 0 : backlog[1].length > 0 && restRunning < restMax ? 1 : undefined;
-        if (next !== undefined) {
-          const n = backlog[next].shift()!;
-          waitingBytes[next] -= sizeOf(n);
-          start(n, next === 0 ? 'first' : 'rest');
-        } else if (running.size === 0) idle?.();
+        const first = nextFirst();
+        if (first) return start(first, false);
+        if (rest.length > 0 && restRunning < restMax) {
+          const n = rest.shift()!;
+          restBytes -= sizeOf(n);
+          unwait(n);
+          return start(n, true);
+        }
+        if (running.size === 0) idle?.();
       });
     running.add(p);
   };
@@ -233,32 +319,29 @@ export function serveConcurrently(
         return;
       }
       const lane = opts.lane?.(m) ?? 'first';
-      const i: 0 | 1 = lane === 'first' ? 0 : 1;
-      if (lane === 'rest' && !restAdmitted(m)) {
+      const isRest = lane === 'rest';
+      if (isRest && !restAdmitted(m)) {
         dropped++;
         restDropped++;
         return;
       }
-      if (running.size < opts.maxInFlight && (lane === 'first' || restRunning < restMax) && (opts.slots?.tryTake() ?? true)) return start(m, lane);
+      if (running.size < opts.maxInFlight && (!isRest || restRunning < restMax) && (opts.slots?.tryTake() ?? true)) return start(m, isRest);
       const size = sizeOf(m);
-      const waiting = backlog[0].length + backlog[1].length;
-      const full =
-        waiting >= opts.maxBacklog || waitingBytes[0] + waitingBytes[1] + size > opts.maxBacklogBytes || (lane === 'rest' && (backlog[1].length >= restBacklog || waitingBytes[1] + size > restBytes));
-      if (full) {
-        dropped++;
-        if (opts.onDrop) return opts.onDrop(m);
-        const now = Date.now();
-        if (now - lastDropLog > 5_000) {
-          lastDropLog = now;
-          opts.log.warn(
-            { subject, dropped, backlog: backlog[0].length + backlog[1].length, backlogBytes: waitingBytes[0] + waitingBytes[1] },
-            'request backlog full: dropping requests unanswered (their senders retry)',
-          );
-        }
-        return;
+      if (isRest) {
+        if (waitingCount >= opts.maxBacklog || waitingBytes + size > opts.maxBacklogBytes || rest.length >= restBacklog || restBytes + size > restBacklogBytes) return drop(m);
+        rest.push(m);
+        restBytes += size;
+      } else {
+        const sender = typeof lane === 'object' ? lane.first : '';
+        if (size > opts.maxBacklogBytes) return drop(m);
+        while (waitingCount >= opts.maxBacklog || waitingBytes + size > opts.maxBacklogBytes) if (!evictFor(sender)) return drop(m);
+        const q = senders.get(sender);
+        // A sender new to the queue gets its first turn at once.
+        if (q) q.waiting.push(m);
+        else senders.set(sender, { waiting: [m], credit: 1 });
       }
-      backlog[i].push(m);
-      waitingBytes[i] += size;
+      waitingCount++;
+      waitingBytes += size;
     },
   });
   return {
@@ -266,7 +349,7 @@ export function serveConcurrently(
       return running.size;
     },
     get backlog() {
-      return backlog[0].length + backlog[1].length;
+      return waitingCount;
     },
     get dropped() {
       return dropped;
@@ -276,7 +359,7 @@ export function serveConcurrently(
     },
     async drain() {
       await sub.drain().catch(() => undefined);
-      if (running.size === 0 && backlog[0].length + backlog[1].length === 0) return;
+      if (running.size === 0 && waitingCount === 0) return;
       await new Promise<void>((r) => (idle = r));
     },
   };

@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tokenIn } from '../broker/intake.ts';
+import { generateSealKeyPair } from '../lib/seal.ts';
 import { startStack, type Stack } from './fixture.ts';
 import { startFlood } from './helpers/flood.ts';
 
@@ -79,6 +80,40 @@ describe('a flood of intents from unknown senders', () => {
     expect([...w.sends.values()]).toEqual(Array(10).fill(1));
     // Most of the flood never reached a handler: dropped on arrival past the rest lane's rate.
     expect(s.broker.intake!.restDropped - before.rest).toBeGreaterThan(flooded / 2);
+    expect(s.broker.intake!.dropped - before.dropped).toBeGreaterThan(0);
+  });
+
+  it("does not let a known principal's own flood crowd out another known agent: known principals take turns", async () => {
+    // Verified, and denied by policy: each of its intents is read, decided and audited in full.
+    const token = await s.token('mallory', ['interns']);
+    const mallory = s.client(token);
+    expect((await mallory.run({ target: 'db', sql: 'SELECT 1' })).status).toBe('denied');
+    const alice = s.client(await s.token('alice', ['analysts']));
+    expect((await alice.run({ target: 'db', sql: 'SELECT 1' })).status).toBe('succeeded');
+    const w = watchSends();
+    const before = { dropped: s.broker.intake!.dropped, rest: s.broker.intake!.restDropped };
+    const replyKey = generateSealKeyPair().publicKey;
+    // Well-formed intents carrying the token they name: the first lane is theirs by right.
+    const flood = startFlood(
+      s.nats.url,
+      s.names.intent('db'),
+      Array.from({ length: 1000 }, (_, i) =>
+        JSON.stringify({ v: 1, type: 'intent', id: `flood-own-${i}`, sessionId: 'flood-own', target: 'db', token, replyKey, submittedAt: Date.now(), command: { kind: 'sql', sql: 'SELECT 1' } }),
+      ),
+      { batch: 50, pauseMs: 10 },
+    );
+    try {
+      await new Promise((r) => setTimeout(r, 1000));
+      for (let i = 0; i < 10; i++) expect((await alice.run({ target: 'db', sql: `SELECT ${i} AS n` }, { timeoutMs: 30_000 })).status).toBe('succeeded');
+    } finally {
+      await flood.stop();
+      w.stop();
+    }
+    expect(w.sends.size).toBe(10);
+    expect([...w.sends.values()]).toEqual(Array(10).fill(1));
+    // The flood was in the first lane throughout (none of it dropped as the rest's), and more of it
+    // arrived than one place could take: its own newest were dropped to make room.
+    expect(s.broker.intake!.restDropped - before.rest).toBe(0);
     expect(s.broker.intake!.dropped - before.dropped).toBeGreaterThan(0);
   });
 
