@@ -44,6 +44,7 @@ import type { VerifiedIdentity, IdentityVerifier } from './identity.ts';
 import type { CommandFacts, PolicyDecision } from './policy.ts';
 import { grantSpecOf } from './grants.ts';
 import type { RecordSealer } from './seal-record.ts';
+import type { PendingIndex } from './sweeper.ts';
 import { redactCommand, redactDeep, redactText } from './redact.ts';
 
 const enc = new TextEncoder();
@@ -154,6 +155,8 @@ export interface ApprovalsDeps {
   ends: KV;
   names: Names;
   config: Config;
+  /** The pending intents this broker knows of (the sweeper's watch keeps it), to count a principal's. */
+  pending: PendingIndex;
   identity: IdentityVerifier;
   audit: AuditWriter;
   log: Logger;
@@ -274,6 +277,17 @@ export class Approvals {
   ): Promise<boolean> {
     const spec = decision.approval ?? { groups: ['approvers'], count: 1, timeoutSec: 3600 };
     const now = Date.now();
+    // Each pending intent is a record kept until its timeout, and a request shown to every
+    // approver: one principal may not leave more than this many waiting (counted fleet-wide, as
+    // far as this broker's watch has seen; a burst across replicas can pass it by a few).
+    const allowed = this.#d.config.approvals.maxPendingPerPrincipal;
+    const held = this.#d.pending.countOf(who.principal, now);
+    // (A resend of an intent already pending is not another one: it finds its record below.)
+    if (held >= allowed && !this.#d.pending.has(intent.id)) {
+      throw new WritError('WRIT_TOO_MANY_PENDING', `${held} intents of this principal are waiting for approval; at most ${allowed} may (approvals.maxPendingPerPrincipal)`, {
+        details: { pending: held, max: allowed },
+      });
+    }
     const expiresAt = Math.min(now + spec.timeoutSec * 1000, intent.deadline ?? Number.MAX_SAFE_INTEGER);
     const rule = decision.rules[0] ?? '(default)';
     // Signed by this broker: votes and dispatch trust only a pending part it wrote.
@@ -325,9 +339,14 @@ export class Approvals {
     const bytes = enc.encode(JSON.stringify(req));
     const max = maxBody(this.#d.nc);
     if (bytes.length > max) throw new WritError('WRIT_APPROVAL_TOO_LARGE', `the approval request would be ${bytes.length} bytes; the server carries at most ${max}`);
+    // Counted before the record is written, in the same turn as the check: the watch brings it
+    // back only later, after the checks of every other intent of a burst.
+    const counted = !this.#d.pending.has(intent.id);
+    if (counted) this.#d.pending.set(intent.id, expiresAt, who.principal);
     try {
       await createRecord(this.#d.intents, record);
     } catch {
+      if (counted) this.#d.pending.delete(intent.id);
       return false;
     }
     try {

@@ -72,7 +72,7 @@ import { intake, MAX_INTENT_HEADER_BYTES, tokenIn, type Refusal } from './intake
 import type { PolicyDecision, PolicyEngine } from './policy.ts';
 import { provision, type Buckets } from './provision.ts';
 import { ApiService, outcomeOf } from './api.ts';
-import { Sweeper } from './sweeper.ts';
+import { PendingIndex, Sweeper } from './sweeper.ts';
 import { Approvals } from './approvals.ts';
 import { redactCommand, redactDeepOnce, redactText, withRedactedReasons } from './redact.ts';
 
@@ -245,8 +245,11 @@ export class Broker {
       // Senders the broker does not know yet: at most this many intents a second are handled.
       restRate: Math.max(INTAKE_REST_MIN_RATE, config.limits.concurrency * INTAKE_REST_RATE_FACTOR),
     });
+    // Pending intents, fleet-wide: the sweeper's watch fills it, approvals count a principal's.
+    const pending = new PendingIndex();
     this.#approvals = new Approvals({
       nc,
+      pending,
       js: this.#js,
       jsm: this.#jsm,
       intents: this.#kv.intents,
@@ -266,7 +269,7 @@ export class Broker {
       },
     });
     await this.#approvals.start();
-    this.#sweeper = new Sweeper({ kv: this.#kv, js: this.#js, names: n, audit: this.#audit, log: this.#d.log, intervalMs: config.limits.sweepIntervalMs, approvals: this.#approvals });
+    this.#sweeper = new Sweeper({ kv: this.#kv, js: this.#js, names: n, audit: this.#audit, log: this.#d.log, intervalMs: config.limits.sweepIntervalMs, approvals: this.#approvals, pending });
     this.#api = new ApiService({
       nc,
       names: n,
@@ -581,8 +584,9 @@ export class Broker {
           opened = await this.#approvals.open(intent, who, target, decision, facts, commandSha256, audit, reply!);
         } catch (e) {
           const err = toWritError(e);
-          // Too large to show approvers: denied, with this intent's evidence, before any record.
-          if (err.code === 'WRIT_APPROVAL_TOO_LARGE') {
+          // Too large to show approvers, or too many of this principal's waiting already: denied,
+          // with this intent's evidence, before any pending record.
+          if (err.code === 'WRIT_APPROVAL_TOO_LARGE' || err.code === 'WRIT_TOO_MANY_PENDING') {
             t.refused = await this.#deny(intent, who, decision, err, commandSha256, audit, target, audits.all, reply);
             await audits.all();
             return;

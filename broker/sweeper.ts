@@ -23,6 +23,55 @@ import { buildOutcome, WritError, type IntentRecord, type Names } from '../schem
 import type { Buckets } from './provision.ts';
 import type { Approvals } from './approvals.ts';
 
+/**
+ * The pending intents a broker knows of, fleet-wide: from the sweeper's watch of the intents
+ * bucket, and from this broker's own approvals as it opens them (before the watch brings them
+ * back). What it knows: when each approval request expires, and whose intent it is, so one
+ * principal's pending intents can be counted (approvals.maxPendingPerPrincipal).
+ */
+export class PendingIndex {
+  readonly #byId = new Map<string, { expiresAt: number; who: string }>();
+  readonly #byWho = new Map<string, Set<string>>();
+
+  set(id: string, expiresAt: number, principal: { iss: string; sub: string }): void {
+    this.delete(id);
+    const who = `${principal.iss}\n${principal.sub}`;
+    this.#byId.set(id, { expiresAt, who });
+    let ids = this.#byWho.get(who);
+    if (!ids) this.#byWho.set(who, (ids = new Set()));
+    ids.add(id);
+  }
+
+  delete(id: string): void {
+    const e = this.#byId.get(id);
+    if (!e) return;
+    this.#byId.delete(id);
+    const ids = this.#byWho.get(e.who);
+    ids?.delete(id);
+    if (ids?.size === 0) this.#byWho.delete(e.who);
+  }
+
+  /** Each pending intent's id and when its request expires (epoch ms). */
+  *expiries(): IterableIterator<[string, number]> {
+    for (const [id, e] of this.#byId) yield [id, e.expiresAt];
+  }
+
+  ids(): string[] {
+    return [...this.#byId.keys()];
+  }
+
+  has(id: string): boolean {
+    return this.#byId.has(id);
+  }
+
+  /** How many of a principal's intents are pending and not yet past their expiry. */
+  countOf(principal: { iss: string; sub: string }, nowMs = Date.now()): number {
+    let n = 0;
+    for (const id of this.#byWho.get(`${principal.iss}\n${principal.sub}`) ?? []) if (this.#byId.get(id)!.expiresAt > nowMs) n++;
+    return n;
+  }
+}
+
 interface Watched {
   deadline: number;
   grantExp: number;
@@ -46,8 +95,6 @@ function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 export class Sweeper {
   readonly #watched = new Map<string, Watched>();
-  /** Pending intents and when their approval requests expire (epoch ms). */
-  readonly #pending = new Map<string, number>();
   #timer?: NodeJS.Timeout;
   #stopWatch?: () => void;
   #sweeping = false;
@@ -79,6 +126,8 @@ export class Sweeper {
       log: Logger;
       intervalMs: number;
       approvals: Approvals;
+      /** Pending intents and when their approval requests expire, shared with the broker's approvals. */
+      pending: PendingIndex;
       /** How often the watch is checked against the bucket (default: 10 sweeps, at least 5 s). */
       watchCheckMs?: number;
       /** Deadline of each NATS call in a sweep (default 10 s). */
@@ -185,7 +234,7 @@ export class Sweeper {
   #track(e: KvEntry): void {
     if (e.operation !== 'PUT') {
       this.#watched.delete(e.key);
-      this.#pending.delete(e.key);
+      this.d.pending.delete(e.key);
       return;
     }
     const id = e.key;
@@ -195,7 +244,7 @@ export class Sweeper {
     const glance = glanceRecord(e.value);
     // (A dispatch whose first bytes do not name its grant's expiry is parsed in full below.)
     if (glance && glance.state !== 'pending' && (glance.state !== 'dispatched' || glance.grantExp !== undefined)) {
-      this.#pending.delete(id);
+      this.d.pending.delete(id);
       if (glance.grantExp !== undefined && glance.state === 'dispatched') {
         this.#watched.set(id, { grantExp: glance.grantExp, deadline: glance.runDeadline ?? glance.grantExp + 60 });
       } else this.#watched.delete(id);
@@ -204,7 +253,7 @@ export class Sweeper {
     // What the watch learns is only where to look: every action re-reads the record through
     // the schema (getRecord). So it reads the few fields it needs, not a full schema parse of
     // every record change of the fleet (the largest part of the sweeper's CPU per intent).
-    let rec: { state?: unknown; pending?: { expiresAt?: unknown } | null; grantExp?: unknown; runDeadline?: unknown };
+    let rec: { state?: unknown; pending?: { expiresAt?: unknown } | null; principal?: { iss?: unknown; sub?: unknown }; grantExp?: unknown; runDeadline?: unknown };
     try {
       rec = e.json();
     } catch {
@@ -212,8 +261,9 @@ export class Sweeper {
     }
     if (typeof rec !== 'object' || rec === null) return;
     const expiresAt = rec.pending?.expiresAt;
-    if (rec.state === 'pending' && typeof expiresAt === 'number') this.#pending.set(id, expiresAt);
-    else this.#pending.delete(id);
+    const { iss, sub } = rec.principal ?? {};
+    if (rec.state === 'pending' && typeof expiresAt === 'number' && typeof iss === 'string' && typeof sub === 'string') this.d.pending.set(id, expiresAt, { iss, sub });
+    else this.d.pending.delete(id);
     if (rec.state === 'dispatched' && typeof rec.grantExp === 'number') {
       this.#watched.set(id, { grantExp: rec.grantExp, deadline: typeof rec.runDeadline === 'number' ? rec.runDeadline : rec.grantExp + 60 });
     } else this.#watched.delete(id);
@@ -221,7 +271,7 @@ export class Sweeper {
 
   /** Ids of pending intents this broker knows of. */
   pendingIds(): string[] {
-    return [...this.#pending.keys()];
+    return this.d.pending.ids();
   }
 
   /**
@@ -235,10 +285,10 @@ export class Sweeper {
     let ended = 0;
     try {
       // Expiry is read from the records, so it holds even when every broker restarted meanwhile.
-      for (const [id, expiresAt] of this.#pending) {
+      for (const [id, expiresAt] of [...this.d.pending.expiries()]) {
         if (expiresAt > nowMs) continue;
         if (await this.#step(id, () => this.d.approvals.end(id, 'expired', 'system'), 'approval expiry').catch(() => false)) ended++;
-        this.#pending.delete(id);
+        this.d.pending.delete(id);
       }
       const now = nowMs / 1000;
       for (const [id, w] of this.#watched) {

@@ -467,8 +467,14 @@ export const ConfigSchema = z.strictObject({
        * are remembered for twice this long, so a vote cannot be replayed while it would still be fresh.
        */
       maxVoteSkewSec: z.number().int().min(5).max(3_600).default(120),
+      /**
+       * How many intents of one principal may wait for approval at once (default 100); past it an
+       * intent that needs approval is refused with WRIT_TOO_MANY_PENDING. Each one is a record kept
+       * until its timeout and a request shown to every approver.
+       */
+      maxPendingPerPrincipal: z.number().int().min(1).max(100_000).default(100),
     })
-    .default({ trustedBots: [], humans: [], maxVoteSkewSec: 120 }),
+    .default({ trustedBots: [], humans: [], maxVoteSkewSec: 120, maxPendingPerPrincipal: 100 }),
   results: z
     .strictObject({
       /**

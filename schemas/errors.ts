@@ -41,6 +41,7 @@ export const ErrorCodes = {
   WRIT_NOT_PENDING: { retryable: false, message: 'the intent is not pending approval (already decided, expired or cancelled)' },
   WRIT_APPROVAL_EXPIRED: { retryable: false, message: 'no decision before the approval request expired' },
   WRIT_APPROVAL_TOO_LARGE: { retryable: false, message: 'the approval request is larger than the message bus carries' },
+  WRIT_TOO_MANY_PENDING: { retryable: false, message: 'this principal already has as many intents waiting for approval as it may' },
   WRIT_APPROVAL_REJECTED: { retryable: false, message: 'an approver rejected the intent' },
   WRIT_CANCELLED: { retryable: false, message: 'the owner cancelled the intent' },
   WRIT_VOTE_MISMATCH: { retryable: false, message: 'the vote names another command than the one pending approval' },
