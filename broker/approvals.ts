@@ -17,7 +17,7 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { AuditWriter } from '../audit/index.ts';
-import { createRecord, getRecord, inboxIdFor, isReplySubjectOf, maxBody, sanitizeSubject, sealOutcome, sendReply, updateRecord, type Logger } from '../lib/index.ts';
+import { createRecord, getRecord, inboxIdFor, isReplySubjectOf, maxBody, principalKey, sanitizeSubject, sealOutcome, sendReply, updateRecord, type Logger } from '../lib/index.ts';
 import {
   ApprovalDecisionSchema,
   approverTokenLifeSec,
@@ -342,7 +342,7 @@ export class Approvals {
     // Counted before the record is written, in the same turn as the check: the watch brings it
     // back only later, after the checks of every other intent of a burst.
     const counted = !this.#d.pending.has(intent.id);
-    if (counted) this.#d.pending.set(intent.id, expiresAt, who.principal);
+    if (counted) this.#d.pending.set(intent.id, expiresAt, principalKey(who.principal));
     try {
       await createRecord(this.#d.intents, record);
     } catch {

@@ -18,7 +18,8 @@ import { randomUUID } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KvEntry } from '@nats-io/kv';
 import type { AuditWriter } from '../audit/index.ts';
-import { getRecord, glanceRecord, updateRecord, type Logger } from '../lib/index.ts';
+import { DeliverPolicy } from '@nats-io/jetstream';
+import { bucketOf, getRecord, glanceRecord, principalKey, recordNoteOf, updateRecord, type Logger, type RecordNote } from '../lib/index.ts';
 import { buildOutcome, WritError, type IntentRecord, type Names } from '../schemas/index.ts';
 import type { Buckets } from './provision.ts';
 import type { Approvals } from './approvals.ts';
@@ -33,9 +34,9 @@ export class PendingIndex {
   readonly #byId = new Map<string, { expiresAt: number; who: string }>();
   readonly #byWho = new Map<string, Set<string>>();
 
-  set(id: string, expiresAt: number, principal: { iss: string; sub: string }): void {
+  /** `who`: the principal's key (lib/records.ts principalKey). */
+  set(id: string, expiresAt: number, who: string): void {
     this.delete(id);
-    const who = `${principal.iss}\n${principal.sub}`;
     this.#byId.set(id, { expiresAt, who });
     let ids = this.#byWho.get(who);
     if (!ids) this.#byWho.set(who, (ids = new Set()));
@@ -67,10 +68,26 @@ export class PendingIndex {
   /** How many of a principal's intents are pending and not yet past their expiry. */
   countOf(principal: { iss: string; sub: string }, nowMs = Date.now()): number {
     let n = 0;
-    for (const id of this.#byWho.get(`${principal.iss}\n${principal.sub}`) ?? []) if (this.#byId.get(id)!.expiresAt > nowMs) n++;
+    for (const id of this.#byWho.get(principalKey(principal)) ?? []) if (this.#byId.get(id)!.expiresAt > nowMs) n++;
     return n;
   }
 }
+
+/** One change of the intents bucket as the sweeper's watch delivers it (headers only). */
+interface Change {
+  key: string;
+  revision: number;
+  operation: 'PUT' | 'DEL' | 'PURGE';
+  /** What the write said of itself; undefined when it said nothing readable. */
+  note: RecordNote | undefined;
+}
+
+interface RecordWatch extends AsyncIterable<Change> {
+  stop(): void;
+}
+
+/** The watch's pulls expire after this long: a pull lost with a cluster member is noticed within about this. */
+const WATCH_EXPIRES_MS = 10_000;
 
 interface Watched {
   deadline: number;
@@ -107,7 +124,9 @@ export class Sweeper {
   #checkTimer?: NodeJS.Timeout;
   #checking = false;
   /** The watch in use; replaced when it ends or falls behind. */
-  #watch?: Awaited<ReturnType<Buckets['intents']['watch']>>;
+  #watch?: RecordWatch;
+  /** Keys of changes without a note, being read whole, and the revision each read is for (#readWhole). */
+  readonly #reading = new Map<string, number>();
   /** Ids whose ending is still under way (a step that passed its deadline goes on in the background). */
   readonly #ending = new Set<string>();
   readonly #stepMs: number;
@@ -141,7 +160,7 @@ export class Sweeper {
 
   async start(): Promise<void> {
     // The watch replays the current value of every key, then follows changes.
-    const first = await this.d.kv.intents.watch();
+    const first = await this.#openWatch();
     this.#stopped = false;
     void this.#follow(first);
     // A failed sweep is logged and the next tick tries again; it never becomes an unhandled rejection.
@@ -194,7 +213,7 @@ export class Sweeper {
    * ended, so a dead watch would leave lost intents `dispatched` for ever. The new watch
    * replays every record, which re-seeds what is tracked.
    */
-  async #follow(w: Awaited<ReturnType<Buckets['intents']['watch']>>): Promise<void> {
+  async #follow(w: RecordWatch): Promise<void> {
     let backoff = 100;
     for (;;) {
       this.#watch = w;
@@ -216,7 +235,7 @@ export class Sweeper {
         backoff = Math.min(backoff * 2, 5_000);
         if (this.#stopped) return;
         try {
-          w = await bounded(this.d.kv.intents.watch(), this.#stepMs, 'intents watch');
+          w = await bounded(this.#openWatch(), this.#stepMs, 'intents watch');
           this.#watchRestarts++;
           break;
         } catch (e) {
@@ -231,12 +250,71 @@ export class Sweeper {
     return this.#watchRestarts;
   }
 
-  #track(e: KvEntry): void {
-    if (e.operation !== 'PUT') {
-      this.#watched.delete(e.key);
-      this.d.pending.delete(e.key);
+  /**
+   * The bucket's changes with headers only: each record write says in a header what the sweeper
+   * needs (lib/records.ts RecordNote), so no broker receives a record's body, which may hold a
+   * megabyte of sealed rows, for every change of the fleet. An ordered consumer of the bucket's
+   * stream, starting with the last change of every key (as the bucket's own watch does).
+   */
+  async #openWatch(): Promise<RecordWatch> {
+    const b = bucketOf(this.d.kv.intents);
+    const consumer = await b.js.consumers.get(b.stream, { filter_subjects: b.fullKeyName('>'), deliver_policy: DeliverPolicy.LastPerSubject, headers_only: true });
+    const messages = await consumer.consume({ max_messages: 1_024, expires: WATCH_EXPIRES_MS });
+    return {
+      stop: () => void messages.close().catch(() => undefined),
+      async *[Symbol.asyncIterator]() {
+        for await (const m of messages) {
+          const e = b.jmToWatchEntry(m, false);
+          yield { key: e.key, revision: m.seq, operation: e.operation, note: e.operation === 'PUT' ? recordNoteOf(m.headers) : undefined };
+        }
+      },
+    };
+  }
+
+  #track(c: Change): void {
+    if (c.operation !== 'PUT') {
+      this.#reading.delete(c.key);
+      this.#watched.delete(c.key);
+      this.d.pending.delete(c.key);
       return;
     }
+    if (!c.note) return this.#readWhole(c.key, c.revision);
+    // A later change supersedes a whole read still under way.
+    this.#reading.delete(c.key);
+    this.#noted(c.key, c.note);
+  }
+
+  #noted(id: string, n: RecordNote): void {
+    if (n.state === 'pending' && n.expiresAt !== undefined && n.principal !== undefined) this.d.pending.set(id, n.expiresAt, n.principal);
+    else this.d.pending.delete(id);
+    if (n.state === 'dispatched' && n.grantExp !== undefined) this.#watched.set(id, { grantExp: n.grantExp, deadline: n.runDeadline ?? n.grantExp + 60 });
+    else this.#watched.delete(id);
+  }
+
+  /**
+   * A change without a note (written by something other than lib/records.ts): the record is read
+   * whole, and applied unless a later change of the key was followed meanwhile.
+   */
+  #readWhole(id: string, revision: number): void {
+    this.#reading.set(id, revision);
+    void bounded(this.d.kv.intents.get(id), this.#stepMs, 'record read')
+      .then((e) => {
+        if (this.#reading.get(id) !== revision) return;
+        this.#reading.delete(id);
+        if (!e || e.operation !== 'PUT') {
+          this.#watched.delete(id);
+          this.d.pending.delete(id);
+        } else this.#entry(e);
+      })
+      .catch((err: unknown) => {
+        // Not known: left as it was; the next change of the key, or the next watch's replay, tells.
+        if (this.#reading.get(id) === revision) this.#reading.delete(id);
+        this.d.log.warn({ err, intentId: id }, 'sweeper could not read a record its watch announced');
+      });
+  }
+
+  /** A record read whole. */
+  #entry(e: KvEntry): void {
     const id = e.key;
     // A record is told by its first bytes (lib/records.ts): an outcome, which may be a megabyte
     // of sealed rows, is never parsed here, nor a dispatch's whole record. Only a pending record
@@ -262,7 +340,7 @@ export class Sweeper {
     if (typeof rec !== 'object' || rec === null) return;
     const expiresAt = rec.pending?.expiresAt;
     const { iss, sub } = rec.principal ?? {};
-    if (rec.state === 'pending' && typeof expiresAt === 'number' && typeof iss === 'string' && typeof sub === 'string') this.d.pending.set(id, expiresAt, { iss, sub });
+    if (rec.state === 'pending' && typeof expiresAt === 'number' && typeof iss === 'string' && typeof sub === 'string') this.d.pending.set(id, expiresAt, principalKey({ iss, sub }));
     else this.d.pending.delete(id);
     if (rec.state === 'dispatched' && typeof rec.grantExp === 'number') {
       this.#watched.set(id, { grantExp: rec.grantExp, deadline: typeof rec.runDeadline === 'number' ? rec.runDeadline : rec.grantExp + 60 });

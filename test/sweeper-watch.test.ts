@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
 import { afterEach, expect, it } from 'vitest';
 import { newId } from '../client/index.ts';
 import type { IntentState } from '../schemas/index.ts';
@@ -60,4 +61,39 @@ it('an intent dispatched while the sweeper watch has lost its consumer is still 
   const out = await agent.wait(lost, { timeoutMs: 5_000 });
   expect(out.error?.code).toBe('WRIT_GRANT_EXPIRED');
   expect(stack.logs.some((l) => l.msg === 'sweeper watch fell behind the intents bucket; watching again')).toBe(true);
+}, 60_000);
+
+it('follows the bucket with headers only, and reads whole a record change that carries no note', async () => {
+  s = await startStack({
+    worker: false,
+    config: {
+      policy: {
+        rules: [{ id: 'ask', effect: 'require_approval', groups: ['agents'], targets: ['db'], mode: 'write', approval: { groups: ['approvers'], count: 1, timeoutSec: 120 } }],
+      },
+    },
+  });
+  const stack = s;
+  const jsm = await jetstreamManager(stack.nc);
+  const bucketStream = `KV_${stack.names.buckets.intents}`;
+  // The sweeper's consumer never receives a record's body (which may hold a megabyte of sealed rows).
+  const watchers = [];
+  for await (const ci of jsm.consumers.list(bucketStream)) if (ci.config.filter_subject?.endsWith('.>')) watchers.push(ci.config);
+  expect(watchers.length).toBeGreaterThan(0);
+  expect(watchers.every((c) => c.headers_only === true)).toBe(true);
+
+  const agent = stack.client(await stack.token('agent-note', ['agents']));
+  const o = await agent.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('noted')" });
+  expect(o.status).toBe('pending');
+  const known = async (want: number) => {
+    for (let i = 0; i < 50 && stack.broker.pendingApprovals !== want; i++) await sleep(100);
+    return stack.broker.pendingApprovals;
+  };
+  expect(await known(1)).toBe(1);
+  // Written by something other than the services' record store: no note in its headers. The
+  // watch reads it whole, and learns that it is no longer pending.
+  const kv = await new Kvm(stack.nc).open(stack.names.buckets.intents);
+  const e = (await kv.get(o.intentId))!;
+  const { pending: _p, ...rest } = e.json<Record<string, unknown>>();
+  await kv.update(o.intentId, JSON.stringify({ ...rest, state: 'cancelled' }), e.revision);
+  expect(await known(0)).toBe(0);
 }, 60_000);
