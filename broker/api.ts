@@ -10,10 +10,25 @@
  */
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { KvEntry } from '@nats-io/kv';
-import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import type { AuditWriter } from '../audit/index.ts';
-import { getRecord, inboxIdFor, recordOf, isReplySubjectOf, openOutcome, sanitizeSubject, sealOutcome, sendReply, type Logger, type SealKeyPair } from '../lib/index.ts';
 import {
+  getRecord,
+  inboxIdFor,
+  recordOf,
+  isReplySubjectOf,
+  openOutcome,
+  sanitizeSubject,
+  sealOutcome,
+  sendReply,
+  serveConcurrently,
+  type Lane,
+  type Logger,
+  type SealKeyPair,
+  type ServeLoop,
+} from '../lib/index.ts';
+import {
+  API_OPS,
   ApiRequestSchema,
   OutcomeSchema,
   TERMINAL_STATES,
@@ -36,6 +51,7 @@ import type { Sweeper } from './sweeper.ts';
 import type { ClassifyCommand } from './classify-command.ts';
 import type { SessionOwners } from './sessions.ts';
 import type { PolicyEngine } from './policy.ts';
+import { tokenIn } from './intake.ts';
 import { redactCommand, redactDeep, withRedactedReasons } from './redact.ts';
 
 export interface ApiDeps {
@@ -62,6 +78,10 @@ export interface ApiDeps {
   resultsMaxAgeSec: number;
   /** An explained command is held to the size an intent may have (limits.maxIntentBytes). */
   maxCommandBytes: number;
+  /** limits.concurrency: requests handled at once (waits apart), as for intents. */
+  concurrency: number;
+  /** identity.maxTokenBytes: a token longer than this is not looked for in a request's bytes. */
+  maxTokenBytes: number;
 }
 
 /**
@@ -139,11 +159,22 @@ export function fitPending<T extends { requester: string; expiresAt: number }>(e
 
 /** Long-polling `wait`s one principal may hold open on one broker at once. */
 const MAX_WAITS_PER_PRINCIPAL = 256;
+/** Long-polling `wait`s one broker holds open at once, all principals together (each is a handler and a watch). */
+const MAX_WAITS = 4_096;
+/** API requests one principal may start a second on one broker (a burst of twice as many); the rest are dropped on arrival. */
+const API_PRINCIPAL_RATE = 100;
+/** Requests waiting for a place, as a multiple of the places (as intake's backlog). */
+const API_BACKLOG_FACTOR = 16;
+const API_BACKLOG_BYTES = 16 * 1024 * 1024;
+/** Requests a second from senders not known yet (their token not verified here): as intake's rest lane. */
+const API_REST_MIN_RATE = 200;
 
 export class ApiService {
   readonly #d: ApiDeps;
-  readonly #subs: Subscription[] = [];
-  readonly #pending = new Set<Promise<void>>();
+  /** The loops serving requests: waits (long-polls) apart from the rest, each bounded. */
+  readonly #loops: ServeLoop[] = [];
+  /** Requests taken in the first lane, and the known token they were taken for (as intake's). */
+  readonly #firstLane = new WeakMap<Msg, string>();
   /** Open KV watches of long-polling `wait` requests: stopped at shutdown, so a stop never waits them out. */
   readonly #watches = new Set<{ stop(): void }>();
   /** Open `wait` long-polls by principal. */
@@ -153,34 +184,66 @@ export class ApiService {
     this.#d = d;
   }
 
+  /**
+   * Serves the API as intake serves intents (lib/consume.ts serveConcurrently): requests in
+   * flight and waiting are bounded, senders whose token this broker verified go first and take
+   * turns by principal, each principal may start API_PRINCIPAL_RATE requests a second, and
+   * senders not known yet are held to a rate. Before, every request started on arrival: one
+   * principal's flood of `status` requests (each a bucket read) grew the broker's heap to
+   * 776 MB, and other agents' intents timed out (an attack helper's finding). Waits hold their
+   * handler for up to their timeout, so they have places of their own.
+   */
   start(): void {
-    for (const op of ['wait', 'status', 'result', 'cancel', 'explain', 'targets', 'pending', 'grants', 'revoke'] as const) {
-      const sub = this.#d.nc.subscribe(this.#d.names.api(op), { queue: this.#d.names.brokerQueue });
-      this.#subs.push(sub);
-      void (async () => {
-        for await (const m of sub) {
-          const p = this.#serve(m)
-            .catch((e: unknown) => this.#d.log.error({ err: e, op }, 'api handler failed'))
-            .finally(() => this.#pending.delete(p));
-          this.#pending.add(p);
-        }
-      })().catch((e: unknown) => this.#d.log.error({ err: e, op }, 'api subscription ended'));
-    }
+    const d = this.#d;
+    const lane = (m: Msg): Lane => {
+      if (m.data.length > d.maxCommandBytes * 2) return 'rest';
+      const token = tokenIn(m.data, d.maxTokenBytes);
+      const sender = token === undefined ? undefined : d.identity.knownAs(token, 'agent-or-approver');
+      if (sender === undefined) return 'rest';
+      this.#firstLane.set(m, token!);
+      return { first: sender };
+    };
+    const common = { log: d.log, lane, senderRate: API_PRINCIPAL_RATE, restRate: Math.max(API_REST_MIN_RATE, d.concurrency * 8) };
+    const serve = (m: Msg) => this.#serve(m).catch((e: unknown) => d.log.error({ err: e, op: sanitizeSubject(m.subject) }, 'api handler failed'));
+    const quick = API_OPS.filter((op) => op !== 'wait').map((op) => d.names.api(op));
+    this.#loops.push(
+      serveConcurrently(d.nc, quick, d.names.brokerQueue, serve, { ...common, maxInFlight: d.concurrency, maxBacklog: d.concurrency * API_BACKLOG_FACTOR, maxBacklogBytes: API_BACKLOG_BYTES }),
+      serveConcurrently(d.nc, d.names.api('wait'), d.names.brokerQueue, serve, {
+        ...common,
+        maxInFlight: MAX_WAITS,
+        maxBacklog: d.concurrency * API_BACKLOG_FACTOR,
+        maxBacklogBytes: API_BACKLOG_BYTES,
+      }),
+    );
+  }
+
+  /** API requests dropped on arrival (backlog full, or past a rate), for metrics and tests. */
+  get dropped(): { all: number; senderRate: number } {
+    return { all: this.#loops.reduce((n, l) => n + l.dropped, 0), senderRate: this.#loops.reduce((n, l) => n + l.senderDropped, 0) };
   }
 
   async stop(): Promise<void> {
-    await Promise.all(this.#subs.map((s) => s.drain().catch(() => undefined)));
     // A `wait` may long-poll for 30 s: end it now; the agent's SDK asks another replica.
+    const draining = Promise.all(this.#loops.map((l) => l.drain()));
     for (const w of this.#watches) w.stop();
-    await Promise.allSettled([...this.#pending]);
+    await draining;
   }
 
   async #serve(m: Msg): Promise<void> {
     // First who is asking, and whether the reply subject is theirs: nothing is answered before both hold.
     let req: ApiRequest;
     let who: VerifiedIdentity;
+    // Taken first for a known token it named but does not carry (malformed, or another token
+    // field first): that token loses its place there for a while, as intake's does.
+    const judged = this.#firstLane.get(m);
     try {
-      req = parseRequest(m);
+      try {
+        req = parseRequest(m);
+      } catch (e) {
+        if (judged !== undefined) this.#d.identity.demote(judged);
+        throw e;
+      }
+      if (judged !== undefined && req.token !== judged) this.#d.identity.demote(judged);
       // Approvers' requests take approver tokens (their own audience); everything else an agent's.
       who = req.type === 'pending' || req.type === 'grants' || req.type === 'revoke' ? await this.#d.identity.verifyApprover(req.token) : await this.#d.identity.verify(req.token);
     } catch (e) {

@@ -211,13 +211,13 @@ export class IdentityVerifier {
   }
 
   /**
-   * Who an agent's token was verified as, when that was here and still holds, from the cache
+   * Who an agent's (or an approver's) token was verified as, when that was here and still holds, from the cache
    * alone: no parsing, no signature check, nothing awaited (undefined otherwise). The broker's
    * intake uses it to tell a sender it already knows from anyone else, and one known principal
    * from another, before the token is verified (lib/consume.ts lanes). The key is the
    * principal's issuer and subject, so one principal's tokens share its turns.
    */
-  knownAs(token: string, nowMs = Date.now()): string | undefined {
+  knownAs(token: string, kinds: 'agent' | 'agent-or-approver' = 'agent', nowMs = Date.now()): string | undefined {
     if (token.length === 0 || token.length > this.#maxTokenBytes) return undefined;
     const digest = sha256Hex(token);
     const demoted = this.#demoted.get(digest);
@@ -225,7 +225,8 @@ export class IdentityVerifier {
       if (demoted > nowMs) return undefined;
       this.#demoted.delete(digest);
     }
-    const hit = this.#cache.peek(`agent:${digest}`);
+    // The API serves approvers too; intents are an agent's only.
+    const hit = this.#cache.peek(`agent:${digest}`) ?? (kinds === 'agent-or-approver' ? this.#cache.peek(`approver:${digest}`) : undefined);
     if (hit === undefined || !(hit.verified.exp > Math.floor(nowMs / 1000)) || !hit.issuer.keys.stillValid(hit.kid, hit.keysRef)) return undefined;
     return `${hit.verified.principal.iss}\n${hit.verified.principal.sub}`;
   }

@@ -180,6 +180,11 @@ export class Broker {
     return this.#loop ? { backlog: this.#loop.backlog, dropped: this.#loop.dropped, restDropped: this.#loop.restDropped } : undefined;
   }
 
+  /** API requests dropped on arrival: all, and those past their principal's rate (metrics and tests). */
+  get apiDropped(): { all: number; senderRate: number } | undefined {
+    return this.#api?.dropped;
+  }
+
   /** Intents waiting for approval, as this broker's sweeper follows them (metrics). */
   get pendingApprovals(): number | undefined {
     return this.#sweeper?.pendingIds().length;
@@ -288,6 +293,8 @@ export class Broker {
       resultsKey: this.#store,
       resultsMaxAgeSec: config.results.maxAgeSec,
       maxCommandBytes: config.limits.maxIntentBytes,
+      concurrency: config.limits.concurrency,
+      maxTokenBytes: config.identity.maxTokenBytes,
     });
     this.#api.start();
     await this.#sweeper.start();

@@ -314,6 +314,33 @@ describe('serveConcurrently senders of the first lane', () => {
   });
 });
 
+describe('serveConcurrently senderRate', () => {
+  it("takes at most twice senderRate of one sender's requests at once, then its rate, and others' apart; also on several subjects", async () => {
+    const handled: string[] = [];
+    const loop = serveConcurrently(
+      nc,
+      ['srate.a', 'srate.b'],
+      'q',
+      (m) => {
+        handled.push(m.string());
+        return Promise.resolve();
+      },
+      { maxInFlight: 4, maxBacklog: 1000, maxBacklogBytes: 10_000_000, log: createLogger({ name: 'test', level: 'silent' }), lane: (m) => ({ first: m.string() }), senderRate: 5 },
+    );
+    for (let i = 0; i < 30; i++) nc.publish('srate.a', 'x');
+    for (let i = 0; i < 8; i++) nc.publish('srate.b', 'y');
+    await nc.flush();
+    await new Promise((r) => setTimeout(r, 200));
+    // x's burst of 10 (one more may have been refilled); y's 8 all, on the other subject.
+    expect(handled.filter((h) => h === 'x').length).toBeGreaterThanOrEqual(10);
+    expect(handled.filter((h) => h === 'x').length).toBeLessThanOrEqual(12);
+    expect(handled.filter((h) => h === 'y').length).toBe(8);
+    expect(loop.senderDropped).toBeGreaterThanOrEqual(18);
+    expect(loop.dropped).toBe(loop.senderDropped);
+    await loop.drain();
+  });
+});
+
 describe('serveConcurrently restRate', () => {
   it('takes at most restRate requests of the rest lane a second (a large one counts once per 64 KiB) and drops the others on arrival', async () => {
     const handled: string[] = [];

@@ -136,7 +136,12 @@ export interface ServeLoop {
   readonly dropped: number;
   /** Of those, requests of the rest lane dropped past its rate. */
   readonly restDropped: number;
+  /** Of those, requests of the first lane dropped past their sender's rate (senderRate). */
+  readonly senderDropped: number;
 }
+
+/** How many senders' rates a request loop remembers (the least recently seen forgotten first: a forgotten sender starts again with a full burst). */
+const MAX_SENDERS = 10_000;
 
 /** What one request counts for in the lanes' rate and turns: once per 64 KiB begun (parsing a large one costs as many small ones). */
 const costOf = (bytes: number): number => 1 + Math.floor(bytes / 65_536);
@@ -157,7 +162,7 @@ interface SenderQueue {
  */
 export function serveConcurrently(
   nc: NatsConnection,
-  subject: string,
+  subject: string | readonly string[],
   queue: string,
   handler: (m: Msg) => Promise<void>,
   opts: {
@@ -194,6 +199,13 @@ export function serveConcurrently(
      * the first lane's I/O is read in between.
      */
     restRate?: number;
+    /**
+     * How many requests one sender of the first lane (`{ first: sender }`) may start a second,
+     * with a burst of twice as many; past that its requests are dropped on arrival and counted.
+     * Turns share places among senders, not the work of the requests a sender may start: a
+     * principal flooding requests that each cost a bucket read kept the event loop busy.
+     */
+    senderRate?: number;
   },
 ): ServeLoop {
   if (opts.slots && opts.maxBacklog > 0) throw new WritError('WRIT_INTERNAL', 'a request loop with a shared limit holds no backlog');
@@ -213,6 +225,8 @@ export function serveConcurrently(
   let dropped = 0;
   /** Of those, requests of the rest lane dropped past restRate. */
   let restDropped = 0;
+  /** Of those, requests of the first lane dropped past their sender's rate. */
+  let senderDropped = 0;
   let lastDropLog = 0;
   let idle: (() => void) | undefined;
   // What a waiting message holds: its body and its headers (which count against the bound too).
@@ -227,6 +241,23 @@ export function serveConcurrently(
     const cost = costOf(sizeOf(m));
     if (restTokens < cost) return false;
     restTokens -= cost;
+    return true;
+  };
+  /** Each sender's tokens and when they were last refilled; the least recently seen forgotten past MAX_SENDERS. */
+  const senderTokens = new Map<string, { tokens: number; at: number }>();
+  const senderAdmitted = (sender: string, m: Msg): boolean => {
+    if (opts.senderRate === undefined) return true;
+    const now = Date.now();
+    const burst = opts.senderRate * 2;
+    const b = senderTokens.get(sender) ?? { tokens: burst, at: now };
+    senderTokens.delete(sender);
+    senderTokens.set(sender, b);
+    if (senderTokens.size > MAX_SENDERS) senderTokens.delete(senderTokens.keys().next().value!);
+    b.tokens = Math.min(burst, b.tokens + ((now - b.at) * opts.senderRate) / 1000);
+    b.at = now;
+    const cost = costOf(sizeOf(m));
+    if (b.tokens < cost) return false;
+    b.tokens -= cost;
     return true;
   };
   const unwait = (m: Msg): void => {
@@ -311,39 +342,42 @@ export function serveConcurrently(
       });
     running.add(p);
   };
-  const sub: Subscription = nc.subscribe(subject, {
-    queue,
-    callback: (err, m) => {
-      if (err) {
-        opts.log.error({ err, subject }, 'request subscription failed');
-        return;
-      }
-      const lane = opts.lane?.(m) ?? 'first';
-      const isRest = lane === 'rest';
-      if (isRest && !restAdmitted(m)) {
-        dropped++;
-        restDropped++;
-        return;
-      }
-      if (running.size < opts.maxInFlight && (!isRest || restRunning < restMax) && (opts.slots?.tryTake() ?? true)) return start(m, isRest);
-      const size = sizeOf(m);
-      if (isRest) {
-        if (waitingCount >= opts.maxBacklog || waitingBytes + size > opts.maxBacklogBytes || rest.length >= restBacklog || restBytes + size > restBacklogBytes) return drop(m);
-        rest.push(m);
-        restBytes += size;
-      } else {
-        const sender = typeof lane === 'object' ? lane.first : '';
-        if (size > opts.maxBacklogBytes) return drop(m);
-        while (waitingCount >= opts.maxBacklog || waitingBytes + size > opts.maxBacklogBytes) if (!evictFor(sender)) return drop(m);
-        const q = senders.get(sender);
-        // A sender new to the queue gets its first turn at once.
-        if (q) q.waiting.push(m);
-        else senders.set(sender, { waiting: [m], credit: 1 });
-      }
-      waitingCount++;
-      waitingBytes += size;
-    },
-  });
+  const callback = (err: Error | null, m: Msg): void => {
+    if (err) {
+      opts.log.error({ err, subject }, 'request subscription failed');
+      return;
+    }
+    const lane = opts.lane?.(m) ?? 'first';
+    const isRest = lane === 'rest';
+    if (isRest && !restAdmitted(m)) {
+      dropped++;
+      restDropped++;
+      return;
+    }
+    if (!isRest && !senderAdmitted(typeof lane === 'object' ? lane.first : '', m)) {
+      dropped++;
+      senderDropped++;
+      return;
+    }
+    if (running.size < opts.maxInFlight && (!isRest || restRunning < restMax) && (opts.slots?.tryTake() ?? true)) return start(m, isRest);
+    const size = sizeOf(m);
+    if (isRest) {
+      if (waitingCount >= opts.maxBacklog || waitingBytes + size > opts.maxBacklogBytes || rest.length >= restBacklog || restBytes + size > restBacklogBytes) return drop(m);
+      rest.push(m);
+      restBytes += size;
+    } else {
+      const sender = typeof lane === 'object' ? lane.first : '';
+      if (size > opts.maxBacklogBytes) return drop(m);
+      while (waitingCount >= opts.maxBacklog || waitingBytes + size > opts.maxBacklogBytes) if (!evictFor(sender)) return drop(m);
+      const q = senders.get(sender);
+      // A sender new to the queue gets its first turn at once.
+      if (q) q.waiting.push(m);
+      else senders.set(sender, { waiting: [m], credit: 1 });
+    }
+    waitingCount++;
+    waitingBytes += size;
+  };
+  const subs: Subscription[] = (typeof subject === 'string' ? [subject] : subject).map((sj) => nc.subscribe(sj, { queue, callback }));
   return {
     get inFlight() {
       return running.size;
@@ -357,8 +391,11 @@ export function serveConcurrently(
     get restDropped() {
       return restDropped;
     },
+    get senderDropped() {
+      return senderDropped;
+    },
     async drain() {
-      await sub.drain().catch(() => undefined);
+      await Promise.all(subs.map((sub) => sub.drain().catch(() => undefined)));
       if (running.size === 0 && waitingCount === 0) return;
       await new Promise<void>((r) => (idle = r));
     },
