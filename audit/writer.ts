@@ -69,6 +69,8 @@ const DEFAULTS = {
 
 /** The session of evidence that no verified sender stands behind (audit/README.md). */
 const UNATTRIBUTED_SESSION = '_unattributed';
+/** How many principals' budgets appendRefused remembers (a forgotten one starts again with a full burst). */
+const MAX_REFUSED_BUDGETS = 10_000;
 /** Attempts after which a still-unstored block is reported (then every STILL_RETRYING_EVERY more). */
 const STILL_RETRYING_EVERY = 50;
 /** A block's JSON around its events: the envelope and the signature (`"sig":{"kid":…,"s":<86>}`). */
@@ -109,8 +111,8 @@ export class AuditWriter {
   /** Plain counters for metrics (read by lib/metrics.ts when scraped; no metrics library here). */
   readonly #stats = { blocks: 0, conflicts: 0, retries: 0 };
   /** Unattributed events that may still be stored one by one (a token bucket), and when it was last filled. */
-  #unattributedTokens = Number.NaN;
-  #unattributedAt = 0;
+  /** The rate budgets of appendRefused, by principal key ('' for the unattributed); the least recently used forgotten past MAX_REFUSED_BUDGETS. */
+  readonly #refusedBudgets = new Map<string, { tokens: number; at: number }>();
   /** Unattributed events counted instead of stored, by `type` (and `code`), since `from`. */
   #suppressed: { counts: Map<string, number>; from: number; to: number; timer: NodeJS.Timeout } | undefined;
 
@@ -177,18 +179,35 @@ export class AuditWriter {
    * once the event is stored, or at once when it was counted.
    */
   async appendUnattributed(input: Omit<AppendInput, 'sessionId'>): Promise<void> {
+    return this.appendRefused({ ...input, sessionId: UNATTRIBUTED_SESSION });
+  }
+
+  /**
+   * Evidence of refused input from a verified sender (a reply aimed elsewhere, another
+   * principal's session, a malformed intent), in the session given: at the same bounded rate as
+   * appendUnattributed, but each principal (`who`, a key naming it) with a budget of its own. One
+   * principal's flood of refused requests with its own valid token grew the log by 4 MB a second
+   * (an attack helper's finding); past its budget it is counted, under its key, in the next
+   * `audit.suppressed`. Without `who`, the input shares the budget of everything unattributed.
+   */
+  async appendRefused(input: AppendInput, who?: string): Promise<void> {
     const now = Date.now();
-    const burst = this.#o.unattributedPerSec * 10;
-    if (Number.isNaN(this.#unattributedTokens)) this.#unattributedTokens = burst;
-    this.#unattributedTokens = Math.min(burst, this.#unattributedTokens + ((now - this.#unattributedAt) / 1000) * this.#o.unattributedPerSec);
-    this.#unattributedAt = now;
-    if (this.#unattributedTokens >= 1 || this.#closed) {
-      this.#unattributedTokens -= 1;
-      await this.append({ ...input, sessionId: UNATTRIBUTED_SESSION });
+    const rate = this.#o.unattributedPerSec;
+    const burst = rate * 10;
+    const key = who ?? '';
+    const b = this.#refusedBudgets.get(key) ?? { tokens: burst, at: now };
+    this.#refusedBudgets.delete(key);
+    this.#refusedBudgets.set(key, b);
+    if (this.#refusedBudgets.size > MAX_REFUSED_BUDGETS) this.#refusedBudgets.delete(this.#refusedBudgets.keys().next().value!);
+    b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * rate);
+    b.at = now;
+    if (b.tokens >= 1 || this.#closed) {
+      b.tokens -= 1;
+      await this.append(input);
       return;
     }
     const code = typeof input.payload?.['code'] === 'string' ? `:${input.payload['code']}` : '';
-    const key = `${input.type}${code}`.slice(0, 160);
+    const countKey = `${input.type}${code}${who ? `@${who}` : ''}`.slice(0, 160);
     if (!this.#suppressed) {
       const timer = setTimeout(() => void this.#summarize(), this.#o.unattributedSummaryMs);
       timer.unref();
@@ -196,7 +215,7 @@ export class AuditWriter {
     }
     const s = this.#suppressed;
     // Bounded: past 256 distinct kinds, the rest are counted together.
-    const k = s.counts.has(key) || s.counts.size < 256 ? key : '(other)';
+    const k = s.counts.has(countKey) || s.counts.size < 256 ? countKey : '(other)';
     s.counts.set(k, (s.counts.get(k) ?? 0) + 1);
     s.to = now;
   }

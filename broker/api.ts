@@ -18,6 +18,7 @@ import {
   recordOf,
   isReplySubjectOf,
   openOutcome,
+  principalKey,
   sanitizeSubject,
   sealOutcome,
   sendReply,
@@ -273,8 +274,8 @@ export class ApiService {
       type: 'reply.refused',
       payload: { source: 'api', subject: sanitizeSubject(m.subject), replyTo: m.reply === undefined ? null : sanitizeSubject(m.reply), reason, code, ...(who ? { principal: who.principal } : {}) },
     };
-    // Input no verified sender stands behind is stored at a bounded rate, and counted past it.
-    if (who) await this.#d.audit.append({ sessionId: '_unattributed', ...event });
+    // Refused input is stored at a bounded rate, and counted past it: a verified sender's within a budget of its own.
+    if (who) await this.#d.audit.appendRefused({ sessionId: '_unattributed', ...event }, principalKey(who.principal));
     else await this.#d.audit.appendUnattributed(event);
   }
 
@@ -306,7 +307,9 @@ export class ApiService {
         // an intent may carry (one agent's near-1 MB explains held the loop for seconds).
         const bytes = Buffer.byteLength(commandText(req.command));
         if (bytes > this.#d.maxCommandBytes) throw new WritError('WRIT_PAYLOAD_TOO_LARGE', `the command is ${bytes} bytes; an intent or an explain may carry ${this.#d.maxCommandBytes}`);
-        if (req.sessionId) await this.#d.sessions.check(req.sessionId, who.principal);
+        // Into the asker's session only when it exists already (an explain opens none: one
+        // principal's explains with a new session id each made a session per request), else `_explain`.
+        const intoSession = req.sessionId !== undefined && (await this.#d.sessions.owns(req.sessionId, who.principal));
         const policy = this.#d.policy();
         const facts = this.#d.classify(target, req.command);
         const input = { principal: who.principal, target, command: req.command, facts, now: new Date() };
@@ -314,10 +317,10 @@ export class ApiService {
         const d = ex.decision;
         const decision = { effect: d.effect, rules: d.rules, reasons: withRedactedReasons(d).reasons, mode: d.mode, policyVersion: d.policyVersion };
         await this.#d.audit.append({
-          sessionId: req.sessionId ?? '_explain',
+          sessionId: intoSession ? req.sessionId! : '_explain',
           type: 'policy.explained',
           policyVersion: d.policyVersion,
-          payload: { principal: who.principal, target: target.name, command: redactCommand(req.command), decision },
+          payload: { principal: who.principal, target: target.name, command: redactCommand(req.command), decision, ...(req.sessionId && !intoSession ? { sessionId: req.sessionId } : {}) },
         });
         return {
           v: 1,

@@ -3,7 +3,7 @@
  * refusal. Nothing here throws to the caller: every failure becomes a Refusal that
  * says what can be learned about the sender, so it can be answered and audited.
  */
-import { IdSchema, InboxSchema, IntentSchema, WritError, X25519KeySchema, formatIssues, type Intent } from '../schemas/index.ts';
+import { AgentIdSchema, InboxSchema, IntentSchema, WritError, X25519KeySchema, formatIssues, type Intent } from '../schemas/index.ts';
 
 export interface Refusal {
   error: WritError;
@@ -25,8 +25,8 @@ function pick(raw: unknown): Refusal['partial'] {
   if (!raw || typeof raw !== 'object') return {};
   const r = raw as Record<string, unknown>;
   const out: Refusal['partial'] = {};
-  if (IdSchema.safeParse(r.id).success) out.id = r.id as string;
-  if (IdSchema.safeParse(r.sessionId).success) out.sessionId = r.sessionId as string;
+  if (AgentIdSchema.safeParse(r.id).success) out.id = r.id as string;
+  if (AgentIdSchema.safeParse(r.sessionId).success) out.sessionId = r.sessionId as string;
   if (InboxSchema.safeParse(r.replyTo).success) out.replyTo = r.replyTo as string;
   if (typeof r.token === 'string' && r.token.length < 16_384) out.token = r.token;
   if (typeof r.target === 'string') out.target = r.target.slice(0, 64);

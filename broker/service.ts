@@ -15,6 +15,7 @@ import {
   createRecord,
   endSpan,
   getRecord,
+  principalKey,
   updateRecord,
   lazyChild,
   SpanKind,
@@ -45,7 +46,7 @@ import {
   buildOutcome,
   commandText,
   DispatchReplySchema,
-  IdSchema,
+  AgentIdSchema,
   sha256Hex,
   toWritError,
   WritError,
@@ -443,7 +444,7 @@ export class Broker {
     // Audited under the sender's session when it is verified and owns that session; otherwise under
     // a system session (another agent's session id in a bad intent planted events in its chain).
     let sessionId = '_unattributed';
-    if (who && partial.sessionId && IdSchema.safeParse(partial.sessionId).success) {
+    if (who && partial.sessionId && AgentIdSchema.safeParse(partial.sessionId).success) {
       const owned = await this.#sessions.check(partial.sessionId, who.principal).then(
         () => true,
         () => false,
@@ -455,8 +456,8 @@ export class Broker {
       type: 'intent.rejected_input',
       payload: { code: error.code, message: error.message, principal: who?.principal, target: partial.target, claimedIntentId: partial.id },
     };
-    // Input no verified sender stands behind is stored at a bounded rate, and counted past it.
-    if (who) await this.#audit.append({ sessionId, ...event });
+    // Refused input is stored at a bounded rate, and counted past it: a verified sender's within a budget of its own.
+    if (who) await this.#audit.appendRefused({ sessionId, ...event }, principalKey(who.principal));
     else await this.#audit.appendUnattributed(event);
     return who;
   }
@@ -475,7 +476,7 @@ export class Broker {
       type: 'reply.refused',
       payload: { source: 'intent', subject: sanitizeSubject(subject), verified: who !== undefined, ...(who ? { principal: who.principal } : {}), ...(claimedIntentId ? { claimedIntentId } : {}) },
     };
-    if (who) await this.#audit.append({ sessionId: '_unattributed', ...event });
+    if (who) await this.#audit.appendRefused({ sessionId: '_unattributed', ...event }, principalKey(who.principal));
     else await this.#audit.appendUnattributed(event);
   }
 
@@ -527,7 +528,10 @@ export class Broker {
     } catch (e) {
       const err = toWritError(e);
       if (err.code !== 'WRIT_SESSION_FORBIDDEN') throw e;
-      await this.#audit.append({ sessionId: '_unattributed', type: 'session.refused', payload: { principal: who.principal, claimedSessionId: intent.sessionId, claimedIntentId: intent.id } });
+      await this.#audit.appendRefused(
+        { sessionId: '_unattributed', type: 'session.refused', payload: { principal: who.principal, claimedSessionId: intent.sessionId, claimedIntentId: intent.id } },
+        principalKey(who.principal),
+      );
       t.refused = err;
       this.#reply(reply, buildOutcome({ intentId: intent.id, sessionId: intent.sessionId, status: 'denied', error: err.toReply() }));
       return;

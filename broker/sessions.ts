@@ -33,6 +33,23 @@ export class SessionOwners {
     return this.#cache.size;
   }
 
+  /**
+   * Whether `p` owns `sessionId`, without claiming it: false when the session has no owner yet;
+   * throws WRIT_SESSION_FORBIDDEN when another principal owns it. For what writes into a session
+   * only when it already exists (`explain`: a new session id per request made a session each).
+   */
+  async owns(sessionId: string, p: Pick<Principal, 'iss' | 'sub'>): Promise<boolean> {
+    let owner = this.#cache.get(sessionId);
+    if (owner === undefined) {
+      const entry = await this.#kv.get(sessionId);
+      if (!entry || entry.operation !== 'PUT') return false;
+      owner = ownerKey(entry.json<{ iss: string; sub: string }>());
+      this.#cache.set(sessionId, owner);
+    }
+    if (owner !== ownerKey(p)) throw new WritError('WRIT_SESSION_FORBIDDEN');
+    return true;
+  }
+
   /** Resolves when `p` owns `sessionId` (claiming it when new); throws WRIT_SESSION_FORBIDDEN otherwise. */
   async check(sessionId: string, p: Pick<Principal, 'iss' | 'sub'>): Promise<void> {
     const me = ownerKey(p);

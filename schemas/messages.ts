@@ -12,6 +12,12 @@ export type TargetKind = (typeof TARGET_KINDS)[number];
 
 /** Ids that end up in subjects: one safe token. */
 export const IdSchema = z.string().regex(/^[A-Za-z0-9_-]{8,128}$/, 'an id is 8-128 characters of A-Z a-z 0-9 _ -');
+/**
+ * An id an agent chooses (an intent's, a session's): as IdSchema, but never starting with `_`,
+ * which names the services' own sessions (`_unattributed`, `_explain`). An agent once became the
+ * owner of `_unattributed`, and its intents were written into the chain of refused input.
+ */
+export const AgentIdSchema = IdSchema.regex(/^[^_]/, 'an id may not start with _ (reserved for the sessions of the services themselves)');
 export const TargetNameSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a target name is 1-64 characters of A-Z a-z 0-9 _ -');
 /** Reply subjects are confined to inboxes so an intent cannot aim a result at a Writ subject. */
 export const InboxSchema = z.string().regex(/^_INBOX[A-Za-z0-9_-]*\.[A-Za-z0-9_.-]{1,200}$/, 'replyTo must be an _INBOX subject');
@@ -46,9 +52,9 @@ export const IntentSchema = z.strictObject({
   v: z.literal(1),
   type: z.literal('intent'),
   /** Chosen by the agent; resubmitting the same id is idempotent (runs once). */
-  id: IdSchema,
+  id: AgentIdSchema,
   /** Groups a planner run; one audit chain per session. */
-  sessionId: IdSchema,
+  sessionId: AgentIdSchema,
   target: TargetNameSchema,
   command: CommandSchema,
   /** The agent's short-lived OIDC JWT. Never logged or audited; only its digest is. */
@@ -381,7 +387,7 @@ export const ApiRequestSchema = z.discriminatedUnion('type', [
   z.strictObject({ v: z.literal(1), type: z.literal('result'), token: z.string(), intentId: IdSchema, replyKey: X25519KeySchema.optional() }),
   z.strictObject({ v: z.literal(1), type: z.literal('cancel'), token: z.string(), intentId: IdSchema }),
   /** Would this intent be allowed, and why? Nothing runs; the question and answer are audited. */
-  z.strictObject({ v: z.literal(1), type: z.literal('explain'), token: z.string(), target: TargetNameSchema, command: CommandSchema, sessionId: IdSchema.optional() }),
+  z.strictObject({ v: z.literal(1), type: z.literal('explain'), token: z.string(), target: TargetNameSchema, command: CommandSchema, sessionId: AgentIdSchema.optional() }),
   /** The targets this principal may use, and for what, from the policy. */
   z.strictObject({ v: z.literal(1), type: z.literal('targets'), token: z.string() }),
   /** Approvers: the pending intents this caller may decide on. */
