@@ -10,6 +10,7 @@
  */
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { KvEntry } from '@nats-io/kv';
+import { LRUCache } from 'lru-cache';
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import type { AuditWriter } from '../audit/index.ts';
 import {
@@ -130,7 +131,11 @@ const PENDING_REPLY_MARGIN = 16 * 1024;
  * approver could list or decide anything; now it fills at most its share of each round, and
  * what does not fit is counted (`omitted`) and can be asked for by id.
  */
-export function fitPending<T extends { requester: string; expiresAt: number }>(entries: T[], budget: number): { requests: T[]; omitted: number } {
+export function fitPending<T extends { requester: string; expiresAt: number }>(
+  entries: T[],
+  budget: number,
+  sizeOf: (e: T) => number = (e) => Buffer.byteLength(JSON.stringify(e)),
+): { requests: T[]; omitted: number } {
   const by = new Map<string, T[]>();
   for (const e of entries) {
     const list = by.get(e.requester);
@@ -146,7 +151,7 @@ export function fitPending<T extends { requester: string; expiresAt: number }>(e
       const e = list[round];
       if (!e) continue;
       left--;
-      const size = Buffer.byteLength(JSON.stringify(e)) + 1;
+      const size = sizeOf(e) + 1;
       if (used + size > budget) {
         omitted++;
         continue;
@@ -157,6 +162,20 @@ export function fitPending<T extends { requester: string; expiresAt: number }>(e
   }
   return { requests, omitted };
 }
+
+/** What one pending record shows approvers, with what decides which approvers see it. */
+interface PendingView {
+  groups: string[];
+  principal: { iss: string; sub: string; actFor?: string | undefined };
+  entry: Record<string, unknown> & { requester: string; expiresAt: number };
+  /** The entry's size as JSON, measured once. */
+  bytes: number;
+}
+
+/** Pending records read at once when a listing needs them. */
+const PENDING_READS_AT_ONCE = 8;
+/** Bytes of built pending views kept (about a command's size each). */
+const PENDING_VIEWS_MAX_BYTES = 64 * 1024 * 1024;
 
 /** Long-polling `wait`s one principal may hold open on one broker at once. */
 const MAX_WAITS_PER_PRINCIPAL = 256;
@@ -174,6 +193,11 @@ export class ApiService {
   readonly #d: ApiDeps;
   /** The loops serving requests: waits (long-polls) apart from the rest, each bounded. */
   readonly #loops: ServeLoop[] = [];
+  /** Pending views by intent id, with the record revision each was built from (#pendingView). */
+  readonly #shown = new LRUCache<string, { revision: number; view: PendingView | null }>({
+    maxSize: PENDING_VIEWS_MAX_BYTES,
+    sizeCalculation: (v) => 1_024 + (v.view?.bytes ?? 0),
+  });
   /** Requests taken in the first lane, and the known token they were taken for (as intake's). */
   readonly #firstLane = new WeakMap<Msg, string>();
   /** Open KV watches of long-polling `wait` requests: stopped at shutdown, so a stop never waits them out. */
@@ -402,34 +426,68 @@ export class ApiService {
   }
 
   /** Pending intents this principal may approve: in the rule's groups, and not their own. */
+  /**
+   * The pending requests an approver may decide. What a request shows is built once per record
+   * revision and kept (#shown): building it reads the record, checks the broker's seal and
+   * classifies the command for its window scope, and one agent's 100 pending intents of 240 KB
+   * each made every listing take 6.7 s, and ten approvers' listings time out (an attack
+   * helper's finding). A record is read again only when the sweeper's watch saw a newer revision
+   * of it (a vote); the reads that are needed run a few at a time.
+   */
   async #pendingFor(p: { sub: string; iss: string; groups: string[] }, only?: string): Promise<{ requests: Record<string, unknown>[]; omitted: number }> {
-    const out: Array<Record<string, unknown> & { requester: string; expiresAt: number }> = [];
-    for (const id of only ? [only] : this.#d.sweeper.pendingIds()) {
-      const rec = (await getRecord(this.#d.kv.intents, id))?.rec;
-      if (!rec) continue;
-      const pend = rec.pending;
-      // A pending part the broker did not seal (planted or edited in the bucket) is never shown.
-      if (rec.state !== 'pending' || !pend || !this.#d.approvals.sealedByBroker(rec)) continue;
-      if (!p.groups.some((g) => pend.spec.groups.includes(g))) continue;
-      if ((rec.principal.iss === p.iss && rec.principal.sub === p.sub) || rec.principal.actFor === p.sub) continue;
-      out.push({
-        intentId: rec.intentId,
-        sessionId: rec.sessionId,
-        target: rec.target,
-        requester: rec.principal.sub,
-        actFor: rec.principal.actFor,
-        command: redactCommand(pend.order.command),
-        rule: pend.rule,
-        votes: pend.votes.map((v) => v.sub),
-        needed: pend.spec.count,
-        expiresAt: pend.expiresAt,
-        // What a vote names (the exact command's hash) and what a window would allow, as enforced.
-        commandSha256: rec.commandSha256,
-        policyVersion: rec.decision?.policyVersion,
-        windowScope: this.#d.approvals.scopeOf(rec),
-      });
+    const ids = only ? [only] : this.#d.sweeper.pendingIds();
+    const views: Array<PendingView | null> = [];
+    for (let i = 0; i < ids.length; i += PENDING_READS_AT_ONCE) {
+      views.push(...(await Promise.all(ids.slice(i, i + PENDING_READS_AT_ONCE).map((id) => this.#pendingView(id, only !== undefined)))));
     }
-    return fitPending(out, (this.#d.nc.info?.max_payload ?? 1_048_576) - PENDING_REPLY_MARGIN);
+    const out = views.filter(
+      (v): v is PendingView => v !== null && p.groups.some((g) => v.groups.includes(g)) && !((v.principal.iss === p.iss && v.principal.sub === p.sub) || v.principal.actFor === p.sub),
+    );
+    const sizes = new Map(out.map((v) => [v.entry, v.bytes]));
+    return fitPending(
+      out.map((v) => v.entry),
+      (this.#d.nc.info?.max_payload ?? 1_048_576) - PENDING_REPLY_MARGIN,
+      (e) => sizes.get(e)!,
+    );
+  }
+
+  /** What a pending record shows approvers (null: nothing, it is not a broker's pending record), from #shown when the revision is the one last seen. */
+  async #pendingView(id: string, fresh: boolean): Promise<PendingView | null> {
+    const seen = fresh ? undefined : this.#d.sweeper.pendingRevision(id);
+    const hit = this.#shown.get(id);
+    if (hit && seen !== undefined && seen > 0 && hit.revision === seen) return hit.view;
+    const stored = await getRecord(this.#d.kv.intents, id);
+    if (!stored) return null;
+    const { rec } = stored;
+    const pend = rec.pending;
+    // A pending part the broker did not seal (planted or edited in the bucket) is never shown.
+    const view: PendingView | null =
+      rec.state !== 'pending' || !pend || !this.#d.approvals.sealedByBroker(rec)
+        ? null
+        : {
+            groups: pend.spec.groups,
+            principal: rec.principal,
+            bytes: 0,
+            entry: {
+              intentId: rec.intentId,
+              sessionId: rec.sessionId,
+              target: rec.target,
+              requester: rec.principal.sub,
+              actFor: rec.principal.actFor,
+              command: redactCommand(pend.order.command),
+              rule: pend.rule,
+              votes: pend.votes.map((v) => v.sub),
+              needed: pend.spec.count,
+              expiresAt: pend.expiresAt,
+              // What a vote names (the exact command's hash) and what a window would allow, as enforced.
+              commandSha256: rec.commandSha256,
+              policyVersion: rec.decision?.policyVersion,
+              windowScope: this.#d.approvals.scopeOf(rec),
+            },
+          };
+    if (view) view.bytes = Buffer.byteLength(JSON.stringify(view.entry));
+    this.#shown.set(id, { revision: stored.revision, view });
+    return view;
   }
 
   /** `dispatched` with a claim on its grant is `running`: the claim is the run's start. */

@@ -31,13 +31,13 @@ import type { Approvals } from './approvals.ts';
  * principal's pending intents can be counted (approvals.maxPendingPerPrincipal).
  */
 export class PendingIndex {
-  readonly #byId = new Map<string, { expiresAt: number; who: string }>();
+  readonly #byId = new Map<string, { expiresAt: number; who: string; revision: number }>();
   readonly #byWho = new Map<string, Set<string>>();
 
-  /** `who`: the principal's key (lib/records.ts principalKey). */
-  set(id: string, expiresAt: number, who: string): void {
+  /** `who`: the principal's key (lib/records.ts principalKey); `revision`: the record's, 0 when not known yet. */
+  set(id: string, expiresAt: number, who: string, revision = 0): void {
     this.delete(id);
-    this.#byId.set(id, { expiresAt, who });
+    this.#byId.set(id, { expiresAt, who, revision });
     let ids = this.#byWho.get(who);
     if (!ids) this.#byWho.set(who, (ids = new Set()));
     ids.add(id);
@@ -63,6 +63,11 @@ export class PendingIndex {
 
   has(id: string): boolean {
     return this.#byId.has(id);
+  }
+
+  /** The record revision last seen pending (0 when not known yet), or undefined when not pending. */
+  revisionOf(id: string): number | undefined {
+    return this.#byId.get(id)?.revision;
   }
 
   /** How many of a principal's intents are pending and not yet past their expiry. */
@@ -281,11 +286,11 @@ export class Sweeper {
     if (!c.note) return this.#readWhole(c.key, c.revision);
     // A later change supersedes a whole read still under way.
     this.#reading.delete(c.key);
-    this.#noted(c.key, c.note);
+    this.#noted(c.key, c.note, c.revision);
   }
 
-  #noted(id: string, n: RecordNote): void {
-    if (n.state === 'pending' && n.expiresAt !== undefined && n.principal !== undefined) this.d.pending.set(id, n.expiresAt, n.principal);
+  #noted(id: string, n: RecordNote, revision: number): void {
+    if (n.state === 'pending' && n.expiresAt !== undefined && n.principal !== undefined) this.d.pending.set(id, n.expiresAt, n.principal, revision);
     else this.d.pending.delete(id);
     if (n.state === 'dispatched' && n.grantExp !== undefined) this.#watched.set(id, { grantExp: n.grantExp, deadline: n.runDeadline ?? n.grantExp + 60 });
     else this.#watched.delete(id);
@@ -340,7 +345,7 @@ export class Sweeper {
     if (typeof rec !== 'object' || rec === null) return;
     const expiresAt = rec.pending?.expiresAt;
     const { iss, sub } = rec.principal ?? {};
-    if (rec.state === 'pending' && typeof expiresAt === 'number' && typeof iss === 'string' && typeof sub === 'string') this.d.pending.set(id, expiresAt, principalKey({ iss, sub }));
+    if (rec.state === 'pending' && typeof expiresAt === 'number' && typeof iss === 'string' && typeof sub === 'string') this.d.pending.set(id, expiresAt, principalKey({ iss, sub }), e.revision);
     else this.d.pending.delete(id);
     if (rec.state === 'dispatched' && typeof rec.grantExp === 'number') {
       this.#watched.set(id, { grantExp: rec.grantExp, deadline: typeof rec.runDeadline === 'number' ? rec.runDeadline : rec.grantExp + 60 });
@@ -350,6 +355,11 @@ export class Sweeper {
   /** Ids of pending intents this broker knows of. */
   pendingIds(): string[] {
     return this.d.pending.ids();
+  }
+
+  /** The revision of a pending intent's record as last seen (0 when not known yet; undefined when not pending). */
+  pendingRevision(id: string): number | undefined {
+    return this.d.pending.revisionOf(id);
   }
 
   /**

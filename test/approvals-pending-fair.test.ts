@@ -60,3 +60,48 @@ it('fits a list round by round across requesters, soonest expiry first, and coun
   expect(requests.map((r) => `${r.requester}${r.expiresAt}`)).toEqual(['a1', 'b5', 'c9', 'a2']);
   expect(omitted).toBe(1);
 });
+
+it('builds what a pending request shows once per record revision: a listing after the first reads no record', async () => {
+  const asker = s.client(await s.token('lister', ['agents']));
+  const mine = await Promise.all(Array.from({ length: 5 }, (_, i) => asker.run({ target: 'db', sql: `INSERT INTO events (note) VALUES ('listed-${i}')` })));
+  expect(mine.every((o) => o.status === 'pending')).toBe(true);
+  // Reads of the intents bucket, as the bus carries them (direct gets, or the stream's message gets).
+  const bucket = `KV_${s.names.buckets.intents}`;
+  let reads = 0;
+  const subs = [s.nc.subscribe(`$JS.API.DIRECT.GET.${bucket}.>`), s.nc.subscribe(`$JS.API.DIRECT.GET.${bucket}`), s.nc.subscribe(`$JS.API.STREAM.MSG.GET.${bucket}`)];
+  for (const sub of subs)
+    void (async () => {
+      for await (const _m of sub) reads++;
+    })();
+  const carol = s.client(await s.approverToken('carol', ['approvers']));
+  const ids = new Set(mine.map((o) => o.intentId));
+  const listed = async () => (await carol.pendingList()).requests.filter((r) => ids.has(r.intentId as string));
+  // Until the sweeper's watch has seen every one (and its revision).
+  for (let i = 0; i < 100 && (await listed()).length < 5; i++) await new Promise((r) => setTimeout(r, 100));
+  await new Promise((r) => setTimeout(r, 300));
+  await listed();
+  await s.nc.flush();
+  // The first listings read each record (the watch's revision known or not).
+  expect(reads).toBeGreaterThanOrEqual(5);
+  reads = 0;
+  expect(await listed()).toHaveLength(5);
+  await s.nc.flush();
+  expect(reads).toBe(0);
+  // A decided one leaves the list (its new revision is not pending), and the rest are still read from what was built.
+  const dave = s.client(await s.approverToken('dave', ['approvers']));
+  const first = mine[0]!.intentId;
+  expect(await dave.decide(first, 'reject')).toBe('rejected');
+  let left: Record<string, unknown>[] = [];
+  for (let i = 0; i < 50; i++) {
+    left = await listed();
+    if (left.length === 4) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(left.map((r) => r.intentId)).not.toContain(first);
+  await s.nc.flush();
+  reads = 0;
+  await listed();
+  await s.nc.flush();
+  expect(reads).toBe(0);
+  for (const sub of subs) sub.unsubscribe();
+});
