@@ -53,8 +53,6 @@ it('another agent listening on every inbox and reading the stored outcome sees o
   for (const v of values) expect(everything, v).not.toContain(v);
   let outcomes = 0;
   for (const body of seen) {
-    // (Deliveries with headers only, as the sweepers' watch of records receives, carry no body.)
-    if (body === '') continue;
     const j = JSON.parse(body) as { type?: string; outcome?: unknown };
     const parsed = OutcomeSchema.safeParse(j.type === 'outcome' && j.outcome ? j.outcome : j);
     if (parsed.success && parsed.data.intentId === o.intentId) {
