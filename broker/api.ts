@@ -11,6 +11,7 @@
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { KvEntry } from '@nats-io/kv';
 import { LRUCache } from 'lru-cache';
+import { ZodError } from 'zod';
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import type { AuditWriter } from '../audit/index.ts';
 import {
@@ -456,7 +457,11 @@ export class ApiService {
     const seen = fresh ? undefined : this.#d.sweeper.pendingRevision(id);
     const hit = this.#shown.get(id);
     if (hit && seen !== undefined && seen > 0 && hit.revision === seen) return hit.view;
-    const stored = await getRecord(this.#d.kv.intents, id);
+    // A record that does not parse (planted in the bucket) is not shown; it never fails the listing.
+    const stored = await getRecord(this.#d.kv.intents, id).catch((e: unknown) => {
+      if (e instanceof ZodError || e instanceof SyntaxError) return undefined;
+      throw e;
+    });
     if (!stored) return null;
     const { rec } = stored;
     const pend = rec.pending;

@@ -18,8 +18,7 @@ import { randomUUID } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KvEntry } from '@nats-io/kv';
 import type { AuditWriter } from '../audit/index.ts';
-import { DeliverPolicy } from '@nats-io/jetstream';
-import { bucketOf, getRecord, glanceRecord, principalKey, recordNoteOf, updateRecord, type Logger, type RecordNote } from '../lib/index.ts';
+import { getRecord, glanceRecord, principalKey, recordOf, updateRecord, type Logger } from '../lib/index.ts';
 import { buildOutcome, WritError, type IntentRecord, type Names } from '../schemas/index.ts';
 import type { Buckets } from './provision.ts';
 import type { Approvals } from './approvals.ts';
@@ -78,26 +77,13 @@ export class PendingIndex {
   }
 }
 
-/** One change of the intents bucket as the sweeper's watch delivers it (headers only). */
-interface Change {
-  key: string;
-  revision: number;
-  operation: 'PUT' | 'DEL' | 'PURGE';
-  /** What the write said of itself; undefined when it said nothing readable. */
-  note: RecordNote | undefined;
-}
-
-interface RecordWatch extends AsyncIterable<Change> {
-  stop(): void;
-}
-
-/** The watch's pulls expire after this long: a pull lost with a cluster member is noticed within about this. */
-const WATCH_EXPIRES_MS = 10_000;
-
 interface Watched {
   deadline: number;
   grantExp: number;
 }
+
+/** How far ahead of this broker's clock another sweeper's mark may be dated and still count as fresh. */
+const MARK_CLOCK_SKEW_MS = 60_000;
 
 /** Longest wait on one NATS call of a sweep (get, compare-and-set, stream info). */
 const STEP_MS = 10_000;
@@ -129,9 +115,7 @@ export class Sweeper {
   #checkTimer?: NodeJS.Timeout;
   #checking = false;
   /** The watch in use; replaced when it ends or falls behind. */
-  #watch?: RecordWatch;
-  /** Keys of changes without a note, being read whole, and the revision each read is for (#readWhole). */
-  readonly #reading = new Map<string, number>();
+  #watch?: Awaited<ReturnType<Buckets['intents']['watch']>>;
   /** Ids whose ending is still under way (a step that passed its deadline goes on in the background). */
   readonly #ending = new Set<string>();
   readonly #stepMs: number;
@@ -165,7 +149,7 @@ export class Sweeper {
 
   async start(): Promise<void> {
     // The watch replays the current value of every key, then follows changes.
-    const first = await this.#openWatch();
+    const first = await this.d.kv.intents.watch();
     this.#stopped = false;
     void this.#follow(first);
     // A failed sweep is logged and the next tick tries again; it never becomes an unhandled rejection.
@@ -218,7 +202,7 @@ export class Sweeper {
    * ended, so a dead watch would leave lost intents `dispatched` for ever. The new watch
    * replays every record, which re-seeds what is tracked.
    */
-  async #follow(w: RecordWatch): Promise<void> {
+  async #follow(w: Awaited<ReturnType<Buckets['intents']['watch']>>): Promise<void> {
     let backoff = 100;
     for (;;) {
       this.#watch = w;
@@ -240,7 +224,7 @@ export class Sweeper {
         backoff = Math.min(backoff * 2, 5_000);
         if (this.#stopped) return;
         try {
-          w = await bounded(this.#openWatch(), this.#stepMs, 'intents watch');
+          w = await bounded(this.d.kv.intents.watch(), this.#stepMs, 'intents watch');
           this.#watchRestarts++;
           break;
         } catch (e) {
@@ -255,71 +239,12 @@ export class Sweeper {
     return this.#watchRestarts;
   }
 
-  /**
-   * The bucket's changes with headers only: each record write says in a header what the sweeper
-   * needs (lib/records.ts RecordNote), so no broker receives a record's body, which may hold a
-   * megabyte of sealed rows, for every change of the fleet. An ordered consumer of the bucket's
-   * stream, starting with the last change of every key (as the bucket's own watch does).
-   */
-  async #openWatch(): Promise<RecordWatch> {
-    const b = bucketOf(this.d.kv.intents);
-    const consumer = await b.js.consumers.get(b.stream, { filter_subjects: b.fullKeyName('>'), deliver_policy: DeliverPolicy.LastPerSubject, headers_only: true });
-    const messages = await consumer.consume({ max_messages: 1_024, expires: WATCH_EXPIRES_MS });
-    return {
-      stop: () => void messages.close().catch(() => undefined),
-      async *[Symbol.asyncIterator]() {
-        for await (const m of messages) {
-          const e = b.jmToWatchEntry(m, false);
-          yield { key: e.key, revision: m.seq, operation: e.operation, note: e.operation === 'PUT' ? recordNoteOf(m.headers) : undefined };
-        }
-      },
-    };
-  }
-
-  #track(c: Change): void {
-    if (c.operation !== 'PUT') {
-      this.#reading.delete(c.key);
-      this.#watched.delete(c.key);
-      this.d.pending.delete(c.key);
+  #track(e: KvEntry): void {
+    if (e.operation !== 'PUT') {
+      this.#watched.delete(e.key);
+      this.d.pending.delete(e.key);
       return;
     }
-    if (!c.note) return this.#readWhole(c.key, c.revision);
-    // A later change supersedes a whole read still under way.
-    this.#reading.delete(c.key);
-    this.#noted(c.key, c.note, c.revision);
-  }
-
-  #noted(id: string, n: RecordNote, revision: number): void {
-    if (n.state === 'pending' && n.expiresAt !== undefined && n.principal !== undefined) this.d.pending.set(id, n.expiresAt, n.principal, revision);
-    else this.d.pending.delete(id);
-    if (n.state === 'dispatched' && n.grantExp !== undefined) this.#watched.set(id, { grantExp: n.grantExp, deadline: n.runDeadline ?? n.grantExp + 60 });
-    else this.#watched.delete(id);
-  }
-
-  /**
-   * A change without a note (written by something other than lib/records.ts): the record is read
-   * whole, and applied unless a later change of the key was followed meanwhile.
-   */
-  #readWhole(id: string, revision: number): void {
-    this.#reading.set(id, revision);
-    void bounded(this.d.kv.intents.get(id), this.#stepMs, 'record read')
-      .then((e) => {
-        if (this.#reading.get(id) !== revision) return;
-        this.#reading.delete(id);
-        if (!e || e.operation !== 'PUT') {
-          this.#watched.delete(id);
-          this.d.pending.delete(id);
-        } else this.#entry(e);
-      })
-      .catch((err: unknown) => {
-        // Not known: left as it was; the next change of the key, or the next watch's replay, tells.
-        if (this.#reading.get(id) === revision) this.#reading.delete(id);
-        this.d.log.warn({ err, intentId: id }, 'sweeper could not read a record its watch announced');
-      });
-  }
-
-  /** A record read whole. */
-  #entry(e: KvEntry): void {
     const id = e.key;
     // A record is told by its first bytes (lib/records.ts): an outcome, which may be a megabyte
     // of sealed rows, is never parsed here, nor a dispatch's whole record. Only a pending record
@@ -343,13 +268,30 @@ export class Sweeper {
       return;
     }
     if (typeof rec !== 'object' || rec === null) return;
-    const expiresAt = rec.pending?.expiresAt;
-    const { iss, sub } = rec.principal ?? {};
-    if (rec.state === 'pending' && typeof expiresAt === 'number' && typeof iss === 'string' && typeof sub === 'string') this.d.pending.set(id, expiresAt, principalKey({ iss, sub }), e.revision);
+    // Pending: counted against its principal, listed to approvers and expired only when it is a
+    // record whose pending part a broker sealed. A holder of worker credentials planted pending
+    // records naming another agent, and that agent's approval requests were refused as too many
+    // (an attack helper's finding); unsealed ones are neither counted nor listed.
+    const pending = rec.state === 'pending' ? this.#sealedPending(e) : undefined;
+    if (pending) this.d.pending.set(id, pending.expiresAt, principalKey(pending.principal), e.revision);
     else this.d.pending.delete(id);
     if (rec.state === 'dispatched' && typeof rec.grantExp === 'number') {
       this.#watched.set(id, { grantExp: rec.grantExp, deadline: typeof rec.runDeadline === 'number' ? rec.runDeadline : rec.grantExp + 60 });
     } else this.#watched.delete(id);
+  }
+
+  /** A pending record that parses and whose pending part a broker sealed; undefined otherwise. */
+  #sealedPending(e: KvEntry): { expiresAt: number; principal: { iss: string; sub: string } } | undefined {
+    const stored = (() => {
+      try {
+        return recordOf(e);
+      } catch {
+        return undefined;
+      }
+    })();
+    const rec = stored?.rec;
+    if (!rec || rec.state !== 'pending' || !rec.pending || !this.d.approvals.sealedByBroker(rec)) return undefined;
+    return { expiresAt: rec.pending.expiresAt, principal: rec.principal };
   }
 
   /** Ids of pending intents this broker knows of. */
@@ -424,7 +366,9 @@ export class Sweeper {
     // crash after the mark leaves the record dispatched, and the mark is taken over once stale.
     // (The end written first and the evidence after lost the evidence to a crash in between.)
     const now = Date.now();
-    if (rec.ending && rec.ending.by !== this.#self && now - rec.ending.at < this.#takeoverMs) return false;
+    // A mark dated further ahead than brokers' clocks may differ is stale too: one dated ten years
+    // ahead (written by a holder of worker credentials) was never taken over (an attack helper's finding).
+    if (rec.ending && rec.ending.by !== this.#self && now - rec.ending.at < this.#takeoverMs && rec.ending.at - now <= MARK_CLOCK_SKEW_MS) return false;
     let marked = rec;
     let revision = entry.revision;
     if (rec.ending?.by !== this.#self) {

@@ -4,10 +4,8 @@
  * record that does not parse is refused rather than read in part, and every change names the
  * revision it replaces, so two writers (broker replicas, the sweeper, a worker) never both win.
  */
-import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
-import { Bucket, type KV, type KvEntry } from '@nats-io/kv';
-import { headers, type MsgHdrs } from '@nats-io/nats-core';
-import { INTENT_STATES, IntentRecordSchema, sha256Hex, WritError, type IntentRecord, type IntentState } from '../schemas/index.ts';
+import type { KV, KvEntry } from '@nats-io/kv';
+import { INTENT_STATES, IntentRecordSchema, sha256Hex, type IntentRecord, type IntentState } from '../schemas/index.ts';
 
 const enc = new TextEncoder();
 
@@ -29,95 +27,13 @@ export async function getRecord(kv: KV, intentId: string): Promise<StoredRecord 
 }
 
 /** Writes the first record of an intent; fails when one exists (the broker's claim on the id). */
-export async function createRecord(kv: KV, rec: IntentRecord): Promise<number> {
-  const data = encodeRecord(rec);
-  try {
-    return await putRecord(kv, rec, data, 0);
-  } catch (e) {
-    // As the bucket's own create: a key whose last entry is a delete or purge marker is free.
-    if (!(e instanceof JetStreamApiError) || (e.code !== JetStreamApiCodes.StreamWrongLastSequence && e.code !== JetStreamApiCodes.StreamWrongLastSequenceUnknown)) throw e;
-    const last = await kv.get(rec.intentId);
-    if (last && last.operation !== 'PUT') return putRecord(kv, rec, data, last.revision);
-    throw e;
-  }
+export function createRecord(kv: KV, rec: IntentRecord): Promise<number> {
+  return kv.create(rec.intentId, encodeRecord(rec));
 }
 
-/** The bucket as nats.js makes it (Kvm.open): records are written, and watched, through its stream. */
-export function bucketOf(kv: KV): Bucket {
-  if (!(kv instanceof Bucket)) throw new WritError('WRIT_INTERNAL', 'the intents bucket is not a JetStream key-value bucket');
-  return kv;
-}
-
-/**
- * The header every record write carries: what the sweepers' watch needs to know of the change
- * (RecordNote), so that it follows the bucket with headers only and never receives a record's
- * body, which may hold a megabyte of sealed rows, once per broker replica. A hint of where to
- * look, as the glance is: every action re-reads the record through the schema.
- */
-export const RECORD_NOTE_HEADER = 'Writ-Record';
-
-/** What a record write says of itself in its header (RECORD_NOTE_HEADER). */
-export interface RecordNote {
-  state: IntentState;
-  grantExp?: number;
-  runDeadline?: number;
-  /** A pending record's approval expiry (epoch ms) and whose intent it is (principalKey). */
-  expiresAt?: number;
-  principal?: string;
-}
-
-/** A principal as one short key: its issuer and subject, hashed (any characters fit a header). */
+/** A principal as one short key: its issuer and subject, hashed (for maps and counts by principal). */
 export function principalKey(p: { iss: string; sub: string }): string {
   return sha256Hex(`${p.iss}\n${p.sub}`).slice(0, 32);
-}
-
-function noteOf(rec: IntentRecord): RecordNote {
-  const n: RecordNote = { state: rec.state };
-  if (rec.grantExp !== undefined) n.grantExp = rec.grantExp;
-  if (rec.runDeadline !== undefined) n.runDeadline = rec.runDeadline;
-  if (rec.state === 'pending' && rec.pending) {
-    n.expiresAt = rec.pending.expiresAt;
-    n.principal = principalKey(rec.principal);
-  }
-  return n;
-}
-
-const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v);
-
-/** The note a record change carries in its headers; undefined when it has none that reads right (the watcher then reads the record). */
-export function recordNoteOf(h: MsgHdrs | undefined): RecordNote | undefined {
-  const raw = h?.get(RECORD_NOTE_HEADER);
-  if (!raw || raw.length > 512) return undefined;
-  let v: unknown;
-  try {
-    v = JSON.parse(raw);
-  } catch {
-    return undefined;
-  }
-  if (typeof v !== 'object' || v === null) return undefined;
-  const { state, grantExp, runDeadline, expiresAt, principal } = v as Record<string, unknown>;
-  if (typeof state !== 'string' || !STATES.has(state)) return undefined;
-  if ((grantExp !== undefined && !isTime(grantExp)) || (runDeadline !== undefined && !isTime(runDeadline)) || (expiresAt !== undefined && !isTime(expiresAt))) return undefined;
-  if (principal !== undefined && (typeof principal !== 'string' || !/^[0-9a-f]{32}$/.test(principal))) return undefined;
-  const n: RecordNote = { state: state as IntentState };
-  if (grantExp !== undefined) n.grantExp = grantExp;
-  if (runDeadline !== undefined) n.runDeadline = runDeadline;
-  if (expiresAt !== undefined) n.expiresAt = expiresAt;
-  if (principal !== undefined) n.principal = principal;
-  return n;
-}
-
-/**
- * Stores a record's bytes under its intent id if the key's last revision is `previousSeq` (0:
- * none), with its note in the headers: through the bucket's stream, as the bucket's own put
- * does (which takes no headers).
- */
-async function putRecord(kv: KV, rec: IntentRecord, data: Uint8Array, previousSeq: number): Promise<number> {
-  const b = bucketOf(kv);
-  const h = headers();
-  h.set(RECORD_NOTE_HEADER, JSON.stringify(noteOf(rec)));
-  const pa = await b.js.publish(b.subjectForKey(b.encodeKey(rec.intentId), true), data, { headers: h, expect: { lastSubjectSequence: previousSeq } });
-  return pa.seq;
 }
 
 /**
@@ -127,14 +43,14 @@ async function putRecord(kv: KV, rec: IntentRecord, data: Uint8Array, previousSe
  * parsed or encoded a second time, and the record is encoded once.
  */
 export function updateRecord(kv: KV, rec: IntentRecord, revision: number, outcome?: (recordBytes: number) => Uint8Array): Promise<number> {
-  if (!outcome) return putRecord(kv, rec, encodeRecord(rec), revision);
+  if (!outcome) return kv.update(rec.intentId, encodeRecord(rec), revision);
   const head = enc.encode(`${encodeJson(rec).slice(0, -1)},"outcome":`);
   const body = outcome(head.length + 1);
   const out = new Uint8Array(head.length + body.length + 1);
   out.set(head, 0);
   out.set(body, head.length);
   out[out.length - 1] = 0x7d; // }
-  return putRecord(kv, rec, out, revision);
+  return kv.update(rec.intentId, out, revision);
 }
 
 /**

@@ -8,11 +8,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
+import { headers } from '@nats-io/transport-node';
+import { decodeJwt } from 'jose';
 import { afterEach, expect, it } from 'vitest';
 import { newId } from '../client/index.ts';
-import type { IntentState } from '../schemas/index.ts';
+import { updateRecord } from '../lib/index.ts';
+import { IntentRecordSchema, type IntentState } from '../schemas/index.ts';
 import { startStack, type Stack } from './fixture.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -63,37 +66,108 @@ it('an intent dispatched while the sweeper watch has lost its consumer is still 
   expect(stack.logs.some((l) => l.msg === 'sweeper watch fell behind the intents bucket; watching again')).toBe(true);
 }, 60_000);
 
-it('follows the bucket with headers only, and reads whole a record change that carries no note', async () => {
-  s = await startStack({
+/** A stack with no worker (nothing claims a grant) whose grants expire after 1 s, and an approval rule. */
+async function startUnclaimed(): Promise<Stack> {
+  const keyDir = mkdtempSync(join(tmpdir(), 'writ-sweeper-'));
+  cleanups.push(() => rmSync(keyDir, { recursive: true, force: true }));
+  return startStack({
     worker: false,
     config: {
+      grants: { keyFile: join(keyDir, 'grant-key.pem'), ttlSec: 1 },
+      limits: { sweepMarginSec: 0, sweepIntervalMs: 100 },
+      approvals: { maxPendingPerPrincipal: 1 },
       policy: {
-        rules: [{ id: 'ask', effect: 'require_approval', groups: ['agents'], targets: ['db'], mode: 'write', approval: { groups: ['approvers'], count: 1, timeoutSec: 120 } }],
+        rules: [
+          { id: 'analysts-read', effect: 'allow', groups: ['analysts'], targets: ['db'], mode: 'read' },
+          { id: 'ask', effect: 'require_approval', groups: ['askers'], targets: ['db'], mode: 'write', approval: { groups: ['approvers'], count: 1, timeoutSec: 120 } },
+        ],
+        defaultLimits: { rows: 10, seconds: 1, bytes: 65_536 },
       },
     },
   });
-  const stack = s;
-  const jsm = await jetstreamManager(stack.nc);
-  const bucketStream = `KV_${stack.names.buckets.intents}`;
-  // The sweeper's consumer never receives a record's body (which may hold a megabyte of sealed rows).
-  const watchers = [];
-  for await (const ci of jsm.consumers.list(bucketStream)) if (ci.config.filter_subject?.endsWith('.>')) watchers.push(ci.config);
-  expect(watchers.length).toBeGreaterThan(0);
-  expect(watchers.every((c) => c.headers_only === true)).toBe(true);
+}
 
-  const agent = stack.client(await stack.token('agent-note', ['agents']));
-  const o = await agent.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('noted')" });
-  expect(o.status).toBe('pending');
-  const known = async (want: number) => {
-    for (let i = 0; i < 50 && stack.broker.pendingApprovals !== want; i++) await sleep(100);
-    return stack.broker.pendingApprovals;
-  };
-  expect(await known(1)).toBe(1);
-  // Written by something other than the services' record store: no note in its headers. The
-  // watch reads it whole, and learns that it is no longer pending.
+/** The intent's state once it left `dispatched` (or after `ms`). */
+async function settled(stack: Stack, agent: ReturnType<Stack['client']>, id: string, ms = 15_000): Promise<IntentState> {
+  const end = Date.now() + ms;
+  let state: IntentState = 'dispatched';
+  while (Date.now() < end && (state = await agent.status(id)) === 'dispatched') await sleep(200);
+  return state;
+}
+
+it('sweeps what the bucket holds: a record re-published under headers that say it ended is still swept', async () => {
+  s = await startUnclaimed();
+  const stack = s;
+  const agent = stack.client(await stack.token('agent-h', ['analysts']));
+  const id = newId();
+  await agent.submit({ target: 'db', sql: 'SELECT 1', intentId: id });
+  // A holder of worker credentials writes the same record again, with headers that lie about it.
   const kv = await new Kvm(stack.nc).open(stack.names.buckets.intents);
-  const e = (await kv.get(o.intentId))!;
-  const { pending: _p, ...rest } = e.json<Record<string, unknown>>();
-  await kv.update(o.intentId, JSON.stringify({ ...rest, state: 'cancelled' }), e.revision);
-  expect(await known(0)).toBe(0);
+  const e = (await kv.get(id))!;
+  const h = headers();
+  h.set('Writ-Record', JSON.stringify({ state: 'succeeded' }));
+  h.set('Nats-Expected-Last-Subject-Sequence', String(e.revision));
+  await jetstream(stack.nc).publish(`$KV.${stack.names.buckets.intents}.${id}`, e.value, { headers: h });
+  expect(await settled(stack, agent, id)).toBe('failed');
+  expect((await agent.wait(id, { timeoutMs: 5_000 })).error?.code).toBe('WRIT_GRANT_EXPIRED');
+}, 60_000);
+
+it("takes over a sweeper's mark dated in the future", async () => {
+  s = await startUnclaimed();
+  const stack = s;
+  const agent = stack.client(await stack.token('agent-m', ['analysts']));
+  const id = newId();
+  await agent.submit({ target: 'db', sql: 'SELECT 1', intentId: id });
+  // A mark as a sweeper leaves it, dated ten years ahead: fresh for ever, were its date believed.
+  const kv = await new Kvm(stack.nc).open(stack.names.buckets.intents);
+  const e = (await kv.get(id))!;
+  const rec = IntentRecordSchema.parse(e.json());
+  await updateRecord(kv, { ...rec, ending: { by: 'sweeper-gone', at: Date.now() + 10 * 365 * 86_400_000 } }, e.revision);
+  expect(await settled(stack, agent, id)).toBe('failed');
+}, 60_000);
+
+it('counts and lists only pending records a broker sealed, and a record that does not parse fails no listing', async () => {
+  s = await startUnclaimed();
+  const stack = s;
+  const victimToken = await stack.token('agent-v', ['askers']);
+  const victim = stack.client(victimToken);
+  const kv = await new Kvm(stack.nc).open(stack.names.buckets.intents);
+  // Planted by a holder of worker credentials: a pending record naming the victim, not sealed by
+  // a broker, and a key whose value is not a record at all.
+  const now = Date.now();
+  const planted = newId();
+  await kv.put(
+    planted,
+    JSON.stringify({
+      state: 'pending',
+      sessionId: 's_planted_0001',
+      intentId: planted,
+      target: 'db',
+      kind: 'postgres',
+      principal: { iss: decodeJwt(victimToken).iss!, sub: 'agent-v', groups: ['askers'] },
+      commandSha256: 'a'.repeat(64),
+      createdAt: now,
+      updatedAt: now,
+      pending: {
+        rule: 'ask',
+        spec: { groups: ['approvers'], count: 1, timeoutSec: 120 },
+        expiresAt: now + 3_600_000,
+        votes: [],
+        order: { command: { kind: 'sql', sql: 'SELECT 1' }, mode: 'read', limits: { rows: 1, seconds: 1, bytes: 1 } },
+      },
+    }),
+  );
+  const notARecord = newId();
+  await kv.put(notARecord, '{"state":"pending","pending":{"expiresAt":99999999999999},"principal":{"iss":"x","sub":"y"}}');
+  await sleep(500);
+  // The victim may leave one intent pending (maxPendingPerPrincipal 1): the planted one is not it.
+  const o = await victim.run({ target: 'db', sql: "INSERT INTO events (note) VALUES ('mine')" });
+  expect(o.status).toBe('pending');
+  const carol = stack.client(await stack.approverToken('carol', ['approvers']));
+  const listed = (await carol.pendingList()).requests.map((r) => r.intentId);
+  expect(listed).toContain(o.intentId);
+  expect(listed).not.toContain(planted);
+  // Asked for by id, neither is shown, and the answer is not an error.
+  expect(await carol.pending({ intentId: planted })).toEqual([]);
+  expect(await carol.pending({ intentId: notARecord })).toEqual([]);
 }, 60_000);
