@@ -336,7 +336,7 @@ export class ApiService {
         // principal's explains with a new session id each made a session per request), else `_explain`.
         const intoSession = req.sessionId !== undefined && (await this.#d.sessions.owns(req.sessionId, who.principal));
         const policy = this.#d.policy();
-        const facts = this.#d.classify(target, req.command);
+        const facts = this.#d.classify(target, req.command, principalKey(who.principal));
         const input = { principal: who.principal, target, command: req.command, facts, now: new Date() };
         const ex = policy.explain ? policy.explain(input) : { decision: policy.decide(input), considered: [] };
         const d = ex.decision;

@@ -80,3 +80,23 @@ describe('the facts cache counts what its entries really hold', () => {
     });
   }
 });
+
+describe("a principal's classification budget", () => {
+  it('charges each principal the time its commands take to classify, and answers WRIT_BUSY while its budget is spent; others are not held', () => {
+    // 1 ms a second: a burst of 10 ms, less than one large command takes.
+    const classify = createCommandClassifier({ maxStatementBytes: 64 * 1024, factsCacheBytes: 64 * 1024 * 1024, classifyMsPerSec: 1 });
+    const big = (i: number) => ({ kind: 'sql' as const, sql: `${'SELECT 1;'.repeat(20_000)} -- ${i}` });
+    // The first large command is classified whatever it costs, and spends the burst.
+    expect(classify(db, big(0), 'flooder').facts.error).toBeUndefined();
+    let busy: unknown;
+    try {
+      classify(db, big(1), 'flooder');
+    } catch (e) {
+      busy = e;
+    }
+    expect(busy).toMatchObject({ code: 'WRIT_BUSY' });
+    // Another principal, and the broker's own re-decisions (no principal), are not held.
+    expect(classify(db, { kind: 'sql', sql: 'SELECT 2' }, 'someone-else').facts.error).toBeUndefined();
+    expect(classify(db, big(2)).facts.error).toBeUndefined();
+  });
+});

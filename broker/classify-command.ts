@@ -8,11 +8,16 @@
  */
 import { LRUCache } from 'lru-cache';
 import { classifyMysql, classifyShell, classifySql, splitMysql, splitSql } from '../classify/index.ts';
-import { commandText, sha256Hex, type Command, type Config, type TargetConfig } from '../schemas/index.ts';
+import { commandText, sha256Hex, WritError, type Command, type Config, type TargetConfig } from '../schemas/index.ts';
 import type { CommandFacts } from './policy.ts';
 
 export interface ClassifyCommand {
-  (target: TargetConfig, command: Command): CommandFacts;
+  /**
+   * `who`: the principal asking (lib/records.ts principalKey), charged the time classifying takes
+   * against its budget (`limits.classifyMsPerSec`); throws WRIT_BUSY while that is spent. Without
+   * it (the broker's own re-decisions of a stored command), nothing is charged.
+   */
+  (target: TargetConfig, command: Command, who?: string): CommandFacts;
   /** Bytes the cache holds now, as counted by heapBytes (for tests and metrics). */
   readonly cachedBytes: number;
   /** Entries the cache holds now. */
@@ -69,6 +74,9 @@ function heapBytes(v: unknown, strings = new Set<string>()): number {
  */
 const ENTRY_OVERHEAD_BYTES = 256;
 
+/** How many principals' classification budgets are remembered (a forgotten one starts again with a full burst). */
+const MAX_BUDGETS = 10_000;
+
 function refused(command: Command, code: 'WRIT_SQL_UNKNOWN' | 'WRIT_SHELL_UNKNOWN', message: string): CommandFacts {
   return command.kind === 'sql'
     ? { kind: 'sql', facts: { dialect: 'postgres', statements: [], error: { code: code as 'WRIT_SQL_UNKNOWN', message } } }
@@ -76,7 +84,7 @@ function refused(command: Command, code: 'WRIT_SQL_UNKNOWN' | 'WRIT_SHELL_UNKNOW
 }
 
 /** A classifier with its own size-bounded cache, configured from `limits`. */
-export function createCommandClassifier(limits: Pick<Config['limits'], 'maxStatementBytes' | 'factsCacheBytes'>): ClassifyCommand {
+export function createCommandClassifier(limits: Pick<Config['limits'], 'maxStatementBytes' | 'factsCacheBytes'> & Partial<Pick<Config['limits'], 'classifyMsPerSec'>>): ClassifyCommand {
   const cache = new LRUCache<string, CommandFacts>({ maxSize: limits.factsCacheBytes, sizeCalculation: (facts) => heapBytes(facts) + ENTRY_OVERHEAD_BYTES, max: 100_000 });
   const classify = (target: TargetConfig, command: Command): CommandFacts => {
     const text = commandText(command);
@@ -137,11 +145,33 @@ export function createCommandClassifier(limits: Pick<Config['limits'], 'maxState
   // Whatever a classifier throws is refused as unknown, with a message that quotes nothing of the
   // command: an exception's text (a parser's "syntax error at or near '…'") went into the log and
   // the audit log unmasked, where a fact's reasons are masked (withRedactedReasons).
-  const guarded = (target: TargetConfig, command: Command): CommandFacts => {
+  // Classifying is synchronous work on the event loop, bounded per command but not per sender:
+  // one principal's explains of 240 KB of tiny statements, two a second, kept a broker from
+  // answering anyone (an attack helper's finding). Each principal has a budget of milliseconds.
+  const rate = limits.classifyMsPerSec;
+  const budgets = new Map<string, { ms: number; at: number }>();
+  const budgetOf = (who: string, now: number): { ms: number; at: number } => {
+    const burst = rate! * 10;
+    const b = budgets.get(who) ?? { ms: burst, at: now };
+    budgets.delete(who);
+    budgets.set(who, b);
+    if (budgets.size > MAX_BUDGETS) budgets.delete(budgets.keys().next().value!);
+    b.ms = Math.min(burst, b.ms + ((now - b.at) / 1000) * rate!);
+    b.at = now;
+    return b;
+  };
+  const guarded = (target: TargetConfig, command: Command, who?: string): CommandFacts => {
+    const charged = rate !== undefined && who !== undefined ? budgetOf(who, Date.now()) : undefined;
+    if (charged && charged.ms <= 0) {
+      throw new WritError('WRIT_BUSY', `this principal has used its share of classification on this broker (limits.classifyMsPerSec ${rate}); ask again in ${Math.ceil((1 - charged.ms) / rate!)} s`);
+    }
+    const started = performance.now();
     try {
       return classify(target, command);
     } catch {
       return refused(command, command.kind === 'sql' ? 'WRIT_SQL_UNKNOWN' : 'WRIT_SHELL_UNKNOWN', 'the command could not be classified');
+    } finally {
+      if (charged) charged.ms -= performance.now() - started;
     }
   };
   return Object.defineProperties(guarded, {

@@ -579,7 +579,7 @@ export class Broker {
       await audits.all();
       return;
     }
-    const facts = this.#classify(target, intent.command);
+    const facts = this.#classify(target, intent.command, principalKey(who.principal));
     const decision = withRedactedReasons(policy.decide({ principal: who.principal, target, command: intent.command, facts, now: new Date() }));
     audit('intent.decided', { decision: publicDecision(decision), facts: redactDeepOnce(facts.facts) });
 

@@ -366,6 +366,12 @@ export const ConfigSchema = z.strictObject({
       sweepMarginSec: z.number().int().nonnegative().default(10),
       /** How often the sweeper looks, ms. */
       sweepIntervalMs: z.number().int().positive().default(1000),
+      /**
+       * Milliseconds of classification one principal may use a second on one broker (a burst of ten
+       * seconds' worth); past it its intents and explains are answered WRIT_BUSY until it has
+       * some again. Classifying 240 KB of tiny statements takes about a second of the event loop.
+       */
+      classifyMsPerSec: z.number().int().positive().default(250),
     })
     .default({
       maxIntentBytes: 256 * 1024,
@@ -376,6 +382,7 @@ export const ConfigSchema = z.strictObject({
       concurrency: 256,
       sweepMarginSec: 10,
       sweepIntervalMs: 1000,
+      classifyMsPerSec: 250,
     }),
   identity: IdentitySchema.default({ maxTokenBytes: 8192, issuers: [], devIssuer: DEV_ISSUER_DEFAULT }),
   grants: z

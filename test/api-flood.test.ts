@@ -61,3 +61,26 @@ describe('a flood of API requests from one principal with a valid token', () => 
     expect(after.senderRate - before.senderRate).toBeGreaterThan(flooded / 2);
   }, 120_000);
 });
+
+describe("one principal's explains of large texts", () => {
+  let t: Stack;
+  beforeAll(async () => {
+    // 5 ms of classification a second per principal: a burst of 50 ms, less than one large text takes.
+    t = await startStack({ config: { limits: { classifyMsPerSec: 5 } } });
+  });
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  it('are answered WRIT_BUSY once its classification budget is spent, while another agent is served', async () => {
+    const flooder = t.client(await t.token('explainer', ['analysts']));
+    // About 240 KB of tiny statements: classifying one took 0.5-1 s of the broker's event loop.
+    const big = (i: number) => `${'SELECT 1;'.repeat(26_000)} -- ${i}`;
+    await flooder.explain({ target: 'db', sql: big(0) }).catch((e: unknown) => expect(e).toMatchObject({ code: 'WRIT_REPLY_TOO_LARGE' }));
+    await expect(flooder.explain({ target: 'db', sql: big(1) })).rejects.toMatchObject({ code: 'WRIT_BUSY' });
+    await expect(flooder.explain({ target: 'db', sql: 'SELECT 2' })).rejects.toMatchObject({ code: 'WRIT_BUSY' });
+    const alice = t.client(await t.token('alice', ['analysts']));
+    expect((await alice.explain({ target: 'db', sql: 'SELECT 3' })).decision.effect).toBe('allow');
+    expect((await alice.run({ target: 'db', sql: 'SELECT 4 AS n' })).status).toBe('succeeded');
+  }, 60_000);
+});
