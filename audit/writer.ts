@@ -28,6 +28,7 @@ import { randomUUID } from 'node:crypto';
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { headers } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import { Budgets } from '../lib/budgets.ts';
 import { canonicalJson, WritError, type AuditEvent, type Names } from '../schemas/index.ts';
 import { blockJson, CHAIN_LENGTH_HEADER, CHECKPOINT_SESSION, eventHash, sha256, ZERO_HASH } from './chain.ts';
 import { decodeBlock } from './read.ts';
@@ -69,8 +70,6 @@ const DEFAULTS = {
 
 /** The session of evidence that no verified sender stands behind (audit/README.md). */
 const UNATTRIBUTED_SESSION = '_unattributed';
-/** How many principals' budgets appendRefused remembers (a forgotten one starts again with a full burst). */
-const MAX_REFUSED_BUDGETS = 10_000;
 /** Attempts after which a still-unstored block is reported (then every STILL_RETRYING_EVERY more). */
 const STILL_RETRYING_EVERY = 50;
 /** A block's JSON around its events: the envelope and the signature (`"sig":{"kid":…,"s":<86>}`). */
@@ -111,8 +110,8 @@ export class AuditWriter {
   /** Plain counters for metrics (read by lib/metrics.ts when scraped; no metrics library here). */
   readonly #stats = { blocks: 0, conflicts: 0, retries: 0 };
   /** Unattributed events that may still be stored one by one (a token bucket), and when it was last filled. */
-  /** The rate budgets of appendRefused, by principal key ('' for the unattributed); the least recently used forgotten past MAX_REFUSED_BUDGETS. */
-  readonly #refusedBudgets = new Map<string, { tokens: number; at: number }>();
+  /** The rate budgets of appendRefused, by principal key ('' for the unattributed): unattributedPerSec, a burst of ten seconds' worth. */
+  readonly #refusedBudgets: Budgets;
   /** Unattributed events counted instead of stored, by `type` (and `code`), since `from`. */
   #suppressed: { counts: Map<string, number>; from: number; to: number; timer: NodeJS.Timeout } | undefined;
 
@@ -132,6 +131,7 @@ export class AuditWriter {
       o[k] = v;
     }
     this.#o = o;
+    this.#refusedBudgets = new Budgets(o.unattributedPerSec, o.unattributedPerSec * 10);
   }
 
   /** Blocks stored, appends that lost to another writer (re-chained), and attempts retried, since start. */
@@ -192,17 +192,7 @@ export class AuditWriter {
    */
   async appendRefused(input: AppendInput, who?: string): Promise<void> {
     const now = Date.now();
-    const rate = this.#o.unattributedPerSec;
-    const burst = rate * 10;
-    const key = who ?? '';
-    const b = this.#refusedBudgets.get(key) ?? { tokens: burst, at: now };
-    this.#refusedBudgets.delete(key);
-    this.#refusedBudgets.set(key, b);
-    if (this.#refusedBudgets.size > MAX_REFUSED_BUDGETS) this.#refusedBudgets.delete(this.#refusedBudgets.keys().next().value!);
-    b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * rate);
-    b.at = now;
-    if (b.tokens >= 1 || this.#closed) {
-      b.tokens -= 1;
+    if (this.#refusedBudgets.take(who ?? '', 1, now) || this.#closed) {
       await this.append(input);
       return;
     }

@@ -7,6 +7,7 @@
  * statement longer than the limit is refused before it is parsed at all.
  */
 import { LRUCache } from 'lru-cache';
+import { Budgets } from '../lib/index.ts';
 import { classifyMysql, classifyShell, classifySql, splitMysql, splitSql } from '../classify/index.ts';
 import { commandText, sha256Hex, WritError, type Command, type Config, type TargetConfig } from '../schemas/index.ts';
 import type { CommandFacts } from './policy.ts';
@@ -73,9 +74,6 @@ function heapBytes(v: unknown, strings = new Set<string>()): number {
  * digest), its hash-table entry in the LRU's Map, and the LRU's slots (key, value, next, prev, size).
  */
 const ENTRY_OVERHEAD_BYTES = 256;
-
-/** How many principals' classification budgets are remembered (a forgotten one starts again with a full burst). */
-const MAX_BUDGETS = 10_000;
 
 function refused(command: Command, code: 'WRIT_SQL_UNKNOWN' | 'WRIT_SHELL_UNKNOWN', message: string): CommandFacts {
   return command.kind === 'sql'
@@ -149,21 +147,14 @@ export function createCommandClassifier(limits: Pick<Config['limits'], 'maxState
   // one principal's explains of 240 KB of tiny statements, two a second, kept a broker from
   // answering anyone (an attack helper's finding). Each principal has a budget of milliseconds.
   const rate = limits.classifyMsPerSec;
-  const budgets = new Map<string, { ms: number; at: number }>();
-  const budgetOf = (who: string, now: number): { ms: number; at: number } => {
-    const burst = rate! * 10;
-    const b = budgets.get(who) ?? { ms: burst, at: now };
-    budgets.delete(who);
-    budgets.set(who, b);
-    if (budgets.size > MAX_BUDGETS) budgets.delete(budgets.keys().next().value!);
-    b.ms = Math.min(burst, b.ms + ((now - b.at) / 1000) * rate!);
-    b.at = now;
-    return b;
-  };
+  const budgets = rate === undefined ? undefined : new Budgets(rate, rate * 10);
   const guarded = (target: TargetConfig, command: Command, who?: string): CommandFacts => {
-    const charged = rate !== undefined && who !== undefined ? budgetOf(who, Date.now()) : undefined;
-    if (charged && charged.ms <= 0) {
-      throw new WritError('WRIT_BUSY', `this principal has used its share of classification on this broker (limits.classifyMsPerSec ${rate}); ask again in ${Math.ceil((1 - charged.ms) / rate!)} s`);
+    const charged = budgets && who !== undefined ? budgets.of(who) : undefined;
+    if (charged && charged.tokens <= 0) {
+      throw new WritError(
+        'WRIT_BUSY',
+        `this principal has used its share of classification on this broker (limits.classifyMsPerSec ${rate}); ask again in ${Math.ceil((1 - charged.tokens) / rate!)} s`,
+      );
     }
     const started = performance.now();
     try {
@@ -171,7 +162,7 @@ export function createCommandClassifier(limits: Pick<Config['limits'], 'maxState
     } catch {
       return refused(command, command.kind === 'sql' ? 'WRIT_SQL_UNKNOWN' : 'WRIT_SHELL_UNKNOWN', 'the command could not be classified');
     } finally {
-      if (charged) charged.ms -= performance.now() - started;
+      if (charged) charged.tokens -= performance.now() - started;
     }
   };
   return Object.defineProperties(guarded, {

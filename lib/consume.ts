@@ -6,6 +6,7 @@
 import { JetStreamApiCodes, JetStreamApiError, type Consumer, type ConsumerConfig, type ConsumerMessages, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { WritError } from '../schemas/index.ts';
+import { Budgets } from './budgets.ts';
 import type { Logger } from './log.ts';
 
 export interface ConsumeLoop {
@@ -140,9 +141,6 @@ export interface ServeLoop {
   readonly senderDropped: number;
 }
 
-/** How many senders' rates a request loop remembers (the least recently seen forgotten first: a forgotten sender starts again with a full burst). */
-const MAX_SENDERS = 10_000;
-
 /** What one request counts for in the lanes' rate and turns: once per 64 KiB begun (parsing a large one costs as many small ones). */
 const costOf = (bytes: number): number => 1 + Math.floor(bytes / 65_536);
 
@@ -231,35 +229,12 @@ export function serveConcurrently(
   let idle: (() => void) | undefined;
   // What a waiting message holds: its body and its headers (which count against the bound too).
   const sizeOf = (m: Msg) => m.data.length + (headerBytes(m) ?? 0);
-  let restTokens = opts.restRate ?? Number.POSITIVE_INFINITY;
-  let restRefilled = Date.now();
-  const restAdmitted = (m: Msg): boolean => {
-    if (opts.restRate === undefined) return true;
-    const now = Date.now();
-    restTokens = Math.min(opts.restRate, restTokens + ((now - restRefilled) * opts.restRate) / 1000);
-    restRefilled = now;
-    const cost = costOf(sizeOf(m));
-    if (restTokens < cost) return false;
-    restTokens -= cost;
-    return true;
-  };
-  /** Each sender's tokens and when they were last refilled; the least recently seen forgotten past MAX_SENDERS. */
-  const senderTokens = new Map<string, { tokens: number; at: number }>();
-  const senderAdmitted = (sender: string, m: Msg): boolean => {
-    if (opts.senderRate === undefined) return true;
-    const now = Date.now();
-    const burst = opts.senderRate * 2;
-    const b = senderTokens.get(sender) ?? { tokens: burst, at: now };
-    senderTokens.delete(sender);
-    senderTokens.set(sender, b);
-    if (senderTokens.size > MAX_SENDERS) senderTokens.delete(senderTokens.keys().next().value!);
-    b.tokens = Math.min(burst, b.tokens + ((now - b.at) * opts.senderRate) / 1000);
-    b.at = now;
-    const cost = costOf(sizeOf(m));
-    if (b.tokens < cost) return false;
-    b.tokens -= cost;
-    return true;
-  };
+  /** The rest lane's rate (restRate), with a burst of as many. */
+  const restBudget = opts.restRate === undefined ? undefined : new Budgets(opts.restRate, opts.restRate);
+  const restAdmitted = (m: Msg): boolean => restBudget?.take('', costOf(sizeOf(m))) ?? true;
+  /** Each sender's rate (senderRate), with a burst of twice as many. */
+  const senderBudgets = opts.senderRate === undefined ? undefined : new Budgets(opts.senderRate, opts.senderRate * 2);
+  const senderAdmitted = (sender: string, m: Msg): boolean => senderBudgets?.take(sender, costOf(sizeOf(m))) ?? true;
   const unwait = (m: Msg): void => {
     waitingCount--;
     waitingBytes -= sizeOf(m);

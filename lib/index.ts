@@ -13,3 +13,4 @@ export type * from './metrics-types.ts';
 export { Observability, type ObservedService, type ObservabilityStartOptions } from './observability.ts';
 export { runChecks, natsCheck, streamsCheck, tcpCheck, stateCheck, type ReadinessCheck, type ReadinessReport } from './health.ts';
 export * from './records.ts';
+export * from './budgets.ts';
