@@ -421,11 +421,11 @@ export class Approvals {
     const inbox = inboxIdFor(who.principal.iss, who.principal.sub);
     const mine = isReplySubjectOf(replyTo, inbox);
     if (replyTo !== undefined && !mine) {
-      await this.#d.audit.append({
-        sessionId: '_unattributed',
-        type: 'reply.refused',
-        payload: { source: 'approval', intentId: parsed.data.intentId, subject: sanitizeSubject(replyTo), principal: who.principal },
-      });
+      // Refused input of a verified sender: within its own budget, as intake's and the API's.
+      await this.#d.audit.appendRefused(
+        { sessionId: '_unattributed', type: 'reply.refused', payload: { source: 'approval', intentId: parsed.data.intentId, subject: sanitizeSubject(replyTo), principal: who.principal } },
+        principalKey(who.principal),
+      );
     }
     const reply = (body: Record<string, unknown>) => mine && sendReply(this.#d.nc, replyTo, body, (e) => ({ accepted: false, code: e.code, message: e.message }), this.#d.log, inbox);
     try {
@@ -643,12 +643,17 @@ export class Approvals {
   }
 
   async #refuse(d: ApprovalDecision, by: string, err: WritError, rec?: IntentRecord): Promise<WritError> {
-    await this.#d.audit.append({
-      sessionId: rec?.sessionId ?? '_unattributed',
-      intentId: rec?.intentId,
-      type: 'approval.refused',
-      payload: { by, verdict: d.verdict, code: err.code, message: err.message, intentId: d.intentId, decisionId: d.decisionId },
-    });
+    // A refused vote is refused input of a verified voter: stored within the voter's budget (a
+    // spent token sent again and again was one event each), counted past it.
+    await this.#d.audit.appendRefused(
+      {
+        sessionId: rec?.sessionId ?? '_unattributed',
+        intentId: rec?.intentId,
+        type: 'approval.refused',
+        payload: { by, verdict: d.verdict, code: err.code, message: err.message, intentId: d.intentId, decisionId: d.decisionId },
+      },
+      `voter:${by}`,
+    );
     return err;
   }
 

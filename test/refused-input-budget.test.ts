@@ -96,3 +96,31 @@ it("refuses ids that start with _, which name the services' own sessions", async
   const r = await ok.run({ target: 'db', sql: 'SELECT 1', intentId: '_i_reserved_id' });
   expect([r.status, r.error?.code]).toEqual(['denied', 'WRIT_BAD_REQUEST']);
 });
+
+it("stores an approver's refused votes within its own budget: a spent token sent again and again, answered elsewhere", async () => {
+  const token = await s.approverToken('budget-voter', ['approvers']);
+  const bodies = Array.from({ length: 500 }, (_, i) =>
+    JSON.stringify({
+      v: 1,
+      type: 'approval.decision',
+      intentId: 'i_no_such_intent_1',
+      verdict: 'approve',
+      token,
+      decisionId: `vote-flood-${i}-xxxx`,
+      at: Date.now(),
+      commandSha256: 'a'.repeat(64),
+      replyTo: '_INBOX.someone-else.x',
+    }),
+  );
+  const started = Date.now();
+  const flood = startFlood(s.nats.url, s.names.approvalDecision('i_no_such_intent_1'), bodies, { batch: 50, pauseMs: 10 });
+  await new Promise((r) => setTimeout(r, 2000));
+  const sent = await flood.stop();
+  const seconds = (Date.now() - started) / 1000;
+  await new Promise((r) => setTimeout(r, 500));
+  const events = (await readSession({ nc: s.nc, names: s.names, sessionId: '_unattributed' })).filter((e) => JSON.stringify(e.payload).includes('budget-voter'));
+  expect(sent).toBeGreaterThan(1000);
+  const replies = events.filter((e) => e.type === 'reply.refused').length;
+  expect(replies).toBeGreaterThan(0);
+  expect(replies).toBeLessThanOrEqual(200 + Math.ceil(20 * (seconds + 2)));
+}, 60_000);
