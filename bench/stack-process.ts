@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import { createBroker } from '../broker/index.ts';
-import { connectNats, createLogger } from '../lib/index.ts';
+import { connectNats, createLogger, LocalHandover } from '../lib/index.ts';
 import { loadConfigFile, SignedGrants } from '../schemas/index.ts';
 import { createWorker, type Executor } from '../workers/index.ts';
 import { SharedHeads } from '../audit/index.ts';
@@ -23,8 +23,10 @@ let caches: () => Record<string, number> = () => ({});
 // As `writ up` runs them: a broker and a worker in one process share their audit heads.
 const auditHeads = role === 'both' ? new SharedHeads() : undefined;
 const signedGrants = role === 'both' ? new SignedGrants() : undefined;
+// BENCH_HANDOVER=0 sends the orders through the bus even in one process (to measure what it saves).
+const handover = role === 'both' && process.env.BENCH_HANDOVER !== '0' ? new LocalHandover() : undefined;
 if (role === 'both' || role === 'broker') {
-  const broker = await createBroker({ nc, config, log, auditHeads, signedGrants });
+  const broker = await createBroker({ nc, config, log, auditHeads, signedGrants, handover });
   await broker.start();
   services.push(broker);
   caches = () => ({ ...broker.caches });
@@ -37,7 +39,7 @@ const simulated: Executor = {
   close: () => Promise.resolve(),
 };
 if (role !== 'broker') {
-  const worker = await createWorker({ nc, config, log, auditHeads, signedGrants, ...(role === 'sim-worker' ? { executors: [simulated] } : {}) });
+  const worker = await createWorker({ nc, config, log, auditHeads, signedGrants, handover, ...(role === 'sim-worker' ? { executors: [simulated] } : {}) });
   await worker.start();
   services.unshift(worker);
   const before = caches;

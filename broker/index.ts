@@ -3,7 +3,7 @@
  * happens here, explicitly, when a process starts; nothing registers itself on import.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Logger, ServiceMetrics } from '../lib/index.ts';
+import type { LocalHandover, Logger, ServiceMetrics } from '../lib/index.ts';
 import { names as makeNames, type Config, type SignedGrants } from '../schemas/index.ts';
 import { initClassifiers } from '../classify/index.ts';
 import { loadDevIssuer } from './dev-issuer.ts';
@@ -37,6 +37,8 @@ export async function createBroker(opts: {
   auditHeads?: HeadBoard | undefined;
   /** Where the grants signed here are recorded for a worker in the same process (`writ up`). */
   signedGrants?: SignedGrants | undefined;
+  /** Where orders go to a worker of the same process without the bus (`writ up`; lib/handover.ts). */
+  handover?: LocalHandover | undefined;
 }): Promise<Broker> {
   const { config } = opts;
   await initClassifiers();
@@ -55,6 +57,7 @@ export async function createBroker(opts: {
     ...(opts.id ? { id: opts.id } : {}),
     metrics: opts.metrics,
     auditHeads: opts.auditHeads,
+    handover: opts.handover,
   });
 }
 

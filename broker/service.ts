@@ -38,6 +38,7 @@ import {
   serveConcurrently,
   withDeadline,
   type ServeLoop,
+  type LocalHandover,
   type Logger,
   type SealKeyPair,
 } from '../lib/index.ts';
@@ -94,6 +95,8 @@ export interface BrokerDeps {
   metrics?: ServiceMetrics | undefined;
   /** Audit heads shared with the other writers of this process (audit/types.ts HeadBoard). */
   auditHeads?: HeadBoard | undefined;
+  /** Where this broker hands orders to a worker of the same process without the bus (lib/handover.ts). */
+  handover?: LocalHandover | undefined;
 }
 
 const enc = new TextEncoder();
@@ -737,15 +740,17 @@ export class Broker {
       ...(record.reply?.to ? { replyTo: record.reply.to } : {}),
       record: rec,
     };
-    const bytes = enc.encode(JSON.stringify(order));
     const headers = traceHeaders(this.#traces.get(intentId));
-    if (direct && (await this.#handOver(target, bytes, headers))) {
+    // Encoded once, and only for the bus: an order a worker of this process takes is never encoded.
+    let bytes: Uint8Array | undefined;
+    const encoded = () => (bytes ??= enc.encode(JSON.stringify(order)));
+    if (direct && (await this.#handOver(target, order, encoded, headers))) {
       this.#d.metrics?.orderSent(target.name, 'direct');
       return;
     }
     // msgID = grant id: a re-sent order within the window is dropped by the server; beyond it, the claim refuses it.
     try {
-      await this.#js.publish(this.#d.names.exec(target.kind, target.name), bytes, { msgID: claims.gid, headers });
+      await this.#js.publish(this.#d.names.exec(target.kind, target.name), encoded(), { msgID: claims.gid, headers });
     } catch (e) {
       // Retried by redelivery: the intent then takes the duplicate path, which re-sends this order from the record.
       throw new WritError('WRIT_TRANSPORT', 'the execution order could not be stored', { cause: e });
@@ -761,10 +766,22 @@ export class Broker {
    * grant after all, the queued copy finds the claim taken and is refused, so it runs once), or
    * the claim's fate was not known to the worker.
    */
-  async #handOver(target: TargetConfig, bytes: Uint8Array, headers: ReturnType<typeof traceHeaders>): Promise<boolean> {
+  async #handOver(target: TargetConfig, order: Order, encoded: () => Uint8Array, headers: ReturnType<typeof traceHeaders>): Promise<boolean> {
+    const subject = this.#d.names.dispatch(target.kind, target.name);
+    // A worker of this process with a free place takes it without the bus (lib/handover.ts).
+    const local = this.#d.handover?.offer({ subject, order, headers });
+    if (local) {
+      // As long as a worker on the bus gets to answer: one that has not by then is taken as lost,
+      // and the order is queued (should it claim the grant after all, the queued copy is refused).
+      let timer: NodeJS.Timeout | undefined;
+      const answer = await Promise.race([local, new Promise<'retry'>((r) => (timer = setTimeout(r, DIRECT_ORDER_MS, 'retry')))]);
+      clearTimeout(timer);
+      // `retry`: the claim's fate is unknown there, and nothing ran: queued, as from the bus.
+      if (answer !== 'busy') return answer !== 'retry';
+    }
     let m: Msg;
     try {
-      m = await this.#d.nc.request(this.#d.names.dispatch(target.kind, target.name), bytes, { timeout: DIRECT_ORDER_MS, ...(headers ? { headers } : {}) });
+      m = await this.#d.nc.request(subject, encoded(), { timeout: DIRECT_ORDER_MS, ...(headers ? { headers } : {}) });
     } catch (e) {
       // A broker login without `writ.dispatch.>` (permissions from an earlier release) still
       // works, every order queued; say so once, since each intent then pays a refused request.

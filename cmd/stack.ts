@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { createBroker, type Broker } from '../broker/index.ts';
-import { connectNats, createLogger, Observability, withDeadline, type Logger } from '../lib/index.ts';
+import { connectNats, createLogger, LocalHandover, Observability, withDeadline, type Logger } from '../lib/index.ts';
 import { loadConfigFile, names, SignedGrants, type Config } from '../schemas/index.ts';
 import { createWorker, type Worker } from '../workers/index.ts';
 
@@ -152,10 +152,12 @@ export async function startLocalStack(configFile: string): Promise<LocalStack> {
   const auditHeads = new SharedHeads();
   // The worker takes the grants this broker signed without verifying them again (schemas/grant.ts).
   const signedGrants = new SignedGrants();
-  const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }), metrics: obs.metrics, auditHeads, signedGrants });
+  // The broker hands its orders to this worker without the bus while it has a free place (lib/handover.ts).
+  const handover = new LocalHandover();
+  const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }), metrics: obs.metrics, auditHeads, signedGrants, handover });
   await broker.start();
   obs.attach({ role: 'broker', nc, state: () => broker.state, auditStats: () => broker.auditStats, pendingApprovals: () => broker.pendingApprovals, intake: () => broker.intake });
-  const worker = await createWorker({ nc: wnc, config, log: log.child({ svc: 'worker' }), metrics: obs.metrics, auditHeads, signedGrants });
+  const worker = await createWorker({ nc: wnc, config, log: log.child({ svc: 'worker' }), metrics: obs.metrics, auditHeads, signedGrants, handover });
   await worker.start();
   obs.attach({ role: 'worker', nc: wnc, state: () => worker.state, auditStats: () => worker.auditStats });
   obs.ready();

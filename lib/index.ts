@@ -14,3 +14,4 @@ export { Observability, type ObservedService, type ObservabilityStartOptions } f
 export { runChecks, natsCheck, streamsCheck, tcpCheck, stateCheck, type ReadinessCheck, type ReadinessReport } from './health.ts';
 export * from './records.ts';
 export * from './budgets.ts';
+export * from './handover.ts';

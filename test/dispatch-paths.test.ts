@@ -5,8 +5,10 @@
  * comes only when the order is with a worker or stored.
  */
 import { jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readSession } from '../audit/index.ts';
 import { startStack, type Stack } from './fixture.ts';
 
 async function execStored(s: Stack): Promise<number> {
@@ -117,5 +119,105 @@ describe("a burst beyond the worker's concurrency", () => {
     }
     expect(most).toBeGreaterThanOrEqual(2);
     expect(most).toBeLessThanOrEqual(2);
+  });
+});
+
+/**
+ * A broker and a worker of one process (`writ up`): the order goes from one to the other
+ * without the bus (lib/handover.ts), and through the bus when the worker has no free place, or
+ * when the two run apart.
+ */
+describe('in one process', () => {
+  const dispatchRequests = (s: Stack) => {
+    let n = 0;
+    const sub = s.nc.subscribe(s.names.dispatchAll(), {
+      callback: () => {
+        n++;
+      },
+    });
+    return { count: () => n, stop: () => sub.unsubscribe() };
+  };
+
+  describe('with the handover (as `writ up`)', () => {
+    let s: Stack;
+    beforeAll(async () => {
+      s = await startStack({
+        config: {
+          limits: { concurrency: 1 },
+          policy: {
+            rules: [
+              { id: 'analysts-read', effect: 'allow', groups: ['analysts'], targets: ['db'], mode: 'read' },
+              { id: 'dba-write', effect: 'allow', groups: ['dba'], targets: ['db'], mode: 'write', limits: { seconds: 10 } },
+            ],
+          },
+        },
+      });
+    });
+    afterAll(async () => {
+      await s?.stop();
+    });
+
+    it('hands the order to the worker without the bus; it runs once, claimed and audited as from the bus', async () => {
+      const c = s.client(await s.token('alice', ['analysts']));
+      expect((await c.run({ target: 'db', sql: 'SELECT 1' })).status).toBe('succeeded');
+      const seen = dispatchRequests(s);
+      await s.nc.flush();
+      const taken = s.handover!.stats.taken;
+      const storedBefore = await execStored(s);
+      const o = await c.run({ target: 'db', sql: 'SELECT 40 + 2 AS answer' });
+      expect(o.status).toBe('succeeded');
+      expect(o.result!.rows).toEqual([[42]]);
+      await s.nc.flush();
+      seen.stop();
+      expect(seen.count()).toBe(0);
+      expect(s.handover!.stats.taken - taken).toBe(1);
+      expect((await execStored(s)) - storedBefore).toBe(0);
+      // The claim is stored, and a second copy of the order (a resend) is refused by it.
+      const claims = await new Kvm(s.nc).open(s.names.buckets.claims);
+      expect((await claims.get(o.intentId))?.operation).toBe('PUT');
+      const trail = await readSession({ nc: s.nc, names: s.names, sessionId: o.sessionId });
+      expect(trail.filter((e) => e.intentId === o.intentId).map((e) => e.type)).toEqual(expect.arrayContaining(['intent.dispatched', 'exec.claimed', 'exec.finished']));
+    });
+
+    it('a worker with no free place gets the next order through the bus, which queues it; it runs once the place is free', async () => {
+      const dba = s.client(await s.token('dba1', ['dba']));
+      const c = s.client(await s.token('alice', ['analysts']));
+      const slow = await dba.submit({ target: 'db', sql: "INSERT INTO events (note) SELECT 'slow' FROM pg_sleep(1)" });
+      const seen = dispatchRequests(s);
+      await s.nc.flush();
+      const offered = s.handover!.stats;
+      const storedBefore = await execStored(s);
+      const next = await c.run({ target: 'db', sql: 'SELECT 7 AS n' }, { timeoutMs: 15_000 });
+      expect(next.status).toBe('succeeded');
+      expect(next.result!.rows).toEqual([[7]]);
+      seen.stop();
+      // Offered here first and not taken (the one place was the slow insert's), then asked on the bus, then queued.
+      expect(s.handover!.stats.offered - offered.offered).toBe(1);
+      expect(s.handover!.stats.taken - offered.taken).toBe(0);
+      expect(seen.count()).toBe(1);
+      expect((await execStored(s)) - storedBefore).toBe(1);
+      expect((await dba.wait(slow.intentId, { timeoutMs: 15_000 })).status).toBe('succeeded');
+    });
+  });
+
+  describe('without it (a broker and a worker apart)', () => {
+    let s: Stack;
+    beforeAll(async () => {
+      s = await startStack({ handover: false });
+    });
+    afterAll(async () => {
+      await s?.stop();
+    });
+
+    it('the order goes to the worker through the bus', async () => {
+      const c = s.client(await s.token('alice', ['analysts']));
+      const seen = dispatchRequests(s);
+      await s.nc.flush();
+      const o = await c.run({ target: 'db', sql: 'SELECT 5 AS n' });
+      expect(o.status).toBe('succeeded');
+      seen.stop();
+      expect(seen.count()).toBe(1);
+      expect(s.handover).toBeUndefined();
+    });
   });
 });

@@ -11,7 +11,7 @@ import { Writable } from 'node:stream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createBroker, loadDevIssuer, mintDevToken, type Broker, type DevIssuer } from '../broker/index.ts';
 import { WritClient } from '../client/index.ts';
-import { createLogger, type Logger, type ServiceMetrics } from '../lib/index.ts';
+import { createLogger, LocalHandover, type Logger, type ServiceMetrics } from '../lib/index.ts';
 import { names, parseConfig, SignedGrants, type Config, type ConfigInput, type Names } from '../schemas/index.ts';
 import { createWorker, type Worker } from '../workers/index.ts';
 import { createTestDatabase, startNats, type NatsServerHandle, type TestDatabase } from './helpers/index.ts';
@@ -28,6 +28,8 @@ export interface Stack {
   worker: Worker;
   /** The grants the broker signed, taken by the worker of the same process (schemas/grant.ts). */
   signedGrants: SignedGrants;
+  /** Orders the broker hands to the worker without the bus, as in `writ up` (lib/handover.ts); none with `handover: false`. */
+  handover: LocalHandover | undefined;
   dev: DevIssuer;
   dir: string;
   /** The parsed config as a file, for services started as child processes. */
@@ -55,6 +57,8 @@ export async function startStack(
     config?: Partial<ConfigInput>;
     schemaSql?: string;
     worker?: boolean;
+    /** false: every order goes through the bus, as between a broker and a worker in two processes. */
+    handover?: boolean;
     workersSsh?: NonNullable<ConfigInput['workers']>['ssh'];
     /** Given the parsed config before the services start (e.g. to start an Observability), returns their metrics hooks. */
     observe?: (config: Config, names: Names, log: Logger) => Promise<ServiceMetrics | undefined>;
@@ -114,9 +118,10 @@ export async function startStack(
   // As `writ up` runs them: one process, audit heads shared (cmd/stack.ts).
   const auditHeads = new SharedHeads();
   const signedGrants = new SignedGrants();
-  const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }), metrics, auditHeads, signedGrants });
+  const handover = opts.handover === false ? undefined : new LocalHandover();
+  const broker = await createBroker({ nc, config, log: log.child({ svc: 'broker' }), metrics, auditHeads, signedGrants, handover });
   await broker.start();
-  const worker = await createWorker({ nc, config, log: log.child({ svc: 'worker' }), metrics, auditHeads, signedGrants });
+  const worker = await createWorker({ nc, config, log: log.child({ svc: 'worker' }), metrics, auditHeads, signedGrants, handover });
   if (opts.worker !== false) await worker.start();
   const dev = await loadDevIssuer(config.identity.devIssuer.dir, false);
   const configFile = join(dir, 'writ.json');
@@ -131,6 +136,7 @@ export async function startStack(
     broker,
     worker,
     signedGrants,
+    handover,
     dev,
     dir,
     logs,

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Logger, ServiceMetrics } from '../lib/index.ts';
+import type { LocalHandover, Logger, ServiceMetrics } from '../lib/index.ts';
 import type { HeadBoard } from '../audit/index.ts';
 import { keyId, names as makeNames, publicKeyFromPem, WritError, type Config, type SignedGrants } from '../schemas/index.ts';
 import { initClassifiers } from '../classify/index.ts';
@@ -47,6 +47,8 @@ export async function createWorker(opts: {
   auditHeads?: HeadBoard | undefined;
   /** The grants a broker in the same process signed (`writ up`): those need no second verify. */
   signedGrants?: SignedGrants | undefined;
+  /** Where a broker of the same process hands orders over without the bus (`writ up`; lib/handover.ts). */
+  handover?: LocalHandover | undefined;
 }): Promise<Worker> {
   const { config } = opts;
   await initClassifiers({ mysql: config.workers.mysql.length > 0 });
@@ -80,6 +82,7 @@ export async function createWorker(opts: {
     ...(opts.hmacKey ? { hmacKey: opts.hmacKey } : {}),
     auditHeads: opts.auditHeads,
     signedGrants: opts.signedGrants,
+    handover: opts.handover,
     ...(opts.id ? { id: opts.id } : {}),
     metrics: opts.metrics,
   });

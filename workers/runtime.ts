@@ -10,7 +10,20 @@ import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, jetstre
 import { Kvm, type KV } from '@nats-io/kv';
 import type { Msg, MsgHdrs, NatsConnection } from '@nats-io/transport-node';
 import { AuditWriter, serviceAuditKey, type HeadBoard } from '../audit/index.ts';
-import { endSpan, lazyChild, SpanKind, startSpan, traceContextOf, traceHeaders, traceIdOf, type ServiceMetrics, type Span } from '../lib/index.ts';
+import {
+  endSpan,
+  lazyChild,
+  SpanKind,
+  type HandoverAnswer,
+  type LocalHandover,
+  type LocalOrder,
+  startSpan,
+  traceContextOf,
+  traceHeaders,
+  traceIdOf,
+  type ServiceMetrics,
+  type Span,
+} from '../lib/index.ts';
 import {
   consumeConcurrently,
   serveConcurrently,
@@ -75,6 +88,8 @@ export interface WorkerDeps {
   metrics?: ServiceMetrics | undefined;
   /** Audit heads shared with the other writers of this process (audit/types.ts HeadBoard). */
   auditHeads?: HeadBoard | undefined;
+  /** Where a broker of this process hands its orders over without the bus (lib/handover.ts). */
+  handover?: LocalHandover | undefined;
 }
 
 /**
@@ -85,6 +100,8 @@ interface OrderDelivery {
   readonly subject: string;
   readonly headers?: MsgHdrs | undefined;
   string(): string;
+  /** The order as a broker of this process built it (lib/handover.ts): not parsed again. */
+  readonly order?: Order;
   /** The claim is this worker's: the order runs here. */
   ack(): void;
   /** Nothing will ever run it: its grant was refused, or its claim is someone else's. */
@@ -111,6 +128,29 @@ const fromStream = (m: JsMsg): OrderDelivery => ({
  * Only an inbox is answered: a worker may write to its buckets, so a reply subject naming one
  * (in an order replayed by a bus insider) must not become a write.
  */
+/**
+ * An order handed over by a broker of this process (lib/handover.ts): answered as a direct order
+ * from the bus is, once; an order whose handler ends without an answer is answered `retry` (the
+ * broker queues it, as it does when a bus request goes unanswered).
+ */
+function fromLocal(o: LocalOrder, answer: (a: HandoverAnswer) => void): OrderDelivery {
+  let answered = false;
+  const once = (a: HandoverAnswer) => {
+    if (answered) return;
+    answered = true;
+    answer(a);
+  };
+  return {
+    subject: o.subject,
+    headers: o.headers,
+    string: () => JSON.stringify(o.order),
+    order: o.order,
+    ack: () => once('claimed'),
+    term: (why) => once(why),
+    nak: () => once('retry'),
+  };
+}
+
 function fromRequest(m: Msg): OrderDelivery & { answer(type: DispatchReply['type']): void } {
   const answer = (type: DispatchReply['type']): void => {
     if (!m.reply || !ANSWERABLE.test(m.reply) || m.reply.length > 256) return;
@@ -177,6 +217,9 @@ export class Worker {
   readonly #loops: ConsumeLoop[] = [];
   /** Direct orders, one queue-group subscription per target (drained before the stream's loops). */
   readonly #direct: ServeLoop[] = [];
+  /** Orders a broker of this process handed over (lib/handover.ts), running; and how to stop taking them. */
+  readonly #local = new Set<Promise<void>>();
+  readonly #unserve: Array<() => void> = [];
   readonly #byTarget = new Map<string, Executor>();
   readonly #running = new Set<AbortController>();
   /** Compiled masking specs by their JSON (bounded: grants of a few rules repeat a few specs). */
@@ -254,6 +297,27 @@ export class Worker {
         onDrop: (m) => fromRequest(m).answer('busy'),
       });
       this.#direct.push(direct);
+      // A broker of this process hands its orders over here first (lib/handover.ts), taking a
+      // place of the same limit, and only while one is free: otherwise it asks over the bus.
+      const handover = this.#d.handover;
+      if (handover) {
+        this.#unserve.push(
+          handover.serve(n.dispatch(ex.kind, target), (o) => {
+            if (this.state !== 'RUNNING' || !slots.tryTake()) return undefined;
+            return new Promise<HandoverAnswer>((resolve) => {
+              const delivery = fromLocal(o, resolve);
+              const run = this.#handle(delivery, ex)
+                .catch((e: unknown) => log.error({ err: e }, 'order handler failed'))
+                .finally(() => {
+                  slots.release();
+                  this.#local.delete(run);
+                  delivery.nak(0);
+                });
+              this.#local.add(run);
+            });
+          }),
+        );
+      }
     }
     this.state = 'RUNNING';
     log.info({ worker: this.id, targets: [...this.#byTarget.keys()] }, 'worker running');
@@ -267,7 +331,9 @@ export class Worker {
     // running past the deadline is ended by the sweeper as `unknown`, never re-run.
     const graceful = (async () => {
       // Direct orders first: a broker whose order meets a draining worker queues it instead.
+      for (const unserve of this.#unserve.splice(0)) unserve();
       await Promise.all(this.#direct.map((l) => l.drain()));
+      await Promise.all([...this.#local]);
       await Promise.all(this.#loops.map((l) => l.drain()));
       await this.#audit?.close();
     })();
@@ -283,7 +349,7 @@ export class Worker {
   async #handle(m: OrderDelivery, ex: Executor): Promise<void> {
     let order: Order;
     try {
-      order = OrderSchema.parse(JSON.parse(m.string()));
+      order = m.order ?? OrderSchema.parse(JSON.parse(m.string()));
     } catch (e) {
       const msg = e instanceof SyntaxError ? 'not JSON' : formatIssues(e as never);
       this.#d.log.warn({ subject: m.subject, reason: msg }, 'malformed order refused');
