@@ -60,6 +60,7 @@ import {
   type IntentRecord,
   type Names,
   type Order,
+  type OrderBody,
   type Outcome,
   type TargetConfig,
 } from '../schemas/index.ts';
@@ -728,23 +729,23 @@ export class Broker {
   async #publishOrder(intentId: string, target: TargetConfig, claims: GrantClaims, revision: number, record: IntentRecord, command: Intent['command'], direct: boolean): Promise<void> {
     // The pending part (votes, the order to sign) is not needed by the worker.
     const { pending: _p, ...rec } = record;
-    const order: Order = {
+    const body: OrderBody = {
       v: 1,
       type: 'order',
       intentId,
       sessionId: record.sessionId,
       target: target.name,
       command,
-      grant: this.#d.signer.sign(claims),
       stateRevision: revision,
       ...(record.reply?.to ? { replyTo: record.reply.to } : {}),
       record: rec,
     };
     const headers = traceHeaders(this.#traces.get(intentId));
-    // Encoded once, and only for the bus: an order a worker of this process takes is never encoded.
+    // Signed and encoded once, and only for the bus: an order a worker of this process takes is
+    // handed over as built, its grant unsigned (schemas/grant.ts LocalGrant).
     let bytes: Uint8Array | undefined;
-    const encoded = () => (bytes ??= enc.encode(JSON.stringify(order)));
-    if (direct && (await this.#handOver(target, order, encoded, headers))) {
+    const encoded = () => (bytes ??= enc.encode(JSON.stringify({ ...body, grant: this.#d.signer.sign(claims) } satisfies Order)));
+    if (direct && (await this.#handOver(target, body, claims, encoded, headers))) {
       this.#d.metrics?.orderSent(target.name, 'direct');
       return;
     }
@@ -766,17 +767,20 @@ export class Broker {
    * grant after all, the queued copy finds the claim taken and is refused, so it runs once), or
    * the claim's fate was not known to the worker.
    */
-  async #handOver(target: TargetConfig, order: Order, encoded: () => Uint8Array, headers: ReturnType<typeof traceHeaders>): Promise<boolean> {
+  async #handOver(target: TargetConfig, order: OrderBody, claims: GrantClaims, encoded: () => Uint8Array, headers: ReturnType<typeof traceHeaders>): Promise<boolean> {
     const subject = this.#d.names.dispatch(target.kind, target.name);
     // A worker of this process with a free place takes it without the bus (lib/handover.ts).
-    const local = this.#d.handover?.offer({ subject, order, headers });
+    const handover = this.#d.handover;
+    const local = handover?.serves(subject) ? handover.offer({ subject, order, grant: this.#d.signer.vouch(claims), headers }) : undefined;
     if (local) {
       // As long as a worker on the bus gets to answer: one that has not by then is taken as lost,
       // and the order is queued (should it claim the grant after all, the queued copy is refused).
       let timer: NodeJS.Timeout | undefined;
       const answer = await Promise.race([local, new Promise<'retry'>((r) => (timer = setTimeout(r, DIRECT_ORDER_MS, 'retry')))]);
       clearTimeout(timer);
-      // `retry`: the claim's fate is unknown there, and nothing ran: queued, as from the bus.
+      // `retry` (the worker's claim had no known fate, or no answer within the wait): queued, as
+      // from the bus. A claim that was stored after all keeps it once: the queued copy is then
+      // refused (`WRIT_ALREADY_CLAIMED`, audited) while the handed-over one runs.
       if (answer !== 'busy') return answer !== 'retry';
     }
     let m: Msg;

@@ -18,7 +18,7 @@
  * (docs/ARCHITECTURE.md, "Orders handed over in one process").
  */
 import type { MsgHdrs } from '@nats-io/nats-core';
-import type { Order } from '../schemas/index.ts';
+import type { LocalGrant, OrderBody } from '../schemas/index.ts';
 
 /** A worker's answer to an order offered to it (schemas DispatchReply's types). */
 export type HandoverAnswer = 'claimed' | 'taken' | 'refused' | 'busy' | 'retry';
@@ -26,7 +26,9 @@ export type HandoverAnswer = 'claimed' | 'taken' | 'refused' | 'busy' | 'retry';
 /** An order as the worker of this process receives it. */
 export interface LocalOrder {
   readonly subject: string;
-  readonly order: Order;
+  /** The order as the broker built it, never encoded, and its grant unsigned (schemas/grant.ts LocalGrant). */
+  readonly order: OrderBody;
+  readonly grant: LocalGrant;
   readonly headers?: MsgHdrs | undefined;
 }
 
@@ -45,6 +47,11 @@ export class LocalHandover {
     return () => {
       if (this.#takers.get(subject) === take) this.#takers.delete(subject);
     };
+  }
+
+  /** Whether a worker of this process serves `subject`. */
+  serves(subject: string): boolean {
+    return this.#takers.has(subject);
   }
 
   /** The order offered to this process's worker: its answer, or undefined when none serves `subject` or it has no free place. */

@@ -1,6 +1,6 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { grantSigner, keyId, SignedGrants, verifyGrantSignature } from './grant.ts';
+import { grantSigner, keyId, SignedGrants, verifyGrantSignature, verifyLocalGrant, type LocalGrant } from './grant.ts';
 import type { GrantClaims } from './messages.ts';
 
 function keyPair(): { pem: string; pub: KeyObject } {
@@ -77,5 +77,38 @@ describe('grants signed in this process (SignedGrants)', () => {
     expect(here.size).toBe(2);
     expect(verifyGrantSignature(first, trusted, here).iid).toBe('intent-a');
     expect(here.size).toBe(2);
+  });
+});
+
+describe('grants handed to a worker of this process unsigned (LocalGrant)', () => {
+  const k = keyPair();
+  const kid = keyId(k.pub);
+  const trusted = new Map([[kid, k.pub]]);
+
+  it('pass once, where a signed grant of the same signer would', () => {
+    const g = grantSigner(k.pem, kid).vouch(claims('l1'));
+    expect(verifyLocalGrant(g, trusted).iid).toBe('intent-l1');
+    // A second use (the same object handed over again) is refused.
+    expect(() => verifyLocalGrant(g, trusted)).toThrow(expect.objectContaining({ code: 'WRIT_GRANT_INVALID' }));
+  });
+
+  it('are refused when the worker trusts another key under that id, or none', () => {
+    const other = keyPair();
+    expect(() => verifyLocalGrant(grantSigner(k.pem, kid).vouch(claims('l2')), new Map([[kid, other.pub]]))).toThrow(expect.objectContaining({ code: 'WRIT_GRANT_INVALID' }));
+    expect(() => verifyLocalGrant(grantSigner(k.pem, kid).vouch(claims('l3')), new Map())).toThrow(expect.objectContaining({ code: 'WRIT_GRANT_INVALID' }));
+    // A signer naming a trusted key's id while holding another private key.
+    expect(() => verifyLocalGrant(grantSigner(other.pem, kid).vouch(claims('l4')), trusted)).toThrow(expect.objectContaining({ code: 'WRIT_GRANT_INVALID' }));
+  });
+
+  it('are made by a signer only: a look-alike, or a copy of a real one, is refused', () => {
+    const real = grantSigner(k.pem, kid).vouch(claims('l5'));
+    const lookalike: LocalGrant = { kid, claims: claims('l6') };
+    expect(() => verifyLocalGrant(lookalike, trusted)).toThrow(expect.objectContaining({ code: 'WRIT_GRANT_INVALID' }));
+    expect(() => verifyLocalGrant({ ...real }, trusted)).toThrow(expect.objectContaining({ code: 'WRIT_GRANT_INVALID' }));
+    // The claims of a real one cannot be changed after it was made.
+    expect(() => {
+      (real.claims as { tgt: string }).tgt = 'other';
+    }).toThrow(TypeError);
+    expect(verifyLocalGrant(real, trusted).tgt).toBe('db');
   });
 });

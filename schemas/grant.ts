@@ -13,6 +13,34 @@ const b64u = (b: Buffer | string) => Buffer.from(b).toString('base64url');
 export interface GrantSigner {
   readonly kid: string;
   sign(claims: GrantClaims): string;
+  /** The claims for a worker of this process, unsigned (lib/handover.ts): see LocalGrant. */
+  vouch(claims: GrantClaims): LocalGrant;
+}
+
+/**
+ * A grant handed to a worker of the same process in memory (`writ up`; lib/handover.ts), not
+ * signed: a signature is for a reader that cannot tell who made the claims, and this one is only
+ * ever read in the process that made them. Only grantSigner makes one, and records beside it
+ * (out of reach of other code) the public key it derives from its own private key; the worker
+ * takes it only when that key is the one it trusts under `kid`, and only once (verifyLocalGrant).
+ * So it passes exactly where a signed grant from the same signer would, and saves the Ed25519
+ * signature, the JWS encoding and its parse per intent.
+ */
+export interface LocalGrant {
+  readonly kid: string;
+  readonly claims: GrantClaims;
+}
+
+/** Each local grant's signer key, recorded by grantSigner; taken (deleted) by verifyLocalGrant. */
+const vouchedBy = new WeakMap<LocalGrant, KeyObject>();
+
+/** The claims of a local grant made by a signer whose key this worker trusts under its kid; once. */
+export function verifyLocalGrant(g: LocalGrant, trusted: ReadonlyMap<string, KeyObject>): GrantClaims {
+  const key = vouchedBy.get(g);
+  vouchedBy.delete(g);
+  const pinned = trusted.get(g.kid);
+  if (!key || !pinned || !key.equals(pinned)) throw new WritError('WRIT_GRANT_INVALID', 'the grant is not vouched for by a key this worker trusts');
+  return g.claims;
 }
 
 /**
@@ -32,6 +60,11 @@ export function grantSigner(privateKeyPem: string, kid: string, signedHere?: Sig
       const sig = b64u(sign(null, Buffer.from(input), key));
       if (record) record(sig, input, publicKey);
       return `${input}.${sig}`;
+    },
+    vouch(claims) {
+      const g: LocalGrant = Object.freeze({ kid, claims: Object.freeze({ ...claims }) });
+      vouchedBy.set(g, publicKey);
+      return g;
     },
   };
 }

@@ -204,6 +204,8 @@ export const OrderSchema = z.strictObject({
   replyTo: InboxSchema.optional(),
 });
 export type Order = z.infer<typeof OrderSchema>;
+/** An order without its signed grant: what a worker of the broker's own process is handed, with a LocalGrant (lib/handover.ts). */
+export type OrderBody = Omit<Order, 'grant'>;
 
 export const ResultColumnSchema = z.strictObject({
   name: z.string(),

@@ -9,6 +9,8 @@ import { Kvm } from '@nats-io/kv';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSession } from '../audit/index.ts';
+import { createLogger } from '../lib/index.ts';
+import { createWorker } from '../workers/index.ts';
 import { startStack, type Stack } from './fixture.ts';
 
 async function execStored(s: Stack): Promise<number> {
@@ -199,6 +201,24 @@ describe('in one process', () => {
       expect((await dba.wait(slow.intentId, { timeoutMs: 15_000 })).status).toBe('succeeded');
     });
   });
+
+  it('a second worker given the same handover does not start, and runs nothing', async () => {
+    const s = await startStack({ config: { policy: { rules: [{ id: 'dba-write', effect: 'allow', groups: ['dba'], targets: ['db'], mode: 'write', limits: { seconds: 10 } }] } } });
+    try {
+      const second = await createWorker({ nc: s.nc, config: s.config, log: createLogger({ name: 'second', level: 'silent' }), handover: s.handover, id: 'worker-second' });
+      await expect(second.start()).rejects.toThrow(/served already/);
+      // With the first worker stopped, nothing is left to run an order: it is queued, not run by the half-started one.
+      await s.worker.stop();
+      const c = s.client(await s.token('dba1', ['dba']));
+      const { intentId } = await c.submit({ target: 'db', sql: "INSERT INTO events (note) VALUES ('second')" });
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect(await c.status(intentId)).toBe('dispatched');
+      expect((await s.admin.query("SELECT count(*)::int AS n FROM events WHERE note = 'second'")).rows[0].n).toBe(0);
+      await second.stop();
+    } finally {
+      await s.stop();
+    }
+  }, 60_000);
 
   describe('without it (a broker and a worker apart)', () => {
     let s: Stack;

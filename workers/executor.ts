@@ -3,7 +3,7 @@
  * claimed order and returns raw output or throws a WritError; the runtime around it
  * (grant check, claim, masking, publishing, audit) is written once, in runtime.ts.
  */
-import type { GrantClaims, Order, TargetKind } from '../schemas/index.ts';
+import type { GrantClaims, OrderBody, TargetKind } from '../schemas/index.ts';
 
 /** Where a result field comes from, as the target reports it. */
 export interface FieldInfo {
@@ -86,7 +86,7 @@ export interface StreamOutput {
 export type ExecOutput = RowsOutput | StreamOutput;
 
 export interface ExecContext {
-  order: Order;
+  order: OrderBody;
   claims: GrantClaims;
   /** Aborted when the worker stops hard or the time limit passes. */
   signal: AbortSignal;

@@ -15,6 +15,7 @@ import {
   lazyChild,
   SpanKind,
   type HandoverAnswer,
+  type OrderTaker,
   type LocalHandover,
   type LocalOrder,
   startSpan,
@@ -52,6 +53,7 @@ import {
   sha256Hex,
   toWritError,
   verifyGrantSignature,
+  verifyLocalGrant,
   WritError,
   type Config,
   type ErrorReply,
@@ -60,6 +62,8 @@ import {
   type IntentState,
   type Names,
   type Order,
+  type OrderBody,
+  type LocalGrant,
   type Outcome,
   type DispatchReply,
   type ResultBody,
@@ -100,8 +104,8 @@ interface OrderDelivery {
   readonly subject: string;
   readonly headers?: MsgHdrs | undefined;
   string(): string;
-  /** The order as a broker of this process built it (lib/handover.ts): not parsed again. */
-  readonly order?: Order;
+  /** The order as a broker of this process built it, with its unsigned grant (lib/handover.ts): not parsed again. */
+  readonly local?: { order: OrderBody; grant: LocalGrant };
   /** The claim is this worker's: the order runs here. */
   ack(): void;
   /** Nothing will ever run it: its grant was refused, or its claim is someone else's. */
@@ -144,7 +148,7 @@ function fromLocal(o: LocalOrder, answer: (a: HandoverAnswer) => void): OrderDel
     subject: o.subject,
     headers: o.headers,
     string: () => JSON.stringify(o.order),
-    order: o.order,
+    local: { order: o.order, grant: o.grant },
     ack: () => once('claimed'),
     term: (why) => once(why),
     nak: () => once('retry'),
@@ -270,6 +274,22 @@ export class Worker {
       signer: auditKey.signer,
       board: this.#d.auditHeads,
     });
+    // One limit per target for its queued, direct and handed-over orders together: at most
+    // limits.concurrency run.
+    const slotsOf = new Map([...this.#byTarget.keys()].map((t) => [t, new Slots(config.limits.concurrency)]));
+    // A broker of this process hands its orders over here first (lib/handover.ts), taking a place
+    // of the same limit, and only while one is free and this worker runs: otherwise it asks over
+    // the bus. Registered before any loop starts, so a start that fails here (another worker of
+    // the process serves the target already) leaves nothing running.
+    const handover = this.#d.handover;
+    if (handover) {
+      try {
+        for (const [target, ex] of this.#byTarget) this.#unserve.push(handover.serve(n.dispatch(ex.kind, target), this.#localTaker(ex, slotsOf.get(target)!)));
+      } catch (e) {
+        for (const unserve of this.#unserve.splice(0)) unserve();
+        throw e;
+      }
+    }
     for (const [target, ex] of this.#byTarget) {
       const durable = n.durables.worker(ex.kind, target);
       await ensureConsumer(this.#jsm, n.streams.exec, {
@@ -281,8 +301,7 @@ export class Worker {
         max_ack_pending: config.limits.concurrency * 4,
       });
       const consumer = await this.#js.consumers.get(n.streams.exec, durable);
-      // One limit for the target's queued and direct orders together: at most limits.concurrency run.
-      const slots = new Slots(config.limits.concurrency);
+      const slots = slotsOf.get(target)!;
       const queued = await consumeConcurrently(consumer, (m) => this.#handle(fromStream(m), ex), { maxInFlight: config.limits.concurrency, log, slots });
       this.#loops.push(queued);
       // Orders handed over directly, while this worker has a slot free: a full worker answers
@@ -297,30 +316,28 @@ export class Worker {
         onDrop: (m) => fromRequest(m).answer('busy'),
       });
       this.#direct.push(direct);
-      // A broker of this process hands its orders over here first (lib/handover.ts), taking a
-      // place of the same limit, and only while one is free: otherwise it asks over the bus.
-      const handover = this.#d.handover;
-      if (handover) {
-        this.#unserve.push(
-          handover.serve(n.dispatch(ex.kind, target), (o) => {
-            if (this.state !== 'RUNNING' || !slots.tryTake()) return undefined;
-            return new Promise<HandoverAnswer>((resolve) => {
-              const delivery = fromLocal(o, resolve);
-              const run = this.#handle(delivery, ex)
-                .catch((e: unknown) => log.error({ err: e }, 'order handler failed'))
-                .finally(() => {
-                  slots.release();
-                  this.#local.delete(run);
-                  delivery.nak(0);
-                });
-              this.#local.add(run);
-            });
-          }),
-        );
-      }
     }
     this.state = 'RUNNING';
     log.info({ worker: this.id, targets: [...this.#byTarget.keys()] }, 'worker running');
+  }
+
+  /** Takes an order a broker of this process hands over (lib/handover.ts) while `slots` has a free place and this worker runs. */
+  #localTaker(ex: Executor, slots: Slots): OrderTaker {
+    return (o) => {
+      if (this.state !== 'RUNNING' || !slots.tryTake()) return undefined;
+      return new Promise<HandoverAnswer>((resolve) => {
+        const delivery = fromLocal(o, resolve);
+        const run = this.#handle(delivery, ex)
+          .catch((e: unknown) => this.#d.log.error({ err: e }, 'order handler failed'))
+          .finally(() => {
+            slots.release();
+            this.#local.delete(run);
+            // A handler that ended without an answer: the broker queues the order.
+            delivery.nak(0);
+          });
+        this.#local.add(run);
+      });
+    };
   }
 
   /** SIGTERM: finish what is running, take nothing new. */
@@ -347,9 +364,16 @@ export class Worker {
   }
 
   async #handle(m: OrderDelivery, ex: Executor): Promise<void> {
-    let order: Order;
+    let order: OrderBody;
+    let grant: string | LocalGrant;
     try {
-      order = m.order ?? OrderSchema.parse(JSON.parse(m.string()));
+      if (m.local) {
+        ({ order, grant } = m.local);
+      } else {
+        const parsed = OrderSchema.parse(JSON.parse(m.string()));
+        order = parsed;
+        grant = parsed.grant;
+      }
     } catch (e) {
       const msg = e instanceof SyntaxError ? 'not JSON' : formatIssues(e as never);
       this.#d.log.warn({ subject: m.subject, reason: msg }, 'malformed order refused');
@@ -371,7 +395,7 @@ export class Worker {
     };
     let claims: GrantClaims;
     try {
-      claims = this.#verify(order, ex);
+      claims = this.#verify(order, grant, ex);
     } catch (e) {
       const err = toWritError(e);
       t.log.warn({ code: err.code }, 'order refused: grant');
@@ -448,8 +472,8 @@ export class Worker {
     }
   }
 
-  #verify(order: Order, ex: Executor): GrantClaims {
-    const c = verifyGrantSignature(order.grant, this.#d.trustedKeys, this.#d.signedGrants);
+  #verify(order: OrderBody, grant: string | LocalGrant, ex: Executor): GrantClaims {
+    const c = typeof grant === 'string' ? verifyGrantSignature(grant, this.#d.trustedKeys, this.#d.signedGrants) : verifyLocalGrant(grant, this.#d.trustedKeys);
     const now = Math.floor(Date.now() / 1000);
     if (c.exp <= now) throw new WritError('WRIT_GRANT_EXPIRED');
     if (c.iat > now + 30) throw new WritError('WRIT_GRANT_INVALID', 'the grant was issued in the future');
@@ -459,7 +483,7 @@ export class Worker {
     return c;
   }
 
-  async #execute(order: Order, claims: GrantClaims, ex: Executor, beforeFinishAudit: () => void, t: Traced): Promise<void> {
+  async #execute(order: OrderBody, claims: GrantClaims, ex: Executor, beforeFinishAudit: () => void, t: Traced): Promise<void> {
     const spec = this.#spec(claims);
     const ac = new AbortController();
     this.#running.add(ac);
@@ -765,7 +789,7 @@ export class Worker {
    * durable outcome in the same write: one write ends the run. The pending part of an approved
    * intent (its raw command among it) is not kept past the run.
    */
-  async #finish(order: Order, claims: GrantClaims, status: IntentState, error: ErrorReply | undefined, storedFor: (recordBytes: number) => Uint8Array): Promise<void> {
+  async #finish(order: OrderBody, claims: GrantClaims, status: IntentState, error: ErrorReply | undefined, storedFor: (recordBytes: number) => Uint8Array): Promise<void> {
     const ended = ({ pending: _p, ending: _e, ...rec }: IntentRecord): IntentRecord => ({ ...rec, state: status, updatedAt: Date.now(), ...(error ? { error } : {}) });
     const r = order.record;
     // Fast path: the order carries the record at stateRevision; one compare-and-set, no read.
