@@ -61,6 +61,7 @@ export async function benchE2E(opts: { durationMs?: number } = {}): Promise<Reco
   // broker and the worker as two processes (as a deployment does) instead of one (as `writ up`);
   // BENCH_SPLIT=2 runs two of each. BENCH_SIM=1 is the broker's capacity: one broker process,
   // and a simulated worker (no database) in another; its figures are labelled a simulation.
+  // BENCH_HANDOVER=0 sends one process's orders through the bus (stack-process.ts).
   const prof = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
   const roles = SIM ? ['broker', 'sim-worker'] : process.env.BENCH_SPLIT === '2' ? ['broker', 'broker', 'worker', 'worker'] : process.env.BENCH_SPLIT ? ['broker', 'worker'] : ['both'];
   const children = [];
