@@ -13,6 +13,17 @@ import { createLogger } from '../lib/index.ts';
 import { createWorker } from '../workers/index.ts';
 import { startStack, type Stack } from './fixture.ts';
 
+/** A worker with one place; analysts may read, DBAs write (a slow insert holds the place). */
+const ONE_PLACE = {
+  limits: { concurrency: 1 },
+  policy: {
+    rules: [
+      { id: 'analysts-read', effect: 'allow' as const, groups: ['analysts'], targets: ['db'], mode: 'read' as const },
+      { id: 'dba-write', effect: 'allow' as const, groups: ['dba'], targets: ['db'], mode: 'write' as const, limits: { seconds: 10 } },
+    ],
+  },
+};
+
 async function execStored(s: Stack): Promise<number> {
   return (await (await jetstreamManager(s.nc)).streams.info(s.names.streams.exec)).state.last_seq;
 }
@@ -43,15 +54,7 @@ describe('with every worker busy', () => {
   let s: Stack;
   beforeAll(async () => {
     s = await startStack({
-      config: {
-        limits: { concurrency: 1 },
-        policy: {
-          rules: [
-            { id: 'analysts-read', effect: 'allow', groups: ['analysts'], targets: ['db'], mode: 'read' },
-            { id: 'dba-write', effect: 'allow', groups: ['dba'], targets: ['db'], mode: 'write', limits: { seconds: 10 } },
-          ],
-        },
-      },
+      config: ONE_PLACE,
     });
   });
   afterAll(async () => {
@@ -144,15 +147,7 @@ describe('in one process', () => {
     let s: Stack;
     beforeAll(async () => {
       s = await startStack({
-        config: {
-          limits: { concurrency: 1 },
-          policy: {
-            rules: [
-              { id: 'analysts-read', effect: 'allow', groups: ['analysts'], targets: ['db'], mode: 'read' },
-              { id: 'dba-write', effect: 'allow', groups: ['dba'], targets: ['db'], mode: 'write', limits: { seconds: 10 } },
-            ],
-          },
-        },
+        config: ONE_PLACE,
       });
     });
     afterAll(async () => {
