@@ -111,4 +111,14 @@ describe('grants handed to a worker of this process unsigned (LocalGrant)', () =
     }).toThrow(TypeError);
     expect(verifyLocalGrant(real, trusted).tgt).toBe('db');
   });
+
+  it('hold a copy of the claims, frozen to the leaves: what the signer was given cannot change them later', () => {
+    const decided = { ...claims('l7'), limits: { rowsAffected: 1 } } as GrantClaims;
+    const g = grantSigner(k.pem, kid).vouch(decided);
+    delete (decided.limits as { rowsAffected?: number }).rowsAffected;
+    expect(() => {
+      delete (g.claims.limits as { rowsAffected?: number }).rowsAffected;
+    }).toThrow(TypeError);
+    expect(verifyLocalGrant(g, trusted).limits).toEqual({ rowsAffected: 1 });
+  });
 });

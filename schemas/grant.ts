@@ -62,11 +62,21 @@ export function grantSigner(privateKeyPem: string, kid: string, signedHere?: Sig
       return `${input}.${sig}`;
     },
     vouch(claims) {
-      const g: LocalGrant = Object.freeze({ kid, claims: Object.freeze({ ...claims }) });
+      // A copy of its own, frozen to the leaves: the claims the broker decided, whatever later
+      // happens to the objects they were built from (the record's limits, the reply key).
+      const g: LocalGrant = Object.freeze({ kid, claims: deepFreeze(structuredClone(claims)) });
       vouchedBy.set(g, publicKey);
       return g;
     },
   };
+}
+
+function deepFreeze<T>(v: T): T {
+  if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
+  }
+  return v;
 }
 
 /** How grantSigner records into a SignedGrants: not reachable from outside this module. */

@@ -127,17 +127,15 @@ const fromStream = (m: JsMsg): OrderDelivery => ({
 });
 
 /**
- * A direct order's answers go to its requester (a broker, waiting to queue the order should
- * no worker take it). Anything but `claimed`, `taken` or `refused` makes the broker queue it.
- * Only an inbox is answered: a worker may write to its buckets, so a reply subject naming one
- * (in an order replayed by a bus insider) must not become a write.
- */
-/**
  * An order handed over by a broker of this process (lib/handover.ts): answered as a direct order
  * from the bus is, once; an order whose handler ends without an answer is answered `retry` (the
  * broker queues it, as it does when a bus request goes unanswered).
  */
 function fromLocal(o: LocalOrder, answer: (a: HandoverAnswer) => void): OrderDelivery {
+  // A copy of its own, taken as it is handed over, as an order from the bus is the worker's own
+  // parse: what it checks against the grant is what it runs, whatever happens to the broker's
+  // objects meanwhile.
+  const order = structuredClone(o.order);
   let answered = false;
   const once = (a: HandoverAnswer) => {
     if (answered) return;
@@ -147,14 +145,20 @@ function fromLocal(o: LocalOrder, answer: (a: HandoverAnswer) => void): OrderDel
   return {
     subject: o.subject,
     headers: o.headers,
-    string: () => JSON.stringify(o.order),
-    local: { order: o.order, grant: o.grant },
+    string: () => JSON.stringify(order),
+    local: { order, grant: o.grant },
     ack: () => once('claimed'),
     term: (why) => once(why),
     nak: () => once('retry'),
   };
 }
 
+/**
+ * A direct order's answers go to its requester (a broker, waiting to queue the order should
+ * no worker take it). Anything but `claimed`, `taken` or `refused` makes the broker queue it.
+ * Only an inbox is answered: a worker may write to its buckets, so a reply subject naming one
+ * (in an order replayed by a bus insider) must not become a write.
+ */
 function fromRequest(m: Msg): OrderDelivery & { answer(type: DispatchReply['type']): void } {
   const answer = (type: DispatchReply['type']): void => {
     if (!m.reply || !ANSWERABLE.test(m.reply) || m.reply.length > 256) return;
