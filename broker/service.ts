@@ -781,7 +781,7 @@ export class Broker {
       // `retry` (the worker's claim had no known fate, or no answer within the wait): queued, as
       // from the bus. A claim that was stored after all keeps it once: the queued copy is then
       // refused (`WRIT_ALREADY_CLAIMED`, audited) while the handed-over one runs.
-      if (answer !== 'busy') return answer !== 'retry';
+      return answer !== 'retry';
     }
     let m: Msg;
     try {

@@ -7,11 +7,12 @@
  * claim's fate is known. Otherwise the broker asks over the bus, and then queues the order, as
  * before.
  *
- * The order is the broker's own object, never encoded: the worker skips only the JSON and schema
- * parse of what its own process built (typed code, from a parsed intent). Everything else it
- * checks of an order from the bus it checks here too: the grant's signature (SignedGrants vouches
- * for this process's own, schemas/grant.ts), and the order's intent, session, target and command
- * against the grant. The claim in `writ_claims` keeps it at most once.
+ * The order is never encoded: the worker takes its own copy of what the broker built (typed code,
+ * from a parsed intent) and skips only the JSON and schema parse. Its grant is not signed
+ * (schemas/grant.ts LocalGrant: made only by the signer, taken once, under the key the worker
+ * trusts). Everything else it checks of an order from the bus it checks here too: expiry, and the
+ * order's intent, session, target and command against the grant. The claim in `writ_claims` keeps
+ * it at most once.
  *
  * What it saves is the request and its answer through nats-server (four of the 22 messages an
  * intent sends through the server, two hops of its path) and the order's encoding and parse
@@ -20,8 +21,8 @@
 import type { MsgHdrs } from '@nats-io/nats-core';
 import type { LocalGrant, OrderBody } from '../schemas/index.ts';
 
-/** A worker's answer to an order offered to it (schemas DispatchReply's types). */
-export type HandoverAnswer = 'claimed' | 'taken' | 'refused' | 'busy' | 'retry';
+/** A worker's answer to an order it took (as DispatchReply's types; a worker with no free place takes none). */
+export type HandoverAnswer = 'claimed' | 'taken' | 'refused' | 'retry';
 
 /** An order as the worker of this process receives it. */
 export interface LocalOrder {

@@ -78,6 +78,46 @@ describe('what a broker handed over, changed after the worker took it', () => {
   });
 });
 
+describe('where the outcome goes, changed after the worker took the order', () => {
+  let s: Stack;
+  beforeAll(async () => {
+    s = await startStack({ config: { policy } });
+  });
+  afterAll(async () => {
+    await s?.stop();
+  });
+
+  it('the reply subject and the reply key: the outcome still reaches the agent that asked, sealed to it', async () => {
+    const c = s.client(await s.token('alice', ['analysts']));
+    let stolen = 0;
+    const thief = s.nc.subscribe('_INBOX.thief.>', {
+      callback: () => {
+        stolen++;
+      },
+    });
+    const restore = afterTaken(s.handover!, (o) => {
+      (o.order as { replyTo?: string }).replyTo = '_INBOX.thief.outcome';
+      const reply = o.order.record?.reply as { to?: string } | undefined;
+      if (reply) reply.to = '_INBOX.thief.outcome';
+      try {
+        (o.grant.claims.rpl as { key?: string } | undefined)!.key = 'A'.repeat(43);
+      } catch {
+        // Frozen: nothing to change.
+      }
+    });
+    try {
+      const o = await c.run({ target: 'db', sql: 'SELECT 2 AS n' });
+      expect(o.status).toBe('succeeded');
+      expect(o.result!.rows).toEqual([[2]]);
+      await s.nc.flush();
+      expect(stolen).toBe(0);
+    } finally {
+      restore();
+      thief.unsubscribe();
+    }
+  });
+});
+
 describe('a worker that trusts another key than its broker, in one process', () => {
   let s: Stack;
   beforeAll(async () => {

@@ -294,32 +294,38 @@ export class Worker {
         throw e;
       }
     }
-    for (const [target, ex] of this.#byTarget) {
-      const durable = n.durables.worker(ex.kind, target);
-      await ensureConsumer(this.#jsm, n.streams.exec, {
-        durable_name: durable,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        filter_subject: n.exec(ex.kind, target),
-        ack_wait: 60_000_000_000,
-        max_ack_pending: config.limits.concurrency * 4,
-      });
-      const consumer = await this.#js.consumers.get(n.streams.exec, durable);
-      const slots = slotsOf.get(target)!;
-      const queued = await consumeConcurrently(consumer, (m) => this.#handle(fromStream(m), ex), { maxInFlight: config.limits.concurrency, log, slots });
-      this.#loops.push(queued);
-      // Orders handed over directly, while this worker has a slot free: a full worker answers
-      // `busy` at once and the broker queues the order, for whichever worker is free first. A
-      // queued order waiting for a slot gets the next one before any direct order.
-      const direct = serveConcurrently(nc, n.dispatch(ex.kind, target), n.workerQueue(ex.kind, target), (m) => this.#handle(fromRequest(m), ex), {
-        maxInFlight: config.limits.concurrency,
-        maxBacklog: 0,
-        maxBacklogBytes: 0,
-        log,
-        slots,
-        onDrop: (m) => fromRequest(m).answer('busy'),
-      });
-      this.#direct.push(direct);
+    try {
+      for (const [target, ex] of this.#byTarget) {
+        const durable = n.durables.worker(ex.kind, target);
+        await ensureConsumer(this.#jsm, n.streams.exec, {
+          durable_name: durable,
+          ack_policy: AckPolicy.Explicit,
+          deliver_policy: DeliverPolicy.All,
+          filter_subject: n.exec(ex.kind, target),
+          ack_wait: 60_000_000_000,
+          max_ack_pending: config.limits.concurrency * 4,
+        });
+        const consumer = await this.#js.consumers.get(n.streams.exec, durable);
+        const slots = slotsOf.get(target)!;
+        const queued = await consumeConcurrently(consumer, (m) => this.#handle(fromStream(m), ex), { maxInFlight: config.limits.concurrency, log, slots });
+        this.#loops.push(queued);
+        // Orders handed over directly, while this worker has a slot free: a full worker answers
+        // `busy` at once and the broker queues the order, for whichever worker is free first. A
+        // queued order waiting for a slot gets the next one before any direct order.
+        const direct = serveConcurrently(nc, n.dispatch(ex.kind, target), n.workerQueue(ex.kind, target), (m) => this.#handle(fromRequest(m), ex), {
+          maxInFlight: config.limits.concurrency,
+          maxBacklog: 0,
+          maxBacklogBytes: 0,
+          log,
+          slots,
+          onDrop: (m) => fromRequest(m).answer('busy'),
+        });
+        this.#direct.push(direct);
+      }
+    } catch (e) {
+      // Nothing handed over may wait on a worker that did not start (the loops begun are its stop's).
+      for (const unserve of this.#unserve.splice(0)) unserve();
+      throw e;
     }
     this.state = 'RUNNING';
     log.info({ worker: this.id, targets: [...this.#byTarget.keys()] }, 'worker running');
