@@ -10,6 +10,9 @@ export declare function eventHash(ev: AuditEvent): string;
 export declare function eventShapeError(e: unknown, hexChainFields?: boolean): string | undefined;
 export declare function blockShapeError(b: unknown): string | undefined;
 export declare function blockSigningText(sessionId: string, kid: string, hashes: readonly string[]): string;
+export declare function blockLeaf(sessionId: string, kid: string, hashes: readonly string[]): Buffer;
+export declare function batchNode(left: Buffer, right: Buffer): Buffer;
+export declare function batchSigningText(kid: string, root: Buffer): string;
 
 /** A registered writer key, as the per-block check needs it. */
 export interface Signer {

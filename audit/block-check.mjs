@@ -10,7 +10,7 @@
  * keys in canonical order, so the native JSON.stringify yields the canonical text and only
  * the `"hash":…` member has to be cut out; anything else goes the generic way.
  */
-import { hash as oneShotHash, verify as verifySignature } from 'node:crypto';
+import { createHash, hash as oneShotHash, verify as verifySignature } from 'node:crypto';
 
 export const ZERO_HASH = '0'.repeat(64);
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -173,12 +173,24 @@ export function blockShapeError(b) {
     const g = /** @type {Record<string, unknown>} */ (o.sig);
     let k = 0;
     if (g !== null && typeof g === 'object' && !Array.isArray(g)) for (const _ in g) k++;
-    if (k !== 2 || typeof g.kid !== 'string' || !KID.test(g.kid) || typeof g.s !== 'string' || !SIG.test(g.s)) return 'block signature is not {kid, s}';
+    const batched = g?.p !== undefined;
+    if (k !== (batched ? 3 : 2) || typeof g.kid !== 'string' || !KID.test(g.kid) || typeof g.s !== 'string' || !SIG.test(g.s)) return 'block signature is not {kid, s} or {kid, p, s}';
+    if (batched && !(Array.isArray(g.p) && g.p.length > 0 && g.p.length <= MAX_BATCH_DEPTH && g.p.every((x) => typeof x === 'string' && PATH_STEP.test(x)))) {
+      return `block signature's batch path is not 1-${MAX_BATCH_DEPTH} steps of l|r and a base64url SHA-256`;
+    }
   }
   return undefined;
 }
 
 const KID = /^[0-9a-f]{16}$/;
+/** A step of a batch path: the side the sibling is on, then its 32-byte hash in base64url. */
+const PATH_STEP = /^[lr][A-Za-z0-9_-]{43}$/;
+/** Deeper than any batch a writer makes (it signs at most 2^MAX_BATCH_DEPTH blocks at once). */
+const MAX_BATCH_DEPTH = 16;
+/** Domain separation of a batch signature, and of leaves from inner nodes in its hash tree. */
+const BATCH_SIG_CONTEXT = 'writ-audit-batch-v1\n';
+const LEAF = Buffer.from([0]);
+const NODE = Buffer.from([1]);
 /** An Ed25519 signature is 64 bytes: 86 base64url characters. */
 const SIG = /^[A-Za-z0-9_-]{86}$/;
 /** Domain separation: a block signature can never read as a grant or a checkpoint signed with the same key. */
@@ -193,6 +205,63 @@ const BLOCK_SIG_CONTEXT = 'writ-audit-block-v1\n';
  */
 export function blockSigningText(sessionId, kid, hashes) {
   return `${BLOCK_SIG_CONTEXT}${sessionId}\n${kid}\n${hashes.join('\n')}`;
+}
+
+/**
+ * Blocks signed together (a writer's blocks of one turn, of any sessions) share one signature
+ * over the root of a hash tree whose leaves are the blocks' signing texts; each block carries
+ * the path from its leaf to that root, so it is checked on its own, as a block signed alone is.
+ * A leaf is SHA-256(0x00 ‖ blockSigningText), an inner node SHA-256(0x01 ‖ left ‖ right): no
+ * leaf can pass for a node. The signed text has its own context, so a batch signature never
+ * reads as a block's, a grant's or a checkpoint's.
+ * @param {string} sessionId @param {string} kid @param {readonly string[]} hashes @returns {Buffer}
+ */
+export function blockLeaf(sessionId, kid, hashes) {
+  return createHash('sha256')
+    .update(LEAF)
+    .update(blockSigningText(sessionId, kid, hashes))
+    .digest();
+}
+
+/** @param {Buffer} left @param {Buffer} right @returns {Buffer} */
+export function batchNode(left, right) {
+  return createHash('sha256').update(NODE).update(left).update(right).digest();
+}
+
+/** What a batch's writer signs. @param {string} kid @param {Buffer} root @returns {string} */
+export function batchSigningText(kid, root) {
+  return `${BATCH_SIG_CONTEXT}${kid}\n${root.toString('base64url')}`;
+}
+
+/** The root a leaf and its path lead to (path shape already checked). @param {Buffer} leaf @param {readonly string[]} path @returns {Buffer} */
+function batchRoot(leaf, path) {
+  let h = leaf;
+  for (const step of path) {
+    const sibling = Buffer.from(step.slice(1), 'base64url');
+    h = step[0] === 'l' ? batchNode(sibling, h) : batchNode(h, sibling);
+  }
+  return h;
+}
+
+/**
+ * Batch roots whose signature verified, per key: the other blocks of a batch are checked by
+ * their path alone. Keyed by the key object (not its id), so a registry that maps an id to
+ * another key never reuses a result. Bounded: cleared when full.
+ * @type {WeakMap<object, Map<string, true>>}
+ */
+const verifiedRoots = new WeakMap();
+const MAX_VERIFIED_ROOTS = 4096;
+
+/** @param {import('node:crypto').KeyObject} key @param {string} kid @param {Buffer} root @param {string} s @returns {boolean} */
+function verifyBatchRoot(key, kid, root, s) {
+  let seen = verifiedRoots.get(key);
+  const id = `${root.toString('base64url')}.${s}`;
+  if (seen?.has(id)) return true;
+  if (!verifySignature(null, Buffer.from(batchSigningText(kid, root)), key, Buffer.from(s, 'base64url'))) return false;
+  if (!seen) verifiedRoots.set(key, (seen = new Map()));
+  if (seen.size >= MAX_VERIFIED_ROOTS) seen.clear();
+  seen.set(id, true);
+  return true;
 }
 
 /**
@@ -213,7 +282,7 @@ function typeAllowedFor(kind, type) {
  * Why `events` (well-formed, of one block) may not carry signature `sig`, per event:
  * unknown key, bad signature, or an event its signer's registered kind, id or validity
  * period does not cover. `hashes` are the events' stored hashes (checked by the caller).
- * @param {any[]} events @param {{kid: string, s: string}} sig @param {string} sessionId
+ * @param {any[]} events @param {{kid: string, s: string, p?: string[]}} sig @param {string} sessionId
  * @param {ReadonlyMap<string, import('./block-check.d.mts').Signer>} signers
  * @param {(index: number, eventId: string, reason: string) => void} fail
  */
@@ -225,12 +294,10 @@ function checkBlockSignature(events, sig, sessionId, signers, fail, bound) {
   }
   let ok = false;
   try {
-    const text = blockSigningText(
-      sessionId,
-      sig.kid,
-      events.map((e) => e.hash),
-    );
-    ok = verifySignature(null, Buffer.from(text), who.key, Buffer.from(sig.s, 'base64url'));
+    const hashes = events.map((e) => e.hash);
+    ok = sig.p
+      ? verifyBatchRoot(who.key, sig.kid, batchRoot(blockLeaf(sessionId, sig.kid, hashes), sig.p), sig.s)
+      : verifySignature(null, Buffer.from(blockSigningText(sessionId, sig.kid, hashes)), who.key, Buffer.from(sig.s, 'base64url'));
   } catch {
     ok = false;
   }
@@ -332,7 +399,7 @@ export function analyzeBlock(data, sessionId, checkpointSession, evidence = fals
     lastHash = ev.hash;
     lastId = ev.id;
   }
-  const sig = /** @type {{ sig?: { kid: string, s: string } }} */ (parsed).sig;
+  const sig = /** @type {{ sig?: { kid: string, s: string, p?: string[] } }} */ (parsed).sig;
   // The signature covers every event: a block with a malformed event is not checked further.
   /** @type {(string | number)[]} */
   const bound = [];

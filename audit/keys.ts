@@ -27,7 +27,7 @@ import { replaceFile, writeFileOnce } from '../lib/files.ts';
 import { dirname } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { keyId, WritError, type AuditEvent } from '../schemas/index.ts';
-import { blockSigningText, type BlockSignature, type Signer } from './chain.ts';
+import { batchNode, batchSigningText, blockLeaf, blockSigningText, type BlockSignature, type Signer } from './chain.ts';
 
 const KINDS = new Set(['agent', 'broker', 'worker', 'approver', 'operator', 'system']);
 
@@ -35,29 +35,66 @@ const KINDS = new Set(['agent', 'broker', 'worker', 'approver', 'operator', 'sys
 export interface BlockSigner {
   readonly keyId: string;
   sign(sessionId: string, events: readonly AuditEvent[]): BlockSignature;
+  /**
+   * Signs blocks together: one Ed25519 signature over the root of their hash tree, each block
+   * with its path (block-check.mjs blockLeaf). A lone block is signed as by sign().
+   */
+  signBatch(blocks: ReadonlyArray<{ sessionId: string; events: readonly AuditEvent[] }>): BlockSignature[];
 }
+
+/** Blocks under one batch signature at most (the verifier accepts paths up to MAX_BATCH_DEPTH steps). */
+const BATCH_MAX = 1024;
 
 /** A block signer over an Ed25519 private key (PKCS8 PEM or KeyObject). */
 export function blockSigner(privateKey: string | KeyObject): BlockSigner {
   const key = typeof privateKey === 'string' ? createPrivateKey(privateKey) : privateKey;
   if (key.asymmetricKeyType !== 'ed25519') throw new WritError('WRIT_CONFIG_INVALID', 'audit: the block signing key must be an Ed25519 private key');
   const kid = keyId(createPublicKey(key));
+  const hashesOf = (events: readonly AuditEvent[]) => events.map((e) => e.hash);
+  const signOne = (sessionId: string, events: readonly AuditEvent[]): BlockSignature => ({
+    kid,
+    s: sign(null, Buffer.from(blockSigningText(sessionId, kid, hashesOf(events))), key).toString('base64url'),
+  });
+  /** One tree: its root signed once, and each leaf's path (sibling side and hash, leaf upwards). */
+  const signTree = (leaves: Buffer[]): BlockSignature[] => {
+    const paths: string[][] = leaves.map(() => []);
+    // Which leaves each node of the current level covers: a node's step is added to all of them.
+    let covers: number[][] = leaves.map((_, i) => [i]);
+    let level = leaves;
+    while (level.length > 1) {
+      const up: Buffer[] = [];
+      const upCovers: number[][] = [];
+      for (let i = 0; i < level.length; i += 2) {
+        if (i + 1 === level.length) {
+          // An odd node is carried up as it is: no step for its leaves at this level.
+          up.push(level[i]!);
+          upCovers.push(covers[i]!);
+          continue;
+        }
+        const [l, r] = [level[i]!, level[i + 1]!];
+        for (const leaf of covers[i]!) paths[leaf]!.push(`r${r.toString('base64url')}`);
+        for (const leaf of covers[i + 1]!) paths[leaf]!.push(`l${l.toString('base64url')}`);
+        up.push(batchNode(l, r));
+        upCovers.push([...covers[i]!, ...covers[i + 1]!]);
+      }
+      level = up;
+      covers = upCovers;
+    }
+    const s = sign(null, Buffer.from(batchSigningText(kid, level[0]!)), key).toString('base64url');
+    return paths.map((p) => ({ kid, p, s }));
+  };
   return {
     keyId: kid,
-    sign: (sessionId, events) => ({
-      kid,
-      s: sign(
-        null,
-        Buffer.from(
-          blockSigningText(
-            sessionId,
-            kid,
-            events.map((e) => e.hash),
-          ),
-        ),
-        key,
-      ).toString('base64url'),
-    }),
+    sign: signOne,
+    signBatch: (blocks) => {
+      if (blocks.length === 1) return [signOne(blocks[0]!.sessionId, blocks[0]!.events)];
+      const out: BlockSignature[] = [];
+      for (let i = 0; i < blocks.length; i += BATCH_MAX) {
+        const part = blocks.slice(i, i + BATCH_MAX);
+        out.push(...(part.length === 1 ? [signOne(part[0]!.sessionId, part[0]!.events)] : signTree(part.map((b) => blockLeaf(b.sessionId, kid, hashesOf(b.events))))));
+      }
+      return out;
+    },
   };
 }
 

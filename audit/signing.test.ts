@@ -27,7 +27,7 @@ import {
   type CheckpointPayload,
   type KeyRegistry,
 } from './index.ts';
-import { blockJson } from './chain.ts';
+import { blockJson, type BlockSignature } from './chain.ts';
 import { loadLastBlock } from './writer.ts';
 
 let server: NatsServerHandle;
@@ -156,7 +156,7 @@ describe('signed blocks', () => {
   it('a signature copied from another block does not verify (it covers the session and every event hash)', async () => {
     const { n } = await cleanLog();
     const stolen = brokerSigner.sign('sess_a', [{ hash: 'a'.repeat(64) } as AuditEvent]);
-    const { ev } = await forge(n, 'sess_a', { type: 'approval.vote', actor: { kind: 'broker', id: 'b1' } }, { keyId: stolen.kid, sign: () => stolen });
+    const { ev } = await forge(n, 'sess_a', { type: 'approval.vote', actor: { kind: 'broker', id: 'b1' } }, { keyId: stolen.kid, sign: () => stolen, signBatch: (bs) => bs.map(() => stolen) });
     expect((await verifyAll(n)).firstBreak).toMatchObject({ eventId: ev.id, reason: expect.stringMatching(/does not verify/) });
   });
 
@@ -230,6 +230,32 @@ describe('signed blocks', () => {
     await w.close();
     const r = await verify({ js, names: n, signers: loadKeyRegistry(file), threads: 0 });
     expect(r.firstBreak?.reason).toMatch(/outside key [0-9a-f]+'s validity period/);
+  });
+});
+
+describe('blocks of one turn', () => {
+  it('are signed together (one signature, a path each) and each verifies on its own, inline and in worker threads', async () => {
+    const n = names(uniqueName('t'));
+    await ensureAuditStream(jsm, n, {});
+    // Group commit (flushMs 0), as the services write: the blocks of one turn are sealed together.
+    const broker = new AuditWriter({ js, jsm, names: n, actor: { kind: 'broker', id: 'b1' }, signer: brokerSigner });
+    const cp = new Checkpointer({ js, jsm, names: n, actor: { kind: 'broker', id: 'b1' }, privateKey: cpKey.priv, writers: [broker], signer: brokerSigner, signers: registry });
+    const sessions = Array.from({ length: 6 }, (_, i) => `sess_turn_${i}`);
+    const round = () => Promise.all(sessions.map((sessionId) => broker.append({ sessionId, intentId: `i_${sessionId}`, type: 'intent.received', payload: { principal: { sub: 'alice' } } })));
+    // The first blocks of new sessions wait for their heads to be read, each at its own time; once
+    // the heads are known (as for a service's running sessions), one turn's blocks chain at once.
+    await round();
+    await round();
+    await cp.checkpoint();
+    const sigs = await Promise.all(sessions.map(async (sid) => JSON.parse(new TextDecoder().decode((await jsm.streams.getMessage(n.streams.audit, { last_by_subj: n.audit(sid) }))!.data)).sig));
+    expect(new Set(sigs.map((g: { s: string }) => g.s)).size).toBe(1);
+    expect(sigs.every((g: { p?: string[] }) => Array.isArray(g.p) && g.p.length > 0)).toBe(true);
+    expect(await verifyAll(n)).toMatchObject({ ok: true, blockSignaturesChecked: true });
+    // The batch's signature with a path of its own on a block the writer never signed: refused.
+    const shared = sigs[0] as BlockSignature;
+    const { ev } = await forge(n, sessions[0]!, { type: 'approval.vote', actor: { kind: 'broker', id: 'b1' } }, { keyId: shared.kid, sign: () => shared, signBatch: (bs) => bs.map(() => shared) });
+    expect((await verifyAll(n)).firstBreak).toMatchObject({ eventId: ev.id, reason: expect.stringMatching(/does not verify/) });
+    await broker.close();
   });
 });
 

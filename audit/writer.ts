@@ -30,7 +30,7 @@ import { headers } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { Budgets } from '../lib/budgets.ts';
 import { canonicalJson, WritError, type AuditEvent, type Names } from '../schemas/index.ts';
-import { blockJson, CHAIN_LENGTH_HEADER, CHECKPOINT_SESSION, eventHash, sha256, ZERO_HASH } from './chain.ts';
+import { blockJson, CHAIN_LENGTH_HEADER, CHECKPOINT_SESSION, eventHash, sha256, ZERO_HASH, type BlockSignature } from './chain.ts';
 import { decodeBlock } from './read.ts';
 import type { Actor, AppendInput, AuditWriterOptions, HeadBoard, SessionHead } from './types.ts';
 import type { BlockSigner } from './keys.ts';
@@ -107,6 +107,9 @@ export class AuditWriter {
   #deadline = Number.POSITIVE_INFINITY;
   /** Wakes retry back-offs when the deadline is set. */
   readonly #sleepers = new Set<() => void>();
+  /** Blocks chained since the last sealing turn, waiting to be signed and published together. */
+  #sealing: Array<{ sessionId: string; events: AuditEvent[]; done: (sig: BlockSignature | undefined, err?: unknown) => void }> = [];
+  #sealTurn: NodeJS.Immediate | undefined;
   /** Plain counters for metrics (read by lib/metrics.ts when scraped; no metrics library here). */
   readonly #stats = { blocks: 0, conflicts: 0, retries: 0 };
   /** Unattributed events that may still be stored one by one (a token bucket), and when it was last filled. */
@@ -381,6 +384,34 @@ export class AuditWriter {
   }
 
   /**
+   * The block's signature, given in the writer's next check phase together with every other
+   * block chained meanwhile (of any session): those blocks are then published in one turn of
+   * the event loop, so under load they leave in one socket write instead of one each, and share
+   * one signature (audit/keys.ts signBatch). A lone block waits one turn of the loop.
+   */
+  #sealed(sessionId: string, events: AuditEvent[]): Promise<BlockSignature | undefined> {
+    return new Promise((resolve, reject) => {
+      this.#sealing.push({ sessionId, events, done: (sig, err) => (err === undefined ? resolve(sig) : reject(err)) });
+      this.#sealTurn ??= setImmediate(this.#sealFn);
+    });
+  }
+
+  /** One bound function for every sealing turn. */
+  readonly #sealFn = (): void => {
+    this.#sealTurn = undefined;
+    const blocks = this.#sealing;
+    this.#sealing = [];
+    let sigs: Array<BlockSignature | undefined>;
+    try {
+      sigs = this.#signer ? this.#signer.signBatch(blocks) : [];
+    } catch (e) {
+      for (const b of blocks) b.done(undefined, e);
+      return;
+    }
+    blocks.forEach((b, i) => b.done(sigs[i]));
+  };
+
+  /**
    * Chains `batch` onto the session's head and stores it, retrying until it is stored (or the
    * close deadline passes). While no attempt may have been stored, events pending for the
    * session join `batch` (in place). Returns the events as stored, in `batch`'s order.
@@ -414,11 +445,12 @@ export class AuditWriter {
         head = known ?? (await (ahead ?? this.#loadHead(sessionId)).catch(() => this.#loadHead(sessionId))).head;
         known = undefined;
         events = chain(batch, head.hash);
+        const sig = await this.#sealed(sessionId, events);
         const h = headers();
         h.set(CHAIN_LENGTH_HEADER, String(head.count + events.length));
         const timeout = Math.max(1, Math.min(this.#o.publishTimeoutMs, this.#deadline - Date.now()));
         const ack = await this.#js
-          .publish(subject, blockJson(events, this.#signer?.sign(sessionId, events)), {
+          .publish(subject, blockJson(events, sig), {
             msgID: blockId,
             headers: h,
             timeout,

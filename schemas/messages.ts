@@ -473,8 +473,21 @@ export const AuditBlockSchema = z.strictObject({
   v: z.literal(1),
   type: z.literal('audit.block'),
   events: z.array(AuditEventSchema).min(1),
-  /** The writer's signature over the block (audit/keys.ts): its key id and an Ed25519 signature. */
-  sig: z.strictObject({ kid: z.string().regex(/^[0-9a-f]{16}$/), s: z.string() }).optional(),
+  /**
+   * The writer's signature over the block (audit/keys.ts): its key id and an Ed25519 signature;
+   * for a block signed in a batch, also the path from the block to the batch's signed root.
+   */
+  sig: z
+    .strictObject({
+      kid: z.string().regex(/^[0-9a-f]{16}$/),
+      p: z
+        .array(z.string().regex(/^[lr][A-Za-z0-9_-]{43}$/))
+        .min(1)
+        .max(16)
+        .optional(),
+      s: z.string(),
+    })
+    .optional(),
 });
 export type AuditBlock = z.infer<typeof AuditBlockSchema>;
 
