@@ -8,6 +8,7 @@ import { dirname, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { z } from 'zod';
 import { WritError } from './errors.ts';
+import { deepFreeze } from './canonical.ts';
 import { configPath } from './home.ts';
 import { ApprovalSpecSchema, LimitsSchema, TARGET_KINDS, TargetNameSchema } from './messages.ts';
 
@@ -522,14 +523,6 @@ export function approverTokenSkewSec(config: Pick<Config, 'identity'>): number {
   return Math.max(0, ...skews);
 }
 export type ConfigInput = z.input<typeof ConfigSchema>;
-
-function deepFreeze<T>(o: T): T {
-  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
-    Object.freeze(o);
-    for (const v of Object.values(o)) deepFreeze(v);
-  }
-  return o;
-}
 
 /** Formats zod issues as `path.to[2].key: message` lines. */
 export function formatIssues(error: z.ZodError): string {

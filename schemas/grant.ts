@@ -6,6 +6,7 @@
  */
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { WritError } from './errors.ts';
+import { deepFreeze, jsonCopy } from './canonical.ts';
 import { GrantClaimsSchema, type GrantClaims } from './messages.ts';
 
 const b64u = (b: Buffer | string) => Buffer.from(b).toString('base64url');
@@ -64,19 +65,11 @@ export function grantSigner(privateKeyPem: string, kid: string, signedHere?: Sig
     vouch(claims) {
       // A copy of its own, frozen to the leaves: the claims the broker decided, whatever later
       // happens to the objects they were built from (the record's limits, the reply key).
-      const g: LocalGrant = Object.freeze({ kid, claims: deepFreeze(structuredClone(claims)) });
+      const g: LocalGrant = Object.freeze({ kid, claims: deepFreeze(jsonCopy(claims)) });
       vouchedBy.set(g, publicKey);
       return g;
     },
   };
-}
-
-function deepFreeze<T>(v: T): T {
-  if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) {
-    Object.freeze(v);
-    for (const x of Object.values(v)) deepFreeze(x);
-  }
-  return v;
 }
 
 /** How grantSigner records into a SignedGrants: not reachable from outside this module. */

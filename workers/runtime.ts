@@ -49,6 +49,7 @@ import {
   buildOutcome,
   commandText,
   formatIssues,
+  jsonCopy,
   OrderSchema,
   sha256Hex,
   toWritError,
@@ -135,7 +136,7 @@ function fromLocal(o: LocalOrder, answer: (a: HandoverAnswer) => void): OrderDel
   // A copy of its own, taken as it is handed over, as an order from the bus is the worker's own
   // parse: what it checks against the grant is what it runs, whatever happens to the broker's
   // objects meanwhile.
-  const order = structuredClone(o.order);
+  const order = jsonCopy(o.order);
   let answered = false;
   const once = (a: HandoverAnswer) => {
     if (answered) return;

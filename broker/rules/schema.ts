@@ -5,7 +5,7 @@
  */
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
-import { canonicalJson, LimitsSchema, sha256Hex, TARGET_KINDS, TargetNameSchema, WritError } from '../../schemas/index.ts';
+import { canonicalJson, deepFreeze, LimitsSchema, sha256Hex, TARGET_KINDS, TargetNameSchema, WritError } from '../../schemas/index.ts';
 import { SQL_KINDS } from '../../classify/index.ts';
 import type { ArgvSpec } from './args.ts';
 import { globProblem, regexProblem } from './glob.ts';
@@ -311,14 +311,6 @@ export interface ParsedPolicy {
   readonly hash: string;
   /** `hash`, or `<declared version>+<hash>` when the document declares one. */
   readonly version: string;
-}
-
-function deepFreeze<T>(o: T): T {
-  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
-    Object.freeze(o);
-    for (const v of Object.values(o)) deepFreeze(v);
-  }
-  return o;
 }
 
 /**
