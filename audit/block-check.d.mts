@@ -7,6 +7,7 @@ export declare function canonicalJson(value: unknown): string;
 export declare function isSortedDeep(v: unknown): boolean;
 export declare function hashInput(ev: AuditEvent): string;
 export declare function eventHash(ev: AuditEvent): string;
+export declare function storedEventHash(ev: AuditEvent): string | undefined;
 export declare function eventShapeError(e: unknown, hexChainFields?: boolean): string | undefined;
 export declare function blockShapeError(b: unknown): string | undefined;
 export declare function blockSigningText(sessionId: string, kid: string, hashes: readonly string[]): string;

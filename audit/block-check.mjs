@@ -90,6 +90,21 @@ export function eventHash(ev) {
 }
 
 /**
+ * The hash of a stored event, or undefined when it has none: canonical JSON refuses a number
+ * JSON.parse made infinite (`1e400`), and nesting deep enough exhausts the stack. Anyone who
+ * may publish a block can store such an event, so a reader gets a break to report, never an
+ * exception (one such block made verify and the Checkpointer throw on every run).
+ * @param {any} ev @returns {string | undefined}
+ */
+export function storedEventHash(ev) {
+  try {
+    return eventHash(ev);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Why a parsed event is not a well-formed AuditEvent, or undefined: AuditEventSchema's
  * rules (strict keys, types, hex hashes) by hand, because zod would be the verifier's
  * largest cost. `hexChainFields` false leaves the hex check of prev and hash to a caller
@@ -345,6 +360,17 @@ function anyBound(signers) {
  * @returns {import('./block-check.d.mts').BlockAnalysis}
  */
 export function analyzeBlock(data, sessionId, checkpointSession, evidence = false, signers = undefined) {
+  // Whatever a block holds, it is reported, never thrown: a throw here stopped verify (and the
+  // Checkpointer) on every run, and the stream keeps the block for good.
+  try {
+    return analyzeBlockUnsafe(data, sessionId, checkpointSession, evidence, signers);
+  } catch (e) {
+    return { events: 0, errors: [{ index: -1, eventId: '', reason: `block could not be checked (${e instanceof Error ? e.message.slice(0, 200) : 'error'})` }] };
+  }
+}
+
+/** analyzeBlock's work; it may throw. @param {Uint8Array} data @param {string} sessionId @param {string} checkpointSession @param {boolean} evidence @param {ReadonlyMap<string, import('./block-check.d.mts').Signer> | undefined} signers @returns {import('./block-check.d.mts').BlockAnalysis} */
+function analyzeBlockUnsafe(data, sessionId, checkpointSession, evidence, signers) {
   /** @type {unknown} */
   let parsed;
   try {
@@ -388,7 +414,9 @@ export function analyzeBlock(data, sessionId, checkpointSession, evidence = fals
       firstId = ev.id;
       firstIndex = i;
     } else if (ev.prev !== prev) fail(i, ev.id, `prev ${ev.prev.slice(0, 12)}… does not match the previous event's hash ${prev.slice(0, 12)}…`);
-    if (eventHash(ev) !== ev.hash) fail(i, ev.id, 'hash does not match the event (altered)');
+    const computed = storedEventHash(ev);
+    if (computed === undefined) fail(i, ev.id, 'the event has no hash (a number out of range, or nesting too deep)');
+    else if (computed !== ev.hash) fail(i, ev.id, 'hash does not match the event (altered)');
     if (sessionId === checkpointSession) (checkpoints ??= []).push(ev);
     else if (ev.type === 'checkpoint') fail(i, ev.id, 'checkpoint outside the checkpoint session');
     // A vote is evidence of an approval only when the broker counted it.

@@ -1,7 +1,7 @@
 // The verifier's fast hashing must give exactly the bytes of schemas' canonicalJson.
 import { describe, expect, it } from 'vitest';
 import { AuditEventSchema, canonicalJson, sha256Hex, type AuditEvent } from '../schemas/index.ts';
-import { blockJson, eventHash, eventShapeError, hashInput, isSortedDeep, ZERO_HASH } from './chain.ts';
+import { analyzeBlock, blockJson, eventHash, eventShapeError, hashInput, isSortedDeep, ZERO_HASH } from './chain.ts';
 import { canonicalJson as workerCanonicalJson } from './block-check.mjs';
 
 function ev(payload?: Record<string, unknown>, extra: Partial<AuditEvent> = {}): AuditEvent {
@@ -85,6 +85,19 @@ describe('eventShapeError', () => {
     for (const [what, e] of bad) {
       expect(eventShapeError(e), what).toBeDefined();
       expect(AuditEventSchema.safeParse(e).success, what).toBe(false);
+    }
+  });
+});
+
+describe('analyzeBlock on events with no canonical form', () => {
+  const block = (payload: string) =>
+    new TextEncoder().encode(
+      `{"events":[{"actor":{"id":"b1","kind":"broker"},"at":1,"hash":"${'0'.repeat(64)}","id":"e1","payload":${payload},"prev":"${ZERO_HASH}","sessionId":"s1","type":"t","v":1}],"type":"audit.block","v":1}`,
+    );
+  it('reports a number out of range or nesting too deep as a break, never throws', () => {
+    for (const payload of ['{"x":1e400}', '{"x":-1e400}', `{"x":${'['.repeat(100_000)}${']'.repeat(100_000)}}`]) {
+      const a = analyzeBlock(block(payload), 's1', '_checkpoints');
+      expect(a.errors).toEqual([{ index: 0, eventId: 'e1', reason: expect.stringMatching(/has no hash/) }]);
     }
   });
 });

@@ -6,7 +6,21 @@
 import { canonicalJson, type AuditEvent } from '../schemas/index.ts';
 import { isSortedDeep } from './block-check.mjs';
 
-export { analyzeBlock, batchNode, batchSigningText, blockLeaf, blockShapeError, blockSigningText, eventHash, eventShapeError, hashInput, isSortedDeep, sha256, ZERO_HASH } from './block-check.mjs';
+export {
+  analyzeBlock,
+  batchNode,
+  batchSigningText,
+  blockLeaf,
+  blockShapeError,
+  blockSigningText,
+  eventHash,
+  eventShapeError,
+  hashInput,
+  isSortedDeep,
+  sha256,
+  storedEventHash,
+  ZERO_HASH,
+} from './block-check.mjs';
 export type { BlockAnalysis, Signer } from './block-check.mjs';
 
 /** The session that holds the signed checkpoints; no other writer may append to it. */

@@ -12,7 +12,7 @@ import { escapeForTerminal } from '../lib/index.ts';
 import type { SealKeyPair } from './reveal.ts';
 import { commandText, WritError, type Command, type Names } from '../schemas/index.ts';
 import { auditorKeyPair, revealCommand } from './reveal.ts';
-import { eventHash, ZERO_HASH } from './chain.ts';
+import { storedEventHash, ZERO_HASH } from './chain.ts';
 import { clean, formatEvent, formatSessions } from './format.ts';
 import { exportJsonl, listSessions, readSessionStored, tail } from './read.ts';
 import { addKeyToRegistry, loadKeyRegistry, type KeyRegistry } from './keys.ts';
@@ -225,7 +225,7 @@ async function replay(src: AuditSource, v: Values, io: AuditCliIo): Promise<numb
   const intents = new Set<string>();
   let out: string[] = [];
   for (const { seq, event } of stored) {
-    if (!broken && (event.prev !== prev || eventHash(event) !== event.hash)) broken = `event ${event.id} (seq ${seq})`;
+    if (!broken && (event.prev !== prev || storedEventHash(event) !== event.hash)) broken = `event ${event.id} (seq ${seq})`;
     prev = event.hash;
     if (event.intentId) intents.add(event.intentId);
     out.push(`${formatEvent(event)}\n`);
@@ -398,7 +398,7 @@ async function revealCmd(src: AuditSource, v: Values, io: AuditCliIo): Promise<n
   let failed = 0;
   for (const { seq, event } of stored) {
     // The digest is trusted only as far as the chain holding it is intact.
-    if (event.prev !== prev || eventHash(event) !== event.hash) intact = false;
+    if (event.prev !== prev || storedEventHash(event) !== event.hash) intact = false;
     prev = event.hash;
     if (event.type !== 'intent.received' || (v.intent !== undefined && event.intentId !== v.intent)) continue;
     const p = event.payload as { commandSealed?: unknown; commandSha256?: string } | undefined;

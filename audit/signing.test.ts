@@ -233,6 +233,36 @@ describe('signed blocks', () => {
   });
 });
 
+describe('a block whose events cannot be hashed', () => {
+  it('is a break that verify reports, inline and in worker threads, and the Checkpointer covers the other sessions', async () => {
+    const { n, broker, worker, cp } = await cleanLog();
+    // An insider's block, chained and signed by nobody: a number JSON.parse makes infinite, and
+    // nesting deep enough to exhaust the stack of any recursive walk. Neither has a canonical form.
+    const poison = async (sessionId: string, payload: string) => {
+      const last = await loadLastBlock(jsm, n, sessionId);
+      const ev = `{"actor":{"id":"b1","kind":"broker"},"at":${Date.now()},"hash":"${'0'.repeat(64)}","id":"${uniqueName('p')}","payload":${payload},"prev":"${last.head.hash}","sessionId":"${sessionId}","type":"intent.received","v":1}`;
+      const h = headers();
+      h.set(CHAIN_LENGTH_HEADER, String(last.head.count + 1));
+      return (await js.publish(n.audit(sessionId), `{"events":[${ev}],"type":"audit.block","v":1}`, { headers: h, expect: { lastSubjectSequence: last.head.seq } })).seq;
+    };
+    const huge = await poison('sess_a', '{"x":1e400}');
+    await poison('sess_c', `{"x":${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
+    // The broker writes on in another session; the checkpoint still covers it.
+    await broker.append({ sessionId: 'sess_b', intentId: 'intent_sess_b_7', type: 'intent.received', payload: {} });
+    const [rec] = await cp.checkpoint();
+    const heads = ((await jsm.streams.getMessage(n.streams.audit, { seq: rec!.seq }))!.json<{ events: AuditEvent[] }>().events[0]!.payload as unknown as CheckpointPayload).heads;
+    expect(heads.find((h) => h.sessionId === 'sess_b')).toBeDefined();
+    for (const sid of ['sess_a', 'sess_c']) expect((heads.find((h) => h.sessionId === sid)?.seq ?? 0) < huge).toBe(true);
+    const r = await verifyAll(n);
+    expect(r.ok).toBe(false);
+    expect(r.firstBreak).toMatchObject({ sessionId: 'sess_a', seq: huge });
+    expect(r.firstBreak!.reason).toMatch(/has no hash|does not match|not signed/);
+    await cp.close();
+    await worker.close();
+    await broker.close();
+  });
+});
+
 describe('blocks of one turn', () => {
   it('are signed together (one signature, a path each) and each verifies on its own, inline and in worker threads', async () => {
     const n = names(uniqueName('t'));
