@@ -72,8 +72,8 @@ const DEFAULTS = {
 const UNATTRIBUTED_SESSION = '_unattributed';
 /** Attempts after which a still-unstored block is reported (then every STILL_RETRYING_EVERY more). */
 const STILL_RETRYING_EVERY = 50;
-/** A block's JSON around its events: the envelope and the signature (`"sig":{"kid":…,"s":<86>}`). */
-const BLOCK_OVERHEAD_BYTES = 192;
+/** A block's JSON around its events: the envelope and the signature (`"sig":{"kid":…,"p":[…],"s":<86>}`, a batch path of up to 16 steps of 47 bytes). */
+const BLOCK_OVERHEAD_BYTES = 192 + 16 * 47;
 /** Per event: `"prev":"<64>","hash":"<64>",` and a comma. */
 const CHAIN_FIELDS_BYTES = 150;
 
@@ -107,9 +107,11 @@ export class AuditWriter {
   #deadline = Number.POSITIVE_INFINITY;
   /** Wakes retry back-offs when the deadline is set. */
   readonly #sleepers = new Set<() => void>();
-  /** Blocks chained since the last sealing turn, waiting to be signed and published together. */
+  /** The group-commit turn (flushMs 0) that starts every session due in it. */
+  #dueTurn: NodeJS.Immediate | undefined;
+  /** Blocks chained since the last seal, waiting to be signed and published together. */
   #sealing: Array<{ sessionId: string; events: AuditEvent[]; done: (sig: BlockSignature | undefined, err?: unknown) => void }> = [];
-  #sealTurn: NodeJS.Immediate | undefined;
+  #sealQueued = false;
   /** Plain counters for metrics (read by lib/metrics.ts when scraped; no metrics library here). */
   readonly #stats = { blocks: 0, conflicts: 0, retries: 0 };
   /** Unattributed events that may still be stored one by one (a token bucket), and when it was last filled. */
@@ -167,7 +169,8 @@ export class AuditWriter {
       // flushMs 0 is group commit: the block goes out once the current turn of the event loop
       // ends (events appended together, such as one intent's, share it), and events arriving
       // while a session's block is being stored join the next one. No timer delays a lone intent.
-      if (!q.run && !q.timer) q.timer = this.#o.flushMs === 0 ? setImmediate(this.#startFn, event.sessionId) : setTimeout(this.#startFn, this.#o.flushMs, event.sessionId);
+      // Every session due in one turn starts in one callback, so their blocks are sealed together.
+      if (!q.run && !q.timer) q.timer = this.#o.flushMs === 0 ? (this.#dueTurn ??= setImmediate(this.#startDue)) : setTimeout(this.#startFn, this.#o.flushMs, event.sessionId);
     });
   }
 
@@ -341,13 +344,18 @@ export class AuditWriter {
   /** One bound function for every session's timer: no closure per block. */
   readonly #startFn = (sessionId: string): void => this.#start(sessionId);
 
+  /** Starts every session whose group commit waited for this turn (their `timer` is this turn's). */
+  readonly #startDue = (): void => {
+    const turn = this.#dueTurn;
+    this.#dueTurn = undefined;
+    for (const [sessionId, q] of this.#queues) if (q.timer === turn) this.#start(sessionId);
+  };
+
   #start(sessionId: string): void {
     const q = this.#queues.get(sessionId);
     if (!q || q.run) return;
-    if (q.timer) {
-      if (this.#o.flushMs === 0) clearImmediate(q.timer as NodeJS.Immediate);
-      else clearTimeout(q.timer as NodeJS.Timeout);
-    }
+    // The writer's group-commit turn is shared and runs once for all; a flushMs timer is this session's.
+    if (q.timer && this.#o.flushMs !== 0) clearTimeout(q.timer as NodeJS.Timeout);
     q.timer = undefined;
     q.run = this.#drain(sessionId, q).finally(() => {
       q.run = undefined;
@@ -384,21 +392,25 @@ export class AuditWriter {
   }
 
   /**
-   * The block's signature, given in the writer's next check phase together with every other
-   * block chained meanwhile (of any session): those blocks are then published in one turn of
-   * the event loop, so under load they leave in one socket write instead of one each, and share
-   * one signature (audit/keys.ts signBatch). A lone block waits one turn of the loop.
+   * The block's signature, given once the blocks being chained now (the sessions started in one
+   * group-commit turn chain theirs one after the other, in the microtasks of that turn) are all
+   * chained: they share one signature (audit/keys.ts signBatch) and are published in the same
+   * turn, so under load they leave in one socket write instead of one each. A lone block waits
+   * one microtask.
    */
   #sealed(sessionId: string, events: AuditEvent[]): Promise<BlockSignature | undefined> {
     return new Promise((resolve, reject) => {
       this.#sealing.push({ sessionId, events, done: (sig, err) => (err === undefined ? resolve(sig) : reject(err)) });
-      this.#sealTurn ??= setImmediate(this.#sealFn);
+      if (!this.#sealQueued) {
+        this.#sealQueued = true;
+        queueMicrotask(this.#sealFn);
+      }
     });
   }
 
-  /** One bound function for every sealing turn. */
+  /** One bound function for every seal. */
   readonly #sealFn = (): void => {
-    this.#sealTurn = undefined;
+    this.#sealQueued = false;
     const blocks = this.#sealing;
     this.#sealing = [];
     let sigs: Array<BlockSignature | undefined>;

@@ -6,7 +6,7 @@
  */
 import { isOpaquePg, type SqlStatementFacts } from '../classify/index.ts';
 import { columnStrategy, MaskingSpecSchema, sensitiveColumns, type MaskingSpec } from '../masking/index.ts';
-import { WritError, type AccessMode } from '../schemas/index.ts';
+import { deepFreeze, WritError, type AccessMode } from '../schemas/index.ts';
 
 /** The catalogue lookups a worker answers from its target (cached there). */
 export interface ColumnCatalogue {
@@ -185,11 +185,31 @@ export function maskedOrderCut(statement: number | undefined): WritError {
   );
 }
 
-/** The grant's masking spec, parsed; a spec that does not parse runs nothing (the runtime says the same). */
+/** Parsed specs by their JSON (grants of one rule carry the same spec), at most SPECS_MAX. */
+const specsByText = new Map<string, MaskingSpec>();
+const SPECS_MAX = 256;
+/** The spec of each grant's own mask object: the checks of one run ask for it three times. */
+const specsByObject = new WeakMap<object, MaskingSpec>();
+
+/**
+ * The grant's masking spec, parsed (and frozen: it is shared); a spec that does not parse runs
+ * nothing (the runtime says the same). Parsed once per distinct spec, not three times per run.
+ */
 function specOf(mask: unknown): MaskingSpec {
-  const r = MaskingSpecSchema.safeParse(mask);
-  if (!r.success) throw new WritError('WRIT_MASKING_FAILED', 'the grant carries a masking spec this worker cannot apply');
-  return r.data;
+  const own = typeof mask === 'object' && mask !== null ? mask : undefined;
+  const known = own && specsByObject.get(own);
+  if (known) return known;
+  const text = JSON.stringify(mask);
+  let spec = specsByText.get(text);
+  if (!spec) {
+    const r = MaskingSpecSchema.safeParse(mask);
+    if (!r.success) throw new WritError('WRIT_MASKING_FAILED', 'the grant carries a masking spec this worker cannot apply');
+    spec = deepFreeze(r.data);
+    if (specsByText.size >= SPECS_MAX) specsByText.delete(specsByText.keys().next().value!);
+    specsByText.set(text, spec);
+  }
+  if (own) specsByObject.set(own, spec);
+  return spec;
 }
 
 /**
