@@ -10,7 +10,7 @@ import { createLogger } from '../lib/index.ts';
 import { loadOrCreateGrantKey } from '../broker/index.ts';
 import { newId } from '../client/index.ts';
 import { sha256Hex, type GrantClaims, type Order } from '../schemas/index.ts';
-import { createWorker, type Executor, type Worker } from '../workers/index.ts';
+import { createWorker, type Worker } from '../workers/index.ts';
 import { readSession } from '../audit/index.ts';
 import { startStack, type Stack } from './fixture.ts';
 
@@ -37,29 +37,6 @@ async function until<T>(f: () => Promise<T | undefined | null | false>, ms = 15_
     if (Date.now() > end) throw new Error('condition not met in time');
     await sleep(100);
   }
-}
-
-function signedOrderFor(s: Stack, sql: string, o: { expOffset?: number } = {}): Order {
-  const { signer } = loadOrCreateGrantKey(s.config.grants.keyFile);
-  const id = newId();
-  const sessionId = newId('s');
-  const now = Math.floor(Date.now() / 1000);
-  const claims: GrantClaims = {
-    gid: id,
-    iid: id,
-    sid: sessionId,
-    tgt: 'db',
-    kind: 'postgres',
-    mode: 'write',
-    sha256: sha256Hex(sql),
-    iat: now - 5,
-    exp: now + (o.expOffset ?? 60),
-    limits: { rows: 10, seconds: 5 },
-    mask: {},
-    policyVersion: 'test',
-    sub: 'test',
-  };
-  return { v: 1, type: 'order', intentId: id, sessionId, target: 'db', command: { kind: 'sql', sql }, grant: signer.sign(claims), stateRevision: 1 };
 }
 
 describe('a worker killed mid-run', () => {
@@ -111,7 +88,6 @@ describe('a worker killed mid-run', () => {
 
 describe('replicas, redelivery and replayed grants', () => {
   let s: Stack;
-  const signedOrder = (sql: string, o: { expOffset?: number } = {}) => signedOrderFor(s, sql, o);
   let second: Worker;
   beforeAll(async () => {
     s = await startStack();
@@ -132,6 +108,29 @@ describe('replicas, redelivery and replayed grants', () => {
     expect(r.rows).toHaveLength(40);
     expect(r.rows.every((x: { n: number }) => x.n === 1)).toBe(true);
   });
+
+  function signedOrder(sql: string, o: { expOffset?: number } = {}): Order {
+    const { signer } = loadOrCreateGrantKey(s.config.grants.keyFile);
+    const id = newId();
+    const sessionId = newId('s');
+    const now = Math.floor(Date.now() / 1000);
+    const claims: GrantClaims = {
+      gid: id,
+      iid: id,
+      sid: sessionId,
+      tgt: 'db',
+      kind: 'postgres',
+      mode: 'write',
+      sha256: sha256Hex(sql),
+      iat: now - 5,
+      exp: now + (o.expOffset ?? 60),
+      limits: { rows: 10, seconds: 5 },
+      mask: {},
+      policyVersion: 'test',
+      sub: 'test',
+    };
+    return { v: 1, type: 'order', intentId: id, sessionId, target: 'db', command: { kind: 'sql', sql }, grant: signer.sign(claims), stateRevision: 1 };
+  }
 
   it('runs a validly signed order published three times exactly once (the claim refuses replays)', async () => {
     const sql = "INSERT INTO events (note) VALUES ('replayed')";
@@ -218,48 +217,5 @@ describe('replicas, redelivery and replayed grants', () => {
     expect(o.error!.message).toContain('500');
     const r = await s.admin.query("SELECT count(*)::int AS n FROM events WHERE note = 'bulk'");
     expect(r.rows[0].n).toBe(500);
-  });
-});
-
-describe('checks an executor prepares while the claim is stored (Executor.prepare)', () => {
-  let s: Stack;
-  let w: Worker;
-  const calls = { prepared: 0, ran: 0 };
-  beforeAll(async () => {
-    s = await startStack({ worker: false });
-    const executor: Executor = {
-      kind: 'postgres',
-      targets: ['db'],
-      run: () => Promise.reject(new Error('run() is not called when the executor prepares')),
-      prepare: () => {
-        calls.prepared++;
-        return Promise.resolve(() => {
-          calls.ran++;
-          return Promise.resolve({ type: 'rows', fields: [], rows: [], rowCount: 0, truncated: false, command: 'INSERT', notices: [] });
-        });
-      },
-      close: () => Promise.resolve(),
-    };
-    w = await createWorker({ nc: s.nc, config: s.config, log: createLogger({ name: 'w-prepare', level: 'silent' }), executors: [executor] });
-    await w.start();
-  });
-  afterAll(async () => {
-    await w?.stop();
-    await s?.stop();
-  });
-
-  it('prepares every delivery before its claim is settled, and runs only the one whose claim it holds', async () => {
-    const order = signedOrderFor(s, "INSERT INTO events (note) VALUES ('prepared')");
-    const js = jetstream(s.nc);
-    for (let i = 0; i < 3; i++) await js.publish(s.names.exec('postgres', 'db'), enc.encode(JSON.stringify(order)));
-    const events = await until(async () => {
-      const ev = await readSession({ nc: s.nc, names: s.names, sessionId: order.sessionId });
-      return ev.filter((e) => e.type === 'exec.refused').length >= 2 && ev.some((e) => e.type === 'exec.finished') ? ev : undefined;
-    });
-    expect(events.filter((e) => e.type === 'exec.refused').map((e) => (e.payload as { code: string }).code)).toEqual(['WRIT_ALREADY_CLAIMED', 'WRIT_ALREADY_CLAIMED']);
-    // The refused deliveries were prepared too (and one delivered again while the first copy's
-    // claim was being settled here, each time): preparing does not wait for the claim.
-    expect(calls.prepared).toBeGreaterThanOrEqual(3);
-    expect(calls.ran).toBe(1);
   });
 });

@@ -94,21 +94,10 @@ export interface ExecContext {
   streamMasker(): { push(chunk: Buffer | string): string; end(): string };
 }
 
-/** The rest of a run, once its checks are done (Executor.prepare). */
-export type PreparedRun = (ctx: ExecContext) => Promise<ExecOutput>;
-
 export interface Executor {
   readonly kind: TargetKind;
   /** Target names this executor serves. */
   readonly targets: readonly string[];
   run(ctx: ExecContext): Promise<ExecOutput>;
-  /**
-   * Optional: the part of a run that runs nothing of the order and holds nothing (checks of the
-   * grant and the statement, catalogue reads), which the runtime starts while the grant's claim
-   * is being stored, to take that round trip off the intent's path. Only once the claim is this
-   * worker's is what it returns called, with the run's context; a claim that is not ends it
-   * there, its result or refusal dropped. Its refusal is the run's failure, as run()'s would be.
-   */
-  prepare?(ctx: Pick<ExecContext, 'order' | 'claims'>): Promise<PreparedRun>;
   close(): Promise<void>;
 }

@@ -72,7 +72,7 @@ import {
 } from '../schemas/index.ts';
 import { compileMasking, genericSqlError, LineMasker, maskRows, maskText, MaskingSpecSchema, sensitiveColumns, type CompiledMasking } from '../masking/index.ts';
 import { ClaimedGrants } from './claimed-grants.ts';
-import { errorContextOf, type ExecContext, type ExecOutput, type Executor } from './executor.ts';
+import { errorContextOf, type ExecOutput, type Executor } from './executor.ts';
 
 export type WorkerState = 'INITIALIZED' | 'RUNNING' | 'DRAINING' | 'STOPPED';
 
@@ -204,20 +204,6 @@ function compileSpec(mask: unknown, hmacKey: Buffer | undefined): SpecResult {
 }
 
 const enc = new TextEncoder();
-/** A promise that never rejects (its rejection kept for unsettled): started early, maybe never awaited. */
-function settled<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
-  return p.then(
-    (value) => ({ ok: true as const, value }),
-    (error: unknown) => ({ ok: false as const, error }),
-  );
-}
-
-async function unsettled<T>(p: Promise<{ ok: true; value: T } | { ok: false; error: unknown }>): Promise<T> {
-  const r = await p;
-  if (!r.ok) throw r.error;
-  return r.value;
-}
-
 /** How long the claim's audit event may wait to share a block with the outcome's. */
 const CLAIM_AUDIT_DELAY_MS = 1000;
 /** How long an order whose claim could not be confirmed waits before it is delivered again. */
@@ -429,9 +415,6 @@ export class Worker {
       refused(err.code);
       return;
     }
-    // What the executor checks before it runs anything goes on while the claim is stored
-    // (Executor.prepare): one round trip off the intent's path. Only the claim's holder uses it.
-    const prepared = ex.prepare ? settled(ex.prepare({ order, claims })) : undefined;
     // The claim: only one create of this key can ever succeed.
     const fate = await this.#claim(claims);
     if (fate === 'unknown') {
@@ -487,7 +470,7 @@ export class Worker {
       await this.#execute(
         order,
         claims,
-        prepared ? async (ctx) => (await unsettled(prepared))(ctx) : (ctx) => ex.run(ctx),
+        ex,
         () => {
           clearTimeout(timer);
           void auditClaimed();
@@ -511,7 +494,7 @@ export class Worker {
     return c;
   }
 
-  async #execute(order: OrderBody, claims: GrantClaims, run: (ctx: ExecContext) => Promise<ExecOutput>, beforeFinishAudit: () => void, t: Traced): Promise<void> {
+  async #execute(order: OrderBody, claims: GrantClaims, ex: Executor, beforeFinishAudit: () => void, t: Traced): Promise<void> {
     const spec = this.#spec(claims);
     const ac = new AbortController();
     this.#running.add(ac);
@@ -523,7 +506,7 @@ export class Worker {
     try {
       if (!spec.ok) throw spec.error;
       const maskers: Array<{ stream: string; m: LineMasker }> = [];
-      const out = await run({
+      const out = await ex.run({
         order,
         claims,
         signal: ac.signal,

@@ -14,7 +14,7 @@
 import pg from 'pg';
 import { classifySqlCached as classifySql, splitSql, type SqlStatementFacts } from '../../classify/index.ts';
 import { readSecret, WritError, type AccessMode, type Config, type GrantClaims } from '../../schemas/index.ts';
-import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type PreparedRun, type RowsOutput } from '../executor.ts';
+import { setErrorContext, type ExecContext, type ExecOutput, type Executor, type RowsOutput } from '../executor.ts';
 import { fetchLimits, runCursor, runOneShot, type CursorResult, type FetchLimits } from './cursor.ts';
 import { OriginResolver } from './origins.ts';
 import { LARGE_OBJECT_FUNCTION, VALUE_FUNCTIONS, valueCatalog } from './catalogs.ts';
@@ -187,11 +187,6 @@ export class PostgresExecutor implements Executor {
   }
 
   async run(ctx: ExecContext): Promise<ExecOutput> {
-    return (await this.prepare(ctx))(ctx);
-  }
-
-  /** Everything before the session: the checks, and what they read of the catalogue (Executor.prepare). */
-  async prepare(ctx: Pick<ExecContext, 'order' | 'claims'>): Promise<PreparedRun> {
     const { order, claims } = ctx;
     if (order.command.kind !== 'sql') throw new WritError('WRIT_GRANT_MISMATCH', 'a PostgreSQL target runs SQL only');
     const known = this.#t.get(claims.tgt);
@@ -220,21 +215,7 @@ export class PostgresExecutor implements Executor {
     const orderHazards = masked ? await t.origins.maskedOrder([...new Set(facts.statements.flatMap((st) => [...st.tablesRead, ...st.tablesWritten]))], masked) : undefined;
     const lim = fetchLimits(claims.limits.rows ?? 1000, claims.limits.bytes ?? DEFAULT_BYTES);
     const timeoutMs = timeLimitMs(claims.limits.seconds ?? 30);
-    return (run: ExecContext) => this.#start(run, t, pool, statements, facts.statements, lim, timeoutMs, orderHazards);
-  }
 
-  /** The run itself, once the claim is this worker's: a session, the statement(s), the rows. */
-  async #start(
-    ctx: ExecContext,
-    t: TargetPools,
-    pool: pg.Pool,
-    statements: string[],
-    facts: SqlStatementFacts[],
-    lim: FetchLimits,
-    timeoutMs: number,
-    orderHazards: OrderHazards | undefined,
-  ): Promise<ExecOutput> {
-    const { claims } = ctx;
     const control = t.control[claims.mode];
     const s = await Session.open(pool, control ? (pid, port) => control.query(END_BACKEND_SQL, [pid, port]) : undefined);
     // Waiting for a pooled connection may outlast the grant: then nothing starts, so no run can
@@ -262,15 +243,15 @@ export class PostgresExecutor implements Executor {
       // hold transaction control: a DO block (or a CALL) may COMMIT inside an implicit transaction,
       // then SET TRANSACTION READ WRITE, and write as the read role (a DO block changed the role's
       // password so). Inside the batch path's BEGIN READ ONLY its COMMIT is refused (2D000).
-      if (claims.mode === 'read' && statements.length === 1 && ONE_SHOT_KINDS.has(facts[0]!.kind)) {
-        return await this.#runSingleRead(t, s, statements[0]!, facts[0]!, lim, timeoutMs, notices, orderHazards);
+      if (claims.mode === 'read' && statements.length === 1 && ONE_SHOT_KINDS.has(facts.statements[0]!.kind)) {
+        return await this.#runSingleRead(t, s, statements[0]!, facts.statements[0]!, lim, timeoutMs, notices, orderHazards);
       }
-      return await this.#runBatch(t, s, statements, facts, claims, lim, timeoutMs, notices, orderHazards);
+      return await this.#runBatch(t, s, statements, facts.statements, claims, lim, timeoutMs, notices, orderHazards);
     } catch (e) {
       // The time limit was what ended it when the server says so, when the worker's watchdog sent
       // the cancel, or when the statement had run that long (the server's text may be localised).
       const timedOut = s.watchdogCancelled || Date.now() - started >= timeoutMs;
-      throw await this.#failure(t, e, timeoutMs, facts, timedOut);
+      throw await this.#failure(t, e, timeoutMs, facts.statements, timedOut);
     } finally {
       s.client.off('notice', onNotice);
       ctx.signal.removeEventListener('abort', onAbort);
