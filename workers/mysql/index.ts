@@ -34,7 +34,7 @@ import {
   writesRows,
 } from '../sql-common.ts';
 import { carryVariables, MysqlCatalogue, qualifyFacts } from './origins.ts';
-import { Session, settingsSql } from './session.ts';
+import { END_THREAD_MS, Session, settingsSql } from './session.ts';
 import { fetchLimits, runStatement, type FetchLimits, type StatementResult } from './statement.ts';
 import { serverFlavor, type ServerFlavor } from './version.ts';
 
@@ -53,6 +53,22 @@ interface TargetPools {
 const DEFAULT_BYTES = 4 * 1024 * 1024;
 /** Statements that make the server commit the open transaction first (and so end the worker's). */
 const IMPLICIT_COMMIT = new Set(['create', 'alter', 'drop', 'truncate', 'lock', 'unlock', 'grant', 'revoke', 'transaction']);
+/**
+ * KILL of a thread, then the wait until the server has ended it (bounded by the session's
+ * END_THREAD_MS). KILL only marks the thread: it ends when it next looks at the mark, which a
+ * busy server's statement may take a while to do, and until then it still runs and is listed.
+ * The thread is its own user's, whose threads that user sees without the PROCESS privilege.
+ */
+async function endThread(killer: Pool, id: number): Promise<void> {
+  const ask = (sql: string) => new Promise<unknown[]>((resolve) => killer.query(sql, (e, rows) => resolve(e ? [] : (rows as unknown[]))));
+  await ask(`KILL ${id}`);
+  // Polled no longer than the session waits for it (a thread that never ends is not waited on for ever).
+  for (const until = Date.now() + END_THREAD_MS; Date.now() < until;) {
+    if ((await ask(`SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = ${id}`)).length === 0) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 /** Server errors that are the statement time limit or the watchdog's KILL QUERY. */
 const TIMEOUT_ERRNO = new Set([1969 /* MariaDB ER_STATEMENT_TIMEOUT */, 3024 /* MySQL ER_QUERY_TIMEOUT */, 1317 /* ER_QUERY_INTERRUPTED */, 1028 /* ER_FILSORT_ABORT */]);
 
@@ -199,7 +215,7 @@ export class MysqlExecutor implements Executor {
 
     const killer = t.killers[claims.mode] ?? t.control;
     // A connection dropped mid-statement has its thread ended (KILL ends the statement with it).
-    const s = await Session.open(pool, (id) => new Promise<void>((resolve) => killer.query(`KILL ${Number(id)}`, () => resolve())));
+    const s = await Session.open(pool, (id) => endThread(killer, Number(id)));
     // Waiting for a pooled connection may outlast the grant: then nothing starts.
     if (Date.now() >= claims.exp * 1000) {
       await s.release(true);

@@ -16,7 +16,7 @@ import { timerMs } from '../sql-common.ts';
 /** Grace after the server's time limit before the worker kills the query, then before it drops the connection. */
 const KILL_GRACE_MS = 2_000;
 /** How long a release waits for the server to end a thread the worker dropped mid-statement. */
-const END_THREAD_MS = 5_000;
+export const END_THREAD_MS = 5_000;
 const DESTROY_GRACE_MS = 3_000;
 /** The server status flag of an open transaction (SERVER_STATUS_IN_TRANS). */
 const IN_TRANS = 0x0001;
