@@ -135,6 +135,22 @@ describe('worker keys bound to targets', () => {
     expect(r.firstBreak?.reason).toMatch(/exec event for intent made-up, which the session never received, signed by key [0-9a-f]{16} bound to targets web/);
   });
 
+  it('takes no receipt from a block that fails its own checks: a forged receipt excuses no report', async () => {
+    const l = await log();
+    // An insider's block, chained, naming a db intent as received, signed by a key nobody registered.
+    const stranger = pair();
+    const w = new AuditWriter({ js, jsm, names: l.n, actor: { kind: 'broker', id: 'b1' }, flushMs: 1, signer: blockSigner(stranger.priv) });
+    await w.append({ sessionId: 'sess_a', intentId: 'db-forged', type: 'intent.received', payload: { target: 'db' } });
+    await w.close();
+    // The db worker's key reports a run of it.
+    await run(l.writer(dbWorker, 'pg-1'), 'db-forged');
+    await l.close();
+    const r = await verifyBoth(l.n);
+    // The forged block, and both reports, which no genuine receipt covers.
+    expect(r.breaks).toBe(3);
+    expect(r.firstBreak?.reason).toMatch(/unregistered key/);
+  });
+
   it("accepts a bound key's refusal of an order for any intent: a refusal says nothing ran", async () => {
     const l = await log();
     const w = l.writer(dbWorker, 'pg-1');

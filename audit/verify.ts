@@ -148,7 +148,9 @@ class Verifier {
       if (this.signers && seq >= (this.opts.allowUnsignedBefore ?? 0)) this.fail({ sessionId: sid, seq, eventId: a.firstId ?? '', reason: 'block is not signed by any writer key' });
     }
     if (a.evidence) this.state?.note(sid, a.evidence);
-    if (a.received) this.#received(sid, a.received);
+    // Only a block that passed its checks is a receipt a bound worker's report can rest on: a
+    // forged one is a break of its own, and must not also excuse the reports it names.
+    if (a.received && !a.errors && (!a.unsigned || seq < (this.opts.allowUnsignedBefore ?? 0))) this.#received(sid, a.received);
     if (a.bound) this.#checkBound(seq, sid, a, chain.truncated === true, storedAt);
     if (a.events === 0) return;
     chain.head = a.lastHash!;
